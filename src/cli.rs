@@ -1,0 +1,50 @@
+//! The command line: global options and the subcommand list.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::cmd;
+
+/// Back up, verify and restore the Qdrant collections behind AI Memory (or any Qdrant).
+///
+/// Connection settings come from --url, or QDRANT_URL, or QDRANT_HOST and QDRANT_PORT; the
+/// API key from QDRANT_API_KEY.
+#[derive(Debug, Parser)]
+#[command(name = "aimem", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// When to use colour (NO_COLOR is honoured with `auto`).
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// Print only warnings and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// Never draw progress bars.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Snapshot collections, config files and (optionally) logs into a new backup folder.
+    Backup(cmd::backup::BackupArgs),
+    /// Print a shell completion script to stdout.
+    Completions(cmd::completions::CompletionsArgs),
+}

@@ -1,0 +1,4 @@
+//! One module per subcommand: the order of steps, cleanup, and which exit status a failure means.
+
+pub mod backup;
+pub mod completions;

@@ -1,0 +1,248 @@
+//! `CHECKSUMS.sha256`: one `<hex>  <relative path>` line per file, as `sha256sum` writes and
+//! `sha256sum -c` reads it.
+
+use std::io::{Read, Write};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use miette::Diagnostic;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::fingerprint::hex;
+
+/// The checksum file's name inside a backup folder.
+pub const CHECKSUMS_FILE: &str = "CHECKSUMS.sha256";
+
+/// Hashing reads this much at a time: large enough for full speed, small enough to stay flat.
+const HASH_BUFFER: usize = 1024 * 1024;
+
+/// One listed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub sha256: String,
+    /// Relative to the backup folder, with `/` separators.
+    pub path: String,
+}
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum ChecksumsError {
+    #[error("{file} line {line}: {problem}")]
+    #[diagnostic(
+        code(aimem::checksums::malformed),
+        help(
+            "Each line must be a 64-digit lowercase SHA-256, two spaces, and a path inside the backup folder."
+        )
+    )]
+    Malformed {
+        file: Utf8PathBuf,
+        line: usize,
+        problem: String,
+    },
+
+    #[error("cannot read {file}: {source}")]
+    #[diagnostic(code(aimem::checksums::io))]
+    Io {
+        file: Utf8PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Parses checksum text strictly: every non-empty line must be well formed.
+pub fn parse(file: &Utf8Path, text: &str) -> Result<Vec<Entry>, ChecksumsError> {
+    let mut entries = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let malformed = |problem: &str| ChecksumsError::Malformed {
+            file: file.to_owned(),
+            line: index + 1,
+            problem: problem.to_string(),
+        };
+        if line.is_empty() {
+            continue;
+        }
+        let (digest, rest) = line
+            .split_at_checked(64)
+            .ok_or_else(|| malformed("too short for a SHA-256 line"))?;
+        if !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(malformed("the digest is not 64 hex digits"));
+        }
+        // sha256sum writes two spaces (text mode) or a space and `*` (binary mode).
+        let path = rest
+            .strip_prefix("  ")
+            .or_else(|| rest.strip_prefix(" *"))
+            .ok_or_else(|| malformed("expected two spaces after the digest"))?;
+        check_relative(path).map_err(|problem| malformed(&problem))?;
+        entries.push(Entry {
+            sha256: digest.to_ascii_lowercase(),
+            path: path.to_string(),
+        });
+    }
+    Ok(entries)
+}
+
+/// Reads and parses `CHECKSUMS.sha256` in `backup_dir`.
+pub fn read(backup_dir: &Utf8Path) -> Result<Vec<Entry>, ChecksumsError> {
+    let file = backup_dir.join(CHECKSUMS_FILE);
+    let text = std::fs::read_to_string(&file).map_err(|source| ChecksumsError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    parse(&file, &text)
+}
+
+/// A path a checksum line may name: relative, inside the folder, no escapes sha256sum would add.
+pub fn check_relative(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if path.starts_with('/') || path.split('/').any(|part| part == ".." || part.is_empty()) {
+        return Err(format!(
+            "`{path}` is not a plain path inside the backup folder"
+        ));
+    }
+    if path.contains(['\\', '\n', '\r']) {
+        return Err(format!("`{path}` holds a character sha256sum would escape"));
+    }
+    Ok(())
+}
+
+/// The file text for these entries, sorted by path.
+pub fn render(entries: &[Entry]) -> String {
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    sorted
+        .iter()
+        .map(|e| format!("{}  {}\n", e.sha256, e.path))
+        .collect()
+}
+
+/// Writes `CHECKSUMS.sha256` into `dir` and syncs it.
+pub fn write(dir: &Utf8Path, entries: &[Entry]) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(dir.join(CHECKSUMS_FILE))?;
+    file.write_all(render(entries).as_bytes())?;
+    file.sync_all()
+}
+
+/// SHA-256 and length of a file, read in fixed-size chunks (memory stays flat).
+pub fn hash_file(path: &Utf8Path) -> std::io::Result<(String, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; HASH_BUFFER];
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buffer[..n]);
+        total += n as u64;
+    }
+    Ok((hex(&hasher.finalize()), total))
+}
+
+/// A writer that hashes every byte on its way to the inner writer.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// Hex SHA-256 and byte count of everything written, and the inner writer.
+    pub fn finish(self) -> (String, u64, W) {
+        (hex(&self.hasher.finalize()), self.written, self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "8429c265cc4c2dfa13dd3be91060e133b38c3017499104d2a452e8999d682fa7";
+
+    #[test]
+    fn round_trips_sha256sum_format() {
+        let entries = vec![
+            Entry {
+                sha256: A.into(),
+                path: "qdrant/conventions.snapshot".into(),
+            },
+            Entry {
+                sha256: A.into(),
+                path: "manifest.json".into(),
+            },
+        ];
+        let text = render(&entries);
+        assert_eq!(
+            text,
+            format!("{A}  manifest.json\n{A}  qdrant/conventions.snapshot\n")
+        );
+        let parsed = parse(Utf8Path::new("C"), &text).unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].path, "manifest.json");
+    }
+
+    #[test]
+    fn binary_mode_lines_are_accepted() {
+        let parsed = parse(Utf8Path::new("C"), &format!("{A} *manifest.json\n")).unwrap();
+        assert_eq!(parsed[0].path, "manifest.json");
+    }
+
+    #[test]
+    fn malformed_lines_are_named_by_number() {
+        let cases = [
+            (format!("{A}  ok\nnot a line\n"), 2, "too short"),
+            (format!("{}  x\n", "z".repeat(64)), 1, "hex"),
+            (format!("{A} x\n"), 1, "two spaces"),
+            (format!("{A}  /etc/passwd\n"), 1, "not a plain path"),
+            (format!("{A}  qdrant/../../x\n"), 1, "not a plain path"),
+        ];
+        for (text, line, words) in cases {
+            let err = parse(Utf8Path::new("C"), &text).unwrap_err();
+            let ChecksumsError::Malformed {
+                line: got, problem, ..
+            } = &err
+            else {
+                panic!()
+            };
+            assert_eq!(*got, line, "{text:?}");
+            assert!(problem.contains(words), "{problem}");
+        }
+    }
+
+    #[test]
+    fn hashing_writer_and_hash_file_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("f")).unwrap();
+        let mut writer = HashingWriter::new(std::fs::File::create(&path).unwrap());
+        writer.write_all(b"hello world").unwrap();
+        let (digest, len, _) = writer.finish();
+        assert_eq!(
+            digest,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        assert_eq!(hash_file(&path).unwrap(), (digest, len));
+    }
+}

@@ -1,0 +1,176 @@
+//! Where things live in and around a backup folder.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// Snapshots live in `qdrant/`, config copies in `config/`, logs in `logs/`.
+pub const SNAPSHOT_DIR: &str = "qdrant";
+pub const CONFIG_DIR: &str = "config";
+pub const LOGS_DIR: &str = "logs";
+
+/// A backup in progress is built in a hidden folder with this prefix in the same root, then
+/// renamed into place; one left behind by a killed run is an incomplete backup.
+pub const STAGING_PREFIX: &str = ".aimem-staging-";
+
+/// `YYYY-MM-DD_HHMMSS`, the name of a backup folder.
+pub fn folder_name(at: OffsetDateTime) -> String {
+    let format = format_description!("[year]-[month]-[day]_[hour][minute][second]");
+    at.format(&format).unwrap_or_else(|_| "backup".to_string())
+}
+
+/// A free name in `root` for a backup taken at `at`: the timestamp, with `-2`, `-3`… if taken.
+pub fn free_folder(root: &Utf8Path, at: OffsetDateTime) -> Utf8PathBuf {
+    let base = folder_name(at);
+    let mut candidate = root.join(&base);
+    let mut n = 2;
+    while candidate.symlink_metadata().is_ok() {
+        candidate = root.join(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// The staging folder for a backup that will be named `final_name`.
+pub fn staging_folder(root: &Utf8Path, final_name: &str) -> Utf8PathBuf {
+    root.join(format!(
+        "{STAGING_PREFIX}{final_name}-{}",
+        std::process::id()
+    ))
+}
+
+/// RFC 3339 with microseconds and the offset, like Python's `isoformat()`.
+pub fn timestamp(at: OffsetDateTime) -> String {
+    let format = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6][offset_hour sign:mandatory]:[offset_minute]"
+    );
+    at.format(&format).unwrap_or_default()
+}
+
+/// The environment variable and default for the folder that holds backups.
+pub const BACKUP_ROOT_ENV: &str = "AI_MEMORY_BACKUP_DIR";
+pub const DEFAULT_BACKUP_ROOT: &str = "./backups";
+
+/// The backup root when no folder is given: `AI_MEMORY_BACKUP_DIR`, else `./backups`.
+pub fn default_root() -> Utf8PathBuf {
+    std::env::var(BACKUP_ROOT_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| DEFAULT_BACKUP_ROOT.into(), Utf8PathBuf::from)
+}
+
+/// True for a folder a running or killed aimem backup is building.
+pub fn is_staging(name: &str) -> bool {
+    name.starts_with(STAGING_PREFIX)
+}
+
+/// The complete backups (folders holding a `manifest.json`, staging folders excluded) directly
+/// under `root`, oldest first. Dated names sort in time order.
+pub fn complete_backups(root: &Utf8Path) -> std::io::Result<Vec<Utf8PathBuf>> {
+    let mut found = Vec::new();
+    for entry in root.read_dir_utf8()? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir()
+            && !is_staging(entry.file_name())
+            && entry.path().join(super::MANIFEST_FILE).is_file()
+        {
+            found.push(entry.path().to_owned());
+        }
+    }
+    found.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    Ok(found)
+}
+
+/// `2026-02-03_143052-10` after `…-9`: the numeric suffix compares as a number.
+fn sort_key(path: &Utf8Path) -> (String, u64) {
+    let name = path.file_name().unwrap_or_default();
+    match name.rsplit_once('-') {
+        Some((base, n)) if base.len() == 17 && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (base.to_string(), n.parse().unwrap_or(0))
+        }
+        _ => (name.to_string(), 0),
+    }
+}
+
+/// A backup folder argument: a path, or `latest` for the newest complete backup under `root`.
+pub fn resolve_backup(arg: &Utf8Path, root: &Utf8Path) -> Result<Utf8PathBuf, String> {
+    if arg.as_str() != "latest" || arg.exists() {
+        return Ok(arg.to_owned());
+    }
+    let backups =
+        complete_backups(root).map_err(|e| format!("cannot list the backups in {root}: {e}"))?;
+    backups
+        .last()
+        .cloned()
+        .ok_or_else(|| format!("`latest`: there is no complete backup in {root}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn latest_is_the_newest_complete_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        assert!(
+            resolve_backup(Utf8Path::new("latest"), root)
+                .unwrap_err()
+                .contains("no complete backup")
+        );
+        for name in [
+            "2026-02-03_143052",
+            "2026-02-03_143052-2",
+            "2026-02-03_143052-10",
+            "2026-02-04_090000",
+        ] {
+            std::fs::create_dir(root.join(name)).unwrap();
+            std::fs::write(root.join(name).join("manifest.json"), "{}").unwrap();
+        }
+        std::fs::create_dir(root.join(".aimem-staging-2027-01-01_000000-1")).unwrap();
+        std::fs::write(
+            root.join(".aimem-staging-2027-01-01_000000-1/manifest.json"),
+            "{}",
+        )
+        .unwrap();
+        std::fs::create_dir(root.join("2027-01-01_000000")).unwrap(); // no manifest: not complete
+        let all = complete_backups(root).unwrap();
+        let names: Vec<&str> = all.iter().map(|p| p.file_name().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "2026-02-03_143052",
+                "2026-02-03_143052-2",
+                "2026-02-03_143052-10",
+                "2026-02-04_090000"
+            ]
+        );
+        assert_eq!(
+            resolve_backup(Utf8Path::new("latest"), root).unwrap(),
+            root.join("2026-02-04_090000")
+        );
+        assert_eq!(
+            resolve_backup(Utf8Path::new("some/dir"), root).unwrap(),
+            Utf8PathBuf::from("some/dir")
+        );
+    }
+
+    #[test]
+    fn names_and_timestamps() {
+        let at = datetime!(2026-02-03 14:30:52.123456 +01:00);
+        assert_eq!(folder_name(at), "2026-02-03_143052");
+        assert_eq!(timestamp(at), "2026-02-03T14:30:52.123456+01:00");
+    }
+
+    #[test]
+    fn a_taken_name_gets_a_suffix() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let at = datetime!(2026-02-03 14:30:52 UTC);
+        std::fs::create_dir(root.join("2026-02-03_143052")).unwrap();
+        assert_eq!(free_folder(root, at), root.join("2026-02-03_143052-2"));
+        std::fs::create_dir(root.join("2026-02-03_143052-2")).unwrap();
+        assert_eq!(free_folder(root, at), root.join("2026-02-03_143052-3"));
+    }
+}

@@ -1,0 +1,258 @@
+//! The backup folder's own files: `manifest.json`, `CHECKSUMS.sha256` and the folder layout.
+//!
+//! Offline only: nothing here talks to a network or a terminal.
+
+pub mod checksums;
+pub mod layout;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+/// The manifest's file name inside a backup folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// `manifest.json`: what a backup holds.
+///
+/// The field names and meanings are the Python scripts' (so both tools read each other's
+/// backups); the `Option` fields after them are what aimem adds. Unknown fields are kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// When the backup was taken, RFC 3339 with the local offset.
+    pub backup_date: String,
+    #[serde(default = "unknown")]
+    pub ai_memory_version: String,
+    #[serde(default)]
+    pub qdrant_host: String,
+    #[serde(default)]
+    pub qdrant_port: u16,
+    pub collections: BTreeMap<String, CollectionEntry>,
+    /// Paths under `config/`, relative to it.
+    #[serde(default)]
+    pub config_files: Vec<String>,
+    #[serde(default)]
+    pub includes_logs: bool,
+    /// Feature flags at backup time; diagnostic only.
+    #[serde(default)]
+    pub runtime_flags: BTreeMap<String, Value>,
+    /// The aimem version that wrote this manifest (absent: the Python scripts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aimem_version: Option<String>,
+    /// The Qdrant server version the snapshots came from (`GET /`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdrant_version: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// One backed-up collection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CollectionEntry {
+    pub name: String,
+    /// Exact point count at backup time.
+    pub records: u64,
+    /// File name under `qdrant/`.
+    pub snapshot_file: String,
+    pub size_bytes: u64,
+    /// The schema fingerprint; absent in legacy (pre-2.4.1) manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    /// SHA-256 of the snapshot file (aimem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `sha256:<hex>` of the canonical fingerprint (aimem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_digest: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+fn unknown() -> String {
+    "unknown".to_string()
+}
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum ManifestError {
+    #[error("{path} does not exist")]
+    #[diagnostic(
+        code(aimem::manifest::missing),
+        help("Is this a backup folder? It should hold manifest.json and CHECKSUMS.sha256.")
+    )]
+    Missing { path: Utf8PathBuf },
+
+    #[error("cannot read {path}: {source}")]
+    #[diagnostic(code(aimem::manifest::io))]
+    Io {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{path} is not a valid manifest: {message}")]
+    #[diagnostic(
+        code(aimem::manifest::invalid),
+        help(
+            "The backup's manifest is damaged. Use another backup, or repair the marked spot by hand."
+        )
+    )]
+    Invalid {
+        path: Utf8PathBuf,
+        message: String,
+        #[source_code]
+        source_code: NamedSource<String>,
+        #[label("{message}")]
+        span: SourceSpan,
+    },
+}
+
+impl Manifest {
+    /// Reads `manifest.json` from a backup folder.
+    pub fn read(backup_dir: &Utf8Path) -> Result<Manifest, ManifestError> {
+        let path = backup_dir.join(MANIFEST_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ManifestError::Missing { path });
+            }
+            Err(source) => return Err(ManifestError::Io { path, source }),
+        };
+        Manifest::parse(&path, text)
+    }
+
+    /// Parses manifest text; errors point at the offending line and column.
+    pub fn parse(path: &Utf8Path, text: String) -> Result<Manifest, ManifestError> {
+        serde_json::from_str(&text).map_err(|e| {
+            let offset = offset_of(&text, e.line(), e.column());
+            let message = strip_position(&e.to_string());
+            ManifestError::Invalid {
+                path: path.to_owned(),
+                message,
+                source_code: NamedSource::new(path.as_str(), text),
+                span: SourceSpan::from((offset, 1)),
+            }
+        })
+    }
+
+    /// Pretty JSON with a final newline, as written to disk.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// Writes the manifest into `dir` and syncs it.
+    pub fn write(&self, dir: &Utf8Path) -> std::io::Result<()> {
+        let mut file = std::fs::File::create(dir.join(MANIFEST_FILE))?;
+        file.write_all(self.to_json().as_bytes())?;
+        file.sync_all()
+    }
+
+    /// Total records over all collections.
+    pub fn total_records(&self) -> u64 {
+        self.collections.values().map(|c| c.records).sum()
+    }
+
+    /// True when any collection lacks a schema fingerprint (a pre-2.4.1 backup).
+    pub fn is_legacy(&self) -> bool {
+        self.collections.values().any(|c| c.schema.is_none())
+    }
+}
+
+/// Byte offset of a 1-based line and column (serde_json's positions).
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    (line_start + column.saturating_sub(1)).min(text.len().saturating_sub(1))
+}
+
+/// serde_json appends " at line L column C": the label shows the spot already.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUIDE_EXAMPLE: &str = r#"{
+  "backup_date": "2026-02-03T14:30:52.123456+00:00",
+  "ai_memory_version": "2.4.1",
+  "qdrant_host": "localhost",
+  "qdrant_port": 26350,
+  "collections": {
+    "discussions": {
+      "name": "discussions",
+      "records": 42,
+      "snapshot_file": "discussions.snapshot",
+      "size_bytes": 1048576,
+      "schema": {
+        "params": { "vectors": {}, "sparse_vectors": {}, "shard_number": 1, "on_disk_payload": true },
+        "hnsw_config": {},
+        "quantization_config": {},
+        "payload_schema": {}
+      }
+    }
+  },
+  "config_files": ["settings.json", ".env", "docker/.env", "docker/.env.secrets"],
+  "includes_logs": false,
+  "runtime_flags": { "COLBERT_RERANKING_ENABLED": "true", "HYBRID_SEARCH_ENABLED": "false", "BM25_SPARSE_ENABLED": "true" },
+  "python_only_field": [1, 2]
+}"#;
+
+    #[test]
+    fn reads_the_python_manifest_and_keeps_unknown_fields() {
+        let manifest = Manifest::parse(Utf8Path::new("m.json"), GUIDE_EXAMPLE.to_string()).unwrap();
+        assert_eq!(manifest.qdrant_port, 26350);
+        assert_eq!(manifest.total_records(), 42);
+        assert!(!manifest.is_legacy());
+        assert_eq!(
+            manifest.extra["python_only_field"],
+            serde_json::json!([1, 2])
+        );
+        assert!(manifest.aimem_version.is_none());
+        let again = Manifest::parse(Utf8Path::new("m.json"), manifest.to_json()).unwrap();
+        assert_eq!(again, manifest);
+        let written: Value = serde_json::from_str(&manifest.to_json()).unwrap();
+        assert!(
+            written.get("aimem_version").is_none(),
+            "no invented fields for Python backups"
+        );
+        assert_eq!(written["python_only_field"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn a_manifest_without_schema_is_legacy() {
+        let legacy = GUIDE_EXAMPLE.replace("\"schema\"", "\"old_schema\"");
+        let manifest = Manifest::parse(Utf8Path::new("m.json"), legacy).unwrap();
+        assert!(manifest.is_legacy());
+    }
+
+    #[test]
+    fn broken_json_points_at_the_bad_spot() {
+        let broken = GUIDE_EXAMPLE.replace("\"records\": 42,", "\"records\": 42,,");
+        let err = Manifest::parse(Utf8Path::new("m.json"), broken.clone()).unwrap_err();
+        let ManifestError::Invalid { span, message, .. } = err else {
+            panic!("wrong error")
+        };
+        assert_eq!(&broken[span.offset()..span.offset() + 1], ",", "{message}");
+        let line = broken[..span.offset()].lines().count();
+        assert_eq!(line, 9);
+    }
+
+    #[test]
+    fn wrong_types_are_reported_too() {
+        let wrong = GUIDE_EXAMPLE.replace("\"records\": 42", "\"records\": \"many\"");
+        let err = Manifest::parse(Utf8Path::new("m.json"), wrong).unwrap_err();
+        assert!(err.to_string().contains("invalid type"), "{err}");
+    }
+}

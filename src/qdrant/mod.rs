@@ -1,0 +1,552 @@
+//! The Qdrant REST client: one shared, synchronous ureq agent.
+//!
+//! This layer knows HTTP, Qdrant's paths, its JSON envelope and its two kinds of error body
+//! (JSON and plain text). It knows nothing about backups: it hands back `serde_json::Value`
+//! or the small types in [`types`].
+
+mod error;
+mod types;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use ureq::Agent;
+use ureq::http::{Method, Request, Response};
+
+pub use error::QdrantError;
+pub use types::{ServerInfo, SnapshotDescription};
+
+/// The error a transfer's sink or source returns to stop it (a signal arrived). It cannot be
+/// `ErrorKind::Interrupted`: `write_all` and friends retry on that.
+#[derive(Debug)]
+pub struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped by a signal")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+impl Cancelled {
+    /// As an `io::Error`, for `Read`/`Write` implementations.
+    pub fn io() -> std::io::Error {
+        std::io::Error::other(Cancelled)
+    }
+}
+
+/// How long each kind of exchange may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Opening the TCP (and TLS) connection.
+    pub connect: Duration,
+    /// Ordinary JSON calls.
+    pub request: Duration,
+    /// Waiting for `POST …/snapshots?wait=true` to answer (the server builds the archive meanwhile).
+    pub snapshot_create: Duration,
+    /// The longest a snapshot transfer may stall. A transfer that keeps moving is never cut off.
+    pub transfer_stall: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(300),
+            snapshot_create: Duration::from_secs(300),
+            transfer_stall: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A connection to one Qdrant server.
+pub struct Client {
+    agent: Agent,
+    base_url: String,
+    api_key: Option<String>,
+    timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for Client {
+    // Hand-written so that the API key can never end up in a log or panic message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Size of the buffer snapshot bytes move through; memory use stays flat at about this.
+const TRANSFER_BUFFER: usize = 256 * 1024;
+/// Error bodies longer than this are cut: they are for people, not data.
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+/// JSON answers are small; anything this large is not Qdrant talking.
+const JSON_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
+impl Client {
+    /// A client for the server at `base_url` (scheme, host and port; a trailing slash is ignored).
+    pub fn new(base_url: &str, api_key: Option<String>, timeouts: Timeouts) -> Client {
+        let agent: Agent = Agent::config_builder()
+            // Qdrant's error bodies carry the useful message: read them instead of failing early.
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_recv_response(Some(timeouts.request))
+            .user_agent(concat!("aimem/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Client {
+            agent,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            api_key: api_key.filter(|k| !k.is_empty()),
+            timeouts,
+        }
+    }
+
+    /// The server's address, for messages.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `GET /`: name and version. Needs no key on a real server.
+    pub fn server_info(&self) -> Result<ServerInfo, QdrantError> {
+        let value = self.json(Method::GET, "/", None, None)?;
+        serde_json::from_value(value).map_err(|e| self.invalid("/", e))
+    }
+
+    /// Checks that the server answers an authenticated call: the cheapest way to test the key.
+    pub fn list_collections(&self) -> Result<Vec<String>, QdrantError> {
+        let result = self.result(Method::GET, "/collections", None)?;
+        let names = result
+            .get("collections")
+            .and_then(Value::as_array)
+            .ok_or_else(|| self.invalid("/collections", "no `collections` list"))?
+            .iter()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        Ok(names)
+    }
+
+    /// `GET /collections/{name}`: the collection's info (`result`), as Qdrant sent it.
+    pub fn collection_info(&self, name: &str) -> Result<Value, QdrantError> {
+        self.result(Method::GET, &collection_path(name, ""), None)
+    }
+
+    /// `GET /collections/{name}/exists`.
+    pub fn collection_exists(&self, name: &str) -> Result<bool, QdrantError> {
+        let path = collection_path(name, "/exists");
+        let result = self.result(Method::GET, &path, None)?;
+        result
+            .get("exists")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| self.invalid(&path, "no `exists` flag"))
+    }
+
+    /// The exact number of points (`points_count` in the info is only an estimate).
+    pub fn count_exact(&self, name: &str) -> Result<u64, QdrantError> {
+        let path = collection_path(name, "/points/count");
+        let result = self.result(Method::POST, &path, Some(&json!({ "exact": true })))?;
+        result
+            .get("count")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| self.invalid(&path, "no `count`"))
+    }
+
+    /// `PUT /collections/{name}` with a CreateCollection body.
+    pub fn create_collection(&self, name: &str, body: &Value) -> Result<(), QdrantError> {
+        self.result(Method::PUT, &collection_path(name, ""), Some(body))
+            .map(drop)
+    }
+
+    /// `DELETE /collections/{name}`; true when it existed.
+    pub fn delete_collection(&self, name: &str) -> Result<bool, QdrantError> {
+        let result = self.result(Method::DELETE, &collection_path(name, ""), None)?;
+        Ok(result.as_bool().unwrap_or(false))
+    }
+
+    /// `PUT /collections/{name}/index?wait=true` for one payload field.
+    pub fn create_payload_index(
+        &self,
+        name: &str,
+        field: &str,
+        schema: &Value,
+    ) -> Result<(), QdrantError> {
+        let path = collection_path(name, "/index?wait=true");
+        let body = json!({ "field_name": field, "field_schema": schema });
+        self.result(Method::PUT, &path, Some(&body)).map(drop)
+    }
+
+    /// `POST /collections/{name}/snapshots?wait=true`: builds a snapshot on the server.
+    pub fn create_snapshot(&self, name: &str) -> Result<SnapshotDescription, QdrantError> {
+        // wait=false would hide every error behind a 202 (api.md §0.3).
+        let path = collection_path(name, "/snapshots?wait=true");
+        let request = self.request(Method::POST, &path, Some(Vec::new()))?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_recv_response(Some(self.timeouts.snapshot_create))
+            .build();
+        let value = self.exchange_json(
+            Method::POST,
+            &path,
+            request,
+            "creating the snapshot",
+            self.timeouts.snapshot_create,
+        )?;
+        let result = take_result(value).ok_or_else(|| self.invalid(&path, "no `result`"))?;
+        serde_json::from_value(result).map_err(|e| self.invalid(&path, e))
+    }
+
+    /// `GET /collections/{name}/snapshots`.
+    pub fn list_snapshots(&self, name: &str) -> Result<Vec<SnapshotDescription>, QdrantError> {
+        let path = collection_path(name, "/snapshots");
+        let result = self.result(Method::GET, &path, None)?;
+        serde_json::from_value(result).map_err(|e| self.invalid(&path, e))
+    }
+
+    /// `DELETE /collections/{name}/snapshots/{snapshot}?wait=true`.
+    pub fn delete_snapshot(&self, name: &str, snapshot: &str) -> Result<(), QdrantError> {
+        let path = collection_path(
+            name,
+            &format!("/snapshots/{}?wait=true", encode_segment(snapshot)),
+        );
+        self.result(Method::DELETE, &path, None).map(drop)
+    }
+
+    /// Streams a snapshot file into `sink`, returning the number of bytes written.
+    ///
+    /// Asks for `Accept-Encoding: identity`: otherwise Qdrant compresses on the fly and the bytes
+    /// would not be the ones its checksum covers. Fails if the body ends before `Content-Length`.
+    /// Errors from `sink` come back as [`QdrantError::LocalWrite`], or as `Interrupted` when the
+    /// sink fails with [`Cancelled`].
+    pub fn download_snapshot(
+        &self,
+        name: &str,
+        snapshot: &str,
+        sink: &mut dyn Write,
+    ) -> Result<u64, QdrantError> {
+        let path = collection_path(name, &format!("/snapshots/{}", encode_segment(snapshot)));
+        let mut request = self.request::<Vec<u8>>(Method::GET, &path, None)?;
+        request.headers_mut().insert(
+            "accept-encoding",
+            ureq::http::HeaderValue::from_static("identity"),
+        );
+        let stall = self.timeouts.transfer_stall;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_recv_response(Some(stall))
+            .timeout_per_read(Some(stall))
+            .build();
+        let what = format!("downloading snapshot {snapshot}");
+        let response = self.send(&path, request, &what, stall)?;
+        let response = self.check_status(Method::GET, &path, response)?;
+        let expected = response.body().content_length();
+        let mut reader = response.into_body().into_reader();
+        let mut buffer = vec![0u8; TRANSFER_BUFFER];
+        let mut written: u64 = 0;
+        loop {
+            let n = match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.body_error(&what, e, stall)),
+            };
+            sink.write_all(&buffer[..n]).map_err(|e| {
+                match e.get_ref().is_some_and(|inner| inner.is::<Cancelled>()) {
+                    true => QdrantError::Interrupted,
+                    false => QdrantError::LocalWrite(e),
+                }
+            })?;
+            written += n as u64;
+        }
+        if let Some(expected) = expected {
+            if written != expected {
+                return Err(QdrantError::Transport {
+                    what,
+                    detail: format!("the connection closed after {written} of {expected} bytes"),
+                });
+            }
+        }
+        Ok(written)
+    }
+
+    /// Sends a JSON call and returns the envelope's `result` (or `null` when there is none).
+    fn result(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, QdrantError> {
+        let value = self.json(method, path, body, None)?;
+        Ok(take_result(value).unwrap_or(Value::Null))
+    }
+
+    /// Sends a JSON call and returns the whole parsed body.
+    fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        what: Option<&str>,
+    ) -> Result<Value, QdrantError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
+        let mut request = self.request(method.clone(), path, bytes)?;
+        if body.is_some() {
+            request.headers_mut().insert(
+                "content-type",
+                ureq::http::HeaderValue::from_static("application/json"),
+            );
+        }
+        let what = what
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{method} {}", strip_query(path)));
+        self.exchange_json(method, path, request, &what, self.timeouts.request)
+    }
+
+    fn exchange_json(
+        &self,
+        method: Method,
+        path: &str,
+        request: Request<Vec<u8>>,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<Value, QdrantError> {
+        let response = self.send(path, request, what, timeout)?;
+        let response = self.check_status(method, path, response)?;
+        let text = response
+            .into_body()
+            .with_config()
+            .limit(JSON_BODY_LIMIT)
+            .read_to_string()
+            .map_err(|e| self.ureq_error(what, e, timeout))?;
+        serde_json::from_str(&text).map_err(|e| self.invalid(path, e))
+    }
+
+    /// Builds a request with the key attached. `body` None means no body at all.
+    fn request<B: Default>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<B>,
+    ) -> Result<Request<B>, QdrantError> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base_url, path));
+        if let Some(key) = &self.api_key {
+            builder = builder.header("api-key", key.as_str());
+        }
+        builder
+            .body(body.unwrap_or_default())
+            .map_err(|e| QdrantError::Unreachable {
+                url: self.base_url.clone(),
+                detail: format!("invalid URL ({e})"),
+            })
+    }
+
+    fn send<B: ureq::AsSendBody>(
+        &self,
+        _path: &str,
+        request: Request<B>,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<Response<ureq::Body>, QdrantError> {
+        self.agent
+            .run(request)
+            .map_err(|e| self.ureq_error(what, e, timeout))
+    }
+
+    /// Turns a non-2xx answer into the matching error, with Qdrant's own message.
+    fn check_status(
+        &self,
+        method: Method,
+        path: &str,
+        response: Response<ureq::Body>,
+    ) -> Result<Response<ureq::Body>, QdrantError> {
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        let text = response
+            .into_body()
+            .with_config()
+            .limit(ERROR_BODY_LIMIT)
+            .read_to_string()
+            .unwrap_or_default();
+        let message = error_message(&text).unwrap_or_else(|| format!("HTTP {status}"));
+        let path = strip_query(path).to_string();
+        Err(match status {
+            401 => QdrantError::Unauthorized {
+                url: self.base_url.clone(),
+                message,
+                key_set: self.api_key.is_some(),
+            },
+            403 => QdrantError::Forbidden {
+                method: method.to_string(),
+                path,
+                message,
+            },
+            _ => QdrantError::Api {
+                method: method.to_string(),
+                path,
+                status,
+                message,
+            },
+        })
+    }
+
+    fn ureq_error(&self, what: &str, error: ureq::Error, timeout: Duration) -> QdrantError {
+        match error {
+            ureq::Error::Timeout(_) => self.timeout(what, timeout),
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => QdrantError::Unreachable {
+                url: self.base_url.clone(),
+                detail: error.to_string(),
+            },
+            ureq::Error::Io(e) => self.io_error(what, e, timeout),
+            ureq::Error::BadUri(detail) => QdrantError::Unreachable {
+                url: self.base_url.clone(),
+                detail: format!("invalid URL: {detail}"),
+            },
+            other => QdrantError::Transport {
+                what: what.to_string(),
+                detail: other.to_string(),
+            },
+        }
+    }
+
+    fn io_error(&self, what: &str, e: std::io::Error, timeout: Duration) -> QdrantError {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            ConnectionRefused | AddrNotAvailable | NotFound | HostUnreachable
+            | NetworkUnreachable => QdrantError::Unreachable {
+                url: self.base_url.clone(),
+                detail: e.to_string(),
+            },
+            TimedOut | WouldBlock => self.timeout(what, timeout),
+            _ => QdrantError::Transport {
+                what: what.to_string(),
+                detail: e.to_string(),
+            },
+        }
+    }
+
+    /// An error while reading a response body: ureq wraps its own errors in io::Error.
+    fn body_error(&self, what: &str, e: std::io::Error, timeout: Duration) -> QdrantError {
+        match e.into_inner() {
+            Some(inner) => match inner.downcast::<ureq::Error>() {
+                Ok(ureq_error) => self.ureq_error(what, *ureq_error, timeout),
+                Err(other) => QdrantError::Transport {
+                    what: what.to_string(),
+                    detail: other.to_string(),
+                },
+            },
+            None => QdrantError::Transport {
+                what: what.to_string(),
+                detail: "the connection failed".to_string(),
+            },
+        }
+    }
+
+    fn timeout(&self, what: &str, after: Duration) -> QdrantError {
+        QdrantError::Timeout {
+            what: what.to_string(),
+            after,
+            hint: "Qdrant stopped answering. Check that it is healthy; for very large collections raise \
+                   BACKUP_SNAPSHOT_CREATE_TIMEOUT / BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT (seconds)."
+                .to_string(),
+        }
+    }
+
+    fn invalid(&self, path: &str, detail: impl ToString) -> QdrantError {
+        QdrantError::InvalidResponse {
+            path: strip_query(path).to_string(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// The envelope's `result`, if any.
+fn take_result(value: Value) -> Option<Value> {
+    match value {
+        Value::Object(mut map) => map.remove("result"),
+        _ => None,
+    }
+}
+
+/// Qdrant's message from an error body: `{"status":{"error":"…"}}`, or the plain text itself.
+fn error_message(body: &str) -> Option<String> {
+    let body = body.trim();
+    if body.is_empty() {
+        return None;
+    }
+    if let Ok(value) = serde_json::from_str::<Value>(body) {
+        if let Some(message) = value.pointer("/status/error").and_then(Value::as_str) {
+            return Some(message.to_string());
+        }
+    }
+    Some(body.to_string())
+}
+
+/// `/collections/{name}{rest}` with the name percent-encoded.
+fn collection_path(name: &str, rest: &str) -> String {
+    format!("/collections/{}{}", encode_segment(name), rest)
+}
+
+fn strip_query(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+/// Percent-encodes one path segment (collection names may hold any character Qdrant allows).
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_message_reads_json_envelopes_and_plain_text() {
+        let json =
+            r#"{"status":{"error":"Not found: Collection `nope` doesn't exist!"},"time":9.6e-6}"#;
+        assert_eq!(
+            error_message(json).as_deref(),
+            Some("Not found: Collection `nope` doesn't exist!")
+        );
+        assert_eq!(
+            error_message("Invalid API key or JWT").as_deref(),
+            Some("Invalid API key or JWT")
+        );
+        assert_eq!(error_message("  "), None);
+    }
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(encode_segment("code-patterns"), "code-patterns");
+        assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+        assert_eq!(encode_segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let client = Client::new(
+            "http://localhost:6333/",
+            Some("s3cret".into()),
+            Timeouts::default(),
+        );
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(client.base_url(), "http://localhost:6333");
+    }
+}

@@ -1,0 +1,160 @@
+//! Connection settings shared by every subcommand that talks to Qdrant.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::qdrant::{Client, Timeouts};
+
+/// Where Qdrant is. The API key comes only from `QDRANT_API_KEY`, never from a flag, so it
+/// never shows in `ps`, shell history or `--help`.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Qdrant's full URL (http or https); overrides --host and --port.
+    #[arg(
+        long,
+        env = "QDRANT_URL",
+        value_name = "URL",
+        help_heading = "Connection"
+    )]
+    pub url: Option<String>,
+
+    /// Qdrant host name.
+    #[arg(
+        long,
+        env = "QDRANT_HOST",
+        default_value = "localhost",
+        value_name = "HOST",
+        help_heading = "Connection"
+    )]
+    pub host: String,
+
+    /// Qdrant REST port.
+    #[arg(
+        long,
+        env = "QDRANT_PORT",
+        default_value_t = 26350,
+        value_name = "PORT",
+        help_heading = "Connection"
+    )]
+    pub port: u16,
+}
+
+/// A resolved server address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Scheme, host and port, no trailing slash.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// The environment variable that holds the API key.
+pub const API_KEY_ENV: &str = "QDRANT_API_KEY";
+
+impl ConnectionArgs {
+    /// The endpoint to talk to, or a sentence saying what is wrong with the URL.
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        match &self.url {
+            Some(url) if !url.trim().is_empty() => parse_url(url.trim()),
+            _ => Ok(Endpoint {
+                url: format!("http://{}:{}", self.host, self.port),
+                host: self.host.clone(),
+                port: self.port,
+            }),
+        }
+    }
+
+    /// `QDRANT_API_KEY`, if set and not empty.
+    pub fn api_key() -> Option<String> {
+        std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty())
+    }
+
+    /// A client for this endpoint.
+    pub fn client(endpoint: &Endpoint, timeouts: Timeouts) -> Client {
+        Client::new(&endpoint.url, Self::api_key(), timeouts)
+    }
+}
+
+/// Splits `http(s)://host[:port][/]` into its parts.
+fn parse_url(url: &str) -> Result<Endpoint, String> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!("`{url}` has no scheme: write http://HOST:PORT or https://HOST:PORT")
+    })?;
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => 80,
+        "https" => 443,
+        other => {
+            return Err(format!(
+                "`{url}` uses `{other}`; aimem speaks http and https"
+            ));
+        }
+    };
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        return Err(format!(
+            "`{url}` has a path; give only the scheme, host and port"
+        ));
+    }
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port))
+            if !host.ends_with(']') || authority.starts_with('[') && !port.contains(']') =>
+        {
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| format!("`{url}` has an invalid port `{port}`"))?;
+            (host, port)
+        }
+        _ => (authority, default_port),
+    };
+    if host.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    Ok(Endpoint {
+        url: url.trim_end_matches('/').to_string(),
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Seconds from an environment-backed option, as a Duration.
+pub fn seconds(value: u64) -> Duration {
+    Duration::from_secs(value.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_split_into_host_and_port() {
+        let e = parse_url("http://localhost:26350/").unwrap();
+        assert_eq!(
+            (e.url.as_str(), e.host.as_str(), e.port),
+            ("http://localhost:26350", "localhost", 26350)
+        );
+        let e = parse_url("https://qdrant.example.com").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("qdrant.example.com", 443));
+        let e = parse_url("http://[::1]:6333").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("[::1]", 6333));
+        assert!(
+            parse_url("localhost:6333")
+                .unwrap_err()
+                .contains("no scheme")
+        );
+        assert!(parse_url("ftp://x").unwrap_err().contains("ftp"));
+        assert!(
+            parse_url("http://x:port")
+                .unwrap_err()
+                .contains("invalid port")
+        );
+        assert!(
+            parse_url("http://x:1/collections")
+                .unwrap_err()
+                .contains("path")
+        );
+    }
+}

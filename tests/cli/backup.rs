@@ -1,0 +1,1 @@
+//! `aimem backup` against the Qdrant double.

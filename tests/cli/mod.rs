@@ -1,0 +1,4 @@
+//! One module per subcommand, plus shared helpers.
+
+mod backup;
+mod support;

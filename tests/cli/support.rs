@@ -1,0 +1,199 @@
+//! Shared test helpers: a fresh environment per test and a runner for the real binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use qdrant_double::{Config, Double};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The key the double expects in tests that use one.
+pub const KEY: &str = "test-admin-key-0123456789";
+
+/// A test's world: a Qdrant double, a temporary HOME, backup root and install dir.
+pub struct TestEnv {
+    pub double: Double,
+    pub tmp: TempDir,
+}
+
+/// What a run of `aimem` did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Both streams, for "never printed" checks.
+    pub fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, text: &str) -> &Run {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+impl TestEnv {
+    /// A double with an API key, nothing seeded.
+    pub fn new() -> TestEnv {
+        let double = Double::start(Config {
+            api_key: Some(KEY.to_string()),
+            ..Config::default()
+        });
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(tmp.path().join("home")).expect("home");
+        std::fs::create_dir_all(tmp.path().join("install")).expect("install");
+        TestEnv { double, tmp }
+    }
+
+    /// With the five AI Memory collections seeded from the fixtures (30 points each).
+    pub fn ai_memory() -> TestEnv {
+        let env = TestEnv::new();
+        env.double.seed_ai_memory();
+        env
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.tmp.path().join("backups")
+    }
+
+    pub fn install(&self) -> PathBuf {
+        self.tmp.path().join("install")
+    }
+
+    /// `aimem` with a clean environment pointing at the double.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
+        command.args(args).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command
+            .env("HOME", self.tmp.path().join("home"))
+            .env("NO_COLOR", "1")
+            .env("QDRANT_URL", self.double.url())
+            .env("QDRANT_API_KEY", KEY)
+            .env("AI_MEMORY_BACKUP_DIR", self.root())
+            .env("AI_MEMORY_INSTALL_DIR", self.install())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `aimem` to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, |_| {})
+    }
+
+    /// Runs `aimem` after `tweak` adjusts the command (extra env, removed vars…).
+    pub fn run_with(&self, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Run {
+        let mut command = self.command(args);
+        tweak(&mut command);
+        to_run(command.output().expect("run aimem"))
+    }
+
+    /// Every entry of the backup root (including hidden staging folders).
+    pub fn root_entries(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.root()) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The only backup folder under the root; panics if there is not exactly one entry.
+    #[track_caller]
+    pub fn only_backup(&self) -> PathBuf {
+        let entries = self.root_entries();
+        assert_eq!(
+            entries.len(),
+            1,
+            "expected exactly one backup, found {entries:?}"
+        );
+        self.root().join(&entries[0])
+    }
+
+    /// Runs a backup that must succeed and returns its folder.
+    #[track_caller]
+    pub fn backup(&self, args: &[&str]) -> PathBuf {
+        let mut all = vec!["backup"];
+        all.extend_from_slice(args);
+        let run = self.run(&all);
+        run.assert_code(0);
+        PathBuf::from(run.stdout.trim())
+    }
+
+    /// Total snapshots left in the double's snapshot folders.
+    pub fn server_snapshots(&self) -> usize {
+        self.double
+            .collection_names()
+            .iter()
+            .map(|c| self.double.snapshot_names(c).len())
+            .sum()
+    }
+}
+
+pub fn to_run(output: Output) -> Run {
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Parses `manifest.json` of a backup.
+pub fn manifest(backup: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(backup.join("manifest.json")).expect("manifest"))
+        .expect("json")
+}
+
+/// The `result` of a fixture exchange.
+pub fn fixture_result(relative: &str) -> Value {
+    let text =
+        std::fs::read_to_string(qdrant_double::fixtures_dir().join(relative)).expect("fixture");
+    let exchange: Value = serde_json::from_str(&text).expect("fixture json");
+    exchange["response"]["body"]["result"].clone()
+}
+
+/// Runs `sha256sum -c CHECKSUMS.sha256` in the backup folder.
+pub fn sha256sum_check(backup: &Path) -> Run {
+    to_run(
+        Command::new("sha256sum")
+            .args(["-c", "--strict", "CHECKSUMS.sha256"])
+            .current_dir(backup)
+            .output()
+            .expect("sha256sum"),
+    )
+}
+
+/// Unix permission bits of a path.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}

@@ -1,0 +1,3 @@
+//! Integration tests: the real `aimem` binary against the Qdrant test double.
+
+mod cli;
