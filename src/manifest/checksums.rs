@@ -176,8 +176,112 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A listed file that does not match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The file is listed but absent.
+    Missing { path: String },
+    /// The file's SHA-256 differs from the listed one.
+    Mismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    /// The file could not be read.
+    Unreadable { path: String, error: String },
+}
+
+impl Problem {
+    pub fn path(&self) -> &str {
+        match self {
+            Problem::Missing { path }
+            | Problem::Mismatch { path, .. }
+            | Problem::Unreadable { path, .. } => path,
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Missing { path } => {
+                write!(f, "{path}: listed in {CHECKSUMS_FILE} but missing")
+            }
+            Problem::Mismatch {
+                path,
+                expected,
+                actual,
+            } => {
+                write!(
+                    f,
+                    "{path}: SHA-256 is {actual}, {CHECKSUMS_FILE} says {expected}"
+                )
+            }
+            Problem::Unreadable { path, error } => write!(f, "{path}: cannot be read ({error})"),
+        }
+    }
+}
+
+/// Hashes every listed file under `dir` and returns what does not match, in list order.
+pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
+    entries
+        .iter()
+        .filter_map(|entry| check_one(dir, entry))
+        .collect()
+}
+
+/// Checks one listed file; None when it matches.
+pub fn check_one(dir: &Utf8Path, entry: &Entry) -> Option<Problem> {
+    let path = entry.path.clone();
+    match hash_file(&dir.join(&entry.path)) {
+        Ok((actual, _)) if actual == entry.sha256 => None,
+        Ok((actual, _)) => Some(Problem::Mismatch {
+            path,
+            expected: entry.sha256.clone(),
+            actual,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Problem::Missing { path }),
+        Err(e) => Some(Problem::Unreadable {
+            path,
+            error: e.to_string(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn check_all_names_missing_and_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(root.join("good"), "hello world").unwrap();
+        std::fs::write(root.join("bad"), "hello world!").unwrap();
+        let good = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9".to_string();
+        let entries = vec![
+            Entry {
+                sha256: good.clone(),
+                path: "good".into(),
+            },
+            Entry {
+                sha256: good.clone(),
+                path: "bad".into(),
+            },
+            Entry {
+                sha256: good.clone(),
+                path: "gone".into(),
+            },
+        ];
+        let problems = check_all(root, &entries);
+        assert_eq!(problems.len(), 2);
+        assert!(matches!(&problems[0], Problem::Mismatch { path, .. } if path == "bad"));
+        assert_eq!(
+            problems[1],
+            Problem::Missing {
+                path: "gone".into()
+            }
+        );
+    }
+
     use super::*;
 
     const A: &str = "8429c265cc4c2dfa13dd3be91060e133b38c3017499104d2a452e8999d682fa7";
