@@ -1,0 +1,115 @@
+//! Fault injection: what can go wrong, and which requests it hits.
+
+use std::time::Duration;
+
+/// A fault that hits the next `times` requests whose method matches `method` (any method when
+/// `None`, compared case-insensitively) and whose path (as sent, without the query) contains
+/// `path_contains`. When several faults match, the one injected first wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub method: Option<String>,
+    pub path_contains: String,
+    pub kind: FaultKind,
+    /// How many matching requests it hits; `usize::MAX` = forever.
+    pub times: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// JSON error envelope with this status and message.
+    Status { code: u16, message: String },
+    /// `text/plain` error body.
+    PlainStatus { code: u16, body: String },
+    /// Close the socket without any response (after reading the request head).
+    DropConnection,
+    /// Send the headers (with the full Content-Length) and only this many body bytes, then close.
+    TruncateBody { after_bytes: u64 },
+    /// Send this many body bytes, then sleep `stall` before sending the rest.
+    StallBody { after_bytes: u64, stall: Duration },
+    /// Sleep before answering normally.
+    Delay(Duration),
+    /// Snapshot create/list report a checksum that does not match the file.
+    WrongChecksum,
+    /// On upload into an existing collection: clear its points, then answer
+    /// 500 `Service internal error: …` (the real server's destructive failure mode).
+    UploadFailAfterClear,
+}
+
+impl Fault {
+    /// A fault that hits the first matching request only.
+    pub fn new(method: Option<&str>, path_contains: &str, kind: FaultKind) -> Fault {
+        Fault {
+            method: method.map(str::to_string),
+            path_contains: path_contains.to_string(),
+            kind,
+            times: 1,
+        }
+    }
+
+    /// A fault that hits every matching request until `Double::clear_faults`.
+    pub fn always(method: Option<&str>, path_contains: &str, kind: FaultKind) -> Fault {
+        Fault {
+            times: usize::MAX,
+            ..Fault::new(method, path_contains, kind)
+        }
+    }
+
+    /// The same fault, hitting `times` matching requests.
+    pub fn times(self, times: usize) -> Fault {
+        Fault { times, ..self }
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.times > 0
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && path.contains(&self.path_contains)
+    }
+}
+
+/// Finds the first fault matching the request, uses one of its hits, and returns its kind.
+pub(crate) fn take(faults: &mut Vec<Fault>, method: &str, path: &str) -> Option<FaultKind> {
+    let idx = faults.iter().position(|f| f.matches(method, path))?;
+    let fault = &mut faults[idx];
+    let kind = fault.kind.clone();
+    if fault.times != usize::MAX {
+        fault.times -= 1;
+        if fault.times == 0 {
+            faults.remove(idx);
+        }
+    }
+    Some(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_used_up_in_order() {
+        let mut faults = vec![
+            Fault::new(Some("get"), "/snapshots", FaultKind::DropConnection).times(2),
+            Fault::always(None, "/collections", FaultKind::WrongChecksum),
+        ];
+        assert_eq!(take(&mut faults, "POST", "/"), None);
+        assert_eq!(
+            take(&mut faults, "GET", "/collections/a/snapshots/x"),
+            Some(FaultKind::DropConnection)
+        );
+        assert_eq!(
+            take(&mut faults, "POST", "/collections/a/snapshots"),
+            Some(FaultKind::WrongChecksum)
+        );
+        assert_eq!(
+            take(&mut faults, "GET", "/collections/a/snapshots/x"),
+            Some(FaultKind::DropConnection)
+        );
+        assert_eq!(
+            take(&mut faults, "GET", "/collections/a/snapshots/x"),
+            Some(FaultKind::WrongChecksum)
+        );
+        assert_eq!(faults.len(), 1);
+    }
+}

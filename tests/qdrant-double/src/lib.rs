@@ -1,0 +1,279 @@
+//! A small, stateful, Qdrant-compatible HTTP server for aimem's tests and benchmarks.
+//!
+//! It speaks the subset of the Qdrant 1.18.3 REST API a backup tool uses (collections, payload
+//! indexes, point counts, collection snapshots: create/list/download/delete/upload/recover),
+//! with the status codes, JSON shapes and error bodies of the real exchanges captured in
+//! `tests/fixtures/qdrant/`. Snapshots are real uncompressed tar files on disk. Faults can be
+//! injected per request (see [`Fault`]).
+//!
+//! ```no_run
+//! use qdrant_double::{Config, Double};
+//! let double = Double::start(Config::default());
+//! double.seed_ai_memory();
+//! println!("{}", double.url());
+//! ```
+
+mod faults;
+mod http;
+mod multipart;
+mod routes;
+mod server;
+mod snapshot;
+mod state;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde_json::Value;
+
+pub use faults::{Fault, FaultKind};
+use server::{Shared, lock};
+use state::{Collection, State};
+
+/// The five AI Memory collections, each with a captured `collections/info-{name}.json`.
+pub const AI_MEMORY_COLLECTIONS: [&str; 5] = [
+    "discussions",
+    "conventions",
+    "code-patterns",
+    "github",
+    "jira-data",
+];
+
+/// The captured real exchanges (`tests/fixtures/qdrant`).
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/qdrant"))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Full-access key; with no key at all, auth is off.
+    pub api_key: Option<String>,
+    /// Read-only key.
+    pub read_only_api_key: Option<String>,
+    /// What `GET /` reports.
+    pub version: String,
+    /// Used in snapshot names and the cluster view.
+    pub peer_id: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            api_key: None,
+            read_only_api_key: None,
+            version: "1.18.3".to_string(),
+            peer_id: 2743143085275039,
+        }
+    }
+}
+
+/// One request the double received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// As sent, without the query string.
+    pub path: String,
+    /// Percent-decoded.
+    pub query: BTreeMap<String, String>,
+    /// Lower-case names.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A running double. Dropping it stops the server and removes its storage.
+pub struct Double {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    accept: Option<JoinHandle<()>>,
+    _storage: tempfile::TempDir,
+}
+
+impl Double {
+    /// Binds 127.0.0.1:0 and serves on background threads.
+    pub fn start(config: Config) -> Double {
+        Self::start_on(config, 0).expect("qdrant-double: cannot start")
+    }
+
+    /// Like [`Double::start`] on a chosen port (0 = any).
+    pub fn start_on(config: Config, port: u16) -> std::io::Result<Double> {
+        Self::start_in(config, port, None)
+    }
+
+    /// Like [`Double::start_on`], with the temp storage dir created inside `parent` (default:
+    /// the system temp dir). The storage dir is removed on drop.
+    pub fn start_in(config: Config, port: u16, parent: Option<&Path>) -> std::io::Result<Double> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("qdrant-double-");
+        let storage = match parent {
+            Some(dir) => builder.tempdir_in(dir)?,
+            None => builder.tempdir()?,
+        };
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            config,
+            state: Mutex::new(State::default()),
+            faults: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+            conns: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            storage: storage.path().to_path_buf(),
+        });
+        let accept = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("qdrant-double-accept".into())
+                .spawn(move || server::accept_loop(shared, listener))?
+        };
+        Ok(Double {
+            shared,
+            addr,
+            accept: Some(accept),
+            _storage: storage,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The double's snapshot folder (`<storage>/snapshots`; one sub-folder per collection).
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.shared.snapshots_root()
+    }
+
+    /// Adds (or replaces) a collection whose `config` and `payload_schema` come from a captured
+    /// `GET /collections/{c}` (path relative to [`fixtures_dir`]), with points `1..=points`.
+    pub fn seed_from_fixture(&self, name: &str, fixture: &str, points: u64) {
+        let path = fixtures_dir().join(fixture);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("qdrant-double: cannot read {}: {e}", path.display()));
+        let value: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("qdrant-double: bad JSON in {}: {e}", path.display()));
+        let info = &value["response"]["body"]["result"];
+        assert!(
+            info.get("config").is_some(),
+            "qdrant-double: {fixture} is not a collection info fixture"
+        );
+        self.seed(name, info.clone(), (1..=points).collect());
+    }
+
+    /// Adds (or replaces) a collection from a CollectionInfo-like value
+    /// `{"config": {...}, "payload_schema": {...}}`.
+    pub fn seed(&self, name: &str, info: Value, point_ids: Vec<u64>) {
+        let col = Collection::from_info(&info, point_ids.into_iter().collect());
+        lock(&self.shared.state)
+            .collections
+            .insert(name.to_string(), col);
+    }
+
+    /// Seeds the five AI Memory collections from their fixtures, 30 points each.
+    pub fn seed_ai_memory(&self) {
+        for name in AI_MEMORY_COLLECTIONS {
+            self.seed_from_fixture(name, &format!("collections/info-{name}.json"), 30);
+        }
+    }
+
+    /// Extra incompressible bytes that snapshots of `collection` carry (streamed to disk).
+    pub fn set_snapshot_filler(&self, collection: &str, bytes: u64) {
+        lock(&self.shared.state)
+            .fillers
+            .insert(collection.to_string(), bytes);
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.shared.faults).push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    /// Sorted.
+    pub fn collection_names(&self) -> Vec<String> {
+        lock(&self.shared.state)
+            .collections
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Exactly the `result` that `GET /collections/{name}` would return.
+    pub fn collection_info(&self, name: &str) -> Option<Value> {
+        lock(&self.shared.state)
+            .collections
+            .get(name)
+            .map(Collection::info)
+    }
+
+    /// Sorted.
+    pub fn point_ids(&self, name: &str) -> Option<Vec<u64>> {
+        lock(&self.shared.state)
+            .collections
+            .get(name)
+            .map(|c| c.points.iter().copied().collect())
+    }
+
+    /// Adds points to an existing collection (no-op when it does not exist).
+    pub fn upsert_points(&self, name: &str, ids: &[u64]) {
+        if let Some(col) = lock(&self.shared.state).collections.get_mut(name) {
+            col.points.extend(ids.iter().copied());
+        }
+    }
+
+    /// Files in the collection's snapshot folder (created and uploaded; no checksum sidecars),
+    /// sorted. They stay after the collection is deleted, as on the real server.
+    pub fn snapshot_names(&self, collection: &str) -> Vec<String> {
+        list_snapshot_files(&self.shared.snapshot_dir(collection))
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+}
+
+impl Drop for Double {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(handle) = self.accept.take() {
+            let _ = handle.join();
+        }
+        for (_, conn) in lock(&self.shared.conns).drain() {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Sorted file names in a snapshot folder, without `.checksum` sidecars.
+pub(crate) fn list_snapshot_files(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let names: BTreeSet<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".checksum"))
+        .collect();
+    names.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests;

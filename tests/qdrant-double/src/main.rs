@@ -1,0 +1,105 @@
+//! `qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory]
+//! [--filler COLLECTION=BYTES]… [--storage DIR] [--exit-on-stdin-eof]`
+//!
+//! Starts the double, prints its URL on the first stdout line, and serves until killed.
+//! A killed process cannot remove its storage dir (snapshots can be big): pass
+//! `--storage DIR` to keep it somewhere you clean, or `--exit-on-stdin-eof` and close the
+//! child's stdin to stop it cleanly.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use qdrant_double::{Config, Double};
+
+const USAGE: &str = "usage: qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory] [--filler COLLECTION=BYTES[K|M|G|KiB|MiB|GiB]]... [--storage DIR] [--exit-on-stdin-eof]";
+
+fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (num, mult) = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ]
+    .iter()
+    .find_map(|(suffix, mult)| t.strip_suffix(suffix).map(|n| (n, *mult)))
+    .unwrap_or((t, 1));
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+fn main() -> ExitCode {
+    let mut config = Config::default();
+    let mut port = 0u16;
+    let mut seed = false;
+    let mut fillers = Vec::new();
+    let mut storage: Option<std::path::PathBuf> = None;
+    let mut exit_on_eof = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || inline.clone().or_else(|| args.next());
+        match flag.as_str() {
+            "--port" => match value().and_then(|v| v.parse().ok()) {
+                Some(p) => port = p,
+                None => return usage("--port needs a number"),
+            },
+            "--api-key" => config.api_key = value(),
+            "--read-only-api-key" => config.read_only_api_key = value(),
+            "--seed-ai-memory" => seed = true,
+            "--exit-on-stdin-eof" => exit_on_eof = true,
+            "--storage" => match value() {
+                Some(dir) => storage = Some(dir.into()),
+                None => return usage("--storage needs a directory"),
+            },
+            "--filler" => {
+                let spec = value().unwrap_or_default();
+                match spec
+                    .split_once('=')
+                    .and_then(|(c, b)| Some((c.to_string(), parse_bytes(b)?)))
+                {
+                    Some(f) => fillers.push(f),
+                    None => return usage("--filler needs COLLECTION=BYTES"),
+                }
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => return usage(&format!("unknown argument {other}")),
+        }
+    }
+    let double = match Double::start_in(config, port, storage.as_deref()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("qdrant-double: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if seed {
+        double.seed_ai_memory();
+    }
+    for (collection, bytes) in fillers {
+        double.set_snapshot_filler(&collection, bytes);
+    }
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{}", double.url());
+    let _ = out.flush();
+    if exit_on_eof {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        drop(double);
+        return ExitCode::SUCCESS;
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("qdrant-double: {msg}\n{USAGE}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,874 @@
+//! Authentication and the REST endpoints.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::http::{BodyReader, Request, Response, ResponseBody};
+use crate::multipart::{self, MultipartError};
+use crate::server::{Shared, lock};
+use crate::snapshot::{self, HashingWriter};
+use crate::state::{self, Collection};
+
+const JSON_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Per-request effects of injected faults.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Flags {
+    pub wrong_checksum: bool,
+    pub upload_fail_after_clear: bool,
+}
+
+fn secs(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64()
+}
+
+pub(crate) fn ok(result: Value, started: Instant) -> Response {
+    Response::json(
+        200,
+        &json!({"result": result, "status": "ok", "time": secs(started)}),
+    )
+}
+
+pub(crate) fn error(status: u16, message: &str, started: Instant) -> Response {
+    Response::json(
+        status,
+        &json!({"status": {"error": message}, "time": secs(started)}),
+    )
+}
+
+fn accepted(started: Instant) -> Response {
+    Response::json(202, &json!({"status": "accepted", "time": secs(started)}))
+}
+
+fn not_found_collection(c: &str) -> String {
+    format!("Not found: Collection `{c}` doesn't exist!")
+}
+
+const FORBIDDEN_MANAGE: &str = "Forbidden: Global manage access is required";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Manage,
+}
+
+/// The auth middleware: `Ok(access)` or the 401 to send.
+fn authenticate(shared: &Shared, req: &Request) -> Result<Access, Response> {
+    let cfg = &shared.config;
+    if cfg.api_key.is_none() && cfg.read_only_api_key.is_none() {
+        return Ok(Access::Manage);
+    }
+    // Exactly `/` and `/healthz`, plus the prefixes `/readyz` and `/livez` (trailing slashes
+    // are trimmed first, as the real server normalises paths before auth).
+    let p = format!("/{}", req.segments.join("/"));
+    if p == "/" || p == "/healthz" || p.starts_with("/readyz") || p.starts_with("/livez") {
+        return Ok(Access::Manage);
+    }
+    let token = req.header("api-key").or_else(|| {
+        req.header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+    });
+    let unauthorized = |msg: &str| Response::new(401, None, msg.as_bytes().to_vec());
+    let Some(token) = token else {
+        return Err(unauthorized(
+            "Must provide an API key or an Authorization bearer token",
+        ));
+    };
+    if cfg.api_key.as_deref() == Some(token) {
+        Ok(Access::Manage)
+    } else if cfg.read_only_api_key.as_deref() == Some(token) {
+        Ok(Access::Read)
+    } else {
+        Err(unauthorized("Invalid API key or JWT"))
+    }
+}
+
+fn read_json(body: &mut BodyReader<'_>, allow_empty: bool) -> Result<Value, String> {
+    let bytes = body
+        .read_all(JSON_LIMIT)
+        .map_err(|e| format!("Format error in JSON body: {e}"))?;
+    if allow_empty && bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("Format error in JSON body: {e}"))
+}
+
+pub(crate) fn handle(
+    shared: &Shared,
+    req: &Request,
+    body: &mut BodyReader<'_>,
+    flags: Flags,
+    started: Instant,
+) -> Response {
+    let access = match authenticate(shared, req) {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    let method = req.method.to_ascii_uppercase();
+    let reads = method == "GET"
+        || method == "HEAD"
+        || (method == "POST" && matches!(seg.as_slice(), ["collections", _, "points", "count"]));
+    if access == Access::Read && !reads {
+        let is_upload = seg.len() == 4 && seg[2] == "snapshots" && seg[3] == "upload";
+        let deferred = matches!(seg.as_slice(), ["collections", _, "snapshots", ..]);
+        if is_upload {
+            return Response::plain(403, FORBIDDEN_MANAGE);
+        }
+        if deferred && !req.wait(true) {
+            // The real server checks access inside the spawned task: wait=false hides it.
+            return accepted(started);
+        }
+        return error(403, FORBIDDEN_MANAGE, started);
+    }
+
+    match (method.as_str(), seg.as_slice()) {
+        ("GET", []) => Response::json(
+            200,
+            &json!({"title": "qdrant - vector search engine", "version": shared.config.version}),
+        ),
+        ("GET", ["healthz"]) | ("GET", ["livez"]) => Response::plain(200, "healthz check passed"),
+        ("GET", ["readyz"]) => Response::plain(200, "all shards are ready"),
+        ("GET", ["cluster"]) => ok(json!({"status": "disabled"}), started),
+        ("GET", ["collections"]) => {
+            let st = lock(&shared.state);
+            let list: Vec<Value> = st
+                .collections
+                .keys()
+                .map(|name| json!({ "name": name }))
+                .collect();
+            ok(json!({ "collections": list }), started)
+        }
+        ("GET", ["collections", c]) => match lock(&shared.state).collections.get(*c) {
+            Some(col) => ok(col.info(), started),
+            None => error(404, &not_found_collection(c), started),
+        },
+        ("PUT", ["collections", c]) => create_collection(shared, c, body, started),
+        ("DELETE", ["collections", c]) => {
+            let removed = lock(&shared.state).collections.remove(*c).is_some();
+            ok(json!(removed), started)
+        }
+        ("GET", ["collections", c, "exists"]) => {
+            let exists = lock(&shared.state).collections.contains_key(*c);
+            ok(json!({ "exists": exists }), started)
+        }
+        ("GET", ["collections", c, "cluster"]) => match lock(&shared.state).collections.get(*c) {
+            Some(col) => ok(col.cluster_info(shared.config.peer_id), started),
+            None => error(404, &not_found_collection(c), started),
+        },
+        ("PUT", ["collections", c, "index"]) => create_index(shared, req, c, body, started),
+        ("PUT", ["collections", c, "points"]) => update_points(shared, req, c, body, started, true),
+        ("POST", ["collections", c, "points", "delete"]) => {
+            update_points(shared, req, c, body, started, false)
+        }
+        ("POST", ["collections", c, "points", "count"]) => {
+            if let Err(msg) = read_json(body, true) {
+                return error(400, &msg, started);
+            }
+            match lock(&shared.state).collections.get(*c) {
+                Some(col) => ok(json!({"count": col.points.len()}), started),
+                None => error(404, &not_found_collection(c), started),
+            }
+        }
+        ("POST", ["collections", c, "snapshots"]) => {
+            let result = create_snapshot(shared, c, flags.wrong_checksum);
+            match (req.wait(true), result) {
+                (false, _) => accepted(started),
+                (true, Ok(desc)) => ok(desc, started),
+                (true, Err((code, msg))) => error(code, &msg, started),
+            }
+        }
+        ("GET", ["collections", c, "snapshots"]) => {
+            match list_snapshots(shared, c, flags.wrong_checksum) {
+                Ok(list) => ok(Value::Array(list), started),
+                Err((code, msg)) => error(code, &msg, started),
+            }
+        }
+        ("POST", ["collections", c, "snapshots", "upload"]) => {
+            upload_snapshot(shared, req, c, body, flags, started)
+        }
+        ("PUT", ["collections", c, "snapshots", "recover"]) => {
+            let result = match read_json(body, false) {
+                Ok(v) => recover_snapshot(shared, c, &v, flags),
+                Err(msg) => Err((400, msg)),
+            };
+            match (req.wait(true), result) {
+                (false, _) => accepted(started),
+                (true, Ok(())) => ok(json!(true), started),
+                (true, Err((code, msg))) => error(code, &msg, started),
+            }
+        }
+        ("GET", ["collections", c, "snapshots", name]) => download_snapshot(shared, req, c, name),
+        ("DELETE", ["collections", c, "snapshots", name]) => {
+            let result = delete_snapshot(shared, c, name);
+            match (req.wait(true), result) {
+                (false, _) => accepted(started),
+                (true, Ok(())) => ok(json!(true), started),
+                (true, Err((code, msg))) => error(code, &msg, started),
+            }
+        }
+        _ => error(
+            404,
+            &format!("Not found: no route for {} {}", req.method, req.raw_path),
+            started,
+        ),
+    }
+}
+
+fn valid_collection_name(c: &str) -> bool {
+    !c.is_empty()
+        && c.len() <= 255
+        && !c
+            .chars()
+            .any(|ch| "<>:\"/\\|?*".contains(ch) || ch == '\0' || ch == '\u{1f}')
+}
+
+fn create_collection(shared: &Shared, c: &str, body: &mut BodyReader<'_>, t: Instant) -> Response {
+    if !valid_collection_name(c) {
+        return error(
+            422,
+            &format!(
+                "Validation error in path parameters: [name: collection name {c:?} is invalid]"
+            ),
+            t,
+        );
+    }
+    let bytes = match body.read_all(JSON_LIMIT) {
+        Ok(b) => b,
+        Err(e) => return error(400, &format!("Format error in JSON body: {e}"), t),
+    };
+    let config = match state::config_from_create(&bytes) {
+        Ok(config) => config,
+        Err(msg) => return error(400, &msg, t),
+    };
+    let mut st = lock(&shared.state);
+    if st.collections.contains_key(c) {
+        return error(
+            409,
+            &format!("Wrong input: Collection `{c}` already exists!"),
+            t,
+        );
+    }
+    st.collections.insert(
+        c.to_string(),
+        Collection {
+            config,
+            schema: Default::default(),
+            points: BTreeSet::new(),
+            empty_fields: BTreeSet::new(),
+        },
+    );
+    ok(json!(true), t)
+}
+
+fn update_result(st: &mut state::State, req: &Request) -> Value {
+    let status = if req.wait(false) {
+        "completed"
+    } else {
+        "acknowledged"
+    };
+    json!({"operation_id": st.operation_id(), "status": status})
+}
+
+#[derive(Deserialize)]
+struct CreateFieldIndex {
+    field_name: String,
+    #[serde(default, alias = "field_type")]
+    field_schema: Option<Value>,
+}
+
+fn create_index(
+    shared: &Shared,
+    req: &Request,
+    c: &str,
+    body: &mut BodyReader<'_>,
+    t: Instant,
+) -> Response {
+    let value = match read_json(body, false) {
+        Ok(v) => v,
+        Err(msg) => return error(400, &msg, t),
+    };
+    let parsed: CreateFieldIndex = match serde_json::from_value(value) {
+        Ok(p) => p,
+        Err(e) => return error(400, &format!("Format error in JSON body: {e}"), t),
+    };
+    let mut st = lock(&shared.state);
+    if !st.collections.contains_key(c) {
+        return error(404, &not_found_collection(c), t);
+    }
+    let Some(schema) = parsed.field_schema.filter(|s| !s.is_null()) else {
+        return error(
+            400,
+            "Bad request: Can't auto-detect field type, please specify `field_schema` in the request",
+            t,
+        );
+    };
+    if let Err(msg) = state::validate_field_schema(&schema) {
+        return error(400, &msg, t);
+    }
+    let schema = match schema {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        other => other,
+    };
+    if let Some(col) = st.collections.get_mut(c) {
+        col.schema.insert(parsed.field_name, schema);
+    }
+    let result = update_result(&mut st, req);
+    ok(result, t)
+}
+
+/// Point ids of an upsert (`{"points":[{"id":1}…]}` or `{"batch":{"ids":[…]}}`) or a delete
+/// (`{"points":[1,2]}`) body.
+fn point_ids(body: &Value) -> Result<Vec<u64>, String> {
+    let items: Vec<&Value> = match (body.get("points"), body.get("batch")) {
+        (Some(Value::Array(points)), _) => points.iter().collect(),
+        (_, Some(batch)) => batch["ids"].as_array().into_iter().flatten().collect(),
+        _ => {
+            return Err(
+                "Bad request: qdrant-double understands only `points` (or `batch.ids`) lists"
+                    .into(),
+            );
+        }
+    };
+    items
+        .into_iter()
+        .map(|p| {
+            let id = p.get("id").unwrap_or(p);
+            id.as_u64().ok_or_else(|| {
+                format!(
+                    "Bad request: qdrant-double supports unsigned integer point ids only, got {id}"
+                )
+            })
+        })
+        .collect()
+}
+
+fn update_points(
+    shared: &Shared,
+    req: &Request,
+    c: &str,
+    body: &mut BodyReader<'_>,
+    t: Instant,
+    upsert: bool,
+) -> Response {
+    let ids = match read_json(body, false).and_then(|v| point_ids(&v)) {
+        Ok(ids) => ids,
+        Err(msg) => return error(400, &msg, t),
+    };
+    let mut st = lock(&shared.state);
+    let Some(col) = st.collections.get_mut(c) else {
+        return error(404, &not_found_collection(c), t);
+    };
+    for id in ids {
+        if upsert {
+            col.points.insert(id);
+        } else {
+            col.points.remove(&id);
+        }
+    }
+    let result = update_result(&mut st, req);
+    ok(result, t)
+}
+
+type Failure = (u16, String);
+
+fn wrong(sha: &str) -> String {
+    let first = if sha.starts_with('0') { "1" } else { "0" };
+    format!("{first}{}", &sha[1.min(sha.len())..])
+}
+
+fn timestamp_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+fn format_ts(t: time::OffsetDateTime, date_sep: char, mid: char, time_sep: char) -> String {
+    format!(
+        "{:04}{date_sep}{:02}{date_sep}{:02}{mid}{:02}{time_sep}{:02}{time_sep}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn creation_time(meta: &fs::Metadata) -> Option<String> {
+    let t = meta.created().or_else(|_| meta.modified()).ok()?;
+    Some(format_ts(t.into(), '-', 'T', ':'))
+}
+
+fn http_date(t: SystemTime) -> String {
+    let t: time::OffsetDateTime = t.into();
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        &t.weekday().to_string()[..3],
+        t.day(),
+        &t.month().to_string()[..3],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn checksum_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".checksum");
+    PathBuf::from(name)
+}
+
+pub(crate) fn create_snapshot(
+    shared: &Shared,
+    c: &str,
+    wrong_checksum: bool,
+) -> Result<Value, Failure> {
+    let (col, filler) = {
+        let st = lock(&shared.state);
+        let col = st
+            .collections
+            .get(c)
+            .cloned()
+            .ok_or_else(|| (404, not_found_collection(c)))?;
+        (col, st.fillers.get(c).copied().unwrap_or(0))
+    };
+    let io_err = |e: std::io::Error| (500, format!("Service internal error: {e}"));
+    let now = timestamp_now();
+    let name = format!(
+        "{c}-{}-{}.snapshot",
+        shared.config.peer_id,
+        format_ts(now, '-', '-', '-')
+    );
+    fs::create_dir_all(shared.tmp_dir()).map_err(io_err)?;
+    let dir = shared.snapshot_dir(c);
+    fs::create_dir_all(&dir).map_err(io_err)?;
+    let tmp = shared
+        .tmp_dir()
+        .join(format!("{name}.{}.tmp", shared.unique()));
+    let sha = match snapshot::write_snapshot(&tmp, &col, shared.config.peer_id, filler) {
+        Ok(sha) => sha,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(e));
+        }
+    };
+    let dest = dir.join(&name);
+    // Same-second snapshots share a name: the later one replaces the earlier, as on the real server.
+    fs::rename(&tmp, &dest).map_err(io_err)?;
+    let reported = if wrong_checksum { wrong(&sha) } else { sha };
+    fs::write(checksum_path(&dest), &reported).map_err(io_err)?;
+    let meta = fs::metadata(&dest).map_err(io_err)?;
+    Ok(json!({
+        "name": name,
+        "creation_time": creation_time(&meta),
+        "size": meta.len(),
+        "checksum": reported,
+    }))
+}
+
+fn list_snapshots(shared: &Shared, c: &str, wrong_checksum: bool) -> Result<Vec<Value>, Failure> {
+    if !lock(&shared.state).collections.contains_key(c) {
+        return Err((404, not_found_collection(c)));
+    }
+    let mut out = Vec::new();
+    for name in crate::list_snapshot_files(&shared.snapshot_dir(c)) {
+        if !name.ends_with(".snapshot") {
+            continue;
+        }
+        let path = shared.snapshot_dir(c).join(&name);
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        let mut desc = json!({
+            "name": name,
+            "creation_time": creation_time(&meta),
+            "size": meta.len(),
+        });
+        if let Ok(sum) = fs::read_to_string(checksum_path(&path)) {
+            let sum = sum.trim();
+            desc["checksum"] = json!(if wrong_checksum {
+                wrong(sum)
+            } else {
+                sum.to_string()
+            });
+        }
+        out.push(desc);
+    }
+    Ok(out)
+}
+
+fn safe_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\'])
+}
+
+fn etag(meta: &fs::Metadata) -> String {
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    format!(
+        "\"{inode:x}:{:x}:{:x}:{:x}\"",
+        meta.len(),
+        mtime.as_secs(),
+        mtime.subsec_nanos()
+    )
+}
+
+/// `Range: bytes=…` → `Some(Ok((start, end_inclusive)))`, `Some(Err(()))` when unsatisfiable,
+/// `None` when absent or not understood (then the whole file is sent).
+fn parse_range(header: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    let first = spec.split(',').next()?.trim();
+    let (a, b) = first.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 || len == 0 {
+            return Some(Err(()));
+        }
+        return Some(Ok((len.saturating_sub(n), len - 1)));
+    }
+    let start: u64 = a.parse().ok()?;
+    let end: u64 = if b.is_empty() {
+        u64::MAX
+    } else {
+        b.parse().ok()?
+    };
+    if end < start {
+        return None;
+    }
+    if start >= len {
+        return Some(Err(()));
+    }
+    Some(Ok((start, end.min(len - 1))))
+}
+
+fn download_snapshot(shared: &Shared, req: &Request, c: &str, name: &str) -> Response {
+    if !lock(&shared.state).collections.contains_key(c) {
+        return Response::plain(404, &not_found_collection(c));
+    }
+    let path = shared.snapshot_dir(c).join(name);
+    let meta = match fs::metadata(&path) {
+        Ok(m) if safe_name(name) && m.is_file() => m,
+        _ => return Response::plain(404, &format!("Not found: Snapshot {name} not found")),
+    };
+    let len = meta.len();
+    let tag = etag(&meta);
+    if let Some(if_match) = req.header("if-match") {
+        let matches = if_match.trim() == "*" || if_match.split(',').any(|t| t.trim() == tag);
+        if !matches {
+            return Response::new(412, None, Vec::new());
+        }
+    }
+    let mut resp = Response {
+        status: 200,
+        headers: Vec::new(),
+        body: ResponseBody::File {
+            path,
+            start: 0,
+            len,
+        },
+    };
+    match req.header("range").and_then(|r| parse_range(r, len)) {
+        Some(Err(())) => {
+            return Response::new(416, None, Vec::new())
+                .header("content-range", format!("bytes */{len}"));
+        }
+        Some(Ok((start, end))) => {
+            resp.status = 206;
+            resp.body = ResponseBody::File {
+                path: shared.snapshot_dir(c).join(name),
+                start,
+                len: end - start + 1,
+            };
+            resp = resp
+                .header("content-encoding", "identity")
+                .header("content-range", format!("bytes {start}-{end}/{len}"));
+        }
+        None => {}
+    }
+    let mut resp = resp
+        .header("accept-ranges", "bytes")
+        .header("etag", tag)
+        .header("content-type", "application/octet-stream")
+        .header(
+            "content-disposition",
+            format!("attachment; filename=\"{name}\""),
+        );
+    if let Ok(modified) = meta.modified() {
+        resp = resp.header("last-modified", http_date(modified));
+    }
+    resp
+}
+
+fn delete_snapshot(shared: &Shared, c: &str, name: &str) -> Result<(), Failure> {
+    if !lock(&shared.state).collections.contains_key(c) {
+        return Err((404, not_found_collection(c)));
+    }
+    let path = shared.snapshot_dir(c).join(name);
+    if !safe_name(name) || !path.is_file() {
+        return Err((404, format!("Not found: Snapshot {name} not found")));
+    }
+    fs::remove_file(&path).map_err(|e| (500, format!("Service internal error: {e}")))?;
+    let _ = fs::remove_file(checksum_path(&path));
+    Ok(())
+}
+
+fn upload_snapshot(
+    shared: &Shared,
+    req: &Request,
+    c: &str,
+    body: &mut BodyReader<'_>,
+    flags: Flags,
+    t: Instant,
+) -> Response {
+    let checksum = req.query("checksum").map(str::to_string);
+    if let Some(sum) = &checksum
+        && (sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return error(
+            422,
+            "Validation error in query parameters: [checksum: invalid SHA256 hash]",
+            t,
+        );
+    }
+    if let Some(p) = req.query("priority")
+        && !["no_sync", "snapshot", "replica"].contains(&p)
+    {
+        return error(
+            400,
+            &format!(
+                "Format error in query parameters: unknown variant `{p}`, expected one of `no_sync`, `snapshot`, `replica`"
+            ),
+            t,
+        );
+    }
+    if !valid_collection_name(c) {
+        return error(
+            422,
+            &format!(
+                "Validation error in path parameters: [collection_name: collection name {c:?} is invalid]"
+            ),
+            t,
+        );
+    }
+    let Some(boundary) = req.header("content-type").and_then(multipart::boundary) else {
+        return Response::plain(400, "Could not find boundary in Content-Type header");
+    };
+
+    // Spool the field to a temp file, hashing on the way.
+    let spool = fs::create_dir_all(shared.upload_dir())
+        .and_then(|()| tempfile::NamedTempFile::new_in(shared.upload_dir()));
+    let spool = match spool {
+        Ok(f) => f,
+        Err(e) => return error(500, &format!("Service internal error: {e}"), t),
+    };
+    let mut writer = HashingWriter::new(BufWriter::with_capacity(256 * 1024, spool.as_file()));
+    let field = multipart::extract_field(&mut *body, &boundary, "snapshot", &mut writer);
+    let (buffered, sha) = writer.finish();
+    let flushed = buffered.into_inner().map_err(|e| e.into_error());
+    let field = match (field, flushed) {
+        (Ok(field), Ok(_)) => field,
+        (Err(MultipartError::MissingField), _) => {
+            return Response::plain(400, "Required field is missing: snapshot");
+        }
+        (Err(MultipartError::Malformed(msg)), _) => return Response::plain(400, &msg),
+        (Err(MultipartError::Io(e)), _) | (_, Err(e)) => {
+            return Response::plain(400, &format!("Multipart stream is incomplete: {e}"));
+        }
+    };
+    if let Some(sum) = &checksum
+        && !sum.trim().eq_ignore_ascii_case(&sha)
+    {
+        return error(
+            400,
+            &format!("Checksum mismatch: expected {sha}, actual {sum}"),
+            t,
+        );
+    }
+    let filename = field
+        .filename
+        .as_deref()
+        .and_then(|f| f.rsplit(['/', '\\']).next())
+        .filter(|f| safe_name(f))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            format!("{nanos:032x}{:04x}", shared.unique())
+        });
+    let dir = shared.snapshot_dir(c);
+    let dest = dir.join(&filename);
+    let moved = fs::create_dir_all(&dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| spool.persist(&dest).map(|_| ()).map_err(|e| e.to_string()));
+    if let Err(e) = moved {
+        return error(500, &format!("Service internal error: {e}"), t);
+    }
+    let result = recover_from_file(shared, c, &dest, flags.upload_fail_after_clear);
+    match (req.wait(true), result) {
+        (false, _) => accepted(t),
+        (true, Ok(())) => ok(json!(true), t),
+        (true, Err((code, msg))) => error(code, &msg, t),
+    }
+}
+
+fn recover_snapshot(shared: &Shared, c: &str, body: &Value, flags: Flags) -> Result<(), Failure> {
+    let location = body["location"].as_str().ok_or_else(|| {
+        (
+            400,
+            "Format error in JSON body: missing field `location`".to_string(),
+        )
+    })?;
+    let Some(path) = location.strip_prefix("file://") else {
+        let scheme = location.split("://").next().unwrap_or(location);
+        if scheme == "http" || scheme == "https" {
+            return Err((
+                400,
+                format!(
+                    "Bad request: qdrant-double cannot download {location}; upload the file instead"
+                ),
+            ));
+        }
+        return Err((
+            400,
+            format!("Bad request: URL {location} with scheme {scheme} is not supported"),
+        ));
+    };
+    let path = PathBuf::from(crate::http::percent_decode(path));
+    let root = shared.snapshots_root();
+    let _ = fs::create_dir_all(&root);
+    let root = root.canonicalize().unwrap_or(root);
+    let inside = path.canonicalize().map(|p| p.starts_with(&root));
+    match inside {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err((
+                403,
+                format!(
+                    "Forbidden: Snapshot file path must be inside the snapshots directory {:?}",
+                    root.display().to_string()
+                ),
+            ));
+        }
+        Err(_) => {
+            return Err((
+                400,
+                format!(
+                    "Bad request: Snapshot file {:?} does not exist",
+                    path.display().to_string()
+                ),
+            ));
+        }
+    }
+    if let Some(expected) = body["checksum"].as_str() {
+        let actual = snapshot::sha256_file(&path)
+            .map_err(|e| (500, format!("Service internal error: {e}")))?;
+        if !expected.trim().eq_ignore_ascii_case(&actual) {
+            return Err((
+                400,
+                format!(
+                    "Wrong input: Snapshot checksum mismatch: expected {expected}, got {actual}"
+                ),
+            ));
+        }
+    }
+    recover_from_file(shared, c, &path, flags.upload_fail_after_clear)
+}
+
+/// The recovery shared by upload and recover.
+pub(crate) fn recover_from_file(
+    shared: &Shared,
+    c: &str,
+    path: &Path,
+    fail_after_clear: bool,
+) -> Result<(), Failure> {
+    let parsed = snapshot::read_snapshot(path).map_err(|msg| (500, msg))?;
+    if !parsed.config["params"].is_object() {
+        return Err((500, snapshot::MALFORMED.to_string()));
+    }
+    let mut st = lock(&shared.state);
+    match st.collections.get_mut(c) {
+        Some(existing) => {
+            let ours = &existing.config["params"];
+            let theirs = &parsed.config["params"];
+            if ours["vectors"] != theirs["vectors"] {
+                return Err((
+                    400,
+                    format!(
+                        "Wrong input: Snapshot is not compatible with existing collection: Collection vectors: {} Snapshot Vectors: {}",
+                        state::debug_vectors(&ours["vectors"]),
+                        state::debug_vectors(&theirs["vectors"])
+                    ),
+                ));
+            }
+            if ours["shard_number"] != theirs["shard_number"] {
+                return Err((
+                    400,
+                    format!(
+                        "Wrong input: Snapshot is not compatible with existing collection: Collection shard number: {} Snapshot shard number: {}",
+                        ours["shard_number"], theirs["shard_number"]
+                    ),
+                ));
+            }
+            existing.points.clear();
+            if fail_after_clear {
+                return Err((
+                    500,
+                    "Service internal error: failed to restore shard 0 of the collection from the snapshot (injected by qdrant-double); the shard was cleared and is now Dead".to_string(),
+                ));
+            }
+            existing.points = parsed.points;
+            existing.empty_fields = parsed.empty_fields;
+        }
+        None => {
+            st.collections.insert(
+                c.to_string(),
+                Collection {
+                    config: state::config_from_snapshot(&parsed.config),
+                    schema: parsed.schema,
+                    points: parsed.points,
+                    empty_fields: parsed.empty_fields,
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=100-199", 1000), Some(Ok((100, 199))));
+        assert_eq!(parse_range("bytes=100-", 1000), Some(Ok((100, 999))));
+        assert_eq!(parse_range("bytes=-10", 1000), Some(Ok((990, 999))));
+        assert_eq!(parse_range("bytes=900-5000", 1000), Some(Ok((900, 999))));
+        assert_eq!(parse_range("bytes=1000-", 1000), Some(Err(())));
+        assert_eq!(parse_range("bytes=5-1", 1000), None);
+        assert_eq!(parse_range("items=1-2", 1000), None);
+    }
+
+    #[test]
+    fn wrong_checksums_stay_hex() {
+        let sha = "0".repeat(64);
+        let w = wrong(&sha);
+        assert_ne!(w, sha);
+        assert_eq!(w.len(), 64);
+    }
+}

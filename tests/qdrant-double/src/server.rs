@@ -1,0 +1,152 @@
+//! Accept loop and per-connection request loop (HTTP/1.1 keep-alive, one thread per connection).
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use crate::faults::{self, Fault, FaultKind};
+use crate::http::{self, BodyFault, BodyReader, Response};
+use crate::routes::{self, Flags};
+use crate::state::State;
+use crate::{Config, RecordedRequest};
+
+/// Everything the connection threads share.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub state: Mutex<State>,
+    pub faults: Mutex<Vec<Fault>>,
+    pub requests: Mutex<Vec<RecordedRequest>>,
+    pub conns: Mutex<HashMap<u64, TcpStream>>,
+    pub stopping: AtomicBool,
+    pub next_id: AtomicU64,
+    /// Root of the double's temp storage.
+    pub storage: PathBuf,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub fn snapshots_root(&self) -> PathBuf {
+        self.storage.join("snapshots")
+    }
+
+    pub fn snapshot_dir(&self, collection: &str) -> PathBuf {
+        self.snapshots_root().join(collection)
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.storage.join("tmp")
+    }
+
+    pub fn upload_dir(&self) -> PathBuf {
+        self.tmp_dir().join("upload")
+    }
+
+    pub fn unique(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+pub(crate) fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    for stream in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        let _ = stream.set_nodelay(true);
+        let id = shared.unique();
+        if let Ok(clone) = stream.try_clone() {
+            lock(&shared.conns).insert(id, clone);
+        }
+        let shared = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name(format!("qdrant-double-conn-{id}"))
+            .spawn(move || {
+                serve_connection(&shared, stream);
+                lock(&shared.conns).remove(&id);
+            });
+        if spawned.is_err() {
+            continue;
+        }
+    }
+}
+
+fn serve_connection(shared: &Shared, stream: TcpStream) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    loop {
+        let req = match http::read_head(&mut reader) {
+            Ok(Some(req)) => req,
+            Ok(None) => break,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    let resp = Response::plain(400, &format!("Bad request: {e}"));
+                    let _ = http::write_response(&stream, &resp, true, None);
+                }
+                break;
+            }
+        };
+        let started = Instant::now();
+        lock(&shared.requests).push(RecordedRequest {
+            method: req.method.clone(),
+            path: req.raw_path.clone(),
+            query: req.query.clone(),
+            headers: req.headers.clone(),
+        });
+        let fault = faults::take(&mut lock(&shared.faults), &req.method, &req.raw_path);
+
+        let mut flags = Flags::default();
+        let mut body_fault = None;
+        let mut fault_response = None;
+        match fault {
+            Some(FaultKind::DropConnection) => break,
+            Some(FaultKind::Delay(d)) => std::thread::sleep(d),
+            Some(FaultKind::TruncateBody { after_bytes }) => {
+                body_fault = Some(BodyFault::Truncate(after_bytes));
+            }
+            Some(FaultKind::StallBody { after_bytes, stall }) => {
+                body_fault = Some(BodyFault::Stall(after_bytes, stall));
+            }
+            Some(FaultKind::WrongChecksum) => flags.wrong_checksum = true,
+            Some(FaultKind::UploadFailAfterClear) => flags.upload_fail_after_clear = true,
+            Some(FaultKind::Status { code, message }) => {
+                fault_response = Some(routes::error(code, &message, started));
+            }
+            Some(FaultKind::PlainStatus { code, body }) => {
+                fault_response = Some(Response::plain(code, &body));
+            }
+            None => {}
+        }
+
+        let kind = match req.body_kind() {
+            Ok(kind) => kind,
+            Err(msg) => {
+                let resp = Response::plain(400, &format!("Bad request: {msg}"));
+                let _ = http::write_response(&stream, &resp, true, None);
+                break;
+            }
+        };
+        let mut body = BodyReader::new(&mut reader, kind, req.expects_continue());
+        let resp = match fault_response {
+            Some(resp) => resp,
+            None => routes::handle(shared, &req, &mut body, flags, started),
+        };
+        let mut close = req.wants_close();
+        if !body.drain() {
+            close = true;
+        }
+        match http::write_response(&stream, &resp, close, body_fault) {
+            Ok(true) if !close => {}
+            _ => break,
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}

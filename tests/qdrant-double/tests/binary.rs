@@ -1,0 +1,49 @@
+//! The `qdrant-double` binary prints its URL first and serves until killed (or, with
+//! `--exit-on-stdin-eof`, until its stdin closes, removing its storage).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+#[test]
+fn binary_prints_its_url_and_serves() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qdrant-double"))
+        .args([
+            "--api-key",
+            "k",
+            "--seed-ai-memory",
+            "--filler",
+            "github=1KiB",
+        ])
+        .arg("--storage")
+        .arg(parent.path())
+        .arg("--exit-on-stdin-eof")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let url = line.trim().to_string();
+    let addr = url.strip_prefix("http://").expect("http url").to_string();
+
+    let mut stream = TcpStream::connect(&addr).expect("connect");
+    write!(
+        stream,
+        "GET /collections HTTP/1.1\r\nHost: x\r\napi-key: k\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#"{"name":"jira-data"}"#), "{response}");
+
+    assert_eq!(std::fs::read_dir(parent.path()).expect("dir").count(), 1);
+    drop(child.stdin.take()); // EOF on stdin: clean exit, storage removed
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+    assert_eq!(std::fs::read_dir(parent.path()).expect("dir").count(), 0);
+}
