@@ -2,8 +2,12 @@
 //!
 //! Offline only: nothing here talks to a network or a terminal.
 
+pub mod audit;
+pub mod catalog;
 pub mod checksums;
 pub mod layout;
+pub mod retention;
+pub mod snapshot_archive;
 
 use std::collections::BTreeMap;
 use std::io::Write;

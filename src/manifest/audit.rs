@@ -1,0 +1,374 @@
+//! Auditing a backup folder offline: is everything there, intact, and what the manifest says?
+//!
+//! The audit never stops at the first problem: it collects every one, each naming the file and
+//! what is wrong, so a person sees the whole state of a backup in one run. It checks, in order:
+//! the manifest parses; `CHECKSUMS.sha256` parses strictly; every listed file exists and
+//! matches (hashed in parallel); the manifest's snapshots, config files and the manifest itself
+//! are listed; nothing unlisted lies in the folder; the manifest's sizes match the files; and,
+//! unless told not to, each snapshot's own schema (read from the tar) matches the fingerprint.
+
+use std::collections::BTreeSet;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::checksums::{self, CHECKSUMS_FILE, ChecksumsError, Problem};
+use super::layout::{CONFIG_DIR, SNAPSHOT_DIR};
+use super::snapshot_archive;
+use super::{MANIFEST_FILE, Manifest, ManifestError};
+use crate::fingerprint::{self, Fingerprint, Severity};
+
+/// What kind of problem a [`Finding`] is; the snake_case names are part of `--json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `manifest.json` is absent.
+    ManifestMissing,
+    /// `manifest.json` does not parse.
+    ManifestInvalid,
+    /// A collection has no schema fingerprint (a pre-2.4.1 backup).
+    NoFingerprint,
+    /// `CHECKSUMS.sha256` is absent (a legacy backup).
+    ChecksumsMissing,
+    /// `CHECKSUMS.sha256` has a malformed line.
+    ChecksumsMalformed,
+    /// A listed file is absent.
+    Missing,
+    /// A listed file's SHA-256 differs.
+    Mismatch,
+    /// A file could not be read.
+    Unreadable,
+    /// A file the manifest names is not listed in `CHECKSUMS.sha256`.
+    NotListed,
+    /// A file in the folder is not listed in `CHECKSUMS.sha256`.
+    Unlisted,
+    /// A snapshot's size differs from the manifest's `size_bytes`.
+    SizeMismatch,
+    /// A snapshot is not a whole, readable collection snapshot.
+    SnapshotDamaged,
+    /// A snapshot's own schema differs from the manifest's fingerprint.
+    SchemaMismatch,
+}
+
+/// One problem: the file (relative to the backup folder) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub file: String,
+    pub kind: Kind,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file, self.problem)
+    }
+}
+
+/// Whether to read each snapshot's schema from inside its archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub deep: bool,
+}
+
+/// The result of auditing one backup.
+#[derive(Debug)]
+pub struct Audit {
+    pub backup: Utf8PathBuf,
+    /// No `CHECKSUMS.sha256`, or no schema fingerprint: written before aimem's format.
+    pub legacy: bool,
+    /// How many listed files were hashed.
+    pub files_checked: usize,
+    pub findings: Vec<Finding>,
+    /// The manifest parse error, kept whole so it can be rendered with the bad spot marked.
+    pub manifest_error: Option<ManifestError>,
+}
+
+impl Audit {
+    pub fn ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Audits the backup folder `dir`.
+pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
+    let mut findings = Vec::new();
+    let mut push = |file: &str, kind: Kind, problem: String| {
+        findings.push(Finding {
+            file: file.to_string(),
+            kind,
+            problem,
+        });
+    };
+
+    let (manifest, manifest_error) = match Manifest::read(dir) {
+        Ok(manifest) => (Some(manifest), None),
+        Err(ManifestError::Missing { .. }) => {
+            push(
+                MANIFEST_FILE,
+                Kind::ManifestMissing,
+                "missing: this is not a complete backup".into(),
+            );
+            (None, None)
+        }
+        Err(e) => {
+            push(MANIFEST_FILE, Kind::ManifestInvalid, manifest_problem(&e));
+            (None, Some(e))
+        }
+    };
+    let mut legacy = false;
+    if let Some(manifest) = &manifest {
+        for (name, entry) in &manifest.collections {
+            if entry.schema.is_none() {
+                legacy = true;
+                push(
+                    MANIFEST_FILE,
+                    Kind::NoFingerprint,
+                    format!(
+                        "collection `{name}` has no schema fingerprint (a pre-2.4.1 backup): restore would refuse it"
+                    ),
+                );
+            }
+        }
+    }
+
+    let mut files_checked = 0;
+    let listed: Option<BTreeSet<String>> = match checksums::read(dir) {
+        Ok(entries) => {
+            files_checked = entries.len();
+            for problem in checksums::check_all(dir, &entries) {
+                let (kind, text) = match &problem {
+                    Problem::Missing { .. } => (
+                        Kind::Missing,
+                        format!("listed in {CHECKSUMS_FILE} but missing"),
+                    ),
+                    Problem::Mismatch {
+                        expected, actual, ..
+                    } => (
+                        Kind::Mismatch,
+                        format!("SHA-256 is {actual}, {CHECKSUMS_FILE} says {expected}"),
+                    ),
+                    Problem::Unreadable { error, .. } => {
+                        (Kind::Unreadable, format!("cannot be read ({error})"))
+                    }
+                };
+                push(problem.path(), kind, text);
+            }
+            Some(entries.into_iter().map(|e| e.path).collect())
+        }
+        Err(ChecksumsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            legacy = true;
+            push(
+                CHECKSUMS_FILE,
+                Kind::ChecksumsMissing,
+                "missing: a legacy backup, its files cannot be checked".into(),
+            );
+            None
+        }
+        Err(ChecksumsError::Io { source, .. }) => {
+            push(
+                CHECKSUMS_FILE,
+                Kind::Unreadable,
+                format!("cannot be read ({source})"),
+            );
+            None
+        }
+        Err(ChecksumsError::Malformed { line, problem, .. }) => {
+            push(
+                CHECKSUMS_FILE,
+                Kind::ChecksumsMalformed,
+                format!("line {line}: {problem}"),
+            );
+            None
+        }
+    };
+
+    if let Some(listed) = &listed {
+        let mut named = vec![MANIFEST_FILE.to_string()];
+        if let Some(manifest) = &manifest {
+            named.extend(
+                manifest
+                    .collections
+                    .values()
+                    .map(|c| format!("{SNAPSHOT_DIR}/{}", c.snapshot_file)),
+            );
+            named.extend(
+                manifest
+                    .config_files
+                    .iter()
+                    .map(|f| format!("{CONFIG_DIR}/{f}")),
+            );
+        }
+        for file in named {
+            if !listed.contains(&file) {
+                push(
+                    &file,
+                    Kind::NotListed,
+                    format!("named by the manifest but not listed in {CHECKSUMS_FILE}"),
+                );
+            }
+        }
+        let mut present = Vec::new();
+        if let Err(e) = walk_files(dir, dir, &mut present) {
+            push(
+                ".",
+                Kind::Unreadable,
+                format!("cannot list the folder ({e})"),
+            );
+        }
+        for file in present {
+            if file != CHECKSUMS_FILE && !listed.contains(&file) {
+                push(
+                    &file,
+                    Kind::Unlisted,
+                    format!("present but not listed in {CHECKSUMS_FILE}"),
+                );
+            }
+        }
+    }
+
+    if let Some(manifest) = &manifest {
+        for (name, entry) in &manifest.collections {
+            let file = format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file);
+            let path = dir.join(&file);
+            // A missing snapshot is reported by the checksum check when it is listed.
+            let Ok(meta) = path.metadata() else {
+                if listed.as_ref().is_none_or(|l| !l.contains(&file)) {
+                    push(
+                        &file,
+                        Kind::Missing,
+                        "named by the manifest but missing".into(),
+                    );
+                }
+                continue;
+            };
+            if meta.len() != entry.size_bytes {
+                push(
+                    &file,
+                    Kind::SizeMismatch,
+                    format!(
+                        "{} bytes, the manifest says {}",
+                        meta.len(),
+                        entry.size_bytes
+                    ),
+                );
+            }
+            if options.deep {
+                if let Some(finding) = deep_check(name, &file, &path, entry.schema.as_ref()) {
+                    findings_push(&mut push, finding);
+                }
+            }
+        }
+    }
+
+    Audit {
+        backup: dir.to_owned(),
+        legacy,
+        files_checked,
+        findings,
+        manifest_error,
+    }
+}
+
+fn findings_push(push: &mut impl FnMut(&str, Kind, String), finding: Finding) {
+    push(&finding.file, finding.kind, finding.problem);
+}
+
+/// Compares the schema inside the snapshot with the manifest's fingerprint.
+fn deep_check(
+    collection: &str,
+    file: &str,
+    path: &Utf8Path,
+    schema: Option<&Value>,
+) -> Option<Finding> {
+    let finding = |kind, problem| {
+        Some(Finding {
+            file: file.to_string(),
+            kind,
+            problem,
+        })
+    };
+    let inside = match snapshot_archive::read_schema(path) {
+        Ok(inside) => inside,
+        Err(e) => return finding(Kind::SnapshotDamaged, e.to_string()),
+    };
+    // Without a fingerprint there is nothing to compare with (reported as legacy already).
+    let expected = Fingerprint::from_value(schema?.clone());
+    let actual = inside.fingerprint();
+    let (expected, actual) = match (expected, actual) {
+        (Ok(e), Ok(a)) => (e, a),
+        (Err(e), _) => {
+            return finding(
+                Kind::SchemaMismatch,
+                format!("the manifest's fingerprint of `{collection}` is unreadable: {e}"),
+            );
+        }
+        (_, Err(e)) => {
+            return finding(
+                Kind::SnapshotDamaged,
+                format!("its config.json is not a collection config: {e}"),
+            );
+        }
+    };
+    let differences = fingerprint::diff(&expected, &actual);
+    if differences.is_empty() {
+        return None;
+    }
+    let blocking = differences
+        .iter()
+        .filter(|d| d.severity == Severity::Blocking)
+        .count();
+    let shown: Vec<String> = differences
+        .iter()
+        .take(3)
+        .map(|d| d.describe("manifest", "snapshot"))
+        .collect();
+    let more = differences.len().saturating_sub(shown.len());
+    finding(
+        Kind::SchemaMismatch,
+        format!(
+            "its schema does not match the manifest's fingerprint of `{collection}` ({} difference{}, {blocking} blocking): {}{}",
+            differences.len(),
+            if differences.len() == 1 { "" } else { "s" },
+            shown.join("; "),
+            if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            }
+        ),
+    )
+}
+
+/// `not valid: expected value at line 9 column 5`, in one line for the list of problems.
+fn manifest_problem(error: &ManifestError) -> String {
+    match error {
+        ManifestError::Invalid {
+            message,
+            source_code,
+            span,
+            ..
+        } => {
+            let text = source_code.inner();
+            let before = &text[..span.offset().min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("not a valid manifest: {message} (line {line}, column {column})")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Every regular file under `dir`, relative to `base`, with `/` separators.
+fn walk_files(base: &Utf8Path, dir: &Utf8Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in dir.read_dir_utf8()? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk_files(base, entry.path(), out)?;
+        } else if let Ok(relative) = entry.path().strip_prefix(base) {
+            out.push(relative.as_str().replace('\\', "/"));
+        }
+    }
+    Ok(())
+}

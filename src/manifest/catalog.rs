@@ -1,0 +1,219 @@
+//! What a backup root holds: every backup folder with its date and state, newest first.
+//!
+//! One unreadable folder never hides the others: it is listed as damaged with the reason.
+//! Hidden folders other than aimem's staging folders (restore's `.aimem-prerestore-*` among
+//! them) are not backups and are left out.
+
+use std::time::SystemTime;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+use super::layout::{STAGING_PREFIX, is_staging};
+use super::{MANIFEST_FILE, Manifest, ManifestError};
+
+/// The state of a folder in the backup root; the snake_case names are part of `--json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// A complete backup with a schema fingerprint for every collection.
+    Ok,
+    /// A complete backup without schema fingerprints (written before AI Memory 2.4.1).
+    Legacy,
+    /// A staging folder left by a backup that did not finish (or one still running).
+    Incomplete,
+    /// A folder whose manifest is missing or unreadable.
+    Damaged,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ok => "ok",
+            State::Legacy => "legacy",
+            State::Incomplete => "incomplete",
+            State::Damaged => "damaged",
+        }
+    }
+
+    /// Complete backups (the only ones retention may choose among).
+    pub fn is_complete(self) -> bool {
+        matches!(self, State::Ok | State::Legacy)
+    }
+}
+
+/// One folder of the backup root.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub path: Utf8PathBuf,
+    pub state: State,
+    /// When the backup was taken: the manifest's `backup_date`, else the folder name.
+    pub taken: Option<OffsetDateTime>,
+    pub manifest: Option<Manifest>,
+    /// Why a folder is damaged.
+    pub problem: Option<String>,
+    /// Total size of the files in the folder.
+    pub size_bytes: u64,
+    /// The folder's modification time (how old a staging folder is).
+    pub modified: Option<SystemTime>,
+}
+
+/// Every backup and staging folder directly under `root`, newest first.
+pub fn scan(root: &Utf8Path) -> std::io::Result<Vec<Listed>> {
+    let mut found = Vec::new();
+    for entry in root.read_dir_utf8()? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name().to_string();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir || (name.starts_with('.') && !is_staging(&name)) {
+            continue;
+        }
+        found.push(describe(entry.path(), &name));
+    }
+    found.sort_by(|a, b| b.taken.cmp(&a.taken).then_with(|| b.name.cmp(&a.name)));
+    Ok(found)
+}
+
+fn describe(path: &Utf8Path, name: &str) -> Listed {
+    let size_bytes = folder_size(path);
+    let modified = path.metadata().and_then(|m| m.modified()).ok();
+    let mut listed = Listed {
+        name: name.to_string(),
+        path: path.to_owned(),
+        state: State::Damaged,
+        taken: None,
+        manifest: None,
+        problem: None,
+        size_bytes,
+        modified,
+    };
+    if is_staging(name) {
+        listed.state = State::Incomplete;
+        listed.taken = name_time(&name[STAGING_PREFIX.len()..]);
+        return listed;
+    }
+    match Manifest::read(path) {
+        Ok(manifest) => {
+            listed.state = if manifest.is_legacy() {
+                State::Legacy
+            } else {
+                State::Ok
+            };
+            listed.taken = backup_time(name, Some(&manifest));
+            listed.manifest = Some(manifest);
+        }
+        Err(e) => {
+            listed.taken = backup_time(name, None);
+            listed.problem = Some(match e {
+                ManifestError::Missing { .. } => format!("no {MANIFEST_FILE}"),
+                ManifestError::Invalid { message, .. } => {
+                    format!("unreadable {MANIFEST_FILE}: {message}")
+                }
+                other => other.to_string(),
+            });
+        }
+    }
+    listed
+}
+
+/// When a backup was taken: `backup_date` from its manifest (RFC 3339, or ISO 8601 without an
+/// offset, read as UTC), else the `YYYY-MM-DD_HHMMSS` at the start of its folder name.
+pub fn backup_time(name: &str, manifest: Option<&Manifest>) -> Option<OffsetDateTime> {
+    let from_manifest = manifest.and_then(|m| {
+        OffsetDateTime::parse(&m.backup_date, &Rfc3339)
+            .ok()
+            .or_else(|| {
+                let naive = format_description!(
+                    "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+                );
+                PrimitiveDateTime::parse(&m.backup_date, &naive)
+                    .ok()
+                    .map(PrimitiveDateTime::assume_utc)
+            })
+    });
+    from_manifest.or_else(|| name_time(name))
+}
+
+/// The time in a folder name `YYYY-MM-DD_HHMMSS[...]`. Folder names carry no offset; read as
+/// UTC so that the calendar day in the name stays the day used for retention.
+fn name_time(name: &str) -> Option<OffsetDateTime> {
+    let stamp = name.get(..17)?;
+    let format = format_description!("[year]-[month]-[day]_[hour][minute][second]");
+    PrimitiveDateTime::parse(stamp, &format)
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
+}
+
+/// Total size of the regular files under `dir` (errors count as zero: this is for display).
+fn folder_size(dir: &Utf8Path) -> u64 {
+    let Ok(entries) = dir.read_dir_utf8() else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => folder_size(entry.path()),
+            Ok(t) if t.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_come_from_the_manifest_then_the_name() {
+        let t = name_time("2026-02-03_143052-2").unwrap();
+        assert_eq!(t.to_string(), "2026-02-03 14:30:52.0 +00:00:00");
+        assert!(name_time("notes").is_none());
+        let text = r#"{"backup_date": "2026-02-04T01:02:03.123456+02:00", "collections": {}}"#;
+        let m = Manifest::parse(Utf8Path::new("m"), text.to_string()).unwrap();
+        let t = backup_time("2026-02-03_143052", Some(&m)).unwrap();
+        assert_eq!(t.offset().whole_hours(), 2);
+        assert_eq!(t.day(), 4);
+        let text = r#"{"backup_date": "2026-02-05T01:02:03.5", "collections": {}}"#;
+        let m = Manifest::parse(Utf8Path::new("m"), text.to_string()).unwrap();
+        assert_eq!(backup_time("x", Some(&m)).unwrap().day(), 5);
+        let text = r#"{"backup_date": "yesterday", "collections": {}}"#;
+        let m = Manifest::parse(Utf8Path::new("m"), text.to_string()).unwrap();
+        assert_eq!(backup_time("2026-02-03_143052", Some(&m)).unwrap().day(), 3);
+    }
+
+    #[test]
+    fn scan_classifies_and_sorts_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let write = |name: &str, manifest: Option<&str>| {
+            std::fs::create_dir(root.join(name)).unwrap();
+            if let Some(text) = manifest {
+                std::fs::write(root.join(name).join(MANIFEST_FILE), text).unwrap();
+            }
+        };
+        let good = r#"{"backup_date": "2026-02-03T10:00:00+00:00", "collections": {"c": {"name": "c", "records": 1, "snapshot_file": "c.snapshot", "size_bytes": 1, "schema": {"params": {}}}}}"#;
+        let legacy = r#"{"backup_date": "2026-02-02T10:00:00+00:00", "collections": {"c": {"name": "c", "records": 1, "snapshot_file": "c.snapshot", "size_bytes": 1}}}"#;
+        write("2026-02-03_100000", Some(good));
+        write("2026-02-02_100000", Some(legacy));
+        write("2026-02-01_100000", Some("{ broken"));
+        write(".aimem-staging-2026-02-04_100000-77", None);
+        write(".aimem-prerestore-xyz", None);
+        std::fs::write(root.join("stray.txt"), "x").unwrap();
+        let listed = scan(root).unwrap();
+        let got: Vec<(&str, State)> = listed.iter().map(|l| (l.name.as_str(), l.state)).collect();
+        assert_eq!(
+            got,
+            [
+                (".aimem-staging-2026-02-04_100000-77", State::Incomplete),
+                ("2026-02-03_100000", State::Ok),
+                ("2026-02-02_100000", State::Legacy),
+                ("2026-02-01_100000", State::Damaged),
+            ]
+        );
+        assert!(listed[3].problem.as_ref().unwrap().contains("unreadable"));
+    }
+}
