@@ -45,6 +45,14 @@ pub enum ColorChoice {
 pub enum Command {
     /// Snapshot collections, config files and (optionally) logs into a new backup folder.
     Backup(cmd::backup::BackupArgs),
+    /// Check a backup offline: manifest, checksums, and each snapshot's schema against it.
+    Verify(cmd::verify::VerifyArgs),
+    /// List the backups in the backup root, newest first, with their state.
+    List(cmd::list::ListArgs),
+    /// Compare a backup's schemas with the live collections, or two backups with each other.
+    DiffSchema(cmd::diff_schema::DiffSchemaArgs),
+    /// Delete old backups by a retention policy, never the last one that verifies.
+    Prune(cmd::prune::PruneArgs),
     /// Print a shell completion script to stdout.
     Completions(cmd::completions::CompletionsArgs),
 }

@@ -64,6 +64,10 @@ pub fn main() -> ExitCode {
     let stop = StopFlag::install();
     let outcome = match &cli.command {
         Command::Backup(args) => cmd::backup::run(args, &ui, &stop),
+        Command::Verify(args) => cmd::verify::run(args, &ui),
+        Command::List(args) => cmd::list::run(args, &ui),
+        Command::DiffSchema(args) => cmd::diff_schema::run(args, &ui),
+        Command::Prune(args) => cmd::prune::run(args, &ui),
         Command::Completions(args) => cmd::completions::run(args),
     };
     match outcome {

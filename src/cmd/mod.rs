@@ -2,3 +2,8 @@
 
 pub mod backup;
 pub mod completions;
+pub mod diff_schema;
+pub mod list;
+pub mod output;
+pub mod prune;
+pub mod verify;

@@ -197,3 +197,58 @@ pub fn mode(path: &Path) -> u32 {
         .mode()
         & 0o777
 }
+
+/// Copies a backup folder (recursively) to `dest`.
+pub fn copy_dir(src: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).expect("mkdir");
+    for entry in std::fs::read_dir(src).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = dest.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Rewrites `CHECKSUMS.sha256` of a backup so it matches the files listed in it now (after a
+/// test edited one on purpose, so only the damage under test remains).
+pub fn rewrite_checksums(backup: &Path) {
+    let text = std::fs::read_to_string(backup.join("CHECKSUMS.sha256")).expect("checksums");
+    let mut out = String::new();
+    for line in text.lines() {
+        let path = &line[66..];
+        let digest = sha256_hex(&backup.join(path));
+        out.push_str(&format!("{digest}  {path}\n"));
+    }
+    std::fs::write(backup.join("CHECKSUMS.sha256"), out).expect("write checksums");
+}
+
+/// Lowercase hex SHA-256 of a file.
+pub fn sha256_hex(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)[..64].to_string()
+}
+
+/// Edits `manifest.json` of a backup as JSON, then refreshes its checksum line.
+pub fn edit_manifest(backup: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut value = manifest(backup);
+    edit(&mut value);
+    std::fs::write(
+        backup.join("manifest.json"),
+        serde_json::to_string_pretty(&value).expect("json"),
+    )
+    .expect("write manifest");
+    rewrite_checksums(backup);
+}
+
+/// Parses a run's stdout as the one JSON document `--json` promises.
+#[track_caller]
+pub fn json_stdout(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", run.stdout))
+}

@@ -1,0 +1,409 @@
+//! `aimem diff-schema`: why a restore would be refused, before trying one.
+//!
+//! Compares a backup's schema fingerprints with the live collections (or, given two backups,
+//! with each other, offline), with the same rules restore applies: each difference is a path
+//! with both values, grouped into what blocks a restore and what is only a warning.
+
+use std::collections::BTreeSet;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::Args;
+use miette::{Diagnostic, Severity as MietteSeverity};
+use serde::Serialize;
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::cmd::output;
+use crate::exit::Exit;
+use crate::failure::{Failure, OrExit, Outcome};
+use crate::fingerprint::{self, Difference, Fingerprint, Severity};
+use crate::manifest::Manifest;
+use crate::manifest::layout::{default_root, resolve_backup};
+use crate::qdrant::{Client, QdrantError, Timeouts};
+use crate::settings::ConnectionArgs;
+use crate::ui::Ui;
+
+#[derive(Debug, Args)]
+pub struct DiffSchemaArgs {
+    /// The backup folder, or `latest`.
+    #[arg(value_name = "DIR")]
+    pub backup: Utf8PathBuf,
+
+    /// A second backup: compare the two offline instead of the backup with the live server.
+    #[arg(value_name = "OTHER_DIR")]
+    pub other: Option<Utf8PathBuf>,
+
+    /// Compare only this collection.
+    #[arg(long, value_name = "NAME")]
+    pub collection: Option<String>,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Print one JSON document on stdout (shape in the README).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The outcome for one collection; snake_case names are part of `--json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    Identical,
+    Different,
+    /// Only in the backup: restore would create it from the fingerprint.
+    AbsentOnServer,
+    /// Two backups: in one only.
+    OnlyInLeft,
+    OnlyInRight,
+    /// A legacy manifest: nothing to compare, and restore refuses it.
+    NoFingerprint,
+}
+
+impl Status {
+    fn differs(self) -> bool {
+        !matches!(self, Status::Identical | Status::AbsentOnServer)
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct JsonDifference {
+    path: String,
+    severity: &'static str,
+    left: Option<Value>,
+    right: Option<Value>,
+    description: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CollectionResult {
+    name: String,
+    status: Status,
+    /// True when restore would refuse this collection.
+    blocking: bool,
+    differences: Vec<JsonDifference>,
+}
+
+#[derive(Debug, Serialize)]
+struct Comparison {
+    left: Side,
+    right: Side,
+    identical: bool,
+    collections: Vec<CollectionResult>,
+}
+
+#[derive(Debug, Serialize)]
+struct Side {
+    label: String,
+    /// The backup folder, or the server URL.
+    source: String,
+}
+
+/// The error diagnostic: one related line per difference, blocking ones as errors.
+#[derive(Debug, Error, Diagnostic)]
+#[error("the schemas differ in {count} collection{}: {names}", if *.count == 1 { "" } else { "s" })]
+#[diagnostic(
+    code(aimem::diff_schema::differs),
+    help(
+        "Restore refuses a backup whose schema differs from the live collection (warnings alone are allowed). \
+         Across AI Memory versions, use the release's migrate_v<XXX>_*.py script instead of a restore."
+    )
+)]
+struct SchemaDiffers {
+    count: usize,
+    names: String,
+    #[related]
+    lines: Vec<DiffLine>,
+}
+
+#[derive(Debug, Error)]
+#[error("{text}")]
+struct DiffLine {
+    text: String,
+    blocking: bool,
+}
+
+impl Diagnostic for DiffLine {
+    fn severity(&self) -> Option<MietteSeverity> {
+        Some(if self.blocking {
+            MietteSeverity::Error
+        } else {
+            MietteSeverity::Warning
+        })
+    }
+}
+
+pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
+    let (left_dir, left) = load(&args.backup)?;
+    let (right_label, right_source, right) = match &args.other {
+        Some(other) => {
+            let (dir, manifest) = load(other)?;
+            (String::new(), dir.to_string(), Against::Backup(manifest))
+        }
+        None => {
+            let endpoint = args.connection.endpoint().map_err(|m| {
+                Failure::msg(
+                    Exit::InvalidArguments,
+                    m,
+                    "Set --url or QDRANT_URL to http://HOST:PORT.",
+                )
+            })?;
+            let client = ConnectionArgs::client(&endpoint, Timeouts::default());
+            let names = client.list_collections().or_exit(Exit::ConnectionFailed)?;
+            ui.step(&format!("Comparing with {}", endpoint.url));
+            (
+                "live".to_string(),
+                endpoint.url.clone(),
+                Against::Live(client, names),
+            )
+        }
+    };
+    let (left_label, right_label) = match &right {
+        Against::Live(..) => ("backup".to_string(), right_label),
+        Against::Backup(_) => labels(&left_dir, Utf8Path::new(&right_source)),
+    };
+
+    let mut names: BTreeSet<String> = left.collections.keys().cloned().collect();
+    if let Against::Backup(other) = &right {
+        names.extend(other.collections.keys().cloned());
+    }
+    if let Some(only) = &args.collection {
+        if !names.contains(only) {
+            return Err(Failure::msg(
+                Exit::InvalidArguments,
+                format!("no collection `{only}` in the backup"),
+                format!(
+                    "The backup holds: {}.",
+                    left.collections
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        names.retain(|n| n == only);
+    }
+
+    let mut results = Vec::new();
+    for name in &names {
+        let mine = left.collections.get(name).map(|c| c.schema.clone());
+        let result = match &right {
+            Against::Backup(other) => {
+                let theirs = other.collections.get(name).map(|c| c.schema.clone());
+                match (mine, theirs) {
+                    (Some(a), Some(b)) => compare(name, a, b, &left_label, &right_label),
+                    (Some(_), None) => plain(name, Status::OnlyInLeft),
+                    (None, _) => plain(name, Status::OnlyInRight),
+                }
+            }
+            Against::Live(client, on_server) => {
+                let Some(mine) = mine else { continue };
+                if !on_server.contains(name) {
+                    plain(name, Status::AbsentOnServer)
+                } else {
+                    let info = client.collection_info(name).map_err(live_error)?;
+                    let live = Fingerprint::from_collection_info(&info).or_exit(Exit::Failed)?;
+                    compare(
+                        name,
+                        mine,
+                        Some(live.as_value().clone()),
+                        &left_label,
+                        &right_label,
+                    )
+                }
+            }
+        };
+        results.push(result);
+    }
+
+    let differing: Vec<&CollectionResult> = results.iter().filter(|r| r.status.differs()).collect();
+    let failure = (!differing.is_empty()).then(|| SchemaDiffers {
+        count: differing.len(),
+        names: differing
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        lines: differing
+            .iter()
+            .flat_map(|r| {
+                let status_line = (r.differences.is_empty()).then(|| DiffLine {
+                    text: format!(
+                        "{}: {}",
+                        r.name,
+                        describe_status(r.status, &left_label, &right_label)
+                    ),
+                    blocking: true,
+                });
+                status_line
+                    .into_iter()
+                    .chain(r.differences.iter().map(|d| DiffLine {
+                        text: format!("{}: {}", r.name, d.description),
+                        blocking: d.severity == "blocking",
+                    }))
+            })
+            .collect(),
+    });
+
+    if args.json {
+        output::json(&Comparison {
+            left: Side {
+                label: left_label.clone(),
+                source: left_dir.to_string(),
+            },
+            right: Side {
+                label: right_label.clone(),
+                source: right_source,
+            },
+            identical: failure.is_none(),
+            collections: results,
+        });
+    } else {
+        print_report(&results, &left_label, &right_label);
+    }
+    match failure {
+        None => Ok(()),
+        Some(differs) => Err(differs).or_exit(Exit::Failed),
+    }
+}
+
+/// The right-hand side of a comparison.
+enum Against {
+    Backup(Manifest),
+    Live(Client, Vec<String>),
+}
+
+fn live_error(error: QdrantError) -> Failure {
+    let exit = if error.is_connection_problem() {
+        Exit::ConnectionFailed
+    } else {
+        Exit::Failed
+    };
+    Failure::new(exit, miette::Report::new(error))
+}
+
+/// Reads a backup's manifest (`latest` resolved in the backup root).
+fn load(arg: &Utf8Path) -> Outcome<(Utf8PathBuf, Manifest)> {
+    let dir = resolve_backup(arg, &default_root()).map_err(|m| {
+        Failure::msg(
+            Exit::InvalidArguments,
+            m,
+            "Give a backup folder, or set AI_MEMORY_BACKUP_DIR to the folder that holds them.",
+        )
+    })?;
+    if !dir.is_dir() {
+        return Err(Failure::msg(
+            Exit::InvalidArguments,
+            format!("{dir} is not a folder"),
+            "Give a backup folder (one holding manifest.json), or `latest`.",
+        ));
+    }
+    let manifest = Manifest::read(&dir).or_exit(Exit::Failed)?;
+    Ok((dir, manifest))
+}
+
+/// Two backups are labelled by their folder names, or A and B when those are the same.
+fn labels(a: &Utf8Path, b: &Utf8Path) -> (String, String) {
+    match (a.file_name(), b.file_name()) {
+        (Some(x), Some(y)) if x != y => (x.to_string(), y.to_string()),
+        _ => ("A".to_string(), "B".to_string()),
+    }
+}
+
+fn plain(name: &str, status: Status) -> CollectionResult {
+    CollectionResult {
+        name: name.to_string(),
+        status,
+        blocking: status.differs(),
+        differences: Vec::new(),
+    }
+}
+
+/// Compares two stored fingerprints (`None` inside: a legacy entry without one).
+fn compare(
+    name: &str,
+    left: Option<Value>,
+    right: Option<Value>,
+    left_label: &str,
+    right_label: &str,
+) -> CollectionResult {
+    let parse = |v: Option<Value>| v.and_then(|v| Fingerprint::from_value(v).ok());
+    let (Some(left), Some(right)) = (parse(left), parse(right)) else {
+        return plain(name, Status::NoFingerprint);
+    };
+    let differences: Vec<Difference> = fingerprint::diff(&left, &right);
+    let blocking = differences.iter().any(|d| d.severity == Severity::Blocking);
+    CollectionResult {
+        name: name.to_string(),
+        status: if differences.is_empty() {
+            Status::Identical
+        } else {
+            Status::Different
+        },
+        blocking,
+        differences: differences
+            .iter()
+            .map(|d| JsonDifference {
+                path: d.path.clone(),
+                severity: match d.severity {
+                    Severity::Blocking => "blocking",
+                    Severity::Warning => "warning",
+                },
+                left: d.left.clone(),
+                right: d.right.clone(),
+                description: d.describe(left_label, right_label),
+            })
+            .collect(),
+    }
+}
+
+fn describe_status(status: Status, left: &str, right: &str) -> String {
+    match status {
+        Status::Identical => "identical".into(),
+        Status::Different => "different".into(),
+        Status::AbsentOnServer => "absent on server (restore would create it)".into(),
+        Status::OnlyInLeft => format!("only in {left}"),
+        Status::OnlyInRight => format!("only in {right}"),
+        Status::NoFingerprint => {
+            "no schema fingerprint (a pre-2.4.1 backup): nothing to compare, restore refuses it"
+                .into()
+        }
+    }
+}
+
+fn print_report(results: &[CollectionResult], left: &str, right: &str) {
+    for r in results {
+        if r.differences.is_empty() {
+            output::line(&format!(
+                "{}: {}",
+                r.name,
+                describe_status(r.status, left, right)
+            ));
+            continue;
+        }
+        output::line(&format!(
+            "{}: {} difference{}",
+            r.name,
+            r.differences.len(),
+            if r.differences.len() == 1 { "" } else { "s" }
+        ));
+        for (severity, heading) in [
+            ("blocking", "blocks a restore"),
+            ("warning", "warnings only"),
+        ] {
+            let group: Vec<&JsonDifference> = r
+                .differences
+                .iter()
+                .filter(|d| d.severity == severity)
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            output::line(&format!("  {heading}:"));
+            for d in group {
+                output::line(&format!("    {}", d.description));
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `aimem list`: every backup in a backup root, newest first, with what it holds and its state.
+//!
+//! Offline. A folder that cannot be read is listed as damaged and the listing goes on; the
+//! command itself fails only when the root cannot be read at all.
+
+use camino::Utf8PathBuf;
+use clap::Args;
+use serde::Serialize;
+
+use crate::cmd::output;
+use crate::exit::Exit;
+use crate::failure::{Failure, Outcome};
+use crate::manifest::audit::{self, Options};
+use crate::manifest::catalog::{self, Listed, State};
+use crate::manifest::layout::default_root;
+use crate::ui::{Ui, human_size};
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The folder that holds the backups [default: AI_MEMORY_BACKUP_DIR, else ./backups].
+    #[arg(value_name = "ROOT")]
+    pub root: Option<Utf8PathBuf>,
+
+    /// Also verify each complete backup (checksums and snapshot schemas) and show the result.
+    #[arg(long)]
+    pub verify: bool,
+
+    /// Print one JSON document on stdout (shape in the README).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One row of `--json`.
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    path: String,
+    /// RFC 3339, or null when unknown.
+    date: Option<String>,
+    ai_memory_version: Option<String>,
+    qdrant_version: Option<String>,
+    collections: Vec<String>,
+    records: Option<u64>,
+    size_bytes: u64,
+    state: State,
+    /// Why the folder is damaged.
+    problem: Option<String>,
+    /// With `--verify`, for complete backups: `{"ok", "legacy", "problems"}`.
+    verification: Option<Verification>,
+}
+
+#[derive(Debug, Serialize)]
+struct Verification {
+    ok: bool,
+    legacy: bool,
+    problems: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Listing {
+    root: String,
+    backups: Vec<Row>,
+}
+
+pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
+    let root = args.root.clone().unwrap_or_else(default_root);
+    let listed = match catalog::scan(&root) {
+        Ok(listed) => listed,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(Failure::msg(
+                Exit::Failed,
+                format!("cannot read the backup root {root}: {e}"),
+                "Check the folder's permissions, or name another root: `aimem list DIR`.",
+            ));
+        }
+    };
+    let rows: Vec<Row> = listed
+        .iter()
+        .map(|l| {
+            if args.verify && l.state.is_complete() {
+                ui.step(&format!("Verifying {}...", l.name));
+            }
+            row(l, args.verify)
+        })
+        .collect();
+    if args.json {
+        output::json(&Listing {
+            root: root.to_string(),
+            backups: rows,
+        });
+    } else if rows.is_empty() {
+        output::line(&format!("No backups in {root}"));
+    } else {
+        print_table(&rows, args.verify);
+    }
+    Ok(())
+}
+
+fn row(listed: &Listed, verify: bool) -> Row {
+    let manifest = listed.manifest.as_ref();
+    let verification = (verify && listed.state.is_complete()).then(|| {
+        let audit = audit::audit(&listed.path, Options { deep: true });
+        Verification {
+            ok: audit.ok(),
+            legacy: audit.legacy,
+            problems: audit.findings.len(),
+        }
+    });
+    Row {
+        name: listed.name.clone(),
+        path: listed.path.to_string(),
+        date: listed.taken.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        }),
+        ai_memory_version: manifest.map(|m| m.ai_memory_version.clone()),
+        qdrant_version: manifest.and_then(|m| m.qdrant_version.clone()),
+        collections: manifest
+            .map(|m| m.collections.keys().cloned().collect())
+            .unwrap_or_default(),
+        records: manifest.map(crate::manifest::Manifest::total_records),
+        size_bytes: listed.size_bytes,
+        state: listed.state,
+        problem: listed.problem.clone(),
+        verification,
+    }
+}
+
+fn print_table(rows: &[Row], verify: bool) {
+    let mut header = vec![
+        "NAME",
+        "DATE",
+        "AI MEMORY",
+        "QDRANT",
+        "COLLECTIONS",
+        "RECORDS",
+        "SIZE",
+        "STATE",
+    ];
+    if verify {
+        header.push("VERIFIED");
+    }
+    let dash = || "-".to_string();
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for r in rows {
+        let mut cells = vec![
+            r.name.clone(),
+            r.date
+                .as_deref()
+                .map_or_else(dash, |d| d.get(..19).unwrap_or(d).replace('T', " ")),
+            r.ai_memory_version.clone().unwrap_or_else(dash),
+            r.qdrant_version.clone().unwrap_or_else(dash),
+            if r.collections.is_empty() {
+                dash()
+            } else {
+                r.collections.len().to_string()
+            },
+            r.records.map_or_else(dash, |n| n.to_string()),
+            human_size(r.size_bytes),
+            match &r.problem {
+                Some(problem) => format!("{} ({problem})", r.state.as_str()),
+                None => r.state.as_str().to_string(),
+            },
+        ];
+        if verify {
+            cells.push(match &r.verification {
+                None => dash(),
+                Some(v) if v.ok => "ok".into(),
+                Some(v) => format!(
+                    "FAILED ({} problem{})",
+                    v.problems,
+                    if v.problems == 1 { "" } else { "s" }
+                ),
+            });
+        }
+        table.push(cells);
+    }
+    let columns = table[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for cells in &table {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        output::line(line.join("  ").trim_end());
+    }
+}

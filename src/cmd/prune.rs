@@ -1,0 +1,277 @@
+//! `aimem prune`: delete old backups by a retention policy, never the last good one.
+//!
+//! Only complete backups (aimem's or the Python scripts') are candidates; damaged folders and
+//! restore's hidden folders are left alone. Staging folders left by killed backups are removed
+//! once older than a day (a younger one may belong to a backup still running). Before anything
+//! is deleted, at least one backup that is kept must pass verification: otherwise the prune
+//! could leave nothing restorable, and it stops unless `--force` is given.
+
+use std::time::{Duration as StdDuration, SystemTime};
+
+use camino::Utf8PathBuf;
+use clap::Args;
+use serde::Serialize;
+use time::Duration;
+
+use crate::cmd::output;
+use crate::exit::Exit;
+use crate::failure::{Failure, Outcome};
+use crate::manifest::audit::{self, Options};
+use crate::manifest::catalog::{self, Listed, State};
+use crate::manifest::layout::default_root;
+use crate::manifest::retention::{self, Policy};
+use crate::ui::Ui;
+
+/// A staging folder younger than this may belong to a backup that is still running.
+const STAGING_MAX_AGE: StdDuration = StdDuration::from_secs(24 * 60 * 60);
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The folder that holds the backups [default: AI_MEMORY_BACKUP_DIR, else ./backups].
+    #[arg(value_name = "ROOT")]
+    pub root: Option<Utf8PathBuf>,
+
+    /// Keep the N most recent backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+
+    /// Keep every backup taken within DURATION of the newest one (7d, 12h, 2w, 1d12h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_within: Option<Duration>,
+
+    /// Keep the newest backup of each of the last N days that have backups.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<usize>,
+
+    /// Keep the newest backup of each of the last N ISO weeks that have backups.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<usize>,
+
+    /// Show what would be kept and removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Delete even when no backup that is kept passes verification.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print one JSON document on stdout (shape in the README).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    retention::parse_duration(text)
+}
+
+#[derive(Debug, Serialize)]
+struct Kept {
+    name: String,
+    date: Option<String>,
+    reasons: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Removed {
+    name: String,
+    date: Option<String>,
+}
+
+/// `--json`.
+#[derive(Debug, Serialize)]
+struct Plan {
+    root: String,
+    dry_run: bool,
+    /// True when nothing was deleted because no kept backup passes verification.
+    refused: bool,
+    /// The newest kept backup that passed verification (null when none was needed or found).
+    verified: Option<String>,
+    kept: Vec<Kept>,
+    removed: Vec<Removed>,
+    /// Staging folders of killed backups, older than a day.
+    incomplete_removed: Vec<String>,
+}
+
+pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
+    let policy = Policy {
+        keep_last: args.keep_last,
+        keep_within: args.keep_within,
+        keep_daily: args.keep_daily,
+        keep_weekly: args.keep_weekly,
+    };
+    if policy.is_empty() {
+        return Err(Failure::msg(
+            Exit::InvalidArguments,
+            "no retention policy given: prune would not know what to keep",
+            "Give at least one of --keep-last N, --keep-within DURATION, --keep-daily N, --keep-weekly N (add --dry-run to preview).",
+        ));
+    }
+    let root = args.root.clone().unwrap_or_else(default_root);
+    let listed = match catalog::scan(&root) {
+        Ok(listed) => listed,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(Failure::msg(
+                Exit::Failed,
+                format!("cannot read the backup root {root}: {e}"),
+                "Check the folder's permissions, or name another root: `aimem prune DIR`.",
+            ));
+        }
+    };
+
+    // Dated complete backups are candidates (newest first, as scanned); undated ones are kept.
+    let candidates: Vec<&Listed> = listed
+        .iter()
+        .filter(|l| l.state.is_complete() && l.taken.is_some())
+        .collect();
+    let times: Vec<_> = candidates.iter().filter_map(|l| l.taken).collect();
+    let reasons = retention::decide(&times, &policy);
+    let mut kept: Vec<(&Listed, Vec<String>)> = Vec::new();
+    let mut removed: Vec<&Listed> = Vec::new();
+    for (listed, why) in candidates.iter().zip(reasons) {
+        if why.is_empty() {
+            removed.push(listed);
+        } else {
+            kept.push((listed, why));
+        }
+    }
+    for l in listed
+        .iter()
+        .filter(|l| l.state.is_complete() && l.taken.is_none())
+    {
+        kept.push((l, vec!["no date to apply the policy to".into()]));
+    }
+    let now = SystemTime::now();
+    let stale: Vec<&Listed> = listed
+        .iter()
+        .filter(|l| l.state == State::Incomplete)
+        .filter(|l| {
+            l.modified
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > STAGING_MAX_AGE)
+        })
+        .collect();
+
+    // Protect the last good backup: something kept must pass verification.
+    let mut verified = None;
+    let mut refused = false;
+    if !removed.is_empty() {
+        for (l, _) in &kept {
+            ui.step(&format!("Verifying {} (kept)...", l.name));
+            if audit::audit(&l.path, Options { deep: true }).ok() {
+                verified = Some(l.name.clone());
+                break;
+            }
+        }
+        refused = verified.is_none() && !args.force;
+    }
+
+    let date = |l: &Listed| {
+        l.taken.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+    };
+    let plan = Plan {
+        root: root.to_string(),
+        dry_run: args.dry_run,
+        refused,
+        verified: verified.clone(),
+        kept: kept
+            .iter()
+            .map(|(l, why)| Kept {
+                name: l.name.clone(),
+                date: date(l),
+                reasons: why.clone(),
+            })
+            .collect(),
+        removed: if refused {
+            Vec::new()
+        } else {
+            removed
+                .iter()
+                .map(|l| Removed {
+                    name: l.name.clone(),
+                    date: date(l),
+                })
+                .collect()
+        },
+        incomplete_removed: stale.iter().map(|l| l.name.clone()).collect(),
+    };
+
+    if !args.json {
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "remove"
+        };
+        for k in &plan.kept {
+            output::line(&format!("keep    {}  ({})", k.name, k.reasons.join(", ")));
+        }
+        for r in &removed {
+            let verb = if refused {
+                "would remove (refused)"
+            } else {
+                verb
+            };
+            output::line(&format!("{verb}  {}", r.name));
+        }
+        for s in &stale {
+            output::line(&format!(
+                "{verb}  {}  (incomplete: left by a backup that did not finish, over a day old)",
+                s.name
+            ));
+        }
+    }
+    if refused {
+        if args.json {
+            output::json(&plan);
+        }
+        return Err(Failure::msg(
+            Exit::Failed,
+            format!(
+                "not pruning: none of the {} backups that would be kept passes verification",
+                kept.len()
+            ),
+            "Deleting now could leave no restorable backup. Check them with `aimem list --verify`, take a new backup, or pass --force to prune anyway.",
+        ));
+    }
+    if verified.is_none() && !removed.is_empty() {
+        ui.warn("no kept backup passes verification; pruning anyway (--force)");
+    }
+
+    let mut failures = Vec::new();
+    if !args.dry_run {
+        for l in removed.iter().chain(stale.iter()) {
+            if let Err(e) = std::fs::remove_dir_all(&l.path) {
+                failures.push(format!("{}: {e}", l.path));
+            }
+        }
+    }
+    if args.json {
+        output::json(&plan);
+    } else {
+        let what = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        output::line(&format!(
+            "{} kept, {what} {} backup{} and {} incomplete folder{}",
+            plan.kept.len(),
+            removed.len(),
+            if removed.len() == 1 { "" } else { "s" },
+            stale.len(),
+            if stale.len() == 1 { "" } else { "s" },
+        ));
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::msg(
+            Exit::Failed,
+            format!("could not remove: {}", failures.join("; ")),
+            "Check the folders' permissions and run prune again.",
+        ))
+    }
+}

@@ -1,0 +1,146 @@
+//! `aimem verify`: audit one backup offline (no Qdrant needed) and say what it is worth.
+//!
+//! The checks themselves live in [`crate::manifest::audit`]; this command resolves the folder,
+//! prints each problem on its own line and a summary, and maps the result to an exit status:
+//! 0 when everything holds, 2 when anything is wrong (legacy backups included).
+
+use camino::Utf8PathBuf;
+use clap::Args;
+use serde::Serialize;
+
+use crate::cmd::output;
+use crate::exit::Exit;
+use crate::failure::{Failure, Outcome};
+use crate::manifest::audit::{self, Audit, Finding, Options};
+use crate::manifest::layout::{default_root, resolve_backup};
+use crate::ui::Ui;
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The backup folder, or `latest` for the newest complete backup in the backup root
+    /// (AI_MEMORY_BACKUP_DIR, else ./backups).
+    #[arg(value_name = "DIR")]
+    pub backup: Utf8PathBuf,
+
+    /// Check files only: do not read each snapshot's schema from inside its archive.
+    #[arg(long)]
+    pub no_deep: bool,
+
+    /// Print one JSON document on stdout (shape in the README).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--json`: `{"backup", "ok", "legacy", "deep", "files_checked", "problems": [{file, kind, problem}]}`.
+#[derive(Debug, Serialize)]
+struct JsonReport<'a> {
+    backup: &'a str,
+    ok: bool,
+    legacy: bool,
+    deep: bool,
+    files_checked: usize,
+    problems: &'a [Finding],
+}
+
+pub fn run(args: &VerifyArgs, ui: &Ui) -> Outcome {
+    let dir = resolve_backup(&args.backup, &default_root()).map_err(|m| {
+        Failure::msg(
+            Exit::InvalidArguments,
+            m,
+            "Give a backup folder, or set AI_MEMORY_BACKUP_DIR to the folder that holds them.",
+        )
+    })?;
+    if !dir.is_dir() {
+        return Err(Failure::msg(
+            Exit::InvalidArguments,
+            format!("{dir} is not a folder"),
+            "Give a backup folder (one holding manifest.json), or `latest`.",
+        ));
+    }
+    ui.step(&format!("Verifying {dir}..."));
+    let audit = audit::audit(
+        &dir,
+        Options {
+            deep: !args.no_deep,
+        },
+    );
+    report(&audit, args, ui)
+}
+
+fn report(audit: &Audit, args: &VerifyArgs, ui: &Ui) -> Outcome {
+    if let Some(error) = &audit.manifest_error {
+        // The manifest's own diagnostic marks the bad spot; shown once, on stderr.
+        eprintln!("{:?}", ManifestReport(error));
+    }
+    let problems = audit.findings.len();
+    if args.json {
+        output::json(&JsonReport {
+            backup: audit.backup.as_str(),
+            ok: audit.ok(),
+            legacy: audit.legacy,
+            deep: !args.no_deep,
+            files_checked: audit.files_checked,
+            problems: &audit.findings,
+        });
+    } else {
+        for finding in &audit.findings {
+            output::line(&format!("✗ {finding}"));
+        }
+        let deep = if args.no_deep {
+            ""
+        } else {
+            ", snapshot schemas compared with the manifest"
+        };
+        let legacy = if audit.legacy { " (legacy backup)" } else { "" };
+        output::line(&if audit.ok() {
+            format!(
+                "✓ {}: OK, {} files checked{deep}",
+                audit.backup, audit.files_checked
+            )
+        } else {
+            format!(
+                "✗ {}: {problems} problem{}{legacy}, {} files checked{deep}",
+                audit.backup,
+                if problems == 1 { "" } else { "s" },
+                audit.files_checked
+            )
+        });
+    }
+    if audit.ok() {
+        ui.ok("backup verified");
+        return Ok(());
+    }
+    let help = if audit.legacy {
+        "This backup predates aimem's format (no CHECKSUMS.sha256 or no schema fingerprint): its files cannot all be checked and restore would refuse it. Take a new backup with `aimem backup`."
+    } else {
+        "Do not rely on this backup: restore would refuse it. Use another one (`aimem list --verify`), or take a new backup with `aimem backup`."
+    };
+    Err(Failure::msg(
+        Exit::Failed,
+        format!(
+            "{} failed verification ({problems} problem{})",
+            audit.backup,
+            if problems == 1 { "" } else { "s" }
+        ),
+        help,
+    ))
+}
+
+/// Renders a borrowed manifest error through miette (which wants an owned diagnostic).
+struct ManifestReport<'a>(&'a crate::manifest::ManifestError);
+
+impl std::fmt::Debug for ManifestReport<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let handler =
+            miette::GraphicalReportHandler::new_themed(if console::colors_enabled_stderr() {
+                miette::GraphicalTheme::unicode()
+            } else {
+                miette::GraphicalTheme::unicode_nocolor()
+            });
+        let mut out = String::new();
+        if handler.render_report(&mut out, self.0).is_err() {
+            return write!(f, "{}", self.0);
+        }
+        write!(f, "{out}")
+    }
+}
