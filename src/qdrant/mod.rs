@@ -61,7 +61,8 @@ impl Default for Timeouts {
     }
 }
 
-/// A connection to one Qdrant server.
+/// A connection to one Qdrant server. Cheap to clone (the agent's pool is shared).
+#[derive(Clone)]
 pub struct Client {
     agent: Agent,
     base_url: String,

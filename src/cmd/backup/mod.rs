@@ -16,6 +16,7 @@ use clap::Args;
 use miette::Diagnostic;
 use thiserror::Error;
 
+use crate::cmd::worker;
 use crate::exit::Exit;
 use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::Fingerprint;
@@ -439,6 +440,11 @@ fn check_space(root: &Utf8Path, needed: u64, why: &str) -> Outcome<u64> {
     Ok(free)
 }
 
+/// The failure for a stop requested while a worker ran.
+fn interrupted<T>(exit: Exit) -> Outcome<T> {
+    Err(BackupError::Interrupted).or_exit(exit)
+}
+
 fn stopped(stop: &StopFlag) -> Outcome {
     match stop.requested() {
         Some(exit) => Err(BackupError::Interrupted).or_exit(exit),
@@ -463,12 +469,12 @@ fn write_backup(
         path: path.to_owned(),
         source,
     };
-    files::create_private_dir(&staging)
+    layout::create_private_dir(&staging)
         .map_err(|e| folder_error(&staging, e))
         .or_exit(Exit::Failed)?;
     undo.staging = Some(staging.clone());
     let snapshot_dir = staging.join(SNAPSHOT_DIR);
-    files::create_private_dir(&snapshot_dir)
+    layout::create_private_dir(&snapshot_dir)
         .map_err(|e| folder_error(&snapshot_dir, e))
         .or_exit(Exit::Failed)?;
 
@@ -598,9 +604,12 @@ fn backup_collection(
         .count_exact(name)
         .map_err(fail)
         .or_exit(Exit::Failed)?;
-    let description = cx
-        .client
-        .create_snapshot(name)
+    let description = {
+        let (client, name) = (cx.client.clone(), name.clone());
+        worker::interruptible(cx.stop, move || client.create_snapshot(&name))
+    };
+    let description = description
+        .or_else(interrupted)?
         .map_err(fail)
         .or_exit(Exit::Failed)?;
     undo.server_snapshots
@@ -617,16 +626,19 @@ fn backup_collection(
     }
     let file_name = format!("{name}.snapshot");
     let target = snapshot_dir.join(&file_name);
-    let downloaded = snapshot::download_verified(
-        cx.client,
-        name,
-        &description,
-        &target,
-        args.retry,
-        cx.ui,
-        cx.stop,
-    );
-    let downloaded = match downloaded {
+    let downloaded = {
+        let (client, name, description, target) = (
+            cx.client.clone(),
+            name.clone(),
+            description.clone(),
+            target.clone(),
+        );
+        let (retry, ui, stop) = (args.retry, cx.ui.clone(), cx.stop.clone());
+        worker::interruptible(cx.stop, move || {
+            snapshot::download_verified(&client, &name, &description, &target, retry, &ui, &stop)
+        })
+    };
+    let downloaded = match downloaded.or_else(interrupted)? {
         Ok(done) => done,
         Err(snapshot::DownloadError::Qdrant(QdrantError::Interrupted)) => {
             // The transfer ended because a signal arrived: stop with the signal's status.
