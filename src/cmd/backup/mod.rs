@@ -49,6 +49,7 @@ pub struct BackupArgs {
         long,
         short,
         env = "AI_MEMORY_BACKUP_DIR",
+        hide_env_values = true,
         default_value = "./backups",
         value_name = "DIR"
     )]
@@ -75,13 +76,19 @@ pub struct BackupArgs {
     pub ai_memory_version: Option<String>,
 
     /// AI Memory's install folder (config files, logs, version.txt) [default: ~/.ai-memory].
-    #[arg(long, env = "AI_MEMORY_INSTALL_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "AI_MEMORY_INSTALL_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub install_dir: Option<Utf8PathBuf>,
 
     /// Seconds to wait for Qdrant to build a snapshot.
     #[arg(
         long,
         env = "BACKUP_SNAPSHOT_CREATE_TIMEOUT",
+        hide_env_values = true,
         default_value_t = 300,
         value_name = "SECONDS"
     )]
@@ -91,6 +98,7 @@ pub struct BackupArgs {
     #[arg(
         long,
         env = "BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT",
+        hide_env_values = true,
         default_value_t = 300,
         value_name = "SECONDS"
     )]

@@ -1,0 +1,63 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_aimem_global_optspecs
+    string join \n color= q/quiet no-progress h/help V/version
+end
+
+function __fish_aimem_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_aimem_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_aimem_using_subcommand
+    set -l cmd (__fish_aimem_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c aimem -n "__fish_aimem_needs_command" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_needs_command" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_needs_command" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c aimem -n "__fish_aimem_needs_command" -s V -l version -d 'Print version'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "backup" -d 'Snapshot collections, config files and (optionally) logs into a new backup folder'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l host -d 'Qdrant host name' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l port -d 'Qdrant REST port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -s o -l output -d 'Folder that holds the backups; each backup is a dated folder inside it' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l collection -d 'Back up only this collection (repeatable). It must exist on the server' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l retry -d 'Re-attempt a failed snapshot download N times; partial data is discarded first' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l version -d 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l create-timeout -d 'Seconds to wait for Qdrant to build a snapshot' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l download-timeout -d 'Seconds a snapshot download may stall; one that keeps moving is never cut off' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l all -d 'Back up every collection on the server, not only AI Memory\'s five'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l include-logs -d 'Also copy the log files from <install>/logs'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand completions" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_using_subcommand completions" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand completions" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup completions help" -f -a "backup" -d 'Snapshot collections, config files and (optionally) logs into a new backup folder'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
