@@ -179,6 +179,21 @@ enum BackupError {
     Interrupted,
 }
 
+/// A Qdrant error while backing up `collection`. A refused key or a server gone away is a
+/// connection failure (exit 1, as the guide says for backup); anything else is a failed
+/// collection backup (exit 2).
+fn collection_failure(collection: &str, error: QdrantError) -> Failure {
+    let exit = if error.is_connection_problem() {
+        Exit::BackupConnectionFailed
+    } else {
+        Exit::Failed
+    };
+    Failure::new(
+        exit,
+        miette::Report::new(collection_error(collection, error)),
+    )
+}
+
 fn collection_error(
     collection: &str,
     source: impl Diagnostic + Send + Sync + 'static,
@@ -251,7 +266,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         .list_collections()
         .or_exit(Exit::BackupConnectionFailed)?;
     let names = choose_collections(args, &on_server, ui)?;
-    let planned = plan(&client, &names).or_exit(Exit::Failed)?;
+    let planned = plan(&client, &names)?;
     stopped(stop)?;
 
     let root = prepare_root(&args.output).or_exit(Exit::Failed)?;
@@ -392,15 +407,16 @@ fn choose_collections(args: &BackupArgs, on_server: &[String], ui: &Ui) -> Outco
 }
 
 /// Reads each collection's schema and estimates its snapshot size.
-fn plan(client: &Client, names: &[String]) -> Result<Vec<Planned>, BackupError> {
+fn plan(client: &Client, names: &[String]) -> Outcome<Vec<Planned>> {
     names
         .iter()
         .map(|name| {
             let info = client
                 .collection_info(name)
-                .map_err(|e| collection_error(name, e))?;
-            let fingerprint =
-                Fingerprint::from_collection_info(&info).map_err(|e| collection_error(name, e))?;
+                .map_err(|e| collection_failure(name, e))?;
+            let fingerprint = Fingerprint::from_collection_info(&info)
+                .map_err(|e| collection_error(name, e))
+                .or_exit(Exit::Failed)?;
             // `points_count` is approximate: fine for an estimate, not for the manifest.
             let points = info
                 .get("points_count")
@@ -606,20 +622,13 @@ fn backup_collection(
     undo: &mut Undo,
 ) -> Outcome<CollectionEntry> {
     let name = &collection.name;
-    let fail = |e: QdrantError| collection_error(name, e);
-    let records = cx
-        .client
-        .count_exact(name)
-        .map_err(fail)
-        .or_exit(Exit::Failed)?;
+    let fail = |e: QdrantError| collection_failure(name, e);
+    let records = cx.client.count_exact(name).map_err(fail)?;
     let description = {
         let (client, name) = (cx.client.clone(), name.clone());
         worker::interruptible(cx.stop, move || client.create_snapshot(&name))
     };
-    let description = description
-        .or_else(interrupted)?
-        .map_err(fail)
-        .or_exit(Exit::Failed)?;
+    let description = description.or_else(interrupted)?.map_err(fail)?;
     undo.server_snapshots
         .push((name.clone(), description.name.clone()));
     if let Some(size) = description.size {
@@ -653,6 +662,7 @@ fn backup_collection(
             stopped(cx.stop)?;
             return Err(BackupError::Interrupted).or_exit(Exit::Interrupted);
         }
+        Err(snapshot::DownloadError::Qdrant(e)) => return Err(collection_failure(name, e)),
         Err(e) => return Err(collection_error(name, e)).or_exit(Exit::Failed),
     };
     // The server keeps every snapshot until deleted: do not let backups fill its disk.
