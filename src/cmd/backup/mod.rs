@@ -280,6 +280,13 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     } else {
         Vec::new()
     };
+    let ai_memory_version = files::ai_memory_version(args.ai_memory_version.as_deref(), &install)
+        .unwrap_or_else(|| {
+            ui.warn(&format!(
+                "no AI Memory version found ({install}/version.txt is missing): recording \"unknown\"; pass --version V"
+            ));
+            "unknown".to_string()
+        });
     ui.step("Checking disk space...");
     let log_bytes: u64 = logs
         .iter()
@@ -302,6 +309,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         stop,
         root: &root,
         install: &install,
+        ai_memory_version,
     };
     let outcome = write_backup(
         &context,
@@ -341,6 +349,7 @@ struct Context<'a> {
     stop: &'a StopFlag,
     root: &'a Utf8Path,
     install: &'a Utf8Path,
+    ai_memory_version: String,
 }
 
 /// `--install-dir`/AI_MEMORY_INSTALL_DIR, else `~/.ai-memory`.
@@ -568,13 +577,9 @@ fn write_backup(
         cx.ui.ok(&format!("{} log files", logs.len()));
     }
 
-    let ai_memory_version = files::ai_memory_version(args.ai_memory_version.as_deref(), cx.install).unwrap_or_else(|| {
-        cx.ui.warn(&format!("no AI Memory version found ({}/version.txt is missing): recording \"unknown\"; pass --version V", cx.install));
-        "unknown".to_string()
-    });
     let manifest = Manifest {
         backup_date: layout::timestamp(crate::localtime::now()),
-        ai_memory_version,
+        ai_memory_version: cx.ai_memory_version.clone(),
         qdrant_host: cx.endpoint.host.clone(),
         qdrant_port: cx.endpoint.port,
         collections,
