@@ -135,6 +135,11 @@ impl Client {
         self.result(Method::GET, &collection_path(name, ""), None)
     }
 
+    /// `GET /collections/{name}/cluster`: where the collection's shards live, seen from this peer.
+    pub fn collection_cluster(&self, name: &str) -> Result<Value, QdrantError> {
+        self.result(Method::GET, &collection_path(name, "/cluster"), None)
+    }
+
     /// `GET /collections/{name}/exists`.
     pub fn collection_exists(&self, name: &str) -> Result<bool, QdrantError> {
         let path = collection_path(name, "/exists");

@@ -605,3 +605,18 @@ fn usage_errors_exit_1() {
     env.run(&["--version"]).assert_code(0);
     assert_eq!(env.root_entries(), Vec::<String>::new());
 }
+
+#[test]
+fn a_collection_sharded_across_peers_is_refused() {
+    let env = TestEnv::ai_memory();
+    // Peer 0 of the real three-node cluster holds shards 0 and 1; shard 2 lives elsewhere.
+    env.double.set_cluster_view(
+        "discussions",
+        fixture_result("cluster/3-node-collection-cluster-peer0.json"),
+    );
+    let run = env.run(&["backup"]);
+    run.assert_code(2)
+        .assert_stderr_contains("`discussions` is distributed")
+        .assert_stderr_contains("shards 2");
+    assert_nothing_left(&env);
+}

@@ -5,6 +5,7 @@
 //! place only once complete and synced. Every step that creates something records how to
 //! undo it in [`Undo`], so one cleanup path serves errors and signals alike.
 
+mod cluster;
 mod disk;
 mod files;
 mod snapshot;
@@ -170,6 +171,19 @@ enum BackupError {
         install: Utf8PathBuf,
         source: std::io::Error,
     },
+
+    #[error(
+        "`{collection}` is distributed: shards {shards} live only on other peers of the cluster"
+    )]
+    #[diagnostic(
+        code(aimem::backup::distributed),
+        help(
+            "A Qdrant snapshot holds only the shards of the peer that takes it, so this backup would miss \
+             points. aimem backs up single-node collections; for a cluster, snapshot the collection on every \
+             peer (POST /collections/NAME/snapshots on each peer's REST address) until every shard is covered."
+        )
+    )]
+    Distributed { collection: String, shards: String },
 
     #[error("stopped by a signal; the partial backup was removed")]
     #[diagnostic(
@@ -426,6 +440,22 @@ fn plan(client: &Client, names: &[String]) -> Outcome<Vec<Planned>> {
             let fingerprint = Fingerprint::from_collection_info(&info)
                 .map_err(|e| collection_error(name, e))
                 .or_exit(Exit::Failed)?;
+            // Older servers or restricted keys may not answer this: then there is nothing to check.
+            if let Ok(placement) = client.collection_cluster(name) {
+                let missing = cluster::shards_missing_locally(&placement);
+                if !missing.is_empty() {
+                    let shards = missing
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(BackupError::Distributed {
+                        collection: name.clone(),
+                        shards,
+                    })
+                    .or_exit(Exit::Failed);
+                }
+            }
             // `points_count` is approximate: fine for an estimate, not for the manifest.
             let points = info
                 .get("points_count")
