@@ -77,7 +77,7 @@ pub fn complete_backups(root: &Utf8Path) -> std::io::Result<Vec<Utf8PathBuf>> {
             found.push(entry.path().to_owned());
         }
     }
-    found.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    found.sort_by_key(|p| sort_key(p));
     Ok(found)
 }
 

@@ -111,6 +111,8 @@ pub enum ManifestError {
 
 impl Manifest {
     /// Reads `manifest.json` from a backup folder.
+    // Large only on the failure path (it carries the file text to point into); never hot.
+    #[allow(clippy::result_large_err)]
     pub fn read(backup_dir: &Utf8Path) -> Result<Manifest, ManifestError> {
         let path = backup_dir.join(MANIFEST_FILE);
         let text = match std::fs::read_to_string(&path) {
@@ -124,6 +126,8 @@ impl Manifest {
     }
 
     /// Parses manifest text; errors point at the offending line and column.
+    // Large only on the failure path (it carries the file text to point into); never hot.
+    #[allow(clippy::result_large_err)]
     pub fn parse(path: &Utf8Path, text: String) -> Result<Manifest, ManifestError> {
         serde_json::from_str(&text).map_err(|e| {
             let offset = offset_of(&text, e.line(), e.column());
