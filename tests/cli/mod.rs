@@ -1,4 +1,5 @@
 //! One module per subcommand, plus shared helpers.
 
 mod backup;
+mod restore;
 mod support;
