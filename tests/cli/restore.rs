@@ -628,3 +628,38 @@ fn without_restore_config_no_config_file_is_written() {
         "changed"
     );
 }
+
+#[test]
+fn ctrl_c_during_a_restore_rolls_back_and_exits_130() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    env.double.upsert_points("conventions", &[300, 301]);
+    let before = state(&env.double, "conventions");
+    // The server answers the upload late; the signal arrives meanwhile.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::Delay(std::time::Duration::from_millis(1500)),
+    ));
+    let child = env
+        .command(&["restore", backup.to_str().unwrap(), "--force"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while uploads(&env.double) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(uploads(&env.double), 1, "the upload never started");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let run = super::support::to_run(child.wait_with_output().unwrap());
+    run.assert_code(130);
+    says(&run, "rolled back");
+    assert_eq!(state(&env.double, "conventions"), before);
+    no_prerestore_left(&env);
+}

@@ -113,6 +113,8 @@ pub fn restore_collections(
             Action::Refuse(_) => continue,
         }
         upload(cx, planned, undo)?;
+        // A signal that arrived while the server was recovering still asks for the rollback.
+        stopped(cx.stop)?;
         check(cx, planned)?;
         cx.ui.ok(&format!(
             "Collection recovered ({} records)",

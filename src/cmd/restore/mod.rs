@@ -362,14 +362,20 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         stamp: stamp.clone(),
     };
     let mut undo = Undo::default();
-    let result = act::restore_collections(&cx, &plans, &mut undo).and_then(|()| {
-        if config_files.is_empty() {
-            Ok(())
-        } else {
-            ui.blank();
-            act::restore_config(&cx, &config_files, &mut undo)
-        }
-    });
+    let result = act::restore_collections(&cx, &plans, &mut undo)
+        .and_then(|()| {
+            if config_files.is_empty() {
+                Ok(())
+            } else {
+                ui.blank();
+                act::restore_config(&cx, &config_files, &mut undo)
+            }
+        })
+        // The last chance to honour a signal: after this the restore is reported done.
+        .and_then(|()| match stop.requested() {
+            Some(_) => Err(act::StepError::Interrupted),
+            None => Ok(()),
+        });
     if let Err(cause) = result {
         return Err(roll_back(&cx, &endpoint.url, &mut undo, cause, stop));
     }
