@@ -30,6 +30,7 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Snapshot collections, config files and (optionally) logs into a new backup folder')
+            [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Restore a backup: collections (with rollback on failure) and, optionally, config files')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -56,6 +57,27 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'aimem;restore' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Qdrant''s full URL (http or https); overrides --host and --port')
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Qdrant host name')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Qdrant REST port')
+            [CompletionResult]::new('--collection', '--collection', [CompletionResultType]::ParameterName, 'Restore only this collection of the backup')
+            [CompletionResult]::new('--target-name', '--target-name', [CompletionResultType]::ParameterName, 'Restore the collection into this name instead, leaving the original untouched')
+            [CompletionResult]::new('--install-dir', '--install-dir', [CompletionResultType]::ParameterName, 'AI Memory''s install folder, for --restore-config [default: ~/.ai-memory]')
+            [CompletionResult]::new('--upload-timeout', '--upload-timeout', [CompletionResultType]::ParameterName, 'Seconds an upload may stall; one that keeps moving is never cut off')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Overwrite existing collections and config files without asking')
+            [CompletionResult]::new('--restore-config', '--restore-config', [CompletionResultType]::ParameterName, 'Also write back settings.json, .env, docker/.env and docker/.env.secrets')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Check everything and print the plan; change nothing')
+            [CompletionResult]::new('--skip-checksum-verify', '--skip-checksum-verify', [CompletionResultType]::ParameterName, 'Do not verify CHECKSUMS.sha256 before uploading (config files are still verified)')
+            [CompletionResult]::new('--allow-version-skew', '--allow-version-skew', [CompletionResultType]::ParameterName, 'Restore even when the server''s Qdrant is older, or over one minor newer, than the backup''s')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'aimem;completions' {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
@@ -67,11 +89,15 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
         }
         'aimem;help' {
             [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Snapshot collections, config files and (optionally) logs into a new backup folder')
+            [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Restore a backup: collections (with rollback on failure) and, optionally, config files')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'aimem;help;backup' {
+            break
+        }
+        'aimem;help;restore' {
             break
         }
         'aimem;help;completions' {

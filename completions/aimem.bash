@@ -25,6 +25,9 @@ _aimem() {
             aimem,help)
                 cmd="aimem__subcmd__help"
                 ;;
+            aimem,restore)
+                cmd="aimem__subcmd__restore"
+                ;;
             aimem__subcmd__help,backup)
                 cmd="aimem__subcmd__help__subcmd__backup"
                 ;;
@@ -34,6 +37,9 @@ _aimem() {
             aimem__subcmd__help,help)
                 cmd="aimem__subcmd__help__subcmd__help"
                 ;;
+            aimem__subcmd__help,restore)
+                cmd="aimem__subcmd__help__subcmd__restore"
+                ;;
             *)
                 ;;
         esac
@@ -41,7 +47,7 @@ _aimem() {
 
     case "${cmd}" in
         aimem)
-            opts="-q -h -V --color --quiet --no-progress --help --version backup completions help"
+            opts="-q -h -V --color --quiet --no-progress --help --version backup restore completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -139,7 +145,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__help)
-            opts="backup completions help"
+            opts="backup restore completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -187,6 +193,66 @@ _aimem() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        aimem__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        aimem__subcmd__restore)
+            opts="-q -h --url --host --port --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --install-dir --upload-timeout --color --quiet --no-progress --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --collection)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --install-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upload-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

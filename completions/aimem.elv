@@ -27,6 +27,7 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand backup 'Snapshot collections, config files and (optionally) logs into a new backup folder'
+            cand restore 'Restore a backup: collections (with rollback on failure) and, optionally, config files'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -51,6 +52,26 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'aimem;restore'= {
+            cand --url 'Qdrant''s full URL (http or https); overrides --host and --port'
+            cand --host 'Qdrant host name'
+            cand --port 'Qdrant REST port'
+            cand --collection 'Restore only this collection of the backup'
+            cand --target-name 'Restore the collection into this name instead, leaving the original untouched'
+            cand --install-dir 'AI Memory''s install folder, for --restore-config [default: ~/.ai-memory]'
+            cand --upload-timeout 'Seconds an upload may stall; one that keeps moving is never cut off'
+            cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
+            cand --force 'Overwrite existing collections and config files without asking'
+            cand --restore-config 'Also write back settings.json, .env, docker/.env and docker/.env.secrets'
+            cand --dry-run 'Check everything and print the plan; change nothing'
+            cand --skip-checksum-verify 'Do not verify CHECKSUMS.sha256 before uploading (config files are still verified)'
+            cand --allow-version-skew 'Restore even when the server''s Qdrant is older, or over one minor newer, than the backup''s'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'aimem;completions'= {
             cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
             cand -q 'Print only warnings and errors'
@@ -61,10 +82,13 @@ set edit:completion:arg-completer[aimem] = {|@words|
         }
         &'aimem;help'= {
             cand backup 'Snapshot collections, config files and (optionally) logs into a new backup folder'
+            cand restore 'Restore a backup: collections (with rollback on failure) and, optionally, config files'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'aimem;help;backup'= {
+        }
+        &'aimem;help;restore'= {
         }
         &'aimem;help;completions'= {
         }

@@ -32,6 +32,7 @@ complete -c aimem -n "__fish_aimem_needs_command" -l no-progress -d 'Never draw 
 complete -c aimem -n "__fish_aimem_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c aimem -n "__fish_aimem_needs_command" -s V -l version -d 'Print version'
 complete -c aimem -n "__fish_aimem_needs_command" -f -a "backup" -d 'Snapshot collections, config files and (optionally) logs into a new backup folder'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "restore" -d 'Restore a backup: collections (with rollback on failure) and, optionally, config files'
 complete -c aimem -n "__fish_aimem_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c aimem -n "__fish_aimem_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
@@ -52,12 +53,31 @@ complete -c aimem -n "__fish_aimem_using_subcommand backup" -l include-logs -d '
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l host -d 'Qdrant host name' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l port -d 'Qdrant REST port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l collection -d 'Restore only this collection of the backup' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l target-name -d 'Restore the collection into this name instead, leaving the original untouched' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l install-dir -d 'AI Memory\'s install folder, for --restore-config [default: ~/.ai-memory]' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l upload-timeout -d 'Seconds an upload may stall; one that keeps moving is never cut off' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l force -d 'Overwrite existing collections and config files without asking'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l restore-config -d 'Also write back settings.json, .env, docker/.env and docker/.env.secrets'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l dry-run -d 'Check everything and print the plan; change nothing'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l skip-checksum-verify -d 'Do not verify CHECKSUMS.sha256 before uploading (config files are still verified)'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l allow-version-skew -d 'Restore even when the server\'s Qdrant is older, or over one minor newer, than the backup\'s'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -s h -l help -d 'Print help'
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup completions help" -f -a "backup" -d 'Snapshot collections, config files and (optionally) logs into a new backup folder'
-complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore completions help" -f -a "backup" -d 'Snapshot collections, config files and (optionally) logs into a new backup folder'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore completions help" -f -a "restore" -d 'Restore a backup: collections (with rollback on failure) and, optionally, config files'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

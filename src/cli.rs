@@ -45,6 +45,8 @@ pub enum ColorChoice {
 pub enum Command {
     /// Snapshot collections, config files and (optionally) logs into a new backup folder.
     Backup(cmd::backup::BackupArgs),
+    /// Restore a backup: collections (with rollback on failure) and, optionally, config files.
+    Restore(cmd::restore::RestoreArgs),
     /// Print a shell completion script to stdout.
     Completions(cmd::completions::CompletionsArgs),
 }

@@ -64,6 +64,7 @@ pub fn main() -> ExitCode {
     let stop = StopFlag::install();
     let outcome = match &cli.command {
         Command::Backup(args) => cmd::backup::run(args, &ui, &stop),
+        Command::Restore(args) => cmd::restore::run(args, &ui, &stop),
         Command::Completions(args) => cmd::completions::run(args),
     };
     match outcome {

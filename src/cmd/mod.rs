@@ -2,4 +2,5 @@
 
 pub mod backup;
 pub mod completions;
+pub mod restore;
 pub mod worker;

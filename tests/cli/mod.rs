@@ -2,4 +2,5 @@
 
 mod backup;
 mod generated;
+mod restore;
 mod support;

@@ -7,8 +7,8 @@
 
 mod cluster;
 mod disk;
-mod files;
-mod snapshot;
+pub(crate) mod files;
+pub(crate) mod snapshot;
 
 use std::collections::BTreeMap;
 
@@ -367,7 +367,7 @@ struct Context<'a> {
 }
 
 /// `--install-dir`/AI_MEMORY_INSTALL_DIR, else `~/.ai-memory`.
-fn install_dir(flag: Option<&Utf8Path>) -> Utf8PathBuf {
+pub(crate) fn install_dir(flag: Option<&Utf8Path>) -> Utf8PathBuf {
     match flag {
         Some(dir) => dir.to_owned(),
         None => std::env::var("HOME")
