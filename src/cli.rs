@@ -45,6 +45,8 @@ pub enum ColorChoice {
 pub enum Command {
     /// Snapshot collections, config files and (optionally) logs into a new backup folder.
     Backup(cmd::backup::BackupArgs),
+    /// Restore a backup: collections (with rollback on failure) and, optionally, config files.
+    Restore(cmd::restore::RestoreArgs),
     /// Check a backup offline: manifest, checksums, and each snapshot's schema against it.
     Verify(cmd::verify::VerifyArgs),
     /// List the backups in the backup root, newest first, with their state.

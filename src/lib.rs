@@ -64,6 +64,7 @@ pub fn main() -> ExitCode {
     let stop = StopFlag::install();
     let outcome = match &cli.command {
         Command::Backup(args) => cmd::backup::run(args, &ui, &stop),
+        Command::Restore(args) => cmd::restore::run(args, &ui, &stop),
         Command::Verify(args) => cmd::verify::run(args, &ui),
         Command::List(args) => cmd::list::run(args, &ui),
         Command::DiffSchema(args) => cmd::diff_schema::run(args, &ui),

@@ -14,6 +14,7 @@ pub struct ConnectionArgs {
     #[arg(
         long,
         env = "QDRANT_URL",
+        hide_env_values = true,
         value_name = "URL",
         help_heading = "Connection"
     )]
@@ -23,6 +24,7 @@ pub struct ConnectionArgs {
     #[arg(
         long,
         env = "QDRANT_HOST",
+        hide_env_values = true,
         default_value = "localhost",
         value_name = "HOST",
         help_heading = "Connection"
@@ -33,6 +35,7 @@ pub struct ConnectionArgs {
     #[arg(
         long,
         env = "QDRANT_PORT",
+        hide_env_values = true,
         default_value_t = 26350,
         value_name = "PORT",
         help_heading = "Connection"

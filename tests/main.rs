@@ -1,6 +1,6 @@
 //! Integration tests: the real `aimem` binary against the Qdrant test double.
 
-// Helpers outside `#[test]` functions panic too: in a test, that is how a failure is reported.
+// All of this crate is test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;

@@ -6,4 +6,6 @@ pub mod diff_schema;
 pub mod list;
 pub mod output;
 pub mod prune;
+pub mod restore;
 pub mod verify;
+pub mod worker;

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::checksums::{self, CHECKSUMS_FILE, ChecksumsError, Problem};
 use super::layout::{CONFIG_DIR, SNAPSHOT_DIR};
 use super::snapshot_archive;
-use super::{MANIFEST_FILE, Manifest, ManifestError};
+use super::{InvalidManifest, MANIFEST_FILE, Manifest, ManifestError};
 use crate::fingerprint::{self, Fingerprint, Severity};
 
 /// What kind of problem a [`Finding`] is; the snake_case names are part of `--json`.
@@ -343,12 +343,13 @@ fn deep_check(
 /// `not valid: expected value at line 9 column 5`, in one line for the list of problems.
 fn manifest_problem(error: &ManifestError) -> String {
     match error {
-        ManifestError::Invalid {
-            message,
-            source_code,
-            span,
-            ..
-        } => {
+        ManifestError::Invalid(invalid) => {
+            let InvalidManifest {
+                message,
+                source_code,
+                span,
+                ..
+            } = invalid.as_ref();
             let text = source_code.inner();
             let before = &text[..span.offset().min(text.len())];
             let line = before.matches('\n').count() + 1;

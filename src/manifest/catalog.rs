@@ -110,8 +110,8 @@ fn describe(path: &Utf8Path, name: &str) -> Listed {
             listed.taken = backup_time(name, None);
             listed.problem = Some(match e {
                 ManifestError::Missing { .. } => format!("no {MANIFEST_FILE}"),
-                ManifestError::Invalid { message, .. } => {
-                    format!("unreadable {MANIFEST_FILE}: {message}")
+                ManifestError::Invalid(invalid) => {
+                    format!("unreadable {MANIFEST_FILE}: {}", invalid.message)
                 }
                 other => other.to_string(),
             });

@@ -119,7 +119,7 @@ pub fn render(entries: &[Entry]) -> String {
 
 /// Writes `CHECKSUMS.sha256` into `dir` and syncs it.
 pub fn write(dir: &Utf8Path, entries: &[Entry]) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(dir.join(CHECKSUMS_FILE))?;
+    let mut file = super::layout::private_file(&dir.join(CHECKSUMS_FILE))?;
     file.write_all(render(entries).as_bytes())?;
     file.sync_all()
 }

@@ -13,6 +13,24 @@ pub const LOGS_DIR: &str = "logs";
 /// renamed into place; one left behind by a killed run is an incomplete backup.
 pub const STAGING_PREFIX: &str = ".aimem-staging-";
 
+/// Creates a new file only its owner may read or write: backups hold secrets.
+pub fn private_file(path: &Utf8Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Creates a folder (and its parents) only its owner may enter.
+pub fn create_private_dir(path: &Utf8Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
 /// `YYYY-MM-DD_HHMMSS`, the name of a backup folder.
 pub fn folder_name(at: OffsetDateTime) -> String {
     let format = format_description!("[year]-[month]-[day]_[hour][minute][second]");

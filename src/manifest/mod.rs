@@ -96,21 +96,27 @@ pub enum ManifestError {
         source: std::io::Error,
     },
 
-    #[error("{path} is not a valid manifest: {message}")]
-    #[diagnostic(
-        code(aimem::manifest::invalid),
-        help(
-            "The backup's manifest is damaged. Use another backup, or repair the marked spot by hand."
-        )
-    )]
-    Invalid {
-        path: Utf8PathBuf,
-        message: String,
-        #[source_code]
-        source_code: NamedSource<String>,
-        #[label("{message}")]
-        span: SourceSpan,
-    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Invalid(Box<InvalidManifest>),
+}
+
+/// A manifest that is not valid JSON or not a manifest, with the bad spot marked.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{path} is not a valid manifest: {message}")]
+#[diagnostic(
+    code(aimem::manifest::invalid),
+    help(
+        "The backup's manifest is damaged. Use another backup, or repair the marked spot by hand."
+    )
+)]
+pub struct InvalidManifest {
+    pub path: Utf8PathBuf,
+    pub message: String,
+    #[source_code]
+    pub source_code: NamedSource<String>,
+    #[label("{message}")]
+    pub span: SourceSpan,
 }
 
 impl Manifest {
@@ -132,12 +138,12 @@ impl Manifest {
         serde_json::from_str(&text).map_err(|e| {
             let offset = offset_of(&text, e.line(), e.column());
             let message = strip_position(&e.to_string());
-            ManifestError::Invalid {
+            ManifestError::Invalid(Box::new(InvalidManifest {
                 path: path.to_owned(),
                 message,
                 source_code: NamedSource::new(path.as_str(), text),
                 span: SourceSpan::from((offset, 1)),
-            }
+            }))
         })
     }
 
@@ -148,9 +154,9 @@ impl Manifest {
         text
     }
 
-    /// Writes the manifest into `dir` and syncs it.
+    /// Writes the manifest into `dir` (a new file, owner-only) and syncs it.
     pub fn write(&self, dir: &Utf8Path) -> std::io::Result<()> {
-        let mut file = std::fs::File::create(dir.join(MANIFEST_FILE))?;
+        let mut file = layout::private_file(&dir.join(MANIFEST_FILE))?;
         file.write_all(self.to_json().as_bytes())?;
         file.sync_all()
     }
@@ -245,9 +251,10 @@ mod tests {
     fn broken_json_points_at_the_bad_spot() {
         let broken = GUIDE_EXAMPLE.replace("\"records\": 42,", "\"records\": 42,,");
         let err = Manifest::parse(Utf8Path::new("m.json"), broken.clone()).unwrap_err();
-        let ManifestError::Invalid { span, message, .. } = err else {
+        let ManifestError::Invalid(invalid) = err else {
             panic!("wrong error")
         };
+        let InvalidManifest { span, message, .. } = *invalid;
         assert_eq!(&broken[span.offset()..span.offset() + 1], ",", "{message}");
         let line = broken[..span.offset()].lines().count();
         assert_eq!(line, 9);

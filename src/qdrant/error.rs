@@ -86,6 +86,14 @@ pub enum QdrantError {
     #[diagnostic(code(aimem::io::write))]
     LocalWrite(#[source] std::io::Error),
 
+    #[error("cannot read {path}: {source}")]
+    #[diagnostic(code(aimem::io::read))]
+    LocalRead {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("stopped by a signal")]
     #[diagnostic(code(aimem::interrupted))]
     Interrupted,

@@ -5,6 +5,7 @@
 //! or the small types in [`types`].
 
 mod error;
+mod multipart;
 mod types;
 
 use std::io::{Read, Write};
@@ -15,6 +16,7 @@ use ureq::Agent;
 use ureq::http::{Method, Request, Response};
 
 pub use error::QdrantError;
+use multipart::{LocalReadFailed, is_cancelled};
 pub use types::{ServerInfo, SnapshotDescription};
 
 /// The error a transfer's sink or source returns to stop it (a signal arrived). It cannot be
@@ -48,6 +50,9 @@ pub struct Timeouts {
     pub snapshot_create: Duration,
     /// The longest a snapshot transfer may stall. A transfer that keeps moving is never cut off.
     pub transfer_stall: Duration,
+    /// Waiting for an upload's answer once the body is sent: the server unpacks and recovers
+    /// the snapshot before it answers (`wait=true`), with no time limit of its own.
+    pub recover: Duration,
 }
 
 impl Default for Timeouts {
@@ -57,11 +62,13 @@ impl Default for Timeouts {
             request: Duration::from_secs(300),
             snapshot_create: Duration::from_secs(300),
             transfer_stall: Duration::from_secs(300),
+            recover: Duration::from_secs(3600),
         }
     }
 }
 
-/// A connection to one Qdrant server.
+/// A connection to one Qdrant server. Cheap to clone (the agent's pool is shared).
+#[derive(Clone)]
 pub struct Client {
     agent: Agent,
     base_url: String,
@@ -132,6 +139,11 @@ impl Client {
     /// `GET /collections/{name}`: the collection's info (`result`), as Qdrant sent it.
     pub fn collection_info(&self, name: &str) -> Result<Value, QdrantError> {
         self.result(Method::GET, &collection_path(name, ""), None)
+    }
+
+    /// `GET /collections/{name}/cluster`: where the collection's shards live, seen from this peer.
+    pub fn collection_cluster(&self, name: &str) -> Result<Value, QdrantError> {
+        self.result(Method::GET, &collection_path(name, "/cluster"), None)
     }
 
     /// `GET /collections/{name}/exists`.
@@ -271,6 +283,112 @@ impl Client {
             }
         }
         Ok(written)
+    }
+
+    /// `POST /collections/{name}/snapshots/upload?wait=true&priority=snapshot&checksum=…`:
+    /// streams the snapshot file at `path` as the multipart field `snapshot` named `file_name`,
+    /// and returns once the server has recovered the collection from it.
+    ///
+    /// The body is prefix + file + suffix with an exact `Content-Length`, so memory stays flat
+    /// and no chunked encoding is needed. `sha256` lets the server check what it received.
+    /// `on_progress` sees each block read from the file; an `Err(Cancelled)` from it ends the
+    /// upload with [`QdrantError::Interrupted`] (the server recovers nothing from a cut body).
+    /// The server keeps the uploaded copy under `file_name`: delete it with
+    /// [`Client::delete_snapshot`] afterwards.
+    pub fn upload_snapshot(
+        &self,
+        name: &str,
+        path: &std::path::Path,
+        file_name: &str,
+        sha256: &str,
+        on_progress: &mut dyn FnMut(u64) -> Result<(), Cancelled>,
+    ) -> Result<(), QdrantError> {
+        let local = |e: std::io::Error| QdrantError::LocalRead {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let file = std::fs::File::open(path).map_err(local)?;
+        let file_len = file.metadata().map_err(local)?.len();
+        let form = multipart::Form::new(file_name, sha256);
+        let total = form.content_length(file_len);
+        let query = format!(
+            "/snapshots/upload?wait=true&priority=snapshot&checksum={}",
+            encode_segment(sha256)
+        );
+        let path_q = collection_path(name, &query);
+        let mut body = form.reader(file, file_len, on_progress);
+        let request = self.request::<()>(Method::POST, &path_q, None)?;
+        let (mut parts, ()) = request.into_parts();
+        let header = |v: String| {
+            ureq::http::HeaderValue::from_str(&v).map_err(|e| QdrantError::Transport {
+                what: "preparing the upload".to_string(),
+                detail: e.to_string(),
+            })
+        };
+        parts
+            .headers
+            .insert("content-type", header(form.content_type())?);
+        // An explicit length: ureq then sends the body as-is instead of chunking it.
+        parts
+            .headers
+            .insert("content-length", header(total.to_string())?);
+        let request = Request::from_parts(parts, ureq::SendBody::from_reader(&mut body));
+        let stall = self.timeouts.transfer_stall;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_per_write(Some(stall))
+            .timeout_recv_response(Some(self.timeouts.recover))
+            .build();
+        let what = format!("uploading snapshot {file_name}");
+        let response = match self.agent.run(request) {
+            Ok(response) => response,
+            Err(ureq::Error::Io(e)) if is_cancelled(&e) => return Err(QdrantError::Interrupted),
+            Err(ureq::Error::Timeout(ureq::Timeout::RecvResponse)) => {
+                return Err(QdrantError::Timeout {
+                    what: format!("waiting for Qdrant to recover `{name}` from {file_name}"),
+                    after: self.timeouts.recover,
+                    hint:
+                        "Qdrant keeps recovering after aimem stops waiting. Check the collection's \
+                           status and point count before trying again."
+                            .to_string(),
+                });
+            }
+            Err(e) => return Err(self.upload_error(&what, e, stall)),
+        };
+        if body.failed_locally() {
+            return Err(QdrantError::Transport {
+                what,
+                detail: "the snapshot file changed while it was being sent".to_string(),
+            });
+        }
+        let response = self.check_status(Method::POST, &path_q, response)?;
+        // Drain the small JSON answer so the connection can be reused.
+        let _ = response
+            .into_body()
+            .with_config()
+            .limit(JSON_BODY_LIMIT)
+            .read_to_string();
+        Ok(())
+    }
+
+    fn upload_error(&self, what: &str, error: ureq::Error, stall: Duration) -> QdrantError {
+        match error {
+            ureq::Error::Timeout(_) => QdrantError::Timeout {
+                what: what.to_string(),
+                after: stall,
+                hint: "The upload stopped moving. Check that Qdrant is healthy and has free disk \
+                       space; raise SNAPSHOT_UPLOAD_TIMEOUT (seconds) for a slow link."
+                    .to_string(),
+            },
+            ureq::Error::Io(e) if e.get_ref().is_some_and(|i| i.is::<LocalReadFailed>()) => {
+                QdrantError::Transport {
+                    what: what.to_string(),
+                    detail: e.to_string(),
+                }
+            }
+            other => self.ureq_error(what, other, stall),
+        }
     }
 
     /// Sends a JSON call and returns the envelope's `result` (or `null` when there is none).

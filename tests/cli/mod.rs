@@ -2,7 +2,9 @@
 
 mod backup;
 mod diff_schema;
+mod generated;
 mod list;
 mod prune;
+mod restore;
 mod support;
 mod verify;

@@ -8,7 +8,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 
 use crate::manifest::checksums::{Entry, HashingWriter};
-use crate::manifest::layout::{CONFIG_DIR, LOGS_DIR};
+use crate::manifest::layout::{CONFIG_DIR, LOGS_DIR, create_private_dir, private_file};
 
 /// The config files a backup carries: (path in the backup's `config/`, path under the install dir).
 pub const CONFIG_FILES: [(&str, &str); 4] = [
@@ -52,24 +52,6 @@ pub fn copy_private(from: &Utf8Path, to: &Utf8Path, relative: &str) -> std::io::
         },
         size,
     })
-}
-
-/// Creates a file only its owner may read (config copies hold secrets).
-pub fn private_file(path: &Utf8Path) -> std::io::Result<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
-/// Creates a folder (and parents) only its owner may enter.
-pub fn create_private_dir(path: &Utf8Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path)
 }
 
 /// Copies the config files that exist under `install` into `staging/config/`.

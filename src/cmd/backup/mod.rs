@@ -5,9 +5,10 @@
 //! place only once complete and synced. Every step that creates something records how to
 //! undo it in [`Undo`], so one cleanup path serves errors and signals alike.
 
+mod cluster;
 mod disk;
-mod files;
-mod snapshot;
+pub(crate) mod files;
+pub(crate) mod snapshot;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ use clap::Args;
 use miette::Diagnostic;
 use thiserror::Error;
 
+use crate::cmd::worker;
 use crate::exit::Exit;
 use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::Fingerprint;
@@ -48,6 +50,7 @@ pub struct BackupArgs {
         long,
         short,
         env = "AI_MEMORY_BACKUP_DIR",
+        hide_env_values = true,
         default_value = "./backups",
         value_name = "DIR"
     )]
@@ -74,13 +77,19 @@ pub struct BackupArgs {
     pub ai_memory_version: Option<String>,
 
     /// AI Memory's install folder (config files, logs, version.txt) [default: ~/.ai-memory].
-    #[arg(long, env = "AI_MEMORY_INSTALL_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "AI_MEMORY_INSTALL_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub install_dir: Option<Utf8PathBuf>,
 
     /// Seconds to wait for Qdrant to build a snapshot.
     #[arg(
         long,
         env = "BACKUP_SNAPSHOT_CREATE_TIMEOUT",
+        hide_env_values = true,
         default_value_t = 300,
         value_name = "SECONDS"
     )]
@@ -90,6 +99,7 @@ pub struct BackupArgs {
     #[arg(
         long,
         env = "BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT",
+        hide_env_values = true,
         default_value_t = 300,
         value_name = "SECONDS"
     )]
@@ -162,12 +172,40 @@ enum BackupError {
         source: std::io::Error,
     },
 
+    #[error(
+        "`{collection}` is distributed: shards {shards} live only on other peers of the cluster"
+    )]
+    #[diagnostic(
+        code(aimem::backup::distributed),
+        help(
+            "A Qdrant snapshot holds only the shards of the peer that takes it, so this backup would miss \
+             points. aimem backs up single-node collections; for a cluster, snapshot the collection on every \
+             peer (POST /collections/NAME/snapshots on each peer's REST address) until every shard is covered."
+        )
+    )]
+    Distributed { collection: String, shards: String },
+
     #[error("stopped by a signal; the partial backup was removed")]
     #[diagnostic(
         code(aimem::interrupted),
         help("Nothing was kept: run the backup again when convenient.")
     )]
     Interrupted,
+}
+
+/// A Qdrant error while backing up `collection`. A refused key or a server gone away is a
+/// connection failure (exit 1, as the guide says for backup); anything else is a failed
+/// collection backup (exit 2).
+fn collection_failure(collection: &str, error: QdrantError) -> Failure {
+    let exit = if error.is_connection_problem() {
+        Exit::BackupConnectionFailed
+    } else {
+        Exit::Failed
+    };
+    Failure::new(
+        exit,
+        miette::Report::new(collection_error(collection, error)),
+    )
 }
 
 fn collection_error(
@@ -242,7 +280,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         .list_collections()
         .or_exit(Exit::BackupConnectionFailed)?;
     let names = choose_collections(args, &on_server, ui)?;
-    let planned = plan(&client, &names).or_exit(Exit::Failed)?;
+    let planned = plan(&client, &names)?;
     stopped(stop)?;
 
     let root = prepare_root(&args.output).or_exit(Exit::Failed)?;
@@ -256,6 +294,13 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     } else {
         Vec::new()
     };
+    let ai_memory_version = files::ai_memory_version(args.ai_memory_version.as_deref(), &install)
+        .unwrap_or_else(|| {
+            ui.warn(&format!(
+                "no AI Memory version found ({install}/version.txt is missing): recording \"unknown\"; pass --version V"
+            ));
+            "unknown".to_string()
+        });
     ui.step("Checking disk space...");
     let log_bytes: u64 = logs
         .iter()
@@ -278,6 +323,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         stop,
         root: &root,
         install: &install,
+        ai_memory_version,
     };
     let outcome = write_backup(
         &context,
@@ -317,10 +363,11 @@ struct Context<'a> {
     stop: &'a StopFlag,
     root: &'a Utf8Path,
     install: &'a Utf8Path,
+    ai_memory_version: String,
 }
 
 /// `--install-dir`/AI_MEMORY_INSTALL_DIR, else `~/.ai-memory`.
-fn install_dir(flag: Option<&Utf8Path>) -> Utf8PathBuf {
+pub(crate) fn install_dir(flag: Option<&Utf8Path>) -> Utf8PathBuf {
     match flag {
         Some(dir) => dir.to_owned(),
         None => std::env::var("HOME")
@@ -383,15 +430,32 @@ fn choose_collections(args: &BackupArgs, on_server: &[String], ui: &Ui) -> Outco
 }
 
 /// Reads each collection's schema and estimates its snapshot size.
-fn plan(client: &Client, names: &[String]) -> Result<Vec<Planned>, BackupError> {
+fn plan(client: &Client, names: &[String]) -> Outcome<Vec<Planned>> {
     names
         .iter()
         .map(|name| {
             let info = client
                 .collection_info(name)
-                .map_err(|e| collection_error(name, e))?;
-            let fingerprint =
-                Fingerprint::from_collection_info(&info).map_err(|e| collection_error(name, e))?;
+                .map_err(|e| collection_failure(name, e))?;
+            let fingerprint = Fingerprint::from_collection_info(&info)
+                .map_err(|e| collection_error(name, e))
+                .or_exit(Exit::Failed)?;
+            // Older servers or restricted keys may not answer this: then there is nothing to check.
+            if let Ok(placement) = client.collection_cluster(name) {
+                let missing = cluster::shards_missing_locally(&placement);
+                if !missing.is_empty() {
+                    let shards = missing
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(BackupError::Distributed {
+                        collection: name.clone(),
+                        shards,
+                    })
+                    .or_exit(Exit::Failed);
+                }
+            }
             // `points_count` is approximate: fine for an estimate, not for the manifest.
             let points = info
                 .get("points_count")
@@ -439,6 +503,11 @@ fn check_space(root: &Utf8Path, needed: u64, why: &str) -> Outcome<u64> {
     Ok(free)
 }
 
+/// The failure for a stop requested while a worker ran.
+fn interrupted<T>(exit: Exit) -> Outcome<T> {
+    Err(BackupError::Interrupted).or_exit(exit)
+}
+
 fn stopped(stop: &StopFlag) -> Outcome {
     match stop.requested() {
         Some(exit) => Err(BackupError::Interrupted).or_exit(exit),
@@ -463,12 +532,12 @@ fn write_backup(
         path: path.to_owned(),
         source,
     };
-    files::create_private_dir(&staging)
+    layout::create_private_dir(&staging)
         .map_err(|e| folder_error(&staging, e))
         .or_exit(Exit::Failed)?;
     undo.staging = Some(staging.clone());
     let snapshot_dir = staging.join(SNAPSHOT_DIR);
-    files::create_private_dir(&snapshot_dir)
+    layout::create_private_dir(&snapshot_dir)
         .map_err(|e| folder_error(&snapshot_dir, e))
         .or_exit(Exit::Failed)?;
 
@@ -538,13 +607,9 @@ fn write_backup(
         cx.ui.ok(&format!("{} log files", logs.len()));
     }
 
-    let ai_memory_version = files::ai_memory_version(args.ai_memory_version.as_deref(), cx.install).unwrap_or_else(|| {
-        cx.ui.warn(&format!("no AI Memory version found ({}/version.txt is missing): recording \"unknown\"; pass --version V", cx.install));
-        "unknown".to_string()
-    });
     let manifest = Manifest {
         backup_date: layout::timestamp(crate::localtime::now()),
-        ai_memory_version,
+        ai_memory_version: cx.ai_memory_version.clone(),
         qdrant_host: cx.endpoint.host.clone(),
         qdrant_port: cx.endpoint.port,
         collections,
@@ -592,17 +657,13 @@ fn backup_collection(
     undo: &mut Undo,
 ) -> Outcome<CollectionEntry> {
     let name = &collection.name;
-    let fail = |e: QdrantError| collection_error(name, e);
-    let records = cx
-        .client
-        .count_exact(name)
-        .map_err(fail)
-        .or_exit(Exit::Failed)?;
-    let description = cx
-        .client
-        .create_snapshot(name)
-        .map_err(fail)
-        .or_exit(Exit::Failed)?;
+    let fail = |e: QdrantError| collection_failure(name, e);
+    let records = cx.client.count_exact(name).map_err(fail)?;
+    let description = {
+        let (client, name) = (cx.client.clone(), name.clone());
+        worker::interruptible(cx.stop, move || client.create_snapshot(&name))
+    };
+    let description = description.or_else(interrupted)?.map_err(fail)?;
     undo.server_snapshots
         .push((name.clone(), description.name.clone()));
     if let Some(size) = description.size {
@@ -617,22 +678,26 @@ fn backup_collection(
     }
     let file_name = format!("{name}.snapshot");
     let target = snapshot_dir.join(&file_name);
-    let downloaded = snapshot::download_verified(
-        cx.client,
-        name,
-        &description,
-        &target,
-        args.retry,
-        cx.ui,
-        cx.stop,
-    );
-    let downloaded = match downloaded {
+    let downloaded = {
+        let (client, name, description, target) = (
+            cx.client.clone(),
+            name.clone(),
+            description.clone(),
+            target.clone(),
+        );
+        let (retry, ui, stop) = (args.retry, cx.ui.clone(), cx.stop.clone());
+        worker::interruptible(cx.stop, move || {
+            snapshot::download_verified(&client, &name, &description, &target, retry, &ui, &stop)
+        })
+    };
+    let downloaded = match downloaded.or_else(interrupted)? {
         Ok(done) => done,
         Err(snapshot::DownloadError::Qdrant(QdrantError::Interrupted)) => {
             // The transfer ended because a signal arrived: stop with the signal's status.
             stopped(cx.stop)?;
             return Err(BackupError::Interrupted).or_exit(Exit::Interrupted);
         }
+        Err(snapshot::DownloadError::Qdrant(e)) => return Err(collection_failure(name, e)),
         Err(e) => return Err(collection_error(name, e)).or_exit(Exit::Failed),
     };
     // The server keeps every snapshot until deleted: do not let backups fill its disk.

@@ -67,7 +67,6 @@ impl DownloadError {
 ///
 /// Every attempt writes a fresh hidden temporary file next to `target`, so partial data from
 /// a failed attempt is discarded; only a complete, verified file is renamed to `target`.
-#[allow(clippy::too_many_arguments)]
 pub fn download_verified(
     client: &Client,
     collection: &str,

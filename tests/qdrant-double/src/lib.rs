@@ -190,6 +190,14 @@ impl Double {
             .insert(collection.to_string(), bytes);
     }
 
+    /// Makes `GET /collections/{collection}/cluster` answer `view` (the `result`), e.g. one
+    /// peer's view of a three-node cluster from `cluster/3-node-collection-cluster-peer0.json`.
+    pub fn set_cluster_view(&self, collection: &str, view: Value) {
+        lock(&self.shared.state)
+            .cluster_views
+            .insert(collection.to_string(), view);
+    }
+
     pub fn inject(&self, fault: Fault) {
         lock(&self.shared.faults).push(fault);
     }

@@ -158,10 +158,16 @@ pub(crate) fn handle(
             let exists = lock(&shared.state).collections.contains_key(*c);
             ok(json!({ "exists": exists }), started)
         }
-        ("GET", ["collections", c, "cluster"]) => match lock(&shared.state).collections.get(*c) {
-            Some(col) => ok(col.cluster_info(shared.config.peer_id), started),
-            None => error(404, &not_found_collection(c), started),
-        },
+        ("GET", ["collections", c, "cluster"]) => {
+            let state = lock(&shared.state);
+            match state.collections.get(*c) {
+                Some(_) if state.cluster_views.contains_key(*c) => {
+                    ok(state.cluster_views[*c].clone(), started)
+                }
+                Some(col) => ok(col.cluster_info(shared.config.peer_id), started),
+                None => error(404, &not_found_collection(c), started),
+            }
+        }
         ("PUT", ["collections", c, "index"]) => create_index(shared, req, c, body, started),
         ("PUT", ["collections", c, "points"]) => update_points(shared, req, c, body, started, true),
         ("POST", ["collections", c, "points", "delete"]) => {

@@ -24,6 +24,8 @@ pub struct State {
     pub collections: BTreeMap<String, Collection>,
     /// Snapshot filler bytes per collection name.
     pub fillers: HashMap<String, u64>,
+    /// `GET /collections/{c}/cluster` answers that replace the single-node view (a peer of a cluster).
+    pub cluster_views: HashMap<String, Value>,
     pub next_operation_id: u64,
 }
 

@@ -1,0 +1,185 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'aimem'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'aimem' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Snapshot collections, config files and (optionally) logs into a new backup folder')
+            [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Restore a backup: collections (with rollback on failure) and, optionally, config files')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check a backup offline: manifest, checksums, and each snapshot''s schema against it')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the backups in the backup root, newest first, with their state')
+            [CompletionResult]::new('diff-schema', 'diff-schema', [CompletionResultType]::ParameterValue, 'Compare a backup''s schemas with the live collections, or two backups with each other')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Delete old backups by a retention policy, never the last one that verifies')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'aimem;backup' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Qdrant''s full URL (http or https); overrides --host and --port')
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Qdrant host name')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Qdrant REST port')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Folder that holds the backups; each backup is a dated folder inside it')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Folder that holds the backups; each backup is a dated folder inside it')
+            [CompletionResult]::new('--collection', '--collection', [CompletionResultType]::ParameterName, 'Back up only this collection (repeatable). It must exist on the server')
+            [CompletionResult]::new('--retry', '--retry', [CompletionResultType]::ParameterName, 'Re-attempt a failed snapshot download N times; partial data is discarded first')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]')
+            [CompletionResult]::new('--install-dir', '--install-dir', [CompletionResultType]::ParameterName, 'AI Memory''s install folder (config files, logs, version.txt) [default: ~/.ai-memory]')
+            [CompletionResult]::new('--create-timeout', '--create-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for Qdrant to build a snapshot')
+            [CompletionResult]::new('--download-timeout', '--download-timeout', [CompletionResultType]::ParameterName, 'Seconds a snapshot download may stall; one that keeps moving is never cut off')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Back up every collection on the server, not only AI Memory''s five')
+            [CompletionResult]::new('--include-logs', '--include-logs', [CompletionResultType]::ParameterName, 'Also copy the log files from <install>/logs')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'aimem;restore' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Qdrant''s full URL (http or https); overrides --host and --port')
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Qdrant host name')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Qdrant REST port')
+            [CompletionResult]::new('--collection', '--collection', [CompletionResultType]::ParameterName, 'Restore only this collection of the backup')
+            [CompletionResult]::new('--target-name', '--target-name', [CompletionResultType]::ParameterName, 'Restore the collection into this name instead, leaving the original untouched')
+            [CompletionResult]::new('--install-dir', '--install-dir', [CompletionResultType]::ParameterName, 'AI Memory''s install folder, for --restore-config [default: ~/.ai-memory]')
+            [CompletionResult]::new('--upload-timeout', '--upload-timeout', [CompletionResultType]::ParameterName, 'Seconds an upload may stall; one that keeps moving is never cut off')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Overwrite existing collections and config files without asking')
+            [CompletionResult]::new('--restore-config', '--restore-config', [CompletionResultType]::ParameterName, 'Also write back settings.json, .env, docker/.env and docker/.env.secrets')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Check everything and print the plan; change nothing')
+            [CompletionResult]::new('--skip-checksum-verify', '--skip-checksum-verify', [CompletionResultType]::ParameterName, 'Do not verify CHECKSUMS.sha256 before uploading (config files are still verified)')
+            [CompletionResult]::new('--allow-version-skew', '--allow-version-skew', [CompletionResultType]::ParameterName, 'Restore even when the server''s Qdrant is older, or over one minor newer, than the backup''s')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'aimem;verify' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
+            [CompletionResult]::new('--no-deep', '--no-deep', [CompletionResultType]::ParameterName, 'Check files only: do not read each snapshot''s schema from inside its archive')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document on stdout (shape in the README)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'aimem;list' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
+            [CompletionResult]::new('--verify', '--verify', [CompletionResultType]::ParameterName, 'Also verify each complete backup (checksums and snapshot schemas) and show the result')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document on stdout (shape in the README)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'aimem;diff-schema' {
+            [CompletionResult]::new('--collection', '--collection', [CompletionResultType]::ParameterName, 'Compare only this collection')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Qdrant''s full URL (http or https); overrides --host and --port')
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Qdrant host name')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Qdrant REST port')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document on stdout (shape in the README)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'aimem;prune' {
+            [CompletionResult]::new('--keep-last', '--keep-last', [CompletionResultType]::ParameterName, 'Keep the N most recent backups')
+            [CompletionResult]::new('--keep-within', '--keep-within', [CompletionResultType]::ParameterName, 'Keep every backup taken within DURATION of the newest one (7d, 12h, 2w, 1d12h)')
+            [CompletionResult]::new('--keep-daily', '--keep-daily', [CompletionResultType]::ParameterName, 'Keep the newest backup of each of the last N days that have backups')
+            [CompletionResult]::new('--keep-weekly', '--keep-weekly', [CompletionResultType]::ParameterName, 'Keep the newest backup of each of the last N ISO weeks that have backups')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be kept and removed; change nothing')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Delete even when no backup that is kept passes verification')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document on stdout (shape in the README)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'aimem;completions' {
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'aimem;help' {
+            [CompletionResult]::new('backup', 'backup', [CompletionResultType]::ParameterValue, 'Snapshot collections, config files and (optionally) logs into a new backup folder')
+            [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Restore a backup: collections (with rollback on failure) and, optionally, config files')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check a backup offline: manifest, checksums, and each snapshot''s schema against it')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the backups in the backup root, newest first, with their state')
+            [CompletionResult]::new('diff-schema', 'diff-schema', [CompletionResultType]::ParameterValue, 'Compare a backup''s schemas with the live collections, or two backups with each other')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Delete old backups by a retention policy, never the last one that verifies')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'aimem;help;backup' {
+            break
+        }
+        'aimem;help;restore' {
+            break
+        }
+        'aimem;help;verify' {
+            break
+        }
+        'aimem;help;list' {
+            break
+        }
+        'aimem;help;diff-schema' {
+            break
+        }
+        'aimem;help;prune' {
+            break
+        }
+        'aimem;help;completions' {
+            break
+        }
+        'aimem;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

@@ -1,0 +1,163 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[aimem] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'aimem'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'aimem'= {
+            cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand backup 'Snapshot collections, config files and (optionally) logs into a new backup folder'
+            cand restore 'Restore a backup: collections (with rollback on failure) and, optionally, config files'
+            cand verify 'Check a backup offline: manifest, checksums, and each snapshot''s schema against it'
+            cand list 'List the backups in the backup root, newest first, with their state'
+            cand diff-schema 'Compare a backup''s schemas with the live collections, or two backups with each other'
+            cand prune 'Delete old backups by a retention policy, never the last one that verifies'
+            cand completions 'Print a shell completion script to stdout'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'aimem;backup'= {
+            cand --url 'Qdrant''s full URL (http or https); overrides --host and --port'
+            cand --host 'Qdrant host name'
+            cand --port 'Qdrant REST port'
+            cand -o 'Folder that holds the backups; each backup is a dated folder inside it'
+            cand --output 'Folder that holds the backups; each backup is a dated folder inside it'
+            cand --collection 'Back up only this collection (repeatable). It must exist on the server'
+            cand --retry 'Re-attempt a failed snapshot download N times; partial data is discarded first'
+            cand --version 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]'
+            cand --install-dir 'AI Memory''s install folder (config files, logs, version.txt) [default: ~/.ai-memory]'
+            cand --create-timeout 'Seconds to wait for Qdrant to build a snapshot'
+            cand --download-timeout 'Seconds a snapshot download may stall; one that keeps moving is never cut off'
+            cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
+            cand --all 'Back up every collection on the server, not only AI Memory''s five'
+            cand --include-logs 'Also copy the log files from <install>/logs'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'aimem;restore'= {
+            cand --url 'Qdrant''s full URL (http or https); overrides --host and --port'
+            cand --host 'Qdrant host name'
+            cand --port 'Qdrant REST port'
+            cand --collection 'Restore only this collection of the backup'
+            cand --target-name 'Restore the collection into this name instead, leaving the original untouched'
+            cand --install-dir 'AI Memory''s install folder, for --restore-config [default: ~/.ai-memory]'
+            cand --upload-timeout 'Seconds an upload may stall; one that keeps moving is never cut off'
+            cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
+            cand --force 'Overwrite existing collections and config files without asking'
+            cand --restore-config 'Also write back settings.json, .env, docker/.env and docker/.env.secrets'
+            cand --dry-run 'Check everything and print the plan; change nothing'
+            cand --skip-checksum-verify 'Do not verify CHECKSUMS.sha256 before uploading (config files are still verified)'
+            cand --allow-version-skew 'Restore even when the server''s Qdrant is older, or over one minor newer, than the backup''s'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'aimem;verify'= {
+            cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
+            cand --no-deep 'Check files only: do not read each snapshot''s schema from inside its archive'
+            cand --json 'Print one JSON document on stdout (shape in the README)'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'aimem;list'= {
+            cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
+            cand --verify 'Also verify each complete backup (checksums and snapshot schemas) and show the result'
+            cand --json 'Print one JSON document on stdout (shape in the README)'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'aimem;diff-schema'= {
+            cand --collection 'Compare only this collection'
+            cand --url 'Qdrant''s full URL (http or https); overrides --host and --port'
+            cand --host 'Qdrant host name'
+            cand --port 'Qdrant REST port'
+            cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
+            cand --json 'Print one JSON document on stdout (shape in the README)'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'aimem;prune'= {
+            cand --keep-last 'Keep the N most recent backups'
+            cand --keep-within 'Keep every backup taken within DURATION of the newest one (7d, 12h, 2w, 1d12h)'
+            cand --keep-daily 'Keep the newest backup of each of the last N days that have backups'
+            cand --keep-weekly 'Keep the newest backup of each of the last N ISO weeks that have backups'
+            cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
+            cand --dry-run 'Show what would be kept and removed; change nothing'
+            cand --force 'Delete even when no backup that is kept passes verification'
+            cand --json 'Print one JSON document on stdout (shape in the README)'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'aimem;completions'= {
+            cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'aimem;help'= {
+            cand backup 'Snapshot collections, config files and (optionally) logs into a new backup folder'
+            cand restore 'Restore a backup: collections (with rollback on failure) and, optionally, config files'
+            cand verify 'Check a backup offline: manifest, checksums, and each snapshot''s schema against it'
+            cand list 'List the backups in the backup root, newest first, with their state'
+            cand diff-schema 'Compare a backup''s schemas with the live collections, or two backups with each other'
+            cand prune 'Delete old backups by a retention policy, never the last one that verifies'
+            cand completions 'Print a shell completion script to stdout'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'aimem;help;backup'= {
+        }
+        &'aimem;help;restore'= {
+        }
+        &'aimem;help;verify'= {
+        }
+        &'aimem;help;list'= {
+        }
+        &'aimem;help;diff-schema'= {
+        }
+        &'aimem;help;prune'= {
+        }
+        &'aimem;help;completions'= {
+        }
+        &'aimem;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

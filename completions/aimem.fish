@@ -1,0 +1,131 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_aimem_global_optspecs
+    string join \n color= q/quiet no-progress h/help V/version
+end
+
+function __fish_aimem_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_aimem_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_aimem_using_subcommand
+    set -l cmd (__fish_aimem_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c aimem -n "__fish_aimem_needs_command" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_needs_command" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_needs_command" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c aimem -n "__fish_aimem_needs_command" -s V -l version -d 'Print version'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "backup" -d 'Snapshot collections, config files and (optionally) logs into a new backup folder'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "restore" -d 'Restore a backup: collections (with rollback on failure) and, optionally, config files'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "verify" -d 'Check a backup offline: manifest, checksums, and each snapshot\'s schema against it'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "list" -d 'List the backups in the backup root, newest first, with their state'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "diff-schema" -d 'Compare a backup\'s schemas with the live collections, or two backups with each other'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "prune" -d 'Delete old backups by a retention policy, never the last one that verifies'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c aimem -n "__fish_aimem_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l host -d 'Qdrant host name' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l port -d 'Qdrant REST port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -s o -l output -d 'Folder that holds the backups; each backup is a dated folder inside it' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l collection -d 'Back up only this collection (repeatable). It must exist on the server' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l retry -d 'Re-attempt a failed snapshot download N times; partial data is discarded first' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l version -d 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l create-timeout -d 'Seconds to wait for Qdrant to build a snapshot' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l download-timeout -d 'Seconds a snapshot download may stall; one that keeps moving is never cut off' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l all -d 'Back up every collection on the server, not only AI Memory\'s five'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l include-logs -d 'Also copy the log files from <install>/logs'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l host -d 'Qdrant host name' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l port -d 'Qdrant REST port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l collection -d 'Restore only this collection of the backup' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l target-name -d 'Restore the collection into this name instead, leaving the original untouched' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l install-dir -d 'AI Memory\'s install folder, for --restore-config [default: ~/.ai-memory]' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l upload-timeout -d 'Seconds an upload may stall; one that keeps moving is never cut off' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l force -d 'Overwrite existing collections and config files without asking'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l restore-config -d 'Also write back settings.json, .env, docker/.env and docker/.env.secrets'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l dry-run -d 'Check everything and print the plan; change nothing'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l skip-checksum-verify -d 'Do not verify CHECKSUMS.sha256 before uploading (config files are still verified)'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l allow-version-skew -d 'Restore even when the server\'s Qdrant is older, or over one minor newer, than the backup\'s'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand verify" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_using_subcommand verify" -l no-deep -d 'Check files only: do not read each snapshot\'s schema from inside its archive'
+complete -c aimem -n "__fish_aimem_using_subcommand verify" -l json -d 'Print one JSON document on stdout (shape in the README)'
+complete -c aimem -n "__fish_aimem_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand verify" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand list" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_using_subcommand list" -l verify -d 'Also verify each complete backup (checksums and snapshot schemas) and show the result'
+complete -c aimem -n "__fish_aimem_using_subcommand list" -l json -d 'Print one JSON document on stdout (shape in the README)'
+complete -c aimem -n "__fish_aimem_using_subcommand list" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand list" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_using_subcommand list" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l collection -d 'Compare only this collection' -r
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l host -d 'Qdrant host name' -r
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l port -d 'Qdrant REST port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l json -d 'Print one JSON document on stdout (shape in the README)'
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-last -d 'Keep the N most recent backups' -r
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-within -d 'Keep every backup taken within DURATION of the newest one (7d, 12h, 2w, 1d12h)' -r
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-daily -d 'Keep the newest backup of each of the last N days that have backups' -r
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-weekly -d 'Keep the newest backup of each of the last N ISO weeks that have backups' -r
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l dry-run -d 'Show what would be kept and removed; change nothing'
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l force -d 'Delete even when no backup that is kept passes verification'
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l json -d 'Print one JSON document on stdout (shape in the README)'
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand completions" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c aimem -n "__fish_aimem_using_subcommand completions" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand completions" -l no-progress -d 'Never draw progress bars'
+complete -c aimem -n "__fish_aimem_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "backup" -d 'Snapshot collections, config files and (optionally) logs into a new backup folder'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "restore" -d 'Restore a backup: collections (with rollback on failure) and, optionally, config files'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "verify" -d 'Check a backup offline: manifest, checksums, and each snapshot\'s schema against it'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "list" -d 'List the backups in the backup root, newest first, with their state'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "diff-schema" -d 'Compare a backup\'s schemas with the live collections, or two backups with each other'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "prune" -d 'Delete old backups by a retention policy, never the last one that verifies'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,61 @@
+//! Distributed collections: a collection snapshot holds only the shards of the peer that took
+//! it (api.md §5), so a backup through one peer of a cluster can silently miss shards.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+/// Shard ids that live only on other peers, from `GET /collections/{c}/cluster`: a snapshot
+/// taken through this peer would not contain their points.
+pub fn shards_missing_locally(cluster: &Value) -> Vec<u64> {
+    let ids = |key: &str| -> BTreeSet<u64> {
+        cluster
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|shards| {
+                shards
+                    .iter()
+                    .filter_map(|s| s.get("shard_id").and_then(Value::as_u64))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let local = ids("local_shards");
+    ids("remote_shards").difference(&local).copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!(
+            "{}/tests/fixtures/qdrant/cluster/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let exchange: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        exchange["response"]["body"]["result"].clone()
+    }
+
+    #[test]
+    fn a_single_node_holds_every_shard() {
+        assert!(shards_missing_locally(&fixture("collection-cluster-info.json")).is_empty());
+    }
+
+    #[test]
+    fn each_peer_of_the_real_three_node_cluster_misses_one_shard() {
+        assert_eq!(
+            shards_missing_locally(&fixture("3-node-collection-cluster-peer0.json")),
+            [2]
+        );
+        assert_eq!(
+            shards_missing_locally(&fixture("3-node-collection-cluster-peer1.json")),
+            [1]
+        );
+        assert_eq!(
+            shards_missing_locally(&fixture("3-node-collection-cluster-peer2.json")),
+            [0]
+        );
+    }
+}

@@ -1,0 +1,333 @@
+//! The changing part of a restore: per collection, save what is there, create or overwrite it
+//! from the backup, and check the result. Every change goes into the [`Undo`] log first.
+
+use camino::Utf8PathBuf;
+use miette::Diagnostic;
+use thiserror::Error;
+
+use super::config::{self, ConfigFile};
+use super::plan::{Action, Planned};
+use super::rollback::{Saved, Undo};
+use crate::cmd::backup::snapshot::{self, DownloadError};
+use crate::fingerprint::{self, Fingerprint};
+use crate::manifest::checksums;
+use crate::qdrant::{Cancelled, Client, QdrantError};
+use crate::signals::StopFlag;
+use crate::ui::{Ui, human_size};
+
+/// What every step needs.
+pub struct Context<'a> {
+    pub client: &'a Client,
+    pub ui: &'a Ui,
+    pub stop: &'a StopFlag,
+    /// Where pre-restore snapshots go (`<backup root>/.aimem-prerestore-<stamp>`).
+    pub prerestore: Utf8PathBuf,
+    /// Makes uploaded file names unique.
+    pub stamp: String,
+}
+
+/// A step that failed; the restore is rolled back after it.
+#[derive(Debug, Error, Diagnostic)]
+pub enum StepError {
+    #[error("{step} `{collection}` failed")]
+    #[diagnostic(code(aimem::restore::step))]
+    Qdrant {
+        step: &'static str,
+        collection: String,
+        #[source]
+        #[diagnostic_source]
+        source: QdrantError,
+    },
+
+    #[error("saving `{collection}` before overwriting it failed")]
+    #[diagnostic(code(aimem::restore::prerestore))]
+    Save {
+        collection: String,
+        #[source]
+        #[diagnostic_source]
+        source: DownloadError,
+    },
+
+    #[error("cannot write {path}: {source}")]
+    #[diagnostic(
+        code(aimem::restore::io),
+        help("Check that the folder is writable and its disk is not full.")
+    )]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+
+    #[error("`{collection}` does not match the backup after the restore: {detail}")]
+    #[diagnostic(
+        code(aimem::restore::check),
+        help(
+            "Qdrant did not restore what the backup holds. Check the server's logs and disk space."
+        )
+    )]
+    Check { collection: String, detail: String },
+
+    #[error("stopped by a signal")]
+    #[diagnostic(code(aimem::interrupted))]
+    Interrupted,
+}
+
+fn qdrant(step: &'static str, collection: &str) -> impl FnOnce(QdrantError) -> StepError {
+    let collection = collection.to_string();
+    move |source| match source {
+        QdrantError::Interrupted => StepError::Interrupted,
+        source => StepError::Qdrant {
+            step,
+            collection,
+            source,
+        },
+    }
+}
+
+fn stopped(stop: &StopFlag) -> Result<(), StepError> {
+    match stop.requested() {
+        Some(_) => Err(StepError::Interrupted),
+        None => Ok(()),
+    }
+}
+
+/// Restores every planned collection in order (refusals were handled before).
+pub fn restore_collections(
+    cx: &Context,
+    plans: &[Planned],
+    undo: &mut Undo,
+) -> Result<(), StepError> {
+    cx.ui.step("Restoring collections...");
+    for planned in plans {
+        stopped(cx.stop)?;
+        let source = &planned.source;
+        cx.ui.step(&format!(
+            "  Restoring {} ({} records)...",
+            source.target, source.entry.records
+        ));
+        match &planned.action {
+            Action::Create => create(cx, planned, undo)?,
+            Action::Overwrite { live, points, .. } => {
+                save(cx, &source.target, live, *points, undo)?;
+            }
+            Action::Refuse(_) => continue,
+        }
+        upload(cx, planned, undo)?;
+        // A signal that arrived while the server was recovering still asks for the rollback.
+        stopped(cx.stop)?;
+        check(cx, planned)?;
+        cx.ui.ok(&format!(
+            "Collection recovered ({} records)",
+            source.entry.records
+        ));
+    }
+    Ok(())
+}
+
+/// Creates an absent collection from the backup's fingerprint, with its payload indexes.
+fn create(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepError> {
+    let target = &planned.source.target;
+    let Some(fingerprint) = &planned.source.fingerprint else {
+        return Ok(());
+    };
+    match cx
+        .client
+        .create_collection(target, &fingerprint.create_collection_body())
+    {
+        Ok(()) => undo.created.push(target.clone()),
+        Err(e) => {
+            // Without an answer (timeout, lost connection) the server may have created it
+            // anyway: it was absent when planned, so it is ours to delete. A refusal (409 if
+            // someone else created it meanwhile) means it is not ours.
+            if e.status().is_none() {
+                undo.created.push(target.clone());
+            }
+            return Err(qdrant("creating", target)(e));
+        }
+    }
+    for (field, schema) in fingerprint.payload_indexes() {
+        cx.client
+            .create_payload_index(target, &field, &schema)
+            .map_err(qdrant("creating a payload index on", target))?;
+    }
+    cx.ui.ok("Collection created from the backup's schema");
+    Ok(())
+}
+
+/// Takes a server-side snapshot of an existing collection and keeps a local copy of it.
+fn save(
+    cx: &Context,
+    target: &str,
+    live: &Fingerprint,
+    points: u64,
+    undo: &mut Undo,
+) -> Result<(), StepError> {
+    if undo.folder.is_none() {
+        crate::manifest::layout::create_private_dir(&cx.prerestore).map_err(|source| {
+            StepError::Io {
+                path: cx.prerestore.to_string(),
+                source,
+            }
+        })?;
+        undo.folder = Some(cx.prerestore.clone());
+    }
+    // The count again, right before the snapshot: the rollback checks against this.
+    let points = cx
+        .client
+        .count_exact(target)
+        .map_err(qdrant("counting", target))
+        .unwrap_or(points);
+    let description = cx
+        .client
+        .create_snapshot(target)
+        .map_err(qdrant("snapshotting", target))?;
+    let local = cx.prerestore.join(format!("{target}.snapshot"));
+    undo.saved.push(Saved {
+        collection: target.to_string(),
+        local: local.clone(),
+        sha256: String::new(),
+        server_snapshot: Some(description.name.clone()),
+        fingerprint: live.clone(),
+        points,
+        touched: false,
+    });
+    let downloaded =
+        snapshot::download_verified(cx.client, target, &description, &local, 1, cx.ui, cx.stop)
+            .map_err(|source| match source {
+                DownloadError::Qdrant(QdrantError::Interrupted) => StepError::Interrupted,
+                source => StepError::Save {
+                    collection: target.to_string(),
+                    source,
+                },
+            })?;
+    if let Some(saved) = undo.saved.last_mut() {
+        saved.sha256 = downloaded.sha256;
+    }
+    cx.ui.ok(&format!(
+        "Pre-restore snapshot saved: {local} ({})",
+        human_size(downloaded.size)
+    ));
+    Ok(())
+}
+
+/// Streams the backup's snapshot into the target and deletes the server's kept copy.
+fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepError> {
+    let source = &planned.source;
+    let target = &source.target;
+    let sha256 = match &source.verified_sha256 {
+        Some(sha) => sha.clone(),
+        // Not verified (--skip-checksum-verify): hash it now, so the server at least checks
+        // that it received this file intact.
+        None => {
+            checksums::hash_file(&source.snapshot)
+                .map_err(|e| StepError::Io {
+                    path: source.snapshot.to_string(),
+                    source: e,
+                })?
+                .0
+        }
+    };
+    stopped(cx.stop)?;
+    let file_name = format!(
+        "aimem-restore-{target}-{}-{}.snapshot",
+        cx.stamp,
+        std::process::id()
+    );
+    undo.uploads.push((target.clone(), file_name.clone()));
+    if let Some(saved) = undo.saved.iter_mut().find(|s| &s.collection == target) {
+        saved.touched = true;
+    }
+    let size = source.snapshot.metadata().map(|m| m.len()).ok();
+    let bar = cx.ui.transfer_bar(size);
+    let stop = cx.stop;
+    let mut progress = |n: u64| {
+        if stop.requested().is_some() {
+            return Err(Cancelled);
+        }
+        bar.inc(n);
+        Ok(())
+    };
+    let result = cx.client.upload_snapshot(
+        target,
+        source.snapshot.as_std_path(),
+        &file_name,
+        &sha256,
+        &mut progress,
+    );
+    bar.finish_and_clear();
+    result.map_err(qdrant("uploading the snapshot into", target))?;
+    cx.ui.ok("Snapshot uploaded");
+    // The server keeps every uploaded file: remove it now rather than fill its disk.
+    let mut done = Undo {
+        uploads: vec![(target.clone(), file_name.clone())],
+        ..Undo::default()
+    };
+    done.delete_uploads(cx.client, cx.ui);
+    undo.uploads
+        .retain(|(c, f)| !(c == target && f == &file_name));
+    Ok(())
+}
+
+/// The restored collection must have the backup's schema and exactly its record count.
+fn check(cx: &Context, planned: &Planned) -> Result<(), StepError> {
+    let source = &planned.source;
+    let target = &source.target;
+    let fail = |detail: String| StepError::Check {
+        collection: target.clone(),
+        detail,
+    };
+    let info = cx
+        .client
+        .collection_info(target)
+        .map_err(qdrant("checking", target))?;
+    let live = Fingerprint::from_collection_info(&info).map_err(|e| fail(e.to_string()))?;
+    if let Some(backup) = &source.fingerprint {
+        let differences = fingerprint::diff(backup, &live);
+        // A fresh collection must equal the backup; an overwritten one keeps its own
+        // replication settings (already reported as warnings), so only structure counts.
+        let relevant: Vec<String> = differences
+            .iter()
+            .filter(|d| {
+                matches!(planned.action, Action::Create)
+                    || d.severity == fingerprint::Severity::Blocking
+            })
+            .map(|d| d.describe("backup", "restored"))
+            .collect();
+        if !relevant.is_empty() {
+            return Err(fail(format!("schema differs: {}", relevant.join("; "))));
+        }
+    }
+    let points = cx
+        .client
+        .count_exact(target)
+        .map_err(qdrant("counting", target))?;
+    if points != source.entry.records {
+        return Err(fail(format!(
+            "it holds {points} points, the backup recorded {}",
+            source.entry.records
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the config files, each atomically, recording how to put the old ones back.
+pub fn restore_config(
+    cx: &Context,
+    files: &[ConfigFile],
+    undo: &mut Undo,
+) -> Result<(), StepError> {
+    cx.ui.step("Restoring config files...");
+    for file in files {
+        stopped(cx.stop)?;
+        let previous = config::write(file).map_err(|source| StepError::Io {
+            path: file.to.to_string(),
+            source,
+        })?;
+        undo.config.push(previous);
+        cx.ui.ok(&format!(
+            "{} → {} (mode {:o})",
+            file.name, file.to, file.mode
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! `--restore-config`: writes the backup's config files back into the install folder.
+//!
+//! Only files the manifest lists, that aimem knows where to put, and whose checksum verified
+//! are written. Each is replaced atomically (a temporary file in the same folder, synced, then
+//! renamed), with the mode AI Memory expects: 0600 for `docker/.env.secrets`, 0644 otherwise.
+//! The previous content is kept in memory so a failed restore can put it back.
+
+use std::io::Write;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::cmd::backup::CONFIG_FILES;
+use crate::manifest::checksums::{self, Entry};
+use crate::manifest::layout::CONFIG_DIR;
+
+/// One config file to write.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// The manifest's name (`docker/.env`).
+    pub name: String,
+    pub from: Utf8PathBuf,
+    pub to: Utf8PathBuf,
+    pub mode: u32,
+    /// The destination exists already (the user is asked first).
+    pub overwrites: bool,
+}
+
+/// A listed config file that will not be written, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub name: String,
+    pub why: String,
+}
+
+/// The mode a restored config file gets: secrets stay private.
+pub fn mode_for(name: &str) -> u32 {
+    if name == "docker/.env.secrets" {
+        0o600
+    } else {
+        0o644
+    }
+}
+
+/// Decides which of the manifest's config files to write. `checksums` is None when
+/// CHECKSUMS.sha256 could not be read; each file is checked here even with
+/// --skip-checksum-verify, since only verified files may be written.
+pub fn plan(
+    backup: &Utf8Path,
+    install: &Utf8Path,
+    listed: &[String],
+    checksums: Option<&[Entry]>,
+) -> (Vec<ConfigFile>, Vec<Skipped>) {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for name in listed {
+        let skip = |why: &str| Skipped {
+            name: name.clone(),
+            why: why.to_string(),
+        };
+        let Some((_, dest)) = CONFIG_FILES.iter().find(|(n, _)| n == name) else {
+            skipped.push(skip("aimem does not know where this file belongs"));
+            continue;
+        };
+        let relative = format!("{CONFIG_DIR}/{name}");
+        let Some(entry) = checksums.and_then(|list| list.iter().find(|e| e.path == relative))
+        else {
+            skipped.push(skip(
+                "not listed in CHECKSUMS.sha256, so it cannot be verified",
+            ));
+            continue;
+        };
+        if let Some(problem) = checksums::check_one(backup, entry) {
+            skipped.push(skip(&problem.to_string()));
+            continue;
+        }
+        let to = install.join(dest);
+        files.push(ConfigFile {
+            name: name.clone(),
+            from: backup.join(&relative),
+            overwrites: to.symlink_metadata().is_ok(),
+            to,
+            mode: mode_for(name),
+        });
+    }
+    (files, skipped)
+}
+
+/// How to put a destination back as it was.
+#[derive(Debug)]
+pub struct Previous {
+    pub path: Utf8PathBuf,
+    /// Content and mode before; None when the file did not exist.
+    pub before: Option<(Vec<u8>, u32)>,
+}
+
+/// Writes one file atomically with its mode; returns what to restore on rollback.
+pub fn write(file: &ConfigFile) -> std::io::Result<Previous> {
+    let before = match std::fs::read(&file.to) {
+        Ok(bytes) => Some((bytes, current_mode(&file.to)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let content = std::fs::read(&file.from)?;
+    replace(&file.to, &content, file.mode)?;
+    Ok(Previous {
+        path: file.to.clone(),
+        before,
+    })
+}
+
+/// Puts a destination back: the old content and mode, or no file at all.
+pub fn undo(previous: &Previous) -> std::io::Result<()> {
+    match &previous.before {
+        Some((bytes, mode)) => replace(&previous.path, bytes, *mode),
+        None => match std::fs::remove_file(&previous.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Writes `content` to a temporary file beside `path`, sets `mode`, syncs, renames over `path`.
+fn replace(path: &Utf8Path, content: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Utf8Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // tempfile creates the file 0600, so a secret is never readable by others, even briefly.
+    let mut temp = tempfile::Builder::new()
+        .prefix(".aimem-restore-")
+        .tempfile_in(dir)?;
+    temp.write_all(content)?;
+    set_mode(temp.path(), mode)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(unix)]
+fn set_mode(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &std::path::Path, _: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn current_mode(path: &Utf8Path) -> std::io::Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o7777)
+}
+
+#[cfg(not(unix))]
+fn current_mode(_: &Utf8Path) -> std::io::Result<u32> {
+    Ok(0o644)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_private_the_rest_readable() {
+        assert_eq!(mode_for("docker/.env.secrets"), 0o600);
+        assert_eq!(mode_for("docker/.env"), 0o644);
+        assert_eq!(mode_for("settings.json"), 0o644);
+    }
+
+    #[test]
+    fn write_then_undo_puts_the_old_file_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(root.join("new"), "NEW").unwrap();
+        std::fs::write(root.join("old"), "OLD").unwrap();
+        let file = ConfigFile {
+            name: ".env".into(),
+            from: root.join("new"),
+            to: root.join("old"),
+            mode: 0o644,
+            overwrites: true,
+        };
+        let previous = write(&file).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("old")).unwrap(), "NEW");
+        undo(&previous).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("old")).unwrap(), "OLD");
+        let fresh = ConfigFile {
+            to: root.join("sub/fresh"),
+            ..file
+        };
+        let previous = write(&fresh).unwrap();
+        assert!(root.join("sub/fresh").is_file());
+        undo(&previous).unwrap();
+        assert!(!root.join("sub/fresh").exists());
+    }
+}

@@ -1,0 +1,674 @@
+//! `aimem restore`: puts a backup back on a Qdrant server without ever making things worse.
+//!
+//! The order is fixed: arguments, the manifest, `CHECKSUMS.sha256`, the connection, a plan per
+//! collection (create, overwrite or refuse) that is printed, confirmation, and only then any
+//! change. Every change is recorded in the [`rollback::Undo`] log first, so a failure or a
+//! signal after the first change puts the server (and the config files) back as they were.
+
+mod act;
+mod config;
+mod plan;
+mod rollback;
+
+use std::io::IsTerminal;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::Args;
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::exit::Exit;
+use crate::failure::{Failure, OrExit, Outcome};
+use crate::fingerprint::{Fingerprint, FingerprintError};
+use crate::manifest::checksums::{self, Entry};
+use crate::manifest::layout::{self, SNAPSHOT_DIR};
+use crate::manifest::{MANIFEST_FILE, Manifest};
+use crate::qdrant::Timeouts;
+use crate::settings::{ConnectionArgs, seconds};
+use crate::signals::StopFlag;
+use crate::ui::{Ui, human_size};
+
+use config::ConfigFile;
+use plan::{Action, Planned, Refusal, Source, VersionCheck};
+use rollback::{Undo, Unrestored};
+
+/// Hidden folder (in the backup root) for the snapshots taken before overwriting; hidden so
+/// `latest` and `list` never take it for a backup.
+pub const PRERESTORE_PREFIX: &str = ".aimem-prerestore-";
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// The backup folder, or `latest` for the newest complete backup in AI_MEMORY_BACKUP_DIR.
+    #[arg(value_name = "DIR")]
+    pub dir: Utf8PathBuf,
+
+    /// Overwrite existing collections and config files without asking.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Also write back settings.json, .env, docker/.env and docker/.env.secrets.
+    #[arg(long)]
+    pub restore_config: bool,
+
+    /// Check everything and print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Restore only this collection of the backup.
+    #[arg(long, value_name = "NAME")]
+    pub collection: Option<String>,
+
+    /// Restore the collection into this name instead, leaving the original untouched.
+    #[arg(long, value_name = "NAME", requires = "collection")]
+    pub target_name: Option<String>,
+
+    /// Do not verify CHECKSUMS.sha256 before uploading (config files are still verified).
+    #[arg(long)]
+    pub skip_checksum_verify: bool,
+
+    /// Restore even when the server's Qdrant is older, or over one minor newer, than the backup's.
+    #[arg(long)]
+    pub allow_version_skew: bool,
+
+    /// AI Memory's install folder, for --restore-config [default: ~/.ai-memory].
+    #[arg(long, env = "AI_MEMORY_INSTALL_DIR", value_name = "DIR")]
+    pub install_dir: Option<Utf8PathBuf>,
+
+    /// Seconds an upload may stall; one that keeps moving is never cut off.
+    #[arg(
+        long,
+        env = "SNAPSHOT_UPLOAD_TIMEOUT",
+        default_value_t = 300,
+        value_name = "SECONDS"
+    )]
+    pub upload_timeout: u64,
+}
+
+/// What went wrong, worded for the person who has to fix it.
+#[derive(Debug, Error, Diagnostic)]
+enum RestoreError {
+    #[error("{0}")]
+    #[diagnostic(
+        code(aimem::restore::no_backup),
+        help(
+            "Give the backup folder's path, or set AI_MEMORY_BACKUP_DIR to the folder holding the backups."
+        )
+    )]
+    NoBackup(String),
+
+    #[error("the backup has no collection named `{name}`")]
+    #[diagnostic(
+        code(aimem::restore::no_such_collection),
+        help("The backup holds: {available}.")
+    )]
+    UnknownCollection { name: String, available: String },
+
+    #[error("checksum verification failed; nothing was uploaded:\n{problems}")]
+    #[diagnostic(
+        code(aimem::restore::checksum),
+        help(
+            "The backup is damaged or was modified. Use an intact backup. If the drift is known to be \
+             benign (a filesystem quirk), re-run with --skip-checksum-verify."
+        )
+    )]
+    Checksums { problems: String },
+
+    #[error("cannot read CHECKSUMS.sha256")]
+    #[diagnostic(
+        code(aimem::restore::checksum),
+        help(
+            "A backup folder holds CHECKSUMS.sha256 beside manifest.json. Re-run with --skip-checksum-verify to restore without it."
+        )
+    )]
+    ChecksumFile {
+        #[source]
+        #[diagnostic_source]
+        source: checksums::ChecksumsError,
+    },
+
+    #[error("the snapshot of `{collection}` is missing: {path}")]
+    #[diagnostic(
+        code(aimem::restore::missing_snapshot),
+        help("The backup is incomplete. Use another backup.")
+    )]
+    SnapshotMissing {
+        collection: String,
+        path: Utf8PathBuf,
+    },
+
+    #[error("the manifest's schema for `{collection}` is damaged")]
+    #[diagnostic(code(aimem::restore::schema))]
+    BadSchema {
+        collection: String,
+        #[source]
+        #[diagnostic_source]
+        source: FingerprintError,
+    },
+
+    #[error("restore refused: {count} problem(s) found before anything was changed")]
+    #[diagnostic(code(aimem::restore::refused))]
+    Refused {
+        count: usize,
+        #[related]
+        reasons: Vec<Refusal>,
+    },
+
+    #[error("the restore would overwrite {what}, and there is no terminal to confirm it")]
+    #[diagnostic(
+        code(aimem::restore::no_terminal),
+        help("Run it in a terminal to be asked, or pass --force to overwrite without asking.")
+    )]
+    NoTerminal { what: String },
+
+    #[error("restore cancelled; nothing was changed")]
+    #[diagnostic(code(aimem::restore::cancelled))]
+    Declined,
+
+    #[error("stopped by a signal before anything was changed")]
+    #[diagnostic(
+        code(aimem::interrupted),
+        help("Run the restore again when convenient.")
+    )]
+    Interrupted,
+
+    #[error(
+        "the restore failed and was rolled back; the server is as it was before:\n{rolled_back}"
+    )]
+    #[diagnostic(code(aimem::restore::rolled_back))]
+    RolledBack {
+        rolled_back: String,
+        #[source]
+        #[diagnostic_source]
+        cause: act::StepError,
+    },
+
+    #[error("the restore failed AND its rollback failed:\n{failures}")]
+    #[diagnostic(code(aimem::restore::rollback_failed), help("{recovery}"))]
+    RollbackFailed {
+        failures: String,
+        recovery: String,
+        #[source]
+        #[diagnostic_source]
+        cause: act::StepError,
+    },
+}
+
+pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
+    // 1. Arguments.
+    let endpoint = args.connection.endpoint().map_err(|m| {
+        Failure::msg(
+            Exit::InvalidArguments,
+            m,
+            "Set --url or QDRANT_URL to http://HOST:PORT.",
+        )
+    })?;
+    let root = layout::default_root();
+    // Absolute, so the paths printed for pre-restore snapshots work from any folder.
+    let root = std::path::absolute(&root)
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .unwrap_or(root);
+    let dir = layout::resolve_backup(&args.dir, &root)
+        .map_err(RestoreError::NoBackup)
+        .or_exit(Exit::Failed)?;
+    ui.header("AI Memory Restore");
+    ui.fact("Backup", dir.as_str());
+    ui.blank();
+
+    // 2. The manifest.
+    ui.step("Verifying backup...");
+    let manifest = Manifest::read(&dir).or_exit(Exit::Failed)?;
+    ui.ok(&format!("{MANIFEST_FILE} valid"));
+    ui.fact("Backup date", &manifest.backup_date);
+    ui.fact("Version", &manifest.ai_memory_version);
+    ui.blank();
+    let selected = select(&manifest, args)?;
+
+    // 3. Checksums.
+    let listed = if args.skip_checksum_verify {
+        ui.warn("checksum verification skipped (--skip-checksum-verify)");
+        checksums::read(&dir).ok()
+    } else {
+        let entries = checksums::read(&dir)
+            .map_err(|source| RestoreError::ChecksumFile { source })
+            .or_exit(Exit::Failed)?;
+        verify_checksums(&dir, &entries, &selected)?;
+        Some(entries)
+    };
+    let sources = sources(&dir, &selected, args, listed.as_deref())?;
+    for source in &sources {
+        ui.ok(&format!(
+            "{} ({})",
+            source.entry.snapshot_file,
+            human_size(source.snapshot.metadata().map(|m| m.len()).unwrap_or(0))
+        ));
+    }
+    let install = crate::cmd::backup::install_dir(args.install_dir.as_deref());
+    let (config_files, config_skipped) = if args.restore_config {
+        config::plan(&dir, &install, &manifest.config_files, listed.as_deref())
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    ui.blank();
+    if let Some(exit) = stop.requested() {
+        return Err(RestoreError::Interrupted).or_exit(exit);
+    }
+
+    // 4. Connect.
+    ui.step(&format!(
+        "Connecting to Qdrant ({}:{})...",
+        endpoint.host, endpoint.port
+    ));
+    let timeouts = Timeouts {
+        transfer_stall: seconds(args.upload_timeout),
+        ..Timeouts::default()
+    };
+    let client = ConnectionArgs::client(&endpoint, timeouts);
+    let server = client.server_info().or_exit(Exit::ConnectionFailed)?;
+    client.list_collections().or_exit(Exit::ConnectionFailed)?;
+    let server_version = server.version.unwrap_or_else(|| "unknown".to_string());
+    ui.ok(&format!("Connected (Qdrant {server_version})"));
+    ui.blank();
+
+    // 5. Plan, then show it.
+    let mut refusals = Vec::new();
+    let mut notes = Vec::new();
+    let source_version = manifest.qdrant_version.as_deref();
+    match plan::check_version(source_version, Some(&server_version)) {
+        VersionCheck::Same => {}
+        VersionCheck::NextMinor => notes.push(format!(
+            "the backup comes from Qdrant {}; this server runs the next minor release {server_version}, which Qdrant supports",
+            source_version.unwrap_or_default()
+        )),
+        VersionCheck::Unknown => notes.push(
+            "the backup does not record its Qdrant version: snapshots restore only on the same or the next minor release"
+                .to_string(),
+        ),
+        VersionCheck::Skew => {
+            let refusal = Refusal::VersionSkew {
+                source_version: source_version.unwrap_or_default().to_string(),
+                target_version: server_version.clone(),
+            };
+            if args.allow_version_skew {
+                ui.warn(&format!("{refusal} (--allow-version-skew)"));
+            } else {
+                refusals.push(refusal);
+            }
+        }
+    }
+    let mut plans = Vec::new();
+    for source in sources {
+        let planned = plan::plan_one(&client, source).map_err(|e| {
+            let exit = match e.is_connection_problem() {
+                true => Exit::ConnectionFailed,
+                false => Exit::Failed,
+            };
+            Failure::new(exit, miette::Report::new(e))
+        })?;
+        plans.push(planned);
+    }
+    show_plan(ui, &plans, &notes, &config_files, &config_skipped);
+    let (refused, plans): (Vec<Planned>, Vec<Planned>) = plans
+        .into_iter()
+        .partition(|p| matches!(p.action, Action::Refuse(_)));
+    refusals.extend(refused.into_iter().filter_map(|p| match p.action {
+        Action::Refuse(refusal) => Some(refusal),
+        _ => None,
+    }));
+    if !refusals.is_empty() {
+        return Err(RestoreError::Refused {
+            count: refusals.len(),
+            reasons: refusals,
+        })
+        .or_exit(Exit::Failed);
+    }
+
+    // Confirmation (the dry run reports what the real run would do here).
+    let overwrites = what_is_overwritten(&plans, &config_files);
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if let Some(what) = &overwrites {
+        if !args.force && !terminal {
+            return Err(RestoreError::NoTerminal { what: what.clone() })
+                .or_exit(Exit::InvalidArguments);
+        }
+    }
+    if args.dry_run {
+        ui.rule();
+        ui.success("Dry run: all checks passed; nothing was changed");
+        if overwrites.is_some() && !args.force {
+            ui.step("The real run will ask before overwriting (or pass --force).");
+        }
+        ui.rule();
+        return Ok(());
+    }
+    if let (Some(what), false) = (&overwrites, args.force) {
+        confirm(what)?;
+    }
+    if let Some(exit) = stop.requested() {
+        return Err(RestoreError::Interrupted).or_exit(exit);
+    }
+
+    // 6. Act.
+    let now = crate::localtime::now();
+    let stamp = layout::folder_name(now).replace('_', "-");
+    let cx = act::Context {
+        client: &client,
+        ui,
+        stop,
+        prerestore: root.join(format!("{PRERESTORE_PREFIX}{}", layout::folder_name(now))),
+        stamp: stamp.clone(),
+    };
+    let mut undo = Undo::default();
+    let result = act::restore_collections(&cx, &plans, &mut undo)
+        .and_then(|()| {
+            if config_files.is_empty() {
+                Ok(())
+            } else {
+                ui.blank();
+                act::restore_config(&cx, &config_files, &mut undo)
+            }
+        })
+        // The last chance to honour a signal: after this the restore is reported done.
+        .and_then(|()| match stop.requested() {
+            Some(_) => Err(act::StepError::Interrupted),
+            None => Ok(()),
+        });
+    if let Err(cause) = result {
+        return Err(roll_back(&cx, &endpoint.url, &mut undo, cause, stop));
+    }
+    undo.discard_saved(&client, ui);
+
+    ui.blank();
+    ui.rule();
+    ui.success("Restore complete");
+    ui.blank();
+    ui.fact("Collections restored", &plans.len().to_string());
+    ui.fact(
+        "Total records",
+        &plans
+            .iter()
+            .map(|p| p.source.entry.records)
+            .sum::<u64>()
+            .to_string(),
+    );
+    if !config_files.is_empty() {
+        ui.fact("Config files restored", &config_files.len().to_string());
+    }
+    ui.rule();
+    Ok(())
+}
+
+/// The manifest's collections to restore: all, or the one `--collection` names.
+fn select<'m>(
+    manifest: &'m Manifest,
+    args: &RestoreArgs,
+) -> Outcome<Vec<&'m crate::manifest::CollectionEntry>> {
+    match &args.collection {
+        None => Ok(manifest.collections.values().collect()),
+        Some(name) => match manifest.collections.get(name) {
+            Some(entry) => Ok(vec![entry]),
+            None => Err(RestoreError::UnknownCollection {
+                name: name.clone(),
+                available: manifest
+                    .collections
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+            .or_exit(Exit::InvalidArguments),
+        },
+    }
+}
+
+/// Every listed file must match, and every snapshot to restore must be listed.
+fn verify_checksums(
+    dir: &Utf8Path,
+    entries: &[Entry],
+    selected: &[&crate::manifest::CollectionEntry],
+) -> Outcome {
+    let mut problems: Vec<String> = checksums::check_all(dir, entries)
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect();
+    for entry in selected {
+        let path = snapshot_path(&entry.snapshot_file);
+        if !entries.iter().any(|e| e.path == path) {
+            problems.push(format!(
+                "  {path}: not listed in {}",
+                checksums::CHECKSUMS_FILE
+            ));
+        }
+    }
+    if !entries.iter().any(|e| e.path == MANIFEST_FILE) {
+        problems.push(format!(
+            "  {MANIFEST_FILE}: not listed in {}",
+            checksums::CHECKSUMS_FILE
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RestoreError::Checksums {
+            problems: problems.join("\n"),
+        })
+        .or_exit(Exit::Failed)
+    }
+}
+
+fn snapshot_path(file: &str) -> String {
+    format!("{SNAPSHOT_DIR}/{file}")
+}
+
+/// Each selected collection with its snapshot file, verified digest, schema and target name.
+fn sources(
+    dir: &Utf8Path,
+    selected: &[&crate::manifest::CollectionEntry],
+    args: &RestoreArgs,
+    listed: Option<&[Entry]>,
+) -> Outcome<Vec<Source>> {
+    selected
+        .iter()
+        .map(|entry| {
+            let relative = snapshot_path(&entry.snapshot_file);
+            let snapshot = dir.join(&relative);
+            if checksums::check_relative(&relative).is_err() || !snapshot.is_file() {
+                return Err(RestoreError::SnapshotMissing {
+                    collection: entry.name.clone(),
+                    path: snapshot,
+                })
+                .or_exit(Exit::Failed);
+            }
+            let fingerprint = match &entry.schema {
+                Some(schema) => Some(
+                    Fingerprint::from_value(schema.clone())
+                        .map_err(|source| RestoreError::BadSchema {
+                            collection: entry.name.clone(),
+                            source,
+                        })
+                        .or_exit(Exit::Failed)?,
+                ),
+                None => None,
+            };
+            let verified_sha256 = match args.skip_checksum_verify {
+                true => None,
+                false => listed
+                    .and_then(|l| l.iter().find(|e| e.path == relative))
+                    .map(|e| e.sha256.clone()),
+            };
+            Ok(Source {
+                entry: (*entry).clone(),
+                target: args
+                    .target_name
+                    .clone()
+                    .unwrap_or_else(|| entry.name.clone()),
+                snapshot,
+                verified_sha256,
+                fingerprint,
+            })
+        })
+        .collect()
+}
+
+fn show_plan(
+    ui: &Ui,
+    plans: &[Planned],
+    notes: &[String],
+    config_files: &[ConfigFile],
+    skipped: &[config::Skipped],
+) {
+    ui.step("Plan:");
+    for note in notes {
+        ui.note(note);
+    }
+    for planned in plans {
+        let s = &planned.source;
+        let from = match s.target == s.entry.name {
+            true => String::new(),
+            false => format!(" (from backup collection `{}`)", s.entry.name),
+        };
+        match &planned.action {
+            Action::Create => ui.note(&format!(
+                "{}{from}: create from the backup's schema, then load {} records",
+                s.target, s.entry.records
+            )),
+            Action::Overwrite {
+                points, warnings, ..
+            } => {
+                ui.note(&format!(
+                    "{}{from}: overwrite its {points} points with the backup's {} records (a pre-restore snapshot is taken first)",
+                    s.target, s.entry.records
+                ));
+                for warning in warnings {
+                    ui.warn(warning);
+                }
+            }
+            Action::Refuse(refusal) => ui.warn(&format!("{}: refused: {refusal}", s.target)),
+        }
+    }
+    for file in config_files {
+        let how = match file.overwrites {
+            true => "overwrite",
+            false => "create",
+        };
+        ui.note(&format!(
+            "config {} → {} ({how}, mode {:o})",
+            file.name, file.to, file.mode
+        ));
+    }
+    for skip in skipped {
+        ui.warn(&format!(
+            "config {} will not be written: {}",
+            skip.name, skip.why
+        ));
+    }
+    ui.blank();
+}
+
+/// "collections a, b and config files x" when anything existing gets replaced.
+fn what_is_overwritten(plans: &[Planned], files: &[ConfigFile]) -> Option<String> {
+    let collections: Vec<&str> = plans
+        .iter()
+        .filter(|p| matches!(p.action, Action::Overwrite { .. }))
+        .map(|p| p.source.target.as_str())
+        .collect();
+    let configs: Vec<&str> = files
+        .iter()
+        .filter(|f| f.overwrites)
+        .map(|f| f.to.as_str())
+        .collect();
+    let mut parts = Vec::new();
+    if !collections.is_empty() {
+        parts.push(format!("existing collections {}", collections.join(", ")));
+    }
+    if !configs.is_empty() {
+        parts.push(format!("config files {}", configs.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join(" and "))
+}
+
+/// Asks on the terminal; anything but yes cancels.
+fn confirm(what: &str) -> Outcome {
+    let answer = dialoguer::Confirm::new()
+        .with_prompt(format!("This will overwrite {what}. Continue?"))
+        .default(false)
+        .interact_on(&console::Term::stderr());
+    match answer {
+        Ok(true) => Ok(()),
+        _ => Err(RestoreError::Declined).or_exit(Exit::InvalidArguments),
+    }
+}
+
+/// Replays the undo log after `cause`, and words the outcome.
+fn roll_back(
+    cx: &act::Context,
+    url: &str,
+    undo: &mut Undo,
+    cause: act::StepError,
+    stop: &StopFlag,
+) -> Failure {
+    cx.ui.blank();
+    cx.ui.warn(&format!("restore failed: {cause}"));
+    for (collection, path) in undo.kept() {
+        cx.ui
+            .warn(&format!("pre-restore snapshot of `{collection}`: {path}"));
+    }
+    cx.ui.step("Rolling back...");
+    match undo.rollback(cx.client, cx.ui, &cx.stamp) {
+        Ok(done) => {
+            let rolled_back = if done.is_empty() {
+                "  nothing had been changed yet".to_string()
+            } else {
+                done.iter()
+                    .map(|d| format!("  {d}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let exit = match (&cause, stop.requested()) {
+                (_, Some(signal)) => signal,
+                _ => Exit::ConfigOrRestoreFailed,
+            };
+            Failure::new(
+                exit,
+                miette::Report::new(RestoreError::RolledBack { rolled_back, cause }),
+            )
+        }
+        Err(failures) => {
+            let failures_text = failures
+                .iter()
+                .map(|Unrestored { what, why }| format!("  {what}: {why}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Failure::new(
+                Exit::RollbackFailed,
+                miette::Report::new(RestoreError::RollbackFailed {
+                    failures: failures_text,
+                    recovery: recovery_help(url, undo),
+                    cause,
+                }),
+            )
+        }
+    }
+}
+
+/// Where each kept pre-restore snapshot is and the one command that puts it back.
+fn recovery_help(url: &str, undo: &Undo) -> String {
+    let kept = undo.kept();
+    if kept.is_empty() {
+        return "No existing collection had been touched; check the collections named above by hand."
+            .to_string();
+    }
+    let mut text = String::from(
+        "The pre-restore snapshots are kept (aimem will not delete them). To put a collection back as it was, run:",
+    );
+    for (collection, path) in kept {
+        text.push_str(&format!(
+            "\n  {collection} ({path}):\n    curl -fsS -X POST -H \"api-key: $QDRANT_API_KEY\" -F \"snapshot=@{path}\" \
+             \"{url}/collections/{collection}/snapshots/upload?wait=true&priority=snapshot\""
+        ));
+    }
+    text
+}

@@ -1,0 +1,199 @@
+//! The undo log of a restore, and the rollback that replays it.
+//!
+//! Every change is recorded *before* it is made, so a failure at any point (or a signal) leaves
+//! enough here to put things back: collections this run created are deleted, collections that
+//! existed are recovered from the pre-restore snapshot taken before they were touched and then
+//! checked against what they were, and config files get their old content back.
+
+use camino::Utf8PathBuf;
+
+use super::config::{self, Previous};
+use crate::fingerprint::{self, Fingerprint};
+use crate::qdrant::{Cancelled, Client};
+use crate::ui::Ui;
+
+/// A pre-existing collection, saved before it was overwritten.
+#[derive(Debug)]
+pub struct Saved {
+    pub collection: String,
+    /// The local copy (survives the server losing its snapshot folder).
+    pub local: Utf8PathBuf,
+    pub sha256: String,
+    /// The snapshot's name on the server, until deleted.
+    pub server_snapshot: Option<String>,
+    pub fingerprint: Fingerprint,
+    pub points: u64,
+    /// An upload into it was started: it must be recovered on rollback.
+    pub touched: bool,
+}
+
+/// What this run changed, in order.
+#[derive(Debug, Default)]
+pub struct Undo {
+    /// Collections created by this run.
+    pub created: Vec<String>,
+    pub saved: Vec<Saved>,
+    /// Uploaded copies the server keeps in its snapshot folder: (collection, file name).
+    pub uploads: Vec<(String, String)>,
+    pub config: Vec<Previous>,
+    /// `.aimem-prerestore-<ts>`, created by this run.
+    pub folder: Option<Utf8PathBuf>,
+}
+
+/// A rollback step that failed.
+#[derive(Debug)]
+pub struct Unrestored {
+    pub what: String,
+    pub why: String,
+}
+
+impl Undo {
+    /// Puts everything back. Returns one line per thing rolled back, or what could not be.
+    /// Pre-restore snapshots are removed only if everything succeeded.
+    pub fn rollback(
+        &mut self,
+        client: &Client,
+        ui: &Ui,
+        stamp: &str,
+    ) -> Result<Vec<String>, Vec<Unrestored>> {
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        for previous in self.config.drain(..).rev() {
+            match config::undo(&previous) {
+                Ok(()) => done.push(format!("config file {} put back", previous.path)),
+                Err(e) => failed.push(Unrestored {
+                    what: format!("config file {}", previous.path),
+                    why: e.to_string(),
+                }),
+            }
+        }
+        // Uploaded copies first: once a collection is deleted its snapshot folder is out of reach.
+        self.delete_uploads(client, ui);
+        for name in self.created.drain(..).rev() {
+            match client.delete_collection(&name) {
+                Ok(_) => done.push(format!("`{name}` (created by this restore) deleted")),
+                Err(e) => failed.push(Unrestored {
+                    what: format!("deleting `{name}`, which this restore created"),
+                    why: e.to_string(),
+                }),
+            }
+        }
+        for saved in self.saved.iter().rev().filter(|s| s.touched) {
+            ui.step(&format!(
+                "Rolling back {} from its pre-restore snapshot...",
+                saved.collection
+            ));
+            match recover(client, saved, stamp) {
+                Ok(()) => {
+                    ui.ok(&format!("{} points, schema as before", saved.points));
+                    done.push(format!(
+                        "`{}` recovered from its pre-restore snapshot ({} points, schema as before)",
+                        saved.collection, saved.points
+                    ));
+                }
+                Err(why) => failed.push(Unrestored {
+                    what: format!("recovering `{}`", saved.collection),
+                    why,
+                }),
+            }
+        }
+        if failed.is_empty() {
+            self.discard_saved(client, ui);
+            Ok(done)
+        } else {
+            Err(failed)
+        }
+    }
+
+    /// After success (or a complete rollback): the pre-restore snapshots are not needed.
+    pub fn discard_saved(&mut self, client: &Client, ui: &Ui) {
+        for saved in self.saved.drain(..) {
+            if let Some(name) = &saved.server_snapshot {
+                if let Err(e) = client.delete_snapshot(&saved.collection, name) {
+                    if !e.is_not_found() {
+                        ui.warn(&format!(
+                            "could not delete the pre-restore snapshot {name} of `{}` from the server: {e}",
+                            saved.collection
+                        ));
+                    }
+                }
+            }
+            if let Err(e) = std::fs::remove_file(&saved.local) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    ui.warn(&format!("could not delete {}: {e}", saved.local));
+                }
+            }
+        }
+        if let Some(folder) = self.folder.take() {
+            // Only if empty: anything else in it is not ours to delete.
+            let _ = std::fs::remove_dir(&folder);
+        }
+    }
+
+    /// Deletes the uploaded copies the server would otherwise keep forever.
+    pub fn delete_uploads(&mut self, client: &Client, ui: &Ui) {
+        for (collection, file) in self.uploads.drain(..) {
+            if let Err(e) = client.delete_snapshot(&collection, &file) {
+                if !e.is_not_found() {
+                    ui.warn(&format!(
+                        "could not delete the uploaded copy {file} of `{collection}` from the server: {e}"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The pre-restore snapshots kept after a failed rollback: (collection, local path).
+    pub fn kept(&self) -> Vec<(&str, &Utf8PathBuf)> {
+        self.saved
+            .iter()
+            .map(|s| (s.collection.as_str(), &s.local))
+            .collect()
+    }
+}
+
+/// Uploads the pre-restore snapshot back and checks the collection is as it was.
+fn recover(client: &Client, saved: &Saved, stamp: &str) -> Result<(), String> {
+    let file_name = format!(
+        "aimem-rollback-{}-{stamp}-{}.snapshot",
+        saved.collection,
+        std::process::id()
+    );
+    // A rollback is not interruptible by a first Ctrl-C: stopping half way would lose data.
+    let mut never = |_| Ok::<(), Cancelled>(());
+    let uploaded = client.upload_snapshot(
+        &saved.collection,
+        saved.local.as_std_path(),
+        &file_name,
+        &saved.sha256,
+        &mut never,
+    );
+    let cleanup = client.delete_snapshot(&saved.collection, &file_name);
+    uploaded.map_err(|e| format!("uploading {} failed: {e}", saved.local))?;
+    let _ = cleanup;
+    let info = client
+        .collection_info(&saved.collection)
+        .map_err(|e| format!("checking it afterwards failed: {e}"))?;
+    let live = Fingerprint::from_collection_info(&info).map_err(|e| e.to_string())?;
+    let differences = fingerprint::diff(&saved.fingerprint, &live);
+    if !differences.is_empty() {
+        let lines: Vec<String> = differences
+            .iter()
+            .map(|d| d.describe("before", "now"))
+            .collect();
+        return Err(format!(
+            "its schema differs afterwards: {}",
+            lines.join("; ")
+        ));
+    }
+    let points = client
+        .count_exact(&saved.collection)
+        .map_err(|e| format!("counting its points failed: {e}"))?;
+    if points != saved.points {
+        return Err(format!(
+            "it has {points} points afterwards, {} before",
+            saved.points
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! A `multipart/form-data` body with one file field, streamed from disk with a known length.
+//!
+//! ureq's own multipart support is behind an unstable feature; this is the few lines the upload
+//! needs: a prefix (boundary and part headers), the file's bytes, and a suffix (the closing
+//! boundary). Knowing all three lengths up front gives an exact `Content-Length`.
+
+use std::fs::File;
+use std::io::Read;
+
+use super::Cancelled;
+
+/// The form for one snapshot upload.
+pub struct Form {
+    boundary: String,
+    prefix: Vec<u8>,
+    suffix: Vec<u8>,
+}
+
+impl Form {
+    /// A form whose `snapshot` field carries a file named `file_name`. The boundary mixes the
+    /// file's SHA-256 with the time and process id, so it cannot plausibly occur in the file.
+    pub fn new(file_name: &str, sha256: &str) -> Form {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let salt: String = sha256.chars().take(24).collect();
+        let boundary = format!("aimem-{salt}-{nanos:x}-{}", std::process::id());
+        // Quotes and line breaks would end the header early; Qdrant keeps only the base name.
+        let safe_name: String = file_name
+            .chars()
+            .map(|c| if c == '"' || c.is_control() { '_' } else { c })
+            .collect();
+        let prefix = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"snapshot\"; filename=\"{safe_name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        let suffix = format!("\r\n--{boundary}--\r\n").into_bytes();
+        Form {
+            boundary,
+            prefix,
+            suffix,
+        }
+    }
+
+    pub fn content_type(&self) -> String {
+        format!("multipart/form-data; boundary={}", self.boundary)
+    }
+
+    /// The whole body's length for a file of `file_len` bytes.
+    pub fn content_length(&self, file_len: u64) -> u64 {
+        self.prefix.len() as u64 + file_len + self.suffix.len() as u64
+    }
+
+    /// The body as a reader: prefix, exactly `file_len` bytes of `file`, suffix.
+    pub fn reader<'a>(
+        &'a self,
+        file: File,
+        file_len: u64,
+        on_progress: &'a mut dyn FnMut(u64) -> Result<(), Cancelled>,
+    ) -> BodyReader<'a> {
+        BodyReader {
+            prefix: &self.prefix,
+            file: file.take(file_len),
+            file_left: file_len,
+            suffix: &self.suffix,
+            on_progress,
+            failed: false,
+        }
+    }
+}
+
+/// Reads the form body; see [`Form::reader`].
+pub struct BodyReader<'a> {
+    prefix: &'a [u8],
+    file: std::io::Take<File>,
+    file_left: u64,
+    suffix: &'a [u8],
+    on_progress: &'a mut dyn FnMut(u64) -> Result<(), Cancelled>,
+    failed: bool,
+}
+
+impl BodyReader<'_> {
+    /// True when the file ended early or could not be read: the body sent was incomplete.
+    pub fn failed_locally(&self) -> bool {
+        self.failed
+    }
+}
+
+/// The file shrank or failed while it was being sent (the declared length cannot be met).
+#[derive(Debug)]
+pub struct LocalReadFailed(pub String);
+
+impl std::fmt::Display for LocalReadFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reading the snapshot file failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for LocalReadFailed {}
+
+/// True when an I/O error is the [`Cancelled`] marker (possibly wrapped by ureq).
+pub fn is_cancelled(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
+}
+
+fn take_from(part: &mut &[u8], buf: &mut [u8]) -> usize {
+    let n = part.len().min(buf.len());
+    buf[..n].copy_from_slice(&part[..n]);
+    *part = &part[n..];
+    n
+}
+
+impl Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if !self.prefix.is_empty() {
+            return Ok(take_from(&mut self.prefix, buf));
+        }
+        if self.file_left > 0 {
+            (self.on_progress)(0).map_err(|_| Cancelled::io())?;
+            let n = match self.file.read(buf) {
+                Ok(0) => {
+                    self.failed = true;
+                    return Err(std::io::Error::other(LocalReadFailed(format!(
+                        "the file ended {} bytes early",
+                        self.file_left
+                    ))));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(e),
+                Err(e) => {
+                    self.failed = true;
+                    return Err(std::io::Error::other(LocalReadFailed(e.to_string())));
+                }
+            };
+            self.file_left -= n as u64;
+            (self.on_progress)(n as u64).map_err(|_| Cancelled::io())?;
+            return Ok(n);
+        }
+        Ok(take_from(&mut self.suffix, buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_prefix_file_suffix_with_the_announced_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.snapshot");
+        std::fs::write(&path, b"tar bytes").unwrap();
+        let form = Form::new("a\"b.snapshot", &"0".repeat(64));
+        let mut seen = 0;
+        let mut progress = |n: u64| {
+            seen += n;
+            Ok(())
+        };
+        let mut body = Vec::new();
+        form.reader(File::open(&path).unwrap(), 9, &mut progress)
+            .read_to_end(&mut body)
+            .unwrap();
+        assert_eq!(body.len() as u64, form.content_length(9));
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains("name=\"snapshot\"; filename=\"a_b.snapshot\""));
+        assert!(text.contains("\r\n\r\ntar bytes\r\n--aimem-"));
+        assert!(text.ends_with("--\r\n"));
+        assert!(
+            form.content_type()
+                .starts_with("multipart/form-data; boundary=aimem-")
+        );
+        assert_eq!(seen, 9);
+    }
+
+    #[test]
+    fn a_shrunken_file_fails_instead_of_sending_a_short_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.snapshot");
+        std::fs::write(&path, b"short").unwrap();
+        let form = Form::new("a.snapshot", "x");
+        let mut progress = |_| Ok(());
+        let mut reader = form.reader(File::open(&path).unwrap(), 50, &mut progress);
+        let mut body = Vec::new();
+        assert!(reader.read_to_end(&mut body).is_err());
+        assert!(reader.failed_locally());
+    }
+
+    #[test]
+    fn cancelling_stops_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.snapshot");
+        std::fs::write(&path, b"bytes").unwrap();
+        let form = Form::new("a.snapshot", "x");
+        let mut progress = |_| Err(Cancelled);
+        let mut body = Vec::new();
+        let err = form
+            .reader(File::open(&path).unwrap(), 5, &mut progress)
+            .read_to_end(&mut body)
+            .unwrap_err();
+        assert!(is_cancelled(&err));
+    }
+}

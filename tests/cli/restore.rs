@@ -1,0 +1,665 @@
+//! `aimem restore` against the Qdrant double: the same-version contract and the rollback.
+
+use std::path::Path;
+
+use aimem::fingerprint::Fingerprint;
+use qdrant_double::{AI_MEMORY_COLLECTIONS, Config, Double, Fault, FaultKind};
+use serde_json::Value;
+
+use super::support::{KEY, Run, TestEnv, mode};
+
+/// `text` appears in stderr once miette's line wrapping (and its `|` gutter) is ignored.
+#[track_caller]
+fn says(run: &Run, text: &str) {
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && *c != '|')
+            .collect()
+    };
+    assert!(
+        squash(&run.stderr).contains(&squash(text)),
+        "stderr lacks {text:?}:\n{}",
+        run.stderr
+    );
+}
+
+/// A second, empty server that accepts the tests' key.
+fn empty_server() -> Double {
+    Double::start(Config {
+        api_key: Some(KEY.to_string()),
+        ..Config::default()
+    })
+}
+
+fn restore_to(env: &TestEnv, server: &Double, args: &[&str]) -> Run {
+    let mut all = vec!["restore"];
+    all.extend_from_slice(args);
+    let url = server.url();
+    env.run_with(&all, |c| {
+        c.env("QDRANT_URL", url);
+    })
+}
+
+fn restore(env: &TestEnv, args: &[&str]) -> Run {
+    let mut all = vec!["restore"];
+    all.extend_from_slice(args);
+    env.run(&all)
+}
+
+fn fingerprint(server: &Double, name: &str) -> Fingerprint {
+    let info = server
+        .collection_info(name)
+        .unwrap_or_else(|| panic!("`{name}` is not on the server"));
+    Fingerprint::from_collection_info(&info).expect("fingerprint")
+}
+
+/// Everything a test compares to say "the collection is exactly as before".
+fn state(server: &Double, name: &str) -> (Value, Vec<u64>) {
+    (
+        server.collection_info(name).expect("collection"),
+        server.point_ids(name).expect("points"),
+    )
+}
+
+/// Requests that would change the server (everything but reads).
+fn writes(server: &Double) -> Vec<String> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| !(r.method == "GET" || r.method == "POST" && r.path.ends_with("/points/count")))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+fn uploads(server: &Double) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/snapshots/upload"))
+        .count()
+}
+
+fn no_prerestore_left(env: &TestEnv) {
+    let left: Vec<String> = env
+        .root_entries()
+        .into_iter()
+        .filter(|e| e.starts_with(".aimem-prerestore-"))
+        .collect();
+    assert!(left.is_empty(), "pre-restore folders left: {left:?}");
+}
+
+fn all_snapshots(server: &Double, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .flat_map(|c| server.snapshot_names(c))
+        .collect()
+}
+
+/// Rewrites the manifest and its line in CHECKSUMS.sha256, so the backup stays consistent.
+fn edit_manifest(backup: &Path, edit: impl FnOnce(&mut Value)) {
+    let path = backup.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut manifest);
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let (sha, _) =
+        aimem::manifest::checksums::hash_file(camino::Utf8Path::from_path(&path).unwrap()).unwrap();
+    let sums = backup.join("CHECKSUMS.sha256");
+    let text: String = std::fs::read_to_string(&sums)
+        .unwrap()
+        .lines()
+        .map(|line| match line.ends_with("  manifest.json") {
+            true => format!("{sha}  manifest.json\n"),
+            false => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(sums, text).unwrap();
+}
+
+#[test]
+fn round_trip_into_an_empty_server_gives_equal_fingerprints_and_counts() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[]);
+    let target = empty_server();
+    let run = restore_to(&env, &target, &[backup.to_str().unwrap()]);
+    run.assert_code(0)
+        .assert_stderr_contains("Restore complete");
+    for name in AI_MEMORY_COLLECTIONS {
+        assert_eq!(
+            fingerprint(&target, name),
+            fingerprint(&env.double, name),
+            "{name}"
+        );
+        assert_eq!(target.point_ids(name), env.double.point_ids(name), "{name}");
+    }
+    assert!(all_snapshots(&target, &AI_MEMORY_COLLECTIONS).is_empty());
+    // Every upload streams with an exact length, asks for priority=snapshot and sends the
+    // checksum the backup recorded.
+    let manifest = super::support::manifest(&backup);
+    let ups: Vec<_> = target
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/snapshots/upload"))
+        .collect();
+    assert_eq!(ups.len(), 5);
+    for up in ups {
+        let name = up.path.split('/').nth(2).unwrap().to_string();
+        assert_eq!(up.query["priority"], "snapshot");
+        assert_eq!(up.query["wait"], "true");
+        assert_eq!(
+            up.query["checksum"],
+            manifest["collections"][&name]["sha256"].as_str().unwrap()
+        );
+        assert!(
+            up.headers.contains_key("content-length"),
+            "{:?}",
+            up.headers
+        );
+        assert!(!up.headers.contains_key("transfer-encoding"));
+    }
+}
+
+#[test]
+fn latest_resolves_to_the_newest_backup() {
+    let env = TestEnv::ai_memory();
+    env.backup(&[]);
+    let target = empty_server();
+    restore_to(&env, &target, &["latest", "--collection", "github"]).assert_code(0);
+    assert_eq!(target.collection_names(), ["github"]);
+}
+
+#[test]
+fn restore_over_existing_collections_replaces_their_points() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[]);
+    env.double.clear_requests();
+    env.double.upsert_points("discussions", &[100, 101, 102]);
+    let before = fingerprint(&env.double, "discussions");
+    let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(0);
+    assert_eq!(
+        env.double.point_ids("discussions").unwrap(),
+        (1..=30).collect::<Vec<_>>(),
+        "points added after the backup must be gone"
+    );
+    assert_eq!(fingerprint(&env.double, "discussions"), before);
+    // Pre-restore snapshots and uploaded copies are removed, locally and on the server.
+    assert!(all_snapshots(&env.double, &AI_MEMORY_COLLECTIONS).is_empty());
+    no_prerestore_left(&env);
+    // One pre-restore snapshot per collection was taken before its upload.
+    let order: Vec<String> = env
+        .double
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/collections/discussions/snapshots") && r.method == "POST")
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "/collections/discussions/snapshots",
+            "/collections/discussions/snapshots/upload"
+        ]
+    );
+}
+
+#[test]
+fn a_schema_mismatch_is_refused_with_the_fields_named_and_nothing_touched() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[]);
+    env.double
+        .seed_from_fixture("discussions", "collections/info-colbert-variant.json", 7);
+    let before = state(&env.double, "discussions");
+    env.double.clear_requests();
+    let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(2);
+    says(&run, "schema mismatch on `discussions`");
+    says(&run, "params.vectors");
+    says(&run, "(backup) vs");
+    says(&run, "migrate_v<XXX>_*.py");
+    assert_eq!(state(&env.double, "discussions"), before);
+    assert_eq!(writes(&env.double), Vec::<String>::new());
+}
+
+#[test]
+fn a_legacy_manifest_restores_over_existing_collections_with_a_warning() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "discussions"]);
+    edit_manifest(&backup, |m| {
+        m["collections"]["discussions"]
+            .as_object_mut()
+            .unwrap()
+            .remove("schema");
+    });
+    env.double.upsert_points("discussions", &[500]);
+    let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(0)
+        .assert_stderr_contains("could not be checked");
+    assert_eq!(env.double.point_ids("discussions").unwrap().len(), 30);
+}
+
+#[test]
+fn a_legacy_manifest_into_an_absent_collection_is_refused() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "discussions"]);
+    edit_manifest(&backup, |m| {
+        m["collections"]["discussions"]
+            .as_object_mut()
+            .unwrap()
+            .remove("schema");
+    });
+    let target = empty_server();
+    let run = restore_to(&env, &target, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(2);
+    says(&run, "python scripts/setup-collections.py");
+    assert!(target.collection_names().is_empty());
+    assert_eq!(writes(&target), Vec::<String>::new());
+}
+
+#[test]
+fn one_flipped_byte_is_refused_before_any_upload() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[]);
+    let file = backup.join("qdrant/conventions.snapshot");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+    let target = empty_server();
+    let run = restore_to(&env, &target, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(2);
+    says(&run, "qdrant/conventions.snapshot");
+    says(&run, "--skip-checksum-verify");
+    assert!(target.requests().is_empty(), "not even a connection");
+}
+
+#[test]
+fn an_unlisted_snapshot_is_refused() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "github"]);
+    let sums = backup.join("CHECKSUMS.sha256");
+    let text: String = std::fs::read_to_string(&sums)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.ends_with("github.snapshot"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&sums, text).unwrap();
+    let target = empty_server();
+    restore_to(&env, &target, &[backup.to_str().unwrap(), "--force"])
+        .assert_code(2)
+        .assert_stderr_contains("github.snapshot: not listed");
+    assert_eq!(uploads(&target), 0);
+}
+
+#[test]
+fn a_broken_manifest_points_at_the_bad_spot() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "github"]);
+    let path = backup.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"records\":", "\"records\"", 1)).unwrap();
+    let run = restore(&env, &[backup.to_str().unwrap()]);
+    run.assert_code(2);
+    says(&run, "is not a valid manifest: expected `:`");
+    says(&run, "9 | \"records\" 30,");
+}
+
+#[test]
+fn an_unreachable_server_is_exit_3() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "github"]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    env.run_with(&["restore", backup.to_str().unwrap()], |c| {
+        c.env("QDRANT_URL", url);
+    })
+    .assert_code(3);
+}
+
+#[test]
+fn an_upload_failing_after_clearing_an_existing_collection_is_rolled_back() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[]);
+    // Different from the backup, so "as before" cannot be confused with "as in the backup".
+    env.double.upsert_points("conventions", &[200, 201]);
+    let before: Vec<_> = AI_MEMORY_COLLECTIONS
+        .iter()
+        .map(|c| state(&env.double, c))
+        .collect();
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/conventions/snapshots/upload",
+        FaultKind::UploadFailAfterClear,
+    ));
+    let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(4)
+        .assert_stderr_contains("rolled back")
+        .assert_stderr_contains("conventions");
+    let after: Vec<_> = AI_MEMORY_COLLECTIONS
+        .iter()
+        .map(|c| state(&env.double, c))
+        .collect();
+    for ((name, b), a) in AI_MEMORY_COLLECTIONS.iter().zip(&before).zip(&after) {
+        assert_eq!(a, b, "`{name}` must be exactly as before");
+    }
+    assert!(all_snapshots(&env.double, &AI_MEMORY_COLLECTIONS).is_empty());
+    no_prerestore_left(&env);
+}
+
+#[test]
+fn a_lost_connection_during_an_upload_is_rolled_back() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "github"]);
+    env.double.upsert_points("github", &[999]);
+    let before = state(&env.double, "github");
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::DropConnection,
+    ));
+    restore(&env, &[backup.to_str().unwrap(), "--force"]).assert_code(4);
+    assert_eq!(state(&env.double, "github"), before);
+}
+
+#[test]
+fn an_upload_failing_into_a_fresh_server_leaves_it_empty() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[]);
+    let target = empty_server();
+    // The third collection fails: the two restored before it must go too.
+    target.inject(Fault::new(
+        Some("POST"),
+        "/collections/discussions/snapshots/upload",
+        FaultKind::UploadFailAfterClear,
+    ));
+    let run = restore_to(&env, &target, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(4)
+        .assert_stderr_contains("created by this restore) deleted");
+    assert!(
+        target.collection_names().is_empty(),
+        "{:?}",
+        target.collection_names()
+    );
+}
+
+#[test]
+fn a_failed_post_restore_check_is_rolled_back() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "jira-data"]);
+    edit_manifest(&backup, |m| {
+        m["collections"]["jira-data"]["records"] = 31.into()
+    });
+    let before = state(&env.double, "jira-data");
+    env.double.upsert_points("jira-data", &[77]);
+    let before_with_extra = state(&env.double, "jira-data");
+    assert_ne!(before, before_with_extra);
+    restore(&env, &[backup.to_str().unwrap(), "--force"])
+        .assert_code(4)
+        .assert_stderr_contains("the backup recorded 31");
+    assert_eq!(state(&env.double, "jira-data"), before_with_extra);
+}
+
+#[test]
+fn a_failed_rollback_is_exit_5_and_keeps_the_pre_restore_snapshot() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "discussions"]);
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::UploadFailAfterClear,
+    ));
+    // The rollback's own upload fails too.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::Status {
+            code: 500,
+            message: "Service internal error: disk full".into(),
+        },
+    ));
+    let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(5)
+        .assert_stderr_contains("rollback failed")
+        .assert_stderr_contains("curl -fsS -X POST");
+    let kept: Vec<String> = env
+        .root_entries()
+        .into_iter()
+        .filter(|e| e.starts_with(".aimem-prerestore-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{:?}", env.root_entries());
+    let local = env.root().join(&kept[0]).join("discussions.snapshot");
+    assert!(local.is_file());
+    assert!(
+        run.stderr.contains(local.to_str().unwrap()),
+        "the path must be named:\n{}",
+        run.stderr
+    );
+    // The server-side pre-restore snapshot is kept as well.
+    assert!(
+        env.double
+            .snapshot_names("discussions")
+            .iter()
+            .any(|n| n.starts_with("discussions-")),
+        "{:?}",
+        env.double.snapshot_names("discussions")
+    );
+}
+
+#[test]
+fn overwriting_without_a_terminal_and_without_force_is_refused() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[]);
+    env.double.clear_requests();
+    restore(&env, &[backup.to_str().unwrap()])
+        .assert_code(1)
+        .assert_stderr_contains("--force");
+    assert_eq!(writes(&env.double), Vec::<String>::new());
+}
+
+#[test]
+fn a_dry_run_changes_nothing_on_the_server_or_disk() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[]);
+    env.double.upsert_points("github", &[1234]);
+    let before: Vec<_> = AI_MEMORY_COLLECTIONS
+        .iter()
+        .map(|c| state(&env.double, c))
+        .collect();
+    let root_before = env.root_entries();
+    env.double.clear_requests();
+    let run = restore(
+        &env,
+        &[
+            backup.to_str().unwrap(),
+            "--dry-run",
+            "--force",
+            "--restore-config",
+        ],
+    );
+    run.assert_code(0)
+        .assert_stderr_contains("Dry run")
+        .assert_stderr_contains("github: overwrite its 31 points");
+    assert_eq!(writes(&env.double), Vec::<String>::new());
+    let after: Vec<_> = AI_MEMORY_COLLECTIONS
+        .iter()
+        .map(|c| state(&env.double, c))
+        .collect();
+    assert_eq!(after, before);
+    assert_eq!(env.root_entries(), root_before);
+
+    // Into an empty server: nothing is created; and its exit code is the real run's.
+    let target = empty_server();
+    restore_to(&env, &target, &[backup.to_str().unwrap(), "--dry-run"])
+        .assert_code(0)
+        .assert_stderr_contains("create from the backup's schema");
+    assert!(target.collection_names().is_empty());
+    restore(&env, &[backup.to_str().unwrap(), "--dry-run"])
+        .assert_code(1)
+        .assert_stderr_contains("--force");
+}
+
+#[test]
+fn target_name_requires_collection() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "discussions"]);
+    restore(&env, &[backup.to_str().unwrap(), "--target-name", "x"])
+        .assert_code(1)
+        .assert_stderr_contains("--collection");
+    assert!(env.double.collection_info("x").is_none());
+}
+
+#[test]
+fn target_name_restores_into_another_name_leaving_the_original_untouched() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "discussions"]);
+    env.double.upsert_points("discussions", &[40, 41]);
+    let original = state(&env.double, "discussions");
+    let run = restore(
+        &env,
+        &[
+            backup.to_str().unwrap(),
+            "--collection",
+            "discussions",
+            "--target-name",
+            "discussions_staging",
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(state(&env.double, "discussions"), original);
+    assert_eq!(
+        fingerprint(&env.double, "discussions_staging"),
+        fingerprint(&env.double, "discussions")
+    );
+    assert_eq!(
+        env.double.point_ids("discussions_staging").unwrap(),
+        (1..=30).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn version_skew_is_refused_unless_allowed() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "github"]);
+    let older = Double::start(Config {
+        api_key: Some(KEY.to_string()),
+        version: "1.16.1".to_string(),
+        ..Config::default()
+    });
+    restore_to(&env, &older, &[backup.to_str().unwrap()])
+        .assert_code(2)
+        .assert_stderr_contains("Qdrant 1.18.3")
+        .assert_stderr_contains("1.16.1");
+    assert!(older.collection_names().is_empty());
+    restore_to(
+        &env,
+        &older,
+        &[backup.to_str().unwrap(), "--allow-version-skew"],
+    )
+    .assert_code(0);
+    let next = Double::start(Config {
+        api_key: Some(KEY.to_string()),
+        version: "1.19.0".to_string(),
+        ..Config::default()
+    });
+    restore_to(&env, &next, &[backup.to_str().unwrap()])
+        .assert_code(0)
+        .assert_stderr_contains("next minor release");
+}
+
+#[test]
+fn restore_config_writes_verified_files_atomically_with_their_modes() {
+    let env = TestEnv::ai_memory();
+    let install = env.install();
+    let files = [
+        (".claude/settings.json", "{\"a\":1}"),
+        (".env", "A=1\n"),
+        ("docker/.env", "B=2\n"),
+        ("docker/.env.secrets", "QDRANT_API_KEY=s3cret\n"),
+    ];
+    for (path, content) in files {
+        let path = install.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    let backup = env.backup(&["--collection", "github"]);
+    for (path, _) in files {
+        std::fs::write(install.join(path), "changed").unwrap();
+    }
+    std::fs::remove_file(install.join("docker/.env")).unwrap();
+    // A file in the backup that the manifest does not list is ignored.
+    std::fs::write(backup.join("config/extra.conf"), "x").unwrap();
+    restore(
+        &env,
+        &[backup.to_str().unwrap(), "--force", "--restore-config"],
+    )
+    .assert_code(0);
+    for (path, content) in files {
+        assert_eq!(
+            std::fs::read_to_string(install.join(path)).unwrap(),
+            content,
+            "{path}"
+        );
+    }
+    assert_eq!(mode(&install.join(".claude/settings.json")), 0o644);
+    assert_eq!(mode(&install.join(".env")), 0o644);
+    assert_eq!(mode(&install.join("docker/.env")), 0o644);
+    assert_eq!(mode(&install.join("docker/.env.secrets")), 0o600);
+    assert!(!install.join("extra.conf").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(install.join("docker"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".aimem-restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn without_restore_config_no_config_file_is_written() {
+    let env = TestEnv::ai_memory();
+    let install = env.install();
+    std::fs::write(install.join(".env"), "A=1\n").unwrap();
+    let backup = env.backup(&["--collection", "github"]);
+    std::fs::write(install.join(".env"), "changed").unwrap();
+    restore(&env, &[backup.to_str().unwrap(), "--force"]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(install.join(".env")).unwrap(),
+        "changed"
+    );
+}
+
+#[test]
+fn ctrl_c_during_a_restore_rolls_back_and_exits_130() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    env.double.upsert_points("conventions", &[300, 301]);
+    let before = state(&env.double, "conventions");
+    // The server answers the upload late; the signal arrives meanwhile.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::Delay(std::time::Duration::from_millis(1500)),
+    ));
+    let child = env
+        .command(&["restore", backup.to_str().unwrap(), "--force"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while uploads(&env.double) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(uploads(&env.double), 1, "the upload never started");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let run = super::support::to_run(child.wait_with_output().unwrap());
+    run.assert_code(130);
+    says(&run, "rolled back");
+    assert_eq!(state(&env.double, "conventions"), before);
+    no_prerestore_left(&env);
+}
