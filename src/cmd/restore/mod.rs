@@ -74,13 +74,19 @@ pub struct RestoreArgs {
     pub allow_version_skew: bool,
 
     /// AI Memory's install folder, for --restore-config [default: ~/.ai-memory].
-    #[arg(long, env = "AI_MEMORY_INSTALL_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "AI_MEMORY_INSTALL_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub install_dir: Option<Utf8PathBuf>,
 
     /// Seconds an upload may stall; one that keeps moving is never cut off.
     #[arg(
         long,
         env = "SNAPSHOT_UPLOAD_TIMEOUT",
+        hide_env_values = true,
         default_value_t = 300,
         value_name = "SECONDS"
     )]
