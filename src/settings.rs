@@ -69,8 +69,13 @@ impl ConnectionArgs {
     }
 
     /// `QDRANT_API_KEY`, if set and not empty.
+    /// Surrounding whitespace is dropped: a key copied from a CRLF `.env` file ends in `\r`,
+    /// and no Qdrant key contains whitespace.
     pub fn api_key() -> Option<String> {
-        std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty())
+        std::env::var(API_KEY_ENV)
+            .ok()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
     }
 
     /// A client for this endpoint.

@@ -117,10 +117,29 @@ pub fn resolve_backup(arg: &Utf8Path, root: &Utf8Path) -> Result<Utf8PathBuf, St
     }
     let backups =
         complete_backups(root).map_err(|e| format!("cannot list the backups in {root}: {e}"))?;
+    // Only dated folders: a copy named `pre-upgrade` would otherwise sort after every date.
     backups
-        .last()
+        .iter()
+        .rfind(|path| is_dated(path.file_name().unwrap_or_default()))
         .cloned()
         .ok_or_else(|| format!("`latest`: there is no complete backup in {root}"))
+}
+
+/// `YYYY-MM-DD_HHMMSS`, optionally with a `-N` suffix: the names `backup` gives its folders.
+pub fn is_dated(name: &str) -> bool {
+    let (Some(base), Some(suffix)) = (name.get(..17), name.get(17..)) else {
+        return false;
+    };
+    let shape_ok = base.bytes().enumerate().all(|(i, b)| match i {
+        4 | 7 => b == b'-',
+        10 => b == b'_',
+        _ => b.is_ascii_digit(),
+    });
+    let suffix_ok = suffix.is_empty()
+        || suffix
+            .strip_prefix('-')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    shape_ok && suffix_ok
 }
 
 #[cfg(test)]
@@ -168,6 +187,16 @@ mod tests {
             resolve_backup(Utf8Path::new("latest"), root).unwrap(),
             root.join("2026-02-04_090000")
         );
+        // A hand-made copy with another name is listed but never `latest`.
+        std::fs::create_dir(root.join("pre-upgrade")).unwrap();
+        std::fs::write(root.join("pre-upgrade/manifest.json"), "{}").unwrap();
+        assert_eq!(
+            resolve_backup(Utf8Path::new("latest"), root).unwrap(),
+            root.join("2026-02-04_090000")
+        );
+        assert!(is_dated("2026-02-03_143052") && is_dated("2026-02-03_143052-12"));
+        assert!(!is_dated("2026-02-03_14305") && !is_dated("2026-02-03_143052-"));
+        assert!(!is_dated("pre-upgrade"));
         assert_eq!(
             resolve_backup(Utf8Path::new("some/dir"), root).unwrap(),
             Utf8PathBuf::from("some/dir")

@@ -72,6 +72,8 @@ impl Default for Timeouts {
 pub struct Client {
     agent: Agent,
     base_url: String,
+    /// `base_url` without any `user:password@`, for messages.
+    display_url: String,
     api_key: Option<String>,
     timeouts: Timeouts,
 }
@@ -80,7 +82,7 @@ impl std::fmt::Debug for Client {
     // Hand-written so that the API key can never end up in a log or panic message.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.display_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -96,25 +98,34 @@ const JSON_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 impl Client {
     /// A client for the server at `base_url` (scheme, host and port; a trailing slash is ignored).
     pub fn new(base_url: &str, api_key: Option<String>, timeouts: Timeouts) -> Client {
+        // The system's trust store (and SSL_CERT_FILE), so private CAs work as they do for curl.
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
         let agent: Agent = Agent::config_builder()
             // Qdrant's error bodies carry the useful message: read them instead of failing early.
             .http_status_as_error(false)
+            // A redirect would carry the `api-key` header to another host: never follow one.
+            .max_redirects(0)
+            .tls_config(tls)
             .timeout_connect(Some(timeouts.connect))
             .timeout_recv_response(Some(timeouts.request))
             .user_agent(concat!("aimem/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
+        let base_url = base_url.trim_end_matches('/').to_string();
         Client {
             agent,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            display_url: without_userinfo(&base_url),
+            base_url,
             api_key: api_key.filter(|k| !k.is_empty()),
             timeouts,
         }
     }
 
-    /// The server's address, for messages.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
+    /// The server's address, for messages (without any `user:password@`).
+    pub fn display_url(&self) -> &str {
+        &self.display_url
     }
 
     /// `GET /`: name and version. Needs no key on a real server.
@@ -459,7 +470,7 @@ impl Client {
         builder
             .body(body.unwrap_or_default())
             .map_err(|e| QdrantError::Unreachable {
-                url: self.base_url.clone(),
+                url: self.display_url.clone(),
                 detail: format!("invalid URL ({e})"),
             })
     }
@@ -487,17 +498,28 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(response);
         }
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(without_userinfo);
         let text = response
             .into_body()
             .with_config()
             .limit(ERROR_BODY_LIMIT)
             .read_to_string()
             .unwrap_or_default();
-        let message = error_message(&text).unwrap_or_else(|| format!("HTTP {status}"));
+        let message = match (status, location) {
+            (300..=399, Some(location)) => format!(
+                "redirected to {location}; aimem does not follow redirects (they would carry the API key \
+                 elsewhere): point --url at Qdrant itself"
+            ),
+            _ => error_message(&text).unwrap_or_else(|| format!("HTTP {status}")),
+        };
         let path = strip_query(path).to_string();
         Err(match status {
             401 => QdrantError::Unauthorized {
-                url: self.base_url.clone(),
+                url: self.display_url.clone(),
                 message,
                 key_set: self.api_key.is_some(),
             },
@@ -519,12 +541,12 @@ impl Client {
         match error {
             ureq::Error::Timeout(_) => self.timeout(what, timeout),
             ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => QdrantError::Unreachable {
-                url: self.base_url.clone(),
+                url: self.display_url.clone(),
                 detail: error.to_string(),
             },
             ureq::Error::Io(e) => self.io_error(what, e, timeout),
             ureq::Error::BadUri(detail) => QdrantError::Unreachable {
-                url: self.base_url.clone(),
+                url: self.display_url.clone(),
                 detail: format!("invalid URL: {detail}"),
             },
             other => QdrantError::Transport {
@@ -539,7 +561,7 @@ impl Client {
         match e.kind() {
             ConnectionRefused | AddrNotAvailable | NotFound | HostUnreachable
             | NetworkUnreachable => QdrantError::Unreachable {
-                url: self.base_url.clone(),
+                url: self.display_url.clone(),
                 detail: e.to_string(),
             },
             TimedOut | WouldBlock => self.timeout(what, timeout),
@@ -582,6 +604,20 @@ impl Client {
             path: strip_query(path).to_string(),
             detail: detail.to_string(),
         }
+    }
+}
+
+/// A URL with any `user:password@` removed.
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    match scheme {
+        "" => format!("{host}{tail}"),
+        _ => format!("{scheme}://{host}{tail}"),
     }
 }
 
@@ -650,6 +686,21 @@ mod tests {
     }
 
     #[test]
+    fn userinfo_never_reaches_a_message() {
+        assert_eq!(
+            without_userinfo("http://admin:hunter2@q:6333"),
+            "http://q:6333"
+        );
+        assert_eq!(
+            without_userinfo("https://q.example/x@y"),
+            "https://q.example/x@y"
+        );
+        let client = Client::new("http://admin:hunter2@q:6333", None, Timeouts::default());
+        assert!(!format!("{client:?}").contains("hunter2"));
+        assert_eq!(client.display_url(), "http://q:6333");
+    }
+
+    #[test]
     fn segments_are_percent_encoded() {
         assert_eq!(encode_segment("code-patterns"), "code-patterns");
         assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
@@ -665,6 +716,6 @@ mod tests {
         );
         let shown = format!("{client:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
-        assert_eq!(client.base_url(), "http://localhost:6333");
+        assert_eq!(client.display_url(), "http://localhost:6333");
     }
 }

@@ -620,3 +620,76 @@ fn a_collection_sharded_across_peers_is_refused() {
         .assert_stderr_contains("shards 2");
     assert_nothing_left(&env);
 }
+
+#[test]
+fn a_repeated_collection_is_backed_up_once() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[
+        "--collection",
+        "github",
+        "--collection",
+        "jira-data",
+        "--collection",
+        "github",
+    ]);
+    let names: Vec<String> = manifest(&backup)["collections"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(names, ["github", "jira-data"]);
+    assert_eq!(sha256sum_check(&backup).code, 0);
+    let listed = std::fs::read_to_string(backup.join("CHECKSUMS.sha256")).unwrap();
+    assert_eq!(listed.matches("qdrant/github.snapshot").count(), 1);
+}
+
+#[test]
+fn a_key_copied_from_a_crlf_env_file_still_works() {
+    let env = TestEnv::ai_memory();
+    let run = env.run_with(&["backup", "--collection", "github"], |c| {
+        c.env("QDRANT_API_KEY", format!("{KEY}\r"));
+    });
+    run.assert_code(0);
+}
+
+#[test]
+fn a_redirect_is_not_followed_so_the_key_stays_home() {
+    use std::io::{Read, Write};
+    let env = TestEnv::ai_memory();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let target = env.double.url();
+    let server = std::thread::spawn(move || {
+        // Answer every request (at most a few) with a redirect to the real server.
+        listener.set_nonblocking(false).unwrap();
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {target}/collections\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    let run = env.run_with(&["backup"], |c| {
+        c.env(
+            "QDRANT_URL",
+            format!("http://admin:hunter2@127.0.0.1:{port}"),
+        );
+    });
+    run.assert_code(1)
+        .assert_stderr_contains("does not follow redirects");
+    assert!(
+        !run.all_output().contains("hunter2"),
+        "userinfo leaked:\n{}",
+        run.all_output()
+    );
+    assert!(
+        env.double.requests().is_empty(),
+        "the key was carried to the redirect target"
+    );
+    assert_eq!(env.root_entries(), Vec::<String>::new());
+    drop(server);
+}

@@ -5,23 +5,22 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-/// Shard ids that live only on other peers, from `GET /collections/{c}/cluster`: a snapshot
-/// taken through this peer would not contain their points.
+/// Shard ids with no *active* replica on this peer, from `GET /collections/{c}/cluster`: a
+/// snapshot taken through this peer would not contain their points (a local replica that is
+/// Dead, Partial or still recovering holds stale or no data).
 pub fn shards_missing_locally(cluster: &Value) -> Vec<u64> {
-    let ids = |key: &str| -> BTreeSet<u64> {
-        cluster
-            .get(key)
-            .and_then(Value::as_array)
-            .map(|shards| {
-                shards
-                    .iter()
-                    .filter_map(|s| s.get("shard_id").and_then(Value::as_u64))
-                    .collect()
-            })
-            .unwrap_or_default()
+    let ids = |key: &str, active_only: bool| -> BTreeSet<u64> {
+        let shards = cluster.get(key).and_then(Value::as_array);
+        shards
+            .into_iter()
+            .flatten()
+            .filter(|s| !active_only || s.get("state").and_then(Value::as_str) == Some("Active"))
+            .filter_map(|s| s.get("shard_id").and_then(Value::as_u64))
+            .collect()
     };
-    let local = ids("local_shards");
-    ids("remote_shards").difference(&local).copied().collect()
+    let all = &ids("local_shards", false) | &ids("remote_shards", false);
+    let active_here = ids("local_shards", true);
+    all.difference(&active_here).copied().collect()
 }
 
 #[cfg(test)]
@@ -41,6 +40,15 @@ mod tests {
     #[test]
     fn a_single_node_holds_every_shard() {
         assert!(shards_missing_locally(&fixture("collection-cluster-info.json")).is_empty());
+    }
+
+    #[test]
+    fn a_local_replica_that_is_not_active_does_not_count() {
+        let mut view = fixture("collection-cluster-info.json");
+        view["local_shards"][0]["state"] = "Dead".into();
+        assert_eq!(shards_missing_locally(&view), [0]);
+        view["local_shards"][0]["state"] = "Partial".into();
+        assert_eq!(shards_missing_locally(&view), [0]);
     }
 
     #[test]

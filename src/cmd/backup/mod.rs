@@ -397,8 +397,13 @@ fn choose_collections(args: &BackupArgs, on_server: &[String], ui: &Ui) -> Outco
         return Ok(on_server.to_vec());
     }
     if !args.collections.is_empty() {
-        let mut names = args.collections.clone();
-        names.dedup();
+        // Each name once, in the order given (a repeated name would be backed up twice).
+        let mut names: Vec<String> = Vec::new();
+        for name in &args.collections {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
         let missing: Vec<String> = names
             .iter()
             .filter(|n| !on_server.contains(n))
