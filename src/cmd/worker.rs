@@ -36,6 +36,33 @@ pub fn interruptible<T: Send + 'static>(
     }
 }
 
+/// Runs `work` on a worker thread and always waits for it to finish, because abandoning it
+/// would leave something behind (a snapshot Qdrant goes on building). When a stop is
+/// requested meanwhile, `on_stop` runs once (to say what is being waited for; a second signal
+/// ends the process at once) and the signal's exit status is returned beside the result.
+pub fn finish_then_stop<T: Send + 'static>(
+    stop: &StopFlag,
+    on_stop: impl FnOnce(),
+    work: impl FnOnce() -> T + Send + 'static,
+) -> (T, Option<Exit>) {
+    let handle = std::thread::spawn(work);
+    let mut on_stop = Some(on_stop);
+    loop {
+        if handle.is_finished() {
+            let result = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            return (result, stop.requested());
+        }
+        if stop.requested().is_some() {
+            if let Some(say) = on_stop.take() {
+                say();
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +70,7 @@ mod tests {
     #[test]
     fn returns_the_work_result() {
         assert_eq!(interruptible(&StopFlag::never(), || 41 + 1), Ok(42));
+        let (result, stopped) = finish_then_stop(&StopFlag::never(), || panic!("no stop"), || 7);
+        assert_eq!((result, stopped), (7, None));
     }
 }

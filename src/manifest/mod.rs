@@ -60,6 +60,10 @@ pub struct CollectionEntry {
     pub name: String,
     /// Exact point count at backup time.
     pub records: u64,
+    /// Set when the collection kept changing while it was snapshotted: the snapshot holds
+    /// between `records` and this many points (aimem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_max: Option<u64>,
     /// File name under `qdrant/`.
     pub snapshot_file: String,
     pub size_bytes: u64,

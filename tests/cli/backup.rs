@@ -693,3 +693,106 @@ fn a_redirect_is_not_followed_so_the_key_stays_home() {
     assert_eq!(env.root_entries(), Vec::<String>::new());
     drop(server);
 }
+
+#[test]
+fn a_snapshot_taken_while_points_are_written_is_taken_again() {
+    let env = TestEnv::ai_memory();
+    // While the first snapshot of `github` is built, a point arrives: the count before and
+    // after differ, so that snapshot's content is unknown and it is taken again.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/github/snapshots",
+        FaultKind::Delay(Duration::from_millis(1500)),
+    ));
+    let mut child = env
+        .command(&["backup", "--collection", "github"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    env.double.upsert_points("github", &[1001]);
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("taking it again"), "{stderr}");
+    let backup = env.only_backup();
+    let entry = &manifest(&backup)["collections"]["github"];
+    assert_eq!(
+        entry["records"], 31,
+        "the count of the snapshot that was kept"
+    );
+    assert!(entry.get("records_max").is_none());
+    assert_eq!(
+        env.server_snapshots(),
+        0,
+        "the discarded snapshot is deleted too"
+    );
+    // And it restores: the recorded count is the one the snapshot holds.
+    let target = qdrant_double::Double::start(qdrant_double::Config {
+        api_key: Some(KEY.into()),
+        ..Default::default()
+    });
+    let run = env.run_with(&["restore", backup.to_str().unwrap(), "--force"], |c| {
+        c.env("QDRANT_URL", target.url());
+    });
+    run.assert_code(0);
+    assert_eq!(target.point_ids("github").unwrap().len(), 31);
+}
+
+#[test]
+fn a_snapshot_creation_that_times_out_is_deleted_once_qdrant_finishes_it() {
+    let env = TestEnv::ai_memory();
+    // Qdrant answers after 3 s; aimem gives up after 2 s, then waits for the snapshot it knows
+    // Qdrant is still building, and deletes it.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/discussions/snapshots",
+        FaultKind::Delay(Duration::from_secs(3)),
+    ));
+    let run = env.run_with(&["backup", "--collection", "discussions"], |c| {
+        c.env("BACKUP_SNAPSHOT_CREATE_TIMEOUT", "2");
+    });
+    run.assert_code(2).assert_stderr_contains("timed out");
+    // Long after Qdrant finished: nothing of this run is on the server.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_nothing_left(&env);
+}
+
+#[test]
+fn ctrl_c_while_a_snapshot_is_built_waits_for_it_and_deletes_it() {
+    let env = TestEnv::ai_memory();
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/discussions/snapshots",
+        FaultKind::Delay(Duration::from_secs(2)),
+    ));
+    let child = env
+        .command(&["backup", "--collection", "discussions"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !env
+        .double
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path.ends_with("/snapshots"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot was never requested"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let run = super::support::to_run(child.wait_with_output().unwrap());
+    run.assert_code(130)
+        .assert_stderr_contains("waiting for Qdrant to finish the snapshot");
+    assert_nothing_left(&env);
+}

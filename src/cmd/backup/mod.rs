@@ -9,6 +9,7 @@ mod cluster;
 mod disk;
 pub(crate) mod files;
 pub(crate) mod snapshot;
+mod undo;
 
 use std::collections::BTreeMap;
 
@@ -24,10 +25,11 @@ use crate::fingerprint::Fingerprint;
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, LOGS_DIR, SNAPSHOT_DIR};
 use crate::manifest::{CollectionEntry, MANIFEST_FILE, Manifest};
-use crate::qdrant::{Client, QdrantError, Timeouts};
+use crate::qdrant::{Client, QdrantError, SnapshotDescription, Timeouts};
 use crate::settings::{ConnectionArgs, Endpoint, seconds};
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size};
+use undo::{Pending, Undo};
 
 pub use files::{CONFIG_FILES, parse_dotenv};
 
@@ -218,39 +220,6 @@ fn collection_error(
     }
 }
 
-/// What to undo if the backup does not complete.
-#[derive(Debug, Default)]
-struct Undo {
-    staging: Option<Utf8PathBuf>,
-    /// (collection, snapshot name) still on the server.
-    server_snapshots: Vec<(String, String)>,
-}
-
-impl Undo {
-    /// Removes the staging folder and every server snapshot this run created; says what it
-    /// could not remove.
-    fn run(&mut self, client: &Client, ui: &Ui) {
-        if let Some(staging) = self.staging.take() {
-            if let Err(e) = std::fs::remove_dir_all(&staging) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    ui.warn(&format!(
-                        "could not remove the partial backup {staging}: {e}; delete it by hand"
-                    ));
-                }
-            }
-        }
-        for (collection, name) in self.server_snapshots.drain(..) {
-            if let Err(e) = client.delete_snapshot(&collection, &name) {
-                if !e.is_not_found() {
-                    ui.warn(&format!(
-                        "could not delete snapshot {name} of `{collection}` from the server: {e}"
-                    ));
-                }
-            }
-        }
-    }
-}
-
 /// A collection chosen for backup, with what was learnt about it before starting.
 struct Planned {
     name: String,
@@ -324,6 +293,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         root: &root,
         install: &install,
         ai_memory_version,
+        create_timeout: timeouts.snapshot_create,
     };
     let outcome = write_backup(
         &context,
@@ -364,6 +334,8 @@ struct Context<'a> {
     root: &'a Utf8Path,
     install: &'a Utf8Path,
     ai_memory_version: String,
+    /// How long Qdrant may take to build a snapshot.
+    create_timeout: std::time::Duration,
 }
 
 /// `--install-dir`/AI_MEMORY_INSTALL_DIR, else `~/.ai-memory`.
@@ -662,15 +634,7 @@ fn backup_collection(
     undo: &mut Undo,
 ) -> Outcome<CollectionEntry> {
     let name = &collection.name;
-    let fail = |e: QdrantError| collection_failure(name, e);
-    let records = cx.client.count_exact(name).map_err(fail)?;
-    let description = {
-        let (client, name) = (cx.client.clone(), name.clone());
-        worker::interruptible(cx.stop, move || client.create_snapshot(&name))
-    };
-    let description = description.or_else(interrupted)?.map_err(fail)?;
-    undo.server_snapshots
-        .push((name.clone(), description.name.clone()));
+    let (description, records, records_max) = consistent_snapshot(cx, name, undo)?;
     if let Some(size) = description.size {
         check_space(
             cx.root,
@@ -707,9 +671,7 @@ fn backup_collection(
     };
     // The server keeps every snapshot until deleted: do not let backups fill its disk.
     match cx.client.delete_snapshot(name, &description.name) {
-        Ok(()) => undo
-            .server_snapshots
-            .retain(|(c, s)| !(c == name && s == &description.name)),
+        Ok(()) => undo.forget_snapshot(name, &description.name),
         Err(e) => cx.ui.warn(&format!(
             "could not delete snapshot {} from the server: {e}",
             description.name
@@ -718,6 +680,7 @@ fn backup_collection(
     Ok(CollectionEntry {
         name: name.clone(),
         records,
+        records_max,
         snapshot_file: file_name,
         size_bytes: downloaded.size,
         schema: Some(collection.fingerprint.as_value().clone()),
@@ -725,6 +688,89 @@ fn backup_collection(
         schema_digest: Some(collection.fingerprint.digest()),
         extra: BTreeMap::new(),
     })
+}
+
+/// How many times a snapshot is taken again when writes moved the point count meanwhile.
+const SNAPSHOT_ATTEMPTS: u32 = 3;
+
+/// Takes a snapshot whose point count is known: the exact count before and after it must
+/// agree, or writes happened meanwhile and the snapshot holds an unknown number of points, which
+/// restore could not check. Then it is taken again; if the collection never holds still, the
+/// range is recorded (`records` .. `records_max`) with a warning.
+fn consistent_snapshot(
+    cx: &Context,
+    name: &str,
+    undo: &mut Undo,
+) -> Outcome<(SnapshotDescription, u64, Option<u64>)> {
+    let count = || {
+        cx.client
+            .count_exact(name)
+            .map_err(|e| collection_failure(name, e))
+    };
+    let mut attempt = 1;
+    loop {
+        let before = count()?;
+        let description = create_snapshot(cx, name, undo)?;
+        let after = count()?;
+        if before == after {
+            return Ok((description, before, None));
+        }
+        let (low, high) = (before.min(after), before.max(after));
+        if attempt == SNAPSHOT_ATTEMPTS {
+            cx.ui.warn(&format!(
+                "`{name}` kept changing while it was snapshotted: the snapshot holds between {low} and {high} points"
+            ));
+            return Ok((description, low, Some(high)));
+        }
+        cx.ui.note(&format!(
+            "`{name}` changed while it was snapshotted ({before} → {after} points); taking it again"
+        ));
+        if cx.client.delete_snapshot(name, &description.name).is_ok() {
+            undo.forget_snapshot(name, &description.name);
+        }
+        attempt += 1;
+    }
+}
+
+/// `POST …/snapshots`, on a worker thread. It always waits for Qdrant's answer, even after
+/// Ctrl-C, so the snapshot can be deleted; a creation that times out is recorded as pending.
+fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<SnapshotDescription> {
+    let existing: Vec<String> = cx
+        .client
+        .list_snapshots(name)
+        .map(|list| list.into_iter().map(|s| s.name).collect())
+        .unwrap_or_default();
+    let (client, collection) = (cx.client.clone(), name.to_string());
+    let ui = cx.ui.clone();
+    let waiting = format!(
+        "waiting for Qdrant to finish the snapshot of `{name}` so it can be deleted (Ctrl-C again quits at once)"
+    );
+    let (created, signal) = worker::finish_then_stop(
+        cx.stop,
+        move || ui.warn(&waiting),
+        move || client.create_snapshot(&collection),
+    );
+    match created {
+        Ok(description) => {
+            undo.server_snapshots
+                .push((name.to_string(), description.name.clone()));
+            match signal {
+                Some(exit) => interrupted(exit),
+                None => Ok(description),
+            }
+        }
+        Err(e) => {
+            // No answer: Qdrant may still be building it.
+            if e.status().is_none() {
+                undo.pending.push(Pending {
+                    collection: name.to_string(),
+                    existing,
+                    wait: cx.create_timeout,
+                });
+            }
+            Err(collection_failure(name, e))
+        }
+    }
 }
 
 /// Syncs the staging tree and renames it to its final name, then syncs the root so the rename

@@ -301,10 +301,18 @@ fn check(cx: &Context, planned: &Planned) -> Result<(), StepError> {
         .client
         .count_exact(target)
         .map_err(qdrant("counting", target))?;
-    if points != source.entry.records {
+    // A collection that kept changing during the backup is known only within a range.
+    let (low, high) = (
+        source.entry.records,
+        source.entry.records_max.unwrap_or(source.entry.records),
+    );
+    if !(low..=high).contains(&points) {
+        let recorded = match low == high {
+            true => low.to_string(),
+            false => format!("between {low} and {high}"),
+        };
         return Err(fail(format!(
-            "it holds {points} points, the backup recorded {}",
-            source.entry.records
+            "it holds {points} points, the backup recorded {recorded}"
         )));
     }
     Ok(())
