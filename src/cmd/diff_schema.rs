@@ -13,12 +13,12 @@ use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::cmd::locate;
 use crate::cmd::output;
 use crate::exit::Exit;
 use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::{self, Difference, Fingerprint, Severity};
 use crate::manifest::Manifest;
-use crate::manifest::layout::{default_root, resolve_backup};
 use crate::qdrant::{Client, QdrantError, Timeouts};
 use crate::settings::ConnectionArgs;
 use crate::ui::Ui;
@@ -285,20 +285,7 @@ fn live_error(error: QdrantError) -> Failure {
 
 /// Reads a backup's manifest (`latest` resolved in the backup root).
 fn load(arg: &Utf8Path) -> Outcome<(Utf8PathBuf, Manifest)> {
-    let dir = resolve_backup(arg, &default_root()).map_err(|m| {
-        Failure::msg(
-            Exit::InvalidArguments,
-            m,
-            "Give a backup folder, or set AI_MEMORY_BACKUP_DIR to the folder that holds them.",
-        )
-    })?;
-    if !dir.is_dir() {
-        return Err(Failure::msg(
-            Exit::InvalidArguments,
-            format!("{dir} is not a folder"),
-            "Give a backup folder (one holding manifest.json), or `latest`.",
-        ));
-    }
+    let dir = locate::backup_folder(arg)?;
     let manifest = Manifest::read(&dir).or_exit(Exit::Failed)?;
     Ok((dir, manifest))
 }

@@ -7,11 +7,11 @@ use camino::Utf8PathBuf;
 use clap::Args;
 use serde::Serialize;
 
+use crate::cmd::locate;
 use crate::cmd::output;
-use crate::exit::Exit;
-use crate::failure::{Failure, Outcome};
+use crate::failure::Outcome;
 use crate::manifest::audit::{self, Options};
-use crate::manifest::catalog::{self, Listed, State};
+use crate::manifest::catalog::{Listed, State};
 use crate::manifest::layout::default_root;
 use crate::ui::{Ui, human_size};
 
@@ -64,17 +64,7 @@ struct Listing {
 
 pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
     let root = args.root.clone().unwrap_or_else(default_root);
-    let listed = match catalog::scan(&root) {
-        Ok(listed) => listed,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(Failure::msg(
-                Exit::Failed,
-                format!("cannot read the backup root {root}: {e}"),
-                "Check the folder's permissions, or name another root: `aimem list DIR`.",
-            ));
-        }
-    };
+    let listed = locate::scan_root(&root, "list")?;
     let rows: Vec<Row> = listed
         .iter()
         .map(|l| {

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod completions;
 pub mod diff_schema;
 pub mod list;
+pub mod locate;
 pub mod output;
 pub mod prune;
 pub mod restore;

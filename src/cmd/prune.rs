@@ -13,11 +13,12 @@ use clap::Args;
 use serde::Serialize;
 use time::Duration;
 
+use crate::cmd::locate;
 use crate::cmd::output;
 use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
 use crate::manifest::audit::{self, Options};
-use crate::manifest::catalog::{self, Listed, State};
+use crate::manifest::catalog::{Listed, State};
 use crate::manifest::layout::default_root;
 use crate::manifest::retention::{self, Policy};
 use crate::ui::Ui;
@@ -107,17 +108,7 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
         ));
     }
     let root = args.root.clone().unwrap_or_else(default_root);
-    let listed = match catalog::scan(&root) {
-        Ok(listed) => listed,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(Failure::msg(
-                Exit::Failed,
-                format!("cannot read the backup root {root}: {e}"),
-                "Check the folder's permissions, or name another root: `aimem prune DIR`.",
-            ));
-        }
-    };
+    let listed = locate::scan_root(&root, "prune")?;
 
     // Dated complete backups are candidates (newest first, as scanned); undated ones are kept.
     let candidates: Vec<&Listed> = listed

@@ -8,11 +8,11 @@ use camino::Utf8PathBuf;
 use clap::Args;
 use serde::Serialize;
 
+use crate::cmd::locate;
 use crate::cmd::output;
 use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
 use crate::manifest::audit::{self, Audit, Finding, Options};
-use crate::manifest::layout::{default_root, resolve_backup};
 use crate::ui::Ui;
 
 #[derive(Debug, Args)]
@@ -43,20 +43,7 @@ struct JsonReport<'a> {
 }
 
 pub fn run(args: &VerifyArgs, ui: &Ui) -> Outcome {
-    let dir = resolve_backup(&args.backup, &default_root()).map_err(|m| {
-        Failure::msg(
-            Exit::InvalidArguments,
-            m,
-            "Give a backup folder, or set AI_MEMORY_BACKUP_DIR to the folder that holds them.",
-        )
-    })?;
-    if !dir.is_dir() {
-        return Err(Failure::msg(
-            Exit::InvalidArguments,
-            format!("{dir} is not a folder"),
-            "Give a backup folder (one holding manifest.json), or `latest`.",
-        ));
-    }
+    let dir = locate::backup_folder(&args.backup)?;
     ui.step(&format!("Verifying {dir}..."));
     let audit = audit::audit(
         &dir,
