@@ -8,7 +8,7 @@
 
 use std::time::{Duration as StdDuration, SystemTime};
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
 use serde::Serialize;
 use time::Duration;
@@ -19,7 +19,7 @@ use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
 use crate::manifest::audit::{self, Options};
 use crate::manifest::catalog::{Listed, State};
-use crate::manifest::layout::default_root;
+use crate::manifest::layout::{self, default_root};
 use crate::manifest::retention::{self, Policy};
 use crate::ui::Ui;
 
@@ -113,7 +113,7 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
     // Dated complete backups are candidates (newest first, as scanned); undated ones are kept.
     let candidates: Vec<&Listed> = listed
         .iter()
-        .filter(|l| l.state.is_complete() && l.taken.is_some())
+        .filter(|l| l.state.is_complete() && l.taken.is_some() && layout::is_dated(&l.name))
         .collect();
     let times: Vec<_> = candidates.iter().filter_map(|l| l.taken).collect();
     let reasons = retention::decide(&times, &policy);
@@ -132,15 +132,17 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
     {
         kept.push((l, vec!["no date to apply the policy to".into()]));
     }
+    // A copy someone named by hand (`pre-upgrade`) is theirs to delete, not a policy's.
+    for l in listed
+        .iter()
+        .filter(|l| l.state.is_complete() && l.taken.is_some() && !layout::is_dated(&l.name))
+    {
+        kept.push((l, vec!["not a dated backup folder (named by hand)".into()]));
+    }
     let now = SystemTime::now();
     let stale: Vec<&Listed> = listed
         .iter()
-        .filter(|l| l.state == State::Incomplete)
-        .filter(|l| {
-            l.modified
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age > STAGING_MAX_AGE)
-        })
+        .filter(|l| l.state == State::Incomplete && staging_is_abandoned(l, now))
         .collect();
 
     // Protect the last good backup: something kept must pass verification.
@@ -265,4 +267,42 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
             "Check the folders' permissions and run prune again.",
         ))
     }
+}
+
+/// A staging folder is abandoned when the backup that wrote it is gone (its process id ends
+/// the name) and nothing inside it changed for a day: a long backup is still writing into
+/// `qdrant/` while the folder's own time stays at its start.
+fn staging_is_abandoned(listed: &Listed, now: SystemTime) -> bool {
+    let writer_alive = listed
+        .name
+        .rsplit_once('-')
+        .and_then(|(_, pid)| pid.parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|pid| match rustix::process::test_kill_process(pid) {
+            Ok(()) => true,
+            // It exists but belongs to someone else.
+            Err(e) => e == rustix::io::Errno::PERM,
+        });
+    let newest = newest_change(&listed.path).or(listed.modified);
+    let old = newest
+        .and_then(|m| now.duration_since(m).ok())
+        .is_some_and(|age| age > STAGING_MAX_AGE);
+    !writer_alive && old
+}
+
+/// The latest modification time of the folder or anything inside it (links not followed).
+fn newest_change(dir: &Utf8Path) -> Option<SystemTime> {
+    let mut newest = dir.symlink_metadata().and_then(|m| m.modified()).ok();
+    for entry in dir.read_dir_utf8().ok()?.flatten() {
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        let time = if meta.is_dir() {
+            newest_change(entry.path())
+        } else {
+            meta.modified().ok()
+        };
+        newest = newest.max(time);
+    }
+    newest
 }

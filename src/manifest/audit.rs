@@ -360,14 +360,17 @@ fn manifest_problem(error: &ManifestError) -> String {
     }
 }
 
-/// Every regular file under `dir`, relative to `base`, with `/` separators.
+/// Every file under `dir` (links included, as files: they are not followed), relative to
+/// `base`, with `/` separators. A name that is not UTF-8 is kept in its lossy form, so it is
+/// reported rather than ending the walk.
 fn walk_files(base: &Utf8Path, dir: &Utf8Path, out: &mut Vec<String>) -> std::io::Result<()> {
-    for entry in dir.read_dir_utf8()? {
+    for entry in dir.as_std_path().read_dir()? {
         let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            walk_files(base, entry.path(), out)?;
-        } else if let Ok(relative) = entry.path().strip_prefix(base) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = dir.join(&name);
+        if entry.file_type()?.is_dir() {
+            walk_files(base, &path, out)?;
+        } else if let Ok(relative) = path.strip_prefix(base) {
             out.push(relative.as_str().replace('\\', "/"));
         }
     }

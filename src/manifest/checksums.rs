@@ -178,6 +178,26 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// The first part of `relative` (under `dir`) that is a symbolic link, if any.
+pub fn first_symlink(dir: &Utf8Path, relative: &str) -> Option<String> {
+    let mut path = dir.to_owned();
+    let mut shown = String::new();
+    for part in relative.split('/') {
+        path.push(part);
+        if !shown.is_empty() {
+            shown.push('/');
+        }
+        shown.push_str(part);
+        if path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Some(shown);
+        }
+    }
+    None
+}
+
 /// A listed file that does not match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
@@ -277,6 +297,14 @@ pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
 /// Checks one listed file; None when it matches.
 pub fn check_one(dir: &Utf8Path, entry: &Entry) -> Option<Problem> {
     let path = entry.path.clone();
+    // A link would make the check (and a restore) read a file outside the backup, which can
+    // change or vanish on its own: a backup holds its files, not links to them.
+    if let Some(link) = first_symlink(dir, &entry.path) {
+        return Some(Problem::Unreadable {
+            path,
+            error: format!("{link} is a symbolic link; a backup must hold the file itself"),
+        });
+    }
     match hash_file(&dir.join(&entry.path)) {
         Ok((actual, _)) if actual == entry.sha256 => None,
         Ok((actual, _)) => Some(Problem::Mismatch {
@@ -315,6 +343,18 @@ mod tests {
                 path: "gone".into(),
             },
         ];
+        std::os::unix::fs::symlink(root.join("good"), root.join("link")).unwrap();
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::fs::write(root.join("real/inner"), "hello world").unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("linked-dir")).unwrap();
+        for path in ["link", "linked-dir/inner"] {
+            let entry = Entry {
+                sha256: good.clone(),
+                path: path.into(),
+            };
+            let problem = check_one(root, &entry).expect("a link is a problem");
+            assert!(problem.to_string().contains("symbolic link"), "{problem}");
+        }
         let problems = check_all(root, &entries);
         assert_eq!(problems.len(), 2);
         assert!(matches!(&problems[0], Problem::Mismatch { path, .. } if path == "bad"));

@@ -183,7 +183,13 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
         .take(line.saturating_sub(1))
         .map(str::len)
         .sum();
-    (line_start + column.saturating_sub(1)).min(text.len().saturating_sub(1))
+    let mut offset = (line_start + column.saturating_sub(1)).min(text.len().saturating_sub(1));
+    // serde_json counts bytes: at the end of a truncated file the position can fall inside a
+    // multi-byte character, and a label must start on a character.
+    while offset > 0 && !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
 }
 
 /// serde_json appends " at line L column C": the label shows the spot already.
@@ -262,6 +268,16 @@ mod tests {
         assert_eq!(&broken[span.offset()..span.offset() + 1], ",", "{message}");
         let line = broken[..span.offset()].lines().count();
         assert_eq!(line, 9);
+    }
+
+    #[test]
+    fn a_file_cut_after_a_multibyte_character_is_reported_not_a_panic() {
+        let text = "{\"backup_date\": \"é".to_string();
+        let err = Manifest::parse(Utf8Path::new("m.json"), text.clone()).unwrap_err();
+        let ManifestError::Invalid(invalid) = err else {
+            panic!("wrong error")
+        };
+        assert!(text.is_char_boundary(invalid.span.offset()));
     }
 
     #[test]

@@ -37,9 +37,10 @@ pub fn decide(times_newest_first: &[OffsetDateTime], policy: &Policy) -> Vec<Vec
         }
     }
     if let (Some(within), Some(newest)) = (policy.keep_within, times_newest_first.first()) {
-        let cutoff = *newest - within;
+        // A span reaching before the calendar's start keeps everything.
+        let cutoff = newest.checked_sub(within);
         for (t, r) in times_newest_first.iter().zip(reasons.iter_mut()) {
-            if *t >= cutoff {
+            if cutoff.is_none_or(|cutoff| *t >= cutoff) {
                 r.push(format!("within {} of the newest", show_duration(within)));
             }
         }
@@ -84,14 +85,20 @@ fn bucketed(
     }
 }
 
-/// `7d`, `12h`, `2w`, or combined like `1d12h`: weeks, days, hours and minutes.
+/// The longest `--keep-within` accepted: a century, far beyond any backup's age.
+const MAX_HOURS: i64 = 100 * 366 * 24;
+
+/// `7d`, `12h`, `2w`, or combined like `1d12h`: weeks, days and hours.
+///
+/// `m` and `y` are refused rather than guessed: in restic's `--keep-within` `m` means months,
+/// in most other tools minutes, and a wrong guess deletes backups.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || {
         format!(
-            "`{text}` is not a duration: write a number and a unit (w, d, h or m), like 7d, 12h or 1d12h"
+            "`{text}` is not a duration: write a number and a unit (w, d or h), like 7d, 12h or 1d12h"
         )
     };
-    let mut total = Duration::ZERO;
+    let mut hours: i64 = 0;
     let mut number = String::new();
     let mut any = false;
     for c in text.trim().chars() {
@@ -101,20 +108,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         let n: i64 = number.parse().map_err(|_| bad())?;
         number.clear();
-        let unit = match c {
-            'w' => Duration::weeks(n),
-            'd' => Duration::days(n),
-            'h' => Duration::hours(n),
-            'm' => Duration::minutes(n),
+        let per_unit = match c {
+            'w' => 7 * 24,
+            'd' => 24,
+            'h' => 1,
+            'm' | 'y' => {
+                return Err(format!(
+                    "`{text}`: `{c}` is ambiguous (months or minutes, years of which length?); \
+                     write the span in w, d or h, like 30d or 52w"
+                ));
+            }
             _ => return Err(bad()),
         };
-        total += unit;
+        hours = n
+            .checked_mul(per_unit)
+            .and_then(|h| hours.checked_add(h))
+            .filter(|&h| h <= MAX_HOURS)
+            .ok_or_else(|| format!("`{text}` is longer than a century"))?;
         any = true;
     }
     if !number.is_empty() || !any {
         return Err(bad());
     }
-    Ok(total)
+    Ok(Duration::hours(hours))
 }
 
 /// `7d`, `12h`, `1d12h`.
@@ -236,6 +252,19 @@ mod tests {
         assert_eq!(parse_duration("12h").unwrap(), Duration::hours(12));
         assert_eq!(parse_duration("1d12h").unwrap(), Duration::hours(36));
         assert_eq!(parse_duration("2w").unwrap(), Duration::days(14));
+        // restic's `m` is months, most tools' minutes: refused, not guessed.
+        assert!(parse_duration("6m").unwrap_err().contains("ambiguous"));
+        assert!(parse_duration("1y").unwrap_err().contains("ambiguous"));
+        assert!(
+            parse_duration("99999999999999w")
+                .unwrap_err()
+                .contains("century")
+        );
+        assert!(
+            parse_duration("100000000d")
+                .unwrap_err()
+                .contains("century")
+        );
         for bad in ["", "7", "d", "7x", "-1d", "1.5d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

@@ -111,47 +111,73 @@ fn keep_weekly_and_within_combine() {
 }
 
 #[test]
-fn stale_staging_folders_go_young_ones_and_damaged_folders_stay() {
+fn stale_staging_folders_go_young_running_and_damaged_ones_stay() {
     let env = TestEnv::ai_memory();
     dated_backups(&env, &DATES[..2]);
     let root = env.root();
-    for name in [
-        ".aimem-staging-old-1",
-        ".aimem-staging-new-2",
-        ".aimem-prerestore-x",
-    ] {
-        std::fs::create_dir(root.join(name)).unwrap();
+    // Staging names end with the writer's process id: 999999990+ are never running.
+    let running = format!(".aimem-staging-running-{}", std::process::id());
+    let old = ".aimem-staging-old-999999990";
+    let young = ".aimem-staging-new-999999991";
+    let busy = ".aimem-staging-busy-999999992";
+    for name in [old, young, busy, running.as_str(), ".aimem-prerestore-x"] {
+        std::fs::create_dir_all(root.join(name).join("qdrant")).unwrap();
+        std::fs::write(root.join(name).join("qdrant/part"), "x").unwrap();
     }
     std::fs::create_dir(root.join("2020-01-01_000000")).unwrap();
     std::fs::write(root.join("2020-01-01_000000/manifest.json"), "{").unwrap();
-    for name in [".aimem-staging-old-1", ".aimem-prerestore-x"] {
+    let age = |path: std::path::PathBuf| {
         let status = std::process::Command::new("touch")
             .args(["-d", "3 days ago"])
-            .arg(root.join(name))
+            .arg(path)
             .status()
             .unwrap();
         assert!(status.success());
+    };
+    for name in [old, running.as_str(), ".aimem-prerestore-x"] {
+        age(root.join(name).join("qdrant/part"));
+        age(root.join(name).join("qdrant"));
+        age(root.join(name));
     }
+    // A long backup still writing: only its folder's own time is old.
+    age(root.join(busy));
     let run = env.run(&["prune", "--keep-last", "5", "--dry-run"]);
     run.assert_code(0);
     assert!(
         run.stdout
-            .contains("would remove  .aimem-staging-old-1  (incomplete"),
+            .contains(&format!("would remove  {old}  (incomplete")),
         "{}",
         run.stdout
     );
-    assert!(root.join(".aimem-staging-old-1").exists());
+    assert!(root.join(old).exists());
     env.run(&["prune", "--keep-last", "5"]).assert_code(0);
-    assert_eq!(
-        names(&env),
-        [
-            ".aimem-prerestore-x",
-            ".aimem-staging-new-2",
-            "2020-01-01_000000",
-            "2026-02-10_060000",
-            "2026-02-10_180000"
-        ]
+    let mut expected = vec![
+        ".aimem-prerestore-x".to_string(),
+        busy.to_string(),
+        young.to_string(),
+        running.clone(),
+        "2020-01-01_000000".to_string(),
+        "2026-02-10_060000".to_string(),
+        "2026-02-10_180000".to_string(),
+    ];
+    expected.sort();
+    assert_eq!(names(&env), expected);
+}
+
+#[test]
+fn a_copy_named_by_hand_is_never_pruned() {
+    let env = TestEnv::ai_memory();
+    let made = dated_backups(&env, &DATES[..3]);
+    let copy = env.root().join("pre-upgrade");
+    std::fs::rename(&made[2], &copy).unwrap();
+    let run = env.run(&["prune", "--keep-last", "1", "--dry-run"]);
+    run.assert_code(0);
+    assert!(
+        !run.stdout.contains("would remove  pre-upgrade"),
+        "{}",
+        run.stdout
     );
+    assert!(run.stdout.contains("keep    pre-upgrade"), "{}", run.stdout);
 }
 
 #[test]

@@ -263,3 +263,26 @@ fn a_folder_that_does_not_exist_is_an_argument_error() {
         .assert_code(1)
         .assert_stderr_contains("no complete backup");
 }
+
+#[test]
+fn a_snapshot_that_is_a_link_into_another_backup_fails_verification() {
+    let env = TestEnv::ai_memory();
+    let older = env.backup(&[]);
+    let newer = env.backup(&[]);
+    // The newer backup's snapshot becomes a link to the (identical-looking) older one.
+    let snapshot = newer.join("qdrant/github.snapshot");
+    std::fs::remove_file(&snapshot).unwrap();
+    std::fs::copy(
+        older.join("qdrant/github.snapshot"),
+        older.join("qdrant/github.copy"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(older.join("qdrant/github.copy"), &snapshot).unwrap();
+    let run = env.run(&["verify", newer.to_str().unwrap()]);
+    run.assert_code(2);
+    assert!(
+        run.all_output().contains("symbolic link"),
+        "{}",
+        run.all_output()
+    );
+}
