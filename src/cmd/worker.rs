@@ -36,9 +36,64 @@ pub fn interruptible<T: Send + 'static>(
     }
 }
 
+/// Runs `work` on a worker thread and waits for it to end even after a stop: for calls whose
+/// outcome must be known before cleaning up, since Qdrant finishes what it started after the
+/// client goes away. `on_stop` runs on every poll while a stop is requested (it prints what
+/// is being waited for, once); a second signal still ends the process at once.
+pub fn wait_through<T: Send + 'static>(
+    stop: &StopFlag,
+    mut on_stop: impl FnMut(),
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let handle = std::thread::spawn(work);
+    loop {
+        if handle.is_finished() {
+            return match handle.join() {
+                Ok(value) => value,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+        }
+        if stop.requested().is_some() {
+            on_stop();
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Runs `work` on a worker thread; returns its result, or None as soon as `give_up` says so
+/// (the worker is then abandoned).
+pub fn until<T: Send + 'static>(
+    give_up: impl Fn() -> bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let handle = std::thread::spawn(work);
+    loop {
+        if handle.is_finished() {
+            return match handle.join() {
+                Ok(value) => Some(value),
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+        }
+        if give_up() {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_through_a_stop_still_returns_the_result() {
+        assert_eq!(wait_through(&StopFlag::never(), || {}, || 6 * 7), 42);
+        assert_eq!(until(|| false, || 1), Some(1));
+        assert_eq!(
+            until(|| true, || std::thread::sleep(Duration::from_secs(5))),
+            None
+        );
+    }
 
     #[test]
     fn returns_the_work_result() {
