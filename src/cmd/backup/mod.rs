@@ -6,7 +6,7 @@
 //! undo it in [`Undo`], so one cleanup path serves errors and signals alike.
 
 mod cluster;
-mod disk;
+pub(crate) mod disk;
 pub(crate) mod files;
 pub(crate) mod snapshot;
 
