@@ -1,8 +1,10 @@
 //! Ctrl-C and SIGTERM: the first one asks the running command to stop and clean up; a second
-//! one ends the process at once.
+//! one ends the process at once, except inside a [`StopFlag::hold`] section, where the command
+//! itself gives up on what it was waiting for and says what is left to do (a third one still
+//! ends the process at once).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -11,32 +13,58 @@ use crate::exit::Exit;
 /// Shared view of whether a stop was asked for.
 #[derive(Debug, Clone)]
 pub struct StopFlag {
+    /// The first signal's number, 0 before any.
     signal: Arc<AtomicUsize>,
+    /// How many signals arrived.
+    count: Arc<AtomicUsize>,
+    /// Open [`Hold`]s.
+    holds: Arc<AtomicUsize>,
+}
+
+fn exit_for(number: usize) -> Exit {
+    match number == SIGTERM as usize {
+        true => Exit::Terminated,
+        false => Exit::Interrupted,
+    }
 }
 
 impl StopFlag {
     /// Installs the handlers. On failure (no signal support) the flag simply never rises.
     pub fn install() -> StopFlag {
-        let signal = Arc::new(AtomicUsize::new(0));
-        let asked = Arc::new(AtomicBool::new(false));
-        for (number, exit) in [(SIGINT, Exit::Interrupted), (SIGTERM, Exit::Terminated)] {
-            // Order matters: the conditional shutdown runs first, so only a *second* signal
-            // (asked already true) ends the process at once.
-            let _ = signal_hook::flag::register_conditional_shutdown(
-                number,
-                i32::from(exit.code()),
-                Arc::clone(&asked),
-            );
-            let _ = signal_hook::flag::register(number, Arc::clone(&asked));
-            let _ = signal_hook::flag::register_usize(number, Arc::clone(&signal), number as usize);
+        let flag = StopFlag::never();
+        // A thread reads the signals (the handler itself only writes to a pipe), so the
+        // decision can look at more than one flag; ending the process uses `_exit`, which is
+        // what the handler would do.
+        if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+            let seen = flag.clone();
+            let spawned = std::thread::Builder::new()
+                .name("aimem-signals".into())
+                .spawn(move || {
+                    for number in signals.forever() {
+                        let number = number as usize;
+                        let n = seen.count.fetch_add(1, Ordering::SeqCst) + 1;
+                        if n == 1 {
+                            seen.signal.store(number, Ordering::SeqCst);
+                            continue;
+                        }
+                        if n == 2 && seen.holds.load(Ordering::SeqCst) > 0 {
+                            continue;
+                        }
+                        let code = exit_for(seen.signal.load(Ordering::SeqCst)).code();
+                        signal_hook::low_level::exit(i32::from(code));
+                    }
+                });
+            let _ = spawned;
         }
-        StopFlag { signal }
+        flag
     }
 
     /// A flag that never rises, for code paths that cannot be interrupted (and tests).
     pub fn never() -> StopFlag {
         StopFlag {
             signal: Arc::new(AtomicUsize::new(0)),
+            count: Arc::new(AtomicUsize::new(0)),
+            holds: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -44,8 +72,59 @@ impl StopFlag {
     pub fn requested(&self) -> Option<Exit> {
         match self.signal.load(Ordering::SeqCst) {
             0 => None,
-            n if n == SIGTERM as usize => Some(Exit::Terminated),
-            _ => Some(Exit::Interrupted),
+            n => Some(exit_for(n)),
         }
+    }
+
+    /// Until the returned guard is dropped, a second signal does not end the process: it makes
+    /// [`StopFlag::abandoned`] true, so a wait that must not be cut silently can give up and
+    /// report. A third signal still ends the process at once.
+    pub fn hold(&self) -> Hold {
+        self.holds.fetch_add(1, Ordering::SeqCst);
+        Hold { flag: self.clone() }
+    }
+
+    /// True once a second signal arrived (the user insists on stopping).
+    pub fn abandoned(&self) -> bool {
+        self.count.load(Ordering::SeqCst) >= 2
+    }
+
+    #[cfg(test)]
+    fn raise(&self, number: i32) {
+        if self.count.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.signal.store(number as usize, Ordering::SeqCst);
+        }
+    }
+}
+
+/// See [`StopFlag::hold`].
+#[derive(Debug)]
+pub struct Hold {
+    flag: StopFlag,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.flag.holds.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_signal_decides_the_exit_and_a_second_abandons() {
+        let flag = StopFlag::never();
+        assert_eq!(flag.requested(), None);
+        flag.raise(SIGTERM);
+        assert_eq!(flag.requested(), Some(Exit::Terminated));
+        assert!(!flag.abandoned());
+        let hold = flag.hold();
+        flag.raise(SIGINT);
+        assert!(flag.abandoned());
+        assert_eq!(flag.requested(), Some(Exit::Terminated));
+        drop(hold);
+        assert_eq!(flag.holds.load(Ordering::SeqCst), 0);
     }
 }

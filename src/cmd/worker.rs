@@ -36,28 +36,46 @@ pub fn interruptible<T: Send + 'static>(
     }
 }
 
-/// Runs `work` on a worker thread and always waits for it to finish, because abandoning it
-/// would leave something behind (a snapshot Qdrant goes on building). When a stop is
-/// requested meanwhile, `on_stop` runs once (to say what is being waited for; a second signal
-/// ends the process at once) and the signal's exit status is returned beside the result.
-pub fn finish_then_stop<T: Send + 'static>(
+/// Runs `work` on a worker thread and waits for it to end even after a stop: for calls whose
+/// outcome must be known before cleaning up, since Qdrant finishes what it started after the
+/// client goes away. `on_stop` runs on every poll while a stop is requested (it prints what
+/// is being waited for, once); a second signal still ends the process at once.
+pub fn wait_through<T: Send + 'static>(
     stop: &StopFlag,
-    on_stop: impl FnOnce(),
+    mut on_stop: impl FnMut(),
     work: impl FnOnce() -> T + Send + 'static,
-) -> (T, Option<Exit>) {
+) -> T {
     let handle = std::thread::spawn(work);
-    let mut on_stop = Some(on_stop);
     loop {
         if handle.is_finished() {
-            let result = handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            return (result, stop.requested());
+            return match handle.join() {
+                Ok(value) => value,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
         }
         if stop.requested().is_some() {
-            if let Some(say) = on_stop.take() {
-                say();
-            }
+            on_stop();
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Runs `work` on a worker thread; returns its result, or None as soon as `give_up` says so
+/// (the worker is then abandoned).
+pub fn until<T: Send + 'static>(
+    give_up: impl Fn() -> bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let handle = std::thread::spawn(work);
+    loop {
+        if handle.is_finished() {
+            return match handle.join() {
+                Ok(value) => Some(value),
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+        }
+        if give_up() {
+            return None;
         }
         std::thread::sleep(POLL);
     }
@@ -68,9 +86,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn waiting_through_a_stop_still_returns_the_result() {
+        assert_eq!(wait_through(&StopFlag::never(), || {}, || 6 * 7), 42);
+        assert_eq!(until(|| false, || 1), Some(1));
+        assert_eq!(
+            until(|| true, || std::thread::sleep(Duration::from_secs(5))),
+            None
+        );
+    }
+
+    #[test]
     fn returns_the_work_result() {
         assert_eq!(interruptible(&StopFlag::never(), || 41 + 1), Ok(42));
-        let (result, stopped) = finish_then_stop(&StopFlag::never(), || panic!("no stop"), || 7);
-        assert_eq!((result, stopped), (7, None));
     }
 }

@@ -5,6 +5,7 @@
 //! or the small types in [`types`].
 
 mod error;
+mod metrics;
 mod multipart;
 mod types;
 

@@ -1,9 +1,10 @@
 //! `aimem restore` against the Qdrant double: the same-version contract and the rollback.
 
 use std::path::Path;
+use std::time::Duration;
 
 use aimem::fingerprint::Fingerprint;
-use qdrant_double::{AI_MEMORY_COLLECTIONS, Config, Double, Fault, FaultKind};
+use qdrant_double::{AI_MEMORY_COLLECTIONS, Config, Double, Fault, FaultKind, LateAnswer};
 use serde_json::Value;
 
 use super::support::{KEY, Run, TestEnv, mode};
@@ -354,13 +355,183 @@ fn a_lost_connection_during_an_upload_is_rolled_back() {
     let backup = env.backup(&["--collection", "github"]);
     env.double.upsert_points("github", &[999]);
     let before = state(&env.double, "github");
+    // The server reads the whole body, loses the client, and recovers anyway: the rollback
+    // must undo a real change (a no-op rollback leaves the backup's points behind).
     env.double.inject(Fault::new(
         Some("POST"),
         "/snapshots/upload",
-        FaultKind::DropConnection,
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(300),
+            answer: LateAnswer::Drop,
+        },
     ));
     restore(&env, &[backup.to_str().unwrap(), "--force"]).assert_code(4);
+    assert!(env.double.wait_for_recoveries(Duration::from_secs(10)));
     assert_eq!(state(&env.double, "github"), before);
+    no_prerestore_left(&env);
+}
+
+#[test]
+fn the_rollback_waits_for_a_recovery_still_running_after_a_lost_connection() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "discussions"]);
+    env.double.upsert_points("discussions", &[400, 401]);
+    let before = state(&env.double, "discussions");
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(2500),
+            answer: LateAnswer::Drop,
+        },
+    ));
+    let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(4);
+    says(
+        &run,
+        "Waiting for Qdrant to finish recovering `discussions`",
+    );
+    says(&run, "snapshot_recovery_running{id=\"discussions\"}");
+    // Had the rollback not waited, the late recovery would replace its work now.
+    assert!(env.double.wait_for_recoveries(Duration::from_secs(10)));
+    assert_eq!(state(&env.double, "discussions"), before);
+    assert!(
+        env.double
+            .requests()
+            .iter()
+            .any(|r| r.path == "/metrics"
+                && r.headers.get("api-key").map(String::as_str) == Some(KEY)),
+        "the gauge is read with the key"
+    );
+    assert!(all_snapshots(&env.double, &["discussions"]).is_empty());
+}
+
+#[test]
+fn a_gateway_timeout_into_a_fresh_server_waits_before_deleting_what_it_created() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "jira-data"]);
+    let target = empty_server();
+    // nginx gives up after its read timeout; Qdrant behind it goes on recovering.
+    target.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(2000),
+            answer: LateAnswer::Gateway {
+                code: 504,
+                body: "<html><center><h1>504 Gateway Time-out</h1></center></html>".into(),
+            },
+        },
+    ));
+    let run = restore_to(&env, &target, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(4)
+        .assert_stderr_contains("created by this restore) deleted");
+    says(&run, "Waiting for Qdrant to finish recovering `jira-data`");
+    assert!(target.wait_for_recoveries(Duration::from_secs(10)));
+    assert!(
+        target.collection_names().is_empty(),
+        "a late recovery recreated it: {:?}",
+        target.collection_names()
+    );
+}
+
+#[test]
+fn a_recovery_outlasting_the_timeout_is_exit_5_without_a_rollback_under_it() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "code-patterns"]);
+    env.double.upsert_points("code-patterns", &[700]);
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(4000),
+            answer: LateAnswer::Wait,
+        },
+    ));
+    let started = std::time::Instant::now();
+    let run = restore(
+        &env,
+        &[
+            backup.to_str().unwrap(),
+            "--force",
+            "--recovery-timeout",
+            "1",
+        ],
+    );
+    run.assert_code(5);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "it did not wait it out"
+    );
+    says(&run, "may still be recovering it from the backup");
+    says(&run, "--recovery-timeout");
+    says(&run, "snapshot_recovery_running{id=\"code-patterns\"}");
+    says(&run, "curl -fsS -X POST");
+    assert!(!run.stderr.contains("as it was before"), "{}", run.stderr);
+    // aimem did not roll back under the running recovery: it ends with the backup's points.
+    assert!(env.double.wait_for_recoveries(Duration::from_secs(10)));
+    assert_eq!(
+        env.double.point_ids("code-patterns").unwrap(),
+        (1..=30).collect::<Vec<_>>()
+    );
+    let uploads_after: usize = uploads(&env.double);
+    assert_eq!(uploads_after, 1, "no rollback upload");
+}
+
+#[test]
+fn without_metrics_a_lost_upload_is_exit_5_not_a_claimed_rollback() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "github"]);
+    env.double.upsert_points("github", &[999]);
+    env.double.inject(Fault::always(
+        Some("GET"),
+        "/metrics",
+        FaultKind::PlainStatus {
+            code: 404,
+            body: "Not Found".into(),
+        },
+    ));
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(200),
+            answer: LateAnswer::Drop,
+        },
+    ));
+    let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(5);
+    says(&run, "cannot tell whether Qdrant is still recovering it");
+    says(&run, "curl -fsS -X POST");
+    assert!(!run.stderr.contains("as it was before"), "{}", run.stderr);
+}
+
+#[test]
+fn an_upload_refused_by_a_proxy_changed_nothing_and_needs_no_rollback_upload() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    env.double.upsert_points("conventions", &[250]);
+    let before = state(&env.double, "conventions");
+    // nginx's default client_max_body_size: every upload, the rollback's too, gets a 413.
+    env.double.inject(Fault::always(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::PlainStatus {
+            code: 413,
+            body: "<html><center><h1>413 Request Entity Too Large</h1></center></html>".into(),
+        },
+    ));
+    let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(4);
+    says(&run, "nothing had been changed yet");
+    assert_eq!(
+        uploads(&env.double),
+        1,
+        "no rollback upload for an untouched collection"
+    );
+    assert_eq!(state(&env.double, "conventions"), before);
+    assert!(all_snapshots(&env.double, &["conventions"]).is_empty());
+    no_prerestore_left(&env);
 }
 
 #[test]
@@ -661,5 +832,269 @@ fn ctrl_c_during_a_restore_rolls_back_and_exits_130() {
     run.assert_code(130);
     says(&run, "rolled back");
     assert_eq!(state(&env.double, "conventions"), before);
+    no_prerestore_left(&env);
+}
+
+/// Starts `aimem restore`, waits until `ready` says the moment has come, sends `signal`.
+fn restore_signalled(env: &TestEnv, args: &[&str], signal: &str, ready: impl Fn() -> bool) -> Run {
+    let mut all = vec!["restore"];
+    all.extend_from_slice(args);
+    let child = env
+        .command(&all)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !ready() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ready(), "the moment to signal never came");
+    let killed = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    super::support::to_run(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn ctrl_c_while_qdrant_recovers_waits_for_it_then_rolls_back() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    env.double.upsert_points("conventions", &[300, 301]);
+    let before = state(&env.double, "conventions");
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(2000),
+            answer: LateAnswer::Wait,
+        },
+    ));
+    let double = &env.double;
+    let run = restore_signalled(
+        &env,
+        &[backup.to_str().unwrap(), "--force"],
+        "-TERM",
+        || double.recoveries_running() > 0,
+    );
+    run.assert_code(143);
+    says(
+        &run,
+        "waiting for Qdrant to finish recovering `conventions`, then rolling back (Ctrl-C again stops at once without rollback)",
+    );
+    says(&run, "rolled back");
+    assert_eq!(state(&env.double, "conventions"), before);
+    assert!(all_snapshots(&env.double, &["conventions"]).is_empty());
+    no_prerestore_left(&env);
+}
+
+#[test]
+fn ctrl_c_while_the_pre_restore_snapshot_is_built_waits_and_deletes_it() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "discussions"]);
+    env.double.upsert_points("discussions", &[90]);
+    let before = state(&env.double, "discussions");
+    env.double.clear_requests();
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/discussions/snapshots",
+        FaultKind::Delay(Duration::from_millis(1500)),
+    ));
+    let double = &env.double;
+    let run = restore_signalled(&env, &[backup.to_str().unwrap(), "--force"], "-INT", || {
+        double
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path == "/collections/discussions/snapshots")
+    });
+    run.assert_code(130);
+    says(
+        &run,
+        "waiting for Qdrant to finish the pre-restore snapshot of `discussions` so it can be deleted",
+    );
+    assert_eq!(uploads(&env.double), 0);
+    assert_eq!(state(&env.double, "discussions"), before);
+    assert!(
+        all_snapshots(&env.double, &["discussions"]).is_empty(),
+        "{:?}",
+        all_snapshots(&env.double, &["discussions"])
+    );
+    no_prerestore_left(&env);
+}
+
+#[test]
+fn a_failed_config_restore_puts_back_the_files_it_replaced_and_keeps_links() {
+    let env = TestEnv::ai_memory();
+    let install = env.install();
+    std::fs::create_dir_all(install.join("docker")).unwrap();
+    std::fs::write(install.join("real.env"), "A=1\n").unwrap();
+    std::os::unix::fs::symlink("real.env", install.join(".env")).unwrap();
+    std::fs::write(install.join("docker/.env.secrets"), "S=1\n").unwrap();
+    let backup = env.backup(&["--collection", "github"]);
+    std::fs::write(install.join("real.env"), "A=changed\n").unwrap();
+    // The last file cannot be written: the rollback must put .env back.
+    std::fs::remove_file(install.join("docker/.env.secrets")).unwrap();
+    std::fs::create_dir(install.join("docker/.env.secrets")).unwrap();
+    let run = restore(
+        &env,
+        &[backup.to_str().unwrap(), "--force", "--restore-config"],
+    );
+    run.assert_code(4);
+    says(
+        &run,
+        &format!("config file {} put back", install.join(".env").display()),
+    );
+    let link = install.join(".env").symlink_metadata().unwrap();
+    assert!(link.file_type().is_symlink(), ".env must still be a link");
+    assert_eq!(
+        std::fs::read_to_string(install.join("real.env")).unwrap(),
+        "A=changed\n"
+    );
+}
+
+#[test]
+fn a_config_restore_writes_through_a_link() {
+    let env = TestEnv::ai_memory();
+    let install = env.install();
+    std::fs::write(install.join("real.env"), "A=1\n").unwrap();
+    std::os::unix::fs::symlink("real.env", install.join(".env")).unwrap();
+    let backup = env.backup(&["--collection", "github"]);
+    std::fs::write(install.join("real.env"), "A=changed\n").unwrap();
+    restore(
+        &env,
+        &[backup.to_str().unwrap(), "--force", "--restore-config"],
+    )
+    .assert_code(0);
+    assert!(
+        install
+            .join(".env")
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(install.join("real.env")).unwrap(),
+        "A=1\n"
+    );
+}
+
+#[test]
+fn links_in_the_backup_are_refused() {
+    let env = TestEnv::ai_memory();
+    let install = env.install();
+    std::fs::write(install.join(".env"), "A=1\n").unwrap();
+    let backup = env.backup(&["--collection", "github"]);
+    // The snapshot replaced by a link to a copy elsewhere: identical bytes, still refused.
+    let elsewhere = env.tmp.path().join("elsewhere.snapshot");
+    let snapshot = backup.join("qdrant/github.snapshot");
+    std::fs::rename(&snapshot, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &snapshot).unwrap();
+    let target = empty_server();
+    for extra in [None, Some("--skip-checksum-verify")] {
+        let mut args = vec![backup.to_str().unwrap(), "--force"];
+        args.extend(extra);
+        let run = restore_to(&env, &target, &args);
+        run.assert_code(2);
+        says(&run, "is a symbolic link");
+        assert_eq!(uploads(&target), 0);
+    }
+    std::fs::remove_file(&snapshot).unwrap();
+    std::fs::rename(&elsewhere, &snapshot).unwrap();
+    // A linked config file in the backup is not written.
+    let config = backup.join("config/.env");
+    let outside = env.tmp.path().join("outside.env");
+    std::fs::rename(&config, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &config).unwrap();
+    std::fs::write(install.join(".env"), "A=changed\n").unwrap();
+    // The checksum check already refuses a backup holding a link...
+    let run = restore_to(
+        &env,
+        &target,
+        &[backup.to_str().unwrap(), "--force", "--restore-config"],
+    );
+    run.assert_code(2);
+    says(&run, "is a symbolic link");
+    // ...and without it, the linked file is still never written.
+    let run = restore_to(
+        &env,
+        &target,
+        &[
+            backup.to_str().unwrap(),
+            "--force",
+            "--restore-config",
+            "--skip-checksum-verify",
+        ],
+    );
+    run.assert_code(0);
+    says(&run, "is a symbolic link; aimem does not follow links");
+    assert_eq!(
+        std::fs::read_to_string(install.join(".env")).unwrap(),
+        "A=changed\n"
+    );
+}
+
+#[test]
+fn pre_restore_snapshots_go_beside_the_backup_not_into_the_current_folder() {
+    let env = TestEnv::ai_memory();
+    let made = env.backup(&["--collection", "discussions"]);
+    let elsewhere = env.tmp.path().join("mnt/backups");
+    let backup = elsewhere.join("b1");
+    super::support::copy_dir(&made, &backup);
+    let cwd = env.tmp.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::UploadFailAfterClear,
+    ));
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::Status {
+            code: 500,
+            message: "Service internal error: disk full".into(),
+        },
+    ));
+    let run = env.run_with(&["restore", backup.to_str().unwrap(), "--force"], |c| {
+        c.current_dir(&cwd).env_remove("AI_MEMORY_BACKUP_DIR");
+    });
+    run.assert_code(5);
+    assert!(
+        !cwd.join("backups").exists(),
+        "nothing in the current folder"
+    );
+    let kept: Vec<String> = std::fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".aimem-prerestore-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let local = elsewhere.join(&kept[0]).join("discussions.snapshot");
+    assert!(local.is_file());
+    assert!(
+        run.stderr.contains(local.to_str().unwrap()),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn no_room_for_the_pre_restore_snapshot_refuses_before_any_change() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "discussions"]);
+    env.double.upsert_points("discussions", &[55]);
+    let before = state(&env.double, "discussions");
+    env.double.clear_requests();
+    let run = env.run_with(&["restore", backup.to_str().unwrap(), "--force"], |c| {
+        c.env("AIMEM_TEST_FREE_SPACE", "1000");
+    });
+    run.assert_code(2);
+    says(&run, "nothing was changed");
+    says(&run, "not enough free space");
+    assert_eq!(writes(&env.double), Vec::<String>::new());
+    assert_eq!(state(&env.double, "discussions"), before);
     no_prerestore_left(&env);
 }

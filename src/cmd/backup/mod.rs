@@ -6,7 +6,7 @@
 //! undo it in [`Undo`], so one cleanup path serves errors and signals alike.
 
 mod cluster;
-mod disk;
+pub(crate) mod disk;
 pub(crate) mod files;
 pub(crate) mod snapshot;
 mod undo;
@@ -745,11 +745,17 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
     let waiting = format!(
         "waiting for Qdrant to finish the snapshot of `{name}` so it can be deleted (Ctrl-C again quits at once)"
     );
-    let (created, signal) = worker::finish_then_stop(
+    let mut said = false;
+    let created = worker::wait_through(
         cx.stop,
-        move || ui.warn(&waiting),
+        move || {
+            if !std::mem::replace(&mut said, true) {
+                ui.warn(&waiting);
+            }
+        },
         move || client.create_snapshot(&collection),
     );
+    let signal = cx.stop.requested();
     match created {
         Ok(description) => {
             undo.server_snapshots

@@ -1,14 +1,19 @@
 //! The changing part of a restore: per collection, save what is there, create or overwrite it
 //! from the backup, and check the result. Every change goes into the [`Undo`] log first.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use camino::Utf8PathBuf;
 use miette::Diagnostic;
 use thiserror::Error;
 
 use super::config::{self, ConfigFile};
 use super::plan::{Action, Planned};
-use super::rollback::{Saved, Undo};
+use super::rollback::{Saved, Unclear, Undo};
+use crate::cmd::backup::disk;
 use crate::cmd::backup::snapshot::{self, DownloadError};
+use crate::cmd::worker;
 use crate::fingerprint::{self, Fingerprint};
 use crate::manifest::checksums;
 use crate::qdrant::{Cancelled, Client, QdrantError};
@@ -20,7 +25,7 @@ pub struct Context<'a> {
     pub client: &'a Client,
     pub ui: &'a Ui,
     pub stop: &'a StopFlag,
-    /// Where pre-restore snapshots go (`<backup root>/.aimem-prerestore-<stamp>`).
+    /// Where pre-restore snapshots go (`<the backup's parent>/.aimem-prerestore-<stamp>`).
     pub prerestore: Utf8PathBuf,
     /// Makes uploaded file names unique.
     pub stamp: String,
@@ -46,6 +51,35 @@ pub enum StepError {
         #[source]
         #[diagnostic_source]
         source: DownloadError,
+    },
+
+    #[error("cannot create the folder for pre-restore snapshots {path}: {source}")]
+    #[diagnostic(
+        code(aimem::restore::prerestore),
+        help(
+            "aimem keeps a copy of each collection it overwrites next to the backup folder. Make the \
+             backup's parent folder writable, or copy the backup somewhere writable."
+        )
+    )]
+    PrerestoreFolder {
+        path: String,
+        source: std::io::Error,
+    },
+
+    #[error(
+        "not enough free space in {path} for the pre-restore snapshot of `{collection}`: about {} needed, {} free",
+        human_size(*.needed),
+        human_size(*.free)
+    )]
+    #[diagnostic(
+        code(aimem::restore::space),
+        help("Free space there, or copy the backup to a larger disk and restore from that copy.")
+    )]
+    NoSpace {
+        collection: String,
+        path: String,
+        needed: u64,
+        free: u64,
     },
 
     #[error("cannot write {path}: {source}")]
@@ -81,6 +115,43 @@ fn qdrant(step: &'static str, collection: &str) -> impl FnOnce(QdrantError) -> S
             collection,
             source,
         },
+    }
+}
+
+impl StepError {
+    /// Saving what is there before overwriting it failed: a restore that ends here changed
+    /// nothing if nothing else was changed before.
+    pub fn is_prerestore(&self) -> bool {
+        matches!(
+            self,
+            StepError::Save { .. } | StepError::PrerestoreFolder { .. } | StepError::NoSpace { .. }
+        ) || matches!(self, StepError::Qdrant { step, .. } if *step == SNAPSHOTTING)
+    }
+}
+
+const SNAPSHOTTING: &str = "snapshotting";
+
+/// What a failed upload did to the collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// Refused before anything changed: a definite 4xx answer (Qdrant checks access, the
+    /// checksum and compatibility before it clears anything; a proxy's 413 or 403 never reaches
+    /// it), or a body aimem cut short itself.
+    Unchanged,
+    /// Nobody knows: no answer, a timeout, a lost connection, a gateway's 502/503/504 or a 408.
+    /// Qdrant may be recovering still.
+    Unclear,
+    /// Qdrant answered an error after it started (a 500 mid-recovery): it may have cleared data.
+    Changed,
+}
+
+fn effect_of(error: &QdrantError) -> Effect {
+    match (error, error.status()) {
+        (QdrantError::Interrupted | QdrantError::LocalRead { .. }, _) => Effect::Unchanged,
+        (_, Some(408 | 502 | 503 | 504)) => Effect::Unclear,
+        (_, Some(400..=499)) => Effect::Unchanged,
+        (_, Some(_)) => Effect::Changed,
+        (_, None) => Effect::Unclear,
     }
 }
 
@@ -164,7 +235,7 @@ fn save(
 ) -> Result<(), StepError> {
     if undo.folder.is_none() {
         crate::manifest::layout::create_private_dir(&cx.prerestore).map_err(|source| {
-            StepError::Io {
+            StepError::PrerestoreFolder {
                 path: cx.prerestore.to_string(),
                 source,
             }
@@ -177,10 +248,27 @@ fn save(
         .count_exact(target)
         .map_err(qdrant("counting", target))
         .unwrap_or(points);
-    let description = cx
-        .client
-        .create_snapshot(target)
-        .map_err(qdrant("snapshotting", target))?;
+    check_space(cx, target, disk::estimate_snapshot_size(live, points))?;
+    // Built on a worker thread: a signal meanwhile waits for it to end, since Qdrant finishes
+    // the snapshot anyway and only then can it be deleted again.
+    let description = {
+        let client = cx.client.clone();
+        let name = target.to_string();
+        let mut told = false;
+        worker::wait_through(
+            cx.stop,
+            || {
+                if !std::mem::replace(&mut told, true) {
+                    cx.ui.warn(&format!(
+                        "waiting for Qdrant to finish the pre-restore snapshot of `{target}` so it can be deleted \
+                         (Ctrl-C again stops at once and leaves it on the server)"
+                    ));
+                }
+            },
+            move || client.create_snapshot(&name),
+        )
+        .map_err(qdrant(SNAPSHOTTING, target))?
+    };
     let local = cx.prerestore.join(format!("{target}.snapshot"));
     undo.saved.push(Saved {
         collection: target.to_string(),
@@ -191,6 +279,10 @@ fn save(
         points,
         touched: false,
     });
+    stopped(cx.stop)?;
+    if let Some(size) = description.size {
+        check_space(cx, target, size)?;
+    }
     let downloaded =
         snapshot::download_verified(cx.client, target, &description, &local, 1, cx.ui, cx.stop)
             .map_err(|source| match source {
@@ -207,6 +299,23 @@ fn save(
         "Pre-restore snapshot saved: {local} ({})",
         human_size(downloaded.size)
     ));
+    Ok(())
+}
+
+/// Fails unless the pre-restore folder's filesystem has `needed` bytes free.
+fn check_space(cx: &Context, target: &str, needed: u64) -> Result<(), StepError> {
+    let free = disk::free_space(&cx.prerestore).map_err(|source| StepError::PrerestoreFolder {
+        path: cx.prerestore.to_string(),
+        source,
+    })?;
+    if free < needed {
+        return Err(StepError::NoSpace {
+            collection: target.to_string(),
+            path: cx.prerestore.to_string(),
+            needed,
+            free,
+        });
+    }
     Ok(())
 }
 
@@ -234,28 +343,68 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         std::process::id()
     );
     undo.uploads.push((target.clone(), file_name.clone()));
-    if let Some(saved) = undo.saved.iter_mut().find(|s| &s.collection == target) {
-        saved.touched = true;
-    }
-    let size = source.snapshot.metadata().map(|m| m.len()).ok();
-    let bar = cx.ui.transfer_bar(size);
-    let stop = cx.stop;
-    let mut progress = |n: u64| {
-        if stop.requested().is_some() {
-            return Err(Cancelled);
+    let touch = |undo: &mut Undo, touched: bool| {
+        if let Some(saved) = undo.saved.iter_mut().find(|s| &s.collection == target) {
+            saved.touched = touched;
         }
-        bar.inc(n);
-        Ok(())
     };
-    let result = cx.client.upload_snapshot(
-        target,
-        source.snapshot.as_std_path(),
-        &file_name,
-        &sha256,
-        &mut progress,
-    );
+    touch(undo, true);
+    let size = source.snapshot.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = cx.ui.transfer_bar(Some(size));
+    // On a worker thread, so a signal is noticed at once. While the body is being sent a stop
+    // cuts it (Qdrant then recovers nothing); once it is all sent Qdrant is recovering, and
+    // the only safe thing is to wait for its answer and then roll back.
+    let sent = Arc::new(AtomicBool::new(false));
+    let result = {
+        let client = cx.client.clone();
+        let (name, path, file, sha) = (
+            target.clone(),
+            source.snapshot.clone(),
+            file_name.clone(),
+            sha256.clone(),
+        );
+        let (worker_bar, stop, worker_sent) = (bar.clone(), cx.stop.clone(), Arc::clone(&sent));
+        let read = AtomicU64::new(0);
+        let mut told = false;
+        worker::wait_through(
+            cx.stop,
+            || {
+                if sent.load(Ordering::SeqCst) && !std::mem::replace(&mut told, true) {
+                    bar.suspend(|| {
+                        cx.ui.warn(&format!(
+                            "waiting for Qdrant to finish recovering `{target}`, then rolling back \
+                             (Ctrl-C again stops at once without rollback)"
+                        ))
+                    });
+                }
+            },
+            move || {
+                let mut progress = |n: u64| {
+                    if read.fetch_add(n, Ordering::SeqCst) + n >= size {
+                        worker_sent.store(true, Ordering::SeqCst);
+                    }
+                    if stop.requested().is_some() && !worker_sent.load(Ordering::SeqCst) {
+                        return Err(Cancelled);
+                    }
+                    worker_bar.inc(n);
+                    Ok(())
+                };
+                client.upload_snapshot(&name, path.as_std_path(), &file, &sha, &mut progress)
+            },
+        )
+    };
     bar.finish_and_clear();
-    result.map_err(qdrant("uploading the snapshot into", target))?;
+    if let Err(e) = result {
+        match effect_of(&e) {
+            Effect::Unchanged => touch(undo, false),
+            Effect::Unclear => undo.unclear.push(Unclear {
+                collection: target.clone(),
+                upload: file_name.clone(),
+            }),
+            Effect::Changed => {}
+        }
+        return Err(qdrant("uploading the snapshot into", target)(e));
+    }
     cx.ui.ok("Snapshot uploaded");
     // The server keeps every uploaded file: remove it now rather than fill its disk.
     let mut done = Undo {
@@ -327,11 +476,10 @@ pub fn restore_config(
     cx.ui.step("Restoring config files...");
     for file in files {
         stopped(cx.stop)?;
-        let previous = config::write(file).map_err(|source| StepError::Io {
+        config::write(file, &mut undo.config).map_err(|source| StepError::Io {
             path: file.to.to_string(),
             source,
         })?;
-        undo.config.push(previous);
         cx.ui.ok(&format!(
             "{} → {} (mode {:o})",
             file.name, file.to, file.mode

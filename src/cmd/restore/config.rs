@@ -3,7 +3,9 @@
 //! Only files the manifest lists, that aimem knows where to put, and whose checksum verified
 //! are written. Each is replaced atomically (a temporary file in the same folder, synced, then
 //! renamed), with the mode AI Memory expects: 0600 for `docker/.env.secrets`, 0644 otherwise.
-//! The previous content is kept in memory so a failed restore can put it back.
+//! The previous content is kept in memory, recorded before the file is replaced, so a failed
+//! restore can put it back. A destination that is a symbolic link (`.env → real.env`) is
+//! written through: its target is replaced and the link stays a link.
 
 use std::io::Write;
 
@@ -69,6 +71,12 @@ pub fn plan(
             ));
             continue;
         };
+        if let Some(link) = super::symlink_in(backup, &relative) {
+            skipped.push(skip(&format!(
+                "{link} is a symbolic link; aimem does not follow links in a backup"
+            )));
+            continue;
+        }
         if let Some(problem) = checksums::check_one(backup, entry) {
             skipped.push(skip(&problem.to_string()));
             continue;
@@ -88,24 +96,52 @@ pub fn plan(
 /// How to put a destination back as it was.
 #[derive(Debug)]
 pub struct Previous {
+    /// The destination as the user knows it (possibly a link).
+    pub shown: Utf8PathBuf,
+    /// The file actually written: the destination, or the end of its chain of links.
     pub path: Utf8PathBuf,
     /// Content and mode before; None when the file did not exist.
     pub before: Option<(Vec<u8>, u32)>,
 }
 
-/// Writes one file atomically with its mode; returns what to restore on rollback.
-pub fn write(file: &ConfigFile) -> std::io::Result<Previous> {
-    let before = match std::fs::read(&file.to) {
-        Ok(bytes) => Some((bytes, current_mode(&file.to)?)),
+/// Writes one file atomically with its mode. What was there is pushed onto `log` *before*
+/// anything is replaced, so even a failure half way (the rename done, the folder's sync
+/// failed) leaves the rollback what it needs.
+pub fn write(file: &ConfigFile, log: &mut Vec<Previous>) -> std::io::Result<()> {
+    let path = resolve_links(&file.to)?;
+    let before = match std::fs::read(&path) {
+        Ok(bytes) => Some((bytes, current_mode(&path)?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
     let content = std::fs::read(&file.from)?;
-    replace(&file.to, &content, file.mode)?;
-    Ok(Previous {
-        path: file.to.clone(),
+    log.push(Previous {
+        shown: file.to.clone(),
+        path: path.clone(),
         before,
-    })
+    });
+    replace(&path, &content, file.mode)
+}
+
+/// Follows `path` through symbolic links to the file they end at (which may not exist yet).
+fn resolve_links(path: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
+    let mut current = path.to_owned();
+    // The kernel's own limit on a chain of links.
+    for _ in 0..40 {
+        match current.symlink_metadata() {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = current.read_link_utf8()?;
+                current = match target.is_absolute() {
+                    true => target,
+                    false => current.parent().unwrap_or(Utf8Path::new(".")).join(target),
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{path}: too many levels of symbolic links"
+    )))
 }
 
 /// Puts a destination back: the old content and mode, or no file at all.
@@ -131,6 +167,10 @@ fn replace(path: &Utf8Path, content: &[u8], mode: u32) -> std::io::Result<()> {
     set_mode(temp.path(), mode)?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
+    #[cfg(test)]
+    if tests::FAIL_DIR_SYNC.with(std::cell::Cell::get) {
+        return Err(std::io::Error::other("injected: syncing the folder failed"));
+    }
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -160,6 +200,69 @@ fn current_mode(_: &Utf8Path) -> std::io::Result<u32> {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// Makes `replace` fail after its rename, when it syncs the folder.
+        pub static FAIL_DIR_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn what_was_there_is_recorded_before_the_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(root.join("new"), "NEW").unwrap();
+        std::fs::write(root.join("old"), "OLD").unwrap();
+        let file = ConfigFile {
+            name: ".env".into(),
+            from: root.join("new"),
+            to: root.join("old"),
+            mode: 0o644,
+            overwrites: true,
+        };
+        let mut log = Vec::new();
+        FAIL_DIR_SYNC.with(|f| f.set(true));
+        let result = write(&file, &mut log);
+        FAIL_DIR_SYNC.with(|f| f.set(false));
+        assert!(result.is_err());
+        // The rename happened before the failure: the log must know how to undo it.
+        assert_eq!(std::fs::read_to_string(root.join("old")).unwrap(), "NEW");
+        assert_eq!(log.len(), 1);
+        undo(&log[0]).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("old")).unwrap(), "OLD");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_destination_is_written_through_and_stays_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(root.join("new"), "NEW").unwrap();
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::fs::write(root.join("real/real.env"), "OLD").unwrap();
+        std::os::unix::fs::symlink("real/real.env", root.join(".env")).unwrap();
+        let file = ConfigFile {
+            name: ".env".into(),
+            from: root.join("new"),
+            to: root.join(".env"),
+            mode: 0o644,
+            overwrites: true,
+        };
+        let mut log = Vec::new();
+        write(&file, &mut log).unwrap();
+        let is_link = |p: &Utf8Path| p.symlink_metadata().unwrap().file_type().is_symlink();
+        assert!(is_link(&root.join(".env")));
+        assert_eq!(
+            std::fs::read_to_string(root.join("real/real.env")).unwrap(),
+            "NEW"
+        );
+        undo(&log[0]).unwrap();
+        assert!(is_link(&root.join(".env")));
+        assert_eq!(
+            std::fs::read_to_string(root.join("real/real.env")).unwrap(),
+            "OLD"
+        );
+        assert_eq!(log[0].shown, root.join(".env"));
+    }
+
     #[test]
     fn secrets_are_private_the_rest_readable() {
         assert_eq!(mode_for("docker/.env.secrets"), 0o600);
@@ -180,17 +283,18 @@ mod tests {
             mode: 0o644,
             overwrites: true,
         };
-        let previous = write(&file).unwrap();
+        let mut log = Vec::new();
+        write(&file, &mut log).unwrap();
         assert_eq!(std::fs::read_to_string(root.join("old")).unwrap(), "NEW");
-        undo(&previous).unwrap();
+        undo(&log[0]).unwrap();
         assert_eq!(std::fs::read_to_string(root.join("old")).unwrap(), "OLD");
         let fresh = ConfigFile {
             to: root.join("sub/fresh"),
             ..file
         };
-        let previous = write(&fresh).unwrap();
+        write(&fresh, &mut log).unwrap();
         assert!(root.join("sub/fresh").is_file());
-        undo(&previous).unwrap();
+        undo(&log[1]).unwrap();
         assert!(!root.join("sub/fresh").exists());
     }
 }

@@ -8,6 +8,7 @@
 mod act;
 mod config;
 mod plan;
+mod recovery;
 mod rollback;
 
 use std::io::IsTerminal;
@@ -32,8 +33,8 @@ use config::ConfigFile;
 use plan::{Action, Planned, Refusal, Source, VersionCheck};
 use rollback::{Undo, Unrestored};
 
-/// Hidden folder (in the backup root) for the snapshots taken before overwriting; hidden so
-/// `latest` and `list` never take it for a backup.
+/// Hidden folder (beside the restored backup folder) for the snapshots taken before
+/// overwriting; hidden so `latest` and `list` never take it for a backup.
 pub const PRERESTORE_PREFIX: &str = ".aimem-prerestore-";
 
 #[derive(Debug, Args)]
@@ -91,6 +92,18 @@ pub struct RestoreArgs {
         value_name = "SECONDS"
     )]
     pub upload_timeout: u64,
+
+    /// Seconds Qdrant may take to recover one collection: the wait for an upload's answer, and
+    /// after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back.
+    #[arg(
+        long,
+        env = "SNAPSHOT_RECOVERY_TIMEOUT",
+        hide_env_values = true,
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(1..),
+        value_name = "SECONDS"
+    )]
+    pub recovery_timeout: u64,
 }
 
 /// What went wrong, worded for the person who has to fix it.
@@ -145,6 +158,16 @@ enum RestoreError {
         path: Utf8PathBuf,
     },
 
+    #[error("{what} is a symbolic link: {path}")]
+    #[diagnostic(
+        code(aimem::restore::link),
+        help(
+            "aimem restores only the backup's own files and never follows links in a backup folder. \
+             Replace the link with the file itself (and check it against CHECKSUMS.sha256)."
+        )
+    )]
+    Link { what: String, path: Utf8PathBuf },
+
     #[error("the manifest's schema for `{collection}` is damaged")]
     #[diagnostic(code(aimem::restore::schema))]
     BadSchema {
@@ -186,6 +209,14 @@ enum RestoreError {
     #[diagnostic(code(aimem::restore::rolled_back))]
     RolledBack {
         rolled_back: String,
+        #[source]
+        #[diagnostic_source]
+        cause: act::StepError,
+    },
+
+    #[error("the pre-restore snapshot could not be saved; nothing was changed")]
+    #[diagnostic(code(aimem::restore::not_saved))]
+    NotSaved {
         #[source]
         #[diagnostic_source]
         cause: act::StepError,
@@ -270,6 +301,7 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     ));
     let timeouts = Timeouts {
         transfer_stall: seconds(args.upload_timeout),
+        recover: seconds(args.recovery_timeout),
         ..Timeouts::default()
     };
     let client = ConnectionArgs::client(&endpoint, timeouts);
@@ -360,11 +392,18 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     // 6. Act.
     let now = crate::localtime::now();
     let stamp = layout::folder_name(now).replace('_', "-");
+    // Beside the backup (not in the current folder): the same disk the user chose for
+    // backups, and an absolute path so the recovery instructions work from anywhere.
+    let absolute = std::path::absolute(&dir)
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .unwrap_or_else(|| dir.clone());
+    let beside = absolute.parent().unwrap_or(&absolute).to_owned();
     let cx = act::Context {
         client: &client,
         ui,
         stop,
-        prerestore: root.join(format!("{PRERESTORE_PREFIX}{}", layout::folder_name(now))),
+        prerestore: beside.join(format!("{PRERESTORE_PREFIX}{}", layout::folder_name(now))),
         stamp: stamp.clone(),
     };
     let mut undo = Undo::default();
@@ -383,7 +422,13 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
             None => Ok(()),
         });
     if let Err(cause) = result {
-        return Err(roll_back(&cx, &endpoint.url, &mut undo, cause, stop));
+        let watch = recovery::Watch {
+            client: &client,
+            ui,
+            stop,
+            limit: seconds(args.recovery_timeout),
+        };
+        return Err(roll_back(&cx, &watch, &endpoint.url, &mut undo, cause));
     }
     undo.discard_saved(&client, ui);
 
@@ -465,6 +510,22 @@ fn verify_checksums(
     }
 }
 
+/// The first symbolic link among the components of `relative` under `dir` (the file itself
+/// or a folder on the way), if any.
+pub(crate) fn symlink_in(dir: &Utf8Path, relative: &str) -> Option<Utf8PathBuf> {
+    let mut path = dir.to_owned();
+    for part in Utf8Path::new(relative).components() {
+        path.push(part);
+        if path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Some(path);
+        }
+    }
+    None
+}
+
 fn snapshot_path(file: &str) -> String {
     format!("{SNAPSHOT_DIR}/{file}")
 }
@@ -485,6 +546,15 @@ fn sources(
                 return Err(RestoreError::SnapshotMissing {
                     collection: entry.name.clone(),
                     path: snapshot,
+                })
+                .or_exit(Exit::Failed);
+            }
+            // A link could point anywhere (and with --skip-checksum-verify nothing would
+            // notice): only the backup's own files are uploaded.
+            if let Some(link) = symlink_in(dir, &relative) {
+                return Err(RestoreError::Link {
+                    what: format!("the snapshot of `{}`", entry.name),
+                    path: link,
                 })
                 .or_exit(Exit::Failed);
             }
@@ -611,19 +681,28 @@ fn confirm(what: &str) -> Outcome {
 /// Replays the undo log after `cause`, and words the outcome.
 fn roll_back(
     cx: &act::Context,
+    watch: &recovery::Watch,
     url: &str,
     undo: &mut Undo,
     cause: act::StepError,
-    stop: &StopFlag,
 ) -> Failure {
+    let stop = cx.stop;
     cx.ui.blank();
+    if cause.is_prerestore() && undo.changed_nothing() {
+        // Only the pre-restore snapshot itself is to clean up: the restore is refused before
+        // any change, like any other refusal.
+        undo.discard_saved(cx.client, cx.ui);
+        let exit = stop.requested().unwrap_or(Exit::Failed);
+        return Failure::new(exit, miette::Report::new(RestoreError::NotSaved { cause }));
+    }
     cx.ui.warn(&format!("restore failed: {cause}"));
     for (collection, path) in undo.kept() {
         cx.ui
             .warn(&format!("pre-restore snapshot of `{collection}`: {path}"));
     }
     cx.ui.step("Rolling back...");
-    match undo.rollback(cx.client, cx.ui, &cx.stamp) {
+    let mut settle = |unclear: &rollback::Unclear| recovery::wait_until_recovered(watch, unclear);
+    match undo.rollback(cx.client, cx.ui, &cx.stamp, &mut settle) {
         Ok(done) => {
             let rolled_back = if done.is_empty() {
                 "  nothing had been changed yet".to_string()
@@ -663,11 +742,43 @@ fn roll_back(
 /// Where each kept pre-restore snapshot is and the one command that puts it back.
 fn recovery_help(url: &str, undo: &Undo) -> String {
     let kept = undo.kept();
-    if kept.is_empty() {
-        return "No existing collection had been touched; check the collections named above by hand."
-            .to_string();
+    let mut text = String::new();
+    if !undo.unsettled.is_empty() {
+        text.push_str(
+            "Qdrant may still be recovering from the backup's upload; anything done before it ends is \
+             undone by it. Wait until this prints 0 for each collection named:",
+        );
+        for unclear in &undo.unsettled {
+            let c = &unclear.collection;
+            text.push_str(&format!(
+                "\n  curl -fsS -H \"api-key: $QDRANT_API_KEY\" \"{url}/metrics\" | grep 'snapshot_recovery_running{{id=\"{c}\"}}'"
+            ));
+        }
+        text.push_str("\nthen:");
+        for unclear in &undo.unsettled {
+            let c = &unclear.collection;
+            if undo.created.contains(c) {
+                text.push_str(&format!(
+                    "\n  delete `{c}`, which this restore created: curl -fsS -X DELETE -H \"api-key: $QDRANT_API_KEY\" \"{url}/collections/{c}\""
+                ));
+            }
+            text.push_str(&format!(
+                "\n  delete the uploaded copy: curl -fsS -X DELETE -H \"api-key: $QDRANT_API_KEY\" \"{url}/collections/{c}/snapshots/{}\"",
+                unclear.upload
+            ));
+        }
+        if !kept.is_empty() {
+            text.push('\n');
+        }
     }
-    let mut text = String::from(
+    if kept.is_empty() {
+        if text.is_empty() {
+            return "No existing collection had been touched; check the collections named above by hand."
+                .to_string();
+        }
+        return text;
+    }
+    text.push_str(
         "The pre-restore snapshots are kept (aimem will not delete them). To put a collection back as it was, run:",
     );
     for (collection, path) in kept {

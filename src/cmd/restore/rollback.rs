@@ -23,8 +23,17 @@ pub struct Saved {
     pub server_snapshot: Option<String>,
     pub fingerprint: Fingerprint,
     pub points: u64,
-    /// An upload into it was started: it must be recovered on rollback.
+    /// An upload into it was started and not refused: it must be recovered on rollback.
     pub touched: bool,
+}
+
+/// An upload whose outcome is unknown (no answer, a timeout, a lost connection, a gateway
+/// error): Qdrant may still be recovering the collection from it (api.md §0.3).
+#[derive(Debug, Clone)]
+pub struct Unclear {
+    pub collection: String,
+    /// The uploaded file's name on the server.
+    pub upload: String,
 }
 
 /// What this run changed, in order.
@@ -38,6 +47,10 @@ pub struct Undo {
     pub config: Vec<Previous>,
     /// `.aimem-prerestore-<ts>`, created by this run.
     pub folder: Option<Utf8PathBuf>,
+    /// Uploads that may still be recovering: waited for before anything of them is rolled back.
+    pub unclear: Vec<Unclear>,
+    /// Collections whose recovery could not be confirmed finished: left alone by the rollback.
+    pub unsettled: Vec<Unclear>,
 }
 
 /// A rollback step that failed.
@@ -50,26 +63,62 @@ pub struct Unrestored {
 impl Undo {
     /// Puts everything back. Returns one line per thing rolled back, or what could not be.
     /// Pre-restore snapshots are removed only if everything succeeded.
+    ///
+    /// `settle` is called first for each upload whose outcome is unknown, and must return once
+    /// Qdrant is no longer recovering that collection; if it cannot tell, the collection is
+    /// left alone (rolling it back now would race the recovery) and reported as not restored.
     pub fn rollback(
         &mut self,
         client: &Client,
         ui: &Ui,
         stamp: &str,
+        settle: &mut dyn FnMut(&Unclear) -> Result<(), String>,
     ) -> Result<Vec<String>, Vec<Unrestored>> {
         let mut done = Vec::new();
         let mut failed = Vec::new();
+        for unclear in std::mem::take(&mut self.unclear) {
+            if let Err(why) = settle(&unclear) {
+                failed.push(Unrestored {
+                    what: format!(
+                        "`{}`: Qdrant may still be recovering it from the backup, so it was not rolled back",
+                        unclear.collection
+                    ),
+                    why,
+                });
+                self.unsettled.push(unclear);
+            }
+        }
+        let unsettled: Vec<String> = self
+            .unsettled
+            .iter()
+            .map(|u| u.collection.clone())
+            .collect();
+        let left_alone = |c: &String| unsettled.contains(c);
+        // Its uploaded copy may be what Qdrant is recovering from: not deleted either.
+        let kept_uploads: Vec<(String, String)> = self
+            .uploads
+            .iter()
+            .filter(|(c, _)| left_alone(c))
+            .cloned()
+            .collect();
+        self.uploads.retain(|(c, _)| !left_alone(c));
         for previous in self.config.drain(..).rev() {
             match config::undo(&previous) {
-                Ok(()) => done.push(format!("config file {} put back", previous.path)),
+                Ok(()) => done.push(format!("config file {} put back", previous.shown)),
                 Err(e) => failed.push(Unrestored {
-                    what: format!("config file {}", previous.path),
+                    what: format!("config file {}", previous.shown),
                     why: e.to_string(),
                 }),
             }
         }
         // Uploaded copies first: once a collection is deleted its snapshot folder is out of reach.
         self.delete_uploads(client, ui);
-        for name in self.created.drain(..).rev() {
+        self.uploads = kept_uploads;
+        let created = std::mem::take(&mut self.created);
+        let (kept_created, created): (Vec<String>, Vec<String>) =
+            created.into_iter().partition(|c| left_alone(c));
+        self.created = kept_created;
+        for name in created.into_iter().rev() {
             match client.delete_collection(&name) {
                 Ok(_) => done.push(format!("`{name}` (created by this restore) deleted")),
                 Err(e) => failed.push(Unrestored {
@@ -78,7 +127,12 @@ impl Undo {
                 }),
             }
         }
-        for saved in self.saved.iter().rev().filter(|s| s.touched) {
+        for saved in self
+            .saved
+            .iter()
+            .rev()
+            .filter(|s| s.touched && !left_alone(&s.collection))
+        {
             ui.step(&format!(
                 "Rolling back {} from its pre-restore snapshot...",
                 saved.collection
@@ -141,6 +195,16 @@ impl Undo {
                 }
             }
         }
+    }
+
+    /// True when this run changed nothing yet: no collection created, none uploaded into (or
+    /// maybe uploaded into), no config file replaced.
+    pub fn changed_nothing(&self) -> bool {
+        self.created.is_empty()
+            && self.config.is_empty()
+            && self.unclear.is_empty()
+            && self.unsettled.is_empty()
+            && !self.saved.iter().any(|s| s.touched)
     }
 
     /// The pre-restore snapshots kept after a failed rollback: (collection, local path).

@@ -33,6 +33,24 @@ pub enum FaultKind {
     /// On upload into an existing collection: clear its points, then answer
     /// 500 `Service internal error: …` (the real server's destructive failure mode).
     UploadFailAfterClear,
+    /// On upload: read the whole body, then recover for `takes` (the
+    /// `snapshot_recovery_running{id="c"}` gauge of `GET /metrics` reads 1 meanwhile) and only
+    /// then replace the data, like the real server's spawned task, which keeps running after
+    /// the client is gone (api.md §0.3). The client gets `answer`.
+    SlowRecovery { takes: Duration, answer: LateAnswer },
+}
+
+/// What the client of a [`FaultKind::SlowRecovery`] upload sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LateAnswer {
+    /// The normal answer, once the recovery is done (`wait=true`).
+    Wait,
+    /// The connection closes as soon as the body is read (a lost connection; the recovery
+    /// goes on).
+    Drop,
+    /// A reverse proxy's `text/plain` answer (say nginx's 504) as soon as the body is read,
+    /// while the server behind it goes on recovering.
+    Gateway { code: u16, body: String },
 }
 
 impl Fault {

@@ -362,6 +362,15 @@ impl Response {
         )
     }
 
+    /// No answer at all: the connection is closed instead (see [`Response::is_dropped`]).
+    pub fn dropped() -> Self {
+        Self::new(0, None, Vec::new())
+    }
+
+    pub fn is_dropped(&self) -> bool {
+        self.status == 0
+    }
+
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_string(), value.into()));
         self

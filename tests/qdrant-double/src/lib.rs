@@ -1,7 +1,8 @@
 //! A small, stateful, Qdrant-compatible HTTP server for aimem's tests and benchmarks.
 //!
 //! It speaks the subset of the Qdrant 1.18.3 REST API a backup tool uses (collections, payload
-//! indexes, point counts, collection snapshots: create/list/download/delete/upload/recover),
+//! indexes, point counts, collection snapshots: create/list/download/delete/upload/recover,
+//! and the snapshot gauges of `GET /metrics`),
 //! with the status codes, JSON shapes and error bodies of the real exchanges captured in
 //! `tests/fixtures/qdrant/`. Snapshots are real uncompressed tar files on disk. Faults can be
 //! injected per request (see [`Fault`]).
@@ -30,7 +31,7 @@ use std::thread::JoinHandle;
 
 use serde_json::Value;
 
-pub use faults::{Fault, FaultKind};
+pub use faults::{Fault, FaultKind, LateAnswer};
 use server::{Shared, lock};
 use state::{Collection, State};
 
@@ -252,6 +253,28 @@ impl Double {
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         lock(&self.shared.requests).clear();
+    }
+
+    /// Snapshot recoveries running now, over all collections (what the
+    /// `snapshot_recovery_running` gauges of `GET /metrics` add up to).
+    pub fn recoveries_running(&self) -> u64 {
+        lock(&self.shared.state)
+            .snapshot_telemetry
+            .values()
+            .map(|t| t.running_recoveries)
+            .sum()
+    }
+
+    /// Waits (up to `limit`) until no snapshot recovery is running; true if none is.
+    pub fn wait_for_recoveries(&self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while self.recoveries_running() > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
     }
 }
 

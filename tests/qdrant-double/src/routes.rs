@@ -4,11 +4,12 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::faults::LateAnswer;
 use crate::http::{BodyReader, Request, Response, ResponseBody};
 use crate::multipart::{self, MultipartError};
 use crate::server::{Shared, lock};
@@ -18,10 +19,66 @@ use crate::state::{self, Collection};
 const JSON_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// Per-request effects of injected faults.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Flags {
     pub wrong_checksum: bool,
     pub upload_fail_after_clear: bool,
+    pub slow_recovery: Option<(Duration, LateAnswer)>,
+}
+
+/// Counts one running snapshot recovery of a collection for `/metrics` while it lives, like
+/// the real server's `running_snapshot_recovery.measure_scope()`.
+pub(crate) struct RecoveryGuard<'s> {
+    shared: &'s Shared,
+    collection: String,
+}
+
+impl<'s> RecoveryGuard<'s> {
+    pub fn new(shared: &'s Shared, collection: &str) -> Self {
+        lock(&shared.state)
+            .snapshot_telemetry
+            .entry(collection.to_string())
+            .or_default()
+            .running_recoveries += 1;
+        RecoveryGuard {
+            shared,
+            collection: collection.to_string(),
+        }
+    }
+}
+
+impl Drop for RecoveryGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = lock(&self.shared.state)
+            .snapshot_telemetry
+            .get_mut(&self.collection)
+        {
+            t.running_recoveries = t.running_recoveries.saturating_sub(1);
+        }
+    }
+}
+
+/// A recovery that goes on after the client got its answer (or lost its connection): the
+/// connection thread runs it once the answer is out.
+pub(crate) struct Deferred<'s> {
+    guard: RecoveryGuard<'s>,
+    path: PathBuf,
+    takes: Duration,
+    fail_after_clear: bool,
+}
+
+impl Deferred<'_> {
+    pub fn run(self) -> Result<(), Failure> {
+        std::thread::sleep(self.takes);
+        let result = recover_unmeasured(
+            self.guard.shared,
+            &self.guard.collection,
+            &self.path,
+            self.fail_after_clear,
+        );
+        drop(self.guard);
+        result
+    }
 }
 
 fn secs(started: Instant) -> f64 {
@@ -99,12 +156,13 @@ fn read_json(body: &mut BodyReader<'_>, allow_empty: bool) -> Result<Value, Stri
     serde_json::from_slice(&bytes).map_err(|e| format!("Format error in JSON body: {e}"))
 }
 
-pub(crate) fn handle(
-    shared: &Shared,
+pub(crate) fn handle<'s>(
+    shared: &'s Shared,
     req: &Request,
     body: &mut BodyReader<'_>,
     flags: Flags,
     started: Instant,
+    later: &mut Option<Deferred<'s>>,
 ) -> Response {
     let access = match authenticate(shared, req) {
         Ok(a) => a,
@@ -136,6 +194,7 @@ pub(crate) fn handle(
         ("GET", ["healthz"]) | ("GET", ["livez"]) => Response::plain(200, "healthz check passed"),
         ("GET", ["readyz"]) => Response::plain(200, "all shards are ready"),
         ("GET", ["cluster"]) => ok(json!({"status": "disabled"}), started),
+        ("GET", ["metrics"]) => Response::plain(200, &metrics(shared)),
         ("GET", ["collections"]) => {
             let st = lock(&shared.state);
             let list: Vec<Value> = st
@@ -197,11 +256,11 @@ pub(crate) fn handle(
             }
         }
         ("POST", ["collections", c, "snapshots", "upload"]) => {
-            upload_snapshot(shared, req, c, body, flags, started)
+            upload_snapshot(shared, req, c, body, flags, started, later)
         }
         ("PUT", ["collections", c, "snapshots", "recover"]) => {
             let result = match read_json(body, false) {
-                Ok(v) => recover_snapshot(shared, c, &v, flags),
+                Ok(v) => recover_snapshot(shared, c, &v, &flags),
                 Err(msg) => Err((400, msg)),
             };
             match (req.wait(true), result) {
@@ -225,6 +284,71 @@ pub(crate) fn handle(
             started,
         ),
     }
+}
+
+/// `GET /metrics` in the Prometheus text format the real server's `TextEncoder` writes: a few
+/// of its families, with the snapshot gauges per collection name that ever had a snapshot
+/// created or recovered since start (a family without samples is left out, as there).
+fn metrics(shared: &Shared) -> String {
+    let st = lock(&shared.state);
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, kind: &str, samples: Vec<(String, u64)>| {
+        if samples.is_empty() {
+            return;
+        }
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, value) in samples {
+            out.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    };
+    let label = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    family(
+        "app_info",
+        "information about qdrant server",
+        "gauge",
+        vec![(
+            format!(
+                "{{name=\"qdrant\",version=\"{}\"}}",
+                label(&shared.config.version)
+            ),
+            1,
+        )],
+    );
+    family(
+        "collections_total",
+        "number of collections",
+        "gauge",
+        vec![(String::new(), st.collections.len() as u64)],
+    );
+    let per_id = |pick: fn(&state::SnapshotTelemetry) -> u64| -> Vec<(String, u64)> {
+        st.snapshot_telemetry
+            .iter()
+            .map(|(id, t)| (format!("{{id=\"{}\"}}", label(id)), pick(t)))
+            .collect()
+    };
+    family(
+        "snapshot_creation_running",
+        "amount of snapshot creations that are currently running",
+        "gauge",
+        per_id(|t| t.running_creations),
+    );
+    family(
+        "snapshot_recovery_running",
+        "amount of snapshot recovery operations currently running",
+        "gauge",
+        per_id(|t| t.running_recoveries),
+    );
+    family(
+        "snapshot_created_total",
+        "total amount of snapshots created",
+        "counter",
+        per_id(|t| t.total_creations),
+    );
+    out
 }
 
 fn valid_collection_name(c: &str) -> bool {
@@ -444,6 +568,29 @@ pub(crate) fn create_snapshot(
             .ok_or_else(|| (404, not_found_collection(c)))?;
         (col, st.fillers.get(c).copied().unwrap_or(0))
     };
+    lock(&shared.state)
+        .snapshot_telemetry
+        .entry(c.to_string())
+        .or_default()
+        .running_creations += 1;
+    let result = build_snapshot(shared, c, &col, filler, wrong_checksum);
+    let mut st = lock(&shared.state);
+    if let Some(t) = st.snapshot_telemetry.get_mut(c) {
+        t.running_creations = t.running_creations.saturating_sub(1);
+        if result.is_ok() {
+            t.total_creations += 1;
+        }
+    }
+    result
+}
+
+fn build_snapshot(
+    shared: &Shared,
+    c: &str,
+    col: &Collection,
+    filler: u64,
+    wrong_checksum: bool,
+) -> Result<Value, Failure> {
     let io_err = |e: std::io::Error| (500, format!("Service internal error: {e}"));
     let now = timestamp_now();
     let name = format!(
@@ -457,7 +604,7 @@ pub(crate) fn create_snapshot(
     let tmp = shared
         .tmp_dir()
         .join(format!("{name}.{}.tmp", shared.unique()));
-    let sha = match snapshot::write_snapshot(&tmp, &col, shared.config.peer_id, filler) {
+    let sha = match snapshot::write_snapshot(&tmp, col, shared.config.peer_id, filler) {
         Ok(sha) => sha,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -631,13 +778,14 @@ fn delete_snapshot(shared: &Shared, c: &str, name: &str) -> Result<(), Failure> 
     Ok(())
 }
 
-fn upload_snapshot(
-    shared: &Shared,
+fn upload_snapshot<'s>(
+    shared: &'s Shared,
     req: &Request,
     c: &str,
     body: &mut BodyReader<'_>,
     flags: Flags,
     t: Instant,
+    later: &mut Option<Deferred<'s>>,
 ) -> Response {
     let checksum = req.query("checksum").map(str::to_string);
     if let Some(sum) = &checksum
@@ -724,6 +872,30 @@ fn upload_snapshot(
     if let Err(e) = moved {
         return error(500, &format!("Service internal error: {e}"), t);
     }
+    if let Some((takes, answer)) = flags.slow_recovery {
+        let job = Deferred {
+            guard: RecoveryGuard::new(shared, c),
+            path: dest,
+            takes,
+            fail_after_clear: flags.upload_fail_after_clear,
+        };
+        let result = match answer {
+            LateAnswer::Wait => job.run(),
+            LateAnswer::Drop => {
+                *later = Some(job);
+                return Response::dropped();
+            }
+            LateAnswer::Gateway { code, body } => {
+                *later = Some(job);
+                return Response::plain(code, &body);
+            }
+        };
+        return match (req.wait(true), result) {
+            (false, _) => accepted(t),
+            (true, Ok(())) => ok(json!(true), t),
+            (true, Err((code, msg))) => error(code, &msg, t),
+        };
+    }
     let result = recover_from_file(shared, c, &dest, flags.upload_fail_after_clear);
     match (req.wait(true), result) {
         (false, _) => accepted(t),
@@ -732,7 +904,7 @@ fn upload_snapshot(
     }
 }
 
-fn recover_snapshot(shared: &Shared, c: &str, body: &Value, flags: Flags) -> Result<(), Failure> {
+fn recover_snapshot(shared: &Shared, c: &str, body: &Value, flags: &Flags) -> Result<(), Failure> {
     let location = body["location"].as_str().ok_or_else(|| {
         (
             400,
@@ -795,8 +967,18 @@ fn recover_snapshot(shared: &Shared, c: &str, body: &Value, flags: Flags) -> Res
     recover_from_file(shared, c, &path, flags.upload_fail_after_clear)
 }
 
-/// The recovery shared by upload and recover.
+/// The recovery shared by upload and recover, counted in `/metrics` while it runs.
 pub(crate) fn recover_from_file(
+    shared: &Shared,
+    c: &str,
+    path: &Path,
+    fail_after_clear: bool,
+) -> Result<(), Failure> {
+    let _running = RecoveryGuard::new(shared, c);
+    recover_unmeasured(shared, c, path, fail_after_clear)
+}
+
+fn recover_unmeasured(
     shared: &Shared,
     c: &str,
     path: &Path,

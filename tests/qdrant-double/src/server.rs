@@ -117,6 +117,9 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             }
             Some(FaultKind::WrongChecksum) => flags.wrong_checksum = true,
             Some(FaultKind::UploadFailAfterClear) => flags.upload_fail_after_clear = true,
+            Some(FaultKind::SlowRecovery { takes, answer }) => {
+                flags.slow_recovery = Some((takes, answer));
+            }
             Some(FaultKind::Status { code, message }) => {
                 fault_response = Some(routes::error(code, &message, started));
             }
@@ -135,18 +138,28 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             }
         };
         let mut body = BodyReader::new(&mut reader, kind, req.expects_continue());
+        let mut later = None;
         let resp = match fault_response {
             Some(resp) => resp,
-            None => routes::handle(shared, &req, &mut body, flags, started),
+            None => routes::handle(shared, &req, &mut body, flags, started, &mut later),
         };
-        let mut close = req.wants_close();
+        let mut close = req.wants_close() || later.is_some();
         if !body.drain() {
             close = true;
         }
-        match http::write_response(&stream, &resp, close, body_fault) {
-            Ok(true) if !close => {}
-            _ => break,
+        if resp.is_dropped() {
+            let _ = stream.shutdown(Shutdown::Both);
+        } else if let Ok(true) = http::write_response(&stream, &resp, close, body_fault)
+            && !close
+        {
+            continue;
         }
+        if let Some(job) = later {
+            // The real server's recovery runs on after the client is gone (api.md §0.3).
+            let _ = stream.shutdown(Shutdown::Both);
+            let _ = job.run();
+        }
+        break;
     }
     let _ = stream.shutdown(Shutdown::Both);
 }

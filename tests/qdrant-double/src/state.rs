@@ -27,6 +27,18 @@ pub struct State {
     /// `GET /collections/{c}/cluster` answers that replace the single-node view (a peer of a cluster).
     pub cluster_views: HashMap<String, Value>,
     pub next_operation_id: u64,
+    /// Per collection name, from its first snapshot creation or recovery on: what `/metrics`
+    /// reports as `snapshot_*{id="c"}` (the real server's `SnapshotTelemetryCollector`, which
+    /// also outlives a deleted collection).
+    pub snapshot_telemetry: BTreeMap<String, SnapshotTelemetry>,
+}
+
+/// The snapshot counters the real server keeps per collection name.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotTelemetry {
+    pub running_creations: u64,
+    pub running_recoveries: u64,
+    pub total_creations: u64,
 }
 
 impl State {

@@ -1036,3 +1036,60 @@ fn round_trip_keeps_fields_without_values_and_multi_shard_configs() {
     let expected = fixture("collections/info-github.json");
     assert_eq!(github, expected["response"]["body"]["result"]);
 }
+
+#[test]
+fn metrics_show_snapshot_gauges_and_a_slow_recovery_outlives_its_client() {
+    let double = Double::start(Config {
+        api_key: Some(KEY.into()),
+        ..Config::default()
+    });
+    double.seed_ai_memory();
+    assert_eq!(Client::new(&double).get("/metrics").status, 401);
+    let mut c = Client::with_key(&double, Some(KEY));
+    let text = c.get("/metrics").text();
+    assert!(text.contains("collections_total 5\n"), "{text}");
+    assert!(
+        !text.contains("snapshot_recovery_running"),
+        "no snapshot activity yet"
+    );
+    let resp = c.request("POST", "/collections/discussions/snapshots", &[], b"");
+    assert_eq!(resp.status, 200);
+    let text = c.get("/metrics").text();
+    assert!(
+        text.contains("# TYPE snapshot_recovery_running gauge\n"),
+        "{text}"
+    );
+    assert!(text.contains("snapshot_recovery_running{id=\"discussions\"} 0\n"));
+    assert!(text.contains("snapshot_created_total{id=\"discussions\"} 1\n"));
+
+    double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(500),
+            answer: crate::LateAnswer::Drop,
+        },
+    ));
+    double.upsert_points("conventions", &[77]);
+    let mut up = Client::with_key(&double, Some(KEY));
+    let sum = sha_hex(&real_snapshot());
+    let body = multipart_body("XbOuNdArYx", "snapshot", "late.snapshot", &real_snapshot());
+    up.send_head(
+        "POST",
+        &format!("/collections/conventions/snapshots/upload?checksum={sum}"),
+        &[
+            ("content-type", "multipart/form-data; boundary=XbOuNdArYx"),
+            ("content-length", &body.len().to_string()),
+        ],
+    );
+    up.reader.get_mut().write_all(&body).expect("body");
+    assert!(up.read_response().is_none(), "the connection is dropped");
+    assert_eq!(double.recoveries_running(), 1);
+    let text = c.get("/metrics").text();
+    assert!(
+        text.contains("snapshot_recovery_running{id=\"conventions\"} 1\n"),
+        "{text}"
+    );
+    assert!(double.wait_for_recoveries(Duration::from_secs(10)));
+    assert!(!double.point_ids("conventions").unwrap().contains(&77));
+}
