@@ -7,7 +7,7 @@
 //! are listed; nothing unlisted lies in the folder; the manifest's sizes match the files; and,
 //! unless told not to, each snapshot's own schema (read from the tar) matches the fingerprint.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
@@ -133,7 +133,8 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
     }
 
     let mut files_checked = 0;
-    let listed: Option<BTreeSet<String>> = match checksums::read(dir) {
+    // Listed path → its SHA-256.
+    let listed: Option<BTreeMap<String, String>> = match checksums::read(dir) {
         Ok(entries) => {
             files_checked = entries.len();
             for problem in checksums::check_all(dir, &entries) {
@@ -154,7 +155,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
                 };
                 push(problem.path(), kind, text);
             }
-            Some(entries.into_iter().map(|e| e.path).collect())
+            Some(entries.into_iter().map(|e| (e.path, e.sha256)).collect())
         }
         Err(ChecksumsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             legacy = true;
@@ -200,7 +201,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
             );
         }
         for file in named {
-            if !listed.contains(&file) {
+            if !listed.contains_key(&file) {
                 push(
                     &file,
                     Kind::NotListed,
@@ -217,7 +218,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
             );
         }
         for file in present {
-            if file != CHECKSUMS_FILE && !listed.contains(&file) {
+            if file != CHECKSUMS_FILE && !listed.contains_key(&file) {
                 push(
                     &file,
                     Kind::Unlisted,
@@ -233,7 +234,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
             let path = dir.join(&file);
             // A missing snapshot is reported by the checksum check when it is listed.
             let Ok(meta) = path.metadata() else {
-                if listed.as_ref().is_none_or(|l| !l.contains(&file)) {
+                if listed.as_ref().is_none_or(|l| !l.contains_key(&file)) {
                     push(
                         &file,
                         Kind::Missing,
@@ -252,6 +253,32 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
                         entry.size_bytes
                     ),
                 );
+            }
+            // The manifest records the snapshot's digest too: a CHECKSUMS.sha256 "repaired" to
+            // match a changed file no longer agrees with it.
+            let checksum_line = listed.as_ref().and_then(|l| l.get(&file));
+            if let (Some(recorded), Some(line)) = (&entry.sha256, checksum_line) {
+                if !recorded.eq_ignore_ascii_case(line) {
+                    push(
+                        &file,
+                        Kind::Mismatch,
+                        format!(
+                            "the manifest records SHA-256 {recorded}, {CHECKSUMS_FILE} lists {line}"
+                        ),
+                    );
+                }
+            }
+            if let (Some(digest), Some(schema)) = (&entry.schema_digest, &entry.schema) {
+                let actual = Fingerprint::from_value(schema.clone()).map(|f| f.digest());
+                if actual.as_ref().ok() != Some(digest) {
+                    push(
+                        MANIFEST_FILE,
+                        Kind::SchemaMismatch,
+                        format!(
+                            "the schema of `{name}` does not match its recorded digest {digest}"
+                        ),
+                    );
+                }
             }
             if options.deep {
                 if let Some(finding) = deep_check(name, &file, &path, entry.schema.as_ref()) {

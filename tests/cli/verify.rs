@@ -84,8 +84,12 @@ fn a_truncated_snapshot_is_caught_inside_the_archive() {
     let bytes = std::fs::read(&snapshot).unwrap();
     let cut = bytes.len() - 1024;
     std::fs::write(&snapshot, &bytes[..cut]).unwrap();
+    let (sha, _) =
+        aimem::manifest::checksums::hash_file(camino::Utf8Path::from_path(&snapshot).unwrap())
+            .unwrap();
     edit_manifest(&backup, |m| {
         m["collections"]["discussions"]["size_bytes"] = json!(cut);
+        m["collections"]["discussions"]["sha256"] = json!(sha);
     });
     let report = verify_json(&env, &backup, &[], 2);
     assert_eq!(
@@ -118,6 +122,8 @@ fn a_snapshot_of_another_collection_does_not_match_the_fingerprint() {
     let size = std::fs::metadata(&to).unwrap().len();
     edit_manifest(&backup, |m| {
         m["collections"]["conventions"]["size_bytes"] = json!(size);
+        m["collections"]["conventions"]["sha256"] =
+            m["collections"]["discussions"]["sha256"].clone();
     });
     let report = verify_json(&env, &backup, &[], 2);
     assert_eq!(
@@ -282,6 +288,44 @@ fn a_snapshot_that_is_a_link_into_another_backup_fails_verification() {
     run.assert_code(2);
     assert!(
         run.all_output().contains("symbolic link"),
+        "{}",
+        run.all_output()
+    );
+}
+
+#[test]
+fn a_checksum_file_repaired_to_match_a_changed_snapshot_is_caught() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[]);
+    // Change a snapshot, then "fix" CHECKSUMS.sha256 the way someone silencing the error would.
+    let snapshot = backup.join("qdrant/github.snapshot");
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let last = bytes.len() - 2000;
+    bytes[last] ^= 0xff;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let output = std::process::Command::new("sha256sum")
+        .arg("qdrant/github.snapshot")
+        .current_dir(&backup)
+        .output()
+        .unwrap();
+    let new_line = String::from_utf8(output.stdout).unwrap();
+    let listed = std::fs::read_to_string(backup.join("CHECKSUMS.sha256")).unwrap();
+    let repaired: String = listed
+        .lines()
+        .map(|l| {
+            if l.ends_with("qdrant/github.snapshot") {
+                new_line.trim_end().to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(backup.join("CHECKSUMS.sha256"), repaired).unwrap();
+    let run = env.run(&["verify", backup.to_str().unwrap(), "--no-deep"]);
+    run.assert_code(2);
+    assert!(
+        run.all_output().contains("the manifest records SHA-256"),
         "{}",
         run.all_output()
     );

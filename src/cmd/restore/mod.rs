@@ -428,7 +428,13 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
             stop,
             limit: seconds(args.recovery_timeout),
         };
-        return Err(roll_back(&cx, &watch, &endpoint.url, &mut undo, cause));
+        return Err(roll_back(
+            &cx,
+            &watch,
+            client.display_url(),
+            &mut undo,
+            cause,
+        ));
     }
     undo.discard_saved(&client, ui);
 
