@@ -18,7 +18,7 @@ use crate::cmd::output;
 use crate::exit::Exit;
 use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::{self, Difference, Fingerprint, Severity};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ManifestError};
 use crate::qdrant::{Client, QdrantError, Timeouts};
 use crate::settings::ConnectionArgs;
 use crate::ui::Ui;
@@ -286,7 +286,11 @@ fn live_error(error: QdrantError) -> Failure {
 /// Reads a backup's manifest (`latest` resolved in the backup root).
 fn load(arg: &Utf8Path) -> Outcome<(Utf8PathBuf, Manifest)> {
     let dir = locate::backup_folder(arg)?;
-    let manifest = Manifest::read(&dir).or_exit(Exit::Failed)?;
+    // A folder without a manifest is not a backup: a wrong argument, not a schema difference.
+    let manifest = match Manifest::read(&dir) {
+        Err(e @ ManifestError::Missing { .. }) => Err(e).or_exit(Exit::InvalidArguments)?,
+        other => other.or_exit(Exit::Failed)?,
+    };
     Ok((dir, manifest))
 }
 

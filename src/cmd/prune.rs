@@ -165,7 +165,7 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
                 .ok()
         })
     };
-    let plan = Plan {
+    let mut plan = Plan {
         root: root.to_string(),
         dry_run: args.dry_run,
         refused,
@@ -236,10 +236,13 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
     let mut failures = Vec::new();
     if !args.dry_run {
         for l in removed.iter().chain(stale.iter()) {
-            if let Err(e) = std::fs::remove_dir_all(&l.path) {
+            if let Err(e) = delete_folder(&root, l, ui) {
                 failures.push(format!("{}: {e}", l.path));
+                plan.removed.retain(|r| r.name != l.name);
+                plan.incomplete_removed.retain(|name| name != &l.name);
             }
         }
+        finish_earlier_deletions(&root, ui);
     }
     if args.json {
         output::json(&plan);
@@ -305,4 +308,37 @@ fn newest_change(dir: &Utf8Path) -> Option<SystemTime> {
         newest = newest.max(time);
     }
     newest
+}
+
+/// Hidden name a folder takes while it is deleted, so a deletion that fails half way never
+/// leaves something that looks like a backup (or a damaged one) behind.
+const DELETING_PREFIX: &str = ".aimem-deleting-";
+
+/// Renames the folder out of sight (atomic), then deletes it. Once renamed it is no longer a
+/// backup, so a failure to delete the rest is only a warning's worth.
+fn delete_folder(root: &Utf8Path, listed: &Listed, ui: &Ui) -> std::io::Result<()> {
+    let hidden = root.join(format!("{DELETING_PREFIX}{}", listed.name));
+    std::fs::rename(&listed.path, &hidden)?;
+    if let Err(e) = std::fs::remove_dir_all(&hidden) {
+        ui.warn(&format!(
+            "{} is no longer a backup, but deleting it stopped half way ({e}); the next prune retries",
+            listed.name
+        ));
+    }
+    Ok(())
+}
+
+/// Removes what an earlier prune renamed for deletion but could not finish deleting.
+fn finish_earlier_deletions(root: &Utf8Path, ui: &Ui) {
+    let Ok(entries) = root.read_dir_utf8() else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && entry.file_name().starts_with(DELETING_PREFIX) {
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                ui.warn(&format!("could not finish deleting {}: {e}", entry.path()));
+            }
+        }
+    }
 }

@@ -267,3 +267,12 @@ fn a_legacy_backup_has_nothing_to_compare() {
         run.stdout
     );
 }
+
+#[test]
+fn a_folder_that_is_not_a_backup_is_an_argument_error() {
+    let env = TestEnv::ai_memory();
+    let not_a_backup = env.tmp.path().join("empty");
+    std::fs::create_dir_all(&not_a_backup).unwrap();
+    let run = env.run(&["diff-schema", not_a_backup.to_str().unwrap()]);
+    run.assert_code(1).assert_stderr_contains("manifest.json");
+}

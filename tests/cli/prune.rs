@@ -202,3 +202,18 @@ fn never_deletes_the_only_backup_that_verifies_unless_forced() {
         .assert_code(0);
     assert_eq!(names(&env), ["2026-02-10_180000"]);
 }
+
+#[test]
+fn a_deletion_left_half_done_is_finished_by_the_next_prune() {
+    let env = TestEnv::ai_memory();
+    dated_backups(&env, &DATES[..2]);
+    let leftover = env.root().join(".aimem-deleting-2020-01-01_000000");
+    std::fs::create_dir_all(leftover.join("qdrant")).unwrap();
+    std::fs::write(leftover.join("qdrant/x.snapshot"), "x").unwrap();
+    env.run(&["prune", "--keep-last", "5", "--dry-run"])
+        .assert_code(0);
+    assert!(leftover.exists(), "a dry run changes nothing");
+    env.run(&["prune", "--keep-last", "1"]).assert_code(0);
+    assert!(!leftover.exists());
+    assert_eq!(names(&env), ["2026-02-10_180000"]);
+}
