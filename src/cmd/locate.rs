@@ -5,8 +5,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
+use crate::manifest::catalog::resolve_backup;
 use crate::manifest::catalog::{self, Listed};
-use crate::manifest::layout::{default_root, resolve_backup};
+use crate::manifest::layout::default_root;
 
 /// The backup folder `arg` names (`latest`: the newest complete one in the backup root).
 pub fn backup_folder(arg: &Utf8Path) -> Outcome<Utf8PathBuf> {

@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use super::layout::{STAGING_PREFIX, is_staging};
+use super::layout::{STAGING_PREFIX, is_dated, is_staging};
 use super::{MANIFEST_FILE, Manifest, ManifestError};
 
 /// The state of a folder in the backup root; the snake_case names are part of `--json`.
@@ -76,6 +76,21 @@ pub fn scan(root: &Utf8Path) -> std::io::Result<Vec<Listed>> {
     }
     found.sort_by(|a, b| b.taken.cmp(&a.taken).then_with(|| b.name.cmp(&a.name)));
     Ok(found)
+}
+
+/// A backup folder argument: a path, or `latest` for the newest complete, dated backup under
+/// `root` (by the time it was taken, as `list` orders them, not by name: names are local time
+/// and go backwards when clocks do).
+pub fn resolve_backup(arg: &Utf8Path, root: &Utf8Path) -> Result<Utf8PathBuf, String> {
+    if arg.as_str() != "latest" || arg.exists() {
+        return Ok(arg.to_owned());
+    }
+    let listed = scan(root).map_err(|e| format!("cannot list the backups in {root}: {e}"))?;
+    listed
+        .into_iter()
+        .find(|l| l.state.is_complete() && is_dated(&l.name))
+        .map(|l| l.path)
+        .ok_or_else(|| format!("`latest`: there is no complete backup in {root}"))
 }
 
 fn describe(path: &Utf8Path, name: &str) -> Listed {
@@ -183,6 +198,36 @@ mod tests {
         let text = r#"{"backup_date": "yesterday", "collections": {}}"#;
         let m = Manifest::parse(Utf8Path::new("m"), text.to_string()).unwrap();
         assert_eq!(backup_time("2026-02-03_143052", Some(&m)).unwrap().day(), 3);
+    }
+
+    #[test]
+    fn latest_is_the_newest_complete_dated_backup_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        assert!(
+            resolve_backup(Utf8Path::new("latest"), root)
+                .unwrap_err()
+                .contains("no complete backup")
+        );
+        let manifest = |date: &str| format!(r#"{{"backup_date": "{date}", "collections": {{}}}}"#);
+        // Clocks went back an hour: the later name holds the earlier backup.
+        for (name, date) in [
+            ("2026-10-25_024500", "2026-10-25T02:45:00.000000+02:00"),
+            ("2026-10-25_021500", "2026-10-25T02:15:00.000000+01:00"),
+            ("pre-upgrade", "2027-01-01T00:00:00.000000+00:00"),
+        ] {
+            std::fs::create_dir(root.join(name)).unwrap();
+            std::fs::write(root.join(name).join("manifest.json"), manifest(date)).unwrap();
+        }
+        std::fs::create_dir(root.join(".aimem-staging-2027-01-02_000000-1")).unwrap();
+        assert_eq!(
+            resolve_backup(Utf8Path::new("latest"), root).unwrap(),
+            root.join("2026-10-25_021500")
+        );
+        assert_eq!(
+            resolve_backup(Utf8Path::new("some/dir"), root).unwrap(),
+            Utf8PathBuf::from("some/dir")
+        );
     }
 
     #[test]

@@ -82,49 +82,6 @@ pub fn is_staging(name: &str) -> bool {
     name.starts_with(STAGING_PREFIX)
 }
 
-/// The complete backups (folders holding a `manifest.json`, staging folders excluded) directly
-/// under `root`, oldest first. Dated names sort in time order.
-pub fn complete_backups(root: &Utf8Path) -> std::io::Result<Vec<Utf8PathBuf>> {
-    let mut found = Vec::new();
-    for entry in root.read_dir_utf8()? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir()
-            && !is_staging(entry.file_name())
-            && entry.path().join(super::MANIFEST_FILE).is_file()
-        {
-            found.push(entry.path().to_owned());
-        }
-    }
-    found.sort_by_key(|path| sort_key(path));
-    Ok(found)
-}
-
-/// `2026-02-03_143052-10` after `…-9`: the numeric suffix compares as a number.
-fn sort_key(path: &Utf8Path) -> (String, u64) {
-    let name = path.file_name().unwrap_or_default();
-    match name.rsplit_once('-') {
-        Some((base, n)) if base.len() == 17 && n.bytes().all(|b| b.is_ascii_digit()) => {
-            (base.to_string(), n.parse().unwrap_or(0))
-        }
-        _ => (name.to_string(), 0),
-    }
-}
-
-/// A backup folder argument: a path, or `latest` for the newest complete backup under `root`.
-pub fn resolve_backup(arg: &Utf8Path, root: &Utf8Path) -> Result<Utf8PathBuf, String> {
-    if arg.as_str() != "latest" || arg.exists() {
-        return Ok(arg.to_owned());
-    }
-    let backups =
-        complete_backups(root).map_err(|e| format!("cannot list the backups in {root}: {e}"))?;
-    // Only dated folders: a copy named `pre-upgrade` would otherwise sort after every date.
-    backups
-        .iter()
-        .rfind(|path| is_dated(path.file_name().unwrap_or_default()))
-        .cloned()
-        .ok_or_else(|| format!("`latest`: there is no complete backup in {root}"))
-}
-
 /// `YYYY-MM-DD_HHMMSS`, optionally with a `-N` suffix: the names `backup` gives its folders.
 pub fn is_dated(name: &str) -> bool {
     let (Some(base), Some(suffix)) = (name.get(..17), name.get(17..)) else {
@@ -148,59 +105,10 @@ mod tests {
     use time::macros::datetime;
 
     #[test]
-    fn latest_is_the_newest_complete_backup() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8Path::from_path(dir.path()).unwrap();
-        assert!(
-            resolve_backup(Utf8Path::new("latest"), root)
-                .unwrap_err()
-                .contains("no complete backup")
-        );
-        for name in [
-            "2026-02-03_143052",
-            "2026-02-03_143052-2",
-            "2026-02-03_143052-10",
-            "2026-02-04_090000",
-        ] {
-            std::fs::create_dir(root.join(name)).unwrap();
-            std::fs::write(root.join(name).join("manifest.json"), "{}").unwrap();
-        }
-        std::fs::create_dir(root.join(".aimem-staging-2027-01-01_000000-1")).unwrap();
-        std::fs::write(
-            root.join(".aimem-staging-2027-01-01_000000-1/manifest.json"),
-            "{}",
-        )
-        .unwrap();
-        std::fs::create_dir(root.join("2027-01-01_000000")).unwrap(); // no manifest: not complete
-        let all = complete_backups(root).unwrap();
-        let names: Vec<&str> = all.iter().map(|p| p.file_name().unwrap()).collect();
-        assert_eq!(
-            names,
-            [
-                "2026-02-03_143052",
-                "2026-02-03_143052-2",
-                "2026-02-03_143052-10",
-                "2026-02-04_090000"
-            ]
-        );
-        assert_eq!(
-            resolve_backup(Utf8Path::new("latest"), root).unwrap(),
-            root.join("2026-02-04_090000")
-        );
-        // A hand-made copy with another name is listed but never `latest`.
-        std::fs::create_dir(root.join("pre-upgrade")).unwrap();
-        std::fs::write(root.join("pre-upgrade/manifest.json"), "{}").unwrap();
-        assert_eq!(
-            resolve_backup(Utf8Path::new("latest"), root).unwrap(),
-            root.join("2026-02-04_090000")
-        );
+    fn dated_names() {
         assert!(is_dated("2026-02-03_143052") && is_dated("2026-02-03_143052-12"));
         assert!(!is_dated("2026-02-03_14305") && !is_dated("2026-02-03_143052-"));
         assert!(!is_dated("pre-upgrade"));
-        assert_eq!(
-            resolve_backup(Utf8Path::new("some/dir"), root).unwrap(),
-            Utf8PathBuf::from("some/dir")
-        );
     }
 
     #[test]

@@ -248,7 +248,7 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         .ok()
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
         .unwrap_or(root);
-    let dir = layout::resolve_backup(&args.dir, &root)
+    let dir = crate::manifest::catalog::resolve_backup(&args.dir, &root)
         .map_err(RestoreError::NoBackup)
         .or_exit(Exit::Failed)?;
     ui.header("AI Memory Restore");
