@@ -1,13 +1,12 @@
 //! `aimem restore` against the Qdrant double: the same-version contract and the rollback.
 
-use std::path::Path;
 use std::time::Duration;
 
 use aimem::fingerprint::Fingerprint;
 use qdrant_double::{AI_MEMORY_COLLECTIONS, Config, Double, Fault, FaultKind, LateAnswer};
 use serde_json::Value;
 
-use super::support::{KEY, Run, TestEnv, mode};
+use super::support::{KEY, Run, TestEnv, edit_manifest, mode};
 
 /// `text` appears in stderr once miette's line wrapping (and its `|` gutter) is ignored.
 #[track_caller]
@@ -94,27 +93,6 @@ fn all_snapshots(server: &Double, names: &[&str]) -> Vec<String> {
         .iter()
         .flat_map(|c| server.snapshot_names(c))
         .collect()
-}
-
-/// Rewrites the manifest and its line in CHECKSUMS.sha256, so the backup stays consistent.
-fn edit_manifest(backup: &Path, edit: impl FnOnce(&mut Value)) {
-    let path = backup.join("manifest.json");
-    let mut manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    edit(&mut manifest);
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
-    let (sha, _) =
-        aimem::manifest::checksums::hash_file(camino::Utf8Path::from_path(&path).unwrap()).unwrap();
-    let sums = backup.join("CHECKSUMS.sha256");
-    let text: String = std::fs::read_to_string(&sums)
-        .unwrap()
-        .lines()
-        .map(|line| match line.ends_with("  manifest.json") {
-            true => format!("{sha}  manifest.json\n"),
-            false => format!("{line}\n"),
-        })
-        .collect();
-    std::fs::write(sums, text).unwrap();
 }
 
 #[test]
