@@ -4,6 +4,7 @@ use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
 use crate::cli::Cli;
+use crate::cmd::output;
 use crate::failure::Outcome;
 
 #[derive(Debug, Args)]
@@ -14,7 +15,10 @@ pub struct CompletionsArgs {
 }
 
 pub fn run(args: &CompletionsArgs) -> Outcome {
-    let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut Cli::command(), "aimem", &mut out);
+    // Generated into memory first: clap_complete panics on a write error, and a closed pipe
+    // (`aimem completions bash | head`) is not an error.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "aimem", &mut script);
+    output::bytes(&script);
     Ok(())
 }

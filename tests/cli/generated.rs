@@ -90,3 +90,21 @@ fn generated_completions_and_man_pages_are_fresh() {
         "stale generated files {stale:?}: run `{REGENERATE}=1 cargo test --test cli generated`"
     );
 }
+
+#[test]
+fn completions_on_stdout_survive_a_reader_that_stops_early() {
+    // A pipe whose reader is already gone (as after `| head -1`): every write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_aimem"))
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

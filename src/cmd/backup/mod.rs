@@ -18,7 +18,7 @@ use clap::Args;
 use miette::Diagnostic;
 use thiserror::Error;
 
-use crate::cmd::worker;
+use crate::cmd::{output, worker};
 use crate::exit::Exit;
 use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::Fingerprint;
@@ -321,7 +321,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     ui.fact("Records", &manifest.total_records().to_string());
     ui.rule();
     // The one line on stdout, for scripts: `dir=$(aimem backup)`.
-    println!("{final_dir}");
+    output::line(final_dir.as_str());
     Ok(())
 }
 
