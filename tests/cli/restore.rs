@@ -1076,3 +1076,17 @@ fn no_room_for_the_pre_restore_snapshot_refuses_before_any_change() {
     assert_eq!(state(&env.double, "discussions"), before);
     no_prerestore_left(&env);
 }
+
+#[test]
+fn a_custom_sharded_collection_is_not_created_from_its_fingerprint() {
+    let env = TestEnv::new();
+    env.double
+        .seed_from_fixture("tenants", "collections/info-custom-sharding.json", 0);
+    let backup = env.backup(&["--collection", "tenants"]);
+    let target = empty_server();
+    let run = restore_to(&env, &target, &[backup.to_str().unwrap(), "--force"]);
+    run.assert_code(2);
+    says(&run, "custom sharding");
+    says(&run, "shard keys");
+    assert!(target.collection_names().is_empty(), "nothing was created");
+}

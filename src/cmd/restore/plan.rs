@@ -71,6 +71,20 @@ pub enum Refusal {
     )]
     LegacyAbsent { target: String },
 
+    #[error(
+        "`{target}` does not exist and uses custom sharding, whose shard keys a snapshot cannot recreate"
+    )]
+    #[diagnostic(
+        code(aimem::restore::custom_sharding),
+        help(
+            "Qdrant does not recreate shard keys from a snapshot (qdrant issue 10135), so the points would have \
+             no shard to go to. Create `{target}` with its shard keys first (PUT /collections/{target}, then \
+             PUT /collections/{target}/shards for each key, in their original order), then run the restore \
+             again: it restores into the existing collection."
+        )
+    )]
+    CustomShardingAbsent { target: String },
+
     #[error("the backup comes from Qdrant {source_version}; this server runs {target_version}")]
     #[diagnostic(
         code(aimem::restore::version_skew),
@@ -120,7 +134,18 @@ pub fn plan_one(client: &Client, source: Source) -> Result<Planned, PlanError> {
         source: e,
     };
     if !client.collection_exists(&target).map_err(fail)? {
+        let custom_sharding = source.fingerprint.as_ref().is_some_and(|f| {
+            f.as_value()
+                .pointer("/params/sharding_method")
+                .and_then(|m| m.as_str())
+                == Some("custom")
+        });
         let action = match source.fingerprint {
+            // Created from the fingerprint it would have no shard keys, so no shard would take
+            // the snapshot's points (qdrant#10135): refuse before anything is done.
+            Some(_) if custom_sharding => Action::Refuse(Refusal::CustomShardingAbsent {
+                target: target.clone(),
+            }),
             Some(_) => Action::Create,
             None => Action::Refuse(Refusal::LegacyAbsent {
                 target: target.clone(),
