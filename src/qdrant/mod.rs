@@ -368,10 +368,11 @@ impl Client {
             }
             Err(e) => return Err(self.upload_error(&what, e, stall)),
         };
+        // The body was cut short by aimem itself: the server cannot have recovered from it.
         if body.failed_locally() {
-            return Err(QdrantError::Transport {
-                what,
-                detail: "the snapshot file changed while it was being sent".to_string(),
+            return Err(QdrantError::LocalRead {
+                path: path.display().to_string(),
+                source: std::io::Error::other("the snapshot file changed while it was being sent"),
             });
         }
         let response = self.check_status(Method::POST, &path_q, response)?;
@@ -393,10 +394,11 @@ impl Client {
                        space; raise SNAPSHOT_UPLOAD_TIMEOUT (seconds) for a slow link."
                     .to_string(),
             },
+            // Reading the local file failed, so the body was cut short: nothing reached Qdrant whole.
             ureq::Error::Io(e) if e.get_ref().is_some_and(|i| i.is::<LocalReadFailed>()) => {
-                QdrantError::Transport {
-                    what: what.to_string(),
-                    detail: e.to_string(),
+                QdrantError::LocalRead {
+                    path: what.to_string(),
+                    source: e,
                 }
             }
             other => self.ureq_error(what, other, stall),

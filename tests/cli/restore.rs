@@ -860,7 +860,7 @@ fn ctrl_c_while_qdrant_recovers_waits_for_it_then_rolls_back() {
     run.assert_code(143);
     says(
         &run,
-        "waiting for Qdrant to finish recovering `conventions`, then rolling back (Ctrl-C again stops at once without rollback)",
+        "waiting for Qdrant to finish recovering `conventions`, then rolling back (Ctrl-C again stops waiting",
     );
     says(&run, "rolled back");
     assert_eq!(state(&env.double, "conventions"), before);
@@ -1089,4 +1089,68 @@ fn a_custom_sharded_collection_is_not_created_from_its_fingerprint() {
     says(&run, "custom sharding");
     says(&run, "shard keys");
     assert!(target.collection_names().is_empty(), "nothing was created");
+}
+
+#[test]
+fn ctrl_c_during_an_upload_that_stopped_moving_cuts_it_at_once() {
+    let env = TestEnv::ai_memory();
+    // A 32 MiB snapshot: far more than the socket buffers hold, so the upload blocks while
+    // the server does not read.
+    env.double
+        .set_snapshot_filler("conventions", 32 * 1024 * 1024);
+    let backup = env.backup(&["--collection", "conventions"]);
+    env.double.upsert_points("conventions", &[300, 301]);
+    let before = state(&env.double, "conventions");
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::Delay(Duration::from_secs(30)),
+    ));
+    let double = &env.double;
+    let started = std::time::Instant::now();
+    let run = restore_signalled(&env, &[backup.to_str().unwrap(), "--force"], "-INT", || {
+        let uploading = double
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/snapshots/upload"));
+        // Let the body fill the socket buffers first.
+        uploading && started.elapsed() > Duration::from_millis(300)
+    });
+    run.assert_code(130);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "Ctrl-C waited for the stalled upload"
+    );
+    assert_eq!(state(&env.double, "conventions"), before);
+    no_prerestore_left(&env);
+}
+
+#[test]
+fn a_point_written_just_before_the_pre_restore_snapshot_does_not_fail_the_rollback() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "github"]);
+    // While the pre-restore snapshot is built a point arrives; then the upload fails after
+    // clearing the collection, and the rollback must accept what the snapshot holds.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/github/snapshots",
+        FaultKind::Delay(Duration::from_millis(1500)),
+    ));
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::UploadFailAfterClear,
+    ));
+    let child = env
+        .command(&["restore", backup.to_str().unwrap(), "--force"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    env.double.upsert_points("github", &[4242]);
+    let run = super::support::to_run(child.wait_with_output().unwrap());
+    run.assert_code(4);
+    says(&run, "rolled back");
+    assert_eq!(env.double.point_ids("github").unwrap().len(), 31);
 }

@@ -735,6 +735,7 @@ fn consistent_snapshot(
 /// `POST …/snapshots`, on a worker thread. It always waits for Qdrant's answer, even after
 /// Ctrl-C, so the snapshot can be deleted; a creation that times out is recorded as pending.
 fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<SnapshotDescription> {
+    let asked_at = undo::snapshot_time(time::OffsetDateTime::now_utc());
     let existing: Vec<String> = cx
         .client
         .list_snapshots(name)
@@ -772,6 +773,7 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
                     collection: name.to_string(),
                     existing,
                     wait: cx.create_timeout,
+                    asked_at,
                 });
             }
             Err(collection_failure(name, e))

@@ -18,6 +18,33 @@ pub struct Pending {
     pub existing: Vec<String>,
     /// How long to wait for it to appear.
     pub wait: Duration,
+    /// UTC `YYYY-MM-DD-HH-MM-SS` when it was asked for: Qdrant names a snapshot
+    /// `{collection}-{peer id}-{UTC time}.snapshot` from the moment it starts it.
+    pub asked_at: String,
+}
+
+/// The UTC time as Qdrant writes it into snapshot names.
+pub fn snapshot_time(at: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]-[hour]-[minute]-[second]");
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
+/// True for a name Qdrant gives a snapshot of `collection` started at or after `asked_at`.
+fn is_ours(name: &str, collection: &str, asked_at: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(collection)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.strip_suffix(".snapshot"))
+    else {
+        return false;
+    };
+    let Some((peer, stamp)) = rest.split_once('-') else {
+        return false;
+    };
+    let shaped = stamp.len() == 19 && stamp.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+    !peer.is_empty() && peer.bytes().all(|b| b.is_ascii_digit()) && shaped && stamp >= asked_at
 }
 
 /// The undo log of one backup run.
@@ -74,23 +101,24 @@ fn delete(client: &Client, ui: &Ui, collection: &str, name: &str) {
 /// A finished snapshot has its checksum; one without may still be written.
 fn remove_pending(client: &Client, ui: &Ui, pending: &Pending) {
     let collection = &pending.collection;
-    let prefix = format!("{collection}-");
     ui.note(&format!(
         "waiting up to {}s for Qdrant to finish the snapshot of `{collection}` so it can be deleted",
         pending.wait.as_secs()
     ));
     let deadline = Instant::now() + pending.wait;
     loop {
-        let fresh: Vec<_> = client
+        // The earliest new snapshot named from the moment it was asked for is the one: others
+        // (another tool's, an upload) are not ours to delete.
+        let ours = client
             .list_snapshots(collection)
             .unwrap_or_default()
             .into_iter()
-            .filter(|s| s.name.starts_with(&prefix) && !pending.existing.contains(&s.name))
-            .collect();
-        if !fresh.is_empty() && fresh.iter().all(|s| s.checksum.is_some()) {
-            for snapshot in fresh {
-                delete(client, ui, collection, &snapshot.name);
-            }
+            .filter(|s| !pending.existing.contains(&s.name))
+            .filter(|s| is_ours(&s.name, collection, &pending.asked_at))
+            .min_by(|a, b| a.name.cmp(&b.name));
+        // A finished snapshot has its checksum; one without may still be written.
+        if let Some(snapshot) = ours.filter(|s| s.checksum.is_some()) {
+            delete(client, ui, collection, &snapshot.name);
             return;
         }
         if Instant::now() >= deadline {
@@ -101,5 +129,47 @@ fn remove_pending(client: &Client, ui: &Ui, pending: &Pending) {
             return;
         }
         std::thread::sleep(PENDING_POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_snapshot_named_from_the_request_time_on_is_ours() {
+        let at = "2026-11-26-16-00-01";
+        assert!(is_ours(
+            "conventions-2743143085275039-2026-11-26-16-00-01.snapshot",
+            "conventions",
+            at
+        ));
+        assert!(is_ours(
+            "conventions-1-2026-11-26-16-05-00.snapshot",
+            "conventions",
+            at
+        ));
+        assert!(!is_ours(
+            "conventions-1-2026-11-26-15-59-59.snapshot",
+            "conventions",
+            at
+        ));
+        assert!(!is_ours(
+            "aimem-restore-conventions-x.snapshot",
+            "conventions",
+            at
+        ));
+        assert!(!is_ours(
+            "conventions-extra-1-2026-11-26-16-05-00.snapshot",
+            "conventions",
+            at
+        ));
+        assert!(!is_ours(
+            "code-patterns-1-2026-11-26-16-05-00.snapshot",
+            "code",
+            at
+        ));
+        let stamp = snapshot_time(time::macros::datetime!(2026-11-26 17:00:01 +01:00));
+        assert_eq!(stamp, at);
     }
 }

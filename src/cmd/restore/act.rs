@@ -249,26 +249,35 @@ fn save(
         .map_err(qdrant("counting", target))
         .unwrap_or(points);
     check_space(cx, target, disk::estimate_snapshot_size(live, points))?;
+    // The count again, after the snapshot: writes in between mean the snapshot holds
+    // somewhere between the two, and the rollback's check must accept that range.
     // Built on a worker thread: a signal meanwhile waits for it to end, since Qdrant finishes
-    // the snapshot anyway and only then can it be deleted again.
+    // the snapshot anyway and only then can it be deleted again (a second Ctrl-C stops
+    // waiting: the restore holds signals from its first change on, see `mod.rs`).
     let description = {
         let client = cx.client.clone();
         let name = target.to_string();
-        let mut told = false;
-        worker::wait_through(
-            cx.stop,
+        let told = std::cell::Cell::new(false);
+        worker::until(
             || {
-                if !std::mem::replace(&mut told, true) {
+                if cx.stop.requested().is_some() && !told.replace(true) {
                     cx.ui.warn(&format!(
                         "waiting for Qdrant to finish the pre-restore snapshot of `{target}` so it can be deleted \
-                         (Ctrl-C again stops at once and leaves it on the server)"
+                         (Ctrl-C again stops waiting and leaves it on the server)"
                     ));
                 }
+                cx.stop.abandoned()
             },
             move || client.create_snapshot(&name),
         )
+        .unwrap_or(Err(QdrantError::Interrupted))
         .map_err(qdrant(SNAPSHOTTING, target))?
     };
+    let points_after = cx
+        .client
+        .count_exact(target)
+        .map_err(qdrant("counting", target))
+        .unwrap_or(points);
     let local = cx.prerestore.join(format!("{target}.snapshot"));
     undo.saved.push(Saved {
         collection: target.to_string(),
@@ -276,22 +285,35 @@ fn save(
         sha256: String::new(),
         server_snapshot: Some(description.name.clone()),
         fingerprint: live.clone(),
-        points,
+        points: points.min(points_after),
+        points_max: points.max(points_after),
         touched: false,
     });
     stopped(cx.stop)?;
     if let Some(size) = description.size {
         check_space(cx, target, size)?;
     }
-    let downloaded =
-        snapshot::download_verified(cx.client, target, &description, &local, 1, cx.ui, cx.stop)
-            .map_err(|source| match source {
-                DownloadError::Qdrant(QdrantError::Interrupted) => StepError::Interrupted,
-                source => StepError::Save {
-                    collection: target.to_string(),
-                    source,
-                },
-            })?;
+    // On a worker thread, so Ctrl-C is noticed even while the download is stalled.
+    let downloaded = {
+        let (client, name, description, local) = (
+            cx.client.clone(),
+            target.to_string(),
+            description.clone(),
+            local.clone(),
+        );
+        let (ui, stop) = (cx.ui.clone(), cx.stop.clone());
+        worker::interruptible(cx.stop, move || {
+            snapshot::download_verified(&client, &name, &description, &local, 1, &ui, &stop)
+        })
+        .unwrap_or(Err(DownloadError::Qdrant(QdrantError::Interrupted)))
+    };
+    let downloaded = downloaded.map_err(|source| match source {
+        DownloadError::Qdrant(QdrantError::Interrupted) => StepError::Interrupted,
+        source => StepError::Save {
+            collection: target.to_string(),
+            source,
+        },
+    })?;
     if let Some(saved) = undo.saved.last_mut() {
         saved.sha256 = downloaded.sha256;
     }
@@ -352,10 +374,13 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
     let size = source.snapshot.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = cx.ui.transfer_bar(Some(size));
     // On a worker thread, so a signal is noticed at once. While the body is being sent a stop
-    // cuts it (Qdrant then recovers nothing); once it is all sent Qdrant is recovering, and
-    // the only safe thing is to wait for its answer and then roll back.
+    // cuts it: the worker is left behind and Qdrant, never getting the whole body, recovers
+    // nothing. Once it is all sent Qdrant is recovering, and the safe thing is to wait for its
+    // answer and then roll back, unless the user insists (a second Ctrl-C): then the outcome
+    // is unclear and the rollback first waits for Qdrant to finish.
     let sent = Arc::new(AtomicBool::new(false));
-    let result = {
+    let told = std::cell::Cell::new(false);
+    let outcome = {
         let client = cx.client.clone();
         let (name, path, file, sha) = (
             target.clone(),
@@ -363,35 +388,48 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
             file_name.clone(),
             sha256.clone(),
         );
-        let (worker_bar, stop, worker_sent) = (bar.clone(), cx.stop.clone(), Arc::clone(&sent));
+        let (worker_bar, worker_sent) = (bar.clone(), Arc::clone(&sent));
         let read = AtomicU64::new(0);
-        let mut told = false;
-        worker::wait_through(
-            cx.stop,
+        worker::until(
             || {
-                if sent.load(Ordering::SeqCst) && !std::mem::replace(&mut told, true) {
+                if cx.stop.requested().is_none() {
+                    return false;
+                }
+                if !sent.load(Ordering::SeqCst) || cx.stop.abandoned() {
+                    return true;
+                }
+                if !told.replace(true) {
                     bar.suspend(|| {
                         cx.ui.warn(&format!(
                             "waiting for Qdrant to finish recovering `{target}`, then rolling back \
-                             (Ctrl-C again stops at once without rollback)"
+                             (Ctrl-C again stops waiting; a third time ends aimem at once)"
                         ))
                     });
                 }
+                false
             },
             move || {
                 let mut progress = |n: u64| {
                     if read.fetch_add(n, Ordering::SeqCst) + n >= size {
                         worker_sent.store(true, Ordering::SeqCst);
                     }
-                    if stop.requested().is_some() && !worker_sent.load(Ordering::SeqCst) {
-                        return Err(Cancelled);
-                    }
                     worker_bar.inc(n);
-                    Ok(())
+                    Ok::<(), Cancelled>(())
                 };
                 client.upload_snapshot(&name, path.as_std_path(), &file, &sha, &mut progress)
             },
         )
+    };
+    let result = match outcome {
+        Some(result) => result,
+        // Given up while the body was still going out: Qdrant has not got it whole.
+        None if !sent.load(Ordering::SeqCst) => Err(QdrantError::Interrupted),
+        // Given up after it was all sent: Qdrant may be recovering from it.
+        None => Err(QdrantError::Transport {
+            what: format!("waiting for Qdrant to recover `{target}`"),
+            detail: "stopped waiting on request (Ctrl-C twice); Qdrant may still be recovering"
+                .to_string(),
+        }),
     };
     bar.finish_and_clear();
     if let Err(e) = result {
@@ -400,6 +438,7 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
             Effect::Unclear => undo.unclear.push(Unclear {
                 collection: target.clone(),
                 upload: file_name.clone(),
+                size,
             }),
             Effect::Changed => {}
         }

@@ -407,6 +407,10 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         stamp: stamp.clone(),
     };
     let mut undo = Undo::default();
+    // From the first change on, a second Ctrl-C no longer ends aimem at once (which would skip
+    // the rollback and hide where the pre-restore snapshots are): it stops the wait in
+    // progress and goes on to the rollback. A third one still ends aimem at once.
+    let _hold = stop.hold();
     let result = act::restore_collections(&cx, &plans, &mut undo)
         .and_then(|()| {
             if config_files.is_empty() {

@@ -16,9 +16,16 @@ use crate::ui::Ui;
 /// How often the gauge is read.
 const POLL: Duration = Duration::from_millis(500);
 /// How long the gauge must stay at 0 when the uploaded file is not (yet) in the collection's
-/// snapshot folder: Qdrant hashes a received upload and moves it there before the recovery
-/// starts, so a 0 alone could come just before it.
+/// snapshot folder: Qdrant hashes a received upload (and checks its checksum) before it moves
+/// it there and starts recovering, so a 0 alone could come just before. At least this long…
 const SETTLE: Duration = Duration::from_secs(5);
+/// …and long enough to hash the file at a slow disk's pace.
+const SLOW_HASH_BYTES_PER_SEC: u64 = 50 * 1024 * 1024;
+
+/// How long a 0 must last before an upload of `size` bytes counts as not recovering.
+fn settle_time(size: u64) -> Duration {
+    SETTLE.max(Duration::from_secs(size / SLOW_HASH_BYTES_PER_SEC))
+}
 /// How often a long wait says it is still waiting.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 /// Failed reads of the metrics in a row before giving up.
@@ -63,7 +70,7 @@ pub fn wait_until_recovered(watch: &Watch, unclear: &Unclear) -> Result<(), Stri
             Some(Ok(0)) => {
                 failures = 0;
                 let since = *zero_since.get_or_insert_with(Instant::now);
-                let settled = since.elapsed() >= SETTLE
+                let settled = since.elapsed() >= settle_time(unclear.size)
                     || (since.elapsed() >= POLL && upload_is_in_place(watch, unclear)?);
                 if settled {
                     watch.ui.ok(&format!(
@@ -123,4 +130,18 @@ fn upload_is_in_place(watch: &Watch, unclear: &Unclear) -> Result<bool, String> 
     )
     .ok_or_else(|| "the wait was abandoned (Ctrl-C again)".to_string())?;
     Ok(listed.is_ok_and(|list| list.iter().any(|s| s.name == unclear.upload)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_uploads_settle_for_as_long_as_hashing_them_may_take() {
+        assert_eq!(settle_time(10 * 1024 * 1024), SETTLE);
+        assert_eq!(
+            settle_time(10 * 1024 * 1024 * 1024),
+            Duration::from_secs(204)
+        );
+    }
 }
