@@ -102,6 +102,21 @@ pub struct Previous {
     pub path: Utf8PathBuf,
     /// Content and mode before; None when the file did not exist.
     pub before: Option<(Vec<u8>, u32)>,
+    /// Folders that did not exist and are created to hold it, outermost first.
+    pub created_dirs: Vec<Utf8PathBuf>,
+}
+
+/// The ancestors of `path` that do not exist yet, outermost first.
+fn missing_dirs(path: &Utf8Path) -> Vec<Utf8PathBuf> {
+    let mut missing: Vec<Utf8PathBuf> = path
+        .ancestors()
+        .skip(1)
+        .filter(|dir| !dir.as_str().is_empty())
+        .take_while(|dir| dir.symlink_metadata().is_err())
+        .map(Utf8Path::to_owned)
+        .collect();
+    missing.reverse();
+    missing
 }
 
 /// Writes one file atomically with its mode. What was there is pushed onto `log` *before*
@@ -117,6 +132,7 @@ pub fn write(file: &ConfigFile, log: &mut Vec<Previous>) -> std::io::Result<()> 
     let content = std::fs::read(&file.from)?;
     log.push(Previous {
         shown: file.to.clone(),
+        created_dirs: missing_dirs(&path),
         path: path.clone(),
         before,
     });
@@ -148,10 +164,19 @@ fn resolve_links(path: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
 pub fn undo(previous: &Previous) -> std::io::Result<()> {
     match &previous.before {
         Some((bytes, mode)) => replace(&previous.path, bytes, *mode),
-        None => match std::fs::remove_file(&previous.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        },
+        None => {
+            match std::fs::remove_file(&previous.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            // The folders made for it go too, innermost first, and only while empty.
+            for dir in previous.created_dirs.iter().rev() {
+                if std::fs::remove_dir(dir).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -289,12 +314,14 @@ mod tests {
         undo(&log[0]).unwrap();
         assert_eq!(std::fs::read_to_string(root.join("old")).unwrap(), "OLD");
         let fresh = ConfigFile {
-            to: root.join("sub/fresh"),
+            to: root.join("sub/deeper/fresh"),
             ..file
         };
         write(&fresh, &mut log).unwrap();
-        assert!(root.join("sub/fresh").is_file());
+        assert!(root.join("sub/deeper/fresh").is_file());
         undo(&log[1]).unwrap();
-        assert!(!root.join("sub/fresh").exists());
+        assert!(!root.join("sub/deeper/fresh").exists());
+        // The folders made for it are gone too: the install folder is exactly as before.
+        assert!(!root.join("sub").exists());
     }
 }
