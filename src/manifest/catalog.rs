@@ -65,14 +65,24 @@ pub struct Listed {
 /// Every backup and staging folder directly under `root`, newest first.
 pub fn scan(root: &Utf8Path) -> std::io::Result<Vec<Listed>> {
     let mut found = Vec::new();
-    for entry in root.read_dir_utf8()? {
+    for entry in root.as_std_path().read_dir()? {
         let Ok(entry) = entry else { continue };
-        let name = entry.file_name().to_string();
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let raw = entry.file_name();
+        let name = raw.to_string_lossy().into_owned();
         if !is_dir || (name.starts_with('.') && !is_staging(&name)) {
             continue;
         }
-        found.push(describe(entry.path(), &name));
+        let path = root.join(&name);
+        if raw.to_str().is_none() {
+            // Listed (never touched) rather than silently left out.
+            found.push(Listed {
+                problem: Some("the folder's name is not valid UTF-8".to_string()),
+                ..empty_listing(&path, &name)
+            });
+            continue;
+        }
+        found.push(describe(&path, &name));
     }
     found.sort_by(|a, b| b.taken.cmp(&a.taken).then_with(|| b.name.cmp(&a.name)));
     Ok(found)
@@ -93,18 +103,25 @@ pub fn resolve_backup(arg: &Utf8Path, root: &Utf8Path) -> Result<Utf8PathBuf, St
         .ok_or_else(|| format!("`latest`: there is no complete backup in {root}"))
 }
 
-fn describe(path: &Utf8Path, name: &str) -> Listed {
-    let size_bytes = folder_size(path);
-    let modified = path.metadata().and_then(|m| m.modified()).ok();
-    let mut listed = Listed {
+/// A damaged entry with nothing known about it yet.
+fn empty_listing(path: &Utf8Path, name: &str) -> Listed {
+    Listed {
         name: name.to_string(),
         path: path.to_owned(),
         state: State::Damaged,
         taken: None,
         manifest: None,
         problem: None,
-        size_bytes,
-        modified,
+        size_bytes: 0,
+        modified: None,
+    }
+}
+
+fn describe(path: &Utf8Path, name: &str) -> Listed {
+    let mut listed = Listed {
+        size_bytes: folder_size(path),
+        modified: path.metadata().and_then(|m| m.modified()).ok(),
+        ..empty_listing(path, name)
     };
     if is_staging(name) {
         listed.state = State::Incomplete;

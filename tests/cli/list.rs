@@ -127,3 +127,20 @@ fn an_empty_or_absent_root_lists_nothing() {
     run.assert_code(0);
     assert_eq!(json_stdout(&run)["backups"], json!([]));
 }
+
+#[test]
+fn a_folder_whose_name_is_not_utf8_is_listed_as_damaged() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::ai_memory();
+    env.backup(&[]);
+    let odd = env
+        .root()
+        .join(std::ffi::OsStr::from_bytes(b"2026-01-01_00000\xff"));
+    std::fs::create_dir(&odd).unwrap();
+    let run = env.run(&["list"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("damaged"), "{}", run.stdout);
+    // prune never touches it.
+    env.run(&["prune", "--keep-last", "1"]).assert_code(0);
+    assert!(odd.exists());
+}
