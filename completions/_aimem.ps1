@@ -67,7 +67,7 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Qdrant REST port')
             [CompletionResult]::new('--collection', '--collection', [CompletionResultType]::ParameterName, 'Restore only this collection of the backup')
             [CompletionResult]::new('--target-name', '--target-name', [CompletionResultType]::ParameterName, 'Restore the collection into this name instead, leaving the original untouched')
-            [CompletionResult]::new('--install-dir', '--install-dir', [CompletionResultType]::ParameterName, 'AI Memory''s install folder, for --restore-config [default: ~/.ai-memory]')
+            [CompletionResult]::new('--install-dir', '--install-dir', [CompletionResultType]::ParameterName, 'AI Memory''s install folder (config files, logs, version.txt) [default: ~/.ai-memory]')
             [CompletionResult]::new('--upload-timeout', '--upload-timeout', [CompletionResultType]::ParameterName, 'Seconds an upload may stall; one that keeps moving is never cut off')
             [CompletionResult]::new('--recovery-timeout', '--recovery-timeout', [CompletionResultType]::ParameterName, 'Seconds Qdrant may take to recover one collection: the wait for an upload''s answer, and after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')

@@ -62,7 +62,7 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --port 'Qdrant REST port'
             cand --collection 'Restore only this collection of the backup'
             cand --target-name 'Restore the collection into this name instead, leaving the original untouched'
-            cand --install-dir 'AI Memory''s install folder, for --restore-config [default: ~/.ai-memory]'
+            cand --install-dir 'AI Memory''s install folder (config files, logs, version.txt) [default: ~/.ai-memory]'
             cand --upload-timeout 'Seconds an upload may stall; one that keeps moving is never cut off'
             cand --recovery-timeout 'Seconds Qdrant may take to recover one collection: the wait for an upload''s answer, and after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back'
             cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'

@@ -62,7 +62,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand restore" -l host -d 'Qdrant 
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l port -d 'Qdrant REST port' -r
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l collection -d 'Restore only this collection of the backup' -r
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l target-name -d 'Restore the collection into this name instead, leaving the original untouched' -r
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l install-dir -d 'AI Memory\'s install folder, for --restore-config [default: ~/.ai-memory]' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l upload-timeout -d 'Seconds an upload may stall; one that keeps moving is never cut off' -r
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l recovery-timeout -d 'Seconds Qdrant may take to recover one collection: the wait for an upload\'s answer, and after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back' -r
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use camino::Utf8PathBuf;
 use clap::Args;
 
 use crate::qdrant::{Client, Timeouts};
@@ -41,6 +42,31 @@ pub struct ConnectionArgs {
         help_heading = "Connection"
     )]
     pub port: u16,
+}
+
+/// Where AI Memory is installed: its config files, logs and `version.txt`.
+#[derive(Debug, Clone, Args)]
+pub struct InstallArgs {
+    /// AI Memory's install folder (config files, logs, version.txt) [default: ~/.ai-memory].
+    #[arg(
+        long,
+        env = "AI_MEMORY_INSTALL_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
+    pub install_dir: Option<Utf8PathBuf>,
+}
+
+impl InstallArgs {
+    /// `--install-dir`/AI_MEMORY_INSTALL_DIR, else `~/.ai-memory`.
+    pub fn resolve(&self) -> Utf8PathBuf {
+        match &self.install_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::var("HOME")
+                .map(|home| Utf8PathBuf::from(home).join(".ai-memory"))
+                .unwrap_or_else(|_| ".ai-memory".into()),
+        }
+    }
 }
 
 /// A resolved server address.

@@ -26,7 +26,7 @@ use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, LOGS_DIR, SNAPSHOT_DIR};
 use crate::manifest::{CollectionEntry, MANIFEST_FILE, Manifest};
 use crate::qdrant::{Client, QdrantError, SnapshotDescription, Timeouts};
-use crate::settings::{ConnectionArgs, Endpoint, seconds};
+use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size};
 use undo::{Pending, Undo};
@@ -78,14 +78,8 @@ pub struct BackupArgs {
     #[arg(long = "version", value_name = "V")]
     pub ai_memory_version: Option<String>,
 
-    /// AI Memory's install folder (config files, logs, version.txt) [default: ~/.ai-memory].
-    #[arg(
-        long,
-        env = "AI_MEMORY_INSTALL_DIR",
-        hide_env_values = true,
-        value_name = "DIR"
-    )]
-    pub install_dir: Option<Utf8PathBuf>,
+    #[command(flatten)]
+    pub install: InstallArgs,
 
     /// Seconds to wait for Qdrant to build a snapshot.
     #[arg(
@@ -241,7 +235,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         ..Timeouts::default()
     };
     let client = ConnectionArgs::client(&endpoint, timeouts);
-    let install = install_dir(args.install_dir.as_deref());
+    let install = args.install.resolve();
 
     ui.header("AI Memory Backup");
     let server_version = client.server_info().ok().and_then(|info| info.version);
@@ -336,16 +330,6 @@ struct Context<'a> {
     ai_memory_version: String,
     /// How long Qdrant may take to build a snapshot.
     create_timeout: std::time::Duration,
-}
-
-/// `--install-dir`/AI_MEMORY_INSTALL_DIR, else `~/.ai-memory`.
-pub(crate) fn install_dir(flag: Option<&Utf8Path>) -> Utf8PathBuf {
-    match flag {
-        Some(dir) => dir.to_owned(),
-        None => std::env::var("HOME")
-            .map(|home| Utf8PathBuf::from(home).join(".ai-memory"))
-            .unwrap_or_else(|_| ".ai-memory".into()),
-    }
 }
 
 /// The collections to back up: `--all`, the named ones (all must exist), or AI Memory's five

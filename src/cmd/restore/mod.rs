@@ -25,7 +25,7 @@ use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, SNAPSHOT_DIR};
 use crate::manifest::{MANIFEST_FILE, Manifest};
 use crate::qdrant::Timeouts;
-use crate::settings::{ConnectionArgs, seconds};
+use crate::settings::{ConnectionArgs, InstallArgs, seconds};
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size};
 
@@ -74,14 +74,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub allow_version_skew: bool,
 
-    /// AI Memory's install folder, for --restore-config [default: ~/.ai-memory].
-    #[arg(
-        long,
-        env = "AI_MEMORY_INSTALL_DIR",
-        hide_env_values = true,
-        value_name = "DIR"
-    )]
-    pub install_dir: Option<Utf8PathBuf>,
+    #[command(flatten)]
+    pub install: InstallArgs,
 
     /// Seconds an upload may stall; one that keeps moving is never cut off.
     #[arg(
@@ -283,7 +277,7 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
             human_size(source.snapshot.metadata().map(|m| m.len()).unwrap_or(0))
         ));
     }
-    let install = crate::cmd::backup::install_dir(args.install_dir.as_deref());
+    let install = args.install.resolve();
     let (config_files, config_skipped) = if args.restore_config {
         config::plan(&dir, &install, &manifest.config_files, listed.as_deref())
     } else {
