@@ -710,7 +710,20 @@ fn a_snapshot_taken_while_points_are_written_is_taken_again() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Once the snapshot is asked for (the count before it is taken), a point arrives.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !env
+        .double
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path.ends_with("/github/snapshots"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot was never asked for"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     env.double.upsert_points("github", &[1001]);
     let status = child.wait().unwrap();
     let mut stderr = String::new();

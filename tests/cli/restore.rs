@@ -1141,13 +1141,27 @@ fn a_point_written_just_before_the_pre_restore_snapshot_does_not_fail_the_rollba
         "/snapshots/upload",
         FaultKind::UploadFailAfterClear,
     ));
+    env.double.clear_requests();
     let child = env
         .command(&["restore", backup.to_str().unwrap(), "--force"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Once the pre-restore snapshot is asked for (after the count before it), a point arrives.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !env
+        .double
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path.ends_with("/github/snapshots"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot was never asked for"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     env.double.upsert_points("github", &[4242]);
     let run = super::support::to_run(child.wait_with_output().unwrap());
     run.assert_code(4);
