@@ -1168,3 +1168,88 @@ fn a_point_written_just_before_the_pre_restore_snapshot_does_not_fail_the_rollba
     says(&run, "rolled back");
     assert_eq!(env.double.point_ids("github").unwrap().len(), 31);
 }
+
+/// Runs `aimem restore ARGS` on a pseudo-terminal (util-linux `script`), typing `answer` at
+/// the confirmation prompt.
+fn restore_on_a_terminal(env: &TestEnv, args: &[&str], answer: &str) -> Run {
+    use std::io::Write;
+    let aimem = env!("CARGO_BIN_EXE_aimem");
+    let line = std::iter::once(format!("'{aimem}' restore"))
+        .chain(args.iter().map(|a| format!("'{a}'")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // The same clean environment `env.command` gives aimem.
+    let template = env.command(&[]);
+    let envs: Vec<_> = template
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .envs(envs)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs aimem on a terminal");
+    // Collect the terminal's output as it comes, to type the answer once the prompt is up.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let seen = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen.lock().unwrap()).contains("Continue?") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the prompt never came"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Keep the terminal open until aimem exits.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let output = child.wait_with_output().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let mut run = super::support::to_run(output);
+    run.stdout = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    run
+}
+
+#[test]
+fn on_a_terminal_the_restore_asks_first_and_no_changes_nothing() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "github"]);
+    env.double.upsert_points("github", &[500]);
+    let before = state(&env.double, "github");
+    let path = backup.to_str().unwrap();
+    let declined = restore_on_a_terminal(&env, &[path], "n\n");
+    declined.assert_code(1);
+    assert!(declined.stdout.contains("Continue?"), "{}", declined.stdout);
+    assert!(
+        declined.stdout.contains("nothing was changed"),
+        "{}",
+        declined.stdout
+    );
+    assert_eq!(state(&env.double, "github"), before);
+    no_prerestore_left(&env);
+    let accepted = restore_on_a_terminal(&env, &[path], "y\n");
+    accepted.assert_code(0);
+    assert_eq!(
+        env.double.point_ids("github").unwrap().len(),
+        30,
+        "the backup's points"
+    );
+}
