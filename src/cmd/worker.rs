@@ -13,57 +13,11 @@ use crate::signals::StopFlag;
 /// How often the waiting thread looks at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Runs `work` on a worker thread; returns its result, or the signal's exit status if a stop
-/// was requested first. A panic in `work` is re-raised here.
-pub fn interruptible<T: Send + 'static>(
-    stop: &StopFlag,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Exit> {
-    if let Some(exit) = stop.requested() {
-        return Err(exit);
-    }
-    let handle = std::thread::spawn(work);
-    loop {
-        if handle.is_finished() {
-            return handle
-                .join()
-                .map_err(|panic| std::panic::resume_unwind(panic));
-        }
-        if let Some(exit) = stop.requested() {
-            return Err(exit);
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Runs `work` on a worker thread and waits for it to end even after a stop: for calls whose
-/// outcome must be known before cleaning up, since Qdrant finishes what it started after the
-/// client goes away. `on_stop` runs on every poll while a stop is requested (it prints what
-/// is being waited for, once); a second signal still ends the process at once.
-pub fn wait_through<T: Send + 'static>(
-    stop: &StopFlag,
-    mut on_stop: impl FnMut(),
-    work: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let handle = std::thread::spawn(work);
-    loop {
-        if handle.is_finished() {
-            return match handle.join() {
-                Ok(value) => value,
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-        }
-        if stop.requested().is_some() {
-            on_stop();
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
 /// Runs `work` on a worker thread; returns its result, or None as soon as `give_up` says so
-/// (the worker is then abandoned).
+/// (the worker is then abandoned). `give_up` is asked every poll. A panic in `work` is
+/// re-raised here.
 pub fn until<T: Send + 'static>(
-    give_up: impl Fn() -> bool,
+    mut give_up: impl FnMut() -> bool,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
     let handle = std::thread::spawn(work);
@@ -78,6 +32,44 @@ pub fn until<T: Send + 'static>(
             return None;
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// Runs `work` on a worker thread; returns its result, or the signal's exit status as soon as
+/// a stop is requested.
+pub fn interruptible<T: Send + 'static>(
+    stop: &StopFlag,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Exit> {
+    if let Some(exit) = stop.requested() {
+        return Err(exit);
+    }
+    until(|| stop.requested().is_some(), work)
+        .ok_or_else(|| stop.requested().unwrap_or(Exit::Interrupted))
+}
+
+/// Runs `work` on a worker thread and waits for it to end even after a stop: for calls whose
+/// outcome must be known before cleaning up, since Qdrant finishes what it started after the
+/// client goes away. `on_stop` runs on every poll while a stop is requested (it prints what
+/// is being waited for, once); a second signal still ends the process at once.
+pub fn wait_through<T: Send + 'static>(
+    stop: &StopFlag,
+    mut on_stop: impl FnMut(),
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let result = until(
+        || {
+            if stop.requested().is_some() {
+                on_stop();
+            }
+            false
+        },
+        work,
+    );
+    match result {
+        Some(value) => value,
+        // `give_up` above never says yes.
+        None => unreachable!("the wait never gives up"),
     }
 }
 
