@@ -7,10 +7,15 @@ use std::io::Write;
 
 use serde::Serialize;
 
-/// One report line on stdout.
+/// One report line on stdout. A closed pipe is fine; any other failure (a full disk behind
+/// `> file`) is said on stderr, so a script does not silently get nothing.
 pub fn line(text: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("aimem: could not write to stdout: {e}");
+        }
+    }
 }
 
 /// Raw bytes on stdout (a generated script), write errors ignored as for [`line`].

@@ -366,7 +366,7 @@ impl Client {
                             .to_string(),
                 });
             }
-            Err(e) => return Err(self.upload_error(&what, e, stall)),
+            Err(e) => return Err(self.upload_error(&what, path, e, stall)),
         };
         // The body was cut short by aimem itself: the server cannot have recovered from it.
         if body.failed_locally() {
@@ -385,7 +385,13 @@ impl Client {
         Ok(())
     }
 
-    fn upload_error(&self, what: &str, error: ureq::Error, stall: Duration) -> QdrantError {
+    fn upload_error(
+        &self,
+        what: &str,
+        file: &std::path::Path,
+        error: ureq::Error,
+        stall: Duration,
+    ) -> QdrantError {
         match error {
             ureq::Error::Timeout(_) => QdrantError::Timeout {
                 what: what.to_string(),
@@ -397,7 +403,7 @@ impl Client {
             // Reading the local file failed, so the body was cut short: nothing reached Qdrant whole.
             ureq::Error::Io(e) if e.get_ref().is_some_and(|i| i.is::<LocalReadFailed>()) => {
                 QdrantError::LocalRead {
-                    path: what.to_string(),
+                    path: file.display().to_string(),
                     source: e,
                 }
             }

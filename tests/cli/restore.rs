@@ -1092,36 +1092,87 @@ fn a_custom_sharded_collection_is_not_created_from_its_fingerprint() {
 }
 
 #[test]
-fn ctrl_c_during_an_upload_that_stopped_moving_cuts_it_at_once() {
+fn ctrl_c_cuts_an_upload_for_good_even_while_the_rollback_runs() {
     let env = TestEnv::ai_memory();
-    // A 32 MiB snapshot: far more than the socket buffers hold, so the upload blocks while
-    // the server does not read.
+    // discussions (restored after code-patterns and conventions) gets a 32 MiB snapshot: far
+    // more than the socket buffers hold, so its upload blocks while the server does not read.
     env.double
-        .set_snapshot_filler("conventions", 32 * 1024 * 1024);
-    let backup = env.backup(&["--collection", "conventions"]);
-    env.double.upsert_points("conventions", &[300, 301]);
-    let before = state(&env.double, "conventions");
+        .set_snapshot_filler("discussions", 32 * 1024 * 1024);
+    let backup = env.backup(&[]);
+    env.double.upsert_points("discussions", &[300, 301]);
+    let before = state(&env.double, "discussions");
     env.double.inject(Fault::new(
         Some("POST"),
-        "/snapshots/upload",
-        FaultKind::Delay(Duration::from_secs(30)),
+        "/collections/discussions/snapshots/upload",
+        FaultKind::Delay(Duration::from_secs(3)),
     ));
     let double = &env.double;
+    let upload_seen = std::cell::OnceCell::new();
     let started = std::time::Instant::now();
     let run = restore_signalled(&env, &[backup.to_str().unwrap(), "--force"], "-INT", || {
         let uploading = double
             .requests()
             .iter()
-            .any(|r| r.method == "POST" && r.path.ends_with("/snapshots/upload"));
-        // Let the body fill the socket buffers first.
-        uploading && started.elapsed() > Duration::from_millis(300)
+            .any(|r| r.method == "POST" && r.path == "/collections/discussions/snapshots/upload");
+        if !uploading {
+            return false;
+        }
+        // Let the body fill the socket buffers, then make the rollback of conventions (restored
+        // already) outlast the server's pause: a body still going out would be recovered then.
+        let seen = *upload_seen.get_or_init(std::time::Instant::now);
+        if seen.elapsed() < Duration::from_millis(300) {
+            return false;
+        }
+        double.inject(Fault::new(
+            Some("POST"),
+            "/collections/conventions/snapshots/upload",
+            FaultKind::Delay(Duration::from_secs(6)),
+        ));
+        true
+    });
+    run.assert_code(130);
+    says(&run, "rolled back");
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "Ctrl-C waited for the stalled upload"
+    );
+    // Well after the server's pause: the cut body was never recovered.
+    assert_eq!(state(&env.double, "discussions"), before);
+    no_prerestore_left(&env);
+}
+
+#[test]
+fn ctrl_c_during_a_stalled_pre_restore_download_leaves_nothing_behind() {
+    let env = TestEnv::ai_memory();
+    env.double
+        .set_snapshot_filler("discussions", 4 * 1024 * 1024);
+    let backup = env.backup(&["--collection", "discussions"]);
+    let before = state(&env.double, "discussions");
+    env.double.clear_requests();
+    env.double.inject(Fault::new(
+        Some("GET"),
+        "/collections/discussions/snapshots/",
+        FaultKind::StallBody {
+            after_bytes: 100_000,
+            stall: Duration::from_secs(20),
+        },
+    ));
+    let double = &env.double;
+    let seen = std::cell::OnceCell::new();
+    let started = std::time::Instant::now();
+    let run = restore_signalled(&env, &[backup.to_str().unwrap(), "--force"], "-INT", || {
+        let downloading = double.requests().iter().any(|r| {
+            r.method == "GET" && r.path.starts_with("/collections/discussions/snapshots/")
+        });
+        downloading
+            && seen.get_or_init(std::time::Instant::now).elapsed() > Duration::from_millis(300)
     });
     run.assert_code(130);
     assert!(
         started.elapsed() < Duration::from_secs(15),
-        "Ctrl-C waited for the stalled upload"
+        "Ctrl-C waited for the stalled download"
     );
-    assert_eq!(state(&env.double, "conventions"), before);
+    assert_eq!(state(&env.double, "discussions"), before);
     no_prerestore_left(&env);
 }
 

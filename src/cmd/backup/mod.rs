@@ -719,7 +719,10 @@ fn consistent_snapshot(
 /// `POST …/snapshots`, on a worker thread. It always waits for Qdrant's answer, even after
 /// Ctrl-C, so the snapshot can be deleted; a creation that times out is recorded as pending.
 fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<SnapshotDescription> {
-    let asked_at = undo::snapshot_time(time::OffsetDateTime::now_utc());
+    // A minute of slack for a server clock behind ours: snapshots that existed before the
+    // request are ruled out by name anyway.
+    let asked_at =
+        undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
     let existing: Vec<String> = cx
         .client
         .list_snapshots(name)

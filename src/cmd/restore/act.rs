@@ -2,7 +2,7 @@
 //! from the backup, and check the result. Every change goes into the [`Undo`] log first.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use camino::Utf8PathBuf;
 use miette::Diagnostic;
@@ -374,11 +374,12 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
     let size = source.snapshot.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = cx.ui.transfer_bar(Some(size));
     // On a worker thread, so a signal is noticed at once. While the body is being sent a stop
-    // cuts it: the worker is left behind and Qdrant, never getting the whole body, recovers
-    // nothing. Once it is all sent Qdrant is recovering, and the safe thing is to wait for its
-    // answer and then roll back, unless the user insists (a second Ctrl-C): then the outcome
-    // is unclear and the rollback first waits for Qdrant to finish.
-    let sent = Arc::new(AtomicBool::new(false));
+    // cuts it: the next block the worker reads from the file is refused, so Qdrant never gets
+    // the whole body and recovers nothing. Once the last block is read Qdrant is (about to be)
+    // recovering, and the safe thing is to wait for its answer and then roll back, unless the
+    // user insists (a second Ctrl-C): then the outcome is unknown, and the rollback handles it
+    // as such (it cannot confirm it and says what to check: exit 5).
+    let progress = Arc::new(AtomicU8::new(SENDING));
     let told = std::cell::Cell::new(false);
     let outcome = {
         let client = cx.client.clone();
@@ -388,14 +389,19 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
             file_name.clone(),
             sha256.clone(),
         );
-        let (worker_bar, worker_sent) = (bar.clone(), Arc::clone(&sent));
+        let (worker_bar, worker_progress) = (bar.clone(), Arc::clone(&progress));
         let read = AtomicU64::new(0);
         worker::until(
             || {
                 if cx.stop.requested().is_none() {
                     return false;
                 }
-                if !sent.load(Ordering::SeqCst) || cx.stop.abandoned() {
+                // Only one side wins: either the worker read the last block first (SENT), or
+                // the cut comes first and the worker refuses every block after it.
+                let cut = progress
+                    .compare_exchange(SENDING, CUT, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok();
+                if cut || cx.stop.abandoned() {
                     return true;
                 }
                 if !told.replace(true) {
@@ -409,21 +415,30 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
                 false
             },
             move || {
-                let mut progress = |n: u64| {
-                    if read.fetch_add(n, Ordering::SeqCst) + n >= size {
-                        worker_sent.store(true, Ordering::SeqCst);
+                let mut on_block = |n: u64| {
+                    if worker_progress.load(Ordering::SeqCst) == CUT {
+                        return Err(Cancelled);
+                    }
+                    let total = read.fetch_add(n, Ordering::SeqCst) + n;
+                    if total >= size
+                        && worker_progress
+                            .compare_exchange(SENDING, SENT, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_err()
+                    {
+                        // Cut meanwhile: this last block must not go out either.
+                        return Err(Cancelled);
                     }
                     worker_bar.inc(n);
-                    Ok::<(), Cancelled>(())
+                    Ok(())
                 };
-                client.upload_snapshot(&name, path.as_std_path(), &file, &sha, &mut progress)
+                client.upload_snapshot(&name, path.as_std_path(), &file, &sha, &mut on_block)
             },
         )
     };
     let result = match outcome {
         Some(result) => result,
-        // Given up while the body was still going out: Qdrant has not got it whole.
-        None if !sent.load(Ordering::SeqCst) => Err(QdrantError::Interrupted),
+        // Cut while the body was still going out: Qdrant has not got it whole.
+        None if progress.load(Ordering::SeqCst) == CUT => Err(QdrantError::Interrupted),
         // Given up after it was all sent: Qdrant may be recovering from it.
         None => Err(QdrantError::Transport {
             what: format!("waiting for Qdrant to recover `{target}`"),
@@ -455,6 +470,11 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         .retain(|(c, f)| !(c == target && f == &file_name));
     Ok(())
 }
+
+/// Where an upload's body stands: still going out, all read from the file, or cut by a stop.
+const SENDING: u8 = 0;
+const SENT: u8 = 1;
+const CUT: u8 = 2;
 
 /// The restored collection must have the backup's schema and exactly its record count.
 fn check(cx: &Context, planned: &Planned) -> Result<(), StepError> {

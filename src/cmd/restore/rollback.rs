@@ -184,7 +184,16 @@ impl Undo {
             }
         }
         if let Some(folder) = self.folder.take() {
-            // Only if empty: anything else in it is not ours to delete.
+            // A download cut by Ctrl-C leaves its hidden partial file (the same temporary
+            // name `backup` uses); then the folder goes, only if empty: anything else in it is
+            // not ours to delete.
+            if let Ok(entries) = folder.read_dir_utf8() {
+                for entry in entries.flatten() {
+                    if entry.file_name().starts_with(".partial-") {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
+            }
             let _ = std::fs::remove_dir(&folder);
         }
     }
