@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use qdrant_double::{AI_MEMORY_COLLECTIONS, Fault, FaultKind};
 use serde_json::Value;
 
-use super::support::{KEY, TestEnv, fixture_result, manifest, mode, sha256sum_check};
+use super::support::{
+    KEY, TestEnv, fixture_result, manifest, mode, sha256sum_check, wait_for_request,
+};
 
 /// The canonical fingerprint aimem must record for a collection info (`result` of GET).
 fn expected_schema(info: &Value) -> Value {
@@ -400,16 +402,9 @@ fn an_interrupted_backup_leaves_no_backup_looking_folder() {
         .spawn()
         .unwrap();
     // Wait until the stalled download is under way (the second collection's snapshot exists).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !env
-        .double
-        .requests()
-        .iter()
-        .any(|r| r.method == "GET" && r.path.contains("/collections/conventions/snapshots/"))
-    {
-        assert!(Instant::now() < deadline, "the download never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_request(&env.double, "GET", |p| {
+        p.contains("/collections/conventions/snapshots/")
+    });
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         env.root_entries()
@@ -711,19 +706,7 @@ fn a_snapshot_taken_while_points_are_written_is_taken_again() {
         .spawn()
         .unwrap();
     // Once the snapshot is asked for (the count before it is taken), a point arrives.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !env
-        .double
-        .requests()
-        .iter()
-        .any(|r| r.method == "POST" && r.path.ends_with("/github/snapshots"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the snapshot was never asked for"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_request(&env.double, "POST", |p| p.ends_with("/github/snapshots"));
     env.double.upsert_points("github", &[1001]);
     let status = child.wait().unwrap();
     let mut stderr = String::new();
@@ -787,19 +770,7 @@ fn ctrl_c_while_a_snapshot_is_built_waits_for_it_and_deletes_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !env
-        .double
-        .requests()
-        .iter()
-        .any(|r| r.method == "POST" && r.path.ends_with("/snapshots"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the snapshot was never requested"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_request(&env.double, "POST", |p| p.ends_with("/snapshots"));
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -6,7 +6,7 @@ use aimem::fingerprint::Fingerprint;
 use qdrant_double::{AI_MEMORY_COLLECTIONS, Config, Double, Fault, FaultKind, LateAnswer};
 use serde_json::Value;
 
-use super::support::{KEY, Run, TestEnv, edit_manifest, mode};
+use super::support::{KEY, Run, TestEnv, edit_manifest, mode, wait_for_request};
 
 /// `text` appears in stderr once miette's line wrapping (and its `|` gutter) is ignored.
 #[track_caller]
@@ -1200,19 +1200,7 @@ fn a_point_written_just_before_the_pre_restore_snapshot_does_not_fail_the_rollba
         .spawn()
         .unwrap();
     // Once the pre-restore snapshot is asked for (after the count before it), a point arrives.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !env
-        .double
-        .requests()
-        .iter()
-        .any(|r| r.method == "POST" && r.path.ends_with("/github/snapshots"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the snapshot was never asked for"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_request(&env.double, "POST", |p| p.ends_with("/github/snapshots"));
     env.double.upsert_points("github", &[4242]);
     let run = super::support::to_run(child.wait_with_output().unwrap());
     run.assert_code(4);

@@ -252,3 +252,21 @@ pub fn json_stdout(run: &Run) -> Value {
     serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", run.stdout))
 }
+
+/// Waits (up to 30 s) until the double has received a `method` request whose path satisfies
+/// `path`: the moment a test acts on a running aimem.
+#[track_caller]
+pub fn wait_for_request(double: &Double, method: &str, path: impl Fn(&str) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !double
+        .requests()
+        .iter()
+        .any(|r| r.method == method && path(&r.path))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {method} request of the expected kind arrived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
