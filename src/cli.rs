@@ -9,7 +9,14 @@ use crate::cmd;
 /// Connection settings come from --url, or QDRANT_URL, or QDRANT_HOST and QDRANT_PORT; the
 /// API key from QDRANT_API_KEY.
 #[derive(Debug, Parser)]
-#[command(name = "aimem", version, about, long_about, max_term_width = 100)]
+#[command(
+    name = "aimem",
+    version,
+    about,
+    long_about,
+    max_term_width = 100,
+    after_long_help = crate::exit::TABLE
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

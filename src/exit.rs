@@ -47,6 +47,18 @@ impl Exit {
     }
 }
 
+/// The exit-status table shown by `aimem --help` and the man page (the README has the same).
+pub const TABLE: &str = "\
+Exit status:
+  0    success
+  1    invalid arguments; Qdrant connection or authentication failed (backup)
+  2    a backup, verification, checksum or schema check failed; a restore refused unchanged
+  3    not enough disk space; Qdrant connection failed (restore, diff-schema)
+  4    config backup failed; a restore failed and was rolled back
+  5    a restore failed and its rollback failed too, or could not be made safely
+  130  stopped by Ctrl-C (SIGINT) after cleaning up
+  143  stopped by SIGTERM after cleaning up";
+
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> ExitCode {
         ExitCode::from(exit.code())
@@ -73,6 +85,8 @@ mod tests {
         ];
         for (exit, code) in table {
             assert_eq!(exit.code(), code, "{exit:?}");
+            let row = format!("\n  {code} ");
+            assert!(super::TABLE.contains(&row), "the help table lacks {code}");
         }
     }
 }
