@@ -20,6 +20,17 @@ pub enum QdrantError {
     )]
     Unreachable { url: String, detail: String },
 
+    #[error("cannot make a trusted https connection to {url}: {detail}")]
+    #[diagnostic(
+        code(aimem::qdrant::tls),
+        help(
+            "aimem trusts the system's certificate store. For a private CA, add it there \
+             (update-ca-certificates) or point SSL_CERT_FILE at a PEM bundle that holds it; check that \
+             the host name in the URL matches the certificate."
+        )
+    )]
+    Tls { url: String, detail: String },
+
     #[error("Qdrant at {url} rejected the API key: {message}")]
     #[diagnostic(
         code(aimem::qdrant::unauthorized),
@@ -120,6 +131,7 @@ impl QdrantError {
         matches!(
             self,
             QdrantError::Unreachable { .. }
+                | QdrantError::Tls { .. }
                 | QdrantError::Unauthorized { .. }
                 | QdrantError::Forbidden { .. }
         )

@@ -554,6 +554,10 @@ impl Client {
                 detail: error.to_string(),
             },
             ureq::Error::Io(e) => self.io_error(what, e, timeout),
+            ureq::Error::Rustls(_) | ureq::Error::Tls(_) => QdrantError::Tls {
+                url: self.display_url.clone(),
+                detail: error.to_string(),
+            },
             ureq::Error::BadUri(detail) => QdrantError::Unreachable {
                 url: self.display_url.clone(),
                 detail: format!("invalid URL: {detail}"),
@@ -574,6 +578,12 @@ impl Client {
                 detail: e.to_string(),
             },
             TimedOut | WouldBlock => self.timeout(what, timeout),
+            // rustls reports a failed handshake (an untrusted or mismatched certificate) as
+            // invalid data on the socket.
+            InvalidData if self.base_url.starts_with("https") => QdrantError::Tls {
+                url: self.display_url.clone(),
+                detail: e.to_string(),
+            },
             _ => QdrantError::Transport {
                 what: what.to_string(),
                 detail: e.to_string(),

@@ -780,3 +780,86 @@ fn ctrl_c_while_a_snapshot_is_built_waits_for_it_and_deletes_it() {
         .assert_stderr_contains("waiting for Qdrant to finish the snapshot");
     assert_nothing_left(&env);
 }
+
+/// Runs `openssl` with `args` in `dir`; the tests use it to make a private CA and a server.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+#[test]
+fn https_trusts_a_private_ca_given_by_ssl_cert_file() {
+    let env = TestEnv::new();
+    let dir = env.tmp.path().join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    #[rustfmt::skip]
+    let steps: [&[&str]; 3] = [
+        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+          "-days", "2", "-subj", "/CN=aimem-test-ca",
+          "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"],
+        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
+          "-subj", "/CN=localhost"],
+        &["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+          "-CAcreateserial", "-out", "leaf.pem", "-days", "1", "-extfile", "ext.cnf"],
+    ];
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    for step in steps {
+        openssl(&dir, step);
+    }
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    // A TLS server that answers any request with a status page (not Qdrant, but TLS is all
+    // this test is about).
+    let mut server = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+            "leaf.pem",
+            "-key",
+            "leaf.key",
+            "-www",
+        ])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the TLS server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("https://localhost:{port}");
+    let untrusted = env.run_with(&["backup"], |c| {
+        c.env("QDRANT_URL", &url);
+    });
+    let trusted = env.run_with(&["backup"], |c| {
+        c.env("QDRANT_URL", &url)
+            .env("SSL_CERT_FILE", dir.join("ca.pem"));
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    untrusted
+        .assert_code(1)
+        .assert_stderr_contains("cannot make a trusted https connection");
+    untrusted.assert_stderr_contains("SSL_CERT_FILE");
+    // With the CA trusted the handshake succeeds and aimem reads the (non-Qdrant) answer.
+    trusted
+        .assert_code(1)
+        .assert_stderr_contains("does not understand");
+}
