@@ -54,6 +54,18 @@ fn fingerprint(server: &Double, name: &str) -> Fingerprint {
 }
 
 /// Everything a test compares to say "the collection is exactly as before".
+/// Backs up `collection` alone, then writes `extra` points into it: the state a restore must
+/// replace and a rollback must bring back. Returns the backup and that state.
+fn backed_up_then_changed(
+    env: &TestEnv,
+    collection: &str,
+    extra: &[u64],
+) -> (std::path::PathBuf, (Value, Vec<u64>)) {
+    let backup = env.backup(&["--collection", collection]);
+    env.double.upsert_points(collection, extra);
+    (backup, state(&env.double, collection))
+}
+
 fn state(server: &Double, name: &str) -> (Value, Vec<u64>) {
     (
         server.collection_info(name).expect("collection"),
@@ -330,9 +342,7 @@ fn an_upload_failing_after_clearing_an_existing_collection_is_rolled_back() {
 #[test]
 fn a_lost_connection_during_an_upload_is_rolled_back() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "github"]);
-    env.double.upsert_points("github", &[999]);
-    let before = state(&env.double, "github");
+    let (backup, before) = backed_up_then_changed(&env, "github", &[999]);
     // The server reads the whole body, loses the client, and recovers anyway: the rollback
     // must undo a real change (a no-op rollback leaves the backup's points behind).
     env.double.inject(Fault::new(
@@ -352,9 +362,7 @@ fn a_lost_connection_during_an_upload_is_rolled_back() {
 #[test]
 fn the_rollback_waits_for_a_recovery_still_running_after_a_lost_connection() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "discussions"]);
-    env.double.upsert_points("discussions", &[400, 401]);
-    let before = state(&env.double, "discussions");
+    let (backup, before) = backed_up_then_changed(&env, "discussions", &[400, 401]);
     env.double.inject(Fault::new(
         Some("POST"),
         "/snapshots/upload",
@@ -487,9 +495,7 @@ fn without_metrics_a_lost_upload_is_exit_5_not_a_claimed_rollback() {
 #[test]
 fn an_upload_refused_by_a_proxy_changed_nothing_and_needs_no_rollback_upload() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "conventions"]);
-    env.double.upsert_points("conventions", &[250]);
-    let before = state(&env.double, "conventions");
+    let (backup, before) = backed_up_then_changed(&env, "conventions", &[250]);
     // nginx's default client_max_body_size: every upload, the rollback's too, gets a 413.
     env.double.inject(Fault::always(
         Some("POST"),
@@ -781,9 +787,7 @@ fn without_restore_config_no_config_file_is_written() {
 #[test]
 fn ctrl_c_during_a_restore_rolls_back_and_exits_130() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "conventions"]);
-    env.double.upsert_points("conventions", &[300, 301]);
-    let before = state(&env.double, "conventions");
+    let (backup, before) = backed_up_then_changed(&env, "conventions", &[300, 301]);
     // The server answers the upload late; the signal arrives meanwhile.
     env.double.inject(Fault::new(
         Some("POST"),
@@ -839,9 +843,7 @@ fn restore_signalled(env: &TestEnv, args: &[&str], signal: &str, ready: impl Fn(
 #[test]
 fn ctrl_c_while_qdrant_recovers_waits_for_it_then_rolls_back() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "conventions"]);
-    env.double.upsert_points("conventions", &[300, 301]);
-    let before = state(&env.double, "conventions");
+    let (backup, before) = backed_up_then_changed(&env, "conventions", &[300, 301]);
     env.double.inject(Fault::new(
         Some("POST"),
         "/snapshots/upload",
@@ -871,9 +873,7 @@ fn ctrl_c_while_qdrant_recovers_waits_for_it_then_rolls_back() {
 #[test]
 fn ctrl_c_while_the_pre_restore_snapshot_is_built_waits_and_deletes_it() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "discussions"]);
-    env.double.upsert_points("discussions", &[90]);
-    let before = state(&env.double, "discussions");
+    let (backup, before) = backed_up_then_changed(&env, "discussions", &[90]);
     env.double.clear_requests();
     env.double.inject(Fault::new(
         Some("POST"),
@@ -1062,9 +1062,7 @@ fn pre_restore_snapshots_go_beside_the_backup_not_into_the_current_folder() {
 #[test]
 fn no_room_for_the_pre_restore_snapshot_refuses_before_any_change() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "discussions"]);
-    env.double.upsert_points("discussions", &[55]);
-    let before = state(&env.double, "discussions");
+    let (backup, before) = backed_up_then_changed(&env, "discussions", &[55]);
     env.double.clear_requests();
     let run = env.run_with(&["restore", backup.to_str().unwrap(), "--force"], |c| {
         c.env("AIMEM_TEST_FREE_SPACE", "1000");
@@ -1270,9 +1268,7 @@ fn restore_on_a_terminal(env: &TestEnv, args: &[&str], answer: &str) -> Run {
 #[test]
 fn on_a_terminal_the_restore_asks_first_and_no_changes_nothing() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "github"]);
-    env.double.upsert_points("github", &[500]);
-    let before = state(&env.double, "github");
+    let (backup, before) = backed_up_then_changed(&env, "github", &[500]);
     let path = backup.to_str().unwrap();
     let declined = restore_on_a_terminal(&env, &[path], "n\n");
     declined.assert_code(1);

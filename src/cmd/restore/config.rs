@@ -230,19 +230,24 @@ mod tests {
         pub static FAIL_DIR_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
+    /// `.env` from `root/new` to `root/<to>`, 0644.
+    fn env_file(root: &Utf8Path, to: &str) -> ConfigFile {
+        ConfigFile {
+            name: ".env".into(),
+            from: root.join("new"),
+            to: root.join(to),
+            mode: 0o644,
+            overwrites: true,
+        }
+    }
+
     #[test]
     fn what_was_there_is_recorded_before_the_file_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap();
         std::fs::write(root.join("new"), "NEW").unwrap();
         std::fs::write(root.join("old"), "OLD").unwrap();
-        let file = ConfigFile {
-            name: ".env".into(),
-            from: root.join("new"),
-            to: root.join("old"),
-            mode: 0o644,
-            overwrites: true,
-        };
+        let file = env_file(root, "old");
         let mut log = Vec::new();
         FAIL_DIR_SYNC.with(|f| f.set(true));
         let result = write(&file, &mut log);
@@ -264,13 +269,7 @@ mod tests {
         std::fs::create_dir(root.join("real")).unwrap();
         std::fs::write(root.join("real/real.env"), "OLD").unwrap();
         std::os::unix::fs::symlink("real/real.env", root.join(".env")).unwrap();
-        let file = ConfigFile {
-            name: ".env".into(),
-            from: root.join("new"),
-            to: root.join(".env"),
-            mode: 0o644,
-            overwrites: true,
-        };
+        let file = env_file(root, ".env");
         let mut log = Vec::new();
         write(&file, &mut log).unwrap();
         let is_link = |p: &Utf8Path| p.symlink_metadata().unwrap().file_type().is_symlink();
@@ -301,13 +300,7 @@ mod tests {
         let root = Utf8Path::from_path(dir.path()).unwrap();
         std::fs::write(root.join("new"), "NEW").unwrap();
         std::fs::write(root.join("old"), "OLD").unwrap();
-        let file = ConfigFile {
-            name: ".env".into(),
-            from: root.join("new"),
-            to: root.join("old"),
-            mode: 0o644,
-            overwrites: true,
-        };
+        let file = env_file(root, "old");
         let mut log = Vec::new();
         write(&file, &mut log).unwrap();
         assert_eq!(std::fs::read_to_string(root.join("old")).unwrap(), "NEW");
