@@ -5,7 +5,7 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 use clap::Args;
 
-use crate::qdrant::{Client, Timeouts};
+use crate::qdrant::{Client, ServerUrl, Timeouts, redact};
 
 /// Where Qdrant is. The API key comes only from `QDRANT_API_KEY`, never from a flag, so it
 /// never shows in `ps`, shell history or `--help`.
@@ -72,8 +72,8 @@ impl InstallArgs {
 /// A resolved server address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// Scheme, host and port, no trailing slash.
-    pub url: String,
+    /// Scheme, host and port, no trailing slash; shown with its credentials hidden.
+    pub url: ServerUrl,
     pub host: String,
     pub port: u16,
 }
@@ -87,7 +87,7 @@ impl ConnectionArgs {
         match &self.url {
             Some(url) if !url.trim().is_empty() => parse_url(url.trim()),
             _ => Ok(Endpoint {
-                url: format!("http://{}:{}", self.host, self.port),
+                url: ServerUrl::new(&format!("http://{}:{}", self.host, self.port)),
                 host: self.host.clone(),
                 port: self.port,
             }),
@@ -106,13 +106,14 @@ impl ConnectionArgs {
 
     /// A client for this endpoint.
     pub fn client(endpoint: &Endpoint, timeouts: Timeouts) -> Client {
-        Client::new(&endpoint.url, Self::api_key(), timeouts)
+        Client::for_url(&endpoint.url, Self::api_key(), timeouts)
     }
 }
 
-/// Splits `http(s)://host[:port][/]` into its parts.
-fn parse_url(url: &str) -> Result<Endpoint, String> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+/// Splits `http(s)://host[:port][/]` into its parts. Errors name the URL redacted.
+fn parse_url(raw: &str) -> Result<Endpoint, String> {
+    let url = redact(raw);
+    let (scheme, rest) = raw.split_once("://").ok_or_else(|| {
         format!("`{url}` has no scheme: write http://HOST:PORT or https://HOST:PORT")
     })?;
     let default_port = match scheme.to_ascii_lowercase().as_str() {
@@ -125,6 +126,11 @@ fn parse_url(url: &str) -> Result<Endpoint, String> {
         }
     };
     let authority = rest.trim_end_matches('/');
+    if authority.contains(['?', '#']) {
+        return Err(format!(
+            "`{url}` has a query; give only the scheme, host and port (the API key goes in QDRANT_API_KEY)"
+        ));
+    }
     if authority.contains('/') {
         return Err(format!(
             "`{url}` has a path; give only the scheme, host and port"
@@ -148,7 +154,7 @@ fn parse_url(url: &str) -> Result<Endpoint, String> {
         return Err(format!("`{url}` has no host"));
     }
     Ok(Endpoint {
-        url: url.trim_end_matches('/').to_string(),
+        url: ServerUrl::new(raw),
         host: host.to_string(),
         port,
     })
@@ -167,7 +173,7 @@ mod tests {
     fn urls_are_split_into_host_and_port() {
         let e = parse_url("http://localhost:26350/").unwrap();
         assert_eq!(
-            (e.url.as_str(), e.host.as_str(), e.port),
+            (e.url.to_string().as_str(), e.host.as_str(), e.port),
             ("http://localhost:26350", "localhost", 26350)
         );
         let e = parse_url("https://qdrant.example.com").unwrap();
@@ -190,5 +196,24 @@ mod tests {
                 .unwrap_err()
                 .contains("path")
         );
+    }
+
+    #[test]
+    fn errors_about_a_url_never_show_its_secrets() {
+        for bad in [
+            "http://u:s3cret@x:port",
+            "ftp://u:s3cret@x",
+            "u:s3cret@x:1",
+            "http://u:s3cret@x:1/path",
+            "http://x:1?api-key=s3cret",
+            "http://x?api-key=s3cret",
+            "http://x:1/#s3cret",
+        ] {
+            let message = parse_url(bad).unwrap_err();
+            assert!(!message.contains("s3cret"), "{message}");
+        }
+        let e = parse_url("http://u:s3cret@x:1").unwrap();
+        assert_eq!(e.url.to_string(), "http://***@x:1");
+        assert!(!format!("{e:?}").contains("s3cret"));
     }
 }

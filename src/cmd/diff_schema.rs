@@ -153,7 +153,7 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
             ui.step(&format!("Comparing with {}", endpoint.url));
             (
                 "live".to_string(),
-                endpoint.url.clone(),
+                endpoint.url.to_string(),
                 Against::Live(client, names),
             )
         }

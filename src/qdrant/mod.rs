@@ -8,6 +8,7 @@ mod error;
 mod metrics;
 mod multipart;
 mod types;
+mod url;
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use ureq::http::{Method, Request, Response};
 pub use error::QdrantError;
 use multipart::{LocalReadFailed, is_cancelled};
 pub use types::{ServerInfo, SnapshotDescription};
+pub use url::{ServerUrl, redact};
 
 /// The error a transfer's sink or source returns to stop it (a signal arrived). It cannot be
 /// `ErrorKind::Interrupted`: `write_all` and friends retry on that.
@@ -72,9 +74,8 @@ impl Default for Timeouts {
 #[derive(Clone)]
 pub struct Client {
     agent: Agent,
-    base_url: String,
-    /// `base_url` without any `user:password@`, for messages.
-    display_url: String,
+    /// Shown only redacted: messages can never carry its credentials.
+    base_url: ServerUrl,
     api_key: Option<String>,
     timeouts: Timeouts,
 }
@@ -83,7 +84,7 @@ impl std::fmt::Debug for Client {
     // Hand-written so that the API key can never end up in a log or panic message.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("base_url", &self.display_url)
+            .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -99,6 +100,11 @@ const JSON_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 impl Client {
     /// A client for the server at `base_url` (scheme, host and port; a trailing slash is ignored).
     pub fn new(base_url: &str, api_key: Option<String>, timeouts: Timeouts) -> Client {
+        Client::for_url(&ServerUrl::new(base_url), api_key, timeouts)
+    }
+
+    /// A client for the server at `base_url`.
+    pub fn for_url(base_url: &ServerUrl, api_key: Option<String>, timeouts: Timeouts) -> Client {
         // The system's trust store (and SSL_CERT_FILE), so private CAs work as they do for curl.
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(ureq::tls::RootCerts::PlatformVerifier)
@@ -114,19 +120,22 @@ impl Client {
             .user_agent(concat!("aimem/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        let base_url = base_url.trim_end_matches('/').to_string();
         Client {
             agent,
-            display_url: without_userinfo(&base_url),
-            base_url,
+            base_url: base_url.clone(),
             api_key: api_key.filter(|k| !k.is_empty()),
             timeouts,
         }
     }
 
-    /// The server's address, for messages (without any `user:password@`).
+    /// The server's address, for messages (credentials hidden, see [`redact`]).
     pub fn display_url(&self) -> &str {
-        &self.display_url
+        self.base_url.shown()
+    }
+
+    /// The server's address (shown redacted).
+    pub fn url(&self) -> &ServerUrl {
+        &self.base_url
     }
 
     /// `GET /`: name and version. Needs no key on a real server.
@@ -334,7 +343,7 @@ impl Client {
         let header = |v: String| {
             ureq::http::HeaderValue::from_str(&v).map_err(|e| QdrantError::Transport {
                 what: "preparing the upload".to_string(),
-                detail: e.to_string(),
+                detail: self.base_url.scrub(&e.to_string()),
             })
         };
         parts
@@ -470,17 +479,18 @@ impl Client {
         path: &str,
         body: Option<B>,
     ) -> Result<Request<B>, QdrantError> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("{}{}", self.base_url, path));
+        let mut builder =
+            Request::builder()
+                .method(method)
+                .uri(format!("{}{}", self.base_url.raw(), path));
         if let Some(key) = &self.api_key {
             builder = builder.header("api-key", key.as_str());
         }
         builder
             .body(body.unwrap_or_default())
             .map_err(|e| QdrantError::Unreachable {
-                url: self.display_url.clone(),
-                detail: format!("invalid URL ({e})"),
+                url: self.display_url().to_string(),
+                detail: self.base_url.scrub(&format!("invalid URL ({e})")),
             })
     }
 
@@ -511,7 +521,7 @@ impl Client {
             .headers()
             .get("location")
             .and_then(|v| v.to_str().ok())
-            .map(without_userinfo);
+            .map(redact);
         let text = response
             .into_body()
             .with_config()
@@ -528,7 +538,7 @@ impl Client {
         let path = strip_query(path).to_string();
         Err(match status {
             401 => QdrantError::Unauthorized {
-                url: self.display_url.clone(),
+                url: self.display_url().to_string(),
                 message,
                 key_set: self.api_key.is_some(),
             },
@@ -550,21 +560,21 @@ impl Client {
         match error {
             ureq::Error::Timeout(_) => self.timeout(what, timeout),
             ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => QdrantError::Unreachable {
-                url: self.display_url.clone(),
-                detail: error.to_string(),
+                url: self.display_url().to_string(),
+                detail: self.base_url.scrub(&error.to_string()),
             },
             ureq::Error::Io(e) => self.io_error(what, e, timeout),
             ureq::Error::Rustls(_) | ureq::Error::Tls(_) => QdrantError::Tls {
-                url: self.display_url.clone(),
-                detail: error.to_string(),
+                url: self.display_url().to_string(),
+                detail: self.base_url.scrub(&error.to_string()),
             },
             ureq::Error::BadUri(detail) => QdrantError::Unreachable {
-                url: self.display_url.clone(),
-                detail: format!("invalid URL: {detail}"),
+                url: self.display_url().to_string(),
+                detail: self.base_url.scrub(&format!("invalid URL: {detail}")),
             },
             other => QdrantError::Transport {
                 what: what.to_string(),
-                detail: other.to_string(),
+                detail: self.base_url.scrub(&other.to_string()),
             },
         }
     }
@@ -574,19 +584,19 @@ impl Client {
         match e.kind() {
             ConnectionRefused | AddrNotAvailable | NotFound | HostUnreachable
             | NetworkUnreachable => QdrantError::Unreachable {
-                url: self.display_url.clone(),
-                detail: e.to_string(),
+                url: self.display_url().to_string(),
+                detail: self.base_url.scrub(&e.to_string()),
             },
             TimedOut | WouldBlock => self.timeout(what, timeout),
             // rustls reports a failed handshake (an untrusted or mismatched certificate) as
             // invalid data on the socket.
-            InvalidData if self.base_url.starts_with("https") => QdrantError::Tls {
-                url: self.display_url.clone(),
-                detail: e.to_string(),
+            InvalidData if self.base_url.raw().starts_with("https") => QdrantError::Tls {
+                url: self.display_url().to_string(),
+                detail: self.base_url.scrub(&e.to_string()),
             },
             _ => QdrantError::Transport {
                 what: what.to_string(),
-                detail: e.to_string(),
+                detail: self.base_url.scrub(&e.to_string()),
             },
         }
     }
@@ -598,7 +608,7 @@ impl Client {
                 Ok(ureq_error) => self.ureq_error(what, *ureq_error, timeout),
                 Err(other) => QdrantError::Transport {
                     what: what.to_string(),
-                    detail: other.to_string(),
+                    detail: self.base_url.scrub(&other.to_string()),
                 },
             },
             None => QdrantError::Transport {
@@ -626,20 +636,6 @@ impl Client {
     }
 }
 
-/// A URL with any `user:password@` removed.
-fn without_userinfo(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    match scheme {
-        "" => format!("{host}{tail}"),
-        _ => format!("{scheme}://{host}{tail}"),
-    }
-}
-
 /// The envelope's `result`, if any.
 fn take_result(value: Value) -> Option<Value> {
     match value {
@@ -663,7 +659,7 @@ fn error_message(body: &str) -> Option<String> {
 }
 
 /// `/collections/{name}{rest}` with the name percent-encoded.
-fn collection_path(name: &str, rest: &str) -> String {
+pub fn collection_path(name: &str, rest: &str) -> String {
     format!("/collections/{}{}", encode_segment(name), rest)
 }
 
@@ -672,7 +668,7 @@ fn strip_query(path: &str) -> &str {
 }
 
 /// Percent-encodes one path segment (collection names may hold any character Qdrant allows).
-fn encode_segment(segment: &str) -> String {
+pub fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         match byte {
@@ -706,17 +702,9 @@ mod tests {
 
     #[test]
     fn userinfo_never_reaches_a_message() {
-        assert_eq!(
-            without_userinfo("http://admin:hunter2@q:6333"),
-            "http://q:6333"
-        );
-        assert_eq!(
-            without_userinfo("https://q.example/x@y"),
-            "https://q.example/x@y"
-        );
         let client = Client::new("http://admin:hunter2@q:6333", None, Timeouts::default());
         assert!(!format!("{client:?}").contains("hunter2"));
-        assert_eq!(client.display_url(), "http://q:6333");
+        assert_eq!(client.display_url(), "http://***@q:6333");
     }
 
     #[test]
