@@ -12,7 +12,9 @@ pub mod fingerprint;
 pub mod manifest;
 pub mod qdrant;
 pub mod settings;
+pub mod shell;
 pub mod signals;
+pub mod terminal;
 pub mod ui;
 
 use std::io::IsTerminal;
@@ -51,14 +53,9 @@ pub fn main() -> ExitCode {
     let colors = resolve_color(cli.global.color);
     console::set_colors_enabled(colors);
     console::set_colors_enabled_stderr(colors);
+    terminal::set_colors(colors);
     let _ = miette::set_hook(Box::new(move |_| {
-        Box::new(
-            miette::MietteHandlerOpts::new()
-                .color(colors)
-                .unicode(colors)
-                .terminal_links(false)
-                .build(),
-        )
+        Box::new(terminal::handler_options(colors).build())
     }));
     let ui = Ui::new(cli.global.quiet, !cli.global.no_progress);
     let stop = StopFlag::install();
@@ -74,7 +71,7 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(()) => Exit::Success.into(),
         Err(Failure { exit, report }) => {
-            eprintln!("{report:?}");
+            eprintln!("{:?}", terminal::Escaped::new(report.as_ref()));
             exit.into()
         }
     }

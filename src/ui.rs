@@ -2,11 +2,16 @@
 //!
 //! Data for programs goes to stdout elsewhere; everything here is for a person and goes to
 //! stderr, so `aimem backup > path.txt` captures only the backup's path.
+//!
+//! Every method escapes the control characters in its text ([`crate::terminal::escape`]):
+//! what it prints is built from names, manifest fields and the server's words.
 
 use std::time::Duration;
 
 use console::{Term, style};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::terminal::escape;
 
 /// Width of the `====` rules, as in the Python scripts' output.
 const RULE_WIDTH: usize = 60;
@@ -40,7 +45,7 @@ impl Ui {
     /// A boxed title: rule, title, rule.
     pub fn header(&self, title: &str) {
         self.rule();
-        self.print(&format!("  {}", style(title).bold()));
+        self.print(&format!("  {}", style(escape(title)).bold()));
         self.rule();
         self.print("");
     }
@@ -55,22 +60,22 @@ impl Ui {
 
     /// `  key: value` facts under a heading.
     pub fn fact(&self, key: &str, value: &str) {
-        self.print(&format!("  {key}: {value}"));
+        self.print(&format!("  {}: {}", escape(key), escape(value)));
     }
 
     /// A step in progress: `  Backing up discussions...`.
     pub fn step(&self, text: &str) {
-        self.print(&format!("  {text}"));
+        self.print(&format!("  {}", escape(text)));
     }
 
     /// A finished sub-step: `    ✓ …`.
     pub fn ok(&self, text: &str) {
-        self.print(&format!("    {} {text}", style("✓").green()));
+        self.print(&format!("    {} {}", style("✓").green(), escape(text)));
     }
 
     /// A neutral remark: `    - …`.
     pub fn note(&self, text: &str) {
-        self.print(&format!("    {} {text}", style("-").dim()));
+        self.print(&format!("    {} {}", style("-").dim(), escape(text)));
     }
 
     /// Printed even with `--quiet`: something the user should know.
@@ -78,7 +83,7 @@ impl Ui {
         let _ = self.term.write_line(&format!(
             "    {} {}",
             style("⚠").yellow(),
-            style(text).yellow()
+            style(escape(text)).yellow()
         ));
     }
 
@@ -87,7 +92,7 @@ impl Ui {
         self.print(&format!(
             "  {} {}",
             style("✓").green().bold(),
-            style(text).bold()
+            style(escape(text)).bold()
         ));
     }
 

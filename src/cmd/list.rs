@@ -164,7 +164,14 @@ fn print_table(rows: &[Row], verify: bool) {
                 ),
             });
         }
-        table.push(cells);
+        // Escaped before measuring, so the columns line up; a line break in a field cannot
+        // forge a row.
+        table.push(
+            cells
+                .iter()
+                .map(|cell| crate::terminal::escape_line(cell).into_owned())
+                .collect(),
+        );
     }
     let columns = table[0].len();
     let widths: Vec<usize> = (0..columns)

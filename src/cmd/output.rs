@@ -7,10 +7,12 @@ use std::io::Write;
 
 use serde::Serialize;
 
-/// One report line on stdout. A closed pipe is fine; any other failure (a full disk behind
+/// One report line on stdout, its control characters escaped ([`crate::terminal::escape`]:
+/// report lines quote names and manifest fields). A closed pipe is fine; any other failure (a full disk behind
 /// `> file`) is said on stderr, so a script does not silently get nothing.
 pub fn line(text: &str) {
     let mut out = std::io::stdout().lock();
+    let text = crate::terminal::escape(text);
     if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("aimem: could not write to stdout: {e}");

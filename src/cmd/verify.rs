@@ -123,10 +123,12 @@ impl std::fmt::Debug for ManifestReport<'_> {
                 miette::GraphicalTheme::unicode()
             } else {
                 miette::GraphicalTheme::unicode_nocolor()
-            });
+            })
+            .with_wrap_lines(false);
         let mut out = String::new();
-        if handler.render_report(&mut out, self.0).is_err() {
-            return write!(f, "{}", self.0);
+        let escaped = crate::terminal::Escaped::new(self.0);
+        if handler.render_report(&mut out, &escaped).is_err() {
+            return write!(f, "{escaped}");
         }
         write!(f, "{out}")
     }

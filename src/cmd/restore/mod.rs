@@ -24,8 +24,9 @@ use crate::fingerprint::{Fingerprint, FingerprintError};
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, SNAPSHOT_DIR};
 use crate::manifest::{MANIFEST_FILE, Manifest};
-use crate::qdrant::Timeouts;
+use crate::qdrant::{Timeouts, collection_path, encode_segment};
 use crate::settings::{ConnectionArgs, InstallArgs, seconds};
+use crate::shell::{self, CommandLine};
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size};
 
@@ -673,7 +674,9 @@ fn what_is_overwritten(plans: &[Planned], files: &[ConfigFile]) -> Option<String
 /// Asks on the terminal; anything but yes cancels.
 fn confirm(what: &str) -> Outcome {
     let answer = dialoguer::Confirm::new()
-        .with_prompt(format!("This will overwrite {what}. Continue?"))
+        .with_prompt(crate::terminal::escape(&format!(
+            "This will overwrite {what}. Continue?"
+        )))
         .default(false)
         .interact_on(&console::Term::stderr());
     match answer {
@@ -744,6 +747,9 @@ fn roll_back(
 }
 
 /// Where each kept pre-restore snapshot is and the one command that puts it back.
+///
+/// Every command is built by [`CommandLine`] (names and paths shell-quoted, names
+/// percent-encoded in URLs) and stands on a line of its own: the report is never wrapped.
 fn recovery_help(url: &str, undo: &Undo) -> String {
     let kept = undo.kept();
     let mut text = String::new();
@@ -753,22 +759,33 @@ fn recovery_help(url: &str, undo: &Undo) -> String {
              undone by it. Wait until this prints 0 for each collection named:",
         );
         for unclear in &undo.unsettled {
-            let c = &unclear.collection;
-            text.push_str(&format!(
-                "\n  curl -fsS -H \"api-key: $QDRANT_API_KEY\" \"{url}/metrics\" | grep 'snapshot_recovery_running{{id=\"{c}\"}}'"
-            ));
+            let gauge = format!(
+                "snapshot_recovery_running{{id=\"{}\"}}",
+                prometheus_label(&unclear.collection)
+            );
+            let command = curl(None)
+                .arg(&format!("{url}/metrics"))
+                .pipe(CommandLine::new("grep").arg("-F").arg(&gauge));
+            text.push_str(&format!("\n  {command}"));
         }
         text.push_str("\nthen:");
         for unclear in &undo.unsettled {
             let c = &unclear.collection;
             if undo.created.contains(c) {
+                let command = curl(Some("DELETE")).arg(&format!("{url}{}", collection_path(c, "")));
                 text.push_str(&format!(
-                    "\n  delete `{c}`, which this restore created: curl -fsS -X DELETE -H \"api-key: $QDRANT_API_KEY\" \"{url}/collections/{c}\""
+                    "\n  delete `{c}`, which this restore created:\n    {command}"
                 ));
             }
+            let command = curl(Some("DELETE")).arg(&format!(
+                "{url}{}",
+                collection_path(
+                    c,
+                    &format!("/snapshots/{}", encode_segment(&unclear.upload))
+                )
+            ));
             text.push_str(&format!(
-                "\n  delete the uploaded copy: curl -fsS -X DELETE -H \"api-key: $QDRANT_API_KEY\" \"{url}/collections/{c}/snapshots/{}\"",
-                unclear.upload
+                "\n  delete the uploaded copy of `{c}`:\n    {command}"
             ));
         }
         if !kept.is_empty() {
@@ -786,10 +803,33 @@ fn recovery_help(url: &str, undo: &Undo) -> String {
         "The pre-restore snapshots are kept (aimem will not delete them). To put a collection back as it was, run:",
     );
     for (collection, path) in kept {
-        text.push_str(&format!(
-            "\n  {collection} ({path}):\n    curl -fsS -X POST -H \"api-key: $QDRANT_API_KEY\" -F \"snapshot=@{path}\" \
-             \"{url}/collections/{collection}/snapshots/upload?wait=true&priority=snapshot\""
-        ));
+        let command = curl(Some("POST"))
+            .arg("-F")
+            .arg(&shell::curl_form_file("snapshot", path.as_str()))
+            .arg(&format!(
+                "{url}{}",
+                collection_path(collection, "/snapshots/upload?wait=true&priority=snapshot")
+            ));
+        text.push_str(&format!("\n  {collection} ({path}):\n    {command}"));
     }
     text
+}
+
+/// `curl -fsS` with the API key header (expanded by the shell from the environment, so the
+/// key itself is never printed).
+fn curl(method: Option<&str>) -> CommandLine {
+    let command = CommandLine::new("curl").arg("-fsS");
+    let command = match method {
+        Some(method) => command.arg("-X").arg(method),
+        None => command,
+    };
+    command.raw("-H \"api-key: $QDRANT_API_KEY\"")
+}
+
+/// A label value as Prometheus' text format writes it (`\`, `"` and line breaks escaped).
+fn prometheus_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
