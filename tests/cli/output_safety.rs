@@ -435,3 +435,41 @@ fn control_characters_from_the_server_never_reach_the_terminal() {
         assert_no_controls(&format!("{args:?} (plain text)"), &env.run(&args));
     }
 }
+
+#[test]
+fn help_wraps_between_words_only() {
+    let env = TestEnv::new();
+    let help = |args: &[&str], columns: &str| {
+        let run = env.run_with(args, |c| {
+            c.env("COLUMNS", columns);
+        });
+        run.assert_code(0);
+        run.stdout
+    };
+    let words = |text: &str| -> std::collections::BTreeSet<String> {
+        text.split_whitespace().map(str::to_string).collect()
+    };
+    for sub in [
+        "",
+        "backup",
+        "restore",
+        "verify",
+        "list",
+        "diff-schema",
+        "prune",
+        "completions",
+    ] {
+        for flag in ["-h", "--help"] {
+            let args: Vec<&str> = [sub, flag].into_iter().filter(|a| !a.is_empty()).collect();
+            let wide = words(&help(&args, "1000"));
+            for columns in ["30", "60", "80"] {
+                let narrow = words(&help(&args, columns));
+                let split: Vec<&String> = narrow.difference(&wide).collect();
+                assert!(
+                    split.is_empty(),
+                    "`aimem {sub} {flag}` at {columns} columns splits words: {split:?}"
+                );
+            }
+        }
+    }
+}
