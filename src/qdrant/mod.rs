@@ -343,7 +343,7 @@ impl Client {
         let header = |v: String| {
             ureq::http::HeaderValue::from_str(&v).map_err(|e| QdrantError::Transport {
                 what: "preparing the upload".to_string(),
-                detail: self.base_url.scrub(&e.to_string()),
+                detail: e.to_string(),
             })
         };
         parts
