@@ -138,6 +138,10 @@ fn refused_everywhere(env: &TestEnv, backup: &Path, entry: &str) {
         "{row}"
     );
 
+    // prune never takes it for a backup it may use or delete.
+    env.run(&["prune", "--keep-last", "5"]).assert_code(0);
+    assert!(backup.join("manifest.json").is_file());
+
     assert_eq!(
         outside(env, backup),
         before,
@@ -278,6 +282,8 @@ fn a_server_naming_its_snapshot_dot_dot_is_refused_and_the_collection_survives()
         .filter(|r| r.contains(".."))
         .collect();
     assert!(touched.is_empty(), "{touched:?}");
+    // The snapshot it really made (under its real name) is found and deleted all the same.
+    assert_eq!(env.server_snapshots(), 0);
     assert!(env.root_entries().is_empty(), "{:?}", env.root_entries());
 }
 
