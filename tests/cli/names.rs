@@ -469,3 +469,24 @@ fn a_link_planted_at_a_staging_folder_name_is_never_followed() {
         "wrote through a link"
     );
 }
+
+#[test]
+fn a_foreign_snapshot_with_an_unsafe_name_is_left_out_of_the_list() {
+    let env = TestEnv::ai_memory();
+    let client = aimem::qdrant::Client::new(
+        &env.double.url(),
+        Some(KEY.to_string()),
+        aimem::qdrant::Timeouts::default(),
+    );
+    let ours = client.create_snapshot("discussions").unwrap();
+    // A file someone put in the server's snapshot folder by hand.
+    let folder = env.double.snapshots_dir().join("discussions");
+    std::fs::write(folder.join("x\u{1b}]0;t\u{7}.snapshot"), "foreign").unwrap();
+    let listed: Vec<String> = client
+        .list_snapshots("discussions")
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(listed, [ours.name]);
+}
