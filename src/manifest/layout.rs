@@ -70,7 +70,7 @@ const RANDOM_CHARS: usize = 12;
 /// The creation is exclusive (a plain mkdir, never a recursive one): it fails rather than take
 /// over anything already there, a folder or a link planted at a guessed name alike, so the
 /// folder belongs to this run alone and whatever the run later deletes in it is its own. It is
-/// checked afterwards to be what it claims: a real folder, ours, closed to others.
+/// checked afterwards to be what it claims: a real folder, not a link.
 pub fn create_working_dir(
     parent: &Utf8Path,
     prefix: &str,
@@ -97,26 +97,19 @@ pub fn create_working_dir(
             format!("{} is not valid UTF-8", p.display()),
         )
     })?;
-    check_own_private_dir(&path)?;
+    check_real_dir(&path)?;
     Ok(path)
 }
 
-/// A real folder (not a link), owned by this process's user, closed to everyone else.
-fn check_own_private_dir(path: &Utf8Path) -> std::io::Result<()> {
-    let meta = path.symlink_metadata()?;
-    let mut fine = meta.file_type().is_dir();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        fine =
-            fine && meta.uid() == rustix::process::geteuid().as_raw() && meta.mode() & 0o077 == 0;
-    }
-    if fine {
+/// A real folder, not a link someone swapped in. (Its owner and mode are not checked: on a
+/// FAT or NTFS backup disk they are whatever the mount says, and the folder is new anyway.)
+fn check_real_dir(path: &Utf8Path) -> std::io::Result<()> {
+    if path.symlink_metadata()?.file_type().is_dir() {
         Ok(())
     } else {
         Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!("{path} is not a private folder of this user right after creating it"),
+            std::io::ErrorKind::AlreadyExists,
+            format!("{path} is not the folder just created"),
         ))
     }
 }

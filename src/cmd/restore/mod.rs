@@ -60,7 +60,7 @@ pub struct RestoreArgs {
     pub dry_run: bool,
 
     /// Restore only this collection of the backup.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = crate::names::parse_collection_arg)]
     pub collection: Option<String>,
 
     /// Restore the collection into this name instead, leaving the original untouched.
