@@ -120,25 +120,23 @@ pub fn rename_new(from: &Utf8Path, to: &Utf8Path) -> std::io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use rustix::fs::{CWD, RenameFlags, renameat_with};
-        renameat_with(
-            CWD,
-            from.as_std_path(),
-            CWD,
-            to.as_std_path(),
-            RenameFlags::NOREPLACE,
-        )
-        .map_err(std::io::Error::from)
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        if to.symlink_metadata().is_ok() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!("{to} already exists"),
-            ));
+        use rustix::io::Errno;
+        let flags = RenameFlags::NOREPLACE;
+        match renameat_with(CWD, from.as_std_path(), CWD, to.as_std_path(), flags) {
+            Ok(()) => return Ok(()),
+            // Filesystems without RENAME_NOREPLACE (some network and FUSE ones) refuse the
+            // flag itself: then the check below, which only a race could get past.
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
+            Err(e) => return Err(e.into()),
         }
-        std::fs::rename(from, to)
     }
+    if to.symlink_metadata().is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{to} already exists"),
+        ));
+    }
+    std::fs::rename(from, to)
 }
 
 /// RFC 3339 with microseconds and the offset, like Python's `isoformat()`.
