@@ -10,6 +10,7 @@ pub mod exit;
 pub mod failure;
 pub mod fingerprint;
 pub mod manifest;
+pub mod names;
 pub mod qdrant;
 pub mod settings;
 pub mod shell;

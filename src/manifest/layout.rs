@@ -49,12 +49,94 @@ pub fn free_folder(root: &Utf8Path, at: OffsetDateTime) -> Utf8PathBuf {
     candidate
 }
 
-/// The staging folder for a backup that will be named `final_name`.
-pub fn staging_folder(root: &Utf8Path, final_name: &str) -> Utf8PathBuf {
-    root.join(format!(
-        "{STAGING_PREFIX}{final_name}-{}",
-        std::process::id()
-    ))
+/// Creates the staging folder for a backup that will be named `final_name`:
+/// `.aimem-staging-<final name>-<random>-<pid>`, new and owned by this run alone (see
+/// [`create_working_dir`]). The name starts with the final name (so `list` shows when it was
+/// started) and ends with the process id (so `prune` can tell whether its writer still runs).
+pub fn create_staging_folder(root: &Utf8Path, final_name: &str) -> std::io::Result<Utf8PathBuf> {
+    create_working_dir(
+        root,
+        &format!("{STAGING_PREFIX}{final_name}-"),
+        &format!("-{}", std::process::id()),
+    )
+}
+
+/// Random characters in a working folder's name: nobody can plant something at it beforehand.
+const RANDOM_CHARS: usize = 12;
+
+/// Creates a new folder in `parent` named `<prefix><random letters and digits><suffix>`, only its
+/// owner may enter (0700), and returns its path.
+///
+/// The creation is exclusive (a plain mkdir, never a recursive one): it fails rather than take
+/// over anything already there, a folder or a link planted at a guessed name alike, so the
+/// folder belongs to this run alone and whatever the run later deletes in it is its own. It is
+/// checked afterwards to be what it claims: a real folder, not a link.
+pub fn create_working_dir(
+    parent: &Utf8Path,
+    prefix: &str,
+    suffix: &str,
+) -> std::io::Result<Utf8PathBuf> {
+    use std::io::{Error, ErrorKind};
+    if !parent.metadata()?.is_dir() {
+        return Err(Error::new(
+            ErrorKind::NotADirectory,
+            format!("{parent} is not a folder"),
+        ));
+    }
+    let mut builder = tempfile::Builder::new();
+    builder
+        .prefix(prefix)
+        .suffix(suffix)
+        .rand_bytes(RANDOM_CHARS);
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let created = builder.tempdir_in(parent)?.keep();
+    let path = Utf8PathBuf::from_path_buf(created).map_err(|p| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("{} is not valid UTF-8", p.display()),
+        )
+    })?;
+    check_real_dir(&path)?;
+    Ok(path)
+}
+
+/// A real folder, not a link someone swapped in. (Its owner and mode are not checked: on a
+/// FAT or NTFS backup disk they are whatever the mount says, and the folder is new anyway.)
+fn check_real_dir(path: &Utf8Path) -> std::io::Result<()> {
+    if path.symlink_metadata()?.file_type().is_dir() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{path} is not the folder just created"),
+        ))
+    }
+}
+
+/// Renames the finished folder `from` to `to`, which must not exist: never replaces anything
+/// (an empty folder or a link planted at `to` makes it fail instead).
+pub fn rename_new(from: &Utf8Path, to: &Utf8Path) -> std::io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        use rustix::io::Errno;
+        let flags = RenameFlags::NOREPLACE;
+        match renameat_with(CWD, from.as_std_path(), CWD, to.as_std_path(), flags) {
+            Ok(()) => return Ok(()),
+            // Filesystems without RENAME_NOREPLACE (some network and FUSE ones) refuse the
+            // flag itself: then the check below, which only a race could get past.
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if to.symlink_metadata().is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{to} already exists"),
+        ));
+    }
+    std::fs::rename(from, to)
 }
 
 /// RFC 3339 with microseconds and the offset, like Python's `isoformat()`.
@@ -116,6 +198,113 @@ mod tests {
         let at = datetime!(2026-02-03 14:30:52.123456 +01:00);
         assert_eq!(folder_name(at), "2026-02-03_143052");
         assert_eq!(timestamp(at), "2026-02-03T14:30:52.123456+01:00");
+    }
+
+    fn mode_of(path: &Utf8Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        path.symlink_metadata().unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn working_folders_are_new_private_and_unpredictable() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        // The same prefix in the same instant (two runs in one second): two folders.
+        let a = create_working_dir(root, ".aimem-prerestore-2026-02-03_143052-", "").unwrap();
+        let b = create_working_dir(root, ".aimem-prerestore-2026-02-03_143052-", "").unwrap();
+        assert_ne!(a, b);
+        for made in [&a, &b] {
+            assert_eq!(made.parent(), Some(root));
+            assert!(made.symlink_metadata().unwrap().is_dir());
+            assert_eq!(mode_of(made), 0o700, "{made}");
+            let random = &made.file_name().unwrap()[".aimem-prerestore-2026-02-03_143052-".len()..];
+            assert_eq!(random.len(), RANDOM_CHARS);
+            assert!(
+                random.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "{random}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_staging_folder_keeps_the_shape_list_and_prune_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let staging = create_staging_folder(root, "2026-02-03_143052").unwrap();
+        let name = staging.file_name().unwrap();
+        assert!(is_staging(name), "{name}");
+        assert!(
+            name.starts_with(".aimem-staging-2026-02-03_143052-"),
+            "{name}"
+        );
+        let (_, pid) = name.rsplit_once('-').unwrap();
+        assert_eq!(pid, std::process::id().to_string());
+        assert_eq!(mode_of(&staging), 0o700);
+        let again = create_staging_folder(root, "2026-02-03_143052").unwrap();
+        assert_ne!(staging, again);
+        // `list` still reads when it was started.
+        let listed = crate::manifest::catalog::scan(root).unwrap();
+        assert_eq!(listed.len(), 2);
+        for l in listed {
+            assert_eq!(l.state, crate::manifest::catalog::State::Incomplete);
+            assert_eq!(
+                l.taken,
+                Some(time::macros::datetime!(2026-02-03 14:30:52 UTC))
+            );
+        }
+    }
+
+    #[test]
+    fn creation_never_goes_through_a_planted_link_or_an_existing_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let victim = root.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        // The old, predictable name, planted as a link into the victim folder: the new folder
+        // is made elsewhere, and the link and its target stay as they were.
+        let planted = root.join(".aimem-prerestore-2026-02-03_143052");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let made = create_working_dir(root, ".aimem-prerestore-2026-02-03_143052", "").unwrap();
+        assert_ne!(made, planted);
+        assert!(planted.symlink_metadata().unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+        // And a parent that is not a folder is refused.
+        let file = root.join("file");
+        std::fs::write(&file, "x").unwrap();
+        assert!(create_working_dir(&file, "p-", "").is_err());
+    }
+
+    #[test]
+    fn the_final_rename_replaces_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let staging = root.join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::write(staging.join("manifest.json"), "{}").unwrap();
+        // An empty folder planted at the final name (a plain rename would replace it).
+        let final_dir = root.join("2026-02-03_143052");
+        std::fs::create_dir(&final_dir).unwrap();
+        assert!(rename_new(&staging, &final_dir).is_err());
+        assert!(staging.join("manifest.json").is_file());
+        assert_eq!(std::fs::read_dir(&final_dir).unwrap().count(), 0);
+        // A link planted there is neither followed nor replaced.
+        let victim = root.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::remove_dir(&final_dir).unwrap();
+        std::os::unix::fs::symlink(&victim, &final_dir).unwrap();
+        assert!(rename_new(&staging, &final_dir).is_err());
+        assert!(
+            final_dir
+                .symlink_metadata()
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+        // A free name works.
+        let free = root.join("2026-02-03_143052-2");
+        rename_new(&staging, &free).unwrap();
+        assert!(free.join("manifest.json").is_file());
     }
 
     #[test]

@@ -103,6 +103,33 @@ pub enum ManifestError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Invalid(Box<InvalidManifest>),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    UnsafeName(Box<UnsafeManifestName>),
+}
+
+/// A manifest naming a collection or file that cannot be used as a path component
+/// (`../../x`, a separator, a control character…): refused before anything else happens.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{path}: {entry} = {} is not a safe name: {}", crate::names::shown(&.problem.name), .problem.problem)]
+#[diagnostic(
+    code(aimem::manifest::unsafe_name),
+    help(
+        "aimem and Qdrant never write such a name, so this manifest was altered or made elsewhere, and \
+         aimem will not use it as a file or folder name. Use another backup; if you trust this one, \
+         rename the marked entry (and its file under qdrant/ or config/) by hand."
+    )
+)]
+pub struct UnsafeManifestName {
+    pub path: Utf8PathBuf,
+    /// Which entry, e.g. ``collections.`x`.snapshot_file`` (escaped).
+    pub entry: String,
+    pub problem: crate::names::UnsafeName,
+    #[source_code]
+    pub source_code: NamedSource<String>,
+    #[label("this name")]
+    pub span: SourceSpan,
 }
 
 /// A manifest that is not valid JSON or not a manifest, with the bad spot marked.
@@ -138,17 +165,55 @@ impl Manifest {
     }
 
     /// Parses manifest text; errors point at the offending line and column.
+    /// Every name that becomes a path is checked here, so no manifest with an unsafe one gets
+    /// past reading.
     pub fn parse(path: &Utf8Path, text: String) -> Result<Manifest, ManifestError> {
-        serde_json::from_str(&text).map_err(|e| {
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
             let offset = offset_of(&text, e.line(), e.column());
             let message = strip_position(&e.to_string());
             ManifestError::Invalid(Box::new(InvalidManifest {
                 path: path.to_owned(),
                 message,
-                source_code: NamedSource::new(path.as_str(), text),
+                source_code: NamedSource::new(path.as_str(), text.clone()),
                 span: SourceSpan::from((offset, 1)),
             }))
-        })
+        })?;
+        match manifest.unsafe_name() {
+            None => Ok(manifest),
+            Some((entry, problem)) => {
+                let span = span_of(&text, &problem.name);
+                Err(ManifestError::UnsafeName(Box::new(UnsafeManifestName {
+                    path: path.to_owned(),
+                    entry,
+                    problem,
+                    source_code: NamedSource::new(path.as_str(), text),
+                    span,
+                })))
+            }
+        }
+    }
+
+    /// The first name that would become a path and is not a safe one: which entry, and why.
+    fn unsafe_name(&self) -> Option<(String, crate::names::UnsafeName)> {
+        use crate::names::{SafeName, check_relative, shown};
+        for (key, entry) in &self.collections {
+            let at = format!("collections.{}", shown(key));
+            if let Err(e) = SafeName::new(key) {
+                return Some(("a key of collections".to_string(), e));
+            }
+            if let Err(e) = SafeName::new(&entry.name) {
+                return Some((format!("{at}.name"), e));
+            }
+            if let Err(e) = SafeName::new(&entry.snapshot_file) {
+                return Some((format!("{at}.snapshot_file"), e));
+            }
+        }
+        for (i, file) in self.config_files.iter().enumerate() {
+            if let Err(e) = check_relative(file) {
+                return Some((format!("config_files[{i}]"), e));
+            }
+        }
+        None
     }
 
     /// Pretty JSON with a final newline, as written to disk.
@@ -190,6 +255,15 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
         offset -= 1;
     }
     offset
+}
+
+/// Where `name` appears as a JSON string in `text` (the start of the file if it cannot be found).
+fn span_of(text: &str, name: &str) -> SourceSpan {
+    let quoted = serde_json::to_string(name).unwrap_or_default();
+    match text.find(&quoted) {
+        Some(at) => SourceSpan::from((at, quoted.len())),
+        None => SourceSpan::from((0, 0)),
+    }
 }
 
 /// serde_json appends " at line L column C": the label shows the spot already.
@@ -278,6 +352,63 @@ mod tests {
             panic!("wrong error")
         };
         assert!(text.is_char_boundary(invalid.span.offset()));
+    }
+
+    #[test]
+    fn every_name_that_becomes_a_path_is_checked_when_read() {
+        // (replace, with, the entry named, the string the label marks)
+        let cases = [
+            (
+                r#""discussions": {"#,
+                r#""../../../tmp/x": {"#,
+                "a key of collections",
+                r#""../../../tmp/x""#,
+            ),
+            (
+                r#""name": "discussions""#,
+                r#""name": "a/b""#,
+                "collections.`discussions`.name",
+                r#""a/b""#,
+            ),
+            (
+                r#""snapshot_file": "discussions.snapshot""#,
+                r#""snapshot_file": "..""#,
+                "collections.`discussions`.snapshot_file",
+                r#""..""#,
+            ),
+            (
+                r#""snapshot_file": "discussions.snapshot""#,
+                r#""snapshot_file": "x\u001b]0;t\u0007""#,
+                "collections.`discussions`.snapshot_file",
+                r#""x\u001b]0;t\u0007""#,
+            ),
+            (
+                r#""docker/.env","#,
+                r#""docker/../../x","#,
+                "config_files[2]",
+                r#""docker/../../x""#,
+            ),
+            (
+                r#""docker/.env","#,
+                r#""/etc/passwd","#,
+                "config_files[2]",
+                r#""/etc/passwd""#,
+            ),
+        ];
+        for (from, to, entry, marked) in cases {
+            let text = GUIDE_EXAMPLE.replacen(from, to, 1);
+            assert_ne!(text, GUIDE_EXAMPLE, "{from}");
+            let err = Manifest::parse(Utf8Path::new("m.json"), text.clone()).unwrap_err();
+            let ManifestError::UnsafeName(unsafe_name) = err else {
+                panic!("{to}: wrong error {err:?}")
+            };
+            assert_eq!(unsafe_name.entry, entry);
+            let message = unsafe_name.to_string();
+            assert!(message.contains("is not a safe name"), "{message}");
+            assert!(!message.chars().any(char::is_control), "{message:?}");
+            let span = unsafe_name.span;
+            assert_eq!(&text[span.offset()..span.offset() + span.len()], marked);
+        }
     }
 
     #[test]

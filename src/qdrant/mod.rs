@@ -236,7 +236,20 @@ impl Client {
     pub fn list_snapshots(&self, name: &str) -> Result<Vec<SnapshotDescription>, QdrantError> {
         let path = collection_path(name, "/snapshots");
         let result = self.result(Method::GET, &path, None)?;
-        serde_json::from_value(result).map_err(|e| self.invalid(&path, e))
+        let listed: Vec<Value> =
+            serde_json::from_value(result).map_err(|e| self.invalid(&path, e))?;
+        // A snapshot whose name is not a safe name is none of aimem's (it names its own after
+        // safe collection names): it is left out, so its name never reaches a URL or a path,
+        // and one such file (say, an upload by hand) does not spoil the list.
+        listed
+            .into_iter()
+            .filter(|s| {
+                s.get("name")
+                    .and_then(Value::as_str)
+                    .is_none_or(|n| crate::names::check(n).is_ok())
+            })
+            .map(|s| serde_json::from_value(s).map_err(|e| self.invalid(&path, e)))
+            .collect()
     }
 
     /// `DELETE /collections/{name}/snapshots/{snapshot}?wait=true`.

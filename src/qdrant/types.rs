@@ -5,6 +5,8 @@ use serde::Deserialize;
 /// A snapshot as Qdrant describes it (`SnapshotDescription`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct SnapshotDescription {
+    /// Checked as a safe name while parsing: it goes into URLs and, for some callers, paths.
+    #[serde(deserialize_with = "crate::names::deserialize_safe")]
     pub name: String,
     #[serde(default)]
     pub creation_time: Option<String>,

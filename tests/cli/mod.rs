@@ -4,6 +4,7 @@ mod backup;
 mod diff_schema;
 mod generated;
 mod list;
+mod names;
 mod output_safety;
 mod prune;
 mod restore;

@@ -25,6 +25,7 @@ use crate::fingerprint::Fingerprint;
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, LOGS_DIR, SNAPSHOT_DIR};
 use crate::manifest::{CollectionEntry, MANIFEST_FILE, Manifest};
+use crate::names::SafeName;
 use crate::qdrant::{Client, QdrantError, SnapshotDescription, Timeouts};
 use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
 use crate::signals::StopFlag;
@@ -59,7 +60,7 @@ pub struct BackupArgs {
     pub output: Utf8PathBuf,
 
     /// Back up only this collection (repeatable). It must exist on the server.
-    #[arg(long = "collection", value_name = "NAME")]
+    #[arg(long = "collection", value_name = "NAME", value_parser = crate::names::parse_collection_arg)]
     pub collections: Vec<String>,
 
     /// Back up every collection on the server, not only AI Memory's five.
@@ -181,6 +182,20 @@ enum BackupError {
     )]
     Distributed { collection: String, shards: String },
 
+    #[error("the server at {server} lists a collection named {}: {}", crate::names::shown(&.name.name), .name.problem)]
+    #[diagnostic(
+        code(aimem::backup::unsafe_name),
+        help(
+            "aimem names each snapshot file after its collection, and this name cannot be a file name. Qdrant \
+             itself does not create such names: check that the URL points at the real Qdrant. Back up the \
+             other collections with --collection NAME."
+        )
+    )]
+    UnsafeServerName {
+        server: String,
+        name: crate::names::UnsafeName,
+    },
+
     #[error("stopped by a signal; the partial backup was removed")]
     #[diagnostic(
         code(aimem::interrupted),
@@ -216,7 +231,7 @@ fn collection_error(
 
 /// A collection chosen for backup, with what was learnt about it before starting.
 struct Planned {
-    name: String,
+    name: SafeName,
     fingerprint: Fingerprint,
     estimate: u64,
 }
@@ -243,6 +258,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         .list_collections()
         .or_exit(Exit::BackupConnectionFailed)?;
     let names = choose_collections(args, &on_server, ui)?;
+    let names = safe_names(&names, client.display_url())?;
     let planned = plan(&client, &names)?;
     stopped(stop)?;
 
@@ -390,8 +406,23 @@ fn choose_collections(args: &BackupArgs, on_server: &[String], ui: &Ui) -> Outco
     Ok(present.into_iter().map(str::to_string).collect())
 }
 
+/// The chosen names, each checked as a file name: they come from the server.
+fn safe_names(names: &[String], server: &str) -> Outcome<Vec<SafeName>> {
+    names
+        .iter()
+        .map(|name| {
+            SafeName::new(name)
+                .map_err(|name| BackupError::UnsafeServerName {
+                    server: server.to_string(),
+                    name,
+                })
+                .or_exit(Exit::Failed)
+        })
+        .collect()
+}
+
 /// Reads each collection's schema and estimates its snapshot size.
-fn plan(client: &Client, names: &[String]) -> Outcome<Vec<Planned>> {
+fn plan(client: &Client, names: &[SafeName]) -> Outcome<Vec<Planned>> {
     names
         .iter()
         .map(|name| {
@@ -411,7 +442,7 @@ fn plan(client: &Client, names: &[String]) -> Outcome<Vec<Planned>> {
                         .collect::<Vec<_>>()
                         .join(", ");
                     return Err(BackupError::Distributed {
-                        collection: name.clone(),
+                        collection: name.to_string(),
                         shards,
                     })
                     .or_exit(Exit::Failed);
@@ -488,13 +519,12 @@ fn write_backup(
     undo: &mut Undo,
 ) -> Outcome<(Manifest, u64)> {
     let final_name = final_dir.file_name().unwrap_or("backup");
-    let staging = layout::staging_folder(cx.root, final_name);
     let folder_error = |path: &Utf8Path, source| BackupError::Folder {
         path: path.to_owned(),
         source,
     };
-    layout::create_private_dir(&staging)
-        .map_err(|e| folder_error(&staging, e))
+    let staging = layout::create_staging_folder(cx.root, final_name)
+        .map_err(|e| folder_error(cx.root, e))
         .or_exit(Exit::Failed)?;
     undo.staging = Some(staging.clone());
     let snapshot_dir = staging.join(SNAPSHOT_DIR);
@@ -519,7 +549,7 @@ fn write_backup(
             sha256: entry.sha256.clone().unwrap_or_default(),
             path: format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file),
         });
-        collections.insert(collection.name.clone(), entry);
+        collections.insert(collection.name.to_string(), entry);
     }
 
     stopped(cx.stop)?;
@@ -629,12 +659,12 @@ fn backup_collection(
             ),
         )?;
     }
-    let file_name = format!("{name}.snapshot");
-    let target = snapshot_dir.join(&file_name);
+    let file_name = name.snapshot_file();
+    let target = name.snapshot_path(snapshot_dir);
     let downloaded = {
         let (client, name, description, target) = (
             cx.client.clone(),
-            name.clone(),
+            name.to_string(),
             description.clone(),
             target.clone(),
         );
@@ -662,7 +692,7 @@ fn backup_collection(
         )),
     }
     Ok(CollectionEntry {
-        name: name.clone(),
+        name: name.to_string(),
         records,
         records_max,
         snapshot_file: file_name,
@@ -772,7 +802,7 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
 /// itself survives a crash.
 fn publish(staging: &Utf8Path, final_dir: &Utf8Path) -> std::io::Result<()> {
     sync_tree_dirs(staging)?;
-    std::fs::rename(staging, final_dir)?;
+    layout::rename_new(staging, final_dir)?;
     if let Some(root) = final_dir.parent() {
         sync_dir(root)?;
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use miette::Diagnostic;
 use thiserror::Error;
 
@@ -15,7 +15,8 @@ use crate::cmd::backup::disk;
 use crate::cmd::backup::snapshot::{self, DownloadError};
 use crate::cmd::worker;
 use crate::fingerprint::{self, Fingerprint};
-use crate::manifest::checksums;
+use crate::manifest::{checksums, layout};
+use crate::names::SafeName;
 use crate::qdrant::{Cancelled, Client, QdrantError};
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size};
@@ -25,8 +26,12 @@ pub struct Context<'a> {
     pub client: &'a Client,
     pub ui: &'a Ui,
     pub stop: &'a StopFlag,
-    /// Where pre-restore snapshots go (`<the backup's parent>/.aimem-prerestore-<stamp>`).
-    pub prerestore: Utf8PathBuf,
+    /// The folder (the backup's parent) in which the pre-restore folder is created, on first
+    /// use, as `<prerestore_prefix><random>`: a new folder owned by this run alone
+    /// ([`layout::create_working_dir`]), kept in `Undo::folder`.
+    pub prerestore_in: Utf8PathBuf,
+    /// `.aimem-prerestore-<stamp>-`.
+    pub prerestore_prefix: String,
     /// Makes uploaded file names unique.
     pub stamp: String,
 }
@@ -205,13 +210,13 @@ fn create(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         .client
         .create_collection(target, &fingerprint.create_collection_body())
     {
-        Ok(()) => undo.created.push(target.clone()),
+        Ok(()) => undo.created.push(target.to_string()),
         Err(e) => {
             // Without an answer (timeout, lost connection) the server may have created it
             // anyway: it was absent when planned, so it is ours to delete. A refusal (409 if
             // someone else created it meanwhile) means it is not ours.
             if e.status().is_none() {
-                undo.created.push(target.clone());
+                undo.created.push(target.to_string());
             }
             return Err(qdrant("creating", target)(e));
         }
@@ -228,27 +233,32 @@ fn create(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
 /// Takes a server-side snapshot of an existing collection and keeps a local copy of it.
 fn save(
     cx: &Context,
-    target: &str,
+    target: &SafeName,
     live: &Fingerprint,
     points: u64,
     undo: &mut Undo,
 ) -> Result<(), StepError> {
-    if undo.folder.is_none() {
-        crate::manifest::layout::create_private_dir(&cx.prerestore).map_err(|source| {
-            StepError::PrerestoreFolder {
-                path: cx.prerestore.to_string(),
-                source,
-            }
-        })?;
-        undo.folder = Some(cx.prerestore.clone());
-    }
+    let folder = match &undo.folder {
+        Some(folder) => folder.clone(),
+        None => {
+            let (parent, prefix) = (&cx.prerestore_in, &cx.prerestore_prefix);
+            let folder = layout::create_working_dir(parent, prefix, "").map_err(|source| {
+                StepError::PrerestoreFolder {
+                    path: parent.to_string(),
+                    source,
+                }
+            })?;
+            undo.folder = Some(folder.clone());
+            folder
+        }
+    };
     // The count again, right before the snapshot: the rollback checks against this.
     let points = cx
         .client
         .count_exact(target)
         .map_err(qdrant("counting", target))
         .unwrap_or(points);
-    check_space(cx, target, disk::estimate_snapshot_size(live, points))?;
+    check_space(&folder, target, disk::estimate_snapshot_size(live, points))?;
     // The count again, after the snapshot: writes in between mean the snapshot holds
     // somewhere between the two, and the rollback's check must accept that range.
     // Built on a worker thread: a signal meanwhile waits for it to end, since Qdrant finishes
@@ -278,7 +288,7 @@ fn save(
         .count_exact(target)
         .map_err(qdrant("counting", target))
         .unwrap_or(points);
-    let local = cx.prerestore.join(format!("{target}.snapshot"));
+    let local = target.snapshot_path(&folder);
     undo.saved.push(Saved {
         collection: target.to_string(),
         local: local.clone(),
@@ -291,7 +301,7 @@ fn save(
     });
     stopped(cx.stop)?;
     if let Some(size) = description.size {
-        check_space(cx, target, size)?;
+        check_space(&folder, target, size)?;
     }
     // On a worker thread, so Ctrl-C is noticed even while the download is stalled.
     let downloaded = {
@@ -325,15 +335,15 @@ fn save(
 }
 
 /// Fails unless the pre-restore folder's filesystem has `needed` bytes free.
-fn check_space(cx: &Context, target: &str, needed: u64) -> Result<(), StepError> {
-    let free = disk::free_space(&cx.prerestore).map_err(|source| StepError::PrerestoreFolder {
-        path: cx.prerestore.to_string(),
+fn check_space(folder: &Utf8Path, target: &str, needed: u64) -> Result<(), StepError> {
+    let free = disk::free_space(folder).map_err(|source| StepError::PrerestoreFolder {
+        path: folder.to_string(),
         source,
     })?;
     if free < needed {
         return Err(StepError::NoSpace {
             collection: target.to_string(),
-            path: cx.prerestore.to_string(),
+            path: folder.to_string(),
             needed,
             free,
         });
@@ -364,7 +374,7 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         cx.stamp,
         std::process::id()
     );
-    undo.uploads.push((target.clone(), file_name.clone()));
+    undo.uploads.push((target.to_string(), file_name.clone()));
     let touch = |undo: &mut Undo, touched: bool| {
         if let Some(saved) = undo.saved.iter_mut().find(|s| &s.collection == target) {
             saved.touched = touched;
@@ -451,7 +461,7 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         match effect_of(&e) {
             Effect::Unchanged => touch(undo, false),
             Effect::Unclear => undo.unclear.push(Unclear {
-                collection: target.clone(),
+                collection: target.to_string(),
                 upload: file_name.clone(),
                 size,
             }),
@@ -462,7 +472,7 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
     cx.ui.ok("Snapshot uploaded");
     // The server keeps every uploaded file: remove it now rather than fill its disk.
     let mut done = Undo {
-        uploads: vec![(target.clone(), file_name.clone())],
+        uploads: vec![(target.to_string(), file_name.clone())],
         ..Undo::default()
     };
     done.delete_uploads(cx.client, cx.ui);
@@ -481,7 +491,7 @@ fn check(cx: &Context, planned: &Planned) -> Result<(), StepError> {
     let source = &planned.source;
     let target = &source.target;
     let fail = |detail: String| StepError::Check {
-        collection: target.clone(),
+        collection: target.to_string(),
         detail,
     };
     let info = cx

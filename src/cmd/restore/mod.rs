@@ -24,6 +24,7 @@ use crate::fingerprint::{Fingerprint, FingerprintError};
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, SNAPSHOT_DIR};
 use crate::manifest::{MANIFEST_FILE, Manifest};
+use crate::names::SafeName;
 use crate::qdrant::{Timeouts, collection_path, encode_segment};
 use crate::settings::{ConnectionArgs, InstallArgs, seconds};
 use crate::shell::{self, CommandLine};
@@ -60,11 +61,11 @@ pub struct RestoreArgs {
     pub dry_run: bool,
 
     /// Restore only this collection of the backup.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = crate::names::parse_collection_arg)]
     pub collection: Option<String>,
 
     /// Restore the collection into this name instead, leaving the original untouched.
-    #[arg(long, value_name = "NAME", requires = "collection")]
+    #[arg(long, value_name = "NAME", requires = "collection", value_parser = crate::names::parse_collection_arg)]
     pub target_name: Option<String>,
 
     /// Do not verify CHECKSUMS.sha256 before uploading (config files are still verified).
@@ -398,7 +399,8 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         client: &client,
         ui,
         stop,
-        prerestore: beside.join(format!("{PRERESTORE_PREFIX}{}", layout::folder_name(now))),
+        prerestore_in: beside,
+        prerestore_prefix: format!("{PRERESTORE_PREFIX}{}-", layout::folder_name(now)),
         stamp: stamp.clone(),
     };
     let mut undo = Undo::default();
@@ -580,12 +582,19 @@ fn sources(
                     .and_then(|l| l.iter().find(|e| e.path == relative))
                     .map(|e| e.sha256.clone()),
             };
+            // Checked again here (the manifest and the argument were checked when read): the
+            // target names the local pre-restore snapshot file.
+            let target = args.target_name.as_deref().unwrap_or(&entry.name);
+            let target = SafeName::new(target).map_err(|e| {
+                Failure::msg(
+                    Exit::InvalidArguments,
+                    e.to_string(),
+                    "Choose another name.",
+                )
+            })?;
             Ok(Source {
                 entry: (*entry).clone(),
-                target: args
-                    .target_name
-                    .clone()
-                    .unwrap_or_else(|| entry.name.clone()),
+                target,
                 snapshot,
                 verified_sha256,
                 fingerprint,

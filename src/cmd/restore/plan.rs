@@ -14,7 +14,7 @@ use crate::qdrant::{Client, QdrantError};
 pub struct Source {
     pub entry: CollectionEntry,
     /// The collection name on the server (`--target-name`, else the backup's name).
-    pub target: String,
+    pub target: crate::names::SafeName,
     pub snapshot: Utf8PathBuf,
     /// SHA-256 of the snapshot file, when CHECKSUMS.sha256 verified it.
     pub verified_sha256: Option<String>,
@@ -128,7 +128,7 @@ pub fn check_version(source: Option<&str>, target: Option<&str>) -> VersionCheck
 
 /// Decides the action for one collection from the server's current state.
 pub fn plan_one(client: &Client, source: Source) -> Result<Planned, PlanError> {
-    let target = source.target.clone();
+    let target = source.target.to_string();
     let fail = |e: QdrantError| PlanError::Qdrant {
         target: target.clone(),
         source: e,

@@ -50,7 +50,8 @@ pub struct Undo {
     /// Uploaded copies the server keeps in its snapshot folder: (collection, file name).
     pub uploads: Vec<(String, String)>,
     pub config: Vec<Previous>,
-    /// `.aimem-prerestore-<ts>`, created by this run.
+    /// `.aimem-prerestore-<ts>-<random>`, created by this run (exclusively: nothing in it is
+    /// anyone else's).
     pub folder: Option<Utf8PathBuf>,
     /// Uploads that may still be recovering: waited for before anything of them is rolled back.
     pub unclear: Vec<Unclear>,

@@ -38,6 +38,9 @@ pub enum FaultKind {
     /// then replace the data, like the real server's spawned task, which keeps running after
     /// the client is gone (api.md §0.3). The client gets `answer`.
     SlowRecovery { takes: Duration, answer: LateAnswer },
+    /// Snapshot creation answers with this name instead of the file's real one (a lying
+    /// server: `..`, a path…). The file itself is kept under its real name.
+    SnapshotNamed(String),
 }
 
 /// What the client of a [`FaultKind::SlowRecovery`] upload sees.

@@ -24,6 +24,7 @@ pub(crate) struct Flags {
     pub wrong_checksum: bool,
     pub upload_fail_after_clear: bool,
     pub slow_recovery: Option<(Duration, LateAnswer)>,
+    pub snapshot_named: Option<String>,
 }
 
 /// Counts one running snapshot recovery of a collection for `/metrics` while it lives, like
@@ -242,7 +243,10 @@ pub(crate) fn handle<'s>(
             }
         }
         ("POST", ["collections", c, "snapshots"]) => {
-            let result = create_snapshot(shared, c, flags.wrong_checksum);
+            let mut result = create_snapshot(shared, c, flags.wrong_checksum);
+            if let (Some(name), Ok(desc)) = (&flags.snapshot_named, &mut result) {
+                desc["name"] = json!(name);
+            }
             match (req.wait(true), result) {
                 (false, _) => accepted(started),
                 (true, Ok(desc)) => ok(desc, started),

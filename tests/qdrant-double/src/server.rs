@@ -126,6 +126,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             Some(FaultKind::PlainStatus { code, body }) => {
                 fault_response = Some(Response::plain(code, &body));
             }
+            Some(FaultKind::SnapshotNamed(name)) => flags.snapshot_named = Some(name),
             None => {}
         }
 
