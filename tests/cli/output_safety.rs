@@ -353,7 +353,6 @@ fn control_characters_from_a_backup_never_reach_the_terminal() {
         m["qdrant_version"] = json!(format!("1.18.3{CLEAR}"));
         m["qdrant_host"] = json!(format!("host{CLEAR}"));
         m["backup_date"] = json!(format!("{}{OSC_TITLE}", m["backup_date"].as_str().unwrap()));
-        m["config_files"] = json!([format!("settings{CLEAR}\u{202e}.json")]);
     });
     let dir = backup.to_str().unwrap();
     let run = env.run(&["list"]);
@@ -392,6 +391,21 @@ fn control_characters_from_a_backup_never_reach_the_terminal() {
     assert_no_controls(
         "restore of a broken manifest",
         &env.run(&["restore", "--dry-run", broken]),
+    );
+
+    // A config entry with controls is refused as an unsafe name; the refusal quotes it escaped.
+    let unsafe_name = env.tmp.path().join("unsafe-name");
+    copy_dir(&backup, &unsafe_name);
+    edit_manifest(&unsafe_name, |m| {
+        m["config_files"] = json!([format!("settings{CLEAR}\u{202e}.json")]);
+    });
+    let unsafe_name = unsafe_name.to_str().unwrap();
+    let run = env.run(&["verify", unsafe_name]);
+    assert_ne!(run.code, 0);
+    assert_no_controls("verify of an unsafe config entry", &run);
+    assert_no_controls(
+        "restore of an unsafe config entry",
+        &env.run(&["restore", "--dry-run", "--restore-config", unsafe_name]),
     );
 }
 
