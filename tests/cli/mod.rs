@@ -6,5 +6,6 @@ mod generated;
 mod list;
 mod prune;
 mod restore;
+mod servers;
 mod support;
 mod verify;

@@ -129,6 +129,21 @@ impl StepError {
     }
 }
 
+impl StepError {
+    /// The step failed for want of disk space: the disk-space check said so, or a write of
+    /// the pre-restore copy hit a full disk or quota.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            StepError::NoSpace { .. } => true,
+            StepError::Save { source, .. } => source.is_out_of_space(),
+            StepError::PrerestoreFolder { source, .. } | StepError::Io { source, .. } => {
+                disk::is_out_of_space(source)
+            }
+            _ => false,
+        }
+    }
+}
+
 const SNAPSHOTTING: &str = "snapshotting";
 
 /// What a failed upload did to the collection.
