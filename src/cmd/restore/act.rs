@@ -561,3 +561,35 @@ pub fn restore_config(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_while_saving_the_pre_restore_copy_is_out_of_space() {
+        let full = || std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        let save = StepError::Save {
+            collection: "c".into(),
+            source: DownloadError::Qdrant(QdrantError::LocalWrite(full())),
+        };
+        let folder = StepError::PrerestoreFolder {
+            path: "p".into(),
+            source: full(),
+        };
+        let checked = StepError::NoSpace {
+            collection: "c".into(),
+            path: "p".into(),
+            needed: 2,
+            free: 1,
+        };
+        let damaged = StepError::Save {
+            collection: "c".into(),
+            source: DownloadError::Mismatch { detail: "x".into() },
+        };
+        assert!(save.is_out_of_space());
+        assert!(folder.is_out_of_space());
+        assert!(checked.is_out_of_space());
+        assert!(!damaged.is_out_of_space());
+    }
+}
