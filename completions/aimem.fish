@@ -42,6 +42,7 @@ complete -c aimem -n "__fish_aimem_needs_command" -f -a "help" -d 'Print this me
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l host -d 'Qdrant host name' -r
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l port -d 'Qdrant REST port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s o -l output -d 'Folder that holds the backups; each backup is a dated folder inside it' -r
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l collection -d 'Back up only this collection (repeatable). It must exist on the server' -r
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l retry -d 'Re-attempt a failed snapshot download N times; partial data is discarded first' -r
@@ -60,6 +61,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand backup" -s h -l help -d 'Pri
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l host -d 'Qdrant host name' -r
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l port -d 'Qdrant REST port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l collection -d 'Restore only this collection of the backup' -r
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l target-name -d 'Restore the collection into this name instead, leaving the original untouched' -r
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r
@@ -96,6 +98,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l collection -
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l host -d 'Qdrant host name' -r
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l port -d 'Qdrant REST port' -r
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"

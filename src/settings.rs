@@ -42,7 +42,23 @@ pub struct ConnectionArgs {
         help_heading = "Connection"
     )]
     pub port: u16,
+
+    /// Seconds to wait for Qdrant's answer to an ordinary API call (snapshot creation,
+    /// transfers and recovery have their own, longer timeouts).
+    #[arg(
+        long,
+        env = "QDRANT_REQUEST_TIMEOUT",
+        hide_env_values = true,
+        default_value_t = DEFAULT_REQUEST_TIMEOUT,
+        value_name = "SECONDS",
+        help_heading = "Connection"
+    )]
+    pub request_timeout: u64,
 }
+
+/// A JSON call that gets no answer within this is a server that hangs: every call Qdrant
+/// answers at once except the ones with their own timeout (snapshots, uploads, recovery).
+pub const DEFAULT_REQUEST_TIMEOUT: u64 = 30;
 
 /// Where AI Memory is installed: its config files, logs and `version.txt`.
 #[derive(Debug, Clone, Args)]
@@ -102,6 +118,11 @@ impl ConnectionArgs {
             .ok()
             .map(|k| k.trim().to_string())
             .filter(|k| !k.is_empty())
+    }
+
+    /// `--request-timeout` / QDRANT_REQUEST_TIMEOUT.
+    pub fn request_timeout(&self) -> Duration {
+        seconds(self.request_timeout)
     }
 
     /// A client for this endpoint.

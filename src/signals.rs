@@ -1,10 +1,19 @@
-//! Ctrl-C and SIGTERM: the first one asks the running command to stop and clean up; a second
-//! one ends the process at once, except inside a [`StopFlag::hold`] section, where the command
-//! itself gives up on what it was waiting for and says what is left to do (a third one still
-//! ends the process at once).
+//! Ctrl-C and SIGTERM.
+//!
+//! Outside a [`StopFlag::cleanup_scope`] the first signal ends the process at once, with 130
+//! or 143: nothing is half made there (reading, hashing, connecting, asking), so there is
+//! nothing to undo, and no code path has to remember to look at the flag for the signal to
+//! work. This is what makes every subcommand stop on one signal, whatever it is blocked in.
+//!
+//! Inside a cleanup scope (a command that has started changing things: a staging folder, a
+//! server snapshot, a restore) the first signal only asks the command to stop; it notices,
+//! undoes what it made and exits with the signal's status. A second one then ends the
+//! process at once, except inside a [`StopFlag::hold`] section, where the command itself gives
+//! up on what it was waiting for and says what is left to do (a third one still ends the
+//! process at once).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -19,6 +28,9 @@ pub struct StopFlag {
     count: Arc<AtomicUsize>,
     /// Open [`Hold`]s.
     holds: Arc<AtomicUsize>,
+    /// Open [`CleanupScope`]s. The signal thread keeps the lock from its decision to end the
+    /// process to the end itself, so no scope (and nothing it would undo) can begin between.
+    cleanups: Arc<Mutex<usize>>,
 }
 
 fn exit_for(number: usize) -> Exit {
@@ -45,7 +57,12 @@ impl StopFlag {
                         let n = seen.count.fetch_add(1, Ordering::SeqCst) + 1;
                         if n == 1 {
                             seen.signal.store(number, Ordering::SeqCst);
-                            continue;
+                            let scopes = seen.open_cleanups();
+                            if *scopes > 0 {
+                                continue;
+                            }
+                            eprintln!("\naimem: stopped by a signal");
+                            signal_hook::low_level::exit(i32::from(exit_for(number).code()));
                         }
                         if n == 2 && seen.holds.load(Ordering::SeqCst) > 0 {
                             continue;
@@ -65,7 +82,21 @@ impl StopFlag {
             signal: Arc::new(AtomicUsize::new(0)),
             count: Arc::new(AtomicUsize::new(0)),
             holds: Arc::new(AtomicUsize::new(0)),
+            cleanups: Arc::new(Mutex::new(0)),
         }
+    }
+
+    fn open_cleanups(&self) -> MutexGuard<'_, usize> {
+        self.cleanups.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From now until the returned guard is dropped, the first signal does not end the
+    /// process: it only raises the flag, and the caller must notice ([`StopFlag::requested`]),
+    /// undo what it made and return the signal's status. Open it before making the first
+    /// thing that would need undoing.
+    pub fn cleanup_scope(&self) -> CleanupScope {
+        *self.open_cleanups() += 1;
+        CleanupScope { flag: self.clone() }
     }
 
     /// The exit status to stop with, if a signal arrived.
@@ -94,6 +125,19 @@ impl StopFlag {
         if self.count.fetch_add(1, Ordering::SeqCst) == 0 {
             self.signal.store(number as usize, Ordering::SeqCst);
         }
+    }
+}
+
+/// See [`StopFlag::cleanup_scope`].
+#[derive(Debug)]
+pub struct CleanupScope {
+    flag: StopFlag,
+}
+
+impl Drop for CleanupScope {
+    fn drop(&mut self) {
+        let mut open = self.flag.open_cleanups();
+        *open = open.saturating_sub(1);
     }
 }
 
@@ -126,5 +170,16 @@ mod tests {
         assert_eq!(flag.requested(), Some(Exit::Terminated));
         drop(hold);
         assert_eq!(flag.holds.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn cleanup_scopes_nest_and_close() {
+        let flag = StopFlag::never();
+        let outer = flag.cleanup_scope();
+        let inner = flag.clone().cleanup_scope();
+        assert_eq!(*flag.open_cleanups(), 2);
+        drop(inner);
+        drop(outer);
+        assert_eq!(*flag.open_cleanups(), 0);
     }
 }

@@ -148,7 +148,11 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
                     "Set --url or QDRANT_URL to http://HOST:PORT.",
                 )
             })?;
-            let client = ConnectionArgs::client(&endpoint, Timeouts::default());
+            let timeouts = Timeouts {
+                request: args.connection.request_timeout(),
+                ..Timeouts::default()
+            };
+            let client = ConnectionArgs::client(&endpoint, timeouts);
             let names = client.list_collections().or_exit(Exit::ConnectionFailed)?;
             ui.step(&format!("Comparing with {}", endpoint.url));
             (

@@ -126,6 +126,15 @@ impl QdrantError {
         self.status() == Some(404)
     }
 
+    /// The server did not answer at all: nothing listens at its address (a refused
+    /// connection, an unknown host) or it let the wait run out.
+    pub fn is_no_answer(&self) -> bool {
+        matches!(
+            self,
+            QdrantError::Unreachable { .. } | QdrantError::Timeout { .. }
+        )
+    }
+
     /// Could not connect, or the key was refused: the server as a whole is out of reach.
     pub fn is_connection_problem(&self) -> bool {
         matches!(

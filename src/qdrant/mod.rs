@@ -62,7 +62,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(10),
-            request: Duration::from_secs(300),
+            request: Duration::from_secs(crate::settings::DEFAULT_REQUEST_TIMEOUT),
             snapshot_create: Duration::from_secs(300),
             transfer_stall: Duration::from_secs(300),
             recover: Duration::from_secs(3600),
@@ -229,7 +229,17 @@ impl Client {
             self.timeouts.snapshot_create,
         )?;
         let result = take_result(value).ok_or_else(|| self.invalid(&path, "no `result`"))?;
-        serde_json::from_value(result).map_err(|e| self.invalid(&path, e))
+        let description: SnapshotDescription =
+            serde_json::from_value(result).map_err(|e| self.invalid(&path, e))?;
+        // Real Qdrant always names the file and gives its size: without a name there is nothing
+        // to download or delete, and the size is what bounds the download.
+        if description.name.is_empty() {
+            return Err(self.invalid(&path, "the snapshot has an empty `name`"));
+        }
+        if description.size.is_none() {
+            return Err(self.invalid(&path, "the snapshot has no `size`"));
+        }
+        Ok(description)
     }
 
     /// `GET /collections/{name}/snapshots`.
@@ -373,6 +383,8 @@ impl Client {
             .configure_request(request)
             .timeout_per_write(Some(stall))
             .timeout_recv_response(Some(self.timeouts.recover))
+            // The answer (or error) body after the headers is small JSON or text.
+            .timeout_recv_body(Some(self.timeouts.request))
             .build();
         let what = format!("uploading snapshot {file_name}");
         let response = match self.agent.run(request) {
@@ -474,6 +486,13 @@ impl Client {
         what: &str,
         timeout: Duration,
     ) -> Result<Value, QdrantError> {
+        // The headers' wait is bounded by `timeout_recv_response`; the body's too: a server that
+        // sends headers and then nothing (or a trickle) must not hold aimem forever.
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_recv_body(Some(timeout))
+            .build();
         let response = self.send(path, request, what, timeout)?;
         let response = self.check_status(method, path, response)?;
         let text = response
@@ -636,7 +655,8 @@ impl Client {
             what: what.to_string(),
             after,
             hint: "Qdrant stopped answering. Check that it is healthy; for very large collections raise \
-                   BACKUP_SNAPSHOT_CREATE_TIMEOUT / BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT (seconds)."
+                   BACKUP_SNAPSHOT_CREATE_TIMEOUT / BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT, for a slow server \
+                   QDRANT_REQUEST_TIMEOUT (seconds)."
                 .to_string(),
         }
     }

@@ -428,6 +428,10 @@ fn an_interrupted_backup_leaves_no_backup_looking_folder() {
 }
 
 #[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "uses AIMEM_TEST_FREE_SPACE, which exists only in debug builds"
+)]
 fn not_enough_disk_space_exits_3_before_any_snapshot() {
     let env = TestEnv::ai_memory();
     let run = env.run_with(&["backup"], |c| {
@@ -447,6 +451,10 @@ fn not_enough_disk_space_exits_3_before_any_snapshot() {
 }
 
 #[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "uses AIMEM_TEST_FREE_SPACE, which exists only in debug builds"
+)]
 fn the_real_snapshot_size_is_checked_before_downloading() {
     let env = TestEnv::ai_memory();
     // The estimate fits (a 30-point collection), the real snapshot (64 MiB of filler) does not.

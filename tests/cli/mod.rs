@@ -8,5 +8,6 @@ mod names;
 mod output_safety;
 mod prune;
 mod restore;
+mod servers;
 mod support;
 mod verify;

@@ -4,20 +4,52 @@ use camino::Utf8Path;
 
 use crate::fingerprint::Fingerprint;
 
-/// Test seam: pretend the output filesystem has this many bytes free. Lets the tests drive
-/// the "not enough space" path without filling a disk; never set it in production.
-const FAKE_FREE_ENV: &str = "AIMEM_TEST_FREE_SPACE";
-
 /// Bytes available to an unprivileged writer on the filesystem holding `path`.
 pub fn free_space(path: &Utf8Path) -> std::io::Result<u64> {
-    if let Some(fake) = std::env::var(FAKE_FREE_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(fake) = seam::fake_free_space() {
         return Ok(fake);
     }
     let stat = rustix::fs::statvfs(path.as_std_path())?;
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Test seam: `AIMEM_TEST_FREE_SPACE=N` pretends the output filesystem has N bytes free, so the
+/// tests can drive the "not enough space" paths without filling a disk.
+///
+/// It exists only in debug builds (the ones `cargo test` runs the CLI tests against): an
+/// environment variable that switches off a safety check must not be in what ships. The
+/// release build has neither the variable's name nor the code that reads it;
+/// `tests/cli/servers.rs` checks the release binary for the name under `cargo test --release`.
+#[cfg(debug_assertions)]
+mod seam {
+    pub fn fake_free_space() -> Option<u64> {
+        std::env::var("AIMEM_TEST_FREE_SPACE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+#[cfg(not(debug_assertions))]
+mod seam {
+    pub fn fake_free_space() -> Option<u64> {
+        None
+    }
+}
+
+/// True when a write failed because the disk or the user's quota is full (ENOSPC, EDQUOT),
+/// looking through the io::Errors that wrap others (a transfer's sink, a temp file's persist).
+/// Such a failure exits with the documented disk-space status (3) wherever files are written.
+pub fn is_out_of_space(error: &std::io::Error) -> bool {
+    let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT]
+        .iter()
+        .any(|errno| error.raw_os_error() == Some(errno.raw_os_error()));
+    if full || error.kind() == std::io::ErrorKind::StorageFull {
+        return true;
+    }
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<std::io::Error>())
+        .is_some_and(is_out_of_space)
 }
 
 /// Bytes a snapshot holds beyond its points: tar headers, config, WAL, segment metadata.
@@ -73,6 +105,44 @@ mod tests {
         let exchange: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         Fingerprint::from_collection_info(&exchange["response"]["body"]["result"]).unwrap()
+    }
+
+    #[test]
+    fn a_full_disk_or_quota_is_out_of_space_however_wrapped() {
+        let enospc = std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        let edquot = std::io::Error::from_raw_os_error(rustix::io::Errno::DQUOT.raw_os_error());
+        assert!(is_out_of_space(&enospc));
+        assert!(is_out_of_space(&edquot));
+        assert!(is_out_of_space(&std::io::Error::from(
+            std::io::ErrorKind::StorageFull
+        )));
+        let wrapped = std::io::Error::other(enospc);
+        assert!(is_out_of_space(&wrapped));
+        let efbig = std::io::Error::from_raw_os_error(rustix::io::Errno::FBIG.raw_os_error());
+        assert!(!is_out_of_space(&efbig));
+        assert!(!is_out_of_space(&std::io::Error::from(
+            std::io::ErrorKind::PermissionDenied
+        )));
+    }
+
+    /// A real ENOSPC: every write to /dev/full fails with it (Linux).
+    #[test]
+    fn writing_to_dev_full_is_out_of_space() {
+        use std::io::Write;
+        let Ok(mut full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            return;
+        };
+        let error = full.write_all(b"x").unwrap_err();
+        assert!(is_out_of_space(&error), "{error:?}");
+    }
+
+    /// In release builds the free-space seam does not exist: the variable is ignored.
+    #[cfg(not(debug_assertions))]
+    #[test]
+    fn the_release_build_ignores_the_free_space_seam() {
+        // SAFETY: no other test of this crate reads or writes this variable.
+        unsafe { std::env::set_var("AIMEM_TEST_FREE_SPACE", "1") };
+        assert_eq!(seam::fake_free_space(), None);
     }
 
     #[test]

@@ -196,12 +196,54 @@ enum BackupError {
         name: crate::names::UnsafeName,
     },
 
+    #[error(
+        "the schema of `{collection}` changed during each of {attempts} snapshots: no snapshot is known to match a schema"
+    )]
+    #[diagnostic(
+        code(aimem::backup::schema_changing),
+        help(
+            "Something keeps changing the collection's payload indexes or configuration. Run the backup \
+             again once it is done."
+        )
+    )]
+    SchemaKeptChanging { collection: String, attempts: u32 },
+
     #[error("stopped by a signal; the partial backup was removed")]
     #[diagnostic(
         code(aimem::interrupted),
         help("Nothing was kept: run the backup again when convenient.")
     )]
     Interrupted,
+}
+
+impl BackupError {
+    /// A file could not be written because the disk (or quota) is full.
+    fn is_out_of_space(&self) -> bool {
+        match self {
+            BackupError::Folder { source, .. } | BackupError::Config { source, .. } => {
+                disk::is_out_of_space(source)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `or_exit` for the errors of writing the backup's files: a full disk exits with the
+/// disk-space status (3) whatever `otherwise` says.
+trait OrWriteExit<T> {
+    fn or_write_exit(self, otherwise: Exit) -> Outcome<T>;
+}
+
+impl<T> OrWriteExit<T> for Result<T, BackupError> {
+    fn or_write_exit(self, otherwise: Exit) -> Outcome<T> {
+        self.map_err(|error| {
+            let exit = match error.is_out_of_space() {
+                true => Exit::InsufficientSpace,
+                false => otherwise,
+            };
+            Failure::new(exit, miette::Report::new(error))
+        })
+    }
 }
 
 /// A Qdrant error while backing up `collection`. A refused key or a server gone away is a
@@ -232,7 +274,8 @@ fn collection_error(
 /// A collection chosen for backup, with what was learnt about it before starting.
 struct Planned {
     name: SafeName,
-    fingerprint: Fingerprint,
+    /// The snapshot's size as estimated from the schema and point count (the schema itself is
+    /// read again around the snapshot, see [`consistent_snapshot`]).
     estimate: u64,
 }
 
@@ -245,6 +288,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         )
     })?;
     let timeouts = Timeouts {
+        request: args.connection.request_timeout(),
         snapshot_create: seconds(args.create_timeout),
         transfer_stall: seconds(args.download_timeout),
         ..Timeouts::default()
@@ -253,7 +297,15 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     let install = args.install.resolve();
 
     ui.header("AI Memory Backup");
-    let server_version = client.server_info().ok().and_then(|info| info.version);
+    // The version is only recorded, so a server that cannot tell it is fine; one that does
+    // not answer at all is not, and asking it again (list_collections) would only wait as long.
+    let server_version = match client.server_info() {
+        Ok(info) => info.version,
+        Err(e @ (QdrantError::Timeout { .. } | QdrantError::Unreachable { .. })) => {
+            return Err(e).or_exit(Exit::BackupConnectionFailed);
+        }
+        Err(_) => None,
+    };
     let on_server = client
         .list_collections()
         .or_exit(Exit::BackupConnectionFailed)?;
@@ -294,6 +346,11 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     )?;
     ui.ok(&format!("{} available", human_size(free)));
 
+    // From here on the run makes things (a staging folder, server snapshots) that a signal
+    // must not leave behind: the first signal asks, the undo log cleans up. Before here a
+    // signal ends aimem at once, even while it waits on a server that does not answer.
+    let _cleanup = stop.cleanup_scope();
+    stopped(stop)?;
     let mut undo = Undo::default();
     let context = Context {
         client: &client,
@@ -456,7 +513,6 @@ fn plan(client: &Client, names: &[SafeName]) -> Outcome<Vec<Planned>> {
             let estimate = disk::estimate_snapshot_size(&fingerprint, points);
             Ok(Planned {
                 name: name.clone(),
-                fingerprint,
                 estimate,
             })
         })
@@ -525,12 +581,12 @@ fn write_backup(
     };
     let staging = layout::create_staging_folder(cx.root, final_name)
         .map_err(|e| folder_error(cx.root, e))
-        .or_exit(Exit::Failed)?;
+        .or_write_exit(Exit::Failed)?;
     undo.staging = Some(staging.clone());
     let snapshot_dir = staging.join(SNAPSHOT_DIR);
     layout::create_private_dir(&snapshot_dir)
         .map_err(|e| folder_error(&snapshot_dir, e))
-        .or_exit(Exit::Failed)?;
+        .or_write_exit(Exit::Failed)?;
 
     let mut checksums: Vec<Entry> = Vec::new();
     let mut collections = BTreeMap::new();
@@ -561,7 +617,7 @@ fn write_backup(
             install: cx.install.to_owned(),
             source,
         })
-        .or_exit(Exit::ConfigOrRestoreFailed)?;
+        .or_write_exit(Exit::ConfigOrRestoreFailed)?;
     if copied.is_empty() {
         cx.ui
             .note(&format!("no config files found under {}", cx.install));
@@ -591,7 +647,7 @@ fn write_backup(
                     install: cx.install.to_owned(),
                     source,
                 })
-                .or_exit(Exit::ConfigOrRestoreFailed)?;
+                .or_write_exit(Exit::ConfigOrRestoreFailed)?;
             total_size += copy.size;
             checksums.push(copy.checksum);
         }
@@ -618,7 +674,7 @@ fn write_backup(
     manifest
         .write(&staging)
         .map_err(write_error)
-        .or_exit(Exit::Failed)?;
+        .or_write_exit(Exit::Failed)?;
     let (manifest_sha, manifest_size) = checksums::hash_file(&staging.join(MANIFEST_FILE))
         .map_err(write_error)
         .or_exit(Exit::Failed)?;
@@ -628,13 +684,13 @@ fn write_backup(
     });
     checksums::write(&staging, &checksums)
         .map_err(write_error)
-        .or_exit(Exit::Failed)?;
+        .or_write_exit(Exit::Failed)?;
     total_size += manifest_size;
 
     stopped(cx.stop)?;
     publish(&staging, final_dir)
         .map_err(write_error)
-        .or_exit(Exit::Failed)?;
+        .or_write_exit(Exit::Failed)?;
     undo.staging = None;
     Ok((manifest, total_size))
 }
@@ -648,7 +704,7 @@ fn backup_collection(
     undo: &mut Undo,
 ) -> Outcome<CollectionEntry> {
     let name = &collection.name;
-    let (description, records, records_max) = consistent_snapshot(cx, name, undo)?;
+    let (description, records, records_max, fingerprint) = consistent_snapshot(cx, name, undo)?;
     if let Some(size) = description.size {
         check_space(
             cx.root,
@@ -680,6 +736,10 @@ fn backup_collection(
             stopped(cx.stop)?;
             return Err(BackupError::Interrupted).or_exit(Exit::Interrupted);
         }
+        // A full disk is the documented disk-space exit, whichever layer noticed it.
+        Err(e) if e.is_out_of_space() => {
+            return Err(collection_error(name, e)).or_exit(Exit::InsufficientSpace);
+        }
         Err(snapshot::DownloadError::Qdrant(e)) => return Err(collection_failure(name, e)),
         Err(e) => return Err(collection_error(name, e)).or_exit(Exit::Failed),
     };
@@ -697,25 +757,44 @@ fn backup_collection(
         records_max,
         snapshot_file: file_name,
         size_bytes: downloaded.size,
-        schema: Some(collection.fingerprint.as_value().clone()),
+        schema: Some(fingerprint.as_value().clone()),
         sha256: Some(downloaded.sha256),
-        schema_digest: Some(collection.fingerprint.digest()),
+        schema_digest: Some(fingerprint.digest()),
         extra: BTreeMap::new(),
     })
 }
 
-/// How many times a snapshot is taken again when writes moved the point count meanwhile.
+/// How many times a snapshot is taken again when writes moved the point count (or the
+/// schema) meanwhile.
 const SNAPSHOT_ATTEMPTS: u32 = 3;
 
-/// Takes a snapshot whose point count is known: the exact count before and after it must
-/// agree, or writes happened meanwhile and the snapshot holds an unknown number of points, which
-/// restore could not check. Then it is taken again; if the collection never holds still, the
-/// range is recorded (`records` .. `records_max`) with a warning.
+/// The collection's schema fingerprint as the server reports it now.
+fn live_fingerprint(cx: &Context, name: &str) -> Outcome<Fingerprint> {
+    let info = cx
+        .client
+        .collection_info(name)
+        .map_err(|e| collection_failure(name, e))?;
+    Fingerprint::from_collection_info(&info)
+        .map_err(|e| collection_error(name, e))
+        .or_exit(Exit::Failed)
+}
+
+/// Takes a snapshot whose point count and schema are known.
+///
+/// The schema fingerprint read before and after it must agree, or the schema changed (a
+/// payload index added, say) and nobody knows which one the snapshot holds: the manifest
+/// would not describe it, and the backup would fail its own verification. Then it is taken
+/// again, and after [`SNAPSHOT_ATTEMPTS`] the backup of this collection fails.
+///
+/// The exact count before and after must agree too, or writes happened meanwhile and the
+/// snapshot holds an unknown number of points, which restore could not check. Then it is taken
+/// again; if the collection never holds still, the range is recorded (`records` ..
+/// `records_max`) with a warning.
 fn consistent_snapshot(
     cx: &Context,
     name: &str,
     undo: &mut Undo,
-) -> Outcome<(SnapshotDescription, u64, Option<u64>)> {
+) -> Outcome<(SnapshotDescription, u64, Option<u64>, Fingerprint)> {
     let count = || {
         cx.client
             .count_exact(name)
@@ -723,18 +802,38 @@ fn consistent_snapshot(
     };
     let mut attempt = 1;
     loop {
+        let schema_before = live_fingerprint(cx, name)?;
         let before = count()?;
         let description = create_snapshot(cx, name, undo)?;
         let after = count()?;
+        let schema_after = live_fingerprint(cx, name)?;
+        if schema_before != schema_after {
+            if attempt == SNAPSHOT_ATTEMPTS {
+                // The snapshot stays in the undo log: the cleanup deletes it.
+                return Err(BackupError::SchemaKeptChanging {
+                    collection: name.to_string(),
+                    attempts: SNAPSHOT_ATTEMPTS,
+                })
+                .or_exit(Exit::Failed);
+            }
+            cx.ui.note(&format!(
+                "`{name}`: its schema changed while it was snapshotted; taking it again"
+            ));
+            if cx.client.delete_snapshot(name, &description.name).is_ok() {
+                undo.forget_snapshot(name, &description.name);
+            }
+            attempt += 1;
+            continue;
+        }
         if before == after {
-            return Ok((description, before, None));
+            return Ok((description, before, None, schema_after));
         }
         let (low, high) = (before.min(after), before.max(after));
         if attempt == SNAPSHOT_ATTEMPTS {
             cx.ui.warn(&format!(
                 "`{name}` kept changing while it was snapshotted: the snapshot holds between {low} and {high} points"
             ));
-            return Ok((description, low, Some(high)));
+            return Ok((description, low, Some(high), schema_after));
         }
         cx.ui.note(&format!(
             "`{name}` changed while it was snapshotted ({before} → {after} points); taking it again"
@@ -784,8 +883,12 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
             }
         }
         Err(e) => {
-            // No answer: Qdrant may still be building it.
-            if e.status().is_none() {
+            // No answer (the wait timed out, the connection broke): Qdrant may still be building
+            // it. An answer aimem cannot use, a refusal or a refused connection are final.
+            if matches!(
+                e,
+                QdrantError::Timeout { .. } | QdrantError::Transport { .. }
+            ) {
                 undo.pending.push(Pending {
                     collection: name.to_string(),
                     existing,
@@ -828,6 +931,34 @@ fn sync_dir(dir: &Utf8Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::manifest::layout::CONFIG_DIR;
+
+    #[test]
+    fn a_full_disk_while_writing_the_backup_exits_with_the_disk_space_status() {
+        let full = || std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        let folder = Err::<(), _>(BackupError::Folder {
+            path: "x".into(),
+            source: full(),
+        });
+        let config = Err::<(), _>(BackupError::Config {
+            file: ".env".into(),
+            install: "i".into(),
+            source: full(),
+        });
+        let denied = Err::<(), _>(BackupError::Folder {
+            path: "x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        });
+        let exit = |r: Outcome| r.unwrap_err().exit;
+        assert_eq!(
+            exit(folder.or_write_exit(Exit::Failed)),
+            Exit::InsufficientSpace
+        );
+        assert_eq!(
+            exit(config.or_write_exit(Exit::ConfigOrRestoreFailed)),
+            Exit::InsufficientSpace
+        );
+        assert_eq!(exit(denied.or_write_exit(Exit::Failed)), Exit::Failed);
+    }
 
     #[test]
     fn the_backup_folder_layout_constants_match_the_guide() {

@@ -35,6 +35,22 @@ pub enum DownloadError {
     )]
     Mismatch { detail: String },
 
+    #[error(
+        "Qdrant announced {announced} bytes for snapshot {snapshot} and sent more than the {limit} aimem accepts: the download was stopped"
+    )]
+    #[diagnostic(
+        code(aimem::backup::oversized),
+        help(
+            "Qdrant sends exactly the size it reports. Something else may be answering at this address (a proxy, \
+             another server): check --url / QDRANT_URL."
+        )
+    )]
+    Oversized {
+        snapshot: String,
+        announced: u64,
+        limit: u64,
+    },
+
     #[error("cannot write the snapshot to {path}: {source}")]
     #[diagnostic(
         code(aimem::backup::write),
@@ -51,7 +67,7 @@ impl DownloadError {
     pub fn is_transient(&self) -> bool {
         match self {
             DownloadError::Mismatch { .. } => true,
-            DownloadError::Write { .. } => false,
+            DownloadError::Write { .. } | DownloadError::Oversized { .. } => false,
             DownloadError::Qdrant(e) => match e {
                 QdrantError::Transport { .. } | QdrantError::Timeout { .. } => true,
                 QdrantError::Api { status, .. } => {
@@ -62,6 +78,24 @@ impl DownloadError {
         }
     }
 }
+
+impl DownloadError {
+    /// The disk (or the user's quota) is full: the documented disk-space exit, not a failure of
+    /// the server.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            DownloadError::Write { source, .. }
+            | DownloadError::Qdrant(QdrantError::LocalWrite(source)) => {
+                super::disk::is_out_of_space(source)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How far past the size Qdrant announced a download may run before it is cut: the bytes must
+/// match exactly in the end anyway; this only decides when to stop writing.
+const OVERSIZE_MARGIN: u64 = 1024 * 1024;
 
 /// Downloads `snapshot` of `collection` into `target`, retrying `retries` times.
 ///
@@ -117,14 +151,28 @@ fn download_once(
         .tempfile_in(dir)
         .map_err(write_error)?;
     let bar = ui.transfer_bar(snapshot.size);
+    let limit = snapshot
+        .size
+        .map(|size| size.saturating_add(OVERSIZE_MARGIN));
     let mut sink = Sink {
         inner: HashingWriter::new(partial.as_file()),
         bar: &bar,
         stop,
+        limit,
+        written: 0,
     };
     let result = client.download_snapshot(collection, &snapshot.name, &mut sink);
     bar.finish_and_clear();
-    result?;
+    match result {
+        Err(QdrantError::LocalWrite(e)) if e.get_ref().is_some_and(|i| i.is::<PastLimit>()) => {
+            return Err(DownloadError::Oversized {
+                snapshot: snapshot.name.clone(),
+                announced: snapshot.size.unwrap_or_default(),
+                limit: limit.unwrap_or_default(),
+            });
+        }
+        other => other?,
+    };
     let (sha256, size, _) = sink.inner.finish();
     if let Some(expected) = snapshot.size.filter(|&s| s != size) {
         return Err(DownloadError::Mismatch {
@@ -145,20 +193,40 @@ fn download_once(
     Ok(Downloaded { sha256, size })
 }
 
-/// Where downloaded bytes go: the hashing file writer, the progress bar, and a stop check
-/// (a signal turns the next write into [`Cancelled`], which ends the transfer).
+/// Where downloaded bytes go: the hashing file writer, the progress bar, a stop check (a
+/// signal turns the next write into [`Cancelled`], which ends the transfer) and a bound (a
+/// write past `limit` fails with [`PastLimit`] before it reaches the disk).
 struct Sink<'a, W: Write> {
     inner: HashingWriter<W>,
     bar: &'a ProgressBar,
     stop: &'a StopFlag,
+    limit: Option<u64>,
+    written: u64,
 }
+
+/// The error a [`Sink`] fails with when the server sends more than it announced.
+#[derive(Debug)]
+struct PastLimit;
+
+impl std::fmt::Display for PastLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server sent more bytes than it announced")
+    }
+}
+
+impl std::error::Error for PastLimit {}
 
 impl<W: Write> Write for Sink<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.stop.requested().is_some() {
             return Err(Cancelled::io());
         }
+        let after = self.written.saturating_add(buf.len() as u64);
+        if self.limit.is_some_and(|limit| after > limit) {
+            return Err(std::io::Error::other(PastLimit));
+        }
         let n = self.inner.write(buf)?;
+        self.written += n as u64;
         self.bar.inc(n as u64);
         Ok(n)
     }
@@ -171,6 +239,31 @@ impl<W: Write> Write for Sink<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A real ENOSPC in the middle of a real download (the sink is /dev/full) is recognised
+    /// as a full disk, which the commands turn into the disk-space exit.
+    #[test]
+    fn a_full_disk_during_a_download_is_out_of_space() {
+        let Ok(mut full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            return;
+        };
+        let double = qdrant_double::Double::start(qdrant_double::Config::default());
+        double.seed_ai_memory();
+        let client = Client::new(&double.url(), None, crate::qdrant::Timeouts::default());
+        let description = client.create_snapshot("conventions").unwrap();
+        let error = client
+            .download_snapshot("conventions", &description.name, &mut full)
+            .unwrap_err();
+        assert!(
+            DownloadError::Qdrant(error).is_out_of_space(),
+            "ENOSPC must read as a full disk"
+        );
+        let elsewhere = DownloadError::Write {
+            path: "x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert!(!elsewhere.is_out_of_space());
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
 
-use crate::qdrant::Client;
+use crate::qdrant::{Client, QdrantError};
 use crate::ui::Ui;
 
 /// A snapshot creation whose outcome is unknown.
@@ -59,6 +59,12 @@ pub struct Undo {
 /// How often the server's snapshot list is read while waiting for a pending snapshot.
 const PENDING_POLL: Duration = Duration::from_secs(1);
 
+/// Reads of the snapshot list in a row that get no answer at all (refused, or timed out)
+/// before the server counts as gone. A refused connection right after a broken one is a
+/// stopped or restarting server, and a second one a poll later confirms it: waiting the whole
+/// creation timeout for it helps nobody. Any answer (even an error) starts the count again.
+const GONE_AFTER: u32 = 2;
+
 impl Undo {
     /// The snapshot is gone from the server: nothing to undo for it.
     pub fn forget_snapshot(&mut self, collection: &str, name: &str) {
@@ -106,12 +112,29 @@ fn remove_pending(client: &Client, ui: &Ui, pending: &Pending) {
         pending.wait.as_secs()
     ));
     let deadline = Instant::now() + pending.wait;
+    let mut no_answer_in_a_row = 0;
     loop {
+        let listed = match client.list_snapshots(collection) {
+            Ok(listed) => {
+                no_answer_in_a_row = 0;
+                listed
+            }
+            Err(e) if e.is_no_answer() => {
+                no_answer_in_a_row += 1;
+                if no_answer_in_a_row >= GONE_AFTER {
+                    ui.warn(&gone(client, pending, &e));
+                    return;
+                }
+                Vec::new()
+            }
+            Err(_) => {
+                no_answer_in_a_row = 0;
+                Vec::new()
+            }
+        };
         // The earliest new snapshot named from the moment it was asked for is the one: others
         // (another tool's, an upload) are not ours to delete.
-        let ours = client
-            .list_snapshots(collection)
-            .unwrap_or_default()
+        let ours = listed
             .into_iter()
             .filter(|s| !pending.existing.contains(&s.name))
             .filter(|s| is_ours(&s.name, collection, &pending.asked_at))
@@ -130,6 +153,23 @@ fn remove_pending(client: &Client, ui: &Ui, pending: &Pending) {
         }
         std::thread::sleep(PENDING_POLL);
     }
+}
+
+/// What to say when the server went away while a snapshot may still be in the making.
+fn gone(client: &Client, pending: &Pending, error: &QdrantError) -> String {
+    let how = match error {
+        QdrantError::Timeout { .. } => "does not answer any more",
+        _ => "refuses connections",
+    };
+    let collection = &pending.collection;
+    format!(
+        "Qdrant at {} {how}: the server is gone (stopped or restarting), so aimem stops waiting \
+         for the snapshot of `{collection}`. Once it is back, delete any snapshot of `{collection}` \
+         named from {} (UTC) on that GET /collections/{collection}/snapshots lists \
+         (DELETE …/snapshots/NAME)",
+        client.display_url(),
+        pending.asked_at
+    )
 }
 
 #[cfg(test)]

@@ -134,6 +134,21 @@ impl StepError {
     }
 }
 
+impl StepError {
+    /// The step failed for want of disk space: the disk-space check said so, or a write of
+    /// the pre-restore copy hit a full disk or quota.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            StepError::NoSpace { .. } => true,
+            StepError::Save { source, .. } => source.is_out_of_space(),
+            StepError::PrerestoreFolder { source, .. } | StepError::Io { source, .. } => {
+                disk::is_out_of_space(source)
+            }
+            _ => false,
+        }
+    }
+}
+
 const SNAPSHOTTING: &str = "snapshotting";
 
 /// What a failed upload did to the collection.
@@ -555,4 +570,36 @@ pub fn restore_config(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_while_saving_the_pre_restore_copy_is_out_of_space() {
+        let full = || std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        let save = StepError::Save {
+            collection: "c".into(),
+            source: DownloadError::Qdrant(QdrantError::LocalWrite(full())),
+        };
+        let folder = StepError::PrerestoreFolder {
+            path: "p".into(),
+            source: full(),
+        };
+        let checked = StepError::NoSpace {
+            collection: "c".into(),
+            path: "p".into(),
+            needed: 2,
+            free: 1,
+        };
+        let damaged = StepError::Save {
+            collection: "c".into(),
+            source: DownloadError::Mismatch { detail: "x".into() },
+        };
+        assert!(save.is_out_of_space());
+        assert!(folder.is_out_of_space());
+        assert!(checked.is_out_of_space());
+        assert!(!damaged.is_out_of_space());
+    }
 }

@@ -296,6 +296,7 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         endpoint.host, endpoint.port
     ));
     let timeouts = Timeouts {
+        request: args.connection.request_timeout(),
         transfer_stall: seconds(args.upload_timeout),
         recover: seconds(args.recovery_timeout),
         ..Timeouts::default()
@@ -408,6 +409,12 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     // the rollback and hide where the pre-restore snapshots are): it stops the wait in
     // progress and goes on to the rollback. A third one still ends aimem at once.
     let _hold = stop.hold();
+    // Also from the first change on, a first signal asks instead of ending aimem at once (it
+    // did so up to here: checking, connecting and planning change nothing).
+    let _cleanup = stop.cleanup_scope();
+    if let Some(exit) = stop.requested() {
+        return Err(RestoreError::Interrupted).or_exit(exit);
+    }
     let result = act::restore_collections(&cx, &plans, &mut undo)
         .and_then(|()| {
             if config_files.is_empty() {
@@ -708,7 +715,11 @@ fn roll_back(
         // Only the pre-restore snapshot itself is to clean up: the restore is refused before
         // any change, like any other refusal.
         undo.discard_saved(cx.client, cx.ui);
-        let exit = stop.requested().unwrap_or(Exit::Failed);
+        // No room for the pre-restore copy is the documented disk-space status (3).
+        let exit = stop.requested().unwrap_or(match cause.is_out_of_space() {
+            true => Exit::InsufficientSpace,
+            false => Exit::Failed,
+        });
         return Failure::new(exit, miette::Report::new(RestoreError::NotSaved { cause }));
     }
     cx.ui.warn(&format!("restore failed: {cause}"));

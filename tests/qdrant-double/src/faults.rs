@@ -41,6 +41,22 @@ pub enum FaultKind {
     /// Snapshot creation answers with this name instead of the file's real one (a lying
     /// server: `..`, a path…). The file itself is kept under its real name.
     SnapshotNamed(String),
+    /// Read the request head, then never answer (the connection stays open until the double
+    /// stops): a server that accepts connections but hangs.
+    Blackhole,
+    /// The server dies: it stops listening (new connections are refused) and closes every open
+    /// connection, this one included, without an answer.
+    Die,
+    /// Answer `code` with a body that never ends: no Content-Length, bytes until the client
+    /// goes away (the end of the body would be the end of the connection).
+    EndlessBody { code: u16 },
+    /// Answer `code` with this JSON body instead of the real answer (a server that lies, e.g.
+    /// `{"result":{},"status":"ok"}` to a snapshot creation).
+    RawJson { code: u16, body: String },
+    /// Adds a payload index on `field` (`schema`, e.g. `"keyword"`) to the collection named in
+    /// the path, then handles the request normally: a schema change racing the request (a
+    /// snapshot creation, say).
+    AddPayloadIndex { field: String, schema: String },
 }
 
 /// What the client of a [`FaultKind::SlowRecovery`] upload sees.

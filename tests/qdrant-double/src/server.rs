@@ -127,6 +127,34 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
                 fault_response = Some(Response::plain(code, &body));
             }
             Some(FaultKind::SnapshotNamed(name)) => flags.snapshot_named = Some(name),
+            Some(FaultKind::Blackhole) => {
+                while !shared.stopping.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                break;
+            }
+            Some(FaultKind::Die) => {
+                die(shared, &stream);
+                break;
+            }
+            Some(FaultKind::EndlessBody { code }) => {
+                endless_body(shared, &stream, code);
+                break;
+            }
+            Some(FaultKind::RawJson { code, body }) => {
+                fault_response = Some(Response::new(
+                    code,
+                    Some("application/json"),
+                    body.into_bytes(),
+                ));
+            }
+            Some(FaultKind::AddPayloadIndex { field, schema }) => {
+                if let Some(collection) = req.segments.get(1)
+                    && let Some(col) = lock(&shared.state).collections.get_mut(collection)
+                {
+                    col.schema.insert(field, serde_json::Value::String(schema));
+                }
+            }
             None => {}
         }
 
@@ -163,4 +191,37 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         break;
     }
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// [`FaultKind::Die`]: stop accepting (the accept loop ends and drops the listener, so new
+/// connections are refused) and close every open connection.
+fn die(shared: &Shared, stream: &TcpStream) {
+    shared.stopping.store(true, Ordering::SeqCst);
+    // Wake the accept loop so it sees `stopping` and returns.
+    if let Ok(addr) = stream.local_addr() {
+        let _ = TcpStream::connect(addr);
+    }
+    for (_, conn) in lock(&shared.conns).drain() {
+        let _ = conn.shutdown(Shutdown::Both);
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// [`FaultKind::EndlessBody`]: headers without a length, then bytes until the client leaves.
+fn endless_body(shared: &Shared, stream: &TcpStream, code: u16) {
+    use std::io::Write;
+    let mut w = stream;
+    let head = format!(
+        "HTTP/1.1 {code} {}\r\ncontent-type: application/octet-stream\r\nconnection: close\r\n\r\n",
+        http::reason(code)
+    );
+    if w.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let block = vec![b'x'; 64 * 1024];
+    while !shared.stopping.load(Ordering::SeqCst) {
+        if w.write_all(&block).is_err() {
+            return;
+        }
+    }
 }
