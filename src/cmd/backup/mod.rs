@@ -12,6 +12,7 @@ pub(crate) mod snapshot;
 mod undo;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
@@ -884,15 +885,21 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
         }
         Err(e) => {
             // No answer (the wait timed out, the connection broke): Qdrant may still be building
-            // it. An answer aimem cannot use, a refusal or a refused connection are final.
-            if matches!(
-                e,
-                QdrantError::Timeout { .. } | QdrantError::Transport { .. }
-            ) {
+            // it, so the cleanup waits for it. An answer aimem cannot use (a nameless or unsafe
+            // name) may still stand for a snapshot that was made: the cleanup looks once, without
+            // waiting. A refusal or a refused connection made nothing.
+            let wait = match e {
+                QdrantError::Timeout { .. } | QdrantError::Transport { .. } => {
+                    Some(cx.create_timeout)
+                }
+                QdrantError::InvalidResponse { .. } => Some(Duration::ZERO),
+                _ => None,
+            };
+            if let Some(wait) = wait {
                 undo.pending.push(Pending {
                     collection: name.to_string(),
                     existing,
-                    wait: cx.create_timeout,
+                    wait,
                     asked_at,
                 });
             }

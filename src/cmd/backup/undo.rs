@@ -107,10 +107,16 @@ fn delete(client: &Client, ui: &Ui, collection: &str, name: &str) {
 /// A finished snapshot has its checksum; one without may still be written.
 fn remove_pending(client: &Client, ui: &Ui, pending: &Pending) {
     let collection = &pending.collection;
-    ui.note(&format!(
-        "waiting up to {}s for Qdrant to finish the snapshot of `{collection}` so it can be deleted",
-        pending.wait.as_secs()
-    ));
+    if pending.wait.is_zero() {
+        ui.note(&format!(
+            "looking for a snapshot of `{collection}` that the unusable answer may stand for"
+        ));
+    } else {
+        ui.note(&format!(
+            "waiting up to {}s for Qdrant to finish the snapshot of `{collection}` so it can be deleted",
+            pending.wait.as_secs()
+        ));
+    }
     let deadline = Instant::now() + pending.wait;
     let mut no_answer_in_a_row = 0;
     loop {
@@ -142,6 +148,9 @@ fn remove_pending(client: &Client, ui: &Ui, pending: &Pending) {
         // A finished snapshot has its checksum; one without may still be written.
         if let Some(snapshot) = ours.filter(|s| s.checksum.is_some()) {
             delete(client, ui, collection, &snapshot.name);
+            return;
+        }
+        if pending.wait.is_zero() {
             return;
         }
         if Instant::now() >= deadline {
