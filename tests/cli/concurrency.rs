@@ -1,0 +1,164 @@
+//! Runs that overlap or die: two backups into one root, two restores of one collection, a
+//! backup killed with `kill -9`, and config links pointing out of the install dir.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use qdrant_double::{Fault, FaultKind};
+
+use super::support::{TestEnv, json_stdout, to_run, wait_for_request};
+
+/// Staging folders in the backup root.
+fn staging_folders(env: &TestEnv) -> Vec<String> {
+    env.root_entries()
+        .into_iter()
+        .filter(|e| e.starts_with(".aimem-staging-"))
+        .collect()
+}
+
+fn spawn(env: &TestEnv, args: &[&str]) -> Child {
+    env.command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem")
+}
+
+/// Waits until the wall clock is early in a second, so two runs started now start in the same
+/// second (and pick the same folder name and, without serialisation, the same snapshot name).
+fn early_in_a_second() {
+    loop {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .subsec_nanos();
+        if nanos < 100_000_000 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn two_backups_into_one_root_at_once_both_succeed_with_their_own_folders() {
+    let env = TestEnv::ai_memory();
+    // Every download takes a while, so the two runs overlap from start to end.
+    env.double.inject(Fault::always(
+        Some("GET"),
+        "/snapshots/",
+        FaultKind::Delay(Duration::from_millis(600)),
+    ));
+    let args = [
+        "backup",
+        "--collection",
+        "conventions",
+        "--collection",
+        "github",
+    ];
+    early_in_a_second();
+    let first = spawn(&env, &args);
+    let second = spawn(&env, &args);
+    let first = to_run(first.wait_with_output().expect("wait"));
+    let second = to_run(second.wait_with_output().expect("wait"));
+    first.assert_code(0);
+    second.assert_code(0);
+    let (a, b) = (first.stdout.trim(), second.stdout.trim());
+    assert_ne!(a, b, "each run has its own folder");
+    for dir in [a, b] {
+        env.run(&["verify", dir]).assert_code(0);
+    }
+    assert!(staging_folders(&env).is_empty(), "{:?}", env.root_entries());
+    assert_eq!(env.server_snapshots(), 0, "every snapshot was deleted");
+}
+
+/// Starts a backup of `conventions` whose snapshot download stalls, waits until it is under
+/// way, and kills it with SIGKILL: no cleanup can run.
+fn killed_backup(env: &TestEnv) {
+    env.double.inject(Fault::new(
+        Some("GET"),
+        "/collections/conventions/snapshots/",
+        FaultKind::StallBody {
+            after_bytes: 100,
+            stall: Duration::from_secs(60),
+        },
+    ));
+    let mut child = spawn(env, &["backup", "--collection", "conventions"]);
+    wait_for_request(&env.double, "GET", |p| {
+        p.starts_with("/collections/conventions/snapshots/")
+    });
+    std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    child.wait().expect("wait");
+    env.double.clear_faults();
+}
+
+#[test]
+fn a_backup_killed_mid_download_is_reported_and_its_snapshot_deleted_by_the_next_backup() {
+    let env = TestEnv::ai_memory();
+    killed_backup(&env);
+    let left = env.double.snapshot_names("conventions");
+    assert_eq!(left.len(), 1, "the killed run's snapshot is on the server");
+    assert_eq!(staging_folders(&env).len(), 1);
+
+    // `list` (offline) names the leftover and where it is.
+    let list = env.run(&["list"]);
+    list.assert_code(0).assert_stderr_contains(&left[0]);
+    let json = json_stdout(&env.run(&["list", "--json"]));
+    let leftovers = json["leftovers"].as_array().expect("leftovers listed");
+    assert_eq!(leftovers.len(), 1);
+    assert_eq!(
+        leftovers[0]["snapshots"][0],
+        format!("conventions/{}", left[0])
+    );
+
+    // `prune` works offline: it reports the leftover and keeps its record.
+    env.run(&["prune", "--keep-last", "5"])
+        .assert_code(0)
+        .assert_stderr_contains(&left[0]);
+    assert_eq!(staging_folders(&env).len(), 1);
+
+    // The next backup deletes it from the server and removes the staging folder.
+    let run = env.run(&["backup", "--collection", "github"]);
+    run.assert_code(0).assert_stderr_contains(&left[0]);
+    assert!(
+        env.double.snapshot_names("conventions").is_empty(),
+        "the leftover snapshot is still on the server"
+    );
+    assert!(staging_folders(&env).is_empty(), "{:?}", env.root_entries());
+    assert_eq!(env.server_snapshots(), 0);
+}
+
+#[test]
+fn a_backup_killed_before_the_server_answered_is_found_by_its_request_time() {
+    let env = TestEnv::ai_memory();
+    // The creation answers late: the run is killed before it learns the snapshot's name.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/conventions/snapshots",
+        FaultKind::Delay(Duration::from_secs(2)),
+    ));
+    let mut child = spawn(&env, &["backup", "--collection", "conventions"]);
+    wait_for_request(&env.double, "POST", |p| {
+        p.starts_with("/collections/conventions/snapshots")
+    });
+    std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    child.wait().expect("wait");
+    // The server finishes the snapshot the dead run asked for.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.double.snapshot_names("conventions").is_empty() {
+        assert!(Instant::now() < deadline, "the snapshot never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.run(&["backup", "--collection", "github"])
+        .assert_code(0);
+    assert!(
+        env.double.snapshot_names("conventions").is_empty(),
+        "the leftover snapshot is still on the server"
+    );
+    assert!(staging_folders(&env).is_empty(), "{:?}", env.root_entries());
+}
