@@ -162,3 +162,98 @@ fn a_backup_killed_before_the_server_answered_is_found_by_its_request_time() {
     );
     assert!(staging_folders(&env).is_empty(), "{:?}", env.root_entries());
 }
+
+/// A private lock folder for the test's restores (aimem's `$XDG_RUNTIME_DIR/aimem`).
+fn runtime_dir(env: &TestEnv) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = env.tmp.path().join("run");
+    std::fs::create_dir_all(&dir).expect("run dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    dir
+}
+
+/// Starts a restore of `backup` whose upload the server answers only after `delay`, and waits
+/// until the upload has begun: the restore is then in the middle of changing the collection.
+fn restore_under_way(env: &TestEnv, backup: &std::path::Path, delay: Duration) -> Child {
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::Delay(delay),
+    ));
+    let child = env
+        .command(&["restore", backup.to_str().expect("utf-8"), "--force"])
+        .env("XDG_RUNTIME_DIR", runtime_dir(env))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    wait_for_request(&env.double, "POST", |p| p.ends_with("/snapshots/upload"));
+    child
+}
+
+fn restore_now(env: &TestEnv, backup: &std::path::Path) -> super::support::Run {
+    let runtime = runtime_dir(env);
+    env.run_with(
+        &["restore", backup.to_str().expect("utf-8"), "--force"],
+        |c| {
+            c.env("XDG_RUNTIME_DIR", runtime);
+        },
+    )
+}
+
+#[test]
+fn a_second_restore_of_a_collection_being_restored_is_refused_naming_the_first() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let first = restore_under_way(&env, &backup, Duration::from_secs(3));
+    let uploads_before = env
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/snapshots/upload"))
+        .count();
+    let second = restore_now(&env, &backup);
+    second
+        .assert_code(2)
+        .assert_stderr_contains("already running")
+        .assert_stderr_contains(&format!("pid {}", first.id()));
+    let uploads_after = env
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/snapshots/upload"))
+        .count();
+    assert_eq!(
+        uploads_before, uploads_after,
+        "the second restore changed nothing"
+    );
+    to_run(first.wait_with_output().expect("wait")).assert_code(0);
+    // Once the first is done, a restore runs normally, without talk of a dead holder.
+    let third = restore_now(&env, &backup);
+    third.assert_code(0);
+    assert!(
+        !third.stderr.contains("taking its lock over"),
+        "{}",
+        third.stderr
+    );
+}
+
+#[test]
+fn the_lock_of_a_killed_restore_is_taken_over_with_a_message() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let mut first = restore_under_way(&env, &backup, Duration::from_secs(2));
+    let pid = first.id();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    first.wait().expect("wait");
+    // Let the server finish what the dead restore started.
+    std::thread::sleep(Duration::from_secs(3));
+    let second = restore_now(&env, &backup);
+    second
+        .assert_code(0)
+        .assert_stderr_contains("taking its lock over")
+        .assert_stderr_contains(&format!("pid {pid}"));
+}
