@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use qdrant_double::{Fault, FaultKind};
 
-use super::support::{TestEnv, json_stdout, to_run, wait_for_request};
+use super::support::{TestEnv, json_stdout, mode, to_run, wait_for_request};
 
 /// Staging folders in the backup root.
 fn staging_folders(env: &TestEnv) -> Vec<String> {
@@ -256,4 +256,87 @@ fn the_lock_of_a_killed_restore_is_taken_over_with_a_message() {
         .assert_code(0)
         .assert_stderr_contains("taking its lock over")
         .assert_stderr_contains(&format!("pid {pid}"));
+}
+
+/// A backup of `github` with `files` (path under the install dir, content) as its config.
+fn backup_with_config(env: &TestEnv, files: &[(&str, &str)]) -> std::path::PathBuf {
+    for (path, content) in files {
+        let path = env.install().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+    }
+    env.backup(&["--collection", "github"])
+}
+
+fn restore_config(env: &TestEnv, backup: &std::path::Path) -> super::support::Run {
+    env.run(&[
+        "restore",
+        backup.to_str().expect("utf-8"),
+        "--force",
+        "--restore-config",
+    ])
+}
+
+#[test]
+fn a_dangling_link_never_makes_restore_config_create_folders_outside_the_install_dir() {
+    let env = TestEnv::ai_memory();
+    let backup = backup_with_config(&env, &[("docker/.env", "B=2\n")]);
+    // `docker` becomes a link to a folder that does not exist, outside the install dir.
+    let outside = env.tmp.path().join("outside");
+    std::fs::remove_dir_all(env.install().join("docker")).expect("rm");
+    std::os::unix::fs::symlink(outside.join("made/here"), env.install().join("docker"))
+        .expect("symlink");
+    let run = restore_config(&env, &backup);
+    run.assert_code(0)
+        .assert_stderr_contains("outside the install dir")
+        .assert_stderr_contains(&outside.join("made/here").display().to_string());
+    assert!(
+        !outside.exists(),
+        "aimem created folders outside the install dir"
+    );
+}
+
+#[test]
+fn a_config_link_to_a_file_outside_the_install_dir_is_neither_written_nor_chmod_ed() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::ai_memory();
+    let backup = backup_with_config(&env, &[(".env", "A=1\n")]);
+    let victim = env.tmp.path().join("victim.conf");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::remove_file(env.install().join(".env")).expect("rm");
+    std::os::unix::fs::symlink(&victim, env.install().join(".env")).expect("symlink");
+    let run = restore_config(&env, &backup);
+    run.assert_code(0)
+        .assert_stderr_contains("outside the install dir")
+        .assert_stderr_contains(&victim.display().to_string());
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read"),
+        "precious\n"
+    );
+    assert_eq!(mode(&victim), 0o600, "the mode of a file outside changed");
+}
+
+#[test]
+fn restore_config_keeps_a_stricter_mode_than_its_own_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::ai_memory();
+    let backup = backup_with_config(&env, &[(".env", "A=1\n")]);
+    let env_file = env.install().join(".env");
+    std::fs::write(&env_file, "A=changed\n").expect("write");
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let run = restore_config(&env, &backup);
+    run.assert_code(0).assert_stderr_contains("stricter");
+    assert_eq!(std::fs::read_to_string(&env_file).expect("read"), "A=1\n");
+    assert_eq!(mode(&env_file), 0o600, "the file was loosened");
+}
+
+#[test]
+fn folders_restore_config_creates_for_a_secret_are_private() {
+    let env = TestEnv::ai_memory();
+    let backup = backup_with_config(&env, &[("docker/.env.secrets", "S=1\n")]);
+    std::fs::remove_dir_all(env.install().join("docker")).expect("rm");
+    restore_config(&env, &backup).assert_code(0);
+    assert_eq!(mode(&env.install().join("docker/.env.secrets")), 0o600);
+    assert_eq!(mode(&env.install().join("docker")), 0o700);
 }

@@ -648,6 +648,9 @@ fn show_plan(
             "config {} → {} ({how}, mode {:o})",
             file.name, file.to, file.mode
         ));
+        if let Some(note) = &file.note {
+            ui.warn(note);
+        }
     }
     for skip in skipped {
         ui.warn(&format!(
