@@ -104,7 +104,7 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
                     .iter()
                     .map(|(c, s)| format!("{c}/{s}"))
                     .collect(),
-                unanswered: l.unanswered.iter().map(|(c, _, _)| c.clone()).collect(),
+                unanswered: l.unanswered.iter().map(|u| u.collection.clone()).collect(),
                 message,
             }
         })

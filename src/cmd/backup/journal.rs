@@ -33,12 +33,17 @@ pub enum Record {
     /// The first line: who runs, against which server (no credentials).
     Started { owner: Owner, server: String },
     /// About to ask the server for a snapshot of `collection`: snapshots named from
-    /// `asked_at` on and not in `existing` may be this run's.
+    /// `asked_at` on, before `asked_before`, and not in `existing` may be this run's.
     Creating {
         collection: String,
         asked_at: String,
+        /// Qdrant names a snapshot from the moment it starts it, so one named later is not
+        /// the answer to this request (it may be another run's).
+        asked_before: String,
         existing: Vec<String>,
     },
+    /// The server refused the creation: nothing to look for.
+    Refused { collection: String },
     /// The server answered with this snapshot's name.
     Created {
         collection: String,
@@ -93,6 +98,27 @@ impl Journal {
     }
 }
 
+/// A creation a dead run asked for and never heard back about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unanswered {
+    pub collection: String,
+    pub asked_at: String,
+    pub asked_before: String,
+    pub existing: Vec<String>,
+}
+
+/// The latest snapshot-name time a creation asked now can get: a couple of minutes of slack for
+/// a server clock ahead of ours.
+pub fn asked_before() -> String {
+    super::undo::snapshot_time(time::OffsetDateTime::now_utc() + time::Duration::minutes(2))
+}
+
+/// The `YYYY-MM-DD-HH-MM-SS` time at the end of a Qdrant snapshot name.
+fn name_time(name: &str) -> Option<&str> {
+    let stem = name.strip_suffix(".snapshot")?;
+    stem.get(stem.len().checked_sub(19)?..)
+}
+
 /// What a dead run left behind.
 #[derive(Debug)]
 pub struct Leftover {
@@ -102,8 +128,8 @@ pub struct Leftover {
     pub server: Option<String>,
     /// (collection, snapshot) created and not deleted.
     pub snapshots: Vec<(String, String)>,
-    /// Creations whose answer never came: (collection, asked_at, existing).
-    pub unanswered: Vec<(String, String, Vec<String>)>,
+    /// Creations whose answer never came.
+    pub unanswered: Vec<Unanswered>,
     /// The journal, locked by this run while it deals with the leftover.
     _lock: File,
 }
@@ -129,11 +155,11 @@ impl Leftover {
             .iter()
             .map(|(c, s)| format!("snapshot {} of `{}`", clean(s), clean(c)))
             .collect();
-        what.extend(self.unanswered.iter().map(|(c, at, _)| {
+        what.extend(self.unanswered.iter().map(|u| {
             format!(
                 "a snapshot of `{}` asked for at {} UTC whose name never came back",
-                clean(c),
-                clean(at)
+                clean(&u.collection),
+                clean(&u.asked_at)
             )
         }));
         let staging = self.staging.file_name().unwrap_or_default();
@@ -223,8 +249,23 @@ fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
             Record::Creating {
                 collection,
                 asked_at,
+                asked_before,
                 existing,
-            } => leftover.unanswered.push((collection, asked_at, existing)),
+            } => leftover.unanswered.push(Unanswered {
+                collection,
+                asked_at,
+                asked_before,
+                existing,
+            }),
+            Record::Refused { collection } => {
+                if let Some(at) = leftover
+                    .unanswered
+                    .iter()
+                    .position(|u| u.collection == collection)
+                {
+                    leftover.unanswered.remove(at);
+                }
+            }
             Record::Created {
                 collection,
                 snapshot,
@@ -233,7 +274,7 @@ fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
                 if let Some(at) = leftover
                     .unanswered
                     .iter()
-                    .position(|(c, _, _)| *c == collection)
+                    .position(|u| u.collection == collection)
                 {
                     leftover.unanswered.remove(at);
                 }
@@ -282,7 +323,13 @@ pub fn clear(leftover: &Leftover, client: &Client, server: &str, ui: &Ui) -> boo
             }
         }
     }
-    for (collection, asked_at, existing) in &leftover.unanswered {
+    for Unanswered {
+        collection,
+        asked_at,
+        asked_before,
+        existing,
+    } in &leftover.unanswered
+    {
         // The earliest snapshot named from the time it was asked for, that was not there
         // before, is the one the dead run asked for (as for a timed-out creation).
         let Ok(list) = client.list_snapshots(collection) else {
@@ -293,6 +340,7 @@ pub fn clear(leftover: &Leftover, client: &Client, server: &str, ui: &Ui) -> boo
             .into_iter()
             .filter(|s| !existing.contains(&s.name))
             .filter(|s| is_ours(&s.name, collection, asked_at))
+            .filter(|s| name_time(&s.name).is_some_and(|t| t < asked_before.as_str()))
             .min_by(|a, b| a.name.cmp(&b.name));
         if let Some(snapshot) = theirs {
             if let Err(e) = client.delete_snapshot(collection, &snapshot.name) {
@@ -344,6 +392,7 @@ mod tests {
             Record::Creating {
                 collection: "a".into(),
                 asked_at: "2026-01-01-00-00-00".into(),
+                asked_before: "2026-01-01-00-03-00".into(),
                 existing: vec![],
             },
             Record::Created {
@@ -353,7 +402,17 @@ mod tests {
             Record::Creating {
                 collection: "b".into(),
                 asked_at: "2026-01-01-00-00-05".into(),
+                asked_before: "2026-01-01-00-03-05".into(),
                 existing: vec![],
+            },
+            Record::Creating {
+                collection: "c".into(),
+                asked_at: "2026-01-01-00-00-06".into(),
+                asked_before: "2026-01-01-00-03-06".into(),
+                existing: vec![],
+            },
+            Record::Refused {
+                collection: "c".into(),
             },
         ] {
             journal.record(&record).unwrap();
@@ -372,8 +431,19 @@ mod tests {
             )]
         );
         assert_eq!(dead[0].unanswered.len(), 1);
+        assert_eq!(dead[0].unanswered[0].collection, "b");
         // While one run deals with it, another does not see it.
         assert!(dead_runs(&root).is_empty());
+    }
+
+    #[test]
+    fn the_time_in_a_snapshot_name() {
+        assert_eq!(
+            name_time("c-1-2026-01-01-00-00-05.snapshot"),
+            Some("2026-01-01-00-00-05")
+        );
+        assert_eq!(name_time("x.snapshot"), None);
+        assert_eq!(name_time("c-1-2026-01-01-00-00-05"), None);
     }
 
     #[test]

@@ -754,6 +754,7 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
     undo.journal_record(&journal::Record::Creating {
         collection: name.to_string(),
         asked_at: asked_at.clone(),
+        asked_before: journal::asked_before(),
         existing: existing.clone(),
     })
     .map_err(|source| BackupError::Folder {
@@ -802,6 +803,12 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
                     wait: cx.create_timeout,
                     asked_at,
                 });
+            } else {
+                // The server said no: there is no snapshot to look for later.
+                undo.journal_record(&journal::Record::Refused {
+                    collection: name.to_string(),
+                })
+                .ok();
             }
             Err(collection_failure(name, e))
         }
