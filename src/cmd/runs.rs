@@ -166,7 +166,8 @@ pub fn lock_dir() -> std::io::Result<Utf8PathBuf> {
     let uid = rustix::process::geteuid().as_raw();
     let runtime = std::env::var("XDG_RUNTIME_DIR")
         .ok()
-        .filter(|d| !d.is_empty() && Utf8Path::new(d).is_absolute())
+        // Only a runtime folder that exists: one named but missing is a broken session.
+        .filter(|d| !d.is_empty() && Utf8Path::new(d).is_absolute() && Utf8Path::new(d).is_dir())
         .map(|d| Utf8PathBuf::from(d).join("aimem"));
     let dir = match runtime {
         Some(dir) => dir,
@@ -176,10 +177,17 @@ pub fn lock_dir() -> std::io::Result<Utf8PathBuf> {
             temp.join(format!("aimem-{uid}"))
         }
     };
+    private_dir(&dir, uid)?;
+    Ok(dir)
+}
+
+/// Creates `dir` 0700, or checks that the existing one is a real folder (not a link) owned by
+/// `uid` and closed to others.
+fn private_dir(dir: &Utf8Path, uid: u32) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    match builder.create(&dir) {
+    match builder.create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
@@ -198,7 +206,7 @@ pub fn lock_dir() -> std::io::Result<Utf8PathBuf> {
     if !meta.file_type().is_dir() {
         return Err(std::io::Error::other(format!("{dir} is not a folder")));
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// A file name for a lock on `parts`: a digest, so any server URL or collection name gives
@@ -249,6 +257,31 @@ mod tests {
         std::fs::write(root.join("victim"), "x").unwrap();
         std::os::unix::fs::symlink(root.join("victim"), root.join("x.lock")).unwrap();
         assert!(open_lock_file(&root.join("x.lock")).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_lock_folder_must_be_private_and_no_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let uid = rustix::process::geteuid().as_raw();
+        private_dir(&root.join("fresh"), uid).unwrap();
+        assert_eq!(
+            std::fs::metadata(root.join("fresh"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        std::fs::create_dir(root.join("open")).unwrap();
+        std::fs::set_permissions(root.join("open"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        assert!(private_dir(&root.join("open"), uid).is_err());
+        std::os::unix::fs::symlink(root.join("fresh"), root.join("link")).unwrap();
+        assert!(private_dir(&root.join("link"), uid).is_err());
+        assert!(private_dir(&root.join("fresh"), uid + 1).is_err());
     }
 
     #[test]
