@@ -7,6 +7,7 @@ use camino::Utf8PathBuf;
 use clap::Args;
 use serde::Serialize;
 
+use crate::cmd::backup::journal;
 use crate::cmd::locate;
 use crate::cmd::output;
 use crate::failure::Outcome;
@@ -60,11 +61,54 @@ struct Verification {
 struct Listing {
     root: String,
     backups: Vec<Row>,
+    /// What killed backups left behind (staging folders and server snapshots); omitted when
+    /// there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    leftovers: Vec<Leftover>,
+}
+
+/// A killed backup's leftovers, from its journal.
+#[derive(Debug, Serialize)]
+struct Leftover {
+    staging: String,
+    owner: Option<String>,
+    server: Option<String>,
+    /// `collection/snapshot` names still on the server.
+    snapshots: Vec<String>,
+    /// Collections whose snapshot creation was asked for and never answered.
+    unanswered: Vec<String>,
+    message: String,
 }
 
 pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
     let root = args.root.clone().unwrap_or_else(default_root);
     let listed = locate::scan_root(&root, "list")?;
+    // Offline: the leftovers of killed backups are reported; the next backup deletes them.
+    let leftovers: Vec<Leftover> = journal::dead_runs(&root)
+        .iter()
+        .map(|l| {
+            let message = match l.has_server_snapshots() {
+                true => format!(
+                    "{}; the next `aimem backup` into this folder against that server deletes them",
+                    l.describe()
+                ),
+                false => l.describe(),
+            };
+            ui.warn(&message);
+            Leftover {
+                staging: l.staging.to_string(),
+                owner: l.owner.as_ref().map(crate::cmd::runs::Owner::describe),
+                server: l.server.clone(),
+                snapshots: l
+                    .snapshots
+                    .iter()
+                    .map(|(c, s)| format!("{c}/{s}"))
+                    .collect(),
+                unanswered: l.unanswered.iter().map(|u| u.collection.clone()).collect(),
+                message,
+            }
+        })
+        .collect();
     let rows: Vec<Row> = listed
         .iter()
         .map(|l| {
@@ -78,6 +122,7 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
         output::json(&Listing {
             root: root.to_string(),
             backups: rows,
+            leftovers,
         });
     } else if rows.is_empty() {
         output::line(&format!("No backups in {root}"));

@@ -8,5 +8,6 @@ pub mod locate;
 pub mod output;
 pub mod prune;
 pub mod restore;
+pub mod runs;
 pub mod verify;
 pub mod worker;

@@ -140,9 +140,24 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
         kept.push((l, vec!["not a dated backup folder (named by hand)".into()]));
     }
     let now = SystemTime::now();
+    // prune works offline: what killed backups left on a server is reported, and their
+    // staging folders (whose journals are the only record of it) are kept for the next backup.
+    let leftovers = crate::cmd::backup::journal::dead_runs(&root);
+    let on_server: Vec<&Utf8Path> = leftovers
+        .iter()
+        .filter(|l| l.has_server_snapshots())
+        .map(|l| l.staging.as_path())
+        .collect();
+    for leftover in leftovers.iter().filter(|l| l.has_server_snapshots()) {
+        ui.warn(&format!(
+            "{}; kept: prune works offline, and the next `aimem backup` into this folder against that server deletes them",
+            leftover.describe()
+        ));
+    }
     let stale: Vec<&Listed> = listed
         .iter()
         .filter(|l| l.state == State::Incomplete && staging_is_abandoned(l, now))
+        .filter(|l| !on_server.contains(&l.path.as_path()))
         .collect();
 
     // Protect the last good backup: something kept must pass verification.

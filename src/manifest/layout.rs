@@ -115,7 +115,7 @@ fn check_real_dir(path: &Utf8Path) -> std::io::Result<()> {
 }
 
 /// Renames the finished folder `from` to `to`, which must not exist: never replaces anything
-/// (an empty folder or a link planted at `to` makes it fail instead).
+/// (an empty folder or a link planted at `to` makes it fail with `AlreadyExists`).
 pub fn rename_new(from: &Utf8Path, to: &Utf8Path) -> std::io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
@@ -125,18 +125,24 @@ pub fn rename_new(from: &Utf8Path, to: &Utf8Path) -> std::io::Result<()> {
         match renameat_with(CWD, from.as_std_path(), CWD, to.as_std_path(), flags) {
             Ok(()) => return Ok(()),
             // Filesystems without RENAME_NOREPLACE (some network and FUSE ones) refuse the
-            // flag itself: then the check below, which only a race could get past.
+            // flag itself: then claim the name below.
             Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    if to.symlink_metadata().is_ok() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            format!("{to} already exists"),
-        ));
-    }
-    std::fs::rename(from, to)
+    claim_then_rename(from, to)
+}
+
+/// Claims `to` with an exclusive mkdir (which fails on anything already there, a link
+/// included), then renames over that empty folder of our own.
+fn claim_then_rename(from: &Utf8Path, to: &Utf8Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(to)?;
+    std::fs::rename(from, to).inspect_err(|_| {
+        std::fs::remove_dir(to).ok();
+    })
 }
 
 /// RFC 3339 with microseconds and the offset, like Python's `isoformat()`.
@@ -316,5 +322,16 @@ mod tests {
         assert_eq!(free_folder(root, at), root.join("2026-02-03_143052-2"));
         std::fs::create_dir(root.join("2026-02-03_143052-2")).unwrap();
         assert_eq!(free_folder(root, at), root.join("2026-02-03_143052-3"));
+    }
+
+    #[test]
+    fn the_fallback_never_replaces_either() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir(root.join("a")).unwrap();
+        std::fs::create_dir(root.join("x")).unwrap();
+        let e = claim_then_rename(&root.join("a"), &root.join("x")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(root.join("a").is_dir());
     }
 }

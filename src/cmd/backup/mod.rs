@@ -6,8 +6,10 @@
 //! undo it in [`Undo`], so one cleanup path serves errors and signals alike.
 
 mod cluster;
+mod concurrent;
 pub(crate) mod disk;
 pub(crate) mod files;
+pub(crate) mod journal;
 pub(crate) mod snapshot;
 mod undo;
 
@@ -19,7 +21,7 @@ use clap::Args;
 use miette::Diagnostic;
 use thiserror::Error;
 
-use crate::cmd::{output, worker};
+use crate::cmd::{output, runs, worker};
 use crate::exit::Exit;
 use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::Fingerprint;
@@ -316,6 +318,11 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     stopped(stop)?;
 
     let root = prepare_root(&args.output).or_exit(Exit::Failed)?;
+    let server = runs::server_key(&endpoint);
+    // What killed runs left on this server goes first: nothing else ever deletes it.
+    for leftover in journal::dead_runs(&root) {
+        journal::clear(&leftover, &client, &server, ui);
+    }
     let final_dir = layout::free_folder(&root, crate::localtime::now());
     ui.fact("Backup directory", final_dir.as_str());
     ui.fact("Qdrant", &format!("{}:{}", endpoint.host, endpoint.port));
@@ -359,6 +366,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         ui,
         stop,
         root: &root,
+        server,
         install: &install,
         ai_memory_version,
         create_timeout: timeouts.snapshot_create,
@@ -372,7 +380,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         server_version,
         &mut undo,
     );
-    let (manifest, total_size) = match outcome {
+    let (manifest, total_size, final_dir) = match outcome {
         Ok(done) => done,
         Err(failure) => {
             undo.run(&client, ui);
@@ -400,6 +408,8 @@ struct Context<'a> {
     ui: &'a Ui,
     stop: &'a StopFlag,
     root: &'a Utf8Path,
+    /// The server as journals name it (no credentials).
+    server: String,
     install: &'a Utf8Path,
     ai_memory_version: String,
     /// How long Qdrant may take to build a snapshot.
@@ -574,7 +584,7 @@ fn write_backup(
     final_dir: &Utf8Path,
     qdrant_version: Option<String>,
     undo: &mut Undo,
-) -> Outcome<(Manifest, u64)> {
+) -> Outcome<(Manifest, u64, Utf8PathBuf)> {
     let final_name = final_dir.file_name().unwrap_or("backup");
     let folder_error = |path: &Utf8Path, source| BackupError::Folder {
         path: path.to_owned(),
@@ -584,6 +594,11 @@ fn write_backup(
         .map_err(|e| folder_error(cx.root, e))
         .or_write_exit(Exit::Failed)?;
     undo.staging = Some(staging.clone());
+    undo.journal = Some(
+        journal::Journal::create(&staging, &cx.server)
+            .map_err(|e| folder_error(&staging, e))
+            .or_exit(Exit::Failed)?,
+    );
     let snapshot_dir = staging.join(SNAPSHOT_DIR);
     layout::create_private_dir(&snapshot_dir)
         .map_err(|e| folder_error(&snapshot_dir, e))
@@ -689,11 +704,17 @@ fn write_backup(
     total_size += manifest_size;
 
     stopped(cx.stop)?;
-    publish(&staging, final_dir)
+    if let Some(journal) = undo.journal.take() {
+        journal
+            .finish()
+            .map_err(write_error)
+            .or_exit(Exit::Failed)?;
+    }
+    let final_dir = publish(&staging, final_dir)
         .map_err(write_error)
         .or_write_exit(Exit::Failed)?;
     undo.staging = None;
-    Ok((manifest, total_size))
+    Ok((manifest, total_size, final_dir))
 }
 
 /// Snapshot, download, verify and clean up one collection; returns its manifest entry.
@@ -851,6 +872,7 @@ fn consistent_snapshot(
 fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<SnapshotDescription> {
     // A minute of slack for a server clock behind ours: snapshots that existed before the
     // request are ruled out by name anyway.
+    let turn = concurrent::take_turn(cx.root, name, cx.stop, cx.ui).or_else(interrupted)?;
     let asked_at =
         undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
     let existing: Vec<String> = cx
@@ -858,6 +880,18 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
         .list_snapshots(name)
         .map(|list| list.into_iter().map(|s| s.name).collect())
         .unwrap_or_default();
+    // On disk before the server is asked: a run killed from here on leaves a record.
+    undo.journal_record(&journal::Record::Creating {
+        collection: name.to_string(),
+        asked_at: asked_at.clone(),
+        asked_before: journal::asked_before(),
+        existing: existing.clone(),
+    })
+    .map_err(|source| BackupError::Folder {
+        path: cx.root.to_owned(),
+        source,
+    })
+    .or_exit(Exit::Failed)?;
     let (client, collection) = (cx.client.clone(), name.to_string());
     let ui = cx.ui.clone();
     let waiting = format!(
@@ -873,11 +907,18 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
         },
         move || client.create_snapshot(&collection),
     );
+    turn.release_after_answer();
     let signal = cx.stop.requested();
     match created {
         Ok(description) => {
             undo.server_snapshots
                 .push((name.to_string(), description.name.clone()));
+            // Best effort: without it the `creating` record still leads the next run to it.
+            undo.journal_record(&journal::Record::Created {
+                collection: name.to_string(),
+                snapshot: description.name.clone(),
+            })
+            .ok();
             match signal {
                 Some(exit) => interrupted(exit),
                 None => Ok(description),
@@ -902,21 +943,27 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
                     wait,
                     asked_at,
                 });
+            } else {
+                // The server said no: there is no snapshot to look for later.
+                undo.journal_record(&journal::Record::Refused {
+                    collection: name.to_string(),
+                })
+                .ok();
             }
             Err(collection_failure(name, e))
         }
     }
 }
 
-/// Syncs the staging tree and renames it to its final name, then syncs the root so the rename
-/// itself survives a crash.
-fn publish(staging: &Utf8Path, final_dir: &Utf8Path) -> std::io::Result<()> {
+/// Syncs the staging tree and renames it to its final name (the next free `-N` one if another
+/// run took it meanwhile), then syncs the root so the rename itself survives a crash.
+fn publish(staging: &Utf8Path, final_dir: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
     sync_tree_dirs(staging)?;
-    layout::rename_new(staging, final_dir)?;
-    if let Some(root) = final_dir.parent() {
+    let used = concurrent::publish_no_replace(staging, final_dir)?;
+    if let Some(root) = used.parent() {
         sync_dir(root)?;
     }
-    Ok(())
+    Ok(used)
 }
 
 /// Files were synced as they were written; this syncs the folders holding them.

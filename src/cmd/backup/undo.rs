@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
 
+use super::journal::{Journal, Record};
 use crate::qdrant::{Client, QdrantError};
 use crate::ui::Ui;
 
@@ -32,7 +33,7 @@ pub fn snapshot_time(at: time::OffsetDateTime) -> String {
 }
 
 /// True for a name Qdrant gives a snapshot of `collection` started at or after `asked_at`.
-fn is_ours(name: &str, collection: &str, asked_at: &str) -> bool {
+pub(super) fn is_ours(name: &str, collection: &str, asked_at: &str) -> bool {
     let Some(rest) = name
         .strip_prefix(collection)
         .and_then(|r| r.strip_prefix('-'))
@@ -54,6 +55,8 @@ pub struct Undo {
     /// (collection, snapshot name) still on the server.
     pub server_snapshots: Vec<(String, String)>,
     pub pending: Vec<Pending>,
+    /// What this run creates on the server, on disk, for the next run if this one is killed.
+    pub journal: Option<Journal>,
 }
 
 /// How often the server's snapshot list is read while waiting for a pending snapshot.
@@ -70,11 +73,54 @@ impl Undo {
     pub fn forget_snapshot(&mut self, collection: &str, name: &str) {
         self.server_snapshots
             .retain(|(c, s)| !(c == collection && s == name));
+        // Best effort: a deletion missing from the journal only costs the next run a 404.
+        self.journal_record(&Record::Deleted {
+            collection: collection.to_string(),
+            snapshot: name.to_string(),
+        })
+        .ok();
+    }
+
+    /// Appends to the journal (synced). Without a journal there is nothing to record.
+    pub fn journal_record(&mut self, record: &Record) -> std::io::Result<()> {
+        match &mut self.journal {
+            Some(journal) => journal.record(record),
+            None => Ok(()),
+        }
     }
 
     /// Removes the staging folder and every server snapshot this run created; says what it
     /// could not remove.
     pub fn run(&mut self, client: &Client, ui: &Ui) {
+        // The server first: while the staging folder (and its journal) exists, a run killed
+        // during this cleanup still leaves the next one a record of what to delete.
+        let mut all_gone = true;
+        for (collection, name) in std::mem::take(&mut self.server_snapshots) {
+            if delete(client, ui, &collection, &name) {
+                self.journal_record(&Record::Deleted {
+                    collection,
+                    snapshot: name,
+                })
+                .ok();
+            } else {
+                all_gone = false;
+            }
+        }
+        for pending in self.pending.drain(..) {
+            all_gone &= remove_pending(client, ui, &pending);
+        }
+        if !all_gone && self.journal.is_some() {
+            // The journal stays in its staging folder (the data goes): the next backup into
+            // this root deletes what could not be deleted now.
+            if let Some(staging) = self.staging.take() {
+                remove_all_but_journal(&staging, ui);
+                ui.warn(&format!(
+                    "kept {staging}: its journal lists what is left on the server, and the next backup into this folder deletes it"
+                ));
+            }
+            return;
+        }
+        self.journal = None;
         if let Some(staging) = self.staging.take() {
             if let Err(e) = std::fs::remove_dir_all(&staging) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -84,28 +130,46 @@ impl Undo {
                 }
             }
         }
-        for (collection, name) in self.server_snapshots.drain(..) {
-            delete(client, ui, &collection, &name);
+    }
+}
+
+/// Empties a staging folder except for its journal.
+fn remove_all_but_journal(staging: &camino::Utf8Path, ui: &Ui) {
+    let Ok(entries) = staging.read_dir_utf8() else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name() == super::journal::JOURNAL_FILE {
+            continue;
         }
-        for pending in self.pending.drain(..) {
-            remove_pending(client, ui, &pending);
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(entry.path()),
+            _ => std::fs::remove_file(entry.path()),
+        };
+        if let Err(e) = removed {
+            ui.warn(&format!("could not remove {}: {e}", entry.path()));
         }
     }
 }
 
-fn delete(client: &Client, ui: &Ui, collection: &str, name: &str) {
-    if let Err(e) = client.delete_snapshot(collection, name) {
-        if !e.is_not_found() {
+/// Deletes one snapshot; true when it is gone.
+fn delete(client: &Client, ui: &Ui, collection: &str, name: &str) -> bool {
+    match client.delete_snapshot(collection, name) {
+        Ok(()) => true,
+        Err(e) if e.is_not_found() => true,
+        Err(e) => {
             ui.warn(&format!(
                 "could not delete snapshot {name} of `{collection}` from the server: {e}"
             ));
+            false
         }
     }
 }
 
 /// Waits (up to `pending.wait`) for the snapshot Qdrant is still building, then deletes it.
-/// A finished snapshot has its checksum; one without may still be written.
-fn remove_pending(client: &Client, ui: &Ui, pending: &Pending) {
+/// A finished snapshot has its checksum; one without may still be written. True when it is
+/// gone.
+fn remove_pending(client: &Client, ui: &Ui, pending: &Pending) -> bool {
     let collection = &pending.collection;
     if pending.wait.is_zero() {
         ui.note(&format!(
@@ -129,7 +193,7 @@ fn remove_pending(client: &Client, ui: &Ui, pending: &Pending) {
                 no_answer_in_a_row += 1;
                 if no_answer_in_a_row >= GONE_AFTER {
                     ui.warn(&gone(client, pending, &e));
-                    return;
+                    return false;
                 }
                 Vec::new()
             }
@@ -147,18 +211,18 @@ fn remove_pending(client: &Client, ui: &Ui, pending: &Pending) {
             .min_by(|a, b| a.name.cmp(&b.name));
         // A finished snapshot has its checksum; one without may still be written.
         if let Some(snapshot) = ours.filter(|s| s.checksum.is_some()) {
-            delete(client, ui, collection, &snapshot.name);
-            return;
+            return delete(client, ui, collection, &snapshot.name);
         }
+        // One look found nothing: the unusable answer stood for no snapshot of ours.
         if pending.wait.is_zero() {
-            return;
+            return true;
         }
         if Instant::now() >= deadline {
             ui.warn(&format!(
                 "Qdrant may still be building a snapshot of `{collection}`; once it appears in \
                  GET /collections/{collection}/snapshots, delete it (DELETE …/snapshots/NAME)"
             ));
-            return;
+            return false;
         }
         std::thread::sleep(PENDING_POLL);
     }

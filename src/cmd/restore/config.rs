@@ -6,6 +6,13 @@
 //! The previous content is kept in memory, recorded before the file is replaced, so a failed
 //! restore can put it back. A destination that is a symbolic link (`.env → real.env`) is
 //! written through: its target is replaced and the link stays a link.
+//!
+//! Nothing is ever written, created or chmod-ed outside the install dir: every link on the way
+//! to a destination is followed here, and a destination that ends outside the install dir
+//! (`.env → /etc/x`, or a dangling `docker → /elsewhere/new`) is not written, with a warning
+//! naming the link and where it points. Folders made to hold a file are created one by one
+//! inside the install dir, 0700 for a private file and 0755 otherwise. An existing file with a
+//! stricter mode than aimem's (a `.env` kept 0600) keeps it, with a note.
 
 use std::io::Write;
 
@@ -25,6 +32,10 @@ pub struct ConfigFile {
     pub mode: u32,
     /// The destination exists already (the user is asked first).
     pub overwrites: bool,
+    /// The install dir: nothing is written outside it.
+    pub install: Utf8PathBuf,
+    /// Said in the plan: the existing file's stricter mode is kept.
+    pub note: Option<String>,
 }
 
 /// A listed config file that will not be written, and why.
@@ -82,12 +93,34 @@ pub fn plan(
             continue;
         }
         let to = install.join(dest);
+        let real = match resolve_inside(install, &to) {
+            Ok(Ok(real)) => real,
+            Ok(Err(escape)) => {
+                skipped.push(skip(&escape.to_string()));
+                continue;
+            }
+            Err(e) => {
+                skipped.push(skip(&format!("cannot follow {to}: {e}")));
+                continue;
+            }
+        };
+        let wanted = mode_for(name);
+        let existing = current_mode(&real).ok();
+        // Keep what the user tightened: aimem's mode, minus the bits the file does not have.
+        let mode = existing.map_or(wanted, |m| wanted & m);
+        let note = (mode != wanted).then(|| {
+            format!(
+                "{to} is mode {mode:o}, stricter than the {wanted:o} aimem gives it: the stricter mode is kept"
+            )
+        });
         files.push(ConfigFile {
             name: name.clone(),
             from: backup.join(&relative),
             overwrites: to.symlink_metadata().is_ok(),
             to,
-            mode: mode_for(name),
+            mode,
+            install: install.to_owned(),
+            note,
         });
     }
     (files, skipped)
@@ -123,41 +156,178 @@ fn missing_dirs(path: &Utf8Path) -> Vec<Utf8PathBuf> {
 /// anything is replaced, so even a failure half way (the rename done, the folder's sync
 /// failed) leaves the rollback what it needs.
 pub fn write(file: &ConfigFile, log: &mut Vec<Previous>) -> std::io::Result<()> {
-    let path = resolve_links(&file.to)?;
+    // Again at write time: the links may have changed since the plan was shown.
+    let path = resolve_inside(&file.install, &file.to)?
+        .map_err(|escape| std::io::Error::other(escape.to_string()))?;
     let before = match std::fs::read(&path) {
         Ok(bytes) => Some((bytes, current_mode(&path)?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
     let content = std::fs::read(&file.from)?;
+    let created_dirs = missing_dirs(&path);
     log.push(Previous {
         shown: file.to.clone(),
-        created_dirs: missing_dirs(&path),
+        created_dirs: created_dirs.clone(),
         path: path.clone(),
         before,
     });
+    // Private files get private folders.
+    let dir_mode = if file.mode & 0o077 == 0 { 0o700 } else { 0o755 };
+    for dir in &created_dirs {
+        create_one_dir(dir, dir_mode)?;
+    }
     replace(&path, &content, file.mode)
 }
 
-/// Follows `path` through symbolic links to the file they end at (which may not exist yet).
-fn resolve_links(path: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
-    let mut current = path.to_owned();
-    // The kernel's own limit on a chain of links.
-    for _ in 0..40 {
-        match current.symlink_metadata() {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let target = current.read_link_utf8()?;
-                current = match target.is_absolute() {
-                    true => target,
-                    false => current.parent().unwrap_or(Utf8Path::new(".")).join(target),
-                };
+/// Creates one folder (not its parents, never through a link). One that appeared meanwhile
+/// is fine if it is a real folder.
+fn create_one_dir(dir: &Utf8Path, mode: u32) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    match builder.create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            match dir.symlink_metadata()?.file_type().is_dir() {
+                true => Ok(()),
+                false => Err(e),
             }
-            _ => return Ok(current),
+        }
+        other => other,
+    }
+}
+
+/// A destination whose links lead out of the install dir.
+#[derive(Debug)]
+pub struct Escape {
+    /// The destination as configured.
+    pub path: Utf8PathBuf,
+    /// The last link followed, and what it says.
+    pub link: Option<(Utf8PathBuf, Utf8PathBuf)>,
+    /// Where writing would land.
+    pub lands: Utf8PathBuf,
+    pub install: Utf8PathBuf,
+}
+
+impl std::fmt::Display for Escape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.link {
+            Some((link, target)) => write!(
+                f,
+                "{link} is a symbolic link to {target}, so writing {} would land at {}, outside the install dir {}; aimem writes only inside it. Replace the link with the file itself (or give --install-dir the folder that really holds the files) and restore again",
+                self.path, self.lands, self.install
+            ),
+            None => write!(
+                f,
+                "{} is outside the install dir {}",
+                self.path, self.install
+            ),
         }
     }
-    Err(std::io::Error::other(format!(
-        "{path}: too many levels of symbolic links"
-    )))
+}
+
+/// Follows `path` (inside `install`) through every symbolic link on the way, like the kernel
+/// would when writing it, to the file that would be written, which may not exist yet. An
+/// outer `Err` is an I/O failure; `Ok(Err(_))` a destination that lands outside `install`.
+pub fn resolve_inside(
+    install: &Utf8Path,
+    path: &Utf8Path,
+) -> std::io::Result<Result<Utf8PathBuf, Escape>> {
+    let install_real = existing_real(install)?;
+    let mut pending: std::collections::VecDeque<String> = path
+        .strip_prefix(install)
+        .map_err(|_| std::io::Error::other(format!("{path} is not under {install}")))?
+        .components()
+        .map(|c| c.as_str().to_string())
+        .collect();
+    let mut current = install_real.clone();
+    let mut missing = false;
+    let mut hops = 0;
+    let mut last_link = None;
+    while let Some(part) = pending.pop_front() {
+        match part.as_str() {
+            "." => continue,
+            ".." => {
+                current.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = current.join(&part);
+        if missing {
+            current = candidate;
+            continue;
+        }
+        match candidate.symlink_metadata() {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                hops += 1;
+                // The kernel's own limit on a chain of links.
+                if hops > 40 {
+                    return Err(std::io::Error::other(format!(
+                        "{path}: too many levels of symbolic links"
+                    )));
+                }
+                let target = candidate.read_link_utf8()?;
+                let mut rest: Vec<String> = target
+                    .components()
+                    .filter(|c| !matches!(c, camino::Utf8Component::RootDir))
+                    .map(|c| c.as_str().to_string())
+                    .collect();
+                if target.is_absolute() {
+                    current = Utf8PathBuf::from("/");
+                }
+                rest.extend(pending.drain(..));
+                pending = rest.into();
+                last_link = Some((candidate, target));
+            }
+            Ok(_) => current = candidate,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing = true;
+                current = candidate;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if current.starts_with(&install_real) && current != install_real {
+        Ok(Ok(current))
+    } else {
+        Ok(Err(Escape {
+            path: path.to_owned(),
+            link: last_link,
+            lands: current,
+            install: install.to_owned(),
+        }))
+    }
+}
+
+/// `path` with its existing part canonicalised (links resolved) and the rest appended.
+fn existing_real(path: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let absolute = Utf8PathBuf::from_path_buf(absolute)
+        .map_err(|_| std::io::Error::other(format!("{path} is not UTF-8")))?;
+    let mut rest = Vec::new();
+    let mut existing = absolute.as_path();
+    loop {
+        match existing.canonicalize_utf8() {
+            Ok(real) => {
+                let mut real = real;
+                for part in rest.iter().rev() {
+                    real.push(part);
+                }
+                return Ok(real);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+                    return Err(e);
+                };
+                rest.push(name);
+                existing = parent;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Puts a destination back: the old content and mode, or no file at all.
@@ -183,7 +353,6 @@ pub fn undo(previous: &Previous) -> std::io::Result<()> {
 /// Writes `content` to a temporary file beside `path`, sets `mode`, syncs, renames over `path`.
 fn replace(path: &Utf8Path, content: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Utf8Path::new("."));
-    std::fs::create_dir_all(dir)?;
     // tempfile creates the file 0600, so a secret is never readable by others, even briefly.
     let mut temp = tempfile::Builder::new()
         .prefix(".aimem-restore-")
@@ -238,6 +407,8 @@ mod tests {
             to: root.join(to),
             mode: 0o644,
             overwrites: true,
+            install: root.to_owned(),
+            note: None,
         }
     }
 
@@ -285,6 +456,40 @@ mod tests {
             "OLD"
         );
         assert_eq!(log[0].shown, root.join(".env"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_followed_only_while_they_stay_inside_the_install_dir() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let base = Utf8Path::from_path(dir.path()).unwrap();
+        let install = base.join("install");
+        std::fs::create_dir_all(install.join("real")).unwrap();
+        symlink("real", install.join("docker")).unwrap();
+        symlink("../outside/x", install.join(".env")).unwrap();
+        symlink("/nonexistent-aimem/made/here", install.join("dangling")).unwrap();
+        symlink("real/../../install/real/y", install.join("back-in")).unwrap();
+        let resolve = |p: &str| resolve_inside(&install, &install.join(p)).unwrap();
+        let real = install.canonicalize_utf8().unwrap();
+        assert_eq!(resolve("docker/.env").unwrap(), real.join("real/.env"));
+        assert_eq!(resolve("back-in").unwrap(), real.join("real/y"));
+        assert_eq!(
+            resolve("fresh/sub/file").unwrap(),
+            real.join("fresh/sub/file")
+        );
+        let escape = resolve(".env").unwrap_err();
+        assert_eq!(
+            escape.lands,
+            base.canonicalize_utf8().unwrap().join("outside/x")
+        );
+        assert!(escape.to_string().contains("../outside/x"));
+        let escape = resolve("dangling/file").unwrap_err();
+        assert_eq!(
+            escape.lands,
+            Utf8Path::new("/nonexistent-aimem/made/here/file")
+        );
+        assert!(resolve("real/../../elsewhere").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod act;
 mod config;
+mod lock;
 mod plan;
 mod recovery;
 mod rollback;
@@ -307,6 +308,15 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     let server_version = server.version.unwrap_or_else(|| "unknown".to_string());
     ui.ok(&format!("Connected (Qdrant {server_version})"));
     ui.blank();
+    // Held until the restore ends, from before the collections' state is read.
+    let targets: Vec<&str> = sources.iter().map(|s| s.target.as_str()).collect();
+    let _locks = lock::take(
+        &crate::cmd::runs::server_key(&endpoint),
+        &targets,
+        args.dry_run,
+        ui,
+    )
+    .or_exit(Exit::Failed)?;
 
     // 5. Plan, then show it.
     let mut refusals = Vec::new();
@@ -655,6 +665,9 @@ fn show_plan(
             "config {} → {} ({how}, mode {:o})",
             file.name, file.to, file.mode
         ));
+        if let Some(note) = &file.note {
+            ui.warn(note);
+        }
     }
     for skip in skipped {
         ui.warn(&format!(

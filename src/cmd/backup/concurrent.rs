@@ -1,0 +1,114 @@
+//! Two backups into one root at the same time: each gets its own folder, and they never ask the
+//! server for a snapshot of the same collection in the same second.
+//!
+//! Qdrant names a snapshot `{collection}-{peer id}-{UTC second}.snapshot` and has no limit on
+//! concurrent creations (api.md §snapshots): two creations in one second get one name, the
+//! later overwrites the earlier, and whichever run finishes first deletes the other's. So a
+//! creation takes the root's snapshot lock and keeps it until a second has passed since the
+//! server answered (the name was chosen before the answer, so the next creation lands in a
+//! later second). Downloads are not serialised. The lock is an `flock` on the root folder
+//! itself: nothing is added to the root, and every user writing into it takes the same lock.
+
+use std::fs::File;
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::cmd::runs;
+use crate::exit::Exit;
+use crate::signals::StopFlag;
+use crate::ui::Ui;
+
+/// How long the lock is kept after the server names a snapshot: its names have one-second
+/// resolution.
+const NAME_RESOLUTION: Duration = Duration::from_millis(1100);
+
+/// This run's turn to create a snapshot; ends after [`Turn::release_after_answer`].
+#[derive(Debug)]
+pub struct Turn {
+    file: Option<File>,
+}
+
+/// Waits for the root's snapshot lock (saying so once), or fails with the signal's status.
+/// A root that cannot be opened for the lock is not serialised: the backup itself fails there.
+pub fn take_turn(
+    root: &Utf8Path,
+    collection: &str,
+    stop: &StopFlag,
+    ui: &Ui,
+) -> Result<Turn, Exit> {
+    let Ok(file) = File::open(root) else {
+        return Ok(Turn { file: None });
+    };
+    runs::lock_waiting(&file, stop, || {
+        ui.note(&format!(
+            "another aimem backup into {root} is creating a snapshot; waiting for its turn before snapshotting `{collection}`"
+        ));
+    })?;
+    Ok(Turn { file: Some(file) })
+}
+
+impl Turn {
+    /// The server answered: the lock goes a second later, on a thread, so this run goes on.
+    pub fn release_after_answer(self) {
+        if let Some(file) = self.file {
+            std::thread::spawn(move || {
+                std::thread::sleep(NAME_RESOLUTION);
+                drop(file);
+            });
+        }
+    }
+}
+
+/// Renames the finished staging folder to `wanted`, or, when another run took that name
+/// meanwhile, to the next free `-N` name. Never replaces anything. Returns the name used.
+pub fn publish_no_replace(staging: &Utf8Path, wanted: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
+    let root = wanted.parent().unwrap_or(Utf8Path::new("."));
+    let base = wanted.file_name().unwrap_or("backup");
+    let mut candidate = wanted.to_owned();
+    let mut n = 2;
+    loop {
+        match crate::manifest::layout::rename_new(staging, &candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if taken(&e) && n < 10_000 => {
+                candidate = root.join(format!("{base}-{n}"));
+                n += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The target exists: EEXIST from RENAME_NOREPLACE, ENOTEMPTY/EEXIST from a plain rename onto
+/// a folder.
+fn taken(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::EXIST.raw_os_error()
+            || code == rustix::io::Errno::NOTEMPTY.raw_os_error()
+    ) || e.kind() == std::io::ErrorKind::AlreadyExists
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_name_is_never_replaced_the_next_free_one_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        for name in ["a", "b"] {
+            std::fs::create_dir(root.join(name)).unwrap();
+            std::fs::write(root.join(name).join("f"), name).unwrap();
+        }
+        // Another run published `x` (even empty) and `x-2` meanwhile.
+        std::fs::create_dir(root.join("x")).unwrap();
+        std::fs::create_dir(root.join("x-2")).unwrap();
+        let used = publish_no_replace(&root.join("a"), &root.join("x")).unwrap();
+        assert_eq!(used, root.join("x-3"));
+        assert_eq!(std::fs::read_to_string(root.join("x-3/f")).unwrap(), "a");
+        let used = publish_no_replace(&root.join("b"), &root.join("y")).unwrap();
+        assert_eq!(used, root.join("y"));
+        assert!(root.join("x").read_dir().unwrap().next().is_none());
+    }
+}

@@ -1,0 +1,457 @@
+//! The journal of a backup run: what it is about to create on the server, written (and synced)
+//! *before* it asks, so a run killed with `kill -9` still tells the next one what to delete.
+//!
+//! It lives in the run's staging folder as `.aimem-journal`, one JSON record per line, appended
+//! and synced. The run holds an `flock` on it for its whole life: a journal nobody holds
+//! belongs to a dead run (the kernel drops the lock when the process ends, however it ends).
+//! The file is created under a temporary name, locked, then renamed into place, so a journal
+//! is never seen unlocked while its run is alive. It is removed just before the staging folder
+//! becomes the finished backup.
+
+use std::fs::File;
+use std::io::{BufRead, Read, Write};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+use super::undo::is_ours;
+use crate::cmd::runs::{self, Owner};
+use crate::manifest::layout;
+use crate::qdrant::Client;
+use crate::ui::Ui;
+
+/// The journal's name inside a staging folder.
+pub const JOURNAL_FILE: &str = ".aimem-journal";
+
+/// A journal is a few lines per collection; anything larger is not one of ours.
+const JOURNAL_MAX: u64 = 1024 * 1024;
+
+/// One line of the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Record {
+    /// The first line: who runs, against which server (no credentials).
+    Started { owner: Owner, server: String },
+    /// About to ask the server for a snapshot of `collection`: snapshots named from
+    /// `asked_at` on, before `asked_before`, and not in `existing` may be this run's.
+    Creating {
+        collection: String,
+        asked_at: String,
+        /// Qdrant names a snapshot from the moment it starts it, so one named later is not
+        /// the answer to this request (it may be another run's).
+        asked_before: String,
+        existing: Vec<String>,
+    },
+    /// The server refused the creation: nothing to look for.
+    Refused { collection: String },
+    /// The server answered with this snapshot's name.
+    Created {
+        collection: String,
+        snapshot: String,
+    },
+    /// The snapshot is gone from the server.
+    Deleted {
+        collection: String,
+        snapshot: String,
+    },
+}
+
+/// The open, locked journal of this run.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    path: Utf8PathBuf,
+}
+
+impl Journal {
+    /// Starts the journal of a run against `server` in its staging folder.
+    pub fn create(staging: &Utf8Path, server: &str) -> std::io::Result<Journal> {
+        let temp = staging.join(format!("{JOURNAL_FILE}.new"));
+        let file = layout::private_file(&temp)?;
+        // Held from before the journal has its name until this run ends.
+        runs::try_lock(&file)?;
+        let mut journal = Journal {
+            file,
+            path: staging.join(JOURNAL_FILE),
+        };
+        journal.record(&Record::Started {
+            owner: Owner::me(),
+            server: server.to_string(),
+        })?;
+        std::fs::rename(&temp, &journal.path)?;
+        File::open(staging)?.sync_all()?;
+        Ok(journal)
+    }
+
+    /// Appends one record and syncs it.
+    pub fn record(&mut self, record: &Record) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.file.sync_data()
+    }
+
+    /// The run has nothing left on the server: the journal goes (before the staging folder is
+    /// published, so a finished backup never carries one).
+    pub fn finish(self) -> std::io::Result<()> {
+        std::fs::remove_file(&self.path)
+    }
+}
+
+/// A creation a dead run asked for and never heard back about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unanswered {
+    pub collection: String,
+    pub asked_at: String,
+    pub asked_before: String,
+    pub existing: Vec<String>,
+}
+
+/// The latest snapshot-name time a creation asked now can get: a couple of minutes of slack for
+/// a server clock ahead of ours.
+pub fn asked_before() -> String {
+    super::undo::snapshot_time(time::OffsetDateTime::now_utc() + time::Duration::minutes(2))
+}
+
+/// The `YYYY-MM-DD-HH-MM-SS` time at the end of a Qdrant snapshot name.
+fn name_time(name: &str) -> Option<&str> {
+    let stem = name.strip_suffix(".snapshot")?;
+    stem.get(stem.len().checked_sub(19)?..)
+}
+
+/// What a dead run left behind.
+#[derive(Debug)]
+pub struct Leftover {
+    /// Its staging folder.
+    pub staging: Utf8PathBuf,
+    pub owner: Option<Owner>,
+    pub server: Option<String>,
+    /// (collection, snapshot) created and not deleted.
+    pub snapshots: Vec<(String, String)>,
+    /// Creations whose answer never came.
+    pub unanswered: Vec<Unanswered>,
+    /// The journal, locked by this run while it deals with the leftover.
+    _lock: File,
+}
+
+impl Leftover {
+    /// True when the dead run may have left something on a server.
+    pub fn has_server_snapshots(&self) -> bool {
+        !self.snapshots.is_empty() || !self.unanswered.is_empty()
+    }
+
+    /// One sentence for the person: whose, where, what.
+    pub fn describe(&self) -> String {
+        let who = self
+            .owner
+            .as_ref()
+            .map_or_else(|| "an unknown run".to_string(), Owner::describe);
+        let server = self
+            .server
+            .as_deref()
+            .map_or_else(|| "an unknown server".to_string(), clean);
+        let mut what: Vec<String> = self
+            .snapshots
+            .iter()
+            .map(|(c, s)| format!("snapshot {} of `{}`", clean(s), clean(c)))
+            .collect();
+        what.extend(self.unanswered.iter().map(|u| {
+            format!(
+                "a snapshot of `{}` asked for at {} UTC whose name never came back",
+                clean(&u.collection),
+                clean(&u.asked_at)
+            )
+        }));
+        let staging = self.staging.file_name().unwrap_or_default();
+        if what.is_empty() {
+            format!(
+                "{staging}: left by a killed backup ({who}); nothing of it remains on the server"
+            )
+        } else {
+            format!(
+                "{staging}: left by a killed backup ({who}); still on {server}: {}",
+                what.join(", ")
+            )
+        }
+    }
+}
+
+/// Drops control characters from text read out of a journal, and bounds its length.
+fn clean(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// The leftovers of dead runs in `root`: staging folders whose journal nobody holds. Each
+/// returned journal is locked by this process until the [`Leftover`] is dropped, so two runs
+/// never deal with the same one. Staging folders without a journal are not looked at.
+pub fn dead_runs(root: &Utf8Path) -> Vec<Leftover> {
+    let Ok(entries) = root.read_dir_utf8() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        if !layout::is_staging(entry.file_name()) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if let Some(leftover) = read_dead(entry.path()) {
+            found.push(leftover);
+        }
+    }
+    found.sort_by(|a, b| a.staging.cmp(&b.staging));
+    found
+}
+
+/// The journal of `staging` when its run is dead.
+fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
+    let path = staging.join(JOURNAL_FILE);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(
+            (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+        );
+    }
+    let file = options.open(&path).ok()?;
+    let meta = file.metadata().ok()?;
+    // Only a regular file this user wrote: a journal planted by someone else must not make
+    // aimem delete snapshots on their say-so.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != rustix::process::geteuid().as_raw() {
+            return None;
+        }
+    }
+    if !meta.is_file() || !runs::try_lock(&file).ok()? {
+        return None;
+    }
+    let mut leftover = Leftover {
+        staging: staging.to_owned(),
+        owner: None,
+        server: None,
+        snapshots: Vec::new(),
+        unanswered: Vec::new(),
+        _lock: file.try_clone().ok()?,
+    };
+    let reader = std::io::BufReader::new(file.take(JOURNAL_MAX));
+    // A line torn by the kill is not JSON: it and anything after it are ignored.
+    for line in reader.lines() {
+        let Ok(record) = serde_json::from_str::<Record>(&line.ok()?) else {
+            break;
+        };
+        match record {
+            Record::Started { owner, server } => {
+                leftover.owner = Some(owner);
+                leftover.server = Some(server);
+            }
+            Record::Creating {
+                collection,
+                asked_at,
+                asked_before,
+                existing,
+            } => leftover.unanswered.push(Unanswered {
+                collection,
+                asked_at,
+                asked_before,
+                existing,
+            }),
+            Record::Refused { collection } => {
+                if let Some(at) = leftover
+                    .unanswered
+                    .iter()
+                    .position(|u| u.collection == collection)
+                {
+                    leftover.unanswered.remove(at);
+                }
+            }
+            Record::Created {
+                collection,
+                snapshot,
+            } => {
+                // The answer came: the earliest unanswered creation of it is answered.
+                if let Some(at) = leftover
+                    .unanswered
+                    .iter()
+                    .position(|u| u.collection == collection)
+                {
+                    leftover.unanswered.remove(at);
+                }
+                leftover.snapshots.push((collection, snapshot));
+            }
+            Record::Deleted {
+                collection,
+                snapshot,
+            } => leftover
+                .snapshots
+                .retain(|(c, s)| !(*c == collection && *s == snapshot)),
+        }
+    }
+    Some(leftover)
+}
+
+/// Deletes what a dead run left on the server `client` talks to (`server`), then its staging
+/// folder. A leftover from another server is reported and kept: its journal is the only record
+/// of what to delete there. Returns true when the leftover was cleared.
+pub fn clear(leftover: &Leftover, client: &Client, server: &str, ui: &Ui) -> bool {
+    if leftover.has_server_snapshots() && leftover.server.as_deref() != Some(server) {
+        ui.warn(&format!(
+            "{}; run `aimem backup` into this folder against that server to delete them",
+            leftover.describe()
+        ));
+        return false;
+    }
+    ui.note(&format!("{}: cleaning up", leftover.describe()));
+    let mut cleared = true;
+    for (collection, snapshot) in &leftover.snapshots {
+        // A journal names only snapshots Qdrant named for that collection; anything else is
+        // not something aimem created.
+        if !is_ours(snapshot, collection, "") {
+            continue;
+        }
+        match client.delete_snapshot(collection, snapshot) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                cleared = false;
+                ui.warn(&format!(
+                    "could not delete snapshot {} of `{}`: {e}",
+                    clean(snapshot),
+                    clean(collection)
+                ));
+            }
+        }
+    }
+    for Unanswered {
+        collection,
+        asked_at,
+        asked_before,
+        existing,
+    } in &leftover.unanswered
+    {
+        // The earliest snapshot named from the time it was asked for, that was not there
+        // before, is the one the dead run asked for (as for a timed-out creation).
+        let Ok(list) = client.list_snapshots(collection) else {
+            cleared = false;
+            continue;
+        };
+        let theirs = list
+            .into_iter()
+            .filter(|s| !existing.contains(&s.name))
+            .filter(|s| is_ours(&s.name, collection, asked_at))
+            .filter(|s| name_time(&s.name).is_some_and(|t| t < asked_before.as_str()))
+            .min_by(|a, b| a.name.cmp(&b.name));
+        if let Some(snapshot) = theirs {
+            if let Err(e) = client.delete_snapshot(collection, &snapshot.name) {
+                if !e.is_not_found() {
+                    cleared = false;
+                    ui.warn(&format!(
+                        "could not delete snapshot {} of `{}`: {e}",
+                        clean(&snapshot.name),
+                        clean(collection)
+                    ));
+                }
+            }
+        }
+    }
+    if !cleared {
+        ui.warn(&format!(
+            "kept {} so the next backup tries again",
+            leftover.staging
+        ));
+        return false;
+    }
+    if let Err(e) = std::fs::remove_dir_all(&leftover.staging) {
+        ui.warn(&format!(
+            "could not remove {}: {e}; delete it by hand",
+            leftover.staging
+        ));
+        return false;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staging() -> (tempfile::TempDir, Utf8PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap().to_owned();
+        let staging = root.join(".aimem-staging-x");
+        std::fs::create_dir(&staging).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn a_live_run_is_not_a_leftover_and_a_dead_one_says_what_remains() {
+        let (_dir, root) = staging();
+        let mut journal = Journal::create(&root.join(".aimem-staging-x"), "http://h:1").unwrap();
+        for record in [
+            Record::Creating {
+                collection: "a".into(),
+                asked_at: "2026-01-01-00-00-00".into(),
+                asked_before: "2026-01-01-00-03-00".into(),
+                existing: vec![],
+            },
+            Record::Created {
+                collection: "a".into(),
+                snapshot: "a-1-2026-01-01-00-00-01.snapshot".into(),
+            },
+            Record::Creating {
+                collection: "b".into(),
+                asked_at: "2026-01-01-00-00-05".into(),
+                asked_before: "2026-01-01-00-03-05".into(),
+                existing: vec![],
+            },
+            Record::Creating {
+                collection: "c".into(),
+                asked_at: "2026-01-01-00-00-06".into(),
+                asked_before: "2026-01-01-00-03-06".into(),
+                existing: vec![],
+            },
+            Record::Refused {
+                collection: "c".into(),
+            },
+        ] {
+            journal.record(&record).unwrap();
+        }
+        assert!(dead_runs(&root).is_empty(), "the run holding it is alive");
+        // The process ends: its handle (and lock) go.
+        drop(journal);
+        let dead = dead_runs(&root);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].server.as_deref(), Some("http://h:1"));
+        assert_eq!(
+            dead[0].snapshots,
+            vec![(
+                "a".to_string(),
+                "a-1-2026-01-01-00-00-01.snapshot".to_string()
+            )]
+        );
+        assert_eq!(dead[0].unanswered.len(), 1);
+        assert_eq!(dead[0].unanswered[0].collection, "b");
+        // While one run deals with it, another does not see it.
+        assert!(dead_runs(&root).is_empty());
+    }
+
+    #[test]
+    fn the_time_in_a_snapshot_name() {
+        assert_eq!(
+            name_time("c-1-2026-01-01-00-00-05.snapshot"),
+            Some("2026-01-01-00-00-05")
+        );
+        assert_eq!(name_time("x.snapshot"), None);
+        assert_eq!(name_time("c-1-2026-01-01-00-00-05"), None);
+    }
+
+    #[test]
+    fn a_finished_run_leaves_no_journal() {
+        let (_dir, root) = staging();
+        let journal = Journal::create(&root.join(".aimem-staging-x"), "http://h:1").unwrap();
+        journal.finish().unwrap();
+        assert!(!root.join(".aimem-staging-x").join(JOURNAL_FILE).exists());
+        assert!(dead_runs(&root).is_empty());
+    }
+}

@@ -1,0 +1,342 @@
+//! Runs that overlap or die: two backups into one root, two restores of one collection, a
+//! backup killed with `kill -9`, and config links pointing out of the install dir.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use qdrant_double::{Fault, FaultKind};
+
+use super::support::{TestEnv, json_stdout, mode, to_run, wait_for_request};
+
+/// Staging folders in the backup root.
+fn staging_folders(env: &TestEnv) -> Vec<String> {
+    env.root_entries()
+        .into_iter()
+        .filter(|e| e.starts_with(".aimem-staging-"))
+        .collect()
+}
+
+fn spawn(env: &TestEnv, args: &[&str]) -> Child {
+    env.command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem")
+}
+
+/// Waits until the wall clock is early in a second, so two runs started now start in the same
+/// second (and pick the same folder name and, without serialisation, the same snapshot name).
+fn early_in_a_second() {
+    loop {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .subsec_nanos();
+        if nanos < 100_000_000 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn two_backups_into_one_root_at_once_both_succeed_with_their_own_folders() {
+    let env = TestEnv::ai_memory();
+    // Every download takes a while, so the two runs overlap from start to end.
+    env.double.inject(Fault::always(
+        Some("GET"),
+        "/snapshots/",
+        FaultKind::Delay(Duration::from_millis(600)),
+    ));
+    let args = [
+        "backup",
+        "--collection",
+        "conventions",
+        "--collection",
+        "github",
+    ];
+    early_in_a_second();
+    let first = spawn(&env, &args);
+    let second = spawn(&env, &args);
+    let first = to_run(first.wait_with_output().expect("wait"));
+    let second = to_run(second.wait_with_output().expect("wait"));
+    first.assert_code(0);
+    second.assert_code(0);
+    let (a, b) = (first.stdout.trim(), second.stdout.trim());
+    assert_ne!(a, b, "each run has its own folder");
+    for dir in [a, b] {
+        env.run(&["verify", dir]).assert_code(0);
+    }
+    assert!(staging_folders(&env).is_empty(), "{:?}", env.root_entries());
+    assert_eq!(env.server_snapshots(), 0, "every snapshot was deleted");
+}
+
+/// Starts a backup of `conventions` whose snapshot download stalls, waits until it is under
+/// way, and kills it with SIGKILL: no cleanup can run.
+fn killed_backup(env: &TestEnv) {
+    env.double.inject(Fault::new(
+        Some("GET"),
+        "/collections/conventions/snapshots/",
+        FaultKind::StallBody {
+            after_bytes: 100,
+            stall: Duration::from_secs(60),
+        },
+    ));
+    let mut child = spawn(env, &["backup", "--collection", "conventions"]);
+    wait_for_request(&env.double, "GET", |p| {
+        p.starts_with("/collections/conventions/snapshots/")
+    });
+    std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    child.wait().expect("wait");
+    env.double.clear_faults();
+}
+
+#[test]
+fn a_backup_killed_mid_download_is_reported_and_its_snapshot_deleted_by_the_next_backup() {
+    let env = TestEnv::ai_memory();
+    killed_backup(&env);
+    let left = env.double.snapshot_names("conventions");
+    assert_eq!(left.len(), 1, "the killed run's snapshot is on the server");
+    assert_eq!(staging_folders(&env).len(), 1);
+
+    // `list` (offline) names the leftover and where it is.
+    let list = env.run(&["list"]);
+    list.assert_code(0).assert_stderr_contains(&left[0]);
+    let json = json_stdout(&env.run(&["list", "--json"]));
+    let leftovers = json["leftovers"].as_array().expect("leftovers listed");
+    assert_eq!(leftovers.len(), 1);
+    assert_eq!(
+        leftovers[0]["snapshots"][0],
+        format!("conventions/{}", left[0])
+    );
+
+    // `prune` works offline: it reports the leftover and keeps its record.
+    env.run(&["prune", "--keep-last", "5"])
+        .assert_code(0)
+        .assert_stderr_contains(&left[0]);
+    assert_eq!(staging_folders(&env).len(), 1);
+
+    // The next backup deletes it from the server and removes the staging folder.
+    let run = env.run(&["backup", "--collection", "github"]);
+    run.assert_code(0).assert_stderr_contains(&left[0]);
+    assert!(
+        env.double.snapshot_names("conventions").is_empty(),
+        "the leftover snapshot is still on the server"
+    );
+    assert!(staging_folders(&env).is_empty(), "{:?}", env.root_entries());
+    assert_eq!(env.server_snapshots(), 0);
+}
+
+#[test]
+fn a_backup_killed_before_the_server_answered_is_found_by_its_request_time() {
+    let env = TestEnv::ai_memory();
+    // The creation answers late: the run is killed before it learns the snapshot's name.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/conventions/snapshots",
+        FaultKind::Delay(Duration::from_secs(2)),
+    ));
+    let mut child = spawn(&env, &["backup", "--collection", "conventions"]);
+    wait_for_request(&env.double, "POST", |p| {
+        p.starts_with("/collections/conventions/snapshots")
+    });
+    std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    child.wait().expect("wait");
+    // The server finishes the snapshot the dead run asked for.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.double.snapshot_names("conventions").is_empty() {
+        assert!(Instant::now() < deadline, "the snapshot never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.run(&["backup", "--collection", "github"])
+        .assert_code(0);
+    assert!(
+        env.double.snapshot_names("conventions").is_empty(),
+        "the leftover snapshot is still on the server"
+    );
+    assert!(staging_folders(&env).is_empty(), "{:?}", env.root_entries());
+}
+
+/// A private lock folder for the test's restores (aimem's `$XDG_RUNTIME_DIR/aimem`).
+fn runtime_dir(env: &TestEnv) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = env.tmp.path().join("run");
+    std::fs::create_dir_all(&dir).expect("run dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    dir
+}
+
+/// Starts a restore of `backup` whose upload the server answers only after `delay`, and waits
+/// until the upload has begun: the restore is then in the middle of changing the collection.
+fn restore_under_way(env: &TestEnv, backup: &std::path::Path, delay: Duration) -> Child {
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::Delay(delay),
+    ));
+    let child = env
+        .command(&["restore", backup.to_str().expect("utf-8"), "--force"])
+        .env("XDG_RUNTIME_DIR", runtime_dir(env))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    wait_for_request(&env.double, "POST", |p| p.ends_with("/snapshots/upload"));
+    child
+}
+
+fn restore_now(env: &TestEnv, backup: &std::path::Path) -> super::support::Run {
+    let runtime = runtime_dir(env);
+    env.run_with(
+        &["restore", backup.to_str().expect("utf-8"), "--force"],
+        |c| {
+            c.env("XDG_RUNTIME_DIR", runtime);
+        },
+    )
+}
+
+#[test]
+fn a_second_restore_of_a_collection_being_restored_is_refused_naming_the_first() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let first = restore_under_way(&env, &backup, Duration::from_secs(3));
+    let uploads_before = env
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/snapshots/upload"))
+        .count();
+    let second = restore_now(&env, &backup);
+    second
+        .assert_code(2)
+        .assert_stderr_contains("already running")
+        .assert_stderr_contains(&format!("pid {}", first.id()));
+    let uploads_after = env
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/snapshots/upload"))
+        .count();
+    assert_eq!(
+        uploads_before, uploads_after,
+        "the second restore changed nothing"
+    );
+    to_run(first.wait_with_output().expect("wait")).assert_code(0);
+    // Once the first is done, a restore runs normally, without talk of a dead holder.
+    let third = restore_now(&env, &backup);
+    third.assert_code(0);
+    assert!(
+        !third.stderr.contains("taking its lock over"),
+        "{}",
+        third.stderr
+    );
+}
+
+#[test]
+fn the_lock_of_a_killed_restore_is_taken_over_with_a_message() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let mut first = restore_under_way(&env, &backup, Duration::from_secs(2));
+    let pid = first.id();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    first.wait().expect("wait");
+    // Let the server finish what the dead restore started.
+    std::thread::sleep(Duration::from_secs(3));
+    let second = restore_now(&env, &backup);
+    second
+        .assert_code(0)
+        .assert_stderr_contains("taking its lock over")
+        .assert_stderr_contains(&format!("pid {pid}"));
+}
+
+/// A backup of `github` with `files` (path under the install dir, content) as its config.
+fn backup_with_config(env: &TestEnv, files: &[(&str, &str)]) -> std::path::PathBuf {
+    for (path, content) in files {
+        let path = env.install().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+    }
+    env.backup(&["--collection", "github"])
+}
+
+fn restore_config(env: &TestEnv, backup: &std::path::Path) -> super::support::Run {
+    env.run(&[
+        "restore",
+        backup.to_str().expect("utf-8"),
+        "--force",
+        "--restore-config",
+    ])
+}
+
+#[test]
+fn a_dangling_link_never_makes_restore_config_create_folders_outside_the_install_dir() {
+    let env = TestEnv::ai_memory();
+    let backup = backup_with_config(&env, &[("docker/.env", "B=2\n")]);
+    // `docker` becomes a link to a folder that does not exist, outside the install dir.
+    let outside = env.tmp.path().join("outside");
+    std::fs::remove_dir_all(env.install().join("docker")).expect("rm");
+    std::os::unix::fs::symlink(outside.join("made/here"), env.install().join("docker"))
+        .expect("symlink");
+    let run = restore_config(&env, &backup);
+    run.assert_code(0)
+        .assert_stderr_contains("outside the install dir")
+        .assert_stderr_contains(&outside.join("made/here").display().to_string());
+    assert!(
+        !outside.exists(),
+        "aimem created folders outside the install dir"
+    );
+}
+
+#[test]
+fn a_config_link_to_a_file_outside_the_install_dir_is_neither_written_nor_chmod_ed() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::ai_memory();
+    let backup = backup_with_config(&env, &[(".env", "A=1\n")]);
+    let victim = env.tmp.path().join("victim.conf");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::remove_file(env.install().join(".env")).expect("rm");
+    std::os::unix::fs::symlink(&victim, env.install().join(".env")).expect("symlink");
+    let run = restore_config(&env, &backup);
+    run.assert_code(0)
+        .assert_stderr_contains("outside the install dir")
+        .assert_stderr_contains(&victim.display().to_string());
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read"),
+        "precious\n"
+    );
+    assert_eq!(mode(&victim), 0o600, "the mode of a file outside changed");
+}
+
+#[test]
+fn restore_config_keeps_a_stricter_mode_than_its_own_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::ai_memory();
+    let backup = backup_with_config(&env, &[(".env", "A=1\n")]);
+    let env_file = env.install().join(".env");
+    std::fs::write(&env_file, "A=changed\n").expect("write");
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let run = restore_config(&env, &backup);
+    run.assert_code(0).assert_stderr_contains("stricter");
+    assert_eq!(std::fs::read_to_string(&env_file).expect("read"), "A=1\n");
+    assert_eq!(mode(&env_file), 0o600, "the file was loosened");
+}
+
+#[test]
+fn folders_restore_config_creates_for_a_secret_are_private() {
+    let env = TestEnv::ai_memory();
+    let backup = backup_with_config(&env, &[("docker/.env.secrets", "S=1\n")]);
+    std::fs::remove_dir_all(env.install().join("docker")).expect("rm");
+    restore_config(&env, &backup).assert_code(0);
+    assert_eq!(mode(&env.install().join("docker/.env.secrets")), 0o600);
+    assert_eq!(mode(&env.install().join("docker")), 0o700);
+}
