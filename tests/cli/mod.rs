@@ -5,6 +5,7 @@ mod diff_schema;
 mod generated;
 mod list;
 mod prune;
+mod reading;
 mod restore;
 mod support;
 mod verify;
