@@ -10,8 +10,8 @@
 //! PROPTEST_CASES=20000 cargo test --release --lib fuzz
 //! ```
 //!
-//! A failure prints the minimal input; proptest also records its seed under
-//! `proptest-regressions/` so the next run tries it first (commit that file with the fix).
+//! A failure prints the minimal (shrunk) input: turn it into a unit test next to the parser
+//! with the fix. Nothing is written to disk (no regression files).
 
 use std::io::Write;
 

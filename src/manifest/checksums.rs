@@ -146,6 +146,9 @@ pub fn write(dir: &Utf8Path, entries: &[Entry]) -> std::io::Result<()> {
 }
 
 /// SHA-256 and length of a file, read in fixed-size chunks (memory stays flat).
+///
+/// For files aimem wrote itself; a backup's files are opened with [`super::confined::open`]
+/// and hashed with [`hash_reader`].
 pub fn hash_file(path: &Utf8Path) -> std::io::Result<(String, u64)> {
     hash_reader(std::fs::File::open(path)?)
 }
