@@ -466,6 +466,53 @@ mod tests {
         }
     }
 
+    /// A GNU sparse entry whose map continues in an extension block (Qdrant writes its WAL
+    /// files sparse): the walk steps over the extension block to the entry's data.
+    #[test]
+    fn a_sparse_entry_with_an_extended_map_is_walked() {
+        let mut sparse = tar::Header::new_gnu();
+        sparse.set_path("0/wal/open-1").unwrap();
+        sparse.set_size(512);
+        sparse.set_mode(0o644);
+        sparse.set_entry_type(tar::EntryType::GNUSparse);
+        let mut bytes = sparse.as_bytes().to_vec();
+        // sparse[0] = {offset 0, numbytes 512}; isextended; realsize 4096.
+        bytes[386..398].copy_from_slice(b"00000000000\0");
+        bytes[398..410].copy_from_slice(b"00000001000\0");
+        bytes[482] = 1;
+        bytes[483..495].copy_from_slice(b"00000010000\0");
+        bytes[148..156].copy_from_slice(b"        ");
+        let sum: u32 = bytes.iter().map(|b| u32::from(*b)).sum();
+        bytes[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        // The extension block: one more (empty) chunk at the end, not extended further.
+        let mut extension = [0u8; 512];
+        extension[..12].copy_from_slice(b"00000010000\0");
+        extension[12..24].copy_from_slice(b"00000000000\0");
+        bytes.extend_from_slice(&extension);
+        bytes.extend_from_slice(&[b'w'; 512]);
+        let config = br#"{"params": {}}"#;
+        let mut header = tar::Header::new_gnu();
+        header.set_path("config.json").unwrap();
+        header.set_size(config.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(config);
+        bytes.resize(bytes.len().next_multiple_of(512) + 1024, 0);
+        // The tar crate agrees that this is a whole archive holding config.json.
+        let names: Vec<String> = tar::Archive::new(&bytes[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["0/wal/open-1", "config.json"]);
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = copy_of_fixture(&dir);
+        std::fs::write(&path, &bytes).unwrap();
+        let schema = read_schema(&path).unwrap();
+        assert_eq!(schema.config, json!({"params": {}}));
+    }
+
     /// Errors name the problem, never the bytes: a header full of a secret is not quoted.
     #[test]
     fn errors_never_quote_the_file() {
