@@ -9,6 +9,8 @@ pub mod cmd;
 pub mod exit;
 pub mod failure;
 pub mod fingerprint;
+#[cfg(test)]
+mod fuzz;
 pub mod manifest;
 pub mod names;
 pub mod qdrant;

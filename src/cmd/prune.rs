@@ -130,7 +130,20 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
         .iter()
         .filter(|l| l.state.is_complete() && l.taken.is_none())
     {
-        kept.push((l, vec!["no date to apply the policy to".into()]));
+        let why = match l.future_date {
+            // Counting it would make it the newest: `--keep-within` would then measure from
+            // 2099 and delete every real backup.
+            Some(_) => "dated in the future: not counted by the policy",
+            None => "no date to apply the policy to",
+        };
+        kept.push((l, vec![why.into()]));
+    }
+    for l in listed.iter().filter(|l| l.future_date.is_some()) {
+        ui.warn(&format!(
+            "{} is {}",
+            l.name,
+            l.problem.as_deref().unwrap_or("dated in the future")
+        ));
     }
     // A copy someone named by hand (`pre-upgrade`) is theirs to delete, not a policy's.
     for l in listed

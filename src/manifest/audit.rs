@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::checksums::{self, CHECKSUMS_FILE, ChecksumsError, Problem};
 use super::layout::{CONFIG_DIR, SNAPSHOT_DIR};
-use super::snapshot_archive;
 use super::{InvalidManifest, MANIFEST_FILE, Manifest, ManifestError};
+use super::{confined, snapshot_archive};
 use crate::fingerprint::{self, Fingerprint, Severity};
 
 /// What kind of problem a [`Finding`] is; the snake_case names are part of `--json`.
@@ -231,9 +231,15 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
     if let Some(manifest) = &manifest {
         for (name, entry) in &manifest.collections {
             let file = format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file);
+            // Nothing outside the folder is looked at, not even its size.
+            if let Err(problem) = checksums::check_relative(&file) {
+                push(&file, Kind::Unreadable, problem);
+                continue;
+            }
             let path = dir.join(&file);
-            // A missing snapshot is reported by the checksum check when it is listed.
-            let Ok(meta) = path.metadata() else {
+            // A missing snapshot is reported by the checksum check when it is listed; a link
+            // is not followed (the checksum check reports it).
+            let Ok(meta) = path.symlink_metadata() else {
                 if listed.as_ref().is_none_or(|l| !l.contains_key(&file)) {
                     push(
                         &file,
@@ -281,7 +287,11 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
                 }
             }
             if options.deep {
-                if let Some(finding) = deep_check(name, &file, &path, entry.schema.as_ref()) {
+                // A listed file that cannot be opened was reported by the checksum check.
+                let listed_file = listed.as_ref().is_some_and(|l| l.contains_key(&file));
+                if let Some(finding) =
+                    deep_check(name, dir, &file, entry.schema.as_ref(), listed_file)
+                {
                     findings_push(&mut push, finding);
                 }
             }
@@ -304,9 +314,10 @@ fn findings_push(push: &mut impl FnMut(&str, Kind, String), finding: Finding) {
 /// Compares the schema inside the snapshot with the manifest's fingerprint.
 fn deep_check(
     collection: &str,
+    dir: &Utf8Path,
     file: &str,
-    path: &Utf8Path,
     schema: Option<&Value>,
+    open_problem_reported: bool,
 ) -> Option<Finding> {
     let finding = |kind, problem| {
         Some(Finding {
@@ -315,7 +326,13 @@ fn deep_check(
             problem,
         })
     };
-    let inside = match snapshot_archive::read_schema(path) {
+    // Opened inside the backup folder only: a link or a special file is never read.
+    let opened = match confined::open(dir, file) {
+        Ok(opened) => opened,
+        Err(_) if open_problem_reported => return None,
+        Err(e) => return finding(Kind::Unreadable, format!("cannot be read ({e})")),
+    };
+    let inside = match snapshot_archive::read_schema_from(opened) {
         Ok(inside) => inside,
         Err(e) => return finding(Kind::SnapshotDamaged, e.to_string()),
     };
@@ -373,14 +390,10 @@ fn manifest_problem(error: &ManifestError) -> String {
         ManifestError::Invalid(invalid) => {
             let InvalidManifest {
                 message,
-                source_code,
-                span,
+                line,
+                column,
                 ..
             } = invalid.as_ref();
-            let text = source_code.inner();
-            let before = &text[..span.offset().min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
             format!("not a valid manifest: {message} (line {line}, column {column})")
         }
         other => other.to_string(),

@@ -54,8 +54,10 @@ pub struct Listed {
     /// When the backup was taken: the manifest's `backup_date`, else the folder name.
     pub taken: Option<OffsetDateTime>,
     pub manifest: Option<Manifest>,
-    /// Why a folder is damaged.
+    /// Why a folder is damaged (or, for a complete one, why its date is not used).
     pub problem: Option<String>,
+    /// A date more than [`FUTURE_ALLOWANCE`] ahead of now: not believed, so `taken` is None.
+    pub future_date: Option<OffsetDateTime>,
     /// Total size of the files in the folder.
     pub size_bytes: u64,
     /// The folder's modification time (how old a staging folder is).
@@ -98,7 +100,7 @@ pub fn resolve_backup(arg: &Utf8Path, root: &Utf8Path) -> Result<Utf8PathBuf, St
     let listed = scan(root).map_err(|e| format!("cannot list the backups in {root}: {e}"))?;
     listed
         .into_iter()
-        .find(|l| l.state.is_complete() && is_dated(&l.name))
+        .find(|l| l.state.is_complete() && l.taken.is_some() && is_dated(&l.name))
         .map(|l| l.path)
         .ok_or_else(|| format!("`latest`: there is no complete backup in {root}"))
 }
@@ -112,6 +114,7 @@ fn empty_listing(path: &Utf8Path, name: &str) -> Listed {
         taken: None,
         manifest: None,
         problem: None,
+        future_date: None,
         size_bytes: 0,
         modified: None,
     }
@@ -137,6 +140,7 @@ fn describe(path: &Utf8Path, name: &str) -> Listed {
             };
             listed.taken = backup_time(name, Some(&manifest));
             listed.manifest = Some(manifest);
+            distrust_future(&mut listed, OffsetDateTime::now_utc());
         }
         Err(e) => {
             listed.taken = backup_time(name, None);
@@ -150,6 +154,27 @@ fn describe(path: &Utf8Path, name: &str) -> Listed {
         }
     }
     listed
+}
+
+/// How far ahead of this machine's clock a backup's date may be and still be believed: clocks
+/// of machines differ, and a folder name (local time, read as UTC) can be up to 14 hours ahead.
+/// A backup dated later than that was not taken yet: its date is a mistake or a lie.
+pub const FUTURE_ALLOWANCE: time::Duration = time::Duration::days(1);
+
+/// A backup dated beyond [`FUTURE_ALLOWANCE`] counts as undated: it is never the newest (for
+/// `latest`, or for retention measuring from the newest), and retention never deletes it
+/// (undated backups are kept). Its date is kept in `future_date`, for a warning.
+fn distrust_future(listed: &mut Listed, now: OffsetDateTime) {
+    let Some(taken) = listed.taken else { return };
+    if taken <= now + FUTURE_ALLOWANCE {
+        return;
+    }
+    listed.taken = None;
+    listed.future_date = Some(taken);
+    let shown = taken.format(&Rfc3339).unwrap_or_else(|_| taken.to_string());
+    listed.problem = Some(format!(
+        "dated {shown}, in the future: its date is not used (not `latest`, not counted by prune)"
+    ));
 }
 
 /// When a backup was taken: `backup_date` from its manifest (RFC 3339, or ISO 8601 without an
@@ -245,6 +270,39 @@ mod tests {
             resolve_backup(Utf8Path::new("some/dir"), root).unwrap(),
             Utf8PathBuf::from("some/dir")
         );
+    }
+
+    #[test]
+    fn a_backup_dated_in_the_future_is_never_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let manifest = |date: &str| format!(r#"{{"backup_date": "{date}", "collections": {{}}}}"#);
+        for (name, date) in [
+            ("2026-10-25_021500", "2026-10-25T02:15:00.000000+01:00"),
+            ("2099-01-01_000000", "2099-01-01T00:00:00.000000+00:00"),
+            // A plausible name does not make a future date believable.
+            ("2026-10-26_000000", "2098-01-01T00:00:00.000000+00:00"),
+        ] {
+            std::fs::create_dir(root.join(name)).unwrap();
+            std::fs::write(root.join(name).join("manifest.json"), manifest(date)).unwrap();
+        }
+        assert_eq!(
+            resolve_backup(Utf8Path::new("latest"), root).unwrap(),
+            root.join("2026-10-25_021500")
+        );
+        let listed = scan(root).unwrap();
+        let future: Vec<&str> = listed
+            .iter()
+            .filter(|l| l.future_date.is_some())
+            .map(|l| l.name.as_str())
+            .collect();
+        assert_eq!(future.len(), 2);
+        assert!(
+            listed
+                .iter()
+                .all(|l| l.future_date.is_none() || l.taken.is_none())
+        );
+        assert_eq!(listed[0].name, "2026-10-25_021500");
     }
 
     #[test]

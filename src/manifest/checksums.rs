@@ -15,6 +15,13 @@ use crate::fingerprint::hex;
 /// The checksum file's name inside a backup folder.
 pub const CHECKSUMS_FILE: &str = "CHECKSUMS.sha256";
 
+/// `CHECKSUMS.sha256` is read whole, up to this size (over 600,000 lines of 100 bytes: aimem
+/// writes one line per file, a handful per backup).
+pub const MAX_CHECKSUMS_BYTES: u64 = 64 * 1024 * 1024;
+
+/// At most this many lines are accepted, so the parsed list stays small too.
+pub const MAX_ENTRIES: usize = 100_000;
+
 /// Hashing reads this much at a time: large enough for full speed, small enough to stay flat.
 const HASH_BUFFER: usize = 1024 * 1024;
 
@@ -53,6 +60,13 @@ pub enum ChecksumsError {
 pub fn parse(file: &Utf8Path, text: &str) -> Result<Vec<Entry>, ChecksumsError> {
     let mut entries = Vec::new();
     for (index, line) in text.lines().enumerate() {
+        if entries.len() >= MAX_ENTRIES {
+            return Err(ChecksumsError::Malformed {
+                file: file.to_owned(),
+                line: index + 1,
+                problem: format!("more than {MAX_ENTRIES} files listed; no backup holds so many"),
+            });
+        }
         let malformed = |problem: &str| ChecksumsError::Malformed {
             file: file.to_owned(),
             line: index + 1,
@@ -84,10 +98,11 @@ pub fn parse(file: &Utf8Path, text: &str) -> Result<Vec<Entry>, ChecksumsError> 
 /// Reads and parses `CHECKSUMS.sha256` in `backup_dir`.
 pub fn read(backup_dir: &Utf8Path) -> Result<Vec<Entry>, ChecksumsError> {
     let file = backup_dir.join(CHECKSUMS_FILE);
-    let text = std::fs::read_to_string(&file).map_err(|source| ChecksumsError::Io {
-        file: file.clone(),
-        source,
-    })?;
+    let text = super::confined::read_to_string(backup_dir, CHECKSUMS_FILE, MAX_CHECKSUMS_BYTES)
+        .map_err(|source| ChecksumsError::Io {
+            file: file.clone(),
+            source,
+        })?;
     parse(&file, &text)
 }
 
@@ -95,6 +110,12 @@ pub fn read(backup_dir: &Utf8Path) -> Result<Vec<Entry>, ChecksumsError> {
 pub fn check_relative(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("the path is empty".into());
+    }
+    if path.len() > super::confined::MAX_RELATIVE_PATH {
+        return Err(format!(
+            "the path is {} bytes long, beyond any real file's",
+            path.len()
+        ));
     }
     if path.starts_with('/') || path.split('/').any(|part| part == ".." || part.is_empty()) {
         return Err(format!(
@@ -125,8 +146,15 @@ pub fn write(dir: &Utf8Path, entries: &[Entry]) -> std::io::Result<()> {
 }
 
 /// SHA-256 and length of a file, read in fixed-size chunks (memory stays flat).
+///
+/// For files aimem wrote itself; a backup's files are opened with [`super::confined::open`]
+/// and hashed with [`hash_reader`].
 pub fn hash_file(path: &Utf8Path) -> std::io::Result<(String, u64)> {
-    let mut file = std::fs::File::open(path)?;
+    hash_reader(std::fs::File::open(path)?)
+}
+
+/// SHA-256 and length of everything `file` yields, read in fixed-size chunks.
+pub fn hash_reader(mut file: impl Read) -> std::io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; HASH_BUFFER];
     let mut total = 0u64;
@@ -176,26 +204,6 @@ impl<W: Write> Write for HashingWriter<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// The first part of `relative` (under `dir`) that is a symbolic link, if any.
-pub fn first_symlink(dir: &Utf8Path, relative: &str) -> Option<String> {
-    let mut path = dir.to_owned();
-    let mut shown = String::new();
-    for part in relative.split('/') {
-        path.push(part);
-        if !shown.is_empty() {
-            shown.push('/');
-        }
-        shown.push_str(part);
-        if path
-            .symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_symlink())
-        {
-            return Some(shown);
-        }
-    }
-    None
 }
 
 /// A listed file that does not match.
@@ -266,7 +274,11 @@ pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
         .iter()
         .enumerate()
         .map(|(index, entry)| {
-            let size = dir.join(&entry.path).metadata().map_or(0, |m| m.len());
+            // Not followed: a listed link is refused by the check itself.
+            let size = dir
+                .join(&entry.path)
+                .symlink_metadata()
+                .map_or(0, |m| m.len());
             (size, index)
         })
         .collect();
@@ -297,15 +309,10 @@ pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
 /// Checks one listed file; None when it matches.
 pub fn check_one(dir: &Utf8Path, entry: &Entry) -> Option<Problem> {
     let path = entry.path.clone();
-    // A link would make the check (and a restore) read a file outside the backup, which can
-    // change or vanish on its own: a backup holds its files, not links to them.
-    if let Some(link) = first_symlink(dir, &entry.path) {
-        return Some(Problem::Unreadable {
-            path,
-            error: format!("{link} is a symbolic link; a backup must hold the file itself"),
-        });
-    }
-    match hash_file(&dir.join(&entry.path)) {
+    // Opened inside the folder only: a link (which could lead anywhere, and change or vanish
+    // on its own), a FIFO or a device is refused. A backup holds its files, not links to them.
+    let hashed = super::confined::open(dir, &entry.path).and_then(hash_reader);
+    match hashed {
         Ok((actual, _)) if actual == entry.sha256 => None,
         Ok((actual, _)) => Some(Problem::Mismatch {
             path,
@@ -437,6 +444,52 @@ mod tests {
             assert_eq!(*got, line, "{text:?}");
             assert!(problem.contains(words), "{problem}");
         }
+    }
+
+    /// Deeply nested paths cost time in proportion to their length: a 2 MB path (a million
+    /// folders deep) is refused at once by the parser, and the check of such an entry stops at
+    /// the first component that does not exist. Walking it prefix by prefix (the old link
+    /// check) took hours at this size; no timing is asserted, the test simply finishes.
+    #[test]
+    fn deep_paths_are_handled_in_linear_time() {
+        let deep = format!("{}f", "a/".repeat(1_000_000));
+        let text = format!("{A}  {deep}\n{A}  manifest.json\n");
+        let err = parse(Utf8Path::new("C"), &text).unwrap_err();
+        assert!(err.to_string().contains("beyond any real file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("a/a/a")).unwrap();
+        let entry = Entry {
+            sha256: A.into(),
+            path: deep.clone(),
+        };
+        assert!(check_one(root, &entry).is_some());
+        let shallow_enough = format!("{}f", "a/".repeat(2000));
+        let entry = Entry {
+            sha256: A.into(),
+            path: shallow_enough,
+        };
+        assert_eq!(
+            check_all(root, &[entry.clone(), entry.clone()]),
+            [
+                Problem::Missing {
+                    path: entry.path.clone()
+                },
+                Problem::Missing { path: entry.path }
+            ]
+        );
+    }
+
+    #[test]
+    fn the_number_of_lines_is_bounded() {
+        let line = format!("{A}  f\n");
+        let text = line.repeat(MAX_ENTRIES + 1);
+        let err = parse(Utf8Path::new("C"), &text).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
+        assert_eq!(
+            parse(Utf8Path::new("C"), &line.repeat(10)).unwrap().len(),
+            10
+        );
     }
 
     #[test]

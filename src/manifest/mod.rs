@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod checksums;
+pub mod confined;
 pub mod layout;
 pub mod retention;
 pub mod snapshot_archive;
@@ -13,7 +14,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{
+    Diagnostic, MietteError, MietteSpanContents, NamedSource, SourceCode, SourceSpan, SpanContents,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
@@ -127,7 +130,7 @@ pub struct UnsafeManifestName {
     pub entry: String,
     pub problem: crate::names::UnsafeName,
     #[source_code]
-    pub source_code: NamedSource<String>,
+    pub source_code: NamedSource<Excerpt>,
     #[label("this name")]
     pub span: SourceSpan,
 }
@@ -145,16 +148,26 @@ pub struct InvalidManifest {
     pub path: Utf8PathBuf,
     pub message: String,
     #[source_code]
-    pub source_code: NamedSource<String>,
+    pub source_code: NamedSource<Excerpt>,
     #[label("{message}")]
     pub span: SourceSpan,
+    /// Where the error is in the whole file, 1-based (serde_json's position).
+    pub line: usize,
+    pub column: usize,
 }
+
+/// `manifest.json` is read whole, up to this size: aimem's are a few KiB per collection.
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A line longer than this is not shown whole in a diagnostic, only a window around the error:
+/// the renderer pads to the column (it panics past 65,535) and a person cannot read more.
+const MAX_SHOWN_LINE: usize = 400;
 
 impl Manifest {
     /// Reads `manifest.json` from a backup folder.
     pub fn read(backup_dir: &Utf8Path) -> Result<Manifest, ManifestError> {
         let path = backup_dir.join(MANIFEST_FILE);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match confined::read_to_string(backup_dir, MANIFEST_FILE, MAX_MANIFEST_BYTES) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ManifestError::Missing { path });
@@ -171,23 +184,31 @@ impl Manifest {
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
             let offset = offset_of(&text, e.line(), e.column());
             let message = strip_position(&e.to_string());
+            let (excerpt, offset) = Excerpt::around(text.clone(), offset);
             ManifestError::Invalid(Box::new(InvalidManifest {
                 path: path.to_owned(),
                 message,
-                source_code: NamedSource::new(path.as_str(), text.clone()),
+                source_code: NamedSource::new(path.as_str(), excerpt),
                 span: SourceSpan::from((offset, 1)),
+                line: e.line(),
+                column: e.column(),
             }))
         })?;
         match manifest.unsafe_name() {
             None => Ok(manifest),
             Some((entry, problem)) => {
+                // A minified manifest is one long line: show an excerpt, as for syntax errors.
                 let span = span_of(&text, &problem.name);
+                let (excerpt, offset) = Excerpt::around(text, span.offset());
                 Err(ManifestError::UnsafeName(Box::new(UnsafeManifestName {
                     path: path.to_owned(),
                     entry,
                     problem,
-                    source_code: NamedSource::new(path.as_str(), text),
-                    span,
+                    span: SourceSpan::from((
+                        offset,
+                        span.len().min(excerpt.text().len().saturating_sub(offset)),
+                    )),
+                    source_code: NamedSource::new(path.as_str(), excerpt),
                 })))
             }
         }
@@ -263,6 +284,86 @@ fn span_of(text: &str, name: &str) -> SourceSpan {
     match text.find(&quoted) {
         Some(at) => SourceSpan::from((at, quoted.len())),
         None => SourceSpan::from((0, 0)),
+    }
+}
+
+/// The part of a manifest a diagnostic shows: the whole text when the error's line is short,
+/// else only a part of that line around the error, reported at its real line and column.
+#[derive(Debug)]
+pub struct Excerpt {
+    text: String,
+    /// 0-based line and column (in bytes) of the excerpt's start in the whole text.
+    first_line: usize,
+    first_column: usize,
+}
+
+impl Excerpt {
+    /// The excerpt for an error at `offset`, and the offset moved into it.
+    fn around(text: String, offset: usize) -> (Excerpt, usize) {
+        let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+        // The renderer shows a line of context on each side: those must be short too.
+        let before = &text[..line_start.saturating_sub(1)];
+        let previous_len = line_start.saturating_sub(1) - before.rfind('\n').map_or(0, |i| i + 1);
+        let after = text.get(line_end + 1..).unwrap_or("");
+        let next_len = after.find('\n').unwrap_or(after.len());
+        let longest = (line_end - line_start).max(previous_len).max(next_len);
+        if longest <= MAX_SHOWN_LINE {
+            let whole = Excerpt {
+                text,
+                first_line: 0,
+                first_column: 0,
+            };
+            return (whole, offset);
+        }
+        let half = MAX_SHOWN_LINE / 2;
+        let mut start = offset.saturating_sub(half).max(line_start);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        // The marked character itself stays inside, even at the end of a line.
+        let mut end = (offset + half)
+            .min(line_end)
+            .max((offset + 1).min(text.len()));
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        let excerpt = Excerpt {
+            first_line: text[..line_start].matches('\n').count(),
+            first_column: start - line_start,
+            text: text[start..end].to_string(),
+        };
+        (excerpt, offset - start)
+    }
+
+    /// The text shown.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl SourceCode for Excerpt {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let inner = self
+            .text
+            .read_span(span, context_lines_before, context_lines_after)?;
+        let column = if inner.line() == 0 {
+            inner.column() + self.first_column
+        } else {
+            inner.column()
+        };
+        Ok(Box::new(MietteSpanContents::new(
+            inner.data(),
+            *inner.span(),
+            inner.line() + self.first_line,
+            column,
+            inner.line_count(),
+        )))
     }
 }
 
@@ -352,6 +453,42 @@ mod tests {
             panic!("wrong error")
         };
         assert!(text.is_char_boundary(invalid.span.offset()));
+    }
+
+    /// miette pads the marker line to the error's column and panics past 65,535: a long line
+    /// is shown as an excerpt around the error, at its real position.
+    #[test]
+    fn an_error_far_along_a_line_renders_an_excerpt() {
+        let text = format!(r#"{{"backup_date": "{}", oops}}"#, "é".repeat(40_000));
+        let err = Manifest::parse(Utf8Path::new("m.json"), text).unwrap_err();
+        let ManifestError::Invalid(invalid) = &err else {
+            panic!("wrong error")
+        };
+        assert_eq!((invalid.line, invalid.column), (1, 80_021));
+        assert!(invalid.source_code.inner().text().len() <= MAX_SHOWN_LINE + 4);
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .render_report(&mut out, invalid.as_ref())
+            .unwrap();
+        assert!(out.contains("m.json:1:80021"), "{out}");
+        assert!(out.len() < 4000, "{out}");
+    }
+
+    /// The lines shown around the error are bounded too (found by the fuzz tests).
+    #[test]
+    fn a_long_line_next_to_the_error_is_not_shown_whole() {
+        let text = format!("{{\"backup_date\": \"{}\",\n oops}}", "x".repeat(100_000));
+        let err = Manifest::parse(Utf8Path::new("m.json"), text).unwrap_err();
+        let ManifestError::Invalid(invalid) = &err else {
+            panic!("wrong error")
+        };
+        assert_eq!(invalid.line, 2);
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .render_report(&mut out, invalid.as_ref())
+            .unwrap();
+        assert!(out.len() < 4000, "{out}");
+        assert!(out.contains("m.json:2:2"), "{out}");
     }
 
     #[test]

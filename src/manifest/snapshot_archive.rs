@@ -89,58 +89,32 @@ fn index_info(stored: &Value) -> Value {
 /// the archive is whole (every entry's data and the end marker are present).
 pub fn read_schema(path: &Utf8Path) -> Result<SnapshotSchema, ArchiveError> {
     let file = File::open(path).map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
+    read_schema_from(file)
+}
+
+/// [`read_schema`] on an already opened file (see [`super::confined`]: a backup's snapshot is
+/// opened inside its folder only).
+pub fn read_schema_from(file: File) -> Result<SnapshotSchema, ArchiveError> {
     let len = file
         .metadata()
         .map_err(|e| ArchiveError::Unreadable(e.to_string()))?
         .len();
-    let mut archive = tar::Archive::new(BufReader::new(file));
-    let mut config = None;
-    let mut payload_schema = None;
-    // Where the last entry's data ends (rounded to a block): the end marker must follow it.
-    let mut data_end = 0u64;
-    // Entry problems are kept until the archive is known to be whole: a truncated archive is
-    // the better explanation for a half-read config.json.
-    let mut entry_problem = None;
-    let entries = archive
-        .entries_with_seek()
-        .map_err(|e| ArchiveError::NotATar(e.to_string()))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| tar_error(e, len))?;
-        let size = entry.size();
-        data_end = entry.raw_file_position() + size.div_ceil(BLOCK) * BLOCK;
-        let name = match entry.path() {
-            Ok(p) => p.to_string_lossy().trim_start_matches("./").to_string(),
-            Err(_) => continue,
-        };
-        let which = match name.as_str() {
-            "config.json" => "config.json",
-            "payload_index.json" => "payload_index.json",
-            _ => continue,
-        };
-        match read_json(&mut entry, size, which) {
-            Ok(value) if which == "config.json" => config = Some(value),
-            Ok(value) => payload_schema = Some(value),
-            Err(e) => {
-                entry_problem.get_or_insert(e);
-            }
-        }
-    }
-    drop(archive);
-    check_end_marker(path, len, data_end)?;
-    if let Some(problem) = entry_problem {
+    let found = walk(&mut BufReader::new(file), len)?;
+    if let Some(problem) = found.problem {
         return Err(problem);
     }
-    let config = config.ok_or(ArchiveError::NoConfig)?;
+    let config = found.config.ok_or(ArchiveError::NoConfig)?;
+    let config = parse_json(&config, "config.json")?;
     if !config.is_object() {
         return Err(ArchiveError::BadEntry {
             entry: "config.json",
             detail: "not a JSON object".into(),
         });
     }
-    let payload_schema = match payload_schema {
+    let payload_schema = match found.payload_index {
         None => Map::new(),
-        Some(value) => match value.get("schema") {
-            Some(Value::Object(schema)) => schema.clone(),
+        Some(bytes) => match parse_json(&bytes, "payload_index.json")?.get_mut("schema") {
+            Some(Value::Object(schema)) => std::mem::take(schema),
             _ => {
                 return Err(ArchiveError::BadEntry {
                     entry: "payload_index.json",
@@ -155,54 +129,248 @@ pub fn read_schema(path: &Utf8Path) -> Result<SnapshotSchema, ArchiveError> {
     })
 }
 
-fn tar_error(error: std::io::Error, len: u64) -> ArchiveError {
-    // The tar crate says "failed to read entire block" when a header is cut short.
-    if error.to_string().contains("entire block") {
-        ArchiveError::Truncated {
-            len,
-            end: len.div_ceil(BLOCK) * BLOCK + BLOCK,
+/// An extension entry (PAX header, GNU long name) larger than this is refused: real ones hold
+/// a path or a few records, and every byte of one would be held in memory.
+const MAX_EXTENSION: u64 = 64 * 1024;
+
+/// The raw bytes of the two schema files, as found by [`walk`].
+#[derive(Debug, Default)]
+struct Found {
+    config: Option<Vec<u8>>,
+    payload_index: Option<Vec<u8>>,
+    /// Reported once the archive is known to be whole: a truncated archive is the better
+    /// explanation for a bad schema file.
+    problem: Option<ArchiveError>,
+}
+
+/// Walks the archive header by header (seeking over entry data), keeping the two schema files,
+/// up to its end marker, which must be there.
+///
+/// The walk is aimem's own rather than the tar crate's, so that nothing it reads is unbounded:
+/// the tar crate loads PAX headers and GNU long names whole (a 2 GiB PAX header in a sparse
+/// file costs 2 GiB of memory) and quotes header bytes in its errors. Here memory is a few
+/// blocks plus at most [`MAX_EXTENSION`] and [`MAX_JSON_ENTRY`], whatever the input, and every
+/// error is aimem's own words (a header's content is never quoted).
+fn walk(reader: &mut BufReader<File>, len: u64) -> Result<Found, ArchiveError> {
+    let mut found = Found::default();
+    let mut pos = 0u64;
+    // A PAX `path`/`size` or a GNU long name applies to the entry that follows it.
+    let mut next_name: Option<Vec<u8>> = None;
+    let mut next_size: Option<u64> = None;
+    let mut block = [0u8; BLOCK as usize];
+    loop {
+        if pos + BLOCK > len {
+            return Err(ArchiveError::Truncated {
+                len,
+                end: pos + END_MARKER,
+            });
         }
-    } else {
-        ArchiveError::NotATar(error.to_string())
+        read_block(reader, pos, &mut block)?;
+        if block.iter().all(|b| *b == 0) {
+            // The end marker: a second zero block must follow.
+            if pos + END_MARKER > len {
+                return Err(ArchiveError::Truncated {
+                    len,
+                    end: pos + END_MARKER,
+                });
+            }
+            read_block(reader, pos + BLOCK, &mut block)?;
+            if block.iter().any(|b| *b != 0) {
+                return Err(not_a_tar(format!(
+                    "no end-of-archive marker after the last entry (byte {pos})"
+                )));
+            }
+            return Ok(found);
+        }
+        let header = tar::Header::from_byte_slice(&block);
+        check_checksum(&block)
+            .map_err(|()| not_a_tar(format!("the header at byte {pos} has a wrong checksum")))?;
+        let stored_size = header
+            .entry_size()
+            .map_err(|_| not_a_tar(format!("the header at byte {pos} has no valid size")))?;
+        let size = next_size.take().unwrap_or(stored_size);
+        let kind = header.entry_type();
+        let mut data_start = pos + BLOCK;
+        // A GNU sparse entry may continue its map in extra header blocks.
+        if kind.is_gnu_sparse() && header.as_gnu().is_some_and(|g| g.is_extended()) {
+            loop {
+                if data_start + BLOCK > len {
+                    return Err(ArchiveError::Truncated {
+                        len,
+                        end: data_start + BLOCK + END_MARKER,
+                    });
+                }
+                let mut extension = [0u8; BLOCK as usize];
+                read_block(reader, data_start, &mut extension)?;
+                data_start += BLOCK;
+                // `isextended` of a GNU sparse extension block.
+                if extension[504] == 0 {
+                    break;
+                }
+            }
+        }
+        let data_end = size
+            .checked_next_multiple_of(BLOCK)
+            .and_then(|padded| data_start.checked_add(padded))
+            .ok_or_else(|| not_a_tar(format!("the entry at byte {pos} is impossibly large")))?;
+        if data_end > len {
+            return Err(ArchiveError::Truncated {
+                len,
+                end: data_end.saturating_add(END_MARKER),
+            });
+        }
+        let is_extension = kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink();
+        if is_extension {
+            if size > MAX_EXTENSION {
+                return Err(not_a_tar(format!(
+                    "an extension header at byte {pos} holds {size} bytes, beyond the {} KiB any real archive uses",
+                    MAX_EXTENSION / 1024
+                )));
+            }
+            if kind.is_pax_local_extensions() || kind.is_gnu_longname() {
+                let bytes = read_data(reader, data_start, size)?;
+                if kind.is_gnu_longname() {
+                    next_name = Some(trim_nuls(bytes));
+                } else {
+                    let (name, pax_size) = pax_records(&bytes).map_err(|()| {
+                        not_a_tar(format!("the PAX header at byte {pos} is malformed"))
+                    })?;
+                    next_name = name.or(next_name);
+                    next_size = pax_size;
+                }
+            }
+        } else {
+            let name = next_name
+                .take()
+                .unwrap_or_else(|| header.path_bytes().into_owned());
+            let name = name.strip_prefix(b"./").unwrap_or(&name);
+            let slot = match name {
+                b"config.json" => Some(("config.json", &mut found.config)),
+                b"payload_index.json" => Some(("payload_index.json", &mut found.payload_index)),
+                _ => None,
+            };
+            if let Some((which, slot)) = slot {
+                if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous)
+                    || kind.is_gnu_sparse()
+                {
+                    found.problem.get_or_insert(ArchiveError::BadEntry {
+                        entry: which,
+                        detail: "not a plain file in the archive".into(),
+                    });
+                } else if size > MAX_JSON_ENTRY {
+                    found.problem.get_or_insert(ArchiveError::BadEntry {
+                        entry: which,
+                        detail: format!("{size} bytes, far too large"),
+                    });
+                } else {
+                    *slot = Some(read_data(reader, data_start, size)?);
+                }
+            }
+        }
+        pos = data_end;
     }
 }
 
-fn read_json(entry: &mut impl Read, size: u64, which: &'static str) -> Result<Value, ArchiveError> {
-    let bad = |detail: String| ArchiveError::BadEntry {
+fn not_a_tar(detail: String) -> ArchiveError {
+    ArchiveError::NotATar(detail)
+}
+
+fn read_block(reader: &mut BufReader<File>, at: u64, block: &mut [u8]) -> Result<(), ArchiveError> {
+    reader
+        .seek(SeekFrom::Start(at))
+        .and_then(|_| reader.read_exact(block))
+        .map_err(|e| ArchiveError::Unreadable(e.kind().to_string()))
+}
+
+/// `size` bytes at `at`; the caller has bounded `size`.
+fn read_data(reader: &mut BufReader<File>, at: u64, size: u64) -> Result<Vec<u8>, ArchiveError> {
+    let mut bytes = vec![0u8; usize::try_from(size).unwrap_or(0)];
+    read_block(reader, at, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// A header's checksum: the sum of its bytes, the checksum field counted as spaces.
+fn check_checksum(block: &[u8; BLOCK as usize]) -> Result<(), ()> {
+    let sum: u32 = block[..148]
+        .iter()
+        .chain(&block[156..])
+        .map(|b| u32::from(*b))
+        .sum::<u32>()
+        + 8 * u32::from(b' ');
+    let field = &block[148..156];
+    let digits: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ')
+        .take_while(|b| (b'0'..=b'7').contains(b))
+        .collect();
+    let stored = std::str::from_utf8(&digits)
+        .ok()
+        .filter(|d| !d.is_empty())
+        .and_then(|d| u32::from_str_radix(d, 8).ok())
+        .ok_or(())?;
+    if stored == sum { Ok(()) } else { Err(()) }
+}
+
+fn trim_nuls(mut bytes: Vec<u8>) -> Vec<u8> {
+    while bytes.last() == Some(&0) {
+        bytes.pop();
+    }
+    bytes
+}
+
+/// The `path` and `size` records of a PAX header (`<len> <key>=<value>\n` each).
+#[allow(clippy::type_complexity)]
+fn pax_records(mut bytes: &[u8]) -> Result<(Option<Vec<u8>>, Option<u64>), ()> {
+    let (mut path, mut size) = (None, None);
+    while !bytes.is_empty() {
+        let space = bytes.iter().position(|b| *b == b' ').ok_or(())?;
+        let record_len: usize = std::str::from_utf8(&bytes[..space])
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .ok_or(())?;
+        if record_len <= space + 1 || record_len > bytes.len() || bytes[record_len - 1] != b'\n' {
+            return Err(());
+        }
+        let record = &bytes[space + 1..record_len - 1];
+        let equals = record.iter().position(|b| *b == b'=').ok_or(())?;
+        let (key, value) = (&record[..equals], &record[equals + 1..]);
+        match key {
+            b"path" => path = Some(value.to_vec()),
+            b"size" => {
+                size = Some(
+                    std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or(())?,
+                );
+            }
+            _ => {}
+        }
+        bytes = &bytes[record_len..];
+    }
+    Ok((path, size))
+}
+
+/// The JSON of one schema file; the error says where, never what (no content is quoted).
+fn parse_json(bytes: &[u8], which: &'static str) -> Result<Value, ArchiveError> {
+    serde_json::from_slice(bytes).map_err(|e| ArchiveError::BadEntry {
         entry: which,
-        detail,
-    };
-    if size > MAX_JSON_ENTRY {
-        return Err(bad(format!("{size} bytes, far too large")));
-    }
-    let mut text = Vec::new();
-    entry
-        .take(MAX_JSON_ENTRY)
-        .read_to_end(&mut text)
-        .map_err(|e| bad(e.to_string()))?;
-    serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))
-}
-
-/// The tar crate reads an end of file at a header boundary as the end of the archive, so a
-/// snapshot cut between entries would look whole to it. Every writer (Qdrant's included)
-/// ends an archive with two zero blocks: they must follow the last entry's data.
-fn check_end_marker(path: &Utf8Path, len: u64, data_end: u64) -> Result<(), ArchiveError> {
-    let end = data_end + END_MARKER;
-    if len < end {
-        return Err(ArchiveError::Truncated { len, end });
-    }
-    let mut file = File::open(path).map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
-    file.seek(SeekFrom::Start(data_end))
-        .map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
-    let mut marker = [0u8; END_MARKER as usize];
-    file.read_exact(&mut marker)
-        .map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
-    if marker.iter().any(|b| *b != 0) {
-        return Err(ArchiveError::NotATar(format!(
-            "no end-of-archive marker after the last entry (byte {data_end})"
-        )));
-    }
-    Ok(())
+        detail: format!(
+            "not valid JSON ({} at line {} column {})",
+            match e.classify() {
+                serde_json::error::Category::Io => "unreadable",
+                serde_json::error::Category::Syntax => "a syntax error",
+                serde_json::error::Category::Data => "an unexpected value",
+                serde_json::error::Category::Eof => "cut short",
+            },
+            e.line(),
+            e.column()
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -272,6 +440,88 @@ mod tests {
         ));
         std::fs::write(&path, b"").unwrap();
         assert!(read_schema(&path).is_err());
+    }
+
+    /// A PAX header announcing 2 GiB (a hole in a sparse file: it costs no disk) is refused
+    /// without reading it; the same file with the header's data loaded would need 2 GiB.
+    #[test]
+    fn a_huge_extension_header_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, real) = copy_of_fixture(&dir);
+        for kind in [b'x', b'L', b'g'] {
+            let huge: u64 = 2 * 1024 * 1024 * 1024;
+            let mut header = tar::Header::new_ustar();
+            header.set_size(huge);
+            header.set_entry_type(tar::EntryType::new(kind));
+            header.set_path("PaxHeaders/x").unwrap();
+            header.set_cksum();
+            let mut file = File::create(&path).unwrap();
+            std::io::Write::write_all(&mut file, header.as_bytes()).unwrap();
+            file.set_len(BLOCK + huge).unwrap();
+            file.seek(SeekFrom::End(0)).unwrap();
+            std::io::Write::write_all(&mut file, &real).unwrap();
+            drop(file);
+            let err = read_schema(&path).unwrap_err();
+            assert!(err.to_string().contains("extension header"), "{err}");
+        }
+    }
+
+    /// A GNU sparse entry whose map continues in an extension block (Qdrant writes its WAL
+    /// files sparse): the walk steps over the extension block to the entry's data.
+    #[test]
+    fn a_sparse_entry_with_an_extended_map_is_walked() {
+        let mut sparse = tar::Header::new_gnu();
+        sparse.set_path("0/wal/open-1").unwrap();
+        sparse.set_size(512);
+        sparse.set_mode(0o644);
+        sparse.set_entry_type(tar::EntryType::GNUSparse);
+        let mut bytes = sparse.as_bytes().to_vec();
+        // sparse[0] = {offset 0, numbytes 512}; isextended; realsize 4096.
+        bytes[386..398].copy_from_slice(b"00000000000\0");
+        bytes[398..410].copy_from_slice(b"00000001000\0");
+        bytes[482] = 1;
+        bytes[483..495].copy_from_slice(b"00000010000\0");
+        bytes[148..156].copy_from_slice(b"        ");
+        let sum: u32 = bytes.iter().map(|b| u32::from(*b)).sum();
+        bytes[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        // The extension block: one more (empty) chunk at the end, not extended further.
+        let mut extension = [0u8; 512];
+        extension[..12].copy_from_slice(b"00000010000\0");
+        extension[12..24].copy_from_slice(b"00000000000\0");
+        bytes.extend_from_slice(&extension);
+        bytes.extend_from_slice(&[b'w'; 512]);
+        let config = br#"{"params": {}}"#;
+        let mut header = tar::Header::new_gnu();
+        header.set_path("config.json").unwrap();
+        header.set_size(config.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(config);
+        bytes.resize(bytes.len().next_multiple_of(512) + 1024, 0);
+        // The tar crate agrees that this is a whole archive holding config.json.
+        let names: Vec<String> = tar::Archive::new(&bytes[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["0/wal/open-1", "config.json"]);
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = copy_of_fixture(&dir);
+        std::fs::write(&path, &bytes).unwrap();
+        let schema = read_schema(&path).unwrap();
+        assert_eq!(schema.config, json!({"params": {}}));
+    }
+
+    /// Errors name the problem, never the bytes: a header full of a secret is not quoted.
+    #[test]
+    fn errors_never_quote_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = copy_of_fixture(&dir);
+        std::fs::write(&path, "SECRET-MARKER-".repeat(100)).unwrap();
+        let err = read_schema(&path).unwrap_err().to_string();
+        assert!(!err.contains("SECRET"), "{err}");
+        assert!(!err.contains("MARKER"), "{err}");
     }
 
     #[test]

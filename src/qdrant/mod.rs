@@ -5,9 +5,9 @@
 //! or the small types in [`types`].
 
 mod error;
-mod metrics;
+pub(crate) mod metrics;
 mod multipart;
-mod types;
+pub(crate) mod types;
 mod url;
 
 use std::io::{Read, Write};
@@ -347,11 +347,29 @@ impl Client {
         sha256: &str,
         on_progress: &mut dyn FnMut(u64) -> Result<(), Cancelled>,
     ) -> Result<(), QdrantError> {
-        let local = |e: std::io::Error| QdrantError::LocalRead {
+        let file = std::fs::File::open(path).map_err(|e| QdrantError::LocalRead {
             path: path.display().to_string(),
             source: e,
+        })?;
+        let shown = path.display().to_string();
+        self.upload_snapshot_file(name, file, &shown, file_name, sha256, on_progress)
+    }
+
+    /// [`Client::upload_snapshot`] from an already opened file (`shown` names it in errors):
+    /// a backup's snapshot is opened inside its folder only, see [`crate::manifest::confined`].
+    pub fn upload_snapshot_file(
+        &self,
+        name: &str,
+        file: std::fs::File,
+        shown: &str,
+        file_name: &str,
+        sha256: &str,
+        on_progress: &mut dyn FnMut(u64) -> Result<(), Cancelled>,
+    ) -> Result<(), QdrantError> {
+        let local = |e: std::io::Error| QdrantError::LocalRead {
+            path: shown.to_string(),
+            source: e,
         };
-        let file = std::fs::File::open(path).map_err(local)?;
         let file_len = file.metadata().map_err(local)?.len();
         let form = multipart::Form::new(file_name, sha256);
         let total = form.content_length(file_len);
@@ -400,12 +418,12 @@ impl Client {
                             .to_string(),
                 });
             }
-            Err(e) => return Err(self.upload_error(&what, path, e, stall)),
+            Err(e) => return Err(self.upload_error(&what, std::path::Path::new(shown), e, stall)),
         };
         // The body was cut short by aimem itself: the server cannot have recovered from it.
         if body.failed_locally() {
             return Err(QdrantError::LocalRead {
-                path: path.display().to_string(),
+                path: shown.to_string(),
                 source: std::io::Error::other("the snapshot file changed while it was being sent"),
             });
         }
@@ -670,7 +688,7 @@ impl Client {
 }
 
 /// The envelope's `result`, if any.
-fn take_result(value: Value) -> Option<Value> {
+pub(crate) fn take_result(value: Value) -> Option<Value> {
     match value {
         Value::Object(mut map) => map.remove("result"),
         _ => None,
@@ -678,7 +696,7 @@ fn take_result(value: Value) -> Option<Value> {
 }
 
 /// Qdrant's message from an error body: `{"status":{"error":"…"}}`, or the plain text itself.
-fn error_message(body: &str) -> Option<String> {
+pub(crate) fn error_message(body: &str) -> Option<String> {
     let body = body.trim();
     if body.is_empty() {
         return None;

@@ -8,6 +8,7 @@ mod list;
 mod names;
 mod output_safety;
 mod prune;
+mod reading;
 mod restore;
 mod servers;
 mod support;

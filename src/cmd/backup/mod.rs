@@ -5,7 +5,7 @@
 //! place only once complete and synced. Every step that creates something records how to
 //! undo it in [`Undo`], so one cleanup path serves errors and signals alike.
 
-mod cluster;
+pub(crate) mod cluster;
 mod concurrent;
 pub(crate) mod disk;
 pub(crate) mod files;

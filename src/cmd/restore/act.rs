@@ -366,6 +366,13 @@ fn check_space(folder: &Utf8Path, target: &str, needed: u64) -> Result<(), StepE
     Ok(())
 }
 
+/// A new handle on the opened snapshot, at its start (handles share one position).
+fn rewound(file: &std::fs::File) -> std::io::Result<std::fs::File> {
+    let mut handle = file.try_clone()?;
+    std::io::Seek::seek(&mut handle, std::io::SeekFrom::Start(0))?;
+    Ok(handle)
+}
+
 /// Streams the backup's snapshot into the target and deletes the server's kept copy.
 fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepError> {
     let source = &planned.source;
@@ -375,7 +382,8 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         // Not verified (--skip-checksum-verify): hash it now, so the server at least checks
         // that it received this file intact.
         None => {
-            checksums::hash_file(&source.snapshot)
+            rewound(&source.file)
+                .and_then(checksums::hash_reader)
                 .map_err(|e| StepError::Io {
                     path: source.snapshot.to_string(),
                     source: e,
@@ -396,7 +404,11 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         }
     };
     touch(undo, true);
-    let size = source.snapshot.metadata().map(|m| m.len()).unwrap_or(0);
+    let size = source.file.metadata().map(|m| m.len()).unwrap_or(0);
+    let opened = rewound(&source.file).map_err(|e| StepError::Io {
+        path: source.snapshot.to_string(),
+        source: e,
+    })?;
     let bar = cx.ui.transfer_bar(Some(size));
     // On a worker thread, so a signal is noticed at once. While the body is being sent a stop
     // cuts it: the next block the worker reads from the file is refused, so Qdrant never gets
@@ -456,7 +468,14 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
                     worker_bar.inc(n);
                     Ok(())
                 };
-                client.upload_snapshot(&name, path.as_std_path(), &file, &sha, &mut on_block)
+                client.upload_snapshot_file(
+                    &name,
+                    opened,
+                    path.as_str(),
+                    &file,
+                    &sha,
+                    &mut on_block,
+                )
             },
         )
     };

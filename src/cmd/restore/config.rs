@@ -126,6 +126,19 @@ pub fn plan(
     (files, skipped)
 }
 
+/// A config file is read whole, up to this size (they are a few KiB).
+const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The backup's copy of a config file (checked by [`plan`]), read again without following a
+/// link and with a size bound, in case it was swapped since.
+fn read_backup_copy(from: &Utf8Path) -> std::io::Result<Vec<u8>> {
+    let (Some(folder), Some(name)) = (from.parent(), from.file_name()) else {
+        return Err(std::io::Error::other(format!("{from} is not a file path")));
+    };
+    let opened = crate::manifest::confined::open(folder, name)?;
+    crate::manifest::confined::read_bounded(opened, MAX_CONFIG_BYTES, from.as_str())
+}
+
 /// How to put a destination back as it was.
 #[derive(Debug)]
 pub struct Previous {
@@ -164,7 +177,7 @@ pub fn write(file: &ConfigFile, log: &mut Vec<Previous>) -> std::io::Result<()> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let content = std::fs::read(&file.from)?;
+    let content = read_backup_copy(&file.from)?;
     let created_dirs = missing_dirs(&path);
     log.push(Previous {
         shown: file.to.clone(),

@@ -155,6 +155,16 @@ enum RestoreError {
         path: Utf8PathBuf,
     },
 
+    #[error("the snapshot of `{collection}` cannot be read: {source}")]
+    #[diagnostic(
+        code(aimem::restore::unreadable_snapshot),
+        help("Only a regular file inside the backup folder is uploaded. Use another backup.")
+    )]
+    SnapshotUnreadable {
+        collection: String,
+        source: std::io::Error,
+    },
+
     #[error("{what} is a symbolic link: {path}")]
     #[diagnostic(
         code(aimem::restore::link),
@@ -277,7 +287,7 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         ui.ok(&format!(
             "{} ({})",
             source.entry.snapshot_file,
-            human_size(source.snapshot.metadata().map(|m| m.len()).unwrap_or(0))
+            human_size(source.file.metadata().map(|m| m.len()).unwrap_or(0))
         ));
     }
     let install = args.install.resolve();
@@ -582,6 +592,12 @@ fn sources(
                 })
                 .or_exit(Exit::Failed);
             }
+            let file = crate::manifest::confined::open(dir, &relative)
+                .map_err(|source| RestoreError::SnapshotUnreadable {
+                    collection: entry.name.clone(),
+                    source,
+                })
+                .or_exit(Exit::Failed)?;
             let fingerprint = match &entry.schema {
                 Some(schema) => Some(
                     Fingerprint::from_value(schema.clone())
@@ -613,6 +629,7 @@ fn sources(
                 entry: (*entry).clone(),
                 target,
                 snapshot,
+                file: std::sync::Arc::new(file),
                 verified_sha256,
                 fingerprint,
             })

@@ -1,0 +1,352 @@
+//! Property-based fuzzing of every parser that reads untrusted bytes: `manifest.json` (and its
+//! diagnostic rendering), `CHECKSUMS.sha256`, the snapshot tar walk, Qdrant's JSON answers and
+//! its metrics text. Each property is "no panic, and an answer (Ok or Err) in bounded time":
+//! a hang shows as a test that does not finish, a panic as a failure with the shrunk input.
+//!
+//! The default run is small (a few seconds for all of them) so it runs with `cargo test`.
+//! To fuzz longer, raise the case count:
+//!
+//! ```text
+//! PROPTEST_CASES=20000 cargo test --release --lib fuzz
+//! ```
+//!
+//! A failure prints the minimal (shrunk) input: turn it into a unit test next to the parser
+//! with the fix. Nothing is written to disk (no regression files).
+
+use std::io::Write;
+
+use camino::Utf8Path;
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+
+use crate::manifest::{Manifest, ManifestError, checksums, snapshot_archive};
+
+/// The configuration: `PROPTEST_CASES` when set, else `default_cases` (kept small).
+fn config(default_cases: u32) -> ProptestConfig {
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = default_cases;
+    }
+    config.failure_persistence = None;
+    config
+}
+
+/// Any JSON value, nested a few levels.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        any::<String>().prop_map(Value::String),
+        // Names aimem looks for, so the generated shapes reach the interesting paths.
+        prop::sample::select(vec![
+            "result", "status", "error", "name", "size", "checksum", "Active", "keyword",
+            "integer", "params", "vectors", "shard_id", "state",
+        ])
+        .prop_map(|s| Value::String(s.to_string())),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            prop::collection::vec((key(), inner), 0..8)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "result",
+            "status",
+            "error",
+            "time",
+            "name",
+            "size",
+            "checksum",
+            "creation_time",
+            "config",
+            "params",
+            "vectors",
+            "sparse_vectors",
+            "hnsw_config",
+            "quantization_config",
+            "payload_schema",
+            "data_type",
+            "type",
+            "local_shards",
+            "remote_shards",
+            "shard_id",
+            "state",
+            "shard_number",
+            "on_disk_payload",
+            "schema",
+        ])
+        .prop_map(str::to_string),
+        any::<String>(),
+    ]
+}
+
+/// One way of damaging a valid input.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip {
+        at: usize,
+        byte: u8,
+    },
+    Insert {
+        at: usize,
+        bytes: Vec<u8>,
+    },
+    /// A long run of one byte: long lines, deep nesting, huge numbers.
+    Run {
+        at: usize,
+        byte: u8,
+        len: usize,
+    },
+    Delete {
+        at: usize,
+        len: usize,
+    },
+    Truncate {
+        at: usize,
+    },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Flip { at, byte }),
+        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
+        (
+            any::<usize>(),
+            prop::sample::select(vec![b'x', b'[', b'{', b'9', b'"', b'\n', b'/', 0xc3]),
+            1usize..100_000
+        )
+            .prop_map(|(at, byte, len)| Mutation::Run { at, byte, len }),
+        (any::<usize>(), 1usize..64).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        any::<usize>().prop_map(|at| Mutation::Truncate { at }),
+    ]
+}
+
+fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+    for m in mutations {
+        let len = bytes.len().max(1);
+        match m {
+            Mutation::Flip { at, byte } => {
+                if let Some(b) = bytes.get_mut(at % len) {
+                    *b = *byte;
+                }
+            }
+            Mutation::Insert { at, bytes: new } => {
+                let at = (at % len).min(bytes.len());
+                bytes.splice(at..at, new.iter().copied());
+            }
+            Mutation::Run { at, byte, len: n } => {
+                let at = (at % len).min(bytes.len());
+                bytes.splice(at..at, std::iter::repeat_n(*byte, *n));
+            }
+            Mutation::Delete { at, len: n } => {
+                let at = (at % len).min(bytes.len());
+                let end = (at + n).min(bytes.len());
+                bytes.drain(at..end);
+            }
+            Mutation::Truncate { at } => bytes.truncate(at % len),
+        }
+    }
+    bytes
+}
+
+const MANIFEST: &str = r#"{
+  "backup_date": "2026-02-03T14:30:52.123456+00:00",
+  "ai_memory_version": "2.4.1",
+  "qdrant_host": "localhost",
+  "qdrant_port": 26350,
+  "collections": {
+    "discussions": {
+      "name": "discussions",
+      "records": 42,
+      "snapshot_file": "discussions.snapshot",
+      "size_bytes": 1048576,
+      "sha256": "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9",
+      "schema": {
+        "params": { "vectors": {}, "sparse_vectors": {}, "shard_number": 1, "on_disk_payload": true },
+        "hnsw_config": {},
+        "quantization_config": {},
+        "payload_schema": { "a": { "data_type": "keyword" } }
+      }
+    }
+  },
+  "config_files": ["settings.json", ".env"],
+  "includes_logs": false,
+  "runtime_flags": { "COLBERT_RERANKING_ENABLED": "true" }
+}"#;
+
+/// Parses manifest text and, when it is refused, renders the diagnostic the way `verify` and
+/// the error handler do (the renderer once panicked on a long line).
+fn parse_and_render_manifest(text: String) {
+    match Manifest::parse(Utf8Path::new("manifest.json"), text) {
+        Ok(manifest) => {
+            let _ = manifest.total_records();
+            let _ = manifest.is_legacy();
+            let again = Manifest::parse(Utf8Path::new("m"), manifest.to_json());
+            assert!(again.is_ok(), "a parsed manifest must read back");
+        }
+        Err(ManifestError::Invalid(invalid)) => {
+            let mut out = String::new();
+            let handler = miette::GraphicalReportHandler::new_themed(
+                miette::GraphicalTheme::unicode_nocolor(),
+            );
+            let _ = handler.render_report(&mut out, invalid.as_ref());
+            // An excerpt, never the whole of a long line.
+            assert!(out.len() < 64 * 1024, "diagnostic of {} bytes", out.len());
+        }
+        Err(other) => panic!("parse gave a non-parse error: {other}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    #[test]
+    fn manifest_parse_survives_any_text(text in any::<String>()) {
+        parse_and_render_manifest(text);
+    }
+
+    #[test]
+    fn manifest_parse_survives_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        parse_and_render_manifest(String::from_utf8_lossy(&bytes).into_owned());
+    }
+
+    #[test]
+    fn manifest_parse_survives_damage(mutations in prop::collection::vec(mutation(), 1..4)) {
+        let bytes = mutate(MANIFEST.as_bytes().to_vec(), &mutations);
+        parse_and_render_manifest(String::from_utf8_lossy(&bytes).into_owned());
+    }
+
+    #[test]
+    fn checksums_parse_survives_any_text(text in any::<String>()) {
+        let _ = checksums::parse(Utf8Path::new("C"), &text);
+    }
+
+    #[test]
+    fn checksums_parse_survives_damage(mutations in prop::collection::vec(mutation(), 1..4)) {
+        let good = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9  manifest.json\n\
+                    8429c265cc4c2dfa13dd3be91060e133b38c3017499104d2a452e8999d682fa7 *qdrant/a.snapshot\n";
+        let bytes = mutate(good.as_bytes().to_vec(), &mutations);
+        let text = String::from_utf8_lossy(&bytes);
+        if let Ok(entries) = checksums::parse(Utf8Path::new("C"), &text) {
+            for entry in entries {
+                prop_assert!(checksums::check_relative(&entry.path).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn qdrant_answers_never_panic(value in json_value(), text in any::<String>()) {
+        let _ = crate::qdrant::take_result(value.clone());
+        let _ = crate::qdrant::error_message(&text);
+        let _ = crate::qdrant::error_message(&value.to_string());
+        let _ = serde_json::from_value::<crate::qdrant::types::SnapshotDescription>(value.clone());
+        let _ = serde_json::from_value::<crate::qdrant::types::ServerInfo>(value.clone());
+        let _ = crate::cmd::backup::cluster::shards_missing_locally(&value);
+        if let Ok(fingerprint) = crate::fingerprint::Fingerprint::from_collection_info(&value) {
+            let _ = fingerprint.digest();
+            let _ = fingerprint.payload_indexes();
+            let _ = crate::fingerprint::diff(&fingerprint, &fingerprint);
+        }
+        if let Ok(fingerprint) = crate::fingerprint::Fingerprint::from_value(value) {
+            let _ = fingerprint.digest();
+        }
+    }
+
+    #[test]
+    fn metrics_text_never_panics(text in any::<String>(), collection in any::<String>()) {
+        let _ = crate::qdrant::metrics::recovery_gauge(&text, &collection);
+    }
+
+    #[test]
+    fn damaged_metrics_text_never_panics(mutations in prop::collection::vec(mutation(), 1..4)) {
+        let sample = "# TYPE snapshot_recovery_running gauge\n\
+                      snapshot_recovery_running{id=\"discussions\",x=\"a\\\"b\"} 1\n\
+                      snapshot_recovery_running{id=\"we\\\\ird\"} 0\n";
+        let bytes = mutate(sample.as_bytes().to_vec(), &mutations);
+        let _ = crate::qdrant::metrics::recovery_gauge(&String::from_utf8_lossy(&bytes), "discussions");
+    }
+}
+
+/// Writes `bytes` as a snapshot file and reads its schema: any answer is fine, a panic is not.
+fn walk_snapshot(dir: &tempfile::TempDir, bytes: &[u8]) {
+    let path = dir.path().join("s.snapshot");
+    let mut file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+    file.write_all(bytes).unwrap_or_else(|e| panic!("{e}"));
+    drop(file);
+    let opened = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    if let Ok(schema) = snapshot_archive::read_schema_from(opened) {
+        let _ = schema.fingerprint();
+    }
+}
+
+fn real_snapshot() -> Vec<u8> {
+    let path = Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/qdrant/conventions.snapshot");
+    std::fs::read(path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A damage aimed at tar headers: a field of the header at block `block` overwritten.
+fn header_damage() -> impl Strategy<Value = (usize, usize, Vec<u8>)> {
+    (
+        0usize..20,
+        // name, size, checksum, type flag, ustar magic, GNU sparse map / isextended
+        prop::sample::select(vec![0usize, 124, 148, 156, 257, 386, 482]),
+        prop::collection::vec(
+            prop::sample::select(vec![
+                b'0', b'7', b'x', b' ', 0, 0x80, 0xff, b'L', b'S', b'1',
+            ]),
+            1..12,
+        ),
+    )
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    #[test]
+    fn tar_walk_survives_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        walk_snapshot(&dir, &bytes);
+    }
+
+    #[test]
+    fn tar_walk_survives_damage(mutations in prop::collection::vec(mutation(), 1..3)) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        walk_snapshot(&dir, &mutate(real_snapshot(), &mutations));
+    }
+
+    #[test]
+    fn tar_walk_survives_damaged_headers(damage in prop::collection::vec(header_damage(), 1..4)) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut bytes = real_snapshot();
+        let blocks = bytes.len() / 512;
+        for (block, field, new) in damage {
+            let at = (block % blocks) * 512 + field;
+            for (i, b) in new.iter().enumerate() {
+                if let Some(slot) = bytes.get_mut(at + i) {
+                    *slot = *b;
+                }
+            }
+            // Keep the checksum right (unless it is the damage), so the walk reads the
+            // damaged fields instead of stopping at the checksum.
+            let start = (block % blocks) * 512;
+            if field != 148 {
+                let header = &mut bytes[start..start + 512];
+                header[148..156].copy_from_slice(b"        ");
+                let sum: u32 = header.iter().map(|b| u32::from(*b)).sum();
+                header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+            }
+        }
+        walk_snapshot(&dir, &bytes);
+    }
+}
