@@ -220,6 +220,10 @@ struct CleanSource {
     name: Option<String>,
     language: Option<String>,
     text: Vec<u8>,
+    /// Where the text starts in the original file (0, 0 unless the source is an excerpt, like a
+    /// long manifest line's), so the rendered position stays the real one.
+    first_line: usize,
+    first_column: usize,
 }
 
 impl CleanSource {
@@ -232,6 +236,8 @@ impl CleanSource {
             name: whole.name().map(|name| escape(name).into_owned()),
             language: whole.language().map(str::to_string),
             text: clean_same_length(whole.data()),
+            first_line: whole.line(),
+            first_column: whole.column(),
         })
     }
 }
@@ -246,20 +252,25 @@ impl SourceCode for CleanSource {
         let inner = self
             .text
             .read_span(span, context_lines_before, context_lines_after)?;
+        let line = inner.line() + self.first_line;
+        let column = match inner.line() {
+            0 => inner.column() + self.first_column,
+            _ => inner.column(),
+        };
         let contents = match &self.name {
             Some(name) => MietteSpanContents::new_named(
                 name.clone(),
                 inner.data(),
                 *inner.span(),
-                inner.line(),
-                inner.column(),
+                line,
+                column,
                 inner.line_count(),
             ),
             None => MietteSpanContents::new(
                 inner.data(),
                 *inner.span(),
-                inner.line(),
-                inner.column(),
+                line,
+                column,
                 inner.line_count(),
             ),
         };
