@@ -165,17 +165,22 @@ fn one_sigterm_stops_a_restore_while_it_connects() {
     run.assert_code(143);
 }
 
-#[test]
-fn a_server_that_never_answers_costs_one_request_timeout() {
-    let env = TestEnv::ai_memory();
-    env.double
-        .inject(Fault::always(None, "/", FaultKind::Blackhole));
+/// A backup with a 2 s request timeout fails after one wait (exit 1) and leaves nothing behind.
+fn backup_gives_up_after_one_request_timeout(env: &TestEnv) {
     let mut command = env.command(&["backup"]);
     command.env("QDRANT_REQUEST_TIMEOUT", "2");
     let run = run_bounded(command, None);
     run.assert_code(1)
         .assert_stderr_contains("timed out after 2s");
-    assert_nothing_left(&env);
+    assert_nothing_left(env);
+}
+
+#[test]
+fn a_server_that_never_answers_costs_one_request_timeout() {
+    let env = TestEnv::ai_memory();
+    env.double
+        .inject(Fault::always(None, "/", FaultKind::Blackhole));
+    backup_gives_up_after_one_request_timeout(&env);
 }
 
 #[test]
@@ -189,12 +194,7 @@ fn a_server_that_sends_headers_and_then_nothing_costs_one_request_timeout() {
             stall: Duration::from_secs(600),
         },
     ));
-    let mut command = env.command(&["backup"]);
-    command.env("QDRANT_REQUEST_TIMEOUT", "2");
-    let run = run_bounded(command, None);
-    run.assert_code(1)
-        .assert_stderr_contains("timed out after 2s");
-    assert_nothing_left(&env);
+    backup_gives_up_after_one_request_timeout(&env);
 }
 
 #[test]
