@@ -7,8 +7,11 @@
 //! To fuzz longer, raise the case count:
 //!
 //! ```text
-//! PROPTEST_CASES=20000 cargo test --release --lib fuzz
+//! PROPTEST_CASES=20000 PROPTEST_RNG_SEED=random cargo test --release --lib fuzz
 //! ```
+//!
+//! Without `PROPTEST_RNG_SEED` the inputs are the same every run (a fixed seed), so `cargo
+//! test` never fails by chance; `random` (or a number) explores new ones.
 //!
 //! A failure prints the minimal (shrunk) input: turn it into a unit test next to the parser
 //! with the fix. Nothing is written to disk (no regression files).
@@ -26,6 +29,13 @@ fn config(default_cases: u32) -> ProptestConfig {
     let mut config = ProptestConfig::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {
         config.cases = default_cases;
+    }
+    // `cargo test` explores the same inputs every run, so CI never fails by chance; a longer
+    // run picks its own seed (`PROPTEST_RNG_SEED=random`) or a given one.
+    match std::env::var("PROPTEST_RNG_SEED").as_deref() {
+        Err(_) => config.rng_seed = proptest::test_runner::RngSeed::Fixed(0x00a1_3e30),
+        Ok("random") => config.rng_seed = proptest::test_runner::RngSeed::Random,
+        Ok(_) => {}
     }
     config.failure_persistence = None;
     config
@@ -184,6 +194,15 @@ const MANIFEST: &str = r#"{
   "runtime_flags": { "COLBERT_RERANKING_ENABLED": "true" }
 }"#;
 
+/// Renders a diagnostic as the error handler does: an excerpt, never the whole of a long line.
+fn assert_renders_small(diagnostic: &dyn miette::Diagnostic) {
+    let mut out = String::new();
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    let _ = handler.render_report(&mut out, diagnostic);
+    assert!(out.len() < 64 * 1024, "diagnostic of {} bytes", out.len());
+}
+
 /// Parses manifest text and, when it is refused, renders the diagnostic the way `verify` and
 /// the error handler do (the renderer once panicked on a long line).
 fn parse_and_render_manifest(text: String) {
@@ -194,15 +213,8 @@ fn parse_and_render_manifest(text: String) {
             let again = Manifest::parse(Utf8Path::new("m"), manifest.to_json());
             assert!(again.is_ok(), "a parsed manifest must read back");
         }
-        Err(ManifestError::Invalid(invalid)) => {
-            let mut out = String::new();
-            let handler = miette::GraphicalReportHandler::new_themed(
-                miette::GraphicalTheme::unicode_nocolor(),
-            );
-            let _ = handler.render_report(&mut out, invalid.as_ref());
-            // An excerpt, never the whole of a long line.
-            assert!(out.len() < 64 * 1024, "diagnostic of {} bytes", out.len());
-        }
+        Err(ManifestError::Invalid(invalid)) => assert_renders_small(invalid.as_ref()),
+        Err(ManifestError::UnsafeName(unsafe_name)) => assert_renders_small(unsafe_name.as_ref()),
         Err(other) => panic!("parse gave a non-parse error: {other}"),
     }
 }

@@ -178,12 +178,26 @@ pub fn deserialize_safe<'de, D: serde::Deserializer<'de>>(
 
 /// A name as it may be shown: quoted, with control characters escaped.
 pub fn shown(name: &str) -> String {
-    format!("`{}`", name.escape_debug())
+    // A hostile name can be any length: show its start and say how long it is.
+    const SHOWN_CHARS: usize = 80;
+    let escaped = name.escape_debug().to_string();
+    match escaped.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("`{}...` ({} bytes)", &escaped[..cut], name.len()),
+        None => format!("`{escaped}`"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_name_is_shown_cut() {
+        let long = "x".repeat(2000);
+        let text = shown(&long);
+        assert!(text.len() < 120 && text.contains("(2000 bytes)"), "{text}");
+        assert_eq!(shown("a\u{1b}b"), "`a\\u{1b}b`");
+    }
 
     #[test]
     fn ordinary_names_pass() {
