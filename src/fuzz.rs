@@ -215,6 +215,9 @@ fn parse_and_render_manifest(text: String) {
         }
         Err(ManifestError::Invalid(invalid)) => assert_renders_small(invalid.as_ref()),
         Err(ManifestError::UnsafeName(unsafe_name)) => assert_renders_small(unsafe_name.as_ref()),
+        Err(ManifestError::Inconsistent { detail, .. }) => {
+            assert!(detail.len() < 1024, "a message of {} bytes", detail.len());
+        }
         Err(other) => panic!("parse gave a non-parse error: {other}"),
     }
 }

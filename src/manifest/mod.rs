@@ -110,6 +110,18 @@ pub enum ManifestError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     UnsafeName(Box<UnsafeManifestName>),
+
+    /// Two entries that would restore into one collection or share one snapshot file: the
+    /// second would overwrite what the first restored, and its pre-restore copy the first's.
+    #[error("{path}: {detail}")]
+    #[diagnostic(
+        code(aimem::manifest::inconsistent),
+        help(
+            "aimem and the Python scripts name each entry after its collection and give each its own \
+             snapshot file, so this manifest was altered. Use another backup."
+        )
+    )]
+    Inconsistent { path: Utf8PathBuf, detail: String },
 }
 
 /// A manifest naming a collection or file that cannot be used as a path component
@@ -195,7 +207,13 @@ impl Manifest {
             }))
         })?;
         match manifest.unsafe_name() {
-            None => Ok(manifest),
+            None => match manifest.inconsistency() {
+                None => Ok(manifest),
+                Some(detail) => Err(ManifestError::Inconsistent {
+                    path: path.to_owned(),
+                    detail,
+                }),
+            },
             Some((entry, problem)) => {
                 // A minified manifest is one long line: show an excerpt, as for syntax errors.
                 let span = span_of(&text, &problem.name);
@@ -212,6 +230,30 @@ impl Manifest {
                 })))
             }
         }
+    }
+
+    /// Entries whose name differs from their key, or that share a snapshot file (checked after
+    /// the names are known to be safe).
+    fn inconsistency(&self) -> Option<String> {
+        use crate::names::shown;
+        let mut files = std::collections::BTreeSet::new();
+        for (key, entry) in &self.collections {
+            if entry.name != *key {
+                return Some(format!(
+                    "collections.{} is named {}: an entry's name must be its key",
+                    shown(key),
+                    shown(&entry.name)
+                ));
+            }
+            if !files.insert(entry.snapshot_file.as_str()) {
+                return Some(format!(
+                    "collections.{} uses snapshot file {}, which another entry uses too",
+                    shown(key),
+                    shown(&entry.snapshot_file)
+                ));
+            }
+        }
+        None
     }
 
     /// The first name that would become a path and is not a safe one: which entry, and why.
@@ -546,6 +588,22 @@ mod tests {
             let span = unsafe_name.span;
             assert_eq!(&text[span.offset()..span.offset() + span.len()], marked);
         }
+    }
+
+    #[test]
+    fn entries_must_be_named_by_their_key_and_own_their_snapshot_file() {
+        let renamed = GUIDE_EXAMPLE.replace(r#""name": "discussions""#, r#""name": "github""#);
+        let err = Manifest::parse(Utf8Path::new("m.json"), renamed).unwrap_err();
+        assert!(matches!(err, ManifestError::Inconsistent { .. }), "{err}");
+        let mut value: Value = serde_json::from_str(GUIDE_EXAMPLE).unwrap();
+        let mut twin = value["collections"]["discussions"].clone();
+        twin["name"] = Value::from("twin");
+        value["collections"]["twin"] = twin;
+        let err = Manifest::parse(Utf8Path::new("m.json"), value.to_string()).unwrap_err();
+        assert!(
+            err.to_string().contains("which another entry uses too"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -490,3 +490,41 @@ fn a_foreign_snapshot_with_an_unsafe_name_is_left_out_of_the_list() {
         .collect();
     assert_eq!(listed, [ours.name]);
 }
+
+/// Two entries restoring into one collection: the second would overwrite what the first
+/// restored and take the pre-restore copy of that, losing the server's data for good.
+#[test]
+fn two_entries_restoring_into_one_collection_are_refused_before_any_change() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "discussions"]);
+    env.double.upsert_points("discussions", &[9001, 9002]);
+    let live = env.double.point_ids("discussions").unwrap();
+    let original = manifest(&backup);
+    with_manifest(&backup, &original, |m| {
+        let mut twin = m["collections"]["discussions"].clone();
+        twin["records"] = json!(999);
+        m["collections"]["zz"] = twin;
+    });
+    env.double.clear_requests();
+    let dir = backup.to_str().unwrap();
+    let run = env.run(&["restore", dir, "--force"]);
+    run.assert_code(2);
+    says(&run, "an entry's name must be its key");
+    assert!(
+        env.double.requests().is_empty(),
+        "restore talked to the server"
+    );
+    assert_eq!(env.double.point_ids("discussions").unwrap(), live);
+    env.run(&["verify", dir]).assert_code(2);
+
+    // A twin under its own name but the same snapshot file.
+    with_manifest(&backup, &original, |m| {
+        let mut twin = m["collections"]["discussions"].clone();
+        twin["name"] = json!("zz");
+        m["collections"]["zz"] = twin;
+    });
+    let run = env.run(&["restore", dir, "--force"]);
+    run.assert_code(2);
+    says(&run, "which another entry uses too");
+    assert_eq!(env.double.point_ids("discussions").unwrap(), live);
+}

@@ -189,7 +189,11 @@ fn download_once(
         });
     }
     partial.as_file().sync_all().map_err(write_error)?;
-    partial.persist(target).map_err(|e| write_error(e.error))?;
+    // Never over an existing file: each download has a path of its own, and one already
+    // there (a pre-restore copy, say) is the only copy of something.
+    partial
+        .persist_noclobber(target)
+        .map_err(|e| write_error(e.error))?;
     Ok(Downloaded { sha256, size })
 }
 
