@@ -171,6 +171,12 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
         .iter()
         .filter(|l| l.state == State::Incomplete && staging_is_abandoned(l, now))
         .filter(|l| !on_server.contains(&l.path.as_path()))
+        // A journal someone holds is a running backup, whatever its pid says (another host or
+        // container sharing the folder). Dead runs' journals are held by this prune itself.
+        .filter(|l| {
+            leftovers.iter().any(|d| d.staging == l.path)
+                || !crate::cmd::backup::journal::is_held(&l.path)
+        })
         .collect();
 
     // Protect the last good backup: something kept must pass verification.

@@ -201,8 +201,14 @@ pub fn dead_runs(root: &Utf8Path) -> Vec<Leftover> {
     found
 }
 
-/// The journal of `staging` when its run is dead.
-fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
+/// True when a run holds the journal of `staging`: that backup is running (here or on another
+/// machine sharing the folder), and its folder is not to be touched.
+pub fn is_held(staging: &Utf8Path) -> bool {
+    open_journal(staging).is_some_and(|file| !runs::try_lock(&file).unwrap_or(true))
+}
+
+/// Opens the journal of `staging` for reading: never through a link, never blocking.
+fn open_journal(staging: &Utf8Path) -> Option<std::fs::File> {
     let path = staging.join(JOURNAL_FILE);
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
@@ -213,7 +219,12 @@ fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
             (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
         );
     }
-    let file = options.open(&path).ok()?;
+    options.open(&path).ok()
+}
+
+/// The journal of `staging` when its run is dead.
+fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
+    let file = open_journal(staging)?;
     let meta = file.metadata().ok()?;
     // Only a regular file this user wrote: a journal planted by someone else must not make
     // aimem delete snapshots on their say-so.
@@ -382,6 +393,17 @@ mod tests {
         let staging = root.join(".aimem-staging-x");
         std::fs::create_dir(&staging).unwrap();
         (dir, root)
+    }
+
+    #[test]
+    fn a_journal_is_held_while_its_run_lives() {
+        let (_dir, root) = staging();
+        let folder = root.join(".aimem-staging-x");
+        assert!(!is_held(&folder), "no journal yet");
+        let journal = Journal::create(&folder, "http://h:1").unwrap();
+        assert!(is_held(&folder));
+        drop(journal);
+        assert!(!is_held(&folder));
     }
 
     #[test]

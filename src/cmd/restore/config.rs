@@ -36,6 +36,9 @@ pub struct ConfigFile {
     pub install: Utf8PathBuf,
     /// Said in the plan: the existing file's stricter mode is kept.
     pub note: Option<String>,
+    /// The SHA-256 that `CHECKSUMS.sha256` lists: the bytes written are checked against it,
+    /// since the file may change between the check and the write (the prompt is between).
+    pub sha256: String,
 }
 
 /// A listed config file that will not be written, and why.
@@ -121,6 +124,7 @@ pub fn plan(
             mode,
             install: install.to_owned(),
             note,
+            sha256: entry.sha256.clone(),
         });
     }
     (files, skipped)
@@ -178,6 +182,14 @@ pub fn write(file: &ConfigFile, log: &mut Vec<Previous>) -> std::io::Result<()> 
         Err(e) => return Err(e),
     };
     let content = read_backup_copy(&file.from)?;
+    let (sha256, _) = checksums::hash_reader(content.as_slice())?;
+    if !sha256.eq_ignore_ascii_case(&file.sha256) {
+        return Err(std::io::Error::other(format!(
+            "{} changed after it was verified (SHA-256 {sha256}, CHECKSUMS.sha256 says {}); \
+             nothing was written from it",
+            file.from, file.sha256
+        )));
+    }
     let created_dirs = missing_dirs(&path);
     log.push(Previous {
         shown: file.to.clone(),
@@ -422,7 +434,24 @@ mod tests {
             overwrites: true,
             install: root.to_owned(),
             note: None,
+            sha256: checksums::hash_reader(&b"NEW"[..]).unwrap().0,
         }
+    }
+
+    #[test]
+    fn a_copy_changed_after_the_check_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(root.join("new"), "SWAPPED").unwrap();
+        std::fs::write(root.join("old"), "OLD").unwrap();
+        let mut log = Vec::new();
+        let err = write(&env_file(root, "old"), &mut log).unwrap_err();
+        assert!(
+            err.to_string().contains("changed after it was verified"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(root.join("old")).unwrap(), "OLD");
+        assert!(log.is_empty());
     }
 
     #[test]

@@ -800,9 +800,20 @@ fn roll_back(
 ///
 /// Every command is built by [`CommandLine`] (names and paths shell-quoted, names
 /// percent-encoded in URLs) and stands on a line of its own: the report is never wrapped.
-fn recovery_help(url: &str, undo: &Undo) -> String {
+fn recovery_help(shown_url: &str, undo: &Undo) -> String {
+    // The URL as shown hides its credentials (`***@`): the commands leave them out and say how
+    // to give them, rather than print a URL that cannot work.
+    let (url, credentials_note) = match shown_url.split_once("***@") {
+        Some((scheme, host)) => (
+            format!("{scheme}{host}"),
+            "The server's URL holds a user and password, left out of these commands: add \
+             `-u USER:PASSWORD` to each.\n",
+        ),
+        None => (shown_url.to_string(), ""),
+    };
+    let url = url.as_str();
     let kept = undo.kept();
-    let mut text = String::new();
+    let mut text = String::from(credentials_note);
     if !undo.unsettled.is_empty() {
         text.push_str(
             "Qdrant may still be recovering from the backup's upload; anything done before it ends is \
@@ -882,4 +893,32 @@ fn prometheus_label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::restore::rollback::Unclear;
+
+    #[test]
+    fn recovery_commands_leave_hidden_credentials_out_and_say_so() {
+        let undo = Undo {
+            created: vec!["github".into()],
+            unsettled: vec![Unclear {
+                collection: "github".into(),
+                upload: "aimem-restore-github.snapshot".into(),
+                size: 1,
+            }],
+            ..Undo::default()
+        };
+        let text = recovery_help("http://***@qdrant.example:6333", &undo);
+        assert!(!text.contains("***"), "{text}");
+        assert!(
+            text.contains("http://qdrant.example:6333/metrics"),
+            "{text}"
+        );
+        assert!(text.contains("-u USER:PASSWORD"), "{text}");
+        let plain = recovery_help("http://qdrant.example:6333", &undo);
+        assert!(!plain.contains("USER:PASSWORD"), "{plain}");
+    }
 }
