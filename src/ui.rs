@@ -151,8 +151,7 @@ impl Ui {
         }
         bar.set_message(escape(label).into_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
-        // Drawn at once, so even a short phase shows what it was.
-        bar.tick();
+        draw_now(&bar);
         bar
     }
 
@@ -169,7 +168,7 @@ impl Ui {
         }
         spinner.set_message(escape(label).into_owned());
         spinner.enable_steady_tick(Duration::from_millis(120));
-        spinner.tick();
+        draw_now(&spinner);
         spinner
     }
 }
@@ -225,7 +224,15 @@ pub fn into_spinner(bar: &ProgressBar, label: &str) {
     }
     bar.set_message(escape(label).into_owned());
     bar.reset_elapsed();
+    draw_now(bar);
+}
+
+/// Draws `bar` at once, past the redraw rate limit, so even a phase of a few milliseconds
+/// shows what it was.
+fn draw_now(bar: &ProgressBar) {
     bar.tick();
+    // A suspension ends with a forced redraw of every bar.
+    suspend_progress(|| ());
 }
 
 /// `1.2 GiB in 12.3 s (102.4 MiB/s)`: the closing line's amount, duration and throughput.

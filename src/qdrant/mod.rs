@@ -310,9 +310,10 @@ impl Client {
         let what = format!("downloading snapshot {snapshot}");
         let (response, exchange) = self.send(&path, request, &what, stall, 0)?;
         let response = self.check_status(Method::GET, &path, response, &exchange)?;
+        let status = response.status().as_u16();
         let result = self.receive_snapshot(response, sink, &what, stall);
         match &result {
-            Ok(written) => exchange.done(200, *written),
+            Ok(written) => exchange.done(status, *written),
             Err(e) => exchange.failed(e),
         }
         result

@@ -192,10 +192,11 @@ fn on_a_terminal(env: &TestEnv, args: &[&str]) -> Run {
 
 /// The labels of the bars and spinners of a backup, a restore and a verify.
 const BACKUP_LABELS: [&str; 2] = ["Qdrant building the snapshot of github", "download github"];
-const RESTORE_LABELS: [&str; 4] = [
+const RESTORE_LABELS: [&str; 5] = [
     "Qdrant building the pre-restore snapshot of github",
     "pre-restore copy of github",
     "upload github",
+    "Qdrant recovering github",
     "hashing ",
 ];
 
@@ -239,7 +240,7 @@ fn progress_is_labelled_on_a_terminal_and_absent_without_one() {
     ];
     for run in piped.iter().chain(&asked_not_to) {
         run.assert_code(0);
-        for label in BACKUP_LABELS.iter().chain(&RESTORE_LABELS[..3]) {
+        for label in BACKUP_LABELS.iter().chain(&RESTORE_LABELS[..4]) {
             assert!(
                 !run.all_output().contains(label),
                 "{label}:\n{}",
