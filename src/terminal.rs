@@ -315,6 +315,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn own_symbols_become_ascii_and_data_stays() {
+        assert_eq!(
+            ascii_symbols("✓ a → b… ⚠ ✗ — é"),
+            "OK a -> b... WARNING FAIL - é"
+        );
+        assert!(matches!(ascii_symbols("plain"), Cow::Borrowed("plain")));
+    }
+
+    #[test]
     fn control_characters_are_escaped_and_text_kept() {
         assert_eq!(escape("plain text, é ✓"), "plain text, é ✓");
         assert_eq!(

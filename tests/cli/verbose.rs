@@ -275,6 +275,7 @@ fn output_without_a_terminal_is_ascii_without_escape_codes() {
         ("bad flag", vec!["backup", "--no-such-flag"]),
         ("unreachable", vec!["backup", "--url", "http://127.0.0.1:9"]),
         ("verbose", vec!["-vv", "backup", "--collection", "github"]),
+        ("help", vec!["restore", "--help"]),
     ];
     let mut failures = 0;
     for (what, args) in &runs {
