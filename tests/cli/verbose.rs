@@ -52,6 +52,17 @@ fn verbose_shows_each_request_with_status_bytes_and_duration() {
     // stdout is still only the backup's path.
     assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
 
+    // An exchange that gets no answer says so, with its duration.
+    let refused = env.run(&["-v", "backup", "--url", "http://127.0.0.1:9"]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        log_lines(&refused)
+            .iter()
+            .any(|l| l.starts_with("[aimem] GET / -> failed after ")),
+        "{}",
+        refused.stderr
+    );
+
     let quiet = env.run(&["backup", "--collection", "github"]);
     quiet.assert_code(0);
     assert!(log_lines(&quiet).is_empty(), "{}", quiet.stderr);
