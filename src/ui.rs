@@ -14,7 +14,7 @@ use console::{Term, style};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::manifest::checksums::HashProgress;
-use crate::terminal::escape;
+use crate::terminal::{escape, escape_line};
 
 /// Every bar and spinner is drawn through this, so a line printed meanwhile (a step, a `-v`
 /// log record) can hide them for a moment instead of being garbled by a redraw.
@@ -149,7 +149,7 @@ impl Ui {
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_message(escape(label).into_owned());
+        bar.set_message(escape_line(label).into_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
         draw_now(&bar);
         bar
@@ -166,7 +166,7 @@ impl Ui {
         if let Ok(style) = ProgressStyle::with_template(SPINNER_TEMPLATE) {
             spinner.set_style(style);
         }
-        spinner.set_message(escape(label).into_owned());
+        spinner.set_message(escape_line(label).into_owned());
         spinner.enable_steady_tick(Duration::from_millis(120));
         draw_now(&spinner);
         spinner
@@ -222,7 +222,7 @@ pub fn into_spinner(bar: &ProgressBar, label: &str) {
     if let Ok(style) = ProgressStyle::with_template(SPINNER_TEMPLATE) {
         bar.set_style(style);
     }
-    bar.set_message(escape(label).into_owned());
+    bar.set_message(escape_line(label).into_owned());
     bar.reset_elapsed();
     draw_now(bar);
 }
