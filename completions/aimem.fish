@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_aimem_global_optspecs
-    string join \n color= q/quiet no-progress h/help V/version
+    string join \n color= q/quiet v/verbose no-progress h/help V/version
 end
 
 function __fish_aimem_needs_command
@@ -28,6 +28,7 @@ complete -c aimem -n "__fish_aimem_needs_command" -l color -d 'When to use colou
 always\t''
 never\t''"
 complete -c aimem -n "__fish_aimem_needs_command" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_needs_command" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_needs_command" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c aimem -n "__fish_aimem_needs_command" -s V -l version -d 'Print version'
@@ -56,6 +57,7 @@ never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l all -d 'Back up every collection on the server, not only AI Memory\'s five'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l include-logs -d 'Also copy the log files from <install>/logs'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s h -l help -d 'Print help'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
@@ -76,6 +78,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand restore" -l dry-run -d 'Chec
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l skip-checksum-verify -d 'Do not verify CHECKSUMS.sha256 before uploading (config files are still verified)'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l allow-version-skew -d 'Restore even when the server\'s Qdrant is older, or over one minor newer, than the backup\'s'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -s h -l help -d 'Print help'
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
@@ -84,6 +87,7 @@ never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -l no-deep -d 'Check files only: do not read each snapshot\'s schema from inside its archive'
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -l json -d 'Print one JSON document on stdout (shape in the README)'
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand verify" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c aimem -n "__fish_aimem_using_subcommand list" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
@@ -92,6 +96,7 @@ never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand list" -l verify -d 'Also verify each complete backup (checksums and snapshot schemas) and show the result'
 complete -c aimem -n "__fish_aimem_using_subcommand list" -l json -d 'Print one JSON document on stdout (shape in the README)'
 complete -c aimem -n "__fish_aimem_using_subcommand list" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand list" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand list" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand list" -s h -l help -d 'Print help'
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l collection -d 'Compare only this collection' -r
@@ -104,6 +109,7 @@ always\t''
 never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l json -d 'Print one JSON document on stdout (shape in the README)'
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -s h -l help -d 'Print help'
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-last -d 'Keep the N most recent backups' -r
@@ -117,12 +123,14 @@ complete -c aimem -n "__fish_aimem_using_subcommand prune" -l dry-run -d 'Show w
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -l force -d 'Delete even when no backup that is kept passes verification'
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -l json -d 'Print one JSON document on stdout (shape in the README)'
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -s h -l help -d 'Print help'
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -s q -l quiet -d 'Print only warnings and errors'
+complete -c aimem -n "__fish_aimem_using_subcommand completions" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "backup" -d 'Snapshot collections, config files and (optionally) logs into a new backup folder'

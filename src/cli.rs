@@ -36,6 +36,11 @@ pub struct GlobalArgs {
     #[arg(long, short, global = true)]
     pub quiet: bool,
 
+    /// Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds
+    /// headers (the API key always hidden), -vvv the HTTP library's own messages.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     /// Never draw progress bars.
     #[arg(long, global = true)]
     pub no_progress: bool,

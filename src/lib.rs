@@ -19,6 +19,7 @@ pub mod shell;
 pub mod signals;
 pub mod terminal;
 pub mod ui;
+pub mod verbose;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -60,6 +61,7 @@ pub fn main() -> ExitCode {
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(terminal::handler_options(colors).build())
     }));
+    verbose::init(cli.global.verbose);
     let ui = Ui::new(cli.global.quiet, !cli.global.no_progress);
     let stop = StopFlag::install();
     let outcome = match &cli.command {

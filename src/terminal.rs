@@ -75,16 +75,45 @@ fn clean_same_length(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// aimem's own symbols and their ASCII words, for output that is not on a terminal: a log
+/// file or a mail from cron gets ASCII only (data such as a collection's name stays as it is).
+const SYMBOLS: [(char, &str); 6] = [
+    ('✓', "OK"),
+    ('✗', "FAIL"),
+    ('⚠', "WARNING"),
+    ('→', "->"),
+    ('…', "..."),
+    ('—', "-"),
+];
+
+/// `text` with aimem's own symbols written in ASCII (see [`SYMBOLS`]).
+pub fn ascii_symbols(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| SYMBOLS.iter().any(|(s, _)| *s == c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match SYMBOLS.iter().find(|(s, _)| *s == c) {
+            Some((_, word)) => out.push_str(word),
+            None => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// How diagnostics look: set once by `main` (colour is decided there).
 static HANDLER_OPTIONS: OnceLock<bool> = OnceLock::new();
 
 /// The options every diagnostic is rendered with. Lines are never wrapped: a wrapped line
 /// breaks commands, flags and paths (miette splits words at hyphens and inside quoted paths),
 /// and a command broken across lines cannot be pasted; the terminal wraps long lines itself.
+/// Box-drawing characters only on a terminal: off one (a log file, cron's mail) the report is
+/// ASCII, even with `--color always`.
 pub fn handler_options(colors: bool) -> MietteHandlerOpts {
+    use std::io::IsTerminal;
     MietteHandlerOpts::new()
         .color(colors)
-        .unicode(colors)
+        .unicode(colors && std::io::stderr().is_terminal())
         .terminal_links(false)
         .wrap_lines(false)
 }
@@ -284,6 +313,15 @@ impl SourceCode for CleanSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_symbols_become_ascii_and_data_stays() {
+        assert_eq!(
+            ascii_symbols("✓ a → b… ⚠ ✗ — é"),
+            "OK a -> b... WARNING FAIL - é"
+        );
+        assert!(matches!(ascii_symbols("plain"), Cow::Borrowed("plain")));
+    }
 
     #[test]
     fn control_characters_are_escaped_and_text_kept() {

@@ -6,12 +6,36 @@
 //! Every method escapes the control characters in its text ([`crate::terminal::escape`]):
 //! what it prints is built from names, manifest fields and the server's words.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use console::{Term, style};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::terminal::escape;
+use crate::manifest::checksums::HashProgress;
+use crate::terminal::{escape, escape_line};
+
+/// Every bar and spinner is drawn through this, so a line printed meanwhile (a step, a `-v`
+/// log record) can hide them for a moment instead of being garbled by a redraw.
+static PROGRESS: LazyLock<MultiProgress> =
+    LazyLock::new(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+
+thread_local! {
+    /// Set while this thread is inside [`suspend_progress`]: a nested call (a log record
+    /// written while a step line is) must not take the bars' lock a second time.
+    static SUSPENDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `print` with the progress bars hidden (a no-op when none is drawn).
+pub fn suspend_progress<R>(print: impl FnOnce() -> R) -> R {
+    if SUSPENDED.with(|s| s.replace(true)) {
+        return print();
+    }
+    let result = PROGRESS.suspend(print);
+    SUSPENDED.with(|s| s.set(false));
+    result
+}
 
 /// Width of the `====` rules, as in the Python scripts' output.
 const RULE_WIDTH: usize = 60;
@@ -38,8 +62,17 @@ impl Ui {
 
     fn print(&self, line: &str) {
         if !self.quiet {
-            let _ = self.term.write_line(line);
+            self.write(line);
         }
+    }
+
+    /// Writes a line; off a terminal aimem's own symbols become ASCII words.
+    fn write(&self, line: &str) {
+        let line = match self.term.is_term() {
+            true => std::borrow::Cow::Borrowed(line),
+            false => crate::terminal::ascii_symbols(line),
+        };
+        let _ = suspend_progress(|| self.term.write_line(&line));
     }
 
     /// A boxed title: rule, title, rule.
@@ -80,7 +113,7 @@ impl Ui {
 
     /// Printed even with `--quiet`: something the user should know.
     pub fn warn(&self, text: &str) {
-        let _ = self.term.write_line(&format!(
+        self.write(&format!(
             "    {} {}",
             style("⚠").yellow(),
             style(escape(text)).yellow()
@@ -96,27 +129,140 @@ impl Ui {
         ));
     }
 
-    /// A byte-count bar for a transfer; hidden when not on a terminal.
-    pub fn transfer_bar(&self, total: Option<u64>) -> ProgressBar {
+    /// A byte-count bar labelled with what it counts (`upload github`, `hashing …`), with
+    /// rate and ETA; hidden when not on a terminal (or with `--quiet`/`--no-progress`).
+    pub fn transfer_bar(&self, label: &str, total: Option<u64>) -> ProgressBar {
         if !self.progress {
             return ProgressBar::hidden();
         }
-        let bar = match total {
-            Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
-            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+        let bar = PROGRESS.add(ProgressBar::with_draw_target(
+            total,
+            ProgressDrawTarget::hidden(),
+        ));
+        let template = match total {
+            Some(_) => {
+                "    {msg} {bar:30.cyan/blue} {binary_bytes}/{binary_total_bytes} \
+                 {binary_bytes_per_sec} eta {eta}"
+            }
+            None => "    {msg} {spinner} {binary_bytes} {binary_bytes_per_sec} {elapsed}",
         };
-        let template = "      {bar:30.cyan/blue} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}";
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
         }
+        bar.set_message(escape_line(label).into_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
+        draw_now(&bar);
         bar
+    }
+
+    /// A spinner with the elapsed time, for a wait whose length nobody knows (Qdrant building
+    /// a snapshot or recovering a collection); hidden when bars are. Clear it with
+    /// `finish_and_clear` when the wait is over.
+    pub fn spinner(&self, label: &str) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let spinner = PROGRESS.add(ProgressBar::new_spinner());
+        if let Ok(style) = ProgressStyle::with_template(SPINNER_TEMPLATE) {
+            spinner.set_style(style);
+        }
+        spinner.set_message(escape_line(label).into_owned());
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        draw_now(&spinner);
+        spinner
     }
 }
 
-/// `1.2 MB`: binary multiples with the short names people expect (as the Python scripts print).
+/// Counts the bytes [`crate::manifest::checksums::check_all`] hashes, on a bar labelled
+/// with what is being hashed, and keeps the total for the closing line.
+pub struct HashMeter {
+    bar: ProgressBar,
+    bytes: AtomicU64,
+    started: Instant,
+}
+
+impl HashMeter {
+    /// Bytes hashed so far, and the time since the meter was made.
+    pub fn done(&self) -> (u64, Duration) {
+        self.bar.finish_and_clear();
+        (self.bytes.load(Ordering::Relaxed), self.started.elapsed())
+    }
+}
+
+impl HashProgress for HashMeter {
+    fn start(&self, total_bytes: u64) {
+        self.bar.set_length(total_bytes);
+    }
+
+    fn hashed(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.bar.inc(bytes);
+    }
+}
+
+impl Ui {
+    /// A [`HashMeter`] whose bar is labelled `label` (drawn only where bars are).
+    pub fn hash_meter(&self, label: &str) -> Arc<HashMeter> {
+        Arc::new(HashMeter {
+            bar: self.transfer_bar(label, Some(0)),
+            bytes: AtomicU64::new(0),
+            started: Instant::now(),
+        })
+    }
+}
+
+const SPINNER_TEMPLATE: &str = "    {spinner} {msg} ({elapsed})";
+
+/// Turns a transfer's bar into a spinner with the elapsed time (the bytes are sent; now the
+/// server works on them); nothing happens to a hidden bar.
+pub fn into_spinner(bar: &ProgressBar, label: &str) {
+    if bar.is_hidden() {
+        return;
+    }
+    if let Ok(style) = ProgressStyle::with_template(SPINNER_TEMPLATE) {
+        bar.set_style(style);
+    }
+    bar.set_message(escape_line(label).into_owned());
+    bar.reset_elapsed();
+    draw_now(bar);
+}
+
+/// Draws `bar` at once, past the redraw rate limit, so even a phase of a few milliseconds
+/// shows what it was.
+fn draw_now(bar: &ProgressBar) {
+    bar.tick();
+    // A suspension ends with a forced redraw of every bar.
+    suspend_progress(|| ());
+}
+
+/// `1.2 GiB in 12.3 s (102.4 MiB/s)`: the closing line's amount, duration and throughput.
+pub fn throughput(bytes: u64, elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    let rate = match seconds > 0.0 {
+        true => format!("{}/s", human_size((bytes as f64 / seconds) as u64)),
+        false => "-".to_string(),
+    };
+    format!(
+        "{} in {} ({rate})",
+        human_size(bytes),
+        human_duration(elapsed)
+    )
+}
+
+/// `850 ms`, `12.3 s`, `4 min 05 s`, `1 h 02 min`.
+pub fn human_duration(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs();
+    match seconds {
+        0 => format!("{} ms", elapsed.as_millis()),
+        1..60 => format!("{:.1} s", elapsed.as_secs_f64()),
+        60..3600 => format!("{} min {:02} s", seconds / 60, seconds % 60),
+        _ => format!("{} h {:02} min", seconds / 3600, seconds % 3600 / 60),
+    }
+}
+
+/// `1.2 MiB`: binary multiples with their IEC names, the units the progress bars use too.
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
     while value >= 1024.0 && unit < UNITS.len() - 1 {
@@ -132,13 +278,28 @@ pub fn human_size(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::human_size;
+    use std::time::Duration;
+
+    use super::{human_duration, human_size, throughput};
 
     #[test]
-    fn sizes_read_like_the_guide() {
+    fn sizes_use_binary_iec_units() {
         assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(524_288), "512.0 KB");
-        assert_eq!(human_size(1_258_291), "1.2 MB");
-        assert_eq!(human_size(53_901_000_000), "50.2 GB");
+        assert_eq!(human_size(524_288), "512.0 KiB");
+        assert_eq!(human_size(1_258_291), "1.2 MiB");
+        assert_eq!(human_size(53_901_000_000), "50.2 GiB");
+    }
+
+    #[test]
+    fn closing_lines_give_duration_and_rate() {
+        assert_eq!(human_duration(Duration::from_millis(850)), "850 ms");
+        assert_eq!(human_duration(Duration::from_millis(12_340)), "12.3 s");
+        assert_eq!(human_duration(Duration::from_secs(245)), "4 min 05 s");
+        assert_eq!(human_duration(Duration::from_secs(3720)), "1 h 02 min");
+        assert_eq!(
+            throughput(20 * 1024 * 1024, Duration::from_secs(2)),
+            "20.0 MiB in 2.0 s (10.0 MiB/s)"
+        );
+        assert_eq!(throughput(0, Duration::ZERO), "0 B in 0 ms (-)");
     }
 }

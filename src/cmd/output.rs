@@ -11,6 +11,16 @@ use serde::Serialize;
 /// report lines quote names and manifest fields). A closed pipe is fine; any other failure (a full disk behind
 /// `> file`) is said on stderr, so a script does not silently get nothing.
 pub fn line(text: &str) {
+    use std::io::IsTerminal;
+    let text = match std::io::stdout().is_terminal() {
+        true => std::borrow::Cow::Borrowed(text),
+        // Off a terminal aimem's own symbols (`✓`, `✗`) are written as ASCII words.
+        false => crate::terminal::ascii_symbols(text),
+    };
+    write_line(&text);
+}
+
+fn write_line(text: &str) {
     let mut out = std::io::stdout().lock();
     let text = crate::terminal::escape(text);
     if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
@@ -30,5 +40,5 @@ pub fn bytes(data: &[u8]) {
 /// The `--json` document: pretty, one per run, followed by a newline.
 pub fn json(value: &impl Serialize) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
-    line(&text);
+    write_line(&text);
 }

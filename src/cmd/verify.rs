@@ -13,7 +13,8 @@ use crate::cmd::output;
 use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
 use crate::manifest::audit::{self, Audit, Finding, Options};
-use crate::ui::Ui;
+use crate::manifest::checksums;
+use crate::ui::{Ui, throughput};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -45,12 +46,17 @@ struct JsonReport<'a> {
 pub fn run(args: &VerifyArgs, ui: &Ui) -> Outcome {
     let dir = locate::backup_folder(&args.backup)?;
     ui.step(&format!("Verifying {dir}..."));
-    let audit = audit::audit(
-        &dir,
-        Options {
-            deep: !args.no_deep,
-        },
-    );
+    let meter = ui.hash_meter(&format!("hashing {}", dir.file_name().unwrap_or("")));
+    let audit = checksums::observed(meter.clone(), || {
+        audit::audit(
+            &dir,
+            Options {
+                deep: !args.no_deep,
+            },
+        )
+    });
+    let (bytes, took) = meter.done();
+    ui.note(&format!("hashed {}", throughput(bytes, took)));
     report(&audit, args, ui)
 }
 
@@ -118,13 +124,18 @@ struct ManifestReport<'a>(&'a crate::manifest::ManifestError);
 
 impl std::fmt::Debug for ManifestReport<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let handler =
-            miette::GraphicalReportHandler::new_themed(if console::colors_enabled_stderr() {
-                miette::GraphicalTheme::unicode()
-            } else {
-                miette::GraphicalTheme::unicode_nocolor()
-            })
-            .with_wrap_lines(false);
+        use std::io::IsTerminal;
+        // Box drawing only on a terminal, as for every other diagnostic (`terminal.rs`).
+        let theme = match (
+            console::colors_enabled_stderr(),
+            std::io::stderr().is_terminal(),
+        ) {
+            (true, true) => miette::GraphicalTheme::unicode(),
+            (false, true) => miette::GraphicalTheme::unicode_nocolor(),
+            (true, false) => miette::GraphicalTheme::ascii(),
+            (false, false) => miette::GraphicalTheme::none(),
+        };
+        let handler = miette::GraphicalReportHandler::new_themed(theme).with_wrap_lines(false);
         let mut out = String::new();
         let escaped = crate::terminal::Escaped::new(self.0);
         if handler.render_report(&mut out, &escaped).is_err() {

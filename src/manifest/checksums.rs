@@ -1,9 +1,10 @@
 //! `CHECKSUMS.sha256`: one `<hex>  <relative path>` line per file, as `sha256sum` writes and
 //! `sha256sum -c` reads it.
 
+use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use miette::Diagnostic;
@@ -154,7 +155,38 @@ pub fn hash_file(path: &Utf8Path) -> std::io::Result<(String, u64)> {
 }
 
 /// SHA-256 and length of everything `file` yields, read in fixed-size chunks.
-pub fn hash_reader(mut file: impl Read) -> std::io::Result<(String, u64)> {
+pub fn hash_reader(file: impl Read) -> std::io::Result<(String, u64)> {
+    hash_reader_observed(file, &|_| {})
+}
+
+/// Someone watching [`check_all`] hash a backup (a progress bar).
+pub trait HashProgress: Send + Sync {
+    /// Hashing starts: this many bytes are listed in all.
+    fn start(&self, total_bytes: u64);
+    /// Another block of this many bytes was hashed.
+    fn hashed(&self, bytes: u64);
+}
+
+thread_local! {
+    /// The watcher of the [`check_all`] calls made on this thread, set by [`observed`]. Ambient
+    /// rather than a parameter, so the layers between a command and the hashing (the audit,
+    /// the restore's checks) need not carry the command's UI.
+    static WATCHER: RefCell<Option<Arc<dyn HashProgress>>> = const { RefCell::new(None) };
+}
+
+/// Runs `work` with `watcher` told about every [`check_all`] it makes on this thread.
+pub fn observed<R>(watcher: Arc<dyn HashProgress>, work: impl FnOnce() -> R) -> R {
+    let previous = WATCHER.with(|w| w.replace(Some(watcher)));
+    let result = work();
+    WATCHER.with(|w| *w.borrow_mut() = previous);
+    result
+}
+
+/// [`hash_reader`], telling `on_block` the size of each block hashed.
+fn hash_reader_observed(
+    mut file: impl Read,
+    on_block: &dyn Fn(u64),
+) -> std::io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; HASH_BUFFER];
     let mut total = 0u64;
@@ -167,6 +199,7 @@ pub fn hash_reader(mut file: impl Read) -> std::io::Result<(String, u64)> {
         };
         hasher.update(&buffer[..n]);
         total += n as u64;
+        on_block(n as u64);
     }
     Ok((hex(&hasher.finalize()), total))
 }
@@ -261,15 +294,15 @@ impl std::fmt::Display for Problem {
 /// extensions at run time where present). Each worker holds one 1 MiB buffer: memory stays
 /// flat whatever the file sizes.
 pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
+    let watcher = WATCHER.with(|w| w.borrow().clone());
+    let on_block = |n: u64| {
+        if let Some(watcher) = &watcher {
+            watcher.hashed(n);
+        }
+    };
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(entries.len());
-    if workers <= 1 {
-        return entries
-            .iter()
-            .filter_map(|entry| check_one(dir, entry))
-            .collect();
-    }
     let mut order: Vec<(u64, usize)> = entries
         .iter()
         .enumerate()
@@ -282,6 +315,15 @@ pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
             (size, index)
         })
         .collect();
+    if let Some(watcher) = &watcher {
+        watcher.start(order.iter().map(|(size, _)| size).sum());
+    }
+    if workers <= 1 {
+        return entries
+            .iter()
+            .filter_map(|entry| check_one_observed(dir, entry, &on_block))
+            .collect();
+    }
     order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Problem>>> = Mutex::new(vec![None; entries.len()]);
@@ -289,7 +331,7 @@ pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
         for _ in 0..workers {
             scope.spawn(|| {
                 while let Some(&(_, index)) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let problem = check_one(dir, &entries[index]);
+                    let problem = check_one_observed(dir, &entries[index], &on_block);
                     // A poisoned lock only means another worker panicked; its slot stays None
                     // and the scope re-raises the panic, so the data is still sound to use.
                     let mut slots = results.lock().unwrap_or_else(PoisonError::into_inner);
@@ -308,10 +350,15 @@ pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
 
 /// Checks one listed file; None when it matches.
 pub fn check_one(dir: &Utf8Path, entry: &Entry) -> Option<Problem> {
+    check_one_observed(dir, entry, &|_| {})
+}
+
+fn check_one_observed(dir: &Utf8Path, entry: &Entry, on_block: &dyn Fn(u64)) -> Option<Problem> {
     let path = entry.path.clone();
     // Opened inside the folder only: a link (which could lead anywhere, and change or vanish
     // on its own), a FIFO or a device is refused. A backup holds its files, not links to them.
-    let hashed = super::confined::open(dir, &entry.path).and_then(hash_reader);
+    let hashed = super::confined::open(dir, &entry.path)
+        .and_then(|file| hash_reader_observed(file, on_block));
     match hashed {
         Ok((actual, _)) if actual == entry.sha256 => None,
         Ok((actual, _)) => Some(Problem::Mismatch {

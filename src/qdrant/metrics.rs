@@ -19,14 +19,17 @@ impl Client {
         let path = "/metrics";
         let request = self.request::<Vec<u8>>(Method::GET, path, None)?;
         let what = "reading the server's metrics";
-        let response = self.send(path, request, what, self.timeouts.request)?;
-        let response = self.check_status(Method::GET, path, response)?;
+        let (response, exchange) = self.send(path, request, what, self.timeouts.request, 0)?;
+        let response = self.check_status(Method::GET, path, response, &exchange)?;
+        let status = response.status().as_u16();
         let text = response
             .into_body()
             .with_config()
             .limit(JSON_BODY_LIMIT)
             .read_to_string()
-            .map_err(|e| self.ureq_error(what, e, self.timeouts.request))?;
+            .map_err(|e| self.ureq_error(what, e, self.timeouts.request))
+            .inspect_err(|e| exchange.failed(e))?;
+        exchange.done(status, text.len() as u64);
         recovery_gauge(&text, collection).map_err(|detail| self.invalid(path, detail))
     }
 }

@@ -7,6 +7,7 @@
 mod error;
 pub(crate) mod metrics;
 mod multipart;
+mod trace;
 pub(crate) mod types;
 mod url;
 
@@ -19,6 +20,7 @@ use ureq::http::{Method, Request, Response};
 
 pub use error::QdrantError;
 use multipart::{LocalReadFailed, is_cancelled};
+use trace::Exchange;
 pub use types::{ServerInfo, SnapshotDescription};
 pub use url::{ServerUrl, redact};
 
@@ -120,6 +122,15 @@ impl Client {
             .user_agent(concat!("aimem/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
+        // `-v` logs never print these, whoever logs them.
+        if let Some(key) = &api_key {
+            crate::verbose::add_secret(key);
+        }
+        for secret in base_url.secrets() {
+            crate::verbose::add_secret(secret);
+            // The user info's parts too: a library may print the user or password alone.
+            secret.split(':').for_each(crate::verbose::add_secret);
+        }
         Client {
             agent,
             base_url: base_url.clone(),
@@ -297,8 +308,25 @@ impl Client {
             .timeout_per_read(Some(stall))
             .build();
         let what = format!("downloading snapshot {snapshot}");
-        let response = self.send(&path, request, &what, stall)?;
-        let response = self.check_status(Method::GET, &path, response)?;
+        let (response, exchange) = self.send(&path, request, &what, stall, 0)?;
+        let response = self.check_status(Method::GET, &path, response, &exchange)?;
+        let status = response.status().as_u16();
+        let result = self.receive_snapshot(response, sink, &what, stall);
+        match &result {
+            Ok(written) => exchange.done(status, *written),
+            Err(e) => exchange.failed(e),
+        }
+        result
+    }
+
+    /// The body of a snapshot download, into `sink`; see [`Client::download_snapshot`].
+    fn receive_snapshot(
+        &self,
+        response: Response<ureq::Body>,
+        sink: &mut dyn Write,
+        what: &str,
+        stall: Duration,
+    ) -> Result<u64, QdrantError> {
         let expected = response.body().content_length();
         let mut reader = response.into_body().into_reader();
         let mut buffer = vec![0u8; TRANSFER_BUFFER];
@@ -308,7 +336,7 @@ impl Client {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.body_error(&what, e, stall)),
+                Err(e) => return Err(self.body_error(what, e, stall)),
             };
             sink.write_all(&buffer[..n]).map_err(|e| {
                 match e.get_ref().is_some_and(|inner| inner.is::<Cancelled>()) {
@@ -321,7 +349,7 @@ impl Client {
         if let Some(expected) = expected {
             if written != expected {
                 return Err(QdrantError::Transport {
-                    what,
+                    what: what.to_string(),
                     detail: format!("the connection closed after {written} of {expected} bytes"),
                 });
             }
@@ -405,8 +433,16 @@ impl Client {
             .timeout_recv_body(Some(self.timeouts.request))
             .build();
         let what = format!("uploading snapshot {file_name}");
-        let response = match self.agent.run(request) {
-            Ok(response) => response,
+        let exchange = Exchange::start(&Method::POST, &path_q, request.headers(), total);
+        let response = self.agent.run(request);
+        if let Err(e) = &response {
+            exchange.failed(&self.base_url.scrub(&e.to_string()));
+        }
+        let response = match response {
+            Ok(response) => {
+                exchange.answered(response.status().as_u16(), response.headers());
+                response
+            }
             Err(ureq::Error::Io(e)) if is_cancelled(&e) => return Err(QdrantError::Interrupted),
             Err(ureq::Error::Timeout(ureq::Timeout::RecvResponse)) => {
                 return Err(QdrantError::Timeout {
@@ -427,13 +463,16 @@ impl Client {
                 source: std::io::Error::other("the snapshot file changed while it was being sent"),
             });
         }
-        let response = self.check_status(Method::POST, &path_q, response)?;
+        let response = self.check_status(Method::POST, &path_q, response, &exchange)?;
+        let status = response.status().as_u16();
         // Drain the small JSON answer so the connection can be reused.
-        let _ = response
+        let answer = response
             .into_body()
             .with_config()
             .limit(JSON_BODY_LIMIT)
-            .read_to_string();
+            .read_to_string()
+            .unwrap_or_default();
+        exchange.done(status, answer.len() as u64);
         Ok(())
     }
 
@@ -511,14 +550,18 @@ impl Client {
             .configure_request(request)
             .timeout_recv_body(Some(timeout))
             .build();
-        let response = self.send(path, request, what, timeout)?;
-        let response = self.check_status(method, path, response)?;
+        let sent = request.body().len() as u64;
+        let (response, exchange) = self.send(path, request, what, timeout, sent)?;
+        let response = self.check_status(method, path, response, &exchange)?;
+        let status = response.status().as_u16();
         let text = response
             .into_body()
             .with_config()
             .limit(JSON_BODY_LIMIT)
             .read_to_string()
-            .map_err(|e| self.ureq_error(what, e, timeout))?;
+            .map_err(|e| self.ureq_error(what, e, timeout))
+            .inspect_err(|e| exchange.failed(e))?;
+        exchange.done(status, text.len() as u64);
         serde_json::from_str(&text).map_err(|e| self.invalid(path, e))
     }
 
@@ -544,16 +587,28 @@ impl Client {
             })
     }
 
+    /// Sends `request` (`sent` bytes of body) and returns the answer's head, with the
+    /// [`Exchange`] that `-v` closes once the body is read.
     fn send<B: ureq::AsSendBody>(
         &self,
-        _path: &str,
+        path: &str,
         request: Request<B>,
         what: &str,
         timeout: Duration,
-    ) -> Result<Response<ureq::Body>, QdrantError> {
-        self.agent
-            .run(request)
-            .map_err(|e| self.ureq_error(what, e, timeout))
+        sent: u64,
+    ) -> Result<(Response<ureq::Body>, Exchange), QdrantError> {
+        let exchange = Exchange::start(request.method(), path, request.headers(), sent);
+        match self.agent.run(request) {
+            Ok(response) => {
+                exchange.answered(response.status().as_u16(), response.headers());
+                Ok((response, exchange))
+            }
+            Err(e) => {
+                let error = self.ureq_error(what, e, timeout);
+                exchange.failed(&error);
+                Err(error)
+            }
+        }
     }
 
     /// Turns a non-2xx answer into the matching error, with Qdrant's own message.
@@ -562,6 +617,7 @@ impl Client {
         method: Method,
         path: &str,
         response: Response<ureq::Body>,
+        exchange: &Exchange,
     ) -> Result<Response<ureq::Body>, QdrantError> {
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
@@ -578,6 +634,7 @@ impl Client {
             .limit(ERROR_BODY_LIMIT)
             .read_to_string()
             .unwrap_or_default();
+        exchange.done(status, text.len() as u64);
         let message = match (status, location) {
             (300..=399, Some(location)) => format!(
                 "redirected to {location}; aimem does not follow redirects (they would carry the API key \

@@ -80,7 +80,7 @@ impl ServerUrl {
     }
 
     /// The secret parts of the address as given: the user info and the query or fragment.
-    fn secrets(&self) -> Vec<&str> {
+    pub(super) fn secrets(&self) -> Vec<&str> {
         let rest = self.raw.split_once("://").map_or(&*self.raw, |(_, r)| r);
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(end);

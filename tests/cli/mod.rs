@@ -12,4 +12,5 @@ mod reading;
 mod restore;
 mod servers;
 mod support;
+mod verbose;
 mod verify;

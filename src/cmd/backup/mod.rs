@@ -32,7 +32,7 @@ use crate::names::SafeName;
 use crate::qdrant::{Client, QdrantError, SnapshotDescription, Timeouts};
 use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
 use crate::signals::StopFlag;
-use crate::ui::{Ui, human_size};
+use crate::ui::{Ui, human_size, throughput};
 use undo::{Pending, Undo};
 
 pub use files::{CONFIG_FILES, parse_dotenv};
@@ -283,6 +283,7 @@ struct Planned {
 }
 
 pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
+    let started = std::time::Instant::now();
     let endpoint = args.connection.endpoint().map_err(|m| {
         Failure::msg(
             Exit::InvalidArguments,
@@ -393,6 +394,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     ui.success(&format!("Backup complete: {final_dir}"));
     ui.blank();
     ui.fact("Total size", &human_size(total_size));
+    ui.fact("Took", &throughput(total_size, started.elapsed()));
     ui.fact("Collections", &manifest.collections.len().to_string());
     ui.fact("Records", &manifest.total_records().to_string());
     ui.rule();
@@ -748,7 +750,17 @@ fn backup_collection(
         );
         let (retry, ui, stop) = (args.retry, cx.ui.clone(), cx.stop.clone());
         worker::interruptible(cx.stop, move || {
-            snapshot::download_verified(&client, &name, &description, &target, retry, &ui, &stop)
+            let label = format!("download {name}");
+            snapshot::download_verified(
+                &client,
+                &name,
+                &description,
+                &target,
+                retry,
+                &label,
+                &ui,
+                &stop,
+            )
         })
     };
     let downloaded = match downloaded.or_else(interrupted)? {
@@ -898,6 +910,9 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
         "waiting for Qdrant to finish the snapshot of `{name}` so it can be deleted (Ctrl-C again quits at once)"
     );
     let mut said = false;
+    let spinner = cx
+        .ui
+        .spinner(&format!("Qdrant building the snapshot of {name}"));
     let created = worker::wait_through(
         cx.stop,
         move || {
@@ -907,6 +922,7 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
         },
         move || client.create_snapshot(&collection),
     );
+    spinner.finish_and_clear();
     turn.release_after_answer();
     let signal = cx.stop.requested();
     match created {

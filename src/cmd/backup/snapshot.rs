@@ -101,18 +101,21 @@ const OVERSIZE_MARGIN: u64 = 1024 * 1024;
 ///
 /// Every attempt writes a fresh hidden temporary file next to `target`, so partial data from
 /// a failed attempt is discarded; only a complete, verified file is renamed to `target`.
+/// `label` names the progress bar (`download github`, `pre-restore copy of github`).
+#[allow(clippy::too_many_arguments)]
 pub fn download_verified(
     client: &Client,
     collection: &str,
     snapshot: &SnapshotDescription,
     target: &Utf8Path,
     retries: u32,
+    label: &str,
     ui: &Ui,
     stop: &StopFlag,
 ) -> Result<Downloaded, DownloadError> {
     let mut attempt = 0;
     loop {
-        match download_once(client, collection, snapshot, target, ui, stop) {
+        match download_once(client, collection, snapshot, target, label, ui, stop) {
             Ok(done) => return Ok(done),
             Err(e) if attempt < retries && e.is_transient() && stop.requested().is_none() => {
                 attempt += 1;
@@ -137,6 +140,7 @@ fn download_once(
     collection: &str,
     snapshot: &SnapshotDescription,
     target: &Utf8Path,
+    label: &str,
     ui: &Ui,
     stop: &StopFlag,
 ) -> Result<Downloaded, DownloadError> {
@@ -150,7 +154,7 @@ fn download_once(
         .suffix(".snapshot")
         .tempfile_in(dir)
         .map_err(write_error)?;
-    let bar = ui.transfer_bar(snapshot.size);
+    let bar = ui.transfer_bar(label, snapshot.size);
     let limit = snapshot
         .size
         .map(|size| size.saturating_add(OVERSIZE_MARGIN));

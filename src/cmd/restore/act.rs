@@ -283,7 +283,10 @@ fn save(
         let client = cx.client.clone();
         let name = target.to_string();
         let told = std::cell::Cell::new(false);
-        worker::until(
+        let spinner = cx.ui.spinner(&format!(
+            "Qdrant building the pre-restore snapshot of {target}"
+        ));
+        let created = worker::until(
             || {
                 if cx.stop.requested().is_some() && !told.replace(true) {
                     cx.ui.warn(&format!(
@@ -294,9 +297,11 @@ fn save(
                 cx.stop.abandoned()
             },
             move || client.create_snapshot(&name),
-        )
-        .unwrap_or(Err(QdrantError::Interrupted))
-        .map_err(qdrant(SNAPSHOTTING, target))?
+        );
+        spinner.finish_and_clear();
+        created
+            .unwrap_or(Err(QdrantError::Interrupted))
+            .map_err(qdrant(SNAPSHOTTING, target))?
     };
     let points_after = cx
         .client
@@ -328,7 +333,8 @@ fn save(
         );
         let (ui, stop) = (cx.ui.clone(), cx.stop.clone());
         worker::interruptible(cx.stop, move || {
-            snapshot::download_verified(&client, &name, &description, &local, 1, &ui, &stop)
+            let label = format!("pre-restore copy of {name}");
+            snapshot::download_verified(&client, &name, &description, &local, 1, &label, &ui, &stop)
         })
         .unwrap_or(Err(DownloadError::Qdrant(QdrantError::Interrupted)))
     };
@@ -409,7 +415,7 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         path: source.snapshot.to_string(),
         source: e,
     })?;
-    let bar = cx.ui.transfer_bar(Some(size));
+    let bar = cx.ui.transfer_bar(&format!("upload {target}"), Some(size));
     // On a worker thread, so a signal is noticed at once. While the body is being sent a stop
     // cuts it: the next block the worker reads from the file is refused, so Qdrant never gets
     // the whole body and recovers nothing. Once the last block is read Qdrant is (about to be)
@@ -427,6 +433,7 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
             sha256.clone(),
         );
         let (worker_bar, worker_progress) = (bar.clone(), Arc::clone(&progress));
+        let name_shown = target.to_string();
         let read = AtomicU64::new(0);
         worker::until(
             || {
@@ -442,12 +449,11 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
                     return true;
                 }
                 if !told.replace(true) {
-                    bar.suspend(|| {
-                        cx.ui.warn(&format!(
-                            "waiting for Qdrant to finish recovering `{target}`, then rolling back \
-                             (Ctrl-C again stops waiting; a third time ends aimem at once)"
-                        ))
-                    });
+                    // Ui hides the bars itself while it prints.
+                    cx.ui.warn(&format!(
+                        "waiting for Qdrant to finish recovering `{target}`, then rolling back \
+                         (Ctrl-C again stops waiting; a third time ends aimem at once)"
+                    ));
                 }
                 false
             },
@@ -466,6 +472,13 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
                         return Err(Cancelled);
                     }
                     worker_bar.inc(n);
+                    if total >= size {
+                        // All sent: from here on Qdrant unpacks and recovers before it answers.
+                        crate::ui::into_spinner(
+                            &worker_bar,
+                            &format!("Qdrant recovering {name_shown}"),
+                        );
+                    }
                     Ok(())
                 };
                 client.upload_snapshot_file(

@@ -30,7 +30,7 @@ use crate::qdrant::{Timeouts, collection_path, encode_segment};
 use crate::settings::{ConnectionArgs, InstallArgs, seconds};
 use crate::shell::{self, CommandLine};
 use crate::signals::StopFlag;
-use crate::ui::{Ui, human_size};
+use crate::ui::{Ui, human_size, throughput};
 
 use config::ConfigFile;
 use plan::{Action, Planned, Refusal, Source, VersionCheck};
@@ -241,6 +241,7 @@ enum RestoreError {
 }
 
 pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
+    let started = std::time::Instant::now();
     // 1. Arguments.
     let endpoint = args.connection.endpoint().map_err(|m| {
         Failure::msg(
@@ -279,7 +280,13 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         let entries = checksums::read(&dir)
             .map_err(|source| RestoreError::ChecksumFile { source })
             .or_exit(Exit::Failed)?;
-        verify_checksums(&dir, &entries, &selected)?;
+        let meter = ui.hash_meter(&format!("hashing {}", dir.file_name().unwrap_or("")));
+        let checked = checksums::observed(meter.clone(), || {
+            verify_checksums(&dir, &entries, &selected)
+        });
+        let (bytes, took) = meter.done();
+        checked?;
+        ui.ok(&format!("checksums match: {}", throughput(bytes, took)));
         Some(entries)
     };
     let sources = sources(&dir, &selected, args, listed.as_deref())?;
@@ -470,6 +477,11 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     ui.rule();
     ui.success("Restore complete");
     ui.blank();
+    let restored_bytes = plans
+        .iter()
+        .map(|p| p.source.file.metadata().map_or(0, |m| m.len()))
+        .sum();
+    ui.fact("Took", &throughput(restored_bytes, started.elapsed()));
     ui.fact("Collections restored", &plans.len().to_string());
     ui.fact(
         "Total records",
