@@ -381,3 +381,36 @@ fn characters_a_terminal_acts_on_stay_valid_json_escapes() {
     let doc = one_document(&run);
     assert_eq!(doc["backups"][0]["ai_memory_version"], json!(odd));
 }
+
+#[test]
+fn the_documents_never_carry_the_urls_credentials() {
+    let env = TestEnv::ai_memory();
+    let url = format!("http://user:PASSWORD@127.0.0.1:{}", env.double.port());
+    let with_url = |args: &[&str]| {
+        let url = url.clone();
+        env.run_with(args, move |c| {
+            c.env("QDRANT_URL", url);
+        })
+    };
+    let run = with_url(&["backup", "--json", "--collection", "github"]);
+    run.assert_code(0);
+    let backup = one_document(&run)["folder"].as_str().unwrap().to_string();
+    let runs = [
+        run,
+        with_url(&["restore", "--json", "--force", &backup]),
+        with_url(&["restore", "--json", "--dry-run", &backup]),
+        with_url(&["diff-schema", "--json", &backup]),
+    ];
+    for run in &runs {
+        run.assert_code(0);
+        assert!(!run.all_output().contains("PASSWORD"), "{}", run.stdout);
+    }
+    let server = one_document(&runs[1])["server"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        server.contains(&format!("127.0.0.1:{}", env.double.port())),
+        "{server}"
+    );
+}
