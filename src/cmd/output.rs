@@ -150,10 +150,22 @@ fn with_field(document: &str, key: &str, value: &impl Serialize) -> String {
     format!("{head}{separator}\n  \"{key}\": {value}\n}}")
 }
 
-/// Writes a JSON text on stdout. Characters a terminal would act on are written as JSON
-/// `\uXXXX` escapes (serde_json already escapes the C0 controls; this covers DEL, C1 and the
-/// bidirectional controls): the text stays valid JSON and means the same.
+/// Writes a JSON text on stdout, made [`terminal_safe`].
 fn write_json(text: &str) {
+    let safe = terminal_safe(text);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{safe}").and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("aimem: could not write to stdout: {e}");
+        }
+    }
+}
+
+/// A JSON text with every character a terminal would act on written as a JSON `\uXXXX`
+/// escape (serde_json already escapes the C0 controls inside strings; this covers DEL, C1 and
+/// the bidirectional controls): the text stays valid JSON and means the same. Only strings can
+/// hold such characters, so the escapes always land inside one.
+fn terminal_safe(text: &str) -> String {
     let mut safe = String::with_capacity(text.len());
     for c in text.chars() {
         if c != '\n' && crate::terminal::is_unsafe(c) {
@@ -165,12 +177,7 @@ fn write_json(text: &str) {
             safe.push(c);
         }
     }
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{safe}").and_then(|()| out.flush()) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("aimem: could not write to stdout: {e}");
-        }
-    }
+    safe
 }
 
 fn document() -> MutexGuard<'static, Document> {
@@ -258,4 +265,57 @@ fn exit_code_name(exit: Exit) -> String {
         Exit::Interrupted | Exit::Terminated => "interrupted",
     };
     format!("aimem::{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Body {
+        name: &'static str,
+        list: Vec<u32>,
+    }
+
+    #[test]
+    fn the_version_comes_first_and_the_error_last() {
+        let body = serde_json::to_string_pretty(&Versioned {
+            version: JSON_VERSION,
+            body: &Body {
+                name: "a",
+                list: vec![1, 2],
+            },
+        })
+        .unwrap();
+        let error = ErrorDocument::plain(Exit::Failed, "broken\nline".into(), None);
+        let text = with_field(&body, "error", &error);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["version"], 1);
+        assert_eq!(value["list"], serde_json::json!([1, 2]));
+        assert_eq!(value["error"]["code"], "aimem::failed");
+        assert_eq!(value["error"]["message"], "broken\nline");
+        assert_eq!(value["error"]["exit"], 2);
+        let version = text.find("\"version\"").unwrap();
+        assert!(version < text.find("\"name\"").unwrap());
+        assert!(text.find("\"list\"").unwrap() < text.find("\"error\"").unwrap());
+        // An object without fields takes the error too.
+        let alone: serde_json::Value =
+            serde_json::from_str(&with_field("{}", "error", &error)).unwrap();
+        assert_eq!(alone["error"]["exit"], 2);
+    }
+
+    #[test]
+    fn characters_a_terminal_acts_on_become_json_escapes() {
+        let original = "a\u{1b}[2J\u{7f}\u{85}\u{202e}\u{2066}b";
+        let text = serde_json::to_string_pretty(&serde_json::json!({ "s": original })).unwrap();
+        let safe = terminal_safe(&text);
+        assert!(
+            !safe
+                .chars()
+                .any(|c| c != '\n' && crate::terminal::is_unsafe(c)),
+            "{safe:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["s"], original);
+    }
 }
