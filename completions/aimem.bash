@@ -71,7 +71,7 @@ _aimem() {
 
     case "${cmd}" in
         aimem)
-            opts="-q -v -h -V --color --quiet --verbose --no-progress --help --version backup restore verify list diff-schema prune completions help"
+            opts="-q -h -V --color --quiet --no-progress --help --version backup restore verify list diff-schema prune completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -89,7 +89,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__backup)
-            opts="-o -q -v -h --url --host --port --request-timeout --output --collection --all --include-logs --retry --version --install-dir --create-timeout --download-timeout --color --quiet --verbose --no-progress --help"
+            opts="-o -q -h --url --host --port --request-timeout --output --collection --all --include-logs --retry --version --install-dir --create-timeout --download-timeout --json --color --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -155,7 +155,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__completions)
-            opts="-q -v -h --color --quiet --verbose --no-progress --help bash elvish fish powershell zsh"
+            opts="-q -h --color --quiet --no-progress --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -173,7 +173,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__diff__subcmd__schema)
-            opts="-q -v -h --collection --url --host --port --request-timeout --json --color --quiet --verbose --no-progress --help"
+            opts="-q -h --collection --url --host --port --request-timeout --json --color --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -337,7 +337,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__list)
-            opts="-q -v -h --verify --json --color --quiet --verbose --no-progress --help"
+            opts="-q -h --verify --json --color --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -355,7 +355,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__prune)
-            opts="-q -v -h --keep-last --keep-within --keep-daily --keep-weekly --dry-run --force --json --color --quiet --verbose --no-progress --help"
+            opts="-q -h --keep-last --keep-within --keep-daily --keep-weekly --dry-run --force --json --color --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -389,7 +389,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__restore)
-            opts="-q -v -h --url --host --port --request-timeout --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --install-dir --upload-timeout --recovery-timeout --color --quiet --verbose --no-progress --help"
+            opts="-q -h --url --host --port --request-timeout --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --install-dir --upload-timeout --recovery-timeout --json --color --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -443,7 +443,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__verify)
-            opts="-q -v -h --no-deep --json --color --quiet --verbose --no-progress --help"
+            opts="-q -h --no-deep --json --color --quiet --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -70,3 +70,18 @@ pub enum Command {
     /// Print a shell completion script to stdout.
     Completions(cmd::completions::CompletionsArgs),
 }
+
+impl Command {
+    /// Whether the run was asked for one JSON document on stdout (`--json`).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Backup(args) => args.json,
+            Command::Restore(args) => args.json,
+            Command::Verify(args) => args.json,
+            Command::List(args) => args.json,
+            Command::DiffSchema(args) => args.json,
+            Command::Prune(args) => args.json,
+            Command::Completions(_) => false,
+        }
+    }
+}

@@ -28,6 +28,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::cli::{Cli, ColorChoice, Command};
+use crate::cmd::output::ErrorDocument;
 use crate::exit::Exit;
 use crate::failure::Failure;
 use crate::signals::StopFlag;
@@ -50,10 +51,17 @@ pub fn main() -> ExitCode {
                     Exit::Success.into()
                 }
                 // The guide's table says invalid arguments exit 1 (clap's own default is 2).
-                _ => Exit::InvalidArguments.into(),
+                _ => {
+                    if json_requested(std::env::args_os()) {
+                        cmd::output::set_json_mode(true);
+                        cmd::output::finish(Some(&usage_error_document(&error)));
+                    }
+                    Exit::InvalidArguments.into()
+                }
             };
         }
     };
+    cmd::output::set_json_mode(cli.command.json());
     let colors = resolve_color(cli.global.color);
     console::set_colors_enabled(colors);
     console::set_colors_enabled_stderr(colors);
@@ -74,12 +82,47 @@ pub fn main() -> ExitCode {
         Command::Completions(args) => cmd::completions::run(args),
     };
     match outcome {
-        Ok(()) => Exit::Success.into(),
+        Ok(()) => {
+            cmd::output::finish(None);
+            Exit::Success.into()
+        }
         Err(Failure { exit, report }) => {
             eprintln!("{:?}", terminal::Escaped::new(report.as_ref()));
+            cmd::output::finish(Some(&ErrorDocument::new(exit, report.as_ref())));
             exit.into()
         }
     }
+}
+
+/// Whether `--json` is among the arguments (before a `--`): clap refused the command line, so
+/// this is all that is known of what the caller wanted.
+fn json_requested(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+/// clap's refusal as a `--json` error: what it says is the message (on one line), the usage
+/// and the hint after it the help.
+fn usage_error_document(error: &clap::Error) -> ErrorDocument {
+    let text = error.render().to_string();
+    let text = text.trim();
+    let (said, rest) = text
+        .split_once("\n\nUsage:")
+        .map_or((text, ""), |(said, _)| (said, &text[said.len()..]));
+    let message = said
+        .trim()
+        .trim_start_matches("error:")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let rest = rest.trim();
+    ErrorDocument::plain(
+        Exit::InvalidArguments,
+        message,
+        (!rest.is_empty()).then(|| rest.to_string()),
+    )
 }
 
 /// `--color`, then a non-empty NO_COLOR, then whether stderr is a terminal.

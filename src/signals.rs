@@ -62,13 +62,15 @@ impl StopFlag {
                                 continue;
                             }
                             eprintln!("\naimem: stopped by a signal");
+                            crate::cmd::output::finish_on_signal(exit_for(number));
                             signal_hook::low_level::exit(i32::from(exit_for(number).code()));
                         }
                         if n == 2 && seen.holds.load(Ordering::SeqCst) > 0 {
                             continue;
                         }
-                        let code = exit_for(seen.signal.load(Ordering::SeqCst)).code();
-                        signal_hook::low_level::exit(i32::from(code));
+                        let exit = exit_for(seen.signal.load(Ordering::SeqCst));
+                        crate::cmd::output::finish_on_signal(exit);
+                        signal_hook::low_level::exit(i32::from(exit.code()));
                     }
                 });
             let _ = spawned;

@@ -19,7 +19,7 @@ use miette::{
 /// True for a character that must not reach a terminal as it is: C0 controls (ESC, BEL, CR…),
 /// DEL, the C1 range (U+0080–U+009F, where 8-bit terminals find CSI and OSC), and the
 /// invisible direction and line controls that make text read differently from what it is.
-fn is_unsafe(c: char) -> bool {
+pub(crate) fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

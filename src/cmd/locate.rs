@@ -28,12 +28,20 @@ pub fn backup_folder(arg: &Utf8Path) -> Outcome<Utf8PathBuf> {
     Ok(dir)
 }
 
-/// Everything under `root` (newest first); a root that does not exist holds nothing.
-/// `command` names the subcommand in the hint.
+/// Everything under `root` (newest first). `command` names the subcommand in the hint.
+///
+/// A root that does not exist is an argument error (exit 1, like a backup folder that does not
+/// exist): listing it as empty would make a typo in a cron job look like success.
 pub fn scan_root(root: &Utf8Path, command: &str) -> Outcome<Vec<Listed>> {
     match catalog::scan(root) {
         Ok(listed) => Ok(listed),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::msg(
+            Exit::InvalidArguments,
+            format!("the backup root {root} does not exist"),
+            format!(
+                "Name the folder that holds the backups (`aimem {command} DIR`, or AI_MEMORY_BACKUP_DIR); `aimem backup` creates it."
+            ),
+        )),
         Err(e) => Err(Failure::msg(
             Exit::Failed,
             format!("cannot read the backup root {root}: {e}"),

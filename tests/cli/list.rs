@@ -118,8 +118,13 @@ fn verify_adds_the_checksum_result_per_backup() {
 }
 
 #[test]
-fn an_empty_or_absent_root_lists_nothing() {
+fn an_empty_root_lists_nothing_and_an_absent_one_is_an_error() {
     let env = TestEnv::new();
+    // An absent root is most likely a typo: exit 1, not an empty listing.
+    env.run(&["list"])
+        .assert_code(1)
+        .assert_stderr_contains("does not exist");
+    std::fs::create_dir(env.root()).unwrap();
     let run = env.run(&["list"]);
     run.assert_code(0);
     assert!(run.stdout.contains("No backups"), "{}", run.stdout);

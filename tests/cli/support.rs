@@ -270,3 +270,61 @@ pub fn wait_for_request(double: &Double, method: &str, path: impl Fn(&str) -> bo
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// Runs `aimem ARGS` on a pseudo-terminal (util-linux `script`) and types `keys` once `prompt`
+/// shows; the run's stdout is everything the terminal showed.
+pub fn run_on_a_terminal(env: &TestEnv, args: &[&str], prompt: &str, keys: &str) -> Run {
+    use std::io::Write;
+    let aimem = env!("CARGO_BIN_EXE_aimem");
+    let line = std::iter::once(format!("'{aimem}'"))
+        .chain(args.iter().map(|a| format!("'{a}'")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // The same clean environment `env.command` gives aimem.
+    let template = env.command(&[]);
+    let envs: Vec<_> = template
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .envs(envs)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs aimem on a terminal");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = {
+        let seen = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen.lock().expect("lock")).contains(prompt) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the prompt never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Keep the terminal open until aimem exits.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(keys.as_bytes()).expect("type");
+    stdin.flush().expect("flush");
+    let output = child.wait_with_output().expect("wait");
+    drop(stdin);
+    reader.join().expect("reader");
+    let mut run = to_run(output);
+    run.stdout = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+    run
+}

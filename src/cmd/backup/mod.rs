@@ -13,12 +13,14 @@ pub(crate) mod journal;
 pub(crate) mod snapshot;
 mod undo;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
 use miette::Diagnostic;
+use serde::Serialize;
 use thiserror::Error;
 
 use crate::cmd::{output, runs, worker};
@@ -104,6 +106,44 @@ pub struct BackupArgs {
         value_name = "SECONDS"
     )]
     pub download_timeout: u64,
+
+    /// Print one JSON document on stdout instead of the folder's path (shape in docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--json`: what the run made, filled in as it goes (a failed run shows how far it got).
+#[derive(Debug, Default, Serialize)]
+struct BackupReport {
+    /// The new backup folder; null when the run failed (nothing is kept then).
+    folder: Option<String>,
+    /// True once the backup folder is published.
+    complete: bool,
+    collections: Vec<CollectionReport>,
+    config_files: Vec<String>,
+    includes_logs: bool,
+    /// Bytes written into the backup folder (snapshots, config files, logs, manifest).
+    total_size: u64,
+    records: u64,
+    seconds: f64,
+}
+
+/// One collection of `--json`.
+#[derive(Debug, Serialize)]
+struct CollectionReport {
+    name: String,
+    records: u64,
+    /// When writes kept moving the count: the snapshot holds between `records` and this.
+    records_max: Option<u64>,
+    /// Bytes of the snapshot file.
+    size: u64,
+    sha256: String,
+    /// The snapshot's name on the server.
+    snapshot: String,
+    /// False when the server refused to delete it (it is then still on the server).
+    server_snapshot_deleted: bool,
+    /// From the first schema read to the deleted server snapshot.
+    seconds: f64,
 }
 
 /// What went wrong, worded for the person who has to fix it.
@@ -283,7 +323,22 @@ struct Planned {
 }
 
 pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
+    let report = RefCell::new(BackupReport {
+        includes_logs: args.include_logs,
+        ..BackupReport::default()
+    });
+    let outcome = back_up(args, ui, stop, &report);
+    if args.json {
+        let mut report = report.into_inner();
+        report.seconds = started.elapsed().as_secs_f64();
+        output::json(&report);
+    }
+    outcome
+}
+
+fn back_up(args: &BackupArgs, ui: &Ui, stop: &StopFlag, report: &RefCell<BackupReport>) -> Outcome {
+    let started = Instant::now();
     let endpoint = args.connection.endpoint().map_err(|m| {
         Failure::msg(
             Exit::InvalidArguments,
@@ -371,6 +426,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         install: &install,
         ai_memory_version,
         create_timeout: timeouts.snapshot_create,
+        report,
     };
     let outcome = write_backup(
         &context,
@@ -398,8 +454,17 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     ui.fact("Collections", &manifest.collections.len().to_string());
     ui.fact("Records", &manifest.total_records().to_string());
     ui.rule();
+    {
+        let mut report = report.borrow_mut();
+        report.folder = Some(final_dir.to_string());
+        report.complete = true;
+        report.total_size = total_size;
+        report.records = manifest.total_records();
+    }
     // The one line on stdout, for scripts: `dir=$(aimem backup)`.
-    output::line(final_dir.as_str());
+    if !args.json {
+        output::line(final_dir.as_str());
+    }
     Ok(())
 }
 
@@ -416,6 +481,8 @@ struct Context<'a> {
     ai_memory_version: String,
     /// How long Qdrant may take to build a snapshot.
     create_timeout: std::time::Duration,
+    /// What `--json` reports.
+    report: &'a RefCell<BackupReport>,
 }
 
 /// The collections to back up: `--all`, the named ones (all must exist), or AI Memory's five
@@ -647,6 +714,7 @@ fn write_backup(
         checksums.push(copy.checksum);
         config_files.push(name);
     }
+    cx.report.borrow_mut().config_files = config_files.clone();
 
     if args.include_logs {
         stopped(cx.stop)?;
@@ -728,6 +796,7 @@ fn backup_collection(
     undo: &mut Undo,
 ) -> Outcome<CollectionEntry> {
     let name = &collection.name;
+    let started = Instant::now();
     let (description, records, records_max, fingerprint) = consistent_snapshot(cx, name, undo)?;
     if let Some(size) = description.size {
         check_space(
@@ -778,13 +847,29 @@ fn backup_collection(
         Err(e) => return Err(collection_error(name, e)).or_exit(Exit::Failed),
     };
     // The server keeps every snapshot until deleted: do not let backups fill its disk.
-    match cx.client.delete_snapshot(name, &description.name) {
-        Ok(()) => undo.forget_snapshot(name, &description.name),
-        Err(e) => cx.ui.warn(&format!(
-            "could not delete snapshot {} from the server: {e}",
-            description.name
-        )),
-    }
+    let deleted = match cx.client.delete_snapshot(name, &description.name) {
+        Ok(()) => {
+            undo.forget_snapshot(name, &description.name);
+            true
+        }
+        Err(e) => {
+            cx.ui.warn(&format!(
+                "could not delete snapshot {} from the server: {e}",
+                description.name
+            ));
+            false
+        }
+    };
+    cx.report.borrow_mut().collections.push(CollectionReport {
+        name: name.to_string(),
+        records,
+        records_max,
+        size: downloaded.size,
+        sha256: downloaded.sha256.clone(),
+        snapshot: description.name.clone(),
+        server_snapshot_deleted: deleted,
+        seconds: started.elapsed().as_secs_f64(),
+    });
     Ok(CollectionEntry {
         name: name.to_string(),
         records,

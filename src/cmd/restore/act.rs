@@ -187,9 +187,11 @@ pub fn restore_collections(
     cx: &Context,
     plans: &[Planned],
     undo: &mut Undo,
+    timings: &mut Vec<(String, f64)>,
 ) -> Result<(), StepError> {
     cx.ui.step("Restoring collections...");
     for planned in plans {
+        let started = std::time::Instant::now();
         stopped(cx.stop)?;
         let source = &planned.source;
         cx.ui.step(&format!(
@@ -207,6 +209,10 @@ pub fn restore_collections(
         // A signal that arrived while the server was recovering still asks for the rollback.
         stopped(cx.stop)?;
         check(cx, planned)?;
+        timings.push((
+            planned.source.target.to_string(),
+            started.elapsed().as_secs_f64(),
+        ));
         cx.ui.ok(&format!(
             "Collection recovered ({} records)",
             source.entry.records

@@ -10,6 +10,7 @@ mod config;
 mod lock;
 mod plan;
 mod recovery;
+mod report;
 mod rollback;
 
 use std::io::IsTerminal;
@@ -101,6 +102,11 @@ pub struct RestoreArgs {
         value_name = "SECONDS"
     )]
     pub recovery_timeout: u64,
+
+    /// Print one JSON document on stdout: the plan and what each collection ended as (shape in
+    /// docs/json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What went wrong, worded for the person who has to fix it.
@@ -242,6 +248,25 @@ enum RestoreError {
 
 pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     let started = std::time::Instant::now();
+    let mut report = report::RestoreReport {
+        dry_run: args.dry_run,
+        ..report::RestoreReport::default()
+    };
+    let outcome = restore(args, ui, stop, &mut report);
+    if args.json {
+        report.seconds = started.elapsed().as_secs_f64();
+        crate::cmd::output::json(&report);
+    }
+    outcome
+}
+
+fn restore(
+    args: &RestoreArgs,
+    ui: &Ui,
+    stop: &StopFlag,
+    report: &mut report::RestoreReport,
+) -> Outcome {
+    let started = std::time::Instant::now();
     // 1. Arguments.
     let endpoint = args.connection.endpoint().map_err(|m| {
         Failure::msg(
@@ -256,9 +281,15 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         .ok()
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
         .unwrap_or(root);
+    // A folder that is not there is an argument error (exit 1), as for verify and diff-schema.
     let dir = crate::manifest::catalog::resolve_backup(&args.dir, &root)
         .map_err(RestoreError::NoBackup)
-        .or_exit(Exit::Failed)?;
+        .or_exit(Exit::InvalidArguments)?;
+    if !dir.is_dir() {
+        return Err(RestoreError::NoBackup(format!("{dir} is not a folder")))
+            .or_exit(Exit::InvalidArguments);
+    }
+    report.backup = Some(dir.to_string());
     ui.header("AI Memory Restore");
     ui.fact("Backup", dir.as_str());
     ui.blank();
@@ -323,6 +354,8 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     let server = client.server_info().or_exit(Exit::ConnectionFailed)?;
     client.list_collections().or_exit(Exit::ConnectionFailed)?;
     let server_version = server.version.unwrap_or_else(|| "unknown".to_string());
+    report.server = Some(client.display_url().to_string());
+    report.qdrant_version = Some(server_version.clone());
     ui.ok(&format!("Connected (Qdrant {server_version})"));
     ui.blank();
     // Held until the restore ends, from before the collections' state is read.
@@ -373,6 +406,7 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         plans.push(planned);
     }
     show_plan(ui, &plans, &notes, &config_files, &config_skipped);
+    report.plan(&plans, &notes, &config_files, &config_skipped);
     let (refused, plans): (Vec<Planned>, Vec<Planned>) = plans
         .into_iter()
         .partition(|p| matches!(p.action, Action::Refuse(_)));
@@ -391,20 +425,25 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     // Confirmation (the dry run reports what the real run would do here).
     let overwrites = what_is_overwritten(&plans, &config_files);
     let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    // The dry run changes nothing, so it needs neither --force nor a terminal to ask on.
+    if args.dry_run {
+        ui.rule();
+        ui.success("Dry run: all checks passed; nothing was changed");
+        if overwrites.is_some() && !args.force {
+            match terminal {
+                true => ui.step("The real run will ask before overwriting (or pass --force)."),
+                false => ui
+                    .step("Without a terminal to ask on, the real run needs --force to overwrite."),
+            }
+        }
+        ui.rule();
+        return Ok(());
+    }
     if let Some(what) = &overwrites {
         if !args.force && !terminal {
             return Err(RestoreError::NoTerminal { what: what.clone() })
                 .or_exit(Exit::InvalidArguments);
         }
-    }
-    if args.dry_run {
-        ui.rule();
-        ui.success("Dry run: all checks passed; nothing was changed");
-        if overwrites.is_some() && !args.force {
-            ui.step("The real run will ask before overwriting (or pass --force).");
-        }
-        ui.rule();
-        return Ok(());
     }
     if let (Some(what), false) = (&overwrites, args.force) {
         confirm(what)?;
@@ -442,7 +481,7 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     if let Some(exit) = stop.requested() {
         return Err(RestoreError::Interrupted).or_exit(exit);
     }
-    let result = act::restore_collections(&cx, &plans, &mut undo)
+    let result = act::restore_collections(&cx, &plans, &mut undo, &mut report.timings)
         .and_then(|()| {
             if config_files.is_empty() {
                 Ok(())
@@ -463,15 +502,19 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
             stop,
             limit: seconds(args.recovery_timeout),
         };
-        return Err(roll_back(
+        let failure = roll_back(
             &cx,
             &watch,
             client.display_url(),
             &mut undo,
             cause,
-        ));
+            &mut report.rollback,
+        );
+        report.settle();
+        return Err(failure);
     }
     undo.discard_saved(&client, ui);
+    report.restored();
 
     ui.blank();
     ui.rule();
@@ -739,6 +782,12 @@ fn confirm(what: &str) -> Outcome {
         .interact_on(&console::Term::stderr());
     match answer {
         Ok(true) => Ok(()),
+        // Ctrl-C at the prompt: the terminal's raw mode turns it into a key, which dialoguer
+        // reports as an interrupted read (and raises SIGINT, which may end aimem first with the
+        // same status). Either way nothing was changed and the status is the signal's.
+        Err(dialoguer::Error::IO(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+            Err(RestoreError::Interrupted).or_exit(Exit::Interrupted)
+        }
         _ => Err(RestoreError::Declined).or_exit(Exit::InvalidArguments),
     }
 }
@@ -750,8 +799,10 @@ fn roll_back(
     url: &str,
     undo: &mut Undo,
     cause: act::StepError,
+    outcome: &mut Option<report::Rollback>,
 ) -> Failure {
     let stop = cx.stop;
+    let touched = report::Rollback::before(undo);
     cx.ui.blank();
     if cause.is_prerestore() && undo.changed_nothing() {
         // Only the pre-restore snapshot itself is to clean up: the restore is refused before
@@ -773,6 +824,7 @@ fn roll_back(
     let mut settle = |unclear: &rollback::Unclear| recovery::wait_until_recovered(watch, unclear);
     match undo.rollback(cx.client, cx.ui, &cx.stamp, &mut settle) {
         Ok(done) => {
+            *outcome = Some(report::Rollback::done(&done, touched));
             let rolled_back = if done.is_empty() {
                 "  nothing had been changed yet".to_string()
             } else {
@@ -791,6 +843,7 @@ fn roll_back(
             )
         }
         Err(failures) => {
+            *outcome = Some(report::Rollback::failed(&failures, undo, touched));
             let failures_text = failures
                 .iter()
                 .map(|Unrestored { what, why }| format!("  {what}: {why}"))

@@ -1,0 +1,240 @@
+//! `restore --json`: the plan, what each collection ended as, and the rollback, filled in as
+//! the restore goes (a failed run shows how far it got). Shape in docs/json.md.
+
+use serde::Serialize;
+
+use super::config::{ConfigFile, Skipped};
+use super::plan::{Action, Planned};
+use super::rollback::{Undo, Unrestored};
+
+#[derive(Debug, Default, Serialize)]
+pub struct RestoreReport {
+    /// The backup folder restored from (null when the argument named none).
+    pub backup: Option<String>,
+    pub dry_run: bool,
+    /// The server, credentials redacted; null until connected.
+    pub server: Option<String>,
+    pub qdrant_version: Option<String>,
+    /// Notes on the plan (the Qdrant versions of the backup and the server).
+    pub notes: Vec<String>,
+    /// One entry per collection of the backup to restore, in the plan's order; empty until
+    /// the plan is made.
+    pub collections: Vec<CollectionReport>,
+    pub config_files: Vec<ConfigReport>,
+    /// Config files `--restore-config` will not write, and why.
+    pub config_skipped: Vec<SkippedReport>,
+    /// Null unless a failure after the first change led to a rollback.
+    pub rollback: Option<Rollback>,
+    pub seconds: f64,
+    /// Seconds per restored collection (by target), as the restore finishes each.
+    #[serde(skip)]
+    pub timings: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CollectionReport {
+    /// The collection's name in the backup.
+    pub name: String,
+    /// The collection on the server it is restored into.
+    pub target: String,
+    /// `create`, `overwrite` or `refuse`.
+    pub action: &'static str,
+    /// Records the backup holds.
+    pub records: u64,
+    /// Points in the live collection before (overwrite only).
+    pub points_before: Option<u64>,
+    /// Differences that do not block, or why it is refused.
+    pub warnings: Vec<String>,
+    pub refusal: Option<String>,
+    /// `restored`, `unchanged`, `rolled_back`, or `unknown` (its rollback failed: see
+    /// `rollback.failures`).
+    pub outcome: &'static str,
+    /// Seconds the restore of this collection took (null unless restored).
+    pub seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConfigReport {
+    pub name: String,
+    pub to: String,
+    /// `create` or `overwrite`.
+    pub action: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SkippedReport {
+    pub name: String,
+    pub why: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rollback {
+    /// True when everything changed was put back.
+    pub ok: bool,
+    /// One line per thing put back.
+    pub done: Vec<String>,
+    /// What could not be put back, and why.
+    pub failures: Vec<Failed>,
+    /// Pre-restore snapshots kept on disk after a failed rollback.
+    pub prerestore_kept: Vec<Kept>,
+    /// Collections this run had changed, which the rollback was about.
+    #[serde(skip)]
+    pub touched: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Failed {
+    pub what: String,
+    pub why: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Kept {
+    pub collection: String,
+    pub path: String,
+}
+
+/// Collections the run changed (or may have): those the rollback is about.
+fn touched(undo: &Undo) -> Vec<String> {
+    let mut names: Vec<String> = undo.created.clone();
+    names.extend(
+        undo.saved
+            .iter()
+            .filter(|s| s.touched)
+            .map(|s| s.collection.clone()),
+    );
+    names.extend(undo.unclear.iter().map(|u| u.collection.clone()));
+    names.extend(undo.unsettled.iter().map(|u| u.collection.clone()));
+    names
+}
+
+impl Rollback {
+    /// Reads the undo log before it is replayed (the replay empties parts of it).
+    pub fn before(undo: &Undo) -> Vec<String> {
+        touched(undo)
+    }
+
+    pub fn done(done: &[String], touched: Vec<String>) -> Rollback {
+        Rollback {
+            ok: true,
+            done: done.to_vec(),
+            failures: Vec::new(),
+            prerestore_kept: Vec::new(),
+            touched,
+        }
+    }
+
+    pub fn failed(failures: &[Unrestored], undo: &Undo, touched: Vec<String>) -> Rollback {
+        Rollback {
+            ok: false,
+            done: Vec::new(),
+            failures: failures
+                .iter()
+                .map(|f| Failed {
+                    what: f.what.clone(),
+                    why: f.why.clone(),
+                })
+                .collect(),
+            prerestore_kept: undo
+                .kept()
+                .into_iter()
+                .map(|(collection, path)| Kept {
+                    collection: collection.to_string(),
+                    path: path.to_string(),
+                })
+                .collect(),
+            touched,
+        }
+    }
+}
+
+impl RestoreReport {
+    /// The plan, every collection `unchanged` for now.
+    pub fn plan(
+        &mut self,
+        plans: &[Planned],
+        notes: &[String],
+        config_files: &[ConfigFile],
+        skipped: &[Skipped],
+    ) {
+        self.notes = notes.to_vec();
+        self.collections = plans
+            .iter()
+            .map(|p| {
+                let (action, points_before, warnings, refusal) = match &p.action {
+                    Action::Create => ("create", None, Vec::new(), None),
+                    Action::Overwrite {
+                        points, warnings, ..
+                    } => ("overwrite", Some(*points), warnings.clone(), None),
+                    Action::Refuse(refusal) => {
+                        ("refuse", None, Vec::new(), Some(refusal.to_string()))
+                    }
+                };
+                CollectionReport {
+                    name: p.source.entry.name.clone(),
+                    target: p.source.target.to_string(),
+                    action,
+                    records: p.source.entry.records,
+                    points_before,
+                    warnings,
+                    refusal,
+                    outcome: "unchanged",
+                    seconds: None,
+                }
+            })
+            .collect();
+        self.config_files = config_files
+            .iter()
+            .map(|f| ConfigReport {
+                name: f.name.clone(),
+                to: f.to.to_string(),
+                action: match f.overwrites {
+                    true => "overwrite",
+                    false => "create",
+                },
+            })
+            .collect();
+        self.config_skipped = skipped
+            .iter()
+            .map(|s| SkippedReport {
+                name: s.name.clone(),
+                why: s.why.clone(),
+            })
+            .collect();
+    }
+
+    /// Every planned (not refused) collection was restored.
+    pub fn restored(&mut self) {
+        for c in &mut self.collections {
+            if c.action != "refuse" {
+                c.outcome = "restored";
+            }
+        }
+        self.apply_timings();
+    }
+
+    /// After a failure: what the rollback did to each collection the run had changed.
+    pub fn settle(&mut self) {
+        self.apply_timings();
+        let Some(rollback) = &self.rollback else {
+            return;
+        };
+        let outcome = match rollback.ok {
+            true => "rolled_back",
+            false => "unknown",
+        };
+        for c in &mut self.collections {
+            if rollback.touched.contains(&c.target) {
+                c.outcome = outcome;
+            }
+        }
+    }
+
+    fn apply_timings(&mut self) {
+        for (target, seconds) in &self.timings {
+            if let Some(c) = self.collections.iter_mut().find(|c| &c.target == target) {
+                c.seconds = Some(*seconds);
+            }
+        }
+    }
+}
