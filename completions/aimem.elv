@@ -133,8 +133,8 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand -q 'Print only warnings and errors'
             cand --quiet 'Print only warnings and errors'
             cand --no-progress 'Never draw progress bars'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'aimem;help'= {
             cand backup 'Snapshot collections, config files and (optionally) logs into a new backup folder'

@@ -124,7 +124,7 @@ always\t''
 never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -l no-progress -d 'Never draw progress bars'
-complete -c aimem -n "__fish_aimem_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "backup" -d 'Snapshot collections, config files and (optionally) logs into a new backup folder'
 complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "restore" -d 'Restore a backup: collections (with rollback on failure) and, optionally, config files'
 complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "verify" -d 'Check a backup offline: manifest, checksums, and each snapshot\'s schema against it'

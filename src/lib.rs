@@ -13,6 +13,7 @@ pub mod fingerprint;
 #[cfg(test)]
 mod fuzz;
 pub mod manifest;
+pub mod manual;
 pub mod names;
 pub mod qdrant;
 pub mod settings;
