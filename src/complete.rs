@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use camino::Utf8PathBuf;
-use clap::{ArgMatches, CommandFactory};
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use clap_complete::engine::{CompletionCandidate, PathCompleter, ValueCompleter};
 use clap_complete::{ArgValueCandidates, ArgValueCompleter, CompleteEnv};
 
@@ -20,13 +20,14 @@ use crate::manifest::Manifest;
 use crate::manifest::catalog::{self, resolve_backup};
 use crate::manifest::layout::default_root;
 use crate::qdrant::Timeouts;
-use crate::settings::{ConnectionArgs, DEFAULT_REQUEST_TIMEOUT};
+use crate::settings::ConnectionArgs;
 
 /// The environment variable that turns a run into a completion request (`COMPLETE=bash`).
 pub const COMPLETE_ENV: &str = "COMPLETE";
 
-/// The longest a completion waits for the server: a TAB must never hang the shell.
-const SERVER_WAIT: Duration = Duration::from_secs(2);
+/// The longest a completion waits for the server or the disk (a backup root on a network
+/// mount that hangs): a TAB must never hang the shell.
+const WAIT: Duration = Duration::from_secs(2);
 
 /// Answers a completion request (printing to stdout) and exits; returns at once for an
 /// ordinary run. Must run before anything else writes to stdout or starts a thread.
@@ -76,7 +77,8 @@ fn backup_folders(current: &OsStr) -> Vec<CompletionCandidate> {
         CompletionCandidate::new("latest")
             .help(Some("the newest complete backup in the backup root".into())),
     ];
-    for listed in catalog::scan(&default_root()).unwrap_or_default() {
+    let listing = within(|| catalog::scan(&default_root()).ok()).flatten();
+    for listed in listing.unwrap_or_default() {
         if listed.state.is_complete() && crate::names::check(&listed.name).is_ok() {
             let help = listed.manifest.as_ref().map(|m| {
                 format!(
@@ -113,13 +115,14 @@ fn collections_in_backup(current: &OsStr) -> Vec<CompletionCandidate> {
         .into_iter()
         .find_map(|id| sub.try_get_one::<Utf8PathBuf>(id).ok().flatten().cloned());
     let named = named.unwrap_or_else(|| "latest".into());
-    let Ok(folder) = resolve_backup(&named, &default_root()) else {
-        return Vec::new();
-    };
-    let Ok(manifest) = Manifest::read(&folder) else {
-        return Vec::new();
-    };
-    candidates_from(manifest.collections.into_keys(), current)
+    let manifest = within(move || {
+        let folder = resolve_backup(&named, &default_root()).ok()?;
+        Manifest::read(&folder).ok()
+    });
+    match manifest.flatten() {
+        Some(manifest) => candidates_from(manifest.collections.into_keys(), current),
+        None => Vec::new(),
+    }
 }
 
 fn collections_on_server(current: &OsStr) -> Vec<CompletionCandidate> {
@@ -129,41 +132,34 @@ fn collections_on_server(current: &OsStr) -> Vec<CompletionCandidate> {
     let Some((_, sub)) = matches.subcommand() else {
         return Vec::new();
     };
-    let connection = ConnectionArgs {
-        url: sub.try_get_one::<String>("url").ok().flatten().cloned(),
-        host: sub
-            .try_get_one::<String>("host")
-            .ok()
-            .flatten()
-            .cloned()
-            .unwrap_or_else(|| "localhost".into()),
-        port: sub
-            .try_get_one::<u16>("port")
-            .ok()
-            .flatten()
-            .copied()
-            .unwrap_or(26350),
-        request_timeout: DEFAULT_REQUEST_TIMEOUT,
+    // The line's --url/--host/--port, else the environment, else the defaults: as a run.
+    let Ok(connection) = ConnectionArgs::from_arg_matches(sub) else {
+        return Vec::new();
     };
     let Ok(endpoint) = connection.endpoint() else {
         return Vec::new();
     };
     let timeouts = Timeouts {
-        connect: SERVER_WAIT,
-        request: SERVER_WAIT,
+        connect: WAIT,
+        request: WAIT,
         ..Timeouts::default()
     };
     let client = ConnectionArgs::client(&endpoint, timeouts);
-    // Name resolution has no timeout of its own: the listing runs on a thread that is
-    // abandoned (the process exits right after completing) if it takes too long.
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = sender.send(client.list_collections());
-    });
-    match receiver.recv_timeout(SERVER_WAIT) {
-        Ok(Ok(names)) => candidates_from(names.into_iter(), current),
+    // Name resolution has no timeout of its own: hence the bound around the whole call.
+    match within(move || client.list_collections()) {
+        Some(Ok(names)) => candidates_from(names.into_iter(), current),
         _ => Vec::new(),
     }
+}
+
+/// `work`'s result, or None if it takes longer than [`WAIT`]: it runs on a thread that is
+/// abandoned then (the process exits right after completing).
+fn within<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(work());
+    });
+    receiver.recv_timeout(WAIT).ok()
 }
 
 /// The names that start with what was typed and are safe to offer, sorted.
