@@ -151,8 +151,8 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand -v 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library''s own messages'
             cand --verbose 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library''s own messages'
             cand --no-progress 'Never draw progress bars'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'aimem;help'= {
             cand backup 'Snapshot collections, config files and (optionally) logs into a new backup folder'

@@ -40,17 +40,17 @@ complete -c aimem -n "__fish_aimem_needs_command" -f -a "diff-schema" -d 'Compar
 complete -c aimem -n "__fish_aimem_needs_command" -f -a "prune" -d 'Delete old backups by a retention policy, never the last one that verifies'
 complete -c aimem -n "__fish_aimem_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c aimem -n "__fish_aimem_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l host -d 'Qdrant host name' -r
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l port -d 'Qdrant REST port' -r
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -s o -l output -d 'Folder that holds the backups; each backup is a dated folder inside it' -r
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l collection -d 'Back up only this collection (repeatable). It must exist on the server' -r
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l retry -d 'Re-attempt a failed snapshot download N times; partial data is discarded first' -r
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l version -d 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]' -r
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l create-timeout -d 'Seconds to wait for Qdrant to build a snapshot' -r
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l download-timeout -d 'Seconds a snapshot download may stall; one that keeps moving is never cut off' -r
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l host -d 'Qdrant host name' -r -f -a "(__fish_print_hostnames)"
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l port -d 'Qdrant REST port' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -s o -l output -d 'Folder that holds the backups; each backup is a dated folder inside it' -r -f -a "(__fish_complete_directories)"
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l collection -d 'Back up only this collection (repeatable). It must exist on the server' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l retry -d 'Re-attempt a failed snapshot download N times; partial data is discarded first' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l version -d 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r -f -a "(__fish_complete_directories)"
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l create-timeout -d 'Seconds to wait for Qdrant to build a snapshot' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l download-timeout -d 'Seconds a snapshot download may stall; one that keeps moving is never cut off' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -61,15 +61,15 @@ complete -c aimem -n "__fish_aimem_using_subcommand backup" -s q -l quiet -d 'Pr
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s h -l help -d 'Print help'
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l host -d 'Qdrant host name' -r
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l port -d 'Qdrant REST port' -r
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l collection -d 'Restore only this collection of the backup' -r
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l target-name -d 'Restore the collection into this name instead, leaving the original untouched' -r
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l upload-timeout -d 'Seconds an upload may stall; one that keeps moving is never cut off' -r
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l recovery-timeout -d 'Seconds Qdrant may take to recover one collection: the wait for an upload\'s answer, and after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back' -r
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l host -d 'Qdrant host name' -r -f -a "(__fish_print_hostnames)"
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l port -d 'Qdrant REST port' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l collection -d 'Restore only this collection of the backup' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l target-name -d 'Restore the collection into this name instead, leaving the original untouched' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r -f -a "(__fish_complete_directories)"
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l upload-timeout -d 'Seconds an upload may stall; one that keeps moving is never cut off' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l recovery-timeout -d 'Seconds Qdrant may take to recover one collection: the wait for an upload\'s answer, and after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -101,11 +101,11 @@ complete -c aimem -n "__fish_aimem_using_subcommand list" -s q -l quiet -d 'Prin
 complete -c aimem -n "__fish_aimem_using_subcommand list" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand list" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand list" -s h -l help -d 'Print help'
-complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l collection -d 'Compare only this collection' -r
-complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r
-complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l host -d 'Qdrant host name' -r
-complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l port -d 'Qdrant REST port' -r
-complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l collection -d 'Compare only this collection' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l host -d 'Qdrant host name' -r -f -a "(__fish_print_hostnames)"
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l port -d 'Qdrant REST port' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -114,10 +114,10 @@ complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -s q -l quiet -
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -s h -l help -d 'Print help'
-complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-last -d 'Keep the N most recent backups' -r
-complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-within -d 'Keep every backup taken within DURATION of the newest one (7d, 12h, 2w, 1d12h)' -r
-complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-daily -d 'Keep the newest backup of each of the last N days that have backups' -r
-complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-weekly -d 'Keep the newest backup of each of the last N ISO weeks that have backups' -r
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-last -d 'Keep the N most recent backups' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-within -d 'Keep every backup taken within DURATION of the newest one (7d, 12h, 2w, 1d12h)' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-daily -d 'Keep the newest backup of each of the last N days that have backups' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l keep-weekly -d 'Keep the newest backup of each of the last N ISO weeks that have backups' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -134,7 +134,7 @@ never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand completions" -l no-progress -d 'Never draw progress bars'
-complete -c aimem -n "__fish_aimem_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "backup" -d 'Snapshot collections, config files and (optionally) logs into a new backup folder'
 complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "restore" -d 'Restore a backup: collections (with rollback on failure) and, optionally, config files'
 complete -c aimem -n "__fish_aimem_using_subcommand help; and not __fish_seen_subcommand_from backup restore verify list diff-schema prune completions help" -f -a "verify" -d 'Check a backup offline: manifest, checksums, and each snapshot\'s schema against it'

@@ -11,7 +11,7 @@ use crate::cmd;
 #[derive(Debug, Parser)]
 #[command(
     name = "aimem",
-    version,
+    version = env!("AIMEM_LONG_VERSION"),
     about,
     long_about,
     max_term_width = 100,
@@ -53,6 +53,20 @@ pub enum ColorChoice {
     Never,
 }
 
+/// How to get the completion that knows backups and collections; one command a line, so no
+/// terminal width splits one.
+const DYNAMIC_COMPLETION: &str = "\
+Print a static shell completion script to stdout: it completes subcommands and options.
+
+Dynamic completion also completes backup folders and collection names. To use it, \
+add the line for your shell to its start-up file:
+  bash (~/.bashrc):
+    source <(COMPLETE=bash aimem)
+  zsh (~/.zshrc):
+    source <(COMPLETE=zsh aimem)
+  fish (~/.config/fish/config.fish):
+    COMPLETE=fish aimem | source";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Snapshot collections, config files and (optionally) logs into a new backup folder.
@@ -68,6 +82,7 @@ pub enum Command {
     /// Delete old backups by a retention policy, never the last one that verifies.
     Prune(cmd::prune::PruneArgs),
     /// Print a shell completion script to stdout.
+    #[command(long_about = DYNAMIC_COMPLETION)]
     Completions(cmd::completions::CompletionsArgs),
 }
 

@@ -6,12 +6,14 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod complete;
 pub mod exit;
 pub mod failure;
 pub mod fingerprint;
 #[cfg(test)]
 mod fuzz;
 pub mod manifest;
+pub mod manual;
 pub mod names;
 pub mod qdrant;
 pub mod settings;
@@ -36,6 +38,8 @@ use crate::ui::Ui;
 
 /// The whole program: parse, run, render the outcome, map it to an exit code.
 pub fn main() -> ExitCode {
+    // `COMPLETE=bash aimem …`: the shell asking for candidates; answered before anything else.
+    complete::answer_if_asked();
     // Read the local UTC offset before any thread exists (the `time` crate refuses later).
     localtime::init();
     let cli = match Cli::try_parse() {

@@ -17,6 +17,7 @@ pub struct ConnectionArgs {
         env = "QDRANT_URL",
         hide_env_values = true,
         value_name = "URL",
+        value_hint = clap::ValueHint::Url,
         help_heading = "Connection"
     )]
     pub url: Option<String>,
@@ -28,6 +29,7 @@ pub struct ConnectionArgs {
         hide_env_values = true,
         default_value = "localhost",
         value_name = "HOST",
+        value_hint = clap::ValueHint::Hostname,
         help_heading = "Connection"
     )]
     pub host: String,
@@ -39,6 +41,7 @@ pub struct ConnectionArgs {
         hide_env_values = true,
         default_value_t = 26350,
         value_name = "PORT",
+        value_hint = clap::ValueHint::Other,
         help_heading = "Connection"
     )]
     pub port: u16,
@@ -51,6 +54,7 @@ pub struct ConnectionArgs {
         hide_env_values = true,
         default_value_t = DEFAULT_REQUEST_TIMEOUT,
         value_name = "SECONDS",
+        value_hint = clap::ValueHint::Other,
         help_heading = "Connection"
     )]
     pub request_timeout: u64,
@@ -68,7 +72,8 @@ pub struct InstallArgs {
         long,
         env = "AI_MEMORY_INSTALL_DIR",
         hide_env_values = true,
-        value_name = "DIR"
+        value_name = "DIR",
+        value_hint = clap::ValueHint::DirPath
     )]
     pub install_dir: Option<Utf8PathBuf>,
 }

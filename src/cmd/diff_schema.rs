@@ -26,15 +26,15 @@ use crate::ui::Ui;
 #[derive(Debug, Args)]
 pub struct DiffSchemaArgs {
     /// The backup folder, or `latest`.
-    #[arg(value_name = "DIR")]
+    #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath, add = crate::complete::backup_folder())]
     pub backup: Utf8PathBuf,
 
     /// A second backup: compare the two offline instead of the backup with the live server.
-    #[arg(value_name = "OTHER_DIR")]
+    #[arg(value_name = "OTHER_DIR", value_hint = clap::ValueHint::DirPath, add = crate::complete::backup_folder())]
     pub other: Option<Utf8PathBuf>,
 
     /// Compare only this collection.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_hint = clap::ValueHint::Other, add = crate::complete::collection_in_backup())]
     pub collection: Option<String>,
 
     #[command(flatten)]

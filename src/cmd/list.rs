@@ -19,7 +19,7 @@ use crate::ui::{Ui, human_size};
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// The folder that holds the backups [default: AI_MEMORY_BACKUP_DIR, else ./backups].
-    #[arg(value_name = "ROOT")]
+    #[arg(value_name = "ROOT", value_hint = clap::ValueHint::DirPath)]
     pub root: Option<Utf8PathBuf>,
 
     /// Also verify each complete backup (checksums and snapshot schemas) and show the result.

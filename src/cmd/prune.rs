@@ -29,23 +29,23 @@ const STAGING_MAX_AGE: StdDuration = StdDuration::from_secs(24 * 60 * 60);
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// The folder that holds the backups [default: AI_MEMORY_BACKUP_DIR, else ./backups].
-    #[arg(value_name = "ROOT")]
+    #[arg(value_name = "ROOT", value_hint = clap::ValueHint::DirPath)]
     pub root: Option<Utf8PathBuf>,
 
     /// Keep the N most recent backups.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_hint = clap::ValueHint::Other)]
     pub keep_last: Option<usize>,
 
     /// Keep every backup taken within DURATION of the newest one (7d, 12h, 2w, 1d12h).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, value_hint = clap::ValueHint::Other, add = crate::complete::keep_within_examples())]
     pub keep_within: Option<Duration>,
 
     /// Keep the newest backup of each of the last N days that have backups.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_hint = clap::ValueHint::Other)]
     pub keep_daily: Option<usize>,
 
     /// Keep the newest backup of each of the last N ISO weeks that have backups.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_hint = clap::ValueHint::Other)]
     pub keep_weekly: Option<usize>,
 
     /// Show what would be kept and removed; change nothing.

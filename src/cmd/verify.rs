@@ -20,7 +20,7 @@ use crate::ui::{Ui, throughput};
 pub struct VerifyArgs {
     /// The backup folder, or `latest` for the newest complete backup in the backup root
     /// (AI_MEMORY_BACKUP_DIR, else ./backups).
-    #[arg(value_name = "DIR")]
+    #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath, add = crate::complete::backup_folder())]
     pub backup: Utf8PathBuf,
 
     /// Check files only: do not read each snapshot's schema from inside its archive.

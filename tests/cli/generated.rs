@@ -28,19 +28,8 @@ fn generated() -> Vec<(String, Vec<u8>)> {
         clap_complete::generate(shell, &mut Cli::command(), "aimem", &mut out);
         files.push((format!("completions/{name}"), out));
     }
-    let command = Cli::command();
-    let mut out = Vec::new();
-    clap_mangen::Man::new(command.clone())
-        .render(&mut out)
-        .unwrap();
-    files.push(("man/aimem.1".to_string(), out));
-    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let name = format!("aimem-{}", sub.get_name());
-        let mut out = Vec::new();
-        clap_mangen::Man::new(sub.clone().name(&*name.clone().leak()))
-            .render(&mut out)
-            .unwrap();
-        files.push((format!("man/{name}.1"), out));
+    for page in aimem::manual::pages().unwrap() {
+        files.push((format!("man/{}", page.file), page.roff));
     }
     files
 }

@@ -1,11 +1,13 @@
 //! One module per subcommand, plus shared helpers.
 
 mod backup;
+mod completion;
 mod concurrency;
 mod diff_schema;
 mod generated;
 mod json;
 mod list;
+mod manual;
 mod names;
 mod output_safety;
 mod prune;
@@ -15,3 +17,4 @@ mod servers;
 mod support;
 mod verbose;
 mod verify;
+mod version;

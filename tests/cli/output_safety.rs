@@ -476,13 +476,22 @@ fn help_wraps_between_words_only() {
         for flag in ["-h", "--help"] {
             let args: Vec<&str> = [sub, flag].into_iter().filter(|a| !a.is_empty()).collect();
             let wide = words(&help(&args, "1000"));
-            for columns in ["30", "60", "80"] {
-                let narrow = words(&help(&args, columns));
+            for columns in ["30", "40", "60", "80", "100", "120"] {
+                let text = help(&args, columns);
+                let narrow = words(&text);
                 let split: Vec<&String> = narrow.difference(&wide).collect();
                 assert!(
                     split.is_empty(),
                     "`aimem {sub} {flag}` at {columns} columns splits words: {split:?}"
                 );
+                // A quoted command (`source <(COMPLETE=bash aimem)`) is copied whole: it
+                // never starts on one line and ends on the next.
+                for line in text.lines() {
+                    assert!(
+                        line.matches('`').count() % 2 == 0,
+                        "`aimem {sub} {flag}` at {columns} columns splits a quoted span: {line:?}"
+                    );
+                }
             }
         }
     }

@@ -60,12 +60,13 @@ pub struct BackupArgs {
         env = "AI_MEMORY_BACKUP_DIR",
         hide_env_values = true,
         default_value = "./backups",
-        value_name = "DIR"
+        value_name = "DIR",
+        value_hint = clap::ValueHint::DirPath
     )]
     pub output: Utf8PathBuf,
 
     /// Back up only this collection (repeatable). It must exist on the server.
-    #[arg(long = "collection", value_name = "NAME", value_parser = crate::names::parse_collection_arg)]
+    #[arg(long = "collection", value_name = "NAME", value_parser = crate::names::parse_collection_arg, value_hint = clap::ValueHint::Other, add = crate::complete::collection_on_server())]
     pub collections: Vec<String>,
 
     /// Back up every collection on the server, not only AI Memory's five.
@@ -77,11 +78,11 @@ pub struct BackupArgs {
     pub include_logs: bool,
 
     /// Re-attempt a failed snapshot download N times; partial data is discarded first.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", value_hint = clap::ValueHint::Other)]
     pub retry: u32,
 
     /// The AI Memory version to record [default: <install>/version.txt, else "unknown"].
-    #[arg(long = "version", value_name = "V")]
+    #[arg(long = "version", value_name = "V", value_hint = clap::ValueHint::Other)]
     pub ai_memory_version: Option<String>,
 
     #[command(flatten)]
@@ -93,7 +94,8 @@ pub struct BackupArgs {
         env = "BACKUP_SNAPSHOT_CREATE_TIMEOUT",
         hide_env_values = true,
         default_value_t = 300,
-        value_name = "SECONDS"
+        value_name = "SECONDS",
+        value_hint = clap::ValueHint::Other
     )]
     pub create_timeout: u64,
 
@@ -103,7 +105,8 @@ pub struct BackupArgs {
         env = "BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT",
         hide_env_values = true,
         default_value_t = 300,
-        value_name = "SECONDS"
+        value_name = "SECONDS",
+        value_hint = clap::ValueHint::Other
     )]
     pub download_timeout: u64,
 

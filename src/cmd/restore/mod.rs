@@ -47,7 +47,7 @@ pub struct RestoreArgs {
     pub connection: ConnectionArgs,
 
     /// The backup folder, or `latest` for the newest complete backup in AI_MEMORY_BACKUP_DIR.
-    #[arg(value_name = "DIR")]
+    #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath, add = crate::complete::backup_folder())]
     pub dir: Utf8PathBuf,
 
     /// Overwrite existing collections and config files without asking.
@@ -63,11 +63,11 @@ pub struct RestoreArgs {
     pub dry_run: bool,
 
     /// Restore only this collection of the backup.
-    #[arg(long, value_name = "NAME", value_parser = crate::names::parse_collection_arg)]
+    #[arg(long, value_name = "NAME", value_parser = crate::names::parse_collection_arg, value_hint = clap::ValueHint::Other, add = crate::complete::collection_in_backup())]
     pub collection: Option<String>,
 
     /// Restore the collection into this name instead, leaving the original untouched.
-    #[arg(long, value_name = "NAME", requires = "collection", value_parser = crate::names::parse_collection_arg)]
+    #[arg(long, value_name = "NAME", requires = "collection", value_parser = crate::names::parse_collection_arg, value_hint = clap::ValueHint::Other)]
     pub target_name: Option<String>,
 
     /// Do not verify CHECKSUMS.sha256 before uploading (config files are still verified).
@@ -87,7 +87,8 @@ pub struct RestoreArgs {
         env = "SNAPSHOT_UPLOAD_TIMEOUT",
         hide_env_values = true,
         default_value_t = 300,
-        value_name = "SECONDS"
+        value_name = "SECONDS",
+        value_hint = clap::ValueHint::Other
     )]
     pub upload_timeout: u64,
 
@@ -99,7 +100,8 @@ pub struct RestoreArgs {
         hide_env_values = true,
         default_value_t = 3600,
         value_parser = clap::value_parser!(u64).range(1..),
-        value_name = "SECONDS"
+        value_name = "SECONDS",
+        value_hint = clap::ValueHint::Other
     )]
     pub recovery_timeout: u64,
 
