@@ -87,7 +87,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand verify" -l color -d 'When to
 always\t''
 never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -l no-deep -d 'Check files only: do not read each snapshot\'s schema from inside its archive'
-complete -c aimem -n "__fish_aimem_using_subcommand verify" -l json -d 'Print one JSON document on stdout (shape in the README)'
+complete -c aimem -n "__fish_aimem_using_subcommand verify" -l json -d 'Print one JSON document on stdout (shape in docs/json.md)'
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -l no-progress -d 'Never draw progress bars'
@@ -96,7 +96,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand list" -l color -d 'When to u
 always\t''
 never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand list" -l verify -d 'Also verify each complete backup (checksums and snapshot schemas) and show the result'
-complete -c aimem -n "__fish_aimem_using_subcommand list" -l json -d 'Print one JSON document on stdout (shape in the README)'
+complete -c aimem -n "__fish_aimem_using_subcommand list" -l json -d 'Print one JSON document on stdout (shape in docs/json.md)'
 complete -c aimem -n "__fish_aimem_using_subcommand list" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand list" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand list" -l no-progress -d 'Never draw progress bars'
@@ -109,7 +109,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l request-time
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l json -d 'Print one JSON document on stdout (shape in the README)'
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l json -d 'Print one JSON document on stdout (shape in docs/json.md)'
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l no-progress -d 'Never draw progress bars'
@@ -123,7 +123,7 @@ always\t''
 never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -l dry-run -d 'Show what would be kept and removed; change nothing'
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -l force -d 'Delete even when no backup that is kept passes verification'
-complete -c aimem -n "__fish_aimem_using_subcommand prune" -l json -d 'Print one JSON document on stdout (shape in the README)'
+complete -c aimem -n "__fish_aimem_using_subcommand prune" -l json -d 'Print one JSON document on stdout (shape in docs/json.md)'
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand prune" -l no-progress -d 'Never draw progress bars'

@@ -26,7 +26,7 @@ pub struct ListArgs {
     #[arg(long)]
     pub verify: bool,
 
-    /// Print one JSON document on stdout (shape in the README).
+    /// Print one JSON document on stdout (shape in docs/json.md).
     #[arg(long)]
     pub json: bool,
 }

@@ -27,7 +27,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub no_deep: bool,
 
-    /// Print one JSON document on stdout (shape in the README).
+    /// Print one JSON document on stdout (shape in docs/json.md).
     #[arg(long)]
     pub json: bool,
 }
