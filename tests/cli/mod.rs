@@ -4,6 +4,7 @@ mod backup;
 mod concurrency;
 mod diff_schema;
 mod generated;
+mod legacy;
 mod list;
 mod names;
 mod output_safety;
