@@ -86,8 +86,12 @@ fn report(audit: &Audit, args: &VerifyArgs, ui: &Ui) -> Outcome {
         let legacy = if audit.legacy { " (legacy backup)" } else { "" };
         output::line(&if audit.ok() && !audit.notices.is_empty() {
             format!(
-                "✓ {}: OK as far as it can be checked: a legacy backup without checksums{deep}",
-                audit.backup
+                "✓ {}: OK as far as it can be checked: a legacy backup without checksums{}",
+                audit.backup,
+                match args.no_deep {
+                    true => "",
+                    false => ", snapshot archives read",
+                }
             )
         } else if audit.ok() {
             format!(
