@@ -378,3 +378,26 @@ fn a_fingerprinted_python_backup_without_checksums_is_refused_as_tampered() {
     says(&run, "it was removed after the backup was written");
     assert!(env.double.requests().is_empty(), "not even a connection");
 }
+
+/// Config files hold secrets and go into the install folder: without checksums they cannot be
+/// verified, so they are not written, and the warning says how to get them by hand.
+#[test]
+fn a_python_backup_restores_collections_but_not_unverifiable_config_files() {
+    let env = TestEnv::ai_memory();
+    let backup = python_backup(&env, same_name);
+    let run = env.run(&["restore", path(&backup), "--force", "--restore-config"]);
+    run.assert_code(0);
+    says(
+        &run,
+        "config settings.json will not be written: the backup has no CHECKSUMS.sha256 to verify it with",
+    );
+    says(
+        &run,
+        &format!(
+            "copy it by hand from {}",
+            path(&backup.join("config/settings.json"))
+        ),
+    );
+    assert!(!env.install().join(".claude/settings.json").exists());
+    assert!(!env.install().join(".env").exists());
+}
