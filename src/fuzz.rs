@@ -203,6 +203,15 @@ fn parse_and_render_manifest(text: String) {
             // An excerpt, never the whole of a long line.
             assert!(out.len() < 64 * 1024, "diagnostic of {} bytes", out.len());
         }
+        // A damaged name (`discussions*`) is refused as unsafe, drawn the same way.
+        Err(ManifestError::UnsafeName(unsafe_name)) => {
+            let mut out = String::new();
+            let handler = miette::GraphicalReportHandler::new_themed(
+                miette::GraphicalTheme::unicode_nocolor(),
+            );
+            let _ = handler.render_report(&mut out, unsafe_name.as_ref());
+            assert!(out.len() < 64 * 1024, "diagnostic of {} bytes", out.len());
+        }
         Err(other) => panic!("parse gave a non-parse error: {other}"),
     }
 }

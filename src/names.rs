@@ -176,9 +176,16 @@ pub fn deserialize_safe<'de, D: serde::Deserializer<'de>>(
         .map_err(serde::de::Error::custom)
 }
 
-/// A name as it may be shown: quoted, with control characters escaped.
+/// A name as it may be shown: quoted, with control characters escaped; one longer than any
+/// valid name is cut (a hostile manifest's 60 KB name would fill the screen and the log).
 pub fn shown(name: &str) -> String {
-    format!("`{}`", name.escape_debug())
+    const SHOWN_CHARS: usize = 300;
+    let count = name.chars().count();
+    if count <= SHOWN_CHARS {
+        return format!("`{}`", name.escape_debug());
+    }
+    let start: String = name.chars().take(SHOWN_CHARS / 2).collect();
+    format!("`{}…` ({count} characters)", start.escape_debug())
 }
 
 #[cfg(test)]
@@ -277,6 +284,16 @@ mod tests {
             let err = serde_json::from_str::<Described>(bad).err().unwrap();
             assert!(err.to_string().contains("is not a safe name"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_name_longer_than_any_valid_one_is_shown_cut() {
+        let long = "\u{fffd}".repeat(21_250);
+        let text = shown(&long);
+        assert!(text.chars().count() < 200, "{text}");
+        assert!(text.ends_with("(21250 characters)"), "{text}");
+        let longest_valid = "x".repeat(255);
+        assert_eq!(shown(&longest_valid), format!("`{longest_valid}`"));
     }
 
     #[test]
