@@ -201,6 +201,7 @@ fn print_table(rows: &[Row], verify: bool) {
         if verify {
             cells.push(match &r.verification {
                 None => dash(),
+                Some(v) if v.ok && v.legacy => "ok (legacy, no checksums)".into(),
                 Some(v) if v.ok => "ok".into(),
                 Some(v) => format!(
                     "FAILED ({} problem{})",

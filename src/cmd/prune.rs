@@ -185,7 +185,8 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
     if !removed.is_empty() {
         for (l, _) in &kept {
             ui.step(&format!("Verifying {} (kept)...", l.name));
-            if audit::audit(&l.path, Options { deep: true }).ok() {
+            // A legacy backup without checksums cannot be fully verified: it does not count.
+            if audit::audit(&l.path, Options { deep: true }).fully_verified() {
                 verified = Some(l.name.clone());
                 break;
             }

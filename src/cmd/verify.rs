@@ -2,7 +2,8 @@
 //!
 //! The checks themselves live in [`crate::manifest::audit`]; this command resolves the folder,
 //! prints each problem on its own line and a summary, and maps the result to an exit status:
-//! 0 when everything holds, 2 when anything is wrong (legacy backups included).
+//! 0 when everything holds (a legacy backup without checksums: everything that can be
+//! checked, with a warning), 2 when anything is wrong.
 
 use camino::Utf8PathBuf;
 use clap::Args;
@@ -32,7 +33,8 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-/// `--json`: `{"backup", "ok", "legacy", "deep", "files_checked", "problems": [{file, kind, problem}]}`.
+/// `--json`: `{"backup", "ok", "legacy", "deep", "files_checked", "problems": [{file, kind, problem}],
+/// "notices": [{file, kind, problem}]}`.
 #[derive(Debug, Serialize)]
 struct JsonReport<'a> {
     backup: &'a str,
@@ -41,6 +43,8 @@ struct JsonReport<'a> {
     deep: bool,
     files_checked: usize,
     problems: &'a [Finding],
+    /// What a legacy backup without checksums lacks (not problems); empty otherwise.
+    notices: &'a [Finding],
 }
 
 pub fn run(args: &VerifyArgs, ui: &Ui) -> Outcome {
@@ -74,6 +78,7 @@ fn report(audit: &Audit, args: &VerifyArgs, ui: &Ui) -> Outcome {
             deep: !args.no_deep,
             files_checked: audit.files_checked,
             problems: &audit.findings,
+            notices: &audit.notices,
         });
     } else {
         for finding in &audit.findings {
@@ -85,7 +90,16 @@ fn report(audit: &Audit, args: &VerifyArgs, ui: &Ui) -> Outcome {
             ", snapshot schemas compared with the manifest"
         };
         let legacy = if audit.legacy { " (legacy backup)" } else { "" };
-        output::line(&if audit.ok() {
+        output::line(&if audit.ok() && !audit.notices.is_empty() {
+            format!(
+                "✓ {}: OK as far as it can be checked: a legacy backup without checksums{}",
+                audit.backup,
+                match args.no_deep {
+                    true => "",
+                    false => ", snapshot archives read",
+                }
+            )
+        } else if audit.ok() {
             format!(
                 "✓ {}: OK, {} files checked{deep}",
                 audit.backup, audit.files_checked
@@ -99,12 +113,20 @@ fn report(audit: &Audit, args: &VerifyArgs, ui: &Ui) -> Outcome {
             )
         });
     }
+    for notice in &audit.notices {
+        ui.warn(&notice.to_string());
+    }
     if audit.ok() {
-        ui.ok("backup verified");
+        match audit.notices.is_empty() {
+            true => ui.ok("backup verified"),
+            false => ui.warn(
+                "legacy backup: its sizes and snapshot archives hold, but without checksums corruption cannot be detected. Restore accepts it (over existing collections) with a warning; take a new backup with `aimem backup` to have one that verifies fully.",
+            ),
+        }
         return Ok(());
     }
     let help = if audit.legacy {
-        "This backup predates aimem's format (no CHECKSUMS.sha256 or no schema fingerprint): its files cannot all be checked and restore would refuse it. Take a new backup with `aimem backup`."
+        "This backup predates aimem's format (no schema fingerprint) and has the problems above besides: do not rely on it. Take a new backup with `aimem backup`."
     } else {
         "Do not rely on this backup: restore would refuse it. Use another one (`aimem list --verify`), or take a new backup with `aimem backup`."
     };

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::checksums::{self, CHECKSUMS_FILE, ChecksumsError, Problem};
 use super::layout::{CONFIG_DIR, SNAPSHOT_DIR};
 use super::{InvalidManifest, MANIFEST_FILE, Manifest, ManifestError};
-use super::{confined, snapshot_archive};
+use super::{confined, legacy, snapshot_archive};
 use crate::fingerprint::{self, Fingerprint, Severity};
 
 /// What kind of problem a [`Finding`] is; the snake_case names are part of `--json`.
@@ -75,8 +75,12 @@ pub struct Options {
 #[derive(Debug)]
 pub struct Audit {
     pub backup: Utf8PathBuf,
-    /// No `CHECKSUMS.sha256`, or no schema fingerprint: written before aimem's format.
+    /// No schema fingerprint (a backup of the Python scripts before v2.4.1, which also write no
+    /// `CHECKSUMS.sha256`): written before aimem's format.
     pub legacy: bool,
+    /// What a legacy backup without checksums lacks, reported but not counted as a problem
+    /// (such a backup is not damaged, only less checkable); empty otherwise.
+    pub notices: Vec<Finding>,
     /// How many listed files were hashed.
     pub files_checked: usize,
     pub findings: Vec<Finding>,
@@ -87,6 +91,11 @@ pub struct Audit {
 impl Audit {
     pub fn ok(&self) -> bool {
         self.findings.is_empty()
+    }
+
+    /// No problem and nothing that could not be checked: a backup to rely on.
+    pub fn fully_verified(&self) -> bool {
+        self.ok() && !self.legacy
     }
 }
 
@@ -125,7 +134,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
                     MANIFEST_FILE,
                     Kind::NoFingerprint,
                     format!(
-                        "collection `{name}` has no schema fingerprint (a pre-2.4.1 backup): restore would refuse it"
+                        "collection `{name}` has no schema fingerprint (a pre-2.4.1 backup): restore cannot create it, only overwrite an existing one"
                     ),
                 );
             }
@@ -133,6 +142,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
     }
 
     let mut files_checked = 0;
+    let mut without_checksums = false;
     // Listed path → its SHA-256.
     let listed: Option<BTreeMap<String, String>> = match checksums::read(dir) {
         Ok(entries) => {
@@ -158,12 +168,29 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
             Some(entries.into_iter().map(|e| (e.path, e.sha256)).collect())
         }
         Err(ChecksumsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            legacy = true;
-            push(
-                CHECKSUMS_FILE,
-                Kind::ChecksumsMissing,
-                "missing: a legacy backup, its files cannot be checked".into(),
-            );
+            match manifest.as_ref().map(legacy::without_checksums) {
+                Some(Ok(())) => {
+                    legacy = true;
+                    without_checksums = true;
+                    push(
+                        CHECKSUMS_FILE,
+                        Kind::ChecksumsMissing,
+                        "absent, as in every backup of the Python scripts: corruption cannot be detected; sizes and snapshot archives were checked".into(),
+                    );
+                }
+                Some(Err(reason)) => push(
+                    CHECKSUMS_FILE,
+                    Kind::ChecksumsMissing,
+                    format!(
+                        "missing, but {reason}: it was removed, so nothing proves the files are the ones backed up"
+                    ),
+                ),
+                None => push(
+                    CHECKSUMS_FILE,
+                    Kind::ChecksumsMissing,
+                    "missing: the files cannot be checked".into(),
+                ),
+            }
             None
         }
         Err(ChecksumsError::Io { source, .. }) => {
@@ -298,9 +325,32 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
         }
     }
 
+    if let (true, Some(manifest)) = (without_checksums, &manifest) {
+        // Nothing lists the config files: at least each one named must be there.
+        for name in &manifest.config_files {
+            let file = format!("{CONFIG_DIR}/{name}");
+            if confined::open(dir, &file).is_err() {
+                push(
+                    &file,
+                    Kind::Missing,
+                    "named by the manifest but missing or unreadable".into(),
+                );
+            }
+        }
+    }
+
+    // A legacy backup of the Python scripts lacks checksums and fingerprints by design: that
+    // is reported, not counted as damage (restore accepts it, with a warning).
+    let (notices, findings) = match without_checksums {
+        true => findings
+            .into_iter()
+            .partition(|f| matches!(f.kind, Kind::ChecksumsMissing | Kind::NoFingerprint)),
+        false => (Vec::new(), findings),
+    };
     Audit {
         backup: dir.to_owned(),
         legacy,
+        notices,
         files_checked,
         findings,
         manifest_error,
@@ -336,8 +386,18 @@ fn deep_check(
         Ok(inside) => inside,
         Err(e) => return finding(Kind::SnapshotDamaged, e.to_string()),
     };
-    // Without a fingerprint there is nothing to compare with (reported as legacy already).
-    let expected = Fingerprint::from_value(schema?.clone());
+    let Some(schema) = schema else {
+        // Without a fingerprint there is nothing to compare with (reported as legacy already),
+        // but the snapshot must still hold a collection config, which restore checks against.
+        return match inside.fingerprint() {
+            Ok(_) => None,
+            Err(e) => finding(
+                Kind::SnapshotDamaged,
+                format!("its config.json is not a collection config: {e}"),
+            ),
+        };
+    };
+    let expected = Fingerprint::from_value(schema.clone());
     let actual = inside.fingerprint();
     let (expected, actual) = match (expected, actual) {
         (Ok(e), Ok(a)) => (e, a),

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod checksums;
 pub mod confined;
 pub mod layout;
+pub mod legacy;
 pub mod retention;
 pub mod snapshot_archive;
 

@@ -340,3 +340,16 @@ fn folders_restore_config_creates_for_a_secret_are_private() {
     assert_eq!(mode(&env.install().join("docker/.env.secrets")), 0o600);
     assert_eq!(mode(&env.install().join("docker")), 0o700);
 }
+
+/// A backup alone never waits for itself: its own snapshot turn passes to its next collection.
+#[test]
+fn a_lone_backup_of_several_collections_never_waits_for_its_own_turn() {
+    let env = TestEnv::ai_memory();
+    let run = env.run(&["backup"]);
+    run.assert_code(0);
+    assert!(
+        !run.stderr.contains("waiting for its turn"),
+        "{}",
+        run.stderr
+    );
+}

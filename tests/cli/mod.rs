@@ -6,6 +6,7 @@ mod concurrency;
 mod diff_schema;
 mod generated;
 mod json;
+mod legacy;
 mod list;
 mod manual;
 mod names;

@@ -225,7 +225,7 @@ fn a_legacy_manifest_restores_over_existing_collections_with_a_warning() {
     env.double.upsert_points("discussions", &[500]);
     let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
     run.assert_code(0)
-        .assert_stderr_contains("could not be checked");
+        .assert_stderr_contains("was checked against the config inside its snapshot instead");
     assert_eq!(env.double.point_ids("discussions").unwrap().len(), 30);
 }
 

@@ -10,7 +10,8 @@
 //! itself: nothing is added to the root, and every user writing into it takes the same lock.
 
 use std::fs::File;
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -29,14 +30,28 @@ pub struct Turn {
     file: Option<File>,
 }
 
-/// Waits for the root's snapshot lock (saying so once), or fails with the signal's status.
-/// A root that cannot be opened for the lock is not serialised: the backup itself fails there.
+/// The lock this run still holds after its last creation, and until when it must (the
+/// next creation of this run takes it over instead of waiting for itself).
+static STILL_HELD: Mutex<Option<(File, Instant)>> = Mutex::new(None);
+
+/// Waits for the root's snapshot lock (saying so once, and only when another run holds it),
+/// or fails with the signal's status. A root that cannot be opened for the lock is not
+/// serialised: the backup itself fails there.
 pub fn take_turn(
     root: &Utf8Path,
     collection: &str,
     stop: &StopFlag,
     ui: &Ui,
 ) -> Result<Turn, Exit> {
+    let own = STILL_HELD
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some((file, until)) = own {
+        // Still ours: only the rest of the second since our last snapshot is waited out.
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        return Ok(Turn { file: Some(file) });
+    }
     let Ok(file) = File::open(root) else {
         return Ok(Turn { file: None });
     };
@@ -49,14 +64,22 @@ pub fn take_turn(
 }
 
 impl Turn {
-    /// The server answered: the lock goes a second later, on a thread, so this run goes on.
+    /// The server answered: the lock goes a second later, on a thread, so this run goes on
+    /// (unless its next creation takes it over first).
     pub fn release_after_answer(self) {
-        if let Some(file) = self.file {
-            std::thread::spawn(move || {
-                std::thread::sleep(NAME_RESOLUTION);
-                drop(file);
-            });
-        }
+        let Some(file) = self.file else {
+            return;
+        };
+        let until = Instant::now() + NAME_RESOLUTION;
+        *STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner) = Some((file, until));
+        std::thread::spawn(move || {
+            std::thread::sleep(NAME_RESOLUTION);
+            let mut held = STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner);
+            // Only this release's own lock: a later creation may have taken it over.
+            if held.as_ref().is_some_and(|(_, u)| *u == until) {
+                *held = None;
+            }
+        });
     }
 }
 

@@ -78,8 +78,15 @@ pub fn plan(
             continue;
         };
         let relative = format!("{CONFIG_DIR}/{name}");
-        let Some(entry) = checksums.and_then(|list| list.iter().find(|e| e.path == relative))
-        else {
+        let Some(list) = checksums else {
+            // A backup of the Python scripts has no checksums file at all.
+            skipped.push(skip(&format!(
+                "the backup has no CHECKSUMS.sha256 to verify it with; copy it by hand from {} if you trust it",
+                backup.join(&relative)
+            )));
+            continue;
+        };
+        let Some(entry) = list.iter().find(|e| e.path == relative) else {
             skipped.push(skip(
                 "not listed in CHECKSUMS.sha256, so it cannot be verified",
             ));

@@ -25,6 +25,7 @@ use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::{Fingerprint, FingerprintError};
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, SNAPSHOT_DIR};
+use crate::manifest::legacy;
 use crate::manifest::{MANIFEST_FILE, Manifest};
 use crate::names::SafeName;
 use crate::qdrant::{Timeouts, collection_path, encode_segment};
@@ -152,6 +153,35 @@ enum RestoreError {
         #[diagnostic_source]
         source: checksums::ChecksumsError,
     },
+
+    #[error(
+        "{file} is missing, but {reason}: it was removed after the backup was written; nothing was uploaded",
+        file = checksums::CHECKSUMS_FILE
+    )]
+    #[diagnostic(
+        code(aimem::restore::checksums_removed),
+        help(
+            "Without its checksums file nothing proves the snapshots are the ones backed up: the backup was \
+             tampered with or damaged. Use another backup (`aimem list --verify` shows which verify). Only \
+             backups of the Python scripts before v2.4.1 (no schema fingerprints) come without one. If you \
+             know how the file was lost and trust the snapshots, --skip-checksum-verify restores without it."
+        )
+    )]
+    ChecksumsRemoved { reason: String },
+
+    #[error(
+        "the backup records no schema fingerprint, and its snapshots fail the checks that stand in for one; nothing was uploaded:\n{problems}"
+    )]
+    #[diagnostic(
+        code(aimem::restore::legacy_damaged),
+        help(
+            "Without a fingerprint (backups of the Python scripts before v2.4.1) aimem checks what it can: \
+             that each snapshot is a whole Qdrant snapshot (a tar holding the collection's config.json) \
+             and, when the backup has no CHECKSUMS.sha256, that its size matches the manifest. These \
+             failed: the backup is damaged. Use another backup."
+        )
+    )]
+    LegacyDamaged { problems: String },
 
     #[error("the snapshot of `{collection}` is missing: {path}")]
     #[diagnostic(
@@ -306,23 +336,48 @@ fn restore(
     let selected = select(&manifest, args)?;
 
     // 3. Checksums.
+    let mut legacy_without_checksums = false;
     let listed = if args.skip_checksum_verify {
         ui.warn("checksum verification skipped (--skip-checksum-verify)");
         checksums::read(&dir).ok()
     } else {
-        let entries = checksums::read(&dir)
-            .map_err(|source| RestoreError::ChecksumFile { source })
-            .or_exit(Exit::Failed)?;
-        let meter = ui.hash_meter(&format!("hashing {}", dir.file_name().unwrap_or("")));
-        let checked = checksums::observed(meter.clone(), || {
-            verify_checksums(&dir, &entries, &selected)
-        });
-        let (bytes, took) = meter.done();
-        checked?;
-        ui.ok(&format!("checksums match: {}", throughput(bytes, took)));
-        Some(entries)
+        match checksums::read(&dir) {
+            Ok(entries) => {
+                let meter = ui.hash_meter(&format!("hashing {}", dir.file_name().unwrap_or("")));
+                let checked = checksums::observed(meter.clone(), || {
+                    verify_checksums(&dir, &entries, &selected)
+                });
+                let (bytes, took) = meter.done();
+                checked?;
+                ui.ok(&format!("checksums match: {}", throughput(bytes, took)));
+                Some(entries)
+            }
+            // The Python scripts write no checksums file: such a backup is taken on the checks
+            // it allows; one that should have the file and lacks it is refused.
+            Err(source) if legacy::is_absent(&source) => {
+                legacy::without_checksums(&manifest)
+                    .map_err(|reason| RestoreError::ChecksumsRemoved { reason })
+                    .or_exit(Exit::Failed)?;
+                ui.warn(&format!(
+                    "this backup carries no checksums (no {}, as the Python scripts write it): \
+                     corruption cannot be detected; only each snapshot's size and archive are checked",
+                    checksums::CHECKSUMS_FILE
+                ));
+                legacy_without_checksums = true;
+                None
+            }
+            Err(source) => {
+                return Err(RestoreError::ChecksumFile { source }).or_exit(Exit::Failed);
+            }
+        }
     };
-    let sources = sources(&dir, &selected, args, listed.as_deref())?;
+    let sources = sources(
+        &dir,
+        &selected,
+        args,
+        listed.as_deref(),
+        legacy_without_checksums,
+    )?;
     for source in &sources {
         ui.ok(&format!(
             "{} ({})",
@@ -622,13 +677,17 @@ fn snapshot_path(file: &str) -> String {
 }
 
 /// Each selected collection with its snapshot file, verified digest, schema and target name.
+/// Without a fingerprint, the schema the snapshot itself holds is read (and must be there);
+/// `legacy_without_checksums` adds the size check a backup without checksums allows.
 fn sources(
     dir: &Utf8Path,
     selected: &[&crate::manifest::CollectionEntry],
     args: &RestoreArgs,
     listed: Option<&[Entry]>,
+    legacy_without_checksums: bool,
 ) -> Outcome<Vec<Source>> {
-    selected
+    let mut damaged = Vec::new();
+    let sources: Vec<Source> = selected
         .iter()
         .map(|entry| {
             let relative = snapshot_path(&entry.snapshot_file);
@@ -682,6 +741,20 @@ fn sources(
                     "Choose another name.",
                 )
             })?;
+            let mut snapshot_fingerprint = None;
+            if fingerprint.is_none() {
+                // Read from the very file that is uploaded (a clone shares the open file).
+                let checked = match legacy_without_checksums {
+                    true => legacy::check_size(entry, &file),
+                    false => Ok(()),
+                }
+                .and_then(|()| file.try_clone().map_err(|e| format!("cannot be read: {e}")))
+                .and_then(legacy::snapshot_fingerprint);
+                match checked {
+                    Ok(inside) => snapshot_fingerprint = Some(inside),
+                    Err(problem) => damaged.push(format!("  {relative}: {problem}")),
+                }
+            }
             Ok(Source {
                 entry: (*entry).clone(),
                 target,
@@ -689,9 +762,17 @@ fn sources(
                 file: std::sync::Arc::new(file),
                 verified_sha256,
                 fingerprint,
+                snapshot_fingerprint,
             })
         })
-        .collect()
+        .collect::<Outcome<_>>()?;
+    if !damaged.is_empty() {
+        return Err(RestoreError::LegacyDamaged {
+            problems: damaged.join("\n"),
+        })
+        .or_exit(Exit::Failed);
+    }
+    Ok(sources)
 }
 
 fn show_plan(

@@ -23,6 +23,9 @@ pub struct Source {
     pub verified_sha256: Option<String>,
     /// The backup's schema; None for a legacy (pre-2.4.1) manifest.
     pub fingerprint: Option<Fingerprint>,
+    /// Without a fingerprint: the schema the snapshot file itself holds (its config.json),
+    /// which the live collection is checked against instead.
+    pub snapshot_fingerprint: Option<Fingerprint>,
 }
 
 /// What happens to one target collection.
@@ -65,14 +68,36 @@ pub enum Refusal {
         differences: String,
     },
 
-    #[error("`{target}` does not exist and the backup predates v2.4.1 (no schema fingerprint)")]
+    #[error(
+        "`{target}` does not exist, and the backup predates v2.4.1: without a schema fingerprint aimem cannot create it"
+    )]
     #[diagnostic(
         code(aimem::restore::legacy_manifest),
         help(
-            "Provision the collections first with `python scripts/setup-collections.py`, then run the restore again."
+            "Provision the collections first with `python scripts/setup-collections.py` (or create `{target}` \
+             with the schema it had), then run the restore again: a backup without a fingerprint restores \
+             into existing collections, checked against the config inside its snapshot."
         )
     )]
     LegacyAbsent { target: String },
+
+    #[error(
+        "the snapshot for `{target}` holds another schema than the live `{target}`:\n{differences}"
+    )]
+    #[diagnostic(
+        code(aimem::restore::legacy_snapshot_mismatch),
+        help(
+            "The backup has no schema fingerprint, so the collection config inside its snapshot \
+             (qdrant/{snapshot_file}) was compared with the live collection: the snapshot is of another \
+             collection or schema. Check that the backup's snapshot files are the right ones, or use \
+             another backup."
+        )
+    )]
+    LegacySnapshotMismatch {
+        target: String,
+        snapshot_file: String,
+        differences: String,
+    },
 
     #[error(
         "`{target}` does not exist and uses custom sharding, whose shard keys a snapshot cannot recreate"
@@ -163,17 +188,7 @@ pub fn plan_one(client: &Client, source: Source) -> Result<Planned, PlanError> {
     })?;
     let points = client.count_exact(&target).map_err(fail)?;
     let Some(backup) = &source.fingerprint else {
-        let warnings = vec![format!(
-            "the backup predates v2.4.1 and has no schema fingerprint: the schema of `{target}` could not be checked"
-        )];
-        return Ok(Planned {
-            source,
-            action: Action::Overwrite {
-                live,
-                points,
-                warnings,
-            },
-        });
+        return Ok(plan_without_fingerprint(source, target, live, points));
     };
     let differences = fingerprint::diff(backup, &live);
     let blocking: Vec<String> = differences
@@ -206,6 +221,60 @@ pub fn plan_one(client: &Client, source: Source) -> Result<Planned, PlanError> {
             warnings,
         },
     })
+}
+
+/// The plan for an existing collection when the backup has no fingerprint: the schema inside
+/// the snapshot stands in for it (blocking differences refuse, others warn).
+fn plan_without_fingerprint(
+    source: Source,
+    target: String,
+    live: Fingerprint,
+    points: u64,
+) -> Planned {
+    let Some(inside) = &source.snapshot_fingerprint else {
+        let warnings = vec![format!(
+            "the backup predates v2.4.1 and has no schema fingerprint: the schema of `{target}` could not be checked"
+        )];
+        return Planned {
+            source,
+            action: Action::Overwrite {
+                live,
+                points,
+                warnings,
+            },
+        };
+    };
+    let differences = fingerprint::diff(inside, &live);
+    let blocking: Vec<String> = differences
+        .iter()
+        .filter(|d| d.severity == Severity::Blocking)
+        .map(|d| format!("  {}", d.describe("snapshot", "live")))
+        .collect();
+    if !blocking.is_empty() {
+        let action = Action::Refuse(Refusal::LegacySnapshotMismatch {
+            snapshot_file: source.entry.snapshot_file.clone(),
+            target,
+            differences: blocking.join("\n"),
+        });
+        return Planned { source, action };
+    }
+    let mut warnings = vec![format!(
+        "the backup predates v2.4.1 and has no schema fingerprint: `{target}` was checked against the config inside its snapshot instead"
+    )];
+    warnings.extend(differences.iter().map(|d| {
+        format!(
+            "`{target}` differs (kept as is): {}",
+            d.describe("snapshot", "live")
+        )
+    }));
+    Planned {
+        source,
+        action: Action::Overwrite {
+            live,
+            points,
+            warnings,
+        },
+    }
 }
 
 /// Reading the server's state failed while planning.
