@@ -40,7 +40,7 @@ pub struct DiffSchemaArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
-    /// Print one JSON document on stdout (shape in docs/json.md).
+    /// Print one JSON document on stdout (shape in the README, "JSON output").
     #[arg(long)]
     pub json: bool,
 }

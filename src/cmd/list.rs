@@ -26,7 +26,7 @@ pub struct ListArgs {
     #[arg(long)]
     pub verify: bool,
 
-    /// Print one JSON document on stdout (shape in docs/json.md).
+    /// Print one JSON document on stdout (shape in the README, "JSON output").
     #[arg(long)]
     pub json: bool,
 }

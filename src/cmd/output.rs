@@ -42,7 +42,7 @@ pub fn bytes(data: &[u8]) {
     let _ = out.flush();
 }
 
-/// The version of every `--json` document's shape (`docs/json.md`). Raised when a field
+/// The version of every `--json` document's shape (README, "JSON output"). Raised when a field
 /// changes meaning or goes away; new fields do not raise it.
 pub const JSON_VERSION: u32 = 1;
 

@@ -56,7 +56,7 @@ pub struct PruneArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Print one JSON document on stdout (shape in docs/json.md).
+    /// Print one JSON document on stdout (shape in the README, "JSON output").
     #[arg(long)]
     pub json: bool,
 }

@@ -28,7 +28,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub no_deep: bool,
 
-    /// Print one JSON document on stdout (shape in docs/json.md).
+    /// Print one JSON document on stdout (shape in the README, "JSON output").
     #[arg(long)]
     pub json: bool,
 }

@@ -110,7 +110,7 @@ pub struct BackupArgs {
     )]
     pub download_timeout: u64,
 
-    /// Print one JSON document on stdout instead of the folder's path (shape in docs/json.md).
+    /// Print one JSON document on stdout instead of the folder's path (shape in the README, "JSON output").
     #[arg(long)]
     pub json: bool,
 }

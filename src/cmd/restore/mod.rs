@@ -107,7 +107,7 @@ pub struct RestoreArgs {
     pub recovery_timeout: u64,
 
     /// Print one JSON document on stdout: the plan and what each collection ended as (shape in
-    /// docs/json.md).
+    /// the README, "JSON output").
     #[arg(long)]
     pub json: bool,
 }

@@ -1,5 +1,5 @@
 //! `restore --json`: the plan, what each collection ended as, and the rollback, filled in as
-//! the restore goes (a failed run shows how far it got). Shape in docs/json.md.
+//! the restore goes (a failed run shows how far it got). Shape in the README, "JSON output".
 
 use serde::Serialize;
 
