@@ -308,24 +308,6 @@ fn predictable_prerestore_names(seconds: i64) -> Vec<String> {
     names
 }
 
-/// Makes the upload fail after clearing and the rollback fail too, so the pre-restore snapshot
-/// is kept and its path printed (exit 5).
-fn fail_restore_and_rollback(env: &TestEnv) {
-    env.double.inject(Fault::new(
-        Some("POST"),
-        "/snapshots/upload",
-        FaultKind::UploadFailAfterClear,
-    ));
-    env.double.inject(Fault::new(
-        Some("POST"),
-        "/snapshots/upload",
-        FaultKind::Status {
-            code: 500,
-            message: "Service internal error: disk full".into(),
-        },
-    ));
-}
-
 #[test]
 fn a_link_planted_at_a_predictable_pre_restore_folder_is_never_followed() {
     let env = TestEnv::ai_memory();

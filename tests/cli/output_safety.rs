@@ -3,9 +3,8 @@
 //! control characters from any input reaching the terminal (finding 11).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use qdrant_double::{Fault, FaultKind, LateAnswer};
+use qdrant_double::{Fault, FaultKind};
 use serde_json::json;
 
 use super::support::*;
@@ -199,19 +198,7 @@ fn hostile_backup(env: &TestEnv) -> PathBuf {
 fn recovery_commands_after_a_failed_rollback_paste_safely() {
     let env = TestEnv::new();
     let backup = hostile_backup(&env);
-    env.double.inject(Fault::new(
-        Some("POST"),
-        "/snapshots/upload",
-        FaultKind::UploadFailAfterClear,
-    ));
-    env.double.inject(Fault::new(
-        Some("POST"),
-        "/snapshots/upload",
-        FaultKind::Status {
-            code: 500,
-            message: "Service internal error: disk full".into(),
-        },
-    ));
+    fail_restore_and_rollback(&env);
     let run = env.run(&["restore", backup.to_str().unwrap(), "--force"]);
     run.assert_code(5);
     let commands = curl_commands(&run.stderr);
@@ -250,22 +237,7 @@ fn recovery_commands_after_a_failed_rollback_paste_safely() {
 fn commands_to_finish_an_unsettled_recovery_paste_safely() {
     let env = TestEnv::new();
     let backup = hostile_backup(&env);
-    env.double.inject(Fault::always(
-        Some("GET"),
-        "/metrics",
-        FaultKind::PlainStatus {
-            code: 404,
-            body: "Not Found".into(),
-        },
-    ));
-    env.double.inject(Fault::new(
-        Some("POST"),
-        "/snapshots/upload",
-        FaultKind::SlowRecovery {
-            takes: Duration::from_millis(200),
-            answer: LateAnswer::Drop,
-        },
-    ));
+    lose_the_upload_without_metrics(&env);
     let run = env.run(&["restore", backup.to_str().unwrap(), "--force"]);
     run.assert_code(5);
     let commands = curl_commands(&run.stderr);

@@ -6,7 +6,10 @@ use aimem::fingerprint::Fingerprint;
 use qdrant_double::{AI_MEMORY_COLLECTIONS, Config, Double, Fault, FaultKind, LateAnswer};
 use serde_json::Value;
 
-use super::support::{KEY, Run, TestEnv, edit_manifest, mode, wait_for_request};
+use super::support::{
+    KEY, Run, TestEnv, edit_manifest, fail_restore_and_rollback, lose_the_upload_without_metrics,
+    mode, wait_for_request,
+};
 
 /// `text` appears in stderr once miette's line wrapping (and its `|` gutter) is ignored.
 #[track_caller]
@@ -469,22 +472,7 @@ fn without_metrics_a_lost_upload_is_exit_5_not_a_claimed_rollback() {
     let env = TestEnv::ai_memory();
     let backup = env.backup(&["--collection", "github"]);
     env.double.upsert_points("github", &[999]);
-    env.double.inject(Fault::always(
-        Some("GET"),
-        "/metrics",
-        FaultKind::PlainStatus {
-            code: 404,
-            body: "Not Found".into(),
-        },
-    ));
-    env.double.inject(Fault::new(
-        Some("POST"),
-        "/snapshots/upload",
-        FaultKind::SlowRecovery {
-            takes: Duration::from_millis(200),
-            answer: LateAnswer::Drop,
-        },
-    ));
+    lose_the_upload_without_metrics(&env);
     let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
     run.assert_code(5);
     says(&run, "cannot tell whether Qdrant is still recovering it");
@@ -560,20 +548,7 @@ fn a_failed_post_restore_check_is_rolled_back() {
 fn a_failed_rollback_is_exit_5_and_keeps_the_pre_restore_snapshot() {
     let env = TestEnv::ai_memory();
     let backup = env.backup(&["--collection", "discussions"]);
-    env.double.inject(Fault::new(
-        Some("POST"),
-        "/snapshots/upload",
-        FaultKind::UploadFailAfterClear,
-    ));
-    // The rollback's own upload fails too.
-    env.double.inject(Fault::new(
-        Some("POST"),
-        "/snapshots/upload",
-        FaultKind::Status {
-            code: 500,
-            message: "Service internal error: disk full".into(),
-        },
-    ));
+    fail_restore_and_rollback(&env);
     let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
     run.assert_code(5)
         .assert_stderr_contains("rollback failed")
@@ -1213,63 +1188,12 @@ fn a_point_written_just_before_the_pre_restore_snapshot_does_not_fail_the_rollba
     assert_eq!(env.double.point_ids("github").unwrap().len(), 31);
 }
 
-/// Runs `aimem restore ARGS` on a pseudo-terminal (util-linux `script`), typing `answer` at
-/// the confirmation prompt.
+/// Runs `aimem restore ARGS` on a pseudo-terminal, typing `answer` at the confirmation prompt.
 fn restore_on_a_terminal(env: &TestEnv, args: &[&str], answer: &str) -> Run {
-    use std::io::Write;
-    let aimem = env!("CARGO_BIN_EXE_aimem");
-    let line = std::iter::once(format!("'{aimem}' restore"))
-        .chain(args.iter().map(|a| format!("'{a}'")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    // The same clean environment `env.command` gives aimem.
-    let template = env.command(&[]);
-    let envs: Vec<_> = template
-        .get_envs()
-        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+    let args: Vec<&str> = std::iter::once("restore")
+        .chain(args.iter().copied())
         .collect();
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env_clear()
-        .envs(envs)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("util-linux `script` runs aimem on a terminal");
-    // Collect the terminal's output as it comes, to type the answer once the prompt is up.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = {
-        let seen = std::sync::Arc::clone(&seen);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
-                if n == 0 {
-                    break;
-                }
-                seen.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !String::from_utf8_lossy(&seen.lock().unwrap()).contains("Continue?") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the prompt never came"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Keep the terminal open until aimem exits.
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(answer.as_bytes()).unwrap();
-    stdin.flush().unwrap();
-    let output = child.wait_with_output().unwrap();
-    drop(stdin);
-    reader.join().unwrap();
-    let mut run = super::support::to_run(output);
-    run.stdout = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
-    run
+    super::support::run_on_a_terminal(env, &args, "Continue?", answer)
 }
 
 #[test]

@@ -271,25 +271,32 @@ pub fn wait_for_request(double: &Double, method: &str, path: impl Fn(&str) -> bo
     }
 }
 
-/// Runs `aimem ARGS` on a pseudo-terminal (util-linux `script`) and types `keys` once `prompt`
-/// shows; the run's stdout is everything the terminal showed.
-pub fn run_on_a_terminal(env: &TestEnv, args: &[&str], prompt: &str, keys: &str) -> Run {
-    use std::io::Write;
+/// `aimem ARGS` run by util-linux `script` on a pseudo-terminal, in the same clean environment
+/// `env.command` gives aimem.
+pub fn terminal_command(env: &TestEnv, args: &[&str]) -> Command {
     let aimem = env!("CARGO_BIN_EXE_aimem");
     let line = std::iter::once(format!("'{aimem}'"))
         .chain(args.iter().map(|a| format!("'{a}'")))
         .collect::<Vec<_>>()
         .join(" ");
-    // The same clean environment `env.command` gives aimem.
     let template = env.command(&[]);
     let envs: Vec<_> = template
         .get_envs()
         .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
         .collect();
-    let mut child = Command::new("script")
+    let mut command = Command::new("script");
+    command
         .args(["-qec", &line, "/dev/null"])
         .env_clear()
-        .envs(envs)
+        .envs(envs);
+    command
+}
+
+/// Runs `aimem ARGS` on a pseudo-terminal (util-linux `script`) and types `keys` once `prompt`
+/// shows; the run's stdout is everything the terminal showed.
+pub fn run_on_a_terminal(env: &TestEnv, args: &[&str], prompt: &str, keys: &str) -> Run {
+    use std::io::Write;
+    let mut child = terminal_command(env, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -327,4 +334,46 @@ pub fn run_on_a_terminal(env: &TestEnv, args: &[&str], prompt: &str, keys: &str)
     let mut run = to_run(output);
     run.stdout = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
     run
+}
+
+/// Makes the upload fail after clearing and the rollback's own upload fail too, so the
+/// pre-restore snapshot is kept and its path printed (exit 5).
+pub fn fail_restore_and_rollback(env: &TestEnv) {
+    use qdrant_double::{Fault, FaultKind};
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::UploadFailAfterClear,
+    ));
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::Status {
+            code: 500,
+            message: "Service internal error: disk full".into(),
+        },
+    ));
+}
+
+/// Makes the upload's connection drop while Qdrant goes on recovering, on a server without
+/// `/metrics`: aimem cannot tell when the recovery ends (exit 5).
+pub fn lose_the_upload_without_metrics(env: &TestEnv) {
+    use qdrant_double::{Fault, FaultKind, LateAnswer};
+    use std::time::Duration;
+    env.double.inject(Fault::always(
+        Some("GET"),
+        "/metrics",
+        FaultKind::PlainStatus {
+            code: 404,
+            body: "Not Found".into(),
+        },
+    ));
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(200),
+            answer: LateAnswer::Drop,
+        },
+    ));
 }

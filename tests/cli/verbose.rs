@@ -1,9 +1,7 @@
 //! `-v`/`--verbose` (each HTTP exchange on stderr, headers at `-vv`, secrets never), progress
 //! on a terminal only, IEC sizes, and ASCII-only output off a terminal.
 
-use std::process::Command;
-
-use super::support::{KEY, Run, TestEnv, json_stdout, to_run};
+use super::support::{KEY, Run, TestEnv, json_stdout, terminal_command, to_run};
 
 /// The `-v` lines of a run: aimem's own log records.
 fn log_lines(run: &Run) -> Vec<&str> {
@@ -180,20 +178,7 @@ fn sizes_use_binary_units_everywhere() {
 
 /// Runs `aimem ARGS` on a pseudo-terminal (util-linux `script`) and returns all it drew.
 fn on_a_terminal(env: &TestEnv, args: &[&str]) -> Run {
-    let aimem = env!("CARGO_BIN_EXE_aimem");
-    let line = std::iter::once(format!("'{aimem}'"))
-        .chain(args.iter().map(|a| format!("'{a}'")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let template = env.command(&[]);
-    let envs: Vec<_> = template
-        .get_envs()
-        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
-        .collect();
-    let output = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env_clear()
-        .envs(envs)
+    let output = terminal_command(env, args)
         // A terminal that can move the cursor (bars are hidden on a dumb one).
         .env("TERM", "xterm")
         .output()
