@@ -1011,10 +1011,10 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
         move || client.create_snapshot(&collection),
     );
     spinner.finish_and_clear();
-    turn.release_after_answer();
     let signal = cx.stop.requested();
     match created {
         Ok(description) => {
+            turn.release_after_answer();
             undo.server_snapshots
                 .push((name.to_string(), description.name.clone()));
             // Best effort: without it the `creating` record still leads the next run to it.
@@ -1041,13 +1041,17 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
                 _ => None,
             };
             if let Some(wait) = wait {
+                // The turn stays taken until the cleanup has found (or given up on) this
+                // snapshot: another run's creation meanwhile could be taken for it.
                 undo.pending.push(Pending {
                     collection: name.to_string(),
                     existing,
                     wait,
                     asked_at,
+                    turn: Some(turn),
                 });
             } else {
+                turn.release_after_answer();
                 // The server said no: there is no snapshot to look for later.
                 undo.journal_record(&journal::Record::Refused {
                     collection: name.to_string(),

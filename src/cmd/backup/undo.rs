@@ -22,6 +22,9 @@ pub struct Pending {
     /// UTC `YYYY-MM-DD-HH-MM-SS` when it was asked for: Qdrant names a snapshot
     /// `{collection}-{peer id}-{UTC time}.snapshot` from the moment it starts it.
     pub asked_at: String,
+    /// This run's snapshot turn in the backup root, held until the pending snapshot is dealt
+    /// with, so no other run's snapshot is created (and taken for it) meanwhile.
+    pub turn: Option<super::concurrent::Turn>,
 }
 
 /// The UTC time as Qdrant writes it into snapshot names.
@@ -106,8 +109,12 @@ impl Undo {
                 all_gone = false;
             }
         }
-        for pending in self.pending.drain(..) {
+        for mut pending in self.pending.drain(..) {
             all_gone &= remove_pending(client, ui, &pending);
+            // Found or given up on: other runs may create snapshots again.
+            if let Some(turn) = pending.turn.take() {
+                turn.release_after_answer();
+            }
         }
         if !all_gone && self.journal.is_some() {
             // The journal stays in its staging folder (the data goes): the next backup into
