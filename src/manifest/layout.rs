@@ -114,6 +114,52 @@ fn check_real_dir(path: &Utf8Path) -> std::io::Result<()> {
     }
 }
 
+/// True when no one but this user (and root) can rename or replace anything on the way to
+/// `dir`: every folder from `/` down to it is owned by this user or root, and is writable by
+/// no one else unless it is sticky (like /tmp, where others cannot rename what is ours).
+/// Working folders live only in such places: in a folder another user controls, ours could
+/// be swapped for a link between its creation and its use.
+#[cfg(unix)]
+pub fn only_we_control(dir: &Utf8Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let Ok(real) = dir.canonicalize_utf8() else {
+        return false;
+    };
+    real.ancestors().all(|folder| {
+        folder.symlink_metadata().is_ok_and(|meta| {
+            let owner_ok = meta.uid() == me || meta.uid() == 0;
+            let others_cannot_write = meta.mode() & 0o022 == 0;
+            let sticky = meta.mode() & 0o1000 != 0;
+            meta.is_dir() && owner_ok && (others_cannot_write || sticky)
+        })
+    })
+}
+
+#[cfg(not(unix))]
+pub fn only_we_control(_dir: &Utf8Path) -> bool {
+    true
+}
+
+/// The folder for this user's own state (`$XDG_STATE_HOME/aimem`, else
+/// `~/.local/state/aimem`), created 0700 when missing.
+pub fn state_dir() -> std::io::Result<Utf8PathBuf> {
+    let base = std::env::var("XDG_STATE_HOME")
+        .ok()
+        .filter(|d| Utf8Path::new(d).is_absolute())
+        .map(Utf8PathBuf::from)
+        .or_else(|| {
+            std::env::var("HOME")
+                .ok()
+                .filter(|h| Utf8Path::new(h).is_absolute())
+                .map(|h| Utf8PathBuf::from(h).join(".local/state"))
+        })
+        .ok_or_else(|| std::io::Error::other("neither XDG_STATE_HOME nor HOME is set"))?;
+    let dir = base.join("aimem");
+    create_private_dir(&dir)?;
+    Ok(dir)
+}
+
 /// Renames the finished folder `from` to `to`, which must not exist: never replaces anything
 /// (an empty folder or a link planted at `to` makes it fail with `AlreadyExists`).
 pub fn rename_new(from: &Utf8Path, to: &Utf8Path) -> std::io::Result<()> {
@@ -333,5 +379,25 @@ mod tests {
         let e = claim_then_rename(&root.join("a"), &root.join("x")).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
         assert!(root.join("a").is_dir());
+    }
+
+    #[test]
+    fn a_folder_others_may_write_is_not_ours_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let shared = root.join("shared");
+        let private = root.join("private");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::create_dir(&private).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(only_we_control(&private));
+        assert!(!only_we_control(&shared));
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(
+            only_we_control(&shared),
+            "sticky: others cannot rename what is ours"
+        );
     }
 }

@@ -510,3 +510,36 @@ fn two_entries_restoring_into_one_collection_are_refused_before_any_change() {
     says(&run, "which another entry uses too");
     assert_eq!(env.double.point_ids("discussions").unwrap(), live);
 }
+
+/// A backup in a folder other users may change: the pre-restore snapshots go to the user's
+/// own state folder, where no one can swap the working folder for a link.
+#[test]
+fn pre_restore_snapshots_of_a_backup_in_a_shared_folder_go_to_a_private_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "discussions"]);
+    let shared = env.tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let moved = shared.join(backup.file_name().unwrap());
+    std::fs::rename(&backup, &moved).unwrap();
+    fail_restore_and_rollback(&env);
+    let run = env.run(&["restore", moved.to_str().unwrap(), "--force"]);
+    run.assert_code(5);
+    says(&run, "other users can change");
+    let state = env.tmp.path().join("home/.local/state/aimem");
+    let kept: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        kept.iter().any(|n| n.starts_with(".aimem-prerestore-")),
+        "{kept:?}"
+    );
+    let beside: Vec<_> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".aimem-prerestore-"))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+}

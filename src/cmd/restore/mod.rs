@@ -124,6 +124,16 @@ enum RestoreError {
     )]
     NoBackup(String),
 
+    #[error("no safe folder for the pre-restore snapshots: {reason}")]
+    #[diagnostic(
+        code(aimem::restore::prerestore_folder),
+        help(
+            "Move the backup into a folder only you can change, or set XDG_STATE_HOME to a private \
+             folder. Nothing was changed."
+        )
+    )]
+    PrerestoreFolder { reason: String },
+
     #[error("the backup has no collection named `{name}`")]
     #[diagnostic(
         code(aimem::restore::no_such_collection),
@@ -519,11 +529,27 @@ fn restore(
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
         .unwrap_or_else(|| dir.clone());
     let beside = absolute.parent().unwrap_or(&absolute).to_owned();
+    // Unless someone else controls that folder: then in this user's own state folder.
+    let prerestore_in = if layout::only_we_control(&beside) {
+        beside
+    } else {
+        let own = layout::state_dir()
+            .map_err(|e| RestoreError::PrerestoreFolder {
+                reason: format!(
+                    "{beside} can be changed by other users, and no private folder could be made: {e}"
+                ),
+            })
+            .or_exit(Exit::Failed)?;
+        ui.note(&format!(
+            "other users can change {beside}: the pre-restore snapshots go to {own} instead"
+        ));
+        own
+    };
     let cx = act::Context {
         client: &client,
         ui,
         stop,
-        prerestore_in: beside,
+        prerestore_in,
         prerestore_prefix: format!("{PRERESTORE_PREFIX}{}-", layout::folder_name(now)),
         stamp: stamp.clone(),
     };
