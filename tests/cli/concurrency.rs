@@ -353,3 +353,36 @@ fn a_lone_backup_of_several_collections_never_waits_for_its_own_turn() {
         run.stderr
     );
 }
+
+/// A snapshot the server would not delete after a successful backup is recorded for the next
+/// backup, which deletes it: none stays on the server unrecorded.
+#[test]
+fn a_snapshot_the_server_would_not_delete_is_deleted_by_the_next_backup() {
+    let env = TestEnv::ai_memory();
+    env.double.inject(Fault::always(
+        Some("DELETE"),
+        "/snapshots/",
+        FaultKind::Status {
+            code: 500,
+            message: "Service internal error: busy".into(),
+        },
+    ));
+    let run = env.run(&["backup", "--collection", "github"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("stayed on the server"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.server_snapshots(), 1);
+    env.double.clear_faults();
+    let run = env.run(&["backup", "--collection", "github"]);
+    run.assert_code(0);
+    assert_eq!(env.server_snapshots(), 0, "{}", run.stderr);
+    let staging: Vec<String> = env
+        .root_entries()
+        .into_iter()
+        .filter(|n| n.starts_with(".aimem-staging-"))
+        .collect();
+    assert!(staging.is_empty(), "{staging:?}");
+}

@@ -777,6 +777,7 @@ fn write_backup(
     total_size += manifest_size;
 
     stopped(cx.stop)?;
+    undo.hand_on_leftover_snapshots(cx.client, cx.ui, cx.root, &cx.server, final_name);
     if let Some(journal) = undo.journal.take() {
         journal
             .finish()

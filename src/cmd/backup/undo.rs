@@ -140,6 +140,54 @@ impl Undo {
     }
 }
 
+impl Undo {
+    /// For a backup that is complete: deletes once more the server snapshots that would not go
+    /// during the run, and hands those still there on to the next backup into `root`, in a
+    /// journal of their own (its own staging folder, left unlocked, so the next run takes it
+    /// for a dead run's and deletes them), so none stays on the server unrecorded.
+    pub fn hand_on_leftover_snapshots(
+        &mut self,
+        client: &Client,
+        ui: &Ui,
+        root: &camino::Utf8Path,
+        server: &str,
+        final_name: &str,
+    ) {
+        self.server_snapshots
+            .retain(|(collection, name)| !delete(client, ui, collection, name));
+        if self.server_snapshots.is_empty() {
+            return;
+        }
+        let recorded = (|| -> std::io::Result<camino::Utf8PathBuf> {
+            let folder = crate::manifest::layout::create_staging_folder(root, final_name)?;
+            let mut journal = Journal::create(&folder, server)?;
+            for (collection, snapshot) in &self.server_snapshots {
+                journal.record(&Record::Created {
+                    collection: collection.clone(),
+                    snapshot: snapshot.clone(),
+                })?;
+            }
+            Ok(folder)
+        })();
+        let names: Vec<&str> = self
+            .server_snapshots
+            .iter()
+            .map(|(_, n)| n.as_str())
+            .collect();
+        match recorded {
+            Ok(folder) => ui.warn(&format!(
+                "{} stayed on the server; recorded in {folder}, so the next backup into this folder deletes them",
+                names.join(", ")
+            )),
+            Err(e) => ui.warn(&format!(
+                "{} stayed on the server and could not be recorded ({e}): delete them by hand (DELETE /collections/NAME/snapshots/SNAPSHOT)",
+                names.join(", ")
+            )),
+        }
+        self.server_snapshots.clear();
+    }
+}
+
 /// Empties a staging folder except for its journal.
 fn remove_all_but_journal(staging: &camino::Utf8Path, ui: &Ui) {
     let Ok(entries) = staging.read_dir_utf8() else {
