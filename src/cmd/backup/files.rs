@@ -33,12 +33,43 @@ pub struct Copied {
     pub size: u64,
 }
 
+/// The most a file read from the install dir for the manifest (`version.txt`,
+/// `docker/.env`) may hold: they are a few lines.
+const SMALL_FILE_LIMIT: u64 = 1024 * 1024;
+
+/// Opens a file of the install dir for reading: links are followed (users link their `.env`),
+/// but only a regular file is read, and opening never blocks (a FIFO planted there would hang
+/// the backup).
+pub fn open_regular(path: &Utf8Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        rustix::fs::OFlags::NONBLOCK.bits() as i32,
+    );
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{path} is not a regular file"
+        )));
+    }
+    Ok(file)
+}
+
+/// A small text file of the install dir, bounded.
+pub fn read_small(path: &Utf8Path) -> std::io::Result<String> {
+    let file = open_regular(path)?;
+    let bytes = crate::manifest::confined::read_bounded(file, SMALL_FILE_LIMIT, path.as_str())?;
+    String::from_utf8(bytes).map_err(std::io::Error::other)
+}
+
 /// Copies `from` to `to` byte for byte, mode 0600, hashing on the way; synced before return.
 pub fn copy_private(from: &Utf8Path, to: &Utf8Path, relative: &str) -> std::io::Result<Copied> {
     if let Some(parent) = to.parent() {
         create_private_dir(parent)?;
     }
-    let mut source = File::open(from)?;
+    let mut source = open_regular(from)?;
     let target = private_file(to)?;
     let mut writer = HashingWriter::new(target);
     std::io::copy(&mut source, &mut writer)?;
@@ -108,7 +139,7 @@ pub fn ai_memory_version(flag: Option<&str>, install: &Utf8Path) -> Option<Strin
     if let Some(version) = flag.map(str::trim).filter(|v| !v.is_empty()) {
         return Some(version.to_string());
     }
-    std::fs::read_to_string(install.join("version.txt"))
+    read_small(&install.join("version.txt"))
         .ok()
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
@@ -116,7 +147,7 @@ pub fn ai_memory_version(flag: Option<&str>, install: &Utf8Path) -> Option<Strin
 
 /// The runtime flags from the environment, else from `<install>/docker/.env`.
 pub fn runtime_flags(install: &Utf8Path) -> BTreeMap<String, Value> {
-    let dotenv = std::fs::read_to_string(install.join("docker/.env"))
+    let dotenv = read_small(&install.join("docker/.env"))
         .map(|t| parse_dotenv(&t))
         .unwrap_or_default();
     RUNTIME_FLAGS

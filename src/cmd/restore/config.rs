@@ -183,7 +183,12 @@ pub fn write(file: &ConfigFile, log: &mut Vec<Previous>) -> std::io::Result<()> 
     // Again at write time: the links may have changed since the plan was shown.
     let path = resolve_inside(&file.install, &file.to)?
         .map_err(|escape| std::io::Error::other(escape.to_string()))?;
-    let before = match std::fs::read(&path) {
+    // What is there now is kept for the rollback: a regular file only (a FIFO would hang),
+    // and no larger than a config file can sensibly be.
+    let existing = crate::cmd::backup::files::open_regular(&path).and_then(|file| {
+        crate::manifest::confined::read_bounded(file, 16 * 1024 * 1024, path.as_str())
+    });
+    let before = match existing {
         Ok(bytes) => Some((bytes, current_mode(&path)?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
