@@ -1,13 +1,13 @@
-//! Two backups into one root at the same time: each gets its own folder, and they never ask the
-//! server for a snapshot of the same collection in the same second.
+//! Two backups at the same time (into one root or not): each gets its own folder, and they
+//! never ask the server for a snapshot of the same collection in the same second.
 //!
 //! Qdrant names a snapshot `{collection}-{peer id}-{UTC second}.snapshot` and has no limit on
 //! concurrent creations (api.md §snapshots): two creations in one second get one name, the
 //! later overwrites the earlier, and whichever run finishes first deletes the other's. So a
-//! creation takes the root's snapshot lock and keeps it until a second has passed since the
-//! server answered (the name was chosen before the answer, so the next creation lands in a
-//! later second). Downloads are not serialised. The lock is an `flock` on the root folder
-//! itself: nothing is added to the root, and every user writing into it takes the same lock.
+//! creation takes the lock of its (server, collection) and keeps it until a second has passed
+//! since the server answered (the name was chosen before the answer, so the next creation of
+//! that collection lands in a later second). Other collections and downloads are not held up.
+//! The lock is an `flock` on a file in this user's private lock folder ([`runs::lock_dir`]).
 
 use std::fs::File;
 use std::sync::{Mutex, PoisonError};
@@ -27,40 +27,48 @@ const NAME_RESOLUTION: Duration = Duration::from_millis(1100);
 /// This run's turn to create a snapshot; ends after [`Turn::release_after_answer`].
 #[derive(Debug)]
 pub struct Turn {
+    key: String,
     file: Option<File>,
 }
 
-/// The lock this run still holds after its last creation, and until when it must (the
-/// next creation of this run takes it over instead of waiting for itself).
-static STILL_HELD: Mutex<Option<(File, Instant)>> = Mutex::new(None);
+/// The lock this run still holds after its last creation, for which (server, collection),
+/// and until when it must (a retake of that collection takes it over instead of waiting for
+/// itself; a creation of another collection needs no wait at all).
+static STILL_HELD: Mutex<Option<(String, File, Instant)>> = Mutex::new(None);
 
-/// Waits for the root's snapshot lock (saying so once, and only when another run holds it),
-/// or fails with the signal's status. A root that cannot be opened for the lock is not
-/// serialised: the backup itself fails there.
-pub fn take_turn(
-    root: &Utf8Path,
-    collection: &str,
-    stop: &StopFlag,
-    ui: &Ui,
-) -> Result<Turn, Exit> {
+/// Waits for the snapshot lock of `collection` on `server` (saying so once, and only when
+/// another run holds it), or fails with the signal's status. Without a usable lock folder the
+/// creation is not serialised (the lock folder's problem is not the backup's).
+pub fn take_turn(server: &str, collection: &str, stop: &StopFlag, ui: &Ui) -> Result<Turn, Exit> {
+    let key = runs::lock_name("snapshot", &[server, collection]);
     let own = STILL_HELD
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
-    if let Some((file, until)) = own {
-        // Still ours: only the rest of the second since our last snapshot is waited out.
-        std::thread::sleep(until.saturating_duration_since(Instant::now()));
-        return Ok(Turn { file: Some(file) });
+    if let Some((held, file, until)) = own {
+        if held == key {
+            // Still ours: only the rest of the second since our last snapshot is waited out.
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            return Ok(Turn {
+                key,
+                file: Some(file),
+            });
+        }
+        // Another collection's lock: its second is over for us, let it go.
+        drop(file);
     }
-    let Ok(file) = File::open(root) else {
-        return Ok(Turn { file: None });
+    let Ok(file) = runs::lock_dir().and_then(|dir| runs::open_lock_file(&dir.join(&key))) else {
+        return Ok(Turn { key, file: None });
     };
     runs::lock_waiting(&file, stop, || {
         ui.note(&format!(
-            "another aimem backup into {root} is creating a snapshot; waiting for its turn before snapshotting `{collection}`"
+            "another aimem run is creating a snapshot of `{collection}` on this server; waiting for its turn"
         ));
     })?;
-    Ok(Turn { file: Some(file) })
+    Ok(Turn {
+        key,
+        file: Some(file),
+    })
 }
 
 impl Turn {
@@ -71,12 +79,12 @@ impl Turn {
             return;
         };
         let until = Instant::now() + NAME_RESOLUTION;
-        *STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner) = Some((file, until));
+        *STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner) = Some((self.key, file, until));
         std::thread::spawn(move || {
             std::thread::sleep(NAME_RESOLUTION);
             let mut held = STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner);
             // Only this release's own lock: a later creation may have taken it over.
-            if held.as_ref().is_some_and(|(_, u)| *u == until) {
+            if held.as_ref().is_some_and(|(_, _, u)| *u == until) {
                 *held = None;
             }
         });

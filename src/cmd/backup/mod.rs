@@ -973,7 +973,7 @@ fn consistent_snapshot(
 fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<SnapshotDescription> {
     // A minute of slack for a server clock behind ours: snapshots that existed before the
     // request are ruled out by name anyway.
-    let turn = concurrent::take_turn(cx.root, name, cx.stop, cx.ui).or_else(interrupted)?;
+    let turn = concurrent::take_turn(&cx.server, name, cx.stop, cx.ui).or_else(interrupted)?;
     let asked_at =
         undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
     let existing: Vec<String> = cx
