@@ -43,7 +43,7 @@ bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 aimem="$bin/aimem"
 double="$bin/qdrant-double"
 jobs_supported=false
-"$aimem" backup --help | grep -q -- '--jobs' && jobs_supported=true
+grep -q -- '--jobs' <<<"$("$aimem" backup --help)" && jobs_supported=true
 
 work="$(mktemp -d /tmp/aimem-bench-transfer.XXXXXX)"
 declare -A double_pid=() double_fd=()
