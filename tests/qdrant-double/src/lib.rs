@@ -17,6 +17,7 @@
 mod faults;
 mod http;
 mod multipart;
+mod pace;
 mod routes;
 mod server;
 mod snapshot;
@@ -24,6 +25,7 @@ mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,6 +61,12 @@ pub struct Config {
     pub version: String,
     /// Used in snapshot names and the cluster view.
     pub peer_id: u64,
+    /// Simulated build time: creating a snapshot takes at least `size / rate` (bytes per
+    /// second), like a real server's work. `None` (the default): as fast as the disk.
+    pub snapshot_create_rate: Option<NonZeroU64>,
+    /// Simulated recovery time: recovering a snapshot (upload or `recover`) takes at least
+    /// `size / rate` (bytes per second) before the collection changes. `None`: no delay.
+    pub snapshot_recover_rate: Option<NonZeroU64>,
 }
 
 impl Default for Config {
@@ -68,6 +76,8 @@ impl Default for Config {
             read_only_api_key: None,
             version: "1.18.3".to_string(),
             peer_id: 2743143085275039,
+            snapshot_create_rate: None,
+            snapshot_recover_rate: None,
         }
     }
 }

@@ -1,17 +1,22 @@
 //! `qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory]
-//! [--filler COLLECTION=BYTES]… [--storage DIR] [--exit-on-stdin-eof]`
+//! [--filler COLLECTION=BYTES]… [--create-rate BYTES] [--recover-rate BYTES] [--storage DIR]
+//! [--exit-on-stdin-eof]`
 //!
 //! Starts the double, prints its URL on the first stdout line, and serves until killed.
 //! A killed process cannot remove its storage dir (snapshots can be big): pass
 //! `--storage DIR` to keep it somewhere you clean, or `--exit-on-stdin-eof` and close the
 //! child's stdin to stop it cleanly.
+//!
+//! `--create-rate` / `--recover-rate` (bytes per second, e.g. `200MiB`) simulate a real
+//! server's time to build a snapshot / recover one: at least `size / rate` each. Off by default.
 
 use std::io::Write;
+use std::num::NonZeroU64;
 use std::process::ExitCode;
 
 use qdrant_double::{Config, Double};
 
-const USAGE: &str = "usage: qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory] [--filler COLLECTION=BYTES[K|M|G|KiB|MiB|GiB]]... [--storage DIR] [--exit-on-stdin-eof]";
+const USAGE: &str = "usage: qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory] [--filler COLLECTION=BYTES[K|M|G|KiB|MiB|GiB]]... [--create-rate BYTES] [--recover-rate BYTES] [--storage DIR] [--exit-on-stdin-eof]";
 
 fn parse_bytes(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -56,6 +61,17 @@ fn main() -> ExitCode {
                 Some(dir) => storage = Some(dir.into()),
                 None => return usage("--storage needs a directory"),
             },
+            "--create-rate" | "--recover-rate" => {
+                let rate = value()
+                    .as_deref()
+                    .and_then(parse_bytes)
+                    .and_then(NonZeroU64::new);
+                match (flag.as_str(), rate) {
+                    ("--create-rate", Some(r)) => config.snapshot_create_rate = Some(r),
+                    (_, Some(r)) => config.snapshot_recover_rate = Some(r),
+                    (_, None) => return usage(&format!("{flag} needs BYTES per second, not 0")),
+                }
+            }
             "--filler" => {
                 let spec = value().unwrap_or_default();
                 match spec

@@ -596,6 +596,7 @@ fn build_snapshot(
     wrong_checksum: bool,
 ) -> Result<Value, Failure> {
     let io_err = |e: std::io::Error| (500, format!("Service internal error: {e}"));
+    let started = Instant::now();
     let now = timestamp_now();
     let name = format!(
         "{c}-{}-{}.snapshot",
@@ -615,6 +616,9 @@ fn build_snapshot(
             return Err(io_err(e));
         }
     };
+    // The snapshot appears only once its simulated build time is over, as on a real server.
+    let size = fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+    crate::pace::stretch(started, size, shared.config.snapshot_create_rate);
     let dest = dir.join(&name);
     // Same-second snapshots share a name: the later one replaces the earlier, as on the real server.
     fs::rename(&tmp, &dest).map_err(io_err)?;
@@ -988,7 +992,11 @@ fn recover_unmeasured(
     path: &Path,
     fail_after_clear: bool,
 ) -> Result<(), Failure> {
+    let started = Instant::now();
     let parsed = snapshot::read_snapshot(path).map_err(|msg| (500, msg))?;
+    // The collection changes only once the simulated recovery time is over.
+    let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    crate::pace::stretch(started, size, shared.config.snapshot_recover_rate);
     if !parsed.config["params"].is_object() {
         return Err((500, snapshot::MALFORMED.to_string()));
     }

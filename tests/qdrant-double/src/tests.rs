@@ -1093,3 +1093,50 @@ fn metrics_show_snapshot_gauges_and_a_slow_recovery_outlives_its_client() {
     assert!(double.wait_for_recoveries(Duration::from_secs(10)));
     assert!(!double.point_ids("conventions").unwrap().contains(&77));
 }
+
+#[test]
+fn configured_rates_stretch_snapshot_creation_and_recovery_to_their_size() {
+    let rate = std::num::NonZeroU64::new(1 << 20).expect("non-zero"); // 1 MiB/s
+    let source = Double::start(Config {
+        api_key: Some(KEY.into()),
+        snapshot_create_rate: Some(rate),
+        ..Config::default()
+    });
+    source.seed_ai_memory();
+    source.set_snapshot_filler("discussions", 600 << 10);
+    let mut c = Client::with_key(&source, Some(KEY));
+    let started = Instant::now();
+    let resp = c.request("POST", "/collections/discussions/snapshots", &[], b"");
+    let took = started.elapsed();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let desc = resp.json()["result"].clone();
+    let size = desc["size"].as_u64().expect("size");
+    assert!(size > 600 << 10, "{size}");
+    let at_least = crate::pace::work_time(size, rate);
+    assert!(
+        took >= at_least,
+        "creation took {took:?}, expected >= {at_least:?}"
+    );
+
+    let name = desc["name"].as_str().expect("name");
+    let data = c
+        .get(&format!("/collections/discussions/snapshots/{name}"))
+        .body;
+    assert_eq!(data.len() as u64, size);
+
+    let target = Double::start(Config {
+        api_key: Some(KEY.into()),
+        snapshot_recover_rate: Some(rate),
+        ..Config::default()
+    });
+    let mut t = Client::with_key(&target, Some(KEY));
+    let started = Instant::now();
+    let resp = upload(&mut t, "restored", "wait=true", "big.snapshot", &data);
+    let took = started.elapsed();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        took >= at_least,
+        "recovery took {took:?}, expected >= {at_least:?}"
+    );
+    assert_eq!(target.collection_names(), vec!["restored".to_string()]);
+}

@@ -47,3 +47,38 @@ fn binary_prints_its_url_and_serves() {
     assert!(status.success());
     assert_eq!(std::fs::read_dir(parent.path()).expect("dir").count(), 0);
 }
+
+#[test]
+fn binary_takes_rates_and_refuses_a_zero_or_unreadable_one() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qdrant-double"))
+        .args(["--create-rate", "200MiB", "--recover-rate=1G"])
+        .arg("--exit-on-stdin-eof")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        line.starts_with("http://127.0.0.1:"),
+        "{line:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
+
+    for args in [["--create-rate", "0"], ["--recover-rate", "fast"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_qdrant-double"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("BYTES per second"), "{stderr}");
+    }
+}
