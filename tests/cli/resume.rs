@@ -97,7 +97,7 @@ fn a_download_cut_at_half_resumes_and_fetches_little_again() {
     assert_asked_to_resume(&downloads[1], size);
     // The bytes the server sent for this file: half before the cut, then what the retry
     // fetched again, at most 55 % of the file (the target).
-    let served = env.double.body_bytes_served(DOWNLOAD);
+    let served = env.double.body_bytes_served("GET", DOWNLOAD);
     let fetched_again = served - size / 2;
     assert!(
         fetched_again * 100 <= size * 55,

@@ -278,18 +278,19 @@ impl Double {
         true
     }
 
-    /// Response body bytes sent so far to requests whose path contains `path_contains`,
-    /// counting bytes of answers cut short or abandoned by the client.
-    pub fn body_bytes_served(&self, path_contains: &str) -> u64 {
+    /// Response body bytes sent so far to `method` requests whose path contains
+    /// `path_contains`, counting bytes of answers cut short or abandoned by the client.
+    pub fn body_bytes_served(&self, method: &str, path_contains: &str) -> u64 {
         lock(&self.shared.served)
             .iter()
-            .filter(|(path, _)| path.contains(path_contains))
-            .map(|(_, bytes)| bytes)
+            .filter(|(m, path, _)| m.eq_ignore_ascii_case(method) && path.contains(path_contains))
+            .map(|(_, _, bytes)| bytes)
             .sum()
     }
 
-    /// Every answer so far: the request's path (as sent) and the response body bytes sent.
-    pub fn served(&self) -> Vec<(String, u64)> {
+    /// Every answer so far: the request's method and path (as sent) and the response body
+    /// bytes sent.
+    pub fn served(&self) -> Vec<(String, String, u64)> {
         lock(&self.shared.served).clone()
     }
 }

@@ -8,7 +8,7 @@
 //! child's stdin to stop it cleanly.
 //!
 //! `--cut-first-download-at PERCENT` closes the first snapshot download after that share of
-//! its body; `--report-served` prints, when stdin closes, one `served <bytes> <path>` line per
+//! its body; `--report-served` prints, when stdin closes, one `served <bytes> <METHOD> <path>` line per
 //! answer (the response body bytes sent), for benchmarks of resumed downloads.
 
 use std::io::Write;
@@ -111,8 +111,8 @@ fn main() -> ExitCode {
     if exit_on_eof {
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
         if report_served {
-            for (path, bytes) in double.served() {
-                let _ = writeln!(out, "served {bytes} {path}");
+            for (method, path, bytes) in double.served() {
+                let _ = writeln!(out, "served {bytes} {method} {path}");
             }
             let _ = out.flush();
         }

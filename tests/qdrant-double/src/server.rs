@@ -25,8 +25,8 @@ pub(crate) struct Shared {
     pub next_id: AtomicU64,
     /// Root of the double's temp storage.
     pub storage: PathBuf,
-    /// Response body bytes written per request (path as sent, bytes), in order.
-    pub served: Mutex<Vec<(String, u64)>>,
+    /// Response body bytes written per request (method, path as sent, bytes), in order.
+    pub served: Mutex<Vec<(String, String, u64)>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -200,7 +200,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
                 &mut served,
             )),
         };
-        lock(&shared.served).push((req.raw_path.clone(), served));
+        lock(&shared.served).push((req.method.clone(), req.raw_path.clone(), served));
         if written.is_none() {
             let _ = stream.shutdown(Shutdown::Both);
         } else if let Some(Ok(true)) = written
