@@ -159,3 +159,30 @@ fn a_range_from_the_wrong_offset_gets_a_full_restart() {
         downloads[2]
     );
 }
+
+#[test]
+fn a_stalled_download_resumes_after_the_stall_timeout() {
+    let env = env_with_a_big_snapshot();
+    env.double.inject(Fault::new(
+        Some("GET"),
+        DOWNLOAD,
+        FaultKind::StallBody {
+            after_bytes: FILLER / 2,
+            stall: std::time::Duration::from_secs(30),
+        },
+    ));
+    let run = env.run_with(&["backup", "--retry", "1"], |c| {
+        c.env("BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT", "1");
+    });
+    run.assert_code(0)
+        .assert_stderr_contains("retry 1 of 1")
+        .assert_stderr_contains("timed out");
+    let backup = env.only_backup();
+    assert_eq!(sha256sum_check(&backup).code, 0, "the backup verifies");
+    assert_no_partial_files(&backup.join("qdrant"));
+    let downloads = downloads(&env);
+    assert_eq!(downloads.len(), 2, "{downloads:?}");
+    let range = downloads[1].headers.get("range").expect("a Range header");
+    assert_eq!(range, &format!("bytes={}-", FILLER / 2));
+    assert!(downloads[1].headers.contains_key("if-match"));
+}
