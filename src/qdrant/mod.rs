@@ -7,6 +7,7 @@
 mod error;
 pub(crate) mod metrics;
 mod multipart;
+mod ranged;
 mod trace;
 pub(crate) mod types;
 mod url;
@@ -20,6 +21,7 @@ use ureq::http::{Method, Request, Response};
 
 pub use error::QdrantError;
 use multipart::{LocalReadFailed, is_cancelled};
+pub use ranged::{ResumeFrom, SnapshotBody};
 use trace::Exchange;
 pub use types::{ServerInfo, SnapshotDescription};
 pub use url::{ServerUrl, redact};

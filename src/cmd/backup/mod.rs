@@ -10,6 +10,7 @@ mod concurrent;
 pub(crate) mod disk;
 pub(crate) mod files;
 pub(crate) mod journal;
+mod resume;
 pub(crate) mod snapshot;
 mod undo;
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use camino::Utf8Path;
 use indicatif::ProgressBar;
 
+use super::resume::{KeptPrefix, Partial};
 use crate::manifest::checksums::HashingWriter;
 use crate::qdrant::{Cancelled, Client, QdrantError, SnapshotDescription};
 use crate::signals::StopFlag;
@@ -99,8 +100,11 @@ const OVERSIZE_MARGIN: u64 = 1024 * 1024;
 
 /// Downloads `snapshot` of `collection` into `target`, retrying `retries` times.
 ///
-/// Every attempt writes a fresh hidden temporary file next to `target`, so partial data from
-/// a failed attempt is discarded; only a complete, verified file is renamed to `target`.
+/// The bytes go to a hidden temporary file next to `target`, kept across attempts: a retry
+/// after a broken transfer resumes from the bytes already there when the server allows it
+/// (see [`crate::qdrant::Client::open_snapshot`]), re-hashing them once from the disk, and
+/// otherwise starts over in the same file. Only a complete, verified file is renamed to
+/// `target`; the temporary file is removed in every other case.
 /// `label` names the progress bar (`download github`, `pre-restore copy of github`).
 #[allow(clippy::too_many_arguments)]
 pub fn download_verified(
@@ -113,10 +117,30 @@ pub fn download_verified(
     ui: &Ui,
     stop: &StopFlag,
 ) -> Result<Downloaded, DownloadError> {
+    let dir = target.parent().unwrap_or(Utf8Path::new("."));
+    let write_error = |source| DownloadError::Write {
+        path: target.to_string(),
+        source,
+    };
+    let mut partial = Partial::create(dir).map_err(write_error)?;
     let mut attempt = 0;
     loop {
-        match download_once(client, collection, snapshot, target, label, ui, stop) {
-            Ok(done) => return Ok(done),
+        match download_once(
+            client,
+            collection,
+            snapshot,
+            target,
+            &mut partial,
+            label,
+            ui,
+            stop,
+        ) {
+            Ok(done) => {
+                // Never over an existing file: each download has a path of its own, and one
+                // already there (a pre-restore copy, say) is the only copy of something.
+                partial.persist(target).map_err(write_error)?;
+                return Ok(done);
+            }
             Err(e) if attempt < retries && e.is_transient() && stop.requested().is_none() => {
                 attempt += 1;
                 ui.warn(&format!(
@@ -135,40 +159,50 @@ fn backoff(attempt: u32) -> Duration {
         .min(Duration::from_secs(10))
 }
 
+/// One attempt: into `partial`, from where the last attempt stopped when the server honours
+/// that; on success the file is complete, verified and synced.
+#[allow(clippy::too_many_arguments)]
 fn download_once(
     client: &Client,
     collection: &str,
     snapshot: &SnapshotDescription,
     target: &Utf8Path,
+    partial: &mut Partial,
     label: &str,
     ui: &Ui,
     stop: &StopFlag,
 ) -> Result<Downloaded, DownloadError> {
-    let dir = target.parent().unwrap_or(Utf8Path::new("."));
     let write_error = |source| DownloadError::Write {
         path: target.to_string(),
         source,
     };
-    let partial = tempfile::Builder::new()
-        .prefix(".partial-")
-        .suffix(".snapshot")
-        .tempfile_in(dir)
-        .map_err(write_error)?;
+    let resume = partial.resume_point(snapshot.size);
+    let body = client.open_snapshot(collection, &snapshot.name, resume.as_ref())?;
+    let kept = body.start();
+    partial.set_etag(body.resume_tag());
+    if kept > 0 {
+        log::info!("resuming the download of {} at byte {kept}", snapshot.name);
+    }
     let bar = ui.transfer_bar(label, snapshot.size);
+    bar.set_position(kept);
     let limit = snapshot
         .size
         .map(|size| size.saturating_add(OVERSIZE_MARGIN));
+    let mut hashing = HashingWriter::new(partial.continue_at(kept).map_err(write_error)?);
+    // The kept prefix, read once from the disk: the SHA-256 covers the whole file.
+    KeptPrefix::replay_into(&mut hashing, partial.file(), kept).map_err(write_error)?;
     let mut sink = Sink {
-        inner: HashingWriter::new(partial.as_file()),
+        inner: hashing,
         bar: &bar,
         stop,
         limit,
-        written: 0,
+        written: kept,
     };
-    let result = client.download_snapshot(collection, &snapshot.name, &mut sink);
+    let result = body.receive(&mut sink);
     bar.finish_and_clear();
     match result {
         Err(QdrantError::LocalWrite(e)) if e.get_ref().is_some_and(|i| i.is::<PastLimit>()) => {
+            partial.forget();
             return Err(DownloadError::Oversized {
                 snapshot: snapshot.name.clone(),
                 announced: snapshot.size.unwrap_or_default(),
@@ -179,6 +213,7 @@ fn download_once(
     };
     let (sha256, size, _) = sink.inner.finish();
     if let Some(expected) = snapshot.size.filter(|&s| s != size) {
+        partial.forget();
         return Err(DownloadError::Mismatch {
             detail: format!("Qdrant reported {expected} bytes, {size} arrived"),
         });
@@ -188,16 +223,12 @@ fn download_once(
         .as_deref()
         .filter(|c| !c.eq_ignore_ascii_case(&sha256))
     {
+        partial.forget();
         return Err(DownloadError::Mismatch {
             detail: format!("Qdrant reported SHA-256 {expected}, the file has {sha256}"),
         });
     }
-    partial.as_file().sync_all().map_err(write_error)?;
-    // Never over an existing file: each download has a path of its own, and one already
-    // there (a pre-restore copy, say) is the only copy of something.
-    partial
-        .persist_noclobber(target)
-        .map_err(|e| write_error(e.error))?;
+    partial.file().sync_all().map_err(write_error)?;
     Ok(Downloaded { sha256, size })
 }
 

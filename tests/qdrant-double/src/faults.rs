@@ -57,6 +57,18 @@ pub enum FaultKind {
     /// the path, then handles the request normally: a schema change racing the request (a
     /// snapshot creation, say).
     AddPayloadIndex { field: String, schema: String },
+    /// Send the headers (with the full Content-Length) and only this percentage of the body,
+    /// then close: a cut at a known fraction of a file whose exact size the caller does not know.
+    TruncateBodyAtPercent { percent: u8 },
+    /// A snapshot download ignores `Range` (and `If-Match`): 200 with the whole file, like a
+    /// server or proxy without range support.
+    IgnoreRange,
+    /// A snapshot download sees its file as changed since the client last saw it: the ETag
+    /// differs, so `If-Match` with the old one gets 412.
+    ChangedEtag,
+    /// A ranged snapshot download answers 206 from `back` bytes before the requested start,
+    /// with a truthful `Content-Range` (a range the client did not ask for).
+    ShiftedRange { back: u64 },
 }
 
 /// What the client of a [`FaultKind::SlowRecovery`] upload sees.

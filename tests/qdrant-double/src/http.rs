@@ -426,6 +426,18 @@ pub fn write_response(
     close: bool,
     fault: Option<BodyFault>,
 ) -> io::Result<bool> {
+    write_response_counted(stream, resp, close, fault, &mut 0)
+}
+
+/// [`write_response`], adding the body bytes handed to the socket to `served` as they go (so
+/// the count holds even when the client goes away mid-body).
+pub fn write_response_counted(
+    stream: &TcpStream,
+    resp: &Response,
+    close: bool,
+    fault: Option<BodyFault>,
+    served: &mut u64,
+) -> io::Result<bool> {
     let mut w = io::BufWriter::with_capacity(64 * 1024, stream);
     write!(w, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status))?;
     for (name, value) in &resp.headers {
@@ -454,12 +466,14 @@ pub fn write_response(
                     w.flush()?;
                     std::thread::sleep(stall);
                     sent += 1; // past the stall point: never stall again
+                    *served += 1;
                     w.write_all(&data[..1])?;
                     data = &data[1..];
                     continue;
                 }
                 _ => data.len(),
             };
+            *served += n as u64;
             w.write_all(&data[..n])?;
             sent += n as u64;
             data = &data[n..];

@@ -133,6 +133,7 @@ impl Double {
             stopping: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             storage: storage.path().to_path_buf(),
+            served: Mutex::new(Vec::new()),
         });
         let accept = {
             let shared = Arc::clone(&shared);
@@ -285,6 +286,22 @@ impl Double {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         true
+    }
+
+    /// Response body bytes sent so far to `method` requests whose path contains
+    /// `path_contains`, counting bytes of answers cut short or abandoned by the client.
+    pub fn body_bytes_served(&self, method: &str, path_contains: &str) -> u64 {
+        lock(&self.shared.served)
+            .iter()
+            .filter(|(m, path, _)| m.eq_ignore_ascii_case(method) && path.contains(path_contains))
+            .map(|(_, _, bytes)| bytes)
+            .sum()
+    }
+
+    /// Every answer so far: the request's method and path (as sent) and the response body
+    /// bytes sent.
+    pub fn served(&self) -> Vec<(String, String, u64)> {
+        lock(&self.shared.served).clone()
     }
 }
 

@@ -1,6 +1,6 @@
 //! `qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory]
 //! [--filler COLLECTION=BYTES]… [--create-rate BYTES] [--recover-rate BYTES] [--storage DIR]
-//! [--exit-on-stdin-eof]`
+//! [--exit-on-stdin-eof] [--cut-first-download-at PERCENT] [--report-served]`
 //!
 //! Starts the double, prints its URL on the first stdout line, and serves until killed.
 //! A killed process cannot remove its storage dir (snapshots can be big): pass
@@ -9,6 +9,10 @@
 //!
 //! `--create-rate` / `--recover-rate` (bytes per second, e.g. `200MiB`) simulate a real
 //! server's time to build a snapshot / recover one: at least `size / rate` each. Off by default.
+//!
+//! `--cut-first-download-at PERCENT` closes the first snapshot download after that share of
+//! its body; `--report-served` prints, when stdin closes, one `served <bytes> <METHOD> <path>` line per
+//! answer (the response body bytes sent), for benchmarks of resumed downloads.
 
 use std::io::Write;
 use std::num::NonZeroU64;
@@ -16,7 +20,7 @@ use std::process::ExitCode;
 
 use qdrant_double::{Config, Double};
 
-const USAGE: &str = "usage: qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory] [--filler COLLECTION=BYTES[K|M|G|KiB|MiB|GiB]]... [--create-rate BYTES] [--recover-rate BYTES] [--storage DIR] [--exit-on-stdin-eof]";
+const USAGE: &str = "usage: qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory] [--filler COLLECTION=BYTES[K|M|G|KiB|MiB|GiB]]... [--create-rate BYTES] [--recover-rate BYTES] [--storage DIR] [--exit-on-stdin-eof] [--cut-first-download-at PERCENT] [--report-served]";
 
 fn parse_bytes(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -41,6 +45,8 @@ fn main() -> ExitCode {
     let mut fillers = Vec::new();
     let mut storage: Option<std::path::PathBuf> = None;
     let mut exit_on_eof = false;
+    let mut cut_at: Option<u8> = None;
+    let mut report_served = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -82,6 +88,11 @@ fn main() -> ExitCode {
                     None => return usage("--filler needs COLLECTION=BYTES"),
                 }
             }
+            "--cut-first-download-at" => match value().and_then(|v| v.parse().ok()) {
+                Some(p) if p <= 100 => cut_at = Some(p),
+                _ => return usage("--cut-first-download-at needs a percentage (0-100)"),
+            },
+            "--report-served" => report_served = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -102,11 +113,24 @@ fn main() -> ExitCode {
     for (collection, bytes) in fillers {
         double.set_snapshot_filler(&collection, bytes);
     }
+    if let Some(percent) = cut_at {
+        double.inject(qdrant_double::Fault::new(
+            Some("GET"),
+            "/snapshots/",
+            qdrant_double::FaultKind::TruncateBodyAtPercent { percent },
+        ));
+    }
     let mut out = std::io::stdout();
     let _ = writeln!(out, "{}", double.url());
     let _ = out.flush();
     if exit_on_eof {
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        if report_served {
+            for (method, path, bytes) in double.served() {
+                let _ = writeln!(out, "served {bytes} {method} {path}");
+            }
+            let _ = out.flush();
+        }
         drop(double);
         return ExitCode::SUCCESS;
     }

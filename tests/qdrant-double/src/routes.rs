@@ -25,6 +25,9 @@ pub(crate) struct Flags {
     pub upload_fail_after_clear: bool,
     pub slow_recovery: Option<(Duration, LateAnswer)>,
     pub snapshot_named: Option<String>,
+    pub ignore_range: bool,
+    pub changed_etag: bool,
+    pub shifted_range: Option<u64>,
 }
 
 /// Counts one running snapshot recovery of a collection for `/metrics` while it lives, like
@@ -273,7 +276,9 @@ pub(crate) fn handle<'s>(
                 (true, Err((code, msg))) => error(code, &msg, started),
             }
         }
-        ("GET", ["collections", c, "snapshots", name]) => download_snapshot(shared, req, c, name),
+        ("GET", ["collections", c, "snapshots", name]) => {
+            download_snapshot(shared, req, c, name, &flags)
+        }
         ("DELETE", ["collections", c, "snapshots", name]) => {
             let result = delete_snapshot(shared, c, name);
             match (req.wait(true), result) {
@@ -715,7 +720,13 @@ fn parse_range(header: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     Some(Ok((start, end.min(len - 1))))
 }
 
-fn download_snapshot(shared: &Shared, req: &Request, c: &str, name: &str) -> Response {
+fn download_snapshot(
+    shared: &Shared,
+    req: &Request,
+    c: &str,
+    name: &str,
+    flags: &Flags,
+) -> Response {
     if !lock(&shared.state).collections.contains_key(c) {
         return Response::plain(404, &not_found_collection(c));
     }
@@ -725,8 +736,11 @@ fn download_snapshot(shared: &Shared, req: &Request, c: &str, name: &str) -> Res
         _ => return Response::plain(404, &format!("Not found: Snapshot {name} not found")),
     };
     let len = meta.len();
-    let tag = etag(&meta);
-    if let Some(if_match) = req.header("if-match") {
+    let mut tag = etag(&meta);
+    if flags.changed_etag {
+        tag = format!("\"changed-{}\"", tag.trim_matches('"'));
+    }
+    if let Some(if_match) = req.header("if-match").filter(|_| !flags.ignore_range) {
         let matches = if_match.trim() == "*" || if_match.split(',').any(|t| t.trim() == tag);
         if !matches {
             return Response::new(412, None, Vec::new());
@@ -741,12 +755,16 @@ fn download_snapshot(shared: &Shared, req: &Request, c: &str, name: &str) -> Res
             len,
         },
     };
-    match req.header("range").and_then(|r| parse_range(r, len)) {
+    let range = req.header("range").filter(|_| !flags.ignore_range);
+    match range.and_then(|r| parse_range(r, len)) {
         Some(Err(())) => {
             return Response::new(416, None, Vec::new())
                 .header("content-range", format!("bytes */{len}"));
         }
         Some(Ok((start, end))) => {
+            let start = flags
+                .shifted_range
+                .map_or(start, |back| start.saturating_sub(back));
             resp.status = 206;
             resp.body = ResponseBody::File {
                 path: shared.snapshot_dir(c).join(name),

@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub next_id: AtomicU64,
     /// Root of the double's temp storage.
     pub storage: PathBuf,
+    /// Response body bytes written per request (method, path as sent, bytes), in order.
+    pub served: Mutex<Vec<(String, String, u64)>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,6 +108,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         let mut flags = Flags::default();
         let mut body_fault = None;
         let mut fault_response = None;
+        let mut truncate_percent: Option<u8> = None;
         match fault {
             Some(FaultKind::DropConnection) => break,
             Some(FaultKind::Delay(d)) => std::thread::sleep(d),
@@ -155,6 +158,12 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
                     col.schema.insert(field, serde_json::Value::String(schema));
                 }
             }
+            Some(FaultKind::TruncateBodyAtPercent { percent }) => {
+                truncate_percent = Some(percent);
+            }
+            Some(FaultKind::IgnoreRange) => flags.ignore_range = true,
+            Some(FaultKind::ChangedEtag) => flags.changed_etag = true,
+            Some(FaultKind::ShiftedRange { back }) => flags.shifted_range = Some(back),
             None => {}
         }
 
@@ -176,9 +185,25 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         if !body.drain() {
             close = true;
         }
-        if resp.is_dropped() {
+        if let Some(percent) = truncate_percent {
+            let cut = resp.body_len().saturating_mul(u64::from(percent.min(100))) / 100;
+            body_fault = Some(BodyFault::Truncate(cut));
+        }
+        let mut served = 0u64;
+        let written = match resp.is_dropped() {
+            true => None,
+            false => Some(http::write_response_counted(
+                &stream,
+                &resp,
+                close,
+                body_fault,
+                &mut served,
+            )),
+        };
+        lock(&shared.served).push((req.method.clone(), req.raw_path.clone(), served));
+        if written.is_none() {
             let _ = stream.shutdown(Shutdown::Both);
-        } else if let Ok(true) = http::write_response(&stream, &resp, close, body_fault)
+        } else if let Some(Ok(true)) = written
             && !close
         {
             continue;

@@ -1140,3 +1140,63 @@ fn configured_rates_stretch_snapshot_creation_and_recovery_to_their_size() {
     );
     assert_eq!(target.collection_names(), vec!["restored".to_string()]);
 }
+
+/// The faults for resumed downloads: a server that ignores ranges, a file whose ETag changed,
+/// a 206 for another range, a cut at a share of the body; and the count of bytes served.
+#[test]
+fn range_faults_and_served_bytes() {
+    let double = Double::start(Config::default());
+    double.seed_ai_memory();
+    double.set_snapshot_filler("conventions", 100_000);
+    let mut c = Client::new(&double);
+    let desc = c
+        .request(
+            "POST",
+            "/collections/conventions/snapshots?wait=true",
+            &[],
+            b"",
+        )
+        .json()["result"]
+        .clone();
+    let name = desc["name"].as_str().expect("name");
+    let path = format!("/collections/conventions/snapshots/{name}");
+    let full = c.request("GET", &path, &[("Accept-Encoding", "identity")], b"");
+    let len = full.body.len();
+    let etag = full.header("etag").expect("etag").to_string();
+    let ranged = [("Range", "bytes=5000-"), ("If-Match", etag.as_str())];
+
+    double.inject(Fault::new(Some("GET"), &path, FaultKind::IgnoreRange));
+    let ignored = c.request("GET", &path, &ranged, b"");
+    assert_eq!(ignored.status, 200);
+    assert_eq!(ignored.body, full.body);
+
+    double.inject(Fault::new(Some("GET"), &path, FaultKind::ChangedEtag));
+    assert_eq!(c.request("GET", &path, &ranged, b"").status, 412);
+
+    double.inject(Fault::new(
+        Some("GET"),
+        &path,
+        FaultKind::ShiftedRange { back: 1000 },
+    ));
+    let shifted = c.request("GET", &path, &ranged, b"");
+    assert_eq!(shifted.status, 206);
+    assert_eq!(shifted.body, full.body[4000..]);
+    assert_eq!(
+        shifted.header("content-range"),
+        Some(format!("bytes 4000-{}/{len}", len - 1).as_str())
+    );
+
+    double.inject(Fault::new(
+        Some("GET"),
+        &path,
+        FaultKind::TruncateBodyAtPercent { percent: 50 },
+    ));
+    let cut = c.request("GET", &path, &[], b"");
+    assert_eq!(cut.body.len(), len / 2);
+    // The connection closed after the cut, so every answer on it has been counted.
+    assert_eq!(
+        double.body_bytes_served("GET", &path) as usize,
+        2 * len + (len - 4000) + len / 2
+    );
+    assert_eq!(double.body_bytes_served("DELETE", &path), 0);
+}
