@@ -296,29 +296,7 @@ impl Client {
         snapshot: &str,
         sink: &mut dyn Write,
     ) -> Result<u64, QdrantError> {
-        let path = collection_path(name, &format!("/snapshots/{}", encode_segment(snapshot)));
-        let mut request = self.request::<Vec<u8>>(Method::GET, &path, None)?;
-        request.headers_mut().insert(
-            "accept-encoding",
-            ureq::http::HeaderValue::from_static("identity"),
-        );
-        let stall = self.timeouts.transfer_stall;
-        let request = self
-            .agent
-            .configure_request(request)
-            .timeout_recv_response(Some(stall))
-            .timeout_per_read(Some(stall))
-            .build();
-        let what = format!("downloading snapshot {snapshot}");
-        let (response, exchange) = self.send(&path, request, &what, stall, 0)?;
-        let response = self.check_status(Method::GET, &path, response, &exchange)?;
-        let status = response.status().as_u16();
-        let result = self.receive_snapshot(response, sink, &what, stall);
-        match &result {
-            Ok(written) => exchange.done(status, *written),
-            Err(e) => exchange.failed(e),
-        }
-        result
+        self.open_snapshot(name, snapshot, None)?.receive(sink)
     }
 
     /// The body of a snapshot download, into `sink`; see [`Client::download_snapshot`].
