@@ -8,36 +8,14 @@
 # (/usr/bin/time -v "Maximum resident set size"). Target: peak RSS under 32 MiB.
 set -euo pipefail
 size="${1:-1GiB}"
-cd "$(dirname "$0")/.."
-cargo build --release --quiet -p aimem -p qdrant-double
-
-work="$(mktemp -d /tmp/aimem-bench.XXXXXX)"
-double_pid=""
-cleanup() {
-    [ -n "$double_pid" ] && kill "$double_pid" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-mkfifo "$work/stdin"
-mkdir -p "$work/storage"
-# The double exits and removes its storage when its stdin closes.
-./target/release/qdrant-double --port 0 --api-key bench-key --storage "$work/storage" \
-    --seed-ai-memory --filler "discussions=$size" --exit-on-stdin-eof <"$work/stdin" >"$work/url" &
-double_pid=$!
-exec 3>"$work/stdin"
-for _ in $(seq 100); do [ -s "$work/url" ] && break; sleep 0.1; done
-url="$(head -1 "$work/url")"
-[ -n "$url" ] || { echo "the test double did not start" >&2; exit 1; }
-
-export QDRANT_URL="$url" QDRANT_API_KEY=bench-key NO_COLOR=1
+source "$(dirname "$0")/common.sh"
+start_double url --seed-ai-memory --filler "discussions=$size"
 /usr/bin/time -v ./target/release/aimem --quiet backup --collection discussions \
     --output "$work/backups" --install-dir "$work/install" >"$work/out" 2>"$work/time" || {
     cat "$work/time"
     exit 1
 }
-exec 3>&-
+stop_double
 
 snapshot="$(find "$work/backups" -name 'discussions.snapshot' -printf '%s')"
 rss_kib="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time")"

@@ -9,39 +9,14 @@
 # bytes it sent per request. Target (issue 11): at most 55 % of the file fetched again.
 set -euo pipefail
 size="${1:-256MiB}"
-cd "$(dirname "$0")/.."
-cargo build --release --quiet -p aimem -p qdrant-double
-
-work="$(mktemp -d /tmp/aimem-bench.XXXXXX)"
-double_pid=""
-cleanup() {
-    [ -n "$double_pid" ] && kill "$double_pid" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-mkfifo "$work/stdin"
-mkdir -p "$work/storage"
-# The double exits (printing what it served) and removes its storage when its stdin closes.
-./target/release/qdrant-double --port 0 --api-key bench-key --storage "$work/storage" \
-    --seed-ai-memory --filler "discussions=$size" --cut-first-download-at 50 --report-served \
-    --exit-on-stdin-eof <"$work/stdin" >"$work/double" &
-double_pid=$!
-exec 3>"$work/stdin"
-for _ in $(seq 100); do [ -s "$work/double" ] && break; sleep 0.1; done
-url="$(head -1 "$work/double")"
-[ -n "$url" ] || { echo "the test double did not start" >&2; exit 1; }
-
-export QDRANT_URL="$url" QDRANT_API_KEY=bench-key NO_COLOR=1
+source "$(dirname "$0")/common.sh"
+start_double double --seed-ai-memory --filler "discussions=$size" --cut-first-download-at 50 --report-served
 /usr/bin/time -v ./target/release/aimem --quiet backup --collection discussions --retry 1 \
     --output "$work/backups" --install-dir "$work/install" >"$work/out" 2>"$work/time" || {
     cat "$work/time"
     exit 1
 }
-exec 3>&-
-wait "$double_pid" || true
-double_pid=""
+stop_double
 
 snapshot="$(find "$work/backups" -name 'discussions.snapshot' -printf '%s')"
 # `served <bytes> <METHOD> <path>` per answer; the downloads are GETs of files in its folder.

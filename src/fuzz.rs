@@ -169,31 +169,6 @@ fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
     bytes
 }
 
-const MANIFEST: &str = r#"{
-  "backup_date": "2026-02-03T14:30:52.123456+00:00",
-  "ai_memory_version": "2.4.1",
-  "qdrant_host": "localhost",
-  "qdrant_port": 26350,
-  "collections": {
-    "discussions": {
-      "name": "discussions",
-      "records": 42,
-      "snapshot_file": "discussions.snapshot",
-      "size_bytes": 1048576,
-      "sha256": "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9",
-      "schema": {
-        "params": { "vectors": {}, "sparse_vectors": {}, "shard_number": 1, "on_disk_payload": true },
-        "hnsw_config": {},
-        "quantization_config": {},
-        "payload_schema": { "a": { "data_type": "keyword" } }
-      }
-    }
-  },
-  "config_files": ["settings.json", ".env"],
-  "includes_logs": false,
-  "runtime_flags": { "COLBERT_RERANKING_ENABLED": "true" }
-}"#;
-
 /// Renders a diagnostic as the error handler does: an excerpt, never the whole of a long line.
 fn assert_renders_small(diagnostic: &dyn miette::Diagnostic) {
     let mut out = String::new();
@@ -237,7 +212,7 @@ proptest! {
 
     #[test]
     fn manifest_parse_survives_damage(mutations in prop::collection::vec(mutation(), 1..4)) {
-        let bytes = mutate(MANIFEST.as_bytes().to_vec(), &mutations);
+        let bytes = mutate(crate::manifest::tests::GUIDE_EXAMPLE.as_bytes().to_vec(), &mutations);
         parse_and_render_manifest(String::from_utf8_lossy(&bytes).into_owned());
     }
 

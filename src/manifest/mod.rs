@@ -419,10 +419,11 @@ fn strip_position(message: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const GUIDE_EXAMPLE: &str = r#"{
+    /// The guide's example manifest (also the seed of the fuzz properties).
+    pub(crate) const GUIDE_EXAMPLE: &str = r#"{
   "backup_date": "2026-02-03T14:30:52.123456+00:00",
   "ai_memory_version": "2.4.1",
   "qdrant_host": "localhost",

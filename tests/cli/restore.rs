@@ -1000,19 +1000,7 @@ fn pre_restore_snapshots_go_beside_the_backup_not_into_the_current_folder() {
     super::support::copy_dir(&made, &backup);
     let cwd = env.tmp.path().join("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
-    env.double.inject(Fault::new(
-        Some("POST"),
-        "/snapshots/upload",
-        FaultKind::UploadFailAfterClear,
-    ));
-    env.double.inject(Fault::new(
-        Some("POST"),
-        "/snapshots/upload",
-        FaultKind::Status {
-            code: 500,
-            message: "Service internal error: disk full".into(),
-        },
-    ));
+    fail_restore_and_rollback(&env);
     let run = env.run_with(&["restore", backup.to_str().unwrap(), "--force"], |c| {
         c.current_dir(&cwd).env_remove("AI_MEMORY_BACKUP_DIR");
     });

@@ -117,18 +117,14 @@ fn a_server_that_ignores_the_range_gets_a_full_restart() {
     assert_asked_to_resume(&downloads[1], size);
 }
 
-#[test]
-fn a_changed_etag_gets_a_full_restart() {
+/// Cuts the first download at half, then meets the resume with `fault`: the backup must be
+/// right, after three requests (cut, refused resume, a full restart without a range).
+fn resume_refused_then_restarted(fault: FaultKind, why: &str) {
     let env = env_with_a_big_snapshot();
     cut_the_first_download_at_half(&env);
-    env.double
-        .inject(Fault::new(Some("GET"), DOWNLOAD, FaultKind::ChangedEtag));
+    env.double.inject(Fault::new(Some("GET"), DOWNLOAD, fault));
     let (size, downloads) = backup_and_check(&env);
-    assert_eq!(
-        downloads.len(),
-        3,
-        "cut, refused (412), restarted: {downloads:?}"
-    );
+    assert_eq!(downloads.len(), 3, "cut, {why}, restarted: {downloads:?}");
     assert_asked_to_resume(&downloads[1], size);
     assert!(
         !downloads[2].headers.contains_key("range"),
@@ -138,26 +134,13 @@ fn a_changed_etag_gets_a_full_restart() {
 }
 
 #[test]
+fn a_changed_etag_gets_a_full_restart() {
+    resume_refused_then_restarted(FaultKind::ChangedEtag, "refused (412)");
+}
+
+#[test]
 fn a_range_from_the_wrong_offset_gets_a_full_restart() {
-    let env = env_with_a_big_snapshot();
-    cut_the_first_download_at_half(&env);
-    env.double.inject(Fault::new(
-        Some("GET"),
-        DOWNLOAD,
-        FaultKind::ShiftedRange { back: 1000 },
-    ));
-    let (size, downloads) = backup_and_check(&env);
-    assert_eq!(
-        downloads.len(),
-        3,
-        "cut, wrong range, restarted: {downloads:?}"
-    );
-    assert_asked_to_resume(&downloads[1], size);
-    assert!(
-        !downloads[2].headers.contains_key("range"),
-        "the restart asks for the whole file: {:?}",
-        downloads[2]
-    );
+    resume_refused_then_restarted(FaultKind::ShiftedRange { back: 1000 }, "wrong range");
 }
 
 #[test]

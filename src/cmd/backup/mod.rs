@@ -332,7 +332,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         includes_logs: args.include_logs,
         ..BackupReport::default()
     });
-    let outcome = back_up(args, ui, stop, &report);
+    let outcome = back_up(args, ui, stop, &report, started);
     if args.json {
         let mut report = report.into_inner();
         report.seconds = started.elapsed().as_secs_f64();
@@ -341,8 +341,14 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     outcome
 }
 
-fn back_up(args: &BackupArgs, ui: &Ui, stop: &StopFlag, report: &RefCell<BackupReport>) -> Outcome {
-    let started = Instant::now();
+/// The backup itself; `started` is the run's start, for its closing line.
+fn back_up(
+    args: &BackupArgs,
+    ui: &Ui,
+    stop: &StopFlag,
+    report: &RefCell<BackupReport>,
+    started: Instant,
+) -> Outcome {
     let endpoint = args.connection.endpoint().map_err(|m| {
         Failure::msg(
             Exit::InvalidArguments,

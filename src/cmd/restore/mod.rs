@@ -294,7 +294,7 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
         dry_run: args.dry_run,
         ..report::RestoreReport::default()
     };
-    let outcome = restore(args, ui, stop, &mut report);
+    let outcome = restore(args, ui, stop, &mut report, started);
     if args.json {
         report.seconds = started.elapsed().as_secs_f64();
         crate::cmd::output::json(&report);
@@ -307,8 +307,8 @@ fn restore(
     ui: &Ui,
     stop: &StopFlag,
     report: &mut report::RestoreReport,
+    started: std::time::Instant,
 ) -> Outcome {
-    let started = std::time::Instant::now();
     // 1. Arguments.
     let endpoint = args.connection.endpoint().map_err(|m| {
         Failure::msg(

@@ -708,8 +708,9 @@ fn uploads_match_the_fixtures() {
     replay(&mut c, "collections/delete.json");
 }
 
-#[test]
-fn range_and_if_match() {
+/// A double holding a 100 kB snapshot of `conventions`, a client, the snapshot's path and
+/// its whole download and description.
+fn a_big_conventions_snapshot() -> (Double, Client, String, Resp, Value) {
     let double = Double::start(Config::default());
     double.seed_ai_memory();
     double.set_snapshot_filler("conventions", 100_000);
@@ -726,6 +727,12 @@ fn range_and_if_match() {
     let name = desc["name"].as_str().expect("name");
     let path = format!("/collections/conventions/snapshots/{name}");
     let full = c.request("GET", &path, &[("Accept-Encoding", "identity")], b"");
+    (double, c, path, full, desc)
+}
+
+#[test]
+fn range_and_if_match() {
+    let (_double, mut c, path, full, desc) = a_big_conventions_snapshot();
     let len = full.body.len();
     assert!(len > 100_000);
     let etag = full.header("etag").expect("etag").to_string();
@@ -1145,22 +1152,7 @@ fn configured_rates_stretch_snapshot_creation_and_recovery_to_their_size() {
 /// a 206 for another range, a cut at a share of the body; and the count of bytes served.
 #[test]
 fn range_faults_and_served_bytes() {
-    let double = Double::start(Config::default());
-    double.seed_ai_memory();
-    double.set_snapshot_filler("conventions", 100_000);
-    let mut c = Client::new(&double);
-    let desc = c
-        .request(
-            "POST",
-            "/collections/conventions/snapshots?wait=true",
-            &[],
-            b"",
-        )
-        .json()["result"]
-        .clone();
-    let name = desc["name"].as_str().expect("name");
-    let path = format!("/collections/conventions/snapshots/{name}");
-    let full = c.request("GET", &path, &[("Accept-Encoding", "identity")], b"");
+    let (double, mut c, path, full, _) = a_big_conventions_snapshot();
     let len = full.body.len();
     let etag = full.header("etag").expect("etag").to_string();
     let ranged = [("Range", "bytes=5000-"), ("If-Match", etag.as_str())];
