@@ -817,13 +817,15 @@ fn write_backup(
 }
 
 /// Snapshot, download, verify and clean up one collection; returns its manifest entry and
-/// what `--json` says about it.
+/// what `--json` says about it. With [`snapshot::Durability::CallerSyncs`] the snapshot file
+/// is not synced yet: the caller must sync it before the backup is published.
 fn backup_collection(
     cx: &Context,
     args: &BackupArgs,
     collection: &Planned,
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
+    durability: snapshot::Durability,
 ) -> Outcome<(CollectionEntry, CollectionReport)> {
     let name = &collection.name;
     let started = Instant::now();
@@ -850,16 +852,16 @@ fn backup_collection(
         let (retry, ui, stop) = (args.retry, cx.ui.clone(), cx.stop.clone());
         worker::interruptible(cx.stop, move || {
             let label = format!("download {name}");
-            snapshot::download_verified(
-                &client,
-                &name,
-                &description,
-                &target,
-                retry,
-                &label,
-                &ui,
-                &stop,
-            )
+            let download = snapshot::Download {
+                client: &client,
+                collection: &name,
+                snapshot: &description,
+                target: &target,
+                label: &label,
+                ui: &ui,
+                stop: &stop,
+            };
+            snapshot::download_with_retries(&download, retry, durability)
         })
     };
     let downloaded = match downloaded.or_else(interrupted)? {

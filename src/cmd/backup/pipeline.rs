@@ -3,22 +3,27 @@
 //! and the disk each waiting for the others.
 //!
 //! Each collection is one job (schema and count before, create, count and schema after,
-//! download, hash and sync, delete on the server), taken in the planned order by a small pool
-//! of scoped threads. What they return is put back in the planned order, so the manifest and
+//! download and hash, delete on the server), taken in the planned order by a small pool of
+//! scoped threads. The finished file's fsync is handed to one more thread, so it overlaps the
+//! next job instead of holding up its worker; every file is synced before this returns, so
+//! before the staging folder can be published. What they return is put back in the planned order, so the manifest and
 //! the checksums file are the same as those of a one-at-a-time run. The first failure stops
 //! the pool from starting more jobs; the running ones finish (each registers what it made in
 //! the shared undo log), and the caller's cleanup removes everything.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
+use super::snapshot::Durability;
 use super::undo::Undo;
 use super::{
-    BackupArgs, CollectionEntry, CollectionReport, Context, Planned, backup_collection, lock,
-    stopped,
+    BackupArgs, BackupError, CollectionEntry, CollectionReport, Context, OrWriteExit, Planned,
+    backup_collection, lock, stopped,
 };
+use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
 use crate::ui::human_size;
 
@@ -43,11 +48,22 @@ pub(super) fn back_up_collections(
     let finished: Vec<Mutex<Option<(CollectionEntry, CollectionReport)>>> =
         planned.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
+        let (to_sync, syncing) = mpsc::channel::<Utf8PathBuf>();
+        let first_failure = &first_failure;
+        scope.spawn(move || {
+            for path in syncing {
+                if let Err(failure) = sync_file(&path) {
+                    lock(first_failure).get_or_insert(failure);
+                }
+            }
+        });
         for _ in 0..jobs {
-            scope.spawn(|| {
+            let to_sync = to_sync.clone();
+            let (next, finished) = (&next, &finished);
+            scope.spawn(move || {
                 loop {
                     // A failure or a signal: no new collection is started.
-                    if lock(&first_failure).is_some() || cx.stop.requested().is_some() {
+                    if lock(first_failure).is_some() || cx.stop.requested().is_some() {
                         return;
                     }
                     let index = next.fetch_add(1, Ordering::SeqCst);
@@ -56,8 +72,25 @@ pub(super) fn back_up_collections(
                         return;
                     };
                     cx.ui.step(&format!("Backing up {}...", collection.name));
-                    match backup_collection(cx, args, collection, snapshot_dir, undo) {
+                    let job = backup_collection(
+                        cx,
+                        args,
+                        collection,
+                        snapshot_dir,
+                        undo,
+                        Durability::CallerSyncs,
+                    );
+                    match job {
                         Ok((entry, report)) => {
+                            // The syncer outlives every worker: this send cannot fail. Should
+                            // it, the file is synced here instead.
+                            let path = collection.name.snapshot_path(snapshot_dir);
+                            if let Err(mpsc::SendError(path)) = to_sync.send(path) {
+                                if let Err(failure) = sync_file(&path) {
+                                    lock(first_failure).get_or_insert(failure);
+                                    return;
+                                }
+                            }
                             cx.ui.ok(&format!(
                                 "{}: {} records, snapshot created ({})",
                                 collection.name,
@@ -67,13 +100,15 @@ pub(super) fn back_up_collections(
                             *lock(slot) = Some((entry, report));
                         }
                         Err(failure) => {
-                            lock(&first_failure).get_or_insert(failure);
+                            lock(first_failure).get_or_insert(failure);
                             return;
                         }
                     }
                 }
             });
         }
+        // The workers hold the only senders left: the syncer ends once they all have.
+        drop(to_sync);
     });
     let mut done = Vec::with_capacity(planned.len());
     for (collection, slot) in planned.iter().zip(finished) {
@@ -96,7 +131,7 @@ pub(super) fn back_up_collections(
         // Every job ran to success (no failure, no signal), so this cannot happen; should it,
         // a backup missing a collection must not be published.
         return Err(Failure::msg(
-            crate::exit::Exit::Failed,
+            Exit::Failed,
             "not every collection was backed up",
             "Run the backup again.",
         ));
@@ -116,7 +151,14 @@ fn one_at_a_time(
     for collection in planned {
         stopped(cx.stop)?;
         cx.ui.step(&format!("Backing up {}...", collection.name));
-        let (entry, report) = backup_collection(cx, args, collection, snapshot_dir, undo)?;
+        let (entry, report) = backup_collection(
+            cx,
+            args,
+            collection,
+            snapshot_dir,
+            undo,
+            Durability::SyncedNow,
+        )?;
         lock(cx.report).collections.push(report);
         cx.ui.ok(&format!(
             "{} records, snapshot created ({})",
@@ -126,4 +168,15 @@ fn one_at_a_time(
         done.push((collection.name.to_string(), entry));
     }
     Ok(done)
+}
+
+/// Syncs a downloaded snapshot file to the disk; a full disk fails with the disk-space status.
+fn sync_file(path: &Utf8Path) -> Result<(), Failure> {
+    std::fs::File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(|source| BackupError::Folder {
+            path: path.to_owned(),
+            source,
+        })
+        .or_write_exit(Exit::Failed)
 }
