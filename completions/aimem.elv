@@ -50,6 +50,7 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --install-dir 'AI Memory''s install folder (config files, logs, version.txt) [default: ~/.ai-memory]'
             cand --create-timeout 'Seconds to wait for Qdrant to build a snapshot'
             cand --download-timeout 'Seconds a snapshot download may stall; one that keeps moving is never cut off'
+            cand --jobs 'Collections backed up at the same time (while Qdrant builds one snapshot, another is downloaded); 1 backs them up one after another'
             cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
             cand --all 'Back up every collection on the server, not only AI Memory''s five'
             cand --include-logs 'Also copy the log files from <install>/logs'

@@ -51,6 +51,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand backup" -l version -d 'The A
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r -f -a "(__fish_complete_directories)"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l create-timeout -d 'Seconds to wait for Qdrant to build a snapshot' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l download-timeout -d 'Seconds a snapshot download may stall; one that keeps moving is never cut off' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l jobs -d 'Collections backed up at the same time (while Qdrant builds one snapshot, another is downloaded); 1 backs them up one after another' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"

@@ -5,6 +5,7 @@ mod completion;
 mod concurrency;
 mod diff_schema;
 mod generated;
+mod jobs;
 mod json;
 mod legacy;
 mod list;

@@ -31,31 +31,30 @@ pub struct Turn {
     file: Option<File>,
 }
 
-/// The lock this run still holds after its last creation, for which (server, collection),
+/// The locks this run still holds after its latest creations, for which (server, collection),
 /// and until when it must (a retake of that collection takes it over instead of waiting for
-/// itself; a creation of another collection needs no wait at all).
-static STILL_HELD: Mutex<Option<(String, File, Instant)>> = Mutex::new(None);
+/// itself; a creation of another collection needs no wait at all). One per collection: with
+/// `--jobs`, creations of several collections finish within the same second.
+static STILL_HELD: Mutex<Vec<(String, File, Instant)>> = Mutex::new(Vec::new());
 
 /// Waits for the snapshot lock of `collection` on `server` (saying so once, and only when
 /// another run holds it), or fails with the signal's status. Without a usable lock folder the
 /// creation is not serialised (the lock folder's problem is not the backup's).
 pub fn take_turn(server: &str, collection: &str, stop: &StopFlag, ui: &Ui) -> Result<Turn, Exit> {
     let key = runs::lock_name("snapshot", &[server, collection]);
-    let own = STILL_HELD
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    if let Some((held, file, until)) = own {
-        if held == key {
-            // Still ours: only the rest of the second since our last snapshot is waited out.
-            std::thread::sleep(until.saturating_duration_since(Instant::now()));
-            return Ok(Turn {
-                key,
-                file: Some(file),
-            });
-        }
-        // Another collection's lock: its second is over for us, let it go.
-        drop(file);
+    let own = {
+        let mut held = STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner);
+        held.iter()
+            .position(|(k, _, _)| *k == key)
+            .map(|at| held.swap_remove(at))
+    };
+    if let Some((_, file, until)) = own {
+        // Still ours: only the rest of the second since our last snapshot is waited out.
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        return Ok(Turn {
+            key,
+            file: Some(file),
+        });
     }
     let Ok(file) = runs::lock_dir().and_then(|dir| runs::open_lock_file(&dir.join(&key))) else {
         return Ok(Turn { key, file: None });
@@ -79,14 +78,16 @@ impl Turn {
             return;
         };
         let until = Instant::now() + NAME_RESOLUTION;
-        *STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner) = Some((self.key, file, until));
+        let key = self.key.clone();
+        STILL_HELD
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((self.key, file, until));
         std::thread::spawn(move || {
             std::thread::sleep(NAME_RESOLUTION);
             let mut held = STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner);
             // Only this release's own lock: a later creation may have taken it over.
-            if held.as_ref().is_some_and(|(_, _, u)| *u == until) {
-                *held = None;
-            }
+            held.retain(|(k, _, u)| !(*k == key && *u == until));
         });
     }
 }

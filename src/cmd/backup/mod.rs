@@ -10,12 +10,13 @@ mod concurrent;
 pub(crate) mod disk;
 pub(crate) mod files;
 pub(crate) mod journal;
+mod pipeline;
 mod resume;
 pub(crate) mod snapshot;
 mod undo;
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -114,6 +115,19 @@ pub struct BackupArgs {
     /// Print one JSON document on stdout instead of the folder's path (shape in the README, "JSON output").
     #[arg(long)]
     pub json: bool,
+
+    /// Collections backed up at the same time (while Qdrant builds one snapshot, another is
+    /// downloaded); 1 backs them up one after another.
+    #[arg(
+        long,
+        env = "BACKUP_JOBS",
+        hide_env_values = true,
+        default_value_t = pipeline::DEFAULT_JOBS,
+        value_parser = clap::value_parser!(u8).range(1..=16),
+        value_name = "N",
+        value_hint = clap::ValueHint::Other
+    )]
+    pub jobs: u8,
 }
 
 /// `--json`: what the run made, filled in as it goes (a failed run shows how far it got).
@@ -328,13 +342,15 @@ struct Planned {
 
 pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     let started = Instant::now();
-    let report = RefCell::new(BackupReport {
+    let report = Mutex::new(BackupReport {
         includes_logs: args.include_logs,
         ..BackupReport::default()
     });
     let outcome = back_up(args, ui, stop, &report, started);
     if args.json {
-        let mut report = report.into_inner();
+        let mut report = report
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         report.seconds = started.elapsed().as_secs_f64();
         output::json(&report);
     }
@@ -346,7 +362,7 @@ fn back_up(
     args: &BackupArgs,
     ui: &Ui,
     stop: &StopFlag,
-    report: &RefCell<BackupReport>,
+    report: &Mutex<BackupReport>,
     started: Instant,
 ) -> Outcome {
     let endpoint = args.connection.endpoint().map_err(|m| {
@@ -425,7 +441,7 @@ fn back_up(
     // signal ends aimem at once, even while it waits on a server that does not answer.
     let _cleanup = stop.cleanup_scope();
     stopped(stop)?;
-    let mut undo = Undo::default();
+    let undo = Mutex::new(Undo::default());
     let context = Context {
         client: &client,
         endpoint: &endpoint,
@@ -445,12 +461,12 @@ fn back_up(
         &logs,
         &final_dir,
         server_version,
-        &mut undo,
+        &undo,
     );
     let (manifest, total_size, final_dir) = match outcome {
         Ok(done) => done,
         Err(failure) => {
-            undo.run(&client, ui);
+            lock(&undo).run(&client, ui);
             return Err(failure);
         }
     };
@@ -465,7 +481,7 @@ fn back_up(
     ui.fact("Records", &manifest.total_records().to_string());
     ui.rule();
     {
-        let mut report = report.borrow_mut();
+        let mut report = lock(report);
         report.folder = Some(final_dir.to_string());
         report.complete = true;
         report.total_size = total_size;
@@ -492,7 +508,15 @@ struct Context<'a> {
     /// How long Qdrant may take to build a snapshot.
     create_timeout: std::time::Duration,
     /// What `--json` reports.
-    report: &'a RefCell<BackupReport>,
+    report: &'a Mutex<BackupReport>,
+}
+
+/// The data behind a lock even if a thread panicked while holding it: the undo log and the
+/// report must still be usable for the cleanup.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The collections to back up: `--all`, the named ones (all must exist), or AI Memory's five
@@ -662,7 +686,7 @@ fn write_backup(
     logs: &[(Utf8PathBuf, String)],
     final_dir: &Utf8Path,
     qdrant_version: Option<String>,
-    undo: &mut Undo,
+    undo: &Mutex<Undo>,
 ) -> Outcome<(Manifest, u64, Utf8PathBuf)> {
     let final_name = final_dir.file_name().unwrap_or("backup");
     let folder_error = |path: &Utf8Path, source| BackupError::Folder {
@@ -672,8 +696,8 @@ fn write_backup(
     let staging = layout::create_staging_folder(cx.root, final_name)
         .map_err(|e| folder_error(cx.root, e))
         .or_write_exit(Exit::Failed)?;
-    undo.staging = Some(staging.clone());
-    undo.journal = Some(
+    lock(undo).staging = Some(staging.clone());
+    lock(undo).journal = Some(
         journal::Journal::create(&staging, &cx.server)
             .map_err(|e| folder_error(&staging, e))
             .or_exit(Exit::Failed)?,
@@ -686,21 +710,14 @@ fn write_backup(
     let mut checksums: Vec<Entry> = Vec::new();
     let mut collections = BTreeMap::new();
     let mut total_size = 0u64;
-    for collection in planned {
-        stopped(cx.stop)?;
-        cx.ui.step(&format!("Backing up {}...", collection.name));
-        let entry = backup_collection(cx, args, collection, &snapshot_dir, undo)?;
-        cx.ui.ok(&format!(
-            "{} records, snapshot created ({})",
-            entry.records,
-            human_size(entry.size_bytes)
-        ));
+    // In the order planned, whatever order they finished in: the checksums file lists them so.
+    for (name, entry) in pipeline::back_up_collections(cx, args, planned, &snapshot_dir, undo)? {
         total_size += entry.size_bytes;
         checksums.push(Entry {
             sha256: entry.sha256.clone().unwrap_or_default(),
             path: format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file),
         });
-        collections.insert(collection.name.to_string(), entry);
+        collections.insert(name, entry);
     }
 
     stopped(cx.stop)?;
@@ -724,7 +741,7 @@ fn write_backup(
         checksums.push(copy.checksum);
         config_files.push(name);
     }
-    cx.report.borrow_mut().config_files = config_files.clone();
+    lock(cx.report).config_files = config_files.clone();
 
     if args.include_logs {
         stopped(cx.stop)?;
@@ -784,8 +801,9 @@ fn write_backup(
     total_size += manifest_size;
 
     stopped(cx.stop)?;
-    undo.hand_on_leftover_snapshots(cx.client, cx.ui, cx.root, &cx.server, final_name);
-    if let Some(journal) = undo.journal.take() {
+    lock(undo).hand_on_leftover_snapshots(cx.client, cx.ui, cx.root, &cx.server, final_name);
+    let journal = lock(undo).journal.take();
+    if let Some(journal) = journal {
         journal
             .finish()
             .map_err(write_error)
@@ -794,18 +812,21 @@ fn write_backup(
     let final_dir = publish(&staging, final_dir)
         .map_err(write_error)
         .or_write_exit(Exit::Failed)?;
-    undo.staging = None;
+    lock(undo).staging = None;
     Ok((manifest, total_size, final_dir))
 }
 
-/// Snapshot, download, verify and clean up one collection; returns its manifest entry.
+/// Snapshot, download, verify and clean up one collection; returns its manifest entry and
+/// what `--json` says about it. With [`snapshot::Durability::CallerSyncs`] the snapshot file
+/// is not synced yet: the caller must sync it before the backup is published.
 fn backup_collection(
     cx: &Context,
     args: &BackupArgs,
     collection: &Planned,
     snapshot_dir: &Utf8Path,
-    undo: &mut Undo,
-) -> Outcome<CollectionEntry> {
+    undo: &Mutex<Undo>,
+    durability: snapshot::Durability,
+) -> Outcome<(CollectionEntry, CollectionReport)> {
     let name = &collection.name;
     let started = Instant::now();
     let (description, records, records_max, fingerprint) = consistent_snapshot(cx, name, undo)?;
@@ -831,16 +852,16 @@ fn backup_collection(
         let (retry, ui, stop) = (args.retry, cx.ui.clone(), cx.stop.clone());
         worker::interruptible(cx.stop, move || {
             let label = format!("download {name}");
-            snapshot::download_verified(
-                &client,
-                &name,
-                &description,
-                &target,
-                retry,
-                &label,
-                &ui,
-                &stop,
-            )
+            let download = snapshot::Download {
+                client: &client,
+                collection: &name,
+                snapshot: &description,
+                target: &target,
+                label: &label,
+                ui: &ui,
+                stop: &stop,
+            };
+            snapshot::download_with_retries(&download, retry, durability)
         })
     };
     let downloaded = match downloaded.or_else(interrupted)? {
@@ -860,7 +881,7 @@ fn backup_collection(
     // The server keeps every snapshot until deleted: do not let backups fill its disk.
     let deleted = match cx.client.delete_snapshot(name, &description.name) {
         Ok(()) => {
-            undo.forget_snapshot(name, &description.name);
+            lock(undo).forget_snapshot(name, &description.name);
             true
         }
         Err(e) => {
@@ -871,7 +892,7 @@ fn backup_collection(
             false
         }
     };
-    cx.report.borrow_mut().collections.push(CollectionReport {
+    let report = CollectionReport {
         name: name.to_string(),
         records,
         records_max,
@@ -880,8 +901,8 @@ fn backup_collection(
         snapshot: description.name.clone(),
         server_snapshot_deleted: deleted,
         seconds: started.elapsed().as_secs_f64(),
-    });
-    Ok(CollectionEntry {
+    };
+    let entry = CollectionEntry {
         name: name.to_string(),
         records,
         records_max,
@@ -891,7 +912,8 @@ fn backup_collection(
         sha256: Some(downloaded.sha256),
         schema_digest: Some(fingerprint.digest()),
         extra: BTreeMap::new(),
-    })
+    };
+    Ok((entry, report))
 }
 
 /// How many times a snapshot is taken again when writes moved the point count (or the
@@ -923,7 +945,7 @@ fn live_fingerprint(cx: &Context, name: &str) -> Outcome<Fingerprint> {
 fn consistent_snapshot(
     cx: &Context,
     name: &str,
-    undo: &mut Undo,
+    undo: &Mutex<Undo>,
 ) -> Outcome<(SnapshotDescription, u64, Option<u64>, Fingerprint)> {
     let count = || {
         cx.client
@@ -950,7 +972,7 @@ fn consistent_snapshot(
                 "`{name}`: its schema changed while it was snapshotted; taking it again"
             ));
             if cx.client.delete_snapshot(name, &description.name).is_ok() {
-                undo.forget_snapshot(name, &description.name);
+                lock(undo).forget_snapshot(name, &description.name);
             }
             attempt += 1;
             continue;
@@ -969,7 +991,7 @@ fn consistent_snapshot(
             "`{name}` changed while it was snapshotted ({before} → {after} points); taking it again"
         ));
         if cx.client.delete_snapshot(name, &description.name).is_ok() {
-            undo.forget_snapshot(name, &description.name);
+            lock(undo).forget_snapshot(name, &description.name);
         }
         attempt += 1;
     }
@@ -977,7 +999,7 @@ fn consistent_snapshot(
 
 /// `POST …/snapshots`, on a worker thread. It always waits for Qdrant's answer, even after
 /// Ctrl-C, so the snapshot can be deleted; a creation that times out is recorded as pending.
-fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<SnapshotDescription> {
+fn create_snapshot(cx: &Context, name: &str, undo: &Mutex<Undo>) -> Outcome<SnapshotDescription> {
     // A minute of slack for a server clock behind ours: snapshots that existed before the
     // request are ruled out by name anyway.
     let turn = concurrent::take_turn(&cx.server, name, cx.stop, cx.ui).or_else(interrupted)?;
@@ -989,17 +1011,18 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
         .map(|list| list.into_iter().map(|s| s.name).collect())
         .unwrap_or_default();
     // On disk before the server is asked: a run killed from here on leaves a record.
-    undo.journal_record(&journal::Record::Creating {
-        collection: name.to_string(),
-        asked_at: asked_at.clone(),
-        asked_before: journal::asked_before(),
-        existing: existing.clone(),
-    })
-    .map_err(|source| BackupError::Folder {
-        path: cx.root.to_owned(),
-        source,
-    })
-    .or_exit(Exit::Failed)?;
+    lock(undo)
+        .journal_record(&journal::Record::Creating {
+            collection: name.to_string(),
+            asked_at: asked_at.clone(),
+            asked_before: journal::asked_before(),
+            existing: existing.clone(),
+        })
+        .map_err(|source| BackupError::Folder {
+            path: cx.root.to_owned(),
+            source,
+        })
+        .or_exit(Exit::Failed)?;
     let (client, collection) = (cx.client.clone(), name.to_string());
     let ui = cx.ui.clone();
     let waiting = format!(
@@ -1023,6 +1046,7 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
     match created {
         Ok(description) => {
             turn.release_after_answer();
+            let mut undo = lock(undo);
             undo.server_snapshots
                 .push((name.to_string(), description.name.clone()));
             // Best effort: without it the `creating` record still leads the next run to it.
@@ -1031,6 +1055,7 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
                 snapshot: description.name.clone(),
             })
             .ok();
+            drop(undo);
             match signal {
                 Some(exit) => interrupted(exit),
                 None => Ok(description),
@@ -1051,7 +1076,7 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
             if let Some(wait) = wait {
                 // The turn stays taken until the cleanup has found (or given up on) this
                 // snapshot: another run's creation meanwhile could be taken for it.
-                undo.pending.push(Pending {
+                lock(undo).pending.push(Pending {
                     collection: name.to_string(),
                     existing,
                     wait,
@@ -1061,10 +1086,11 @@ fn create_snapshot(cx: &Context, name: &str, undo: &mut Undo) -> Outcome<Snapsho
             } else {
                 turn.release_after_answer();
                 // The server said no: there is no snapshot to look for later.
-                undo.journal_record(&journal::Record::Refused {
-                    collection: name.to_string(),
-                })
-                .ok();
+                lock(undo)
+                    .journal_record(&journal::Record::Refused {
+                        collection: name.to_string(),
+                    })
+                    .ok();
             }
             Err(collection_failure(name, e))
         }

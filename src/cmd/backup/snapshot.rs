@@ -117,6 +117,54 @@ pub fn download_verified(
     ui: &Ui,
     stop: &StopFlag,
 ) -> Result<Downloaded, DownloadError> {
+    let download = Download {
+        client,
+        collection,
+        snapshot,
+        target,
+        label,
+        ui,
+        stop,
+    };
+    download_with_retries(&download, retries, Durability::SyncedNow)
+}
+
+/// One snapshot download: what [`download_verified`] takes.
+pub struct Download<'a> {
+    pub client: &'a Client,
+    pub collection: &'a str,
+    pub snapshot: &'a SnapshotDescription,
+    pub target: &'a Utf8Path,
+    pub label: &'a str,
+    pub ui: &'a Ui,
+    pub stop: &'a StopFlag,
+}
+
+/// When the downloaded file reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced before the download returns.
+    SyncedNow,
+    /// Left to the caller, who must sync it before relying on it (a backup syncs its files on
+    /// another thread while the next transfer runs, and before the folder is published).
+    CallerSyncs,
+}
+
+/// [`download_verified`], with the sync of the finished file left to `durability`.
+pub fn download_with_retries(
+    download: &Download,
+    retries: u32,
+    durability: Durability,
+) -> Result<Downloaded, DownloadError> {
+    let Download {
+        client,
+        collection,
+        snapshot,
+        target,
+        label,
+        ui,
+        stop,
+    } = *download;
     let dir = target.parent().unwrap_or(Utf8Path::new("."));
     let write_error = |source| DownloadError::Write {
         path: target.to_string(),
@@ -134,6 +182,7 @@ pub fn download_verified(
             label,
             ui,
             stop,
+            durability,
         ) {
             Ok(done) => {
                 // Never over an existing file: each download has a path of its own, and one
@@ -160,7 +209,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// One attempt: into `partial`, from where the last attempt stopped when the server honours
-/// that; on success the file is complete, verified and synced.
+/// that; on success the file is complete, verified and (unless the caller syncs it) synced.
 #[allow(clippy::too_many_arguments)]
 fn download_once(
     client: &Client,
@@ -171,6 +220,7 @@ fn download_once(
     label: &str,
     ui: &Ui,
     stop: &StopFlag,
+    durability: Durability,
 ) -> Result<Downloaded, DownloadError> {
     let write_error = |source| DownloadError::Write {
         path: target.to_string(),
@@ -228,7 +278,9 @@ fn download_once(
             detail: format!("Qdrant reported SHA-256 {expected}, the file has {sha256}"),
         });
     }
-    partial.file().sync_all().map_err(write_error)?;
+    if durability == Durability::SyncedNow {
+        partial.file().sync_all().map_err(write_error)?;
+    }
     Ok(Downloaded { sha256, size })
 }
 
