@@ -14,6 +14,7 @@ mod output_safety;
 mod prune;
 mod reading;
 mod restore;
+mod restore_jobs;
 mod resume;
 mod servers;
 mod support;

@@ -242,11 +242,7 @@ fn create(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
             return Err(qdrant("creating", target)(e));
         }
     }
-    for (field, schema) in fingerprint.payload_indexes() {
-        cx.client
-            .create_payload_index(target, &field, &schema)
-            .map_err(qdrant("creating a payload index on", target))?;
-    }
+    super::indexes::build(cx.client, cx.stop, target, &fingerprint.payload_indexes())?;
     cx.ui.ok("Collection created from the backup's schema");
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 mod act;
 mod config;
+mod indexes;
 mod lock;
 mod plan;
 mod recovery;
