@@ -259,7 +259,8 @@ fn create(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         }
     }
     super::indexes::build(cx.client, cx.stop, target, &fingerprint.payload_indexes())?;
-    cx.ui.ok("Collection created from the backup's schema");
+    cx.ui
+        .ok(&format!("`{target}` created from the backup's schema"));
     Ok(())
 }
 
@@ -354,7 +355,7 @@ fn save(
         saved.sha256 = downloaded.sha256;
     }
     cx.ui.ok(&format!(
-        "Pre-restore snapshot saved: {local} ({})",
+        "Pre-restore snapshot of `{target}` saved: {local} ({})",
         human_size(downloaded.size)
     ));
     Ok(())
@@ -537,7 +538,7 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         }
         return Err(qdrant("uploading the snapshot into", target)(e));
     }
-    cx.ui.ok("Snapshot uploaded");
+    cx.ui.ok(&format!("Snapshot of `{target}` uploaded"));
     // The server keeps every uploaded file: remove it now rather than fill its disk.
     let mut done = Undo {
         uploads: vec![(target.to_string(), file_name.clone())],
