@@ -238,10 +238,9 @@ impl Double {
 
     /// Exactly the `result` that `GET /collections/{name}` would return.
     pub fn collection_info(&self, name: &str) -> Option<Value> {
-        lock(&self.shared.state)
-            .collections
-            .get(name)
-            .map(Collection::info)
+        let mut state = lock(&self.shared.state);
+        state.apply_due_indexes();
+        state.collections.get(name).map(Collection::info)
     }
 
     /// Sorted.
