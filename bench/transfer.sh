@@ -19,13 +19,19 @@
 # removed at the end. Takes about 5 to 8 minutes on 2 cores. Not part of the test suite.
 #
 # Knobs (environment): ROUNDS (3), COLLECTION_SIZE (420MiB; any --filler size of the double),
-# SERVER_RATE (bytes per second for snapshot creation and recovery; 0 = no simulated delay).
+# SERVER_RATE (bytes per second for snapshot creation and recovery; 0 = no simulated delay),
+# CREATE_DELAY_MS (300: the server's time to create a collection) and INDEX_DELAY_MS (100: to
+# build one payload index; an index asked for with wait=false is acknowledged at once and shows
+# up after it). A real Qdrant 1.18.3 takes 0.4-0.8 s for a collection and its indexes; 0 = none.
+# The restore pair also runs aimem restore --jobs 1 once aimem has that flag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds=${ROUNDS:-3}
 size=${COLLECTION_SIZE:-420MiB}
 rate=${SERVER_RATE:-208333333}
+create_delay=${CREATE_DELAY_MS:-300}
+index_delay=${INDEX_DELAY_MS:-100}
 key=bench-key
 collections="discussions conventions code-patterns github jira-data"
 
@@ -44,6 +50,8 @@ aimem="$bin/aimem"
 double="$bin/qdrant-double"
 jobs_supported=false
 grep -q -- '--jobs' <<<"$("$aimem" backup --help)" && jobs_supported=true
+restore_jobs_supported=false
+grep -q -- '--jobs' <<<"$("$aimem" restore --help)" && restore_jobs_supported=true
 
 work="$(mktemp -d /tmp/aimem-bench-transfer.XXXXXX)"
 declare -A double_pid=() double_fd=()
@@ -105,6 +113,8 @@ src_flags=(--seed-ai-memory)
 for c in $collections; do src_flags+=(--filler "$c=$size"); done
 rate_flags=()
 [ "$rate" != 0 ] && rate_flags=(--create-rate "$rate" --recover-rate "$rate")
+[ "$create_delay" != 0 ] && rate_flags+=(--collection-create-delay "$create_delay")
+[ "$index_delay" != 0 ] && rate_flags+=(--index-create-delay "$index_delay")
 start_double source "${src_flags[@]}" "${rate_flags[@]}"
 src_url=$(url_of source)
 export QDRANT_API_KEY=$key NO_COLOR=1
@@ -143,9 +153,11 @@ bench_floor_backup() {
     rm -rf "$dir"
 }
 
-bench_aimem_restore() {
+bench_aimem_restore() { # METRIC [EXTRA ARGS]
+    local metric=${1:-restore}
+    shift || true
     start_double target "${rate_flags[@]}"
-    QDRANT_URL=$(url_of target) timed_aimem restore restore "$aimem_backup" --force
+    QDRANT_URL=$(url_of target) timed_aimem "$metric" restore "$aimem_backup" --force "$@"
     stop_double target
 }
 
@@ -173,7 +185,7 @@ bench_sha256sum() {
     echo "  verify-sha256sum: $secs s" >&2
 }
 
-echo "source: 5 collections x $size, server rate ${rate} B/s; $rounds rounds; work dir $work" >&2
+echo "source: 5 collections x $size, server rate ${rate} B/s, collection create ${create_delay} ms, index ${index_delay} ms; $rounds rounds; work dir $work" >&2
 for round in $(seq "$rounds"); do
     echo "round $round" >&2
     # Odd rounds start with aimem, even ones with the plain tools.
@@ -182,6 +194,7 @@ for round in $(seq "$rounds"); do
         $jobs_supported && bench_aimem_backup backup-jobs1 --jobs 1
         bench_floor_backup
         bench_aimem_restore
+        $restore_jobs_supported && bench_aimem_restore restore-jobs1 --jobs 1
         bench_floor_restore
         timed_aimem verify verify "$aimem_backup"
         timed_aimem verify-no-deep verify --no-deep "$aimem_backup"
@@ -191,6 +204,7 @@ for round in $(seq "$rounds"); do
         $jobs_supported && bench_aimem_backup backup-jobs1 --jobs 1
         bench_aimem_backup backup
         bench_floor_restore
+        $restore_jobs_supported && bench_aimem_restore restore-jobs1 --jobs 1
         bench_aimem_restore
         bench_sha256sum
         timed_aimem verify-no-deep verify --no-deep "$aimem_backup"
@@ -212,8 +226,8 @@ ratio() { # NAME A B TARGET
 echo
 printf 'machine: %s cores, %s MiB RAM, %s\n' "$(nproc)" "$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)" \
     "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
-printf 'data:    %d bytes of snapshots (%.2f GiB) in 5 collections; server rate %s B/s; %s rounds, medians\n\n' \
-    "$total" "$(awk -v t="$total" 'BEGIN {print t / 1073741824}')" "$rate" "$rounds"
+printf 'data:    %d bytes of snapshots (%.2f GiB) in 5 collections; server rate %s B/s; create %s ms, index %s ms; %s rounds, medians\n\n' \
+    "$total" "$(awk -v t="$total" 'BEGIN {print t / 1073741824}')" "$rate" "$create_delay" "$index_delay" "$rounds"
 printf '%-44s %9s  %-22s %s\n' "run" "median s" "runs (s)" "peak RSS"
 row() { printf '%-44s %9s  %-22s %s\n' "$1" "$(median "$2")" "$(runs "$2")" "$(peak "$2")"; }
 row "backup: aimem (default)" backup
@@ -221,6 +235,7 @@ $jobs_supported && row "backup: aimem --jobs 1" backup-jobs1
 row "backup: curl create+download+delete (floor)" backup-floor
 row "backup: floor + one sync" backup-floor-sync
 row "restore: aimem restore --force" restore
+$restore_jobs_supported && row "restore: aimem restore --force --jobs 1" restore-jobs1
 row "restore: curl -F upload, one by one (floor)" restore-floor
 row "verify: aimem verify" verify
 row "verify: aimem verify --no-deep" verify-no-deep

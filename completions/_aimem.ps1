@@ -78,6 +78,7 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
             [CompletionResult]::new('--install-dir', '--install-dir', [CompletionResultType]::ParameterName, 'AI Memory''s install folder (config files, logs, version.txt) [default: ~/.ai-memory]')
             [CompletionResult]::new('--upload-timeout', '--upload-timeout', [CompletionResultType]::ParameterName, 'Seconds an upload may stall; one that keeps moving is never cut off')
             [CompletionResult]::new('--recovery-timeout', '--recovery-timeout', [CompletionResultType]::ParameterName, 'Seconds Qdrant may take to recover one collection: the wait for an upload''s answer, and after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Collections restored at the same time (while Qdrant recovers one upload, the next is sent); 1 restores them one after another')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
             [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Overwrite existing collections and config files without asking')
             [CompletionResult]::new('--restore-config', '--restore-config', [CompletionResultType]::ParameterName, 'Also write back settings.json, .env, docker/.env and docker/.env.secrets')

@@ -447,7 +447,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__restore)
-            opts="-q -v -h --url --host --port --request-timeout --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --install-dir --upload-timeout --recovery-timeout --json --color --quiet --verbose --no-progress --help"
+            opts="-q -v -h --url --host --port --request-timeout --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --install-dir --upload-timeout --recovery-timeout --json --jobs --color --quiet --verbose --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -504,6 +504,13 @@ _aimem() {
                     return 0
                     ;;
                 --recovery-timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --jobs)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace

@@ -224,6 +224,26 @@ impl Client {
         self.result(Method::PUT, &path, Some(&body)).map(drop)
     }
 
+    /// `PUT /collections/{name}/index?wait=false` for one payload field: queued on the server,
+    /// answered `acknowledged` at once. A request Qdrant refuses outright (a bad schema, no
+    /// such collection) still fails here; a build that fails later only shows as the index
+    /// missing from the collection's `payload_schema` (api.md §0.3, §2.8).
+    pub fn queue_payload_index(
+        &self,
+        name: &str,
+        field: &str,
+        schema: &Value,
+    ) -> Result<(), QdrantError> {
+        let path = collection_path(name, "/index?wait=false");
+        let body = json!({ "field_name": field, "field_schema": schema });
+        self.result(Method::PUT, &path, Some(&body)).map(drop)
+    }
+
+    /// The limit for one ordinary JSON call.
+    pub fn request_timeout(&self) -> Duration {
+        self.timeouts.request
+    }
+
     /// `POST /collections/{name}/snapshots?wait=true`: builds a snapshot on the server.
     pub fn create_snapshot(&self, name: &str) -> Result<SnapshotDescription, QdrantError> {
         // wait=false would hide every error behind a 202 (api.md §0.3).

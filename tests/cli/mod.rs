@@ -15,6 +15,7 @@ mod output_safety;
 mod prune;
 mod reading;
 mod restore;
+mod restore_jobs;
 mod resume;
 mod servers;
 mod support;

@@ -191,34 +191,50 @@ pub fn restore_collections(
 ) -> Result<(), StepError> {
     cx.ui.step("Restoring collections...");
     for planned in plans {
-        let started = std::time::Instant::now();
-        stopped(cx.stop)?;
-        let source = &planned.source;
-        cx.ui.step(&format!(
-            "  Restoring {} ({} records)...",
-            source.target, source.entry.records
-        ));
-        match &planned.action {
-            Action::Create => create(cx, planned, undo)?,
-            Action::Overwrite { live, points, .. } => {
-                save(cx, &source.target, live, *points, undo)?;
-            }
-            Action::Refuse(_) => continue,
+        if let Some(seconds) = restore_one(cx, planned, undo, &|| stopped(cx.stop), false)? {
+            timings.push((planned.source.target.to_string(), seconds));
         }
-        upload(cx, planned, undo)?;
-        // A signal that arrived while the server was recovering still asks for the rollback.
-        stopped(cx.stop)?;
-        check(cx, planned)?;
-        timings.push((
-            planned.source.target.to_string(),
-            started.elapsed().as_secs_f64(),
-        ));
-        cx.ui.ok(&format!(
-            "Collection recovered ({} records)",
-            source.entry.records
-        ));
     }
     Ok(())
+}
+
+/// Restores one planned collection: create or save, upload, check. `go_on` is asked before
+/// each step (a signal, or with `--jobs` another collection's failure, ends it there);
+/// `named` puts the collection's name in the closing line (several run at once). Returns
+/// the seconds it took, or `None` for a refused collection (nothing done).
+pub(super) fn restore_one(
+    cx: &Context,
+    planned: &Planned,
+    undo: &mut Undo,
+    go_on: &dyn Fn() -> Result<(), StepError>,
+    named: bool,
+) -> Result<Option<f64>, StepError> {
+    let started = std::time::Instant::now();
+    go_on()?;
+    let source = &planned.source;
+    cx.ui.step(&format!(
+        "  Restoring {} ({} records)...",
+        source.target, source.entry.records
+    ));
+    match &planned.action {
+        Action::Create => create(cx, planned, undo)?,
+        Action::Overwrite { live, points, .. } => {
+            save(cx, &source.target, live, *points, undo)?;
+        }
+        Action::Refuse(_) => return Ok(None),
+    }
+    go_on()?;
+    upload(cx, planned, undo)?;
+    // A signal that arrived while the server was recovering still asks for the rollback.
+    stopped(cx.stop)?;
+    check(cx, planned)?;
+    let recovered = match named {
+        true => format!("`{}` recovered", source.target),
+        false => "Collection recovered".to_string(),
+    };
+    cx.ui
+        .ok(&format!("{recovered} ({} records)", source.entry.records));
+    Ok(Some(started.elapsed().as_secs_f64()))
 }
 
 /// Creates an absent collection from the backup's fingerprint, with its payload indexes.
@@ -242,12 +258,9 @@ fn create(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
             return Err(qdrant("creating", target)(e));
         }
     }
-    for (field, schema) in fingerprint.payload_indexes() {
-        cx.client
-            .create_payload_index(target, &field, &schema)
-            .map_err(qdrant("creating a payload index on", target))?;
-    }
-    cx.ui.ok("Collection created from the backup's schema");
+    super::indexes::build(cx.client, cx.stop, target, &fingerprint.payload_indexes())?;
+    cx.ui
+        .ok(&format!("`{target}` created from the backup's schema"));
     Ok(())
 }
 
@@ -259,20 +272,7 @@ fn save(
     points: u64,
     undo: &mut Undo,
 ) -> Result<(), StepError> {
-    let folder = match &undo.folder {
-        Some(folder) => folder.clone(),
-        None => {
-            let (parent, prefix) = (&cx.prerestore_in, &cx.prerestore_prefix);
-            let folder = layout::create_working_dir(parent, prefix, "").map_err(|source| {
-                StepError::PrerestoreFolder {
-                    path: parent.to_string(),
-                    source,
-                }
-            })?;
-            undo.folder = Some(folder.clone());
-            folder
-        }
-    };
+    let folder = prerestore_folder(cx, undo)?;
     // The count again, right before the snapshot: the rollback checks against this.
     let points = cx
         .client
@@ -355,10 +355,26 @@ fn save(
         saved.sha256 = downloaded.sha256;
     }
     cx.ui.ok(&format!(
-        "Pre-restore snapshot saved: {local} ({})",
+        "Pre-restore snapshot of `{target}` saved: {local} ({})",
         human_size(downloaded.size)
     ));
     Ok(())
+}
+
+/// The run's pre-restore folder, created on first use and kept in `undo.folder`.
+pub(super) fn prerestore_folder(cx: &Context, undo: &mut Undo) -> Result<Utf8PathBuf, StepError> {
+    if let Some(folder) = &undo.folder {
+        return Ok(folder.clone());
+    }
+    let (parent, prefix) = (&cx.prerestore_in, &cx.prerestore_prefix);
+    let folder = layout::create_working_dir(parent, prefix, "").map_err(|source| {
+        StepError::PrerestoreFolder {
+            path: parent.to_string(),
+            source,
+        }
+    })?;
+    undo.folder = Some(folder.clone());
+    Ok(folder)
 }
 
 /// Fails unless the pre-restore folder's filesystem has `needed` bytes free.
@@ -522,7 +538,7 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         }
         return Err(qdrant("uploading the snapshot into", target)(e));
     }
-    cx.ui.ok("Snapshot uploaded");
+    cx.ui.ok(&format!("Snapshot of `{target}` uploaded"));
     // The server keeps every uploaded file: remove it now rather than fill its disk.
     let mut done = Undo {
         uploads: vec![(target.to_string(), file_name.clone())],

@@ -7,6 +7,8 @@
 
 mod act;
 mod config;
+mod indexes;
+mod jobs;
 mod lock;
 mod plan;
 mod recovery;
@@ -110,6 +112,19 @@ pub struct RestoreArgs {
     /// the README, "JSON output").
     #[arg(long)]
     pub json: bool,
+
+    /// Collections restored at the same time (while Qdrant recovers one upload, the next is
+    /// sent); 1 restores them one after another.
+    #[arg(
+        long,
+        env = "RESTORE_JOBS",
+        hide_env_values = true,
+        default_value_t = jobs::DEFAULT_JOBS,
+        value_parser = clap::value_parser!(u8).range(1..=16),
+        value_name = "N",
+        value_hint = clap::ValueHint::Other
+    )]
+    pub jobs: u8,
 }
 
 /// What went wrong, worded for the person who has to fix it.
@@ -564,7 +579,7 @@ fn restore(
     if let Some(exit) = stop.requested() {
         return Err(RestoreError::Interrupted).or_exit(exit);
     }
-    let result = act::restore_collections(&cx, &plans, &mut undo, &mut report.timings)
+    let result = jobs::restore_collections(&cx, &plans, &mut undo, &mut report.timings, args.jobs)
         .and_then(|()| {
             if config_files.is_empty() {
                 Ok(())

@@ -69,6 +69,10 @@ pub enum FaultKind {
     /// A ranged snapshot download answers 206 from `back` bytes before the requested start,
     /// with a truthful `Content-Range` (a range the client did not ask for).
     ShiftedRange { back: u64 },
+    /// A payload index request is answered as usual (`acknowledged` with `wait=false`), but
+    /// the index never appears: a failure in the server's operation queue, which a client
+    /// that did not wait only sees as the index missing from `payload_schema`.
+    IndexNeverApplied,
 }
 
 /// What the client of a [`FaultKind::SlowRecovery`] upload sees.

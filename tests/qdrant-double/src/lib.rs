@@ -67,6 +67,13 @@ pub struct Config {
     /// Simulated recovery time: recovering a snapshot (upload or `recover`) takes at least
     /// `size / rate` (bytes per second) before the collection changes. `None`: no delay.
     pub snapshot_recover_rate: Option<NonZeroU64>,
+    /// Simulated time to create a collection (`PUT /collections/{c}` answers after it).
+    /// `None`: no delay.
+    pub collection_create_delay: Option<std::time::Duration>,
+    /// Simulated time to build one payload index. With `wait=true` the answer comes after
+    /// it; with `wait=false` the answer is immediate and the index shows in `payload_schema`
+    /// only after it, queued behind the collection's earlier index builds. `None`: no delay.
+    pub index_create_delay: Option<std::time::Duration>,
 }
 
 impl Default for Config {
@@ -78,6 +85,8 @@ impl Default for Config {
             peer_id: 2743143085275039,
             snapshot_create_rate: None,
             snapshot_recover_rate: None,
+            collection_create_delay: None,
+            index_create_delay: None,
         }
     }
 }
@@ -229,10 +238,9 @@ impl Double {
 
     /// Exactly the `result` that `GET /collections/{name}` would return.
     pub fn collection_info(&self, name: &str) -> Option<Value> {
-        lock(&self.shared.state)
-            .collections
-            .get(name)
-            .map(Collection::info)
+        let mut state = lock(&self.shared.state);
+        state.apply_due_indexes();
+        state.collections.get(name).map(Collection::info)
     }
 
     /// Sorted.

@@ -1,5 +1,6 @@
 //! `qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory]
-//! [--filler COLLECTION=BYTES]… [--create-rate BYTES] [--recover-rate BYTES] [--storage DIR]
+//! [--filler COLLECTION=BYTES]… [--create-rate BYTES] [--recover-rate BYTES]
+//! [--collection-create-delay MS] [--index-create-delay MS] [--storage DIR]
 //! [--exit-on-stdin-eof] [--cut-first-download-at PERCENT] [--report-served]`
 //!
 //! Starts the double, prints its URL on the first stdout line, and serves until killed.
@@ -9,6 +10,10 @@
 //!
 //! `--create-rate` / `--recover-rate` (bytes per second, e.g. `200MiB`) simulate a real
 //! server's time to build a snapshot / recover one: at least `size / rate` each. Off by default.
+//! `--collection-create-delay` / `--index-create-delay` (milliseconds) simulate the time to
+//! create a collection / build one payload index (a real Qdrant 1.18.3 takes 0.4–0.8 s for a
+//! collection and its indexes). An index asked for with `wait=false` is acknowledged at once
+//! and appears in `payload_schema` after the delay. Off by default.
 //!
 //! `--cut-first-download-at PERCENT` closes the first snapshot download after that share of
 //! its body; `--report-served` prints, when stdin closes, one `served <bytes> <METHOD> <path>` line per
@@ -20,7 +25,7 @@ use std::process::ExitCode;
 
 use qdrant_double::{Config, Double};
 
-const USAGE: &str = "usage: qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory] [--filler COLLECTION=BYTES[K|M|G|KiB|MiB|GiB]]... [--create-rate BYTES] [--recover-rate BYTES] [--storage DIR] [--exit-on-stdin-eof] [--cut-first-download-at PERCENT] [--report-served]";
+const USAGE: &str = "usage: qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory] [--filler COLLECTION=BYTES[K|M|G|KiB|MiB|GiB]]... [--create-rate BYTES] [--recover-rate BYTES] [--collection-create-delay MS] [--index-create-delay MS] [--storage DIR] [--exit-on-stdin-eof] [--cut-first-download-at PERCENT] [--report-served]";
 
 fn parse_bytes(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -76,6 +81,18 @@ fn main() -> ExitCode {
                     ("--create-rate", Some(r)) => config.snapshot_create_rate = Some(r),
                     (_, Some(r)) => config.snapshot_recover_rate = Some(r),
                     (_, None) => return usage(&format!("{flag} needs BYTES per second, not 0")),
+                }
+            }
+            "--collection-create-delay" | "--index-create-delay" => {
+                let Some(delay) = value()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(std::time::Duration::from_millis)
+                else {
+                    return usage(&format!("{flag} needs milliseconds"));
+                };
+                match flag.as_str() {
+                    "--collection-create-delay" => config.collection_create_delay = Some(delay),
+                    _ => config.index_create_delay = Some(delay),
                 }
             }
             "--filler" => {

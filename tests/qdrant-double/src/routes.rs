@@ -28,6 +28,7 @@ pub(crate) struct Flags {
     pub ignore_range: bool,
     pub changed_etag: bool,
     pub shifted_range: Option<u64>,
+    pub index_never_applied: bool,
 }
 
 /// Counts one running snapshot recovery of a collection for `/metrics` while it lives, like
@@ -208,10 +209,14 @@ pub(crate) fn handle<'s>(
                 .collect();
             ok(json!({ "collections": list }), started)
         }
-        ("GET", ["collections", c]) => match lock(&shared.state).collections.get(*c) {
-            Some(col) => ok(col.info(), started),
-            None => error(404, &not_found_collection(c), started),
-        },
+        ("GET", ["collections", c]) => {
+            let mut st = lock(&shared.state);
+            st.apply_due_indexes();
+            match st.collections.get(*c) {
+                Some(col) => ok(col.info(), started),
+                None => error(404, &not_found_collection(c), started),
+            }
+        }
         ("PUT", ["collections", c]) => create_collection(shared, c, body, started),
         ("DELETE", ["collections", c]) => {
             let removed = lock(&shared.state).collections.remove(*c).is_some();
@@ -231,7 +236,9 @@ pub(crate) fn handle<'s>(
                 None => error(404, &not_found_collection(c), started),
             }
         }
-        ("PUT", ["collections", c, "index"]) => create_index(shared, req, c, body, started),
+        ("PUT", ["collections", c, "index"]) => {
+            create_index(shared, req, c, body, started, flags.index_never_applied)
+        }
         ("PUT", ["collections", c, "points"]) => update_points(shared, req, c, body, started, true),
         ("POST", ["collections", c, "points", "delete"]) => {
             update_points(shared, req, c, body, started, false)
@@ -386,6 +393,9 @@ fn create_collection(shared: &Shared, c: &str, body: &mut BodyReader<'_>, t: Ins
         Ok(config) => config,
         Err(msg) => return error(400, &msg, t),
     };
+    if let Some(delay) = shared.config.collection_create_delay {
+        std::thread::sleep(delay);
+    }
     let mut st = lock(&shared.state);
     if st.collections.contains_key(c) {
         return error(
@@ -428,6 +438,7 @@ fn create_index(
     c: &str,
     body: &mut BodyReader<'_>,
     t: Instant,
+    never_applied: bool,
 ) -> Response {
     let value = match read_json(body, false) {
         Ok(v) => v,
@@ -455,8 +466,37 @@ fn create_index(
         Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
         other => other,
     };
-    if let Some(col) = st.collections.get_mut(c) {
-        col.schema.insert(parsed.field_name, schema);
+    if never_applied {
+        let result = update_result(&mut st, req);
+        return ok(result, t);
+    }
+    match shared.config.index_create_delay {
+        // Queued behind the collection's earlier builds, like the real operation queue.
+        Some(delay) => {
+            let now = Instant::now();
+            let queued_until = st
+                .pending_indexes
+                .iter()
+                .filter(|(col, ..)| col == c)
+                .map(|(.., ready)| *ready)
+                .max()
+                .unwrap_or(now)
+                .max(now);
+            let ready = queued_until + delay;
+            st.pending_indexes
+                .push((c.to_string(), parsed.field_name, schema, ready));
+            if req.wait(false) {
+                drop(st);
+                std::thread::sleep(ready.saturating_duration_since(Instant::now()));
+                st = lock(&shared.state);
+                st.apply_due_indexes();
+            }
+        }
+        None => {
+            if let Some(col) = st.collections.get_mut(c) {
+                col.schema.insert(parsed.field_name, schema);
+            }
+        }
     }
     let result = update_result(&mut st, req);
     ok(result, t)

@@ -164,6 +164,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             Some(FaultKind::IgnoreRange) => flags.ignore_range = true,
             Some(FaultKind::ChangedEtag) => flags.changed_etag = true,
             Some(FaultKind::ShiftedRange { back }) => flags.shifted_range = Some(back),
+            Some(FaultKind::IndexNeverApplied) => flags.index_never_applied = true,
             None => {}
         }
 

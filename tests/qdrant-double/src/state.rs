@@ -31,6 +31,9 @@ pub struct State {
     /// reports as `snapshot_*{id="c"}` (the real server's `SnapshotTelemetryCollector`, which
     /// also outlives a deleted collection).
     pub snapshot_telemetry: BTreeMap<String, SnapshotTelemetry>,
+    /// Payload indexes requested with `wait=false` and still being built (`index_create_delay`):
+    /// (collection, field, schema, ready at).
+    pub pending_indexes: Vec<(String, String, Value, std::time::Instant)>,
 }
 
 /// The snapshot counters the real server keeps per collection name.
@@ -42,6 +45,20 @@ pub struct SnapshotTelemetry {
 }
 
 impl State {
+    /// Adds the pending payload indexes whose build time has passed to their collections.
+    pub fn apply_due_indexes(&mut self) {
+        let now = std::time::Instant::now();
+        let (due, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_indexes)
+            .into_iter()
+            .partition(|(_, _, _, ready)| *ready <= now);
+        self.pending_indexes = pending;
+        for (collection, field, schema, _) in due {
+            if let Some(col) = self.collections.get_mut(&collection) {
+                col.schema.insert(field, schema);
+            }
+        }
+    }
+
     pub fn operation_id(&mut self) -> u64 {
         let id = self.next_operation_id;
         self.next_operation_id += 1;

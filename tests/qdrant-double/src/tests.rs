@@ -1192,3 +1192,51 @@ fn range_faults_and_served_bytes() {
     );
     assert_eq!(double.body_bytes_served("DELETE", &path), 0);
 }
+
+#[test]
+fn index_builds_take_the_configured_delay_and_wait_false_only_acknowledges() {
+    let double = Double::start(Config {
+        api_key: Some(KEY.into()),
+        collection_create_delay: Some(Duration::from_millis(50)),
+        index_create_delay: Some(Duration::from_millis(200)),
+        ..Config::default()
+    });
+    let mut c = Client::with_key(&double, Some(KEY));
+    replay(&mut c, "collections/create-sparse-only.json");
+    // wait=true: the answer comes once the index is there.
+    let resp = c.json(
+        "PUT",
+        "/collections/sparse-only/index?wait=true",
+        &json!({"field_name": "tag", "field_schema": "keyword"}),
+    );
+    assert_eq!(resp.json()["result"]["status"], "completed");
+    let info = c.get("/collections/sparse-only").json();
+    assert!(info["result"]["payload_schema"]["tag"].is_object());
+    // wait=false: acknowledged at once; the index shows up later.
+    let resp = c.json(
+        "PUT",
+        "/collections/sparse-only/index?wait=false",
+        &json!({"field_name": "n", "field_schema": "integer"}),
+    );
+    assert_eq!(resp.json()["result"]["status"], "acknowledged");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.get("/collections/sparse-only").json()["result"]["payload_schema"]["n"].is_null() {
+        assert!(Instant::now() < deadline, "the queued index never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A build that fails in the queue: acknowledged, never there.
+    double.inject(Fault::new(
+        Some("PUT"),
+        "/collections/sparse-only/index",
+        FaultKind::IndexNeverApplied,
+    ));
+    let resp = c.json(
+        "PUT",
+        "/collections/sparse-only/index?wait=false",
+        &json!({"field_name": "lost", "field_schema": "keyword"}),
+    );
+    assert_eq!(resp.json()["result"]["status"], "acknowledged");
+    std::thread::sleep(Duration::from_millis(400));
+    let info = double.collection_info("sparse-only").expect("info");
+    assert!(info["payload_schema"].get("lost").is_none());
+}

@@ -1,0 +1,98 @@
+//! A fresh collection's payload indexes, built without a round trip per index: every index is
+//! queued with `wait=false`, then the collection's info is polled once for all of them. A real
+//! Qdrant acknowledges a queued index at once and reports a build that fails later only by the
+//! index's absence, so an index that never shows up within the request timeout is an error
+//! (and the restore is rolled back like after any other failed step).
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::act::StepError;
+use crate::qdrant::{Client, QdrantError};
+use crate::signals::StopFlag;
+
+/// The first pause between polls; it doubles up to [`LONGEST_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(20);
+const LONGEST_PAUSE: Duration = Duration::from_millis(500);
+
+/// Queues every index of `indexes` on `collection`, then waits until each is in its
+/// `payload_schema`, at most the client's request timeout.
+pub fn build(
+    client: &Client,
+    stop: &StopFlag,
+    collection: &str,
+    indexes: &[(String, Value)],
+) -> Result<(), StepError> {
+    let failed = |source: QdrantError| match source {
+        QdrantError::Interrupted => StepError::Interrupted,
+        source => StepError::Qdrant {
+            step: "creating a payload index on",
+            collection: collection.to_string(),
+            source,
+        },
+    };
+    for (field, schema) in indexes {
+        client
+            .queue_payload_index(collection, field, schema)
+            .map_err(failed)?;
+    }
+    let limit = client.request_timeout();
+    let started = Instant::now();
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let info = client.collection_info(collection).map_err(failed)?;
+        let missing = missing_fields(&info, indexes);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if stop.requested().is_some() {
+            return Err(StepError::Interrupted);
+        }
+        if started.elapsed() >= limit {
+            return Err(StepError::Check {
+                collection: collection.to_string(),
+                detail: format!(
+                    "Qdrant acknowledged the payload index(es) {} but they did not appear within {} s",
+                    missing
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    limit.as_secs()
+                ),
+            });
+        }
+        std::thread::sleep(pause.min(limit.saturating_sub(started.elapsed())));
+        pause = (pause * 2).min(LONGEST_PAUSE);
+    }
+}
+
+/// The fields of `indexes` that the collection info's `payload_schema` lacks.
+fn missing_fields<'a>(info: &Value, indexes: &'a [(String, Value)]) -> Vec<&'a str> {
+    let present = info.get("payload_schema").and_then(Value::as_object);
+    indexes
+        .iter()
+        .map(|(field, _)| field.as_str())
+        .filter(|field| present.is_none_or(|p| !p.contains_key(*field)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_the_fields_absent_from_the_payload_schema_are_missing() {
+        let wanted = vec![
+            ("a".to_string(), json!("keyword")),
+            ("b".to_string(), json!("integer")),
+        ];
+        let info = json!({"payload_schema": {"a": {"data_type": "keyword", "points": 0}}});
+        assert_eq!(missing_fields(&info, &wanted), vec!["b"]);
+        assert_eq!(missing_fields(&json!({}), &wanted), vec!["a", "b"]);
+        let all = json!({"payload_schema": {"a": {}, "b": {}}});
+        assert!(missing_fields(&all, &wanted).is_empty());
+    }
+}
