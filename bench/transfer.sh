@@ -20,9 +20,10 @@
 #
 # Knobs (environment): ROUNDS (3), COLLECTION_SIZE (420MiB; any --filler size of the double),
 # SERVER_RATE (bytes per second for snapshot creation and recovery; 0 = no simulated delay),
-# CREATE_DELAY_MS (300: the server's time to create a collection) and INDEX_DELAY_MS (100: to
+# CREATE_DELAY_MS (300: the server's time to create a collection) and INDEX_DELAY_MS (25: to
 # build one payload index; an index asked for with wait=false is acknowledged at once and shows
-# up after it). A real Qdrant 1.18.3 takes 0.4-0.8 s for a collection and its indexes; 0 = none.
+# up after it). A real Qdrant 1.18.3 takes 0.4-0.8 s for a collection and its 11-20 indexes,
+# which 300 ms + 25 ms per index matches; 0 = none.
 # The restore pair also runs aimem restore --jobs 1 once aimem has that flag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,7 @@ rounds=${ROUNDS:-3}
 size=${COLLECTION_SIZE:-420MiB}
 rate=${SERVER_RATE:-208333333}
 create_delay=${CREATE_DELAY_MS:-300}
-index_delay=${INDEX_DELAY_MS:-100}
+index_delay=${INDEX_DELAY_MS:-25}
 key=bench-key
 collections="discussions conventions code-patterns github jira-data"
 
