@@ -242,3 +242,68 @@ fn an_index_present_with_another_type_than_asked_fails_before_the_upload() {
         target.collection_names()
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "uses AIMEM_TEST_FREE_SPACE, which exists only in debug builds"
+)]
+fn no_room_for_one_snapshot_with_backup_jobs_exits_3_and_leaves_nothing() {
+    let env = TestEnv::ai_memory();
+    // The estimate fits, the real snapshot of one collection (64 MiB of filler) does not: a
+    // worker finds out while the others run.
+    env.double
+        .set_snapshot_filler("conventions", 64 * 1024 * 1024);
+    let run = env.run_with(&["backup", "--jobs", "3"], |c| {
+        c.env("AIMEM_TEST_FREE_SPACE", "100000000");
+    });
+    run.assert_code(3)
+        .assert_stderr_contains("snapshot of `conventions`");
+    assert_eq!(env.root_entries(), Vec::<String>::new(), "backup root");
+    assert_eq!(env.server_snapshots(), 0, "server snapshots left");
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "uses AIMEM_TEST_FREE_SPACE, which exists only in debug builds"
+)]
+fn no_room_for_pre_restore_copies_with_restore_jobs_exits_3_and_changes_nothing() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[]);
+    // Every collection exists (the backup's own server): each must be saved first.
+    let before: Vec<_> = AI_MEMORY_COLLECTIONS
+        .iter()
+        .map(|n| state(&env.double, n))
+        .collect();
+    env.double.clear_requests();
+    let run = env.run_with(
+        &[
+            "restore",
+            backup.to_str().expect("utf-8"),
+            "--force",
+            "--jobs",
+            "3",
+        ],
+        |c| {
+            c.env("AIMEM_TEST_FREE_SPACE", "1000");
+        },
+    );
+    run.assert_code(3)
+        .assert_stderr_contains("nothing was changed")
+        .assert_stderr_contains("not enough free space");
+    for (name, was) in AI_MEMORY_COLLECTIONS.iter().zip(&before) {
+        assert_eq!(&state(&env.double, name), was, "`{name}`");
+        assert!(
+            env.double.snapshot_names(name).is_empty(),
+            "`{name}`: snapshots left {:?}",
+            env.double.snapshot_names(name)
+        );
+    }
+    let left: Vec<String> = env
+        .root_entries()
+        .into_iter()
+        .filter(|e| e.starts_with(".aimem-prerestore-"))
+        .collect();
+    assert!(left.is_empty(), "pre-restore folders left: {left:?}");
+}
