@@ -6,6 +6,7 @@ mod concurrency;
 mod diff_schema;
 mod generated;
 mod jobs;
+mod jobs_review;
 mod json;
 mod legacy;
 mod list;

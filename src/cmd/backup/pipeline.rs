@@ -72,14 +72,16 @@ pub(super) fn back_up_collections(
                         return;
                     };
                     cx.ui.step(&format!("Backing up {}...", collection.name));
-                    let job = backup_collection(
-                        cx,
-                        args,
-                        collection,
-                        snapshot_dir,
-                        undo,
-                        Durability::CallerSyncs,
-                    );
+                    let job = caught(&collection.name, || {
+                        backup_collection(
+                            cx,
+                            args,
+                            collection,
+                            snapshot_dir,
+                            undo,
+                            Durability::CallerSyncs,
+                        )
+                    });
                     match job {
                         Ok((entry, report)) => {
                             // The syncer outlives every worker: this send cannot fail. Should
@@ -151,14 +153,16 @@ fn one_at_a_time(
     for collection in planned {
         stopped(cx.stop)?;
         cx.ui.step(&format!("Backing up {}...", collection.name));
-        let (entry, report) = backup_collection(
-            cx,
-            args,
-            collection,
-            snapshot_dir,
-            undo,
-            Durability::SyncedNow,
-        )?;
+        let (entry, report) = caught(&collection.name, || {
+            backup_collection(
+                cx,
+                args,
+                collection,
+                snapshot_dir,
+                undo,
+                Durability::SyncedNow,
+            )
+        })?;
         lock(cx.report).collections.push(report);
         cx.ui.ok(&format!(
             "{} records, snapshot created ({})",
@@ -170,6 +174,19 @@ fn one_at_a_time(
     Ok(done)
 }
 
+/// Runs one collection's job. A panic (a bug in aimem) fails that collection like any other
+/// error instead of unwinding past the cleanup, which then still deletes the run's server
+/// snapshots and staging folder (the undo log's lock survives it, see [`lock`]).
+fn caught<T>(collection: &str, job: impl FnOnce() -> Outcome<T>) -> Outcome<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|_| {
+        Err(Failure::msg(
+            Exit::Failed,
+            format!("backing up `{collection}` failed: aimem hit an internal error (above)"),
+            "Run the backup again; if it happens again, report the message above.",
+        ))
+    })
+}
+
 /// Syncs a downloaded snapshot file to the disk; a full disk fails with the disk-space status.
 fn sync_file(path: &Utf8Path) -> Result<(), Failure> {
     std::fs::File::open(path)
@@ -179,4 +196,18 @@ fn sync_file(path: &Utf8Path) -> Result<(), Failure> {
             source,
         })
         .or_write_exit(Exit::Failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_fails_its_collection_instead_of_unwinding() {
+        let outcome: Outcome<()> = caught("notes", || panic!("a bug"));
+        let failure = outcome.expect_err("a failure");
+        assert_eq!(failure.exit, Exit::Failed);
+        assert!(format!("{:?}", failure.report).contains("`notes`"));
+        assert_eq!(caught("notes", || Ok(7)).ok(), Some(7));
+    }
 }

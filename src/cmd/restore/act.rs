@@ -109,6 +109,13 @@ pub enum StepError {
     #[error("stopped by a signal")]
     #[diagnostic(code(aimem::interrupted))]
     Interrupted,
+
+    #[error("restoring `{collection}` failed: aimem hit an internal error (above)")]
+    #[diagnostic(
+        code(aimem::restore::internal),
+        help("If it happens again, report the message above.")
+    )]
+    Panicked { collection: String },
 }
 
 fn qdrant(step: &'static str, collection: &str) -> impl FnOnce(QdrantError) -> StepError {
@@ -191,11 +198,28 @@ pub fn restore_collections(
 ) -> Result<(), StepError> {
     cx.ui.step("Restoring collections...");
     for planned in plans {
-        if let Some(seconds) = restore_one(cx, planned, undo, &|| stopped(cx.stop), false)? {
+        let restored = caught(&planned.source.target, || {
+            restore_one(cx, planned, undo, &|| stopped(cx.stop), false)
+        })?;
+        if let Some(seconds) = restored {
             timings.push((planned.source.target.to_string(), seconds));
         }
     }
     Ok(())
+}
+
+/// Runs one collection's restore. A panic (a bug in aimem) fails that collection like any
+/// other error instead of unwinding past the rollback: what the undo log holds up to the
+/// panic is still put back.
+pub(super) fn caught<T>(
+    collection: &str,
+    restore: impl FnOnce() -> Result<T, StepError>,
+) -> Result<T, StepError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(restore)).unwrap_or_else(|_| {
+        Err(StepError::Panicked {
+            collection: collection.to_string(),
+        })
+    })
 }
 
 /// Restores one planned collection: create or save, upload, check. `go_on` is asked before
@@ -655,5 +679,14 @@ mod tests {
         assert!(folder.is_out_of_space());
         assert!(checked.is_out_of_space());
         assert!(!damaged.is_out_of_space());
+    }
+
+    #[test]
+    fn a_panicking_restore_fails_its_collection_instead_of_unwinding() {
+        let outcome: Result<(), StepError> = caught("notes", || panic!("a bug"));
+        assert!(
+            matches!(outcome, Err(StepError::Panicked { collection }) if collection == "notes")
+        );
+        assert_eq!(caught("notes", || Ok(7)).ok(), Some(7));
     }
 }

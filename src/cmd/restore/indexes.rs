@@ -53,7 +53,7 @@ pub fn build(
             return Err(StepError::Check {
                 collection: collection.to_string(),
                 detail: format!(
-                    "Qdrant acknowledged the payload index(es) {} but they did not appear within {} s",
+                    "Qdrant acknowledged the payload index(es) {} but they did not appear (with the type asked for) within {} s",
                     missing
                         .iter()
                         .map(|f| format!("`{f}`"))
@@ -68,14 +68,31 @@ pub fn build(
     }
 }
 
-/// The fields of `indexes` that the collection info's `payload_schema` lacks.
+/// The fields of `indexes` that the collection info's `payload_schema` lacks, or holds with
+/// another type than asked: someone else's index on the field (Qdrant replaces it with the
+/// queued one, so until then the asked-for index is not there either).
 fn missing_fields<'a>(info: &Value, indexes: &'a [(String, Value)]) -> Vec<&'a str> {
     let present = info.get("payload_schema").and_then(Value::as_object);
     indexes
         .iter()
+        .filter(|(field, schema)| {
+            let live = present.and_then(|p| p.get(field.as_str()));
+            live.is_none_or(|live| !same_type(live, schema))
+        })
         .map(|(field, _)| field.as_str())
-        .filter(|field| present.is_none_or(|p| !p.contains_key(*field)))
         .collect()
+}
+
+/// True when the live index (`{"data_type": …}`) is of the type asked for (`"keyword"`, or
+/// `{"type": "keyword", …}`). An answer without a type is taken at its word: Qdrant names it.
+fn same_type(live: &Value, asked: &Value) -> bool {
+    let asked = asked
+        .as_str()
+        .or_else(|| asked.get("type").and_then(Value::as_str));
+    match (live.get("data_type").and_then(Value::as_str), asked) {
+        (Some(live), Some(asked)) => live.eq_ignore_ascii_case(asked),
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -94,5 +111,23 @@ mod tests {
         assert_eq!(missing_fields(&json!({}), &wanted), vec!["a", "b"]);
         let all = json!({"payload_schema": {"a": {}, "b": {}}});
         assert!(missing_fields(&all, &wanted).is_empty());
+    }
+
+    #[test]
+    fn an_index_of_another_type_than_asked_is_missing() {
+        let wanted = vec![
+            ("a".to_string(), json!("keyword")),
+            ("b".to_string(), json!({"type": "integer", "range": true})),
+        ];
+        let other = json!({"payload_schema": {
+            "a": {"data_type": "integer", "points": 0},
+            "b": {"data_type": "keyword", "points": 0},
+        }});
+        assert_eq!(missing_fields(&other, &wanted), vec!["a", "b"]);
+        let right = json!({"payload_schema": {
+            "a": {"data_type": "keyword", "points": 0},
+            "b": {"data_type": "integer", "params": {"type": "integer"}, "points": 0},
+        }});
+        assert!(missing_fields(&right, &wanted).is_empty());
     }
 }

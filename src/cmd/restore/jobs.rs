@@ -66,7 +66,9 @@ pub fn restore_collections(
                         folder: folder.clone(),
                         ..Undo::default()
                     };
-                    let result = act::restore_one(cx, planned, &mut own, &go_on, true);
+                    let result = act::caught(&planned.source.target, || {
+                        act::restore_one(cx, planned, &mut own, &go_on, true)
+                    });
                     let seconds = match result {
                         Ok(seconds) => seconds,
                         Err(e) => {
