@@ -98,6 +98,29 @@ impl DownloadError {
 /// match exactly in the end anyway; this only decides when to stop writing.
 const OVERSIZE_MARGIN: u64 = 1024 * 1024;
 
+/// Where a snapshot lives on the server: a collection's snapshots or one shard's.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Collection(&'a str),
+    Shard { collection: &'a str, shard: u32 },
+}
+
+impl Source<'_> {
+    fn open<'c>(
+        &self,
+        client: &'c Client,
+        snapshot: &str,
+        resume: Option<&crate::qdrant::ResumeFrom>,
+    ) -> Result<crate::qdrant::SnapshotBody<'c>, QdrantError> {
+        match *self {
+            Source::Collection(name) => client.open_snapshot(name, snapshot, resume),
+            Source::Shard { collection, shard } => {
+                client.open_shard_snapshot(collection, shard, snapshot, resume)
+            }
+        }
+    }
+}
+
 /// Downloads `snapshot` of `collection` into `target`, retrying `retries` times.
 ///
 /// The bytes go to a hidden temporary file next to `target`, kept across attempts: a retry
@@ -117,6 +140,22 @@ pub fn download_verified(
     ui: &Ui,
     stop: &StopFlag,
 ) -> Result<Downloaded, DownloadError> {
+    let source = Source::Collection(collection);
+    download_verified_from(client, source, snapshot, target, retries, label, ui, stop)
+}
+
+/// [`download_verified`] from any [`Source`].
+#[allow(clippy::too_many_arguments)]
+pub fn download_verified_from(
+    client: &Client,
+    source: Source,
+    snapshot: &SnapshotDescription,
+    target: &Utf8Path,
+    retries: u32,
+    label: &str,
+    ui: &Ui,
+    stop: &StopFlag,
+) -> Result<Downloaded, DownloadError> {
     let dir = target.parent().unwrap_or(Utf8Path::new("."));
     let write_error = |source| DownloadError::Write {
         path: target.to_string(),
@@ -127,7 +166,7 @@ pub fn download_verified(
     loop {
         match download_once(
             client,
-            collection,
+            source,
             snapshot,
             target,
             &mut partial,
@@ -164,7 +203,7 @@ fn backoff(attempt: u32) -> Duration {
 #[allow(clippy::too_many_arguments)]
 fn download_once(
     client: &Client,
-    collection: &str,
+    source: Source,
     snapshot: &SnapshotDescription,
     target: &Utf8Path,
     partial: &mut Partial,
@@ -177,7 +216,7 @@ fn download_once(
         source,
     };
     let resume = partial.resume_point(snapshot.size);
-    let body = client.open_snapshot(collection, &snapshot.name, resume.as_ref())?;
+    let body = source.open(client, &snapshot.name, resume.as_ref())?;
     let kept = body.start();
     partial.set_etag(body.resume_tag());
     if kept > 0 {
