@@ -635,3 +635,131 @@ fn recover_shard(
     st.commit += 1;
     Ok(())
 }
+
+/// Points per shard id in a collection snapshot archive (`<id>/segments/double-points.json`).
+fn points_per_shard(path: &std::path::Path) -> Result<Vec<(u32, BTreeSet<u64>)>, Failure> {
+    use std::io::Read;
+    let malformed = |_| (500, snapshot::MALFORMED.to_string());
+    let file = fs::File::open(path).map_err(|e| (500, format!("Service internal error: {e}")))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut out = Vec::new();
+    for entry in archive.entries().map_err(malformed)? {
+        let mut entry = entry.map_err(malformed)?;
+        let name = entry
+            .path()
+            .map_err(malformed)?
+            .to_string_lossy()
+            .into_owned();
+        let name = name.trim_start_matches("./");
+        let Some(id) = name
+            .strip_suffix(&format!("/{}", snapshot::POINTS_ENTRY))
+            .and_then(|id| id.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let mut text = Vec::new();
+        entry.read_to_end(&mut text).map_err(malformed)?;
+        let v: Value =
+            serde_json::from_slice(&text).map_err(|_| (500, snapshot::MALFORMED.to_string()))?;
+        let ids = v.get("ids").unwrap_or(&v);
+        let points = ids
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+            .collect();
+        out.push((id, points));
+    }
+    Ok(out)
+}
+
+/// A collection snapshot recovered (upload or `recover`) on a peer of a cluster: every shard
+/// of the file that has data gets this peer's replica with the file's points (created when the
+/// peer had none), and the other replicas of those shards catch up from it (the default
+/// `priority=snapshot`); shards without data in the file keep their state. A missing
+/// collection is created from the snapshot's config first.
+pub(crate) fn recover_collection(
+    shared: &Shared,
+    link: &PeerLink,
+    c: &str,
+    path: &std::path::Path,
+    fail_after_clear: bool,
+) -> Result<(), Failure> {
+    let started = Instant::now();
+    let parsed = snapshot::read_snapshot(path).map_err(|msg| (500, msg))?;
+    let shards = points_per_shard(path)?;
+    let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    crate::pace::stretch(started, size, shared.config.snapshot_recover_rate);
+    if !parsed.config["params"].is_object() {
+        return Err((500, snapshot::MALFORMED.to_string()));
+    }
+    let mut st = link.lock();
+    let peers = st.peer_ids();
+    let delay = st.activation_delay;
+    let col = match st.collections.entry(c.to_string()) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            let config = state::config_from_snapshot(&parsed.config);
+            let mut col = ClusterCollection::new(config, parsed.schema.clone(), BTreeSet::new());
+            if !col.custom() {
+                let (n, r) = (col.shard_number(), col.replication_factor());
+                col.add_shards(&peers, n, r, None, None);
+            }
+            e.insert(col)
+        }
+    };
+    let ours = &col.config["params"];
+    let theirs = &parsed.config["params"];
+    if ours["vectors"] != theirs["vectors"] {
+        return Err((
+            400,
+            format!(
+                "Wrong input: Snapshot is not compatible with existing collection: Collection vectors: {} Snapshot Vectors: {}",
+                state::debug_vectors(&ours["vectors"]),
+                state::debug_vectors(&theirs["vectors"])
+            ),
+        ));
+    }
+    if ours["shard_number"] != theirs["shard_number"] {
+        return Err((
+            400,
+            format!(
+                "Wrong input: Snapshot is not compatible with existing collection: Collection shard number: {} Snapshot shard number: {}",
+                ours["shard_number"], theirs["shard_number"]
+            ),
+        ));
+    }
+    let me = link.peer_id;
+    let until = Instant::now() + delay;
+    for (id, points) in shards {
+        let Some(shard) = col.shards.get_mut(&id) else {
+            continue;
+        };
+        let replica = shard
+            .replicas
+            .entry(me)
+            .or_insert_with(|| Replica::active(BTreeSet::new()));
+        replica.catching_up = None;
+        if fail_after_clear {
+            replica.points.clear();
+            replica.state = "Dead".to_string();
+            return Err((
+                500,
+                format!(
+                    "Service internal error: failed to restore shard {id} of the collection from the snapshot (injected by qdrant-double); the replica was cleared and is now Dead"
+                ),
+            ));
+        }
+        replica.points = points;
+        replica.state = "Active".to_string();
+        for (peer, other) in shard.replicas.iter_mut() {
+            if *peer != me {
+                other.state = "Partial".to_string();
+                other.catching_up = Some((until, me));
+            }
+        }
+    }
+    col.empty_fields = parsed.empty_fields;
+    st.commit += 1;
+    Ok(())
+}

@@ -691,3 +691,101 @@ fn a_collection_snapshot_holds_only_the_peers_local_shards() {
     assert_eq!(cluster.peer(0).snapshot_names("discussions"), vec![name]);
     assert!(cluster.peer(1).snapshot_names("discussions").is_empty());
 }
+
+#[test]
+fn a_single_node_collection_snapshot_recovers_into_a_one_shard_cluster_collection() {
+    let single = crate::Double::start(Config::default());
+    single.seed_from_fixture("discussions", "collections/info-discussions.json", 30);
+    let created = request(
+        &single.url(),
+        "POST",
+        "/collections/discussions/snapshots",
+        &[],
+        b"",
+    );
+    let name = created.json()["result"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let bytes = get(
+        &single.url(),
+        &format!("/collections/discussions/snapshots/{name}"),
+    )
+    .body;
+
+    let cluster = Cluster::start(
+        3,
+        Config {
+            replica_activation_delay: Duration::from_secs(3),
+            ..Config::default()
+        },
+    );
+    // Into a fresh cluster: the upload creates the collection from the snapshot's config.
+    let resp = upload(
+        &cluster.url(1),
+        "/collections/fresh/snapshots/upload?wait=true&priority=snapshot",
+        &bytes,
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(cluster.point_ids("fresh"), Some((1..=30).collect()));
+    let count = send_json(
+        &cluster.url(2),
+        "POST",
+        "/collections/fresh/points/count",
+        &json!({"exact": true}),
+    );
+    assert_eq!(count.json()["result"]["count"], 30);
+
+    // Into an existing empty one with two replicas: the other replica catches up.
+    cluster.seed(
+        "discussions",
+        info_from_fixture("collections/info-discussions.json"),
+        1,
+        2,
+        Vec::new(),
+    );
+    let replicas: Vec<u64> = cluster.placement("discussions").expect("p")[&0]
+        .iter()
+        .map(|(p, _)| *p)
+        .collect();
+    let target = (0..3)
+        .find(|i| cluster.peer_id(*i) == replicas[0])
+        .expect("target");
+    let resp = upload(
+        &cluster.url(target),
+        "/collections/discussions/snapshots/upload?priority=snapshot",
+        &bytes,
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let states: BTreeMap<u64, String> = cluster.placement("discussions").expect("p")[&0]
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(states[&replicas[0]], "Active");
+    assert_eq!(states[&replicas[1]], "Partial");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.all_active() {
+        assert!(Instant::now() < deadline, "replicas never became Active");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        cluster.replica_point_ids("discussions", 0, replicas[1]),
+        Some((1..=30).collect())
+    );
+}
+
+#[test]
+fn api_keys_hold_on_every_peer() {
+    let cluster = Cluster::start(
+        2,
+        Config {
+            api_key: Some("cluster-key".into()),
+            ..Config::default()
+        },
+    );
+    for url in cluster.urls() {
+        assert_eq!(get(&url, "/cluster").status, 401);
+        let ok = request(&url, "GET", "/cluster", &[("api-key", "cluster-key")], b"");
+        assert_eq!(ok.status, 200);
+    }
+}

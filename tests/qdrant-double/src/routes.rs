@@ -1047,6 +1047,9 @@ fn recover_unmeasured(
     path: &Path,
     fail_after_clear: bool,
 ) -> Result<(), Failure> {
+    if let Some(link) = &shared.cluster {
+        return crate::cluster_routes::recover_collection(shared, link, c, path, fail_after_clear);
+    }
     let started = Instant::now();
     let parsed = snapshot::read_snapshot(path).map_err(|msg| (500, msg))?;
     // The collection changes only once the simulated recovery time is over.
