@@ -16,8 +16,8 @@ use crate::qdrant::{Client, QdrantError, ServerUrl};
 /// The REST addresses of a cluster's peers (backup, restore, diff-schema).
 #[derive(Debug, Clone, Default, Args)]
 pub struct PeerArgs {
-    /// REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated). Default: each
-    /// peer's host from the cluster, with the scheme and port of --url.
+    /// REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each
+    /// peer is reached at its cluster host with the scheme and port of --url.
     #[arg(
         long = "peer",
         env = "QDRANT_PEERS",
