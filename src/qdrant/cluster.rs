@@ -302,6 +302,11 @@ pub fn p2p_host(uri: &str) -> Option<String> {
 }
 
 impl ServerUrl {
+    /// Whether the address carries credentials (user info or a query).
+    pub fn has_secrets(&self) -> bool {
+        !self.secrets().is_empty()
+    }
+
     /// This address with its host replaced by `host`: same scheme, credentials and port
     /// (the common deployment serves REST on the same port on every peer).
     pub fn with_host(&self, host: &str) -> ServerUrl {

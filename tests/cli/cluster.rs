@@ -357,3 +357,73 @@ fn verify_checks_a_cluster_backups_shard_files() {
         "{verified:?}"
     );
 }
+
+#[test]
+fn shard_snapshots_of_a_killed_backup_are_deleted_on_their_peers_by_the_next_backup() {
+    use qdrant_double::{Fault, FaultKind};
+    use std::time::{Duration, Instant};
+
+    let env = ClusterEnv::new(3);
+    seed_discussions(&env);
+    let stall = || {
+        Fault::always(
+            Some("GET"),
+            "/snapshots/discussions-shard-",
+            FaultKind::StallBody {
+                after_bytes: 100,
+                stall: Duration::from_secs(60),
+            },
+        )
+    };
+    for i in 0..3 {
+        env.cluster.peer(i).inject(stall());
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
+    command
+        .args(["backup", "--collection", "discussions"])
+        .env_clear()
+        .env("HOME", env.tmp.path().join("home"))
+        .env("NO_COLOR", "1")
+        .env("QDRANT_URL", env.cluster.url(0))
+        .env("QDRANT_API_KEY", KEY)
+        .env("AI_MEMORY_BACKUP_DIR", env.root())
+        .env("AI_MEMORY_INSTALL_DIR", env.tmp.path().join("install"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().expect("spawn aimem");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let downloading = || {
+        (0..3).any(|i| {
+            env.cluster
+                .peer(i)
+                .requests()
+                .iter()
+                .any(|r| r.method == "GET" && r.path.contains("/snapshots/discussions-shard-"))
+        })
+    };
+    while !downloading() {
+        assert!(Instant::now() < deadline, "no shard download started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    child.wait().expect("wait");
+    for i in 0..3 {
+        env.cluster.peer(i).clear_faults();
+    }
+    assert!(
+        !env.server_snapshot_files(&[0, 1, 2]).is_empty(),
+        "the killed run left shard snapshots"
+    );
+
+    // Snapshot names carry the time to the second: the next run's own snapshots must not
+    // share (and so overwrite) the leftovers' names.
+    std::thread::sleep(Duration::from_millis(1100));
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    assert_eq!(env.server_snapshot_files(&[0, 1, 2]), Vec::<PathBuf>::new());
+    assert_eq!(env.root_entries().len(), 1, "{:?}", env.root_entries());
+}

@@ -826,7 +826,7 @@ fn backup_collection(
     undo: &mut Undo,
 ) -> Outcome<CollectionEntry> {
     if cx.topology.is_cluster() {
-        return shards::backup_collection(cx, args, collection, snapshot_dir);
+        return shards::backup_collection(cx, args, collection, snapshot_dir, undo);
     }
     let name = &collection.name;
     let started = Instant::now();

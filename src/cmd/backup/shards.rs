@@ -4,13 +4,16 @@
 //! Peers work in parallel, each on its own shards, each shard once.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use camino::Utf8Path;
 use miette::Diagnostic;
 use thiserror::Error;
 
+use super::journal::Record;
 use super::snapshot::{self, Downloaded, Source};
+use super::undo::Undo;
 use super::{
     BackupError, CollectionReport, Context, Planned, collection_error, collection_failure,
     live_fingerprint, stopped,
@@ -205,6 +208,7 @@ pub(super) fn backup_collection(
     args: &super::BackupArgs,
     collection: &Planned,
     snapshot_dir: &Utf8Path,
+    undo: &mut Undo,
 ) -> Outcome<CollectionEntry> {
     let name = &collection.name;
     let started = Instant::now();
@@ -282,7 +286,7 @@ pub(super) fn backup_collection(
         .client
         .count_exact(name)
         .map_err(|e| collection_failure(name, e))?;
-    let taken = take_shards(cx, args, name, &sources, &dir)?;
+    let taken = take_shards(cx, args, name, &sources, &dir, undo)?;
     let after = cx
         .client
         .count_exact(name)
@@ -379,7 +383,9 @@ fn take_shards(
     name: &SafeName,
     sources: &BTreeMap<u32, u64>,
     dir: &Utf8Path,
+    undo: &mut Undo,
 ) -> Outcome<BTreeMap<u32, (u64, Downloaded)>> {
+    let journal = Mutex::new(undo);
     let mut per_peer: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for (&shard, &peer) in sources {
         per_peer.entry(peer).or_default().push(shard);
@@ -389,6 +395,7 @@ fn take_shards(
         ui: cx.ui,
         stop: cx.stop,
         retry: args.retry,
+        journal: &journal,
     };
     let work = &work;
     let results: Vec<PeerOutcome> = std::thread::scope(|scope| {
@@ -413,10 +420,18 @@ fn take_shards(
         };
         // Whatever happened, nothing stays on the server.
         for snapshot in made {
-            if let Err(e) = peer
+            let deleted = peer
                 .client
-                .delete_shard_snapshot(name, snapshot.shard, &snapshot.name)
-            {
+                .delete_shard_snapshot(name, snapshot.shard, &snapshot.name);
+            if deleted.is_ok() {
+                work.record(&Record::ShardDeleted {
+                    collection: name.to_string(),
+                    shard: snapshot.shard,
+                    peer_id: snapshot.peer,
+                    snapshot: snapshot.name.clone(),
+                });
+            }
+            if let Err(e) = deleted {
                 cx.ui.warn(&format!(
                     "could not delete shard snapshot {} from peer {} ({}): {e}",
                     snapshot.name,
@@ -461,6 +476,18 @@ struct Work<'a> {
     ui: &'a crate::ui::Ui,
     stop: &'a crate::signals::StopFlag,
     retry: u32,
+    /// The run's undo log, whose journal lets a later run delete what a killed one left.
+    journal: &'a Mutex<&'a mut Undo>,
+}
+
+impl Work<'_> {
+    /// Best effort, as for collection snapshots: a journal that cannot be written only
+    /// costs the next run its cleanup.
+    fn record(&self, record: &Record) {
+        if let Ok(mut undo) = self.journal.lock() {
+            undo.journal_record(record).ok();
+        }
+    }
 }
 
 /// A peer's thread's result: its peer, the snapshots still on that peer, what it took.
@@ -496,6 +523,13 @@ fn peer_shards(
             peer: peer.peer_id,
             name: description.name.clone(),
         });
+        cx.record(&Record::ShardCreated {
+            collection: name.to_string(),
+            shard,
+            peer_id: peer.peer_id,
+            peer_url: peer.client.display_url().to_string(),
+            snapshot: description.name.clone(),
+        });
         let target = dir.join(shard_file_name(shard));
         let label = format!("download {name} shard {shard}");
         let downloaded = snapshot::download_verified_from(
@@ -518,6 +552,12 @@ fn peer_shards(
             .is_ok()
         {
             made.retain(|m| m.name != description.name || m.shard != shard);
+            cx.record(&Record::ShardDeleted {
+                collection: name.to_string(),
+                shard,
+                peer_id: peer.peer_id,
+                snapshot: description.name.clone(),
+            });
         }
         done.push((shard, downloaded));
     }
