@@ -427,3 +427,17 @@ fn shard_snapshots_of_a_killed_backup_are_deleted_on_their_peers_by_the_next_bac
     assert_eq!(env.server_snapshot_files(&[0, 1, 2]), Vec::<PathBuf>::new());
     assert_eq!(env.root_entries().len(), 1, "{:?}", env.root_entries());
 }
+
+#[test]
+fn other_commands_read_a_cluster_backup_and_restore_says_it_cannot_yet() {
+    let env = ClusterEnv::new(3);
+    seed_discussions(&env);
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    let backup = run.stdout.trim().to_string();
+    env.run(&["list", "--verify"]).assert_code(0);
+    env.run(&["diff-schema", &backup]).assert_code(0);
+    let restore = env.run(&["restore", &backup, "--force"]);
+    restore.assert_code(2).assert_stderr_contains("cluster");
+    assert!(!restore.stderr.contains("damaged"), "{restore:?}");
+}
