@@ -602,4 +602,120 @@ mod tests {
         let given = ServerUrl::new("http://localhost");
         assert_eq!(given.with_host("10.0.0.3").raw(), "http://10.0.0.3");
     }
+
+    fn three_peers() -> (qdrant_double::Cluster, Vec<Client>) {
+        let cluster = qdrant_double::Cluster::start(3, qdrant_double::Config::default());
+        let clients = cluster
+            .urls()
+            .iter()
+            .map(|u| Client::new(u, None, crate::qdrant::Timeouts::default()))
+            .collect();
+        (cluster, clients)
+    }
+
+    #[test]
+    fn shard_snapshots_round_trip_through_the_typed_calls() {
+        let (cluster, clients) = three_peers();
+        cluster.seed(
+            "discussions",
+            qdrant_double::info_from_fixture("cluster/3-node-collection-info.json"),
+            3,
+            1,
+            (1..=30).collect(),
+        );
+        let ClusterStatus::Enabled { peer_id, peers } = clients[0].cluster_status().unwrap() else {
+            panic!("a cluster");
+        };
+        assert_eq!(peer_id, cluster.peer_id(0));
+        assert_eq!(peers.len(), 3);
+        let view = clients[0].collection_cluster_view("discussions").unwrap();
+        let shard = view.local[0].shard_id;
+        let outsider = (0..3u32).find(|id| view.local.iter().all(|r| r.shard_id != *id));
+        if let Some(other) = outsider {
+            let refused = clients[0].create_shard_snapshot("discussions", other);
+            assert!(matches!(refused, Err(QdrantError::Api { status: 400, .. })));
+        }
+        let made = clients[0]
+            .create_shard_snapshot("discussions", shard)
+            .unwrap();
+        let listed = clients[0]
+            .list_shard_snapshots("discussions", shard)
+            .unwrap();
+        assert_eq!(listed, [made.clone()]);
+        let mut bytes = Vec::new();
+        clients[0]
+            .open_shard_snapshot("discussions", shard, &made.name, None)
+            .unwrap()
+            .receive(&mut bytes)
+            .unwrap();
+        assert_eq!(Some(bytes.len() as u64), made.size);
+        clients[0]
+            .delete_shard_snapshot("discussions", shard, &made.name)
+            .unwrap();
+        assert_eq!(
+            clients[0]
+                .list_shard_snapshots("discussions", shard)
+                .unwrap(),
+            []
+        );
+
+        // The file goes back in through the upload, checksum checked by the server.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shard.snapshot");
+        std::fs::write(&path, &bytes).unwrap();
+        let sha = made.checksum.clone().unwrap();
+        let upload = |sha: &str| {
+            clients[0].upload_shard_snapshot_file(
+                "discussions",
+                shard,
+                std::fs::File::open(&path).unwrap(),
+                "shard.snapshot",
+                "shard.snapshot",
+                sha,
+                &mut |_| Ok(()),
+            )
+        };
+        let wrong = upload(&"0".repeat(64));
+        assert!(
+            matches!(wrong, Err(QdrantError::Api { status: 400, .. })),
+            "{wrong:?}"
+        );
+        upload(&sha).unwrap();
+        let requests = cluster.peer(0).requests();
+        let sent = requests
+            .iter()
+            .rfind(|r| r.path.ends_with("/snapshots/upload"))
+            .unwrap();
+        assert_eq!(
+            sent.path,
+            format!("/collections/discussions/shards/{shard}/snapshots/upload")
+        );
+        assert_eq!(sent.query["priority"], "snapshot");
+        assert_eq!(sent.query["checksum"], sha);
+    }
+
+    #[test]
+    fn shard_keys_are_created_and_listed_in_order() {
+        let (cluster, clients) = three_peers();
+        clients[0]
+            .create_collection(
+                "tenants",
+                &json!({"vectors": {"size": 4, "distance": "Cosine"}, "shard_number": 1,
+                        "replication_factor": 2, "sharding_method": "custom"}),
+            )
+            .unwrap();
+        for key in [ShardKey::Keyword("zulu".into()), ShardKey::Number(7)] {
+            clients[1]
+                .create_shard_key("tenants", &key, &serde_json::Map::new())
+                .unwrap();
+        }
+        assert_eq!(
+            clients[2].shard_keys("tenants").unwrap(),
+            [ShardKey::Keyword("zulu".into()), ShardKey::Number(7)]
+        );
+        assert_eq!(
+            cluster.shard_key_order("tenants"),
+            Some(vec![json!("zulu"), json!(7)])
+        );
+    }
 }
