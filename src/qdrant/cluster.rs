@@ -641,7 +641,7 @@ mod tests {
         let listed = clients[0]
             .list_shard_snapshots("discussions", shard)
             .unwrap();
-        assert_eq!(listed, [made.clone()]);
+        assert_eq!(listed, std::slice::from_ref(&made));
         let mut bytes = Vec::new();
         clients[0]
             .open_shard_snapshot("discussions", shard, &made.name, None)
