@@ -441,3 +441,77 @@ fn other_commands_read_a_cluster_backup_and_restore_says_it_cannot_yet() {
     restore.assert_code(2).assert_stderr_contains("cluster");
     assert!(!restore.stderr.contains("damaged"), "{restore:?}");
 }
+
+#[test]
+fn ctrl_c_during_shard_downloads_cleans_up_every_peer_at_once() {
+    use qdrant_double::{Fault, FaultKind};
+    use std::time::{Duration, Instant};
+
+    let env = ClusterEnv::new(3);
+    seed_discussions(&env);
+    for i in 0..3 {
+        env.cluster.peer(i).inject(Fault::always(
+            Some("GET"),
+            "/snapshots/discussions-shard-",
+            FaultKind::StallBody {
+                after_bytes: 100,
+                stall: Duration::from_secs(600),
+            },
+        ));
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
+    command
+        .args(["backup", "--collection", "discussions"])
+        .env_clear()
+        .env("HOME", env.tmp.path().join("home"))
+        .env("NO_COLOR", "1")
+        .env("QDRANT_URL", env.cluster.url(0))
+        .env("QDRANT_API_KEY", KEY)
+        .env("AI_MEMORY_BACKUP_DIR", env.root())
+        .env("AI_MEMORY_INSTALL_DIR", env.tmp.path().join("install"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn aimem");
+    let downloads = || {
+        (0..3)
+            .map(|i| {
+                env.cluster
+                    .peer(i)
+                    .requests()
+                    .iter()
+                    .filter(|r| {
+                        r.method == "GET" && r.path.contains("/snapshots/discussions-shard-")
+                    })
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Downloads on two peers at once are under way (and stalled): the three shards are
+    // spread over at least two peers, which work in parallel.
+    while downloads() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the shard downloads did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    // Generous, but far below the 600 s stall: aimem must not wait for the transfers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("aimem kept waiting for the stalled transfers after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = to_run(child.wait_with_output().expect("output"));
+    run.assert_code(130);
+    assert_eq!(env.root_entries(), Vec::<String>::new());
+    assert_eq!(env.server_snapshot_files(&[0, 1, 2]), Vec::<PathBuf>::new());
+}

@@ -4,7 +4,7 @@
 //! Peers work in parallel, each on its own shards, each shard once.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Instant;
 
 use camino::Utf8Path;
@@ -18,7 +18,7 @@ use super::{
     BackupError, CollectionReport, Context, Planned, collection_error, collection_failure,
     live_fingerprint, stopped,
 };
-use crate::cmd::peers::{Peer, Topology};
+use crate::cmd::peers::Topology;
 use crate::exit::Exit;
 use crate::failure::{OrExit, Outcome};
 use crate::manifest::CollectionEntry;
@@ -195,6 +195,7 @@ pub fn cluster_record(topology: &Topology) -> Option<ClusterRecord> {
 }
 
 /// A shard snapshot made on a peer and not yet deleted there.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Made {
     shard: u32,
     peer: u64,
@@ -375,8 +376,11 @@ pub(super) fn backup_collection(
     Ok(entry)
 }
 
-/// Takes, downloads and deletes every chosen shard snapshot: one thread per peer, each
-/// working through its own shards. On any failure every snapshot made is deleted again.
+/// Takes, downloads and deletes every chosen shard snapshot: one worker thread per peer,
+/// each working through its own shards, while this thread journals what they make and
+/// watches for a signal. On a signal it waits only for snapshot creations under way (Qdrant
+/// finishes them anyway, and they must be deleted), abandons the transfers, and deletes every
+/// snapshot made; on any failure it deletes them too.
 fn take_shards(
     cx: &Context,
     args: &super::BackupArgs,
@@ -385,84 +389,164 @@ fn take_shards(
     dir: &Utf8Path,
     undo: &mut Undo,
 ) -> Outcome<BTreeMap<u32, (u64, Downloaded)>> {
-    let journal = Mutex::new(undo);
     let mut per_peer: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for (&shard, &peer) in sources {
         per_peer.entry(peer).or_default().push(shard);
     }
-    let topology = cx.topology;
-    let work = Work {
-        ui: cx.ui,
-        stop: cx.stop,
-        retry: args.retry,
-        journal: &journal,
-    };
-    let work = &work;
-    let results: Vec<PeerOutcome> = std::thread::scope(|scope| {
-        let handles: Vec<_> = per_peer
-            .iter()
-            .filter_map(|(&peer_id, shards)| {
-                let peer = topology.peer(peer_id)?;
-                Some(scope.spawn(move || {
-                    let mut made = Vec::new();
-                    let result = peer_shards(work, name, peer, shards, dir, &mut made);
-                    (peer_id, made, result)
-                }))
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
-    let mut taken = BTreeMap::new();
-    let mut failure = None;
-    for (peer_id, made, result) in results {
+    let (events, inbox) = mpsc::channel::<Event>();
+    let gate = Arc::new(Mutex::new(Gate::default()));
+    let mut running = 0usize;
+    for (peer_id, shards) in per_peer {
         let Some(peer) = cx.topology.peer(peer_id) else {
             continue;
         };
-        // Whatever happened, nothing stays on the server.
-        for snapshot in made {
-            let deleted = peer
-                .client
-                .delete_shard_snapshot(name, snapshot.shard, &snapshot.name);
-            if deleted.is_ok() {
-                work.record(&Record::ShardDeleted {
-                    collection: name.to_string(),
-                    shard: snapshot.shard,
-                    peer_id: snapshot.peer,
-                    snapshot: snapshot.name.clone(),
-                });
-            }
-            if let Err(e) = deleted {
-                cx.ui.warn(&format!(
-                    "could not delete shard snapshot {} from peer {} ({}): {e}",
-                    snapshot.name,
-                    snapshot.peer,
-                    peer.client.display_url()
-                ));
-            }
+        let work = Work {
+            client: peer.client.clone(),
+            peer_id,
+            collection: name.to_string(),
+            dir: dir.to_owned(),
+            ui: cx.ui.clone(),
+            stop: cx.stop.clone(),
+            retry: args.retry,
+            events: events.clone(),
+            gate: Arc::clone(&gate),
+        };
+        std::thread::spawn(move || {
+            let result = peer_shards(&work, &shards);
+            work.events.send(Event::Done(peer_id, result)).ok();
+        });
+        running += 1;
+    }
+    drop(events);
+
+    let mut made: Vec<Made> = Vec::new();
+    let mut taken = BTreeMap::new();
+    let mut failure = None;
+    let mut closing = false;
+    loop {
+        if !closing && (running == 0 || failure.is_some() || cx.stop.requested().is_some()) {
+            // No worker starts another creation from here on.
+            gate.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
+            closing = true;
         }
-        match result {
-            Ok(done) => taken.extend(done.into_iter().map(|(s, d)| (s, (peer_id, d)))),
-            Err(e) => {
-                failure.get_or_insert(e);
+        // Creations under way are waited for (Qdrant finishes them, and they must be
+        // deleted); transfers are not. Their events are all sent before `creating` drops.
+        if closing && gate.lock().unwrap_or_else(PoisonError::into_inner).creating == 0 {
+            while let Ok(event) = inbox.try_recv() {
+                handle(
+                    event,
+                    &mut made,
+                    &mut taken,
+                    &mut failure,
+                    &mut running,
+                    undo,
+                    cx.topology,
+                    name,
+                );
+            }
+            break;
+        }
+        match inbox.recv_timeout(POLL) {
+            Ok(event) => handle(
+                event,
+                &mut made,
+                &mut taken,
+                &mut failure,
+                &mut running,
+                undo,
+                cx.topology,
+                name,
+            ),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                gate.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
+                closing = true;
             }
         }
     }
+    // Whatever happened, nothing this run made stays on a server.
+    for snapshot in made {
+        let Some(peer) = cx.topology.peer(snapshot.peer) else {
+            continue;
+        };
+        match peer
+            .client
+            .delete_shard_snapshot(name, snapshot.shard, &snapshot.name)
+        {
+            Ok(()) => {
+                undo.journal_record(&shard_deleted(name, &snapshot)).ok();
+            }
+            Err(e) => cx.ui.warn(&format!(
+                "could not delete shard snapshot {} from peer {} ({}): {e}",
+                snapshot.name,
+                snapshot.peer,
+                peer.client.display_url()
+            )),
+        }
+    }
+    stopped(cx.stop)?;
+    finish(name, sources, taken, failure)
+}
+
+/// Takes one worker event into account: journals creations and deletions, keeps results.
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    event: Event,
+    made: &mut Vec<Made>,
+    taken: &mut BTreeMap<u32, (u64, Downloaded)>,
+    failure: &mut Option<ShardFailure>,
+    running: &mut usize,
+    undo: &mut Undo,
+    topology: &Topology,
+    name: &SafeName,
+) {
+    match event {
+        Event::Created(snapshot) => {
+            undo.journal_record(&Record::ShardCreated {
+                collection: name.to_string(),
+                shard: snapshot.shard,
+                peer_id: snapshot.peer,
+                peer_url: peer_url(topology, snapshot.peer),
+                snapshot: snapshot.name.clone(),
+            })
+            .ok();
+            made.push(snapshot);
+        }
+        Event::Deleted(snapshot) => {
+            made.retain(|m| m != &snapshot);
+            undo.journal_record(&shard_deleted(name, &snapshot)).ok();
+        }
+        Event::Done(peer_id, result) => {
+            *running -= 1;
+            match result {
+                Ok(done) => taken.extend(done.into_iter().map(|(s, d)| (s, (peer_id, d)))),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of the shards' work.
+fn finish(
+    name: &SafeName,
+    sources: &BTreeMap<u32, u64>,
+    taken: BTreeMap<u32, (u64, Downloaded)>,
+    mut failure: Option<ShardFailure>,
+) -> Outcome<BTreeMap<u32, (u64, Downloaded)>> {
     if taken.len() != sources.len() && failure.is_none() {
         failure = Some(ShardFailure::Qdrant(QdrantError::Interrupted));
     }
     match failure {
         None => Ok(taken),
-        Some(ShardFailure::Qdrant(QdrantError::Interrupted)) => {
-            stopped(cx.stop)?;
+        Some(ShardFailure::Qdrant(QdrantError::Interrupted))
+        | Some(ShardFailure::Download(snapshot::DownloadError::Qdrant(QdrantError::Interrupted))) => {
             Err(BackupError::Interrupted).or_exit(Exit::Interrupted)
         }
         Some(ShardFailure::Qdrant(e)) => Err(collection_failure(name, e)),
         Some(ShardFailure::Download(e)) if e.is_out_of_space() => {
             Err(collection_error(name, e)).or_exit(Exit::InsufficientSpace)
-        }
-        Some(ShardFailure::Download(snapshot::DownloadError::Qdrant(QdrantError::Interrupted))) => {
-            stopped(cx.stop)?;
-            Err(BackupError::Interrupted).or_exit(Exit::Interrupted)
         }
         Some(ShardFailure::Download(snapshot::DownloadError::Qdrant(e))) => {
             Err(collection_failure(name, e))
@@ -471,93 +555,110 @@ fn take_shards(
     }
 }
 
-/// What a peer's thread needs (the run's [`Context`] is not shared between threads).
-struct Work<'a> {
-    ui: &'a crate::ui::Ui,
-    stop: &'a crate::signals::StopFlag,
-    retry: u32,
-    /// The run's undo log, whose journal lets a later run delete what a killed one left.
-    journal: &'a Mutex<&'a mut Undo>,
+/// How often the waiting thread looks at the stop flag.
+const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn peer_url(topology: &Topology, peer_id: u64) -> String {
+    topology
+        .peer(peer_id)
+        .map(|p| p.client.display_url().to_string())
+        .unwrap_or_default()
 }
 
-impl Work<'_> {
-    /// Best effort, as for collection snapshots: a journal that cannot be written only
-    /// costs the next run its cleanup.
-    fn record(&self, record: &Record) {
-        if let Ok(mut undo) = self.journal.lock() {
-            undo.journal_record(record).ok();
-        }
+fn shard_deleted(name: &SafeName, snapshot: &Made) -> Record {
+    Record::ShardDeleted {
+        collection: name.to_string(),
+        shard: snapshot.shard,
+        peer_id: snapshot.peer,
+        snapshot: snapshot.name.clone(),
     }
 }
 
-/// A peer's thread's result: its peer, the snapshots still on that peer, what it took.
-type PeerOutcome = (u64, Vec<Made>, Result<Vec<(u32, Downloaded)>, ShardFailure>);
+/// Whether workers may start snapshot creations, and how many are under way.
+#[derive(Debug, Default)]
+struct Gate {
+    closed: bool,
+    creating: usize,
+}
+
+/// What a peer's worker tells the waiting thread.
+enum Event {
+    Created(Made),
+    Deleted(Made),
+    Done(u64, Result<Vec<(u32, Downloaded)>, ShardFailure>),
+}
+
+/// What a peer's worker owns (it may outlive the wait: a stalled transfer is abandoned).
+struct Work {
+    client: crate::qdrant::Client,
+    peer_id: u64,
+    collection: String,
+    dir: camino::Utf8PathBuf,
+    ui: crate::ui::Ui,
+    stop: crate::signals::StopFlag,
+    retry: u32,
+    events: mpsc::Sender<Event>,
+    gate: Arc<Mutex<Gate>>,
+}
 
 enum ShardFailure {
     Qdrant(QdrantError),
     Download(snapshot::DownloadError),
 }
 
-/// One peer's share: for each shard, snapshot, download, delete (recorded in `made` until
-/// deleted, so the caller cleans up whatever is left).
-#[allow(clippy::too_many_arguments)]
-fn peer_shards(
-    cx: &Work,
-    name: &SafeName,
-    peer: &Peer,
-    shards: &[u32],
-    dir: &Utf8Path,
-    made: &mut Vec<Made>,
-) -> Result<Vec<(u32, Downloaded)>, ShardFailure> {
+/// One peer's share: for each shard, snapshot, download, delete, telling the waiting thread
+/// each creation and deletion so it can journal them and clean up what is left.
+fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, ShardFailure> {
+    let name = work.collection.as_str();
     let mut done = Vec::new();
     for &shard in shards {
-        if cx.stop.requested().is_some() {
-            return Err(ShardFailure::Qdrant(QdrantError::Interrupted));
+        {
+            let mut gate = work.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            if gate.closed || work.stop.requested().is_some() {
+                return Err(ShardFailure::Qdrant(QdrantError::Interrupted));
+            }
+            gate.creating += 1;
         }
-        let description: SnapshotDescription = peer
-            .client
-            .create_shard_snapshot(name, shard)
-            .map_err(ShardFailure::Qdrant)?;
-        made.push(Made {
+        let created = work.client.create_shard_snapshot(name, shard);
+        let made = created.as_ref().ok().map(|description| Made {
             shard,
-            peer: peer.peer_id,
+            peer: work.peer_id,
             name: description.name.clone(),
         });
-        cx.record(&Record::ShardCreated {
-            collection: name.to_string(),
-            shard,
-            peer_id: peer.peer_id,
-            peer_url: peer.client.display_url().to_string(),
-            snapshot: description.name.clone(),
-        });
-        let target = dir.join(shard_file_name(shard));
+        if let Some(made) = &made {
+            work.events.send(Event::Created(made.clone())).ok();
+        }
+        // After the event: the waiting thread, seeing no creation under way, has it.
+        work.gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .creating -= 1;
+        let description: SnapshotDescription = created.map_err(ShardFailure::Qdrant)?;
+        let Some(made) = made else {
+            continue;
+        };
+        let target = work.dir.join(shard_file_name(shard));
         let label = format!("download {name} shard {shard}");
         let downloaded = snapshot::download_verified_from(
-            &peer.client,
+            &work.client,
             Source::Shard {
                 collection: name,
                 shard,
             },
             &description,
             &target,
-            cx.retry,
+            work.retry,
             &label,
-            cx.ui,
-            cx.stop,
+            &work.ui,
+            &work.stop,
         )
         .map_err(ShardFailure::Download)?;
-        if peer
+        if work
             .client
             .delete_shard_snapshot(name, shard, &description.name)
             .is_ok()
         {
-            made.retain(|m| m.name != description.name || m.shard != shard);
-            cx.record(&Record::ShardDeleted {
-                collection: name.to_string(),
-                shard,
-                peer_id: peer.peer_id,
-                snapshot: description.name.clone(),
-            });
+            work.events.send(Event::Deleted(made)).ok();
         }
         done.push((shard, downloaded));
     }
