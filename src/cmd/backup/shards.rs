@@ -154,6 +154,32 @@ fn choose_sources(
         *load.entry(source).or_default() += 1;
         chosen.insert(id, source);
     }
+    // The greedy pass can leave one peer with two shards more than another that could take
+    // one of them: move such shards until none is left (each move lowers the spread, so
+    // this ends), in shard order, so the outcome stays deterministic.
+    let mut moved = true;
+    while moved {
+        moved = false;
+        for (&id, shard) in shards {
+            let Some(&current) = chosen.get(&id) else {
+                continue;
+            };
+            let here = load.get(&current).copied().unwrap_or(0);
+            let better = shard
+                .replicas
+                .iter()
+                .filter(|(_, (state, _))| state == "Active")
+                .map(|(&peer, _)| (load.get(&peer).copied().unwrap_or(0), peer))
+                .filter(|&(there, _)| there + 2 <= here)
+                .min();
+            if let Some((_, peer)) = better {
+                *load.entry(current).or_default() -= 1;
+                *load.entry(peer).or_default() += 1;
+                chosen.insert(id, peer);
+                moved = true;
+            }
+        }
+    }
     Ok(chosen)
 }
 
@@ -669,6 +695,7 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, Sh
 mod tests {
     use super::*;
     use crate::qdrant::cluster::parse_collection_cluster;
+    use std::collections::BTreeSet;
 
     fn fixture(name: &str) -> serde_json::Value {
         let path = format!(
@@ -703,6 +730,35 @@ mod tests {
         assert_eq!(peers.len(), 3, "three shards on three peers: {sources:?}");
         for (shard, peer) in &sources {
             assert!(shards[shard].replicas.contains_key(peer));
+        }
+    }
+
+    #[test]
+    fn the_sources_spread_over_every_peer_when_the_placement_allows() {
+        // Round-robin placement over peers whose ids are not in placement order: a plain
+        // greedy choice puts two shards on peer 1 and none on peer 3.
+        let holders = [(0, [1, 3]), (1, [3, 2]), (2, [2, 1])];
+        let shards: BTreeMap<u32, ShardPlacement> = holders
+            .iter()
+            .map(|(id, peers)| {
+                let replicas = peers
+                    .iter()
+                    .map(|p| (*p, ("Active".to_string(), Some(1))))
+                    .collect();
+                (
+                    *id,
+                    ShardPlacement {
+                        key: None,
+                        replicas,
+                    },
+                )
+            })
+            .collect();
+        let sources = choose_sources("c", &shards).unwrap();
+        let peers: BTreeSet<u64> = sources.values().copied().collect();
+        assert_eq!(peers.len(), 3, "{sources:?}");
+        for (id, peer) in &sources {
+            assert!(shards[id].replicas.contains_key(peer));
         }
     }
 
