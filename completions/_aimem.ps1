@@ -52,6 +52,7 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
             [CompletionResult]::new('--retry', '--retry', [CompletionResultType]::ParameterName, 'Re-attempt a failed snapshot download N times; partial data is discarded first')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]')
             [CompletionResult]::new('--install-dir', '--install-dir', [CompletionResultType]::ParameterName, 'AI Memory''s install folder (config files, logs, version.txt) [default: ~/.ai-memory]')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url')
             [CompletionResult]::new('--create-timeout', '--create-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for Qdrant to build a snapshot')
             [CompletionResult]::new('--download-timeout', '--download-timeout', [CompletionResultType]::ParameterName, 'Seconds a snapshot download may stall; one that keeps moving is never cut off')
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Collections backed up at the same time (while Qdrant builds one snapshot, another is downloaded); 1 backs them up one after another')

@@ -48,6 +48,7 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --retry 'Re-attempt a failed snapshot download N times; partial data is discarded first'
             cand --version 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]'
             cand --install-dir 'AI Memory''s install folder (config files, logs, version.txt) [default: ~/.ai-memory]'
+            cand --peer 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url'
             cand --create-timeout 'Seconds to wait for Qdrant to build a snapshot'
             cand --download-timeout 'Seconds a snapshot download may stall; one that keeps moving is never cut off'
             cand --jobs 'Collections backed up at the same time (while Qdrant builds one snapshot, another is downloaded); 1 backs them up one after another'

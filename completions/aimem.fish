@@ -49,6 +49,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand backup" -l collection -d 'Ba
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l retry -d 'Re-attempt a failed snapshot download N times; partial data is discarded first' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l version -d 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r -f -a "(__fish_complete_directories)"
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l create-timeout -d 'Seconds to wait for Qdrant to build a snapshot' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l download-timeout -d 'Seconds a snapshot download may stall; one that keeps moving is never cut off' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l jobs -d 'Collections backed up at the same time (while Qdrant builds one snapshot, another is downloaded); 1 backs them up one after another' -r -f

@@ -6,6 +6,7 @@ pub mod diff_schema;
 pub mod list;
 pub mod locate;
 pub mod output;
+pub mod peers;
 pub mod prune;
 pub mod restore;
 pub mod runs;

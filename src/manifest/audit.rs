@@ -218,7 +218,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
                 manifest
                     .collections
                     .values()
-                    .map(|c| format!("{SNAPSHOT_DIR}/{}", c.snapshot_file)),
+                    .flat_map(|c| snapshot_files(c).into_iter().map(|(file, _, _)| file)),
             );
             named.extend(
                 manifest
@@ -257,69 +257,68 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
 
     if let Some(manifest) = &manifest {
         for (name, entry) in &manifest.collections {
-            let file = format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file);
-            // Nothing outside the folder is looked at, not even its size.
-            if let Err(problem) = checksums::check_relative(&file) {
-                push(&file, Kind::Unreadable, problem);
-                continue;
-            }
-            let path = dir.join(&file);
-            // A missing snapshot is reported by the checksum check when it is listed; a link
-            // is not followed (the checksum check reports it).
-            let Ok(meta) = path.symlink_metadata() else {
-                if listed.as_ref().is_none_or(|l| !l.contains_key(&file)) {
+            for (file, size_bytes, sha256) in snapshot_files(entry) {
+                // Nothing outside the folder is looked at, not even its size.
+                if let Err(problem) = checksums::check_relative(&file) {
+                    push(&file, Kind::Unreadable, problem);
+                    continue;
+                }
+                let path = dir.join(&file);
+                // A missing snapshot is reported by the checksum check when it is listed; a link
+                // is not followed (the checksum check reports it).
+                let Ok(meta) = path.symlink_metadata() else {
+                    if listed.as_ref().is_none_or(|l| !l.contains_key(&file)) {
+                        push(
+                            &file,
+                            Kind::Missing,
+                            "named by the manifest but missing".into(),
+                        );
+                    }
+                    continue;
+                };
+                if meta.len() != size_bytes {
                     push(
                         &file,
-                        Kind::Missing,
-                        "named by the manifest but missing".into(),
+                        Kind::SizeMismatch,
+                        format!("{} bytes, the manifest says {}", meta.len(), size_bytes),
                     );
                 }
-                continue;
-            };
-            if meta.len() != entry.size_bytes {
-                push(
-                    &file,
-                    Kind::SizeMismatch,
-                    format!(
-                        "{} bytes, the manifest says {}",
-                        meta.len(),
-                        entry.size_bytes
-                    ),
-                );
-            }
-            // The manifest records the snapshot's digest too: a CHECKSUMS.sha256 "repaired" to
-            // match a changed file no longer agrees with it.
-            let checksum_line = listed.as_ref().and_then(|l| l.get(&file));
-            if let (Some(recorded), Some(line)) = (&entry.sha256, checksum_line) {
-                if !recorded.eq_ignore_ascii_case(line) {
-                    push(
-                        &file,
-                        Kind::Mismatch,
-                        format!(
-                            "the manifest records SHA-256 {recorded}, {CHECKSUMS_FILE} lists {line}"
-                        ),
-                    );
+                // The manifest records the snapshot's digest too: a CHECKSUMS.sha256 "repaired" to
+                // match a changed file no longer agrees with it.
+                let checksum_line = listed.as_ref().and_then(|l| l.get(&file));
+                if let (Some(recorded), Some(line)) = (&sha256, checksum_line) {
+                    if !recorded.eq_ignore_ascii_case(line) {
+                        push(
+                            &file,
+                            Kind::Mismatch,
+                            format!(
+                                "the manifest records SHA-256 {recorded}, {CHECKSUMS_FILE} lists {line}"
+                            ),
+                        );
+                    }
                 }
-            }
-            if let (Some(digest), Some(schema)) = (&entry.schema_digest, &entry.schema) {
-                let actual = Fingerprint::from_value(schema.clone()).map(|f| f.digest());
-                if actual.as_ref().ok() != Some(digest) {
-                    push(
-                        MANIFEST_FILE,
-                        Kind::SchemaMismatch,
-                        format!(
-                            "the schema of `{name}` does not match its recorded digest {digest}"
-                        ),
-                    );
+                if let (Some(digest), Some(schema)) = (&entry.schema_digest, &entry.schema) {
+                    let actual = Fingerprint::from_value(schema.clone()).map(|f| f.digest());
+                    if actual.as_ref().ok() != Some(digest) {
+                        push(
+                            MANIFEST_FILE,
+                            Kind::SchemaMismatch,
+                            format!(
+                                "the schema of `{name}` does not match its recorded digest {digest}"
+                            ),
+                        );
+                    }
                 }
-            }
-            if options.deep {
-                // A listed file that cannot be opened was reported by the checksum check.
-                let listed_file = listed.as_ref().is_some_and(|l| l.contains_key(&file));
-                if let Some(finding) =
-                    deep_check(name, dir, &file, entry.schema.as_ref(), listed_file)
-                {
-                    findings_push(&mut push, finding);
+                // A shard file's archive holds one shard, not a collection: its deep check is
+                // cluster restore's business.
+                if options.deep && !entry.has_cluster_record() {
+                    // A listed file that cannot be opened was reported by the checksum check.
+                    let listed_file = listed.as_ref().is_some_and(|l| l.contains_key(&file));
+                    if let Some(finding) =
+                        deep_check(name, dir, &file, entry.schema.as_ref(), listed_file)
+                    {
+                        findings_push(&mut push, finding);
+                    }
                 }
             }
         }
@@ -475,4 +474,21 @@ fn walk_files(base: &Utf8Path, dir: &Utf8Path, out: &mut Vec<String>) -> std::io
         }
     }
     Ok(())
+}
+
+/// The snapshot files a collection entry names, with their recorded size and SHA-256: its one
+/// `qdrant/<snapshot_file>`, or a cluster backup's shard files.
+fn snapshot_files(entry: &super::CollectionEntry) -> Vec<(String, u64, Option<String>)> {
+    match entry.cluster() {
+        Some(cluster) => cluster
+            .shards
+            .into_iter()
+            .map(|s| (s.file, s.size_bytes, Some(s.sha256)))
+            .collect(),
+        None => vec![(
+            format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file),
+            entry.size_bytes,
+            entry.sha256.clone(),
+        )],
+    }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus shared helpers.
 
 mod backup;
+mod cluster;
 mod completion;
 mod concurrency;
 mod diff_schema;

@@ -54,6 +54,32 @@ pub enum Record {
         collection: String,
         snapshot: String,
     },
+    /// A cluster peer answered with this shard snapshot's name (`peer_url` as shown, without
+    /// credentials).
+    ShardCreated {
+        collection: String,
+        shard: u32,
+        peer_id: u64,
+        peer_url: String,
+        snapshot: String,
+    },
+    /// That shard snapshot is gone from its peer.
+    ShardDeleted {
+        collection: String,
+        shard: u32,
+        peer_id: u64,
+        snapshot: String,
+    },
+}
+
+/// A shard snapshot a dead run left on a cluster peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardLeftover {
+    pub collection: String,
+    pub shard: u32,
+    pub peer_id: u64,
+    pub peer_url: String,
+    pub snapshot: String,
 }
 
 /// The open, locked journal of this run.
@@ -130,6 +156,8 @@ pub struct Leftover {
     pub snapshots: Vec<(String, String)>,
     /// Creations whose answer never came.
     pub unanswered: Vec<Unanswered>,
+    /// Shard snapshots created on cluster peers and not deleted.
+    pub shard_snapshots: Vec<ShardLeftover>,
     /// The journal, locked by this run while it deals with the leftover.
     _lock: File,
 }
@@ -137,7 +165,9 @@ pub struct Leftover {
 impl Leftover {
     /// True when the dead run may have left something on a server.
     pub fn has_server_snapshots(&self) -> bool {
-        !self.snapshots.is_empty() || !self.unanswered.is_empty()
+        !self.snapshots.is_empty()
+            || !self.unanswered.is_empty()
+            || !self.shard_snapshots.is_empty()
     }
 
     /// One sentence for the person: whose, where, what.
@@ -160,6 +190,16 @@ impl Leftover {
                 "a snapshot of `{}` asked for at {} UTC whose name never came back",
                 clean(&u.collection),
                 clean(&u.asked_at)
+            )
+        }));
+        what.extend(self.shard_snapshots.iter().map(|s| {
+            format!(
+                "snapshot {} of shard {} of `{}` on peer {} ({})",
+                clean(&s.snapshot),
+                s.shard,
+                clean(&s.collection),
+                s.peer_id,
+                clean(&s.peer_url)
             )
         }));
         let staging = self.staging.file_name().unwrap_or_default();
@@ -244,6 +284,7 @@ fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
         server: None,
         snapshots: Vec::new(),
         unanswered: Vec::new(),
+        shard_snapshots: Vec::new(),
         _lock: file.try_clone().ok()?,
     };
     let reader = std::io::BufReader::new(file.take(JOURNAL_MAX));
@@ -297,6 +338,30 @@ fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
             } => leftover
                 .snapshots
                 .retain(|(c, s)| !(*c == collection && *s == snapshot)),
+            Record::ShardCreated {
+                collection,
+                shard,
+                peer_id,
+                peer_url,
+                snapshot,
+            } => leftover.shard_snapshots.push(ShardLeftover {
+                collection,
+                shard,
+                peer_id,
+                peer_url,
+                snapshot,
+            }),
+            Record::ShardDeleted {
+                collection,
+                shard,
+                peer_id,
+                snapshot,
+            } => leftover.shard_snapshots.retain(|s| {
+                !(s.collection == collection
+                    && s.shard == shard
+                    && s.peer_id == peer_id
+                    && s.snapshot == snapshot)
+            }),
         }
     }
     Some(leftover)
@@ -366,6 +431,18 @@ pub fn clear(leftover: &Leftover, client: &Client, server: &str, ui: &Ui) -> boo
             }
         }
     }
+    for left in &leftover.shard_snapshots {
+        if let Err(e) = clear_shard_snapshot(left, client) {
+            cleared = false;
+            ui.warn(&format!(
+                "could not delete snapshot {} of shard {} of `{}` on peer {}: {e}",
+                clean(&left.snapshot),
+                left.shard,
+                clean(&left.collection),
+                left.peer_id
+            ));
+        }
+    }
     if !cleared {
         ui.warn(&format!(
             "kept {} so the next backup tries again",
@@ -381,6 +458,43 @@ pub fn clear(leftover: &Leftover, client: &Client, server: &str, ui: &Ui) -> boo
         return false;
     }
     true
+}
+
+/// Deletes one shard snapshot a dead run left on a cluster peer: the peer is reached at the
+/// address the run used (with this run's key and credentials, which the journal never holds)
+/// and must answer as the recorded peer before anything is deleted.
+fn clear_shard_snapshot(left: &ShardLeftover, client: &Client) -> Result<(), String> {
+    // A journal names only snapshots Qdrant named for that shard of that collection.
+    let prefix = format!("{}-shard-{}-", left.collection, left.shard);
+    if crate::names::check(&left.snapshot).is_err() || !left.snapshot.starts_with(&prefix) {
+        return Ok(());
+    }
+    let recorded = crate::qdrant::ServerUrl::new(&left.peer_url);
+    let host = crate::qdrant::cluster::p2p_host(&left.peer_url)
+        .ok_or_else(|| format!("no host in {}", clean(&left.peer_url)))?;
+    // The recorded address has no credentials: the main URL's scheme, credentials and port
+    // with the recorded host, unless the recorded one is complete as it stands.
+    let url = match !client.url().has_secrets() {
+        true => recorded,
+        false => client.url().with_host(&host),
+    };
+    let peer = client.for_peer(&url);
+    match peer.cluster_status().map_err(|e| e.to_string())? {
+        crate::qdrant::cluster::ClusterStatus::Enabled { peer_id, .. }
+            if peer_id == left.peer_id => {}
+        _ => {
+            return Err(format!(
+                "{} no longer answers as peer {}",
+                peer.display_url(),
+                left.peer_id
+            ));
+        }
+    }
+    match peer.delete_shard_snapshot(&left.collection, left.shard, &left.snapshot) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]

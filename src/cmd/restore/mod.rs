@@ -359,6 +359,17 @@ fn restore(
     ui.fact("Version", &manifest.ai_memory_version);
     ui.blank();
     let selected = select(&manifest, args)?;
+    // Until cluster restore exists: say what this backup is, not that it looks damaged.
+    if let Some(entry) = selected.iter().find(|e| e.has_cluster_record()) {
+        return Err(Failure::msg(
+            Exit::Failed,
+            format!(
+                "`{}` was backed up shard by shard from a distributed Qdrant; this aimem cannot restore cluster backups yet",
+                entry.name
+            ),
+            "Restore it with an aimem version that supports cluster backups. `aimem verify` checks it meanwhile.",
+        ));
+    }
 
     // 3. Checksums.
     let mut legacy_without_checksums = false;

@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub storage: PathBuf,
     /// Response body bytes written per request (method, path as sent, bytes), in order.
     pub served: Mutex<Vec<(String, String, u64)>>,
+    /// Set when this double is one peer of a [`crate::Cluster`].
+    pub cluster: Option<Arc<crate::cluster::PeerLink>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
