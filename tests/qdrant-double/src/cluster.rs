@@ -429,6 +429,18 @@ impl Cluster {
         self.peers[i] = None;
     }
 
+    /// Shard snapshot files (no checksum sidecars) on peer `i` for one shard, sorted. They stay
+    /// after the collection is deleted, as on the real server.
+    pub fn shard_snapshot_names(&self, i: usize, collection: &str, shard_id: u32) -> Vec<String> {
+        let dir = self
+            .peer(i)
+            .snapshots_dir()
+            .join(collection)
+            .join("shards")
+            .join(shard_id.to_string());
+        crate::list_snapshot_files(&dir)
+    }
+
     /// Adds (or replaces) an auto-sharded collection from a CollectionInfo-like value (see
     /// [`info_from_fixture`]) with `shard_number` shards of `replication_factor` replicas each,
     /// placed round-robin; point `id` goes to shard `id % shard_number`.

@@ -78,11 +78,14 @@ pub(crate) fn handle(
         ("PUT", ["collections", c, "index"]) => {
             sync_peer(shared, link);
             let resp = routes::create_index(shared, req, c, body, t);
-            // The index belongs to the collection, not to this peer.
-            if let Some(local) = lock(&shared.state).collections.get(*c)
-                && let Some(col) = link.lock().collections.get_mut(*c)
-            {
-                col.schema = local.schema.clone();
+            // The index belongs to the collection, not to this peer. (Never hold the peer's
+            // state while taking the cluster's.)
+            let schema = lock(&shared.state)
+                .collections
+                .get(*c)
+                .map(|l| l.schema.clone());
+            if let (Some(schema), Some(col)) = (schema, link.lock().collections.get_mut(*c)) {
+                col.schema = schema;
             }
             resp
         }
@@ -436,9 +439,9 @@ fn create_shard_snapshot(
     let io_err = |e: std::io::Error| (500, format!("Service internal error: {e}"));
     let filler = lock(&shared.state).fillers.get(c).copied().unwrap_or(0);
     let started = Instant::now();
+    // The real naming (api.md §3.5): no peer id, unlike collection snapshots.
     let name = format!(
-        "{c}-shard-{id}-{}-{}.snapshot",
-        link.peer_id,
+        "{c}-shard-{id}-{}.snapshot",
         routes::format_ts(routes::timestamp_now(), '-', '-', '-')
     );
     fs::create_dir_all(shared.tmp_dir()).map_err(io_err)?;

@@ -293,7 +293,7 @@ fn shard_snapshots_are_taken_only_where_the_shard_is_local() {
     let desc = created.json()["result"].clone();
     let name = desc["name"].as_str().expect("name").to_string();
     assert!(
-        name.starts_with(&format!("discussions-shard-0-{}-", cluster.peer_id(holder))),
+        name.starts_with("discussions-shard-0-") && name.ends_with(".snapshot"),
         "{name}"
     );
     let list = get(&url, "/collections/discussions/shards/0/snapshots").json()["result"].clone();
@@ -322,6 +322,22 @@ fn shard_snapshots_are_taken_only_where_the_shard_is_local() {
     assert_eq!(deleted.status, 200);
     let list = get(&url, "/collections/discussions/shards/0/snapshots").json()["result"].clone();
     assert_eq!(list, json!([]));
+    assert!(
+        cluster
+            .shard_snapshot_names(holder, "discussions", 0)
+            .is_empty()
+    );
+    request(
+        &url,
+        "POST",
+        "/collections/discussions/shards/0/snapshots",
+        &[],
+        b"",
+    );
+    assert_eq!(
+        cluster.shard_snapshot_names(holder, "discussions", 0).len(),
+        1
+    );
     // Not the collection's snapshot folder.
     assert!(
         cluster
