@@ -21,6 +21,10 @@ use crate::server::{Shared, lock};
 use crate::snapshot::{self, HashingWriter};
 use crate::state;
 
+/// More shards than this in one request are refused (a hostile count must not make the double
+/// allocate without bound).
+const MAX_SHARDS: u32 = 1024;
+
 /// `Ok(answer)`, or `Err(())` when the single-node routes answer (over the local view).
 pub(crate) fn handle(
     shared: &Shared,
@@ -179,6 +183,13 @@ fn create_collection(link: &PeerLink, c: &str, body: &mut BodyReader<'_>, t: Ins
         );
     }
     let mut col = ClusterCollection::new(config, Default::default(), BTreeSet::new());
+    if col.shard_number() > MAX_SHARDS {
+        return error(
+            400,
+            &format!("Bad request: qdrant-double supports at most {MAX_SHARDS} shards"),
+            t,
+        );
+    }
     // Custom sharding: no shards until keys are created.
     if !col.custom() {
         let (n, r) = (col.shard_number(), col.replication_factor());
@@ -226,10 +237,21 @@ fn create_shard_key(link: &PeerLink, c: &str, body: &mut BodyReader<'_>, t: Inst
             t,
         );
     }
-    let count = value["shards_number"]
-        .as_u64()
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or_else(|| col.shard_number());
+    let count = match &value["shards_number"] {
+        Value::Null => col.shard_number(),
+        given => match given.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if (1..=MAX_SHARDS).contains(&n) => n,
+            _ => {
+                return error(
+                    422,
+                    &format!(
+                        "Validation error in JSON body: [shards_number: must be from 1 to {MAX_SHARDS}]"
+                    ),
+                    t,
+                );
+            }
+        },
+    };
     let replication = value["replication_factor"]
         .as_u64()
         .and_then(|n| u32::try_from(n).ok())

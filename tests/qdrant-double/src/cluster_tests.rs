@@ -805,3 +805,36 @@ fn api_keys_hold_on_every_peer() {
         assert_eq!(ok.status, 200);
     }
 }
+
+#[test]
+fn hostile_shard_counts_are_refused() {
+    let cluster = Cluster::start(2, Config::default());
+    let url = cluster.url(0);
+    let create =
+        json!({"vectors": {"size": 4, "distance": "Dot"}, "shard_number": 4_000_000_000u64});
+    assert_eq!(
+        send_json(&url, "PUT", "/collections/huge", &create).status,
+        400
+    );
+    assert_eq!(cluster.collection_names(), Vec::<String>::new());
+    let custom = json!({"vectors": {"size": 4, "distance": "Dot"}, "sharding_method": "custom"});
+    assert_eq!(
+        send_json(&url, "PUT", "/collections/c", &custom).status,
+        200
+    );
+    for n in [
+        json!(0),
+        json!(4_000_000_000u64),
+        json!(50_000_000_000u64),
+        json!("two"),
+    ] {
+        let resp = send_json(
+            &url,
+            "PUT",
+            "/collections/c/shards",
+            &json!({"shard_key": "k", "shards_number": n}),
+        );
+        assert_eq!(resp.status, 422, "{n}");
+    }
+    assert_eq!(cluster.placement("c"), Some(BTreeMap::new()));
+}
