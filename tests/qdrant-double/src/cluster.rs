@@ -471,6 +471,39 @@ impl Cluster {
         st.commit += 1;
     }
 
+    /// [`Cluster::seed`] with the `result` of a captured `GET /collections/{c}` (path relative
+    /// to [`fixtures_dir`]) and points `1..=points`.
+    pub fn seed_from_fixture(
+        &self,
+        name: &str,
+        fixture: &str,
+        shard_number: u32,
+        replication_factor: u32,
+        points: u64,
+    ) {
+        let info = info_from_fixture(fixture);
+        assert!(
+            info.get("config").is_some(),
+            "qdrant-double: {fixture} is not a collection info fixture"
+        );
+        self.seed(
+            name,
+            info,
+            shard_number,
+            replication_factor,
+            (1..=points).collect(),
+        );
+    }
+
+    /// The five AI Memory collections from their fixtures, 30 points each, with
+    /// `shard_number` shards of `replication_factor` replicas.
+    pub fn seed_ai_memory(&self, shard_number: u32, replication_factor: u32) {
+        for name in crate::AI_MEMORY_COLLECTIONS {
+            let fixture = format!("collections/info-{name}.json");
+            self.seed_from_fixture(name, &fixture, shard_number, replication_factor, 30);
+        }
+    }
+
     /// Adds (or replaces) a custom-sharded collection: the keys are created in the given
     /// order, `shard_number_per_key` shards each (sequential shard ids), and each key's points
     /// go to its shards by `id % shard_number_per_key`.

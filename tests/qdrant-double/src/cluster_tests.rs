@@ -246,6 +246,13 @@ fn every_peer_sees_the_same_placement_and_counts() {
         .collect();
     assert_eq!(from_api, seen[0]);
     assert_eq!(cluster.point_ids("discussions"), Some((1..=600).collect()));
+
+    cluster.seed_ai_memory(2, 3);
+    assert_eq!(cluster.collection_names().len(), 5);
+    let placement = cluster.placement("github").expect("github");
+    assert_eq!(placement.len(), 2);
+    assert!(placement.values().all(|replicas| replicas.len() == 3));
+    assert_eq!(cluster.point_ids("github"), Some((1..=30).collect()));
 }
 
 #[test]
