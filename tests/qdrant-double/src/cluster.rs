@@ -429,6 +429,18 @@ impl Cluster {
         self.peers[i] = None;
     }
 
+    /// Shard snapshot files (no checksum sidecars) on peer `i` for one shard, sorted. They stay
+    /// after the collection is deleted, as on the real server.
+    pub fn shard_snapshot_names(&self, i: usize, collection: &str, shard_id: u32) -> Vec<String> {
+        let dir = self
+            .peer(i)
+            .snapshots_dir()
+            .join(collection)
+            .join("shards")
+            .join(shard_id.to_string());
+        crate::list_snapshot_files(&dir)
+    }
+
     /// Adds (or replaces) an auto-sharded collection from a CollectionInfo-like value (see
     /// [`info_from_fixture`]) with `shard_number` shards of `replication_factor` replicas each,
     /// placed round-robin; point `id` goes to shard `id % shard_number`.
@@ -457,6 +469,39 @@ impl Cluster {
         }
         st.collections.insert(name.to_string(), col);
         st.commit += 1;
+    }
+
+    /// [`Cluster::seed`] with the `result` of a captured `GET /collections/{c}` (path relative
+    /// to [`fixtures_dir`]) and points `1..=points`.
+    pub fn seed_from_fixture(
+        &self,
+        name: &str,
+        fixture: &str,
+        shard_number: u32,
+        replication_factor: u32,
+        points: u64,
+    ) {
+        let info = info_from_fixture(fixture);
+        assert!(
+            info.get("config").is_some(),
+            "qdrant-double: {fixture} is not a collection info fixture"
+        );
+        self.seed(
+            name,
+            info,
+            shard_number,
+            replication_factor,
+            (1..=points).collect(),
+        );
+    }
+
+    /// The five AI Memory collections from their fixtures, 30 points each, with
+    /// `shard_number` shards of `replication_factor` replicas.
+    pub fn seed_ai_memory(&self, shard_number: u32, replication_factor: u32) {
+        for name in crate::AI_MEMORY_COLLECTIONS {
+            let fixture = format!("collections/info-{name}.json");
+            self.seed_from_fixture(name, &fixture, shard_number, replication_factor, 30);
+        }
     }
 
     /// Adds (or replaces) a custom-sharded collection: the keys are created in the given

@@ -21,6 +21,10 @@ use crate::server::{Shared, lock};
 use crate::snapshot::{self, HashingWriter};
 use crate::state;
 
+/// More shards than this in one request are refused (a hostile count must not make the double
+/// allocate without bound).
+const MAX_SHARDS: u32 = 1024;
+
 /// `Ok(answer)`, or `Err(())` when the single-node routes answer (over the local view).
 pub(crate) fn handle(
     shared: &Shared,
@@ -78,11 +82,14 @@ pub(crate) fn handle(
         ("PUT", ["collections", c, "index"]) => {
             sync_peer(shared, link);
             let resp = routes::create_index(shared, req, c, body, t);
-            // The index belongs to the collection, not to this peer.
-            if let Some(local) = lock(&shared.state).collections.get(*c)
-                && let Some(col) = link.lock().collections.get_mut(*c)
-            {
-                col.schema = local.schema.clone();
+            // The index belongs to the collection, not to this peer. (Never hold the peer's
+            // state while taking the cluster's.)
+            let schema = lock(&shared.state)
+                .collections
+                .get(*c)
+                .map(|l| l.schema.clone());
+            if let (Some(schema), Some(col)) = (schema, link.lock().collections.get_mut(*c)) {
+                col.schema = schema;
             }
             resp
         }
@@ -176,6 +183,13 @@ fn create_collection(link: &PeerLink, c: &str, body: &mut BodyReader<'_>, t: Ins
         );
     }
     let mut col = ClusterCollection::new(config, Default::default(), BTreeSet::new());
+    if col.shard_number() > MAX_SHARDS {
+        return error(
+            400,
+            &format!("Bad request: qdrant-double supports at most {MAX_SHARDS} shards"),
+            t,
+        );
+    }
     // Custom sharding: no shards until keys are created.
     if !col.custom() {
         let (n, r) = (col.shard_number(), col.replication_factor());
@@ -223,10 +237,21 @@ fn create_shard_key(link: &PeerLink, c: &str, body: &mut BodyReader<'_>, t: Inst
             t,
         );
     }
-    let count = value["shards_number"]
-        .as_u64()
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or_else(|| col.shard_number());
+    let count = match &value["shards_number"] {
+        Value::Null => col.shard_number(),
+        given => match given.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if (1..=MAX_SHARDS).contains(&n) => n,
+            _ => {
+                return error(
+                    422,
+                    &format!(
+                        "Validation error in JSON body: [shards_number: must be from 1 to {MAX_SHARDS}]"
+                    ),
+                    t,
+                );
+            }
+        },
+    };
     let replication = value["replication_factor"]
         .as_u64()
         .and_then(|n| u32::try_from(n).ok())
@@ -436,9 +461,9 @@ fn create_shard_snapshot(
     let io_err = |e: std::io::Error| (500, format!("Service internal error: {e}"));
     let filler = lock(&shared.state).fillers.get(c).copied().unwrap_or(0);
     let started = Instant::now();
+    // The real naming (api.md §3.5): no peer id, unlike collection snapshots.
     let name = format!(
-        "{c}-shard-{id}-{}-{}.snapshot",
-        link.peer_id,
+        "{c}-shard-{id}-{}.snapshot",
         routes::format_ts(routes::timestamp_now(), '-', '-', '-')
     );
     fs::create_dir_all(shared.tmp_dir()).map_err(io_err)?;

@@ -246,6 +246,13 @@ fn every_peer_sees_the_same_placement_and_counts() {
         .collect();
     assert_eq!(from_api, seen[0]);
     assert_eq!(cluster.point_ids("discussions"), Some((1..=600).collect()));
+
+    cluster.seed_ai_memory(2, 3);
+    assert_eq!(cluster.collection_names().len(), 5);
+    let placement = cluster.placement("github").expect("github");
+    assert_eq!(placement.len(), 2);
+    assert!(placement.values().all(|replicas| replicas.len() == 3));
+    assert_eq!(cluster.point_ids("github"), Some((1..=30).collect()));
 }
 
 #[test]
@@ -293,7 +300,7 @@ fn shard_snapshots_are_taken_only_where_the_shard_is_local() {
     let desc = created.json()["result"].clone();
     let name = desc["name"].as_str().expect("name").to_string();
     assert!(
-        name.starts_with(&format!("discussions-shard-0-{}-", cluster.peer_id(holder))),
+        name.starts_with("discussions-shard-0-") && name.ends_with(".snapshot"),
         "{name}"
     );
     let list = get(&url, "/collections/discussions/shards/0/snapshots").json()["result"].clone();
@@ -322,6 +329,22 @@ fn shard_snapshots_are_taken_only_where_the_shard_is_local() {
     assert_eq!(deleted.status, 200);
     let list = get(&url, "/collections/discussions/shards/0/snapshots").json()["result"].clone();
     assert_eq!(list, json!([]));
+    assert!(
+        cluster
+            .shard_snapshot_names(holder, "discussions", 0)
+            .is_empty()
+    );
+    request(
+        &url,
+        "POST",
+        "/collections/discussions/shards/0/snapshots",
+        &[],
+        b"",
+    );
+    assert_eq!(
+        cluster.shard_snapshot_names(holder, "discussions", 0).len(),
+        1
+    );
     // Not the collection's snapshot folder.
     assert!(
         cluster
@@ -788,4 +811,37 @@ fn api_keys_hold_on_every_peer() {
         let ok = request(&url, "GET", "/cluster", &[("api-key", "cluster-key")], b"");
         assert_eq!(ok.status, 200);
     }
+}
+
+#[test]
+fn hostile_shard_counts_are_refused() {
+    let cluster = Cluster::start(2, Config::default());
+    let url = cluster.url(0);
+    let create =
+        json!({"vectors": {"size": 4, "distance": "Dot"}, "shard_number": 4_000_000_000u64});
+    assert_eq!(
+        send_json(&url, "PUT", "/collections/huge", &create).status,
+        400
+    );
+    assert_eq!(cluster.collection_names(), Vec::<String>::new());
+    let custom = json!({"vectors": {"size": 4, "distance": "Dot"}, "sharding_method": "custom"});
+    assert_eq!(
+        send_json(&url, "PUT", "/collections/c", &custom).status,
+        200
+    );
+    for n in [
+        json!(0),
+        json!(4_000_000_000u64),
+        json!(50_000_000_000u64),
+        json!("two"),
+    ] {
+        let resp = send_json(
+            &url,
+            "PUT",
+            "/collections/c/shards",
+            &json!({"shard_key": "k", "shards_number": n}),
+        );
+        assert_eq!(resp.status, 422, "{n}");
+    }
+    assert_eq!(cluster.placement("c"), Some(BTreeMap::new()));
 }

@@ -183,10 +183,7 @@ fn run_cluster(
 ) -> ExitCode {
     let cluster = Cluster::start(peers, config);
     if seed {
-        for name in qdrant_double::AI_MEMORY_COLLECTIONS {
-            let info = qdrant_double::info_from_fixture(&format!("collections/info-{name}.json"));
-            cluster.seed(name, info, peers as u32, 2, (1..=30).collect());
-        }
+        cluster.seed_ai_memory(peers as u32, 2);
     }
     for i in 0..cluster.len() {
         for (collection, bytes) in fillers {
