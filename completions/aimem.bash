@@ -89,7 +89,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__backup)
-            opts="-o -q -v -h --url --host --port --request-timeout --output --collection --all --include-logs --retry --version --install-dir --peer --create-timeout --download-timeout --json --color --quiet --verbose --no-progress --help"
+            opts="-o -q -v -h --url --host --port --request-timeout --output --collection --all --include-logs --retry --version --install-dir --peer --create-timeout --download-timeout --json --jobs --color --quiet --verbose --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -171,6 +171,13 @@ _aimem() {
                     return 0
                     ;;
                 --download-timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --jobs)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace
@@ -444,7 +451,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__restore)
-            opts="-q -v -h --url --host --port --request-timeout --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --install-dir --upload-timeout --recovery-timeout --json --color --quiet --verbose --no-progress --help"
+            opts="-q -v -h --url --host --port --request-timeout --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --install-dir --upload-timeout --recovery-timeout --json --jobs --color --quiet --verbose --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -501,6 +508,13 @@ _aimem() {
                     return 0
                     ;;
                 --recovery-timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --jobs)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace

@@ -876,7 +876,7 @@ fn backup_collection(
             let label = format!("download {name}");
             let download = snapshot::Download {
                 client: &client,
-                collection: &name,
+                source: snapshot::Source::Collection(&name),
                 snapshot: &description,
                 target: &target,
                 label: &label,

@@ -500,7 +500,9 @@ fn take_shards(
             .delete_shard_snapshot(name, snapshot.shard, &snapshot.name)
         {
             Ok(()) => {
-                super::lock(undo).journal_record(&shard_deleted(name, &snapshot)).ok();
+                super::lock(undo)
+                    .journal_record(&shard_deleted(name, &snapshot))
+                    .ok();
             }
             Err(e) => cx.ui.warn(&format!(
                 "could not delete shard snapshot {} from peer {} ({}): {e}",
@@ -528,19 +530,22 @@ fn handle(
 ) {
     match event {
         Event::Created(snapshot) => {
-            super::lock(undo).journal_record(&Record::ShardCreated {
-                collection: name.to_string(),
-                shard: snapshot.shard,
-                peer_id: snapshot.peer,
-                peer_url: peer_url(topology, snapshot.peer),
-                snapshot: snapshot.name.clone(),
-            })
-            .ok();
+            super::lock(undo)
+                .journal_record(&Record::ShardCreated {
+                    collection: name.to_string(),
+                    shard: snapshot.shard,
+                    peer_id: snapshot.peer,
+                    peer_url: peer_url(topology, snapshot.peer),
+                    snapshot: snapshot.name.clone(),
+                })
+                .ok();
             made.push(snapshot);
         }
         Event::Deleted(snapshot) => {
             made.retain(|m| m != &snapshot);
-            super::lock(undo).journal_record(&shard_deleted(name, &snapshot)).ok();
+            super::lock(undo)
+                .journal_record(&shard_deleted(name, &snapshot))
+                .ok();
         }
         Event::Done(peer_id, result) => {
             *running -= 1;

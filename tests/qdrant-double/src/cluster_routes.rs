@@ -81,7 +81,7 @@ pub(crate) fn handle(
         }
         ("PUT", ["collections", c, "index"]) => {
             sync_peer(shared, link);
-            let resp = routes::create_index(shared, req, c, body, t);
+            let resp = routes::create_index(shared, req, c, body, t, false);
             // The index belongs to the collection, not to this peer. (Never hold the peer's
             // state while taking the cluster's.)
             let schema = lock(&shared.state)
