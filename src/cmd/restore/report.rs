@@ -51,6 +51,9 @@ pub struct CollectionReport {
     pub outcome: &'static str,
     /// Seconds the restore of this collection took (null unless restored).
     pub seconds: Option<f64>,
+    /// Cluster restores only: the layouts, peers and shards (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -180,6 +183,7 @@ impl RestoreReport {
                     refusal,
                     outcome: "unchanged",
                     seconds: None,
+                    cluster: None,
                 }
             })
             .collect();
