@@ -253,8 +253,88 @@ fn a_replica_that_never_turns_active_fails_after_a_bounded_wait_and_rolls_back()
     assert!(target.collection_names().is_empty(), "{run:?}");
 }
 
+/// A target cluster whose `discussions` exists with other points (same sharding as the backup).
+fn existing_target() -> Cluster {
+    let target = Cluster::start(3, config());
+    target.seed(
+        "discussions",
+        info_from_fixture("cluster/3-node-collection-info.json"),
+        3,
+        2,
+        (1001..=1010).collect(),
+    );
+    target
+}
+
 #[test]
-fn an_existing_cluster_collection_is_refused_before_anything_changes() {
+fn an_existing_cluster_collection_is_overwritten_shard_by_shard() {
+    let world = World::new();
+    let source = Cluster::start(3, config());
+    seed_discussions(&source);
+    let backup = world.backup(&source.url(0), "discussions");
+    let target = existing_target();
+    let run = world.run(&target.url(0), &["restore", &backup, "--force"]);
+    run.assert_code(0);
+    assert_eq!(
+        target.point_ids("discussions"),
+        source.point_ids("discussions")
+    );
+    assert!(every_replica_active(&target, "discussions"));
+    // The pre-restore copies are gone after success, on the servers and on disk.
+    for i in 0..3 {
+        for shard in 0..3 {
+            assert_eq!(
+                target.shard_snapshot_names(i, "discussions", shard),
+                Vec::<String>::new()
+            );
+        }
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(world.root())
+        .expect("root")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".aimem-prerestore")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_failed_shard_upload_puts_an_existing_collection_back_exactly() {
+    let world = World::new();
+    let source = Cluster::start(3, config());
+    seed_discussions(&source);
+    let backup = world.backup(&source.url(0), "discussions");
+    let target = existing_target();
+    let placement_before = target.placement("discussions");
+    let replicas_before = replica_points(&target, "discussions");
+    for i in 0..3 {
+        target.peer(i).inject(Fault {
+            method: Some("POST".into()),
+            path_contains: "/shards/1/snapshots/upload".into(),
+            kind: FaultKind::Status {
+                code: 500,
+                message: "Service internal error: disk broke".into(),
+            },
+            times: 1,
+        });
+    }
+    let run = world.run(&target.url(0), &["restore", &backup, "--force"]);
+    run.assert_code(4)
+        .assert_stderr_contains("shard 1")
+        .assert_stderr_contains("recovered shard by shard from its pre-restore copy");
+    assert_eq!(
+        target.point_ids("discussions"),
+        Some((1001..=1010).collect())
+    );
+    assert_eq!(target.placement("discussions"), placement_before, "{run:?}");
+    assert_eq!(replica_points(&target, "discussions"), replicas_before);
+}
+
+#[test]
+fn an_existing_collection_sharded_otherwise_is_refused_before_anything_changes() {
     let world = World::new();
     let source = Cluster::start(3, config());
     seed_discussions(&source);
@@ -263,7 +343,7 @@ fn an_existing_cluster_collection_is_refused_before_anything_changes() {
     target.seed(
         "discussions",
         info_from_fixture("cluster/3-node-collection-info.json"),
-        3,
+        2,
         2,
         (1..=10).collect(),
     );

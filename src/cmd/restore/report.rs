@@ -106,6 +106,12 @@ fn touched(undo: &Undo) -> Vec<String> {
             .filter(|s| s.touched)
             .map(|s| s.collection.clone()),
     );
+    names.extend(
+        undo.cluster_saved
+            .iter()
+            .filter(|s| s.touched)
+            .map(|s| s.collection.clone()),
+    );
     names.extend(undo.unclear.iter().map(|u| u.collection.clone()));
     names.extend(undo.unsettled.iter().map(|u| u.collection.clone()));
     names

@@ -127,6 +127,20 @@ pub fn check_layout(topology: &Topology, planned: &mut Planned) {
             todo,
         })
     };
+    let restorable_over = source.cluster.is_some() && topology.is_cluster();
+    if restorable_over && matches!(planned.action, Action::Overwrite { .. }) {
+        if let Some(problem) = overwrite_problem(topology, source) {
+            planned.action = refusal(
+                format!("the existing `{target}` is sharded otherwise than the backup: {problem}"),
+                format!(
+                    "Restore into a new name (--collection {} --target-name NEW), or delete `{target}` \
+                     first (after taking a backup of it) and run the restore again.",
+                    source.entry.name
+                ),
+            );
+        }
+        return;
+    }
     if matches!(planned.action, Action::Overwrite { .. }) {
         let what = match (source.cluster.is_some(), topology.is_cluster()) {
             (true, true) => "a cluster backup over an existing collection of a cluster",
@@ -314,10 +328,23 @@ pub(super) fn restore_one(
 ) -> Result<Option<f64>, StepError> {
     let started = Instant::now();
     let source = &planned.source;
-    if !matches!(planned.action, Action::Create) {
-        return Ok(None);
-    }
     let target = source.target.to_string();
+    match &planned.action {
+        Action::Create => {}
+        Action::Overwrite { live, .. } => {
+            cx.ui.step(&format!(
+                "  Restoring {target} ({} records, shard by shard, over the existing collection)...",
+                source.entry.records
+            ));
+            overwrite(cx, planned, live, undo, go_on)?;
+            cx.ui.ok(&format!(
+                "`{target}` recovered ({} records, every replica Active)",
+                source.entry.records
+            ));
+            return Ok(Some(started.elapsed().as_secs_f64()));
+        }
+        Action::Refuse(_) => return Ok(None),
+    }
     cx.ui.step(&format!(
         "  Restoring {target} ({} records, shard by shard)...",
         source.entry.records
@@ -408,7 +435,7 @@ pub(super) fn restore_one(
     upload_all(cx, source, &target, &nodes, &placement)?;
     super::act::stopped(cx.stop)?;
     wait_until_active(cx, &nodes, &target)?;
-    check(cx, source, &target)?;
+    check(cx, source, &target, true)?;
     let recovered = match named {
         true => format!("`{target}` recovered"),
         false => "Collection recovered".to_string(),
@@ -621,15 +648,24 @@ fn upload_all(
 /// Waits (at most the recovery timeout) until every replica of every shard is Active and no
 /// peer reports a shard transfer.
 fn wait_until_active(cx: &Context, nodes: &[Node], target: &str) -> Result<(), StepError> {
-    let deadline = Instant::now() + cx.settle_limit;
     let spinner = cx.ui.spinner(&format!(
         "waiting for every replica of {target} to be Active"
     ));
-    let outcome = loop {
-        let placement = match read_placement(nodes, target) {
-            Ok(placement) => placement,
-            Err(e) => break Err(e),
-        };
+    let outcome = wait_for_active(nodes, target, cx.settle_limit, cx.stop);
+    spinner.finish_and_clear();
+    outcome
+}
+
+/// [`wait_until_active`] without a spinner; `stop` ends it early.
+fn wait_for_active(
+    nodes: &[Node],
+    target: &str,
+    limit: Duration,
+    stop: &crate::signals::StopFlag,
+) -> Result<(), StepError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let placement = read_placement(nodes, target)?;
         let waiting: Vec<String> = placement
             .shards
             .iter()
@@ -641,15 +677,15 @@ fn wait_until_active(cx: &Context, nodes: &[Node], target: &str) -> Result<(), S
             })
             .collect();
         if waiting.is_empty() && placement.transfers == 0 {
-            break Ok(());
+            return Ok(());
         }
-        if cx.stop.requested().is_some() {
-            break Err(StepError::Interrupted);
+        if stop.requested().is_some() {
+            return Err(StepError::Interrupted);
         }
         if Instant::now() >= deadline {
             let mut detail = format!(
                 "after {} s (--recovery-timeout) not every replica is Active",
-                cx.settle_limit.as_secs()
+                limit.as_secs()
             );
             if !waiting.is_empty() {
                 detail.push_str(&format!(" ({})", waiting.join("; ")));
@@ -660,17 +696,15 @@ fn wait_until_active(cx: &Context, nodes: &[Node], target: &str) -> Result<(), S
                     placement.transfers
                 ));
             }
-            break Err(cluster_failure(target, detail));
+            return Err(cluster_failure(target, detail));
         }
         std::thread::sleep(POLL);
-    };
-    spinner.finish_and_clear();
-    outcome
+    }
 }
 
 /// The restored collection has the backup's schema, exactly its record count, and (custom
 /// sharding) exactly each key's records.
-fn check(cx: &Context, source: &Source, target: &str) -> Result<(), StepError> {
+fn check(cx: &Context, source: &Source, target: &str, created: bool) -> Result<(), StepError> {
     let fail = |detail: String| StepError::Check {
         collection: target.to_string(),
         detail,
@@ -685,8 +719,10 @@ fn check(cx: &Context, source: &Source, target: &str) -> Result<(), StepError> {
         fingerprint::Fingerprint::from_collection_info(&info).map_err(|e| fail(e.to_string()))?;
     if let Some(backup) = &source.fingerprint {
         // Across layouts the replication settings differ on purpose; within one, nothing may.
-        let same_layout =
-            source.cluster.is_some() == cx.topology.is_cluster() && source.cluster.is_some();
+        // An overwritten collection keeps its own replication settings.
+        let same_layout = created
+            && source.cluster.is_some() == cx.topology.is_cluster()
+            && source.cluster.is_some();
         let relevant: Vec<String> = fingerprint::diff(backup, &live)
             .iter()
             .filter(|d| same_layout || d.severity == Severity::Blocking)
@@ -740,4 +776,263 @@ pub fn size(source: &Source) -> u64 {
         Some(cluster) => cluster.size(),
         None => source.file.metadata().map_or(0, |m| m.len()),
     }
+}
+
+/// One shard of an existing collection, saved before it was overwritten.
+#[derive(Debug, Clone)]
+pub struct SavedShard {
+    pub shard_id: u32,
+    pub local: Utf8PathBuf,
+    pub sha256: String,
+}
+
+/// An existing cluster collection, saved shard by shard before it was overwritten.
+#[derive(Clone)]
+pub struct SavedCluster {
+    pub collection: String,
+    nodes: Vec<Node>,
+    pub shards: Vec<SavedShard>,
+    fingerprint: fingerprint::Fingerprint,
+    /// Points counted just before and just after the shard snapshots.
+    pub points: u64,
+    pub points_max: u64,
+    /// How long the rollback waits for every replica to turn Active.
+    settle_limit: Duration,
+    /// An upload into it was started: it must be recovered on rollback.
+    pub touched: bool,
+}
+
+impl std::fmt::Debug for SavedCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedCluster")
+            .field("collection", &self.collection)
+            .field("shards", &self.shards)
+            .field("points", &self.points)
+            .field("touched", &self.touched)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cluster's peers as nodes.
+fn cluster_nodes(topology: &Topology) -> Vec<Node> {
+    topology
+        .peers()
+        .iter()
+        .map(|p| Node {
+            peer_id: p.peer_id,
+            client: p.client.clone(),
+        })
+        .collect()
+}
+
+/// Whether an existing cluster collection has exactly the backup's shards (ids and keys), so
+/// that each shard file has its shard to go to; why not otherwise.
+pub fn overwrite_problem(topology: &Topology, source: &Source) -> Option<String> {
+    let target = source.target.as_str();
+    match read_placement(&cluster_nodes(topology), target) {
+        Ok(placement) => check_shard_ids(target, source, &placement)
+            .err()
+            .map(|e| e.to_string()),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// Takes each shard's snapshot on a peer holding an Active replica, keeps a verified local
+/// copy in the pre-restore folder, and deletes it on the server.
+fn save(
+    cx: &Context,
+    target: &str,
+    live: &fingerprint::Fingerprint,
+    undo: &mut Undo,
+) -> Result<(), StepError> {
+    use crate::cmd::backup::snapshot::{self, DownloadError};
+    let folder = super::act::prerestore_folder(cx, undo)?;
+    let nodes = cluster_nodes(cx.topology);
+    let qdrant = |step: &'static str| {
+        move |e: QdrantError| match e {
+            QdrantError::Interrupted => StepError::Interrupted,
+            source => StepError::Qdrant {
+                step,
+                collection: target.to_string(),
+                source,
+            },
+        }
+    };
+    let points = cx.client.count_exact(target).map_err(qdrant("counting"))?;
+    let placement = read_placement(&nodes, target)?;
+    let mut shards = Vec::new();
+    for (&shard_id, (_, replicas)) in &placement.shards {
+        super::act::stopped(cx.stop)?;
+        let Some(node) = replicas
+            .iter()
+            .filter(|(_, state)| state.as_str() == "Active")
+            .find_map(|(peer, _)| nodes.iter().find(|n| n.peer_id == *peer))
+        else {
+            return Err(cluster_failure(
+                target,
+                format!(
+                    "shard {shard_id} has no Active replica to save it from before overwriting"
+                ),
+            ));
+        };
+        let made = node
+            .client
+            .create_shard_snapshot(target, shard_id)
+            .map_err(qdrant("snapshotting"))?;
+        let local = folder.join(format!("{target}-shard-{shard_id}.snapshot"));
+        let downloaded = snapshot::download_verified_from(
+            &node.client,
+            snapshot::Source::Shard {
+                collection: target,
+                shard: shard_id,
+            },
+            &made,
+            &local,
+            1,
+            &format!("pre-restore copy of {target} shard {shard_id}"),
+            cx.ui,
+            cx.stop,
+        );
+        if let Err(e) = node
+            .client
+            .delete_shard_snapshot(target, shard_id, &made.name)
+        {
+            cx.ui.warn(&format!(
+                "could not delete the pre-restore shard snapshot {} of `{target}` from peer {}: {e}",
+                made.name, node.peer_id
+            ));
+        }
+        let downloaded = downloaded.map_err(|source| match source {
+            DownloadError::Qdrant(QdrantError::Interrupted) => StepError::Interrupted,
+            source => StepError::Save {
+                collection: target.to_string(),
+                source,
+            },
+        })?;
+        shards.push(SavedShard {
+            shard_id,
+            local,
+            sha256: downloaded.sha256,
+        });
+    }
+    let points_after = cx.client.count_exact(target).map_err(qdrant("counting"))?;
+    cx.ui.ok(&format!(
+        "Pre-restore copy of `{target}` saved: {} shard files in {folder}",
+        shards.len()
+    ));
+    undo.cluster_saved.push(SavedCluster {
+        collection: target.to_string(),
+        nodes,
+        shards,
+        fingerprint: live.clone(),
+        points: points.min(points_after),
+        points_max: points.max(points_after),
+        settle_limit: cx.settle_limit,
+        touched: false,
+    });
+    Ok(())
+}
+
+/// Overwrites an existing cluster collection shard by shard, after saving it.
+pub(super) fn overwrite(
+    cx: &Context,
+    planned: &Planned,
+    live: &fingerprint::Fingerprint,
+    undo: &mut Undo,
+    go_on: &dyn Fn() -> Result<(), StepError>,
+) -> Result<(), StepError> {
+    let source = &planned.source;
+    let target = source.target.to_string();
+    save(cx, &target, live, undo)?;
+    go_on()?;
+    let nodes = cluster_nodes(cx.topology);
+    let placement = read_placement(&nodes, &target)?;
+    check_shard_ids(&target, source, &placement)?;
+    if let Some(saved) = undo
+        .cluster_saved
+        .iter_mut()
+        .find(|s| s.collection == target)
+    {
+        saved.touched = true;
+    }
+    upload_all(cx, source, &target, &nodes, &placement)?;
+    super::act::stopped(cx.stop)?;
+    wait_until_active(cx, &nodes, &target)?;
+    check(cx, source, &target, false)
+}
+
+/// Puts a saved cluster collection back: every shard from its pre-restore copy, then the same
+/// wait and checks (schema as before, count within what it was).
+pub fn recover(saved: &SavedCluster, stamp: &str) -> Result<(), String> {
+    let target = saved.collection.as_str();
+    let placement = read_placement(&saved.nodes, target).map_err(|e| e.to_string())?;
+    for shard in &saved.shards {
+        let Some(node) = placement
+            .shards
+            .get(&shard.shard_id)
+            .and_then(|(_, replicas)| {
+                replicas
+                    .keys()
+                    .find_map(|peer| saved.nodes.iter().find(|n| n.peer_id == *peer))
+            })
+        else {
+            return Err(format!("no peer holds shard {} any more", shard.shard_id));
+        };
+        let file = std::fs::File::open(&shard.local)
+            .map_err(|e| format!("cannot read {}: {e}", shard.local))?;
+        let file_name = format!(
+            "aimem-rollback-{target}-shard-{}-{stamp}-{}.snapshot",
+            shard.shard_id,
+            std::process::id()
+        );
+        // Not interruptible: stopping half way would lose data.
+        node.client
+            .upload_shard_snapshot_file(
+                target,
+                shard.shard_id,
+                file,
+                shard.local.as_str(),
+                &file_name,
+                &shard.sha256,
+                &mut |_| Ok(()),
+            )
+            .map_err(|e| {
+                format!(
+                    "recovering shard {} on peer {} from {} failed: {e}",
+                    shard.shard_id, node.peer_id, shard.local
+                )
+            })?;
+    }
+    let never = crate::signals::StopFlag::never();
+    wait_for_active(&saved.nodes, target, saved.settle_limit, &never).map_err(|e| e.to_string())?;
+    let client = &saved
+        .nodes
+        .first()
+        .ok_or_else(|| "no peer to check it on".to_string())?
+        .client;
+    let info = client
+        .collection_info(target)
+        .map_err(|e| format!("checking it afterwards failed: {e}"))?;
+    let live = fingerprint::Fingerprint::from_collection_info(&info).map_err(|e| e.to_string())?;
+    let differences = fingerprint::diff(&saved.fingerprint, &live);
+    if !differences.is_empty() {
+        let lines: Vec<String> = differences
+            .iter()
+            .map(|d| d.describe("before", "now"))
+            .collect();
+        return Err(format!(
+            "its schema differs afterwards: {}",
+            lines.join("; ")
+        ));
+    }
+    let points = client
+        .count_exact(target)
+        .map_err(|e| format!("counting its points failed: {e}"))?;
+    if !(saved.points..=saved.points_max).contains(&points) {
+        return Err(format!(
+            "it has {points} points afterwards, {} before",
+            saved.points
+        ));
+    }
+    Ok(())
 }
