@@ -409,3 +409,52 @@ fn a_single_node_backup_with_several_shards_is_refused_naming_why() {
     run.assert_code(2).assert_stderr_contains("shard_number");
     assert!(target.collection_names().is_empty());
 }
+
+#[test]
+fn a_cluster_backup_restores_into_a_single_node() {
+    let world = World::new();
+    let source = Cluster::start(3, config());
+    seed_discussions(&source);
+    let backup = world.backup(&source.url(0), "discussions");
+
+    let single = Double::start(config());
+    let run = world.run(&single.url(), &["restore", &backup, "--force"]);
+    run.assert_code(0);
+    assert_eq!(
+        single.point_ids("discussions"),
+        source.point_ids("discussions")
+    );
+    let uploads: Vec<String> = single
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/snapshots/upload"))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        uploads.len(),
+        3,
+        "one upload per shard, shard by shard: {uploads:?}"
+    );
+    assert!(
+        uploads.iter().all(|p| p.contains("/shards/")),
+        "{uploads:?}"
+    );
+    let info = single.collection_info("discussions").expect("created");
+    assert_eq!(info["config"]["params"]["shard_number"], 3);
+    assert_eq!(info["config"]["params"]["replication_factor"], 1);
+}
+
+#[test]
+fn a_custom_sharded_cluster_backup_into_a_node_that_refuses_shard_keys_says_what_to_do() {
+    let world = World::new();
+    let source = Cluster::start(3, config());
+    seed_tenants(&source);
+    let backup = world.backup(&source.url(0), "tenants");
+
+    let single = Double::start(config());
+    let run = world.run(&single.url(), &["restore", &backup, "--force"]);
+    run.assert_code(4)
+        .assert_stderr_contains("shard key")
+        .assert_stderr_contains("distributed Qdrant");
+    assert!(single.collection_names().is_empty(), "{run:?}");
+}
