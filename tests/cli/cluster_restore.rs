@@ -458,3 +458,52 @@ fn a_custom_sharded_cluster_backup_into_a_node_that_refuses_shard_keys_says_what
         .assert_stderr_contains("distributed Qdrant");
     assert!(single.collection_names().is_empty(), "{run:?}");
 }
+
+#[test]
+fn a_peer_that_is_down_at_restore_time_is_named_and_nothing_changes() {
+    let world = World::new();
+    let source = Cluster::start(3, config());
+    seed_discussions(&source);
+    let backup = world.backup(&source.url(0), "discussions");
+    let mut target = Cluster::start(3, config());
+    let down = target.peer_id(2);
+    target.stop_peer(2);
+    let run = world.run(&target.url(0), &["restore", &backup, "--force"]);
+    run.assert_code(3).assert_stderr_contains(&down.to_string());
+    assert!(target.collection_names().is_empty(), "{run:?}");
+}
+
+#[test]
+fn a_failed_pre_restore_copy_changes_nothing_and_leaves_no_copy_behind() {
+    let world = World::new();
+    let source = Cluster::start(3, config());
+    seed_discussions(&source);
+    let backup = world.backup(&source.url(0), "discussions");
+    let target = existing_target();
+    let replicas_before = replica_points(&target, "discussions");
+    // The shard snapshot of the last shard cannot be taken on any peer.
+    for i in 0..3 {
+        target.peer(i).inject(Fault {
+            method: Some("POST".into()),
+            path_contains: "/shards/2/snapshots".into(),
+            kind: FaultKind::Status {
+                code: 500,
+                message: "Service internal error: no space".into(),
+            },
+            times: usize::MAX,
+        });
+    }
+    let run = world.run(&target.url(0), &["restore", &backup, "--force"]);
+    run.assert_code(2);
+    assert_eq!(replica_points(&target, "discussions"), replicas_before);
+    let copies: Vec<_> = std::fs::read_dir(world.root())
+        .expect("root")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".aimem-prerestore")
+        })
+        .collect();
+    assert!(copies.is_empty(), "{copies:?} {run:?}");
+}

@@ -860,7 +860,18 @@ fn save(
     };
     let points = cx.client.count_exact(target).map_err(qdrant("counting"))?;
     let placement = read_placement(&nodes, target)?;
-    let mut shards = Vec::new();
+    // Recorded before the first download, so every copy made is cleaned up whatever happens.
+    undo.cluster_saved.push(SavedCluster {
+        collection: target.to_string(),
+        nodes: nodes.clone(),
+        shards: Vec::new(),
+        fingerprint: live.clone(),
+        points,
+        points_max: points,
+        settle_limit: cx.settle_limit,
+        touched: false,
+    });
+    let saved = undo.cluster_saved.len() - 1;
     for (&shard_id, (_, replicas)) in &placement.shards {
         super::act::stopped(cx.stop)?;
         let Some(node) = replicas
@@ -909,27 +920,23 @@ fn save(
                 source,
             },
         })?;
-        shards.push(SavedShard {
-            shard_id,
-            local,
-            sha256: downloaded.sha256,
-        });
+        if let Some(entry) = undo.cluster_saved.get_mut(saved) {
+            entry.shards.push(SavedShard {
+                shard_id,
+                local,
+                sha256: downloaded.sha256,
+            });
+        }
     }
     let points_after = cx.client.count_exact(target).map_err(qdrant("counting"))?;
-    cx.ui.ok(&format!(
-        "Pre-restore copy of `{target}` saved: {} shard files in {folder}",
-        shards.len()
-    ));
-    undo.cluster_saved.push(SavedCluster {
-        collection: target.to_string(),
-        nodes,
-        shards,
-        fingerprint: live.clone(),
-        points: points.min(points_after),
-        points_max: points.max(points_after),
-        settle_limit: cx.settle_limit,
-        touched: false,
-    });
+    if let Some(entry) = undo.cluster_saved.get_mut(saved) {
+        entry.points = points.min(points_after);
+        entry.points_max = points.max(points_after);
+        cx.ui.ok(&format!(
+            "Pre-restore copy of `{target}` saved: {} shard files in {folder}",
+            entry.shards.len()
+        ));
+    }
     Ok(())
 }
 
