@@ -451,7 +451,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__restore)
-            opts="-q -v -h --url --host --port --request-timeout --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --install-dir --upload-timeout --recovery-timeout --json --jobs --color --quiet --verbose --no-progress --help"
+            opts="-q -v -h --url --host --port --request-timeout --peer --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --install-dir --upload-timeout --recovery-timeout --json --jobs --color --quiet --verbose --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -477,6 +477,10 @@ _aimem() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace
                     fi
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --collection)

@@ -488,6 +488,19 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The exact number of points under one shard key (custom sharding).
+    pub fn count_exact_in_shard_key(&self, name: &str, key: &ShardKey) -> Result<u64, QdrantError> {
+        let path = collection_path(name, "/points/count");
+        let body = json!({ "exact": true, "shard_key": key.to_value() });
+        let result = self.result(Method::POST, &path, Some(&body))?;
+        result
+            .get("count")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| self.invalid(&path, "no `count`"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ mod multipart;
 mod pace;
 mod routes;
 mod server;
+mod single_shards;
 mod snapshot;
 mod state;
 

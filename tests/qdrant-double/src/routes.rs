@@ -243,6 +243,9 @@ pub(crate) fn handle<'s>(
                 None => error(404, &not_found_collection(c), started),
             }
         }
+        ("POST", ["collections", c, "shards", shard, "snapshots", "upload"]) => {
+            crate::single_shards::upload_shard_snapshot(shared, req, c, shard, body, started)
+        }
         ("PUT", ["collections", c, "index"]) => {
             create_index(shared, req, c, body, started, flags.index_never_applied)
         }
