@@ -1,0 +1,372 @@
+//! verify, list and diff-schema on cluster backups (issue 12), against the double's
+//! multi-peer mode.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use qdrant_double::{Cluster, Config, info_from_fixture};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use super::support::{KEY, Run, edit_manifest, json_stdout, manifest, sha256_hex, to_run};
+
+/// A cluster of doubles plus a temporary HOME, backup root and install dir.
+struct ClusterEnv {
+    cluster: Cluster,
+    tmp: TempDir,
+}
+
+impl ClusterEnv {
+    fn new(peers: usize) -> ClusterEnv {
+        let cluster = Cluster::start(
+            peers,
+            Config {
+                api_key: Some(KEY.to_string()),
+                ..Config::default()
+            },
+        );
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(tmp.path().join("home")).expect("home");
+        std::fs::create_dir_all(tmp.path().join("install")).expect("install");
+        ClusterEnv { cluster, tmp }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("backups")
+    }
+
+    /// `aimem` pointed at peer 0 of the cluster.
+    fn run(&self, args: &[&str]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
+        command.args(args).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command
+            .env("HOME", self.tmp.path().join("home"))
+            .env("NO_COLOR", "1")
+            .env("QDRANT_URL", self.cluster.url(0))
+            .env("QDRANT_API_KEY", KEY)
+            .env("AI_MEMORY_BACKUP_DIR", self.root())
+            .env("AI_MEMORY_INSTALL_DIR", self.tmp.path().join("install"))
+            .stdin(Stdio::null());
+        to_run(command.output().expect("run aimem"))
+    }
+
+    fn seed(&self, shard_number: u32) {
+        self.cluster.seed(
+            "discussions",
+            info_from_fixture("cluster/3-node-collection-info.json"),
+            shard_number,
+            2,
+            (1..=600).collect(),
+        );
+    }
+
+    /// A fresh backup of `discussions` (three shards, two replicas each).
+    fn backup(&self) -> PathBuf {
+        self.seed(3);
+        let run = self.run(&["backup", "--collection", "discussions"]);
+        run.assert_code(0);
+        PathBuf::from(run.stdout.trim())
+    }
+}
+
+fn shard_path(backup: &Path, id: u32) -> PathBuf {
+    backup.join(format!("qdrant/discussions/shard-{id}.snapshot"))
+}
+
+/// After a test changed shard `id`'s file on purpose: the manifest and CHECKSUMS.sha256 are
+/// made to agree with it, so only the deep check can see the damage.
+fn reseal_shard(backup: &Path, id: u32) {
+    let path = shard_path(backup, id);
+    let size = std::fs::metadata(&path).expect("shard").len();
+    let sha = sha256_hex(&path);
+    edit_manifest(backup, |m| {
+        let entry = &mut m["collections"]["discussions"];
+        let shards = entry["cluster"]["shards"].as_array_mut().expect("shards");
+        let shard = shards
+            .iter_mut()
+            .find(|s| s["shard_id"] == id)
+            .expect("shard");
+        shard["size_bytes"] = json!(size);
+        shard["sha256"] = json!(sha);
+        let total: u64 = shards
+            .iter()
+            .map(|s| s["size_bytes"].as_u64().expect("size"))
+            .sum();
+        entry["size_bytes"] = json!(total);
+    });
+}
+
+/// The problems of `verify --json` about shard `id` of `discussions`.
+fn shard_problems(report: &Value, id: u32) -> Vec<Value> {
+    report["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter(|p| p["shard"] == id && p["collection"] == "discussions")
+        .cloned()
+        .collect()
+}
+
+/// A tar with the given entries (name, bytes); a name ending in `/` is a directory.
+fn tar_of(path: &Path, entries: &[(&str, &[u8])]) {
+    let mut builder = tar::Builder::new(std::fs::File::create(path).expect("create"));
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        if name.ends_with('/') {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            header.set_mode(0o755);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, name, std::io::empty())
+                .expect("dir");
+        } else {
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, name, *bytes)
+                .expect("file");
+        }
+    }
+    builder.into_inner().expect("tar").flush().expect("flush");
+}
+
+/// A shard snapshot laid out as a real Qdrant writes it (api.md §3.5, §4.1): the shard's
+/// directory at the archive top, no collection config.json.
+fn real_layout_shard(path: &Path, this_peer: u64, is_local: bool) {
+    let state = json!({"is_local": is_local, "this_peer_id": this_peer,
+                       "peers": {this_peer.to_string(): "Active"}})
+    .to_string();
+    let segment = vec![7u8; 3000];
+    tar_of(
+        path,
+        &[
+            ("segments/", b""),
+            (
+                "segments/5a1c3d0e-0000-4000-8000-000000000000.tar",
+                &segment,
+            ),
+            ("wal/", b""),
+            ("newest_clocks.json", br#"{"clocks":[]}"#),
+            ("replica_state.json", state.as_bytes()),
+            ("shard_config.json", br#"{"type":"ReplicaSet"}"#),
+        ],
+    );
+}
+
+#[test]
+fn a_fresh_cluster_backup_verifies_with_its_shard_files_read() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(0);
+    let report = json_stdout(&run);
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["deep"], true);
+    let human = env.run(&["verify", backup.to_str().expect("utf-8")]);
+    human.assert_code(0);
+    assert!(human.stdout.contains("OK"), "{}", human.stdout);
+}
+
+#[test]
+fn a_corrupted_shard_file_is_named_by_its_shard() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    let path = shard_path(&backup, 1);
+    let mut bytes = std::fs::read(&path).expect("shard");
+    bytes[700] ^= 0xff;
+    std::fs::write(&path, bytes).expect("write");
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let problems = shard_problems(&report, 1);
+    assert!(
+        problems.iter().any(|p| p["kind"] == "mismatch"),
+        "{report:#}"
+    );
+    let human = env.run(&["verify", backup.to_str().expect("utf-8")]);
+    human.assert_code(2);
+    assert!(
+        human.stdout.contains("(shard 1 of `discussions`)"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn a_missing_shard_file_is_named_by_its_shard() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    std::fs::remove_file(shard_path(&backup, 2)).expect("remove");
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let problems = shard_problems(&report, 2);
+    assert!(
+        problems.iter().any(|p| p["kind"] == "missing"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_truncated_shard_tar_is_caught_by_the_deep_check_even_with_matching_checksums() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    let path = shard_path(&backup, 0);
+    let bytes = std::fs::read(&path).expect("shard");
+    std::fs::write(&path, &bytes[..bytes.len() - 1536]).expect("truncate");
+    reseal_shard(&backup, 0);
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let problems = shard_problems(&report, 0);
+    assert_eq!(problems.len(), 1, "{report:#}");
+    assert_eq!(problems[0]["kind"], "snapshot_damaged", "{report:#}");
+    assert!(
+        problems[0]["problem"]
+            .as_str()
+            .expect("text")
+            .contains("truncated"),
+        "{report:#}"
+    );
+    assert_eq!(report["problems"].as_array().expect("problems").len(), 1);
+    // --no-deep does not read archives: the files themselves agree with the manifest.
+    let shallow = env.run(&["verify", "--no-deep", backup.to_str().expect("utf-8")]);
+    shallow.assert_code(0);
+}
+
+#[test]
+fn a_shard_list_that_disagrees_with_shard_number_names_the_missing_shard() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    // The manifest forgets shard 2 (its file stays, listed): the shard list no longer covers
+    // shard_number 3.
+    edit_manifest(&backup, |m| {
+        let entry = &mut m["collections"]["discussions"];
+        let shards = entry["cluster"]["shards"].as_array_mut().expect("shards");
+        shards.retain(|s| s["shard_id"] != 2);
+        let total: u64 = shards
+            .iter()
+            .map(|s| s["size_bytes"].as_u64().expect("size"))
+            .sum();
+        entry["size_bytes"] = json!(total);
+    });
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let problems = shard_problems(&report, 2);
+    assert_eq!(problems.len(), 1, "{report:#}");
+    assert_eq!(problems[0]["kind"], "placement_mismatch");
+    assert!(
+        problems[0]["problem"]
+            .as_str()
+            .expect("text")
+            .contains("shard_number is 3"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_shard_beyond_shard_number_is_named() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    // shard_number says 2 (schema and record agree), but the list has shard 2 too.
+    edit_manifest(&backup, |m| {
+        let entry = &mut m["collections"]["discussions"];
+        entry["cluster"]["shard_number"] = json!(2);
+    });
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let problems = shard_problems(&report, 2);
+    assert!(
+        problems.iter().any(|p| p["problem"]
+            .as_str()
+            .expect("text")
+            .contains("shard_number is 2")),
+        "{report:#}"
+    );
+    assert!(
+        report["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .any(|p| p["problem"]
+                .as_str()
+                .expect("text")
+                .contains("shard_number is 2, its schema says 3")),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_shard_snapshot_in_the_real_layout_passes_the_deep_check() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    let source =
+        manifest(&backup)["collections"]["discussions"]["cluster"]["shards"][1]["source_peer"]
+            .as_u64()
+            .expect("source peer");
+    real_layout_shard(&shard_path(&backup, 1), source, true);
+    reseal_shard(&backup, 1);
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(0);
+}
+
+#[test]
+fn a_shard_file_taken_on_another_peer_or_without_data_is_named() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    let shards = manifest(&backup)["collections"]["discussions"]["cluster"]["shards"].clone();
+    let source = shards[1]["source_peer"].as_u64().expect("source peer");
+    real_layout_shard(&shard_path(&backup, 1), source + 1, true);
+    reseal_shard(&backup, 1);
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let problems = shard_problems(&report, 1);
+    assert_eq!(problems.len(), 1, "{report:#}");
+    assert_eq!(problems[0]["kind"], "placement_mismatch");
+    assert!(
+        problems[0]["problem"]
+            .as_str()
+            .expect("text")
+            .contains(&format!("the manifest says peer {source}")),
+        "{report:#}"
+    );
+
+    real_layout_shard(&shard_path(&backup, 1), source, false);
+    reseal_shard(&backup, 1);
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let problems = shard_problems(&report, 1);
+    assert_eq!(problems.len(), 1, "{report:#}");
+    assert!(
+        problems[0]["problem"]
+            .as_str()
+            .expect("text")
+            .contains("is_local"),
+        "{report:#}"
+    );
+
+    // A collection snapshot put in a shard file's place is no shard snapshot.
+    tar_of(
+        &shard_path(&backup, 1),
+        &[
+            ("0/shard_config.json", br#"{"type":"ReplicaSet"}"#),
+            ("config.json", br#"{"params":{}}"#),
+        ],
+    );
+    reseal_shard(&backup, 1);
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let problems = shard_problems(&report, 1);
+    assert_eq!(problems[0]["kind"], "snapshot_damaged", "{report:#}");
+}
