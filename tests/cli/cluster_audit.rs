@@ -370,3 +370,60 @@ fn a_shard_file_taken_on_another_peer_or_without_data_is_named() {
     let problems = shard_problems(&report, 1);
     assert_eq!(problems[0]["kind"], "snapshot_damaged", "{report:#}");
 }
+
+#[test]
+fn list_shows_a_cluster_backup_as_such() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    let run = env.run(&["list", "--json", "--verify"]);
+    run.assert_code(0);
+    let listing = json_stdout(&run);
+    let rows = listing["backups"].as_array().expect("backups");
+    assert_eq!(rows.len(), 1, "{listing:#}");
+    let row = &rows[0];
+    assert_eq!(row["path"], backup.to_str().expect("utf-8"));
+    assert_eq!(row["state"], "ok", "{row:#}");
+    assert_eq!(row["records"], 600, "{row:#}");
+    assert_eq!(row["cluster"], json!({"peers": 3, "shards": 3}), "{row:#}");
+    assert_eq!(row["verification"]["ok"], true, "{row:#}");
+
+    let human = env.run(&["list"]);
+    human.assert_code(0);
+    let mut lines = human.stdout.lines();
+    assert!(
+        lines
+            .next()
+            .expect("header")
+            .trim_end()
+            .ends_with("CLUSTER"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        lines
+            .next()
+            .expect("row")
+            .trim_end()
+            .ends_with("3 peers, 3 shards"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn prune_treats_cluster_backups_like_any_other() {
+    let env = ClusterEnv::new(3);
+    let older = env.backup();
+    // Backup folder names carry the time to the second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    let newer = PathBuf::from(run.stdout.trim());
+    assert_ne!(older, newer);
+    env.run(&["prune", "--keep-last", "1", "--force"])
+        .assert_code(0);
+    assert!(!older.exists(), "the older cluster backup is pruned");
+    assert!(newer.exists(), "the newest is kept");
+    env.run(&["verify", newer.to_str().expect("utf-8")])
+        .assert_code(0);
+}
