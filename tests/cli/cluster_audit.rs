@@ -427,3 +427,159 @@ fn prune_treats_cluster_backups_like_any_other() {
     env.run(&["verify", newer.to_str().expect("utf-8")])
         .assert_code(0);
 }
+
+fn custom_keys(env: &ClusterEnv, keys: [&str; 2]) {
+    env.cluster.seed_custom(
+        "discussions",
+        info_from_fixture("cluster/3-node-collection-info.json"),
+        1,
+        2,
+        &[
+            (json!(keys[0]), (1..=10).collect()),
+            (json!(keys[1]), (11..=20).collect()),
+        ],
+    );
+}
+
+/// The result for `discussions` in `diff-schema --json`.
+fn discussions_result(report: &Value) -> Value {
+    report["collections"]
+        .as_array()
+        .expect("collections")
+        .iter()
+        .find(|c| c["name"] == "discussions")
+        .cloned()
+        .expect("discussions")
+}
+
+#[test]
+fn diff_schema_against_the_same_cluster_reports_no_difference_and_its_layout() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    let run = env.run(&["diff-schema", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(0);
+    let report = json_stdout(&run);
+    assert_eq!(report["identical"], true, "{report:#}");
+    let result = discussions_result(&report);
+    assert_eq!(result["status"], "identical");
+    let layout = &result["layout"];
+    assert_eq!(layout["differences"], json!([]), "{report:#}");
+    assert_eq!(layout["information"], json!([]), "{report:#}");
+    for side in ["left", "right"] {
+        assert_eq!(layout[side]["shard_number"], 3, "{report:#}");
+        assert_eq!(layout[side]["replication_factor"], 2, "{report:#}");
+        assert_eq!(layout[side]["peers"], 3, "{report:#}");
+        assert_eq!(
+            layout[side]["placement"]
+                .as_object()
+                .expect("placement")
+                .len(),
+            3,
+            "{report:#}"
+        );
+    }
+    assert_eq!(layout["left"]["placement"], layout["right"]["placement"]);
+}
+
+#[test]
+fn diff_schema_reports_a_cluster_collection_with_another_shard_number() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    env.seed(4);
+    let run = env.run(&["diff-schema", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let result = discussions_result(&report);
+    assert_eq!(result["blocking"], true);
+    let layout = &result["layout"];
+    let differences = layout["differences"].as_array().expect("differences");
+    assert!(
+        differences
+            .iter()
+            .any(|d| d["path"] == "cluster.shard_number"
+                && d["left"] == 3
+                && d["right"] == 4
+                && d["severity"] == "blocking"),
+        "{report:#}"
+    );
+    assert!(
+        layout["information"]
+            .as_array()
+            .expect("information")
+            .iter()
+            .any(|i| i.as_str().expect("text").contains("placement of shard 3")),
+        "{report:#}"
+    );
+    let human = env.run(&["diff-schema", backup.to_str().expect("utf-8")]);
+    human.assert_code(2);
+    assert!(
+        human
+            .stdout
+            .contains("cluster.shard_number: 3 (backup) vs 4 (live)"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn diff_schema_reports_shard_keys_created_in_another_order() {
+    let env = ClusterEnv::new(3);
+    custom_keys(&env, ["eu", "us"]);
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    let backup = PathBuf::from(run.stdout.trim());
+    env.run(&["diff-schema", backup.to_str().expect("utf-8")])
+        .assert_code(0);
+    // The same keys, created the other way round: their shard ids swap.
+    custom_keys(&env, ["us", "eu"]);
+    let run = env.run(&["diff-schema", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let result = discussions_result(&report);
+    assert_eq!(
+        result["differences"],
+        json!([]),
+        "the fingerprints agree: {report:#}"
+    );
+    assert_eq!(
+        result["layout"]["differences"],
+        json!([{"path": "cluster.shard_keys", "severity": "blocking",
+                 "left": ["eu", "us"], "right": ["us", "eu"],
+                 "description": "cluster.shard_keys: [\"eu\",\"us\"] (backup) vs [\"us\",\"eu\"] (live)"}]),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn diff_schema_of_a_cluster_backup_against_a_single_node_says_what_differs_in_layout() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    let single = qdrant_double::Double::start(Config {
+        api_key: Some(KEY.to_string()),
+        ..Config::default()
+    });
+    single.seed(
+        "discussions",
+        info_from_fixture("cluster/3-node-collection-info.json"),
+        (1..=600).collect(),
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
+    command
+        .args(["diff-schema", "--json", backup.to_str().expect("utf-8")])
+        .env_clear()
+        .env("HOME", env.tmp.path().join("home"))
+        .env("NO_COLOR", "1")
+        .env("QDRANT_URL", single.url())
+        .env("QDRANT_API_KEY", KEY)
+        .stdin(Stdio::null());
+    let run = to_run(command.output().expect("run aimem"));
+    let report = json_stdout(&run);
+    let layout = &discussions_result(&report)["layout"];
+    assert_eq!(layout["right"]["peers"], 1, "{report:#}");
+    assert!(layout["right"].get("placement").is_none(), "{report:#}");
+    assert_eq!(
+        layout["information"],
+        json!(["backup is a 3-peer cluster, live is a single node"]),
+        "{report:#}"
+    );
+}
