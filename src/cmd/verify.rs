@@ -45,6 +45,9 @@ struct JsonReport<'a> {
     problems: &'a [Finding],
     /// What a legacy backup without checksums lacks (not problems); empty otherwise.
     notices: &'a [Finding],
+    /// Worth knowing, no problem (a cluster backup's per-shard counts); omitted when empty.
+    #[serde(skip_serializing_if = "<[Finding]>::is_empty")]
+    information: &'a [Finding],
 }
 
 pub fn run(args: &VerifyArgs, ui: &Ui) -> Outcome {
@@ -79,10 +82,14 @@ fn report(audit: &Audit, args: &VerifyArgs, ui: &Ui) -> Outcome {
             files_checked: audit.files_checked,
             problems: &audit.findings,
             notices: &audit.notices,
+            information: &audit.information,
         });
     } else {
         for finding in &audit.findings {
             output::line(&format!("✗ {finding}"));
+        }
+        for note in &audit.information {
+            output::line(&format!("ℹ {note}"));
         }
         let deep = if args.no_deep {
             ""

@@ -52,6 +52,9 @@ pub enum Kind {
     /// A cluster backup's shard list, placement or a shard file's own state disagrees with
     /// the manifest (see [`super::shard_audit`]).
     PlacementMismatch,
+    /// Information, not a problem: a cluster collection's per-shard point counts do not add
+    /// up to its exact count.
+    RecordsDiffer,
 }
 
 /// One problem: the file (relative to the backup folder) and what is wrong with it.
@@ -119,6 +122,8 @@ pub struct Audit {
     /// How many listed files were hashed.
     pub files_checked: usize,
     pub findings: Vec<Finding>,
+    /// What is worth knowing but is no problem (a cluster backup's approximate shard counts).
+    pub information: Vec<Finding>,
     /// The manifest parse error, kept whole so it can be rendered with the bad spot marked.
     pub manifest_error: Option<ManifestError>,
 }
@@ -288,9 +293,12 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
 
     // Findings that carry their shard (pushed after the others, as they have more fields).
     let mut shard_findings = Vec::new();
+    let mut information = Vec::new();
     if let Some(manifest) = &manifest {
         for (name, entry) in &manifest.collections {
             shard_findings.extend(shard_audit::placement(name, entry, manifest));
+            shard_findings.extend(shard_audit::stray_files(dir, name, entry));
+            information.extend(shard_audit::records_note(name, entry));
             for (file, size_bytes, sha256) in snapshot_files(entry) {
                 // Nothing outside the folder is looked at, not even its size.
                 if let Err(problem) = checksums::check_relative(&file) {
@@ -400,6 +408,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
         notices,
         files_checked,
         findings,
+        information,
         manifest_error,
     }
 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::audit::{Finding, Kind, compare_schema};
 use super::cluster::{CollectionCluster, ShardKey, ShardRecord};
+use super::layout::SNAPSHOT_DIR;
 use super::{CollectionEntry, MANIFEST_FILE, Manifest, confined, snapshot_archive};
 use crate::names::shown;
 
@@ -45,7 +46,7 @@ pub fn placement(name: &str, entry: &CollectionEntry, manifest: &Manifest) -> Ve
     ] {
         if params.is_some() && number(key) != Some(u64::from(recorded)) {
             findings.push(about(format!(
-                "`{shown_name}`: the cluster record's {key} is {recorded}, its schema says {}",
+                "{shown_name}: the cluster record's {key} is {recorded}, its schema says {}",
                 params
                     .and_then(|p| p.get(key))
                     .map_or_else(|| "1 (absent)".to_string(), Value::to_string)
@@ -57,7 +58,7 @@ pub fn placement(name: &str, entry: &CollectionEntry, manifest: &Manifest) -> Ve
         .map_or(Some("auto"), Value::as_str);
     if params.is_some() && method != Some(cluster.sharding_method.as_str()) {
         findings.push(about(format!(
-            "`{shown_name}`: the cluster record's sharding_method is {}, its schema says {}",
+            "{shown_name}: the cluster record's sharding_method is {}, its schema says {}",
             shown(&cluster.sharding_method),
             method.map_or_else(|| "something else".to_string(), shown)
         )));
@@ -65,7 +66,7 @@ pub fn placement(name: &str, entry: &CollectionEntry, manifest: &Manifest) -> Ve
 
     if cluster.shards.is_empty() {
         findings.push(about(format!(
-            "`{shown_name}`: the cluster record lists no shard"
+            "{shown_name}: the cluster record lists no shard"
         )));
     }
     findings.extend(shard_list(name, &cluster));
@@ -108,7 +109,7 @@ pub fn placement(name: &str, entry: &CollectionEntry, manifest: &Manifest) -> Ve
         .try_fold(0u64, |sum, s| sum.checked_add(s.size_bytes));
     if total != Some(entry.size_bytes) {
         findings.push(about(format!(
-            "`{shown_name}`: size_bytes is {}, its shard files add up to {}",
+            "{shown_name}: size_bytes is {}, its shard files add up to {}",
             entry.size_bytes,
             total.map_or_else(|| "more than 2^64".to_string(), |t| t.to_string())
         )));
@@ -138,7 +139,7 @@ fn shard_list(name: &str, cluster: &CollectionCluster) -> Vec<Finding> {
                 .any(|s| s.shard_key.as_ref() == Some(key))
             {
                 findings.push(about(format!(
-                    "`{shown_name}`: shard key {key} has no shard in the shard list"
+                    "{shown_name}: shard key {key} has no shard in the shard list"
                 )));
             }
         }
@@ -185,7 +186,7 @@ fn shard_list(name: &str, cluster: &CollectionCluster) -> Vec<Finding> {
     }
     if missing_count > named as u64 {
         findings.push(about(format!(
-            "`{shown_name}`: {} more shard ids below shard_number {shard_number} are missing from the shard list",
+            "{shown_name}: {} more shard ids below shard_number {shard_number} are missing from the shard list",
             missing_count - named as u64
         )));
     }
@@ -326,6 +327,76 @@ fn key_mapping_problem(mapping: &Value, shard: &ShardRecord) -> Option<String> {
     }
 }
 
+/// Files in a cluster collection's folder `qdrant/<collection>/` that are not among its shard
+/// files: a shard file the manifest does not list (so a restore would leave it out) is named.
+pub fn stray_files(dir: &Utf8Path, name: &str, entry: &CollectionEntry) -> Vec<Finding> {
+    let Some(cluster) = entry.cluster() else {
+        return Vec::new();
+    };
+    let folder = format!("{SNAPSHOT_DIR}/{name}");
+    // The collection name is a safe name (Manifest::parse), so this stays in the folder; a
+    // folder that cannot be read is reported by the checks of the files in it.
+    let Ok(entries) = dir.join(&folder).as_std_path().read_dir() else {
+        return Vec::new();
+    };
+    let known: BTreeSet<String> = cluster.shards.iter().map(|s| s.file.clone()).collect();
+    let mut findings = Vec::new();
+    for found in entries.flatten() {
+        let file_name = found.file_name().to_string_lossy().into_owned();
+        let file = format!("{folder}/{file_name}");
+        if known.contains(&file) {
+            continue;
+        }
+        let problem = "lies in the collection's shard folder but is not in its shard list";
+        let finding = Finding::new(&file, Kind::PlacementMismatch, problem.into());
+        findings.push(match shard_id_of(&file_name) {
+            Some(id) => finding.of_shard(name, id),
+            None => finding,
+        });
+    }
+    findings
+}
+
+/// The shard id of a file named `shard-<id>.snapshot`.
+fn shard_id_of(file_name: &str) -> Option<u32> {
+    let id = file_name
+        .strip_prefix("shard-")?
+        .strip_suffix(".snapshot")?;
+    let parsed: u32 = id.parse().ok()?;
+    (super::cluster::shard_file_name(parsed) == file_name).then_some(parsed)
+}
+
+/// A cluster collection's exact count at backup time against its shards' recorded point
+/// counts: Qdrant's per-shard `points_count` is approximate (api.md), so a difference is
+/// information, never damage; restore checks the exact count.
+pub fn records_note(name: &str, entry: &CollectionEntry) -> Option<Finding> {
+    let cluster = entry.cluster()?;
+    let sum = cluster
+        .shards
+        .iter()
+        .try_fold(0u64, |sum, s| sum.checked_add(s.records));
+    let high = entry
+        .records_max
+        .unwrap_or(entry.records)
+        .max(entry.records);
+    if sum.is_some_and(|sum| (entry.records..=high).contains(&sum)) {
+        return None;
+    }
+    let range = match high == entry.records {
+        true => entry.records.to_string(),
+        false => format!("between {} and {high}", entry.records),
+    };
+    Some(Finding::new(
+        MANIFEST_FILE,
+        Kind::RecordsDiffer,
+        format!(
+            "{}: its shards' point counts add up to {}, its exact count at backup time was {range}: Qdrant's per-shard counts are approximate (restore checks the exact count)",
+            shown(name),
+            sum.map_or_else(|| "more than 2^64".to_string(), |s| s.to_string())
+        ),
+    ))
+}
+
 /// Names the shard of every finding about a shard file (the checksum checks only know files).
 pub fn name_shards(findings: &mut [Finding], manifest: &Manifest) {
     let shard_of: BTreeMap<String, (String, u32)> = manifest
@@ -344,5 +415,56 @@ pub fn name_shards(findings: &mut [Finding], manifest: &Manifest) {
             finding.collection = Some(collection.clone());
             finding.shard = Some(*shard);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::manifest::cluster::ReplicaRecord;
+
+    fn shard(id: u32, key: Option<&str>) -> ShardRecord {
+        ShardRecord {
+            shard_id: id,
+            shard_key: key.map(|k| ShardKey::Keyword(k.into())),
+            file: format!("qdrant/c/shard-{id}.snapshot"),
+            size_bytes: 1,
+            records: 1,
+            sha256: "a".repeat(64),
+            source_peer: 1,
+            replicas: vec![ReplicaRecord {
+                peer_id: 1,
+                state: "Active".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_key_mapping_must_map_the_recorded_key_to_the_shard() {
+        let list = json!([{"key": "eu", "shard_ids": [0]}, {"key": "us", "shard_ids": [1]}]);
+        assert_eq!(key_mapping_problem(&list, &shard(0, Some("eu"))), None);
+        assert_eq!(key_mapping_problem(&list, &shard(1, Some("us"))), None);
+        let swapped = key_mapping_problem(&list, &shard(0, Some("us"))).unwrap();
+        assert!(swapped.contains("records shard key `us`"), "{swapped}");
+        assert!(key_mapping_problem(&list, &shard(0, None)).is_some());
+        assert!(key_mapping_problem(&list, &shard(5, Some("eu"))).is_some());
+        // The older object form, and auto sharding's empty mapping.
+        let object = json!({"eu": [0], "7": [1]});
+        assert_eq!(key_mapping_problem(&object, &shard(0, Some("eu"))), None);
+        let mut numbered = shard(1, None);
+        numbered.shard_key = Some(ShardKey::Number(7));
+        assert_eq!(key_mapping_problem(&object, &numbered), None);
+        assert_eq!(key_mapping_problem(&json!([]), &shard(0, None)), None);
+        assert_eq!(key_mapping_problem(&json!("odd"), &shard(0, None)), None);
+    }
+
+    #[test]
+    fn only_canonical_shard_file_names_carry_a_shard_id() {
+        assert_eq!(shard_id_of("shard-7.snapshot"), Some(7));
+        assert_eq!(shard_id_of("shard-07.snapshot"), None);
+        assert_eq!(shard_id_of("shard-+7.snapshot"), None);
+        assert_eq!(shard_id_of("other.snapshot"), None);
     }
 }

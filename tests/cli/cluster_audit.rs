@@ -260,15 +260,26 @@ fn a_shard_list_that_disagrees_with_shard_number_names_the_missing_shard() {
     run.assert_code(2);
     let report = json_stdout(&run);
     let problems = shard_problems(&report, 2);
-    assert_eq!(problems.len(), 1, "{report:#}");
-    assert_eq!(problems[0]["kind"], "placement_mismatch");
     assert!(
-        problems[0]["problem"]
-            .as_str()
-            .expect("text")
-            .contains("shard_number is 3"),
+        problems.iter().all(|p| p["kind"] == "placement_mismatch"),
         "{report:#}"
     );
+    // Missing from the shard list, and its file, still there, is in no shard list.
+    assert!(
+        problems.iter().any(|p| p["file"] == "manifest.json"
+            && p["problem"]
+                .as_str()
+                .expect("text")
+                .contains("missing from the shard list, but shard_number is 3")),
+        "{report:#}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["file"] == "qdrant/discussions/shard-2.snapshot"),
+        "{report:#}"
+    );
+    assert_eq!(problems.len(), 2, "{report:#}");
 }
 
 #[test]
@@ -580,6 +591,95 @@ fn diff_schema_of_a_cluster_backup_against_a_single_node_says_what_differs_in_la
     assert_eq!(
         layout["information"],
         json!(["backup is a 3-peer cluster, live is a single node"]),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_listed_shard_file_the_manifest_does_not_know_is_named() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    let stray = backup.join("qdrant/discussions/shard-7.snapshot");
+    std::fs::copy(shard_path(&backup, 0), &stray).expect("copy");
+    let mut checksums =
+        std::fs::read_to_string(backup.join("CHECKSUMS.sha256")).expect("checksums");
+    checksums.push_str(&format!(
+        "{}  qdrant/discussions/shard-7.snapshot\n",
+        sha256_hex(&stray)
+    ));
+    std::fs::write(backup.join("CHECKSUMS.sha256"), checksums).expect("write");
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let problems = shard_problems(&report, 7);
+    assert_eq!(problems.len(), 1, "{report:#}");
+    assert_eq!(problems[0]["file"], "qdrant/discussions/shard-7.snapshot");
+    assert_eq!(problems[0]["kind"], "placement_mismatch");
+}
+
+#[test]
+fn shard_counts_that_do_not_add_up_are_information_not_damage() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    edit_manifest(&backup, |m| {
+        let shard = &mut m["collections"]["discussions"]["cluster"]["shards"][0];
+        shard["records"] = json!(shard["records"].as_u64().expect("records") + 5);
+    });
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(0);
+    let report = json_stdout(&run);
+    let information = report["information"].as_array().expect("information");
+    assert_eq!(information.len(), 1, "{report:#}");
+    assert_eq!(information[0]["kind"], "records_differ");
+    assert!(
+        information[0]["problem"]
+            .as_str()
+            .expect("text")
+            .contains("add up to 605, its exact count at backup time was 600"),
+        "{report:#}"
+    );
+    let human = env.run(&["verify", backup.to_str().expect("utf-8")]);
+    human.assert_code(0);
+    assert!(human.stdout.contains("add up to 605"), "{}", human.stdout);
+}
+
+#[test]
+fn a_shard_file_whose_collection_config_disagrees_with_the_fingerprint_is_named() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    let entry = manifest(&backup)["collections"]["discussions"].clone();
+    let source = entry["cluster"]["shards"][2]["source_peer"]
+        .as_u64()
+        .expect("source peer");
+    let state = json!({"is_local": true, "this_peer_id": source,
+                       "peers": {source.to_string(): "Active"}})
+    .to_string();
+    // The manifest's schema but for the vector size.
+    let schema = &entry["schema"];
+    let mut params = schema["params"].clone();
+    params["vectors"]["size"] = json!(3);
+    let config = json!({"params": params, "hnsw_config": schema["hnsw_config"],
+                        "quantization_config": schema["quantization_config"]})
+    .to_string();
+    tar_of(
+        &shard_path(&backup, 2),
+        &[
+            ("replica_state.json", state.as_bytes()),
+            ("shard_config.json", br#"{"type":"ReplicaSet"}"#),
+            ("config.json", config.as_bytes()),
+        ],
+    );
+    reseal_shard(&backup, 2);
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let problems = shard_problems(&report, 2);
+    assert_eq!(problems.len(), 1, "{report:#}");
+    assert_eq!(problems[0]["kind"], "schema_mismatch", "{report:#}");
+    assert!(
+        problems[0]["problem"].as_str().expect("text").contains(
+            "(1 difference, 1 blocking): params.vectors.size: 768 (manifest) vs 3 (snapshot)"
+        ),
         "{report:#}"
     );
 }
