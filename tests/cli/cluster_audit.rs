@@ -683,3 +683,59 @@ fn a_shard_file_whose_collection_config_disagrees_with_the_fingerprint_is_named(
         "{report:#}"
     );
 }
+
+#[test]
+fn a_fresh_custom_sharded_backup_verifies_and_lists_its_key_shards() {
+    let env = ClusterEnv::new(3);
+    custom_keys(&env, ["eu", "us"]);
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    let backup = PathBuf::from(run.stdout.trim());
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(0);
+    assert_eq!(json_stdout(&run)["ok"], true);
+    let listing = json_stdout(&env.run(&["list", "--json"]));
+    assert_eq!(
+        listing["backups"][0]["cluster"],
+        json!({"peers": 3, "shards": 2}),
+        "{listing:#}"
+    );
+
+    // Shard 1 recorded under the other key: the archive's key mapping says otherwise.
+    edit_manifest(&backup, |m| {
+        let cluster = &mut m["collections"]["discussions"]["cluster"];
+        let keys = cluster["shard_keys"].clone();
+        cluster["shards"][0]["shard_key"] = keys[1].clone();
+        cluster["shards"][1]["shard_key"] = keys[0].clone();
+    });
+    let run = env.run(&["verify", "--json", backup.to_str().expect("utf-8")]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    for id in [0, 1] {
+        let problems = shard_problems(&report, id);
+        assert_eq!(problems.len(), 1, "{report:#}");
+        assert_eq!(problems[0]["kind"], "placement_mismatch", "{report:#}");
+        assert!(
+            problems[0]["problem"]
+                .as_str()
+                .expect("text")
+                .contains("its archive maps"),
+            "{report:#}"
+        );
+    }
+}
+
+#[test]
+fn diff_schema_against_a_cluster_with_a_peer_down_names_the_peer() {
+    let mut env = ClusterEnv::new(3);
+    let backup = env.backup();
+    let down = env.cluster.peer_id(2);
+    env.cluster.stop_peer(2);
+    let run = env.run(&["diff-schema", backup.to_str().expect("utf-8")]);
+    run.assert_code(3);
+    assert!(
+        run.stderr.contains(&down.to_string()),
+        "stderr names peer {down}:\n{}",
+        run.stderr
+    );
+}
