@@ -2,7 +2,9 @@
 //!
 //! Compares a backup's schema fingerprints with the live collections (or, given two backups,
 //! with each other, offline), with the same rules restore applies: each difference is a path
-//! with both values, grouped into what blocks a restore and what is only a warning.
+//! with both values, grouped into what blocks a restore and what is only a warning. When one
+//! side is a cluster (a cluster backup, or a live cluster found as backup finds it), the
+//! cluster layout is compared too ([`crate::cmd::layout`]).
 
 use std::collections::BTreeSet;
 

@@ -34,7 +34,8 @@ pub struct VerifyArgs {
 }
 
 /// `--json`: `{"backup", "ok", "legacy", "deep", "files_checked", "problems": [{file, kind, problem}],
-/// "notices": [{file, kind, problem}]}`.
+/// "notices": [{file, kind, problem}]}`; a cluster backup's findings about a shard add
+/// `collection` and `shard`, and it may add `"information": [{file, kind, problem}]`.
 #[derive(Debug, Serialize)]
 struct JsonReport<'a> {
     backup: &'a str,

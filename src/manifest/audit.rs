@@ -6,6 +6,8 @@
 //! matches (hashed in parallel); the manifest's snapshots, config files and the manifest itself
 //! are listed; nothing unlisted lies in the folder; the manifest's sizes match the files; and,
 //! unless told not to, each snapshot's own schema (read from the tar) matches the fingerprint.
+//! A cluster backup's shard files are checked the same way, plus their placement and each
+//! shard archive's own state ([`super::shard_audit`]); such findings name the shard.
 
 use std::collections::BTreeMap;
 
