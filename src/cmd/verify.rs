@@ -90,7 +90,8 @@ fn report(audit: &Audit, args: &VerifyArgs, ui: &Ui) -> Outcome {
             output::line(&format!("✗ {finding}"));
         }
         for note in &audit.information {
-            output::line(&format!("ℹ {note}"));
+            // Plain ASCII: information, neither a check mark nor a failure.
+            output::line(&format!("note: {note}"));
         }
         let deep = if args.no_deep {
             ""
