@@ -214,7 +214,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__diff__subcmd__schema)
-            opts="-q -v -h --collection --url --host --port --request-timeout --json --color --quiet --verbose --no-progress --help"
+            opts="-q -v -h --collection --url --host --port --request-timeout --peer --json --color --quiet --verbose --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -247,6 +247,10 @@ _aimem() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace
                     fi
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --color)

@@ -121,6 +121,7 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --host 'Qdrant host name'
             cand --port 'Qdrant REST port'
             cand --request-timeout 'Seconds to wait for Qdrant''s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)'
+            cand --peer 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url'
             cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
             cand --json 'Print one JSON document on stdout (shape in the README, "JSON output")'
             cand -q 'Print only warnings and errors'

@@ -110,6 +110,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l url -d 'Qdra
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l host -d 'Qdrant host name' -r -f -a "(__fish_print_hostnames)"
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l port -d 'Qdrant REST port' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod completions;
 pub mod diff_schema;
+pub mod layout;
 pub mod list;
 pub mod locate;
 pub mod output;

@@ -10,6 +10,7 @@ pub mod confined;
 pub mod layout;
 pub mod legacy;
 pub mod retention;
+pub mod shard_audit;
 pub mod snapshot_archive;
 
 use std::collections::BTreeMap;

@@ -3,6 +3,7 @@
 mod backup;
 mod cluster;
 mod cluster_restore;
+mod cluster_audit;
 mod completion;
 mod concurrency;
 mod diff_schema;
