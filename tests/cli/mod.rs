@@ -2,8 +2,8 @@
 
 mod backup;
 mod cluster;
-mod cluster_restore;
 mod cluster_audit;
+mod cluster_restore;
 mod completion;
 mod concurrency;
 mod diff_schema;
