@@ -2,6 +2,7 @@
 
 mod backup;
 mod cluster;
+mod cluster_journal;
 mod completion;
 mod concurrency;
 mod diff_schema;

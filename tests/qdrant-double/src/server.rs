@@ -167,6 +167,17 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             Some(FaultKind::ChangedEtag) => flags.changed_etag = true,
             Some(FaultKind::ShiftedRange { back }) => flags.shifted_range = Some(back),
             Some(FaultKind::IndexNeverApplied) => flags.index_never_applied = true,
+            Some(FaultKind::AddClusterPayloadIndex { field, schema }) => {
+                if let Some(link) = &shared.cluster
+                    && let Some(collection) = req.segments.get(1)
+                {
+                    let mut st = link.lock();
+                    if let Some(col) = st.collections.get_mut(collection) {
+                        col.schema.insert(field, serde_json::Value::String(schema));
+                        st.commit += 1;
+                    }
+                }
+            }
             None => {}
         }
 
