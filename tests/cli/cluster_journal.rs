@@ -296,3 +296,65 @@ fn a_schema_that_keeps_changing_fails_the_cluster_backup_after_three_attempts() 
     assert_eq!(env.server_snapshot_files(), Vec::<PathBuf>::new());
     assert_eq!(env.root_entries(), Vec::<String>::new());
 }
+
+#[test]
+fn points_written_during_the_shard_snapshots_take_them_again() {
+    let env = Env::new();
+    env.cluster.peer(0).inject(Fault::new(
+        Some("POST"),
+        "/collections/discussions/shards/",
+        FaultKind::AddClusterPoint { id: 10_000 },
+    ));
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0)
+        .assert_stderr_contains("taking them again");
+    assert_eq!(env.shard_creations(), 6);
+    assert_eq!(env.server_snapshot_files(), Vec::<PathBuf>::new());
+    let backup = PathBuf::from(run.stdout.trim());
+    let written = manifest(&backup);
+    let entry = &written["collections"]["discussions"];
+    assert_eq!(entry["records"], 601, "{entry:#}");
+    assert!(
+        entry.get("records_max").is_none_or(|m| m.is_null()),
+        "{entry:#}"
+    );
+}
+
+#[test]
+fn a_shard_snapshot_whose_creation_timed_out_is_deleted_by_the_next_backup() {
+    let env = Env::new();
+    for i in 0..3 {
+        env.cluster.peer(i).inject(Fault::always(
+            Some("POST"),
+            "/collections/discussions/shards/",
+            FaultKind::Delay(Duration::from_secs(3)),
+        ));
+    }
+    let run = env.run(&[
+        "backup",
+        "--collection",
+        "discussions",
+        "--create-timeout",
+        "1",
+    ]);
+    run.assert_code(2);
+    // The peers finish the snapshots aimem stopped waiting for.
+    let asked = env.shard_creations();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.server_snapshot_files().len() < asked {
+        assert!(
+            Instant::now() < deadline,
+            "the shard snapshots never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..3 {
+        env.cluster.peer(i).clear_faults();
+    }
+    assert!(!env.server_snapshot_files().is_empty());
+    std::thread::sleep(Duration::from_millis(1100));
+    env.run(&["backup", "--collection", "discussions"])
+        .assert_code(0);
+    assert_eq!(env.server_snapshot_files(), Vec::<PathBuf>::new());
+    assert_eq!(env.root_entries().len(), 1, "{:?}", env.root_entries());
+}

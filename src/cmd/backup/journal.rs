@@ -742,6 +742,115 @@ mod tests {
         assert_eq!(name_time("c-1-2026-01-01-00-00-05"), None);
     }
 
+    fn shard_creating(shard: u32, peer_id: u64) -> Record {
+        Record::ShardCreating {
+            collection: "d".into(),
+            shard,
+            peer_id,
+            peer_url: format!("http://127.0.0.{peer_id}:6333"),
+            asked_at: "2026-01-01-00-00-00".into(),
+            asked_before: "2026-01-01-00-03-00".into(),
+            existing: vec!["d-shard-0-2025-12-31-00-00-00.snapshot".into()],
+        }
+    }
+
+    #[test]
+    fn a_dead_runs_shard_creations_without_an_answer_are_left_to_look_for() {
+        let (_dir, root) = staging();
+        let mut journal = Journal::create(&root.join(".aimem-staging-x"), "http://h:1").unwrap();
+        for record in [
+            shard_creating(0, 1),
+            shard_creating(1, 2),
+            shard_creating(2, 3),
+            // Answered: a snapshot to delete by name, nothing to look for.
+            Record::ShardCreated {
+                collection: "d".into(),
+                shard: 0,
+                peer_id: 1,
+                peer_url: "http://127.0.0.1:6333".into(),
+                snapshot: "d-shard-0-2026-01-01-00-00-01.snapshot".into(),
+            },
+            // Refused: nothing made. The same shard on another peer is a different creation.
+            Record::ShardRefused {
+                collection: "d".into(),
+                shard: 2,
+                peer_id: 1,
+            },
+            Record::ShardRefused {
+                collection: "d".into(),
+                shard: 2,
+                peer_id: 3,
+            },
+        ] {
+            journal.record(&record).unwrap();
+        }
+        drop(journal);
+        let dead = dead_runs(&root);
+        assert_eq!(dead.len(), 1);
+        let unanswered: Vec<(u32, u64)> = dead[0]
+            .shard_unanswered
+            .iter()
+            .map(|u| (u.shard, u.peer_id))
+            .collect();
+        assert_eq!(unanswered, [(1, 2)]);
+        assert_eq!(dead[0].shard_snapshots.len(), 1);
+        assert!(dead[0].has_server_snapshots());
+        let said = dead[0].describe();
+        assert!(
+            said.contains("shard 1 of `d` on peer 2") && said.contains("never came back"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn only_a_shard_snapshot_named_from_the_request_time_on_is_looked_for() {
+        let at = "2026-11-26-16-00-01";
+        assert!(is_shard_snapshot_of(
+            "d-shard-3-2026-11-26-16-00-01.snapshot",
+            "d",
+            3,
+            at
+        ));
+        // With a peer id before the time, as collection snapshots are named.
+        assert!(is_shard_snapshot_of(
+            "d-shard-3-2743143085275039-2026-11-26-16-00-02.snapshot",
+            "d",
+            3,
+            at
+        ));
+        assert!(!is_shard_snapshot_of(
+            "d-shard-3-2026-11-26-15-59-59.snapshot",
+            "d",
+            3,
+            at
+        ));
+        assert!(!is_shard_snapshot_of(
+            "d-shard-30-2026-11-26-16-00-01.snapshot",
+            "d",
+            3,
+            at
+        ));
+        assert!(!is_shard_snapshot_of(
+            "d-x-shard-3-2026-11-26-16-00-01.snapshot",
+            "d",
+            3,
+            at
+        ));
+        assert!(!is_shard_snapshot_of(
+            "d-shard-3-x-2026-11-26-16-00-01.snapshot",
+            "d",
+            3,
+            at
+        ));
+        assert!(!is_shard_snapshot_of("d-shard-3-.snapshot", "d", 3, ""));
+        assert!(!is_shard_snapshot_of(
+            "d-shard-3-2026-11-26-16-00-01",
+            "d",
+            3,
+            at
+        ));
+    }
+
     #[test]
     fn a_finished_run_leaves_no_journal() {
         let (_dir, root) = staging();

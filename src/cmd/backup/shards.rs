@@ -783,10 +783,17 @@ fn create_journaled(work: &Work, shard: u32) -> Result<SnapshotDescription, Shar
     // request are ruled out by name anyway.
     let asked_at =
         super::undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
+    // Only those named from `asked_at` on could be taken for this run's: the others are
+    // ruled out by their time, and leaving them out keeps the record small.
     let existing: Vec<String> = work
         .client
         .list_shard_snapshots(name, shard)
-        .map(|list| list.into_iter().map(|s| s.name).collect())
+        .map(|list| {
+            list.into_iter()
+                .map(|s| s.name)
+                .filter(|n| super::journal::is_shard_snapshot_of(n, name, shard, &asked_at))
+                .collect()
+        })
         .unwrap_or_default();
     let record = Record::ShardCreating {
         collection: name.to_string(),

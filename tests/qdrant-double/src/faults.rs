@@ -77,6 +77,10 @@ pub enum FaultKind {
     /// named in the path (the state every peer answers `GET /collections/{c}` from), then
     /// handles the request normally: a schema change racing a shard snapshot, say.
     AddClusterPayloadIndex { field: String, schema: String },
+    /// Multi-peer mode: adds point `id` to every replica of its shard (auto sharding) of the
+    /// cluster collection named in the path, then handles the request normally: a write
+    /// racing a shard snapshot, say.
+    AddClusterPoint { id: u64 },
 }
 
 /// What the client of a [`FaultKind::SlowRecovery`] upload sees.

@@ -178,6 +178,21 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
                     }
                 }
             }
+            Some(FaultKind::AddClusterPoint { id }) => {
+                if let Some(link) = &shared.cluster
+                    && let Some(collection) = req.segments.get(1)
+                    && let Some(col) = link.lock().collections.get_mut(collection)
+                {
+                    let shards: Vec<u32> = col.shards.keys().copied().collect();
+                    if let Some(shard) = col.shard_for(&shards, id)
+                        && let Some(shard) = col.shards.get_mut(&shard)
+                    {
+                        for replica in shard.replicas.values_mut() {
+                            replica.points.insert(id);
+                        }
+                    }
+                }
+            }
             None => {}
         }
 
