@@ -138,8 +138,18 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
                     .snapshots
                     .iter()
                     .map(|(c, s)| format!("{c}/{s}"))
+                    .chain(
+                        l.shard_snapshots
+                            .iter()
+                            .map(|s| format!("{}/{}", s.collection, s.snapshot)),
+                    )
                     .collect(),
-                unanswered: l.unanswered.iter().map(|u| u.collection.clone()).collect(),
+                unanswered: l
+                    .unanswered
+                    .iter()
+                    .map(|u| u.collection.clone())
+                    .chain(l.shard_unanswered.iter().map(|u| u.collection.clone()))
+                    .collect(),
                 message,
             }
         })

@@ -4,6 +4,7 @@ mod backup;
 mod cluster;
 mod cluster_audit;
 mod cluster_restore;
+mod cluster_journal;
 mod completion;
 mod concurrency;
 mod diff_schema;

@@ -308,36 +308,8 @@ pub(super) fn backup_collection(
         })
         .or_exit(Exit::Failed)?;
 
-    let schema_before = live_fingerprint(cx, name)?;
-    let before = cx
-        .client
-        .count_exact(name)
-        .map_err(|e| collection_failure(name, e))?;
-    let taken = take_shards(cx, args, name, &sources, &dir, undo)?;
-    let after = cx
-        .client
-        .count_exact(name)
-        .map_err(|e| collection_failure(name, e))?;
-    let schema_after = live_fingerprint(cx, name)?;
-    stopped(cx.stop)?;
-    if schema_before != schema_after {
-        return Err(BackupError::SchemaKeptChanging {
-            collection: name.to_string(),
-            attempts: 1,
-        })
-        .or_exit(Exit::Failed);
-    }
-    let (records, records_max) = match before == after {
-        true => (before, None),
-        false => {
-            cx.ui.warn(&format!(
-                "`{name}` changed while its shards were snapshotted: the backup holds between {} and {} points",
-                before.min(after),
-                before.max(after)
-            ));
-            (before.min(after), Some(before.max(after)))
-        }
-    };
+    let (taken, records, records_max, schema_after) =
+        consistent_shards(cx, args, name, &sources, &dir, undo)?;
 
     let mut records_shards = Vec::new();
     let mut size_bytes = 0u64;
@@ -400,6 +372,80 @@ pub(super) fn backup_collection(
     };
     entry.set_cluster(&record);
     Ok((entry, report))
+}
+
+/// Takes the shard snapshots with a known point count and schema, as
+/// [`super::consistent_snapshot`] does for a single node: when the schema fingerprint read
+/// before and after differs, every shard is taken again (their snapshots are already gone
+/// from the peers, their files are dropped), and after [`super::SNAPSHOT_ATTEMPTS`] the
+/// collection fails; when the exact count differs, they are taken again too, and after the
+/// last attempt the range is recorded with a warning.
+#[allow(clippy::type_complexity)]
+fn consistent_shards(
+    cx: &Context,
+    args: &super::BackupArgs,
+    name: &SafeName,
+    sources: &BTreeMap<u32, u64>,
+    dir: &Utf8Path,
+    undo: &Mutex<Undo>,
+) -> Outcome<(
+    BTreeMap<u32, (u64, Downloaded)>,
+    u64,
+    Option<u64>,
+    crate::fingerprint::Fingerprint,
+)> {
+    let count = || {
+        cx.client
+            .count_exact(name)
+            .map_err(|e| collection_failure(name, e))
+    };
+    let mut attempt = 1;
+    loop {
+        let schema_before = live_fingerprint(cx, name)?;
+        let before = count()?;
+        let taken = take_shards(cx, args, name, sources, dir, undo)?;
+        let after = count()?;
+        let schema_after = live_fingerprint(cx, name)?;
+        stopped(cx.stop)?;
+        if schema_before != schema_after {
+            if attempt == super::SNAPSHOT_ATTEMPTS {
+                return Err(BackupError::SchemaKeptChanging {
+                    collection: name.to_string(),
+                    attempts: super::SNAPSHOT_ATTEMPTS,
+                })
+                .or_exit(Exit::Failed);
+            }
+            cx.ui.note(&format!(
+                "`{name}`: its schema changed while it was snapshotted; taking its shards again"
+            ));
+            drop_files(dir, &taken);
+            attempt += 1;
+            continue;
+        }
+        if before == after {
+            return Ok((taken, before, None, schema_after));
+        }
+        let (low, high) = (before.min(after), before.max(after));
+        if attempt == super::SNAPSHOT_ATTEMPTS {
+            cx.ui.warn(&format!(
+                "`{name}` changed while its shards were snapshotted: the backup holds between {low} and {high} points"
+            ));
+            return Ok((taken, low, Some(high), schema_after));
+        }
+        cx.ui.note(&format!(
+            "`{name}` changed while its shards were snapshotted ({before} → {after} points); taking them again"
+        ));
+        drop_files(dir, &taken);
+        attempt += 1;
+    }
+}
+
+/// Removes the shard files of an attempt that is taken again (best effort: the next attempt
+/// writes them anew, and a failed backup's staging folder goes as a whole).
+fn drop_files(dir: &Utf8Path, taken: &BTreeMap<u32, (u64, Downloaded)>) {
+    for shard in taken.keys() {
+        std::fs::remove_file(dir.join(shard_file_name(*shard))).ok();
+    }
 }
 
 /// Takes, downloads and deletes every chosen shard snapshot: one worker thread per peer,
@@ -513,7 +559,7 @@ fn take_shards(
         }
     }
     stopped(cx.stop)?;
-    finish(name, sources, taken, failure)
+    finish(name, sources, taken, failure, dir)
 }
 
 /// Takes one worker event into account: journals creations and deletions, keeps results.
@@ -529,6 +575,21 @@ fn handle(
     name: &SafeName,
 ) {
     match event {
+        Event::Journal(record, reply) => {
+            let synced = super::lock(undo).journal_record(&record);
+            reply.send(synced).ok();
+        }
+        Event::Refused { shard, peer_id } => {
+            // Best effort: without it the next run only looks for a snapshot in vain.
+            super::lock(undo)
+                .journal_record(&Record::ShardRefused {
+                    collection: name.to_string(),
+                    shard,
+                    peer_id,
+                })
+                .ok();
+        }
+        Event::Unanswered => super::lock(undo).unanswered_shard_creations += 1,
         Event::Created(snapshot) => {
             super::lock(undo)
                 .journal_record(&Record::ShardCreated {
@@ -565,6 +626,7 @@ fn finish(
     sources: &BTreeMap<u32, u64>,
     taken: BTreeMap<u32, (u64, Downloaded)>,
     mut failure: Option<ShardFailure>,
+    journal_dir: &Utf8Path,
 ) -> Outcome<BTreeMap<u32, (u64, Downloaded)>> {
     if taken.len() != sources.len() && failure.is_none() {
         failure = Some(ShardFailure::Qdrant(QdrantError::Interrupted));
@@ -583,6 +645,11 @@ fn finish(
             Err(collection_failure(name, e))
         }
         Some(ShardFailure::Download(e)) => Err(collection_error(name, e)).or_exit(Exit::Failed),
+        Some(ShardFailure::Journal(source)) => Err(BackupError::Folder {
+            path: journal_dir.to_owned(),
+            source,
+        })
+        .or_exit(Exit::Failed),
     }
 }
 
@@ -614,6 +681,15 @@ struct Gate {
 
 /// What a peer's worker tells the waiting thread.
 enum Event {
+    /// A record to sync before the worker goes on (it waits for the outcome).
+    Journal(Record, mpsc::Sender<std::io::Result<()>>),
+    /// The peer refused the creation of this shard's snapshot.
+    Refused {
+        shard: u32,
+        peer_id: u64,
+    },
+    /// A creation got no usable answer: its snapshot may exist.
+    Unanswered,
     Created(Made),
     Deleted(Made),
     Done(u64, Result<Vec<(u32, Downloaded)>, ShardFailure>),
@@ -635,6 +711,8 @@ struct Work {
 enum ShardFailure {
     Qdrant(QdrantError),
     Download(snapshot::DownloadError),
+    /// The journal record could not be written before a creation.
+    Journal(std::io::Error),
 }
 
 /// One peer's share: for each shard, snapshot, download, delete, telling the waiting thread
@@ -650,7 +728,7 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, Sh
             }
             gate.creating += 1;
         }
-        let created = work.client.create_shard_snapshot(name, shard);
+        let created = create_journaled(work, shard);
         let made = created.as_ref().ok().map(|description| Made {
             shard,
             peer: work.peer_id,
@@ -664,7 +742,7 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, Sh
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .creating -= 1;
-        let description: SnapshotDescription = created.map_err(ShardFailure::Qdrant)?;
+        let description: SnapshotDescription = created?;
         let Some(made) = made else {
             continue;
         };
@@ -694,6 +772,66 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, Sh
         done.push((shard, downloaded));
     }
     Ok(done)
+}
+
+/// Asks the peer for a snapshot of `shard`, with a `ShardCreating` record on disk before the
+/// request goes out (a run killed while the peer builds it leaves the next run a way to find
+/// it), and a `ShardRefused` one when the peer says no.
+fn create_journaled(work: &Work, shard: u32) -> Result<SnapshotDescription, ShardFailure> {
+    let name = work.collection.as_str();
+    // A minute of slack for a peer clock behind ours: snapshots that existed before the
+    // request are ruled out by name anyway.
+    let asked_at =
+        super::undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
+    // Only those named from `asked_at` on could be taken for this run's: the others are
+    // ruled out by their time, and leaving them out keeps the record small.
+    let existing: Vec<String> = work
+        .client
+        .list_shard_snapshots(name, shard)
+        .map(|list| {
+            list.into_iter()
+                .map(|s| s.name)
+                .filter(|n| super::journal::is_shard_snapshot_of(n, name, shard, &asked_at))
+                .collect()
+        })
+        .unwrap_or_default();
+    let record = Record::ShardCreating {
+        collection: name.to_string(),
+        shard,
+        peer_id: work.peer_id,
+        peer_url: work.client.display_url().to_string(),
+        asked_at,
+        asked_before: super::journal::asked_before(),
+        existing,
+    };
+    let (reply, synced) = mpsc::channel();
+    work.events
+        .send(Event::Journal(record, reply))
+        .map_err(|_| ShardFailure::Qdrant(QdrantError::Interrupted))?;
+    match synced.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ShardFailure::Journal(e)),
+        Err(_) => return Err(ShardFailure::Qdrant(QdrantError::Interrupted)),
+    }
+    match work.client.create_shard_snapshot(name, shard) {
+        Ok(description) => Ok(description),
+        Err(e) => {
+            let event = match e {
+                // No answer, or one aimem cannot use: the peer may still build it, and only
+                // the journal's record leads to it.
+                QdrantError::Timeout { .. }
+                | QdrantError::Transport { .. }
+                | QdrantError::InvalidResponse { .. } => Event::Unanswered,
+                // The peer said no: there is no snapshot to look for later.
+                _ => Event::Refused {
+                    shard,
+                    peer_id: work.peer_id,
+                },
+            };
+            work.events.send(event).ok();
+            Err(ShardFailure::Qdrant(e))
+        }
+    }
 }
 
 #[cfg(test)]
