@@ -3,8 +3,8 @@
 mod backup;
 mod cluster;
 mod cluster_audit;
-mod cluster_restore;
 mod cluster_journal;
+mod cluster_restore;
 mod completion;
 mod concurrency;
 mod diff_schema;
