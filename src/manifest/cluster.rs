@@ -47,6 +47,10 @@ pub struct CollectionCluster {
     pub shard_keys: Vec<ShardKey>,
     /// Sorted by `shard_id`.
     pub shards: Vec<ShardRecord>,
+    /// Custom sharding: the exact point count of each key, in `shard_keys` order. Absent when
+    /// the count moved while the shards were snapshotted (then only the total range is known).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_records: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -57,7 +61,8 @@ pub struct ShardRecord {
     /// `qdrant/<collection>/shard-<id>.snapshot`, relative to the backup folder.
     pub file: String,
     pub size_bytes: u64,
-    /// `points_count` of the replica that was snapshotted.
+    /// `points_count` of the replica that was snapshotted, as its peer reported it: Qdrant
+    /// calls it approximate, so it is information, never checked against a restore.
     pub records: u64,
     /// SHA-256 of the shard file (also in CHECKSUMS.sha256).
     pub sha256: String,
@@ -101,6 +106,13 @@ impl CollectionCluster {
         }
         if self.sharding_method == "auto" && !self.shard_keys.is_empty() {
             return Some(format!("{at} has shard keys but auto sharding"));
+        }
+        if !self.key_records.is_empty() && self.key_records.len() != self.shard_keys.len() {
+            return Some(format!(
+                "{at}.key_records has {} counts for {} shard keys",
+                self.key_records.len(),
+                self.shard_keys.len()
+            ));
         }
         let mut last: Option<u32> = None;
         for shard in &self.shards {
@@ -266,6 +278,7 @@ mod tests {
                     }],
                 })
                 .collect(),
+            key_records: vec![],
         }
     }
 

@@ -316,6 +316,8 @@ fn custom_sharding_records_the_keys_in_creation_order() {
     let cluster = &entry["cluster"];
     assert_eq!(cluster["sharding_method"], "custom");
     assert_eq!(cluster["shard_keys"], json!(["zulu", 7]));
+    // Each key's exact count, in key order: what a restore checks per key.
+    assert_eq!(cluster["key_records"], json!([40, 10]));
     let keys: Vec<Value> = cluster["shards"]
         .as_array()
         .unwrap()

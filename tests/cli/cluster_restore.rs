@@ -507,3 +507,43 @@ fn a_failed_pre_restore_copy_changes_nothing_and_leaves_no_copy_behind() {
         .collect();
     assert!(copies.is_empty(), "{copies:?} {run:?}");
 }
+
+/// A shard's `points_count` is approximate in Qdrant: a restore checks the exact total and each
+/// key's exact count, never the per-shard figures.
+#[test]
+fn per_key_counts_are_checked_exactly_and_per_shard_counts_are_not() {
+    let world = World::new();
+    let source = Cluster::start(3, config());
+    seed_tenants(&source);
+    let backup = world.backup(&source.url(0), "tenants");
+    // Per-shard figures off by a few, as a busy real server may report them: no effect.
+    super::support::edit_manifest(Path::new(&backup), |m| {
+        for shard in m["collections"]["tenants"]["cluster"]["shards"]
+            .as_array_mut()
+            .unwrap()
+        {
+            shard["records"] = json!(shard["records"].as_u64().unwrap() + 3);
+        }
+    });
+    let target = Cluster::start(3, config());
+    world
+        .run(&target.url(0), &["restore", &backup, "--force"])
+        .assert_code(0);
+    assert_eq!(target.point_ids("tenants"), source.point_ids("tenants"));
+
+    // A key that does not hold the count the backup recorded for it: rolled back.
+    let recorded = super::support::manifest(Path::new(&backup))["collections"]["tenants"]
+        ["cluster"]["key_records"]
+        .clone();
+    let counts: Vec<u64> = serde_json::from_value(recorded).unwrap();
+    super::support::edit_manifest(Path::new(&backup), |m| {
+        m["collections"]["tenants"]["cluster"]["key_records"] =
+            json!([counts[0] + 1, counts[1] - 1]);
+    });
+    let fresh = Cluster::start(3, config());
+    world
+        .run(&fresh.url(0), &["restore", &backup, "--force"])
+        .assert_code(4)
+        .assert_stderr_contains("shard key");
+    assert!(fresh.collection_names().is_empty());
+}

@@ -308,8 +308,8 @@ pub(super) fn backup_collection(
         })
         .or_exit(Exit::Failed)?;
 
-    let (taken, records, records_max, schema_after) =
-        consistent_shards(cx, args, name, &sources, &dir, undo)?;
+    let (taken, records, records_max, key_records, schema_after) =
+        consistent_shards(cx, args, name, &shard_keys, &sources, &dir, undo)?;
 
     let mut records_shards = Vec::new();
     let mut size_bytes = 0u64;
@@ -348,6 +348,7 @@ pub(super) fn backup_collection(
         sharding_method: sharding_method.to_string(),
         shard_keys,
         shards: records_shards,
+        key_records,
     };
     let report = CollectionReport {
         name: name.to_string(),
@@ -385,6 +386,7 @@ fn consistent_shards(
     cx: &Context,
     args: &super::BackupArgs,
     name: &SafeName,
+    shard_keys: &[ShardKey],
     sources: &BTreeMap<u32, u64>,
     dir: &Utf8Path,
     undo: &Mutex<Undo>,
@@ -392,12 +394,25 @@ fn consistent_shards(
     BTreeMap<u32, (u64, Downloaded)>,
     u64,
     Option<u64>,
+    Vec<u64>,
     crate::fingerprint::Fingerprint,
 )> {
-    let count = || {
-        cx.client
+    // The exact total, and (custom sharding) each key's exact count: a shard's own
+    // `points_count` is approximate, so these are what a restore checks per key.
+    let count = || -> Outcome<(u64, Vec<u64>)> {
+        let total = cx
+            .client
             .count_exact(name)
-            .map_err(|e| collection_failure(name, e))
+            .map_err(|e| collection_failure(name, e))?;
+        let per_key = shard_keys
+            .iter()
+            .map(|key| {
+                cx.client
+                    .count_exact_in_shard_key(name, key)
+                    .map_err(|e| collection_failure(name, e))
+            })
+            .collect::<Outcome<Vec<u64>>>()?;
+        Ok((total, per_key))
     };
     let mut attempt = 1;
     loop {
@@ -422,15 +437,17 @@ fn consistent_shards(
             attempt += 1;
             continue;
         }
-        if before == after {
-            return Ok((taken, before, None, schema_after));
+        let ((before, keys_before), (after, keys_after)) = (before, after);
+        if before == after && keys_before == keys_after {
+            return Ok((taken, before, None, keys_after, schema_after));
         }
         let (low, high) = (before.min(after), before.max(after));
         if attempt == super::SNAPSHOT_ATTEMPTS {
             cx.ui.warn(&format!(
                 "`{name}` changed while its shards were snapshotted: the backup holds between {low} and {high} points"
             ));
-            return Ok((taken, low, Some(high), schema_after));
+            // The range is recorded even when the totals agree but the keys moved.
+            return Ok((taken, low, Some(high.max(low)), Vec::new(), schema_after));
         }
         cx.ui.note(&format!(
             "`{name}` changed while its shards were snapshotted ({before} → {after} points); taking them again"
