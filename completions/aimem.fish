@@ -49,6 +49,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand backup" -l collection -d 'Ba
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l retry -d 'Re-attempt a failed snapshot download N times; partial data is discarded first' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l version -d 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r -f -a "(__fish_complete_directories)"
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l create-timeout -d 'Seconds to wait for Qdrant to build a snapshot' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l download-timeout -d 'Seconds a snapshot download may stall; one that keeps moving is never cut off' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l jobs -d 'Collections backed up at the same time (while Qdrant builds one snapshot, another is downloaded); 1 backs them up one after another' -r -f
@@ -66,11 +67,12 @@ complete -c aimem -n "__fish_aimem_using_subcommand restore" -l url -d 'Qdrant\'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l host -d 'Qdrant host name' -r -f -a "(__fish_print_hostnames)"
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l port -d 'Qdrant REST port' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l collection -d 'Restore only this collection of the backup' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l target-name -d 'Restore the collection into this name instead, leaving the original untouched' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r -f -a "(__fish_complete_directories)"
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l upload-timeout -d 'Seconds an upload may stall; one that keeps moving is never cut off' -r -f
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l recovery-timeout -d 'Seconds Qdrant may take to recover one collection: the wait for an upload\'s answer, and after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l recovery-timeout -d 'Seconds Qdrant may take to recover one collection: the wait for an upload\'s answer, and after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back; in a cluster, also the wait for every replica to turn Active' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l jobs -d 'Collections restored at the same time (while Qdrant recovers one upload, the next is sent); 1 restores them one after another' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
@@ -108,6 +110,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l url -d 'Qdra
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l host -d 'Qdrant host name' -r -f -a "(__fish_print_hostnames)"
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l port -d 'Qdrant REST port' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"

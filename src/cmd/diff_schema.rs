@@ -2,7 +2,9 @@
 //!
 //! Compares a backup's schema fingerprints with the live collections (or, given two backups,
 //! with each other, offline), with the same rules restore applies: each difference is a path
-//! with both values, grouped into what blocks a restore and what is only a warning.
+//! with both values, grouped into what blocks a restore and what is only a warning. When one
+//! side is a cluster (a cluster backup, or a live cluster found as backup finds it), the
+//! cluster layout is compared too ([`crate::cmd::layout`]).
 
 use std::collections::BTreeSet;
 
@@ -13,8 +15,10 @@ use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::cmd::layout::{self, LayoutComparison};
 use crate::cmd::locate;
 use crate::cmd::output;
+use crate::cmd::peers::{self, PeerArgs, Topology};
 use crate::exit::Exit;
 use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::{self, Difference, Fingerprint, Severity};
@@ -39,6 +43,9 @@ pub struct DiffSchemaArgs {
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub peers: PeerArgs,
 
     /// Print one JSON document on stdout (shape in the README, "JSON output").
     #[arg(long)]
@@ -82,6 +89,9 @@ struct CollectionResult {
     /// True when restore would refuse this collection.
     blocking: bool,
     differences: Vec<JsonDifference>,
+    /// The cluster layout of both sides, when both have one (see [`layout`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layout: Option<LayoutComparison>,
 }
 
 #[derive(Debug, Serialize)]
@@ -154,11 +164,13 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
             };
             let client = ConnectionArgs::client(&endpoint, timeouts);
             let names = client.list_collections().or_exit(Exit::ConnectionFailed)?;
+            // A cluster's layout is read from every peer, as backup reads it.
+            let topology = peers::discover(&client, &args.peers).or_exit(Exit::ConnectionFailed)?;
             ui.step(&format!("Comparing with {}", endpoint.url));
             (
                 "live".to_string(),
                 endpoint.url.to_string(),
-                Against::Live(client, names),
+                Against::Live(client, names, topology),
             )
         }
     };
@@ -196,22 +208,49 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
             Against::Backup(other) => {
                 let theirs = other.collections.get(name).map(|c| c.schema.clone());
                 match (mine, theirs) {
-                    (Some(a), Some(b)) => compare(name, a, b, &left_label, &right_label),
+                    (Some(a), Some(b)) => {
+                        let layouts = left.collections.get(name).zip(other.collections.get(name));
+                        let layouts = layouts.and_then(|(l, r)| {
+                            layout::of_backup(l, &left).zip(layout::of_backup(r, other))
+                        });
+                        with_layout(
+                            compare(name, a, b, &left_label, &right_label),
+                            layouts,
+                            &left_label,
+                            &right_label,
+                        )
+                    }
                     (Some(_), None) => plain(name, Status::OnlyInLeft),
                     (None, _) => plain(name, Status::OnlyInRight),
                 }
             }
-            Against::Live(client, on_server) => {
+            Against::Live(client, on_server, topology) => {
                 let Some(mine) = mine else { continue };
                 if !on_server.contains(name) {
                     plain(name, Status::AbsentOnServer)
                 } else {
                     let info = client.collection_info(name).map_err(live_error)?;
                     let live = Fingerprint::from_collection_info(&info).or_exit(Exit::Failed)?;
-                    compare(
-                        name,
-                        mine,
-                        Some(live.as_value().clone()),
+                    let ours = left
+                        .collections
+                        .get(name)
+                        .and_then(|entry| layout::of_backup(entry, &left));
+                    let layouts = match ours {
+                        Some(ours) => Some((
+                            ours,
+                            layout::live(name, &info, topology).map_err(live_error)?,
+                        )),
+                        None => None,
+                    };
+                    with_layout(
+                        compare(
+                            name,
+                            mine,
+                            Some(live.as_value().clone()),
+                            &left_label,
+                            &right_label,
+                        ),
+                        layouts,
                         &left_label,
                         &right_label,
                     )
@@ -232,13 +271,22 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
         lines: differing
             .iter()
             .flat_map(|r| {
-                let status_line = (r.differences.is_empty()).then(|| DiffLine {
-                    text: format!(
-                        "{}: {}",
-                        r.name,
-                        describe_status(r.status, &left_label, &right_label)
-                    ),
-                    blocking: true,
+                let no_layout_difference =
+                    r.layout.as_ref().is_none_or(|l| l.differences.is_empty());
+                let status_line =
+                    (r.differences.is_empty() && no_layout_difference).then(|| DiffLine {
+                        text: format!(
+                            "{}: {}",
+                            r.name,
+                            describe_status(r.status, &left_label, &right_label)
+                        ),
+                        blocking: true,
+                    });
+                let layout_lines = r.layout.iter().flat_map(|l| {
+                    l.differences.iter().map(|d| DiffLine {
+                        text: format!("{}: {}", r.name, d.description),
+                        blocking: d.severity == "blocking",
+                    })
                 });
                 status_line
                     .into_iter()
@@ -246,6 +294,7 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
                         text: format!("{}: {}", r.name, d.description),
                         blocking: d.severity == "blocking",
                     }))
+                    .chain(layout_lines)
             })
             .collect(),
     });
@@ -275,7 +324,28 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
 /// The right-hand side of a comparison.
 enum Against {
     Backup(Manifest),
-    Live(Client, Vec<String>),
+    Live(Client, Vec<String>, Topology),
+}
+
+/// Adds the layout comparison of `layouts` (backup or left side first) to `result`: a
+/// layout difference makes the collection differ, as a schema difference does.
+fn with_layout(
+    mut result: CollectionResult,
+    layouts: Option<(layout::Layout, layout::Layout)>,
+    left_label: &str,
+    right_label: &str,
+) -> CollectionResult {
+    // Two single-node sides: their parameters are the fingerprint's, compared already.
+    let Some((left, right)) = layouts.filter(|(l, r)| l.is_cluster() || r.is_cluster()) else {
+        return result;
+    };
+    let comparison = layout::compare(left, right, left_label, right_label);
+    if result.status == Status::Identical && !comparison.differences.is_empty() {
+        result.status = Status::Different;
+    }
+    result.blocking |= comparison.blocking();
+    result.layout = Some(comparison);
+    result
 }
 
 fn live_error(error: QdrantError) -> Failure {
@@ -312,6 +382,7 @@ fn plain(name: &str, status: Status) -> CollectionResult {
         status,
         blocking: status.differs(),
         differences: Vec::new(),
+        layout: None,
     }
 }
 
@@ -350,6 +421,7 @@ fn compare(
                 description: d.describe(left_label, right_label),
             })
             .collect(),
+        layout: None,
     }
 }
 
@@ -369,36 +441,54 @@ fn describe_status(status: Status, left: &str, right: &str) -> String {
 
 fn print_report(results: &[CollectionResult], left: &str, right: &str) {
     for r in results {
-        if r.differences.is_empty() {
+        // The schema's differences, then the cluster layout's, as (severity, description).
+        let all: Vec<(&str, &str)> = r
+            .differences
+            .iter()
+            .map(|d| (d.severity, d.description.as_str()))
+            .chain(r.layout.iter().flat_map(|l| {
+                l.differences
+                    .iter()
+                    .map(|d| (d.severity, d.description.as_str()))
+            }))
+            .collect();
+        if all.is_empty() {
             output::line(&format!(
                 "{}: {}",
                 r.name,
                 describe_status(r.status, left, right)
             ));
-            continue;
+        } else {
+            output::line(&format!(
+                "{}: {} difference{}",
+                r.name,
+                all.len(),
+                if all.len() == 1 { "" } else { "s" }
+            ));
         }
-        output::line(&format!(
-            "{}: {} difference{}",
-            r.name,
-            r.differences.len(),
-            if r.differences.len() == 1 { "" } else { "s" }
-        ));
         for (severity, heading) in [
             ("blocking", "blocks a restore"),
             ("warning", "warnings only"),
         ] {
-            let group: Vec<&JsonDifference> = r
-                .differences
+            let group: Vec<&str> = all
                 .iter()
-                .filter(|d| d.severity == severity)
+                .filter(|(s, _)| *s == severity)
+                .map(|(_, d)| *d)
                 .collect();
             if group.is_empty() {
                 continue;
             }
             output::line(&format!("  {heading}:"));
             for d in group {
-                output::line(&format!("    {}", d.description));
+                output::line(&format!("    {d}"));
             }
+        }
+        let information = r.layout.iter().flat_map(|l| &l.information);
+        for (i, line) in information.enumerate() {
+            if i == 0 {
+                output::line("  cluster layout (information):");
+            }
+            output::line(&format!("    {line}"));
         }
     }
 }

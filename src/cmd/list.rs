@@ -48,6 +48,41 @@ struct Row {
     problem: Option<String>,
     /// With `--verify`, for complete backups: `{"ok", "legacy", "problems"}`.
     verification: Option<Verification>,
+    /// Only for a backup of a distributed Qdrant: `{"peers", "shards"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterSummary>,
+}
+
+/// What a cluster backup spans: the peers at backup time and its shard files.
+#[derive(Debug, Serialize)]
+struct ClusterSummary {
+    peers: usize,
+    shards: usize,
+}
+
+impl ClusterSummary {
+    fn of(manifest: &crate::manifest::Manifest) -> Option<ClusterSummary> {
+        let record = manifest.cluster()?;
+        Some(ClusterSummary {
+            peers: record.peers.len(),
+            shards: manifest
+                .collections
+                .values()
+                .filter_map(crate::manifest::CollectionEntry::cluster)
+                .map(|c| c.shards.len())
+                .sum(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} peer{}, {} shard{}",
+            self.peers,
+            if self.peers == 1 { "" } else { "s" },
+            self.shards,
+            if self.shards == 1 { "" } else { "s" }
+        )
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -103,8 +138,18 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
                     .snapshots
                     .iter()
                     .map(|(c, s)| format!("{c}/{s}"))
+                    .chain(
+                        l.shard_snapshots
+                            .iter()
+                            .map(|s| format!("{}/{}", s.collection, s.snapshot)),
+                    )
                     .collect(),
-                unanswered: l.unanswered.iter().map(|u| u.collection.clone()).collect(),
+                unanswered: l
+                    .unanswered
+                    .iter()
+                    .map(|u| u.collection.clone())
+                    .chain(l.shard_unanswered.iter().map(|u| u.collection.clone()))
+                    .collect(),
                 message,
             }
         })
@@ -159,6 +204,7 @@ fn row(listed: &Listed, verify: bool) -> Row {
         state: listed.state,
         problem: listed.problem.clone(),
         verification,
+        cluster: manifest.and_then(ClusterSummary::of),
     }
 }
 
@@ -175,6 +221,11 @@ fn print_table(rows: &[Row], verify: bool) {
     ];
     if verify {
         header.push("VERIFIED");
+    }
+    // Only a root that holds a cluster backup gets the column: other listings stay as they were.
+    let clusters = rows.iter().any(|r| r.cluster.is_some());
+    if clusters {
+        header.push("CLUSTER");
     }
     let dash = || "-".to_string();
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
@@ -209,6 +260,13 @@ fn print_table(rows: &[Row], verify: bool) {
                     if v.problems == 1 { "" } else { "s" }
                 ),
             });
+        }
+        if clusters {
+            cells.push(
+                r.cluster
+                    .as_ref()
+                    .map_or_else(dash, ClusterSummary::describe),
+            );
         }
         // Escaped before measuring, so the columns line up; a line break in a field cannot
         // forge a row.

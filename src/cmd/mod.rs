@@ -3,9 +3,11 @@
 pub mod backup;
 pub mod completions;
 pub mod diff_schema;
+pub mod layout;
 pub mod list;
 pub mod locate;
 pub mod output;
+pub mod peers;
 pub mod prune;
 pub mod restore;
 pub mod runs;

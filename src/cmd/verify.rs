@@ -34,7 +34,8 @@ pub struct VerifyArgs {
 }
 
 /// `--json`: `{"backup", "ok", "legacy", "deep", "files_checked", "problems": [{file, kind, problem}],
-/// "notices": [{file, kind, problem}]}`.
+/// "notices": [{file, kind, problem}]}`; a cluster backup's findings about a shard add
+/// `collection` and `shard`, and it may add `"information": [{file, kind, problem}]`.
 #[derive(Debug, Serialize)]
 struct JsonReport<'a> {
     backup: &'a str,
@@ -45,6 +46,9 @@ struct JsonReport<'a> {
     problems: &'a [Finding],
     /// What a legacy backup without checksums lacks (not problems); empty otherwise.
     notices: &'a [Finding],
+    /// Worth knowing, no problem (a cluster backup's per-shard counts); omitted when empty.
+    #[serde(skip_serializing_if = "<[Finding]>::is_empty")]
+    information: &'a [Finding],
 }
 
 pub fn run(args: &VerifyArgs, ui: &Ui) -> Outcome {
@@ -79,10 +83,15 @@ fn report(audit: &Audit, args: &VerifyArgs, ui: &Ui) -> Outcome {
             files_checked: audit.files_checked,
             problems: &audit.findings,
             notices: &audit.notices,
+            information: &audit.information,
         });
     } else {
         for finding in &audit.findings {
             output::line(&format!("✗ {finding}"));
+        }
+        for note in &audit.information {
+            // Plain ASCII: information, neither a check mark nor a failure.
+            output::line(&format!("note: {note}"));
         }
         let deep = if args.no_deep {
             ""

@@ -6,6 +6,8 @@
 //! matches (hashed in parallel); the manifest's snapshots, config files and the manifest itself
 //! are listed; nothing unlisted lies in the folder; the manifest's sizes match the files; and,
 //! unless told not to, each snapshot's own schema (read from the tar) matches the fingerprint.
+//! A cluster backup's shard files are checked the same way, plus their placement and each
+//! shard archive's own state ([`super::shard_audit`]); such findings name the shard.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +18,7 @@ use serde_json::Value;
 use super::checksums::{self, CHECKSUMS_FILE, ChecksumsError, Problem};
 use super::layout::{CONFIG_DIR, SNAPSHOT_DIR};
 use super::{InvalidManifest, MANIFEST_FILE, Manifest, ManifestError};
-use super::{confined, legacy, snapshot_archive};
+use super::{confined, legacy, shard_audit, snapshot_archive};
 use crate::fingerprint::{self, Fingerprint, Severity};
 
 /// What kind of problem a [`Finding`] is; the snake_case names are part of `--json`.
@@ -49,6 +51,12 @@ pub enum Kind {
     SnapshotDamaged,
     /// A snapshot's own schema differs from the manifest's fingerprint.
     SchemaMismatch,
+    /// A cluster backup's shard list, placement or a shard file's own state disagrees with
+    /// the manifest (see [`super::shard_audit`]).
+    PlacementMismatch,
+    /// Information, not a problem: a cluster collection's per-shard point counts do not add
+    /// up to its exact count.
+    RecordsDiffer,
 }
 
 /// One problem: the file (relative to the backup folder) and what is wrong with it.
@@ -57,11 +65,43 @@ pub struct Finding {
     pub file: String,
     pub kind: Kind,
     pub problem: String,
+    /// A cluster backup's finding about one collection's shard: the collection...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+    /// ...and the shard id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
+}
+
+impl Finding {
+    pub fn new(file: &str, kind: Kind, problem: String) -> Finding {
+        Finding {
+            file: file.to_string(),
+            kind,
+            problem,
+            collection: None,
+            shard: None,
+        }
+    }
+
+    /// The same finding, about shard `shard` of `collection`.
+    pub fn of_shard(mut self, collection: &str, shard: u32) -> Finding {
+        self.collection = Some(collection.to_string());
+        self.shard = Some(shard);
+        self
+    }
 }
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.file, self.problem)
+        match (&self.collection, self.shard) {
+            (Some(collection), Some(shard)) => write!(
+                f,
+                "{} (shard {shard} of `{collection}`): {}",
+                self.file, self.problem
+            ),
+            _ => write!(f, "{}: {}", self.file, self.problem),
+        }
     }
 }
 
@@ -84,6 +124,8 @@ pub struct Audit {
     /// How many listed files were hashed.
     pub files_checked: usize,
     pub findings: Vec<Finding>,
+    /// What is worth knowing but is no problem (a cluster backup's approximate shard counts).
+    pub information: Vec<Finding>,
     /// The manifest parse error, kept whole so it can be rendered with the bad spot marked.
     pub manifest_error: Option<ManifestError>,
 }
@@ -103,11 +145,7 @@ impl Audit {
 pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
     let mut findings = Vec::new();
     let mut push = |file: &str, kind: Kind, problem: String| {
-        findings.push(Finding {
-            file: file.to_string(),
-            kind,
-            problem,
-        });
+        findings.push(Finding::new(file, kind, problem));
     };
 
     let (manifest, manifest_error) = match Manifest::read(dir) {
@@ -218,7 +256,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
                 manifest
                     .collections
                     .values()
-                    .map(|c| format!("{SNAPSHOT_DIR}/{}", c.snapshot_file)),
+                    .flat_map(|c| snapshot_files(c).into_iter().map(|(file, _, _)| file)),
             );
             named.extend(
                 manifest
@@ -255,77 +293,96 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
         }
     }
 
+    // Findings that carry their shard (pushed after the others, as they have more fields).
+    let mut shard_findings = Vec::new();
+    let mut information = Vec::new();
     if let Some(manifest) = &manifest {
         for (name, entry) in &manifest.collections {
-            let file = format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file);
-            // Nothing outside the folder is looked at, not even its size.
-            if let Err(problem) = checksums::check_relative(&file) {
-                push(&file, Kind::Unreadable, problem);
-                continue;
-            }
-            let path = dir.join(&file);
-            // A missing snapshot is reported by the checksum check when it is listed; a link
-            // is not followed (the checksum check reports it).
-            let Ok(meta) = path.symlink_metadata() else {
-                if listed.as_ref().is_none_or(|l| !l.contains_key(&file)) {
+            shard_findings.extend(shard_audit::placement(name, entry, manifest));
+            shard_findings.extend(shard_audit::stray_files(dir, name, entry));
+            information.extend(shard_audit::records_note(name, entry));
+            for (file, size_bytes, sha256) in snapshot_files(entry) {
+                // Nothing outside the folder is looked at, not even its size.
+                if let Err(problem) = checksums::check_relative(&file) {
+                    push(&file, Kind::Unreadable, problem);
+                    continue;
+                }
+                let path = dir.join(&file);
+                // A missing snapshot is reported by the checksum check when it is listed; a link
+                // is not followed (the checksum check reports it).
+                let Ok(meta) = path.symlink_metadata() else {
+                    if listed.as_ref().is_none_or(|l| !l.contains_key(&file)) {
+                        push(
+                            &file,
+                            Kind::Missing,
+                            "named by the manifest but missing".into(),
+                        );
+                    }
+                    continue;
+                };
+                if meta.len() != size_bytes {
                     push(
                         &file,
-                        Kind::Missing,
-                        "named by the manifest but missing".into(),
+                        Kind::SizeMismatch,
+                        format!("{} bytes, the manifest says {}", meta.len(), size_bytes),
                     );
                 }
-                continue;
-            };
-            if meta.len() != entry.size_bytes {
-                push(
-                    &file,
-                    Kind::SizeMismatch,
-                    format!(
-                        "{} bytes, the manifest says {}",
-                        meta.len(),
-                        entry.size_bytes
-                    ),
-                );
-            }
-            // The manifest records the snapshot's digest too: a CHECKSUMS.sha256 "repaired" to
-            // match a changed file no longer agrees with it.
-            let checksum_line = listed.as_ref().and_then(|l| l.get(&file));
-            if let (Some(recorded), Some(line)) = (&entry.sha256, checksum_line) {
-                if !recorded.eq_ignore_ascii_case(line) {
-                    push(
-                        &file,
-                        Kind::Mismatch,
-                        format!(
-                            "the manifest records SHA-256 {recorded}, {CHECKSUMS_FILE} lists {line}"
-                        ),
-                    );
+                // The manifest records the snapshot's digest too: a CHECKSUMS.sha256 "repaired" to
+                // match a changed file no longer agrees with it.
+                let checksum_line = listed.as_ref().and_then(|l| l.get(&file));
+                if let (Some(recorded), Some(line)) = (&sha256, checksum_line) {
+                    if !recorded.eq_ignore_ascii_case(line) {
+                        push(
+                            &file,
+                            Kind::Mismatch,
+                            format!(
+                                "the manifest records SHA-256 {recorded}, {CHECKSUMS_FILE} lists {line}"
+                            ),
+                        );
+                    }
                 }
-            }
-            if let (Some(digest), Some(schema)) = (&entry.schema_digest, &entry.schema) {
-                let actual = Fingerprint::from_value(schema.clone()).map(|f| f.digest());
-                if actual.as_ref().ok() != Some(digest) {
-                    push(
-                        MANIFEST_FILE,
-                        Kind::SchemaMismatch,
-                        format!(
-                            "the schema of `{name}` does not match its recorded digest {digest}"
-                        ),
-                    );
+                if let (Some(digest), Some(schema)) = (&entry.schema_digest, &entry.schema) {
+                    let actual = Fingerprint::from_value(schema.clone()).map(|f| f.digest());
+                    if actual.as_ref().ok() != Some(digest) {
+                        push(
+                            MANIFEST_FILE,
+                            Kind::SchemaMismatch,
+                            format!(
+                                "the schema of `{name}` does not match its recorded digest {digest}"
+                            ),
+                        );
+                    }
                 }
-            }
-            if options.deep {
-                // A listed file that cannot be opened was reported by the checksum check.
-                let listed_file = listed.as_ref().is_some_and(|l| l.contains_key(&file));
-                if let Some(finding) =
-                    deep_check(name, dir, &file, entry.schema.as_ref(), listed_file)
-                {
-                    findings_push(&mut push, finding);
+                // A shard file's archive holds one shard, not a collection: checked as one.
+                if options.deep && entry.has_cluster_record() {
+                    let listed_file = listed.as_ref().is_some_and(|l| l.contains_key(&file));
+                    if let Some(finding) =
+                        shard_audit::deep_check_shard(name, entry, dir, &file, listed_file)
+                    {
+                        shard_findings.push(finding);
+                    }
+                } else if options.deep {
+                    // A listed file that cannot be opened was reported by the checksum check.
+                    let listed_file = listed.as_ref().is_some_and(|l| l.contains_key(&file));
+                    if let Some(finding) =
+                        deep_check(name, dir, &file, entry.schema.as_ref(), listed_file)
+                    {
+                        findings_push(&mut push, finding);
+                    }
                 }
             }
         }
     }
 
+    findings.extend(shard_findings);
+    if let Some(manifest) = &manifest {
+        shard_audit::name_shards(&mut findings, manifest);
+    }
+
     if let (true, Some(manifest)) = (without_checksums, &manifest) {
+        let mut push = |file: &str, kind: Kind, problem: String| {
+            findings.push(Finding::new(file, kind, problem));
+        };
         // Nothing lists the config files: at least each one named must be there.
         for name in &manifest.config_files {
             let file = format!("{CONFIG_DIR}/{name}");
@@ -353,6 +410,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
         notices,
         files_checked,
         findings,
+        information,
         manifest_error,
     }
 }
@@ -362,20 +420,14 @@ fn findings_push(push: &mut impl FnMut(&str, Kind, String), finding: Finding) {
 }
 
 /// Compares the schema inside the snapshot with the manifest's fingerprint.
-fn deep_check(
+pub(super) fn deep_check(
     collection: &str,
     dir: &Utf8Path,
     file: &str,
     schema: Option<&Value>,
     open_problem_reported: bool,
 ) -> Option<Finding> {
-    let finding = |kind, problem| {
-        Some(Finding {
-            file: file.to_string(),
-            kind,
-            problem,
-        })
-    };
+    let finding = |kind, problem| Some(Finding::new(file, kind, problem));
     // Opened inside the backup folder only: a link or a special file is never read.
     let opened = match confined::open(dir, file) {
         Ok(opened) => opened,
@@ -386,6 +438,17 @@ fn deep_check(
         Ok(inside) => inside,
         Err(e) => return finding(Kind::SnapshotDamaged, e.to_string()),
     };
+    compare_schema(collection, file, &inside, schema)
+}
+
+/// Compares a snapshot's own schema files with the manifest's fingerprint `schema`.
+pub(super) fn compare_schema(
+    collection: &str,
+    file: &str,
+    inside: &snapshot_archive::SnapshotSchema,
+    schema: Option<&Value>,
+) -> Option<Finding> {
+    let finding = |kind, problem| Some(Finding::new(file, kind, problem));
     let Some(schema) = schema else {
         // Without a fingerprint there is nothing to compare with (reported as legacy already),
         // but the snapshot must still hold a collection config, which restore checks against.
@@ -475,4 +538,21 @@ fn walk_files(base: &Utf8Path, dir: &Utf8Path, out: &mut Vec<String>) -> std::io
         }
     }
     Ok(())
+}
+
+/// The snapshot files a collection entry names, with their recorded size and SHA-256: its one
+/// `qdrant/<snapshot_file>`, or a cluster backup's shard files.
+fn snapshot_files(entry: &super::CollectionEntry) -> Vec<(String, u64, Option<String>)> {
+    match entry.cluster() {
+        Some(cluster) => cluster
+            .shards
+            .into_iter()
+            .map(|s| (s.file, s.size_bytes, Some(s.sha256)))
+            .collect(),
+        None => vec![(
+            format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file),
+            entry.size_bytes,
+            entry.sha256.clone(),
+        )],
+    }
 }

@@ -5,10 +5,12 @@
 pub mod audit;
 pub mod catalog;
 pub mod checksums;
+pub mod cluster;
 pub mod confined;
 pub mod layout;
 pub mod legacy;
 pub mod retention;
+pub mod shard_audit;
 pub mod snapshot_archive;
 
 use std::collections::BTreeMap;
@@ -68,7 +70,9 @@ pub struct CollectionEntry {
     /// between `records` and this many points (aimem).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_max: Option<u64>,
-    /// File name under `qdrant/`.
+    /// File name under `qdrant/`; empty (and not written) for a cluster collection, whose
+    /// shard files its `cluster` record lists (see [`CollectionEntry::cluster`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub snapshot_file: String,
     pub size_bytes: u64,
     /// The schema fingerprint; absent in legacy (pre-2.4.1) manifests.
@@ -246,6 +250,12 @@ impl Manifest {
                     shown(&entry.name)
                 ));
             }
+            if let Some(problem) = entry.cluster_problem() {
+                return Some(problem);
+            }
+            if entry.has_cluster_record() {
+                continue;
+            }
             if !files.insert(entry.snapshot_file.as_str()) {
                 return Some(format!(
                     "collections.{} uses snapshot file {}, which another entry uses too",
@@ -253,6 +263,9 @@ impl Manifest {
                     shown(&entry.snapshot_file)
                 ));
             }
+        }
+        if let Some(problem) = self.cluster_problem() {
+            return Some(problem);
         }
         None
     }
@@ -267,6 +280,9 @@ impl Manifest {
             }
             if let Err(e) = SafeName::new(&entry.name) {
                 return Some((format!("{at}.name"), e));
+            }
+            if entry.has_cluster_record() {
+                continue;
             }
             if let Err(e) = SafeName::new(&entry.snapshot_file) {
                 return Some((format!("{at}.snapshot_file"), e));

@@ -32,6 +32,8 @@ pub enum ArchiveError {
     Truncated { len: u64, end: u64 },
     #[error("holds no config.json: not a Qdrant collection snapshot")]
     NoConfig,
+    #[error("holds no {0} at its top level: not a Qdrant shard snapshot")]
+    NotAShard(&'static str),
     #[error("has an unreadable {entry}: {detail}")]
     BadEntry { entry: &'static str, detail: String },
 }
@@ -138,6 +140,10 @@ const MAX_EXTENSION: u64 = 64 * 1024;
 struct Found {
     config: Option<Vec<u8>>,
     payload_index: Option<Vec<u8>>,
+    /// A shard snapshot's own files (see [`read_shard_from`]).
+    replica_state: Option<Vec<u8>>,
+    shard_config: Option<Vec<u8>>,
+    shard_key_mapping: Option<Vec<u8>>,
     /// Reported once the archive is known to be whole: a truncated archive is the better
     /// explanation for a bad schema file.
     problem: Option<ArchiveError>,
@@ -250,6 +256,11 @@ fn walk(reader: &mut BufReader<File>, len: u64) -> Result<Found, ArchiveError> {
             let slot = match name {
                 b"config.json" => Some(("config.json", &mut found.config)),
                 b"payload_index.json" => Some(("payload_index.json", &mut found.payload_index)),
+                b"replica_state.json" => Some(("replica_state.json", &mut found.replica_state)),
+                b"shard_config.json" => Some(("shard_config.json", &mut found.shard_config)),
+                b"shard_key_mapping.json" => {
+                    Some(("shard_key_mapping.json", &mut found.shard_key_mapping))
+                }
                 _ => None,
             };
             if let Some((which, slot)) = slot {
@@ -272,6 +283,78 @@ fn walk(reader: &mut BufReader<File>, len: u64) -> Result<Found, ArchiveError> {
         }
         pos = data_end;
     }
+}
+
+/// What a shard snapshot (api.md §3.5, §4.1) holds at its top level: a real one has
+/// `replica_state.json` and `shard_config.json` (and `segments/`, an empty `wal/`), but no
+/// collection `config.json`; some writers add the collection files too, which are then read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardArchive {
+    /// `replica_state.json`: `{"is_local", "this_peer_id", "peers": {id: state}}`.
+    pub replica_state: Value,
+    /// `shard_config.json`: `{"type": "ReplicaSet"}`.
+    pub shard_config: Value,
+    /// The collection's schema files, when the archive carries them.
+    pub schema: Option<SnapshotSchema>,
+    /// `shard_key_mapping.json`, when present.
+    pub shard_key_mapping: Option<Value>,
+}
+
+/// Reads a shard snapshot's own files and checks that the archive is whole.
+pub fn read_shard_from(file: File) -> Result<ShardArchive, ArchiveError> {
+    let len = file
+        .metadata()
+        .map_err(|e| ArchiveError::Unreadable(e.to_string()))?
+        .len();
+    let found = walk(&mut BufReader::new(file), len)?;
+    if let Some(problem) = found.problem {
+        return Err(problem);
+    }
+    let object = |bytes: Option<Vec<u8>>, which: &'static str| -> Result<Value, ArchiveError> {
+        let bytes = bytes.ok_or(ArchiveError::NotAShard(which))?;
+        let value = parse_json(&bytes, which)?;
+        match value.is_object() {
+            true => Ok(value),
+            false => Err(ArchiveError::BadEntry {
+                entry: which,
+                detail: "not a JSON object".into(),
+            }),
+        }
+    };
+    let replica_state = object(found.replica_state, "replica_state.json")?;
+    let shard_config = object(found.shard_config, "shard_config.json")?;
+    let shard_key_mapping = match found.shard_key_mapping {
+        Some(bytes) => Some(parse_json(&bytes, "shard_key_mapping.json")?),
+        None => None,
+    };
+    let schema = match found.config {
+        None => None,
+        Some(config) => {
+            let config = parse_json(&config, "config.json")?;
+            let payload_schema = match found.payload_index {
+                None => Map::new(),
+                Some(bytes) => match parse_json(&bytes, "payload_index.json")?.get_mut("schema") {
+                    Some(Value::Object(schema)) => std::mem::take(schema),
+                    _ => {
+                        return Err(ArchiveError::BadEntry {
+                            entry: "payload_index.json",
+                            detail: "no `schema` object".into(),
+                        });
+                    }
+                },
+            };
+            Some(SnapshotSchema {
+                config,
+                payload_schema,
+            })
+        }
+    };
+    Ok(ShardArchive {
+        replica_state,
+        shard_config,
+        schema,
+        shard_key_mapping,
+    })
 }
 
 fn not_a_tar(detail: String) -> ArchiveError {

@@ -4,6 +4,7 @@
 //! (JSON and plain text). It knows nothing about backups: it hands back `serde_json::Value`
 //! or the small types in [`types`].
 
+pub mod cluster;
 mod error;
 pub(crate) mod metrics;
 mod multipart;
@@ -394,6 +395,23 @@ impl Client {
         sha256: &str,
         on_progress: &mut dyn FnMut(u64) -> Result<(), Cancelled>,
     ) -> Result<(), QdrantError> {
+        let base = collection_path(name, "");
+        self.upload_snapshot_at(&base, name, file, shown, file_name, sha256, on_progress)
+    }
+
+    /// [`Client::upload_snapshot_file`] to the upload endpoint under `base` (a collection's or
+    /// a shard's path); `name` is the collection, for messages.
+    #[allow(clippy::too_many_arguments)]
+    fn upload_snapshot_at(
+        &self,
+        base: &str,
+        name: &str,
+        file: std::fs::File,
+        shown: &str,
+        file_name: &str,
+        sha256: &str,
+        on_progress: &mut dyn FnMut(u64) -> Result<(), Cancelled>,
+    ) -> Result<(), QdrantError> {
         let local = |e: std::io::Error| QdrantError::LocalRead {
             path: shown.to_string(),
             source: e,
@@ -405,7 +423,7 @@ impl Client {
             "/snapshots/upload?wait=true&priority=snapshot&checksum={}",
             encode_segment(sha256)
         );
-        let path_q = collection_path(name, &query);
+        let path_q = format!("{base}{query}");
         let mut body = form.reader(file, file_len, on_progress);
         let request = self.request::<()>(Method::POST, &path_q, None)?;
         let (mut parts, ()) = request.into_parts();

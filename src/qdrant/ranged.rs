@@ -70,7 +70,17 @@ impl Client {
         snapshot: &str,
         resume: Option<&ResumeFrom>,
     ) -> Result<SnapshotBody<'_>, QdrantError> {
-        let path = collection_path(name, &format!("/snapshots/{}", encode_segment(snapshot)));
+        self.open_snapshot_at(&collection_path(name, ""), snapshot, resume)
+    }
+
+    /// [`Client::open_snapshot`] for the snapshots under `base` (a collection's or a shard's path).
+    pub(super) fn open_snapshot_at(
+        &self,
+        base: &str,
+        snapshot: &str,
+        resume: Option<&ResumeFrom>,
+    ) -> Result<SnapshotBody<'_>, QdrantError> {
+        let path = format!("{base}/snapshots/{}", encode_segment(snapshot));
         let what = format!("downloading snapshot {snapshot}");
         let stall = self.timeouts.transfer_stall;
         if let Some(resume) = resume

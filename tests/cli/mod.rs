@@ -1,6 +1,10 @@
 //! One module per subcommand, plus shared helpers.
 
 mod backup;
+mod cluster;
+mod cluster_audit;
+mod cluster_journal;
+mod cluster_restore;
 mod completion;
 mod concurrency;
 mod diff_schema;

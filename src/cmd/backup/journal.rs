@@ -54,6 +54,68 @@ pub enum Record {
         collection: String,
         snapshot: String,
     },
+    /// A cluster peer answered with this shard snapshot's name (`peer_url` as shown, without
+    /// credentials).
+    ShardCreated {
+        collection: String,
+        shard: u32,
+        peer_id: u64,
+        peer_url: String,
+        snapshot: String,
+    },
+    /// That shard snapshot is gone from its peer.
+    ShardDeleted {
+        collection: String,
+        shard: u32,
+        peer_id: u64,
+        snapshot: String,
+    },
+    /// About to ask cluster peer `peer_id` (at `peer_url`, as shown) for a snapshot of
+    /// `shard`: as for [`Record::Creating`], one named from `asked_at` on, before
+    /// `asked_before`, and not in `existing` may be this run's.
+    ShardCreating {
+        collection: String,
+        shard: u32,
+        peer_id: u64,
+        peer_url: String,
+        asked_at: String,
+        asked_before: String,
+        existing: Vec<String>,
+    },
+    /// The peer refused that shard snapshot's creation: nothing to look for.
+    ShardRefused {
+        collection: String,
+        shard: u32,
+        peer_id: u64,
+    },
+}
+
+/// A shard snapshot a dead run left on a cluster peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardLeftover {
+    pub collection: String,
+    pub shard: u32,
+    pub peer_id: u64,
+    pub peer_url: String,
+    pub snapshot: String,
+}
+
+/// A shard snapshot creation a dead run asked a cluster peer for and never heard back about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardUnanswered {
+    pub collection: String,
+    pub shard: u32,
+    pub peer_id: u64,
+    pub peer_url: String,
+    pub asked_at: String,
+    pub asked_before: String,
+    pub existing: Vec<String>,
+}
+
+impl ShardUnanswered {
+    fn is(&self, collection: &str, shard: u32, peer_id: u64) -> bool {
+        self.collection == collection && self.shard == shard && self.peer_id == peer_id
+    }
 }
 
 /// The open, locked journal of this run.
@@ -130,6 +192,10 @@ pub struct Leftover {
     pub snapshots: Vec<(String, String)>,
     /// Creations whose answer never came.
     pub unanswered: Vec<Unanswered>,
+    /// Shard snapshots created on cluster peers and not deleted.
+    pub shard_snapshots: Vec<ShardLeftover>,
+    /// Shard snapshot creations whose answer never came.
+    pub shard_unanswered: Vec<ShardUnanswered>,
     /// The journal, locked by this run while it deals with the leftover.
     _lock: File,
 }
@@ -137,7 +203,10 @@ pub struct Leftover {
 impl Leftover {
     /// True when the dead run may have left something on a server.
     pub fn has_server_snapshots(&self) -> bool {
-        !self.snapshots.is_empty() || !self.unanswered.is_empty()
+        !self.snapshots.is_empty()
+            || !self.unanswered.is_empty()
+            || !self.shard_snapshots.is_empty()
+            || !self.shard_unanswered.is_empty()
     }
 
     /// One sentence for the person: whose, where, what.
@@ -159,6 +228,26 @@ impl Leftover {
             format!(
                 "a snapshot of `{}` asked for at {} UTC whose name never came back",
                 clean(&u.collection),
+                clean(&u.asked_at)
+            )
+        }));
+        what.extend(self.shard_snapshots.iter().map(|s| {
+            format!(
+                "snapshot {} of shard {} of `{}` on peer {} ({})",
+                clean(&s.snapshot),
+                s.shard,
+                clean(&s.collection),
+                s.peer_id,
+                clean(&s.peer_url)
+            )
+        }));
+        what.extend(self.shard_unanswered.iter().map(|u| {
+            format!(
+                "a snapshot of shard {} of `{}` on peer {} ({}) asked for at {} UTC whose name never came back",
+                u.shard,
+                clean(&u.collection),
+                u.peer_id,
+                clean(&u.peer_url),
                 clean(&u.asked_at)
             )
         }));
@@ -244,6 +333,8 @@ fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
         server: None,
         snapshots: Vec::new(),
         unanswered: Vec::new(),
+        shard_snapshots: Vec::new(),
+        shard_unanswered: Vec::new(),
         _lock: file.try_clone().ok()?,
     };
     let reader = std::io::BufReader::new(file.take(JOURNAL_MAX));
@@ -297,9 +388,71 @@ fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
             } => leftover
                 .snapshots
                 .retain(|(c, s)| !(*c == collection && *s == snapshot)),
+            Record::ShardCreated {
+                collection,
+                shard,
+                peer_id,
+                peer_url,
+                snapshot,
+            } => {
+                // The answer came: the earliest unanswered creation of it is answered.
+                leftover.forget_shard_unanswered(&collection, shard, peer_id);
+                leftover.shard_snapshots.push(ShardLeftover {
+                    collection,
+                    shard,
+                    peer_id,
+                    peer_url,
+                    snapshot,
+                });
+            }
+            Record::ShardDeleted {
+                collection,
+                shard,
+                peer_id,
+                snapshot,
+            } => leftover.shard_snapshots.retain(|s| {
+                !(s.collection == collection
+                    && s.shard == shard
+                    && s.peer_id == peer_id
+                    && s.snapshot == snapshot)
+            }),
+            Record::ShardCreating {
+                collection,
+                shard,
+                peer_id,
+                peer_url,
+                asked_at,
+                asked_before,
+                existing,
+            } => leftover.shard_unanswered.push(ShardUnanswered {
+                collection,
+                shard,
+                peer_id,
+                peer_url,
+                asked_at,
+                asked_before,
+                existing,
+            }),
+            Record::ShardRefused {
+                collection,
+                shard,
+                peer_id,
+            } => leftover.forget_shard_unanswered(&collection, shard, peer_id),
         }
     }
     Some(leftover)
+}
+
+impl Leftover {
+    fn forget_shard_unanswered(&mut self, collection: &str, shard: u32, peer_id: u64) {
+        if let Some(at) = self
+            .shard_unanswered
+            .iter()
+            .position(|u| u.is(collection, shard, peer_id))
+        {
+            self.shard_unanswered.remove(at);
+        }
+    }
 }
 
 /// Deletes what a dead run left on the server `client` talks to (`server`), then its staging
@@ -366,6 +519,29 @@ pub fn clear(leftover: &Leftover, client: &Client, server: &str, ui: &Ui) -> boo
             }
         }
     }
+    for left in &leftover.shard_snapshots {
+        if let Err(e) = clear_shard_snapshot(left, client) {
+            cleared = false;
+            ui.warn(&format!(
+                "could not delete snapshot {} of shard {} of `{}` on peer {}: {e}",
+                clean(&left.snapshot),
+                left.shard,
+                clean(&left.collection),
+                left.peer_id
+            ));
+        }
+    }
+    for asked in &leftover.shard_unanswered {
+        if let Err(e) = clear_shard_unanswered(asked, client) {
+            cleared = false;
+            ui.warn(&format!(
+                "could not look for the snapshot of shard {} of `{}` on peer {}: {e}",
+                asked.shard,
+                clean(&asked.collection),
+                asked.peer_id
+            ));
+        }
+    }
     if !cleared {
         ui.warn(&format!(
             "kept {} so the next backup tries again",
@@ -381,6 +557,104 @@ pub fn clear(leftover: &Leftover, client: &Client, server: &str, ui: &Ui) -> boo
         return false;
     }
     true
+}
+
+/// Deletes one shard snapshot a dead run left on a cluster peer: the peer is reached at the
+/// address the run used (with this run's key and credentials, which the journal never holds)
+/// and must answer as the recorded peer before anything is deleted.
+fn clear_shard_snapshot(left: &ShardLeftover, client: &Client) -> Result<(), String> {
+    // A journal names only snapshots Qdrant named for that shard of that collection.
+    let prefix = format!("{}-shard-{}-", left.collection, left.shard);
+    if crate::names::check(&left.snapshot).is_err() || !left.snapshot.starts_with(&prefix) {
+        return Ok(());
+    }
+    let peer = leftover_peer(client, &left.peer_url, left.peer_id)?;
+    match peer.delete_shard_snapshot(&left.collection, left.shard, &left.snapshot) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The client of the cluster peer a dead run used: reached at the address the run used (with
+/// this run's key and credentials, which the journal never holds), and only once it answers
+/// as the recorded peer.
+fn leftover_peer(client: &Client, peer_url: &str, expected: u64) -> Result<Client, String> {
+    let recorded = crate::qdrant::ServerUrl::new(peer_url);
+    let host = crate::qdrant::cluster::p2p_host(peer_url)
+        .ok_or_else(|| format!("no host in {}", clean(peer_url)))?;
+    // The recorded address has no credentials: the main URL's scheme, credentials and port
+    // with the recorded host, unless the recorded one is complete as it stands.
+    let url = match !client.url().has_secrets() {
+        true => recorded,
+        false => client.url().with_host(&host),
+    };
+    let peer = client.for_peer(&url);
+    match peer.cluster_status().map_err(|e| e.to_string())? {
+        crate::qdrant::cluster::ClusterStatus::Enabled { peer_id, .. } if peer_id == expected => {
+            Ok(peer)
+        }
+        _ => Err(format!(
+            "{} no longer answers as peer {expected}",
+            peer.display_url()
+        )),
+    }
+}
+
+/// True for a name Qdrant gives a snapshot of `shard` of `collection` started at or after
+/// `asked_at`: `<c>-shard-<id>-<time>.snapshot` (api.md §3.5), also with a peer id before the
+/// time as collection snapshots have.
+pub(super) fn is_shard_snapshot_of(
+    name: &str,
+    collection: &str,
+    shard: u32,
+    asked_at: &str,
+) -> bool {
+    let prefix = format!("{collection}-shard-{shard}-");
+    let Some(rest) = name
+        .strip_prefix(&prefix)
+        .and_then(|r| r.strip_suffix(".snapshot"))
+    else {
+        return false;
+    };
+    let Some(split) = rest.len().checked_sub(19) else {
+        return false;
+    };
+    let (peer, stamp) = rest.split_at_checked(split).unwrap_or(("-", ""));
+    let peer_ok = peer.is_empty()
+        || peer
+            .strip_suffix('-')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let shaped = stamp.len() == 19 && stamp.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+    peer_ok && shaped && stamp >= asked_at
+}
+
+/// Looks on its peer for the shard snapshot a dead run asked for and never heard back about,
+/// and deletes it: the earliest one named in the request's time window that was not there
+/// before (as for a single node's unanswered creation).
+fn clear_shard_unanswered(asked: &ShardUnanswered, client: &Client) -> Result<(), String> {
+    if crate::names::check(&asked.collection).is_err() {
+        return Ok(());
+    }
+    let peer = leftover_peer(client, &asked.peer_url, asked.peer_id)?;
+    // As for a single node, a list that cannot be read keeps the record for the next run.
+    let listed = peer
+        .list_shard_snapshots(&asked.collection, asked.shard)
+        .map_err(|e| e.to_string())?;
+    let theirs = listed
+        .into_iter()
+        .filter(|s| !asked.existing.contains(&s.name))
+        .filter(|s| is_shard_snapshot_of(&s.name, &asked.collection, asked.shard, &asked.asked_at))
+        .filter(|s| name_time(&s.name).is_some_and(|t| t < asked.asked_before.as_str()))
+        .min_by(|a, b| (name_time(&a.name), &a.name).cmp(&(name_time(&b.name), &b.name)));
+    let Some(snapshot) = theirs else {
+        return Ok(());
+    };
+    match peer.delete_shard_snapshot(&asked.collection, asked.shard, &snapshot.name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -466,6 +740,115 @@ mod tests {
         );
         assert_eq!(name_time("x.snapshot"), None);
         assert_eq!(name_time("c-1-2026-01-01-00-00-05"), None);
+    }
+
+    fn shard_creating(shard: u32, peer_id: u64) -> Record {
+        Record::ShardCreating {
+            collection: "d".into(),
+            shard,
+            peer_id,
+            peer_url: format!("http://127.0.0.{peer_id}:6333"),
+            asked_at: "2026-01-01-00-00-00".into(),
+            asked_before: "2026-01-01-00-03-00".into(),
+            existing: vec!["d-shard-0-2025-12-31-00-00-00.snapshot".into()],
+        }
+    }
+
+    #[test]
+    fn a_dead_runs_shard_creations_without_an_answer_are_left_to_look_for() {
+        let (_dir, root) = staging();
+        let mut journal = Journal::create(&root.join(".aimem-staging-x"), "http://h:1").unwrap();
+        for record in [
+            shard_creating(0, 1),
+            shard_creating(1, 2),
+            shard_creating(2, 3),
+            // Answered: a snapshot to delete by name, nothing to look for.
+            Record::ShardCreated {
+                collection: "d".into(),
+                shard: 0,
+                peer_id: 1,
+                peer_url: "http://127.0.0.1:6333".into(),
+                snapshot: "d-shard-0-2026-01-01-00-00-01.snapshot".into(),
+            },
+            // Refused: nothing made. The same shard on another peer is a different creation.
+            Record::ShardRefused {
+                collection: "d".into(),
+                shard: 2,
+                peer_id: 1,
+            },
+            Record::ShardRefused {
+                collection: "d".into(),
+                shard: 2,
+                peer_id: 3,
+            },
+        ] {
+            journal.record(&record).unwrap();
+        }
+        drop(journal);
+        let dead = dead_runs(&root);
+        assert_eq!(dead.len(), 1);
+        let unanswered: Vec<(u32, u64)> = dead[0]
+            .shard_unanswered
+            .iter()
+            .map(|u| (u.shard, u.peer_id))
+            .collect();
+        assert_eq!(unanswered, [(1, 2)]);
+        assert_eq!(dead[0].shard_snapshots.len(), 1);
+        assert!(dead[0].has_server_snapshots());
+        let said = dead[0].describe();
+        assert!(
+            said.contains("shard 1 of `d` on peer 2") && said.contains("never came back"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn only_a_shard_snapshot_named_from_the_request_time_on_is_looked_for() {
+        let at = "2026-11-26-16-00-01";
+        assert!(is_shard_snapshot_of(
+            "d-shard-3-2026-11-26-16-00-01.snapshot",
+            "d",
+            3,
+            at
+        ));
+        // With a peer id before the time, as collection snapshots are named.
+        assert!(is_shard_snapshot_of(
+            "d-shard-3-2743143085275039-2026-11-26-16-00-02.snapshot",
+            "d",
+            3,
+            at
+        ));
+        assert!(!is_shard_snapshot_of(
+            "d-shard-3-2026-11-26-15-59-59.snapshot",
+            "d",
+            3,
+            at
+        ));
+        assert!(!is_shard_snapshot_of(
+            "d-shard-30-2026-11-26-16-00-01.snapshot",
+            "d",
+            3,
+            at
+        ));
+        assert!(!is_shard_snapshot_of(
+            "d-x-shard-3-2026-11-26-16-00-01.snapshot",
+            "d",
+            3,
+            at
+        ));
+        assert!(!is_shard_snapshot_of(
+            "d-shard-3-x-2026-11-26-16-00-01.snapshot",
+            "d",
+            3,
+            at
+        ));
+        assert!(!is_shard_snapshot_of("d-shard-3-.snapshot", "d", 3, ""));
+        assert!(!is_shard_snapshot_of(
+            "d-shard-3-2026-11-26-16-00-01",
+            "d",
+            3,
+            at
+        ));
     }
 
     #[test]

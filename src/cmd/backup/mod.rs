@@ -12,6 +12,7 @@ pub(crate) mod files;
 pub(crate) mod journal;
 mod pipeline;
 mod resume;
+mod shards;
 pub(crate) mod snapshot;
 mod undo;
 
@@ -89,6 +90,9 @@ pub struct BackupArgs {
 
     #[command(flatten)]
     pub install: InstallArgs,
+
+    #[command(flatten)]
+    pub peers: crate::cmd::peers::PeerArgs,
 
     /// Seconds to wait for Qdrant to build a snapshot.
     #[arg(
@@ -391,12 +395,14 @@ fn back_up(
         }
         Err(_) => None,
     };
+    let topology = crate::cmd::peers::discover(&client, &args.peers)
+        .map_err(|e| Failure::new(Exit::BackupConnectionFailed, miette::Report::new(e)))?;
     let on_server = client
         .list_collections()
         .or_exit(Exit::BackupConnectionFailed)?;
     let names = choose_collections(args, &on_server, ui)?;
     let names = safe_names(&names, client.display_url())?;
-    let planned = plan(&client, &names)?;
+    let planned = plan(&client, &names, topology.is_cluster())?;
     stopped(stop)?;
 
     let root = prepare_root(&args.output).or_exit(Exit::Failed)?;
@@ -453,6 +459,7 @@ fn back_up(
         ai_memory_version,
         create_timeout: timeouts.snapshot_create,
         report,
+        topology: &topology,
     };
     let outcome = write_backup(
         &context,
@@ -509,6 +516,8 @@ struct Context<'a> {
     create_timeout: std::time::Duration,
     /// What `--json` reports.
     report: &'a Mutex<BackupReport>,
+    /// A single node, or the cluster's peers.
+    topology: &'a crate::cmd::peers::Topology,
 }
 
 /// The data behind a lock even if a thread panicked while holding it: the undo log and the
@@ -593,7 +602,7 @@ fn safe_names(names: &[String], server: &str) -> Outcome<Vec<SafeName>> {
 }
 
 /// Reads each collection's schema and estimates its snapshot size.
-fn plan(client: &Client, names: &[SafeName]) -> Outcome<Vec<Planned>> {
+fn plan(client: &Client, names: &[SafeName], cluster: bool) -> Outcome<Vec<Planned>> {
     names
         .iter()
         .map(|name| {
@@ -604,7 +613,8 @@ fn plan(client: &Client, names: &[SafeName]) -> Outcome<Vec<Planned>> {
                 .map_err(|e| collection_error(name, e))
                 .or_exit(Exit::Failed)?;
             // Older servers or restricted keys may not answer this: then there is nothing to check.
-            if let Ok(placement) = client.collection_cluster(name) {
+            // A cluster's collections are backed up shard by shard from every peer.
+            if !cluster && let Ok(placement) = client.collection_cluster(name) {
                 let missing = cluster::shards_missing_locally(&placement);
                 if !missing.is_empty() {
                     let shards = missing
@@ -713,10 +723,16 @@ fn write_backup(
     // In the order planned, whatever order they finished in: the checksums file lists them so.
     for (name, entry) in pipeline::back_up_collections(cx, args, planned, &snapshot_dir, undo)? {
         total_size += entry.size_bytes;
-        checksums.push(Entry {
-            sha256: entry.sha256.clone().unwrap_or_default(),
-            path: format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file),
-        });
+        match entry.cluster() {
+            Some(cluster) => checksums.extend(cluster.shards.into_iter().map(|s| Entry {
+                sha256: s.sha256,
+                path: s.file,
+            })),
+            None => checksums.push(Entry {
+                sha256: entry.sha256.clone().unwrap_or_default(),
+                path: format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file),
+            }),
+        }
         collections.insert(name, entry);
     }
 
@@ -767,7 +783,7 @@ fn write_backup(
         cx.ui.ok(&format!("{} log files", logs.len()));
     }
 
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         backup_date: layout::timestamp(crate::localtime::now()),
         ai_memory_version: cx.ai_memory_version.clone(),
         qdrant_host: cx.endpoint.host.clone(),
@@ -780,6 +796,9 @@ fn write_backup(
         qdrant_version,
         extra: BTreeMap::new(),
     };
+    if let Some(cluster) = shards::cluster_record(cx.topology) {
+        manifest.set_cluster(&cluster);
+    }
     let write_error = |source| BackupError::Folder {
         path: staging.clone(),
         source,
@@ -827,6 +846,9 @@ fn backup_collection(
     undo: &Mutex<Undo>,
     durability: snapshot::Durability,
 ) -> Outcome<(CollectionEntry, CollectionReport)> {
+    if cx.topology.is_cluster() {
+        return shards::backup_collection(cx, args, collection, snapshot_dir, undo);
+    }
     let name = &collection.name;
     let started = Instant::now();
     let (description, records, records_max, fingerprint) = consistent_snapshot(cx, name, undo)?;
@@ -854,7 +876,7 @@ fn backup_collection(
             let label = format!("download {name}");
             let download = snapshot::Download {
                 client: &client,
-                collection: &name,
+                source: snapshot::Source::Collection(&name),
                 snapshot: &description,
                 target: &target,
                 label: &label,

@@ -85,10 +85,13 @@ pub(super) fn back_up_collections(
                     match job {
                         Ok((entry, report)) => {
                             // The syncer outlives every worker: this send cannot fail. Should
-                            // it, the file is synced here instead.
-                            let path = collection.name.snapshot_path(snapshot_dir);
-                            if let Err(mpsc::SendError(path)) = to_sync.send(path) {
-                                if let Err(failure) = sync_file(&path) {
+                            // it, the file is synced here instead. A cluster collection's
+                            // shard files were synced as they were downloaded.
+                            if !entry.has_cluster_record() {
+                                let path = collection.name.snapshot_path(snapshot_dir);
+                                if let Err(mpsc::SendError(path)) = to_sync.send(path)
+                                    && let Err(failure) = sync_file(&path)
+                                {
                                     lock(first_failure).get_or_insert(failure);
                                     return;
                                 }

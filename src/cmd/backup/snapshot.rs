@@ -98,6 +98,29 @@ impl DownloadError {
 /// match exactly in the end anyway; this only decides when to stop writing.
 const OVERSIZE_MARGIN: u64 = 1024 * 1024;
 
+/// Where a snapshot lives on the server: a collection's snapshots or one shard's.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Collection(&'a str),
+    Shard { collection: &'a str, shard: u32 },
+}
+
+impl Source<'_> {
+    fn open<'c>(
+        &self,
+        client: &'c Client,
+        snapshot: &str,
+        resume: Option<&crate::qdrant::ResumeFrom>,
+    ) -> Result<crate::qdrant::SnapshotBody<'c>, QdrantError> {
+        match *self {
+            Source::Collection(name) => client.open_snapshot(name, snapshot, resume),
+            Source::Shard { collection, shard } => {
+                client.open_shard_snapshot(collection, shard, snapshot, resume)
+            }
+        }
+    }
+}
+
 /// Downloads `snapshot` of `collection` into `target`, retrying `retries` times.
 ///
 /// The bytes go to a hidden temporary file next to `target`, kept across attempts: a retry
@@ -117,9 +140,25 @@ pub fn download_verified(
     ui: &Ui,
     stop: &StopFlag,
 ) -> Result<Downloaded, DownloadError> {
+    let source = Source::Collection(collection);
+    download_verified_from(client, source, snapshot, target, retries, label, ui, stop)
+}
+
+/// [`download_verified`] from any [`Source`].
+#[allow(clippy::too_many_arguments)]
+pub fn download_verified_from(
+    client: &Client,
+    source: Source,
+    snapshot: &SnapshotDescription,
+    target: &Utf8Path,
+    retries: u32,
+    label: &str,
+    ui: &Ui,
+    stop: &StopFlag,
+) -> Result<Downloaded, DownloadError> {
     let download = Download {
         client,
-        collection,
+        source,
         snapshot,
         target,
         label,
@@ -132,7 +171,7 @@ pub fn download_verified(
 /// One snapshot download: what [`download_verified`] takes.
 pub struct Download<'a> {
     pub client: &'a Client,
-    pub collection: &'a str,
+    pub source: Source<'a>,
     pub snapshot: &'a SnapshotDescription,
     pub target: &'a Utf8Path,
     pub label: &'a str,
@@ -150,7 +189,7 @@ pub enum Durability {
     CallerSyncs,
 }
 
-/// [`download_verified`], with the sync of the finished file left to `durability`.
+/// [`download_verified_from`], with the sync of the finished file left to `durability`.
 pub fn download_with_retries(
     download: &Download,
     retries: u32,
@@ -158,7 +197,7 @@ pub fn download_with_retries(
 ) -> Result<Downloaded, DownloadError> {
     let Download {
         client,
-        collection,
+        source,
         snapshot,
         target,
         label,
@@ -175,7 +214,7 @@ pub fn download_with_retries(
     loop {
         match download_once(
             client,
-            collection,
+            source,
             snapshot,
             target,
             &mut partial,
@@ -213,7 +252,7 @@ fn backoff(attempt: u32) -> Duration {
 #[allow(clippy::too_many_arguments)]
 fn download_once(
     client: &Client,
-    collection: &str,
+    source: Source,
     snapshot: &SnapshotDescription,
     target: &Utf8Path,
     partial: &mut Partial,
@@ -227,7 +266,7 @@ fn download_once(
         source,
     };
     let resume = partial.resume_point(snapshot.size);
-    let body = client.open_snapshot(collection, &snapshot.name, resume.as_ref())?;
+    let body = source.open(client, &snapshot.name, resume.as_ref())?;
     let kept = body.start();
     partial.set_etag(body.resume_tag());
     if kept > 0 {

@@ -60,6 +60,9 @@ pub struct Undo {
     pub pending: Vec<Pending>,
     /// What this run creates on the server, on disk, for the next run if this one is killed.
     pub journal: Option<Journal>,
+    /// Shard snapshot creations whose outcome is unknown (no answer, or one aimem cannot
+    /// use): only the journal's records of them lead to those snapshots, so it is kept.
+    pub unanswered_shard_creations: usize,
 }
 
 /// How often the server's snapshot list is read while waiting for a pending snapshot.
@@ -97,7 +100,7 @@ impl Undo {
     pub fn run(&mut self, client: &Client, ui: &Ui) {
         // The server first: while the staging folder (and its journal) exists, a run killed
         // during this cleanup still leaves the next one a record of what to delete.
-        let mut all_gone = true;
+        let mut all_gone = self.unanswered_shard_creations == 0;
         for (collection, name) in std::mem::take(&mut self.server_snapshots) {
             if delete(client, ui, &collection, &name) {
                 self.journal_record(&Record::Deleted {

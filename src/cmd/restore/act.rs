@@ -34,6 +34,10 @@ pub struct Context<'a> {
     pub prerestore_prefix: String,
     /// Makes uploaded file names unique.
     pub stamp: String,
+    /// The server: a single node, or every peer of a cluster.
+    pub topology: &'a crate::cmd::peers::Topology,
+    /// How long a cluster restore waits for every replica to turn Active (--recovery-timeout).
+    pub settle_limit: std::time::Duration,
 }
 
 /// A step that failed; the restore is rolled back after it.
@@ -116,6 +120,16 @@ pub enum StepError {
         help("If it happens again, report the message above.")
     )]
     Panicked { collection: String },
+
+    #[error("restoring `{collection}` shard by shard failed: {detail}")]
+    #[diagnostic(
+        code(aimem::restore::cluster),
+        help(
+            "Check every peer's logs and GET /collections/NAME/cluster on the peers; a slow cluster may \
+             need a longer --recovery-timeout."
+        )
+    )]
+    Cluster { collection: String, detail: String },
 }
 
 fn qdrant(step: &'static str, collection: &str) -> impl FnOnce(QdrantError) -> StepError {
@@ -182,7 +196,7 @@ fn effect_of(error: &QdrantError) -> Effect {
     }
 }
 
-fn stopped(stop: &StopFlag) -> Result<(), StepError> {
+pub(super) fn stopped(stop: &StopFlag) -> Result<(), StepError> {
     match stop.requested() {
         Some(_) => Err(StepError::Interrupted),
         None => Ok(()),
@@ -236,6 +250,9 @@ pub(super) fn restore_one(
     let started = std::time::Instant::now();
     go_on()?;
     let source = &planned.source;
+    if super::shards::applies(cx.topology, source) {
+        return super::shards::restore_one(cx, planned, undo, go_on, named);
+    }
     cx.ui.step(&format!(
         "  Restoring {} ({} records)...",
         source.target, source.entry.records
@@ -419,7 +436,7 @@ fn check_space(folder: &Utf8Path, target: &str, needed: u64) -> Result<(), StepE
 }
 
 /// A new handle on the opened snapshot, at its start (handles share one position).
-fn rewound(file: &std::fs::File) -> std::io::Result<std::fs::File> {
+pub(super) fn rewound(file: &std::fs::File) -> std::io::Result<std::fs::File> {
     let mut handle = file.try_clone()?;
     std::io::Seek::seek(&mut handle, std::io::SeekFrom::Start(0))?;
     Ok(handle)

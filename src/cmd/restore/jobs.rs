@@ -123,6 +123,7 @@ fn merge(undo: &mut Undo, own: Undo) {
         folder: _,
         unclear,
         unsettled,
+        cluster_saved,
     } = own;
     undo.created.extend(created);
     undo.saved.extend(saved);
@@ -130,4 +131,5 @@ fn merge(undo: &mut Undo, own: Undo) {
     undo.config.extend(config);
     undo.unclear.extend(unclear);
     undo.unsettled.extend(unsettled);
+    undo.cluster_saved.extend(cluster_saved);
 }

@@ -14,6 +14,7 @@ mod plan;
 mod recovery;
 mod report;
 mod rollback;
+mod shards;
 
 use std::io::IsTerminal;
 
@@ -48,6 +49,9 @@ pub const PRERESTORE_PREFIX: &str = ".aimem-prerestore-";
 pub struct RestoreArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub peers: crate::cmd::peers::PeerArgs,
 
     /// The backup folder, or `latest` for the newest complete backup in AI_MEMORY_BACKUP_DIR.
     #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath, add = crate::complete::backup_folder())]
@@ -96,7 +100,8 @@ pub struct RestoreArgs {
     pub upload_timeout: u64,
 
     /// Seconds Qdrant may take to recover one collection: the wait for an upload's answer, and
-    /// after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back.
+    /// after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back;
+    /// in a cluster, also the wait for every replica to turn Active.
     #[arg(
         long,
         env = "SNAPSHOT_RECOVERY_TIMEOUT",
@@ -404,11 +409,15 @@ fn restore(
         legacy_without_checksums,
     )?;
     for source in &sources {
-        ui.ok(&format!(
-            "{} ({})",
-            source.entry.snapshot_file,
-            human_size(source.file.metadata().map(|m| m.len()).unwrap_or(0))
-        ));
+        let shown = match &source.cluster {
+            Some(cluster) => format!(
+                "{}: {} shard files",
+                source.entry.name,
+                cluster.shards.len()
+            ),
+            None => source.entry.snapshot_file.clone(),
+        };
+        ui.ok(&format!("{shown} ({})", human_size(shards::size(source))));
     }
     let install = args.install.resolve();
     let (config_files, config_skipped) = if args.restore_config {
@@ -435,6 +444,9 @@ fn restore(
     let client = ConnectionArgs::client(&endpoint, timeouts);
     let server = client.server_info().or_exit(Exit::ConnectionFailed)?;
     client.list_collections().or_exit(Exit::ConnectionFailed)?;
+    // A cluster's peers are reached and checked as for a backup, before anything else.
+    let topology = crate::cmd::peers::discover(&client, &args.peers)
+        .map_err(|e| Failure::new(Exit::ConnectionFailed, miette::Report::new(e)))?;
     let server_version = server.version.unwrap_or_else(|| "unknown".to_string());
     report.server = Some(client.display_url().to_string());
     report.qdrant_version = Some(server_version.clone());
@@ -485,10 +497,31 @@ fn restore(
             };
             Failure::new(exit, miette::Report::new(e))
         })?;
+        let mut planned = planned;
+        shards::check_layout(&topology, &mut planned);
         plans.push(planned);
+    }
+    if let crate::cmd::peers::Topology::Cluster { peers } = &topology {
+        notes.push(format!(
+            "the server is a cluster of {} peers: {}",
+            peers.len(),
+            peers
+                .iter()
+                .map(|p| format!("{} ({})", p.peer_id, p.client.display_url()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for planned in &plans {
+        if let Some(line) = shards::describe(&topology, &planned.source) {
+            notes.push(line);
+        }
     }
     show_plan(ui, &plans, &notes, &config_files, &config_skipped);
     report.plan(&plans, &notes, &config_files, &config_skipped);
+    for (collection, planned) in report.collections.iter_mut().zip(&plans) {
+        collection.cluster = shards::report(&topology, &planned.source);
+    }
     let (refused, plans): (Vec<Planned>, Vec<Planned>) = plans
         .into_iter()
         .partition(|p| matches!(p.action, Action::Refuse(_)));
@@ -567,6 +600,8 @@ fn restore(
         prerestore_in,
         prerestore_prefix: format!("{PRERESTORE_PREFIX}{}-", layout::folder_name(now)),
         stamp: stamp.clone(),
+        topology: &topology,
+        settle_limit: seconds(args.recovery_timeout),
     };
     let mut undo = Undo::default();
     // From the first change on, a second Ctrl-C no longer ends aimem at once (which would skip
@@ -618,10 +653,7 @@ fn restore(
     ui.rule();
     ui.success("Restore complete");
     ui.blank();
-    let restored_bytes = plans
-        .iter()
-        .map(|p| p.source.file.metadata().map_or(0, |m| m.len()))
-        .sum();
+    let restored_bytes = plans.iter().map(|p| shards::size(&p.source)).sum();
     ui.fact("Took", &throughput(restored_bytes, started.elapsed()));
     ui.fact("Collections restored", &plans.len().to_string());
     ui.fact(
@@ -673,12 +705,17 @@ fn verify_checksums(
         .map(|p| format!("  {p}"))
         .collect();
     for entry in selected {
-        let path = snapshot_path(&entry.snapshot_file);
-        if !entries.iter().any(|e| e.path == path) {
-            problems.push(format!(
-                "  {path}: not listed in {}",
-                checksums::CHECKSUMS_FILE
-            ));
+        let paths = match entry.cluster() {
+            Some(cluster) => shards::shard_paths(&entry.name, &cluster),
+            None => vec![snapshot_path(&entry.snapshot_file)],
+        };
+        for path in paths {
+            if !entries.iter().any(|e| e.path == path) {
+                problems.push(format!(
+                    "  {path}: not listed in {}",
+                    checksums::CHECKSUMS_FILE
+                ));
+            }
         }
     }
     if !entries.iter().any(|e| e.path == MANIFEST_FILE) {
@@ -731,6 +768,9 @@ fn sources(
     let sources: Vec<Source> = selected
         .iter()
         .map(|entry| {
+            if let Some(cluster) = entry.cluster() {
+                return cluster_source(dir, entry, &cluster, args, listed);
+            }
             let relative = snapshot_path(&entry.snapshot_file);
             let snapshot = dir.join(&relative);
             if checksums::check_relative(&relative).is_err() || !snapshot.is_file() {
@@ -804,6 +844,7 @@ fn sources(
                 verified_sha256,
                 fingerprint,
                 snapshot_fingerprint,
+                cluster: None,
             })
         })
         .collect::<Outcome<_>>()?;
@@ -814,6 +855,94 @@ fn sources(
         .or_exit(Exit::Failed);
     }
     Ok(sources)
+}
+
+/// A cluster backup's collection: every shard file opened (none through a link), its schema
+/// and target. `file` is its first shard file.
+fn cluster_source(
+    dir: &Utf8Path,
+    entry: &crate::manifest::CollectionEntry,
+    cluster: &crate::manifest::cluster::CollectionCluster,
+    args: &RestoreArgs,
+    listed: Option<&[Entry]>,
+) -> Outcome<Source> {
+    for relative in shards::shard_paths(&entry.name, cluster) {
+        if let Some(link) = symlink_in(dir, &relative) {
+            return Err(RestoreError::Link {
+                what: format!("a shard file of `{}`", entry.name),
+                path: link,
+            })
+            .or_exit(Exit::Failed);
+        }
+    }
+    let listed = match args.skip_checksum_verify {
+        true => None,
+        false => listed,
+    };
+    let opened = shards::open(dir, &entry.name, cluster, listed).map_err(|(path, source)| {
+        match source.kind() {
+            std::io::ErrorKind::NotFound => Failure::new(
+                Exit::Failed,
+                miette::Report::new(RestoreError::SnapshotMissing {
+                    collection: entry.name.clone(),
+                    path,
+                }),
+            ),
+            _ => Failure::new(
+                Exit::Failed,
+                miette::Report::new(RestoreError::SnapshotUnreadable {
+                    collection: entry.name.clone(),
+                    source,
+                }),
+            ),
+        }
+    })?;
+    let Some(first) = opened.shards.first() else {
+        return Err(RestoreError::SnapshotMissing {
+            collection: entry.name.clone(),
+            path: dir.join(SNAPSHOT_DIR).join(&entry.name),
+        })
+        .or_exit(Exit::Failed);
+    };
+    let file = first
+        .file
+        .try_clone()
+        .map_err(|source| RestoreError::SnapshotUnreadable {
+            collection: entry.name.clone(),
+            source,
+        })
+        .or_exit(Exit::Failed)?;
+    let Some(schema) = &entry.schema else {
+        return Err(Failure::msg(
+            Exit::Failed,
+            format!("the cluster backup of `{}` records no schema", entry.name),
+            "A cluster backup always records its schema: this manifest is damaged. Use another backup.",
+        ));
+    };
+    let fingerprint = Fingerprint::from_value(schema.clone())
+        .map_err(|source| RestoreError::BadSchema {
+            collection: entry.name.clone(),
+            source,
+        })
+        .or_exit(Exit::Failed)?;
+    let target = args.target_name.as_deref().unwrap_or(&entry.name);
+    let target = SafeName::new(target).map_err(|e| {
+        Failure::msg(
+            Exit::InvalidArguments,
+            e.to_string(),
+            "Choose another name.",
+        )
+    })?;
+    Ok(Source {
+        entry: entry.clone(),
+        target,
+        snapshot: dir.join(SNAPSHOT_DIR).join(&entry.name),
+        file: std::sync::Arc::new(file),
+        verified_sha256: None,
+        fingerprint: Some(fingerprint),
+        snapshot_fingerprint: None,
+        cluster: Some(std::sync::Arc::new(opened)),
+    })
 }
 
 fn show_plan(

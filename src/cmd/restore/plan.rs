@@ -26,6 +26,8 @@ pub struct Source {
     /// Without a fingerprint: the schema the snapshot file itself holds (its config.json),
     /// which the live collection is checked against instead.
     pub snapshot_fingerprint: Option<Fingerprint>,
+    /// A cluster backup's collection: its shard files (then `file` is the first of them).
+    pub cluster: Option<std::sync::Arc<super::shards::ClusterSource>>,
 }
 
 /// What happens to one target collection.
@@ -125,6 +127,14 @@ pub enum Refusal {
         source_version: String,
         target_version: String,
     },
+
+    #[error("`{target}` cannot be restored here: {why}")]
+    #[diagnostic(code(aimem::restore::cluster_layout), help("{todo}"))]
+    ClusterLayout {
+        target: String,
+        why: String,
+        todo: String,
+    },
 }
 
 /// How the server's version relates to the backup's.
@@ -171,9 +181,11 @@ pub fn plan_one(client: &Client, source: Source) -> Result<Planned, PlanError> {
         let action = match source.fingerprint {
             // Created from the fingerprint it would have no shard keys, so no shard would take
             // the snapshot's points (qdrant#10135): refuse before anything is done.
-            Some(_) if custom_sharding => Action::Refuse(Refusal::CustomShardingAbsent {
-                target: target.clone(),
-            }),
+            Some(_) if custom_sharding && source.cluster.is_none() => {
+                Action::Refuse(Refusal::CustomShardingAbsent {
+                    target: target.clone(),
+                })
+            }
             Some(_) => Action::Create,
             None => Action::Refuse(Refusal::LegacyAbsent {
                 target: target.clone(),

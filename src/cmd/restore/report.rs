@@ -51,6 +51,9 @@ pub struct CollectionReport {
     pub outcome: &'static str,
     /// Seconds the restore of this collection took (null unless restored).
     pub seconds: Option<f64>,
+    /// Cluster restores only: the layouts, peers and shards (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,6 +102,12 @@ fn touched(undo: &Undo) -> Vec<String> {
     let mut names: Vec<String> = undo.created.clone();
     names.extend(
         undo.saved
+            .iter()
+            .filter(|s| s.touched)
+            .map(|s| s.collection.clone()),
+    );
+    names.extend(
+        undo.cluster_saved
             .iter()
             .filter(|s| s.touched)
             .map(|s| s.collection.clone()),
@@ -180,6 +189,7 @@ impl RestoreReport {
                     refusal,
                     outcome: "unchanged",
                     seconds: None,
+                    cluster: None,
                 }
             })
             .collect();

@@ -57,6 +57,8 @@ pub struct Undo {
     pub unclear: Vec<Unclear>,
     /// Collections whose recovery could not be confirmed finished: left alone by the rollback.
     pub unsettled: Vec<Unclear>,
+    /// Existing cluster collections, saved shard by shard before being overwritten.
+    pub cluster_saved: Vec<super::shards::SavedCluster>,
 }
 
 /// A rollback step that failed.
@@ -157,6 +159,30 @@ impl Undo {
                 }),
             }
         }
+        for saved in self
+            .cluster_saved
+            .iter()
+            .rev()
+            .filter(|s| s.touched && !left_alone(&s.collection))
+        {
+            ui.step(&format!(
+                "Rolling back {} shard by shard from its pre-restore copy...",
+                saved.collection
+            ));
+            match super::shards::recover(saved, stamp) {
+                Ok(()) => {
+                    ui.ok(&format!("{} points, schema as before", saved.points));
+                    done.push(format!(
+                        "`{}` recovered shard by shard from its pre-restore copy ({} points, schema as before)",
+                        saved.collection, saved.points
+                    ));
+                }
+                Err(why) => failed.push(Unrestored {
+                    what: format!("recovering `{}`", saved.collection),
+                    why,
+                }),
+            }
+        }
         if failed.is_empty() {
             self.discard_saved(client, ui);
             Ok(done)
@@ -181,6 +207,15 @@ impl Undo {
             if let Err(e) = std::fs::remove_file(&saved.local) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     ui.warn(&format!("could not delete {}: {e}", saved.local));
+                }
+            }
+        }
+        for saved in self.cluster_saved.drain(..) {
+            for shard in saved.shards {
+                if let Err(e) = std::fs::remove_file(&shard.local) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        ui.warn(&format!("could not delete {}: {e}", shard.local));
+                    }
                 }
             }
         }
@@ -220,13 +255,20 @@ impl Undo {
             && self.unclear.is_empty()
             && self.unsettled.is_empty()
             && !self.saved.iter().any(|s| s.touched)
+            && !self.cluster_saved.iter().any(|s| s.touched)
     }
 
     /// The pre-restore snapshots kept after a failed rollback: (collection, local path).
     pub fn kept(&self) -> Vec<(&str, &Utf8PathBuf)> {
+        let shards = self.cluster_saved.iter().flat_map(|s| {
+            s.shards
+                .iter()
+                .map(move |shard| (s.collection.as_str(), &shard.local))
+        });
         self.saved
             .iter()
             .map(|s| (s.collection.as_str(), &s.local))
+            .chain(shards)
             .collect()
     }
 }

@@ -73,6 +73,14 @@ pub enum FaultKind {
     /// the index never appears: a failure in the server's operation queue, which a client
     /// that did not wait only sees as the index missing from `payload_schema`.
     IndexNeverApplied,
+    /// Multi-peer mode: adds a payload index on `field` (`schema`) to the cluster collection
+    /// named in the path (the state every peer answers `GET /collections/{c}` from), then
+    /// handles the request normally: a schema change racing a shard snapshot, say.
+    AddClusterPayloadIndex { field: String, schema: String },
+    /// Multi-peer mode: adds point `id` to every replica of its shard (auto sharding) of the
+    /// cluster collection named in the path, then handles the request normally: a write
+    /// racing a shard snapshot, say.
+    AddClusterPoint { id: u64 },
 }
 
 /// What the client of a [`FaultKind::SlowRecovery`] upload sees.

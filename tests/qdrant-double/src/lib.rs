@@ -14,12 +14,15 @@
 //! println!("{}", double.url());
 //! ```
 
+mod cluster;
+mod cluster_routes;
 mod faults;
 mod http;
 mod multipart;
 mod pace;
 mod routes;
 mod server;
+mod single_shards;
 mod snapshot;
 mod state;
 
@@ -33,6 +36,7 @@ use std::thread::JoinHandle;
 
 use serde_json::Value;
 
+pub use cluster::{Cluster, info_from_fixture};
 pub use faults::{Fault, FaultKind, LateAnswer};
 use server::{Shared, lock};
 use state::{Collection, State};
@@ -74,6 +78,9 @@ pub struct Config {
     /// it; with `wait=false` the answer is immediate and the index shows in `payload_schema`
     /// only after it, queued behind the collection's earlier index builds. `None`: no delay.
     pub index_create_delay: Option<std::time::Duration>,
+    /// Multi-peer mode ([`Cluster`]): how long the other replicas of a shard recovered with
+    /// `priority=snapshot` stay `Partial` (catching up) before they are `Active` again.
+    pub replica_activation_delay: std::time::Duration,
 }
 
 impl Default for Config {
@@ -87,6 +94,7 @@ impl Default for Config {
             snapshot_recover_rate: None,
             collection_create_delay: None,
             index_create_delay: None,
+            replica_activation_delay: std::time::Duration::from_millis(300),
         }
     }
 }
@@ -125,13 +133,24 @@ impl Double {
     /// Like [`Double::start_on`], with the temp storage dir created inside `parent` (default:
     /// the system temp dir). The storage dir is removed on drop.
     pub fn start_in(config: Config, port: u16, parent: Option<&Path>) -> std::io::Result<Double> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        Self::start_full(config, addr, parent, None)
+    }
+
+    /// Binds `addr`; with `cluster`, the double is one peer of a [`Cluster`].
+    pub(crate) fn start_full(
+        config: Config,
+        addr: SocketAddr,
+        parent: Option<&Path>,
+        cluster: Option<Arc<cluster::PeerLink>>,
+    ) -> std::io::Result<Double> {
         let mut builder = tempfile::Builder::new();
         builder.prefix("qdrant-double-");
         let storage = match parent {
             Some(dir) => builder.tempdir_in(dir)?,
             None => builder.tempdir()?,
         };
-        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config,
@@ -143,6 +162,7 @@ impl Double {
             next_id: AtomicU64::new(1),
             storage: storage.path().to_path_buf(),
             served: Mutex::new(Vec::new()),
+            cluster,
         });
         let accept = {
             let shared = Arc::clone(&shared);
@@ -343,3 +363,6 @@ pub(crate) fn list_snapshot_files(dir: &Path) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cluster_tests;

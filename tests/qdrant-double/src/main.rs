@@ -18,14 +18,18 @@
 //! `--cut-first-download-at PERCENT` closes the first snapshot download after that share of
 //! its body; `--report-served` prints, when stdin closes, one `served <bytes> <METHOD> <path>` line per
 //! answer (the response body bytes sent), for benchmarks of resumed downloads.
+//!
+//! `--peers N` (N ≥ 2) starts a cluster of N peers instead (see `qdrant_double::Cluster`):
+//! one URL per line, peer 0 first, all on one port (`127.0.0.{i+1}:PORT`). With
+//! `--seed-ai-memory`, each AI Memory collection gets N shards of replication 2.
 
 use std::io::Write;
 use std::num::NonZeroU64;
 use std::process::ExitCode;
 
-use qdrant_double::{Config, Double};
+use qdrant_double::{Cluster, Config, Double};
 
-const USAGE: &str = "usage: qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory] [--filler COLLECTION=BYTES[K|M|G|KiB|MiB|GiB]]... [--create-rate BYTES] [--recover-rate BYTES] [--collection-create-delay MS] [--index-create-delay MS] [--storage DIR] [--exit-on-stdin-eof] [--cut-first-download-at PERCENT] [--report-served]";
+const USAGE: &str = "usage: qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory] [--filler COLLECTION=BYTES[K|M|G|KiB|MiB|GiB]]... [--create-rate BYTES] [--recover-rate BYTES] [--collection-create-delay MS] [--index-create-delay MS] [--storage DIR] [--exit-on-stdin-eof] [--cut-first-download-at PERCENT] [--report-served] [--peers N]";
 
 fn parse_bytes(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
     let mut exit_on_eof = false;
     let mut cut_at: Option<u8> = None;
     let mut report_served = false;
+    let mut peers = 1usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -110,12 +115,24 @@ fn main() -> ExitCode {
                 _ => return usage("--cut-first-download-at needs a percentage (0-100)"),
             },
             "--report-served" => report_served = true,
+            "--peers" => match value().and_then(|v| v.parse().ok()) {
+                Some(n) if (1..=254).contains(&n) => peers = n,
+                _ => return usage("--peers needs a number of peers (1-254)"),
+            },
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
             other => return usage(&format!("unknown argument {other}")),
         }
+    }
+    if peers > 1 {
+        if port != 0 || storage.is_some() || cut_at.is_some() || report_served {
+            return usage(
+                "--peers does not go with --port, --storage, --cut-first-download-at or --report-served",
+            );
+        }
+        return run_cluster(peers, config, seed, &fillers, exit_on_eof);
     }
     let double = match Double::start_in(config, port, storage.as_deref()) {
         Ok(d) => d,
@@ -149,6 +166,38 @@ fn main() -> ExitCode {
             let _ = out.flush();
         }
         drop(double);
+        return ExitCode::SUCCESS;
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+/// `--peers N`: a cluster instead of one double.
+fn run_cluster(
+    peers: usize,
+    config: Config,
+    seed: bool,
+    fillers: &[(String, u64)],
+    exit_on_eof: bool,
+) -> ExitCode {
+    let cluster = Cluster::start(peers, config);
+    if seed {
+        cluster.seed_ai_memory(peers as u32, 2);
+    }
+    for i in 0..cluster.len() {
+        for (collection, bytes) in fillers {
+            cluster.peer(i).set_snapshot_filler(collection, *bytes);
+        }
+    }
+    let mut out = std::io::stdout();
+    for url in cluster.urls() {
+        let _ = writeln!(out, "{url}");
+    }
+    let _ = out.flush();
+    if exit_on_eof {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        drop(cluster);
         return ExitCode::SUCCESS;
     }
     loop {

@@ -104,11 +104,11 @@ pub(crate) fn error(status: u16, message: &str, started: Instant) -> Response {
     )
 }
 
-fn accepted(started: Instant) -> Response {
+pub(crate) fn accepted(started: Instant) -> Response {
     Response::json(202, &json!({"status": "accepted", "time": secs(started)}))
 }
 
-fn not_found_collection(c: &str) -> String {
+pub(crate) fn not_found_collection(c: &str) -> String {
     format!("Not found: Collection `{c}` doesn't exist!")
 }
 
@@ -151,7 +151,7 @@ fn authenticate(shared: &Shared, req: &Request) -> Result<Access, Response> {
     }
 }
 
-fn read_json(body: &mut BodyReader<'_>, allow_empty: bool) -> Result<Value, String> {
+pub(crate) fn read_json(body: &mut BodyReader<'_>, allow_empty: bool) -> Result<Value, String> {
     let bytes = body
         .read_all(JSON_LIMIT)
         .map_err(|e| format!("Format error in JSON body: {e}"))?;
@@ -189,6 +189,13 @@ pub(crate) fn handle<'s>(
             return accepted(started);
         }
         return error(403, FORBIDDEN_MANAGE, started);
+    }
+    // Multi-peer mode: the cluster's routes first; what they leave goes on as for one node.
+    if let Some(link) = &shared.cluster {
+        match crate::cluster_routes::handle(shared, link, req, body, &flags, started) {
+            Ok(resp) => return resp,
+            Err(()) => crate::cluster_routes::sync_peer(shared, link),
+        }
     }
 
     match (method.as_str(), seg.as_slice()) {
@@ -235,6 +242,9 @@ pub(crate) fn handle<'s>(
                 Some(col) => ok(col.cluster_info(shared.config.peer_id), started),
                 None => error(404, &not_found_collection(c), started),
             }
+        }
+        ("POST", ["collections", c, "shards", shard, "snapshots", "upload"]) => {
+            crate::single_shards::upload_shard_snapshot(shared, req, c, shard, body, started)
         }
         ("PUT", ["collections", c, "index"]) => {
             create_index(shared, req, c, body, started, flags.index_never_applied)
@@ -367,7 +377,7 @@ fn metrics(shared: &Shared) -> String {
     out
 }
 
-fn valid_collection_name(c: &str) -> bool {
+pub(crate) fn valid_collection_name(c: &str) -> bool {
     !c.is_empty()
         && c.len() <= 255
         && !c
@@ -416,7 +426,7 @@ fn create_collection(shared: &Shared, c: &str, body: &mut BodyReader<'_>, t: Ins
     ok(json!(true), t)
 }
 
-fn update_result(st: &mut state::State, req: &Request) -> Value {
+pub(crate) fn update_result(st: &mut state::State, req: &Request) -> Value {
     let status = if req.wait(false) {
         "completed"
     } else {
@@ -432,7 +442,7 @@ struct CreateFieldIndex {
     field_schema: Option<Value>,
 }
 
-fn create_index(
+pub(crate) fn create_index(
     shared: &Shared,
     req: &Request,
     c: &str,
@@ -504,7 +514,7 @@ fn create_index(
 
 /// Point ids of an upsert (`{"points":[{"id":1}…]}` or `{"batch":{"ids":[…]}}`) or a delete
 /// (`{"points":[1,2]}`) body.
-fn point_ids(body: &Value) -> Result<Vec<u64>, String> {
+pub(crate) fn point_ids(body: &Value) -> Result<Vec<u64>, String> {
     let items: Vec<&Value> = match (body.get("points"), body.get("batch")) {
         (Some(Value::Array(points)), _) => points.iter().collect(),
         (_, Some(batch)) => batch["ids"].as_array().into_iter().flatten().collect(),
@@ -555,18 +565,23 @@ fn update_points(
     ok(result, t)
 }
 
-type Failure = (u16, String);
+pub(crate) type Failure = (u16, String);
 
-fn wrong(sha: &str) -> String {
+pub(crate) fn wrong(sha: &str) -> String {
     let first = if sha.starts_with('0') { "1" } else { "0" };
     format!("{first}{}", &sha[1.min(sha.len())..])
 }
 
-fn timestamp_now() -> time::OffsetDateTime {
+pub(crate) fn timestamp_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
 }
 
-fn format_ts(t: time::OffsetDateTime, date_sep: char, mid: char, time_sep: char) -> String {
+pub(crate) fn format_ts(
+    t: time::OffsetDateTime,
+    date_sep: char,
+    mid: char,
+    time_sep: char,
+) -> String {
     format!(
         "{:04}{date_sep}{:02}{date_sep}{:02}{mid}{:02}{time_sep}{:02}{time_sep}{:02}",
         t.year(),
@@ -578,7 +593,7 @@ fn format_ts(t: time::OffsetDateTime, date_sep: char, mid: char, time_sep: char)
     )
 }
 
-fn creation_time(meta: &fs::Metadata) -> Option<String> {
+pub(crate) fn creation_time(meta: &fs::Metadata) -> Option<String> {
     let t = meta.created().or_else(|_| meta.modified()).ok()?;
     Some(format_ts(t.into(), '-', 'T', ':'))
 }
@@ -597,7 +612,7 @@ fn http_date(t: SystemTime) -> String {
     )
 }
 
-fn checksum_path(file: &Path) -> PathBuf {
+pub(crate) fn checksum_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(".checksum");
     PathBuf::from(name)
@@ -654,7 +669,12 @@ fn build_snapshot(
     let tmp = shared
         .tmp_dir()
         .join(format!("{name}.{}.tmp", shared.unique()));
-    let sha = match snapshot::write_snapshot(&tmp, col, shared.config.peer_id, filler) {
+    let written = match &shared.cluster {
+        // A peer's collection snapshot holds only its local shards.
+        Some(link) => crate::cluster::write_peer_snapshot(link, &tmp, c, filler),
+        None => snapshot::write_snapshot(&tmp, col, shared.config.peer_id, filler),
+    };
+    let sha = match written {
         Ok(sha) => sha,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -682,12 +702,17 @@ fn list_snapshots(shared: &Shared, c: &str, wrong_checksum: bool) -> Result<Vec<
     if !lock(&shared.state).collections.contains_key(c) {
         return Err((404, not_found_collection(c)));
     }
+    Ok(list_snapshot_dir(&shared.snapshot_dir(c), wrong_checksum))
+}
+
+/// The `SnapshotDescription`s of the `.snapshot` files in `dir`.
+pub(crate) fn list_snapshot_dir(dir: &Path, wrong_checksum: bool) -> Vec<Value> {
     let mut out = Vec::new();
-    for name in crate::list_snapshot_files(&shared.snapshot_dir(c)) {
+    for name in crate::list_snapshot_files(dir) {
         if !name.ends_with(".snapshot") {
             continue;
         }
-        let path = shared.snapshot_dir(c).join(&name);
+        let path = dir.join(&name);
         let Ok(meta) = fs::metadata(&path) else {
             continue;
         };
@@ -706,10 +731,10 @@ fn list_snapshots(shared: &Shared, c: &str, wrong_checksum: bool) -> Result<Vec<
         }
         out.push(desc);
     }
-    Ok(out)
+    out
 }
 
-fn safe_name(name: &str) -> bool {
+pub(crate) fn safe_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\'])
 }
 
@@ -770,7 +795,17 @@ fn download_snapshot(
     if !lock(&shared.state).collections.contains_key(c) {
         return Response::plain(404, &not_found_collection(c));
     }
-    let path = shared.snapshot_dir(c).join(name);
+    serve_snapshot_file(req, &shared.snapshot_dir(c), name, flags)
+}
+
+/// A snapshot file download from `dir` (Range, If-Match, ETag as the real server).
+pub(crate) fn serve_snapshot_file(
+    req: &Request,
+    dir: &Path,
+    name: &str,
+    flags: &Flags,
+) -> Response {
+    let path = dir.join(name);
     let meta = match fs::metadata(&path) {
         Ok(m) if safe_name(name) && m.is_file() => m,
         _ => return Response::plain(404, &format!("Not found: Snapshot {name} not found")),
@@ -807,7 +842,7 @@ fn download_snapshot(
                 .map_or(start, |back| start.saturating_sub(back));
             resp.status = 206;
             resp.body = ResponseBody::File {
-                path: shared.snapshot_dir(c).join(name),
+                path: dir.join(name),
                 start,
                 len: end - start + 1,
             };
@@ -835,7 +870,12 @@ fn delete_snapshot(shared: &Shared, c: &str, name: &str) -> Result<(), Failure> 
     if !lock(&shared.state).collections.contains_key(c) {
         return Err((404, not_found_collection(c)));
     }
-    let path = shared.snapshot_dir(c).join(name);
+    delete_snapshot_file(&shared.snapshot_dir(c), name)
+}
+
+/// Deletes a snapshot file (and its checksum sidecar) from `dir`.
+pub(crate) fn delete_snapshot_file(dir: &Path, name: &str) -> Result<(), Failure> {
+    let path = dir.join(name);
     if !safe_name(name) || !path.is_file() {
         return Err((404, format!("Not found: Snapshot {name} not found")));
     }
@@ -1050,6 +1090,9 @@ fn recover_unmeasured(
     path: &Path,
     fail_after_clear: bool,
 ) -> Result<(), Failure> {
+    if let Some(link) = &shared.cluster {
+        return crate::cluster_routes::recover_collection(shared, link, c, path, fail_after_clear);
+    }
     let started = Instant::now();
     let parsed = snapshot::read_snapshot(path).map_err(|msg| (500, msg))?;
     // The collection changes only once the simulated recovery time is over.

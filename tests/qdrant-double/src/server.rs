@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub storage: PathBuf,
     /// Response body bytes written per request (method, path as sent, bytes), in order.
     pub served: Mutex<Vec<(String, String, u64)>>,
+    /// Set when this double is one peer of a [`crate::Cluster`].
+    pub cluster: Option<Arc<crate::cluster::PeerLink>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -165,6 +167,32 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             Some(FaultKind::ChangedEtag) => flags.changed_etag = true,
             Some(FaultKind::ShiftedRange { back }) => flags.shifted_range = Some(back),
             Some(FaultKind::IndexNeverApplied) => flags.index_never_applied = true,
+            Some(FaultKind::AddClusterPayloadIndex { field, schema }) => {
+                if let Some(link) = &shared.cluster
+                    && let Some(collection) = req.segments.get(1)
+                {
+                    let mut st = link.lock();
+                    if let Some(col) = st.collections.get_mut(collection) {
+                        col.schema.insert(field, serde_json::Value::String(schema));
+                        st.commit += 1;
+                    }
+                }
+            }
+            Some(FaultKind::AddClusterPoint { id }) => {
+                if let Some(link) = &shared.cluster
+                    && let Some(collection) = req.segments.get(1)
+                    && let Some(col) = link.lock().collections.get_mut(collection)
+                {
+                    let shards: Vec<u32> = col.shards.keys().copied().collect();
+                    if let Some(shard) = col.shard_for(&shards, id)
+                        && let Some(shard) = col.shards.get_mut(&shard)
+                    {
+                        for replica in shard.replicas.values_mut() {
+                            replica.points.insert(id);
+                        }
+                    }
+                }
+            }
             None => {}
         }
 

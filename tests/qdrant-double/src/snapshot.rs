@@ -97,7 +97,7 @@ impl Read for Filler {
     }
 }
 
-fn header(size: u64) -> tar::Header {
+pub(crate) fn header(size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_size(size);
     h.set_mode(0o644);
@@ -106,7 +106,11 @@ fn header(size: u64) -> tar::Header {
     h
 }
 
-fn append_bytes<W: Write>(b: &mut tar::Builder<W>, path: &str, data: &[u8]) -> io::Result<()> {
+pub(crate) fn append_bytes<W: Write>(
+    b: &mut tar::Builder<W>,
+    path: &str,
+    data: &[u8],
+) -> io::Result<()> {
     b.append_data(&mut header(data.len() as u64), path, data)
 }
 

@@ -82,3 +82,38 @@ fn binary_takes_rates_and_refuses_a_zero_or_unreadable_one() {
         assert!(stderr.contains("BYTES per second"), "{stderr}");
     }
 }
+
+#[test]
+fn binary_with_peers_prints_one_url_per_peer_on_one_port() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qdrant-double"))
+        .args(["--peers", "3", "--seed-ai-memory", "--exit-on-stdin-eof"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let urls: Vec<String> = (0..3)
+        .map(|_| {
+            let mut line = String::new();
+            out.read_line(&mut line).expect("line");
+            line.trim().to_string()
+        })
+        .collect();
+    let port = urls[0].rsplit(':').next().expect("port").to_string();
+    for (i, url) in urls.iter().enumerate() {
+        assert_eq!(url, &format!("http://127.0.0.{}:{port}", i + 1));
+    }
+    let addr = urls[1].strip_prefix("http://").expect("http url");
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "GET /collections/discussions/cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"shard_count\":3"), "{response}");
+    drop(child.stdin.take());
+    assert!(child.wait().expect("wait").success());
+}

@@ -1,0 +1,977 @@
+//! Shard-aware backup of one collection of a distributed Qdrant (api.md §5.3, option 3):
+//! the placement from every peer, one Active replica chosen per shard id, that shard's
+//! snapshot taken on its peer and streamed to `qdrant/<collection>/shard-<id>.snapshot`.
+//! Peers work in parallel, each on its own shards, each shard once.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::Instant;
+
+use camino::Utf8Path;
+use miette::Diagnostic;
+use thiserror::Error;
+
+use super::journal::Record;
+use super::snapshot::{self, Downloaded, Source};
+use super::undo::Undo;
+use super::{
+    BackupError, CollectionReport, Context, Planned, collection_error, collection_failure,
+    live_fingerprint, stopped,
+};
+use crate::cmd::peers::Topology;
+use crate::exit::Exit;
+use crate::failure::{OrExit, Outcome};
+use crate::manifest::CollectionEntry;
+use crate::manifest::cluster::{
+    ClusterRecord, CollectionCluster, PeerRecord, ReplicaRecord, ShardKey, ShardRecord, shard_file,
+    shard_file_name,
+};
+use crate::names::SafeName;
+use crate::qdrant::cluster::CollectionClusterView;
+use crate::qdrant::{QdrantError, SnapshotDescription};
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum ShardError {
+    #[error("shard {shard} of `{collection}` has no Active replica ({replicas})")]
+    #[diagnostic(
+        code(aimem::backup::no_active_replica),
+        help(
+            "Only an Active replica holds the shard's complete, current points. Wait until the cluster \
+             has recovered (GET /collections/NAME/cluster on the peers) and run the backup again."
+        )
+    )]
+    NoActiveReplica {
+        collection: String,
+        shard: u32,
+        replicas: String,
+    },
+
+    #[error("the peers disagree about where the shards of `{collection}` are: {detail}")]
+    #[diagnostic(
+        code(aimem::backup::placement),
+        help(
+            "The cluster is changing (a shard transfer, a peer joining or leaving). Run the backup \
+             again once it is settled."
+        )
+    )]
+    Placement { collection: String, detail: String },
+}
+
+/// One shard's replicas, as their own peers report them.
+#[derive(Debug, Clone, Default)]
+struct ShardPlacement {
+    key: Option<ShardKey>,
+    /// peer id → (state, points_count)
+    replicas: BTreeMap<u64, (String, Option<u64>)>,
+}
+
+/// Merges every peer's view into one placement, refusing contradictions: a peer's word on
+/// its own replicas is what counts, and every replica another peer names must be one its own
+/// peer reports.
+fn placement(
+    collection: &str,
+    views: &[CollectionClusterView],
+) -> Result<BTreeMap<u32, ShardPlacement>, ShardError> {
+    let contradiction = |detail: String| ShardError::Placement {
+        collection: collection.to_string(),
+        detail,
+    };
+    let mut shards: BTreeMap<u32, ShardPlacement> = BTreeMap::new();
+    if let Some(first) = views.first()
+        && let Some(other) = views.iter().find(|v| v.shard_count != first.shard_count)
+    {
+        return Err(contradiction(format!(
+            "peer {} counts {} shards, peer {} {}",
+            first.peer_id, first.shard_count, other.peer_id, other.shard_count
+        )));
+    }
+    for view in views {
+        for replica in &view.local {
+            let shard = shards.entry(replica.shard_id).or_default();
+            if shard
+                .replicas
+                .insert(view.peer_id, (replica.state.clone(), replica.points_count))
+                .is_some()
+            {
+                return Err(contradiction(format!(
+                    "peer {} reports shard {} twice",
+                    view.peer_id, replica.shard_id
+                )));
+            }
+            if shard.key.is_some() && shard.key != replica.shard_key {
+                return Err(contradiction(format!(
+                    "shard {} has two shard keys",
+                    replica.shard_id
+                )));
+            }
+            shard.key = shard.key.take().or(replica.shard_key.clone());
+        }
+    }
+    for view in views {
+        for replica in &view.remote {
+            let known = shards
+                .get(&replica.shard_id)
+                .is_some_and(|s| s.replicas.contains_key(&replica.peer_id));
+            if !known {
+                return Err(contradiction(format!(
+                    "peer {} says peer {} holds shard {}, which that peer does not report",
+                    view.peer_id, replica.peer_id, replica.shard_id
+                )));
+            }
+        }
+    }
+    Ok(shards)
+}
+
+/// Per shard, the peer to snapshot it on: an Active holder, the one with the fewest shards
+/// chosen so far (then the lowest peer id), so the work spreads over the peers.
+fn choose_sources(
+    collection: &str,
+    shards: &BTreeMap<u32, ShardPlacement>,
+) -> Result<BTreeMap<u32, u64>, ShardError> {
+    let mut load: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut chosen = BTreeMap::new();
+    for (&id, shard) in shards {
+        let source = shard
+            .replicas
+            .iter()
+            .filter(|(_, (state, _))| state == "Active")
+            .map(|(&peer, _)| peer)
+            .min_by_key(|peer| (load.get(peer).copied().unwrap_or(0), *peer));
+        let Some(source) = source else {
+            let replicas = shard
+                .replicas
+                .iter()
+                .map(|(peer, (state, _))| format!("peer {peer}: {state}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ShardError::NoActiveReplica {
+                collection: collection.to_string(),
+                shard: id,
+                replicas,
+            });
+        };
+        *load.entry(source).or_default() += 1;
+        chosen.insert(id, source);
+    }
+    // The greedy pass can leave one peer with two shards more than another that could take
+    // one of them: move such shards until none is left (each move lowers the spread, so
+    // this ends), in shard order, so the outcome stays deterministic.
+    let mut moved = true;
+    while moved {
+        moved = false;
+        for (&id, shard) in shards {
+            let Some(&current) = chosen.get(&id) else {
+                continue;
+            };
+            let here = load.get(&current).copied().unwrap_or(0);
+            let better = shard
+                .replicas
+                .iter()
+                .filter(|(_, (state, _))| state == "Active")
+                .map(|(&peer, _)| (load.get(&peer).copied().unwrap_or(0), peer))
+                .filter(|&(there, _)| there + 2 <= here)
+                .min();
+            if let Some((_, peer)) = better {
+                *load.entry(current).or_default() -= 1;
+                *load.entry(peer).or_default() += 1;
+                chosen.insert(id, peer);
+                moved = true;
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// The shard keys in creation order: the order of each key's smallest shard id (shard ids
+/// are allocated in sequence), keys without shards last in the server's order.
+fn keys_in_creation_order(
+    listed: &[ShardKey],
+    shards: &BTreeMap<u32, ShardPlacement>,
+) -> Vec<ShardKey> {
+    let mut ordered: Vec<ShardKey> = Vec::new();
+    for shard in shards.values() {
+        if let Some(key) = &shard.key
+            && !ordered.contains(key)
+        {
+            ordered.push(key.clone());
+        }
+    }
+    for key in listed {
+        if !ordered.contains(key) {
+            ordered.push(key.clone());
+        }
+    }
+    ordered
+}
+
+/// The top-level manifest record of the cluster's peers.
+pub fn cluster_record(topology: &Topology) -> Option<ClusterRecord> {
+    topology.is_cluster().then(|| ClusterRecord {
+        peers: topology
+            .peers()
+            .iter()
+            .map(|p| PeerRecord {
+                peer_id: p.peer_id,
+                uri: p.uri.clone(),
+                url: p.client.display_url().to_string(),
+            })
+            .collect(),
+    })
+}
+
+/// A shard snapshot made on a peer and not yet deleted there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Made {
+    shard: u32,
+    peer: u64,
+    name: String,
+}
+
+/// Backs up one collection of a cluster; the entry carries a `cluster` record and no
+/// `snapshot_file`.
+pub(super) fn backup_collection(
+    cx: &Context,
+    args: &super::BackupArgs,
+    collection: &Planned,
+    snapshot_dir: &Utf8Path,
+    undo: &Mutex<Undo>,
+) -> Outcome<(CollectionEntry, CollectionReport)> {
+    let name = &collection.name;
+    let started = Instant::now();
+    let topology = cx.topology;
+    let mut views = Vec::new();
+    for peer in topology.peers() {
+        let view = peer
+            .client
+            .collection_cluster_view(name)
+            .map_err(|e| collection_failure(name, e))?;
+        if view.peer_id != peer.peer_id {
+            return Err(collection_error(
+                name,
+                ShardError::Placement {
+                    collection: name.to_string(),
+                    detail: format!(
+                        "{} answers for peer {} as peer {}",
+                        peer.client.display_url(),
+                        peer.peer_id,
+                        view.peer_id
+                    ),
+                },
+            ))
+            .or_exit(Exit::Failed);
+        }
+        views.push(view);
+    }
+    let shards = placement(name, &views)
+        .map_err(|e| collection_error(name, e))
+        .or_exit(Exit::Failed)?;
+    let sources = choose_sources(name, &shards)
+        .map_err(|e| collection_error(name, e))
+        .or_exit(Exit::Failed)?;
+
+    let info = cx
+        .client
+        .collection_info(name)
+        .map_err(|e| collection_failure(name, e))?;
+    let params = info.pointer("/config/params");
+    let param = |key: &str, default: u64| {
+        params
+            .and_then(|p| p.get(key))
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(default as u32)
+    };
+    let sharding_method = match params
+        .and_then(|p| p.get("sharding_method"))
+        .and_then(serde_json::Value::as_str)
+    {
+        Some("custom") => "custom",
+        _ => "auto",
+    };
+    let shard_keys = match sharding_method {
+        "custom" => {
+            let listed = cx
+                .client
+                .shard_keys(name)
+                .map_err(|e| collection_failure(name, e))?;
+            keys_in_creation_order(&listed, &shards)
+        }
+        _ => Vec::new(),
+    };
+
+    let dir = snapshot_dir.join(name.as_str());
+    crate::manifest::layout::create_private_dir(&dir)
+        .map_err(|source| BackupError::Folder {
+            path: dir.clone(),
+            source,
+        })
+        .or_exit(Exit::Failed)?;
+
+    let (taken, records, records_max, key_records, schema_after) =
+        consistent_shards(cx, args, name, &shard_keys, &sources, &dir, undo)?;
+
+    let mut records_shards = Vec::new();
+    let mut size_bytes = 0u64;
+    for (&shard_id, placement) in &shards {
+        let Some((source, downloaded)) = taken.get(&shard_id) else {
+            continue;
+        };
+        size_bytes += downloaded.size;
+        let replicas = placement
+            .replicas
+            .iter()
+            .map(|(&peer_id, (state, _))| ReplicaRecord {
+                peer_id,
+                state: state.clone(),
+            })
+            .collect();
+        records_shards.push(ShardRecord {
+            shard_id,
+            shard_key: placement.key.clone(),
+            file: shard_file(name, shard_id),
+            size_bytes: downloaded.size,
+            records: placement
+                .replicas
+                .get(source)
+                .and_then(|(_, count)| *count)
+                .unwrap_or(0),
+            sha256: downloaded.sha256.clone(),
+            source_peer: *source,
+            replicas,
+        });
+    }
+    let record = CollectionCluster {
+        shard_number: param("shard_number", 1),
+        replication_factor: param("replication_factor", 1),
+        write_consistency_factor: param("write_consistency_factor", 1),
+        sharding_method: sharding_method.to_string(),
+        shard_keys,
+        shards: records_shards,
+        key_records,
+    };
+    let report = CollectionReport {
+        name: name.to_string(),
+        records,
+        records_max,
+        size: size_bytes,
+        sha256: String::new(),
+        snapshot: format!("{} shard snapshots", record.shards.len()),
+        server_snapshot_deleted: true,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let mut entry = CollectionEntry {
+        name: name.to_string(),
+        records,
+        records_max,
+        snapshot_file: String::new(),
+        size_bytes,
+        schema: Some(schema_after.as_value().clone()),
+        sha256: None,
+        schema_digest: Some(schema_after.digest()),
+        extra: BTreeMap::new(),
+    };
+    entry.set_cluster(&record);
+    Ok((entry, report))
+}
+
+/// Takes the shard snapshots with a known point count and schema, as
+/// [`super::consistent_snapshot`] does for a single node: when the schema fingerprint read
+/// before and after differs, every shard is taken again (their snapshots are already gone
+/// from the peers, their files are dropped), and after [`super::SNAPSHOT_ATTEMPTS`] the
+/// collection fails; when the exact count differs, they are taken again too, and after the
+/// last attempt the range is recorded with a warning.
+#[allow(clippy::type_complexity)]
+fn consistent_shards(
+    cx: &Context,
+    args: &super::BackupArgs,
+    name: &SafeName,
+    shard_keys: &[ShardKey],
+    sources: &BTreeMap<u32, u64>,
+    dir: &Utf8Path,
+    undo: &Mutex<Undo>,
+) -> Outcome<(
+    BTreeMap<u32, (u64, Downloaded)>,
+    u64,
+    Option<u64>,
+    Vec<u64>,
+    crate::fingerprint::Fingerprint,
+)> {
+    // The exact total, and (custom sharding) each key's exact count: a shard's own
+    // `points_count` is approximate, so these are what a restore checks per key.
+    let count = || -> Outcome<(u64, Vec<u64>)> {
+        let total = cx
+            .client
+            .count_exact(name)
+            .map_err(|e| collection_failure(name, e))?;
+        let per_key = shard_keys
+            .iter()
+            .map(|key| {
+                cx.client
+                    .count_exact_in_shard_key(name, key)
+                    .map_err(|e| collection_failure(name, e))
+            })
+            .collect::<Outcome<Vec<u64>>>()?;
+        Ok((total, per_key))
+    };
+    let mut attempt = 1;
+    loop {
+        let schema_before = live_fingerprint(cx, name)?;
+        let before = count()?;
+        let taken = take_shards(cx, args, name, sources, dir, undo)?;
+        let after = count()?;
+        let schema_after = live_fingerprint(cx, name)?;
+        stopped(cx.stop)?;
+        if schema_before != schema_after {
+            if attempt == super::SNAPSHOT_ATTEMPTS {
+                return Err(BackupError::SchemaKeptChanging {
+                    collection: name.to_string(),
+                    attempts: super::SNAPSHOT_ATTEMPTS,
+                })
+                .or_exit(Exit::Failed);
+            }
+            cx.ui.note(&format!(
+                "`{name}`: its schema changed while it was snapshotted; taking its shards again"
+            ));
+            drop_files(dir, &taken);
+            attempt += 1;
+            continue;
+        }
+        let ((before, keys_before), (after, keys_after)) = (before, after);
+        if before == after && keys_before == keys_after {
+            return Ok((taken, before, None, keys_after, schema_after));
+        }
+        let (low, high) = (before.min(after), before.max(after));
+        if attempt == super::SNAPSHOT_ATTEMPTS {
+            cx.ui.warn(&format!(
+                "`{name}` changed while its shards were snapshotted: the backup holds between {low} and {high} points"
+            ));
+            // The range is recorded even when the totals agree but the keys moved.
+            return Ok((taken, low, Some(high.max(low)), Vec::new(), schema_after));
+        }
+        cx.ui.note(&format!(
+            "`{name}` changed while its shards were snapshotted ({before} → {after} points); taking them again"
+        ));
+        drop_files(dir, &taken);
+        attempt += 1;
+    }
+}
+
+/// Removes the shard files of an attempt that is taken again (best effort: the next attempt
+/// writes them anew, and a failed backup's staging folder goes as a whole).
+fn drop_files(dir: &Utf8Path, taken: &BTreeMap<u32, (u64, Downloaded)>) {
+    for shard in taken.keys() {
+        std::fs::remove_file(dir.join(shard_file_name(*shard))).ok();
+    }
+}
+
+/// Takes, downloads and deletes every chosen shard snapshot: one worker thread per peer,
+/// each working through its own shards, while this thread journals what they make and
+/// watches for a signal. On a signal it waits only for snapshot creations under way (Qdrant
+/// finishes them anyway, and they must be deleted), abandons the transfers, and deletes every
+/// snapshot made; on any failure it deletes them too.
+fn take_shards(
+    cx: &Context,
+    args: &super::BackupArgs,
+    name: &SafeName,
+    sources: &BTreeMap<u32, u64>,
+    dir: &Utf8Path,
+    undo: &Mutex<Undo>,
+) -> Outcome<BTreeMap<u32, (u64, Downloaded)>> {
+    let mut per_peer: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    for (&shard, &peer) in sources {
+        per_peer.entry(peer).or_default().push(shard);
+    }
+    let (events, inbox) = mpsc::channel::<Event>();
+    let gate = Arc::new(Mutex::new(Gate::default()));
+    let mut running = 0usize;
+    for (peer_id, shards) in per_peer {
+        let Some(peer) = cx.topology.peer(peer_id) else {
+            continue;
+        };
+        let work = Work {
+            client: peer.client.clone(),
+            peer_id,
+            collection: name.to_string(),
+            dir: dir.to_owned(),
+            ui: cx.ui.clone(),
+            stop: cx.stop.clone(),
+            retry: args.retry,
+            events: events.clone(),
+            gate: Arc::clone(&gate),
+        };
+        std::thread::spawn(move || {
+            let result = peer_shards(&work, &shards);
+            work.events.send(Event::Done(peer_id, result)).ok();
+        });
+        running += 1;
+    }
+    drop(events);
+
+    let mut made: Vec<Made> = Vec::new();
+    let mut taken = BTreeMap::new();
+    let mut failure = None;
+    let mut closing = false;
+    loop {
+        if !closing && (running == 0 || failure.is_some() || cx.stop.requested().is_some()) {
+            // No worker starts another creation from here on.
+            gate.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
+            closing = true;
+        }
+        // Creations under way are waited for (Qdrant finishes them, and they must be
+        // deleted); transfers are not. Their events are all sent before `creating` drops.
+        if closing && gate.lock().unwrap_or_else(PoisonError::into_inner).creating == 0 {
+            while let Ok(event) = inbox.try_recv() {
+                handle(
+                    event,
+                    &mut made,
+                    &mut taken,
+                    &mut failure,
+                    &mut running,
+                    undo,
+                    cx.topology,
+                    name,
+                );
+            }
+            break;
+        }
+        match inbox.recv_timeout(POLL) {
+            Ok(event) => handle(
+                event,
+                &mut made,
+                &mut taken,
+                &mut failure,
+                &mut running,
+                undo,
+                cx.topology,
+                name,
+            ),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                gate.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
+                closing = true;
+            }
+        }
+    }
+    // Whatever happened, nothing this run made stays on a server.
+    for snapshot in made {
+        let Some(peer) = cx.topology.peer(snapshot.peer) else {
+            continue;
+        };
+        match peer
+            .client
+            .delete_shard_snapshot(name, snapshot.shard, &snapshot.name)
+        {
+            Ok(()) => {
+                super::lock(undo)
+                    .journal_record(&shard_deleted(name, &snapshot))
+                    .ok();
+            }
+            Err(e) => cx.ui.warn(&format!(
+                "could not delete shard snapshot {} from peer {} ({}): {e}",
+                snapshot.name,
+                snapshot.peer,
+                peer.client.display_url()
+            )),
+        }
+    }
+    stopped(cx.stop)?;
+    finish(name, sources, taken, failure, dir)
+}
+
+/// Takes one worker event into account: journals creations and deletions, keeps results.
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    event: Event,
+    made: &mut Vec<Made>,
+    taken: &mut BTreeMap<u32, (u64, Downloaded)>,
+    failure: &mut Option<ShardFailure>,
+    running: &mut usize,
+    undo: &Mutex<Undo>,
+    topology: &Topology,
+    name: &SafeName,
+) {
+    match event {
+        Event::Journal(record, reply) => {
+            let synced = super::lock(undo).journal_record(&record);
+            reply.send(synced).ok();
+        }
+        Event::Refused { shard, peer_id } => {
+            // Best effort: without it the next run only looks for a snapshot in vain.
+            super::lock(undo)
+                .journal_record(&Record::ShardRefused {
+                    collection: name.to_string(),
+                    shard,
+                    peer_id,
+                })
+                .ok();
+        }
+        Event::Unanswered => super::lock(undo).unanswered_shard_creations += 1,
+        Event::Created(snapshot) => {
+            super::lock(undo)
+                .journal_record(&Record::ShardCreated {
+                    collection: name.to_string(),
+                    shard: snapshot.shard,
+                    peer_id: snapshot.peer,
+                    peer_url: peer_url(topology, snapshot.peer),
+                    snapshot: snapshot.name.clone(),
+                })
+                .ok();
+            made.push(snapshot);
+        }
+        Event::Deleted(snapshot) => {
+            made.retain(|m| m != &snapshot);
+            super::lock(undo)
+                .journal_record(&shard_deleted(name, &snapshot))
+                .ok();
+        }
+        Event::Done(peer_id, result) => {
+            *running -= 1;
+            match result {
+                Ok(done) => taken.extend(done.into_iter().map(|(s, d)| (s, (peer_id, d)))),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of the shards' work.
+fn finish(
+    name: &SafeName,
+    sources: &BTreeMap<u32, u64>,
+    taken: BTreeMap<u32, (u64, Downloaded)>,
+    mut failure: Option<ShardFailure>,
+    journal_dir: &Utf8Path,
+) -> Outcome<BTreeMap<u32, (u64, Downloaded)>> {
+    if taken.len() != sources.len() && failure.is_none() {
+        failure = Some(ShardFailure::Qdrant(QdrantError::Interrupted));
+    }
+    match failure {
+        None => Ok(taken),
+        Some(ShardFailure::Qdrant(QdrantError::Interrupted))
+        | Some(ShardFailure::Download(snapshot::DownloadError::Qdrant(QdrantError::Interrupted))) => {
+            Err(BackupError::Interrupted).or_exit(Exit::Interrupted)
+        }
+        Some(ShardFailure::Qdrant(e)) => Err(collection_failure(name, e)),
+        Some(ShardFailure::Download(e)) if e.is_out_of_space() => {
+            Err(collection_error(name, e)).or_exit(Exit::InsufficientSpace)
+        }
+        Some(ShardFailure::Download(snapshot::DownloadError::Qdrant(e))) => {
+            Err(collection_failure(name, e))
+        }
+        Some(ShardFailure::Download(e)) => Err(collection_error(name, e)).or_exit(Exit::Failed),
+        Some(ShardFailure::Journal(source)) => Err(BackupError::Folder {
+            path: journal_dir.to_owned(),
+            source,
+        })
+        .or_exit(Exit::Failed),
+    }
+}
+
+/// How often the waiting thread looks at the stop flag.
+const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn peer_url(topology: &Topology, peer_id: u64) -> String {
+    topology
+        .peer(peer_id)
+        .map(|p| p.client.display_url().to_string())
+        .unwrap_or_default()
+}
+
+fn shard_deleted(name: &SafeName, snapshot: &Made) -> Record {
+    Record::ShardDeleted {
+        collection: name.to_string(),
+        shard: snapshot.shard,
+        peer_id: snapshot.peer,
+        snapshot: snapshot.name.clone(),
+    }
+}
+
+/// Whether workers may start snapshot creations, and how many are under way.
+#[derive(Debug, Default)]
+struct Gate {
+    closed: bool,
+    creating: usize,
+}
+
+/// What a peer's worker tells the waiting thread.
+enum Event {
+    /// A record to sync before the worker goes on (it waits for the outcome).
+    Journal(Record, mpsc::Sender<std::io::Result<()>>),
+    /// The peer refused the creation of this shard's snapshot.
+    Refused {
+        shard: u32,
+        peer_id: u64,
+    },
+    /// A creation got no usable answer: its snapshot may exist.
+    Unanswered,
+    Created(Made),
+    Deleted(Made),
+    Done(u64, Result<Vec<(u32, Downloaded)>, ShardFailure>),
+}
+
+/// What a peer's worker owns (it may outlive the wait: a stalled transfer is abandoned).
+struct Work {
+    client: crate::qdrant::Client,
+    peer_id: u64,
+    collection: String,
+    dir: camino::Utf8PathBuf,
+    ui: crate::ui::Ui,
+    stop: crate::signals::StopFlag,
+    retry: u32,
+    events: mpsc::Sender<Event>,
+    gate: Arc<Mutex<Gate>>,
+}
+
+enum ShardFailure {
+    Qdrant(QdrantError),
+    Download(snapshot::DownloadError),
+    /// The journal record could not be written before a creation.
+    Journal(std::io::Error),
+}
+
+/// One peer's share: for each shard, snapshot, download, delete, telling the waiting thread
+/// each creation and deletion so it can journal them and clean up what is left.
+fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, ShardFailure> {
+    let name = work.collection.as_str();
+    let mut done = Vec::new();
+    for &shard in shards {
+        {
+            let mut gate = work.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            if gate.closed || work.stop.requested().is_some() {
+                return Err(ShardFailure::Qdrant(QdrantError::Interrupted));
+            }
+            gate.creating += 1;
+        }
+        let created = create_journaled(work, shard);
+        let made = created.as_ref().ok().map(|description| Made {
+            shard,
+            peer: work.peer_id,
+            name: description.name.clone(),
+        });
+        if let Some(made) = &made {
+            work.events.send(Event::Created(made.clone())).ok();
+        }
+        // After the event: the waiting thread, seeing no creation under way, has it.
+        work.gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .creating -= 1;
+        let description: SnapshotDescription = created?;
+        let Some(made) = made else {
+            continue;
+        };
+        let target = work.dir.join(shard_file_name(shard));
+        let label = format!("download {name} shard {shard}");
+        let downloaded = snapshot::download_verified_from(
+            &work.client,
+            Source::Shard {
+                collection: name,
+                shard,
+            },
+            &description,
+            &target,
+            work.retry,
+            &label,
+            &work.ui,
+            &work.stop,
+        )
+        .map_err(ShardFailure::Download)?;
+        if work
+            .client
+            .delete_shard_snapshot(name, shard, &description.name)
+            .is_ok()
+        {
+            work.events.send(Event::Deleted(made)).ok();
+        }
+        done.push((shard, downloaded));
+    }
+    Ok(done)
+}
+
+/// Asks the peer for a snapshot of `shard`, with a `ShardCreating` record on disk before the
+/// request goes out (a run killed while the peer builds it leaves the next run a way to find
+/// it), and a `ShardRefused` one when the peer says no.
+fn create_journaled(work: &Work, shard: u32) -> Result<SnapshotDescription, ShardFailure> {
+    let name = work.collection.as_str();
+    // A minute of slack for a peer clock behind ours: snapshots that existed before the
+    // request are ruled out by name anyway.
+    let asked_at =
+        super::undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
+    // Only those named from `asked_at` on could be taken for this run's: the others are
+    // ruled out by their time, and leaving them out keeps the record small.
+    let existing: Vec<String> = work
+        .client
+        .list_shard_snapshots(name, shard)
+        .map(|list| {
+            list.into_iter()
+                .map(|s| s.name)
+                .filter(|n| super::journal::is_shard_snapshot_of(n, name, shard, &asked_at))
+                .collect()
+        })
+        .unwrap_or_default();
+    let record = Record::ShardCreating {
+        collection: name.to_string(),
+        shard,
+        peer_id: work.peer_id,
+        peer_url: work.client.display_url().to_string(),
+        asked_at,
+        asked_before: super::journal::asked_before(),
+        existing,
+    };
+    let (reply, synced) = mpsc::channel();
+    work.events
+        .send(Event::Journal(record, reply))
+        .map_err(|_| ShardFailure::Qdrant(QdrantError::Interrupted))?;
+    match synced.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ShardFailure::Journal(e)),
+        Err(_) => return Err(ShardFailure::Qdrant(QdrantError::Interrupted)),
+    }
+    match work.client.create_shard_snapshot(name, shard) {
+        Ok(description) => Ok(description),
+        Err(e) => {
+            let event = match e {
+                // No answer, or one aimem cannot use: the peer may still build it, and only
+                // the journal's record leads to it.
+                QdrantError::Timeout { .. }
+                | QdrantError::Transport { .. }
+                | QdrantError::InvalidResponse { .. } => Event::Unanswered,
+                // The peer said no: there is no snapshot to look for later.
+                _ => Event::Refused {
+                    shard,
+                    peer_id: work.peer_id,
+                },
+            };
+            work.events.send(event).ok();
+            Err(ShardFailure::Qdrant(e))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qdrant::cluster::parse_collection_cluster;
+    use std::collections::BTreeSet;
+
+    fn fixture(name: &str) -> serde_json::Value {
+        let path = format!(
+            "{}/tests/fixtures/qdrant/cluster/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let exchange: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        exchange["response"]["body"]["result"].clone()
+    }
+
+    fn views() -> Vec<CollectionClusterView> {
+        (0..3)
+            .map(|i| {
+                parse_collection_cluster(&fixture(&format!(
+                    "3-node-collection-cluster-peer{i}.json"
+                )))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_real_placement_gives_each_shard_two_active_replicas_and_spreads_the_sources() {
+        let shards = placement("discussions", &views()).unwrap();
+        assert_eq!(shards.len(), 3);
+        assert!(shards.values().all(|s| s.replicas.len() == 2));
+        let sources = choose_sources("discussions", &shards).unwrap();
+        let mut peers: Vec<u64> = sources.values().copied().collect();
+        peers.sort_unstable();
+        peers.dedup();
+        assert_eq!(peers.len(), 3, "three shards on three peers: {sources:?}");
+        for (shard, peer) in &sources {
+            assert!(shards[shard].replicas.contains_key(peer));
+        }
+    }
+
+    #[test]
+    fn the_sources_spread_over_every_peer_when_the_placement_allows() {
+        // Round-robin placement over peers whose ids are not in placement order: a plain
+        // greedy choice puts two shards on peer 1 and none on peer 3.
+        let holders = [(0, [1, 3]), (1, [3, 2]), (2, [2, 1])];
+        let shards: BTreeMap<u32, ShardPlacement> = holders
+            .iter()
+            .map(|(id, peers)| {
+                let replicas = peers
+                    .iter()
+                    .map(|p| (*p, ("Active".to_string(), Some(1))))
+                    .collect();
+                (
+                    *id,
+                    ShardPlacement {
+                        key: None,
+                        replicas,
+                    },
+                )
+            })
+            .collect();
+        let sources = choose_sources("c", &shards).unwrap();
+        let peers: BTreeSet<u64> = sources.values().copied().collect();
+        assert_eq!(peers.len(), 3, "{sources:?}");
+        for (id, peer) in &sources {
+            assert!(shards[id].replicas.contains_key(peer));
+        }
+    }
+
+    #[test]
+    fn a_shard_without_an_active_replica_is_refused_by_name() {
+        let mut views = views();
+        for view in &mut views {
+            for replica in &mut view.local {
+                if replica.shard_id == 2 {
+                    replica.state = "Partial".into();
+                }
+            }
+        }
+        let shards = placement("discussions", &views).unwrap();
+        let error = choose_sources("discussions", &shards).unwrap_err();
+        let shown = error.to_string();
+        assert!(
+            shown.contains("shard 2") && shown.contains("Partial"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_replica_its_peer_does_not_report_is_a_contradiction() {
+        let mut views = views();
+        views[0].local.retain(|r| r.shard_id != 0);
+        assert!(placement("discussions", &views).is_err());
+    }
+
+    #[test]
+    fn shard_keys_follow_their_smallest_shard_id() {
+        let mut shards = BTreeMap::new();
+        for (id, key) in [(0, "b"), (1, "a"), (2, "b")] {
+            shards.insert(
+                id,
+                ShardPlacement {
+                    key: Some(ShardKey::Keyword(key.into())),
+                    replicas: BTreeMap::new(),
+                },
+            );
+        }
+        let listed = [
+            ShardKey::Keyword("a".into()),
+            ShardKey::Keyword("c".into()),
+            ShardKey::Keyword("b".into()),
+        ];
+        assert_eq!(
+            keys_in_creation_order(&listed, &shards),
+            [
+                ShardKey::Keyword("b".into()),
+                ShardKey::Keyword("a".into()),
+                ShardKey::Keyword("c".into())
+            ]
+        );
+    }
+}

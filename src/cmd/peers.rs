@@ -1,0 +1,273 @@
+//! Cluster discovery: is the server part of a distributed Qdrant, and what are the REST
+//! addresses of its peers?
+//!
+//! `GET /cluster` lists peers by their P2P URIs only. Each peer's REST address is the P2P
+//! host with the scheme, credentials and port of the URL aimem was given, unless `--peer URL`
+//! / `QDRANT_PEERS` lists them. Either way every address must answer `GET /cluster` as the
+//! peer it stands for before anything else happens.
+
+use clap::Args;
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::qdrant::cluster::{ClusterStatus, p2p_host};
+use crate::qdrant::{Client, QdrantError, ServerUrl};
+
+/// The REST addresses of a cluster's peers (backup, restore, diff-schema).
+#[derive(Debug, Clone, Default, Args)]
+pub struct PeerArgs {
+    /// REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each
+    /// peer is reached at its cluster host with the scheme and port of --url.
+    #[arg(
+        long = "peer",
+        env = "QDRANT_PEERS",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "URL",
+        value_hint = clap::ValueHint::Url,
+        help_heading = "Connection"
+    )]
+    pub peers: Vec<String>,
+}
+
+/// One peer of the cluster, verified to answer as itself.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub peer_id: u64,
+    /// The P2P URI Qdrant reports.
+    pub uri: String,
+    pub client: Client,
+}
+
+/// What the server is.
+#[derive(Debug, Clone)]
+pub enum Topology {
+    Single,
+    /// Every peer, sorted by peer id.
+    Cluster {
+        peers: Vec<Peer>,
+    },
+}
+
+impl Topology {
+    pub fn peers(&self) -> &[Peer] {
+        match self {
+            Topology::Single => &[],
+            Topology::Cluster { peers } => peers,
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Topology::Cluster { .. })
+    }
+
+    /// The peer with this id.
+    pub fn peer(&self, peer_id: u64) -> Option<&Peer> {
+        self.peers().iter().find(|p| p.peer_id == peer_id)
+    }
+}
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum PeerError {
+    #[error("cannot ask {url} whether it is part of a cluster: {source}")]
+    #[diagnostic(code(aimem::cluster::status))]
+    Status {
+        url: String,
+        #[source]
+        #[diagnostic_source]
+        source: QdrantError,
+    },
+
+    #[error("peer {peer_id} of the cluster at {url} is unreachable: {source}")]
+    #[diagnostic(
+        code(aimem::cluster::peer_unreachable),
+        help(
+            "Every peer must answer for a cluster backup or restore. Start the peer, or give every \
+             peer's REST address with --peer URL (repeatable) or QDRANT_PEERS."
+        )
+    )]
+    Unreachable {
+        peer_id: u64,
+        url: String,
+        #[source]
+        source: QdrantError,
+    },
+
+    #[error("{url} should be peer {expected} of the cluster but answers as {got}")]
+    #[diagnostic(
+        code(aimem::cluster::wrong_peer),
+        help(
+            "The REST address derived for (or given for) this peer reaches another server. Give every \
+             peer's REST address with --peer URL (repeatable) or QDRANT_PEERS."
+        )
+    )]
+    WrongPeer {
+        expected: String,
+        got: String,
+        url: String,
+    },
+
+    #[error("--peer {url} answers as {got}, which is not a peer of the cluster at {main}")]
+    #[diagnostic(
+        code(aimem::cluster::foreign_peer),
+        help(
+            "Each --peer URL must be the REST address of one peer of this cluster, each peer once."
+        )
+    )]
+    Foreign {
+        url: String,
+        got: String,
+        main: String,
+    },
+
+    #[error("peer {peer_id} of the cluster (P2P {uri}) has no --peer URL")]
+    #[diagnostic(
+        code(aimem::cluster::peer_missing),
+        help("With --peer / QDRANT_PEERS, list the REST address of every peer of the cluster.")
+    )]
+    Missing { peer_id: u64, uri: String },
+
+    #[error("peer {peer_id}'s P2P address {uri} has no host aimem can use")]
+    #[diagnostic(
+        code(aimem::cluster::peer_address),
+        help("Give every peer's REST address with --peer URL (repeatable) or QDRANT_PEERS.")
+    )]
+    Underivable { peer_id: u64, uri: String },
+
+    #[error("--peer was given but {url} is not part of a cluster")]
+    #[diagnostic(
+        code(aimem::cluster::not_a_cluster),
+        help("Leave out --peer / QDRANT_PEERS for a single-node Qdrant.")
+    )]
+    NotACluster { url: String },
+}
+
+/// Finds out whether `client`'s server is a cluster and, if so, reaches and checks every peer.
+///
+/// A server that does not answer `GET /cluster` usefully (an old version, a key without the
+/// right) is taken as a single node, as before cluster support, unless `--peer` was given;
+/// one that cannot be reached at all is an error.
+pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError> {
+    let main = client.display_url().to_string();
+    let overrides: Vec<&str> = args
+        .peers
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let status = match client.cluster_status() {
+        Ok(status) => status,
+        Err(e)
+            if e.is_connection_problem()
+                || matches!(e, QdrantError::Timeout { .. })
+                || !overrides.is_empty() =>
+        {
+            return Err(PeerError::Status {
+                url: main,
+                source: e,
+            });
+        }
+        Err(e) => {
+            log::info!("GET /cluster failed ({e}): treating the server as a single node");
+            return Ok(Topology::Single);
+        }
+    };
+    let ClusterStatus::Enabled { peers: listed, .. } = status else {
+        if !overrides.is_empty() {
+            return Err(PeerError::NotACluster { url: main });
+        }
+        return Ok(Topology::Single);
+    };
+    let mut peers = Vec::with_capacity(listed.len());
+    if overrides.is_empty() {
+        for (&peer_id, uri) in &listed {
+            let host = p2p_host(uri).ok_or_else(|| PeerError::Underivable {
+                peer_id,
+                uri: uri.clone(),
+            })?;
+            let peer_client = client.for_peer(&client.url().with_host(&host));
+            let answered = answering_peer(&peer_client, peer_id)?;
+            if answered != peer_id {
+                return Err(PeerError::WrongPeer {
+                    expected: peer_id.to_string(),
+                    got: format!("peer {answered}"),
+                    url: peer_client.display_url().to_string(),
+                });
+            }
+            peers.push(Peer {
+                peer_id,
+                uri: uri.clone(),
+                client: peer_client,
+            });
+        }
+    } else {
+        for url in overrides {
+            let peer_client = client.for_peer(&ServerUrl::new(url));
+            let shown = peer_client.display_url().to_string();
+            let status = peer_client
+                .cluster_status()
+                .map_err(|source| PeerError::Status {
+                    url: shown.clone(),
+                    source,
+                })?;
+            let got = match status {
+                ClusterStatus::Enabled { peer_id, .. } => peer_id,
+                ClusterStatus::Disabled => {
+                    return Err(PeerError::Foreign {
+                        url: shown,
+                        got: "a single node".into(),
+                        main,
+                    });
+                }
+            };
+            let Some(uri) = listed.get(&got) else {
+                return Err(PeerError::Foreign {
+                    url: shown,
+                    got: format!("peer {got}"),
+                    main,
+                });
+            };
+            if peers.iter().any(|p: &Peer| p.peer_id == got) {
+                return Err(PeerError::WrongPeer {
+                    expected: "another peer".into(),
+                    got: format!("peer {got}, which another --peer URL is already"),
+                    url: shown,
+                });
+            }
+            peers.push(Peer {
+                peer_id: got,
+                uri: uri.clone(),
+                client: peer_client,
+            });
+        }
+        if let Some((&peer_id, uri)) = listed
+            .iter()
+            .find(|(id, _)| !peers.iter().any(|p| p.peer_id == **id))
+        {
+            return Err(PeerError::Missing {
+                peer_id,
+                uri: uri.clone(),
+            });
+        }
+        peers.sort_by_key(|p| p.peer_id);
+    }
+    Ok(Topology::Cluster { peers })
+}
+
+/// The peer id `client` answers `GET /cluster` with (`expected` names it in errors).
+fn answering_peer(client: &Client, expected: u64) -> Result<u64, PeerError> {
+    let url = client.display_url().to_string();
+    match client.cluster_status() {
+        Ok(ClusterStatus::Enabled { peer_id, .. }) => Ok(peer_id),
+        Ok(ClusterStatus::Disabled) => Err(PeerError::WrongPeer {
+            expected: expected.to_string(),
+            got: "a single node".into(),
+            url,
+        }),
+        Err(source) => Err(PeerError::Unreachable {
+            peer_id: expected,
+            url,
+            source,
+        }),
+    }
+}

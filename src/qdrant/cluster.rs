@@ -1,0 +1,734 @@
+//! Distributed mode (api.md §5, §3.5): the cluster's peers, a collection's shard placement,
+//! shard keys and shard snapshots, typed and checked.
+//!
+//! Every answer is hostile: peer ids must be u64, shard ids u32, counts are bounded, shard
+//! keys are strings or u64, and a state aimem does not know is kept but never counts as Active.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use ureq::http::Method;
+
+use super::{
+    Cancelled, Client, QdrantError, ResumeFrom, ServerUrl, SnapshotBody, SnapshotDescription,
+    collection_path, encode_segment, take_result,
+};
+
+/// More peers than this is not a cluster aimem was written for (nor a sane answer).
+pub const MAX_PEERS: usize = 1024;
+/// More shards than this in one collection is not a sane answer.
+pub const MAX_SHARDS: usize = 65_536;
+/// A shard key string longer than this is not a sane answer.
+const MAX_KEY_LEN: usize = 1024;
+
+/// A custom-sharding shard key: Qdrant allows a keyword or an unsigned integer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ShardKey {
+    Number(u64),
+    Keyword(String),
+}
+
+impl ShardKey {
+    /// A key from any JSON value, refusing what Qdrant never sends.
+    pub fn from_value(value: &Value) -> Result<ShardKey, String> {
+        match value {
+            Value::Number(n) => n
+                .as_u64()
+                .map(ShardKey::Number)
+                .ok_or_else(|| format!("shard key {n} is not an unsigned integer")),
+            Value::String(s) if s.len() <= MAX_KEY_LEN && !s.chars().any(char::is_control) => {
+                Ok(ShardKey::Keyword(s.clone()))
+            }
+            Value::String(_) => {
+                Err("a shard key string is too long or holds control characters".to_string())
+            }
+            other => Err(format!(
+                "a shard key must be a string or a number, not {other}"
+            )),
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        match self {
+            ShardKey::Number(n) => json!(n),
+            ShardKey::Keyword(s) => json!(s),
+        }
+    }
+}
+
+impl std::fmt::Display for ShardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardKey::Number(n) => write!(f, "{n}"),
+            ShardKey::Keyword(s) => write!(f, "{}", crate::names::shown(s)),
+        }
+    }
+}
+
+/// `GET /cluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterStatus {
+    /// `"status":"disabled"`: a single node.
+    Disabled,
+    /// This peer's id and every peer's P2P URI (never a REST address).
+    Enabled {
+        peer_id: u64,
+        peers: BTreeMap<u64, String>,
+    },
+}
+
+/// The replica states Qdrant reports (api.md §5.2). Only `Active` holds complete, current data.
+pub const REPLICA_STATES: [&str; 11] = [
+    "Active",
+    "Dead",
+    "Partial",
+    "Initializing",
+    "Listener",
+    "PartialSnapshot",
+    "Recovery",
+    "Resharding",
+    "ReshardingScaleDown",
+    "ActiveRead",
+    "ManualRecovery",
+];
+
+/// One replica of one shard as a peer reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub shard_id: u32,
+    pub peer_id: u64,
+    /// One of [`REPLICA_STATES`], or `Unknown` for anything else.
+    pub state: String,
+    /// Only for the reporting peer's own (local) replicas.
+    pub points_count: Option<u64>,
+    pub shard_key: Option<ShardKey>,
+}
+
+impl Replica {
+    pub fn is_active(&self) -> bool {
+        self.state == "Active"
+    }
+}
+
+/// `GET /collections/{c}/cluster` from one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionClusterView {
+    pub peer_id: u64,
+    pub shard_count: u32,
+    /// This peer's replicas (`peer_id` = the view's).
+    pub local: Vec<Replica>,
+    /// Other peers' replicas as this peer sees them.
+    pub remote: Vec<Replica>,
+    /// Shard transfers running now.
+    pub transfers: usize,
+}
+
+/// Parses `GET /cluster`'s result.
+pub fn parse_cluster_status(result: &Value) -> Result<ClusterStatus, String> {
+    match result.get("status").and_then(Value::as_str) {
+        Some("disabled") => return Ok(ClusterStatus::Disabled),
+        Some("enabled") => {}
+        Some(other) => {
+            return Err(format!(
+                "unknown cluster status {}",
+                crate::names::shown(other)
+            ));
+        }
+        None => return Err("no cluster `status`".to_string()),
+    }
+    let peer_id = result
+        .get("peer_id")
+        .and_then(Value::as_u64)
+        .ok_or("no numeric `peer_id`")?;
+    let listed = result
+        .get("peers")
+        .and_then(Value::as_object)
+        .ok_or("no `peers` map")?;
+    if listed.len() > MAX_PEERS {
+        return Err(format!("{} peers, more than aimem accepts", listed.len()));
+    }
+    let mut peers = BTreeMap::new();
+    for (id, peer) in listed {
+        let id: u64 = id
+            .parse()
+            .map_err(|_| format!("peer id {} is not a number", crate::names::shown(id)))?;
+        let uri = peer
+            .get("uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("peer {id} has no `uri`"))?;
+        if uri.len() > 2048 || uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!("peer {id} has an unusable `uri`"));
+        }
+        peers.insert(id, uri.to_string());
+    }
+    if !peers.contains_key(&peer_id) {
+        return Err(format!(
+            "peer {peer_id} does not list itself among the peers"
+        ));
+    }
+    Ok(ClusterStatus::Enabled { peer_id, peers })
+}
+
+/// Parses `GET /collections/{c}/cluster`'s result.
+pub fn parse_collection_cluster(result: &Value) -> Result<CollectionClusterView, String> {
+    let peer_id = result
+        .get("peer_id")
+        .and_then(Value::as_u64)
+        .ok_or("no numeric `peer_id`")?;
+    let shard_count = result
+        .get("shard_count")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| (n as usize) <= MAX_SHARDS)
+        .ok_or("no sane `shard_count`")?;
+    let list = |key: &str| -> Result<Vec<Replica>, String> {
+        let Some(items) = result.get(key) else {
+            return Ok(Vec::new());
+        };
+        let items = items
+            .as_array()
+            .ok_or_else(|| format!("`{key}` is not a list"))?;
+        if items.len() > MAX_SHARDS.saturating_mul(4) {
+            return Err(format!("`{key}` is too long"));
+        }
+        items
+            .iter()
+            .map(|item| {
+                let local = key == "local_shards";
+                let shard_id = item
+                    .get("shard_id")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| format!("`{key}` has a shard without a u32 `shard_id`"))?;
+                let owner = if local {
+                    peer_id
+                } else {
+                    item.get("peer_id").and_then(Value::as_u64).ok_or_else(|| {
+                        format!("remote shard {shard_id} has no numeric `peer_id`")
+                    })?
+                };
+                let state = match item.get("state").and_then(Value::as_str) {
+                    Some(s) if REPLICA_STATES.contains(&s) => s.to_string(),
+                    _ => "Unknown".to_string(),
+                };
+                let points_count = match local {
+                    true => item.get("points_count").and_then(Value::as_u64),
+                    false => None,
+                };
+                let shard_key = match item.get("shard_key") {
+                    None | Some(Value::Null) => None,
+                    Some(key) => Some(ShardKey::from_value(key)?),
+                };
+                Ok(Replica {
+                    shard_id,
+                    peer_id: owner,
+                    state,
+                    points_count,
+                    shard_key,
+                })
+            })
+            .collect()
+    };
+    let local = list("local_shards")?;
+    let remote = list("remote_shards")?;
+    if remote.iter().any(|r| r.peer_id == peer_id) {
+        return Err(format!(
+            "peer {peer_id} lists itself among the remote shards"
+        ));
+    }
+    let transfers = result
+        .get("shard_transfers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    Ok(CollectionClusterView {
+        peer_id,
+        shard_count,
+        local,
+        remote,
+        transfers,
+    })
+}
+
+/// Parses `GET /collections/{c}/shards`'s result: the shard keys, in the server's order.
+pub fn parse_shard_keys(result: &Value) -> Result<Vec<ShardKey>, String> {
+    let Some(keys) = result.get("shard_keys") else {
+        return Ok(Vec::new());
+    };
+    if keys.is_null() {
+        return Ok(Vec::new());
+    }
+    let keys = keys.as_array().ok_or("`shard_keys` is not a list")?;
+    if keys.len() > MAX_SHARDS {
+        return Err("too many shard keys".to_string());
+    }
+    keys.iter()
+        .map(|k| ShardKey::from_value(k.get("key").unwrap_or(k)))
+        .collect()
+}
+
+/// Splits `host[:port]` (host may be a bracketed IPv6 address) into host and optional port.
+fn split_host_port(hostport: &str) -> (&str, Option<&str>) {
+    if hostport.starts_with('[') {
+        return match hostport.find(']') {
+            Some(end) => {
+                let (host, rest) = hostport.split_at(end + 1);
+                (host, rest.strip_prefix(':'))
+            }
+            None => (hostport, None),
+        };
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (hostport, None),
+    }
+}
+
+/// The host of a peer's P2P URI (`http://10.0.0.2:6335/` → `10.0.0.2`, IPv6 kept in
+/// brackets), or None when it is not a plain host name or address.
+pub fn p2p_host(uri: &str) -> Option<String> {
+    let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, _) = split_host_port(hostport);
+    let sane = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]%".contains(&b));
+    sane.then(|| host.to_string())
+}
+
+impl ServerUrl {
+    /// Whether the address carries credentials (user info or a query).
+    pub fn has_secrets(&self) -> bool {
+        !self.secrets().is_empty()
+    }
+
+    /// This address with its host replaced by `host`: same scheme, credentials and port
+    /// (the common deployment serves REST on the same port on every peer).
+    pub fn with_host(&self, host: &str) -> ServerUrl {
+        let raw = self.raw();
+        let (scheme, rest) = raw.split_once("://").unwrap_or(("http", raw));
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((user, hostport)) => (Some(user), hostport),
+            None => (None, authority),
+        };
+        let (_, port) = split_host_port(hostport);
+        let mut url = format!("{scheme}://");
+        if let Some(user) = userinfo {
+            url.push_str(user);
+            url.push('@');
+        }
+        url.push_str(host);
+        if let Some(port) = port {
+            url.push(':');
+            url.push_str(port);
+        }
+        url.push_str(tail);
+        ServerUrl::new(&url)
+    }
+}
+
+fn shard_path(name: &str, shard: u32, rest: &str) -> String {
+    collection_path(name, &format!("/shards/{shard}{rest}"))
+}
+
+impl Client {
+    /// A client for another peer of the same cluster: same key and timeouts.
+    pub fn for_peer(&self, url: &ServerUrl) -> Client {
+        Client::for_url(url, self.api_key.clone(), self.timeouts)
+    }
+
+    /// `GET /cluster`.
+    pub fn cluster_status(&self) -> Result<ClusterStatus, QdrantError> {
+        let result = self.result(Method::GET, "/cluster", None)?;
+        parse_cluster_status(&result).map_err(|e| self.invalid("/cluster", e))
+    }
+
+    /// `GET /collections/{c}/cluster`, typed.
+    pub fn collection_cluster_view(
+        &self,
+        name: &str,
+    ) -> Result<CollectionClusterView, QdrantError> {
+        let path = collection_path(name, "/cluster");
+        let result = self.result(Method::GET, &path, None)?;
+        parse_collection_cluster(&result).map_err(|e| self.invalid(&path, e))
+    }
+
+    /// `GET /collections/{c}/shards`: the custom-sharding keys.
+    pub fn shard_keys(&self, name: &str) -> Result<Vec<ShardKey>, QdrantError> {
+        let path = collection_path(name, "/shards");
+        let result = self.result(Method::GET, &path, None)?;
+        parse_shard_keys(&result).map_err(|e| self.invalid(&path, e))
+    }
+
+    /// `PUT /collections/{c}/shards`: creates a shard key (`extra` may add `shards_number`,
+    /// `replication_factor`, `placement`).
+    pub fn create_shard_key(
+        &self,
+        name: &str,
+        key: &ShardKey,
+        extra: &serde_json::Map<String, Value>,
+    ) -> Result<(), QdrantError> {
+        let mut body = extra.clone();
+        body.insert("shard_key".to_string(), key.to_value());
+        let path = collection_path(name, "/shards?wait=true");
+        self.result(Method::PUT, &path, Some(&Value::Object(body)))
+            .map(drop)
+    }
+
+    /// `POST /collections/{c}/shards/{id}/snapshots?wait=true` on this peer (the shard must be
+    /// local to it).
+    pub fn create_shard_snapshot(
+        &self,
+        name: &str,
+        shard: u32,
+    ) -> Result<SnapshotDescription, QdrantError> {
+        let path = shard_path(name, shard, "/snapshots?wait=true");
+        let request = self.request(Method::POST, &path, Some(Vec::new()))?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_recv_response(Some(self.timeouts.snapshot_create))
+            .build();
+        let value = self.exchange_json(
+            Method::POST,
+            &path,
+            request,
+            &format!("creating the snapshot of shard {shard}"),
+            self.timeouts.snapshot_create,
+        )?;
+        let result = take_result(value).ok_or_else(|| self.invalid(&path, "no `result`"))?;
+        let description: SnapshotDescription =
+            serde_json::from_value(result).map_err(|e| self.invalid(&path, e))?;
+        if description.name.is_empty() {
+            return Err(self.invalid(&path, "the snapshot has an empty `name`"));
+        }
+        if description.size.is_none() {
+            return Err(self.invalid(&path, "the snapshot has no `size`"));
+        }
+        Ok(description)
+    }
+
+    /// `GET /collections/{c}/shards/{id}/snapshots` (names that are not safe are left out).
+    pub fn list_shard_snapshots(
+        &self,
+        name: &str,
+        shard: u32,
+    ) -> Result<Vec<SnapshotDescription>, QdrantError> {
+        let path = shard_path(name, shard, "/snapshots");
+        let result = self.result(Method::GET, &path, None)?;
+        let listed: Vec<Value> =
+            serde_json::from_value(result).map_err(|e| self.invalid(&path, e))?;
+        listed
+            .into_iter()
+            .filter(|s| {
+                s.get("name")
+                    .and_then(Value::as_str)
+                    .is_none_or(|n| crate::names::check(n).is_ok())
+            })
+            .map(|s| serde_json::from_value(s).map_err(|e| self.invalid(&path, e)))
+            .collect()
+    }
+
+    /// `DELETE /collections/{c}/shards/{id}/snapshots/{snapshot}?wait=true`.
+    pub fn delete_shard_snapshot(
+        &self,
+        name: &str,
+        shard: u32,
+        snapshot: &str,
+    ) -> Result<(), QdrantError> {
+        let path = shard_path(
+            name,
+            shard,
+            &format!("/snapshots/{}?wait=true", encode_segment(snapshot)),
+        );
+        self.result(Method::DELETE, &path, None).map(drop)
+    }
+
+    /// `GET /collections/{c}/shards/{id}/snapshots/{snapshot}`, resumable as
+    /// [`Client::open_snapshot`].
+    pub fn open_shard_snapshot(
+        &self,
+        name: &str,
+        shard: u32,
+        snapshot: &str,
+        resume: Option<&ResumeFrom>,
+    ) -> Result<SnapshotBody<'_>, QdrantError> {
+        self.open_snapshot_at(&shard_path(name, shard, ""), snapshot, resume)
+    }
+
+    /// `POST /collections/{c}/shards/{id}/snapshots/upload?wait=true&priority=snapshot&checksum=`,
+    /// streamed as [`Client::upload_snapshot_file`]. The server does not keep the file.
+    #[allow(clippy::too_many_arguments)]
+    pub fn upload_shard_snapshot_file(
+        &self,
+        name: &str,
+        shard: u32,
+        file: std::fs::File,
+        shown: &str,
+        file_name: &str,
+        sha256: &str,
+        on_progress: &mut dyn FnMut(u64) -> Result<(), Cancelled>,
+    ) -> Result<(), QdrantError> {
+        self.upload_snapshot_at(
+            &shard_path(name, shard, ""),
+            name,
+            file,
+            shown,
+            file_name,
+            sha256,
+            on_progress,
+        )
+    }
+}
+
+impl Client {
+    /// The exact number of points under one shard key (custom sharding).
+    pub fn count_exact_in_shard_key(&self, name: &str, key: &ShardKey) -> Result<u64, QdrantError> {
+        let path = collection_path(name, "/points/count");
+        let body = json!({ "exact": true, "shard_key": key.to_value() });
+        let result = self.result(Method::POST, &path, Some(&body))?;
+        result
+            .get("count")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| self.invalid(&path, "no `count`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!(
+            "{}/tests/fixtures/qdrant/cluster/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let exchange: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        exchange["response"]["body"]["result"].clone()
+    }
+
+    #[test]
+    fn a_single_node_reports_disabled() {
+        assert_eq!(
+            parse_cluster_status(&fixture("status-single-node.json")),
+            Ok(ClusterStatus::Disabled)
+        );
+    }
+
+    #[test]
+    fn the_real_three_node_status_lists_three_peers_by_p2p_uri() {
+        let ClusterStatus::Enabled { peer_id, peers } =
+            parse_cluster_status(&fixture("3-node-status.json")).unwrap()
+        else {
+            panic!("enabled expected");
+        };
+        assert_eq!(peer_id, 2650921678778859);
+        assert_eq!(peers.len(), 3);
+        assert_eq!(peers[&4991361595838338], "http://127.0.0.1:20345/");
+    }
+
+    #[test]
+    fn hostile_statuses_are_refused() {
+        let mut status = fixture("3-node-status.json");
+        status["peer_id"] = json!(-1);
+        assert!(parse_cluster_status(&status).is_err());
+        let mut status = fixture("3-node-status.json");
+        status["peers"]["x"] = json!({"uri": "http://a:1/"});
+        assert!(parse_cluster_status(&status).is_err());
+        let mut status = fixture("3-node-status.json");
+        status["peer_id"] = json!(7);
+        assert!(parse_cluster_status(&status).is_err(), "self not listed");
+        assert!(parse_cluster_status(&json!({"status": "weird"})).is_err());
+    }
+
+    #[test]
+    fn the_real_collection_view_is_typed() {
+        let view =
+            parse_collection_cluster(&fixture("3-node-collection-cluster-peer0.json")).unwrap();
+        assert_eq!(view.peer_id, 2650921678778859);
+        assert_eq!(view.shard_count, 3);
+        assert_eq!(view.local.len(), 2);
+        assert_eq!(view.local[0].points_count, Some(173));
+        assert!(view.local.iter().all(Replica::is_active));
+        assert_eq!(view.remote.len(), 4);
+        assert_eq!(view.remote[3].peer_id, 2915558401092421);
+        assert_eq!(view.transfers, 0);
+    }
+
+    #[test]
+    fn unknown_states_are_not_active_and_bad_ids_are_refused() {
+        let mut view = fixture("3-node-collection-cluster-peer0.json");
+        view["local_shards"][0]["state"] = json!("Sparkling");
+        let parsed = parse_collection_cluster(&view).unwrap();
+        assert!(!parsed.local[0].is_active());
+        assert_eq!(parsed.local[0].state, "Unknown");
+        let mut view = fixture("3-node-collection-cluster-peer0.json");
+        view["local_shards"][0]["shard_id"] = json!(1u64 << 32);
+        assert!(parse_collection_cluster(&view).is_err());
+        let mut view = fixture("3-node-collection-cluster-peer0.json");
+        view["local_shards"][0]["shard_key"] = json!({"nested": 1});
+        assert!(parse_collection_cluster(&view).is_err());
+        let mut view = fixture("3-node-collection-cluster-peer0.json");
+        view["remote_shards"][0]["peer_id"] = json!(2650921678778859u64);
+        assert!(parse_collection_cluster(&view).is_err());
+    }
+
+    #[test]
+    fn shard_keys_are_strings_or_numbers_in_order() {
+        let keys = parse_shard_keys(&json!({"shard_keys": [{"key": "eu"}, {"key": 7}]})).unwrap();
+        assert_eq!(keys, [ShardKey::Keyword("eu".into()), ShardKey::Number(7)]);
+        assert!(parse_shard_keys(&json!({"shard_keys": [{"key": -1}]})).is_err());
+        assert!(parse_shard_keys(&json!({"shard_keys": [{"key": [1]}]})).is_err());
+        assert_eq!(parse_shard_keys(&json!({})).unwrap(), []);
+    }
+
+    #[test]
+    fn rest_addresses_take_the_p2p_host_and_the_given_scheme_port_and_credentials() {
+        assert_eq!(
+            p2p_host("http://127.0.0.1:20335/").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            p2p_host("http://[fd00::2]:6335/").as_deref(),
+            Some("[fd00::2]")
+        );
+        assert_eq!(
+            p2p_host("http://qdrant-1.svc:6335").as_deref(),
+            Some("qdrant-1.svc")
+        );
+        assert_eq!(p2p_host("http://a b:1/"), None);
+        assert_eq!(p2p_host("http://:1/"), None);
+        let given = ServerUrl::new("https://u:pw@q0.example:6333");
+        let derived = given.with_host("10.0.0.2");
+        assert_eq!(derived.raw(), "https://u:pw@10.0.0.2:6333");
+        assert_eq!(derived.shown(), "https://***@10.0.0.2:6333");
+        let given = ServerUrl::new("http://[::1]:6333/");
+        assert_eq!(given.with_host("[fd00::2]").raw(), "http://[fd00::2]:6333");
+        let given = ServerUrl::new("http://localhost");
+        assert_eq!(given.with_host("10.0.0.3").raw(), "http://10.0.0.3");
+    }
+
+    fn three_peers() -> (qdrant_double::Cluster, Vec<Client>) {
+        let cluster = qdrant_double::Cluster::start(3, qdrant_double::Config::default());
+        let clients = cluster
+            .urls()
+            .iter()
+            .map(|u| Client::new(u, None, crate::qdrant::Timeouts::default()))
+            .collect();
+        (cluster, clients)
+    }
+
+    #[test]
+    fn shard_snapshots_round_trip_through_the_typed_calls() {
+        let (cluster, clients) = three_peers();
+        cluster.seed(
+            "discussions",
+            qdrant_double::info_from_fixture("cluster/3-node-collection-info.json"),
+            3,
+            1,
+            (1..=30).collect(),
+        );
+        let ClusterStatus::Enabled { peer_id, peers } = clients[0].cluster_status().unwrap() else {
+            panic!("a cluster");
+        };
+        assert_eq!(peer_id, cluster.peer_id(0));
+        assert_eq!(peers.len(), 3);
+        let view = clients[0].collection_cluster_view("discussions").unwrap();
+        let shard = view.local[0].shard_id;
+        let outsider = (0..3u32).find(|id| view.local.iter().all(|r| r.shard_id != *id));
+        if let Some(other) = outsider {
+            let refused = clients[0].create_shard_snapshot("discussions", other);
+            assert!(matches!(refused, Err(QdrantError::Api { status: 400, .. })));
+        }
+        let made = clients[0]
+            .create_shard_snapshot("discussions", shard)
+            .unwrap();
+        let listed = clients[0]
+            .list_shard_snapshots("discussions", shard)
+            .unwrap();
+        assert_eq!(listed, std::slice::from_ref(&made));
+        let mut bytes = Vec::new();
+        clients[0]
+            .open_shard_snapshot("discussions", shard, &made.name, None)
+            .unwrap()
+            .receive(&mut bytes)
+            .unwrap();
+        assert_eq!(Some(bytes.len() as u64), made.size);
+        clients[0]
+            .delete_shard_snapshot("discussions", shard, &made.name)
+            .unwrap();
+        assert_eq!(
+            clients[0]
+                .list_shard_snapshots("discussions", shard)
+                .unwrap(),
+            []
+        );
+
+        // The file goes back in through the upload, checksum checked by the server.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shard.snapshot");
+        std::fs::write(&path, &bytes).unwrap();
+        let sha = made.checksum.clone().unwrap();
+        let upload = |sha: &str| {
+            clients[0].upload_shard_snapshot_file(
+                "discussions",
+                shard,
+                std::fs::File::open(&path).unwrap(),
+                "shard.snapshot",
+                "shard.snapshot",
+                sha,
+                &mut |_| Ok(()),
+            )
+        };
+        let wrong = upload(&"0".repeat(64));
+        assert!(
+            matches!(wrong, Err(QdrantError::Api { status: 400, .. })),
+            "{wrong:?}"
+        );
+        upload(&sha).unwrap();
+        let requests = cluster.peer(0).requests();
+        let sent = requests
+            .iter()
+            .rfind(|r| r.path.ends_with("/snapshots/upload"))
+            .unwrap();
+        assert_eq!(
+            sent.path,
+            format!("/collections/discussions/shards/{shard}/snapshots/upload")
+        );
+        assert_eq!(sent.query["priority"], "snapshot");
+        assert_eq!(sent.query["checksum"], sha);
+    }
+
+    #[test]
+    fn shard_keys_are_created_and_listed_in_order() {
+        let (cluster, clients) = three_peers();
+        clients[0]
+            .create_collection(
+                "tenants",
+                &json!({"vectors": {"size": 4, "distance": "Cosine"}, "shard_number": 1,
+                        "replication_factor": 2, "sharding_method": "custom"}),
+            )
+            .unwrap();
+        for key in [ShardKey::Keyword("zulu".into()), ShardKey::Number(7)] {
+            clients[1]
+                .create_shard_key("tenants", &key, &serde_json::Map::new())
+                .unwrap();
+        }
+        assert_eq!(
+            clients[2].shard_keys("tenants").unwrap(),
+            [ShardKey::Keyword("zulu".into()), ShardKey::Number(7)]
+        );
+        assert_eq!(
+            cluster.shard_key_order("tenants"),
+            Some(vec![json!("zulu"), json!(7)])
+        );
+    }
+}
