@@ -127,6 +127,11 @@ fn a_three_peer_collection_is_backed_up_shard_by_shard() {
     seed_discussions(&env);
     let run = env.run(&["backup", "--collection", "discussions"]);
     run.assert_code(0);
+    // The user sees every address the run talks to.
+    run.assert_stderr_contains("Cluster: 3 peers: ");
+    for i in 0..3 {
+        run.assert_stderr_contains(&env.cluster.url(i));
+    }
     let backup = PathBuf::from(run.stdout.trim());
 
     let m = manifest(&backup);

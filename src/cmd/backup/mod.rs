@@ -414,6 +414,17 @@ fn back_up(
     let final_dir = layout::free_folder(&root, crate::localtime::now());
     ui.fact("Backup directory", final_dir.as_str());
     ui.fact("Qdrant", &format!("{}:{}", endpoint.host, endpoint.port));
+    if let crate::cmd::peers::Topology::Cluster { peers } = &topology {
+        // Where the shard snapshots come from: every address aimem will send requests to.
+        let listed: Vec<String> = peers
+            .iter()
+            .map(|p| format!("{} ({})", p.peer_id, p.client.display_url()))
+            .collect();
+        ui.fact(
+            "Cluster",
+            &format!("{} peers: {}", peers.len(), listed.join(", ")),
+        );
+    }
     ui.blank();
 
     let logs = if args.include_logs {
