@@ -395,7 +395,7 @@ pub(super) fn prerestore_folder(cx: &Context, undo: &mut Undo) -> Result<Utf8Pat
 }
 
 /// Fails unless the pre-restore folder's filesystem has `needed` bytes free.
-fn check_space(folder: &Utf8Path, target: &str, needed: u64) -> Result<(), StepError> {
+pub(super) fn check_space(folder: &Utf8Path, target: &str, needed: u64) -> Result<(), StepError> {
     let free = disk::free_space(folder).map_err(|source| StepError::PrerestoreFolder {
         path: folder.to_string(),
         source,

@@ -855,6 +855,13 @@ fn save(
     };
     let points = cx.client.count_exact(target).map_err(qdrant("counting"))?;
     let placement = read_placement(&nodes, target)?;
+    // The shards together hold the collection's points once: the single-node estimate fits,
+    // checked before the first shard snapshot is asked for.
+    super::act::check_space(
+        &folder,
+        target,
+        crate::cmd::backup::disk::estimate_snapshot_size(live, points),
+    )?;
     // Recorded before the first download, so every copy made is cleaned up whatever happens.
     undo.cluster_saved.push(SavedCluster {
         collection: target.to_string(),
@@ -886,19 +893,26 @@ fn save(
             .create_shard_snapshot(target, shard_id)
             .map_err(qdrant("snapshotting"))?;
         let local = folder.join(format!("{target}-shard-{shard_id}.snapshot"));
-        let downloaded = snapshot::download_verified_from(
-            &node.client,
-            snapshot::Source::Shard {
-                collection: target,
-                shard: shard_id,
-            },
-            &made,
-            &local,
-            1,
-            &format!("pre-restore copy of {target} shard {shard_id}"),
-            cx.ui,
-            cx.stop,
-        );
+        // The server said how big this shard's snapshot is: it must fit now, not half way.
+        let fits = match made.size {
+            Some(size) => super::act::check_space(&folder, target, size),
+            None => Ok(()),
+        };
+        let downloaded = fits.as_ref().ok().map(|()| {
+            snapshot::download_verified_from(
+                &node.client,
+                snapshot::Source::Shard {
+                    collection: target,
+                    shard: shard_id,
+                },
+                &made,
+                &local,
+                1,
+                &format!("pre-restore copy of {target} shard {shard_id}"),
+                cx.ui,
+                cx.stop,
+            )
+        });
         if let Err(e) = node
             .client
             .delete_shard_snapshot(target, shard_id, &made.name)
@@ -908,6 +922,10 @@ fn save(
                 made.name, node.peer_id
             ));
         }
+        fits?;
+        let Some(downloaded) = downloaded else {
+            continue;
+        };
         let downloaded = downloaded.map_err(|source| match source {
             DownloadError::Qdrant(QdrantError::Interrupted) => StepError::Interrupted,
             source => StepError::Save {
