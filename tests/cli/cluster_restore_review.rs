@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use qdrant_double::{Cluster, Config, info_from_fixture};
+use qdrant_double::{Cluster, Config, Fault, FaultKind, LateAnswer, info_from_fixture};
 use tempfile::TempDir;
 
 use super::support::{KEY, Run, to_run};
@@ -139,4 +140,76 @@ fn no_room_for_the_pre_restore_copy_of_a_cluster_collection_changes_nothing() {
     assert_eq!(writes(&target), Vec::<String>::new(), "{run:?}");
     assert_eq!(replicas(&target, "discussions"), before);
     assert_eq!(world.prerestore_left(), Vec::<String>::new(), "{run:?}");
+}
+
+/// The peer aimem uploads `shard`'s file to: among the shard's holders, the one with the
+/// fewest uploads so far, then the lowest peer id, shard by shard in id order.
+fn upload_peer(cluster: &Cluster, name: &str, shard: u32) -> usize {
+    let mut load: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut chosen = None;
+    for (id, holders) in cluster.placement(name).expect("collection") {
+        let peer = holders
+            .iter()
+            .map(|(peer, _)| *peer)
+            .min_by_key(|p| (load.get(p).copied().unwrap_or(0), *p))
+            .expect("a holder");
+        *load.entry(peer).or_default() += 1;
+        if id == shard {
+            chosen = Some(peer);
+        }
+    }
+    let chosen = chosen.expect("the shard");
+    (0..cluster.len())
+        .find(|&i| cluster.peer_id(i) == chosen)
+        .expect("a peer")
+}
+
+/// Waits (bounded) until no peer recovers anything and every replica is Active: what the
+/// cluster settles to once the double's late recoveries are over.
+fn settled(cluster: &Cluster, name: &str) {
+    for _ in 0..200 {
+        let recovering: u64 = (0..cluster.len())
+            .map(|i| cluster.peer(i).recoveries_running())
+            .sum();
+        let active = cluster
+            .placement(name)
+            .expect("collection")
+            .values()
+            .all(|holders| holders.iter().all(|(_, state)| state == "Active"));
+        if recovering == 0 && active {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the cluster did not settle");
+}
+
+#[test]
+fn a_lost_shard_upload_is_waited_for_before_the_rollback_puts_the_shard_back() {
+    let world = World::new();
+    let source = cluster_with((1..=600).collect());
+    let backup = world.backup(&source.url(0), "discussions");
+    let target = cluster_with((1001..=1010).collect());
+    let before = replicas(&target, "discussions");
+    // Shard 1's upload loses its connection once the file is in, while that peer goes on
+    // recovering the shard from it; shard 2's upload then fails for good, so aimem rolls back.
+    let peer = upload_peer(&target, "discussions", 1);
+    target.peer(peer).inject(Fault::new(
+        Some("POST"),
+        "/shards/1/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(1500),
+            answer: LateAnswer::Drop,
+        },
+    ));
+    let run = world.run_with(&target.url(0), &["restore", &backup, "--force"], |_| {});
+    run.assert_code(4)
+        .assert_stderr_contains("shard 1")
+        .assert_stderr_contains("recovered shard by shard from its pre-restore copy");
+    settled(&target, "discussions");
+    assert_eq!(replicas(&target, "discussions"), before, "{run:?}");
+    assert_eq!(
+        target.point_ids("discussions"),
+        Some((1001..=1010).collect())
+    );
 }

@@ -167,7 +167,7 @@ const SNAPSHOTTING: &str = "snapshotting";
 
 /// What a failed upload did to the collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Effect {
+pub(super) enum Effect {
     /// Refused before anything changed: a definite 4xx answer (Qdrant checks access, the
     /// checksum and compatibility before it clears anything; a proxy's 413 or 403 never reaches
     /// it), or a body aimem cut short itself.
@@ -179,7 +179,7 @@ enum Effect {
     Changed,
 }
 
-fn effect_of(error: &QdrantError) -> Effect {
+pub(super) fn effect_of(error: &QdrantError) -> Effect {
     match (error, error.status()) {
         (QdrantError::Interrupted | QdrantError::LocalRead { .. }, _) => Effect::Unchanged,
         (_, Some(408 | 502 | 503 | 504)) => Effect::Unclear,

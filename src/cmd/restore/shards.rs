@@ -432,7 +432,9 @@ pub(super) fn restore_one(
     };
     let placement = read_placement(&nodes, &target)?;
     check_shard_ids(&target, source, &placement)?;
-    upload_all(cx, source, &target, &nodes, &placement)?;
+    // A collection this run created is deleted on rollback, whatever Qdrant still recovers.
+    let unclear = std::sync::Mutex::new(Vec::new());
+    upload_all(cx, source, &target, &nodes, &placement, &unclear)?;
     super::act::stopped(cx.stop)?;
     wait_until_active(cx, &nodes, &target)?;
     check(cx, source, &target, true)?;
@@ -496,6 +498,7 @@ fn upload_all(
     target: &str,
     nodes: &[Node],
     placement: &Placement,
+    unclear: &std::sync::Mutex<Vec<UnclearShard>>,
 ) -> Result<(), StepError> {
     let io = |path: &str| {
         let path = path.to_string();
@@ -576,6 +579,7 @@ fn upload_all(
                         if stop.requested().is_some() {
                             return Err(StepError::Interrupted);
                         }
+                        let size = file.metadata().map_or(0, |m| m.len());
                         let file_name = format!(
                             "aimem-restore-{target}-shard-{shard}-{stamp}-{}.snapshot",
                             std::process::id()
@@ -606,6 +610,17 @@ fn upload_all(
                         if whole_collection {
                             // The server keeps an uploaded collection snapshot: not ours to leave.
                             let _ = node.client.delete_snapshot(target, &file_name);
+                        }
+                        if let Err(e) = &sent
+                            && super::act::effect_of(e) == super::act::Effect::Unclear
+                            && let Ok(mut unclear) = unclear.lock()
+                        {
+                            unclear.push(UnclearShard {
+                                peer_id: peer,
+                                shard_id: shard,
+                                upload: file_name.clone(),
+                                size,
+                            });
                         }
                         sent.map_err(|e| match e {
                             QdrantError::Interrupted => StepError::Interrupted,
@@ -795,6 +810,22 @@ pub struct SavedCluster {
     settle_limit: Duration,
     /// An upload into it was started: it must be recovered on rollback.
     pub touched: bool,
+    /// Shard uploads whose outcome is unknown: waited for before the rollback touches it.
+    pub unclear: Vec<UnclearShard>,
+    /// A second Ctrl-C gives up waiting for them.
+    stop: crate::signals::StopFlag,
+}
+
+/// A shard upload whose outcome is unknown (no answer, a lost connection, a gateway's 5xx):
+/// the peer may still be recovering the shard from it (api.md §0.3), and a rollback that put
+/// the shard back meanwhile would be overwritten by it.
+#[derive(Debug, Clone)]
+pub struct UnclearShard {
+    pub peer_id: u64,
+    pub shard_id: u32,
+    /// The uploaded file's name.
+    pub upload: String,
+    pub size: u64,
 }
 
 impl std::fmt::Debug for SavedCluster {
@@ -804,6 +835,7 @@ impl std::fmt::Debug for SavedCluster {
             .field("shards", &self.shards)
             .field("points", &self.points)
             .field("touched", &self.touched)
+            .field("unclear", &self.unclear)
             .finish_non_exhaustive()
     }
 }
@@ -872,6 +904,8 @@ fn save(
         points_max: points,
         settle_limit: cx.settle_limit,
         touched: false,
+        unclear: Vec::new(),
+        stop: cx.stop.clone(),
     });
     let saved = undo.cluster_saved.len() - 1;
     for (&shard_id, (_, replicas)) in &placement.shards {
@@ -975,7 +1009,17 @@ pub(super) fn overwrite(
     {
         saved.touched = true;
     }
-    upload_all(cx, source, &target, &nodes, &placement)?;
+    let unclear = std::sync::Mutex::new(Vec::new());
+    let uploaded = upload_all(cx, source, &target, &nodes, &placement, &unclear);
+    if let (Ok(unclear), Some(saved)) = (
+        unclear.into_inner(),
+        undo.cluster_saved
+            .iter_mut()
+            .find(|s| s.collection == target),
+    ) {
+        saved.unclear.extend(unclear);
+    }
+    uploaded?;
     super::act::stopped(cx.stop)?;
     wait_until_active(cx, &nodes, &target)?;
     check(cx, source, &target, false)
@@ -983,8 +1027,33 @@ pub(super) fn overwrite(
 
 /// Puts a saved cluster collection back: every shard from its pre-restore copy, then the same
 /// wait and checks (schema as before, count within what it was).
-pub fn recover(saved: &SavedCluster, stamp: &str) -> Result<(), String> {
+pub fn recover(saved: &SavedCluster, stamp: &str, ui: &crate::ui::Ui) -> Result<(), String> {
     let target = saved.collection.as_str();
+    for unclear in &saved.unclear {
+        let node = saved
+            .nodes
+            .iter()
+            .find(|n| n.peer_id == unclear.peer_id)
+            .ok_or_else(|| format!("peer {} is no longer known", unclear.peer_id))?;
+        let watch = super::recovery::Watch {
+            client: &node.client,
+            ui,
+            stop: &saved.stop,
+            limit: saved.settle_limit,
+        };
+        let upload = super::rollback::Unclear {
+            collection: target.to_string(),
+            upload: unclear.upload.clone(),
+            size: unclear.size,
+        };
+        super::recovery::wait_until_recovered(&watch, &upload).map_err(|why| {
+            format!(
+                "peer {} may still be recovering shard {} from the restore's upload, so it was not \
+                 rolled back: {why}",
+                unclear.peer_id, unclear.shard_id
+            )
+        })?;
+    }
     let placement = read_placement(&saved.nodes, target).map_err(|e| e.to_string())?;
     for shard in &saved.shards {
         let Some(node) = placement
