@@ -213,3 +213,57 @@ fn a_lost_shard_upload_is_waited_for_before_the_rollback_puts_the_shard_back() {
         Some((1001..=1010).collect())
     );
 }
+
+#[test]
+fn ctrl_c_during_the_shard_uploads_rolls_an_existing_collection_back() {
+    let world = World::new();
+    let source = cluster_with((1..=600).collect());
+    let backup = world.backup(&source.url(0), "discussions");
+    let target = cluster_with((1001..=1010).collect());
+    let before = replicas(&target, "discussions");
+    let peer = upload_peer(&target, "discussions", 1);
+    target.peer(peer).inject(Fault::new(
+        Some("POST"),
+        "/shards/1/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(1500),
+            answer: LateAnswer::Wait,
+        },
+    ));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
+    command.args(["restore", &backup, "--force"]).env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    let child = command
+        .env("HOME", world.tmp.path().join("home"))
+        .env("NO_COLOR", "1")
+        .env("QDRANT_URL", target.url(0))
+        .env("QDRANT_API_KEY", KEY)
+        .env("AI_MEMORY_BACKUP_DIR", world.root())
+        .env("AI_MEMORY_INSTALL_DIR", world.tmp.path().join("install"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    let recovering = || target.peer(peer).recoveries_running() > 0;
+    for _ in 0..500 {
+        if recovering() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(recovering(), "the shard upload never started recovering");
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let run = to_run(child.wait_with_output().expect("wait"));
+    run.assert_code(130)
+        .assert_stderr_contains("recovered shard by shard from its pre-restore copy");
+    settled(&target, "discussions");
+    assert_eq!(replicas(&target, "discussions"), before, "{run:?}");
+    assert_eq!(world.prerestore_left(), Vec::<String>::new(), "{run:?}");
+}

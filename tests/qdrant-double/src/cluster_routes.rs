@@ -601,6 +601,9 @@ fn upload_shard_snapshot<'s>(
     }
     let result = {
         let _running = RecoveryGuard::new(shared, c);
+        if let Some((takes, LateAnswer::Wait)) = &flags.slow_recovery {
+            std::thread::sleep(*takes);
+        }
         recover_shard(shared, link, c, id, spool.path(), &priority, flags)
     };
     match (req.wait(true), result) {
