@@ -267,3 +267,30 @@ fn ctrl_c_during_the_shard_uploads_rolls_an_existing_collection_back() {
     assert_eq!(replicas(&target, "discussions"), before, "{run:?}");
     assert_eq!(world.prerestore_left(), Vec::<String>::new(), "{run:?}");
 }
+
+#[test]
+fn a_dry_run_of_a_cluster_backup_changes_nothing_on_any_peer() {
+    let world = World::new();
+    let source = cluster_with((1..=600).collect());
+    let backup = world.backup(&source.url(0), "discussions");
+    let target = cluster_with((1001..=1010).collect());
+    let before = replicas(&target, "discussions");
+    for i in 0..target.len() {
+        target.peer(i).clear_requests();
+    }
+    let run = world.run_with(
+        &target.url(0),
+        &["restore", &backup, "--force", "--dry-run"],
+        |_| {},
+    );
+    run.assert_code(0);
+    assert_eq!(writes(&target), Vec::<String>::new(), "{run:?}");
+    assert_eq!(replicas(&target, "discussions"), before);
+    assert_eq!(world.prerestore_left(), Vec::<String>::new(), "{run:?}");
+    // Into an empty cluster: nothing is created either.
+    let empty = Cluster::start(3, config());
+    let run = world.run_with(&empty.url(0), &["restore", &backup, "--dry-run"], |_| {});
+    run.assert_code(0);
+    assert_eq!(writes(&empty), Vec::<String>::new(), "{run:?}");
+    assert!(empty.collection_names().is_empty());
+}
