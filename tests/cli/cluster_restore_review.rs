@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use qdrant_double::{Cluster, Config, Fault, FaultKind, LateAnswer, info_from_fixture};
+use serde_json::json;
 use tempfile::TempDir;
 
 use super::support::{KEY, Run, to_run};
@@ -293,4 +294,28 @@ fn a_dry_run_of_a_cluster_backup_changes_nothing_on_any_peer() {
     run.assert_code(0);
     assert_eq!(writes(&empty), Vec::<String>::new(), "{run:?}");
     assert!(empty.collection_names().is_empty());
+}
+
+#[test]
+fn shard_keys_created_with_their_own_shard_numbers_round_trip() {
+    let world = World::new();
+    let source = Cluster::start(3, config());
+    // Key "small" was created with one shard, key 7 with three (`shards_number`), the
+    // collection's default being two.
+    source.seed_custom_per_key(
+        "tenants",
+        info_from_fixture("cluster/3-node-collection-info.json"),
+        2,
+        2,
+        &[
+            (json!("small"), 1, (1..=40).collect()),
+            (json!(7), 3, (100..=160).collect()),
+        ],
+    );
+    let backup = world.backup(&source.url(0), "tenants");
+    let target = Cluster::start(3, config());
+    let run = world.run_with(&target.url(0), &["restore", &backup, "--force"], |_| {});
+    run.assert_code(0);
+    assert_eq!(target.point_ids("tenants"), source.point_ids("tenants"));
+    assert_eq!(target.shard_keys("tenants"), source.shard_keys("tenants"));
 }

@@ -389,8 +389,20 @@ pub(super) fn restore_one(
     if let Some(cluster) = &source.cluster {
         for key in &cluster.record.shard_keys {
             go_on()?;
+            // A key may have been created with its own `shards_number`: each gets as many
+            // shards as the backup records for it, so the ids that follow stay the same.
+            let shards = cluster
+                .record
+                .shards
+                .iter()
+                .filter(|s| s.shard_key.as_ref() == Some(key))
+                .count();
+            let mut extra = serde_json::Map::new();
+            if shards > 0 {
+                extra.insert("shards_number".into(), json!(shards));
+            }
             cx.client
-                .create_shard_key(&target, key, &serde_json::Map::new())
+                .create_shard_key(&target, key, &extra)
                 .map_err(|e| {
                     cluster_failure(
                         &target,
