@@ -319,3 +319,33 @@ fn shard_keys_created_with_their_own_shard_numbers_round_trip() {
     assert_eq!(target.point_ids("tenants"), source.point_ids("tenants"));
     assert_eq!(target.shard_keys("tenants"), source.shard_keys("tenants"));
 }
+
+#[test]
+fn a_lost_shard_upload_on_a_peer_without_metrics_is_not_rolled_back_blindly() {
+    let world = World::new();
+    let source = cluster_with((1..=600).collect());
+    let backup = world.backup(&source.url(0), "discussions");
+    let target = cluster_with((1001..=1010).collect());
+    let peer = upload_peer(&target, "discussions", 1);
+    target.peer(peer).inject(Fault::always(
+        Some("GET"),
+        "/metrics",
+        FaultKind::PlainStatus {
+            code: 404,
+            body: "Not Found".into(),
+        },
+    ));
+    target.peer(peer).inject(Fault::new(
+        Some("POST"),
+        "/shards/1/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(300),
+            answer: LateAnswer::Drop,
+        },
+    ));
+    let run = world.run_with(&target.url(0), &["restore", &backup, "--force"], |_| {});
+    // Not rolled back: the pre-restore copy is kept, and the run says why.
+    run.assert_code(5)
+        .assert_stderr_contains("may still be recovering shard 1");
+    assert_eq!(world.prerestore_left().len(), 1, "{run:?}");
+}
