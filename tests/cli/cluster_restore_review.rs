@@ -349,3 +349,27 @@ fn a_lost_shard_upload_on_a_peer_without_metrics_is_not_rolled_back_blindly() {
         .assert_stderr_contains("may still be recovering shard 1");
     assert_eq!(world.prerestore_left().len(), 1, "{run:?}");
 }
+
+#[test]
+fn a_passing_failure_to_read_the_placement_does_not_fail_the_restore() {
+    let world = World::new();
+    let source = cluster_with((1..=600).collect());
+    let backup = world.backup(&source.url(0), "discussions");
+    let target = Cluster::start(3, config());
+    // A peer busy for a moment: its placement answers 503 twice, then as usual.
+    target.peer(1).inject(Fault {
+        method: Some("GET".into()),
+        path_contains: "/collections/discussions/cluster".into(),
+        kind: FaultKind::Status {
+            code: 503,
+            message: "Service unavailable: busy".into(),
+        },
+        times: 2,
+    });
+    let run = world.run_with(&target.url(0), &["restore", &backup, "--force"], |_| {});
+    run.assert_code(0);
+    assert_eq!(
+        target.point_ids("discussions"),
+        source.point_ids("discussions")
+    );
+}

@@ -277,20 +277,17 @@ fn cluster_failure(collection: &str, detail: String) -> StepError {
 fn read_placement(nodes: &[Node], target: &str) -> Result<Placement, StepError> {
     let mut placement = Placement::default();
     for node in nodes {
-        let view = node
-            .client
-            .collection_cluster_view(target)
-            .map_err(|e| match e {
-                QdrantError::Interrupted => StepError::Interrupted,
-                e => cluster_failure(
-                    target,
-                    format!(
-                        "reading its placement from peer {} ({}) failed: {e}",
-                        node.peer_id,
-                        node.client.display_url()
-                    ),
+        let view = view_of(node, target).map_err(|e| match e {
+            QdrantError::Interrupted => StepError::Interrupted,
+            e => cluster_failure(
+                target,
+                format!(
+                    "reading its placement from peer {} ({}) failed: {e}",
+                    node.peer_id,
+                    node.client.display_url()
                 ),
-            })?;
+            ),
+        })?;
         if view.peer_id != node.peer_id {
             return Err(cluster_failure(
                 target,
@@ -316,6 +313,32 @@ fn read_placement(nodes: &[Node], target: &str) -> Result<Placement, StepError> 
         }
     }
     Ok(placement)
+}
+
+/// Reads of a placement that fail for a moment (no answer, a 5xx) before it counts as failed.
+const PLACEMENT_ATTEMPTS: u32 = 3;
+
+/// One peer's view of the collection's placement. A peer busy recovering shards may fail to
+/// answer for a moment: that alone must not fail (and roll back) a restore, nor keep a
+/// rollback from finishing, so such a read is tried again after a short pause.
+fn view_of(
+    node: &Node,
+    target: &str,
+) -> Result<crate::qdrant::cluster::CollectionClusterView, QdrantError> {
+    let mut attempt = 1;
+    loop {
+        match node.client.collection_cluster_view(target) {
+            Err(e)
+                if attempt < PLACEMENT_ATTEMPTS
+                    && !matches!(e, QdrantError::Interrupted)
+                    && e.status().is_none_or(|status| status >= 500) =>
+            {
+                std::thread::sleep(POLL * attempt);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Restores one absent collection shard-aware; refused collections do nothing.
