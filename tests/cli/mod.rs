@@ -5,6 +5,7 @@ mod cluster;
 mod cluster_audit;
 mod cluster_journal;
 mod cluster_restore;
+mod cluster_restore_review;
 mod completion;
 mod concurrency;
 mod diff_schema;

@@ -174,7 +174,7 @@ const SNAPSHOTTING: &str = "snapshotting";
 
 /// What a failed upload did to the collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Effect {
+pub(super) enum Effect {
     /// Refused before anything changed: a definite 4xx answer (Qdrant checks access, the
     /// checksum and compatibility before it clears anything; a proxy's 413 or 403 never reaches
     /// it), or a body aimem cut short itself.
@@ -186,7 +186,7 @@ enum Effect {
     Changed,
 }
 
-fn effect_of(error: &QdrantError) -> Effect {
+pub(super) fn effect_of(error: &QdrantError) -> Effect {
     match (error, error.status()) {
         (QdrantError::Interrupted | QdrantError::LocalRead { .. }, _) => Effect::Unchanged,
         (_, Some(408 | 502 | 503 | 504)) => Effect::Unclear,
@@ -419,7 +419,7 @@ pub(super) fn prerestore_folder(cx: &Context, undo: &mut Undo) -> Result<Utf8Pat
 }
 
 /// Fails unless the pre-restore folder's filesystem has `needed` bytes free.
-fn check_space(folder: &Utf8Path, target: &str, needed: u64) -> Result<(), StepError> {
+pub(super) fn check_space(folder: &Utf8Path, target: &str, needed: u64) -> Result<(), StepError> {
     let free = disk::free_space(folder).map_err(|source| StepError::PrerestoreFolder {
         path: folder.to_string(),
         source,

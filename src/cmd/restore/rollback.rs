@@ -169,7 +169,7 @@ impl Undo {
                 "Rolling back {} shard by shard from its pre-restore copy...",
                 saved.collection
             ));
-            match super::shards::recover(saved, stamp) {
+            match super::shards::recover(saved, stamp, ui) {
                 Ok(()) => {
                     ui.ok(&format!("{} points, schema as before", saved.points));
                     done.push(format!(

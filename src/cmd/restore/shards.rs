@@ -277,20 +277,17 @@ fn cluster_failure(collection: &str, detail: String) -> StepError {
 fn read_placement(nodes: &[Node], target: &str) -> Result<Placement, StepError> {
     let mut placement = Placement::default();
     for node in nodes {
-        let view = node
-            .client
-            .collection_cluster_view(target)
-            .map_err(|e| match e {
-                QdrantError::Interrupted => StepError::Interrupted,
-                e => cluster_failure(
-                    target,
-                    format!(
-                        "reading its placement from peer {} ({}) failed: {e}",
-                        node.peer_id,
-                        node.client.display_url()
-                    ),
+        let view = view_of(node, target).map_err(|e| match e {
+            QdrantError::Interrupted => StepError::Interrupted,
+            e => cluster_failure(
+                target,
+                format!(
+                    "reading its placement from peer {} ({}) failed: {e}",
+                    node.peer_id,
+                    node.client.display_url()
                 ),
-            })?;
+            ),
+        })?;
         if view.peer_id != node.peer_id {
             return Err(cluster_failure(
                 target,
@@ -316,6 +313,32 @@ fn read_placement(nodes: &[Node], target: &str) -> Result<Placement, StepError> 
         }
     }
     Ok(placement)
+}
+
+/// Reads of a placement that fail for a moment (no answer, a 5xx) before it counts as failed.
+const PLACEMENT_ATTEMPTS: u32 = 3;
+
+/// One peer's view of the collection's placement. A peer busy recovering shards may fail to
+/// answer for a moment: that alone must not fail (and roll back) a restore, nor keep a
+/// rollback from finishing, so such a read is tried again after a short pause.
+fn view_of(
+    node: &Node,
+    target: &str,
+) -> Result<crate::qdrant::cluster::CollectionClusterView, QdrantError> {
+    let mut attempt = 1;
+    loop {
+        match node.client.collection_cluster_view(target) {
+            Err(e)
+                if attempt < PLACEMENT_ATTEMPTS
+                    && !matches!(e, QdrantError::Interrupted)
+                    && e.status().is_none_or(|status| status >= 500) =>
+            {
+                std::thread::sleep(POLL * attempt);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Restores one absent collection shard-aware; refused collections do nothing.
@@ -389,8 +412,20 @@ pub(super) fn restore_one(
     if let Some(cluster) = &source.cluster {
         for key in &cluster.record.shard_keys {
             go_on()?;
+            // A key may have been created with its own `shards_number`: each gets as many
+            // shards as the backup records for it, so the ids that follow stay the same.
+            let shards = cluster
+                .record
+                .shards
+                .iter()
+                .filter(|s| s.shard_key.as_ref() == Some(key))
+                .count();
+            let mut extra = serde_json::Map::new();
+            if shards > 0 {
+                extra.insert("shards_number".into(), json!(shards));
+            }
             cx.client
-                .create_shard_key(&target, key, &serde_json::Map::new())
+                .create_shard_key(&target, key, &extra)
                 .map_err(|e| {
                     cluster_failure(
                         &target,
@@ -432,7 +467,9 @@ pub(super) fn restore_one(
     };
     let placement = read_placement(&nodes, &target)?;
     check_shard_ids(&target, source, &placement)?;
-    upload_all(cx, source, &target, &nodes, &placement)?;
+    // A collection this run created is deleted on rollback, whatever Qdrant still recovers.
+    let unclear = std::sync::Mutex::new(Vec::new());
+    upload_all(cx, source, &target, &nodes, &placement, &unclear)?;
     super::act::stopped(cx.stop)?;
     wait_until_active(cx, &nodes, &target)?;
     check(cx, source, &target, true)?;
@@ -496,6 +533,7 @@ fn upload_all(
     target: &str,
     nodes: &[Node],
     placement: &Placement,
+    unclear: &std::sync::Mutex<Vec<UnclearShard>>,
 ) -> Result<(), StepError> {
     let io = |path: &str| {
         let path = path.to_string();
@@ -576,6 +614,7 @@ fn upload_all(
                         if stop.requested().is_some() {
                             return Err(StepError::Interrupted);
                         }
+                        let size = file.metadata().map_or(0, |m| m.len());
                         let file_name = format!(
                             "aimem-restore-{target}-shard-{shard}-{stamp}-{}.snapshot",
                             std::process::id()
@@ -606,6 +645,17 @@ fn upload_all(
                         if whole_collection {
                             // The server keeps an uploaded collection snapshot: not ours to leave.
                             let _ = node.client.delete_snapshot(target, &file_name);
+                        }
+                        if let Err(e) = &sent
+                            && super::act::effect_of(e) == super::act::Effect::Unclear
+                            && let Ok(mut unclear) = unclear.lock()
+                        {
+                            unclear.push(UnclearShard {
+                                peer_id: peer,
+                                shard_id: shard,
+                                upload: file_name.clone(),
+                                size,
+                            });
                         }
                         sent.map_err(|e| match e {
                             QdrantError::Interrupted => StepError::Interrupted,
@@ -795,6 +845,22 @@ pub struct SavedCluster {
     settle_limit: Duration,
     /// An upload into it was started: it must be recovered on rollback.
     pub touched: bool,
+    /// Shard uploads whose outcome is unknown: waited for before the rollback touches it.
+    pub unclear: Vec<UnclearShard>,
+    /// A second Ctrl-C gives up waiting for them.
+    stop: crate::signals::StopFlag,
+}
+
+/// A shard upload whose outcome is unknown (no answer, a lost connection, a gateway's 5xx):
+/// the peer may still be recovering the shard from it (api.md §0.3), and a rollback that put
+/// the shard back meanwhile would be overwritten by it.
+#[derive(Debug, Clone)]
+pub struct UnclearShard {
+    pub peer_id: u64,
+    pub shard_id: u32,
+    /// The uploaded file's name.
+    pub upload: String,
+    pub size: u64,
 }
 
 impl std::fmt::Debug for SavedCluster {
@@ -804,6 +870,7 @@ impl std::fmt::Debug for SavedCluster {
             .field("shards", &self.shards)
             .field("points", &self.points)
             .field("touched", &self.touched)
+            .field("unclear", &self.unclear)
             .finish_non_exhaustive()
     }
 }
@@ -855,6 +922,13 @@ fn save(
     };
     let points = cx.client.count_exact(target).map_err(qdrant("counting"))?;
     let placement = read_placement(&nodes, target)?;
+    // The shards together hold the collection's points once: the single-node estimate fits,
+    // checked before the first shard snapshot is asked for.
+    super::act::check_space(
+        &folder,
+        target,
+        crate::cmd::backup::disk::estimate_snapshot_size(live, points),
+    )?;
     // Recorded before the first download, so every copy made is cleaned up whatever happens.
     undo.cluster_saved.push(SavedCluster {
         collection: target.to_string(),
@@ -865,6 +939,8 @@ fn save(
         points_max: points,
         settle_limit: cx.settle_limit,
         touched: false,
+        unclear: Vec::new(),
+        stop: cx.stop.clone(),
     });
     let saved = undo.cluster_saved.len() - 1;
     for (&shard_id, (_, replicas)) in &placement.shards {
@@ -886,19 +962,26 @@ fn save(
             .create_shard_snapshot(target, shard_id)
             .map_err(qdrant("snapshotting"))?;
         let local = folder.join(format!("{target}-shard-{shard_id}.snapshot"));
-        let downloaded = snapshot::download_verified_from(
-            &node.client,
-            snapshot::Source::Shard {
-                collection: target,
-                shard: shard_id,
-            },
-            &made,
-            &local,
-            1,
-            &format!("pre-restore copy of {target} shard {shard_id}"),
-            cx.ui,
-            cx.stop,
-        );
+        // The server said how big this shard's snapshot is: it must fit now, not half way.
+        let fits = match made.size {
+            Some(size) => super::act::check_space(&folder, target, size),
+            None => Ok(()),
+        };
+        let downloaded = fits.as_ref().ok().map(|()| {
+            snapshot::download_verified_from(
+                &node.client,
+                snapshot::Source::Shard {
+                    collection: target,
+                    shard: shard_id,
+                },
+                &made,
+                &local,
+                1,
+                &format!("pre-restore copy of {target} shard {shard_id}"),
+                cx.ui,
+                cx.stop,
+            )
+        });
         if let Err(e) = node
             .client
             .delete_shard_snapshot(target, shard_id, &made.name)
@@ -908,6 +991,10 @@ fn save(
                 made.name, node.peer_id
             ));
         }
+        fits?;
+        let Some(downloaded) = downloaded else {
+            continue;
+        };
         let downloaded = downloaded.map_err(|source| match source {
             DownloadError::Qdrant(QdrantError::Interrupted) => StepError::Interrupted,
             source => StepError::Save {
@@ -957,7 +1044,17 @@ pub(super) fn overwrite(
     {
         saved.touched = true;
     }
-    upload_all(cx, source, &target, &nodes, &placement)?;
+    let unclear = std::sync::Mutex::new(Vec::new());
+    let uploaded = upload_all(cx, source, &target, &nodes, &placement, &unclear);
+    if let (Ok(unclear), Some(saved)) = (
+        unclear.into_inner(),
+        undo.cluster_saved
+            .iter_mut()
+            .find(|s| s.collection == target),
+    ) {
+        saved.unclear.extend(unclear);
+    }
+    uploaded?;
     super::act::stopped(cx.stop)?;
     wait_until_active(cx, &nodes, &target)?;
     check(cx, source, &target, false)
@@ -965,8 +1062,33 @@ pub(super) fn overwrite(
 
 /// Puts a saved cluster collection back: every shard from its pre-restore copy, then the same
 /// wait and checks (schema as before, count within what it was).
-pub fn recover(saved: &SavedCluster, stamp: &str) -> Result<(), String> {
+pub fn recover(saved: &SavedCluster, stamp: &str, ui: &crate::ui::Ui) -> Result<(), String> {
     let target = saved.collection.as_str();
+    for unclear in &saved.unclear {
+        let node = saved
+            .nodes
+            .iter()
+            .find(|n| n.peer_id == unclear.peer_id)
+            .ok_or_else(|| format!("peer {} is no longer known", unclear.peer_id))?;
+        let watch = super::recovery::Watch {
+            client: &node.client,
+            ui,
+            stop: &saved.stop,
+            limit: saved.settle_limit,
+        };
+        let upload = super::rollback::Unclear {
+            collection: target.to_string(),
+            upload: unclear.upload.clone(),
+            size: unclear.size,
+        };
+        super::recovery::wait_until_recovered(&watch, &upload).map_err(|why| {
+            format!(
+                "peer {} may still be recovering shard {} from the restore's upload, so it was not \
+                 rolled back: {why}",
+                unclear.peer_id, unclear.shard_id
+            )
+        })?;
+    }
     let placement = read_placement(&saved.nodes, target).map_err(|e| e.to_string())?;
     for shard in &saved.shards {
         let Some(node) = placement

@@ -543,6 +543,38 @@ impl Cluster {
         st.commit += 1;
     }
 
+    /// [`Cluster::seed_custom`] with each key's own shard number (Qdrant's `shards_number`
+    /// when a key is created), `shard_number` being the collection's default.
+    pub fn seed_custom_per_key(
+        &self,
+        name: &str,
+        info: Value,
+        shard_number: u32,
+        replication_factor: u32,
+        keys: &[(Value, u32, Vec<u64>)],
+    ) {
+        let mut col = collection_from_info(&info, shard_number, replication_factor, true);
+        let mut st = self.locked();
+        let peers = st.peer_ids();
+        for (key, shards, points) in keys {
+            let ids = col.add_shards(&peers, *shards, replication_factor, Some(key.clone()), None);
+            for point in points {
+                if let Some(shard) = col.shard_for(&ids, *point) {
+                    for r in col
+                        .shards
+                        .get_mut(&shard)
+                        .into_iter()
+                        .flat_map(|s| s.replicas.values_mut())
+                    {
+                        r.points.insert(*point);
+                    }
+                }
+            }
+        }
+        st.collections.insert(name.to_string(), col);
+        st.commit += 1;
+    }
+
     /// Sorted.
     pub fn collection_names(&self) -> Vec<String> {
         self.locked().collections.keys().cloned().collect()

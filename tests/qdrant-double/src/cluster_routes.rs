@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::cluster::{ClusterCollection, PeerLink, Replica};
+use crate::faults::LateAnswer;
 use crate::http::{BodyReader, Request, Response};
 use crate::multipart::{self, MultipartError};
 use crate::routes::{
@@ -26,13 +27,14 @@ use crate::state;
 const MAX_SHARDS: u32 = 1024;
 
 /// `Ok(answer)`, or `Err(())` when the single-node routes answer (over the local view).
-pub(crate) fn handle(
-    shared: &Shared,
-    link: &PeerLink,
+pub(crate) fn handle<'s>(
+    shared: &'s Shared,
+    link: &'s PeerLink,
     req: &Request,
     body: &mut BodyReader<'_>,
     flags: &Flags,
     t: Instant,
+    later: &mut Option<routes::Deferred<'s>>,
 ) -> Result<Response, ()> {
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let method = req.method.to_ascii_uppercase();
@@ -101,7 +103,9 @@ pub(crate) fn handle(
                     t,
                 ));
             };
-            shard_snapshots(shared, link, req, &method, c, id, rest, body, flags, t)
+            shard_snapshots(
+                shared, link, req, &method, c, id, rest, body, flags, t, later,
+            )
         }
         _ => return Err(()),
     };
@@ -393,9 +397,9 @@ fn check_shard(link: &PeerLink, c: &str, id: u32) -> Result<ClusterCollection, F
 }
 
 #[allow(clippy::too_many_arguments)]
-fn shard_snapshots(
-    shared: &Shared,
-    link: &PeerLink,
+fn shard_snapshots<'s>(
+    shared: &'s Shared,
+    link: &'s PeerLink,
     req: &Request,
     method: &str,
     c: &str,
@@ -404,6 +408,7 @@ fn shard_snapshots(
     body: &mut BodyReader<'_>,
     flags: &Flags,
     t: Instant,
+    later: &mut Option<routes::Deferred<'s>>,
 ) -> Response {
     let answer = |result: Result<Value, Failure>| match (req.wait(true), result) {
         (false, _) => accepted(t),
@@ -422,7 +427,9 @@ fn shard_snapshots(
             ),
             Err((code, msg)) => error(code, &msg, t),
         },
-        ("POST", ["upload"]) => upload_shard_snapshot(shared, link, req, c, id, body, flags, t),
+        ("POST", ["upload"]) => {
+            upload_shard_snapshot(shared, link, req, c, id, body, flags, t, later)
+        }
         ("GET", [name]) => match check_shard(link, c, id) {
             Ok(_) => routes::serve_snapshot_file(req, &shard_dir(shared, c, id), name, flags),
             Err((code, msg)) => Response::plain(code, &msg),
@@ -503,15 +510,16 @@ fn create_shard_snapshot(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn upload_shard_snapshot(
-    shared: &Shared,
-    link: &PeerLink,
+fn upload_shard_snapshot<'s>(
+    shared: &'s Shared,
+    link: &'s PeerLink,
     req: &Request,
     c: &str,
     id: u32,
     body: &mut BodyReader<'_>,
     flags: &Flags,
     t: Instant,
+    later: &mut Option<routes::Deferred<'s>>,
 ) -> Response {
     let priority = req.query("priority").unwrap_or("snapshot").to_string();
     if !["no_sync", "snapshot", "replica"].contains(&priority.as_str()) {
@@ -559,8 +567,43 @@ fn upload_shard_snapshot(
     if let Err((code, msg)) = check_shard(link, c, id) {
         return error(code, &msg, t);
     }
+    // SlowRecovery with a lost or gateway answer: the recovery runs on after the answer, like
+    // the real server's spawned task (api.md §0.3).
+    if let Some((takes, answer)) = &flags.slow_recovery
+        && !matches!(answer, LateAnswer::Wait)
+    {
+        let (collection, fail_after_clear) = (c.to_string(), flags.upload_fail_after_clear);
+        let recover = move || {
+            let flags = Flags {
+                upload_fail_after_clear: fail_after_clear,
+                ..Flags::default()
+            };
+            recover_shard(
+                shared,
+                link,
+                &collection,
+                id,
+                spool.path(),
+                &priority,
+                &flags,
+            )
+        };
+        *later = Some(routes::Deferred::shard(
+            shared,
+            c,
+            *takes,
+            Box::new(recover),
+        ));
+        return match answer {
+            LateAnswer::Gateway { code, body } => Response::plain(*code, body),
+            _ => Response::dropped(),
+        };
+    }
     let result = {
         let _running = RecoveryGuard::new(shared, c);
+        if let Some((takes, LateAnswer::Wait)) = &flags.slow_recovery {
+            std::thread::sleep(*takes);
+        }
         recover_shard(shared, link, c, id, spool.path(), &priority, flags)
     };
     match (req.wait(true), result) {

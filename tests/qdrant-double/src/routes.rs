@@ -70,17 +70,41 @@ pub(crate) struct Deferred<'s> {
     path: PathBuf,
     takes: Duration,
     fail_after_clear: bool,
+    /// Multi-peer mode: a shard snapshot's recovery, run instead of the collection's.
+    shard: Option<ShardRecovery<'s>>,
 }
 
-impl Deferred<'_> {
+/// A shard snapshot's recovery, run after the client got its answer (or none).
+pub(crate) type ShardRecovery<'s> = Box<dyn FnOnce() -> Result<(), Failure> + 's>;
+
+impl<'s> Deferred<'s> {
+    /// A shard recovery that starts `takes` from now, counted in `/metrics` until it ends.
+    pub fn shard(
+        shared: &'s Shared,
+        collection: &str,
+        takes: Duration,
+        recover: ShardRecovery<'s>,
+    ) -> Self {
+        Deferred {
+            guard: RecoveryGuard::new(shared, collection),
+            path: PathBuf::new(),
+            takes,
+            fail_after_clear: false,
+            shard: Some(recover),
+        }
+    }
+
     pub fn run(self) -> Result<(), Failure> {
         std::thread::sleep(self.takes);
-        let result = recover_unmeasured(
-            self.guard.shared,
-            &self.guard.collection,
-            &self.path,
-            self.fail_after_clear,
-        );
+        let result = match self.shard {
+            Some(recover) => recover(),
+            None => recover_unmeasured(
+                self.guard.shared,
+                &self.guard.collection,
+                &self.path,
+                self.fail_after_clear,
+            ),
+        };
         drop(self.guard);
         result
     }
@@ -192,7 +216,7 @@ pub(crate) fn handle<'s>(
     }
     // Multi-peer mode: the cluster's routes first; what they leave goes on as for one node.
     if let Some(link) = &shared.cluster {
-        match crate::cluster_routes::handle(shared, link, req, body, &flags, started) {
+        match crate::cluster_routes::handle(shared, link, req, body, &flags, started, later) {
             Ok(resp) => return resp,
             Err(()) => crate::cluster_routes::sync_peer(shared, link),
         }
@@ -984,6 +1008,7 @@ fn upload_snapshot<'s>(
             path: dest,
             takes,
             fail_after_clear: flags.upload_fail_after_clear,
+            shard: None,
         };
         let result = match answer {
             LateAnswer::Wait => job.run(),
