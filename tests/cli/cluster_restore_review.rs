@@ -300,16 +300,16 @@ fn a_dry_run_of_a_cluster_backup_changes_nothing_on_any_peer() {
 fn shard_keys_created_with_their_own_shard_numbers_round_trip() {
     let world = World::new();
     let source = Cluster::start(3, config());
-    // Key "small" was created with one shard, key 7 with three (`shards_number`), the
-    // collection's default being two.
+    // Key "small" was created with one shard and one replica, key 7 with three shards
+    // (`shards_number`) of two replicas, the collection's defaults being two and two.
     source.seed_custom_per_key(
         "tenants",
         info_from_fixture("cluster/3-node-collection-info.json"),
         2,
         2,
         &[
-            (json!("small"), 1, (1..=40).collect()),
-            (json!(7), 3, (100..=160).collect()),
+            (json!("small"), 1, 1, (1..=40).collect()),
+            (json!(7), 3, 2, (100..=160).collect()),
         ],
     );
     let backup = world.backup(&source.url(0), "tenants");
@@ -318,6 +318,12 @@ fn shard_keys_created_with_their_own_shard_numbers_round_trip() {
     run.assert_code(0);
     assert_eq!(target.point_ids("tenants"), source.point_ids("tenants"));
     assert_eq!(target.shard_keys("tenants"), source.shard_keys("tenants"));
+    // Each key keeps its own replication factor: as many replicas per shard as before.
+    let replicas = |cluster: &Cluster| -> Vec<usize> {
+        let placement = cluster.placement("tenants").expect("collection");
+        placement.values().map(|r| r.len()).collect()
+    };
+    assert_eq!(replicas(&target), replicas(&source));
 }
 
 #[test]

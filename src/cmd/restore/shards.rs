@@ -424,6 +424,19 @@ pub(super) fn restore_one(
             if shards > 0 {
                 extra.insert("shards_number".into(), json!(shards));
             }
+            // Likewise its own replication factor: the replicas its shards had at backup
+            // time. On a single node there is one replica whatever the backup had.
+            let replicas = cluster
+                .record
+                .shards
+                .iter()
+                .filter(|s| s.shard_key.as_ref() == Some(key))
+                .map(|s| s.replicas.len())
+                .max()
+                .unwrap_or(0);
+            if replicas > 0 && cx.topology.is_cluster() {
+                extra.insert("replication_factor".into(), json!(replicas));
+            }
             cx.client
                 .create_shard_key(&target, key, &extra)
                 .map_err(|e| {

@@ -551,13 +551,13 @@ impl Cluster {
         info: Value,
         shard_number: u32,
         replication_factor: u32,
-        keys: &[(Value, u32, Vec<u64>)],
+        keys: &[(Value, u32, u32, Vec<u64>)],
     ) {
         let mut col = collection_from_info(&info, shard_number, replication_factor, true);
         let mut st = self.locked();
         let peers = st.peer_ids();
-        for (key, shards, points) in keys {
-            let ids = col.add_shards(&peers, *shards, replication_factor, Some(key.clone()), None);
+        for (key, shards, replicas, points) in keys {
+            let ids = col.add_shards(&peers, *shards, *replicas, Some(key.clone()), None);
             for point in points {
                 if let Some(shard) = col.shard_for(&ids, *point) {
                     for r in col
