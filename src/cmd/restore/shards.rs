@@ -434,6 +434,9 @@ pub(super) fn restore_one(
                 .map(|s| s.replicas.len())
                 .max()
                 .unwrap_or(0);
+            // Never more replicas than the target has peers (a smaller cluster than the
+            // backup's holds each shard at most once per peer).
+            let replicas = replicas.min(cx.topology.peers().len());
             if replicas > 0 && cx.topology.is_cluster() {
                 extra.insert("replication_factor".into(), json!(replicas));
             }
