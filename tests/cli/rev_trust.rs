@@ -1,0 +1,176 @@
+//! Hostile-input review of the cluster paths (issue 12): where the credentials go, what is
+//! deleted on whose say-so.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use qdrant_double::{Cluster, Config, Double, info_from_fixture};
+use tempfile::TempDir;
+
+use super::support::{KEY, Run, to_run};
+
+/// A three-peer cluster holding `discussions` (3 shards, 2 replicas), plus a temporary HOME,
+/// backup root and install dir.
+struct Env {
+    cluster: Cluster,
+    tmp: TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let cluster = Cluster::start(
+            3,
+            Config {
+                api_key: Some(KEY.to_string()),
+                ..Config::default()
+            },
+        );
+        cluster.seed(
+            "discussions",
+            info_from_fixture("cluster/3-node-collection-info.json"),
+            3,
+            2,
+            (1..=60).collect(),
+        );
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(tmp.path().join("home")).expect("home");
+        std::fs::create_dir_all(tmp.path().join("install")).expect("install");
+        Env { cluster, tmp }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("backups")
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
+        command.args(args).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command
+            .env("HOME", self.tmp.path().join("home"))
+            .env("NO_COLOR", "1")
+            .env("QDRANT_URL", self.cluster.url(0))
+            .env("QDRANT_API_KEY", KEY)
+            .env("AI_MEMORY_BACKUP_DIR", self.root())
+            .env("AI_MEMORY_INSTALL_DIR", self.tmp.path().join("install"))
+            .stdin(Stdio::null());
+        to_run(command.output().expect("run aimem"))
+    }
+
+    /// A shard of `discussions` that peer `i` holds.
+    fn shard_on(&self, i: usize) -> u32 {
+        let peer = self.cluster.peer_id(i);
+        let placement = self.cluster.placement("discussions").expect("placement");
+        *placement
+            .iter()
+            .find(|(_, replicas)| replicas.iter().any(|(p, _)| *p == peer))
+            .expect("a shard on the peer")
+            .0
+    }
+
+    /// Asks peer `i` for a snapshot of `shard`, as a backup killed afterwards would have.
+    fn make_shard_snapshot(&self, i: usize, shard: u32) -> String {
+        let url = format!(
+            "{}/collections/discussions/shards/{shard}/snapshots?wait=true",
+            self.cluster.url(i)
+        );
+        let mut answer = ureq::post(&url)
+            .header("api-key", KEY)
+            .send_empty()
+            .expect("shard snapshot");
+        let text = answer.body_mut().read_to_string().expect("body");
+        let body: serde_json::Value = serde_json::from_str(&text).expect("json");
+        body["result"]["name"].as_str().expect("name").to_string()
+    }
+
+    /// A staging folder whose run died, with `records` after its first line.
+    fn dead_run(&self, records: &[serde_json::Value]) {
+        let staging = self.root().join(".aimem-staging-deadrun");
+        std::fs::create_dir_all(&staging).expect("staging");
+        let mut lines = vec![serde_json::json!({
+            "event": "started",
+            "owner": {"pid": 1, "host": "elsewhere", "started": "2026-01-01T00:00:00+00:00"},
+            "server": self.cluster.url(0),
+        })];
+        lines.extend(records.iter().cloned());
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(staging.join(".aimem-journal"), text).expect("journal");
+    }
+}
+
+/// A journal names the address a dead run reached a peer at; by the next run that address may
+/// serve anything. The cleanup goes to the peer with the recorded id in the cluster this run
+/// verified, and sends nothing (no API key) to the recorded address.
+#[test]
+fn a_dead_runs_shard_snapshot_is_deleted_on_the_verified_peer_never_at_the_recorded_address() {
+    let env = Env::new();
+    let elsewhere = Double::start(Config {
+        api_key: Some(KEY.to_string()),
+        ..Config::default()
+    });
+    let shard = env.shard_on(1);
+    let left = env.make_shard_snapshot(1, shard);
+    let unanswered_shard = env.shard_on(2);
+    env.dead_run(&[
+        serde_json::json!({
+            "event": "shard_created", "collection": "discussions", "shard": shard,
+            "peer_id": env.cluster.peer_id(1), "peer_url": elsewhere.url(), "snapshot": left,
+        }),
+        serde_json::json!({
+            "event": "shard_creating", "collection": "discussions", "shard": unanswered_shard,
+            "peer_id": env.cluster.peer_id(2), "peer_url": elsewhere.url(),
+            "asked_at": "2026-01-01-00-00-00", "asked_before": "2026-01-01-00-03-00",
+            "existing": [],
+        }),
+    ]);
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    assert_eq!(
+        elsewhere.requests().len(),
+        0,
+        "the recorded address was asked: {:?}",
+        elsewhere.requests()
+    );
+    assert!(
+        !env.cluster
+            .shard_snapshot_names(1, "discussions", shard)
+            .contains(&left),
+        "the dead run's shard snapshot is still on its peer: {}",
+        run.all_output()
+    );
+    assert!(
+        !env.root().join(".aimem-staging-deadrun").exists(),
+        "the dead run's folder was kept: {}",
+        run.all_output()
+    );
+}
+
+/// A journal naming a peer the cluster no longer has is kept and reported: nothing is asked
+/// anywhere on its say-so.
+#[test]
+fn a_dead_runs_shard_snapshot_on_a_peer_that_is_not_in_the_cluster_is_kept() {
+    let env = Env::new();
+    let elsewhere = Double::start(Config {
+        api_key: Some(KEY.to_string()),
+        ..Config::default()
+    });
+    env.dead_run(&[serde_json::json!({
+        "event": "shard_created", "collection": "discussions", "shard": 0,
+        "peer_id": 77, "peer_url": elsewhere.url(),
+        "snapshot": "discussions-shard-0-77-2026-01-01-00-00-01.snapshot",
+    })]);
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    assert_eq!(
+        elsewhere.requests().len(),
+        0,
+        "the recorded address was asked"
+    );
+    assert!(
+        env.root().join(".aimem-staging-deadrun").exists(),
+        "the journal is the only record of that snapshot"
+    );
+    assert!(run.all_output().contains("peer 77"), "{}", run.all_output());
+}
