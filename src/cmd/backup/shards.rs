@@ -120,6 +120,17 @@ fn placement(
             }
         }
     }
+    // Every peer counts `shard_count` shards: fewer among the replicas reported means a
+    // shard nobody reports, and a backup without it would silently lose its points.
+    if let Some(first) = views.first()
+        && shards.len() != first.shard_count as usize
+    {
+        return Err(contradiction(format!(
+            "the peers count {} shards but report replicas of {}",
+            first.shard_count,
+            shards.len()
+        )));
+    }
     Ok(shards)
 }
 
@@ -973,5 +984,19 @@ mod tests {
                 ShardKey::Keyword("c".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_shard_no_peer_reports_is_a_contradiction_not_a_smaller_backup() {
+        // Every peer says the collection has 3 shards, yet none reports shard 2 (a cluster
+        // changing between the calls, or a server that lies): a backup of shards 0 and 1 only
+        // would lose shard 2's points.
+        let mut views = views();
+        for view in &mut views {
+            view.local.retain(|r| r.shard_id != 2);
+            view.remote.retain(|r| r.shard_id != 2);
+        }
+        let refused = placement("discussions", &views);
+        assert!(refused.is_err(), "{:?}", refused.map(|s| s.len()));
     }
 }
