@@ -12,7 +12,7 @@ pub(crate) mod files;
 pub(crate) mod journal;
 mod pipeline;
 mod resume;
-mod shards;
+pub(crate) mod shards;
 pub(crate) mod snapshot;
 mod undo;
 

@@ -59,16 +59,16 @@ pub enum ShardError {
 
 /// One shard's replicas, as their own peers report them.
 #[derive(Debug, Clone, Default)]
-struct ShardPlacement {
+pub(crate) struct ShardPlacement {
     key: Option<ShardKey>,
     /// peer id → (state, points_count)
-    replicas: BTreeMap<u64, (String, Option<u64>)>,
+    pub(crate) replicas: BTreeMap<u64, (String, Option<u64>)>,
 }
 
 /// Merges every peer's view into one placement, refusing contradictions: a peer's word on
 /// its own replicas is what counts, and every replica another peer names must be one its own
 /// peer reports.
-fn placement(
+pub(crate) fn placement(
     collection: &str,
     views: &[CollectionClusterView],
 ) -> Result<BTreeMap<u32, ShardPlacement>, ShardError> {
@@ -136,7 +136,7 @@ fn placement(
 
 /// Per shard, the peer to snapshot it on: an Active holder, the one with the fewest shards
 /// chosen so far (then the lowest peer id), so the work spreads over the peers.
-fn choose_sources(
+pub(crate) fn choose_sources(
     collection: &str,
     shards: &BTreeMap<u32, ShardPlacement>,
 ) -> Result<BTreeMap<u32, u64>, ShardError> {
