@@ -174,3 +174,70 @@ fn a_dead_runs_shard_snapshot_on_a_peer_that_is_not_in_the_cluster_is_kept() {
     );
     assert!(run.all_output().contains("peer 77"), "{}", run.all_output());
 }
+
+/// `--url` credentials reach the derived peers (the common deployment shares them), but
+/// nothing aimem prints or writes shows them: not the output, the JSON report, the verbose
+/// log, the manifest, nor the error naming a peer that is down.
+#[test]
+fn url_credentials_inherited_by_derived_peers_are_never_shown_or_written() {
+    let mut env = Env::new();
+    let secret = "hunter2pw";
+    let url = env
+        .cluster
+        .url(0)
+        .replacen("http://", &format!("http://backupuser:{secret}@"), 1);
+    let run_with_url = |env: &Env, args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
+        command.args(args).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command
+            .env("HOME", env.tmp.path().join("home"))
+            .env("NO_COLOR", "1")
+            .env("QDRANT_URL", &url)
+            .env("QDRANT_API_KEY", KEY)
+            .env("AI_MEMORY_BACKUP_DIR", env.root())
+            .env("AI_MEMORY_INSTALL_DIR", env.tmp.path().join("install"))
+            .stdin(Stdio::null());
+        to_run(command.output().expect("run aimem"))
+    };
+    let run = run_with_url(
+        &env,
+        &["-vvv", "backup", "--collection", "discussions", "--json"],
+    );
+    run.assert_code(0);
+    for text in [run.stdout.as_str(), run.stderr.as_str()] {
+        assert!(!text.contains(secret) && !text.contains(KEY), "{text}");
+    }
+    let mut written = Vec::new();
+    for entry in std::fs::read_dir(env.root()).expect("root") {
+        let folder = entry.expect("entry").path();
+        for file in ["manifest.json", "CHECKSUMS.sha256"] {
+            written.push(std::fs::read_to_string(folder.join(file)).expect("written file"));
+        }
+    }
+    // The peers were reached with the credentials (shown as `***@`), so they were there to leak.
+    assert!(
+        written
+            .iter()
+            .any(|m| m.contains("\"peers\"") && m.contains("http://***@127.0.0.3:")),
+        "a cluster manifest: {written:?}"
+    );
+    for text in &written {
+        assert!(
+            !text.contains(secret) && !text.contains("backupuser"),
+            "{text}"
+        );
+    }
+
+    env.cluster.stop_peer(2);
+    let down = run_with_url(&env, &["backup", "--collection", "discussions"]);
+    down.assert_code(1);
+    assert!(
+        down.stderr.contains(&env.cluster.peer_id(2).to_string()),
+        "{}",
+        down.stderr
+    );
+    assert!(!down.all_output().contains(secret), "{}", down.all_output());
+}
