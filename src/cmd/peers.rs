@@ -146,7 +146,7 @@ pub enum PeerError {
 ///
 /// A server that does not answer `GET /cluster` usefully (an old version, a key without the
 /// right) is taken as a single node, as before cluster support, unless `--peer` was given;
-/// one that cannot be reached at all is an error.
+/// one that cannot be reached at all, or answers something aimem refuses, is an error.
 pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError> {
     let main = client.display_url().to_string();
     let overrides: Vec<&str> = args
@@ -157,9 +157,14 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
         .collect();
     let status = match client.cluster_status() {
         Ok(status) => status,
+        // An answer aimem refuses (a cluster with a hostile or contradicting peer list) is
+        // not a single node: taken as one, the run would work through one peer only.
         Err(e)
             if e.is_connection_problem()
-                || matches!(e, QdrantError::Timeout { .. })
+                || matches!(
+                    e,
+                    QdrantError::Timeout { .. } | QdrantError::InvalidResponse { .. }
+                )
                 || !overrides.is_empty() =>
         {
             return Err(PeerError::Status {

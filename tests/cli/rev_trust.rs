@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use qdrant_double::{Cluster, Config, Double, info_from_fixture};
+use serde_json::json;
 use tempfile::TempDir;
 
 use super::support::{KEY, Run, to_run};
@@ -240,4 +241,26 @@ fn url_credentials_inherited_by_derived_peers_are_never_shown_or_written() {
         down.stderr
     );
     assert!(!down.all_output().contains(secret), "{}", down.all_output());
+}
+
+/// A server that says it is part of a cluster, in an answer aimem refuses (here a peer
+/// address with a space), is not a single node: treating it as one would back up or restore
+/// a cluster through one peer. The run stops and says why.
+#[test]
+fn a_cluster_answer_aimem_refuses_is_an_error_not_a_single_node() {
+    let env = Env::new();
+    let me = env.cluster.peer_id(0);
+    let body = json!({"result": {"status": "enabled", "peer_id": me,
+        "peers": {me.to_string(): {"uri": "http://a b:6335/"}}}, "status": "ok", "time": 0.0});
+    env.cluster.peer(0).inject(qdrant_double::Fault::new(
+        Some("GET"),
+        "/cluster",
+        qdrant_double::FaultKind::RawJson {
+            code: 200,
+            body: body.to_string(),
+        },
+    ));
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(1)
+        .assert_stderr_contains("whether it is part of a cluster");
 }
