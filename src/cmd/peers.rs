@@ -140,6 +140,18 @@ pub enum PeerError {
         help("Leave out --peer / QDRANT_PEERS for a single-node Qdrant.")
     )]
     NotACluster { url: String },
+
+    /// The value is not quoted: QDRANT_PEERS is split at commas, so a comma in a password
+    /// leaves pieces of credentials that no longer look like credentials.
+    #[error("--peer / QDRANT_PEERS value {position} is not a REST address http(s)://HOST:PORT")]
+    #[diagnostic(
+        code(aimem::cluster::peer_url),
+        help(
+            "Each --peer URL is a scheme, host and port, without a path or query. QDRANT_PEERS is \
+             split at commas: write a comma in a password as %2C."
+        )
+    )]
+    BadPeerUrl { position: usize },
 }
 
 /// Finds out whether `client`'s server is a cluster and, if so, reaches and checks every peer.
@@ -155,6 +167,15 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
         .map(|p| p.trim())
         .filter(|p| !p.is_empty())
         .collect();
+    // Every value is checked before any is used or shown (see PeerError::BadPeerUrl).
+    if let Some(position) = overrides
+        .iter()
+        .position(|url| crate::settings::parse_url(url).is_err())
+    {
+        return Err(PeerError::BadPeerUrl {
+            position: position + 1,
+        });
+    }
     let status = match client.cluster_status() {
         Ok(status) => status,
         // An answer aimem refuses (a cluster with a hostile or contradicting peer list) is

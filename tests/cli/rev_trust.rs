@@ -264,3 +264,40 @@ fn a_cluster_answer_aimem_refuses_is_an_error_not_a_single_node() {
     run.assert_code(1)
         .assert_stderr_contains("whether it is part of a cluster");
 }
+
+/// QDRANT_PEERS is split at commas, so a password holding one is cut in two, and neither half
+/// looks like a URL with credentials: no message may quote either half.
+#[test]
+fn a_peer_url_cut_by_a_comma_in_its_password_is_refused_without_quoting_it() {
+    let env = Env::new();
+    let peers: Vec<String> = (0..3)
+        .map(|i| {
+            env.cluster
+                .url(i)
+                .replacen("http://", "http://backupuser:hunter,2secret@", 1)
+        })
+        .collect();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
+    command
+        .args(["backup", "--collection", "discussions"])
+        .env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+        .env("HOME", env.tmp.path().join("home"))
+        .env("NO_COLOR", "1")
+        .env("QDRANT_URL", env.cluster.url(0))
+        .env("QDRANT_PEERS", peers.join(","))
+        .env("QDRANT_API_KEY", KEY)
+        .env("AI_MEMORY_BACKUP_DIR", env.root())
+        .env("AI_MEMORY_INSTALL_DIR", env.tmp.path().join("install"))
+        .stdin(Stdio::null());
+    let run = to_run(command.output().expect("run aimem"));
+    run.assert_code(1);
+    let said = run.all_output();
+    for part in ["backupuser", "hunter", "2secret"] {
+        assert!(!said.contains(part), "{part} shown: {said}");
+    }
+    assert!(said.contains("--peer"), "{said}");
+}
