@@ -11,7 +11,7 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::qdrant::cluster::{ClusterStatus, p2p_host};
-use crate::qdrant::{Client, QdrantError, ServerUrl};
+use crate::qdrant::{Client, QdrantError, ServerUrl, redact};
 
 /// The REST addresses of a cluster's peers (backup, restore, diff-schema).
 #[derive(Debug, Clone, Default, Args)]
@@ -34,7 +34,8 @@ pub struct PeerArgs {
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub peer_id: u64,
-    /// The P2P URI Qdrant reports.
+    /// The P2P URI Qdrant reports, redacted (any user info or query hidden): it is shown and
+    /// written to the manifest.
     pub uri: String,
     pub client: Client,
 }
@@ -209,7 +210,7 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
         for (&peer_id, uri) in &listed {
             let host = p2p_host(uri).ok_or_else(|| PeerError::Underivable {
                 peer_id,
-                uri: uri.clone(),
+                uri: redact(uri),
             })?;
             let peer_client = client.for_peer(&client.url().with_host(&host));
             let answered = answering_peer(&peer_client, peer_id)?;
@@ -222,7 +223,7 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
             }
             peers.push(Peer {
                 peer_id,
-                uri: uri.clone(),
+                uri: redact(uri),
                 client: peer_client,
             });
         }
@@ -262,7 +263,7 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
             }
             peers.push(Peer {
                 peer_id: got,
-                uri: uri.clone(),
+                uri: redact(uri),
                 client: peer_client,
             });
         }
@@ -272,7 +273,7 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
         {
             return Err(PeerError::Missing {
                 peer_id,
-                uri: uri.clone(),
+                uri: redact(uri),
             });
         }
         peers.sort_by_key(|p| p.peer_id);

@@ -301,3 +301,49 @@ fn a_peer_url_cut_by_a_comma_in_its_password_is_refused_without_quoting_it() {
     }
     assert!(said.contains("--peer"), "{said}");
 }
+
+/// A P2P URI with user info (a hostile or odd server): the REST address takes only its host,
+/// and the user info is never written to the manifest.
+#[test]
+fn user_info_in_a_p2p_uri_is_never_written() {
+    let env = Env::new();
+    let me = env.cluster.peer_id(0);
+    let port = env.cluster.port() + 2;
+    let peers: serde_json::Map<String, serde_json::Value> = (0..3)
+        .map(|i| {
+            (
+                env.cluster.peer_id(i).to_string(),
+                json!({"uri": format!("http://p2puser:p2psecret@127.0.0.{}:{port}/", i + 1)}),
+            )
+        })
+        .collect();
+    let body = json!({"result": {"status": "enabled", "peer_id": me, "peers": peers},
+                      "status": "ok", "time": 0.0});
+    env.cluster.peer(0).inject(qdrant_double::Fault::new(
+        Some("GET"),
+        "/cluster",
+        qdrant_double::FaultKind::RawJson {
+            code: 200,
+            body: body.to_string(),
+        },
+    ));
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    assert!(
+        !run.all_output().contains("p2psecret"),
+        "{}",
+        run.all_output()
+    );
+    let folder = std::fs::read_dir(env.root())
+        .expect("root")
+        .next()
+        .expect("a backup")
+        .expect("entry")
+        .path();
+    let manifest = std::fs::read_to_string(folder.join("manifest.json")).expect("manifest");
+    assert!(manifest.contains("127.0.0.2"), "{manifest}");
+    assert!(
+        !manifest.contains("p2psecret") && !manifest.contains("p2puser"),
+        "{manifest}"
+    );
+}
