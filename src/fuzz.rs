@@ -340,3 +340,5 @@ proptest! {
         walk_snapshot(&dir, &bytes);
     }
 }
+
+mod cluster;

@@ -137,7 +137,7 @@ impl ConnectionArgs {
 }
 
 /// Splits `http(s)://host[:port][/]` into its parts. Errors name the URL redacted.
-fn parse_url(raw: &str) -> Result<Endpoint, String> {
+pub(crate) fn parse_url(raw: &str) -> Result<Endpoint, String> {
     let url = redact(raw);
     let (scheme, rest) = raw.split_once("://").ok_or_else(|| {
         format!("`{url}` has no scheme: write http://HOST:PORT or https://HOST:PORT")

@@ -11,7 +11,7 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::qdrant::cluster::{ClusterStatus, p2p_host};
-use crate::qdrant::{Client, QdrantError, ServerUrl};
+use crate::qdrant::{Client, QdrantError, ServerUrl, redact};
 
 /// The REST addresses of a cluster's peers (backup, restore, diff-schema).
 #[derive(Debug, Clone, Default, Args)]
@@ -34,7 +34,8 @@ pub struct PeerArgs {
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub peer_id: u64,
-    /// The P2P URI Qdrant reports.
+    /// The P2P URI Qdrant reports, redacted (any user info or query hidden): it is shown and
+    /// written to the manifest.
     pub uri: String,
     pub client: Client,
 }
@@ -140,13 +141,25 @@ pub enum PeerError {
         help("Leave out --peer / QDRANT_PEERS for a single-node Qdrant.")
     )]
     NotACluster { url: String },
+
+    /// The value is not quoted: QDRANT_PEERS is split at commas, so a comma in a password
+    /// leaves pieces of credentials that no longer look like credentials.
+    #[error("--peer / QDRANT_PEERS value {position} is not a REST address http(s)://HOST:PORT")]
+    #[diagnostic(
+        code(aimem::cluster::peer_url),
+        help(
+            "Each --peer URL is a scheme, host and port, without a path or query. QDRANT_PEERS is \
+             split at commas: write a comma in a password as %2C."
+        )
+    )]
+    BadPeerUrl { position: usize },
 }
 
 /// Finds out whether `client`'s server is a cluster and, if so, reaches and checks every peer.
 ///
 /// A server that does not answer `GET /cluster` usefully (an old version, a key without the
 /// right) is taken as a single node, as before cluster support, unless `--peer` was given;
-/// one that cannot be reached at all is an error.
+/// one that cannot be reached at all, or answers something aimem refuses, is an error.
 pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError> {
     let main = client.display_url().to_string();
     let overrides: Vec<&str> = args
@@ -155,11 +168,25 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
         .map(|p| p.trim())
         .filter(|p| !p.is_empty())
         .collect();
+    // Every value is checked before any is used or shown (see PeerError::BadPeerUrl).
+    if let Some(position) = overrides
+        .iter()
+        .position(|url| crate::settings::parse_url(url).is_err())
+    {
+        return Err(PeerError::BadPeerUrl {
+            position: position + 1,
+        });
+    }
     let status = match client.cluster_status() {
         Ok(status) => status,
+        // An answer aimem refuses (a cluster with a hostile or contradicting peer list) is
+        // not a single node: taken as one, the run would work through one peer only.
         Err(e)
             if e.is_connection_problem()
-                || matches!(e, QdrantError::Timeout { .. })
+                || matches!(
+                    e,
+                    QdrantError::Timeout { .. } | QdrantError::InvalidResponse { .. }
+                )
                 || !overrides.is_empty() =>
         {
             return Err(PeerError::Status {
@@ -183,7 +210,7 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
         for (&peer_id, uri) in &listed {
             let host = p2p_host(uri).ok_or_else(|| PeerError::Underivable {
                 peer_id,
-                uri: uri.clone(),
+                uri: redact(uri),
             })?;
             let peer_client = client.for_peer(&client.url().with_host(&host));
             let answered = answering_peer(&peer_client, peer_id)?;
@@ -196,7 +223,7 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
             }
             peers.push(Peer {
                 peer_id,
-                uri: uri.clone(),
+                uri: redact(uri),
                 client: peer_client,
             });
         }
@@ -236,7 +263,7 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
             }
             peers.push(Peer {
                 peer_id: got,
-                uri: uri.clone(),
+                uri: redact(uri),
                 client: peer_client,
             });
         }
@@ -246,7 +273,7 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
         {
             return Err(PeerError::Missing {
                 peer_id,
-                uri: uri.clone(),
+                uri: redact(uri),
             });
         }
         peers.sort_by_key(|p| p.peer_id);

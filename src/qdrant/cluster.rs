@@ -151,9 +151,12 @@ pub fn parse_cluster_status(result: &Value) -> Result<ClusterStatus, String> {
     }
     let mut peers = BTreeMap::new();
     for (id, peer) in listed {
+        // Only the plain decimal form: `01` or `+1` would be a second entry for peer 1.
         let id: u64 = id
             .parse()
-            .map_err(|_| format!("peer id {} is not a number", crate::names::shown(id)))?;
+            .ok()
+            .filter(|n: &u64| n.to_string() == *id)
+            .ok_or_else(|| format!("peer id {} is not a number", crate::names::shown(id)))?;
         let uri = peer
             .get("uri")
             .and_then(Value::as_str)
@@ -161,7 +164,9 @@ pub fn parse_cluster_status(result: &Value) -> Result<ClusterStatus, String> {
         if uri.len() > 2048 || uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(format!("peer {id} has an unusable `uri`"));
         }
-        peers.insert(id, uri.to_string());
+        if peers.insert(id, uri.to_string()).is_some() {
+            return Err(format!("peer {id} is listed twice"));
+        }
     }
     if !peers.contains_key(&peer_id) {
         return Err(format!(
@@ -730,5 +735,15 @@ mod tests {
             cluster.shard_key_order("tenants"),
             Some(vec![json!("zulu"), json!(7)])
         );
+    }
+
+    #[test]
+    fn a_peer_listed_twice_under_two_spellings_of_its_id_is_refused() {
+        // `1`, `01` and `+1` are one peer id: a second entry would silently replace the first.
+        for other in ["01", "+1"] {
+            let status = json!({"status": "enabled", "peer_id": 1, "peers": {
+                "1": {"uri": "http://10.0.0.1:6335/"}, other: {"uri": "http://10.0.0.9:6335/"}}});
+            assert!(parse_cluster_status(&status).is_err(), "{other}");
+        }
     }
 }

@@ -23,6 +23,7 @@ mod reading;
 mod restore;
 mod restore_jobs;
 mod resume;
+mod rev_trust;
 mod servers;
 mod support;
 mod verbose;

@@ -15,6 +15,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::undo::is_ours;
+use crate::cmd::peers::Topology;
 use crate::cmd::runs::{self, Owner};
 use crate::manifest::layout;
 use crate::qdrant::Client;
@@ -458,7 +459,13 @@ impl Leftover {
 /// Deletes what a dead run left on the server `client` talks to (`server`), then its staging
 /// folder. A leftover from another server is reported and kept: its journal is the only record
 /// of what to delete there. Returns true when the leftover was cleared.
-pub fn clear(leftover: &Leftover, client: &Client, server: &str, ui: &Ui) -> bool {
+pub fn clear(
+    leftover: &Leftover,
+    client: &Client,
+    server: &str,
+    topology: &Topology,
+    ui: &Ui,
+) -> bool {
     if leftover.has_server_snapshots() && leftover.server.as_deref() != Some(server) {
         ui.warn(&format!(
             "{}; run `aimem backup` into this folder against that server to delete them",
@@ -520,7 +527,7 @@ pub fn clear(leftover: &Leftover, client: &Client, server: &str, ui: &Ui) -> boo
         }
     }
     for left in &leftover.shard_snapshots {
-        if let Err(e) = clear_shard_snapshot(left, client) {
+        if let Err(e) = clear_shard_snapshot(left, topology) {
             cleared = false;
             ui.warn(&format!(
                 "could not delete snapshot {} of shard {} of `{}` on peer {}: {e}",
@@ -532,7 +539,7 @@ pub fn clear(leftover: &Leftover, client: &Client, server: &str, ui: &Ui) -> boo
         }
     }
     for asked in &leftover.shard_unanswered {
-        if let Err(e) = clear_shard_unanswered(asked, client) {
+        if let Err(e) = clear_shard_unanswered(asked, topology) {
             cleared = false;
             ui.warn(&format!(
                 "could not look for the snapshot of shard {} of `{}` on peer {}: {e}",
@@ -559,16 +566,15 @@ pub fn clear(leftover: &Leftover, client: &Client, server: &str, ui: &Ui) -> boo
     true
 }
 
-/// Deletes one shard snapshot a dead run left on a cluster peer: the peer is reached at the
-/// address the run used (with this run's key and credentials, which the journal never holds)
-/// and must answer as the recorded peer before anything is deleted.
-fn clear_shard_snapshot(left: &ShardLeftover, client: &Client) -> Result<(), String> {
+/// Deletes one shard snapshot a dead run left on a cluster peer, on that peer as this run
+/// verified it (see [`leftover_peer`]).
+fn clear_shard_snapshot(left: &ShardLeftover, topology: &Topology) -> Result<(), String> {
     // A journal names only snapshots Qdrant named for that shard of that collection.
     let prefix = format!("{}-shard-{}-", left.collection, left.shard);
     if crate::names::check(&left.snapshot).is_err() || !left.snapshot.starts_with(&prefix) {
         return Ok(());
     }
-    let peer = leftover_peer(client, &left.peer_url, left.peer_id)?;
+    let peer = leftover_peer(topology, left.peer_id)?;
     match peer.delete_shard_snapshot(&left.collection, left.shard, &left.snapshot) {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
@@ -576,29 +582,15 @@ fn clear_shard_snapshot(left: &ShardLeftover, client: &Client) -> Result<(), Str
     }
 }
 
-/// The client of the cluster peer a dead run used: reached at the address the run used (with
-/// this run's key and credentials, which the journal never holds), and only once it answers
-/// as the recorded peer.
-fn leftover_peer(client: &Client, peer_url: &str, expected: u64) -> Result<Client, String> {
-    let recorded = crate::qdrant::ServerUrl::new(peer_url);
-    let host = crate::qdrant::cluster::p2p_host(peer_url)
-        .ok_or_else(|| format!("no host in {}", clean(peer_url)))?;
-    // The recorded address has no credentials: the main URL's scheme, credentials and port
-    // with the recorded host, unless the recorded one is complete as it stands.
-    let url = match !client.url().has_secrets() {
-        true => recorded,
-        false => client.url().with_host(&host),
-    };
-    let peer = client.for_peer(&url);
-    match peer.cluster_status().map_err(|e| e.to_string())? {
-        crate::qdrant::cluster::ClusterStatus::Enabled { peer_id, .. } if peer_id == expected => {
-            Ok(peer)
-        }
-        _ => Err(format!(
-            "{} no longer answers as peer {expected}",
-            peer.display_url()
-        )),
-    }
+/// The client of the cluster peer a dead run used: the peer with the recorded id in the
+/// cluster this run discovered and verified. The recorded address is never asked: by now it
+/// may reach another server, which must get neither this run's key nor credentials, nor the
+/// chance to answer as the recorded peer.
+fn leftover_peer(topology: &Topology, expected: u64) -> Result<&Client, String> {
+    topology
+        .peer(expected)
+        .map(|peer| &peer.client)
+        .ok_or_else(|| format!("peer {expected} is not a peer of this cluster now"))
 }
 
 /// True for a name Qdrant gives a snapshot of `shard` of `collection` started at or after
@@ -632,11 +624,11 @@ pub(super) fn is_shard_snapshot_of(
 /// Looks on its peer for the shard snapshot a dead run asked for and never heard back about,
 /// and deletes it: the earliest one named in the request's time window that was not there
 /// before (as for a single node's unanswered creation).
-fn clear_shard_unanswered(asked: &ShardUnanswered, client: &Client) -> Result<(), String> {
+fn clear_shard_unanswered(asked: &ShardUnanswered, topology: &Topology) -> Result<(), String> {
     if crate::names::check(&asked.collection).is_err() {
         return Ok(());
     }
-    let peer = leftover_peer(client, &asked.peer_url, asked.peer_id)?;
+    let peer = leftover_peer(topology, asked.peer_id)?;
     // As for a single node, a list that cannot be read keeps the record for the next run.
     let listed = peer
         .list_shard_snapshots(&asked.collection, asked.shard)

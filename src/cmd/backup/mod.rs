@@ -12,7 +12,7 @@ pub(crate) mod files;
 pub(crate) mod journal;
 mod pipeline;
 mod resume;
-mod shards;
+pub(crate) mod shards;
 pub(crate) mod snapshot;
 mod undo;
 
@@ -409,7 +409,7 @@ fn back_up(
     let server = runs::server_key(&endpoint);
     // What killed runs left on this server goes first: nothing else ever deletes it.
     for leftover in journal::dead_runs(&root) {
-        journal::clear(&leftover, &client, &server, ui);
+        journal::clear(&leftover, &client, &server, &topology, ui);
     }
     let final_dir = layout::free_folder(&root, crate::localtime::now());
     ui.fact("Backup directory", final_dir.as_str());

@@ -59,16 +59,16 @@ pub enum ShardError {
 
 /// One shard's replicas, as their own peers report them.
 #[derive(Debug, Clone, Default)]
-struct ShardPlacement {
+pub(crate) struct ShardPlacement {
     key: Option<ShardKey>,
     /// peer id → (state, points_count)
-    replicas: BTreeMap<u64, (String, Option<u64>)>,
+    pub(crate) replicas: BTreeMap<u64, (String, Option<u64>)>,
 }
 
 /// Merges every peer's view into one placement, refusing contradictions: a peer's word on
 /// its own replicas is what counts, and every replica another peer names must be one its own
 /// peer reports.
-fn placement(
+pub(crate) fn placement(
     collection: &str,
     views: &[CollectionClusterView],
 ) -> Result<BTreeMap<u32, ShardPlacement>, ShardError> {
@@ -120,12 +120,23 @@ fn placement(
             }
         }
     }
+    // Every peer counts `shard_count` shards: fewer among the replicas reported means a
+    // shard nobody reports, and a backup without it would silently lose its points.
+    if let Some(first) = views.first()
+        && shards.len() != first.shard_count as usize
+    {
+        return Err(contradiction(format!(
+            "the peers count {} shards but report replicas of {}",
+            first.shard_count,
+            shards.len()
+        )));
+    }
     Ok(shards)
 }
 
 /// Per shard, the peer to snapshot it on: an Active holder, the one with the fewest shards
 /// chosen so far (then the lowest peer id), so the work spreads over the peers.
-fn choose_sources(
+pub(crate) fn choose_sources(
     collection: &str,
     shards: &BTreeMap<u32, ShardPlacement>,
 ) -> Result<BTreeMap<u32, u64>, ShardError> {
@@ -973,5 +984,19 @@ mod tests {
                 ShardKey::Keyword("c".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_shard_no_peer_reports_is_a_contradiction_not_a_smaller_backup() {
+        // Every peer says the collection has 3 shards, yet none reports shard 2 (a cluster
+        // changing between the calls, or a server that lies): a backup of shards 0 and 1 only
+        // would lose shard 2's points.
+        let mut views = views();
+        for view in &mut views {
+            view.local.retain(|r| r.shard_id != 2);
+            view.remote.retain(|r| r.shard_id != 2);
+        }
+        let refused = placement("discussions", &views);
+        assert!(refused.is_err(), "{:?}", refused.map(|s| s.len()));
     }
 }
