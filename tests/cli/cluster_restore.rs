@@ -547,3 +547,30 @@ fn per_key_counts_are_checked_exactly_and_per_shard_counts_are_not() {
         .assert_stderr_contains("shard key");
     assert!(fresh.collection_names().is_empty());
 }
+
+/// The five AI Memory collections, with their payload indexes, through a whole-cluster backup
+/// and a restore with the default `--jobs` (several collections and their indexes at once).
+#[test]
+fn the_ai_memory_collections_round_trip_through_a_cluster_with_their_indexes() {
+    let world = World::new();
+    let source = Cluster::start(3, config());
+    source.seed_ai_memory(3, 2);
+    let run = world.run(&source.url(0), &["backup"]);
+    run.assert_code(0);
+    let backup = run.stdout.trim().to_string();
+
+    let target = Cluster::start(3, config());
+    world
+        .run(&target.url(0), &["restore", &backup, "--force"])
+        .assert_code(0);
+    for name in qdrant_double::AI_MEMORY_COLLECTIONS {
+        assert_eq!(target.point_ids(name), source.point_ids(name), "{name}");
+        let schema = |cluster: &Cluster| {
+            cluster.collection_info(name).expect("collection")["payload_schema"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>())
+        };
+        assert_eq!(schema(&target), schema(&source), "{name}");
+        assert!(!schema(&target).unwrap_or_default().is_empty(), "{name}");
+    }
+}

@@ -82,7 +82,8 @@ pub(crate) fn handle<'s>(
             update_points(shared, link, req, c, body, t, false)
         }
         ("PUT", ["collections", c, "index"]) => {
-            sync_peer(shared, link);
+            let _turn = lock(&shared.peer_sync);
+            refresh_peer(shared, link);
             let resp = routes::create_index(shared, req, c, body, t, false);
             // The index belongs to the collection, not to this peer. (Never hold the peer's
             // state while taking the cluster's.)
@@ -115,6 +116,12 @@ pub(crate) fn handle<'s>(
 /// Makes the peer's single-node state its local view of the cluster: every collection, with
 /// the points of this peer's replicas.
 pub(crate) fn sync_peer(shared: &Shared, link: &PeerLink) {
+    let _turn = lock(&shared.peer_sync);
+    refresh_peer(shared, link);
+}
+
+/// [`sync_peer`] for a caller that holds `shared.peer_sync` already.
+fn refresh_peer(shared: &Shared, link: &PeerLink) {
     let views: Vec<(String, state::Collection)> = link
         .lock()
         .collections

@@ -845,3 +845,48 @@ fn hostile_shard_counts_are_refused() {
     }
     assert_eq!(cluster.placement("c"), Some(BTreeMap::new()));
 }
+
+/// Payload indexes created on two collections at once through one peer all land: a request
+/// refreshing that peer's view must not drop an index another request just made.
+#[test]
+fn concurrent_index_creations_through_one_peer_are_all_kept() {
+    let cluster = Cluster::start(3, Config::default());
+    let url = cluster.url(0);
+    for name in ["left", "right"] {
+        let r = send_json(
+            &url,
+            "PUT",
+            &format!("/collections/{name}"),
+            &json!({"vectors": {"size": 4, "distance": "Cosine"}, "shard_number": 3, "replication_factor": 2}),
+        );
+        assert_eq!(r.status, 200, "{}", r.json());
+    }
+    const FIELDS: usize = 40;
+    std::thread::scope(|scope| {
+        for name in ["left", "right"] {
+            let url = &url;
+            scope.spawn(move || {
+                for i in 0..FIELDS {
+                    let r = send_json(
+                        url,
+                        "PUT",
+                        &format!("/collections/{name}/index?wait=false"),
+                        &json!({"field_name": format!("f{i}"), "field_schema": "keyword"}),
+                    );
+                    assert_eq!(r.status, 200, "{}", r.json());
+                }
+            });
+        }
+    });
+    for name in ["left", "right"] {
+        let info = send_json(&url, "GET", &format!("/collections/{name}"), &Value::Null).json();
+        let fields = info["result"]["payload_schema"]
+            .as_object()
+            .map_or(0, |m| m.len());
+        assert_eq!(
+            fields, FIELDS,
+            "{name}: {}",
+            info["result"]["payload_schema"]
+        );
+    }
+}

@@ -163,6 +163,7 @@ impl Double {
             storage: storage.path().to_path_buf(),
             served: Mutex::new(Vec::new()),
             cluster,
+            peer_sync: Mutex::new(()),
         });
         let accept = {
             let shared = Arc::clone(&shared);

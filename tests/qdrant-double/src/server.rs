@@ -29,6 +29,10 @@ pub(crate) struct Shared {
     pub served: Mutex<Vec<(String, String, u64)>>,
     /// Set when this double is one peer of a [`crate::Cluster`].
     pub cluster: Option<Arc<crate::cluster::PeerLink>>,
+    /// Cluster mode: held while this peer's view is rebuilt from the cluster, and across an
+    /// index creation (refresh, create, copy back), so a concurrent refresh cannot drop an
+    /// index between its creation and its copy into the cluster.
+    pub peer_sync: Mutex<()>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
