@@ -137,6 +137,19 @@ pub fn live(name: &str, info: &Value, topology: &Topology) -> Result<Layout, Qdr
     let mut key_of_shard: BTreeMap<u32, ShardKey> = BTreeMap::new();
     for peer in peers {
         let view = peer.client.collection_cluster_view(name)?;
+        // Each peer speaks only for itself: an address answering as another peer would
+        // describe a placement that is not this cluster's.
+        if view.peer_id != peer.peer_id {
+            return Err(QdrantError::InvalidResponse {
+                path: format!("/collections/{name}/cluster"),
+                detail: format!(
+                    "{} answered as peer {} instead of peer {}",
+                    peer.client.display_url(),
+                    view.peer_id,
+                    peer.peer_id
+                ),
+            });
+        }
         for replica in view.local.iter().chain(&view.remote) {
             placement
                 .entry(replica.shard_id)

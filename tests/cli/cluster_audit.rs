@@ -745,3 +745,23 @@ fn diff_schema_against_a_cluster_with_a_peer_down_names_the_peer() {
         run.stderr
     );
 }
+
+/// A peer address whose collection view speaks for another peer is refused: its placement
+/// would not be this cluster's.
+#[test]
+fn diff_schema_refuses_a_peer_whose_collection_view_speaks_for_another_peer() {
+    let env = ClusterEnv::new(3);
+    let backup = env.backup();
+    // Peer 1's address answers the view as a peer that is not the one discovered there.
+    let mut view = super::support::fixture_result("cluster/3-node-collection-cluster-peer1.json");
+    view["peer_id"] = json!(7);
+    let body = json!({"result": view, "status": "ok", "time": 0.0001}).to_string();
+    env.cluster.peer(1).inject(qdrant_double::Fault::always(
+        Some("GET"),
+        "/collections/discussions/cluster",
+        qdrant_double::FaultKind::PlainStatus { code: 200, body },
+    ));
+    let run = env.run(&["diff-schema", backup.to_str().expect("utf-8")]);
+    run.assert_stderr_contains("answered as peer");
+    assert_ne!(run.code, 0, "{run:?}");
+}

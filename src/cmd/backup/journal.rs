@@ -571,7 +571,10 @@ pub fn clear(
 fn clear_shard_snapshot(left: &ShardLeftover, topology: &Topology) -> Result<(), String> {
     // A journal names only snapshots Qdrant named for that shard of that collection.
     let prefix = format!("{}-shard-{}-", left.collection, left.shard);
-    if crate::names::check(&left.snapshot).is_err() || !left.snapshot.starts_with(&prefix) {
+    if crate::names::check(&left.collection).is_err()
+        || crate::names::check(&left.snapshot).is_err()
+        || !left.snapshot.starts_with(&prefix)
+    {
         return Ok(());
     }
     let peer = leftover_peer(topology, left.peer_id)?;
