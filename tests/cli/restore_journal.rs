@@ -197,3 +197,122 @@ fn a_backup_never_touches_a_live_restores_pre_restore_snapshot() {
         env.root_entries()
     );
 }
+
+/// Snapshot files in the snapshot folders of every peer of `cluster`.
+fn cluster_snapshot_files(cluster: &qdrant_double::Cluster) -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "snapshot") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for i in 0..3 {
+        walk(&cluster.peer(i).snapshots_dir(), &mut found);
+    }
+    found
+}
+
+#[test]
+fn a_cluster_restore_killed_while_a_shard_snapshot_is_built_leaves_nothing_after_the_next_backup() {
+    use qdrant_double::{Cluster, Config, info_from_fixture};
+    let cluster = Cluster::start(
+        3,
+        Config {
+            api_key: Some(super::support::KEY.to_string()),
+            ..Config::default()
+        },
+    );
+    cluster.seed(
+        "discussions",
+        info_from_fixture("cluster/3-node-collection-info.json"),
+        3,
+        2,
+        (1..=600).collect(),
+    );
+    let env = TestEnv::new();
+    let aimem = |args: &[&str]| {
+        let mut command = env.command(args);
+        command
+            .env("QDRANT_URL", cluster.url(0))
+            .env("XDG_RUNTIME_DIR", runtime_dir(&env));
+        command
+    };
+    let run = to_run(
+        aimem(&["backup", "--collection", "discussions"])
+            .output()
+            .expect("run aimem"),
+    );
+    run.assert_code(0);
+    let backup = run.stdout.trim().to_string();
+    assert!(cluster_snapshot_files(&cluster).is_empty());
+    // Every shard snapshot takes a while to build: the restore is killed before any answer.
+    for i in 0..3 {
+        cluster.peer(i).clear_requests();
+        cluster.peer(i).inject(Fault::always(
+            Some("POST"),
+            "/collections/discussions/shards/",
+            FaultKind::Delay(Duration::from_secs(2)),
+        ));
+    }
+    let mut restore = aimem(&["restore", &backup, "--force"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn aimem");
+    let asked = || {
+        (0..3)
+            .map(|i| {
+                cluster
+                    .peer(i)
+                    .requests()
+                    .iter()
+                    .filter(|r| {
+                        r.method == "POST"
+                            && r.path.starts_with("/collections/discussions/shards/")
+                            && r.path.ends_with("/snapshots")
+                    })
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while asked() == 0 {
+        assert!(Instant::now() < deadline, "no shard snapshot was asked for");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill_9(&mut restore);
+    let asked = asked();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster_snapshot_files(&cluster).len() < asked {
+        assert!(
+            Instant::now() < deadline,
+            "the shard snapshots never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..3 {
+        cluster.peer(i).clear_faults();
+    }
+    // Snapshot names carry the time to the second: the next run's own must not share them.
+    std::thread::sleep(Duration::from_millis(1100));
+    let next = to_run(
+        aimem(&["backup", "--collection", "discussions"])
+            .output()
+            .expect("run aimem"),
+    );
+    next.assert_code(0);
+    assert_eq!(
+        cluster_snapshot_files(&cluster),
+        Vec::<PathBuf>::new(),
+        "{}",
+        next.stderr
+    );
+}

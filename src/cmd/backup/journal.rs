@@ -610,7 +610,7 @@ fn leftover_peer(topology: &Topology, expected: u64) -> Result<&Client, String> 
 /// True for a name Qdrant gives a snapshot of `shard` of `collection` started at or after
 /// `asked_at`: `<c>-shard-<id>-<time>.snapshot` (api.md §3.5), also with a peer id before the
 /// time as collection snapshots have.
-pub(super) fn is_shard_snapshot_of(
+pub(crate) fn is_shard_snapshot_of(
     name: &str,
     collection: &str,
     shard: u32,

@@ -199,6 +199,91 @@ impl Undo {
         }
     }
 
+    /// Records (synced) that a pre-restore snapshot of `shard` is about to be asked of peer
+    /// `peer` (at `peer_url`, as shown): from here on a killed run leaves the next one enough
+    /// to find it on that peer.
+    pub(super) fn journal_shard_creating(
+        &mut self,
+        collection: &str,
+        shard: u32,
+        peer: (u64, &str),
+        asked_at: String,
+        existing: Vec<String>,
+    ) -> std::io::Result<()> {
+        let Some(shared) = &self.journal else {
+            return Ok(());
+        };
+        let mut open = locked(shared);
+        let (peer_id, peer_url) = peer;
+        open.journal.record(&Record::ShardCreating {
+            collection: collection.to_string(),
+            shard,
+            peer_id,
+            peer_url: peer_url.to_string(),
+            asked_at,
+            asked_before: journal::asked_before(),
+            existing,
+        })?;
+        open.open += 1;
+        Ok(())
+    }
+
+    /// Records a peer's answer to that creation: the shard snapshot's name, or `None` when it
+    /// refused. Best effort, as for collection snapshots.
+    pub(super) fn journal_shard_answered(
+        &mut self,
+        collection: &str,
+        shard: u32,
+        peer: (u64, &str),
+        snapshot: Option<&str>,
+    ) {
+        let Some(shared) = &self.journal else {
+            return;
+        };
+        let mut open = locked(shared);
+        let (peer_id, peer_url) = peer;
+        let record = match snapshot {
+            Some(snapshot) => Record::ShardCreated {
+                collection: collection.to_string(),
+                shard,
+                peer_id,
+                peer_url: peer_url.to_string(),
+                snapshot: snapshot.to_string(),
+            },
+            None => Record::ShardRefused {
+                collection: collection.to_string(),
+                shard,
+                peer_id,
+            },
+        };
+        if open.journal.record(&record).is_ok() && snapshot.is_none() {
+            open.open = open.open.saturating_sub(1);
+        }
+    }
+
+    /// Records that a pre-restore shard snapshot is gone from its peer.
+    pub(super) fn journal_shard_deleted(
+        &mut self,
+        collection: &str,
+        shard: u32,
+        peer_id: u64,
+        snapshot: &str,
+    ) {
+        let Some(shared) = &self.journal else {
+            return;
+        };
+        let mut open = locked(shared);
+        let record = Record::ShardDeleted {
+            collection: collection.to_string(),
+            shard,
+            peer_id,
+            snapshot: snapshot.to_string(),
+        };
+        if open.journal.record(&record).is_ok() {
+            open.open = open.open.saturating_sub(1);
+        }
+    }
+
     /// The run ends: its journal goes when nothing it names may be left on the server; else it
     /// stays (unlocked once this process ends) for the next run to clear.
     pub(super) fn finish_journal(&mut self) {
