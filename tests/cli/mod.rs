@@ -23,6 +23,7 @@ mod prune;
 mod reading;
 mod restore;
 mod restore_jobs;
+mod restore_journal;
 mod resume;
 mod servers;
 mod support;

@@ -313,7 +313,7 @@ fn open_journal(staging: &Utf8Path) -> Option<std::fs::File> {
 }
 
 /// The journal of `staging` when its run is dead.
-fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
+pub(crate) fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
     let file = open_journal(staging)?;
     let meta = file.metadata().ok()?;
     // Only a regular file this user wrote: a journal planted by someone else must not make
@@ -474,6 +474,31 @@ pub fn clear(
         return false;
     }
     ui.note(&format!("{}: cleaning up", leftover.describe()));
+    if !delete_server_snapshots(leftover, client, topology, ui) {
+        ui.warn(&format!(
+            "kept {} so the next backup tries again",
+            leftover.staging
+        ));
+        return false;
+    }
+    if let Err(e) = std::fs::remove_dir_all(&leftover.staging) {
+        ui.warn(&format!(
+            "could not remove {}: {e}; delete it by hand",
+            leftover.staging
+        ));
+        return false;
+    }
+    true
+}
+
+/// Deletes the server snapshots a dead run's journal names (the server's own check is the
+/// caller's). Returns true when nothing of it is left to look for.
+pub(crate) fn delete_server_snapshots(
+    leftover: &Leftover,
+    client: &Client,
+    topology: &Topology,
+    ui: &Ui,
+) -> bool {
     let mut cleared = true;
     for (collection, snapshot) in &leftover.snapshots {
         // A journal names only snapshots Qdrant named for that collection; anything else is
@@ -549,21 +574,7 @@ pub fn clear(
             ));
         }
     }
-    if !cleared {
-        ui.warn(&format!(
-            "kept {} so the next backup tries again",
-            leftover.staging
-        ));
-        return false;
-    }
-    if let Err(e) = std::fs::remove_dir_all(&leftover.staging) {
-        ui.warn(&format!(
-            "could not remove {}: {e}; delete it by hand",
-            leftover.staging
-        ));
-        return false;
-    }
-    true
+    cleared
 }
 
 /// Deletes one shard snapshot a dead run left on a cluster peer, on that peer as this run
@@ -599,7 +610,7 @@ fn leftover_peer(topology: &Topology, expected: u64) -> Result<&Client, String> 
 /// True for a name Qdrant gives a snapshot of `shard` of `collection` started at or after
 /// `asked_at`: `<c>-shard-<id>-<time>.snapshot` (api.md §3.5), also with a peer id before the
 /// time as collection snapshots have.
-pub(super) fn is_shard_snapshot_of(
+pub(crate) fn is_shard_snapshot_of(
     name: &str,
     collection: &str,
     shard: u32,

@@ -14,7 +14,7 @@ mod pipeline;
 mod resume;
 pub(crate) mod shards;
 pub(crate) mod snapshot;
-mod undo;
+pub(crate) mod undo;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -411,6 +411,7 @@ fn back_up(
     for leftover in journal::dead_runs(&root) {
         journal::clear(&leftover, &client, &server, &topology, ui);
     }
+    crate::cmd::restore::clear_dead_restores(&root, &client, &server, &topology, ui);
     let final_dir = layout::free_folder(&root, crate::localtime::now());
     ui.fact("Backup directory", final_dir.as_str());
     ui.fact("Qdrant", &format!("{}:{}", endpoint.host, endpoint.port));

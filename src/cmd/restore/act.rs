@@ -38,6 +38,8 @@ pub struct Context<'a> {
     pub topology: &'a crate::cmd::peers::Topology,
     /// How long a cluster restore waits for every replica to turn Active (--recovery-timeout).
     pub settle_limit: std::time::Duration,
+    /// The server as journals name it (no credentials).
+    pub server: String,
 }
 
 /// A step that failed; the restore is rolled back after it.
@@ -333,6 +335,21 @@ fn save(
         let spinner = cx.ui.spinner(&format!(
             "Qdrant building the pre-restore snapshot of {target}"
         ));
+        // On disk before the server is asked: a run killed from here on (even by `kill -9`)
+        // leaves the next one a record of the snapshot to delete.
+        let asked_at = crate::cmd::backup::undo::snapshot_time(
+            time::OffsetDateTime::now_utc() - time::Duration::minutes(1),
+        );
+        let existing: Vec<String> = cx
+            .client
+            .list_snapshots(target)
+            .map(|list| list.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default();
+        undo.journal_creating(target, asked_at, existing)
+            .map_err(|source| StepError::PrerestoreFolder {
+                path: folder.to_string(),
+                source,
+            })?;
         let created = worker::until(
             || {
                 if cx.stop.requested().is_some() && !told.replace(true) {
@@ -346,9 +363,14 @@ fn save(
             move || client.create_snapshot(&name),
         );
         spinner.finish_and_clear();
-        created
-            .unwrap_or(Err(QdrantError::Interrupted))
-            .map_err(qdrant(SNAPSHOTTING, target))?
+        let created = created.unwrap_or(Err(QdrantError::Interrupted));
+        match &created {
+            Ok(description) => undo.journal_answered(target, Some(&description.name)),
+            // A refusal made nothing; without an answer the record stays for the next run.
+            Err(e) if e.status().is_some() => undo.journal_answered(target, None),
+            Err(_) => {}
+        }
+        created.map_err(qdrant(SNAPSHOTTING, target))?
     };
     let points_after = cx
         .client
@@ -415,6 +437,14 @@ pub(super) fn prerestore_folder(cx: &Context, undo: &mut Undo) -> Result<Utf8Pat
         }
     })?;
     undo.folder = Some(folder.clone());
+    undo.journal = Some(
+        super::journal::RestoreJournal::create(&folder, &cx.server).map_err(|source| {
+            StepError::PrerestoreFolder {
+                path: folder.to_string(),
+                source,
+            }
+        })?,
+    );
     Ok(folder)
 }
 

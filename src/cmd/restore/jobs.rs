@@ -41,6 +41,7 @@ pub fn restore_collections(
         act::prerestore_folder(cx, undo)?;
     }
     let folder = undo.folder.clone();
+    let journal = undo.journal.clone();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<StepError>> = Mutex::new(None);
@@ -64,6 +65,7 @@ pub fn restore_collections(
                     };
                     let mut own = Undo {
                         folder: folder.clone(),
+                        journal: journal.clone(),
                         ..Undo::default()
                     };
                     let result = act::caught(&planned.source.target, || {
@@ -121,6 +123,7 @@ fn merge(undo: &mut Undo, own: Undo) {
         uploads,
         config,
         folder: _,
+        journal: _,
         unclear,
         unsettled,
         cluster_saved,

@@ -9,6 +9,7 @@ mod act;
 mod config;
 mod indexes;
 mod jobs;
+mod journal;
 mod lock;
 mod plan;
 mod recovery;
@@ -40,6 +41,8 @@ use crate::ui::{Ui, human_size, throughput};
 use config::ConfigFile;
 use plan::{Action, Planned, Refusal, Source, VersionCheck};
 use rollback::{Undo, Unrestored};
+
+pub(crate) use journal::clear_dead_restores;
 
 /// Hidden folder (beside the restored backup folder) for the snapshots taken before
 /// overwriting; hidden so `latest` and `list` never take it for a backup.
@@ -593,6 +596,14 @@ fn restore(
         ));
         own
     };
+    // What killed restores left on this server goes first: nothing else ever deletes it.
+    journal::clear_dead_restores(
+        &prerestore_in,
+        &client,
+        &crate::cmd::runs::server_key(&endpoint),
+        &topology,
+        ui,
+    );
     let cx = act::Context {
         client: &client,
         ui,
@@ -602,6 +613,7 @@ fn restore(
         stamp: stamp.clone(),
         topology: &topology,
         settle_limit: seconds(args.recovery_timeout),
+        server: crate::cmd::runs::server_key(&endpoint),
     };
     let mut undo = Undo::default();
     // From the first change on, a second Ctrl-C no longer ends aimem at once (which would skip

@@ -59,6 +59,9 @@ pub struct Undo {
     pub unsettled: Vec<Unclear>,
     /// Existing cluster collections, saved shard by shard before being overwritten.
     pub cluster_saved: Vec<super::shards::SavedCluster>,
+    /// The journal of the pre-restore server snapshots, in `folder` (see `journal.rs`),
+    /// shared by the parallel workers' logs.
+    pub journal: Option<super::journal::SharedJournal>,
 }
 
 /// A rollback step that failed.
@@ -193,15 +196,17 @@ impl Undo {
 
     /// After success (or a complete rollback): the pre-restore snapshots are not needed.
     pub fn discard_saved(&mut self, client: &Client, ui: &Ui) {
-        for saved in self.saved.drain(..) {
+        for saved in std::mem::take(&mut self.saved) {
             if let Some(name) = &saved.server_snapshot {
-                if let Err(e) = client.delete_snapshot(&saved.collection, name) {
-                    if !e.is_not_found() {
-                        ui.warn(&format!(
-                            "could not delete the pre-restore snapshot {name} of `{}` from the server: {e}",
-                            saved.collection
-                        ));
+                match client.delete_snapshot(&saved.collection, name) {
+                    Ok(()) => self.journal_deleted(&saved.collection, name),
+                    Err(e) if e.is_not_found() => {
+                        self.journal_deleted(&saved.collection, name);
                     }
+                    Err(e) => ui.warn(&format!(
+                        "could not delete the pre-restore snapshot {name} of `{}` from the server: {e}",
+                        saved.collection
+                    )),
                 }
             }
             if let Err(e) = std::fs::remove_file(&saved.local) {
@@ -219,6 +224,7 @@ impl Undo {
                 }
             }
         }
+        self.finish_journal();
         if let Some(folder) = self.folder.take() {
             // A download cut by Ctrl-C leaves its hidden partial file (the same temporary
             // name `backup` uses); then the folder goes, only if empty: anything else in it is

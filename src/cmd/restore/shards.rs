@@ -973,10 +973,41 @@ fn save(
                 ),
             ));
         };
-        let made = node
+        // On disk before the peer is asked: a run killed from here on (even by `kill -9`)
+        // leaves the next one a record of the shard snapshot to delete.
+        let peer = (node.peer_id, node.client.display_url());
+        let asked_at = crate::cmd::backup::undo::snapshot_time(
+            time::OffsetDateTime::now_utc() - time::Duration::minutes(1),
+        );
+        let existing: Vec<String> = node
             .client
-            .create_shard_snapshot(target, shard_id)
-            .map_err(qdrant("snapshotting"))?;
+            .list_shard_snapshots(target, shard_id)
+            .map(|list| {
+                list.into_iter()
+                    .map(|s| s.name)
+                    .filter(|n| {
+                        crate::cmd::backup::journal::is_shard_snapshot_of(
+                            n, target, shard_id, &asked_at,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        undo.journal_shard_creating(target, shard_id, peer, asked_at, existing)
+            .map_err(|source| StepError::PrerestoreFolder {
+                path: folder.to_string(),
+                source,
+            })?;
+        let made = node.client.create_shard_snapshot(target, shard_id);
+        match &made {
+            Ok(made) => undo.journal_shard_answered(target, shard_id, peer, Some(&made.name)),
+            // A refusal made nothing; without an answer the record stays for the next run.
+            Err(e) if e.status().is_some() => {
+                undo.journal_shard_answered(target, shard_id, peer, None);
+            }
+            Err(_) => {}
+        }
+        let made = made.map_err(qdrant("snapshotting"))?;
         let local = folder.join(format!("{target}-shard-{shard_id}.snapshot"));
         // The server said how big this shard's snapshot is: it must fit now, not half way.
         let fits = match made.size {
@@ -998,14 +1029,18 @@ fn save(
                 cx.stop,
             )
         });
-        if let Err(e) = node
+        match node
             .client
             .delete_shard_snapshot(target, shard_id, &made.name)
         {
-            cx.ui.warn(&format!(
+            Ok(()) => undo.journal_shard_deleted(target, shard_id, node.peer_id, &made.name),
+            Err(e) if e.is_not_found() => {
+                undo.journal_shard_deleted(target, shard_id, node.peer_id, &made.name);
+            }
+            Err(e) => cx.ui.warn(&format!(
                 "could not delete the pre-restore shard snapshot {} of `{target}` from peer {}: {e}",
                 made.name, node.peer_id
-            ));
+            )),
         }
         fits?;
         let Some(downloaded) = downloaded else {

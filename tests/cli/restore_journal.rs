@@ -1,0 +1,318 @@
+//! A restore killed with `kill -9` leaves its pre-restore snapshot on the server: its journal
+//! (in its pre-restore folder) lets the next restore or backup delete it, while the local
+//! pre-restore copy is never deleted, and a live restore's snapshot is never touched.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use qdrant_double::{Fault, FaultKind};
+
+use super::support::{TestEnv, to_run, wait_for_request};
+
+const JOURNAL: &str = ".aimem-journal";
+
+/// A private lock folder for the test's restores (aimem's `$XDG_RUNTIME_DIR/aimem`).
+fn runtime_dir(env: &TestEnv) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = env.tmp.path().join("run");
+    std::fs::create_dir_all(&dir).expect("run dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    dir
+}
+
+fn spawn_restore(env: &TestEnv, backup: &Path) -> Child {
+    env.command(&["restore", backup.to_str().expect("utf-8"), "--force"])
+        .env("XDG_RUNTIME_DIR", runtime_dir(env))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem")
+}
+
+fn restore_now(env: &TestEnv, backup: &Path) -> super::support::Run {
+    let runtime = runtime_dir(env);
+    env.run_with(
+        &["restore", backup.to_str().expect("utf-8"), "--force"],
+        |c| {
+            c.env("XDG_RUNTIME_DIR", runtime);
+        },
+    )
+}
+
+fn kill_9(child: &mut Child) {
+    std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    child.wait().expect("wait");
+}
+
+/// The pre-restore folders in the backup root.
+fn prerestore_folders(env: &TestEnv) -> Vec<PathBuf> {
+    env.root_entries()
+        .into_iter()
+        .filter(|e| e.starts_with(".aimem-prerestore-"))
+        .map(|e| env.root().join(e))
+        .collect()
+}
+
+/// Waits until `conventions` has a snapshot not in `before` on the server, and returns it.
+fn new_snapshot(env: &TestEnv, before: &[String]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(name) = env
+            .double
+            .snapshot_names("conventions")
+            .into_iter()
+            .find(|n| !before.contains(n))
+        {
+            return name;
+        }
+        assert!(Instant::now() < deadline, "the snapshot never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_restore_killed_while_its_pre_restore_snapshot_is_built_leaves_nothing_after_the_next_backup() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let before = env.double.snapshot_names("conventions");
+    // The backup's own requests are not the restore's.
+    env.double.clear_requests();
+    // The creation answers late: the run is killed before it learns the snapshot's name.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/conventions/snapshots",
+        FaultKind::Delay(Duration::from_secs(2)),
+    ));
+    let mut restore = spawn_restore(&env, &backup);
+    wait_for_request(&env.double, "POST", |p| {
+        p.starts_with("/collections/conventions/snapshots")
+    });
+    kill_9(&mut restore);
+    env.double.clear_faults();
+    // The server finishes the snapshot the dead restore asked for.
+    let left = new_snapshot(&env, &before);
+    assert_eq!(
+        prerestore_folders(&env).len(),
+        1,
+        "{:?}",
+        env.root_entries()
+    );
+
+    let next = env.run(&["backup", "--collection", "github"]);
+    next.assert_code(0);
+    assert!(
+        !env.double.snapshot_names("conventions").contains(&left),
+        "the dead restore's pre-restore snapshot {left} is still on the server:\n{}",
+        next.stderr
+    );
+    // Killed before anything was saved: its folder held nothing but the journal.
+    assert!(
+        prerestore_folders(&env).is_empty(),
+        "{:?}",
+        env.root_entries()
+    );
+}
+
+#[test]
+fn a_restore_killed_after_saving_its_copy_has_its_server_snapshot_deleted_and_its_copy_kept() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let before = env.double.snapshot_names("conventions");
+    // The backup's own requests are not the restore's.
+    env.double.clear_requests();
+    // The upload answers late: the pre-restore copy is saved, its server snapshot still there.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::Delay(Duration::from_secs(2)),
+    ));
+    let mut restore = spawn_restore(&env, &backup);
+    wait_for_request(&env.double, "POST", |p| p.ends_with("/snapshots/upload"));
+    let left = new_snapshot(&env, &before);
+    kill_9(&mut restore);
+    env.double.clear_faults();
+    let folders = prerestore_folders(&env);
+    assert_eq!(folders.len(), 1, "{:?}", env.root_entries());
+    let folder = &folders[0];
+    let copies = |folder: &Path| -> Vec<String> {
+        std::fs::read_dir(folder)
+            .expect("pre-restore folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".snapshot"))
+            .collect()
+    };
+    let saved = copies(folder);
+    assert_eq!(saved.len(), 1, "the pre-restore copy was saved");
+    // Let the server finish what the dead restore started.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let next = restore_now(&env, &backup);
+    next.assert_code(0);
+    assert!(
+        !env.double.snapshot_names("conventions").contains(&left),
+        "the dead restore's pre-restore snapshot {left} is still on the server:\n{}",
+        next.stderr
+    );
+    assert_eq!(copies(folder), saved, "the local pre-restore copy is kept");
+    assert!(!folder.join(JOURNAL).exists(), "its journal is cleared");
+    // The output says where the copy is.
+    next.assert_stderr_contains(folder.file_name().and_then(|n| n.to_str()).expect("name"));
+}
+
+#[test]
+fn a_backup_never_touches_a_live_restores_pre_restore_snapshot() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let before = env.double.snapshot_names("conventions");
+    // The backup's own requests are not the restore's.
+    env.double.clear_requests();
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::Delay(Duration::from_secs(3)),
+    ));
+    let restore = spawn_restore(&env, &backup);
+    wait_for_request(&env.double, "POST", |p| p.ends_with("/snapshots/upload"));
+    let live = new_snapshot(&env, &before);
+    let folders = prerestore_folders(&env);
+    assert_eq!(folders.len(), 1, "{:?}", env.root_entries());
+    assert!(folders[0].join(JOURNAL).exists(), "the restore journals");
+
+    env.run(&["backup", "--collection", "github"])
+        .assert_code(0);
+    assert!(
+        env.double.snapshot_names("conventions").contains(&live),
+        "a concurrent backup deleted the live restore's pre-restore snapshot"
+    );
+    to_run(restore.wait_with_output().expect("wait")).assert_code(0);
+    // The restore deleted it itself, and left no journal (nor folder) behind.
+    assert!(!env.double.snapshot_names("conventions").contains(&live));
+    assert!(
+        prerestore_folders(&env).is_empty(),
+        "{:?}",
+        env.root_entries()
+    );
+}
+
+/// Snapshot files in the snapshot folders of every peer of `cluster`.
+fn cluster_snapshot_files(cluster: &qdrant_double::Cluster) -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "snapshot") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for i in 0..3 {
+        walk(&cluster.peer(i).snapshots_dir(), &mut found);
+    }
+    found
+}
+
+#[test]
+fn a_cluster_restore_killed_while_a_shard_snapshot_is_built_leaves_nothing_after_the_next_backup() {
+    use qdrant_double::{Cluster, Config, info_from_fixture};
+    let cluster = Cluster::start(
+        3,
+        Config {
+            api_key: Some(super::support::KEY.to_string()),
+            ..Config::default()
+        },
+    );
+    cluster.seed(
+        "discussions",
+        info_from_fixture("cluster/3-node-collection-info.json"),
+        3,
+        2,
+        (1..=600).collect(),
+    );
+    let env = TestEnv::new();
+    let aimem = |args: &[&str]| {
+        let mut command = env.command(args);
+        command
+            .env("QDRANT_URL", cluster.url(0))
+            .env("XDG_RUNTIME_DIR", runtime_dir(&env));
+        command
+    };
+    let run = to_run(
+        aimem(&["backup", "--collection", "discussions"])
+            .output()
+            .expect("run aimem"),
+    );
+    run.assert_code(0);
+    let backup = run.stdout.trim().to_string();
+    assert!(cluster_snapshot_files(&cluster).is_empty());
+    // Every shard snapshot takes a while to build: the restore is killed before any answer.
+    for i in 0..3 {
+        cluster.peer(i).clear_requests();
+        cluster.peer(i).inject(Fault::always(
+            Some("POST"),
+            "/collections/discussions/shards/",
+            FaultKind::Delay(Duration::from_secs(2)),
+        ));
+    }
+    let mut restore = aimem(&["restore", &backup, "--force"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn aimem");
+    let asked = || {
+        (0..3)
+            .map(|i| {
+                cluster
+                    .peer(i)
+                    .requests()
+                    .iter()
+                    .filter(|r| {
+                        r.method == "POST"
+                            && r.path.starts_with("/collections/discussions/shards/")
+                            && r.path.ends_with("/snapshots")
+                    })
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while asked() == 0 {
+        assert!(Instant::now() < deadline, "no shard snapshot was asked for");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill_9(&mut restore);
+    let asked = asked();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster_snapshot_files(&cluster).len() < asked {
+        assert!(
+            Instant::now() < deadline,
+            "the shard snapshots never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..3 {
+        cluster.peer(i).clear_faults();
+    }
+    // Snapshot names carry the time to the second: the next run's own must not share them.
+    std::thread::sleep(Duration::from_millis(1100));
+    let next = to_run(
+        aimem(&["backup", "--collection", "discussions"])
+            .output()
+            .expect("run aimem"),
+    );
+    next.assert_code(0);
+    assert_eq!(
+        cluster_snapshot_files(&cluster),
+        Vec::<PathBuf>::new(),
+        "{}",
+        next.stderr
+    );
+}
