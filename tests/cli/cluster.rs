@@ -6,52 +6,32 @@ use std::process::{Command, Stdio};
 
 use qdrant_double::{Cluster, Config, info_from_fixture};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 use super::support::{KEY, Run, manifest, sha256_hex, sha256sum_check, to_run};
+use super::support::{World, keyed_config};
 
 /// A cluster of doubles plus a temporary HOME, backup root and install dir.
 struct ClusterEnv {
     cluster: Cluster,
-    tmp: TempDir,
+    world: World,
 }
 
 impl ClusterEnv {
     fn new(peers: usize) -> ClusterEnv {
-        let cluster = Cluster::start(
-            peers,
-            Config {
-                api_key: Some(KEY.to_string()),
-                ..Config::default()
-            },
-        );
-        let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(tmp.path().join("home")).expect("home");
-        std::fs::create_dir_all(tmp.path().join("install")).expect("install");
-        ClusterEnv { cluster, tmp }
+        let cluster = Cluster::start(peers, keyed_config());
+        ClusterEnv {
+            cluster,
+            world: World::new(),
+        }
     }
 
     fn root(&self) -> PathBuf {
-        self.tmp.path().join("backups")
+        self.world.root()
     }
 
     /// `aimem` pointed at peer 0 of the cluster.
     fn run_with(&self, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-        command.args(args).env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
-        command
-            .env("HOME", self.tmp.path().join("home"))
-            .env("NO_COLOR", "1")
-            .env("QDRANT_URL", self.cluster.url(0))
-            .env("QDRANT_API_KEY", KEY)
-            .env("AI_MEMORY_BACKUP_DIR", self.root())
-            .env("AI_MEMORY_INSTALL_DIR", self.tmp.path().join("install"))
-            .stdin(Stdio::null());
-        tweak(&mut command);
-        to_run(command.output().expect("run aimem"))
+        self.world.run_with(&self.cluster.url(0), args, tweak)
     }
 
     fn run(&self, args: &[&str]) -> Run {
@@ -385,19 +365,11 @@ fn shard_snapshots_of_a_killed_backup_are_deleted_on_their_peers_by_the_next_bac
     for i in 0..3 {
         env.cluster.peer(i).inject(stall());
     }
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-    command
-        .args(["backup", "--collection", "discussions"])
-        .env_clear()
-        .env("HOME", env.tmp.path().join("home"))
-        .env("NO_COLOR", "1")
-        .env("QDRANT_URL", env.cluster.url(0))
-        .env("QDRANT_API_KEY", KEY)
-        .env("AI_MEMORY_BACKUP_DIR", env.root())
-        .env("AI_MEMORY_INSTALL_DIR", env.tmp.path().join("install"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut command = env.world.command(
+        &env.cluster.url(0),
+        &["backup", "--collection", "discussions"],
+    );
+    command.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = command.spawn().expect("spawn aimem");
     let deadline = Instant::now() + Duration::from_secs(30);
     let downloading = || {
@@ -466,19 +438,11 @@ fn ctrl_c_during_shard_downloads_cleans_up_every_peer_at_once() {
             },
         ));
     }
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-    command
-        .args(["backup", "--collection", "discussions"])
-        .env_clear()
-        .env("HOME", env.tmp.path().join("home"))
-        .env("NO_COLOR", "1")
-        .env("QDRANT_URL", env.cluster.url(0))
-        .env("QDRANT_API_KEY", KEY)
-        .env("AI_MEMORY_BACKUP_DIR", env.root())
-        .env("AI_MEMORY_INSTALL_DIR", env.tmp.path().join("install"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut command = env.world.command(
+        &env.cluster.url(0),
+        &["backup", "--collection", "discussions"],
+    );
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("spawn aimem");
     let downloads = || {
         (0..3)

@@ -3,55 +3,31 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use qdrant_double::{Cluster, Config, info_from_fixture};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use super::support::{KEY, Run, edit_manifest, json_stdout, manifest, sha256_hex, to_run};
+use super::support::{KEY, Run, edit_manifest, json_stdout, manifest, sha256_hex};
+use super::support::{World, keyed_config};
 
 /// A cluster of doubles plus a temporary HOME, backup root and install dir.
 struct ClusterEnv {
     cluster: Cluster,
-    tmp: TempDir,
+    world: World,
 }
 
 impl ClusterEnv {
     fn new(peers: usize) -> ClusterEnv {
-        let cluster = Cluster::start(
-            peers,
-            Config {
-                api_key: Some(KEY.to_string()),
-                ..Config::default()
-            },
-        );
-        let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(tmp.path().join("home")).expect("home");
-        std::fs::create_dir_all(tmp.path().join("install")).expect("install");
-        ClusterEnv { cluster, tmp }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.tmp.path().join("backups")
+        let cluster = Cluster::start(peers, keyed_config());
+        ClusterEnv {
+            cluster,
+            world: World::new(),
+        }
     }
 
     /// `aimem` pointed at peer 0 of the cluster.
     fn run(&self, args: &[&str]) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-        command.args(args).env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
-        command
-            .env("HOME", self.tmp.path().join("home"))
-            .env("NO_COLOR", "1")
-            .env("QDRANT_URL", self.cluster.url(0))
-            .env("QDRANT_API_KEY", KEY)
-            .env("AI_MEMORY_BACKUP_DIR", self.root())
-            .env("AI_MEMORY_INSTALL_DIR", self.tmp.path().join("install"))
-            .stdin(Stdio::null());
-        to_run(command.output().expect("run aimem"))
+        self.world.run(&self.cluster.url(0), args)
     }
 
     fn seed(&self, shard_number: u32) {
@@ -574,16 +550,10 @@ fn diff_schema_of_a_cluster_backup_against_a_single_node_says_what_differs_in_la
         info_from_fixture("cluster/3-node-collection-info.json"),
         (1..=600).collect(),
     );
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-    command
-        .args(["diff-schema", "--json", backup.to_str().expect("utf-8")])
-        .env_clear()
-        .env("HOME", env.tmp.path().join("home"))
-        .env("NO_COLOR", "1")
-        .env("QDRANT_URL", single.url())
-        .env("QDRANT_API_KEY", KEY)
-        .stdin(Stdio::null());
-    let run = to_run(command.output().expect("run aimem"));
+    let run = env.world.run(
+        &single.url(),
+        &["diff-schema", "--json", backup.to_str().expect("utf-8")],
+    );
     let report = json_stdout(&run);
     let layout = &discussions_result(&report)["layout"];
     assert_eq!(layout["right"]["peers"], 1, "{report:#}");

@@ -5,27 +5,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qdrant_double::{Cluster, Config, Fault, FaultKind, info_from_fixture};
-use tempfile::TempDir;
+use qdrant_double::{Cluster, Fault, FaultKind, info_from_fixture};
 
-use super::support::{KEY, Run, json_stdout, manifest, to_run};
+use super::support::{Run, json_stdout, manifest, to_run};
+use super::support::{World, keyed_config};
 
 /// A three-peer cluster holding `discussions` (3 shards, 2 replicas), plus a temporary HOME,
 /// backup root and install dir.
 struct Env {
     cluster: Cluster,
-    tmp: TempDir,
+    world: World,
 }
 
 impl Env {
     fn new() -> Env {
-        let cluster = Cluster::start(
-            3,
-            Config {
-                api_key: Some(KEY.to_string()),
-                ..Config::default()
-            },
-        );
+        let cluster = Cluster::start(3, keyed_config());
         cluster.seed(
             "discussions",
             info_from_fixture("cluster/3-node-collection-info.json"),
@@ -33,32 +27,19 @@ impl Env {
             2,
             (1..=600).collect(),
         );
-        let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(tmp.path().join("home")).expect("home");
-        std::fs::create_dir_all(tmp.path().join("install")).expect("install");
-        Env { cluster, tmp }
+        Env {
+            cluster,
+            world: World::new(),
+        }
     }
 
     fn root(&self) -> PathBuf {
-        self.tmp.path().join("backups")
+        self.world.root()
     }
 
     /// `aimem` pointed at peer 0 of the cluster.
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-        command.args(args).env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
-        command
-            .env("HOME", self.tmp.path().join("home"))
-            .env("NO_COLOR", "1")
-            .env("QDRANT_URL", self.cluster.url(0))
-            .env("QDRANT_API_KEY", KEY)
-            .env("AI_MEMORY_BACKUP_DIR", self.root())
-            .env("AI_MEMORY_INSTALL_DIR", self.tmp.path().join("install"))
-            .stdin(Stdio::null());
-        command
+        self.world.command(&self.cluster.url(0), args)
     }
 
     fn run(&self, args: &[&str]) -> Run {

@@ -2,67 +2,13 @@
 //! and the cross layouts, against the double's multi-peer mode.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use qdrant_double::{Cluster, Config, Double, Fault, FaultKind, info_from_fixture};
 use serde_json::json;
-use tempfile::TempDir;
 
-use super::support::{KEY, Run, json_stdout, to_run};
-
-/// A temporary HOME, backup root and install dir shared by the runs of one test.
-struct World {
-    tmp: TempDir,
-}
-
-fn config() -> Config {
-    Config {
-        api_key: Some(KEY.to_string()),
-        ..Config::default()
-    }
-}
-
-impl World {
-    fn new() -> World {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(tmp.path().join("home")).expect("home");
-        std::fs::create_dir_all(tmp.path().join("install")).expect("install");
-        World { tmp }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.tmp.path().join("backups")
-    }
-
-    /// `aimem` pointed at `url`.
-    fn run(&self, url: &str, args: &[&str]) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-        command.args(args).env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
-        command
-            .env("HOME", self.tmp.path().join("home"))
-            .env("NO_COLOR", "1")
-            .env("QDRANT_URL", url)
-            .env("QDRANT_API_KEY", KEY)
-            .env("AI_MEMORY_BACKUP_DIR", self.root())
-            .env("AI_MEMORY_INSTALL_DIR", self.tmp.path().join("install"))
-            .stdin(Stdio::null());
-        to_run(command.output().expect("run aimem"))
-    }
-
-    /// Backs up `collection` from `url`; the backup folder.
-    fn backup(&self, url: &str, collection: &str) -> String {
-        let run = self.run(url, &["backup", "--collection", collection]);
-        run.assert_code(0);
-        let folder = run.stdout.trim().to_string();
-        assert!(Path::new(&folder).is_dir(), "{run:?}");
-        folder
-    }
-}
+use super::support::{World, json_stdout, keyed_config as config};
 
 fn seed_discussions(cluster: &Cluster) {
     cluster.seed(

@@ -2,68 +2,15 @@
 //! cluster collection, against the double's multi-peer mode.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use qdrant_double::{Cluster, Config, Fault, FaultKind, LateAnswer, info_from_fixture};
+use qdrant_double::{Cluster, Fault, FaultKind, LateAnswer, info_from_fixture};
 use serde_json::json;
-use tempfile::TempDir;
 
-use super::support::{KEY, Run, to_run};
-
-/// A temporary HOME, backup root and install dir shared by the runs of one test.
-struct World {
-    tmp: TempDir,
-}
-
-fn config() -> Config {
-    Config {
-        api_key: Some(KEY.to_string()),
-        ..Config::default()
-    }
-}
+use super::support::{World, keyed_config as config, to_run};
 
 impl World {
-    fn new() -> World {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(tmp.path().join("home")).expect("home");
-        std::fs::create_dir_all(tmp.path().join("install")).expect("install");
-        World { tmp }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.tmp.path().join("backups")
-    }
-
-    /// `aimem` pointed at `url`, `tweak` applied to its command.
-    fn run_with(&self, url: &str, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-        command.args(args).env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
-        command
-            .env("HOME", self.tmp.path().join("home"))
-            .env("NO_COLOR", "1")
-            .env("QDRANT_URL", url)
-            .env("QDRANT_API_KEY", KEY)
-            .env("AI_MEMORY_BACKUP_DIR", self.root())
-            .env("AI_MEMORY_INSTALL_DIR", self.tmp.path().join("install"))
-            .stdin(Stdio::null());
-        tweak(&mut command);
-        to_run(command.output().expect("run aimem"))
-    }
-
-    /// Backs up `collection` from `url`; the backup folder.
-    fn backup(&self, url: &str, collection: &str) -> String {
-        let run = self.run_with(url, &["backup", "--collection", collection], |_| {});
-        run.assert_code(0);
-        let folder = run.stdout.trim().to_string();
-        assert!(Path::new(&folder).is_dir(), "{run:?}");
-        folder
-    }
-
     /// The pre-restore folders left in the backup root.
     fn prerestore_left(&self) -> Vec<String> {
         std::fs::read_dir(self.root())
@@ -231,19 +178,8 @@ fn ctrl_c_during_the_shard_uploads_rolls_an_existing_collection_back() {
             answer: LateAnswer::Wait,
         },
     ));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-    command.args(["restore", &backup, "--force"]).env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    let child = command
-        .env("HOME", world.tmp.path().join("home"))
-        .env("NO_COLOR", "1")
-        .env("QDRANT_URL", target.url(0))
-        .env("QDRANT_API_KEY", KEY)
-        .env("AI_MEMORY_BACKUP_DIR", world.root())
-        .env("AI_MEMORY_INSTALL_DIR", world.tmp.path().join("install"))
-        .stdin(Stdio::null())
+    let child = world
+        .command(&target.url(0), &["restore", &backup, "--force"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

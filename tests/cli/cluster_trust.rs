@@ -2,30 +2,23 @@
 //! deleted on whose say-so.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use qdrant_double::{Cluster, Config, Double, info_from_fixture};
 use serde_json::json;
-use tempfile::TempDir;
 
-use super::support::{KEY, Run, to_run};
+use super::support::{KEY, Run};
+use super::support::{World, keyed_config};
 
 /// A three-peer cluster holding `discussions` (3 shards, 2 replicas), plus a temporary HOME,
 /// backup root and install dir.
 struct Env {
     cluster: Cluster,
-    tmp: TempDir,
+    world: World,
 }
 
 impl Env {
     fn new() -> Env {
-        let cluster = Cluster::start(
-            3,
-            Config {
-                api_key: Some(KEY.to_string()),
-                ..Config::default()
-            },
-        );
+        let cluster = Cluster::start(3, keyed_config());
         cluster.seed(
             "discussions",
             info_from_fixture("cluster/3-node-collection-info.json"),
@@ -33,31 +26,18 @@ impl Env {
             2,
             (1..=60).collect(),
         );
-        let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(tmp.path().join("home")).expect("home");
-        std::fs::create_dir_all(tmp.path().join("install")).expect("install");
-        Env { cluster, tmp }
+        Env {
+            cluster,
+            world: World::new(),
+        }
     }
 
     fn root(&self) -> PathBuf {
-        self.tmp.path().join("backups")
+        self.world.root()
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-        command.args(args).env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
-        command
-            .env("HOME", self.tmp.path().join("home"))
-            .env("NO_COLOR", "1")
-            .env("QDRANT_URL", self.cluster.url(0))
-            .env("QDRANT_API_KEY", KEY)
-            .env("AI_MEMORY_BACKUP_DIR", self.root())
-            .env("AI_MEMORY_INSTALL_DIR", self.tmp.path().join("install"))
-            .stdin(Stdio::null());
-        to_run(command.output().expect("run aimem"))
+        self.world.run(&self.cluster.url(0), args)
     }
 
     /// A shard of `discussions` that peer `i` holds.
@@ -187,22 +167,7 @@ fn url_credentials_inherited_by_derived_peers_are_never_shown_or_written() {
         .cluster
         .url(0)
         .replacen("http://", &format!("http://backupuser:{secret}@"), 1);
-    let run_with_url = |env: &Env, args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-        command.args(args).env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
-        command
-            .env("HOME", env.tmp.path().join("home"))
-            .env("NO_COLOR", "1")
-            .env("QDRANT_URL", &url)
-            .env("QDRANT_API_KEY", KEY)
-            .env("AI_MEMORY_BACKUP_DIR", env.root())
-            .env("AI_MEMORY_INSTALL_DIR", env.tmp.path().join("install"))
-            .stdin(Stdio::null());
-        to_run(command.output().expect("run aimem"))
-    };
+    let run_with_url = |env: &Env, args: &[&str]| env.world.run(&url, args);
     let run = run_with_url(
         &env,
         &["-vvv", "backup", "--collection", "discussions", "--json"],
@@ -277,23 +242,13 @@ fn a_peer_url_cut_by_a_comma_in_its_password_is_refused_without_quoting_it() {
                 .replacen("http://", "http://backupuser:hunter,2secret@", 1)
         })
         .collect();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
-    command
-        .args(["backup", "--collection", "discussions"])
-        .env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    command
-        .env("HOME", env.tmp.path().join("home"))
-        .env("NO_COLOR", "1")
-        .env("QDRANT_URL", env.cluster.url(0))
-        .env("QDRANT_PEERS", peers.join(","))
-        .env("QDRANT_API_KEY", KEY)
-        .env("AI_MEMORY_BACKUP_DIR", env.root())
-        .env("AI_MEMORY_INSTALL_DIR", env.tmp.path().join("install"))
-        .stdin(Stdio::null());
-    let run = to_run(command.output().expect("run aimem"));
+    let run = env.world.run_with(
+        &env.cluster.url(0),
+        &["backup", "--collection", "discussions"],
+        |command| {
+            command.env("QDRANT_PEERS", peers.join(","));
+        },
+    );
     run.assert_code(1);
     let said = run.all_output();
     for part in ["backupuser", "hunter", "2secret"] {

@@ -377,3 +377,68 @@ pub fn lose_the_upload_without_metrics(env: &TestEnv) {
         },
     ));
 }
+
+/// A double's configuration with [`KEY`] required.
+pub fn keyed_config() -> Config {
+    Config {
+        api_key: Some(KEY.to_string()),
+        ..Config::default()
+    }
+}
+
+/// A temporary HOME, backup root and install dir shared by the runs of one test, for `aimem`
+/// pointed at any server (a peer of a cluster double, a single double), with [`KEY`].
+pub struct World {
+    tmp: TempDir,
+}
+
+impl World {
+    pub fn new() -> World {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(tmp.path().join("home")).expect("home");
+        std::fs::create_dir_all(tmp.path().join("install")).expect("install");
+        World { tmp }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.tmp.path().join("backups")
+    }
+
+    /// `aimem args` pointed at `url`, with only this world's environment.
+    pub fn command(&self, url: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aimem"));
+        command.args(args).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command
+            .env("HOME", self.tmp.path().join("home"))
+            .env("NO_COLOR", "1")
+            .env("QDRANT_URL", url)
+            .env("QDRANT_API_KEY", KEY)
+            .env("AI_MEMORY_BACKUP_DIR", self.root())
+            .env("AI_MEMORY_INSTALL_DIR", self.tmp.path().join("install"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs [`World::command`] after `tweak`.
+    pub fn run_with(&self, url: &str, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Run {
+        let mut command = self.command(url, args);
+        tweak(&mut command);
+        to_run(command.output().expect("run aimem"))
+    }
+
+    pub fn run(&self, url: &str, args: &[&str]) -> Run {
+        self.run_with(url, args, |_| {})
+    }
+
+    /// Backs up `collection` from `url`; the backup folder.
+    pub fn backup(&self, url: &str, collection: &str) -> String {
+        let run = self.run(url, &["backup", "--collection", collection]);
+        run.assert_code(0);
+        let folder = run.stdout.trim().to_string();
+        assert!(Path::new(&folder).is_dir(), "{run:?}");
+        folder
+    }
+}
