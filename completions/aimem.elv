@@ -74,7 +74,7 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --target-name 'Restore the collection into this name instead, leaving the original untouched'
             cand --install-dir 'AI Memory''s install folder (config files, logs, version.txt) [default: ~/.ai-memory]'
             cand --upload-timeout 'Seconds an upload may stall; one that keeps moving is never cut off'
-            cand --recovery-timeout 'Seconds Qdrant may take to recover one collection: the wait for an upload''s answer, and after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back; in a cluster, also the wait for every replica to turn Active'
+            cand --recovery-timeout 'Seconds Qdrant may take to recover one collection: the wait for an upload''s answer, and after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back; in a cluster, also each wait for every replica to settle (before the uploads, before the checks after them, and the same in a rollback)'
             cand --jobs 'Collections restored at the same time (while Qdrant recovers one upload, the next is sent); 1 restores them one after another'
             cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
             cand --force 'Overwrite existing collections and config files without asking'

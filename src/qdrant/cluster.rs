@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use ureq::http::Method;
 
 use super::{
-    Cancelled, Client, QdrantError, ResumeFrom, ServerUrl, SnapshotBody, SnapshotDescription,
-    collection_path, encode_segment, take_result,
+    Cancelled, Client, QdrantError, RecoveryPriority, ResumeFrom, ServerUrl, SnapshotBody,
+    SnapshotDescription, UploadTarget, collection_path, encode_segment, take_result,
 };
 
 /// More peers than this is not a cluster aimem was written for (nor a sane answer).
@@ -468,8 +468,9 @@ impl Client {
         self.open_snapshot_at(&shard_path(name, shard, ""), snapshot, resume)
     }
 
-    /// `POST /collections/{c}/shards/{id}/snapshots/upload?wait=true&priority=snapshot&checksum=`,
-    /// streamed as [`Client::upload_snapshot_file`]. The server does not keep the file.
+    /// `POST /collections/{c}/shards/{id}/snapshots/upload?wait=true&priority=…&checksum=`:
+    /// recovers this peer's replica of the shard, streamed as [`Client::upload_snapshot_file`].
+    /// The server does not keep the file.
     #[allow(clippy::too_many_arguments)]
     pub fn upload_shard_snapshot_file(
         &self,
@@ -479,30 +480,24 @@ impl Client {
         shown: &str,
         file_name: &str,
         sha256: &str,
+        priority: RecoveryPriority,
         on_progress: &mut dyn FnMut(u64) -> Result<(), Cancelled>,
     ) -> Result<(), QdrantError> {
-        self.upload_snapshot_at(
-            &shard_path(name, shard, ""),
-            name,
-            file,
-            shown,
-            file_name,
-            sha256,
-            on_progress,
-        )
+        let base = shard_path(name, shard, "");
+        let target = UploadTarget {
+            base: &base,
+            collection: name,
+            priority,
+        };
+        self.upload_snapshot_at(&target, file, shown, file_name, sha256, on_progress)
     }
 }
 
 impl Client {
     /// The exact number of points under one shard key (custom sharding).
     pub fn count_exact_in_shard_key(&self, name: &str, key: &ShardKey) -> Result<u64, QdrantError> {
-        let path = collection_path(name, "/points/count");
         let body = json!({ "exact": true, "shard_key": key.to_value() });
-        let result = self.result(Method::POST, &path, Some(&body))?;
-        result
-            .get("count")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| self.invalid(&path, "no `count`"))
+        self.count_at(name, "/points/count", body)
     }
 }
 
@@ -690,6 +685,7 @@ mod tests {
                 "shard.snapshot",
                 "shard.snapshot",
                 sha,
+                RecoveryPriority::Snapshot,
                 &mut |_| Ok(()),
             )
         };

@@ -47,6 +47,27 @@ impl Cancelled {
     }
 }
 
+/// How a snapshot recovery treats the shard's other replicas (Qdrant's `priority`).
+///
+/// `Snapshot` (Qdrant's default) makes the other replicas that are *Active* at that moment
+/// Dead, to be refilled by a shard transfer; a replica in another state (still
+/// `Initializing`, say) is left as it is and may later come up Active with other data.
+/// `NoSync` changes no other replica: the caller recovers each replica itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryPriority {
+    Snapshot,
+    NoSync,
+}
+
+impl RecoveryPriority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryPriority::Snapshot => "snapshot",
+            RecoveryPriority::NoSync => "no_sync",
+        }
+    }
+}
+
 /// How long each kind of exchange may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -193,8 +214,30 @@ impl Client {
 
     /// The exact number of points (`points_count` in the info is only an estimate).
     pub fn count_exact(&self, name: &str) -> Result<u64, QdrantError> {
-        let path = collection_path(name, "/points/count");
-        let result = self.result(Method::POST, &path, Some(&json!({ "exact": true })))?;
+        self.count_at(name, "/points/count", json!({ "exact": true }))
+    }
+
+    /// The exact number of points counted on *every* replica of each shard, the smallest count
+    /// of each shard's replicas summed (`?consistency=all`; Qdrant resolves the replicas'
+    /// counts to their minimum). Equal to [`Client::count_exact`] only when no replica holds
+    /// fewer points than the one an ordinary read lands on. It fails while a replica is
+    /// neither Active nor Initializing.
+    pub fn count_exact_on_every_replica(
+        &self,
+        name: &str,
+        shard_key: Option<&cluster::ShardKey>,
+    ) -> Result<u64, QdrantError> {
+        let mut body = json!({ "exact": true });
+        if let Some(key) = shard_key {
+            body["shard_key"] = key.to_value();
+        }
+        self.count_at(name, "/points/count?consistency=all", body)
+    }
+
+    /// `POST /collections/{name}{rest}` with a count request body; the `count` it answers.
+    pub(crate) fn count_at(&self, name: &str, rest: &str, body: Value) -> Result<u64, QdrantError> {
+        let path = collection_path(name, rest);
+        let result = self.result(Method::POST, &path, Some(&body))?;
         result
             .get("count")
             .and_then(Value::as_u64)
@@ -381,11 +424,20 @@ impl Client {
             source: e,
         })?;
         let shown = path.display().to_string();
-        self.upload_snapshot_file(name, file, &shown, file_name, sha256, on_progress)
+        self.upload_snapshot_file(
+            name,
+            file,
+            &shown,
+            file_name,
+            sha256,
+            RecoveryPriority::Snapshot,
+            on_progress,
+        )
     }
 
     /// [`Client::upload_snapshot`] from an already opened file (`shown` names it in errors):
     /// a backup's snapshot is opened inside its folder only, see [`crate::manifest::confined`].
+    #[allow(clippy::too_many_arguments)]
     pub fn upload_snapshot_file(
         &self,
         name: &str,
@@ -393,19 +445,22 @@ impl Client {
         shown: &str,
         file_name: &str,
         sha256: &str,
+        priority: RecoveryPriority,
         on_progress: &mut dyn FnMut(u64) -> Result<(), Cancelled>,
     ) -> Result<(), QdrantError> {
         let base = collection_path(name, "");
-        self.upload_snapshot_at(&base, name, file, shown, file_name, sha256, on_progress)
+        let target = UploadTarget {
+            base: &base,
+            collection: name,
+            priority,
+        };
+        self.upload_snapshot_at(&target, file, shown, file_name, sha256, on_progress)
     }
 
-    /// [`Client::upload_snapshot_file`] to the upload endpoint under `base` (a collection's or
-    /// a shard's path); `name` is the collection, for messages.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Client::upload_snapshot_file`] to the upload endpoint of `target`.
     fn upload_snapshot_at(
         &self,
-        base: &str,
-        name: &str,
+        target: &UploadTarget<'_>,
         file: std::fs::File,
         shown: &str,
         file_name: &str,
@@ -420,10 +475,12 @@ impl Client {
         let form = multipart::Form::new(file_name, sha256);
         let total = form.content_length(file_len);
         let query = format!(
-            "/snapshots/upload?wait=true&priority=snapshot&checksum={}",
+            "/snapshots/upload?wait=true&priority={}&checksum={}",
+            target.priority.as_str(),
             encode_segment(sha256)
         );
-        let path_q = format!("{base}{query}");
+        let path_q = format!("{}{query}", target.base);
+        let name = target.collection;
         let mut body = form.reader(file, file_len, on_progress);
         let request = self.request::<()>(Method::POST, &path_q, None)?;
         let (mut parts, ()) = request.into_parts();
@@ -782,6 +839,14 @@ pub(crate) fn error_message(body: &str) -> Option<String> {
         }
     }
     Some(body.to_string())
+}
+
+/// Where an upload goes: the collection's or a shard's path, the collection (for messages),
+/// and how the recovery treats the shard's other replicas.
+struct UploadTarget<'a> {
+    base: &'a str,
+    collection: &'a str,
+    priority: RecoveryPriority,
 }
 
 /// `/collections/{name}{rest}` with the name percent-encoded.

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 
 use super::Cancelled;
 
@@ -53,7 +54,11 @@ impl Form {
         self.prefix.len() as u64 + file_len + self.suffix.len() as u64
     }
 
-    /// The body as a reader: prefix, exactly `file_len` bytes of `file`, suffix.
+    /// The body as a reader: prefix, exactly the first `file_len` bytes of `file`, suffix.
+    ///
+    /// The file is read at explicit offsets from its start, never through its shared cursor:
+    /// handles cloned from one open file (the same backup file going to several replicas at
+    /// once) each send the whole file.
     pub fn reader<'a>(
         &'a self,
         file: File,
@@ -62,7 +67,8 @@ impl Form {
     ) -> BodyReader<'a> {
         BodyReader {
             prefix: &self.prefix,
-            file: file.take(file_len),
+            file,
+            file_pos: 0,
             file_left: file_len,
             suffix: &self.suffix,
             on_progress,
@@ -74,7 +80,9 @@ impl Form {
 /// Reads the form body; see [`Form::reader`].
 pub struct BodyReader<'a> {
     prefix: &'a [u8],
-    file: std::io::Take<File>,
+    file: File,
+    /// The next offset to read from.
+    file_pos: u64,
     file_left: u64,
     suffix: &'a [u8],
     on_progress: &'a mut dyn FnMut(u64) -> Result<(), Cancelled>,
@@ -122,7 +130,10 @@ impl Read for BodyReader<'_> {
         }
         if self.file_left > 0 {
             (self.on_progress)(0).map_err(|_| Cancelled::io())?;
-            let n = match self.file.read(buf) {
+            let want = buf
+                .len()
+                .min(usize::try_from(self.file_left).unwrap_or(usize::MAX));
+            let n = match self.file.read_at(&mut buf[..want], self.file_pos) {
                 Ok(0) => {
                     self.failed = true;
                     return Err(std::io::Error::other(LocalReadFailed(format!(
@@ -138,6 +149,7 @@ impl Read for BodyReader<'_> {
                 }
             };
             self.file_left -= n as u64;
+            self.file_pos += n as u64;
             (self.on_progress)(n as u64).map_err(|_| Cancelled::io())?;
             return Ok(n);
         }
@@ -174,6 +186,36 @@ mod tests {
                 .starts_with("multipart/form-data; boundary=aimem-")
         );
         assert_eq!(seen, 9);
+    }
+
+    #[test]
+    fn handles_sharing_one_cursor_each_send_the_whole_file_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.snapshot");
+        let content: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let opened = File::open(&path).unwrap();
+        // Moved on already, as a file that was hashed is.
+        std::io::Seek::seek(&mut opened.try_clone().unwrap(), std::io::SeekFrom::End(0)).unwrap();
+        let form = Form::new("a.snapshot", "x");
+        let (mut one, mut two) = (|_| Ok(()), |_| Ok(()));
+        let mut first = form.reader(opened.try_clone().unwrap(), 100_000, &mut one);
+        let mut second = form.reader(opened.try_clone().unwrap(), 100_000, &mut two);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        // Interleaved, as two upload threads read.
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = first.read(&mut buf).unwrap();
+            a.extend_from_slice(&buf[..n]);
+            let m = second.read(&mut buf).unwrap();
+            b.extend_from_slice(&buf[..m]);
+            if n == 0 && m == 0 {
+                break;
+            }
+        }
+        assert_eq!(a, b);
+        assert_eq!(a.len() as u64, form.content_length(100_000));
+        assert!(a.windows(content.len()).any(|w| w == content.as_slice()));
     }
 
     #[test]

@@ -99,24 +99,29 @@ fn a_three_peer_backup_restores_into_an_empty_three_peer_cluster() {
             assert_eq!(points, expected[&shard], "shard {shard}");
         }
     }
-    // Each shard went up once, to a peer that holds it, with priority=snapshot and its checksum.
+    // Each replica was recovered from its shard's file on its own peer, once, with
+    // priority=no_sync (nothing left to Qdrant's synchronisation) and the file's checksum.
     let mut uploaded = Vec::new();
     for i in 0..3 {
         for request in target.peer(i).requests() {
-            if request.path.ends_with("/snapshots/upload") {
-                assert_eq!(request.query["priority"], "snapshot");
+            if let Some(shard) = request
+                .path
+                .strip_prefix("/collections/discussions/shards/")
+                .and_then(|rest| rest.strip_suffix("/snapshots/upload"))
+            {
+                assert_eq!(request.query["priority"], "no_sync");
                 assert_eq!(request.query["checksum"].len(), 64);
-                uploaded.push(request.path.clone());
+                uploaded.push((shard.parse::<u32>().expect("shard id"), target.peer_id(i)));
             }
         }
     }
     uploaded.sort();
-    assert_eq!(
-        uploaded,
-        (0..3)
-            .map(|s| format!("/collections/discussions/shards/{s}/snapshots/upload"))
-            .collect::<Vec<_>>()
-    );
+    let mut replicas: Vec<(u32, u64)> = placement
+        .iter()
+        .flat_map(|(shard, holders)| holders.iter().map(move |(peer, _)| (*shard, *peer)))
+        .collect();
+    replicas.sort();
+    assert_eq!(uploaded, replicas);
     let report = json_stdout(&run);
     let collection = &report["collections"][0];
     assert_eq!(collection["cluster"]["shard_number"], 3);
@@ -187,7 +192,7 @@ fn a_replica_that_never_turns_active_fails_after_a_bounded_wait_and_rolls_back()
     let target = Cluster::start(
         3,
         Config {
-            replica_activation_delay: Duration::from_secs(3600),
+            replica_init_delay: Duration::from_secs(3600),
             ..config()
         },
     );
@@ -195,8 +200,21 @@ fn a_replica_that_never_turns_active_fails_after_a_bounded_wait_and_rolls_back()
         &target.url(0),
         &["restore", &backup, "--force", "--recovery-timeout", "2"],
     );
-    run.assert_code(4).assert_stderr_contains("Active");
+    run.assert_code(4)
+        .assert_stderr_contains("Initializing")
+        .assert_stderr_contains("--recovery-timeout");
     assert!(target.collection_names().is_empty(), "{run:?}");
+    // Nothing was uploaded into a collection whose replicas were not all Active.
+    for i in 0..3 {
+        assert!(
+            target
+                .peer(i)
+                .requests()
+                .iter()
+                .all(|r| !r.path.ends_with("/snapshots/upload")),
+            "{run:?}"
+        );
+    }
 }
 
 /// A target cluster whose `discussions` exists with other points (same sharding as the backup).
@@ -307,8 +325,8 @@ fn a_single_node_backup_with_one_shard_restores_into_a_cluster() {
     single.seed_from_fixture("discussions", "collections/info-discussions.json", 40);
     let backup = world.backup(&single.url(), "discussions");
 
-    // Pointed at each peer in turn: the snapshot goes to a peer holding shard 0 whichever peer
-    // aimem was given.
+    // Pointed at each peer in turn: the snapshot goes to every peer holding shard 0, whichever
+    // peer aimem was given.
     for given in 0..3 {
         let target = Cluster::start(3, config());
         let run = world.run(&target.url(given), &["restore", &backup, "--force"]);
@@ -323,19 +341,20 @@ fn a_single_node_backup_with_one_shard_restores_into_a_cluster() {
         for points in replica_points(&target, "discussions")[&0].iter() {
             assert_eq!(Some(points.clone()), single.point_ids("discussions"));
         }
+        // One upload to each peer holding a replica of shard 0, whichever peer was given.
         let holders: Vec<u64> = placement[&0].iter().map(|(peer, _)| *peer).collect();
         let mut uploaded_to = Vec::new();
         for i in 0..3 {
             for request in target.peer(i).requests() {
                 if request.path.ends_with("/snapshots/upload") {
-                    assert_eq!(request.query["priority"], "snapshot");
+                    assert_eq!(request.query["priority"], "no_sync");
                     uploaded_to.push(target.peer_id(i));
                 }
             }
         }
-        assert_eq!(uploaded_to.len(), 1, "one upload: {uploaded_to:?}");
-        assert!(
-            holders.contains(&uploaded_to[0]),
+        uploaded_to.sort();
+        assert_eq!(
+            uploaded_to, holders,
             "given peer {given}: uploaded to {uploaded_to:?}, shard 0 is on {holders:?}"
         );
     }

@@ -10,18 +10,6 @@ use serde_json::json;
 
 use super::support::{World, keyed_config as config, to_run};
 
-impl World {
-    /// The pre-restore folders left in the backup root.
-    fn prerestore_left(&self) -> Vec<String> {
-        std::fs::read_dir(self.root())
-            .expect("root")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| name.starts_with(".aimem-prerestore"))
-            .collect()
-    }
-}
-
 /// A three-peer cluster holding `discussions` (3 shards × replication 2) with `points`.
 fn cluster_with(points: Vec<u64>) -> Cluster {
     let cluster = Cluster::start(3, config());

@@ -4,6 +4,7 @@ mod backup;
 mod cluster;
 mod cluster_audit;
 mod cluster_journal;
+mod cluster_replicas;
 mod cluster_restore;
 mod cluster_restore_review;
 mod cluster_trust;

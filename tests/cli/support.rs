@@ -433,6 +433,16 @@ impl World {
         self.run_with(url, args, |_| {})
     }
 
+    /// The pre-restore folders left in the backup root.
+    pub fn prerestore_left(&self) -> Vec<String> {
+        std::fs::read_dir(self.root())
+            .expect("root")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".aimem-prerestore"))
+            .collect()
+    }
+
     /// Backs up `collection` from `url`; the backup folder.
     pub fn backup(&self, url: &str, collection: &str) -> String {
         let run = self.run(url, &["backup", "--collection", collection]);

@@ -302,10 +302,13 @@ pub(super) fn backup_collection(
     };
     let shard_keys = match sharding_method {
         "custom" => {
-            let listed = cx
-                .client
-                .shard_keys(name)
-                .map_err(|e| collection_failure(name, e))?;
+            // A server without `GET /collections/{c}/shards` (absent from Qdrant 1.16's API
+            // document, though 1.16.3 answers it) leaves the keys the placement names, which
+            // are all of them: every key has at least one shard.
+            let listed = match cx.client.shard_keys(name) {
+                Err(e) if e.status() == Some(404) => Vec::new(),
+                listed => listed.map_err(|e| collection_failure(name, e))?,
+            };
             keys_in_creation_order(&listed, &shards)
         }
         _ => Vec::new(),

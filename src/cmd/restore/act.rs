@@ -580,6 +580,7 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
                     path.as_str(),
                     &file,
                     &sha,
+                    crate::qdrant::RecoveryPriority::Snapshot,
                     &mut on_block,
                 )
             },

@@ -6,6 +6,7 @@
 //! signal after the first change puts the server (and the config files) back as they were.
 
 mod act;
+mod cluster_overwrite;
 mod config;
 mod indexes;
 mod jobs;
@@ -13,6 +14,8 @@ mod journal;
 mod lock;
 mod plan;
 mod recovery;
+mod replica_uploads;
+mod replicas;
 mod report;
 mod rollback;
 mod shards;
@@ -104,7 +107,8 @@ pub struct RestoreArgs {
 
     /// Seconds Qdrant may take to recover one collection: the wait for an upload's answer, and
     /// after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back;
-    /// in a cluster, also the wait for every replica to turn Active.
+    /// in a cluster, also each wait for every replica to settle (before the uploads, before the
+    /// checks after them, and the same in a rollback).
     #[arg(
         long,
         env = "SNAPSHOT_RECOVERY_TIMEOUT",
@@ -1133,14 +1137,20 @@ fn roll_back(
 fn recovery_help(shown_url: &str, undo: &Undo) -> String {
     // The URL as shown hides its credentials (`***@`): the commands leave them out and say how
     // to give them, rather than print a URL that cannot work.
-    let (url, credentials_note) = match shown_url.split_once("***@") {
-        Some((scheme, host)) => (
-            format!("{scheme}{host}"),
+    let peer_hides_credentials = undo.cluster_saved.iter().any(|saved| {
+        saved
+            .shards
+            .iter()
+            .any(|shard| saved.holder_urls(shard).iter().any(|u| u.contains("***@")))
+    });
+    let credentials_note = match shown_url.contains("***@") || peer_hides_credentials {
+        true => {
             "The server's URL holds a user and password, left out of these commands: add \
-             `-u USER:PASSWORD` to each.\n",
-        ),
-        None => (shown_url.to_string(), ""),
+             `-u USER:PASSWORD` to each.\n"
+        }
+        false => "",
     };
+    let url = without_shown_credentials(shown_url);
     let url = url.as_str();
     let kept = undo.kept();
     let mut text = String::from(credentials_note);
@@ -1193,7 +1203,8 @@ fn recovery_help(shown_url: &str, undo: &Undo) -> String {
     text.push_str(
         "The pre-restore snapshots are kept (aimem will not delete them). To put a collection back as it was, run:",
     );
-    for (collection, path) in kept {
+    for saved in &undo.saved {
+        let (collection, path) = (&saved.collection, &saved.local);
         let command = curl(Some("POST"))
             .arg("-F")
             .arg(&shell::curl_form_file("snapshot", path.as_str()))
@@ -1203,7 +1214,44 @@ fn recovery_help(shown_url: &str, undo: &Undo) -> String {
             ));
         text.push_str(&format!("\n  {collection} ({path}):\n    {command}"));
     }
+    // A cluster collection goes back shard by shard, each shard's copy onto every replica
+    // (priority=no_sync, as the restore itself does: see replicas.rs).
+    for saved in &undo.cluster_saved {
+        let collection = &saved.collection;
+        for shard in &saved.shards {
+            let path = &shard.local;
+            text.push_str(&format!(
+                "\n  {collection} shard {} ({path}), on every peer that holds it:",
+                shard.shard_id
+            ));
+            for peer in saved.holder_urls(shard) {
+                let peer = without_shown_credentials(peer);
+                let command = curl(Some("POST"))
+                    .arg("-F")
+                    .arg(&shell::curl_form_file("snapshot", path.as_str()))
+                    .arg(&format!(
+                        "{peer}{}",
+                        collection_path(
+                            collection,
+                            &format!(
+                                "/shards/{}/snapshots/upload?wait=true&priority=no_sync",
+                                shard.shard_id
+                            )
+                        )
+                    ));
+                text.push_str(&format!("\n    {command}"));
+            }
+        }
+    }
     text
+}
+
+/// A URL as shown (credentials as `***@`) without them: the commands say to add `-u`.
+fn without_shown_credentials(shown: &str) -> String {
+    match shown.split_once("***@") {
+        Some((scheme, host)) => format!("{scheme}{host}"),
+        None => shown.to_string(),
+    }
 }
 
 /// `curl -fsS` with the API key header (expanded by the shell from the environment, so the

@@ -58,7 +58,7 @@ pub struct Undo {
     /// Collections whose recovery could not be confirmed finished: left alone by the rollback.
     pub unsettled: Vec<Unclear>,
     /// Existing cluster collections, saved shard by shard before being overwritten.
-    pub cluster_saved: Vec<super::shards::SavedCluster>,
+    pub cluster_saved: Vec<super::cluster_overwrite::SavedCluster>,
     /// The journal of the pre-restore server snapshots, in `folder` (see `journal.rs`),
     /// shared by the parallel workers' logs.
     pub journal: Option<super::journal::SharedJournal>,
@@ -172,7 +172,7 @@ impl Undo {
                 "Rolling back {} shard by shard from its pre-restore copy...",
                 saved.collection
             ));
-            match super::shards::recover(saved, stamp, ui) {
+            match super::cluster_overwrite::recover(saved, stamp, ui) {
                 Ok(()) => {
                     ui.ok(&format!("{} points, schema as before", saved.points));
                     done.push(format!(

@@ -2,30 +2,31 @@
 //! single-node backup into a cluster, shard by shard (api.md §3.5, §5.4).
 //!
 //! The collection is created with the recorded sharding (shard keys in their recorded order, so
-//! the server hands out the same shard ids), each shard is recovered from its own file on a
-//! peer holding a replica of it (`priority=snapshot`: the other replicas then copy it from
-//! there), and the restore waits, bounded by `--recovery-timeout`, until every replica is
-//! Active and no shard transfer runs before it checks the exact count and the schema.
-//! Only absent collections are restored this way; the plan refuses the rest first.
+//! the server hands out the same shard ids). Once every replica is Active, *every* replica of
+//! each shard is recovered from the shard's file on the peer holding it (`priority=no_sync`:
+//! no replica waits for Qdrant to copy another, which loses data when a replica is still
+//! initializing, see [`super::replicas`]). The collection counts as restored only when every
+//! replica holds what the backup holds, checked again once the cluster has stayed quiet.
+//! An existing collection is overwritten the same way after a pre-restore copy of each shard
+//! ([`super::cluster_overwrite`]), and a rollback puts that copy back the same way.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Value, json};
 
 use super::act::{Context, StepError, rewound};
 use super::plan::{Action, Planned, Refusal, Source};
+use super::replica_uploads::{self, ShardUpload, UnclearShard, UploadError, Uploads};
+use super::replicas::{self, Expected, Node, Placement, ReplicaError, Settle};
 use super::rollback::Undo;
 use crate::cmd::peers::Topology;
 use crate::fingerprint::{self, Severity};
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::cluster::{CollectionCluster, ShardKey, ShardRecord, shard_file};
 use crate::names::SafeName;
-use crate::qdrant::{Cancelled, Client, QdrantError};
-
-/// How often the replicas' states are asked while waiting for them to turn Active.
-const POLL: Duration = Duration::from_millis(200);
+use crate::qdrant::QdrantError;
 
 /// One shard file of a cluster backup, opened inside the backup folder.
 #[derive(Debug)]
@@ -129,15 +130,34 @@ pub fn check_layout(topology: &Topology, planned: &mut Planned) {
     };
     let restorable_over = source.cluster.is_some() && topology.is_cluster();
     if restorable_over && matches!(planned.action, Action::Overwrite { .. }) {
-        if let Some(problem) = overwrite_problem(topology, source) {
-            planned.action = refusal(
-                format!("the existing `{target}` is sharded otherwise than the backup: {problem}"),
-                format!(
-                    "Restore into a new name (--collection {} --target-name NEW), or delete `{target}` \
-                     first (after taking a backup of it) and run the restore again.",
-                    source.entry.name
-                ),
-            );
+        match overwrite_problem(topology, source) {
+            Some(OverwriteProblem::Layout(problem)) => {
+                planned.action = refusal(
+                    format!(
+                        "the existing `{target}` is sharded otherwise than the backup: {problem}"
+                    ),
+                    format!(
+                        "Restore into a new name (--collection {} --target-name NEW), or delete \
+                         `{target}` first (after taking a backup of it) and run the restore again.",
+                        source.entry.name
+                    ),
+                );
+            }
+            Some(OverwriteProblem::ReplicasDiffer(problem)) => {
+                planned.action = refusal(
+                    format!(
+                        "the replicas of the existing `{target}` do not hold the same data ({problem}), \
+                         so no copy of it taken before overwriting could put every replica back"
+                    ),
+                    format!(
+                        "Restore into a new name (--collection {} --target-name NEW) and compare; or, \
+                         once you know which replica is right, repair `{target}` (or delete it) and \
+                         run the restore again.",
+                        source.entry.name
+                    ),
+                );
+            }
+            None => {}
         }
         return;
     }
@@ -181,7 +201,7 @@ pub fn describe(topology: &Topology, source: &Source) -> Option<String> {
     let peers = topology.peers().len();
     match (&source.cluster, topology.is_cluster()) {
         (Some(c), true) => Some(format!(
-            "{}: {} shards ({} sharding{}) × replication {} over {peers} peers; each shard recovered from its file on a peer holding it",
+            "{}: {} shards ({} sharding{}) × replication {} over {peers} peers; every replica recovered from its shard's file on the peer holding it",
             source.target,
             c.record.shards.len(),
             c.record.sharding_method,
@@ -196,7 +216,7 @@ pub fn describe(topology: &Topology, source: &Source) -> Option<String> {
             keys_shown(&c.record.shard_keys),
         )),
         (None, true) => Some(format!(
-            "{}: a single-node backup into a cluster of {peers} peers: its one shard recovered on the peer holding shard 0",
+            "{}: a single-node backup into a cluster of {peers} peers: its one shard recovered on every peer holding shard 0",
             source.target
         )),
         (None, false) => None,
@@ -252,93 +272,49 @@ pub fn report(topology: &Topology, source: &Source) -> Option<Value> {
     })
 }
 
-/// A peer to talk to: its id and client.
-#[derive(Clone)]
-struct Node {
-    peer_id: u64,
-    client: Client,
-}
-
-/// Every shard's key and replicas (peer id → state) as their own peers report them, and the
-/// shard transfers the peers report running.
-#[derive(Debug, Default)]
-struct Placement {
-    shards: BTreeMap<u32, (Option<ShardKey>, BTreeMap<u64, String>)>,
-    transfers: usize,
-}
-
-fn cluster_failure(collection: &str, detail: String) -> StepError {
+pub(super) fn cluster_failure(collection: &str, detail: String) -> StepError {
     StepError::Cluster {
         collection: collection.to_string(),
         detail,
     }
 }
 
-fn read_placement(nodes: &[Node], target: &str) -> Result<Placement, StepError> {
-    let mut placement = Placement::default();
-    for node in nodes {
-        let view = view_of(node, target).map_err(|e| match e {
-            QdrantError::Interrupted => StepError::Interrupted,
-            e => cluster_failure(
-                target,
-                format!(
-                    "reading its placement from peer {} ({}) failed: {e}",
-                    node.peer_id,
-                    node.client.display_url()
-                ),
-            ),
-        })?;
-        if view.peer_id != node.peer_id {
-            return Err(cluster_failure(
-                target,
-                format!(
-                    "{} answers for peer {} as peer {}",
-                    node.client.display_url(),
-                    node.peer_id,
-                    view.peer_id
-                ),
-            ));
-        }
-        placement.transfers += view.transfers;
-        for replica in view.local {
-            let shard = placement.shards.entry(replica.shard_id).or_default();
-            if shard.0.is_some() && shard.0 != replica.shard_key {
-                return Err(cluster_failure(
-                    target,
-                    format!("shard {} has two shard keys", replica.shard_id),
-                ));
-            }
-            shard.0 = shard.0.take().or(replica.shard_key);
-            shard.1.insert(view.peer_id, replica.state);
-        }
+/// A replica failure as the step error that rolls the restore back.
+pub(super) fn step_error(collection: &str) -> impl Fn(ReplicaError) -> StepError + '_ {
+    move |e| match e {
+        ReplicaError::Interrupted => StepError::Interrupted,
+        ReplicaError::Cluster(detail) => cluster_failure(collection, detail),
+        ReplicaError::Check(detail) => StepError::Check {
+            collection: collection.to_string(),
+            detail,
+        },
     }
-    Ok(placement)
 }
 
-/// Reads of a placement that fail for a moment (no answer, a 5xx) before it counts as failed.
-const PLACEMENT_ATTEMPTS: u32 = 3;
+/// Every peer's view of the collection (a peer that does not know it is an error).
+pub(super) fn read_placement(nodes: &[Node], target: &str) -> Result<Placement, StepError> {
+    replicas::read_placement(nodes, target, false).map_err(step_error(target))
+}
 
-/// One peer's view of the collection's placement. A peer busy recovering shards may fail to
-/// answer for a moment: that alone must not fail (and roll back) a restore, nor keep a
-/// rollback from finishing, so such a read is tried again after a short pause.
-fn view_of(
-    node: &Node,
+/// Waits, bounded by `--recovery-timeout`, until the peers agree, every replica is Active, no
+/// transfer runs, and the collection has the `expected` shard ids and keys.
+pub(super) fn wait_settled(
+    cx: &Context,
+    nodes: &[Node],
     target: &str,
-) -> Result<crate::qdrant::cluster::CollectionClusterView, QdrantError> {
-    let mut attempt = 1;
-    loop {
-        match node.client.collection_cluster_view(target) {
-            Err(e)
-                if attempt < PLACEMENT_ATTEMPTS
-                    && !matches!(e, QdrantError::Interrupted)
-                    && e.status().is_none_or(|status| status >= 500) =>
-            {
-                std::thread::sleep(POLL * attempt);
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+    expected: &Expected,
+) -> Result<Placement, StepError> {
+    let spinner = cx.ui.spinner(&format!(
+        "waiting for every replica of {target} to be Active"
+    ));
+    let deadline = Instant::now() + cx.settle_limit;
+    let settle = Settle {
+        shards: Some(&expected.shards),
+        dead_is_enough: false,
+    };
+    let settled = replicas::wait_settled(nodes, target, deadline, cx.stop, settle);
+    spinner.finish_and_clear();
+    settled.map(|s| s.placement).map_err(step_error(target))
 }
 
 /// Restores one absent collection shard-aware; refused collections do nothing.
@@ -359,9 +335,9 @@ pub(super) fn restore_one(
                 "  Restoring {target} ({} records, shard by shard, over the existing collection)...",
                 source.entry.records
             ));
-            overwrite(cx, planned, live, undo, go_on)?;
+            super::cluster_overwrite::overwrite(cx, planned, live, undo, go_on)?;
             cx.ui.ok(&format!(
-                "`{target}` recovered ({} records, every replica Active)",
+                "`{target}` recovered ({} records, every replica checked)",
                 source.entry.records
             ));
             return Ok(Some(started.elapsed().as_secs_f64()));
@@ -481,33 +457,30 @@ pub(super) fn restore_one(
             }]
         }
     };
-    let placement = read_placement(&nodes, &target)?;
-    check_shard_ids(&target, source, &placement)?;
+    // Only once every replica is Active: a shard recovered while another replica of it
+    // still initializes leaves that replica empty.
+    let expected = expected(source);
+    let placement = wait_settled(cx, &nodes, &target, &expected)?;
     // A collection this run created is deleted on rollback, whatever Qdrant still recovers.
     let unclear = std::sync::Mutex::new(Vec::new());
     upload_all(cx, source, &target, &nodes, &placement, &unclear)?;
     super::act::stopped(cx.stop)?;
-    wait_until_active(cx, &nodes, &target)?;
-    check(cx, source, &target, true)?;
+    check(cx, source, &target, &nodes, &expected, true)?;
     let recovered = match named {
         true => format!("`{target}` recovered"),
         false => "Collection recovered".to_string(),
     };
     cx.ui.ok(&format!(
-        "{recovered} ({} records, every replica Active)",
+        "{recovered} ({} records, every replica checked)",
         source.entry.records
     ));
     Ok(Some(started.elapsed().as_secs_f64()))
 }
 
-/// The server must have given the shards the ids (and keys) the backup records.
-fn check_shard_ids(target: &str, source: &Source, placement: &Placement) -> Result<(), StepError> {
-    let live: BTreeMap<u32, Option<ShardKey>> = placement
-        .shards
-        .iter()
-        .map(|(id, (key, _))| (*id, key.clone()))
-        .collect();
-    let expected: BTreeMap<u32, Option<ShardKey>> = match &source.cluster {
+/// What the restored collection must hold: the backup's shards (a single-node backup has
+/// shard 0 alone), its exact count, and each key's exact count where the backup knows it.
+pub(super) fn expected(source: &Source) -> Expected {
+    let shards = match &source.cluster {
         Some(cluster) => cluster
             .record
             .shards
@@ -516,34 +489,33 @@ fn check_shard_ids(target: &str, source: &Source, placement: &Placement) -> Resu
             .collect(),
         None => BTreeMap::from([(0, None)]),
     };
-    if live != expected {
-        let shown = |m: &BTreeMap<u32, Option<ShardKey>>| {
-            m.iter()
-                .map(|(id, key)| match key {
-                    Some(key) => format!("{id} (key {key})"),
-                    None => id.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        return Err(cluster_failure(
-            target,
-            format!(
-                "the server gave it the shards [{}], the backup records [{}]",
-                shown(&live),
-                shown(&expected)
-            ),
-        ));
+    // Per key only when the backup counted each key exactly (the count did not move while it
+    // was backed up); the shards' own `points_count` is approximate and never checked against
+    // the backup.
+    let keys = source
+        .cluster
+        .as_ref()
+        .map(|c| {
+            c.record
+                .shard_keys
+                .iter()
+                .cloned()
+                .zip(c.record.key_records.iter().copied())
+                .collect()
+        })
+        .unwrap_or_default();
+    Expected {
+        shards,
+        points: (
+            source.entry.records,
+            source.entry.records_max.unwrap_or(source.entry.records),
+        ),
+        keys,
     }
-    Ok(())
 }
 
-/// What one peer uploads: (shard id, file, its relative path, SHA-256).
-type Upload = (u32, std::fs::File, String, String);
-
-/// Uploads every shard file to a peer holding a replica of it (the fewest uploads per peer,
-/// then the lowest peer id), each peer's uploads on its own thread.
-fn upload_all(
+/// Recovers every replica of every shard of `source` from the backup's files.
+pub(super) fn upload_all(
     cx: &Context,
     source: &Source,
     target: &str,
@@ -556,229 +528,104 @@ fn upload_all(
         move |source: std::io::Error| StepError::Io { path, source }
     };
     // (shard id, file, shown path, sha256), whole collection snapshot when single-node.
-    let mut files: Vec<(u32, std::fs::File, String, Option<String>)> = Vec::new();
+    let mut opened: Vec<(u32, &std::fs::File, String, Option<String>)> = Vec::new();
     match &source.cluster {
         Some(cluster) => {
             for shard in &cluster.shards {
-                let file = rewound(&shard.file).map_err(io(&shard.relative))?;
-                files.push((
+                opened.push((
                     shard.record.shard_id,
-                    file,
+                    &shard.file,
                     shard.relative.clone(),
                     shard.verified_sha256.clone(),
                 ));
             }
         }
-        None => {
-            let file = rewound(&source.file).map_err(io(source.snapshot.as_str()))?;
-            files.push((
-                0,
-                file,
-                source.snapshot.to_string(),
-                source.verified_sha256.clone(),
-            ));
-        }
+        None => opened.push((
+            0,
+            &source.file,
+            source.snapshot.to_string(),
+            source.verified_sha256.clone(),
+        )),
     }
-    let mut load: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut per_peer: BTreeMap<u64, Vec<Upload>> = BTreeMap::new();
-    for (shard, file, shown, sha) in files {
-        let sha = match sha {
+    let mut files = Vec::new();
+    for (shard, file, shown, sha) in opened {
+        let sha256 = match sha {
             Some(sha) => sha,
             // Not verified (--skip-checksum-verify): hashed now, so the server at least
             // checks it received this file intact.
             None => {
-                let hashed = rewound(&file)
+                let hashed = rewound(file)
                     .and_then(checksums::hash_reader)
                     .map_err(io(&shown))?;
                 hashed.0
             }
         };
-        let holders = placement
-            .shards
-            .get(&shard)
-            .map(|(_, replicas)| replicas.keys().copied().collect::<Vec<_>>())
-            .unwrap_or_default();
-        let Some(peer) = holders
-            .into_iter()
-            .min_by_key(|p| (load.get(p).copied().unwrap_or(0), *p))
-        else {
-            return Err(cluster_failure(
-                target,
-                format!("no peer holds a replica of shard {shard}"),
+        // Uploads read at explicit offsets: the handle's cursor does not matter.
+        let file = file.try_clone().map_err(io(&shown))?;
+        files.push(ShardUpload {
+            shard,
+            file,
+            shown,
+            sha256,
+        });
+    }
+    let replicas: usize = files.iter().map(|f| placement.holders(f.shard).len()).sum();
+    let spinner = cx.ui.spinner(&format!(
+        "Qdrant recovering {} shard file(s) of {target} on {replicas} replica(s)",
+        files.len()
+    ));
+    let stamp = cx.stamp.clone();
+    let file_name = move |shard: u32| {
+        format!(
+            "aimem-restore-{target}-shard-{shard}-{stamp}-{}.snapshot",
+            std::process::id()
+        )
+    };
+    let uploads = Uploads {
+        target,
+        nodes,
+        placement,
+        whole_collection: source.cluster.is_none(),
+        file_name: &file_name,
+        stop: cx.stop,
+        unclear,
+        keep_going: false,
+    };
+    let recovered = replica_uploads::recover_every_replica(&uploads, files);
+    spinner.finish_and_clear();
+    match recovered {
+        Ok(total) => {
+            cx.ui.ok(&format!(
+                "every replica of `{target}` recovered from its shard file ({total} upload(s))"
             ));
-        };
-        *load.entry(peer).or_default() += 1;
-        per_peer
-            .entry(peer)
-            .or_default()
-            .push((shard, file, shown, sha));
-    }
-    let whole_collection = source.cluster.is_none();
-    let total = per_peer.values().map(Vec::len).sum::<usize>();
-    let spinner = cx.ui.spinner(&format!(
-        "Qdrant recovering {total} shard file(s) of {target}"
-    ));
-    let results: Vec<Result<(), StepError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = per_peer
-            .into_iter()
-            .filter_map(|(peer, uploads)| {
-                let node = nodes.iter().find(|n| n.peer_id == peer)?.clone();
-                let stop = cx.stop.clone();
-                let stamp = cx.stamp.clone();
-                Some(scope.spawn(move || {
-                    for (shard, file, shown, sha) in uploads {
-                        if stop.requested().is_some() {
-                            return Err(StepError::Interrupted);
-                        }
-                        let size = file.metadata().map_or(0, |m| m.len());
-                        let file_name = format!(
-                            "aimem-restore-{target}-shard-{shard}-{stamp}-{}.snapshot",
-                            std::process::id()
-                        );
-                        let mut on_block = |_| match stop.requested() {
-                            Some(_) => Err(Cancelled),
-                            None => Ok(()),
-                        };
-                        let sent = match whole_collection {
-                            true => node.client.upload_snapshot_file(
-                                target,
-                                file,
-                                &shown,
-                                &file_name,
-                                &sha,
-                                &mut on_block,
-                            ),
-                            false => node.client.upload_shard_snapshot_file(
-                                target,
-                                shard,
-                                file,
-                                &shown,
-                                &file_name,
-                                &sha,
-                                &mut on_block,
-                            ),
-                        };
-                        if whole_collection {
-                            // The server keeps an uploaded collection snapshot: not ours to leave.
-                            let _ = node.client.delete_snapshot(target, &file_name);
-                        }
-                        if let Err(e) = &sent
-                            && super::act::effect_of(e) == super::act::Effect::Unclear
-                            && let Ok(mut unclear) = unclear.lock()
-                        {
-                            unclear.push(UnclearShard {
-                                peer_id: peer,
-                                shard_id: shard,
-                                upload: file_name.clone(),
-                                size,
-                            });
-                        }
-                        sent.map_err(|e| match e {
-                            QdrantError::Interrupted => StepError::Interrupted,
-                            e => cluster_failure(
-                                target,
-                                format!(
-                                    "recovering shard {shard} on peer {peer} ({}) from {shown} failed: {e}",
-                                    node.client.display_url()
-                                ),
-                            ),
-                        })?;
-                    }
-                    Ok(())
-                }))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Err(StepError::Interrupted)))
-            .collect()
-    });
-    spinner.finish_and_clear();
-    // A real failure says more than the stops it caused elsewhere.
-    let mut first_stop = None;
-    for result in results {
-        match result {
-            Ok(()) => {}
-            Err(StepError::Interrupted) => first_stop = Some(StepError::Interrupted),
-            Err(e) => return Err(e),
+            Ok(())
         }
+        Err(UploadError::Interrupted) => Err(StepError::Interrupted),
+        Err(UploadError::Failed(detail)) => Err(cluster_failure(target, detail)),
     }
-    if let Some(stop) = first_stop {
-        return Err(stop);
-    }
-    cx.ui
-        .ok(&format!("{total} shard file(s) of `{target}` recovered"));
-    Ok(())
 }
 
-/// Waits (at most the recovery timeout) until every replica of every shard is Active and no
-/// peer reports a shard transfer.
-fn wait_until_active(cx: &Context, nodes: &[Node], target: &str) -> Result<(), StepError> {
-    let spinner = cx.ui.spinner(&format!(
-        "waiting for every replica of {target} to be Active"
-    ));
-    let outcome = wait_for_active(nodes, target, cx.settle_limit, cx.stop);
-    spinner.finish_and_clear();
-    outcome
-}
-
-/// [`wait_until_active`] without a spinner; `stop` ends it early.
-fn wait_for_active(
-    nodes: &[Node],
+/// The restored collection has the backup's schema, and every replica of it holds what the
+/// backup holds ([`replicas::settle_and_verify`]), checked again after a quiet moment.
+pub(super) fn check(
+    cx: &Context,
+    source: &Source,
     target: &str,
-    limit: Duration,
-    stop: &crate::signals::StopFlag,
+    nodes: &[Node],
+    expected: &Expected,
+    created: bool,
 ) -> Result<(), StepError> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let placement = read_placement(nodes, target)?;
-        let waiting: Vec<String> = placement
-            .shards
-            .iter()
-            .flat_map(|(id, (_, replicas))| {
-                replicas
-                    .iter()
-                    .filter(|(_, state)| state.as_str() != "Active")
-                    .map(move |(peer, state)| format!("shard {id} on peer {peer}: {state}"))
-            })
-            .collect();
-        if waiting.is_empty() && placement.transfers == 0 {
-            return Ok(());
-        }
-        if stop.requested().is_some() {
-            return Err(StepError::Interrupted);
-        }
-        if Instant::now() >= deadline {
-            let mut detail = format!(
-                "after {} s (--recovery-timeout) not every replica is Active",
-                limit.as_secs()
-            );
-            if !waiting.is_empty() {
-                detail.push_str(&format!(" ({})", waiting.join("; ")));
-            }
-            if placement.transfers > 0 {
-                detail.push_str(&format!(
-                    "; {} shard transfer(s) still running",
-                    placement.transfers
-                ));
-            }
-            return Err(cluster_failure(target, detail));
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// The restored collection has the backup's schema, exactly its record count, and (custom
-/// sharding) exactly each key's records.
-fn check(cx: &Context, source: &Source, target: &str, created: bool) -> Result<(), StepError> {
     let fail = |detail: String| StepError::Check {
         collection: target.to_string(),
         detail,
     };
-    let qdrant = |e: QdrantError| StepError::Qdrant {
-        step: "checking",
-        collection: target.to_string(),
-        source: e,
+    let qdrant = |e: QdrantError| match e {
+        QdrantError::Interrupted => StepError::Interrupted,
+        e => StepError::Qdrant {
+            step: "checking",
+            collection: target.to_string(),
+            source: e,
+        },
     };
     let info = cx.client.collection_info(target).map_err(qdrant)?;
     let live =
@@ -798,37 +645,13 @@ fn check(cx: &Context, source: &Source, target: &str, created: bool) -> Result<(
             return Err(fail(format!("schema differs: {}", relevant.join("; "))));
         }
     }
-    let points = cx.client.count_exact(target).map_err(qdrant)?;
-    let (low, high) = (
-        source.entry.records,
-        source.entry.records_max.unwrap_or(source.entry.records),
-    );
-    if !(low..=high).contains(&points) {
-        let recorded = match low == high {
-            true => low.to_string(),
-            false => format!("between {low} and {high}"),
-        };
-        return Err(fail(format!(
-            "it holds {points} points, the backup recorded {recorded}"
-        )));
-    }
-    // Per key only when the backup counted each key exactly (the count did not move while it
-    // was backed up); the shards' own `points_count` is approximate and never checked.
-    if let Some(cluster) = &source.cluster {
-        let record = &cluster.record;
-        for (key, &recorded) in record.shard_keys.iter().zip(&record.key_records) {
-            let counted = cx
-                .client
-                .count_exact_in_shard_key(target, key)
-                .map_err(qdrant)?;
-            if counted != recorded {
-                return Err(fail(format!(
-                    "shard key {key} holds {counted} points, the backup recorded {recorded}"
-                )));
-            }
-        }
-    }
-    Ok(())
+    let spinner = cx
+        .ui
+        .spinner(&format!("checking every replica of {target}"));
+    let checked =
+        replicas::settle_and_verify(nodes, cx.client, target, expected, cx.settle_limit, cx.stop);
+    spinner.finish_and_clear();
+    checked.map_err(step_error(target))
 }
 
 /// The bytes a source uploads.
@@ -839,60 +662,8 @@ pub fn size(source: &Source) -> u64 {
     }
 }
 
-/// One shard of an existing collection, saved before it was overwritten.
-#[derive(Debug, Clone)]
-pub struct SavedShard {
-    pub shard_id: u32,
-    pub local: Utf8PathBuf,
-    pub sha256: String,
-}
-
-/// An existing cluster collection, saved shard by shard before it was overwritten.
-#[derive(Clone)]
-pub struct SavedCluster {
-    pub collection: String,
-    nodes: Vec<Node>,
-    pub shards: Vec<SavedShard>,
-    fingerprint: fingerprint::Fingerprint,
-    /// Points counted just before and just after the shard snapshots.
-    pub points: u64,
-    pub points_max: u64,
-    /// How long the rollback waits for every replica to turn Active.
-    settle_limit: Duration,
-    /// An upload into it was started: it must be recovered on rollback.
-    pub touched: bool,
-    /// Shard uploads whose outcome is unknown: waited for before the rollback touches it.
-    pub unclear: Vec<UnclearShard>,
-    /// A second Ctrl-C gives up waiting for them.
-    stop: crate::signals::StopFlag,
-}
-
-/// A shard upload whose outcome is unknown (no answer, a lost connection, a gateway's 5xx):
-/// the peer may still be recovering the shard from it (api.md §0.3), and a rollback that put
-/// the shard back meanwhile would be overwritten by it.
-#[derive(Debug, Clone)]
-pub struct UnclearShard {
-    pub peer_id: u64,
-    pub shard_id: u32,
-    /// The uploaded file's name.
-    pub upload: String,
-    pub size: u64,
-}
-
-impl std::fmt::Debug for SavedCluster {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SavedCluster")
-            .field("collection", &self.collection)
-            .field("shards", &self.shards)
-            .field("points", &self.points)
-            .field("touched", &self.touched)
-            .field("unclear", &self.unclear)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The cluster's peers as nodes.
-fn cluster_nodes(topology: &Topology) -> Vec<Node> {
+pub(super) fn cluster_nodes(topology: &Topology) -> Vec<Node> {
     topology
         .peers()
         .iter()
@@ -905,309 +676,29 @@ fn cluster_nodes(topology: &Topology) -> Vec<Node> {
 
 /// Whether an existing cluster collection has exactly the backup's shards (ids and keys), so
 /// that each shard file has its shard to go to; why not otherwise.
-pub fn overwrite_problem(topology: &Topology, source: &Source) -> Option<String> {
+pub fn overwrite_problem(topology: &Topology, source: &Source) -> Option<OverwriteProblem> {
     let target = source.target.as_str();
-    match read_placement(&cluster_nodes(topology), target) {
-        Ok(placement) => check_shard_ids(target, source, &placement)
-            .err()
-            .map(|e| e.to_string()),
-        Err(e) => Some(e.to_string()),
-    }
-}
-
-/// Takes each shard's snapshot on a peer holding an Active replica, keeps a verified local
-/// copy in the pre-restore folder, and deletes it on the server.
-fn save(
-    cx: &Context,
-    target: &str,
-    live: &fingerprint::Fingerprint,
-    undo: &mut Undo,
-) -> Result<(), StepError> {
-    use crate::cmd::backup::snapshot::{self, DownloadError};
-    let folder = super::act::prerestore_folder(cx, undo)?;
-    let nodes = cluster_nodes(cx.topology);
-    let qdrant = |step: &'static str| {
-        move |e: QdrantError| match e {
-            QdrantError::Interrupted => StepError::Interrupted,
-            source => StepError::Qdrant {
-                step,
-                collection: target.to_string(),
-                source,
-            },
-        }
+    let nodes = cluster_nodes(topology);
+    let placement = match replicas::read_placement(&nodes, target, false) {
+        Ok(placement) => placement,
+        Err(e) => return Some(OverwriteProblem::Layout(e.to_string())),
     };
-    let points = cx.client.count_exact(target).map_err(qdrant("counting"))?;
-    let placement = read_placement(&nodes, target)?;
-    // The shards together hold the collection's points once: the single-node estimate fits,
-    // checked before the first shard snapshot is asked for.
-    super::act::check_space(
-        &folder,
-        target,
-        crate::cmd::backup::disk::estimate_snapshot_size(live, points),
-    )?;
-    // Recorded before the first download, so every copy made is cleaned up whatever happens.
-    undo.cluster_saved.push(SavedCluster {
-        collection: target.to_string(),
-        nodes: nodes.clone(),
-        shards: Vec::new(),
-        fingerprint: live.clone(),
-        points,
-        points_max: points,
-        settle_limit: cx.settle_limit,
-        touched: false,
-        unclear: Vec::new(),
-        stop: cx.stop.clone(),
-    });
-    let saved = undo.cluster_saved.len() - 1;
-    for (&shard_id, (_, replicas)) in &placement.shards {
-        super::act::stopped(cx.stop)?;
-        let Some(node) = replicas
-            .iter()
-            .filter(|(_, state)| state.as_str() == "Active")
-            .find_map(|(peer, _)| nodes.iter().find(|n| n.peer_id == *peer))
-        else {
-            return Err(cluster_failure(
-                target,
-                format!(
-                    "shard {shard_id} has no Active replica to save it from before overwriting"
-                ),
-            ));
-        };
-        // On disk before the peer is asked: a run killed from here on (even by `kill -9`)
-        // leaves the next one a record of the shard snapshot to delete.
-        let peer = (node.peer_id, node.client.display_url());
-        let asked_at = crate::cmd::backup::undo::snapshot_time(
-            time::OffsetDateTime::now_utc() - time::Duration::minutes(1),
-        );
-        let existing: Vec<String> = node
-            .client
-            .list_shard_snapshots(target, shard_id)
-            .map(|list| {
-                list.into_iter()
-                    .map(|s| s.name)
-                    .filter(|n| {
-                        crate::cmd::backup::journal::is_shard_snapshot_of(
-                            n, target, shard_id, &asked_at,
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        undo.journal_shard_creating(target, shard_id, peer, asked_at, existing)
-            .map_err(|source| StepError::PrerestoreFolder {
-                path: folder.to_string(),
-                source,
-            })?;
-        let made = node.client.create_shard_snapshot(target, shard_id);
-        match &made {
-            Ok(made) => undo.journal_shard_answered(target, shard_id, peer, Some(&made.name)),
-            // A refusal made nothing; without an answer the record stays for the next run.
-            Err(e) if e.status().is_some() => {
-                undo.journal_shard_answered(target, shard_id, peer, None);
-            }
-            Err(_) => {}
-        }
-        let made = made.map_err(qdrant("snapshotting"))?;
-        let local = folder.join(format!("{target}-shard-{shard_id}.snapshot"));
-        // The server said how big this shard's snapshot is: it must fit now, not half way.
-        let fits = match made.size {
-            Some(size) => super::act::check_space(&folder, target, size),
-            None => Ok(()),
-        };
-        let downloaded = fits.as_ref().ok().map(|()| {
-            snapshot::download_verified_from(
-                &node.client,
-                snapshot::Source::Shard {
-                    collection: target,
-                    shard: shard_id,
-                },
-                &made,
-                &local,
-                1,
-                &format!("pre-restore copy of {target} shard {shard_id}"),
-                cx.ui,
-                cx.stop,
-            )
-        });
-        match node
-            .client
-            .delete_shard_snapshot(target, shard_id, &made.name)
-        {
-            Ok(()) => undo.journal_shard_deleted(target, shard_id, node.peer_id, &made.name),
-            Err(e) if e.is_not_found() => {
-                undo.journal_shard_deleted(target, shard_id, node.peer_id, &made.name);
-            }
-            Err(e) => cx.ui.warn(&format!(
-                "could not delete the pre-restore shard snapshot {} of `{target}` from peer {}: {e}",
-                made.name, node.peer_id
-            )),
-        }
-        fits?;
-        let Some(downloaded) = downloaded else {
-            continue;
-        };
-        let downloaded = downloaded.map_err(|source| match source {
-            DownloadError::Qdrant(QdrantError::Interrupted) => StepError::Interrupted,
-            source => StepError::Save {
-                collection: target.to_string(),
-                source,
-            },
-        })?;
-        if let Some(entry) = undo.cluster_saved.get_mut(saved) {
-            entry.shards.push(SavedShard {
-                shard_id,
-                local,
-                sha256: downloaded.sha256,
-            });
-        }
+    if let Err(e) = replicas::check_shard_ids(&placement, &expected(source).shards) {
+        return Some(OverwriteProblem::Layout(e.to_string()));
     }
-    let points_after = cx.client.count_exact(target).map_err(qdrant("counting"))?;
-    if let Some(entry) = undo.cluster_saved.get_mut(saved) {
-        entry.points = points.min(points_after);
-        entry.points_max = points.max(points_after);
-        cx.ui.ok(&format!(
-            "Pre-restore copy of `{target}` saved: {} shard files in {folder}",
-            entry.shards.len()
-        ));
+    // The pre-restore copy takes each shard from one replica, and a rollback puts it on all.
+    let client = topology.peers().first().map(|p| &p.client)?;
+    match replicas::existing_replicas_differ(&nodes, client, target) {
+        Ok(None) => None,
+        Ok(Some(problem)) => Some(OverwriteProblem::ReplicasDiffer(problem)),
+        Err(e) => Some(OverwriteProblem::Layout(e.to_string())),
     }
-    Ok(())
 }
 
-/// Overwrites an existing cluster collection shard by shard, after saving it.
-pub(super) fn overwrite(
-    cx: &Context,
-    planned: &Planned,
-    live: &fingerprint::Fingerprint,
-    undo: &mut Undo,
-    go_on: &dyn Fn() -> Result<(), StepError>,
-) -> Result<(), StepError> {
-    let source = &planned.source;
-    let target = source.target.to_string();
-    save(cx, &target, live, undo)?;
-    go_on()?;
-    let nodes = cluster_nodes(cx.topology);
-    let placement = read_placement(&nodes, &target)?;
-    check_shard_ids(&target, source, &placement)?;
-    if let Some(saved) = undo
-        .cluster_saved
-        .iter_mut()
-        .find(|s| s.collection == target)
-    {
-        saved.touched = true;
-    }
-    let unclear = std::sync::Mutex::new(Vec::new());
-    let uploaded = upload_all(cx, source, &target, &nodes, &placement, &unclear);
-    if let (Ok(unclear), Some(saved)) = (
-        unclear.into_inner(),
-        undo.cluster_saved
-            .iter_mut()
-            .find(|s| s.collection == target),
-    ) {
-        saved.unclear.extend(unclear);
-    }
-    uploaded?;
-    super::act::stopped(cx.stop)?;
-    wait_until_active(cx, &nodes, &target)?;
-    check(cx, source, &target, false)
-}
-
-/// Puts a saved cluster collection back: every shard from its pre-restore copy, then the same
-/// wait and checks (schema as before, count within what it was).
-pub fn recover(saved: &SavedCluster, stamp: &str, ui: &crate::ui::Ui) -> Result<(), String> {
-    let target = saved.collection.as_str();
-    for unclear in &saved.unclear {
-        let node = saved
-            .nodes
-            .iter()
-            .find(|n| n.peer_id == unclear.peer_id)
-            .ok_or_else(|| format!("peer {} is no longer known", unclear.peer_id))?;
-        let watch = super::recovery::Watch {
-            client: &node.client,
-            ui,
-            stop: &saved.stop,
-            limit: saved.settle_limit,
-        };
-        let upload = super::rollback::Unclear {
-            collection: target.to_string(),
-            upload: unclear.upload.clone(),
-            size: unclear.size,
-        };
-        super::recovery::wait_until_recovered(&watch, &upload).map_err(|why| {
-            format!(
-                "peer {} may still be recovering shard {} from the restore's upload, so it was not \
-                 rolled back: {why}",
-                unclear.peer_id, unclear.shard_id
-            )
-        })?;
-    }
-    let placement = read_placement(&saved.nodes, target).map_err(|e| e.to_string())?;
-    for shard in &saved.shards {
-        let Some(node) = placement
-            .shards
-            .get(&shard.shard_id)
-            .and_then(|(_, replicas)| {
-                replicas
-                    .keys()
-                    .find_map(|peer| saved.nodes.iter().find(|n| n.peer_id == *peer))
-            })
-        else {
-            return Err(format!("no peer holds shard {} any more", shard.shard_id));
-        };
-        let file = std::fs::File::open(&shard.local)
-            .map_err(|e| format!("cannot read {}: {e}", shard.local))?;
-        let file_name = format!(
-            "aimem-rollback-{target}-shard-{}-{stamp}-{}.snapshot",
-            shard.shard_id,
-            std::process::id()
-        );
-        // Not interruptible: stopping half way would lose data.
-        node.client
-            .upload_shard_snapshot_file(
-                target,
-                shard.shard_id,
-                file,
-                shard.local.as_str(),
-                &file_name,
-                &shard.sha256,
-                &mut |_| Ok(()),
-            )
-            .map_err(|e| {
-                format!(
-                    "recovering shard {} on peer {} from {} failed: {e}",
-                    shard.shard_id, node.peer_id, shard.local
-                )
-            })?;
-    }
-    let never = crate::signals::StopFlag::never();
-    wait_for_active(&saved.nodes, target, saved.settle_limit, &never).map_err(|e| e.to_string())?;
-    let client = &saved
-        .nodes
-        .first()
-        .ok_or_else(|| "no peer to check it on".to_string())?
-        .client;
-    let info = client
-        .collection_info(target)
-        .map_err(|e| format!("checking it afterwards failed: {e}"))?;
-    let live = fingerprint::Fingerprint::from_collection_info(&info).map_err(|e| e.to_string())?;
-    let differences = fingerprint::diff(&saved.fingerprint, &live);
-    if !differences.is_empty() {
-        let lines: Vec<String> = differences
-            .iter()
-            .map(|d| d.describe("before", "now"))
-            .collect();
-        return Err(format!(
-            "its schema differs afterwards: {}",
-            lines.join("; ")
-        ));
-    }
-    let points = client
-        .count_exact(target)
-        .map_err(|e| format!("counting its points failed: {e}"))?;
-    if !(saved.points..=saved.points_max).contains(&points) {
-        return Err(format!(
-            "it has {points} points afterwards, {} before",
-            saved.points
-        ));
-    }
-    Ok(())
+/// Why an existing cluster collection is not overwritten.
+pub enum OverwriteProblem {
+    /// Its shards are not the backup's (or its placement could not be read).
+    Layout(String),
+    /// Its replicas hold different data.
+    ReplicasDiffer(String),
 }

@@ -56,9 +56,24 @@ pub(crate) struct PeerInfo {
 pub(crate) struct ClusterState {
     pub peers: Vec<PeerInfo>,
     pub collections: BTreeMap<String, ClusterCollection>,
-    pub activation_delay: Duration,
+    pub timing: ReplicaTiming,
     /// Raft commit index shown by `GET /cluster`: one more per metadata change.
     pub commit: u64,
+}
+
+/// How long a real cluster's background replica work takes (see [`Pending`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ReplicaTiming {
+    /// A new shard's replicas stay `Initializing` this long.
+    pub init: Duration,
+    /// A `Dead` replica waits this long before its shard transfer starts.
+    pub transfer_start: Duration,
+    /// A shard transfer takes this long.
+    pub transfer: Duration,
+    /// A replica made `Dead` by another's recovery turns `Dead` this long after it.
+    pub consensus: Duration,
+    /// Whether `Dead` replicas get a transfer at all.
+    pub refill_dead: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,14 +94,49 @@ pub(crate) struct Shard {
     pub replicas: BTreeMap<u64, Replica>,
 }
 
+/// What a replica waits for, as a real cluster's background work does it (checked against
+/// real three-node clusters, see `docs/qdrant.md`):
+/// - a new shard's replicas are `Initializing` until each peer reports its shard created;
+/// - a `Dead` replica gets a shard transfer from an `Active` one after a moment, during which
+///   it is `Partial` and the transfer is listed, and then it is `Active` with the source's
+///   points (a real server passes through `Recovery` on a snapshot transfer first);
+/// - a shard recovered with `priority=snapshot` makes its *Active* replicas `Dead` a moment
+///   after the upload answered (consensus); one still `Initializing` is left alone and later
+///   comes up `Active` with what it had.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Pending {
+    /// `Initializing`: `Active` at this instant, keeping the points it has then.
+    Init(Instant),
+    /// `Dead`: a transfer from an `Active` replica starts at this instant (none: stays `Dead`).
+    Transfer(Instant),
+    /// `Partial`: receiving a transfer from `from`, complete at `done`.
+    Receiving { from: u64, done: Instant },
+    /// A fault ([`crate::FaultKind::LateReplicaReset`]): `Initializing` and empty at this
+    /// instant.
+    Reset(Instant),
+    /// Still `Active`: made `Dead` by another replica's recovery once the cluster's consensus
+    /// has applied it, at this instant (then refilled as any `Dead` replica).
+    MarkDead(Instant),
+}
+
+impl Pending {
+    fn due(self) -> Instant {
+        match self {
+            Pending::Init(at)
+            | Pending::Transfer(at)
+            | Pending::Reset(at)
+            | Pending::MarkDead(at) => at,
+            Pending::Receiving { done, .. } => done,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Replica {
     /// PascalCase `ReplicaState`.
     pub state: String,
     pub points: BTreeSet<u64>,
-    /// While `Partial` after another replica's snapshot recovery: when it becomes `Active`
-    /// and from which peer it copies the points (a shard transfer meanwhile).
-    pub catching_up: Option<(Instant, u64)>,
+    pub pending: Option<Pending>,
 }
 
 impl Replica {
@@ -94,8 +144,37 @@ impl Replica {
         Replica {
             state: "Active".to_string(),
             points,
-            catching_up: None,
+            pending: None,
         }
+    }
+
+    /// A replica of a shard just created: `Initializing` until `at`.
+    pub fn initializing(at: Instant) -> Replica {
+        Replica {
+            state: "Initializing".to_string(),
+            points: BTreeSet::new(),
+            pending: Some(Pending::Init(at)),
+        }
+    }
+
+    /// `Dead` (a failed recovery, or another replica's `priority=snapshot` recovery): a
+    /// transfer refills it after `timing.transfer_start` (unless refills are off).
+    pub fn kill(&mut self, now: Instant, timing: ReplicaTiming) {
+        self.state = "Dead".to_string();
+        self.pending = timing
+            .refill_dead
+            .then_some(Pending::Transfer(now + timing.transfer_start));
+    }
+
+    /// Recovered from a snapshot on its own peer: `Active` with these points.
+    pub fn recovered(&mut self, points: BTreeSet<u64>) {
+        self.points = points;
+        self.state = "Active".to_string();
+        self.pending = None;
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.state == "Active"
     }
 }
 
@@ -104,30 +183,114 @@ impl ClusterState {
         self.peers.iter().map(|p| p.peer_id).collect()
     }
 
-    /// Replicas whose catch-up time is over take their source's points and become `Active`.
+    /// Applies every replica change due by `now`, earliest first (a transfer that starts
+    /// after another replica's initialization sees that replica `Active`).
     pub fn settle(&mut self, now: Instant) {
+        let timing = self.timing;
         for col in self.collections.values_mut() {
             for shard in col.shards.values_mut() {
-                let due: Vec<(u64, u64)> = shard
-                    .replicas
-                    .iter()
-                    .filter_map(|(peer, r)| match r.catching_up {
-                        Some((at, from)) if at <= now => Some((*peer, from)),
-                        _ => None,
-                    })
-                    .collect();
-                for (peer, from) in due {
-                    let points = shard.replicas.get(&from).map(|r| r.points.clone());
-                    if let Some(r) = shard.replicas.get_mut(&peer) {
-                        if let Some(points) = points {
-                            r.points = points;
-                        }
-                        r.state = "Active".to_string();
-                        r.catching_up = None;
-                    }
-                }
+                shard.settle(now, timing);
             }
         }
+    }
+}
+
+impl Shard {
+    fn settle(&mut self, now: Instant, timing: ReplicaTiming) {
+        loop {
+            let next = self
+                .replicas
+                .iter()
+                .filter_map(|(peer, r)| r.pending.map(|p| (p.due(), *peer, p)))
+                .filter(|(due, _, _)| *due <= now)
+                .min_by_key(|(due, peer, _)| (*due, *peer));
+            let Some((due, peer, pending)) = next else {
+                return;
+            };
+            let source = |from: Option<u64>| {
+                self.replicas
+                    .iter()
+                    .find(|(p, r)| **p != peer && r.is_active() && from.is_none_or(|f| f == **p))
+                    .map(|(p, r)| (*p, r.points.clone()))
+            };
+            let change = match pending {
+                Pending::Init(_) => Some(("Active", None, None)),
+                Pending::MarkDead(_) => Some((
+                    "Dead",
+                    None,
+                    timing
+                        .refill_dead
+                        .then_some(Pending::Transfer(due + timing.transfer_start)),
+                )),
+                Pending::Reset(_) => Some((
+                    "Initializing",
+                    Some(BTreeSet::new()),
+                    Some(Pending::Init(due + timing.init)),
+                )),
+                Pending::Transfer(_) => match source(None) {
+                    Some((from, _)) => Some((
+                        "Partial",
+                        None,
+                        Some(Pending::Receiving {
+                            from,
+                            done: due + timing.transfer,
+                        }),
+                    )),
+                    // Nothing to copy from: it stays Dead.
+                    None => Some(("Dead", None, None)),
+                },
+                Pending::Receiving { from, .. } => match source(Some(from)) {
+                    Some((_, points)) => Some(("Active", Some(points), None)),
+                    // The source is gone: the transfer failed, the replica is Dead again.
+                    None => Some((
+                        "Dead",
+                        None,
+                        Some(Pending::Transfer(due + timing.transfer_start)),
+                    )),
+                },
+            };
+            if let (Some((state, points, then)), Some(r)) = (change, self.replicas.get_mut(&peer)) {
+                r.state = state.to_string();
+                if let Some(points) = points {
+                    r.points = points;
+                }
+                r.pending = then;
+            }
+        }
+    }
+
+    /// The points a read through `peer` sees (Qdrant reads the peer's own replica when it is
+    /// readable, else another readable one); none when no replica is readable, as a real read
+    /// of a shard with only `Initializing` replicas answers nothing for it.
+    pub fn read_through(&self, peer: u64) -> Option<&BTreeSet<u64>> {
+        match self.replicas.get(&peer) {
+            Some(local) if local.is_active() => Some(&local.points),
+            _ => self
+                .replicas
+                .values()
+                .find(|r| r.is_active())
+                .map(|r| &r.points),
+        }
+    }
+
+    /// `consistency=all`: every replica must be `Active` or `Initializing` (else the peer id
+    /// of one that is not); the answer is the smallest count among the readable ones (Qdrant's
+    /// resolution of counts).
+    pub fn count_all_replicas(&self) -> Result<usize, u64> {
+        if let Some((peer, _)) = self
+            .replicas
+            .iter()
+            .find(|(_, r)| !matches!(r.state.as_str(), "Active" | "Initializing"))
+        {
+            return Err(*peer);
+        }
+        Ok(self
+            .replicas
+            .values()
+            .filter(|r| r.is_active())
+            .map(|r| r.points.len())
+            .min()
+            .unwrap_or(0))
     }
 }
 
@@ -162,7 +325,8 @@ impl ClusterCollection {
     }
 
     /// Adds `count` shards with sequential ids after the highest existing one, each with
-    /// `replication` replicas placed round-robin over `peers` (or on `placement`).
+    /// `replication` replicas placed round-robin over `peers` (or on `placement`): `Active`
+    /// (seeded data), or `Initializing` until `init` (created through the API).
     pub fn add_shards(
         &mut self,
         peers: &[u64],
@@ -170,6 +334,7 @@ impl ClusterCollection {
         replication: u32,
         key: Option<Value>,
         placement: Option<&[u64]>,
+        init: Option<Instant>,
     ) -> Vec<u32> {
         let first = self.shards.keys().next_back().map_or(0, |last| last + 1);
         let hosts: &[u64] = placement.filter(|p| !p.is_empty()).unwrap_or(peers);
@@ -178,7 +343,13 @@ impl ClusterCollection {
         for id in first..first + count {
             let replicas = (0..copies)
                 .filter_map(|r| hosts.get((id as usize + r) % hosts.len().max(1)))
-                .map(|peer| (*peer, Replica::active(BTreeSet::new())))
+                .map(|peer| {
+                    let replica = match init {
+                        Some(at) => Replica::initializing(at),
+                        None => Replica::active(BTreeSet::new()),
+                    };
+                    (*peer, replica)
+                })
                 .collect();
             self.shards.insert(
                 id,
@@ -212,12 +383,12 @@ impl ClusterCollection {
             .collect()
     }
 
-    /// A shard's points as a read sees them: an `Active` replica's, else any replica's.
+    /// A shard's points as a test sees them: an `Active` replica's, else any replica's.
     pub fn shard_points(&self, shard: &Shard) -> BTreeSet<u64> {
         shard
             .replicas
             .values()
-            .find(|r| r.state == "Active")
+            .find(|r| r.is_active())
             .or_else(|| shard.replicas.values().next())
             .map(|r| r.points.clone())
             .unwrap_or_default()
@@ -269,7 +440,7 @@ impl ClusterCollection {
                 } else {
                     remote.push(entry);
                 }
-                if let Some((_, from)) = replica.catching_up {
+                if let Some(Pending::Receiving { from, .. }) = replica.pending {
                     transfers.push(json!({
                         "shard_id": id, "from": from, "to": holder, "sync": true,
                         "method": "stream_records",
@@ -284,6 +455,22 @@ impl ClusterCollection {
             "remote_shards": remote,
             "shard_transfers": transfers,
         })
+    }
+}
+
+/// [`crate::FaultKind::ResetLocalReplicaAfterAnswer`]: the peer's replica of its lowest local
+/// shard of `collection` is reset now.
+pub(crate) fn reset_lowest_local_replica(link: &PeerLink, collection: &str) {
+    let mut st = link.lock();
+    let Some(col) = st.collections.get_mut(collection) else {
+        return;
+    };
+    if let Some(replica) = col
+        .shards
+        .values_mut()
+        .find_map(|shard| shard.replicas.get_mut(&link.peer_id))
+    {
+        replica.pending = Some(Pending::Reset(Instant::now()));
     }
 }
 
@@ -338,7 +525,13 @@ impl Cluster {
 
     fn try_start(ids: &[u64], config: &Config) -> io::Result<Cluster> {
         let state = Arc::new(Mutex::new(ClusterState {
-            activation_delay: config.replica_activation_delay,
+            timing: ReplicaTiming {
+                init: config.replica_init_delay,
+                transfer_start: config.transfer_start_delay,
+                transfer: config.transfer_duration,
+                consensus: config.consensus_delay,
+                refill_dead: config.refill_dead_replicas,
+            },
             commit: 1,
             ..ClusterState::default()
         }));
@@ -454,7 +647,14 @@ impl Cluster {
     ) {
         let mut col = collection_from_info(&info, shard_number, replication_factor, false);
         let mut st = self.locked();
-        let ids = col.add_shards(&st.peer_ids(), shard_number, replication_factor, None, None);
+        let ids = col.add_shards(
+            &st.peer_ids(),
+            shard_number,
+            replication_factor,
+            None,
+            None,
+            None,
+        );
         for point in point_ids {
             if let Some(shard) = col.shard_for(&ids, point) {
                 for r in col
@@ -525,6 +725,7 @@ impl Cluster {
                 replication_factor,
                 Some(key.clone()),
                 None,
+                None,
             );
             for point in points {
                 if let Some(shard) = col.shard_for(&ids, *point) {
@@ -557,7 +758,7 @@ impl Cluster {
         let mut st = self.locked();
         let peers = st.peer_ids();
         for (key, shards, replicas, points) in keys {
-            let ids = col.add_shards(&peers, *shards, *replicas, Some(key.clone()), None);
+            let ids = col.add_shards(&peers, *shards, *replicas, Some(key.clone()), None, None);
             for point in points {
                 if let Some(shard) = col.shard_for(&ids, *point) {
                     for r in col
@@ -649,6 +850,20 @@ impl Cluster {
         })
     }
 
+    /// Replaces one replica's points: replicas that disagree, as a restore that recovered one
+    /// replica and left another empty would leave them.
+    pub fn set_replica_points(&self, name: &str, shard_id: u32, peer_id: u64, points: Vec<u64>) {
+        let mut st = self.locked();
+        if let Some(r) = st
+            .collections
+            .get_mut(name)
+            .and_then(|c| c.shards.get_mut(&shard_id))
+            .and_then(|s| s.replicas.get_mut(&peer_id))
+        {
+            r.points = points.into_iter().collect();
+        }
+    }
+
     /// Sets one replica's state (e.g. `Dead`), as a failed node or transfer would.
     pub fn set_replica_state(&self, name: &str, shard_id: u32, peer_id: u64, state: &str) {
         let mut st = self.locked();
@@ -659,7 +874,7 @@ impl Cluster {
             .and_then(|s| s.replicas.get_mut(&peer_id))
         {
             r.state = state.to_string();
-            r.catching_up = None;
+            r.pending = None;
         }
     }
 }

@@ -76,7 +76,7 @@ pub(crate) fn handle<'s>(
             None => error(404, &not_found_collection(c), t),
         },
         ("PUT", ["collections", c, "shards"]) => create_shard_key(link, c, body, t),
-        ("POST", ["collections", c, "points", "count"]) => count(link, c, body, t),
+        ("POST", ["collections", c, "points", "count"]) => count(link, req, c, body, t),
         ("PUT", ["collections", c, "points"]) => update_points(shared, link, req, c, body, t, true),
         ("POST", ["collections", c, "points", "delete"]) => {
             update_points(shared, link, req, c, body, t, false)
@@ -204,7 +204,8 @@ fn create_collection(link: &PeerLink, c: &str, body: &mut BodyReader<'_>, t: Ins
     // Custom sharding: no shards until keys are created.
     if !col.custom() {
         let (n, r) = (col.shard_number(), col.replication_factor());
-        col.add_shards(&st.peer_ids(), n, r, None, None);
+        let init = Instant::now() + st.timing.init;
+        col.add_shards(&st.peer_ids(), n, r, None, None, Some(init));
     }
     st.collections.insert(c.to_string(), col);
     st.commit += 1;
@@ -231,6 +232,7 @@ fn create_shard_key(link: &PeerLink, c: &str, body: &mut BodyReader<'_>, t: Inst
     }
     let mut st = link.lock();
     let peers = st.peer_ids();
+    let init = Instant::now() + st.timing.init;
     let Some(col) = st.collections.get_mut(c) else {
         return error(404, &not_found_collection(c), t);
     };
@@ -277,7 +279,14 @@ fn create_shard_key(link: &PeerLink, c: &str, body: &mut BodyReader<'_>, t: Inst
             t,
         );
     }
-    col.add_shards(&peers, count, replication, Some(key), placement.as_deref());
+    col.add_shards(
+        &peers,
+        count,
+        replication,
+        Some(key),
+        placement.as_deref(),
+        Some(init),
+    );
     st.commit += 1;
     ok(json!(true), t)
 }
@@ -299,26 +308,64 @@ fn selected_shards(col: &ClusterCollection, selector: &Value) -> Result<Vec<u32>
     Ok(ids)
 }
 
-fn count(link: &PeerLink, c: &str, body: &mut BodyReader<'_>, t: Instant) -> Response {
+/// `POST /collections/{c}/points/count`: each shard read through this peer (its own replica
+/// first), or with `?consistency=all` the smallest count of every shard's replicas.
+fn count(
+    link: &PeerLink,
+    req: &Request,
+    c: &str,
+    body: &mut BodyReader<'_>,
+    t: Instant,
+) -> Response {
     let value = match read_json(body, true) {
         Ok(v) => v,
         Err(msg) => return error(400, &msg, t),
+    };
+    let every_replica = match req.query("consistency") {
+        None => false,
+        Some("all") => true,
+        Some("majority" | "quorum") => false,
+        Some(n) if n.parse::<u32>().is_ok() => false,
+        Some(other) => {
+            return error(
+                400,
+                &format!("Format error in query parameters: unknown read consistency {other:?}"),
+                t,
+            );
+        }
     };
     let st = link.lock();
     let Some(col) = st.collections.get(c) else {
         return error(404, &not_found_collection(c), t);
     };
-    match selected_shards(col, &value["shard_key"]) {
-        Ok(ids) => {
-            let total: usize = ids
-                .iter()
-                .filter_map(|id| col.shards.get(id))
-                .map(|s| col.shard_points(s).len())
-                .sum();
-            ok(json!({ "count": total }), t)
+    let ids = match selected_shards(col, &value["shard_key"]) {
+        Ok(ids) => ids,
+        Err(msg) => return error(400, &msg, t),
+    };
+    let mut total = 0;
+    for (id, shard) in ids
+        .iter()
+        .filter_map(|id| col.shards.get(id).map(|s| (id, s)))
+    {
+        if every_replica {
+            match shard.count_all_replicas() {
+                Ok(n) => total += n,
+                Err(_) => {
+                    return error(
+                        500,
+                        &format!(
+                            "Service internal error: The replica set for shard {id} on peer {} does not have enough active replicas",
+                            link.peer_id
+                        ),
+                        t,
+                    );
+                }
+            }
+        } else {
+            total += shard.read_through(link.peer_id).map_or(0, BTreeSet::len);
         }
-        Err(msg) => error(400, &msg, t),
     }
+    ok(json!({ "count": total }), t)
 }
 
 fn update_points(
@@ -621,9 +668,12 @@ fn upload_shard_snapshot<'s>(
 }
 
 /// Installs the archive's points as this peer's replica of shard `id` (creating the replica
-/// when the peer had none). `snapshot` priority: the other replicas go `Partial` and copy this
-/// one after the activation delay; `replica`: this replica copies an `Active` other one;
-/// `no_sync`: the others are left alone.
+/// when the peer had none), as the real server does (checked on real clusters):
+/// `priority=snapshot` makes the other replicas that are `Active` now `Dead` a moment later (a
+/// transfer then refills them from this one), and leaves the others, `Initializing` ones
+/// included, alone;
+/// `replica` makes this replica `Dead` when another is `Active` (it is then refilled from
+/// there); `no_sync` changes no other replica.
 fn recover_shard(
     shared: &Shared,
     link: &PeerLink,
@@ -641,7 +691,7 @@ fn recover_shard(
         return Err((500, snapshot::MALFORMED.to_string()));
     }
     let mut st = link.lock();
-    let delay = st.activation_delay;
+    let timing = st.timing;
     let col = st
         .collections
         .get_mut(c)
@@ -662,6 +712,7 @@ fn recover_shard(
         .shards
         .get_mut(&id)
         .ok_or_else(|| (404, format!("Not found: Shard {id} not found")))?;
+    let now = Instant::now();
     let me = link.peer_id;
     let replica = shard
         .replicas
@@ -669,8 +720,7 @@ fn recover_shard(
         .or_insert_with(|| Replica::active(BTreeSet::new()));
     if flags.upload_fail_after_clear {
         replica.points.clear();
-        replica.state = "Dead".to_string();
-        replica.catching_up = None;
+        replica.kill(now, timing);
         return Err((
             500,
             format!(
@@ -678,37 +728,46 @@ fn recover_shard(
             ),
         ));
     }
-    replica.points = parsed.points;
-    replica.state = "Active".to_string();
-    replica.catching_up = None;
-    let until = Instant::now() + delay;
-    match priority {
-        "snapshot" => {
-            for (peer, other) in shard.replicas.iter_mut() {
-                if *peer != me {
-                    other.state = "Partial".to_string();
-                    other.catching_up = Some((until, me));
-                }
-            }
-        }
-        "replica" => {
-            let source = shard
-                .replicas
-                .iter()
-                .find(|(peer, r)| **peer != me && r.state == "Active")
-                .map(|(peer, _)| *peer);
-            if let (Some(source), Some(mine)) = (source, shard.replicas.get_mut(&me)) {
-                mine.state = "Partial".to_string();
-                mine.catching_up = Some((until, source));
-            }
-        }
-        _ => {}
+    replica.recovered(parsed.points);
+    if let Some(after) = flags.late_replica_reset {
+        replica.pending = Some(crate::cluster::Pending::Reset(now + after));
     }
+    apply_priority(shard, me, priority, now, timing);
     if col.empty_fields.is_empty() {
         col.empty_fields = parsed.empty_fields;
     }
     st.commit += 1;
     Ok(())
+}
+
+/// What a recovery with `priority` does to the other replicas of a shard, once this peer's
+/// replica is recovered and `Active` (only `Active` others count, as in the real server).
+fn apply_priority(
+    shard: &mut crate::cluster::Shard,
+    me: u64,
+    priority: &str,
+    now: Instant,
+    timing: crate::cluster::ReplicaTiming,
+) {
+    let others_active = shard
+        .replicas
+        .iter()
+        .any(|(peer, r)| *peer != me && r.is_active());
+    match priority {
+        "snapshot" => {
+            for (peer, other) in shard.replicas.iter_mut() {
+                if *peer != me && other.is_active() {
+                    other.pending = Some(crate::cluster::Pending::MarkDead(now + timing.consensus));
+                }
+            }
+        }
+        "replica" if others_active => {
+            if let Some(mine) = shard.replicas.get_mut(&me) {
+                mine.kill(now, timing);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Points per shard id in a collection snapshot archive (`<id>/segments/double-points.json`).
@@ -750,15 +809,16 @@ fn points_per_shard(path: &std::path::Path) -> Result<Vec<(u32, BTreeSet<u64>)>,
 
 /// A collection snapshot recovered (upload or `recover`) on a peer of a cluster: every shard
 /// of the file that has data gets this peer's replica with the file's points (created when the
-/// peer had none), and the other replicas of those shards catch up from it (the default
-/// `priority=snapshot`); shards without data in the file keep their state. A missing
-/// collection is created from the snapshot's config first.
+/// peer had none), and the other replicas of those shards are treated by `priority` as in
+/// [`recover_shard`]; shards without data in the file keep their state. A missing collection
+/// is created from the snapshot's config first.
 pub(crate) fn recover_collection(
     shared: &Shared,
     link: &PeerLink,
     c: &str,
     path: &std::path::Path,
     fail_after_clear: bool,
+    priority: &str,
 ) -> Result<(), Failure> {
     let started = Instant::now();
     let parsed = snapshot::read_snapshot(path).map_err(|msg| (500, msg))?;
@@ -770,7 +830,8 @@ pub(crate) fn recover_collection(
     }
     let mut st = link.lock();
     let peers = st.peer_ids();
-    let delay = st.activation_delay;
+    let timing = st.timing;
+    let now = Instant::now();
     let col = match st.collections.entry(c.to_string()) {
         std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
         std::collections::btree_map::Entry::Vacant(e) => {
@@ -778,7 +839,7 @@ pub(crate) fn recover_collection(
             let mut col = ClusterCollection::new(config, parsed.schema.clone(), BTreeSet::new());
             if !col.custom() {
                 let (n, r) = (col.shard_number(), col.replication_factor());
-                col.add_shards(&peers, n, r, None, None);
+                col.add_shards(&peers, n, r, None, None, Some(now + timing.init));
             }
             e.insert(col)
         }
@@ -805,7 +866,6 @@ pub(crate) fn recover_collection(
         ));
     }
     let me = link.peer_id;
-    let until = Instant::now() + delay;
     for (id, points) in shards {
         let Some(shard) = col.shards.get_mut(&id) else {
             continue;
@@ -814,10 +874,9 @@ pub(crate) fn recover_collection(
             .replicas
             .entry(me)
             .or_insert_with(|| Replica::active(BTreeSet::new()));
-        replica.catching_up = None;
         if fail_after_clear {
             replica.points.clear();
-            replica.state = "Dead".to_string();
+            replica.kill(now, timing);
             return Err((
                 500,
                 format!(
@@ -825,14 +884,8 @@ pub(crate) fn recover_collection(
                 ),
             ));
         }
-        replica.points = points;
-        replica.state = "Active".to_string();
-        for (peer, other) in shard.replicas.iter_mut() {
-            if *peer != me {
-                other.state = "Partial".to_string();
-                other.catching_up = Some((until, me));
-            }
-        }
+        replica.recovered(points);
+        apply_priority(shard, me, priority, now, timing);
     }
     col.empty_fields = parsed.empty_fields;
     st.commit += 1;

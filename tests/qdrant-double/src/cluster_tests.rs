@@ -135,6 +135,15 @@ fn replicas_seen(view: &Value) -> BTreeSet<(u64, u64, String)> {
         .collect()
 }
 
+/// Waits until every replica of every collection is `Active`.
+fn wait_until_all_active(cluster: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.all_active() {
+        assert!(Instant::now() < deadline, "replicas never became Active");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Files of an uncompressed tar: name → content.
 fn untar(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
     let mut archive = tar::Archive::new(bytes);
@@ -415,15 +424,10 @@ fn shard_upload_with_a_wrong_checksum_gets_the_real_error() {
     assert_eq!(no_shard.status, 404);
 }
 
-#[test]
-fn snapshot_priority_recovery_resyncs_the_other_replicas_after_the_delay() {
-    let cluster = Cluster::start(
-        3,
-        Config {
-            replica_activation_delay: Duration::from_secs(3),
-            ..Config::default()
-        },
-    );
+/// A fresh `restored` collection (3 shards × 2 replicas) and the snapshot of shard 2 of the
+/// seeded `discussions` (points 2, 5, … 599).
+fn fresh_collection_and_shard_2(config: Config) -> (Cluster, Vec<u8>) {
+    let cluster = Cluster::start(3, config);
     cluster.seed(
         "discussions",
         info_from_fixture("cluster/3-node-collection-info.json"),
@@ -444,48 +448,90 @@ fn snapshot_priority_recovery_resyncs_the_other_replicas_after_the_delay() {
         "{}",
         String::from_utf8_lossy(&created.body)
     );
+    (cluster, bytes)
+}
+
+fn shard_2_points() -> Vec<u64> {
+    (1..=600).filter(|id| id % 3 == 2).collect()
+}
+
+/// Shard 2's two replicas (peer ids) and the index of the first one's peer.
+fn shard_2_replicas(cluster: &Cluster) -> (Vec<u64>, usize) {
     let placement = cluster.placement("restored").expect("placement");
     let replicas: Vec<u64> = placement[&2].iter().map(|(p, _)| *p).collect();
     assert_eq!(replicas.len(), 2);
     let target = (0..3)
         .find(|i| cluster.peer_id(*i) == replicas[0])
         .expect("target");
-    let other = replicas[1];
+    (replicas, target)
+}
 
+fn upload_shard_2(cluster: &Cluster, peer: usize, priority: &str, bytes: &[u8]) {
     let resp = upload(
-        &cluster.url(target),
+        &cluster.url(peer),
         &format!(
-            "/collections/restored/shards/2/snapshots/upload?wait=true&priority=snapshot&checksum={}",
-            sha(&bytes)
+            "/collections/restored/shards/2/snapshots/upload?wait=true&priority={priority}&checksum={}",
+            sha(bytes)
         ),
-        &bytes,
+        bytes,
     );
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-    let shard2: Vec<u64> = (1..=600).filter(|id| id % 3 == 2).collect();
-    assert_eq!(
-        cluster.replica_point_ids("restored", 2, replicas[0]),
-        Some(shard2.clone())
-    );
-    let states: BTreeMap<u64, String> = cluster.placement("restored").expect("p")[&2]
+}
+
+fn shard_2_states(cluster: &Cluster) -> BTreeMap<u64, String> {
+    cluster.placement("restored").expect("p")[&2]
         .iter()
         .cloned()
-        .collect();
-    assert_eq!(states[&replicas[0]], "Active");
-    assert_eq!(states[&other], "Partial");
+        .collect()
+}
+
+#[test]
+fn snapshot_priority_recovery_kills_the_active_replicas_which_a_transfer_refills() {
+    let (cluster, bytes) = fresh_collection_and_shard_2(Config {
+        consensus_delay: Duration::from_millis(800),
+        transfer_start_delay: Duration::from_millis(600),
+        transfer_duration: Duration::from_secs(3),
+        ..Config::default()
+    });
+    wait_until_all_active(&cluster);
+    let (replicas, target) = shard_2_replicas(&cluster);
+    let other = replicas[1];
+    upload_shard_2(&cluster, target, "snapshot", &bytes);
+    assert_eq!(
+        cluster.replica_point_ids("restored", 2, replicas[0]),
+        Some(shard_2_points())
+    );
+    // Right after the answer every replica still looks Active, the other one empty: the
+    // cluster's consensus has not applied the change yet.
+    assert!(cluster.all_active());
+    assert_eq!(
+        cluster.replica_point_ids("restored", 2, other),
+        Some(vec![])
+    );
+    // Then Dead, with no transfer listed yet.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shard_2_states(&cluster)[&other] != "Dead" {
+        assert!(Instant::now() < deadline, "never Dead");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(shard_2_states(&cluster)[&replicas[0]], "Active");
+    let view = get(&cluster.url(target), "/collections/restored/cluster").json()["result"].clone();
+    assert_eq!(view["shard_transfers"], json!([]));
+    // Then a transfer from the recovered replica.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shard_2_states(&cluster)[&other] != "Partial" {
+        assert!(Instant::now() < deadline, "no transfer started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let view = get(&cluster.url(target), "/collections/restored/cluster").json()["result"].clone();
     assert_eq!(
         view["shard_transfers"],
         json!([{"shard_id": 2, "from": replicas[0], "to": other, "sync": true, "method": "stream_records"}])
     );
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cluster.all_active() {
-        assert!(Instant::now() < deadline, "replicas never became Active");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_all_active(&cluster);
     assert_eq!(
         cluster.replica_point_ids("restored", 2, other),
-        Some(shard2.clone())
+        Some(shard_2_points())
     );
     let view = get(&cluster.url(0), "/collections/restored/cluster").json()["result"].clone();
     assert_eq!(view["shard_transfers"], json!([]));
@@ -495,7 +541,89 @@ fn snapshot_priority_recovery_resyncs_the_other_replicas_after_the_delay() {
         "/collections/restored/points/count",
         &json!({"exact": true}),
     );
-    assert_eq!(count.json()["result"]["count"], json!(shard2.len()));
+    assert_eq!(
+        count.json()["result"]["count"],
+        json!(shard_2_points().len())
+    );
+}
+
+#[test]
+fn a_recovery_while_another_replica_initializes_leaves_that_replica_active_and_empty() {
+    let (cluster, bytes) = fresh_collection_and_shard_2(Config {
+        replica_init_delay: Duration::from_millis(800),
+        ..Config::default()
+    });
+    let (replicas, target) = shard_2_replicas(&cluster);
+    assert_eq!(shard_2_states(&cluster)[&replicas[1]], "Initializing");
+    upload_shard_2(&cluster, target, "snapshot", &bytes);
+    assert_eq!(shard_2_states(&cluster)[&replicas[1]], "Initializing");
+    wait_until_all_active(&cluster);
+    let view = get(&cluster.url(0), "/collections/restored/cluster").json()["result"].clone();
+    assert_eq!(view["shard_transfers"], json!([]));
+    assert_eq!(
+        cluster.replica_point_ids("restored", 2, replicas[0]),
+        Some(shard_2_points())
+    );
+    assert_eq!(
+        cluster.replica_point_ids("restored", 2, replicas[1]),
+        Some(vec![])
+    );
+    // A read lands on the peer's own replica: full on one peer, empty on the other.
+    let count_on = |peer: usize, query: &str| {
+        send_json(
+            &cluster.url(peer),
+            "POST",
+            &format!("/collections/restored/points/count{query}"),
+            &json!({"exact": true}),
+        )
+        .json()["result"]["count"]
+            .clone()
+    };
+    let other = (0..3)
+        .find(|i| cluster.peer_id(*i) == replicas[1])
+        .expect("other");
+    assert_eq!(count_on(target, ""), json!(shard_2_points().len()));
+    assert_eq!(count_on(other, ""), json!(0));
+    // consistency=all answers the smallest replica's count.
+    assert_eq!(count_on(target, "?consistency=all"), json!(0));
+}
+
+#[test]
+fn no_sync_recovery_leaves_the_other_replicas_alone() {
+    let (cluster, bytes) = fresh_collection_and_shard_2(Config::default());
+    wait_until_all_active(&cluster);
+    let (replicas, target) = shard_2_replicas(&cluster);
+    upload_shard_2(&cluster, target, "no_sync", &bytes);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        shard_2_states(&cluster)
+            .values()
+            .all(|state| state == "Active")
+    );
+    assert_eq!(
+        cluster.replica_point_ids("restored", 2, replicas[1]),
+        Some(vec![])
+    );
+    let other = (0..3)
+        .find(|i| cluster.peer_id(*i) == replicas[1])
+        .expect("other");
+    upload_shard_2(&cluster, other, "no_sync", &bytes);
+    for peer in replicas {
+        assert_eq!(
+            cluster.replica_point_ids("restored", 2, peer),
+            Some(shard_2_points())
+        );
+    }
+    let count = send_json(
+        &cluster.url(0),
+        "POST",
+        "/collections/restored/points/count?consistency=all",
+        &json!({"exact": true}),
+    );
+    assert_eq!(
+        count.json()["result"]["count"],
+        json!(shard_2_points().len())
+    );
 }
 
 #[test]
@@ -583,6 +711,14 @@ fn custom_shard_keys_get_sequential_shard_ids() {
     assert_eq!(listed, json!({"shard_keys": [{"key": "beta"}, {"key": 7}]}));
     let view = get(&cluster.url(0), "/collections/tenants/cluster").json()["result"].clone();
     assert_eq!(view["shard_count"], 3);
+    // New shards' replicas are Initializing for a moment, as on a real cluster.
+    assert!(
+        replicas_seen(&view)
+            .iter()
+            .all(|(_, _, state)| state == "Initializing"),
+        "{view}"
+    );
+    wait_until_all_active(&cluster);
     for entry in view["local_shards"]
         .as_array()
         .into_iter()
@@ -739,7 +875,7 @@ fn a_single_node_collection_snapshot_recovers_into_a_one_shard_cluster_collectio
     let cluster = Cluster::start(
         3,
         Config {
-            replica_activation_delay: Duration::from_secs(3),
+            transfer_duration: Duration::from_secs(3),
             ..Config::default()
         },
     );
@@ -759,7 +895,7 @@ fn a_single_node_collection_snapshot_recovers_into_a_one_shard_cluster_collectio
     );
     assert_eq!(count.json()["result"]["count"], 30);
 
-    // Into an existing empty one with two replicas: the other replica catches up.
+    // Into an existing empty one with two replicas: the other replica is Dead, then refilled.
     cluster.seed(
         "discussions",
         info_from_fixture("collections/info-discussions.json"),
@@ -785,12 +921,15 @@ fn a_single_node_collection_snapshot_recovers_into_a_one_shard_cluster_collectio
         .cloned()
         .collect();
     assert_eq!(states[&replicas[0]], "Active");
-    assert_eq!(states[&replicas[1]], "Partial");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !cluster.all_active() {
-        assert!(Instant::now() < deadline, "replicas never became Active");
-        std::thread::sleep(Duration::from_millis(50));
+    while cluster.placement("discussions").expect("p")[&0][1].1 == "Active" {
+        assert!(
+            Instant::now() < deadline,
+            "the other replica never turned Dead"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
+    wait_until_all_active(&cluster);
     assert_eq!(
         cluster.replica_point_ids("discussions", 0, replicas[1]),
         Some((1..=30).collect())

@@ -81,6 +81,17 @@ pub enum FaultKind {
     /// cluster collection named in the path, then handles the request normally: a write
     /// racing a shard snapshot, say.
     AddClusterPoint { id: u64 },
+    /// Multi-peer mode: a shard upload is handled normally, and `after` later this peer's
+    /// replica of the shard is `Initializing` again with no points, then `Active` and empty
+    /// once the init delay is over: a replica that loses what was recovered into it after the
+    /// answer, as a late change in the cluster could (a real restore that recovered one replica
+    /// while another initialized ended with exactly such an empty `Active` replica).
+    LateReplicaReset { after: Duration },
+    /// Multi-peer mode: the request (any) is answered normally, and right after the answer
+    /// was made this peer's replica of its lowest local shard of the collection named in the
+    /// path is `Initializing` again with no points, then `Active` and empty once the init
+    /// delay is over: a change that lands between two requests of the client.
+    ResetLocalReplicaAfterAnswer,
 }
 
 /// What the client of a [`FaultKind::SlowRecovery`] upload sees.

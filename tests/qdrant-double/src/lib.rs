@@ -78,9 +78,22 @@ pub struct Config {
     /// it; with `wait=false` the answer is immediate and the index shows in `payload_schema`
     /// only after it, queued behind the collection's earlier index builds. `None`: no delay.
     pub index_create_delay: Option<std::time::Duration>,
-    /// Multi-peer mode ([`Cluster`]): how long the other replicas of a shard recovered with
-    /// `priority=snapshot` stay `Partial` (catching up) before they are `Active` again.
-    pub replica_activation_delay: std::time::Duration,
+    /// Multi-peer mode ([`Cluster`]): how long a shard transfer to a `Dead` replica takes
+    /// (it is `Partial` meanwhile, then `Active` with the source's points).
+    pub transfer_duration: std::time::Duration,
+    /// Multi-peer mode: how long the replicas of a shard created through the API (a
+    /// collection, a shard key) stay `Initializing` before they are `Active`.
+    pub replica_init_delay: std::time::Duration,
+    /// Multi-peer mode: how long a `Dead` replica waits before its shard transfer starts
+    /// (the transfer is not listed meanwhile).
+    pub transfer_start_delay: std::time::Duration,
+    /// Multi-peer mode: how long after a `priority=snapshot` recovery answered the other
+    /// replicas turn `Dead` (the change goes through the cluster's consensus).
+    pub consensus_delay: std::time::Duration,
+    /// Multi-peer mode: whether a `Dead` replica is refilled by a transfer from an `Active`
+    /// one (Qdrant 1.18 does; a replica whose own recovery failed may stay `Dead` on older
+    /// servers). `false`: it stays `Dead`.
+    pub refill_dead_replicas: bool,
 }
 
 impl Default for Config {
@@ -94,7 +107,11 @@ impl Default for Config {
             snapshot_recover_rate: None,
             collection_create_delay: None,
             index_create_delay: None,
-            replica_activation_delay: std::time::Duration::from_millis(300),
+            transfer_duration: std::time::Duration::from_millis(300),
+            replica_init_delay: std::time::Duration::from_millis(250),
+            transfer_start_delay: std::time::Duration::from_millis(150),
+            consensus_delay: std::time::Duration::from_millis(150),
+            refill_dead_replicas: true,
         }
     }
 }

@@ -29,6 +29,7 @@ pub(crate) struct Flags {
     pub changed_etag: bool,
     pub shifted_range: Option<u64>,
     pub index_never_applied: bool,
+    pub late_replica_reset: Option<Duration>,
 }
 
 /// Counts one running snapshot recovery of a collection for `/metrics` while it lives, like
@@ -70,6 +71,8 @@ pub(crate) struct Deferred<'s> {
     path: PathBuf,
     takes: Duration,
     fail_after_clear: bool,
+    /// `no_sync`, `snapshot` or `replica`.
+    priority: String,
     /// Multi-peer mode: a shard snapshot's recovery, run instead of the collection's.
     shard: Option<ShardRecovery<'s>>,
 }
@@ -90,6 +93,7 @@ impl<'s> Deferred<'s> {
             path: PathBuf::new(),
             takes,
             fail_after_clear: false,
+            priority: String::new(),
             shard: Some(recover),
         }
     }
@@ -103,6 +107,7 @@ impl<'s> Deferred<'s> {
                 &self.guard.collection,
                 &self.path,
                 self.fail_after_clear,
+                &self.priority,
             ),
         };
         drop(self.guard);
@@ -927,13 +932,12 @@ fn upload_snapshot<'s>(
             t,
         );
     }
-    if let Some(p) = req.query("priority")
-        && !["no_sync", "snapshot", "replica"].contains(&p)
-    {
+    let priority = req.query("priority").unwrap_or("snapshot").to_string();
+    if !["no_sync", "snapshot", "replica"].contains(&priority.as_str()) {
         return error(
             400,
             &format!(
-                "Format error in query parameters: unknown variant `{p}`, expected one of `no_sync`, `snapshot`, `replica`"
+                "Format error in query parameters: unknown variant `{priority}`, expected one of `no_sync`, `snapshot`, `replica`"
             ),
             t,
         );
@@ -1008,6 +1012,7 @@ fn upload_snapshot<'s>(
             path: dest,
             takes,
             fail_after_clear: flags.upload_fail_after_clear,
+            priority: priority.clone(),
             shard: None,
         };
         let result = match answer {
@@ -1027,7 +1032,7 @@ fn upload_snapshot<'s>(
             (true, Err((code, msg))) => error(code, &msg, t),
         };
     }
-    let result = recover_from_file(shared, c, &dest, flags.upload_fail_after_clear);
+    let result = recover_from_file(shared, c, &dest, flags.upload_fail_after_clear, &priority);
     match (req.wait(true), result) {
         (false, _) => accepted(t),
         (true, Ok(())) => ok(json!(true), t),
@@ -1095,7 +1100,8 @@ fn recover_snapshot(shared: &Shared, c: &str, body: &Value, flags: &Flags) -> Re
             ));
         }
     }
-    recover_from_file(shared, c, &path, flags.upload_fail_after_clear)
+    let priority = body["priority"].as_str().unwrap_or("snapshot");
+    recover_from_file(shared, c, &path, flags.upload_fail_after_clear, priority)
 }
 
 /// The recovery shared by upload and recover, counted in `/metrics` while it runs.
@@ -1104,9 +1110,10 @@ pub(crate) fn recover_from_file(
     c: &str,
     path: &Path,
     fail_after_clear: bool,
+    priority: &str,
 ) -> Result<(), Failure> {
     let _running = RecoveryGuard::new(shared, c);
-    recover_unmeasured(shared, c, path, fail_after_clear)
+    recover_unmeasured(shared, c, path, fail_after_clear, priority)
 }
 
 fn recover_unmeasured(
@@ -1114,9 +1121,17 @@ fn recover_unmeasured(
     c: &str,
     path: &Path,
     fail_after_clear: bool,
+    priority: &str,
 ) -> Result<(), Failure> {
     if let Some(link) = &shared.cluster {
-        return crate::cluster_routes::recover_collection(shared, link, c, path, fail_after_clear);
+        return crate::cluster_routes::recover_collection(
+            shared,
+            link,
+            c,
+            path,
+            fail_after_clear,
+            priority,
+        );
     }
     let started = Instant::now();
     let parsed = snapshot::read_snapshot(path).map_err(|msg| (500, msg))?;

@@ -115,6 +115,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         let mut body_fault = None;
         let mut fault_response = None;
         let mut truncate_percent: Option<u8> = None;
+        let mut reset_after_answer = false;
         match fault {
             Some(FaultKind::DropConnection) => break,
             Some(FaultKind::Delay(d)) => std::thread::sleep(d),
@@ -126,6 +127,8 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             }
             Some(FaultKind::WrongChecksum) => flags.wrong_checksum = true,
             Some(FaultKind::UploadFailAfterClear) => flags.upload_fail_after_clear = true,
+            Some(FaultKind::LateReplicaReset { after }) => flags.late_replica_reset = Some(after),
+            Some(FaultKind::ResetLocalReplicaAfterAnswer) => reset_after_answer = true,
             Some(FaultKind::SlowRecovery { takes, answer }) => {
                 flags.slow_recovery = Some((takes, answer));
             }
@@ -214,6 +217,12 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             Some(resp) => resp,
             None => routes::handle(shared, &req, &mut body, flags, started, &mut later),
         };
+        if reset_after_answer
+            && let Some(link) = &shared.cluster
+            && let Some(collection) = req.segments.get(1)
+        {
+            crate::cluster::reset_lowest_local_replica(link, collection);
+        }
         let mut close = req.wants_close() || later.is_some();
         if !body.drain() {
             close = true;

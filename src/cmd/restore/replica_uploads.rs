@@ -1,0 +1,273 @@
+//! Recovering every replica of a cluster collection's shards from files: one upload per
+//! replica, to the peer that holds it, with `priority=no_sync`, while the placement is watched.
+//!
+//! Why every replica and `no_sync`: Qdrant refills the other replicas of a recovered shard only
+//! when they are Active at that moment, and marks them Dead for it a moment after the upload
+//! answered (docs/qdrant.md, "Replicas"). Recovering each replica from the file itself leaves
+//! nothing to that machinery. Why the watch: a replica that turned Dead meanwhile would be
+//! refilled by a transfer from a sibling that may not have been recovered yet, and would end
+//! with the old data under the new data's count.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::replicas::{self, Node, POLL, Placement};
+use crate::qdrant::{Cancelled, QdrantError, RecoveryPriority};
+use crate::signals::StopFlag;
+
+/// One file to recover on every replica of its shard.
+pub struct ShardUpload {
+    pub shard: u32,
+    /// The opened file: read from its start at explicit offsets, so several uploads of it may
+    /// run at once.
+    pub file: std::fs::File,
+    /// Names the file in messages.
+    pub shown: String,
+    pub sha256: String,
+}
+
+/// Why recovering the replicas stopped.
+#[derive(Debug)]
+pub enum UploadError {
+    Interrupted,
+    Failed(String),
+}
+
+/// A shard upload whose outcome is unknown (no answer, a lost connection, a gateway's 5xx):
+/// the peer may still be recovering the shard from it, and a rollback that put the shard back
+/// meanwhile would be overwritten by it.
+#[derive(Debug, Clone)]
+pub struct UnclearShard {
+    pub peer_id: u64,
+    pub shard_id: u32,
+    /// The uploaded file's name.
+    pub upload: String,
+    pub size: u64,
+}
+
+/// How the uploads of one collection go.
+pub struct Uploads<'a> {
+    pub target: &'a str,
+    pub nodes: &'a [Node],
+    /// The settled placement the uploads follow: every holder of a shard gets its file.
+    pub placement: &'a Placement,
+    /// The files are collection snapshots (a single-node backup): uploaded to the collection's
+    /// endpoint, and their kept copy deleted afterwards.
+    pub whole_collection: bool,
+    /// The name each upload is given on the server, by shard id.
+    pub file_name: &'a (dyn Fn(u32) -> String + Sync),
+    pub stop: &'a StopFlag,
+    /// Uploads whose outcome is unknown are recorded here.
+    pub unclear: &'a Mutex<Vec<UnclearShard>>,
+    /// A rollback: an upload that fails does not stop the others (each replica put back is
+    /// one less left with the restore's data); every failure is reported.
+    pub keep_going: bool,
+}
+
+/// Recovers every replica of each shard from its file. Each peer's uploads run one after
+/// another on its own thread; another thread watches the placement meanwhile and fails the
+/// whole (after the uploads) if a replica leaves Active or a transfer starts. Returns how many
+/// uploads were made.
+pub fn recover_every_replica(
+    uploads: &Uploads<'_>,
+    files: Vec<ShardUpload>,
+) -> Result<usize, UploadError> {
+    let mut per_peer: BTreeMap<u64, Vec<ShardUpload>> = BTreeMap::new();
+    for upload in files {
+        let holders = uploads.placement.holders(upload.shard);
+        if holders.is_empty() {
+            return Err(UploadError::Failed(format!(
+                "no peer holds a replica of shard {}",
+                upload.shard
+            )));
+        }
+        for peer in holders {
+            let file = upload
+                .file
+                .try_clone()
+                .map_err(|e| UploadError::Failed(format!("cannot read {}: {e}", upload.shown)))?;
+            per_peer.entry(peer).or_default().push(ShardUpload {
+                shard: upload.shard,
+                file,
+                shown: upload.shown.clone(),
+                sha256: upload.sha256.clone(),
+            });
+        }
+    }
+    let total = per_peer.values().map(Vec::len).sum::<usize>();
+    let mut per_node = Vec::new();
+    for (peer, files) in per_peer {
+        // Holders come from the known peers' own views: a miss would be a bug.
+        let Some(node) = uploads.nodes.iter().find(|n| n.peer_id == peer) else {
+            return Err(UploadError::Failed(format!(
+                "peer {peer} holds a replica of `{}` but is not among the peers aimem reached",
+                uploads.target
+            )));
+        };
+        per_node.push((node, files));
+    }
+    let done = AtomicBool::new(false);
+    let (results, anomaly) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| watch(uploads, &done));
+        let handles: Vec<_> = per_node
+            .into_iter()
+            .map(|(node, files)| scope.spawn(move || upload_from(uploads, node, files)))
+            .collect();
+        let results: Vec<Result<(), UploadError>> = handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(UploadError::Failed(
+                        "an upload thread stopped unexpectedly (aimem hit an internal error)"
+                            .to_string(),
+                    ))
+                })
+            })
+            .collect();
+        done.store(true, Ordering::SeqCst);
+        let anomaly = watcher.join().unwrap_or(None);
+        (results, anomaly)
+    });
+    // A real failure says more than the stops it caused elsewhere; with `keep_going` every
+    // failure is told.
+    let mut failures = Vec::new();
+    let mut stopped = false;
+    for result in results {
+        match result {
+            Ok(()) => {}
+            Err(UploadError::Interrupted) => stopped = true,
+            Err(UploadError::Failed(why)) => failures.push(why),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(UploadError::Failed(failures.join("; ")));
+    }
+    if stopped {
+        return Err(UploadError::Interrupted);
+    }
+    if let Some(anomaly) = anomaly {
+        return Err(UploadError::Failed(format!(
+            "while its replicas were being recovered, {anomaly}: a replica that left Active \
+             meanwhile may not hold what it was given"
+        )));
+    }
+    Ok(total)
+}
+
+/// One peer's uploads, in order; with `keep_going` all of them whatever fails.
+fn upload_from(
+    uploads: &Uploads<'_>,
+    node: &Node,
+    files: Vec<ShardUpload>,
+) -> Result<(), UploadError> {
+    let mut failures = Vec::new();
+    for file in files {
+        match upload_one(uploads, node, file) {
+            Ok(()) => {}
+            Err(UploadError::Failed(why)) if uploads.keep_going => failures.push(why),
+            Err(e) => return Err(e),
+        }
+    }
+    match failures.is_empty() {
+        true => Ok(()),
+        false => Err(UploadError::Failed(failures.join("; "))),
+    }
+}
+
+/// Polls the placement until `done`: the first replica seen leaving Active (beyond the
+/// recovery states a collection upload passes through on its own peer) or the first shard
+/// transfer. A read that fails is not an anomaly: the checks afterwards read again.
+fn watch(uploads: &Uploads<'_>, done: &AtomicBool) -> Option<String> {
+    // A collection snapshot's recovery switches the peer's own replicas to a recovery state
+    // while it runs (`ManualRecovery`, `Partial` on older servers); a shard upload does not.
+    let passing: &[&str] = match uploads.whole_collection {
+        true => &["Active", "ManualRecovery", "Partial"],
+        false => &["Active"],
+    };
+    while !done.load(Ordering::SeqCst) {
+        std::thread::sleep(POLL);
+        let Ok(placement) = replicas::read_placement(uploads.nodes, uploads.target, true) else {
+            continue;
+        };
+        if placement.transfers > 0 {
+            return Some(format!("{} shard transfer(s) started", placement.transfers));
+        }
+        for (id, shard) in &placement.shards {
+            for (peer, replica) in &shard.replicas {
+                if !passing.contains(&replica.state.as_str()) {
+                    return Some(format!(
+                        "the replica of shard {id} on peer {peer} turned {}",
+                        replica.state
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// One replica's upload, see [`recover_every_replica`].
+fn upload_one(uploads: &Uploads<'_>, node: &Node, upload: ShardUpload) -> Result<(), UploadError> {
+    let stop = uploads.stop;
+    if stop.requested().is_some() {
+        return Err(UploadError::Interrupted);
+    }
+    let target = uploads.target;
+    let ShardUpload {
+        shard,
+        file,
+        shown,
+        sha256,
+    } = upload;
+    let size = file.metadata().map_or(0, |m| m.len());
+    let name = (uploads.file_name)(shard);
+    let mut on_block = |_| match stop.requested() {
+        Some(_) => Err(Cancelled),
+        None => Ok(()),
+    };
+    let sent = match uploads.whole_collection {
+        true => node.client.upload_snapshot_file(
+            target,
+            file,
+            &shown,
+            &name,
+            &sha256,
+            RecoveryPriority::NoSync,
+            &mut on_block,
+        ),
+        false => node.client.upload_shard_snapshot_file(
+            target,
+            shard,
+            file,
+            &shown,
+            &name,
+            &sha256,
+            RecoveryPriority::NoSync,
+            &mut on_block,
+        ),
+    };
+    if uploads.whole_collection {
+        // The server keeps an uploaded collection snapshot: not ours to leave.
+        let _ = node.client.delete_snapshot(target, &name);
+    }
+    if let Err(e) = &sent
+        && super::act::effect_of(e) == super::act::Effect::Unclear
+        && let Ok(mut unclear) = uploads.unclear.lock()
+    {
+        unclear.push(UnclearShard {
+            peer_id: node.peer_id,
+            shard_id: shard,
+            upload: name.clone(),
+            size,
+        });
+    }
+    sent.map_err(|e| match e {
+        QdrantError::Interrupted => UploadError::Interrupted,
+        e => UploadError::Failed(format!(
+            "recovering shard {shard} on peer {} ({}) from {shown} failed: {e}",
+            node.peer_id,
+            node.client.display_url()
+        )),
+    })
+}
