@@ -34,6 +34,14 @@ fn seed_auto(cluster: &Cluster) {
 }
 
 /// Custom sharding: keys `alpha` (200 points) and `beta` (300), replication 2 (the second).
+/// A backup of [`seed_auto`]'s collection, and its source cluster.
+fn auto_backup(world: &World) -> (Cluster, String) {
+    let source = Cluster::start(3, config());
+    seed_auto(&source);
+    let backup = world.backup(&source.url(0), "github");
+    (source, backup)
+}
+
 fn seed_custom(cluster: &Cluster) {
     cluster.seed_custom(
         "github",
@@ -104,9 +112,7 @@ fn holder(cluster: &Cluster, name: &str, shard: u32) -> usize {
 #[test]
 fn every_replica_of_an_auto_sharded_collection_is_restored_while_replicas_initialize_slowly() {
     let world = World::new();
-    let source = Cluster::start(3, config());
-    seed_auto(&source);
-    let backup = world.backup(&source.url(0), "github");
+    let (source, backup) = auto_backup(&world);
     let target = Cluster::start(3, slowly_initializing());
     let run = world.run(&target.url(0), &["restore", &backup, "--force"]);
     run.assert_code(0);
@@ -132,9 +138,7 @@ fn every_replica_of_each_shard_key_is_restored_while_replicas_initialize_slowly(
 #[test]
 fn a_replica_left_empty_after_its_recovery_fails_the_restore_of_a_fresh_collection() {
     let world = World::new();
-    let source = Cluster::start(3, config());
-    seed_auto(&source);
-    let backup = world.backup(&source.url(0), "github");
+    let (_source, backup) = auto_backup(&world);
     let target = Cluster::start(3, config());
     // The first shard upload peer 0 gets is answered, and its replica then loses its points
     // (while the shard's other replica keeps them).
@@ -161,9 +165,7 @@ fn a_replica_left_empty_after_its_recovery_fails_the_restore_of_a_fresh_collecti
 #[test]
 fn a_replica_emptied_after_the_first_checks_is_caught_once_the_cluster_is_quiet() {
     let world = World::new();
-    let source = Cluster::start(3, config());
-    seed_auto(&source);
-    let backup = world.backup(&source.url(0), "github");
+    let (_source, backup) = auto_backup(&world);
     let target = Cluster::start(3, config());
     // The first checks count twice through the peer aimem was given (a read, then every
     // replica); right after the second count, a replica of that peer loses its points.
@@ -206,9 +208,7 @@ fn existing_target_with(config: Config, replication: u32) -> Cluster {
 /// waiting for a transfer that never comes.
 fn rollback_over_a_dead_replica(target: &Cluster) {
     let world = World::new();
-    let source = Cluster::start(3, config());
-    seed_auto(&source);
-    let backup = world.backup(&source.url(0), "github");
+    let (_source, backup) = auto_backup(&world);
     let before = replicas(target, "github");
     let peer = holder(target, "github", 1);
     target.peer(peer).inject(Fault::new(
@@ -251,9 +251,7 @@ fn a_replica_left_dead_that_no_transfer_refills_is_recovered_by_the_rollback() {
 #[test]
 fn a_restore_over_an_existing_cluster_collection_recovers_every_replica() {
     let world = World::new();
-    let source = Cluster::start(3, config());
-    seed_auto(&source);
-    let backup = world.backup(&source.url(0), "github");
+    let (source, backup) = auto_backup(&world);
     let target = existing_target();
     let run = world.run(&target.url(0), &["restore", &backup, "--force"]);
     run.assert_code(0);
@@ -263,9 +261,7 @@ fn a_restore_over_an_existing_cluster_collection_recovers_every_replica() {
 #[test]
 fn a_replica_left_empty_over_an_existing_collection_is_rolled_back_replica_by_replica() {
     let world = World::new();
-    let source = Cluster::start(3, config());
-    seed_auto(&source);
-    let backup = world.backup(&source.url(0), "github");
+    let (_source, backup) = auto_backup(&world);
     let target = existing_target();
     let before = replicas(&target, "github");
     let peer = holder(&target, "github", 1);
@@ -287,9 +283,7 @@ fn a_replica_left_empty_over_an_existing_collection_is_rolled_back_replica_by_re
 #[test]
 fn a_rollback_that_leaves_a_replica_wrong_says_so_and_keeps_the_pre_restore_copy() {
     let world = World::new();
-    let source = Cluster::start(3, config());
-    seed_auto(&source);
-    let backup = world.backup(&source.url(0), "github");
+    let (_source, backup) = auto_backup(&world);
     let target = existing_target();
     let before = replicas(&target, "github");
     let peer = holder(&target, "github", 1);
@@ -382,9 +376,7 @@ fn a_server_without_the_shard_key_list_still_backs_up_and_restores_its_keys() {
 #[test]
 fn an_existing_collection_whose_replicas_differ_is_refused_before_anything_changes() {
     let world = World::new();
-    let source = Cluster::start(3, config());
-    seed_auto(&source);
-    let backup = world.backup(&source.url(0), "github");
+    let (_source, backup) = auto_backup(&world);
     let target = existing_target();
     let empty_peer = target.placement("github").expect("collection")[&1][1].0;
     target.set_replica_points("github", 1, empty_peer, Vec::new());

@@ -398,21 +398,7 @@ pub fn recover(saved: &SavedCluster, stamp: &str, ui: &crate::ui::Ui) -> Result<
         .first()
         .ok_or_else(|| "no peer to check it on".to_string())?
         .client;
-    let info = client
-        .collection_info(target)
-        .map_err(|e| format!("checking it afterwards failed: {e}"))?;
-    let live = fingerprint::Fingerprint::from_collection_info(&info).map_err(|e| e.to_string())?;
-    let differences = fingerprint::diff(&saved.fingerprint, &live);
-    if !differences.is_empty() {
-        let lines: Vec<String> = differences
-            .iter()
-            .map(|d| d.describe("before", "now"))
-            .collect();
-        return Err(format!(
-            "its schema differs afterwards: {}",
-            lines.join("; ")
-        ));
-    }
+    super::rollback::schema_as_before(client, target, &saved.fingerprint)?;
     let expected = Expected {
         shards: saved.layout.clone(),
         points: (saved.points, saved.points_max),

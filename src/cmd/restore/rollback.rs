@@ -298,21 +298,7 @@ fn recover(client: &Client, saved: &Saved, stamp: &str) -> Result<(), String> {
     let cleanup = client.delete_snapshot(&saved.collection, &file_name);
     uploaded.map_err(|e| format!("uploading {} failed: {e}", saved.local))?;
     let _ = cleanup;
-    let info = client
-        .collection_info(&saved.collection)
-        .map_err(|e| format!("checking it afterwards failed: {e}"))?;
-    let live = Fingerprint::from_collection_info(&info).map_err(|e| e.to_string())?;
-    let differences = fingerprint::diff(&saved.fingerprint, &live);
-    if !differences.is_empty() {
-        let lines: Vec<String> = differences
-            .iter()
-            .map(|d| d.describe("before", "now"))
-            .collect();
-        return Err(format!(
-            "its schema differs afterwards: {}",
-            lines.join("; ")
-        ));
-    }
+    schema_as_before(client, &saved.collection, &saved.fingerprint)?;
     let points = client
         .count_exact(&saved.collection)
         .map_err(|e| format!("counting its points failed: {e}"))?;
@@ -323,6 +309,30 @@ fn recover(client: &Client, saved: &Saved, stamp: &str) -> Result<(), String> {
         };
         return Err(format!(
             "it has {points} points afterwards, {before} before"
+        ));
+    }
+    Ok(())
+}
+
+/// A rolled-back collection's schema must be the one it had before the restore.
+pub(super) fn schema_as_before(
+    client: &Client,
+    collection: &str,
+    before: &Fingerprint,
+) -> Result<(), String> {
+    let info = client
+        .collection_info(collection)
+        .map_err(|e| format!("checking it afterwards failed: {e}"))?;
+    let live = Fingerprint::from_collection_info(&info).map_err(|e| e.to_string())?;
+    let differences = fingerprint::diff(before, &live);
+    if !differences.is_empty() {
+        let lines: Vec<String> = differences
+            .iter()
+            .map(|d| d.describe("before", "now"))
+            .collect();
+        return Err(format!(
+            "its schema differs afterwards: {}",
+            lines.join("; ")
         ));
     }
     Ok(())
