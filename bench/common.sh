@@ -36,4 +36,5 @@ stop_double() {
     exec 3>&-
     wait "$double_pid" || true
     double_pid=""
+    rm -f "$work/stdin"
 }
