@@ -102,24 +102,60 @@ struct Listing {
     leftovers: Vec<Leftover>,
 }
 
-/// A killed backup's leftovers, from its journal.
+/// A killed backup's or restore's leftovers, from its journal.
 #[derive(Debug, Serialize)]
 struct Leftover {
+    /// `backup` or `restore`.
+    kind: &'static str,
+    /// A backup's staging folder; a restore's journal.
     staging: String,
     owner: Option<String>,
     server: Option<String>,
-    /// `collection/snapshot` names still on the server.
+    /// `collection/snapshot` names still on the server (uploaded copies included).
     snapshots: Vec<String>,
     /// Collections whose snapshot creation was asked for and never answered.
     unanswered: Vec<String>,
     message: String,
 }
 
+impl Leftover {
+    fn of(kind: &'static str, l: &journal::Leftover, staging: String, message: String) -> Self {
+        Leftover {
+            kind,
+            staging,
+            owner: l.owner.as_ref().map(crate::cmd::runs::Owner::describe),
+            server: l.server.clone(),
+            snapshots: l
+                .snapshots
+                .iter()
+                .map(|(c, s)| format!("{c}/{s}"))
+                .chain(
+                    l.shard_snapshots
+                        .iter()
+                        .map(|s| format!("{}/{}", s.collection, s.snapshot)),
+                )
+                .chain(
+                    l.uploads
+                        .iter()
+                        .map(|u| format!("{}/{}", u.collection, u.file)),
+                )
+                .collect(),
+            unanswered: l
+                .unanswered
+                .iter()
+                .map(|u| u.collection.clone())
+                .chain(l.shard_unanswered.iter().map(|u| u.collection.clone()))
+                .collect(),
+            message,
+        }
+    }
+}
+
 pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
     let root = args.root.clone().unwrap_or_else(default_root);
     let listed = locate::scan_root(&root, "list")?;
     // Offline: the leftovers of killed backups are reported; the next backup deletes them.
-    let leftovers: Vec<Leftover> = journal::dead_runs(&root)
+    let mut leftovers: Vec<Leftover> = journal::dead_runs(&root)
         .iter()
         .map(|l| {
             let message = match l.has_server_snapshots() {
@@ -130,30 +166,23 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
                 false => l.describe(),
             };
             ui.warn(&message);
-            Leftover {
-                staging: l.staging.to_string(),
-                owner: l.owner.as_ref().map(crate::cmd::runs::Owner::describe),
-                server: l.server.clone(),
-                snapshots: l
-                    .snapshots
-                    .iter()
-                    .map(|(c, s)| format!("{c}/{s}"))
-                    .chain(
-                        l.shard_snapshots
-                            .iter()
-                            .map(|s| format!("{}/{}", s.collection, s.snapshot)),
-                    )
-                    .collect(),
-                unanswered: l
-                    .unanswered
-                    .iter()
-                    .map(|u| u.collection.clone())
-                    .chain(l.shard_unanswered.iter().map(|u| u.collection.clone()))
-                    .collect(),
-                message,
-            }
+            Leftover::of("backup", l, l.staging.to_string(), message)
         })
         .collect();
+    // Killed restores, wherever the backup they restored lives: the next backup or restore
+    // against their server deletes what they left there.
+    leftovers.extend(crate::cmd::restore::dead_restores(&root).iter().map(|l| {
+        let message = match l.has_server_snapshots() {
+            true => format!(
+                "{}; may still be on {}; the next `aimem backup` or `aimem restore` against that server deletes them",
+                crate::cmd::restore::describe_dead_restore(l),
+                l.server.as_deref().unwrap_or("its server")
+            ),
+            false => crate::cmd::restore::describe_dead_restore(l),
+        };
+        ui.warn(&message);
+        Leftover::of("restore", l, l.journal.to_string(), message)
+    }));
     let rows: Vec<Row> = listed
         .iter()
         .map(|l| {

@@ -66,6 +66,23 @@ impl Topology {
     pub fn peer(&self, peer_id: u64) -> Option<&Peer> {
         self.peers().iter().find(|p| p.peer_id == peer_id)
     }
+
+    /// The server as locks and journals tell it apart from others, whatever URL reached it:
+    /// a cluster by its lowest peer id (every peer of it lists the same peers), a single node
+    /// by its process id (`GET /telemetry`). `spelled` (the URL's scheme, host and port) when
+    /// a single node does not say who it is: then two spellings of one server are two servers.
+    pub fn identity(&self, client: &Client, spelled: &str) -> String {
+        match self.peers().iter().map(|p| p.peer_id).min() {
+            Some(lowest) => format!("qdrant cluster with peer {lowest}"),
+            None => match client.process_id() {
+                Ok(id) => format!("qdrant process {id}"),
+                Err(e) => {
+                    log::info!("{spelled} does not say which server it is ({e}): known by its URL");
+                    spelled.to_string()
+                }
+            },
+        }
+    }
 }
 
 #[derive(Debug, Error, Diagnostic)]

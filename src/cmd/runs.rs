@@ -182,6 +182,45 @@ pub fn lock_dir() -> std::io::Result<Utf8PathBuf> {
     Ok(dir)
 }
 
+/// The folder for this user's run journals that must outlive a reboot (a killed restore's
+/// record of what it left on a server, wherever the backup it restored lives):
+/// `$XDG_STATE_HOME/aimem`, else `$HOME/.local/state/aimem`, each path absolute. The aimem
+/// folder is created 0700 (its parents as needed) and must be a private folder of this user,
+/// as for [`lock_dir`]. Without a usable one, the lock folder stands in (it may not survive a
+/// reboot).
+pub fn state_dir() -> std::io::Result<Utf8PathBuf> {
+    let uid = rustix::process::geteuid().as_raw();
+    let absolute = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|d| Utf8Path::new(d).is_absolute())
+            .map(Utf8PathBuf::from)
+    };
+    let base = absolute("XDG_STATE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".local").join("state")));
+    let chosen = base.and_then(|base| {
+        std::fs::create_dir_all(&base).ok()?;
+        let dir = base.join("aimem");
+        private_dir(&dir, uid).ok()?;
+        Some(dir)
+    });
+    match chosen {
+        Some(dir) => Ok(dir),
+        None => {
+            let dir = lock_dir()?.join("state");
+            private_dir(&dir, uid)?;
+            Ok(dir)
+        }
+    }
+}
+
+/// `name` inside `parent`, created 0700 or checked as private, as [`lock_dir`] is.
+pub fn private_subdir(parent: &Utf8Path, name: &str) -> std::io::Result<Utf8PathBuf> {
+    let dir = parent.join(name);
+    private_dir(&dir, rustix::process::geteuid().as_raw())?;
+    Ok(dir)
+}
+
 /// Creates `dir` 0700, or checks that the existing one is a real folder (not a link) owned by
 /// `uid` and closed to others.
 fn private_dir(dir: &Utf8Path, uid: u32) -> std::io::Result<()> {

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 mod error;
+mod identity;
 pub(crate) mod metrics;
 mod multipart;
 mod ranged;

@@ -106,7 +106,7 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
 }
 
 #[test]
-fn a_shard_snapshot_still_being_built_when_the_backup_is_killed_is_deleted_by_the_next_backup() {
+fn a_shard_snapshot_still_being_built_when_the_backup_is_killed_is_kept_and_reported() {
     let env = Env::new();
     // Every shard snapshot takes a while to build: the run is killed before any answer.
     for i in 0..3 {
@@ -170,10 +170,18 @@ fn a_shard_snapshot_still_being_built_when_the_backup_is_killed_is_deleted_by_th
     // Snapshot names carry the time to the second: the next run's own snapshots must not
     // share the leftovers' names.
     std::thread::sleep(Duration::from_millis(1100));
+    let left = env.server_snapshot_files();
     let run = env.run(&["backup", "--collection", "discussions"]);
-    run.assert_code(0);
-    assert_eq!(env.server_snapshot_files(), Vec::<PathBuf>::new());
-    assert_eq!(env.root_entries().len(), 1, "{:?}", env.root_entries());
+    // The dead run never heard those snapshots' names: they may be its own or someone else's
+    // taken meanwhile, so they are kept and named, with the record.
+    run.assert_code(0)
+        .assert_stderr_contains("deletes only what it can prove");
+    for file in &left {
+        let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+        run.assert_stderr_contains(name);
+    }
+    assert_eq!(env.server_snapshot_files(), left);
+    assert_eq!(env.root_entries().len(), 2, "{:?}", env.root_entries());
 }
 
 #[test]
@@ -224,9 +232,17 @@ fn a_shard_snapshot_of_another_tool_taken_meanwhile_is_not_deleted_by_the_cleanu
     );
     std::fs::copy(&theirs[0], &older).expect("copy");
     std::thread::sleep(Duration::from_millis(1100));
-    env.run(&["backup", "--collection", "discussions"])
-        .assert_code(0);
-    assert_eq!(env.server_snapshot_files(), vec![older]);
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    // Nothing is deleted on a guess; the older one is not even a candidate.
+    let mut all = theirs.clone();
+    all.push(older.clone());
+    all.sort();
+    let mut now = env.server_snapshot_files();
+    now.sort();
+    assert_eq!(now, all);
+    let older_name = older.file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(!run.stderr.contains(older_name), "{}", run.stderr);
 }
 
 #[test]
@@ -302,7 +318,7 @@ fn points_written_during_the_shard_snapshots_take_them_again() {
 }
 
 #[test]
-fn a_shard_snapshot_whose_creation_timed_out_is_deleted_by_the_next_backup() {
+fn a_shard_snapshot_whose_creation_timed_out_is_kept_and_reported_by_the_next_backup() {
     let env = Env::new();
     for i in 0..3 {
         env.cluster.peer(i).inject(Fault::always(
@@ -334,8 +350,9 @@ fn a_shard_snapshot_whose_creation_timed_out_is_deleted_by_the_next_backup() {
     }
     assert!(!env.server_snapshot_files().is_empty());
     std::thread::sleep(Duration::from_millis(1100));
+    let left = env.server_snapshot_files();
     env.run(&["backup", "--collection", "discussions"])
-        .assert_code(0);
-    assert_eq!(env.server_snapshot_files(), Vec::<PathBuf>::new());
-    assert_eq!(env.root_entries().len(), 1, "{:?}", env.root_entries());
+        .assert_code(0)
+        .assert_stderr_contains("deletes only what it can prove");
+    assert_eq!(env.server_snapshot_files(), left);
 }

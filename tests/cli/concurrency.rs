@@ -130,8 +130,27 @@ fn a_backup_killed_mid_download_is_reported_and_its_snapshot_deleted_by_the_next
     assert_eq!(env.server_snapshots(), 0);
 }
 
+/// Someone's own snapshot of `collection`, taken by hand through the API.
+fn hand_made_snapshot(env: &TestEnv, collection: &str) -> String {
+    let url = format!(
+        "{}/collections/{collection}/snapshots?wait=true",
+        env.double.url()
+    );
+    let mut answer = ureq::post(&url)
+        .header("api-key", super::support::KEY)
+        .send_empty()
+        .expect("snapshot");
+    let text = answer.body_mut().read_to_string().expect("body");
+    let body: serde_json::Value = serde_json::from_str(&text).expect("json");
+    body["result"]["name"].as_str().expect("name").to_string()
+}
+
+/// A backup killed before the server answered its snapshot creation never learnt the
+/// snapshot's name: whatever is named in that request's time window may be its snapshot, or
+/// someone else's. aimem deletes only what it can prove is its own, so both are kept, reported
+/// (by the next backup and by `list`), and the record goes once they are gone.
 #[test]
-fn a_backup_killed_before_the_server_answered_is_found_by_its_request_time() {
+fn a_snapshot_a_killed_backup_never_heard_of_is_kept_and_reported_not_deleted() {
     let env = TestEnv::ai_memory();
     // The creation answers late: the run is killed before it learns the snapshot's name.
     env.double.inject(Fault::new(
@@ -148,18 +167,46 @@ fn a_backup_killed_before_the_server_answered_is_found_by_its_request_time() {
         .status()
         .expect("kill");
     child.wait().expect("wait");
-    // The server finishes the snapshot the dead run asked for.
+    // The server finishes the snapshot the dead run asked for...
     let deadline = Instant::now() + Duration::from_secs(30);
     while env.double.snapshot_names("conventions").is_empty() {
         assert!(Instant::now() < deadline, "the snapshot never appeared");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let theirs = env.double.snapshot_names("conventions")[0].clone();
+    // ...and someone takes a snapshot of the same collection by hand (names have one-second
+    // resolution: in the next second).
+    std::thread::sleep(Duration::from_millis(1100));
+    let mine = hand_made_snapshot(&env, "conventions");
+
+    let run = env.run(&["backup", "--collection", "github"]);
+    run.assert_code(0)
+        .assert_stderr_contains(&mine)
+        .assert_stderr_contains(&theirs)
+        .assert_stderr_contains("deletes only what it can prove");
+    let mut left = env.double.snapshot_names("conventions");
+    left.sort();
+    let mut expected = vec![theirs, mine.clone()];
+    expected.sort();
+    assert_eq!(left, expected, "nothing was deleted on a guess");
+    assert_eq!(staging_folders(&env).len(), 1, "the record is kept");
+    env.run(&["list"])
+        .assert_code(0)
+        .assert_stderr_contains("never came back");
+
+    // Once the candidates are gone (deleted by their owner), the next run drops the record.
+    for name in &left {
+        let url = format!(
+            "{}/collections/conventions/snapshots/{name}",
+            env.double.url()
+        );
+        ureq::delete(&url)
+            .header("api-key", super::support::KEY)
+            .call()
+            .expect("delete");
+    }
     env.run(&["backup", "--collection", "github"])
         .assert_code(0);
-    assert!(
-        env.double.snapshot_names("conventions").is_empty(),
-        "the leftover snapshot is still on the server"
-    );
     assert!(staging_folders(&env).is_empty(), "{:?}", env.root_entries());
 }
 
@@ -199,6 +246,75 @@ fn restore_now(env: &TestEnv, backup: &std::path::Path) -> super::support::Run {
             c.env("XDG_RUNTIME_DIR", runtime);
         },
     )
+}
+
+/// The double's URL spelled with `localhost` instead of `127.0.0.1`: the same server.
+fn other_spelling(env: &TestEnv) -> String {
+    env.double.url().replace("127.0.0.1", "localhost")
+}
+
+/// Locks belong to the server, not to the spelling of its URL.
+#[test]
+fn a_restore_through_another_spelling_of_the_servers_url_is_refused_too() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let first = restore_under_way(&env, &backup, Duration::from_secs(3));
+    let runtime = runtime_dir(&env);
+    let second = env.run_with(
+        &["restore", backup.to_str().expect("utf-8"), "--force"],
+        |c| {
+            c.env("XDG_RUNTIME_DIR", runtime)
+                .env("QDRANT_URL", other_spelling(&env));
+        },
+    );
+    second
+        .assert_code(2)
+        .assert_stderr_contains("already running")
+        .assert_stderr_contains(&format!("pid {}", first.id()));
+    to_run(first.wait_with_output().expect("wait")).assert_code(0);
+}
+
+/// Two backups of one collection through two spellings of the server's URL, started in the same
+/// second: without a shared lock both would get one snapshot name, and one would delete the
+/// other's snapshot.
+#[test]
+fn two_backups_through_two_spellings_of_one_url_never_share_a_snapshot_name() {
+    let env = TestEnv::ai_memory();
+    env.double.inject(Fault::always(
+        Some("GET"),
+        "/snapshots/",
+        FaultKind::Delay(Duration::from_millis(300)),
+    ));
+    let args = ["backup", "--collection", "conventions"];
+    early_in_a_second();
+    let first = spawn(&env, &args);
+    let second = env
+        .command(&args)
+        .env("QDRANT_URL", other_spelling(&env))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    let first = to_run(first.wait_with_output().expect("wait"));
+    let second = to_run(second.wait_with_output().expect("wait"));
+    first.assert_code(0);
+    second.assert_code(0);
+    for run in [&first, &second] {
+        // One run deleting the other's snapshot shows as a failed deletion (404).
+        assert!(!run.stderr.contains("could not delete"), "{}", run.stderr);
+    }
+    for dir in [first.stdout.trim(), second.stdout.trim()] {
+        env.run(&["verify", dir]).assert_code(0);
+    }
+    // Both asked the server for a snapshot of their own.
+    let creations = env
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/collections/conventions/snapshots")
+        .count();
+    assert_eq!(creations, 2);
+    assert_eq!(env.server_snapshots(), 0, "every snapshot was deleted");
 }
 
 #[test]

@@ -1,6 +1,8 @@
-//! A restore killed with `kill -9` leaves its pre-restore snapshot on the server: its journal
-//! (in its pre-restore folder) lets the next restore or backup delete it, while the local
-//! pre-restore copy is never deleted, and a live restore's snapshot is never touched.
+//! A restore killed with `kill -9` leaves objects on the server (its pre-restore snapshot, the
+//! uploaded copy Qdrant keeps): its journal, in the user's state folder, lets the next restore
+//! or backup against that server delete what is provably its own, wherever the backup it
+//! restored lives, while the local pre-restore copy is never deleted and a live restore's
+//! snapshot is never touched. `list` reports killed restores.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -10,7 +12,19 @@ use qdrant_double::{Fault, FaultKind};
 
 use super::support::{TestEnv, to_run, wait_for_request};
 
-const JOURNAL: &str = ".aimem-journal";
+/// The restore journals in the test's state folder (aimem's `~/.local/state/aimem/restores`).
+fn state_journals(env: &TestEnv) -> Vec<PathBuf> {
+    let dir = env.tmp.path().join("home/.local/state/aimem/restores");
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "journal"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// A private lock folder for the test's restores (aimem's `$XDG_RUNTIME_DIR/aimem`).
 fn runtime_dir(env: &TestEnv) -> PathBuf {
@@ -75,7 +89,7 @@ fn new_snapshot(env: &TestEnv, before: &[String]) -> String {
 }
 
 #[test]
-fn a_restore_killed_while_its_pre_restore_snapshot_is_built_leaves_nothing_after_the_next_backup() {
+fn a_restore_killed_before_its_pre_restore_snapshot_was_named_has_it_reported_not_guessed() {
     let env = TestEnv::ai_memory();
     let backup = env.backup(&["--collection", "conventions"]);
     let before = env.double.snapshot_names("conventions");
@@ -102,19 +116,14 @@ fn a_restore_killed_while_its_pre_restore_snapshot_is_built_leaves_nothing_after
         env.root_entries()
     );
 
+    // The dead restore never heard the snapshot's name: it may be its own or someone else's
+    // taken meanwhile, so it is kept and named, and so is the record.
     let next = env.run(&["backup", "--collection", "github"]);
-    next.assert_code(0);
-    assert!(
-        !env.double.snapshot_names("conventions").contains(&left),
-        "the dead restore's pre-restore snapshot {left} is still on the server:\n{}",
-        next.stderr
-    );
-    // Killed before anything was saved: its folder held nothing but the journal.
-    assert!(
-        prerestore_folders(&env).is_empty(),
-        "{:?}",
-        env.root_entries()
-    );
+    next.assert_code(0)
+        .assert_stderr_contains(&left)
+        .assert_stderr_contains("deletes only what it can prove");
+    assert!(env.double.snapshot_names("conventions").contains(&left));
+    assert_eq!(state_journals(&env).len(), 1);
 }
 
 #[test]
@@ -158,7 +167,7 @@ fn a_restore_killed_after_saving_its_copy_has_its_server_snapshot_deleted_and_it
         next.stderr
     );
     assert_eq!(copies(folder), saved, "the local pre-restore copy is kept");
-    assert!(!folder.join(JOURNAL).exists(), "its journal is cleared");
+    assert!(state_journals(&env).is_empty(), "its journal is cleared");
     // The output says where the copy is.
     next.assert_stderr_contains(folder.file_name().and_then(|n| n.to_str()).expect("name"));
 }
@@ -180,7 +189,7 @@ fn a_backup_never_touches_a_live_restores_pre_restore_snapshot() {
     let live = new_snapshot(&env, &before);
     let folders = prerestore_folders(&env);
     assert_eq!(folders.len(), 1, "{:?}", env.root_entries());
-    assert!(folders[0].join(JOURNAL).exists(), "the restore journals");
+    assert_eq!(state_journals(&env).len(), 1, "the restore journals");
 
     env.run(&["backup", "--collection", "github"])
         .assert_code(0);
@@ -196,6 +205,7 @@ fn a_backup_never_touches_a_live_restores_pre_restore_snapshot() {
         "{:?}",
         env.root_entries()
     );
+    assert!(state_journals(&env).is_empty());
 }
 
 /// Snapshot files in the snapshot folders of every peer of `cluster`.
@@ -221,7 +231,7 @@ fn cluster_snapshot_files(cluster: &qdrant_double::Cluster) -> Vec<PathBuf> {
 }
 
 #[test]
-fn a_cluster_restore_killed_while_a_shard_snapshot_is_built_leaves_nothing_after_the_next_backup() {
+fn a_cluster_restore_killed_while_a_shard_snapshot_is_built_has_it_reported_not_guessed() {
     use qdrant_double::{Cluster, Config, info_from_fixture};
     let cluster = Cluster::start(
         3,
@@ -309,10 +319,109 @@ fn a_cluster_restore_killed_while_a_shard_snapshot_is_built_leaves_nothing_after
             .expect("run aimem"),
     );
     next.assert_code(0);
-    assert_eq!(
-        cluster_snapshot_files(&cluster),
-        Vec::<PathBuf>::new(),
+    // Their names never came back: kept and named, never deleted on a guess.
+    let left = cluster_snapshot_files(&cluster);
+    assert_eq!(left.len(), asked, "{}", next.stderr);
+    assert!(
+        next.stderr.contains("deletes only what it can prove"),
         "{}",
         next.stderr
     );
+}
+
+/// A restore from a backup on another disk (`usb/`) is killed while Qdrant recovers its upload:
+/// the server holds its pre-restore snapshot and the uploaded copy. The nightly backup into
+/// another root finds it through the state folder and deletes both; `list` there reports it
+/// first; the local pre-restore copy is kept.
+#[test]
+fn a_killed_restore_from_another_folder_is_cleaned_up_by_a_backup_into_any_root() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let usb = env.tmp.path().join("usb");
+    std::fs::create_dir_all(&usb).expect("usb");
+    let on_usb = usb.join(backup.file_name().expect("name"));
+    super::support::copy_dir(&backup, &on_usb);
+    let before = env.double.snapshot_names("conventions");
+    env.double.clear_requests();
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_secs(5),
+            answer: qdrant_double::LateAnswer::Wait,
+        },
+    ));
+    let mut restore = spawn_restore(&env, &on_usb);
+    wait_for_request(&env.double, "POST", |p| p.ends_with("/snapshots/upload"));
+    // The upload copy is kept by the server as soon as its body is in.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !env
+        .double
+        .snapshot_names("conventions")
+        .iter()
+        .any(|n| n.starts_with("aimem-restore-"))
+    {
+        assert!(Instant::now() < deadline, "the upload copy never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill_9(&mut restore);
+    let left: Vec<String> = env
+        .double
+        .snapshot_names("conventions")
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert_eq!(
+        left.len(),
+        2,
+        "a pre-restore snapshot and an upload copy: {left:?}"
+    );
+    // Let the server finish what the dead restore started.
+    std::thread::sleep(Duration::from_secs(6));
+
+    let nightly = env.tmp.path().join("nightly");
+    std::fs::create_dir_all(&nightly).expect("nightly");
+    let list = env.run_with(&["list", "--json"], |c| {
+        c.env("AI_MEMORY_BACKUP_DIR", &nightly);
+    });
+    list.assert_code(0);
+    let json = super::support::json_stdout(&list);
+    let leftovers = json["leftovers"].as_array().expect("leftovers");
+    assert_eq!(leftovers.len(), 1, "{json}");
+    assert_eq!(leftovers[0]["kind"], "restore");
+    for name in &left {
+        assert!(
+            leftovers[0]["snapshots"]
+                .as_array()
+                .expect("snapshots")
+                .iter()
+                .any(|s| s.as_str() == Some(&format!("conventions/{name}"))),
+            "{json}"
+        );
+    }
+
+    let run = env.run_with(&["backup", "--collection", "github", "-o"], |c| {
+        c.arg(&nightly);
+    });
+    run.assert_code(0);
+    for name in &left {
+        assert!(
+            !env.double.snapshot_names("conventions").contains(name),
+            "{name} is still on the server:\n{}",
+            run.stderr
+        );
+    }
+    assert!(state_journals(&env).is_empty(), "{}", run.stderr);
+    // The pre-restore copy beside the restored backup is kept, and said.
+    let kept: Vec<_> = std::fs::read_dir(&usb)
+        .expect("usb")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".aimem-prerestore-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1);
+    run.assert_stderr_contains("never deletes it");
 }

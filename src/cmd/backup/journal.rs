@@ -31,8 +31,35 @@ const JOURNAL_MAX: u64 = 1024 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Record {
-    /// The first line: who runs, against which server (no credentials).
-    Started { owner: Owner, server: String },
+    /// The first line: who runs, against which server (no credentials), and the server's
+    /// identity whatever URL reached it (see `Topology::identity`; absent from older journals).
+    Started {
+        owner: Owner,
+        server: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<String>,
+    },
+    /// A restore's pre-restore folder: where it keeps its local copies.
+    Folder { path: String },
+    /// About to upload a snapshot file named `file` into `collection` (on cluster peer
+    /// `peer_id`, reached at `peer_url` as shown, when given): the server keeps such an upload
+    /// under that name until it is deleted. The name is aimem's own, so it is provably the
+    /// run's.
+    Uploading {
+        collection: String,
+        file: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer_id: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer_url: Option<String>,
+    },
+    /// That uploaded copy is gone from the server.
+    UploadGone {
+        collection: String,
+        file: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer_id: Option<u64>,
+    },
     /// About to ask the server for a snapshot of `collection`: snapshots named from
     /// `asked_at` on, before `asked_before`, and not in `existing` may be this run's.
     Creating {
@@ -91,6 +118,15 @@ pub enum Record {
     },
 }
 
+/// An uploaded snapshot copy a dead restore may have left on the server (or on a peer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadLeftover {
+    pub collection: String,
+    pub file: String,
+    pub peer_id: Option<u64>,
+    pub peer_url: Option<String>,
+}
+
 /// A shard snapshot a dead run left on a cluster peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardLeftover {
@@ -127,22 +163,30 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts the journal of a run against `server` in its staging folder.
-    pub fn create(staging: &Utf8Path, server: &str) -> std::io::Result<Journal> {
-        let temp = staging.join(format!("{JOURNAL_FILE}.new"));
+    /// Starts the journal of a run against `server` (known as `identity`) in its staging
+    /// folder.
+    pub fn create(staging: &Utf8Path, server: &str, identity: &str) -> std::io::Result<Journal> {
+        Self::create_at(&staging.join(JOURNAL_FILE), server, identity)
+    }
+
+    /// Starts a journal at `path` (a new name in a folder of this user's).
+    pub fn create_at(path: &Utf8Path, server: &str, identity: &str) -> std::io::Result<Journal> {
+        let folder = path.parent().unwrap_or(Utf8Path::new("."));
+        let temp = Utf8PathBuf::from(format!("{path}.new"));
         let file = layout::private_file(&temp)?;
         // Held from before the journal has its name until this run ends.
         runs::try_lock(&file)?;
         let mut journal = Journal {
             file,
-            path: staging.join(JOURNAL_FILE),
+            path: path.to_owned(),
         };
         journal.record(&Record::Started {
             owner: Owner::me(),
             server: server.to_string(),
+            identity: Some(identity.to_string()),
         })?;
         std::fs::rename(&temp, &journal.path)?;
-        File::open(staging)?.sync_all()?;
+        File::open(folder)?.sync_all()?;
         Ok(journal)
     }
 
@@ -185,10 +229,18 @@ fn name_time(name: &str) -> Option<&str> {
 /// What a dead run left behind.
 #[derive(Debug)]
 pub struct Leftover {
-    /// Its staging folder.
+    /// Its staging folder (a backup's), or the folder its journal is in (a restore's).
     pub staging: Utf8PathBuf,
+    /// The journal itself.
+    pub journal: Utf8PathBuf,
+    /// A restore's pre-restore folder, as its journal records it.
+    pub folder: Option<Utf8PathBuf>,
     pub owner: Option<Owner>,
     pub server: Option<String>,
+    /// The server's identity (see `Topology::identity`), in journals that record it.
+    pub identity: Option<String>,
+    /// Uploaded copies the server may keep.
+    pub uploads: Vec<UploadLeftover>,
     /// (collection, snapshot) created and not deleted.
     pub snapshots: Vec<(String, String)>,
     /// Creations whose answer never came.
@@ -208,6 +260,14 @@ impl Leftover {
             || !self.unanswered.is_empty()
             || !self.shard_snapshots.is_empty()
             || !self.shard_unanswered.is_empty()
+            || !self.uploads.is_empty()
+    }
+
+    /// True when the dead run worked against this server: the URL as journals name it, or
+    /// (for journals that record it) the server's identity, so another spelling of the same
+    /// server's URL is recognised.
+    pub fn is_of(&self, server: &str, identity: &str) -> bool {
+        self.server.as_deref() == Some(server) || self.identity.as_deref() == Some(identity)
     }
 
     /// One sentence for the person: whose, where, what.
@@ -240,6 +300,17 @@ impl Leftover {
                 clean(&s.collection),
                 s.peer_id,
                 clean(&s.peer_url)
+            )
+        }));
+        what.extend(self.uploads.iter().map(|u| {
+            let place = match (u.peer_id, &u.peer_url) {
+                (Some(peer), Some(url)) => format!(" on peer {peer} ({})", clean(url)),
+                _ => String::new(),
+            };
+            format!(
+                "the uploaded copy {} of `{}`{place}",
+                clean(&u.file),
+                clean(&u.collection)
             )
         }));
         what.extend(self.shard_unanswered.iter().map(|u| {
@@ -294,12 +365,12 @@ pub fn dead_runs(root: &Utf8Path) -> Vec<Leftover> {
 /// True when a run holds the journal of `staging`: that backup is running (here or on another
 /// machine sharing the folder), and its folder is not to be touched.
 pub fn is_held(staging: &Utf8Path) -> bool {
-    open_journal(staging).is_some_and(|file| !runs::try_lock(&file).unwrap_or(true))
+    open_journal(&staging.join(JOURNAL_FILE))
+        .is_some_and(|file| !runs::try_lock(&file).unwrap_or(true))
 }
 
-/// Opens the journal of `staging` for reading: never through a link, never blocking.
-fn open_journal(staging: &Utf8Path) -> Option<std::fs::File> {
-    let path = staging.join(JOURNAL_FILE);
+/// Opens a journal for reading: never through a link, never blocking.
+fn open_journal(path: &Utf8Path) -> Option<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -309,12 +380,17 @@ fn open_journal(staging: &Utf8Path) -> Option<std::fs::File> {
             (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
         );
     }
-    options.open(&path).ok()
+    options.open(path).ok()
 }
 
 /// The journal of `staging` when its run is dead.
 pub(crate) fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
-    let file = open_journal(staging)?;
+    read_dead_journal(&staging.join(JOURNAL_FILE), staging)
+}
+
+/// The journal at `path` when its run is dead (`staging`: the run's folder, as reported).
+pub(crate) fn read_dead_journal(path: &Utf8Path, staging: &Utf8Path) -> Option<Leftover> {
+    let file = open_journal(path)?;
     let meta = file.metadata().ok()?;
     // Only a regular file this user wrote: a journal planted by someone else must not make
     // aimem delete snapshots on their say-so.
@@ -330,8 +406,12 @@ pub(crate) fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
     }
     let mut leftover = Leftover {
         staging: staging.to_owned(),
+        journal: path.to_owned(),
+        folder: None,
         owner: None,
         server: None,
+        identity: None,
+        uploads: Vec::new(),
         snapshots: Vec::new(),
         unanswered: Vec::new(),
         shard_snapshots: Vec::new(),
@@ -345,10 +425,34 @@ pub(crate) fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
             break;
         };
         match record {
-            Record::Started { owner, server } => {
+            Record::Started {
+                owner,
+                server,
+                identity,
+            } => {
                 leftover.owner = Some(owner);
                 leftover.server = Some(server);
+                leftover.identity = identity;
             }
+            Record::Folder { path } => leftover.folder = Some(Utf8PathBuf::from(path)),
+            Record::Uploading {
+                collection,
+                file,
+                peer_id,
+                peer_url,
+            } => leftover.uploads.push(UploadLeftover {
+                collection,
+                file,
+                peer_id,
+                peer_url,
+            }),
+            Record::UploadGone {
+                collection,
+                file,
+                peer_id,
+            } => leftover.uploads.retain(|u| {
+                !(u.collection == collection && u.file == file && u.peer_id == peer_id)
+            }),
             Record::Creating {
                 collection,
                 asked_at,
@@ -456,17 +560,20 @@ impl Leftover {
     }
 }
 
-/// Deletes what a dead run left on the server `client` talks to (`server`), then its staging
-/// folder. A leftover from another server is reported and kept: its journal is the only record
-/// of what to delete there. Returns true when the leftover was cleared.
+/// Deletes what a dead run left on the server `client` talks to (`server` as journals name it,
+/// and its identity), then its staging folder. A leftover from another server is reported and
+/// kept: its journal is the only record of what to delete there. So is one that leaves
+/// snapshots aimem cannot prove to be the dead run's ([`Cleanup::unproven`]). Returns true
+/// when the leftover was cleared.
 pub fn clear(
     leftover: &Leftover,
     client: &Client,
-    server: &str,
+    server: (&str, &str),
     topology: &Topology,
     ui: &Ui,
 ) -> bool {
-    if leftover.has_server_snapshots() && leftover.server.as_deref() != Some(server) {
+    let (server, identity) = server;
+    if leftover.has_server_snapshots() && !leftover.is_of(server, identity) {
         ui.warn(&format!(
             "{}; run `aimem backup` into this folder against that server to delete them",
             leftover.describe()
@@ -474,7 +581,12 @@ pub fn clear(
         return false;
     }
     ui.note(&format!("{}: cleaning up", leftover.describe()));
-    if !delete_server_snapshots(leftover, client, topology, ui) {
+    let cleanup = delete_server_snapshots(leftover, client, topology, ui);
+    if !cleanup.unproven.is_empty() {
+        ui.warn(&unproven_message(leftover, &cleanup.unproven));
+        return false;
+    }
+    if !cleanup.done {
         ui.warn(&format!(
             "kept {} so the next backup tries again",
             leftover.staging
@@ -491,15 +603,42 @@ pub fn clear(
     true
 }
 
-/// Deletes the server snapshots a dead run's journal names (the server's own check is the
-/// caller's). Returns true when nothing of it is left to look for.
+/// Says which snapshots may be a dead run's, why aimem keeps them, and how to end it.
+pub fn unproven_message(leftover: &Leftover, unproven: &[String]) -> String {
+    format!(
+        "{}: a killed run asked for a snapshot and never heard its name; {} may be it, or may \
+         be someone else's taken since. aimem deletes only what it can prove is its own, so it \
+         is kept. Delete it by hand if it is not yours; then (or to keep it) remove {} so this \
+         is not reported again",
+        leftover.staging.file_name().unwrap_or_default(),
+        unproven.join(", "),
+        leftover.journal
+    )
+}
+
+/// What cleaning up after a dead run came to.
+#[derive(Debug, Default)]
+pub struct Cleanup {
+    /// Everything the journal names is gone, or was never made.
+    pub done: bool,
+    /// Snapshots named in the time window of a creation whose answer never came: maybe the
+    /// dead run's, maybe another client's taken meanwhile. Kept and said, never deleted.
+    pub unproven: Vec<String>,
+}
+
+/// Deletes the server objects a dead run's journal names (the server's own check is the
+/// caller's): recorded snapshot names, and uploaded copies under names only aimem gives.
+/// A creation whose answer never came is looked up, never deleted: see [`Cleanup::unproven`].
 pub(crate) fn delete_server_snapshots(
     leftover: &Leftover,
     client: &Client,
     topology: &Topology,
     ui: &Ui,
-) -> bool {
-    let mut cleared = true;
+) -> Cleanup {
+    let mut cleanup = Cleanup {
+        done: true,
+        unproven: Vec::new(),
+    };
     for (collection, snapshot) in &leftover.snapshots {
         // A journal names only snapshots Qdrant named for that collection; anything else is
         // not something aimem created.
@@ -510,13 +649,23 @@ pub(crate) fn delete_server_snapshots(
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => {
-                cleared = false;
+                cleanup.done = false;
                 ui.warn(&format!(
                     "could not delete snapshot {} of `{}`: {e}",
                     clean(snapshot),
                     clean(collection)
                 ));
             }
+        }
+    }
+    for upload in &leftover.uploads {
+        if let Err(e) = clear_upload(upload, client, topology) {
+            cleanup.done = false;
+            ui.warn(&format!(
+                "could not delete the uploaded copy {} of `{}`: {e}",
+                clean(&upload.file),
+                clean(&upload.collection)
+            ));
         }
     }
     for Unanswered {
@@ -526,34 +675,23 @@ pub(crate) fn delete_server_snapshots(
         existing,
     } in &leftover.unanswered
     {
-        // The earliest snapshot named from the time it was asked for, that was not there
-        // before, is the one the dead run asked for (as for a timed-out creation).
+        // Any snapshot named from the time it was asked for, that was not there before, may
+        // be the one the dead run asked for; or another client's.
         let Ok(list) = client.list_snapshots(collection) else {
-            cleared = false;
+            cleanup.done = false;
             continue;
         };
-        let theirs = list
-            .into_iter()
-            .filter(|s| !existing.contains(&s.name))
-            .filter(|s| is_ours(&s.name, collection, asked_at))
-            .filter(|s| name_time(&s.name).is_some_and(|t| t < asked_before.as_str()))
-            .min_by(|a, b| a.name.cmp(&b.name));
-        if let Some(snapshot) = theirs {
-            if let Err(e) = client.delete_snapshot(collection, &snapshot.name) {
-                if !e.is_not_found() {
-                    cleared = false;
-                    ui.warn(&format!(
-                        "could not delete snapshot {} of `{}`: {e}",
-                        clean(&snapshot.name),
-                        clean(collection)
-                    ));
-                }
-            }
-        }
+        cleanup.unproven.extend(
+            list.into_iter()
+                .filter(|s| !existing.contains(&s.name))
+                .filter(|s| is_ours(&s.name, collection, asked_at))
+                .filter(|s| name_time(&s.name).is_some_and(|t| t < asked_before.as_str()))
+                .map(|s| format!("snapshot {} of `{}`", clean(&s.name), clean(collection))),
+        );
     }
     for left in &leftover.shard_snapshots {
         if let Err(e) = clear_shard_snapshot(left, topology) {
-            cleared = false;
+            cleanup.done = false;
             ui.warn(&format!(
                 "could not delete snapshot {} of shard {} of `{}` on peer {}: {e}",
                 clean(&left.snapshot),
@@ -564,17 +702,55 @@ pub(crate) fn delete_server_snapshots(
         }
     }
     for asked in &leftover.shard_unanswered {
-        if let Err(e) = clear_shard_unanswered(asked, topology) {
-            cleared = false;
-            ui.warn(&format!(
-                "could not look for the snapshot of shard {} of `{}` on peer {}: {e}",
-                asked.shard,
-                clean(&asked.collection),
-                asked.peer_id
-            ));
+        match shard_unanswered_candidates(asked, topology) {
+            Ok(found) => cleanup.unproven.extend(found),
+            Err(e) => {
+                cleanup.done = false;
+                ui.warn(&format!(
+                    "could not look for the snapshot of shard {} of `{}` on peer {}: {e}",
+                    asked.shard,
+                    clean(&asked.collection),
+                    asked.peer_id
+                ));
+            }
         }
     }
-    cleared
+    cleanup.done &= cleanup.unproven.is_empty();
+    cleanup
+}
+
+/// True for the name of an upload copy aimem gives a snapshot file it uploads into
+/// `collection`: `aimem-restore-<collection>-…` or `aimem-rollback-<collection>-…`,
+/// `.snapshot`, one safe name.
+pub fn is_our_upload(file: &str, collection: &str) -> bool {
+    crate::names::check(file).is_ok()
+        && file.ends_with(".snapshot")
+        && ["aimem-restore-", "aimem-rollback-"]
+            .iter()
+            .any(|kind| file.starts_with(&format!("{kind}{collection}-")))
+}
+
+/// Deletes an uploaded copy a dead restore may have left: on the server `client` talks to, or
+/// on the cluster peer it went to (as this run verified that peer).
+fn clear_upload(
+    upload: &UploadLeftover,
+    client: &Client,
+    topology: &Topology,
+) -> Result<(), String> {
+    if crate::names::check(&upload.collection).is_err()
+        || !is_our_upload(&upload.file, &upload.collection)
+    {
+        return Ok(());
+    }
+    let on = match upload.peer_id {
+        Some(peer) => leftover_peer(topology, peer)?,
+        None => client,
+    };
+    match on.delete_snapshot(&upload.collection, &upload.file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Deletes one shard snapshot a dead run left on a cluster peer, on that peer as this run
@@ -635,32 +811,36 @@ pub(crate) fn is_shard_snapshot_of(
     peer_ok && shaped && stamp >= asked_at
 }
 
-/// Looks on its peer for the shard snapshot a dead run asked for and never heard back about,
-/// and deletes it: the earliest one named in the request's time window that was not there
-/// before (as for a single node's unanswered creation).
-fn clear_shard_unanswered(asked: &ShardUnanswered, topology: &Topology) -> Result<(), String> {
+/// The shard snapshots on its peer that may be the one a dead run asked for and never heard
+/// back about: named in the request's time window and not there before. Never deleted (see
+/// [`Cleanup::unproven`]).
+fn shard_unanswered_candidates(
+    asked: &ShardUnanswered,
+    topology: &Topology,
+) -> Result<Vec<String>, String> {
     if crate::names::check(&asked.collection).is_err() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let peer = leftover_peer(topology, asked.peer_id)?;
     // As for a single node, a list that cannot be read keeps the record for the next run.
     let listed = peer
         .list_shard_snapshots(&asked.collection, asked.shard)
         .map_err(|e| e.to_string())?;
-    let theirs = listed
+    Ok(listed
         .into_iter()
         .filter(|s| !asked.existing.contains(&s.name))
         .filter(|s| is_shard_snapshot_of(&s.name, &asked.collection, asked.shard, &asked.asked_at))
         .filter(|s| name_time(&s.name).is_some_and(|t| t < asked.asked_before.as_str()))
-        .min_by(|a, b| (name_time(&a.name), &a.name).cmp(&(name_time(&b.name), &b.name)));
-    let Some(snapshot) = theirs else {
-        return Ok(());
-    };
-    match peer.delete_shard_snapshot(&asked.collection, asked.shard, &snapshot.name) {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
+        .map(|s| {
+            format!(
+                "snapshot {} of shard {} of `{}` on peer {}",
+                clean(&s.name),
+                asked.shard,
+                clean(&asked.collection),
+                asked.peer_id
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -680,7 +860,7 @@ mod tests {
         let (_dir, root) = staging();
         let folder = root.join(".aimem-staging-x");
         assert!(!is_held(&folder), "no journal yet");
-        let journal = Journal::create(&folder, "http://h:1").unwrap();
+        let journal = Journal::create(&folder, "http://h:1", "qdrant process 1").unwrap();
         assert!(is_held(&folder));
         drop(journal);
         assert!(!is_held(&folder));
@@ -689,7 +869,12 @@ mod tests {
     #[test]
     fn a_live_run_is_not_a_leftover_and_a_dead_one_says_what_remains() {
         let (_dir, root) = staging();
-        let mut journal = Journal::create(&root.join(".aimem-staging-x"), "http://h:1").unwrap();
+        let mut journal = Journal::create(
+            &root.join(".aimem-staging-x"),
+            "http://h:1",
+            "qdrant process 1",
+        )
+        .unwrap();
         for record in [
             Record::Creating {
                 collection: "a".into(),
@@ -763,7 +948,12 @@ mod tests {
     #[test]
     fn a_dead_runs_shard_creations_without_an_answer_are_left_to_look_for() {
         let (_dir, root) = staging();
-        let mut journal = Journal::create(&root.join(".aimem-staging-x"), "http://h:1").unwrap();
+        let mut journal = Journal::create(
+            &root.join(".aimem-staging-x"),
+            "http://h:1",
+            "qdrant process 1",
+        )
+        .unwrap();
         for record in [
             shard_creating(0, 1),
             shard_creating(1, 2),
@@ -860,7 +1050,12 @@ mod tests {
     #[test]
     fn a_finished_run_leaves_no_journal() {
         let (_dir, root) = staging();
-        let journal = Journal::create(&root.join(".aimem-staging-x"), "http://h:1").unwrap();
+        let journal = Journal::create(
+            &root.join(".aimem-staging-x"),
+            "http://h:1",
+            "qdrant process 1",
+        )
+        .unwrap();
         journal.finish().unwrap();
         assert!(!root.join(".aimem-staging-x").join(JOURNAL_FILE).exists());
         assert!(dead_runs(&root).is_empty());

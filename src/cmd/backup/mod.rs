@@ -407,11 +407,12 @@ fn back_up(
 
     let root = prepare_root(&args.output).or_exit(Exit::Failed)?;
     let server = runs::server_key(&endpoint);
+    let identity = topology.identity(&client, &server);
     // What killed runs left on this server goes first: nothing else ever deletes it.
     for leftover in journal::dead_runs(&root) {
-        journal::clear(&leftover, &client, &server, &topology, ui);
+        journal::clear(&leftover, &client, (&server, &identity), &topology, ui);
     }
-    crate::cmd::restore::clear_dead_restores(&root, &client, &server, &topology, ui);
+    crate::cmd::restore::clear_dead_restores(&root, &client, (&server, &identity), &topology, ui);
     let final_dir = layout::free_folder(&root, crate::localtime::now());
     ui.fact("Backup directory", final_dir.as_str());
     ui.fact("Qdrant", &format!("{}:{}", endpoint.host, endpoint.port));
@@ -467,6 +468,7 @@ fn back_up(
         stop,
         root: &root,
         server,
+        identity,
         install: &install,
         ai_memory_version,
         create_timeout: timeouts.snapshot_create,
@@ -522,6 +524,8 @@ struct Context<'a> {
     root: &'a Utf8Path,
     /// The server as journals name it (no credentials).
     server: String,
+    /// The server whatever URL reached it, for locks and journals (`Topology::identity`).
+    identity: String,
     install: &'a Utf8Path,
     ai_memory_version: String,
     /// How long Qdrant may take to build a snapshot.
@@ -720,7 +724,7 @@ fn write_backup(
         .or_write_exit(Exit::Failed)?;
     lock(undo).staging = Some(staging.clone());
     lock(undo).journal = Some(
-        journal::Journal::create(&staging, &cx.server)
+        journal::Journal::create(&staging, &cx.server, &cx.identity)
             .map_err(|e| folder_error(&staging, e))
             .or_exit(Exit::Failed)?,
     );
@@ -832,7 +836,13 @@ fn write_backup(
     total_size += manifest_size;
 
     stopped(cx.stop)?;
-    lock(undo).hand_on_leftover_snapshots(cx.client, cx.ui, cx.root, &cx.server, final_name);
+    lock(undo).hand_on_leftover_snapshots(
+        cx.client,
+        cx.ui,
+        cx.root,
+        (&cx.server, &cx.identity),
+        final_name,
+    );
     let journal = lock(undo).journal.take();
     if let Some(journal) = journal {
         journal
@@ -1036,7 +1046,7 @@ fn consistent_snapshot(
 fn create_snapshot(cx: &Context, name: &str, undo: &Mutex<Undo>) -> Outcome<SnapshotDescription> {
     // A minute of slack for a server clock behind ours: snapshots that existed before the
     // request are ruled out by name anyway.
-    let turn = concurrent::take_turn(&cx.server, name, cx.stop, cx.ui).or_else(interrupted)?;
+    let turn = concurrent::take_turn(&cx.identity, name, cx.stop, cx.ui).or_else(interrupted)?;
     let asked_at =
         undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
     let existing: Vec<String> = cx

@@ -153,9 +153,10 @@ impl Undo {
         client: &Client,
         ui: &Ui,
         root: &camino::Utf8Path,
-        server: &str,
+        server: (&str, &str),
         final_name: &str,
     ) {
+        let (server, identity) = server;
         self.server_snapshots
             .retain(|(collection, name)| !delete(client, ui, collection, name));
         if self.server_snapshots.is_empty() {
@@ -163,7 +164,7 @@ impl Undo {
         }
         let recorded = (|| -> std::io::Result<camino::Utf8PathBuf> {
             let folder = crate::manifest::layout::create_staging_folder(root, final_name)?;
-            let mut journal = Journal::create(&folder, server)?;
+            let mut journal = Journal::create(&folder, server, identity)?;
             for (collection, snapshot) in &self.server_snapshots {
                 journal.record(&Record::Created {
                     collection: collection.clone(),

@@ -38,8 +38,6 @@ pub struct Context<'a> {
     pub topology: &'a crate::cmd::peers::Topology,
     /// How long a cluster restore waits for every replica to turn Active (--recovery-timeout).
     pub settle_limit: std::time::Duration,
-    /// The server as journals name it (no credentials).
-    pub server: String,
 }
 
 /// A step that failed; the restore is rolled back after it.
@@ -111,6 +109,17 @@ pub enum StepError {
         )
     )]
     Check { collection: String, detail: String },
+
+    #[error("cannot write the restore's journal: {source}")]
+    #[diagnostic(
+        code(aimem::restore::journal),
+        help(
+            "aimem records what it makes on the server before it asks for it, in its state folder \
+             ($XDG_STATE_HOME/aimem, else ~/.local/state/aimem). Make that folder writable and private \
+             to you, or free space on its disk."
+        )
+    )]
+    Journal { source: std::io::Error },
 
     #[error("stopped by a signal")]
     #[diagnostic(code(aimem::interrupted))]
@@ -437,14 +446,11 @@ pub(super) fn prerestore_folder(cx: &Context, undo: &mut Undo) -> Result<Utf8Pat
         }
     })?;
     undo.folder = Some(folder.clone());
-    undo.journal = Some(
-        super::journal::RestoreJournal::create(&folder, &cx.server).map_err(|source| {
-            StepError::PrerestoreFolder {
-                path: folder.to_string(),
-                source,
-            }
-        })?,
-    );
+    undo.journal_folder(&folder)
+        .map_err(|source| StepError::PrerestoreFolder {
+            path: folder.to_string(),
+            source,
+        })?;
     Ok(folder)
 }
 
@@ -496,7 +502,8 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
         cx.stamp,
         std::process::id()
     );
-    undo.uploads.push((target.to_string(), file_name.clone()));
+    undo.record_upload(target, &file_name)
+        .map_err(|source| StepError::Journal { source })?;
     let touch = |undo: &mut Undo, touched: bool| {
         if let Some(saved) = undo.saved.iter_mut().find(|s| &s.collection == target) {
             saved.touched = touched;
@@ -614,6 +621,7 @@ fn upload(cx: &Context, planned: &Planned, undo: &mut Undo) -> Result<(), StepEr
     // The server keeps every uploaded file: remove it now rather than fill its disk.
     let mut done = Undo {
         uploads: vec![(target.to_string(), file_name.clone())],
+        journal: undo.journal.clone(),
         ..Undo::default()
     };
     done.delete_uploads(cx.client, cx.ui);

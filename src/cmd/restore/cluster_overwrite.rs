@@ -287,7 +287,14 @@ pub(super) fn overwrite(
         saved.touched = true;
     }
     let unclear = std::sync::Mutex::new(Vec::new());
-    let uploaded = upload_all(cx, source, &target, &nodes, &placement, &unclear);
+    let uploaded = upload_all(
+        cx,
+        source,
+        &target,
+        (&nodes, &placement),
+        &unclear,
+        undo.journal.as_ref(),
+    );
     if let (Ok(unclear), Some(saved)) = (
         unclear.into_inner(),
         undo.cluster_saved
@@ -382,6 +389,8 @@ pub fn recover(saved: &SavedCluster, stamp: &str, ui: &crate::ui::Ui) -> Result<
         stop: &never,
         unclear: &unclear,
         keep_going: true,
+        // Shard uploads: the peers keep no copy.
+        journal: None,
     };
     let spinner = ui.spinner(&format!(
         "Qdrant recovering every replica of {target} from its pre-restore copy"

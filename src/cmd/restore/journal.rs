@@ -1,9 +1,13 @@
-//! The journal of a restore's pre-restore server snapshots: the backup journal's format and
-//! lock ([`crate::cmd::backup::journal`]), kept in the run's pre-restore folder, so a restore
-//! killed with `kill -9` between asking for a pre-restore snapshot and deleting it still tells
-//! the next `aimem restore` or `aimem backup` what to delete on the server.
+//! The journal of a restore: every object it makes on the server (its pre-restore snapshots,
+//! and the uploaded copies Qdrant keeps under aimem's file names), recorded (synced) before it
+//! is asked for, so a restore killed with `kill -9` still tells the next aimem run against that
+//! server what to delete. It uses the backup journal's format and lock
+//! ([`crate::cmd::backup::journal`]) and lives in the user's state folder
+//! ([`runs::state_dir`]`/restores`), not beside the backup: the next run finds it wherever the
+//! restored backup lives (a USB disk, another root). Journals of older aimem versions, in
+//! pre-restore folders beside backups, are still found there.
 //!
-//! Only server snapshots are ever deleted from a dead restore's record: its pre-restore folder
+//! Only server objects are ever deleted from a dead restore's record: its pre-restore folder
 //! may hold the only copy of the data the restore was about to overwrite, so it is kept and
 //! said where it is.
 
@@ -13,40 +17,67 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::PRERESTORE_PREFIX;
 use super::rollback::Undo;
-use crate::cmd::backup::journal::{self, JOURNAL_FILE, Journal, Leftover, Record};
+use crate::cmd::backup::journal::{self, Journal, Leftover, Record};
 use crate::cmd::peers::Topology;
-use crate::cmd::runs::Owner;
+use crate::cmd::runs::{self, Owner};
 use crate::qdrant::Client;
 use crate::ui::Ui;
 
-/// The pre-restore folders in `root` whose journal nobody holds: their restore is dead. Each is
-/// locked by this process until dropped, so two runs never clear the same one.
+/// The state folder's subfolder for restore journals.
+const RESTORES: &str = "restores";
+/// A restore journal's name ends so.
+const JOURNAL_SUFFIX: &str = ".journal";
+
+/// The restore journals folder in this user's state folder, created if missing.
+fn journals_dir() -> std::io::Result<Utf8PathBuf> {
+    runs::private_subdir(&runs::state_dir()?, RESTORES)
+}
+
+/// Dead restores: journals nobody holds, in the state folder, and (from older aimem versions)
+/// in pre-restore folders in `root`. Each is locked by this process until dropped, so two runs
+/// never clear the same one.
 pub(crate) fn dead_restores(root: &Utf8Path) -> Vec<Leftover> {
-    let Ok(entries) = root.read_dir_utf8() else {
-        return Vec::new();
-    };
-    let mut found: Vec<Leftover> = entries
-        .flatten()
-        .filter(|entry| entry.file_name().starts_with(PRERESTORE_PREFIX))
-        .filter(|entry| {
-            entry
-                .path()
-                .symlink_metadata()
-                .is_ok_and(|meta| meta.is_dir())
-        })
-        .filter_map(|entry| journal::read_dead(entry.path()))
-        .collect();
-    found.sort_by(|a, b| a.staging.cmp(&b.staging));
+    let mut found = Vec::new();
+    if let Ok(dir) = journals_dir()
+        && let Ok(entries) = dir.read_dir_utf8()
+    {
+        found.extend(
+            entries
+                .flatten()
+                .filter(|entry| entry.file_name().ends_with(JOURNAL_SUFFIX))
+                .filter_map(|entry| journal::read_dead_journal(entry.path(), &dir)),
+        );
+    }
+    if let Ok(entries) = root.read_dir_utf8() {
+        found.extend(
+            entries
+                .flatten()
+                .filter(|entry| entry.file_name().starts_with(PRERESTORE_PREFIX))
+                .filter(|entry| {
+                    entry
+                        .path()
+                        .symlink_metadata()
+                        .is_ok_and(|meta| meta.is_dir())
+                })
+                .filter_map(|entry| {
+                    let mut dead = journal::read_dead(entry.path())?;
+                    dead.folder = Some(entry.path().to_owned());
+                    Some(dead)
+                }),
+        );
+    }
+    found.sort_by(|a, b| a.journal.cmp(&b.journal));
     found
 }
 
-/// Deletes what dead restores left on the server `client` talks to (`server`, as journals name
-/// it) and drops their journals; their pre-restore folders are kept. A record of another server
-/// is reported and kept.
+/// Deletes what dead restores left on the server `client` talks to (`server` as journals name
+/// it, and its identity) and drops their journals; their pre-restore folders are kept. A
+/// record of another server is reported and kept, as is one that leaves a snapshot aimem
+/// cannot prove to be the dead restore's.
 pub(crate) fn clear_dead_restores(
     root: &Utf8Path,
     client: &Client,
-    server: &str,
+    server: (&str, &str),
     topology: &Topology,
     ui: &Ui,
 ) {
@@ -55,41 +86,59 @@ pub(crate) fn clear_dead_restores(
     }
 }
 
-fn clear(leftover: &Leftover, client: &Client, server: &str, topology: &Topology, ui: &Ui) {
-    let folder = &leftover.staging;
+/// One sentence on a dead restore: its journal, whose, and where its local copies are.
+pub fn describe(leftover: &Leftover) -> String {
     let who = leftover
         .owner
         .as_ref()
         .map_or_else(|| "an unknown run".to_string(), Owner::describe);
+    let folder = match &leftover.folder {
+        Some(folder) if folder.exists() => {
+            format!("; its pre-restore copies are in {}", kept_folder(folder))
+        }
+        _ => String::new(),
+    };
+    format!(
+        "a killed restore ({who}), journal {}{folder}",
+        leftover.journal
+    )
+}
+
+fn clear(leftover: &Leftover, client: &Client, server: (&str, &str), topology: &Topology, ui: &Ui) {
+    let described = describe(leftover);
     if leftover.has_server_snapshots() {
-        if leftover.server.as_deref() != Some(server) {
+        if !leftover.is_of(server.0, server.1) {
             ui.warn(&format!(
-                "{folder}: left by a killed restore ({who}), which may have left pre-restore \
-                 snapshots on {}; run `aimem restore` or `aimem backup` against that server to delete them",
+                "{described}: it may have left snapshots on {}; run `aimem restore` or `aimem backup` \
+                 against that server to delete them",
                 leftover.server.as_deref().map_or("another server", clean_server)
             ));
             return;
         }
-        ui.note(&format!(
-            "{folder}: left by a killed restore ({who}); deleting its pre-restore snapshots from the server"
-        ));
-        if !journal::delete_server_snapshots(leftover, client, topology, ui) {
+        ui.note(&format!("{described}: deleting what it left on the server"));
+        let cleanup = journal::delete_server_snapshots(leftover, client, topology, ui);
+        if !cleanup.unproven.is_empty() {
+            ui.warn(&journal::unproven_message(leftover, &cleanup.unproven));
+            return;
+        }
+        if !cleanup.done {
             ui.warn(&format!(
-                "kept the journal in {folder} so the next restore or backup tries again"
+                "kept {} so the next restore or backup tries again",
+                leftover.journal
             ));
             return;
         }
     }
-    if let Err(e) = std::fs::remove_file(folder.join(JOURNAL_FILE)) {
-        ui.warn(&format!(
-            "could not remove {}: {e}",
-            folder.join(JOURNAL_FILE)
-        ));
+    if let Err(e) = std::fs::remove_file(&leftover.journal) {
+        ui.warn(&format!("could not remove {}: {e}", leftover.journal));
     }
-    // An empty folder holds no one's data; anything in it is kept.
-    if std::fs::remove_dir(folder).is_err() && folder.exists() {
+    // An empty pre-restore folder holds no one's data; anything in it is kept.
+    if let Some(folder) = &leftover.folder
+        && std::fs::remove_dir(folder).is_err()
+        && folder.exists()
+    {
         ui.warn(&format!(
-            "{}: what a killed restore ({who}) saved before overwriting is kept there (aimem never deletes it)",
+            "{}: what a killed restore saved before overwriting is kept there (aimem never deletes it)",
             kept_folder(folder)
         ));
     }
@@ -123,12 +172,65 @@ pub struct RestoreJournal {
 pub type SharedJournal = Arc<Mutex<RestoreJournal>>;
 
 impl RestoreJournal {
-    /// Starts the journal in this run's new pre-restore folder.
-    pub fn create(folder: &Utf8Path, server: &str) -> std::io::Result<SharedJournal> {
+    /// Starts this run's journal in the state folder, before the restore changes anything.
+    pub fn create(server: &str, identity: &str) -> std::io::Result<SharedJournal> {
+        let dir = journals_dir()?;
+        let name = format!(
+            "restore-{}-{}-{:x}{JOURNAL_SUFFIX}",
+            crate::cmd::backup::undo::snapshot_time(time::OffsetDateTime::now_utc()),
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
         Ok(Arc::new(Mutex::new(RestoreJournal {
-            journal: Journal::create(folder, server)?,
+            journal: Journal::create_at(&dir.join(name), server, identity)?,
             open: 0,
         })))
+    }
+}
+
+/// Records (synced) that a file named `file` is about to be uploaded into `collection` (on
+/// cluster peer `peer`, id and URL as shown, when given): the server keeps such an upload.
+pub fn record_uploading(
+    shared: Option<&SharedJournal>,
+    collection: &str,
+    file: &str,
+    peer: Option<(u64, &str)>,
+) -> std::io::Result<()> {
+    let Some(shared) = shared else {
+        return Ok(());
+    };
+    let mut open = locked(shared);
+    open.journal.record(&Record::Uploading {
+        collection: collection.to_string(),
+        file: file.to_string(),
+        peer_id: peer.map(|(id, _)| id),
+        peer_url: peer.map(|(_, url)| url.to_string()),
+    })?;
+    open.open += 1;
+    Ok(())
+}
+
+/// Records that an uploaded copy is gone from the server (best effort: a missing record only
+/// costs the next run a 404).
+pub fn record_upload_gone(
+    shared: Option<&SharedJournal>,
+    collection: &str,
+    file: &str,
+    peer_id: Option<u64>,
+) {
+    let Some(shared) = shared else {
+        return;
+    };
+    let mut open = locked(shared);
+    let record = Record::UploadGone {
+        collection: collection.to_string(),
+        file: file.to_string(),
+        peer_id,
+    };
+    if open.journal.record(&record).is_ok() {
+        open.open = open.open.saturating_sub(1);
     }
 }
 
@@ -139,6 +241,25 @@ fn locked(shared: &SharedJournal) -> std::sync::MutexGuard<'_, RestoreJournal> {
 }
 
 impl Undo {
+    /// Records the pre-restore folder this run made (where its local copies are).
+    pub(super) fn journal_folder(&mut self, folder: &Utf8Path) -> std::io::Result<()> {
+        let Some(shared) = &self.journal else {
+            return Ok(());
+        };
+        locked(shared).journal.record(&Record::Folder {
+            path: kept_folder(folder).to_string(),
+        })
+    }
+
+    /// Notes an upload into `collection` under `file` for the rollback, and journals it
+    /// first (synced): the server keeps that copy until it is deleted.
+    pub(super) fn record_upload(&mut self, collection: &str, file: &str) -> std::io::Result<()> {
+        record_uploading(self.journal.as_ref(), collection, file, None)?;
+        self.uploads
+            .push((collection.to_string(), file.to_string()));
+        Ok(())
+    }
+
     /// Records (synced) that a pre-restore snapshot of `collection` is about to be asked for:
     /// from here on a killed run leaves the next one enough to find it.
     pub(super) fn journal_creating(

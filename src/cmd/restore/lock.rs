@@ -4,8 +4,9 @@
 //! pre-restore snapshot and rollback then describe a state the other changed. So a restore
 //! holds a lock per (server, target collection) from before it reads the collections' state
 //! until it ends. The server offers nothing to lock with, so the locks are local files in the
-//! user's private lock folder ([`runs::lock_dir`]), one per (server without credentials,
-//! collection), named by a digest. They are `flock`s: released when the holder dies, however it
+//! user's private lock folder ([`runs::lock_dir`]), one per (server identity, collection), named
+//! by a digest. The identity is the server's, not its URL's (`Topology::identity`): restores
+//! through `http://127.0.0.1:P` and `http://localhost:P` share one lock. They are `flock`s: released when the holder dies, however it
 //! dies; the content names the holder, so a second restore can say who runs, and a lock whose
 //! holder died is taken over with a message.
 //!
@@ -70,7 +71,9 @@ pub struct RestoreLocks {
 
 /// Takes the lock of each collection on `server`, or fails naming the restore that holds one.
 /// With `dry_run`, a held lock is only a warning and nothing is taken.
+/// `identity` keys the locks; `server` (its URL without credentials) names it in messages.
 pub fn take(
+    identity: &str,
     server: &str,
     collections: &[&str],
     dry_run: bool,
@@ -85,7 +88,7 @@ pub fn take(
     sorted.dedup();
     let mut held = Vec::new();
     for collection in sorted {
-        let path = dir.join(runs::lock_name("restore", &[server, collection]));
+        let path = dir.join(runs::lock_name("restore", &[identity, collection]));
         let unusable = |source| LockError::Unusable {
             path: path.clone(),
             source,

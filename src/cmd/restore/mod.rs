@@ -45,7 +45,7 @@ use config::ConfigFile;
 use plan::{Action, Planned, Refusal, Source, VersionCheck};
 use rollback::{Undo, Unrestored};
 
-pub(crate) use journal::clear_dead_restores;
+pub(crate) use journal::{clear_dead_restores, dead_restores, describe as describe_dead_restore};
 
 /// Hidden folder (beside the restored backup folder) for the snapshots taken before
 /// overwriting; hidden so `latest` and `list` never take it for a backup.
@@ -459,15 +459,13 @@ fn restore(
     report.qdrant_version = Some(server_version.clone());
     ui.ok(&format!("Connected (Qdrant {server_version})"));
     ui.blank();
+    // The server whatever URL reached it: two spellings of one server's URL share its locks.
+    let server_key = crate::cmd::runs::server_key(&endpoint);
+    let identity = topology.identity(&client, &server_key);
     // Held until the restore ends, from before the collections' state is read.
     let targets: Vec<&str> = sources.iter().map(|s| s.target.as_str()).collect();
-    let _locks = lock::take(
-        &crate::cmd::runs::server_key(&endpoint),
-        &targets,
-        args.dry_run,
-        ui,
-    )
-    .or_exit(Exit::Failed)?;
+    let _locks =
+        lock::take(&identity, &server_key, &targets, args.dry_run, ui).or_exit(Exit::Failed)?;
 
     // 5. Plan, then show it.
     let mut refusals = Vec::new();
@@ -604,7 +602,7 @@ fn restore(
     journal::clear_dead_restores(
         &prerestore_in,
         &client,
-        &crate::cmd::runs::server_key(&endpoint),
+        (&server_key, &identity),
         &topology,
         ui,
     );
@@ -617,9 +615,17 @@ fn restore(
         stamp: stamp.clone(),
         topology: &topology,
         settle_limit: seconds(args.recovery_timeout),
-        server: crate::cmd::runs::server_key(&endpoint),
     };
-    let mut undo = Undo::default();
+    // Before the first change: every object the restore makes on the server is recorded
+    // there first, so a killed run leaves the next one what to delete.
+    let mut undo = Undo {
+        journal: Some(
+            journal::RestoreJournal::create(&server_key, &identity)
+                .map_err(|source| act::StepError::Journal { source })
+                .or_exit(Exit::Failed)?,
+        ),
+        ..Undo::default()
+    };
     // From the first change on, a second Ctrl-C no longer ends aimem at once (which would skip
     // the rollback and hide where the pre-restore snapshots are): it stops the wait in
     // progress and goes on to the rollback. A third one still ends aimem at once.

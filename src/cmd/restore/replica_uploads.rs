@@ -63,6 +63,9 @@ pub struct Uploads<'a> {
     /// A rollback: an upload that fails does not stop the others (each replica put back is
     /// one less left with the restore's data); every failure is reported.
     pub keep_going: bool,
+    /// The run's journal: a collection snapshot's upload copy, which the peer keeps, is
+    /// recorded there before it is sent.
+    pub journal: Option<&'a super::journal::SharedJournal>,
 }
 
 /// Recovers every replica of each shard from its file. Each peer's uploads run one after
@@ -226,6 +229,11 @@ fn upload_one(uploads: &Uploads<'_>, node: &Node, upload: ShardUpload) -> Result
         Some(_) => Err(Cancelled),
         None => Ok(()),
     };
+    let peer = Some((node.peer_id, node.client.display_url()));
+    if uploads.whole_collection {
+        super::journal::record_uploading(uploads.journal, target, &name, peer)
+            .map_err(|e| UploadError::Failed(format!("cannot write the restore's journal: {e}")))?;
+    }
     let sent = match uploads.whole_collection {
         true => node.client.upload_snapshot_file(
             target,
@@ -249,7 +257,25 @@ fn upload_one(uploads: &Uploads<'_>, node: &Node, upload: ShardUpload) -> Result
     };
     if uploads.whole_collection {
         // The server keeps an uploaded collection snapshot: not ours to leave.
-        let _ = node.client.delete_snapshot(target, &name);
+        match node.client.delete_snapshot(target, &name) {
+            Ok(()) => {
+                super::journal::record_upload_gone(
+                    uploads.journal,
+                    target,
+                    &name,
+                    peer.map(|p| p.0),
+                );
+            }
+            Err(e) if e.is_not_found() => {
+                super::journal::record_upload_gone(
+                    uploads.journal,
+                    target,
+                    &name,
+                    peer.map(|p| p.0),
+                );
+            }
+            Err(_) => {}
+        }
     }
     if let Err(e) = &sent
         && super::act::effect_of(e) == super::act::Effect::Unclear

@@ -148,7 +148,7 @@ impl Undo {
                 "Rolling back {} from its pre-restore snapshot...",
                 saved.collection
             ));
-            match recover(client, saved, stamp) {
+            match recover(client, saved, stamp, self.journal.as_ref()) {
                 Ok(()) => {
                     ui.ok(&format!("{} points, schema as before", saved.points));
                     done.push(format!(
@@ -242,14 +242,18 @@ impl Undo {
 
     /// Deletes the uploaded copies the server would otherwise keep forever.
     pub fn delete_uploads(&mut self, client: &Client, ui: &Ui) {
-        for (collection, file) in self.uploads.drain(..) {
-            if let Err(e) = client.delete_snapshot(&collection, &file) {
-                if !e.is_not_found() {
+        for (collection, file) in std::mem::take(&mut self.uploads) {
+            match client.delete_snapshot(&collection, &file) {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
                     ui.warn(&format!(
                         "could not delete the uploaded copy {file} of `{collection}` from the server: {e}"
                     ));
+                    continue;
                 }
             }
+            super::journal::record_upload_gone(self.journal.as_ref(), &collection, &file, None);
         }
     }
 
@@ -280,12 +284,20 @@ impl Undo {
 }
 
 /// Uploads the pre-restore snapshot back and checks the collection is as it was.
-fn recover(client: &Client, saved: &Saved, stamp: &str) -> Result<(), String> {
+fn recover(
+    client: &Client,
+    saved: &Saved,
+    stamp: &str,
+    journal: Option<&super::journal::SharedJournal>,
+) -> Result<(), String> {
     let file_name = format!(
         "aimem-rollback-{}-{stamp}-{}.snapshot",
         saved.collection,
         std::process::id()
     );
+    // The server keeps the uploaded copy: recorded first, like every object aimem makes there.
+    super::journal::record_uploading(journal, &saved.collection, &file_name, None)
+        .map_err(|e| format!("cannot write the restore's journal: {e}"))?;
     // A rollback is not interruptible by a first Ctrl-C: stopping half way would lose data.
     let mut never = |_| Ok::<(), Cancelled>(());
     let uploaded = client.upload_snapshot(
@@ -295,9 +307,14 @@ fn recover(client: &Client, saved: &Saved, stamp: &str) -> Result<(), String> {
         &saved.sha256,
         &mut never,
     );
-    let cleanup = client.delete_snapshot(&saved.collection, &file_name);
+    match client.delete_snapshot(&saved.collection, &file_name) {
+        Ok(()) => super::journal::record_upload_gone(journal, &saved.collection, &file_name, None),
+        Err(e) if e.is_not_found() => {
+            super::journal::record_upload_gone(journal, &saved.collection, &file_name, None);
+        }
+        Err(_) => {}
+    }
     uploaded.map_err(|e| format!("uploading {} failed: {e}", saved.local))?;
-    let _ = cleanup;
     schema_as_before(client, &saved.collection, &saved.fingerprint)?;
     let points = client
         .count_exact(&saved.collection)

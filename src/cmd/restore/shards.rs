@@ -463,7 +463,14 @@ pub(super) fn restore_one(
     let placement = wait_settled(cx, &nodes, &target, &expected)?;
     // A collection this run created is deleted on rollback, whatever Qdrant still recovers.
     let unclear = std::sync::Mutex::new(Vec::new());
-    upload_all(cx, source, &target, &nodes, &placement, &unclear)?;
+    upload_all(
+        cx,
+        source,
+        &target,
+        (&nodes, &placement),
+        &unclear,
+        undo.journal.as_ref(),
+    )?;
     super::act::stopped(cx.stop)?;
     check(cx, source, &target, &nodes, &expected, true)?;
     let recovered = match named {
@@ -519,9 +526,9 @@ pub(super) fn upload_all(
     cx: &Context,
     source: &Source,
     target: &str,
-    nodes: &[Node],
-    placement: &Placement,
+    (nodes, placement): (&[Node], &Placement),
     unclear: &std::sync::Mutex<Vec<UnclearShard>>,
+    journal: Option<&super::journal::SharedJournal>,
 ) -> Result<(), StepError> {
     let io = |path: &str| {
         let path = path.to_string();
@@ -590,6 +597,7 @@ pub(super) fn upload_all(
         stop: cx.stop,
         unclear,
         keep_going: false,
+        journal,
     };
     let recovered = replica_uploads::recover_every_replica(&uploads, files);
     spinner.finish_and_clear();

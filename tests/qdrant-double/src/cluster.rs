@@ -497,18 +497,24 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts `peers` (1..=254) peers. `config.peer_id` is not used: the peers get the
-    /// captured cluster's ids (then made-up ones).
+    /// captured cluster's ids (then made-up ones), shifted by an amount of this cluster's own:
+    /// two clusters never share a peer id, as two real ones do not (aimem tells servers apart
+    /// by them). The shift keeps the ids' order.
     pub fn start(peers: usize, config: Config) -> Cluster {
         assert!(
             (1..=254).contains(&peers),
             "qdrant-double: 1..=254 peers, not {peers}"
         );
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let instance = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let shift = (u64::from(std::process::id()) % 100_000) * 100_000 + instance % 100_000;
         let ids: Vec<u64> = (0..peers)
             .map(|i| {
                 FIXTURE_PEER_IDS
                     .get(i)
                     .copied()
                     .unwrap_or(1_000_000_000_000_000 + 7_919 * i as u64)
+                    + shift
             })
             .collect();
         let mut last_error = None;

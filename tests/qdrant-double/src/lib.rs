@@ -136,6 +136,24 @@ pub struct Double {
     _storage: tempfile::TempDir,
 }
 
+/// A UUID-shaped id unique to this double (Qdrant draws a random one each time it starts).
+fn process_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        std::process::id(),
+        n & 0xffff,
+        (nanos >> 48) & 0xfff,
+        (nanos >> 36) & 0xfff,
+        nanos & 0xffff_ffff_ffff
+    )
+}
+
 impl Double {
     /// Binds 127.0.0.1:0 and serves on background threads.
     pub fn start(config: Config) -> Double {
@@ -180,6 +198,7 @@ impl Double {
             storage: storage.path().to_path_buf(),
             served: Mutex::new(Vec::new()),
             cluster,
+            process_id: process_id(),
             peer_sync: Mutex::new(()),
         });
         let accept = {

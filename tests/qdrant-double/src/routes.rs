@@ -236,6 +236,15 @@ pub(crate) fn handle<'s>(
         ("GET", ["readyz"]) => Response::plain(200, "all shards are ready"),
         ("GET", ["cluster"]) => ok(json!({"status": "disabled"}), started),
         ("GET", ["metrics"]) => Response::plain(200, &metrics(shared)),
+        ("GET", ["telemetry"]) => ok(
+            json!({
+                "id": shared.process_id,
+                "app": {"name": "qdrant", "version": shared.config.version},
+                "collections": {"number_of_collections": lock(&shared.state).collections.len()},
+                "cluster": {"enabled": shared.cluster.is_some()},
+            }),
+            started,
+        ),
         ("GET", ["collections"]) => {
             let st = lock(&shared.state);
             let list: Vec<Value> = st

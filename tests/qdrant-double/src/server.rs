@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub served: Mutex<Vec<(String, String, u64)>>,
     /// Set when this double is one peer of a [`crate::Cluster`].
     pub cluster: Option<Arc<crate::cluster::PeerLink>>,
+    /// What `GET /telemetry` calls this server process (a new one for each double).
+    pub process_id: String,
     /// Cluster mode: held while this peer's view is rebuilt from the cluster, and across an
     /// index creation (refresh, create, copy back), so a concurrent refresh cannot drop an
     /// index between its creation and its copy into the cluster.
