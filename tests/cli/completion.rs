@@ -401,11 +401,11 @@ true > $READY
             Shell::Elvish => {
                 write(
                     dir.join("elvish").join("rc.elv"),
-                    // Enter takes the candidate elvish's menu shows; a line it would run instead
-                    // (no candidate) runs this harmless `aimem`.
+                    // Elvish may show a sole candidate in its menu: ^X there takes it first.
                     r#"eval (env COMPLETE=elvish $E:AIMEM | slurp)
-fn aimem {|@words| }
-set edit:insert:binding[Ctrl-X] = { print $edit:current-command > $E:OUT; print > $E:DONE }
+fn dump { print $edit:current-command > $E:OUT; print > $E:DONE }
+set edit:insert:binding[Ctrl-X] = $dump~
+set edit:completion:binding[Ctrl-X] = { edit:completion:accept; dump }
 print > $E:READY
 "#,
                 );
@@ -414,10 +414,9 @@ print > $E:READY
         }
     }
 
-    /// The keys a person presses: the line, TAB, (in elvish Enter, to take the candidate), ^X.
+    /// The keys a person presses: the line, TAB, then ^X.
     fn keys(self, typed: &str) -> String {
-        let accept = if self == Shell::Elvish { "\r" } else { "" };
-        format!("{typed}\t{accept}\x18")
+        format!("{typed}\t\x18")
     }
 
     /// The arguments `line` passes to `aimem` when this shell runs it in `cwd` (`aimem` is a
@@ -598,6 +597,21 @@ fn a_collection_on_the_server_holding_shell_syntax_completes_as_that_one_name() 
             .seed_from_fixture(name, "collections/info-github.json", 3);
     }
     for shell in SHELLS {
+        // What a TAB inserted before (a common start, quoted) narrows as what it means.
+        let quoted = match shell {
+            Shell::Elvish => "'q it''s {a",
+            _ => r"q\ it\'s\ \{a",
+        };
+        assert_eq!(
+            completed(
+                &env,
+                shell,
+                &format!("aimem backup --collection {quoted}"),
+                env.tmp.path()
+            ),
+            ["backup", "--collection", names[1]],
+            "{shell:?}"
+        );
         for name in names {
             let typed = format!("aimem backup --collection {}", &name[..1]);
             assert_eq!(
