@@ -4,9 +4,12 @@
 //! backup on the line or from the server.
 //!
 //! A completion runs inside the user's shell at every TAB: it never prints an error, never
-//! waits long for a server, and offers only names that are safe to put on a command line.
+//! waits long for a server, and every candidate reaches the shell in the form it inserts as
+//! exactly that one word, or not at all ([`shells`]).
 
-use std::ffi::{OsStr, OsString};
+pub(crate) mod shells;
+
+use std::ffi::OsStr;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -34,6 +37,7 @@ const WAIT: Duration = Duration::from_secs(2);
 pub fn answer_if_asked() {
     CompleteEnv::with_factory(Cli::command)
         .var(COMPLETE_ENV)
+        .shells(shells::SHELLS)
         .complete();
 }
 
@@ -180,19 +184,16 @@ fn candidates_from(
 
 /// The command line being completed, parsed as far as it goes. The word under the cursor is
 /// half a value: it is replaced by a stand-in that parses, so the words around it keep their
-/// meaning. The shell passes the words after `--`.
+/// meaning.
 fn line_matches(current: &OsStr) -> Option<ArgMatches> {
-    let mut words: Vec<String> = std::env::args_os()
-        .skip_while(|a| a != "--")
-        .skip(1)
-        .map(OsString::into_string)
-        .collect::<Result<_, _>>()
-        .ok()?;
+    let line = shells::line()?;
+    let mut words: Vec<String> = line
+        .words
+        .iter()
+        .map(|w| w.to_str().map(str::to_string))
+        .collect::<Option<_>>()?;
     let current = current.to_str()?;
-    // Bash passes the word's index; the other shells end the line with the word.
-    let index = std::env::var("_CLAP_COMPLETE_INDEX")
-        .ok()
-        .and_then(|i| i.parse::<usize>().ok())
+    let index = Some(line.index)
         .filter(|&i| i < words.len())
         .or_else(|| words.len().checked_sub(1))?;
     // The value may be the end of its word (`--collection=gi`).

@@ -342,3 +342,4 @@ proptest! {
 }
 
 mod cluster;
+mod completion;

@@ -2,7 +2,7 @@
 //! `COMPLETE=bash aimem` is sourced, COMP_WORDS/COMP_CWORD/COMP_LINE/COMP_POINT are set and the
 //! registered function is called; COMPREPLY is what a TAB would offer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -210,8 +210,13 @@ fn backup_collection_offers_the_names_on_the_server() {
     let env = TestEnv::ai_memory();
     env.double
         .seed_from_fixture("extra one", "collections/info-github.json", 3);
+    // Each as the one word it is: `extra one` must not become two arguments.
     assert_eq!(
-        complete(&env, &["aimem", "backup", "--collection", ""]),
+        offered_words(
+            &env,
+            &["aimem", "backup", "--collection", ""],
+            env.tmp.path()
+        ),
         [
             "code-patterns",
             "conventions",
@@ -307,4 +312,371 @@ fn values_that_are_no_paths_complete_no_file_names() {
     // Where a folder is wanted, folders are offered.
     let offered = complete_in(&env, &["aimem", "list", ""], &cwd);
     assert!(!offered.iter().any(|o| o.contains("a-file")), "{offered:?}");
+}
+
+// What a TAB inserts must reach aimem as exactly the name offered, in every shell, and run
+// nothing on its way: names may hold `$(…)`, quotes, spaces, and characters no shell can
+// insert safely. These tests type at a real shell on a terminal (driven by zsh's zpty), let it
+// complete, read back the line, and run that line with `aimem` defined as a function that
+// prints its arguments, in an empty folder that must stay empty.
+
+/// Runs "$@" on a terminal: waits until its start-up file is done, types `$KEYS`, and waits
+/// until the key bound to ^X has written the line to `$OUT` (then `$DONE`).
+const TERMINAL: &str = r#"
+zmodload zsh/zpty || exit 90
+zpty shell "$@" || exit 91
+drain() { while zpty -r -t shell junk; do :; done }
+for i in {1..600}; do [[ -e $READY ]] && break; drain; sleep 0.05; done
+[[ -e $READY ]] || exit 92
+zpty -w -n shell "$KEYS"
+for i in {1..1200}; do [[ -e $DONE ]] && break; drain; sleep 0.05; done
+zpty -d shell
+[[ -e $DONE ]] || exit 93
+"#;
+
+/// The shells whose completion aimem registers (`COMPLETE=<shell> aimem`) and that run here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+}
+
+const SHELLS: [Shell; 4] = [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::Elvish];
+
+impl Shell {
+    /// Writes the start-up files into `dir` (register aimem's completion, bind ^X to write the
+    /// line to $OUT, then create $READY) and returns the command that starts the shell.
+    fn set_up(self, dir: &Path) -> Vec<String> {
+        let write = |path: PathBuf, text: &str| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        match self {
+            Shell::Bash => {
+                let rc = dir.join("bashrc");
+                write(
+                    rc.clone(),
+                    // extglob as bash-completion sets it: more of a word can be a pattern.
+                    r#"shopt -s extglob
+source <(COMPLETE=bash "$AIMEM")
+bind -x '"\C-x": printf "%s" "$READLINE_LINE" > "$OUT"; : > "$DONE"'
+: > "$READY"
+"#,
+                );
+                let rc = path_str(&rc).to_string();
+                vec![
+                    "bash".into(),
+                    "--noprofile".into(),
+                    "--rcfile".into(),
+                    rc,
+                    "-i".into(),
+                ]
+            }
+            Shell::Zsh => {
+                write(
+                    dir.join(".zshrc"),
+                    r#"autoload -U compinit && compinit -u -D
+source <(COMPLETE=zsh "$AIMEM")
+_aimem_dump() { print -rn -- "$BUFFER" > "$OUT"; : > "$DONE" }
+zle -N _aimem_dump
+bindkey '^X' _aimem_dump
+: > "$READY"
+"#,
+                );
+                vec!["zsh".into(), "-d".into(), "-i".into()]
+            }
+            Shell::Fish => {
+                write(
+                    dir.join("fish").join("config.fish"),
+                    r#"set -g fish_greeting
+COMPLETE=fish $AIMEM | source
+bind \cx 'commandline > $OUT; true > $DONE'
+true > $READY
+"#,
+                );
+                vec!["fish".into(), "-i".into()]
+            }
+            Shell::Elvish => {
+                write(
+                    dir.join("elvish").join("rc.elv"),
+                    // Elvish may show a sole candidate in its menu: ^X there takes it first.
+                    r#"eval (env COMPLETE=elvish $E:AIMEM | slurp)
+fn dump { print $edit:current-command > $E:OUT; print > $E:DONE }
+set edit:insert:binding[Ctrl-X] = $dump~
+set edit:completion:binding[Ctrl-X] = { edit:completion:accept; dump }
+print > $E:READY
+"#,
+                );
+                vec!["elvish".into()]
+            }
+        }
+    }
+
+    /// The keys a person presses: the line, TAB, then ^X.
+    fn keys(self, typed: &str) -> String {
+        format!("{typed}\t\x18")
+    }
+
+    /// The arguments `line` passes to `aimem` when this shell runs it in `cwd` (`aimem` is a
+    /// function that prints them, each ended by a NUL).
+    #[track_caller]
+    fn run_line(self, line: &str, cwd: &Path) -> Vec<String> {
+        let mut command = match self {
+            Shell::Bash => {
+                let mut c = Command::new("bash");
+                c.args(["--norc", "--noprofile", "-c"])
+                    .arg(r#"aimem() { printf '%s\0' "$@"; }; eval "$1""#)
+                    .arg("bash");
+                c
+            }
+            Shell::Zsh => {
+                let mut c = Command::new("zsh");
+                c.args(["-f", "-c"])
+                    .arg(r#"aimem() { printf '%s\0' "$@" }; eval "$1""#)
+                    .arg("zsh");
+                c
+            }
+            Shell::Fish => {
+                let mut c = Command::new("fish");
+                c.args(["--no-config", "-c"])
+                    .arg(r#"function aimem; printf '%s\0' $argv; end; eval $argv[1]"#);
+                c
+            }
+            Shell::Elvish => {
+                let mut c = Command::new("elvish");
+                c.args(["-norc", "-c"])
+                    .arg(r#"fn aimem {|@a| for x $a { print $x"\x00" } }; eval $args[0]"#);
+                c
+            }
+        };
+        let out = command
+            .arg(line)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{self:?} must be installed (see .ci/run): {e}"));
+        assert!(
+            out.status.success(),
+            "{self:?} could not run {line:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_terminator('\0')
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The line `shell` shows after `typed` and a TAB, in `cwd`, with the test's environment.
+#[track_caller]
+fn tab_in(env: &TestEnv, shell: Shell, typed: &str, cwd: &Path) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let start = shell.set_up(dir.path());
+    let file = |name: &str| path_str(&dir.path().join(name)).to_string();
+    let template = env.command(&[]);
+    let mut zsh = Command::new("zsh");
+    zsh.env_clear();
+    for (key, value) in template.get_envs() {
+        if let Some(value) = value {
+            zsh.env(key, value);
+        }
+    }
+    zsh.env("AIMEM", env!("CARGO_BIN_EXE_aimem"))
+        .env("TERM", "xterm")
+        .env("ZDOTDIR", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env("OUT", file("out"))
+        .env("DONE", file("done"))
+        .env("READY", file("ready"))
+        .env("KEYS", shell.keys(typed))
+        .current_dir(cwd)
+        .args(["-f", "-c", TERMINAL, "zsh"])
+        .args(&start)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let run = wait_bounded(zsh.spawn().expect("zsh must be installed (see .ci/run)"));
+    assert_eq!(
+        run.code, 0,
+        "{shell:?} on a terminal failed: {}",
+        run.stderr
+    );
+    let line = std::fs::read_to_string(dir.path().join("out")).unwrap();
+    line.strip_suffix('\n').unwrap_or(&line).to_string()
+}
+
+/// What `aimem` receives when the line `shell` completed from `typed` is run: the line is run
+/// in an empty folder, which must stay empty (nothing in the name ran).
+#[track_caller]
+fn completed(env: &TestEnv, shell: Shell, typed: &str, cwd: &Path) -> Vec<String> {
+    let line = tab_in(env, shell, typed, cwd);
+    let scratch = tempfile::tempdir().unwrap();
+    let words = shell.run_line(&line, scratch.path());
+    let left = std::fs::read_dir(scratch.path()).unwrap().count();
+    assert_eq!(
+        left, 0,
+        "{shell:?}: running the completed line {line:?} ran code"
+    );
+    words
+}
+
+/// What each candidate bash offers is as a word on a command line: each must be exactly one
+/// word, and running it must run nothing.
+#[track_caller]
+fn offered_words(env: &TestEnv, words: &[&str], cwd: &Path) -> Vec<String> {
+    let scratch = tempfile::tempdir().unwrap();
+    complete_in(env, words, cwd)
+        .iter()
+        .map(|reply| {
+            let got = Shell::Bash.run_line(&format!("aimem {reply}"), scratch.path());
+            assert_eq!(got.len(), 1, "{reply:?} is not one word but {got:?}");
+            let left = std::fs::read_dir(scratch.path()).unwrap().count();
+            assert_eq!(left, 0, "inserting {reply:?} runs code");
+            got.into_iter().next().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_backup_folder_holding_shell_syntax_completes_as_that_one_name() {
+    let env = TestEnv::new();
+    let cwd = env.tmp.path().join("cwd");
+    std::fs::create_dir_all(cwd.join("bk$(touch PWNED)")).unwrap();
+    for shell in SHELLS {
+        assert_eq!(
+            completed(&env, shell, "aimem restore bk", &cwd),
+            ["restore", "bk$(touch PWNED)/"],
+            "{shell:?}"
+        );
+    }
+    assert_eq!(
+        offered_words(&env, &["aimem", "restore", "bk"], &cwd),
+        ["bk$(touch PWNED)/"]
+    );
+    assert!(!cwd.join("PWNED").exists(), "completing ran the name");
+}
+
+#[test]
+fn a_backup_in_the_root_holding_shell_syntax_completes_as_that_one_name() {
+    let env = TestEnv::ai_memory();
+    let taken = env.backup(&["--collection", "github"]);
+    let hostile = env.root().join("$(touch X)");
+    std::fs::rename(&taken, &hostile).unwrap();
+    let hostile = path_str(&hostile).to_string();
+
+    let typed = format!("aimem restore {}/", path_str(&env.root()));
+    for shell in SHELLS {
+        let words = completed(&env, shell, &typed, env.tmp.path());
+        assert_eq!(words.len(), 2, "{shell:?}: {words:?}");
+        assert_eq!(words[0], "restore", "{shell:?}");
+        assert_eq!(words[1].trim_end_matches('/'), hostile, "{shell:?}");
+    }
+    // All the root offers, each as the one word it is.
+    let mut offered = offered_words(&env, &["aimem", "restore", ""], env.tmp.path());
+    offered.retain(|o| !o.starts_with('-'));
+    assert_eq!(offered, ["latest", hostile.as_str()]);
+    assert!(
+        !env.tmp.path().join("X").exists(),
+        "completing ran the name"
+    );
+}
+
+#[test]
+fn a_collection_on_the_server_holding_shell_syntax_completes_as_that_one_name() {
+    let env = TestEnv::new();
+    // Names Qdrant and aimem accept, with about everything a shell reads as syntax.
+    let names = ["a$(touch X)", "q it's {a,b} [c]!~#&;`touch X`$HOME=%^ é漢"];
+    for name in names {
+        env.double
+            .seed_from_fixture(name, "collections/info-github.json", 3);
+    }
+    for shell in SHELLS {
+        // What a TAB inserted before (a common start, quoted) narrows as what it means.
+        let quoted = match shell {
+            Shell::Elvish => "'q it''s {a",
+            _ => r"q\ it\'s\ \{a",
+        };
+        assert_eq!(
+            completed(
+                &env,
+                shell,
+                &format!("aimem backup --collection {quoted}"),
+                env.tmp.path()
+            ),
+            ["backup", "--collection", names[1]],
+            "{shell:?}"
+        );
+        for name in names {
+            let typed = format!("aimem backup --collection {}", &name[..1]);
+            assert_eq!(
+                completed(&env, shell, &typed, env.tmp.path()),
+                ["backup", "--collection", name],
+                "{shell:?}"
+            );
+        }
+    }
+    assert_eq!(
+        offered_words(
+            &env,
+            &["aimem", "backup", "--collection", ""],
+            env.tmp.path()
+        ),
+        names
+    );
+    assert!(
+        !env.tmp.path().join("X").exists(),
+        "completing ran the name"
+    );
+}
+
+#[test]
+fn names_with_control_or_direction_characters_are_left_out() {
+    let env = TestEnv::new();
+    let cwd = env.tmp.path().join("cwd");
+    // Each hostile name beside a safe one with the same start: the safe one is the only
+    // candidate, so a TAB completes it.
+    for folder in [
+        "vt\u{b}split",
+        "vtok",
+        "nl\ntouch PWNED #",
+        "nlok",
+        "bidi\u{202e}gpj.exe",
+        "bidiok",
+        "iso\u{2066}x\u{2069}",
+        "isook",
+    ] {
+        std::fs::create_dir_all(cwd.join(folder)).unwrap();
+    }
+    for name in ["evil\u{202e}txt", "eok", "zw\u{200b}x", "zwok"] {
+        env.double
+            .seed_from_fixture(name, "collections/info-github.json", 3);
+    }
+    for shell in SHELLS {
+        for stem in ["vt", "nl", "bidi", "iso"] {
+            assert_eq!(
+                completed(&env, shell, &format!("aimem restore {stem}"), &cwd),
+                ["restore", &format!("{stem}ok/")],
+                "{shell:?}"
+            );
+        }
+        for (stem, safe) in [("e", "eok"), ("zw", "zwok")] {
+            assert_eq!(
+                completed(
+                    &env,
+                    shell,
+                    &format!("aimem backup --collection {stem}"),
+                    &cwd
+                ),
+                ["backup", "--collection", safe],
+                "{shell:?}"
+            );
+        }
+    }
+    assert!(!cwd.join("PWNED").exists(), "completing ran the name");
 }
