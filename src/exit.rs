@@ -25,6 +25,8 @@ pub enum Exit {
     ConfigOrRestoreFailed,
     /// A restore failed and its rollback failed too.
     RollbackFailed,
+    /// The run's output could not be written (stdout full or failing; a closed pipe is not).
+    OutputFailed,
     /// Stopped by SIGINT (Ctrl-C) after cleaning up.
     Interrupted,
     /// Stopped by SIGTERM after cleaning up.
@@ -41,6 +43,8 @@ impl Exit {
             Exit::InsufficientSpace | Exit::ConnectionFailed => 3,
             Exit::ConfigOrRestoreFailed => 4,
             Exit::RollbackFailed => 5,
+            // sysexits' EX_IOERR.
+            Exit::OutputFailed => 74,
             Exit::Interrupted => 130,
             Exit::Terminated => 143,
         }
@@ -56,6 +60,7 @@ Exit status:
   3    not enough disk space; Qdrant connection failed (restore, diff-schema)
   4    config backup failed; a restore failed and was rolled back
   5    a restore failed and its rollback failed too, or could not be made safely
+  74   the output could not be written (stdout full or failing)
   130  stopped by Ctrl-C (SIGINT) after cleaning up
   143  stopped by SIGTERM after cleaning up";
 
@@ -80,6 +85,7 @@ mod tests {
             (Exit::ConnectionFailed, 3),
             (Exit::ConfigOrRestoreFailed, 4),
             (Exit::RollbackFailed, 5),
+            (Exit::OutputFailed, 74),
             (Exit::Interrupted, 130),
             (Exit::Terminated, 143),
         ];

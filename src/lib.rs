@@ -85,17 +85,43 @@ pub fn main() -> ExitCode {
         Command::Prune(args) => cmd::prune::run(args, &ui),
         Command::Completions(args) => cmd::completions::run(args),
     };
-    match outcome {
+    let exit = match outcome {
         Ok(()) => {
             cmd::output::finish(None);
-            Exit::Success.into()
+            Exit::Success
         }
         Err(Failure { exit, report }) => {
             eprintln!("{:?}", terminal::Escaped::new(report.as_ref()));
             cmd::output::finish(Some(&ErrorDocument::new(exit, report.as_ref())));
-            exit.into()
+            exit
         }
+    };
+    // Data that did not reach stdout is a failure of its own, said once; a run that failed
+    // anyway keeps its own status.
+    match cmd::output::write_failure() {
+        Some(why) => {
+            let failure = OutputFailed {
+                why: why.to_string(),
+            };
+            eprintln!("{:?}", terminal::Escaped::new(&failure));
+            match exit {
+                Exit::Success => Exit::OutputFailed.into(),
+                exit => exit.into(),
+            }
+        }
+        None => exit.into(),
     }
+}
+
+/// stdout could not take the run's output.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("could not write the output to stdout: {why}")]
+#[diagnostic(
+    code(aimem::output),
+    help("Make room where stdout goes (a full disk behind `> file`?) and run the command again.")
+)]
+struct OutputFailed {
+    why: String,
 }
 
 /// Whether `--json` is among the arguments (before a `--`): clap refused the command line, so

@@ -1,9 +1,11 @@
 //! Data on stdout: a JSON document for `--json`, or report lines for a person.
 //!
-//! A closed pipe (`aimem list | head`) is not an error: the reader has what it wanted, so
-//! write failures are ignored here rather than turned into a panic by `println!`.
+//! A closed pipe (`aimem list | head`) is not an error: the reader has what it wanted. Any
+//! other failure to write (a full disk behind `> file`, `/dev/full`) is: the first one is kept,
+//! nothing more is written after it, and the run ends with [`Exit::OutputFailed`], the error
+//! said once ([`write_failure`]).
 
-use std::io::Write;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -12,9 +14,30 @@ use serde::Serialize;
 
 use crate::exit::Exit;
 
+/// The first failure to write to stdout (a closed pipe is none); set once, read by `main`.
+static WRITE_FAILURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Writes `data` and flushes stdout, unless an earlier write failed. A closed pipe is fine;
+/// any other failure is kept for [`write_failure`] and stops later writes.
+fn write_out(data: &[u8]) {
+    if WRITE_FAILURE.get().is_some() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(data).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = WRITE_FAILURE.set(e.to_string());
+        }
+    }
+}
+
+/// Why writing to stdout failed, if it did: the run's data did not all reach its reader.
+pub fn write_failure() -> Option<&'static str> {
+    WRITE_FAILURE.get().map(String::as_str)
+}
+
 /// One report line on stdout, its control characters escaped ([`crate::terminal::escape`]:
-/// report lines quote names and manifest fields). A closed pipe is fine; any other failure (a full disk behind
-/// `> file`) is said on stderr, so a script does not silently get nothing.
+/// report lines quote names and manifest fields). See [`write_out`] for failures.
 pub fn line(text: &str) {
     use std::io::IsTerminal;
     let text = match std::io::stdout().is_terminal() {
@@ -26,20 +49,13 @@ pub fn line(text: &str) {
 }
 
 fn write_line(text: &str) {
-    let mut out = std::io::stdout().lock();
     let text = crate::terminal::escape(text);
-    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("aimem: could not write to stdout: {e}");
-        }
-    }
+    write_out(format!("{text}\n").as_bytes());
 }
 
-/// Raw bytes on stdout (a generated script), write errors ignored as for [`line`].
+/// Raw bytes on stdout (a generated script), failures as for [`line`].
 pub fn bytes(data: &[u8]) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(data);
-    let _ = out.flush();
+    write_out(data);
 }
 
 /// The version of every `--json` document's shape (README, "JSON output"). Raised when a field
@@ -162,13 +178,7 @@ fn with_field(document: &str, key: &str, value: &impl Serialize) -> String {
 
 /// Writes a JSON text on stdout, made [`terminal_safe`].
 fn write_json(text: &str) {
-    let safe = terminal_safe(text);
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{safe}").and_then(|()| out.flush()) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("aimem: could not write to stdout: {e}");
-        }
-    }
+    write_out(format!("{}\n", terminal_safe(text)).as_bytes());
 }
 
 /// A JSON text with every character a terminal would act on written as a JSON `\uXXXX`
@@ -272,6 +282,7 @@ fn exit_code_name(exit: Exit) -> String {
         Exit::InsufficientSpace => "insufficient_space",
         Exit::ConfigOrRestoreFailed => "config_or_restore_failed",
         Exit::RollbackFailed => "rollback_failed",
+        Exit::OutputFailed => "output",
         Exit::Interrupted | Exit::Terminated => "interrupted",
     };
     format!("aimem::{name}")

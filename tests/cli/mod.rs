@@ -19,6 +19,7 @@ mod legacy;
 mod list;
 mod manual;
 mod names;
+mod output_errors;
 mod output_safety;
 mod prune;
 mod reading;
