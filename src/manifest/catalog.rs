@@ -92,9 +92,11 @@ pub fn scan(root: &Utf8Path) -> std::io::Result<Vec<Listed>> {
 
 /// A backup folder argument: a path, or `latest` for the newest complete, dated backup under
 /// `root` (by the time it was taken, as `list` orders them, not by name: names are local time
-/// and go backwards when clocks do).
+/// and go backwards when clocks do). `latest` always means that, whatever is in the current
+/// folder: a folder planted there under that name must not be restored instead; `./latest`
+/// reaches such a folder.
 pub fn resolve_backup(arg: &Utf8Path, root: &Utf8Path) -> Result<Utf8PathBuf, String> {
-    if arg.as_str() != "latest" || arg.exists() {
+    if arg.as_str() != "latest" {
         return Ok(arg.to_owned());
     }
     let listed = scan(root).map_err(|e| format!("cannot list the backups in {root}: {e}"))?;

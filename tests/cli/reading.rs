@@ -346,3 +346,38 @@ fn fifos_in_the_install_dir_do_not_hang_a_backup() {
     // instead of waiting forever for a writer.
     assert!(run.code == 0 || run.code == 4, "{run:?}");
 }
+
+/// `latest` is the backup root's newest complete backup, whatever the current folder holds: a
+/// folder planted there under that name is not used; `./latest` reaches it.
+#[test]
+fn a_folder_named_latest_in_the_current_folder_never_stands_in_for_the_newest_backup() {
+    let env = super::support::TestEnv::ai_memory();
+    let newest = env.backup(&["--collection", "conventions"]);
+    let cwd = env.tmp.path().join("cwd");
+    std::fs::create_dir_all(&cwd).expect("cwd");
+    // A planted "backup": a copy of the real one with a damaged snapshot.
+    let planted = cwd.join("latest");
+    super::support::copy_dir(&newest, &planted);
+    let snapshot = planted.join("qdrant").join("conventions.snapshot");
+    std::fs::write(&snapshot, b"planted").expect("plant");
+    let verify = env.run_with(&["verify", "latest", "--json"], |c| {
+        c.current_dir(&cwd);
+    });
+    verify.assert_code(0);
+    let json = super::support::json_stdout(&verify);
+    assert_eq!(
+        json["backup"].as_str().map(std::path::Path::new),
+        Some(newest.as_path()),
+        "{json}"
+    );
+    let dry = env.run_with(&["restore", "latest", "--dry-run"], |c| {
+        c.current_dir(&cwd);
+    });
+    dry.assert_code(0)
+        .assert_stderr_contains(newest.file_name().and_then(|n| n.to_str()).expect("name"));
+    // The planted folder is reached only by a path.
+    env.run_with(&["verify", "./latest"], |c| {
+        c.current_dir(&cwd);
+    })
+    .assert_code(2);
+}
