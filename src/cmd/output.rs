@@ -247,10 +247,16 @@ impl ErrorDocument {
                 .collect()
             })
             .unwrap_or_default();
-        ErrorDocument {
-            code: report
+        // A run a signal stopped is `aimem::interrupted`, whatever it was doing (a rollback's
+        // report is in the message): the documented contract for scripts, in one place.
+        let code = match exit {
+            Exit::Interrupted | Exit::Terminated => exit_code_name(exit),
+            _ => report
                 .code()
                 .map_or_else(|| exit_code_name(exit), |c| c.to_string()),
+        };
+        ErrorDocument {
+            code,
             message: report.to_string(),
             help: report.help().map(|h| h.to_string()),
             exit: exit.code(),

@@ -414,3 +414,37 @@ fn the_documents_never_carry_the_urls_credentials() {
         "{server}"
     );
 }
+
+/// A signal during a restore's uploads rolls the restore back and exits 130: the document's
+/// code is the documented `aimem::interrupted`, the rollback said in its message.
+#[test]
+fn ctrl_c_during_a_restore_is_aimem_interrupted_in_the_document() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::Delay(std::time::Duration::from_millis(1500)),
+    ));
+    let child = env
+        .command(&["restore", backup.to_str().unwrap(), "--force", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_request(&env.double, "POST", |p| p.ends_with("/snapshots/upload"));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let run = to_run(child.wait_with_output().unwrap());
+    let doc = error_of(&run, 130);
+    assert_eq!(doc["error"]["code"], json!("aimem::interrupted"), "{doc:#}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("rolled back")),
+        "{doc:#}"
+    );
+}
