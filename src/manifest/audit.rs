@@ -327,6 +327,21 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
                         format!("{} bytes, the manifest says {}", meta.len(), size_bytes),
                     );
                 }
+                // Without CHECKSUMS.sha256 a digest the manifest records is checked on its own:
+                // whatever else is missing, a recorded digest is never taken on trust.
+                if listed.is_none()
+                    && let Some(recorded) = &sha256
+                {
+                    match confined::open(dir, &file).and_then(checksums::hash_reader) {
+                        Ok((actual, _)) if !actual.eq_ignore_ascii_case(recorded) => push(
+                            &file,
+                            Kind::Mismatch,
+                            format!("SHA-256 is {actual}, the manifest records {recorded}"),
+                        ),
+                        Ok(_) => {}
+                        Err(e) => push(&file, Kind::Unreadable, format!("cannot be read ({e})")),
+                    }
+                }
                 // The manifest records the snapshot's digest too: a CHECKSUMS.sha256 "repaired" to
                 // match a changed file no longer agrees with it.
                 let checksum_line = listed.as_ref().and_then(|l| l.get(&file));

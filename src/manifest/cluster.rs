@@ -221,6 +221,11 @@ impl super::CollectionEntry {
 }
 
 impl super::Manifest {
+    /// True when the manifest has a top-level `cluster` record, readable or not.
+    pub fn has_cluster_record(&self) -> bool {
+        self.extra.contains_key(CLUSTER_KEY)
+    }
+
     /// The top-level `cluster` record: Some only for a cluster backup.
     pub fn cluster(&self) -> Option<ClusterRecord> {
         let value = self.extra.get(CLUSTER_KEY)?;

@@ -735,3 +735,61 @@ fn diff_schema_refuses_a_peer_whose_collection_view_speaks_for_another_peer() {
     run.assert_stderr_contains("answered as peer");
     assert_ne!(run.code, 0, "{run:?}");
 }
+
+/// A cluster backup stripped of its checksums file and of the fields that mark aimem's
+/// backups is still never taken for a Python-script backup, and a shard file changed in place
+/// (same size) is caught by the digest the manifest records for it: verify and restore agree.
+#[test]
+fn a_stripped_cluster_backup_is_never_legacy_and_its_recorded_digests_are_checked() {
+    let env = ClusterEnv::new(3);
+    let dir = env.backup();
+    let backup = dir.to_str().expect("utf-8").to_string();
+    let dir = dir.as_path();
+    edit_manifest(dir, |m| {
+        let top = m.as_object_mut().expect("object");
+        top.remove("aimem_version");
+        top.remove("qdrant_version");
+        for entry in m["collections"]
+            .as_object_mut()
+            .expect("collections")
+            .values_mut()
+        {
+            let entry = entry.as_object_mut().expect("entry");
+            entry.remove("schema");
+            entry.remove("sha256");
+            entry.remove("schema_digest");
+            entry.remove("records_max");
+        }
+    });
+    std::fs::remove_file(dir.join("CHECKSUMS.sha256")).expect("remove checksums");
+    // The same length, other bytes.
+    let shard = shard_path(dir, 1);
+    let mut bytes = std::fs::read(&shard).expect("shard");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&shard, &bytes).expect("write");
+
+    let verify = env.run(&["verify", &backup, "--json"]);
+    verify.assert_code(2);
+    let report = json_stdout(&verify);
+    let problems = report["problems"].as_array().expect("problems");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["file"] == "qdrant/discussions/shard-1.snapshot" && p["kind"] == "mismatch"),
+        "{report:#}"
+    );
+    assert!(
+        problems.iter().any(|p| p["kind"] == "checksums_missing"
+            && p["problem"]
+                .as_str()
+                .is_some_and(|t| t.contains("cluster backup"))),
+        "{report:#}"
+    );
+    let target = Cluster::start(3, keyed_config());
+    env.world
+        .run(&target.url(0), &["restore", &backup, "--force"])
+        .assert_code(2)
+        .assert_stderr_contains("cluster backup");
+    assert!(target.collection_names().is_empty());
+}
