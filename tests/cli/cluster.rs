@@ -372,17 +372,28 @@ fn shard_snapshots_of_a_killed_backup_are_deleted_on_their_peers_by_the_next_bac
     command.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = command.spawn().expect("spawn aimem");
     let deadline = Instant::now() + Duration::from_secs(30);
+    // Every shard's download under way: every creation was answered, so every name is recorded
+    // (a creation never answered is only reported by the next run, never deleted).
     let downloading = || {
-        (0..3).any(|i| {
-            env.cluster
-                .peer(i)
-                .requests()
-                .iter()
-                .any(|r| r.method == "GET" && r.path.contains("/snapshots/discussions-shard-"))
-        })
+        (0..3)
+            .map(|i| {
+                env.cluster
+                    .peer(i)
+                    .requests()
+                    .iter()
+                    .filter(|r| {
+                        r.method == "GET" && r.path.contains("/snapshots/discussions-shard-")
+                    })
+                    .count()
+            })
+            .sum::<usize>()
+            >= 3
     };
     while !downloading() {
-        assert!(Instant::now() < deadline, "no shard download started");
+        assert!(
+            Instant::now() < deadline,
+            "the shard downloads did not all start"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     Command::new("kill")

@@ -313,3 +313,87 @@ fn a_corrupted_last_snapshot_fails_with_jobs_3_before_anything_changes() {
     assert_eq!(target.collection_names(), vec![existing.to_string()]);
     assert_eq!(state(&target, existing), before);
 }
+
+/// One upload always fails while `--jobs 4` restores five existing collections: what stderr
+/// says was put back, the `--json` rollback report and the recovery help are one account.
+#[test]
+fn the_rollback_report_is_one_account_on_stderr_and_in_json() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&[]);
+    // Every collection gets a point more, so each restore overwrites an existing collection.
+    for name in AI_MEMORY_COLLECTIONS {
+        env.double.upsert_points(name, &[9999]);
+    }
+    env.double.inject(Fault::always(
+        Some("POST"),
+        "/collections/github/snapshots/upload",
+        FaultKind::Status {
+            code: 500,
+            message: "Service internal error: disk broke".into(),
+        },
+    ));
+    let run = env.run(&[
+        "restore",
+        backup.to_str().unwrap(),
+        "--force",
+        "--jobs",
+        "4",
+        "--json",
+    ]);
+    // github's rollback upload fails as its restore upload did: the rollback is partial.
+    run.assert_code(5);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("json");
+    let rollback = &doc["rollback"];
+    let done: Vec<String> = rollback["done"]
+        .as_array()
+        .expect("done")
+        .iter()
+        .map(|d| d.as_str().expect("text").to_string())
+        .collect();
+    // Each collection stderr calls put back is in the JSON account too, and the other way.
+    let said_back: Vec<&str> = AI_MEMORY_COLLECTIONS
+        .iter()
+        .copied()
+        .filter(|name| {
+            run.stderr
+                .contains(&format!("`{name}` recovered from its pre-restore snapshot"))
+        })
+        .collect();
+    let in_json: Vec<&str> = AI_MEMORY_COLLECTIONS
+        .iter()
+        .copied()
+        .filter(|name| done.iter().any(|d| d.contains(&format!("`{name}`"))))
+        .collect();
+    assert_eq!(said_back, in_json, "stderr: {}\njson: {doc:#}", run.stderr);
+    assert!(!in_json.is_empty(), "{doc:#}");
+    for collection in doc["collections"].as_array().expect("collections") {
+        let name = collection["name"].as_str().unwrap_or_default();
+        if in_json.contains(&name) {
+            assert_ne!(collection["outcome"], "unknown", "{doc:#}");
+        }
+    }
+    // Nothing put back is listed for a manual re-upload.
+    let kept: Vec<&str> = rollback["prerestore_kept"]
+        .as_array()
+        .map(|k| k.iter().filter_map(|k| k["collection"].as_str()).collect())
+        .unwrap_or_default();
+    for name in &in_json {
+        assert!(!kept.contains(name), "{doc:#}");
+    }
+    // The server agrees: each collection reported back is as it was (31 points).
+    for name in &in_json {
+        assert_eq!(
+            env.double.point_ids(name).map(|p| p.len()),
+            Some(31),
+            "{name}"
+        );
+    }
+    // And the recovery help offers a re-upload only for what was not put back.
+    for name in &in_json {
+        assert!(
+            !run.stderr.contains(&format!("{name}.snapshot 'http")),
+            "{}",
+            run.stderr
+        );
+    }
+}

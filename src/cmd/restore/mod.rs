@@ -1097,16 +1097,19 @@ fn roll_back(
     }
     cx.ui.step("Rolling back...");
     let mut settle = |unclear: &rollback::Unclear| recovery::wait_until_recovered(watch, unclear);
-    match undo.rollback(cx.client, cx.ui, &cx.stamp, &mut settle) {
-        Ok(done) => {
-            *outcome = Some(report::Rollback::done(&done, touched));
-            let rolled_back = if done.is_empty() {
-                "  nothing had been changed yet".to_string()
-            } else {
-                done.iter()
-                    .map(|d| format!("  {d}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+    let rolled = undo.rollback(cx.client, cx.ui, &cx.stamp, &mut settle);
+    let lines = |items: &[String]| {
+        items
+            .iter()
+            .map(|d| format!("  {d}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let failure = match rolled.ok() {
+        true => {
+            let rolled_back = match rolled.done.is_empty() {
+                true => "  nothing had been changed yet".to_string(),
+                false => lines(&rolled.done),
             };
             let exit = match (&cause, stop.requested()) {
                 (_, Some(signal)) => signal,
@@ -1117,23 +1120,28 @@ fn roll_back(
                 miette::Report::new(RestoreError::RolledBack { rolled_back, cause }),
             )
         }
-        Err(failures) => {
-            *outcome = Some(report::Rollback::failed(&failures, undo, touched));
-            let failures_text = failures
+        false => {
+            let mut failures = rolled
+                .failed
                 .iter()
                 .map(|Unrestored { what, why }| format!("  {what}: {why}"))
                 .collect::<Vec<_>>()
                 .join("\n");
+            if !rolled.done.is_empty() {
+                failures.push_str(&format!("\nput back:\n{}", lines(&rolled.done)));
+            }
             Failure::new(
                 Exit::RollbackFailed,
                 miette::Report::new(RestoreError::RollbackFailed {
-                    failures: failures_text,
+                    failures,
                     recovery: recovery_help(url, undo),
                     cause,
                 }),
             )
         }
-    }
+    };
+    *outcome = Some(report::Rollback::of(&rolled, undo, touched));
+    failure
 }
 
 /// Where each kept pre-restore snapshot is and the one command that puts it back.

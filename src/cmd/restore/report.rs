@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::config::{ConfigFile, Skipped};
 use super::plan::{Action, Planned};
-use super::rollback::{Undo, Unrestored};
+use super::rollback::{RollbackOutcome, Undo};
 
 #[derive(Debug, Default, Serialize)]
 pub struct RestoreReport {
@@ -83,6 +83,9 @@ pub struct Rollback {
     /// Collections this run had changed, which the rollback was about.
     #[serde(skip)]
     pub touched: Vec<String>,
+    /// Those of them the rollback put back (or deleted, when created by this run).
+    #[serde(skip)]
+    pub rolled_back: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,36 +126,33 @@ impl Rollback {
         touched(undo)
     }
 
-    pub fn done(done: &[String], touched: Vec<String>) -> Rollback {
+    /// The report of a rollback: the same account the terminal shows. Pre-restore copies are
+    /// listed as kept only for what was not put back (the others were discarded).
+    pub fn of(rolled: &RollbackOutcome, undo: &Undo, touched: Vec<String>) -> Rollback {
         Rollback {
-            ok: true,
-            done: done.to_vec(),
-            failures: Vec::new(),
-            prerestore_kept: Vec::new(),
-            touched,
-        }
-    }
-
-    pub fn failed(failures: &[Unrestored], undo: &Undo, touched: Vec<String>) -> Rollback {
-        Rollback {
-            ok: false,
-            done: Vec::new(),
-            failures: failures
+            ok: rolled.ok(),
+            done: rolled.done.clone(),
+            failures: rolled
+                .failed
                 .iter()
                 .map(|f| Failed {
                     what: f.what.clone(),
                     why: f.why.clone(),
                 })
                 .collect(),
-            prerestore_kept: undo
-                .kept()
-                .into_iter()
-                .map(|(collection, path)| Kept {
-                    collection: collection.to_string(),
-                    path: path.to_string(),
-                })
-                .collect(),
+            prerestore_kept: match rolled.ok() {
+                true => Vec::new(),
+                false => undo
+                    .kept()
+                    .into_iter()
+                    .map(|(collection, path)| Kept {
+                        collection: collection.to_string(),
+                        path: path.to_string(),
+                    })
+                    .collect(),
+            },
             touched,
+            rolled_back: rolled.rolled_back.clone(),
         }
     }
 }
@@ -229,13 +229,12 @@ impl RestoreReport {
         let Some(rollback) = &self.rollback else {
             return;
         };
-        let outcome = match rollback.ok {
-            true => "rolled_back",
-            false => "unknown",
-        };
         for c in &mut self.collections {
             if rollback.touched.contains(&c.target) {
-                c.outcome = outcome;
+                c.outcome = match rollback.ok || rollback.rolled_back.contains(&c.target) {
+                    true => "rolled_back",
+                    false => "unknown",
+                };
             }
         }
     }

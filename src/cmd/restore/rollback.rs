@@ -71,6 +71,24 @@ pub struct Unrestored {
     pub why: String,
 }
 
+/// What a rollback did: the one account the terminal report, the `--json` document and the
+/// recovery help are all made from.
+#[derive(Debug, Default)]
+pub struct RollbackOutcome {
+    /// One line per thing put back.
+    pub done: Vec<String>,
+    /// Collections put back as they were (or deleted, when this run had created them).
+    pub rolled_back: Vec<String>,
+    /// What could not be put back, and why.
+    pub failed: Vec<Unrestored>,
+}
+
+impl RollbackOutcome {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
 impl Undo {
     /// Puts everything back. Returns one line per thing rolled back, or what could not be.
     /// Pre-restore snapshots are removed only if everything succeeded.
@@ -84,8 +102,9 @@ impl Undo {
         ui: &Ui,
         stamp: &str,
         settle: &mut dyn FnMut(&Unclear) -> Result<(), String>,
-    ) -> Result<Vec<String>, Vec<Unrestored>> {
+    ) -> RollbackOutcome {
         let mut done = Vec::new();
+        let mut rolled_back = Vec::new();
         let mut failed = Vec::new();
         for unclear in std::mem::take(&mut self.unclear) {
             if let Err(why) = settle(&unclear) {
@@ -131,7 +150,10 @@ impl Undo {
         self.created = kept_created;
         for name in created.into_iter().rev() {
             match client.delete_collection(&name) {
-                Ok(_) => done.push(format!("`{name}` (created by this restore) deleted")),
+                Ok(_) => {
+                    done.push(format!("`{name}` (created by this restore) deleted"));
+                    rolled_back.push(name.clone());
+                }
                 Err(e) => failed.push(Unrestored {
                     what: format!("deleting `{name}`, which this restore created"),
                     why: e.to_string(),
@@ -155,6 +177,7 @@ impl Undo {
                         "`{}` recovered from its pre-restore snapshot ({} points, schema as before)",
                         saved.collection, saved.points
                     ));
+                    rolled_back.push(saved.collection.clone());
                 }
                 Err(why) => failed.push(Unrestored {
                     what: format!("recovering `{}`", saved.collection),
@@ -179,6 +202,7 @@ impl Undo {
                         "`{}` recovered shard by shard from its pre-restore copy ({} points, schema as before)",
                         saved.collection, saved.points
                     ));
+                    rolled_back.push(saved.collection.clone());
                 }
                 Err(why) => failed.push(Unrestored {
                     what: format!("recovering `{}`", saved.collection),
@@ -188,14 +212,43 @@ impl Undo {
         }
         if failed.is_empty() {
             self.discard_saved(client, ui);
-            Ok(done)
         } else {
-            Err(failed)
+            // The copies of what is back as it was are not needed; the others are kept.
+            self.discard_saved_of(client, ui, &rolled_back);
         }
+        RollbackOutcome {
+            done,
+            rolled_back,
+            failed,
+        }
+    }
+
+    /// The pre-restore copies (local and on the server) of `collections` only.
+    fn discard_saved_of(&mut self, client: &Client, ui: &Ui, collections: &[String]) {
+        let mut rest = Undo::default();
+        let (discard, keep): (Vec<Saved>, Vec<Saved>) = std::mem::take(&mut self.saved)
+            .into_iter()
+            .partition(|s| collections.contains(&s.collection));
+        let (discard_cluster, keep_cluster) = std::mem::take(&mut self.cluster_saved)
+            .into_iter()
+            .partition(|s| collections.contains(&s.collection));
+        rest.saved = discard;
+        rest.cluster_saved = discard_cluster;
+        rest.journal = self.journal.clone();
+        rest.discard_copies(client, ui);
+        self.saved = keep;
+        self.cluster_saved = keep_cluster;
     }
 
     /// After success (or a complete rollback): the pre-restore snapshots are not needed.
     pub fn discard_saved(&mut self, client: &Client, ui: &Ui) {
+        self.discard_copies(client, ui);
+        self.finish_journal();
+        self.remove_folder();
+    }
+
+    /// Deletes the pre-restore copies this log holds: on the server, then on disk.
+    fn discard_copies(&mut self, client: &Client, ui: &Ui) {
         for saved in std::mem::take(&mut self.saved) {
             if let Some(name) = &saved.server_snapshot {
                 match client.delete_snapshot(&saved.collection, name) {
@@ -224,7 +277,10 @@ impl Undo {
                 }
             }
         }
-        self.finish_journal();
+    }
+
+    /// Removes the pre-restore folder when nothing but leftovers of this run is in it.
+    fn remove_folder(&mut self) {
         if let Some(folder) = self.folder.take() {
             // A download cut by Ctrl-C leaves its hidden partial file (the same temporary
             // name `backup` uses); then the folder goes, only if empty: anything else in it is
