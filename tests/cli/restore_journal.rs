@@ -425,3 +425,64 @@ fn a_killed_restore_from_another_folder_is_cleaned_up_by_a_backup_into_any_root(
     assert_eq!(kept.len(), 1);
     run.assert_stderr_contains("never deletes it");
 }
+
+/// A single-node backup restored into a cluster goes up to each peer holding its shard as a
+/// collection snapshot, a copy of which each peer keeps: a restore killed while the peers
+/// recover leaves those copies, and the next backup against the cluster deletes them on their
+/// peers.
+#[test]
+fn upload_copies_a_killed_restore_left_on_cluster_peers_are_deleted_by_the_next_backup() {
+    use qdrant_double::{Cluster, Config, Double, LateAnswer};
+    let world = super::support::World::new();
+    let single = Double::start(super::support::keyed_config());
+    single.seed_from_fixture("discussions", "collections/info-discussions.json", 40);
+    let backup = world.backup(&single.url(), "discussions");
+    let cluster = Cluster::start(
+        3,
+        Config {
+            api_key: Some(super::support::KEY.to_string()),
+            ..Config::default()
+        },
+    );
+    for i in 0..3 {
+        cluster.peer(i).inject(Fault::always(
+            Some("POST"),
+            "/collections/discussions/snapshots/upload",
+            FaultKind::SlowRecovery {
+                takes: Duration::from_secs(5),
+                answer: LateAnswer::Wait,
+            },
+        ));
+    }
+    let mut restore = world
+        .command(&cluster.url(0), &["restore", &backup, "--force"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn aimem");
+    let copies = || -> Vec<PathBuf> {
+        cluster_snapshot_files(&cluster)
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("aimem-restore-"))
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while copies().is_empty() {
+        assert!(Instant::now() < deadline, "no upload copy appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill_9(&mut restore);
+    // Let the peers finish what the dead restore started.
+    std::thread::sleep(Duration::from_secs(6));
+    for i in 0..3 {
+        cluster.peer(i).clear_faults();
+    }
+    assert!(!copies().is_empty());
+    let run = world.run(&cluster.url(0), &["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    assert_eq!(copies(), Vec::<PathBuf>::new(), "{}", run.stderr);
+}
