@@ -12,6 +12,7 @@ pub mod failure;
 pub mod fingerprint;
 #[cfg(test)]
 mod fuzz;
+pub mod json;
 pub mod manifest;
 pub mod manual;
 pub mod names;
