@@ -4,7 +4,7 @@
 #
 #   bench/hostile-memory.sh
 #
-# The inputs, made in a temporary folder (about 200 MiB, removed on exit):
+# The inputs, made in a temporary folder (about 250 MiB, removed on exit):
 #   cluster-63MiB       GET /cluster answers 63 MiB of `{"a":0},` repeated in a field aimem
 #                       does not use (a small Python server on loopback plays Qdrant): `backup`
 #   cluster-15MiB       the same, 15 MiB (under the 16 MiB bound of a JSON answer)
@@ -12,14 +12,17 @@
 #   manifest-16MiB      manifest.json of 16 MiB, `{"a":0},` repeated in an unknown field:
 #                       `verify`, `restore --dry-run`; and a root of four such folders:
 #                       `list`, `verify latest`
-#   manifest-4MiB       the same just under the 4 MiB manifest bound: `verify`
-#   manifest-schema-4MiB the repetition inside a collection's schema, under 4 MiB: `verify`
+#   manifest-4MiB       the same just under the 4 MiB manifest bound: `verify`; and a root of
+#                       four such folders: `list`, `verify latest`
+#   manifest-schema-4MiB the repetition inside a collection's schema, under 4 MiB: `verify`,
+#                       `restore --dry-run`
 #   snapshot-16MiB      a snapshot whose tar holds a 16 MiB config.json and payload_index.json:
 #                       `verify`
 #   snapshot-1MiB       the repetition inside config.json's `params` and payload_index.json's
 #                       `schema`, each just under the 1 MiB bound of a schema file: `verify`
 #
-# Prints one line per run: input, command, exit code, peak RSS.
+# Prints one line per run: input, command, exit code, peak RSS (with SHOW_ERRORS=1, also the
+# first lines aimem wrote on stderr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time at /usr/bin/time" >&2; exit 1; }
@@ -130,8 +133,10 @@ big = manifest({"c": entry(snap)}, 16 * MiB - 1024)
 folder(f"{work}/manifest-16MiB/2026-02-03_143052", big, files)
 for i in range(4):
     folder(f"{work}/root-4x16MiB/2026-02-0{i + 1}_143052", big, files)
-folder(f"{work}/manifest-4MiB/2026-02-03_143052",
-       manifest({"c": entry(snap)}, 4 * MiB - 1024), files)
+small = manifest({"c": entry(snap)}, 4 * MiB - 1024)
+folder(f"{work}/manifest-4MiB/2026-02-03_143052", small, files)
+for i in range(4):
+    folder(f"{work}/root-4x4MiB/2026-02-0{i + 1}_143052", small, files)
 schema_entry = entry(snap)
 head = manifest({"c": schema_entry})
 # The repetition inside the collection's schema: its payload_schema holds it.
@@ -216,6 +221,10 @@ run() {
     kib="$(tail -1 "$work/rss")"
     printf '%-22s %-26s exit %-3s peak RSS %7.1f MiB\n' "$input" "$shown" "$code" \
         "$(echo "$kib / 1024" | bc -l)"
+    # SHOW_ERRORS=1: what aimem said, for checking the messages.
+    if [ -n "${SHOW_ERRORS:-}" ]; then
+        { grep -v '^\s*$' "$work/err" || true; } | head -3 | cut -c1-160 | sed 's/^/    /'
+    fi
 }
 
 # serve FILE: starts the Python Qdrant for FILE and exports QDRANT_URL.
@@ -247,6 +256,10 @@ run manifest-16MiB "restore --dry-run" restore --dry-run "$work/manifest-16MiB/2
 run "4 x manifest-16MiB" "list" list "$work/root-4x16MiB"
 AI_MEMORY_BACKUP_DIR="$work/root-4x16MiB" run "4 x manifest-16MiB" "verify latest" verify latest
 run manifest-4MiB "verify" verify "$work/manifest-4MiB/2026-02-03_143052"
+run "4 x manifest-4MiB" "list" list "$work/root-4x4MiB"
+AI_MEMORY_BACKUP_DIR="$work/root-4x4MiB" run "4 x manifest-4MiB" "verify latest" verify latest
 run manifest-schema-4MiB "verify" verify "$work/manifest-schema-4MiB/2026-02-03_143052"
+run manifest-schema-4MiB "restore --dry-run" restore --dry-run \
+    "$work/manifest-schema-4MiB/2026-02-03_143052"
 run snapshot-16MiB "verify" verify "$work/snapshot-16MiB/2026-02-03_143052"
 run snapshot-1MiB "verify" verify "$work/snapshot-1MiB/2026-02-03_143052"
