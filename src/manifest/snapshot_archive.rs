@@ -334,7 +334,10 @@ fn walk(reader: &mut BufReader<File>, len: u64) -> Result<Found, ArchiveError> {
                 } else if size > MAX_JSON_ENTRY {
                     found.problem.get_or_insert(ArchiveError::BadEntry {
                         entry: which,
-                        detail: format!("{size} bytes, far too large"),
+                        detail: format!(
+                            "{size} bytes, more than the {} MiB a real one holds",
+                            MAX_JSON_ENTRY >> 20
+                        ),
                     });
                 } else {
                     *slot = Some(read_data(reader, data_start, size)?);
