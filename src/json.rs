@@ -477,8 +477,13 @@ pub fn is_object(bytes: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// What `budget` has left.
+    pub(crate) fn left(budget: &Budget) -> usize {
+        budget.left()
+    }
 
     fn repeated(n: usize) -> String {
         format!("[{}]", vec![r#"{"a":0}"#; n].join(","))

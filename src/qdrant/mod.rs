@@ -887,7 +887,7 @@ impl Client {
 }
 
 /// Parses one JSON document from `reader` as it arrives, with nothing after it.
-fn read_json<T: DeserializeOwned>(reader: impl Read) -> serde_json::Result<T> {
+pub(crate) fn read_json<T: DeserializeOwned>(reader: impl Read) -> serde_json::Result<T> {
     let mut deserializer = serde_json::Deserializer::from_reader(BufReader::new(reader));
     let value = T::deserialize(&mut deserializer)?;
     deserializer.end()?;
