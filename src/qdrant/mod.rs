@@ -975,6 +975,99 @@ mod tests {
         assert_eq!(error_message("  "), None);
     }
 
+    /// Every real answer captured from Qdrant reads into the typed struct its path is read as.
+    #[test]
+    fn every_real_answer_reads_typed() {
+        use crate::json::Bounded;
+        use cluster::{ClusterAnswer, CollectionClusterAnswer};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qdrant");
+        let mut files = Vec::new();
+        for dir in std::fs::read_dir(&root).unwrap() {
+            let dir = dir.unwrap().path();
+            if dir.is_dir() {
+                files.extend(std::fs::read_dir(dir).unwrap().map(|f| f.unwrap().path()));
+            }
+        }
+        let mut read = 0;
+        for file in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        {
+            let exchange: Value =
+                serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            let (method, path) = (
+                exchange["request"]["method"].as_str().unwrap(),
+                exchange["request"]["path"].as_str().unwrap(),
+            );
+            let status = exchange["response"]["status"].as_u64().unwrap();
+            let body = &exchange["response"]["body"];
+            let text = body.to_string();
+            let bytes = text.as_bytes();
+            let shown = file.display();
+            if !(200..300).contains(&status) {
+                if body.is_object() {
+                    let message = error_message(&text).unwrap();
+                    assert!(!message.starts_with('{'), "{shown}: {message}");
+                }
+                continue;
+            }
+            if !body.is_object() {
+                continue;
+            }
+            let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+            match (method, segments.as_slice()) {
+                ("GET", [""]) => {
+                    let info: ServerInfo = read_json(bytes).unwrap();
+                    assert!(info.version.is_some(), "{shown}");
+                }
+                ("GET", ["cluster"]) => {
+                    let answer: Envelope<ClusterAnswer> = read_json(bytes).unwrap();
+                    answer.result.unwrap().check().unwrap();
+                }
+                ("GET", ["collections"]) => {
+                    let answer: Envelope<CollectionList> = read_json(bytes).unwrap();
+                    let listed = answer.result.unwrap().collections.unwrap();
+                    assert!(listed.iter().all(|c| c.name.as_str().is_some()), "{shown}");
+                }
+                ("GET", ["collections", _]) => {
+                    let answer: Envelope<Bounded> = read_json(bytes).unwrap();
+                    let info = answer.result.unwrap().0;
+                    assert_eq!(info, body["result"], "{shown}");
+                    crate::fingerprint::Fingerprint::from_collection_info(&info).unwrap();
+                }
+                ("GET", ["collections", _, "cluster"]) => {
+                    let answer: Envelope<CollectionClusterAnswer> = read_json(bytes).unwrap();
+                    answer.result.unwrap().check().unwrap();
+                }
+                ("GET", ["collections", _, "exists"]) => {
+                    let answer: Envelope<Exists> = read_json(bytes).unwrap();
+                    assert!(answer.result.unwrap().exists.as_bool().is_some(), "{shown}");
+                }
+                ("POST", ["collections", _, "points", "count"]) => {
+                    let answer: Envelope<PointCount> = read_json(bytes).unwrap();
+                    assert!(answer.result.unwrap().count.as_u64().is_some(), "{shown}");
+                }
+                ("GET", ["collections", _, "snapshots"]) => {
+                    let answer: Envelope<types::SnapshotList> = read_json(bytes).unwrap();
+                    let listed = answer.result.unwrap().0;
+                    assert!(!listed.is_empty(), "{shown}");
+                    for snapshot in listed {
+                        assert!(snapshot.into_description().unwrap().is_some(), "{shown}");
+                    }
+                }
+                ("POST", ["collections", _, "snapshots"]) if status == 200 => {
+                    let answer: Envelope<SnapshotDescription> = read_json(bytes).unwrap();
+                    assert!(answer.result.unwrap().size.is_some(), "{shown}");
+                }
+                _ => {
+                    let _: Envelope<IgnoredAny> = read_json(bytes).unwrap();
+                }
+            }
+            read += 1;
+        }
+        assert!(read >= 40, "only {read} answers read");
+    }
+
     #[test]
     fn userinfo_never_reaches_a_message() {
         let client = Client::new("http://admin:hunter2@q:6333", None, Timeouts::default());
