@@ -84,7 +84,7 @@ fn backup_folders(current: &OsStr) -> Vec<CompletionCandidate> {
     let listing = within(|| catalog::scan(&default_root()).ok()).flatten();
     for listed in listing.unwrap_or_default() {
         if listed.state.is_complete() && crate::names::check(&listed.name).is_ok() {
-            let help = listed.manifest.as_ref().map(|m| {
+            let help = listed.summary.as_ref().map(|m| {
                 format!(
                     "{}, {} collection(s)",
                     listed.state.as_str(),

@@ -1,6 +1,7 @@
 //! Property-based fuzzing of every parser that reads untrusted bytes: `manifest.json` (and its
-//! diagnostic rendering), `CHECKSUMS.sha256`, the snapshot tar walk, Qdrant's JSON answers and
-//! its metrics text. Each property is "no panic, and an answer (Ok or Err) in bounded time":
+//! diagnostic rendering), `CHECKSUMS.sha256`, the snapshot tar walk and its schema files,
+//! Qdrant's JSON answers (typed, read as they arrive) and its metrics text, and the bounded
+//! `Value` builder. Each property is "no panic, and an answer (Ok or Err) in bounded time":
 //! a hang shows as a test that does not finish, a panic as a failure with the shrunk input.
 //!
 //! The default run is small (a few seconds for all of them) so it runs with `cargo test`.
@@ -236,7 +237,6 @@ proptest! {
 
     #[test]
     fn qdrant_answers_never_panic(value in json_value(), text in any::<String>()) {
-        let _ = crate::qdrant::take_result(value.clone());
         let _ = crate::qdrant::error_message(&text);
         let _ = crate::qdrant::error_message(&value.to_string());
         let _ = serde_json::from_value::<crate::qdrant::types::SnapshotDescription>(value.clone());
@@ -249,6 +249,98 @@ proptest! {
         }
         if let Ok(fingerprint) = crate::fingerprint::Fingerprint::from_value(value) {
             let _ = fingerprint.digest();
+        }
+    }
+
+    /// Every typed answer reads any JSON text (and any text) without panicking.
+    #[test]
+    fn typed_answers_read_any_text(value in json_value(), text in any::<String>()) {
+        use crate::qdrant::read_json;
+        use crate::qdrant::types::{Envelope, SnapshotList};
+        for text in [value.to_string(), text] {
+            let bytes = text.as_bytes();
+            let _ = read_json::<Envelope<crate::qdrant::cluster::ClusterAnswer>>(bytes)
+                .map(|e| e.result.map(crate::qdrant::cluster::ClusterAnswer::check));
+            let _ = read_json::<Envelope<SnapshotList>>(bytes).map(|e| {
+                e.result
+                    .map(|l| l.0.into_iter().filter_map(|s| s.into_description().ok()).count())
+            });
+            let _ = read_json::<Envelope<crate::json::Bounded>>(bytes);
+            let _ = read_json::<Envelope<crate::json::Scalar>>(bytes);
+        }
+    }
+
+    /// A value within its budget is the plain parse; the budget decides exactly at the cost.
+    #[test]
+    fn bounded_values_are_the_plain_parse_and_the_budget_is_exact(
+        value in json_value(),
+        fraction in 0.0f64..1.5,
+    ) {
+        use crate::json::{Budget, value_from_slice};
+        let text = value.to_string();
+        let budget = Budget::new(usize::MAX);
+        let parsed = value_from_slice(text.as_bytes(), &budget);
+        let plain: Value = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(parsed.ok(), Some(plain));
+        let cost = {
+            let probe = Budget::new(1 << 30);
+            value_from_slice(text.as_bytes(), &probe).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            (1usize << 30) - crate::json::tests::left(&probe)
+        };
+        let given = (cost as f64 * fraction) as usize;
+        let budget = Budget::new(given);
+        let parsed = value_from_slice(text.as_bytes(), &budget);
+        prop_assert_eq!(parsed.is_ok(), given >= cost);
+        prop_assert_eq!(budget.is_spent(), given < cost);
+    }
+
+    /// A field aimem does not know, anywhere in the manifest, changes nothing it reads.
+    #[test]
+    fn unknown_manifest_fields_are_skipped(value in json_value(), in_entry in any::<bool>()) {
+        let mut manifest: Value = serde_json::from_str(crate::manifest::tests::GUIDE_EXAMPLE)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let plain = Manifest::parse(Utf8Path::new("m"), manifest.to_string())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let target = match in_entry {
+            true => &mut manifest["collections"]["discussions"],
+            false => &mut manifest,
+        };
+        target["an_unknown_field"] = value;
+        let padded = Manifest::parse(Utf8Path::new("m"), manifest.to_string())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(padded, plain);
+    }
+
+    /// Any JSON as `config.json` and `payload_index.json`: an answer, never a panic, and an
+    /// error that quotes nothing of the file.
+    #[test]
+    fn snapshot_schema_files_of_any_json_are_read_or_refused(
+        config in json_value(),
+        payload_index in json_value(),
+    ) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let marker = "SECRET-MARKER-9";
+        let mut config = config;
+        if let Value::Object(map) = &mut config {
+            map.insert(marker.into(), Value::from(marker));
+        }
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in [("config.json", config.to_string()), ("payload_index.json", payload_index.to_string())] {
+            let mut header = tar::Header::new_ustar();
+            header.set_path(name).unwrap_or_else(|e| panic!("{e}"));
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            builder.append(&header, data.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let bytes = builder.into_inner().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("s.snapshot");
+        std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+        let opened = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        match snapshot_archive::read_schema_from(opened) {
+            Ok(schema) => {
+                let _ = schema.fingerprint();
+            }
+            Err(e) => prop_assert!(!e.to_string().contains(marker), "{}", e),
         }
     }
 

@@ -4,6 +4,8 @@
 //! folder and schemas, offline), [`cmd`] (the work of each subcommand), and this file plus
 //! [`cli`] and [`ui`] (the face: arguments, colour, rendering, exit codes).
 
+#[cfg(test)]
+mod alloc_probe;
 pub mod cli;
 pub mod cmd;
 pub mod complete;
@@ -12,6 +14,9 @@ pub mod failure;
 pub mod fingerprint;
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod hostile;
+pub mod json;
 pub mod manifest;
 pub mod manual;
 pub mod names;

@@ -12,7 +12,7 @@ use crate::cmd::locate;
 use crate::cmd::output;
 use crate::failure::Outcome;
 use crate::manifest::audit::{self, Options};
-use crate::manifest::catalog::{Listed, State};
+use crate::manifest::catalog::{ClusterSummary, Listed, State};
 use crate::manifest::layout::default_root;
 use crate::ui::{Ui, human_size};
 
@@ -54,35 +54,14 @@ struct Row {
 }
 
 /// What a cluster backup spans: the peers at backup time and its shard files.
-#[derive(Debug, Serialize)]
-struct ClusterSummary {
-    peers: usize,
-    shards: usize,
-}
-
-impl ClusterSummary {
-    fn of(manifest: &crate::manifest::Manifest) -> Option<ClusterSummary> {
-        let record = manifest.cluster()?;
-        Some(ClusterSummary {
-            peers: record.peers.len(),
-            shards: manifest
-                .collections
-                .values()
-                .filter_map(crate::manifest::CollectionEntry::cluster)
-                .map(|c| c.shards.len())
-                .sum(),
-        })
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "{} peer{}, {} shard{}",
-            self.peers,
-            if self.peers == 1 { "" } else { "s" },
-            self.shards,
-            if self.shards == 1 { "" } else { "s" }
-        )
-    }
+fn describe_cluster(cluster: &ClusterSummary) -> String {
+    format!(
+        "{} peer{}, {} shard{}",
+        cluster.peers,
+        if cluster.peers == 1 { "" } else { "s" },
+        cluster.shards,
+        if cluster.shards == 1 { "" } else { "s" }
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -207,7 +186,7 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
 }
 
 fn row(listed: &Listed, verify: bool) -> Row {
-    let manifest = listed.manifest.as_ref();
+    let summary = listed.summary.as_ref();
     let verification = (verify && listed.state.is_complete()).then(|| {
         let audit = audit::audit(&listed.path, Options { deep: true });
         Verification {
@@ -223,17 +202,15 @@ fn row(listed: &Listed, verify: bool) -> Row {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         }),
-        ai_memory_version: manifest.map(|m| m.ai_memory_version.clone()),
-        qdrant_version: manifest.and_then(|m| m.qdrant_version.clone()),
-        collections: manifest
-            .map(|m| m.collections.keys().cloned().collect())
-            .unwrap_or_default(),
-        records: manifest.map(crate::manifest::Manifest::total_records),
+        ai_memory_version: summary.map(|s| s.ai_memory_version.clone()),
+        qdrant_version: summary.and_then(|s| s.qdrant_version.clone()),
+        collections: summary.map(|s| s.collections.clone()).unwrap_or_default(),
+        records: summary.map(|s| s.records),
         size_bytes: listed.size_bytes,
         state: listed.state,
         problem: listed.problem.clone(),
         verification,
-        cluster: manifest.and_then(ClusterSummary::of),
+        cluster: summary.and_then(|s| s.cluster),
     }
 }
 
@@ -291,11 +268,7 @@ fn print_table(rows: &[Row], verify: bool) {
             });
         }
         if clusters {
-            cells.push(
-                r.cluster
-                    .as_ref()
-                    .map_or_else(dash, ClusterSummary::describe),
-            );
+            cells.push(r.cluster.as_ref().map_or_else(dash, describe_cluster));
         }
         // Escaped before measuring, so the columns line up; a line break in a field cannot
         // forge a row.

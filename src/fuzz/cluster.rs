@@ -171,6 +171,48 @@ proptest! {
         }
     }
 
+    /// The client reads an answer as it arrives into the typed struct: it accepts exactly
+    /// what the check of the whole parsed answer accepts, with the same result.
+    #[test]
+    fn answers_read_as_they_arrive_decide_as_parsed_ones(
+        status in prop_oneof![cluster_status(), json_value()],
+        view in prop_oneof![collection_view(), json_value()],
+    ) {
+        use crate::qdrant::cluster::{ClusterAnswer, CollectionClusterAnswer, ShardKeysAnswer};
+        use crate::qdrant::read_json;
+        let streamed = read_json::<ClusterAnswer>(status.to_string().as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(ClusterAnswer::check);
+        prop_assert_eq!(streamed.ok(), parse_cluster_status(&status).ok());
+        let streamed = read_json::<CollectionClusterAnswer>(view.to_string().as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(CollectionClusterAnswer::check);
+        prop_assert_eq!(streamed.ok(), parse_collection_cluster(&view).ok());
+        if !view.is_null() {
+            let streamed = read_json::<ShardKeysAnswer>(view.to_string().as_bytes())
+                .map_err(|e| e.to_string())
+                .and_then(ShardKeysAnswer::check);
+            prop_assert_eq!(streamed.ok(), parse_shard_keys(&view).ok());
+        }
+    }
+
+    /// Peers past the bound are refused while read, whatever follows them.
+    #[test]
+    fn too_many_peers_are_refused_while_read(extra in 1usize..64, tail in any::<String>()) {
+        let peers: Vec<String> = (1..=(crate::qdrant::cluster::MAX_PEERS + extra))
+            .map(|id| format!(r#""{id}": {{"uri": "http://10.0.0.1:6335/"}}"#))
+            .collect();
+        let text = format!(
+            r#"{{"status": "enabled", "peer_id": 1, "peers": {{{}, {}"#,
+            peers.join(", "),
+            tail
+        );
+        let err = crate::qdrant::read_json::<crate::qdrant::cluster::ClusterAnswer>(text.as_bytes())
+            .unwrap_err()
+            .to_string();
+        prop_assert!(err.contains("more than 1024 peers"), "{}", err);
+    }
+
     #[test]
     fn collection_views_keep_their_invariants(value in prop_oneof![collection_view(), json_value()]) {
         if let Ok(view) = parse_collection_cluster(&value) {

@@ -2,7 +2,8 @@
 //!
 //! One unreadable folder never hides the others: it is listed as damaged with the reason.
 //! Hidden folders other than aimem's staging folders (restore's `.aimem-prerestore-*` among
-//! them) are not backups and are left out.
+//! them) are not backups and are left out. Manifests are read one at a time and only their
+//! [`Summary`] is kept, so a root of many backups costs one manifest's memory.
 
 use std::time::SystemTime;
 
@@ -53,7 +54,8 @@ pub struct Listed {
     pub state: State,
     /// When the backup was taken: the manifest's `backup_date`, else the folder name.
     pub taken: Option<OffsetDateTime>,
-    pub manifest: Option<Manifest>,
+    /// What the manifest says, for a folder whose manifest could be read.
+    pub summary: Option<Summary>,
     /// Why a folder is damaged (or, for a complete one, why its date is not used).
     pub problem: Option<String>,
     /// A date more than [`FUTURE_ALLOWANCE`] ahead of now: not believed, so `taken` is None.
@@ -62,6 +64,45 @@ pub struct Listed {
     pub size_bytes: u64,
     /// The folder's modification time (how old a staging folder is).
     pub modified: Option<SystemTime>,
+}
+
+/// What a listing shows of one manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub ai_memory_version: String,
+    pub qdrant_version: Option<String>,
+    /// The collection names, in the manifest's (sorted) order.
+    pub collections: Vec<String>,
+    /// Total records over all collections.
+    pub records: u64,
+    /// A cluster backup's peers at backup time and its number of shard files.
+    pub cluster: Option<ClusterSummary>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ClusterSummary {
+    pub peers: usize,
+    pub shards: usize,
+}
+
+impl Summary {
+    pub fn of(manifest: &Manifest) -> Summary {
+        Summary {
+            ai_memory_version: manifest.ai_memory_version.clone(),
+            qdrant_version: manifest.qdrant_version.clone(),
+            collections: manifest.collections.keys().cloned().collect(),
+            records: manifest.total_records(),
+            cluster: manifest.cluster.as_ref().map(|record| ClusterSummary {
+                peers: record.peers.len(),
+                shards: manifest
+                    .collections
+                    .values()
+                    .filter_map(|c| c.cluster.as_ref())
+                    .map(|c| c.shards.len())
+                    .sum(),
+            }),
+        }
+    }
 }
 
 /// Every backup and staging folder directly under `root`, newest first.
@@ -114,7 +155,7 @@ fn empty_listing(path: &Utf8Path, name: &str) -> Listed {
         path: path.to_owned(),
         state: State::Damaged,
         taken: None,
-        manifest: None,
+        summary: None,
         problem: None,
         future_date: None,
         size_bytes: 0,
@@ -141,7 +182,7 @@ fn describe(path: &Utf8Path, name: &str) -> Listed {
                 State::Ok
             };
             listed.taken = backup_time(name, Some(&manifest));
-            listed.manifest = Some(manifest);
+            listed.summary = Some(Summary::of(&manifest));
             distrust_future(&mut listed, OffsetDateTime::now_utc());
         }
         Err(e) => {

@@ -22,6 +22,7 @@ pub const MAX_PEERS: usize = 1024;
 /// The top-level `cluster` record: the peers at backup time.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ClusterRecord {
+    #[serde(deserialize_with = "crate::json::at_most::<_, _, MAX_PEERS>")]
     pub peers: Vec<PeerRecord>,
 }
 
@@ -43,13 +44,18 @@ pub struct CollectionCluster {
     /// `auto` or `custom`.
     pub sharding_method: String,
     /// Creation order (the order of each key's smallest shard id); empty for `auto`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::at_most::<_, _, MAX_SHARDS>")]
     pub shard_keys: Vec<ShardKey>,
     /// Sorted by `shard_id`.
+    #[serde(deserialize_with = "crate::json::at_most::<_, _, MAX_SHARDS>")]
     pub shards: Vec<ShardRecord>,
     /// Custom sharding: the exact point count of each key, in `shard_keys` order. Absent when
     /// the count moved while the shards were snapshotted (then only the total range is known).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::json::at_most::<_, _, MAX_SHARDS>"
+    )]
     pub key_records: Vec<u64>,
 }
 
@@ -67,6 +73,7 @@ pub struct ShardRecord {
     /// SHA-256 of the shard file (also in CHECKSUMS.sha256).
     pub sha256: String,
     pub source_peer: u64,
+    #[serde(deserialize_with = "crate::json::at_most::<_, _, MAX_PEERS>")]
     pub replicas: Vec<ReplicaRecord>,
 }
 
@@ -177,39 +184,28 @@ impl ClusterRecord {
     }
 }
 
-/// The manifest key of both records (top level and per collection); kept in the structs'
-/// `extra` maps so that a single-node manifest and every struct literal stay as they were.
-pub const CLUSTER_KEY: &str = "cluster";
-
 impl super::CollectionEntry {
     /// Whether this entry carries a `cluster` record (a cluster backup's collection).
     pub fn has_cluster_record(&self) -> bool {
-        self.extra.contains_key(CLUSTER_KEY)
+        self.cluster.is_some()
     }
 
     /// The entry's `cluster` record; None for a single-node entry. Manifest::parse has checked
-    /// it already, so a parsed manifest never has an unreadable one.
+    /// it already.
     pub fn cluster(&self) -> Option<CollectionCluster> {
-        let value = self.extra.get(CLUSTER_KEY)?;
-        serde_json::from_value(value.clone()).ok()
+        self.cluster.clone()
     }
 
     /// Records `cluster` in this entry.
     pub fn set_cluster(&mut self, cluster: &CollectionCluster) {
-        if let Ok(value) = serde_json::to_value(cluster) {
-            self.extra.insert(CLUSTER_KEY.to_string(), value);
-        }
+        self.cluster = Some(cluster.clone());
     }
 
     /// Why this entry's `cluster` record is not acceptable, if it is not (the name is known
     /// to be safe by now).
     pub(super) fn cluster_problem(&self) -> Option<String> {
-        let value = self.extra.get(CLUSTER_KEY)?;
+        let record = self.cluster.as_ref()?;
         let at = format!("collections.{}", shown(&self.name));
-        let record: CollectionCluster = match serde_json::from_value(value.clone()) {
-            Ok(record) => record,
-            Err(e) => return Some(format!("{at}.cluster is not a cluster record: {e}")),
-        };
         if !self.snapshot_file.is_empty() {
             return Some(format!(
                 "{at} has both a snapshot_file and a cluster record"
@@ -221,26 +217,23 @@ impl super::CollectionEntry {
 }
 
 impl super::Manifest {
-    /// True when the manifest has a top-level `cluster` record, readable or not.
+    /// True when the manifest has a top-level `cluster` record.
     pub fn has_cluster_record(&self) -> bool {
-        self.extra.contains_key(CLUSTER_KEY)
+        self.cluster.is_some()
     }
 
     /// The top-level `cluster` record: Some only for a cluster backup.
     pub fn cluster(&self) -> Option<ClusterRecord> {
-        let value = self.extra.get(CLUSTER_KEY)?;
-        serde_json::from_value(value.clone()).ok()
+        self.cluster.clone()
     }
 
     /// Records the cluster's peers.
     pub fn set_cluster(&mut self, cluster: &ClusterRecord) {
-        if let Ok(value) = serde_json::to_value(cluster) {
-            self.extra.insert(CLUSTER_KEY.to_string(), value);
-        }
+        self.cluster = Some(cluster.clone());
     }
 
     pub(super) fn cluster_problem(&self) -> Option<String> {
-        let Some(value) = self.extra.get(CLUSTER_KEY) else {
+        let Some(record) = &self.cluster else {
             return self
                 .collections
                 .values()
@@ -249,10 +242,7 @@ impl super::Manifest {
                     "a collection has a cluster record but the manifest has no cluster".to_string()
                 });
         };
-        match serde_json::from_value::<ClusterRecord>(value.clone()) {
-            Ok(record) => record.problem(),
-            Err(e) => Some(format!("cluster is not a cluster record: {e}")),
-        }
+        record.problem()
     }
 }
 

@@ -69,7 +69,9 @@ pub fn open(dir: &Utf8Path, relative: &str) -> io::Result<File> {
 
 /// Reads all of `file`, refusing (without reading further) one longer than `limit` bytes.
 pub fn read_bounded(file: File, limit: u64, shown: &str) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
+    // Sized from the file (plus the byte that tells it grew), not grown by doubling.
+    let expected = file.metadata().map_or(0, |m| m.len()).min(limit);
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0) + 1);
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
         return Err(refused(format!(

@@ -30,7 +30,10 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// `manifest.json`: what a backup holds.
 ///
 /// The field names and meanings are the Python scripts' (so both tools read each other's
-/// backups); the `Option` fields after them are what aimem adds. Unknown fields are kept.
+/// backups); the `Option` fields after them are what aimem adds. Fields aimem does not know
+/// are skipped unread: a manifest is never rewritten, and a crafted one must not cost memory
+/// for what nothing uses. The open-ended parts (schemas, runtime flags) are built within one
+/// budget for the whole file ([`MANIFEST_BUDGET`]), every list is bounded while it is read.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     /// When the backup was taken, RFC 3339 with the local offset.
@@ -41,14 +44,18 @@ pub struct Manifest {
     pub qdrant_host: String,
     #[serde(default)]
     pub qdrant_port: u16,
+    #[serde(deserialize_with = "collections")]
     pub collections: BTreeMap<String, CollectionEntry>,
     /// Paths under `config/`, relative to it.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::at_most::<_, _, MAX_CONFIG_FILES>"
+    )]
     pub config_files: Vec<String>,
     #[serde(default)]
     pub includes_logs: bool,
     /// Feature flags at backup time; diagnostic only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::bounded_object")]
     pub runtime_flags: BTreeMap<String, Value>,
     /// The aimem version that wrote this manifest (absent: the Python scripts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,8 +63,9 @@ pub struct Manifest {
     /// The Qdrant server version the snapshots came from (`GET /`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qdrant_version: Option<String>,
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, Value>,
+    /// Cluster backups only: the peers at backup time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<cluster::ClusterRecord>,
 }
 
 /// One backed-up collection.
@@ -76,7 +84,11 @@ pub struct CollectionEntry {
     pub snapshot_file: String,
     pub size_bytes: u64,
     /// The schema fingerprint; absent in legacy (pre-2.4.1) manifests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::bounded_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub schema: Option<Value>,
     /// SHA-256 of the snapshot file (aimem).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,8 +96,9 @@ pub struct CollectionEntry {
     /// `sha256:<hex>` of the canonical fingerprint (aimem).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_digest: Option<String>,
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, Value>,
+    /// A cluster backup's collection: its shard layout and files, instead of `snapshot_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<cluster::CollectionCluster>,
 }
 
 fn unknown() -> String {
@@ -127,6 +140,17 @@ pub enum ManifestError {
         )
     )]
     Inconsistent { path: Utf8PathBuf, detail: String },
+
+    /// Larger than any manifest aimem or the Python scripts write: refused unread.
+    #[error("{path} is {size} bytes, larger than the {} MiB a manifest may be", MAX_MANIFEST_BYTES >> 20)]
+    #[diagnostic(
+        code(aimem::manifest::too_large),
+        help(
+            "A real manifest is a few KiB per collection, so this one was altered or is not a \
+             backup's. Use another backup."
+        )
+    )]
+    TooLarge { path: Utf8PathBuf, size: u64 },
 }
 
 /// A manifest naming a collection or file that cannot be used as a path component
@@ -173,8 +197,51 @@ pub struct InvalidManifest {
     pub column: usize,
 }
 
-/// `manifest.json` is read whole, up to this size: aimem's are a few KiB per collection.
-pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+/// `manifest.json` is read whole, up to this size: aimem's are a few KiB per collection (a
+/// cluster's a few hundred bytes more per shard).
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What the schemas and runtime flags of one manifest may cost together once parsed (an
+/// estimate, see [`crate::json`]): a real schema costs about 40 KiB, so this holds a few
+/// hundred collections.
+pub const MANIFEST_BUDGET: usize = 16 * 1024 * 1024;
+
+/// The most collections one manifest may list.
+pub const MAX_COLLECTIONS: usize = 10_000;
+
+/// The most config files one manifest may list (aimem backs up four).
+pub const MAX_CONFIG_FILES: usize = 10_000;
+
+/// `collections`, at most [`MAX_COLLECTIONS`] of them: the entry after the last one allowed
+/// is an error before it is read.
+fn collections<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, CollectionEntry>, D::Error> {
+    struct Entries;
+    impl<'de> serde::de::Visitor<'de> for Entries {
+        type Value = BTreeMap<String, CollectionEntry>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of collections")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut entries = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if entries.len() == MAX_COLLECTIONS {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {MAX_COLLECTIONS} collections, more than aimem accepts"
+                    )));
+                }
+                let entry = map.next_value()?;
+                entries.insert(key, entry);
+            }
+            Ok(entries)
+        }
+    }
+    deserializer.deserialize_map(Entries)
+}
 
 /// A line longer than this is not shown whole in a diagnostic, only a window around the error:
 /// the renderer pads to the column (it panics past 65,535) and a person cannot read more.
@@ -184,13 +251,30 @@ impl Manifest {
     /// Reads `manifest.json` from a backup folder.
     pub fn read(backup_dir: &Utf8Path) -> Result<Manifest, ManifestError> {
         let path = backup_dir.join(MANIFEST_FILE);
-        let text = match confined::read_to_string(backup_dir, MANIFEST_FILE, MAX_MANIFEST_BYTES) {
-            Ok(text) => text,
+        let file = match confined::open(backup_dir, MANIFEST_FILE) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ManifestError::Missing { path });
             }
             Err(source) => return Err(ManifestError::Io { path, source }),
         };
+        let size = file.metadata().map_or(0, |m| m.len());
+        if size > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge { path, size });
+        }
+        let text = confined::read_bounded(file, MAX_MANIFEST_BYTES, MANIFEST_FILE)
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{MANIFEST_FILE} is not UTF-8 text"),
+                    )
+                })
+            })
+            .map_err(|source| ManifestError::Io {
+                path: path.clone(),
+                source,
+            })?;
         Manifest::parse(&path, text)
     }
 
@@ -198,7 +282,9 @@ impl Manifest {
     /// Every name that becomes a path is checked here, so no manifest with an unsafe one gets
     /// past reading.
     pub fn parse(path: &Utf8Path, text: String) -> Result<Manifest, ManifestError> {
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
+        let budget = crate::json::Budget::new(MANIFEST_BUDGET);
+        let parsed = crate::json::within(&budget, || serde_json::from_str::<Manifest>(&text));
+        let manifest: Manifest = parsed.map_err(|e| {
             let offset = offset_of(&text, e.line(), e.column());
             let message = strip_position(&e.to_string());
             let (excerpt, offset) = Excerpt::around(text.clone(), offset);
@@ -465,15 +551,11 @@ pub(crate) mod tests {
 }"#;
 
     #[test]
-    fn reads_the_python_manifest_and_keeps_unknown_fields() {
+    fn reads_the_python_manifest_and_skips_unknown_fields() {
         let manifest = Manifest::parse(Utf8Path::new("m.json"), GUIDE_EXAMPLE.to_string()).unwrap();
         assert_eq!(manifest.qdrant_port, 26350);
         assert_eq!(manifest.total_records(), 42);
         assert!(!manifest.is_legacy());
-        assert_eq!(
-            manifest.extra["python_only_field"],
-            serde_json::json!([1, 2])
-        );
         assert!(manifest.aimem_version.is_none());
         let again = Manifest::parse(Utf8Path::new("m.json"), manifest.to_json()).unwrap();
         assert_eq!(again, manifest);
@@ -482,7 +564,8 @@ pub(crate) mod tests {
             written.get("aimem_version").is_none(),
             "no invented fields for Python backups"
         );
-        assert_eq!(written["python_only_field"], serde_json::json!([1, 2]));
+        // Never read, so never kept: a manifest is not rewritten.
+        assert!(written.get("python_only_field").is_none());
     }
 
     #[test]

@@ -218,18 +218,13 @@ pub fn deep_check_shard(
         Ok(archive) => archive,
         Err(e) => return finding(Kind::SnapshotDamaged, e.to_string()),
     };
-    if !archive
-        .shard_config
-        .get("type")
-        .is_some_and(Value::is_string)
-    {
+    if !archive.has_shard_type {
         return finding(
             Kind::SnapshotDamaged,
             "its shard_config.json has no shard type".into(),
         );
     }
-    let state = &archive.replica_state;
-    match state.get("this_peer_id").and_then(Value::as_u64) {
+    match archive.this_peer_id {
         None => {
             return finding(
                 Kind::SnapshotDamaged,
@@ -247,7 +242,7 @@ pub fn deep_check_shard(
         }
         Some(_) => {}
     }
-    if state.get("is_local").and_then(Value::as_bool) != Some(true) {
+    if archive.is_local != Some(true) {
         return finding(
             Kind::PlacementMismatch,
             "holds no local replica (replica_state.json: is_local is not true): it has no points"

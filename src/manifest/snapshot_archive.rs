@@ -10,16 +10,23 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 
 use camino::Utf8Path;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::fingerprint::{Fingerprint, FingerprintError};
+use crate::json::{Budget, Scalar};
 
 /// Tar works in 512-byte blocks; an archive ends with two all-zero blocks.
 const BLOCK: u64 = 512;
 const END_MARKER: u64 = 2 * BLOCK;
 
-/// Entries larger than this are not what Qdrant writes as `config.json`: refuse to load them.
-const MAX_JSON_ENTRY: u64 = 16 * 1024 * 1024;
+/// The JSON files aimem reads out of a snapshot are a few KiB in real ones (`config.json` about
+/// 1 KiB, `payload_index.json` some 50 bytes per index): larger entries are refused unread.
+pub const MAX_JSON_ENTRY: u64 = 1024 * 1024;
+
+/// What the JSON kept from one archive may cost once parsed (an estimate, see
+/// [`crate::json`]): a real collection's about 40 KiB.
+const ARCHIVE_BUDGET: usize = 8 * 1024 * 1024;
 
 /// What can be wrong with a snapshot file, in words for a person.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +48,8 @@ pub enum ArchiveError {
 /// The two schema files of a snapshot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotSchema {
-    /// `config.json`: the collection config (CollectionConfigInternal).
+    /// `config.json`, the collection config (CollectionConfigInternal): only the keys a
+    /// fingerprint holds (`params`, `hnsw_config`, `quantization_config`), when present.
     pub config: Value,
     /// `payload_index.json`'s `schema` (empty when the file is absent).
     pub payload_schema: Map<String, Value>,
@@ -106,17 +114,69 @@ pub fn read_schema_from(file: File) -> Result<SnapshotSchema, ArchiveError> {
         return Err(problem);
     }
     let config = found.config.ok_or(ArchiveError::NoConfig)?;
-    let config = parse_json(&config, "config.json")?;
-    if !config.is_object() {
-        return Err(ArchiveError::BadEntry {
-            entry: "config.json",
-            detail: "not a JSON object".into(),
-        });
-    }
-    let payload_schema = match found.payload_index {
+    schema_files(
+        &config,
+        found.payload_index.as_deref(),
+        &Budget::new(ARCHIVE_BUDGET),
+    )
+}
+
+/// `config.json` as read: the parts of a fingerprint, built within the archive's budget; the
+/// rest (optimizer, WAL and strict-mode settings, metadata…) skipped unread.
+#[derive(Deserialize)]
+struct ConfigFile {
+    #[serde(default, deserialize_with = "crate::json::bounded_option")]
+    params: Option<Value>,
+    #[serde(default, deserialize_with = "crate::json::bounded_option")]
+    hnsw_config: Option<Value>,
+    #[serde(default, deserialize_with = "crate::json::bounded_option")]
+    quantization_config: Option<Value>,
+}
+
+/// `payload_index.json` as read: `{"schema": {field: …}}`.
+#[derive(Deserialize)]
+struct PayloadIndexFile {
+    #[serde(default, deserialize_with = "crate::json::bounded_option")]
+    schema: Option<Value>,
+}
+
+/// A shard's `replica_state.json`: `{"is_local", "this_peer_id", "peers"}`, the peers skipped.
+#[derive(Deserialize)]
+struct ReplicaStateFile {
+    #[serde(default)]
+    is_local: Scalar,
+    #[serde(default)]
+    this_peer_id: Scalar,
+}
+
+/// A shard's `shard_config.json`: `{"type": "ReplicaSet"}`.
+#[derive(Deserialize)]
+struct ShardConfigFile {
+    #[serde(default, rename = "type")]
+    shard_type: Scalar,
+}
+
+/// The schema files of an archive, read within `budget`.
+fn schema_files(
+    config: &[u8],
+    payload_index: Option<&[u8]>,
+    budget: &Budget,
+) -> Result<SnapshotSchema, ArchiveError> {
+    let config: ConfigFile = parse_json(config, "config.json", budget)?;
+    let config: Map<String, Value> = [
+        ("params", config.params),
+        ("hnsw_config", config.hnsw_config),
+        ("quantization_config", config.quantization_config),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| Some((key.to_string(), value?)))
+    .collect();
+    let payload_schema = match payload_index {
         None => Map::new(),
-        Some(bytes) => match parse_json(&bytes, "payload_index.json")?.get_mut("schema") {
-            Some(Value::Object(schema)) => std::mem::take(schema),
+        Some(bytes) => match parse_json::<PayloadIndexFile>(bytes, "payload_index.json", budget)? {
+            PayloadIndexFile {
+                schema: Some(Value::Object(schema)),
+            } => schema,
             _ => {
                 return Err(ArchiveError::BadEntry {
                     entry: "payload_index.json",
@@ -126,7 +186,7 @@ pub fn read_schema_from(file: File) -> Result<SnapshotSchema, ArchiveError> {
         },
     };
     Ok(SnapshotSchema {
-        config,
+        config: Value::Object(config),
         payload_schema,
     })
 }
@@ -274,7 +334,10 @@ fn walk(reader: &mut BufReader<File>, len: u64) -> Result<Found, ArchiveError> {
                 } else if size > MAX_JSON_ENTRY {
                     found.problem.get_or_insert(ArchiveError::BadEntry {
                         entry: which,
-                        detail: format!("{size} bytes, far too large"),
+                        detail: format!(
+                            "{size} bytes, more than the {} MiB a real one holds",
+                            MAX_JSON_ENTRY >> 20
+                        ),
                     });
                 } else {
                     *slot = Some(read_data(reader, data_start, size)?);
@@ -290,10 +353,12 @@ fn walk(reader: &mut BufReader<File>, len: u64) -> Result<Found, ArchiveError> {
 /// collection `config.json`; some writers add the collection files too, which are then read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardArchive {
-    /// `replica_state.json`: `{"is_local", "this_peer_id", "peers": {id: state}}`.
-    pub replica_state: Value,
-    /// `shard_config.json`: `{"type": "ReplicaSet"}`.
-    pub shard_config: Value,
+    /// `replica_state.json`'s `this_peer_id`, when it is a number.
+    pub this_peer_id: Option<u64>,
+    /// `replica_state.json`'s `is_local`, when it is a boolean.
+    pub is_local: Option<bool>,
+    /// Whether `shard_config.json` names its shard type (`{"type": "ReplicaSet"}`).
+    pub has_shard_type: bool,
     /// The collection's schema files, when the archive carries them.
     pub schema: Option<SnapshotSchema>,
     /// `shard_key_mapping.json`, when present.
@@ -310,48 +375,35 @@ pub fn read_shard_from(file: File) -> Result<ShardArchive, ArchiveError> {
     if let Some(problem) = found.problem {
         return Err(problem);
     }
-    let object = |bytes: Option<Vec<u8>>, which: &'static str| -> Result<Value, ArchiveError> {
-        let bytes = bytes.ok_or(ArchiveError::NotAShard(which))?;
-        let value = parse_json(&bytes, which)?;
-        match value.is_object() {
-            true => Ok(value),
-            false => Err(ArchiveError::BadEntry {
-                entry: which,
-                detail: "not a JSON object".into(),
-            }),
-        }
-    };
-    let replica_state = object(found.replica_state, "replica_state.json")?;
-    let shard_config = object(found.shard_config, "shard_config.json")?;
+    let budget = Budget::new(ARCHIVE_BUDGET);
+    let replica_state = found
+        .replica_state
+        .ok_or(ArchiveError::NotAShard("replica_state.json"))?;
+    let replica_state: ReplicaStateFile =
+        parse_json(&replica_state, "replica_state.json", &budget)?;
+    let shard_config = found
+        .shard_config
+        .ok_or(ArchiveError::NotAShard("shard_config.json"))?;
+    let shard_config: ShardConfigFile = parse_json(&shard_config, "shard_config.json", &budget)?;
     let shard_key_mapping = match found.shard_key_mapping {
-        Some(bytes) => Some(parse_json(&bytes, "shard_key_mapping.json")?),
+        Some(bytes) => {
+            Some(parse_any::<crate::json::Bounded>(&bytes, "shard_key_mapping.json", &budget)?.0)
+        }
         None => None,
     };
     let schema = match found.config {
         None => None,
-        Some(config) => {
-            let config = parse_json(&config, "config.json")?;
-            let payload_schema = match found.payload_index {
-                None => Map::new(),
-                Some(bytes) => match parse_json(&bytes, "payload_index.json")?.get_mut("schema") {
-                    Some(Value::Object(schema)) => std::mem::take(schema),
-                    _ => {
-                        return Err(ArchiveError::BadEntry {
-                            entry: "payload_index.json",
-                            detail: "no `schema` object".into(),
-                        });
-                    }
-                },
-            };
-            Some(SnapshotSchema {
-                config,
-                payload_schema,
-            })
-        }
+        Some(config) => Some(schema_files(
+            &config,
+            found.payload_index.as_deref(),
+            &budget,
+        )?),
     };
     Ok(ShardArchive {
-        replica_state,
-        shard_config,
+        this_peer_id: replica_state.this_peer_id.as_u64(),
+        is_local: replica_state.is_local.as_bool(),
+        has_shard_type: shard_config.shard_type.as_str().is_some()
+            || matches!(shard_config.shard_type, Scalar::LongText(_)),
         schema,
         shard_key_mapping,
     })
@@ -438,21 +490,48 @@ fn pax_records(mut bytes: &[u8]) -> Result<(Option<Vec<u8>>, Option<u64>), ()> {
     Ok((path, size))
 }
 
-/// The JSON of one schema file; the error says where, never what (no content is quoted).
-fn parse_json(bytes: &[u8], which: &'static str) -> Result<Value, ArchiveError> {
-    serde_json::from_slice(bytes).map_err(|e| ArchiveError::BadEntry {
+/// One JSON file of the archive, a JSON object, as `T`: see [`parse_any`].
+fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    which: &'static str,
+    budget: &Budget,
+) -> Result<T, ArchiveError> {
+    // A typed struct would also take a list of its fields in order.
+    if !crate::json::is_object(bytes)
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        return Err(ArchiveError::BadEntry {
+            entry: which,
+            detail: "not a JSON object".into(),
+        });
+    }
+    parse_any(bytes, which, budget)
+}
+
+/// One JSON file of the archive as `T`; the values it keeps are built within `budget`. The
+/// error says where, never what (no content is quoted).
+fn parse_any<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    which: &'static str,
+    budget: &Budget,
+) -> Result<T, ArchiveError> {
+    let parsed = crate::json::within(budget, || serde_json::from_slice::<T>(bytes));
+    parsed.map_err(|e| ArchiveError::BadEntry {
         entry: which,
-        detail: format!(
-            "not valid JSON ({} at line {} column {})",
-            match e.classify() {
-                serde_json::error::Category::Io => "unreadable",
-                serde_json::error::Category::Syntax => "a syntax error",
-                serde_json::error::Category::Data => "an unexpected value",
-                serde_json::error::Category::Eof => "cut short",
-            },
-            e.line(),
-            e.column()
-        ),
+        detail: match budget.is_spent() {
+            true => crate::json::over_budget(ARCHIVE_BUDGET),
+            false => format!(
+                "not valid JSON ({} at line {} column {})",
+                match e.classify() {
+                    serde_json::error::Category::Io => "unreadable",
+                    serde_json::error::Category::Syntax => "a syntax error",
+                    serde_json::error::Category::Data => "an unexpected value",
+                    serde_json::error::Category::Eof => "cut short",
+                },
+                e.line(),
+                e.column()
+            ),
+        },
     })
 }
 

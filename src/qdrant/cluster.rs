@@ -6,14 +6,16 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use ureq::http::Method;
 
 use super::{
     Cancelled, Client, QdrantError, RecoveryPriority, ResumeFrom, ServerUrl, SnapshotBody,
-    SnapshotDescription, UploadTarget, collection_path, encode_segment, take_result,
+    SnapshotDescription, UploadTarget, collection_path, encode_segment,
 };
+use crate::json::{Count, Scalar};
 
 /// More peers than this is not a cluster aimem was written for (nor a sane answer).
 pub const MAX_PEERS: usize = 1024;
@@ -23,14 +25,54 @@ pub const MAX_SHARDS: usize = 65_536;
 const MAX_KEY_LEN: usize = 1024;
 
 /// A custom-sharding shard key: Qdrant allows a keyword or an unsigned integer.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(untagged)]
 pub enum ShardKey {
     Number(u64),
     Keyword(String),
 }
 
+// By hand rather than `untagged`, which would buffer any value (a crafted tree too) before
+// trying each form.
+impl<'de> Deserialize<'de> for ShardKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ShardKey, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = ShardKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a shard key (a string or an unsigned integer)")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<ShardKey, E> {
+                Ok(ShardKey::Number(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<ShardKey, E> {
+                Ok(ShardKey::Keyword(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Key)
+    }
+}
+
 impl ShardKey {
+    /// A key from a scalar read off a server's answer, refusing what Qdrant never sends.
+    pub fn from_scalar(value: &Scalar) -> Result<ShardKey, String> {
+        match value {
+            Scalar::Unsigned(n) => Ok(ShardKey::Number(*n)),
+            Scalar::Signed(n) => Err(format!("shard key {n} is not an unsigned integer")),
+            Scalar::Float(n) => Err(format!("shard key {n} is not an unsigned integer")),
+            Scalar::Text(s) if s.len() <= MAX_KEY_LEN && !s.chars().any(char::is_control) => {
+                Ok(ShardKey::Keyword(s.clone()))
+            }
+            Scalar::Text(_) | Scalar::LongText(_) => {
+                Err("a shard key string is too long or holds control characters".to_string())
+            }
+            other => Err(format!(
+                "a shard key must be a string or a number, not {}",
+                other.kind()
+            )),
+        }
+    }
+
     /// A key from any JSON value, refusing what Qdrant never sends.
     pub fn from_value(value: &Value) -> Result<ShardKey, String> {
         match value {
@@ -125,152 +167,321 @@ pub struct CollectionClusterView {
     pub transfers: usize,
 }
 
-/// Parses `GET /cluster`'s result.
-pub fn parse_cluster_status(result: &Value) -> Result<ClusterStatus, String> {
-    match result.get("status").and_then(Value::as_str) {
-        Some("disabled") => return Ok(ClusterStatus::Disabled),
-        Some("enabled") => {}
-        Some(other) => {
-            return Err(format!(
-                "unknown cluster status {}",
-                crate::names::shown(other)
-            ));
-        }
-        None => return Err("no cluster `status`".to_string()),
-    }
-    let peer_id = result
-        .get("peer_id")
-        .and_then(Value::as_u64)
-        .ok_or("no numeric `peer_id`")?;
-    let listed = result
-        .get("peers")
-        .and_then(Value::as_object)
-        .ok_or("no `peers` map")?;
-    if listed.len() > MAX_PEERS {
-        return Err(format!("{} peers, more than aimem accepts", listed.len()));
-    }
-    let mut peers = BTreeMap::new();
-    for (id, peer) in listed {
-        // Only the plain decimal form: `01` or `+1` would be a second entry for peer 1.
-        let id: u64 = id
-            .parse()
-            .ok()
-            .filter(|n: &u64| n.to_string() == *id)
-            .ok_or_else(|| format!("peer id {} is not a number", crate::names::shown(id)))?;
-        let uri = peer
-            .get("uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("peer {id} has no `uri`"))?;
-        if uri.len() > 2048 || uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(format!("peer {id} has an unusable `uri`"));
-        }
-        if peers.insert(id, uri.to_string()).is_some() {
-            return Err(format!("peer {id} is listed twice"));
-        }
-    }
-    if !peers.contains_key(&peer_id) {
-        return Err(format!(
-            "peer {peer_id} does not list itself among the peers"
-        ));
-    }
-    Ok(ClusterStatus::Enabled { peer_id, peers })
+/// `GET /cluster`'s result as sent: only what aimem reads (`raft_info` and the rest are
+/// skipped unread), the peers bounded while they are read.
+#[derive(Debug, Default, Deserialize)]
+pub struct ClusterAnswer {
+    #[serde(default)]
+    status: Scalar,
+    #[serde(default)]
+    peer_id: Scalar,
+    #[serde(default)]
+    peers: PeerList,
 }
 
-/// Parses `GET /collections/{c}/cluster`'s result.
-pub fn parse_collection_cluster(result: &Value) -> Result<CollectionClusterView, String> {
-    let peer_id = result
-        .get("peer_id")
-        .and_then(Value::as_u64)
-        .ok_or("no numeric `peer_id`")?;
-    let shard_count = result
-        .get("shard_count")
-        .and_then(Value::as_u64)
-        .and_then(|n| u32::try_from(n).ok())
-        .filter(|&n| (n as usize) <= MAX_SHARDS)
-        .ok_or("no sane `shard_count`")?;
-    let list = |key: &str| -> Result<Vec<Replica>, String> {
-        let Some(items) = result.get(key) else {
-            return Ok(Vec::new());
-        };
-        let items = items
-            .as_array()
-            .ok_or_else(|| format!("`{key}` is not a list"))?;
-        if items.len() > MAX_SHARDS.saturating_mul(4) {
-            return Err(format!("`{key}` is too long"));
+/// The `peers` map of `GET /cluster`, in the order sent; `None` when it is not a map.
+#[derive(Debug, Default)]
+struct PeerList(Option<Vec<(String, PeerAnswer)>>);
+
+#[derive(Debug, Deserialize)]
+struct PeerAnswer {
+    #[serde(default)]
+    uri: Scalar,
+}
+
+impl<'de> Deserialize<'de> for PeerList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<PeerList, D::Error> {
+        struct Peers;
+        impl<'de> serde::de::Visitor<'de> for Peers {
+            type Value = PeerList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of peers")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<PeerList, A::Error> {
+                let mut peers = Vec::new();
+                while let Some(id) = map.next_key::<String>()? {
+                    if peers.len() == MAX_PEERS {
+                        return Err(serde::de::Error::custom(format!(
+                            "more than {MAX_PEERS} peers, more than aimem accepts"
+                        )));
+                    }
+                    peers.push((id, map.next_value()?));
+                }
+                Ok(PeerList(Some(peers)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<PeerList, A::Error> {
+                IgnoredAny.visit_seq(seq).map(|_| PeerList(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<PeerList, E> {
+                Ok(PeerList(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<PeerList, E> {
+                Ok(PeerList(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<PeerList, E> {
+                Ok(PeerList(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<PeerList, E> {
+                Ok(PeerList(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<PeerList, E> {
+                Ok(PeerList(None))
+            }
+            fn visit_unit<E>(self) -> Result<PeerList, E> {
+                Ok(PeerList(None))
+            }
         }
-        items
-            .iter()
-            .map(|item| {
-                let local = key == "local_shards";
-                let shard_id = item
-                    .get("shard_id")
-                    .and_then(Value::as_u64)
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| format!("`{key}` has a shard without a u32 `shard_id`"))?;
-                let owner = if local {
-                    peer_id
-                } else {
-                    item.get("peer_id").and_then(Value::as_u64).ok_or_else(|| {
-                        format!("remote shard {shard_id} has no numeric `peer_id`")
-                    })?
-                };
-                let state = match item.get("state").and_then(Value::as_str) {
-                    Some(s) if REPLICA_STATES.contains(&s) => s.to_string(),
-                    _ => "Unknown".to_string(),
-                };
-                let points_count = match local {
-                    true => item.get("points_count").and_then(Value::as_u64),
-                    false => None,
-                };
-                let shard_key = match item.get("shard_key") {
-                    None | Some(Value::Null) => None,
-                    Some(key) => Some(ShardKey::from_value(key)?),
-                };
-                Ok(Replica {
-                    shard_id,
-                    peer_id: owner,
-                    state,
-                    points_count,
-                    shard_key,
-                })
-            })
-            .collect()
-    };
-    let local = list("local_shards")?;
-    let remote = list("remote_shards")?;
-    if remote.iter().any(|r| r.peer_id == peer_id) {
-        return Err(format!(
-            "peer {peer_id} lists itself among the remote shards"
-        ));
+        deserializer.deserialize_any(Peers)
     }
-    let transfers = result
-        .get("shard_transfers")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    Ok(CollectionClusterView {
-        peer_id,
-        shard_count,
-        local,
-        remote,
-        transfers,
-    })
+}
+
+impl ClusterAnswer {
+    /// Checks the answer: a known status, a numeric `peer_id` listed among the peers, each
+    /// peer's id in plain decimal and a usable `uri`.
+    pub fn check(self) -> Result<ClusterStatus, String> {
+        match self.status.as_str() {
+            Some("disabled") => return Ok(ClusterStatus::Disabled),
+            Some("enabled") => {}
+            Some(other) => {
+                return Err(format!(
+                    "unknown cluster status {}",
+                    crate::names::shown(other)
+                ));
+            }
+            None if self.status.is_null() => return Err("no cluster `status`".to_string()),
+            None => return Err(format!("the cluster `status` is {}", self.status.kind())),
+        }
+        let peer_id = self.peer_id.as_u64().ok_or("no numeric `peer_id`")?;
+        let listed = self.peers.0.ok_or("no `peers` map")?;
+        let mut peers = BTreeMap::new();
+        for (id, peer) in listed {
+            // Only the plain decimal form: `01` or `+1` would be a second entry for peer 1.
+            let id: u64 = id
+                .parse()
+                .ok()
+                .filter(|n: &u64| n.to_string() == *id)
+                .ok_or_else(|| format!("peer id {} is not a number", crate::names::shown(&id)))?;
+            let uri = peer
+                .uri
+                .as_str()
+                .ok_or_else(|| format!("peer {id} has no `uri`"))?;
+            if uri.len() > 2048 || uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(format!("peer {id} has an unusable `uri`"));
+            }
+            if peers.insert(id, uri.to_string()).is_some() {
+                return Err(format!("peer {id} is listed twice"));
+            }
+        }
+        if !peers.contains_key(&peer_id) {
+            return Err(format!(
+                "peer {peer_id} does not list itself among the peers"
+            ));
+        }
+        Ok(ClusterStatus::Enabled { peer_id, peers })
+    }
+}
+
+/// Parses `GET /cluster`'s result (already parsed JSON: tests and property tests; the client
+/// reads the answer as a [`ClusterAnswer`] while it arrives).
+pub fn parse_cluster_status(result: &Value) -> Result<ClusterStatus, String> {
+    ClusterAnswer::deserialize(result)
+        .map_err(|e| e.to_string())?
+        .check()
+}
+
+/// The most replicas one `GET /collections/{c}/cluster` list may hold.
+const MAX_LISTED_REPLICAS: usize = MAX_SHARDS * 4;
+
+/// `GET /collections/{c}/cluster`'s result as sent (transfers only counted).
+#[derive(Debug, Default, Deserialize)]
+pub struct CollectionClusterAnswer {
+    #[serde(default)]
+    peer_id: Scalar,
+    #[serde(default)]
+    shard_count: Scalar,
+    #[serde(
+        default,
+        deserialize_with = "crate::json::at_most::<_, _, MAX_LISTED_REPLICAS>"
+    )]
+    local_shards: Vec<ReplicaAnswer>,
+    #[serde(
+        default,
+        deserialize_with = "crate::json::at_most::<_, _, MAX_LISTED_REPLICAS>"
+    )]
+    remote_shards: Vec<ReplicaAnswer>,
+    #[serde(default)]
+    shard_transfers: Count,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplicaAnswer {
+    #[serde(default)]
+    shard_id: Scalar,
+    #[serde(default)]
+    peer_id: Scalar,
+    #[serde(default)]
+    state: Scalar,
+    #[serde(default)]
+    points_count: Scalar,
+    #[serde(default)]
+    shard_key: Scalar,
+}
+
+impl CollectionClusterAnswer {
+    pub fn check(self) -> Result<CollectionClusterView, String> {
+        let peer_id = self.peer_id.as_u64().ok_or("no numeric `peer_id`")?;
+        let shard_count = self
+            .shard_count
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|&n| (n as usize) <= MAX_SHARDS)
+            .ok_or("no sane `shard_count`")?;
+        let list = |items: Vec<ReplicaAnswer>, local: bool| -> Result<Vec<Replica>, String> {
+            let key = match local {
+                true => "local_shards",
+                false => "remote_shards",
+            };
+            items
+                .into_iter()
+                .map(|item| {
+                    let shard_id = item
+                        .shard_id
+                        .as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| format!("`{key}` has a shard without a u32 `shard_id`"))?;
+                    let owner = match local {
+                        true => peer_id,
+                        false => item.peer_id.as_u64().ok_or_else(|| {
+                            format!("remote shard {shard_id} has no numeric `peer_id`")
+                        })?,
+                    };
+                    let state = match item.state.as_str() {
+                        Some(s) if REPLICA_STATES.contains(&s) => s.to_string(),
+                        _ => "Unknown".to_string(),
+                    };
+                    let points_count = match local {
+                        true => item.points_count.as_u64(),
+                        false => None,
+                    };
+                    let shard_key = match &item.shard_key {
+                        Scalar::Null => None,
+                        key => Some(ShardKey::from_scalar(key)?),
+                    };
+                    Ok(Replica {
+                        shard_id,
+                        peer_id: owner,
+                        state,
+                        points_count,
+                        shard_key,
+                    })
+                })
+                .collect()
+        };
+        let local = list(self.local_shards, true)?;
+        let remote = list(self.remote_shards, false)?;
+        if remote.iter().any(|r| r.peer_id == peer_id) {
+            return Err(format!(
+                "peer {peer_id} lists itself among the remote shards"
+            ));
+        }
+        Ok(CollectionClusterView {
+            peer_id,
+            shard_count,
+            local,
+            remote,
+            transfers: self.shard_transfers.0,
+        })
+    }
+}
+
+/// Parses `GET /collections/{c}/cluster`'s result (already parsed JSON, as
+/// [`parse_cluster_status`]).
+pub fn parse_collection_cluster(result: &Value) -> Result<CollectionClusterView, String> {
+    CollectionClusterAnswer::deserialize(result)
+        .map_err(|e| e.to_string())?
+        .check()
+}
+
+/// `GET /collections/{c}/shards`'s result: the keys, each `{"key": …}` or a bare key.
+#[derive(Debug, Default, Deserialize)]
+pub struct ShardKeysAnswer {
+    #[serde(default, deserialize_with = "crate::json::at_most::<_, _, MAX_SHARDS>")]
+    shard_keys: Vec<KeyItem>,
+}
+
+/// One listed shard key: the `key` of an object, or the value itself.
+#[derive(Debug)]
+struct KeyItem(Scalar);
+
+impl<'de> Deserialize<'de> for KeyItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<KeyItem, D::Error> {
+        struct Item;
+        impl<'de> serde::de::Visitor<'de> for Item {
+            type Value = KeyItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a shard key")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyItem, A::Error> {
+                let mut key = Scalar::Object;
+                while let Some(name) = map.next_key::<String>()? {
+                    match name.as_str() {
+                        "key" => key = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(KeyItem(key))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<KeyItem, A::Error> {
+                IgnoredAny.visit_seq(seq).map(|_| KeyItem(Scalar::List))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<KeyItem, E> {
+                Ok(KeyItem(Scalar::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<KeyItem, E> {
+                Ok(KeyItem(Scalar::Signed(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<KeyItem, E> {
+                Ok(KeyItem(Scalar::Unsigned(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<KeyItem, E> {
+                Ok(KeyItem(Scalar::Float(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KeyItem, E> {
+                Scalar::deserialize(serde::de::value::StrDeserializer::<E>::new(v)).map(KeyItem)
+            }
+            fn visit_unit<E>(self) -> Result<KeyItem, E> {
+                Ok(KeyItem(Scalar::Null))
+            }
+        }
+        deserializer.deserialize_any(Item)
+    }
+}
+
+impl ShardKeysAnswer {
+    pub fn check(self) -> Result<Vec<ShardKey>, String> {
+        self.shard_keys
+            .iter()
+            .map(|k| ShardKey::from_scalar(&k.0))
+            .collect()
+    }
 }
 
 /// Parses `GET /collections/{c}/shards`'s result: the shard keys, in the server's order.
 pub fn parse_shard_keys(result: &Value) -> Result<Vec<ShardKey>, String> {
-    let Some(keys) = result.get("shard_keys") else {
-        return Ok(Vec::new());
-    };
-    if keys.is_null() {
+    if result.is_null() {
         return Ok(Vec::new());
     }
-    let keys = keys.as_array().ok_or("`shard_keys` is not a list")?;
-    if keys.len() > MAX_SHARDS {
-        return Err("too many shard keys".to_string());
-    }
-    keys.iter()
-        .map(|k| ShardKey::from_value(k.get("key").unwrap_or(k)))
-        .collect()
+    ShardKeysAnswer::deserialize(result)
+        .map_err(|e| e.to_string())?
+        .check()
 }
 
 /// Splits `host[:port]` (host may be a bracketed IPv6 address) into host and optional port.
@@ -351,8 +562,11 @@ impl Client {
 
     /// `GET /cluster`.
     pub fn cluster_status(&self) -> Result<ClusterStatus, QdrantError> {
-        let result = self.result(Method::GET, "/cluster", None)?;
-        parse_cluster_status(&result).map_err(|e| self.invalid("/cluster", e))
+        let answer: Option<ClusterAnswer> = self.result(Method::GET, "/cluster", None)?;
+        answer
+            .unwrap_or_default()
+            .check()
+            .map_err(|e| self.invalid("/cluster", e))
     }
 
     /// `GET /collections/{c}/cluster`, typed.
@@ -361,15 +575,21 @@ impl Client {
         name: &str,
     ) -> Result<CollectionClusterView, QdrantError> {
         let path = collection_path(name, "/cluster");
-        let result = self.result(Method::GET, &path, None)?;
-        parse_collection_cluster(&result).map_err(|e| self.invalid(&path, e))
+        let answer: Option<CollectionClusterAnswer> = self.result(Method::GET, &path, None)?;
+        answer
+            .unwrap_or_default()
+            .check()
+            .map_err(|e| self.invalid(&path, e))
     }
 
     /// `GET /collections/{c}/shards`: the custom-sharding keys.
     pub fn shard_keys(&self, name: &str) -> Result<Vec<ShardKey>, QdrantError> {
         let path = collection_path(name, "/shards");
-        let result = self.result(Method::GET, &path, None)?;
-        parse_shard_keys(&result).map_err(|e| self.invalid(&path, e))
+        let answer: Option<ShardKeysAnswer> = self.result(Method::GET, &path, None)?;
+        answer
+            .unwrap_or_default()
+            .check()
+            .map_err(|e| self.invalid(&path, e))
     }
 
     /// `PUT /collections/{c}/shards`: creates a shard key (`extra` may add `shards_number`,
@@ -383,8 +603,7 @@ impl Client {
         let mut body = extra.clone();
         body.insert("shard_key".to_string(), key.to_value());
         let path = collection_path(name, "/shards?wait=true");
-        self.result(Method::PUT, &path, Some(&Value::Object(body)))
-            .map(drop)
+        self.call(Method::PUT, &path, Some(&Value::Object(body)))
     }
 
     /// `POST /collections/{c}/shards/{id}/snapshots?wait=true` on this peer (the shard must be
@@ -401,16 +620,16 @@ impl Client {
             .configure_request(request)
             .timeout_recv_response(Some(self.timeouts.snapshot_create))
             .build();
-        let value = self.exchange_json(
+        let answer: super::types::Envelope<SnapshotDescription> = self.exchange_json(
             Method::POST,
             &path,
             request,
             &format!("creating the snapshot of shard {shard}"),
             self.timeouts.snapshot_create,
         )?;
-        let result = take_result(value).ok_or_else(|| self.invalid(&path, "no `result`"))?;
-        let description: SnapshotDescription =
-            serde_json::from_value(result).map_err(|e| self.invalid(&path, e))?;
+        let description = answer
+            .result
+            .ok_or_else(|| self.invalid(&path, "no `result`"))?;
         if description.name.is_empty() {
             return Err(self.invalid(&path, "the snapshot has an empty `name`"));
         }
@@ -427,18 +646,7 @@ impl Client {
         shard: u32,
     ) -> Result<Vec<SnapshotDescription>, QdrantError> {
         let path = shard_path(name, shard, "/snapshots");
-        let result = self.result(Method::GET, &path, None)?;
-        let listed: Vec<Value> =
-            serde_json::from_value(result).map_err(|e| self.invalid(&path, e))?;
-        listed
-            .into_iter()
-            .filter(|s| {
-                s.get("name")
-                    .and_then(Value::as_str)
-                    .is_none_or(|n| crate::names::check(n).is_ok())
-            })
-            .map(|s| serde_json::from_value(s).map_err(|e| self.invalid(&path, e)))
-            .collect()
+        self.snapshot_list(&path)
     }
 
     /// `DELETE /collections/{c}/shards/{id}/snapshots/{snapshot}?wait=true`.
@@ -453,7 +661,7 @@ impl Client {
             shard,
             &format!("/snapshots/{}?wait=true", encode_segment(snapshot)),
         );
-        self.result(Method::DELETE, &path, None).map(drop)
+        self.call(Method::DELETE, &path, None)
     }
 
     /// `GET /collections/{c}/shards/{id}/snapshots/{snapshot}`, resumable as

@@ -2,7 +2,7 @@
 //! process with an id Qdrant draws afresh each time it starts (answered with telemetry
 //! reporting turned off too, by 1.16.3 and 1.18.3 alike).
 
-use serde_json::Value;
+use serde::Deserialize;
 use ureq::http::Method;
 
 use super::{Client, QdrantError};
@@ -14,14 +14,19 @@ impl Client {
     /// The server process's id from `GET /telemetry` (`result.id`).
     pub fn process_id(&self) -> Result<String, QdrantError> {
         let path = "/telemetry?details_level=0";
-        let result = self.result(Method::GET, path, None)?;
-        result
-            .get("id")
-            .and_then(Value::as_str)
+        let telemetry: Option<Telemetry> = self.result(Method::GET, path, None)?;
+        telemetry
+            .and_then(|t| t.id)
             .filter(|id| is_process_id(id))
-            .map(str::to_string)
             .ok_or_else(|| self.invalid(path, "no usable `id`"))
     }
+}
+
+/// The one field of `GET /telemetry` aimem reads; the rest is skipped unread.
+#[derive(Deserialize)]
+struct Telemetry {
+    #[serde(default)]
+    id: Option<String>,
 }
 
 /// A UUID-shaped id: hex digits and dashes, not too long.

@@ -3,7 +3,7 @@
 
 use ureq::http::Method;
 
-use super::{Client, JSON_BODY_LIMIT, QdrantError};
+use super::{Client, METRICS_BODY_LIMIT, QdrantError};
 
 /// The gauge's name; the server may put a configured prefix before it.
 const RECOVERY_GAUGE: &str = "snapshot_recovery_running";
@@ -25,7 +25,7 @@ impl Client {
         let text = response
             .into_body()
             .with_config()
-            .limit(JSON_BODY_LIMIT)
+            .limit(METRICS_BODY_LIMIT)
             .read_to_string()
             .map_err(|e| self.ureq_error(what, e, self.timeouts.request))
             .inspect_err(|e| exchange.failed(e))?;

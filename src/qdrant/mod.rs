@@ -1,8 +1,12 @@
 //! The Qdrant REST client: one shared, synchronous ureq agent.
 //!
 //! This layer knows HTTP, Qdrant's paths, its JSON envelope and its two kinds of error body
-//! (JSON and plain text). It knows nothing about backups: it hands back `serde_json::Value`
-//! or the small types in [`types`].
+//! (JSON and plain text). It knows nothing about backups: it hands back the small types in
+//! [`types`] and [`cluster`], or, for a collection's info, a `serde_json::Value` built within a
+//! budget (see [`crate::json`]).
+//!
+//! Every answer is read as it arrives into a typed struct that keeps only what aimem uses: a
+//! hostile answer costs its longest string at most, never a tree of its size.
 
 pub mod cluster;
 mod error;
@@ -14,9 +18,10 @@ mod trace;
 pub(crate) mod types;
 mod url;
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::time::Duration;
 
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 use ureq::Agent;
 use ureq::http::{Method, Request, Response};
@@ -25,6 +30,7 @@ pub use error::QdrantError;
 use multipart::{LocalReadFailed, is_cancelled};
 pub use ranged::{ResumeFrom, SnapshotBody};
 use trace::Exchange;
+use types::{CollectionList, Envelope, ErrorBody, Exists, PointCount};
 pub use types::{ServerInfo, SnapshotDescription};
 pub use url::{ServerUrl, redact};
 
@@ -121,8 +127,15 @@ impl std::fmt::Debug for Client {
 const TRANSFER_BUFFER: usize = 256 * 1024;
 /// Error bodies longer than this are cut: they are for people, not data.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
-/// JSON answers are small; anything this large is not Qdrant talking.
-const JSON_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+/// JSON answers are small (a real one is a few KiB); anything this large is not Qdrant
+/// talking. Answers are parsed as they arrive, so this bounds the time spent and the longest
+/// string, not a tree.
+const JSON_BODY_LIMIT: u64 = 16 * 1024 * 1024;
+/// The metrics text is scanned line by line as it arrives; a server with many collections
+/// sends a few MiB.
+const METRICS_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+/// A kept collection info may cost this much once parsed (a real one about 100 KiB).
+const INFO_BUDGET: usize = crate::json::DEFAULT_BUDGET;
 
 impl Client {
     /// A client for the server at `base_url` (scheme, host and port; a trailing slash is ignored).
@@ -176,40 +189,47 @@ impl Client {
 
     /// `GET /`: name and version. Needs no key on a real server.
     pub fn server_info(&self) -> Result<ServerInfo, QdrantError> {
-        let value = self.json(Method::GET, "/", None, None)?;
-        serde_json::from_value(value).map_err(|e| self.invalid("/", e))
+        self.json(Method::GET, "/", None, None)
     }
 
     /// Checks that the server answers an authenticated call: the cheapest way to test the key.
     pub fn list_collections(&self) -> Result<Vec<String>, QdrantError> {
-        let result = self.result(Method::GET, "/collections", None)?;
+        let result: Option<CollectionList> = self.result(Method::GET, "/collections", None)?;
         let names = result
-            .get("collections")
-            .and_then(Value::as_array)
+            .and_then(|r| r.collections)
             .ok_or_else(|| self.invalid("/collections", "no `collections` list"))?
-            .iter()
-            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+            .into_iter()
+            .filter_map(|c| c.name.as_str().map(str::to_string))
             .collect();
         Ok(names)
     }
 
     /// `GET /collections/{name}`: the collection's info (`result`), as Qdrant sent it.
+    /// The `Value` is built within [`INFO_BUDGET`]: a real info costs a few dozen KiB.
     pub fn collection_info(&self, name: &str) -> Result<Value, QdrantError> {
-        self.result(Method::GET, &collection_path(name, ""), None)
+        let path = collection_path(name, "");
+        let info = crate::json::within(&crate::json::Budget::new(INFO_BUDGET), || {
+            self.result::<crate::json::Bounded>(Method::GET, &path, None)
+        })?;
+        Ok(info.map(|b| b.0).unwrap_or(Value::Null))
     }
 
-    /// `GET /collections/{name}/cluster`: where the collection's shards live, seen from this peer.
+    /// `GET /collections/{name}/cluster`: where the collection's shards live, seen from this
+    /// peer (built within [`INFO_BUDGET`]).
     pub fn collection_cluster(&self, name: &str) -> Result<Value, QdrantError> {
-        self.result(Method::GET, &collection_path(name, "/cluster"), None)
+        let path = collection_path(name, "/cluster");
+        let placement = crate::json::within(&crate::json::Budget::new(INFO_BUDGET), || {
+            self.result::<crate::json::Bounded>(Method::GET, &path, None)
+        })?;
+        Ok(placement.map(|b| b.0).unwrap_or(Value::Null))
     }
 
     /// `GET /collections/{name}/exists`.
     pub fn collection_exists(&self, name: &str) -> Result<bool, QdrantError> {
         let path = collection_path(name, "/exists");
-        let result = self.result(Method::GET, &path, None)?;
+        let result: Option<Exists> = self.result(Method::GET, &path, None)?;
         result
-            .get("exists")
-            .and_then(Value::as_bool)
+            .and_then(|r| r.exists.as_bool())
             .ok_or_else(|| self.invalid(&path, "no `exists` flag"))
     }
 
@@ -238,23 +258,22 @@ impl Client {
     /// `POST /collections/{name}{rest}` with a count request body; the `count` it answers.
     pub(crate) fn count_at(&self, name: &str, rest: &str, body: Value) -> Result<u64, QdrantError> {
         let path = collection_path(name, rest);
-        let result = self.result(Method::POST, &path, Some(&body))?;
+        let result: Option<PointCount> = self.result(Method::POST, &path, Some(&body))?;
         result
-            .get("count")
-            .and_then(Value::as_u64)
+            .and_then(|r| r.count.as_u64())
             .ok_or_else(|| self.invalid(&path, "no `count`"))
     }
 
     /// `PUT /collections/{name}` with a CreateCollection body.
     pub fn create_collection(&self, name: &str, body: &Value) -> Result<(), QdrantError> {
-        self.result(Method::PUT, &collection_path(name, ""), Some(body))
-            .map(drop)
+        self.call(Method::PUT, &collection_path(name, ""), Some(body))
     }
 
     /// `DELETE /collections/{name}`; true when it existed.
     pub fn delete_collection(&self, name: &str) -> Result<bool, QdrantError> {
-        let result = self.result(Method::DELETE, &collection_path(name, ""), None)?;
-        Ok(result.as_bool().unwrap_or(false))
+        let result: Option<crate::json::Scalar> =
+            self.result(Method::DELETE, &collection_path(name, ""), None)?;
+        Ok(result.and_then(|r| r.as_bool()).unwrap_or(false))
     }
 
     /// `PUT /collections/{name}/index?wait=true` for one payload field.
@@ -266,7 +285,7 @@ impl Client {
     ) -> Result<(), QdrantError> {
         let path = collection_path(name, "/index?wait=true");
         let body = json!({ "field_name": field, "field_schema": schema });
-        self.result(Method::PUT, &path, Some(&body)).map(drop)
+        self.call(Method::PUT, &path, Some(&body))
     }
 
     /// `PUT /collections/{name}/index?wait=false` for one payload field: queued on the server,
@@ -281,7 +300,7 @@ impl Client {
     ) -> Result<(), QdrantError> {
         let path = collection_path(name, "/index?wait=false");
         let body = json!({ "field_name": field, "field_schema": schema });
-        self.result(Method::PUT, &path, Some(&body)).map(drop)
+        self.call(Method::PUT, &path, Some(&body))
     }
 
     /// The limit for one ordinary JSON call.
@@ -299,16 +318,16 @@ impl Client {
             .configure_request(request)
             .timeout_recv_response(Some(self.timeouts.snapshot_create))
             .build();
-        let value = self.exchange_json(
+        let answer: Envelope<SnapshotDescription> = self.exchange_json(
             Method::POST,
             &path,
             request,
             "creating the snapshot",
             self.timeouts.snapshot_create,
         )?;
-        let result = take_result(value).ok_or_else(|| self.invalid(&path, "no `result`"))?;
-        let description: SnapshotDescription =
-            serde_json::from_value(result).map_err(|e| self.invalid(&path, e))?;
+        let description = answer
+            .result
+            .ok_or_else(|| self.invalid(&path, "no `result`"))?;
         // Real Qdrant always names the file and gives its size: without a name there is nothing
         // to download or delete, and the size is what bounds the download.
         if description.name.is_empty() {
@@ -323,21 +342,24 @@ impl Client {
     /// `GET /collections/{name}/snapshots`.
     pub fn list_snapshots(&self, name: &str) -> Result<Vec<SnapshotDescription>, QdrantError> {
         let path = collection_path(name, "/snapshots");
-        let result = self.result(Method::GET, &path, None)?;
-        let listed: Vec<Value> =
-            serde_json::from_value(result).map_err(|e| self.invalid(&path, e))?;
-        // A snapshot whose name is not a safe name is none of aimem's (it names its own after
-        // safe collection names): it is left out, so its name never reaches a URL or a path,
-        // and one such file (say, an upload by hand) does not spoil the list.
+        self.snapshot_list(&path)
+    }
+
+    /// A snapshot list (`GET …/snapshots`).
+    ///
+    /// A snapshot whose name is not a safe name is none of aimem's (it names its own after
+    /// safe collection names): it is left out, so its name never reaches a URL or a path,
+    /// and one such file (say, an upload by hand) does not spoil the list.
+    fn snapshot_list(&self, path: &str) -> Result<Vec<SnapshotDescription>, QdrantError> {
+        let listed: types::SnapshotList = self
+            .result(Method::GET, path, None)?
+            .ok_or_else(|| self.invalid(path, "no snapshot list"))?;
         listed
+            .0
             .into_iter()
-            .filter(|s| {
-                s.get("name")
-                    .and_then(Value::as_str)
-                    .is_none_or(|n| crate::names::check(n).is_ok())
-            })
-            .map(|s| serde_json::from_value(s).map_err(|e| self.invalid(&path, e)))
-            .collect()
+            .filter_map(|s| s.into_description().transpose())
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.invalid(path, e))
     }
 
     /// `DELETE /collections/{name}/snapshots/{snapshot}?wait=true`.
@@ -346,7 +368,7 @@ impl Client {
             name,
             &format!("/snapshots/{}?wait=true", encode_segment(snapshot)),
         );
-        self.result(Method::DELETE, &path, None).map(drop)
+        self.call(Method::DELETE, &path, None)
     }
 
     /// Streams a snapshot file into `sink`, returning the number of bytes written.
@@ -541,14 +563,14 @@ impl Client {
         }
         let response = self.check_status(Method::POST, &path_q, response, &exchange)?;
         let status = response.status().as_u16();
-        // Drain the small JSON answer so the connection can be reused.
-        let answer = response
+        // Drain the small JSON answer so the connection can be reused (nothing of it is kept).
+        let mut answer = response
             .into_body()
-            .with_config()
+            .into_with_config()
             .limit(JSON_BODY_LIMIT)
-            .read_to_string()
-            .unwrap_or_default();
-        exchange.done(status, answer.len() as u64);
+            .reader();
+        let drained = std::io::copy(&mut answer, &mut std::io::sink()).unwrap_or(0);
+        exchange.done(status, drained);
         Ok(())
     }
 
@@ -578,25 +600,30 @@ impl Client {
         }
     }
 
-    /// Sends a JSON call and returns the envelope's `result` (or `null` when there is none).
-    fn result(
+    /// Sends a JSON call and returns the envelope's `result`, typed (None when there is none).
+    fn result<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, QdrantError> {
-        let value = self.json(method, path, body, None)?;
-        Ok(take_result(value).unwrap_or(Value::Null))
+    ) -> Result<Option<T>, QdrantError> {
+        let envelope: Envelope<T> = self.json(method, path, body, None)?;
+        Ok(envelope.result)
     }
 
-    /// Sends a JSON call and returns the whole parsed body.
-    fn json(
+    /// Sends a JSON call whose answer only matters by its status (its body is read unkept).
+    fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(), QdrantError> {
+        self.result::<IgnoredAny>(method, path, body).map(drop)
+    }
+
+    /// Sends a JSON call and returns the whole body, typed.
+    fn json<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
         what: Option<&str>,
-    ) -> Result<Value, QdrantError> {
+    ) -> Result<T, QdrantError> {
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
         let mut request = self.request(method.clone(), path, bytes)?;
         if body.is_some() {
@@ -611,14 +638,15 @@ impl Client {
         self.exchange_json(method, path, request, &what, self.timeouts.request)
     }
 
-    fn exchange_json(
+    /// Sends `request` and parses its answer as `T` while it arrives (see the module comment).
+    fn exchange_json<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         request: Request<Vec<u8>>,
         what: &str,
         timeout: Duration,
-    ) -> Result<Value, QdrantError> {
+    ) -> Result<T, QdrantError> {
         // The headers' wait is bounded by `timeout_recv_response`; the body's too: a server that
         // sends headers and then nothing (or a trickle) must not hold aimem forever.
         let request = self
@@ -630,15 +658,54 @@ impl Client {
         let (response, exchange) = self.send(path, request, what, timeout, sent)?;
         let response = self.check_status(method, path, response, &exchange)?;
         let status = response.status().as_u16();
-        let text = response
-            .into_body()
-            .with_config()
-            .limit(JSON_BODY_LIMIT)
-            .read_to_string()
-            .map_err(|e| self.ureq_error(what, e, timeout))
-            .inspect_err(|e| exchange.failed(e))?;
-        exchange.done(status, text.len() as u64);
-        serde_json::from_str(&text).map_err(|e| self.invalid(path, e))
+        let mut body = Counted {
+            inner: response
+                .into_body()
+                .into_with_config()
+                .limit(JSON_BODY_LIMIT)
+                .reader(),
+            read: 0,
+        };
+        match read_json::<T>(&mut body) {
+            Ok(value) => {
+                exchange.done(status, body.read);
+                Ok(value)
+            }
+            Err(e) if e.is_io() => {
+                let error = self.json_body_error(path, what, e.into(), timeout);
+                exchange.failed(&error);
+                Err(error)
+            }
+            Err(e) => {
+                exchange.done(status, body.read);
+                Err(self.invalid(path, e))
+            }
+        }
+    }
+
+    /// A JSON answer that could not be read to its end: too long (not Qdrant), or the
+    /// connection's own failure.
+    fn json_body_error(
+        &self,
+        path: &str,
+        what: &str,
+        e: std::io::Error,
+        timeout: Duration,
+    ) -> QdrantError {
+        let too_long = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|inner| matches!(inner, ureq::Error::BodyExceedsLimit(_)));
+        match too_long {
+            true => self.invalid(
+                path,
+                format!(
+                    "the answer is longer than {} MiB, which no real Qdrant answer is",
+                    JSON_BODY_LIMIT >> 20
+                ),
+            ),
+            false => self.body_error(what, e, timeout),
+        }
     }
 
     /// Builds a request with the key attached. `body` None means no body at all.
@@ -820,11 +887,25 @@ impl Client {
     }
 }
 
-/// The envelope's `result`, if any.
-pub(crate) fn take_result(value: Value) -> Option<Value> {
-    match value {
-        Value::Object(mut map) => map.remove("result"),
-        _ => None,
+/// Parses one JSON document from `reader` as it arrives, with nothing after it.
+pub(crate) fn read_json<T: DeserializeOwned>(reader: impl Read) -> serde_json::Result<T> {
+    let mut deserializer = serde_json::Deserializer::from_reader(BufReader::new(reader));
+    let value = T::deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// A reader that counts what it hands on (for `-v`).
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
     }
 }
 
@@ -834,8 +915,11 @@ pub(crate) fn error_message(body: &str) -> Option<String> {
     if body.is_empty() {
         return None;
     }
-    if let Ok(value) = serde_json::from_str::<Value>(body) {
-        if let Some(message) = value.pointer("/status/error").and_then(Value::as_str) {
+    if let Ok(ErrorBody {
+        status: Some(status),
+    }) = serde_json::from_str::<ErrorBody>(body)
+    {
+        if let Some(message) = status.error.as_str() {
             return Some(message.to_string());
         }
     }
@@ -890,6 +974,99 @@ mod tests {
             Some("Invalid API key or JWT")
         );
         assert_eq!(error_message("  "), None);
+    }
+
+    /// Every real answer captured from Qdrant reads into the typed struct its path is read as.
+    #[test]
+    fn every_real_answer_reads_typed() {
+        use crate::json::Bounded;
+        use cluster::{ClusterAnswer, CollectionClusterAnswer};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qdrant");
+        let mut files = Vec::new();
+        for dir in std::fs::read_dir(&root).unwrap() {
+            let dir = dir.unwrap().path();
+            if dir.is_dir() {
+                files.extend(std::fs::read_dir(dir).unwrap().map(|f| f.unwrap().path()));
+            }
+        }
+        let mut read = 0;
+        for file in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        {
+            let exchange: Value =
+                serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            let (method, path) = (
+                exchange["request"]["method"].as_str().unwrap(),
+                exchange["request"]["path"].as_str().unwrap(),
+            );
+            let status = exchange["response"]["status"].as_u64().unwrap();
+            let body = &exchange["response"]["body"];
+            let text = body.to_string();
+            let bytes = text.as_bytes();
+            let shown = file.display();
+            if !(200..300).contains(&status) {
+                if body.is_object() {
+                    let message = error_message(&text).unwrap();
+                    assert!(!message.starts_with('{'), "{shown}: {message}");
+                }
+                continue;
+            }
+            if !body.is_object() {
+                continue;
+            }
+            let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+            match (method, segments.as_slice()) {
+                ("GET", [""]) => {
+                    let info: ServerInfo = read_json(bytes).unwrap();
+                    assert!(info.version.is_some(), "{shown}");
+                }
+                ("GET", ["cluster"]) => {
+                    let answer: Envelope<ClusterAnswer> = read_json(bytes).unwrap();
+                    answer.result.unwrap().check().unwrap();
+                }
+                ("GET", ["collections"]) => {
+                    let answer: Envelope<CollectionList> = read_json(bytes).unwrap();
+                    let listed = answer.result.unwrap().collections.unwrap();
+                    assert!(listed.iter().all(|c| c.name.as_str().is_some()), "{shown}");
+                }
+                ("GET", ["collections", _]) => {
+                    let answer: Envelope<Bounded> = read_json(bytes).unwrap();
+                    let info = answer.result.unwrap().0;
+                    assert_eq!(info, body["result"], "{shown}");
+                    crate::fingerprint::Fingerprint::from_collection_info(&info).unwrap();
+                }
+                ("GET", ["collections", _, "cluster"]) => {
+                    let answer: Envelope<CollectionClusterAnswer> = read_json(bytes).unwrap();
+                    answer.result.unwrap().check().unwrap();
+                }
+                ("GET", ["collections", _, "exists"]) => {
+                    let answer: Envelope<Exists> = read_json(bytes).unwrap();
+                    assert!(answer.result.unwrap().exists.as_bool().is_some(), "{shown}");
+                }
+                ("POST", ["collections", _, "points", "count"]) => {
+                    let answer: Envelope<PointCount> = read_json(bytes).unwrap();
+                    assert!(answer.result.unwrap().count.as_u64().is_some(), "{shown}");
+                }
+                ("GET", ["collections", _, "snapshots"]) => {
+                    let answer: Envelope<types::SnapshotList> = read_json(bytes).unwrap();
+                    let listed = answer.result.unwrap().0;
+                    assert!(!listed.is_empty(), "{shown}");
+                    for snapshot in listed {
+                        assert!(snapshot.into_description().unwrap().is_some(), "{shown}");
+                    }
+                }
+                ("POST", ["collections", _, "snapshots"]) if status == 200 => {
+                    let answer: Envelope<SnapshotDescription> = read_json(bytes).unwrap();
+                    assert!(answer.result.unwrap().size.is_some(), "{shown}");
+                }
+                _ => {
+                    let _: Envelope<IgnoredAny> = read_json(bytes).unwrap();
+                }
+            }
+            read += 1;
+        }
+        assert!(read >= 40, "only {read} answers read");
     }
 
     #[test]

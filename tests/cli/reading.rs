@@ -381,3 +381,90 @@ fn a_folder_named_latest_in_the_current_folder_never_stands_in_for_the_newest_ba
     })
     .assert_code(2);
 }
+
+/// A manifest over the 4 MiB bound (issue 17): refused unread by every command that reads it,
+/// with a message naming the file and the bound, instead of parsed (a crafted 16 MiB one took
+/// 2 GB). Its bulk is an unknown field that the checksums cover.
+#[test]
+fn a_manifest_larger_than_any_real_one_is_refused_unread() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    edit_manifest(&backup, |m| {
+        m["padding"] = json!("x".repeat(5 * 1024 * 1024))
+    });
+    rewrite_checksums(&backup);
+    let shown = backup.to_str().unwrap();
+    let run = run_bounded(&env, &["verify", "--json", shown]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    let problem = report["problems"][0]["problem"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        problem.contains("manifest.json") && problem.contains("larger than the 4 MiB"),
+        "{report}"
+    );
+    run_bounded(&env, &["restore", "--dry-run", shown])
+        .assert_code(2)
+        .assert_stderr_contains("larger than the 4 MiB a manifest may be");
+    let run = run_bounded(&env, &["list", "--json"]);
+    run.assert_code(0);
+    let listing = json_stdout(&run);
+    assert_eq!(listing["backups"][0]["state"], "damaged", "{listing}");
+    assert!(
+        listing["backups"][0]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("larger than the 4 MiB")),
+        "{listing}"
+    );
+}
+
+/// A snapshot whose `config.json` is over the 1 MiB bound (issue 17): the snapshot is reported
+/// damaged, naming the file and the bound, instead of parsed (a crafted 16 MiB one took 2.9 GB).
+/// The bulk is a field a fingerprint does not use, so a reader that parses it whole finds the
+/// schema unchanged.
+#[test]
+fn a_snapshot_schema_file_larger_than_any_real_one_is_refused_unread() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let snapshot = backup.join("qdrant/conventions.snapshot");
+    let real = std::fs::read(&snapshot).unwrap();
+    let mut rebuilt = tar::Builder::new(Vec::new());
+    for entry in tar::Archive::new(&real[..]).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        let mut header = entry.header().clone();
+        if entry.path().unwrap().to_str() == Some("config.json") {
+            let mut config: Value = serde_json::from_slice(&data).unwrap();
+            config["metadata"] = json!("x".repeat(2 * 1024 * 1024));
+            data = serde_json::to_vec(&config).unwrap();
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+        }
+        rebuilt.append(&header, &data[..]).unwrap();
+    }
+    std::fs::write(&snapshot, rebuilt.into_inner().unwrap()).unwrap();
+    rewrite_checksums(&backup);
+    let size = std::fs::metadata(&snapshot).unwrap().len();
+    edit_manifest(&backup, |m| {
+        m["collections"]["conventions"]["size_bytes"] = json!(size);
+        m["collections"]["conventions"]["sha256"] = json!(sha256_hex(&snapshot));
+    });
+    rewrite_checksums(&backup);
+    let run = run_bounded(&env, &["verify", "--json", backup.to_str().unwrap()]);
+    run.assert_code(2);
+    let report = json_stdout(&run);
+    assert_eq!(
+        kinds_of(&report, "qdrant/conventions.snapshot"),
+        ["snapshot_damaged"],
+        "{report}"
+    );
+    let problem = report["problems"][0]["problem"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        problem.contains("config.json") && problem.contains("more than the 1 MiB"),
+        "{report}"
+    );
+}

@@ -358,3 +358,27 @@ fn the_release_binary_has_no_free_space_seam() {
         "the release binary still reads AIMEM_TEST_FREE_SPACE"
     );
 }
+
+/// `GET /cluster` answering more than any real answer (issue 17: a crafted 63 MiB one took
+/// 5.7 GB): the backup stops as for a connection failure (exit 1), naming the bound, and
+/// does not go on as a single node.
+#[test]
+fn a_cluster_answer_longer_than_any_real_one_stops_the_backup() {
+    let env = TestEnv::ai_memory();
+    let body = format!(
+        r#"{{"result": {{"status": "disabled", "raft_info": "{}"}}, "status": "ok"}}"#,
+        "x".repeat(17 * 1024 * 1024)
+    );
+    env.double.inject(Fault::always(
+        Some("GET"),
+        "/cluster",
+        FaultKind::RawJson { code: 200, body },
+    ));
+    let run = run_bounded(
+        env.command(&["backup", "--collection", "discussions"]),
+        None,
+    );
+    run.assert_code(1)
+        .assert_stderr_contains("longer than 16 MiB");
+    assert_eq!(env.server_snapshots(), 0);
+}

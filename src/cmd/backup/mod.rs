@@ -810,7 +810,7 @@ fn write_backup(
         runtime_flags: files::runtime_flags(cx.install),
         aimem_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         qdrant_version,
-        extra: BTreeMap::new(),
+        cluster: None,
     };
     if let Some(cluster) = shards::cluster_record(cx.topology) {
         manifest.set_cluster(&cluster);
@@ -955,7 +955,7 @@ fn backup_collection(
         schema: Some(fingerprint.as_value().clone()),
         sha256: Some(downloaded.sha256),
         schema_digest: Some(fingerprint.digest()),
-        extra: BTreeMap::new(),
+        cluster: None,
     };
     Ok((entry, report))
 }

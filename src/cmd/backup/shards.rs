@@ -383,7 +383,7 @@ pub(super) fn backup_collection(
         schema: Some(schema_after.as_value().clone()),
         sha256: None,
         schema_digest: Some(schema_after.digest()),
-        extra: BTreeMap::new(),
+        cluster: None,
     };
     entry.set_cluster(&record);
     Ok((entry, report))
