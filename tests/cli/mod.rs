@@ -27,6 +27,7 @@ mod restore;
 mod restore_jobs;
 mod restore_journal;
 mod resume;
+mod secrets;
 mod servers;
 mod support;
 mod verbose;
