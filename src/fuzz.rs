@@ -343,3 +343,4 @@ proptest! {
 
 mod cluster;
 mod completion;
+mod url;
