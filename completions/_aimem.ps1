@@ -42,8 +42,8 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
             break
         }
         'aimem;backup' {
-            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Qdrant''s full URL (http or https); overrides --host and --port')
-            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Qdrant host name')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Qdrant''s full URL (http or https, optionally with USER:PASSWORD@, a `/`, `?`, `#` or `%` in them percent-encoded); overrides --host and --port')
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Qdrant host name or IP address (no user info, scheme, path or port)')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Qdrant REST port')
             [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for Qdrant''s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Folder that holds the backups; each backup is a dated folder inside it')
@@ -70,8 +70,8 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
             break
         }
         'aimem;restore' {
-            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Qdrant''s full URL (http or https); overrides --host and --port')
-            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Qdrant host name')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Qdrant''s full URL (http or https, optionally with USER:PASSWORD@, a `/`, `?`, `#` or `%` in them percent-encoded); overrides --host and --port')
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Qdrant host name or IP address (no user info, scheme, path or port)')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Qdrant REST port')
             [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for Qdrant''s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)')
             [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url')
@@ -125,8 +125,8 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
         }
         'aimem;diff-schema' {
             [CompletionResult]::new('--collection', '--collection', [CompletionResultType]::ParameterName, 'Compare only this collection')
-            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Qdrant''s full URL (http or https); overrides --host and --port')
-            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Qdrant host name')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Qdrant''s full URL (http or https, optionally with USER:PASSWORD@, a `/`, `?`, `#` or `%` in them percent-encoded); overrides --host and --port')
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Qdrant host name or IP address (no user info, scheme, path or port)')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Qdrant REST port')
             [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for Qdrant''s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)')
             [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url')

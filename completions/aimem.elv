@@ -38,8 +38,8 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'aimem;backup'= {
-            cand --url 'Qdrant''s full URL (http or https); overrides --host and --port'
-            cand --host 'Qdrant host name'
+            cand --url 'Qdrant''s full URL (http or https, optionally with USER:PASSWORD@, a `/`, `?`, `#` or `%` in them percent-encoded); overrides --host and --port'
+            cand --host 'Qdrant host name or IP address (no user info, scheme, path or port)'
             cand --port 'Qdrant REST port'
             cand --request-timeout 'Seconds to wait for Qdrant''s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)'
             cand -o 'Folder that holds the backups; each backup is a dated folder inside it'
@@ -65,8 +65,8 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --help 'Print help'
         }
         &'aimem;restore'= {
-            cand --url 'Qdrant''s full URL (http or https); overrides --host and --port'
-            cand --host 'Qdrant host name'
+            cand --url 'Qdrant''s full URL (http or https, optionally with USER:PASSWORD@, a `/`, `?`, `#` or `%` in them percent-encoded); overrides --host and --port'
+            cand --host 'Qdrant host name or IP address (no user info, scheme, path or port)'
             cand --port 'Qdrant REST port'
             cand --request-timeout 'Seconds to wait for Qdrant''s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)'
             cand --peer 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url'
@@ -117,8 +117,8 @@ set edit:completion:arg-completer[aimem] = {|@words|
         }
         &'aimem;diff-schema'= {
             cand --collection 'Compare only this collection'
-            cand --url 'Qdrant''s full URL (http or https); overrides --host and --port'
-            cand --host 'Qdrant host name'
+            cand --url 'Qdrant''s full URL (http or https, optionally with USER:PASSWORD@, a `/`, `?`, `#` or `%` in them percent-encoded); overrides --host and --port'
+            cand --host 'Qdrant host name or IP address (no user info, scheme, path or port)'
             cand --port 'Qdrant REST port'
             cand --request-timeout 'Seconds to wait for Qdrant''s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)'
             cand --peer 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url'

@@ -40,8 +40,8 @@ complete -c aimem -n "__fish_aimem_needs_command" -f -a "diff-schema" -d 'Compar
 complete -c aimem -n "__fish_aimem_needs_command" -f -a "prune" -d 'Delete old backups by a retention policy, never the last one that verifies'
 complete -c aimem -n "__fish_aimem_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c aimem -n "__fish_aimem_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r -f
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l host -d 'Qdrant host name' -r -f -a "(__fish_print_hostnames)"
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l url -d 'Qdrant\'s full URL (http or https, optionally with USER:PASSWORD@, a `/`, `?`, `#` or `%` in them percent-encoded); overrides --host and --port' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l host -d 'Qdrant host name or IP address (no user info, scheme, path or port)' -r -f -a "(__fish_print_hostnames)"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l port -d 'Qdrant REST port' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s o -l output -d 'Folder that holds the backups; each backup is a dated folder inside it' -r -f -a "(__fish_complete_directories)"
@@ -63,8 +63,8 @@ complete -c aimem -n "__fish_aimem_using_subcommand backup" -s q -l quiet -d 'Pr
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s h -l help -d 'Print help'
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r -f
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l host -d 'Qdrant host name' -r -f -a "(__fish_print_hostnames)"
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l url -d 'Qdrant\'s full URL (http or https, optionally with USER:PASSWORD@, a `/`, `?`, `#` or `%` in them percent-encoded); overrides --host and --port' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l host -d 'Qdrant host name or IP address (no user info, scheme, path or port)' -r -f -a "(__fish_print_hostnames)"
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l port -d 'Qdrant REST port' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
@@ -106,8 +106,8 @@ complete -c aimem -n "__fish_aimem_using_subcommand list" -s v -l verbose -d 'Sh
 complete -c aimem -n "__fish_aimem_using_subcommand list" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand list" -s h -l help -d 'Print help'
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l collection -d 'Compare only this collection' -r -f
-complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l url -d 'Qdrant\'s full URL (http or https); overrides --host and --port' -r -f
-complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l host -d 'Qdrant host name' -r -f -a "(__fish_print_hostnames)"
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l url -d 'Qdrant\'s full URL (http or https, optionally with USER:PASSWORD@, a `/`, `?`, `#` or `%` in them percent-encoded); overrides --host and --port' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l host -d 'Qdrant host name or IP address (no user info, scheme, path or port)' -r -f -a "(__fish_print_hostnames)"
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l port -d 'Qdrant REST port' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand diff-schema" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f

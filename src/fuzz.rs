@@ -435,3 +435,4 @@ proptest! {
 
 mod cluster;
 mod completion;
+mod url;

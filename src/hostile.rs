@@ -33,7 +33,7 @@ fn cluster_answering(body: String) -> (qdrant_double::Double, Client) {
         "/cluster",
         qdrant_double::FaultKind::RawJson { code: 200, body },
     ));
-    let client = Client::new(&double.url(), None, Timeouts::default());
+    let client = Client::new(&double.url(), None, Timeouts::default()).expect("url");
     (double, client)
 }
 

@@ -5,13 +5,16 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 use clap::Args;
 
-use crate::qdrant::{Client, ServerUrl, Timeouts, redact};
+use crate::exit::Exit;
+use crate::failure::Failure;
+use crate::qdrant::{Client, ServerUrl, Timeouts, UrlError, parse_host};
 
 /// Where Qdrant is. The API key comes only from `QDRANT_API_KEY`, never from a flag, so it
 /// never shows in `ps`, shell history or `--help`.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectionArgs {
-    /// Qdrant's full URL (http or https); overrides --host and --port.
+    /// Qdrant's full URL (http or https, optionally with USER:PASSWORD@, a `/`, `?`, `#` or `%`
+    /// in them percent-encoded); overrides --host and --port.
     #[arg(
         long,
         env = "QDRANT_URL",
@@ -22,7 +25,7 @@ pub struct ConnectionArgs {
     )]
     pub url: Option<String>,
 
-    /// Qdrant host name.
+    /// Qdrant host name or IP address (no user info, scheme, path or port).
     #[arg(
         long,
         env = "QDRANT_HOST",
@@ -95,23 +98,59 @@ impl InstallArgs {
 pub struct Endpoint {
     /// Scheme, host and port, no trailing slash; shown with its credentials hidden.
     pub url: ServerUrl,
+    /// The host alone, never credentials: what the manifest, journals and locks record.
     pub host: String,
     pub port: u16,
+}
+
+impl Endpoint {
+    fn of(url: ServerUrl) -> Endpoint {
+        Endpoint {
+            host: url.host().to_string(),
+            port: url.port(),
+            url,
+        }
+    }
+}
+
+/// Why the connection settings name no usable server. The message never quotes the value:
+/// it may hold credentials (a password in the URL, or typed into QDRANT_HOST).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadEndpoint {
+    pub message: String,
+    pub help: &'static str,
+}
+
+impl BadEndpoint {
+    /// The failure a subcommand stops with: invalid arguments.
+    pub fn failure(self) -> Failure {
+        Failure::msg(Exit::InvalidArguments, self.message, self.help)
+    }
 }
 
 /// The environment variable that holds the API key.
 pub const API_KEY_ENV: &str = "QDRANT_API_KEY";
 
 impl ConnectionArgs {
-    /// The endpoint to talk to, or a sentence saying what is wrong with the URL.
-    pub fn endpoint(&self) -> Result<Endpoint, String> {
+    /// The endpoint to talk to: `--url`/QDRANT_URL if set, else `--host`/QDRANT_HOST and
+    /// `--port`/QDRANT_PORT. Nothing of either is shown before it is parsed.
+    pub fn endpoint(&self) -> Result<Endpoint, BadEndpoint> {
         match &self.url {
-            Some(url) if !url.trim().is_empty() => parse_url(url.trim()),
-            _ => Ok(Endpoint {
-                url: ServerUrl::new(&format!("http://{}:{}", self.host, self.port)),
-                host: self.host.clone(),
-                port: self.port,
+            Some(url) if !url.trim().is_empty() => parse_url(url).map_err(|e| BadEndpoint {
+                message: format!("the Qdrant URL (--url or QDRANT_URL) {e}"),
+                help: "Set --url or QDRANT_URL to http://HOST:PORT or https://HOST:PORT; a user \
+                       name and password go before the host (http://USER:PASS@HOST:PORT), \
+                       percent-encoded.",
             }),
+            _ => {
+                let host = parse_host(&self.host).map_err(|e| BadEndpoint {
+                    message: format!("QDRANT_HOST (or --host) {e}"),
+                    help: "Set QDRANT_HOST (or --host) to a host name or IP address alone (say \
+                           localhost or 127.0.0.1) and QDRANT_PORT (or --port) to its port, or \
+                           the whole address in QDRANT_URL (or --url).",
+                })?;
+                Ok(Endpoint::of(ServerUrl::http(&host, self.port)))
+            }
         }
     }
 
@@ -136,54 +175,10 @@ impl ConnectionArgs {
     }
 }
 
-/// Splits `http(s)://host[:port][/]` into its parts. Errors name the URL redacted.
-pub(crate) fn parse_url(raw: &str) -> Result<Endpoint, String> {
-    let url = redact(raw);
-    let (scheme, rest) = raw.split_once("://").ok_or_else(|| {
-        format!("`{url}` has no scheme: write http://HOST:PORT or https://HOST:PORT")
-    })?;
-    let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "http" => 80,
-        "https" => 443,
-        other => {
-            return Err(format!(
-                "`{url}` uses `{other}`; aimem speaks http and https"
-            ));
-        }
-    };
-    let authority = rest.trim_end_matches('/');
-    if authority.contains(['?', '#']) {
-        return Err(format!(
-            "`{url}` has a query; give only the scheme, host and port (the API key goes in QDRANT_API_KEY)"
-        ));
-    }
-    if authority.contains('/') {
-        return Err(format!(
-            "`{url}` has a path; give only the scheme, host and port"
-        ));
-    }
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port))
-            if !host.ends_with(']') || authority.starts_with('[') && !port.contains(']') =>
-        {
-            let port = port
-                .parse::<u16>()
-                .map_err(|_| format!("`{url}` has an invalid port `{port}`"))?;
-            (host, port)
-        }
-        _ => (authority, default_port),
-    };
-    if host.is_empty() {
-        return Err(format!("`{url}` has no host"));
-    }
-    Ok(Endpoint {
-        url: ServerUrl::new(raw),
-        host: host.to_string(),
-        port,
-    })
+/// Parses `http(s)://[user:password@]host[:port][/]` (see [`ServerUrl::parse`]). The error
+/// quotes nothing of `raw`.
+pub(crate) fn parse_url(raw: &str) -> Result<Endpoint, UrlError> {
+    ServerUrl::parse(raw).map(Endpoint::of)
 }
 
 /// Seconds from an environment-backed option, as a Duration.
@@ -194,6 +189,15 @@ pub fn seconds(value: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn connection(url: Option<&str>, host: &str) -> ConnectionArgs {
+        ConnectionArgs {
+            url: url.map(str::to_string),
+            host: host.to_string(),
+            port: 6333,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
 
     #[test]
     fn urls_are_split_into_host_and_port() {
@@ -209,23 +213,31 @@ mod tests {
         assert!(
             parse_url("localhost:6333")
                 .unwrap_err()
+                .to_string()
                 .contains("no scheme")
         );
-        assert!(parse_url("ftp://x").unwrap_err().contains("ftp"));
+        assert!(
+            parse_url("ftp://x")
+                .unwrap_err()
+                .to_string()
+                .contains("ftp")
+        );
         assert!(
             parse_url("http://x:port")
                 .unwrap_err()
-                .contains("invalid port")
+                .to_string()
+                .contains("port")
         );
         assert!(
             parse_url("http://x:1/collections")
                 .unwrap_err()
+                .to_string()
                 .contains("path")
         );
     }
 
     #[test]
-    fn errors_about_a_url_never_show_its_secrets() {
+    fn errors_about_a_url_or_host_never_show_its_secrets() {
         for bad in [
             "http://u:s3cret@x:port",
             "ftp://u:s3cret@x",
@@ -234,12 +246,43 @@ mod tests {
             "http://x:1?api-key=s3cret",
             "http://x?api-key=s3cret",
             "http://x:1/#s3cret",
+            "http://u:s3/cret@x:1",
+            "http://u:s3#cret@x:1",
+            "http://u:s3?cret@x:1",
+            "http://u:s3%cret@x:1",
         ] {
-            let message = parse_url(bad).unwrap_err();
-            assert!(!message.contains("s3cret"), "{message}");
+            let bad = connection(Some(bad), "localhost").endpoint().unwrap_err();
+            assert!(!bad.message.contains("cret"), "{bad:?}");
+            assert!(bad.message.contains("QDRANT_URL"), "{bad:?}");
         }
         let e = parse_url("http://u:s3cret@x:1").unwrap();
         assert_eq!(e.url.to_string(), "http://***@x:1");
+        assert_eq!(e.host, "x");
         assert!(!format!("{e:?}").contains("s3cret"));
+        for bad in [
+            "u:s3cret@x",
+            "http://u:s3cret@x",
+            "x/s3cret",
+            "s3cret:1",
+            "x s3cret",
+        ] {
+            let bad = connection(None, bad).endpoint().unwrap_err();
+            assert!(!bad.message.contains("s3cret"), "{bad:?}");
+            assert!(bad.message.contains("QDRANT_HOST"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_host_and_port_make_a_plain_http_url() {
+        let e = connection(None, "Qdrant.local").endpoint().unwrap();
+        assert_eq!(e.url.to_string(), "http://Qdrant.local:6333");
+        assert_eq!((e.host.as_str(), e.port), ("Qdrant.local", 6333));
+        let e = connection(None, "::1").endpoint().unwrap();
+        assert_eq!(e.url.to_string(), "http://[::1]:6333");
+        // The URL wins; the host is then not looked at.
+        let e = connection(Some(" http://q:1 "), "u:p@bad")
+            .endpoint()
+            .unwrap();
+        assert_eq!(e.url.to_string(), "http://q:1");
     }
 }

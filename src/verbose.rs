@@ -35,7 +35,7 @@ pub fn init(verbosity: u8) {
 /// Registers a secret (an API key, a URL password): it is masked in every record from now on.
 pub fn add_secret(secret: &str) {
     // Short strings would mask ordinary words; no real key or password is this short.
-    if secret.len() < 4 {
+    if secret.len() < crate::qdrant::MIN_SECRET_LEN {
         return;
     }
     if let Ok(mut secrets) = SECRETS.lock() {

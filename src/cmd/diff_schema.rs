@@ -151,13 +151,10 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
             (String::new(), dir.to_string(), Against::Backup(manifest))
         }
         None => {
-            let endpoint = args.connection.endpoint().map_err(|m| {
-                Failure::msg(
-                    Exit::InvalidArguments,
-                    m,
-                    "Set --url or QDRANT_URL to http://HOST:PORT.",
-                )
-            })?;
+            let endpoint = args
+                .connection
+                .endpoint()
+                .map_err(crate::settings::BadEndpoint::failure)?;
             let timeouts = Timeouts {
                 request: args.connection.request_timeout(),
                 ..Timeouts::default()

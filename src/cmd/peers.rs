@@ -11,7 +11,7 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::qdrant::cluster::{ClusterStatus, p2p_host};
-use crate::qdrant::{Client, QdrantError, ServerUrl, redact};
+use crate::qdrant::{Client, QdrantError, ServerUrl, UrlError, redact};
 
 /// The REST addresses of a cluster's peers (backup, restore, diff-schema).
 #[derive(Debug, Clone, Default, Args)]
@@ -161,7 +161,9 @@ pub enum PeerError {
 
     /// The value is not quoted: QDRANT_PEERS is split at commas, so a comma in a password
     /// leaves pieces of credentials that no longer look like credentials.
-    #[error("--peer / QDRANT_PEERS value {position} is not a REST address http(s)://HOST:PORT")]
+    #[error(
+        "--peer / QDRANT_PEERS value {position} is not a REST address http(s)://HOST:PORT: it {reason}"
+    )]
     #[diagnostic(
         code(aimem::cluster::peer_url),
         help(
@@ -169,7 +171,7 @@ pub enum PeerError {
              split at commas: write a comma in a password as %2C."
         )
     )]
-    BadPeerUrl { position: usize },
+    BadPeerUrl { position: usize, reason: UrlError },
 }
 
 /// Finds out whether `client`'s server is a cluster and, if so, reaches and checks every peer.
@@ -185,15 +187,17 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
         .map(|p| p.trim())
         .filter(|p| !p.is_empty())
         .collect();
-    // Every value is checked before any is used or shown (see PeerError::BadPeerUrl).
-    if let Some(position) = overrides
+    // Every value is parsed before any is used or shown (see PeerError::BadPeerUrl).
+    let overrides = overrides
         .iter()
-        .position(|url| crate::settings::parse_url(url).is_err())
-    {
-        return Err(PeerError::BadPeerUrl {
-            position: position + 1,
-        });
-    }
+        .enumerate()
+        .map(|(i, url)| {
+            ServerUrl::parse(url).map_err(|reason| PeerError::BadPeerUrl {
+                position: i + 1,
+                reason,
+            })
+        })
+        .collect::<Result<Vec<ServerUrl>, PeerError>>()?;
     let status = match client.cluster_status() {
         Ok(status) => status,
         // An answer aimem refuses (a cluster with a hostile or contradicting peer list) is
@@ -245,8 +249,8 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
             });
         }
     } else {
-        for url in overrides {
-            let peer_client = client.for_peer(&ServerUrl::new(url));
+        for url in &overrides {
+            let peer_client = client.for_peer(url);
             let shown = peer_client.display_url().to_string();
             let status = peer_client
                 .cluster_status()

@@ -69,16 +69,12 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// The server as a lock or journal names it: scheme, host and port, never credentials.
+/// The server as a lock or journal names it: scheme, host and port, never credentials (the
+/// host is the parsed one, which holds none: see [`crate::qdrant::parse_host`]).
 pub fn server_key(endpoint: &Endpoint) -> String {
-    let scheme = endpoint
-        .url
-        .shown()
-        .split_once("://")
-        .map_or("http", |(scheme, _)| scheme)
-        .to_ascii_lowercase();
     format!(
-        "{scheme}://{}:{}",
+        "{}://{}:{}",
+        endpoint.url.scheme().as_str(),
         endpoint.host.to_ascii_lowercase(),
         endpoint.port
     )
@@ -326,12 +322,10 @@ mod tests {
 
     #[test]
     fn server_keys_hold_no_credentials_and_lock_names_are_one_component() {
-        let endpoint = Endpoint {
-            url: crate::qdrant::ServerUrl::new("HTTP://user:secret@Host:6333"),
-            host: "Host".into(),
-            port: 6333,
-        };
+        let endpoint = crate::settings::parse_url("HTTP://user:secret@Host:6333").unwrap();
         assert_eq!(server_key(&endpoint), "http://host:6333");
+        let endpoint = crate::settings::parse_url("https://u:p%2Fw@[::1]").unwrap();
+        assert_eq!(server_key(&endpoint), "https://[::1]:443");
         let name = lock_name("restore", &["http://h:1", "../../etc/passwd"]);
         assert!(!name.contains('/') && name.starts_with("restore-"));
         assert_ne!(name, lock_name("restore", &["http://h:1", "other"]));

@@ -517,39 +517,6 @@ pub fn p2p_host(uri: &str) -> Option<String> {
     sane.then(|| host.to_string())
 }
 
-impl ServerUrl {
-    /// Whether the address carries credentials (user info or a query).
-    pub fn has_secrets(&self) -> bool {
-        !self.secrets().is_empty()
-    }
-
-    /// This address with its host replaced by `host`: same scheme, credentials and port
-    /// (the common deployment serves REST on the same port on every peer).
-    pub fn with_host(&self, host: &str) -> ServerUrl {
-        let raw = self.raw();
-        let (scheme, rest) = raw.split_once("://").unwrap_or(("http", raw));
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(end);
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((user, hostport)) => (Some(user), hostport),
-            None => (None, authority),
-        };
-        let (_, port) = split_host_port(hostport);
-        let mut url = format!("{scheme}://");
-        if let Some(user) = userinfo {
-            url.push_str(user);
-            url.push('@');
-        }
-        url.push_str(host);
-        if let Some(port) = port {
-            url.push(':');
-            url.push_str(port);
-        }
-        url.push_str(tail);
-        ServerUrl::new(&url)
-    }
-}
-
 fn shard_path(name: &str, shard: u32, rest: &str) -> String {
     collection_path(name, &format!("/shards/{shard}{rest}"))
 }
@@ -563,10 +530,15 @@ impl Client {
     /// `GET /cluster`.
     pub fn cluster_status(&self) -> Result<ClusterStatus, QdrantError> {
         let answer: Option<ClusterAnswer> = self.result(Method::GET, "/cluster", None)?;
-        answer
+        let mut status = answer
             .unwrap_or_default()
             .check()
-            .map_err(|e| self.invalid("/cluster", e))
+            .map_err(|e| self.invalid("/cluster", e))?;
+        // The peers' P2P addresses are shown in messages.
+        if let ClusterStatus::Enabled { peers, .. } = &mut status {
+            peers.values_mut().for_each(|uri| *uri = self.scrub(uri));
+        }
+        Ok(status)
     }
 
     /// `GET /collections/{c}/cluster`, typed.
@@ -814,14 +786,15 @@ mod tests {
         );
         assert_eq!(p2p_host("http://a b:1/"), None);
         assert_eq!(p2p_host("http://:1/"), None);
-        let given = ServerUrl::new("https://u:pw@q0.example:6333");
+        let given = ServerUrl::parse("https://u:pw@q0.example:6333").unwrap();
         let derived = given.with_host("10.0.0.2");
-        assert_eq!(derived.raw(), "https://u:pw@10.0.0.2:6333");
+        assert_eq!(derived.base(), "https://10.0.0.2:6333");
+        assert_eq!(derived.authorization(), given.authorization());
         assert_eq!(derived.shown(), "https://***@10.0.0.2:6333");
-        let given = ServerUrl::new("http://[::1]:6333/");
-        assert_eq!(given.with_host("[fd00::2]").raw(), "http://[fd00::2]:6333");
-        let given = ServerUrl::new("http://localhost");
-        assert_eq!(given.with_host("10.0.0.3").raw(), "http://10.0.0.3");
+        let given = ServerUrl::parse("http://[::1]:6333/").unwrap();
+        assert_eq!(given.with_host("[fd00::2]").base(), "http://[fd00::2]:6333");
+        let given = ServerUrl::parse("http://localhost").unwrap();
+        assert_eq!(given.with_host("10.0.0.3").base(), "http://10.0.0.3");
     }
 
     fn three_peers() -> (qdrant_double::Cluster, Vec<Client>) {
@@ -829,7 +802,7 @@ mod tests {
         let clients = cluster
             .urls()
             .iter()
-            .map(|u| Client::new(u, None, crate::qdrant::Timeouts::default()))
+            .map(|u| Client::new(u, None, crate::qdrant::Timeouts::default()).unwrap())
             .collect();
         (cluster, clients)
     }

@@ -32,7 +32,9 @@ pub use ranged::{ResumeFrom, SnapshotBody};
 use trace::Exchange;
 use types::{CollectionList, Envelope, ErrorBody, Exists, PointCount};
 pub use types::{ServerInfo, SnapshotDescription};
-pub use url::{ServerUrl, redact};
+#[cfg(test)]
+pub(crate) use url::base64 as url_base64;
+pub use url::{HostError, MIN_SECRET_LEN, Scheme, ServerUrl, UrlError, mask, parse_host, redact};
 
 /// The error a transfer's sink or source returns to stop it (a signal arrived). It cannot be
 /// `ErrorKind::Interrupted`: `write_all` and friends retry on that.
@@ -138,9 +140,18 @@ const METRICS_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 const INFO_BUDGET: usize = crate::json::DEFAULT_BUDGET;
 
 impl Client {
-    /// A client for the server at `base_url` (scheme, host and port; a trailing slash is ignored).
-    pub fn new(base_url: &str, api_key: Option<String>, timeouts: Timeouts) -> Client {
-        Client::for_url(&ServerUrl::new(base_url), api_key, timeouts)
+    /// A client for the server at `base_url` (scheme, host and port; a trailing slash is
+    /// ignored), parsed as `--url` is.
+    pub fn new(
+        base_url: &str,
+        api_key: Option<String>,
+        timeouts: Timeouts,
+    ) -> Result<Client, UrlError> {
+        Ok(Client::for_url(
+            &ServerUrl::parse(base_url)?,
+            api_key,
+            timeouts,
+        ))
     }
 
     /// A client for the server at `base_url`.
@@ -164,11 +175,11 @@ impl Client {
         if let Some(key) = &api_key {
             crate::verbose::add_secret(key);
         }
-        for secret in base_url.secrets() {
-            crate::verbose::add_secret(secret);
-            // The user info's parts too: a library may print the user or password alone.
-            secret.split(':').for_each(crate::verbose::add_secret);
-        }
+        // The user info as typed, and the user name and password alone, decoded and not.
+        base_url
+            .secrets()
+            .into_iter()
+            .for_each(crate::verbose::add_secret);
         Client {
             agent,
             base_url: base_url.clone(),
@@ -187,9 +198,24 @@ impl Client {
         &self.base_url
     }
 
+    /// `text` with this client's secrets (the API key, the URL's user info, user name and
+    /// password) replaced by `***`. Every text that comes from the server or from the HTTP
+    /// library passes here before it is put into a [`QdrantError`] or anything else aimem
+    /// shows or stores: a server or proxy may quote the request's headers back.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut secrets = self.base_url.secrets();
+        if let Some(key) = &self.api_key {
+            secrets.push(key);
+        }
+        mask(text, &secrets)
+    }
+
     /// `GET /`: name and version. Needs no key on a real server.
     pub fn server_info(&self) -> Result<ServerInfo, QdrantError> {
-        self.json(Method::GET, "/", None, None)
+        let mut info: ServerInfo = self.json(Method::GET, "/", None, None)?;
+        // Shown, and recorded in the manifest.
+        info.version = info.version.map(|v| self.scrub(&v));
+        Ok(info)
     }
 
     /// Checks that the server answers an authenticated call: the cheapest way to test the key.
@@ -534,7 +560,7 @@ impl Client {
         let exchange = Exchange::start(&Method::POST, &path_q, request.headers(), total);
         let response = self.agent.run(request);
         if let Err(e) = &response {
-            exchange.failed(&self.base_url.scrub(&e.to_string()));
+            exchange.failed(&self.scrub(&e.to_string()));
         }
         let response = match response {
             Ok(response) => {
@@ -715,18 +741,23 @@ impl Client {
         path: &str,
         body: Option<B>,
     ) -> Result<Request<B>, QdrantError> {
+        // The URL without credentials: they go in their own header, so the HTTP library never
+        // sees them (and ureq would send them percent-encoded as typed, not decoded).
         let mut builder =
             Request::builder()
                 .method(method)
-                .uri(format!("{}{}", self.base_url.raw(), path));
+                .uri(format!("{}{}", self.base_url.base(), path));
         if let Some(key) = &self.api_key {
             builder = builder.header("api-key", key.as_str());
+        }
+        if let Some(basic) = self.base_url.authorization() {
+            builder = builder.header("authorization", basic);
         }
         builder
             .body(body.unwrap_or_default())
             .map_err(|e| QdrantError::Unreachable {
                 url: self.display_url().to_string(),
-                detail: self.base_url.scrub(&format!("invalid URL ({e})")),
+                detail: self.scrub(&format!("invalid URL ({e})")),
             })
     }
 
@@ -754,7 +785,9 @@ impl Client {
         }
     }
 
-    /// Turns a non-2xx answer into the matching error, with Qdrant's own message.
+    /// Turns a non-2xx answer into the matching error, with Qdrant's own message: the one
+    /// place a server's error text (its body, a redirect's `Location`) enters aimem, and where
+    /// it is scrubbed of the client's secrets ([`Client::scrub`]).
     fn check_status(
         &self,
         method: Method,
@@ -785,6 +818,7 @@ impl Client {
             ),
             _ => error_message(&text).unwrap_or_else(|| format!("HTTP {status}")),
         };
+        let message = self.scrub(&message);
         let path = strip_query(path).to_string();
         Err(match status {
             401 => QdrantError::Unauthorized {
@@ -811,20 +845,20 @@ impl Client {
             ureq::Error::Timeout(_) => self.timeout(what, timeout),
             ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => QdrantError::Unreachable {
                 url: self.display_url().to_string(),
-                detail: self.base_url.scrub(&error.to_string()),
+                detail: self.scrub(&error.to_string()),
             },
             ureq::Error::Io(e) => self.io_error(what, e, timeout),
             ureq::Error::Rustls(_) | ureq::Error::Tls(_) => QdrantError::Tls {
                 url: self.display_url().to_string(),
-                detail: self.base_url.scrub(&error.to_string()),
+                detail: self.scrub(&error.to_string()),
             },
             ureq::Error::BadUri(detail) => QdrantError::Unreachable {
                 url: self.display_url().to_string(),
-                detail: self.base_url.scrub(&format!("invalid URL: {detail}")),
+                detail: self.scrub(&format!("invalid URL: {detail}")),
             },
             other => QdrantError::Transport {
                 what: what.to_string(),
-                detail: self.base_url.scrub(&other.to_string()),
+                detail: self.scrub(&other.to_string()),
             },
         }
     }
@@ -835,18 +869,18 @@ impl Client {
             ConnectionRefused | AddrNotAvailable | NotFound | HostUnreachable
             | NetworkUnreachable => QdrantError::Unreachable {
                 url: self.display_url().to_string(),
-                detail: self.base_url.scrub(&e.to_string()),
+                detail: self.scrub(&e.to_string()),
             },
             TimedOut | WouldBlock => self.timeout(what, timeout),
             // rustls reports a failed handshake (an untrusted or mismatched certificate) as
             // invalid data on the socket.
-            InvalidData if self.base_url.raw().starts_with("https") => QdrantError::Tls {
+            InvalidData if self.base_url.scheme() == Scheme::Https => QdrantError::Tls {
                 url: self.display_url().to_string(),
-                detail: self.base_url.scrub(&e.to_string()),
+                detail: self.scrub(&e.to_string()),
             },
             _ => QdrantError::Transport {
                 what: what.to_string(),
-                detail: self.base_url.scrub(&e.to_string()),
+                detail: self.scrub(&e.to_string()),
             },
         }
     }
@@ -858,7 +892,7 @@ impl Client {
                 Ok(ureq_error) => self.ureq_error(what, *ureq_error, timeout),
                 Err(other) => QdrantError::Transport {
                     what: what.to_string(),
-                    detail: self.base_url.scrub(&other.to_string()),
+                    detail: self.scrub(&other.to_string()),
                 },
             },
             None => QdrantError::Transport {
@@ -879,10 +913,12 @@ impl Client {
         }
     }
 
+    /// An answer aimem cannot use. `detail` may quote the answer (a JSON parser's error
+    /// does), so it is scrubbed.
     fn invalid(&self, path: &str, detail: impl ToString) -> QdrantError {
         QdrantError::InvalidResponse {
             path: strip_query(path).to_string(),
-            detail: detail.to_string(),
+            detail: self.scrub(&detail.to_string()),
         }
     }
 }
@@ -1071,9 +1107,28 @@ mod tests {
 
     #[test]
     fn userinfo_never_reaches_a_message() {
-        let client = Client::new("http://admin:hunter2@q:6333", None, Timeouts::default());
+        let client = Client::new("http://admin:hunter2@q:6333", None, Timeouts::default()).unwrap();
         assert!(!format!("{client:?}").contains("hunter2"));
         assert_eq!(client.display_url(), "http://***@q:6333");
+    }
+
+    #[test]
+    fn every_error_that_quotes_the_server_is_scrubbed() {
+        let client = Client::new(
+            "http://admin:p%2Fss-word@q:6333",
+            Some("the-api-key".into()),
+            Timeouts::default(),
+        )
+        .unwrap();
+        let text = "key the-api-key, password p/ss-word (p%2Fss-word), user info admin:p%2Fss-word";
+        assert_eq!(
+            client.scrub(text),
+            "key ***, password *** (***), user info ***"
+        );
+        let QdrantError::InvalidResponse { detail, .. } = client.invalid("/x?k=v", text) else {
+            panic!("InvalidResponse");
+        };
+        assert_eq!(detail, client.scrub(text));
     }
 
     #[test]
@@ -1089,7 +1144,8 @@ mod tests {
             "http://localhost:6333/",
             Some("s3cret".into()),
             Timeouts::default(),
-        );
+        )
+        .unwrap();
         let shown = format!("{client:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert_eq!(client.display_url(), "http://localhost:6333");

@@ -459,7 +459,8 @@ fn a_foreign_snapshot_with_an_unsafe_name_is_left_out_of_the_list() {
         &env.double.url(),
         Some(KEY.to_string()),
         aimem::qdrant::Timeouts::default(),
-    );
+    )
+    .unwrap();
     let ours = client.create_snapshot("discussions").unwrap();
     // A file someone put in the server's snapshot folder by hand.
     let folder = env.double.snapshots_dir().join("discussions");

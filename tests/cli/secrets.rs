@@ -307,8 +307,9 @@ fn journals_and_leftovers_of_a_killed_backup_hold_no_credentials() {
         .filter(|f| f.ends_with(".aimem-journal"))
         .collect();
     assert_eq!(journals.len(), 1, "{:?}", env.root_entries());
-    let journal: Value =
-        serde_json::from_str(&std::fs::read_to_string(&journals[0]).unwrap()).unwrap();
+    // One JSON record a line; the first names the run and the server.
+    let text = std::fs::read_to_string(&journals[0]).unwrap();
+    let journal: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(
         journal["server"],
         format!("http://127.0.0.1:{}", env.double.port()),

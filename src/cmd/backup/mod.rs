@@ -369,13 +369,10 @@ fn back_up(
     report: &Mutex<BackupReport>,
     started: Instant,
 ) -> Outcome {
-    let endpoint = args.connection.endpoint().map_err(|m| {
-        Failure::msg(
-            Exit::InvalidArguments,
-            m,
-            "Set --url or QDRANT_URL to http://HOST:PORT.",
-        )
-    })?;
+    let endpoint = args
+        .connection
+        .endpoint()
+        .map_err(crate::settings::BadEndpoint::failure)?;
     let timeouts = Timeouts {
         request: args.connection.request_timeout(),
         snapshot_create: seconds(args.create_timeout),

@@ -379,7 +379,7 @@ mod tests {
         };
         let double = qdrant_double::Double::start(qdrant_double::Config::default());
         double.seed_ai_memory();
-        let client = Client::new(&double.url(), None, crate::qdrant::Timeouts::default());
+        let client = Client::new(&double.url(), None, crate::qdrant::Timeouts::default()).unwrap();
         let description = client.create_snapshot("conventions").unwrap();
         let error = client
             .download_snapshot("conventions", &description.name, &mut full)

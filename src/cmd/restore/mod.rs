@@ -337,13 +337,10 @@ fn restore(
     started: std::time::Instant,
 ) -> Outcome {
     // 1. Arguments.
-    let endpoint = args.connection.endpoint().map_err(|m| {
-        Failure::msg(
-            Exit::InvalidArguments,
-            m,
-            "Set --url or QDRANT_URL to http://HOST:PORT.",
-        )
-    })?;
+    let endpoint = args
+        .connection
+        .endpoint()
+        .map_err(crate::settings::BadEndpoint::failure)?;
     let root = layout::default_root();
     // Absolute, so the paths printed for pre-restore snapshots work from any folder.
     let root = std::path::absolute(&root)
