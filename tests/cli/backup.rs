@@ -746,22 +746,52 @@ fn a_snapshot_taken_while_points_are_written_is_taken_again() {
 }
 
 #[test]
-fn a_snapshot_creation_that_times_out_is_deleted_once_qdrant_finishes_it() {
+fn a_snapshot_creation_that_times_out_is_reported_never_deleted_on_a_guess() {
     let env = TestEnv::ai_memory();
-    // Qdrant answers after 3 s; aimem gives up after 2 s, then waits for the snapshot it knows
-    // Qdrant is still building, and deletes it.
+    // Qdrant answers after 4 s; aimem gives up after 2 s. Meanwhile someone takes a snapshot
+    // of the same collection by hand: named in the request's window, it could be the one aimem
+    // asked for, so nothing is deleted on that guess.
     env.double.inject(Fault::new(
         Some("POST"),
         "/collections/discussions/snapshots",
-        FaultKind::Delay(Duration::from_secs(3)),
+        FaultKind::Delay(Duration::from_secs(4)),
     ));
-    let run = env.run_with(&["backup", "--collection", "discussions"], |c| {
-        c.env("BACKUP_SNAPSHOT_CREATE_TIMEOUT", "2");
-    });
-    run.assert_code(2).assert_stderr_contains("timed out");
-    // Long after Qdrant finished: nothing of this run is on the server.
+    let mut child = env
+        .command(&["backup", "--collection", "discussions"])
+        .env("BACKUP_SNAPSHOT_CREATE_TIMEOUT", "2")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_request(&env.double, "POST", |p| p.ends_with("/snapshots"));
+    std::thread::sleep(Duration::from_millis(1100));
+    let url = format!(
+        "{}/collections/discussions/snapshots?wait=true",
+        env.double.url()
+    );
+    let mut answer = ureq::post(&url)
+        .header("api-key", super::support::KEY)
+        .send_empty()
+        .expect("snapshot");
+    let body: serde_json::Value =
+        serde_json::from_str(&answer.body_mut().read_to_string().expect("body")).expect("json");
+    let mine = body["result"]["name"].as_str().expect("name").to_string();
+    let run = super::support::to_run(child.wait_with_output().unwrap());
+    run.assert_code(2)
+        .assert_stderr_contains("timed out")
+        .assert_stderr_contains("deletes only what it can prove");
+    assert!(env.double.snapshot_names("discussions").contains(&mine));
+    // Once Qdrant has finished the one aimem asked for, the next backup reports both, deletes
+    // neither, and keeps the record.
     std::thread::sleep(Duration::from_secs(2));
-    assert_nothing_left(&env);
+    let left = env.double.snapshot_names("discussions");
+    assert_eq!(left.len(), 2, "{left:?}");
+    let next = env.run(&["backup", "--collection", "github"]);
+    next.assert_code(0);
+    for name in &left {
+        next.assert_stderr_contains(name);
+    }
+    assert_eq!(env.double.snapshot_names("discussions"), left);
 }
 
 #[test]

@@ -1,9 +1,9 @@
-//! What a backup removes when it does not complete: its staging folder, every snapshot it
-//! created on the server, and one whose creation did not answer in time (Qdrant goes on
-//! building it, api.md §0.3; left alone, a nightly timeout would leave a full-size snapshot on
-//! the server every night).
+//! What a backup removes when it does not complete: its staging folder and every snapshot it
+//! created on the server. A snapshot whose creation did not answer in time (Qdrant goes on
+//! building it) is looked for and reported, never deleted on a guess: the journal keeps its
+//! record, so every later backup reports it until it is gone.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use camino::Utf8PathBuf;
 
@@ -17,7 +17,8 @@ pub struct Pending {
     pub collection: String,
     /// The collection's snapshots before the creation: anything new is ours.
     pub existing: Vec<String>,
-    /// How long to wait for it to appear.
+    /// Zero when an answer came that aimem could not use (nothing may have been made);
+    /// otherwise the creation may still be under way.
     pub wait: Duration,
     /// UTC `YYYY-MM-DD-HH-MM-SS` when it was asked for: Qdrant names a snapshot
     /// `{collection}-{peer id}-{UTC time}.snapshot` from the moment it starts it.
@@ -65,15 +66,6 @@ pub struct Undo {
     pub unanswered_shard_creations: usize,
 }
 
-/// How often the server's snapshot list is read while waiting for a pending snapshot.
-const PENDING_POLL: Duration = Duration::from_secs(1);
-
-/// Reads of the snapshot list in a row that get no answer at all (refused, or timed out)
-/// before the server counts as gone. A refused connection right after a broken one is a
-/// stopped or restarting server, and a second one a poll later confirms it: waiting the whole
-/// creation timeout for it helps nobody. Any answer (even an error) starts the count again.
-const GONE_AFTER: u32 = 2;
-
 impl Undo {
     /// The snapshot is gone from the server: nothing to undo for it.
     pub fn forget_snapshot(&mut self, collection: &str, name: &str) {
@@ -113,7 +105,7 @@ impl Undo {
             }
         }
         for mut pending in self.pending.drain(..) {
-            all_gone &= remove_pending(client, ui, &pending);
+            all_gone &= report_pending(client, ui, &pending);
             // Found or given up on: other runs may create snapshots again.
             if let Some(turn) = pending.turn.take() {
                 turn.release_after_answer();
@@ -225,82 +217,56 @@ fn delete(client: &Client, ui: &Ui, collection: &str, name: &str) -> bool {
     }
 }
 
-/// Waits (up to `pending.wait`) for the snapshot Qdrant is still building, then deletes it.
-/// A finished snapshot has its checksum; one without may still be written. True when it is
-/// gone.
-fn remove_pending(client: &Client, ui: &Ui, pending: &Pending) -> bool {
+/// Looks for the snapshot a creation without a usable answer may have made, and says what it
+/// finds; never deletes it. Whatever is named from the request's time on may be this run's
+/// snapshot or another client's taken meanwhile (aimem's own runs wait for this run's turn,
+/// other clients do not), so, as for a killed run's, it is kept and reported, and the journal
+/// keeps the record so the next backup reports it too. True when there is nothing to look for:
+/// an answer aimem could not use stood for no snapshot.
+fn report_pending(client: &Client, ui: &Ui, pending: &Pending) -> bool {
     let collection = &pending.collection;
-    if pending.wait.is_zero() {
-        ui.note(&format!(
-            "looking for a snapshot of `{collection}` that the unusable answer may stand for"
-        ));
-    } else {
-        ui.note(&format!(
-            "waiting up to {}s for Qdrant to finish the snapshot of `{collection}` so it can be deleted",
-            pending.wait.as_secs()
-        ));
-    }
-    let deadline = Instant::now() + pending.wait;
-    let mut no_answer_in_a_row = 0;
-    loop {
-        let listed = match client.list_snapshots(collection) {
-            Ok(listed) => {
-                no_answer_in_a_row = 0;
-                listed
-            }
-            Err(e) if e.is_no_answer() => {
-                no_answer_in_a_row += 1;
-                if no_answer_in_a_row >= GONE_AFTER {
-                    ui.warn(&gone(client, pending, &e));
-                    return false;
-                }
-                Vec::new()
-            }
-            Err(_) => {
-                no_answer_in_a_row = 0;
-                Vec::new()
-            }
-        };
-        // The earliest new snapshot named from the moment it was asked for is the one: others
-        // (another tool's, an upload) are not ours to delete.
-        let ours = listed
-            .into_iter()
-            .filter(|s| !pending.existing.contains(&s.name))
-            .filter(|s| is_ours(&s.name, collection, &pending.asked_at))
-            .min_by(|a, b| a.name.cmp(&b.name));
-        // A finished snapshot has its checksum; one without may still be written.
-        if let Some(snapshot) = ours.filter(|s| s.checksum.is_some()) {
-            return delete(client, ui, collection, &snapshot.name);
+    let listed = match client.list_snapshots(collection) {
+        Ok(listed) => listed,
+        Err(e) => {
+            ui.warn(&gone(client, pending, &e));
+            return false;
         }
-        // One look found nothing: the unusable answer stood for no snapshot of ours.
+    };
+    let candidates: Vec<String> = listed
+        .into_iter()
+        .filter(|s| !pending.existing.contains(&s.name))
+        .filter(|s| is_ours(&s.name, collection, &pending.asked_at))
+        .map(|s| s.name)
+        .collect();
+    if candidates.is_empty() {
+        // An unusable answer with nothing new: it stood for no snapshot.
         if pending.wait.is_zero() {
             return true;
         }
-        if Instant::now() >= deadline {
-            ui.warn(&format!(
-                "Qdrant may still be building a snapshot of `{collection}`; once it appears in \
-                 GET /collections/{collection}/snapshots, delete it (DELETE …/snapshots/NAME)"
-            ));
-            return false;
-        }
-        std::thread::sleep(PENDING_POLL);
+        ui.warn(&format!(
+            "Qdrant may still be building a snapshot of `{collection}` that this run asked for and \
+             never heard named; the next backup into this folder reports it once it appears (aimem \
+             deletes only what it can prove is its own)"
+        ));
+        return false;
     }
+    ui.warn(&format!(
+        "{} of `{collection}` may be the snapshot this run asked for and never heard named, or \
+         someone else's taken meanwhile: aimem deletes only what it can prove is its own, so it is \
+         kept. Delete it by hand if it is not yours; the next backup into this folder reports it \
+         until it is gone",
+        candidates.join(", ")
+    ));
+    false
 }
 
-/// What to say when the server went away while a snapshot may still be in the making.
+/// What to say when the snapshot list could not be read to look for a pending snapshot.
 fn gone(client: &Client, pending: &Pending, error: &QdrantError) -> String {
-    let how = match error {
-        QdrantError::Timeout { .. } => "does not answer any more",
-        _ => "refuses connections",
-    };
     let collection = &pending.collection;
     format!(
-        "Qdrant at {} {how}: the server is gone (stopped or restarting), so aimem stops waiting \
-         for the snapshot of `{collection}`. Once it is back, delete any snapshot of `{collection}` \
-         named from {} (UTC) on that GET /collections/{collection}/snapshots lists \
-         (DELETE …/snapshots/NAME)",
-        client.display_url(),
-        pending.asked_at
+        "could not look for the snapshot of `{collection}` this run asked for on {} ({error}); \
+         the next backup into this folder looks again and reports what it finds",
+        client.display_url()
     )
 }
 
