@@ -756,7 +756,7 @@ fn a_snapshot_creation_that_times_out_is_reported_never_deleted_on_a_guess() {
         "/collections/discussions/snapshots",
         FaultKind::Delay(Duration::from_secs(4)),
     ));
-    let mut child = env
+    let child = env
         .command(&["backup", "--collection", "discussions"])
         .env("BACKUP_SNAPSHOT_CREATE_TIMEOUT", "2")
         .stdout(std::process::Stdio::piped())
