@@ -282,9 +282,19 @@ fn a_server_naming_its_snapshot_dot_dot_is_refused_and_the_collection_survives()
         .filter(|r| r.contains(".."))
         .collect();
     assert!(touched.is_empty(), "{touched:?}");
-    // The snapshot it really made (under its real name) is found and deleted all the same.
-    assert_eq!(env.server_snapshots(), 0);
-    assert!(env.root_entries().is_empty(), "{:?}", env.root_entries());
+    // The snapshot it really made (under its real name) is found, but nothing proves it is
+    // this run's rather than one taken meanwhile: it is kept and reported, never deleted on a
+    // guess, and the journal left for the next backup names it.
+    assert_eq!(env.server_snapshots(), 1);
+    says(
+        &run,
+        "aimem deletes only what it can prove is its own, so it is kept",
+    );
+    let kept = env.root_entries();
+    assert!(
+        kept.len() == 1 && kept[0].starts_with(".aimem-staging-"),
+        "{kept:?}"
+    );
 }
 
 /// Every name the old code gave a pre-restore folder from `at` on for `seconds` seconds (in

@@ -113,11 +113,11 @@ impl Undo {
         }
         if !all_gone && self.journal.is_some() {
             // The journal stays in its staging folder (the data goes): the next backup into
-            // this root deletes what could not be deleted now.
+            // this root deletes what is provably this run's and reports the rest.
             if let Some(staging) = self.staging.take() {
                 remove_all_but_journal(&staging, ui);
                 ui.warn(&format!(
-                    "kept {staging}: its journal lists what is left on the server, and the next backup into this folder deletes it"
+                    "kept {staging}: its journal lists what is left on the server; the next backup into this folder deletes what is provably this run's and reports the rest"
                 ));
             }
             return;
