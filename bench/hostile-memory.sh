@@ -19,7 +19,10 @@
 #   snapshot-16MiB      a snapshot whose tar holds a 16 MiB config.json and payload_index.json:
 #                       `verify`
 #   snapshot-1MiB       the repetition inside config.json's `params` and payload_index.json's
-#                       `schema`, each just under the 1 MiB bound of a schema file: `verify`
+#                       `schema`, each just under the 1 MiB bound of payload_index.json: `verify`
+#   snapshot-config-128MiB  a config.json of 128 MiB, the repetition in a field aimem does not
+#                       use (as a collection's metadata would be): `verify`
+#   snapshot-params-16MiB   a config.json of 16 MiB, the repetition inside `params`: `verify`
 #
 # Prints one line per run: input, command, exit code, peak RSS (with SHOW_ERRORS=1, also the
 # first lines aimem wrote on stderr).
@@ -117,12 +120,16 @@ def crafted_snapshot(config_size, payload_size, inside):
     if inside:
         config = padded(b'{"params": ' + params, config_size,
                         b'}, "hnsw_config": {}, "quantization_config": null}')
-        payload = padded(b'{"schema": {"field": {"type": "keyword", "filler": ', payload_size,
-                         b'}}}')
+        payload = padded(b'{"schema": {"field": {"type": "keyword", "filler": ',
+                         payload_size or 64, b'}}}')
     else:
-        config = padded(b'{"params": ' + params + b'0}, "hnsw_config": {}, '
-                        b'"quantization_config": null, "filler": ', config_size, b'}')
-        payload = padded(b'{"schema": {}, "filler": ', payload_size, b'}')
+        # The collection's real schema, and the repetition in its metadata.
+        real = json.dumps({"params": SCHEMA["params"], "hnsw_config": SCHEMA["hnsw_config"],
+                           "quantization_config": None}).encode()
+        config = padded(real[:-1] + b', "metadata": ', config_size, b'}')
+        payload = padded(b'{"schema": {}, "filler": ', payload_size or 64, b'}')
+    if payload_size is None:
+        payload = b'{"schema": {}}'
     return snapshot(config, payload)
 
 # (b) manifests
@@ -147,9 +154,12 @@ filler = repeated(4 * MiB - 1024 - len(prefix) - len(suffix))
 folder(f"{work}/manifest-schema-4MiB/2026-02-03_143052", prefix + filler + suffix, files)
 
 # (c) snapshots
-for name, size, inside in [("snapshot-16MiB", 16 * MiB - 1024, False),
-                           ("snapshot-1MiB", MiB - 1024, True)]:
-    crafted = crafted_snapshot(size, size, inside)
+for name, size, payload_size, inside in [
+        ("snapshot-16MiB", 16 * MiB - 1024, 16 * MiB - 1024, False),
+        ("snapshot-1MiB", MiB - 1024, MiB - 1024, True),
+        ("snapshot-config-128MiB", 128 * MiB, None, False),
+        ("snapshot-params-16MiB", 16 * MiB, None, True)]:
+    crafted = crafted_snapshot(size, payload_size, inside)
     folder(f"{work}/{name}/2026-02-03_143052", manifest({"c": entry(crafted)}),
            [("qdrant/c.snapshot", crafted)])
 
@@ -263,3 +273,5 @@ run manifest-schema-4MiB "restore --dry-run" restore --dry-run \
     "$work/manifest-schema-4MiB/2026-02-03_143052"
 run snapshot-16MiB "verify" verify "$work/snapshot-16MiB/2026-02-03_143052"
 run snapshot-1MiB "verify" verify "$work/snapshot-1MiB/2026-02-03_143052"
+run snapshot-config-128MiB "verify" verify "$work/snapshot-config-128MiB/2026-02-03_143052"
+run snapshot-params-16MiB "verify" verify "$work/snapshot-params-16MiB/2026-02-03_143052"

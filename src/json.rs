@@ -51,6 +51,15 @@ impl Budget {
         }
     }
 
+    /// What is left of a budget of `total` (see [`within`]): a spent one reports `total`.
+    fn remainder(left: usize, total: usize) -> Budget {
+        Budget {
+            left: Cell::new(left),
+            total,
+            spent: Cell::new(false),
+        }
+    }
+
     /// Whether a parse stopped because this budget ran out.
     pub fn is_spent(&self) -> bool {
         self.spent.get()
@@ -197,21 +206,35 @@ pub fn value_from_slice(bytes: &[u8], budget: &Budget) -> Result<Value, serde_js
     Ok(value)
 }
 
+/// The budget of a [`within`]: what is left of `total`, and whether a parse ran out of it.
+#[derive(Clone, Copy)]
+struct Shared {
+    left: usize,
+    total: usize,
+    spent: bool,
+}
+
 thread_local! {
     /// The budget of the [`within`] running on this thread: what is left, and whether a parse
     /// ran out of it.
-    static SHARED: Cell<Option<(usize, bool)>> = const { Cell::new(None) };
+    static SHARED: Cell<Option<Shared>> = const { Cell::new(None) };
 }
 
 /// Runs `read`, during which every [`Bounded`] value (and every field read with
 /// [`bounded_value`] and its kin) is built on `budget`: the schemas of a manifest, say,
 /// together rather than each on its own. Afterwards `budget` holds what is left.
 pub fn within<R>(budget: &Budget, read: impl FnOnce() -> R) -> R {
-    let outer = SHARED.with(|s| s.replace(Some((budget.left(), false))));
+    let outer = SHARED.with(|s| {
+        s.replace(Some(Shared {
+            left: budget.left(),
+            total: budget.total,
+            spent: false,
+        }))
+    });
     let result = read();
-    if let Some((left, spent)) = SHARED.with(|s| s.replace(outer)) {
-        budget.left.set(left);
-        if spent {
+    if let Some(shared) = SHARED.with(|s| s.replace(outer)) {
+        budget.left.set(shared.left);
+        if shared.spent {
             budget.spent.set(true);
         }
     }
@@ -222,12 +245,41 @@ pub fn within<R>(budget: &Budget, read: impl FnOnce() -> R) -> R {
 /// [`DEFAULT_BUDGET`].
 fn shared_value<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
     let shared = SHARED.with(Cell::get);
-    let budget = Budget::new(shared.map_or(DEFAULT_BUDGET, |(left, _)| left));
+    let budget = match shared {
+        Some(shared) => Budget::remainder(shared.left, shared.total),
+        None => Budget::new(DEFAULT_BUDGET),
+    };
     let result = BoundedSeed::new(&budget).deserialize(deserializer);
-    if let Some((_, spent)) = shared {
-        SHARED.with(|s| s.set(Some((budget.left(), spent || budget.is_spent()))));
+    if let Some(shared) = shared {
+        SHARED.with(|s| {
+            s.set(Some(Shared {
+                left: budget.left(),
+                spent: shared.spent || budget.is_spent(),
+                ..shared
+            }))
+        });
     }
     result
+}
+
+/// `T` read only from a JSON object: a derived struct would also take a list of its fields in
+/// order, which no Qdrant file is.
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Object<T>, D::Error> {
+        struct Only<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        deserializer.deserialize_map(Only(PhantomData))
+    }
 }
 
 /// A JSON value kept whole, built within a budget (see [`within`]).
@@ -537,7 +589,10 @@ pub(crate) mod tests {
         // Each fits alone; together they do not.
         let budget = Budget::new(cost + cost / 2);
         let shared = within(&budget, || serde_json::from_str::<Two>(&text));
-        assert!(shared.is_err());
+        // The error names the whole budget, not what was left of it for `b`.
+        let error = shared.err().unwrap().to_string();
+        let whole = format!("over {} KiB", (cost + cost / 2) / 1024);
+        assert!(error.contains(&whole), "{error}");
         assert!(budget.is_spent());
         let budget = Budget::new(2 * cost + 64);
         let shared = within(&budget, || serde_json::from_str::<Two>(&text)).unwrap();

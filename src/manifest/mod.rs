@@ -153,6 +153,23 @@ pub enum ManifestError {
     TooLarge { path: Utf8PathBuf, size: u64 },
 }
 
+/// Manifest text that [`Manifest::parse`] reads back (made by [`Manifest::checked_json`]).
+#[derive(Clone)]
+pub struct CheckedManifest(String);
+
+impl std::fmt::Debug for CheckedManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CheckedManifest({} bytes)", self.0.len())
+    }
+}
+
+/// Why aimem could not read back a manifest it was about to write.
+#[derive(Debug, Error)]
+#[error("{reason}")]
+pub struct Unreadable {
+    pub reason: String,
+}
+
 /// A manifest naming a collection or file that cannot be used as a path component
 /// (`../../x`, a separator, a control character…): refused before anything else happens.
 #[derive(Debug, Error, Diagnostic)]
@@ -202,9 +219,16 @@ pub struct InvalidManifest {
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What the schemas and runtime flags of one manifest may cost together once parsed (an
-/// estimate, see [`crate::json`]): a real schema costs about 40 KiB, so this holds a few
-/// hundred collections.
-pub const MANIFEST_BUDGET: usize = 16 * 1024 * 1024;
+/// estimate, see [`crate::json`]): a real schema costs 5 to 30 KiB (AI Memory's about 25 KiB),
+/// so this holds well over [`MAX_BACKUP_COLLECTIONS`] of them, and with the text itself stays
+/// under the 64 MiB aimem allows any crafted input.
+pub const MANIFEST_BUDGET: usize = 40 * 1024 * 1024;
+
+/// The most collections one backup takes: each is about 2.5 KiB of manifest (a cluster's a few
+/// hundred bytes more per shard) and up to about 30 KiB of [`MANIFEST_BUDGET`], so a thousand
+/// fit both bounds with room to spare. Whatever the count, `backup` writes a manifest only
+/// once it is known to read back (see [`Manifest::checked_json`]).
+pub const MAX_BACKUP_COLLECTIONS: usize = 1_000;
 
 /// The most collections one manifest may list.
 pub const MAX_COLLECTIONS: usize = 10_000;
@@ -389,10 +413,38 @@ impl Manifest {
         text
     }
 
-    /// Writes the manifest into `dir` (a new file, owner-only) and syncs it.
-    pub fn write(&self, dir: &Utf8Path) -> std::io::Result<()> {
+    /// The manifest as written, once it is known that `verify`, `restore` and `list` will read
+    /// it back: no larger than [`MAX_MANIFEST_BYTES`] and within every bound of
+    /// [`Manifest::parse`]. A backup whose manifest aimem could not read is no backup.
+    pub fn checked_json(&self) -> Result<CheckedManifest, Unreadable> {
+        let text = self.to_json();
+        if text.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(Unreadable {
+                reason: format!(
+                    "the manifest would be {} bytes, more than the {} MiB aimem reads",
+                    text.len(),
+                    MAX_MANIFEST_BYTES >> 20
+                ),
+            });
+        }
+        match Manifest::parse(Utf8Path::new(MANIFEST_FILE), text.clone()) {
+            Ok(_) => Ok(CheckedManifest(text)),
+            Err(ManifestError::Invalid(invalid)) => Err(Unreadable {
+                reason: format!(
+                    "aimem could not read the manifest back: {}",
+                    invalid.message
+                ),
+            }),
+            Err(other) => Err(Unreadable {
+                reason: format!("aimem could not read the manifest back: {other}"),
+            }),
+        }
+    }
+
+    /// Writes a checked manifest into `dir` (a new file, owner-only) and syncs it.
+    pub fn write(dir: &Utf8Path, manifest: &CheckedManifest) -> std::io::Result<()> {
         let mut file = layout::private_file(&dir.join(MANIFEST_FILE))?;
-        file.write_all(self.to_json().as_bytes())?;
+        file.write_all(manifest.0.as_bytes())?;
         file.sync_all()
     }
 
@@ -566,6 +618,68 @@ pub(crate) mod tests {
         );
         // Never read, so never kept: a manifest is not rewritten.
         assert!(written.get("python_only_field").is_none());
+    }
+
+    /// A manifest of `count` collections, each with the schema of the fixture collection
+    /// `jira-data` (the largest of AI Memory's) plus `extra_indexes` payload indexes.
+    fn manifest_of(count: usize, extra_indexes: usize) -> Manifest {
+        let fixture: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/qdrant/collections/info-jira-data.json"
+        ))
+        .unwrap();
+        let mut info = fixture["response"]["body"]["result"].clone();
+        for i in 0..extra_indexes {
+            info["payload_schema"][format!("f{i}")] =
+                serde_json::json!({"data_type": "bool", "points": 0});
+        }
+        let fingerprint = crate::fingerprint::Fingerprint::from_collection_info(&info).unwrap();
+        let mut manifest =
+            Manifest::parse(Utf8Path::new("m.json"), GUIDE_EXAMPLE.to_string()).unwrap();
+        manifest.collections = (0..count)
+            .map(|i| {
+                let name = format!("collection-{i:05}");
+                let entry = CollectionEntry {
+                    name: name.clone(),
+                    records: 1_000_000,
+                    records_max: None,
+                    snapshot_file: format!("{name}.snapshot"),
+                    size_bytes: 1 << 30,
+                    schema: Some(fingerprint.as_value().clone()),
+                    sha256: Some("a".repeat(64)),
+                    schema_digest: Some(fingerprint.digest()),
+                    cluster: None,
+                };
+                (name, entry)
+            })
+            .collect();
+        manifest
+    }
+
+    #[test]
+    fn the_manifest_of_the_most_collections_one_backup_takes_reads_back() {
+        let manifest = manifest_of(MAX_BACKUP_COLLECTIONS, 0);
+        let checked = manifest
+            .checked_json()
+            .expect("aimem reads its own manifest");
+        let again = Manifest::parse(Utf8Path::new("m.json"), checked.0).unwrap();
+        assert_eq!(again.collections.len(), MAX_BACKUP_COLLECTIONS);
+    }
+
+    #[test]
+    fn a_manifest_aimem_could_not_read_back_is_never_handed_out_for_writing() {
+        // Schemas with many payload indexes: within the byte bound, over the parse budget.
+        let heavy = manifest_of(MAX_BACKUP_COLLECTIONS, 16);
+        assert!((heavy.to_json().len() as u64) < MAX_MANIFEST_BYTES);
+        let error = heavy.checked_json().unwrap_err();
+        assert!(error.reason.contains("JSON structure"), "{}", error.reason);
+        // Over the byte bound.
+        let large = manifest_of(MAX_BACKUP_COLLECTIONS * 2, 0);
+        let error = large.checked_json().unwrap_err();
+        assert!(
+            error.reason.contains("more than the 4 MiB"),
+            "{}",
+            error.reason
+        );
     }
 
     #[test]

@@ -20,12 +20,18 @@ use crate::json::{Budget, Scalar};
 const BLOCK: u64 = 512;
 const END_MARKER: u64 = 2 * BLOCK;
 
-/// The JSON files aimem reads out of a snapshot are a few KiB in real ones (`config.json` about
-/// 1 KiB, `payload_index.json` some 50 bytes per index): larger entries are refused unread.
+/// The JSON files aimem reads out of a snapshot are a few KiB in real ones (`payload_index.json`
+/// some 50 bytes per index): larger entries are refused unread.
 pub const MAX_JSON_ENTRY: u64 = 1024 * 1024;
 
+/// `config.json` is about 1 KiB, but it carries the collection's metadata (Qdrant 1.16 and
+/// later), which is the user's own JSON, bounded only by Qdrant's request size (32 MiB by
+/// default, configurable). So it is parsed as it streams out of the archive, the metadata
+/// skipped unread, and refused only beyond this.
+pub const MAX_CONFIG_JSON: u64 = 1024 * 1024 * 1024;
+
 /// What the JSON kept from one archive may cost once parsed (an estimate, see
-/// [`crate::json`]): a real collection's about 40 KiB.
+/// [`crate::json`]): a real collection's 5 to 30 KiB.
 const ARCHIVE_BUDGET: usize = 8 * 1024 * 1024;
 
 /// What can be wrong with a snapshot file, in words for a person.
@@ -109,21 +115,18 @@ pub fn read_schema_from(file: File) -> Result<SnapshotSchema, ArchiveError> {
         .metadata()
         .map_err(|e| ArchiveError::Unreadable(e.to_string()))?
         .len();
-    let found = walk(&mut BufReader::new(file), len)?;
+    let budget = Budget::new(ARCHIVE_BUDGET);
+    let found = walk(&mut BufReader::new(file), len, &budget)?;
     if let Some(problem) = found.problem {
         return Err(problem);
     }
     let config = found.config.ok_or(ArchiveError::NoConfig)?;
-    schema_files(
-        &config,
-        found.payload_index.as_deref(),
-        &Budget::new(ARCHIVE_BUDGET),
-    )
+    schema_files(config, found.payload_index.as_deref(), &budget)
 }
 
 /// `config.json` as read: the parts of a fingerprint, built within the archive's budget; the
 /// rest (optimizer, WAL and strict-mode settings, metadata…) skipped unread.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct ConfigFile {
     #[serde(default, deserialize_with = "crate::json::bounded_option")]
     params: Option<Value>,
@@ -156,13 +159,12 @@ struct ShardConfigFile {
     shard_type: Scalar,
 }
 
-/// The schema files of an archive, read within `budget`.
+/// The schema files of an archive, `payload_index.json` read within `budget`.
 fn schema_files(
-    config: &[u8],
+    config: ConfigFile,
     payload_index: Option<&[u8]>,
     budget: &Budget,
 ) -> Result<SnapshotSchema, ArchiveError> {
-    let config: ConfigFile = parse_json(config, "config.json", budget)?;
     let config: Map<String, Value> = [
         ("params", config.params),
         ("hnsw_config", config.hnsw_config),
@@ -198,7 +200,8 @@ const MAX_EXTENSION: u64 = 64 * 1024;
 /// The raw bytes of the two schema files, as found by [`walk`].
 #[derive(Debug, Default)]
 struct Found {
-    config: Option<Vec<u8>>,
+    /// Parsed as it was walked over (see [`MAX_CONFIG_JSON`]).
+    config: Option<ConfigFile>,
     payload_index: Option<Vec<u8>>,
     /// A shard snapshot's own files (see [`read_shard_from`]).
     replica_state: Option<Vec<u8>>,
@@ -215,9 +218,10 @@ struct Found {
 /// The walk is aimem's own rather than the tar crate's, so that nothing it reads is unbounded:
 /// the tar crate loads PAX headers and GNU long names whole (a 2 GiB PAX header in a sparse
 /// file costs 2 GiB of memory) and quotes header bytes in its errors. Here memory is a few
-/// blocks plus at most [`MAX_EXTENSION`] and [`MAX_JSON_ENTRY`], whatever the input, and every
-/// error is aimem's own words (a header's content is never quoted).
-fn walk(reader: &mut BufReader<File>, len: u64) -> Result<Found, ArchiveError> {
+/// blocks plus at most [`MAX_EXTENSION`] and [`MAX_JSON_ENTRY`] (and what `budget` allows of
+/// `config.json`), whatever the input, and every error is aimem's own words (a header's content
+/// is never quoted).
+fn walk(reader: &mut BufReader<File>, len: u64, budget: &Budget) -> Result<Found, ArchiveError> {
     let mut found = Found::default();
     let mut pos = 0u64;
     // A PAX `path`/`size` or a GNU long name applies to the entry that follows it.
@@ -313,8 +317,33 @@ fn walk(reader: &mut BufReader<File>, len: u64) -> Result<Found, ArchiveError> {
                 .take()
                 .unwrap_or_else(|| header.path_bytes().into_owned());
             let name = name.strip_prefix(b"./").unwrap_or(&name);
+            let plain_file = matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous)
+                && !kind.is_gnu_sparse();
+            // As when Qdrant unpacks the archive, a later entry of the same name wins.
+            if name == b"config.json" {
+                if !plain_file {
+                    found.problem.get_or_insert(ArchiveError::BadEntry {
+                        entry: "config.json",
+                        detail: "not a plain file in the archive".into(),
+                    });
+                } else if size > MAX_CONFIG_JSON {
+                    found.problem.get_or_insert(ArchiveError::BadEntry {
+                        entry: "config.json",
+                        detail: format!(
+                            "{size} bytes, more than the {} GiB aimem reads",
+                            MAX_CONFIG_JSON >> 30
+                        ),
+                    });
+                } else {
+                    match stream_config(reader, data_start, size, budget) {
+                        Ok(config) => found.config = Some(config),
+                        Err(problem) => {
+                            found.problem.get_or_insert(problem);
+                        }
+                    }
+                }
+            }
             let slot = match name {
-                b"config.json" => Some(("config.json", &mut found.config)),
                 b"payload_index.json" => Some(("payload_index.json", &mut found.payload_index)),
                 b"replica_state.json" => Some(("replica_state.json", &mut found.replica_state)),
                 b"shard_config.json" => Some(("shard_config.json", &mut found.shard_config)),
@@ -324,9 +353,7 @@ fn walk(reader: &mut BufReader<File>, len: u64) -> Result<Found, ArchiveError> {
                 _ => None,
             };
             if let Some((which, slot)) = slot {
-                if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous)
-                    || kind.is_gnu_sparse()
-                {
+                if !plain_file {
                     found.problem.get_or_insert(ArchiveError::BadEntry {
                         entry: which,
                         detail: "not a plain file in the archive".into(),
@@ -371,11 +398,11 @@ pub fn read_shard_from(file: File) -> Result<ShardArchive, ArchiveError> {
         .metadata()
         .map_err(|e| ArchiveError::Unreadable(e.to_string()))?
         .len();
-    let found = walk(&mut BufReader::new(file), len)?;
+    let budget = Budget::new(ARCHIVE_BUDGET);
+    let found = walk(&mut BufReader::new(file), len, &budget)?;
     if let Some(problem) = found.problem {
         return Err(problem);
     }
-    let budget = Budget::new(ARCHIVE_BUDGET);
     let replica_state = found
         .replica_state
         .ok_or(ArchiveError::NotAShard("replica_state.json"))?;
@@ -394,7 +421,7 @@ pub fn read_shard_from(file: File) -> Result<ShardArchive, ArchiveError> {
     let schema = match found.config {
         None => None,
         Some(config) => Some(schema_files(
-            &config,
+            config,
             found.payload_index.as_deref(),
             &budget,
         )?),
@@ -418,6 +445,26 @@ fn read_block(reader: &mut BufReader<File>, at: u64, block: &mut [u8]) -> Result
         .seek(SeekFrom::Start(at))
         .and_then(|_| reader.read_exact(block))
         .map_err(|e| ArchiveError::Unreadable(e.kind().to_string()))
+}
+
+/// `config.json`, `size` bytes at `at`, parsed as it is read: what it keeps is built within
+/// `budget`, the rest (the metadata, whatever its size) skipped, so memory stays flat.
+fn stream_config(
+    reader: &mut BufReader<File>,
+    at: u64,
+    size: u64,
+    budget: &Budget,
+) -> Result<ConfigFile, ArchiveError> {
+    reader
+        .seek(SeekFrom::Start(at))
+        .map_err(|e| ArchiveError::Unreadable(e.kind().to_string()))?;
+    let entry = std::io::Read::take(&mut *reader, size);
+    let parsed = crate::json::within(budget, || {
+        serde_json::from_reader::<_, crate::json::Object<ConfigFile>>(entry)
+    });
+    parsed
+        .map(|object| object.0)
+        .map_err(|e| json_error(&e, "config.json", budget))
 }
 
 /// `size` bytes at `at`; the caller has bounded `size`.
@@ -516,7 +563,12 @@ fn parse_any<T: serde::de::DeserializeOwned>(
     budget: &Budget,
 ) -> Result<T, ArchiveError> {
     let parsed = crate::json::within(budget, || serde_json::from_slice::<T>(bytes));
-    parsed.map_err(|e| ArchiveError::BadEntry {
+    parsed.map_err(|e| json_error(&e, which, budget))
+}
+
+/// The error of parsing `which`, in words that quote none of its content.
+fn json_error(e: &serde_json::Error, which: &'static str, budget: &Budget) -> ArchiveError {
+    ArchiveError::BadEntry {
         entry: which,
         detail: match budget.is_spent() {
             true => crate::json::over_budget(ARCHIVE_BUDGET),
@@ -532,7 +584,7 @@ fn parse_any<T: serde::de::DeserializeOwned>(
                 e.column()
             ),
         },
-    })
+    }
 }
 
 #[cfg(test)]

@@ -901,3 +901,24 @@ fn https_trusts_a_private_ca_given_by_ssl_cert_file() {
         .assert_code(1)
         .assert_stderr_contains("does not understand");
 }
+
+#[test]
+fn more_collections_than_one_manifest_holds_are_refused_before_any_snapshot() {
+    let env = TestEnv::new();
+    for i in 0..=aimem::manifest::MAX_BACKUP_COLLECTIONS {
+        env.double
+            .seed_from_fixture(&format!("c{i:04}"), "collections/info-github.json", 1);
+    }
+    let run = env.run(&["backup", "--all"]);
+    run.assert_code(2)
+        .assert_stderr_contains("1001 collections are more than one backup holds")
+        .assert_stderr_contains("--collection NAME");
+    assert_nothing_left(&env);
+    assert!(
+        !env.double
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/snapshots")),
+        "no snapshot was created"
+    );
+}

@@ -32,7 +32,7 @@ use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::Fingerprint;
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, LOGS_DIR, SNAPSHOT_DIR};
-use crate::manifest::{CollectionEntry, MANIFEST_FILE, Manifest};
+use crate::manifest::{CollectionEntry, MANIFEST_FILE, MAX_BACKUP_COLLECTIONS, Manifest};
 use crate::names::SafeName;
 use crate::qdrant::{Client, QdrantError, SnapshotDescription, Timeouts};
 use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
@@ -273,6 +273,21 @@ enum BackupError {
     )]
     SchemaKeptChanging { collection: String, attempts: u32 },
 
+    #[error("{count} collections are more than one backup holds: {reason}")]
+    #[diagnostic(
+        code(aimem::backup::too_many_collections),
+        help(
+            "aimem writes a backup only when it can read its manifest back, and one manifest holds about \
+             {limit} collections. Back up in several runs, each naming some with --collection NAME (and \
+             its own --output DIR if you prune)."
+        )
+    )]
+    TooManyCollections {
+        count: usize,
+        reason: String,
+        limit: usize,
+    },
+
     #[error("stopped by a signal; the partial backup was removed")]
     #[diagnostic(
         code(aimem::interrupted),
@@ -339,6 +354,8 @@ fn collection_error(
 /// A collection chosen for backup, with what was learnt about it before starting.
 struct Planned {
     name: SafeName,
+    /// The schema as planned: what the manifest will hold, give or take a change meanwhile.
+    fingerprint: Fingerprint,
     /// The snapshot's size as estimated from the schema and point count (the schema itself is
     /// read again around the snapshot, see [`consistent_snapshot`]).
     estimate: u64,
@@ -400,6 +417,7 @@ fn back_up(
     let names = choose_collections(args, &on_server, ui)?;
     let names = safe_names(&names, client.display_url())?;
     let planned = plan(&client, &names, topology.is_cluster())?;
+    fits_one_manifest(&planned)?;
     stopped(stop)?;
 
     let root = prepare_root(&args.output).or_exit(Exit::Failed)?;
@@ -650,10 +668,63 @@ fn plan(client: &Client, names: &[SafeName], cluster: bool) -> Outcome<Vec<Plann
             let estimate = disk::estimate_snapshot_size(&fingerprint, points);
             Ok(Planned {
                 name: name.clone(),
+                fingerprint,
                 estimate,
             })
         })
         .collect()
+}
+
+/// Refuses, before any snapshot is taken, a selection whose manifest aimem could not read
+/// back: more than [`MAX_BACKUP_COLLECTIONS`], or schemas that together exceed what a manifest
+/// may hold. The written manifest is checked again (see [`write_backup`]).
+fn fits_one_manifest(planned: &[Planned]) -> Outcome {
+    let too_many = |reason: String| {
+        Err(BackupError::TooManyCollections {
+            count: planned.len(),
+            reason,
+            limit: MAX_BACKUP_COLLECTIONS,
+        })
+        .or_exit(Exit::Failed)
+    };
+    if planned.len() > MAX_BACKUP_COLLECTIONS {
+        return too_many(format!("one backup takes at most {MAX_BACKUP_COLLECTIONS}"));
+    }
+    // The manifest as it will be, the figures not yet known written as zeros.
+    let collections = planned
+        .iter()
+        .map(|p| {
+            let entry = CollectionEntry {
+                name: p.name.to_string(),
+                records: 0,
+                records_max: None,
+                snapshot_file: p.name.snapshot_file(),
+                size_bytes: 0,
+                schema: Some(p.fingerprint.as_value().clone()),
+                sha256: Some("0".repeat(64)),
+                schema_digest: Some(p.fingerprint.digest()),
+                cluster: None,
+            };
+            (p.name.to_string(), entry)
+        })
+        .collect();
+    let draft = Manifest {
+        backup_date: layout::timestamp(crate::localtime::now()),
+        ai_memory_version: String::new(),
+        qdrant_host: String::new(),
+        qdrant_port: 0,
+        collections,
+        config_files: Vec::new(),
+        includes_logs: false,
+        runtime_flags: BTreeMap::new(),
+        aimem_version: None,
+        qdrant_version: None,
+        cluster: None,
+    };
+    match draft.checked_json() {
+        Ok(_) => Ok(()),
+        Err(unreadable) => too_many(unreadable.reason),
+    }
 }
 
 /// Creates the backup root if needed and returns it absolute.
@@ -816,8 +887,15 @@ fn write_backup(
         path: staging.clone(),
         source,
     };
-    manifest
-        .write(&staging)
+    let checked = manifest
+        .checked_json()
+        .map_err(|unreadable| BackupError::TooManyCollections {
+            count: manifest.collections.len(),
+            reason: unreadable.reason,
+            limit: MAX_BACKUP_COLLECTIONS,
+        })
+        .or_exit(Exit::Failed)?;
+    Manifest::write(&staging, &checked)
         .map_err(write_error)
         .or_write_exit(Exit::Failed)?;
     let (manifest_sha, manifest_size) = checksums::hash_file(&staging.join(MANIFEST_FILE))
