@@ -59,8 +59,8 @@ pub struct Undo {
     pub unsettled: Vec<Unclear>,
     /// Existing cluster collections, saved shard by shard before being overwritten.
     pub cluster_saved: Vec<super::cluster_overwrite::SavedCluster>,
-    /// The journal of the pre-restore server snapshots, in `folder` (see `journal.rs`),
-    /// shared by the parallel workers' logs.
+    /// The journal of the pre-restore server snapshots and uploaded copies, in the user's
+    /// state folder (see `journal.rs`), shared by the parallel workers' logs.
     pub journal: Option<super::journal::SharedJournal>,
 }
 
