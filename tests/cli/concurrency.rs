@@ -617,3 +617,109 @@ fn a_snapshot_the_server_would_not_delete_is_deleted_by_the_next_backup() {
         .collect();
     assert!(staging.is_empty(), "{staging:?}");
 }
+
+/// A restore's pre-restore snapshot of a collection and a backup's snapshot of it take turns:
+/// made in one second, both would get one name.
+#[test]
+fn a_backup_waits_while_a_restore_takes_its_pre_restore_snapshot_of_the_same_collection() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    env.double.clear_requests();
+    // The pre-restore snapshot answers late, so it is under way when the restore is stopped.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/conventions/snapshots",
+        FaultKind::Delay(Duration::from_secs(1)),
+    ));
+    let runtime = runtime_dir(&env);
+    let restore = env
+        .command(&["restore", backup.to_str().expect("utf-8"), "--force"])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    wait_for_request(&env.double, "POST", |p| {
+        p == "/collections/conventions/snapshots"
+    });
+    signal(&restore, "STOP");
+    let mut backing_up = env
+        .command(&["backup", "--collection", "conventions"])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    let (waited, stderr) = waits_for_its_turn(&mut backing_up);
+    signal(&restore, "CONT");
+    let restore = to_run(restore.wait_with_output().expect("wait"));
+    let mut backing_up = to_run(backing_up.wait_with_output().expect("wait"));
+    backing_up.stderr = stderr.join().expect("stderr");
+    assert!(waited, "the backup did not wait:\n{}", backing_up.stderr);
+    restore.assert_code(0);
+    backing_up.assert_code(0);
+    assert_eq!(env.server_snapshots(), 0, "every snapshot was deleted");
+}
+
+/// The same for one shard of a cluster collection on the peer that holds it: the restore's
+/// pre-restore copy of the shard and a cluster backup's snapshot of it take turns.
+#[test]
+fn a_cluster_backup_waits_while_a_restore_takes_its_pre_restore_copy_of_the_same_shard() {
+    use qdrant_double::{Cluster, info_from_fixture};
+    let world = super::support::World::new();
+    let cluster = Cluster::start(3, super::support::keyed_config());
+    // One replica per shard: the restore and the backup take each shard from the same peer.
+    cluster.seed(
+        "discussions",
+        info_from_fixture("cluster/3-node-collection-info.json"),
+        3,
+        1,
+        (1..=60).collect(),
+    );
+    let backup = world.backup(&cluster.url(0), "discussions");
+    let holder = cluster.placement("discussions").expect("collection")[&0][0].0;
+    let peer = cluster.peer(
+        cluster
+            .peer_ids()
+            .iter()
+            .position(|id| *id == holder)
+            .expect("holder"),
+    );
+    peer.clear_requests();
+    let shard_snapshots = "/collections/discussions/shards/0/snapshots";
+    peer.inject(Fault::new(
+        Some("POST"),
+        shard_snapshots,
+        FaultKind::Delay(Duration::from_secs(1)),
+    ));
+    let runtime = tempfile::tempdir().expect("private lock folder");
+    let restore = world
+        .command(&cluster.url(0), &["restore", &backup, "--force"])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    wait_for_request(peer, "POST", |p| p == shard_snapshots);
+    signal(&restore, "STOP");
+    let mut backing_up = world
+        .command(&cluster.url(0), &["backup", "--collection", "discussions"])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    let (waited, stderr) = waits_for_its_turn(&mut backing_up);
+    signal(&restore, "CONT");
+    let restore = to_run(restore.wait_with_output().expect("wait"));
+    let mut backing_up = to_run(backing_up.wait_with_output().expect("wait"));
+    backing_up.stderr = stderr.join().expect("stderr");
+    assert!(waited, "the backup did not wait:\n{}", backing_up.stderr);
+    assert!(
+        backing_up.stderr.contains("shard 0 of `discussions`"),
+        "{}",
+        backing_up.stderr
+    );
+    restore.assert_code(0);
+    backing_up.assert_code(0);
+}

@@ -1,14 +1,17 @@
 //! Two backups at the same time (into one root or not): each gets its own folder, and they
 //! never ask the server for a snapshot of the same collection in the same second.
 //!
-//! Qdrant names a snapshot `{collection}-{peer id}-{UTC second}.snapshot` and has no limit on
-//! concurrent creations (api.md §snapshots): two creations in one second get one name, the
-//! later overwrites the earlier, and whichever run finishes first deletes the other's. So a
-//! creation takes the lock of its (server, collection) and keeps it until a second has passed
-//! since the server answered (the name was chosen before the answer, so the next creation of
-//! that collection lands in a later second). Other collections and downloads are not held up.
-//! The lock is an `flock` on one file per name the server goes by ([`LockKeys`]), all taken in
-//! one order, in this user's private lock folder ([`runs::lock_dir`]).
+//! Qdrant names a snapshot `{collection}-{peer id}-{UTC second}.snapshot` (a shard's
+//! `{collection}-shard-{id}-…`, on the peer that makes it) and has no limit on concurrent
+//! creations (api.md §snapshots): two creations in one second get one name, the later
+//! overwrites the earlier, and whichever run finishes first deletes the other's. So every
+//! creation aimem asks for (a backup's, a restore's pre-restore copy; of a collection, or of one
+//! shard on one peer) takes the lock of its (server, collection or shard) and keeps it until a
+//! second has passed since the server answered (the name was chosen before the answer, so the
+//! next creation of that collection lands in a later second). Other collections and downloads
+//! are not held up. The lock is an `flock` on one file per name the server goes by
+//! ([`LockKeys`]), all taken in one order, in this user's private lock folder
+//! ([`runs::lock_dir`]).
 
 use std::fs::File;
 use std::sync::{Mutex, PoisonError};
@@ -30,6 +33,12 @@ const NAME_RESOLUTION: Duration = Duration::from_millis(1100);
 #[derive(Debug, Clone, Copy)]
 pub enum SnapshotOf<'a> {
     Collection(&'a str),
+    /// One shard's snapshot, made and named on the peer holding the replica.
+    Shard {
+        collection: &'a str,
+        shard: u32,
+        peer: u64,
+    },
 }
 
 impl SnapshotOf<'_> {
@@ -37,6 +46,18 @@ impl SnapshotOf<'_> {
         match *self {
             // The same names as before: a run of an older aimem still meets this one.
             SnapshotOf::Collection(collection) => keys.lock_names("snapshot", &[collection]),
+            SnapshotOf::Shard {
+                collection,
+                shard,
+                peer,
+            } => keys.lock_names(
+                "snapshot",
+                &[
+                    collection,
+                    &format!("#shard {shard}"),
+                    &format!("peer {peer}"),
+                ],
+            ),
         }
     }
 }
@@ -45,6 +66,11 @@ impl std::fmt::Display for SnapshotOf<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SnapshotOf::Collection(collection) => write!(f, "`{collection}`"),
+            SnapshotOf::Shard {
+                collection,
+                shard,
+                peer,
+            } => write!(f, "shard {shard} of `{collection}` on peer {peer}"),
         }
     }
 }

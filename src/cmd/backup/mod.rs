@@ -6,7 +6,7 @@
 //! undo it in [`Undo`], so one cleanup path serves errors and signals alike.
 
 pub(crate) mod cluster;
-mod concurrent;
+pub(crate) mod concurrent;
 pub(crate) mod disk;
 pub(crate) mod files;
 pub(crate) mod journal;

@@ -613,6 +613,7 @@ fn restore(
         prerestore_prefix: format!("{PRERESTORE_PREFIX}{}-", layout::folder_name(now)),
         stamp: stamp.clone(),
         topology: &topology,
+        lock_keys: &lock_keys,
         settle_limit: seconds(args.recovery_timeout),
     };
     // Before the first change: every object the restore makes on the server is recorded
