@@ -6,6 +6,8 @@
 //! / `QDRANT_PEERS` lists them. Either way every address must answer `GET /cluster` as the
 //! peer it stands for before anything else happens.
 
+use std::net::{SocketAddr, SocketAddrV6, ToSocketAddrs};
+
 use clap::Args;
 use miette::Diagnostic;
 use thiserror::Error;
@@ -67,10 +69,11 @@ impl Topology {
         self.peers().iter().find(|p| p.peer_id == peer_id)
     }
 
-    /// The server as locks and journals tell it apart from others, whatever URL reached it:
-    /// a cluster by its lowest peer id (every peer of it lists the same peers), a single node
-    /// by its process id (`GET /telemetry`). `spelled` (the URL's scheme, host and port) when
-    /// a single node does not say who it is: then two spellings of one server are two servers.
+    /// The server as journals tell it apart from others, whatever URL reached it: a cluster
+    /// by its lowest peer id (every peer of it lists the same peers), a single node by its
+    /// process id (`GET /telemetry`). `spelled` (the URL's scheme, host and port) when a single
+    /// node does not say who it is: then two spellings of one server are two servers here, so
+    /// locks go by [`LockKeys`], which adds the server's socket addresses.
     pub fn identity(&self, client: &Client, spelled: &str) -> String {
         match self.peers().iter().map(|p| p.peer_id).min() {
             Some(lowest) => format!("qdrant cluster with peer {lowest}"),
@@ -83,6 +86,72 @@ impl Topology {
             },
         }
     }
+}
+
+/// The names one server goes by in this machine's locks: its identity ([`Topology::identity`]),
+/// its URL as spelled, and every socket address its host and port resolve to here. Two runs
+/// exclude each other when they share one name, so two spellings of one server (`127.0.0.1`,
+/// `localhost`) still meet at an address when the server does not say who it is. Sharing an
+/// address with another server (a proxy routing by host name) only makes the runs take turns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockKeys(Vec<String>);
+
+impl LockKeys {
+    /// `host` is the URL's (an IPv6 address in brackets); `spelled` is its scheme, host and
+    /// port ([`crate::cmd::runs::server_key`]), never credentials.
+    pub fn new(identity: &str, spelled: &str, host: &str, port: u16) -> LockKeys {
+        let mut keys = vec![identity.to_string(), spelled.to_string()];
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        match (bare, port).to_socket_addrs() {
+            Ok(addresses) => {
+                let before = keys.len();
+                keys.extend(addresses.map(address_key));
+                if keys.len() == before {
+                    log::info!("{spelled} resolves to no address: locks know it by its URL");
+                }
+            }
+            // Nothing else can be known (a proxy may resolve it, not this machine): the same
+            // spelling still shares the locks.
+            Err(e) => log::info!("cannot resolve {spelled} ({e}): locks know it by its URL"),
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        LockKeys(keys)
+    }
+
+    /// The lock file names of `kind` for `parts` (a collection…) under every key: sorted and
+    /// without repeats, the order every run takes them in, so two runs that want overlapping
+    /// sets never each hold what the other waits for.
+    pub fn lock_names(&self, kind: &str, parts: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .0
+            .iter()
+            .map(|key| {
+                let mut all = vec![key.as_str()];
+                all.extend_from_slice(parts);
+                crate::cmd::runs::lock_name(kind, &all)
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+/// `address 127.0.0.1:6333`, `address [::1]:6333`: an IPv4 address written as IPv6
+/// (`::ffff:127.0.0.1`) is the IPv4 one, and a flow label is no part of the address.
+fn address_key(address: SocketAddr) -> String {
+    let address = match address {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => SocketAddr::V6(SocketAddrV6::new(*v6.ip(), v6.port(), 0, v6.scope_id())),
+        },
+        v4 => v4,
+    };
+    format!("address {address}")
 }
 
 #[derive(Debug, Error, Diagnostic)]
@@ -317,5 +386,68 @@ fn answering_peer(client: &Client, expected: u64) -> Result<u64, PeerError> {
             url,
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_spellings_of_a_loopback_server_share_an_address_key() {
+        let numeric = LockKeys::new(
+            "http://127.0.0.1:6333",
+            "http://127.0.0.1:6333",
+            "127.0.0.1",
+            6333,
+        );
+        let named = LockKeys::new(
+            "http://localhost:6333",
+            "http://localhost:6333",
+            "localhost",
+            6333,
+        );
+        assert!(
+            numeric.0.contains(&"address 127.0.0.1:6333".to_string()),
+            "{numeric:?}"
+        );
+        let shared: Vec<&String> = numeric.0.iter().filter(|k| named.0.contains(k)).collect();
+        assert!(!shared.is_empty(), "{numeric:?} {named:?}");
+        let v6 = LockKeys::new("qdrant process x", "http://[::1]:6333", "[::1]", 6333);
+        assert!(v6.0.contains(&"address [::1]:6333".to_string()), "{v6:?}");
+        assert!(v6.0.contains(&"qdrant process x".to_string()), "{v6:?}");
+    }
+
+    #[test]
+    fn an_ipv4_address_written_as_ipv6_is_the_ipv4_one() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:6333".parse().unwrap();
+        assert_eq!(address_key(mapped), "address 127.0.0.1:6333");
+    }
+
+    #[test]
+    fn an_unresolvable_host_is_known_by_its_url_alone() {
+        let keys = LockKeys::new(
+            "http://no-such-host.invalid:6333",
+            "http://no-such-host.invalid:6333",
+            "no-such-host.invalid",
+            6333,
+        );
+        assert_eq!(keys.0, vec!["http://no-such-host.invalid:6333".to_string()]);
+    }
+
+    #[test]
+    fn lock_names_are_sorted_without_repeats_and_keep_the_identitys_old_name() {
+        let keys = LockKeys::new("qdrant process x", "http://127.0.0.1:1", "127.0.0.1", 1);
+        let names = keys.lock_names("restore", &["c"]);
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(names, sorted);
+        assert_eq!(names.len(), 3, "{keys:?}");
+        // A run of an older aimem locked on the identity alone: it still meets this one.
+        assert!(names.contains(&crate::cmd::runs::lock_name(
+            "restore",
+            &["qdrant process x", "c"]
+        )));
     }
 }

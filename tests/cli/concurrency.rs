@@ -317,6 +317,121 @@ fn two_backups_through_two_spellings_of_one_url_never_share_a_snapshot_name() {
     assert_eq!(env.server_snapshots(), 0, "every snapshot was deleted");
 }
 
+/// The server does not say who it is: `GET /telemetry` is refused (a key without the right, an
+/// old or stripped-down server), so aimem knows it by its URL and addresses only.
+fn without_process_id(env: &TestEnv) {
+    env.double.inject(Fault::always(
+        Some("GET"),
+        "/telemetry",
+        FaultKind::Status {
+            code: 403,
+            message: "Forbidden: telemetry is not for this key".into(),
+        },
+    ));
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a run: a stopped run keeps its locks for as long as the
+/// test needs, however slowly the other run gets to them.
+fn signal(child: &Child, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{signal}");
+}
+
+/// Reads a run's stderr until it says it waits for its turn (true) or ends without saying so
+/// (false). The rest of its stderr is read on by the returned thread, which returns all of it.
+fn waits_for_its_turn(child: &mut Child) -> (bool, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (lines, inbox) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            all.push_str(&line);
+            all.push('\n');
+            lines.send(line).ok();
+        }
+        all
+    });
+    let waited = inbox
+        .iter()
+        .any(|line| line.contains("waiting for its turn"));
+    (waited, reader)
+}
+
+/// Two spellings of the server's URL, and the server does not tell its process id: the
+/// restores still share a lock, at the address both spellings resolve to.
+#[test]
+fn a_restore_through_another_spelling_is_refused_even_when_the_server_does_not_say_who_it_is() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    without_process_id(&env);
+    let first = restore_under_way(&env, &backup, Duration::from_secs(2));
+    signal(&first, "STOP");
+    let runtime = runtime_dir(&env);
+    let second = env.run_with(
+        &["restore", backup.to_str().expect("utf-8"), "--force"],
+        |c| {
+            c.env("XDG_RUNTIME_DIR", runtime)
+                .env("QDRANT_URL", other_spelling(&env));
+        },
+    );
+    signal(&first, "CONT");
+    let first_pid = first.id();
+    to_run(first.wait_with_output().expect("wait")).assert_code(0);
+    second
+        .assert_code(2)
+        .assert_stderr_contains("already running")
+        .assert_stderr_contains(&format!("pid {first_pid}"));
+}
+
+/// Two backups of one collection through two spellings of the server's URL, which does not
+/// tell its process id: the second waits while the first creates its snapshot.
+#[test]
+fn backups_through_two_spellings_take_turns_even_when_the_server_does_not_say_who_it_is() {
+    let env = TestEnv::ai_memory();
+    without_process_id(&env);
+    // The first run's creation answers late, so it is under way when the run is stopped.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/conventions/snapshots",
+        FaultKind::Delay(Duration::from_secs(1)),
+    ));
+    let args = ["backup", "--collection", "conventions"];
+    let runtime = runtime_dir(&env);
+    let first = env
+        .command(&args)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    wait_for_request(&env.double, "POST", |p| {
+        p == "/collections/conventions/snapshots"
+    });
+    signal(&first, "STOP");
+    let mut second = env
+        .command(&args)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env("QDRANT_URL", other_spelling(&env))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    let (waited, stderr) = waits_for_its_turn(&mut second);
+    signal(&first, "CONT");
+    let first = to_run(first.wait_with_output().expect("wait"));
+    let mut second = to_run(second.wait_with_output().expect("wait"));
+    second.stderr = stderr.join().expect("stderr");
+    assert!(waited, "the second run did not wait:\n{}", second.stderr);
+    first.assert_code(0);
+    second.assert_code(0);
+    assert_eq!(env.server_snapshots(), 0, "every snapshot was deleted");
+}
+
 #[test]
 fn a_second_restore_of_a_collection_being_restored_is_refused_naming_the_first() {
     let env = TestEnv::ai_memory();
@@ -501,4 +616,110 @@ fn a_snapshot_the_server_would_not_delete_is_deleted_by_the_next_backup() {
         .filter(|n| n.starts_with(".aimem-staging-"))
         .collect();
     assert!(staging.is_empty(), "{staging:?}");
+}
+
+/// A restore's pre-restore snapshot of a collection and a backup's snapshot of it take turns:
+/// made in one second, both would get one name.
+#[test]
+fn a_backup_waits_while_a_restore_takes_its_pre_restore_snapshot_of_the_same_collection() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    env.double.clear_requests();
+    // The pre-restore snapshot answers late, so it is under way when the restore is stopped.
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/conventions/snapshots",
+        FaultKind::Delay(Duration::from_secs(1)),
+    ));
+    let runtime = runtime_dir(&env);
+    let restore = env
+        .command(&["restore", backup.to_str().expect("utf-8"), "--force"])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    wait_for_request(&env.double, "POST", |p| {
+        p == "/collections/conventions/snapshots"
+    });
+    signal(&restore, "STOP");
+    let mut backing_up = env
+        .command(&["backup", "--collection", "conventions"])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    let (waited, stderr) = waits_for_its_turn(&mut backing_up);
+    signal(&restore, "CONT");
+    let restore = to_run(restore.wait_with_output().expect("wait"));
+    let mut backing_up = to_run(backing_up.wait_with_output().expect("wait"));
+    backing_up.stderr = stderr.join().expect("stderr");
+    assert!(waited, "the backup did not wait:\n{}", backing_up.stderr);
+    restore.assert_code(0);
+    backing_up.assert_code(0);
+    assert_eq!(env.server_snapshots(), 0, "every snapshot was deleted");
+}
+
+/// The same for one shard of a cluster collection on the peer that holds it: the restore's
+/// pre-restore copy of the shard and a cluster backup's snapshot of it take turns.
+#[test]
+fn a_cluster_backup_waits_while_a_restore_takes_its_pre_restore_copy_of_the_same_shard() {
+    use qdrant_double::{Cluster, info_from_fixture};
+    let world = super::support::World::new();
+    let cluster = Cluster::start(3, super::support::keyed_config());
+    // One replica per shard: the restore and the backup take each shard from the same peer.
+    cluster.seed(
+        "discussions",
+        info_from_fixture("cluster/3-node-collection-info.json"),
+        3,
+        1,
+        (1..=60).collect(),
+    );
+    let backup = world.backup(&cluster.url(0), "discussions");
+    let holder = cluster.placement("discussions").expect("collection")[&0][0].0;
+    let peer = cluster.peer(
+        cluster
+            .peer_ids()
+            .iter()
+            .position(|id| *id == holder)
+            .expect("holder"),
+    );
+    peer.clear_requests();
+    let shard_snapshots = "/collections/discussions/shards/0/snapshots";
+    peer.inject(Fault::new(
+        Some("POST"),
+        shard_snapshots,
+        FaultKind::Delay(Duration::from_secs(1)),
+    ));
+    let runtime = tempfile::tempdir().expect("private lock folder");
+    let restore = world
+        .command(&cluster.url(0), &["restore", &backup, "--force"])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    wait_for_request(peer, "POST", |p| p == shard_snapshots);
+    signal(&restore, "STOP");
+    let mut backing_up = world
+        .command(&cluster.url(0), &["backup", "--collection", "discussions"])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn aimem");
+    let (waited, stderr) = waits_for_its_turn(&mut backing_up);
+    signal(&restore, "CONT");
+    let restore = to_run(restore.wait_with_output().expect("wait"));
+    let mut backing_up = to_run(backing_up.wait_with_output().expect("wait"));
+    backing_up.stderr = stderr.join().expect("stderr");
+    assert!(waited, "the backup did not wait:\n{}", backing_up.stderr);
+    assert!(
+        backing_up.stderr.contains("shard 0 of `discussions`"),
+        "{}",
+        backing_up.stderr
+    );
+    restore.assert_code(0);
+    backing_up.assert_code(0);
 }

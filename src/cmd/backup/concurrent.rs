@@ -1,13 +1,17 @@
 //! Two backups at the same time (into one root or not): each gets its own folder, and they
 //! never ask the server for a snapshot of the same collection in the same second.
 //!
-//! Qdrant names a snapshot `{collection}-{peer id}-{UTC second}.snapshot` and has no limit on
-//! concurrent creations (api.md §snapshots): two creations in one second get one name, the
-//! later overwrites the earlier, and whichever run finishes first deletes the other's. So a
-//! creation takes the lock of its (server, collection) and keeps it until a second has passed
-//! since the server answered (the name was chosen before the answer, so the next creation of
-//! that collection lands in a later second). Other collections and downloads are not held up.
-//! The lock is an `flock` on a file in this user's private lock folder ([`runs::lock_dir`]).
+//! Qdrant names a snapshot `{collection}-{peer id}-{UTC second}.snapshot` (a shard's
+//! `{collection}-shard-{id}-…`, on the peer that makes it) and has no limit on concurrent
+//! creations (api.md §snapshots): two creations in one second get one name, the later
+//! overwrites the earlier, and whichever run finishes first deletes the other's. So every
+//! creation aimem asks for (a backup's, a restore's pre-restore copy; of a collection, or of one
+//! shard on one peer) takes the lock of its (server, collection or shard) and keeps it until a
+//! second has passed since the server answered (the name was chosen before the answer, so the
+//! next creation of that collection lands in a later second). Other collections and downloads
+//! are not held up. The lock is an `flock` on one file per name the server goes by
+//! ([`LockKeys`]), all taken in one order, in this user's private lock folder
+//! ([`runs::lock_dir`]).
 
 use std::fs::File;
 use std::sync::{Mutex, PoisonError};
@@ -15,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::cmd::peers::LockKeys;
 use crate::cmd::runs;
 use crate::exit::Exit;
 use crate::signals::StopFlag;
@@ -24,70 +29,143 @@ use crate::ui::Ui;
 /// resolution.
 const NAME_RESOLUTION: Duration = Duration::from_millis(1100);
 
-/// This run's turn to create a snapshot; ends after [`Turn::release_after_answer`].
-#[derive(Debug)]
-pub struct Turn {
-    key: String,
-    file: Option<File>,
+/// What a snapshot is of: its turn is this thing's on the server.
+#[derive(Debug, Clone, Copy)]
+pub enum SnapshotOf<'a> {
+    Collection(&'a str),
+    /// One shard's snapshot, made and named on the peer holding the replica.
+    Shard {
+        collection: &'a str,
+        shard: u32,
+        peer: u64,
+    },
 }
 
-/// The locks this run still holds after its latest creations, for which (server, collection),
-/// and until when it must (a retake of that collection takes it over instead of waiting for
-/// itself; a creation of another collection needs no wait at all). One per collection: with
-/// `--jobs`, creations of several collections finish within the same second.
+impl SnapshotOf<'_> {
+    fn lock_names(&self, keys: &LockKeys) -> Vec<String> {
+        match *self {
+            // The same names as before: a run of an older aimem still meets this one.
+            SnapshotOf::Collection(collection) => keys.lock_names("snapshot", &[collection]),
+            SnapshotOf::Shard {
+                collection,
+                shard,
+                peer,
+            } => keys.lock_names(
+                "snapshot",
+                &[
+                    collection,
+                    &format!("#shard {shard}"),
+                    &format!("peer {peer}"),
+                ],
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for SnapshotOf<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotOf::Collection(collection) => write!(f, "`{collection}`"),
+            SnapshotOf::Shard {
+                collection,
+                shard,
+                peer,
+            } => write!(f, "shard {shard} of `{collection}` on peer {peer}"),
+        }
+    }
+}
+
+/// This run's turn to create a snapshot; ends after [`Turn::release_after_answer`] (or at
+/// once when dropped).
+#[derive(Debug)]
+pub struct Turn {
+    /// Each lock file's name and open file; none without a usable lock folder.
+    held: Vec<(String, File)>,
+}
+
+/// The locks this run still holds after its latest creations, by lock file name, and until
+/// when it must (a retake of that collection takes them over instead of waiting for itself; a
+/// creation of another collection needs no wait at all). One per name: with `--jobs`,
+/// creations of several collections finish within the same second.
 static STILL_HELD: Mutex<Vec<(String, File, Instant)>> = Mutex::new(Vec::new());
 
-/// Waits for the snapshot lock of `collection` on `server` (saying so once, and only when
-/// another run holds it), or fails with the signal's status. Without a usable lock folder the
-/// creation is not serialised (the lock folder's problem is not the backup's).
-pub fn take_turn(server: &str, collection: &str, stop: &StopFlag, ui: &Ui) -> Result<Turn, Exit> {
-    let key = runs::lock_name("snapshot", &[server, collection]);
-    let own = {
-        let mut held = STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner);
-        held.iter()
-            .position(|(k, _, _)| *k == key)
-            .map(|at| held.swap_remove(at))
+/// Waits for the snapshot locks of `of` on the server `keys` name (saying so once, and only
+/// when another run holds one), or fails with the signal's status. Without a usable lock
+/// folder the creation is not serialised (the lock folder's problem is not the backup's).
+pub fn take_turn(keys: &LockKeys, of: SnapshotOf, stop: &StopFlag, ui: &Ui) -> Result<Turn, Exit> {
+    let names = of.lock_names(keys);
+    let Ok(dir) = runs::lock_dir() else {
+        return Ok(Turn { held: Vec::new() });
     };
-    if let Some((_, file, until)) = own {
-        // Still ours: only the rest of the second since our last snapshot is waited out.
-        std::thread::sleep(until.saturating_duration_since(Instant::now()));
-        return Ok(Turn {
-            key,
-            file: Some(file),
+    let mut said = false;
+    let mut held = Vec::with_capacity(names.len());
+    // Taken over from STILL_HELD, with the instant each may go.
+    let mut own = Vec::new();
+    // In the sorted order of the names (see `LockKeys::lock_names`).
+    for name in names {
+        let still_ours = {
+            let mut still = STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner);
+            still
+                .iter()
+                .position(|(k, _, _)| *k == name)
+                .map(|at| still.swap_remove(at))
+        };
+        if let Some(entry) = still_ours {
+            own.push(entry);
+            continue;
+        }
+        // A file that cannot be opened serialises nothing; the others still do.
+        let Ok(file) = runs::open_lock_file(&dir.join(&name)) else {
+            continue;
+        };
+        let waited = runs::lock_waiting(&file, stop, || {
+            if !std::mem::replace(&mut said, true) {
+                ui.note(&format!(
+                    "another aimem run is creating a snapshot of {of} on this server; waiting for its turn"
+                ));
+            }
         });
+        if let Err(exit) = waited {
+            // Those taken over go back until their second is over: our last snapshot's name
+            // must stay ours.
+            STILL_HELD
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(own);
+            return Err(exit);
+        }
+        held.push((name, file));
     }
-    let Ok(file) = runs::lock_dir().and_then(|dir| runs::open_lock_file(&dir.join(&key))) else {
-        return Ok(Turn { key, file: None });
-    };
-    runs::lock_waiting(&file, stop, || {
-        ui.note(&format!(
-            "another aimem run is creating a snapshot of `{collection}` on this server; waiting for its turn"
-        ));
-    })?;
-    Ok(Turn {
-        key,
-        file: Some(file),
-    })
+    // Still ours: only the rest of the second since our last snapshot is waited out.
+    if let Some(until) = own.iter().map(|(_, _, until)| *until).max() {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    }
+    held.extend(own.into_iter().map(|(name, file, _)| (name, file)));
+    Ok(Turn { held })
 }
 
 impl Turn {
-    /// The server answered: the lock goes a second later, on a thread, so this run goes on
-    /// (unless its next creation takes it over first).
+    /// The server answered: the locks go a second later, on a thread, so this run goes on
+    /// (unless its next creation takes them over first).
     pub fn release_after_answer(self) {
-        let Some(file) = self.file else {
+        if self.held.is_empty() {
             return;
-        };
+        }
         let until = Instant::now() + NAME_RESOLUTION;
-        let key = self.key.clone();
+        let names: Vec<String> = self.held.iter().map(|(name, _)| name.clone()).collect();
         STILL_HELD
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((self.key, file, until));
+            .extend(
+                self.held
+                    .into_iter()
+                    .map(|(name, file)| (name, file, until)),
+            );
         std::thread::spawn(move || {
             std::thread::sleep(NAME_RESOLUTION);
-            let mut held = STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner);
-            // Only this release's own lock: a later creation may have taken it over.
-            held.retain(|(k, _, u)| !(*k == key && *u == until));
+            let mut still = STILL_HELD.lock().unwrap_or_else(PoisonError::into_inner);
+            // Only this release's own locks: a later creation may have taken them over.
+            still.retain(|(k, _, u)| !(names.contains(k) && *u == until));
         });
     }
 }

@@ -6,7 +6,7 @@
 //! undo it in [`Undo`], so one cleanup path serves errors and signals alike.
 
 pub(crate) mod cluster;
-mod concurrent;
+pub(crate) mod concurrent;
 pub(crate) mod disk;
 pub(crate) mod files;
 pub(crate) mod journal;
@@ -423,6 +423,8 @@ fn back_up(
     let root = prepare_root(&args.output).or_exit(Exit::Failed)?;
     let server = runs::server_key(&endpoint);
     let identity = topology.identity(&client, &server);
+    let lock_keys =
+        crate::cmd::peers::LockKeys::new(&identity, &server, &endpoint.host, endpoint.port);
     // What killed runs left on this server goes first: nothing else ever deletes it.
     for leftover in journal::dead_runs(&root) {
         journal::clear(&leftover, &client, (&server, &identity), &topology, ui);
@@ -484,6 +486,7 @@ fn back_up(
         root: &root,
         server,
         identity,
+        lock_keys,
         install: &install,
         ai_memory_version,
         create_timeout: timeouts.snapshot_create,
@@ -539,8 +542,10 @@ struct Context<'a> {
     root: &'a Utf8Path,
     /// The server as journals name it (no credentials).
     server: String,
-    /// The server whatever URL reached it, for locks and journals (`Topology::identity`).
+    /// The server whatever URL reached it, for journals (`Topology::identity`).
     identity: String,
+    /// The names the server goes by in snapshot turns.
+    lock_keys: crate::cmd::peers::LockKeys,
     install: &'a Utf8Path,
     ai_memory_version: String,
     /// How long Qdrant may take to build a snapshot.
@@ -1121,7 +1126,13 @@ fn consistent_snapshot(
 fn create_snapshot(cx: &Context, name: &str, undo: &Mutex<Undo>) -> Outcome<SnapshotDescription> {
     // A minute of slack for a server clock behind ours: snapshots that existed before the
     // request are ruled out by name anyway.
-    let turn = concurrent::take_turn(&cx.identity, name, cx.stop, cx.ui).or_else(interrupted)?;
+    let turn = concurrent::take_turn(
+        &cx.lock_keys,
+        concurrent::SnapshotOf::Collection(name),
+        cx.stop,
+        cx.ui,
+    )
+    .or_else(interrupted)?;
     let asked_at =
         undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
     let existing: Vec<String> = cx

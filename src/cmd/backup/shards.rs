@@ -11,6 +11,7 @@ use camino::Utf8Path;
 use miette::Diagnostic;
 use thiserror::Error;
 
+use super::concurrent::{SnapshotOf, take_turn};
 use super::journal::Record;
 use super::snapshot::{self, Downloaded, Source};
 use super::undo::Undo;
@@ -505,6 +506,7 @@ fn take_shards(
         };
         let work = Work {
             client: peer.client.clone(),
+            lock_keys: cx.lock_keys.clone(),
             peer_id,
             collection: name.to_string(),
             dir: dir.to_owned(),
@@ -729,6 +731,8 @@ enum Event {
 /// What a peer's worker owns (it may outlive the wait: a stalled transfer is abandoned).
 struct Work {
     client: crate::qdrant::Client,
+    /// The names the server goes by in snapshot turns.
+    lock_keys: crate::cmd::peers::LockKeys,
     peer_id: u64,
     collection: String,
     dir: camino::Utf8PathBuf,
@@ -752,6 +756,16 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, Sh
     let name = work.collection.as_str();
     let mut done = Vec::new();
     for &shard in shards {
+        // Named by the shard and the second on this peer: another run's snapshot of it there
+        // in the same second would get the same name (see `concurrent`). Taken before the
+        // gate, so the waiting thread never waits for a run that waits for its turn.
+        let of = SnapshotOf::Shard {
+            collection: name,
+            shard,
+            peer: work.peer_id,
+        };
+        let turn = take_turn(&work.lock_keys, of, &work.stop, &work.ui)
+            .map_err(|_| ShardFailure::Qdrant(QdrantError::Interrupted))?;
         {
             let mut gate = work.gate.lock().unwrap_or_else(PoisonError::into_inner);
             if gate.closed || work.stop.requested().is_some() {
@@ -760,6 +774,9 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, Sh
             gate.creating += 1;
         }
         let created = create_journaled(work, shard);
+        // Answered or not: this run never looks for a shard snapshot whose answer it missed
+        // (the journal's record leads the next run to it).
+        turn.release_after_answer();
         let made = created.as_ref().ok().map(|description| Made {
             shard,
             peer: work.peer_id,

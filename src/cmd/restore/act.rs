@@ -11,6 +11,7 @@ use thiserror::Error;
 use super::config::{self, ConfigFile};
 use super::plan::{Action, Planned};
 use super::rollback::{Saved, Unclear, Undo};
+use crate::cmd::backup::concurrent::{self, SnapshotOf};
 use crate::cmd::backup::disk;
 use crate::cmd::backup::snapshot::{self, DownloadError};
 use crate::cmd::worker;
@@ -36,6 +37,8 @@ pub struct Context<'a> {
     pub stamp: String,
     /// The server: a single node, or every peer of a cluster.
     pub topology: &'a crate::cmd::peers::Topology,
+    /// The names the server goes by in snapshot turns (a backup's creations take them too).
+    pub lock_keys: &'a crate::cmd::peers::LockKeys,
     /// How long a cluster restore waits for every replica to turn Active (--recovery-timeout).
     pub settle_limit: std::time::Duration,
 }
@@ -341,6 +344,15 @@ fn save(
         let client = cx.client.clone();
         let name = target.to_string();
         let told = std::cell::Cell::new(false);
+        // Its name is the collection's and the second's: a backup's snapshot of it in the same
+        // second would get the same one (see `concurrent`).
+        let turn = concurrent::take_turn(
+            cx.lock_keys,
+            SnapshotOf::Collection(target.as_str()),
+            cx.stop,
+            cx.ui,
+        )
+        .map_err(|_| StepError::Interrupted)?;
         let spinner = cx.ui.spinner(&format!(
             "Qdrant building the pre-restore snapshot of {target}"
         ));
@@ -371,6 +383,9 @@ fn save(
             },
             move || client.create_snapshot(&name),
         );
+        // Answered or not: this run never looks for a snapshot whose answer it missed (the
+        // next run finds it by the journal's record), so the turn need not outlive the wait.
+        turn.release_after_answer();
         spinner.finish_and_clear();
         let created = created.unwrap_or(Err(QdrantError::Interrupted));
         match &created {

@@ -156,6 +156,19 @@ fn save(
                 ),
             ));
         };
+        // Named by the shard and the second on its peer: a backup's snapshot of this shard
+        // there in the same second would get the same name (see `concurrent`).
+        let turn = crate::cmd::backup::concurrent::take_turn(
+            cx.lock_keys,
+            crate::cmd::backup::concurrent::SnapshotOf::Shard {
+                collection: target,
+                shard: shard_id,
+                peer: node.peer_id,
+            },
+            cx.stop,
+            cx.ui,
+        )
+        .map_err(|_| StepError::Interrupted)?;
         // On disk before the peer is asked: a run killed from here on (even by `kill -9`)
         // leaves the next one a record of the shard snapshot to delete.
         let peer = (node.peer_id, node.client.display_url());
@@ -182,6 +195,8 @@ fn save(
                 source,
             })?;
         let made = node.client.create_shard_snapshot(target, shard_id);
+        // Answered or not (a missed answer is the next run's, by the journal's record).
+        turn.release_after_answer();
         match &made {
             Ok(made) => undo.journal_shard_answered(target, shard_id, peer, Some(&made.name)),
             // A refusal made nothing; without an answer the record stays for the next run.

@@ -4,11 +4,13 @@
 //! pre-restore snapshot and rollback then describe a state the other changed. So a restore
 //! holds a lock per (server, target collection) from before it reads the collections' state
 //! until it ends. The server offers nothing to lock with, so the locks are local files in the
-//! user's private lock folder ([`runs::lock_dir`]), one per (server identity, collection), named
-//! by a digest. The identity is the server's, not its URL's (`Topology::identity`): restores
-//! through `http://127.0.0.1:P` and `http://localhost:P` share one lock. They are `flock`s: released when the holder dies, however it
-//! dies; the content names the holder, so a second restore can say who runs, and a lock whose
-//! holder died is taken over with a message.
+//! user's private lock folder ([`runs::lock_dir`]), named by a digest: for each collection, one
+//! per name the server goes by ([`LockKeys`]: its identity when it says who it is, its URL, its
+//! socket addresses), all taken or none. So restores through `http://127.0.0.1:P` and
+//! `http://localhost:P` share a lock even when the server does not tell its process id. They
+//! are `flock`s: released when the holder dies, however it dies; the content names the
+//! holder, so a second restore can say who runs, and a lock whose holder died is taken over
+//! with a message.
 //!
 //! A second restore fails at once (exit 2, nothing changed) rather than waiting: one queued
 //! behind another would overwrite what the first restored as soon as it finished, without
@@ -20,6 +22,7 @@ use camino::Utf8PathBuf;
 use miette::Diagnostic;
 use thiserror::Error;
 
+use crate::cmd::peers::LockKeys;
 use crate::cmd::runs::{self, Owner};
 use crate::ui::Ui;
 
@@ -69,11 +72,11 @@ pub struct RestoreLocks {
     _held: Vec<Held>,
 }
 
-/// Takes the lock of each collection on `server`, or fails naming the restore that holds one.
+/// Takes the locks of each collection on `server`, or fails naming the restore that holds one.
 /// With `dry_run`, a held lock is only a warning and nothing is taken.
-/// `identity` keys the locks; `server` (its URL without credentials) names it in messages.
+/// `keys` name the server in locks; `server` (its URL without credentials) names it in messages.
 pub fn take(
-    identity: &str,
+    keys: &LockKeys,
     server: &str,
     collections: &[&str],
     dry_run: bool,
@@ -83,12 +86,23 @@ pub fn take(
         path: Utf8PathBuf::from("the lock folder"),
         source,
     })?;
-    let mut sorted: Vec<&str> = collections.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
+    // Every file of every collection in one sorted order, as every restore takes them.
+    let mut wanted: Vec<(String, &str)> = collections
+        .iter()
+        .flat_map(|&collection| {
+            keys.lock_names("restore", &[collection])
+                .into_iter()
+                .map(move |name| (name, collection))
+        })
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
     let mut held = Vec::new();
-    for collection in sorted {
-        let path = dir.join(runs::lock_name("restore", &[identity, collection]));
+    // A dead holder left its record in each of its files: one message per collection.
+    let mut taken_over: Vec<&str> = Vec::new();
+    let mut warned_busy: Vec<&str> = Vec::new();
+    for (name, collection) in wanted {
+        let path = dir.join(&name);
         let unusable = |source| LockError::Unusable {
             path: path.clone(),
             source,
@@ -103,7 +117,10 @@ pub fn take(
                 holder,
             };
             if dry_run {
-                ui.warn(&format!("{busy}; the real run would refuse to start"));
+                if !warned_busy.contains(&collection) {
+                    warned_busy.push(collection);
+                    ui.warn(&format!("{busy}; the real run would refuse to start"));
+                }
                 continue;
             }
             return Err(busy);
@@ -112,10 +129,13 @@ pub fn take(
             continue;
         }
         if let Some(dead) = runs::read_owner(&mut file).filter(|o| *o != Owner::me()) {
-            ui.warn(&format!(
-                "a restore of `{collection}` on {server} by {} ended without finishing (the process is gone); taking its lock over",
-                dead.describe()
-            ));
+            if !taken_over.contains(&collection) {
+                taken_over.push(collection);
+                ui.warn(&format!(
+                    "a restore of `{collection}` on {server} by {} ended without finishing (the process is gone); taking its lock over",
+                    dead.describe()
+                ));
+            }
         }
         runs::write_owner(&mut file).map_err(unusable)?;
         held.push(Held(file));

@@ -459,10 +459,12 @@ fn restore(
     // The server whatever URL reached it: two spellings of one server's URL share its locks.
     let server_key = crate::cmd::runs::server_key(&endpoint);
     let identity = topology.identity(&client, &server_key);
+    let lock_keys =
+        crate::cmd::peers::LockKeys::new(&identity, &server_key, &endpoint.host, endpoint.port);
     // Held until the restore ends, from before the collections' state is read.
     let targets: Vec<&str> = sources.iter().map(|s| s.target.as_str()).collect();
     let _locks =
-        lock::take(&identity, &server_key, &targets, args.dry_run, ui).or_exit(Exit::Failed)?;
+        lock::take(&lock_keys, &server_key, &targets, args.dry_run, ui).or_exit(Exit::Failed)?;
 
     // 5. Plan, then show it.
     let mut refusals = Vec::new();
@@ -611,6 +613,7 @@ fn restore(
         prerestore_prefix: format!("{PRERESTORE_PREFIX}{}-", layout::folder_name(now)),
         stamp: stamp.clone(),
         topology: &topology,
+        lock_keys: &lock_keys,
         settle_limit: seconds(args.recovery_timeout),
     };
     // Before the first change: every object the restore makes on the server is recorded
