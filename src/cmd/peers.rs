@@ -100,23 +100,31 @@ impl LockKeys {
     /// `host` is the URL's (an IPv6 address in brackets); `spelled` is its scheme, host and
     /// port ([`crate::cmd::runs::server_key`]), never credentials.
     pub fn new(identity: &str, spelled: &str, host: &str, port: u16) -> LockKeys {
-        let mut keys = vec![identity.to_string(), spelled.to_string()];
         let bare = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        match (bare, port).to_socket_addrs() {
-            Ok(addresses) => {
-                let before = keys.len();
-                keys.extend(addresses.map(address_key));
-                if keys.len() == before {
-                    log::info!("{spelled} resolves to no address: locks know it by its URL");
-                }
-            }
+        let addresses: Vec<SocketAddr> = match (bare, port).to_socket_addrs() {
+            Ok(addresses) => addresses.collect(),
             // Nothing else can be known (a proxy may resolve it, not this machine): the same
             // spelling still shares the locks.
-            Err(e) => log::info!("cannot resolve {spelled} ({e}): locks know it by its URL"),
-        }
+            Err(e) => {
+                log::info!("cannot resolve {spelled} ({e}): locks know it by its URL");
+                Vec::new()
+            }
+        };
+        LockKeys::with_addresses(identity, spelled, addresses)
+    }
+
+    /// The keys of a server whose host resolved to `addresses` (none: known by its identity
+    /// and URL alone).
+    fn with_addresses(
+        identity: &str,
+        spelled: &str,
+        addresses: impl IntoIterator<Item = SocketAddr>,
+    ) -> LockKeys {
+        let mut keys = vec![identity.to_string(), spelled.to_string()];
+        keys.extend(addresses.into_iter().map(address_key));
         keys.sort_unstable();
         keys.dedup();
         LockKeys(keys)
@@ -426,11 +434,11 @@ mod tests {
 
     #[test]
     fn an_unresolvable_host_is_known_by_its_url_alone() {
-        let keys = LockKeys::new(
+        // (Without resolving a name: a resolver that answers every name would spoil it.)
+        let keys = LockKeys::with_addresses(
             "http://no-such-host.invalid:6333",
             "http://no-such-host.invalid:6333",
-            "no-such-host.invalid",
-            6333,
+            [],
         );
         assert_eq!(keys.0, vec!["http://no-such-host.invalid:6333".to_string()]);
     }
