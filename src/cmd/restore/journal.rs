@@ -111,7 +111,10 @@ fn clear(leftover: &Leftover, client: &Client, server: (&str, &str), topology: &
             ui.warn(&format!(
                 "{described}: it may have left snapshots on {}; run `aimem restore` or `aimem backup` \
                  against that server to delete them",
-                leftover.server.as_deref().map_or("another server", clean_server)
+                leftover
+                    .server
+                    .as_deref()
+                    .map_or_else(|| "another server".to_string(), crate::qdrant::describe_stored)
             ));
             return;
         }
@@ -141,15 +144,6 @@ fn clear(leftover: &Leftover, client: &Client, server: (&str, &str), topology: &
             "{}: what a killed restore saved before overwriting is kept there (aimem never deletes it)",
             kept_folder(folder)
         ));
-    }
-}
-
-/// Text read from a journal, without control characters.
-fn clean_server(text: &str) -> &str {
-    if text.chars().any(char::is_control) {
-        "another server"
-    } else {
-        text
     }
 }
 
