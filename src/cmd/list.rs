@@ -153,7 +153,7 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
         .collect();
     // Killed restores, wherever the backup they restored lives: the next backup or restore
     // against their server deletes what they left there.
-    leftovers.extend(crate::cmd::restore::dead_restores(&root).iter().map(|l| {
+    leftovers.extend(crate::cmd::restore::dead_restores(&root, ui).iter().map(|l| {
         let message = match l.has_server_snapshots() {
             true => format!(
                 "{}; may still be on {}; the next `aimem backup` or `aimem restore` against that server deletes them",
