@@ -89,6 +89,8 @@ struct Leftover {
     /// A backup's staging folder; a restore's journal.
     staging: String,
     owner: Option<String>,
+    /// The server as the journal names it, credentials hidden; none when it names none or
+    /// nothing aimem reads as a server URL.
     server: Option<String>,
     /// `collection/snapshot` names still on the server (uploaded copies included).
     snapshots: Vec<String>,
@@ -103,7 +105,8 @@ impl Leftover {
             kind,
             staging,
             owner: l.owner.as_ref().map(crate::cmd::runs::Owner::describe),
-            server: l.server.clone(),
+            // Redacted: an older aimem may have written it with credentials.
+            server: l.server.as_deref().and_then(crate::qdrant::shown_stored),
             snapshots: l
                 .snapshots
                 .iter()
@@ -150,12 +153,14 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
         .collect();
     // Killed restores, wherever the backup they restored lives: the next backup or restore
     // against their server deletes what they left there.
-    leftovers.extend(crate::cmd::restore::dead_restores(&root).iter().map(|l| {
+    leftovers.extend(crate::cmd::restore::dead_restores(&root, ui).iter().map(|l| {
         let message = match l.has_server_snapshots() {
             true => format!(
                 "{}; may still be on {}; the next `aimem backup` or `aimem restore` against that server deletes them",
                 crate::cmd::restore::describe_dead_restore(l),
-                l.server.as_deref().unwrap_or("its server")
+                l.server
+                    .as_deref()
+                    .map_or_else(|| "its server".to_string(), crate::qdrant::describe_stored)
             ),
             false => crate::cmd::restore::describe_dead_restore(l),
         };

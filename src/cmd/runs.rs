@@ -1,4 +1,5 @@
-//! Other aimem runs: who owns a journal or a lock, and advisory locks that end with their holder.
+//! Other aimem runs: who owns a journal or a lock, and advisory locks that end with their holder;
+//! and where this user's runs keep what must outlive them (the state folder, [`state_dir`]).
 //!
 //! Locks are `flock`s on files: the kernel releases them when the holder dies, even by
 //! `kill -9`, so "lock free" means "nobody alive holds it" whatever a pid file would say after
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::exit::Exit;
 use crate::settings::Endpoint;
 use crate::signals::StopFlag;
+use crate::ui::Ui;
 
 /// The run that holds a lock or wrote a journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,32 +162,84 @@ pub fn write_owner(file: &mut File) -> std::io::Result<()> {
 /// `<temp>/aimem-<uid>`. Created 0700 if missing; an existing one must be a real folder (not a
 /// link) owned by this user and closed to others, or another user could plant or read locks.
 pub fn lock_dir() -> std::io::Result<Utf8PathBuf> {
+    let dir = lock_dir_path();
+    private_dir(&dir, rustix::process::geteuid().as_raw())?;
+    Ok(dir)
+}
+
+/// Where [`lock_dir`] is, without making or checking it.
+fn lock_dir_path() -> Utf8PathBuf {
     let uid = rustix::process::geteuid().as_raw();
     let runtime = std::env::var("XDG_RUNTIME_DIR")
         .ok()
         // Only a runtime folder that exists: one named but missing is a broken session.
         .filter(|d| !d.is_empty() && Utf8Path::new(d).is_absolute() && Utf8Path::new(d).is_dir())
         .map(|d| Utf8PathBuf::from(d).join("aimem"));
-    let dir = match runtime {
+    match runtime {
         Some(dir) => dir,
         None => {
             let temp = Utf8PathBuf::from_path_buf(std::env::temp_dir())
                 .unwrap_or_else(|_| Utf8PathBuf::from("/tmp"));
             temp.join(format!("aimem-{uid}"))
         }
-    };
-    private_dir(&dir, uid)?;
-    Ok(dir)
+    }
 }
 
-/// The folder for this user's run journals that must outlive a reboot (a killed restore's
-/// record of what it left on a server, wherever the backup it restored lives):
-/// `$XDG_STATE_HOME/aimem`, else `$HOME/.local/state/aimem`, each path absolute. The aimem
-/// folder is created 0700 (its parents as needed) and must be a private folder of this user,
-/// as for [`lock_dir`]. Without a usable one, the lock folder stands in (it may not survive a
-/// reboot).
-pub fn state_dir() -> std::io::Result<Utf8PathBuf> {
-    let uid = rustix::process::geteuid().as_raw();
+/// What [`state_dir`] does when the folder does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Make it, 0700 (its parents too, 0700, as the XDG spec asks): for a run that writes state.
+    Create,
+    /// Leave it absent ([`StateError::Absent`]): for a run that only reads state, such as
+    /// `list`, which must create nothing. An absent folder holds nothing to read.
+    Skip,
+}
+
+/// Why there is no state folder to use.
+#[derive(Debug)]
+pub enum StateError {
+    /// Neither `XDG_STATE_HOME` nor `HOME` names an absolute folder.
+    Unset,
+    /// It does not exist (with [`Missing::Skip`]).
+    Absent(Utf8PathBuf),
+    /// It is there but not this user's own folder: a symbolic link, something else than a
+    /// folder, or another user's. Refused: whoever controls it could read what aimem keeps
+    /// there (pre-restore copies of collections) or plant records in it.
+    Refused { dir: Utf8PathBuf, why: String },
+    /// It could not be made, opened or made private.
+    Io {
+        dir: Utf8PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateError::Unset => f.write_str(
+                "aimem has no state folder: neither XDG_STATE_HOME nor HOME names an absolute folder",
+            ),
+            StateError::Absent(dir) => write!(f, "{dir} does not exist"),
+            StateError::Refused { dir, why } => {
+                write!(f, "{dir} {why}: aimem does not use it as its state folder")
+            }
+            StateError::Io { dir, source } => write!(f, "{dir} cannot be used: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// This user's state folder: `$XDG_STATE_HOME/aimem`, else `$HOME/.local/state/aimem` (each
+/// variable only when it is an absolute path). It holds what must outlive a reboot: killed
+/// restores' journals, and pre-restore copies of backups in folders other users can change.
+///
+/// The one place its rules live ([`own_folder`]): it must be a real folder (not a symbolic
+/// link, which is refused, never followed) owned by this user; one of ours open to others is
+/// made 0700, with a warning. The folders above it are the user's choice (`XDG_STATE_HOME`,
+/// `HOME`) and are taken as they are. What to do without it is the caller's choice: see
+/// [`fallback_state_dir`].
+pub fn state_dir(missing: Missing, ui: &Ui) -> Result<Utf8PathBuf, StateError> {
     let absolute = |var: &str| {
         std::env::var(var)
             .ok()
@@ -193,28 +247,103 @@ pub fn state_dir() -> std::io::Result<Utf8PathBuf> {
             .map(Utf8PathBuf::from)
     };
     let base = absolute("XDG_STATE_HOME")
-        .or_else(|| absolute("HOME").map(|home| home.join(".local").join("state")));
-    let chosen = base.and_then(|base| {
-        std::fs::create_dir_all(&base).ok()?;
-        let dir = base.join("aimem");
-        private_dir(&dir, uid).ok()?;
-        Some(dir)
-    });
-    match chosen {
-        Some(dir) => Ok(dir),
-        None => {
-            let dir = lock_dir()?.join("state");
-            private_dir(&dir, uid)?;
-            Ok(dir)
-        }
-    }
+        .or_else(|| absolute("HOME").map(|home| home.join(".local").join("state")))
+        .ok_or(StateError::Unset)?;
+    let dir = base.join("aimem");
+    own_folder(&dir, missing, ui)?;
+    Ok(dir)
 }
 
-/// `name` inside `parent`, created 0700 or checked as private, as [`lock_dir`] is.
-pub fn private_subdir(parent: &Utf8Path, name: &str) -> std::io::Result<Utf8PathBuf> {
+/// `name` inside a state folder, under the same rules as [`state_dir`].
+pub fn state_subdir(
+    parent: &Utf8Path,
+    name: &str,
+    missing: Missing,
+    ui: &Ui,
+) -> Result<Utf8PathBuf, StateError> {
     let dir = parent.join(name);
-    private_dir(&dir, rustix::process::geteuid().as_raw())?;
+    own_folder(&dir, missing, ui)?;
     Ok(dir)
+}
+
+/// Where state goes when [`state_dir`] cannot be used: `state` in the lock folder
+/// ([`lock_dir`]), which may not outlive a reboot (it is often in memory). Only for records
+/// that are better there than nowhere (a restore's journal); a caller using it says so. Read
+/// by the runs after, whatever their state folder, so nothing recorded there is missed.
+pub fn fallback_state_dir(missing: Missing, ui: &Ui) -> Result<Utf8PathBuf, StateError> {
+    let locks = match missing {
+        Missing::Create => lock_dir().map_err(|source| StateError::Io {
+            dir: lock_dir_path(),
+            source,
+        })?,
+        Missing::Skip => {
+            let dir = lock_dir_path();
+            own_folder(&dir, Missing::Skip, ui)?;
+            dir
+        }
+    };
+    state_subdir(&locks, "state", missing, ui)
+}
+
+/// Checks that `dir` is a folder of this user's own, reached without following a link, and
+/// makes it 0700 if it is open to others; with [`Missing::Create`] it is made (0700) first
+/// if absent, its parents too.
+fn own_folder(dir: &Utf8Path, missing: Missing, ui: &Ui) -> Result<(), StateError> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let io = |source: std::io::Error| StateError::Io {
+        dir: dir.to_owned(),
+        source,
+    };
+    if missing == Missing::Create {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.mode(0o700);
+        if let Some(parent) = dir.parent() {
+            builder.recursive(true).create(parent).map_err(io)?;
+        }
+        match builder.recursive(false).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    // Opened without following a link: what is checked and changed below is the folder
+    // itself, even if it is swapped for a link meanwhile.
+    let me = rustix::process::geteuid().as_raw();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let folder = match rustix::fs::open(dir.as_std_path(), flags, Mode::empty()) {
+        Ok(folder) => folder,
+        Err(e) => {
+            let refused = |why: &str| StateError::Refused {
+                dir: dir.to_owned(),
+                why: why.to_string(),
+            };
+            return Err(match dir.symlink_metadata() {
+                Ok(meta) if meta.file_type().is_symlink() => refused("is a symbolic link"),
+                Ok(meta) if !meta.is_dir() => refused("is not a folder"),
+                Ok(meta) if meta.uid() != me => {
+                    refused(&format!("belongs to another user (uid {})", meta.uid()))
+                }
+                Err(_) if e == rustix::io::Errno::NOENT => StateError::Absent(dir.to_owned()),
+                _ => io(e.into()),
+            });
+        }
+    };
+    let stat = rustix::fs::fstat(&folder).map_err(|e| io(e.into()))?;
+    if stat.st_uid != me {
+        return Err(StateError::Refused {
+            dir: dir.to_owned(),
+            why: format!("belongs to another user (uid {})", stat.st_uid),
+        });
+    }
+    let mode = stat.st_mode & 0o7777;
+    if mode & 0o077 != 0 {
+        rustix::fs::fchmod(&folder, Mode::from_raw_mode(0o700)).map_err(|e| io(e.into()))?;
+        ui.warn(&format!(
+            "{dir} was open to other users (mode {mode:04o}): aimem made it private (0700)"
+        ));
+    }
+    Ok(())
 }
 
 /// Creates `dir` 0700, or checks that the existing one is a real folder (not a link) owned by
@@ -318,6 +447,55 @@ mod tests {
         std::os::unix::fs::symlink(root.join("fresh"), root.join("link")).unwrap();
         assert!(private_dir(&root.join("link"), uid).is_err());
         assert!(private_dir(&root.join("fresh"), uid + 1).is_err());
+    }
+
+    #[test]
+    fn a_state_folder_is_ours_private_and_no_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let ui = Ui::new(true, false);
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let mode = |p: &Utf8Path| p.symlink_metadata().unwrap().permissions().mode() & 0o7777;
+        // Skipped when absent: nothing is made.
+        let fresh = root.join("a/b/aimem");
+        assert!(matches!(
+            own_folder(&fresh, Missing::Skip, &ui),
+            Err(StateError::Absent(_))
+        ));
+        assert!(!root.join("a").exists());
+        // Made 0700, parents too.
+        own_folder(&fresh, Missing::Create, &ui).unwrap();
+        assert_eq!((mode(&fresh), mode(&root.join("a"))), (0o700, 0o700));
+        // Ours and open to others: made private.
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o777)).unwrap();
+        own_folder(&fresh, Missing::Skip, &ui).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        // A link (even to a folder of ours) or a file: refused, the target untouched.
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = root.join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        let file = root.join("file");
+        std::fs::write(&file, "x").unwrap();
+        for missing in [Missing::Skip, Missing::Create] {
+            let e = own_folder(&link, missing, &ui).unwrap_err();
+            assert!(e.to_string().contains("is a symbolic link"), "{e}");
+            let e = own_folder(&file, missing, &ui).unwrap_err();
+            assert!(e.to_string().contains("is not a folder"), "{e}");
+        }
+        assert_eq!(mode(&fresh), 0o755);
+        // Another user's (only root can make one to test with).
+        if rustix::process::geteuid().is_root() {
+            let theirs = root.join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(4242), None).unwrap();
+            std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let e = own_folder(&theirs, Missing::Create, &ui).unwrap_err();
+            assert!(
+                e.to_string().contains("belongs to another user (uid 4242)"),
+                "{e}"
+            );
+            assert_eq!(mode(&theirs), 0o777);
+        }
     }
 
     #[test]

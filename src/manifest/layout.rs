@@ -141,25 +141,6 @@ pub fn only_we_control(_dir: &Utf8Path) -> bool {
     true
 }
 
-/// The folder for this user's own state (`$XDG_STATE_HOME/aimem`, else
-/// `~/.local/state/aimem`), created 0700 when missing.
-pub fn state_dir() -> std::io::Result<Utf8PathBuf> {
-    let base = std::env::var("XDG_STATE_HOME")
-        .ok()
-        .filter(|d| Utf8Path::new(d).is_absolute())
-        .map(Utf8PathBuf::from)
-        .or_else(|| {
-            std::env::var("HOME")
-                .ok()
-                .filter(|h| Utf8Path::new(h).is_absolute())
-                .map(|h| Utf8PathBuf::from(h).join(".local/state"))
-        })
-        .ok_or_else(|| std::io::Error::other("neither XDG_STATE_HOME nor HOME is set"))?;
-    let dir = base.join("aimem");
-    create_private_dir(&dir)?;
-    Ok(dir)
-}
-
 /// Renames the finished folder `from` to `to`, which must not exist: never replaces anything
 /// (an empty folder or a link planted at `to` makes it fail with `AlreadyExists`).
 pub fn rename_new(from: &Utf8Path, to: &Utf8Path) -> std::io::Result<()> {

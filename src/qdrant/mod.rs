@@ -34,7 +34,10 @@ use types::{CollectionList, Envelope, ErrorBody, Exists, PointCount};
 pub use types::{ServerInfo, SnapshotDescription};
 #[cfg(test)]
 pub(crate) use url::base64 as url_base64;
-pub use url::{HostError, MIN_SECRET_LEN, Scheme, ServerUrl, UrlError, mask, parse_host, redact};
+pub use url::{
+    HostError, MIN_SECRET_LEN, Scheme, ServerUrl, UrlError, describe_stored, mask, parse_host,
+    redact, shown_stored,
+};
 
 /// The error a transfer's sink or source returns to stop it (a signal arrived). It cannot be
 /// `ErrorKind::Interrupted`: `write_all` and friends retry on that.

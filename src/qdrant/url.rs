@@ -23,6 +23,9 @@ use std::net::Ipv6Addr;
 /// What replaces a secret part of a URL or of a text.
 pub const HIDDEN: &str = "***";
 
+/// How an HTTP Basic `Authorization` value starts (RFC 7617).
+const BASIC: &str = "Basic ";
+
 /// Secrets shorter than this are not looked for in texts: replacing them would hide ordinary
 /// words and letters, and no real API key or password is this short.
 pub const MIN_SECRET_LEN: usize = 4;
@@ -210,6 +213,8 @@ struct Credentials {
     user: String,
     /// Decoded; none without a `:` in the user info.
     password: Option<String>,
+    /// The `Authorization` header's value: `Basic ` and the base64 of `user:password`.
+    header: String,
 }
 
 impl Credentials {
@@ -219,16 +224,32 @@ impl Credentials {
             Some((user, password)) => (user, Some(password)),
             None => (typed, None),
         };
+        let user = percent_decode(user)?;
+        let password = password.map(percent_decode).transpose()?;
+        // RFC 7617: without a password, the pair is `user:`.
+        let pair = format!("{user}:{}", password.as_deref().unwrap_or_default());
         Ok(Credentials {
             typed: typed.to_string(),
-            user: percent_decode(user)?,
-            password: password.map(percent_decode).transpose()?,
+            user,
+            password,
+            header: format!("{BASIC}{}", base64(pair.as_bytes())),
         })
     }
 
-    /// The parts a text may quote: as typed, and each decoded half.
+    /// The base64 of `user:password`, as the header carries it.
+    fn encoded(&self) -> &str {
+        &self.header[BASIC.len()..]
+    }
+
+    /// The parts a text may quote: as typed, each decoded half, and the `Authorization`
+    /// header's value (whole, and its base64 alone: a server or proxy may echo the header).
     fn secrets(&self) -> Vec<&str> {
-        let mut secrets = vec![self.typed.as_str(), self.user.as_str()];
+        let mut secrets = vec![
+            self.header.as_str(),
+            self.encoded(),
+            self.typed.as_str(),
+            self.user.as_str(),
+        ];
         if let Some((_, typed_password)) = self.typed.split_once(':') {
             secrets.push(typed_password);
         }
@@ -427,13 +448,7 @@ impl ServerUrl {
 
     /// The `Authorization` header the credentials make (HTTP Basic, RFC 7617), if any.
     pub(crate) fn authorization(&self) -> Option<String> {
-        let credentials = self.credentials.as_ref()?;
-        let pair = format!(
-            "{}:{}",
-            credentials.user,
-            credentials.password.as_deref().unwrap_or_default()
-        );
-        Some(format!("Basic {}", base64(pair.as_bytes())))
+        Some(self.credentials.as_ref()?.header.clone())
     }
 
     /// The redacted address, for people.
@@ -441,8 +456,9 @@ impl ServerUrl {
         &self.shown
     }
 
-    /// The secret parts of the address, as typed and decoded: the user info, the user name
-    /// and the password.
+    /// The secret parts of the address: the user info, the user name and the password, as
+    /// typed and decoded, and the `Authorization` header's value (`Basic` and the base64 of
+    /// `user:password`, whole and the base64 alone).
     pub(crate) fn secrets(&self) -> Vec<&str> {
         self.credentials
             .as_ref()
@@ -480,6 +496,25 @@ pub fn mask(text: &str, secrets: &[&str]) -> String {
         }
     }
     text
+}
+
+/// A server address read back from a file aimem wrote (a journal's `server`), for showing.
+/// aimem writes only the scheme, host and port there, but an older version may have written a
+/// URL with credentials, and the file may have been edited since: the text is parsed as
+/// `--url` is and shown redacted ([`ServerUrl::shown`]). None when it is no such URL, so the
+/// raw text is never shown.
+pub fn shown_stored(text: &str) -> Option<String> {
+    ServerUrl::parse(text)
+        .ok()
+        .map(|url| url.shown().to_string())
+}
+
+/// What a message says in place of a stored server address [`shown_stored`] cannot read.
+pub const UNREADABLE_SERVER: &str = "a server whose recorded address cannot be read";
+
+/// [`shown_stored`], or [`UNREADABLE_SERVER`]: for sentences.
+pub fn describe_stored(text: &str) -> String {
+    shown_stored(text).unwrap_or_else(|| UNREADABLE_SERVER.to_string())
 }
 
 /// A URL aimem did not parse (one a server sent: a redirect's `Location`, a peer's P2P
@@ -670,6 +705,46 @@ mod tests {
         assert_eq!(redact("http://q:1?api-key=s3cret"), "http://q:1?***");
         assert_eq!(redact("http://q:1/p#s3cret"), "http://q:1/p#***");
         assert_eq!(redact("admin:hunter2@q:1"), "***@q:1");
+    }
+
+    #[test]
+    fn the_basic_header_value_is_a_secret_whole_and_as_base64() {
+        let url = parsed("http://admin:hunter2@q:1");
+        let header = url.authorization().unwrap();
+        let encoded = base64(b"admin:hunter2");
+        assert_eq!(header, format!("Basic {encoded}"));
+        let secrets = url.secrets();
+        assert!(secrets.contains(&header.as_str()), "{secrets:?}");
+        assert!(secrets.contains(&encoded.as_str()), "{secrets:?}");
+        assert_eq!(
+            mask(&format!("got `{header}`, then {encoded}"), &secrets),
+            "got `***`, then ***"
+        );
+        // Without a password the pair is `user:`.
+        let url = parsed("http://admin@q:1");
+        assert!(url.secrets().contains(&base64(b"admin:").as_str()));
+        assert!(parsed("http://q:1").secrets().is_empty());
+    }
+
+    #[test]
+    fn stored_servers_are_shown_redacted_or_not_at_all() {
+        assert_eq!(
+            shown_stored("http://user:pass@127.0.0.1:6333").as_deref(),
+            Some("http://***@127.0.0.1:6333")
+        );
+        assert_eq!(
+            shown_stored("http://127.0.0.1:6333").as_deref(),
+            Some("http://127.0.0.1:6333")
+        );
+        for unreadable in [
+            "user:pass@127.0.0.1:6333",
+            "http://user:pa/ss@q:1",
+            "http://q:1/?key=pass",
+            "http://q\u{1b}[2J:1",
+            "",
+        ] {
+            assert_eq!(shown_stored(unreadable), None, "{unreadable:?}");
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod restore_journal;
 mod resume;
 mod secrets;
 mod servers;
+mod state;
 mod support;
 mod verbose;
 mod verify;

@@ -457,3 +457,132 @@ fn url_passwords_the_server_echoes_are_never_printed() {
     );
     assert_not_printed("backup --json", &run, &[LEFT, RIGHT]);
 }
+
+#[test]
+fn the_basic_credentials_the_server_echoes_are_never_printed() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "github"]);
+    let dir = backup.to_str().unwrap();
+    let url = format!(
+        "http://admin:{LEFT}%2F{RIGHT}@127.0.0.1:{}",
+        env.double.port()
+    );
+    // What aimem sends: `Authorization: Basic <base64 of admin:password>`.
+    let encoded = base64(&format!("admin:{LEFT}/{RIGHT}"));
+    let faults = [
+        FaultKind::PlainStatus {
+            code: 502,
+            body: format!("proxy saw: Authorization: Basic {encoded}"),
+        },
+        FaultKind::Status {
+            code: 401,
+            message: format!("proxy saw: credentials {encoded} refused"),
+        },
+    ];
+    for kind in faults {
+        for args in [
+            vec!["backup", "--collection", "github"],
+            vec!["backup", "--json", "--collection", "github"],
+            vec!["diff-schema", "--json", dir],
+            vec!["restore", "--dry-run", dir],
+            vec!["-vv", "backup", "--collection", "github"],
+        ] {
+            env.double.clear_faults();
+            env.double
+                .inject(Fault::always(None, "/collections/github", kind.clone()));
+            let run = env.run_with(&args, |c| {
+                c.env("QDRANT_URL", &url);
+            });
+            assert_ne!(run.code, 0, "{args:?}:\n{}", run.all_output());
+            // The rest of the server's message is still shown.
+            assert!(
+                run.all_output().contains("proxy saw"),
+                "{args:?}:\n{}",
+                run.all_output()
+            );
+            assert_not_printed(&format!("{args:?}"), &run, &[&encoded, LEFT, RIGHT]);
+        }
+    }
+    env.double.clear_faults();
+    assert_written_nowhere(&env, &encoded);
+}
+
+/// The password of a server URL an older aimem wrote into a journal.
+const STORED_PASSWORD: &str = "St0redPw";
+
+/// A journal (one `started` record naming `server`, one snapshot still on it) at `path`.
+fn planted_journal(path: &Path, server: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let started = serde_json::json!({
+        "event": "started",
+        "owner": {"pid": 999_999, "host": "h", "started": "2026-01-01T00:00:00Z"},
+        "server": server,
+    });
+    let created = serde_json::json!({
+        "event": "created", "collection": "github", "snapshot": "github-1.snapshot",
+    });
+    std::fs::write(path, format!("{started}\n{created}\n")).unwrap();
+}
+
+#[test]
+fn a_server_url_with_credentials_read_from_a_journal_is_shown_redacted() {
+    let env = TestEnv::ai_memory();
+    std::fs::create_dir_all(env.root()).unwrap();
+    let backup_journal = env
+        .root()
+        .join(".aimem-staging-2026-01-01_000000-abcdefghijkl-999999/.aimem-journal");
+    let restore_journal = env
+        .tmp
+        .path()
+        .join("home/.local/state/aimem/restores/restore-x.journal");
+    let server = format!("http://user:{STORED_PASSWORD}@127.0.0.1:9");
+    planted_journal(&backup_journal, &server);
+    planted_journal(&restore_journal, &server);
+    // The state folder as aimem makes it: private.
+    for dir in [
+        "home/.local/state/aimem",
+        "home/.local/state/aimem/restores",
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o700);
+        std::fs::set_permissions(env.tmp.path().join(dir), private).unwrap();
+    }
+    let run = env.run(&["list"]);
+    run.assert_code(0);
+    assert_not_printed("list", &run, &[STORED_PASSWORD]);
+    // Both leftovers are reported, with the server named without its credentials.
+    assert_eq!(
+        run.stderr.matches("http://***@127.0.0.1:9").count(),
+        2,
+        "{}",
+        run.all_output()
+    );
+    let run = env.run(&["list", "--json"]);
+    run.assert_code(0);
+    assert_not_printed("list --json", &run, &[STORED_PASSWORD]);
+    let leftovers = json_stdout(&run)["leftovers"].as_array().unwrap().clone();
+    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+    for leftover in &leftovers {
+        assert_eq!(leftover["server"], "http://***@127.0.0.1:9", "{leftover}");
+    }
+
+    // Text that is no server URL (user info without a scheme): never shown as it is.
+    let server = format!("user:{STORED_PASSWORD}@127.0.0.1:9");
+    planted_journal(&backup_journal, &server);
+    planted_journal(&restore_journal, &server);
+    for args in [vec!["list"], vec!["list", "--json"]] {
+        let run = env.run(&args);
+        run.assert_code(0);
+        assert_not_printed(&format!("{args:?}"), &run, &[STORED_PASSWORD]);
+        assert!(
+            run.stderr
+                .contains("a server whose recorded address cannot be read"),
+            "{args:?}:\n{}",
+            run.all_output()
+        );
+    }
+    let run = env.run(&["list", "--json"]);
+    for leftover in json_stdout(&run)["leftovers"].as_array().unwrap() {
+        assert_eq!(leftover["server"], serde_json::Value::Null, "{leftover}");
+    }
+}

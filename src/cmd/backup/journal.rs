@@ -276,10 +276,10 @@ impl Leftover {
             .owner
             .as_ref()
             .map_or_else(|| "an unknown run".to_string(), Owner::describe);
-        let server = self
-            .server
-            .as_deref()
-            .map_or_else(|| "an unknown server".to_string(), clean);
+        let server = self.server.as_deref().map_or_else(
+            || "an unknown server".to_string(),
+            crate::qdrant::describe_stored,
+        );
         let mut what: Vec<String> = self
             .snapshots
             .iter()

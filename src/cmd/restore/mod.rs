@@ -581,14 +581,17 @@ fn restore(
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
         .unwrap_or_else(|| dir.clone());
     let beside = absolute.parent().unwrap_or(&absolute).to_owned();
-    // Unless someone else controls that folder: then in this user's own state folder.
+    // Unless someone else controls that folder: then in this user's own state folder. Never
+    // in the fallback a journal may use (`runs::fallback_state_dir`): the copy may become the
+    // only one of what the restore overwrites, and that folder is often in memory and gone
+    // at the next reboot. Without a state folder the restore stops here, before any change.
     let prerestore_in = if layout::only_we_control(&beside) {
         beside
     } else {
-        let own = layout::state_dir()
+        let own = crate::cmd::runs::state_dir(crate::cmd::runs::Missing::Create, ui)
             .map_err(|e| RestoreError::PrerestoreFolder {
                 reason: format!(
-                    "{beside} can be changed by other users, and no private folder could be made: {e}"
+                    "{beside} can be changed by other users, and aimem's own state folder cannot hold the copy instead: {e}"
                 ),
             })
             .or_exit(Exit::Failed)?;
@@ -620,7 +623,7 @@ fn restore(
     // there first, so a killed run leaves the next one what to delete.
     let mut undo = Undo {
         journal: Some(
-            journal::RestoreJournal::create(&server_key, &identity)
+            journal::RestoreJournal::create(&server_key, &identity, ui)
                 .map_err(|source| act::StepError::Journal { source })
                 .or_exit(Exit::Failed)?,
         ),
