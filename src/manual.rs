@@ -348,13 +348,27 @@ pub fn environment(cmd: &Command) -> Vec<EnvVar> {
             default: "set by the login".to_string(),
         });
     }
-    if names.contains(&"restore") {
+    if names.iter().any(|n| ["backup", "restore"].contains(n)) {
         add(EnvVar {
             name: "XDG_RUNTIME_DIR".to_string(),
-            meaning: "The folder for restore's lock files (XDG_RUNTIME_DIR/aimem), so two \
-                      restores of one collection never run at once."
+            meaning: "The folder for aimem's lock files (XDG_RUNTIME_DIR/aimem), so two \
+                      restores of one collection never run at once and two snapshots of one \
+                      collection are never asked for in the same second."
                 .to_string(),
             default: "unset (a private folder in the temporary directory)".to_string(),
+        });
+    }
+    if names
+        .iter()
+        .any(|n| ["backup", "restore", "list"].contains(n))
+    {
+        add(EnvVar {
+            name: "XDG_STATE_HOME".to_string(),
+            meaning: "The folder for aimem's state (XDG_STATE_HOME/aimem): the journals of \
+                      restores, so that what a killed restore left on the server is found by \
+                      the next backup or restore and reported by list."
+                .to_string(),
+            default: "unset (~/.local/state)".to_string(),
         });
     }
     add(EnvVar {
