@@ -582,15 +582,9 @@ pub fn clear(
     }
     ui.note(&format!("{}: cleaning up", leftover.describe()));
     let cleanup = delete_server_snapshots(leftover, client, topology, ui);
-    if !cleanup.unproven.is_empty() {
-        ui.warn(&unproven_message(leftover, &cleanup.unproven));
-        return false;
-    }
-    if !cleanup.done {
-        ui.warn(&format!(
-            "kept {} so the next backup tries again",
-            leftover.staging
-        ));
+    let subject = leftover.staging.file_name().unwrap_or_default();
+    let again = format!("kept {} so the next backup tries again", leftover.staging);
+    if !cleanup.report(leftover, subject, &again, ui) {
         return false;
     }
     if let Err(e) = std::fs::remove_dir_all(&leftover.staging) {
@@ -603,15 +597,28 @@ pub fn clear(
     true
 }
 
-/// Says which snapshots may be a dead run's, why aimem keeps them, and how to end it.
-pub fn unproven_message(leftover: &Leftover, unproven: &[String]) -> String {
+/// Says which snapshots may be a dead run's, why aimem keeps them, and how to end it
+/// (`subject`: the leftover as messages name it).
+pub fn unproven_message(leftover: &Leftover, subject: &str, unproven: &[String]) -> String {
     format!(
-        "{}: a killed run asked for a snapshot and never heard its name; {} may be it, or may \
-         be someone else's taken since. aimem deletes only what it can prove is its own, so it \
-         is kept. Delete it by hand if it is not yours; then (or to keep it) remove {} so this \
-         is not reported again",
-        leftover.staging.file_name().unwrap_or_default(),
+        "{subject}: a killed run asked for a snapshot and never heard its name; {} may be it, or \
+         may be someone else's taken since. aimem deletes only what it can prove is its own, so \
+         it is kept. Delete it by hand if it is not yours; then (or to keep it) remove {} so \
+         this is not reported again",
         unproven.join(", "),
+        leftover.journal
+    )
+}
+
+/// Says which objects a journal names under names aimem does not give, why aimem keeps them,
+/// and how to end it.
+pub fn not_ours_message(leftover: &Leftover, subject: &str, not_ours: &[String]) -> String {
+    format!(
+        "{subject}: its journal names {} under a name aimem never gives what it makes, so \
+         nothing proves it is aimem's. aimem deletes only what it can prove is its own, so it is \
+         kept. Delete it by hand if it is yours; then (or to keep it) remove {} so this is not \
+         reported again",
+        not_ours.join(", "),
         leftover.journal
     )
 }
@@ -619,11 +626,37 @@ pub fn unproven_message(leftover: &Leftover, unproven: &[String]) -> String {
 /// What cleaning up after a dead run came to.
 #[derive(Debug, Default)]
 pub struct Cleanup {
-    /// Everything the journal names is gone, or was never made.
-    pub done: bool,
+    /// Something the journal names could not be dealt with now (the server did not answer, a
+    /// deletion failed): the record stays for the next run to try again.
+    pub retry: bool,
     /// Snapshots named in the time window of a creation whose answer never came: maybe the
     /// dead run's, maybe another client's taken meanwhile. Kept and said, never deleted.
     pub unproven: Vec<String>,
+    /// Objects the journal names under names aimem never gives (a journal aimem did not write
+    /// as it stands): nothing proves they are aimem's. Kept and said, never deleted.
+    pub not_ours: Vec<String>,
+}
+
+impl Cleanup {
+    /// True when everything the journal names is gone, or was never made.
+    pub fn done(&self) -> bool {
+        !self.retry && self.unproven.is_empty() && self.not_ours.is_empty()
+    }
+
+    /// Says what is kept and why (`subject`: the leftover as messages name it; `again`: what
+    /// to say when the next run is to try again). Returns [`Cleanup::done`].
+    pub fn report(&self, leftover: &Leftover, subject: &str, again: &str, ui: &Ui) -> bool {
+        if !self.unproven.is_empty() {
+            ui.warn(&unproven_message(leftover, subject, &self.unproven));
+        }
+        if !self.not_ours.is_empty() {
+            ui.warn(&not_ours_message(leftover, subject, &self.not_ours));
+        }
+        if self.retry {
+            ui.warn(again);
+        }
+        self.done()
+    }
 }
 
 /// Deletes the server objects a dead run's journal names (the server's own check is the
@@ -635,21 +668,23 @@ pub(crate) fn delete_server_snapshots(
     topology: &Topology,
     ui: &Ui,
 ) -> Cleanup {
-    let mut cleanup = Cleanup {
-        done: true,
-        unproven: Vec::new(),
-    };
+    let mut cleanup = Cleanup::default();
     for (collection, snapshot) in &leftover.snapshots {
         // A journal names only snapshots Qdrant named for that collection; anything else is
         // not something aimem created.
-        if !is_ours(snapshot, collection, "") {
+        if crate::names::check(collection).is_err() || !is_ours(snapshot, collection, "") {
+            cleanup.not_ours.push(format!(
+                "snapshot {} of `{}`",
+                clean(snapshot),
+                clean(collection)
+            ));
             continue;
         }
         match client.delete_snapshot(collection, snapshot) {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => {
-                cleanup.done = false;
+                cleanup.retry = true;
                 ui.warn(&format!(
                     "could not delete snapshot {} of `{}`: {e}",
                     clean(snapshot),
@@ -659,8 +694,18 @@ pub(crate) fn delete_server_snapshots(
         }
     }
     for upload in &leftover.uploads {
+        if crate::names::check(&upload.collection).is_err()
+            || !is_our_upload(&upload.file, &upload.collection)
+        {
+            cleanup.not_ours.push(format!(
+                "the uploaded copy {} of `{}`",
+                clean(&upload.file),
+                clean(&upload.collection)
+            ));
+            continue;
+        }
         if let Err(e) = clear_upload(upload, client, topology) {
-            cleanup.done = false;
+            cleanup.retry = true;
             ui.warn(&format!(
                 "could not delete the uploaded copy {} of `{}`: {e}",
                 clean(&upload.file),
@@ -675,10 +720,18 @@ pub(crate) fn delete_server_snapshots(
         existing,
     } in &leftover.unanswered
     {
+        if crate::names::check(collection).is_err() {
+            cleanup.not_ours.push(format!(
+                "a snapshot of `{}` asked for at {} UTC",
+                clean(collection),
+                clean(asked_at)
+            ));
+            continue;
+        }
         // Any snapshot named from the time it was asked for, that was not there before, may
         // be the one the dead run asked for; or another client's.
         let Ok(list) = client.list_snapshots(collection) else {
-            cleanup.done = false;
+            cleanup.retry = true;
             continue;
         };
         cleanup.unproven.extend(
@@ -690,8 +743,18 @@ pub(crate) fn delete_server_snapshots(
         );
     }
     for left in &leftover.shard_snapshots {
+        if !is_our_shard_snapshot(left) {
+            cleanup.not_ours.push(format!(
+                "snapshot {} of shard {} of `{}` on peer {}",
+                clean(&left.snapshot),
+                left.shard,
+                clean(&left.collection),
+                left.peer_id
+            ));
+            continue;
+        }
         if let Err(e) = clear_shard_snapshot(left, topology) {
-            cleanup.done = false;
+            cleanup.retry = true;
             ui.warn(&format!(
                 "could not delete snapshot {} of shard {} of `{}` on peer {}: {e}",
                 clean(&left.snapshot),
@@ -702,10 +765,20 @@ pub(crate) fn delete_server_snapshots(
         }
     }
     for asked in &leftover.shard_unanswered {
+        if crate::names::check(&asked.collection).is_err() {
+            cleanup.not_ours.push(format!(
+                "a snapshot of shard {} of `{}` on peer {} asked for at {} UTC",
+                asked.shard,
+                clean(&asked.collection),
+                asked.peer_id,
+                clean(&asked.asked_at)
+            ));
+            continue;
+        }
         match shard_unanswered_candidates(asked, topology) {
             Ok(found) => cleanup.unproven.extend(found),
             Err(e) => {
-                cleanup.done = false;
+                cleanup.retry = true;
                 ui.warn(&format!(
                     "could not look for the snapshot of shard {} of `{}` on peer {}: {e}",
                     asked.shard,
@@ -715,7 +788,6 @@ pub(crate) fn delete_server_snapshots(
             }
         }
     }
-    cleanup.done &= cleanup.unproven.is_empty();
     cleanup
 }
 
@@ -730,18 +802,14 @@ pub fn is_our_upload(file: &str, collection: &str) -> bool {
             .any(|kind| file.starts_with(&format!("{kind}{collection}-")))
 }
 
-/// Deletes an uploaded copy a dead restore may have left: on the server `client` talks to, or
-/// on the cluster peer it went to (as this run verified that peer).
+/// Deletes an uploaded copy a dead restore left under one of aimem's upload names (the
+/// caller's check): on the server `client` talks to, or on the cluster peer it went to (as
+/// this run verified that peer).
 fn clear_upload(
     upload: &UploadLeftover,
     client: &Client,
     topology: &Topology,
 ) -> Result<(), String> {
-    if crate::names::check(&upload.collection).is_err()
-        || !is_our_upload(&upload.file, &upload.collection)
-    {
-        return Ok(());
-    }
     let on = match upload.peer_id {
         Some(peer) => leftover_peer(topology, peer)?,
         None => client,
@@ -753,17 +821,19 @@ fn clear_upload(
     }
 }
 
-/// Deletes one shard snapshot a dead run left on a cluster peer, on that peer as this run
-/// verified it (see [`leftover_peer`]).
-fn clear_shard_snapshot(left: &ShardLeftover, topology: &Topology) -> Result<(), String> {
-    // A journal names only snapshots Qdrant named for that shard of that collection.
+/// True for a shard snapshot a journal may name: one Qdrant named for that shard of that
+/// collection, and safe names.
+fn is_our_shard_snapshot(left: &ShardLeftover) -> bool {
     let prefix = format!("{}-shard-{}-", left.collection, left.shard);
-    if crate::names::check(&left.collection).is_err()
-        || crate::names::check(&left.snapshot).is_err()
-        || !left.snapshot.starts_with(&prefix)
-    {
-        return Ok(());
-    }
+    crate::names::check(&left.collection).is_ok()
+        && crate::names::check(&left.snapshot).is_ok()
+        && left.snapshot.starts_with(&prefix)
+}
+
+/// Deletes one shard snapshot a dead run left on a cluster peer (named as
+/// [`is_our_shard_snapshot`] checks, the caller's check), on that peer as this run verified it
+/// (see [`leftover_peer`]).
+fn clear_shard_snapshot(left: &ShardLeftover, topology: &Topology) -> Result<(), String> {
     let peer = leftover_peer(topology, left.peer_id)?;
     match peer.delete_shard_snapshot(&left.collection, left.shard, &left.snapshot) {
         Ok(()) => Ok(()),
@@ -818,9 +888,6 @@ fn shard_unanswered_candidates(
     asked: &ShardUnanswered,
     topology: &Topology,
 ) -> Result<Vec<String>, String> {
-    if crate::names::check(&asked.collection).is_err() {
-        return Ok(Vec::new());
-    }
     let peer = leftover_peer(topology, asked.peer_id)?;
     // As for a single node, a list that cannot be read keeps the record for the next run.
     let listed = peer

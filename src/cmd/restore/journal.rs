@@ -117,15 +117,12 @@ fn clear(leftover: &Leftover, client: &Client, server: (&str, &str), topology: &
         }
         ui.note(&format!("{described}: deleting what it left on the server"));
         let cleanup = journal::delete_server_snapshots(leftover, client, topology, ui);
-        if !cleanup.unproven.is_empty() {
-            ui.warn(&journal::unproven_message(leftover, &cleanup.unproven));
-            return;
-        }
-        if !cleanup.done {
-            ui.warn(&format!(
-                "kept {} so the next restore or backup tries again",
-                leftover.journal
-            ));
+        let subject = leftover.staging.file_name().unwrap_or_default();
+        let again = format!(
+            "kept {} so the next restore or backup tries again",
+            leftover.journal
+        );
+        if !cleanup.report(leftover, subject, &again, ui) {
             return;
         }
     }

@@ -1,0 +1,170 @@
+//! The leftovers of dead runs, from journals written here line by line (as a run killed at a
+//! chosen point would leave them): aimem deletes on the server only what a journal proves is
+//! its own, on the server the journal was written against, and keeps and reports the rest (by
+//! every later run and by `list`) until it is gone.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::support::{Run, TestEnv, json_stdout};
+
+/// This machine's name, as aimem reads it.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The double as journals name it (scheme, host and port).
+fn server_key(env: &TestEnv) -> String {
+    env.double.url()
+}
+
+/// The first line of a journal: a run on `host` against `server`, known as `identity` when
+/// given.
+fn started(server: &str, identity: Option<&str>, host: &str) -> String {
+    let mut line = json!({
+        "event": "started",
+        "owner": {"pid": 4242, "host": host, "started": "2026-01-01T00:00:00+00:00"},
+        "server": server,
+    });
+    if let Some(identity) = identity {
+        line["identity"] = json!(identity);
+    }
+    line.to_string()
+}
+
+/// The first line of a journal of a run on this machine against the double.
+fn started_here(env: &TestEnv) -> String {
+    started(&server_key(env), None, &this_host())
+}
+
+fn created(collection: &str, snapshot: &str) -> String {
+    json!({"event": "created", "collection": collection, "snapshot": snapshot}).to_string()
+}
+
+fn uploading(collection: &str, file: &str) -> String {
+    json!({"event": "uploading", "collection": collection, "file": file}).to_string()
+}
+
+/// Lines, each ended by a newline.
+fn lines(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// A dead backup's staging folder in the backup root, holding `journal`.
+fn plant_backup_journal(env: &TestEnv, journal: &str) -> PathBuf {
+    let staging = env.root().join(".aimem-staging-2026-01-01_000000-dead");
+    std::fs::create_dir_all(&staging).expect("staging");
+    std::fs::write(staging.join(".aimem-journal"), journal).expect("journal");
+    staging
+}
+
+/// A dead restore's journal in the user's state folder (aimem's
+/// `~/.local/state/aimem/restores`).
+fn plant_restore_journal(env: &TestEnv, name: &str, journal: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let state = env.tmp.path().join("home/.local/state/aimem");
+    let restores = state.join("restores");
+    std::fs::create_dir_all(&restores).expect("state folder");
+    for dir in [&state, &restores] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+    let path = restores.join(name);
+    std::fs::write(&path, journal).expect("journal");
+    path
+}
+
+/// Puts a snapshot file named `name` into `collection`'s snapshot folder on the double.
+fn put_snapshot(env: &TestEnv, collection: &str, name: &str) {
+    let dir = env.double.snapshots_dir().join(collection);
+    std::fs::create_dir_all(&dir).expect("snapshot folder");
+    std::fs::write(dir.join(name), b"not a real snapshot").expect("snapshot");
+}
+
+fn on_server(env: &TestEnv, collection: &str, name: &str) -> bool {
+    env.double
+        .snapshot_names(collection)
+        .contains(&name.to_string())
+}
+
+fn backup_github(env: &TestEnv) -> Run {
+    let run = env.run(&["backup", "--collection", "github"]);
+    run.assert_code(0);
+    run
+}
+
+/// `list --json`'s leftovers.
+fn listed_leftovers(env: &TestEnv) -> Vec<serde_json::Value> {
+    let list = env.run(&["list", "--json"]);
+    list.assert_code(0);
+    json_stdout(&list)["leftovers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[track_caller]
+fn assert_kept(path: &Path, run: &Run) {
+    assert!(
+        path.exists(),
+        "{} was removed:\n{}",
+        path.display(),
+        run.stderr
+    );
+}
+
+// Finding 4: a record failing aimem's own checks is kept and reported, not counted as cleaned.
+
+#[test]
+fn a_snapshot_a_backup_journal_names_under_a_name_aimem_never_gets_is_kept_and_reported() {
+    let env = TestEnv::ai_memory();
+    let foreign = "conventions-nightly-by-cron.snapshot";
+    put_snapshot(&env, "conventions", foreign);
+    let staging = plant_backup_journal(
+        &env,
+        &lines(&[started_here(&env), created("conventions", foreign)]),
+    );
+
+    let run = backup_github(&env);
+    run.assert_stderr_contains(foreign)
+        .assert_stderr_contains("deletes only what it can prove is its own");
+    assert!(on_server(&env, "conventions", foreign));
+    // The record stays: every later backup and `list` report it until it is gone.
+    assert_kept(&staging.join(".aimem-journal"), &run);
+    backup_github(&env).assert_stderr_contains(foreign);
+    let leftovers = listed_leftovers(&env);
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    assert!(
+        leftovers[0]["snapshots"]
+            .as_array()
+            .expect("snapshots")
+            .iter()
+            .any(|s| s.as_str() == Some(&format!("conventions/{foreign}"))),
+        "{leftovers:?}"
+    );
+}
+
+#[test]
+fn an_upload_copy_a_restore_journal_names_under_a_name_aimem_never_gives_is_kept_and_reported() {
+    let env = TestEnv::ai_memory();
+    let foreign = "uploaded-by-someone-else.snapshot";
+    put_snapshot(&env, "conventions", foreign);
+    let journal = plant_restore_journal(
+        &env,
+        "restore-dead.journal",
+        &lines(&[started_here(&env), uploading("conventions", foreign)]),
+    );
+
+    let run = backup_github(&env);
+    run.assert_stderr_contains(foreign)
+        .assert_stderr_contains("deletes only what it can prove is its own");
+    assert!(on_server(&env, "conventions", foreign));
+    assert_kept(&journal, &run);
+    let leftovers = listed_leftovers(&env);
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    assert_eq!(leftovers[0]["kind"], "restore");
+}
