@@ -130,11 +130,11 @@ fn a_snapshot_a_backup_journal_names_under_a_name_aimem_never_gets_is_kept_and_r
     );
 
     let run = backup_github(&env);
-    run.assert_stderr_contains(foreign)
-        .assert_stderr_contains("deletes only what it can prove is its own");
     assert!(on_server(&env, "conventions", foreign));
     // The record stays: every later backup and `list` report it until it is gone.
     assert_kept(&staging.join(".aimem-journal"), &run);
+    run.assert_stderr_contains(foreign)
+        .assert_stderr_contains("deletes only what it can prove is its own");
     backup_github(&env).assert_stderr_contains(foreign);
     let leftovers = listed_leftovers(&env);
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
@@ -160,11 +160,80 @@ fn an_upload_copy_a_restore_journal_names_under_a_name_aimem_never_gives_is_kept
     );
 
     let run = backup_github(&env);
-    run.assert_stderr_contains(foreign)
-        .assert_stderr_contains("deletes only what it can prove is its own");
     assert!(on_server(&env, "conventions", foreign));
     assert_kept(&journal, &run);
+    run.assert_stderr_contains(foreign)
+        .assert_stderr_contains("deletes only what it can prove is its own");
     let leftovers = listed_leftovers(&env);
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
     assert_eq!(leftovers[0]["kind"], "restore");
+}
+
+// Finding 1: an upload copy a dead restore left is deleted only once Qdrant is known not to be
+// recovering its collection (maybe from that very copy).
+
+/// The name aimem gives a restore's upload copy of `conventions`.
+const UPLOAD: &str = "aimem-restore-conventions-2026-01-01-00-00-00-4242.snapshot";
+
+/// A dead restore's journal recording an upload copy of `conventions` the server keeps.
+fn dead_restore_with_an_upload(env: &TestEnv) -> PathBuf {
+    put_snapshot(env, "conventions", UPLOAD);
+    plant_restore_journal(
+        env,
+        "restore-dead.journal",
+        &lines(&[started_here(env), uploading("conventions", UPLOAD)]),
+    )
+}
+
+#[test]
+fn an_upload_copy_qdrant_may_still_be_recovering_from_is_kept_until_the_recovery_is_over() {
+    use qdrant_double::{Fault, FaultKind};
+    let env = TestEnv::ai_memory();
+    let journal = dead_restore_with_an_upload(&env);
+    // Qdrant is recovering `conventions` (the gauge aimem reads, as the real server writes it).
+    env.double.inject(Fault::always(
+        Some("GET"),
+        "/metrics",
+        FaultKind::PlainStatus {
+            code: 200,
+            body: "# HELP snapshot_recovery_running amount of snapshot recovery operations \
+                   currently running\n# TYPE snapshot_recovery_running gauge\n\
+                   snapshot_recovery_running{id=\"conventions\"} 1\n"
+                .into(),
+        },
+    ));
+
+    let run = backup_github(&env);
+    assert!(on_server(&env, "conventions", UPLOAD), "{}", run.stderr);
+    assert_kept(&journal, &run);
+    run.assert_stderr_contains(UPLOAD)
+        .assert_stderr_contains("Qdrant is recovering `conventions`");
+    assert_eq!(listed_leftovers(&env).len(), 1);
+
+    // The recovery is over: the next run deletes the copy and drops the record.
+    env.double.clear_faults();
+    let run = backup_github(&env);
+    assert!(!on_server(&env, "conventions", UPLOAD), "{}", run.stderr);
+    assert!(!journal.exists(), "{}", run.stderr);
+}
+
+#[test]
+fn an_upload_copy_is_kept_when_whether_qdrant_recovers_from_it_cannot_be_read() {
+    use qdrant_double::{Fault, FaultKind};
+    let env = TestEnv::ai_memory();
+    let journal = dead_restore_with_an_upload(&env);
+    env.double.inject(Fault::always(
+        Some("GET"),
+        "/metrics",
+        FaultKind::PlainStatus {
+            code: 404,
+            body: "Not Found".into(),
+        },
+    ));
+
+    let run = backup_github(&env);
+    assert!(on_server(&env, "conventions", UPLOAD), "{}", run.stderr);
+    assert_kept(&journal, &run);
+    run.assert_stderr_contains(UPLOAD)
+        .assert_stderr_contains("cannot tell whether Qdrant is still recovering");
 }

@@ -127,6 +127,16 @@ pub struct UploadLeftover {
     pub peer_url: Option<String>,
 }
 
+impl UploadLeftover {
+    /// " on peer N (url)" for a copy uploaded to a cluster peer, else nothing.
+    fn place(&self) -> String {
+        match (self.peer_id, &self.peer_url) {
+            (Some(peer), Some(url)) => format!(" on peer {peer} ({})", clean(url)),
+            _ => String::new(),
+        }
+    }
+}
+
 /// A shard snapshot a dead run left on a cluster peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardLeftover {
@@ -303,14 +313,11 @@ impl Leftover {
             )
         }));
         what.extend(self.uploads.iter().map(|u| {
-            let place = match (u.peer_id, &u.peer_url) {
-                (Some(peer), Some(url)) => format!(" on peer {peer} ({})", clean(url)),
-                _ => String::new(),
-            };
             format!(
-                "the uploaded copy {} of `{}`{place}",
+                "the uploaded copy {} of `{}`{}",
                 clean(&u.file),
-                clean(&u.collection)
+                clean(&u.collection),
+                u.place()
             )
         }));
         what.extend(self.shard_unanswered.iter().map(|u| {
@@ -704,13 +711,39 @@ pub(crate) fn delete_server_snapshots(
             ));
             continue;
         }
-        if let Err(e) = clear_upload(upload, client, topology) {
-            cleanup.retry = true;
-            ui.warn(&format!(
-                "could not delete the uploaded copy {} of `{}`: {e}",
-                clean(&upload.file),
-                clean(&upload.collection)
-            ));
+        let copy = format!(
+            "the uploaded copy {} of `{}`{}",
+            clean(&upload.file),
+            clean(&upload.collection),
+            upload.place()
+        );
+        match clear_upload(upload, client, topology) {
+            Ok(()) => {}
+            Err(UploadKept::Recovering(running)) => {
+                cleanup.retry = true;
+                ui.warn(&format!(
+                    "kept {copy}: Qdrant is recovering `{c}` ({running} running, \
+                     snapshot_recovery_running in GET /metrics), maybe from this very copy, and \
+                     deleting it could break that; the next backup or restore against this server \
+                     deletes it once no recovery of `{c}` runs",
+                    c = clean(&upload.collection)
+                ));
+            }
+            Err(UploadKept::CannotTell(e)) => {
+                cleanup.retry = true;
+                ui.warn(&format!(
+                    "kept {copy}: cannot tell whether Qdrant is still recovering from it ({e}), \
+                     and deleting it could break that; the next backup or restore against this \
+                     server tries again. Once snapshot_recovery_running{{id=\"{c}\"}} in \
+                     GET /metrics reads 0, you may delete it by hand and remove {}",
+                    leftover.journal,
+                    c = clean(&upload.collection)
+                ));
+            }
+            Err(UploadKept::Failed(e)) => {
+                cleanup.retry = true;
+                ui.warn(&format!("could not delete {copy}: {e}"));
+            }
         }
     }
     for Unanswered {
@@ -802,22 +835,39 @@ pub fn is_our_upload(file: &str, collection: &str) -> bool {
             .any(|kind| file.starts_with(&format!("{kind}{collection}-")))
 }
 
+/// Why an uploaded copy a dead restore left is not deleted now.
+enum UploadKept {
+    /// Qdrant is recovering its collection (this many recoveries run): maybe from this copy.
+    Recovering(u64),
+    /// Whether Qdrant is recovering its collection cannot be read.
+    CannotTell(String),
+    /// Its server could not be asked, or did not delete it.
+    Failed(String),
+}
+
 /// Deletes an uploaded copy a dead restore left under one of aimem's upload names (the
 /// caller's check): on the server `client` talks to, or on the cluster peer it went to (as
-/// this run verified that peer).
+/// this run verified that peer). Qdrant keeps the uploaded file while it recovers from it (in
+/// a task that outlives the dead run's request), so the copy is deleted only while that
+/// server's `snapshot_recovery_running{id="<collection>"}` gauge reads 0.
 fn clear_upload(
     upload: &UploadLeftover,
     client: &Client,
     topology: &Topology,
-) -> Result<(), String> {
+) -> Result<(), UploadKept> {
     let on = match upload.peer_id {
-        Some(peer) => leftover_peer(topology, peer)?,
+        Some(peer) => leftover_peer(topology, peer).map_err(UploadKept::Failed)?,
         None => client,
     };
+    match on.snapshot_recoveries_running(&upload.collection) {
+        Ok(0) => {}
+        Ok(running) => return Err(UploadKept::Recovering(running)),
+        Err(e) => return Err(UploadKept::CannotTell(e.to_string())),
+    }
     match on.delete_snapshot(&upload.collection, &upload.file) {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(UploadKept::Failed(e.to_string())),
     }
 }
 
