@@ -237,3 +237,51 @@ fn an_upload_copy_is_kept_when_whether_qdrant_recovers_from_it_cannot_be_read() 
     run.assert_stderr_contains(UPLOAD)
         .assert_stderr_contains("cannot tell whether Qdrant is still recovering");
 }
+
+// Finding 2: which server a journal was written against.
+
+/// A snapshot name Qdrant gives `conventions` (peer id, then the time).
+const SNAPSHOT: &str = "conventions-1234-2026-01-01-00-00-00.snapshot";
+
+#[test]
+fn a_journal_of_another_server_once_at_the_same_url_is_kept_and_its_snapshot_too() {
+    let env = TestEnv::ai_memory();
+    put_snapshot(&env, "conventions", SNAPSHOT);
+    // Written against this URL while another Qdrant answered there (the double is another
+    // process now): both identities are known and differ.
+    let other = "qdrant process 00000000-0000-4000-8000-000000000000";
+    let staging = plant_backup_journal(
+        &env,
+        &lines(&[
+            started(&server_key(&env), Some(other), &this_host()),
+            created("conventions", SNAPSHOT),
+        ]),
+    );
+
+    let run = backup_github(&env);
+    assert!(on_server(&env, "conventions", SNAPSHOT), "{}", run.stderr);
+    assert_kept(&staging.join(".aimem-journal"), &run);
+    run.assert_stderr_contains(SNAPSHOT)
+        .assert_stderr_contains(other);
+}
+
+#[test]
+fn a_restore_journal_from_another_machine_naming_a_loopback_url_is_not_of_this_server() {
+    let env = TestEnv::ai_memory();
+    put_snapshot(&env, "conventions", SNAPSHOT);
+    // Another machine's restore against its own 127.0.0.1 on the same port, from a journal
+    // without the server's identity (an older aimem), in a state folder shared with it.
+    let journal = plant_restore_journal(
+        &env,
+        "restore-elsewhere.journal",
+        &lines(&[
+            started(&server_key(&env), None, "another-machine"),
+            created("conventions", SNAPSHOT),
+        ]),
+    );
+
+    let run = backup_github(&env);
+    assert!(on_server(&env, "conventions", SNAPSHOT), "{}", run.stderr);
+    assert_kept(&journal, &run);
+    run.assert_stderr_contains("that machine's own server");
+}

@@ -273,11 +273,64 @@ impl Leftover {
             || !self.uploads.is_empty()
     }
 
-    /// True when the dead run worked against this server: the URL as journals name it, or
-    /// (for journals that record it) the server's identity, so another spelling of the same
-    /// server's URL is recognised.
+    /// True when the dead run worked against this server (`server` as journals name it, known
+    /// as `identity`). When the journal and this run both know the server's identity, only
+    /// the identities count: another spelling of the URL is the same server, and the same URL
+    /// answered by another server (another Qdrant on that port now) is not. Otherwise the URL
+    /// must match, and a loopback one only counts for a run on this machine: on another, it
+    /// named that machine's own server.
     pub fn is_of(&self, server: &str, identity: &str) -> bool {
-        self.server.as_deref() == Some(server) || self.identity.as_deref() == Some(identity)
+        self.is_of_on(server, identity, &runs::hostname())
+    }
+
+    /// [`Leftover::is_of`] for a run on the machine named `host`.
+    fn is_of_on(&self, server: &str, identity: &str, host: &str) -> bool {
+        if let (Some(recorded), Some(current)) = (self.known_identity(), known(identity, server)) {
+            return recorded == current;
+        }
+        self.server.as_deref() == Some(server) && (!is_loopback(server) || self.ran_on(host))
+    }
+
+    /// The server's identity as the journal records it, unless it is only its URL (a server
+    /// that did not say who it is).
+    fn known_identity(&self) -> Option<&str> {
+        known(
+            self.identity.as_deref()?,
+            self.server.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// True when the journal's run ran on the machine named `host`.
+    fn ran_on(&self, host: &str) -> bool {
+        self.owner
+            .as_ref()
+            .is_some_and(|owner| owner.host.eq_ignore_ascii_case(host))
+    }
+
+    /// Why a leftover whose URL is `server`'s is not of this server (`identity`), for the
+    /// message that keeps it; empty when its URL is another.
+    pub fn why_other_server(&self, server: &str, identity: &str) -> String {
+        if self.server.as_deref() != Some(server) {
+            return String::new();
+        }
+        let host = runs::hostname();
+        match (self.known_identity(), known(identity, server)) {
+            (Some(recorded), Some(current)) if recorded != current => format!(
+                " (the server at that URL was {} then and is {} now: another server, or the same \
+                 one restarted; if it is this one, delete them by hand, then remove {})",
+                clean(recorded),
+                clean(current),
+                self.journal
+            ),
+            _ if is_loopback(server) && !self.ran_on(&host) => format!(
+                " ({} on host {} is that machine's own server, not this one's: run it there)",
+                clean(server),
+                self.owner
+                    .as_ref()
+                    .map_or_else(|| "unknown".to_string(), |o| clean(&o.host))
+            ),
+            _ => String::new(),
+        }
     }
 
     /// One sentence for the person: whose, where, what.
@@ -341,6 +394,40 @@ impl Leftover {
                 what.join(", ")
             )
         }
+    }
+}
+
+/// `identity` when it says who the server is, not only its URL `server` (what
+/// `Topology::identity` falls back to when a single node does not say).
+fn known<'a>(identity: &'a str, server: &str) -> Option<&'a str> {
+    (!identity.is_empty() && identity != server && !identity.contains("://")).then_some(identity)
+}
+
+/// True for a server URL (`scheme://host:port`, as journals name it) that reaches the machine
+/// it is used on, whichever that is: `localhost`, a loopback or unspecified address.
+fn is_loopback(server: &str) -> bool {
+    let authority = server.split_once("://").map_or(server, |(_, rest)| rest);
+    let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _port)| host),
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_loopback() || v4.is_unspecified(),
+        Ok(std::net::IpAddr::V6(v6)) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
+        }
+        Err(_) => false,
     }
 }
 
@@ -582,8 +669,9 @@ pub fn clear(
     let (server, identity) = server;
     if leftover.has_server_snapshots() && !leftover.is_of(server, identity) {
         ui.warn(&format!(
-            "{}; run `aimem backup` into this folder against that server to delete them",
-            leftover.describe()
+            "{}; run `aimem backup` into this folder against that server to delete them{}",
+            leftover.describe(),
+            leftover.why_other_server(server, identity)
         ));
         return false;
     }
@@ -1162,6 +1250,125 @@ mod tests {
             3,
             at
         ));
+    }
+
+    /// A leftover of a run on `host` against `server`, known as `identity` when given.
+    fn leftover_of(server: &str, identity: Option<&str>, host: &str) -> Leftover {
+        Leftover {
+            staging: Utf8PathBuf::from(".aimem-staging-x"),
+            journal: Utf8PathBuf::from(".aimem-staging-x/.aimem-journal"),
+            folder: None,
+            owner: Some(Owner {
+                pid: 1,
+                host: host.to_string(),
+                started: String::new(),
+            }),
+            server: Some(server.to_string()),
+            identity: identity.map(str::to_string),
+            uploads: Vec::new(),
+            snapshots: Vec::new(),
+            unanswered: Vec::new(),
+            shard_snapshots: Vec::new(),
+            shard_unanswered: Vec::new(),
+            _lock: tempfile::tempfile().unwrap(),
+        }
+    }
+
+    #[test]
+    fn known_identities_alone_tell_servers_apart() {
+        let (a, b) = ("qdrant process aaaa", "qdrant process bbbb");
+        let here = "here";
+        // The same server through another spelling.
+        assert!(
+            leftover_of("http://localhost:6333", Some(a), here).is_of_on(
+                "http://127.0.0.1:6333",
+                a,
+                here
+            )
+        );
+        // The same URL, answered by another server now: not its leftovers.
+        assert!(!leftover_of("http://h:6333", Some(a), here).is_of_on("http://h:6333", b, here));
+        assert!(
+            !leftover_of("http://127.0.0.1:6333", Some(a), here).is_of_on(
+                "http://127.0.0.1:6333",
+                b,
+                here
+            )
+        );
+        // Known identities match whatever machine ran it.
+        assert!(
+            leftover_of("http://127.0.0.1:6333", Some(a), "there").is_of_on(
+                "http://h:6333",
+                a,
+                here
+            )
+        );
+    }
+
+    #[test]
+    fn without_both_identities_the_url_counts_and_a_loopback_one_only_on_the_same_machine() {
+        let here = "here";
+        let this = "qdrant process bbbb";
+        // An older journal without an identity.
+        assert!(leftover_of("http://h:6333", None, here).is_of_on("http://h:6333", this, here));
+        assert!(
+            leftover_of("http://h:6333", None, "there").is_of_on("http://h:6333", this, here),
+            "a name that is not loopback reaches one server from any machine"
+        );
+        assert!(!leftover_of("http://h:6333", None, here).is_of_on("http://g:6333", this, here));
+        // A server that does not say who it is: its identity is its URL.
+        let url = "http://h:6333";
+        assert!(leftover_of(url, Some(url), here).is_of_on(url, url, here));
+        assert!(leftover_of(url, Some("qdrant process aaaa"), here).is_of_on(url, url, here));
+        // Loopback: another machine's own server.
+        for server in [
+            "http://127.0.0.1:6333",
+            "http://localhost:6333",
+            "https://[::1]:443",
+            "http://127.1.2.3:6333",
+            "http://0.0.0.0:6333",
+        ] {
+            assert!(
+                leftover_of(server, None, here).is_of_on(server, this, here),
+                "{server}"
+            );
+            assert!(
+                leftover_of(server, None, "HERE").is_of_on(server, this, here),
+                "{server}"
+            );
+            assert!(
+                !leftover_of(server, None, "there").is_of_on(server, this, here),
+                "{server}"
+            );
+            assert!(
+                !leftover_of(server, Some(server), "there").is_of_on(server, server, here),
+                "{server}"
+            );
+        }
+    }
+
+    #[test]
+    fn loopback_urls() {
+        for url in [
+            "http://127.0.0.1:6333",
+            "http://localhost:1",
+            "http://LOCALHOST.:1",
+            "http://qdrant.localhost:1",
+            "https://[::1]:443",
+            "http://[::ffff:127.0.0.1]:6333",
+            "http://[::]:6333",
+            "http://0.0.0.0:6333",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1:6333",
+            "http://qdrant:6333",
+            "https://[2001:db8::1]:443",
+            "http://localhost.example:1",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
     }
 
     #[test]

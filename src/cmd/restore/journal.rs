@@ -110,8 +110,9 @@ fn clear(leftover: &Leftover, client: &Client, server: (&str, &str), topology: &
         if !leftover.is_of(server.0, server.1) {
             ui.warn(&format!(
                 "{described}: it may have left snapshots on {}; run `aimem restore` or `aimem backup` \
-                 against that server to delete them",
-                leftover.server.as_deref().map_or("another server", clean_server)
+                 against that server to delete them{}",
+                leftover.server.as_deref().map_or("another server", clean_server),
+                leftover.why_other_server(server.0, server.1)
             ));
             return;
         }
