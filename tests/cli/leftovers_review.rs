@@ -285,3 +285,148 @@ fn a_restore_journal_from_another_machine_naming_a_loopback_url_is_not_of_this_s
     assert_kept(&journal, &run);
     run.assert_stderr_contains("that machine's own server");
 }
+
+// Finding 3: only a torn last line is what a kill leaves; a journal damaged otherwise is kept
+// and reported, never cleared as complete, and nothing it names is deleted on a guess.
+
+#[test]
+fn a_backup_journal_with_a_bad_line_before_its_last_is_kept_and_nothing_it_names_deleted() {
+    let env = TestEnv::ai_memory();
+    put_snapshot(&env, "conventions", SNAPSHOT);
+    let staging = plant_backup_journal(
+        &env,
+        &lines(&[
+            started_here(&env),
+            "{\"event\":\"creat".to_string(),
+            created("conventions", SNAPSHOT),
+        ]),
+    );
+
+    let run = backup_github(&env);
+    assert_kept(&staging.join(".aimem-journal"), &run);
+    assert!(on_server(&env, "conventions", SNAPSHOT), "{}", run.stderr);
+    run.assert_stderr_contains("cannot be taken as the whole record")
+        .assert_stderr_contains(SNAPSHOT);
+    // Reported by every later run and by `list`.
+    backup_github(&env).assert_stderr_contains("cannot be taken as the whole record");
+    let leftovers = listed_leftovers(&env);
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    assert!(
+        leftovers[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot be taken as the whole record")),
+        "{leftovers:?}"
+    );
+}
+
+#[test]
+fn a_backup_journal_over_its_bound_is_kept_and_nothing_it_names_deleted() {
+    let env = TestEnv::ai_memory();
+    put_snapshot(&env, "conventions", SNAPSHOT);
+    // Well-formed records past 1 MiB, the last of them naming a snapshot.
+    let refused = json!({"event": "refused", "collection": "github"}).to_string();
+    let mut records = vec![started_here(&env)];
+    records.extend(std::iter::repeat_n(
+        refused.clone(),
+        1024 * 1024 / refused.len() + 1,
+    ));
+    records.push(created("conventions", SNAPSHOT));
+    let staging = plant_backup_journal(&env, &lines(&records));
+
+    let run = backup_github(&env);
+    assert_kept(&staging.join(".aimem-journal"), &run);
+    assert!(on_server(&env, "conventions", SNAPSHOT), "{}", run.stderr);
+    run.assert_stderr_contains("cannot be taken as the whole record");
+}
+
+#[test]
+fn a_restore_journal_with_a_bad_line_before_its_last_is_kept_and_nothing_it_names_deleted() {
+    let env = TestEnv::ai_memory();
+    put_snapshot(&env, "conventions", UPLOAD);
+    let journal = plant_restore_journal(
+        &env,
+        "restore-damaged.journal",
+        &lines(&[
+            started_here(&env),
+            "not a record".to_string(),
+            uploading("conventions", UPLOAD),
+        ]),
+    );
+
+    let run = backup_github(&env);
+    assert_kept(&journal, &run);
+    assert!(on_server(&env, "conventions", UPLOAD), "{}", run.stderr);
+    run.assert_stderr_contains("cannot be taken as the whole record");
+    let leftovers = listed_leftovers(&env);
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+}
+
+/// What a kill leaves: the last line cut while it was written. The rest is the whole record.
+#[test]
+fn a_journal_whose_last_line_is_torn_is_cleared_as_usual() {
+    let env = TestEnv::ai_memory();
+    put_snapshot(&env, "conventions", SNAPSHOT);
+    let mut journal = lines(&[started_here(&env), created("conventions", SNAPSHOT)]);
+    journal.push_str("{\"event\":\"creating\",\"collection\":\"conv");
+    let staging = plant_backup_journal(&env, &journal);
+
+    let run = backup_github(&env);
+    assert!(!on_server(&env, "conventions", SNAPSHOT), "{}", run.stderr);
+    assert!(!staging.exists(), "{}", run.stderr);
+}
+
+#[test]
+fn prune_keeps_the_staging_folder_of_a_damaged_journal_however_old() {
+    let env = TestEnv::ai_memory();
+    put_snapshot(&env, "conventions", SNAPSHOT);
+    let staging = plant_backup_journal(
+        &env,
+        &lines(&[
+            started_here(&env),
+            "{}".to_string(),
+            created("conventions", SNAPSHOT),
+        ]),
+    );
+    for path in [staging.join(".aimem-journal"), staging.clone()] {
+        let status = std::process::Command::new("touch")
+            .args(["-d", "3 days ago"])
+            .arg(&path)
+            .status()
+            .expect("touch");
+        assert!(status.success());
+    }
+
+    let run = env.run(&["prune", "--keep-last", "5"]);
+    run.assert_code(0);
+    assert_kept(&staging.join(".aimem-journal"), &run);
+    run.assert_stderr_contains("cannot be taken as the whole record");
+}
+
+// Finding 5: a dead restore's messages name its own journal (the journals folder is shared by
+// every restore), and do not call a restore that ended on its own "killed".
+
+#[test]
+fn a_dead_restores_messages_name_its_journal_and_its_cleanup_leaves_the_others() {
+    let env = TestEnv::ai_memory();
+    let foreign = "uploaded-by-someone-else.snapshot";
+    put_snapshot(&env, "conventions", foreign);
+    let first = plant_restore_journal(
+        &env,
+        "restore-first.journal",
+        &lines(&[started_here(&env), uploading("conventions", foreign)]),
+    );
+    // A restore that left nothing: its journal goes, the other stays.
+    let second = plant_restore_journal(
+        &env,
+        "restore-second.journal",
+        &lines(&[started_here(&env)]),
+    );
+
+    let run = backup_github(&env);
+    assert_kept(&first, &run);
+    assert!(!second.exists(), "{}", run.stderr);
+    run.assert_stderr_contains("restore journal restore-first.journal: its journal names");
+    assert!(!run.stderr.contains("restores:"), "{}", run.stderr);
+    assert!(!run.stderr.contains("killed restore"), "{}", run.stderr);
+    run.assert_stderr_contains("did not finish deleting what it made");
+}

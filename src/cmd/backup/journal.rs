@@ -9,7 +9,7 @@
 //! becomes the finished backup.
 
 use std::fs::File;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
@@ -259,14 +259,20 @@ pub struct Leftover {
     pub shard_snapshots: Vec<ShardLeftover>,
     /// Shard snapshot creations whose answer never came.
     pub shard_unanswered: Vec<ShardUnanswered>,
+    /// Why the journal cannot be taken as the whole record (over [`JOURNAL_MAX`], or a line
+    /// before its last that is not a record): what it names is reported, nothing deleted,
+    /// and it is never cleared as done.
+    pub damaged: Option<String>,
     /// The journal, locked by this run while it deals with the leftover.
     _lock: File,
 }
 
 impl Leftover {
-    /// True when the dead run may have left something on a server.
+    /// True when the dead run may have left something on a server (a damaged journal may
+    /// name more than can be read).
     pub fn has_server_snapshots(&self) -> bool {
-        !self.snapshots.is_empty()
+        self.damaged.is_some()
+            || !self.snapshots.is_empty()
             || !self.unanswered.is_empty()
             || !self.shard_snapshots.is_empty()
             || !self.shard_unanswered.is_empty()
@@ -339,10 +345,53 @@ impl Leftover {
             .owner
             .as_ref()
             .map_or_else(|| "an unknown run".to_string(), Owner::describe);
-        let server = self
-            .server
+        let staging = self.staging.file_name().unwrap_or_default();
+        if let Some(damage) = self.damage(&self.staging) {
+            return format!("{staging}: left by a killed backup ({who}); {damage}");
+        }
+        let what = self.what();
+        if what.is_empty() {
+            format!(
+                "{staging}: left by a killed backup ({who}); nothing of it remains on the server"
+            )
+        } else {
+            format!(
+                "{staging}: left by a killed backup ({who}); still on {}: {}",
+                self.server_shown(),
+                what.join(", ")
+            )
+        }
+    }
+
+    /// The server as the journal names it, for messages.
+    fn server_shown(&self) -> String {
+        self.server
             .as_deref()
-            .map_or_else(|| "an unknown server".to_string(), clean);
+            .map_or_else(|| "an unknown server".to_string(), clean)
+    }
+
+    /// For a damaged journal: why it is not trusted, what it names, and how to end it
+    /// (`remove`: what to remove once done).
+    pub fn damage(&self, remove: &Utf8Path) -> Option<String> {
+        let why = self.damaged.as_deref()?;
+        let what = self.what();
+        let named = match what.is_empty() {
+            true => String::new(),
+            false => format!(
+                "; what can be read of it names, on {}: {}",
+                self.server_shown(),
+                what.join(", ")
+            ),
+        };
+        Some(format!(
+            "its journal cannot be taken as the whole record ({why}), so nothing it names is \
+             deleted on a guess and it is kept{named}. Check that server and delete by hand what \
+             is left of this run, then remove {remove}"
+        ))
+    }
+
+    /// What the journal names as possibly left on the server, for messages.
+    fn what(&self) -> Vec<String> {
         let mut what: Vec<String> = self
             .snapshots
             .iter()
@@ -383,17 +432,7 @@ impl Leftover {
                 clean(&u.asked_at)
             )
         }));
-        let staging = self.staging.file_name().unwrap_or_default();
-        if what.is_empty() {
-            format!(
-                "{staging}: left by a killed backup ({who}); nothing of it remains on the server"
-            )
-        } else {
-            format!(
-                "{staging}: left by a killed backup ({who}); still on {server}: {}",
-                what.join(", ")
-            )
-        }
+        what
     }
 }
 
@@ -510,14 +549,47 @@ pub(crate) fn read_dead_journal(path: &Utf8Path, staging: &Utf8Path) -> Option<L
         unanswered: Vec::new(),
         shard_snapshots: Vec::new(),
         shard_unanswered: Vec::new(),
+        damaged: None,
         _lock: file.try_clone().ok()?,
     };
-    let reader = std::io::BufReader::new(file.take(JOURNAL_MAX));
-    // A line torn by the kill is not JSON: it and anything after it are ignored.
-    for line in reader.lines() {
-        let Ok(record) = serde_json::from_str::<Record>(&line.ok()?) else {
-            break;
-        };
+    // One more byte than a journal may hold tells an oversized one from one that fills it.
+    let mut bytes = Vec::new();
+    if let Err(e) = file.take(JOURNAL_MAX + 1).read_to_end(&mut bytes) {
+        leftover.damaged = Some(format!("it cannot be read: {e}"));
+        return Some(leftover);
+    }
+    let oversized = bytes.len() as u64 > JOURNAL_MAX;
+    bytes.truncate(usize::try_from(JOURNAL_MAX).unwrap_or(usize::MAX));
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // What follows the last newline: nothing, or a line the kill cut while it was written (it
+    // is written, and synced, before what it records is asked for, so it names nothing made).
+    let torn = lines.pop().unwrap_or_default();
+    let mut unreadable = 0;
+    for line in lines {
+        match serde_json::from_slice::<Record>(line) {
+            Ok(record) => leftover.apply(record),
+            Err(_) => unreadable += 1,
+        }
+    }
+    if !oversized && let Ok(record) = serde_json::from_slice::<Record>(torn) {
+        leftover.apply(record);
+    }
+    leftover.damaged = match (oversized, unreadable) {
+        (true, _) => Some(format!(
+            "it is over {} MiB, more than a run writes",
+            JOURNAL_MAX / (1024 * 1024)
+        )),
+        (false, 0) => None,
+        (false, 1) => Some("a line before its last is not a record".to_string()),
+        (false, n) => Some(format!("{n} lines before its last are not records")),
+    };
+    Some(leftover)
+}
+
+impl Leftover {
+    /// Takes one record of the journal into account.
+    fn apply(&mut self, record: Record) {
+        let leftover = self;
         match record {
             Record::Started {
                 owner,
@@ -639,7 +711,6 @@ pub(crate) fn read_dead_journal(path: &Utf8Path, staging: &Utf8Path) -> Option<L
             } => leftover.forget_shard_unanswered(&collection, shard, peer_id),
         }
     }
-    Some(leftover)
 }
 
 impl Leftover {
@@ -657,8 +728,8 @@ impl Leftover {
 /// Deletes what a dead run left on the server `client` talks to (`server` as journals name it,
 /// and its identity), then its staging folder. A leftover from another server is reported and
 /// kept: its journal is the only record of what to delete there. So is one that leaves
-/// snapshots aimem cannot prove to be the dead run's ([`Cleanup::unproven`]). Returns true
-/// when the leftover was cleared.
+/// snapshots aimem cannot prove to be the dead run's ([`Cleanup::unproven`]), and one whose
+/// journal is damaged ([`Leftover::damaged`]). Returns true when the leftover was cleared.
 pub fn clear(
     leftover: &Leftover,
     client: &Client,
@@ -667,6 +738,10 @@ pub fn clear(
     ui: &Ui,
 ) -> bool {
     let (server, identity) = server;
+    if leftover.damaged.is_some() {
+        ui.warn(&leftover.describe());
+        return false;
+    }
     if leftover.has_server_snapshots() && !leftover.is_of(server, identity) {
         ui.warn(&format!(
             "{}; run `aimem backup` into this folder against that server to delete them{}",
@@ -1270,6 +1345,7 @@ mod tests {
             unanswered: Vec::new(),
             shard_snapshots: Vec::new(),
             shard_unanswered: Vec::new(),
+            damaged: None,
             _lock: tempfile::tempfile().unwrap(),
         }
     }
@@ -1369,6 +1445,54 @@ mod tests {
         ] {
             assert!(!is_loopback(url), "{url}");
         }
+    }
+
+    /// The leftover a dead run's journal holding `text` gives.
+    fn read_text(text: &[u8]) -> Leftover {
+        let (_dir, root) = staging();
+        let folder = root.join(".aimem-staging-x");
+        std::fs::write(folder.join(JOURNAL_FILE), text).unwrap();
+        read_dead(&folder).unwrap()
+    }
+
+    #[test]
+    fn only_a_torn_last_line_is_what_a_kill_leaves() {
+        let started = r#"{"event":"started","owner":{"pid":1,"host":"h","started":""},"server":"http://h:1"}"#;
+        let created =
+            r#"{"event":"created","collection":"a","snapshot":"a-1-2026-01-01-00-00-01.snapshot"}"#;
+        let whole = format!("{started}\n{created}\n");
+        let read = read_text(whole.as_bytes());
+        assert_eq!((read.damaged, read.snapshots.len()), (None, 1));
+        // Cut while written: the rest is the whole record.
+        let read = read_text(format!("{whole}{{\"event\":\"crea").as_bytes());
+        assert_eq!((read.damaged, read.snapshots.len()), (None, 1));
+        // Anything else is not: what can be read is still named.
+        for damaged in [
+            format!("{started}\n{{\"event\":\"crea\n{created}\n"),
+            format!("{started}\n\n{created}\n"),
+            format!("{started}\n{{\"event\":\"from_a_later_aimem\"}}\n{created}\n"),
+            format!("{whole}not json\n"),
+        ] {
+            let read = read_text(damaged.as_bytes());
+            assert!(read.damaged.is_some(), "{damaged}");
+            assert_eq!(read.snapshots.len(), 1, "{damaged}");
+            assert!(read.has_server_snapshots());
+        }
+        let mut bad_utf8 = format!("{started}\n").into_bytes();
+        bad_utf8.extend_from_slice(b"\xff\xfe\n");
+        bad_utf8.extend_from_slice(created.as_bytes());
+        bad_utf8.push(b'\n');
+        let read = read_text(&bad_utf8);
+        assert!(read.damaged.is_some());
+        assert_eq!(read.server.as_deref(), Some("http://h:1"));
+        // Over the bound.
+        let refused = "{\"event\":\"refused\",\"collection\":\"a\"}\n";
+        let big = format!("{whole}{}", refused.repeat(1024 * 1024 / refused.len() + 1));
+        let read = read_text(big.as_bytes());
+        assert!(read.damaged.is_some_and(|why| why.contains("over 1 MiB")));
+        // Nothing left and nothing damaged: cleared as usual.
+        let read = read_text(format!("{started}\n").as_bytes());
+        assert!(!read.has_server_snapshots());
     }
 
     #[test]

@@ -86,7 +86,9 @@ pub(crate) fn clear_dead_restores(
     }
 }
 
-/// One sentence on a dead restore: its journal, whose, and where its local copies are.
+/// One sentence on a dead restore: its journal, whose, and where its local copies are. A
+/// journal outlives its run when the run was killed, and also when it ended (exit 5, a
+/// failed deletion) while the server still held something it made: the words fit both.
 pub fn describe(leftover: &Leftover) -> String {
     let who = leftover
         .owner
@@ -99,13 +101,18 @@ pub fn describe(leftover: &Leftover) -> String {
         _ => String::new(),
     };
     format!(
-        "a killed restore ({who}), journal {}{folder}",
+        "an earlier restore ({who}) that did not finish deleting what it made on the server \
+         (killed, or it ended first), journal {}{folder}",
         leftover.journal
     )
 }
 
 fn clear(leftover: &Leftover, client: &Client, server: (&str, &str), topology: &Topology, ui: &Ui) {
     let described = describe(leftover);
+    if let Some(damage) = leftover.damage(&leftover.journal) {
+        ui.warn(&format!("{described}: {damage}"));
+        return;
+    }
     if leftover.has_server_snapshots() {
         if !leftover.is_of(server.0, server.1) {
             ui.warn(&format!(
@@ -118,12 +125,16 @@ fn clear(leftover: &Leftover, client: &Client, server: (&str, &str), topology: &
         }
         ui.note(&format!("{described}: deleting what it left on the server"));
         let cleanup = journal::delete_server_snapshots(leftover, client, topology, ui);
-        let subject = leftover.staging.file_name().unwrap_or_default();
+        // The journals folder is shared by every restore: name this one's journal.
+        let subject = format!(
+            "restore journal {}",
+            leftover.journal.file_name().unwrap_or_default()
+        );
         let again = format!(
             "kept {} so the next restore or backup tries again",
             leftover.journal
         );
-        if !cleanup.report(leftover, subject, &again, ui) {
+        if !cleanup.report(leftover, &subject, &again, ui) {
             return;
         }
     }
@@ -136,7 +147,7 @@ fn clear(leftover: &Leftover, client: &Client, server: (&str, &str), topology: &
         && folder.exists()
     {
         ui.warn(&format!(
-            "{}: what a killed restore saved before overwriting is kept there (aimem never deletes it)",
+            "{}: what an earlier restore saved before overwriting is kept there (aimem never deletes it)",
             kept_folder(folder)
         ));
     }
