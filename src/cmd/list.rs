@@ -140,7 +140,7 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
     let mut leftovers: Vec<Leftover> = journal::dead_runs(&root)
         .iter()
         .map(|l| {
-            let message = match l.has_server_snapshots() {
+            let message = match l.has_server_snapshots() && l.damaged.is_none() {
                 true => format!(
                     "{}; the next `aimem backup` into this folder against that server deletes them",
                     l.describe()
@@ -154,15 +154,19 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
     // Killed restores, wherever the backup they restored lives: the next backup or restore
     // against their server deletes what they left there.
     leftovers.extend(crate::cmd::restore::dead_restores(&root, ui).iter().map(|l| {
-        let message = match l.has_server_snapshots() {
-            true => format!(
+        let message = match (l.damage(&l.journal), l.has_server_snapshots()) {
+            (Some(damage), _) => format!(
+                "{}: {damage}",
+                crate::cmd::restore::describe_dead_restore(l)
+            ),
+            (None, true) => format!(
                 "{}; may still be on {}; the next `aimem backup` or `aimem restore` against that server deletes them",
                 crate::cmd::restore::describe_dead_restore(l),
                 l.server
                     .as_deref()
                     .map_or_else(|| "its server".to_string(), crate::qdrant::describe_stored)
             ),
-            false => crate::cmd::restore::describe_dead_restore(l),
+            (None, false) => crate::cmd::restore::describe_dead_restore(l),
         };
         ui.warn(&message);
         Leftover::of("restore", l, l.journal.to_string(), message)

@@ -162,10 +162,14 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
         .map(|l| l.staging.as_path())
         .collect();
     for leftover in leftovers.iter().filter(|l| l.has_server_snapshots()) {
-        ui.warn(&format!(
-            "{}; kept: prune works offline, and the next `aimem backup` into this folder against that server deletes them",
-            leftover.describe()
-        ));
+        match leftover.damaged {
+            // It says what to do: no later backup deletes what it names.
+            Some(_) => ui.warn(&leftover.describe()),
+            None => ui.warn(&format!(
+                "{}; kept: prune works offline, and the next `aimem backup` into this folder against that server deletes them",
+                leftover.describe()
+            )),
+        }
     }
     let stale: Vec<&Listed> = listed
         .iter()

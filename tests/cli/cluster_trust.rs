@@ -70,10 +70,17 @@ impl Env {
     fn dead_run(&self, records: &[serde_json::Value]) {
         let staging = self.root().join(".aimem-staging-deadrun");
         std::fs::create_dir_all(&staging).expect("staging");
+        // Written on another machine: a loopback URL alone would name that machine's own
+        // server, so the journal says which cluster it was (its lowest peer id), as aimem's do.
+        let lowest = (0..3)
+            .map(|i| self.cluster.peer_id(i))
+            .min()
+            .expect("peers");
         let mut lines = vec![serde_json::json!({
             "event": "started",
             "owner": {"pid": 1, "host": "elsewhere", "started": "2026-01-01T00:00:00+00:00"},
             "server": self.cluster.url(0),
+            "identity": format!("qdrant cluster with peer {lowest}"),
         })];
         lines.extend(records.iter().cloned());
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();

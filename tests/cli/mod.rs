@@ -15,6 +15,7 @@ mod generated;
 mod jobs;
 mod jobs_review;
 mod json;
+mod leftovers_review;
 mod legacy;
 mod list;
 mod manual;

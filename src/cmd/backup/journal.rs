@@ -9,7 +9,7 @@
 //! becomes the finished backup.
 
 use std::fs::File;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,16 @@ pub struct UploadLeftover {
     pub file: String,
     pub peer_id: Option<u64>,
     pub peer_url: Option<String>,
+}
+
+impl UploadLeftover {
+    /// " on peer N (url)" for a copy uploaded to a cluster peer, else nothing.
+    fn place(&self) -> String {
+        match (self.peer_id, &self.peer_url) {
+            (Some(peer), Some(url)) => format!(" on peer {peer} ({})", clean(url)),
+            _ => String::new(),
+        }
+    }
 }
 
 /// A shard snapshot a dead run left on a cluster peer.
@@ -249,25 +259,84 @@ pub struct Leftover {
     pub shard_snapshots: Vec<ShardLeftover>,
     /// Shard snapshot creations whose answer never came.
     pub shard_unanswered: Vec<ShardUnanswered>,
+    /// Why the journal cannot be taken as the whole record (over [`JOURNAL_MAX`], or a line
+    /// before its last that is not a record): what it names is reported, nothing deleted,
+    /// and it is never cleared as done.
+    pub damaged: Option<String>,
     /// The journal, locked by this run while it deals with the leftover.
     _lock: File,
 }
 
 impl Leftover {
-    /// True when the dead run may have left something on a server.
+    /// True when the dead run may have left something on a server (a damaged journal may
+    /// name more than can be read).
     pub fn has_server_snapshots(&self) -> bool {
-        !self.snapshots.is_empty()
+        self.damaged.is_some()
+            || !self.snapshots.is_empty()
             || !self.unanswered.is_empty()
             || !self.shard_snapshots.is_empty()
             || !self.shard_unanswered.is_empty()
             || !self.uploads.is_empty()
     }
 
-    /// True when the dead run worked against this server: the URL as journals name it, or
-    /// (for journals that record it) the server's identity, so another spelling of the same
-    /// server's URL is recognised.
+    /// True when the dead run worked against this server (`server` as journals name it, known
+    /// as `identity`). When the journal and this run both know the server's identity, only
+    /// the identities count: another spelling of the URL is the same server, and the same URL
+    /// answered by another server (another Qdrant on that port now) is not. Otherwise the URL
+    /// must match, and a loopback one only counts for a run on this machine: on another, it
+    /// named that machine's own server.
     pub fn is_of(&self, server: &str, identity: &str) -> bool {
-        self.server.as_deref() == Some(server) || self.identity.as_deref() == Some(identity)
+        self.is_of_on(server, identity, &runs::hostname())
+    }
+
+    /// [`Leftover::is_of`] for a run on the machine named `host`.
+    fn is_of_on(&self, server: &str, identity: &str, host: &str) -> bool {
+        if let (Some(recorded), Some(current)) = (self.known_identity(), known(identity, server)) {
+            return recorded == current;
+        }
+        self.server.as_deref() == Some(server) && (!is_loopback(server) || self.ran_on(host))
+    }
+
+    /// The server's identity as the journal records it, unless it is only its URL (a server
+    /// that did not say who it is).
+    fn known_identity(&self) -> Option<&str> {
+        known(
+            self.identity.as_deref()?,
+            self.server.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// True when the journal's run ran on the machine named `host`.
+    fn ran_on(&self, host: &str) -> bool {
+        self.owner
+            .as_ref()
+            .is_some_and(|owner| owner.host.eq_ignore_ascii_case(host))
+    }
+
+    /// Why a leftover whose URL is `server`'s is not of this server (`identity`), for the
+    /// message that keeps it; empty when its URL is another.
+    pub fn why_other_server(&self, server: &str, identity: &str) -> String {
+        if self.server.as_deref() != Some(server) {
+            return String::new();
+        }
+        let host = runs::hostname();
+        match (self.known_identity(), known(identity, server)) {
+            (Some(recorded), Some(current)) if recorded != current => format!(
+                " (the server at that URL was {} then and is {} now: another server, or the same \
+                 one restarted; if it is this one, delete them by hand, then remove {})",
+                clean(recorded),
+                clean(current),
+                self.journal
+            ),
+            _ if is_loopback(server) && !self.ran_on(&host) => format!(
+                " ({} on host {} is that machine's own server, not this one's: run it there)",
+                clean(server),
+                self.owner
+                    .as_ref()
+                    .map_or_else(|| "unknown".to_string(), |o| clean(&o.host))
+            ),
+            _ => String::new(),
+        }
     }
 
     /// One sentence for the person: whose, where, what.
@@ -276,10 +345,54 @@ impl Leftover {
             .owner
             .as_ref()
             .map_or_else(|| "an unknown run".to_string(), Owner::describe);
-        let server = self.server.as_deref().map_or_else(
+        let staging = self.staging.file_name().unwrap_or_default();
+        if let Some(damage) = self.damage(&self.staging) {
+            return format!("{staging}: left by a killed backup ({who}); {damage}");
+        }
+        let what = self.what();
+        if what.is_empty() {
+            format!(
+                "{staging}: left by a killed backup ({who}); nothing of it remains on the server"
+            )
+        } else {
+            format!(
+                "{staging}: left by a killed backup ({who}); still on {}: {}",
+                self.server_shown(),
+                what.join(", ")
+            )
+        }
+    }
+
+    /// The server as the journal names it, for messages.
+    fn server_shown(&self) -> String {
+        self.server.as_deref().map_or_else(
             || "an unknown server".to_string(),
             crate::qdrant::describe_stored,
-        );
+        )
+    }
+
+    /// For a damaged journal: why it is not trusted, what it names, and how to end it
+    /// (`remove`: what to remove once done).
+    pub fn damage(&self, remove: &Utf8Path) -> Option<String> {
+        let why = self.damaged.as_deref()?;
+        let what = self.what();
+        let named = match what.is_empty() {
+            true => String::new(),
+            false => format!(
+                "; what can be read of it names, on {}: {}",
+                self.server_shown(),
+                what.join(", ")
+            ),
+        };
+        Some(format!(
+            "its journal cannot be taken as the whole record ({why}), so nothing it names is \
+             deleted on a guess and it is kept{named}. Check that server and delete by hand what \
+             is left of this run, then remove {remove}"
+        ))
+    }
+
+    /// What the journal names as possibly left on the server, for messages.
+    fn what(&self) -> Vec<String> {
         let mut what: Vec<String> = self
             .snapshots
             .iter()
@@ -303,14 +416,11 @@ impl Leftover {
             )
         }));
         what.extend(self.uploads.iter().map(|u| {
-            let place = match (u.peer_id, &u.peer_url) {
-                (Some(peer), Some(url)) => format!(" on peer {peer} ({})", clean(url)),
-                _ => String::new(),
-            };
             format!(
-                "the uploaded copy {} of `{}`{place}",
+                "the uploaded copy {} of `{}`{}",
                 clean(&u.file),
-                clean(&u.collection)
+                clean(&u.collection),
+                u.place()
             )
         }));
         what.extend(self.shard_unanswered.iter().map(|u| {
@@ -323,17 +433,41 @@ impl Leftover {
                 clean(&u.asked_at)
             )
         }));
-        let staging = self.staging.file_name().unwrap_or_default();
-        if what.is_empty() {
-            format!(
-                "{staging}: left by a killed backup ({who}); nothing of it remains on the server"
-            )
-        } else {
-            format!(
-                "{staging}: left by a killed backup ({who}); still on {server}: {}",
-                what.join(", ")
-            )
+        what
+    }
+}
+
+/// `identity` when it says who the server is, not only its URL `server` (what
+/// `Topology::identity` falls back to when a single node does not say).
+fn known<'a>(identity: &'a str, server: &str) -> Option<&'a str> {
+    (!identity.is_empty() && identity != server && !identity.contains("://")).then_some(identity)
+}
+
+/// True for a server URL (`scheme://host:port`, as journals name it) that reaches the machine
+/// it is used on, whichever that is: `localhost`, a loopback or unspecified address.
+fn is_loopback(server: &str) -> bool {
+    let authority = server.split_once("://").map_or(server, |(_, rest)| rest);
+    let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _port)| host),
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_loopback() || v4.is_unspecified(),
+        Ok(std::net::IpAddr::V6(v6)) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
         }
+        Err(_) => false,
     }
 }
 
@@ -416,14 +550,47 @@ pub(crate) fn read_dead_journal(path: &Utf8Path, staging: &Utf8Path) -> Option<L
         unanswered: Vec::new(),
         shard_snapshots: Vec::new(),
         shard_unanswered: Vec::new(),
+        damaged: None,
         _lock: file.try_clone().ok()?,
     };
-    let reader = std::io::BufReader::new(file.take(JOURNAL_MAX));
-    // A line torn by the kill is not JSON: it and anything after it are ignored.
-    for line in reader.lines() {
-        let Ok(record) = serde_json::from_str::<Record>(&line.ok()?) else {
-            break;
-        };
+    // One more byte than a journal may hold tells an oversized one from one that fills it.
+    let mut bytes = Vec::new();
+    if let Err(e) = file.take(JOURNAL_MAX + 1).read_to_end(&mut bytes) {
+        leftover.damaged = Some(format!("it cannot be read: {e}"));
+        return Some(leftover);
+    }
+    let oversized = bytes.len() as u64 > JOURNAL_MAX;
+    bytes.truncate(usize::try_from(JOURNAL_MAX).unwrap_or(usize::MAX));
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // What follows the last newline: nothing, or a line the kill cut while it was written (it
+    // is written, and synced, before what it records is asked for, so it names nothing made).
+    let torn = lines.pop().unwrap_or_default();
+    let mut unreadable = 0;
+    for line in lines {
+        match serde_json::from_slice::<Record>(line) {
+            Ok(record) => leftover.apply(record),
+            Err(_) => unreadable += 1,
+        }
+    }
+    if !oversized && let Ok(record) = serde_json::from_slice::<Record>(torn) {
+        leftover.apply(record);
+    }
+    leftover.damaged = match (oversized, unreadable) {
+        (true, _) => Some(format!(
+            "it is over {} MiB, more than a run writes",
+            JOURNAL_MAX / (1024 * 1024)
+        )),
+        (false, 0) => None,
+        (false, 1) => Some("a line before its last is not a record".to_string()),
+        (false, n) => Some(format!("{n} lines before its last are not records")),
+    };
+    Some(leftover)
+}
+
+impl Leftover {
+    /// Takes one record of the journal into account.
+    fn apply(&mut self, record: Record) {
+        let leftover = self;
         match record {
             Record::Started {
                 owner,
@@ -545,7 +712,6 @@ pub(crate) fn read_dead_journal(path: &Utf8Path, staging: &Utf8Path) -> Option<L
             } => leftover.forget_shard_unanswered(&collection, shard, peer_id),
         }
     }
-    Some(leftover)
 }
 
 impl Leftover {
@@ -563,8 +729,8 @@ impl Leftover {
 /// Deletes what a dead run left on the server `client` talks to (`server` as journals name it,
 /// and its identity), then its staging folder. A leftover from another server is reported and
 /// kept: its journal is the only record of what to delete there. So is one that leaves
-/// snapshots aimem cannot prove to be the dead run's ([`Cleanup::unproven`]). Returns true
-/// when the leftover was cleared.
+/// snapshots aimem cannot prove to be the dead run's ([`Cleanup::unproven`]), and one whose
+/// journal is damaged ([`Leftover::damaged`]). Returns true when the leftover was cleared.
 pub fn clear(
     leftover: &Leftover,
     client: &Client,
@@ -573,24 +739,23 @@ pub fn clear(
     ui: &Ui,
 ) -> bool {
     let (server, identity) = server;
+    if leftover.damaged.is_some() {
+        ui.warn(&leftover.describe());
+        return false;
+    }
     if leftover.has_server_snapshots() && !leftover.is_of(server, identity) {
         ui.warn(&format!(
-            "{}; run `aimem backup` into this folder against that server to delete them",
-            leftover.describe()
+            "{}; run `aimem backup` into this folder against that server to delete them{}",
+            leftover.describe(),
+            leftover.why_other_server(server, identity)
         ));
         return false;
     }
     ui.note(&format!("{}: cleaning up", leftover.describe()));
     let cleanup = delete_server_snapshots(leftover, client, topology, ui);
-    if !cleanup.unproven.is_empty() {
-        ui.warn(&unproven_message(leftover, &cleanup.unproven));
-        return false;
-    }
-    if !cleanup.done {
-        ui.warn(&format!(
-            "kept {} so the next backup tries again",
-            leftover.staging
-        ));
+    let subject = leftover.staging.file_name().unwrap_or_default();
+    let again = format!("kept {} so the next backup tries again", leftover.staging);
+    if !cleanup.report(leftover, subject, &again, ui) {
         return false;
     }
     if let Err(e) = std::fs::remove_dir_all(&leftover.staging) {
@@ -603,15 +768,28 @@ pub fn clear(
     true
 }
 
-/// Says which snapshots may be a dead run's, why aimem keeps them, and how to end it.
-pub fn unproven_message(leftover: &Leftover, unproven: &[String]) -> String {
+/// Says which snapshots may be a dead run's, why aimem keeps them, and how to end it
+/// (`subject`: the leftover as messages name it).
+pub fn unproven_message(leftover: &Leftover, subject: &str, unproven: &[String]) -> String {
     format!(
-        "{}: a killed run asked for a snapshot and never heard its name; {} may be it, or may \
-         be someone else's taken since. aimem deletes only what it can prove is its own, so it \
-         is kept. Delete it by hand if it is not yours; then (or to keep it) remove {} so this \
-         is not reported again",
-        leftover.staging.file_name().unwrap_or_default(),
+        "{subject}: a killed run asked for a snapshot and never heard its name; {} may be it, or \
+         may be someone else's taken since. aimem deletes only what it can prove is its own, so \
+         it is kept. Delete it by hand if it is not yours; then (or to keep it) remove {} so \
+         this is not reported again",
         unproven.join(", "),
+        leftover.journal
+    )
+}
+
+/// Says which objects a journal names under names aimem does not give, why aimem keeps them,
+/// and how to end it.
+pub fn not_ours_message(leftover: &Leftover, subject: &str, not_ours: &[String]) -> String {
+    format!(
+        "{subject}: its journal names {} under a name aimem never gives what it makes, so \
+         nothing proves it is aimem's. aimem deletes only what it can prove is its own, so it is \
+         kept. Delete it by hand if it is yours; then (or to keep it) remove {} so this is not \
+         reported again",
+        not_ours.join(", "),
         leftover.journal
     )
 }
@@ -619,11 +797,37 @@ pub fn unproven_message(leftover: &Leftover, unproven: &[String]) -> String {
 /// What cleaning up after a dead run came to.
 #[derive(Debug, Default)]
 pub struct Cleanup {
-    /// Everything the journal names is gone, or was never made.
-    pub done: bool,
+    /// Something the journal names could not be dealt with now (the server did not answer, a
+    /// deletion failed): the record stays for the next run to try again.
+    pub retry: bool,
     /// Snapshots named in the time window of a creation whose answer never came: maybe the
     /// dead run's, maybe another client's taken meanwhile. Kept and said, never deleted.
     pub unproven: Vec<String>,
+    /// Objects the journal names under names aimem never gives (a journal aimem did not write
+    /// as it stands): nothing proves they are aimem's. Kept and said, never deleted.
+    pub not_ours: Vec<String>,
+}
+
+impl Cleanup {
+    /// True when everything the journal names is gone, or was never made.
+    pub fn done(&self) -> bool {
+        !self.retry && self.unproven.is_empty() && self.not_ours.is_empty()
+    }
+
+    /// Says what is kept and why (`subject`: the leftover as messages name it; `again`: what
+    /// to say when the next run is to try again). Returns [`Cleanup::done`].
+    pub fn report(&self, leftover: &Leftover, subject: &str, again: &str, ui: &Ui) -> bool {
+        if !self.unproven.is_empty() {
+            ui.warn(&unproven_message(leftover, subject, &self.unproven));
+        }
+        if !self.not_ours.is_empty() {
+            ui.warn(&not_ours_message(leftover, subject, &self.not_ours));
+        }
+        if self.retry {
+            ui.warn(again);
+        }
+        self.done()
+    }
 }
 
 /// Deletes the server objects a dead run's journal names (the server's own check is the
@@ -635,21 +839,23 @@ pub(crate) fn delete_server_snapshots(
     topology: &Topology,
     ui: &Ui,
 ) -> Cleanup {
-    let mut cleanup = Cleanup {
-        done: true,
-        unproven: Vec::new(),
-    };
+    let mut cleanup = Cleanup::default();
     for (collection, snapshot) in &leftover.snapshots {
         // A journal names only snapshots Qdrant named for that collection; anything else is
         // not something aimem created.
-        if !is_ours(snapshot, collection, "") {
+        if crate::names::check(collection).is_err() || !is_ours(snapshot, collection, "") {
+            cleanup.not_ours.push(format!(
+                "snapshot {} of `{}`",
+                clean(snapshot),
+                clean(collection)
+            ));
             continue;
         }
         match client.delete_snapshot(collection, snapshot) {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => {
-                cleanup.done = false;
+                cleanup.retry = true;
                 ui.warn(&format!(
                     "could not delete snapshot {} of `{}`: {e}",
                     clean(snapshot),
@@ -659,13 +865,49 @@ pub(crate) fn delete_server_snapshots(
         }
     }
     for upload in &leftover.uploads {
-        if let Err(e) = clear_upload(upload, client, topology) {
-            cleanup.done = false;
-            ui.warn(&format!(
-                "could not delete the uploaded copy {} of `{}`: {e}",
+        if crate::names::check(&upload.collection).is_err()
+            || !is_our_upload(&upload.file, &upload.collection)
+        {
+            cleanup.not_ours.push(format!(
+                "the uploaded copy {} of `{}`",
                 clean(&upload.file),
                 clean(&upload.collection)
             ));
+            continue;
+        }
+        let copy = format!(
+            "the uploaded copy {} of `{}`{}",
+            clean(&upload.file),
+            clean(&upload.collection),
+            upload.place()
+        );
+        match clear_upload(upload, client, topology) {
+            Ok(()) => {}
+            Err(UploadKept::Recovering(running)) => {
+                cleanup.retry = true;
+                ui.warn(&format!(
+                    "kept {copy}: Qdrant is recovering `{c}` ({running} running, \
+                     snapshot_recovery_running in GET /metrics), maybe from this very copy, and \
+                     deleting it could break that; the next backup or restore against this server \
+                     deletes it once no recovery of `{c}` runs",
+                    c = clean(&upload.collection)
+                ));
+            }
+            Err(UploadKept::CannotTell(e)) => {
+                cleanup.retry = true;
+                ui.warn(&format!(
+                    "kept {copy}: cannot tell whether Qdrant is still recovering from it ({e}), \
+                     and deleting it could break that; the next backup or restore against this \
+                     server tries again. Once snapshot_recovery_running{{id=\"{c}\"}} in \
+                     GET /metrics reads 0, you may delete it by hand and remove {}",
+                    leftover.journal,
+                    c = clean(&upload.collection)
+                ));
+            }
+            Err(UploadKept::Failed(e)) => {
+                cleanup.retry = true;
+                ui.warn(&format!("could not delete {copy}: {e}"));
+            }
         }
     }
     for Unanswered {
@@ -675,10 +917,18 @@ pub(crate) fn delete_server_snapshots(
         existing,
     } in &leftover.unanswered
     {
+        if crate::names::check(collection).is_err() {
+            cleanup.not_ours.push(format!(
+                "a snapshot of `{}` asked for at {} UTC",
+                clean(collection),
+                clean(asked_at)
+            ));
+            continue;
+        }
         // Any snapshot named from the time it was asked for, that was not there before, may
         // be the one the dead run asked for; or another client's.
         let Ok(list) = client.list_snapshots(collection) else {
-            cleanup.done = false;
+            cleanup.retry = true;
             continue;
         };
         cleanup.unproven.extend(
@@ -690,8 +940,18 @@ pub(crate) fn delete_server_snapshots(
         );
     }
     for left in &leftover.shard_snapshots {
+        if !is_our_shard_snapshot(left) {
+            cleanup.not_ours.push(format!(
+                "snapshot {} of shard {} of `{}` on peer {}",
+                clean(&left.snapshot),
+                left.shard,
+                clean(&left.collection),
+                left.peer_id
+            ));
+            continue;
+        }
         if let Err(e) = clear_shard_snapshot(left, topology) {
-            cleanup.done = false;
+            cleanup.retry = true;
             ui.warn(&format!(
                 "could not delete snapshot {} of shard {} of `{}` on peer {}: {e}",
                 clean(&left.snapshot),
@@ -702,10 +962,20 @@ pub(crate) fn delete_server_snapshots(
         }
     }
     for asked in &leftover.shard_unanswered {
+        if crate::names::check(&asked.collection).is_err() {
+            cleanup.not_ours.push(format!(
+                "a snapshot of shard {} of `{}` on peer {} asked for at {} UTC",
+                asked.shard,
+                clean(&asked.collection),
+                asked.peer_id,
+                clean(&asked.asked_at)
+            ));
+            continue;
+        }
         match shard_unanswered_candidates(asked, topology) {
             Ok(found) => cleanup.unproven.extend(found),
             Err(e) => {
-                cleanup.done = false;
+                cleanup.retry = true;
                 ui.warn(&format!(
                     "could not look for the snapshot of shard {} of `{}` on peer {}: {e}",
                     asked.shard,
@@ -715,7 +985,6 @@ pub(crate) fn delete_server_snapshots(
             }
         }
     }
-    cleanup.done &= cleanup.unproven.is_empty();
     cleanup
 }
 
@@ -730,40 +999,55 @@ pub fn is_our_upload(file: &str, collection: &str) -> bool {
             .any(|kind| file.starts_with(&format!("{kind}{collection}-")))
 }
 
-/// Deletes an uploaded copy a dead restore may have left: on the server `client` talks to, or
-/// on the cluster peer it went to (as this run verified that peer).
+/// Why an uploaded copy a dead restore left is not deleted now.
+enum UploadKept {
+    /// Qdrant is recovering its collection (this many recoveries run): maybe from this copy.
+    Recovering(u64),
+    /// Whether Qdrant is recovering its collection cannot be read.
+    CannotTell(String),
+    /// Its server could not be asked, or did not delete it.
+    Failed(String),
+}
+
+/// Deletes an uploaded copy a dead restore left under one of aimem's upload names (the
+/// caller's check): on the server `client` talks to, or on the cluster peer it went to (as
+/// this run verified that peer). Qdrant keeps the uploaded file while it recovers from it (in
+/// a task that outlives the dead run's request), so the copy is deleted only while that
+/// server's `snapshot_recovery_running{id="<collection>"}` gauge reads 0.
 fn clear_upload(
     upload: &UploadLeftover,
     client: &Client,
     topology: &Topology,
-) -> Result<(), String> {
-    if crate::names::check(&upload.collection).is_err()
-        || !is_our_upload(&upload.file, &upload.collection)
-    {
-        return Ok(());
-    }
+) -> Result<(), UploadKept> {
     let on = match upload.peer_id {
-        Some(peer) => leftover_peer(topology, peer)?,
+        Some(peer) => leftover_peer(topology, peer).map_err(UploadKept::Failed)?,
         None => client,
     };
+    match on.snapshot_recoveries_running(&upload.collection) {
+        Ok(0) => {}
+        Ok(running) => return Err(UploadKept::Recovering(running)),
+        Err(e) => return Err(UploadKept::CannotTell(e.to_string())),
+    }
     match on.delete_snapshot(&upload.collection, &upload.file) {
         Ok(()) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(UploadKept::Failed(e.to_string())),
     }
 }
 
-/// Deletes one shard snapshot a dead run left on a cluster peer, on that peer as this run
-/// verified it (see [`leftover_peer`]).
-fn clear_shard_snapshot(left: &ShardLeftover, topology: &Topology) -> Result<(), String> {
-    // A journal names only snapshots Qdrant named for that shard of that collection.
+/// True for a shard snapshot a journal may name: one Qdrant named for that shard of that
+/// collection, and safe names.
+fn is_our_shard_snapshot(left: &ShardLeftover) -> bool {
     let prefix = format!("{}-shard-{}-", left.collection, left.shard);
-    if crate::names::check(&left.collection).is_err()
-        || crate::names::check(&left.snapshot).is_err()
-        || !left.snapshot.starts_with(&prefix)
-    {
-        return Ok(());
-    }
+    crate::names::check(&left.collection).is_ok()
+        && crate::names::check(&left.snapshot).is_ok()
+        && left.snapshot.starts_with(&prefix)
+}
+
+/// Deletes one shard snapshot a dead run left on a cluster peer (named as
+/// [`is_our_shard_snapshot`] checks, the caller's check), on that peer as this run verified it
+/// (see [`leftover_peer`]).
+fn clear_shard_snapshot(left: &ShardLeftover, topology: &Topology) -> Result<(), String> {
     let peer = leftover_peer(topology, left.peer_id)?;
     match peer.delete_shard_snapshot(&left.collection, left.shard, &left.snapshot) {
         Ok(()) => Ok(()),
@@ -818,9 +1102,6 @@ fn shard_unanswered_candidates(
     asked: &ShardUnanswered,
     topology: &Topology,
 ) -> Result<Vec<String>, String> {
-    if crate::names::check(&asked.collection).is_err() {
-        return Ok(Vec::new());
-    }
     let peer = leftover_peer(topology, asked.peer_id)?;
     // As for a single node, a list that cannot be read keeps the record for the next run.
     let listed = peer
@@ -1045,6 +1326,174 @@ mod tests {
             3,
             at
         ));
+    }
+
+    /// A leftover of a run on `host` against `server`, known as `identity` when given.
+    fn leftover_of(server: &str, identity: Option<&str>, host: &str) -> Leftover {
+        Leftover {
+            staging: Utf8PathBuf::from(".aimem-staging-x"),
+            journal: Utf8PathBuf::from(".aimem-staging-x/.aimem-journal"),
+            folder: None,
+            owner: Some(Owner {
+                pid: 1,
+                host: host.to_string(),
+                started: String::new(),
+            }),
+            server: Some(server.to_string()),
+            identity: identity.map(str::to_string),
+            uploads: Vec::new(),
+            snapshots: Vec::new(),
+            unanswered: Vec::new(),
+            shard_snapshots: Vec::new(),
+            shard_unanswered: Vec::new(),
+            damaged: None,
+            _lock: tempfile::tempfile().unwrap(),
+        }
+    }
+
+    #[test]
+    fn known_identities_alone_tell_servers_apart() {
+        let (a, b) = ("qdrant process aaaa", "qdrant process bbbb");
+        let here = "here";
+        // The same server through another spelling.
+        assert!(
+            leftover_of("http://localhost:6333", Some(a), here).is_of_on(
+                "http://127.0.0.1:6333",
+                a,
+                here
+            )
+        );
+        // The same URL, answered by another server now: not its leftovers.
+        assert!(!leftover_of("http://h:6333", Some(a), here).is_of_on("http://h:6333", b, here));
+        assert!(
+            !leftover_of("http://127.0.0.1:6333", Some(a), here).is_of_on(
+                "http://127.0.0.1:6333",
+                b,
+                here
+            )
+        );
+        // Known identities match whatever machine ran it.
+        assert!(
+            leftover_of("http://127.0.0.1:6333", Some(a), "there").is_of_on(
+                "http://h:6333",
+                a,
+                here
+            )
+        );
+    }
+
+    #[test]
+    fn without_both_identities_the_url_counts_and_a_loopback_one_only_on_the_same_machine() {
+        let here = "here";
+        let this = "qdrant process bbbb";
+        // An older journal without an identity.
+        assert!(leftover_of("http://h:6333", None, here).is_of_on("http://h:6333", this, here));
+        assert!(
+            leftover_of("http://h:6333", None, "there").is_of_on("http://h:6333", this, here),
+            "a name that is not loopback reaches one server from any machine"
+        );
+        assert!(!leftover_of("http://h:6333", None, here).is_of_on("http://g:6333", this, here));
+        // A server that does not say who it is: its identity is its URL.
+        let url = "http://h:6333";
+        assert!(leftover_of(url, Some(url), here).is_of_on(url, url, here));
+        assert!(leftover_of(url, Some("qdrant process aaaa"), here).is_of_on(url, url, here));
+        // Loopback: another machine's own server.
+        for server in [
+            "http://127.0.0.1:6333",
+            "http://localhost:6333",
+            "https://[::1]:443",
+            "http://127.1.2.3:6333",
+            "http://0.0.0.0:6333",
+        ] {
+            assert!(
+                leftover_of(server, None, here).is_of_on(server, this, here),
+                "{server}"
+            );
+            assert!(
+                leftover_of(server, None, "HERE").is_of_on(server, this, here),
+                "{server}"
+            );
+            assert!(
+                !leftover_of(server, None, "there").is_of_on(server, this, here),
+                "{server}"
+            );
+            assert!(
+                !leftover_of(server, Some(server), "there").is_of_on(server, server, here),
+                "{server}"
+            );
+        }
+    }
+
+    #[test]
+    fn loopback_urls() {
+        for url in [
+            "http://127.0.0.1:6333",
+            "http://localhost:1",
+            "http://LOCALHOST.:1",
+            "http://qdrant.localhost:1",
+            "https://[::1]:443",
+            "http://[::ffff:127.0.0.1]:6333",
+            "http://[::]:6333",
+            "http://0.0.0.0:6333",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1:6333",
+            "http://qdrant:6333",
+            "https://[2001:db8::1]:443",
+            "http://localhost.example:1",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
+
+    /// The leftover a dead run's journal holding `text` gives.
+    fn read_text(text: &[u8]) -> Leftover {
+        let (_dir, root) = staging();
+        let folder = root.join(".aimem-staging-x");
+        std::fs::write(folder.join(JOURNAL_FILE), text).unwrap();
+        read_dead(&folder).unwrap()
+    }
+
+    #[test]
+    fn only_a_torn_last_line_is_what_a_kill_leaves() {
+        let started = r#"{"event":"started","owner":{"pid":1,"host":"h","started":""},"server":"http://h:1"}"#;
+        let created =
+            r#"{"event":"created","collection":"a","snapshot":"a-1-2026-01-01-00-00-01.snapshot"}"#;
+        let whole = format!("{started}\n{created}\n");
+        let read = read_text(whole.as_bytes());
+        assert_eq!((read.damaged, read.snapshots.len()), (None, 1));
+        // Cut while written: the rest is the whole record.
+        let read = read_text(format!("{whole}{{\"event\":\"crea").as_bytes());
+        assert_eq!((read.damaged, read.snapshots.len()), (None, 1));
+        // Anything else is not: what can be read is still named.
+        for damaged in [
+            format!("{started}\n{{\"event\":\"crea\n{created}\n"),
+            format!("{started}\n\n{created}\n"),
+            format!("{started}\n{{\"event\":\"from_a_later_aimem\"}}\n{created}\n"),
+            format!("{whole}not json\n"),
+        ] {
+            let read = read_text(damaged.as_bytes());
+            assert!(read.damaged.is_some(), "{damaged}");
+            assert_eq!(read.snapshots.len(), 1, "{damaged}");
+            assert!(read.has_server_snapshots());
+        }
+        let mut bad_utf8 = format!("{started}\n").into_bytes();
+        bad_utf8.extend_from_slice(b"\xff\xfe\n");
+        bad_utf8.extend_from_slice(created.as_bytes());
+        bad_utf8.push(b'\n');
+        let read = read_text(&bad_utf8);
+        assert!(read.damaged.is_some());
+        assert_eq!(read.server.as_deref(), Some("http://h:1"));
+        // Over the bound.
+        let refused = "{\"event\":\"refused\",\"collection\":\"a\"}\n";
+        let big = format!("{whole}{}", refused.repeat(1024 * 1024 / refused.len() + 1));
+        let read = read_text(big.as_bytes());
+        assert!(read.damaged.is_some_and(|why| why.contains("over 1 MiB")));
+        // Nothing left and nothing damaged: cleared as usual.
+        let read = read_text(format!("{started}\n").as_bytes());
+        assert!(!read.has_server_snapshots());
     }
 
     #[test]

@@ -134,7 +134,9 @@ pub(crate) fn clear_dead_restores(
     }
 }
 
-/// One sentence on a dead restore: its journal, whose, and where its local copies are.
+/// One sentence on a dead restore: its journal, whose, and where its local copies are. A
+/// journal outlives its run when the run was killed, and also when it ended (exit 5, a
+/// failed deletion) while the server still held something it made: the words fit both.
 pub fn describe(leftover: &Leftover) -> String {
     let who = leftover
         .owner
@@ -147,36 +149,40 @@ pub fn describe(leftover: &Leftover) -> String {
         _ => String::new(),
     };
     format!(
-        "a killed restore ({who}), journal {}{folder}",
+        "an earlier restore ({who}) that did not finish deleting what it made on the server \
+         (killed, or it ended first), journal {}{folder}",
         leftover.journal
     )
 }
 
 fn clear(leftover: &Leftover, client: &Client, server: (&str, &str), topology: &Topology, ui: &Ui) {
     let described = describe(leftover);
+    if let Some(damage) = leftover.damage(&leftover.journal) {
+        ui.warn(&format!("{described}: {damage}"));
+        return;
+    }
     if leftover.has_server_snapshots() {
         if !leftover.is_of(server.0, server.1) {
             ui.warn(&format!(
                 "{described}: it may have left snapshots on {}; run `aimem restore` or `aimem backup` \
-                 against that server to delete them",
-                leftover
-                    .server
-                    .as_deref()
-                    .map_or_else(|| "another server".to_string(), crate::qdrant::describe_stored)
+                 against that server to delete them{}",
+                leftover.server.as_deref().map_or_else(|| "another server".to_string(), crate::qdrant::describe_stored),
+                leftover.why_other_server(server.0, server.1)
             ));
             return;
         }
         ui.note(&format!("{described}: deleting what it left on the server"));
         let cleanup = journal::delete_server_snapshots(leftover, client, topology, ui);
-        if !cleanup.unproven.is_empty() {
-            ui.warn(&journal::unproven_message(leftover, &cleanup.unproven));
-            return;
-        }
-        if !cleanup.done {
-            ui.warn(&format!(
-                "kept {} so the next restore or backup tries again",
-                leftover.journal
-            ));
+        // The journals folder is shared by every restore: name this one's journal.
+        let subject = format!(
+            "restore journal {}",
+            leftover.journal.file_name().unwrap_or_default()
+        );
+        let again = format!(
+            "kept {} so the next restore or backup tries again",
+            leftover.journal
+        );
+        if !cleanup.report(leftover, &subject, &again, ui) {
             return;
         }
     }
@@ -189,7 +195,7 @@ fn clear(leftover: &Leftover, client: &Client, server: (&str, &str), topology: &
         && folder.exists()
     {
         ui.warn(&format!(
-            "{}: what a killed restore saved before overwriting is kept there (aimem never deletes it)",
+            "{}: what an earlier restore saved before overwriting is kept there (aimem never deletes it)",
             kept_folder(folder)
         ));
     }
