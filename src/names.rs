@@ -7,8 +7,8 @@
 //! string cannot reach a path.
 //!
 //! The rule is Qdrant's own for collection names (1 to 255 bytes, none of `<>:"/\|?*`, NUL or
-//! 0x1F; api.md §2.6), plus what a file name needs: not `.` or `..`, and no control character
-//! at all (they also reach terminals).
+//! 0x1F; docs/qdrant.md, "Names"), plus what a file name needs: not `.` or `..`, and no control
+//! character at all (they also reach terminals).
 
 use std::fmt;
 

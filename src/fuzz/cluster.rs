@@ -362,8 +362,8 @@ proptest! {
     }
 }
 
-/// A shard snapshot as Qdrant writes one (api.md §3.5): the shard's own JSON files at the top,
-/// `segments/` and an empty `wal/`.
+/// A shard snapshot as Qdrant writes one (docs/qdrant.md, "Snapshot archive layout"): the
+/// shard's own JSON files at the top, `segments/` and an empty `wal/`.
 fn shard_tar(replica_state: &Value, key_mapping: Option<&Value>) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut add = |path: &str, bytes: &[u8]| {

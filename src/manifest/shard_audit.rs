@@ -3,10 +3,11 @@
 //! own state (`replica_state.json`, `shard_config.json`, and the collection files when the
 //! archive carries them) with the manifest.
 //!
-//! A real shard snapshot (api.md §3.5, §4.1) is the shard's directory rooted at the archive
-//! top: `replica_state.json`, `shard_config.json`, `segments/`, an empty `wal/`; it holds no
-//! collection `config.json` and no shard id. So the shard id is checked through the peer that
-//! took it (`this_peer_id`) and, when the archive carries `shard_key_mapping.json`, the keys.
+//! A real shard snapshot (docs/qdrant.md, "Snapshot archive layout") is the shard's directory
+//! rooted at the archive top: `replica_state.json`, `shard_config.json`, `segments/`, an empty
+//! `wal/`; it holds no collection `config.json` and no shard id. So the shard id is checked
+//! through the peer that took it (`this_peer_id`) and, when the archive carries
+//! `shard_key_mapping.json`, the keys.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -362,8 +363,8 @@ fn shard_id_of(file_name: &str) -> Option<u32> {
 }
 
 /// A cluster collection's exact count at backup time against its shards' recorded point
-/// counts: Qdrant's per-shard `points_count` is approximate (api.md), so a difference is
-/// information, never damage; restore checks the exact count.
+/// counts: Qdrant's per-shard `points_count` is approximate (docs/qdrant.md, "Point counts"),
+/// so a difference is information, never damage; restore checks the exact count.
 pub fn records_note(name: &str, entry: &CollectionEntry) -> Option<Finding> {
     let cluster = entry.cluster()?;
     let sum = cluster

@@ -1,7 +1,8 @@
 //! Reading the collection schema out of a Qdrant snapshot without extracting it.
 //!
-//! A collection snapshot is a plain tar (api.md §4.1) whose top level holds `config.json` (the
-//! collection config) and `payload_index.json` (`{"schema": {field: "keyword" | {params}}}`).
+//! A collection snapshot is a plain tar (docs/qdrant.md, "Snapshot archive layout") whose top
+//! level holds `config.json` (the collection config) and `payload_index.json`
+//! (`{"schema": {field: "keyword" | {params}}}`).
 //! Both are small and sit after the shard data, so the archive is walked header by header,
 //! seeking over the data of every other entry: a multi-gigabyte snapshot costs a few hundred
 //! header reads, never its size in memory or in reads.
@@ -375,9 +376,10 @@ fn walk(reader: &mut BufReader<File>, len: u64, budget: &Budget) -> Result<Found
     }
 }
 
-/// What a shard snapshot (api.md §3.5, §4.1) holds at its top level: a real one has
-/// `replica_state.json` and `shard_config.json` (and `segments/`, an empty `wal/`), but no
-/// collection `config.json`; some writers add the collection files too, which are then read.
+/// What a shard snapshot (docs/qdrant.md, "Snapshot archive layout") holds at its top level:
+/// a real one has `replica_state.json` and `shard_config.json` (and `segments/`, an empty
+/// `wal/`), but no collection `config.json`; some writers add the collection files too, which
+/// are then read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardArchive {
     /// `replica_state.json`'s `this_peer_id`, when it is a number.

@@ -1,5 +1,5 @@
-//! Distributed mode (api.md §5, §3.5): the cluster's peers, a collection's shard placement,
-//! shard keys and shard snapshots, typed and checked.
+//! Distributed mode (docs/qdrant.md, "Distributed mode", "Shard snapshots"): the cluster's
+//! peers, a collection's shard placement, shard keys and shard snapshots, typed and checked.
 //!
 //! Every answer is hostile: peer ids must be u64, shard ids u32, counts are bounded, shard
 //! keys are strings or u64, and a state aimem does not know is kept but never counts as Active.
@@ -121,7 +121,8 @@ pub enum ClusterStatus {
     },
 }
 
-/// The replica states Qdrant reports (api.md §5.2). Only `Active` holds complete, current data.
+/// The replica states Qdrant reports (docs/qdrant.md, "Replica states"). Only `Active` holds
+/// complete, current data.
 pub const REPLICA_STATES: [&str; 11] = [
     "Active",
     "Dead",

@@ -1,5 +1,6 @@
 //! `GET /metrics`: the one gauge a restore needs, how many snapshot recoveries of a collection
-//! the server is running (api.md §3.6). Prometheus text format; the key is needed.
+//! the server is running (docs/qdrant.md, "Recovery metrics"). Prometheus text format; the key
+//! is needed.
 
 use ureq::http::Method;
 

@@ -320,7 +320,7 @@ impl Client {
     /// `PUT /collections/{name}/index?wait=false` for one payload field: queued on the server,
     /// answered `acknowledged` at once. A request Qdrant refuses outright (a bad schema, no
     /// such collection) still fails here; a build that fails later only shows as the index
-    /// missing from the collection's `payload_schema` (api.md §0.3, §2.8).
+    /// missing from the collection's `payload_schema` (docs/qdrant.md, "Payload indexes").
     pub fn queue_payload_index(
         &self,
         name: &str,
@@ -339,7 +339,8 @@ impl Client {
 
     /// `POST /collections/{name}/snapshots?wait=true`: builds a snapshot on the server.
     pub fn create_snapshot(&self, name: &str) -> Result<SnapshotDescription, QdrantError> {
-        // wait=false would hide every error behind a 202 (api.md §0.3).
+        // wait=false would hide every error behind a 202 (docs/qdrant.md, "Waiting for an
+        // operation").
         let path = collection_path(name, "/snapshots?wait=true");
         let request = self.request(Method::POST, &path, Some(Vec::new()))?;
         let request = self

@@ -1,5 +1,6 @@
 //! Snapshot downloads that can pick up where a broken one stopped: `Range: bytes=<offset>-`
-//! with `If-Match: <etag>` (Qdrant honours `If-Match` but not `If-Range`, api.md §3.1).
+//! with `If-Match: <etag>` (Qdrant honours `If-Match` but not `If-Range`; docs/qdrant.md,
+//! "Snapshot downloads").
 //!
 //! A server that does not honour the range exactly (a 200 with the whole file, a 412 because
 //! the file changed, a 416, or a 206 for some other range) gets a download from the start:

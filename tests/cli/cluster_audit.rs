@@ -112,8 +112,8 @@ fn tar_of(path: &Path, entries: &[(&str, &[u8])]) {
     builder.into_inner().expect("tar").flush().expect("flush");
 }
 
-/// A shard snapshot laid out as a real Qdrant writes it (api.md §3.5, §4.1): the shard's
-/// directory at the archive top, no collection config.json.
+/// A shard snapshot laid out as a real Qdrant writes it (docs/qdrant.md, "Snapshot archive
+/// layout"): the shard's directory at the archive top, no collection config.json.
 fn real_layout_shard(path: &Path, this_peer: u64, is_local: bool) {
     let state = json!({"is_local": is_local, "this_peer_id": this_peer,
                        "peers": {this_peer.to_string(): "Active"}})

@@ -1,5 +1,6 @@
 //! Distributed collections: a collection snapshot holds only the shards of the peer that took
-//! it (api.md §5), so a backup through one peer of a cluster can silently miss shards.
+//! it (docs/qdrant.md, "Snapshots in a cluster"), so a backup through one peer of a cluster can
+//! silently miss shards.
 
 use std::collections::BTreeSet;
 

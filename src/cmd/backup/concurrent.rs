@@ -3,8 +3,8 @@
 //!
 //! Qdrant names a snapshot `{collection}-{peer id}-{UTC second}.snapshot` (a shard's
 //! `{collection}-shard-{id}-…`, on the peer that makes it) and has no limit on concurrent
-//! creations (api.md §snapshots): two creations in one second get one name, the later
-//! overwrites the earlier, and whichever run finishes first deletes the other's. So every
+//! creations (docs/qdrant.md, "Snapshot names"): two creations in one second get one name, the
+//! later overwrites the earlier, and whichever run finishes first deletes the other's. So every
 //! creation aimem asks for (a backup's, a restore's pre-restore copy; of a collection, or of one
 //! shard on one peer) takes the lock of its (server, collection or shard) and keeps it until a
 //! second has passed since the server answered (the name was chosen before the answer, so the

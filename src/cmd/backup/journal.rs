@@ -1068,8 +1068,8 @@ fn leftover_peer(topology: &Topology, expected: u64) -> Result<&Client, String> 
 }
 
 /// True for a name Qdrant gives a snapshot of `shard` of `collection` started at or after
-/// `asked_at`: `<c>-shard-<id>-<time>.snapshot` (api.md §3.5), also with a peer id before the
-/// time as collection snapshots have.
+/// `asked_at`: `<c>-shard-<id>-<time>.snapshot` (docs/qdrant.md, "Snapshot names"), also with
+/// a peer id before the time as collection snapshots have.
 pub(crate) fn is_shard_snapshot_of(
     name: &str,
     collection: &str,

@@ -1,6 +1,7 @@
-//! Shard-aware backup of one collection of a distributed Qdrant (api.md §5.3, option 3):
-//! the placement from every peer, one Active replica chosen per shard id, that shard's
-//! snapshot taken on its peer and streamed to `qdrant/<collection>/shard-<id>.snapshot`.
+//! Shard-aware backup of one collection of a distributed Qdrant (docs/qdrant.md, "Snapshots
+//! in a cluster", the second way): the placement from every peer, one Active replica chosen
+//! per shard id, that shard's snapshot taken on its peer and streamed to
+//! `qdrant/<collection>/shard-<id>.snapshot`.
 //! Peers work in parallel, each on its own shards, each shard once.
 
 use std::collections::BTreeMap;

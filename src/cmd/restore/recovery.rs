@@ -1,7 +1,8 @@
 //! Waiting out a recovery Qdrant may still be running after an upload whose answer was lost.
 //!
-//! Qdrant runs an upload's recovery in a task that outlives the request (api.md §0.3): a
-//! timeout, a lost connection or a proxy's 502/503/504 says nothing about whether it happened.
+//! Qdrant runs an upload's recovery in a task that outlives the request (docs/qdrant.md,
+//! "Uploads and recovery"): a timeout, a lost connection or a proxy's 502/503/504 says nothing
+//! about whether it happened.
 //! Rolling back before it ends would be undone by it, so the rollback first watches the
 //! `snapshot_recovery_running{id="<collection>"}` gauge of `GET /metrics` until it reads 0.
 

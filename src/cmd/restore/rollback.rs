@@ -31,7 +31,8 @@ pub struct Saved {
 }
 
 /// An upload whose outcome is unknown (no answer, a timeout, a lost connection, a gateway
-/// error): Qdrant may still be recovering the collection from it (api.md §0.3).
+/// error): Qdrant may still be recovering the collection from it (docs/qdrant.md, "Uploads and
+/// recovery").
 #[derive(Debug, Clone)]
 pub struct Unclear {
     pub collection: String,

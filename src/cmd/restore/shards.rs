@@ -1,5 +1,6 @@
 //! Shard-aware restore (issue 12): a cluster backup into a cluster or a single node, and a
-//! single-node backup into a cluster, shard by shard (api.md §3.5, §5.4).
+//! single-node backup into a cluster, shard by shard (docs/qdrant.md, "Shard snapshots",
+//! "Restoring into a cluster").
 //!
 //! The collection is created with the recorded sharding (shard keys in their recorded order, so
 //! the server hands out the same shard ids). Once every replica is Active, *every* replica of

@@ -1,7 +1,8 @@
 //! The REST endpoints that differ on a peer of a [`crate::Cluster`]: the cluster views,
 //! collections over the shared state, shard keys, point counts over every shard, and the shard
-//! snapshot endpoints (api.md §3.5, §5). Everything else is served by the single-node routes
-//! over the peer's local view (its own shards' points), which [`sync_peer`] keeps current.
+//! snapshot endpoints (docs/qdrant.md, "Shard snapshots", "Distributed mode"). Everything else
+//! is served by the single-node routes over the peer's local view (its own shards' points),
+//! which [`sync_peer`] keeps current.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -522,7 +523,8 @@ fn create_shard_snapshot(
     let io_err = |e: std::io::Error| (500, format!("Service internal error: {e}"));
     let filler = lock(&shared.state).fillers.get(c).copied().unwrap_or(0);
     let started = Instant::now();
-    // The real naming (api.md §3.5): no peer id, unlike collection snapshots.
+    // The real naming (docs/qdrant.md, "Snapshot names"): no peer id, unlike collection
+    // snapshots.
     let name = format!(
         "{c}-shard-{id}-{}.snapshot",
         routes::format_ts(routes::timestamp_now(), '-', '-', '-')
@@ -622,7 +624,7 @@ fn upload_shard_snapshot<'s>(
         return error(code, &msg, t);
     }
     // SlowRecovery with a lost or gateway answer: the recovery runs on after the answer, like
-    // the real server's spawned task (api.md §0.3).
+    // the real server's spawned task (docs/qdrant.md, "Uploads and recovery").
     if let Some((takes, answer)) = &flags.slow_recovery
         && !matches!(answer, LateAnswer::Wait)
     {

@@ -36,7 +36,7 @@ pub enum FaultKind {
     /// On upload: read the whole body, then recover for `takes` (the
     /// `snapshot_recovery_running{id="c"}` gauge of `GET /metrics` reads 1 meanwhile) and only
     /// then replace the data, like the real server's spawned task, which keeps running after
-    /// the client is gone (api.md §0.3). The client gets `answer`.
+    /// the client is gone (docs/qdrant.md, "Uploads and recovery"). The client gets `answer`.
     SlowRecovery { takes: Duration, answer: LateAnswer },
     /// Snapshot creation answers with this name instead of the file's real one (a lying
     /// server: `..`, a path…). The file itself is kept under its real name.

@@ -253,7 +253,8 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             continue;
         }
         if let Some(job) = later {
-            // The real server's recovery runs on after the client is gone (api.md §0.3).
+            // The real server's recovery runs on after the client is gone (docs/qdrant.md,
+            // "Uploads and recovery").
             let _ = stream.shutdown(Shutdown::Both);
             let _ = job.run();
         }

@@ -1,7 +1,7 @@
-//! Single-node mode: `POST /collections/{c}/shards/{id}/snapshots/upload` (api.md §3.5), so a
-//! cluster backup's shard files can be restored into one node. A single node keeps one point
-//! set per collection (no per-shard membership): a shard snapshot adds its points, which is
-//! what the recovery of a shard into a fresh collection amounts to.
+//! Single-node mode: `POST /collections/{c}/shards/{id}/snapshots/upload` (docs/qdrant.md,
+//! "Shard snapshots"), so a cluster backup's shard files can be restored into one node. A
+//! single node keeps one point set per collection (no per-shard membership): a shard snapshot
+//! adds its points, which is what the recovery of a shard into a fresh collection amounts to.
 
 use std::io::BufWriter;
 use std::time::Instant;
