@@ -80,7 +80,7 @@ pub fn main() -> ExitCode {
     }));
     verbose::init(cli.global.verbose);
     let ui = Ui::new(cli.global.quiet, !cli.global.no_progress);
-    let stop = StopFlag::install();
+    let stop = StopFlag::install(cmd::output::finish_on_signal);
     let outcome = match &cli.command {
         Command::Backup(args) => cmd::backup::run(args, &ui, &stop),
         Command::Restore(args) => cmd::restore::run(args, &ui, &stop),
