@@ -80,6 +80,11 @@ impl RecoveryPriority {
     }
 }
 
+/// Seconds an ordinary JSON call may take ([`Timeouts::request`]'s default). A JSON call that
+/// gets no answer within this is a server that hangs: every call Qdrant answers at once
+/// except the ones with their own timeout (snapshots, uploads, recovery).
+pub const DEFAULT_REQUEST_TIMEOUT: u64 = 30;
+
 /// How long each kind of exchange may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -100,7 +105,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(10),
-            request: Duration::from_secs(crate::settings::DEFAULT_REQUEST_TIMEOUT),
+            request: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT),
             snapshot_create: Duration::from_secs(300),
             transfer_stall: Duration::from_secs(300),
             recover: Duration::from_secs(3600),
