@@ -26,6 +26,7 @@ pub mod shell;
 pub mod signals;
 pub mod terminal;
 pub mod ui;
+pub mod units;
 pub mod verbose;
 
 use std::io::IsTerminal;
