@@ -14,6 +14,7 @@ mod identity;
 pub(crate) mod metrics;
 mod multipart;
 mod ranged;
+mod secrets;
 mod trace;
 pub(crate) mod types;
 mod url;
@@ -29,6 +30,7 @@ use ureq::http::{Method, Request, Response};
 pub use error::QdrantError;
 use multipart::{LocalReadFailed, is_cancelled};
 pub use ranged::{ResumeFrom, SnapshotBody};
+pub use secrets::{add_secret, hide_secrets};
 use trace::Exchange;
 use types::{CollectionList, Envelope, ErrorBody, Exists, PointCount};
 pub use types::{ServerInfo, SnapshotDescription};
@@ -181,13 +183,10 @@ impl Client {
             .into();
         // `-v` logs never print these, whoever logs them.
         if let Some(key) = &api_key {
-            crate::verbose::add_secret(key);
+            add_secret(key);
         }
         // The user info as typed, and the user name and password alone, decoded and not.
-        base_url
-            .secrets()
-            .into_iter()
-            .for_each(crate::verbose::add_secret);
+        base_url.secrets().into_iter().for_each(add_secret);
         Client {
             agent,
             base_url: base_url.clone(),
