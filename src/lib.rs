@@ -32,8 +32,8 @@ pub mod verbose;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, ColorChoice, Command};
 use crate::cmd::output::ErrorDocument;
@@ -45,7 +45,7 @@ use crate::ui::Ui;
 /// The whole program: parse, run, render the outcome, map it to an exit code.
 pub fn main() -> ExitCode {
     // `COMPLETE=bash aimem …`: the shell asking for candidates; answered before anything else.
-    complete::answer_if_asked();
+    complete::answer_if_asked(Cli::command);
     // Read the local UTC offset before any thread exists (the `time` crate refuses later).
     localtime::init();
     let cli = match Cli::try_parse() {
@@ -89,7 +89,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => cmd::list::run(args, &ui),
         Command::DiffSchema(args) => cmd::diff_schema::run(args, &ui),
         Command::Prune(args) => cmd::prune::run(args, &ui),
-        Command::Completions(args) => cmd::completions::run(args),
+        Command::Completions(args) => cmd::completions::run(args, Cli::command()),
     };
     let exit = match outcome {
         Ok(()) => {
