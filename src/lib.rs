@@ -17,6 +17,7 @@ mod fuzz;
 #[cfg(test)]
 mod hostile;
 pub mod json;
+pub mod localtime;
 pub mod manifest;
 pub mod manual;
 pub mod names;
@@ -170,25 +171,5 @@ fn resolve_color(choice: ColorChoice) -> bool {
             std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
                 && std::io::stderr().is_terminal()
         }
-    }
-}
-
-/// The local time, read safely.
-pub mod localtime {
-    use std::sync::OnceLock;
-
-    use time::{OffsetDateTime, UtcOffset};
-
-    static OFFSET: OnceLock<UtcOffset> = OnceLock::new();
-
-    /// Reads the offset once, while the process is still single-threaded.
-    pub fn init() {
-        OFFSET.get_or_init(|| UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC));
-    }
-
-    /// Now, in local time (UTC if the offset could not be read).
-    pub fn now() -> OffsetDateTime {
-        let offset = *OFFSET.get_or_init(|| UtcOffset::UTC);
-        OffsetDateTime::now_utc().to_offset(offset)
     }
 }
