@@ -3,6 +3,8 @@
 //! Layers, from the wire up: [`qdrant`] (HTTP), [`manifest`] and [`fingerprint`] (the backup
 //! folder and schemas, offline), [`cmd`] (the work of each subcommand), and this file plus
 //! [`cli`] and [`ui`] (the face: arguments, colour, rendering, exit codes).
+//! Nothing calls up: a lower layer gets what it needs from a higher one passed in (see
+//! `docs/architecture.md`, "Layers").
 
 #[cfg(test)]
 mod alloc_probe;
