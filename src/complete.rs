@@ -6,19 +6,22 @@
 //! A completion runs inside the user's shell at every TAB: it never prints an error, never
 //! waits long for a server, and every candidate reaches the shell in the form it inserts as
 //! exactly that one word, or not at all ([`shells`]).
+//!
+//! This module sits below the subcommands, whose arguments name its completers: it never
+//! imports the command line (`cli`). The face hands it the whole command instead
+//! ([`answer_if_asked`]), which it also uses to parse the line being completed.
 
 pub(crate) mod shells;
 
 use std::ffi::OsStr;
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 use camino::Utf8PathBuf;
-use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use clap::{ArgMatches, Command, FromArgMatches};
 use clap_complete::engine::{CompletionCandidate, PathCompleter, ValueCompleter};
 use clap_complete::{ArgValueCandidates, ArgValueCompleter, CompleteEnv};
 
-use crate::cli::Cli;
 use crate::manifest::Manifest;
 use crate::manifest::catalog::{self, resolve_backup};
 use crate::manifest::layout::default_root;
@@ -32,10 +35,15 @@ pub const COMPLETE_ENV: &str = "COMPLETE";
 /// mount that hangs): a TAB must never hang the shell.
 const WAIT: Duration = Duration::from_secs(2);
 
+/// The whole command line's definition, as [`answer_if_asked`] was given it.
+static COMMAND: OnceLock<fn() -> Command> = OnceLock::new();
+
 /// Answers a completion request (printing to stdout) and exits; returns at once for an
 /// ordinary run. Must run before anything else writes to stdout or starts a thread.
-pub fn answer_if_asked() {
-    CompleteEnv::with_factory(Cli::command)
+/// `command` builds aimem's whole command line (`Cli::command`).
+pub fn answer_if_asked(command: fn() -> Command) {
+    let command = *COMMAND.get_or_init(|| command);
+    CompleteEnv::with_factory(command)
         .var(COMPLETE_ENV)
         .shells(shells::SHELLS)
         .complete();
@@ -200,7 +208,8 @@ fn line_matches(current: &OsStr) -> Option<ArgMatches> {
     if let Some(stem) = words[index].strip_suffix(current) {
         words[index] = format!("{stem}{STAND_IN}");
     }
-    Cli::command()
+    let command = COMMAND.get()?;
+    command()
         .ignore_errors(true)
         .try_get_matches_from(words)
         .ok()

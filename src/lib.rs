@@ -3,6 +3,8 @@
 //! Layers, from the wire up: [`qdrant`] (HTTP), [`manifest`] and [`fingerprint`] (the backup
 //! folder and schemas, offline), [`cmd`] (the work of each subcommand), and this file plus
 //! [`cli`] and [`ui`] (the face: arguments, colour, rendering, exit codes).
+//! Nothing calls up: a lower layer gets what it needs from a higher one passed in (see
+//! `docs/architecture.md`, "Layers").
 
 #[cfg(test)]
 mod alloc_probe;
@@ -17,6 +19,7 @@ mod fuzz;
 #[cfg(test)]
 mod hostile;
 pub mod json;
+pub mod localtime;
 pub mod manifest;
 pub mod manual;
 pub mod names;
@@ -26,13 +29,14 @@ pub mod shell;
 pub mod signals;
 pub mod terminal;
 pub mod ui;
+pub mod units;
 pub mod verbose;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, ColorChoice, Command};
 use crate::cmd::output::ErrorDocument;
@@ -44,7 +48,7 @@ use crate::ui::Ui;
 /// The whole program: parse, run, render the outcome, map it to an exit code.
 pub fn main() -> ExitCode {
     // `COMPLETE=bash aimem …`: the shell asking for candidates; answered before anything else.
-    complete::answer_if_asked();
+    complete::answer_if_asked(Cli::command);
     // Read the local UTC offset before any thread exists (the `time` crate refuses later).
     localtime::init();
     let cli = match Cli::try_parse() {
@@ -80,7 +84,7 @@ pub fn main() -> ExitCode {
     }));
     verbose::init(cli.global.verbose);
     let ui = Ui::new(cli.global.quiet, !cli.global.no_progress);
-    let stop = StopFlag::install();
+    let stop = StopFlag::install(cmd::output::finish_on_signal);
     let outcome = match &cli.command {
         Command::Backup(args) => cmd::backup::run(args, &ui, &stop),
         Command::Restore(args) => cmd::restore::run(args, &ui, &stop),
@@ -88,7 +92,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => cmd::list::run(args, &ui),
         Command::DiffSchema(args) => cmd::diff_schema::run(args, &ui),
         Command::Prune(args) => cmd::prune::run(args, &ui),
-        Command::Completions(args) => cmd::completions::run(args),
+        Command::Completions(args) => cmd::completions::run(args, Cli::command()),
     };
     let exit = match outcome {
         Ok(()) => {
@@ -169,25 +173,5 @@ fn resolve_color(choice: ColorChoice) -> bool {
             std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
                 && std::io::stderr().is_terminal()
         }
-    }
-}
-
-/// The local time, read safely.
-pub mod localtime {
-    use std::sync::OnceLock;
-
-    use time::{OffsetDateTime, UtcOffset};
-
-    static OFFSET: OnceLock<UtcOffset> = OnceLock::new();
-
-    /// Reads the offset once, while the process is still single-threaded.
-    pub fn init() {
-        OFFSET.get_or_init(|| UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC));
-    }
-
-    /// Now, in local time (UTC if the offset could not be read).
-    pub fn now() -> OffsetDateTime {
-        let offset = *OFFSET.get_or_init(|| UtcOffset::UTC);
-        OffsetDateTime::now_utc().to_offset(offset)
     }
 }

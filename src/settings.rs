@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::exit::Exit;
 use crate::failure::Failure;
-use crate::qdrant::{Client, ServerUrl, Timeouts, UrlError, parse_host};
+use crate::qdrant::{Client, DEFAULT_REQUEST_TIMEOUT, ServerUrl, Timeouts, UrlError, parse_host};
 
 /// Where Qdrant is. The API key comes only from `QDRANT_API_KEY`, never from a flag, so it
 /// never shows in `ps`, shell history or `--help`.
@@ -62,10 +62,6 @@ pub struct ConnectionArgs {
     )]
     pub request_timeout: u64,
 }
-
-/// A JSON call that gets no answer within this is a server that hangs: every call Qdrant
-/// answers at once except the ones with their own timeout (snapshots, uploads, recovery).
-pub const DEFAULT_REQUEST_TIMEOUT: u64 = 30;
 
 /// Where AI Memory is installed: its config files, logs and `version.txt`.
 #[derive(Debug, Clone, Args)]

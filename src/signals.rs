@@ -42,7 +42,11 @@ fn exit_for(number: usize) -> Exit {
 
 impl StopFlag {
     /// Installs the handlers. On failure (no signal support) the flag simply never rises.
-    pub fn install() -> StopFlag {
+    ///
+    /// `last_words` runs on the signal thread just before it ends the process, with the exit
+    /// status it ends with: the face's chance to say so (the `--json` document). It must
+    /// return within a bounded time.
+    pub fn install(last_words: fn(Exit)) -> StopFlag {
         let flag = StopFlag::never();
         // A thread reads the signals (the handler itself only writes to a pipe), so the
         // decision can look at more than one flag; ending the process uses `_exit`, which is
@@ -62,14 +66,14 @@ impl StopFlag {
                                 continue;
                             }
                             eprintln!("\naimem: stopped by a signal");
-                            crate::cmd::output::finish_on_signal(exit_for(number));
+                            last_words(exit_for(number));
                             signal_hook::low_level::exit(i32::from(exit_for(number).code()));
                         }
                         if n == 2 && seen.holds.load(Ordering::SeqCst) > 0 {
                             continue;
                         }
                         let exit = exit_for(seen.signal.load(Ordering::SeqCst));
-                        crate::cmd::output::finish_on_signal(exit);
+                        last_words(exit);
                         signal_hook::low_level::exit(i32::from(exit.code()));
                     }
                 });

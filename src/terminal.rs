@@ -2,10 +2,10 @@
 //!
 //! Names, manifest fields, file names and the server's own messages can carry `ESC`, `BEL`
 //! and friends; printed raw, they rewrite the terminal's title, clear the screen or hide text.
-//! Everything aimem prints for a person goes through [`escape`]: the [`crate::ui::Ui`]
-//! methods, the report lines on stdout, and every diagnostic (through [`Escaped`], which
-//! escapes each message, help, label and quoted source line of a report before miette
-//! renders it). JSON output needs nothing: serde_json escapes control characters itself.
+//! Everything aimem prints for a person goes through [`escape`]: the `Ui` methods, the report
+//! lines on stdout, and every diagnostic (through [`Escaped`], which escapes each message,
+//! help, label and quoted source line of a report before miette renders it). JSON output
+//! needs nothing: serde_json escapes control characters itself.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -15,6 +15,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::manifest::checksums::HashProgress;
 use crate::terminal::{escape, escape_line};
+pub use crate::units::{human_duration, human_size};
 
 /// Every bar and spinner is drawn through this, so a line printed meanwhile (a step, a `-v`
 /// log record) can hide them for a moment instead of being garbled by a redraw.
@@ -249,53 +250,14 @@ pub fn throughput(bytes: u64, elapsed: Duration) -> String {
     )
 }
 
-/// `850 ms`, `12.3 s`, `4 min 05 s`, `1 h 02 min`.
-pub fn human_duration(elapsed: Duration) -> String {
-    let seconds = elapsed.as_secs();
-    match seconds {
-        0 => format!("{} ms", elapsed.as_millis()),
-        1..60 => format!("{:.1} s", elapsed.as_secs_f64()),
-        60..3600 => format!("{} min {:02} s", seconds / 60, seconds % 60),
-        _ => format!("{} h {:02} min", seconds / 3600, seconds % 3600 / 60),
-    }
-}
-
-/// `1.2 MiB`: binary multiples with their IEC names, the units the progress bars use too.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::{human_duration, human_size, throughput};
-
-    #[test]
-    fn sizes_use_binary_iec_units() {
-        assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(524_288), "512.0 KiB");
-        assert_eq!(human_size(1_258_291), "1.2 MiB");
-        assert_eq!(human_size(53_901_000_000), "50.2 GiB");
-    }
+    use super::throughput;
 
     #[test]
     fn closing_lines_give_duration_and_rate() {
-        assert_eq!(human_duration(Duration::from_millis(850)), "850 ms");
-        assert_eq!(human_duration(Duration::from_millis(12_340)), "12.3 s");
-        assert_eq!(human_duration(Duration::from_secs(245)), "4 min 05 s");
-        assert_eq!(human_duration(Duration::from_secs(3720)), "1 h 02 min");
         assert_eq!(
             throughput(20 * 1024 * 1024, Duration::from_secs(2)),
             "20.0 MiB in 2.0 s (10.0 MiB/s)"

@@ -8,10 +8,11 @@
 //! `debug`, which also keeps ureq's own redaction (it checks `log_enabled!(Trace)`) in force.
 //!
 //! As a second guard every record's text has the registered secrets (the API key, URL
-//! passwords) replaced before it is printed, and its control characters escaped.
+//! passwords, see [`crate::qdrant::add_secret`]) replaced before it is printed, and its
+//! control characters escaped.
 
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -20,8 +21,6 @@ const OWN_TARGET: &str = "aimem";
 /// ureq's crates: allowed at `-vvv`, at `debug` at most.
 const HTTP_LIBRARY_TARGETS: [&str; 2] = ["ureq", "ureq_proto"];
 
-/// Strings that must never be printed, whatever logged them.
-static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static LOGGER: OnceLock<StderrLogger> = OnceLock::new();
 
 /// Installs the logger for `verbosity` (the number of `-v`); with 0 nothing is logged.
@@ -29,19 +28,6 @@ pub fn init(verbosity: u8) {
     let logger = LOGGER.get_or_init(|| StderrLogger { verbosity });
     if log::set_logger(logger).is_ok() {
         log::set_max_level(max_level(verbosity));
-    }
-}
-
-/// Registers a secret (an API key, a URL password): it is masked in every record from now on.
-pub fn add_secret(secret: &str) {
-    // Short strings would mask ordinary words; no real key or password is this short.
-    if secret.len() < crate::qdrant::MIN_SECRET_LEN {
-        return;
-    }
-    if let Ok(mut secrets) = SECRETS.lock() {
-        if !secrets.iter().any(|s| s == secret) {
-            secrets.push(secret.to_string());
-        }
     }
 }
 
@@ -73,17 +59,10 @@ fn is_under(target: &str, root: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
 }
 
-/// `text` with every registered secret replaced by `***` and control characters escaped.
+/// `text` with every registered secret ([`crate::qdrant::add_secret`]) replaced by `***` and
+/// control characters escaped.
 fn scrub(text: &str) -> String {
-    let mut out = text.to_string();
-    if let Ok(secrets) = SECRETS.lock() {
-        for secret in secrets.iter() {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "***");
-            }
-        }
-    }
-    crate::terminal::escape_line(&out).into_owned()
+    crate::terminal::escape_line(&crate::qdrant::hide_secrets(text)).into_owned()
 }
 
 struct StderrLogger {
@@ -140,6 +119,8 @@ mod tests {
 
     #[test]
     fn secrets_and_controls_are_scrubbed() {
+        use crate::qdrant::add_secret;
+
         add_secret("s3cret-key-value");
         add_secret("ab");
         let text = scrub("api-key: s3cret-key-value\u{1b}[2J ab");

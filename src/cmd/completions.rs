@@ -1,9 +1,8 @@
 //! `aimem completions <shell>`: a completion script generated from the clap definition.
 
-use clap::{Args, CommandFactory};
+use clap::Args;
 use clap_complete::Shell;
 
-use crate::cli::Cli;
 use crate::cmd::output;
 use crate::failure::Outcome;
 
@@ -14,11 +13,12 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-pub fn run(args: &CompletionsArgs) -> Outcome {
+/// `command` is aimem's whole command line (`Cli::command()`), handed down by the face.
+pub fn run(args: &CompletionsArgs, mut command: clap::Command) -> Outcome {
     // Generated into memory first: clap_complete panics on a write error, and a closed pipe
     // (`aimem completions bash | head`) is not an error.
     let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut Cli::command(), "aimem", &mut script);
+    clap_complete::generate(args.shell, &mut command, "aimem", &mut script);
     output::bytes(&script);
     Ok(())
 }

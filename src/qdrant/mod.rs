@@ -14,6 +14,7 @@ mod identity;
 pub(crate) mod metrics;
 mod multipart;
 mod ranged;
+mod secrets;
 mod trace;
 pub(crate) mod types;
 mod url;
@@ -29,6 +30,7 @@ use ureq::http::{Method, Request, Response};
 pub use error::QdrantError;
 use multipart::{LocalReadFailed, is_cancelled};
 pub use ranged::{ResumeFrom, SnapshotBody};
+pub use secrets::{add_secret, hide_secrets};
 use trace::Exchange;
 use types::{CollectionList, Envelope, ErrorBody, Exists, PointCount};
 pub use types::{ServerInfo, SnapshotDescription};
@@ -80,6 +82,11 @@ impl RecoveryPriority {
     }
 }
 
+/// Seconds an ordinary JSON call may take ([`Timeouts::request`]'s default). A JSON call that
+/// gets no answer within this is a server that hangs: every call Qdrant answers at once
+/// except the ones with their own timeout (snapshots, uploads, recovery).
+pub const DEFAULT_REQUEST_TIMEOUT: u64 = 30;
+
 /// How long each kind of exchange may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -100,7 +107,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(10),
-            request: Duration::from_secs(crate::settings::DEFAULT_REQUEST_TIMEOUT),
+            request: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT),
             snapshot_create: Duration::from_secs(300),
             transfer_stall: Duration::from_secs(300),
             recover: Duration::from_secs(3600),
@@ -176,13 +183,10 @@ impl Client {
             .into();
         // `-v` logs never print these, whoever logs them.
         if let Some(key) = &api_key {
-            crate::verbose::add_secret(key);
+            add_secret(key);
         }
         // The user info as typed, and the user name and password alone, decoded and not.
-        base_url
-            .secrets()
-            .into_iter()
-            .for_each(crate::verbose::add_secret);
+        base_url.secrets().into_iter().for_each(add_secret);
         Client {
             agent,
             base_url: base_url.clone(),

@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use ureq::http::{HeaderMap, Method};
 
+use crate::units::{human_duration, human_size};
+
 /// Headers whose values are credentials.
 const SECRET_HEADERS: [&str; 5] = [
     "api-key",
@@ -54,9 +56,9 @@ impl Exchange {
             "{} {} -> {status}, sent {}, received {}, {}",
             self.method,
             self.path,
-            crate::ui::human_size(self.sent),
-            crate::ui::human_size(received),
-            crate::ui::human_duration(self.started.elapsed()),
+            human_size(self.sent),
+            human_size(received),
+            human_duration(self.started.elapsed()),
         );
     }
 
@@ -66,7 +68,7 @@ impl Exchange {
             "{} {} -> failed after {}: {error}",
             self.method,
             self.path,
-            crate::ui::human_duration(self.started.elapsed()),
+            human_duration(self.started.elapsed()),
         );
     }
 }
