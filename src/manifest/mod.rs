@@ -620,6 +620,20 @@ pub(crate) mod tests {
         assert!(written.get("python_only_field").is_none());
     }
 
+    /// A single-node and a cluster backup's manifest as aimem writes them.
+    const SINGLE_NODE: &str = include_str!("../../tests/fixtures/manifest/single-node.json");
+    const CLUSTER: &str = include_str!("../../tests/fixtures/manifest/cluster.json");
+
+    /// What aimem writes reads back and is written again byte for byte: the format of every
+    /// backup already taken is the one still written.
+    #[test]
+    fn a_manifest_aimem_wrote_reads_back_and_is_written_again_byte_for_byte() {
+        for text in [SINGLE_NODE, CLUSTER] {
+            let manifest = Manifest::parse(Utf8Path::new("m.json"), text.to_string()).unwrap();
+            assert_eq!(manifest.to_json(), text);
+        }
+    }
+
     /// A manifest of `count` collections, each with the schema of the fixture collection
     /// `jira-data` (the largest of AI Memory's) plus `extra_indexes` payload indexes.
     fn manifest_of(count: usize, extra_indexes: usize) -> Manifest {
