@@ -9,11 +9,18 @@
 //! The rule is Qdrant's own for collection names (1 to 255 bytes, none of `<>:"/\|?*`, NUL or
 //! 0x1F; docs/qdrant.md, "Names"), plus what a file name needs: not `.` or `..`, and no control
 //! character at all (they also reach terminals).
+//!
+//! [`ShardKey`] lives here too: a name the server hands back that never becomes a path, a plain
+//! value shared by the Qdrant client and the (offline) manifest, neither depending on the other.
 
 use std::fmt;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use thiserror::Error;
+
+use crate::json::Scalar;
 
 /// The longest name, in bytes (Qdrant's limit, and a file name's on most filesystems).
 pub const MAX_NAME_BYTES: usize = 255;
@@ -186,6 +193,94 @@ pub fn shown(name: &str) -> String {
     }
     let start: String = name.chars().take(SHOWN_CHARS / 2).collect();
     format!("`{}...` ({count} characters)", start.escape_debug())
+}
+
+/// A shard key string longer than this is not a sane answer (nor a sane manifest entry).
+const MAX_KEY_LEN: usize = 1024;
+
+/// A custom-sharding shard key: Qdrant allows a keyword or an unsigned integer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(untagged)]
+pub enum ShardKey {
+    Number(u64),
+    Keyword(String),
+}
+
+// By hand rather than `untagged`, which would buffer any value (a crafted tree too) before
+// trying each form.
+impl<'de> Deserialize<'de> for ShardKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ShardKey, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = ShardKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a shard key (a string or an unsigned integer)")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<ShardKey, E> {
+                Ok(ShardKey::Number(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<ShardKey, E> {
+                Ok(ShardKey::Keyword(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Key)
+    }
+}
+
+impl ShardKey {
+    /// A key from a scalar read off a server's answer, refusing what Qdrant never sends.
+    pub fn from_scalar(value: &Scalar) -> Result<ShardKey, String> {
+        match value {
+            Scalar::Unsigned(n) => Ok(ShardKey::Number(*n)),
+            Scalar::Signed(n) => Err(format!("shard key {n} is not an unsigned integer")),
+            Scalar::Float(n) => Err(format!("shard key {n} is not an unsigned integer")),
+            Scalar::Text(s) if s.len() <= MAX_KEY_LEN && !s.chars().any(char::is_control) => {
+                Ok(ShardKey::Keyword(s.clone()))
+            }
+            Scalar::Text(_) | Scalar::LongText(_) => {
+                Err("a shard key string is too long or holds control characters".to_string())
+            }
+            other => Err(format!(
+                "a shard key must be a string or a number, not {}",
+                other.kind()
+            )),
+        }
+    }
+
+    /// A key from any JSON value, refusing what Qdrant never sends.
+    pub fn from_value(value: &Value) -> Result<ShardKey, String> {
+        match value {
+            Value::Number(n) => n
+                .as_u64()
+                .map(ShardKey::Number)
+                .ok_or_else(|| format!("shard key {n} is not an unsigned integer")),
+            Value::String(s) if s.len() <= MAX_KEY_LEN && !s.chars().any(char::is_control) => {
+                Ok(ShardKey::Keyword(s.clone()))
+            }
+            Value::String(_) => {
+                Err("a shard key string is too long or holds control characters".to_string())
+            }
+            other => Err(format!(
+                "a shard key must be a string or a number, not {other}"
+            )),
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        match self {
+            ShardKey::Number(n) => json!(n),
+            ShardKey::Keyword(s) => json!(s),
+        }
+    }
+}
+
+impl std::fmt::Display for ShardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardKey::Number(n) => write!(f, "{n}"),
+            ShardKey::Keyword(s) => write!(f, "{}", shown(s)),
+        }
+    }
 }
 
 #[cfg(test)]

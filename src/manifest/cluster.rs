@@ -11,8 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Shard keys are plain values ([`crate::names`]): the manifest does not depend on the client.
+pub use crate::names::ShardKey;
 use crate::names::{SafeName, shown};
-pub use crate::qdrant::cluster::ShardKey;
 
 /// The most shards one collection entry may list.
 pub const MAX_SHARDS: usize = 65_536;
