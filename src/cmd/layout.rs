@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::cmd::peers::Topology;
 use crate::manifest::cluster::ShardKey;
-use crate::manifest::{CollectionEntry, Manifest};
+use crate::manifest::{CollectionBackup, CollectionEntry, Manifest};
 use crate::qdrant::QdrantError;
 
 /// Shard id → peer id → replica state.
@@ -94,8 +94,8 @@ fn from_params(params: Option<&Value>) -> Layout {
 /// The layout a backup recorded for `entry`: its cluster record, or (a single-node backup)
 /// its fingerprint's parameters. None without either (a legacy backup).
 pub fn of_backup(entry: &CollectionEntry, manifest: &Manifest) -> Option<Layout> {
-    match entry.cluster() {
-        Some(cluster) => {
+    match &entry.backup {
+        CollectionBackup::Shards(cluster) => {
             let placement = cluster
                 .shards
                 .iter()
@@ -113,12 +113,12 @@ pub fn of_backup(entry: &CollectionEntry, manifest: &Manifest) -> Option<Layout>
                 shard_number: u64::from(cluster.shard_number),
                 replication_factor: u64::from(cluster.replication_factor),
                 write_consistency_factor: u64::from(cluster.write_consistency_factor),
-                sharding_method: cluster.sharding_method,
-                shard_keys: cluster.shard_keys,
+                sharding_method: cluster.sharding_method.clone(),
+                shard_keys: cluster.shard_keys.clone(),
                 placement: Some(placement),
             })
         }
-        None => entry
+        CollectionBackup::Snapshot { .. } => entry
             .schema
             .as_ref()
             .map(|schema| from_params(schema.get("params"))),

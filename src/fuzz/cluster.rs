@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{config, json_value, mutate, mutation};
 use crate::manifest::cluster::{MAX_PEERS, MAX_SHARDS, shard_file};
-use crate::manifest::{Manifest, shard_audit, snapshot_archive};
+use crate::manifest::{CollectionBackup, Manifest, shard_audit, snapshot_archive};
 use crate::names::SafeName;
 use crate::qdrant::ServerUrl;
 use crate::qdrant::cluster::{
@@ -343,8 +343,7 @@ proptest! {
             prop_assert!(record.peers.len() <= MAX_PEERS);
         }
         for (name, entry) in &parsed.collections {
-            let Some(cluster) = entry.cluster() else {
-                prop_assert!(!entry.has_cluster_record());
+            let CollectionBackup::Shards(cluster) = &entry.backup else {
                 continue;
             };
             let safe = SafeName::new(name).map_err(|e| TestCaseError::fail(e.to_string()))?;

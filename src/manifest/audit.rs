@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::checksums::{self, CHECKSUMS_FILE, ChecksumsError, Problem};
 use super::layout::{CONFIG_DIR, SNAPSHOT_DIR};
-use super::{InvalidManifest, MANIFEST_FILE, Manifest, ManifestError};
+use super::{CollectionBackup, InvalidManifest, MANIFEST_FILE, Manifest, ManifestError};
 use super::{confined, legacy, shard_audit, snapshot_archive};
 use crate::fingerprint::{self, Fingerprint, Severity};
 
@@ -369,7 +369,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
                     }
                 }
                 // A shard file's archive holds one shard, not a collection: checked as one.
-                if options.deep && entry.has_cluster_record() {
+                if options.deep && matches!(entry.backup, CollectionBackup::Shards(_)) {
                     let listed_file = listed.as_ref().is_some_and(|l| l.contains_key(&file));
                     if let Some(finding) =
                         shard_audit::deep_check_shard(name, entry, dir, &file, listed_file)
@@ -558,14 +558,14 @@ fn walk_files(base: &Utf8Path, dir: &Utf8Path, out: &mut Vec<String>) -> std::io
 /// The snapshot files a collection entry names, with their recorded size and SHA-256: its one
 /// `qdrant/<snapshot_file>`, or a cluster backup's shard files.
 fn snapshot_files(entry: &super::CollectionEntry) -> Vec<(String, u64, Option<String>)> {
-    match entry.cluster() {
-        Some(cluster) => cluster
+    match &entry.backup {
+        CollectionBackup::Shards(cluster) => cluster
             .shards
-            .into_iter()
-            .map(|s| (s.file, s.size_bytes, Some(s.sha256)))
+            .iter()
+            .map(|s| (s.file.clone(), s.size_bytes, Some(s.sha256.clone())))
             .collect(),
-        None => vec![(
-            format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file),
+        CollectionBackup::Snapshot { file } => vec![(
+            format!("{SNAPSHOT_DIR}/{file}"),
             entry.size_bytes,
             entry.sha256.clone(),
         )],

@@ -14,7 +14,7 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::layout::{STAGING_PREFIX, is_dated, is_staging};
-use super::{MANIFEST_FILE, Manifest, ManifestError};
+use super::{CollectionBackup, MANIFEST_FILE, Manifest, ManifestError};
 
 /// The state of a folder in the backup root; the snake_case names are part of `--json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,8 +97,10 @@ impl Summary {
                 shards: manifest
                     .collections
                     .values()
-                    .filter_map(|c| c.cluster.as_ref())
-                    .map(|c| c.shards.len())
+                    .map(|c| match &c.backup {
+                        CollectionBackup::Shards(cluster) => cluster.shards.len(),
+                        CollectionBackup::Snapshot { .. } => 0,
+                    })
                     .sum(),
             }),
         }

@@ -185,23 +185,7 @@ impl ClusterRecord {
     }
 }
 
-impl super::CollectionEntry {
-    /// Whether this entry carries a `cluster` record (a cluster backup's collection).
-    pub fn has_cluster_record(&self) -> bool {
-        self.cluster.is_some()
-    }
-
-    /// The entry's `cluster` record; None for a single-node entry. Manifest::parse has checked
-    /// it already.
-    pub fn cluster(&self) -> Option<CollectionCluster> {
-        self.cluster.clone()
-    }
-
-    /// Records `cluster` in this entry.
-    pub fn set_cluster(&mut self, cluster: &CollectionCluster) {
-        self.cluster = Some(cluster.clone());
-    }
-
+impl super::RawEntry {
     /// Why this entry's `cluster` record is not acceptable, if it is not (the name is known
     /// to be safe by now).
     pub(super) fn cluster_problem(&self) -> Option<String> {
@@ -224,21 +208,23 @@ impl super::Manifest {
     }
 
     /// The top-level `cluster` record: Some only for a cluster backup.
-    pub fn cluster(&self) -> Option<ClusterRecord> {
-        self.cluster.clone()
+    pub fn cluster(&self) -> Option<&ClusterRecord> {
+        self.cluster.as_ref()
     }
 
     /// Records the cluster's peers.
     pub fn set_cluster(&mut self, cluster: &ClusterRecord) {
         self.cluster = Some(cluster.clone());
     }
+}
 
+impl super::RawManifest {
     pub(super) fn cluster_problem(&self) -> Option<String> {
         let Some(record) = &self.cluster else {
             return self
                 .collections
                 .values()
-                .any(|c| c.has_cluster_record())
+                .any(|c| c.cluster.is_some())
                 .then(|| {
                     "a collection has a cluster record but the manifest has no cluster".to_string()
                 });
@@ -317,7 +303,10 @@ mod tests {
         let path = camino::Utf8Path::new("manifest.json");
         let parsed = crate::manifest::Manifest::parse(path, manifest.to_string()).unwrap();
         let entry = &parsed.collections["discussions"];
-        assert_eq!(entry.cluster(), Some(record()));
+        assert_eq!(
+            entry.backup,
+            crate::manifest::CollectionBackup::Shards(record())
+        );
         assert_eq!(parsed.cluster().unwrap().peers[0].peer_id, 1);
         assert!(!parsed.to_json().contains("snapshot_file"));
         manifest["collections"]["discussions"]["snapshot_file"] = "discussions.snapshot".into();

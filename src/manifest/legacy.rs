@@ -8,7 +8,7 @@
 use std::fs::File;
 
 use super::checksums::ChecksumsError;
-use super::{CollectionEntry, Manifest, snapshot_archive};
+use super::{CollectionBackup, CollectionEntry, Manifest, snapshot_archive};
 use crate::fingerprint::Fingerprint;
 
 /// Whether `error` (from reading `CHECKSUMS.sha256`) means the file is simply not there.
@@ -28,7 +28,7 @@ pub fn without_checksums(manifest: &Manifest) -> Result<(), String> {
         || manifest
             .collections
             .values()
-            .any(|c| c.has_cluster_record())
+            .any(|c| matches!(c.backup, CollectionBackup::Shards(_)))
     {
         return Err(
             "it is a cluster backup (its manifest records the cluster), which only aimem writes, and aimem always writes it"

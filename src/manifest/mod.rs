@@ -27,78 +27,212 @@ use thiserror::Error;
 /// The manifest's file name inside a backup folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-/// `manifest.json`: what a backup holds.
+/// `manifest.json`: what a backup holds, as plain data. [`Manifest::parse`] reads it (through
+/// `RawManifest`, the file as spelled) and [`Manifest::to_json`] writes it.
 ///
 /// The field names and meanings are the Python scripts' (so both tools read each other's
 /// backups); the `Option` fields after them are what aimem adds. Fields aimem does not know
 /// are skipped unread: a manifest is never rewritten, and a crafted one must not cost memory
 /// for what nothing uses. The open-ended parts (schemas, runtime flags) are built within one
 /// budget for the whole file ([`MANIFEST_BUDGET`]), every list is bounded while it is read.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Manifest {
     /// When the backup was taken, RFC 3339 with the local offset.
     pub backup_date: String,
-    #[serde(default = "unknown")]
+    /// `unknown` when absent.
     pub ai_memory_version: String,
-    #[serde(default)]
     pub qdrant_host: String,
-    #[serde(default)]
     pub qdrant_port: u16,
-    #[serde(deserialize_with = "collections")]
     pub collections: BTreeMap<String, CollectionEntry>,
     /// Paths under `config/`, relative to it.
-    #[serde(
-        default,
-        deserialize_with = "crate::json::at_most::<_, _, MAX_CONFIG_FILES>"
-    )]
     pub config_files: Vec<String>,
-    #[serde(default)]
     pub includes_logs: bool,
     /// Feature flags at backup time; diagnostic only.
-    #[serde(default, deserialize_with = "crate::json::bounded_object")]
     pub runtime_flags: BTreeMap<String, Value>,
     /// The aimem version that wrote this manifest (absent: the Python scripts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub aimem_version: Option<String>,
     /// The Qdrant server version the snapshots came from (`GET /`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub qdrant_version: Option<String>,
     /// Cluster backups only: the peers at backup time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<cluster::ClusterRecord>,
 }
 
 /// One backed-up collection.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CollectionEntry {
     pub name: String,
     /// Exact point count at backup time.
     pub records: u64,
     /// Set when the collection kept changing while it was snapshotted: the snapshot holds
     /// between `records` and this many points (aimem).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_max: Option<u64>,
-    /// File name under `qdrant/`; empty (and not written) for a cluster collection, whose
-    /// shard files its `cluster` record lists (see [`CollectionEntry::cluster`]).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub snapshot_file: String,
+    /// What the collection's backup is, decided once when the manifest is read.
+    pub backup: CollectionBackup,
     pub size_bytes: u64,
     /// The schema fingerprint; absent in legacy (pre-2.4.1) manifests.
-    #[serde(
-        default,
-        deserialize_with = "crate::json::bounded_option",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub schema: Option<Value>,
-    /// SHA-256 of the snapshot file (aimem).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// SHA-256 of the snapshot file (aimem); absent for shards, which each record their own.
     pub sha256: Option<String>,
     /// `sha256:<hex>` of the canonical fingerprint (aimem).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_digest: Option<String>,
-    /// A cluster backup's collection: its shard layout and files, instead of `snapshot_file`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<cluster::CollectionCluster>,
+}
+
+/// What a collection's backup is. Each form is spelled by its own field of the entry
+/// (`snapshot_file`, `cluster`): read side by side (`RawEntry`), checked to come alone and
+/// decided once (`From<RawEntry>`), written back in place (`EntryFields`). A new form is a
+/// variant here and its field in those three places; the compiler names every match that
+/// must learn it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CollectionBackup {
+    /// One Qdrant snapshot file, `qdrant/<file>` (`snapshot_file`): a single node's backup,
+    /// aimem's or the Python scripts'.
+    Snapshot { file: String },
+    /// A cluster backup's shard files and the collection's shard layout (`cluster`).
+    Shards(cluster::CollectionCluster),
+}
+
+/// `manifest.json` as spelled, before each entry's backup is decided: [`Manifest::parse`]
+/// checks it as read (so an entry with both a snapshot file and shards is an inconsistency
+/// like any other) and only then makes it a [`Manifest`]. The fields are the manifest's.
+#[derive(Deserialize)]
+#[serde(rename = "Manifest")]
+struct RawManifest {
+    backup_date: String,
+    #[serde(default = "unknown")]
+    ai_memory_version: String,
+    #[serde(default)]
+    qdrant_host: String,
+    #[serde(default)]
+    qdrant_port: u16,
+    #[serde(deserialize_with = "collections")]
+    collections: BTreeMap<String, RawEntry>,
+    #[serde(
+        default,
+        deserialize_with = "crate::json::at_most::<_, _, MAX_CONFIG_FILES>"
+    )]
+    config_files: Vec<String>,
+    #[serde(default)]
+    includes_logs: bool,
+    #[serde(default, deserialize_with = "crate::json::bounded_object")]
+    runtime_flags: BTreeMap<String, Value>,
+    #[serde(default)]
+    aimem_version: Option<String>,
+    #[serde(default)]
+    qdrant_version: Option<String>,
+    #[serde(default)]
+    cluster: Option<cluster::ClusterRecord>,
+}
+
+/// A collection entry as spelled: a snapshot's `snapshot_file` (empty when absent) and a
+/// cluster's `cluster` record side by side.
+#[derive(Deserialize)]
+#[serde(rename = "CollectionEntry")]
+struct RawEntry {
+    name: String,
+    records: u64,
+    #[serde(default)]
+    records_max: Option<u64>,
+    #[serde(default)]
+    snapshot_file: String,
+    size_bytes: u64,
+    #[serde(default, deserialize_with = "crate::json::bounded_option")]
+    schema: Option<Value>,
+    #[serde(default)]
+    sha256: Option<String>,
+    #[serde(default)]
+    schema_digest: Option<String>,
+    #[serde(default)]
+    cluster: Option<cluster::CollectionCluster>,
+}
+
+/// A collection entry as written, in the order aimem has always written it: `snapshot_file`
+/// for a snapshot, the `cluster` record last for shards.
+#[derive(Serialize)]
+struct EntryFields<'a> {
+    name: &'a str,
+    records: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records_max: Option<u64>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    snapshot_file: &'a str,
+    size_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema_digest: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<&'a cluster::CollectionCluster>,
+}
+
+impl Serialize for CollectionEntry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (snapshot_file, cluster) = match &self.backup {
+            CollectionBackup::Snapshot { file } => (file.as_str(), None),
+            CollectionBackup::Shards(cluster) => ("", Some(cluster)),
+        };
+        EntryFields {
+            name: &self.name,
+            records: self.records,
+            records_max: self.records_max,
+            snapshot_file,
+            size_bytes: self.size_bytes,
+            schema: self.schema.as_ref(),
+            sha256: self.sha256.as_deref(),
+            schema_digest: self.schema_digest.as_deref(),
+            cluster,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl From<RawEntry> for CollectionEntry {
+    /// Once checked ([`RawManifest::inconsistency`]): an entry with a `cluster` record has no
+    /// snapshot file.
+    fn from(raw: RawEntry) -> CollectionEntry {
+        let backup = match raw.cluster {
+            Some(cluster) => CollectionBackup::Shards(cluster),
+            None => CollectionBackup::Snapshot {
+                file: raw.snapshot_file,
+            },
+        };
+        CollectionEntry {
+            name: raw.name,
+            records: raw.records,
+            records_max: raw.records_max,
+            backup,
+            size_bytes: raw.size_bytes,
+            schema: raw.schema,
+            sha256: raw.sha256,
+            schema_digest: raw.schema_digest,
+        }
+    }
+}
+
+impl From<RawManifest> for Manifest {
+    fn from(raw: RawManifest) -> Manifest {
+        Manifest {
+            backup_date: raw.backup_date,
+            ai_memory_version: raw.ai_memory_version,
+            qdrant_host: raw.qdrant_host,
+            qdrant_port: raw.qdrant_port,
+            collections: raw
+                .collections
+                .into_iter()
+                .map(|(key, entry)| (key, entry.into()))
+                .collect(),
+            config_files: raw.config_files,
+            includes_logs: raw.includes_logs,
+            runtime_flags: raw.runtime_flags,
+            aimem_version: raw.aimem_version,
+            qdrant_version: raw.qdrant_version,
+            cluster: raw.cluster,
+        }
+    }
 }
 
 fn unknown() -> String {
@@ -240,10 +374,10 @@ pub const MAX_CONFIG_FILES: usize = 10_000;
 /// is an error before it is read.
 fn collections<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
-) -> Result<BTreeMap<String, CollectionEntry>, D::Error> {
+) -> Result<BTreeMap<String, RawEntry>, D::Error> {
     struct Entries;
     impl<'de> serde::de::Visitor<'de> for Entries {
-        type Value = BTreeMap<String, CollectionEntry>;
+        type Value = BTreeMap<String, RawEntry>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a map of collections")
         }
@@ -307,8 +441,8 @@ impl Manifest {
     /// past reading.
     pub fn parse(path: &Utf8Path, text: String) -> Result<Manifest, ManifestError> {
         let budget = crate::json::Budget::new(MANIFEST_BUDGET);
-        let parsed = crate::json::within(&budget, || serde_json::from_str::<Manifest>(&text));
-        let manifest: Manifest = parsed.map_err(|e| {
+        let parsed = crate::json::within(&budget, || serde_json::from_str::<RawManifest>(&text));
+        let manifest: RawManifest = parsed.map_err(|e| {
             let offset = offset_of(&text, e.line(), e.column());
             let message = strip_position(&e.to_string());
             let (excerpt, offset) = Excerpt::around(text.clone(), offset);
@@ -323,7 +457,7 @@ impl Manifest {
         })?;
         match manifest.unsafe_name() {
             None => match manifest.inconsistency() {
-                None => Ok(manifest),
+                None => Ok(manifest.into()),
                 Some(detail) => Err(ManifestError::Inconsistent {
                     path: path.to_owned(),
                     detail,
@@ -345,65 +479,6 @@ impl Manifest {
                 })))
             }
         }
-    }
-
-    /// Entries whose name differs from their key, or that share a snapshot file (checked after
-    /// the names are known to be safe).
-    fn inconsistency(&self) -> Option<String> {
-        use crate::names::shown;
-        let mut files = std::collections::BTreeSet::new();
-        for (key, entry) in &self.collections {
-            if entry.name != *key {
-                return Some(format!(
-                    "collections.{} is named {}: an entry's name must be its key",
-                    shown(key),
-                    shown(&entry.name)
-                ));
-            }
-            if let Some(problem) = entry.cluster_problem() {
-                return Some(problem);
-            }
-            if entry.has_cluster_record() {
-                continue;
-            }
-            if !files.insert(entry.snapshot_file.as_str()) {
-                return Some(format!(
-                    "collections.{} uses snapshot file {}, which another entry uses too",
-                    shown(key),
-                    shown(&entry.snapshot_file)
-                ));
-            }
-        }
-        if let Some(problem) = self.cluster_problem() {
-            return Some(problem);
-        }
-        None
-    }
-
-    /// The first name that would become a path and is not a safe one: which entry, and why.
-    fn unsafe_name(&self) -> Option<(String, crate::names::UnsafeName)> {
-        use crate::names::{SafeName, check_relative, shown};
-        for (key, entry) in &self.collections {
-            let at = format!("collections.{}", shown(key));
-            if let Err(e) = SafeName::new(key) {
-                return Some(("a key of collections".to_string(), e));
-            }
-            if let Err(e) = SafeName::new(&entry.name) {
-                return Some((format!("{at}.name"), e));
-            }
-            if entry.has_cluster_record() {
-                continue;
-            }
-            if let Err(e) = SafeName::new(&entry.snapshot_file) {
-                return Some((format!("{at}.snapshot_file"), e));
-            }
-        }
-        for (i, file) in self.config_files.iter().enumerate() {
-            if let Err(e) = check_relative(file) {
-                return Some((format!("config_files[{i}]"), e));
-            }
-        }
-        None
     }
 
     /// Pretty JSON with a final newline, as written to disk.
@@ -456,6 +531,68 @@ impl Manifest {
     /// True when any collection lacks a schema fingerprint (a pre-2.4.1 backup).
     pub fn is_legacy(&self) -> bool {
         self.collections.values().any(|c| c.schema.is_none())
+    }
+}
+
+impl RawManifest {
+    /// Entries whose name differs from their key, whose cluster record is unsound or comes
+    /// with a snapshot file, or that share a snapshot file (checked after the names are known
+    /// to be safe): what must hold before each entry's backup is decided.
+    fn inconsistency(&self) -> Option<String> {
+        use crate::names::shown;
+        let mut files = std::collections::BTreeSet::new();
+        for (key, entry) in &self.collections {
+            if entry.name != *key {
+                return Some(format!(
+                    "collections.{} is named {}: an entry's name must be its key",
+                    shown(key),
+                    shown(&entry.name)
+                ));
+            }
+            if let Some(problem) = entry.cluster_problem() {
+                return Some(problem);
+            }
+            if entry.cluster.is_some() {
+                continue;
+            }
+            if !files.insert(entry.snapshot_file.as_str()) {
+                return Some(format!(
+                    "collections.{} uses snapshot file {}, which another entry uses too",
+                    shown(key),
+                    shown(&entry.snapshot_file)
+                ));
+            }
+        }
+        if let Some(problem) = self.cluster_problem() {
+            return Some(problem);
+        }
+        None
+    }
+
+    /// The first name that would become a path and is not a safe one: which entry, and why.
+    fn unsafe_name(&self) -> Option<(String, crate::names::UnsafeName)> {
+        use crate::names::{SafeName, check_relative, shown};
+        for (key, entry) in &self.collections {
+            let at = format!("collections.{}", shown(key));
+            if let Err(e) = SafeName::new(key) {
+                return Some(("a key of collections".to_string(), e));
+            }
+            if let Err(e) = SafeName::new(&entry.name) {
+                return Some((format!("{at}.name"), e));
+            }
+            if entry.cluster.is_some() {
+                continue;
+            }
+            if let Err(e) = SafeName::new(&entry.snapshot_file) {
+                return Some((format!("{at}.snapshot_file"), e));
+            }
+        }
+        for (i, file) in self.config_files.iter().enumerate() {
+            if let Err(e) = check_relative(file) {
+                return Some((format!("config_files[{i}]"), e));
+            }
+        }
+        None
     }
 }
 
@@ -634,6 +771,74 @@ pub(crate) mod tests {
         }
     }
 
+    /// Each entry's backup is decided when it is read: a `snapshot_file` is a snapshot, a
+    /// `cluster` record shards (whatever else the entry spells).
+    #[test]
+    fn each_entry_says_what_its_backup_is() {
+        let single = Manifest::parse(Utf8Path::new("m.json"), SINGLE_NODE.to_string()).unwrap();
+        let entry = &single.collections["discussions"];
+        assert_eq!(
+            entry.backup,
+            CollectionBackup::Snapshot {
+                file: "discussions.snapshot".into()
+            }
+        );
+        let cluster = Manifest::parse(Utf8Path::new("m.json"), CLUSTER.to_string()).unwrap();
+        let CollectionBackup::Shards(tenants) = &cluster.collections["tenants"].backup else {
+            panic!("a cluster entry is shards");
+        };
+        assert_eq!(tenants.sharding_method, "custom");
+        assert_eq!(
+            tenants.shards[1].shard_key,
+            Some(cluster::ShardKey::Number(7))
+        );
+        assert_eq!(tenants.key_records, [25, 15]);
+
+        // The Python scripts' manifest, and one without fingerprints (before 2.4.1).
+        let python = Manifest::parse(Utf8Path::new("m.json"), GUIDE_EXAMPLE.to_string()).unwrap();
+        assert!(matches!(
+            &python.collections["discussions"].backup,
+            CollectionBackup::Snapshot { file } if file == "discussions.snapshot"
+        ));
+        let legacy = GUIDE_EXAMPLE.replace("\"schema\"", "\"old_schema\"");
+        let legacy = Manifest::parse(Utf8Path::new("m.json"), legacy).unwrap();
+        assert_eq!(
+            legacy.collections["discussions"].backup,
+            python.collections["discussions"].backup
+        );
+
+        // An explicit empty snapshot_file beside the cluster record, an explicit null cluster:
+        // read as before, and written as aimem writes them.
+        let mut value: Value = serde_json::from_str(CLUSTER).unwrap();
+        value["collections"]["tenants"]["snapshot_file"] = "".into();
+        let spelled = Manifest::parse(Utf8Path::new("m.json"), value.to_string()).unwrap();
+        assert_eq!(spelled.to_json(), CLUSTER);
+        let mut value: Value = serde_json::from_str(SINGLE_NODE).unwrap();
+        value["collections"]["discussions"]["cluster"] = Value::Null;
+        let spelled = Manifest::parse(Utf8Path::new("m.json"), value.to_string()).unwrap();
+        assert_eq!(spelled.to_json(), SINGLE_NODE);
+    }
+
+    /// An entry spelling both a snapshot file and a cluster record is an inconsistent
+    /// manifest (not an unreadable one), and so is a cluster entry without the top-level record.
+    #[test]
+    fn an_entry_with_both_a_snapshot_file_and_shards_is_inconsistent() {
+        let mut value: Value = serde_json::from_str(CLUSTER).unwrap();
+        value["collections"]["tenants"]["snapshot_file"] = "tenants.snapshot".into();
+        let err = Manifest::parse(Utf8Path::new("m.json"), value.to_string()).unwrap_err();
+        let ManifestError::Inconsistent { detail, .. } = err else {
+            panic!("wrong error: {err}");
+        };
+        assert_eq!(
+            detail,
+            "collections.`tenants` has both a snapshot_file and a cluster record"
+        );
+        let mut value: Value = serde_json::from_str(CLUSTER).unwrap();
+        value.as_object_mut().unwrap().remove("cluster");
+        let err = Manifest::parse(Utf8Path::new("m.json"), value.to_string()).unwrap_err();
+        assert!(matches!(err, ManifestError::Inconsistent { .. }), "{err}");
+    }
+
     /// A manifest of `count` collections, each with the schema of the fixture collection
     /// `jira-data` (the largest of AI Memory's) plus `extra_indexes` payload indexes.
     fn manifest_of(count: usize, extra_indexes: usize) -> Manifest {
@@ -656,12 +861,13 @@ pub(crate) mod tests {
                     name: name.clone(),
                     records: 1_000_000,
                     records_max: None,
-                    snapshot_file: format!("{name}.snapshot"),
+                    backup: CollectionBackup::Snapshot {
+                        file: format!("{name}.snapshot"),
+                    },
                     size_bytes: 1 << 30,
                     schema: Some(fingerprint.as_value().clone()),
                     sha256: Some("a".repeat(64)),
                     schema_digest: Some(fingerprint.digest()),
-                    cluster: None,
                 };
                 (name, entry)
             })

@@ -17,7 +17,9 @@ use serde_json::Value;
 use super::audit::{Finding, Kind, compare_schema};
 use super::cluster::{CollectionCluster, ShardKey, ShardRecord};
 use super::layout::SNAPSHOT_DIR;
-use super::{CollectionEntry, MANIFEST_FILE, Manifest, confined, snapshot_archive};
+use super::{
+    CollectionBackup, CollectionEntry, MANIFEST_FILE, Manifest, confined, snapshot_archive,
+};
 use crate::names::shown;
 
 /// How many missing shard ids are named one by one before the rest are counted.
@@ -26,7 +28,7 @@ const MISSING_NAMED: usize = 8;
 /// Whether the shard list, the collection parameters and the placement of `entry` agree with
 /// each other and with the manifest's peers; nothing for a single-node entry.
 pub fn placement(name: &str, entry: &CollectionEntry, manifest: &Manifest) -> Vec<Finding> {
-    let Some(cluster) = entry.cluster() else {
+    let CollectionBackup::Shards(cluster) = &entry.backup else {
         return Vec::new();
     };
     let mut findings = Vec::new();
@@ -70,7 +72,7 @@ pub fn placement(name: &str, entry: &CollectionEntry, manifest: &Manifest) -> Ve
             "{shown_name}: the cluster record lists no shard"
         )));
     }
-    findings.extend(shard_list(name, &cluster));
+    findings.extend(shard_list(name, cluster));
 
     let peers: BTreeSet<u64> = manifest
         .cluster()
@@ -204,7 +206,9 @@ pub fn deep_check_shard(
     file: &str,
     open_problem_reported: bool,
 ) -> Option<Finding> {
-    let cluster = entry.cluster()?;
+    let CollectionBackup::Shards(cluster) = &entry.backup else {
+        return None;
+    };
     let shard = cluster.shards.iter().find(|s| s.file == file)?;
     let finding = |kind, problem: String| {
         Some(Finding::new(file, kind, problem).of_shard(name, shard.shard_id))
@@ -326,7 +330,7 @@ fn key_mapping_problem(mapping: &Value, shard: &ShardRecord) -> Option<String> {
 /// Files in a cluster collection's folder `qdrant/<collection>/` that are not among its shard
 /// files: a shard file the manifest does not list (so a restore would leave it out) is named.
 pub fn stray_files(dir: &Utf8Path, name: &str, entry: &CollectionEntry) -> Vec<Finding> {
-    let Some(cluster) = entry.cluster() else {
+    let CollectionBackup::Shards(cluster) = &entry.backup else {
         return Vec::new();
     };
     let folder = format!("{SNAPSHOT_DIR}/{name}");
@@ -366,7 +370,9 @@ fn shard_id_of(file_name: &str) -> Option<u32> {
 /// counts: Qdrant's per-shard `points_count` is approximate (docs/qdrant.md, "Point counts"),
 /// so a difference is information, never damage; restore checks the exact count.
 pub fn records_note(name: &str, entry: &CollectionEntry) -> Option<Finding> {
-    let cluster = entry.cluster()?;
+    let CollectionBackup::Shards(cluster) = &entry.backup else {
+        return None;
+    };
     let sum = cluster
         .shards
         .iter()
@@ -398,12 +404,15 @@ pub fn name_shards(findings: &mut [Finding], manifest: &Manifest) {
     let shard_of: BTreeMap<String, (String, u32)> = manifest
         .collections
         .iter()
-        .filter_map(|(name, entry)| entry.cluster().map(|c| (name, c)))
+        .filter_map(|(name, entry)| match &entry.backup {
+            CollectionBackup::Shards(cluster) => Some((name, cluster)),
+            CollectionBackup::Snapshot { .. } => None,
+        })
         .flat_map(|(name, cluster)| {
             cluster
                 .shards
-                .into_iter()
-                .map(move |s| (s.file, (name.clone(), s.shard_id)))
+                .iter()
+                .map(move |s| (s.file.clone(), (name.clone(), s.shard_id)))
         })
         .collect();
     for finding in findings.iter_mut().filter(|f| f.shard.is_none()) {

@@ -703,12 +703,13 @@ fn fits_one_manifest(planned: &[Planned]) -> Outcome {
                 name: p.name.to_string(),
                 records: 0,
                 records_max: None,
-                snapshot_file: p.name.snapshot_file(),
+                backup: crate::manifest::CollectionBackup::Snapshot {
+                    file: p.name.snapshot_file(),
+                },
                 size_bytes: 0,
                 schema: Some(p.fingerprint.as_value().clone()),
                 sha256: Some("0".repeat(64)),
                 schema_digest: Some(p.fingerprint.digest()),
-                cluster: None,
             };
             (p.name.to_string(), entry)
         })
@@ -812,14 +813,16 @@ fn write_backup(
     // In the order planned, whatever order they finished in: the checksums file lists them so.
     for (name, entry) in pipeline::back_up_collections(cx, args, planned, &snapshot_dir, undo)? {
         total_size += entry.size_bytes;
-        match entry.cluster() {
-            Some(cluster) => checksums.extend(cluster.shards.into_iter().map(|s| Entry {
-                sha256: s.sha256,
-                path: s.file,
-            })),
-            None => checksums.push(Entry {
+        match &entry.backup {
+            crate::manifest::CollectionBackup::Shards(cluster) => {
+                checksums.extend(cluster.shards.iter().map(|s| Entry {
+                    sha256: s.sha256.clone(),
+                    path: s.file.clone(),
+                }))
+            }
+            crate::manifest::CollectionBackup::Snapshot { file } => checksums.push(Entry {
                 sha256: entry.sha256.clone().unwrap_or_default(),
-                path: format!("{SNAPSHOT_DIR}/{}", entry.snapshot_file),
+                path: format!("{SNAPSHOT_DIR}/{file}"),
             }),
         }
         collections.insert(name, entry);
@@ -1030,12 +1033,11 @@ fn backup_collection(
         name: name.to_string(),
         records,
         records_max,
-        snapshot_file: file_name,
+        backup: crate::manifest::CollectionBackup::Snapshot { file: file_name },
         size_bytes: downloaded.size,
         schema: Some(fingerprint.as_value().clone()),
         sha256: Some(downloaded.sha256),
         schema_digest: Some(fingerprint.digest()),
-        cluster: None,
     };
     Ok((entry, report))
 }

@@ -87,7 +87,10 @@ pub(super) fn back_up_collections(
                             // The syncer outlives every worker: this send cannot fail. Should
                             // it, the file is synced here instead. A cluster collection's
                             // shard files were synced as they were downloaded.
-                            if !entry.has_cluster_record() {
+                            if matches!(
+                                entry.backup,
+                                crate::manifest::CollectionBackup::Snapshot { .. }
+                            ) {
                                 let path = collection.name.snapshot_path(snapshot_dir);
                                 if let Err(mpsc::SendError(path)) = to_sync.send(path)
                                     && let Err(failure) = sync_file(&path)

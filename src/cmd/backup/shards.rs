@@ -376,18 +376,16 @@ pub(super) fn backup_collection(
         server_snapshot_deleted: true,
         seconds: started.elapsed().as_secs_f64(),
     };
-    let mut entry = CollectionEntry {
+    let entry = CollectionEntry {
         name: name.to_string(),
         records,
         records_max,
-        snapshot_file: String::new(),
+        backup: crate::manifest::CollectionBackup::Shards(record),
         size_bytes,
         schema: Some(schema_after.as_value().clone()),
         sha256: None,
         schema_digest: Some(schema_after.digest()),
-        cluster: None,
     };
-    entry.set_cluster(&record);
     Ok((entry, report))
 }
 

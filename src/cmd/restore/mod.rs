@@ -413,13 +413,13 @@ fn restore(
         legacy_without_checksums,
     )?;
     for source in &sources {
-        let shown = match &source.cluster {
-            Some(cluster) => format!(
+        let shown = match &source.entry.backup {
+            crate::manifest::CollectionBackup::Shards(cluster) => format!(
                 "{}: {} shard files",
                 source.entry.name,
                 cluster.shards.len()
             ),
-            None => source.entry.snapshot_file.clone(),
+            crate::manifest::CollectionBackup::Snapshot { file } => file.clone(),
         };
         ui.ok(&format!("{shown} ({})", human_size(shards::size(source))));
     }
@@ -730,9 +730,11 @@ fn verify_checksums(
         .map(|p| format!("  {p}"))
         .collect();
     for entry in selected {
-        let paths = match entry.cluster() {
-            Some(cluster) => shards::shard_paths(&entry.name, &cluster),
-            None => vec![snapshot_path(&entry.snapshot_file)],
+        let paths = match &entry.backup {
+            crate::manifest::CollectionBackup::Shards(cluster) => {
+                shards::shard_paths(&entry.name, cluster)
+            }
+            crate::manifest::CollectionBackup::Snapshot { file } => vec![snapshot_path(file)],
         };
         for path in paths {
             if !entries.iter().any(|e| e.path == path) {
@@ -793,10 +795,13 @@ fn sources(
     let sources: Vec<Source> = selected
         .iter()
         .map(|entry| {
-            if let Some(cluster) = entry.cluster() {
-                return cluster_source(dir, entry, &cluster, args, listed);
-            }
-            let relative = snapshot_path(&entry.snapshot_file);
+            let snapshot_file = match &entry.backup {
+                crate::manifest::CollectionBackup::Shards(cluster) => {
+                    return cluster_source(dir, entry, cluster, args, listed);
+                }
+                crate::manifest::CollectionBackup::Snapshot { file } => file,
+            };
+            let relative = snapshot_path(snapshot_file);
             let snapshot = dir.join(&relative);
             if checksums::check_relative(&relative).is_err() || !snapshot.is_file() {
                 return Err(RestoreError::SnapshotMissing {

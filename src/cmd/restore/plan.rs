@@ -264,7 +264,11 @@ fn plan_without_fingerprint(
         .collect();
     if !blocking.is_empty() {
         let action = Action::Refuse(Refusal::LegacySnapshotMismatch {
-            snapshot_file: source.entry.snapshot_file.clone(),
+            snapshot_file: match &source.entry.backup {
+                crate::manifest::CollectionBackup::Snapshot { file } => file.clone(),
+                // A cluster backup records its schema: it is never planned without one.
+                crate::manifest::CollectionBackup::Shards(_) => String::new(),
+            },
             target,
             differences: blocking.join("\n"),
         });
