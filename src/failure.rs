@@ -47,6 +47,19 @@ impl Diagnostic for Message {
     }
 }
 
+/// An error that knows which exit status it means. A command's error type implements it, so
+/// the status is decided once, beside the variants, and a call site only says what went wrong
+/// (`.map_err(DiffSchemaError::Live)?`), never which number that is.
+pub trait ExitStatus: Diagnostic + Send + Sync + 'static {
+    fn exit_status(&self) -> Exit;
+}
+
+impl<E: ExitStatus> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure::new(error.exit_status(), Report::new(error))
+    }
+}
+
 /// Attaches an exit status to any diagnostic error.
 pub trait OrExit<T> {
     fn or_exit(self, exit: Exit) -> Outcome<T>;

@@ -20,7 +20,7 @@ use crate::cmd::locate;
 use crate::cmd::output;
 use crate::cmd::peers::{self, PeerArgs, Topology};
 use crate::exit::Exit;
-use crate::failure::{Failure, OrExit, Outcome};
+use crate::failure::{ExitStatus, Outcome};
 use crate::fingerprint::{self, Difference, Fingerprint, Severity};
 use crate::manifest::{Manifest, ManifestError};
 use crate::qdrant::{Client, QdrantError, Timeouts};
@@ -109,6 +109,55 @@ struct Side {
     source: String,
 }
 
+/// Why `diff-schema` stopped, each with its exit status; the diagnostics are their sources'.
+#[derive(Debug, Error, Diagnostic)]
+enum DiffSchemaError {
+    /// The server did not answer the first request (exit 3).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Connect(QdrantError),
+    /// The cluster's peers could not be read (exit 3).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Peers(crate::cmd::peers::PeerError),
+    /// A live collection could not be read: a connection problem is exit 3, anything else 2.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Live(QdrantError),
+    /// A live collection's schema could not be read (exit 2).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Schema(crate::fingerprint::FingerprintError),
+    /// A folder without a manifest is not a backup: a wrong argument (exit 1), not a schema
+    /// difference; any other manifest problem is exit 2.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Manifest(ManifestError),
+    /// `--collection` names no collection of the backup (exit 1).
+    #[error("no collection `{name}` in the backup")]
+    #[diagnostic(help("The backup holds: {held}."))]
+    UnknownCollection { name: String, held: String },
+    /// The schemas differ (exit 2).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Differs(SchemaDiffers),
+}
+
+impl ExitStatus for DiffSchemaError {
+    fn exit_status(&self) -> Exit {
+        match self {
+            DiffSchemaError::Connect(_) | DiffSchemaError::Peers(_) => Exit::ConnectionFailed,
+            DiffSchemaError::Live(e) if e.is_connection_problem() => Exit::ConnectionFailed,
+            DiffSchemaError::Manifest(ManifestError::Missing { .. })
+            | DiffSchemaError::UnknownCollection { .. } => Exit::InvalidArguments,
+            DiffSchemaError::Live(_)
+            | DiffSchemaError::Schema(_)
+            | DiffSchemaError::Manifest(_)
+            | DiffSchemaError::Differs(_) => Exit::Failed,
+        }
+    }
+}
+
 /// The error diagnostic: one related line per difference, blocking ones as errors.
 #[derive(Debug, Error, Diagnostic)]
 #[error("the schemas differ in {count} collection{}: {names}", if *.count == 1 { "" } else { "s" })]
@@ -160,9 +209,11 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
                 ..Timeouts::default()
             };
             let client = ConnectionArgs::client(&endpoint, timeouts);
-            let names = client.list_collections().or_exit(Exit::ConnectionFailed)?;
+            let names = client
+                .list_collections()
+                .map_err(DiffSchemaError::Connect)?;
             // A cluster's layout is read from every peer, as backup reads it.
-            let topology = peers::discover(&client, &args.peers).or_exit(Exit::ConnectionFailed)?;
+            let topology = peers::discover(&client, &args.peers).map_err(DiffSchemaError::Peers)?;
             ui.step(&format!("Comparing with {}", endpoint.url));
             (
                 "live".to_string(),
@@ -182,18 +233,16 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
     }
     if let Some(only) = &args.collection {
         if !names.contains(only) {
-            return Err(Failure::msg(
-                Exit::InvalidArguments,
-                format!("no collection `{only}` in the backup"),
-                format!(
-                    "The backup holds: {}.",
-                    left.collections
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
+            return Err(DiffSchemaError::UnknownCollection {
+                name: only.clone(),
+                held: left
+                    .collections
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+            .into());
         }
         names.retain(|n| n == only);
     }
@@ -226,8 +275,11 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
                 if !on_server.contains(name) {
                     plain(name, Status::AbsentOnServer)
                 } else {
-                    let info = client.collection_info(name).map_err(live_error)?;
-                    let live = Fingerprint::from_collection_info(&info).or_exit(Exit::Failed)?;
+                    let info = client
+                        .collection_info(name)
+                        .map_err(DiffSchemaError::Live)?;
+                    let live = Fingerprint::from_collection_info(&info)
+                        .map_err(DiffSchemaError::Schema)?;
                     let ours = left
                         .collections
                         .get(name)
@@ -235,7 +287,7 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
                     let layouts = match ours {
                         Some(ours) => Some((
                             ours,
-                            layout::live(name, &info, topology).map_err(live_error)?,
+                            layout::live(name, &info, topology).map_err(DiffSchemaError::Live)?,
                         )),
                         None => None,
                     };
@@ -314,7 +366,7 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
     }
     match failure {
         None => Ok(()),
-        Some(differs) => Err(differs).or_exit(Exit::Failed),
+        Some(differs) => Err(DiffSchemaError::Differs(differs).into()),
     }
 }
 
@@ -345,23 +397,11 @@ fn with_layout(
     result
 }
 
-fn live_error(error: QdrantError) -> Failure {
-    let exit = if error.is_connection_problem() {
-        Exit::ConnectionFailed
-    } else {
-        Exit::Failed
-    };
-    Failure::new(exit, miette::Report::new(error))
-}
-
 /// Reads a backup's manifest (`latest` resolved in the backup root).
 fn load(arg: &Utf8Path) -> Outcome<(Utf8PathBuf, Manifest)> {
     let dir = locate::backup_folder(arg)?;
     // A folder without a manifest is not a backup: a wrong argument, not a schema difference.
-    let manifest = match Manifest::read(&dir) {
-        Err(e @ ManifestError::Missing { .. }) => Err(e).or_exit(Exit::InvalidArguments)?,
-        other => other.or_exit(Exit::Failed)?,
-    };
+    let manifest = Manifest::read(&dir).map_err(DiffSchemaError::Manifest)?;
     Ok((dir, manifest))
 }
 

@@ -276,3 +276,31 @@ fn a_folder_that_is_not_a_backup_is_an_argument_error() {
     let run = env.run(&["diff-schema", not_a_backup.to_str().unwrap()]);
     run.assert_code(1).assert_stderr_contains("manifest.json");
 }
+
+/// Each way `diff-schema` stops has its documented exit status: a wrong argument 1, a schema
+/// difference 2, a server that does not answer 3.
+#[test]
+fn each_way_diff_schema_stops_has_its_exit_status() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let dir = backup.to_str().unwrap();
+
+    let run = env.run(&["diff-schema", "--collection", "nowhere", dir]);
+    run.assert_code(1)
+        .assert_stderr_contains("no collection `nowhere` in the backup")
+        .assert_stderr_contains("The backup holds: conventions.");
+
+    let empty = env.root().join("not-a-backup");
+    std::fs::create_dir_all(&empty).unwrap();
+    env.run(&["diff-schema", empty.to_str().unwrap()])
+        .assert_code(1);
+
+    let mut info = conventions();
+    info["config"]["params"]["vectors"]["size"] = json!(1024);
+    env.double.seed("conventions", info, (1..=30).collect());
+    env.run(&["diff-schema", dir]).assert_code(2);
+
+    // Nothing listens on port 9 of the loopback.
+    env.run(&["diff-schema", "--url", "http://127.0.0.1:9", dir])
+        .assert_code(3);
+}
