@@ -1,8 +1,9 @@
 //! aimem: back up, verify and restore Qdrant collections.
 //!
 //! Layers, from the wire up: [`qdrant`] (HTTP), [`manifest`] and [`fingerprint`] (the backup
-//! folder and schemas, offline), [`cmd`] (the work of each subcommand), and this file plus
-//! [`cli`] and [`ui`] (the face: arguments, colour, rendering, exit codes).
+//! folder and schemas, offline), [`repo`] (where backups live), [`cmd`] (the work of each
+//! subcommand), and this file plus [`cli`] and [`ui`] (the face: arguments, colour,
+//! rendering, exit codes).
 //! Nothing calls up: a lower layer gets what it needs from a higher one passed in (see
 //! `docs/architecture.md`, "Layers").
 
@@ -24,6 +25,7 @@ pub mod manifest;
 pub mod manual;
 pub mod names;
 pub mod qdrant;
+pub mod repo;
 pub mod settings;
 pub mod shell;
 pub mod signals;

@@ -16,7 +16,6 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::cmd::layout::{self, LayoutComparison};
-use crate::cmd::locate;
 use crate::cmd::output;
 use crate::cmd::peers::{self, PeerArgs, Topology};
 use crate::exit::Exit;
@@ -24,6 +23,7 @@ use crate::failure::{ExitStatus, Outcome};
 use crate::fingerprint::{self, Difference, Fingerprint, Severity};
 use crate::manifest::{Manifest, ManifestError};
 use crate::qdrant::{Client, QdrantError, Timeouts};
+use crate::repo::locate;
 use crate::settings::ConnectionArgs;
 use crate::ui::Ui;
 
@@ -399,9 +399,10 @@ fn with_layout(
 
 /// Reads a backup's manifest (`latest` resolved in the backup root).
 fn load(arg: &Utf8Path) -> Outcome<(Utf8PathBuf, Manifest)> {
-    let dir = locate::backup_folder(arg)?;
+    let backup = locate::backup(arg)?;
+    let dir = backup.location().to_owned();
     // A folder without a manifest is not a backup: a wrong argument, not a schema difference.
-    let manifest = Manifest::read(&dir).map_err(DiffSchemaError::Manifest)?;
+    let manifest = backup.manifest().map_err(DiffSchemaError::Manifest)?;
     Ok((dir, manifest))
 }
 

@@ -8,12 +8,12 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cmd::backup::journal;
-use crate::cmd::locate;
 use crate::cmd::output;
 use crate::failure::Outcome;
-use crate::manifest::audit::{self, Options};
+use crate::manifest::audit::Options;
 use crate::manifest::catalog::{ClusterSummary, Listed, State};
 use crate::manifest::layout::default_root;
+use crate::repo::{self, Repo, locate};
 use crate::ui::{Ui, human_size};
 
 #[derive(Debug, Args)]
@@ -135,7 +135,8 @@ impl Leftover {
 
 pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
     let root = args.root.clone().unwrap_or_else(default_root);
-    let listed = locate::scan_root(&root, "list")?;
+    let repo = repo::at(&root);
+    let listed = locate::scan(&*repo, "list")?;
     // Offline: the leftovers of killed backups are reported; the next backup deletes them.
     let mut leftovers: Vec<Leftover> = journal::dead_runs(&root)
         .iter()
@@ -177,7 +178,7 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
             if args.verify && l.state.is_complete() {
                 ui.step(&format!("Verifying {}...", l.name));
             }
-            row(l, args.verify)
+            row(&*repo, l, args.verify)
         })
         .collect();
     if args.json {
@@ -194,14 +195,24 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
     Ok(())
 }
 
-fn row(listed: &Listed, verify: bool) -> Row {
+fn row(repo: &dyn Repo, listed: &Listed, verify: bool) -> Row {
     let summary = listed.summary.as_ref();
     let verification = (verify && listed.state.is_complete()).then(|| {
-        let audit = audit::audit(&listed.path, Options { deep: true });
-        Verification {
-            ok: audit.ok(),
-            legacy: audit.legacy,
-            problems: audit.findings.len(),
+        match repo.open(&listed.found) {
+            Ok(backup) => {
+                let audit = backup.audit(Options { deep: true });
+                Verification {
+                    ok: audit.ok(),
+                    legacy: audit.legacy,
+                    problems: audit.findings.len(),
+                }
+            }
+            // What was read to list it as complete cannot be read again.
+            Err(_) => Verification {
+                ok: false,
+                legacy: false,
+                problems: 1,
+            },
         }
     });
     Row {

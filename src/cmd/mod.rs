@@ -5,7 +5,6 @@ pub mod completions;
 pub mod diff_schema;
 pub mod layout;
 pub mod list;
-pub mod locate;
 pub mod output;
 pub mod peers;
 pub mod prune;

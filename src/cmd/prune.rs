@@ -13,14 +13,14 @@ use clap::Args;
 use serde::Serialize;
 use time::Duration;
 
-use crate::cmd::locate;
 use crate::cmd::output;
 use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
-use crate::manifest::audit::{self, Options};
+use crate::manifest::audit::Options;
 use crate::manifest::catalog::{Listed, State};
 use crate::manifest::layout::{self, default_root};
 use crate::manifest::retention::{self, Policy};
+use crate::repo::{self, Repo, locate};
 use crate::ui::Ui;
 
 /// A staging folder younger than this may belong to a backup that is still running.
@@ -108,7 +108,8 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
         ));
     }
     let root = args.root.clone().unwrap_or_else(default_root);
-    let listed = locate::scan_root(&root, "prune")?;
+    let repo = repo::at(&root);
+    let listed = locate::scan(&*repo, "prune")?;
 
     // Dated complete backups are candidates (newest first, as scanned); undated ones are kept.
     let candidates: Vec<&Listed> = listed
@@ -173,7 +174,7 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
     }
     let stale: Vec<&Listed> = listed
         .iter()
-        .filter(|l| l.state == State::Incomplete && staging_is_abandoned(l, now))
+        .filter(|l| l.state == State::Incomplete && staging_is_abandoned(&*repo, l, now))
         .filter(|l| !on_server.contains(&l.path.as_path()))
         // A journal someone holds is a running backup, whatever its pid says (another host or
         // container sharing the folder). Dead runs' journals are held by this prune itself.
@@ -190,7 +191,10 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
         for (l, _) in &kept {
             ui.step(&format!("Verifying {} (kept)...", l.name));
             // A legacy backup without checksums cannot be fully verified: it does not count.
-            if audit::audit(&l.path, Options { deep: true }).fully_verified() {
+            let audited = repo
+                .open(&l.found)
+                .map(|backup| backup.audit(Options { deep: true }));
+            if audited.is_ok_and(|audit| audit.fully_verified()) {
                 verified = Some(l.name.clone());
                 break;
             }
@@ -275,13 +279,16 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
     let mut failures = Vec::new();
     if !args.dry_run {
         for l in removed.iter().chain(stale.iter()) {
-            if let Err(e) = delete_folder(&root, l, ui) {
+            if let Err(e) = delete(&*repo, l, ui) {
                 failures.push(format!("{}: {e}", l.path));
                 plan.removed.retain(|r| r.name != l.name);
                 plan.incomplete_removed.retain(|name| name != &l.name);
             }
         }
-        finish_earlier_deletions(&root, ui);
+        // What an earlier prune hid for deletion but could not finish deleting.
+        for (location, e) in repo.finish_removals() {
+            ui.warn(&format!("could not finish deleting {location}: {e}"));
+        }
     }
     if args.json {
         output::json(&plan);
@@ -314,7 +321,7 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
 /// A staging folder is abandoned when the backup that wrote it is gone (its process id ends
 /// the name) and nothing inside it changed for a day: a long backup is still writing into
 /// `qdrant/` while the folder's own time stays at its start.
-fn staging_is_abandoned(listed: &Listed, now: SystemTime) -> bool {
+fn staging_is_abandoned(repo: &dyn Repo, listed: &Listed, now: SystemTime) -> bool {
     let writer_alive = listed
         .name
         .rsplit_once('-')
@@ -325,59 +332,21 @@ fn staging_is_abandoned(listed: &Listed, now: SystemTime) -> bool {
             // It exists but belongs to someone else.
             Err(e) => e == rustix::io::Errno::PERM,
         });
-    let newest = newest_change(&listed.path).or(listed.modified);
+    let newest = repo.last_change(&listed.found).or(listed.modified);
     let old = newest
         .and_then(|m| now.duration_since(m).ok())
         .is_some_and(|age| age > STAGING_MAX_AGE);
     !writer_alive && old
 }
 
-/// The latest modification time of the folder or anything inside it (links not followed).
-fn newest_change(dir: &Utf8Path) -> Option<SystemTime> {
-    let mut newest = dir.symlink_metadata().and_then(|m| m.modified()).ok();
-    for entry in dir.read_dir_utf8().ok()?.flatten() {
-        let Ok(meta) = entry.path().symlink_metadata() else {
-            continue;
-        };
-        let time = if meta.is_dir() {
-            newest_change(entry.path())
-        } else {
-            meta.modified().ok()
-        };
-        newest = newest.max(time);
-    }
-    newest
-}
-
-/// Hidden name a folder takes while it is deleted, so a deletion that fails half way never
-/// leaves something that looks like a backup (or a damaged one) behind.
-const DELETING_PREFIX: &str = ".aimem-deleting-";
-
-/// Renames the folder out of sight (atomic), then deletes it. Once renamed it is no longer a
-/// backup, so a failure to delete the rest is only a warning's worth.
-fn delete_folder(root: &Utf8Path, listed: &Listed, ui: &Ui) -> std::io::Result<()> {
-    let hidden = root.join(format!("{DELETING_PREFIX}{}", listed.name));
-    std::fs::rename(&listed.path, &hidden)?;
-    if let Err(e) = std::fs::remove_dir_all(&hidden) {
+/// Removes a backup (out of sight at once, then its files). Once out of sight it is no longer
+/// a backup, so a failure to delete the rest is only a warning's worth.
+fn delete(repo: &dyn Repo, listed: &Listed, ui: &Ui) -> std::io::Result<()> {
+    if let repo::Removed::HalfWay(e) = repo.remove(&listed.found)? {
         ui.warn(&format!(
             "{} is no longer a backup, but deleting it stopped half way ({e}); the next prune retries",
             listed.name
         ));
     }
     Ok(())
-}
-
-/// Removes what an earlier prune renamed for deletion but could not finish deleting.
-fn finish_earlier_deletions(root: &Utf8Path, ui: &Ui) {
-    let Ok(entries) = root.read_dir_utf8() else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && entry.file_name().starts_with(DELETING_PREFIX) {
-            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                ui.warn(&format!("could not finish deleting {}: {e}", entry.path()));
-            }
-        }
-    }
 }

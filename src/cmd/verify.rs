@@ -9,12 +9,12 @@ use camino::Utf8PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use crate::cmd::locate;
 use crate::cmd::output;
 use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
-use crate::manifest::audit::{self, Audit, Finding, Options};
+use crate::manifest::audit::{Audit, Finding, Options};
 use crate::manifest::checksums;
+use crate::repo::locate;
 use crate::ui::{Ui, throughput};
 
 #[derive(Debug, Args)]
@@ -52,16 +52,14 @@ struct JsonReport<'a> {
 }
 
 pub fn run(args: &VerifyArgs, ui: &Ui) -> Outcome {
-    let dir = locate::backup_folder(&args.backup)?;
+    let backup = locate::backup(&args.backup)?;
+    let dir = backup.location();
     ui.step(&format!("Verifying {dir}..."));
     let meter = ui.hash_meter(&format!("hashing {}", dir.file_name().unwrap_or("")));
     let audit = checksums::observed(meter.clone(), || {
-        audit::audit(
-            &dir,
-            Options {
-                deep: !args.no_deep,
-            },
-        )
+        backup.audit(Options {
+            deep: !args.no_deep,
+        })
     });
     let (bytes, took) = meter.done();
     ui.note(&format!("hashed {}", throughput(bytes, took)));

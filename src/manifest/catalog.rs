@@ -13,8 +13,9 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use super::layout::{STAGING_PREFIX, is_dated, is_staging};
+use super::layout::{STAGING_PREFIX, is_dated};
 use super::{CollectionBackup, MANIFEST_FILE, Manifest, ManifestError};
+use crate::repo::{Found, Kind, LocalRepo, Repo};
 
 /// The state of a folder in the backup root; the snake_case names are part of `--json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,6 +65,8 @@ pub struct Listed {
     pub size_bytes: u64,
     /// The folder's modification time (how old a staging folder is).
     pub modified: Option<SystemTime>,
+    /// What the root's listing found: the handle to open or remove it by.
+    pub found: Found,
 }
 
 /// What a listing shows of one manifest.
@@ -109,26 +112,23 @@ impl Summary {
 
 /// Every backup and staging folder directly under `root`, newest first.
 pub fn scan(root: &Utf8Path) -> std::io::Result<Vec<Listed>> {
-    let mut found = Vec::new();
-    for entry in root.as_std_path().read_dir()? {
-        let Ok(entry) = entry else { continue };
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        let raw = entry.file_name();
-        let name = raw.to_string_lossy().into_owned();
-        if !is_dir || (name.starts_with('.') && !is_staging(&name)) {
-            continue;
-        }
-        let path = root.join(&name);
-        if raw.to_str().is_none() {
+    scan_repo(&LocalRepo::new(root))
+}
+
+/// Every backup and staging area of `repo`, newest first.
+pub fn scan_repo(repo: &dyn Repo) -> std::io::Result<Vec<Listed>> {
+    let mut found: Vec<Listed> = repo
+        .list()?
+        .into_iter()
+        .map(|found| match found.name_is_utf8 {
+            true => describe(repo, found),
             // Listed (never touched) rather than silently left out.
-            found.push(Listed {
+            false => Listed {
                 problem: Some("the folder's name is not valid UTF-8".to_string()),
-                ..empty_listing(&path, &name)
-            });
-            continue;
-        }
-        found.push(describe(&path, &name));
-    }
+                ..empty_listing(found)
+            },
+        })
+        .collect();
     found.sort_by(|a, b| b.taken.cmp(&a.taken).then_with(|| b.name.cmp(&a.name)));
     Ok(found)
 }
@@ -142,19 +142,24 @@ pub fn resolve_backup(arg: &Utf8Path, root: &Utf8Path) -> Result<Utf8PathBuf, St
     if arg.as_str() != "latest" {
         return Ok(arg.to_owned());
     }
-    let listed = scan(root).map_err(|e| format!("cannot list the backups in {root}: {e}"))?;
+    latest(&LocalRepo::new(root)).map(|l| l.path)
+}
+
+/// The newest complete, dated backup of `repo` (see [`resolve_backup`]).
+pub fn latest(repo: &dyn Repo) -> Result<Listed, String> {
+    let root = repo.location();
+    let listed = scan_repo(repo).map_err(|e| format!("cannot list the backups in {root}: {e}"))?;
     listed
         .into_iter()
         .find(|l| l.state.is_complete() && l.taken.is_some() && is_dated(&l.name))
-        .map(|l| l.path)
         .ok_or_else(|| format!("`latest`: there is no complete backup in {root}"))
 }
 
 /// A damaged entry with nothing known about it yet.
-fn empty_listing(path: &Utf8Path, name: &str) -> Listed {
+fn empty_listing(found: Found) -> Listed {
     Listed {
-        name: name.to_string(),
-        path: path.to_owned(),
+        name: found.name.clone(),
+        path: found.location.clone(),
         state: State::Damaged,
         taken: None,
         summary: None,
@@ -162,33 +167,42 @@ fn empty_listing(path: &Utf8Path, name: &str) -> Listed {
         future_date: None,
         size_bytes: 0,
         modified: None,
+        found,
     }
 }
 
-fn describe(path: &Utf8Path, name: &str) -> Listed {
+fn describe(repo: &dyn Repo, found: Found) -> Listed {
+    let name = found.name.clone();
     let mut listed = Listed {
-        size_bytes: folder_size(path),
-        modified: path.metadata().and_then(|m| m.modified()).ok(),
-        ..empty_listing(path, name)
+        size_bytes: found.size_bytes,
+        modified: found.modified,
+        ..empty_listing(found)
     };
-    if is_staging(name) {
+    if listed.found.kind == Kind::Staging {
         listed.state = State::Incomplete;
         listed.taken = name_time(&name[STAGING_PREFIX.len()..]);
         return listed;
     }
-    match Manifest::read(path) {
+    match repo
+        .open(&listed.found)
+        .map_err(|source| ManifestError::Io {
+            path: listed.path.join(MANIFEST_FILE),
+            source,
+        })
+        .and_then(|backup| backup.manifest())
+    {
         Ok(manifest) => {
             listed.state = if manifest.is_legacy() {
                 State::Legacy
             } else {
                 State::Ok
             };
-            listed.taken = backup_time(name, Some(&manifest));
+            listed.taken = backup_time(&name, Some(&manifest));
             listed.summary = Some(Summary::of(&manifest));
             distrust_future(&mut listed, OffsetDateTime::now_utc());
         }
         Err(e) => {
-            listed.taken = backup_time(name, None);
+            listed.taken = backup_time(&name, None);
             listed.problem = Some(match e {
                 ManifestError::Missing { .. } => format!("no {MANIFEST_FILE}"),
                 ManifestError::Invalid(invalid) => {
@@ -248,21 +262,6 @@ fn name_time(name: &str) -> Option<OffsetDateTime> {
     PrimitiveDateTime::parse(stamp, &format)
         .ok()
         .map(PrimitiveDateTime::assume_utc)
-}
-
-/// Total size of the regular files under `dir` (errors count as zero: this is for display).
-fn folder_size(dir: &Utf8Path) -> u64 {
-    let Ok(entries) = dir.read_dir_utf8() else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(t) if t.is_dir() => folder_size(entry.path()),
-            Ok(t) if t.is_file() => entry.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ pub fn read_to_string(dir: &Utf8Path, relative: &str, limit: u64) -> io::Result<
 }
 
 /// A relative path made only of plain names: not empty, not absolute, no `.`/`..`/empty parts.
-fn check_plain(relative: &str) -> io::Result<()> {
+pub fn check_plain(relative: &str) -> io::Result<()> {
     let plain = !relative.is_empty()
         && relative.len() <= MAX_RELATIVE_PATH
         && !relative.contains('\0')

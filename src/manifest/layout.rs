@@ -37,30 +37,6 @@ pub fn folder_name(at: OffsetDateTime) -> String {
     at.format(&format).unwrap_or_else(|_| "backup".to_string())
 }
 
-/// A free name in `root` for a backup taken at `at`: the timestamp, with `-2`, `-3`… if taken.
-pub fn free_folder(root: &Utf8Path, at: OffsetDateTime) -> Utf8PathBuf {
-    let base = folder_name(at);
-    let mut candidate = root.join(&base);
-    let mut n = 2;
-    while candidate.symlink_metadata().is_ok() {
-        candidate = root.join(format!("{base}-{n}"));
-        n += 1;
-    }
-    candidate
-}
-
-/// Creates the staging folder for a backup that will be named `final_name`:
-/// `.aimem-staging-<final name>-<random>-<pid>`, new and owned by this run alone (see
-/// [`create_working_dir`]). The name starts with the final name (so `list` shows when it was
-/// started) and ends with the process id (so `prune` can tell whether its writer still runs).
-pub fn create_staging_folder(root: &Utf8Path, final_name: &str) -> std::io::Result<Utf8PathBuf> {
-    create_working_dir(
-        root,
-        &format!("{STAGING_PREFIX}{final_name}-"),
-        &format!("-{}", std::process::id()),
-    )
-}
-
 /// Random characters in a working folder's name: nobody can plant something at it beforehand.
 const RANDOM_CHARS: usize = 12;
 
@@ -139,37 +115,6 @@ pub fn only_we_control(dir: &Utf8Path) -> bool {
 #[cfg(not(unix))]
 pub fn only_we_control(_dir: &Utf8Path) -> bool {
     true
-}
-
-/// Renames the finished folder `from` to `to`, which must not exist: never replaces anything
-/// (an empty folder or a link planted at `to` makes it fail with `AlreadyExists`).
-pub fn rename_new(from: &Utf8Path, to: &Utf8Path) -> std::io::Result<()> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        use rustix::fs::{CWD, RenameFlags, renameat_with};
-        use rustix::io::Errno;
-        let flags = RenameFlags::NOREPLACE;
-        match renameat_with(CWD, from.as_std_path(), CWD, to.as_std_path(), flags) {
-            Ok(()) => return Ok(()),
-            // Filesystems without RENAME_NOREPLACE (some network and FUSE ones) refuse the
-            // flag itself: then claim the name below.
-            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    claim_then_rename(from, to)
-}
-
-/// Claims `to` with an exclusive mkdir (which fails on anything already there, a link
-/// included), then renames over that empty folder of our own.
-fn claim_then_rename(from: &Utf8Path, to: &Utf8Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(to)?;
-    std::fs::rename(from, to).inspect_err(|_| {
-        std::fs::remove_dir(to).ok();
-    })
 }
 
 /// RFC 3339 with microseconds and the offset, like Python's `isoformat()`.
@@ -260,34 +205,6 @@ mod tests {
     }
 
     #[test]
-    fn a_staging_folder_keeps_the_shape_list_and_prune_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8Path::from_path(dir.path()).unwrap();
-        let staging = create_staging_folder(root, "2026-02-03_143052").unwrap();
-        let name = staging.file_name().unwrap();
-        assert!(is_staging(name), "{name}");
-        assert!(
-            name.starts_with(".aimem-staging-2026-02-03_143052-"),
-            "{name}"
-        );
-        let (_, pid) = name.rsplit_once('-').unwrap();
-        assert_eq!(pid, std::process::id().to_string());
-        assert_eq!(mode_of(&staging), 0o700);
-        let again = create_staging_folder(root, "2026-02-03_143052").unwrap();
-        assert_ne!(staging, again);
-        // `list` still reads when it was started.
-        let listed = crate::manifest::catalog::scan(root).unwrap();
-        assert_eq!(listed.len(), 2);
-        for l in listed {
-            assert_eq!(l.state, crate::manifest::catalog::State::Incomplete);
-            assert_eq!(
-                l.taken,
-                Some(time::macros::datetime!(2026-02-03 14:30:52 UTC))
-            );
-        }
-    }
-
-    #[test]
     fn creation_never_goes_through_a_planted_link_or_an_existing_folder() {
         let dir = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap();
@@ -305,61 +222,6 @@ mod tests {
         let file = root.join("file");
         std::fs::write(&file, "x").unwrap();
         assert!(create_working_dir(&file, "p-", "").is_err());
-    }
-
-    #[test]
-    fn the_final_rename_replaces_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8Path::from_path(dir.path()).unwrap();
-        let staging = root.join("staging");
-        std::fs::create_dir(&staging).unwrap();
-        std::fs::write(staging.join("manifest.json"), "{}").unwrap();
-        // An empty folder planted at the final name (a plain rename would replace it).
-        let final_dir = root.join("2026-02-03_143052");
-        std::fs::create_dir(&final_dir).unwrap();
-        assert!(rename_new(&staging, &final_dir).is_err());
-        assert!(staging.join("manifest.json").is_file());
-        assert_eq!(std::fs::read_dir(&final_dir).unwrap().count(), 0);
-        // A link planted there is neither followed nor replaced.
-        let victim = root.join("victim");
-        std::fs::create_dir(&victim).unwrap();
-        std::fs::remove_dir(&final_dir).unwrap();
-        std::os::unix::fs::symlink(&victim, &final_dir).unwrap();
-        assert!(rename_new(&staging, &final_dir).is_err());
-        assert!(
-            final_dir
-                .symlink_metadata()
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
-        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
-        // A free name works.
-        let free = root.join("2026-02-03_143052-2");
-        rename_new(&staging, &free).unwrap();
-        assert!(free.join("manifest.json").is_file());
-    }
-
-    #[test]
-    fn a_taken_name_gets_a_suffix() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8Path::from_path(dir.path()).unwrap();
-        let at = datetime!(2026-02-03 14:30:52 UTC);
-        std::fs::create_dir(root.join("2026-02-03_143052")).unwrap();
-        assert_eq!(free_folder(root, at), root.join("2026-02-03_143052-2"));
-        std::fs::create_dir(root.join("2026-02-03_143052-2")).unwrap();
-        assert_eq!(free_folder(root, at), root.join("2026-02-03_143052-3"));
-    }
-
-    #[test]
-    fn the_fallback_never_replaces_either() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8Path::from_path(dir.path()).unwrap();
-        std::fs::create_dir(root.join("a")).unwrap();
-        std::fs::create_dir(root.join("x")).unwrap();
-        let e = claim_then_rename(&root.join("a"), &root.join("x")).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
-        assert!(root.join("a").is_dir());
     }
 
     #[test]

@@ -17,8 +17,6 @@ use std::fs::File;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use camino::{Utf8Path, Utf8PathBuf};
-
 use crate::cmd::peers::LockKeys;
 use crate::cmd::runs;
 use crate::exit::Exit;
@@ -167,58 +165,5 @@ impl Turn {
             // Only this release's own locks: a later creation may have taken them over.
             still.retain(|(k, _, u)| !(names.contains(k) && *u == until));
         });
-    }
-}
-
-/// Renames the finished staging folder to `wanted`, or, when another run took that name
-/// meanwhile, to the next free `-N` name. Never replaces anything. Returns the name used.
-pub fn publish_no_replace(staging: &Utf8Path, wanted: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
-    let root = wanted.parent().unwrap_or(Utf8Path::new("."));
-    let base = wanted.file_name().unwrap_or("backup");
-    let mut candidate = wanted.to_owned();
-    let mut n = 2;
-    loop {
-        match crate::manifest::layout::rename_new(staging, &candidate) {
-            Ok(()) => return Ok(candidate),
-            Err(e) if taken(&e) && n < 10_000 => {
-                candidate = root.join(format!("{base}-{n}"));
-                n += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// The target exists: EEXIST from RENAME_NOREPLACE, ENOTEMPTY/EEXIST from a plain rename onto
-/// a folder.
-fn taken(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(code) if code == rustix::io::Errno::EXIST.raw_os_error()
-            || code == rustix::io::Errno::NOTEMPTY.raw_os_error()
-    ) || e.kind() == std::io::ErrorKind::AlreadyExists
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_taken_name_is_never_replaced_the_next_free_one_is_used() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8Path::from_path(dir.path()).unwrap();
-        for name in ["a", "b"] {
-            std::fs::create_dir(root.join(name)).unwrap();
-            std::fs::write(root.join(name).join("f"), name).unwrap();
-        }
-        // Another run published `x` (even empty) and `x-2` meanwhile.
-        std::fs::create_dir(root.join("x")).unwrap();
-        std::fs::create_dir(root.join("x-2")).unwrap();
-        let used = publish_no_replace(&root.join("a"), &root.join("x")).unwrap();
-        assert_eq!(used, root.join("x-3"));
-        assert_eq!(std::fs::read_to_string(root.join("x-3/f")).unwrap(), "a");
-        let used = publish_no_replace(&root.join("b"), &root.join("y")).unwrap();
-        assert_eq!(used, root.join("y"));
-        assert!(root.join("x").read_dir().unwrap().next().is_none());
     }
 }

@@ -430,7 +430,7 @@ fn back_up(
         journal::clear(&leftover, &client, (&server, &identity), &topology, ui);
     }
     crate::cmd::restore::clear_dead_restores(&root, &client, (&server, &identity), &topology, ui);
-    let final_dir = layout::free_folder(&root, crate::localtime::now());
+    let final_dir = crate::repo::local::free_folder(&root, crate::localtime::now());
     ui.fact("Backup directory", final_dir.as_str());
     ui.fact("Qdrant", &format!("{}:{}", endpoint.host, endpoint.port));
     if let crate::cmd::peers::Topology::Cluster { peers } = &topology {
@@ -793,7 +793,9 @@ fn write_backup(
         path: path.to_owned(),
         source,
     };
-    let staging = layout::create_staging_folder(cx.root, final_name)
+    let staging = SafeName::new(final_name)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+        .and_then(|name| crate::repo::local::create_staging_folder(cx.root, &name))
         .map_err(|e| folder_error(cx.root, e))
         .or_write_exit(Exit::Failed)?;
     lock(undo).staging = Some(staging.clone());
@@ -1233,7 +1235,7 @@ fn create_snapshot(cx: &Context, name: &str, undo: &Mutex<Undo>) -> Outcome<Snap
 /// run took it meanwhile), then syncs the root so the rename itself survives a crash.
 fn publish(staging: &Utf8Path, final_dir: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
     sync_tree_dirs(staging)?;
-    let used = concurrent::publish_no_replace(staging, final_dir)?;
+    let used = crate::repo::local::publish_no_replace(staging, final_dir)?;
     if let Some(root) = used.parent() {
         sync_dir(root)?;
     }

@@ -348,13 +348,10 @@ fn restore(
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
         .unwrap_or(root);
     // A folder that is not there is an argument error (exit 1), as for verify and diff-schema.
-    let dir = crate::manifest::catalog::resolve_backup(&args.dir, &root)
-        .map_err(RestoreError::NoBackup)
+    let backup = crate::repo::locate::resolve(&args.dir, &root)
+        .map_err(|unresolved| RestoreError::NoBackup(unresolved.to_string()))
         .or_exit(Exit::InvalidArguments)?;
-    if !dir.is_dir() {
-        return Err(RestoreError::NoBackup(format!("{dir} is not a folder")))
-            .or_exit(Exit::InvalidArguments);
-    }
+    let dir = backup.location().to_owned();
     report.backup = Some(dir.to_string());
     ui.header("AI Memory Restore");
     ui.fact("Backup", dir.as_str());

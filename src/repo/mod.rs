@@ -1,0 +1,154 @@
+//! Where backups live: a backup root holding backups by name, and the few things done with
+//! them (list, read, write and publish, remove).
+//!
+//! Commands reach backups only through [`Repo`] (and what it hands out: [`Backup`] to read
+//! one, [`Staging`] to write one), never through the filesystem, so that a root can be
+//! something else than a local folder. [`LocalRepo`] is the local folder, and the only
+//! implementation so far: everything that assumes "a backup is a folder" (staging folders,
+//! fsync, the no-replace rename that publishes, the hidden rename that deletes) lives there.
+//!
+//! Names never become paths here unchecked: a listed backup is handed back as the [`Found`]
+//! the listing made (it carries its own location), a new backup is named by a
+//! [`SafeName`], and files inside a backup are named by relative paths that the confined
+//! reader ([`crate::manifest::confined`]) walks without following links.
+//!
+//! What is local to this machine whatever the root is (locks, journals, pre-restore copies,
+//! partial downloads) is not a repository's: see [`crate::workspace`].
+
+pub mod local;
+pub mod locate;
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::time::SystemTime;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::manifest::{Manifest, ManifestError, audit};
+use crate::names::SafeName;
+
+pub use local::{LocalBackup, LocalRepo, LocalStaging};
+
+/// The backup root `root` names (today always a local folder; the one place a new kind of
+/// root is told apart).
+pub fn at(root: &Utf8Path) -> Box<dyn Repo> {
+    Box::new(LocalRepo::new(root))
+}
+
+/// What a root holds under one name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A published backup: complete when its manifest can be read.
+    Published,
+    /// A backup being written, or one a run did not finish.
+    Staging,
+}
+
+/// One backup (or staging area) of a root, as [`Repo::list`] found it. The only handle
+/// [`Repo::open`], [`Repo::remove`] and [`Repo::last_change`] take: what they act on is what
+/// the listing saw, never a name put together elsewhere.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Its name in the root (with U+FFFD for bytes that are not UTF-8).
+    pub name: String,
+    /// Where it is, as messages and `--json` show it.
+    pub location: Utf8PathBuf,
+    pub kind: Kind,
+    /// False when the name is not valid UTF-8: such a backup is listed (as damaged), never
+    /// opened or removed.
+    pub name_is_utf8: bool,
+    /// Total size of its files (for display: what cannot be read counts as zero).
+    pub size_bytes: u64,
+    /// When it was last changed itself (how old a staging area is).
+    pub modified: Option<SystemTime>,
+}
+
+/// How a removal went, once the backup is no longer one.
+#[derive(Debug)]
+pub enum Removed {
+    /// Gone.
+    Fully,
+    /// Out of sight (no longer a backup, not listed), but deleting its files stopped: the
+    /// next [`Repo::finish_removals`] goes on with it.
+    HalfWay(io::Error),
+}
+
+/// A backup root.
+pub trait Repo {
+    /// The root, as messages show it.
+    fn location(&self) -> &Utf8Path;
+
+    /// Every backup and staging area in the root, in no particular order. Other things the
+    /// root holds (hidden folders that are neither, files) are left out. A root that does not
+    /// exist is a `NotFound` error.
+    fn list(&self) -> io::Result<Vec<Found>>;
+
+    /// Opens a listed backup for reading.
+    fn open(&self, found: &Found) -> io::Result<Box<dyn Backup>>;
+
+    /// The latest change to a listed backup or anything in it: a long backup keeps writing
+    /// into its staging area while the area itself stays as old as the run. None when it
+    /// cannot be read.
+    fn last_change(&self, found: &Found) -> Option<SystemTime>;
+
+    /// Where a backup named `name` would be, as messages show it (it need not exist).
+    fn location_of(&self, name: &SafeName) -> Utf8PathBuf;
+
+    /// Begins a new backup that is to be published as `wanted` (or, if another run takes
+    /// that name meanwhile, the next free `wanted-N`): a staging area of this run alone.
+    fn begin(&self, wanted: &SafeName) -> io::Result<Box<dyn Staging>>;
+
+    /// Removes a listed backup: first out of sight at once (atomically: it stops being a
+    /// backup, complete or damaged), then its files. An error means it is still there.
+    fn remove(&self, found: &Found) -> io::Result<Removed>;
+
+    /// Goes on with removals that stopped half way; returns what still could not be removed
+    /// (its location, why).
+    fn finish_removals(&self) -> Vec<(String, io::Error)>;
+}
+
+/// One backup, open for reading.
+pub trait Backup {
+    /// Where it is, as messages show it.
+    fn location(&self) -> &Utf8Path;
+
+    /// Opens the file at `relative` (`/`-separated) for reading: only a regular file inside
+    /// the backup, reached through no link. Errors keep their kind (`NotFound`).
+    fn open(&self, relative: &str) -> io::Result<File>;
+
+    /// Reads and parses its `manifest.json`.
+    fn manifest(&self) -> Result<Manifest, ManifestError>;
+
+    /// Audits it: is everything there, intact, and what the manifest says (see
+    /// [`crate::manifest::audit`], which reads a local folder).
+    fn audit(&self, options: audit::Options) -> audit::Audit;
+}
+
+/// A backup being written: files go in, then [`Staging::commit`] publishes the whole at once.
+/// Until then it is not a backup (`list` shows it as incomplete), and a run that fails or is
+/// killed leaves nothing that looks like one.
+pub trait Staging: Send + Sync {
+    /// Where it is being written, as messages show it.
+    fn location(&self) -> &Utf8Path;
+
+    /// Creates the file at `relative` (`/`-separated safe names; its folders are made as
+    /// needed), new, readable by its owner only; never over an existing one.
+    fn create_file(&self, relative: &str) -> io::Result<Box<dyn NewFile>>;
+
+    /// Makes everything written durable and publishes the backup under its wanted name (or
+    /// the next free `-N` one), never over anything. Returns where it was published.
+    fn commit(self: Box<Self>) -> io::Result<Utf8PathBuf>;
+}
+
+/// A file being written into a [`Staging`] area.
+pub trait NewFile: Write + Send {
+    /// Makes the bytes written durable (they are flushed and synced before this returns).
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}
+
+/// Writes a whole file into `staging` and makes it durable.
+pub fn write_file(staging: &dyn Staging, relative: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut file = staging.create_file(relative)?;
+    file.write_all(bytes)?;
+    file.finish()
+}
