@@ -297,6 +297,13 @@ impl std::fmt::Debug for CheckedManifest {
     }
 }
 
+impl CheckedManifest {
+    /// The text to write.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Why aimem could not read back a manifest it was about to write.
 #[derive(Debug, Error)]
 #[error("{reason}")]

@@ -8,7 +8,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 
 use crate::manifest::checksums::{Entry, HashingWriter};
-use crate::manifest::layout::{CONFIG_DIR, LOGS_DIR, create_private_dir, private_file};
+use crate::manifest::layout::{CONFIG_DIR, LOGS_DIR};
+use crate::repo::Staging;
 
 /// The config files a backup carries: (path in the backup's `config/`, path under the install dir).
 pub const CONFIG_FILES: [(&str, &str); 4] = [
@@ -64,18 +65,20 @@ pub fn read_small(path: &Utf8Path) -> std::io::Result<String> {
     String::from_utf8(bytes).map_err(std::io::Error::other)
 }
 
-/// Copies `from` to `to` byte for byte, mode 0600, hashing on the way; synced before return.
-pub fn copy_private(from: &Utf8Path, to: &Utf8Path, relative: &str) -> std::io::Result<Copied> {
-    if let Some(parent) = to.parent() {
-        create_private_dir(parent)?;
-    }
+/// Copies `from` to `relative` in the backup being written, byte for byte, readable by its
+/// owner only, hashing on the way; synced before return.
+pub fn copy_private(
+    from: &Utf8Path,
+    staging: &dyn Staging,
+    relative: &str,
+) -> std::io::Result<Copied> {
     let mut source = open_regular(from)?;
-    let target = private_file(to)?;
+    let target = staging.create_file(relative)?;
     let mut writer = HashingWriter::new(target);
     std::io::copy(&mut source, &mut writer)?;
     writer.flush()?;
     let (sha256, size, file) = writer.finish();
-    file.sync_all()?;
+    file.finish()?;
     Ok(Copied {
         checksum: Entry {
             sha256,
@@ -85,11 +88,11 @@ pub fn copy_private(from: &Utf8Path, to: &Utf8Path, relative: &str) -> std::io::
     })
 }
 
-/// Copies the config files that exist under `install` into `staging/config/`.
+/// Copies the config files that exist under `install` into the backup's `config/`.
 /// Returns the manifest's `config_files` list and the copies.
 pub fn copy_config_files(
     install: &Utf8Path,
-    staging: &Utf8Path,
+    staging: &dyn Staging,
 ) -> Result<Vec<(String, Copied)>, (String, std::io::Error)> {
     let mut copied = Vec::new();
     for (name, source) in CONFIG_FILES {
@@ -98,8 +101,7 @@ pub fn copy_config_files(
             continue;
         }
         let relative = format!("{CONFIG_DIR}/{name}");
-        let copy = copy_private(&from, &staging.join(&relative), &relative)
-            .map_err(|e| (name.to_string(), e))?;
+        let copy = copy_private(&from, staging, &relative).map_err(|e| (name.to_string(), e))?;
         copied.push((name.to_string(), copy));
     }
     Ok(copied)

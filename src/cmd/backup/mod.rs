@@ -35,6 +35,7 @@ use crate::manifest::layout::{self, LOGS_DIR, SNAPSHOT_DIR};
 use crate::manifest::{CollectionEntry, MANIFEST_FILE, MAX_BACKUP_COLLECTIONS, Manifest};
 use crate::names::SafeName;
 use crate::qdrant::{Client, QdrantError, SnapshotDescription, Timeouts};
+use crate::repo::{self, LocalRepo, Repo};
 use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size, throughput};
@@ -430,7 +431,7 @@ fn back_up(
         journal::clear(&leftover, &client, (&server, &identity), &topology, ui);
     }
     crate::cmd::restore::clear_dead_restores(&root, &client, (&server, &identity), &topology, ui);
-    let final_dir = crate::repo::local::free_folder(&root, crate::localtime::now());
+    let final_dir = LocalRepo::new(&root).free_name(crate::localtime::now());
     ui.fact("Backup directory", final_dir.as_str());
     ui.fact("Qdrant", &format!("{}:{}", endpoint.host, endpoint.port));
     if let crate::cmd::peers::Topology::Cluster { peers } = &topology {
@@ -735,13 +736,11 @@ fn fits_one_manifest(planned: &[Planned]) -> Outcome {
 
 /// Creates the backup root if needed and returns it absolute.
 fn prepare_root(output: &Utf8Path) -> Result<Utf8PathBuf, BackupError> {
-    let folder_error = |source| BackupError::Folder {
+    let repo = LocalRepo::prepare(output).map_err(|source| BackupError::Folder {
         path: output.to_owned(),
         source,
-    };
-    std::fs::create_dir_all(output).map_err(folder_error)?;
-    let absolute = output.canonicalize_utf8().map_err(folder_error)?;
-    Ok(absolute)
+    })?;
+    Ok(repo.path().to_owned())
 }
 
 /// Fails with exit 3 unless `root`'s filesystem has twice `needed` free. Returns the free bytes.
@@ -793,11 +792,12 @@ fn write_backup(
         path: path.to_owned(),
         source,
     };
-    let staging = SafeName::new(final_name)
+    let stage = SafeName::new(final_name)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
-        .and_then(|name| crate::repo::local::create_staging_folder(cx.root, &name))
+        .and_then(|name| LocalRepo::new(cx.root).begin(&name))
         .map_err(|e| folder_error(cx.root, e))
         .or_write_exit(Exit::Failed)?;
+    let staging = stage.location().to_owned();
     lock(undo).staging = Some(staging.clone());
     lock(undo).journal = Some(
         journal::Journal::create(&staging, &cx.server, &cx.identity)
@@ -833,7 +833,7 @@ fn write_backup(
     stopped(cx.stop)?;
     cx.ui.blank();
     cx.ui.step("Backing up config files...");
-    let copied = files::copy_config_files(cx.install, &staging)
+    let copied = files::copy_config_files(cx.install, &*stage)
         .map_err(|(file, source)| BackupError::Config {
             file,
             install: cx.install.to_owned(),
@@ -864,7 +864,7 @@ fn write_backup(
                 ));
                 continue;
             }
-            let copy = files::copy_private(source, &staging.join(&relative), &relative)
+            let copy = files::copy_private(source, &*stage, &relative)
                 .map_err(|source| BackupError::Config {
                     file: relative.clone(),
                     install: cx.install.to_owned(),
@@ -905,17 +905,18 @@ fn write_backup(
             limit: MAX_BACKUP_COLLECTIONS,
         })
         .or_exit(Exit::Failed)?;
-    Manifest::write(&staging, &checked)
+    repo::write_file(&*stage, MANIFEST_FILE, checked.as_str().as_bytes())
         .map_err(write_error)
         .or_write_exit(Exit::Failed)?;
-    let (manifest_sha, manifest_size) = checksums::hash_file(&staging.join(MANIFEST_FILE))
+    let (manifest_sha, manifest_size) = checksums::hash_reader(checked.as_str().as_bytes())
         .map_err(write_error)
         .or_exit(Exit::Failed)?;
     checksums.push(Entry {
         sha256: manifest_sha,
         path: MANIFEST_FILE.to_string(),
     });
-    checksums::write(&staging, &checksums)
+    let listed = checksums::render(&checksums);
+    repo::write_file(&*stage, checksums::CHECKSUMS_FILE, listed.as_bytes())
         .map_err(write_error)
         .or_write_exit(Exit::Failed)?;
     total_size += manifest_size;
@@ -935,7 +936,8 @@ fn write_backup(
             .map_err(write_error)
             .or_exit(Exit::Failed)?;
     }
-    let final_dir = publish(&staging, final_dir)
+    let final_dir = stage
+        .commit()
         .map_err(write_error)
         .or_write_exit(Exit::Failed)?;
     lock(undo).staging = None;
@@ -1229,32 +1231,6 @@ fn create_snapshot(cx: &Context, name: &str, undo: &Mutex<Undo>) -> Outcome<Snap
             Err(collection_failure(name, e))
         }
     }
-}
-
-/// Syncs the staging tree and renames it to its final name (the next free `-N` one if another
-/// run took it meanwhile), then syncs the root so the rename itself survives a crash.
-fn publish(staging: &Utf8Path, final_dir: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
-    sync_tree_dirs(staging)?;
-    let used = crate::repo::local::publish_no_replace(staging, final_dir)?;
-    if let Some(root) = used.parent() {
-        sync_dir(root)?;
-    }
-    Ok(used)
-}
-
-/// Files were synced as they were written; this syncs the folders holding them.
-fn sync_tree_dirs(dir: &Utf8Path) -> std::io::Result<()> {
-    for entry in dir.read_dir_utf8()? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            sync_tree_dirs(entry.path())?;
-        }
-    }
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Utf8Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
