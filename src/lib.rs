@@ -1,9 +1,9 @@
 //! aimem: back up, verify and restore Qdrant collections.
 //!
 //! Layers, from the wire up: [`qdrant`] (HTTP), [`manifest`] and [`fingerprint`] (the backup
-//! folder and schemas, offline), [`repo`] (where backups live), [`cmd`] (the work of each
-//! subcommand), and this file plus [`cli`] and [`ui`] (the face: arguments, colour,
-//! rendering, exit codes).
+//! folder and schemas, offline), [`repo`] (where backups live) and [`workspace`] (what stays
+//! on this machine), [`cmd`] (the work of each subcommand), and this file plus [`cli`] and
+//! [`ui`] (the face: arguments, colour, rendering, exit codes).
 //! Nothing calls up: a lower layer gets what it needs from a higher one passed in (see
 //! `docs/architecture.md`, "Layers").
 
@@ -33,6 +33,7 @@ pub mod terminal;
 pub mod ui;
 pub mod units;
 pub mod verbose;
+pub mod workspace;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -104,7 +104,10 @@ impl Leftover {
         Leftover {
             kind,
             staging,
-            owner: l.owner.as_ref().map(crate::cmd::runs::Owner::describe),
+            owner: l
+                .owner
+                .as_ref()
+                .map(crate::workspace::runs::Owner::describe),
             // Redacted: an older aimem may have written it with credentials.
             server: l.server.as_deref().and_then(crate::qdrant::shown_stored),
             snapshots: l

@@ -9,6 +9,9 @@ pub mod output;
 pub mod peers;
 pub mod prune;
 pub mod restore;
-pub mod runs;
 pub mod verify;
 pub mod worker;
+
+/// Moved to [`crate::workspace::runs`] (local state, not a command's); kept under this name
+/// for the callers not yet moved.
+pub use crate::workspace::runs;

@@ -98,7 +98,7 @@ pub struct LockKeys(Vec<String>);
 
 impl LockKeys {
     /// `host` is the URL's (an IPv6 address in brackets); `spelled` is its scheme, host and
-    /// port ([`crate::cmd::runs::server_key`]), never credentials.
+    /// port ([`crate::workspace::runs::server_key`]), never credentials.
     pub fn new(identity: &str, spelled: &str, host: &str, port: u16) -> LockKeys {
         let bare = host
             .strip_prefix('[')
@@ -140,7 +140,7 @@ impl LockKeys {
             .map(|key| {
                 let mut all = vec![key.as_str()];
                 all.extend_from_slice(parts);
-                crate::cmd::runs::lock_name(kind, &all)
+                crate::workspace::runs::lock_name(kind, &all)
             })
             .collect();
         names.sort_unstable();
@@ -453,7 +453,7 @@ mod tests {
         assert_eq!(names, sorted);
         assert_eq!(names.len(), 3, "{keys:?}");
         // A run of an older aimem locked on the identity alone: it still meets this one.
-        assert!(names.contains(&crate::cmd::runs::lock_name(
+        assert!(names.contains(&crate::workspace::runs::lock_name(
             "restore",
             &["qdrant process x", "c"]
         )));

@@ -11,17 +11,17 @@
 //! next creation of that collection lands in a later second). Other collections and downloads
 //! are not held up. The lock is an `flock` on one file per name the server goes by
 //! ([`LockKeys`]), all taken in one order, in this user's private lock folder
-//! ([`runs::lock_dir`]).
+//! ([`crate::workspace::snapshot_turn_locks`]).
 
 use std::fs::File;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::cmd::peers::LockKeys;
-use crate::cmd::runs;
 use crate::exit::Exit;
 use crate::signals::StopFlag;
 use crate::ui::Ui;
+use crate::workspace::{self, runs};
 
 /// How long the lock is kept after the server names a snapshot: its names have one-second
 /// resolution.
@@ -92,7 +92,7 @@ static STILL_HELD: Mutex<Vec<(String, File, Instant)>> = Mutex::new(Vec::new());
 /// folder the creation is not serialised (the lock folder's problem is not the backup's).
 pub fn take_turn(keys: &LockKeys, of: SnapshotOf, stop: &StopFlag, ui: &Ui) -> Result<Turn, Exit> {
     let names = of.lock_names(keys);
-    let Ok(dir) = runs::lock_dir() else {
+    let Ok(dir) = workspace::snapshot_turn_locks() else {
         return Ok(Turn { held: Vec::new() });
     };
     let mut said = false;

@@ -22,7 +22,7 @@ use crate::qdrant::Client;
 use crate::ui::Ui;
 
 /// The journal's name inside a staging folder.
-pub const JOURNAL_FILE: &str = ".aimem-journal";
+pub use crate::workspace::JOURNAL_FILE;
 
 /// A journal is a few lines per collection; anything larger is not one of ours.
 const JOURNAL_MAX: u64 = 1024 * 1024;
@@ -176,7 +176,7 @@ impl Journal {
     /// Starts the journal of a run against `server` (known as `identity`) in its staging
     /// folder.
     pub fn create(staging: &Utf8Path, server: &str, identity: &str) -> std::io::Result<Journal> {
-        Self::create_at(&staging.join(JOURNAL_FILE), server, identity)
+        Self::create_at(&crate::workspace::backup_journal(staging), server, identity)
     }
 
     /// Starts a journal at `path` (a new name in a folder of this user's).
@@ -480,18 +480,10 @@ fn clean(text: &str) -> String {
 /// returned journal is locked by this process until the [`Leftover`] is dropped, so two runs
 /// never deal with the same one. Staging folders without a journal are not looked at.
 pub fn dead_runs(root: &Utf8Path) -> Vec<Leftover> {
-    let Ok(entries) = root.read_dir_utf8() else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        if !layout::is_staging(entry.file_name()) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        if let Some(leftover) = read_dead(entry.path()) {
-            found.push(leftover);
-        }
-    }
+    let mut found: Vec<Leftover> = crate::workspace::backup_journals(root)
+        .iter()
+        .filter_map(|place| read_dead(&place.folder))
+        .collect();
     found.sort_by(|a, b| a.staging.cmp(&b.staging));
     found
 }
@@ -499,7 +491,7 @@ pub fn dead_runs(root: &Utf8Path) -> Vec<Leftover> {
 /// True when a run holds the journal of `staging`: that backup is running (here or on another
 /// machine sharing the folder), and its folder is not to be touched.
 pub fn is_held(staging: &Utf8Path) -> bool {
-    open_journal(&staging.join(JOURNAL_FILE))
+    open_journal(&crate::workspace::backup_journal(staging))
         .is_some_and(|file| !runs::try_lock(&file).unwrap_or(true))
 }
 
@@ -519,7 +511,7 @@ fn open_journal(path: &Utf8Path) -> Option<std::fs::File> {
 
 /// The journal of `staging` when its run is dead.
 pub(crate) fn read_dead(staging: &Utf8Path) -> Option<Leftover> {
-    read_dead_journal(&staging.join(JOURNAL_FILE), staging)
+    read_dead_journal(&crate::workspace::backup_journal(staging), staging)
 }
 
 /// The journal at `path` when its run is dead (`staging`: the run's folder, as reported).

@@ -8,7 +8,7 @@ use tempfile::NamedTempFile;
 
 use crate::qdrant::ResumeFrom;
 
-/// A hidden temporary file in the target's folder (removed when dropped unless persisted),
+/// A hidden temporary file beside the target (removed when dropped unless persisted),
 /// and what is known about the bytes in it.
 pub(super) struct Partial {
     file: NamedTempFile,
@@ -18,11 +18,10 @@ pub(super) struct Partial {
 }
 
 impl Partial {
+    /// A new partial file for a download that is to become a file in `dir` (where: see
+    /// [`crate::workspace::partial_download`]).
     pub(super) fn create(dir: &Utf8Path) -> std::io::Result<Partial> {
-        let file = tempfile::Builder::new()
-            .prefix(".partial-")
-            .suffix(".snapshot")
-            .tempfile_in(dir)?;
+        let file = crate::workspace::partial_download(dir)?;
         Ok(Partial { file, etag: None })
     }
 

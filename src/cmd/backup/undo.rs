@@ -155,10 +155,7 @@ impl Undo {
             return;
         }
         let recorded = (|| -> std::io::Result<camino::Utf8PathBuf> {
-            let name = crate::names::SafeName::new(final_name).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
-            })?;
-            let folder = crate::repo::local::create_staging_folder(root, &name)?;
+            let folder = crate::workspace::journal_folder(root, final_name)?;
             let mut journal = Journal::create(&folder, server, identity)?;
             for (collection, snapshot) in &self.server_snapshots {
                 journal.record(&Record::Created {

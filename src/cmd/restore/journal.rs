@@ -3,7 +3,8 @@
 //! is asked for, so a restore killed with `kill -9` still tells the next aimem run against that
 //! server what to delete. It uses the backup journal's format and lock
 //! ([`crate::cmd::backup::journal`]) and lives in the user's state folder
-//! ([`runs::state_dir`]`/restores`, or its fallback), not beside the backup: the next run
+//! (`restores` in [`crate::workspace::runs::state_dir`], or its fallback: see
+//! [`crate::workspace::new_restore_journal`]), not beside the backup: the next run
 //! finds it wherever the restored backup lives (a USB disk, another root). Journals of older
 //! aimem versions, in pre-restore folders beside backups, are still found there.
 //!
@@ -15,105 +16,27 @@ use std::sync::{Arc, Mutex};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::PRERESTORE_PREFIX;
 use super::rollback::Undo;
 use crate::cmd::backup::journal::{self, Journal, Leftover, Record};
 use crate::cmd::peers::Topology;
-use crate::cmd::runs::{self, Owner};
+use crate::cmd::runs::Owner;
 use crate::qdrant::Client;
 use crate::ui::Ui;
-
-/// The state folder's subfolder for restore journals.
-const RESTORES: &str = "restores";
-/// A restore journal's name ends so.
-const JOURNAL_SUFFIX: &str = ".journal";
-
-/// The folder for this run's journal: `restores` in this user's state folder, made if
-/// missing.
-///
-/// Without a usable state folder (none named, or refused: see [`runs::state_dir`]) the
-/// journal goes to the fallback, with a warning that says where. Safest that way: the journal
-/// is what lets the next run delete what a killed restore leaves on the server, so one in a
-/// folder that may not outlive a reboot is better than none, and refusing the restore would
-/// leave the user without one because of a misplaced folder. The fallback is this user's
-/// private lock folder, so nobody else can read or plant a record there, and the runs after
-/// look there too ([`journal_dirs`]). (The pre-restore copies, which may become the only copy
-/// of what the restore overwrites, never go to the fallback: see the restore command.)
-fn new_journal_dir(ui: &Ui) -> std::io::Result<Utf8PathBuf> {
-    let create = runs::Missing::Create;
-    let state =
-        runs::state_dir(create, ui).and_then(|dir| runs::state_subdir(&dir, RESTORES, create, ui));
-    match state {
-        Ok(dir) => Ok(dir),
-        Err(refused) => {
-            let dir = runs::fallback_state_dir(create, ui)
-                .and_then(|dir| runs::state_subdir(&dir, RESTORES, create, ui))
-                .map_err(|e| std::io::Error::other(format!("{refused}; and {e}")))?;
-            ui.warn(&format!(
-                "{refused}; this restore's journal goes to {dir} instead, which may not outlive a reboot"
-            ));
-            Ok(dir)
-        }
-    }
-}
-
-/// The folders that may hold restore journals, those that exist: `restores` in the state
-/// folder, and in the fallback, where a run put its journal while the state folder could not
-/// be used. Nothing is created: an absent folder holds nothing to read.
-fn journal_dirs(ui: &Ui) -> Vec<Utf8PathBuf> {
-    let skip = runs::Missing::Skip;
-    let state =
-        runs::state_dir(skip, ui).and_then(|dir| runs::state_subdir(&dir, RESTORES, skip, ui));
-    let fallback = runs::fallback_state_dir(skip, ui)
-        .and_then(|dir| runs::state_subdir(&dir, RESTORES, skip, ui));
-    [state, fallback]
-        .into_iter()
-        .filter_map(|found| match found {
-            Ok(dir) => Some(dir),
-            Err(runs::StateError::Unset | runs::StateError::Absent(_)) => None,
-            Err(refused) => {
-                ui.warn(&format!(
-                    "{refused}; killed restores recorded there are not looked for"
-                ));
-                None
-            }
-        })
-        .collect()
-}
 
 /// Dead restores: journals nobody holds, in the state folder (and its fallback), and (from
 /// older aimem versions) in pre-restore folders in `root`. Each is locked by this process
 /// until dropped, so two runs never clear the same one.
 pub(crate) fn dead_restores(root: &Utf8Path, ui: &Ui) -> Vec<Leftover> {
-    let mut found = Vec::new();
-    for dir in journal_dirs(ui) {
-        if let Ok(entries) = dir.read_dir_utf8() {
-            found.extend(
-                entries
-                    .flatten()
-                    .filter(|entry| entry.file_name().ends_with(JOURNAL_SUFFIX))
-                    .filter_map(|entry| journal::read_dead_journal(entry.path(), &dir)),
-            );
-        }
-    }
-    if let Ok(entries) = root.read_dir_utf8() {
-        found.extend(
-            entries
-                .flatten()
-                .filter(|entry| entry.file_name().starts_with(PRERESTORE_PREFIX))
-                .filter(|entry| {
-                    entry
-                        .path()
-                        .symlink_metadata()
-                        .is_ok_and(|meta| meta.is_dir())
-                })
-                .filter_map(|entry| {
-                    let mut dead = journal::read_dead(entry.path())?;
-                    dead.folder = Some(entry.path().to_owned());
-                    Some(dead)
-                }),
-        );
-    }
+    let mut found: Vec<Leftover> = crate::workspace::restore_journals(root, ui)
+        .into_iter()
+        .filter_map(|place| {
+            let mut dead = journal::read_dead_journal(&place.journal, &place.folder)?;
+            if place.prerestore.is_some() {
+                dead.folder = place.prerestore;
+            }
+            Some(dead)
+        })
+        .collect();
     found.sort_by(|a, b| a.journal.cmp(&b.journal));
     found
 }
@@ -222,17 +145,9 @@ pub type SharedJournal = Arc<Mutex<RestoreJournal>>;
 impl RestoreJournal {
     /// Starts this run's journal in the state folder, before the restore changes anything.
     pub fn create(server: &str, identity: &str, ui: &Ui) -> std::io::Result<SharedJournal> {
-        let dir = new_journal_dir(ui)?;
-        let name = format!(
-            "restore-{}-{}-{:x}{JOURNAL_SUFFIX}",
-            crate::cmd::backup::undo::snapshot_time(time::OffsetDateTime::now_utc()),
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
-        );
+        let path = crate::workspace::new_restore_journal(ui)?;
         Ok(Arc::new(Mutex::new(RestoreJournal {
-            journal: Journal::create_at(&dir.join(name), server, identity)?,
+            journal: Journal::create_at(&path, server, identity)?,
             open: 0,
         })))
     }

@@ -49,7 +49,7 @@ pub(crate) use journal::{clear_dead_restores, dead_restores, describe as describ
 
 /// Hidden folder (beside the restored backup folder) for the snapshots taken before
 /// overwriting; hidden so `latest` and `list` never take it for a backup.
-pub const PRERESTORE_PREFIX: &str = ".aimem-prerestore-";
+pub use crate::workspace::PRERESTORE_PREFIX;
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -571,32 +571,11 @@ fn restore(
     // 6. Act.
     let now = crate::localtime::now();
     let stamp = layout::folder_name(now).replace('_', "-");
-    // Beside the backup (not in the current folder): the same disk the user chose for
-    // backups, and an absolute path so the recovery instructions work from anywhere.
-    let absolute = std::path::absolute(&dir)
-        .ok()
-        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .unwrap_or_else(|| dir.clone());
-    let beside = absolute.parent().unwrap_or(&absolute).to_owned();
-    // Unless someone else controls that folder: then in this user's own state folder. Never
-    // in the fallback a journal may use (`runs::fallback_state_dir`): the copy may become the
-    // only one of what the restore overwrites, and that folder is often in memory and gone
-    // at the next reboot. Without a state folder the restore stops here, before any change.
-    let prerestore_in = if layout::only_we_control(&beside) {
-        beside
-    } else {
-        let own = crate::cmd::runs::state_dir(crate::cmd::runs::Missing::Create, ui)
-            .map_err(|e| RestoreError::PrerestoreFolder {
-                reason: format!(
-                    "{beside} can be changed by other users, and aimem's own state folder cannot hold the copy instead: {e}"
-                ),
-            })
-            .or_exit(Exit::Failed)?;
-        ui.note(&format!(
-            "other users can change {beside}: the pre-restore snapshots go to {own} instead"
-        ));
-        own
-    };
+    // Beside the backup, unless someone else controls that folder; without a place for the
+    // copies the restore stops here, before any change.
+    let prerestore_in = crate::workspace::prerestore_home(&dir, ui)
+        .map_err(|reason| RestoreError::PrerestoreFolder { reason })
+        .or_exit(Exit::Failed)?;
     // What killed restores left on this server goes first: nothing else ever deletes it.
     journal::clear_dead_restores(
         &prerestore_in,
