@@ -38,20 +38,6 @@ impl LocalRepo {
     pub fn path(&self) -> &Utf8Path {
         &self.root
     }
-
-    /// A free name for a backup taken at `at`: the timestamp, with `-2`, `-3`… if taken.
-    pub fn free_name(&self, at: time::OffsetDateTime) -> Utf8PathBuf {
-        free_folder(&self.root, at)
-    }
-
-    /// [`Repo::begin`], as the local staging folder it is.
-    pub fn begin_local(&self, wanted: &SafeName) -> io::Result<LocalStaging> {
-        let dir = create_staging_folder(&self.root, wanted)?;
-        Ok(LocalStaging {
-            dir,
-            wanted: self.root.join(wanted.as_str()),
-        })
-    }
 }
 
 impl Repo for LocalRepo {
@@ -108,12 +94,16 @@ impl Repo for LocalRepo {
         newest_change(&found.location)
     }
 
-    fn location_of(&self, name: &SafeName) -> Utf8PathBuf {
-        self.root.join(name.as_str())
+    fn free_name(&self, at: time::OffsetDateTime) -> Utf8PathBuf {
+        free_folder(&self.root, at)
     }
 
     fn begin(&self, wanted: &SafeName) -> io::Result<Box<dyn Staging>> {
-        Ok(Box::new(self.begin_local(wanted)?))
+        let dir = create_staging_folder(&self.root, wanted)?;
+        Ok(Box::new(LocalStaging {
+            dir,
+            wanted: self.root.join(wanted.as_str()),
+        }))
     }
 
     fn remove(&self, found: &Found) -> io::Result<Removed> {
@@ -163,10 +153,6 @@ impl LocalBackup {
     pub fn at(dir: Utf8PathBuf) -> LocalBackup {
         LocalBackup { dir }
     }
-
-    pub fn dir(&self) -> &Utf8Path {
-        &self.dir
-    }
 }
 
 impl Backup for LocalBackup {
@@ -193,13 +179,6 @@ pub struct LocalStaging {
     dir: Utf8PathBuf,
     /// Where it is to be published.
     wanted: Utf8PathBuf,
-}
-
-impl LocalStaging {
-    /// The staging folder.
-    pub fn dir(&self) -> &Utf8Path {
-        &self.dir
-    }
 }
 
 impl Staging for LocalStaging {

@@ -91,8 +91,10 @@ pub trait Repo {
     /// cannot be read.
     fn last_change(&self, found: &Found) -> Option<SystemTime>;
 
-    /// Where a backup named `name` would be, as messages show it (it need not exist).
-    fn location_of(&self, name: &SafeName) -> Utf8PathBuf;
+    /// Where a backup taken at `at` is to go: its timestamp (`YYYY-MM-DD_HHMMSS`), with
+    /// `-2`, `-3`… when that is taken. Another run may take it meanwhile: [`Staging::commit`]
+    /// then publishes under the next free one.
+    fn free_name(&self, at: time::OffsetDateTime) -> Utf8PathBuf;
 
     /// Begins a new backup that is to be published as `wanted` (or, if another run takes
     /// that name meanwhile, the next free `wanted-N`): a staging area of this run alone.

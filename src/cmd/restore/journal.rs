@@ -19,9 +19,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::rollback::Undo;
 use crate::cmd::backup::journal::{self, Journal, Leftover, Record};
 use crate::cmd::peers::Topology;
-use crate::cmd::runs::Owner;
 use crate::qdrant::Client;
 use crate::ui::Ui;
+use crate::workspace::runs::Owner;
 
 /// Dead restores: journals nobody holds, in the state folder (and its fallback), and (from
 /// older aimem versions) in pre-restore folders in `root`. Each is locked by this process
