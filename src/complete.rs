@@ -23,9 +23,9 @@ use clap_complete::engine::{CompletionCandidate, PathCompleter, ValueCompleter};
 use clap_complete::{ArgValueCandidates, ArgValueCompleter, CompleteEnv};
 
 use crate::manifest::Manifest;
-use crate::manifest::catalog::{self, resolve_backup};
 use crate::manifest::layout::default_root;
 use crate::qdrant::Timeouts;
+use crate::repo::catalog::{self, resolve_backup};
 use crate::settings::ConnectionArgs;
 
 /// The environment variable that turns a run into a completion request (`COMPLETE=bash`).

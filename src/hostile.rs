@@ -9,8 +9,9 @@ use std::io::Write;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::alloc_probe::peak_heap;
-use crate::manifest::{Manifest, catalog, snapshot_archive};
+use crate::manifest::{Manifest, snapshot_archive};
 use crate::qdrant::{Client, QdrantError, Timeouts, cluster::ClusterStatus};
+use crate::repo::catalog;
 
 const MIB: usize = 1024 * 1024;
 

@@ -11,8 +11,8 @@ use crate::cmd::backup::journal;
 use crate::cmd::output;
 use crate::failure::Outcome;
 use crate::manifest::audit::Options;
-use crate::manifest::catalog::{ClusterSummary, Listed, State};
 use crate::manifest::layout::default_root;
+use crate::repo::catalog::{ClusterSummary, Listed, State};
 use crate::repo::{self, Repo, locate};
 use crate::ui::{Ui, human_size};
 

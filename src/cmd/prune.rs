@@ -17,9 +17,9 @@ use crate::cmd::output;
 use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
 use crate::manifest::audit::Options;
-use crate::manifest::catalog::{Listed, State};
 use crate::manifest::layout::{self, default_root};
 use crate::manifest::retention::{self, Policy};
+use crate::repo::catalog::{Listed, State};
 use crate::repo::{self, Repo, locate};
 use crate::ui::Ui;
 

@@ -3,7 +3,6 @@
 //! Offline only: nothing here talks to a network or a terminal.
 
 pub mod audit;
-pub mod catalog;
 pub mod checksums;
 pub mod cluster;
 pub mod confined;

@@ -394,10 +394,10 @@ mod tests {
         let again = create_staging_folder(root, &name("2026-02-03_143052")).unwrap();
         assert_ne!(staging, again);
         // `list` still reads when it was started.
-        let listed = crate::manifest::catalog::scan(root).unwrap();
+        let listed = crate::repo::catalog::scan(root).unwrap();
         assert_eq!(listed.len(), 2);
         for l in listed {
-            assert_eq!(l.state, crate::manifest::catalog::State::Incomplete);
+            assert_eq!(l.state, crate::repo::catalog::State::Incomplete);
             assert_eq!(
                 l.taken,
                 Some(time::macros::datetime!(2026-02-03 14:30:52 UTC))

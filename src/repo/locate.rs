@@ -3,10 +3,10 @@
 
 use camino::Utf8Path;
 
+use super::catalog::{self, Listed};
 use super::{Backup, LocalBackup, Repo};
 use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
-use crate::manifest::catalog::{self, Listed};
 use crate::manifest::layout::default_root;
 
 /// Why a backup argument names no backup; displays as the message for the user.

@@ -13,8 +13,9 @@
 //! reader ([`crate::manifest::confined`]) walks without following links.
 //!
 //! What is local to this machine whatever the root is (locks, journals, pre-restore copies,
-//! partial downloads) is not a repository's: see [`crate::workspace`].
+//! partial downloads) is not a repository's: see the `workspace` module.
 
+pub mod catalog;
 pub mod local;
 pub mod locate;
 

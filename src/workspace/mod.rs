@@ -8,7 +8,7 @@
 //!   [`backup_journals`]), so its `flock` sits beside what it describes; leftover snapshots of
 //!   a finished backup are handed on in a staging folder of their own ([`journal_folder`]);
 //! - a restore's journal: `$XDG_STATE_HOME/aimem/restores` (or the fallback in the lock
-//!   folder), wherever the restored backup lives ([`new_restore_journal`],
+//!   folder), wherever the restored backup lives ([`restore_journal_dir`],
 //!   [`restore_journals`]); older aimem versions left theirs in pre-restore folders in the
 //!   root, still read;
 //! - pre-restore copies: beside the restored backup, unless other users can change that
@@ -36,7 +36,7 @@ pub const PRERESTORE_PREFIX: &str = ".aimem-prerestore-";
 /// The state folder's subfolder for restore journals.
 const RESTORES: &str = "restores";
 
-/// A restore journal's name ends so.
+/// A restore journal's name ends so (only such files in [`restore_journal_dir`] are read).
 pub const RESTORE_JOURNAL_SUFFIX: &str = ".journal";
 
 /// A journal that may be a dead run's, and what it is reported under.
@@ -84,8 +84,8 @@ pub fn journal_folder(root: &Utf8Path, final_name: &str) -> io::Result<Utf8PathB
     crate::repo::local::create_staging_folder(root, &name)
 }
 
-/// Where this restore's journal goes: a new name in `restores` of this user's state folder,
-/// made if missing.
+/// The folder for this restore's journal: `restores` in this user's state folder, made if
+/// missing.
 ///
 /// Without a usable state folder (none named, or refused: see [`runs::state_dir`]) the
 /// journal goes to the fallback, with a warning that says where. Safest that way: the journal
@@ -95,12 +95,12 @@ pub fn journal_folder(root: &Utf8Path, final_name: &str) -> io::Result<Utf8PathB
 /// private lock folder, so nobody else can read or plant a record there, and the runs after
 /// look there too ([`restore_journals`]). (The pre-restore copies, which may become the only
 /// copy of what the restore overwrites, never go to the fallback: see [`prerestore_home`].)
-pub fn new_restore_journal(ui: &Ui) -> io::Result<Utf8PathBuf> {
+pub fn restore_journal_dir(ui: &Ui) -> io::Result<Utf8PathBuf> {
     let create = runs::Missing::Create;
     let state =
         runs::state_dir(create, ui).and_then(|dir| runs::state_subdir(&dir, RESTORES, create, ui));
-    let dir = match state {
-        Ok(dir) => dir,
+    match state {
+        Ok(dir) => Ok(dir),
         Err(refused) => {
             let dir = runs::fallback_state_dir(create, ui)
                 .and_then(|dir| runs::state_subdir(&dir, RESTORES, create, ui))
@@ -108,18 +108,9 @@ pub fn new_restore_journal(ui: &Ui) -> io::Result<Utf8PathBuf> {
             ui.warn(&format!(
                 "{refused}; this restore's journal goes to {dir} instead, which may not outlive a reboot"
             ));
-            dir
+            Ok(dir)
         }
-    };
-    let name = format!(
-        "restore-{}-{}-{:x}{RESTORE_JOURNAL_SUFFIX}",
-        crate::cmd::backup::undo::snapshot_time(time::OffsetDateTime::now_utc()),
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    );
-    Ok(dir.join(name))
+    }
 }
 
 /// The folders that may hold restore journals, those that exist: `restores` in the state

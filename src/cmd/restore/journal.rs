@@ -4,7 +4,7 @@
 //! server what to delete. It uses the backup journal's format and lock
 //! ([`crate::cmd::backup::journal`]) and lives in the user's state folder
 //! (`restores` in [`crate::workspace::runs::state_dir`], or its fallback: see
-//! [`crate::workspace::new_restore_journal`]), not beside the backup: the next run
+//! [`crate::workspace::restore_journal_dir`]), not beside the backup: the next run
 //! finds it wherever the restored backup lives (a USB disk, another root). Journals of older
 //! aimem versions, in pre-restore folders beside backups, are still found there.
 //!
@@ -145,9 +145,18 @@ pub type SharedJournal = Arc<Mutex<RestoreJournal>>;
 impl RestoreJournal {
     /// Starts this run's journal in the state folder, before the restore changes anything.
     pub fn create(server: &str, identity: &str, ui: &Ui) -> std::io::Result<SharedJournal> {
-        let path = crate::workspace::new_restore_journal(ui)?;
+        let dir = crate::workspace::restore_journal_dir(ui)?;
+        let name = format!(
+            "restore-{}-{}-{:x}{}",
+            crate::cmd::backup::undo::snapshot_time(time::OffsetDateTime::now_utc()),
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos()),
+            crate::workspace::RESTORE_JOURNAL_SUFFIX
+        );
         Ok(Arc::new(Mutex::new(RestoreJournal {
-            journal: Journal::create_at(&path, server, identity)?,
+            journal: Journal::create_at(&dir.join(name), server, identity)?,
             open: 0,
         })))
     }

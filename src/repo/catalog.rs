@@ -13,9 +13,9 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use super::layout::{STAGING_PREFIX, is_dated};
-use super::{CollectionBackup, MANIFEST_FILE, Manifest, ManifestError};
-use crate::repo::{Found, Kind, LocalRepo, Repo};
+use super::{Found, Kind, LocalRepo, Repo};
+use crate::manifest::layout::{STAGING_PREFIX, is_dated};
+use crate::manifest::{CollectionBackup, MANIFEST_FILE, Manifest, ManifestError};
 
 /// The state of a folder in the backup root; the snake_case names are part of `--json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
