@@ -13,6 +13,7 @@ pub(crate) mod journal;
 mod pipeline;
 mod resume;
 pub(crate) mod shards;
+pub(crate) mod site;
 pub(crate) mod snapshot;
 pub(crate) mod undo;
 
@@ -975,13 +976,13 @@ fn backup_collection(
         );
         let (retry, ui, stop) = (args.retry, cx.ui.clone(), cx.stop.clone());
         worker::interruptible(cx.stop, move || {
-            let label = format!("download {name}");
+            let site = site::Site::Collection(name.as_str());
             let download = snapshot::Download {
                 client: &client,
-                source: snapshot::Source::Collection(&name),
+                site,
                 snapshot: &description,
                 target: &target,
-                label: &label,
+                label: &site.download_label(),
                 ui: &ui,
                 stop: &stop,
             };
@@ -1126,13 +1127,8 @@ fn consistent_snapshot(
 fn create_snapshot(cx: &Context, name: &str, undo: &Mutex<Undo>) -> Outcome<SnapshotDescription> {
     // A minute of slack for a server clock behind ours: snapshots that existed before the
     // request are ruled out by name anyway.
-    let turn = concurrent::take_turn(
-        &cx.lock_keys,
-        concurrent::SnapshotOf::Collection(name),
-        cx.stop,
-        cx.ui,
-    )
-    .or_else(interrupted)?;
+    let turn = concurrent::take_turn(&cx.lock_keys, site::Site::Collection(name), cx.stop, cx.ui)
+        .or_else(interrupted)?;
     let asked_at =
         undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
     let existing: Vec<String> = cx

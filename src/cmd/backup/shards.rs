@@ -11,9 +11,10 @@ use camino::Utf8Path;
 use miette::Diagnostic;
 use thiserror::Error;
 
-use super::concurrent::{SnapshotOf, take_turn};
+use super::concurrent::take_turn;
 use super::journal::Record;
-use super::snapshot::{self, Downloaded, Source};
+use super::site::Site;
+use super::snapshot::{self, Downloaded};
 use super::undo::Undo;
 use super::{
     BackupError, CollectionReport, Context, Planned, collection_error, collection_failure,
@@ -759,12 +760,12 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, Sh
         // Named by the shard and the second on this peer: another run's snapshot of it there
         // in the same second would get the same name (see `concurrent`). Taken before the
         // gate, so the waiting thread never waits for a run that waits for its turn.
-        let of = SnapshotOf::Shard {
+        let site = Site::Shard {
             collection: name,
             shard,
             peer: work.peer_id,
         };
-        let turn = take_turn(&work.lock_keys, of, &work.stop, &work.ui)
+        let turn = take_turn(&work.lock_keys, site, &work.stop, &work.ui)
             .map_err(|_| ShardFailure::Qdrant(QdrantError::Interrupted))?;
         {
             let mut gate = work.gate.lock().unwrap_or_else(PoisonError::into_inner);
@@ -795,17 +796,13 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, Sh
             continue;
         };
         let target = work.dir.join(shard_file_name(shard));
-        let label = format!("download {name} shard {shard}");
-        let downloaded = snapshot::download_verified_from(
+        let downloaded = snapshot::download_verified(
             &work.client,
-            Source::Shard {
-                collection: name,
-                shard,
-            },
+            site,
             &description,
             &target,
             work.retry,
-            &label,
+            &site.download_label(),
             &work.ui,
             &work.stop,
         )
