@@ -1139,7 +1139,8 @@ fn create_snapshot(cx: &Context, name: &str, undo: &Mutex<Undo>) -> Outcome<Snap
     // On disk before the server is asked: a run killed from here on leaves a record.
     lock(undo)
         .journal_record(&journal::Record::Creating {
-            collection: name.to_string(),
+            site: site::Site::Collection(name.to_string()),
+            peer_url: None,
             asked_at: asked_at.clone(),
             asked_before: journal::asked_before(),
             existing: existing.clone(),
@@ -1177,7 +1178,8 @@ fn create_snapshot(cx: &Context, name: &str, undo: &Mutex<Undo>) -> Outcome<Snap
                 .push((name.to_string(), description.name.clone()));
             // Best effort: without it the `creating` record still leads the next run to it.
             undo.journal_record(&journal::Record::Created {
-                collection: name.to_string(),
+                site: site::Site::Collection(name.to_string()),
+                peer_url: None,
                 snapshot: description.name.clone(),
             })
             .ok();
@@ -1214,7 +1216,7 @@ fn create_snapshot(cx: &Context, name: &str, undo: &Mutex<Undo>) -> Outcome<Snap
                 // The server said no: there is no snapshot to look for later.
                 lock(undo)
                     .journal_record(&journal::Record::Refused {
-                        collection: name.to_string(),
+                        site: site::Site::Collection(name.to_string()),
                     })
                     .ok();
             }

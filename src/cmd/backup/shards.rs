@@ -616,21 +616,21 @@ fn handle(
         Event::Refused { shard, peer_id } => {
             // Best effort: without it the next run only looks for a snapshot in vain.
             super::lock(undo)
-                .journal_record(&Record::ShardRefused {
-                    collection: name.to_string(),
-                    shard,
-                    peer_id,
+                .journal_record(&Record::Refused {
+                    site: Site::Shard {
+                        collection: name.to_string(),
+                        shard,
+                        peer: peer_id,
+                    },
                 })
                 .ok();
         }
         Event::Unanswered => super::lock(undo).unanswered_shard_creations += 1,
         Event::Created(snapshot) => {
             super::lock(undo)
-                .journal_record(&Record::ShardCreated {
-                    collection: name.to_string(),
-                    shard: snapshot.shard,
-                    peer_id: snapshot.peer,
-                    peer_url: peer_url(topology, snapshot.peer),
+                .journal_record(&Record::Created {
+                    site: site_of(name, &snapshot),
+                    peer_url: Some(peer_url(topology, snapshot.peer)),
                     snapshot: snapshot.name.clone(),
                 })
                 .ok();
@@ -697,11 +697,17 @@ fn peer_url(topology: &Topology, peer_id: u64) -> String {
         .unwrap_or_default()
 }
 
-fn shard_deleted(name: &SafeName, snapshot: &Made) -> Record {
-    Record::ShardDeleted {
+fn site_of(name: &SafeName, snapshot: &Made) -> Site {
+    Site::Shard {
         collection: name.to_string(),
         shard: snapshot.shard,
-        peer_id: snapshot.peer,
+        peer: snapshot.peer,
+    }
+}
+
+fn shard_deleted(name: &SafeName, snapshot: &Made) -> Record {
+    Record::Deleted {
+        site: site_of(name, snapshot),
         snapshot: snapshot.name.clone(),
     }
 }
@@ -840,11 +846,13 @@ fn create_journaled(work: &Work, shard: u32) -> Result<SnapshotDescription, Shar
                 .collect()
         })
         .unwrap_or_default();
-    let record = Record::ShardCreating {
-        collection: name.to_string(),
-        shard,
-        peer_id: work.peer_id,
-        peer_url: work.client.display_url().to_string(),
+    let record = Record::Creating {
+        site: Site::Shard {
+            collection: name.to_string(),
+            shard,
+            peer: work.peer_id,
+        },
+        peer_url: Some(work.client.display_url().to_string()),
         asked_at,
         asked_before: super::journal::asked_before(),
         existing,

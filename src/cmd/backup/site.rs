@@ -1,11 +1,12 @@
 //! A site: one unit of snapshot work. A single node's collection is one site; a cluster's
 //! collection is one site per shard, each on the peer chosen to snapshot it. The turn to
-//! create a snapshot and its download are a site's.
+//! create a snapshot, its download, its listing and deletion, and what a journal records of it
+//! are a site's.
 
 use std::fmt;
 
-use crate::cmd::peers::LockKeys;
-use crate::qdrant::{Client, QdrantError, ResumeFrom, SnapshotBody};
+use crate::cmd::peers::{LockKeys, Topology};
+use crate::qdrant::{Client, QdrantError, ResumeFrom, SnapshotBody, SnapshotDescription};
 
 /// Where a snapshot is made and kept: generic over how the collection's name is held
 /// (`Site<&str>` while working, `Site` (owned) in the journal and the undo log).
@@ -22,6 +23,16 @@ pub enum Site<S = String> {
 }
 
 impl<S: AsRef<str>> Site<S> {
+    pub fn collection(&self) -> &str {
+        match self {
+            Site::Collection(collection) | Site::Shard { collection, .. } => collection.as_ref(),
+        }
+    }
+
+    pub fn is_shard(&self) -> bool {
+        matches!(self, Site::Shard { .. })
+    }
+
     /// The same site, borrowing its name.
     pub fn borrowed(&self) -> Site<&str> {
         self.map_name(AsRef::as_ref)
@@ -40,6 +51,19 @@ impl<S: AsRef<str>> Site<S> {
                 shard: *shard,
                 peer: *peer,
             },
+        }
+    }
+
+    /// The client that reaches the site: `client` for a collection, its peer's for a shard
+    /// (see [`peer_client`]).
+    pub fn client<'c>(
+        &self,
+        client: &'c Client,
+        topology: &'c Topology,
+    ) -> Result<&'c Client, String> {
+        match self {
+            Site::Collection(_) => Ok(client),
+            Site::Shard { peer, .. } => peer_client(topology, *peer),
         }
     }
 
@@ -64,6 +88,26 @@ impl<S: AsRef<str>> Site<S> {
         }
     }
 
+    /// `GET …/snapshots`.
+    pub fn list(&self, client: &Client) -> Result<Vec<SnapshotDescription>, QdrantError> {
+        match self.borrowed() {
+            Site::Collection(collection) => client.list_snapshots(collection),
+            Site::Shard {
+                collection, shard, ..
+            } => client.list_shard_snapshots(collection, shard),
+        }
+    }
+
+    /// `DELETE …/snapshots/{snapshot}`.
+    pub fn delete(&self, client: &Client, snapshot: &str) -> Result<(), QdrantError> {
+        match self.borrowed() {
+            Site::Collection(collection) => client.delete_snapshot(collection, snapshot),
+            Site::Shard {
+                collection, shard, ..
+            } => client.delete_shard_snapshot(collection, shard, snapshot),
+        }
+    }
+
     /// Opens the download of `snapshot`, from `resume` when given.
     pub fn open<'c>(
         &self,
@@ -79,6 +123,30 @@ impl<S: AsRef<str>> Site<S> {
         }
     }
 
+    /// True for a name Qdrant gives a snapshot of this site started at or after `asked_at`.
+    pub fn names_snapshot(&self, name: &str, asked_at: &str) -> bool {
+        match self.borrowed() {
+            Site::Collection(collection) => super::undo::is_ours(name, collection, asked_at),
+            Site::Shard {
+                collection, shard, ..
+            } => super::journal::is_shard_snapshot_of(name, collection, shard, asked_at),
+        }
+    }
+
+    /// True for a snapshot name a journal may give this site: one Qdrant gives it, under safe
+    /// names. A journal naming anything else is not one aimem wrote as it stands.
+    pub fn may_name(&self, snapshot: &str) -> bool {
+        let collection = self.collection();
+        crate::names::check(collection).is_ok()
+            && match self {
+                Site::Collection(_) => super::undo::is_ours(snapshot, collection, ""),
+                Site::Shard { shard, .. } => {
+                    crate::names::check(snapshot).is_ok()
+                        && snapshot.starts_with(&format!("{collection}-shard-{shard}-"))
+                }
+            }
+    }
+
     /// The progress bar's label for its download.
     pub fn download_label(&self) -> String {
         match self {
@@ -88,6 +156,17 @@ impl<S: AsRef<str>> Site<S> {
             } => format!("download {} shard {shard}", collection.as_ref()),
         }
     }
+}
+
+/// The client of cluster peer `peer`: the peer with that id in the cluster this run discovered
+/// and verified. An address a journal recorded is never asked: by now it may reach another
+/// server, which must get neither this run's key nor credentials, nor the chance to answer as
+/// the recorded peer.
+pub fn peer_client(topology: &Topology, peer: u64) -> Result<&Client, String> {
+    topology
+        .peer(peer)
+        .map(|p| &p.client)
+        .ok_or_else(|| format!("peer {peer} is not a peer of this cluster now"))
 }
 
 /// As messages name it: `` `c` ``, or `` shard 1 of `c` on peer 2 ``.

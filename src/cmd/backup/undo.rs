@@ -8,6 +8,7 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 
 use super::journal::{Journal, Record};
+use super::site::Site;
 use crate::qdrant::{Client, QdrantError};
 use crate::ui::Ui;
 
@@ -73,7 +74,7 @@ impl Undo {
             .retain(|(c, s)| !(c == collection && s == name));
         // Best effort: a deletion missing from the journal only costs the next run a 404.
         self.journal_record(&Record::Deleted {
-            collection: collection.to_string(),
+            site: Site::Collection(collection.to_string()),
             snapshot: name.to_string(),
         })
         .ok();
@@ -96,7 +97,7 @@ impl Undo {
         for (collection, name) in std::mem::take(&mut self.server_snapshots) {
             if delete(client, ui, &collection, &name) {
                 self.journal_record(&Record::Deleted {
-                    collection,
+                    site: Site::Collection(collection),
                     snapshot: name,
                 })
                 .ok();
@@ -159,7 +160,8 @@ impl Undo {
             let mut journal = Journal::create(&folder, server, identity)?;
             for (collection, snapshot) in &self.server_snapshots {
                 journal.record(&Record::Created {
-                    collection: collection.clone(),
+                    site: Site::Collection(collection.clone()),
+                    peer_url: None,
                     snapshot: snapshot.clone(),
                 })?;
             }
