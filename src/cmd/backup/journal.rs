@@ -82,6 +82,11 @@ pub enum Record {
     Deleted { site: Site, snapshot: String },
 }
 
+/// A shard's peer as records show it (without credentials); none for a collection.
+pub fn peer_url(site: Site<&str>, client: &Client) -> Option<String> {
+    site.is_shard().then(|| client.display_url().to_string())
+}
+
 /// The journal's lines as they are on disk.
 mod wire {
     use serde::{Deserialize, Serialize};

@@ -14,8 +14,9 @@ use thiserror::Error;
 use super::concurrent::take_turn;
 use super::journal::Record;
 use super::site::Site;
-use super::snapshot::{self, Downloaded};
-use super::undo::Undo;
+use super::snapshot::{self, Downloaded, Durability};
+use super::take::{Method, SiteFailure, Tracker};
+use super::undo::{Pending, Undo};
 use super::{
     BackupError, CollectionReport, Context, Planned, collection_error, collection_failure,
     live_fingerprint, stopped,
@@ -30,7 +31,7 @@ use crate::manifest::cluster::{
 };
 use crate::names::SafeName;
 use crate::qdrant::cluster::CollectionClusterView;
-use crate::qdrant::{QdrantError, SnapshotDescription};
+use crate::qdrant::{Client, QdrantError, SnapshotDescription};
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum ShardError {
@@ -231,14 +232,6 @@ pub fn cluster_record(topology: &Topology) -> Option<ClusterRecord> {
             })
             .collect(),
     })
-}
-
-/// A shard snapshot made on a peer and not yet deleted there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Made {
-    shard: u32,
-    peer: u64,
-    name: String,
 }
 
 /// Backs up one collection of a cluster; the entry carries a `cluster` record and no
@@ -500,7 +493,7 @@ fn take_shards(
     }
     let (events, inbox) = mpsc::channel::<Event>();
     let gate = Arc::new(Mutex::new(Gate::default()));
-    let mut running = 0usize;
+    let mut heard = Heard::default();
     for (peer_id, shards) in per_peer {
         let Some(peer) = cx.topology.peer(peer_id) else {
             continue;
@@ -508,6 +501,7 @@ fn take_shards(
         let work = Work {
             client: peer.client.clone(),
             lock_keys: cx.lock_keys.clone(),
+            method: cx.method,
             peer_id,
             collection: name.to_string(),
             dir: dir.to_owned(),
@@ -521,16 +515,15 @@ fn take_shards(
             let result = peer_shards(&work, &shards);
             work.events.send(Event::Done(peer_id, result)).ok();
         });
-        running += 1;
+        heard.running += 1;
     }
     drop(events);
 
-    let mut made: Vec<Made> = Vec::new();
-    let mut taken = BTreeMap::new();
-    let mut failure = None;
     let mut closing = false;
     loop {
-        if !closing && (running == 0 || failure.is_some() || cx.stop.requested().is_some()) {
+        if !closing
+            && (heard.running == 0 || heard.failure.is_some() || cx.stop.requested().is_some())
+        {
             // No worker starts another creation from here on.
             gate.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
             closing = true;
@@ -539,30 +532,12 @@ fn take_shards(
         // deleted); transfers are not. Their events are all sent before `creating` drops.
         if closing && gate.lock().unwrap_or_else(PoisonError::into_inner).creating == 0 {
             while let Ok(event) = inbox.try_recv() {
-                handle(
-                    event,
-                    &mut made,
-                    &mut taken,
-                    &mut failure,
-                    &mut running,
-                    undo,
-                    cx.topology,
-                    name,
-                );
+                heard.take(event, undo);
             }
             break;
         }
         match inbox.recv_timeout(POLL) {
-            Ok(event) => handle(
-                event,
-                &mut made,
-                &mut taken,
-                &mut failure,
-                &mut running,
-                undo,
-                cx.topology,
-                name,
-            ),
+            Ok(event) => heard.take(event, undo),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 gate.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
@@ -570,147 +545,94 @@ fn take_shards(
             }
         }
     }
-    // Whatever happened, nothing this run made stays on a server.
-    for snapshot in made {
-        let Some(peer) = cx.topology.peer(snapshot.peer) else {
-            continue;
-        };
-        match peer
-            .client
-            .delete_shard_snapshot(name, snapshot.shard, &snapshot.name)
-        {
-            Ok(()) => {
-                super::lock(undo)
-                    .journal_record(&shard_deleted(name, &snapshot))
-                    .ok();
-            }
-            Err(e) => cx.ui.warn(&format!(
-                "could not delete shard snapshot {} from peer {} ({}): {e}",
-                snapshot.name,
-                snapshot.peer,
-                peer.client.display_url()
-            )),
-        }
-    }
+    delete_made(cx, name, undo);
     stopped(cx.stop)?;
-    finish(name, sources, taken, failure, dir)
+    let Heard { taken, failure, .. } = heard;
+    // A worker that ended without its shards (the gate closed on it) was stopped.
+    let failure = failure.or_else(|| {
+        (taken.len() != sources.len()).then_some(SiteFailure::Qdrant(QdrantError::Interrupted))
+    });
+    match failure {
+        None => Ok(taken),
+        Some(failure) => Err(super::site_failure(cx, name, failure, dir)),
+    }
 }
 
-/// Takes one worker event into account: journals creations and deletions, keeps results.
-#[allow(clippy::too_many_arguments)]
-fn handle(
-    event: Event,
-    made: &mut Vec<Made>,
-    taken: &mut BTreeMap<u32, (u64, Downloaded)>,
-    failure: &mut Option<ShardFailure>,
-    running: &mut usize,
-    undo: &Mutex<Undo>,
-    topology: &Topology,
-    name: &SafeName,
-) {
-    match event {
-        Event::Journal(record, reply) => {
-            let synced = super::lock(undo).journal_record(&record);
-            reply.send(synced).ok();
+/// Whatever happened, nothing this run made of `name`'s shards stays on a peer: each snapshot
+/// still there is deleted, or said (and left: the cleanup neither retries nor hands it on).
+fn delete_made(cx: &Context, name: &SafeName, undo: &Mutex<Undo>) {
+    let made: Vec<(Site, String)> = super::lock(undo)
+        .server_snapshots
+        .iter()
+        .filter(|(site, _)| site.is_shard() && site.collection() == name.as_str())
+        .cloned()
+        .collect();
+    for (site, snapshot) in made {
+        let Site::Shard { peer, .. } = site else {
+            continue;
+        };
+        let Some(peer) = cx.topology.peer(peer) else {
+            super::lock(undo).drop_snapshot(&site, &snapshot);
+            continue;
+        };
+        match site.delete(&peer.client, &snapshot) {
+            Ok(()) => super::lock(undo).forget_snapshot(&site, &snapshot),
+            Err(e) => {
+                cx.ui.warn(&format!(
+                    "could not delete shard snapshot {snapshot} from peer {} ({}): {e}",
+                    peer.peer_id,
+                    peer.client.display_url()
+                ));
+                super::lock(undo).drop_snapshot(&site, &snapshot);
+            }
         }
-        Event::Refused { shard, peer_id } => {
-            // Best effort: without it the next run only looks for a snapshot in vain.
-            super::lock(undo)
-                .journal_record(&Record::Refused {
-                    site: Site::Shard {
-                        collection: name.to_string(),
-                        shard,
-                        peer: peer_id,
-                    },
-                })
-                .ok();
-        }
-        Event::Unanswered => super::lock(undo).unanswered_shard_creations += 1,
-        Event::Created(snapshot) => {
-            super::lock(undo)
-                .journal_record(&Record::Created {
-                    site: site_of(name, &snapshot),
-                    peer_url: Some(peer_url(topology, snapshot.peer)),
-                    snapshot: snapshot.name.clone(),
-                })
-                .ok();
-            made.push(snapshot);
-        }
-        Event::Deleted(snapshot) => {
-            made.retain(|m| m != &snapshot);
-            super::lock(undo)
-                .journal_record(&shard_deleted(name, &snapshot))
-                .ok();
-        }
-        Event::Done(peer_id, result) => {
-            *running -= 1;
-            match result {
-                Ok(done) => taken.extend(done.into_iter().map(|(s, d)| (s, (peer_id, d)))),
-                Err(e) => {
-                    failure.get_or_insert(e);
+    }
+}
+
+/// What the workers told the waiting thread so far.
+#[derive(Default)]
+struct Heard {
+    /// Shard id → (the peer it came from, its file).
+    taken: BTreeMap<u32, (u64, Downloaded)>,
+    failure: Option<SiteFailure>,
+    /// Workers not done yet.
+    running: usize,
+}
+
+impl Heard {
+    /// Takes one worker event into account: journals creations and deletions, keeps results.
+    fn take(&mut self, event: Event, undo: &Mutex<Undo>) {
+        match event {
+            Event::Journal(record, reply) => {
+                let synced = super::lock(undo).journal_record(&record);
+                reply.send(synced).ok();
+            }
+            Event::Created {
+                site,
+                peer_url,
+                snapshot,
+            } => super::lock(undo).created(site, peer_url, snapshot),
+            Event::Unanswered(pending) => super::lock(undo).pending.push(pending),
+            Event::Deleted { site, snapshot } => {
+                super::lock(undo).forget_snapshot(&site, &snapshot);
+            }
+            Event::Done(peer_id, result) => {
+                self.running -= 1;
+                match result {
+                    Ok(done) => self
+                        .taken
+                        .extend(done.into_iter().map(|(s, d)| (s, (peer_id, d)))),
+                    Err(e) => {
+                        self.failure.get_or_insert(e);
+                    }
                 }
             }
         }
     }
 }
 
-/// The outcome of the shards' work.
-fn finish(
-    name: &SafeName,
-    sources: &BTreeMap<u32, u64>,
-    taken: BTreeMap<u32, (u64, Downloaded)>,
-    mut failure: Option<ShardFailure>,
-    journal_dir: &Utf8Path,
-) -> Outcome<BTreeMap<u32, (u64, Downloaded)>> {
-    if taken.len() != sources.len() && failure.is_none() {
-        failure = Some(ShardFailure::Qdrant(QdrantError::Interrupted));
-    }
-    match failure {
-        None => Ok(taken),
-        Some(ShardFailure::Qdrant(QdrantError::Interrupted))
-        | Some(ShardFailure::Download(snapshot::DownloadError::Qdrant(QdrantError::Interrupted))) => {
-            Err(BackupError::Interrupted).or_exit(Exit::Interrupted)
-        }
-        Some(ShardFailure::Qdrant(e)) => Err(collection_failure(name, e)),
-        Some(ShardFailure::Download(e)) if e.is_out_of_space() => {
-            Err(collection_error(name, e)).or_exit(Exit::InsufficientSpace)
-        }
-        Some(ShardFailure::Download(snapshot::DownloadError::Qdrant(e))) => {
-            Err(collection_failure(name, e))
-        }
-        Some(ShardFailure::Download(e)) => Err(collection_error(name, e)).or_exit(Exit::Failed),
-        Some(ShardFailure::Journal(source)) => Err(BackupError::Folder {
-            path: journal_dir.to_owned(),
-            source,
-        })
-        .or_exit(Exit::Failed),
-    }
-}
-
 /// How often the waiting thread looks at the stop flag.
 const POLL: std::time::Duration = std::time::Duration::from_millis(50);
-
-fn peer_url(topology: &Topology, peer_id: u64) -> String {
-    topology
-        .peer(peer_id)
-        .map(|p| p.client.display_url().to_string())
-        .unwrap_or_default()
-}
-
-fn site_of(name: &SafeName, snapshot: &Made) -> Site {
-    Site::Shard {
-        collection: name.to_string(),
-        shard: snapshot.shard,
-        peer: snapshot.peer,
-    }
-}
-
-fn shard_deleted(name: &SafeName, snapshot: &Made) -> Record {
-    Record::Deleted {
-        site: site_of(name, snapshot),
-        snapshot: snapshot.name.clone(),
-    }
-}
 
 /// Whether workers may start snapshot creations, and how many are under way.
 #[derive(Debug, Default)]
@@ -723,23 +645,26 @@ struct Gate {
 enum Event {
     /// A record to sync before the worker goes on (it waits for the outcome).
     Journal(Record, mpsc::Sender<std::io::Result<()>>),
-    /// The peer refused the creation of this shard's snapshot.
-    Refused {
-        shard: u32,
-        peer_id: u64,
-    },
     /// A creation got no usable answer: its snapshot may exist.
-    Unanswered,
-    Created(Made),
-    Deleted(Made),
-    Done(u64, Result<Vec<(u32, Downloaded)>, ShardFailure>),
+    Unanswered(Pending),
+    Created {
+        site: Site,
+        peer_url: Option<String>,
+        snapshot: String,
+    },
+    Deleted {
+        site: Site,
+        snapshot: String,
+    },
+    Done(u64, Result<Vec<(u32, Downloaded)>, SiteFailure>),
 }
 
 /// What a peer's worker owns (it may outlive the wait: a stalled transfer is abandoned).
 struct Work {
-    client: crate::qdrant::Client,
+    client: Client,
     /// The names the server goes by in snapshot turns.
     lock_keys: crate::cmd::peers::LockKeys,
+    method: Method,
     peer_id: u64,
     collection: String,
     dir: camino::Utf8PathBuf,
@@ -750,141 +675,104 @@ struct Work {
     gate: Arc<Mutex<Gate>>,
 }
 
-enum ShardFailure {
-    Qdrant(QdrantError),
-    Download(snapshot::DownloadError),
-    /// The journal record could not be written before a creation.
-    Journal(std::io::Error),
+/// A peer's worker tells the waiting thread, which journals (the worker waits for a record
+/// to be synced before it asks) and keeps track of what is made.
+impl Tracker for Work {
+    fn record(&self, record: &Record) -> Result<(), SiteFailure> {
+        let interrupted = || SiteFailure::Qdrant(QdrantError::Interrupted);
+        let (reply, synced) = mpsc::channel();
+        self.events
+            .send(Event::Journal(record.clone(), reply))
+            .map_err(|_| interrupted())?;
+        match synced.recv() {
+            Ok(result) => result.map_err(SiteFailure::Journal),
+            Err(_) => Err(interrupted()),
+        }
+    }
+
+    fn ask(&self, client: &Client, site: Site<&str>) -> Result<SnapshotDescription, QdrantError> {
+        site.create(client)
+    }
+
+    fn created(&self, site: Site<&str>, peer_url: Option<String>, snapshot: &str) {
+        let event = Event::Created {
+            site: site.owned(),
+            peer_url,
+            snapshot: snapshot.to_string(),
+        };
+        self.events.send(event).ok();
+    }
+
+    /// This run never looks for a shard snapshot whose answer it missed: the journal's record
+    /// leads the next run to it (so the journal is kept), and the turn need not outlive the
+    /// wait.
+    fn unanswered(&self, mut pending: Pending) {
+        if let Some(turn) = pending.turn.take() {
+            turn.release_after_answer();
+        }
+        pending.looked_for = false;
+        self.events.send(Event::Unanswered(pending)).ok();
+    }
+
+    fn deleted(&self, site: Site<&str>, snapshot: &str) {
+        let event = Event::Deleted {
+            site: site.owned(),
+            snapshot: snapshot.to_string(),
+        };
+        self.events.send(event).ok();
+    }
 }
 
 /// One peer's share: for each shard, snapshot, download, delete, telling the waiting thread
 /// each creation and deletion so it can journal them and clean up what is left.
-fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, ShardFailure> {
+fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, SiteFailure> {
     let name = work.collection.as_str();
     let mut done = Vec::new();
     for &shard in shards {
-        // Named by the shard and the second on this peer: another run's snapshot of it there
-        // in the same second would get the same name (see `concurrent`). Taken before the
-        // gate, so the waiting thread never waits for a run that waits for its turn.
         let site = Site::Shard {
             collection: name,
             shard,
             peer: work.peer_id,
         };
+        // Named by the shard and the second on this peer: another run's snapshot of it there
+        // in the same second would get the same name (see `concurrent`). Taken before the
+        // gate, so the waiting thread never waits for a run that waits for its turn.
         let turn = take_turn(&work.lock_keys, site, &work.stop, &work.ui)
-            .map_err(|_| ShardFailure::Qdrant(QdrantError::Interrupted))?;
+            .map_err(|_| SiteFailure::Qdrant(QdrantError::Interrupted))?;
         {
             let mut gate = work.gate.lock().unwrap_or_else(PoisonError::into_inner);
             if gate.closed || work.stop.requested().is_some() {
-                return Err(ShardFailure::Qdrant(QdrantError::Interrupted));
+                return Err(SiteFailure::Qdrant(QdrantError::Interrupted));
             }
             gate.creating += 1;
         }
-        let created = create_journaled(work, shard);
-        // Answered or not: this run never looks for a shard snapshot whose answer it missed
-        // (the journal's record leads the next run to it).
-        turn.release_after_answer();
-        let made = created.as_ref().ok().map(|description| Made {
-            shard,
-            peer: work.peer_id,
-            name: description.name.clone(),
-        });
-        if let Some(made) = &made {
-            work.events.send(Event::Created(made.clone())).ok();
-        }
-        // After the event: the waiting thread, seeing no creation under way, has it.
+        let captured = work.method.capture(&work.client, site, turn, work);
+        // After its events: the waiting thread, seeing no creation under way, has them.
         work.gate
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .creating -= 1;
-        let description: SnapshotDescription = created?;
-        let Some(made) = made else {
-            continue;
-        };
-        let target = work.dir.join(shard_file_name(shard));
-        let downloaded = snapshot::download_verified(
-            &work.client,
+        let captured = captured?;
+        let download = snapshot::Download {
+            client: &work.client,
             site,
-            &description,
-            &target,
-            work.retry,
-            &site.download_label(),
-            &work.ui,
-            &work.stop,
-        )
-        .map_err(ShardFailure::Download)?;
-        if work
-            .client
-            .delete_shard_snapshot(name, shard, &description.name)
-            .is_ok()
-        {
-            work.events.send(Event::Deleted(made)).ok();
-        }
+            snapshot: &captured,
+            target: &work.dir.join(shard_file_name(shard)),
+            label: &site.download_label(),
+            ui: &work.ui,
+            stop: &work.stop,
+        };
+        let downloaded = work
+            .method
+            .fetch(&download, work.retry, Durability::SyncedNow)
+            .map_err(SiteFailure::Download)?;
+        // One that stays is deleted by the waiting thread once the workers are done.
+        work.method
+            .release(&work.client, site, &captured, work)
+            .ok();
         done.push((shard, downloaded));
     }
     Ok(done)
-}
-
-/// Asks the peer for a snapshot of `shard`, with a `ShardCreating` record on disk before the
-/// request goes out (a run killed while the peer builds it leaves the next run a way to find
-/// it), and a `ShardRefused` one when the peer says no.
-fn create_journaled(work: &Work, shard: u32) -> Result<SnapshotDescription, ShardFailure> {
-    let name = work.collection.as_str();
-    // A minute of slack for a peer clock behind ours: snapshots that existed before the
-    // request are ruled out by name anyway.
-    let asked_at =
-        super::undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
-    // Only those named from `asked_at` on could be taken for this run's: the others are
-    // ruled out by their time, and leaving them out keeps the record small.
-    let existing: Vec<String> = work
-        .client
-        .list_shard_snapshots(name, shard)
-        .map(|list| {
-            list.into_iter()
-                .map(|s| s.name)
-                .filter(|n| super::journal::is_shard_snapshot_of(n, name, shard, &asked_at))
-                .collect()
-        })
-        .unwrap_or_default();
-    let record = Record::Creating {
-        site: Site::Shard {
-            collection: name.to_string(),
-            shard,
-            peer: work.peer_id,
-        },
-        peer_url: Some(work.client.display_url().to_string()),
-        asked_at,
-        asked_before: super::journal::asked_before(),
-        existing,
-    };
-    let (reply, synced) = mpsc::channel();
-    work.events
-        .send(Event::Journal(record, reply))
-        .map_err(|_| ShardFailure::Qdrant(QdrantError::Interrupted))?;
-    match synced.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(ShardFailure::Journal(e)),
-        Err(_) => return Err(ShardFailure::Qdrant(QdrantError::Interrupted)),
-    }
-    match work.client.create_shard_snapshot(name, shard) {
-        Ok(description) => Ok(description),
-        Err(e) => {
-            let event = match e {
-                // No answer, or one aimem cannot use: the peer may still build it, and only
-                // the journal's record leads to it.
-                QdrantError::Timeout { .. }
-                | QdrantError::Transport { .. }
-                | QdrantError::InvalidResponse { .. } => Event::Unanswered,
-                // The peer said no: there is no snapshot to look for later.
-                _ => Event::Refused {
-                    shard,
-                    peer_id: work.peer_id,
-                },
-            };
-            work.events.send(event).ok();
-            Err(ShardFailure::Qdrant(e))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! A site: one unit of snapshot work. A single node's collection is one site; a cluster's
-//! collection is one site per shard, each on the peer chosen to snapshot it. The turn to
-//! create a snapshot, its download, its listing and deletion, and what a journal records of it
-//! are a site's.
+//! collection is one site per shard, each on the peer chosen to snapshot it. Whatever is done
+//! to a snapshot (take the turn to create it, create, list, download, delete, journal) is done
+//! to a site's, through the one implementation here.
 
 use std::fmt;
 
@@ -36,6 +36,11 @@ impl<S: AsRef<str>> Site<S> {
     /// The same site, borrowing its name.
     pub fn borrowed(&self) -> Site<&str> {
         self.map_name(AsRef::as_ref)
+    }
+
+    /// The same site, owning its name (as records keep it).
+    pub fn owned(&self) -> Site {
+        self.map_name(|name| name.as_ref().to_string())
     }
 
     /// The same site, its collection's name changed by `f`.
@@ -85,6 +90,16 @@ impl<S: AsRef<str>> Site<S> {
                     &format!("peer {peer}"),
                 ],
             ),
+        }
+    }
+
+    /// `POST …/snapshots?wait=true`.
+    pub fn create(&self, client: &Client) -> Result<SnapshotDescription, QdrantError> {
+        match self.borrowed() {
+            Site::Collection(collection) => client.create_snapshot(collection),
+            Site::Shard {
+                collection, shard, ..
+            } => client.create_shard_snapshot(collection, shard),
         }
     }
 
@@ -145,6 +160,20 @@ impl<S: AsRef<str>> Site<S> {
                         && snapshot.starts_with(&format!("{collection}-shard-{shard}-"))
                 }
             }
+    }
+
+    /// The site's snapshots before a creation is asked for, as its record keeps them: only
+    /// those named from `asked_at` on could be taken for the new one, and for a shard leaving
+    /// the others out keeps the record small (a collection's lists them all, as it always has).
+    pub fn existing(&self, client: &Client, asked_at: &str) -> Vec<String> {
+        self.list(client)
+            .map(|list| {
+                list.into_iter()
+                    .map(|s| s.name)
+                    .filter(|name| !self.is_shard() || self.names_snapshot(name, asked_at))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The progress bar's label for its download.
