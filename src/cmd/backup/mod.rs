@@ -7,6 +7,7 @@
 
 pub(crate) mod cluster;
 pub(crate) mod concurrent;
+mod consistent;
 pub(crate) mod disk;
 pub(crate) mod files;
 pub(crate) mod journal;
@@ -40,6 +41,7 @@ use crate::qdrant::{Client, QdrantError, SnapshotDescription, Timeouts};
 use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size, throughput};
+use consistent::Consistent;
 use site::Site;
 use take::SiteFailure;
 use undo::Undo;
@@ -960,7 +962,24 @@ fn backup_collection(
     let site = Site::Collection(name.as_str());
     let started = Instant::now();
     let tracker = Here { cx, undo };
-    let (description, records, records_max, fingerprint) = consistent_snapshot(cx, site, &tracker)?;
+    let Consistent {
+        taken: description,
+        records,
+        records_max,
+        schema: fingerprint,
+        ..
+    } = consistent::consistent(
+        cx,
+        name,
+        &[],
+        consistent::Scope::Collection,
+        || capture(cx, site, &tracker),
+        |description| {
+            cx.method
+                .release(cx.client, site, &description, &tracker)
+                .ok();
+        },
+    )?;
     if let Some(size) = description.size {
         check_space(
             cx.root,
@@ -1042,77 +1061,6 @@ fn live_fingerprint(cx: &Context, name: &str) -> Outcome<Fingerprint> {
     Fingerprint::from_collection_info(&info)
         .map_err(|e| collection_error(name, e))
         .or_exit(Exit::Failed)
-}
-
-/// How many times a snapshot is taken again when writes moved the point count (or the
-/// schema) meanwhile.
-const SNAPSHOT_ATTEMPTS: u32 = 3;
-
-/// Takes a snapshot whose point count and schema are known.
-///
-/// The schema fingerprint read before and after it must agree, or the schema changed (a
-/// payload index added, say) and nobody knows which one the snapshot holds: the manifest
-/// would not describe it, and the backup would fail its own verification. Then it is taken
-/// again, and after [`SNAPSHOT_ATTEMPTS`] the backup of this collection fails.
-///
-/// The exact count before and after must agree too, or writes happened meanwhile and the
-/// snapshot holds an unknown number of points, which restore could not check. Then it is taken
-/// again; if the collection never holds still, the range is recorded (`records` ..
-/// `records_max`) with a warning.
-fn consistent_snapshot(
-    cx: &Context,
-    site: Site<&str>,
-    tracker: &Here,
-) -> Outcome<(SnapshotDescription, u64, Option<u64>, Fingerprint)> {
-    let name = site.collection();
-    let count = || {
-        cx.client
-            .count_exact(name)
-            .map_err(|e| collection_failure(name, e))
-    };
-    let mut attempt = 1;
-    loop {
-        let schema_before = live_fingerprint(cx, name)?;
-        let before = count()?;
-        let description = capture(cx, site, tracker)?;
-        let after = count()?;
-        let schema_after = live_fingerprint(cx, name)?;
-        if schema_before != schema_after {
-            if attempt == SNAPSHOT_ATTEMPTS {
-                // The snapshot stays in the undo log: the cleanup deletes it.
-                return Err(BackupError::SchemaKeptChanging {
-                    collection: name.to_string(),
-                    attempts: SNAPSHOT_ATTEMPTS,
-                })
-                .or_exit(Exit::Failed);
-            }
-            cx.ui.note(&format!(
-                "`{name}`: its schema changed while it was snapshotted; taking it again"
-            ));
-            cx.method
-                .release(cx.client, site, &description, tracker)
-                .ok();
-            attempt += 1;
-            continue;
-        }
-        if before == after {
-            return Ok((description, before, None, schema_after));
-        }
-        let (low, high) = (before.min(after), before.max(after));
-        if attempt == SNAPSHOT_ATTEMPTS {
-            cx.ui.warn(&format!(
-                "`{name}` kept changing while it was snapshotted: the snapshot holds between {low} and {high} points"
-            ));
-            return Ok((description, low, Some(high), schema_after));
-        }
-        cx.ui.note(&format!(
-            "`{name}` changed while it was snapshotted ({before} → {after} points); taking it again"
-        ));
-        cx.method
-            .release(cx.client, site, &description, tracker)
-            .ok();
-        attempt += 1;
-    }
 }
 
 /// Captures `site`'s snapshot on the server this run talks to, in its turn. A stop requested

@@ -12,14 +12,14 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use super::concurrent::take_turn;
+use super::consistent::{Consistent, Scope, consistent};
 use super::journal::Record;
 use super::site::Site;
 use super::snapshot::{self, Downloaded, Durability};
 use super::take::{Method, SiteFailure, Tracker};
 use super::undo::{Pending, Undo};
 use super::{
-    BackupError, CollectionReport, Context, Planned, collection_error, collection_failure,
-    live_fingerprint, stopped,
+    BackupError, CollectionReport, Context, Planned, collection_error, collection_failure, stopped,
 };
 use crate::cmd::peers::Topology;
 use crate::exit::Exit;
@@ -317,8 +317,20 @@ pub(super) fn backup_collection(
         })
         .or_exit(Exit::Failed)?;
 
-    let (taken, records, records_max, key_records, schema_after) =
-        consistent_shards(cx, args, name, &shard_keys, &sources, &dir, undo)?;
+    let Consistent {
+        taken,
+        records,
+        records_max,
+        key_records,
+        schema: schema_after,
+    } = consistent(
+        cx,
+        name,
+        &shard_keys,
+        Scope::Shards,
+        || take_shards(cx, args, name, &sources, &dir, undo),
+        |taken| drop_files(&dir, &taken),
+    )?;
 
     let mut records_shards = Vec::new();
     let mut size_bytes = 0u64;
@@ -382,88 +394,6 @@ pub(super) fn backup_collection(
     };
     entry.set_cluster(&record);
     Ok((entry, report))
-}
-
-/// Takes the shard snapshots with a known point count and schema, as
-/// [`super::consistent_snapshot`] does for a single node: when the schema fingerprint read
-/// before and after differs, every shard is taken again (their snapshots are already gone
-/// from the peers, their files are dropped), and after [`super::SNAPSHOT_ATTEMPTS`] the
-/// collection fails; when the exact count differs, they are taken again too, and after the
-/// last attempt the range is recorded with a warning.
-#[allow(clippy::type_complexity)]
-fn consistent_shards(
-    cx: &Context,
-    args: &super::BackupArgs,
-    name: &SafeName,
-    shard_keys: &[ShardKey],
-    sources: &BTreeMap<u32, u64>,
-    dir: &Utf8Path,
-    undo: &Mutex<Undo>,
-) -> Outcome<(
-    BTreeMap<u32, (u64, Downloaded)>,
-    u64,
-    Option<u64>,
-    Vec<u64>,
-    crate::fingerprint::Fingerprint,
-)> {
-    // The exact total, and (custom sharding) each key's exact count: a shard's own
-    // `points_count` is approximate, so these are what a restore checks per key.
-    let count = || -> Outcome<(u64, Vec<u64>)> {
-        let total = cx
-            .client
-            .count_exact(name)
-            .map_err(|e| collection_failure(name, e))?;
-        let per_key = shard_keys
-            .iter()
-            .map(|key| {
-                cx.client
-                    .count_exact_in_shard_key(name, key)
-                    .map_err(|e| collection_failure(name, e))
-            })
-            .collect::<Outcome<Vec<u64>>>()?;
-        Ok((total, per_key))
-    };
-    let mut attempt = 1;
-    loop {
-        let schema_before = live_fingerprint(cx, name)?;
-        let before = count()?;
-        let taken = take_shards(cx, args, name, sources, dir, undo)?;
-        let after = count()?;
-        let schema_after = live_fingerprint(cx, name)?;
-        stopped(cx.stop)?;
-        if schema_before != schema_after {
-            if attempt == super::SNAPSHOT_ATTEMPTS {
-                return Err(BackupError::SchemaKeptChanging {
-                    collection: name.to_string(),
-                    attempts: super::SNAPSHOT_ATTEMPTS,
-                })
-                .or_exit(Exit::Failed);
-            }
-            cx.ui.note(&format!(
-                "`{name}`: its schema changed while it was snapshotted; taking its shards again"
-            ));
-            drop_files(dir, &taken);
-            attempt += 1;
-            continue;
-        }
-        let ((before, keys_before), (after, keys_after)) = (before, after);
-        if before == after && keys_before == keys_after {
-            return Ok((taken, before, None, keys_after, schema_after));
-        }
-        let (low, high) = (before.min(after), before.max(after));
-        if attempt == super::SNAPSHOT_ATTEMPTS {
-            cx.ui.warn(&format!(
-                "`{name}` changed while its shards were snapshotted: the backup holds between {low} and {high} points"
-            ));
-            // The range is recorded even when the totals agree but the keys moved.
-            return Ok((taken, low, Some(high.max(low)), Vec::new(), schema_after));
-        }
-        cx.ui.note(&format!(
-            "`{name}` changed while its shards were snapshotted ({before} → {after} points); taking them again"
-        ));
-        drop_files(dir, &taken);
-        attempt += 1;
-    }
 }
 
 /// Removes the shard files of an attempt that is taken again (best effort: the next attempt

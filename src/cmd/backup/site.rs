@@ -23,12 +23,14 @@ pub enum Site<S = String> {
 }
 
 impl<S: AsRef<str>> Site<S> {
+    /// The collection the snapshot is of (a shard's: the collection the shard is part of).
     pub fn collection(&self) -> &str {
         match self {
             Site::Collection(collection) | Site::Shard { collection, .. } => collection.as_ref(),
         }
     }
 
+    /// True for a shard's site: its snapshot is made on a cluster peer.
     pub fn is_shard(&self) -> bool {
         matches!(self, Site::Shard { .. })
     }

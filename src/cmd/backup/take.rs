@@ -1,6 +1,6 @@
 //! How a site's snapshot is obtained, in three steps that a single node's backup and a
-//! cluster's shard workers alike take through here: capture (between the point counts and
-//! schema reads around it), fetch (the bytes into the backup folder: at once on a cluster peer,
+//! cluster's shard workers alike take through here: capture (inside the consistency window,
+//! see `consistent`), fetch (the bytes into the backup folder: at once on a cluster peer,
 //! after the window for a single node) and release (what the server keeps of it goes).
 //!
 //! [`Method`] is the seam: today a site's snapshot is always one Qdrant builds and keeps until
