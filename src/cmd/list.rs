@@ -110,26 +110,16 @@ impl Leftover {
                 .map(crate::workspace::runs::Owner::describe),
             // Redacted: an older aimem may have written it with credentials.
             server: l.server.as_deref().and_then(crate::qdrant::shown_stored),
-            snapshots: l
-                .snapshots
-                .iter()
-                .map(|(c, s)| format!("{c}/{s}"))
-                .chain(
-                    l.shard_snapshots
-                        .iter()
-                        .map(|s| format!("{}/{}", s.collection, s.snapshot)),
-                )
+            snapshots: journal::in_kind_order(&l.snapshots, |s| &s.site)
+                .map(|s| format!("{}/{}", s.site.collection(), s.snapshot))
                 .chain(
                     l.uploads
                         .iter()
                         .map(|u| format!("{}/{}", u.collection, u.file)),
                 )
                 .collect(),
-            unanswered: l
-                .unanswered
-                .iter()
-                .map(|u| u.collection.clone())
-                .chain(l.shard_unanswered.iter().map(|u| u.collection.clone()))
+            unanswered: journal::in_kind_order(&l.unanswered, |u| &u.site)
+                .map(|u| u.site.collection().to_string())
                 .collect(),
             message,
         }

@@ -17,6 +17,7 @@ use std::fs::File;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::site::Site;
 use crate::cmd::peers::LockKeys;
 use crate::exit::Exit;
 use crate::signals::StopFlag;
@@ -26,52 +27,6 @@ use crate::workspace::{self, runs};
 /// How long the lock is kept after the server names a snapshot: its names have one-second
 /// resolution.
 const NAME_RESOLUTION: Duration = Duration::from_millis(1100);
-
-/// What a snapshot is of: its turn is this thing's on the server.
-#[derive(Debug, Clone, Copy)]
-pub enum SnapshotOf<'a> {
-    Collection(&'a str),
-    /// One shard's snapshot, made and named on the peer holding the replica.
-    Shard {
-        collection: &'a str,
-        shard: u32,
-        peer: u64,
-    },
-}
-
-impl SnapshotOf<'_> {
-    fn lock_names(&self, keys: &LockKeys) -> Vec<String> {
-        match *self {
-            // The same names as before: a run of an older aimem still meets this one.
-            SnapshotOf::Collection(collection) => keys.lock_names("snapshot", &[collection]),
-            SnapshotOf::Shard {
-                collection,
-                shard,
-                peer,
-            } => keys.lock_names(
-                "snapshot",
-                &[
-                    collection,
-                    &format!("#shard {shard}"),
-                    &format!("peer {peer}"),
-                ],
-            ),
-        }
-    }
-}
-
-impl std::fmt::Display for SnapshotOf<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SnapshotOf::Collection(collection) => write!(f, "`{collection}`"),
-            SnapshotOf::Shard {
-                collection,
-                shard,
-                peer,
-            } => write!(f, "shard {shard} of `{collection}` on peer {peer}"),
-        }
-    }
-}
 
 /// This run's turn to create a snapshot; ends after [`Turn::release_after_answer`] (or at
 /// once when dropped).
@@ -90,7 +45,7 @@ static STILL_HELD: Mutex<Vec<(String, File, Instant)>> = Mutex::new(Vec::new());
 /// Waits for the snapshot locks of `of` on the server `keys` name (saying so once, and only
 /// when another run holds one), or fails with the signal's status. Without a usable lock
 /// folder the creation is not serialised (the lock folder's problem is not the backup's).
-pub fn take_turn(keys: &LockKeys, of: SnapshotOf, stop: &StopFlag, ui: &Ui) -> Result<Turn, Exit> {
+pub fn take_turn(keys: &LockKeys, of: Site<&str>, stop: &StopFlag, ui: &Ui) -> Result<Turn, Exit> {
     let names = of.lock_names(keys);
     let Ok(dir) = workspace::snapshot_turn_locks() else {
         return Ok(Turn { held: Vec::new() });

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
-use super::undo::is_ours;
+use super::site::{Site, peer_client};
 use crate::cmd::peers::Topology;
 use crate::cmd::runs::{self, Owner};
 use crate::manifest::layout;
@@ -27,16 +27,17 @@ pub use crate::workspace::JOURNAL_FILE;
 /// A journal is a few lines per collection; anything larger is not one of ours.
 const JOURNAL_MAX: u64 = 1024 * 1024;
 
-/// One line of the journal.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+/// One line of the journal, as aimem works with it. On disk it is a [`wire::Line`]: the
+/// format every aimem version reads and writes, a collection's and a shard's snapshot records
+/// under tags of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "wire::Line", into = "wire::Line")]
 pub enum Record {
     /// The first line: who runs, against which server (no credentials), and the server's
     /// identity whatever URL reached it (see `Topology::identity`; absent from older journals).
     Started {
         owner: Owner,
         server: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         identity: Option<String>,
     },
     /// A restore's pre-restore folder: where it keeps its local copies.
@@ -48,22 +49,21 @@ pub enum Record {
     Uploading {
         collection: String,
         file: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         peer_id: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         peer_url: Option<String>,
     },
     /// That uploaded copy is gone from the server.
     UploadGone {
         collection: String,
         file: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         peer_id: Option<u64>,
     },
-    /// About to ask the server for a snapshot of `collection`: snapshots named from
-    /// `asked_at` on, before `asked_before`, and not in `existing` may be this run's.
+    /// About to ask for a snapshot of `site` (a shard's peer reached at `peer_url`, as shown):
+    /// snapshots named from `asked_at` on, before `asked_before`, and not in `existing` may be
+    /// this run's.
     Creating {
-        collection: String,
+        site: Site,
+        peer_url: Option<String>,
         asked_at: String,
         /// Qdrant names a snapshot from the moment it starts it, so one named later is not
         /// the answer to this request (it may be another run's).
@@ -71,51 +71,332 @@ pub enum Record {
         existing: Vec<String>,
     },
     /// The server refused the creation: nothing to look for.
-    Refused { collection: String },
+    Refused { site: Site },
     /// The server answered with this snapshot's name.
     Created {
-        collection: String,
+        site: Site,
+        peer_url: Option<String>,
         snapshot: String,
     },
     /// The snapshot is gone from the server.
-    Deleted {
-        collection: String,
-        snapshot: String,
-    },
-    /// A cluster peer answered with this shard snapshot's name (`peer_url` as shown, without
-    /// credentials).
-    ShardCreated {
-        collection: String,
-        shard: u32,
-        peer_id: u64,
-        peer_url: String,
-        snapshot: String,
-    },
-    /// That shard snapshot is gone from its peer.
-    ShardDeleted {
-        collection: String,
-        shard: u32,
-        peer_id: u64,
-        snapshot: String,
-    },
-    /// About to ask cluster peer `peer_id` (at `peer_url`, as shown) for a snapshot of
-    /// `shard`: as for [`Record::Creating`], one named from `asked_at` on, before
-    /// `asked_before`, and not in `existing` may be this run's.
-    ShardCreating {
-        collection: String,
-        shard: u32,
-        peer_id: u64,
-        peer_url: String,
-        asked_at: String,
-        asked_before: String,
-        existing: Vec<String>,
-    },
-    /// The peer refused that shard snapshot's creation: nothing to look for.
-    ShardRefused {
-        collection: String,
-        shard: u32,
-        peer_id: u64,
-    },
+    Deleted { site: Site, snapshot: String },
+}
+
+/// A shard's peer as records show it (without credentials); none for a collection.
+pub fn peer_url(site: Site<&str>, client: &Client) -> Option<String> {
+    site.is_shard().then(|| client.display_url().to_string())
+}
+
+/// The journal's lines as they are on disk.
+mod wire {
+    use serde::{Deserialize, Serialize};
+
+    use super::Record;
+    use crate::cmd::backup::site::Site;
+    use crate::cmd::runs::Owner;
+
+    /// One line of the journal.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(tag = "event", rename_all = "snake_case")]
+    pub enum Line {
+        Started {
+            owner: Owner,
+            server: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            identity: Option<String>,
+        },
+        Folder {
+            path: String,
+        },
+        Uploading {
+            collection: String,
+            file: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            peer_id: Option<u64>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            peer_url: Option<String>,
+        },
+        UploadGone {
+            collection: String,
+            file: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            peer_id: Option<u64>,
+        },
+        Creating {
+            collection: String,
+            asked_at: String,
+            asked_before: String,
+            existing: Vec<String>,
+        },
+        Refused {
+            collection: String,
+        },
+        Created {
+            collection: String,
+            snapshot: String,
+        },
+        Deleted {
+            collection: String,
+            snapshot: String,
+        },
+        ShardCreated {
+            collection: String,
+            shard: u32,
+            peer_id: u64,
+            peer_url: String,
+            snapshot: String,
+        },
+        ShardDeleted {
+            collection: String,
+            shard: u32,
+            peer_id: u64,
+            snapshot: String,
+        },
+        ShardCreating {
+            collection: String,
+            shard: u32,
+            peer_id: u64,
+            peer_url: String,
+            asked_at: String,
+            asked_before: String,
+            existing: Vec<String>,
+        },
+        ShardRefused {
+            collection: String,
+            shard: u32,
+            peer_id: u64,
+        },
+    }
+
+    fn shard(collection: String, shard: u32, peer: u64) -> Site {
+        Site::Shard {
+            collection,
+            shard,
+            peer,
+        }
+    }
+
+    impl From<Line> for Record {
+        fn from(line: Line) -> Record {
+            match line {
+                Line::Started {
+                    owner,
+                    server,
+                    identity,
+                } => Record::Started {
+                    owner,
+                    server,
+                    identity,
+                },
+                Line::Folder { path } => Record::Folder { path },
+                Line::Uploading {
+                    collection,
+                    file,
+                    peer_id,
+                    peer_url,
+                } => Record::Uploading {
+                    collection,
+                    file,
+                    peer_id,
+                    peer_url,
+                },
+                Line::UploadGone {
+                    collection,
+                    file,
+                    peer_id,
+                } => Record::UploadGone {
+                    collection,
+                    file,
+                    peer_id,
+                },
+                Line::Creating {
+                    collection,
+                    asked_at,
+                    asked_before,
+                    existing,
+                } => Record::Creating {
+                    site: Site::Collection(collection),
+                    peer_url: None,
+                    asked_at,
+                    asked_before,
+                    existing,
+                },
+                Line::ShardCreating {
+                    collection,
+                    shard: id,
+                    peer_id,
+                    peer_url,
+                    asked_at,
+                    asked_before,
+                    existing,
+                } => Record::Creating {
+                    site: shard(collection, id, peer_id),
+                    peer_url: Some(peer_url),
+                    asked_at,
+                    asked_before,
+                    existing,
+                },
+                Line::Refused { collection } => Record::Refused {
+                    site: Site::Collection(collection),
+                },
+                Line::ShardRefused {
+                    collection,
+                    shard: id,
+                    peer_id,
+                } => Record::Refused {
+                    site: shard(collection, id, peer_id),
+                },
+                Line::Created {
+                    collection,
+                    snapshot,
+                } => Record::Created {
+                    site: Site::Collection(collection),
+                    peer_url: None,
+                    snapshot,
+                },
+                Line::ShardCreated {
+                    collection,
+                    shard: id,
+                    peer_id,
+                    peer_url,
+                    snapshot,
+                } => Record::Created {
+                    site: shard(collection, id, peer_id),
+                    peer_url: Some(peer_url),
+                    snapshot,
+                },
+                Line::Deleted {
+                    collection,
+                    snapshot,
+                } => Record::Deleted {
+                    site: Site::Collection(collection),
+                    snapshot,
+                },
+                Line::ShardDeleted {
+                    collection,
+                    shard: id,
+                    peer_id,
+                    snapshot,
+                } => Record::Deleted {
+                    site: shard(collection, id, peer_id),
+                    snapshot,
+                },
+            }
+        }
+    }
+
+    impl From<Record> for Line {
+        fn from(record: Record) -> Line {
+            match record {
+                Record::Started {
+                    owner,
+                    server,
+                    identity,
+                } => Line::Started {
+                    owner,
+                    server,
+                    identity,
+                },
+                Record::Folder { path } => Line::Folder { path },
+                Record::Uploading {
+                    collection,
+                    file,
+                    peer_id,
+                    peer_url,
+                } => Line::Uploading {
+                    collection,
+                    file,
+                    peer_id,
+                    peer_url,
+                },
+                Record::UploadGone {
+                    collection,
+                    file,
+                    peer_id,
+                } => Line::UploadGone {
+                    collection,
+                    file,
+                    peer_id,
+                },
+                Record::Creating {
+                    site,
+                    peer_url,
+                    asked_at,
+                    asked_before,
+                    existing,
+                } => match site {
+                    Site::Collection(collection) => Line::Creating {
+                        collection,
+                        asked_at,
+                        asked_before,
+                        existing,
+                    },
+                    Site::Shard {
+                        collection,
+                        shard,
+                        peer,
+                    } => Line::ShardCreating {
+                        collection,
+                        shard,
+                        peer_id: peer,
+                        peer_url: peer_url.unwrap_or_default(),
+                        asked_at,
+                        asked_before,
+                        existing,
+                    },
+                },
+                Record::Refused { site } => match site {
+                    Site::Collection(collection) => Line::Refused { collection },
+                    Site::Shard {
+                        collection,
+                        shard,
+                        peer,
+                    } => Line::ShardRefused {
+                        collection,
+                        shard,
+                        peer_id: peer,
+                    },
+                },
+                Record::Created {
+                    site,
+                    peer_url,
+                    snapshot,
+                } => match site {
+                    Site::Collection(collection) => Line::Created {
+                        collection,
+                        snapshot,
+                    },
+                    Site::Shard {
+                        collection,
+                        shard,
+                        peer,
+                    } => Line::ShardCreated {
+                        collection,
+                        shard,
+                        peer_id: peer,
+                        peer_url: peer_url.unwrap_or_default(),
+                        snapshot,
+                    },
+                },
+                Record::Deleted { site, snapshot } => match site {
+                    Site::Collection(collection) => Line::Deleted {
+                        collection,
+                        snapshot,
+                    },
+                    Site::Shard {
+                        collection,
+                        shard,
+                        peer,
+                    } => Line::ShardDeleted {
+                        collection,
+                        shard,
+                        peer_id: peer,
+                        snapshot,
+                    },
+                },
+            }
+        }
+    }
 }
 
 /// An uploaded snapshot copy a dead restore may have left on the server (or on a peer).
@@ -137,32 +418,13 @@ impl UploadLeftover {
     }
 }
 
-/// A shard snapshot a dead run left on a cluster peer.
+/// A snapshot a dead run created and did not delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardLeftover {
-    pub collection: String,
-    pub shard: u32,
-    pub peer_id: u64,
-    pub peer_url: String,
+pub struct LeftSnapshot {
+    pub site: Site,
+    /// A shard's peer, as shown when the run worked.
+    pub peer_url: Option<String>,
     pub snapshot: String,
-}
-
-/// A shard snapshot creation a dead run asked a cluster peer for and never heard back about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardUnanswered {
-    pub collection: String,
-    pub shard: u32,
-    pub peer_id: u64,
-    pub peer_url: String,
-    pub asked_at: String,
-    pub asked_before: String,
-    pub existing: Vec<String>,
-}
-
-impl ShardUnanswered {
-    fn is(&self, collection: &str, shard: u32, peer_id: u64) -> bool {
-        self.collection == collection && self.shard == shard && self.peer_id == peer_id
-    }
 }
 
 /// The open, locked journal of this run.
@@ -218,7 +480,9 @@ impl Journal {
 /// A creation a dead run asked for and never heard back about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unanswered {
-    pub collection: String,
+    pub site: Site,
+    /// A shard's peer, as shown when the run worked.
+    pub peer_url: Option<String>,
     pub asked_at: String,
     pub asked_before: String,
     pub existing: Vec<String>,
@@ -251,14 +515,10 @@ pub struct Leftover {
     pub identity: Option<String>,
     /// Uploaded copies the server may keep.
     pub uploads: Vec<UploadLeftover>,
-    /// (collection, snapshot) created and not deleted.
-    pub snapshots: Vec<(String, String)>,
+    /// Snapshots created and not deleted.
+    pub snapshots: Vec<LeftSnapshot>,
     /// Creations whose answer never came.
     pub unanswered: Vec<Unanswered>,
-    /// Shard snapshots created on cluster peers and not deleted.
-    pub shard_snapshots: Vec<ShardLeftover>,
-    /// Shard snapshot creations whose answer never came.
-    pub shard_unanswered: Vec<ShardUnanswered>,
     /// Why the journal cannot be taken as the whole record (over [`JOURNAL_MAX`], or a line
     /// before its last that is not a record): what it names is reported, nothing deleted,
     /// and it is never cleared as done.
@@ -274,8 +534,6 @@ impl Leftover {
         self.damaged.is_some()
             || !self.snapshots.is_empty()
             || !self.unanswered.is_empty()
-            || !self.shard_snapshots.is_empty()
-            || !self.shard_unanswered.is_empty()
             || !self.uploads.is_empty()
     }
 
@@ -393,47 +651,38 @@ impl Leftover {
 
     /// What the journal names as possibly left on the server, for messages.
     fn what(&self) -> Vec<String> {
-        let mut what: Vec<String> = self
-            .snapshots
-            .iter()
-            .map(|(c, s)| format!("snapshot {} of `{}`", clean(s), clean(c)))
-            .collect();
-        what.extend(self.unanswered.iter().map(|u| {
+        let (snapshots, shard_snapshots) = by_kind(&self.snapshots, |s| &s.site);
+        let (unanswered, shard_unanswered) = by_kind(&self.unanswered, |u| &u.site);
+        let snapshot = |s: &LeftSnapshot| {
             format!(
-                "a snapshot of `{}` asked for at {} UTC whose name never came back",
-                clean(&u.collection),
+                "snapshot {} of {}",
+                clean(&s.snapshot),
+                shown_at(&s.site, s.peer_url.as_deref())
+            )
+        };
+        let asked = |u: &Unanswered| {
+            format!(
+                "a snapshot of {} asked for at {} UTC whose name never came back",
+                shown_at(&u.site, u.peer_url.as_deref()),
                 clean(&u.asked_at)
             )
-        }));
-        what.extend(self.shard_snapshots.iter().map(|s| {
-            format!(
-                "snapshot {} of shard {} of `{}` on peer {} ({})",
-                clean(&s.snapshot),
-                s.shard,
-                clean(&s.collection),
-                s.peer_id,
-                clean(&s.peer_url)
-            )
-        }));
-        what.extend(self.uploads.iter().map(|u| {
+        };
+        let uploads = self.uploads.iter().map(|u| {
             format!(
                 "the uploaded copy {} of `{}`{}",
                 clean(&u.file),
                 clean(&u.collection),
                 u.place()
             )
-        }));
-        what.extend(self.shard_unanswered.iter().map(|u| {
-            format!(
-                "a snapshot of shard {} of `{}` on peer {} ({}) asked for at {} UTC whose name never came back",
-                u.shard,
-                clean(&u.collection),
-                u.peer_id,
-                clean(&u.peer_url),
-                clean(&u.asked_at)
-            )
-        }));
-        what
+        });
+        snapshots
+            .into_iter()
+            .map(snapshot)
+            .chain(unanswered.into_iter().map(asked))
+            .chain(shard_snapshots.into_iter().map(snapshot))
+            .chain(uploads)
+            .chain(shard_unanswered.into_iter().map(asked))
+            .collect()
     }
 }
 
@@ -474,6 +723,31 @@ fn is_loopback(server: &str) -> bool {
 /// Drops control characters from text read out of a journal, and bounds its length.
 fn clean(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// A site read out of a journal, as messages name it.
+fn shown(site: &Site) -> String {
+    site.map_name(|name| clean(name)).to_string()
+}
+
+/// [`shown`], with a shard's peer as the run showed it.
+fn shown_at(site: &Site, peer_url: Option<&str>) -> String {
+    match site.is_shard() {
+        true => format!("{} ({})", shown(site), clean(peer_url.unwrap_or_default())),
+        false => shown(site),
+    }
+}
+
+/// `items` parted into the collections' and the shards' (each in journal order): messages
+/// name a collection's snapshots before a shard's.
+pub fn by_kind<T>(items: &[T], site: impl Fn(&T) -> &Site) -> (Vec<&T>, Vec<&T>) {
+    items.iter().partition(|item| !site(item).is_shard())
+}
+
+/// `items`, the collections' first (see [`by_kind`]).
+pub fn in_kind_order<T>(items: &[T], site: impl Fn(&T) -> &Site) -> impl Iterator<Item = &T> {
+    let (collections, shards) = by_kind(items, site);
+    collections.into_iter().chain(shards)
 }
 
 /// The leftovers of dead runs in `root`: staging folders whose journal nobody holds. Each
@@ -540,8 +814,6 @@ pub(crate) fn read_dead_journal(path: &Utf8Path, staging: &Utf8Path) -> Option<L
         uploads: Vec::new(),
         snapshots: Vec::new(),
         unanswered: Vec::new(),
-        shard_snapshots: Vec::new(),
-        shard_unanswered: Vec::new(),
         damaged: None,
         _lock: file.try_clone().ok()?,
     };
@@ -613,107 +885,41 @@ impl Leftover {
                 !(u.collection == collection && u.file == file && u.peer_id == peer_id)
             }),
             Record::Creating {
-                collection,
+                site,
+                peer_url,
                 asked_at,
                 asked_before,
                 existing,
             } => leftover.unanswered.push(Unanswered {
-                collection,
+                site,
+                peer_url,
                 asked_at,
                 asked_before,
                 existing,
             }),
-            Record::Refused { collection } => {
-                if let Some(at) = leftover
-                    .unanswered
-                    .iter()
-                    .position(|u| u.collection == collection)
-                {
-                    leftover.unanswered.remove(at);
-                }
-            }
+            Record::Refused { site } => leftover.answered(&site),
             Record::Created {
-                collection,
-                snapshot,
-            } => {
-                // The answer came: the earliest unanswered creation of it is answered.
-                if let Some(at) = leftover
-                    .unanswered
-                    .iter()
-                    .position(|u| u.collection == collection)
-                {
-                    leftover.unanswered.remove(at);
-                }
-                leftover.snapshots.push((collection, snapshot));
-            }
-            Record::Deleted {
-                collection,
-                snapshot,
-            } => leftover
-                .snapshots
-                .retain(|(c, s)| !(*c == collection && *s == snapshot)),
-            Record::ShardCreated {
-                collection,
-                shard,
-                peer_id,
+                site,
                 peer_url,
                 snapshot,
             } => {
-                // The answer came: the earliest unanswered creation of it is answered.
-                leftover.forget_shard_unanswered(&collection, shard, peer_id);
-                leftover.shard_snapshots.push(ShardLeftover {
-                    collection,
-                    shard,
-                    peer_id,
+                leftover.answered(&site);
+                leftover.snapshots.push(LeftSnapshot {
+                    site,
                     peer_url,
                     snapshot,
                 });
             }
-            Record::ShardDeleted {
-                collection,
-                shard,
-                peer_id,
-                snapshot,
-            } => leftover.shard_snapshots.retain(|s| {
-                !(s.collection == collection
-                    && s.shard == shard
-                    && s.peer_id == peer_id
-                    && s.snapshot == snapshot)
-            }),
-            Record::ShardCreating {
-                collection,
-                shard,
-                peer_id,
-                peer_url,
-                asked_at,
-                asked_before,
-                existing,
-            } => leftover.shard_unanswered.push(ShardUnanswered {
-                collection,
-                shard,
-                peer_id,
-                peer_url,
-                asked_at,
-                asked_before,
-                existing,
-            }),
-            Record::ShardRefused {
-                collection,
-                shard,
-                peer_id,
-            } => leftover.forget_shard_unanswered(&collection, shard, peer_id),
+            Record::Deleted { site, snapshot } => leftover
+                .snapshots
+                .retain(|s| !(s.site == site && s.snapshot == snapshot)),
         }
     }
-}
 
-impl Leftover {
-    fn forget_shard_unanswered(&mut self, collection: &str, shard: u32, peer_id: u64) {
-        if let Some(at) = self
-            .shard_unanswered
-            .iter()
-            .position(|u| u.is(collection, shard, peer_id))
-        {
-            self.shard_unanswered.remove(at);
+    /// The answer came: the earliest unanswered creation of `site` is answered.
+    fn answered(&mut self, site: &Site) {
+        if let Some(at) = self.unanswered.iter().position(|u| u.site == *site) {
+            self.unanswered.remove(at);
         }
     }
 }
@@ -832,29 +1038,10 @@ pub(crate) fn delete_server_snapshots(
     ui: &Ui,
 ) -> Cleanup {
     let mut cleanup = Cleanup::default();
-    for (collection, snapshot) in &leftover.snapshots {
-        // A journal names only snapshots Qdrant named for that collection; anything else is
-        // not something aimem created.
-        if crate::names::check(collection).is_err() || !is_ours(snapshot, collection, "") {
-            cleanup.not_ours.push(format!(
-                "snapshot {} of `{}`",
-                clean(snapshot),
-                clean(collection)
-            ));
-            continue;
-        }
-        match client.delete_snapshot(collection, snapshot) {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                cleanup.retry = true;
-                ui.warn(&format!(
-                    "could not delete snapshot {} of `{}`: {e}",
-                    clean(snapshot),
-                    clean(collection)
-                ));
-            }
-        }
+    let (snapshots, shard_snapshots) = by_kind(&leftover.snapshots, |s| &s.site);
+    let (unanswered, shard_unanswered) = by_kind(&leftover.unanswered, |u| &u.site);
+    for left in snapshots {
+        delete_left(left, client, topology, &mut cleanup, ui);
     }
     for upload in &leftover.uploads {
         if crate::names::check(&upload.collection).is_err()
@@ -902,82 +1089,93 @@ pub(crate) fn delete_server_snapshots(
             }
         }
     }
-    for Unanswered {
-        collection,
-        asked_at,
-        asked_before,
-        existing,
-    } in &leftover.unanswered
-    {
-        if crate::names::check(collection).is_err() {
-            cleanup.not_ours.push(format!(
-                "a snapshot of `{}` asked for at {} UTC",
-                clean(collection),
-                clean(asked_at)
-            ));
-            continue;
-        }
-        // Any snapshot named from the time it was asked for, that was not there before, may
-        // be the one the dead run asked for; or another client's.
-        let Ok(list) = client.list_snapshots(collection) else {
-            cleanup.retry = true;
-            continue;
-        };
-        cleanup.unproven.extend(
-            list.into_iter()
-                .filter(|s| !existing.contains(&s.name))
-                .filter(|s| is_ours(&s.name, collection, asked_at))
-                .filter(|s| name_time(&s.name).is_some_and(|t| t < asked_before.as_str()))
-                .map(|s| format!("snapshot {} of `{}`", clean(&s.name), clean(collection))),
-        );
+    for asked in unanswered {
+        look_for(asked, client, topology, &mut cleanup, ui);
     }
-    for left in &leftover.shard_snapshots {
-        if !is_our_shard_snapshot(left) {
-            cleanup.not_ours.push(format!(
-                "snapshot {} of shard {} of `{}` on peer {}",
-                clean(&left.snapshot),
-                left.shard,
-                clean(&left.collection),
-                left.peer_id
-            ));
-            continue;
-        }
-        if let Err(e) = clear_shard_snapshot(left, topology) {
-            cleanup.retry = true;
-            ui.warn(&format!(
-                "could not delete snapshot {} of shard {} of `{}` on peer {}: {e}",
-                clean(&left.snapshot),
-                left.shard,
-                clean(&left.collection),
-                left.peer_id
-            ));
-        }
+    for left in shard_snapshots {
+        delete_left(left, client, topology, &mut cleanup, ui);
     }
-    for asked in &leftover.shard_unanswered {
-        if crate::names::check(&asked.collection).is_err() {
-            cleanup.not_ours.push(format!(
-                "a snapshot of shard {} of `{}` on peer {} asked for at {} UTC",
-                asked.shard,
-                clean(&asked.collection),
-                asked.peer_id,
-                clean(&asked.asked_at)
-            ));
-            continue;
-        }
-        match shard_unanswered_candidates(asked, topology) {
-            Ok(found) => cleanup.unproven.extend(found),
-            Err(e) => {
-                cleanup.retry = true;
-                ui.warn(&format!(
-                    "could not look for the snapshot of shard {} of `{}` on peer {}: {e}",
-                    asked.shard,
-                    clean(&asked.collection),
-                    asked.peer_id
-                ));
-            }
-        }
+    for asked in shard_unanswered {
+        look_for(asked, client, topology, &mut cleanup, ui);
     }
     cleanup
+}
+
+/// Deletes a snapshot a dead run left, on its server or peer; one the journal names under a
+/// name Qdrant does not give that site is not something aimem created, and is kept.
+fn delete_left(
+    left: &LeftSnapshot,
+    client: &Client,
+    topology: &Topology,
+    cleanup: &mut Cleanup,
+    ui: &Ui,
+) {
+    let what = format!(
+        "snapshot {} of {}",
+        clean(&left.snapshot),
+        shown(&left.site)
+    );
+    if !left.site.may_name(&left.snapshot) {
+        cleanup.not_ours.push(what);
+        return;
+    }
+    let deleted = left.site.client(client, topology).and_then(|on| {
+        match left.site.delete(on, &left.snapshot) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    if let Err(e) = deleted {
+        cleanup.retry = true;
+        ui.warn(&format!("could not delete {what}: {e}"));
+    }
+}
+
+/// Looks for the snapshots that may be the one a dead run asked for and never heard back
+/// about: named in the request's time window and not there before. Never deleted (see
+/// [`Cleanup::unproven`]); a list that cannot be read keeps the record for the next run.
+fn look_for(
+    asked: &Unanswered,
+    client: &Client,
+    topology: &Topology,
+    cleanup: &mut Cleanup,
+    ui: &Ui,
+) {
+    let site = &asked.site;
+    if crate::names::check(site.collection()).is_err() {
+        cleanup.not_ours.push(format!(
+            "a snapshot of {} asked for at {} UTC",
+            shown(site),
+            clean(&asked.asked_at)
+        ));
+        return;
+    }
+    let listed = site
+        .client(client, topology)
+        .and_then(|on| site.list(on).map_err(|e| e.to_string()));
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(e) => {
+            cleanup.retry = true;
+            // A collection's is looked for again without a word, as it always was.
+            if site.is_shard() {
+                ui.warn(&format!(
+                    "could not look for the snapshot of {}: {e}",
+                    shown(site)
+                ));
+            }
+            return;
+        }
+    };
+    cleanup.unproven.extend(
+        listed
+            .into_iter()
+            .filter(|s| !asked.existing.contains(&s.name))
+            .filter(|s| site.names_snapshot(&s.name, &asked.asked_at))
+            .filter(|s| name_time(&s.name).is_some_and(|t| t < asked.asked_before.as_str()))
+            .map(|s| format!("snapshot {} of {}", clean(&s.name), shown(site))),
+    );
 }
 
 /// True for the name of an upload copy aimem gives a snapshot file it uploads into
@@ -1012,7 +1210,7 @@ fn clear_upload(
     topology: &Topology,
 ) -> Result<(), UploadKept> {
     let on = match upload.peer_id {
-        Some(peer) => leftover_peer(topology, peer).map_err(UploadKept::Failed)?,
+        Some(peer) => peer_client(topology, peer).map_err(UploadKept::Failed)?,
         None => client,
     };
     match on.snapshot_recoveries_running(&upload.collection) {
@@ -1025,38 +1223,6 @@ fn clear_upload(
         Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(UploadKept::Failed(e.to_string())),
     }
-}
-
-/// True for a shard snapshot a journal may name: one Qdrant named for that shard of that
-/// collection, and safe names.
-fn is_our_shard_snapshot(left: &ShardLeftover) -> bool {
-    let prefix = format!("{}-shard-{}-", left.collection, left.shard);
-    crate::names::check(&left.collection).is_ok()
-        && crate::names::check(&left.snapshot).is_ok()
-        && left.snapshot.starts_with(&prefix)
-}
-
-/// Deletes one shard snapshot a dead run left on a cluster peer (named as
-/// [`is_our_shard_snapshot`] checks, the caller's check), on that peer as this run verified it
-/// (see [`leftover_peer`]).
-fn clear_shard_snapshot(left: &ShardLeftover, topology: &Topology) -> Result<(), String> {
-    let peer = leftover_peer(topology, left.peer_id)?;
-    match peer.delete_shard_snapshot(&left.collection, left.shard, &left.snapshot) {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// The client of the cluster peer a dead run used: the peer with the recorded id in the
-/// cluster this run discovered and verified. The recorded address is never asked: by now it
-/// may reach another server, which must get neither this run's key nor credentials, nor the
-/// chance to answer as the recorded peer.
-fn leftover_peer(topology: &Topology, expected: u64) -> Result<&Client, String> {
-    topology
-        .peer(expected)
-        .map(|peer| &peer.client)
-        .ok_or_else(|| format!("peer {expected} is not a peer of this cluster now"))
 }
 
 /// True for a name Qdrant gives a snapshot of `shard` of `collection` started at or after
@@ -1087,35 +1253,6 @@ pub(crate) fn is_shard_snapshot_of(
     peer_ok && shaped && stamp >= asked_at
 }
 
-/// The shard snapshots on its peer that may be the one a dead run asked for and never heard
-/// back about: named in the request's time window and not there before. Never deleted (see
-/// [`Cleanup::unproven`]).
-fn shard_unanswered_candidates(
-    asked: &ShardUnanswered,
-    topology: &Topology,
-) -> Result<Vec<String>, String> {
-    let peer = leftover_peer(topology, asked.peer_id)?;
-    // As for a single node, a list that cannot be read keeps the record for the next run.
-    let listed = peer
-        .list_shard_snapshots(&asked.collection, asked.shard)
-        .map_err(|e| e.to_string())?;
-    Ok(listed
-        .into_iter()
-        .filter(|s| !asked.existing.contains(&s.name))
-        .filter(|s| is_shard_snapshot_of(&s.name, &asked.collection, asked.shard, &asked.asked_at))
-        .filter(|s| name_time(&s.name).is_some_and(|t| t < asked.asked_before.as_str()))
-        .map(|s| {
-            format!(
-                "snapshot {} of shard {} of `{}` on peer {}",
-                clean(&s.name),
-                asked.shard,
-                clean(&asked.collection),
-                asked.peer_id
-            )
-        })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1139,44 +1276,76 @@ mod tests {
         assert!(!is_held(&folder));
     }
 
-    #[test]
-    fn a_live_run_is_not_a_leftover_and_a_dead_one_says_what_remains() {
-        let (_dir, root) = staging();
+    /// The live journal of a run in `root`'s staging folder, holding `records`.
+    fn journal_of(root: &Utf8Path, records: &[Record]) -> Journal {
         let mut journal = Journal::create(
             &root.join(".aimem-staging-x"),
             "http://h:1",
             "qdrant process 1",
         )
         .unwrap();
-        for record in [
-            Record::Creating {
-                collection: "a".into(),
-                asked_at: "2026-01-01-00-00-00".into(),
-                asked_before: "2026-01-01-00-03-00".into(),
-                existing: vec![],
-            },
-            Record::Created {
-                collection: "a".into(),
-                snapshot: "a-1-2026-01-01-00-00-01.snapshot".into(),
-            },
-            Record::Creating {
-                collection: "b".into(),
-                asked_at: "2026-01-01-00-00-05".into(),
-                asked_before: "2026-01-01-00-03-05".into(),
-                existing: vec![],
-            },
-            Record::Creating {
-                collection: "c".into(),
-                asked_at: "2026-01-01-00-00-06".into(),
-                asked_before: "2026-01-01-00-03-06".into(),
-                existing: vec![],
-            },
-            Record::Refused {
-                collection: "c".into(),
-            },
-        ] {
-            journal.record(&record).unwrap();
+        for record in records {
+            journal.record(record).unwrap();
         }
+        journal
+    }
+
+    fn creating(site: Site, asked_at: &str, asked_before: &str, existing: &[&str]) -> Record {
+        Record::Creating {
+            peer_url: match site {
+                Site::Shard { peer, .. } => Some(format!("http://127.0.0.{peer}:6333")),
+                Site::Collection(_) => None,
+            },
+            site,
+            asked_at: asked_at.into(),
+            asked_before: asked_before.into(),
+            existing: existing.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn shard(collection: &str, shard: u32, peer: u64) -> Site {
+        Site::Shard {
+            collection: collection.into(),
+            shard,
+            peer,
+        }
+    }
+
+    #[test]
+    fn a_live_run_is_not_a_leftover_and_a_dead_one_says_what_remains() {
+        let (_dir, root) = staging();
+        let collection = |name: &str| Site::Collection(name.to_string());
+        let journal = journal_of(
+            &root,
+            &[
+                creating(
+                    collection("a"),
+                    "2026-01-01-00-00-00",
+                    "2026-01-01-00-03-00",
+                    &[],
+                ),
+                Record::Created {
+                    site: collection("a"),
+                    peer_url: None,
+                    snapshot: "a-1-2026-01-01-00-00-01.snapshot".into(),
+                },
+                creating(
+                    collection("b"),
+                    "2026-01-01-00-00-05",
+                    "2026-01-01-00-03-05",
+                    &[],
+                ),
+                creating(
+                    collection("c"),
+                    "2026-01-01-00-00-06",
+                    "2026-01-01-00-03-06",
+                    &[],
+                ),
+                Record::Refused {
+                    site: collection("c"),
+                },
+            ],
+        );
         assert!(dead_runs(&root).is_empty(), "the run holding it is alive");
         // The process ends: its handle (and lock) go.
         drop(journal);
@@ -1185,15 +1354,71 @@ mod tests {
         assert_eq!(dead[0].server.as_deref(), Some("http://h:1"));
         assert_eq!(
             dead[0].snapshots,
-            vec![(
-                "a".to_string(),
-                "a-1-2026-01-01-00-00-01.snapshot".to_string()
-            )]
+            vec![LeftSnapshot {
+                site: collection("a"),
+                peer_url: None,
+                snapshot: "a-1-2026-01-01-00-00-01.snapshot".to_string()
+            }]
         );
         assert_eq!(dead[0].unanswered.len(), 1);
-        assert_eq!(dead[0].unanswered[0].collection, "b");
+        assert_eq!(dead[0].unanswered[0].site, collection("b"));
         // While one run deals with it, another does not see it.
         assert!(dead_runs(&root).is_empty());
+    }
+
+    /// Each kind of line as aimem has always written it: read and written again, the same bytes.
+    const LINES: [&str; 13] = [
+        r#"{"event":"started","owner":{"pid":1,"host":"h","started":"2026-01-01T00:00:00Z"},"server":"http://h:1","identity":"qdrant process 1"}"#,
+        r#"{"event":"folder","path":"/b/pre-restore-x"}"#,
+        r#"{"event":"uploading","collection":"c","file":"aimem-restore-c-1.snapshot"}"#,
+        r#"{"event":"uploading","collection":"c","file":"aimem-restore-c-1.snapshot","peer_id":2,"peer_url":"http://p:6333"}"#,
+        r#"{"event":"upload_gone","collection":"c","file":"aimem-restore-c-1.snapshot","peer_id":2}"#,
+        r#"{"event":"creating","collection":"c","asked_at":"2026-01-01-00-00-00","asked_before":"2026-01-01-00-03-00","existing":["c-1-2025-12-31-00-00-00.snapshot"]}"#,
+        r#"{"event":"refused","collection":"c"}"#,
+        r#"{"event":"created","collection":"c","snapshot":"c-1-2026-01-01-00-00-01.snapshot"}"#,
+        r#"{"event":"deleted","collection":"c","snapshot":"c-1-2026-01-01-00-00-01.snapshot"}"#,
+        r#"{"event":"shard_created","collection":"c","shard":1,"peer_id":2,"peer_url":"http://p:6333","snapshot":"c-shard-1-2026-01-01-00-00-01.snapshot"}"#,
+        r#"{"event":"shard_deleted","collection":"c","shard":1,"peer_id":2,"snapshot":"c-shard-1-2026-01-01-00-00-01.snapshot"}"#,
+        r#"{"event":"shard_creating","collection":"c","shard":1,"peer_id":2,"peer_url":"http://p:6333","asked_at":"2026-01-01-00-00-00","asked_before":"2026-01-01-00-03-00","existing":[]}"#,
+        r#"{"event":"shard_refused","collection":"c","shard":1,"peer_id":2}"#,
+    ];
+
+    #[test]
+    fn every_line_is_written_back_as_it_was_read() {
+        for line in LINES {
+            let record: Record = serde_json::from_str(line).unwrap();
+            assert_eq!(serde_json::to_string(&record).unwrap(), line);
+        }
+    }
+
+    #[test]
+    fn a_shards_lines_are_its_sites_records() {
+        let read = |line: &str| serde_json::from_str::<Record>(line).unwrap();
+        let at = |site: Site| (site, Some("http://p:6333".to_string()));
+        let creating = read(LINES[11]);
+        assert!(
+            matches!(&creating, Record::Creating { site, peer_url, .. } if (site.clone(), peer_url.clone()) == at(shard("c", 1, 2))),
+            "{creating:?}"
+        );
+        assert_eq!(
+            read(LINES[12]),
+            Record::Refused {
+                site: shard("c", 1, 2)
+            }
+        );
+        assert_eq!(
+            read(LINES[10]),
+            Record::Deleted {
+                site: shard("c", 1, 2),
+                snapshot: "c-shard-1-2026-01-01-00-00-01.snapshot".into()
+            }
+        );
+        assert_eq!(
+            read(LINES[6]),
+            Record::Refused {
+                site: Site::Collection("c".into())
+            }
+        );
     }
 
     #[test]
@@ -1206,63 +1431,45 @@ mod tests {
         assert_eq!(name_time("c-1-2026-01-01-00-00-05"), None);
     }
 
-    fn shard_creating(shard: u32, peer_id: u64) -> Record {
-        Record::ShardCreating {
-            collection: "d".into(),
-            shard,
-            peer_id,
-            peer_url: format!("http://127.0.0.{peer_id}:6333"),
-            asked_at: "2026-01-01-00-00-00".into(),
-            asked_before: "2026-01-01-00-03-00".into(),
-            existing: vec!["d-shard-0-2025-12-31-00-00-00.snapshot".into()],
-        }
-    }
-
     #[test]
     fn a_dead_runs_shard_creations_without_an_answer_are_left_to_look_for() {
         let (_dir, root) = staging();
-        let mut journal = Journal::create(
-            &root.join(".aimem-staging-x"),
-            "http://h:1",
-            "qdrant process 1",
-        )
-        .unwrap();
-        for record in [
-            shard_creating(0, 1),
-            shard_creating(1, 2),
-            shard_creating(2, 3),
-            // Answered: a snapshot to delete by name, nothing to look for.
-            Record::ShardCreated {
-                collection: "d".into(),
-                shard: 0,
-                peer_id: 1,
-                peer_url: "http://127.0.0.1:6333".into(),
-                snapshot: "d-shard-0-2026-01-01-00-00-01.snapshot".into(),
-            },
-            // Refused: nothing made. The same shard on another peer is a different creation.
-            Record::ShardRefused {
-                collection: "d".into(),
-                shard: 2,
-                peer_id: 1,
-            },
-            Record::ShardRefused {
-                collection: "d".into(),
-                shard: 2,
-                peer_id: 3,
-            },
-        ] {
-            journal.record(&record).unwrap();
-        }
+        let shard_creating = |id: u32, peer: u64| {
+            creating(
+                shard("d", id, peer),
+                "2026-01-01-00-00-00",
+                "2026-01-01-00-03-00",
+                &["d-shard-0-2025-12-31-00-00-00.snapshot"],
+            )
+        };
+        let journal = journal_of(
+            &root,
+            &[
+                shard_creating(0, 1),
+                shard_creating(1, 2),
+                shard_creating(2, 3),
+                // Answered: a snapshot to delete by name, nothing to look for.
+                Record::Created {
+                    site: shard("d", 0, 1),
+                    peer_url: Some("http://127.0.0.1:6333".into()),
+                    snapshot: "d-shard-0-2026-01-01-00-00-01.snapshot".into(),
+                },
+                // Refused: nothing made. The same shard on another peer is a different creation.
+                Record::Refused {
+                    site: shard("d", 2, 1),
+                },
+                Record::Refused {
+                    site: shard("d", 2, 3),
+                },
+            ],
+        );
         drop(journal);
         let dead = dead_runs(&root);
         assert_eq!(dead.len(), 1);
-        let unanswered: Vec<(u32, u64)> = dead[0]
-            .shard_unanswered
-            .iter()
-            .map(|u| (u.shard, u.peer_id))
-            .collect();
-        assert_eq!(unanswered, [(1, 2)]);
-        assert_eq!(dead[0].shard_snapshots.len(), 1);
+        let unanswered: Vec<&Site> = dead[0].unanswered.iter().map(|u| &u.site).collect();
+        assert_eq!(unanswered, [&shard("d", 1, 2)]);
+        let snapshots: Vec<&Site> = dead[0].snapshots.iter().map(|s| &s.site).collect();
+        assert_eq!(snapshots, [&shard("d", 0, 1)]);
         assert!(dead[0].has_server_snapshots());
         let said = dead[0].describe();
         assert!(
@@ -1336,8 +1543,6 @@ mod tests {
             uploads: Vec::new(),
             snapshots: Vec::new(),
             unanswered: Vec::new(),
-            shard_snapshots: Vec::new(),
-            shard_unanswered: Vec::new(),
             damaged: None,
             _lock: tempfile::tempfile().unwrap(),
         }
@@ -1491,13 +1696,7 @@ mod tests {
     #[test]
     fn a_finished_run_leaves_no_journal() {
         let (_dir, root) = staging();
-        let journal = Journal::create(
-            &root.join(".aimem-staging-x"),
-            "http://h:1",
-            "qdrant process 1",
-        )
-        .unwrap();
-        journal.finish().unwrap();
+        journal_of(&root, &[]).finish().unwrap();
         assert!(!root.join(".aimem-staging-x").join(JOURNAL_FILE).exists());
         assert!(dead_runs(&root).is_empty());
     }

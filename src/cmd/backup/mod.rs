@@ -7,18 +7,21 @@
 
 pub(crate) mod cluster;
 pub(crate) mod concurrent;
+mod consistent;
 pub(crate) mod disk;
 pub(crate) mod files;
 pub(crate) mod journal;
 mod pipeline;
 mod resume;
 pub(crate) mod shards;
+pub(crate) mod site;
 pub(crate) mod snapshot;
+mod take;
 pub(crate) mod undo;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
@@ -39,7 +42,10 @@ use crate::repo::{self, LocalRepo, Repo};
 use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size, throughput};
-use undo::{Pending, Undo};
+use consistent::Consistent;
+use site::Site;
+use take::SiteFailure;
+use undo::Undo;
 
 pub use files::{CONFIG_FILES, parse_dotenv};
 
@@ -358,7 +364,7 @@ struct Planned {
     /// The schema as planned: what the manifest will hold, give or take a change meanwhile.
     fingerprint: Fingerprint,
     /// The snapshot's size as estimated from the schema and point count (the schema itself is
-    /// read again around the snapshot, see [`consistent_snapshot`]).
+    /// read again around the snapshot, see [`consistent`]).
     estimate: u64,
 }
 
@@ -490,7 +496,7 @@ fn back_up(
         lock_keys,
         install: &install,
         ai_memory_version,
-        create_timeout: timeouts.snapshot_create,
+        method: take::Method::default(),
         report,
         topology: &topology,
     };
@@ -506,7 +512,7 @@ fn back_up(
     let (manifest, total_size, final_dir) = match outcome {
         Ok(done) => done,
         Err(failure) => {
-            lock(&undo).run(&client, ui);
+            lock(&undo).run(&client, &topology, ui);
             return Err(failure);
         }
     };
@@ -549,8 +555,8 @@ struct Context<'a> {
     lock_keys: crate::cmd::peers::LockKeys,
     install: &'a Utf8Path,
     ai_memory_version: String,
-    /// How long Qdrant may take to build a snapshot.
-    create_timeout: std::time::Duration,
+    /// How each site's snapshot is obtained.
+    method: take::Method,
     /// What `--json` reports.
     report: &'a Mutex<BackupReport>,
     /// A single node, or the cluster's peers.
@@ -924,6 +930,7 @@ fn write_backup(
     stopped(cx.stop)?;
     lock(undo).hand_on_leftover_snapshots(
         cx.client,
+        cx.topology,
         cx.ui,
         cx.root,
         (&cx.server, &cx.identity),
@@ -959,8 +966,27 @@ fn backup_collection(
         return shards::backup_collection(cx, args, collection, snapshot_dir, undo);
     }
     let name = &collection.name;
+    let site = Site::Collection(name.as_str());
     let started = Instant::now();
-    let (description, records, records_max, fingerprint) = consistent_snapshot(cx, name, undo)?;
+    let tracker = Here { cx, undo };
+    let Consistent {
+        taken: description,
+        records,
+        records_max,
+        schema: fingerprint,
+        ..
+    } = consistent::consistent(
+        cx,
+        name,
+        &[],
+        consistent::Scope::Collection,
+        || capture(cx, site, &tracker),
+        |description| {
+            cx.method
+                .release(cx.client, site, &description, &tracker)
+                .ok();
+        },
+    )?;
     if let Some(size) = description.size {
         check_space(
             cx.root,
@@ -980,41 +1006,27 @@ fn backup_collection(
             description.clone(),
             target.clone(),
         );
-        let (retry, ui, stop) = (args.retry, cx.ui.clone(), cx.stop.clone());
+        let (method, retry, ui, stop) = (cx.method, args.retry, cx.ui.clone(), cx.stop.clone());
         worker::interruptible(cx.stop, move || {
-            let label = format!("download {name}");
+            let site = Site::Collection(name.as_str());
             let download = snapshot::Download {
                 client: &client,
-                source: snapshot::Source::Collection(&name),
+                site,
                 snapshot: &description,
                 target: &target,
-                label: &label,
+                label: &site.download_label(),
                 ui: &ui,
                 stop: &stop,
             };
-            snapshot::download_with_retries(&download, retry, durability)
+            method.fetch(&download, retry, durability)
         })
     };
-    let downloaded = match downloaded.or_else(interrupted)? {
-        Ok(done) => done,
-        Err(snapshot::DownloadError::Qdrant(QdrantError::Interrupted)) => {
-            // The transfer ended because a signal arrived: stop with the signal's status.
-            stopped(cx.stop)?;
-            return Err(BackupError::Interrupted).or_exit(Exit::Interrupted);
-        }
-        // A full disk is the documented disk-space exit, whichever layer noticed it.
-        Err(e) if e.is_out_of_space() => {
-            return Err(collection_error(name, e)).or_exit(Exit::InsufficientSpace);
-        }
-        Err(snapshot::DownloadError::Qdrant(e)) => return Err(collection_failure(name, e)),
-        Err(e) => return Err(collection_error(name, e)).or_exit(Exit::Failed),
-    };
+    let downloaded = downloaded
+        .or_else(interrupted)?
+        .map_err(|e| site_failure(cx, name, SiteFailure::Download(e), cx.root))?;
     // The server keeps every snapshot until deleted: do not let backups fill its disk.
-    let deleted = match cx.client.delete_snapshot(name, &description.name) {
-        Ok(()) => {
-            lock(undo).forget_snapshot(name, &description.name);
-            true
-        }
+    let deleted = match cx.method.release(cx.client, site, &description, &tracker) {
+        Ok(()) => true,
         Err(e) => {
             cx.ui.warn(&format!(
                 "could not delete snapshot {} from the server: {e}",
@@ -1046,10 +1058,6 @@ fn backup_collection(
     Ok((entry, report))
 }
 
-/// How many times a snapshot is taken again when writes moved the point count (or the
-/// schema) meanwhile.
-const SNAPSHOT_ATTEMPTS: u32 = 3;
-
 /// The collection's schema fingerprint as the server reports it now.
 fn live_fingerprint(cx: &Context, name: &str) -> Outcome<Fingerprint> {
     let info = cx
@@ -1061,175 +1069,100 @@ fn live_fingerprint(cx: &Context, name: &str) -> Outcome<Fingerprint> {
         .or_exit(Exit::Failed)
 }
 
-/// Takes a snapshot whose point count and schema are known.
-///
-/// The schema fingerprint read before and after it must agree, or the schema changed (a
-/// payload index added, say) and nobody knows which one the snapshot holds: the manifest
-/// would not describe it, and the backup would fail its own verification. Then it is taken
-/// again, and after [`SNAPSHOT_ATTEMPTS`] the backup of this collection fails.
-///
-/// The exact count before and after must agree too, or writes happened meanwhile and the
-/// snapshot holds an unknown number of points, which restore could not check. Then it is taken
-/// again; if the collection never holds still, the range is recorded (`records` ..
-/// `records_max`) with a warning.
-fn consistent_snapshot(
-    cx: &Context,
-    name: &str,
-    undo: &Mutex<Undo>,
-) -> Outcome<(SnapshotDescription, u64, Option<u64>, Fingerprint)> {
-    let count = || {
-        cx.client
-            .count_exact(name)
-            .map_err(|e| collection_failure(name, e))
-    };
-    let mut attempt = 1;
-    loop {
-        let schema_before = live_fingerprint(cx, name)?;
-        let before = count()?;
-        let description = create_snapshot(cx, name, undo)?;
-        let after = count()?;
-        let schema_after = live_fingerprint(cx, name)?;
-        if schema_before != schema_after {
-            if attempt == SNAPSHOT_ATTEMPTS {
-                // The snapshot stays in the undo log: the cleanup deletes it.
-                return Err(BackupError::SchemaKeptChanging {
-                    collection: name.to_string(),
-                    attempts: SNAPSHOT_ATTEMPTS,
-                })
-                .or_exit(Exit::Failed);
+/// Captures `site`'s snapshot on the server this run talks to, in its turn. A stop requested
+/// meanwhile ends the run once Qdrant has answered (the cleanup deletes what it made).
+fn capture(cx: &Context, site: Site<&str>, tracker: &Here) -> Outcome<take::Captured> {
+    let turn = concurrent::take_turn(&cx.lock_keys, site, cx.stop, cx.ui).or_else(interrupted)?;
+    let captured = cx
+        .method
+        .capture(cx.client, site, turn, tracker)
+        .map_err(|e| site_failure(cx, site.collection(), e, cx.root))?;
+    stopped(cx.stop)?;
+    Ok(captured)
+}
+
+/// The failure of a site's snapshot work for collection `name` (`journal`: the folder named
+/// when its journal cannot be written). A stop ends the run with the signal's status; a full
+/// disk, whichever layer noticed it, is the documented disk-space exit.
+fn site_failure(cx: &Context, name: &str, failure: SiteFailure, journal: &Utf8Path) -> Failure {
+    let fail = |error: BackupError, exit| Failure::new(exit, miette::Report::new(error));
+    match failure {
+        SiteFailure::Qdrant(QdrantError::Interrupted)
+        | SiteFailure::Download(snapshot::DownloadError::Qdrant(QdrantError::Interrupted)) => {
+            // The transfer ended because a signal arrived: stop with the signal's status.
+            match stopped(cx.stop) {
+                Err(failure) => failure,
+                Ok(()) => fail(BackupError::Interrupted, Exit::Interrupted),
             }
-            cx.ui.note(&format!(
-                "`{name}`: its schema changed while it was snapshotted; taking it again"
-            ));
-            if cx.client.delete_snapshot(name, &description.name).is_ok() {
-                lock(undo).forget_snapshot(name, &description.name);
-            }
-            attempt += 1;
-            continue;
         }
-        if before == after {
-            return Ok((description, before, None, schema_after));
+        SiteFailure::Qdrant(e) | SiteFailure::Download(snapshot::DownloadError::Qdrant(e)) => {
+            collection_failure(name, e)
         }
-        let (low, high) = (before.min(after), before.max(after));
-        if attempt == SNAPSHOT_ATTEMPTS {
-            cx.ui.warn(&format!(
-                "`{name}` kept changing while it was snapshotted: the snapshot holds between {low} and {high} points"
-            ));
-            return Ok((description, low, Some(high), schema_after));
+        SiteFailure::Download(e) if e.is_out_of_space() => {
+            fail(collection_error(name, e), Exit::InsufficientSpace)
         }
-        cx.ui.note(&format!(
-            "`{name}` changed while it was snapshotted ({before} → {after} points); taking it again"
-        ));
-        if cx.client.delete_snapshot(name, &description.name).is_ok() {
-            lock(undo).forget_snapshot(name, &description.name);
-        }
-        attempt += 1;
+        SiteFailure::Download(e) => fail(collection_error(name, e), Exit::Failed),
+        SiteFailure::Journal(source) => fail(
+            BackupError::Folder {
+                path: journal.to_owned(),
+                source,
+            },
+            Exit::Failed,
+        ),
     }
 }
 
-/// `POST …/snapshots`, on a worker thread. It always waits for Qdrant's answer, even after
-/// Ctrl-C, so the snapshot can be deleted; a creation that times out is recorded as pending.
-fn create_snapshot(cx: &Context, name: &str, undo: &Mutex<Undo>) -> Outcome<SnapshotDescription> {
-    // A minute of slack for a server clock behind ours: snapshots that existed before the
-    // request are ruled out by name anyway.
-    let turn = concurrent::take_turn(
-        &cx.lock_keys,
-        concurrent::SnapshotOf::Collection(name),
-        cx.stop,
-        cx.ui,
-    )
-    .or_else(interrupted)?;
-    let asked_at =
-        undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
-    let existing: Vec<String> = cx
-        .client
-        .list_snapshots(name)
-        .map(|list| list.into_iter().map(|s| s.name).collect())
-        .unwrap_or_default();
-    // On disk before the server is asked: a run killed from here on leaves a record.
-    lock(undo)
-        .journal_record(&journal::Record::Creating {
-            collection: name.to_string(),
-            asked_at: asked_at.clone(),
-            asked_before: journal::asked_before(),
-            existing: existing.clone(),
-        })
-        .map_err(|source| BackupError::Folder {
-            path: cx.root.to_owned(),
-            source,
-        })
-        .or_exit(Exit::Failed)?;
-    let (client, collection) = (cx.client.clone(), name.to_string());
-    let ui = cx.ui.clone();
-    let waiting = format!(
-        "waiting for Qdrant to finish the snapshot of `{name}` so it can be deleted (Ctrl-C again quits at once)"
-    );
-    let mut said = false;
-    let spinner = cx
-        .ui
-        .spinner(&format!("Qdrant building the snapshot of {name}"));
-    let created = worker::wait_through(
-        cx.stop,
-        move || {
-            if !std::mem::replace(&mut said, true) {
-                ui.warn(&waiting);
-            }
-        },
-        move || client.create_snapshot(&collection),
-    );
-    spinner.finish_and_clear();
-    let signal = cx.stop.requested();
-    match created {
-        Ok(description) => {
-            turn.release_after_answer();
-            let mut undo = lock(undo);
-            undo.server_snapshots
-                .push((name.to_string(), description.name.clone()));
-            // Best effort: without it the `creating` record still leads the next run to it.
-            undo.journal_record(&journal::Record::Created {
-                collection: name.to_string(),
-                snapshot: description.name.clone(),
-            })
-            .ok();
-            drop(undo);
-            match signal {
-                Some(exit) => interrupted(exit),
-                None => Ok(description),
-            }
-        }
-        Err(e) => {
-            // No answer (the wait timed out, the connection broke): Qdrant may still be building
-            // it, so the cleanup waits for it. An answer aimem cannot use (a nameless or unsafe
-            // name) may still stand for a snapshot that was made: the cleanup looks once, without
-            // waiting. A refusal or a refused connection made nothing.
-            let wait = match e {
-                QdrantError::Timeout { .. } | QdrantError::Transport { .. } => {
-                    Some(cx.create_timeout)
+/// A single node's snapshot work, tracked in the undo log by the thread that does it.
+struct Here<'a> {
+    cx: &'a Context<'a>,
+    undo: &'a Mutex<Undo>,
+}
+
+impl take::Tracker for Here<'_> {
+    fn record(&self, record: &journal::Record) -> Result<(), SiteFailure> {
+        lock(self.undo)
+            .journal_record(record)
+            .map_err(SiteFailure::Journal)
+    }
+
+    /// On a worker thread. It always waits for Qdrant's answer, even after Ctrl-C, so the
+    /// snapshot can be deleted.
+    fn ask(&self, client: &Client, site: Site<&str>) -> Result<SnapshotDescription, QdrantError> {
+        let ui = self.cx.ui.clone();
+        let waiting = format!(
+            "waiting for Qdrant to finish the snapshot of {site} so it can be deleted (Ctrl-C again quits at once)"
+        );
+        let mut said = false;
+        let spinner = self.cx.ui.spinner(&format!(
+            "Qdrant building the snapshot of {}",
+            site.collection()
+        ));
+        let (client, site) = (client.clone(), site.owned());
+        let created = worker::wait_through(
+            self.cx.stop,
+            move || {
+                if !std::mem::replace(&mut said, true) {
+                    ui.warn(&waiting);
                 }
-                QdrantError::InvalidResponse { .. } => Some(Duration::ZERO),
-                _ => None,
-            };
-            if let Some(wait) = wait {
-                // The turn stays taken until the cleanup has found (or given up on) this
-                // snapshot: another run's creation meanwhile could be taken for it.
-                lock(undo).pending.push(Pending {
-                    collection: name.to_string(),
-                    existing,
-                    wait,
-                    asked_at,
-                    turn: Some(turn),
-                });
-            } else {
-                turn.release_after_answer();
-                // The server said no: there is no snapshot to look for later.
-                lock(undo)
-                    .journal_record(&journal::Record::Refused {
-                        collection: name.to_string(),
-                    })
-                    .ok();
-            }
-            Err(collection_failure(name, e))
-        }
+            },
+            move || site.create(&client),
+        );
+        spinner.finish_and_clear();
+        created
+    }
+
+    fn created(&self, site: Site<&str>, peer_url: Option<String>, snapshot: &str) {
+        lock(self.undo).created(site.owned(), peer_url, snapshot.to_string());
+    }
+
+    /// The cleanup looks for it, still in this run's turn: another run's creation meanwhile
+    /// could be taken for it.
+    fn unanswered(&self, pending: undo::Pending) {
+        lock(self.undo).pending.push(pending);
+    }
+
+    fn deleted(&self, site: Site<&str>, snapshot: &str) {
+        lock(self.undo).forget_snapshot(&site.owned(), snapshot);
     }
 }
 

@@ -12,13 +12,15 @@ use camino::Utf8Path;
 use miette::Diagnostic;
 use thiserror::Error;
 
-use super::concurrent::{SnapshotOf, take_turn};
+use super::concurrent::take_turn;
+use super::consistent::{Consistent, Scope, consistent};
 use super::journal::Record;
-use super::snapshot::{self, Downloaded, Source};
-use super::undo::Undo;
+use super::site::Site;
+use super::snapshot::{self, Downloaded, Durability};
+use super::take::{Method, SiteFailure, Tracker};
+use super::undo::{Pending, Undo};
 use super::{
-    BackupError, CollectionReport, Context, Planned, collection_error, collection_failure,
-    live_fingerprint, stopped,
+    BackupError, CollectionReport, Context, Planned, collection_error, collection_failure, stopped,
 };
 use crate::cmd::peers::Topology;
 use crate::exit::Exit;
@@ -30,7 +32,7 @@ use crate::manifest::cluster::{
 };
 use crate::names::SafeName;
 use crate::qdrant::cluster::CollectionClusterView;
-use crate::qdrant::{QdrantError, SnapshotDescription};
+use crate::qdrant::{Client, QdrantError, SnapshotDescription};
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum ShardError {
@@ -233,14 +235,6 @@ pub fn cluster_record(topology: &Topology) -> Option<ClusterRecord> {
     })
 }
 
-/// A shard snapshot made on a peer and not yet deleted there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Made {
-    shard: u32,
-    peer: u64,
-    name: String,
-}
-
 /// Backs up one collection of a cluster; the entry carries a `cluster` record and no
 /// `snapshot_file`.
 pub(super) fn backup_collection(
@@ -324,8 +318,20 @@ pub(super) fn backup_collection(
         })
         .or_exit(Exit::Failed)?;
 
-    let (taken, records, records_max, key_records, schema_after) =
-        consistent_shards(cx, args, name, &shard_keys, &sources, &dir, undo)?;
+    let Consistent {
+        taken,
+        records,
+        records_max,
+        key_records,
+        schema: schema_after,
+    } = consistent(
+        cx,
+        name,
+        &shard_keys,
+        Scope::Shards,
+        || take_shards(cx, args, name, &sources, &dir, undo),
+        |taken| drop_files(&dir, &taken),
+    )?;
 
     let mut records_shards = Vec::new();
     let mut size_bytes = 0u64;
@@ -389,88 +395,6 @@ pub(super) fn backup_collection(
     Ok((entry, report))
 }
 
-/// Takes the shard snapshots with a known point count and schema, as
-/// [`super::consistent_snapshot`] does for a single node: when the schema fingerprint read
-/// before and after differs, every shard is taken again (their snapshots are already gone
-/// from the peers, their files are dropped), and after [`super::SNAPSHOT_ATTEMPTS`] the
-/// collection fails; when the exact count differs, they are taken again too, and after the
-/// last attempt the range is recorded with a warning.
-#[allow(clippy::type_complexity)]
-fn consistent_shards(
-    cx: &Context,
-    args: &super::BackupArgs,
-    name: &SafeName,
-    shard_keys: &[ShardKey],
-    sources: &BTreeMap<u32, u64>,
-    dir: &Utf8Path,
-    undo: &Mutex<Undo>,
-) -> Outcome<(
-    BTreeMap<u32, (u64, Downloaded)>,
-    u64,
-    Option<u64>,
-    Vec<u64>,
-    crate::fingerprint::Fingerprint,
-)> {
-    // The exact total, and (custom sharding) each key's exact count: a shard's own
-    // `points_count` is approximate, so these are what a restore checks per key.
-    let count = || -> Outcome<(u64, Vec<u64>)> {
-        let total = cx
-            .client
-            .count_exact(name)
-            .map_err(|e| collection_failure(name, e))?;
-        let per_key = shard_keys
-            .iter()
-            .map(|key| {
-                cx.client
-                    .count_exact_in_shard_key(name, key)
-                    .map_err(|e| collection_failure(name, e))
-            })
-            .collect::<Outcome<Vec<u64>>>()?;
-        Ok((total, per_key))
-    };
-    let mut attempt = 1;
-    loop {
-        let schema_before = live_fingerprint(cx, name)?;
-        let before = count()?;
-        let taken = take_shards(cx, args, name, sources, dir, undo)?;
-        let after = count()?;
-        let schema_after = live_fingerprint(cx, name)?;
-        stopped(cx.stop)?;
-        if schema_before != schema_after {
-            if attempt == super::SNAPSHOT_ATTEMPTS {
-                return Err(BackupError::SchemaKeptChanging {
-                    collection: name.to_string(),
-                    attempts: super::SNAPSHOT_ATTEMPTS,
-                })
-                .or_exit(Exit::Failed);
-            }
-            cx.ui.note(&format!(
-                "`{name}`: its schema changed while it was snapshotted; taking its shards again"
-            ));
-            drop_files(dir, &taken);
-            attempt += 1;
-            continue;
-        }
-        let ((before, keys_before), (after, keys_after)) = (before, after);
-        if before == after && keys_before == keys_after {
-            return Ok((taken, before, None, keys_after, schema_after));
-        }
-        let (low, high) = (before.min(after), before.max(after));
-        if attempt == super::SNAPSHOT_ATTEMPTS {
-            cx.ui.warn(&format!(
-                "`{name}` changed while its shards were snapshotted: the backup holds between {low} and {high} points"
-            ));
-            // The range is recorded even when the totals agree but the keys moved.
-            return Ok((taken, low, Some(high.max(low)), Vec::new(), schema_after));
-        }
-        cx.ui.note(&format!(
-            "`{name}` changed while its shards were snapshotted ({before} → {after} points); taking them again"
-        ));
-        drop_files(dir, &taken);
-        attempt += 1;
-    }
-}
-
 /// Removes the shard files of an attempt that is taken again (best effort: the next attempt
 /// writes them anew, and a failed backup's staging folder goes as a whole).
 fn drop_files(dir: &Utf8Path, taken: &BTreeMap<u32, (u64, Downloaded)>) {
@@ -498,7 +422,7 @@ fn take_shards(
     }
     let (events, inbox) = mpsc::channel::<Event>();
     let gate = Arc::new(Mutex::new(Gate::default()));
-    let mut running = 0usize;
+    let mut heard = Heard::default();
     for (peer_id, shards) in per_peer {
         let Some(peer) = cx.topology.peer(peer_id) else {
             continue;
@@ -506,6 +430,7 @@ fn take_shards(
         let work = Work {
             client: peer.client.clone(),
             lock_keys: cx.lock_keys.clone(),
+            method: cx.method,
             peer_id,
             collection: name.to_string(),
             dir: dir.to_owned(),
@@ -519,16 +444,15 @@ fn take_shards(
             let result = peer_shards(&work, &shards);
             work.events.send(Event::Done(peer_id, result)).ok();
         });
-        running += 1;
+        heard.running += 1;
     }
     drop(events);
 
-    let mut made: Vec<Made> = Vec::new();
-    let mut taken = BTreeMap::new();
-    let mut failure = None;
     let mut closing = false;
     loop {
-        if !closing && (running == 0 || failure.is_some() || cx.stop.requested().is_some()) {
+        if !closing
+            && (heard.running == 0 || heard.failure.is_some() || cx.stop.requested().is_some())
+        {
             // No worker starts another creation from here on.
             gate.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
             closing = true;
@@ -537,30 +461,12 @@ fn take_shards(
         // deleted); transfers are not. Their events are all sent before `creating` drops.
         if closing && gate.lock().unwrap_or_else(PoisonError::into_inner).creating == 0 {
             while let Ok(event) = inbox.try_recv() {
-                handle(
-                    event,
-                    &mut made,
-                    &mut taken,
-                    &mut failure,
-                    &mut running,
-                    undo,
-                    cx.topology,
-                    name,
-                );
+                heard.take(event, undo);
             }
             break;
         }
         match inbox.recv_timeout(POLL) {
-            Ok(event) => handle(
-                event,
-                &mut made,
-                &mut taken,
-                &mut failure,
-                &mut running,
-                undo,
-                cx.topology,
-                name,
-            ),
+            Ok(event) => heard.take(event, undo),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 gate.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
@@ -568,141 +474,94 @@ fn take_shards(
             }
         }
     }
-    // Whatever happened, nothing this run made stays on a server.
-    for snapshot in made {
-        let Some(peer) = cx.topology.peer(snapshot.peer) else {
-            continue;
-        };
-        match peer
-            .client
-            .delete_shard_snapshot(name, snapshot.shard, &snapshot.name)
-        {
-            Ok(()) => {
-                super::lock(undo)
-                    .journal_record(&shard_deleted(name, &snapshot))
-                    .ok();
-            }
-            Err(e) => cx.ui.warn(&format!(
-                "could not delete shard snapshot {} from peer {} ({}): {e}",
-                snapshot.name,
-                snapshot.peer,
-                peer.client.display_url()
-            )),
-        }
-    }
+    delete_made(cx, name, undo);
     stopped(cx.stop)?;
-    finish(name, sources, taken, failure, dir)
+    let Heard { taken, failure, .. } = heard;
+    // A worker that ended without its shards (the gate closed on it) was stopped.
+    let failure = failure.or_else(|| {
+        (taken.len() != sources.len()).then_some(SiteFailure::Qdrant(QdrantError::Interrupted))
+    });
+    match failure {
+        None => Ok(taken),
+        Some(failure) => Err(super::site_failure(cx, name, failure, dir)),
+    }
 }
 
-/// Takes one worker event into account: journals creations and deletions, keeps results.
-#[allow(clippy::too_many_arguments)]
-fn handle(
-    event: Event,
-    made: &mut Vec<Made>,
-    taken: &mut BTreeMap<u32, (u64, Downloaded)>,
-    failure: &mut Option<ShardFailure>,
-    running: &mut usize,
-    undo: &Mutex<Undo>,
-    topology: &Topology,
-    name: &SafeName,
-) {
-    match event {
-        Event::Journal(record, reply) => {
-            let synced = super::lock(undo).journal_record(&record);
-            reply.send(synced).ok();
+/// Whatever happened, nothing this run made of `name`'s shards stays on a peer: each snapshot
+/// still there is deleted, or said (and left: the cleanup neither retries nor hands it on).
+fn delete_made(cx: &Context, name: &SafeName, undo: &Mutex<Undo>) {
+    let made: Vec<(Site, String)> = super::lock(undo)
+        .server_snapshots
+        .iter()
+        .filter(|(site, _)| site.is_shard() && site.collection() == name.as_str())
+        .cloned()
+        .collect();
+    for (site, snapshot) in made {
+        let Site::Shard { peer, .. } = site else {
+            continue;
+        };
+        let Some(peer) = cx.topology.peer(peer) else {
+            super::lock(undo).drop_snapshot(&site, &snapshot);
+            continue;
+        };
+        match site.delete(&peer.client, &snapshot) {
+            Ok(()) => super::lock(undo).forget_snapshot(&site, &snapshot),
+            Err(e) => {
+                cx.ui.warn(&format!(
+                    "could not delete shard snapshot {snapshot} from peer {} ({}): {e}",
+                    peer.peer_id,
+                    peer.client.display_url()
+                ));
+                super::lock(undo).drop_snapshot(&site, &snapshot);
+            }
         }
-        Event::Refused { shard, peer_id } => {
-            // Best effort: without it the next run only looks for a snapshot in vain.
-            super::lock(undo)
-                .journal_record(&Record::ShardRefused {
-                    collection: name.to_string(),
-                    shard,
-                    peer_id,
-                })
-                .ok();
-        }
-        Event::Unanswered => super::lock(undo).unanswered_shard_creations += 1,
-        Event::Created(snapshot) => {
-            super::lock(undo)
-                .journal_record(&Record::ShardCreated {
-                    collection: name.to_string(),
-                    shard: snapshot.shard,
-                    peer_id: snapshot.peer,
-                    peer_url: peer_url(topology, snapshot.peer),
-                    snapshot: snapshot.name.clone(),
-                })
-                .ok();
-            made.push(snapshot);
-        }
-        Event::Deleted(snapshot) => {
-            made.retain(|m| m != &snapshot);
-            super::lock(undo)
-                .journal_record(&shard_deleted(name, &snapshot))
-                .ok();
-        }
-        Event::Done(peer_id, result) => {
-            *running -= 1;
-            match result {
-                Ok(done) => taken.extend(done.into_iter().map(|(s, d)| (s, (peer_id, d)))),
-                Err(e) => {
-                    failure.get_or_insert(e);
+    }
+}
+
+/// What the workers told the waiting thread so far.
+#[derive(Default)]
+struct Heard {
+    /// Shard id → (the peer it came from, its file).
+    taken: BTreeMap<u32, (u64, Downloaded)>,
+    failure: Option<SiteFailure>,
+    /// Workers not done yet.
+    running: usize,
+}
+
+impl Heard {
+    /// Takes one worker event into account: journals creations and deletions, keeps results.
+    fn take(&mut self, event: Event, undo: &Mutex<Undo>) {
+        match event {
+            Event::Journal(record, reply) => {
+                let synced = super::lock(undo).journal_record(&record);
+                reply.send(synced).ok();
+            }
+            Event::Created {
+                site,
+                peer_url,
+                snapshot,
+            } => super::lock(undo).created(site, peer_url, snapshot),
+            Event::Unanswered(pending) => super::lock(undo).pending.push(pending),
+            Event::Deleted { site, snapshot } => {
+                super::lock(undo).forget_snapshot(&site, &snapshot);
+            }
+            Event::Done(peer_id, result) => {
+                self.running -= 1;
+                match result {
+                    Ok(done) => self
+                        .taken
+                        .extend(done.into_iter().map(|(s, d)| (s, (peer_id, d)))),
+                    Err(e) => {
+                        self.failure.get_or_insert(e);
+                    }
                 }
             }
         }
     }
 }
 
-/// The outcome of the shards' work.
-fn finish(
-    name: &SafeName,
-    sources: &BTreeMap<u32, u64>,
-    taken: BTreeMap<u32, (u64, Downloaded)>,
-    mut failure: Option<ShardFailure>,
-    journal_dir: &Utf8Path,
-) -> Outcome<BTreeMap<u32, (u64, Downloaded)>> {
-    if taken.len() != sources.len() && failure.is_none() {
-        failure = Some(ShardFailure::Qdrant(QdrantError::Interrupted));
-    }
-    match failure {
-        None => Ok(taken),
-        Some(ShardFailure::Qdrant(QdrantError::Interrupted))
-        | Some(ShardFailure::Download(snapshot::DownloadError::Qdrant(QdrantError::Interrupted))) => {
-            Err(BackupError::Interrupted).or_exit(Exit::Interrupted)
-        }
-        Some(ShardFailure::Qdrant(e)) => Err(collection_failure(name, e)),
-        Some(ShardFailure::Download(e)) if e.is_out_of_space() => {
-            Err(collection_error(name, e)).or_exit(Exit::InsufficientSpace)
-        }
-        Some(ShardFailure::Download(snapshot::DownloadError::Qdrant(e))) => {
-            Err(collection_failure(name, e))
-        }
-        Some(ShardFailure::Download(e)) => Err(collection_error(name, e)).or_exit(Exit::Failed),
-        Some(ShardFailure::Journal(source)) => Err(BackupError::Folder {
-            path: journal_dir.to_owned(),
-            source,
-        })
-        .or_exit(Exit::Failed),
-    }
-}
-
 /// How often the waiting thread looks at the stop flag.
 const POLL: std::time::Duration = std::time::Duration::from_millis(50);
-
-fn peer_url(topology: &Topology, peer_id: u64) -> String {
-    topology
-        .peer(peer_id)
-        .map(|p| p.client.display_url().to_string())
-        .unwrap_or_default()
-}
-
-fn shard_deleted(name: &SafeName, snapshot: &Made) -> Record {
-    Record::ShardDeleted {
-        collection: name.to_string(),
-        shard: snapshot.shard,
-        peer_id: snapshot.peer,
-        snapshot: snapshot.name.clone(),
-    }
-}
 
 /// Whether workers may start snapshot creations, and how many are under way.
 #[derive(Debug, Default)]
@@ -715,23 +574,26 @@ struct Gate {
 enum Event {
     /// A record to sync before the worker goes on (it waits for the outcome).
     Journal(Record, mpsc::Sender<std::io::Result<()>>),
-    /// The peer refused the creation of this shard's snapshot.
-    Refused {
-        shard: u32,
-        peer_id: u64,
-    },
     /// A creation got no usable answer: its snapshot may exist.
-    Unanswered,
-    Created(Made),
-    Deleted(Made),
-    Done(u64, Result<Vec<(u32, Downloaded)>, ShardFailure>),
+    Unanswered(Pending),
+    Created {
+        site: Site,
+        peer_url: Option<String>,
+        snapshot: String,
+    },
+    Deleted {
+        site: Site,
+        snapshot: String,
+    },
+    Done(u64, Result<Vec<(u32, Downloaded)>, SiteFailure>),
 }
 
 /// What a peer's worker owns (it may outlive the wait: a stalled transfer is abandoned).
 struct Work {
-    client: crate::qdrant::Client,
+    client: Client,
     /// The names the server goes by in snapshot turns.
     lock_keys: crate::cmd::peers::LockKeys,
+    method: Method,
     peer_id: u64,
     collection: String,
     dir: camino::Utf8PathBuf,
@@ -742,143 +604,104 @@ struct Work {
     gate: Arc<Mutex<Gate>>,
 }
 
-enum ShardFailure {
-    Qdrant(QdrantError),
-    Download(snapshot::DownloadError),
-    /// The journal record could not be written before a creation.
-    Journal(std::io::Error),
+/// A peer's worker tells the waiting thread, which journals (the worker waits for a record
+/// to be synced before it asks) and keeps track of what is made.
+impl Tracker for Work {
+    fn record(&self, record: &Record) -> Result<(), SiteFailure> {
+        let interrupted = || SiteFailure::Qdrant(QdrantError::Interrupted);
+        let (reply, synced) = mpsc::channel();
+        self.events
+            .send(Event::Journal(record.clone(), reply))
+            .map_err(|_| interrupted())?;
+        match synced.recv() {
+            Ok(result) => result.map_err(SiteFailure::Journal),
+            Err(_) => Err(interrupted()),
+        }
+    }
+
+    fn ask(&self, client: &Client, site: Site<&str>) -> Result<SnapshotDescription, QdrantError> {
+        site.create(client)
+    }
+
+    fn created(&self, site: Site<&str>, peer_url: Option<String>, snapshot: &str) {
+        let event = Event::Created {
+            site: site.owned(),
+            peer_url,
+            snapshot: snapshot.to_string(),
+        };
+        self.events.send(event).ok();
+    }
+
+    /// This run never looks for a shard snapshot whose answer it missed: the journal's record
+    /// leads the next run to it (so the journal is kept), and the turn need not outlive the
+    /// wait.
+    fn unanswered(&self, mut pending: Pending) {
+        if let Some(turn) = pending.turn.take() {
+            turn.release_after_answer();
+        }
+        pending.looked_for = false;
+        self.events.send(Event::Unanswered(pending)).ok();
+    }
+
+    fn deleted(&self, site: Site<&str>, snapshot: &str) {
+        let event = Event::Deleted {
+            site: site.owned(),
+            snapshot: snapshot.to_string(),
+        };
+        self.events.send(event).ok();
+    }
 }
 
 /// One peer's share: for each shard, snapshot, download, delete, telling the waiting thread
 /// each creation and deletion so it can journal them and clean up what is left.
-fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, ShardFailure> {
+fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, SiteFailure> {
     let name = work.collection.as_str();
     let mut done = Vec::new();
     for &shard in shards {
-        // Named by the shard and the second on this peer: another run's snapshot of it there
-        // in the same second would get the same name (see `concurrent`). Taken before the
-        // gate, so the waiting thread never waits for a run that waits for its turn.
-        let of = SnapshotOf::Shard {
+        let site = Site::Shard {
             collection: name,
             shard,
             peer: work.peer_id,
         };
-        let turn = take_turn(&work.lock_keys, of, &work.stop, &work.ui)
-            .map_err(|_| ShardFailure::Qdrant(QdrantError::Interrupted))?;
+        // Named by the shard and the second on this peer: another run's snapshot of it there
+        // in the same second would get the same name (see `concurrent`). Taken before the
+        // gate, so the waiting thread never waits for a run that waits for its turn.
+        let turn = take_turn(&work.lock_keys, site, &work.stop, &work.ui)
+            .map_err(|_| SiteFailure::Qdrant(QdrantError::Interrupted))?;
         {
             let mut gate = work.gate.lock().unwrap_or_else(PoisonError::into_inner);
             if gate.closed || work.stop.requested().is_some() {
-                return Err(ShardFailure::Qdrant(QdrantError::Interrupted));
+                return Err(SiteFailure::Qdrant(QdrantError::Interrupted));
             }
             gate.creating += 1;
         }
-        let created = create_journaled(work, shard);
-        // Answered or not: this run never looks for a shard snapshot whose answer it missed
-        // (the journal's record leads the next run to it).
-        turn.release_after_answer();
-        let made = created.as_ref().ok().map(|description| Made {
-            shard,
-            peer: work.peer_id,
-            name: description.name.clone(),
-        });
-        if let Some(made) = &made {
-            work.events.send(Event::Created(made.clone())).ok();
-        }
-        // After the event: the waiting thread, seeing no creation under way, has it.
+        let captured = work.method.capture(&work.client, site, turn, work);
+        // After its events: the waiting thread, seeing no creation under way, has them.
         work.gate
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .creating -= 1;
-        let description: SnapshotDescription = created?;
-        let Some(made) = made else {
-            continue;
+        let captured = captured?;
+        let download = snapshot::Download {
+            client: &work.client,
+            site,
+            snapshot: &captured,
+            target: &work.dir.join(shard_file_name(shard)),
+            label: &site.download_label(),
+            ui: &work.ui,
+            stop: &work.stop,
         };
-        let target = work.dir.join(shard_file_name(shard));
-        let label = format!("download {name} shard {shard}");
-        let downloaded = snapshot::download_verified_from(
-            &work.client,
-            Source::Shard {
-                collection: name,
-                shard,
-            },
-            &description,
-            &target,
-            work.retry,
-            &label,
-            &work.ui,
-            &work.stop,
-        )
-        .map_err(ShardFailure::Download)?;
-        if work
-            .client
-            .delete_shard_snapshot(name, shard, &description.name)
-            .is_ok()
-        {
-            work.events.send(Event::Deleted(made)).ok();
-        }
+        let downloaded = work
+            .method
+            .fetch(&download, work.retry, Durability::SyncedNow)
+            .map_err(SiteFailure::Download)?;
+        // One that stays is deleted by the waiting thread once the workers are done.
+        work.method
+            .release(&work.client, site, &captured, work)
+            .ok();
         done.push((shard, downloaded));
     }
     Ok(done)
-}
-
-/// Asks the peer for a snapshot of `shard`, with a `ShardCreating` record on disk before the
-/// request goes out (a run killed while the peer builds it leaves the next run a way to find
-/// it), and a `ShardRefused` one when the peer says no.
-fn create_journaled(work: &Work, shard: u32) -> Result<SnapshotDescription, ShardFailure> {
-    let name = work.collection.as_str();
-    // A minute of slack for a peer clock behind ours: snapshots that existed before the
-    // request are ruled out by name anyway.
-    let asked_at =
-        super::undo::snapshot_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
-    // Only those named from `asked_at` on could be taken for this run's: the others are
-    // ruled out by their time, and leaving them out keeps the record small.
-    let existing: Vec<String> = work
-        .client
-        .list_shard_snapshots(name, shard)
-        .map(|list| {
-            list.into_iter()
-                .map(|s| s.name)
-                .filter(|n| super::journal::is_shard_snapshot_of(n, name, shard, &asked_at))
-                .collect()
-        })
-        .unwrap_or_default();
-    let record = Record::ShardCreating {
-        collection: name.to_string(),
-        shard,
-        peer_id: work.peer_id,
-        peer_url: work.client.display_url().to_string(),
-        asked_at,
-        asked_before: super::journal::asked_before(),
-        existing,
-    };
-    let (reply, synced) = mpsc::channel();
-    work.events
-        .send(Event::Journal(record, reply))
-        .map_err(|_| ShardFailure::Qdrant(QdrantError::Interrupted))?;
-    match synced.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(ShardFailure::Journal(e)),
-        Err(_) => return Err(ShardFailure::Qdrant(QdrantError::Interrupted)),
-    }
-    match work.client.create_shard_snapshot(name, shard) {
-        Ok(description) => Ok(description),
-        Err(e) => {
-            let event = match e {
-                // No answer, or one aimem cannot use: the peer may still build it, and only
-                // the journal's record leads to it.
-                QdrantError::Timeout { .. }
-                | QdrantError::Transport { .. }
-                | QdrantError::InvalidResponse { .. } => Event::Unanswered,
-                // The peer said no: there is no snapshot to look for later.
-                _ => Event::Refused {
-                    shard,
-                    peer_id: work.peer_id,
-                },
-            };
-            work.events.send(event).ok();
-            Err(ShardFailure::Qdrant(e))
-        }
-    }
 }
 
 #[cfg(test)]

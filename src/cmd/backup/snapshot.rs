@@ -1,5 +1,5 @@
-//! One collection's snapshot: create it on the server, stream it to disk while hashing,
-//! check it against what Qdrant reported, and delete the server's copy.
+//! One site's snapshot download: stream it to disk while hashing, resuming a broken
+//! transfer, and check it against what Qdrant reported.
 
 use std::io::Write;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use camino::Utf8Path;
 use indicatif::ProgressBar;
 
 use super::resume::{KeptPrefix, Partial};
+use super::site::Site;
 use crate::manifest::checksums::HashingWriter;
 use crate::qdrant::{Cancelled, Client, QdrantError, SnapshotDescription};
 use crate::signals::StopFlag;
@@ -98,30 +99,7 @@ impl DownloadError {
 /// match exactly in the end anyway; this only decides when to stop writing.
 const OVERSIZE_MARGIN: u64 = 1024 * 1024;
 
-/// Where a snapshot lives on the server: a collection's snapshots or one shard's.
-#[derive(Debug, Clone, Copy)]
-pub enum Source<'a> {
-    Collection(&'a str),
-    Shard { collection: &'a str, shard: u32 },
-}
-
-impl Source<'_> {
-    fn open<'c>(
-        &self,
-        client: &'c Client,
-        snapshot: &str,
-        resume: Option<&crate::qdrant::ResumeFrom>,
-    ) -> Result<crate::qdrant::SnapshotBody<'c>, QdrantError> {
-        match *self {
-            Source::Collection(name) => client.open_snapshot(name, snapshot, resume),
-            Source::Shard { collection, shard } => {
-                client.open_shard_snapshot(collection, shard, snapshot, resume)
-            }
-        }
-    }
-}
-
-/// Downloads `snapshot` of `collection` into `target`, retrying `retries` times.
+/// Downloads `snapshot` of `site` into `target`, retrying `retries` times.
 ///
 /// The bytes go to a hidden temporary file next to `target`, kept across attempts: a retry
 /// after a broken transfer resumes from the bytes already there when the server allows it
@@ -132,23 +110,7 @@ impl Source<'_> {
 #[allow(clippy::too_many_arguments)]
 pub fn download_verified(
     client: &Client,
-    collection: &str,
-    snapshot: &SnapshotDescription,
-    target: &Utf8Path,
-    retries: u32,
-    label: &str,
-    ui: &Ui,
-    stop: &StopFlag,
-) -> Result<Downloaded, DownloadError> {
-    let source = Source::Collection(collection);
-    download_verified_from(client, source, snapshot, target, retries, label, ui, stop)
-}
-
-/// [`download_verified`] from any [`Source`].
-#[allow(clippy::too_many_arguments)]
-pub fn download_verified_from(
-    client: &Client,
-    source: Source,
+    site: Site<&str>,
     snapshot: &SnapshotDescription,
     target: &Utf8Path,
     retries: u32,
@@ -158,7 +120,7 @@ pub fn download_verified_from(
 ) -> Result<Downloaded, DownloadError> {
     let download = Download {
         client,
-        source,
+        site,
         snapshot,
         target,
         label,
@@ -171,7 +133,7 @@ pub fn download_verified_from(
 /// One snapshot download: what [`download_verified`] takes.
 pub struct Download<'a> {
     pub client: &'a Client,
-    pub source: Source<'a>,
+    pub site: Site<&'a str>,
     pub snapshot: &'a SnapshotDescription,
     pub target: &'a Utf8Path,
     pub label: &'a str,
@@ -189,21 +151,13 @@ pub enum Durability {
     CallerSyncs,
 }
 
-/// [`download_verified_from`], with the sync of the finished file left to `durability`.
+/// [`download_verified`], with the sync of the finished file left to `durability`.
 pub fn download_with_retries(
     download: &Download,
     retries: u32,
     durability: Durability,
 ) -> Result<Downloaded, DownloadError> {
-    let Download {
-        client,
-        source,
-        snapshot,
-        target,
-        label,
-        ui,
-        stop,
-    } = *download;
+    let (target, ui, stop) = (download.target, download.ui, download.stop);
     let dir = target.parent().unwrap_or(Utf8Path::new("."));
     let write_error = |source| DownloadError::Write {
         path: target.to_string(),
@@ -212,17 +166,7 @@ pub fn download_with_retries(
     let mut partial = Partial::create(dir).map_err(write_error)?;
     let mut attempt = 0;
     loop {
-        match download_once(
-            client,
-            source,
-            snapshot,
-            target,
-            &mut partial,
-            label,
-            ui,
-            stop,
-            durability,
-        ) {
+        match download_once(download, &mut partial, durability) {
             Ok(done) => {
                 // Never over an existing file: each download has a path of its own, and one
                 // already there (a pre-restore copy, say) is the only copy of something.
@@ -249,30 +193,26 @@ fn backoff(attempt: u32) -> Duration {
 
 /// One attempt: into `partial`, from where the last attempt stopped when the server honours
 /// that; on success the file is complete, verified and (unless the caller syncs it) synced.
-#[allow(clippy::too_many_arguments)]
 fn download_once(
-    client: &Client,
-    source: Source,
-    snapshot: &SnapshotDescription,
-    target: &Utf8Path,
+    download: &Download,
     partial: &mut Partial,
-    label: &str,
-    ui: &Ui,
-    stop: &StopFlag,
     durability: Durability,
 ) -> Result<Downloaded, DownloadError> {
+    let (snapshot, target, stop) = (download.snapshot, download.target, download.stop);
     let write_error = |source| DownloadError::Write {
         path: target.to_string(),
         source,
     };
     let resume = partial.resume_point(snapshot.size);
-    let body = source.open(client, &snapshot.name, resume.as_ref())?;
+    let body = download
+        .site
+        .open(download.client, &snapshot.name, resume.as_ref())?;
     let kept = body.start();
     partial.set_etag(body.resume_tag());
     if kept > 0 {
         log::info!("resuming the download of {} at byte {kept}", snapshot.name);
     }
-    let bar = ui.transfer_bar(label, snapshot.size);
+    let bar = download.ui.transfer_bar(download.label, snapshot.size);
     bar.set_position(kept);
     let limit = snapshot
         .size

@@ -3,23 +3,26 @@
 //! building it) is looked for and reported, never deleted on a guess: the journal keeps its
 //! record, so every later backup reports it until it is gone.
 
-use std::time::Duration;
-
 use camino::Utf8PathBuf;
 
 use super::journal::{Journal, Record};
+use super::site::Site;
+use crate::cmd::peers::Topology;
 use crate::qdrant::{Client, QdrantError};
 use crate::ui::Ui;
 
 /// A snapshot creation whose outcome is unknown.
 #[derive(Debug)]
 pub struct Pending {
-    pub collection: String,
-    /// The collection's snapshots before the creation: anything new is ours.
+    pub site: Site,
+    /// The site's snapshots before the creation: anything new is ours.
     pub existing: Vec<String>,
-    /// Zero when an answer came that aimem could not use (nothing may have been made);
-    /// otherwise the creation may still be under way.
-    pub wait: Duration,
+    /// True when an answer came that aimem could not use (nothing may have been made);
+    /// otherwise none came, and the creation may still be under way.
+    pub answered: bool,
+    /// True when this run's cleanup looks for it. Otherwise (a shard's, on a peer the
+    /// cleanup does not ask) only the journal's record leads to it, so the journal is kept.
+    pub looked_for: bool,
     /// UTC `YYYY-MM-DD-HH-MM-SS` when it was asked for: Qdrant names a snapshot
     /// `{collection}-{peer id}-{UTC time}.snapshot` from the moment it starts it.
     pub asked_at: String,
@@ -56,27 +59,43 @@ pub(super) fn is_ours(name: &str, collection: &str, asked_at: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct Undo {
     pub staging: Option<Utf8PathBuf>,
-    /// (collection, snapshot name) still on the server.
-    pub server_snapshots: Vec<(String, String)>,
+    /// (site, snapshot name) still on the server.
+    pub server_snapshots: Vec<(Site, String)>,
     pub pending: Vec<Pending>,
     /// What this run creates on the server, on disk, for the next run if this one is killed.
     pub journal: Option<Journal>,
-    /// Shard snapshot creations whose outcome is unknown (no answer, or one aimem cannot
-    /// use): only the journal's records of them lead to those snapshots, so it is kept.
-    pub unanswered_shard_creations: usize,
 }
 
 impl Undo {
+    /// The server named `snapshot` of `site` (a shard's peer shown as `peer_url`): it is to
+    /// be deleted.
+    pub fn created(&mut self, site: Site, peer_url: Option<String>, snapshot: String) {
+        // Best effort: without it the `creating` record still leads the next run to it.
+        self.journal_record(&Record::Created {
+            site: site.clone(),
+            peer_url,
+            snapshot: snapshot.clone(),
+        })
+        .ok();
+        self.server_snapshots.push((site, snapshot));
+    }
+
     /// The snapshot is gone from the server: nothing to undo for it.
-    pub fn forget_snapshot(&mut self, collection: &str, name: &str) {
-        self.server_snapshots
-            .retain(|(c, s)| !(c == collection && s == name));
+    pub fn forget_snapshot(&mut self, site: &Site, name: &str) {
+        self.drop_snapshot(site, name);
         // Best effort: a deletion missing from the journal only costs the next run a 404.
         self.journal_record(&Record::Deleted {
-            collection: collection.to_string(),
+            site: site.clone(),
             snapshot: name.to_string(),
         })
         .ok();
+    }
+
+    /// Drops the snapshot from the log, without a record: the caller has said it stays on the
+    /// server.
+    pub fn drop_snapshot(&mut self, site: &Site, name: &str) {
+        self.server_snapshots
+            .retain(|(s, n)| !(s == site && n == name));
     }
 
     /// Appends to the journal (synced). Without a journal there is nothing to record.
@@ -87,16 +106,16 @@ impl Undo {
         }
     }
 
-    /// Removes the staging folder and every server snapshot this run created; says what it
-    /// could not remove.
-    pub fn run(&mut self, client: &Client, ui: &Ui) {
+    /// Removes the staging folder and every server snapshot this run created (on `client`'s
+    /// server or its cluster's peers); says what it could not remove.
+    pub fn run(&mut self, client: &Client, topology: &Topology, ui: &Ui) {
         // The server first: while the staging folder (and its journal) exists, a run killed
         // during this cleanup still leaves the next one a record of what to delete.
-        let mut all_gone = self.unanswered_shard_creations == 0;
-        for (collection, name) in std::mem::take(&mut self.server_snapshots) {
-            if delete(client, ui, &collection, &name) {
+        let mut all_gone = true;
+        for (site, name) in std::mem::take(&mut self.server_snapshots) {
+            if delete(client, topology, ui, &site, &name) {
                 self.journal_record(&Record::Deleted {
-                    collection,
+                    site,
                     snapshot: name,
                 })
                 .ok();
@@ -105,7 +124,11 @@ impl Undo {
             }
         }
         for mut pending in self.pending.drain(..) {
-            all_gone &= report_pending(client, ui, &pending);
+            all_gone &= pending.looked_for
+                && pending
+                    .site
+                    .client(client, topology)
+                    .is_ok_and(|on| report_pending(on, ui, &pending));
             // Found or given up on: other runs may create snapshots again.
             if let Some(turn) = pending.turn.take() {
                 turn.release_after_answer();
@@ -143,6 +166,7 @@ impl Undo {
     pub fn hand_on_leftover_snapshots(
         &mut self,
         client: &Client,
+        topology: &Topology,
         ui: &Ui,
         root: &camino::Utf8Path,
         server: (&str, &str),
@@ -150,16 +174,17 @@ impl Undo {
     ) {
         let (server, identity) = server;
         self.server_snapshots
-            .retain(|(collection, name)| !delete(client, ui, collection, name));
+            .retain(|(site, name)| !delete(client, topology, ui, site, name));
         if self.server_snapshots.is_empty() {
             return;
         }
         let recorded = (|| -> std::io::Result<camino::Utf8PathBuf> {
             let folder = crate::workspace::journal_folder(root, final_name)?;
             let mut journal = Journal::create(&folder, server, identity)?;
-            for (collection, snapshot) in &self.server_snapshots {
+            for (site, snapshot) in &self.server_snapshots {
                 journal.record(&Record::Created {
-                    collection: collection.clone(),
+                    site: site.clone(),
+                    peer_url: None,
                     snapshot: snapshot.clone(),
                 })?;
             }
@@ -204,13 +229,19 @@ fn remove_all_but_journal(staging: &camino::Utf8Path, ui: &Ui) {
 }
 
 /// Deletes one snapshot; true when it is gone.
-fn delete(client: &Client, ui: &Ui, collection: &str, name: &str) -> bool {
-    match client.delete_snapshot(collection, name) {
+fn delete(client: &Client, topology: &Topology, ui: &Ui, site: &Site, name: &str) -> bool {
+    let deleted = site
+        .client(client, topology)
+        .and_then(|on| match site.delete(on, name) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.to_string()),
+        });
+    match deleted {
         Ok(()) => true,
-        Err(e) if e.is_not_found() => true,
         Err(e) => {
             ui.warn(&format!(
-                "could not delete snapshot {name} of `{collection}` from the server: {e}"
+                "could not delete snapshot {name} of {site} from the server: {e}"
             ));
             false
         }
@@ -224,8 +255,8 @@ fn delete(client: &Client, ui: &Ui, collection: &str, name: &str) -> bool {
 /// keeps the record so the next backup reports it too. True when there is nothing to look for:
 /// an answer aimem could not use stood for no snapshot.
 fn report_pending(client: &Client, ui: &Ui, pending: &Pending) -> bool {
-    let collection = &pending.collection;
-    let listed = match client.list_snapshots(collection) {
+    let site = &pending.site;
+    let listed = match site.list(client) {
         Ok(listed) => listed,
         Err(e) => {
             ui.warn(&gone(client, pending, &e));
@@ -235,23 +266,23 @@ fn report_pending(client: &Client, ui: &Ui, pending: &Pending) -> bool {
     let candidates: Vec<String> = listed
         .into_iter()
         .filter(|s| !pending.existing.contains(&s.name))
-        .filter(|s| is_ours(&s.name, collection, &pending.asked_at))
+        .filter(|s| site.names_snapshot(&s.name, &pending.asked_at))
         .map(|s| s.name)
         .collect();
     if candidates.is_empty() {
         // An unusable answer with nothing new: it stood for no snapshot.
-        if pending.wait.is_zero() {
+        if pending.answered {
             return true;
         }
         ui.warn(&format!(
-            "Qdrant may still be building a snapshot of `{collection}` that this run asked for and \
+            "Qdrant may still be building a snapshot of {site} that this run asked for and \
              never heard named; the next backup into this folder reports it once it appears (aimem \
              deletes only what it can prove is its own)"
         ));
         return false;
     }
     ui.warn(&format!(
-        "{} of `{collection}` may be the snapshot this run asked for and never heard named, or \
+        "{} of {site} may be the snapshot this run asked for and never heard named, or \
          someone else's taken meanwhile: aimem deletes only what it can prove is its own, so it is \
          kept. Delete it by hand if it is not yours; the next backup into this folder reports it \
          until it is gone",
@@ -262,10 +293,10 @@ fn report_pending(client: &Client, ui: &Ui, pending: &Pending) -> bool {
 
 /// What to say when the snapshot list could not be read to look for a pending snapshot.
 fn gone(client: &Client, pending: &Pending, error: &QdrantError) -> String {
-    let collection = &pending.collection;
     format!(
-        "could not look for the snapshot of `{collection}` this run asked for on {} ({error}); \
+        "could not look for the snapshot of {} this run asked for on {} ({error}); \
          the next backup into this folder looks again and reports what it finds",
+        pending.site,
         client.display_url()
     )
 }

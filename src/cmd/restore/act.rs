@@ -11,8 +11,9 @@ use thiserror::Error;
 use super::config::{self, ConfigFile};
 use super::plan::{Action, Planned};
 use super::rollback::{Saved, Unclear, Undo};
-use crate::cmd::backup::concurrent::{self, SnapshotOf};
+use crate::cmd::backup::concurrent;
 use crate::cmd::backup::disk;
+use crate::cmd::backup::site::Site;
 use crate::cmd::backup::snapshot::{self, DownloadError};
 use crate::cmd::worker;
 use crate::fingerprint::{self, Fingerprint};
@@ -348,7 +349,7 @@ fn save(
         // second would get the same one (see `concurrent`).
         let turn = concurrent::take_turn(
             cx.lock_keys,
-            SnapshotOf::Collection(target.as_str()),
+            Site::Collection(target.as_str()),
             cx.stop,
             cx.ui,
         )
@@ -427,7 +428,16 @@ fn save(
         let (ui, stop) = (cx.ui.clone(), cx.stop.clone());
         worker::interruptible(cx.stop, move || {
             let label = format!("pre-restore copy of {name}");
-            snapshot::download_verified(&client, &name, &description, &local, 1, &label, &ui, &stop)
+            snapshot::download_verified(
+                &client,
+                Site::Collection(&name),
+                &description,
+                &local,
+                1,
+                &label,
+                &ui,
+                &stop,
+            )
         })
         .unwrap_or(Err(DownloadError::Qdrant(QdrantError::Interrupted)))
     };

@@ -160,7 +160,7 @@ fn save(
         // there in the same second would get the same name (see `concurrent`).
         let turn = crate::cmd::backup::concurrent::take_turn(
             cx.lock_keys,
-            crate::cmd::backup::concurrent::SnapshotOf::Shard {
+            crate::cmd::backup::site::Site::Shard {
                 collection: target,
                 shard: shard_id,
                 peer: node.peer_id,
@@ -213,11 +213,12 @@ fn save(
             None => Ok(()),
         };
         let downloaded = fits.as_ref().ok().map(|()| {
-            snapshot::download_verified_from(
+            snapshot::download_verified(
                 &node.client,
-                snapshot::Source::Shard {
+                crate::cmd::backup::site::Site::Shard {
                     collection: target,
                     shard: shard_id,
+                    peer: node.peer_id,
                 },
                 &made,
                 &local,

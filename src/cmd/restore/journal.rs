@@ -18,6 +18,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::rollback::Undo;
 use crate::cmd::backup::journal::{self, Journal, Leftover, Record};
+use crate::cmd::backup::site::Site;
 use crate::cmd::peers::Topology;
 use crate::qdrant::Client;
 use crate::ui::Ui;
@@ -245,7 +246,8 @@ impl Undo {
         };
         let mut open = locked(shared);
         open.journal.record(&Record::Creating {
-            collection: collection.to_string(),
+            site: Site::Collection(collection.to_string()),
+            peer_url: None,
             asked_at,
             asked_before: journal::asked_before(),
             existing,
@@ -263,11 +265,12 @@ impl Undo {
         let mut open = locked(shared);
         let record = match snapshot {
             Some(snapshot) => Record::Created {
-                collection: collection.to_string(),
+                site: Site::Collection(collection.to_string()),
+                peer_url: None,
                 snapshot: snapshot.to_string(),
             },
             None => Record::Refused {
-                collection: collection.to_string(),
+                site: Site::Collection(collection.to_string()),
             },
         };
         // Best effort: a missing answer only makes the next run look for the snapshot by name.
@@ -283,7 +286,7 @@ impl Undo {
         };
         let mut open = locked(shared);
         let record = Record::Deleted {
-            collection: collection.to_string(),
+            site: Site::Collection(collection.to_string()),
             snapshot: snapshot.to_string(),
         };
         // Best effort: a deletion missing from the journal only costs the next run a 404.
@@ -308,11 +311,13 @@ impl Undo {
         };
         let mut open = locked(shared);
         let (peer_id, peer_url) = peer;
-        open.journal.record(&Record::ShardCreating {
-            collection: collection.to_string(),
-            shard,
-            peer_id,
-            peer_url: peer_url.to_string(),
+        open.journal.record(&Record::Creating {
+            site: Site::Shard {
+                collection: collection.to_string(),
+                shard,
+                peer: peer_id,
+            },
+            peer_url: Some(peer_url.to_string()),
             asked_at,
             asked_before: journal::asked_before(),
             existing,
@@ -336,17 +341,21 @@ impl Undo {
         let mut open = locked(shared);
         let (peer_id, peer_url) = peer;
         let record = match snapshot {
-            Some(snapshot) => Record::ShardCreated {
-                collection: collection.to_string(),
-                shard,
-                peer_id,
-                peer_url: peer_url.to_string(),
+            Some(snapshot) => Record::Created {
+                site: Site::Shard {
+                    collection: collection.to_string(),
+                    shard,
+                    peer: peer_id,
+                },
+                peer_url: Some(peer_url.to_string()),
                 snapshot: snapshot.to_string(),
             },
-            None => Record::ShardRefused {
-                collection: collection.to_string(),
-                shard,
-                peer_id,
+            None => Record::Refused {
+                site: Site::Shard {
+                    collection: collection.to_string(),
+                    shard,
+                    peer: peer_id,
+                },
             },
         };
         if open.journal.record(&record).is_ok() && snapshot.is_none() {
@@ -366,10 +375,12 @@ impl Undo {
             return;
         };
         let mut open = locked(shared);
-        let record = Record::ShardDeleted {
-            collection: collection.to_string(),
-            shard,
-            peer_id,
+        let record = Record::Deleted {
+            site: Site::Shard {
+                collection: collection.to_string(),
+                shard,
+                peer: peer_id,
+            },
             snapshot: snapshot.to_string(),
         };
         if open.journal.record(&record).is_ok() {
