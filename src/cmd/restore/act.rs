@@ -8,14 +8,15 @@ use camino::{Utf8Path, Utf8PathBuf};
 use miette::Diagnostic;
 use thiserror::Error;
 
+use super::check::{self, Against, Counted, Failed};
 use super::config::{self, ConfigFile};
-use super::plan::{Action, Planned};
+use super::plan::{Action, Planned, Source};
 use super::rollback::{Saved, Unclear, Undo};
 use crate::cmd::backup::concurrent::{self, SnapshotOf};
 use crate::cmd::backup::disk;
 use crate::cmd::backup::snapshot::{self, DownloadError};
 use crate::cmd::worker;
-use crate::fingerprint::{self, Fingerprint};
+use crate::fingerprint::Fingerprint;
 use crate::manifest::{checksums, layout};
 use crate::names::SafeName;
 use crate::qdrant::{Cancelled, Client, QdrantError};
@@ -654,50 +655,39 @@ const CUT: u8 = 2;
 fn check(cx: &Context, planned: &Planned) -> Result<(), StepError> {
     let source = &planned.source;
     let target = &source.target;
-    let fail = |detail: String| StepError::Check {
-        collection: target.to_string(),
-        detail,
-    };
-    let info = cx
-        .client
-        .collection_info(target)
-        .map_err(qdrant("checking", target))?;
-    let live = Fingerprint::from_collection_info(&info).map_err(|e| fail(e.to_string()))?;
-    if let Some(backup) = &source.fingerprint {
-        let differences = fingerprint::diff(backup, &live);
-        // A fresh collection must equal the backup; an overwritten one keeps its own
-        // replication settings (already reported as warnings), so only structure counts.
-        let relevant: Vec<String> = differences
-            .iter()
-            .filter(|d| {
-                matches!(planned.action, Action::Create)
-                    || d.severity == fingerprint::Severity::Blocking
-            })
-            .map(|d| d.describe("backup", "restored"))
-            .collect();
-        if !relevant.is_empty() {
-            return Err(fail(format!("schema differs: {}", relevant.join("; "))));
-        }
-    }
+    check_schema(cx, source, matches!(planned.action, Action::Create))?;
     let points = cx
         .client
         .count_exact(target)
         .map_err(qdrant("counting", target))?;
-    // A collection that kept changing during the backup is known only within a range.
-    let (low, high) = (
-        source.entry.records,
-        source.entry.records_max.unwrap_or(source.entry.records),
-    );
-    if !(low..=high).contains(&points) {
-        let recorded = match low == high {
-            true => low.to_string(),
-            false => format!("between {low} and {high}"),
-        };
-        return Err(fail(format!(
-            "it holds {points} points, the backup recorded {recorded}"
-        )));
-    }
-    Ok(())
+    check::points(points, source.recorded_points(), Against::Backup).map_err(|detail| {
+        StepError::Check {
+            collection: target.to_string(),
+            detail,
+        }
+    })
+}
+
+/// The restored collection's schema against the backup's: every difference counts in a
+/// collection this run `created` in the backup's own layout, only structure otherwise
+/// ([`Counted::after_restore`]).
+pub(super) fn check_schema(cx: &Context, source: &Source, created: bool) -> Result<(), StepError> {
+    let target = &source.target;
+    let same_layout = source.cluster.is_some() == cx.topology.is_cluster();
+    check::schema(
+        cx.client,
+        target,
+        source.fingerprint.as_ref(),
+        Against::Backup,
+        Counted::after_restore(created, same_layout),
+    )
+    .map_err(|failed| match failed {
+        Failed::Read(e) => qdrant("checking", target)(e),
+        Failed::Differs(detail) => StepError::Check {
+            collection: target.to_string(),
+            detail,
+        },
+    })
 }
 
 /// Writes the config files, each atomically, recording how to put the old ones back.

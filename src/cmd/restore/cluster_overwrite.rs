@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use camino::Utf8PathBuf;
 
 use super::act::{Context, StepError};
+use super::check::Against;
 use super::plan::Planned;
 use super::replica_uploads::{self, ShardUpload, UnclearShard, UploadError, Uploads};
 use super::replicas::{self, Expected, Node, Settle};
@@ -427,6 +428,7 @@ pub fn recover(saved: &SavedCluster, stamp: &str, ui: &crate::ui::Ui) -> Result<
         shards: saved.layout.clone(),
         points: (saved.points, saved.points_max),
         keys: saved.key_points.clone(),
+        against: Against::Before,
     };
     let spinner = ui.spinner(&format!("checking every replica of {target}"));
     let checked = replicas::settle_and_verify(

@@ -6,6 +6,7 @@
 //! signal after the first change puts the server (and the config files) back as they were.
 
 mod act;
+mod check;
 mod cluster_overwrite;
 mod config;
 mod indexes;

@@ -30,6 +30,15 @@ pub struct Source {
     pub cluster: Option<std::sync::Arc<super::shards::ClusterSource>>,
 }
 
+impl Source {
+    /// The exact count the backup recorded: a collection that kept changing while it was
+    /// backed up is known only within a range.
+    pub fn recorded_points(&self) -> (u64, u64) {
+        let records = self.entry.records;
+        (records, self.entry.records_max.unwrap_or(records))
+    }
+}
+
 /// What happens to one target collection.
 #[derive(Debug)]
 pub enum Action {

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::check::{self, Against};
 use crate::manifest::cluster::ShardKey;
 use crate::qdrant::cluster::CollectionClusterView;
 use crate::qdrant::{Client, QdrantError};
@@ -401,6 +402,8 @@ pub struct Expected {
     pub points: (u64, u64),
     /// Custom sharding: each key's exact point count, where it is known.
     pub keys: Vec<(ShardKey, u64)>,
+    /// What recorded these counts: the backup, or the collection before the restore.
+    pub against: Against,
 }
 
 fn shown_shards(shards: &BTreeMap<u32, Option<ShardKey>>) -> String {
@@ -481,16 +484,7 @@ pub fn verify(
         .map(|s| s.replicas.values().next().and_then(|r| r.points))
         .sum();
     let points = with_retries(|| client.count_exact(target)).map_err(counting_failed)?;
-    let (low, high) = expected.points;
-    if !(low..=high).contains(&points) {
-        let recorded = match low == high {
-            true => low.to_string(),
-            false => format!("between {low} and {high}"),
-        };
-        return Err(ReplicaError::Check(format!(
-            "it holds {points} points, the backup recorded {recorded}"
-        )));
-    }
+    check::points(points, expected.points, expected.against).map_err(ReplicaError::Check)?;
     let on_every_replica = with_retries(|| client.count_exact_on_every_replica(target, None))
         .map_err(counting_failed)?;
     if on_every_replica != points {
@@ -513,7 +507,8 @@ pub fn verify(
             .map_err(counting_failed)?;
         if counted != *recorded || everywhere != *recorded {
             return Err(ReplicaError::Check(format!(
-                "shard key {key} holds {counted} points ({everywhere} on every replica), the backup recorded {recorded}"
+                "shard key {key} holds {counted} points ({everywhere} on every replica), {} {recorded}",
+                expected.against.recorded()
             )));
         }
     }

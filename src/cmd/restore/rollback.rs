@@ -7,8 +7,9 @@
 
 use camino::Utf8PathBuf;
 
+use super::check::{self, Against, Counted, Failed};
 use super::config::{self, Previous};
-use crate::fingerprint::{self, Fingerprint};
+use crate::fingerprint::Fingerprint;
 use crate::qdrant::{Cancelled, Client};
 use crate::ui::Ui;
 
@@ -375,16 +376,8 @@ fn recover(
     let points = client
         .count_exact(&saved.collection)
         .map_err(|e| format!("counting its points failed: {e}"))?;
-    if !(saved.points..=saved.points_max).contains(&points) {
-        let before = match saved.points == saved.points_max {
-            true => saved.points.to_string(),
-            false => format!("between {} and {}", saved.points, saved.points_max),
-        };
-        return Err(format!(
-            "it has {points} points afterwards, {before} before"
-        ));
-    }
-    Ok(())
+    check::points(points, (saved.points, saved.points_max), Against::Before)
+        .map_err(|e| format!("after the rollback {e}"))
 }
 
 /// A rolled-back collection's schema must be the one it had before the restore.
@@ -393,20 +386,15 @@ pub(super) fn schema_as_before(
     collection: &str,
     before: &Fingerprint,
 ) -> Result<(), String> {
-    let info = client
-        .collection_info(collection)
-        .map_err(|e| format!("checking it afterwards failed: {e}"))?;
-    let live = Fingerprint::from_collection_info(&info).map_err(|e| e.to_string())?;
-    let differences = fingerprint::diff(before, &live);
-    if !differences.is_empty() {
-        let lines: Vec<String> = differences
-            .iter()
-            .map(|d| d.describe("before", "now"))
-            .collect();
-        return Err(format!(
-            "its schema differs afterwards: {}",
-            lines.join("; ")
-        ));
-    }
-    Ok(())
+    check::schema(
+        client,
+        collection,
+        Some(before),
+        Against::Before,
+        Counted::Every,
+    )
+    .map_err(|failed| match failed {
+        Failed::Read(e) => format!("checking it afterwards failed: {e}"),
+        Failed::Differs(detail) => detail,
+    })
 }

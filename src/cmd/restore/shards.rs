@@ -17,16 +17,15 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Value, json};
 
 use super::act::{Context, StepError, rewound};
+use super::check::Against;
 use super::plan::{Action, Planned, Refusal, Source};
 use super::replica_uploads::{self, ShardUpload, UnclearShard, UploadError, Uploads};
 use super::replicas::{self, Expected, Node, Placement, ReplicaError, Settle};
 use super::rollback::Undo;
 use crate::cmd::peers::Topology;
-use crate::fingerprint::{self, Severity};
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::cluster::{CollectionCluster, ShardKey, ShardRecord, shard_file};
 use crate::names::SafeName;
-use crate::qdrant::QdrantError;
 
 /// One shard file of a cluster backup, opened inside the backup folder.
 #[derive(Debug)]
@@ -513,11 +512,9 @@ pub(super) fn expected(source: &Source) -> Expected {
         .unwrap_or_default();
     Expected {
         shards,
-        points: (
-            source.entry.records,
-            source.entry.records_max.unwrap_or(source.entry.records),
-        ),
+        points: source.recorded_points(),
         keys,
+        against: Against::Backup,
     }
 }
 
@@ -613,8 +610,9 @@ pub(super) fn upload_all(
     }
 }
 
-/// The restored collection has the backup's schema, and every replica of it holds what the
-/// backup holds ([`replicas::settle_and_verify`]), checked again after a quiet moment.
+/// The restored collection has the backup's schema ([`super::act::check_schema`]), and every
+/// replica of it holds what the backup holds ([`replicas::settle_and_verify`]), checked again
+/// after a quiet moment.
 pub(super) fn check(
     cx: &Context,
     source: &Source,
@@ -623,36 +621,7 @@ pub(super) fn check(
     expected: &Expected,
     created: bool,
 ) -> Result<(), StepError> {
-    let fail = |detail: String| StepError::Check {
-        collection: target.to_string(),
-        detail,
-    };
-    let qdrant = |e: QdrantError| match e {
-        QdrantError::Interrupted => StepError::Interrupted,
-        e => StepError::Qdrant {
-            step: "checking",
-            collection: target.to_string(),
-            source: e,
-        },
-    };
-    let info = cx.client.collection_info(target).map_err(qdrant)?;
-    let live =
-        fingerprint::Fingerprint::from_collection_info(&info).map_err(|e| fail(e.to_string()))?;
-    if let Some(backup) = &source.fingerprint {
-        // Across layouts the replication settings differ on purpose; within one, nothing may.
-        // An overwritten collection keeps its own replication settings.
-        let same_layout = created
-            && source.cluster.is_some() == cx.topology.is_cluster()
-            && source.cluster.is_some();
-        let relevant: Vec<String> = fingerprint::diff(backup, &live)
-            .iter()
-            .filter(|d| same_layout || d.severity == Severity::Blocking)
-            .map(|d| d.describe("backup", "restored"))
-            .collect();
-        if !relevant.is_empty() {
-            return Err(fail(format!("schema differs: {}", relevant.join("; "))));
-        }
-    }
+    super::act::check_schema(cx, source, created)?;
     let spinner = cx
         .ui
         .spinner(&format!("checking every replica of {target}"));
