@@ -11,7 +11,7 @@ use thiserror::Error;
 use super::check::{self, Against, Counted, Failed};
 use super::config::{self, ConfigFile};
 use super::plan::{Action, Planned, Source};
-use super::rollback::{Saved, Unclear, Undo};
+use super::rollback::{Copies, Saved, Unclear, Undo};
 use crate::cmd::backup::concurrent::{self, SnapshotOf};
 use crate::cmd::backup::disk;
 use crate::cmd::backup::snapshot::{self, DownloadError};
@@ -265,7 +265,7 @@ pub(super) fn restore_one(
     let started = std::time::Instant::now();
     go_on()?;
     let source = &planned.source;
-    if super::shards::applies(cx.topology, source) {
+    if super::plan::shard_aware(cx.topology, source) {
         return super::shards::restore_one(cx, planned, undo, go_on, named);
     }
     cx.ui.step(&format!(
@@ -405,13 +405,15 @@ fn save(
     let local = target.snapshot_path(&folder);
     undo.saved.push(Saved {
         collection: target.to_string(),
-        local: local.clone(),
-        sha256: String::new(),
-        server_snapshot: Some(description.name.clone()),
         fingerprint: live.clone(),
         points: points.min(points_after),
         points_max: points.max(points_after),
         touched: false,
+        copies: Copies::Collection {
+            local: local.clone(),
+            sha256: String::new(),
+            server_snapshot: Some(description.name.clone()),
+        },
     });
     stopped(cx.stop)?;
     if let Some(size) = description.size {
@@ -439,8 +441,12 @@ fn save(
             source,
         },
     })?;
-    if let Some(saved) = undo.saved.last_mut() {
-        saved.sha256 = downloaded.sha256;
+    if let Some(Saved {
+        copies: Copies::Collection { sha256, .. },
+        ..
+    }) = undo.saved.last_mut()
+    {
+        *sha256 = downloaded.sha256;
     }
     cx.ui.ok(&format!(
         "Pre-restore snapshot of `{target}` saved: {local} ({})",

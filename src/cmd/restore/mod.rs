@@ -44,7 +44,7 @@ use crate::ui::{Ui, human_size, throughput};
 
 use config::ConfigFile;
 use plan::{Action, Planned, Refusal, Source, VersionCheck};
-use rollback::{Undo, Unrestored};
+use rollback::{Copies, ShardCopies, Undo, Unrestored};
 
 pub(crate) use journal::{clear_dead_restores, dead_restores, describe as describe_dead_restore};
 
@@ -495,15 +495,13 @@ fn restore(
     }
     let mut plans = Vec::new();
     for source in sources {
-        let planned = plan::plan_one(&client, source).map_err(|e| {
+        let planned = plan::plan_one(&client, &topology, source).map_err(|e| {
             let exit = match e.is_connection_problem() {
                 true => Exit::ConnectionFailed,
                 false => Exit::Failed,
             };
             Failure::new(exit, miette::Report::new(e))
         })?;
-        let mut planned = planned;
-        shards::check_layout(&topology, &mut planned);
         plans.push(planned);
     }
     if let crate::cmd::peers::Topology::Cluster { peers } = &topology {
@@ -518,14 +516,14 @@ fn restore(
         ));
     }
     for planned in &plans {
-        if let Some(line) = shards::describe(&topology, &planned.source) {
+        if let Some(line) = plan::describe_layout(&topology, &planned.source) {
             notes.push(line);
         }
     }
     show_plan(ui, &plans, &notes, &config_files, &config_skipped);
     report.plan(&plans, &notes, &config_files, &config_skipped);
     for (collection, planned) in report.collections.iter_mut().zip(&plans) {
-        collection.cluster = shards::report(&topology, &planned.source);
+        collection.cluster = report::cluster(&topology, &planned.source);
     }
     let (refused, plans): (Vec<Planned>, Vec<Planned>) = plans
         .into_iter()
@@ -1155,11 +1153,12 @@ fn roll_back(
 fn recovery_help(shown_url: &str, undo: &Undo) -> String {
     // The URL as shown hides its credentials (`***@`): the commands leave them out and say how
     // to give them, rather than print a URL that cannot work.
-    let peer_hides_credentials = undo.cluster_saved.iter().any(|saved| {
-        saved
+    let peer_hides_credentials = undo.saved.iter().any(|saved| match &saved.copies {
+        Copies::Shards(copies) => copies
             .shards
             .iter()
-            .any(|shard| saved.holder_urls(shard).iter().any(|u| u.contains("***@")))
+            .any(|shard| copies.holder_urls(shard).iter().any(|u| u.contains("***@"))),
+        Copies::Collection { .. } => false,
     });
     let credentials_note = match shown_url.contains("***@") || peer_hides_credentials {
         true => {
@@ -1222,43 +1221,56 @@ fn recovery_help(shown_url: &str, undo: &Undo) -> String {
         "The pre-restore snapshots are kept (aimem will not delete them). To put a collection back as it was, run:",
     );
     for saved in &undo.saved {
-        let (collection, path) = (&saved.collection, &saved.local);
-        let command = curl(Some("POST"))
-            .arg("-F")
-            .arg(&shell::curl_form_file("snapshot", path.as_str()))
-            .arg(&format!(
-                "{url}{}",
-                collection_path(collection, "/snapshots/upload?wait=true&priority=snapshot")
-            ));
-        text.push_str(&format!("\n  {collection} ({path}):\n    {command}"));
-    }
-    // A cluster collection goes back shard by shard, each shard's copy onto every replica
-    // (priority=no_sync, as the restore itself does: see replicas.rs).
-    for saved in &undo.cluster_saved {
-        let collection = &saved.collection;
-        for shard in &saved.shards {
-            let path = &shard.local;
-            text.push_str(&format!(
-                "\n  {collection} shard {} ({path}), on every peer that holds it:",
-                shard.shard_id
-            ));
-            for peer in saved.holder_urls(shard) {
-                let peer = without_shown_credentials(peer);
-                let command = curl(Some("POST"))
-                    .arg("-F")
-                    .arg(&shell::curl_form_file("snapshot", path.as_str()))
-                    .arg(&format!(
-                        "{peer}{}",
-                        collection_path(
-                            collection,
-                            &format!(
-                                "/shards/{}/snapshots/upload?wait=true&priority=no_sync",
-                                shard.shard_id
-                            )
-                        )
-                    ));
-                text.push_str(&format!("\n    {command}"));
+        match &saved.copies {
+            Copies::Collection { local, .. } => {
+                text.push_str(&put_back_collection(url, &saved.collection, local));
             }
+            Copies::Shards(copies) => {
+                text.push_str(&put_back_shards(&saved.collection, copies));
+            }
+        }
+    }
+    text
+}
+
+/// The command that puts a collection back from its pre-restore snapshot `path`.
+fn put_back_collection(url: &str, collection: &str, path: &Utf8Path) -> String {
+    let command = curl(Some("POST"))
+        .arg("-F")
+        .arg(&shell::curl_form_file("snapshot", path.as_str()))
+        .arg(&format!(
+            "{url}{}",
+            collection_path(collection, "/snapshots/upload?wait=true&priority=snapshot")
+        ));
+    format!("\n  {collection} ({path}):\n    {command}")
+}
+
+/// The commands that put a cluster collection back shard by shard, each shard's copy onto
+/// every replica (priority=no_sync, as the restore itself does: see replicas.rs).
+fn put_back_shards(collection: &str, copies: &ShardCopies) -> String {
+    let mut text = String::new();
+    for shard in &copies.shards {
+        let path = &shard.local;
+        text.push_str(&format!(
+            "\n  {collection} shard {} ({path}), on every peer that holds it:",
+            shard.shard_id
+        ));
+        for peer in copies.holder_urls(shard) {
+            let peer = without_shown_credentials(peer);
+            let command = curl(Some("POST"))
+                .arg("-F")
+                .arg(&shell::curl_form_file("snapshot", path.as_str()))
+                .arg(&format!(
+                    "{peer}{}",
+                    collection_path(
+                        collection,
+                        &format!(
+                            "/shards/{}/snapshots/upload?wait=true&priority=no_sync",
+                            shard.shard_id
+                        )
+                    )
+                ));
+            text.push_str(&format!("\n    {command}"));
         }
     }
     text

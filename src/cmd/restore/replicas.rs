@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::check::{self, Against};
+use crate::cmd::peers::Topology;
 use crate::manifest::cluster::ShardKey;
 use crate::qdrant::cluster::CollectionClusterView;
 use crate::qdrant::{Client, QdrantError};
@@ -634,6 +635,18 @@ pub fn settle_and_verify(
             }
         }
     }
+}
+
+/// The cluster's peers as nodes.
+pub fn nodes_of(topology: &Topology) -> Vec<Node> {
+    topology
+        .peers()
+        .iter()
+        .map(|p| Node {
+            peer_id: p.peer_id,
+            client: p.client.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

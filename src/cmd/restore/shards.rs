@@ -10,21 +10,19 @@
 //! An existing collection is overwritten the same way after a pre-restore copy of each shard
 //! ([`super::cluster_overwrite`]), and a rollback puts that copy back the same way.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::act::{Context, StepError, rewound};
-use super::check::Against;
-use super::plan::{Action, Planned, Refusal, Source};
+use super::plan::{Action, Planned, Source};
 use super::replica_uploads::{self, ShardUpload, UnclearShard, UploadError, Uploads};
 use super::replicas::{self, Expected, Node, Placement, ReplicaError, Settle};
 use super::rollback::Undo;
 use crate::cmd::peers::Topology;
 use crate::manifest::checksums::{self, Entry};
-use crate::manifest::cluster::{CollectionCluster, ShardKey, ShardRecord, shard_file};
+use crate::manifest::cluster::{CollectionCluster, ShardRecord, shard_file};
 use crate::names::SafeName;
 
 /// One shard file of a cluster backup, opened inside the backup folder.
@@ -92,182 +90,6 @@ pub fn open(
     Ok(ClusterSource {
         record: record.clone(),
         shards,
-    })
-}
-
-/// The `shard_number` a single-node backup's schema records (1 when it says nothing).
-fn recorded_shard_number(source: &Source) -> u64 {
-    source
-        .fingerprint
-        .as_ref()
-        .and_then(|f| {
-            f.as_value()
-                .pointer("/params/shard_number")
-                .and_then(Value::as_u64)
-        })
-        .unwrap_or(1)
-}
-
-/// True when this collection is restored by this module.
-pub fn applies(topology: &Topology, source: &Source) -> bool {
-    source.cluster.is_some() || topology.is_cluster()
-}
-
-/// Refuses, before anything changes, what the layouts do not allow.
-pub fn check_layout(topology: &Topology, planned: &mut Planned) {
-    let source = &planned.source;
-    if !applies(topology, source) || matches!(planned.action, Action::Refuse(_)) {
-        return;
-    }
-    let target = source.target.to_string();
-    let refusal = |why: String, todo: String| {
-        Action::Refuse(Refusal::ClusterLayout {
-            target: target.clone(),
-            why,
-            todo,
-        })
-    };
-    let restorable_over = source.cluster.is_some() && topology.is_cluster();
-    if restorable_over && matches!(planned.action, Action::Overwrite { .. }) {
-        match overwrite_problem(topology, source) {
-            Some(OverwriteProblem::Layout(problem)) => {
-                planned.action = refusal(
-                    format!(
-                        "the existing `{target}` is sharded otherwise than the backup: {problem}"
-                    ),
-                    format!(
-                        "Restore into a new name (--collection {} --target-name NEW), or delete \
-                         `{target}` first (after taking a backup of it) and run the restore again.",
-                        source.entry.name
-                    ),
-                );
-            }
-            Some(OverwriteProblem::ReplicasDiffer(problem)) => {
-                planned.action = refusal(
-                    format!(
-                        "the replicas of the existing `{target}` do not hold the same data ({problem}), \
-                         so no copy of it taken before overwriting could put every replica back"
-                    ),
-                    format!(
-                        "Restore into a new name (--collection {} --target-name NEW) and compare; or, \
-                         once you know which replica is right, repair `{target}` (or delete it) and \
-                         run the restore again.",
-                        source.entry.name
-                    ),
-                );
-            }
-            None => {}
-        }
-        return;
-    }
-    if matches!(planned.action, Action::Overwrite { .. }) {
-        let what = match (source.cluster.is_some(), topology.is_cluster()) {
-            (true, true) => "a cluster backup over an existing collection of a cluster",
-            (true, false) => "a cluster backup over an existing collection",
-            _ => "over an existing collection of a cluster",
-        };
-        planned.action = refusal(
-            format!(
-                "`{target}` exists, and this aimem does not restore {what} yet (its shard-aware pre-restore copy is not built)"
-            ),
-            format!(
-                "Restore into a new name (--collection {} --target-name NEW), or delete `{target}` first \
-                 (after taking a backup of it) and run the restore again.",
-                source.entry.name
-            ),
-        );
-        return;
-    }
-    if source.cluster.is_none() && topology.is_cluster() {
-        let shards = recorded_shard_number(source);
-        if shards != 1 {
-            planned.action = refusal(
-                format!(
-                    "the backup is a single-node snapshot of a collection with shard_number {shards}; \
-                     a collection snapshot recovers only the shards of the peer it is uploaded to"
-                ),
-                "Restore it on a single-node Qdrant, then copy its points into the cluster with a \
-                 migration tool (or re-index them). Only a single-node backup of a collection with \
-                 shard_number 1 restores into a cluster."
-                    .to_string(),
-            );
-        }
-    }
-}
-
-/// One line for the plan: how the collection is laid out where it goes.
-pub fn describe(topology: &Topology, source: &Source) -> Option<String> {
-    let peers = topology.peers().len();
-    match (&source.cluster, topology.is_cluster()) {
-        (Some(c), true) => Some(format!(
-            "{}: {} shards ({} sharding{}) × replication {} over {peers} peers; every replica recovered from its shard's file on the peer holding it",
-            source.target,
-            c.record.shards.len(),
-            c.record.sharding_method,
-            keys_shown(&c.record.shard_keys),
-            c.record.replication_factor
-        )),
-        (Some(c), false) => Some(format!(
-            "{}: a cluster backup of {} shards ({} sharding{}) into a single node: replication 1, each shard recovered from its file",
-            source.target,
-            c.record.shards.len(),
-            c.record.sharding_method,
-            keys_shown(&c.record.shard_keys),
-        )),
-        (None, true) => Some(format!(
-            "{}: a single-node backup into a cluster of {peers} peers: its one shard recovered on every peer holding shard 0",
-            source.target
-        )),
-        (None, false) => None,
-    }
-}
-
-fn keys_shown(keys: &[ShardKey]) -> String {
-    match keys.is_empty() {
-        true => String::new(),
-        false => format!(
-            ", keys {}",
-            keys.iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// The `--json` shard details of one collection (new keys only).
-pub fn report(topology: &Topology, source: &Source) -> Option<Value> {
-    if !applies(topology, source) {
-        return None;
-    }
-    let peers: Vec<Value> = topology
-        .peers()
-        .iter()
-        .map(|p| json!({"peer_id": p.peer_id, "url": p.client.display_url()}))
-        .collect();
-    Some(match &source.cluster {
-        Some(c) => json!({
-            "backup_layout": "cluster",
-            "target_layout": if topology.is_cluster() { "cluster" } else { "single" },
-            "peers": peers,
-            "shard_number": c.record.shard_number,
-            "replication_factor": c.record.replication_factor,
-            "write_consistency_factor": c.record.write_consistency_factor,
-            "sharding_method": c.record.sharding_method,
-            "shard_keys": c.record.shard_keys,
-            "shards": c.shards.iter().map(|s| json!({
-                "shard_id": s.record.shard_id,
-                "shard_key": s.record.shard_key,
-                "file": s.relative,
-                "records": s.record.records,
-            })).collect::<Vec<_>>(),
-        }),
-        None => json!({
-            "backup_layout": "single",
-            "target_layout": "cluster",
-            "peers": peers,
-            "shard_number": recorded_shard_number(source),
-        }),
     })
 }
 
@@ -458,7 +280,7 @@ pub(super) fn restore_one(
     };
     // Only once every replica is Active: a shard recovered while another replica of it
     // still initializes leaves that replica empty.
-    let expected = expected(source);
+    let expected = source.expected();
     let placement = wait_settled(cx, &nodes, &target, &expected)?;
     // A collection this run created is deleted on rollback, whatever Qdrant still recovers.
     let unclear = std::sync::Mutex::new(Vec::new());
@@ -481,41 +303,6 @@ pub(super) fn restore_one(
         source.entry.records
     ));
     Ok(Some(started.elapsed().as_secs_f64()))
-}
-
-/// What the restored collection must hold: the backup's shards (a single-node backup has
-/// shard 0 alone), its exact count, and each key's exact count where the backup knows it.
-pub(super) fn expected(source: &Source) -> Expected {
-    let shards = match &source.cluster {
-        Some(cluster) => cluster
-            .record
-            .shards
-            .iter()
-            .map(|s| (s.shard_id, s.shard_key.clone()))
-            .collect(),
-        None => BTreeMap::from([(0, None)]),
-    };
-    // Per key only when the backup counted each key exactly (the count did not move while it
-    // was backed up); the shards' own `points_count` is approximate and never checked against
-    // the backup.
-    let keys = source
-        .cluster
-        .as_ref()
-        .map(|c| {
-            c.record
-                .shard_keys
-                .iter()
-                .cloned()
-                .zip(c.record.key_records.iter().copied())
-                .collect()
-        })
-        .unwrap_or_default();
-    Expected {
-        shards,
-        points: source.recorded_points(),
-        keys,
-        against: Against::Backup,
-    }
 }
 
 /// Recovers every replica of every shard of `source` from the backup's files.
@@ -637,45 +424,4 @@ pub fn size(source: &Source) -> u64 {
         Some(cluster) => cluster.size(),
         None => source.file.metadata().map_or(0, |m| m.len()),
     }
-}
-
-/// The cluster's peers as nodes.
-pub(super) fn cluster_nodes(topology: &Topology) -> Vec<Node> {
-    topology
-        .peers()
-        .iter()
-        .map(|p| Node {
-            peer_id: p.peer_id,
-            client: p.client.clone(),
-        })
-        .collect()
-}
-
-/// Whether an existing cluster collection has exactly the backup's shards (ids and keys), so
-/// that each shard file has its shard to go to; why not otherwise.
-pub fn overwrite_problem(topology: &Topology, source: &Source) -> Option<OverwriteProblem> {
-    let target = source.target.as_str();
-    let nodes = cluster_nodes(topology);
-    let placement = match replicas::read_placement(&nodes, target, false) {
-        Ok(placement) => placement,
-        Err(e) => return Some(OverwriteProblem::Layout(e.to_string())),
-    };
-    if let Err(e) = replicas::check_shard_ids(&placement, &expected(source).shards) {
-        return Some(OverwriteProblem::Layout(e.to_string()));
-    }
-    // The pre-restore copy takes each shard from one replica, and a rollback puts it on all.
-    let client = topology.peers().first().map(|p| &p.client)?;
-    match replicas::existing_replicas_differ(&nodes, client, target) {
-        Ok(None) => None,
-        Ok(Some(problem)) => Some(OverwriteProblem::ReplicasDiffer(problem)),
-        Err(e) => Some(OverwriteProblem::Layout(e.to_string())),
-    }
-}
-
-/// Why an existing cluster collection is not overwritten.
-pub enum OverwriteProblem {
-    /// Its shards are not the backup's (or its placement could not be read).
-    Layout(String),
-    /// Its replicas hold different data.
-    ReplicasDiffer(String),
 }
