@@ -7,7 +7,6 @@
 
 mod act;
 mod check;
-mod cluster_overwrite;
 mod config;
 mod indexes;
 mod jobs;
