@@ -190,12 +190,46 @@ impl Undo {
         stamp: &str,
         settle: &mut dyn FnMut(&Unclear) -> Result<(), String>,
     ) -> RollbackOutcome {
-        let mut done = Vec::new();
-        let mut rolled_back = Vec::new();
-        let mut failed = Vec::new();
+        let mut out = RollbackOutcome::default();
+        self.settle_unclear(settle, &mut out);
+        let unsettled: Vec<String> = self
+            .unsettled
+            .iter()
+            .map(|u| u.collection.clone())
+            .collect();
+        // Its uploaded copy may be what Qdrant is recovering from: not deleted either.
+        let kept_uploads: Vec<(String, String)> = self
+            .uploads
+            .iter()
+            .filter(|(c, _)| unsettled.contains(c))
+            .cloned()
+            .collect();
+        self.uploads.retain(|(c, _)| !unsettled.contains(c));
+        self.put_back_config(&mut out);
+        // Uploaded copies first: once a collection is deleted its snapshot folder is out of reach.
+        self.delete_uploads(client, ui);
+        self.uploads = kept_uploads;
+        self.delete_created(client, &unsettled, &mut out);
+        self.recover_saved(client, ui, stamp, &unsettled, &mut out);
+        if out.failed.is_empty() {
+            self.discard_saved(client, ui);
+        } else {
+            // The copies of what is back as it was are not needed; the others are kept.
+            self.discard_saved_of(client, ui, &out.rolled_back);
+        }
+        out
+    }
+
+    /// Waits (`settle`) for each upload whose outcome is unknown; a collection Qdrant may
+    /// still be recovering is moved to `unsettled`, and left alone.
+    fn settle_unclear(
+        &mut self,
+        settle: &mut dyn FnMut(&Unclear) -> Result<(), String>,
+        out: &mut RollbackOutcome,
+    ) {
         for unclear in std::mem::take(&mut self.unclear) {
             if let Err(why) = settle(&unclear) {
-                failed.push(Unrestored {
+                out.failed.push(Unrestored {
                     what: format!(
                         "`{}`: Qdrant may still be recovering it from the backup, so it was not rolled back",
                         unclear.collection
@@ -205,53 +239,59 @@ impl Undo {
                 self.unsettled.push(unclear);
             }
         }
-        let unsettled: Vec<String> = self
-            .unsettled
-            .iter()
-            .map(|u| u.collection.clone())
-            .collect();
-        let left_alone = |c: &String| unsettled.contains(c);
-        // Its uploaded copy may be what Qdrant is recovering from: not deleted either.
-        let kept_uploads: Vec<(String, String)> = self
-            .uploads
-            .iter()
-            .filter(|(c, _)| left_alone(c))
-            .cloned()
-            .collect();
-        self.uploads.retain(|(c, _)| !left_alone(c));
+    }
+
+    /// Gives the config files their old content back, the last written first.
+    fn put_back_config(&mut self, out: &mut RollbackOutcome) {
         for previous in self.config.drain(..).rev() {
             match config::undo(&previous) {
-                Ok(()) => done.push(format!("config file {} put back", previous.shown)),
-                Err(e) => failed.push(Unrestored {
+                Ok(()) => out
+                    .done
+                    .push(format!("config file {} put back", previous.shown)),
+                Err(e) => out.failed.push(Unrestored {
                     what: format!("config file {}", previous.shown),
                     why: e.to_string(),
                 }),
             }
         }
-        // Uploaded copies first: once a collection is deleted its snapshot folder is out of reach.
-        self.delete_uploads(client, ui);
-        self.uploads = kept_uploads;
+    }
+
+    /// Deletes the collections this run created, but those left alone (`unsettled`).
+    fn delete_created(&mut self, client: &Client, unsettled: &[String], out: &mut RollbackOutcome) {
         let created = std::mem::take(&mut self.created);
         let (kept_created, created): (Vec<String>, Vec<String>) =
-            created.into_iter().partition(|c| left_alone(c));
+            created.into_iter().partition(|c| unsettled.contains(c));
         self.created = kept_created;
         for name in created.into_iter().rev() {
             match client.delete_collection(&name) {
                 Ok(_) => {
-                    done.push(format!("`{name}` (created by this restore) deleted"));
-                    rolled_back.push(name.clone());
+                    out.done
+                        .push(format!("`{name}` (created by this restore) deleted"));
+                    out.rolled_back.push(name.clone());
                 }
-                Err(e) => failed.push(Unrestored {
+                Err(e) => out.failed.push(Unrestored {
                     what: format!("deleting `{name}`, which this restore created"),
                     why: e.to_string(),
                 }),
             }
         }
+    }
+
+    /// Recovers every saved collection an upload touched from its copy, the last first, but
+    /// those left alone (`unsettled`).
+    fn recover_saved(
+        &self,
+        client: &Client,
+        ui: &Ui,
+        stamp: &str,
+        unsettled: &[String],
+        out: &mut RollbackOutcome,
+    ) {
         for saved in self
             .saved
             .iter()
             .rev()
-            .filter(|s| s.touched && !left_alone(&s.collection))
+            .filter(|s| s.touched && !unsettled.contains(&s.collection))
         {
             let how = saved.how();
             ui.step(&format!("Rolling back {} {how}...", saved.collection));
@@ -265,28 +305,17 @@ impl Undo {
             match recovered {
                 Ok(()) => {
                     ui.ok(&format!("{} points, schema as before", saved.points));
-                    done.push(format!(
+                    out.done.push(format!(
                         "`{}` recovered {how} ({} points, schema as before)",
                         saved.collection, saved.points
                     ));
-                    rolled_back.push(saved.collection.clone());
+                    out.rolled_back.push(saved.collection.clone());
                 }
-                Err(why) => failed.push(Unrestored {
+                Err(why) => out.failed.push(Unrestored {
                     what: format!("recovering `{}`", saved.collection),
                     why,
                 }),
             }
-        }
-        if failed.is_empty() {
-            self.discard_saved(client, ui);
-        } else {
-            // The copies of what is back as it was are not needed; the others are kept.
-            self.discard_saved_of(client, ui, &rolled_back);
-        }
-        RollbackOutcome {
-            done,
-            rolled_back,
-            failed,
         }
     }
 
