@@ -41,7 +41,7 @@ pub struct Context<'a> {
     pub stop: &'a StopFlag,
     /// The folder (the backup's parent) in which the pre-restore folder is created, on first
     /// use, as `<prerestore_prefix><random>`: a new folder owned by this run alone
-    /// ([`layout::create_working_dir`]), kept in `Undo::folder`.
+    /// ([`crate::manifest::layout::create_working_dir`]), kept in `Undo::folder`.
     pub prerestore_in: Utf8PathBuf,
     /// `.aimem-prerestore-<stamp>-`.
     pub prerestore_prefix: String,
