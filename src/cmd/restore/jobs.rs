@@ -126,7 +126,6 @@ fn merge(undo: &mut Undo, own: Undo) {
         journal: _,
         unclear,
         unsettled,
-        cluster_saved,
     } = own;
     undo.created.extend(created);
     undo.saved.extend(saved);
@@ -134,5 +133,4 @@ fn merge(undo: &mut Undo, own: Undo) {
     undo.config.extend(config);
     undo.unclear.extend(unclear);
     undo.unsettled.extend(unsettled);
-    undo.cluster_saved.extend(cluster_saved);
 }

@@ -6,7 +6,7 @@
 //! signal after the first change puts the server (and the config files) back as they were.
 
 mod act;
-mod cluster_overwrite;
+mod check;
 mod config;
 mod indexes;
 mod jobs;
@@ -27,6 +27,7 @@ use clap::Args;
 use miette::Diagnostic;
 use thiserror::Error;
 
+use crate::cmd::peers::{LockKeys, Topology};
 use crate::exit::Exit;
 use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::{Fingerprint, FingerprintError};
@@ -35,7 +36,7 @@ use crate::manifest::layout::{self, SNAPSHOT_DIR};
 use crate::manifest::legacy;
 use crate::manifest::{MANIFEST_FILE, Manifest};
 use crate::names::SafeName;
-use crate::qdrant::{Timeouts, collection_path, encode_segment};
+use crate::qdrant::{Client, Timeouts, collection_path, encode_segment};
 use crate::settings::{ConnectionArgs, InstallArgs, seconds};
 use crate::shell::{self, CommandLine};
 use crate::signals::StopFlag;
@@ -43,12 +44,10 @@ use crate::ui::{Ui, human_size, throughput};
 
 use config::ConfigFile;
 use plan::{Action, Planned, Refusal, Source, VersionCheck};
-use rollback::{Undo, Unrestored};
+use rollback::{Copies, ShardCopies, Undo, Unrestored};
 
 pub(crate) use journal::{clear_dead_restores, dead_restores, describe as describe_dead_restore};
 
-/// Hidden folder (beside the restored backup folder) for the snapshots taken before
-/// overwriting; hidden so `latest` and `list` never take it for a backup.
 pub use crate::workspace::PRERESTORE_PREFIX;
 
 #[derive(Debug, Args)]
@@ -341,315 +340,48 @@ fn restore(
         .connection
         .endpoint()
         .map_err(crate::settings::BadEndpoint::failure)?;
-    let root = layout::default_root();
-    // Absolute, so the paths printed for pre-restore snapshots work from any folder.
-    let root = std::path::absolute(&root)
-        .ok()
-        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .unwrap_or(root);
-    // A folder that is not there is an argument error (exit 1), as for verify and diff-schema.
-    let backup = crate::repo::locate::resolve(&args.dir, &root)
-        .map_err(|unresolved| RestoreError::NoBackup(unresolved.to_string()))
-        .or_exit(Exit::InvalidArguments)?;
-    let dir = backup.location().to_owned();
+    let dir = backup_folder(args)?;
     report.backup = Some(dir.to_string());
     ui.header("AI Memory Restore");
     ui.fact("Backup", dir.as_str());
     ui.blank();
 
-    // 2. The manifest.
-    ui.step("Verifying backup...");
-    let manifest = Manifest::read(&dir).or_exit(Exit::Failed)?;
-    ui.ok(&format!("{MANIFEST_FILE} valid"));
-    ui.fact("Backup date", &manifest.backup_date);
-    ui.fact("Version", &manifest.ai_memory_version);
-    ui.blank();
-    let selected = select(&manifest, args)?;
-
-    // 3. Checksums.
-    let mut legacy_without_checksums = false;
-    let listed = if args.skip_checksum_verify {
-        ui.warn("checksum verification skipped (--skip-checksum-verify)");
-        checksums::read(&dir).ok()
-    } else {
-        match checksums::read(&dir) {
-            Ok(entries) => {
-                let meter = ui.hash_meter(&format!("hashing {}", dir.file_name().unwrap_or("")));
-                let checked = checksums::observed(meter.clone(), || {
-                    verify_checksums(&dir, &entries, &selected)
-                });
-                let (bytes, took) = meter.done();
-                checked?;
-                ui.ok(&format!("checksums match: {}", throughput(bytes, took)));
-                Some(entries)
-            }
-            // The Python scripts write no checksums file: such a backup is taken on the checks
-            // it allows; one that should have the file and lacks it is refused.
-            Err(source) if legacy::is_absent(&source) => {
-                legacy::without_checksums(&manifest)
-                    .map_err(|reason| RestoreError::ChecksumsRemoved { reason })
-                    .or_exit(Exit::Failed)?;
-                ui.warn(&format!(
-                    "this backup carries no checksums (no {}, as the Python scripts write it): \
-                     corruption cannot be detected; only each snapshot's size and archive are checked",
-                    checksums::CHECKSUMS_FILE
-                ));
-                legacy_without_checksums = true;
-                None
-            }
-            Err(source) => {
-                return Err(RestoreError::ChecksumFile { source }).or_exit(Exit::Failed);
-            }
-        }
-    };
-    let sources = sources(
-        &dir,
-        &selected,
-        args,
-        listed.as_deref(),
-        legacy_without_checksums,
-    )?;
-    for source in &sources {
-        let shown = match &source.entry.backup {
-            crate::manifest::CollectionBackup::Shards(cluster) => format!(
-                "{}: {} shard files",
-                source.entry.name,
-                cluster.shards.len()
-            ),
-            crate::manifest::CollectionBackup::Snapshot { file } => file.clone(),
-        };
-        ui.ok(&format!("{shown} ({})", human_size(shards::size(source))));
-    }
-    let install = args.install.resolve();
-    let (config_files, config_skipped) = if args.restore_config {
-        config::plan(&dir, &install, &manifest.config_files, listed.as_deref())
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    ui.blank();
-    if let Some(exit) = stop.requested() {
-        return Err(RestoreError::Interrupted).or_exit(exit);
-    }
+    // 2. The manifest, and 3. the checksums and the files they vouch for.
+    let backup = read_backup(&dir, args, ui)?;
+    interrupted(stop)?;
 
     // 4. Connect.
-    ui.step(&format!(
-        "Connecting to Qdrant ({}:{})...",
-        endpoint.host, endpoint.port
-    ));
-    let timeouts = Timeouts {
-        request: args.connection.request_timeout(),
-        transfer_stall: seconds(args.upload_timeout),
-        recover: seconds(args.recovery_timeout),
-        ..Timeouts::default()
-    };
-    let client = ConnectionArgs::client(&endpoint, timeouts);
-    let server = client.server_info().or_exit(Exit::ConnectionFailed)?;
-    client.list_collections().or_exit(Exit::ConnectionFailed)?;
-    // A cluster's peers are reached and checked as for a backup, before anything else.
-    let topology = crate::cmd::peers::discover(&client, &args.peers)
-        .map_err(|e| Failure::new(Exit::ConnectionFailed, miette::Report::new(e)))?;
-    let server_version = server.version.unwrap_or_else(|| "unknown".to_string());
-    report.server = Some(client.display_url().to_string());
-    report.qdrant_version = Some(server_version.clone());
-    ui.ok(&format!("Connected (Qdrant {server_version})"));
-    ui.blank();
-    // The server whatever URL reached it: two spellings of one server's URL share its locks.
-    let server_key = crate::cmd::runs::server_key(&endpoint);
-    let identity = topology.identity(&client, &server_key);
-    let lock_keys =
-        crate::cmd::peers::LockKeys::new(&identity, &server_key, &endpoint.host, endpoint.port);
+    let server = connect(args, &endpoint, ui, report)?;
     // Held until the restore ends, from before the collections' state is read.
-    let targets: Vec<&str> = sources.iter().map(|s| s.target.as_str()).collect();
-    let _locks =
-        lock::take(&lock_keys, &server_key, &targets, args.dry_run, ui).or_exit(Exit::Failed)?;
+    let targets: Vec<&str> = backup.sources.iter().map(|s| s.target.as_str()).collect();
+    let _locks = lock::take(&server.lock_keys, &server.key, &targets, args.dry_run, ui)
+        .or_exit(Exit::Failed)?;
 
     // 5. Plan, then show it.
-    let mut refusals = Vec::new();
-    let mut notes = Vec::new();
-    let source_version = manifest.qdrant_version.as_deref();
-    match plan::check_version(source_version, Some(&server_version)) {
-        VersionCheck::Same => {}
-        VersionCheck::NextMinor => notes.push(format!(
-            "the backup comes from Qdrant {}; this server runs the next minor release {server_version}, which Qdrant supports",
-            source_version.unwrap_or_default()
-        )),
-        VersionCheck::Unknown => notes.push(
-            "the backup does not record its Qdrant version: snapshots restore only on the same or the next minor release"
-                .to_string(),
-        ),
-        VersionCheck::Skew => {
-            let refusal = Refusal::VersionSkew {
-                source_version: source_version.unwrap_or_default().to_string(),
-                target_version: server_version.clone(),
-            };
-            if args.allow_version_skew {
-                ui.warn(&format!("{refusal} (--allow-version-skew)"));
-            } else {
-                refusals.push(refusal);
-            }
-        }
-    }
-    let mut plans = Vec::new();
-    for source in sources {
-        let planned = plan::plan_one(&client, source).map_err(|e| {
-            let exit = match e.is_connection_problem() {
-                true => Exit::ConnectionFailed,
-                false => Exit::Failed,
-            };
-            Failure::new(exit, miette::Report::new(e))
-        })?;
-        let mut planned = planned;
-        shards::check_layout(&topology, &mut planned);
-        plans.push(planned);
-    }
-    if let crate::cmd::peers::Topology::Cluster { peers } = &topology {
-        notes.push(format!(
-            "the server is a cluster of {} peers: {}",
-            peers.len(),
-            peers
-                .iter()
-                .map(|p| format!("{} ({})", p.peer_id, p.client.display_url()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    for planned in &plans {
-        if let Some(line) = shards::describe(&topology, &planned.source) {
-            notes.push(line);
-        }
-    }
-    show_plan(ui, &plans, &notes, &config_files, &config_skipped);
-    report.plan(&plans, &notes, &config_files, &config_skipped);
-    for (collection, planned) in report.collections.iter_mut().zip(&plans) {
-        collection.cluster = shards::report(&topology, &planned.source);
-    }
-    let (refused, plans): (Vec<Planned>, Vec<Planned>) = plans
-        .into_iter()
-        .partition(|p| matches!(p.action, Action::Refuse(_)));
-    refusals.extend(refused.into_iter().filter_map(|p| match p.action {
-        Action::Refuse(refusal) => Some(refusal),
-        _ => None,
-    }));
-    if !refusals.is_empty() {
-        return Err(RestoreError::Refused {
-            count: refusals.len(),
-            reasons: refusals,
-        })
-        .or_exit(Exit::Failed);
-    }
+    let Backup {
+        manifest,
+        sources,
+        config_files,
+        config_skipped,
+    } = backup;
+    let configs = (config_files.as_slice(), config_skipped.as_slice());
+    let plans = plan_all(args, &server, &manifest, sources, configs, ui, report)?;
 
     // Confirmation (the dry run reports what the real run would do here).
-    let overwrites = what_is_overwritten(&plans, &config_files);
-    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    // The dry run changes nothing, so it needs neither --force nor a terminal to ask on.
-    if args.dry_run {
-        ui.rule();
-        ui.success("Dry run: all checks passed; nothing was changed");
-        if overwrites.is_some() && !args.force {
-            match terminal {
-                true => ui.step("The real run will ask before overwriting (or pass --force)."),
-                false => ui
-                    .step("Without a terminal to ask on, the real run needs --force to overwrite."),
-            }
-        }
-        ui.rule();
+    if !confirmed(args, &plans, &config_files, ui, stop)? {
         return Ok(());
-    }
-    if let Some(what) = &overwrites {
-        if !args.force && !terminal {
-            return Err(RestoreError::NoTerminal { what: what.clone() })
-                .or_exit(Exit::InvalidArguments);
-        }
-    }
-    if let (Some(what), false) = (&overwrites, args.force) {
-        confirm(what)?;
-    }
-    if let Some(exit) = stop.requested() {
-        return Err(RestoreError::Interrupted).or_exit(exit);
     }
 
     // 6. Act.
-    let now = crate::localtime::now();
-    let stamp = layout::folder_name(now).replace('_', "-");
-    // Beside the backup, unless someone else controls that folder; without a place for the
-    // copies the restore stops here, before any change.
-    let prerestore_in = crate::workspace::prerestore_home(&dir, ui)
-        .map_err(|reason| RestoreError::PrerestoreFolder { reason })
-        .or_exit(Exit::Failed)?;
-    // What killed restores left on this server goes first: nothing else ever deletes it.
-    journal::clear_dead_restores(
-        &prerestore_in,
-        &client,
-        (&server_key, &identity),
-        &topology,
-        ui,
-    );
-    let cx = act::Context {
-        client: &client,
+    act_on(
+        args,
+        &dir,
+        &server,
+        (&plans, &config_files),
         ui,
         stop,
-        prerestore_in,
-        prerestore_prefix: format!("{PRERESTORE_PREFIX}{}-", layout::folder_name(now)),
-        stamp: stamp.clone(),
-        topology: &topology,
-        lock_keys: &lock_keys,
-        settle_limit: seconds(args.recovery_timeout),
-    };
-    // Before the first change: every object the restore makes on the server is recorded
-    // there first, so a killed run leaves the next one what to delete.
-    let mut undo = Undo {
-        journal: Some(
-            journal::RestoreJournal::create(&server_key, &identity, ui)
-                .map_err(|source| act::StepError::Journal { source })
-                .or_exit(Exit::Failed)?,
-        ),
-        ..Undo::default()
-    };
-    // From the first change on, a second Ctrl-C no longer ends aimem at once (which would skip
-    // the rollback and hide where the pre-restore snapshots are): it stops the wait in
-    // progress and goes on to the rollback. A third one still ends aimem at once.
-    let _hold = stop.hold();
-    // Also from the first change on, a first signal asks instead of ending aimem at once (it
-    // did so up to here: checking, connecting and planning change nothing).
-    let _cleanup = stop.cleanup_scope();
-    if let Some(exit) = stop.requested() {
-        return Err(RestoreError::Interrupted).or_exit(exit);
-    }
-    let result = jobs::restore_collections(&cx, &plans, &mut undo, &mut report.timings, args.jobs)
-        .and_then(|()| {
-            if config_files.is_empty() {
-                Ok(())
-            } else {
-                ui.blank();
-                act::restore_config(&cx, &config_files, &mut undo)
-            }
-        })
-        // The last chance to honour a signal: after this the restore is reported done.
-        .and_then(|()| match stop.requested() {
-            Some(_) => Err(act::StepError::Interrupted),
-            None => Ok(()),
-        });
-    if let Err(cause) = result {
-        let watch = recovery::Watch {
-            client: &client,
-            ui,
-            stop,
-            limit: seconds(args.recovery_timeout),
-        };
-        let failure = roll_back(
-            &cx,
-            &watch,
-            client.display_url(),
-            &mut undo,
-            cause,
-            &mut report.rollback,
-        );
-        report.settle();
-        return Err(failure);
-    }
-    undo.discard_saved(&client, ui);
-    report.restored();
-
+        report,
+    )?;
     ui.blank();
     ui.rule();
     ui.success("Restore complete");
@@ -669,6 +401,405 @@ fn restore(
         ui.fact("Config files restored", &config_files.len().to_string());
     }
     ui.rule();
+    Ok(())
+}
+
+/// Nothing changed yet: a signal ends the restore here.
+fn interrupted(stop: &StopFlag) -> Outcome {
+    match stop.requested() {
+        Some(exit) => Err(RestoreError::Interrupted).or_exit(exit),
+        None => Ok(()),
+    }
+}
+
+/// The backup folder the argument names (a path, or `latest`), absolute.
+fn backup_folder(args: &RestoreArgs) -> Outcome<Utf8PathBuf> {
+    let root = layout::default_root();
+    // Absolute, so the paths printed for pre-restore snapshots work from any folder.
+    let root = std::path::absolute(&root)
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .unwrap_or(root);
+    // A folder that is not there is an argument error (exit 1), as for verify and diff-schema.
+    let backup = crate::repo::locate::resolve(&args.dir, &root)
+        .map_err(|unresolved| RestoreError::NoBackup(unresolved.to_string()))
+        .or_exit(Exit::InvalidArguments)?;
+    Ok(backup.location().to_owned())
+}
+
+/// What the backup offers to restore, every file of it checked.
+struct Backup {
+    manifest: Manifest,
+    sources: Vec<Source>,
+    config_files: Vec<ConfigFile>,
+    config_skipped: Vec<config::Skipped>,
+}
+
+/// Reads the manifest, verifies the checksums (or, for a backup without them, what can be
+/// checked instead), and opens every file to restore.
+fn read_backup(dir: &Utf8Path, args: &RestoreArgs, ui: &Ui) -> Outcome<Backup> {
+    ui.step("Verifying backup...");
+    let manifest = Manifest::read(dir).or_exit(Exit::Failed)?;
+    ui.ok(&format!("{MANIFEST_FILE} valid"));
+    ui.fact("Backup date", &manifest.backup_date);
+    ui.fact("Version", &manifest.ai_memory_version);
+    ui.blank();
+    let selected = select(&manifest, args)?;
+    let (listed, legacy_without_checksums) = read_checksums(dir, args, &manifest, &selected, ui)?;
+    let sources = sources(
+        dir,
+        &selected,
+        args,
+        listed.as_deref(),
+        legacy_without_checksums,
+    )?;
+    for source in &sources {
+        let shown = match &source.entry.backup {
+            crate::manifest::CollectionBackup::Shards(cluster) => format!(
+                "{}: {} shard files",
+                source.entry.name,
+                cluster.shards.len()
+            ),
+            crate::manifest::CollectionBackup::Snapshot { file } => file.clone(),
+        };
+        ui.ok(&format!("{shown} ({})", human_size(shards::size(source))));
+    }
+    let install = args.install.resolve();
+    let (config_files, config_skipped) = if args.restore_config {
+        config::plan(dir, &install, &manifest.config_files, listed.as_deref())
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    ui.blank();
+    Ok(Backup {
+        manifest,
+        sources,
+        config_files,
+        config_skipped,
+    })
+}
+
+/// The backup's CHECKSUMS.sha256, verified against every file to restore (unless
+/// `--skip-checksum-verify`), and whether the backup is a legacy one that has none.
+fn read_checksums(
+    dir: &Utf8Path,
+    args: &RestoreArgs,
+    manifest: &Manifest,
+    selected: &[&crate::manifest::CollectionEntry],
+    ui: &Ui,
+) -> Outcome<(Option<Vec<Entry>>, bool)> {
+    if args.skip_checksum_verify {
+        ui.warn("checksum verification skipped (--skip-checksum-verify)");
+        return Ok((checksums::read(dir).ok(), false));
+    }
+    match checksums::read(dir) {
+        Ok(entries) => {
+            let meter = ui.hash_meter(&format!("hashing {}", dir.file_name().unwrap_or("")));
+            let checked =
+                checksums::observed(meter.clone(), || verify_checksums(dir, &entries, selected));
+            let (bytes, took) = meter.done();
+            checked?;
+            ui.ok(&format!("checksums match: {}", throughput(bytes, took)));
+            Ok((Some(entries), false))
+        }
+        // The Python scripts write no checksums file: such a backup is taken on the checks
+        // it allows; one that should have the file and lacks it is refused.
+        Err(source) if legacy::is_absent(&source) => {
+            legacy::without_checksums(manifest)
+                .map_err(|reason| RestoreError::ChecksumsRemoved { reason })
+                .or_exit(Exit::Failed)?;
+            ui.warn(&format!(
+                "this backup carries no checksums (no {}, as the Python scripts write it): \
+                 corruption cannot be detected; only each snapshot's size and archive are checked",
+                checksums::CHECKSUMS_FILE
+            ));
+            Ok((None, true))
+        }
+        Err(source) => Err(RestoreError::ChecksumFile { source }).or_exit(Exit::Failed),
+    }
+}
+
+/// The server restored into, as reached and named.
+struct Server {
+    client: Client,
+    /// A single node, or every peer of a cluster.
+    topology: Topology,
+    /// Its Qdrant version ("unknown" when it does not say).
+    version: String,
+    /// Its URL without credentials ([`crate::cmd::runs::server_key`]).
+    key: String,
+    /// Who it is whatever URL reached it.
+    identity: String,
+    lock_keys: LockKeys,
+}
+
+/// Connects to the server, and to every peer of a cluster.
+fn connect(
+    args: &RestoreArgs,
+    endpoint: &crate::settings::Endpoint,
+    ui: &Ui,
+    report: &mut report::RestoreReport,
+) -> Outcome<Server> {
+    ui.step(&format!(
+        "Connecting to Qdrant ({}:{})...",
+        endpoint.host, endpoint.port
+    ));
+    let timeouts = Timeouts {
+        request: args.connection.request_timeout(),
+        transfer_stall: seconds(args.upload_timeout),
+        recover: seconds(args.recovery_timeout),
+        ..Timeouts::default()
+    };
+    let client = ConnectionArgs::client(endpoint, timeouts);
+    let server = client.server_info().or_exit(Exit::ConnectionFailed)?;
+    client.list_collections().or_exit(Exit::ConnectionFailed)?;
+    // A cluster's peers are reached and checked as for a backup, before anything else.
+    let topology = crate::cmd::peers::discover(&client, &args.peers)
+        .map_err(|e| Failure::new(Exit::ConnectionFailed, miette::Report::new(e)))?;
+    let version = server.version.unwrap_or_else(|| "unknown".to_string());
+    report.server = Some(client.display_url().to_string());
+    report.qdrant_version = Some(version.clone());
+    ui.ok(&format!("Connected (Qdrant {version})"));
+    ui.blank();
+    // The server whatever URL reached it: two spellings of one server's URL share its locks.
+    let key = crate::cmd::runs::server_key(endpoint);
+    let identity = topology.identity(&client, &key);
+    let lock_keys = LockKeys::new(&identity, &key, &endpoint.host, endpoint.port);
+    Ok(Server {
+        client,
+        topology,
+        version,
+        key,
+        identity,
+        lock_keys,
+    })
+}
+
+/// Plans every collection, shows the plan (and puts it in the report), and refuses the
+/// restore if anything is refused. Returns the collections to restore.
+fn plan_all(
+    args: &RestoreArgs,
+    server: &Server,
+    manifest: &Manifest,
+    sources: Vec<Source>,
+    (config_files, config_skipped): (&[ConfigFile], &[config::Skipped]),
+    ui: &Ui,
+    report: &mut report::RestoreReport,
+) -> Outcome<Vec<Planned>> {
+    let (mut notes, mut refusals) = (Vec::new(), Vec::new());
+    match version_note(manifest.qdrant_version.as_deref(), &server.version) {
+        Ok(None) => {}
+        Ok(Some(note)) => notes.push(note),
+        Err(refusal) if args.allow_version_skew => {
+            ui.warn(&format!("{refusal} (--allow-version-skew)"));
+        }
+        Err(refusal) => refusals.push(refusal),
+    }
+    let mut plans = Vec::new();
+    for source in sources {
+        let planned = plan::plan_one(&server.client, &server.topology, source).map_err(|e| {
+            let exit = match e.is_connection_problem() {
+                true => Exit::ConnectionFailed,
+                false => Exit::Failed,
+            };
+            Failure::new(exit, miette::Report::new(e))
+        })?;
+        plans.push(planned);
+    }
+    if let Topology::Cluster { peers } = &server.topology {
+        notes.push(format!(
+            "the server is a cluster of {} peers: {}",
+            peers.len(),
+            peers
+                .iter()
+                .map(|p| format!("{} ({})", p.peer_id, p.client.display_url()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for planned in &plans {
+        if let Some(line) = plan::describe_layout(&server.topology, &planned.source) {
+            notes.push(line);
+        }
+    }
+    show_plan(ui, &plans, &notes, config_files, config_skipped);
+    report.plan(&plans, &notes, config_files, config_skipped);
+    for (collection, planned) in report.collections.iter_mut().zip(&plans) {
+        collection.cluster = report::cluster(&server.topology, &planned.source);
+    }
+    let (refused, plans): (Vec<Planned>, Vec<Planned>) = plans
+        .into_iter()
+        .partition(|p| matches!(p.action, Action::Refuse(_)));
+    refusals.extend(refused.into_iter().filter_map(|p| match p.action {
+        Action::Refuse(refusal) => Some(refusal),
+        _ => None,
+    }));
+    if !refusals.is_empty() {
+        return Err(RestoreError::Refused {
+            count: refusals.len(),
+            reasons: refusals,
+        })
+        .or_exit(Exit::Failed);
+    }
+    Ok(plans)
+}
+
+/// What the Qdrant versions of the backup and the server say: nothing, a note for the plan,
+/// or the refusal of a skew.
+fn version_note(
+    source_version: Option<&str>,
+    server_version: &str,
+) -> Result<Option<String>, Refusal> {
+    match plan::check_version(source_version, Some(server_version)) {
+        VersionCheck::Same => Ok(None),
+        VersionCheck::NextMinor => Ok(Some(format!(
+            "the backup comes from Qdrant {}; this server runs the next minor release {server_version}, which Qdrant supports",
+            source_version.unwrap_or_default()
+        ))),
+        VersionCheck::Unknown => Ok(Some(
+            "the backup does not record its Qdrant version: snapshots restore only on the same or the next minor release"
+                .to_string(),
+        )),
+        VersionCheck::Skew => Err(Refusal::VersionSkew {
+            source_version: source_version.unwrap_or_default().to_string(),
+            target_version: server_version.to_string(),
+        }),
+    }
+}
+
+/// Whether to go on and change things: not after a dry run (which reports what the real run
+/// would do here and changes nothing, so it needs neither --force nor a terminal to ask on);
+/// overwriting anything needs --force or a yes on the terminal.
+fn confirmed(
+    args: &RestoreArgs,
+    plans: &[Planned],
+    config_files: &[ConfigFile],
+    ui: &Ui,
+    stop: &StopFlag,
+) -> Outcome<bool> {
+    let overwrites = what_is_overwritten(plans, config_files);
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if args.dry_run {
+        ui.rule();
+        ui.success("Dry run: all checks passed; nothing was changed");
+        if overwrites.is_some() && !args.force {
+            match terminal {
+                true => ui.step("The real run will ask before overwriting (or pass --force)."),
+                false => ui
+                    .step("Without a terminal to ask on, the real run needs --force to overwrite."),
+            }
+        }
+        ui.rule();
+        return Ok(false);
+    }
+    if let Some(what) = &overwrites {
+        if !args.force && !terminal {
+            return Err(RestoreError::NoTerminal { what: what.clone() })
+                .or_exit(Exit::InvalidArguments);
+        }
+    }
+    if let (Some(what), false) = (&overwrites, args.force) {
+        confirm(what)?;
+    }
+    interrupted(stop)?;
+    Ok(true)
+}
+
+/// Where the pre-restore snapshots go: beside the backup, unless someone else controls that
+/// folder ([`crate::workspace::prerestore_home`]); without a place for the copies the restore
+/// stops here, before any change.
+fn prerestore_folder(dir: &Utf8Path, ui: &Ui) -> Outcome<Utf8PathBuf> {
+    crate::workspace::prerestore_home(dir, ui)
+        .map_err(|reason| RestoreError::PrerestoreFolder { reason })
+        .or_exit(Exit::Failed)
+}
+
+/// Restores the planned collections and config files, every change recorded first; after a
+/// failure (or a signal) rolls everything back.
+fn act_on(
+    args: &RestoreArgs,
+    dir: &Utf8Path,
+    server: &Server,
+    (plans, config_files): (&[Planned], &[ConfigFile]),
+    ui: &Ui,
+    stop: &StopFlag,
+    report: &mut report::RestoreReport,
+) -> Outcome {
+    let client = &server.client;
+    let now = crate::localtime::now();
+    let stamp = layout::folder_name(now).replace('_', "-");
+    let prerestore_in = prerestore_folder(dir, ui)?;
+    // What killed restores left on this server goes first: nothing else ever deletes it.
+    journal::clear_dead_restores(
+        &prerestore_in,
+        client,
+        (&server.key, &server.identity),
+        &server.topology,
+        ui,
+    );
+    let cx = act::Context {
+        client,
+        ui,
+        stop,
+        prerestore_in,
+        prerestore_prefix: format!("{PRERESTORE_PREFIX}{}-", layout::folder_name(now)),
+        stamp,
+        topology: &server.topology,
+        lock_keys: &server.lock_keys,
+        settle_limit: seconds(args.recovery_timeout),
+    };
+    // Before the first change: every object the restore makes on the server is recorded
+    // there first, so a killed run leaves the next one what to delete.
+    let mut undo = Undo {
+        journal: Some(
+            journal::RestoreJournal::create(&server.key, &server.identity, ui)
+                .map_err(|source| act::StepError::Journal { source })
+                .or_exit(Exit::Failed)?,
+        ),
+        ..Undo::default()
+    };
+    // From the first change on, a second Ctrl-C no longer ends aimem at once (which would skip
+    // the rollback and hide where the pre-restore snapshots are): it stops the wait in
+    // progress and goes on to the rollback. A third one still ends aimem at once.
+    let _hold = stop.hold();
+    // Also from the first change on, a first signal asks instead of ending aimem at once (it
+    // did so up to here: checking, connecting and planning change nothing).
+    let _cleanup = stop.cleanup_scope();
+    interrupted(stop)?;
+    let result = jobs::restore_collections(&cx, plans, &mut undo, &mut report.timings, args.jobs)
+        .and_then(|()| {
+            if config_files.is_empty() {
+                Ok(())
+            } else {
+                ui.blank();
+                act::restore_config(&cx, config_files, &mut undo)
+            }
+        })
+        // The last chance to honour a signal: after this the restore is reported done.
+        .and_then(|()| match stop.requested() {
+            Some(_) => Err(act::StepError::Interrupted),
+            None => Ok(()),
+        });
+    if let Err(cause) = result {
+        let watch = recovery::Watch {
+            client,
+            ui,
+            stop,
+            limit: seconds(args.recovery_timeout),
+        };
+        let failure = roll_back(
+            &cx,
+            &watch,
+            client.display_url(),
+            &mut undo,
+            cause,
+            &mut report.rollback,
+        );
+        report.settle();
+        return Err(failure);
+    }
+    undo.discard_saved(client, ui);
+    report.restored();
     Ok(())
 }
 
@@ -1135,11 +1266,12 @@ fn roll_back(
 fn recovery_help(shown_url: &str, undo: &Undo) -> String {
     // The URL as shown hides its credentials (`***@`): the commands leave them out and say how
     // to give them, rather than print a URL that cannot work.
-    let peer_hides_credentials = undo.cluster_saved.iter().any(|saved| {
-        saved
+    let peer_hides_credentials = undo.saved.iter().any(|saved| match &saved.copies {
+        Copies::Shards(copies) => copies
             .shards
             .iter()
-            .any(|shard| saved.holder_urls(shard).iter().any(|u| u.contains("***@")))
+            .any(|shard| copies.holder_urls(shard).iter().any(|u| u.contains("***@"))),
+        Copies::Collection { .. } => false,
     });
     let credentials_note = match shown_url.contains("***@") || peer_hides_credentials {
         true => {
@@ -1202,43 +1334,56 @@ fn recovery_help(shown_url: &str, undo: &Undo) -> String {
         "The pre-restore snapshots are kept (aimem will not delete them). To put a collection back as it was, run:",
     );
     for saved in &undo.saved {
-        let (collection, path) = (&saved.collection, &saved.local);
-        let command = curl(Some("POST"))
-            .arg("-F")
-            .arg(&shell::curl_form_file("snapshot", path.as_str()))
-            .arg(&format!(
-                "{url}{}",
-                collection_path(collection, "/snapshots/upload?wait=true&priority=snapshot")
-            ));
-        text.push_str(&format!("\n  {collection} ({path}):\n    {command}"));
-    }
-    // A cluster collection goes back shard by shard, each shard's copy onto every replica
-    // (priority=no_sync, as the restore itself does: see replicas.rs).
-    for saved in &undo.cluster_saved {
-        let collection = &saved.collection;
-        for shard in &saved.shards {
-            let path = &shard.local;
-            text.push_str(&format!(
-                "\n  {collection} shard {} ({path}), on every peer that holds it:",
-                shard.shard_id
-            ));
-            for peer in saved.holder_urls(shard) {
-                let peer = without_shown_credentials(peer);
-                let command = curl(Some("POST"))
-                    .arg("-F")
-                    .arg(&shell::curl_form_file("snapshot", path.as_str()))
-                    .arg(&format!(
-                        "{peer}{}",
-                        collection_path(
-                            collection,
-                            &format!(
-                                "/shards/{}/snapshots/upload?wait=true&priority=no_sync",
-                                shard.shard_id
-                            )
-                        )
-                    ));
-                text.push_str(&format!("\n    {command}"));
+        match &saved.copies {
+            Copies::Collection { local, .. } => {
+                text.push_str(&put_back_collection(url, &saved.collection, local));
             }
+            Copies::Shards(copies) => {
+                text.push_str(&put_back_shards(&saved.collection, copies));
+            }
+        }
+    }
+    text
+}
+
+/// The command that puts a collection back from its pre-restore snapshot `path`.
+fn put_back_collection(url: &str, collection: &str, path: &Utf8Path) -> String {
+    let command = curl(Some("POST"))
+        .arg("-F")
+        .arg(&shell::curl_form_file("snapshot", path.as_str()))
+        .arg(&format!(
+            "{url}{}",
+            collection_path(collection, "/snapshots/upload?wait=true&priority=snapshot")
+        ));
+    format!("\n  {collection} ({path}):\n    {command}")
+}
+
+/// The commands that put a cluster collection back shard by shard, each shard's copy onto
+/// every replica (priority=no_sync, as the restore itself does: see replicas.rs).
+fn put_back_shards(collection: &str, copies: &ShardCopies) -> String {
+    let mut text = String::new();
+    for shard in &copies.shards {
+        let path = &shard.local;
+        text.push_str(&format!(
+            "\n  {collection} shard {} ({path}), on every peer that holds it:",
+            shard.shard_id
+        ));
+        for peer in copies.holder_urls(shard) {
+            let peer = without_shown_credentials(peer);
+            let command = curl(Some("POST"))
+                .arg("-F")
+                .arg(&shell::curl_form_file("snapshot", path.as_str()))
+                .arg(&format!(
+                    "{peer}{}",
+                    collection_path(
+                        collection,
+                        &format!(
+                            "/shards/{}/snapshots/upload?wait=true&priority=no_sync",
+                            shard.shard_id
+                        )
+                    )
+                ));
+            text.push_str(&format!("\n    {command}"));
         }
     }
     text

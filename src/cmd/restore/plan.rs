@@ -1,12 +1,24 @@
 //! What a restore will do to each collection (create, overwrite or refuse), decided from
 //! read-only calls only, and whether the server's Qdrant version can take the snapshots.
+//!
+//! A collection restored shard by shard ([`shard_aware`]: a cluster backup, or any backup into
+//! a cluster) is planned the same way, and then refused where the layouts do not allow it
+//! (docs/qdrant.md, "Shard snapshots", "Restoring into a cluster").
 
 use camino::Utf8PathBuf;
 use miette::Diagnostic;
 use thiserror::Error;
 
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::check::Against;
+use super::replicas::{self, Expected};
+use crate::cmd::peers::Topology;
 use crate::fingerprint::{self, Fingerprint, Severity};
 use crate::manifest::CollectionEntry;
+use crate::manifest::cluster::ShardKey;
 use crate::qdrant::{Client, QdrantError};
 
 /// One collection of the backup, with where it goes.
@@ -28,6 +40,50 @@ pub struct Source {
     pub snapshot_fingerprint: Option<Fingerprint>,
     /// A cluster backup's collection: its shard files (then `file` is the first of them).
     pub cluster: Option<std::sync::Arc<super::shards::ClusterSource>>,
+}
+
+impl Source {
+    /// The exact count the backup recorded: a collection that kept changing while it was
+    /// backed up is known only within a range.
+    pub fn recorded_points(&self) -> (u64, u64) {
+        let records = self.entry.records;
+        (records, self.entry.records_max.unwrap_or(records))
+    }
+
+    /// What the restored collection must hold: the backup's shards (a single-node backup has
+    /// shard 0 alone), its exact count, and each key's exact count where the backup knows it.
+    pub fn expected(&self) -> Expected {
+        let shards = match &self.cluster {
+            Some(cluster) => cluster
+                .record
+                .shards
+                .iter()
+                .map(|s| (s.shard_id, s.shard_key.clone()))
+                .collect(),
+            None => BTreeMap::from([(0, None)]),
+        };
+        // Per key only when the backup counted each key exactly (the count did not move while
+        // it was backed up); the shards' own `points_count` is approximate and never checked
+        // against the backup.
+        let keys = self
+            .cluster
+            .as_ref()
+            .map(|c| {
+                c.record
+                    .shard_keys
+                    .iter()
+                    .cloned()
+                    .zip(c.record.key_records.iter().copied())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Expected {
+            shards,
+            points: self.recorded_points(),
+            keys,
+            against: Against::Backup,
+        }
+    }
 }
 
 /// What happens to one target collection.
@@ -164,8 +220,20 @@ pub fn check_version(source: Option<&str>, target: Option<&str>) -> VersionCheck
     }
 }
 
-/// Decides the action for one collection from the server's current state.
-pub fn plan_one(client: &Client, source: Source) -> Result<Planned, PlanError> {
+/// Decides the action for one collection from the server's current state: from its schema
+/// and count, then from how it would be laid out on `topology`.
+pub fn plan_one(
+    client: &Client,
+    topology: &Topology,
+    source: Source,
+) -> Result<Planned, PlanError> {
+    let mut planned = by_schema(client, source)?;
+    check_layout(topology, &mut planned);
+    Ok(planned)
+}
+
+/// The action the collection's existence and schema allow.
+fn by_schema(client: &Client, source: Source) -> Result<Planned, PlanError> {
     let target = source.target.to_string();
     let fail = |e: QdrantError| PlanError::Qdrant {
         target: target.clone(),
@@ -290,6 +358,176 @@ fn plan_without_fingerprint(
             points,
             warnings,
         },
+    }
+}
+
+/// True when this collection is restored shard by shard: a cluster backup, or any backup into
+/// a cluster (a single-node backup into a single node is restored as one snapshot).
+pub fn shard_aware(topology: &Topology, source: &Source) -> bool {
+    source.cluster.is_some() || topology.is_cluster()
+}
+
+/// Refuses, before anything changes, what the layouts do not allow.
+fn check_layout(topology: &Topology, planned: &mut Planned) {
+    let source = &planned.source;
+    if !shard_aware(topology, source) || matches!(planned.action, Action::Refuse(_)) {
+        return;
+    }
+    let target = source.target.to_string();
+    let refusal = |why: String, todo: String| {
+        Action::Refuse(Refusal::ClusterLayout {
+            target: target.clone(),
+            why,
+            todo,
+        })
+    };
+    let restorable_over = source.cluster.is_some() && topology.is_cluster();
+    if restorable_over && matches!(planned.action, Action::Overwrite { .. }) {
+        match overwrite_problem(topology, source) {
+            Some(OverwriteProblem::Layout(problem)) => {
+                planned.action = refusal(
+                    format!(
+                        "the existing `{target}` is sharded otherwise than the backup: {problem}"
+                    ),
+                    format!(
+                        "Restore into a new name (--collection {} --target-name NEW), or delete \
+                         `{target}` first (after taking a backup of it) and run the restore again.",
+                        source.entry.name
+                    ),
+                );
+            }
+            Some(OverwriteProblem::ReplicasDiffer(problem)) => {
+                planned.action = refusal(
+                    format!(
+                        "the replicas of the existing `{target}` do not hold the same data ({problem}), \
+                         so no copy of it taken before overwriting could put every replica back"
+                    ),
+                    format!(
+                        "Restore into a new name (--collection {} --target-name NEW) and compare; or, \
+                         once you know which replica is right, repair `{target}` (or delete it) and \
+                         run the restore again.",
+                        source.entry.name
+                    ),
+                );
+            }
+            None => {}
+        }
+        return;
+    }
+    if matches!(planned.action, Action::Overwrite { .. }) {
+        let what = match (source.cluster.is_some(), topology.is_cluster()) {
+            (true, true) => "a cluster backup over an existing collection of a cluster",
+            (true, false) => "a cluster backup over an existing collection",
+            _ => "over an existing collection of a cluster",
+        };
+        planned.action = refusal(
+            format!(
+                "`{target}` exists, and this aimem does not restore {what} yet (its shard-aware pre-restore copy is not built)"
+            ),
+            format!(
+                "Restore into a new name (--collection {} --target-name NEW), or delete `{target}` first \
+                 (after taking a backup of it) and run the restore again.",
+                source.entry.name
+            ),
+        );
+        return;
+    }
+    if source.cluster.is_none() && topology.is_cluster() {
+        let shards = recorded_shard_number(source);
+        if shards != 1 {
+            planned.action = refusal(
+                format!(
+                    "the backup is a single-node snapshot of a collection with shard_number {shards}; \
+                     a collection snapshot recovers only the shards of the peer it is uploaded to"
+                ),
+                "Restore it on a single-node Qdrant, then copy its points into the cluster with a \
+                 migration tool (or re-index them). Only a single-node backup of a collection with \
+                 shard_number 1 restores into a cluster."
+                    .to_string(),
+            );
+        }
+    }
+}
+
+/// Whether an existing cluster collection has exactly the backup's shards (ids and keys), so
+/// that each shard file has its shard to go to; why not otherwise.
+fn overwrite_problem(topology: &Topology, source: &Source) -> Option<OverwriteProblem> {
+    let target = source.target.as_str();
+    let nodes = replicas::nodes_of(topology);
+    let placement = match replicas::read_placement(&nodes, target, false) {
+        Ok(placement) => placement,
+        Err(e) => return Some(OverwriteProblem::Layout(e.to_string())),
+    };
+    if let Err(e) = replicas::check_shard_ids(&placement, &source.expected().shards) {
+        return Some(OverwriteProblem::Layout(e.to_string()));
+    }
+    // The pre-restore copy takes each shard from one replica, and a rollback puts it on all.
+    let client = topology.peers().first().map(|p| &p.client)?;
+    match replicas::existing_replicas_differ(&nodes, client, target) {
+        Ok(None) => None,
+        Ok(Some(problem)) => Some(OverwriteProblem::ReplicasDiffer(problem)),
+        Err(e) => Some(OverwriteProblem::Layout(e.to_string())),
+    }
+}
+
+/// Why an existing cluster collection is not overwritten.
+enum OverwriteProblem {
+    /// Its shards are not the backup's (or its placement could not be read).
+    Layout(String),
+    /// Its replicas hold different data.
+    ReplicasDiffer(String),
+}
+
+/// The `shard_number` a single-node backup's schema records (1 when it says nothing).
+pub fn recorded_shard_number(source: &Source) -> u64 {
+    source
+        .fingerprint
+        .as_ref()
+        .and_then(|f| {
+            f.as_value()
+                .pointer("/params/shard_number")
+                .and_then(Value::as_u64)
+        })
+        .unwrap_or(1)
+}
+
+/// One line for the plan: how the collection is laid out where it goes.
+pub fn describe_layout(topology: &Topology, source: &Source) -> Option<String> {
+    let peers = topology.peers().len();
+    match (&source.cluster, topology.is_cluster()) {
+        (Some(c), true) => Some(format!(
+            "{}: {} shards ({} sharding{}) × replication {} over {peers} peers; every replica recovered from its shard's file on the peer holding it",
+            source.target,
+            c.record.shards.len(),
+            c.record.sharding_method,
+            keys_shown(&c.record.shard_keys),
+            c.record.replication_factor
+        )),
+        (Some(c), false) => Some(format!(
+            "{}: a cluster backup of {} shards ({} sharding{}) into a single node: replication 1, each shard recovered from its file",
+            source.target,
+            c.record.shards.len(),
+            c.record.sharding_method,
+            keys_shown(&c.record.shard_keys),
+        )),
+        (None, true) => Some(format!(
+            "{}: a single-node backup into a cluster of {peers} peers: its one shard recovered on every peer holding shard 0",
+            source.target
+        )),
+        (None, false) => None,
+    }
+}
+
+fn keys_shown(keys: &[ShardKey]) -> String {
+    match keys.is_empty() {
+        true => String::new(),
+        false => format!(
+            ", keys {}",
+            keys.iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

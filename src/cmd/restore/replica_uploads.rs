@@ -3,10 +3,10 @@
 //!
 //! Why every replica and `no_sync`: Qdrant refills the other replicas of a recovered shard only
 //! when they are Active at that moment, and marks them Dead for it a moment after the upload
-//! answered (docs/qdrant.md, "Replicas"). Recovering each replica from the file itself leaves
-//! nothing to that machinery. Why the watch: a replica that turned Dead meanwhile would be
-//! refilled by a transfer from a sibling that may not have been recovered yet, and would end
-//! with the old data under the new data's count.
+//! answered (docs/qdrant.md, "Replicas of a cluster collection"). Recovering each replica from
+//! the file itself leaves nothing to that machinery. Why the watch: a replica that turned Dead
+//! meanwhile would be refilled by a transfer from a sibling that may not have been recovered
+//! yet, and would end with the old data under the new data's count.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

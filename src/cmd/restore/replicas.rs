@@ -2,18 +2,20 @@
 //! waiting until it has settled, and the checks that a restore (or its rollback) left every
 //! replica with the data it must hold.
 //!
-//! Why each replica is checked, not the collection: on a real cluster a shard recovered on
-//! one replica with `priority=snapshot` makes only the replicas that are *Active* at that
-//! moment Dead (to be refilled by a transfer). A replica still `Initializing` after the
-//! collection was created is left alone and comes up Active with nothing in it, after which a
-//! read lands on either replica (docs/qdrant.md, "Replicas"). So a restore waits until the
-//! placement has settled before it uploads, recovers every replica from the file itself, and
-//! calls the collection restored only when every replica agrees with the backup, then again
-//! after the cluster has stayed quiet for a few seconds.
+//! Why each replica is checked, not the collection: on a real cluster a shard recovered on one
+//! replica with `priority=snapshot` makes only the replicas that are *Active* at that moment
+//! Dead (to be refilled by a transfer). A replica still `Initializing` after the collection was
+//! created is left alone and comes up Active with nothing in it, after which a read lands on
+//! either replica (docs/qdrant.md, "Replicas of a cluster collection"). So a restore waits
+//! until the placement has settled before it uploads, recovers every replica from the file
+//! itself, and calls the collection restored only when every replica agrees with the backup,
+//! then again after the cluster has stayed quiet for a few seconds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::check::{self, Against};
+use crate::cmd::peers::Topology;
 use crate::manifest::cluster::ShardKey;
 use crate::qdrant::cluster::CollectionClusterView;
 use crate::qdrant::{Client, QdrantError};
@@ -401,6 +403,8 @@ pub struct Expected {
     pub points: (u64, u64),
     /// Custom sharding: each key's exact point count, where it is known.
     pub keys: Vec<(ShardKey, u64)>,
+    /// What recorded these counts: the backup, or the collection before the restore.
+    pub against: Against,
 }
 
 fn shown_shards(shards: &BTreeMap<u32, Option<ShardKey>>) -> String {
@@ -481,16 +485,7 @@ pub fn verify(
         .map(|s| s.replicas.values().next().and_then(|r| r.points))
         .sum();
     let points = with_retries(|| client.count_exact(target)).map_err(counting_failed)?;
-    let (low, high) = expected.points;
-    if !(low..=high).contains(&points) {
-        let recorded = match low == high {
-            true => low.to_string(),
-            false => format!("between {low} and {high}"),
-        };
-        return Err(ReplicaError::Check(format!(
-            "it holds {points} points, the backup recorded {recorded}"
-        )));
-    }
+    check::points(points, expected.points, expected.against).map_err(ReplicaError::Check)?;
     let on_every_replica = with_retries(|| client.count_exact_on_every_replica(target, None))
         .map_err(counting_failed)?;
     if on_every_replica != points {
@@ -513,7 +508,8 @@ pub fn verify(
             .map_err(counting_failed)?;
         if counted != *recorded || everywhere != *recorded {
             return Err(ReplicaError::Check(format!(
-                "shard key {key} holds {counted} points ({everywhere} on every replica), the backup recorded {recorded}"
+                "shard key {key} holds {counted} points ({everywhere} on every replica), {} {recorded}",
+                expected.against.recorded()
             )));
         }
     }
@@ -639,6 +635,18 @@ pub fn settle_and_verify(
             }
         }
     }
+}
+
+/// The cluster's peers as nodes.
+pub fn nodes_of(topology: &Topology) -> Vec<Node> {
+    topology
+        .peers()
+        .iter()
+        .map(|p| Node {
+            peer_id: p.peer_id,
+            client: p.client.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //! the restore goes (a failed run shows how far it got). Shape in the README, "JSON output".
 
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use super::config::{ConfigFile, Skipped};
-use super::plan::{Action, Planned};
+use super::plan::{Action, Planned, Source, recorded_shard_number, shard_aware};
 use super::rollback::{RollbackOutcome, Undo};
+use crate::cmd::peers::Topology;
 
 #[derive(Debug, Default, Serialize)]
 pub struct RestoreReport {
@@ -105,12 +107,6 @@ fn touched(undo: &Undo) -> Vec<String> {
     let mut names: Vec<String> = undo.created.clone();
     names.extend(
         undo.saved
-            .iter()
-            .filter(|s| s.touched)
-            .map(|s| s.collection.clone()),
-    );
-    names.extend(
-        undo.cluster_saved
             .iter()
             .filter(|s| s.touched)
             .map(|s| s.collection.clone()),
@@ -246,4 +242,40 @@ impl RestoreReport {
             }
         }
     }
+}
+
+/// The `--json` shard details of one collection restored shard by shard (new keys only).
+pub fn cluster(topology: &Topology, source: &Source) -> Option<Value> {
+    if !shard_aware(topology, source) {
+        return None;
+    }
+    let peers: Vec<Value> = topology
+        .peers()
+        .iter()
+        .map(|p| json!({"peer_id": p.peer_id, "url": p.client.display_url()}))
+        .collect();
+    Some(match &source.cluster {
+        Some(c) => json!({
+            "backup_layout": "cluster",
+            "target_layout": if topology.is_cluster() { "cluster" } else { "single" },
+            "peers": peers,
+            "shard_number": c.record.shard_number,
+            "replication_factor": c.record.replication_factor,
+            "write_consistency_factor": c.record.write_consistency_factor,
+            "sharding_method": c.record.sharding_method,
+            "shard_keys": c.record.shard_keys,
+            "shards": c.shards.iter().map(|s| json!({
+                "shard_id": s.record.shard_id,
+                "shard_key": s.record.shard_key,
+                "file": s.relative,
+                "records": s.record.records,
+            })).collect::<Vec<_>>(),
+        }),
+        None => json!({
+            "backup_layout": "single",
+            "target_layout": "cluster",
+            "peers": peers,
+            "shard_number": recorded_shard_number(source),
+        }),
+    })
 }
