@@ -241,7 +241,7 @@ proptest! {
         let _ = crate::qdrant::error_message(&value.to_string());
         let _ = serde_json::from_value::<crate::qdrant::types::SnapshotDescription>(value.clone());
         let _ = serde_json::from_value::<crate::qdrant::types::ServerInfo>(value.clone());
-        let _ = crate::cmd::backup::cluster::shards_missing_locally(&value);
+        let _ = crate::engine::backup::cluster::shards_missing_locally(&value);
         if let Ok(fingerprint) = crate::fingerprint::Fingerprint::from_collection_info(&value) {
             let _ = fingerprint.digest();
             let _ = fingerprint.payload_indexes();

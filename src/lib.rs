@@ -12,6 +12,7 @@ mod alloc_probe;
 pub mod cli;
 pub mod cmd;
 pub mod complete;
+pub mod engine;
 pub mod exit;
 pub mod failure;
 pub mod fingerprint;
@@ -24,6 +25,7 @@ pub mod localtime;
 pub mod manifest;
 pub mod manual;
 pub mod names;
+pub mod output;
 pub mod qdrant;
 pub mod repo;
 pub mod settings;
@@ -42,9 +44,9 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, ColorChoice, Command};
-use crate::cmd::output::ErrorDocument;
 use crate::exit::Exit;
 use crate::failure::Failure;
+use crate::output::ErrorDocument;
 use crate::signals::StopFlag;
 use crate::ui::Ui;
 
@@ -69,15 +71,15 @@ pub fn main() -> ExitCode {
                 // The guide's table says invalid arguments exit 1 (clap's own default is 2).
                 _ => {
                     if json_requested(std::env::args_os()) {
-                        cmd::output::set_json_mode(true);
-                        cmd::output::finish(Some(&usage_error_document(&error)));
+                        output::set_json_mode(true);
+                        output::finish(Some(&usage_error_document(&error)));
                     }
                     Exit::InvalidArguments.into()
                 }
             };
         }
     };
-    cmd::output::set_json_mode(cli.command.json());
+    output::set_json_mode(cli.command.json());
     let colors = resolve_color(cli.global.color);
     console::set_colors_enabled(colors);
     console::set_colors_enabled_stderr(colors);
@@ -87,7 +89,7 @@ pub fn main() -> ExitCode {
     }));
     verbose::init(cli.global.verbose);
     let ui = Ui::new(cli.global.quiet, !cli.global.no_progress);
-    let stop = StopFlag::install(cmd::output::finish_on_signal);
+    let stop = StopFlag::install(output::finish_on_signal);
     let outcome = match &cli.command {
         Command::Backup(args) => cmd::backup::run(args, &ui, &stop),
         Command::Restore(args) => cmd::restore::run(args, &ui, &stop),
@@ -99,18 +101,18 @@ pub fn main() -> ExitCode {
     };
     let exit = match outcome {
         Ok(()) => {
-            cmd::output::finish(None);
+            output::finish(None);
             Exit::Success
         }
         Err(Failure { exit, report }) => {
             eprintln!("{:?}", terminal::Escaped::new(report.as_ref()));
-            cmd::output::finish(Some(&ErrorDocument::new(exit, report.as_ref())));
+            output::finish(Some(&ErrorDocument::new(exit, report.as_ref())));
             exit
         }
     };
     // Data that did not reach stdout is a failure of its own, said once; a run that failed
     // anyway keeps its own status.
-    match cmd::output::write_failure() {
+    match output::write_failure() {
         Some(why) => {
             let failure = OutputFailed {
                 why: why.to_string(),

@@ -334,7 +334,7 @@ pub fn environment(cmd: &Command) -> Vec<EnvVar> {
     }
     if names.contains(&"backup") {
         add(EnvVar {
-            name: crate::cmd::backup::files::RUNTIME_FLAGS.join(", "),
+            name: crate::engine::backup::files::RUNTIME_FLAGS.join(", "),
             meaning: "AI Memory's feature flags, recorded in the manifest's runtime_flags \
                       (else read from <install>/docker/.env)."
                 .to_string(),

@@ -3,8 +3,8 @@
 use clap::Args;
 use clap_complete::Shell;
 
-use crate::cmd::output;
 use crate::failure::Outcome;
+use crate::output;
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {

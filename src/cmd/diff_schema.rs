@@ -4,7 +4,7 @@
 //! with each other, offline), with the same rules restore applies: each difference is a path
 //! with both values, grouped into what blocks a restore and what is only a warning. When one
 //! side is a cluster (a cluster backup, or a live cluster found as backup finds it), the
-//! cluster layout is compared too ([`crate::cmd::layout`]).
+//! cluster layout is compared too ([`crate::engine::layout`]).
 
 use std::collections::BTreeSet;
 
@@ -15,13 +15,13 @@ use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::cmd::layout::{self, LayoutComparison};
-use crate::cmd::output;
-use crate::cmd::peers::{self, PeerArgs, Topology};
+use crate::engine::layout::{self, LayoutComparison};
+use crate::engine::peers::{self, PeerArgs, Topology};
 use crate::exit::Exit;
 use crate::failure::{ExitStatus, Outcome};
 use crate::fingerprint::{self, Difference, Fingerprint, Severity};
 use crate::manifest::{Manifest, ManifestError};
+use crate::output;
 use crate::qdrant::{Client, QdrantError, Timeouts};
 use crate::repo::locate;
 use crate::settings::ConnectionArgs;
@@ -119,7 +119,7 @@ enum DiffSchemaError {
     /// The cluster's peers could not be read (exit 3).
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Peers(crate::cmd::peers::PeerError),
+    Peers(crate::engine::peers::PeerError),
     /// A live collection could not be read: a connection problem is exit 3, anything else 2.
     #[error(transparent)]
     #[diagnostic(transparent)]

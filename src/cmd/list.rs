@@ -7,11 +7,11 @@ use camino::Utf8PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use crate::cmd::backup::journal;
-use crate::cmd::output;
+use crate::engine::backup::journal;
 use crate::failure::Outcome;
 use crate::manifest::audit::Options;
 use crate::manifest::layout::default_root;
+use crate::output;
 use crate::repo::catalog::{ClusterSummary, Listed, State};
 use crate::repo::{self, Repo, locate};
 use crate::ui::{Ui, human_size};
@@ -147,20 +147,20 @@ pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
         .collect();
     // Killed restores, wherever the backup they restored lives: the next backup or restore
     // against their server deletes what they left there.
-    leftovers.extend(crate::cmd::restore::dead_restores(&root, ui).iter().map(|l| {
+    leftovers.extend(crate::engine::restore::dead_restores(&root, ui).iter().map(|l| {
         let message = match (l.damage(&l.journal), l.has_server_snapshots()) {
             (Some(damage), _) => format!(
                 "{}: {damage}",
-                crate::cmd::restore::describe_dead_restore(l)
+                crate::engine::restore::describe_dead_restore(l)
             ),
             (None, true) => format!(
                 "{}; may still be on {}; the next `aimem backup` or `aimem restore` against that server deletes them",
-                crate::cmd::restore::describe_dead_restore(l),
+                crate::engine::restore::describe_dead_restore(l),
                 l.server
                     .as_deref()
                     .map_or_else(|| "its server".to_string(), crate::qdrant::describe_stored)
             ),
-            (None, false) => crate::cmd::restore::describe_dead_restore(l),
+            (None, false) => crate::engine::restore::describe_dead_restore(l),
         };
         ui.warn(&message);
         Leftover::of("restore", l, l.journal.to_string(), message)

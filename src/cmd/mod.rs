@@ -1,17 +1,11 @@
-//! One module per subcommand: the order of steps, cleanup, and which exit status a failure means.
+//! One module per subcommand: its arguments, the order of its steps, and its report. The work
+//! itself is the engine's ([`crate::engine`]); where backups live is the repository's
+//! ([`crate::repo`]).
 
 pub mod backup;
 pub mod completions;
 pub mod diff_schema;
-pub mod layout;
 pub mod list;
-pub mod output;
-pub mod peers;
 pub mod prune;
 pub mod restore;
 pub mod verify;
-pub mod worker;
-
-/// Moved to [`crate::workspace::runs`] (local state, not a command's); kept under this name
-/// for the callers not yet moved.
-pub use crate::workspace::runs;

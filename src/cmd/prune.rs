@@ -13,12 +13,12 @@ use clap::Args;
 use serde::Serialize;
 use time::Duration;
 
-use crate::cmd::output;
 use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
 use crate::manifest::audit::Options;
 use crate::manifest::layout::{self, default_root};
 use crate::manifest::retention::{self, Policy};
+use crate::output;
 use crate::repo::catalog::{Listed, State};
 use crate::repo::{self, Repo, locate};
 use crate::ui::Ui;
@@ -156,7 +156,7 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
     let now = SystemTime::now();
     // prune works offline: what killed backups left on a server is reported, and their
     // staging folders (whose journals are the only record of it) are kept for the next backup.
-    let leftovers = crate::cmd::backup::journal::dead_runs(&root);
+    let leftovers = crate::engine::backup::journal::dead_runs(&root);
     let on_server: Vec<&Utf8Path> = leftovers
         .iter()
         .filter(|l| l.has_server_snapshots())
@@ -180,7 +180,7 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
         // container sharing the folder). Dead runs' journals are held by this prune itself.
         .filter(|l| {
             leftovers.iter().any(|d| d.staging == l.path)
-                || !crate::cmd::backup::journal::is_held(&l.path)
+                || !crate::engine::backup::journal::is_held(&l.path)
         })
         .collect();
 

@@ -9,11 +9,11 @@ use camino::Utf8PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use crate::cmd::output;
 use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
 use crate::manifest::audit::{Audit, Finding, Options};
 use crate::manifest::checksums;
+use crate::output;
 use crate::repo::locate;
 use crate::ui::{Ui, throughput};
 

@@ -239,11 +239,11 @@ proptest! {
         views in prop_oneof![1 => prop::collection::vec(collection_view(), 1..4), 3 => agreeing_views()],
     ) {
         let views: Vec<_> = views.iter().filter_map(|v| parse_collection_cluster(v).ok()).collect();
-        if let Ok(shards) = crate::cmd::backup::shards::placement("c", &views) {
+        if let Ok(shards) = crate::engine::backup::shards::placement("c", &views) {
             if let Some(first) = views.first() {
                 prop_assert_eq!(shards.len(), first.shard_count as usize);
             }
-            if let Ok(sources) = crate::cmd::backup::shards::choose_sources("c", &shards) {
+            if let Ok(sources) = crate::engine::backup::shards::choose_sources("c", &shards) {
                 prop_assert_eq!(sources.len(), shards.len());
                 for (shard, peer) in &sources {
                     let holder = shards[shard].replicas.get(peer);
@@ -354,8 +354,8 @@ proptest! {
             }
             let _ = shard_audit::placement(name, entry, &parsed);
             let _ = shard_audit::records_note(name, entry);
-            if let Some(layout) = crate::cmd::layout::of_backup(entry, &parsed) {
-                let _ = crate::cmd::layout::compare(layout.clone(), layout, "a", "b");
+            if let Some(layout) = crate::engine::layout::of_backup(entry, &parsed) {
+                let _ = crate::engine::layout::compare(layout.clone(), layout, "a", "b");
             }
         }
     }

@@ -6,9 +6,9 @@ use serde_json::{Map, Value, json};
 
 use super::placement::cluster_failure;
 use super::{Context, StepError, qdrant};
-use crate::cmd::peers::Topology;
-use crate::cmd::restore::plan::Source;
-use crate::cmd::restore::rollback::Undo;
+use crate::engine::peers::Topology;
+use crate::engine::restore::plan::Source;
+use crate::engine::restore::rollback::Undo;
 use crate::manifest::cluster::{CollectionCluster, ShardKey};
 use crate::names::SafeName;
 
@@ -40,7 +40,7 @@ pub(super) fn create(
             return Err(qdrant("creating", target)(e));
         }
     }
-    crate::cmd::restore::indexes::build(
+    crate::engine::restore::indexes::build(
         cx.client,
         cx.stop,
         target,

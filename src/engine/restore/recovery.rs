@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use super::rollback::Unclear;
-use crate::cmd::worker;
+use crate::engine::worker;
 use crate::qdrant::{Client, QdrantError};
 use crate::signals::StopFlag;
 use crate::ui::Ui;

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::check::Against;
 use super::replicas::{self, Expected};
-use crate::cmd::peers::Topology;
+use crate::engine::peers::Topology;
 use crate::fingerprint::{self, Fingerprint, Severity};
 use crate::manifest::CollectionEntry;
 use crate::manifest::cluster::ShardKey;

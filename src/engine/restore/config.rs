@@ -18,7 +18,7 @@ use std::io::Write;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::cmd::backup::CONFIG_FILES;
+use crate::engine::backup::CONFIG_FILES;
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::CONFIG_DIR;
 
@@ -185,7 +185,7 @@ pub fn write(file: &ConfigFile, log: &mut Vec<Previous>) -> std::io::Result<()> 
         .map_err(|escape| std::io::Error::other(escape.to_string()))?;
     // What is there now is kept for the rollback: a regular file only (a FIFO would hang),
     // and no larger than a config file can sensibly be.
-    let existing = crate::cmd::backup::files::open_regular(&path).and_then(|file| {
+    let existing = crate::engine::backup::files::open_regular(&path).and_then(|file| {
         crate::manifest::confined::read_bounded(file, 16 * 1024 * 1024, path.as_str())
     });
     let before = match existing {

@@ -27,8 +27,8 @@ use super::check::{self, Against, Counted, Failed};
 use super::config::{self, ConfigFile};
 use super::plan::{Action, Planned, Source, shard_aware};
 use super::rollback::Undo;
-use crate::cmd::backup::disk;
-use crate::cmd::backup::snapshot::DownloadError;
+use crate::engine::backup::disk;
+use crate::engine::backup::snapshot::DownloadError;
 use crate::qdrant::{Client, QdrantError};
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size};
@@ -49,9 +49,9 @@ pub struct Context<'a> {
     /// Makes uploaded file names unique.
     pub stamp: String,
     /// The server: a single node, or every peer of a cluster.
-    pub topology: &'a crate::cmd::peers::Topology,
+    pub topology: &'a crate::engine::peers::Topology,
     /// The names the server goes by in snapshot turns (a backup's creations take them too).
-    pub lock_keys: &'a crate::cmd::peers::LockKeys,
+    pub lock_keys: &'a crate::engine::peers::LockKeys,
     /// How long a cluster restore waits for every replica to turn Active (--recovery-timeout).
     pub settle_limit: std::time::Duration,
 }

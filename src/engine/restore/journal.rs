@@ -2,7 +2,7 @@
 //! and the uploaded copies Qdrant keeps under aimem's file names), recorded (synced) before it
 //! is asked for, so a restore killed with `kill -9` still tells the next aimem run against that
 //! server what to delete. It uses the backup journal's format and lock
-//! ([`crate::cmd::backup::journal`]) and lives in the user's state folder
+//! ([`crate::engine::backup::journal`]) and lives in the user's state folder
 //! (`restores` in [`crate::workspace::runs::state_dir`], or its fallback: see
 //! [`crate::workspace::restore_journal_dir`]), not beside the backup: the next run
 //! finds it wherever the restored backup lives (a USB disk, another root). Journals of older
@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::rollback::Undo;
-use crate::cmd::backup::journal::{self, Journal, Leftover, Record};
-use crate::cmd::backup::site::Site;
-use crate::cmd::peers::Topology;
+use crate::engine::backup::journal::{self, Journal, Leftover, Record};
+use crate::engine::backup::site::Site;
+use crate::engine::peers::Topology;
 use crate::qdrant::Client;
 use crate::ui::Ui;
 use crate::workspace::runs::Owner;
@@ -149,7 +149,7 @@ impl RestoreJournal {
         let dir = crate::workspace::restore_journal_dir(ui)?;
         let name = format!(
             "restore-{}-{}-{:x}{}",
-            crate::cmd::backup::undo::snapshot_time(time::OffsetDateTime::now_utc()),
+            crate::engine::backup::undo::snapshot_time(time::OffsetDateTime::now_utc()),
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::config::{ConfigFile, Skipped};
 use super::plan::{Action, Planned, Source, recorded_shard_number, shard_aware};
 use super::rollback::{RollbackOutcome, Undo};
-use crate::cmd::peers::Topology;
+use crate::engine::peers::Topology;
 
 #[derive(Debug, Default, Serialize)]
 pub struct RestoreReport {

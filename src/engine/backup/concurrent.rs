@@ -18,7 +18,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::site::Site;
-use crate::cmd::peers::LockKeys;
+use crate::engine::peers::LockKeys;
 use crate::exit::Exit;
 use crate::signals::StopFlag;
 use crate::ui::Ui;

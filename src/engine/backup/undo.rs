@@ -7,7 +7,7 @@ use camino::Utf8PathBuf;
 
 use super::journal::{Journal, Record};
 use super::site::Site;
-use crate::cmd::peers::Topology;
+use crate::engine::peers::Topology;
 use crate::qdrant::{Client, QdrantError};
 use crate::ui::Ui;
 

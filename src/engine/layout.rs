@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::cmd::peers::Topology;
+use crate::engine::peers::Topology;
 use crate::manifest::cluster::ShardKey;
 use crate::manifest::{CollectionBackup, CollectionEntry, Manifest};
 use crate::qdrant::QdrantError;

@@ -27,7 +27,7 @@ use clap::Args;
 use miette::Diagnostic;
 use thiserror::Error;
 
-use crate::cmd::peers::{LockKeys, Topology};
+use crate::engine::peers::{LockKeys, Topology};
 use crate::exit::Exit;
 use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::{Fingerprint, FingerprintError};
@@ -56,7 +56,7 @@ pub struct RestoreArgs {
     pub connection: ConnectionArgs,
 
     #[command(flatten)]
-    pub peers: crate::cmd::peers::PeerArgs,
+    pub peers: crate::engine::peers::PeerArgs,
 
     /// The backup folder, or `latest` for the newest complete backup in AI_MEMORY_BACKUP_DIR.
     #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath, add = crate::complete::backup_folder())]
@@ -323,7 +323,7 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     let outcome = restore(args, ui, stop, &mut report, started);
     if args.json {
         report.seconds = started.elapsed().as_secs_f64();
-        crate::cmd::output::json(&report);
+        crate::output::json(&report);
     }
     outcome
 }
@@ -526,7 +526,7 @@ struct Server {
     topology: Topology,
     /// Its Qdrant version ("unknown" when it does not say).
     version: String,
-    /// Its URL without credentials ([`crate::cmd::runs::server_key`]).
+    /// Its URL without credentials ([`crate::workspace::runs::server_key`]).
     key: String,
     /// Who it is whatever URL reached it.
     identity: String,
@@ -554,7 +554,7 @@ fn connect(
     let server = client.server_info().or_exit(Exit::ConnectionFailed)?;
     client.list_collections().or_exit(Exit::ConnectionFailed)?;
     // A cluster's peers are reached and checked as for a backup, before anything else.
-    let topology = crate::cmd::peers::discover(&client, &args.peers)
+    let topology = crate::engine::peers::discover(&client, &args.peers)
         .map_err(|e| Failure::new(Exit::ConnectionFailed, miette::Report::new(e)))?;
     let version = server.version.unwrap_or_else(|| "unknown".to_string());
     report.server = Some(client.display_url().to_string());
@@ -562,7 +562,7 @@ fn connect(
     ui.ok(&format!("Connected (Qdrant {version})"));
     ui.blank();
     // The server whatever URL reached it: two spellings of one server's URL share its locks.
-    let key = crate::cmd::runs::server_key(endpoint);
+    let key = crate::workspace::runs::server_key(endpoint);
     let identity = topology.identity(&client, &key);
     let lock_keys = LockKeys::new(&identity, &key, &endpoint.host, endpoint.port);
     Ok(Server {
@@ -1419,7 +1419,7 @@ fn prometheus_label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::restore::rollback::Unclear;
+    use crate::engine::restore::rollback::Unclear;
 
     #[test]
     fn recovery_commands_leave_hidden_credentials_out_and_say_so() {

@@ -5,9 +5,9 @@
 use std::time::Instant;
 
 use super::{Context, StepError, check_schema};
-use crate::cmd::peers::Topology;
-use crate::cmd::restore::plan::Source;
-use crate::cmd::restore::replicas::{
+use crate::engine::peers::Topology;
+use crate::engine::restore::plan::Source;
+use crate::engine::restore::replicas::{
     self, Expected, Node, Placement, ReplicaError, Settle, nodes_of,
 };
 

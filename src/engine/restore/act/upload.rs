@@ -8,12 +8,14 @@ use std::sync::{Arc, Mutex};
 
 use super::placement::cluster_failure;
 use super::{Context, Effect, StepError, effect_of, qdrant, stopped};
-use crate::cmd::restore::journal::SharedJournal;
-use crate::cmd::restore::plan::Source;
-use crate::cmd::restore::replica_uploads::{self, ShardUpload, UnclearShard, UploadError, Uploads};
-use crate::cmd::restore::replicas::{Node, Placement};
-use crate::cmd::restore::rollback::{Copies, Saved, Unclear, Undo};
-use crate::cmd::worker;
+use crate::engine::restore::journal::SharedJournal;
+use crate::engine::restore::plan::Source;
+use crate::engine::restore::replica_uploads::{
+    self, ShardUpload, UnclearShard, UploadError, Uploads,
+};
+use crate::engine::restore::replicas::{Node, Placement};
+use crate::engine::restore::rollback::{Copies, Saved, Unclear, Undo};
+use crate::engine::worker;
 use crate::manifest::checksums;
 use crate::qdrant::{Cancelled, QdrantError};
 

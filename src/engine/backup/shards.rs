@@ -22,7 +22,7 @@ use super::undo::{Pending, Undo};
 use super::{
     BackupError, CollectionReport, Context, Planned, collection_error, collection_failure, stopped,
 };
-use crate::cmd::peers::Topology;
+use crate::engine::peers::Topology;
 use crate::exit::Exit;
 use crate::failure::{OrExit, Outcome};
 use crate::manifest::CollectionEntry;
@@ -592,7 +592,7 @@ enum Event {
 struct Work {
     client: Client,
     /// The names the server goes by in snapshot turns.
-    lock_keys: crate::cmd::peers::LockKeys,
+    lock_keys: crate::engine::peers::LockKeys,
     method: Method,
     peer_id: u64,
     collection: String,

@@ -22,9 +22,9 @@ use camino::Utf8PathBuf;
 use miette::Diagnostic;
 use thiserror::Error;
 
-use crate::cmd::peers::LockKeys;
-use crate::cmd::runs::{self, Owner};
+use crate::engine::peers::LockKeys;
 use crate::ui::Ui;
+use crate::workspace::runs::{self, Owner};
 
 /// Why the locks could not be taken.
 #[derive(Debug, Error, Diagnostic)]

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::cmd::peers::{LockKeys, Topology};
+use crate::engine::peers::{LockKeys, Topology};
 use crate::qdrant::{Client, QdrantError, ResumeFrom, SnapshotBody, SnapshotDescription};
 
 /// Where a snapshot is made and kept: generic over how the collection's name is held

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::check::{self, Against};
-use crate::cmd::peers::Topology;
+use crate::engine::peers::Topology;
 use crate::manifest::cluster::ShardKey;
 use crate::qdrant::cluster::CollectionClusterView;
 use crate::qdrant::{Client, QdrantError};

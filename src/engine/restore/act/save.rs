@@ -8,14 +8,14 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::placement::{cluster_failure, read_placement};
 use super::{Context, SNAPSHOTTING, StepError, qdrant, stopped};
-use crate::cmd::backup::concurrent;
-use crate::cmd::backup::disk;
-use crate::cmd::backup::site::Site;
-use crate::cmd::backup::snapshot::{self, DownloadError, Downloaded};
-use crate::cmd::restore::plan::{Source, shard_aware};
-use crate::cmd::restore::replicas::{Node, ShardSeen, nodes_of};
-use crate::cmd::restore::rollback::{Copies, Saved, SavedShard, ShardCopies, Undo};
-use crate::cmd::worker;
+use crate::engine::backup::concurrent;
+use crate::engine::backup::disk;
+use crate::engine::backup::site::Site;
+use crate::engine::backup::snapshot::{self, DownloadError, Downloaded};
+use crate::engine::restore::plan::{Source, shard_aware};
+use crate::engine::restore::replicas::{Node, ShardSeen, nodes_of};
+use crate::engine::restore::rollback::{Copies, Saved, SavedShard, ShardCopies, Undo};
+use crate::engine::worker;
 use crate::fingerprint::Fingerprint;
 use crate::manifest::cluster::ShardKey;
 use crate::manifest::layout;
@@ -122,7 +122,7 @@ fn snapshot_collection(
     ));
     // On disk before the server is asked: a run killed from here on (even by `kill -9`)
     // leaves the next one a record of the snapshot to delete.
-    let asked_at = crate::cmd::backup::undo::snapshot_time(
+    let asked_at = crate::engine::backup::undo::snapshot_time(
         time::OffsetDateTime::now_utc() - time::Duration::minutes(1),
     );
     let existing: Vec<String> = cx
@@ -384,7 +384,7 @@ fn snapshot_shard(
     // On disk before the peer is asked: a run killed from here on (even by `kill -9`)
     // leaves the next one a record of the shard snapshot to delete.
     let peer = (node.peer_id, node.client.display_url());
-    let asked_at = crate::cmd::backup::undo::snapshot_time(
+    let asked_at = crate::engine::backup::undo::snapshot_time(
         time::OffsetDateTime::now_utc() - time::Duration::minutes(1),
     );
     let existing: Vec<String> = node
@@ -394,7 +394,7 @@ fn snapshot_shard(
             list.into_iter()
                 .map(|s| s.name)
                 .filter(|n| {
-                    crate::cmd::backup::journal::is_shard_snapshot_of(
+                    crate::engine::backup::journal::is_shard_snapshot_of(
                         n, target, shard_id, &asked_at,
                     )
                 })
@@ -432,7 +432,7 @@ fn save_failed(target: &str) -> impl FnOnce(DownloadError) -> StepError + '_ {
 }
 
 /// The run's pre-restore folder, created on first use and kept in `undo.folder`.
-pub(in crate::cmd::restore) fn prerestore_folder(
+pub(in crate::engine::restore) fn prerestore_folder(
     cx: &Context,
     undo: &mut Undo,
 ) -> Result<Utf8PathBuf, StepError> {

@@ -29,7 +29,7 @@ use miette::Diagnostic;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::cmd::{output, runs, worker};
+use crate::engine::worker;
 use crate::exit::Exit;
 use crate::failure::{Failure, OrExit, Outcome};
 use crate::fingerprint::Fingerprint;
@@ -37,11 +37,13 @@ use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, LOGS_DIR, SNAPSHOT_DIR};
 use crate::manifest::{CollectionEntry, MANIFEST_FILE, MAX_BACKUP_COLLECTIONS, Manifest};
 use crate::names::SafeName;
+use crate::output;
 use crate::qdrant::{Client, QdrantError, SnapshotDescription, Timeouts};
 use crate::repo::{self, LocalRepo, Repo};
 use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size, throughput};
+use crate::workspace::runs;
 use consistent::Consistent;
 use site::Site;
 use take::SiteFailure;
@@ -99,7 +101,7 @@ pub struct BackupArgs {
     pub install: InstallArgs,
 
     #[command(flatten)]
-    pub peers: crate::cmd::peers::PeerArgs,
+    pub peers: crate::engine::peers::PeerArgs,
 
     /// Seconds to wait for Qdrant to build a snapshot.
     #[arg(
@@ -416,7 +418,7 @@ fn back_up(
         }
         Err(_) => None,
     };
-    let topology = crate::cmd::peers::discover(&client, &args.peers)
+    let topology = crate::engine::peers::discover(&client, &args.peers)
         .map_err(|e| Failure::new(Exit::BackupConnectionFailed, miette::Report::new(e)))?;
     let on_server = client
         .list_collections()
@@ -431,16 +433,22 @@ fn back_up(
     let server = runs::server_key(&endpoint);
     let identity = topology.identity(&client, &server);
     let lock_keys =
-        crate::cmd::peers::LockKeys::new(&identity, &server, &endpoint.host, endpoint.port);
+        crate::engine::peers::LockKeys::new(&identity, &server, &endpoint.host, endpoint.port);
     // What killed runs left on this server goes first: nothing else ever deletes it.
     for leftover in journal::dead_runs(&root) {
         journal::clear(&leftover, &client, (&server, &identity), &topology, ui);
     }
-    crate::cmd::restore::clear_dead_restores(&root, &client, (&server, &identity), &topology, ui);
+    crate::engine::restore::clear_dead_restores(
+        &root,
+        &client,
+        (&server, &identity),
+        &topology,
+        ui,
+    );
     let final_dir = LocalRepo::new(&root).free_name(crate::localtime::now());
     ui.fact("Backup directory", final_dir.as_str());
     ui.fact("Qdrant", &format!("{}:{}", endpoint.host, endpoint.port));
-    if let crate::cmd::peers::Topology::Cluster { peers } = &topology {
+    if let crate::engine::peers::Topology::Cluster { peers } = &topology {
         // Where the shard snapshots come from: every address aimem will send requests to.
         let listed: Vec<String> = peers
             .iter()
@@ -552,7 +560,7 @@ struct Context<'a> {
     /// The server whatever URL reached it, for journals (`Topology::identity`).
     identity: String,
     /// The names the server goes by in snapshot turns.
-    lock_keys: crate::cmd::peers::LockKeys,
+    lock_keys: crate::engine::peers::LockKeys,
     install: &'a Utf8Path,
     ai_memory_version: String,
     /// How each site's snapshot is obtained.
@@ -560,7 +568,7 @@ struct Context<'a> {
     /// What `--json` reports.
     report: &'a Mutex<BackupReport>,
     /// A single node, or the cluster's peers.
-    topology: &'a crate::cmd::peers::Topology,
+    topology: &'a crate::engine::peers::Topology,
 }
 
 /// The data behind a lock even if a thread panicked while holding it: the undo log and the

@@ -15,11 +15,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::site::{Site, peer_client};
-use crate::cmd::peers::Topology;
-use crate::cmd::runs::{self, Owner};
+use crate::engine::peers::Topology;
 use crate::manifest::layout;
 use crate::qdrant::Client;
 use crate::ui::Ui;
+use crate::workspace::runs::{self, Owner};
 
 /// The journal's name inside a staging folder.
 pub use crate::workspace::JOURNAL_FILE;
@@ -92,8 +92,8 @@ mod wire {
     use serde::{Deserialize, Serialize};
 
     use super::Record;
-    use crate::cmd::backup::site::Site;
-    use crate::cmd::runs::Owner;
+    use crate::engine::backup::site::Site;
+    use crate::workspace::runs::Owner;
 
     /// One line of the journal.
     #[derive(Debug, Clone, Serialize, Deserialize)]
