@@ -31,7 +31,7 @@ use thiserror::Error;
 
 use crate::engine::worker;
 use crate::exit::Exit;
-use crate::failure::{Failure, OrExit, Outcome};
+use crate::failure::{ExitStatus, Outcome};
 use crate::fingerprint::Fingerprint;
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, LOGS_DIR, SNAPSHOT_DIR};
@@ -179,7 +179,7 @@ struct CollectionReport {
 
 /// What went wrong, worded for the person who has to fix it.
 #[derive(Debug, Error, Diagnostic)]
-enum BackupError {
+pub enum BackupError {
     #[error("the server has no collection named {}", names.join(", "))]
     #[diagnostic(
         code(aimem::backup::no_such_collection),
@@ -199,13 +199,24 @@ enum BackupError {
     )]
     NothingToBackUp { wanted: String, available: String },
 
+    /// The server did not answer, or refused the key, before any collection was read (exit 1).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Connect(QdrantError),
+
+    /// The cluster's peers could not be read (exit 1).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Peers(crate::engine::peers::PeerError),
+
+    /// Exit 1 for a connection problem, 3 for a full disk, else 2 (see [`CollectionCause`]).
     #[error("could not back up collection `{collection}`")]
     #[diagnostic(code(aimem::backup::collection))]
     Collection {
         collection: String,
         #[source]
         #[diagnostic_source]
-        source: Box<dyn Diagnostic + Send + Sync>,
+        source: CollectionCause,
     },
 
     #[error("not enough free space in {root}: {needed} needed, {available} available")]
@@ -228,6 +239,19 @@ enum BackupError {
         help("Check that the folder is writable, or choose another with --output DIR.")
     )]
     Folder {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
+
+    /// As [`BackupError::Folder`], but exit 2 whatever the cause, a full disk included: the
+    /// backup root, a cluster collection's folder and the run's journal have always failed so
+    /// (only the files of the backup itself count a full disk).
+    #[error("cannot prepare the backup folder {path}: {source}")]
+    #[diagnostic(
+        code(aimem::backup::folder),
+        help("Check that the folder is writable, or choose another with --output DIR.")
+    )]
+    Preparing {
         path: Utf8PathBuf,
         source: std::io::Error,
     },
@@ -297,66 +321,112 @@ enum BackupError {
         limit: usize,
     },
 
+    /// A signal stopped the run: `by` is its status (130 or 143).
     #[error("stopped by a signal; the partial backup was removed")]
     #[diagnostic(
         code(aimem::interrupted),
         help("Nothing was kept: run the backup again when convenient.")
     )]
-    Interrupted,
+    Interrupted { by: Exit },
+
+    /// Every job ran to success, yet a collection is missing: a bug; the backup is not published.
+    #[error("not every collection was backed up")]
+    #[diagnostic(help("Run the backup again."))]
+    Incomplete,
+
+    /// A collection's job panicked (a bug in aimem).
+    #[error("backing up `{collection}` failed: aimem hit an internal error (above)")]
+    #[diagnostic(help("Run the backup again; if it happens again, report the message above."))]
+    Panicked { collection: String },
 }
 
-impl BackupError {
-    /// A file could not be written because the disk (or quota) is full.
-    fn is_out_of_space(&self) -> bool {
+/// Why a collection could not be backed up: the diagnostic is the source's own.
+#[derive(Debug, Error, Diagnostic)]
+pub enum CollectionCause {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Qdrant(QdrantError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Download(snapshot::DownloadError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Schema(crate::fingerprint::FingerprintError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Shards(shards::ShardError),
+}
+
+impl ExitStatus for BackupError {
+    fn exit_status(&self) -> Exit {
         match self {
-            BackupError::Folder { source, .. } | BackupError::Config { source, .. } => {
-                disk::is_out_of_space(source)
+            // A refused key or a server gone away is a connection failure, as the guide says
+            // for backup, even in the middle of a collection.
+            BackupError::Connect(_) | BackupError::Peers(_) => Exit::BackupConnectionFailed,
+            BackupError::Collection {
+                source: CollectionCause::Qdrant(e),
+                ..
+            } if e.is_connection_problem() => Exit::BackupConnectionFailed,
+            BackupError::Collection {
+                source: CollectionCause::Download(e),
+                ..
+            } if e.is_out_of_space() => Exit::InsufficientSpace,
+            BackupError::DiskSpace { .. } => Exit::InsufficientSpace,
+            // A full disk while writing the backup's files is the disk-space status.
+            BackupError::Folder { source, .. } | BackupError::Config { source, .. }
+                if disk::is_out_of_space(source) =>
+            {
+                Exit::InsufficientSpace
             }
-            _ => false,
+            BackupError::Config { .. } => Exit::ConfigOrRestoreFailed,
+            BackupError::Interrupted { by } => *by,
+            BackupError::UnknownCollections { .. }
+            | BackupError::NothingToBackUp { .. }
+            | BackupError::Collection { .. }
+            | BackupError::Folder { .. }
+            | BackupError::Preparing { .. }
+            | BackupError::Distributed { .. }
+            | BackupError::UnsafeServerName { .. }
+            | BackupError::SchemaKeptChanging { .. }
+            | BackupError::TooManyCollections { .. }
+            | BackupError::Incomplete
+            | BackupError::Panicked { .. } => Exit::Failed,
         }
     }
 }
 
-/// `or_exit` for the errors of writing the backup's files: a full disk exits with the
-/// disk-space status (3) whatever `otherwise` says.
-trait OrWriteExit<T> {
-    fn or_write_exit(self, otherwise: Exit) -> Outcome<T>;
-}
+/// What the backup's steps return: the error decides the exit status ([`ExitStatus`]).
+pub type Backed<T = ()> = Result<T, BackupError>;
 
-impl<T> OrWriteExit<T> for Result<T, BackupError> {
-    fn or_write_exit(self, otherwise: Exit) -> Outcome<T> {
-        self.map_err(|error| {
-            let exit = match error.is_out_of_space() {
-                true => Exit::InsufficientSpace,
-                false => otherwise,
-            };
-            Failure::new(exit, miette::Report::new(error))
-        })
+/// A failure of backing up `collection`, the status decided by its cause.
+fn collection_error(collection: &str, source: impl Into<CollectionCause>) -> BackupError {
+    BackupError::Collection {
+        collection: collection.to_string(),
+        source: source.into(),
     }
 }
 
-/// A Qdrant error while backing up `collection`. A refused key or a server gone away is a
-/// connection failure (exit 1, as the guide says for backup); anything else is a failed
-/// collection backup (exit 2).
-fn collection_failure(collection: &str, error: QdrantError) -> Failure {
-    let exit = if error.is_connection_problem() {
-        Exit::BackupConnectionFailed
-    } else {
-        Exit::Failed
-    };
-    Failure::new(
-        exit,
-        miette::Report::new(collection_error(collection, error)),
-    )
+impl From<QdrantError> for CollectionCause {
+    fn from(e: QdrantError) -> CollectionCause {
+        CollectionCause::Qdrant(e)
+    }
 }
 
-fn collection_error(
-    collection: &str,
-    source: impl Diagnostic + Send + Sync + 'static,
-) -> BackupError {
-    BackupError::Collection {
-        collection: collection.to_string(),
-        source: Box::new(source),
+impl From<snapshot::DownloadError> for CollectionCause {
+    fn from(e: snapshot::DownloadError) -> CollectionCause {
+        CollectionCause::Download(e)
+    }
+}
+
+impl From<crate::fingerprint::FingerprintError> for CollectionCause {
+    fn from(e: crate::fingerprint::FingerprintError) -> CollectionCause {
+        CollectionCause::Schema(e)
+    }
+}
+
+impl From<shards::ShardError> for CollectionCause {
+    fn from(e: shards::ShardError) -> CollectionCause {
+        CollectionCause::Shards(e)
     }
 }
 
@@ -414,22 +484,20 @@ fn back_up(
     let server_version = match client.server_info() {
         Ok(info) => info.version,
         Err(e @ (QdrantError::Timeout { .. } | QdrantError::Unreachable { .. })) => {
-            return Err(e).or_exit(Exit::BackupConnectionFailed);
+            return Err(BackupError::Connect(e).into());
         }
         Err(_) => None,
     };
-    let topology = crate::engine::peers::discover(&client, &args.peers)
-        .map_err(|e| Failure::new(Exit::BackupConnectionFailed, miette::Report::new(e)))?;
-    let on_server = client
-        .list_collections()
-        .or_exit(Exit::BackupConnectionFailed)?;
+    let topology =
+        crate::engine::peers::discover(&client, &args.peers).map_err(BackupError::Peers)?;
+    let on_server = client.list_collections().map_err(BackupError::Connect)?;
     let names = choose_collections(args, &on_server, ui)?;
     let names = safe_names(&names, client.display_url())?;
     let planned = plan(&client, &names, topology.is_cluster())?;
     fits_one_manifest(&planned)?;
     stopped(stop)?;
 
-    let root = prepare_root(&args.output).or_exit(Exit::Failed)?;
+    let root = prepare_root(&args.output)?;
     let server = runs::server_key(&endpoint);
     let identity = topology.identity(&client, &server);
     let lock_keys =
@@ -521,7 +589,7 @@ fn back_up(
         Ok(done) => done,
         Err(failure) => {
             lock(&undo).run(&client, &topology, ui);
-            return Err(failure);
+            return Err(failure.into());
         }
     };
 
@@ -581,7 +649,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The collections to back up: `--all`, the named ones (all must exist), or AI Memory's five
 /// (absent ones skipped with a note).
-fn choose_collections(args: &BackupArgs, on_server: &[String], ui: &Ui) -> Outcome<Vec<String>> {
+fn choose_collections(args: &BackupArgs, on_server: &[String], ui: &Ui) -> Backed<Vec<String>> {
     let available = || {
         if on_server.is_empty() {
             "no collections".to_string()
@@ -594,8 +662,7 @@ fn choose_collections(args: &BackupArgs, on_server: &[String], ui: &Ui) -> Outco
             return Err(BackupError::NothingToBackUp {
                 wanted: "every collection (--all)".into(),
                 available: available(),
-            })
-            .or_exit(Exit::Failed);
+            });
         }
         return Ok(on_server.to_vec());
     }
@@ -616,8 +683,7 @@ fn choose_collections(args: &BackupArgs, on_server: &[String], ui: &Ui) -> Outco
             return Err(BackupError::UnknownCollections {
                 names: missing,
                 available: available(),
-            })
-            .or_exit(Exit::Failed);
+            });
         }
         return Ok(names);
     }
@@ -631,38 +697,34 @@ fn choose_collections(args: &BackupArgs, on_server: &[String], ui: &Ui) -> Outco
         return Err(BackupError::NothingToBackUp {
             wanted: AI_MEMORY_COLLECTIONS.join(", "),
             available: available(),
-        })
-        .or_exit(Exit::Failed);
+        });
     }
     Ok(present.into_iter().map(str::to_string).collect())
 }
 
 /// The chosen names, each checked as a file name: they come from the server.
-fn safe_names(names: &[String], server: &str) -> Outcome<Vec<SafeName>> {
+fn safe_names(names: &[String], server: &str) -> Backed<Vec<SafeName>> {
     names
         .iter()
         .map(|name| {
-            SafeName::new(name)
-                .map_err(|name| BackupError::UnsafeServerName {
-                    server: server.to_string(),
-                    name,
-                })
-                .or_exit(Exit::Failed)
+            SafeName::new(name).map_err(|name| BackupError::UnsafeServerName {
+                server: server.to_string(),
+                name,
+            })
         })
         .collect()
 }
 
 /// Reads each collection's schema and estimates its snapshot size.
-fn plan(client: &Client, names: &[SafeName], cluster: bool) -> Outcome<Vec<Planned>> {
+fn plan(client: &Client, names: &[SafeName], cluster: bool) -> Backed<Vec<Planned>> {
     names
         .iter()
         .map(|name| {
             let info = client
                 .collection_info(name)
-                .map_err(|e| collection_failure(name, e))?;
-            let fingerprint = Fingerprint::from_collection_info(&info)
-                .map_err(|e| collection_error(name, e))
-                .or_exit(Exit::Failed)?;
+                .map_err(|e| collection_error(name, e))?;
+            let fingerprint =
+                Fingerprint::from_collection_info(&info).map_err(|e| collection_error(name, e))?;
             // Older servers or restricted keys may not answer this: then there is nothing to check.
             // A cluster's collections are backed up shard by shard from every peer.
             if !cluster && let Ok(placement) = client.collection_cluster(name) {
@@ -676,8 +738,7 @@ fn plan(client: &Client, names: &[SafeName], cluster: bool) -> Outcome<Vec<Plann
                     return Err(BackupError::Distributed {
                         collection: name.to_string(),
                         shards,
-                    })
-                    .or_exit(Exit::Failed);
+                    });
                 }
             }
             // `points_count` is approximate: fine for an estimate, not for the manifest.
@@ -698,14 +759,13 @@ fn plan(client: &Client, names: &[SafeName], cluster: bool) -> Outcome<Vec<Plann
 /// Refuses, before any snapshot is taken, a selection whose manifest aimem could not read
 /// back: more than [`MAX_BACKUP_COLLECTIONS`], or schemas that together exceed what a manifest
 /// may hold. The written manifest is checked again (see [`write_backup`]).
-fn fits_one_manifest(planned: &[Planned]) -> Outcome {
+fn fits_one_manifest(planned: &[Planned]) -> Backed {
     let too_many = |reason: String| {
         Err(BackupError::TooManyCollections {
             count: planned.len(),
             reason,
             limit: MAX_BACKUP_COLLECTIONS,
         })
-        .or_exit(Exit::Failed)
     };
     if planned.len() > MAX_BACKUP_COLLECTIONS {
         return too_many(format!("one backup takes at most {MAX_BACKUP_COLLECTIONS}"));
@@ -750,7 +810,7 @@ fn fits_one_manifest(planned: &[Planned]) -> Outcome {
 
 /// Creates the backup root if needed and returns it absolute.
 fn prepare_root(output: &Utf8Path) -> Result<Utf8PathBuf, BackupError> {
-    let repo = LocalRepo::prepare(output).map_err(|source| BackupError::Folder {
+    let repo = LocalRepo::prepare(output).map_err(|source| BackupError::Preparing {
         path: output.to_owned(),
         source,
     })?;
@@ -758,13 +818,11 @@ fn prepare_root(output: &Utf8Path) -> Result<Utf8PathBuf, BackupError> {
 }
 
 /// Fails with exit 3 unless `root`'s filesystem has twice `needed` free. Returns the free bytes.
-fn check_space(root: &Utf8Path, needed: u64, why: &str) -> Outcome<u64> {
-    let free = disk::free_space(root)
-        .map_err(|source| BackupError::Folder {
-            path: root.to_owned(),
-            source,
-        })
-        .or_exit(Exit::Failed)?;
+fn check_space(root: &Utf8Path, needed: u64, why: &str) -> Backed<u64> {
+    let free = disk::free_space(root).map_err(|source| BackupError::Preparing {
+        path: root.to_owned(),
+        source,
+    })?;
     let wanted = needed.saturating_mul(2);
     if free < wanted {
         return Err(BackupError::DiskSpace {
@@ -772,20 +830,20 @@ fn check_space(root: &Utf8Path, needed: u64, why: &str) -> Outcome<u64> {
             needed: human_size(wanted),
             available: human_size(free),
             why: why.to_string(),
-        })
-        .or_exit(Exit::InsufficientSpace);
+        });
     }
     Ok(free)
 }
 
 /// The failure for a stop requested while a worker ran.
-fn interrupted<T>(exit: Exit) -> Outcome<T> {
-    Err(BackupError::Interrupted).or_exit(exit)
+fn interrupted<T>(by: Exit) -> Backed<T> {
+    Err(BackupError::Interrupted { by })
 }
 
-fn stopped(stop: &StopFlag) -> Outcome {
+/// Fails with the signal's status once a signal asked the run to stop.
+fn stopped(stop: &StopFlag) -> Backed {
     match stop.requested() {
-        Some(exit) => Err(BackupError::Interrupted).or_exit(exit),
+        Some(by) => Err(BackupError::Interrupted { by }),
         None => Ok(()),
     }
 }
@@ -800,7 +858,7 @@ fn write_backup(
     final_dir: &Utf8Path,
     qdrant_version: Option<String>,
     undo: &Mutex<Undo>,
-) -> Outcome<(Manifest, u64, Utf8PathBuf)> {
+) -> Backed<(Manifest, u64, Utf8PathBuf)> {
     let final_name = final_dir.file_name().unwrap_or("backup");
     let folder_error = |path: &Utf8Path, source| BackupError::Folder {
         path: path.to_owned(),
@@ -809,19 +867,19 @@ fn write_backup(
     let stage = SafeName::new(final_name)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
         .and_then(|name| LocalRepo::new(cx.root).begin(&name))
-        .map_err(|e| folder_error(cx.root, e))
-        .or_write_exit(Exit::Failed)?;
+        .map_err(|e| folder_error(cx.root, e))?;
     let staging = stage.location().to_owned();
     lock(undo).staging = Some(staging.clone());
     lock(undo).journal = Some(
-        journal::Journal::create(&staging, &cx.server, &cx.identity)
-            .map_err(|e| folder_error(&staging, e))
-            .or_exit(Exit::Failed)?,
+        journal::Journal::create(&staging, &cx.server, &cx.identity).map_err(|source| {
+            BackupError::Preparing {
+                path: staging.clone(),
+                source,
+            }
+        })?,
     );
     let snapshot_dir = staging.join(SNAPSHOT_DIR);
-    layout::create_private_dir(&snapshot_dir)
-        .map_err(|e| folder_error(&snapshot_dir, e))
-        .or_write_exit(Exit::Failed)?;
+    layout::create_private_dir(&snapshot_dir).map_err(|e| folder_error(&snapshot_dir, e))?;
 
     let mut checksums: Vec<Entry> = Vec::new();
     let mut collections = BTreeMap::new();
@@ -847,13 +905,13 @@ fn write_backup(
     stopped(cx.stop)?;
     cx.ui.blank();
     cx.ui.step("Backing up config files...");
-    let copied = files::copy_config_files(cx.install, &*stage)
-        .map_err(|(file, source)| BackupError::Config {
+    let copied = files::copy_config_files(cx.install, &*stage).map_err(|(file, source)| {
+        BackupError::Config {
             file,
             install: cx.install.to_owned(),
             source,
-        })
-        .or_write_exit(Exit::ConfigOrRestoreFailed)?;
+        }
+    })?;
     if copied.is_empty() {
         cx.ui
             .note(&format!("no config files found under {}", cx.install));
@@ -878,13 +936,13 @@ fn write_backup(
                 ));
                 continue;
             }
-            let copy = files::copy_private(source, &*stage, &relative)
-                .map_err(|source| BackupError::Config {
+            let copy = files::copy_private(source, &*stage, &relative).map_err(|source| {
+                BackupError::Config {
                     file: relative.clone(),
                     install: cx.install.to_owned(),
                     source,
-                })
-                .or_write_exit(Exit::ConfigOrRestoreFailed)?;
+                }
+            })?;
             total_size += copy.size;
             checksums.push(copy.checksum);
         }
@@ -911,28 +969,26 @@ fn write_backup(
         path: staging.clone(),
         source,
     };
-    let checked = manifest
-        .checked_json()
-        .map_err(|unreadable| BackupError::TooManyCollections {
-            count: manifest.collections.len(),
-            reason: unreadable.reason,
-            limit: MAX_BACKUP_COLLECTIONS,
-        })
-        .or_exit(Exit::Failed)?;
-    repo::write_file(&*stage, MANIFEST_FILE, checked.as_str().as_bytes())
-        .map_err(write_error)
-        .or_write_exit(Exit::Failed)?;
+    let checked =
+        manifest
+            .checked_json()
+            .map_err(|unreadable| BackupError::TooManyCollections {
+                count: manifest.collections.len(),
+                reason: unreadable.reason,
+                limit: MAX_BACKUP_COLLECTIONS,
+            })?;
+    repo::write_file(&*stage, MANIFEST_FILE, checked.as_str().as_bytes()).map_err(write_error)?;
     let (manifest_sha, manifest_size) = checksums::hash_reader(checked.as_str().as_bytes())
-        .map_err(write_error)
-        .or_exit(Exit::Failed)?;
+        .map_err(|source| BackupError::Preparing {
+            path: staging.clone(),
+            source,
+        })?;
     checksums.push(Entry {
         sha256: manifest_sha,
         path: MANIFEST_FILE.to_string(),
     });
     let listed = checksums::render(&checksums);
-    repo::write_file(&*stage, checksums::CHECKSUMS_FILE, listed.as_bytes())
-        .map_err(write_error)
-        .or_write_exit(Exit::Failed)?;
+    repo::write_file(&*stage, checksums::CHECKSUMS_FILE, listed.as_bytes()).map_err(write_error)?;
     total_size += manifest_size;
 
     stopped(cx.stop)?;
@@ -946,15 +1002,12 @@ fn write_backup(
     );
     let journal = lock(undo).journal.take();
     if let Some(journal) = journal {
-        journal
-            .finish()
-            .map_err(write_error)
-            .or_exit(Exit::Failed)?;
+        journal.finish().map_err(|source| BackupError::Preparing {
+            path: staging.clone(),
+            source,
+        })?;
     }
-    let final_dir = stage
-        .commit()
-        .map_err(write_error)
-        .or_write_exit(Exit::Failed)?;
+    let final_dir = stage.commit().map_err(write_error)?;
     lock(undo).staging = None;
     Ok((manifest, total_size, final_dir))
 }
@@ -969,7 +1022,7 @@ fn backup_collection(
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
     durability: snapshot::Durability,
-) -> Outcome<(CollectionEntry, CollectionReport)> {
+) -> Backed<(CollectionEntry, CollectionReport)> {
     if cx.topology.is_cluster() {
         return shards::backup_collection(cx, args, collection, snapshot_dir, undo);
     }
@@ -1067,19 +1120,17 @@ fn backup_collection(
 }
 
 /// The collection's schema fingerprint as the server reports it now.
-fn live_fingerprint(cx: &Context, name: &str) -> Outcome<Fingerprint> {
+fn live_fingerprint(cx: &Context, name: &str) -> Backed<Fingerprint> {
     let info = cx
         .client
         .collection_info(name)
-        .map_err(|e| collection_failure(name, e))?;
-    Fingerprint::from_collection_info(&info)
-        .map_err(|e| collection_error(name, e))
-        .or_exit(Exit::Failed)
+        .map_err(|e| collection_error(name, e))?;
+    Fingerprint::from_collection_info(&info).map_err(|e| collection_error(name, e))
 }
 
 /// Captures `site`'s snapshot on the server this run talks to, in its turn. A stop requested
 /// meanwhile ends the run once Qdrant has answered (the cleanup deletes what it made).
-fn capture(cx: &Context, site: Site<&str>, tracker: &Here) -> Outcome<take::Captured> {
+fn capture(cx: &Context, site: Site<&str>, tracker: &Here) -> Backed<take::Captured> {
     let turn = concurrent::take_turn(&cx.lock_keys, site, cx.stop, cx.ui).or_else(interrupted)?;
     let captured = cx
         .method
@@ -1090,33 +1141,27 @@ fn capture(cx: &Context, site: Site<&str>, tracker: &Here) -> Outcome<take::Capt
 }
 
 /// The failure of a site's snapshot work for collection `name` (`journal`: the folder named
-/// when its journal cannot be written). A stop ends the run with the signal's status; a full
-/// disk, whichever layer noticed it, is the documented disk-space exit.
-fn site_failure(cx: &Context, name: &str, failure: SiteFailure, journal: &Utf8Path) -> Failure {
-    let fail = |error: BackupError, exit| Failure::new(exit, miette::Report::new(error));
+/// when its journal cannot be written). A stop ends the run with the signal's status.
+fn site_failure(cx: &Context, name: &str, failure: SiteFailure, journal: &Utf8Path) -> BackupError {
     match failure {
         SiteFailure::Qdrant(QdrantError::Interrupted)
         | SiteFailure::Download(snapshot::DownloadError::Qdrant(QdrantError::Interrupted)) => {
             // The transfer ended because a signal arrived: stop with the signal's status.
             match stopped(cx.stop) {
-                Err(failure) => failure,
-                Ok(()) => fail(BackupError::Interrupted, Exit::Interrupted),
+                Err(stop) => stop,
+                Ok(()) => BackupError::Interrupted {
+                    by: Exit::Interrupted,
+                },
             }
         }
         SiteFailure::Qdrant(e) | SiteFailure::Download(snapshot::DownloadError::Qdrant(e)) => {
-            collection_failure(name, e)
+            collection_error(name, e)
         }
-        SiteFailure::Download(e) if e.is_out_of_space() => {
-            fail(collection_error(name, e), Exit::InsufficientSpace)
-        }
-        SiteFailure::Download(e) => fail(collection_error(name, e), Exit::Failed),
-        SiteFailure::Journal(source) => fail(
-            BackupError::Folder {
-                path: journal.to_owned(),
-                source,
-            },
-            Exit::Failed,
-        ),
+        SiteFailure::Download(e) => collection_error(name, e),
+        SiteFailure::Journal(source) => BackupError::Preparing {
+            path: journal.to_owned(),
+            source,
+        },
     }
 }
 
@@ -1182,29 +1227,61 @@ mod tests {
     #[test]
     fn a_full_disk_while_writing_the_backup_exits_with_the_disk_space_status() {
         let full = || std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
-        let folder = Err::<(), _>(BackupError::Folder {
+        let folder = BackupError::Folder {
             path: "x".into(),
             source: full(),
-        });
-        let config = Err::<(), _>(BackupError::Config {
+        };
+        let config = BackupError::Config {
             file: ".env".into(),
             install: "i".into(),
             source: full(),
-        });
-        let denied = Err::<(), _>(BackupError::Folder {
+        };
+        let denied = BackupError::Folder {
             path: "x".into(),
             source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-        });
-        let exit = |r: Outcome| r.unwrap_err().exit;
-        assert_eq!(
-            exit(folder.or_write_exit(Exit::Failed)),
-            Exit::InsufficientSpace
+        };
+        let config_denied = BackupError::Config {
+            file: ".env".into(),
+            install: "i".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(folder.exit_status(), Exit::InsufficientSpace);
+        assert_eq!(config.exit_status(), Exit::InsufficientSpace);
+        assert_eq!(denied.exit_status(), Exit::Failed);
+        assert_eq!(config_denied.exit_status(), Exit::ConfigOrRestoreFailed);
+    }
+
+    #[test]
+    fn the_journal_and_the_root_fail_with_status_2_even_on_a_full_disk() {
+        let full = std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        let preparing = BackupError::Preparing {
+            path: "x".into(),
+            source: full,
+        };
+        assert_eq!(preparing.exit_status(), Exit::Failed);
+    }
+
+    #[test]
+    fn a_collection_fails_with_the_status_its_cause_means() {
+        let unreachable = collection_error(
+            "c",
+            QdrantError::Unreachable {
+                url: "http://localhost:6333".into(),
+                detail: "refused".into(),
+            },
         );
-        assert_eq!(
-            exit(config.or_write_exit(Exit::ConfigOrRestoreFailed)),
-            Exit::InsufficientSpace
+        assert_eq!(unreachable.exit_status(), Exit::BackupConnectionFailed);
+        let mismatch = collection_error(
+            "c",
+            snapshot::DownloadError::Mismatch {
+                detail: "size".into(),
+            },
         );
-        assert_eq!(exit(denied.or_write_exit(Exit::Failed)), Exit::Failed);
+        assert_eq!(mismatch.exit_status(), Exit::Failed);
+        let stopped = BackupError::Interrupted {
+            by: Exit::Terminated,
+        };
+        assert_eq!(stopped.exit_status(), Exit::Terminated);
     }
 
     #[test]

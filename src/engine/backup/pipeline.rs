@@ -20,11 +20,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::snapshot::Durability;
 use super::undo::Undo;
 use super::{
-    BackupArgs, BackupError, CollectionEntry, CollectionReport, Context, OrWriteExit, Planned,
+    Backed, BackupArgs, BackupError, CollectionEntry, CollectionReport, Context, Planned,
     backup_collection, lock, stopped,
 };
-use crate::exit::Exit;
-use crate::failure::{Failure, Outcome};
 use crate::ui::human_size;
 
 /// The default `--jobs`, chosen from `bench/transfer.sh`.
@@ -38,13 +36,13 @@ pub(super) fn back_up_collections(
     planned: &[Planned],
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
-) -> Outcome<Vec<(String, CollectionEntry)>> {
+) -> Backed<Vec<(String, CollectionEntry)>> {
     let jobs = usize::from(args.jobs).clamp(1, planned.len().max(1));
     if jobs == 1 {
         return one_at_a_time(cx, args, planned, snapshot_dir, undo);
     }
     let next = AtomicUsize::new(0);
-    let first_failure: Mutex<Option<Failure>> = Mutex::new(None);
+    let first_failure: Mutex<Option<BackupError>> = Mutex::new(None);
     let finished: Vec<Mutex<Option<(CollectionEntry, CollectionReport)>>> =
         planned.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
@@ -138,11 +136,7 @@ pub(super) fn back_up_collections(
     if done.len() != planned.len() {
         // Every job ran to success (no failure, no signal), so this cannot happen; should it,
         // a backup missing a collection must not be published.
-        return Err(Failure::msg(
-            Exit::Failed,
-            "not every collection was backed up",
-            "Run the backup again.",
-        ));
+        return Err(BackupError::Incomplete);
     }
     Ok(done)
 }
@@ -154,7 +148,7 @@ fn one_at_a_time(
     planned: &[Planned],
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
-) -> Outcome<Vec<(String, CollectionEntry)>> {
+) -> Backed<Vec<(String, CollectionEntry)>> {
     let mut done = Vec::with_capacity(planned.len());
     for collection in planned {
         stopped(cx.stop)?;
@@ -183,37 +177,36 @@ fn one_at_a_time(
 /// Runs one collection's job. A panic (a bug in aimem) fails that collection like any other
 /// error instead of unwinding past the cleanup, which then still deletes the run's server
 /// snapshots and staging folder (the undo log's lock survives it, see [`lock`]).
-fn caught<T>(collection: &str, job: impl FnOnce() -> Outcome<T>) -> Outcome<T> {
+fn caught<T>(collection: &str, job: impl FnOnce() -> Backed<T>) -> Backed<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|_| {
-        Err(Failure::msg(
-            Exit::Failed,
-            format!("backing up `{collection}` failed: aimem hit an internal error (above)"),
-            "Run the backup again; if it happens again, report the message above.",
-        ))
+        Err(BackupError::Panicked {
+            collection: collection.to_string(),
+        })
     })
 }
 
 /// Syncs a downloaded snapshot file to the disk; a full disk fails with the disk-space status.
-fn sync_file(path: &Utf8Path) -> Result<(), Failure> {
+fn sync_file(path: &Utf8Path) -> Backed {
     std::fs::File::open(path)
         .and_then(|file| file.sync_all())
         .map_err(|source| BackupError::Folder {
             path: path.to_owned(),
             source,
         })
-        .or_write_exit(Exit::Failed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::Exit;
+    use crate::failure::ExitStatus;
 
     #[test]
     fn a_panicking_job_fails_its_collection_instead_of_unwinding() {
-        let outcome: Outcome<()> = caught("notes", || panic!("a bug"));
+        let outcome: Backed<()> = caught("notes", || panic!("a bug"));
         let failure = outcome.expect_err("a failure");
-        assert_eq!(failure.exit, Exit::Failed);
-        assert!(format!("{:?}", failure.report).contains("`notes`"));
+        assert_eq!(failure.exit_status(), Exit::Failed);
+        assert!(failure.to_string().contains("`notes`"));
         assert_eq!(caught("notes", || Ok(7)).ok(), Some(7));
     }
 }

@@ -19,12 +19,8 @@ use super::site::Site;
 use super::snapshot::{self, Downloaded, Durability};
 use super::take::{Method, SiteFailure, Tracker};
 use super::undo::{Pending, Undo};
-use super::{
-    BackupError, CollectionReport, Context, Planned, collection_error, collection_failure, stopped,
-};
+use super::{Backed, BackupError, CollectionReport, Context, Planned, collection_error, stopped};
 use crate::engine::peers::Topology;
-use crate::exit::Exit;
-use crate::failure::{OrExit, Outcome};
 use crate::manifest::CollectionEntry;
 use crate::manifest::cluster::{
     ClusterRecord, CollectionCluster, PeerRecord, ReplicaRecord, ShardKey, ShardRecord, shard_file,
@@ -243,7 +239,7 @@ pub(super) fn backup_collection(
     collection: &Planned,
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
-) -> Outcome<(CollectionEntry, CollectionReport)> {
+) -> Backed<(CollectionEntry, CollectionReport)> {
     let name = &collection.name;
     let started = Instant::now();
     let topology = cx.topology;
@@ -252,7 +248,7 @@ pub(super) fn backup_collection(
         let view = peer
             .client
             .collection_cluster_view(name)
-            .map_err(|e| collection_failure(name, e))?;
+            .map_err(|e| collection_error(name, e))?;
         if view.peer_id != peer.peer_id {
             return Err(collection_error(
                 name,
@@ -265,22 +261,17 @@ pub(super) fn backup_collection(
                         view.peer_id
                     ),
                 },
-            ))
-            .or_exit(Exit::Failed);
+            ));
         }
         views.push(view);
     }
-    let shards = placement(name, &views)
-        .map_err(|e| collection_error(name, e))
-        .or_exit(Exit::Failed)?;
-    let sources = choose_sources(name, &shards)
-        .map_err(|e| collection_error(name, e))
-        .or_exit(Exit::Failed)?;
+    let shards = placement(name, &views).map_err(|e| collection_error(name, e))?;
+    let sources = choose_sources(name, &shards).map_err(|e| collection_error(name, e))?;
 
     let info = cx
         .client
         .collection_info(name)
-        .map_err(|e| collection_failure(name, e))?;
+        .map_err(|e| collection_error(name, e))?;
     let params = info.pointer("/config/params");
     let param = |key: &str, default: u64| {
         params
@@ -303,7 +294,7 @@ pub(super) fn backup_collection(
             // are all of them: every key has at least one shard.
             let listed = match cx.client.shard_keys(name) {
                 Err(e) if e.status() == Some(404) => Vec::new(),
-                listed => listed.map_err(|e| collection_failure(name, e))?,
+                listed => listed.map_err(|e| collection_error(name, e))?,
             };
             keys_in_creation_order(&listed, &shards)
         }
@@ -311,12 +302,10 @@ pub(super) fn backup_collection(
     };
 
     let dir = snapshot_dir.join(name.as_str());
-    crate::manifest::layout::create_private_dir(&dir)
-        .map_err(|source| BackupError::Folder {
-            path: dir.clone(),
-            source,
-        })
-        .or_exit(Exit::Failed)?;
+    crate::manifest::layout::create_private_dir(&dir).map_err(|source| BackupError::Preparing {
+        path: dir.clone(),
+        source,
+    })?;
 
     let Consistent {
         taken,
@@ -415,7 +404,7 @@ fn take_shards(
     sources: &BTreeMap<u32, u64>,
     dir: &Utf8Path,
     undo: &Mutex<Undo>,
-) -> Outcome<BTreeMap<u32, (u64, Downloaded)>> {
+) -> Backed<BTreeMap<u32, (u64, Downloaded)>> {
     let mut per_peer: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for (&shard, &peer) in sources {
         per_peer.entry(peer).or_default().push(shard);
