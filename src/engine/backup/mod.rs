@@ -1,5 +1,6 @@
-//! `aimem backup`: snapshots of the chosen collections, their schema fingerprints, config
-//! files and (optionally) logs, in a new dated folder that is either complete or absent.
+//! The machinery of `aimem backup` (the subcommand is [`crate::cmd::backup`]): snapshots of
+//! the chosen collections, their schema fingerprints, config files and (optionally) logs, in a
+//! new dated folder that is either complete or absent.
 //!
 //! Everything is written into a hidden staging folder in the backup root and renamed into
 //! place only once complete and synced. Every step that creates something records how to
@@ -24,157 +25,67 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use clap::Args;
 use miette::Diagnostic;
-use serde::Serialize;
 use thiserror::Error;
 
+use crate::engine::peers::{LockKeys, Topology};
 use crate::engine::worker;
 use crate::exit::Exit;
-use crate::failure::{ExitStatus, Outcome};
+use crate::failure::ExitStatus;
 use crate::fingerprint::Fingerprint;
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, LOGS_DIR, SNAPSHOT_DIR};
 use crate::manifest::{CollectionEntry, MANIFEST_FILE, MAX_BACKUP_COLLECTIONS, Manifest};
 use crate::names::SafeName;
-use crate::output;
-use crate::qdrant::{Client, QdrantError, SnapshotDescription, Timeouts};
+use crate::qdrant::{Client, QdrantError, SnapshotDescription};
 use crate::repo::{self, LocalRepo, Repo};
-use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
+use crate::settings::Endpoint;
 use crate::signals::StopFlag;
-use crate::ui::{Ui, human_size, throughput};
-use crate::workspace::runs;
+use crate::ui::{Ui, human_size};
 use consistent::Consistent;
 use site::Site;
 use take::SiteFailure;
 use undo::Undo;
 
-pub use files::{CONFIG_FILES, parse_dotenv};
+pub use files::{CONFIG_FILES, ai_memory_version, log_files, parse_dotenv};
+pub use pipeline::DEFAULT_JOBS;
 
-/// The AI Memory collections backed up by default.
-pub const AI_MEMORY_COLLECTIONS: [&str; 5] = [
-    "discussions",
-    "conventions",
-    "code-patterns",
-    "github",
-    "jira-data",
-];
-
-#[derive(Debug, Args)]
-pub struct BackupArgs {
-    #[command(flatten)]
-    pub connection: ConnectionArgs,
-
-    /// Folder that holds the backups; each backup is a dated folder inside it.
-    #[arg(
-        long,
-        short,
-        env = "AI_MEMORY_BACKUP_DIR",
-        hide_env_values = true,
-        default_value = "./backups",
-        value_name = "DIR",
-        value_hint = clap::ValueHint::DirPath
-    )]
-    pub output: Utf8PathBuf,
-
-    /// Back up only this collection (repeatable). It must exist on the server.
-    #[arg(long = "collection", value_name = "NAME", value_parser = crate::names::parse_collection_arg, value_hint = clap::ValueHint::Other, add = crate::complete::collection_on_server())]
-    pub collections: Vec<String>,
-
-    /// Back up every collection on the server, not only AI Memory's five.
-    #[arg(long, conflicts_with = "collections")]
-    pub all: bool,
-
-    /// Also copy the log files from <install>/logs.
-    #[arg(long)]
-    pub include_logs: bool,
-
-    /// Re-attempt a failed snapshot download N times; partial data is discarded first.
-    #[arg(long, default_value_t = 0, value_name = "N", value_hint = clap::ValueHint::Other)]
-    pub retry: u32,
-
-    /// The AI Memory version to record [default: <install>/version.txt, else "unknown"].
-    #[arg(long = "version", value_name = "V", value_hint = clap::ValueHint::Other)]
-    pub ai_memory_version: Option<String>,
-
-    #[command(flatten)]
-    pub install: InstallArgs,
-
-    #[command(flatten)]
-    pub peers: crate::engine::peers::PeerArgs,
-
-    /// Seconds to wait for Qdrant to build a snapshot.
-    #[arg(
-        long,
-        env = "BACKUP_SNAPSHOT_CREATE_TIMEOUT",
-        hide_env_values = true,
-        default_value_t = 300,
-        value_name = "SECONDS",
-        value_hint = clap::ValueHint::Other
-    )]
-    pub create_timeout: u64,
-
-    /// Seconds a snapshot download may stall; one that keeps moving is never cut off.
-    #[arg(
-        long,
-        env = "BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT",
-        hide_env_values = true,
-        default_value_t = 300,
-        value_name = "SECONDS",
-        value_hint = clap::ValueHint::Other
-    )]
-    pub download_timeout: u64,
-
-    /// Print one JSON document on stdout instead of the folder's path (shape in the README, "JSON output").
-    #[arg(long)]
-    pub json: bool,
-
-    /// Collections backed up at the same time (while Qdrant builds one snapshot, another is
-    /// downloaded); 1 backs them up one after another.
-    #[arg(
-        long,
-        env = "BACKUP_JOBS",
-        hide_env_values = true,
-        default_value_t = pipeline::DEFAULT_JOBS,
-        value_parser = clap::value_parser!(u8).range(1..=16),
-        value_name = "N",
-        value_hint = clap::ValueHint::Other
-    )]
+/// What the command line decides about how the backup is made.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Collections backed up at the same time (`--jobs`).
     pub jobs: u8,
+    /// Re-attempts of a failed snapshot download (`--retry`).
+    pub retry: u32,
+    /// Also copy the log files (`--include-logs`).
+    pub include_logs: bool,
 }
 
-/// `--json`: what the run made, filled in as it goes (a failed run shows how far it got).
-#[derive(Debug, Default, Serialize)]
-struct BackupReport {
-    /// The new backup folder; null when the run failed (nothing is kept then).
-    folder: Option<String>,
-    /// True once the backup folder is published.
-    complete: bool,
-    collections: Vec<CollectionReport>,
-    config_files: Vec<String>,
-    includes_logs: bool,
-    /// Bytes written into the backup folder (snapshots, config files, logs, manifest).
-    total_size: u64,
-    records: u64,
-    seconds: f64,
-}
-
-/// One collection of `--json`.
-#[derive(Debug, Serialize)]
-struct CollectionReport {
-    name: String,
-    records: u64,
+/// One collection backed up: what the subcommand reports about it.
+#[derive(Debug, Clone)]
+pub struct CollectionDone {
+    pub name: String,
+    pub records: u64,
     /// When writes kept moving the count: the snapshot holds between `records` and this.
-    records_max: Option<u64>,
-    /// Bytes of the snapshot file.
-    size: u64,
-    sha256: String,
+    pub records_max: Option<u64>,
+    /// Bytes of the snapshot file (a cluster's: of its shard files).
+    pub size: u64,
+    /// Empty for a cluster's collection (each shard file has its own).
+    pub sha256: String,
     /// The snapshot's name on the server.
-    snapshot: String,
+    pub snapshot: String,
     /// False when the server refused to delete it (it is then still on the server).
-    server_snapshot_deleted: bool,
+    pub server_snapshot_deleted: bool,
     /// From the first schema read to the deleted server snapshot.
-    seconds: f64,
+    pub seconds: f64,
+}
+
+/// Told what the backup made as it goes, so a failed run can still say how far it got.
+pub trait Progress: Sync {
+    /// A collection is backed up (in the planned order when several run at once).
+    fn collection_done(&self, done: CollectionDone);
+    /// The config files are copied.
+    fn config_files_copied(&self, names: &[String]);
 }
 
 /// What went wrong, worded for the person who has to fix it.
@@ -431,7 +342,7 @@ impl From<shards::ShardError> for CollectionCause {
 }
 
 /// A collection chosen for backup, with what was learnt about it before starting.
-struct Planned {
+pub struct Planned {
     name: SafeName,
     /// The schema as planned: what the manifest will hold, give or take a change meanwhile.
     fingerprint: Fingerprint,
@@ -440,180 +351,29 @@ struct Planned {
     estimate: u64,
 }
 
-pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
-    let started = Instant::now();
-    let report = Mutex::new(BackupReport {
-        includes_logs: args.include_logs,
-        ..BackupReport::default()
-    });
-    let outcome = back_up(args, ui, stop, &report, started);
-    if args.json {
-        let mut report = report
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        report.seconds = started.elapsed().as_secs_f64();
-        output::json(&report);
-    }
-    outcome
-}
-
-/// The backup itself; `started` is the run's start, for its closing line.
-fn back_up(
-    args: &BackupArgs,
-    ui: &Ui,
-    stop: &StopFlag,
-    report: &Mutex<BackupReport>,
-    started: Instant,
-) -> Outcome {
-    let endpoint = args
-        .connection
-        .endpoint()
-        .map_err(crate::settings::BadEndpoint::failure)?;
-    let timeouts = Timeouts {
-        request: args.connection.request_timeout(),
-        snapshot_create: seconds(args.create_timeout),
-        transfer_stall: seconds(args.download_timeout),
-        ..Timeouts::default()
-    };
-    let client = ConnectionArgs::client(&endpoint, timeouts);
-    let install = args.install.resolve();
-
-    ui.header("AI Memory Backup");
-    // The version is only recorded, so a server that cannot tell it is fine; one that does
-    // not answer at all is not, and asking it again (list_collections) would only wait as long.
-    let server_version = match client.server_info() {
-        Ok(info) => info.version,
-        Err(e @ (QdrantError::Timeout { .. } | QdrantError::Unreachable { .. })) => {
-            return Err(BackupError::Connect(e).into());
-        }
-        Err(_) => None,
-    };
-    let topology =
-        crate::engine::peers::discover(&client, &args.peers).map_err(BackupError::Peers)?;
-    let on_server = client.list_collections().map_err(BackupError::Connect)?;
-    let names = choose_collections(args, &on_server, ui)?;
-    let names = safe_names(&names, client.display_url())?;
-    let planned = plan(&client, &names, topology.is_cluster())?;
-    fits_one_manifest(&planned)?;
-    stopped(stop)?;
-
-    let root = prepare_root(&args.output)?;
-    let server = runs::server_key(&endpoint);
-    let identity = topology.identity(&client, &server);
-    let lock_keys =
-        crate::engine::peers::LockKeys::new(&identity, &server, &endpoint.host, endpoint.port);
-    // What killed runs left on this server goes first: nothing else ever deletes it.
-    for leftover in journal::dead_runs(&root) {
-        journal::clear(&leftover, &client, (&server, &identity), &topology, ui);
-    }
-    crate::engine::restore::clear_dead_restores(
-        &root,
-        &client,
-        (&server, &identity),
-        &topology,
-        ui,
-    );
-    let final_dir = LocalRepo::new(&root).free_name(crate::localtime::now());
-    ui.fact("Backup directory", final_dir.as_str());
-    ui.fact("Qdrant", &format!("{}:{}", endpoint.host, endpoint.port));
-    if let crate::engine::peers::Topology::Cluster { peers } = &topology {
-        // Where the shard snapshots come from: every address aimem will send requests to.
-        let listed: Vec<String> = peers
-            .iter()
-            .map(|p| format!("{} ({})", p.peer_id, p.client.display_url()))
-            .collect();
-        ui.fact(
-            "Cluster",
-            &format!("{} peers: {}", peers.len(), listed.join(", ")),
-        );
-    }
-    ui.blank();
-
-    let logs = if args.include_logs {
-        files::log_files(&install).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let ai_memory_version = files::ai_memory_version(args.ai_memory_version.as_deref(), &install)
-        .unwrap_or_else(|| {
-            ui.warn(&format!(
-                "no AI Memory version found ({install}/version.txt is missing): recording \"unknown\"; pass --version V"
-            ));
-            "unknown".to_string()
-        });
-    ui.step("Checking disk space...");
-    let log_bytes: u64 = logs
-        .iter()
-        .filter_map(|(path, _)| path.metadata().ok())
-        .map(|m| m.len())
-        .sum();
-    let estimate = planned.iter().map(|p| p.estimate).sum::<u64>() + log_bytes;
-    let free = check_space(
-        &root,
-        estimate,
-        "The backup is estimated from each collection's vectors and points; aimem wants twice that free.",
-    )?;
-    ui.ok(&format!("{} available", human_size(free)));
-
-    // From here on the run makes things (a staging folder, server snapshots) that a signal
-    // must not leave behind: the first signal asks, the undo log cleans up. Before here a
-    // signal ends aimem at once, even while it waits on a server that does not answer.
-    let _cleanup = stop.cleanup_scope();
-    stopped(stop)?;
-    let undo = Mutex::new(Undo::default());
-    let context = Context {
-        client: &client,
-        endpoint: &endpoint,
-        ui,
-        stop,
-        root: &root,
-        server,
-        identity,
-        lock_keys,
-        install: &install,
-        ai_memory_version,
-        method: take::Method::default(),
-        report,
-        topology: &topology,
-    };
-    let outcome = write_backup(
-        &context,
-        args,
-        &planned,
-        &logs,
-        &final_dir,
-        server_version,
-        &undo,
-    );
-    let (manifest, total_size, final_dir) = match outcome {
-        Ok(done) => done,
-        Err(failure) => {
-            lock(&undo).run(&client, &topology, ui);
-            return Err(failure.into());
-        }
-    };
-
-    ui.blank();
-    ui.rule();
-    ui.success(&format!("Backup complete: {final_dir}"));
-    ui.blank();
-    ui.fact("Total size", &human_size(total_size));
-    ui.fact("Took", &throughput(total_size, started.elapsed()));
-    ui.fact("Collections", &manifest.collections.len().to_string());
-    ui.fact("Records", &manifest.total_records().to_string());
-    ui.rule();
-    {
-        let mut report = lock(report);
-        report.folder = Some(final_dir.to_string());
-        report.complete = true;
-        report.total_size = total_size;
-        report.records = manifest.total_records();
-    }
-    // The one line on stdout, for scripts: `dir=$(aimem backup)`.
-    if !args.json {
-        output::line(final_dir.as_str());
-    }
-    Ok(())
+/// What a backup run works with, once the collections are planned and the root prepared.
+pub struct Run<'a> {
+    pub client: &'a Client,
+    pub endpoint: &'a Endpoint,
+    pub ui: &'a Ui,
+    pub stop: &'a StopFlag,
+    /// The backup root, absolute ([`prepare_root`]).
+    pub root: &'a Utf8Path,
+    /// The server as journals name it (no credentials).
+    pub server: String,
+    /// The server whatever URL reached it, for journals (`Topology::identity`).
+    pub identity: String,
+    /// The names the server goes by in snapshot turns.
+    pub lock_keys: LockKeys,
+    pub install: &'a Utf8Path,
+    /// The AI Memory version the manifest records.
+    pub ai_memory_version: String,
+    /// The Qdrant version the manifest records, when the server told it.
+    pub qdrant_version: Option<String>,
+    /// A single node, or the cluster's peers.
+    pub topology: &'a Topology,
+    pub options: Options,
+    pub progress: &'a dyn Progress,
 }
 
 /// What every step needs.
@@ -628,78 +388,91 @@ struct Context<'a> {
     /// The server whatever URL reached it, for journals (`Topology::identity`).
     identity: String,
     /// The names the server goes by in snapshot turns.
-    lock_keys: crate::engine::peers::LockKeys,
+    lock_keys: LockKeys,
     install: &'a Utf8Path,
     ai_memory_version: String,
     /// How each site's snapshot is obtained.
     method: take::Method,
-    /// What `--json` reports.
-    report: &'a Mutex<BackupReport>,
+    /// Told what is made, for the subcommand's report.
+    progress: &'a dyn Progress,
     /// A single node, or the cluster's peers.
-    topology: &'a crate::engine::peers::Topology,
+    topology: &'a Topology,
+    options: Options,
 }
 
-/// The data behind a lock even if a thread panicked while holding it: the undo log and the
-/// report must still be usable for the cleanup.
+/// A published backup.
+pub struct Written {
+    pub manifest: Manifest,
+    /// Bytes written into the backup folder (snapshots, config files, logs, manifest).
+    pub total_size: u64,
+    /// The backup folder.
+    pub folder: Utf8PathBuf,
+}
+
+/// Writes the backup of `planned` (and `logs`) into `final_dir`, or leaves nothing: from the
+/// first thing made, a signal asks the run to stop and every failure undoes what was made.
+pub fn write(
+    run: Run,
+    planned: &[Planned],
+    logs: &[(Utf8PathBuf, String)],
+    final_dir: &Utf8Path,
+) -> Backed<Written> {
+    // From here on the run makes things (a staging folder, server snapshots) that a signal
+    // must not leave behind: the first signal asks, the undo log cleans up. Before here a
+    // signal ends aimem at once, even while it waits on a server that does not answer.
+    let _cleanup = run.stop.cleanup_scope();
+    stopped(run.stop)?;
+    let undo = Mutex::new(Undo::default());
+    let context = Context {
+        client: run.client,
+        endpoint: run.endpoint,
+        ui: run.ui,
+        stop: run.stop,
+        root: run.root,
+        server: run.server,
+        identity: run.identity,
+        lock_keys: run.lock_keys,
+        install: run.install,
+        ai_memory_version: run.ai_memory_version,
+        method: take::Method::default(),
+        progress: run.progress,
+        topology: run.topology,
+        options: run.options,
+    };
+    write_backup(
+        &context,
+        planned,
+        logs,
+        final_dir,
+        run.qdrant_version,
+        &undo,
+    )
+    .inspect_err(|_| {
+        lock(&undo).run(run.client, run.topology, run.ui);
+    })
+}
+
+/// Deletes what killed runs (backups and restores) left on this server: nothing else ever
+/// deletes it, so it goes first.
+pub fn clear_leftovers(
+    root: &Utf8Path,
+    client: &Client,
+    server: (&str, &str),
+    topology: &Topology,
+    ui: &Ui,
+) {
+    for leftover in journal::dead_runs(root) {
+        journal::clear(&leftover, client, server, topology, ui);
+    }
+    crate::engine::restore::clear_dead_restores(root, client, server, topology, ui);
+}
+
+/// The data behind a lock even if a thread panicked while holding it: the undo log must still
+/// be usable for the cleanup.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The collections to back up: `--all`, the named ones (all must exist), or AI Memory's five
-/// (absent ones skipped with a note).
-fn choose_collections(args: &BackupArgs, on_server: &[String], ui: &Ui) -> Backed<Vec<String>> {
-    let available = || {
-        if on_server.is_empty() {
-            "no collections".to_string()
-        } else {
-            on_server.join(", ")
-        }
-    };
-    if args.all {
-        if on_server.is_empty() {
-            return Err(BackupError::NothingToBackUp {
-                wanted: "every collection (--all)".into(),
-                available: available(),
-            });
-        }
-        return Ok(on_server.to_vec());
-    }
-    if !args.collections.is_empty() {
-        // Each name once, in the order given (a repeated name would be backed up twice).
-        let mut names: Vec<String> = Vec::new();
-        for name in &args.collections {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        let missing: Vec<String> = names
-            .iter()
-            .filter(|n| !on_server.contains(n))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            return Err(BackupError::UnknownCollections {
-                names: missing,
-                available: available(),
-            });
-        }
-        return Ok(names);
-    }
-    let (present, absent): (Vec<&str>, Vec<&str>) = AI_MEMORY_COLLECTIONS
-        .iter()
-        .partition(|n| on_server.iter().any(|s| s == *n));
-    for name in &absent {
-        ui.note(&format!("{name}: not on the server, skipped"));
-    }
-    if present.is_empty() {
-        return Err(BackupError::NothingToBackUp {
-            wanted: AI_MEMORY_COLLECTIONS.join(", "),
-            available: available(),
-        });
-    }
-    Ok(present.into_iter().map(str::to_string).collect())
 }
 
 /// The chosen names, each checked as a file name: they come from the server.
@@ -715,8 +488,18 @@ fn safe_names(names: &[String], server: &str) -> Backed<Vec<SafeName>> {
         .collect()
 }
 
+/// Plans the backup of the collections `names` (from the server `client` talks to): each
+/// name checked as a file name, its schema read and its snapshot size estimated, and the
+/// whole selection checked to fit one manifest. `cluster`: shard by shard from every peer.
+pub fn plan(client: &Client, names: &[String], cluster: bool) -> Backed<Vec<Planned>> {
+    let names = safe_names(names, client.display_url())?;
+    let planned = plan_each(client, &names, cluster)?;
+    fits_one_manifest(&planned)?;
+    Ok(planned)
+}
+
 /// Reads each collection's schema and estimates its snapshot size.
-fn plan(client: &Client, names: &[SafeName], cluster: bool) -> Backed<Vec<Planned>> {
+fn plan_each(client: &Client, names: &[SafeName], cluster: bool) -> Backed<Vec<Planned>> {
     names
         .iter()
         .map(|name| {
@@ -809,12 +592,32 @@ fn fits_one_manifest(planned: &[Planned]) -> Backed {
 }
 
 /// Creates the backup root if needed and returns it absolute.
-fn prepare_root(output: &Utf8Path) -> Result<Utf8PathBuf, BackupError> {
+pub fn prepare_root(output: &Utf8Path) -> Result<Utf8PathBuf, BackupError> {
     let repo = LocalRepo::prepare(output).map_err(|source| BackupError::Preparing {
         path: output.to_owned(),
         source,
     })?;
     Ok(repo.path().to_owned())
+}
+
+/// Fails with exit 3 unless `root`'s filesystem has twice the estimated size of `planned` and
+/// `logs` free. Returns the free bytes.
+pub fn check_estimate(
+    root: &Utf8Path,
+    planned: &[Planned],
+    logs: &[(Utf8PathBuf, String)],
+) -> Backed<u64> {
+    let log_bytes: u64 = logs
+        .iter()
+        .filter_map(|(path, _)| path.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let estimate = planned.iter().map(|p| p.estimate).sum::<u64>() + log_bytes;
+    check_space(
+        root,
+        estimate,
+        "The backup is estimated from each collection's vectors and points; aimem wants twice that free.",
+    )
 }
 
 /// Fails with exit 3 unless `root`'s filesystem has twice `needed` free. Returns the free bytes.
@@ -841,7 +644,7 @@ fn interrupted<T>(by: Exit) -> Backed<T> {
 }
 
 /// Fails with the signal's status once a signal asked the run to stop.
-fn stopped(stop: &StopFlag) -> Backed {
+pub fn stopped(stop: &StopFlag) -> Backed {
     match stop.requested() {
         Some(by) => Err(BackupError::Interrupted { by }),
         None => Ok(()),
@@ -852,13 +655,12 @@ fn stopped(stop: &StopFlag) -> Backed {
 /// total size of the files written.
 fn write_backup(
     cx: &Context,
-    args: &BackupArgs,
     planned: &[Planned],
     logs: &[(Utf8PathBuf, String)],
     final_dir: &Utf8Path,
     qdrant_version: Option<String>,
     undo: &Mutex<Undo>,
-) -> Backed<(Manifest, u64, Utf8PathBuf)> {
+) -> Backed<Written> {
     let final_name = final_dir.file_name().unwrap_or("backup");
     let folder_error = |path: &Utf8Path, source| BackupError::Folder {
         path: path.to_owned(),
@@ -885,7 +687,7 @@ fn write_backup(
     let mut collections = BTreeMap::new();
     let mut total_size = 0u64;
     // In the order planned, whatever order they finished in: the checksums file lists them so.
-    for (name, entry) in pipeline::back_up_collections(cx, args, planned, &snapshot_dir, undo)? {
+    for (name, entry) in pipeline::back_up_collections(cx, planned, &snapshot_dir, undo)? {
         total_size += entry.size_bytes;
         match &entry.backup {
             crate::manifest::CollectionBackup::Shards(cluster) => {
@@ -923,9 +725,9 @@ fn write_backup(
         checksums.push(copy.checksum);
         config_files.push(name);
     }
-    lock(cx.report).config_files = config_files.clone();
+    cx.progress.config_files_copied(&config_files);
 
-    if args.include_logs {
+    if cx.options.include_logs {
         stopped(cx.stop)?;
         cx.ui.step("Backing up logs...");
         for (source, relative) in logs {
@@ -956,7 +758,7 @@ fn write_backup(
         qdrant_port: cx.endpoint.port,
         collections,
         config_files,
-        includes_logs: args.include_logs,
+        includes_logs: cx.options.include_logs,
         runtime_flags: files::runtime_flags(cx.install),
         aimem_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         qdrant_version,
@@ -1009,7 +811,11 @@ fn write_backup(
     }
     let final_dir = stage.commit().map_err(write_error)?;
     lock(undo).staging = None;
-    Ok((manifest, total_size, final_dir))
+    Ok(Written {
+        manifest,
+        total_size,
+        folder: final_dir,
+    })
 }
 
 /// Snapshot, download, verify and clean up one collection; returns its manifest entry and
@@ -1017,14 +823,13 @@ fn write_backup(
 /// is not synced yet: the caller must sync it before the backup is published.
 fn backup_collection(
     cx: &Context,
-    args: &BackupArgs,
     collection: &Planned,
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
     durability: snapshot::Durability,
-) -> Backed<(CollectionEntry, CollectionReport)> {
+) -> Backed<(CollectionEntry, CollectionDone)> {
     if cx.topology.is_cluster() {
-        return shards::backup_collection(cx, args, collection, snapshot_dir, undo);
+        return shards::backup_collection(cx, collection, snapshot_dir, undo);
     }
     let name = &collection.name;
     let site = Site::Collection(name.as_str());
@@ -1067,7 +872,8 @@ fn backup_collection(
             description.clone(),
             target.clone(),
         );
-        let (method, retry, ui, stop) = (cx.method, args.retry, cx.ui.clone(), cx.stop.clone());
+        let (method, retry, ui, stop) =
+            (cx.method, cx.options.retry, cx.ui.clone(), cx.stop.clone());
         worker::interruptible(cx.stop, move || {
             let site = Site::Collection(name.as_str());
             let download = snapshot::Download {
@@ -1096,7 +902,7 @@ fn backup_collection(
             false
         }
     };
-    let report = CollectionReport {
+    let report = CollectionDone {
         name: name.to_string(),
         records,
         records_max,
@@ -1290,6 +1096,5 @@ mod tests {
             (SNAPSHOT_DIR, CONFIG_DIR, LOGS_DIR),
             ("qdrant", "config", "logs")
         );
-        assert_eq!(AI_MEMORY_COLLECTIONS.len(), 5);
     }
 }

@@ -20,30 +20,29 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::snapshot::Durability;
 use super::undo::Undo;
 use super::{
-    Backed, BackupArgs, BackupError, CollectionEntry, CollectionReport, Context, Planned,
-    backup_collection, lock, stopped,
+    Backed, BackupError, CollectionDone, CollectionEntry, Context, Planned, backup_collection,
+    lock, stopped,
 };
 use crate::ui::human_size;
 
 /// The default `--jobs`, chosen from `bench/transfer.sh`.
 pub const DEFAULT_JOBS: u8 = 3;
 
-/// Backs up every planned collection, `args.jobs` at a time, and returns (name, manifest
+/// Backs up every planned collection, `--jobs` at a time, and returns (name, manifest
 /// entry) in the planned order. `--json`'s collections are reported in that order too.
 pub(super) fn back_up_collections(
     cx: &Context,
-    args: &BackupArgs,
     planned: &[Planned],
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
 ) -> Backed<Vec<(String, CollectionEntry)>> {
-    let jobs = usize::from(args.jobs).clamp(1, planned.len().max(1));
+    let jobs = usize::from(cx.options.jobs).clamp(1, planned.len().max(1));
     if jobs == 1 {
-        return one_at_a_time(cx, args, planned, snapshot_dir, undo);
+        return one_at_a_time(cx, planned, snapshot_dir, undo);
     }
     let next = AtomicUsize::new(0);
     let first_failure: Mutex<Option<BackupError>> = Mutex::new(None);
-    let finished: Vec<Mutex<Option<(CollectionEntry, CollectionReport)>>> =
+    let finished: Vec<Mutex<Option<(CollectionEntry, CollectionDone)>>> =
         planned.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         let (to_sync, syncing) = mpsc::channel::<Utf8PathBuf>();
@@ -73,7 +72,6 @@ pub(super) fn back_up_collections(
                     let job = caught(&collection.name, || {
                         backup_collection(
                             cx,
-                            args,
                             collection,
                             snapshot_dir,
                             undo,
@@ -122,7 +120,7 @@ pub(super) fn back_up_collections(
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((entry, report)) = result {
-            lock(cx.report).collections.push(report);
+            cx.progress.collection_done(report);
             done.push((collection.name.to_string(), entry));
         }
     }
@@ -144,7 +142,6 @@ pub(super) fn back_up_collections(
 /// `--jobs 1`: one collection after another, exactly as before `--jobs` existed.
 fn one_at_a_time(
     cx: &Context,
-    args: &BackupArgs,
     planned: &[Planned],
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
@@ -154,16 +151,9 @@ fn one_at_a_time(
         stopped(cx.stop)?;
         cx.ui.step(&format!("Backing up {}...", collection.name));
         let (entry, report) = caught(&collection.name, || {
-            backup_collection(
-                cx,
-                args,
-                collection,
-                snapshot_dir,
-                undo,
-                Durability::SyncedNow,
-            )
+            backup_collection(cx, collection, snapshot_dir, undo, Durability::SyncedNow)
         })?;
-        lock(cx.report).collections.push(report);
+        cx.progress.collection_done(report);
         cx.ui.ok(&format!(
             "{} records, snapshot created ({})",
             entry.records,

@@ -19,7 +19,7 @@ use super::site::Site;
 use super::snapshot::{self, Downloaded, Durability};
 use super::take::{Method, SiteFailure, Tracker};
 use super::undo::{Pending, Undo};
-use super::{Backed, BackupError, CollectionReport, Context, Planned, collection_error, stopped};
+use super::{Backed, BackupError, CollectionDone, Context, Planned, collection_error, stopped};
 use crate::engine::peers::Topology;
 use crate::manifest::CollectionEntry;
 use crate::manifest::cluster::{
@@ -235,11 +235,10 @@ pub fn cluster_record(topology: &Topology) -> Option<ClusterRecord> {
 /// `snapshot_file`.
 pub(super) fn backup_collection(
     cx: &Context,
-    args: &super::BackupArgs,
     collection: &Planned,
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
-) -> Backed<(CollectionEntry, CollectionReport)> {
+) -> Backed<(CollectionEntry, CollectionDone)> {
     let name = &collection.name;
     let started = Instant::now();
     let topology = cx.topology;
@@ -318,7 +317,7 @@ pub(super) fn backup_collection(
         name,
         &shard_keys,
         Scope::Shards,
-        || take_shards(cx, args, name, &sources, &dir, undo),
+        || take_shards(cx, name, &sources, &dir, undo),
         |taken| drop_files(&dir, &taken),
     )?;
 
@@ -361,7 +360,7 @@ pub(super) fn backup_collection(
         shards: records_shards,
         key_records,
     };
-    let report = CollectionReport {
+    let report = CollectionDone {
         name: name.to_string(),
         records,
         records_max,
@@ -399,7 +398,6 @@ fn drop_files(dir: &Utf8Path, taken: &BTreeMap<u32, (u64, Downloaded)>) {
 /// snapshot made; on any failure it deletes them too.
 fn take_shards(
     cx: &Context,
-    args: &super::BackupArgs,
     name: &SafeName,
     sources: &BTreeMap<u32, u64>,
     dir: &Utf8Path,
@@ -425,7 +423,7 @@ fn take_shards(
             dir: dir.to_owned(),
             ui: cx.ui.clone(),
             stop: cx.stop.clone(),
-            retry: args.retry,
+            retry: cx.options.retry,
             events: events.clone(),
             gate: Arc::clone(&gate),
         };
