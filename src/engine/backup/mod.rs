@@ -651,6 +651,13 @@ pub fn stopped(stop: &StopFlag) -> Backed {
     }
 }
 
+/// What has gone into the staging folder so far: each file's checksum line and their sizes.
+#[derive(Default)]
+struct Files {
+    checksums: Vec<Entry>,
+    total_size: u64,
+}
+
 /// Builds the whole backup in staging and renames it into place. Returns the manifest and the
 /// total size of the files written.
 fn write_backup(
@@ -662,93 +669,17 @@ fn write_backup(
     undo: &Mutex<Undo>,
 ) -> Backed<Written> {
     let final_name = final_dir.file_name().unwrap_or("backup");
-    let folder_error = |path: &Utf8Path, source| BackupError::Folder {
-        path: path.to_owned(),
-        source,
-    };
-    let stage = SafeName::new(final_name)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
-        .and_then(|name| LocalRepo::new(cx.root).begin(&name))
-        .map_err(|e| folder_error(cx.root, e))?;
+    let stage = begin_staging(cx, final_name, undo)?;
     let staging = stage.location().to_owned();
-    lock(undo).staging = Some(staging.clone());
-    lock(undo).journal = Some(
-        journal::Journal::create(&staging, &cx.server, &cx.identity).map_err(|source| {
-            BackupError::Preparing {
-                path: staging.clone(),
-                source,
-            }
-        })?,
-    );
-    let snapshot_dir = staging.join(SNAPSHOT_DIR);
-    layout::create_private_dir(&snapshot_dir).map_err(|e| folder_error(&snapshot_dir, e))?;
-
-    let mut checksums: Vec<Entry> = Vec::new();
-    let mut collections = BTreeMap::new();
-    let mut total_size = 0u64;
-    // In the order planned, whatever order they finished in: the checksums file lists them so.
-    for (name, entry) in pipeline::back_up_collections(cx, planned, &snapshot_dir, undo)? {
-        total_size += entry.size_bytes;
-        match &entry.backup {
-            crate::manifest::CollectionBackup::Shards(cluster) => {
-                checksums.extend(cluster.shards.iter().map(|s| Entry {
-                    sha256: s.sha256.clone(),
-                    path: s.file.clone(),
-                }))
-            }
-            crate::manifest::CollectionBackup::Snapshot { file } => checksums.push(Entry {
-                sha256: entry.sha256.clone().unwrap_or_default(),
-                path: format!("{SNAPSHOT_DIR}/{file}"),
-            }),
-        }
-        collections.insert(name, entry);
-    }
+    let mut files = Files::default();
+    let collections = collections_into(cx, planned, &staging, undo, &mut files)?;
 
     stopped(cx.stop)?;
     cx.ui.blank();
-    cx.ui.step("Backing up config files...");
-    let copied = files::copy_config_files(cx.install, &*stage).map_err(|(file, source)| {
-        BackupError::Config {
-            file,
-            install: cx.install.to_owned(),
-            source,
-        }
-    })?;
-    if copied.is_empty() {
-        cx.ui
-            .note(&format!("no config files found under {}", cx.install));
-    }
-    let mut config_files = Vec::new();
-    for (name, copy) in copied {
-        cx.ui.ok(&name);
-        total_size += copy.size;
-        checksums.push(copy.checksum);
-        config_files.push(name);
-    }
-    cx.progress.config_files_copied(&config_files);
-
+    let config_files = config_files_into(cx, &*stage, &mut files)?;
     if cx.options.include_logs {
         stopped(cx.stop)?;
-        cx.ui.step("Backing up logs...");
-        for (source, relative) in logs {
-            let relative = format!("{LOGS_DIR}/{relative}");
-            if checksums::check_relative(&relative).is_err() {
-                cx.ui.warn(&format!(
-                    "skipped {source}: its name cannot be listed in CHECKSUMS.sha256"
-                ));
-                continue;
-            }
-            let copy = files::copy_private(source, &*stage, &relative).map_err(|source| {
-                BackupError::Config {
-                    file: relative.clone(),
-                    install: cx.install.to_owned(),
-                    source,
-                }
-            })?;
-            total_size += copy.size;
-            checksums.push(copy.checksum);
-        }
-        cx.ui.ok(&format!("{} log files", logs.len()));
+        logs_into(cx, &*stage, logs, &mut files)?;
     }
 
     let mut manifest = Manifest {
@@ -767,31 +698,7 @@ fn write_backup(
     if let Some(cluster) = shards::cluster_record(cx.topology) {
         manifest.set_cluster(&cluster);
     }
-    let write_error = |source| BackupError::Folder {
-        path: staging.clone(),
-        source,
-    };
-    let checked =
-        manifest
-            .checked_json()
-            .map_err(|unreadable| BackupError::TooManyCollections {
-                count: manifest.collections.len(),
-                reason: unreadable.reason,
-                limit: MAX_BACKUP_COLLECTIONS,
-            })?;
-    repo::write_file(&*stage, MANIFEST_FILE, checked.as_str().as_bytes()).map_err(write_error)?;
-    let (manifest_sha, manifest_size) = checksums::hash_reader(checked.as_str().as_bytes())
-        .map_err(|source| BackupError::Preparing {
-            path: staging.clone(),
-            source,
-        })?;
-    checksums.push(Entry {
-        sha256: manifest_sha,
-        path: MANIFEST_FILE.to_string(),
-    });
-    let listed = checksums::render(&checksums);
-    repo::write_file(&*stage, checksums::CHECKSUMS_FILE, listed.as_bytes()).map_err(write_error)?;
-    total_size += manifest_size;
+    manifest_into(&manifest, &*stage, &mut files)?;
 
     stopped(cx.stop)?;
     lock(undo).hand_on_leftover_snapshots(
@@ -809,13 +716,171 @@ fn write_backup(
             source,
         })?;
     }
-    let final_dir = stage.commit().map_err(write_error)?;
+    let final_dir = stage.commit().map_err(|source| BackupError::Folder {
+        path: staging.clone(),
+        source,
+    })?;
     lock(undo).staging = None;
     Ok(Written {
         manifest,
-        total_size,
+        total_size: files.total_size,
         folder: final_dir,
     })
+}
+
+/// Creates the staging folder for `final_name` in the root, its journal and its snapshot
+/// folder, each recorded in `undo`.
+fn begin_staging(
+    cx: &Context,
+    final_name: &str,
+    undo: &Mutex<Undo>,
+) -> Backed<Box<dyn repo::Staging>> {
+    let stage = SafeName::new(final_name)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+        .and_then(|name| LocalRepo::new(cx.root).begin(&name))
+        .map_err(|source| BackupError::Folder {
+            path: cx.root.to_owned(),
+            source,
+        })?;
+    let staging = stage.location().to_owned();
+    lock(undo).staging = Some(staging.clone());
+    lock(undo).journal = Some(
+        journal::Journal::create(&staging, &cx.server, &cx.identity).map_err(|source| {
+            BackupError::Preparing {
+                path: staging.clone(),
+                source,
+            }
+        })?,
+    );
+    let snapshot_dir = staging.join(SNAPSHOT_DIR);
+    layout::create_private_dir(&snapshot_dir).map_err(|source| BackupError::Folder {
+        path: snapshot_dir,
+        source,
+    })?;
+    Ok(stage)
+}
+
+/// Backs up every planned collection into the staging folder's snapshot folder; returns their
+/// manifest entries.
+fn collections_into(
+    cx: &Context,
+    planned: &[Planned],
+    staging: &Utf8Path,
+    undo: &Mutex<Undo>,
+    files: &mut Files,
+) -> Backed<BTreeMap<String, CollectionEntry>> {
+    let snapshot_dir = staging.join(SNAPSHOT_DIR);
+    let mut collections = BTreeMap::new();
+    // In the order planned, whatever order they finished in: the checksums file lists them so.
+    for (name, entry) in pipeline::back_up_collections(cx, planned, &snapshot_dir, undo)? {
+        files.total_size += entry.size_bytes;
+        match &entry.backup {
+            crate::manifest::CollectionBackup::Shards(cluster) => {
+                files.checksums.extend(cluster.shards.iter().map(|s| Entry {
+                    sha256: s.sha256.clone(),
+                    path: s.file.clone(),
+                }))
+            }
+            crate::manifest::CollectionBackup::Snapshot { file } => files.checksums.push(Entry {
+                sha256: entry.sha256.clone().unwrap_or_default(),
+                path: format!("{SNAPSHOT_DIR}/{file}"),
+            }),
+        }
+        collections.insert(name, entry);
+    }
+    Ok(collections)
+}
+
+/// Copies the install's config files into the staging folder; returns their names.
+fn config_files_into(
+    cx: &Context,
+    stage: &dyn repo::Staging,
+    files: &mut Files,
+) -> Backed<Vec<String>> {
+    cx.ui.step("Backing up config files...");
+    let copied = files::copy_config_files(cx.install, stage).map_err(|(file, source)| {
+        BackupError::Config {
+            file,
+            install: cx.install.to_owned(),
+            source,
+        }
+    })?;
+    if copied.is_empty() {
+        cx.ui
+            .note(&format!("no config files found under {}", cx.install));
+    }
+    let mut config_files = Vec::new();
+    for (name, copy) in copied {
+        cx.ui.ok(&name);
+        files.total_size += copy.size;
+        files.checksums.push(copy.checksum);
+        config_files.push(name);
+    }
+    cx.progress.config_files_copied(&config_files);
+    Ok(config_files)
+}
+
+/// Copies the log files into the staging folder's logs folder (one whose name the checksums
+/// file cannot list is skipped with a warning).
+fn logs_into(
+    cx: &Context,
+    stage: &dyn repo::Staging,
+    logs: &[(Utf8PathBuf, String)],
+    files: &mut Files,
+) -> Backed {
+    cx.ui.step("Backing up logs...");
+    for (source, relative) in logs {
+        let relative = format!("{LOGS_DIR}/{relative}");
+        if checksums::check_relative(&relative).is_err() {
+            cx.ui.warn(&format!(
+                "skipped {source}: its name cannot be listed in CHECKSUMS.sha256"
+            ));
+            continue;
+        }
+        let copy = files::copy_private(source, stage, &relative).map_err(|source| {
+            BackupError::Config {
+                file: relative.clone(),
+                install: cx.install.to_owned(),
+                source,
+            }
+        })?;
+        files.total_size += copy.size;
+        files.checksums.push(copy.checksum);
+    }
+    cx.ui.ok(&format!("{} log files", logs.len()));
+    Ok(())
+}
+
+/// Writes the manifest (refused unless aimem can read it back) and the checksums file, which
+/// lists every file written, the manifest last.
+fn manifest_into(manifest: &Manifest, stage: &dyn repo::Staging, files: &mut Files) -> Backed {
+    let staging = stage.location();
+    let write_error = |source| BackupError::Folder {
+        path: staging.to_owned(),
+        source,
+    };
+    let checked =
+        manifest
+            .checked_json()
+            .map_err(|unreadable| BackupError::TooManyCollections {
+                count: manifest.collections.len(),
+                reason: unreadable.reason,
+                limit: MAX_BACKUP_COLLECTIONS,
+            })?;
+    repo::write_file(stage, MANIFEST_FILE, checked.as_str().as_bytes()).map_err(write_error)?;
+    let (manifest_sha, manifest_size) = checksums::hash_reader(checked.as_str().as_bytes())
+        .map_err(|source| BackupError::Preparing {
+            path: staging.to_owned(),
+            source,
+        })?;
+    files.checksums.push(Entry {
+        sha256: manifest_sha,
+        path: MANIFEST_FILE.to_string(),
+    });
+    let listed = checksums::render(&files.checksums);
+    repo::write_file(stage, checksums::CHECKSUMS_FILE, listed.as_bytes()).map_err(write_error)?;
+    files.total_size += manifest_size;
+    Ok(())
 }
 
 /// Snapshot, download, verify and clean up one collection; returns its manifest entry and
