@@ -11,9 +11,7 @@
 //! restore could not check. Then it is taken again; if the collection never holds still, the
 //! range is recorded (`records` .. `records_max`) with a warning.
 
-use super::{BackupError, Context, collection_failure, live_fingerprint, stopped};
-use crate::exit::Exit;
-use crate::failure::{OrExit, Outcome};
+use super::{Backed, BackupError, Context, collection_error, live_fingerprint, stopped};
 use crate::fingerprint::Fingerprint;
 use crate::manifest::cluster::ShardKey;
 
@@ -85,24 +83,24 @@ pub fn consistent<T>(
     name: &str,
     shard_keys: &[ShardKey],
     scope: Scope,
-    mut take: impl FnMut() -> Outcome<T>,
+    mut take: impl FnMut() -> Backed<T>,
     mut again: impl FnMut(T),
-) -> Outcome<Consistent<T>> {
+) -> Backed<Consistent<T>> {
     // The exact total, and (custom sharding) each key's exact count: a shard's own
     // `points_count` is approximate, so these are what a restore checks per key.
-    let count = || -> Outcome<(u64, Vec<u64>)> {
+    let count = || -> Backed<(u64, Vec<u64>)> {
         let total = cx
             .client
             .count_exact(name)
-            .map_err(|e| collection_failure(name, e))?;
+            .map_err(|e| collection_error(name, e))?;
         let per_key = shard_keys
             .iter()
             .map(|key| {
                 cx.client
                     .count_exact_in_shard_key(name, key)
-                    .map_err(|e| collection_failure(name, e))
+                    .map_err(|e| collection_error(name, e))
             })
-            .collect::<Outcome<Vec<u64>>>()?;
+            .collect::<Backed<Vec<u64>>>()?;
         Ok((total, per_key))
     };
     let mut attempt = 1;
@@ -118,8 +116,7 @@ pub fn consistent<T>(
                 return Err(BackupError::SchemaKeptChanging {
                     collection: name.to_string(),
                     attempts: SNAPSHOT_ATTEMPTS,
-                })
-                .or_exit(Exit::Failed);
+                });
             }
             cx.ui.note(&scope.schema_moved(name));
             again(taken);

@@ -1,5 +1,6 @@
-//! `aimem backup`: snapshots of the chosen collections, their schema fingerprints, config
-//! files and (optionally) logs, in a new dated folder that is either complete or absent.
+//! The machinery of `aimem backup` (the subcommand is [`crate::cmd::backup`]): snapshots of
+//! the chosen collections, their schema fingerprints, config files and (optionally) logs, in a
+//! new dated folder that is either complete or absent.
 //!
 //! Everything is written into a hidden staging folder in the backup root and renamed into
 //! place only once complete and synced. Every step that creates something records how to
@@ -24,162 +25,72 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use clap::Args;
 use miette::Diagnostic;
-use serde::Serialize;
 use thiserror::Error;
 
+use crate::engine::peers::{LockKeys, Topology};
 use crate::engine::worker;
 use crate::exit::Exit;
-use crate::failure::{Failure, OrExit, Outcome};
+use crate::failure::ExitStatus;
 use crate::fingerprint::Fingerprint;
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::layout::{self, LOGS_DIR, SNAPSHOT_DIR};
 use crate::manifest::{CollectionEntry, MANIFEST_FILE, MAX_BACKUP_COLLECTIONS, Manifest};
 use crate::names::SafeName;
-use crate::output;
-use crate::qdrant::{Client, QdrantError, SnapshotDescription, Timeouts};
+use crate::qdrant::{Client, QdrantError, SnapshotDescription};
 use crate::repo::{self, LocalRepo, Repo};
-use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
+use crate::settings::Endpoint;
 use crate::signals::StopFlag;
-use crate::ui::{Ui, human_size, throughput};
-use crate::workspace::runs;
+use crate::ui::{Ui, human_size};
 use consistent::Consistent;
 use site::Site;
 use take::SiteFailure;
 use undo::Undo;
 
-pub use files::{CONFIG_FILES, parse_dotenv};
+pub use files::{CONFIG_FILES, ai_memory_version, log_files, parse_dotenv};
+pub use pipeline::DEFAULT_JOBS;
 
-/// The AI Memory collections backed up by default.
-pub const AI_MEMORY_COLLECTIONS: [&str; 5] = [
-    "discussions",
-    "conventions",
-    "code-patterns",
-    "github",
-    "jira-data",
-];
-
-#[derive(Debug, Args)]
-pub struct BackupArgs {
-    #[command(flatten)]
-    pub connection: ConnectionArgs,
-
-    /// Folder that holds the backups; each backup is a dated folder inside it.
-    #[arg(
-        long,
-        short,
-        env = "AI_MEMORY_BACKUP_DIR",
-        hide_env_values = true,
-        default_value = "./backups",
-        value_name = "DIR",
-        value_hint = clap::ValueHint::DirPath
-    )]
-    pub output: Utf8PathBuf,
-
-    /// Back up only this collection (repeatable). It must exist on the server.
-    #[arg(long = "collection", value_name = "NAME", value_parser = crate::names::parse_collection_arg, value_hint = clap::ValueHint::Other, add = crate::complete::collection_on_server())]
-    pub collections: Vec<String>,
-
-    /// Back up every collection on the server, not only AI Memory's five.
-    #[arg(long, conflicts_with = "collections")]
-    pub all: bool,
-
-    /// Also copy the log files from <install>/logs.
-    #[arg(long)]
-    pub include_logs: bool,
-
-    /// Re-attempt a failed snapshot download N times; partial data is discarded first.
-    #[arg(long, default_value_t = 0, value_name = "N", value_hint = clap::ValueHint::Other)]
-    pub retry: u32,
-
-    /// The AI Memory version to record [default: <install>/version.txt, else "unknown"].
-    #[arg(long = "version", value_name = "V", value_hint = clap::ValueHint::Other)]
-    pub ai_memory_version: Option<String>,
-
-    #[command(flatten)]
-    pub install: InstallArgs,
-
-    #[command(flatten)]
-    pub peers: crate::engine::peers::PeerArgs,
-
-    /// Seconds to wait for Qdrant to build a snapshot.
-    #[arg(
-        long,
-        env = "BACKUP_SNAPSHOT_CREATE_TIMEOUT",
-        hide_env_values = true,
-        default_value_t = 300,
-        value_name = "SECONDS",
-        value_hint = clap::ValueHint::Other
-    )]
-    pub create_timeout: u64,
-
-    /// Seconds a snapshot download may stall; one that keeps moving is never cut off.
-    #[arg(
-        long,
-        env = "BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT",
-        hide_env_values = true,
-        default_value_t = 300,
-        value_name = "SECONDS",
-        value_hint = clap::ValueHint::Other
-    )]
-    pub download_timeout: u64,
-
-    /// Print one JSON document on stdout instead of the folder's path (shape in the README, "JSON output").
-    #[arg(long)]
-    pub json: bool,
-
-    /// Collections backed up at the same time (while Qdrant builds one snapshot, another is
-    /// downloaded); 1 backs them up one after another.
-    #[arg(
-        long,
-        env = "BACKUP_JOBS",
-        hide_env_values = true,
-        default_value_t = pipeline::DEFAULT_JOBS,
-        value_parser = clap::value_parser!(u8).range(1..=16),
-        value_name = "N",
-        value_hint = clap::ValueHint::Other
-    )]
+/// What the command line decides about how the backup is made.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Collections backed up at the same time (`--jobs`).
     pub jobs: u8,
+    /// Re-attempts of a failed snapshot download (`--retry`).
+    pub retry: u32,
+    /// Also copy the log files (`--include-logs`).
+    pub include_logs: bool,
 }
 
-/// `--json`: what the run made, filled in as it goes (a failed run shows how far it got).
-#[derive(Debug, Default, Serialize)]
-struct BackupReport {
-    /// The new backup folder; null when the run failed (nothing is kept then).
-    folder: Option<String>,
-    /// True once the backup folder is published.
-    complete: bool,
-    collections: Vec<CollectionReport>,
-    config_files: Vec<String>,
-    includes_logs: bool,
-    /// Bytes written into the backup folder (snapshots, config files, logs, manifest).
-    total_size: u64,
-    records: u64,
-    seconds: f64,
-}
-
-/// One collection of `--json`.
-#[derive(Debug, Serialize)]
-struct CollectionReport {
-    name: String,
-    records: u64,
+/// One collection backed up: what the subcommand reports about it.
+#[derive(Debug, Clone)]
+pub struct CollectionDone {
+    pub name: String,
+    pub records: u64,
     /// When writes kept moving the count: the snapshot holds between `records` and this.
-    records_max: Option<u64>,
-    /// Bytes of the snapshot file.
-    size: u64,
-    sha256: String,
+    pub records_max: Option<u64>,
+    /// Bytes of the snapshot file (a cluster's: of its shard files).
+    pub size: u64,
+    /// Empty for a cluster's collection (each shard file has its own).
+    pub sha256: String,
     /// The snapshot's name on the server.
-    snapshot: String,
+    pub snapshot: String,
     /// False when the server refused to delete it (it is then still on the server).
-    server_snapshot_deleted: bool,
+    pub server_snapshot_deleted: bool,
     /// From the first schema read to the deleted server snapshot.
-    seconds: f64,
+    pub seconds: f64,
+}
+
+/// Told what the backup made as it goes, so a failed run can still say how far it got.
+pub trait Progress: Sync {
+    /// A collection is backed up (in the planned order when several run at once).
+    fn collection_done(&self, done: CollectionDone);
+    /// The config files are copied.
+    fn config_files_copied(&self, names: &[String]);
 }
 
 /// What went wrong, worded for the person who has to fix it.
 #[derive(Debug, Error, Diagnostic)]
-enum BackupError {
+pub enum BackupError {
     #[error("the server has no collection named {}", names.join(", "))]
     #[diagnostic(
         code(aimem::backup::no_such_collection),
@@ -199,13 +110,24 @@ enum BackupError {
     )]
     NothingToBackUp { wanted: String, available: String },
 
+    /// The server did not answer, or refused the key, before any collection was read (exit 1).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Connect(QdrantError),
+
+    /// The cluster's peers could not be read (exit 1).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Peers(crate::engine::peers::PeerError),
+
+    /// Exit 1 for a connection problem, 3 for a full disk, else 2 (see [`CollectionCause`]).
     #[error("could not back up collection `{collection}`")]
     #[diagnostic(code(aimem::backup::collection))]
     Collection {
         collection: String,
         #[source]
         #[diagnostic_source]
-        source: Box<dyn Diagnostic + Send + Sync>,
+        source: CollectionCause,
     },
 
     #[error("not enough free space in {root}: {needed} needed, {available} available")]
@@ -228,6 +150,19 @@ enum BackupError {
         help("Check that the folder is writable, or choose another with --output DIR.")
     )]
     Folder {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
+
+    /// As [`BackupError::Folder`], but exit 2 whatever the cause, a full disk included: the
+    /// backup root, a cluster collection's folder and the run's journal have always failed so
+    /// (only the files of the backup itself count a full disk).
+    #[error("cannot prepare the backup folder {path}: {source}")]
+    #[diagnostic(
+        code(aimem::backup::folder),
+        help("Check that the folder is writable, or choose another with --output DIR.")
+    )]
+    Preparing {
         path: Utf8PathBuf,
         source: std::io::Error,
     },
@@ -297,71 +232,117 @@ enum BackupError {
         limit: usize,
     },
 
+    /// A signal stopped the run: `by` is its status (130 or 143).
     #[error("stopped by a signal; the partial backup was removed")]
     #[diagnostic(
         code(aimem::interrupted),
         help("Nothing was kept: run the backup again when convenient.")
     )]
-    Interrupted,
+    Interrupted { by: Exit },
+
+    /// Every job ran to success, yet a collection is missing: a bug; the backup is not published.
+    #[error("not every collection was backed up")]
+    #[diagnostic(help("Run the backup again."))]
+    Incomplete,
+
+    /// A collection's job panicked (a bug in aimem).
+    #[error("backing up `{collection}` failed: aimem hit an internal error (above)")]
+    #[diagnostic(help("Run the backup again; if it happens again, report the message above."))]
+    Panicked { collection: String },
 }
 
-impl BackupError {
-    /// A file could not be written because the disk (or quota) is full.
-    fn is_out_of_space(&self) -> bool {
+/// Why a collection could not be backed up: the diagnostic is the source's own.
+#[derive(Debug, Error, Diagnostic)]
+pub enum CollectionCause {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Qdrant(QdrantError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Download(snapshot::DownloadError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Schema(crate::fingerprint::FingerprintError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Shards(shards::ShardError),
+}
+
+impl ExitStatus for BackupError {
+    fn exit_status(&self) -> Exit {
         match self {
-            BackupError::Folder { source, .. } | BackupError::Config { source, .. } => {
-                disk::is_out_of_space(source)
+            // A refused key or a server gone away is a connection failure, as the guide says
+            // for backup, even in the middle of a collection.
+            BackupError::Connect(_) | BackupError::Peers(_) => Exit::BackupConnectionFailed,
+            BackupError::Collection {
+                source: CollectionCause::Qdrant(e),
+                ..
+            } if e.is_connection_problem() => Exit::BackupConnectionFailed,
+            BackupError::Collection {
+                source: CollectionCause::Download(e),
+                ..
+            } if e.is_out_of_space() => Exit::InsufficientSpace,
+            BackupError::DiskSpace { .. } => Exit::InsufficientSpace,
+            // A full disk while writing the backup's files is the disk-space status.
+            BackupError::Folder { source, .. } | BackupError::Config { source, .. }
+                if disk::is_out_of_space(source) =>
+            {
+                Exit::InsufficientSpace
             }
-            _ => false,
+            BackupError::Config { .. } => Exit::ConfigOrRestoreFailed,
+            BackupError::Interrupted { by } => *by,
+            BackupError::UnknownCollections { .. }
+            | BackupError::NothingToBackUp { .. }
+            | BackupError::Collection { .. }
+            | BackupError::Folder { .. }
+            | BackupError::Preparing { .. }
+            | BackupError::Distributed { .. }
+            | BackupError::UnsafeServerName { .. }
+            | BackupError::SchemaKeptChanging { .. }
+            | BackupError::TooManyCollections { .. }
+            | BackupError::Incomplete
+            | BackupError::Panicked { .. } => Exit::Failed,
         }
     }
 }
 
-/// `or_exit` for the errors of writing the backup's files: a full disk exits with the
-/// disk-space status (3) whatever `otherwise` says.
-trait OrWriteExit<T> {
-    fn or_write_exit(self, otherwise: Exit) -> Outcome<T>;
-}
+/// What the backup's steps return: the error decides the exit status ([`ExitStatus`]).
+pub type Backed<T = ()> = Result<T, BackupError>;
 
-impl<T> OrWriteExit<T> for Result<T, BackupError> {
-    fn or_write_exit(self, otherwise: Exit) -> Outcome<T> {
-        self.map_err(|error| {
-            let exit = match error.is_out_of_space() {
-                true => Exit::InsufficientSpace,
-                false => otherwise,
-            };
-            Failure::new(exit, miette::Report::new(error))
-        })
+/// A failure of backing up `collection`, the status decided by its cause.
+fn collection_error(collection: &str, source: impl Into<CollectionCause>) -> BackupError {
+    BackupError::Collection {
+        collection: collection.to_string(),
+        source: source.into(),
     }
 }
 
-/// A Qdrant error while backing up `collection`. A refused key or a server gone away is a
-/// connection failure (exit 1, as the guide says for backup); anything else is a failed
-/// collection backup (exit 2).
-fn collection_failure(collection: &str, error: QdrantError) -> Failure {
-    let exit = if error.is_connection_problem() {
-        Exit::BackupConnectionFailed
-    } else {
-        Exit::Failed
-    };
-    Failure::new(
-        exit,
-        miette::Report::new(collection_error(collection, error)),
-    )
+impl From<QdrantError> for CollectionCause {
+    fn from(e: QdrantError) -> CollectionCause {
+        CollectionCause::Qdrant(e)
+    }
 }
 
-fn collection_error(
-    collection: &str,
-    source: impl Diagnostic + Send + Sync + 'static,
-) -> BackupError {
-    BackupError::Collection {
-        collection: collection.to_string(),
-        source: Box::new(source),
+impl From<snapshot::DownloadError> for CollectionCause {
+    fn from(e: snapshot::DownloadError) -> CollectionCause {
+        CollectionCause::Download(e)
+    }
+}
+
+impl From<crate::fingerprint::FingerprintError> for CollectionCause {
+    fn from(e: crate::fingerprint::FingerprintError) -> CollectionCause {
+        CollectionCause::Schema(e)
+    }
+}
+
+impl From<shards::ShardError> for CollectionCause {
+    fn from(e: shards::ShardError) -> CollectionCause {
+        CollectionCause::Shards(e)
     }
 }
 
 /// A collection chosen for backup, with what was learnt about it before starting.
-struct Planned {
+pub struct Planned {
     name: SafeName,
     /// The schema as planned: what the manifest will hold, give or take a change meanwhile.
     fingerprint: Fingerprint,
@@ -370,182 +351,29 @@ struct Planned {
     estimate: u64,
 }
 
-pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
-    let started = Instant::now();
-    let report = Mutex::new(BackupReport {
-        includes_logs: args.include_logs,
-        ..BackupReport::default()
-    });
-    let outcome = back_up(args, ui, stop, &report, started);
-    if args.json {
-        let mut report = report
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        report.seconds = started.elapsed().as_secs_f64();
-        output::json(&report);
-    }
-    outcome
-}
-
-/// The backup itself; `started` is the run's start, for its closing line.
-fn back_up(
-    args: &BackupArgs,
-    ui: &Ui,
-    stop: &StopFlag,
-    report: &Mutex<BackupReport>,
-    started: Instant,
-) -> Outcome {
-    let endpoint = args
-        .connection
-        .endpoint()
-        .map_err(crate::settings::BadEndpoint::failure)?;
-    let timeouts = Timeouts {
-        request: args.connection.request_timeout(),
-        snapshot_create: seconds(args.create_timeout),
-        transfer_stall: seconds(args.download_timeout),
-        ..Timeouts::default()
-    };
-    let client = ConnectionArgs::client(&endpoint, timeouts);
-    let install = args.install.resolve();
-
-    ui.header("AI Memory Backup");
-    // The version is only recorded, so a server that cannot tell it is fine; one that does
-    // not answer at all is not, and asking it again (list_collections) would only wait as long.
-    let server_version = match client.server_info() {
-        Ok(info) => info.version,
-        Err(e @ (QdrantError::Timeout { .. } | QdrantError::Unreachable { .. })) => {
-            return Err(e).or_exit(Exit::BackupConnectionFailed);
-        }
-        Err(_) => None,
-    };
-    let topology = crate::engine::peers::discover(&client, &args.peers)
-        .map_err(|e| Failure::new(Exit::BackupConnectionFailed, miette::Report::new(e)))?;
-    let on_server = client
-        .list_collections()
-        .or_exit(Exit::BackupConnectionFailed)?;
-    let names = choose_collections(args, &on_server, ui)?;
-    let names = safe_names(&names, client.display_url())?;
-    let planned = plan(&client, &names, topology.is_cluster())?;
-    fits_one_manifest(&planned)?;
-    stopped(stop)?;
-
-    let root = prepare_root(&args.output).or_exit(Exit::Failed)?;
-    let server = runs::server_key(&endpoint);
-    let identity = topology.identity(&client, &server);
-    let lock_keys =
-        crate::engine::peers::LockKeys::new(&identity, &server, &endpoint.host, endpoint.port);
-    // What killed runs left on this server goes first: nothing else ever deletes it.
-    for leftover in journal::dead_runs(&root) {
-        journal::clear(&leftover, &client, (&server, &identity), &topology, ui);
-    }
-    crate::engine::restore::clear_dead_restores(
-        &root,
-        &client,
-        (&server, &identity),
-        &topology,
-        ui,
-    );
-    let final_dir = LocalRepo::new(&root).free_name(crate::localtime::now());
-    ui.fact("Backup directory", final_dir.as_str());
-    ui.fact("Qdrant", &format!("{}:{}", endpoint.host, endpoint.port));
-    if let crate::engine::peers::Topology::Cluster { peers } = &topology {
-        // Where the shard snapshots come from: every address aimem will send requests to.
-        let listed: Vec<String> = peers
-            .iter()
-            .map(|p| format!("{} ({})", p.peer_id, p.client.display_url()))
-            .collect();
-        ui.fact(
-            "Cluster",
-            &format!("{} peers: {}", peers.len(), listed.join(", ")),
-        );
-    }
-    ui.blank();
-
-    let logs = if args.include_logs {
-        files::log_files(&install).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let ai_memory_version = files::ai_memory_version(args.ai_memory_version.as_deref(), &install)
-        .unwrap_or_else(|| {
-            ui.warn(&format!(
-                "no AI Memory version found ({install}/version.txt is missing): recording \"unknown\"; pass --version V"
-            ));
-            "unknown".to_string()
-        });
-    ui.step("Checking disk space...");
-    let log_bytes: u64 = logs
-        .iter()
-        .filter_map(|(path, _)| path.metadata().ok())
-        .map(|m| m.len())
-        .sum();
-    let estimate = planned.iter().map(|p| p.estimate).sum::<u64>() + log_bytes;
-    let free = check_space(
-        &root,
-        estimate,
-        "The backup is estimated from each collection's vectors and points; aimem wants twice that free.",
-    )?;
-    ui.ok(&format!("{} available", human_size(free)));
-
-    // From here on the run makes things (a staging folder, server snapshots) that a signal
-    // must not leave behind: the first signal asks, the undo log cleans up. Before here a
-    // signal ends aimem at once, even while it waits on a server that does not answer.
-    let _cleanup = stop.cleanup_scope();
-    stopped(stop)?;
-    let undo = Mutex::new(Undo::default());
-    let context = Context {
-        client: &client,
-        endpoint: &endpoint,
-        ui,
-        stop,
-        root: &root,
-        server,
-        identity,
-        lock_keys,
-        install: &install,
-        ai_memory_version,
-        method: take::Method::default(),
-        report,
-        topology: &topology,
-    };
-    let outcome = write_backup(
-        &context,
-        args,
-        &planned,
-        &logs,
-        &final_dir,
-        server_version,
-        &undo,
-    );
-    let (manifest, total_size, final_dir) = match outcome {
-        Ok(done) => done,
-        Err(failure) => {
-            lock(&undo).run(&client, &topology, ui);
-            return Err(failure);
-        }
-    };
-
-    ui.blank();
-    ui.rule();
-    ui.success(&format!("Backup complete: {final_dir}"));
-    ui.blank();
-    ui.fact("Total size", &human_size(total_size));
-    ui.fact("Took", &throughput(total_size, started.elapsed()));
-    ui.fact("Collections", &manifest.collections.len().to_string());
-    ui.fact("Records", &manifest.total_records().to_string());
-    ui.rule();
-    {
-        let mut report = lock(report);
-        report.folder = Some(final_dir.to_string());
-        report.complete = true;
-        report.total_size = total_size;
-        report.records = manifest.total_records();
-    }
-    // The one line on stdout, for scripts: `dir=$(aimem backup)`.
-    if !args.json {
-        output::line(final_dir.as_str());
-    }
-    Ok(())
+/// What a backup run works with, once the collections are planned and the root prepared.
+pub struct Run<'a> {
+    pub client: &'a Client,
+    pub endpoint: &'a Endpoint,
+    pub ui: &'a Ui,
+    pub stop: &'a StopFlag,
+    /// The backup root, absolute ([`prepare_root`]).
+    pub root: &'a Utf8Path,
+    /// The server as journals name it (no credentials).
+    pub server: String,
+    /// The server whatever URL reached it, for journals (`Topology::identity`).
+    pub identity: String,
+    /// The names the server goes by in snapshot turns.
+    pub lock_keys: LockKeys,
+    pub install: &'a Utf8Path,
+    /// The AI Memory version the manifest records.
+    pub ai_memory_version: String,
+    /// The Qdrant version the manifest records, when the server told it.
+    pub qdrant_version: Option<String>,
+    /// A single node, or the cluster's peers.
+    pub topology: &'a Topology,
+    pub options: Options,
+    pub progress: &'a dyn Progress,
 }
 
 /// What every step needs.
@@ -560,109 +388,126 @@ struct Context<'a> {
     /// The server whatever URL reached it, for journals (`Topology::identity`).
     identity: String,
     /// The names the server goes by in snapshot turns.
-    lock_keys: crate::engine::peers::LockKeys,
+    lock_keys: LockKeys,
     install: &'a Utf8Path,
     ai_memory_version: String,
     /// How each site's snapshot is obtained.
     method: take::Method,
-    /// What `--json` reports.
-    report: &'a Mutex<BackupReport>,
+    /// Told what is made, for the subcommand's report.
+    progress: &'a dyn Progress,
     /// A single node, or the cluster's peers.
-    topology: &'a crate::engine::peers::Topology,
+    topology: &'a Topology,
+    options: Options,
 }
 
-/// The data behind a lock even if a thread panicked while holding it: the undo log and the
-/// report must still be usable for the cleanup.
+/// A published backup.
+pub struct Written {
+    pub manifest: Manifest,
+    /// Bytes written into the backup folder (snapshots, config files, logs, manifest).
+    pub total_size: u64,
+    /// The backup folder.
+    pub folder: Utf8PathBuf,
+}
+
+/// Writes the backup of `planned` (and `logs`) into `final_dir`, or leaves nothing: from the
+/// first thing made, a signal asks the run to stop and every failure undoes what was made.
+pub fn write(
+    run: Run,
+    planned: &[Planned],
+    logs: &[(Utf8PathBuf, String)],
+    final_dir: &Utf8Path,
+) -> Backed<Written> {
+    // From here on the run makes things (a staging folder, server snapshots) that a signal
+    // must not leave behind: the first signal asks, the undo log cleans up. Before here a
+    // signal ends aimem at once, even while it waits on a server that does not answer.
+    let _cleanup = run.stop.cleanup_scope();
+    stopped(run.stop)?;
+    let undo = Mutex::new(Undo::default());
+    let context = Context {
+        client: run.client,
+        endpoint: run.endpoint,
+        ui: run.ui,
+        stop: run.stop,
+        root: run.root,
+        server: run.server,
+        identity: run.identity,
+        lock_keys: run.lock_keys,
+        install: run.install,
+        ai_memory_version: run.ai_memory_version,
+        method: take::Method::default(),
+        progress: run.progress,
+        topology: run.topology,
+        options: run.options,
+    };
+    write_backup(
+        &context,
+        planned,
+        logs,
+        final_dir,
+        run.qdrant_version,
+        &undo,
+    )
+    .inspect_err(|_| {
+        lock(&undo).run(run.client, run.topology, run.ui);
+    })
+}
+
+/// Deletes what killed runs (backups and restores) left on this server: nothing else ever
+/// deletes it, so it goes first.
+pub fn clear_leftovers(
+    root: &Utf8Path,
+    client: &Client,
+    server: (&str, &str),
+    topology: &Topology,
+    ui: &Ui,
+) {
+    for leftover in journal::dead_runs(root) {
+        journal::clear(&leftover, client, server, topology, ui);
+    }
+    crate::engine::restore::clear_dead_restores(root, client, server, topology, ui);
+}
+
+/// The data behind a lock even if a thread panicked while holding it: the undo log must still
+/// be usable for the cleanup.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The collections to back up: `--all`, the named ones (all must exist), or AI Memory's five
-/// (absent ones skipped with a note).
-fn choose_collections(args: &BackupArgs, on_server: &[String], ui: &Ui) -> Outcome<Vec<String>> {
-    let available = || {
-        if on_server.is_empty() {
-            "no collections".to_string()
-        } else {
-            on_server.join(", ")
-        }
-    };
-    if args.all {
-        if on_server.is_empty() {
-            return Err(BackupError::NothingToBackUp {
-                wanted: "every collection (--all)".into(),
-                available: available(),
-            })
-            .or_exit(Exit::Failed);
-        }
-        return Ok(on_server.to_vec());
-    }
-    if !args.collections.is_empty() {
-        // Each name once, in the order given (a repeated name would be backed up twice).
-        let mut names: Vec<String> = Vec::new();
-        for name in &args.collections {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        let missing: Vec<String> = names
-            .iter()
-            .filter(|n| !on_server.contains(n))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            return Err(BackupError::UnknownCollections {
-                names: missing,
-                available: available(),
-            })
-            .or_exit(Exit::Failed);
-        }
-        return Ok(names);
-    }
-    let (present, absent): (Vec<&str>, Vec<&str>) = AI_MEMORY_COLLECTIONS
-        .iter()
-        .partition(|n| on_server.iter().any(|s| s == *n));
-    for name in &absent {
-        ui.note(&format!("{name}: not on the server, skipped"));
-    }
-    if present.is_empty() {
-        return Err(BackupError::NothingToBackUp {
-            wanted: AI_MEMORY_COLLECTIONS.join(", "),
-            available: available(),
-        })
-        .or_exit(Exit::Failed);
-    }
-    Ok(present.into_iter().map(str::to_string).collect())
-}
-
 /// The chosen names, each checked as a file name: they come from the server.
-fn safe_names(names: &[String], server: &str) -> Outcome<Vec<SafeName>> {
+fn safe_names(names: &[String], server: &str) -> Backed<Vec<SafeName>> {
     names
         .iter()
         .map(|name| {
-            SafeName::new(name)
-                .map_err(|name| BackupError::UnsafeServerName {
-                    server: server.to_string(),
-                    name,
-                })
-                .or_exit(Exit::Failed)
+            SafeName::new(name).map_err(|name| BackupError::UnsafeServerName {
+                server: server.to_string(),
+                name,
+            })
         })
         .collect()
 }
 
+/// Plans the backup of the collections `names` (from the server `client` talks to): each
+/// name checked as a file name, its schema read and its snapshot size estimated, and the
+/// whole selection checked to fit one manifest. `cluster`: shard by shard from every peer.
+pub fn plan(client: &Client, names: &[String], cluster: bool) -> Backed<Vec<Planned>> {
+    let names = safe_names(names, client.display_url())?;
+    let planned = plan_each(client, &names, cluster)?;
+    fits_one_manifest(&planned)?;
+    Ok(planned)
+}
+
 /// Reads each collection's schema and estimates its snapshot size.
-fn plan(client: &Client, names: &[SafeName], cluster: bool) -> Outcome<Vec<Planned>> {
+fn plan_each(client: &Client, names: &[SafeName], cluster: bool) -> Backed<Vec<Planned>> {
     names
         .iter()
         .map(|name| {
             let info = client
                 .collection_info(name)
-                .map_err(|e| collection_failure(name, e))?;
-            let fingerprint = Fingerprint::from_collection_info(&info)
-                .map_err(|e| collection_error(name, e))
-                .or_exit(Exit::Failed)?;
+                .map_err(|e| collection_error(name, e))?;
+            let fingerprint =
+                Fingerprint::from_collection_info(&info).map_err(|e| collection_error(name, e))?;
             // Older servers or restricted keys may not answer this: then there is nothing to check.
             // A cluster's collections are backed up shard by shard from every peer.
             if !cluster && let Ok(placement) = client.collection_cluster(name) {
@@ -676,8 +521,7 @@ fn plan(client: &Client, names: &[SafeName], cluster: bool) -> Outcome<Vec<Plann
                     return Err(BackupError::Distributed {
                         collection: name.to_string(),
                         shards,
-                    })
-                    .or_exit(Exit::Failed);
+                    });
                 }
             }
             // `points_count` is approximate: fine for an estimate, not for the manifest.
@@ -698,14 +542,13 @@ fn plan(client: &Client, names: &[SafeName], cluster: bool) -> Outcome<Vec<Plann
 /// Refuses, before any snapshot is taken, a selection whose manifest aimem could not read
 /// back: more than [`MAX_BACKUP_COLLECTIONS`], or schemas that together exceed what a manifest
 /// may hold. The written manifest is checked again (see [`write_backup`]).
-fn fits_one_manifest(planned: &[Planned]) -> Outcome {
+fn fits_one_manifest(planned: &[Planned]) -> Backed {
     let too_many = |reason: String| {
         Err(BackupError::TooManyCollections {
             count: planned.len(),
             reason,
             limit: MAX_BACKUP_COLLECTIONS,
         })
-        .or_exit(Exit::Failed)
     };
     if planned.len() > MAX_BACKUP_COLLECTIONS {
         return too_many(format!("one backup takes at most {MAX_BACKUP_COLLECTIONS}"));
@@ -749,22 +592,40 @@ fn fits_one_manifest(planned: &[Planned]) -> Outcome {
 }
 
 /// Creates the backup root if needed and returns it absolute.
-fn prepare_root(output: &Utf8Path) -> Result<Utf8PathBuf, BackupError> {
-    let repo = LocalRepo::prepare(output).map_err(|source| BackupError::Folder {
+pub fn prepare_root(output: &Utf8Path) -> Result<Utf8PathBuf, BackupError> {
+    let repo = LocalRepo::prepare(output).map_err(|source| BackupError::Preparing {
         path: output.to_owned(),
         source,
     })?;
     Ok(repo.path().to_owned())
 }
 
+/// Fails with exit 3 unless `root`'s filesystem has twice the estimated size of `planned` and
+/// `logs` free. Returns the free bytes.
+pub fn check_estimate(
+    root: &Utf8Path,
+    planned: &[Planned],
+    logs: &[(Utf8PathBuf, String)],
+) -> Backed<u64> {
+    let log_bytes: u64 = logs
+        .iter()
+        .filter_map(|(path, _)| path.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let estimate = planned.iter().map(|p| p.estimate).sum::<u64>() + log_bytes;
+    check_space(
+        root,
+        estimate,
+        "The backup is estimated from each collection's vectors and points; aimem wants twice that free.",
+    )
+}
+
 /// Fails with exit 3 unless `root`'s filesystem has twice `needed` free. Returns the free bytes.
-fn check_space(root: &Utf8Path, needed: u64, why: &str) -> Outcome<u64> {
-    let free = disk::free_space(root)
-        .map_err(|source| BackupError::Folder {
-            path: root.to_owned(),
-            source,
-        })
-        .or_exit(Exit::Failed)?;
+fn check_space(root: &Utf8Path, needed: u64, why: &str) -> Backed<u64> {
+    let free = disk::free_space(root).map_err(|source| BackupError::Preparing {
+        path: root.to_owned(),
+        source,
+    })?;
     let wanted = needed.saturating_mul(2);
     if free < wanted {
         return Err(BackupError::DiskSpace {
@@ -772,123 +633,53 @@ fn check_space(root: &Utf8Path, needed: u64, why: &str) -> Outcome<u64> {
             needed: human_size(wanted),
             available: human_size(free),
             why: why.to_string(),
-        })
-        .or_exit(Exit::InsufficientSpace);
+        });
     }
     Ok(free)
 }
 
 /// The failure for a stop requested while a worker ran.
-fn interrupted<T>(exit: Exit) -> Outcome<T> {
-    Err(BackupError::Interrupted).or_exit(exit)
+fn interrupted<T>(by: Exit) -> Backed<T> {
+    Err(BackupError::Interrupted { by })
 }
 
-fn stopped(stop: &StopFlag) -> Outcome {
+/// Fails with the signal's status once a signal asked the run to stop.
+pub fn stopped(stop: &StopFlag) -> Backed {
     match stop.requested() {
-        Some(exit) => Err(BackupError::Interrupted).or_exit(exit),
+        Some(by) => Err(BackupError::Interrupted { by }),
         None => Ok(()),
     }
+}
+
+/// What has gone into the staging folder so far: each file's checksum line and their sizes.
+#[derive(Default)]
+struct Files {
+    checksums: Vec<Entry>,
+    total_size: u64,
 }
 
 /// Builds the whole backup in staging and renames it into place. Returns the manifest and the
 /// total size of the files written.
 fn write_backup(
     cx: &Context,
-    args: &BackupArgs,
     planned: &[Planned],
     logs: &[(Utf8PathBuf, String)],
     final_dir: &Utf8Path,
     qdrant_version: Option<String>,
     undo: &Mutex<Undo>,
-) -> Outcome<(Manifest, u64, Utf8PathBuf)> {
+) -> Backed<Written> {
     let final_name = final_dir.file_name().unwrap_or("backup");
-    let folder_error = |path: &Utf8Path, source| BackupError::Folder {
-        path: path.to_owned(),
-        source,
-    };
-    let stage = SafeName::new(final_name)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
-        .and_then(|name| LocalRepo::new(cx.root).begin(&name))
-        .map_err(|e| folder_error(cx.root, e))
-        .or_write_exit(Exit::Failed)?;
+    let stage = begin_staging(cx, final_name, undo)?;
     let staging = stage.location().to_owned();
-    lock(undo).staging = Some(staging.clone());
-    lock(undo).journal = Some(
-        journal::Journal::create(&staging, &cx.server, &cx.identity)
-            .map_err(|e| folder_error(&staging, e))
-            .or_exit(Exit::Failed)?,
-    );
-    let snapshot_dir = staging.join(SNAPSHOT_DIR);
-    layout::create_private_dir(&snapshot_dir)
-        .map_err(|e| folder_error(&snapshot_dir, e))
-        .or_write_exit(Exit::Failed)?;
-
-    let mut checksums: Vec<Entry> = Vec::new();
-    let mut collections = BTreeMap::new();
-    let mut total_size = 0u64;
-    // In the order planned, whatever order they finished in: the checksums file lists them so.
-    for (name, entry) in pipeline::back_up_collections(cx, args, planned, &snapshot_dir, undo)? {
-        total_size += entry.size_bytes;
-        match &entry.backup {
-            crate::manifest::CollectionBackup::Shards(cluster) => {
-                checksums.extend(cluster.shards.iter().map(|s| Entry {
-                    sha256: s.sha256.clone(),
-                    path: s.file.clone(),
-                }))
-            }
-            crate::manifest::CollectionBackup::Snapshot { file } => checksums.push(Entry {
-                sha256: entry.sha256.clone().unwrap_or_default(),
-                path: format!("{SNAPSHOT_DIR}/{file}"),
-            }),
-        }
-        collections.insert(name, entry);
-    }
+    let mut files = Files::default();
+    let collections = collections_into(cx, planned, &staging, undo, &mut files)?;
 
     stopped(cx.stop)?;
     cx.ui.blank();
-    cx.ui.step("Backing up config files...");
-    let copied = files::copy_config_files(cx.install, &*stage)
-        .map_err(|(file, source)| BackupError::Config {
-            file,
-            install: cx.install.to_owned(),
-            source,
-        })
-        .or_write_exit(Exit::ConfigOrRestoreFailed)?;
-    if copied.is_empty() {
-        cx.ui
-            .note(&format!("no config files found under {}", cx.install));
-    }
-    let mut config_files = Vec::new();
-    for (name, copy) in copied {
-        cx.ui.ok(&name);
-        total_size += copy.size;
-        checksums.push(copy.checksum);
-        config_files.push(name);
-    }
-    lock(cx.report).config_files = config_files.clone();
-
-    if args.include_logs {
+    let config_files = config_files_into(cx, &*stage, &mut files)?;
+    if cx.options.include_logs {
         stopped(cx.stop)?;
-        cx.ui.step("Backing up logs...");
-        for (source, relative) in logs {
-            let relative = format!("{LOGS_DIR}/{relative}");
-            if checksums::check_relative(&relative).is_err() {
-                cx.ui.warn(&format!(
-                    "skipped {source}: its name cannot be listed in CHECKSUMS.sha256"
-                ));
-                continue;
-            }
-            let copy = files::copy_private(source, &*stage, &relative)
-                .map_err(|source| BackupError::Config {
-                    file: relative.clone(),
-                    install: cx.install.to_owned(),
-                    source,
-                })
-                .or_write_exit(Exit::ConfigOrRestoreFailed)?;
-            total_size += copy.size;
-            checksums.push(copy.checksum);
-        }
-        cx.ui.ok(&format!("{} log files", logs.len()));
+        logs_into(cx, &*stage, logs, &mut files)?;
     }
 
     let mut manifest = Manifest {
@@ -898,7 +689,7 @@ fn write_backup(
         qdrant_port: cx.endpoint.port,
         collections,
         config_files,
-        includes_logs: args.include_logs,
+        includes_logs: cx.options.include_logs,
         runtime_flags: files::runtime_flags(cx.install),
         aimem_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         qdrant_version,
@@ -907,33 +698,7 @@ fn write_backup(
     if let Some(cluster) = shards::cluster_record(cx.topology) {
         manifest.set_cluster(&cluster);
     }
-    let write_error = |source| BackupError::Folder {
-        path: staging.clone(),
-        source,
-    };
-    let checked = manifest
-        .checked_json()
-        .map_err(|unreadable| BackupError::TooManyCollections {
-            count: manifest.collections.len(),
-            reason: unreadable.reason,
-            limit: MAX_BACKUP_COLLECTIONS,
-        })
-        .or_exit(Exit::Failed)?;
-    repo::write_file(&*stage, MANIFEST_FILE, checked.as_str().as_bytes())
-        .map_err(write_error)
-        .or_write_exit(Exit::Failed)?;
-    let (manifest_sha, manifest_size) = checksums::hash_reader(checked.as_str().as_bytes())
-        .map_err(write_error)
-        .or_exit(Exit::Failed)?;
-    checksums.push(Entry {
-        sha256: manifest_sha,
-        path: MANIFEST_FILE.to_string(),
-    });
-    let listed = checksums::render(&checksums);
-    repo::write_file(&*stage, checksums::CHECKSUMS_FILE, listed.as_bytes())
-        .map_err(write_error)
-        .or_write_exit(Exit::Failed)?;
-    total_size += manifest_size;
+    manifest_into(&manifest, &*stage, &mut files)?;
 
     stopped(cx.stop)?;
     lock(undo).hand_on_leftover_snapshots(
@@ -946,17 +711,176 @@ fn write_backup(
     );
     let journal = lock(undo).journal.take();
     if let Some(journal) = journal {
-        journal
-            .finish()
-            .map_err(write_error)
-            .or_exit(Exit::Failed)?;
+        journal.finish().map_err(|source| BackupError::Preparing {
+            path: staging.clone(),
+            source,
+        })?;
     }
-    let final_dir = stage
-        .commit()
-        .map_err(write_error)
-        .or_write_exit(Exit::Failed)?;
+    let final_dir = stage.commit().map_err(|source| BackupError::Folder {
+        path: staging.clone(),
+        source,
+    })?;
     lock(undo).staging = None;
-    Ok((manifest, total_size, final_dir))
+    Ok(Written {
+        manifest,
+        total_size: files.total_size,
+        folder: final_dir,
+    })
+}
+
+/// Creates the staging folder for `final_name` in the root, its journal and its snapshot
+/// folder, each recorded in `undo`.
+fn begin_staging(
+    cx: &Context,
+    final_name: &str,
+    undo: &Mutex<Undo>,
+) -> Backed<Box<dyn repo::Staging>> {
+    let stage = SafeName::new(final_name)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+        .and_then(|name| LocalRepo::new(cx.root).begin(&name))
+        .map_err(|source| BackupError::Folder {
+            path: cx.root.to_owned(),
+            source,
+        })?;
+    let staging = stage.location().to_owned();
+    lock(undo).staging = Some(staging.clone());
+    lock(undo).journal = Some(
+        journal::Journal::create(&staging, &cx.server, &cx.identity).map_err(|source| {
+            BackupError::Preparing {
+                path: staging.clone(),
+                source,
+            }
+        })?,
+    );
+    let snapshot_dir = staging.join(SNAPSHOT_DIR);
+    layout::create_private_dir(&snapshot_dir).map_err(|source| BackupError::Folder {
+        path: snapshot_dir,
+        source,
+    })?;
+    Ok(stage)
+}
+
+/// Backs up every planned collection into the staging folder's snapshot folder; returns their
+/// manifest entries.
+fn collections_into(
+    cx: &Context,
+    planned: &[Planned],
+    staging: &Utf8Path,
+    undo: &Mutex<Undo>,
+    files: &mut Files,
+) -> Backed<BTreeMap<String, CollectionEntry>> {
+    let snapshot_dir = staging.join(SNAPSHOT_DIR);
+    let mut collections = BTreeMap::new();
+    // In the order planned, whatever order they finished in: the checksums file lists them so.
+    for (name, entry) in pipeline::back_up_collections(cx, planned, &snapshot_dir, undo)? {
+        files.total_size += entry.size_bytes;
+        match &entry.backup {
+            crate::manifest::CollectionBackup::Shards(cluster) => {
+                files.checksums.extend(cluster.shards.iter().map(|s| Entry {
+                    sha256: s.sha256.clone(),
+                    path: s.file.clone(),
+                }))
+            }
+            crate::manifest::CollectionBackup::Snapshot { file } => files.checksums.push(Entry {
+                sha256: entry.sha256.clone().unwrap_or_default(),
+                path: format!("{SNAPSHOT_DIR}/{file}"),
+            }),
+        }
+        collections.insert(name, entry);
+    }
+    Ok(collections)
+}
+
+/// Copies the install's config files into the staging folder; returns their names.
+fn config_files_into(
+    cx: &Context,
+    stage: &dyn repo::Staging,
+    files: &mut Files,
+) -> Backed<Vec<String>> {
+    cx.ui.step("Backing up config files...");
+    let copied = files::copy_config_files(cx.install, stage).map_err(|(file, source)| {
+        BackupError::Config {
+            file,
+            install: cx.install.to_owned(),
+            source,
+        }
+    })?;
+    if copied.is_empty() {
+        cx.ui
+            .note(&format!("no config files found under {}", cx.install));
+    }
+    let mut config_files = Vec::new();
+    for (name, copy) in copied {
+        cx.ui.ok(&name);
+        files.total_size += copy.size;
+        files.checksums.push(copy.checksum);
+        config_files.push(name);
+    }
+    cx.progress.config_files_copied(&config_files);
+    Ok(config_files)
+}
+
+/// Copies the log files into the staging folder's logs folder (one whose name the checksums
+/// file cannot list is skipped with a warning).
+fn logs_into(
+    cx: &Context,
+    stage: &dyn repo::Staging,
+    logs: &[(Utf8PathBuf, String)],
+    files: &mut Files,
+) -> Backed {
+    cx.ui.step("Backing up logs...");
+    for (source, relative) in logs {
+        let relative = format!("{LOGS_DIR}/{relative}");
+        if checksums::check_relative(&relative).is_err() {
+            cx.ui.warn(&format!(
+                "skipped {source}: its name cannot be listed in CHECKSUMS.sha256"
+            ));
+            continue;
+        }
+        let copy = files::copy_private(source, stage, &relative).map_err(|source| {
+            BackupError::Config {
+                file: relative.clone(),
+                install: cx.install.to_owned(),
+                source,
+            }
+        })?;
+        files.total_size += copy.size;
+        files.checksums.push(copy.checksum);
+    }
+    cx.ui.ok(&format!("{} log files", logs.len()));
+    Ok(())
+}
+
+/// Writes the manifest (refused unless aimem can read it back) and the checksums file, which
+/// lists every file written, the manifest last.
+fn manifest_into(manifest: &Manifest, stage: &dyn repo::Staging, files: &mut Files) -> Backed {
+    let staging = stage.location();
+    let write_error = |source| BackupError::Folder {
+        path: staging.to_owned(),
+        source,
+    };
+    let checked =
+        manifest
+            .checked_json()
+            .map_err(|unreadable| BackupError::TooManyCollections {
+                count: manifest.collections.len(),
+                reason: unreadable.reason,
+                limit: MAX_BACKUP_COLLECTIONS,
+            })?;
+    repo::write_file(stage, MANIFEST_FILE, checked.as_str().as_bytes()).map_err(write_error)?;
+    let (manifest_sha, manifest_size) = checksums::hash_reader(checked.as_str().as_bytes())
+        .map_err(|source| BackupError::Preparing {
+            path: staging.to_owned(),
+            source,
+        })?;
+    files.checksums.push(Entry {
+        sha256: manifest_sha,
+        path: MANIFEST_FILE.to_string(),
+    });
+    let listed = checksums::render(&files.checksums);
+    repo::write_file(stage, checksums::CHECKSUMS_FILE, listed.as_bytes()).map_err(write_error)?;
+    files.total_size += manifest_size;
+    Ok(())
 }
 
 /// Snapshot, download, verify and clean up one collection; returns its manifest entry and
@@ -964,14 +888,13 @@ fn write_backup(
 /// is not synced yet: the caller must sync it before the backup is published.
 fn backup_collection(
     cx: &Context,
-    args: &BackupArgs,
     collection: &Planned,
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
     durability: snapshot::Durability,
-) -> Outcome<(CollectionEntry, CollectionReport)> {
+) -> Backed<(CollectionEntry, CollectionDone)> {
     if cx.topology.is_cluster() {
-        return shards::backup_collection(cx, args, collection, snapshot_dir, undo);
+        return shards::backup_collection(cx, collection, snapshot_dir, undo);
     }
     let name = &collection.name;
     let site = Site::Collection(name.as_str());
@@ -1014,7 +937,8 @@ fn backup_collection(
             description.clone(),
             target.clone(),
         );
-        let (method, retry, ui, stop) = (cx.method, args.retry, cx.ui.clone(), cx.stop.clone());
+        let (method, retry, ui, stop) =
+            (cx.method, cx.options.retry, cx.ui.clone(), cx.stop.clone());
         worker::interruptible(cx.stop, move || {
             let site = Site::Collection(name.as_str());
             let download = snapshot::Download {
@@ -1043,7 +967,7 @@ fn backup_collection(
             false
         }
     };
-    let report = CollectionReport {
+    let report = CollectionDone {
         name: name.to_string(),
         records,
         records_max,
@@ -1067,19 +991,17 @@ fn backup_collection(
 }
 
 /// The collection's schema fingerprint as the server reports it now.
-fn live_fingerprint(cx: &Context, name: &str) -> Outcome<Fingerprint> {
+fn live_fingerprint(cx: &Context, name: &str) -> Backed<Fingerprint> {
     let info = cx
         .client
         .collection_info(name)
-        .map_err(|e| collection_failure(name, e))?;
-    Fingerprint::from_collection_info(&info)
-        .map_err(|e| collection_error(name, e))
-        .or_exit(Exit::Failed)
+        .map_err(|e| collection_error(name, e))?;
+    Fingerprint::from_collection_info(&info).map_err(|e| collection_error(name, e))
 }
 
 /// Captures `site`'s snapshot on the server this run talks to, in its turn. A stop requested
 /// meanwhile ends the run once Qdrant has answered (the cleanup deletes what it made).
-fn capture(cx: &Context, site: Site<&str>, tracker: &Here) -> Outcome<take::Captured> {
+fn capture(cx: &Context, site: Site<&str>, tracker: &Here) -> Backed<take::Captured> {
     let turn = concurrent::take_turn(&cx.lock_keys, site, cx.stop, cx.ui).or_else(interrupted)?;
     let captured = cx
         .method
@@ -1090,33 +1012,27 @@ fn capture(cx: &Context, site: Site<&str>, tracker: &Here) -> Outcome<take::Capt
 }
 
 /// The failure of a site's snapshot work for collection `name` (`journal`: the folder named
-/// when its journal cannot be written). A stop ends the run with the signal's status; a full
-/// disk, whichever layer noticed it, is the documented disk-space exit.
-fn site_failure(cx: &Context, name: &str, failure: SiteFailure, journal: &Utf8Path) -> Failure {
-    let fail = |error: BackupError, exit| Failure::new(exit, miette::Report::new(error));
+/// when its journal cannot be written). A stop ends the run with the signal's status.
+fn site_failure(cx: &Context, name: &str, failure: SiteFailure, journal: &Utf8Path) -> BackupError {
     match failure {
         SiteFailure::Qdrant(QdrantError::Interrupted)
         | SiteFailure::Download(snapshot::DownloadError::Qdrant(QdrantError::Interrupted)) => {
             // The transfer ended because a signal arrived: stop with the signal's status.
             match stopped(cx.stop) {
-                Err(failure) => failure,
-                Ok(()) => fail(BackupError::Interrupted, Exit::Interrupted),
+                Err(stop) => stop,
+                Ok(()) => BackupError::Interrupted {
+                    by: Exit::Interrupted,
+                },
             }
         }
         SiteFailure::Qdrant(e) | SiteFailure::Download(snapshot::DownloadError::Qdrant(e)) => {
-            collection_failure(name, e)
+            collection_error(name, e)
         }
-        SiteFailure::Download(e) if e.is_out_of_space() => {
-            fail(collection_error(name, e), Exit::InsufficientSpace)
-        }
-        SiteFailure::Download(e) => fail(collection_error(name, e), Exit::Failed),
-        SiteFailure::Journal(source) => fail(
-            BackupError::Folder {
-                path: journal.to_owned(),
-                source,
-            },
-            Exit::Failed,
-        ),
+        SiteFailure::Download(e) => collection_error(name, e),
+        SiteFailure::Journal(source) => BackupError::Preparing {
+            path: journal.to_owned(),
+            source,
+        },
     }
 }
 
@@ -1182,29 +1098,61 @@ mod tests {
     #[test]
     fn a_full_disk_while_writing_the_backup_exits_with_the_disk_space_status() {
         let full = || std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
-        let folder = Err::<(), _>(BackupError::Folder {
+        let folder = BackupError::Folder {
             path: "x".into(),
             source: full(),
-        });
-        let config = Err::<(), _>(BackupError::Config {
+        };
+        let config = BackupError::Config {
             file: ".env".into(),
             install: "i".into(),
             source: full(),
-        });
-        let denied = Err::<(), _>(BackupError::Folder {
+        };
+        let denied = BackupError::Folder {
             path: "x".into(),
             source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-        });
-        let exit = |r: Outcome| r.unwrap_err().exit;
-        assert_eq!(
-            exit(folder.or_write_exit(Exit::Failed)),
-            Exit::InsufficientSpace
+        };
+        let config_denied = BackupError::Config {
+            file: ".env".into(),
+            install: "i".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(folder.exit_status(), Exit::InsufficientSpace);
+        assert_eq!(config.exit_status(), Exit::InsufficientSpace);
+        assert_eq!(denied.exit_status(), Exit::Failed);
+        assert_eq!(config_denied.exit_status(), Exit::ConfigOrRestoreFailed);
+    }
+
+    #[test]
+    fn the_journal_and_the_root_fail_with_status_2_even_on_a_full_disk() {
+        let full = std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        let preparing = BackupError::Preparing {
+            path: "x".into(),
+            source: full,
+        };
+        assert_eq!(preparing.exit_status(), Exit::Failed);
+    }
+
+    #[test]
+    fn a_collection_fails_with_the_status_its_cause_means() {
+        let unreachable = collection_error(
+            "c",
+            QdrantError::Unreachable {
+                url: "http://localhost:6333".into(),
+                detail: "refused".into(),
+            },
         );
-        assert_eq!(
-            exit(config.or_write_exit(Exit::ConfigOrRestoreFailed)),
-            Exit::InsufficientSpace
+        assert_eq!(unreachable.exit_status(), Exit::BackupConnectionFailed);
+        let mismatch = collection_error(
+            "c",
+            snapshot::DownloadError::Mismatch {
+                detail: "size".into(),
+            },
         );
-        assert_eq!(exit(denied.or_write_exit(Exit::Failed)), Exit::Failed);
+        assert_eq!(mismatch.exit_status(), Exit::Failed);
+        let stopped = BackupError::Interrupted {
+            by: Exit::Terminated,
+        };
+        assert_eq!(stopped.exit_status(), Exit::Terminated);
     }
 
     #[test]
@@ -1213,6 +1161,5 @@ mod tests {
             (SNAPSHOT_DIR, CONFIG_DIR, LOGS_DIR),
             ("qdrant", "config", "logs")
         );
-        assert_eq!(AI_MEMORY_COLLECTIONS.len(), 5);
     }
 }

@@ -20,32 +20,29 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::snapshot::Durability;
 use super::undo::Undo;
 use super::{
-    BackupArgs, BackupError, CollectionEntry, CollectionReport, Context, OrWriteExit, Planned,
-    backup_collection, lock, stopped,
+    Backed, BackupError, CollectionDone, CollectionEntry, Context, Planned, backup_collection,
+    lock, stopped,
 };
-use crate::exit::Exit;
-use crate::failure::{Failure, Outcome};
 use crate::ui::human_size;
 
 /// The default `--jobs`, chosen from `bench/transfer.sh`.
 pub const DEFAULT_JOBS: u8 = 3;
 
-/// Backs up every planned collection, `args.jobs` at a time, and returns (name, manifest
+/// Backs up every planned collection, `--jobs` at a time, and returns (name, manifest
 /// entry) in the planned order. `--json`'s collections are reported in that order too.
 pub(super) fn back_up_collections(
     cx: &Context,
-    args: &BackupArgs,
     planned: &[Planned],
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
-) -> Outcome<Vec<(String, CollectionEntry)>> {
-    let jobs = usize::from(args.jobs).clamp(1, planned.len().max(1));
+) -> Backed<Vec<(String, CollectionEntry)>> {
+    let jobs = usize::from(cx.options.jobs).clamp(1, planned.len().max(1));
     if jobs == 1 {
-        return one_at_a_time(cx, args, planned, snapshot_dir, undo);
+        return one_at_a_time(cx, planned, snapshot_dir, undo);
     }
     let next = AtomicUsize::new(0);
-    let first_failure: Mutex<Option<Failure>> = Mutex::new(None);
-    let finished: Vec<Mutex<Option<(CollectionEntry, CollectionReport)>>> =
+    let first_failure: Mutex<Option<BackupError>> = Mutex::new(None);
+    let finished: Vec<Mutex<Option<(CollectionEntry, CollectionDone)>>> =
         planned.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         let (to_sync, syncing) = mpsc::channel::<Utf8PathBuf>();
@@ -75,7 +72,6 @@ pub(super) fn back_up_collections(
                     let job = caught(&collection.name, || {
                         backup_collection(
                             cx,
-                            args,
                             collection,
                             snapshot_dir,
                             undo,
@@ -124,7 +120,7 @@ pub(super) fn back_up_collections(
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((entry, report)) = result {
-            lock(cx.report).collections.push(report);
+            cx.progress.collection_done(report);
             done.push((collection.name.to_string(), entry));
         }
     }
@@ -138,11 +134,7 @@ pub(super) fn back_up_collections(
     if done.len() != planned.len() {
         // Every job ran to success (no failure, no signal), so this cannot happen; should it,
         // a backup missing a collection must not be published.
-        return Err(Failure::msg(
-            Exit::Failed,
-            "not every collection was backed up",
-            "Run the backup again.",
-        ));
+        return Err(BackupError::Incomplete);
     }
     Ok(done)
 }
@@ -150,26 +142,18 @@ pub(super) fn back_up_collections(
 /// `--jobs 1`: one collection after another, exactly as before `--jobs` existed.
 fn one_at_a_time(
     cx: &Context,
-    args: &BackupArgs,
     planned: &[Planned],
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
-) -> Outcome<Vec<(String, CollectionEntry)>> {
+) -> Backed<Vec<(String, CollectionEntry)>> {
     let mut done = Vec::with_capacity(planned.len());
     for collection in planned {
         stopped(cx.stop)?;
         cx.ui.step(&format!("Backing up {}...", collection.name));
         let (entry, report) = caught(&collection.name, || {
-            backup_collection(
-                cx,
-                args,
-                collection,
-                snapshot_dir,
-                undo,
-                Durability::SyncedNow,
-            )
+            backup_collection(cx, collection, snapshot_dir, undo, Durability::SyncedNow)
         })?;
-        lock(cx.report).collections.push(report);
+        cx.progress.collection_done(report);
         cx.ui.ok(&format!(
             "{} records, snapshot created ({})",
             entry.records,
@@ -183,37 +167,36 @@ fn one_at_a_time(
 /// Runs one collection's job. A panic (a bug in aimem) fails that collection like any other
 /// error instead of unwinding past the cleanup, which then still deletes the run's server
 /// snapshots and staging folder (the undo log's lock survives it, see [`lock`]).
-fn caught<T>(collection: &str, job: impl FnOnce() -> Outcome<T>) -> Outcome<T> {
+fn caught<T>(collection: &str, job: impl FnOnce() -> Backed<T>) -> Backed<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|_| {
-        Err(Failure::msg(
-            Exit::Failed,
-            format!("backing up `{collection}` failed: aimem hit an internal error (above)"),
-            "Run the backup again; if it happens again, report the message above.",
-        ))
+        Err(BackupError::Panicked {
+            collection: collection.to_string(),
+        })
     })
 }
 
 /// Syncs a downloaded snapshot file to the disk; a full disk fails with the disk-space status.
-fn sync_file(path: &Utf8Path) -> Result<(), Failure> {
+fn sync_file(path: &Utf8Path) -> Backed {
     std::fs::File::open(path)
         .and_then(|file| file.sync_all())
         .map_err(|source| BackupError::Folder {
             path: path.to_owned(),
             source,
         })
-        .or_write_exit(Exit::Failed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::Exit;
+    use crate::failure::ExitStatus;
 
     #[test]
     fn a_panicking_job_fails_its_collection_instead_of_unwinding() {
-        let outcome: Outcome<()> = caught("notes", || panic!("a bug"));
+        let outcome: Backed<()> = caught("notes", || panic!("a bug"));
         let failure = outcome.expect_err("a failure");
-        assert_eq!(failure.exit, Exit::Failed);
-        assert!(format!("{:?}", failure.report).contains("`notes`"));
+        assert_eq!(failure.exit_status(), Exit::Failed);
+        assert!(failure.to_string().contains("`notes`"));
         assert_eq!(caught("notes", || Ok(7)).ok(), Some(7));
     }
 }

@@ -19,12 +19,8 @@ use super::site::Site;
 use super::snapshot::{self, Downloaded, Durability};
 use super::take::{Method, SiteFailure, Tracker};
 use super::undo::{Pending, Undo};
-use super::{
-    BackupError, CollectionReport, Context, Planned, collection_error, collection_failure, stopped,
-};
+use super::{Backed, BackupError, CollectionDone, Context, Planned, collection_error, stopped};
 use crate::engine::peers::Topology;
-use crate::exit::Exit;
-use crate::failure::{OrExit, Outcome};
 use crate::manifest::CollectionEntry;
 use crate::manifest::cluster::{
     ClusterRecord, CollectionCluster, PeerRecord, ReplicaRecord, ShardKey, ShardRecord, shard_file,
@@ -239,11 +235,10 @@ pub fn cluster_record(topology: &Topology) -> Option<ClusterRecord> {
 /// `snapshot_file`.
 pub(super) fn backup_collection(
     cx: &Context,
-    args: &super::BackupArgs,
     collection: &Planned,
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
-) -> Outcome<(CollectionEntry, CollectionReport)> {
+) -> Backed<(CollectionEntry, CollectionDone)> {
     let name = &collection.name;
     let started = Instant::now();
     let topology = cx.topology;
@@ -252,7 +247,7 @@ pub(super) fn backup_collection(
         let view = peer
             .client
             .collection_cluster_view(name)
-            .map_err(|e| collection_failure(name, e))?;
+            .map_err(|e| collection_error(name, e))?;
         if view.peer_id != peer.peer_id {
             return Err(collection_error(
                 name,
@@ -265,22 +260,17 @@ pub(super) fn backup_collection(
                         view.peer_id
                     ),
                 },
-            ))
-            .or_exit(Exit::Failed);
+            ));
         }
         views.push(view);
     }
-    let shards = placement(name, &views)
-        .map_err(|e| collection_error(name, e))
-        .or_exit(Exit::Failed)?;
-    let sources = choose_sources(name, &shards)
-        .map_err(|e| collection_error(name, e))
-        .or_exit(Exit::Failed)?;
+    let shards = placement(name, &views).map_err(|e| collection_error(name, e))?;
+    let sources = choose_sources(name, &shards).map_err(|e| collection_error(name, e))?;
 
     let info = cx
         .client
         .collection_info(name)
-        .map_err(|e| collection_failure(name, e))?;
+        .map_err(|e| collection_error(name, e))?;
     let params = info.pointer("/config/params");
     let param = |key: &str, default: u64| {
         params
@@ -303,7 +293,7 @@ pub(super) fn backup_collection(
             // are all of them: every key has at least one shard.
             let listed = match cx.client.shard_keys(name) {
                 Err(e) if e.status() == Some(404) => Vec::new(),
-                listed => listed.map_err(|e| collection_failure(name, e))?,
+                listed => listed.map_err(|e| collection_error(name, e))?,
             };
             keys_in_creation_order(&listed, &shards)
         }
@@ -311,12 +301,10 @@ pub(super) fn backup_collection(
     };
 
     let dir = snapshot_dir.join(name.as_str());
-    crate::manifest::layout::create_private_dir(&dir)
-        .map_err(|source| BackupError::Folder {
-            path: dir.clone(),
-            source,
-        })
-        .or_exit(Exit::Failed)?;
+    crate::manifest::layout::create_private_dir(&dir).map_err(|source| BackupError::Preparing {
+        path: dir.clone(),
+        source,
+    })?;
 
     let Consistent {
         taken,
@@ -329,7 +317,7 @@ pub(super) fn backup_collection(
         name,
         &shard_keys,
         Scope::Shards,
-        || take_shards(cx, args, name, &sources, &dir, undo),
+        || take_shards(cx, name, &sources, &dir, undo),
         |taken| drop_files(&dir, &taken),
     )?;
 
@@ -372,7 +360,7 @@ pub(super) fn backup_collection(
         shards: records_shards,
         key_records,
     };
-    let report = CollectionReport {
+    let report = CollectionDone {
         name: name.to_string(),
         records,
         records_max,
@@ -410,12 +398,11 @@ fn drop_files(dir: &Utf8Path, taken: &BTreeMap<u32, (u64, Downloaded)>) {
 /// snapshot made; on any failure it deletes them too.
 fn take_shards(
     cx: &Context,
-    args: &super::BackupArgs,
     name: &SafeName,
     sources: &BTreeMap<u32, u64>,
     dir: &Utf8Path,
     undo: &Mutex<Undo>,
-) -> Outcome<BTreeMap<u32, (u64, Downloaded)>> {
+) -> Backed<BTreeMap<u32, (u64, Downloaded)>> {
     let mut per_peer: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for (&shard, &peer) in sources {
         per_peer.entry(peer).or_default().push(shard);
@@ -436,7 +423,7 @@ fn take_shards(
             dir: dir.to_owned(),
             ui: cx.ui.clone(),
             stop: cx.stop.clone(),
-            retry: args.retry,
+            retry: cx.options.retry,
             events: events.clone(),
             gate: Arc::clone(&gate),
         };
