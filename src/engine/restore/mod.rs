@@ -19,6 +19,7 @@ mod replicas;
 mod report;
 mod rollback;
 mod shards;
+mod sources;
 
 use std::io::IsTerminal;
 
@@ -29,13 +30,9 @@ use thiserror::Error;
 
 use crate::engine::peers::{LockKeys, Topology};
 use crate::exit::Exit;
-use crate::failure::{Failure, OrExit, Outcome};
-use crate::fingerprint::{Fingerprint, FingerprintError};
-use crate::manifest::checksums::{self, Entry};
-use crate::manifest::layout::{self, SNAPSHOT_DIR};
-use crate::manifest::legacy;
+use crate::failure::{ExitStatus, Outcome};
+use crate::manifest::layout;
 use crate::manifest::{MANIFEST_FILE, Manifest};
-use crate::names::SafeName;
 use crate::qdrant::{Client, Timeouts, collection_path, encode_segment};
 use crate::settings::{ConnectionArgs, InstallArgs, seconds};
 use crate::shell::{self, CommandLine};
@@ -45,6 +42,7 @@ use crate::ui::{Ui, human_size, throughput};
 use config::ConfigFile;
 use plan::{Action, Planned, Refusal, Source, VersionCheck};
 use rollback::{Copies, ShardCopies, Undo, Unrestored};
+use sources::{SourceError, SourceOptions};
 
 pub(crate) use journal::{clear_dead_restores, dead_restores, describe as describe_dead_restore};
 
@@ -138,9 +136,46 @@ pub struct RestoreArgs {
     pub jobs: u8,
 }
 
-/// What went wrong, worded for the person who has to fix it.
+/// What went wrong, worded for the person who has to fix it. Each variant means one exit
+/// status ([`ExitStatus`]); a source error is wrapped as it is, so its words and code show.
 #[derive(Debug, Error, Diagnostic)]
 enum RestoreError {
+    /// The manifest cannot be read (exit 2).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Manifest(crate::manifest::ManifestError),
+
+    /// A backup file cannot be trusted or read (exit 2; a bad target name, 1).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Source(SourceError),
+
+    /// The server did not answer the first requests (exit 3).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Connect(crate::qdrant::QdrantError),
+
+    /// The cluster's peers could not be reached or checked (exit 3).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Peers(crate::engine::peers::PeerError),
+
+    /// Another run holds the server or a collection (exit 2).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Locked(lock::LockError),
+
+    /// A collection's state could not be read: the server out of reach is exit 3, anything
+    /// else 2.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Plan(plan::PlanError),
+
+    /// The journal of what the restore makes could not be created, before any change (exit 2).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Journal(act::StepError),
+
     #[error("{0}")]
     #[diagnostic(
         code(aimem::restore::no_backup),
@@ -167,97 +202,6 @@ enum RestoreError {
     )]
     UnknownCollection { name: String, available: String },
 
-    #[error("checksum verification failed; nothing was uploaded:\n{problems}")]
-    #[diagnostic(
-        code(aimem::restore::checksum),
-        help(
-            "The backup is damaged or was modified. Use an intact backup. If the drift is known to be \
-             benign (a filesystem quirk), re-run with --skip-checksum-verify."
-        )
-    )]
-    Checksums { problems: String },
-
-    #[error("cannot read CHECKSUMS.sha256")]
-    #[diagnostic(
-        code(aimem::restore::checksum),
-        help(
-            "A backup folder holds CHECKSUMS.sha256 beside manifest.json. Re-run with --skip-checksum-verify to restore without it."
-        )
-    )]
-    ChecksumFile {
-        #[source]
-        #[diagnostic_source]
-        source: checksums::ChecksumsError,
-    },
-
-    #[error(
-        "{file} is missing, but {reason}: it was removed after the backup was written; nothing was uploaded",
-        file = checksums::CHECKSUMS_FILE
-    )]
-    #[diagnostic(
-        code(aimem::restore::checksums_removed),
-        help(
-            "Without its checksums file nothing proves the snapshots are the ones backed up: the backup was \
-             tampered with or damaged. Use another backup (`aimem list --verify` shows which verify). Only \
-             backups of the Python scripts before v2.4.1 (no schema fingerprints) come without one. If you \
-             know how the file was lost and trust the snapshots, --skip-checksum-verify restores without it."
-        )
-    )]
-    ChecksumsRemoved { reason: String },
-
-    #[error(
-        "the backup records no schema fingerprint, and its snapshots fail the checks that stand in for one; nothing was uploaded:\n{problems}"
-    )]
-    #[diagnostic(
-        code(aimem::restore::legacy_damaged),
-        help(
-            "Without a fingerprint (backups of the Python scripts before v2.4.1) aimem checks what it can: \
-             that each snapshot is a whole Qdrant snapshot (a tar holding the collection's config.json) \
-             and, when the backup has no CHECKSUMS.sha256, that its size matches the manifest. These \
-             failed: the backup is damaged. Use another backup."
-        )
-    )]
-    LegacyDamaged { problems: String },
-
-    #[error("the snapshot of `{collection}` is missing: {path}")]
-    #[diagnostic(
-        code(aimem::restore::missing_snapshot),
-        help("The backup is incomplete. Use another backup.")
-    )]
-    SnapshotMissing {
-        collection: String,
-        path: Utf8PathBuf,
-    },
-
-    #[error("the snapshot of `{collection}` cannot be read: {source}")]
-    #[diagnostic(
-        code(aimem::restore::unreadable_snapshot),
-        help("Only a regular file inside the backup folder is uploaded. Use another backup.")
-    )]
-    SnapshotUnreadable {
-        collection: String,
-        source: std::io::Error,
-    },
-
-    #[error("{what} is a symbolic link: {path}")]
-    #[diagnostic(
-        code(aimem::restore::link),
-        help(
-            "aimem restores only the backup's own files and never follows links in a backup folder. \
-             Replace the link with the file itself (and check it against CHECKSUMS.sha256)."
-        )
-    )]
-    Link { what: String, path: Utf8PathBuf },
-
-    #[error("the manifest's schema for `{collection}` is damaged")]
-    #[diagnostic(code(aimem::restore::schema))]
-    BadSchema {
-        collection: String,
-        #[source]
-        #[diagnostic_source]
-        source: FingerprintError,
-    },
-
     #[error("restore refused: {count} problem(s) found before anything was changed")]
     #[diagnostic(code(aimem::restore::refused))]
     Refused {
@@ -282,7 +226,7 @@ enum RestoreError {
         code(aimem::interrupted),
         help("Run the restore again when convenient.")
     )]
-    Interrupted,
+    Interrupted(Signal),
 
     #[error(
         "the restore failed and was rolled back; the server is as it was before:\n{rolled_back}"
@@ -293,6 +237,8 @@ enum RestoreError {
         #[source]
         #[diagnostic_source]
         cause: act::StepError,
+        /// The signal that stopped the restore, if one did: its status, not 4.
+        signal: Option<Signal>,
     },
 
     #[error("the pre-restore snapshot could not be saved; nothing was changed")]
@@ -301,6 +247,8 @@ enum RestoreError {
         #[source]
         #[diagnostic_source]
         cause: act::StepError,
+        /// The signal that stopped the restore, if one did: its status, not 2 or 3.
+        signal: Option<Signal>,
     },
 
     #[error("the restore failed AND its rollback failed:\n{failures}")]
@@ -312,6 +260,66 @@ enum RestoreError {
         #[diagnostic_source]
         cause: act::StepError,
     },
+}
+
+/// The signal that stopped a restore (SIGINT 130, SIGTERM 143).
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl Signal {
+    /// The signal that arrived, if one did.
+    fn requested(stop: &StopFlag) -> Option<Signal> {
+        stop.requested().map(|exit| match exit {
+            Exit::Terminated => Signal::Terminate,
+            _ => Signal::Interrupt,
+        })
+    }
+
+    fn exit(self) -> Exit {
+        match self {
+            Signal::Interrupt => Exit::Interrupted,
+            Signal::Terminate => Exit::Terminated,
+        }
+    }
+}
+
+impl ExitStatus for RestoreError {
+    fn exit_status(&self) -> Exit {
+        use RestoreError as E;
+        match self {
+            E::NoBackup(_)
+            | E::UnknownCollection { .. }
+            | E::NoTerminal { .. }
+            | E::Declined
+            | E::Source(SourceError::BadTarget(_)) => Exit::InvalidArguments,
+            E::Connect(_) | E::Peers(_) => Exit::ConnectionFailed,
+            E::Plan(e) if e.is_connection_problem() => Exit::ConnectionFailed,
+            E::Manifest(_)
+            | E::Source(_)
+            | E::Locked(_)
+            | E::Plan(_)
+            | E::Journal(_)
+            | E::PrerestoreFolder { .. }
+            | E::Refused { .. } => Exit::Failed,
+            E::Interrupted(signal) => signal.exit(),
+            E::NotSaved {
+                signal: Some(signal),
+                ..
+            }
+            | E::RolledBack {
+                signal: Some(signal),
+                ..
+            } => signal.exit(),
+            // No room for the pre-restore copy is the documented disk-space status (3).
+            E::NotSaved { cause, .. } if cause.is_out_of_space() => Exit::InsufficientSpace,
+            E::NotSaved { .. } => Exit::Failed,
+            E::RolledBack { .. } => Exit::ConfigOrRestoreFailed,
+            E::RollbackFailed { .. } => Exit::RollbackFailed,
+        }
+    }
 }
 
 pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
@@ -355,7 +363,7 @@ fn restore(
     // Held until the restore ends, from before the collections' state is read.
     let targets: Vec<&str> = backup.sources.iter().map(|s| s.target.as_str()).collect();
     let _locks = lock::take(&server.lock_keys, &server.key, &targets, args.dry_run, ui)
-        .or_exit(Exit::Failed)?;
+        .map_err(RestoreError::Locked)?;
 
     // 5. Plan, then show it.
     let Backup {
@@ -406,8 +414,8 @@ fn restore(
 
 /// Nothing changed yet: a signal ends the restore here.
 fn interrupted(stop: &StopFlag) -> Outcome {
-    match stop.requested() {
-        Some(exit) => Err(RestoreError::Interrupted).or_exit(exit),
+    match Signal::requested(stop) {
+        Some(signal) => Err(RestoreError::Interrupted(signal).into()),
         None => Ok(()),
     }
 }
@@ -422,8 +430,7 @@ fn backup_folder(args: &RestoreArgs) -> Outcome<Utf8PathBuf> {
         .unwrap_or(root);
     // A folder that is not there is an argument error (exit 1), as for verify and diff-schema.
     let backup = crate::repo::locate::resolve(&args.dir, &root)
-        .map_err(|unresolved| RestoreError::NoBackup(unresolved.to_string()))
-        .or_exit(Exit::InvalidArguments)?;
+        .map_err(|unresolved| RestoreError::NoBackup(unresolved.to_string()))?;
     Ok(backup.location().to_owned())
 }
 
@@ -439,20 +446,27 @@ struct Backup {
 /// checked instead), and opens every file to restore.
 fn read_backup(dir: &Utf8Path, args: &RestoreArgs, ui: &Ui) -> Outcome<Backup> {
     ui.step("Verifying backup...");
-    let manifest = Manifest::read(dir).or_exit(Exit::Failed)?;
+    let manifest = Manifest::read(dir).map_err(RestoreError::Manifest)?;
     ui.ok(&format!("{MANIFEST_FILE} valid"));
     ui.fact("Backup date", &manifest.backup_date);
     ui.fact("Version", &manifest.ai_memory_version);
     ui.blank();
     let selected = select(&manifest, args)?;
-    let (listed, legacy_without_checksums) = read_checksums(dir, args, &manifest, &selected, ui)?;
-    let sources = sources(
+    let options = SourceOptions {
+        skip_checksum_verify: args.skip_checksum_verify,
+        target_name: args.target_name.as_deref(),
+    };
+    let (listed, legacy_without_checksums) =
+        sources::read_checksums(dir, options, &manifest, &selected, ui)
+            .map_err(RestoreError::Source)?;
+    let sources = sources::sources(
         dir,
         &selected,
-        args,
+        options,
         listed.as_deref(),
         legacy_without_checksums,
-    )?;
+    )
+    .map_err(RestoreError::Source)?;
     for source in &sources {
         let shown = match &source.entry.backup {
             crate::manifest::CollectionBackup::Shards(cluster) => format!(
@@ -477,46 +491,6 @@ fn read_backup(dir: &Utf8Path, args: &RestoreArgs, ui: &Ui) -> Outcome<Backup> {
         config_files,
         config_skipped,
     })
-}
-
-/// The backup's CHECKSUMS.sha256, verified against every file to restore (unless
-/// `--skip-checksum-verify`), and whether the backup is a legacy one that has none.
-fn read_checksums(
-    dir: &Utf8Path,
-    args: &RestoreArgs,
-    manifest: &Manifest,
-    selected: &[&crate::manifest::CollectionEntry],
-    ui: &Ui,
-) -> Outcome<(Option<Vec<Entry>>, bool)> {
-    if args.skip_checksum_verify {
-        ui.warn("checksum verification skipped (--skip-checksum-verify)");
-        return Ok((checksums::read(dir).ok(), false));
-    }
-    match checksums::read(dir) {
-        Ok(entries) => {
-            let meter = ui.hash_meter(&format!("hashing {}", dir.file_name().unwrap_or("")));
-            let checked =
-                checksums::observed(meter.clone(), || verify_checksums(dir, &entries, selected));
-            let (bytes, took) = meter.done();
-            checked?;
-            ui.ok(&format!("checksums match: {}", throughput(bytes, took)));
-            Ok((Some(entries), false))
-        }
-        // The Python scripts write no checksums file: such a backup is taken on the checks
-        // it allows; one that should have the file and lacks it is refused.
-        Err(source) if legacy::is_absent(&source) => {
-            legacy::without_checksums(manifest)
-                .map_err(|reason| RestoreError::ChecksumsRemoved { reason })
-                .or_exit(Exit::Failed)?;
-            ui.warn(&format!(
-                "this backup carries no checksums (no {}, as the Python scripts write it): \
-                 corruption cannot be detected; only each snapshot's size and archive are checked",
-                checksums::CHECKSUMS_FILE
-            ));
-            Ok((None, true))
-        }
-        Err(source) => Err(RestoreError::ChecksumFile { source }).or_exit(Exit::Failed),
-    }
 }
 
 /// The server restored into, as reached and named.
@@ -551,11 +525,11 @@ fn connect(
         ..Timeouts::default()
     };
     let client = ConnectionArgs::client(endpoint, timeouts);
-    let server = client.server_info().or_exit(Exit::ConnectionFailed)?;
-    client.list_collections().or_exit(Exit::ConnectionFailed)?;
+    let server = client.server_info().map_err(RestoreError::Connect)?;
+    client.list_collections().map_err(RestoreError::Connect)?;
     // A cluster's peers are reached and checked as for a backup, before anything else.
-    let topology = crate::engine::peers::discover(&client, &args.peers)
-        .map_err(|e| Failure::new(Exit::ConnectionFailed, miette::Report::new(e)))?;
+    let topology =
+        crate::engine::peers::discover(&client, &args.peers).map_err(RestoreError::Peers)?;
     let version = server.version.unwrap_or_else(|| "unknown".to_string());
     report.server = Some(client.display_url().to_string());
     report.qdrant_version = Some(version.clone());
@@ -597,13 +571,8 @@ fn plan_all(
     }
     let mut plans = Vec::new();
     for source in sources {
-        let planned = plan::plan_one(&server.client, &server.topology, source).map_err(|e| {
-            let exit = match e.is_connection_problem() {
-                true => Exit::ConnectionFailed,
-                false => Exit::Failed,
-            };
-            Failure::new(exit, miette::Report::new(e))
-        })?;
+        let planned =
+            plan::plan_one(&server.client, &server.topology, source).map_err(RestoreError::Plan)?;
         plans.push(planned);
     }
     if let Topology::Cluster { peers } = &server.topology {
@@ -638,8 +607,8 @@ fn plan_all(
         return Err(RestoreError::Refused {
             count: refusals.len(),
             reasons: refusals,
-        })
-        .or_exit(Exit::Failed);
+        }
+        .into());
     }
     Ok(plans)
 }
@@ -694,8 +663,7 @@ fn confirmed(
     }
     if let Some(what) = &overwrites {
         if !args.force && !terminal {
-            return Err(RestoreError::NoTerminal { what: what.clone() })
-                .or_exit(Exit::InvalidArguments);
+            return Err(RestoreError::NoTerminal { what: what.clone() }.into());
         }
     }
     if let (Some(what), false) = (&overwrites, args.force) {
@@ -710,8 +678,7 @@ fn confirmed(
 /// stops here, before any change.
 fn prerestore_folder(dir: &Utf8Path, ui: &Ui) -> Outcome<Utf8PathBuf> {
     crate::workspace::prerestore_home(dir, ui)
-        .map_err(|reason| RestoreError::PrerestoreFolder { reason })
-        .or_exit(Exit::Failed)
+        .map_err(|reason| RestoreError::PrerestoreFolder { reason }.into())
 }
 
 /// Restores the planned collections and config files, every change recorded first; after a
@@ -753,8 +720,7 @@ fn act_on(
     let mut undo = Undo {
         journal: Some(
             journal::RestoreJournal::create(&server.key, &server.identity, ui)
-                .map_err(|source| act::StepError::Journal { source })
-                .or_exit(Exit::Failed)?,
+                .map_err(|source| RestoreError::Journal(act::StepError::Journal { source }))?,
         ),
         ..Undo::default()
     };
@@ -796,7 +762,7 @@ fn act_on(
             &mut report.rollback,
         );
         report.settle();
-        return Err(failure);
+        return Err(failure.into());
     }
     undo.discard_saved(client, ui);
     report.restored();
@@ -820,266 +786,10 @@ fn select<'m>(
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", "),
-            })
-            .or_exit(Exit::InvalidArguments),
+            }
+            .into()),
         },
     }
-}
-
-/// Every listed file must match, and every snapshot to restore must be listed.
-fn verify_checksums(
-    dir: &Utf8Path,
-    entries: &[Entry],
-    selected: &[&crate::manifest::CollectionEntry],
-) -> Outcome {
-    let mut problems: Vec<String> = checksums::check_all(dir, entries)
-        .iter()
-        .map(|p| format!("  {p}"))
-        .collect();
-    for entry in selected {
-        let paths = match &entry.backup {
-            crate::manifest::CollectionBackup::Shards(cluster) => {
-                shards::shard_paths(&entry.name, cluster)
-            }
-            crate::manifest::CollectionBackup::Snapshot { file } => vec![snapshot_path(file)],
-        };
-        for path in paths {
-            if !entries.iter().any(|e| e.path == path) {
-                problems.push(format!(
-                    "  {path}: not listed in {}",
-                    checksums::CHECKSUMS_FILE
-                ));
-            }
-        }
-    }
-    if !entries.iter().any(|e| e.path == MANIFEST_FILE) {
-        problems.push(format!(
-            "  {MANIFEST_FILE}: not listed in {}",
-            checksums::CHECKSUMS_FILE
-        ));
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(RestoreError::Checksums {
-            problems: problems.join("\n"),
-        })
-        .or_exit(Exit::Failed)
-    }
-}
-
-/// The first symbolic link among the components of `relative` under `dir` (the file itself
-/// or a folder on the way), if any.
-pub(crate) fn symlink_in(dir: &Utf8Path, relative: &str) -> Option<Utf8PathBuf> {
-    let mut path = dir.to_owned();
-    for part in Utf8Path::new(relative).components() {
-        path.push(part);
-        if path
-            .symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_symlink())
-        {
-            return Some(path);
-        }
-    }
-    None
-}
-
-fn snapshot_path(file: &str) -> String {
-    format!("{SNAPSHOT_DIR}/{file}")
-}
-
-/// Each selected collection with its snapshot file, verified digest, schema and target name.
-/// Without a fingerprint, the schema the snapshot itself holds is read (and must be there);
-/// `legacy_without_checksums` adds the size check a backup without checksums allows.
-fn sources(
-    dir: &Utf8Path,
-    selected: &[&crate::manifest::CollectionEntry],
-    args: &RestoreArgs,
-    listed: Option<&[Entry]>,
-    legacy_without_checksums: bool,
-) -> Outcome<Vec<Source>> {
-    let mut damaged = Vec::new();
-    let sources: Vec<Source> = selected
-        .iter()
-        .map(|entry| {
-            let snapshot_file = match &entry.backup {
-                crate::manifest::CollectionBackup::Shards(cluster) => {
-                    return cluster_source(dir, entry, cluster, args, listed);
-                }
-                crate::manifest::CollectionBackup::Snapshot { file } => file,
-            };
-            let relative = snapshot_path(snapshot_file);
-            let snapshot = dir.join(&relative);
-            if checksums::check_relative(&relative).is_err() || !snapshot.is_file() {
-                return Err(RestoreError::SnapshotMissing {
-                    collection: entry.name.clone(),
-                    path: snapshot,
-                })
-                .or_exit(Exit::Failed);
-            }
-            // A link could point anywhere (and with --skip-checksum-verify nothing would
-            // notice): only the backup's own files are uploaded.
-            if let Some(link) = symlink_in(dir, &relative) {
-                return Err(RestoreError::Link {
-                    what: format!("the snapshot of `{}`", entry.name),
-                    path: link,
-                })
-                .or_exit(Exit::Failed);
-            }
-            let file = crate::manifest::confined::open(dir, &relative)
-                .map_err(|source| RestoreError::SnapshotUnreadable {
-                    collection: entry.name.clone(),
-                    source,
-                })
-                .or_exit(Exit::Failed)?;
-            let fingerprint = match &entry.schema {
-                Some(schema) => Some(
-                    Fingerprint::from_value(schema.clone())
-                        .map_err(|source| RestoreError::BadSchema {
-                            collection: entry.name.clone(),
-                            source,
-                        })
-                        .or_exit(Exit::Failed)?,
-                ),
-                None => None,
-            };
-            let verified_sha256 = match args.skip_checksum_verify {
-                true => None,
-                false => listed
-                    .and_then(|l| l.iter().find(|e| e.path == relative))
-                    .map(|e| e.sha256.clone()),
-            };
-            // Checked again here (the manifest and the argument were checked when read): the
-            // target names the local pre-restore snapshot file.
-            let target = args.target_name.as_deref().unwrap_or(&entry.name);
-            let target = SafeName::new(target).map_err(|e| {
-                Failure::msg(
-                    Exit::InvalidArguments,
-                    e.to_string(),
-                    "Choose another name.",
-                )
-            })?;
-            let mut snapshot_fingerprint = None;
-            if fingerprint.is_none() {
-                // Read from the very file that is uploaded (a clone shares the open file).
-                let checked = match legacy_without_checksums {
-                    true => legacy::check_size(entry, &file),
-                    false => Ok(()),
-                }
-                .and_then(|()| file.try_clone().map_err(|e| format!("cannot be read: {e}")))
-                .and_then(legacy::snapshot_fingerprint);
-                match checked {
-                    Ok(inside) => snapshot_fingerprint = Some(inside),
-                    Err(problem) => damaged.push(format!("  {relative}: {problem}")),
-                }
-            }
-            Ok(Source {
-                entry: (*entry).clone(),
-                target,
-                snapshot,
-                file: std::sync::Arc::new(file),
-                verified_sha256,
-                fingerprint,
-                snapshot_fingerprint,
-                cluster: None,
-            })
-        })
-        .collect::<Outcome<_>>()?;
-    if !damaged.is_empty() {
-        return Err(RestoreError::LegacyDamaged {
-            problems: damaged.join("\n"),
-        })
-        .or_exit(Exit::Failed);
-    }
-    Ok(sources)
-}
-
-/// A cluster backup's collection: every shard file opened (none through a link), its schema
-/// and target. `file` is its first shard file.
-fn cluster_source(
-    dir: &Utf8Path,
-    entry: &crate::manifest::CollectionEntry,
-    cluster: &crate::manifest::cluster::CollectionCluster,
-    args: &RestoreArgs,
-    listed: Option<&[Entry]>,
-) -> Outcome<Source> {
-    for relative in shards::shard_paths(&entry.name, cluster) {
-        if let Some(link) = symlink_in(dir, &relative) {
-            return Err(RestoreError::Link {
-                what: format!("a shard file of `{}`", entry.name),
-                path: link,
-            })
-            .or_exit(Exit::Failed);
-        }
-    }
-    let listed = match args.skip_checksum_verify {
-        true => None,
-        false => listed,
-    };
-    let opened = shards::open(dir, &entry.name, cluster, listed).map_err(|(path, source)| {
-        match source.kind() {
-            std::io::ErrorKind::NotFound => Failure::new(
-                Exit::Failed,
-                miette::Report::new(RestoreError::SnapshotMissing {
-                    collection: entry.name.clone(),
-                    path,
-                }),
-            ),
-            _ => Failure::new(
-                Exit::Failed,
-                miette::Report::new(RestoreError::SnapshotUnreadable {
-                    collection: entry.name.clone(),
-                    source,
-                }),
-            ),
-        }
-    })?;
-    let Some(first) = opened.shards.first() else {
-        return Err(RestoreError::SnapshotMissing {
-            collection: entry.name.clone(),
-            path: dir.join(SNAPSHOT_DIR).join(&entry.name),
-        })
-        .or_exit(Exit::Failed);
-    };
-    let file = first
-        .file
-        .try_clone()
-        .map_err(|source| RestoreError::SnapshotUnreadable {
-            collection: entry.name.clone(),
-            source,
-        })
-        .or_exit(Exit::Failed)?;
-    let Some(schema) = &entry.schema else {
-        return Err(Failure::msg(
-            Exit::Failed,
-            format!("the cluster backup of `{}` records no schema", entry.name),
-            "A cluster backup always records its schema: this manifest is damaged. Use another backup.",
-        ));
-    };
-    let fingerprint = Fingerprint::from_value(schema.clone())
-        .map_err(|source| RestoreError::BadSchema {
-            collection: entry.name.clone(),
-            source,
-        })
-        .or_exit(Exit::Failed)?;
-    let target = args.target_name.as_deref().unwrap_or(&entry.name);
-    let target = SafeName::new(target).map_err(|e| {
-        Failure::msg(
-            Exit::InvalidArguments,
-            e.to_string(),
-            "Choose another name.",
-        )
-    })?;
-    Ok(Source {
-        entry: entry.clone(),
-        target,
-        snapshot: dir.join(SNAPSHOT_DIR).join(&entry.name),
-        file: std::sync::Arc::new(file),
-        verified_sha256: None,
-        fingerprint: Some(fingerprint),
-        snapshot_fingerprint: None,
-        cluster: Some(std::sync::Arc::new(opened)),
-    })
 }
 
 fn show_plan(
@@ -1176,9 +886,9 @@ fn confirm(what: &str) -> Outcome {
         // reports as an interrupted read (and raises SIGINT, which may end aimem first with the
         // same status). Either way nothing was changed and the status is the signal's.
         Err(dialoguer::Error::IO(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
-            Err(RestoreError::Interrupted).or_exit(Exit::Interrupted)
+            Err(RestoreError::Interrupted(Signal::Interrupt).into())
         }
-        _ => Err(RestoreError::Declined).or_exit(Exit::InvalidArguments),
+        _ => Err(RestoreError::Declined.into()),
     }
 }
 
@@ -1190,20 +900,17 @@ fn roll_back(
     undo: &mut Undo,
     cause: act::StepError,
     outcome: &mut Option<report::Rollback>,
-) -> Failure {
-    let stop = cx.stop;
+) -> RestoreError {
     let touched = report::Rollback::before(undo);
     cx.ui.blank();
     if cause.is_prerestore() && undo.changed_nothing() {
         // Only the pre-restore snapshot itself is to clean up: the restore is refused before
         // any change, like any other refusal.
         undo.discard_saved(cx.client, cx.ui);
-        // No room for the pre-restore copy is the documented disk-space status (3).
-        let exit = stop.requested().unwrap_or(match cause.is_out_of_space() {
-            true => Exit::InsufficientSpace,
-            false => Exit::Failed,
-        });
-        return Failure::new(exit, miette::Report::new(RestoreError::NotSaved { cause }));
+        return RestoreError::NotSaved {
+            cause,
+            signal: Signal::requested(cx.stop),
+        };
     }
     cx.ui.warn(&format!("restore failed: {cause}"));
     for (collection, path) in undo.kept() {
@@ -1226,14 +933,12 @@ fn roll_back(
                 true => "  nothing had been changed yet".to_string(),
                 false => lines(&rolled.done),
             };
-            let exit = match (&cause, stop.requested()) {
-                (_, Some(signal)) => signal,
-                _ => Exit::ConfigOrRestoreFailed,
-            };
-            Failure::new(
-                exit,
-                miette::Report::new(RestoreError::RolledBack { rolled_back, cause }),
-            )
+            RestoreError::RolledBack {
+                rolled_back,
+                cause,
+                // A signal during the rollback counts too.
+                signal: Signal::requested(cx.stop),
+            }
         }
         false => {
             let mut failures = rolled
@@ -1245,14 +950,11 @@ fn roll_back(
             if !rolled.done.is_empty() {
                 failures.push_str(&format!("\nput back:\n{}", lines(&rolled.done)));
             }
-            Failure::new(
-                Exit::RollbackFailed,
-                miette::Report::new(RestoreError::RollbackFailed {
-                    failures,
-                    recovery: recovery_help(url, undo),
-                    cause,
-                }),
-            )
+            RestoreError::RollbackFailed {
+                failures,
+                recovery: recovery_help(url, undo),
+                cause,
+            }
         }
     };
     *outcome = Some(report::Rollback::of(&rolled, undo, touched));
