@@ -165,17 +165,14 @@ impl ExitStatus for RestoreError {
     fn exit_status(&self) -> Exit {
         use RestoreError as E;
         match self {
-            E::NoBackup(_)
-            | E::UnknownCollection { .. }
-            | E::NoTerminal { .. }
-            | E::Declined
-            | E::Source(SourceError::BadTarget(_)) => Exit::InvalidArguments,
+            E::NoBackup(_) | E::UnknownCollection { .. } | E::NoTerminal { .. } | E::Declined => {
+                Exit::InvalidArguments
+            }
+            E::Source(e) => e.exit_status(),
+            E::Plan(e) => e.exit_status(),
             E::Connect(_) | E::Peers(_) => Exit::ConnectionFailed,
-            E::Plan(e) if e.is_connection_problem() => Exit::ConnectionFailed,
             E::Manifest(_)
-            | E::Source(_)
             | E::Locked(_)
-            | E::Plan(_)
             | E::Journal(_)
             | E::PrerestoreFolder { .. }
             | E::Refused { .. } => Exit::Failed,

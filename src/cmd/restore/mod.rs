@@ -29,7 +29,7 @@ use crate::manifest::{MANIFEST_FILE, Manifest};
 use crate::qdrant::{Client, Timeouts};
 use crate::settings::{ConnectionArgs, InstallArgs, seconds};
 use crate::signals::StopFlag;
-use crate::ui::{Ui, human_size, throughput};
+use crate::ui::{Ui, human_size};
 
 use error::{RestoreError, Signal};
 use rollback::roll_back;
@@ -191,25 +191,7 @@ fn restore(
         stop,
         report,
     )?;
-    ui.blank();
-    ui.rule();
-    ui.success("Restore complete");
-    ui.blank();
-    let restored_bytes = plans.iter().map(|p| shards::size(&p.source)).sum();
-    ui.fact("Took", &throughput(restored_bytes, started.elapsed()));
-    ui.fact("Collections restored", &plans.len().to_string());
-    ui.fact(
-        "Total records",
-        &plans
-            .iter()
-            .map(|p| p.source.entry.records)
-            .sum::<u64>()
-            .to_string(),
-    );
-    if !config_files.is_empty() {
-        ui.fact("Config files restored", &config_files.len().to_string());
-    }
-    ui.rule();
+    show::summary(ui, &plans, &config_files, started.elapsed());
     Ok(())
 }
 

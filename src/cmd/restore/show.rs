@@ -1,9 +1,10 @@
-//! What the restore shows before it acts: the plan, and the question before overwriting.
+//! What the restore shows: the plan, the question before overwriting, and the summary at the end.
 
 use crate::engine::restore::config::{ConfigFile, Skipped};
 use crate::engine::restore::plan::{Action, Planned};
+use crate::engine::restore::shards;
 use crate::failure::Outcome;
-use crate::ui::Ui;
+use crate::ui::{Ui, throughput};
 
 use super::error::{RestoreError, Signal};
 
@@ -105,4 +106,32 @@ pub(super) fn confirm(what: &str) -> Outcome {
         }
         _ => Err(RestoreError::Declined.into()),
     }
+}
+
+/// The summary of a restore that completed.
+pub(super) fn summary(
+    ui: &Ui,
+    plans: &[Planned],
+    config_files: &[ConfigFile],
+    took: std::time::Duration,
+) {
+    ui.blank();
+    ui.rule();
+    ui.success("Restore complete");
+    ui.blank();
+    let restored_bytes = plans.iter().map(|p| shards::size(&p.source)).sum();
+    ui.fact("Took", &throughput(restored_bytes, took));
+    ui.fact("Collections restored", &plans.len().to_string());
+    ui.fact(
+        "Total records",
+        &plans
+            .iter()
+            .map(|p| p.source.entry.records)
+            .sum::<u64>()
+            .to_string(),
+    );
+    if !config_files.is_empty() {
+        ui.fact("Config files restored", &config_files.len().to_string());
+    }
+    ui.rule();
 }

@@ -6,6 +6,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use miette::Diagnostic;
 use thiserror::Error;
 
+use crate::exit::Exit;
+use crate::failure::ExitStatus;
 use crate::fingerprint::{Fingerprint, FingerprintError};
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::cluster::CollectionCluster;
@@ -131,6 +133,15 @@ pub enum SourceError {
     #[error("{0}")]
     #[diagnostic(help("Choose another name."))]
     BadTarget(UnsafeName),
+}
+
+impl ExitStatus for SourceError {
+    fn exit_status(&self) -> Exit {
+        match self {
+            SourceError::BadTarget(_) => Exit::InvalidArguments,
+            _ => Exit::Failed,
+        }
+    }
 }
 
 /// The backup's CHECKSUMS.sha256, verified against every file to restore (unless
