@@ -92,7 +92,7 @@ pub fn plan(
             ));
             continue;
         };
-        if let Some(link) = super::symlink_in(backup, &relative) {
+        if let Some(link) = super::sources::symlink_in(backup, &relative) {
             skipped.push(skip(&format!(
                 "{link} is a symbolic link; aimem does not follow links in a backup"
             )));

@@ -560,6 +560,15 @@ impl PlanError {
     }
 }
 
+impl crate::failure::ExitStatus for PlanError {
+    fn exit_status(&self) -> crate::exit::Exit {
+        match self.is_connection_problem() {
+            true => crate::exit::Exit::ConnectionFailed,
+            false => crate::exit::Exit::Failed,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
