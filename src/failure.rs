@@ -59,14 +59,3 @@ impl<E: ExitStatus> From<E> for Failure {
         Failure::new(error.exit_status(), Report::new(error))
     }
 }
-
-/// Attaches an exit status to any diagnostic error.
-pub trait OrExit<T> {
-    fn or_exit(self, exit: Exit) -> Outcome<T>;
-}
-
-impl<T, E: Diagnostic + Send + Sync + 'static> OrExit<T> for Result<T, E> {
-    fn or_exit(self, exit: Exit) -> Outcome<T> {
-        self.map_err(|e| Failure::new(exit, Report::new(e)))
-    }
-}

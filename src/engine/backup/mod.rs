@@ -1,4 +1,4 @@
-//! The machinery of `aimem backup` (the subcommand is [`crate::cmd::backup`]): snapshots of
+//! The machinery of `aimem backup` (the subcommand is `cmd::backup`): snapshots of
 //! the chosen collections, their schema fingerprints, config files and (optionally) logs, in a
 //! new dated folder that is either complete or absent.
 //!

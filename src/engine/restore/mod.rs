@@ -2,7 +2,7 @@
 //! per collection (create, overwrite or refuse, [`plan`]), the steps that act on it ([`act`],
 //! [`jobs`]), each recorded first in the [`rollback::Undo`] log and the server-side
 //! [`journal`], the checks after them ([`check`]), and the rollback. `aimem restore`
-//! ([`crate::cmd::restore`]) orders these steps and reports; nothing here parses arguments.
+//! (`cmd::restore`) orders these steps and reports; nothing here parses arguments.
 
 pub(crate) mod act;
 mod check;
