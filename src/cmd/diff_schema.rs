@@ -194,175 +194,26 @@ impl Diagnostic for DiffLine {
 
 pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
     let (left_dir, left) = load(&args.backup)?;
-    let (right_label, right_source, right) = match &args.other {
-        Some(other) => {
-            let (dir, manifest) = load(other)?;
-            (String::new(), dir.to_string(), Against::Backup(manifest))
-        }
-        None => {
-            let endpoint = args
-                .connection
-                .endpoint()
-                .map_err(crate::settings::BadEndpoint::failure)?;
-            let timeouts = Timeouts {
-                request: args.connection.request_timeout(),
-                ..Timeouts::default()
-            };
-            let client = ConnectionArgs::client(&endpoint, timeouts);
-            let names = client
-                .list_collections()
-                .map_err(DiffSchemaError::Connect)?;
-            // A cluster's layout is read from every peer, as backup reads it.
-            let topology = peers::discover(&client, &args.peers).map_err(DiffSchemaError::Peers)?;
-            ui.step(&format!("Comparing with {}", endpoint.url));
-            (
-                "live".to_string(),
-                endpoint.url.to_string(),
-                Against::Live(client, names, topology),
-            )
-        }
-    };
-    let (left_label, right_label) = match &right {
-        Against::Live(..) => ("backup".to_string(), right_label),
-        Against::Backup(_) => labels(&left_dir, Utf8Path::new(&right_source)),
-    };
-
-    let mut names: BTreeSet<String> = left.collections.keys().cloned().collect();
-    if let Against::Backup(other) = &right {
-        names.extend(other.collections.keys().cloned());
-    }
-    if let Some(only) = &args.collection {
-        if !names.contains(only) {
-            return Err(DiffSchemaError::UnknownCollection {
-                name: only.clone(),
-                held: left
-                    .collections
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }
-            .into());
-        }
-        names.retain(|n| n == only);
-    }
-
-    let mut results = Vec::new();
-    for name in &names {
-        let mine = left.collections.get(name).map(|c| c.schema.clone());
-        let result = match &right {
-            Against::Backup(other) => {
-                let theirs = other.collections.get(name).map(|c| c.schema.clone());
-                match (mine, theirs) {
-                    (Some(a), Some(b)) => {
-                        let layouts = left.collections.get(name).zip(other.collections.get(name));
-                        let layouts = layouts.and_then(|(l, r)| {
-                            layout::of_backup(l, &left).zip(layout::of_backup(r, other))
-                        });
-                        with_layout(
-                            compare(name, a, b, &left_label, &right_label),
-                            layouts,
-                            &left_label,
-                            &right_label,
-                        )
-                    }
-                    (Some(_), None) => plain(name, Status::OnlyInLeft),
-                    (None, _) => plain(name, Status::OnlyInRight),
-                }
-            }
-            Against::Live(client, on_server, topology) => {
-                let Some(mine) = mine else { continue };
-                if !on_server.contains(name) {
-                    plain(name, Status::AbsentOnServer)
-                } else {
-                    let info = client
-                        .collection_info(name)
-                        .map_err(DiffSchemaError::Live)?;
-                    let live = Fingerprint::from_collection_info(&info)
-                        .map_err(DiffSchemaError::Schema)?;
-                    let ours = left
-                        .collections
-                        .get(name)
-                        .and_then(|entry| layout::of_backup(entry, &left));
-                    let layouts = match ours {
-                        Some(ours) => Some((
-                            ours,
-                            layout::live(name, &info, topology).map_err(DiffSchemaError::Live)?,
-                        )),
-                        None => None,
-                    };
-                    with_layout(
-                        compare(
-                            name,
-                            mine,
-                            Some(live.as_value().clone()),
-                            &left_label,
-                            &right_label,
-                        ),
-                        layouts,
-                        &left_label,
-                        &right_label,
-                    )
-                }
-            }
-        };
-        results.push(result);
-    }
-
-    let differing: Vec<&CollectionResult> = results.iter().filter(|r| r.status.differs()).collect();
-    let failure = (!differing.is_empty()).then(|| SchemaDiffers {
-        count: differing.len(),
-        names: differing
-            .iter()
-            .map(|r| r.name.clone())
-            .collect::<Vec<_>>()
-            .join(", "),
-        lines: differing
-            .iter()
-            .flat_map(|r| {
-                let no_layout_difference =
-                    r.layout.as_ref().is_none_or(|l| l.differences.is_empty());
-                let status_line =
-                    (r.differences.is_empty() && no_layout_difference).then(|| DiffLine {
-                        text: format!(
-                            "{}: {}",
-                            r.name,
-                            describe_status(r.status, &left_label, &right_label)
-                        ),
-                        blocking: true,
-                    });
-                let layout_lines = r.layout.iter().flat_map(|l| {
-                    l.differences.iter().map(|d| DiffLine {
-                        text: format!("{}: {}", r.name, d.description),
-                        blocking: d.severity == "blocking",
-                    })
-                });
-                status_line
-                    .into_iter()
-                    .chain(r.differences.iter().map(|d| DiffLine {
-                        text: format!("{}: {}", r.name, d.description),
-                        blocking: d.severity == "blocking",
-                    }))
-                    .chain(layout_lines)
-            })
-            .collect(),
-    });
-
+    let right = open_right(args, ui)?;
+    let labels = Labels::of(&left_dir, &right);
+    let names = collections_to_compare(&left, &right.against, args.collection.as_deref())?;
+    let results = compare_all(&names, &left, &right.against, &labels)?;
+    let failure = schema_differs(&results, &labels);
     if args.json {
         output::json(&Comparison {
             left: Side {
-                label: left_label.clone(),
+                label: labels.left.clone(),
                 source: left_dir.to_string(),
             },
             right: Side {
-                label: right_label.clone(),
-                source: right_source,
+                label: labels.right.clone(),
+                source: right.source,
             },
             identical: failure.is_none(),
             collections: results,
         });
     } else {
-        print_report(&results, &left_label, &right_label);
+        print_report(&results, &labels.left, &labels.right);
     }
     match failure {
         None => Ok(()),
@@ -374,6 +225,232 @@ pub fn run(args: &DiffSchemaArgs, ui: &Ui) -> Outcome {
 enum Against {
     Backup(Manifest),
     Live(Client, Vec<String>, Topology),
+}
+
+/// The right-hand side, opened, with where it came from (`--json`'s `right.source`).
+struct Right {
+    against: Against,
+    /// The second backup's folder, or the server URL.
+    source: String,
+}
+
+/// Opens the second backup, or connects to the live server (and reads its collections and
+/// topology up front, so a connection problem stops before anything is compared).
+fn open_right(args: &DiffSchemaArgs, ui: &Ui) -> Outcome<Right> {
+    if let Some(other) = &args.other {
+        let (dir, manifest) = load(other)?;
+        return Ok(Right {
+            against: Against::Backup(manifest),
+            source: dir.to_string(),
+        });
+    }
+    let endpoint = args
+        .connection
+        .endpoint()
+        .map_err(crate::settings::BadEndpoint::failure)?;
+    let timeouts = Timeouts {
+        request: args.connection.request_timeout(),
+        ..Timeouts::default()
+    };
+    let client = ConnectionArgs::client(&endpoint, timeouts);
+    let names = client
+        .list_collections()
+        .map_err(DiffSchemaError::Connect)?;
+    // A cluster's layout is read from every peer, as backup reads it.
+    let topology = peers::discover(&client, &args.peers).map_err(DiffSchemaError::Peers)?;
+    ui.step(&format!("Comparing with {}", endpoint.url));
+    Ok(Right {
+        against: Against::Live(client, names, topology),
+        source: endpoint.url.to_string(),
+    })
+}
+
+/// What the two sides are called in differences and reports.
+struct Labels {
+    left: String,
+    right: String,
+}
+
+impl Labels {
+    /// `backup` and `live` against the server; two backups by their folder names, or A and B
+    /// when those are the same.
+    fn of(left_dir: &Utf8Path, right: &Right) -> Labels {
+        let (left, right) = match &right.against {
+            Against::Live(..) => ("backup".to_string(), "live".to_string()),
+            Against::Backup(_) => labels(left_dir, Utf8Path::new(&right.source)),
+        };
+        Labels { left, right }
+    }
+}
+
+/// The collections to compare, in name order: the backup's (and, against a second backup,
+/// that one's too), narrowed to `--collection`, which must name one of them.
+fn collections_to_compare(
+    left: &Manifest,
+    right: &Against,
+    only: Option<&str>,
+) -> Result<BTreeSet<String>, DiffSchemaError> {
+    let mut names: BTreeSet<String> = left.collections.keys().cloned().collect();
+    if let Against::Backup(other) = right {
+        names.extend(other.collections.keys().cloned());
+    }
+    if let Some(only) = only {
+        if !names.contains(only) {
+            return Err(DiffSchemaError::UnknownCollection {
+                name: only.to_string(),
+                held: left
+                    .collections
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        names.retain(|n| n == only);
+    }
+    Ok(names)
+}
+
+/// Compares each collection in turn; against the server, a collection only there is skipped
+/// (restore never touches it) and a read error stops the whole comparison.
+fn compare_all(
+    names: &BTreeSet<String>,
+    left: &Manifest,
+    right: &Against,
+    labels: &Labels,
+) -> Result<Vec<CollectionResult>, DiffSchemaError> {
+    let mut results = Vec::new();
+    for name in names {
+        let result = match right {
+            Against::Backup(other) => compare_backups(name, left, other, labels),
+            Against::Live(client, on_server, topology) => {
+                match compare_live(name, left, client, on_server, topology, labels)? {
+                    Some(result) => result,
+                    None => continue,
+                }
+            }
+        };
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// One collection of two backups: its fingerprints, and its layouts when both have one.
+fn compare_backups(
+    name: &str,
+    left: &Manifest,
+    other: &Manifest,
+    labels: &Labels,
+) -> CollectionResult {
+    let mine = left.collections.get(name).map(|c| c.schema.clone());
+    let theirs = other.collections.get(name).map(|c| c.schema.clone());
+    match (mine, theirs) {
+        (Some(a), Some(b)) => {
+            let layouts = left.collections.get(name).zip(other.collections.get(name));
+            let layouts = layouts
+                .and_then(|(l, r)| layout::of_backup(l, left).zip(layout::of_backup(r, other)));
+            with_layout(
+                compare(name, a, b, &labels.left, &labels.right),
+                layouts,
+                &labels.left,
+                &labels.right,
+            )
+        }
+        (Some(_), None) => plain(name, Status::OnlyInLeft),
+        (None, _) => plain(name, Status::OnlyInRight),
+    }
+}
+
+/// One collection of the backup against the live server; `None` when the backup does not
+/// hold it (it is only on the server).
+fn compare_live(
+    name: &str,
+    left: &Manifest,
+    client: &Client,
+    on_server: &[String],
+    topology: &Topology,
+    labels: &Labels,
+) -> Result<Option<CollectionResult>, DiffSchemaError> {
+    let Some(mine) = left.collections.get(name).map(|c| c.schema.clone()) else {
+        return Ok(None);
+    };
+    if !on_server.iter().any(|n| n == name) {
+        return Ok(Some(plain(name, Status::AbsentOnServer)));
+    }
+    let info = client
+        .collection_info(name)
+        .map_err(DiffSchemaError::Live)?;
+    let live = Fingerprint::from_collection_info(&info).map_err(DiffSchemaError::Schema)?;
+    let ours = left
+        .collections
+        .get(name)
+        .and_then(|entry| layout::of_backup(entry, left));
+    let layouts = match ours {
+        Some(ours) => Some((
+            ours,
+            layout::live(name, &info, topology).map_err(DiffSchemaError::Live)?,
+        )),
+        None => None,
+    };
+    Ok(Some(with_layout(
+        compare(
+            name,
+            mine,
+            Some(live.as_value().clone()),
+            &labels.left,
+            &labels.right,
+        ),
+        layouts,
+        &labels.left,
+        &labels.right,
+    )))
+}
+
+/// The error to end with when any collection differs (`None` when none does): one line per
+/// difference, or the status when a collection differs without one (only on one side, no
+/// fingerprint).
+fn schema_differs(results: &[CollectionResult], labels: &Labels) -> Option<SchemaDiffers> {
+    let differing: Vec<&CollectionResult> = results.iter().filter(|r| r.status.differs()).collect();
+    (!differing.is_empty()).then(|| SchemaDiffers {
+        count: differing.len(),
+        names: differing
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        lines: differing
+            .iter()
+            .flat_map(|r| diff_lines(r, labels))
+            .collect(),
+    })
+}
+
+/// One collection's lines in the error: its status when it has no difference to list, then
+/// its schema differences, then its layout's.
+fn diff_lines(r: &CollectionResult, labels: &Labels) -> Vec<DiffLine> {
+    let no_layout_difference = r.layout.as_ref().is_none_or(|l| l.differences.is_empty());
+    let status_line = (r.differences.is_empty() && no_layout_difference).then(|| DiffLine {
+        text: format!(
+            "{}: {}",
+            r.name,
+            describe_status(r.status, &labels.left, &labels.right)
+        ),
+        blocking: true,
+    });
+    let layout_lines = r.layout.iter().flat_map(|l| {
+        l.differences.iter().map(|d| DiffLine {
+            text: format!("{}: {}", r.name, d.description),
+            blocking: d.severity == "blocking",
+        })
+    });
+    status_line
+        .into_iter()
+        .chain(r.differences.iter().map(|d| DiffLine {
+            text: format!("{}: {}", r.name, d.description),
+            blocking: d.severity == "blocking",
+        }))
+        .chain(layout_lines)
+        .collect()
 }
 
 /// Adds the layout comparison of `layouts` (backup or left side first) to `result`: a

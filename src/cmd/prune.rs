@@ -10,11 +10,13 @@ use std::time::{Duration as StdDuration, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
+use miette::Diagnostic;
 use serde::Serialize;
+use thiserror::Error;
 use time::Duration;
 
 use crate::exit::Exit;
-use crate::failure::{Failure, Outcome};
+use crate::failure::{ExitStatus, Outcome};
 use crate::manifest::audit::Options;
 use crate::manifest::layout::{self, default_root};
 use crate::manifest::retention::{self, Policy};
@@ -93,7 +95,83 @@ struct Plan {
     incomplete_removed: Vec<String>,
 }
 
+/// Why `prune` stopped, each with its exit status.
+#[derive(Debug, Error, Diagnostic)]
+enum PruneError {
+    /// No `--keep-*` option (exit 1).
+    #[error("no retention policy given: prune would not know what to keep")]
+    #[diagnostic(help(
+        "Give at least one of --keep-last N, --keep-within DURATION, --keep-daily N, --keep-weekly N (add --dry-run to preview)."
+    ))]
+    NoPolicy,
+    /// No kept backup passes verification and `--force` was not given (exit 2).
+    #[error("not pruning: none of the {kept} backups that would be kept passes verification")]
+    #[diagnostic(help(
+        "Deleting now could leave no restorable backup. Check them with `aimem list --verify`, take a new backup, or pass --force to prune anyway."
+    ))]
+    Refused { kept: usize },
+    /// Some folders could not be deleted (exit 2).
+    #[error("could not remove: {}", .failures.join("; "))]
+    #[diagnostic(help("Check the folders' permissions and run prune again."))]
+    NotRemoved { failures: Vec<String> },
+}
+
+impl ExitStatus for PruneError {
+    fn exit_status(&self) -> Exit {
+        match self {
+            PruneError::NoPolicy => Exit::InvalidArguments,
+            PruneError::Refused { .. } | PruneError::NotRemoved { .. } => Exit::Failed,
+        }
+    }
+}
+
 pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
+    let policy = policy(args)?;
+    let root = args.root.clone().unwrap_or_else(default_root);
+    let repo = repo::at(&root);
+    let listed = locate::scan(&*repo, "prune")?;
+
+    let decision = decide(&listed, &policy, ui);
+    let stale = stale_staging(&*repo, &root, &listed, ui);
+    let verified = verify_one_kept(&*repo, &decision, ui);
+    let refused = !decision.removed.is_empty() && verified.is_none() && !args.force;
+    let mut plan = plan(args, &root, &decision, &stale, verified, refused);
+
+    if !args.json {
+        print_plan(args, &plan, &decision.removed, &stale, refused);
+    }
+    if refused {
+        if args.json {
+            output::json(&plan);
+        }
+        return Err(PruneError::Refused {
+            kept: decision.kept.len(),
+        }
+        .into());
+    }
+    if plan.verified.is_none() && !decision.removed.is_empty() {
+        ui.warn("no kept backup passes verification; pruning anyway (--force)");
+    }
+
+    let failures = if args.dry_run {
+        Vec::new()
+    } else {
+        delete_all(&*repo, &decision.removed, &stale, &mut plan, ui)
+    };
+    if args.json {
+        output::json(&plan);
+    } else {
+        print_summary(args, &plan, &decision.removed, &stale);
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(PruneError::NotRemoved { failures }.into())
+    }
+}
+
+/// The retention policy from the `--keep-*` options; at least one is required.
+fn policy(args: &PruneArgs) -> Result<Policy, PruneError> {
     let policy = Policy {
         keep_last: args.keep_last,
         keep_within: args.keep_within,
@@ -101,23 +179,27 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
         keep_weekly: args.keep_weekly,
     };
     if policy.is_empty() {
-        return Err(Failure::msg(
-            Exit::InvalidArguments,
-            "no retention policy given: prune would not know what to keep",
-            "Give at least one of --keep-last N, --keep-within DURATION, --keep-daily N, --keep-weekly N (add --dry-run to preview).",
-        ));
+        return Err(PruneError::NoPolicy);
     }
-    let root = args.root.clone().unwrap_or_else(default_root);
-    let repo = repo::at(&root);
-    let listed = locate::scan(&*repo, "prune")?;
+    Ok(policy)
+}
 
-    // Dated complete backups are candidates (newest first, as scanned); undated ones are kept.
+/// The complete backups, sorted into kept (with the reasons) and removed.
+struct Decision<'a> {
+    kept: Vec<(&'a Listed, Vec<String>)>,
+    removed: Vec<&'a Listed>,
+}
+
+/// Applies the policy to the dated complete backups (newest first, as scanned); the others
+/// are kept, each with the reason the policy does not apply to it. Warns about backups dated
+/// in the future.
+fn decide<'a>(listed: &'a [Listed], policy: &Policy, ui: &Ui) -> Decision<'a> {
     let candidates: Vec<&Listed> = listed
         .iter()
         .filter(|l| l.state.is_complete() && l.taken.is_some() && layout::is_dated(&l.name))
         .collect();
     let times: Vec<_> = candidates.iter().filter_map(|l| l.taken).collect();
-    let reasons = retention::decide(&times, &policy);
+    let reasons = retention::decide(&times, policy);
     let mut kept: Vec<(&Listed, Vec<String>)> = Vec::new();
     let mut removed: Vec<&Listed> = Vec::new();
     for (listed, why) in candidates.iter().zip(reasons) {
@@ -153,10 +235,22 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
     {
         kept.push((l, vec!["not a dated backup folder (named by hand)".into()]));
     }
+    Decision { kept, removed }
+}
+
+/// The staging folders of killed backups that can go: abandoned for over a day, leaving
+/// nothing on a server, and not held by a running backup. Warns about those that left
+/// snapshots on a server.
+fn stale_staging<'a>(
+    repo: &dyn Repo,
+    root: &Utf8Path,
+    listed: &'a [Listed],
+    ui: &Ui,
+) -> Vec<&'a Listed> {
     let now = SystemTime::now();
     // prune works offline: what killed backups left on a server is reported, and their
     // staging folders (whose journals are the only record of it) are kept for the next backup.
-    let leftovers = crate::engine::backup::journal::dead_runs(&root);
+    let leftovers = crate::engine::backup::journal::dead_runs(root);
     let on_server: Vec<&Utf8Path> = leftovers
         .iter()
         .filter(|l| l.has_server_snapshots())
@@ -172,9 +266,9 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
             )),
         }
     }
-    let stale: Vec<&Listed> = listed
+    listed
         .iter()
-        .filter(|l| l.state == State::Incomplete && staging_is_abandoned(&*repo, l, now))
+        .filter(|l| l.state == State::Incomplete && staging_is_abandoned(repo, l, now))
         .filter(|l| !on_server.contains(&l.path.as_path()))
         // A journal someone holds is a running backup, whatever its pid says (another host or
         // container sharing the folder). Dead runs' journals are held by this prune itself.
@@ -182,38 +276,50 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
             leftovers.iter().any(|d| d.staging == l.path)
                 || !crate::engine::backup::journal::is_held(&l.path)
         })
-        .collect();
+        .collect()
+}
 
-    // Protect the last good backup: something kept must pass verification.
-    let mut verified = None;
-    let mut refused = false;
-    if !removed.is_empty() {
-        for (l, _) in &kept {
-            ui.step(&format!("Verifying {} (kept)...", l.name));
-            // A legacy backup without checksums cannot be fully verified: it does not count.
-            let audited = repo
-                .open(&l.found)
-                .map(|backup| backup.audit(Options { deep: true }));
-            if audited.is_ok_and(|audit| audit.fully_verified()) {
-                verified = Some(l.name.clone());
-                break;
-            }
-        }
-        refused = verified.is_none() && !args.force;
+/// Protects the last good backup: when something is to be removed, the kept backups are
+/// verified in turn (newest first) until one passes. The name of the one that passed.
+fn verify_one_kept(repo: &dyn Repo, decision: &Decision, ui: &Ui) -> Option<String> {
+    if decision.removed.is_empty() {
+        return None;
     }
+    for (l, _) in &decision.kept {
+        ui.step(&format!("Verifying {} (kept)...", l.name));
+        // A legacy backup without checksums cannot be fully verified: it does not count.
+        let audited = repo
+            .open(&l.found)
+            .map(|backup| backup.audit(Options { deep: true }));
+        if audited.is_ok_and(|audit| audit.fully_verified()) {
+            return Some(l.name.clone());
+        }
+    }
+    None
+}
 
+/// The `--json` document; a refused prune removes nothing.
+fn plan(
+    args: &PruneArgs,
+    root: &Utf8Path,
+    decision: &Decision,
+    stale: &[&Listed],
+    verified: Option<String>,
+    refused: bool,
+) -> Plan {
     let date = |l: &Listed| {
         l.taken.and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
     };
-    let mut plan = Plan {
+    Plan {
         root: root.to_string(),
         dry_run: args.dry_run,
         refused,
-        verified: verified.clone(),
-        kept: kept
+        verified,
+        kept: decision
+            .kept
             .iter()
             .map(|(l, why)| Kept {
                 name: l.name.clone(),
@@ -224,7 +330,8 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
         removed: if refused {
             Vec::new()
         } else {
-            removed
+            decision
+                .removed
                 .iter()
                 .map(|l| Removed {
                     name: l.name.clone(),
@@ -233,89 +340,81 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
                 .collect()
         },
         incomplete_removed: stale.iter().map(|l| l.name.clone()).collect(),
+    }
+}
+
+/// One line per backup kept or (to be) removed, and per stale staging folder.
+fn print_plan(
+    args: &PruneArgs,
+    plan: &Plan,
+    removed: &[&Listed],
+    stale: &[&Listed],
+    refused: bool,
+) {
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "remove"
     };
-
-    if !args.json {
-        let verb = if args.dry_run {
-            "would remove"
+    for k in &plan.kept {
+        output::line(&format!("keep    {}  ({})", k.name, k.reasons.join(", ")));
+    }
+    for r in removed {
+        let verb = if refused {
+            "would remove (refused)"
         } else {
-            "remove"
+            verb
         };
-        for k in &plan.kept {
-            output::line(&format!("keep    {}  ({})", k.name, k.reasons.join(", ")));
-        }
-        for r in &removed {
-            let verb = if refused {
-                "would remove (refused)"
-            } else {
-                verb
-            };
-            output::line(&format!("{verb}  {}", r.name));
-        }
-        for s in &stale {
-            output::line(&format!(
-                "{verb}  {}  (incomplete: left by a backup that did not finish, over a day old)",
-                s.name
-            ));
-        }
+        output::line(&format!("{verb}  {}", r.name));
     }
-    if refused {
-        if args.json {
-            output::json(&plan);
-        }
-        return Err(Failure::msg(
-            Exit::Failed,
-            format!(
-                "not pruning: none of the {} backups that would be kept passes verification",
-                kept.len()
-            ),
-            "Deleting now could leave no restorable backup. Check them with `aimem list --verify`, take a new backup, or pass --force to prune anyway.",
-        ));
-    }
-    if verified.is_none() && !removed.is_empty() {
-        ui.warn("no kept backup passes verification; pruning anyway (--force)");
-    }
-
-    let mut failures = Vec::new();
-    if !args.dry_run {
-        for l in removed.iter().chain(stale.iter()) {
-            if let Err(e) = delete(&*repo, l, ui) {
-                failures.push(format!("{}: {e}", l.path));
-                plan.removed.retain(|r| r.name != l.name);
-                plan.incomplete_removed.retain(|name| name != &l.name);
-            }
-        }
-        // What an earlier prune hid for deletion but could not finish deleting.
-        for (location, e) in repo.finish_removals() {
-            ui.warn(&format!("could not finish deleting {location}: {e}"));
-        }
-    }
-    if args.json {
-        output::json(&plan);
-    } else {
-        let what = if args.dry_run {
-            "would remove"
-        } else {
-            "removed"
-        };
+    for s in stale {
         output::line(&format!(
-            "{} kept, {what} {} backup{} and {} incomplete folder{}",
-            plan.kept.len(),
-            removed.len(),
-            if removed.len() == 1 { "" } else { "s" },
-            stale.len(),
-            if stale.len() == 1 { "" } else { "s" },
+            "{verb}  {}  (incomplete: left by a backup that did not finish, over a day old)",
+            s.name
         ));
     }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::msg(
-            Exit::Failed,
-            format!("could not remove: {}", failures.join("; ")),
-            "Check the folders' permissions and run prune again.",
-        ))
+}
+
+/// Deletes the removed backups and the stale staging folders, then finishes what an earlier
+/// prune left half deleted. A folder that could not be deleted leaves the plan and is
+/// returned as a line of the error.
+fn delete_all(
+    repo: &dyn Repo,
+    removed: &[&Listed],
+    stale: &[&Listed],
+    plan: &mut Plan,
+    ui: &Ui,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for l in removed.iter().chain(stale.iter()) {
+        if let Err(e) = delete(repo, l, ui) {
+            failures.push(format!("{}: {e}", l.path));
+            plan.removed.retain(|r| r.name != l.name);
+            plan.incomplete_removed.retain(|name| name != &l.name);
+        }
     }
+    // What an earlier prune hid for deletion but could not finish deleting.
+    for (location, e) in repo.finish_removals() {
+        ui.warn(&format!("could not finish deleting {location}: {e}"));
+    }
+    failures
+}
+
+/// The closing line: how many kept, and how many (would be) removed.
+fn print_summary(args: &PruneArgs, plan: &Plan, removed: &[&Listed], stale: &[&Listed]) {
+    let what = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    output::line(&format!(
+        "{} kept, {what} {} backup{} and {} incomplete folder{}",
+        plan.kept.len(),
+        removed.len(),
+        if removed.len() == 1 { "" } else { "s" },
+        stale.len(),
+        if stale.len() == 1 { "" } else { "s" },
+    ));
 }
 
 /// A staging folder is abandoned when the backup that wrote it is gone (its process id ends

@@ -17,7 +17,9 @@ use serde_json::Value;
 
 use super::checksums::{self, CHECKSUMS_FILE, ChecksumsError, Problem};
 use super::layout::{CONFIG_DIR, SNAPSHOT_DIR};
-use super::{CollectionBackup, InvalidManifest, MANIFEST_FILE, Manifest, ManifestError};
+use super::{
+    CollectionBackup, CollectionEntry, InvalidManifest, MANIFEST_FILE, Manifest, ManifestError,
+};
 use super::{confined, legacy, shard_audit, snapshot_archive};
 use crate::fingerprint::{self, Fingerprint, Severity};
 
@@ -143,32 +145,82 @@ impl Audit {
 
 /// Audits the backup folder `dir`.
 pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
-    let mut findings = Vec::new();
-    let mut push = |file: &str, kind: Kind, problem: String| {
-        findings.push(Finding::new(file, kind, problem));
-    };
-
-    let (manifest, manifest_error) = match Manifest::read(dir) {
-        Ok(manifest) => (Some(manifest), None),
-        Err(ManifestError::Missing { .. }) => {
-            push(
-                MANIFEST_FILE,
-                Kind::ManifestMissing,
-                "missing: this is not a complete backup".into(),
-            );
-            (None, None)
-        }
-        Err(e) => {
-            push(MANIFEST_FILE, Kind::ManifestInvalid, manifest_problem(&e));
-            (None, Some(e))
-        }
-    };
-    let mut legacy = false;
+    let mut auditor = Auditor::new(dir, options);
+    let (manifest, manifest_error) = auditor.read_manifest();
     if let Some(manifest) = &manifest {
+        auditor.note_missing_fingerprints(manifest);
+    }
+    let listed = auditor.check_checksums(manifest.as_ref());
+    if let Some(listed) = &listed {
+        auditor.check_listing(listed, manifest.as_ref());
+    }
+    if let Some(manifest) = &manifest {
+        auditor.check_collections(manifest, listed.as_ref());
+    }
+    auditor.finish(manifest.as_ref(), manifest_error)
+}
+
+/// Listed path → its SHA-256, as `CHECKSUMS.sha256` says.
+type Listed = BTreeMap<String, String>;
+
+/// One audit in progress: what it found so far, and what it learnt about the backup.
+struct Auditor<'a> {
+    dir: &'a Utf8Path,
+    options: Options,
+    findings: Vec<Finding>,
+    /// Findings that carry their shard: they follow the others.
+    shard_findings: Vec<Finding>,
+    information: Vec<Finding>,
+    legacy: bool,
+    /// A legacy backup of the Python scripts, which never wrote `CHECKSUMS.sha256`.
+    without_checksums: bool,
+    files_checked: usize,
+}
+
+impl<'a> Auditor<'a> {
+    fn new(dir: &'a Utf8Path, options: Options) -> Auditor<'a> {
+        Auditor {
+            dir,
+            options,
+            findings: Vec::new(),
+            shard_findings: Vec::new(),
+            information: Vec::new(),
+            legacy: false,
+            without_checksums: false,
+            files_checked: 0,
+        }
+    }
+
+    fn push(&mut self, file: &str, kind: Kind, problem: String) {
+        self.findings.push(Finding::new(file, kind, problem));
+    }
+
+    /// The manifest, or the finding that it is missing or invalid (the parse error kept whole
+    /// for [`Audit::manifest_error`]).
+    fn read_manifest(&mut self) -> (Option<Manifest>, Option<ManifestError>) {
+        match Manifest::read(self.dir) {
+            Ok(manifest) => (Some(manifest), None),
+            Err(ManifestError::Missing { .. }) => {
+                self.push(
+                    MANIFEST_FILE,
+                    Kind::ManifestMissing,
+                    "missing: this is not a complete backup".into(),
+                );
+                (None, None)
+            }
+            Err(e) => {
+                self.push(MANIFEST_FILE, Kind::ManifestInvalid, manifest_problem(&e));
+                (None, Some(e))
+            }
+        }
+    }
+
+    /// A collection without a schema fingerprint makes the backup legacy (pre-2.4.1).
+    fn note_missing_fingerprints(&mut self, manifest: &Manifest) {
         for (name, entry) in &manifest.collections {
             if entry.schema.is_none() {
-                legacy = true;
-                push(
+                self.legacy = true;
+                self.push(
                     MANIFEST_FILE,
                     Kind::NoFingerprint,
                     format!(
@@ -179,79 +231,75 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
         }
     }
 
-    let mut files_checked = 0;
-    let mut without_checksums = false;
-    // Listed path → its SHA-256.
-    let listed: Option<BTreeMap<String, String>> = match checksums::read(dir) {
-        Ok(entries) => {
-            files_checked = entries.len();
-            for problem in checksums::check_all(dir, &entries) {
-                let (kind, text) = match &problem {
-                    Problem::Missing { .. } => (
-                        Kind::Missing,
-                        format!("listed in {CHECKSUMS_FILE} but missing"),
-                    ),
-                    Problem::Mismatch {
-                        expected, actual, ..
-                    } => (
-                        Kind::Mismatch,
-                        format!("SHA-256 is {actual}, {CHECKSUMS_FILE} says {expected}"),
-                    ),
-                    Problem::Unreadable { error, .. } => {
-                        (Kind::Unreadable, format!("cannot be read ({error})"))
-                    }
-                };
-                push(problem.path(), kind, text);
-            }
-            Some(entries.into_iter().map(|e| (e.path, e.sha256)).collect())
-        }
-        Err(ChecksumsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            match manifest.as_ref().map(legacy::without_checksums) {
-                Some(Ok(())) => {
-                    legacy = true;
-                    without_checksums = true;
-                    push(
-                        CHECKSUMS_FILE,
-                        Kind::ChecksumsMissing,
-                        "absent, as in every backup of the Python scripts: corruption cannot be detected; sizes and snapshot archives were checked".into(),
-                    );
+    /// Reads `CHECKSUMS.sha256` and checks every file it lists; the listing, when there is
+    /// one that parses.
+    fn check_checksums(&mut self, manifest: Option<&Manifest>) -> Option<Listed> {
+        match checksums::read(self.dir) {
+            Ok(entries) => {
+                self.files_checked = entries.len();
+                for problem in checksums::check_all(self.dir, &entries) {
+                    let (kind, text) = checksum_problem(&problem);
+                    self.push(problem.path(), kind, text);
                 }
-                Some(Err(reason)) => push(
-                    CHECKSUMS_FILE,
-                    Kind::ChecksumsMissing,
-                    format!(
-                        "missing, but {reason}: it was removed, so nothing proves the files are the ones backed up"
-                    ),
-                ),
-                None => push(
-                    CHECKSUMS_FILE,
-                    Kind::ChecksumsMissing,
-                    "missing: the files cannot be checked".into(),
-                ),
+                Some(entries.into_iter().map(|e| (e.path, e.sha256)).collect())
             }
-            None
+            Err(ChecksumsError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                self.checksums_absent(manifest);
+                None
+            }
+            Err(ChecksumsError::Io { source, .. }) => {
+                self.push(
+                    CHECKSUMS_FILE,
+                    Kind::Unreadable,
+                    format!("cannot be read ({source})"),
+                );
+                None
+            }
+            Err(ChecksumsError::Malformed { line, problem, .. }) => {
+                self.push(
+                    CHECKSUMS_FILE,
+                    Kind::ChecksumsMalformed,
+                    format!("line {line}: {problem}"),
+                );
+                None
+            }
         }
-        Err(ChecksumsError::Io { source, .. }) => {
-            push(
-                CHECKSUMS_FILE,
-                Kind::Unreadable,
-                format!("cannot be read ({source})"),
-            );
-            None
-        }
-        Err(ChecksumsError::Malformed { line, problem, .. }) => {
-            push(
-                CHECKSUMS_FILE,
-                Kind::ChecksumsMalformed,
-                format!("line {line}: {problem}"),
-            );
-            None
-        }
-    };
+    }
 
-    if let Some(listed) = &listed {
+    /// No `CHECKSUMS.sha256`: expected of the Python scripts' backups (then the backup is
+    /// legacy), a sign of tampering in aimem's.
+    fn checksums_absent(&mut self, manifest: Option<&Manifest>) {
+        match manifest.map(legacy::without_checksums) {
+            Some(Ok(())) => {
+                self.legacy = true;
+                self.without_checksums = true;
+                self.push(
+                    CHECKSUMS_FILE,
+                    Kind::ChecksumsMissing,
+                    "absent, as in every backup of the Python scripts: corruption cannot be detected; sizes and snapshot archives were checked".into(),
+                );
+            }
+            Some(Err(reason)) => self.push(
+                CHECKSUMS_FILE,
+                Kind::ChecksumsMissing,
+                format!(
+                    "missing, but {reason}: it was removed, so nothing proves the files are the ones backed up"
+                ),
+            ),
+            None => self.push(
+                CHECKSUMS_FILE,
+                Kind::ChecksumsMissing,
+                "missing: the files cannot be checked".into(),
+            ),
+        }
+    }
+
+    /// Every file the manifest names is listed, and every file in the folder is.
+    fn check_listing(&mut self, listed: &Listed, manifest: Option<&Manifest>) {
         let mut named = vec![MANIFEST_FILE.to_string()];
-        if let Some(manifest) = &manifest {
+        if let Some(manifest) = manifest {
             named.extend(
                 manifest
                     .collections
@@ -267,7 +315,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
         }
         for file in named {
             if !listed.contains_key(&file) {
-                push(
+                self.push(
                     &file,
                     Kind::NotListed,
                     format!("named by the manifest but not listed in {CHECKSUMS_FILE}"),
@@ -275,8 +323,8 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
             }
         }
         let mut present = Vec::new();
-        if let Err(e) = walk_files(dir, dir, &mut present) {
-            push(
+        if let Err(e) = walk_files(self.dir, self.dir, &mut present) {
+            self.push(
                 ".",
                 Kind::Unreadable,
                 format!("cannot list the folder ({e})"),
@@ -284,7 +332,7 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
         }
         for file in present {
             if file != CHECKSUMS_FILE && !listed.contains_key(&file) {
-                push(
+                self.push(
                     &file,
                     Kind::Unlisted,
                     format!("present but not listed in {CHECKSUMS_FILE}"),
@@ -293,116 +341,177 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
         }
     }
 
-    // Findings that carry their shard (pushed after the others, as they have more fields).
-    let mut shard_findings = Vec::new();
-    let mut information = Vec::new();
-    if let Some(manifest) = &manifest {
+    /// Each collection: its shards' placement and stray files, then each snapshot file.
+    fn check_collections(&mut self, manifest: &Manifest, listed: Option<&Listed>) {
         for (name, entry) in &manifest.collections {
-            shard_findings.extend(shard_audit::placement(name, entry, manifest));
-            shard_findings.extend(shard_audit::stray_files(dir, name, entry));
-            information.extend(shard_audit::records_note(name, entry));
+            self.shard_findings
+                .extend(shard_audit::placement(name, entry, manifest));
+            self.shard_findings
+                .extend(shard_audit::stray_files(self.dir, name, entry));
+            self.information
+                .extend(shard_audit::records_note(name, entry));
             for (file, size_bytes, sha256) in snapshot_files(entry) {
-                // Nothing outside the folder is looked at, not even its size.
-                if let Err(problem) = checksums::check_relative(&file) {
-                    push(&file, Kind::Unreadable, problem);
-                    continue;
-                }
-                let path = dir.join(&file);
-                // A missing snapshot is reported by the checksum check when it is listed; a link
-                // is not followed (the checksum check reports it).
-                let Ok(meta) = path.symlink_metadata() else {
-                    if listed.as_ref().is_none_or(|l| !l.contains_key(&file)) {
-                        push(
-                            &file,
-                            Kind::Missing,
-                            "named by the manifest but missing".into(),
-                        );
-                    }
-                    continue;
-                };
-                if meta.len() != size_bytes {
-                    push(
-                        &file,
-                        Kind::SizeMismatch,
-                        format!("{} bytes, the manifest says {}", meta.len(), size_bytes),
-                    );
-                }
-                // Without CHECKSUMS.sha256 a digest the manifest records is checked on its own:
-                // whatever else is missing, a recorded digest is never taken on trust.
-                if listed.is_none()
-                    && let Some(recorded) = &sha256
-                {
-                    match confined::open(dir, &file).and_then(checksums::hash_reader) {
-                        Ok((actual, _)) if !actual.eq_ignore_ascii_case(recorded) => push(
-                            &file,
-                            Kind::Mismatch,
-                            format!("SHA-256 is {actual}, the manifest records {recorded}"),
-                        ),
-                        Ok(_) => {}
-                        Err(e) => push(&file, Kind::Unreadable, format!("cannot be read ({e})")),
-                    }
-                }
-                // The manifest records the snapshot's digest too: a CHECKSUMS.sha256 "repaired" to
-                // match a changed file no longer agrees with it.
-                let checksum_line = listed.as_ref().and_then(|l| l.get(&file));
-                if let (Some(recorded), Some(line)) = (&sha256, checksum_line) {
-                    if !recorded.eq_ignore_ascii_case(line) {
-                        push(
-                            &file,
-                            Kind::Mismatch,
-                            format!(
-                                "the manifest records SHA-256 {recorded}, {CHECKSUMS_FILE} lists {line}"
-                            ),
-                        );
-                    }
-                }
-                if let (Some(digest), Some(schema)) = (&entry.schema_digest, &entry.schema) {
-                    let actual = Fingerprint::from_value(schema.clone()).map(|f| f.digest());
-                    if actual.as_ref().ok() != Some(digest) {
-                        push(
-                            MANIFEST_FILE,
-                            Kind::SchemaMismatch,
-                            format!(
-                                "the schema of `{name}` does not match its recorded digest {digest}"
-                            ),
-                        );
-                    }
-                }
-                // A shard file's archive holds one shard, not a collection: checked as one.
-                if options.deep && matches!(entry.backup, CollectionBackup::Shards(_)) {
-                    let listed_file = listed.as_ref().is_some_and(|l| l.contains_key(&file));
-                    if let Some(finding) =
-                        shard_audit::deep_check_shard(name, entry, dir, &file, listed_file)
-                    {
-                        shard_findings.push(finding);
-                    }
-                } else if options.deep {
-                    // A listed file that cannot be opened was reported by the checksum check.
-                    let listed_file = listed.as_ref().is_some_and(|l| l.contains_key(&file));
-                    if let Some(finding) =
-                        deep_check(name, dir, &file, entry.schema.as_ref(), listed_file)
-                    {
-                        findings_push(&mut push, finding);
-                    }
-                }
+                self.check_snapshot_file(name, entry, &file, size_bytes, sha256.as_deref(), listed);
             }
         }
     }
 
-    findings.extend(shard_findings);
-    if let Some(manifest) = &manifest {
-        shard_audit::name_shards(&mut findings, manifest);
+    /// One snapshot file of collection `name`: inside the folder, present, its size and
+    /// digests as recorded, the collection's schema digest, and (deep) its archive.
+    fn check_snapshot_file(
+        &mut self,
+        name: &str,
+        entry: &CollectionEntry,
+        file: &str,
+        size_bytes: u64,
+        sha256: Option<&str>,
+        listed: Option<&Listed>,
+    ) {
+        // Nothing outside the folder is looked at, not even its size.
+        if let Err(problem) = checksums::check_relative(file) {
+            self.push(file, Kind::Unreadable, problem);
+            return;
+        }
+        let path = self.dir.join(file);
+        // A missing snapshot is reported by the checksum check when it is listed; a link is
+        // not followed (the checksum check reports it).
+        let Ok(meta) = path.symlink_metadata() else {
+            if listed.is_none_or(|l| !l.contains_key(file)) {
+                self.push(
+                    file,
+                    Kind::Missing,
+                    "named by the manifest but missing".into(),
+                );
+            }
+            return;
+        };
+        if meta.len() != size_bytes {
+            self.push(
+                file,
+                Kind::SizeMismatch,
+                format!("{} bytes, the manifest says {}", meta.len(), size_bytes),
+            );
+        }
+        self.check_recorded_digest(file, sha256, listed);
+        self.check_schema_digest(name, entry);
+        if self.options.deep {
+            // A listed file that cannot be opened was reported by the checksum check.
+            let listed_file = listed.is_some_and(|l| l.contains_key(file));
+            self.deep_check_file(name, entry, file, listed_file);
+        }
     }
 
-    if let (true, Some(manifest)) = (without_checksums, &manifest) {
-        let mut push = |file: &str, kind: Kind, problem: String| {
-            findings.push(Finding::new(file, kind, problem));
+    /// The snapshot digest the manifest records (`sha256`), against the file itself when
+    /// there is no `CHECKSUMS.sha256`, else against its line there.
+    fn check_recorded_digest(&mut self, file: &str, sha256: Option<&str>, listed: Option<&Listed>) {
+        // Without CHECKSUMS.sha256 a digest the manifest records is checked on its own:
+        // whatever else is missing, a recorded digest is never taken on trust.
+        if listed.is_none()
+            && let Some(recorded) = sha256
+        {
+            match confined::open(self.dir, file).and_then(checksums::hash_reader) {
+                Ok((actual, _)) if !actual.eq_ignore_ascii_case(recorded) => self.push(
+                    file,
+                    Kind::Mismatch,
+                    format!("SHA-256 is {actual}, the manifest records {recorded}"),
+                ),
+                Ok(_) => {}
+                Err(e) => self.push(file, Kind::Unreadable, format!("cannot be read ({e})")),
+            }
+        }
+        // The manifest records the snapshot's digest too: a CHECKSUMS.sha256 "repaired" to
+        // match a changed file no longer agrees with it.
+        let checksum_line = listed.and_then(|l| l.get(file));
+        if let (Some(recorded), Some(line)) = (sha256, checksum_line) {
+            if !recorded.eq_ignore_ascii_case(line) {
+                self.push(
+                    file,
+                    Kind::Mismatch,
+                    format!(
+                        "the manifest records SHA-256 {recorded}, {CHECKSUMS_FILE} lists {line}"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The collection's fingerprint against the digest recorded of it (checked with each of
+    /// its snapshot files that is present).
+    fn check_schema_digest(&mut self, name: &str, entry: &CollectionEntry) {
+        if let (Some(digest), Some(schema)) = (&entry.schema_digest, &entry.schema) {
+            let actual = Fingerprint::from_value(schema.clone()).map(|f| f.digest());
+            if actual.as_ref().ok() != Some(digest) {
+                self.push(
+                    MANIFEST_FILE,
+                    Kind::SchemaMismatch,
+                    format!("the schema of `{name}` does not match its recorded digest {digest}"),
+                );
+            }
+        }
+    }
+
+    /// Reads the snapshot's archive: a shard file holds one shard, not a collection, and is
+    /// checked as one.
+    fn deep_check_file(
+        &mut self,
+        name: &str,
+        entry: &CollectionEntry,
+        file: &str,
+        listed_file: bool,
+    ) {
+        if matches!(entry.backup, CollectionBackup::Shards(_)) {
+            if let Some(finding) =
+                shard_audit::deep_check_shard(name, entry, self.dir, file, listed_file)
+            {
+                self.shard_findings.push(finding);
+            }
+        } else if let Some(finding) =
+            deep_check(name, self.dir, file, entry.schema.as_ref(), listed_file)
+        {
+            self.findings.push(finding);
+        }
+    }
+
+    /// The shard findings after the others, the checks only a backup without checksums
+    /// needs, and the findings sorted into problems and notices.
+    fn finish(
+        mut self,
+        manifest: Option<&Manifest>,
+        manifest_error: Option<ManifestError>,
+    ) -> Audit {
+        self.findings.append(&mut self.shard_findings);
+        if let Some(manifest) = manifest {
+            shard_audit::name_shards(&mut self.findings, manifest);
+            if self.without_checksums {
+                self.check_config_files(manifest);
+            }
+        }
+        // A legacy backup of the Python scripts lacks checksums and fingerprints by design:
+        // that is reported, not counted as damage (restore accepts it, with a warning).
+        let (notices, findings) = match self.without_checksums {
+            true => self
+                .findings
+                .into_iter()
+                .partition(|f| matches!(f.kind, Kind::ChecksumsMissing | Kind::NoFingerprint)),
+            false => (Vec::new(), self.findings),
         };
-        // Nothing lists the config files: at least each one named must be there.
+        Audit {
+            backup: self.dir.to_owned(),
+            legacy: self.legacy,
+            notices,
+            files_checked: self.files_checked,
+            findings,
+            information: self.information,
+            manifest_error,
+        }
+    }
+
+    /// Nothing lists the config files: at least each one named must be there.
+    fn check_config_files(&mut self, manifest: &Manifest) {
         for name in &manifest.config_files {
             let file = format!("{CONFIG_DIR}/{name}");
-            if confined::open(dir, &file).is_err() {
-                push(
+            if confined::open(self.dir, &file).is_err() {
+                self.push(
                     &file,
                     Kind::Missing,
                     "named by the manifest but missing or unreadable".into(),
@@ -410,28 +519,25 @@ pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
             }
         }
     }
-
-    // A legacy backup of the Python scripts lacks checksums and fingerprints by design: that
-    // is reported, not counted as damage (restore accepts it, with a warning).
-    let (notices, findings) = match without_checksums {
-        true => findings
-            .into_iter()
-            .partition(|f| matches!(f.kind, Kind::ChecksumsMissing | Kind::NoFingerprint)),
-        false => (Vec::new(), findings),
-    };
-    Audit {
-        backup: dir.to_owned(),
-        legacy,
-        notices,
-        files_checked,
-        findings,
-        information,
-        manifest_error,
-    }
 }
 
-fn findings_push(push: &mut impl FnMut(&str, Kind, String), finding: Finding) {
-    push(&finding.file, finding.kind, finding.problem);
+/// A problem the checksum check found, as a finding's kind and text.
+fn checksum_problem(problem: &Problem) -> (Kind, String) {
+    match problem {
+        Problem::Missing { .. } => (
+            Kind::Missing,
+            format!("listed in {CHECKSUMS_FILE} but missing"),
+        ),
+        Problem::Mismatch {
+            expected, actual, ..
+        } => (
+            Kind::Mismatch,
+            format!("SHA-256 is {actual}, {CHECKSUMS_FILE} says {expected}"),
+        ),
+        Problem::Unreadable { error, .. } => {
+            (Kind::Unreadable, format!("cannot be read ({error})"))
+        }
+    }
 }
 
 /// Compares the schema inside the snapshot with the manifest's fingerprint.

@@ -238,141 +238,231 @@ fn walk(reader: &mut BufReader<File>, len: u64, budget: &Budget) -> Result<Found
         }
         read_block(reader, pos, &mut block)?;
         if block.iter().all(|b| *b == 0) {
-            // The end marker: a second zero block must follow.
-            if pos + END_MARKER > len {
-                return Err(ArchiveError::Truncated {
-                    len,
-                    end: pos + END_MARKER,
-                });
-            }
-            read_block(reader, pos + BLOCK, &mut block)?;
-            if block.iter().any(|b| *b != 0) {
-                return Err(not_a_tar(format!(
-                    "no end-of-archive marker after the last entry (byte {pos})"
-                )));
-            }
+            check_end_marker(reader, len, pos)?;
             return Ok(found);
         }
         let header = tar::Header::from_byte_slice(&block);
-        check_checksum(&block)
-            .map_err(|()| not_a_tar(format!("the header at byte {pos} has a wrong checksum")))?;
-        let stored_size = header
-            .entry_size()
-            .map_err(|_| not_a_tar(format!("the header at byte {pos} has no valid size")))?;
-        let size = next_size.take().unwrap_or(stored_size);
-        let kind = header.entry_type();
-        let mut data_start = pos + BLOCK;
-        // A GNU sparse entry may continue its map in extra header blocks.
-        if kind.is_gnu_sparse() && header.as_gnu().is_some_and(|g| g.is_extended()) {
-            loop {
-                if data_start + BLOCK > len {
-                    return Err(ArchiveError::Truncated {
-                        len,
-                        end: data_start + BLOCK + END_MARKER,
-                    });
-                }
-                let mut extension = [0u8; BLOCK as usize];
-                read_block(reader, data_start, &mut extension)?;
-                data_start += BLOCK;
-                // `isextended` of a GNU sparse extension block.
-                if extension[504] == 0 {
-                    break;
-                }
-            }
-        }
-        let data_end = size
-            .checked_next_multiple_of(BLOCK)
-            .and_then(|padded| data_start.checked_add(padded))
-            .ok_or_else(|| not_a_tar(format!("the entry at byte {pos} is impossibly large")))?;
-        if data_end > len {
-            return Err(ArchiveError::Truncated {
-                len,
-                end: data_end.saturating_add(END_MARKER),
-            });
-        }
-        let is_extension = kind.is_pax_local_extensions()
-            || kind.is_pax_global_extensions()
-            || kind.is_gnu_longname()
-            || kind.is_gnu_longlink();
-        if is_extension {
-            if size > MAX_EXTENSION {
-                return Err(not_a_tar(format!(
-                    "an extension header at byte {pos} holds {size} bytes, beyond the {} KiB any real archive uses",
-                    MAX_EXTENSION / 1024
-                )));
-            }
-            if kind.is_pax_local_extensions() || kind.is_gnu_longname() {
-                let bytes = read_data(reader, data_start, size)?;
-                if kind.is_gnu_longname() {
-                    next_name = Some(trim_nuls(bytes));
-                } else {
-                    let (name, pax_size) = pax_records(&bytes).map_err(|()| {
-                        not_a_tar(format!("the PAX header at byte {pos} is malformed"))
-                    })?;
-                    next_name = name.or(next_name);
-                    next_size = pax_size;
-                }
-            }
+        let entry = read_entry(reader, len, pos, &block, next_size.take())?;
+        if entry.is_extension() {
+            read_extension(reader, pos, &entry, &mut next_name, &mut next_size)?;
         } else {
             let name = next_name
                 .take()
                 .unwrap_or_else(|| header.path_bytes().into_owned());
             let name = name.strip_prefix(b"./").unwrap_or(&name);
-            let plain_file = matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous)
-                && !kind.is_gnu_sparse();
-            // As when Qdrant unpacks the archive, a later entry of the same name wins.
-            if name == b"config.json" {
-                if !plain_file {
-                    found.problem.get_or_insert(ArchiveError::BadEntry {
-                        entry: "config.json",
-                        detail: "not a plain file in the archive".into(),
-                    });
-                } else if size > MAX_CONFIG_JSON {
-                    found.problem.get_or_insert(ArchiveError::BadEntry {
-                        entry: "config.json",
-                        detail: format!(
-                            "{size} bytes, more than the {} GiB aimem reads",
-                            MAX_CONFIG_JSON >> 30
-                        ),
-                    });
-                } else {
-                    match stream_config(reader, data_start, size, budget) {
-                        Ok(config) => found.config = Some(config),
-                        Err(problem) => {
-                            found.problem.get_or_insert(problem);
-                        }
-                    }
-                }
-            }
-            let slot = match name {
-                b"payload_index.json" => Some(("payload_index.json", &mut found.payload_index)),
-                b"replica_state.json" => Some(("replica_state.json", &mut found.replica_state)),
-                b"shard_config.json" => Some(("shard_config.json", &mut found.shard_config)),
-                b"shard_key_mapping.json" => {
-                    Some(("shard_key_mapping.json", &mut found.shard_key_mapping))
-                }
-                _ => None,
-            };
-            if let Some((which, slot)) = slot {
-                if !plain_file {
-                    found.problem.get_or_insert(ArchiveError::BadEntry {
-                        entry: which,
-                        detail: "not a plain file in the archive".into(),
-                    });
-                } else if size > MAX_JSON_ENTRY {
-                    found.problem.get_or_insert(ArchiveError::BadEntry {
-                        entry: which,
-                        detail: format!(
-                            "{size} bytes, more than the {} MiB a real one holds",
-                            MAX_JSON_ENTRY >> 20
-                        ),
-                    });
-                } else {
-                    *slot = Some(read_data(reader, data_start, size)?);
-                }
+            keep_schema_file(reader, &mut found, name, &entry, budget)?;
+        }
+        pos = entry.data_end;
+    }
+}
+
+/// The end marker's first zero block is at `pos`: a second one must follow.
+fn check_end_marker(reader: &mut BufReader<File>, len: u64, pos: u64) -> Result<(), ArchiveError> {
+    if pos + END_MARKER > len {
+        return Err(ArchiveError::Truncated {
+            len,
+            end: pos + END_MARKER,
+        });
+    }
+    let mut block = [0u8; BLOCK as usize];
+    read_block(reader, pos + BLOCK, &mut block)?;
+    if block.iter().any(|b| *b != 0) {
+        return Err(not_a_tar(format!(
+            "no end-of-archive marker after the last entry (byte {pos})"
+        )));
+    }
+    Ok(())
+}
+
+/// One entry of the archive, as [`walk`] found its header.
+struct Entry {
+    kind: tar::EntryType,
+    /// The size of its data (a PAX `size` before it overrides the header's).
+    size: u64,
+    /// Where its data starts (after any sparse map blocks)...
+    data_start: u64,
+    /// ...and where it ends, padded to a whole block: the next header.
+    data_end: u64,
+}
+
+impl Entry {
+    /// A PAX header or a GNU long name: it describes the entry that follows.
+    fn is_extension(&self) -> bool {
+        let kind = self.kind;
+        kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+    }
+
+    /// A file whose data is its bytes as stored (not a link, a folder or a sparse file).
+    fn is_plain_file(&self) -> bool {
+        matches!(
+            self.kind,
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) && !self.kind.is_gnu_sparse()
+    }
+}
+
+/// Checks the header `block` at `pos` and finds where its entry's data lies, which must be
+/// inside the archive's `len` bytes.
+fn read_entry(
+    reader: &mut BufReader<File>,
+    len: u64,
+    pos: u64,
+    block: &[u8; BLOCK as usize],
+    pax_size: Option<u64>,
+) -> Result<Entry, ArchiveError> {
+    let header = tar::Header::from_byte_slice(block);
+    check_checksum(block)
+        .map_err(|()| not_a_tar(format!("the header at byte {pos} has a wrong checksum")))?;
+    let stored_size = header
+        .entry_size()
+        .map_err(|_| not_a_tar(format!("the header at byte {pos} has no valid size")))?;
+    let size = pax_size.unwrap_or(stored_size);
+    let kind = header.entry_type();
+    let mut data_start = pos + BLOCK;
+    if kind.is_gnu_sparse() && header.as_gnu().is_some_and(|g| g.is_extended()) {
+        data_start = skip_sparse_map(reader, len, data_start)?;
+    }
+    let data_end = size
+        .checked_next_multiple_of(BLOCK)
+        .and_then(|padded| data_start.checked_add(padded))
+        .ok_or_else(|| not_a_tar(format!("the entry at byte {pos} is impossibly large")))?;
+    if data_end > len {
+        return Err(ArchiveError::Truncated {
+            len,
+            end: data_end.saturating_add(END_MARKER),
+        });
+    }
+    Ok(Entry {
+        kind,
+        size,
+        data_start,
+        data_end,
+    })
+}
+
+/// A GNU sparse entry may continue its map in extra header blocks from `data_start`: where
+/// its data starts after them.
+fn skip_sparse_map(
+    reader: &mut BufReader<File>,
+    len: u64,
+    mut data_start: u64,
+) -> Result<u64, ArchiveError> {
+    loop {
+        if data_start + BLOCK > len {
+            return Err(ArchiveError::Truncated {
+                len,
+                end: data_start + BLOCK + END_MARKER,
+            });
+        }
+        let mut extension = [0u8; BLOCK as usize];
+        read_block(reader, data_start, &mut extension)?;
+        data_start += BLOCK;
+        // `isextended` of a GNU sparse extension block.
+        if extension[504] == 0 {
+            return Ok(data_start);
+        }
+    }
+}
+
+/// Reads a PAX header or a GNU long name (bounded by [`MAX_EXTENSION`]) into what applies to
+/// the next entry; the other extensions are skipped.
+fn read_extension(
+    reader: &mut BufReader<File>,
+    pos: u64,
+    entry: &Entry,
+    next_name: &mut Option<Vec<u8>>,
+    next_size: &mut Option<u64>,
+) -> Result<(), ArchiveError> {
+    let (kind, size) = (entry.kind, entry.size);
+    if size > MAX_EXTENSION {
+        return Err(not_a_tar(format!(
+            "an extension header at byte {pos} holds {size} bytes, beyond the {} KiB any real archive uses",
+            MAX_EXTENSION / 1024
+        )));
+    }
+    if kind.is_pax_local_extensions() || kind.is_gnu_longname() {
+        let bytes = read_data(reader, entry.data_start, size)?;
+        if kind.is_gnu_longname() {
+            *next_name = Some(trim_nuls(bytes));
+        } else {
+            let (name, pax_size) = pax_records(&bytes)
+                .map_err(|()| not_a_tar(format!("the PAX header at byte {pos} is malformed")))?;
+            *next_name = name.or(next_name.take());
+            *next_size = pax_size;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the entry `name` when it is one of the schema files. As when Qdrant unpacks the
+/// archive, a later entry of the same name wins. A bad schema file is kept as the walk's
+/// problem; only failing to read the archive stops it.
+fn keep_schema_file(
+    reader: &mut BufReader<File>,
+    found: &mut Found,
+    name: &[u8],
+    entry: &Entry,
+    budget: &Budget,
+) -> Result<(), ArchiveError> {
+    if name == b"config.json" {
+        keep_config(reader, found, entry, budget);
+    }
+    let slot = match name {
+        b"payload_index.json" => Some(("payload_index.json", &mut found.payload_index)),
+        b"replica_state.json" => Some(("replica_state.json", &mut found.replica_state)),
+        b"shard_config.json" => Some(("shard_config.json", &mut found.shard_config)),
+        b"shard_key_mapping.json" => Some(("shard_key_mapping.json", &mut found.shard_key_mapping)),
+        _ => None,
+    };
+    let Some((which, slot)) = slot else {
+        return Ok(());
+    };
+    let size = entry.size;
+    if !entry.is_plain_file() {
+        found.problem.get_or_insert(ArchiveError::BadEntry {
+            entry: which,
+            detail: "not a plain file in the archive".into(),
+        });
+    } else if size > MAX_JSON_ENTRY {
+        found.problem.get_or_insert(ArchiveError::BadEntry {
+            entry: which,
+            detail: format!(
+                "{size} bytes, more than the {} MiB a real one holds",
+                MAX_JSON_ENTRY >> 20
+            ),
+        });
+    } else {
+        *slot = Some(read_data(reader, entry.data_start, size)?);
+    }
+    Ok(())
+}
+
+/// `config.json` is parsed as it is streamed (it may be large: see [`MAX_CONFIG_JSON`]).
+fn keep_config(reader: &mut BufReader<File>, found: &mut Found, entry: &Entry, budget: &Budget) {
+    let size = entry.size;
+    if !entry.is_plain_file() {
+        found.problem.get_or_insert(ArchiveError::BadEntry {
+            entry: "config.json",
+            detail: "not a plain file in the archive".into(),
+        });
+    } else if size > MAX_CONFIG_JSON {
+        found.problem.get_or_insert(ArchiveError::BadEntry {
+            entry: "config.json",
+            detail: format!(
+                "{size} bytes, more than the {} GiB aimem reads",
+                MAX_CONFIG_JSON >> 30
+            ),
+        });
+    } else {
+        match stream_config(reader, entry.data_start, size, budget) {
+            Ok(config) => found.config = Some(config),
+            Err(problem) => {
+                found.problem.get_or_insert(problem);
             }
         }
-        pos = data_end;
     }
 }
 
