@@ -278,10 +278,16 @@ impl ExitStatus for BackupError {
                 source: CollectionCause::Qdrant(e),
                 ..
             } if e.is_connection_problem() => Exit::BackupConnectionFailed,
+            // A full disk is the disk-space status, whichever layer noticed it: the download
+            // itself, or the client writing the body it streams.
             BackupError::Collection {
                 source: CollectionCause::Download(e),
                 ..
             } if e.is_out_of_space() => Exit::InsufficientSpace,
+            BackupError::Collection {
+                source: CollectionCause::Qdrant(QdrantError::LocalWrite(e)),
+                ..
+            } if disk::is_out_of_space(e) => Exit::InsufficientSpace,
             BackupError::DiskSpace { .. } => Exit::InsufficientSpace,
             // A full disk while writing the backup's files is the disk-space status.
             BackupError::Folder { source, .. } | BackupError::Config { source, .. }
@@ -1094,6 +1100,25 @@ impl take::Tracker for Here<'_> {
 mod tests {
     use super::*;
     use crate::manifest::layout::CONFIG_DIR;
+
+    /// However a site's download failed on a full disk (the download's own write, or the
+    /// client's while it streamed the body), the run exits with the disk-space status.
+    #[test]
+    fn a_full_disk_during_a_snapshot_download_exits_with_the_disk_space_status() {
+        let full = || std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        let streamed = collection_error("c", QdrantError::LocalWrite(full()));
+        assert_eq!(streamed.exit_status(), Exit::InsufficientSpace);
+        let wrapped = collection_error(
+            "c",
+            snapshot::DownloadError::Qdrant(QdrantError::LocalWrite(full())),
+        );
+        assert_eq!(wrapped.exit_status(), Exit::InsufficientSpace);
+        let denied = collection_error(
+            "c",
+            QdrantError::LocalWrite(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+        );
+        assert_eq!(denied.exit_status(), Exit::Failed);
+    }
 
     #[test]
     fn a_full_disk_while_writing_the_backup_exits_with_the_disk_space_status() {

@@ -182,9 +182,16 @@ impl Undo {
             let folder = crate::workspace::journal_folder(root, final_name)?;
             let mut journal = Journal::create(&folder, server, identity)?;
             for (site, snapshot) in &self.server_snapshots {
+                // A shard's record names its peer's URL, as the run's own record did.
+                let peer_url = match site {
+                    Site::Shard { peer, .. } => topology
+                        .peer(*peer)
+                        .map(|p| p.client.display_url().to_string()),
+                    Site::Collection(_) => None,
+                };
                 journal.record(&Record::Created {
                     site: site.clone(),
-                    peer_url: None,
+                    peer_url,
                     snapshot: snapshot.clone(),
                 })?;
             }
