@@ -356,3 +356,46 @@ fn a_shard_snapshot_whose_creation_timed_out_is_kept_and_reported_by_the_next_ba
         .assert_stderr_contains("deletes only what it can prove");
     assert_eq!(env.server_snapshot_files(), left);
 }
+
+/// A shard snapshot a peer would not delete after a successful backup is recorded for the next
+/// backup, which deletes it, as a single node's is: none stays on a peer unrecorded.
+#[test]
+fn a_shard_snapshot_a_peer_would_not_delete_is_deleted_by_the_next_backup() {
+    let env = Env::new();
+    for i in 0..3 {
+        env.cluster.peer(i).inject(Fault::always(
+            Some("DELETE"),
+            "/collections/discussions/shards/",
+            FaultKind::Status {
+                code: 500,
+                message: "Service internal error: busy".into(),
+            },
+        ));
+    }
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0)
+        .assert_stderr_contains("stayed on the server");
+    let left = env.server_snapshot_files();
+    assert!(!left.is_empty(), "{}", run.stderr);
+    // Recorded with the peer's address, in a staging folder of its own.
+    assert!(
+        env.root_entries()
+            .iter()
+            .any(|e| e.starts_with(".aimem-staging-")),
+        "{:?}",
+        env.root_entries()
+    );
+    for i in 0..3 {
+        env.cluster.peer(i).clear_faults();
+    }
+    let run = env.run(&["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    assert!(env.server_snapshot_files().is_empty(), "{}", run.stderr);
+    assert!(
+        !env.root_entries()
+            .iter()
+            .any(|e| e.starts_with(".aimem-staging-")),
+        "{:?}",
+        env.root_entries()
+    );
+}

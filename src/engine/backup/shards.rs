@@ -474,8 +474,10 @@ fn take_shards(
     }
 }
 
-/// Whatever happened, nothing this run made of `name`'s shards stays on a peer: each snapshot
-/// still there is deleted, or said (and left: the cleanup neither retries nor hands it on).
+/// Whatever happened, nothing this run made of `name`'s shards stays on a peer unrecorded:
+/// each snapshot still there is deleted, or said and kept in the undo log, whose end of run
+/// tries again and, after a successful backup, hands it on to the next run's journal (as a
+/// single node's).
 fn delete_made(cx: &Context, name: &SafeName, undo: &Mutex<Undo>) {
     let made: Vec<(Site, String)> = super::lock(undo)
         .server_snapshots
@@ -499,7 +501,6 @@ fn delete_made(cx: &Context, name: &SafeName, undo: &Mutex<Undo>) {
                     peer.peer_id,
                     peer.client.display_url()
                 ));
-                super::lock(undo).drop_snapshot(&site, &snapshot);
             }
         }
     }
