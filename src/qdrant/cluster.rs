@@ -564,6 +564,21 @@ impl Client {
         self.open_snapshot_at(&shard_path(name, shard, ""), snapshot, resume)
     }
 
+    /// `GET /collections/{c}/shards/{id}/snapshot` (singular): a snapshot of this peer's
+    /// replica of the shard (a single node's collection is shard 0, or its shards 0..n), built
+    /// and streamed into the answer, with nothing stored on the server (docs/qdrant.md, "Shard
+    /// snapshots"). A server without this endpoint answers 404, as it does for an unknown
+    /// shard or collection: the caller tells them apart by what it knows exists. The body
+    /// cannot be resumed, and a failure while the server streams only shows as a body that
+    /// ends early: the archive itself must be checked for its end.
+    pub fn open_streamed_shard_snapshot(
+        &self,
+        name: &str,
+        shard: u32,
+    ) -> Result<SnapshotBody<'_>, QdrantError> {
+        self.open_streamed(&shard_path(name, shard, "/snapshot"))
+    }
+
     /// `POST /collections/{c}/shards/{id}/snapshots/upload?wait=true&priority=…&checksum=`:
     /// recovers this peer's replica of the shard, streamed as [`Client::upload_snapshot_file`].
     /// The server does not keep the file.

@@ -41,6 +41,20 @@ impl SnapshotBody<'_> {
         self.start
     }
 
+    /// The file name the server gives the body (`Content-Disposition: attachment;
+    /// filename="…"`), when it gives a short printable one: for messages only, never a path.
+    pub fn file_name(&self) -> Option<String> {
+        let value = header(&self.response, "content-disposition")?;
+        let (_, rest) = value.split_once("filename=\"")?;
+        let (name, _) = rest.split_once('"')?;
+        let printable = !name.is_empty()
+            && name.len() <= 255
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\');
+        printable.then(|| name.to_string())
+    }
+
     /// The ETag to resume this file with later, when the server offers byte ranges and a
     /// strong ETag that can be sent back as it is.
     pub fn resume_tag(&self) -> Option<&str> {
@@ -134,6 +148,20 @@ impl Client {
             .timeout_per_read(Some(stall))
             .build();
         self.send(path, request, what, stall, 0)
+    }
+
+    /// `GET {path}` for a snapshot Qdrant builds and streams into the answer (a chunked body
+    /// without `Content-Length`, no ranges, no checksum), with `Accept-Encoding: identity`.
+    /// Its body cannot be resumed: a broken one is asked for again from the start.
+    pub(super) fn open_streamed(&self, path: &str) -> Result<SnapshotBody<'_>, QdrantError> {
+        let what = format!("streaming {path}");
+        let stall = self.timeouts.transfer_stall;
+        let (response, exchange) = self.send_download(path, &what, stall, [])?;
+        let response = self.check_status(Method::GET, path, response, &exchange)?;
+        let mut body = self.body(response, exchange, what, stall, 0);
+        // Not resumable, whatever the headers say.
+        body.etag = None;
+        Ok(body)
     }
 
     fn body(
