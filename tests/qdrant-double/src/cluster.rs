@@ -1014,8 +1014,9 @@ pub(crate) fn write_peer_snapshot(
 }
 
 /// A shard snapshot: the shard's files rooted at the archive top (`replica_state.json`,
-/// `shard_config.json`, `segments/…` with its points). The double also puts the collection's
-/// `config.json` and `payload_index.json` in, so that its recovery can check the archive.
+/// `shard_config.json`, `segments/…` with this peer's points, an empty `wal/`). The double
+/// also puts the collection's `config.json` and `payload_index.json` in, so that its recovery
+/// can check the archive.
 pub(crate) fn write_shard_snapshot(
     dest: &Path,
     col: &ClusterCollection,
@@ -1023,6 +1024,38 @@ pub(crate) fn write_shard_snapshot(
     peer_id: u64,
     filler: u64,
 ) -> io::Result<String> {
+    let file = File::create(dest)?;
+    let mut b = tar::Builder::new(HashingWriter::new(BufWriter::with_capacity(
+        256 * 1024,
+        file,
+    )));
+    shard_entries(&mut b, col, shard_id, peer_id, filler)?;
+    let (file, sha) = finish(b)?;
+    file.sync_all()?;
+    Ok(sha)
+}
+
+/// The archive of [`write_shard_snapshot`], written to `out` as it is made (the streamed
+/// shard snapshot, `GET /collections/{c}/shards/{id}/snapshot`).
+pub(crate) fn stream_shard_snapshot(
+    out: &mut dyn Write,
+    col: &ClusterCollection,
+    shard_id: u32,
+    peer_id: u64,
+    filler: u64,
+) -> io::Result<()> {
+    let mut b = tar::Builder::new(out);
+    shard_entries(&mut b, col, shard_id, peer_id, filler)?;
+    b.into_inner()?.flush()
+}
+
+fn shard_entries<W: Write>(
+    b: &mut tar::Builder<W>,
+    col: &ClusterCollection,
+    shard_id: u32,
+    peer_id: u64,
+    filler: u64,
+) -> io::Result<()> {
     let shard = col
         .shards
         .get(&shard_id)
@@ -1032,19 +1065,14 @@ pub(crate) fn write_shard_snapshot(
         .get(&peer_id)
         .map(|r| r.points.clone())
         .unwrap_or_default();
-    let file = File::create(dest)?;
-    let mut b = tar::Builder::new(HashingWriter::new(BufWriter::with_capacity(
-        256 * 1024,
-        file,
-    )));
     append_bytes(
-        &mut b,
+        b,
         "replica_state.json",
         replica_state(shard, peer_id).to_string().as_bytes(),
     )?;
-    append_bytes(&mut b, "shard_config.json", br#"{"type":"ReplicaSet"}"#)?;
+    append_bytes(b, "shard_config.json", br#"{"type":"ReplicaSet"}"#)?;
     let listed = json!({"ids": points, "fields_without_values": col.empty_fields});
-    append_bytes(&mut b, POINTS_ENTRY, listed.to_string().as_bytes())?;
+    append_bytes(b, POINTS_ENTRY, listed.to_string().as_bytes())?;
     if filler > 0 {
         b.append_data(
             &mut header(filler),
@@ -1055,8 +1083,11 @@ pub(crate) fn write_shard_snapshot(
             ),
         )?;
     }
-    collection_files(&mut b, col)?;
-    let (file, sha) = finish(b)?;
-    file.sync_all()?;
-    Ok(sha)
+    let mut wal = tar::Header::new_gnu();
+    wal.set_entry_type(tar::EntryType::Directory);
+    wal.set_size(0);
+    wal.set_mode(0o755);
+    wal.set_mtime(0);
+    b.append_data(&mut wal, "wal/", io::empty())?;
+    collection_files(b, col)
 }

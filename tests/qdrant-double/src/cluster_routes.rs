@@ -97,6 +97,11 @@ pub(crate) fn handle<'s>(
             }
             resp
         }
+        ("GET", ["collections", c, "shards", id, "snapshot"])
+            if !shared.config.no_streamed_shard_snapshot =>
+        {
+            crate::stream_shard::cluster_peer(shared, link, c, id)
+        }
         (_, ["collections", c, "shards", id, "snapshots", rest @ ..]) => {
             let Ok(id) = id.parse::<u32>() else {
                 return Ok(error(

@@ -1029,3 +1029,106 @@ fn concurrent_index_creations_through_one_peer_are_all_kept() {
         );
     }
 }
+
+#[test]
+fn a_peer_streams_its_local_replica_of_a_shard() {
+    let cluster = three_peers();
+    let placement = cluster.placement("discussions").expect("placement");
+    let holders: Vec<u64> = placement[&1].iter().map(|(p, _)| *p).collect();
+    let holder = (0..3)
+        .find(|i| holders.contains(&cluster.peer_id(*i)))
+        .expect("a peer with shard 1");
+    let outsider = (0..3)
+        .find(|i| !holders.contains(&cluster.peer_id(*i)))
+        .expect("a peer without shard 1");
+
+    let resp = get(
+        &cluster.url(holder),
+        "/collections/discussions/shards/1/snapshot",
+    );
+    assert_eq!(resp.status, 200);
+    let (body, terminated) = crate::http::decode_chunked(&resp.body);
+    assert!(terminated, "no terminating chunk");
+    let entries = untar(&body);
+    let replica: Value = serde_json::from_slice(&entries["replica_state.json"]).expect("json");
+    assert_eq!(replica["this_peer_id"], json!(cluster.peer_id(holder)));
+    assert_eq!(replica["is_local"], json!(true));
+    assert!(entries.contains_key("shard_config.json"));
+    assert!(entries.keys().any(|n| n.trim_end_matches('/') == "wal"));
+    let parsed = read_snapshot(write_temp(&body).path()).expect("parse");
+    let shard1: BTreeSet<u64> = (1..=600).filter(|id| id % 3 == 1).collect();
+    assert_eq!(parsed.points, shard1);
+    // This peer's replica: a replica that differs streams what it holds.
+    cluster.set_replica_points("discussions", 1, cluster.peer_id(holder), vec![4, 7]);
+    let resp = get(
+        &cluster.url(holder),
+        "/collections/discussions/shards/1/snapshot",
+    );
+    let (body, _) = crate::http::decode_chunked(&resp.body);
+    let parsed = read_snapshot(write_temp(&body).path()).expect("parse");
+    assert_eq!(parsed.points, BTreeSet::from([4, 7]));
+    // Nothing stored.
+    assert!(
+        cluster
+            .shard_snapshot_names(holder, "discussions", 1)
+            .is_empty()
+    );
+    assert!(
+        cluster
+            .peer(holder)
+            .snapshot_names("discussions")
+            .is_empty()
+    );
+
+    let refused = get(
+        &cluster.url(outsider),
+        "/collections/discussions/shards/1/snapshot",
+    );
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        String::from_utf8_lossy(&refused.body),
+        "Wrong input: Shard 1 is not a local or queue proxy shard"
+    );
+    let missing = get(
+        &cluster.url(holder),
+        "/collections/discussions/shards/7/snapshot",
+    );
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        String::from_utf8_lossy(&missing.body),
+        "Not found: shard 7 not found"
+    );
+    let missing = get(&cluster.url(holder), "/collections/nope/shards/0/snapshot");
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        String::from_utf8_lossy(&missing.body),
+        "Not found: Collection `nope` doesn't exist!"
+    );
+}
+
+#[test]
+fn an_older_cluster_has_no_streamed_shard_snapshot() {
+    let cluster = Cluster::start(
+        2,
+        Config {
+            no_streamed_shard_snapshot: true,
+            ..Config::default()
+        },
+    );
+    cluster.seed(
+        "discussions",
+        info_from_fixture("cluster/3-node-collection-info.json"),
+        2,
+        2,
+        (1..=20).collect(),
+    );
+    let resp = get(
+        &cluster.url(0),
+        "/collections/discussions/shards/0/snapshot",
+    );
+    assert_eq!(resp.status, 404);
+    assert_eq!(
+        resp.json()["status"]["error"],
+        "Not found: no route for GET /collections/discussions/shards/0/snapshot"
+    );
+}

@@ -23,8 +23,12 @@ pub enum FaultKind {
     /// Close the socket without any response (after reading the request head).
     DropConnection,
     /// Send the headers (with the full Content-Length) and only this many body bytes, then close.
+    /// A chunked (streamed) body: this many body bytes (chunk framing not counted), then the
+    /// connection closes without the terminating `0` chunk, as when a real server's stream
+    /// fails half-way.
     TruncateBody { after_bytes: u64 },
-    /// Send this many body bytes, then sleep `stall` before sending the rest.
+    /// Send this many body bytes, then sleep `stall` before sending the rest (chunked bodies
+    /// too, counting body bytes, not the chunk framing).
     StallBody { after_bytes: u64, stall: Duration },
     /// Sleep before answering normally.
     Delay(Duration),
@@ -59,6 +63,7 @@ pub enum FaultKind {
     AddPayloadIndex { field: String, schema: String },
     /// Send the headers (with the full Content-Length) and only this percentage of the body,
     /// then close: a cut at a known fraction of a file whose exact size the caller does not know.
+    /// A streamed body is made once more beforehand to learn its length.
     TruncateBodyAtPercent { percent: u8 },
     /// A snapshot download ignores `Range` (and `If-Match`): 200 with the whole file, like a
     /// server or proxy without range support.

@@ -1,12 +1,14 @@
 //! Minimal HTTP/1.1: request-head parsing, request bodies (Content-Length or chunked),
-//! and response writing (in-memory bodies or file ranges streamed from disk).
+//! and response writing (in-memory bodies, file ranges streamed from disk, or bodies made
+//! while they are sent, with chunked transfer encoding).
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
+use std::num::NonZeroU64;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const MAX_LINE: u64 = 16 * 1024;
 const MAX_HEADERS: usize = 200;
@@ -324,6 +326,53 @@ pub enum ResponseBody {
         start: u64,
         len: u64,
     },
+    /// Made while it is sent: `transfer-encoding: chunked`, no content-length.
+    Stream(BodyStream),
+}
+
+/// Writes a body to the writer it is given (a tar archive, say). Called once to send the
+/// body; once more into a counter only when its length is wanted ([`Response::body_len`]).
+pub type BodyWriter = Box<dyn Fn(&mut dyn Write) -> io::Result<()> + Send + Sync>;
+
+/// A body sent as it is made, with chunked transfer encoding.
+pub struct BodyStream {
+    write: BodyWriter,
+    /// Paced: the body bytes go out no faster than this (bytes per second).
+    rate: Option<NonZeroU64>,
+}
+
+impl BodyStream {
+    pub fn new(write: BodyWriter, rate: Option<NonZeroU64>) -> Self {
+        BodyStream { write, rate }
+    }
+
+    /// How long the body is, by making it into a counter.
+    pub fn measure(&self) -> io::Result<u64> {
+        let mut counter = Counter(0);
+        (self.write)(&mut counter)?;
+        Ok(counter.0)
+    }
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyStream")
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -376,10 +425,12 @@ impl Response {
         self
     }
 
+    /// A streamed body's length is found by making it once without sending it.
     pub fn body_len(&self) -> u64 {
         match &self.body {
             ResponseBody::Bytes(b) => b.len() as u64,
             ResponseBody::File { len, .. } => *len,
+            ResponseBody::Stream(s) => s.measure().unwrap_or(0),
         }
     }
 }
@@ -443,6 +494,14 @@ pub fn write_response_counted(
     for (name, value) in &resp.headers {
         write!(w, "{name}: {value}\r\n")?;
     }
+    if let ResponseBody::Stream(stream) = &resp.body {
+        w.write_all(b"transfer-encoding: chunked\r\n")?;
+        if close {
+            w.write_all(b"connection: close\r\n")?;
+        }
+        w.write_all(b"\r\n")?;
+        return write_chunked(w, stream, fault, served);
+    }
     write!(w, "content-length: {}\r\n", resp.body_len())?;
     if close {
         w.write_all(b"connection: close\r\n")?;
@@ -502,6 +561,7 @@ pub fn write_response_counted(
                 }
             }
         }
+        ResponseBody::Stream(_) => unreachable!("streamed bodies are sent chunked above"),
     }
     // A Truncate fault at exactly the body length (or beyond) still closes the connection.
     if let Some(BodyFault::Truncate(_)) = fault {
@@ -510,6 +570,129 @@ pub fn write_response_counted(
     }
     w.flush()?;
     Ok(true)
+}
+
+/// The chunked body of a streamed response, made straight into the socket. Faults count the
+/// body's bytes (not the chunk framing): [`BodyFault::Truncate`] sends that many, then stops
+/// without the terminating `0` chunk (the caller closes the connection: a stream that failed
+/// half-way, as a real server ends it); [`BodyFault::Stall`] sends that many, then waits.
+fn write_chunked(
+    mut w: io::BufWriter<&TcpStream>,
+    stream: &BodyStream,
+    fault: Option<BodyFault>,
+    served: &mut u64,
+) -> io::Result<bool> {
+    let mut chunks = Chunks {
+        w: &mut w,
+        fault,
+        sent: 0,
+        served,
+        cut: false,
+        stalled: false,
+        rate: stream.rate,
+        started: Instant::now(),
+    };
+    let made = {
+        // Chunks of up to 64 KiB, whatever sizes the body is written in.
+        let mut buffered = io::BufWriter::with_capacity(64 * 1024, &mut chunks);
+        (stream.write)(&mut buffered).and_then(|()| buffered.flush())
+    };
+    let cut = chunks.cut;
+    match made {
+        Err(_) if cut => {
+            w.flush()?;
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+        Ok(()) => {}
+    }
+    if let Some(BodyFault::Truncate(_)) = fault {
+        // Cut at (or beyond) the body's end: still no terminating chunk.
+        w.flush()?;
+        return Ok(false);
+    }
+    w.write_all(b"0\r\n\r\n")?;
+    w.flush()?;
+    Ok(true)
+}
+
+/// Writes each piece as one chunk, applying a body fault and the pacing.
+struct Chunks<'a, 'b> {
+    w: &'a mut io::BufWriter<&'b TcpStream>,
+    fault: Option<BodyFault>,
+    sent: u64,
+    served: &'a mut u64,
+    cut: bool,
+    stalled: bool,
+    rate: Option<NonZeroU64>,
+    started: Instant,
+}
+
+impl Write for Chunks<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut n = buf.len();
+        match self.fault {
+            Some(BodyFault::Truncate(after)) => {
+                if self.sent >= after {
+                    self.cut = true;
+                    return Err(io::Error::other("body cut short (injected fault)"));
+                }
+                n = n.min((after - self.sent) as usize);
+            }
+            Some(BodyFault::Stall(after, stall)) => {
+                if self.sent < after {
+                    n = n.min((after - self.sent) as usize);
+                } else if !self.stalled {
+                    self.stalled = true;
+                    self.w.flush()?;
+                    std::thread::sleep(stall);
+                }
+            }
+            None => {}
+        }
+        write!(self.w, "{n:x}\r\n")?;
+        self.w.write_all(&buf[..n])?;
+        self.w.write_all(b"\r\n")?;
+        self.sent += n as u64;
+        *self.served += n as u64;
+        if self.rate.is_some() {
+            self.w.flush()?;
+            crate::pace::stretch(self.started, self.sent, self.rate);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+/// Decodes a chunked body (what follows the response head); `true` when it ended with the
+/// terminating `0` chunk, `false` when the bytes ran out first.
+#[cfg(test)]
+pub(crate) fn decode_chunked(mut raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return (out, false);
+        };
+        let size_text = String::from_utf8_lossy(&raw[..eol]).into_owned();
+        let size = usize::from_str_radix(size_text.trim(), 16).expect("chunk size");
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return (out, raw.starts_with(b"\r\n"));
+        }
+        if raw.len() < size + 2 {
+            out.extend_from_slice(&raw[..size.min(raw.len())]);
+            return (out, false);
+        }
+        assert_eq!(&raw[size..size + 2], b"\r\n", "CRLF after a chunk");
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //!
 //! It speaks the subset of the Qdrant 1.18.3 REST API a backup tool uses (collections, payload
 //! indexes, point counts, collection snapshots: create/list/download/delete/upload/recover,
-//! and the snapshot gauges of `GET /metrics`),
+//! the streamed shard snapshot `GET /collections/{c}/shards/{id}/snapshot` (chunked, nothing
+//! stored; off with [`Config::no_streamed_shard_snapshot`]), and the snapshot gauges of
+//! `GET /metrics`),
 //! with the status codes, JSON shapes and error bodies of the real exchanges captured in
 //! `tests/fixtures/qdrant/`. Snapshots are real uncompressed tar files on disk. Faults can be
 //! injected per request (see [`Fault`]).
@@ -25,6 +27,7 @@ mod server;
 mod single_shards;
 mod snapshot;
 mod state;
+mod stream_shard;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -94,6 +97,10 @@ pub struct Config {
     /// one (Qdrant 1.18 does; a replica whose own recovery failed may stay `Dead` on older
     /// servers). `false`: it stays `Dead`.
     pub refill_dead_replicas: bool,
+    /// Answer as a server without the streamed shard snapshot (`GET
+    /// /collections/{c}/shards/{id}/snapshot`, singular) does: the double's 404 for an unknown
+    /// route (`{"status":{"error":"Not found: no route for GET …"}}`). Both modes.
+    pub no_streamed_shard_snapshot: bool,
 }
 
 impl Default for Config {
@@ -112,6 +119,7 @@ impl Default for Config {
             transfer_start_delay: std::time::Duration::from_millis(150),
             consensus_delay: std::time::Duration::from_millis(150),
             refill_dead_replicas: true,
+            no_streamed_shard_snapshot: false,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory]
 //! [--filler COLLECTION=BYTES]… [--create-rate BYTES] [--recover-rate BYTES]
 //! [--collection-create-delay MS] [--index-create-delay MS] [--storage DIR]
-//! [--exit-on-stdin-eof] [--cut-first-download-at PERCENT] [--report-served]`
+//! [--exit-on-stdin-eof] [--cut-first-download-at PERCENT] [--report-served]
+//! [--no-streamed-shard-snapshot] [--peers N]`
 //!
 //! Starts the double, prints its URL on the first stdout line, and serves until killed.
 //! A killed process cannot remove its storage dir (snapshots can be big): pass
@@ -19,6 +20,9 @@
 //! its body; `--report-served` prints, when stdin closes, one `served <bytes> <METHOD> <path>` line per
 //! answer (the response body bytes sent), for benchmarks of resumed downloads.
 //!
+//! `--no-streamed-shard-snapshot` answers `GET /collections/{c}/shards/{id}/snapshot` (the
+//! streamed shard snapshot) as a server without that route: 404.
+//!
 //! `--peers N` (N ≥ 2) starts a cluster of N peers instead (see `qdrant_double::Cluster`):
 //! one URL per line, peer 0 first, all on one port (`127.0.0.{i+1}:PORT`). With
 //! `--seed-ai-memory`, each AI Memory collection gets N shards of replication 2.
@@ -29,7 +33,7 @@ use std::process::ExitCode;
 
 use qdrant_double::{Cluster, Config, Double};
 
-const USAGE: &str = "usage: qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory] [--filler COLLECTION=BYTES[K|M|G|KiB|MiB|GiB]]... [--create-rate BYTES] [--recover-rate BYTES] [--collection-create-delay MS] [--index-create-delay MS] [--storage DIR] [--exit-on-stdin-eof] [--cut-first-download-at PERCENT] [--report-served] [--peers N]";
+const USAGE: &str = "usage: qdrant-double [--port N] [--api-key K] [--read-only-api-key K] [--seed-ai-memory] [--filler COLLECTION=BYTES[K|M|G|KiB|MiB|GiB]]... [--create-rate BYTES] [--recover-rate BYTES] [--collection-create-delay MS] [--index-create-delay MS] [--storage DIR] [--exit-on-stdin-eof] [--cut-first-download-at PERCENT] [--report-served] [--no-streamed-shard-snapshot] [--peers N]";
 
 fn parse_bytes(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
                 _ => return usage("--cut-first-download-at needs a percentage (0-100)"),
             },
             "--report-served" => report_served = true,
+            "--no-streamed-shard-snapshot" => config.no_streamed_shard_snapshot = true,
             "--peers" => match value().and_then(|v| v.parse().ok()) {
                 Some(n) if (1..=254).contains(&n) => peers = n,
                 _ => return usage("--peers needs a number of peers (1-254)"),

@@ -281,6 +281,11 @@ pub(crate) fn handle<'s>(
                 None => error(404, &not_found_collection(c), started),
             }
         }
+        ("GET", ["collections", c, "shards", shard, "snapshot"])
+            if !shared.config.no_streamed_shard_snapshot =>
+        {
+            crate::stream_shard::single_node(shared, c, shard)
+        }
         ("POST", ["collections", c, "shards", shard, "snapshots", "upload"]) => {
             crate::single_shards::upload_shard_snapshot(shared, req, c, shard, body, started)
         }

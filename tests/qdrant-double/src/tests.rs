@@ -1240,3 +1240,250 @@ fn index_builds_take_the_configured_delay_and_wait_false_only_acknowledges() {
     let info = double.collection_info("sparse-only").expect("info");
     assert!(info["payload_schema"].get("lost").is_none());
 }
+
+/// One `Connection: close` request, read to the end of the connection: status, headers and
+/// the raw bytes after the head.
+fn raw_exchange(port: u16, target: &str) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let head = format!(
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, raw[split + 4..].to_vec())
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn plain_double(config: Config) -> Double {
+    let double = Double::start(config);
+    double.seed_from_fixture("plain", "collections/info-discussions.json", 30);
+    double
+}
+
+const STREAM_0: &str = "/collections/plain/shards/0/snapshot";
+
+#[test]
+fn a_shard_streams_as_a_chunked_tar_and_nothing_is_stored() {
+    let double = plain_double(Config::default());
+    let (status, headers, raw) = raw_exchange(double.port(), STREAM_0);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&raw));
+    let want = fixture("snapshots/stream-shard-0.json")["response"]["headers"].clone();
+    assert_eq!(
+        headers.get("transfer-encoding"),
+        Some(&"chunked".to_string())
+    );
+    assert_eq!(
+        headers.get("content-type").map(String::as_str),
+        want["content-type"].as_str()
+    );
+    assert_eq!(headers.get("content-length"), None);
+    assert_eq!(headers.get("content-encoding"), None);
+    // `attachment; filename="plain-shard-0-2026-12-06-23-34-12.snapshot"`
+    let disposition = &headers["content-disposition"];
+    let real = want["content-disposition"].as_str().expect("fixture");
+    assert_eq!(disposition.len(), real.len(), "{disposition}");
+    assert!(
+        disposition.starts_with("attachment; filename=\"plain-shard-0-")
+            && disposition.ends_with(".snapshot\""),
+        "{disposition}"
+    );
+    let (body, terminated) = http::decode_chunked(&raw);
+    assert!(terminated, "no terminating chunk");
+    let entries = tar_entries(&body);
+    let names: BTreeSet<String> = entries
+        .keys()
+        .map(|n| n.trim_end_matches('/').to_string())
+        .collect();
+    for name in [
+        "replica_state.json",
+        "shard_config.json",
+        snapshot::POINTS_ENTRY,
+        "wal",
+    ] {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.starts_with("0/")), "{names:?}");
+    let replica: Value = serde_json::from_slice(&entries["replica_state.json"]).expect("json");
+    assert_eq!(replica["this_peer_id"], json!(Config::default().peer_id));
+    assert_eq!(replica["is_local"], json!(true));
+    let spool = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(spool.path(), &body).expect("write");
+    let parsed = snapshot::read_snapshot(spool.path()).expect("parse");
+    assert_eq!(parsed.points, (1..=30).collect());
+
+    assert!(double.snapshot_names("plain").is_empty());
+    assert_eq!(
+        files_under(&double.snapshots_dir()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(double.body_bytes_served("GET", STREAM_0), body.len() as u64);
+
+    // The streamed archive is a shard snapshot: it uploads back into a shard.
+    double.seed_from_fixture("copy", "collections/info-discussions.json", 0);
+    let mut c = Client::new(&double);
+    let form = multipart_body("XbOuNdArYx", "snapshot", "s.snapshot", &body);
+    let resp = c.request(
+        "POST",
+        "/collections/copy/shards/0/snapshots/upload",
+        &[("Content-Type", "multipart/form-data; boundary=XbOuNdArYx")],
+        &form,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(double.point_ids("copy"), Some((1..=30).collect()));
+}
+
+#[test]
+fn streaming_an_unknown_shard_or_collection_is_a_plain_404() {
+    let double = plain_double(Config::default());
+    let mut c = Client::new(&double);
+    replay(&mut c, "snapshots/stream-shard-404.json");
+    let resp = c.get("/collections/nope/shards/0/snapshot");
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.text(), "Not found: Collection `nope` doesn't exist!");
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    // A one-shard collection has only shard 0.
+    let resp = c.get("/collections/plain/shards/1/snapshot");
+    assert_eq!(
+        (resp.status, resp.text().as_str()),
+        (404, "Not found: shard 1 not found")
+    );
+    assert!(files_under(&double.snapshots_dir()).is_empty());
+}
+
+#[test]
+fn an_older_server_has_no_streamed_shard_snapshot() {
+    let double = plain_double(Config {
+        no_streamed_shard_snapshot: true,
+        ..Config::default()
+    });
+    let mut c = Client::new(&double);
+    let resp = c.get(STREAM_0);
+    assert_eq!(resp.status, 404);
+    assert_eq!(
+        resp.json()["status"]["error"],
+        json!(format!("Not found: no route for GET {STREAM_0}"))
+    );
+    // The stored shard snapshots are still there (the upload route answers).
+    let resp = c.request(
+        "POST",
+        "/collections/plain/shards/0/snapshots/upload",
+        &[],
+        b"",
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+}
+
+#[test]
+fn body_faults_cut_or_stall_a_streamed_shard() {
+    let double = plain_double(Config::default());
+    double.set_snapshot_filler("plain", 300_000);
+    let (_, _, raw) = raw_exchange(double.port(), STREAM_0);
+    let (full, terminated) = http::decode_chunked(&raw);
+    assert!(terminated);
+    assert!(full.len() > 300_000);
+
+    // Cut: the body bytes asked for, then the connection closes with no `0` chunk.
+    double.inject(Fault::new(
+        Some("GET"),
+        "/shards/0/snapshot",
+        FaultKind::TruncateBody {
+            after_bytes: 100_000,
+        },
+    ));
+    let (status, headers, raw) = raw_exchange(double.port(), STREAM_0);
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("content-length"), None);
+    let (cut, terminated) = http::decode_chunked(&raw);
+    assert!(
+        !terminated,
+        "a cut stream must not end with the terminating chunk"
+    );
+    assert_eq!(cut.len(), 100_000);
+    assert_eq!(cut[..], full[..100_000]);
+    assert!(!raw.ends_with(b"0\r\n\r\n"));
+    let served = double.served();
+    assert_eq!(served.last().map(|s| s.2), Some(100_000));
+
+    // A percentage cut measures the stream first.
+    double.inject(Fault::new(
+        Some("GET"),
+        "/shards/0/snapshot",
+        FaultKind::TruncateBodyAtPercent { percent: 50 },
+    ));
+    let (_, _, raw) = raw_exchange(double.port(), STREAM_0);
+    let (cut, terminated) = http::decode_chunked(&raw);
+    assert!(!terminated);
+    assert_eq!(cut.len(), full.len() / 2);
+
+    // Stall: the stream waits half-way, then ends normally.
+    double.inject(Fault::new(
+        Some("GET"),
+        "/shards/0/snapshot",
+        FaultKind::StallBody {
+            after_bytes: 1000,
+            stall: Duration::from_millis(400),
+        },
+    ));
+    let started = Instant::now();
+    let (_, _, raw) = raw_exchange(double.port(), STREAM_0);
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let (stalled, terminated) = http::decode_chunked(&raw);
+    assert!(terminated);
+    assert_eq!(stalled.len(), full.len());
+    assert!(files_under(&double.snapshots_dir()).is_empty());
+}
+
+#[test]
+fn a_configured_create_rate_paces_the_stream() {
+    let double = plain_double(Config {
+        snapshot_create_rate: NonZeroU64::new(1 << 20),
+        ..Config::default()
+    });
+    double.set_snapshot_filler("plain", 400 << 10);
+    let started = Instant::now();
+    let (status, _, raw) = raw_exchange(double.port(), STREAM_0);
+    assert_eq!(status, 200);
+    let (body, terminated) = http::decode_chunked(&raw);
+    assert!(terminated);
+    assert!(body.len() > 400 << 10);
+    assert!(
+        started.elapsed() >= Duration::from_millis(390),
+        "{:?}",
+        started.elapsed()
+    );
+}
