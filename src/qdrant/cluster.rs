@@ -738,6 +738,66 @@ mod tests {
         (cluster, clients)
     }
 
+    /// A single node streams shard 0 of a collection: a tar named as Qdrant names it, with the
+    /// shard's files at its root and nothing stored; an unknown shard and a server without the
+    /// endpoint are 404s; a stream cut short is an error, not a short file.
+    #[test]
+    fn a_streamed_shard_snapshot_is_received_whole_or_fails() {
+        use qdrant_double::{Config, Double, Fault, FaultKind};
+        let double = Double::start(Config::default());
+        double.seed_ai_memory();
+        let client = Client::new(&double.url(), None, crate::qdrant::Timeouts::default()).unwrap();
+        let body = client.open_streamed_shard_snapshot("github", 0).unwrap();
+        let name = body.file_name().unwrap();
+        assert!(
+            name.starts_with("github-shard-0-") && name.ends_with(".snapshot"),
+            "{name}"
+        );
+        assert_eq!(body.resume_tag(), None);
+        let mut bytes = Vec::new();
+        let written = body.receive(&mut bytes).unwrap();
+        assert_eq!(written, bytes.len() as u64);
+        let names: Vec<String> = tar::Archive::new(bytes.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().any(|n| n == "replica_state.json"), "{names:?}");
+        let stored = std::fs::read_dir(double.snapshots_dir())
+            .map(|d| d.flatten().filter(|e| e.path().is_file()).count())
+            .unwrap_or(0);
+        assert_eq!(stored, 0, "nothing is stored on the server");
+
+        let unknown = client
+            .open_streamed_shard_snapshot("github", 7)
+            .err()
+            .unwrap();
+        assert!(unknown.is_not_found(), "{unknown}");
+
+        double.inject(Fault::always(
+            Some("GET"),
+            "/shards/0/snapshot",
+            FaultKind::TruncateBody { after_bytes: 1000 },
+        ));
+        let cut = client
+            .open_streamed_shard_snapshot("github", 0)
+            .unwrap()
+            .receive(&mut Vec::new());
+        assert!(cut.is_err(), "a cut stream must not pass for a whole one");
+
+        let older = Double::start(Config {
+            no_streamed_shard_snapshot: true,
+            ..Config::default()
+        });
+        older.seed_ai_memory();
+        let client = Client::new(&older.url(), None, crate::qdrant::Timeouts::default()).unwrap();
+        let refused = client
+            .open_streamed_shard_snapshot("github", 0)
+            .err()
+            .unwrap();
+        assert!(refused.is_not_found(), "{refused}");
+    }
+
     #[test]
     fn shard_snapshots_round_trip_through_the_typed_calls() {
         let (cluster, clients) = three_peers();
