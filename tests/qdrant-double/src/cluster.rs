@@ -417,6 +417,7 @@ impl ClusterCollection {
             schema: self.schema.clone(),
             points,
             empty_fields: self.empty_fields.clone(),
+            elsewhere: BTreeMap::new(),
         }
     }
 

@@ -287,7 +287,15 @@ pub(crate) fn handle<'s>(
             crate::stream_shard::single_node(shared, c, shard)
         }
         ("POST", ["collections", c, "shards", shard, "snapshots", "upload"]) => {
-            crate::single_shards::upload_shard_snapshot(shared, req, c, shard, body, started)
+            let fail_after_clear = flags.upload_fail_after_clear;
+            crate::single_shards::upload_shard_snapshot(
+                shared,
+                (req, body),
+                c,
+                shard,
+                fail_after_clear,
+                started,
+            )
         }
         ("PUT", ["collections", c, "index"]) => {
             create_index(shared, req, c, body, started, flags.index_never_applied)
@@ -464,6 +472,7 @@ fn create_collection(shared: &Shared, c: &str, body: &mut BodyReader<'_>, t: Ins
             schema: Default::default(),
             points: BTreeSet::new(),
             empty_fields: BTreeSet::new(),
+            elsewhere: Default::default(),
         },
     );
     ok(json!(true), t)
@@ -1197,6 +1206,7 @@ fn recover_unmeasured(
                     schema: parsed.schema,
                     points: parsed.points,
                     empty_fields: parsed.empty_fields,
+                    elsewhere: Default::default(),
                 },
             );
         }

@@ -1,7 +1,7 @@
 //! Single-node mode: `POST /collections/{c}/shards/{id}/snapshots/upload` (docs/qdrant.md,
-//! "Shard snapshots"), so a cluster backup's shard files can be restored into one node. A
-//! single node keeps one point set per collection (no per-shard membership): a shard snapshot
-//! adds its points, which is what the recovery of a shard into a fresh collection amounts to.
+//! "Shard snapshots"), so shard files (a cluster's, or a single node's streamed ones) can be
+//! restored into one node: the shard's points are replaced by the snapshot's
+//! ([`crate::state::Collection::replace_shard`]).
 
 use std::io::BufWriter;
 use std::time::Instant;
@@ -14,12 +14,14 @@ use crate::routes::{error, not_found_collection, ok};
 use crate::server::{Shared, lock};
 use crate::snapshot::{self, HashingWriter};
 
+/// With `fail_after_clear` ([`crate::FaultKind::UploadFailAfterClear`]) the shard's points
+/// are cleared and the recovery fails, as a real one that broke half way.
 pub(crate) fn upload_shard_snapshot(
     shared: &Shared,
-    req: &Request,
+    (req, body): (&Request, &mut BodyReader<'_>),
     c: &str,
     shard: &str,
-    body: &mut BodyReader<'_>,
+    fail_after_clear: bool,
     t: Instant,
 ) -> Response {
     let shard_number = match lock(&shared.state).collections.get(c) {
@@ -66,9 +68,18 @@ pub(crate) fn upload_shard_snapshot(
         Ok(parsed) => parsed,
         Err(msg) => return error(500, &msg, t),
     };
-    let _ = shard;
     match lock(&shared.state).collections.get_mut(c) {
-        Some(col) => col.points.extend(parsed.points),
+        Some(col) if fail_after_clear => {
+            col.replace_shard(shard as u32, Default::default());
+            return error(
+                500,
+                &format!(
+                    "Service internal error: failed to recover shard {shard} of collection {c} from the snapshot (injected by qdrant-double)"
+                ),
+                t,
+            );
+        }
+        Some(col) => col.replace_shard(shard as u32, parsed.points),
         None => return error(404, &not_found_collection(c), t),
     }
     ok(json!(true), t)

@@ -17,6 +17,9 @@ pub struct Collection {
     pub points: BTreeSet<u64>,
     /// Indexed fields that no point has a value for (their `points` count shows 0).
     pub empty_fields: BTreeSet<String>,
+    /// Single-node mode: the shard of each point that came in through a shard snapshot upload
+    /// into a shard other than 0; every other point is in shard 0.
+    pub elsewhere: BTreeMap<u64, u32>,
 }
 
 #[derive(Debug, Default)]
@@ -27,7 +30,7 @@ pub struct State {
     /// `GET /collections/{c}/cluster` answers that replace the single-node view (a peer of a cluster).
     pub cluster_views: HashMap<String, Value>,
     pub next_operation_id: u64,
-    /// Per collection name, from its first snapshot creation or recovery on: what `/metrics`
+    /// Per collection name, from its first snapshot creation, stream or recovery on: what `/metrics`
     /// reports as `snapshot_*{id="c"}` (the real server's `SnapshotTelemetryCollector`, which
     /// also outlives a deleted collection).
     pub snapshot_telemetry: BTreeMap<String, SnapshotTelemetry>,
@@ -348,6 +351,7 @@ impl Collection {
             schema,
             points,
             empty_fields,
+            elsewhere: BTreeMap::new(),
         }
     }
 
@@ -397,6 +401,32 @@ impl Collection {
         })
     }
 
+    /// Single-node mode: the points of shard `id` ([`Collection::elsewhere`]).
+    pub fn shard_points(&self, id: u32) -> BTreeSet<u64> {
+        self.points
+            .iter()
+            .copied()
+            .filter(|p| self.elsewhere.get(p).copied().unwrap_or(0) == id)
+            .collect()
+    }
+
+    /// Single-node mode: shard `id` recovered from a snapshot holding `points`: its old
+    /// points go, these come in as its own (as a real shard recovery replaces the shard).
+    pub fn replace_shard(&mut self, id: u32, points: BTreeSet<u64>) {
+        for old in self.shard_points(id) {
+            self.points.remove(&old);
+            self.elsewhere.remove(&old);
+        }
+        for point in points {
+            // A point id another shard holds too would be two points in Qdrant; here one.
+            self.points.insert(point);
+            match id {
+                0 => self.elsewhere.remove(&point),
+                _ => self.elsewhere.insert(point, id),
+            };
+        }
+    }
+
     /// `result` of `GET /collections/{c}/cluster` on a single node.
     pub fn cluster_info(&self, peer_id: u64) -> Value {
         let shards = if self.custom_sharding() {
@@ -406,7 +436,7 @@ impl Collection {
         };
         let local: Vec<Value> = (0..shards)
             .map(|id| {
-                let count = if id == 0 { self.points.len() } else { 0 };
+                let count = self.shard_points(id as u32).len();
                 json!({"shard_id": id, "points_count": count, "state": "Active"})
             })
             .collect();

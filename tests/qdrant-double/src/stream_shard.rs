@@ -20,8 +20,8 @@ fn shard_not_found(shard: &str) -> Response {
     Response::plain(404, &format!("Not found: shard {shard} not found"))
 }
 
-/// Single-node mode: shards `0..shard_number` of the collection (custom sharding: none), all
-/// points in shard 0, as in the double's collection snapshots.
+/// Single-node mode: shards `0..shard_number` of the collection (custom sharding: none), each
+/// with its points ([`Collection::shard_points`]).
 pub(crate) fn single_node(shared: &Shared, c: &str, shard: &str) -> Response {
     let (col, filler) = {
         let st = lock(&shared.state);
@@ -69,19 +69,14 @@ pub(crate) fn cluster_peer(shared: &Shared, link: &PeerLink, c: &str, shard: &st
     stream(shared, c, id, col, link.peer_id, filler)
 }
 
-/// A single node's collection as one peer holding shard `id` (the only one the archive needs);
-/// its points if it is shard 0.
+/// A single node's collection as one peer holding shard `id` (the only one the archive needs).
 fn as_cluster(col: &Collection, id: u32, peer: u64) -> ClusterCollection {
     let mut out = ClusterCollection::new(
         col.config.clone(),
         col.schema.clone(),
         col.empty_fields.clone(),
     );
-    let points = if id == 0 {
-        col.points.clone()
-    } else {
-        Default::default()
-    };
+    let points = col.shard_points(id);
     out.shards.insert(
         id,
         Shard {
@@ -100,6 +95,12 @@ fn stream(
     peer: u64,
     filler: u64,
 ) -> Response {
+    // As on real 1.16.3 and 1.18.3: a stream puts the collection among `/metrics`'
+    // `snapshot_*{id="c"}` series (at 0), without counting a created snapshot.
+    lock(&shared.state)
+        .snapshot_telemetry
+        .entry(c.to_string())
+        .or_default();
     let name = format!(
         "{c}-shard-{id}-{}.snapshot",
         routes::format_ts(routes::timestamp_now(), '-', '-', '-')
