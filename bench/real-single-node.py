@@ -7,10 +7,12 @@ A check by hand, never part of the test suite: it needs a real Qdrant binary.
 
 It starts one node on loopback (port 19333, key `real-check-key`), makes a collection with a
 named dense vector, a sparse vector and payload indexes, fills it with 500 points, and runs:
-backup, verify latest, list --json, diff-schema, restore over the live collection (after more
-points were added, so the restore must bring the count back), restore into a new name,
-prune --dry-run, and a backup through another spelling of the URL (localhost). Each step prints
-`ok` or `FAIL` with what it checked; the last line counts them.
+backup (each shard's snapshot streamed), verify latest, list --json, diff-schema, restore over
+the live collection (after more points were added, so the restore must bring the count back),
+restore into a new name, prune --dry-run, and a backup through another spelling of the URL
+(localhost). Then the same for a collection of two shards, and a `--no-stream` backup (one
+stored snapshot) restored over the live collection. Each step prints `ok` or `FAIL` with what
+it checked; the last line counts them.
 """
 
 import json
@@ -64,6 +66,14 @@ def upsert(name, ids):
 
 
 results = []
+
+
+def manifest_entry(backup, name):
+    try:
+        with open(os.path.join(backup, "manifest.json")) as f:
+            return json.load(f)["collections"][name]
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
 def check(what, ok, detail=""):
@@ -120,6 +130,8 @@ def main():
         run = aimem("backup", "--collection", "notes")
         backup = run.stdout.strip()
         check("backup", run.returncode == 0 and os.path.isdir(backup), run.stderr[-400:])
+        entry = manifest_entry(backup, "notes")
+        check("its shard snapshot streamed", "cluster" in entry and "snapshot_file" not in entry, str(entry)[:400])
         run = aimem("verify", "latest", "--json")
         check("verify latest", run.returncode == 0 and json.loads(run.stdout).get("ok") is True, run.stdout[-400:])
         run = aimem("list", "--json")
@@ -145,6 +157,30 @@ def main():
         check("backup through http://localhost", run.returncode == 0, run.stderr[-400:])
         run = aimem("verify", "latest")
         check("verify latest again", run.returncode == 0, run.stderr[-400:])
+
+        call("/collections/halves", "PUT", dict(body, shard_number=2))
+        upsert("halves", range(1, 301))
+        run = aimem("backup", "--collection", "halves")
+        entry = manifest_entry(run.stdout.strip(), "halves")
+        shards = [s["shard_id"] for s in entry.get("cluster", {}).get("shards", [])]
+        check("two shards streamed", run.returncode == 0 and shards == [0, 1], f"{shards}: {run.stderr[-400:]}")
+        upsert("halves", range(301, 351))
+        run = aimem("restore", "latest", "--force")
+        check("two shards restored over the live collection", run.returncode == 0 and count("halves") == 300, f"exit {run.returncode}, count {count('halves')}: {run.stderr[-600:]}")
+        run = aimem("restore", "latest", "--collection", "halves", "--target-name", "halves_copy", "--force")
+        status, info = call("/collections/halves_copy")
+        shard_number = info["result"]["config"]["params"].get("shard_number") if status == 200 else None
+        check("two shards restored into a new name", run.returncode == 0 and count("halves_copy") == 300 and shard_number == 2, f"exit {run.returncode}, shards {shard_number}: {run.stderr[-600:]}")
+
+        run = aimem("backup", "--collection", "notes", "--no-stream")
+        entry = manifest_entry(run.stdout.strip(), "notes")
+        check("--no-stream: one stored snapshot", run.returncode == 0 and "snapshot_file" in entry, str(entry)[:400] + run.stderr[-400:])
+        upsert("notes", range(551, 561))
+        run = aimem("restore", "latest", "--force")
+        check("--no-stream backup restored over the live collection", run.returncode == 0 and count("notes") == 500, f"exit {run.returncode}, count {count('notes')}: {run.stderr[-600:]}")
+        status, snaps = call("/collections/notes/snapshots")
+        left = [s["name"] for s in snaps["result"]] if status == 200 else ["?"]
+        check("still no snapshot left on the server", left == [], str(left))
     finally:
         server.kill()
         server.wait()

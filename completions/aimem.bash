@@ -89,7 +89,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__backup)
-            opts="-o -q -v -h --url --host --port --request-timeout --output --collection --all --include-logs --retry --version --install-dir --peer --create-timeout --download-timeout --json --jobs --color --quiet --verbose --no-progress --help"
+            opts="-o -q -v -h --url --host --port --request-timeout --output --collection --all --include-logs --retry --no-stream --version --install-dir --peer --create-timeout --download-timeout --json --jobs --color --quiet --verbose --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

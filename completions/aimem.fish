@@ -46,7 +46,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand backup" -l port -d 'Qdrant R
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s o -l output -d 'Folder that holds the backups; each backup is a dated folder inside it' -r -f -a "(__fish_complete_directories)"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l collection -d 'Back up only this collection (repeatable). It must exist on the server' -r -f
-complete -c aimem -n "__fish_aimem_using_subcommand backup" -l retry -d 'Re-attempt a failed snapshot download N times; partial data is discarded first' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l retry -d 'Re-attempt a failed snapshot transfer N times: a stored snapshot\'s download resumes where it broke, a streamed shard snapshot starts again from its first byte' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l version -d 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r -f -a "(__fish_complete_directories)"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
@@ -58,6 +58,7 @@ always\t''
 never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l all -d 'Back up every collection on the server, not only AI Memory\'s five'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l include-logs -d 'Also copy the log files from <install>/logs'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l no-stream -d 'Have Qdrant build each snapshot on its disk and download it from there (resumable, deleted after), instead of streaming each shard\'s snapshot with nothing stored'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l json -d 'Print one JSON document on stdout instead of the folder\'s path (shape in the README, "JSON output")'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'

@@ -58,9 +58,15 @@ pub struct BackupArgs {
     #[arg(long)]
     pub include_logs: bool,
 
-    /// Re-attempt a failed snapshot download N times; partial data is discarded first.
+    /// Re-attempt a failed snapshot transfer N times: a stored snapshot's download resumes where
+    /// it broke, a streamed shard snapshot starts again from its first byte.
     #[arg(long, default_value_t = 0, value_name = "N", value_hint = clap::ValueHint::Other)]
     pub retry: u32,
+
+    /// Have Qdrant build each snapshot on its disk and download it from there (resumable,
+    /// deleted after), instead of streaming each shard's snapshot with nothing stored.
+    #[arg(long)]
+    pub no_stream: bool,
 
     /// The AI Memory version to record [default: <install>/version.txt, else "unknown"].
     #[arg(long = "version", value_name = "V", value_hint = clap::ValueHint::Other)]
@@ -142,6 +148,8 @@ struct CollectionReport {
     snapshot: String,
     /// False when the server refused to delete it (it is then still on the server).
     server_snapshot_deleted: bool,
+    /// `streamed` (each shard's snapshot streamed, nothing stored on the server) or `stored`.
+    method: &'static str,
     /// From the first schema read to the deleted server snapshot.
     seconds: f64,
 }
@@ -156,6 +164,7 @@ impl From<CollectionDone> for CollectionReport {
             sha256: done.sha256,
             snapshot: done.snapshot,
             server_snapshot_deleted: done.server_snapshot_deleted,
+            method: done.method.name(),
             seconds: done.seconds,
         }
     }
@@ -271,6 +280,7 @@ fn back_up(
             jobs: args.jobs,
             retry: args.retry,
             include_logs: args.include_logs,
+            stream: !args.no_stream,
         },
         progress: report,
     };

@@ -91,11 +91,12 @@ fn from_params(params: Option<&Value>) -> Layout {
     }
 }
 
-/// The layout a backup recorded for `entry`: its cluster record, or (a single-node backup)
-/// its fingerprint's parameters. None without either (a legacy backup).
+/// The layout a backup recorded for `entry`: a cluster backup's cluster record, or (a
+/// single-node backup, one snapshot or streamed shards) its fingerprint's parameters. None
+/// without either (a legacy backup).
 pub fn of_backup(entry: &CollectionEntry, manifest: &Manifest) -> Option<Layout> {
     match &entry.backup {
-        CollectionBackup::Shards(cluster) => {
+        CollectionBackup::Shards(cluster) if manifest.has_cluster_record() => {
             let placement = cluster
                 .shards
                 .iter()
@@ -118,7 +119,7 @@ pub fn of_backup(entry: &CollectionEntry, manifest: &Manifest) -> Option<Layout>
                 placement: Some(placement),
             })
         }
-        CollectionBackup::Snapshot { .. } => entry
+        CollectionBackup::Shards(_) | CollectionBackup::Snapshot { .. } => entry
             .schema
             .as_ref()
             .map(|schema| from_params(schema.get("params"))),

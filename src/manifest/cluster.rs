@@ -1,10 +1,12 @@
-//! What a cluster backup adds to the manifest (only cluster backups carry it; a single-node
-//! manifest is unchanged):
+//! What a backup taken shard by shard adds to the manifest (a single node's collection taken
+//! as one stored snapshot has none of it):
 //!
-//! - top level `"cluster": {"peers": [{"peer_id", "uri", "url"}]}`;
+//! - top level, cluster backups only: `"cluster": {"peers": [{"peer_id", "uri", "url"}]}`;
 //! - per collection `"cluster": {shard_number, replication_factor, write_consistency_factor,
 //!   sharding_method, shard_keys, shards: [{shard_id, shard_key, file, size_bytes, records,
-//!   sha256, source_peer, replicas: [{peer_id, state}]}]}` instead of `snapshot_file`.
+//!   sha256, source_peer, replicas: [{peer_id, state}]}]}` instead of `snapshot_file`: a
+//!   cluster's collection, or a single node's whose shard snapshots were streamed (then the
+//!   manifest has no top-level record, and every shard is the node's alone).
 //!
 //! Every shard file is `qdrant/<collection>/shard-<id>.snapshot`, rebuilt from the safe
 //! collection name and the shard id: the stored string is only compared with it.
@@ -221,15 +223,34 @@ impl super::Manifest {
 impl super::RawManifest {
     pub(super) fn cluster_problem(&self) -> Option<String> {
         let Some(record) = &self.cluster else {
+            // A single node's streamed shards: each held by the one node alone.
             return self
                 .collections
                 .values()
-                .any(|c| c.cluster.is_some())
-                .then(|| {
-                    "a collection has a cluster record but the manifest has no cluster".to_string()
+                .filter_map(|c| c.cluster.as_ref().map(|record| (c, record)))
+                .find(|(_, record)| !record.is_one_node())
+                .map(|(c, _)| {
+                    format!(
+                        "collections.{} has shards on several peers but the manifest has no cluster",
+                        shown(&c.name)
+                    )
                 });
         };
         record.problem()
+    }
+}
+
+impl CollectionCluster {
+    /// Every shard taken from one peer that alone holds it, without replication: a single
+    /// node's shards.
+    pub fn is_one_node(&self) -> bool {
+        let peer = self.shards.first().map(|s| s.source_peer);
+        self.replication_factor == 1
+            && self.shards.iter().all(|s| {
+                Some(s.source_peer) == peer
+                    && s.replicas.len() == 1
+                    && s.replicas[0].peer_id == s.source_peer
+            })
     }
 }
 
@@ -317,9 +338,24 @@ mod tests {
         assert!(crate::manifest::Manifest::parse(path, manifest.to_string()).is_err());
         manifest["collections"]["discussions"]["cluster"] = serde_json::to_value(record()).unwrap();
         manifest.as_object_mut().unwrap().remove("cluster");
+        // Without the top-level record: a single node's streamed shards, every one the node's.
+        let single = crate::manifest::Manifest::parse(path, manifest.to_string()).unwrap();
+        assert!(single.cluster().is_none());
+        let mut spread = record();
+        spread.shards[1].source_peer = 2;
+        spread.shards[1].replicas[0].peer_id = 2;
+        manifest["collections"]["discussions"]["cluster"] = serde_json::to_value(spread).unwrap();
         assert!(
             crate::manifest::Manifest::parse(path, manifest.to_string()).is_err(),
-            "a cluster entry without the top-level record"
+            "shards on two peers without the top-level record"
+        );
+        let mut replicated = record();
+        replicated.replication_factor = 2;
+        manifest["collections"]["discussions"]["cluster"] =
+            serde_json::to_value(replicated).unwrap();
+        assert!(
+            crate::manifest::Manifest::parse(path, manifest.to_string()).is_err(),
+            "replication without the top-level record"
         );
     }
 }

@@ -74,10 +74,12 @@ pub fn placement(name: &str, entry: &CollectionEntry, manifest: &Manifest) -> Ve
     }
     findings.extend(shard_list(name, cluster));
 
-    let peers: BTreeSet<u64> = manifest
-        .cluster()
-        .map(|c| c.peers.iter().map(|p| p.peer_id).collect())
-        .unwrap_or_default();
+    // A cluster's peers; a single node's streamed shards are the node's own (one peer,
+    // checked when the manifest was read).
+    let peers: BTreeSet<u64> = match manifest.cluster() {
+        Some(c) => c.peers.iter().map(|p| p.peer_id).collect(),
+        None => cluster.shards.iter().map(|s| s.source_peer).collect(),
+    };
     for shard in &cluster.shards {
         let of_shard = |problem: String| about(problem).of_shard(name, shard.shard_id);
         match shard

@@ -35,7 +35,7 @@ fn assert_nothing_left(env: &TestEnv) {
 #[test]
 fn full_backup_of_the_five_collections_passes_sha256sum() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     assert_eq!(
         backup,
         env.only_backup(),
@@ -238,7 +238,7 @@ fn a_read_only_key_is_told_to_use_the_manage_key() {
     });
     double.seed_ai_memory();
     let env = TestEnv::new();
-    let run = env.run_with(&["backup"], |c| {
+    let run = env.run_with(&["backup", "--no-stream"], |c| {
         c.env("QDRANT_URL", double.url())
             .env("QDRANT_API_KEY", "read-only-key");
     });
@@ -283,7 +283,7 @@ fn failing_snapshot_creation_leaves_nothing_behind() {
             message: "Service internal error: No space left on device".into(),
         },
     ));
-    let run = env.run(&["backup"]);
+    let run = env.run(&["backup", "--no-stream"]);
     run.assert_code(2)
         .assert_stderr_contains("code-patterns")
         .assert_stderr_contains("No space left on device");
@@ -298,7 +298,7 @@ fn a_download_dropped_mid_stream_is_recovered_by_retry() {
         "/collections/github/snapshots/",
         FaultKind::TruncateBody { after_bytes: 1000 },
     ));
-    let run = env.run(&["backup", "--retry", "1"]);
+    let run = env.run(&["backup", "--no-stream", "--retry", "1"]);
     run.assert_code(0).assert_stderr_contains("retry 1 of 1");
     let backup = env.only_backup();
     assert_eq!(sha256sum_check(&backup).code, 0);
@@ -319,7 +319,7 @@ fn a_dropped_download_without_retry_fails_cleanly() {
         "/collections/github/snapshots/",
         FaultKind::TruncateBody { after_bytes: 1000 },
     ));
-    let run = env.run(&["backup"]);
+    let run = env.run(&["backup", "--no-stream"]);
     run.assert_code(2).assert_stderr_contains("github");
     assert_nothing_left(&env);
     // A dropped connection (no response at all) is handled the same way.
@@ -328,7 +328,7 @@ fn a_dropped_download_without_retry_fails_cleanly() {
         "/collections/github/snapshots/",
         FaultKind::DropConnection,
     ));
-    env.run(&["backup"]).assert_code(2);
+    env.run(&["backup", "--no-stream"]).assert_code(2);
     assert_nothing_left(&env);
 }
 
@@ -340,7 +340,7 @@ fn a_checksum_mismatch_fails_the_backup() {
         "/collections/conventions/snapshots",
         FaultKind::WrongChecksum,
     ));
-    let run = env.run(&["backup", "--retry", "1"]);
+    let run = env.run(&["backup", "--no-stream", "--retry", "1"]);
     run.assert_code(2)
         .assert_stderr_contains("conventions")
         .assert_stderr_contains("does not match what Qdrant reported");
@@ -360,9 +360,12 @@ fn a_stalled_download_times_out_but_a_moving_one_does_not() {
         },
     ));
     let started = Instant::now();
-    let run = env.run_with(&["backup", "--collection", "discussions"], |c| {
-        c.env("BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT", "1");
-    });
+    let run = env.run_with(
+        &["backup", "--no-stream", "--collection", "discussions"],
+        |c| {
+            c.env("BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT", "1");
+        },
+    );
     run.assert_code(2).assert_stderr_contains("timed out");
     assert!(
         started.elapsed() < Duration::from_secs(15),
@@ -378,9 +381,12 @@ fn a_stalled_download_times_out_but_a_moving_one_does_not() {
             stall: Duration::from_millis(1500),
         },
     ));
-    let run = env.run_with(&["backup", "--collection", "discussions"], |c| {
-        c.env("BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT", "3");
-    });
+    let run = env.run_with(
+        &["backup", "--no-stream", "--collection", "discussions"],
+        |c| {
+            c.env("BACKUP_SNAPSHOT_DOWNLOAD_TIMEOUT", "3");
+        },
+    );
     run.assert_code(0);
 }
 
@@ -396,7 +402,7 @@ fn an_interrupted_backup_leaves_no_backup_looking_folder() {
         },
     ));
     let child = env
-        .command(&["backup"])
+        .command(&["backup", "--no-stream"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -460,7 +466,7 @@ fn the_real_snapshot_size_is_checked_before_downloading() {
     // The estimate fits (a 30-point collection), the real snapshot (64 MiB of filler) does not.
     env.double
         .set_snapshot_filler("conventions", 64 * 1024 * 1024);
-    let run = env.run_with(&["backup"], |c| {
+    let run = env.run_with(&["backup", "--no-stream"], |c| {
         c.env("AIMEM_TEST_FREE_SPACE", "100000000");
     });
     run.assert_code(3)
@@ -628,6 +634,7 @@ fn a_collection_sharded_across_peers_is_refused() {
 fn a_repeated_collection_is_backed_up_once() {
     let env = TestEnv::ai_memory();
     let backup = env.backup(&[
+        "--no-stream",
         "--collection",
         "github",
         "--collection",
@@ -708,7 +715,7 @@ fn a_snapshot_taken_while_points_are_written_is_taken_again() {
         FaultKind::Delay(Duration::from_millis(1500)),
     ));
     let mut child = env
-        .command(&["backup", "--collection", "github"])
+        .command(&["backup", "--no-stream", "--collection", "github"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -757,7 +764,7 @@ fn a_snapshot_creation_that_times_out_is_reported_never_deleted_on_a_guess() {
         FaultKind::Delay(Duration::from_secs(4)),
     ));
     let child = env
-        .command(&["backup", "--collection", "discussions"])
+        .command(&["backup", "--no-stream", "--collection", "discussions"])
         .env("BACKUP_SNAPSHOT_CREATE_TIMEOUT", "2")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -786,7 +793,7 @@ fn a_snapshot_creation_that_times_out_is_reported_never_deleted_on_a_guess() {
     std::thread::sleep(Duration::from_secs(2));
     let left = env.double.snapshot_names("discussions");
     assert_eq!(left.len(), 2, "{left:?}");
-    let next = env.run(&["backup", "--collection", "github"]);
+    let next = env.run(&["backup", "--no-stream", "--collection", "github"]);
     next.assert_code(0);
     for name in &left {
         next.assert_stderr_contains(name);
@@ -803,7 +810,7 @@ fn ctrl_c_while_a_snapshot_is_built_waits_for_it_and_deletes_it() {
         FaultKind::Delay(Duration::from_secs(2)),
     ));
     let child = env
-        .command(&["backup", "--collection", "discussions"])
+        .command(&["backup", "--no-stream", "--collection", "discussions"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -105,7 +105,7 @@ fn shard_file_points(path: &Path) -> BTreeSet<u64> {
 fn a_three_peer_collection_is_backed_up_shard_by_shard() {
     let env = ClusterEnv::new(3);
     seed_discussions(&env);
-    let run = env.run(&["backup", "--collection", "discussions"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "discussions"]);
     run.assert_code(0);
     // The user sees every address the run talks to.
     run.assert_stderr_contains("Cluster: 3 peers: ");
@@ -367,7 +367,7 @@ fn shard_snapshots_of_a_killed_backup_are_deleted_on_their_peers_by_the_next_bac
     }
     let mut command = env.world.command(
         &env.cluster.url(0),
-        &["backup", "--collection", "discussions"],
+        &["backup", "--no-stream", "--collection", "discussions"],
     );
     command.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = command.spawn().expect("spawn aimem");
@@ -412,7 +412,7 @@ fn shard_snapshots_of_a_killed_backup_are_deleted_on_their_peers_by_the_next_bac
     // Snapshot names carry the time to the second: the next run's own snapshots must not
     // share (and so overwrite) the leftovers' names.
     std::thread::sleep(Duration::from_millis(1100));
-    let run = env.run(&["backup", "--collection", "discussions"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "discussions"]);
     run.assert_code(0);
     assert_eq!(env.server_snapshot_files(&[0, 1, 2]), Vec::<PathBuf>::new());
     assert_eq!(env.root_entries().len(), 1, "{:?}", env.root_entries());
@@ -451,7 +451,7 @@ fn ctrl_c_during_shard_downloads_cleans_up_every_peer_at_once() {
     }
     let mut command = env.world.command(
         &env.cluster.url(0),
-        &["backup", "--collection", "discussions"],
+        &["backup", "--no-stream", "--collection", "discussions"],
     );
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("spawn aimem");

@@ -116,7 +116,7 @@ fn a_shard_snapshot_still_being_built_when_the_backup_is_killed_is_kept_and_repo
             FaultKind::Delay(Duration::from_secs(2)),
         ));
     }
-    let mut child = env.spawn(&["backup", "--collection", "discussions"]);
+    let mut child = env.spawn(&["backup", "--no-stream", "--collection", "discussions"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while env.shard_creations() == 0 {
         assert!(
@@ -171,7 +171,7 @@ fn a_shard_snapshot_still_being_built_when_the_backup_is_killed_is_kept_and_repo
     // share the leftovers' names.
     std::thread::sleep(Duration::from_millis(1100));
     let left = env.server_snapshot_files();
-    let run = env.run(&["backup", "--collection", "discussions"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "discussions"]);
     // The dead run never heard those snapshots' names: they may be its own or someone else's
     // taken meanwhile, so they are kept and named, with the record.
     run.assert_code(0)
@@ -194,7 +194,7 @@ fn a_shard_snapshot_of_another_tool_taken_meanwhile_is_not_deleted_by_the_cleanu
             FaultKind::Delay(Duration::from_secs(2)),
         ));
     }
-    let mut child = env.spawn(&["backup", "--collection", "discussions"]);
+    let mut child = env.spawn(&["backup", "--no-stream", "--collection", "discussions"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while env.shard_creations() == 0 {
         assert!(
@@ -232,7 +232,7 @@ fn a_shard_snapshot_of_another_tool_taken_meanwhile_is_not_deleted_by_the_cleanu
     );
     std::fs::copy(&theirs[0], &older).expect("copy");
     std::thread::sleep(Duration::from_millis(1100));
-    let run = env.run(&["backup", "--collection", "discussions"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "discussions"]);
     run.assert_code(0);
     // Nothing is deleted on a guess; the older one is not even a candidate.
     let mut all = theirs.clone();
@@ -256,7 +256,7 @@ fn a_schema_change_during_the_shard_snapshots_takes_them_again() {
             schema: "keyword".into(),
         },
     ));
-    let run = env.run(&["backup", "--collection", "discussions"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "discussions"]);
     run.assert_code(0)
         .assert_stderr_contains("schema changed while it was snapshotted");
     // Two attempts of three shards each, and nothing of either left on a peer.
@@ -286,7 +286,7 @@ fn a_schema_that_keeps_changing_fails_the_cluster_backup_after_three_attempts() 
             },
         ));
     }
-    let run = env.run(&["backup", "--collection", "discussions"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "discussions"]);
     run.assert_code(2)
         .assert_stderr_contains("changed during each of 3 snapshots");
     assert_eq!(env.shard_creations(), 9);
@@ -302,7 +302,7 @@ fn points_written_during_the_shard_snapshots_take_them_again() {
         "/collections/discussions/shards/",
         FaultKind::AddClusterPoint { id: 10_000 },
     ));
-    let run = env.run(&["backup", "--collection", "discussions"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "discussions"]);
     run.assert_code(0)
         .assert_stderr_contains("taking them again");
     assert_eq!(env.shard_creations(), 6);
@@ -329,6 +329,7 @@ fn a_shard_snapshot_whose_creation_timed_out_is_kept_and_reported_by_the_next_ba
     }
     let run = env.run(&[
         "backup",
+        "--no-stream",
         "--collection",
         "discussions",
         "--create-timeout",
@@ -351,7 +352,7 @@ fn a_shard_snapshot_whose_creation_timed_out_is_kept_and_reported_by_the_next_ba
     assert!(!env.server_snapshot_files().is_empty());
     std::thread::sleep(Duration::from_millis(1100));
     let left = env.server_snapshot_files();
-    env.run(&["backup", "--collection", "discussions"])
+    env.run(&["backup", "--no-stream", "--collection", "discussions"])
         .assert_code(0)
         .assert_stderr_contains("deletes only what it can prove");
     assert_eq!(env.server_snapshot_files(), left);
@@ -372,7 +373,7 @@ fn a_shard_snapshot_a_peer_would_not_delete_is_deleted_by_the_next_backup() {
             },
         ));
     }
-    let run = env.run(&["backup", "--collection", "discussions"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "discussions"]);
     run.assert_code(0)
         .assert_stderr_contains("stayed on the server");
     let left = env.server_snapshot_files();
@@ -388,7 +389,7 @@ fn a_shard_snapshot_a_peer_would_not_delete_is_deleted_by_the_next_backup() {
     for i in 0..3 {
         env.cluster.peer(i).clear_faults();
     }
-    let run = env.run(&["backup", "--collection", "discussions"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "discussions"]);
     run.assert_code(0);
     assert!(env.server_snapshot_files().is_empty(), "{}", run.stderr);
     assert!(

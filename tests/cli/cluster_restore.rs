@@ -367,12 +367,35 @@ fn a_single_node_backup_with_several_shards_is_refused_naming_why() {
     let mut info = info_from_fixture("collections/info-discussions.json");
     info["config"]["params"]["shard_number"] = json!(2);
     single.seed("discussions", info, (1..=5).collect());
-    let backup = world.backup(&single.url(), "discussions");
+    // One stored snapshot of both shards: it recovers only where shard 0 is.
+    let backup = world.backup_with(
+        &single.url(),
+        &["--no-stream", "--collection", "discussions"],
+    );
 
     let target = Cluster::start(3, config());
     let run = world.run(&target.url(0), &["restore", &backup, "--force"]);
     run.assert_code(2).assert_stderr_contains("shard_number");
     assert!(target.collection_names().is_empty());
+}
+
+/// Streamed, each of a single node's shards has its own file, which goes to its shard on
+/// whichever peers hold it: the backup restores into a cluster whole.
+#[test]
+fn a_streamed_single_node_backup_with_several_shards_restores_into_a_cluster() {
+    let world = World::new();
+    let single = Double::start(config());
+    let mut info = info_from_fixture("collections/info-discussions.json");
+    info["config"]["params"]["shard_number"] = json!(2);
+    single.seed("discussions", info, (1..=5).collect());
+    let backup = world.backup(&single.url(), "discussions");
+
+    let target = Cluster::start(3, config());
+    let run = world.run(&target.url(0), &["restore", &backup, "--force"]);
+    run.assert_code(0);
+    assert_eq!(target.point_ids("discussions"), Some((1..=5).collect()));
+    let shards = target.placement("discussions").map(|p| p.len());
+    assert_eq!(shards, Some(2), "{run:?}");
 }
 
 #[test]
@@ -446,11 +469,11 @@ fn a_failed_pre_restore_copy_changes_nothing_and_leaves_no_copy_behind() {
     let backup = world.backup(&source.url(0), "discussions");
     let target = existing_target();
     let replicas_before = replica_points(&target, "discussions");
-    // The shard snapshot of the last shard cannot be taken on any peer.
+    // The shard snapshot of the last shard cannot be taken on any peer, streamed or stored.
     for i in 0..3 {
         target.peer(i).inject(Fault {
-            method: Some("POST".into()),
-            path_contains: "/shards/2/snapshots".into(),
+            method: None,
+            path_contains: "/shards/2/snapshot".into(),
             kind: FaultKind::Status {
                 code: 500,
                 message: "Service internal error: no space".into(),

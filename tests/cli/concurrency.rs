@@ -82,7 +82,10 @@ fn killed_backup(env: &TestEnv) {
             stall: Duration::from_secs(60),
         },
     ));
-    let mut child = spawn(env, &["backup", "--collection", "conventions"]);
+    let mut child = spawn(
+        env,
+        &["backup", "--no-stream", "--collection", "conventions"],
+    );
     wait_for_request(&env.double, "GET", |p| {
         p.starts_with("/collections/conventions/snapshots/")
     });
@@ -120,7 +123,7 @@ fn a_backup_killed_mid_download_is_reported_and_its_snapshot_deleted_by_the_next
     assert_eq!(staging_folders(&env).len(), 1);
 
     // The next backup deletes it from the server and removes the staging folder.
-    let run = env.run(&["backup", "--collection", "github"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "github"]);
     run.assert_code(0).assert_stderr_contains(&left[0]);
     assert!(
         env.double.snapshot_names("conventions").is_empty(),
@@ -158,7 +161,10 @@ fn a_snapshot_a_killed_backup_never_heard_of_is_kept_and_reported_not_deleted() 
         "/collections/conventions/snapshots",
         FaultKind::Delay(Duration::from_secs(2)),
     ));
-    let mut child = spawn(&env, &["backup", "--collection", "conventions"]);
+    let mut child = spawn(
+        &env,
+        &["backup", "--no-stream", "--collection", "conventions"],
+    );
     wait_for_request(&env.double, "POST", |p| {
         p.starts_with("/collections/conventions/snapshots")
     });
@@ -179,7 +185,7 @@ fn a_snapshot_a_killed_backup_never_heard_of_is_kept_and_reported_not_deleted() 
     std::thread::sleep(Duration::from_millis(1100));
     let mine = hand_made_snapshot(&env, "conventions");
 
-    let run = env.run(&["backup", "--collection", "github"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "github"]);
     run.assert_code(0)
         .assert_stderr_contains(&mine)
         .assert_stderr_contains(&theirs)
@@ -205,7 +211,7 @@ fn a_snapshot_a_killed_backup_never_heard_of_is_kept_and_reported_not_deleted() 
             .call()
             .expect("delete");
     }
-    env.run(&["backup", "--collection", "github"])
+    env.run(&["backup", "--no-stream", "--collection", "github"])
         .assert_code(0);
     assert!(staging_folders(&env).is_empty(), "{:?}", env.root_entries());
 }
@@ -285,7 +291,7 @@ fn two_backups_through_two_spellings_of_one_url_never_share_a_snapshot_name() {
         "/snapshots/",
         FaultKind::Delay(Duration::from_millis(300)),
     ));
-    let args = ["backup", "--collection", "conventions"];
+    let args = ["backup", "--no-stream", "--collection", "conventions"];
     early_in_a_second();
     let first = spawn(&env, &args);
     let second = env
@@ -400,7 +406,7 @@ fn backups_through_two_spellings_take_turns_even_when_the_server_does_not_say_wh
         "/collections/conventions/snapshots",
         FaultKind::Delay(Duration::from_secs(1)),
     ));
-    let args = ["backup", "--collection", "conventions"];
+    let args = ["backup", "--no-stream", "--collection", "conventions"];
     let runtime = runtime_dir(&env);
     let first = env
         .command(&args)
@@ -598,7 +604,7 @@ fn a_snapshot_the_server_would_not_delete_is_deleted_by_the_next_backup() {
             message: "Service internal error: busy".into(),
         },
     ));
-    let run = env.run(&["backup", "--collection", "github"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "github"]);
     run.assert_code(0);
     assert!(
         run.stderr.contains("stayed on the server"),
@@ -607,7 +613,7 @@ fn a_snapshot_the_server_would_not_delete_is_deleted_by_the_next_backup() {
     );
     assert_eq!(env.server_snapshots(), 1);
     env.double.clear_faults();
-    let run = env.run(&["backup", "--collection", "github"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "github"]);
     run.assert_code(0);
     assert_eq!(env.server_snapshots(), 0, "{}", run.stderr);
     let staging: Vec<String> = env
@@ -623,7 +629,7 @@ fn a_snapshot_the_server_would_not_delete_is_deleted_by_the_next_backup() {
 #[test]
 fn a_backup_waits_while_a_restore_takes_its_pre_restore_snapshot_of_the_same_collection() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "conventions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "conventions"]);
     env.double.clear_requests();
     // The pre-restore snapshot answers late, so it is under way when the restore is stopped.
     env.double.inject(Fault::new(
@@ -644,7 +650,7 @@ fn a_backup_waits_while_a_restore_takes_its_pre_restore_snapshot_of_the_same_col
     });
     signal(&restore, "STOP");
     let mut backing_up = env
-        .command(&["backup", "--collection", "conventions"])
+        .command(&["backup", "--no-stream", "--collection", "conventions"])
         .env("XDG_RUNTIME_DIR", &runtime)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -667,7 +673,14 @@ fn a_backup_waits_while_a_restore_takes_its_pre_restore_snapshot_of_the_same_col
 fn a_cluster_backup_waits_while_a_restore_takes_its_pre_restore_copy_of_the_same_shard() {
     use qdrant_double::{Cluster, info_from_fixture};
     let world = super::support::World::new();
-    let cluster = Cluster::start(3, super::support::keyed_config());
+    // Peers that do not stream shard snapshots: the restore's copy is one they build.
+    let cluster = Cluster::start(
+        3,
+        qdrant_double::Config {
+            no_streamed_shard_snapshot: true,
+            ..super::support::keyed_config()
+        },
+    );
     // One replica per shard: the restore and the backup take each shard from the same peer.
     cluster.seed(
         "discussions",
@@ -703,7 +716,10 @@ fn a_cluster_backup_waits_while_a_restore_takes_its_pre_restore_copy_of_the_same
     wait_for_request(peer, "POST", |p| p == shard_snapshots);
     signal(&restore, "STOP");
     let mut backing_up = world
-        .command(&cluster.url(0), &["backup", "--collection", "discussions"])
+        .command(
+            &cluster.url(0),
+            &["backup", "--no-stream", "--collection", "discussions"],
+        )
         .env("XDG_RUNTIME_DIR", runtime.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

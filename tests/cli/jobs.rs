@@ -91,6 +91,7 @@ fn jobs_3_writes_the_same_manifest_checksums_and_json_as_jobs_1() {
         let output = env.root().join(folder);
         let run = env.run(&[
             "backup",
+            "--no-stream",
             "--jobs",
             jobs,
             "--json",
@@ -156,7 +157,7 @@ fn a_failed_creation_with_jobs_3_starts_no_more_and_leaves_nothing_behind() {
             message: "Service internal error: No space left on device".into(),
         },
     ));
-    let run = env.run(&["backup", "--jobs", "3"]);
+    let run = env.run(&["backup", "--no-stream", "--jobs", "3"]);
     run.assert_code(2)
         .assert_stderr_contains("code-patterns")
         .assert_stderr_contains("No space left on device");
@@ -185,7 +186,7 @@ fn a_dropped_download_with_jobs_3_leaves_nothing_behind() {
         "/collections/conventions/snapshots/",
         FaultKind::TruncateBody { after_bytes: 1000 },
     ));
-    let run = env.run(&["backup", "--jobs", "3"]);
+    let run = env.run(&["backup", "--no-stream", "--jobs", "3"]);
     run.assert_code(2).assert_stderr_contains("conventions");
     assert_nothing_left(&env);
 }
@@ -194,7 +195,7 @@ fn a_dropped_download_with_jobs_3_leaves_nothing_behind() {
 fn jobs_2_asks_for_the_next_snapshot_while_the_first_is_built() {
     let env = TestEnv::ai_memory();
     slow_creations(&env);
-    let backup = env.backup(&["--jobs", "2"]);
+    let backup = env.backup(&["--no-stream", "--jobs", "2"]);
     assert_eq!(sha256sum_check(&backup).code, 0);
     let order = snapshot_creates_and_deletes(&env);
     let at = |e: (String, String)| {
@@ -224,7 +225,7 @@ fn jobs_2_asks_for_the_next_snapshot_while_the_first_is_built() {
 fn jobs_1_backs_up_one_collection_after_another() {
     let env = TestEnv::ai_memory();
     slow_creations(&env);
-    env.backup(&["--jobs", "1"]);
+    env.backup(&["--no-stream", "--jobs", "1"]);
     let expected: Vec<(String, String)> = AI_MEMORY_COLLECTIONS
         .iter()
         .flat_map(|c| [event("POST", c), event("DELETE", c)])
@@ -236,7 +237,7 @@ fn jobs_1_backs_up_one_collection_after_another() {
 fn backup_jobs_from_the_environment_and_its_range() {
     let env = TestEnv::ai_memory();
     slow_creations(&env);
-    let run = env.run_with(&["backup"], |c| {
+    let run = env.run_with(&["backup", "--no-stream"], |c| {
         c.env("BACKUP_JOBS", "1");
     });
     run.assert_code(0);
@@ -246,7 +247,7 @@ fn backup_jobs_from_the_environment_and_its_range() {
         .collect();
     assert_eq!(snapshot_creates_and_deletes(&env), expected);
     for out_of_range in ["0", "17"] {
-        let run = env.run(&["backup", "--jobs", out_of_range]);
+        let run = env.run(&["backup", "--no-stream", "--jobs", out_of_range]);
         assert_ne!(run.code, 0, "--jobs {out_of_range} must be refused");
         run.assert_stderr_contains("1..=16");
     }

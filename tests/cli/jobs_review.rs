@@ -60,7 +60,7 @@ fn ctrl_c_with_three_backup_jobs_building_exits_130_and_leaves_nothing() {
         FaultKind::Delay(Duration::from_millis(1500)),
     ));
     let child = env
-        .command(&["backup", "--jobs", "3"])
+        .command(&["backup", "--no-stream", "--jobs", "3"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -138,7 +138,7 @@ fn assert_rolled_back(
 #[test]
 fn ctrl_c_with_restore_jobs_recovering_rolls_every_collection_back_and_exits_130() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     let target = target_server();
     let existing = &AI_MEMORY_COLLECTIONS[..2];
     for name in existing {
@@ -254,7 +254,7 @@ fn no_room_for_one_snapshot_with_backup_jobs_exits_3_and_leaves_nothing() {
     // worker finds out while the others run.
     env.double
         .set_snapshot_filler("conventions", 64 * 1024 * 1024);
-    let run = env.run_with(&["backup", "--jobs", "3"], |c| {
+    let run = env.run_with(&["backup", "--no-stream", "--jobs", "3"], |c| {
         c.env("AIMEM_TEST_FREE_SPACE", "100000000");
     });
     run.assert_code(3)

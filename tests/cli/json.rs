@@ -62,6 +62,7 @@ fn backup_json_describes_each_collection_and_the_folder() {
     let env = TestEnv::ai_memory();
     let run = env.run(&[
         "backup",
+        "--no-stream",
         "--json",
         "--collection",
         "github",
@@ -146,7 +147,7 @@ fn restore_json_gives_the_plan_and_the_outcome() {
 #[test]
 fn a_rolled_back_restore_prints_the_rollback_in_its_document() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "github"]);
+    let backup = env.backup(&["--no-stream", "--collection", "github"]);
     env.double.inject(Fault::new(
         Some("POST"),
         "/snapshots/upload",

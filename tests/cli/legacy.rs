@@ -42,7 +42,8 @@ fn writes(server: &Double) -> Vec<String> {
 /// The snapshots are real ones: those of an aimem backup of the double taken first.
 /// `snapshot_of` maps each collection to the collection whose snapshot file it gets.
 fn python_backup(env: &TestEnv, snapshot_of: impl Fn(&str) -> String) -> PathBuf {
-    let aimem = env.backup(&[]);
+    // One stored snapshot per collection, as the Python scripts took them.
+    let aimem = env.backup(&["--no-stream"]);
     let records = manifest(&aimem);
     let dir = env.tmp.path().join("python-backups/2026-02-03_143052");
     std::fs::create_dir_all(dir.join("qdrant")).unwrap();
@@ -325,7 +326,7 @@ fn a_python_backup_into_an_absent_collection_is_refused_clearly() {
 #[test]
 fn an_aimem_backup_without_its_checksums_file_is_refused_as_tampered() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     std::fs::remove_file(backup.join("CHECKSUMS.sha256")).unwrap();
     env.double.clear_requests();
     let run = env.run(&["restore", path(&backup), "--force"]);
@@ -363,7 +364,7 @@ fn an_aimem_backup_without_its_checksums_file_is_refused_as_tampered() {
 fn a_fingerprinted_python_backup_without_checksums_is_refused_as_tampered() {
     let env = TestEnv::ai_memory();
     let backup = python_backup(&env, same_name);
-    let aimem = env.backup(&[]);
+    let aimem = env.backup(&["--no-stream"]);
     let schemas = manifest(&aimem);
     let mut python = manifest(&backup);
     for name in AI_MEMORY_COLLECTIONS {

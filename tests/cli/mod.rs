@@ -31,6 +31,7 @@ mod resume;
 mod secrets;
 mod servers;
 mod state;
+mod stream;
 mod support;
 mod verbose;
 mod verify;

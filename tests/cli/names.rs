@@ -171,7 +171,7 @@ fn a_manifest_with_an_unsafe_collection_name_is_refused_up_front_by_every_subcom
 #[test]
 fn a_manifest_with_an_unsafe_snapshot_file_or_config_entry_is_refused_up_front() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "discussions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "discussions"]);
     let original = manifest(&backup);
     for name in HOSTILE {
         with_manifest(&backup, &original, |m| {
@@ -266,7 +266,7 @@ fn a_server_naming_its_snapshot_dot_dot_is_refused_and_the_collection_survives()
         "/collections/discussions/snapshots",
         FaultKind::SnapshotNamed("..".to_string()),
     ));
-    let run = env.run(&["backup", "--collection", "discussions"]);
+    let run = env.run(&["backup", "--no-stream", "--collection", "discussions"]);
     run.assert_code(2);
     says(&run, "is not a safe name");
     assert!(
@@ -321,7 +321,7 @@ fn predictable_prerestore_names(seconds: i64) -> Vec<String> {
 #[test]
 fn a_link_planted_at_a_predictable_pre_restore_folder_is_never_followed() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "discussions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "discussions"]);
     env.double.upsert_points("discussions", &[1001, 1002]);
     let victim = env.tmp.path().join("victim");
     std::fs::create_dir_all(&victim).unwrap();
@@ -489,7 +489,7 @@ fn a_foreign_snapshot_with_an_unsafe_name_is_left_out_of_the_list() {
 #[test]
 fn two_entries_restoring_into_one_collection_are_refused_before_any_change() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "discussions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "discussions"]);
     env.double.upsert_points("discussions", &[9001, 9002]);
     let live = env.double.point_ids("discussions").unwrap();
     let original = manifest(&backup);
@@ -528,7 +528,7 @@ fn two_entries_restoring_into_one_collection_are_refused_before_any_change() {
 fn pre_restore_snapshots_of_a_backup_in_a_shared_folder_go_to_a_private_one() {
     use std::os::unix::fs::PermissionsExt;
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "discussions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "discussions"]);
     let shared = env.tmp.path().join("shared");
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();

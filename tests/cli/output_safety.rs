@@ -184,14 +184,15 @@ fn assert_nothing_ran(scratch: &Path) {
     }
 }
 
-/// A backup of the hostile collection alone, with the collection still on the server.
+/// A backup of the hostile collection alone (its one stored snapshot, whose recovery commands
+/// these tests paste), with the collection still on the server.
 fn hostile_backup(env: &TestEnv) -> PathBuf {
     env.double.seed(
         HOSTILE,
         fixture_result("collections/info-conventions.json"),
         (1..=30).collect(),
     );
-    env.backup(&["--collection", HOSTILE])
+    env.backup(&["--no-stream", "--collection", HOSTILE])
 }
 
 #[test]
@@ -276,7 +277,7 @@ fn hints_are_not_broken_across_lines() {
     }
     // Into a server without the collection: the hint names a script to run.
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "github"]);
+    let backup = env.backup(&["--no-stream", "--collection", "github"]);
     edit_manifest(&backup, |m| {
         m["collections"]["github"]
             .as_object_mut()

@@ -76,7 +76,7 @@ fn kinds_of(report: &Value, file: &str) -> Vec<String> {
 #[test]
 fn a_snapshot_linked_outside_the_backup_is_never_read_or_quoted() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "conventions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "conventions"]);
     let snapshot = backup.join("qdrant/conventions.snapshot");
     std::fs::remove_file(&snapshot).unwrap();
     symlink(secret_file(&env), &snapshot).unwrap();
@@ -150,7 +150,7 @@ fn a_snapshot_file_reaching_outside_the_folder_is_refused() {
 #[test]
 fn fifos_in_place_of_backup_files_do_not_hang_any_command() {
     let env = TestEnv::ai_memory();
-    let good = env.backup(&["--collection", "conventions"]);
+    let good = env.backup(&["--no-stream", "--collection", "conventions"]);
     for file in [
         "manifest.json",
         "CHECKSUMS.sha256",
@@ -235,7 +235,7 @@ fn tar_header(name: &str, kind: u8, size: u64) -> Vec<u8> {
 #[test]
 fn a_huge_pax_header_in_a_snapshot_is_refused() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "conventions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "conventions"]);
     let snapshot = backup.join("qdrant/conventions.snapshot");
     let real = std::fs::read(&snapshot).unwrap();
     // A PAX header whose data is a hole of 64 MiB (sparse on disk), then the real snapshot:
@@ -426,7 +426,7 @@ fn a_manifest_larger_than_any_real_one_is_refused_unread() {
 #[test]
 fn a_collection_metadata_of_any_size_is_streamed_past() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "conventions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "conventions"]);
     let snapshot = backup.join("qdrant/conventions.snapshot");
     let real = std::fs::read(&snapshot).unwrap();
     let mut rebuilt = tar::Builder::new(Vec::new());

@@ -69,6 +69,18 @@ fn backed_up_then_changed(
     (backup, state(&env.double, collection))
 }
 
+/// [`backed_up_then_changed`] with the collection's one stored snapshot (`--no-stream`, as
+/// every backup before streaming and the Python scripts' are), restored as one snapshot.
+fn stored_then_changed(
+    env: &TestEnv,
+    collection: &str,
+    extra: &[u64],
+) -> (std::path::PathBuf, (Value, Vec<u64>)) {
+    let backup = env.backup(&["--no-stream", "--collection", collection]);
+    env.double.upsert_points(collection, extra);
+    (backup, state(&env.double, collection))
+}
+
 fn state(server: &Double, name: &str) -> (Value, Vec<u64>) {
     (
         server.collection_info(name).expect("collection"),
@@ -113,7 +125,7 @@ fn all_snapshots(server: &Double, names: &[&str]) -> Vec<String> {
 #[test]
 fn round_trip_into_an_empty_server_gives_equal_fingerprints_and_counts() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     let target = empty_server();
     let run = restore_to(&env, &target, &[backup.to_str().unwrap()]);
     run.assert_code(0)
@@ -165,7 +177,7 @@ fn latest_resolves_to_the_newest_backup() {
 #[test]
 fn restore_over_existing_collections_replaces_their_points() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     env.double.clear_requests();
     env.double.upsert_points("discussions", &[100, 101, 102]);
     let before = fingerprint(&env.double, "discussions");
@@ -218,7 +230,7 @@ fn a_schema_mismatch_is_refused_with_the_fields_named_and_nothing_touched() {
 #[test]
 fn a_legacy_manifest_restores_over_existing_collections_with_a_warning() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "discussions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "discussions"]);
     edit_manifest(&backup, |m| {
         m["collections"]["discussions"]
             .as_object_mut()
@@ -235,7 +247,7 @@ fn a_legacy_manifest_restores_over_existing_collections_with_a_warning() {
 #[test]
 fn a_legacy_manifest_into_an_absent_collection_is_refused() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "discussions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "discussions"]);
     edit_manifest(&backup, |m| {
         m["collections"]["discussions"]
             .as_object_mut()
@@ -253,7 +265,7 @@ fn a_legacy_manifest_into_an_absent_collection_is_refused() {
 #[test]
 fn one_flipped_byte_is_refused_before_any_upload() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     let file = backup.join("qdrant/conventions.snapshot");
     let mut bytes = std::fs::read(&file).unwrap();
     let middle = bytes.len() / 2;
@@ -270,7 +282,7 @@ fn one_flipped_byte_is_refused_before_any_upload() {
 #[test]
 fn an_unlisted_snapshot_is_refused() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "github"]);
+    let backup = env.backup(&["--no-stream", "--collection", "github"]);
     let sums = backup.join("CHECKSUMS.sha256");
     let text: String = std::fs::read_to_string(&sums)
         .unwrap()
@@ -315,7 +327,7 @@ fn an_unreachable_server_is_exit_3() {
 #[test]
 fn an_upload_failing_after_clearing_an_existing_collection_is_rolled_back() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     // Different from the backup, so "as before" cannot be confused with "as in the backup".
     env.double.upsert_points("conventions", &[200, 201]);
     let before: Vec<_> = AI_MEMORY_COLLECTIONS
@@ -345,7 +357,7 @@ fn an_upload_failing_after_clearing_an_existing_collection_is_rolled_back() {
 #[test]
 fn a_lost_connection_during_an_upload_is_rolled_back() {
     let env = TestEnv::ai_memory();
-    let (backup, before) = backed_up_then_changed(&env, "github", &[999]);
+    let (backup, before) = stored_then_changed(&env, "github", &[999]);
     // The server reads the whole body, loses the client, and recovers anyway: the rollback
     // must undo a real change (a no-op rollback leaves the backup's points behind).
     env.double.inject(Fault::new(
@@ -365,7 +377,7 @@ fn a_lost_connection_during_an_upload_is_rolled_back() {
 #[test]
 fn the_rollback_waits_for_a_recovery_still_running_after_a_lost_connection() {
     let env = TestEnv::ai_memory();
-    let (backup, before) = backed_up_then_changed(&env, "discussions", &[400, 401]);
+    let (backup, before) = stored_then_changed(&env, "discussions", &[400, 401]);
     env.double.inject(Fault::new(
         Some("POST"),
         "/snapshots/upload",
@@ -398,7 +410,7 @@ fn the_rollback_waits_for_a_recovery_still_running_after_a_lost_connection() {
 #[test]
 fn a_gateway_timeout_into_a_fresh_server_waits_before_deleting_what_it_created() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "jira-data"]);
+    let backup = env.backup(&["--no-stream", "--collection", "jira-data"]);
     let target = empty_server();
     // nginx gives up after its read timeout; Qdrant behind it goes on recovering.
     target.inject(Fault::new(
@@ -427,7 +439,7 @@ fn a_gateway_timeout_into_a_fresh_server_waits_before_deleting_what_it_created()
 #[test]
 fn a_recovery_outlasting_the_timeout_is_exit_5_without_a_rollback_under_it() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "code-patterns"]);
+    let backup = env.backup(&["--no-stream", "--collection", "code-patterns"]);
     env.double.upsert_points("code-patterns", &[700]);
     env.double.inject(Fault::new(
         Some("POST"),
@@ -470,7 +482,7 @@ fn a_recovery_outlasting_the_timeout_is_exit_5_without_a_rollback_under_it() {
 #[test]
 fn without_metrics_a_lost_upload_is_exit_5_not_a_claimed_rollback() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "github"]);
+    let backup = env.backup(&["--no-stream", "--collection", "github"]);
     env.double.upsert_points("github", &[999]);
     lose_the_upload_without_metrics(&env);
     let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
@@ -483,7 +495,7 @@ fn without_metrics_a_lost_upload_is_exit_5_not_a_claimed_rollback() {
 #[test]
 fn an_upload_refused_by_a_proxy_changed_nothing_and_needs_no_rollback_upload() {
     let env = TestEnv::ai_memory();
-    let (backup, before) = backed_up_then_changed(&env, "conventions", &[250]);
+    let (backup, before) = stored_then_changed(&env, "conventions", &[250]);
     // nginx's default client_max_body_size: every upload, the rollback's too, gets a 413.
     env.double.inject(Fault::always(
         Some("POST"),
@@ -509,7 +521,7 @@ fn an_upload_refused_by_a_proxy_changed_nothing_and_needs_no_rollback_upload() {
 #[test]
 fn an_upload_failing_into_a_fresh_server_leaves_it_empty() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     let target = empty_server();
     // The third collection fails: the two restored before it must go too.
     target.inject(Fault::new(
@@ -547,7 +559,7 @@ fn a_failed_post_restore_check_is_rolled_back() {
 #[test]
 fn a_failed_rollback_is_exit_5_and_keeps_the_pre_restore_snapshot() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "discussions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "discussions"]);
     fail_restore_and_rollback(&env);
     let run = restore(&env, &[backup.to_str().unwrap(), "--force"]);
     run.assert_code(5)
@@ -820,7 +832,7 @@ fn restore_signalled(env: &TestEnv, args: &[&str], signal: &str, ready: impl Fn(
 #[test]
 fn ctrl_c_while_qdrant_recovers_waits_for_it_then_rolls_back() {
     let env = TestEnv::ai_memory();
-    let (backup, before) = backed_up_then_changed(&env, "conventions", &[300, 301]);
+    let (backup, before) = stored_then_changed(&env, "conventions", &[300, 301]);
     env.double.inject(Fault::new(
         Some("POST"),
         "/snapshots/upload",
@@ -850,7 +862,7 @@ fn ctrl_c_while_qdrant_recovers_waits_for_it_then_rolls_back() {
 #[test]
 fn ctrl_c_while_the_pre_restore_snapshot_is_built_waits_and_deletes_it() {
     let env = TestEnv::ai_memory();
-    let (backup, before) = backed_up_then_changed(&env, "discussions", &[90]);
+    let (backup, before) = stored_then_changed(&env, "discussions", &[90]);
     env.double.clear_requests();
     env.double.inject(Fault::new(
         Some("POST"),
@@ -941,7 +953,7 @@ fn links_in_the_backup_are_refused() {
     let env = TestEnv::ai_memory();
     let install = env.install();
     std::fs::write(install.join(".env"), "A=1\n").unwrap();
-    let backup = env.backup(&["--collection", "github"]);
+    let backup = env.backup(&["--no-stream", "--collection", "github"]);
     // The snapshot replaced by a link to a copy elsewhere: identical bytes, still refused.
     let elsewhere = env.tmp.path().join("elsewhere.snapshot");
     let snapshot = backup.join("qdrant/github.snapshot");
@@ -994,7 +1006,7 @@ fn links_in_the_backup_are_refused() {
 #[test]
 fn pre_restore_snapshots_go_beside_the_backup_not_into_the_current_folder() {
     let env = TestEnv::ai_memory();
-    let made = env.backup(&["--collection", "discussions"]);
+    let made = env.backup(&["--no-stream", "--collection", "discussions"]);
     let elsewhere = env.tmp.path().join("mnt/backups");
     let backup = elsewhere.join("b1");
     super::support::copy_dir(&made, &backup);
@@ -1066,7 +1078,7 @@ fn ctrl_c_cuts_an_upload_for_good_even_while_the_rollback_runs() {
     // more than the socket buffers hold, so its upload blocks while the server does not read.
     env.double
         .set_snapshot_filler("discussions", 32 * 1024 * 1024);
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     env.double.upsert_points("discussions", &[300, 301]);
     let before = state(&env.double, "discussions");
     env.double.inject(Fault::new(
@@ -1114,7 +1126,7 @@ fn ctrl_c_during_a_stalled_pre_restore_download_leaves_nothing_behind() {
     let env = TestEnv::ai_memory();
     env.double
         .set_snapshot_filler("discussions", 4 * 1024 * 1024);
-    let backup = env.backup(&["--collection", "discussions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "discussions"]);
     let before = state(&env.double, "discussions");
     env.double.clear_requests();
     env.double.inject(Fault::new(
@@ -1147,7 +1159,7 @@ fn ctrl_c_during_a_stalled_pre_restore_download_leaves_nothing_behind() {
 #[test]
 fn a_point_written_just_before_the_pre_restore_snapshot_does_not_fail_the_rollback() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "github"]);
+    let backup = env.backup(&["--no-stream", "--collection", "github"]);
     // While the pre-restore snapshot is built a point arrives; then the upload fails after
     // clearing the collection, and the rollback must accept what the snapshot holds.
     env.double.inject(Fault::new(

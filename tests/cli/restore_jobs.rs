@@ -157,7 +157,7 @@ fn uploads(server: &Double) -> usize {
 #[test]
 fn jobs_3_sends_the_next_upload_while_one_is_recovering_and_restores_everything() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     let target = empty_server();
     // The first upload recovers for a long time: a sequential restore sends nothing else
     // meanwhile.
@@ -230,7 +230,7 @@ fn jobs_1_restores_one_collection_after_another() {
 #[test]
 fn a_failed_upload_with_jobs_3_rolls_every_collection_back() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     let target = empty_server();
     let (existing, fresh) = AI_MEMORY_COLLECTIONS.split_at(3);
     for name in existing {
@@ -282,7 +282,7 @@ fn a_failed_upload_with_jobs_3_rolls_every_collection_back() {
 #[test]
 fn a_corrupted_last_snapshot_fails_with_jobs_3_before_anything_changes() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     let target = empty_server();
     let existing = AI_MEMORY_COLLECTIONS[0];
     target.seed_from_fixture(existing, &format!("collections/info-{existing}.json"), 7);
@@ -319,7 +319,7 @@ fn a_corrupted_last_snapshot_fails_with_jobs_3_before_anything_changes() {
 #[test]
 fn the_rollback_report_is_one_account_on_stderr_and_in_json() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     // Every collection gets a point more, so each restore overwrites an existing collection.
     for name in AI_MEMORY_COLLECTIONS {
         env.double.upsert_points(name, &[9999]);

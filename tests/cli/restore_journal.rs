@@ -91,7 +91,7 @@ fn new_snapshot(env: &TestEnv, before: &[String]) -> String {
 #[test]
 fn a_restore_killed_before_its_pre_restore_snapshot_was_named_has_it_reported_not_guessed() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "conventions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "conventions"]);
     let before = env.double.snapshot_names("conventions");
     // The backup's own requests are not the restore's.
     env.double.clear_requests();
@@ -118,7 +118,7 @@ fn a_restore_killed_before_its_pre_restore_snapshot_was_named_has_it_reported_no
 
     // The dead restore never heard the snapshot's name: it may be its own or someone else's
     // taken meanwhile, so it is kept and named, and so is the record.
-    let next = env.run(&["backup", "--collection", "github"]);
+    let next = env.run(&["backup", "--no-stream", "--collection", "github"]);
     next.assert_code(0)
         .assert_stderr_contains(&left)
         .assert_stderr_contains("deletes only what it can prove");
@@ -129,7 +129,7 @@ fn a_restore_killed_before_its_pre_restore_snapshot_was_named_has_it_reported_no
 #[test]
 fn a_restore_killed_after_saving_its_copy_has_its_server_snapshot_deleted_and_its_copy_kept() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "conventions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "conventions"]);
     let before = env.double.snapshot_names("conventions");
     // The backup's own requests are not the restore's.
     env.double.clear_requests();
@@ -175,7 +175,7 @@ fn a_restore_killed_after_saving_its_copy_has_its_server_snapshot_deleted_and_it
 #[test]
 fn a_backup_never_touches_a_live_restores_pre_restore_snapshot() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "conventions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "conventions"]);
     let before = env.double.snapshot_names("conventions");
     // The backup's own requests are not the restore's.
     env.double.clear_requests();
@@ -191,7 +191,7 @@ fn a_backup_never_touches_a_live_restores_pre_restore_snapshot() {
     assert_eq!(folders.len(), 1, "{:?}", env.root_entries());
     assert_eq!(state_journals(&env).len(), 1, "the restore journals");
 
-    env.run(&["backup", "--collection", "github"])
+    env.run(&["backup", "--no-stream", "--collection", "github"])
         .assert_code(0);
     assert!(
         env.double.snapshot_names("conventions").contains(&live),
@@ -233,10 +233,12 @@ fn cluster_snapshot_files(cluster: &qdrant_double::Cluster) -> Vec<PathBuf> {
 #[test]
 fn a_cluster_restore_killed_while_a_shard_snapshot_is_built_has_it_reported_not_guessed() {
     use qdrant_double::{Cluster, Config, info_from_fixture};
+    // Peers that do not stream shard snapshots: the pre-restore copy is one they build.
     let cluster = Cluster::start(
         3,
         Config {
             api_key: Some(super::support::KEY.to_string()),
+            no_streamed_shard_snapshot: true,
             ..Config::default()
         },
     );
@@ -256,7 +258,7 @@ fn a_cluster_restore_killed_while_a_shard_snapshot_is_built_has_it_reported_not_
         command
     };
     let run = to_run(
-        aimem(&["backup", "--collection", "discussions"])
+        aimem(&["backup", "--no-stream", "--collection", "discussions"])
             .output()
             .expect("run aimem"),
     );
@@ -314,7 +316,7 @@ fn a_cluster_restore_killed_while_a_shard_snapshot_is_built_has_it_reported_not_
     // Snapshot names carry the time to the second: the next run's own must not share them.
     std::thread::sleep(Duration::from_millis(1100));
     let next = to_run(
-        aimem(&["backup", "--collection", "discussions"])
+        aimem(&["backup", "--no-stream", "--collection", "discussions"])
             .output()
             .expect("run aimem"),
     );
@@ -336,7 +338,7 @@ fn a_cluster_restore_killed_while_a_shard_snapshot_is_built_has_it_reported_not_
 #[test]
 fn a_killed_restore_from_another_folder_is_cleaned_up_by_a_backup_into_any_root() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "conventions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "conventions"]);
     let usb = env.tmp.path().join("usb");
     std::fs::create_dir_all(&usb).expect("usb");
     let on_usb = usb.join(backup.file_name().expect("name"));
@@ -400,9 +402,12 @@ fn a_killed_restore_from_another_folder_is_cleaned_up_by_a_backup_into_any_root(
         );
     }
 
-    let run = env.run_with(&["backup", "--collection", "github", "-o"], |c| {
-        c.arg(&nightly);
-    });
+    let run = env.run_with(
+        &["backup", "--no-stream", "--collection", "github", "-o"],
+        |c| {
+            c.arg(&nightly);
+        },
+    );
     run.assert_code(0);
     for name in &left {
         assert!(
@@ -436,7 +441,11 @@ fn upload_copies_a_killed_restore_left_on_cluster_peers_are_deleted_by_the_next_
     let world = super::support::World::new();
     let single = Double::start(super::support::keyed_config());
     single.seed_from_fixture("discussions", "collections/info-discussions.json", 40);
-    let backup = world.backup(&single.url(), "discussions");
+    // The single node's one stored snapshot, uploaded whole to each peer holding shard 0.
+    let backup = world.backup_with(
+        &single.url(),
+        &["--no-stream", "--collection", "discussions"],
+    );
     let cluster = Cluster::start(
         3,
         Config {
@@ -482,7 +491,10 @@ fn upload_copies_a_killed_restore_left_on_cluster_peers_are_deleted_by_the_next_
         cluster.peer(i).clear_faults();
     }
     assert!(!copies().is_empty());
-    let run = world.run(&cluster.url(0), &["backup", "--collection", "discussions"]);
+    let run = world.run(
+        &cluster.url(0),
+        &["backup", "--no-stream", "--collection", "discussions"],
+    );
     run.assert_code(0);
     assert_eq!(copies(), Vec::<PathBuf>::new(), "{}", run.stderr);
 }

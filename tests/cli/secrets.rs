@@ -250,7 +250,7 @@ fn killed_backup(env: &TestEnv, tweak: impl FnOnce(&mut std::process::Command)) 
             stall: std::time::Duration::from_secs(60),
         },
     ));
-    let mut command = env.command(&["backup", "--collection", "conventions"]);
+    let mut command = env.command(&["backup", "--no-stream", "--collection", "conventions"]);
     tweak(&mut command);
     let mut child = command
         .stdout(Stdio::null())
@@ -323,7 +323,7 @@ fn journals_and_leftovers_of_a_killed_backup_hold_no_credentials() {
     assert_eq!(json_stdout(&list)["leftovers"].as_array().unwrap().len(), 1);
     assert_not_printed("list --json", &list, &[LEFT, RIGHT, "admin:"]);
     // The next backup clears the leftover, and says so without the credentials.
-    let run = env.run_with(&["backup", "--collection", "github"], |c| {
+    let run = env.run_with(&["backup", "--no-stream", "--collection", "github"], |c| {
         c.env("QDRANT_URL", &url);
     });
     run.assert_code(0);
@@ -338,7 +338,7 @@ fn echoing(prefix: &str) -> String {
 #[test]
 fn an_api_key_the_server_echoes_is_never_printed() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&["--collection", "github"]);
+    let backup = env.backup(&["--no-stream", "--collection", "github"]);
     let dir = backup.to_str().unwrap();
     let faults = [
         (
@@ -379,8 +379,8 @@ fn an_api_key_the_server_echoes_is_never_printed() {
     ];
     for (what, kind) in faults {
         for args in [
-            vec!["backup", "--collection", "github"],
-            vec!["backup", "--json", "--collection", "github"],
+            vec!["backup", "--no-stream", "--collection", "github"],
+            vec!["backup", "--no-stream", "--json", "--collection", "github"],
             vec!["diff-schema", dir],
             vec!["diff-schema", "--json", dir],
             vec!["restore", "--dry-run", dir],
@@ -416,8 +416,8 @@ fn an_api_key_the_server_echoes_is_never_printed() {
         },
     ));
     for args in [
-        vec!["backup", "--collection", "github"],
-        vec!["backup", "--json", "--collection", "github"],
+        vec!["backup", "--no-stream", "--collection", "github"],
+        vec!["backup", "--no-stream", "--json", "--collection", "github"],
     ] {
         let run = env.run(&args);
         assert_ne!(run.code, 0, "{args:?}:\n{}", run.all_output());

@@ -87,7 +87,7 @@ fn assert_nothing_left(env: &TestEnv) {
 /// A backup of `discussions` whose snapshot is replaced by a large sparse file (listed with
 /// a wrong checksum): hashing it keeps `verify` busy for far longer than the kill deadline.
 fn backup_with_a_huge_snapshot(env: &TestEnv) -> std::path::PathBuf {
-    let backup = env.backup(&["--collection", "discussions"]);
+    let backup = env.backup(&["--no-stream", "--collection", "discussions"]);
     let snapshot = backup.join("qdrant/discussions.snapshot");
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -206,7 +206,7 @@ fn a_server_that_dies_while_building_the_snapshot_is_given_up_at_once() {
         FaultKind::Die,
     ));
     let run = run_bounded(
-        env.command(&["backup", "--collection", "discussions"]),
+        env.command(&["backup", "--no-stream", "--collection", "discussions"]),
         None,
     );
     assert!(
@@ -238,7 +238,7 @@ fn a_snapshot_answer_without_a_name_is_an_error_at_once() {
         },
     ));
     let run = run_bounded(
-        env.command(&["backup", "--collection", "discussions"]),
+        env.command(&["backup", "--no-stream", "--collection", "discussions"]),
         None,
     );
     run.assert_code(2)
@@ -274,7 +274,10 @@ fn an_endless_download_stops_at_the_announced_size() {
         "/collections/discussions/snapshots/",
         FaultKind::EndlessBody { code: 200 },
     ));
-    let command = with_file_size_limit(&env, &["backup", "--collection", "discussions"]);
+    let command = with_file_size_limit(
+        &env,
+        &["backup", "--no-stream", "--collection", "discussions"],
+    );
     let run = run_bounded(command, None);
     run.assert_code(2)
         .assert_stderr_contains("more than the")
@@ -308,7 +311,7 @@ fn a_payload_index_added_while_the_snapshot_is_taken_is_noticed_and_the_snapshot
         },
     ));
     let run = run_bounded(
-        env.command(&["backup", "--collection", "discussions"]),
+        env.command(&["backup", "--no-stream", "--collection", "discussions"]),
         None,
     );
     run.assert_code(0)
@@ -338,7 +341,7 @@ fn a_schema_that_changes_during_every_snapshot_fails_the_collection() {
         ));
     }
     let run = run_bounded(
-        env.command(&["backup", "--collection", "discussions"]),
+        env.command(&["backup", "--no-stream", "--collection", "discussions"]),
         None,
     );
     run.assert_code(2)

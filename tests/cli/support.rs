@@ -56,10 +56,15 @@ impl Run {
 impl TestEnv {
     /// A double with an API key, nothing seeded.
     pub fn new() -> TestEnv {
-        let double = Double::start(Config {
+        TestEnv::with_config(Config {
             api_key: Some(KEY.to_string()),
             ..Config::default()
-        });
+        })
+    }
+
+    /// A double started with `config` (give it [`KEY`]), nothing seeded.
+    pub fn with_config(config: Config) -> TestEnv {
+        let double = Double::start(config);
         let tmp = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(tmp.path().join("home")).expect("home");
         std::fs::create_dir_all(tmp.path().join("install")).expect("install");
@@ -445,7 +450,14 @@ impl World {
 
     /// Backs up `collection` from `url`; the backup folder.
     pub fn backup(&self, url: &str, collection: &str) -> String {
-        let run = self.run(url, &["backup", "--collection", collection]);
+        self.backup_with(url, &["--collection", collection])
+    }
+
+    /// Backs up from `url` with `args`; the backup folder.
+    pub fn backup_with(&self, url: &str, args: &[&str]) -> String {
+        let mut all = vec!["backup"];
+        all.extend_from_slice(args);
+        let run = self.run(url, &all);
         run.assert_code(0);
         let folder = run.stdout.trim().to_string();
         assert!(Path::new(&folder).is_dir(), "{run:?}");

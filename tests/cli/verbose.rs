@@ -31,7 +31,7 @@ fn exchange_line<'r>(run: &'r Run, method: &str, path_start: &str, status: u16) 
 #[test]
 fn verbose_shows_each_request_with_status_bytes_and_duration() {
     let env = TestEnv::ai_memory();
-    let run = env.run(&["-v", "backup", "--collection", "github"]);
+    let run = env.run(&["-v", "backup", "--no-stream", "--collection", "github"]);
     run.assert_code(0);
     exchange_line(&run, "GET", "/collections", 200);
     exchange_line(&run, "POST", "/collections/github/snapshots?wait=true", 200);
@@ -50,6 +50,23 @@ fn verbose_shows_each_request_with_status_bytes_and_duration() {
     // stdout is still only the backup's path.
     assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
 
+    // A streamed shard snapshot's bytes are counted as they arrive too.
+    let streamed = TestEnv::ai_memory();
+    let run = streamed.run(&["-v", "backup", "--collection", "github"]);
+    run.assert_code(0);
+    let stream = exchange_line(&run, "GET", "/collections/github/shards/0/snapshot", 200);
+    let size = std::fs::metadata(
+        streamed
+            .only_backup()
+            .join("qdrant/github/shard-0.snapshot"),
+    )
+    .expect("shard file")
+    .len();
+    assert!(
+        stream.contains(&format!(", received {}", human_size_like_aimem(size))),
+        "{stream}"
+    );
+
     // An exchange that gets no answer says so, with its duration.
     let refused = env.run(&["-v", "backup", "--url", "http://127.0.0.1:9"]);
     assert_ne!(refused.code, 0);
@@ -61,7 +78,7 @@ fn verbose_shows_each_request_with_status_bytes_and_duration() {
         refused.stderr
     );
 
-    let quiet = env.run(&["backup", "--collection", "github"]);
+    let quiet = env.run(&["backup", "--no-stream", "--collection", "github"]);
     quiet.assert_code(0);
     assert!(log_lines(&quiet).is_empty(), "{}", quiet.stderr);
 }
@@ -112,7 +129,14 @@ fn very_verbose_shows_headers_but_never_the_key_or_url_credentials() {
         &["--verbose", "--verbose", "--verbose"],
     ] {
         let mut args = flags.to_vec();
-        args.extend(["backup", "--collection", "github", "--url", &url]);
+        args.extend([
+            "backup",
+            "--no-stream",
+            "--collection",
+            "github",
+            "--url",
+            &url,
+        ]);
         let run = env.run(&args);
         run.assert_code(0);
         let all = run.all_output();
@@ -199,7 +223,7 @@ const RESTORE_LABELS: [&str; 5] = [
 #[test]
 fn progress_is_labelled_on_a_terminal_and_absent_without_one() {
     let env = TestEnv::ai_memory();
-    let backup = on_a_terminal(&env, &["backup", "--collection", "github"]);
+    let backup = on_a_terminal(&env, &["backup", "--no-stream", "--collection", "github"]);
     backup.assert_code(0);
     for label in BACKUP_LABELS {
         assert!(backup.stdout.contains(label), "{label}:\n{}", backup.stdout);
@@ -226,7 +250,7 @@ fn progress_is_labelled_on_a_terminal_and_absent_without_one() {
 
     // Without a terminal, and on one with --no-progress or --quiet: no bar, no spinner.
     let piped = [
-        env.run(&["backup", "--collection", "github"]),
+        env.run(&["backup", "--no-stream", "--collection", "github"]),
         env.run(&["restore", path, "--force"]),
         env.run(&["verify", path]),
     ];

@@ -51,7 +51,7 @@ fn a_good_backup_verifies() {
 #[test]
 fn a_flipped_byte_is_named() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     let snapshot = backup.join("qdrant/github.snapshot");
     let mut bytes = std::fs::read(&snapshot).unwrap();
     // Inside the first entry's data (its header is bytes 0..512): only the checksum can tell.
@@ -77,7 +77,7 @@ fn a_flipped_byte_is_named() {
 #[test]
 fn a_truncated_snapshot_is_caught_inside_the_archive() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     // Cut the snapshot and make the checksum and size agree with the cut file: only reading
     // the archive can tell.
     let snapshot = backup.join("qdrant/discussions.snapshot");
@@ -113,7 +113,7 @@ fn a_truncated_snapshot_is_caught_inside_the_archive() {
 #[test]
 fn a_snapshot_of_another_collection_does_not_match_the_fingerprint() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     // conventions.snapshot replaced by the discussions snapshot, with checksums and sizes
     // updated: every file check passes, the schema inside does not.
     let from = backup.join("qdrant/discussions.snapshot");
@@ -141,7 +141,7 @@ fn a_snapshot_of_another_collection_does_not_match_the_fingerprint() {
 #[test]
 fn missing_and_extra_files_are_named() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     std::fs::remove_file(backup.join("qdrant/jira-data.snapshot")).unwrap();
     std::fs::write(backup.join("qdrant/stray.bin"), "x").unwrap();
     let report = verify_json(&env, &backup, &[], 2);
@@ -160,7 +160,7 @@ fn missing_and_extra_files_are_named() {
 #[test]
 fn a_file_the_manifest_names_must_be_listed() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     let path = backup.join("CHECKSUMS.sha256");
     let text = std::fs::read_to_string(&path).unwrap();
     let kept: String = text
@@ -179,7 +179,7 @@ fn a_file_the_manifest_names_must_be_listed() {
 #[test]
 fn a_size_that_disagrees_with_the_manifest_is_named() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     edit_manifest(&backup, |m| {
         m["collections"]["github"]["size_bytes"] = json!(1);
     });
@@ -244,7 +244,7 @@ fn a_broken_manifest_is_shown_with_the_bad_spot() {
 #[test]
 fn a_backup_missing_its_checksums_is_reported_and_still_checked() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     std::fs::remove_file(backup.join("CHECKSUMS.sha256")).unwrap();
     // The manifest-level checks still run: a wrong size is still named.
     let path = backup.join("manifest.json");
@@ -275,8 +275,8 @@ fn a_folder_that_does_not_exist_is_an_argument_error() {
 #[test]
 fn a_snapshot_that_is_a_link_into_another_backup_fails_verification() {
     let env = TestEnv::ai_memory();
-    let older = env.backup(&[]);
-    let newer = env.backup(&[]);
+    let older = env.backup(&["--no-stream"]);
+    let newer = env.backup(&["--no-stream"]);
     // The newer backup's snapshot becomes a link to the (identical-looking) older one.
     let snapshot = newer.join("qdrant/github.snapshot");
     std::fs::remove_file(&snapshot).unwrap();
@@ -298,7 +298,7 @@ fn a_snapshot_that_is_a_link_into_another_backup_fails_verification() {
 #[test]
 fn a_checksum_file_repaired_to_match_a_changed_snapshot_is_caught() {
     let env = TestEnv::ai_memory();
-    let backup = env.backup(&[]);
+    let backup = env.backup(&["--no-stream"]);
     // Change a snapshot, then "fix" CHECKSUMS.sha256 the way someone silencing the error would.
     let snapshot = backup.join("qdrant/github.snapshot");
     let mut bytes = std::fs::read(&snapshot).unwrap();

@@ -238,6 +238,7 @@ fn read_backup(dir: &Utf8Path, args: &RestoreArgs, ui: &Ui) -> Outcome<Backup> {
     let options = SourceOptions {
         skip_checksum_verify: args.skip_checksum_verify,
         target_name: args.target_name.as_deref(),
+        taken_on_cluster: manifest.has_cluster_record(),
     };
     let (listed, legacy_without_checksums) =
         sources::read_checksums(dir, options, &manifest, &selected, ui)

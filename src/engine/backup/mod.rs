@@ -17,7 +17,7 @@ mod resume;
 pub(crate) mod shards;
 pub(crate) mod site;
 pub(crate) mod snapshot;
-mod take;
+pub(crate) mod take;
 pub(crate) mod undo;
 
 use std::collections::BTreeMap;
@@ -59,6 +59,8 @@ pub struct Options {
     pub retry: u32,
     /// Also copy the log files (`--include-logs`).
     pub include_logs: bool,
+    /// Stream each shard's snapshot where the server offers it (not `--no-stream`).
+    pub stream: bool,
 }
 
 /// One collection backed up: what the subcommand reports about it.
@@ -76,6 +78,8 @@ pub struct CollectionDone {
     pub snapshot: String,
     /// False when the server refused to delete it (it is then still on the server).
     pub server_snapshot_deleted: bool,
+    /// How it was taken.
+    pub method: take::Method,
     /// From the first schema read to the deleted server snapshot.
     pub seconds: f64,
 }
@@ -232,6 +236,17 @@ pub enum BackupError {
         limit: usize,
     },
 
+    /// Only while a collection is taken: the server does not stream shard snapshots, and the
+    /// collection is taken again the stored way ([`Streaming::refuse`]).
+    #[error("the server does not stream shard snapshots (it answered 404 for a shard it lists)")]
+    #[diagnostic(
+        code(aimem::backup::not_streamed),
+        help(
+            "Run the backup again with --no-stream: Qdrant then builds each snapshot on its disk first."
+        )
+    )]
+    NotStreamed,
+
     /// A signal stopped the run: `by` is its status (130 or 143).
     #[error("stopped by a signal; the partial backup was removed")]
     #[diagnostic(
@@ -307,6 +322,7 @@ impl ExitStatus for BackupError {
             | BackupError::SchemaKeptChanging { .. }
             | BackupError::TooManyCollections { .. }
             | BackupError::Incomplete
+            | BackupError::NotStreamed
             | BackupError::Panicked { .. } => Exit::Failed,
         }
     }
@@ -397,13 +413,48 @@ struct Context<'a> {
     lock_keys: LockKeys,
     install: &'a Utf8Path,
     ai_memory_version: String,
-    /// How each site's snapshot is obtained.
-    method: take::Method,
+    /// Whether shard snapshots are streamed, until the server says it cannot.
+    streaming: Streaming,
     /// Told what is made, for the subcommand's report.
     progress: &'a dyn Progress,
     /// A single node, or the cluster's peers.
     topology: &'a Topology,
     options: Options,
+}
+
+/// Whether this run streams shard snapshots: asked for (not `--no-stream`) and not refused by
+/// the server yet. A server without the endpoint answers 404 for a shard it reports; from
+/// then on every site is taken the stored way (said once).
+struct Streaming {
+    wanted: bool,
+    refused: std::sync::atomic::AtomicBool,
+}
+
+impl Streaming {
+    fn new(wanted: bool) -> Streaming {
+        Streaming {
+            wanted,
+            refused: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// How this run takes a site's snapshot now.
+    fn method(&self) -> take::Method {
+        match self.wanted && !self.refused.load(std::sync::atomic::Ordering::SeqCst) {
+            true => take::Method::Streamed,
+            false => take::Method::Stored,
+        }
+    }
+
+    /// The server does not stream: the stored way from now on, said once.
+    fn refuse(&self, ui: &Ui) {
+        if !self.refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            ui.note(
+                "the server does not stream shard snapshots: Qdrant builds each snapshot on its disk first \
+                 (as with --no-stream)",
+            );
+        }
+    }
 }
 
 /// A published backup.
@@ -440,7 +491,7 @@ pub fn write(
         lock_keys: run.lock_keys,
         install: run.install,
         ai_memory_version: run.ai_memory_version,
-        method: take::Method::default(),
+        streaming: Streaming::new(run.options.stream),
         progress: run.progress,
         topology: run.topology,
         options: run.options,
@@ -899,8 +950,21 @@ fn backup_collection(
     undo: &Mutex<Undo>,
     durability: snapshot::Durability,
 ) -> Backed<(CollectionEntry, CollectionDone)> {
-    if cx.topology.is_cluster() {
-        return shards::backup_collection(cx, collection, snapshot_dir, undo);
+    // A single node's collection too is streamed shard by shard where the server offers it;
+    // one that does not is taken as one stored snapshot. So is one with custom sharding,
+    // whose shards a single node's restore has not been checked to lay out again.
+    let custom_sharding = collection
+        .fingerprint
+        .as_value()
+        .pointer("/params/sharding_method")
+        .and_then(serde_json::Value::as_str)
+        == Some("custom");
+    let streamed = cx.streaming.method() == take::Method::Streamed && !custom_sharding;
+    if cx.topology.is_cluster() || streamed {
+        match shards::backup_collection(cx, collection, snapshot_dir, undo) {
+            Err(BackupError::NotStreamed) if !cx.topology.is_cluster() => {}
+            done => return done,
+        }
     }
     let name = &collection.name;
     let site = Site::Collection(name.as_str());
@@ -919,7 +983,7 @@ fn backup_collection(
         consistent::Scope::Collection,
         || capture(cx, site, &tracker),
         |description| {
-            cx.method
+            take::Stored
                 .release(cx.client, site, &description, &tracker)
                 .ok();
         },
@@ -943,8 +1007,7 @@ fn backup_collection(
             description.clone(),
             target.clone(),
         );
-        let (method, retry, ui, stop) =
-            (cx.method, cx.options.retry, cx.ui.clone(), cx.stop.clone());
+        let (retry, ui, stop) = (cx.options.retry, cx.ui.clone(), cx.stop.clone());
         worker::interruptible(cx.stop, move || {
             let site = Site::Collection(name.as_str());
             let download = snapshot::Download {
@@ -956,14 +1019,14 @@ fn backup_collection(
                 ui: &ui,
                 stop: &stop,
             };
-            method.fetch(&download, retry, durability)
+            take::Stored.fetch(&download, retry, durability)
         })
     };
     let downloaded = downloaded
         .or_else(interrupted)?
         .map_err(|e| site_failure(cx, name, SiteFailure::Download(e), cx.root))?;
     // The server keeps every snapshot until deleted: do not let backups fill its disk.
-    let deleted = match cx.method.release(cx.client, site, &description, &tracker) {
+    let deleted = match take::Stored.release(cx.client, site, &description, &tracker) {
         Ok(()) => true,
         Err(e) => {
             cx.ui.warn(&format!(
@@ -981,6 +1044,7 @@ fn backup_collection(
         sha256: downloaded.sha256.clone(),
         snapshot: description.name.clone(),
         server_snapshot_deleted: deleted,
+        method: take::Method::Stored,
         seconds: started.elapsed().as_secs_f64(),
     };
     let entry = CollectionEntry {
@@ -1009,8 +1073,7 @@ fn live_fingerprint(cx: &Context, name: &str) -> Backed<Fingerprint> {
 /// meanwhile ends the run once Qdrant has answered (the cleanup deletes what it made).
 fn capture(cx: &Context, site: Site<&str>, tracker: &Here) -> Backed<take::Captured> {
     let turn = concurrent::take_turn(&cx.lock_keys, site, cx.stop, cx.ui).or_else(interrupted)?;
-    let captured = cx
-        .method
+    let captured = take::Stored
         .capture(cx.client, site, turn, tracker)
         .map_err(|e| site_failure(cx, site.collection(), e, cx.root))?;
     stopped(cx.stop)?;
@@ -1039,6 +1102,7 @@ fn site_failure(cx: &Context, name: &str, failure: SiteFailure, journal: &Utf8Pa
             path: journal.to_owned(),
             source,
         },
+        SiteFailure::NotStreamed => BackupError::NotStreamed,
     }
 }
 

@@ -96,9 +96,10 @@ pub(super) fn back_up_collections(
                                 }
                             }
                             cx.ui.ok(&format!(
-                                "{}: {} records, snapshot created ({})",
+                                "{}: {} records, {} ({})",
                                 collection.name,
                                 entry.records,
+                                report.method.done(),
                                 human_size(entry.size_bytes)
                             ));
                             *lock(slot) = Some((entry, report));
@@ -153,9 +154,10 @@ fn one_at_a_time(
         let (entry, report) = caught(&collection.name, || {
             backup_collection(cx, collection, snapshot_dir, undo, Durability::SyncedNow)
         })?;
+        let how = report.method.done();
         cx.progress.collection_done(report);
         cx.ui.ok(&format!(
-            "{} records, snapshot created ({})",
+            "{} records, {how} ({})",
             entry.records,
             human_size(entry.size_bytes)
         ));

@@ -17,7 +17,7 @@ use super::consistent::{Consistent, Scope, consistent};
 use super::journal::Record;
 use super::site::Site;
 use super::snapshot::{self, Downloaded, Durability};
-use super::take::{Method, SiteFailure, Tracker};
+use super::take::{self, Method, SiteFailure, Stored, Tracker};
 use super::undo::{Pending, Undo};
 use super::{Backed, BackupError, CollectionDone, Context, Planned, collection_error, stopped};
 use crate::engine::peers::Topology;
@@ -241,29 +241,8 @@ pub(super) fn backup_collection(
 ) -> Backed<(CollectionEntry, CollectionDone)> {
     let name = &collection.name;
     let started = Instant::now();
-    let topology = cx.topology;
-    let mut views = Vec::new();
-    for peer in topology.peers() {
-        let view = peer
-            .client
-            .collection_cluster_view(name)
-            .map_err(|e| collection_error(name, e))?;
-        if view.peer_id != peer.peer_id {
-            return Err(collection_error(
-                name,
-                ShardError::Placement {
-                    collection: name.to_string(),
-                    detail: format!(
-                        "{} answers for peer {} as peer {}",
-                        peer.client.display_url(),
-                        peer.peer_id,
-                        view.peer_id
-                    ),
-                },
-            ));
-        }
-        views.push(view);
-    }
+    let method = cx.streaming.method();
+    let (clients, views) = peer_views(cx, name)?;
     let shards = placement(name, &views).map_err(|e| collection_error(name, e))?;
     let sources = choose_sources(name, &shards).map_err(|e| collection_error(name, e))?;
 
@@ -306,20 +285,33 @@ pub(super) fn backup_collection(
         source,
     })?;
 
+    let taken = consistent(
+        cx,
+        name,
+        &shard_keys,
+        Scope::Shards,
+        || take_shards(cx, (name, &dir), &sources, &clients, method, undo),
+        |taken| drop_files(&dir, &taken),
+    );
     let Consistent {
         taken,
         records,
         records_max,
         key_records,
         schema: schema_after,
-    } = consistent(
-        cx,
-        name,
-        &shard_keys,
-        Scope::Shards,
-        || take_shards(cx, name, &sources, &dir, undo),
-        |taken| drop_files(&dir, &taken),
-    )?;
+    } = match taken {
+        // Taken again the stored way: a cluster's shards here, a single node's collection
+        // by the caller.
+        Err(BackupError::NotStreamed) if method == Method::Streamed => {
+            std::fs::remove_dir(&dir).ok();
+            cx.streaming.refuse(cx.ui);
+            if !cx.topology.is_cluster() {
+                return Err(BackupError::NotStreamed);
+            }
+            return backup_collection(cx, collection, snapshot_dir, undo);
+        }
+        taken => taken?,
+    };
 
     let mut records_shards = Vec::new();
     let mut size_bytes = 0u64;
@@ -366,8 +358,12 @@ pub(super) fn backup_collection(
         records_max,
         size: size_bytes,
         sha256: String::new(),
-        snapshot: format!("{} shard snapshots", record.shards.len()),
+        snapshot: match method {
+            Method::Streamed => format!("{} streamed shard snapshots", record.shards.len()),
+            Method::Stored => format!("{} shard snapshots", record.shards.len()),
+        },
         server_snapshot_deleted: true,
+        method,
         seconds: started.elapsed().as_secs_f64(),
     };
     let entry = CollectionEntry {
@@ -383,6 +379,50 @@ pub(super) fn backup_collection(
     Ok((entry, report))
 }
 
+/// Each peer's client and view of `name`'s shards, every view checked to come from the peer
+/// it was asked of: a cluster's peers, or a single node alone (it reports its own peer id and
+/// every shard as local).
+fn peer_views(
+    cx: &Context,
+    name: &str,
+) -> Backed<(BTreeMap<u64, Client>, Vec<CollectionClusterView>)> {
+    if !cx.topology.is_cluster() {
+        let view = cx
+            .client
+            .collection_cluster_view(name)
+            .map_err(|e| collection_error(name, e))?;
+        return Ok((
+            BTreeMap::from([(view.peer_id, cx.client.clone())]),
+            vec![view],
+        ));
+    }
+    let mut clients = BTreeMap::new();
+    let mut views = Vec::new();
+    for peer in cx.topology.peers() {
+        let view = peer
+            .client
+            .collection_cluster_view(name)
+            .map_err(|e| collection_error(name, e))?;
+        if view.peer_id != peer.peer_id {
+            return Err(collection_error(
+                name,
+                ShardError::Placement {
+                    collection: name.to_string(),
+                    detail: format!(
+                        "{} answers for peer {} as peer {}",
+                        peer.client.display_url(),
+                        peer.peer_id,
+                        view.peer_id
+                    ),
+                },
+            ));
+        }
+        clients.insert(peer.peer_id, peer.client.clone());
+        views.push(view);
+    }
+    Ok((clients, views))
+}
+
 /// Removes the shard files of an attempt that is taken again (best effort: the next attempt
 /// writes them anew, and a failed backup's staging folder goes as a whole).
 fn drop_files(dir: &Utf8Path, taken: &BTreeMap<u32, (u64, Downloaded)>) {
@@ -391,16 +431,18 @@ fn drop_files(dir: &Utf8Path, taken: &BTreeMap<u32, (u64, Downloaded)>) {
     }
 }
 
-/// Takes, downloads and deletes every chosen shard snapshot: one worker thread per peer,
-/// each working through its own shards, while this thread journals what they make and
-/// watches for a signal. On a signal it waits only for snapshot creations under way (Qdrant
-/// finishes them anyway, and they must be deleted), abandons the transfers, and deletes every
-/// snapshot made; on any failure it deletes them too.
+/// Takes every chosen shard snapshot into `dir` (streamed, or taken, downloaded and deleted):
+/// one worker thread per peer, each working through its own shards, while this thread
+/// journals what they make and watches for a signal. On a signal it waits only for snapshot
+/// creations under way (Qdrant finishes them anyway, and they must be deleted), abandons the
+/// transfers, and deletes every snapshot made; on any failure it deletes them too. A server
+/// that does not stream leaves no shard file behind ([`BackupError::NotStreamed`]).
 fn take_shards(
     cx: &Context,
-    name: &SafeName,
+    (name, dir): (&SafeName, &Utf8Path),
     sources: &BTreeMap<u32, u64>,
-    dir: &Utf8Path,
+    clients: &BTreeMap<u64, Client>,
+    method: Method,
     undo: &Mutex<Undo>,
 ) -> Backed<BTreeMap<u32, (u64, Downloaded)>> {
     let mut per_peer: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
@@ -411,13 +453,13 @@ fn take_shards(
     let gate = Arc::new(Mutex::new(Gate::default()));
     let mut heard = Heard::default();
     for (peer_id, shards) in per_peer {
-        let Some(peer) = cx.topology.peer(peer_id) else {
+        let Some(client) = clients.get(&peer_id) else {
             continue;
         };
         let work = Work {
-            client: peer.client.clone(),
+            client: client.clone(),
             lock_keys: cx.lock_keys.clone(),
-            method: cx.method,
+            method,
             peer_id,
             collection: name.to_string(),
             dir: dir.to_owned(),
@@ -461,9 +503,13 @@ fn take_shards(
             }
         }
     }
-    delete_made(cx, name, undo);
+    delete_made(cx, name, clients, undo);
     stopped(cx.stop)?;
     let Heard { taken, failure, .. } = heard;
+    if let Some(SiteFailure::NotStreamed) = failure {
+        drop_files(dir, &taken);
+        return Err(BackupError::NotStreamed);
+    }
     // A worker that ended without its shards (the gate closed on it) was stopped.
     let failure = failure.or_else(|| {
         (taken.len() != sources.len()).then_some(SiteFailure::Qdrant(QdrantError::Interrupted))
@@ -478,7 +524,7 @@ fn take_shards(
 /// each snapshot still there is deleted, or said and kept in the undo log, whose end of run
 /// tries again and, after a successful backup, hands it on to the next run's journal (as a
 /// single node's).
-fn delete_made(cx: &Context, name: &SafeName, undo: &Mutex<Undo>) {
+fn delete_made(cx: &Context, name: &SafeName, clients: &BTreeMap<u64, Client>, undo: &Mutex<Undo>) {
     let made: Vec<(Site, String)> = super::lock(undo)
         .server_snapshots
         .iter()
@@ -489,17 +535,16 @@ fn delete_made(cx: &Context, name: &SafeName, undo: &Mutex<Undo>) {
         let Site::Shard { peer, .. } = site else {
             continue;
         };
-        let Some(peer) = cx.topology.peer(peer) else {
+        let Some(client) = clients.get(&peer) else {
             super::lock(undo).drop_snapshot(&site, &snapshot);
             continue;
         };
-        match site.delete(&peer.client, &snapshot) {
+        match site.delete(client, &snapshot) {
             Ok(()) => super::lock(undo).forget_snapshot(&site, &snapshot),
             Err(e) => {
                 cx.ui.warn(&format!(
-                    "could not delete shard snapshot {snapshot} from peer {} ({}): {e}",
-                    peer.peer_id,
-                    peer.client.display_url()
+                    "could not delete shard snapshot {snapshot} from peer {peer} ({}): {e}",
+                    client.display_url()
                 ));
             }
         }
@@ -640,8 +685,9 @@ impl Tracker for Work {
     }
 }
 
-/// One peer's share: for each shard, snapshot, download, delete, telling the waiting thread
-/// each creation and deletion so it can journal them and clean up what is left.
+/// One peer's share: for each shard, its streamed snapshot, or snapshot, download, delete,
+/// telling the waiting thread each creation and deletion so it can journal them and clean up
+/// what is left.
 fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, SiteFailure> {
     let name = work.collection.as_str();
     let mut done = Vec::new();
@@ -651,6 +697,30 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, Si
             shard,
             peer: work.peer_id,
         };
+        if work.method == Method::Streamed {
+            let closed = work
+                .gate
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .closed;
+            if closed || work.stop.requested().is_some() {
+                return Err(SiteFailure::Qdrant(QdrantError::Interrupted));
+            }
+            let stream = snapshot::Stream {
+                client: &work.client,
+                collection: name,
+                shard,
+                target: &work.dir.join(shard_file_name(shard)),
+                label: &site.download_label(),
+                ui: &work.ui,
+                stop: &work.stop,
+            };
+            done.push((
+                shard,
+                take::stream(&stream, work.retry, Durability::SyncedNow)?,
+            ));
+            continue;
+        }
         // Named by the shard and the second on this peer: another run's snapshot of it there
         // in the same second would get the same name (see `concurrent`). Taken before the
         // gate, so the waiting thread never waits for a run that waits for its turn.
@@ -663,7 +733,7 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, Si
             }
             gate.creating += 1;
         }
-        let captured = work.method.capture(&work.client, site, turn, work);
+        let captured = Stored.capture(&work.client, site, turn, work);
         // After its events: the waiting thread, seeing no creation under way, has them.
         work.gate
             .lock()
@@ -679,14 +749,11 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, Si
             ui: &work.ui,
             stop: &work.stop,
         };
-        let downloaded = work
-            .method
+        let downloaded = Stored
             .fetch(&download, work.retry, Durability::SyncedNow)
             .map_err(SiteFailure::Download)?;
         // One that stays is deleted by the waiting thread once the workers are done.
-        work.method
-            .release(&work.client, site, &captured, work)
-            .ok();
+        Stored.release(&work.client, site, &captured, work).ok();
         done.push((shard, downloaded));
     }
     Ok(done)

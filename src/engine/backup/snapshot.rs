@@ -263,6 +263,225 @@ fn download_once(
     Ok(Downloaded { sha256, size })
 }
 
+/// One streamed shard snapshot: what [`stream_with_retries`] takes.
+pub struct Stream<'a> {
+    pub client: &'a Client,
+    pub collection: &'a str,
+    pub shard: u32,
+    pub target: &'a Utf8Path,
+    pub label: &'a str,
+    pub ui: &'a Ui,
+    pub stop: &'a StopFlag,
+}
+
+/// Receives the shard snapshot Qdrant streams as it builds it (nothing is stored on the
+/// server) into `target`, hashed on the way, retrying `retries` times. A stream cannot be
+/// resumed: each retry starts it again from its first byte, in the same hidden temporary
+/// file, which only a complete archive leaves (renamed to `target`). A 404 is returned as is:
+/// the caller knows whether the shard exists, and so whether the server lacks the endpoint.
+pub fn stream_with_retries(
+    stream: &Stream,
+    retries: u32,
+    durability: Durability,
+) -> Result<Downloaded, DownloadError> {
+    let (target, ui, stop) = (stream.target, stream.ui, stream.stop);
+    let dir = target.parent().unwrap_or(Utf8Path::new("."));
+    let write_error = |source| DownloadError::Write {
+        path: target.to_string(),
+        source,
+    };
+    let mut partial = Partial::create(dir).map_err(write_error)?;
+    let mut attempt = 0;
+    loop {
+        match stream_once(stream, &mut partial, durability) {
+            Ok(done) => {
+                partial.persist(target).map_err(write_error)?;
+                return Ok(done);
+            }
+            Err(e) if attempt < retries && e.is_transient() && stop.requested().is_none() => {
+                attempt += 1;
+                ui.warn(&format!(
+                    "streaming shard {} of `{}` failed ({e}); starting it again, retry {attempt} of {retries}",
+                    stream.shard, stream.collection
+                ));
+                std::thread::sleep(backoff(attempt));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One attempt from the first byte. Qdrant sends no size and no checksum for a stream, and a
+/// failure while it builds the archive can show only as a body that ends early: the bytes
+/// must end as a whole tar archive does (512-byte blocks, the last two zero).
+fn stream_once(
+    stream: &Stream,
+    partial: &mut Partial,
+    durability: Durability,
+) -> Result<Downloaded, DownloadError> {
+    let write_error = |source| DownloadError::Write {
+        path: stream.target.to_string(),
+        source,
+    };
+    let body = stream
+        .client
+        .open_streamed_shard_snapshot(stream.collection, stream.shard)?;
+    let bar = stream.ui.transfer_bar(stream.label, None);
+    let mut sink = Sink {
+        inner: HashingWriter::new(TarEnd::new(partial.continue_at(0).map_err(write_error)?)),
+        bar: &bar,
+        stop: stream.stop,
+        limit: None,
+        written: 0,
+    };
+    let result = body.receive(&mut sink);
+    bar.finish_and_clear();
+    result?;
+    let (sha256, size, tail) = sink.inner.finish();
+    if !tail.is_whole_archive() {
+        return Err(DownloadError::Mismatch {
+            detail: format!(
+                "the streamed archive of shard {} ended after {size} bytes, before the end of a tar archive",
+                stream.shard
+            ),
+        });
+    }
+    if durability == Durability::SyncedNow {
+        partial.file().sync_all().map_err(write_error)?;
+    }
+    Ok(Downloaded { sha256, size })
+}
+
+/// A writer that follows the tar archive written through it, header by header (each header
+/// gives the size of the data after it, a GNU sparse file's header may be followed by
+/// extension blocks first), and tells whether it reached the archive's end: two zero blocks
+/// where a header is due. Qdrant's segment files hold long runs of zeros, so looking at the
+/// last bytes alone could take a stream cut inside one for a whole archive.
+struct TarEnd<W> {
+    inner: W,
+    written: u64,
+    /// Where the next header starts.
+    next_header: u64,
+    /// The bytes of that header received so far.
+    header: Vec<u8>,
+    /// Zero blocks in a row where headers were due.
+    zero_blocks: u8,
+    /// Reading a GNU sparse file's extension blocks: the size of its data, which follows them.
+    sparse_data: Option<u64>,
+    ended: bool,
+    /// A header whose size cannot be read: not an archive aimem can check.
+    unreadable: bool,
+}
+
+const BLOCK: u64 = 512;
+
+impl<W: Write> TarEnd<W> {
+    fn new(inner: W) -> Self {
+        TarEnd {
+            inner,
+            written: 0,
+            next_header: 0,
+            header: Vec::with_capacity(BLOCK as usize),
+            zero_blocks: 0,
+            sparse_data: None,
+            ended: false,
+            unreadable: false,
+        }
+    }
+
+    fn is_whole_archive(&self) -> bool {
+        self.ended && !self.unreadable
+    }
+
+    /// Follows `bytes`, which start at offset `at` of the archive.
+    fn follow(&mut self, mut at: u64, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.ended && !self.unreadable {
+            if at < self.next_header {
+                let skip = (self.next_header - at).min(bytes.len() as u64);
+                at += skip;
+                bytes = &bytes[skip as usize..];
+                continue;
+            }
+            let wanted = BLOCK as usize - self.header.len();
+            let take = wanted.min(bytes.len());
+            self.header.extend_from_slice(&bytes[..take]);
+            at += take as u64;
+            bytes = &bytes[take..];
+            if self.header.len() == BLOCK as usize {
+                self.header_complete();
+            }
+        }
+    }
+
+    fn header_complete(&mut self) {
+        let header = std::mem::take(&mut self.header);
+        let padded = |size: u64| size.div_ceil(BLOCK).saturating_mul(BLOCK);
+        if let Some(data) = self.sparse_data {
+            // An extension block: another follows while its `isextended` byte is set.
+            self.next_header = self.next_header.saturating_add(BLOCK);
+            if header[504] == 0 {
+                self.sparse_data = None;
+                self.next_header = self.next_header.saturating_add(padded(data));
+            }
+            return;
+        }
+        if header.iter().all(|&b| b == 0) {
+            self.zero_blocks += 1;
+            self.ended = self.zero_blocks == 2;
+            self.next_header += BLOCK;
+            return;
+        }
+        self.zero_blocks = 0;
+        let Some(size) = entry_size(&header[124..136]) else {
+            self.unreadable = true;
+            return;
+        };
+        self.next_header = self.next_header.saturating_add(BLOCK);
+        // An old-GNU sparse file ('S') with more holes than its header lists: extension
+        // blocks come between the header and the data.
+        if header[156] == b'S' && header[482] != 0 {
+            self.sparse_data = Some(size);
+        } else {
+            self.next_header = self.next_header.saturating_add(padded(size));
+        }
+    }
+}
+
+/// A tar header's size field: octal digits (space or NUL padded), or GNU's base-256 form
+/// (high bit set) for large entries.
+fn entry_size(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        return field[1..]
+            .iter()
+            .try_fold(u64::from(field[0] & 0x7f), |n, &b| {
+                n.checked_mul(256).map(|n| n | u64::from(b))
+            });
+    }
+    let digits: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|&b| b == b' ')
+        .take_while(|&b| b != 0 && b != b' ')
+        .collect();
+    if digits.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(std::str::from_utf8(&digits).ok()?, 8).ok()
+}
+
+impl<W: Write> Write for TarEnd<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.follow(self.written, &buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Where downloaded bytes go: the hashing file writer, the progress bar, a stop check (a
 /// signal turns the next write into [`Cancelled`], which ends the transfer) and a bound (a
 /// write past `limit` fails with [`PastLimit`] before it reaches the disk).
@@ -333,6 +552,71 @@ mod tests {
             source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
         };
         assert!(!elsewhere.is_out_of_space());
+    }
+
+    /// A whole tar archive ends as one; cut anywhere (even at a block boundary, as a server
+    /// that closes its chunked answer cleanly after a failure would, or inside a run of zeros
+    /// in a file), it does not.
+    #[test]
+    fn only_a_whole_tar_archive_passes_the_end_check() {
+        let mut archive = tar::Builder::new(Vec::new());
+        for (name, size, byte) in [
+            ("segments/a", 3000usize, 7u8),
+            ("zeros", 4096, 0),
+            ("wal/1", 700, 7),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(size as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive
+                .append_data(&mut header, name, vec![byte; size].as_slice())
+                .unwrap();
+        }
+        // A sparse file with more holes than a header lists: extension blocks follow it.
+        let dir = tempfile::tempdir().unwrap();
+        let holes = dir.path().join("holes");
+        let mut file = std::fs::File::create(&holes).unwrap();
+        for i in 0..12u64 {
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(i * 1024 * 1024)).unwrap();
+            file.write_all(&[9u8; 4096]).unwrap();
+        }
+        drop(file);
+        archive.sparse(true);
+        archive
+            .append_path_with_name(&holes, "segments/holes")
+            .unwrap();
+        let whole = archive.into_inner().unwrap();
+        let sparse = whole
+            .chunks(512)
+            .any(|block| block.len() == 512 && block[156] == b'S' && block[482] != 0);
+        assert!(
+            sparse,
+            "the archive has a sparse entry with extension blocks"
+        );
+        let ends = |bytes: &[u8], chunk: usize| {
+            let mut end = TarEnd::new(Vec::new());
+            for piece in bytes.chunks(chunk) {
+                end.write_all(piece).unwrap();
+            }
+            end.is_whole_archive()
+        };
+        for chunk in [1, 100, 512, 4096, whole.len()] {
+            assert!(ends(&whole, chunk), "whole, in chunks of {chunk}");
+        }
+        // 3584: after the first entry; 5120 and 7680: inside and at the end of the zeros.
+        for cut in [
+            0,
+            512,
+            1024,
+            3584,
+            5120,
+            7680,
+            whole.len() - 512,
+            whole.len() - 1,
+        ] {
+            assert!(!ends(&whole[..cut], 512), "cut at {cut}");
+        }
     }
 
     #[test]

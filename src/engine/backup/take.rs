@@ -1,27 +1,32 @@
-//! How a site's snapshot is obtained, in three steps that a single node's backup and a
-//! cluster's shard workers alike take through here: capture (inside the consistency window,
-//! see `consistent`), fetch (the bytes into the backup folder: at once on a cluster peer,
-//! after the window for a single node) and release (what the server keeps of it goes).
-//!
-//! [`Method`] is the seam: today a site's snapshot is always one Qdrant builds and keeps until
-//! it is deleted. Another way of obtaining it (a snapshot streamed with no server copy, a
-//! logical export) is another variant there, with its own three steps.
+//! How a site's snapshot is obtained. [`Method`] is the seam: a shard snapshot Qdrant streams
+//! as it builds it ([`stream`]: one step, inside the consistency window, see `consistent`,
+//! with nothing kept on the server), or a snapshot Qdrant builds and keeps until it is
+//! deleted ([`Stored`]: three steps that a single node's backup and a cluster's shard workers
+//! alike take through here: capture inside the window, fetch the bytes into the backup folder
+//! (at once on a cluster peer, after the window for a single node), release what the server
+//! keeps). Another way of obtaining it (a logical export) is another variant there.
 
 use super::concurrent::Turn;
 use super::journal::{self, Record};
 use super::site::Site;
-use super::snapshot::{self, Download, DownloadError, Downloaded, Durability};
+use super::snapshot::{self, Download, DownloadError, Downloaded, Durability, Stream};
 use super::undo::{self, Pending};
 use crate::qdrant::{Client, QdrantError, SnapshotDescription};
 
 /// How a site's snapshot is obtained.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    /// Qdrant builds it and keeps it until it is deleted: created (journaled first, in the
-    /// site's turn), downloaded, deleted (journaled).
-    #[default]
-    ServerSnapshot,
+    /// Each shard's snapshot streamed by Qdrant as it builds it ([`stream`]): nothing is made
+    /// on the server, so nothing is journaled or deleted, and a broken stream starts again.
+    Streamed,
+    /// Qdrant builds it and keeps it until it is deleted ([`Stored`]): created (journaled
+    /// first, in the site's turn), downloaded (resumable), deleted (journaled).
+    Stored,
 }
+
+/// The stored method's three steps.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored;
 
 /// What a capture holds on to until its snapshot is fetched and released.
 pub type Captured = SnapshotDescription;
@@ -33,6 +38,22 @@ pub enum SiteFailure {
     Download(DownloadError),
     /// The journal record could not be written before a creation.
     Journal(std::io::Error),
+    /// The server answered 404 for a shard snapshot stream of a shard it reports: it does not
+    /// stream shard snapshots (releases before they were added).
+    NotStreamed,
+}
+
+/// Streams `stream`'s shard snapshot into its target ([`snapshot::stream_with_retries`]).
+/// The shard is one the server reports, so a 404 means the server cannot stream it.
+pub fn stream(
+    stream: &Stream,
+    retries: u32,
+    durability: Durability,
+) -> Result<Downloaded, SiteFailure> {
+    snapshot::stream_with_retries(stream, retries, durability).map_err(|e| match e {
+        DownloadError::Qdrant(e) if e.status() == Some(404) => SiteFailure::NotStreamed,
+        e => SiteFailure::Download(e),
+    })
 }
 
 /// What a site's snapshot work tells as it goes: it journals and keeps track of what is made
@@ -52,6 +73,24 @@ pub trait Tracker {
 }
 
 impl Method {
+    /// As `--json` and the progress lines name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Streamed => "streamed",
+            Method::Stored => "stored",
+        }
+    }
+
+    /// What the progress line says was done.
+    pub fn done(self) -> &'static str {
+        match self {
+            Method::Streamed => "snapshot streamed",
+            Method::Stored => "snapshot created",
+        }
+    }
+}
+
+impl Stored {
     /// Makes the site's snapshot, in this run's `turn` (see `concurrent`).
     pub fn capture(
         self,
@@ -60,9 +99,7 @@ impl Method {
         turn: Turn,
         tracker: &impl Tracker,
     ) -> Result<Captured, SiteFailure> {
-        match self {
-            Method::ServerSnapshot => create(client, site, turn, tracker),
-        }
+        create(client, site, turn, tracker)
     }
 
     /// Brings a captured snapshot into the download's target, verified.
@@ -72,11 +109,7 @@ impl Method {
         retries: u32,
         durability: Durability,
     ) -> Result<Downloaded, DownloadError> {
-        match self {
-            Method::ServerSnapshot => {
-                snapshot::download_with_retries(download, retries, durability)
-            }
-        }
+        snapshot::download_with_retries(download, retries, durability)
     }
 
     /// Drops what the server keeps of a captured snapshot.
@@ -87,13 +120,9 @@ impl Method {
         captured: &Captured,
         tracker: &impl Tracker,
     ) -> Result<(), QdrantError> {
-        match self {
-            Method::ServerSnapshot => {
-                site.delete(client, &captured.name)?;
-                tracker.deleted(site, &captured.name);
-                Ok(())
-            }
-        }
+        site.delete(client, &captured.name)?;
+        tracker.deleted(site, &captured.name);
+        Ok(())
     }
 }
 

@@ -43,6 +43,12 @@ pub struct Source {
 }
 
 impl Source {
+    /// Backed up on a cluster (not a single node, whether as one snapshot or its streamed
+    /// shards): what decides which settings a restore into the same kind of server keeps.
+    pub fn taken_on_cluster(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.on_cluster)
+    }
+
     /// The exact count the backup recorded: a collection that kept changing while it was
     /// backed up is known only within a range.
     pub fn recorded_points(&self) -> (u64, u64) {
@@ -228,7 +234,7 @@ pub fn plan_one(
     source: Source,
 ) -> Result<Planned, PlanError> {
     let mut planned = by_schema(client, source)?;
-    check_layout(topology, &mut planned);
+    check_layout(client, topology, &mut planned);
     Ok(planned)
 }
 
@@ -368,7 +374,7 @@ pub fn shard_aware(topology: &Topology, source: &Source) -> bool {
 }
 
 /// Refuses, before anything changes, what the layouts do not allow.
-fn check_layout(topology: &Topology, planned: &mut Planned) {
+fn check_layout(client: &Client, topology: &Topology, planned: &mut Planned) {
     let source = &planned.source;
     if !shard_aware(topology, source) || matches!(planned.action, Action::Refuse(_)) {
         return;
@@ -381,9 +387,11 @@ fn check_layout(topology: &Topology, planned: &mut Planned) {
             todo,
         })
     };
-    let restorable_over = source.cluster.is_some() && topology.is_cluster();
+    // Shard files go over the shards of the same ids: a cluster's, or a single node's (where
+    // every shard is local).
+    let restorable_over = source.cluster.is_some();
     if restorable_over && matches!(planned.action, Action::Overwrite { .. }) {
-        match overwrite_problem(topology, source) {
+        match overwrite_problem(client, topology, source) {
             Some(OverwriteProblem::Layout(problem)) => {
                 planned.action = refusal(
                     format!(
@@ -449,11 +457,24 @@ fn check_layout(topology: &Topology, planned: &mut Planned) {
     }
 }
 
-/// Whether an existing cluster collection has exactly the backup's shards (ids and keys), so
-/// that each shard file has its shard to go to; why not otherwise.
-fn overwrite_problem(topology: &Topology, source: &Source) -> Option<OverwriteProblem> {
+/// Whether an existing collection has exactly the backup's shards (ids and keys), so that each
+/// shard file has its shard to go to, and (on a cluster) replicas that agree; why not otherwise.
+fn overwrite_problem(
+    client: &Client,
+    topology: &Topology,
+    source: &Source,
+) -> Option<OverwriteProblem> {
     let target = source.target.as_str();
-    let nodes = replicas::nodes_of(topology);
+    let nodes = match topology.is_cluster() {
+        true => replicas::nodes_of(topology),
+        false => match client.collection_cluster_view(target) {
+            Ok(view) => vec![replicas::Node {
+                peer_id: view.peer_id,
+                client: client.clone(),
+            }],
+            Err(e) => return Some(OverwriteProblem::Layout(e.to_string())),
+        },
+    };
     let placement = match replicas::read_placement(&nodes, target, false) {
         Ok(placement) => placement,
         Err(e) => return Some(OverwriteProblem::Layout(e.to_string())),
@@ -502,6 +523,11 @@ pub fn describe_layout(topology: &Topology, source: &Source) -> Option<String> {
             c.record.sharding_method,
             keys_shown(&c.record.shard_keys),
             c.record.replication_factor
+        )),
+        (Some(c), false) if !c.on_cluster => Some(format!(
+            "{}: {} streamed shard snapshots, each recovered into its shard",
+            source.target,
+            c.record.shards.len(),
         )),
         (Some(c), false) => Some(format!(
             "{}: a cluster backup of {} shards ({} sharding{}) into a single node: replication 1, each shard recovered from its file",

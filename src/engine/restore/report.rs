@@ -256,7 +256,7 @@ pub fn cluster(topology: &Topology, source: &Source) -> Option<Value> {
         .collect();
     Some(match &source.cluster {
         Some(c) => json!({
-            "backup_layout": "cluster",
+            "backup_layout": if c.on_cluster { "cluster" } else { "single" },
             "target_layout": if topology.is_cluster() { "cluster" } else { "single" },
             "peers": peers,
             "shard_number": c.record.shard_number,

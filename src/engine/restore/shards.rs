@@ -1,6 +1,6 @@
-//! A cluster backup's shard files: named from the collection's safe name, opened inside the
-//! backup folder (no links), each with its verified digest. How they are restored is in
-//! [`super::act`].
+//! A backup's shard files (a cluster's, or a single node's streamed ones): named from the
+//! collection's safe name, opened inside the backup folder (no links), each with its verified
+//! digest. How they are restored is in [`super::act`].
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -21,11 +21,13 @@ pub struct ShardFile {
     pub verified_sha256: Option<String>,
 }
 
-/// The cluster part of a cluster backup's collection.
+/// The shards of a collection backed up shard by shard.
 #[derive(Debug)]
 pub struct ClusterSource {
     pub record: CollectionCluster,
     pub shards: Vec<ShardFile>,
+    /// Taken on a cluster; false for a single node's streamed shards.
+    pub on_cluster: bool,
 }
 
 impl ClusterSource {
@@ -56,6 +58,7 @@ pub fn open(
     name: &str,
     record: &CollectionCluster,
     listed: Option<&[Entry]>,
+    on_cluster: bool,
 ) -> Result<ClusterSource, (Utf8PathBuf, std::io::Error)> {
     let mut shards = Vec::new();
     for (shard, relative) in record.shards.iter().zip(shard_paths(name, record)) {
@@ -74,6 +77,7 @@ pub fn open(
     Ok(ClusterSource {
         record: record.clone(),
         shards,
+        on_cluster,
     })
 }
 

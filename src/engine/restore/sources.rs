@@ -27,6 +27,9 @@ pub struct SourceOptions<'a> {
     pub skip_checksum_verify: bool,
     /// `--target-name`: restore into this name instead of the backup's.
     pub target_name: Option<&'a str>,
+    /// The backup was taken on a cluster (its manifest has the top-level `cluster` record):
+    /// its shard files are a cluster's, not a single node's streamed ones.
+    pub taken_on_cluster: bool,
 }
 
 /// A backup file that cannot be trusted or read; nothing was changed.
@@ -434,14 +437,16 @@ fn open_shards(
         true => None,
         false => listed,
     };
-    shards::open(dir, &entry.name, cluster, listed).map_err(|(path, source)| match source.kind() {
-        std::io::ErrorKind::NotFound => SourceError::SnapshotMissing {
-            collection: entry.name.clone(),
-            path,
+    shards::open(dir, &entry.name, cluster, listed, options.taken_on_cluster).map_err(
+        |(path, source)| match source.kind() {
+            std::io::ErrorKind::NotFound => SourceError::SnapshotMissing {
+                collection: entry.name.clone(),
+                path,
+            },
+            _ => SourceError::SnapshotUnreadable {
+                collection: entry.name.clone(),
+                source,
+            },
         },
-        _ => SourceError::SnapshotUnreadable {
-            collection: entry.name.clone(),
-            source,
-        },
-    })
+    )
 }

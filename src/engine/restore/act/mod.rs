@@ -353,7 +353,7 @@ fn check(cx: &Context, source: &Source, created: bool) -> Result<(), StepError> 
 /// ([`Counted::after_restore`]).
 pub(super) fn check_schema(cx: &Context, source: &Source, created: bool) -> Result<(), StepError> {
     let target = &source.target;
-    let same_layout = source.cluster.is_some() == cx.topology.is_cluster();
+    let same_layout = source.taken_on_cluster() == cx.topology.is_cluster();
     check::schema(
         cx.client,
         target,

@@ -11,9 +11,10 @@ use super::{Context, SNAPSHOTTING, StepError, qdrant, stopped};
 use crate::engine::backup::concurrent;
 use crate::engine::backup::disk;
 use crate::engine::backup::site::Site;
-use crate::engine::backup::snapshot::{self, DownloadError, Downloaded};
+use crate::engine::backup::snapshot::{self, DownloadError, Downloaded, Durability};
+use crate::engine::backup::take::{self, SiteFailure};
 use crate::engine::restore::plan::{Source, shard_aware};
-use crate::engine::restore::replicas::{Node, ShardSeen, nodes_of};
+use crate::engine::restore::replicas::{Node, ShardSeen};
 use crate::engine::restore::rollback::{Copies, Saved, SavedShard, ShardCopies, Undo};
 use crate::engine::worker;
 use crate::fingerprint::Fingerprint;
@@ -204,7 +205,7 @@ fn save_shards(
     undo: &mut Undo,
 ) -> Result<(), StepError> {
     let folder = prerestore_folder(cx, undo)?;
-    let nodes = nodes_of(cx.topology);
+    let nodes = super::placement::nodes(cx, target)?;
     let points = cx
         .client
         .count_exact(target)
@@ -313,8 +314,37 @@ fn save_shard(
             format!("shard {shard_id} has no Active replica to save it from before overwriting"),
         ));
     };
-    let made = snapshot_shard(cx, folder, (target, shard_id), node, undo)?;
     let local = folder.join(format!("{target}-shard-{shard_id}.snapshot"));
+    let saved = |downloaded: Downloaded| SavedShard {
+        shard_id,
+        local: local.clone(),
+        sha256: downloaded.sha256,
+        holders: shard.replicas.keys().copied().collect(),
+    };
+    // Streamed where the peer offers it: nothing is made on the server (no disk space there,
+    // nothing to journal or delete).
+    let stream = snapshot::Stream {
+        client: &node.client,
+        collection: target,
+        shard: shard_id,
+        target: &local,
+        label: &format!("pre-restore copy of {target} shard {shard_id}"),
+        ui: cx.ui,
+        stop: cx.stop,
+    };
+    match take::stream(&stream, 1, Durability::SyncedNow) {
+        Ok(downloaded) => return Ok(saved(downloaded)),
+        Err(SiteFailure::NotStreamed) => {}
+        Err(SiteFailure::Download(e)) => return Err(save_failed(target)(e)),
+        Err(SiteFailure::Qdrant(e)) => return Err(save_failed(target)(DownloadError::Qdrant(e))),
+        Err(SiteFailure::Journal(source)) => {
+            return Err(StepError::Io {
+                path: local.to_string(),
+                source,
+            });
+        }
+    }
+    let made = snapshot_shard(cx, folder, (target, shard_id), node, undo)?;
     // The server said how big this shard's snapshot is: it must fit now, not half way.
     let fits = match made.size {
         Some(size) => check_space(folder, target, size),
@@ -351,13 +381,7 @@ fn save_shard(
             made.name, node.peer_id
         )),
     }
-    let downloaded = downloaded?;
-    Ok(SavedShard {
-        shard_id,
-        local,
-        sha256: downloaded.sha256,
-        holders: shard.replicas.keys().copied().collect(),
-    })
+    Ok(saved(downloaded?))
 }
 
 /// Has `node` build a snapshot of one shard, journaled before it is asked for.
