@@ -286,15 +286,27 @@ pub(crate) fn handle<'s>(
         {
             crate::stream_shard::single_node(shared, c, shard)
         }
-        ("POST", ["collections", c, "shards", shard, "snapshots", "upload"]) => {
-            let fail_after_clear = flags.upload_fail_after_clear;
-            crate::single_shards::upload_shard_snapshot(
+        (_, ["collections", c, "shards", shard, "snapshots", rest @ ..])
+            if !matches!(rest, ["upload"]) =>
+        {
+            crate::single_shards::stored_shard_snapshots(
                 shared,
                 (req, body),
                 c,
                 shard,
-                fail_after_clear,
+                rest,
+                &flags,
                 started,
+            )
+        }
+        ("POST", ["collections", c, "shards", shard, "snapshots", "upload"]) => {
+            crate::single_shards::upload_shard_snapshot(
+                shared,
+                (req, body),
+                (c, shard),
+                &flags,
+                started,
+                later,
             )
         }
         ("PUT", ["collections", c, "index"]) => {

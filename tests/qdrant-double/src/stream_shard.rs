@@ -70,7 +70,7 @@ pub(crate) fn cluster_peer(shared: &Shared, link: &PeerLink, c: &str, shard: &st
 }
 
 /// A single node's collection as one peer holding shard `id` (the only one the archive needs).
-fn as_cluster(col: &Collection, id: u32, peer: u64) -> ClusterCollection {
+pub(crate) fn as_cluster(col: &Collection, id: u32, peer: u64) -> ClusterCollection {
     let mut out = ClusterCollection::new(
         col.config.clone(),
         col.schema.clone(),
