@@ -241,16 +241,16 @@ impl super::RawManifest {
 }
 
 impl CollectionCluster {
-    /// Every shard taken from one peer that alone holds it, without replication: a single
-    /// node's shards.
+    /// Every shard taken from one peer that alone holds it: a single node's shards. (Its
+    /// recorded `replication_factor` may still be above 1: a single node keeps whatever the
+    /// collection was created with, from a cluster's snapshot say.)
     pub fn is_one_node(&self) -> bool {
         let peer = self.shards.first().map(|s| s.source_peer);
-        self.replication_factor == 1
-            && self.shards.iter().all(|s| {
-                Some(s.source_peer) == peer
-                    && s.replicas.len() == 1
-                    && s.replicas[0].peer_id == s.source_peer
-            })
+        self.shards.iter().all(|s| {
+            Some(s.source_peer) == peer
+                && s.replicas.len() == 1
+                && s.replicas[0].peer_id == s.source_peer
+        })
     }
 }
 
@@ -350,12 +350,20 @@ mod tests {
             "shards on two peers without the top-level record"
         );
         let mut replicated = record();
-        replicated.replication_factor = 2;
+        replicated.shards[0].replicas.push(ReplicaRecord {
+            peer_id: 2,
+            state: "Active".into(),
+        });
         manifest["collections"]["discussions"]["cluster"] =
             serde_json::to_value(replicated).unwrap();
         assert!(
             crate::manifest::Manifest::parse(path, manifest.to_string()).is_err(),
-            "replication without the top-level record"
+            "a second replica without the top-level record"
         );
+        // A single node may record any replication factor its collection was created with.
+        let mut factor = record();
+        factor.replication_factor = 2;
+        manifest["collections"]["discussions"]["cluster"] = serde_json::to_value(factor).unwrap();
+        assert!(crate::manifest::Manifest::parse(path, manifest.to_string()).is_ok());
     }
 }

@@ -23,15 +23,20 @@ pub fn is_absent(error: &ChecksumsError) -> bool {
 /// Every writer that records a fingerprint, or any of aimem's own fields, also writes the
 /// checksums file, so any of these marks means the file was there and was removed.
 pub fn without_checksums(manifest: &Manifest) -> Result<(), String> {
-    // Only aimem writes cluster backups: one is never the Python scripts'.
-    if manifest.has_cluster_record()
-        || manifest
-            .collections
-            .values()
-            .any(|c| matches!(c.backup, CollectionBackup::Shards(_)))
-    {
+    // Only aimem backs up shard by shard: such a backup is never the Python scripts'.
+    if manifest.has_cluster_record() {
         return Err(
             "it is a cluster backup (its manifest records the cluster), which only aimem writes, and aimem always writes it"
+                .to_string(),
+        );
+    }
+    if manifest
+        .collections
+        .values()
+        .any(|c| matches!(c.backup, CollectionBackup::Shards(_)))
+    {
+        return Err(
+            "its collections were backed up shard by shard (its manifest records their shards), which only aimem does, and aimem always writes it"
                 .to_string(),
         );
     }

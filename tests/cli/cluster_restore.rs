@@ -562,3 +562,36 @@ fn the_ai_memory_collections_round_trip_through_a_cluster_with_their_indexes() {
         assert!(!schema(&target).unwrap_or_default().is_empty(), "{name}");
     }
 }
+
+/// A cluster backup over an existing single-node collection with the same shards: each shard
+/// file replaces that shard, after a pre-restore copy of each; with other shards, refused.
+#[test]
+fn a_cluster_backup_overwrites_a_single_node_collection_with_the_same_shards() {
+    let world = World::new();
+    let source = Cluster::start(3, config());
+    seed_discussions(&source);
+    let backup = world.backup(&source.url(0), "discussions");
+
+    let single = Double::start(config());
+    // The same schema on one node (its replication settings differ: a warning only).
+    let mut info = info_from_fixture("cluster/3-node-collection-info.json");
+    info["config"]["params"]["replication_factor"] = json!(1);
+    single.seed("discussions", info.clone(), (5001..=5010).collect());
+    let run = world.run(&single.url(), &["restore", &backup, "--force"]);
+    run.assert_code(0);
+    assert_eq!(
+        single.point_ids("discussions"),
+        source.point_ids("discussions")
+    );
+    assert!(world.prerestore_left().is_empty(), "{run:?}");
+
+    let other = Double::start(config());
+    info["config"]["params"]["shard_number"] = json!(2);
+    other.seed("discussions", info, (5001..=5010).collect());
+    let run = world.run(&other.url(), &["restore", &backup, "--force"]);
+    run.assert_code(2).assert_stderr_contains("shard_number");
+    assert_eq!(
+        other.point_ids("discussions"),
+        Some((5001..=5010).collect())
+    );
+}

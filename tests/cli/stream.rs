@@ -483,3 +483,290 @@ fn verify_catches_a_cut_shard_file_whose_checksums_agree() {
     assert_eq!(problems[0]["kind"], "snapshot_damaged", "{report:#}");
     env.run(&["verify", "--no-deep", dir]).assert_code(0);
 }
+
+/// The points and schema a rollback must bring back.
+fn state(double: &Double, name: &str) -> (Value, Vec<u64>) {
+    (
+        double.collection_info(name).expect("collection"),
+        double.point_ids(name).expect("points"),
+    )
+}
+
+fn shard_uploads(double: &Double) -> usize {
+    double
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/snapshots/upload"))
+        .count()
+}
+
+fn no_prerestore_left(env: &TestEnv) {
+    let left: Vec<String> = env
+        .root_entries()
+        .into_iter()
+        .filter(|e| e.starts_with(".aimem-prerestore-"))
+        .collect();
+    assert!(left.is_empty(), "pre-restore folders left: {left:?}");
+}
+
+/// Every shard upload refused before Qdrant read it (a proxy's body limit): nothing changed,
+/// so nothing is uploaded back, and the collection is as it was.
+#[test]
+fn a_refused_shard_upload_changed_nothing_and_needs_no_rollback_upload() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    env.double.upsert_points("conventions", &[250]);
+    let before = state(&env.double, "conventions");
+    env.double.inject(Fault::always(
+        Some("POST"),
+        "/snapshots/upload",
+        FaultKind::PlainStatus {
+            code: 413,
+            body: "<html><center><h1>413 Request Entity Too Large</h1></center></html>".into(),
+        },
+    ));
+    let run = env.run(&["restore", backup.to_str().unwrap(), "--force"]);
+    run.assert_code(4);
+    assert!(
+        run.stderr.contains("nothing had been changed yet"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(shard_uploads(&env.double), 1, "no rollback upload");
+    assert_eq!(state(&env.double, "conventions"), before);
+    assert_eq!(env.server_snapshots(), 0);
+    no_prerestore_left(&env);
+}
+
+/// The connection of a shard upload is lost while Qdrant goes on recovering the shard: the
+/// rollback waits for that recovery to end (it shows in `/metrics`, as on real servers), then
+/// puts the streamed pre-restore copy back.
+#[test]
+fn the_rollback_waits_for_a_shard_recovery_still_running_after_a_lost_connection() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "discussions"]);
+    env.double.upsert_points("discussions", &[400, 401]);
+    let before = state(&env.double, "discussions");
+    env.double.inject(Fault::new(
+        Some("POST"),
+        "/collections/discussions/shards/0/snapshots/upload",
+        FaultKind::SlowRecovery {
+            takes: Duration::from_millis(2500),
+            answer: qdrant_double::LateAnswer::Drop,
+        },
+    ));
+    let run = env.run(&["restore", backup.to_str().unwrap(), "--force"]);
+    run.assert_code(4);
+    assert!(env.double.wait_for_recoveries(Duration::from_secs(10)));
+    // Had the rollback not waited, the late recovery would have replaced its work by now.
+    assert_eq!(state(&env.double, "discussions"), before, "{}", run.stderr);
+    no_prerestore_left(&env);
+}
+
+#[test]
+fn points_written_while_a_shard_streams_take_it_again() {
+    let env = TestEnv::ai_memory();
+    env.double.inject(Fault::new(
+        Some("GET"),
+        &stream_path("github"),
+        FaultKind::Delay(Duration::from_millis(1500)),
+    ));
+    let child = env
+        .command(&["backup", "--collection", "github"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_request(&env.double, "GET", |p| p == stream_path("github"));
+    env.double.upsert_points("github", &[1001]);
+    let run = super::support::to_run(child.wait_with_output().unwrap());
+    run.assert_code(0);
+    assert!(run.stderr.contains("taking them again"), "{}", run.stderr);
+    let entry = &manifest(&env.only_backup())["collections"]["github"];
+    assert_eq!(entry["records"], 31, "the count the streamed shard holds");
+    assert!(entry.get("records_max").is_none());
+    let target = TestEnv::new();
+    target
+        .run_with(
+            &["restore", env.only_backup().to_str().unwrap(), "--force"],
+            |c| {
+                c.env("QDRANT_URL", target.double.url());
+            },
+        )
+        .assert_code(0);
+    assert_eq!(target.double.point_ids("github").map(|p| p.len()), Some(31));
+}
+
+#[test]
+fn a_server_without_streaming_is_told_once_with_several_jobs() {
+    let env = TestEnv::with_config(Config {
+        no_streamed_shard_snapshot: true,
+        api_key: Some(KEY.into()),
+        ..Config::default()
+    });
+    env.double.seed_ai_memory();
+    let run = env.run(&["backup", "--jobs", "3"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stderr
+            .matches("does not stream shard snapshots")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    let backup = env.only_backup();
+    let manifest = manifest(&backup);
+    for name in AI_MEMORY_COLLECTIONS {
+        assert_eq!(
+            manifest["collections"][name]["snapshot_file"],
+            format!("{name}.snapshot")
+        );
+        assert!(!backup.join("qdrant").join(name).exists());
+    }
+    assert_eq!(sha256sum_check(&backup).code, 0);
+    env.run(&["verify", backup.to_str().unwrap()])
+        .assert_code(0);
+}
+
+/// One peer of a cluster without the endpoint (a rolling upgrade): that peer's shards are
+/// taken the stored way, the others' streamed, and the backup is whole.
+#[test]
+fn a_cluster_peer_without_streaming_gets_stored_shard_snapshots_the_others_stream() {
+    let world = World::new();
+    let cluster = Cluster::start(3, keyed_config());
+    cluster.seed(
+        "discussions",
+        qdrant_double::info_from_fixture("cluster/3-node-collection-info.json"),
+        3,
+        1,
+        (1..=60).collect(),
+    );
+    // A server without the route answers 404 with an empty body (actix's default). The peer
+    // holds one shard: its first GET of a snapshot path is the stream (a download's path has
+    // the stream's in it, so only the order tells them apart).
+    cluster.peer(1).inject(Fault::new(
+        Some("GET"),
+        "/snapshot",
+        FaultKind::PlainStatus {
+            code: 404,
+            body: String::new(),
+        },
+    ));
+    let run = world.run(&cluster.url(0), &["backup", "--collection", "discussions"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stderr
+            .matches("does not stream shard snapshots")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    let backup = run.stdout.trim().to_string();
+    let path = std::path::Path::new(&backup);
+    let files: Vec<String> = std::fs::read_dir(path.join("qdrant/discussions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(sha256sum_check(path).code, 0);
+    world
+        .run(&cluster.url(0), &["verify", &backup])
+        .assert_code(0);
+    let built: usize = (0..3)
+        .map(|i| {
+            cluster
+                .peer(i)
+                .requests()
+                .iter()
+                .filter(|r| r.method == "POST" && r.path.ends_with("/snapshots"))
+                .count()
+        })
+        .sum();
+    assert!(
+        built >= 1,
+        "the peer without streaming built its shard's snapshot"
+    );
+    let left: usize = (0..3)
+        .map(|i| snapshot_files(&cluster.peer(i).snapshots_dir()))
+        .sum();
+    assert_eq!(left, 0);
+    let target = Cluster::start(3, keyed_config());
+    world
+        .run(&target.url(0), &["restore", &backup, "--force"])
+        .assert_code(0);
+    assert_eq!(
+        target.point_ids("discussions"),
+        cluster.point_ids("discussions")
+    );
+}
+
+/// A 404 that names the shard (it moved, or its collection went, meanwhile) is an error of
+/// that collection, not a server without streaming.
+#[test]
+fn a_shard_that_is_gone_fails_the_collection_and_does_not_switch_the_run() {
+    let env = TestEnv::ai_memory();
+    env.double.inject(Fault::always(
+        Some("GET"),
+        &stream_path("github"),
+        FaultKind::PlainStatus {
+            code: 404,
+            body: "Not found: shard 0 not found".into(),
+        },
+    ));
+    let run = env.run(&["backup"]);
+    run.assert_code(2).assert_stderr_contains("github");
+    assert!(!run.stderr.contains("does not stream"), "{}", run.stderr);
+    assert_nothing_left(&env);
+}
+
+/// A stream announces no size: one that would leave the backup's disk nearly full is stopped
+/// (the disk-space exit), and nothing is kept.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "uses AIMEM_TEST_FREE_SPACE, which exists only in debug builds"
+)]
+fn a_stream_that_would_fill_the_disk_is_stopped() {
+    let env = TestEnv::ai_memory();
+    env.double.set_snapshot_filler("github", 40 * 1024 * 1024);
+    let run = env.run_with(&["backup", "--collection", "github"], |c| {
+        c.env("AIMEM_TEST_FREE_SPACE", (60u64 * 1024 * 1024).to_string());
+    });
+    run.assert_code(3).assert_stderr_contains("would stay free");
+    assert_nothing_left(&env);
+}
+
+/// A single node keeps whatever replication factor its collection was created with (from a
+/// cluster's snapshot, say): its streamed backup records it, and restores it.
+#[test]
+fn a_single_node_collection_with_replication_factor_2_streams_and_restores() {
+    let env = TestEnv::new();
+    let mut info = qdrant_double::info_from_fixture("collections/info-discussions.json");
+    info["config"]["params"]["replication_factor"] = 2.into();
+    info["config"]["params"]["write_consistency_factor"] = 2.into();
+    env.double.seed("discussions", info, (1..=12).collect());
+    let backup = env.backup(&["--collection", "discussions"]);
+    let entry = &manifest(&backup)["collections"]["discussions"];
+    assert_eq!(entry["cluster"]["replication_factor"], 2);
+    let dir = backup.to_str().unwrap();
+    env.run(&["verify", dir]).assert_code(0);
+    env.run(&[
+        "restore",
+        dir,
+        "--collection",
+        "discussions",
+        "--target-name",
+        "copy",
+        "--force",
+    ])
+    .assert_code(0);
+    assert_eq!(
+        env.double.point_ids("copy"),
+        env.double.point_ids("discussions")
+    );
+    let params = &env.double.collection_info("copy").unwrap()["config"]["params"];
+    assert_eq!(params["replication_factor"], 2);
+    assert_eq!(params["write_consistency_factor"], 2);
+}

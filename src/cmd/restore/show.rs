@@ -34,7 +34,7 @@ pub(super) fn show_plan(
                 points, warnings, ..
             } => {
                 ui.note(&format!(
-                    "{}{from}: overwrite its {points} points with the backup's {} records (a pre-restore snapshot is taken first)",
+                    "{}{from}: overwrite its {points} points with the backup's {} records (a pre-restore copy is taken first)",
                     s.target, s.entry.records
                 ));
                 for warning in warnings {

@@ -236,8 +236,8 @@ pub enum BackupError {
         limit: usize,
     },
 
-    /// Only while a collection is taken: the server does not stream shard snapshots, and the
-    /// collection is taken again the stored way ([`Streaming::refuse`]).
+    /// Only while a single node's collection is taken: the server does not stream shard
+    /// snapshots, and the collection is taken again the stored way ([`take::Streaming`]).
     #[error("the server does not stream shard snapshots (it answered 404 for a shard it lists)")]
     #[diagnostic(
         code(aimem::backup::not_streamed),
@@ -414,47 +414,12 @@ struct Context<'a> {
     install: &'a Utf8Path,
     ai_memory_version: String,
     /// Whether shard snapshots are streamed, until the server says it cannot.
-    streaming: Streaming,
+    streaming: take::Streaming,
     /// Told what is made, for the subcommand's report.
     progress: &'a dyn Progress,
     /// A single node, or the cluster's peers.
     topology: &'a Topology,
     options: Options,
-}
-
-/// Whether this run streams shard snapshots: asked for (not `--no-stream`) and not refused by
-/// the server yet. A server without the endpoint answers 404 for a shard it reports; from
-/// then on every site is taken the stored way (said once).
-struct Streaming {
-    wanted: bool,
-    refused: std::sync::atomic::AtomicBool,
-}
-
-impl Streaming {
-    fn new(wanted: bool) -> Streaming {
-        Streaming {
-            wanted,
-            refused: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// How this run takes a site's snapshot now.
-    fn method(&self) -> take::Method {
-        match self.wanted && !self.refused.load(std::sync::atomic::Ordering::SeqCst) {
-            true => take::Method::Streamed,
-            false => take::Method::Stored,
-        }
-    }
-
-    /// The server does not stream: the stored way from now on, said once.
-    fn refuse(&self, ui: &Ui) {
-        if !self.refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            ui.note(
-                "the server does not stream shard snapshots: Qdrant builds each snapshot on its disk first \
-                 (as with --no-stream)",
-            );
-        }
-    }
 }
 
 /// A published backup.
@@ -491,7 +456,7 @@ pub fn write(
         lock_keys: run.lock_keys,
         install: run.install,
         ai_memory_version: run.ai_memory_version,
-        streaming: Streaming::new(run.options.stream),
+        streaming: take::Streaming::new(run.options.stream),
         progress: run.progress,
         topology: run.topology,
         options: run.options,
@@ -959,10 +924,14 @@ fn backup_collection(
         .pointer("/params/sharding_method")
         .and_then(serde_json::Value::as_str)
         == Some("custom");
-    let streamed = cx.streaming.method() == take::Method::Streamed && !custom_sharding;
-    if cx.topology.is_cluster() || streamed {
-        match shards::backup_collection(cx, collection, snapshot_dir, undo) {
-            Err(BackupError::NotStreamed) if !cx.topology.is_cluster() => {}
+    // Read once: another collection may find meanwhile that the server does not stream.
+    let method = cx.streaming.method();
+    if cx.topology.is_cluster() {
+        return shards::backup_collection(cx, collection, snapshot_dir, undo, method);
+    }
+    if method == take::Method::Streamed && !custom_sharding {
+        match shards::backup_collection(cx, collection, snapshot_dir, undo, method) {
+            Err(BackupError::NotStreamed) => {}
             done => return done,
         }
     }

@@ -231,17 +231,20 @@ pub fn cluster_record(topology: &Topology) -> Option<ClusterRecord> {
     })
 }
 
-/// Backs up one collection of a cluster; the entry carries a `cluster` record and no
-/// `snapshot_file`.
+/// Backs up one collection shard by shard, each shard's snapshot taken by `method` (a
+/// cluster's peer switches to the stored way by itself when it answers that it does not
+/// stream; a single node's collection fails with [`BackupError::NotStreamed`] then, leaving
+/// nothing, for the caller to take it as one stored snapshot); the entry carries a `cluster`
+/// record and no `snapshot_file`.
 pub(super) fn backup_collection(
     cx: &Context,
     collection: &Planned,
     snapshot_dir: &Utf8Path,
     undo: &Mutex<Undo>,
+    method: Method,
 ) -> Backed<(CollectionEntry, CollectionDone)> {
     let name = &collection.name;
     let started = Instant::now();
-    let method = cx.streaming.method();
     let (clients, views) = peer_views(cx, name)?;
     let shards = placement(name, &views).map_err(|e| collection_error(name, e))?;
     let sources = choose_sources(name, &shards).map_err(|e| collection_error(name, e))?;
@@ -291,24 +294,24 @@ pub(super) fn backup_collection(
         &shard_keys,
         Scope::Shards,
         || take_shards(cx, (name, &dir), &sources, &clients, method, undo),
-        |taken| drop_files(&dir, &taken),
+        |taken| drop_files(&dir, &taken.shards),
     );
     let Consistent {
-        taken,
+        taken: Taken {
+            shards: taken,
+            method,
+        },
         records,
         records_max,
         key_records,
         schema: schema_after,
     } = match taken {
-        // Taken again the stored way: a cluster's shards here, a single node's collection
-        // by the caller.
-        Err(BackupError::NotStreamed) if method == Method::Streamed => {
-            std::fs::remove_dir(&dir).ok();
+        // A single node's one worker has ended, and nothing else writes here: its folder goes
+        // whole, and the caller takes the collection as one stored snapshot.
+        Err(BackupError::NotStreamed) => {
+            std::fs::remove_dir_all(&dir).ok();
             cx.streaming.refuse(cx.ui);
-            if !cx.topology.is_cluster() {
-                return Err(BackupError::NotStreamed);
-            }
-            return backup_collection(cx, collection, snapshot_dir, undo);
+            return Err(BackupError::NotStreamed);
         }
         taken => taken?,
     };
@@ -423,6 +426,13 @@ fn peer_views(
     Ok((clients, views))
 }
 
+/// What [`take_shards`] brought: shard id → (the peer it came from, its file), and how (stored
+/// when any shard was).
+struct Taken {
+    shards: BTreeMap<u32, (u64, Downloaded)>,
+    method: Method,
+}
+
 /// Removes the shard files of an attempt that is taken again (best effort: the next attempt
 /// writes them anew, and a failed backup's staging folder goes as a whole).
 fn drop_files(dir: &Utf8Path, taken: &BTreeMap<u32, (u64, Downloaded)>) {
@@ -435,8 +445,9 @@ fn drop_files(dir: &Utf8Path, taken: &BTreeMap<u32, (u64, Downloaded)>) {
 /// one worker thread per peer, each working through its own shards, while this thread
 /// journals what they make and watches for a signal. On a signal it waits only for snapshot
 /// creations under way (Qdrant finishes them anyway, and they must be deleted), abandons the
-/// transfers, and deletes every snapshot made; on any failure it deletes them too. A server
-/// that does not stream leaves no shard file behind ([`BackupError::NotStreamed`]).
+/// transfers, and deletes every snapshot made; on any failure it deletes them too. A cluster
+/// peer that does not stream gets the stored way from its worker; a single node that does not
+/// fails with [`BackupError::NotStreamed`].
 fn take_shards(
     cx: &Context,
     (name, dir): (&SafeName, &Utf8Path),
@@ -444,7 +455,7 @@ fn take_shards(
     clients: &BTreeMap<u64, Client>,
     method: Method,
     undo: &Mutex<Undo>,
-) -> Backed<BTreeMap<u32, (u64, Downloaded)>> {
+) -> Backed<Taken> {
     let mut per_peer: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for (&shard, &peer) in sources {
         per_peer.entry(peer).or_default().push(shard);
@@ -460,6 +471,8 @@ fn take_shards(
             client: client.clone(),
             lock_keys: cx.lock_keys.clone(),
             method,
+            streaming: cx.streaming.clone(),
+            stored_shards: cx.topology.is_cluster(),
             peer_id,
             collection: name.to_string(),
             dir: dir.to_owned(),
@@ -505,17 +518,21 @@ fn take_shards(
     }
     delete_made(cx, name, clients, undo);
     stopped(cx.stop)?;
-    let Heard { taken, failure, .. } = heard;
-    if let Some(SiteFailure::NotStreamed) = failure {
-        drop_files(dir, &taken);
-        return Err(BackupError::NotStreamed);
-    }
+    let Heard {
+        taken,
+        failure,
+        stored,
+        ..
+    } = heard;
     // A worker that ended without its shards (the gate closed on it) was stopped.
     let failure = failure.or_else(|| {
         (taken.len() != sources.len()).then_some(SiteFailure::Qdrant(QdrantError::Interrupted))
     });
     match failure {
-        None => Ok(taken),
+        None => Ok(Taken {
+            shards: taken,
+            method: if stored { Method::Stored } else { method },
+        }),
         Some(failure) => Err(super::site_failure(cx, name, failure, dir)),
     }
 }
@@ -556,6 +573,8 @@ fn delete_made(cx: &Context, name: &SafeName, clients: &BTreeMap<u64, Client>, u
 struct Heard {
     /// Shard id → (the peer it came from, its file).
     taken: BTreeMap<u32, (u64, Downloaded)>,
+    /// A shard was taken the stored way.
+    stored: bool,
     failure: Option<SiteFailure>,
     /// Workers not done yet.
     running: usize,
@@ -581,9 +600,12 @@ impl Heard {
             Event::Done(peer_id, result) => {
                 self.running -= 1;
                 match result {
-                    Ok(done) => self
-                        .taken
-                        .extend(done.into_iter().map(|(s, d)| (s, (peer_id, d)))),
+                    Ok(done) => {
+                        for (shard, downloaded, method) in done {
+                            self.stored |= method == Method::Stored;
+                            self.taken.insert(shard, (peer_id, downloaded));
+                        }
+                    }
                     Err(e) => {
                         self.failure.get_or_insert(e);
                     }
@@ -618,7 +640,7 @@ enum Event {
         site: Site,
         snapshot: String,
     },
-    Done(u64, Result<Vec<(u32, Downloaded)>, SiteFailure>),
+    Done(u64, Result<Vec<(u32, Downloaded, Method)>, SiteFailure>),
 }
 
 /// What a peer's worker owns (it may outlive the wait: a stalled transfer is abandoned).
@@ -626,7 +648,13 @@ struct Work {
     client: Client,
     /// The names the server goes by in snapshot turns.
     lock_keys: crate::engine::peers::LockKeys,
+    /// How this collection's shards are taken, unless the peer does not stream.
     method: Method,
+    /// The run's streaming, told when a peer does not stream.
+    streaming: take::Streaming,
+    /// The peer can take stored shard snapshots instead (a cluster's; a single node's
+    /// collection is taken as one stored snapshot by the caller instead).
+    stored_shards: bool,
     peer_id: u64,
     collection: String,
     dir: camino::Utf8PathBuf,
@@ -688,75 +716,97 @@ impl Tracker for Work {
 /// One peer's share: for each shard, its streamed snapshot, or snapshot, download, delete,
 /// telling the waiting thread each creation and deletion so it can journal them and clean up
 /// what is left.
-fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded)>, SiteFailure> {
-    let name = work.collection.as_str();
+fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded, Method)>, SiteFailure> {
     let mut done = Vec::new();
+    // Once a shard was refused a stream, this worker's others are taken the stored way too.
+    let mut method = work.method;
     for &shard in shards {
-        let site = Site::Shard {
-            collection: name,
-            shard,
-            peer: work.peer_id,
-        };
-        if work.method == Method::Streamed {
-            let closed = work
-                .gate
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .closed;
-            if closed || work.stop.requested().is_some() {
-                return Err(SiteFailure::Qdrant(QdrantError::Interrupted));
+        if method == Method::Streamed {
+            match stream_shard(work, shard) {
+                Err(SiteFailure::NotStreamed) if work.stored_shards => {
+                    work.streaming.refuse(&work.ui);
+                    method = Method::Stored;
+                }
+                streamed => {
+                    done.push((shard, streamed?, Method::Streamed));
+                    continue;
+                }
             }
-            let stream = snapshot::Stream {
-                client: &work.client,
-                collection: name,
-                shard,
-                target: &work.dir.join(shard_file_name(shard)),
-                label: &site.download_label(),
-                ui: &work.ui,
-                stop: &work.stop,
-            };
-            done.push((
-                shard,
-                take::stream(&stream, work.retry, Durability::SyncedNow)?,
-            ));
-            continue;
         }
-        // Named by the shard and the second on this peer: another run's snapshot of it there
-        // in the same second would get the same name (see `concurrent`). Taken before the
-        // gate, so the waiting thread never waits for a run that waits for its turn.
-        let turn = take_turn(&work.lock_keys, site, &work.stop, &work.ui)
-            .map_err(|_| SiteFailure::Qdrant(QdrantError::Interrupted))?;
-        {
-            let mut gate = work.gate.lock().unwrap_or_else(PoisonError::into_inner);
-            if gate.closed || work.stop.requested().is_some() {
-                return Err(SiteFailure::Qdrant(QdrantError::Interrupted));
-            }
-            gate.creating += 1;
-        }
-        let captured = Stored.capture(&work.client, site, turn, work);
-        // After its events: the waiting thread, seeing no creation under way, has them.
-        work.gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .creating -= 1;
-        let captured = captured?;
-        let download = snapshot::Download {
-            client: &work.client,
-            site,
-            snapshot: &captured,
-            target: &work.dir.join(shard_file_name(shard)),
-            label: &site.download_label(),
-            ui: &work.ui,
-            stop: &work.stop,
-        };
-        let downloaded = Stored
-            .fetch(&download, work.retry, Durability::SyncedNow)
-            .map_err(SiteFailure::Download)?;
-        // One that stays is deleted by the waiting thread once the workers are done.
-        Stored.release(&work.client, site, &captured, work).ok();
-        done.push((shard, downloaded));
+        done.push((shard, stored_shard(work, shard)?, Method::Stored));
     }
     Ok(done)
+}
+
+/// Streams one shard's snapshot into its file.
+fn stream_shard(work: &Work, shard: u32) -> Result<Downloaded, SiteFailure> {
+    let closed = work
+        .gate
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .closed;
+    if closed || work.stop.requested().is_some() {
+        return Err(SiteFailure::Qdrant(QdrantError::Interrupted));
+    }
+    let site = Site::Shard {
+        collection: work.collection.as_str(),
+        shard,
+        peer: work.peer_id,
+    };
+    let stream = snapshot::Stream {
+        client: &work.client,
+        collection: &work.collection,
+        shard,
+        target: &work.dir.join(shard_file_name(shard)),
+        label: &site.download_label(),
+        ui: &work.ui,
+        stop: &work.stop,
+    };
+    take::stream(&stream, work.retry, Durability::SyncedNow)
+}
+
+/// Takes one shard's snapshot on the peer, downloads it into its file and deletes it, telling
+/// the waiting thread the creation and the deletion.
+fn stored_shard(work: &Work, shard: u32) -> Result<Downloaded, SiteFailure> {
+    let site = Site::Shard {
+        collection: work.collection.as_str(),
+        shard,
+        peer: work.peer_id,
+    };
+    // Named by the shard and the second on this peer: another run's snapshot of it there
+    // in the same second would get the same name (see `concurrent`). Taken before the
+    // gate, so the waiting thread never waits for a run that waits for its turn.
+    let turn = take_turn(&work.lock_keys, site, &work.stop, &work.ui)
+        .map_err(|_| SiteFailure::Qdrant(QdrantError::Interrupted))?;
+    {
+        let mut gate = work.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        if gate.closed || work.stop.requested().is_some() {
+            return Err(SiteFailure::Qdrant(QdrantError::Interrupted));
+        }
+        gate.creating += 1;
+    }
+    let captured = Stored.capture(&work.client, site, turn, work);
+    // After its events: the waiting thread, seeing no creation under way, has them.
+    work.gate
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .creating -= 1;
+    let captured = captured?;
+    let download = snapshot::Download {
+        client: &work.client,
+        site,
+        snapshot: &captured,
+        target: &work.dir.join(shard_file_name(shard)),
+        label: &site.download_label(),
+        ui: &work.ui,
+        stop: &work.stop,
+    };
+    let downloaded = Stored
+        .fetch(&download, work.retry, Durability::SyncedNow)
+        .map_err(SiteFailure::Download)?;
+    // One that stays is deleted by the waiting thread once the workers are done.
+    Stored.release(&work.client, site, &captured, work).ok();
+    Ok(downloaded)
 }
 
 #[cfg(test)]

@@ -62,7 +62,9 @@ impl<S: AsRef<str>> Site<S> {
     }
 
     /// The client that reaches the site: `client` for a collection, its peer's for a shard
-    /// (see [`peer_client`]).
+    /// (see [`peer_client`]). On a single node (whose shard snapshots a restore may have taken
+    /// when the node did not stream them) a shard's is `client`, once the node says it is the
+    /// recorded peer.
     pub fn client<'c>(
         &self,
         client: &'c Client,
@@ -70,6 +72,18 @@ impl<S: AsRef<str>> Site<S> {
     ) -> Result<&'c Client, String> {
         match self {
             Site::Collection(_) => Ok(client),
+            Site::Shard {
+                collection, peer, ..
+            } if !topology.is_cluster() => {
+                match client.collection_cluster_view(collection.as_ref()) {
+                    Ok(view) if view.peer_id == *peer => Ok(client),
+                    Ok(view) => Err(format!(
+                        "this node is peer {}, not peer {peer}",
+                        view.peer_id
+                    )),
+                    Err(e) => Err(format!("cannot tell whether this node is peer {peer}: {e}")),
+                }
+            }
             Site::Shard { peer, .. } => peer_client(topology, *peer),
         }
     }

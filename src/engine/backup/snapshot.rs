@@ -53,6 +53,17 @@ pub enum DownloadError {
         limit: u64,
     },
 
+    /// The server answered the first request for a shard's stream with a 404 that is not
+    /// about the shard or its collection: it has no such endpoint (releases before it).
+    #[error("the server does not stream shard snapshots (404 for a shard it reports)")]
+    #[diagnostic(
+        code(aimem::backup::not_streamed),
+        help(
+            "Take the backup with --no-stream: Qdrant then builds each snapshot on its disk first."
+        )
+    )]
+    NotStreamed,
+
     #[error("cannot write the snapshot to {path}: {source}")]
     #[diagnostic(
         code(aimem::backup::write),
@@ -69,7 +80,9 @@ impl DownloadError {
     pub fn is_transient(&self) -> bool {
         match self {
             DownloadError::Mismatch { .. } => true,
-            DownloadError::Write { .. } | DownloadError::Oversized { .. } => false,
+            DownloadError::Write { .. }
+            | DownloadError::Oversized { .. }
+            | DownloadError::NotStreamed => false,
             DownloadError::Qdrant(e) => match e {
                 QdrantError::Transport { .. } | QdrantError::Timeout { .. } => true,
                 QdrantError::Api { status, .. } => {
@@ -298,6 +311,10 @@ pub fn stream_with_retries(
                 partial.persist(target).map_err(write_error)?;
                 return Ok(done);
             }
+            // Only the first answer tells: a 404 after a stream was served is about the shard.
+            Err(DownloadError::Qdrant(e)) if attempt == 0 && is_missing_endpoint(&e) => {
+                return Err(DownloadError::NotStreamed);
+            }
             Err(e) if attempt < retries && e.is_transient() && stop.requested().is_none() => {
                 attempt += 1;
                 ui.warn(&format!(
@@ -308,6 +325,21 @@ pub fn stream_with_retries(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// A 404 that says the stream endpoint itself is unknown. The shard is one the server
+/// reports, yet it may have moved or its collection gone meanwhile: Qdrant says so in words
+/// (`Not found: shard 3 not found`, ``Not found: Collection `c` doesn't exist!``). A server
+/// without the route answers a 404 with another body (actix's is empty).
+fn is_missing_endpoint(error: &QdrantError) -> bool {
+    match error {
+        QdrantError::Api {
+            status: 404,
+            message,
+            ..
+        } => !(message.starts_with("Not found: shard ") || message.contains("Collection `")),
+        _ => false,
     }
 }
 
@@ -327,8 +359,10 @@ fn stream_once(
         .client
         .open_streamed_shard_snapshot(stream.collection, stream.shard)?;
     let bar = stream.ui.transfer_bar(stream.label, None);
+    let dir = stream.target.parent().unwrap_or(Utf8Path::new("."));
+    let file = KeepFree::new(partial.continue_at(0).map_err(write_error)?, dir);
     let mut sink = Sink {
-        inner: HashingWriter::new(TarEnd::new(partial.continue_at(0).map_err(write_error)?)),
+        inner: HashingWriter::new(TarEnd::new(file)),
         bar: &bar,
         stop: stream.stop,
         limit: None,
@@ -352,11 +386,62 @@ fn stream_once(
     Ok(Downloaded { sha256, size })
 }
 
+/// A writer that stops a stream before it leaves its file system with less than
+/// [`KEEP_FREE`] bytes: a stream announces no size, and one that never ends (a broken or
+/// hostile server) must not fill the disk the backups and the user's other files live on.
+/// It looks at the free space every [`FREE_SPACE_EVERY`] bytes written.
+struct KeepFree<'d, W> {
+    inner: W,
+    dir: &'d Utf8Path,
+    /// Bytes written since the last look.
+    since: u64,
+}
+
+const KEEP_FREE: u64 = 64 * 1024 * 1024;
+const FREE_SPACE_EVERY: u64 = 16 * 1024 * 1024;
+
+impl<'d, W: Write> KeepFree<'d, W> {
+    fn new(inner: W, dir: &'d Utf8Path) -> Self {
+        KeepFree {
+            inner,
+            dir,
+            since: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for KeepFree<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.since >= FREE_SPACE_EVERY {
+            self.since = 0;
+            let free = super::disk::free_space(self.dir)?;
+            if free < KEEP_FREE {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!(
+                        "less than {} would stay free on the backup's disk ({} free): the stream was stopped",
+                        crate::ui::human_size(KEEP_FREE),
+                        crate::ui::human_size(free)
+                    ),
+                ));
+            }
+        }
+        let n = self.inner.write(buf)?;
+        self.since += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A writer that follows the tar archive written through it, header by header (each header
-/// gives the size of the data after it, a GNU sparse file's header may be followed by
-/// extension blocks first), and tells whether it reached the archive's end: two zero blocks
-/// where a header is due. Qdrant's segment files hold long runs of zeros, so looking at the
-/// last bytes alone could take a stream cut inside one for a whole archive.
+/// gives the size of the data after it; a GNU sparse entry may add extension blocks, a pax
+/// header may give the next entry's size), and tells whether it reached the archive's end:
+/// two zero blocks where a header is due, then nothing but zeros. Qdrant's segment files hold
+/// long runs of zeros, so looking at the last bytes alone could take a stream cut inside one
+/// for a whole archive; a header whose checksum does not add up is not followed either.
 struct TarEnd<W> {
     inner: W,
     written: u64,
@@ -368,12 +453,19 @@ struct TarEnd<W> {
     zero_blocks: u8,
     /// Reading a GNU sparse file's extension blocks: the size of its data, which follows them.
     sparse_data: Option<u64>,
+    /// Reading a pax header's records: where they end, what came so far, and whether the
+    /// header is a global one.
+    pax: Option<(u64, Vec<u8>, bool)>,
+    /// The size a pax header gave the next entry.
+    pax_size: Option<u64>,
     ended: bool,
-    /// A header whose size cannot be read: not an archive aimem can check.
+    /// A header that cannot be followed: not an archive aimem can check.
     unreadable: bool,
 }
 
 const BLOCK: u64 = 512;
+/// The most a pax header's records may take (real ones: a few hundred bytes).
+const MAX_PAX: u64 = 64 * 1024;
 
 impl<W: Write> TarEnd<W> {
     fn new(inner: W) -> Self {
@@ -384,6 +476,8 @@ impl<W: Write> TarEnd<W> {
             header: Vec::with_capacity(BLOCK as usize),
             zero_blocks: 0,
             sparse_data: None,
+            pax: None,
+            pax_size: None,
             ended: false,
             unreadable: false,
         }
@@ -395,11 +489,25 @@ impl<W: Write> TarEnd<W> {
 
     /// Follows `bytes`, which start at offset `at` of the archive.
     fn follow(&mut self, mut at: u64, mut bytes: &[u8]) {
-        while !bytes.is_empty() && !self.ended && !self.unreadable {
+        while !bytes.is_empty() && !self.unreadable {
+            if self.ended {
+                // Only zeros may follow the end marker (a record's padding).
+                self.unreadable = bytes.iter().any(|&b| b != 0);
+                return;
+            }
             if at < self.next_header {
                 let skip = (self.next_header - at).min(bytes.len() as u64);
+                if let Some((end, records, _)) = &mut self.pax
+                    && at < *end
+                {
+                    let take = (*end - at).min(skip) as usize;
+                    records.extend_from_slice(&bytes[..take]);
+                }
                 at += skip;
                 bytes = &bytes[skip as usize..];
+                if self.pax.as_ref().is_some_and(|(end, _, _)| at >= *end) {
+                    self.pax_complete();
+                }
                 continue;
             }
             let wanted = BLOCK as usize - self.header.len();
@@ -428,23 +536,94 @@ impl<W: Write> TarEnd<W> {
         if header.iter().all(|&b| b == 0) {
             self.zero_blocks += 1;
             self.ended = self.zero_blocks == 2;
-            self.next_header += BLOCK;
+            self.next_header = self.next_header.saturating_add(BLOCK);
             return;
         }
         self.zero_blocks = 0;
-        let Some(size) = entry_size(&header[124..136]) else {
+        let (Some(size), true) = (entry_size(&header[124..136]), checksum_holds(&header)) else {
             self.unreadable = true;
             return;
         };
-        self.next_header = self.next_header.saturating_add(BLOCK);
-        // An old-GNU sparse file ('S') with more holes than its header lists: extension
-        // blocks come between the header and the data.
-        if header[156] == b'S' && header[482] != 0 {
-            self.sparse_data = Some(size);
-        } else {
-            self.next_header = self.next_header.saturating_add(padded(size));
+        let data_start = self.next_header.saturating_add(BLOCK);
+        self.next_header = data_start;
+        match header[156] {
+            // A pax header: its records (read as they pass) may give the next entry's size.
+            b'x' | b'g' => {
+                if size > MAX_PAX {
+                    self.unreadable = true;
+                    return;
+                }
+                let global = header[156] == b'g';
+                self.pax = Some((data_start.saturating_add(size), Vec::new(), global));
+                self.next_header = data_start.saturating_add(padded(size));
+                if size == 0 {
+                    self.pax_complete();
+                }
+            }
+            // An old-GNU sparse file ('S') with more holes than its header lists: extension
+            // blocks come between the header and the data.
+            b'S' if header[482] != 0 => self.sparse_data = Some(size),
+            _ => {
+                let size = self.pax_size.take().unwrap_or(size);
+                self.next_header = self.next_header.saturating_add(padded(size));
+            }
         }
     }
+
+    /// A pax header's records are in: a `size` record is the next entry's size. A global
+    /// header that sets sizes for every entry after it is not followed.
+    fn pax_complete(&mut self) {
+        let Some((_, records, global)) = self.pax.take() else {
+            return;
+        };
+        match (pax_size(&records), global) {
+            (Ok(None), _) => {}
+            (Ok(size), false) => self.pax_size = size,
+            (Ok(Some(_)), true) | (Err(()), _) => self.unreadable = true,
+        }
+    }
+}
+
+/// The `size` a pax header's records give, if any (`"<len> <key>=<value>\n"` each).
+fn pax_size(records: &[u8]) -> Result<Option<u64>, ()> {
+    let mut size = None;
+    let mut rest = records;
+    while !rest.is_empty() {
+        let space = rest.iter().position(|&b| b == b' ').ok_or(())?;
+        let len: usize = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|l| l.parse().ok())
+            .ok_or(())?;
+        if len <= space || len > rest.len() {
+            return Err(());
+        }
+        let record = &rest[space + 1..len];
+        let record = record.strip_suffix(b"\n").ok_or(())?;
+        if let Some(value) = record.strip_prefix(b"size=") {
+            size = Some(
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or(())?,
+            );
+        }
+        rest = &rest[len..];
+    }
+    Ok(size)
+}
+
+/// A tar header's checksum: the sum of its bytes, the checksum field itself counted as
+/// spaces, written in octal in that field.
+fn checksum_holds(header: &[u8]) -> bool {
+    let sum: u64 = header
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| match i {
+            148..156 => u64::from(b' '),
+            _ => u64::from(b),
+        })
+        .sum();
+    entry_size(&header[148..156]) == Some(sum)
 }
 
 /// A tar header's size field: octal digits (space or NUL padded), or GNU's base-256 form
@@ -617,6 +796,69 @@ mod tests {
         ] {
             assert!(!ends(&whole[..cut], 512), "cut at {cut}");
         }
+    }
+
+    fn ends_whole(bytes: &[u8]) -> bool {
+        let mut end = TarEnd::new(Vec::new());
+        for piece in bytes.chunks(333) {
+            end.write_all(piece).unwrap();
+        }
+        end.is_whole_archive()
+    }
+
+    /// A pax header that gives the next entry its size (the entry's own header says 0): the
+    /// entry's data, all zeros here, is followed as data, not taken for the end marker.
+    #[test]
+    fn a_pax_size_is_followed_and_a_cut_inside_its_data_is_not_whole() {
+        let mut archive = tar::Builder::new(Vec::new());
+        archive
+            .append_pax_extensions([("size", b"4096".as_slice())])
+            .unwrap();
+        let mut header = tar::Header::new_ustar();
+        header.set_path("segments/big").unwrap();
+        header.set_size(0);
+        header.set_mode(0o644);
+        header.set_cksum();
+        // Before `into_inner`, which would write the end marker.
+        let mut bytes = archive.get_ref().clone();
+        let entry_at = bytes.len();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[0u8; 4096]);
+        bytes.extend_from_slice(&[0u8; 1024]);
+        assert!(ends_whole(&bytes));
+        assert!(!ends_whole(&bytes[..entry_at + 512 + 2048]));
+    }
+
+    #[test]
+    fn a_bad_header_checksum_or_bytes_after_the_end_are_not_whole() {
+        let mut archive = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(10);
+        header.set_mode(0o644);
+        header.set_cksum();
+        archive
+            .append_data(&mut header, "a", [1u8; 10].as_slice())
+            .unwrap();
+        let whole = archive.into_inner().unwrap();
+        assert!(ends_whole(&whole));
+        let mut damaged = whole.clone();
+        damaged[0] ^= 1;
+        assert!(!ends_whole(&damaged));
+        let mut trailing = whole.clone();
+        trailing.extend_from_slice(&[0u8; 512]);
+        assert!(ends_whole(&trailing), "zero padding after the end is fine");
+        trailing.push(7);
+        assert!(!ends_whole(&trailing));
+    }
+
+    #[test]
+    fn sizes_in_base_256_are_read() {
+        let mut field = [0u8; 12];
+        field[0] = 0x80;
+        field[10] = 0x10;
+        assert_eq!(entry_size(&field), Some(0x1000));
+        assert_eq!(entry_size(b"00000001000\0"), Some(512));
+        assert_eq!(entry_size(b"0000000100x\0"), None);
     }
 
     #[test]

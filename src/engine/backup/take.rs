@@ -11,7 +11,11 @@ use super::journal::{self, Record};
 use super::site::Site;
 use super::snapshot::{self, Download, DownloadError, Downloaded, Durability, Stream};
 use super::undo::{self, Pending};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::qdrant::{Client, QdrantError, SnapshotDescription};
+use crate::ui::Ui;
 
 /// How a site's snapshot is obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +26,43 @@ pub enum Method {
     /// Qdrant builds it and keeps it until it is deleted ([`Stored`]): created (journaled
     /// first, in the site's turn), downloaded (resumable), deleted (journaled).
     Stored,
+}
+
+/// Whether this run streams shard snapshots: asked for (not `--no-stream`) and not refused by
+/// the server yet. A server without the endpoint answers 404 to a stream of a shard it
+/// reports ([`DownloadError::NotStreamed`]); from then on every site is taken the stored way
+/// (said once). Shared by the threads of a run.
+#[derive(Debug, Clone)]
+pub struct Streaming {
+    wanted: bool,
+    refused: Arc<AtomicBool>,
+}
+
+impl Streaming {
+    pub fn new(wanted: bool) -> Streaming {
+        Streaming {
+            wanted,
+            refused: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// How this run takes a site's snapshot now.
+    pub fn method(&self) -> Method {
+        match self.wanted && !self.refused.load(Ordering::SeqCst) {
+            true => Method::Streamed,
+            false => Method::Stored,
+        }
+    }
+
+    /// The server does not stream: the stored way from now on, said once.
+    pub fn refuse(&self, ui: &Ui) {
+        if !self.refused.swap(true, Ordering::SeqCst) {
+            ui.note(
+                "the server does not stream shard snapshots: Qdrant builds each snapshot on its disk first \
+                 (as with --no-stream)",
+            );
+        }
+    }
 }
 
 /// The stored method's three steps.
@@ -44,14 +85,13 @@ pub enum SiteFailure {
 }
 
 /// Streams `stream`'s shard snapshot into its target ([`snapshot::stream_with_retries`]).
-/// The shard is one the server reports, so a 404 means the server cannot stream it.
 pub fn stream(
     stream: &Stream,
     retries: u32,
     durability: Durability,
 ) -> Result<Downloaded, SiteFailure> {
     snapshot::stream_with_retries(stream, retries, durability).map_err(|e| match e {
-        DownloadError::Qdrant(e) if e.status() == Some(404) => SiteFailure::NotStreamed,
+        DownloadError::NotStreamed => SiteFailure::NotStreamed,
         e => SiteFailure::Download(e),
     })
 }

@@ -66,6 +66,10 @@ pub struct Uploads<'a> {
     /// The run's journal: a collection snapshot's upload copy, which the peer keeps, is
     /// recorded there before it is sent.
     pub journal: Option<&'a super::journal::SharedJournal>,
+    /// Set once an upload may have changed a replica: it succeeded, or failed in a way that
+    /// leaves that open (see [`super::act::effect_of`]). Still false after a failure, every
+    /// upload was refused before anything changed.
+    pub changed: &'a AtomicBool,
 }
 
 /// Recovers every replica of each shard from its file. Each peer's uploads run one after
@@ -276,6 +280,11 @@ fn upload_one(uploads: &Uploads<'_>, node: &Node, upload: ShardUpload) -> Result
             }
             Err(_) => {}
         }
+    }
+    let unchanged =
+        matches!(&sent, Err(e) if super::act::effect_of(e) == super::act::Effect::Unchanged);
+    if !unchanged {
+        uploads.changed.store(true, Ordering::SeqCst);
     }
     if let Err(e) = &sent
         && super::act::effect_of(e) == super::act::Effect::Unclear

@@ -616,6 +616,7 @@ fn upload_copies(
         )
     };
     let unclear = std::sync::Mutex::new(Vec::new());
+    let changed = std::sync::atomic::AtomicBool::new(false);
     let uploads = Uploads {
         target,
         nodes: &copies.nodes,
@@ -627,6 +628,7 @@ fn upload_copies(
         keep_going: true,
         // Shard uploads: the peers keep no copy.
         journal: None,
+        changed: &changed,
     };
     let spinner = ui.spinner(&format!(
         "Qdrant recovering every replica of {target} from its pre-restore copy"

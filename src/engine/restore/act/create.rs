@@ -9,6 +9,7 @@ use super::{Context, StepError, qdrant};
 use crate::engine::peers::Topology;
 use crate::engine::restore::plan::Source;
 use crate::engine::restore::rollback::Undo;
+use crate::engine::restore::shards::ClusterSource;
 use crate::manifest::cluster::{CollectionCluster, ShardKey};
 use crate::names::SafeName;
 
@@ -26,7 +27,7 @@ pub(super) fn create(
     };
     let mut body = fingerprint.create_collection_body();
     if let (Some(cluster), Some(fields)) = (&source.cluster, body.as_object_mut()) {
-        with_sharding(fields, &cluster.record, cx.topology);
+        with_sharding(fields, cluster, cx.topology);
     }
     match cx.client.create_collection(target, &body) {
         Ok(()) => undo.created.push(target.to_string()),
@@ -57,16 +58,14 @@ pub(super) fn create(
     Ok(())
 }
 
-/// The backup's sharding in the creation body: its shard count, and its replication (one
-/// replica of each shard on a single node).
-fn with_sharding(
-    fields: &mut Map<String, Value>,
-    cluster: &CollectionCluster,
-    topology: &Topology,
-) {
-    let (replication, consistency) = match topology.is_cluster() {
+/// The backup's sharding in the creation body: its shard count, and its replication: a
+/// cluster backup's onto a single node is one replica of each shard; onto a cluster, or a
+/// single node's backup onto a single node, the recorded factors (a single node keeps
+/// whatever its collection was created with).
+fn with_sharding(fields: &mut Map<String, Value>, source: &ClusterSource, topology: &Topology) {
+    let cluster = &source.record;
+    let (replication, consistency) = match topology.is_cluster() || !source.on_cluster {
         true => (cluster.replication_factor, cluster.write_consistency_factor),
-        // One node holds one replica of each shard.
         false => (1, 1),
     };
     fields.insert("shard_number".into(), json!(cluster.shard_number));

@@ -3,7 +3,7 @@
 //! that hold it ([`super::super::replica_uploads`]). Either marks a saved collection touched
 //! first, and records for the rollback an upload whose outcome is unknown.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::placement::cluster_failure;
@@ -176,9 +176,10 @@ const SENT: u8 = 1;
 const CUT: u8 = 2;
 
 /// Recovers every replica of every shard of `source` from the backup's files, on the settled
-/// `placement`. An existing collection's copy is marked touched first, and the uploads whose
-/// outcome is unknown are kept with it for the rollback to wait for; a collection this run
-/// created is deleted on rollback, whatever Qdrant still recovers.
+/// `placement`. An existing collection's copy is marked touched first (and untouched again
+/// when every upload was refused before it changed anything: nothing needs putting back),
+/// and the uploads whose outcome is unknown are kept with it for the rollback to wait for; a
+/// collection this run created is deleted on rollback, whatever Qdrant still recovers.
 pub(super) fn upload_every_replica(
     cx: &Context,
     source: &Source,
@@ -188,13 +189,17 @@ pub(super) fn upload_every_replica(
     let target = source.target.as_str();
     touch(undo, target, true);
     let unclear = Mutex::new(Vec::new());
+    let changed = AtomicBool::new(false);
     let uploaded = recover_every_replica(
         cx,
         source,
         (nodes, placement),
-        &unclear,
+        (&unclear, &changed),
         undo.journal.as_ref(),
     );
+    if uploaded.is_err() && !changed.load(Ordering::SeqCst) {
+        touch(undo, target, false);
+    }
     if let (
         Ok(unclear),
         Some(Saved {
@@ -216,7 +221,7 @@ fn recover_every_replica(
     cx: &Context,
     source: &Source,
     (nodes, placement): (&[Node], &Placement),
-    unclear: &Mutex<Vec<UnclearShard>>,
+    (unclear, changed): (&Mutex<Vec<UnclearShard>>, &AtomicBool),
     journal: Option<&SharedJournal>,
 ) -> Result<(), StepError> {
     let target = source.target.as_str();
@@ -243,6 +248,7 @@ fn recover_every_replica(
         unclear,
         keep_going: false,
         journal,
+        changed,
     };
     let recovered = replica_uploads::recover_every_replica(&uploads, files);
     spinner.finish_and_clear();
