@@ -630,7 +630,8 @@ fn a_server_without_streaming_is_told_once_with_several_jobs() {
 }
 
 /// One peer of a cluster without the endpoint (a rolling upgrade): that peer's shards are
-/// taken the stored way, the others' streamed, and the backup is whole.
+/// taken the stored way, the others' streamed (for every collection of the run), and the
+/// backup is whole.
 #[test]
 fn a_cluster_peer_without_streaming_gets_stored_shard_snapshots_the_others_stream() {
     let world = World::new();
@@ -641,6 +642,13 @@ fn a_cluster_peer_without_streaming_gets_stored_shard_snapshots_the_others_strea
         3,
         1,
         (1..=60).collect(),
+    );
+    cluster.seed(
+        "github",
+        qdrant_double::info_from_fixture("cluster/3-node-collection-info.json"),
+        3,
+        1,
+        (1..=45).collect(),
     );
     // A server without the route answers 404 with an empty body (actix's default). The peer
     // holds one shard: its first GET of a snapshot path is the stream (a download's path has
@@ -653,7 +661,18 @@ fn a_cluster_peer_without_streaming_gets_stored_shard_snapshots_the_others_strea
             body: String::new(),
         },
     ));
-    let run = world.run(&cluster.url(0), &["backup", "--collection", "discussions"]);
+    let run = world.run(
+        &cluster.url(0),
+        &[
+            "backup",
+            "--jobs",
+            "1",
+            "--collection",
+            "discussions",
+            "--collection",
+            "github",
+        ],
+    );
     run.assert_code(0);
     assert_eq!(
         run.stderr
@@ -663,6 +682,28 @@ fn a_cluster_peer_without_streaming_gets_stored_shard_snapshots_the_others_strea
         "{}",
         run.stderr
     );
+    let refused = cluster.peer_ids()[1].to_string();
+    assert!(
+        run.stderr.contains(&format!("peer {refused}")),
+        "{}",
+        run.stderr
+    );
+    for i in [0, 2] {
+        let built = cluster
+            .peer(i)
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/snapshots"))
+            .count();
+        assert_eq!(built, 0, "peer {i} streams every collection's shards");
+    }
+    let streams_asked = cluster
+        .peer(1)
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/snapshot"))
+        .count();
+    assert_eq!(streams_asked, 1, "a peer that refused is not asked again");
     let backup = run.stdout.trim().to_string();
     let path = std::path::Path::new(&backup);
     let files: Vec<String> = std::fs::read_dir(path.join("qdrant/discussions"))
@@ -684,9 +725,9 @@ fn a_cluster_peer_without_streaming_gets_stored_shard_snapshots_the_others_strea
                 .count()
         })
         .sum();
-    assert!(
-        built >= 1,
-        "the peer without streaming built its shard's snapshot"
+    assert_eq!(
+        built, 2,
+        "the peer without streaming built its shard of each collection"
     );
     let left: usize = (0..3)
         .map(|i| snapshot_files(&cluster.peer(i).snapshots_dir()))

@@ -924,11 +924,13 @@ fn backup_collection(
         .pointer("/params/sharding_method")
         .and_then(serde_json::Value::as_str)
         == Some("custom");
-    // Read once: another collection may find meanwhile that the server does not stream.
-    let method = cx.streaming.method();
+    // A cluster's peers are judged one by one (in `shards`). A single node's method is read
+    // once: another collection may find meanwhile that the server does not stream.
     if cx.topology.is_cluster() {
-        return shards::backup_collection(cx, collection, snapshot_dir, undo, method);
+        let asked = cx.streaming.asked();
+        return shards::backup_collection(cx, collection, snapshot_dir, undo, asked);
     }
+    let method = cx.streaming.method();
     if method == take::Method::Streamed && !custom_sharding {
         match shards::backup_collection(cx, collection, snapshot_dir, undo, method) {
             Err(BackupError::NotStreamed) => {}

@@ -310,7 +310,9 @@ pub(super) fn backup_collection(
         // whole, and the caller takes the collection as one stored snapshot.
         Err(BackupError::NotStreamed) => {
             std::fs::remove_dir_all(&dir).ok();
-            cx.streaming.refuse(cx.ui);
+            if let Some(&node) = clients.keys().next() {
+                cx.streaming.refuse(node, "the server", cx.ui);
+            }
             return Err(BackupError::NotStreamed);
         }
         taken => taken?,
@@ -470,7 +472,11 @@ fn take_shards(
         let work = Work {
             client: client.clone(),
             lock_keys: cx.lock_keys.clone(),
-            method,
+            // A cluster's peer that refused a stream earlier in the run is not asked again.
+            method: match (method, cx.topology.is_cluster()) {
+                (Method::Streamed, true) => cx.streaming.method_on(peer_id),
+                (method, _) => method,
+            },
             streaming: cx.streaming.clone(),
             stored_shards: cx.topology.is_cluster(),
             peer_id,
@@ -724,7 +730,8 @@ fn peer_shards(work: &Work, shards: &[u32]) -> Result<Vec<(u32, Downloaded, Meth
         if method == Method::Streamed {
             match stream_shard(work, shard) {
                 Err(SiteFailure::NotStreamed) if work.stored_shards => {
-                    work.streaming.refuse(&work.ui);
+                    let shown = format!("peer {} ({})", work.peer_id, work.client.display_url());
+                    work.streaming.refuse(work.peer_id, &shown, &work.ui);
                     method = Method::Stored;
                 }
                 streamed => {

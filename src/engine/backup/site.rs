@@ -77,6 +77,9 @@ impl<S: AsRef<str>> Site<S> {
             } if !topology.is_cluster() => {
                 match client.collection_cluster_view(collection.as_ref()) {
                     Ok(view) if view.peer_id == *peer => Ok(client),
+                    // Its collection is gone, and the snapshot with it: asking to delete it
+                    // gets the 404 that drops the record.
+                    Err(e) if e.is_not_found() => Ok(client),
                     Ok(view) => Err(format!(
                         "this node is peer {}, not peer {peer}",
                         view.peer_id

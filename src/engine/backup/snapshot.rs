@@ -2,6 +2,7 @@
 //! transfer, and check it against what Qdrant reported.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use camino::Utf8Path;
@@ -371,8 +372,16 @@ fn stream_once(
     let result = body.receive(&mut sink);
     bar.finish_and_clear();
     result?;
-    let (sha256, size, tail) = sink.inner.finish();
-    if !tail.is_whole_archive() {
+    let (sha256, size, tar) = sink.inner.finish();
+    if tar.unreadable {
+        return Err(DownloadError::Mismatch {
+            detail: format!(
+                "the streamed archive of shard {} is not a tar archive aimem can follow (a header does not check out)",
+                stream.shard
+            ),
+        });
+    }
+    if !tar.is_whole_archive() {
         return Err(DownloadError::Mismatch {
             detail: format!(
                 "the streamed archive of shard {} ended after {size} bytes, before the end of a tar archive",
@@ -389,32 +398,35 @@ fn stream_once(
 /// A writer that stops a stream before it leaves its file system with less than
 /// [`KEEP_FREE`] bytes: a stream announces no size, and one that never ends (a broken or
 /// hostile server) must not fill the disk the backups and the user's other files live on.
-/// It looks at the free space every [`FREE_SPACE_EVERY`] bytes written.
+/// The free space is looked at every [`FREE_SPACE_EVERY`] bytes that all of the process's
+/// streams wrote together ([`WRITTEN_SINCE_LOOK`]), so streams running at once cannot write
+/// past the margin between two looks.
 struct KeepFree<'d, W> {
     inner: W,
     dir: &'d Utf8Path,
-    /// Bytes written since the last look.
-    since: u64,
 }
 
 const KEEP_FREE: u64 = 64 * 1024 * 1024;
 const FREE_SPACE_EVERY: u64 = 16 * 1024 * 1024;
 
+/// Bytes every stream of this process wrote since the free space was last looked at.
+static WRITTEN_SINCE_LOOK: AtomicU64 = AtomicU64::new(0);
+
 impl<'d, W: Write> KeepFree<'d, W> {
     fn new(inner: W, dir: &'d Utf8Path) -> Self {
-        KeepFree {
-            inner,
-            dir,
-            since: 0,
-        }
+        KeepFree { inner, dir }
     }
 }
 
 impl<W: Write> Write for KeepFree<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.since >= FREE_SPACE_EVERY {
-            self.since = 0;
-            let free = super::disk::free_space(self.dir)?;
+        // One stream looks once the total passed the step; the others go on meanwhile.
+        if WRITTEN_SINCE_LOOK.load(Ordering::SeqCst) >= FREE_SPACE_EVERY
+            && WRITTEN_SINCE_LOOK.swap(0, Ordering::SeqCst) >= FREE_SPACE_EVERY
+        {
+            // A file system that cannot say is not a reason to stop: writes still fail when
+            // it is full.
+            let free = super::disk::free_space(self.dir).unwrap_or(u64::MAX);
             if free < KEEP_FREE {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::StorageFull,
@@ -427,7 +439,7 @@ impl<W: Write> Write for KeepFree<'_, W> {
             }
         }
         let n = self.inner.write(buf)?;
-        self.since += n as u64;
+        WRITTEN_SINCE_LOOK.fetch_add(n as u64, Ordering::SeqCst);
         Ok(n)
     }
 
@@ -539,7 +551,12 @@ impl<W: Write> TarEnd<W> {
             self.next_header = self.next_header.saturating_add(BLOCK);
             return;
         }
-        self.zero_blocks = 0;
+        // A lone zero block before a header: tar readers (Qdrant's among them) stop at it,
+        // so what follows would not be restored.
+        if self.zero_blocks > 0 {
+            self.unreadable = true;
+            return;
+        }
         let (Some(size), true) = (entry_size(&header[124..136]), checksum_holds(&header)) else {
             self.unreadable = true;
             return;
@@ -849,6 +866,12 @@ mod tests {
         assert!(ends_whole(&trailing), "zero padding after the end is fine");
         trailing.push(7);
         assert!(!ends_whole(&trailing));
+        // A lone zero block, then more entries: readers stop at it.
+        let header_end = 512 + 512;
+        let mut lone = whole[..header_end].to_vec();
+        lone.extend_from_slice(&[0u8; 512]);
+        lone.extend_from_slice(&whole[..]);
+        assert!(!ends_whole(&lone));
     }
 
     #[test]

@@ -11,8 +11,8 @@ use super::journal::{self, Record};
 use super::site::Site;
 use super::snapshot::{self, Download, DownloadError, Downloaded, Durability, Stream};
 use super::undo::{self, Pending};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::qdrant::{Client, QdrantError, SnapshotDescription};
 use crate::ui::Ui;
@@ -28,39 +28,65 @@ pub enum Method {
     Stored,
 }
 
-/// Whether this run streams shard snapshots: asked for (not `--no-stream`) and not refused by
-/// the server yet. A server without the endpoint answers 404 to a stream of a shard it
-/// reports ([`DownloadError::NotStreamed`]); from then on every site is taken the stored way
-/// (said once). Shared by the threads of a run.
+/// Whether this run streams shard snapshots: asked for (not `--no-stream`) and not refused.
+/// A server without the endpoint answers 404 to a stream of a shard it reports
+/// ([`DownloadError::NotStreamed`]); from then on its sites are taken the stored way (said
+/// once per server). A cluster's peers are judged one by one: in a rolling upgrade one may
+/// stream and another not. Shared by the threads of a run.
 #[derive(Debug, Clone)]
 pub struct Streaming {
     wanted: bool,
-    refused: Arc<AtomicBool>,
+    /// The peers that refused (a single node: its own peer id).
+    refused: Arc<Mutex<BTreeSet<u64>>>,
 }
 
 impl Streaming {
     pub fn new(wanted: bool) -> Streaming {
         Streaming {
             wanted,
-            refused: Arc::new(AtomicBool::new(false)),
+            refused: Arc::default(),
         }
     }
 
-    /// How this run takes a site's snapshot now.
-    pub fn method(&self) -> Method {
-        match self.wanted && !self.refused.load(Ordering::SeqCst) {
+    /// How the run was asked to take snapshots (before any server refused).
+    pub fn asked(&self) -> Method {
+        match self.wanted {
             true => Method::Streamed,
             false => Method::Stored,
         }
     }
 
-    /// The server does not stream: the stored way from now on, said once.
-    pub fn refuse(&self, ui: &Ui) {
-        if !self.refused.swap(true, Ordering::SeqCst) {
-            ui.note(
-                "the server does not stream shard snapshots: Qdrant builds each snapshot on its disk first \
-                 (as with --no-stream)",
-            );
+    /// How this run takes a single node's site's snapshot now.
+    pub fn method(&self) -> Method {
+        self.choose(|refused| refused.is_empty())
+    }
+
+    /// How this run takes a site on cluster peer `peer` now.
+    pub fn method_on(&self, peer: u64) -> Method {
+        self.choose(|refused| !refused.contains(&peer))
+    }
+
+    fn choose(&self, streams: impl FnOnce(&BTreeSet<u64>) -> bool) -> Method {
+        let refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        match self.wanted && streams(&refused) {
+            true => Method::Streamed,
+            false => Method::Stored,
+        }
+    }
+
+    /// `peer` (`shown` as messages name the server) does not stream: the stored way there
+    /// from now on, said once.
+    pub fn refuse(&self, peer: u64, shown: &str, ui: &Ui) {
+        let first = self
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer);
+        if first {
+            ui.note(&format!(
+                "{shown} does not stream shard snapshots: Qdrant builds each snapshot on its disk first \
+                 (as with --no-stream)"
+            ));
         }
     }
 }

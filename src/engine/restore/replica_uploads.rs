@@ -162,6 +162,37 @@ pub fn recover_every_replica(
     Ok(total)
 }
 
+/// A shard upload refused before Qdrant touched the replica. Narrower than
+/// [`super::act::effect_of`]'s `Unchanged`: a shard recovery that fails once it has stopped the
+/// old replica (its new one does not load) may answer a 4xx too, with the replica left empty,
+/// so only refusals that come before the file is read count: aimem's own stop or read error,
+/// access refused, a body too large for a proxy, an unknown collection or shard, a checksum
+/// that does not match, a malformed form.
+fn refused_unread(error: &QdrantError) -> bool {
+    match error {
+        QdrantError::Interrupted
+        | QdrantError::LocalRead { .. }
+        | QdrantError::Unauthorized { .. }
+        | QdrantError::Forbidden { .. } => true,
+        QdrantError::Api {
+            status, message, ..
+        } => match status {
+            413 => true,
+            404 => message.starts_with("Not found: Shard") || message.contains("Collection `"),
+            400 => [
+                "Checksum mismatch",
+                "boundary",
+                "Required field is missing",
+                "Multipart",
+            ]
+            .iter()
+            .any(|known| message.contains(known)),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// One peer's uploads, in order; with `keep_going` all of them whatever fails.
 fn upload_from(
     uploads: &Uploads<'_>,
@@ -281,9 +312,7 @@ fn upload_one(uploads: &Uploads<'_>, node: &Node, upload: ShardUpload) -> Result
             Err(_) => {}
         }
     }
-    let unchanged =
-        matches!(&sent, Err(e) if super::act::effect_of(e) == super::act::Effect::Unchanged);
-    if !unchanged {
+    if !matches!(&sent, Err(e) if refused_unread(e)) {
         uploads.changed.store(true, Ordering::SeqCst);
     }
     if let Err(e) = &sent
@@ -305,4 +334,41 @@ fn upload_one(uploads: &Uploads<'_>, node: &Node, upload: ShardUpload) -> Result
             node.client.display_url()
         )),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, message: &str) -> QdrantError {
+        QdrantError::Api {
+            method: "POST".into(),
+            path: "/collections/c/shards/0/snapshots/upload".into(),
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// Only refusals that come before Qdrant reads the file leave a replica untouched: a 4xx
+    /// from a recovery that failed half way (the old replica stopped, the new one not loaded)
+    /// does not.
+    #[test]
+    fn only_refusals_before_the_file_is_read_count_as_untouched() {
+        assert!(refused_unread(&api(
+            413,
+            "<html>413 Request Entity Too Large</html>"
+        )));
+        assert!(refused_unread(&api(
+            400,
+            "Checksum mismatch: expected aa, actual bb"
+        )));
+        assert!(refused_unread(&api(404, "Not found: Shard 3 is not found")));
+        assert!(refused_unread(&QdrantError::Interrupted));
+        assert!(!refused_unread(&api(
+            400,
+            "Wrong input: cannot load segment"
+        )));
+        assert!(!refused_unread(&api(500, "Service internal error")));
+        assert!(!refused_unread(&api(404, "")));
+    }
 }
