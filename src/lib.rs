@@ -22,6 +22,7 @@ mod fuzz;
 mod hostile;
 pub mod json;
 pub mod localtime;
+pub mod logical;
 pub mod manifest;
 pub mod manual;
 pub mod names;

@@ -1,0 +1,307 @@
+//! The logical backup format (docs/logical-format.md): a collection's points as rows of an
+//! Apache Parquet file, readable without aimem (pyarrow, DuckDB, polars, Spark) and restorable
+//! into any Qdrant, whatever its version or shard layout.
+//!
+//! - [`point`]: a point as aimem holds it between the server and the file.
+//! - [`columns`]: which columns a collection's points take, and the Parquet schema.
+//! - [`write`]: points into a file, row group by row group (memory bounded by the group).
+//! - [`read`]: a file back into points, checked against the columns it says it has.
+//!
+//! The format has a number ([`FORMAT_VERSION`]), written into every file's footer: a reader
+//! refuses a file of a later format instead of misreading it.
+
+pub mod columns;
+pub mod point;
+pub mod read;
+pub mod write;
+
+/// The version of the column layout documented in docs/logical-format.md.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The footer key holding [`FORMAT_VERSION`].
+pub const FORMAT_KEY: &str = "aimem.logical.format";
+/// The footer key holding the vector columns ([`columns::Columns`]) as JSON.
+pub const VECTORS_KEY: &str = "aimem.logical.vectors";
+
+/// Why a logical backup file cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum LogicalError {
+    #[error("{0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The file is not one aimem can read as a logical backup: what is wrong with it.
+    #[error("{0}")]
+    Format(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::columns::{Columns, VectorKind};
+    use super::point::{Point, PointId, VectorValue};
+    use super::read::PointsReader;
+    use super::write::{PointsWriter, ROWS_PER_GROUP};
+
+    fn columns() -> Columns {
+        Columns::new(&[
+            ("".into(), VectorKind::Dense),
+            ("f16".into(), VectorKind::Dense),
+            ("bm25".into(), VectorKind::Sparse),
+            ("colbert".into(), VectorKind::Multi),
+            ("odd name/ü".into(), VectorKind::Dense),
+        ])
+        .unwrap()
+    }
+
+    /// Every vector kind and id kind, present, empty and missing, with payloads of any shape.
+    fn points() -> Vec<Point> {
+        let mut points = Vec::new();
+        for i in 0..(ROWS_PER_GROUP as u64 + 5) {
+            let mut vectors = BTreeMap::new();
+            vectors.insert(
+                "".into(),
+                VectorValue::Dense(vec![i as f32, -0.5, 1e-30, f32::MAX]),
+            );
+            if i % 3 != 0 {
+                vectors.insert("f16".into(), VectorValue::Dense(vec![0.5, 0.25, 1.5, 2.0]));
+            }
+            vectors.insert(
+                "bm25".into(),
+                VectorValue::Sparse {
+                    indices: (0..(i % 4) as u32)
+                        .map(|k| k * 1000 + u32::MAX / 2)
+                        .collect(),
+                    values: (0..(i % 4)).map(|k| k as f32 / 3.0).collect(),
+                },
+            );
+            if i % 5 != 1 {
+                let multi = match i % 4 {
+                    0 => vec![],
+                    1 => vec![vec![]],
+                    _ => vec![vec![1.0, 2.0], vec![], vec![3.0, 4.0, 5.0]],
+                };
+                vectors.insert("colbert".into(), VectorValue::Multi(multi));
+            }
+            if i % 2 == 0 {
+                vectors.insert("odd name/ü".into(), VectorValue::Dense(vec![]));
+            }
+            points.push(Point {
+                id: match i % 2 {
+                    0 => PointId::Num(if i == 0 { u64::MAX } else { i }),
+                    _ => PointId::Uuid(format!("19c3756f-402f-4856-b279-{i:012x}")),
+                },
+                payload: match i % 3 {
+                    0 => None,
+                    1 => Some(json!({})),
+                    _ => Some(json!({"group_id": format!("proj-{i}"), "n": i, "nested": {"a": [1, "x", null, 2.5]}, "text": "ü\u{0}\"quote"})),
+                },
+                shard_key: (i % 7 == 0).then(|| json!(if i % 2 == 0 { json!("tenant-a") } else { json!(7) })),
+                vectors,
+            });
+        }
+        points
+    }
+
+    fn written(points: &[Point]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns()).unwrap();
+        for point in points {
+            writer.push(point).unwrap();
+        }
+        let (rows, _) = writer.finish().unwrap();
+        assert_eq!(rows, points.len() as u64);
+        file
+    }
+
+    #[test]
+    fn every_vector_and_id_kind_round_trips_exactly() {
+        let points = points();
+        let file = written(&points);
+        let reader = PointsReader::open(file.reopen().unwrap()).unwrap();
+        assert_eq!(reader.rows(), points.len() as u64);
+        assert_eq!(reader.columns(), &columns());
+        let back: Vec<Point> = reader.points().unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(back.len(), points.len());
+        for (read, wrote) in back.iter().zip(&points) {
+            assert_eq!(read, wrote);
+        }
+    }
+
+    #[test]
+    fn a_vector_the_definition_lacks_or_of_another_kind_is_refused() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns()).unwrap();
+        let mut point = points().remove(1);
+        point
+            .vectors
+            .insert("other".into(), VectorValue::Dense(vec![1.0]));
+        assert!(writer.push(&point).is_err());
+        let mut point = points().remove(1);
+        point
+            .vectors
+            .insert("bm25".into(), VectorValue::Dense(vec![1.0]));
+        assert!(writer.push(&point).is_err());
+    }
+
+    #[test]
+    fn a_file_of_a_later_format_or_another_tool_is_refused() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let schema = columns().schema().unwrap();
+        for footer in [None, Some("2"), Some("x")] {
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_key_value_metadata(footer.map(|f| {
+                    vec![parquet::file::metadata::KeyValue::new(
+                        super::FORMAT_KEY.to_string(),
+                        f.to_string(),
+                    )]
+                }))
+                .build();
+            let writer = parquet::file::writer::SerializedFileWriter::new(
+                file.reopen().unwrap(),
+                schema.clone(),
+                std::sync::Arc::new(props),
+            )
+            .unwrap();
+            writer.close().unwrap();
+            let refused = PointsReader::open(file.reopen().unwrap())
+                .err()
+                .map(|e| e.to_string());
+            assert!(refused.is_some(), "{footer:?}");
+        }
+    }
+
+    /// pyarrow, a reader aimem has nothing to do with, reads the file as it is: the ids, the
+    /// payload JSON, every vector column in its shape. Missing pyarrow fails the test: it is a
+    /// test tool `.ci/run` installs.
+    #[test]
+    fn pyarrow_reads_the_file_as_written() {
+        let points = points();
+        let file = written(&points);
+        let script = r#"
+import json, sys
+import pyarrow.parquet as pq
+table = pq.read_table(sys.argv[1])
+rows = table.to_pylist()
+meta = table.schema.metadata
+print(json.dumps({
+    "names": table.column_names,
+    "format": meta[b"aimem.logical.format"].decode(),
+    "rows": len(rows),
+    "row1": rows[1],
+    "row2": rows[2],
+}))
+"#;
+        let out = std::process::Command::new("python3")
+            .args(["-c", script, file.path().to_str().unwrap()])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "pyarrow failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            seen["names"],
+            json!([
+                "id",
+                "payload",
+                "shard_key",
+                "vector",
+                "vector_f16",
+                "vector_bm25",
+                "vector_colbert",
+                "vector_4"
+            ])
+        );
+        assert_eq!(seen["format"], "1");
+        assert_eq!(seen["rows"], points.len());
+        let row1 = &seen["row1"];
+        assert_eq!(row1["id"], "19c3756f-402f-4856-b279-000000000001");
+        assert_eq!(row1["payload"], "{}");
+        // As float32 again (JSON text of a float64 need not parse back to the very same bits).
+        let dense: Vec<f32> = row1["vector"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(dense, [1.0, -0.5, 1e-30, f32::MAX]);
+        assert_eq!(row1["vector_bm25"]["indices"], json!([u32::MAX / 2]));
+        assert_eq!(row1["vector_colbert"], json!(null));
+        assert_eq!(row1["vector_4"], json!(null));
+        let row2 = &seen["row2"];
+        assert_eq!(row2["id"], "2");
+        let payload: serde_json::Value =
+            serde_json::from_str(row2["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(payload, points[2].payload.clone().unwrap());
+        assert_eq!(
+            row2["vector_colbert"],
+            json!([[1.0, 2.0], [], [3.0, 4.0, 5.0]])
+        );
+        assert_eq!(row2["vector_4"], json!([]));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::columns::{Columns, VectorKind};
+    use super::point::{Point, PointId, VectorValue};
+    use super::write::PointsWriter;
+
+    /// The file is no bigger than the raw float32 vectors plus the payloads' JSON: the
+    /// levels and the footer cost less than compression saves on the payloads.
+    #[test]
+    fn the_file_is_no_bigger_than_raw_vectors_and_payload_json() {
+        let columns = Columns::new(&[
+            ("".into(), VectorKind::Dense),
+            ("bm25".into(), VectorKind::Sparse),
+        ])
+        .unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns).unwrap();
+        let mut raw = 0u64;
+        let mut seed = 7u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            seed
+        };
+        for i in 0..3000u64 {
+            let dense: Vec<f32> = (0..768)
+                .map(|_| (next() as f32 / u32::MAX as f32) - 0.5)
+                .collect();
+            let indices: Vec<u32> = (0..12).map(|_| next() % 30_000).collect();
+            let values: Vec<f32> = (0..12).map(|_| next() as f32 / u32::MAX as f32).collect();
+            let payload = json!({
+                "group_id": format!("proj-{}", i % 10),
+                "type": "session",
+                "content": format!("schema guideline vector rust decision {i} refactor session qdrant snapshot"),
+                "timestamp": "2026-02-03T14:30:52Z",
+                "decay_score": (i as f64) / 3000.0,
+            });
+            raw += 768 * 4 + 12 * 8 + serde_json::to_vec(&payload).unwrap().len() as u64;
+            let mut vectors = BTreeMap::new();
+            vectors.insert("".into(), VectorValue::Dense(dense));
+            vectors.insert("bm25".into(), VectorValue::Sparse { indices, values });
+            writer
+                .push(&Point {
+                    id: PointId::Num(i),
+                    payload: Some(payload),
+                    shard_key: None,
+                    vectors,
+                })
+                .unwrap();
+        }
+        writer.finish().unwrap();
+        let size = file.as_file().metadata().unwrap().len();
+        assert!(size <= raw, "{size} bytes for {raw} raw");
+    }
+}

@@ -1,0 +1,195 @@
+//! A logical backup file back into points. The footer must name a format this aimem knows
+//! and vector columns whose schema is exactly the file's; then each row becomes a point, a
+//! row group at a time.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::{Field, Row};
+use serde_json::Value;
+
+use super::columns::{Columns, VectorColumn, VectorKind};
+use super::point::{Point, PointId, VectorValue};
+use super::{FORMAT_KEY, FORMAT_VERSION, LogicalError, VECTORS_KEY};
+
+/// The most bytes the footer's vector columns may take as JSON.
+const MAX_VECTORS_JSON: usize = 64 * 1024;
+
+/// An opened logical backup file.
+pub struct PointsReader {
+    file: SerializedFileReader<File>,
+    columns: Columns,
+}
+
+impl PointsReader {
+    /// Opens `file` and checks its footer and schema.
+    pub fn open(file: File) -> Result<PointsReader, LogicalError> {
+        let file = SerializedFileReader::new(file)?;
+        let meta = file.metadata().file_metadata();
+        let footer = |key: &str| {
+            meta.key_value_metadata()
+                .and_then(|kv| kv.iter().find(|k| k.key == key))
+                .and_then(|k| k.value.clone())
+        };
+        let format = footer(FORMAT_KEY).ok_or_else(|| {
+            LogicalError::Format(format!(
+                "it has no `{FORMAT_KEY}` in its footer: not an aimem logical backup"
+            ))
+        })?;
+        match format.parse::<u32>() {
+            Ok(FORMAT_VERSION) => {}
+            Ok(later) if later > FORMAT_VERSION => {
+                return Err(LogicalError::Format(format!(
+                    "it is in logical format {later}, newer than this aimem reads ({FORMAT_VERSION}): use a later aimem"
+                )));
+            }
+            _ => {
+                return Err(LogicalError::Format(format!(
+                    "its logical format is {}, which no aimem wrote",
+                    crate::names::shown(&format)
+                )));
+            }
+        }
+        let vectors = footer(VECTORS_KEY).unwrap_or_default();
+        if vectors.len() > MAX_VECTORS_JSON {
+            return Err(LogicalError::Format(format!(
+                "its footer's vector list is larger than {MAX_VECTORS_JSON} bytes"
+            )));
+        }
+        let listed: Vec<VectorColumn> = serde_json::from_str(&vectors)
+            .map_err(|e| LogicalError::Format(format!("its footer's vector list: {e}")))?;
+        let named: Vec<(String, VectorKind)> =
+            listed.iter().map(|c| (c.name.clone(), c.kind)).collect();
+        let columns = Columns::new(&named)?;
+        if columns.0 != listed {
+            return Err(LogicalError::Format(
+                "its footer names vector columns other than format 1 gives those vectors".into(),
+            ));
+        }
+        if *meta.schema() != *columns.schema()? {
+            return Err(LogicalError::Format(
+                "its columns are not those its footer describes".into(),
+            ));
+        }
+        Ok(PointsReader { file, columns })
+    }
+
+    /// The vector columns the file has.
+    pub fn columns(&self) -> &Columns {
+        &self.columns
+    }
+
+    /// The number of points (rows) the footer counts.
+    pub fn rows(&self) -> u64 {
+        u64::try_from(self.file.metadata().file_metadata().num_rows()).unwrap_or(0)
+    }
+
+    /// Every point, in the file's order.
+    pub fn points(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<Point, LogicalError>> + '_, LogicalError> {
+        let rows = self.file.get_row_iter(None)?;
+        Ok(rows.map(move |row| point(&row?, &self.columns)))
+    }
+}
+
+/// The point a row holds (its fields are in the schema's order).
+fn point(row: &Row, columns: &Columns) -> Result<Point, LogicalError> {
+    let bad = |what: &str| LogicalError::Format(format!("a row has {what}"));
+    let mut fields = row.get_column_iter().map(|(_, field)| field);
+    let id = match fields.next() {
+        Some(Field::Str(text)) => PointId::from_text(text)
+            .ok_or_else(|| bad("an id that is neither an integer nor a UUID"))?,
+        _ => return Err(bad("no id")),
+    };
+    let mut json = |what: &str| -> Result<Option<Value>, LogicalError> {
+        match fields.next() {
+            Some(Field::Null) => Ok(None),
+            Some(Field::Str(text)) => serde_json::from_str(text)
+                .map(Some)
+                .map_err(|e| bad(&format!("a {what} that is not JSON ({e})"))),
+            Some(Field::Bytes(bytes)) => serde_json::from_slice(bytes.data())
+                .map(Some)
+                .map_err(|e| bad(&format!("a {what} that is not JSON ({e})"))),
+            _ => Err(bad(&format!("no {what}"))),
+        }
+    };
+    let payload = json("payload")?;
+    let shard_key = json("shard key")?;
+    let mut vectors = BTreeMap::new();
+    for column in &columns.0 {
+        let field = fields
+            .next()
+            .ok_or_else(|| bad("fewer vector columns than its footer lists"))?;
+        if let Some(vector) = vector(field, column.kind).ok_or_else(|| {
+            bad(&format!(
+                "a vector {} that is not {:?}",
+                crate::names::shown(&column.name),
+                column.kind
+            ))
+        })? {
+            vectors.insert(column.name.clone(), vector);
+        }
+    }
+    Ok(Point {
+        id,
+        payload,
+        shard_key,
+        vectors,
+    })
+}
+
+/// A vector column's field: `Some(None)` when the point has no such vector, `None` when the
+/// field is not of `kind`'s shape.
+fn vector(field: &Field, kind: VectorKind) -> Option<Option<VectorValue>> {
+    if let Field::Null = field {
+        return Some(None);
+    }
+    let value = match kind {
+        VectorKind::Dense => VectorValue::Dense(floats(field)?),
+        VectorKind::Multi => match field {
+            Field::ListInternal(list) => VectorValue::Multi(
+                list.elements()
+                    .iter()
+                    .map(floats)
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            _ => return None,
+        },
+        VectorKind::Sparse => {
+            let Field::Group(group) = field else {
+                return None;
+            };
+            let mut parts = group.get_column_iter().map(|(_, f)| f);
+            let indices = match parts.next()? {
+                Field::ListInternal(list) => list
+                    .elements()
+                    .iter()
+                    .map(|f| match f {
+                        Field::Int(i) => Some(u32::from_ne_bytes(i.to_ne_bytes())),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<u32>>>()?,
+                _ => return None,
+            };
+            let values = floats(parts.next()?)?;
+            VectorValue::Sparse { indices, values }
+        }
+    };
+    Some(Some(value))
+}
+
+fn floats(field: &Field) -> Option<Vec<f32>> {
+    match field {
+        Field::ListInternal(list) => list
+            .elements()
+            .iter()
+            .map(|f| match f {
+                Field::Float(v) => Some(*v),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
