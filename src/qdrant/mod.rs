@@ -13,6 +13,7 @@ mod error;
 mod identity;
 pub(crate) mod metrics;
 mod multipart;
+pub mod points;
 mod ranged;
 mod secrets;
 mod trace;
@@ -648,6 +649,23 @@ impl Client {
     /// Sends a JSON call whose answer only matters by its status (its body is read unkept).
     fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(), QdrantError> {
         self.result::<IgnoredAny>(method, path, body).map(drop)
+    }
+
+    /// Sends `body`, JSON already serialized (a large one need not become a `Value` first),
+    /// and returns the whole answer, typed.
+    fn json_bytes<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, QdrantError> {
+        let mut request = self.request(method.clone(), path, Some(body))?;
+        request.headers_mut().insert(
+            "content-type",
+            ureq::http::HeaderValue::from_static("application/json"),
+        );
+        let what = format!("{method} {}", strip_query(path));
+        self.exchange_json(method, path, request, &what, self.timeouts.request)
     }
 
     /// Sends a JSON call and returns the whole body, typed.

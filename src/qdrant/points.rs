@@ -1,0 +1,413 @@
+//! Points in and out (docs/qdrant.md, "Points"): a page of a collection's points with their
+//! vectors and payloads (`POST /collections/{c}/points/scroll`), and points written back
+//! (`PUT /collections/{c}/points`). Answers are read as they arrive into the logical format's
+//! [`Point`]: a vector's values go straight into its `Vec<f32>`, never through a JSON tree.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use ureq::http::Method;
+
+use super::types::Envelope;
+use super::{Client, QdrantError, collection_path};
+use crate::logical::point::{Point, PointId, VectorValue};
+
+/// The most points one page may hold (aimem asks for far fewer).
+pub const MAX_PAGE: usize = 10_000;
+
+/// One page of a scroll.
+#[derive(Debug)]
+pub struct Page {
+    pub points: Vec<Point>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<PointId>,
+}
+
+impl Client {
+    /// `POST /collections/{name}/points/scroll`: up to `limit` points from `offset` on (from
+    /// the first without), with every vector and the payload, in id order. `shard_key`
+    /// restricts it to one key's shards of a custom-sharded collection.
+    pub fn scroll(
+        &self,
+        name: &str,
+        offset: Option<&PointId>,
+        limit: usize,
+        shard_key: Option<&Value>,
+    ) -> Result<Page, QdrantError> {
+        let mut body = serde_json::json!({
+            "limit": limit.min(MAX_PAGE),
+            "with_vector": true,
+            "with_payload": true,
+        });
+        if let Some(offset) = offset {
+            body["offset"] = offset.to_json();
+        }
+        if let Some(key) = shard_key {
+            body["shard_key"] = key.clone();
+        }
+        let path = collection_path(name, "/points/scroll");
+        let page: Option<RawPage> = self.result(Method::POST, &path, Some(&body))?;
+        let page = page.ok_or_else(|| self.invalid(&path, "no `result`"))?;
+        Ok(Page {
+            points: page.points.into_iter().map(RawRecord::into_point).collect(),
+            next: page.next_page_offset.map(|id| id.0),
+        })
+    }
+
+    /// `PUT /collections/{name}/points?wait=…`: writes `points` (all under `shard_key` in a
+    /// custom-sharded collection). With `wait` the answer comes once they are applied;
+    /// without, once they are queued.
+    pub fn upsert_points(
+        &self,
+        name: &str,
+        points: &[Point],
+        shard_key: Option<&Value>,
+        wait: bool,
+    ) -> Result<(), QdrantError> {
+        let path = collection_path(name, &format!("/points?wait={wait}"));
+        let body = serde_json::to_vec(&Upsert { points, shard_key })
+            .map_err(|e| self.invalid(&path, e))?;
+        let _: Envelope<serde::de::IgnoredAny> = self.json_bytes(Method::PUT, &path, body)?;
+        Ok(())
+    }
+}
+
+/// The body of an upsert: `{"points": [{"id", "vector", "payload"}], "shard_key"?}`.
+struct Upsert<'p> {
+    points: &'p [Point],
+    shard_key: Option<&'p Value>,
+}
+
+impl Serialize for Upsert<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("points", &Points(self.points))?;
+        if let Some(key) = self.shard_key {
+            map.serialize_entry("shard_key", key)?;
+        }
+        map.end()
+    }
+}
+
+struct Points<'p>(&'p [Point]);
+
+impl Serialize for Points<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for point in self.0 {
+            seq.serialize_element(&PointBody(point))?;
+        }
+        seq.end()
+    }
+}
+
+struct PointBody<'p>(&'p Point);
+
+impl Serialize for PointBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let point = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("id", &point.id.to_json())?;
+        map.serialize_entry("vector", &Vectors(&point.vectors))?;
+        // A point without a payload gets an empty one, as Qdrant gives it.
+        match &point.payload {
+            Some(payload) => map.serialize_entry("payload", payload)?,
+            None => map.serialize_entry("payload", &serde_json::Map::new())?,
+        }
+        map.end()
+    }
+}
+
+/// Named vectors, `""` for the unnamed one: the form Qdrant takes for any collection.
+struct Vectors<'p>(&'p BTreeMap<String, VectorValue>);
+
+impl Serialize for Vectors<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, vector) in self.0 {
+            match vector {
+                VectorValue::Dense(values) => map.serialize_entry(name, values)?,
+                VectorValue::Multi(vectors) => map.serialize_entry(name, vectors)?,
+                VectorValue::Sparse { indices, values } => map.serialize_entry(
+                    name,
+                    &serde_json::json!({ "indices": indices, "values": values }),
+                )?,
+            }
+        }
+        map.end()
+    }
+}
+
+#[derive(Deserialize)]
+struct RawPage {
+    #[serde(deserialize_with = "crate::json::at_most::<_, _, MAX_PAGE>")]
+    points: Vec<RawRecord>,
+    #[serde(default)]
+    next_page_offset: Option<RawId>,
+}
+
+#[derive(Deserialize)]
+struct RawRecord {
+    id: RawId,
+    #[serde(default)]
+    payload: Option<Value>,
+    #[serde(default)]
+    vector: Option<RawVectors>,
+    #[serde(default)]
+    shard_key: Option<Value>,
+}
+
+impl RawRecord {
+    fn into_point(self) -> Point {
+        Point {
+            id: self.id.0,
+            payload: self.payload,
+            shard_key: self.shard_key,
+            vectors: self.vector.map(|v| v.0).unwrap_or_default(),
+        }
+    }
+}
+
+/// A point id as Qdrant writes it: an unsigned integer or a UUID string.
+struct RawId(PointId);
+
+impl<'de> Deserialize<'de> for RawId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+        impl Visitor<'_> for IdVisitor {
+            type Value = RawId;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an unsigned integer or a UUID")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawId, E> {
+                Ok(RawId(PointId::Num(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawId, E> {
+                match PointId::from_text(v) {
+                    Some(id @ PointId::Uuid(_)) => Ok(RawId(id)),
+                    _ => Err(E::custom("a point id that is not a UUID")),
+                }
+            }
+        }
+        deserializer.deserialize_any(IdVisitor)
+    }
+}
+
+/// A point's `vector`: a list (the unnamed vector of a collection that has only it) or an
+/// object of named vectors (`""` for the unnamed one).
+struct RawVectors(BTreeMap<String, VectorValue>);
+
+impl<'de> Deserialize<'de> for RawVectors {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct VectorsVisitor;
+        impl<'de> Visitor<'de> for VectorsVisitor {
+            type Value = RawVectors;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a vector or an object of named vectors")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawVectors, A::Error> {
+                let vector = list(seq)?;
+                Ok(RawVectors(BTreeMap::from([(String::new(), vector)])))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawVectors, A::Error> {
+                let mut vectors = BTreeMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if vectors.len() >= crate::logical::columns::MAX_VECTORS {
+                        return Err(de::Error::custom("more named vectors than aimem takes"));
+                    }
+                    let vector = map.next_value_seed(OneVector)?;
+                    vectors.insert(name, vector);
+                }
+                Ok(RawVectors(vectors))
+            }
+        }
+        deserializer.deserialize_any(VectorsVisitor)
+    }
+}
+
+/// One named vector: a list (dense or multi) or `{indices, values}` (sparse).
+struct OneVector;
+
+impl<'de> DeserializeSeed<'de> for OneVector {
+    type Value = VectorValue;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<VectorValue, D::Error> {
+        struct OneVisitor;
+        impl<'de> Visitor<'de> for OneVisitor {
+            type Value = VectorValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a dense vector, a multivector or a sparse vector")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<VectorValue, A::Error> {
+                list(seq)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<VectorValue, A::Error> {
+                let (mut indices, mut values) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "indices" => indices = Some(map.next_value::<Vec<u32>>()?),
+                        "values" => values = Some(map.next_value::<Vec<f32>>()?),
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                match (indices, values) {
+                    (Some(indices), Some(values)) if indices.len() == values.len() => {
+                        Ok(VectorValue::Sparse { indices, values })
+                    }
+                    _ => Err(de::Error::custom(
+                        "a sparse vector without as many indices as values",
+                    )),
+                }
+            }
+        }
+        deserializer.deserialize_any(OneVisitor)
+    }
+}
+
+/// A list of numbers (a dense vector) or of lists of numbers (a multivector).
+fn list<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<VectorValue, A::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Element {
+        Number(f32),
+        Vector(Vec<f32>),
+    }
+    let mut dense = Vec::new();
+    let mut multi = Vec::new();
+    while let Some(element) = seq.next_element::<Element>()? {
+        match element {
+            Element::Number(v) if multi.is_empty() => dense.push(v),
+            Element::Vector(v) if dense.is_empty() => multi.push(v),
+            _ => return Err(de::Error::custom("a vector mixing numbers and lists")),
+        }
+    }
+    Ok(match multi.is_empty() {
+        true => VectorValue::Dense(dense),
+        false => VectorValue::Multi(multi),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scroll answer as captured from a real server (`version`: the fixtures' folder).
+    fn page(folder: &str, name: &str) -> Page {
+        let path = format!(
+            "{}/tests/fixtures/{folder}/points/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let exchange: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let body = serde_json::to_string(&exchange["response"]["body"]).unwrap();
+        let envelope: Envelope<RawPage> = serde_json::from_str(&body).unwrap();
+        let raw = envelope.result.unwrap();
+        Page {
+            points: raw.points.into_iter().map(RawRecord::into_point).collect(),
+            next: raw.next_page_offset.map(|id| id.0),
+        }
+    }
+
+    #[test]
+    fn real_scroll_answers_of_both_versions_become_points() {
+        for folder in ["qdrant", "qdrant-1.16.3"] {
+            let all = page(folder, "scroll-all-vectors.json");
+            assert_eq!(all.points.len(), 3, "{folder}");
+            let first = &all.points[0];
+            assert!(matches!(first.id, PointId::Uuid(_)));
+            assert!(
+                matches!(&first.vectors[""], VectorValue::Dense(v) if v.len() == 768),
+                "{folder}"
+            );
+            assert!(
+                matches!(&first.vectors["bm25"], VectorValue::Sparse { indices, values } if indices.len() == values.len())
+            );
+            assert!(
+                first
+                    .payload
+                    .as_ref()
+                    .is_some_and(|p| p["group_id"].is_string())
+            );
+            assert!(matches!(all.next, Some(PointId::Uuid(_))));
+
+            let shapes = page(folder, "scroll-shapes.json");
+            let vectors = &shapes.points[0].vectors;
+            assert_eq!(
+                vectors["u8"],
+                VectorValue::Dense(vec![1.0, 2.0, 255.0, 0.0])
+            );
+            assert_eq!(
+                vectors["f16"],
+                VectorValue::Dense(vec![0.5, 0.25, 1.5, 2.0])
+            );
+            assert_eq!(
+                vectors["s"],
+                VectorValue::Sparse {
+                    indices: vec![1],
+                    values: vec![1.0]
+                }
+            );
+            assert_eq!(shapes.next, None);
+
+            let ints = page(folder, "scroll-int-ids.json");
+            assert_eq!(ints.points[0].id, PointId::Num(1));
+            // 2^60 + 1 stays exact in the payload.
+            assert_eq!(
+                ints.points[0].payload.as_ref().unwrap()["n"].as_u64(),
+                Some(1_152_921_504_606_846_977)
+            );
+        }
+    }
+
+    #[test]
+    fn an_unnamed_only_collection_and_multivectors_parse() {
+        let raw: RawRecord = serde_json::from_str(r#"{"id": 5, "vector": [1, 2.5]}"#).unwrap();
+        assert_eq!(
+            raw.into_point().vectors[""],
+            VectorValue::Dense(vec![1.0, 2.5])
+        );
+        let raw: RawRecord =
+            serde_json::from_str(r#"{"id": 5, "vector": {"colbert": [[1, 2], [3, 4]], "": []}}"#)
+                .unwrap();
+        let point = raw.into_point();
+        assert_eq!(
+            point.vectors["colbert"],
+            VectorValue::Multi(vec![vec![1.0, 2.0], vec![3.0, 4.0]])
+        );
+        assert_eq!(point.vectors[""], VectorValue::Dense(vec![]));
+        for bad in [
+            r#"{"id": -1}"#,
+            r#"{"id": "x"}"#,
+            r#"{"id": 1, "vector": [1, [2]]}"#,
+            r#"{"id": 1, "vector": {"s": {"indices": [1, 2], "values": [1]}}}"#,
+        ] {
+            assert!(serde_json::from_str::<RawRecord>(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// What an upsert sends is what a real server took (`upsert-nowait.json`), vector for
+    /// vector.
+    #[test]
+    fn an_upsert_body_has_the_real_shape() {
+        let points = page("qdrant", "scroll-int-ids.json").points;
+        let body: Value = serde_json::to_value(Upsert {
+            points: &points[..2],
+            shard_key: None,
+        })
+        .unwrap();
+        let sent = &body["points"][0];
+        assert_eq!(sent["id"], 1);
+        assert_eq!(
+            sent["vector"]["bm25"],
+            serde_json::json!({"indices": [3, 7], "values": [0.25, 0.5]})
+        );
+        assert_eq!(sent["vector"][""].as_array().map(Vec::len), Some(4));
+        assert_eq!(sent["payload"]["n"], 1_152_921_504_606_846_977u64);
+        assert!(body.get("shard_key").is_none());
+    }
+}
