@@ -174,6 +174,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_footer_larger_than_any_aimem_writes_is_refused_unread() {
+        let file = written(&points()[..3]);
+        let mut bytes = std::fs::read(file.path()).unwrap();
+        let at = bytes.len() - 8;
+        bytes[at..at + 4].copy_from_slice(&(64u32 * 1024 * 1024).to_le_bytes());
+        std::fs::write(file.path(), &bytes).unwrap();
+        let refused = PointsReader::open(file.reopen().unwrap())
+            .err()
+            .map(|e| e.to_string());
+        assert!(refused.is_some_and(|e| e.contains("footer")));
+        std::fs::write(file.path(), b"not parquet").unwrap();
+        assert!(PointsReader::open(file.reopen().unwrap()).is_err());
+    }
+
     /// pyarrow, a reader aimem has nothing to do with, reads the file as it is: the ids, the
     /// payload JSON, every vector column in its shape. Missing pyarrow fails the test: it is a
     /// test tool `.ci/run` installs.

@@ -15,6 +15,9 @@ use super::{FORMAT_KEY, FORMAT_VERSION, LogicalError, VECTORS_KEY};
 
 /// The most bytes the footer's vector columns may take as JSON.
 const MAX_VECTORS_JSON: usize = 64 * 1024;
+/// The most bytes a file's Parquet footer may take (aimem's are a few KiB for any number of
+/// rows): a crafted file must not make the reader decode megabytes of metadata.
+const MAX_FOOTER: u64 = 1024 * 1024;
 
 /// An opened logical backup file.
 pub struct PointsReader {
@@ -25,6 +28,7 @@ pub struct PointsReader {
 impl PointsReader {
     /// Opens `file` and checks its footer and schema.
     pub fn open(file: File) -> Result<PointsReader, LogicalError> {
+        check_footer_size(&file)?;
         let file = SerializedFileReader::new(file)?;
         let meta = file.metadata().file_metadata();
         let footer = |key: &str| {
@@ -92,6 +96,32 @@ impl PointsReader {
         let rows = self.file.get_row_iter(None)?;
         Ok(rows.map(move |row| point(&row?, &self.columns)))
     }
+}
+
+/// A Parquet file ends with its footer's length (4 bytes, little-endian) and `PAR1`: that
+/// length is checked against [`MAX_FOOTER`] before the footer is read.
+fn check_footer_size(file: &File) -> Result<(), LogicalError> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if len < 12 {
+        return Err(LogicalError::Format(
+            "it is too short to be a Parquet file".into(),
+        ));
+    }
+    let mut tail = [0u8; 8];
+    file.read_exact_at(&mut tail, len - 8)?;
+    if &tail[4..] != b"PAR1" {
+        return Err(LogicalError::Format(
+            "it does not end as a Parquet file does".into(),
+        ));
+    }
+    let footer = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if footer > MAX_FOOTER {
+        return Err(LogicalError::Format(format!(
+            "its Parquet footer says it is {footer} bytes, more than the {MAX_FOOTER} aimem reads"
+        )));
+    }
+    Ok(())
 }
 
 /// The point a row holds (its fields are in the schema's order).
