@@ -8,8 +8,8 @@
 //!   then one column per vector, in the order of the collection's definition:
 //!   optional group <dense> (LIST) { repeated group list { required float element; } }
 //!   optional group <sparse> { required group indices (LIST) { repeated group list {
-//!       required int32 element; } } required group values (LIST) { repeated group list {
-//!       required float element; } } }
+//!       required int32 element (INTEGER(32,false)); } } required group values (LIST) {
+//!       repeated group list { required float element; } } }
 //!   optional group <multi> (LIST) { repeated group list { required group element (LIST) {
 //!       repeated group list { required float element; } } } }
 //! }
@@ -137,7 +137,16 @@ impl Columns {
                         Arc::new(list(
                             "indices",
                             Repetition::REQUIRED,
-                            leaf("element", Physical::INT32)?,
+                            // Unsigned, as Qdrant's indices are: readers see them as uint32.
+                            Type::primitive_type_builder("element", Physical::INT32)
+                                .with_repetition(Repetition::REQUIRED)
+                                .with_logical_type(Some(LogicalType::Integer(
+                                    parquet::basic::IntType {
+                                        bit_width: 32,
+                                        is_signed: false,
+                                    },
+                                )))
+                                .build()?,
                         )?),
                         Arc::new(list(
                             "values",

@@ -208,6 +208,7 @@ print(json.dumps({
     "rows": len(rows),
     "row1": rows[1],
     "row2": rows[2],
+    "row3_indices": rows[3]["vector_bm25"]["indices"],
 }))
 "#;
         let out = std::process::Command::new("python3")
@@ -247,6 +248,11 @@ print(json.dumps({
             .collect();
         assert_eq!(dense, [1.0, -0.5, 1e-30, f32::MAX]);
         assert_eq!(row1["vector_bm25"]["indices"], json!([u32::MAX / 2]));
+        // Unsigned: an index past 2^31 reads as itself, not negative.
+        assert_eq!(
+            seen["row3_indices"],
+            json!([u32::MAX / 2, u32::MAX / 2 + 1000, u32::MAX / 2 + 2000])
+        );
         assert_eq!(row1["vector_colbert"], json!(null));
         assert_eq!(row1["vector_4"], json!(null));
         let row2 = &seen["row2"];

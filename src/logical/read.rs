@@ -197,7 +197,7 @@ fn vector(field: &Field, kind: VectorKind) -> Option<Option<VectorValue>> {
                     .elements()
                     .iter()
                     .map(|f| match f {
-                        Field::Int(i) => Some(u32::from_ne_bytes(i.to_ne_bytes())),
+                        Field::UInt(i) => Some(*i),
                         _ => None,
                     })
                     .collect::<Option<Vec<u32>>>()?,
