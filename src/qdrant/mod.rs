@@ -8,6 +8,7 @@
 //! Every answer is read as it arrives into a typed struct that keeps only what aimem uses: a
 //! hostile answer costs its longest string at most, never a tree of its size.
 
+pub mod aliases;
 pub mod cluster;
 mod error;
 mod identity;
