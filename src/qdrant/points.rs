@@ -390,6 +390,48 @@ mod tests {
         }
     }
 
+    /// Every page of a collection scrolled through the client, written into another of the
+    /// same definition (without waiting, then waiting), scrolls back the same: the double
+    /// answers scroll and upsert as the real servers do (see its `points` module).
+    #[test]
+    fn points_scrolled_from_one_collection_and_upserted_into_another_come_back_equal() {
+        let double = qdrant_double::Double::start(qdrant_double::Config::default());
+        let info = qdrant_double::info_from_fixture("collections/info-discussions.json");
+        double.seed("discussions", info.clone(), (1..=25).collect());
+        double.seed("copy", info, Vec::new());
+        let client = Client::new(&double.url(), None, crate::qdrant::Timeouts::default()).unwrap();
+        let all = |name: &str| {
+            let mut offset = None;
+            let mut points = Vec::new();
+            loop {
+                let page = client.scroll(name, offset.as_ref(), 10, None).unwrap();
+                points.extend(page.points);
+                match page.next {
+                    Some(next) => offset = Some(next),
+                    None => return points,
+                }
+            }
+        };
+        let mut points = all("discussions");
+        assert_eq!(points.len(), 25);
+        assert!(matches!(&points[0].vectors[""], VectorValue::Dense(v) if v.len() == 768));
+        assert!(matches!(
+            &points[0].vectors["bm25"],
+            VectorValue::Sparse { .. }
+        ));
+        let mut uuid = points[0].clone();
+        uuid.id = PointId::Uuid("19c3756f-402f-4856-b279-517ecd223cf2".into());
+        points.push(uuid);
+        let (first, last) = points.split_at(20);
+        client.upsert_points("copy", first, None, false).unwrap();
+        client.upsert_points("copy", last, None, true).unwrap();
+        assert_eq!(all("copy"), points);
+        assert!(
+            client.upsert_points("copy", &[], None, true).is_err(),
+            "an empty upsert is refused"
+        );
+    }
+
     /// What an upsert sends is what a real server took (`upsert-nowait.json`), vector for
     /// vector.
     #[test]

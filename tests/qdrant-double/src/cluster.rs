@@ -418,6 +418,7 @@ impl ClusterCollection {
             points,
             empty_fields: self.empty_fields.clone(),
             elsewhere: BTreeMap::new(),
+            records: BTreeMap::new(),
         }
     }
 

@@ -22,6 +22,7 @@ mod faults;
 mod http;
 mod multipart;
 mod pace;
+mod points;
 mod routes;
 mod server;
 mod single_shards;

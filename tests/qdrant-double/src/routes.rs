@@ -313,6 +313,19 @@ pub(crate) fn handle<'s>(
             create_index(shared, req, c, body, started, flags.index_never_applied)
         }
         ("PUT", ["collections", c, "points"]) => update_points(shared, req, c, body, started, true),
+        ("POST", ["collections", c, "points", "scroll"]) => {
+            let body = match read_json(body, true) {
+                Ok(body) => body,
+                Err(msg) => return error(400, &msg, started),
+            };
+            match lock(&shared.state).collections.get(*c) {
+                Some(col) => match crate::points::scroll(col, &body) {
+                    Ok(page) => ok(page, started),
+                    Err(msg) => error(400, &msg, started),
+                },
+                None => error(404, &not_found_collection(c), started),
+            }
+        }
         ("POST", ["collections", c, "points", "delete"]) => {
             update_points(shared, req, c, body, started, false)
         }
@@ -485,6 +498,7 @@ fn create_collection(shared: &Shared, c: &str, body: &mut BodyReader<'_>, t: Ins
             points: BTreeSet::new(),
             empty_fields: BTreeSet::new(),
             elsewhere: Default::default(),
+            records: Default::default(),
         },
     );
     ok(json!(true), t)
@@ -610,7 +624,27 @@ fn update_points(
     t: Instant,
     upsert: bool,
 ) -> Response {
-    let ids = match read_json(body, false).and_then(|v| point_ids(&v)) {
+    let parsed = match read_json(body, false) {
+        Ok(parsed) => parsed,
+        Err(msg) => return error(400, &msg, t),
+    };
+    // An upsert of points with vectors keeps them (scroll answers them back).
+    let with_vectors = upsert
+        && parsed["points"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p.get("vector").is_some()) || p.is_empty());
+    if with_vectors {
+        let mut st = lock(&shared.state);
+        let Some(col) = st.collections.get_mut(c) else {
+            return error(404, &not_found_collection(c), t);
+        };
+        if let Err(msg) = crate::points::upsert(col, &parsed) {
+            return error(400, &msg, t);
+        }
+        let result = update_result(&mut st, req);
+        return ok(result, t);
+    }
+    let ids = match point_ids(&parsed) {
         Ok(ids) => ids,
         Err(msg) => return error(400, &msg, t),
     };
@@ -623,6 +657,7 @@ fn update_points(
             col.points.insert(id);
         } else {
             col.points.remove(&id);
+            col.records.remove(&id);
         }
     }
     let result = update_result(&mut st, req);
@@ -1219,6 +1254,7 @@ fn recover_unmeasured(
                     points: parsed.points,
                     empty_fields: parsed.empty_fields,
                     elsewhere: Default::default(),
+                    records: Default::default(),
                 },
             );
         }

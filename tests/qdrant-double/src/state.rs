@@ -20,6 +20,10 @@ pub struct Collection {
     /// Single-node mode: the shard of each point that came in through a shard snapshot upload
     /// into a shard other than 0; every other point is in shard 0.
     pub elsewhere: BTreeMap<u64, u32>,
+    /// Points written by an upsert: the point as sent (id, vector, payload), by the number its
+    /// id is kept under ([`crate::points`]). Snapshots carry ids only: a collection recovered
+    /// from one has none.
+    pub records: BTreeMap<u64, Value>,
 }
 
 #[derive(Debug, Default)]
@@ -352,6 +356,7 @@ impl Collection {
             points,
             empty_fields,
             elsewhere: BTreeMap::new(),
+            records: BTreeMap::new(),
         }
     }
 
@@ -416,6 +421,7 @@ impl Collection {
         for old in self.shard_points(id) {
             self.points.remove(&old);
             self.elsewhere.remove(&old);
+            self.records.remove(&old);
         }
         for point in points {
             // A point id another shard holds too would be two points in Qdrant; here one.

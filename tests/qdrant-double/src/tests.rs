@@ -1487,3 +1487,77 @@ fn a_configured_create_rate_paces_the_stream() {
         started.elapsed()
     );
 }
+
+/// Scroll and upsert answer as `points/scroll-*.json` and `points/upsert-*.json`: a bare list
+/// for a collection with only its unnamed vector, a named object otherwise, pages joined by
+/// `next_page_offset`, an upserted point back as sent, an empty upsert refused.
+#[test]
+fn scroll_and_upsert_answer_as_the_real_server_does() {
+    let double = Double::start(Config::default());
+    let plain = json!({"config": {"params": {"vectors": {"size": 4, "distance": "Cosine"}}}});
+    double.seed("plain", plain, (1..=3).collect());
+    double.seed_ai_memory();
+    let mut client = Client::new(&double);
+    let page = client
+        .json(
+            "POST",
+            "/collections/plain/points/scroll",
+            &json!({"limit": 2, "with_vector": true}),
+        )
+        .json();
+    let points = page["result"]["points"].as_array().unwrap().clone();
+    assert_eq!(points.len(), 2);
+    assert!(points[0]["vector"].is_array(), "{page}");
+    assert_eq!(page["result"]["next_page_offset"], 3);
+    let rest = client
+        .json(
+            "POST",
+            "/collections/plain/points/scroll",
+            &json!({"limit": 2, "with_vector": true, "offset": 3}),
+        )
+        .json();
+    assert_eq!(rest["result"]["points"][0]["id"], 3);
+    assert_eq!(rest["result"]["next_page_offset"], Value::Null);
+
+    let named = client
+        .json(
+            "POST",
+            "/collections/github/points/scroll",
+            &json!({"limit": 1, "with_vector": true}),
+        )
+        .json();
+    let vector = &named["result"]["points"][0]["vector"];
+    assert_eq!(vector[""].as_array().map(Vec::len), Some(768), "{named}");
+    assert!(vector["bm25"]["indices"].is_array());
+
+    let point = json!({"id": "19c3756f-402f-4856-b279-517ecd223cf2", "vector": {"": [1, 0, 0, 0]}, "payload": {"k": 1}});
+    let written = client.json(
+        "PUT",
+        "/collections/plain/points?wait=true",
+        &json!({"points": [point]}),
+    );
+    assert_eq!(written.status, 200);
+    let all = client
+        .json(
+            "POST",
+            "/collections/plain/points/scroll",
+            &json!({"limit": 10, "with_vector": true}),
+        )
+        .json();
+    let last = all["result"]["points"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["id"], "19c3756f-402f-4856-b279-517ecd223cf2");
+    assert_eq!(last["payload"], json!({"k": 1}));
+    assert_eq!(last["vector"], json!([1, 0, 0, 0]));
+    let empty = client.json(
+        "PUT",
+        "/collections/plain/points?wait=true",
+        &json!({"points": []}),
+    );
+    assert_eq!(empty.status, 400);
+    assert!(empty.text().contains("Empty update request"));
+}
