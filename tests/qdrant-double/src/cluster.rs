@@ -20,9 +20,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::points::View;
 use crate::server::lock;
 use crate::snapshot::{
     FILLER_ENTRY, Filler, HashingWriter, POINTS_ENTRY, STORAGE_VERSION, append_bytes, header,
+    points_entry,
 };
 use crate::state::{Collection, config_for_snapshot};
 use crate::{Config, Double, fixtures_dir};
@@ -59,6 +61,8 @@ pub(crate) struct ClusterState {
     pub timing: ReplicaTiming,
     /// Raft commit index shown by `GET /cluster`: one more per metadata change.
     pub commit: u64,
+    /// Alias name → collection name (the cluster's, as every peer answers them).
+    pub aliases: BTreeMap<String, String>,
 }
 
 /// How long a real cluster's background replica work takes (see [`Pending`]).
@@ -85,6 +89,9 @@ pub(crate) struct ClusterCollection {
     pub shards: BTreeMap<u32, Shard>,
     /// Custom sharding: the shard keys in creation order.
     pub keys: Vec<Value>,
+    /// The points' records (id, vector, payload as stored), by the number their ids are kept
+    /// under; every replica holding a point holds this record. Seeded points have none.
+    pub records: BTreeMap<u64, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -302,6 +309,7 @@ impl ClusterCollection {
             empty_fields: empty,
             shards: BTreeMap::new(),
             keys: Vec::new(),
+            records: BTreeMap::new(),
         }
     }
 
@@ -408,6 +416,116 @@ impl ClusterCollection {
             .filter_map(|s| s.replicas.get(&peer))
             .flat_map(|r| r.points.iter().copied())
             .collect()
+    }
+
+    /// What a read through `peer` sees of `shards`: each shard's readable replica's points
+    /// (see [`Shard::read_through`]), with their shard keys.
+    pub fn view(&self, peer: u64, shards: &[u32]) -> View<'_> {
+        let mut ids = BTreeSet::new();
+        let mut shard_keys = BTreeMap::new();
+        for shard in shards.iter().filter_map(|id| self.shards.get(id)) {
+            let Some(points) = shard.read_through(peer) else {
+                continue;
+            };
+            ids.extend(points.iter().copied());
+            if let Some(key) = &shard.key {
+                shard_keys.extend(points.iter().map(|p| (*p, key.clone())));
+            }
+        }
+        View {
+            config: &self.config,
+            ids,
+            records: &self.records,
+            shard_keys,
+        }
+    }
+
+    /// Writes a point into every replica of `shard` (its record, or none: an id-only point).
+    pub fn put_point(&mut self, shard: u32, key: u64, record: Option<Value>) {
+        for r in self
+            .shards
+            .get_mut(&shard)
+            .into_iter()
+            .flat_map(|s| s.replicas.values_mut())
+        {
+            r.points.insert(key);
+        }
+        match record {
+            Some(record) => self.records.insert(key, record),
+            None => self.records.remove(&key),
+        };
+    }
+
+    /// The shard ids a request's `shard_key` (a key or a list of keys) selects; all without one.
+    /// An unknown key is refused (`prefix`: reads say `Bad request`, writes `Wrong input`).
+    pub fn selected_shards(&self, selector: &Value, prefix: &str) -> Result<Vec<u32>, String> {
+        let keys: Vec<&Value> = match selector {
+            Value::Null => return Ok(self.shards.keys().copied().collect()),
+            Value::Array(keys) => keys.iter().collect(),
+            key => vec![key],
+        };
+        let mut ids = Vec::new();
+        for key in keys {
+            if !self.keys.contains(key) {
+                return Err(format!("{prefix}: Shard key {key} not found"));
+            }
+            ids.extend(self.shards_of_key(key));
+        }
+        Ok(ids)
+    }
+
+    /// An upsert body applied: each point into one shard of the selected ones (custom
+    /// sharding: of its key) by its id, into every replica of that shard.
+    pub fn upsert(&mut self, body: &Value, version: &str) -> Result<(), String> {
+        let selector = &body["shard_key"];
+        if self.custom() && selector.is_null() {
+            return Err("Wrong input: Shard key not specified".into());
+        }
+        let shards = self.selected_shards(selector, "Wrong input")?;
+        for (key, record) in crate::points::prepare_upsert(&self.config, body, version)? {
+            if let Some(shard) = self.shard_for(&shards, key) {
+                self.put_point(shard, key, record);
+            }
+        }
+        Ok(())
+    }
+
+    /// A delete body (`points` or `filter`, `shard_key`?) applied to every selected shard;
+    /// the filter is evaluated on what a read through `peer` sees.
+    pub fn delete(&mut self, peer: u64, body: &Value) -> Result<(), String> {
+        let shards = self.selected_shards(&body["shard_key"], "Wrong input")?;
+        let keys = crate::points::delete_selection(&self.view(peer, &shards), body)?;
+        for key in keys {
+            self.remove_point(&shards, key);
+        }
+        Ok(())
+    }
+
+    /// Takes the records a snapshot brought for `points`; one it has none for (an older
+    /// archive, a seeded point) goes back to made-up vectors and payload.
+    pub fn adopt_records(&mut self, points: &BTreeSet<u64>, mut records: BTreeMap<u64, Value>) {
+        for point in points {
+            match records.remove(point) {
+                Some(record) => self.records.insert(*point, record),
+                None => self.records.remove(point),
+            };
+        }
+    }
+
+    /// Removes a point from every replica of `shards`; its record goes once no replica holds it.
+    pub fn remove_point(&mut self, shards: &[u32], key: u64) {
+        for (_, shard) in self.shards.iter_mut().filter(|(id, _)| shards.contains(id)) {
+            for r in shard.replicas.values_mut() {
+                r.points.remove(&key);
+            }
+        }
+        let held = self
+            .shards
+            .values()
+            .any(|s| s.replicas.values().any(|r| r.points.contains(&key)));
+        if !held {
+            self.records.remove(&key);
+        }
     }
 
     /// The collection as the single-node code renders it, with `points`.
@@ -789,6 +907,53 @@ impl Cluster {
         self.locked().collections.keys().cloned().collect()
     }
 
+    /// Writes points as `PUT /collections/{name}/points` on any peer would: `points` is an
+    /// upsert body (with `shard_key` for custom sharding) or a bare list of points. Each point
+    /// goes to shard `id % n` of the `n` selected shards, into every replica.
+    pub fn upsert_records(&self, name: &str, points: Value) -> Result<(), String> {
+        let body = crate::upsert_body(points);
+        let version = self.peers.iter().flatten().next().map_or_else(
+            || Config::default().version,
+            |d| d.shared.config.version.clone(),
+        );
+        let mut st = self.locked();
+        let col = st
+            .collections
+            .get_mut(name)
+            .ok_or_else(|| crate::routes::not_found_collection(name))?;
+        let result = col.upsert(&body, &version);
+        st.commit += 1;
+        result
+    }
+
+    /// Every point of the collection as a full scroll answers it (custom sharding: with its
+    /// `shard_key`), in id order.
+    pub fn records(&self, name: &str) -> Option<Vec<Value>> {
+        let st = self.locked();
+        let col = st.collections.get(name)?;
+        let shards: Vec<u32> = col.shards.keys().copied().collect();
+        Some(crate::all_records(&col.view(0, &shards)))
+    }
+
+    /// The points one peer's replica of a shard holds, as a full scroll answers them.
+    pub fn replica_records(&self, name: &str, shard_id: u32, peer_id: u64) -> Option<Vec<Value>> {
+        let st = self.locked();
+        let col = st.collections.get(name)?;
+        let replica = col.shards.get(&shard_id)?.replicas.get(&peer_id)?;
+        let view = View {
+            config: &col.config,
+            ids: replica.points.clone(),
+            records: &col.records,
+            shard_keys: Default::default(),
+        };
+        Some(crate::all_records(&view))
+    }
+
+    /// Alias name → collection name.
+    pub fn aliases(&self) -> BTreeMap<String, String> {
+        self.locked().aliases.clone()
+    }
+
     /// Every point of the collection (one `Active` replica per shard), sorted.
     pub fn point_ids(&self, name: &str) -> Option<Vec<u64>> {
         self.locked()
@@ -993,7 +1158,7 @@ pub(crate) fn write_peer_snapshot(
             br#"{"type":"ReplicaSet"}"#,
         )?;
         if let Some(replica) = shard.replicas.get(&link.peer_id) {
-            let points = json!({"ids": replica.points, "fields_without_values": col.empty_fields});
+            let points = points_entry(&replica.points, &col.empty_fields, &col.records);
             append_bytes(
                 &mut b,
                 &format!("{id}/{POINTS_ENTRY}"),
@@ -1073,7 +1238,7 @@ fn shard_entries<W: Write>(
         replica_state(shard, peer_id).to_string().as_bytes(),
     )?;
     append_bytes(b, "shard_config.json", br#"{"type":"ReplicaSet"}"#)?;
-    let listed = json!({"ids": points, "fields_without_values": col.empty_fields});
+    let listed = points_entry(&points, &col.empty_fields, &col.records);
     append_bytes(b, POINTS_ENTRY, listed.to_string().as_bytes())?;
     if filler > 0 {
         b.append_data(

@@ -12,10 +12,11 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::cluster::{ClusterCollection, PeerLink, Replica};
+use crate::cluster::{ClusterCollection, ClusterState, PeerLink, Replica};
 use crate::faults::LateAnswer;
 use crate::http::{BodyReader, Request, Response};
 use crate::multipart::{self, MultipartError};
+use crate::points;
 use crate::routes::{
     self, Failure, Flags, RecoveryGuard, accepted, error, not_found_collection, ok, read_json,
 };
@@ -50,10 +51,19 @@ pub(crate) fn handle<'s>(
                 .collect();
             ok(json!({ "collections": list }), t)
         }
-        ("GET", ["collections", c]) => match link.lock().collections.get(*c) {
-            Some(col) => ok(col.as_collection(col.all_points()).info(), t),
-            None => error(404, &not_found_collection(c), t),
-        },
+        ("GET", ["collections", c]) => {
+            let st = link.lock();
+            match st.collections.get(&resolved(&st, c)) {
+                Some(col) => ok(
+                    state::info_for_version(
+                        col.as_collection(col.all_points()).info(),
+                        &shared.config.version,
+                    ),
+                    t,
+                ),
+                None => error(404, &not_found_collection(c), t),
+            }
+        }
         ("GET", ["collections", c, "exists"]) => {
             let exists = link.lock().collections.contains_key(*c);
             ok(json!({ "exists": exists }), t)
@@ -62,6 +72,7 @@ pub(crate) fn handle<'s>(
         ("DELETE", ["collections", c]) => {
             let mut st = link.lock();
             let removed = st.collections.remove(*c).is_some();
+            crate::aliases::drop_collection(&mut st.aliases, c);
             st.commit += 1;
             ok(json!(removed), t)
         }
@@ -78,6 +89,35 @@ pub(crate) fn handle<'s>(
         },
         ("PUT", ["collections", c, "shards"]) => create_shard_key(link, c, body, t),
         ("POST", ["collections", c, "points", "count"]) => count(link, req, c, body, t),
+        ("POST", ["collections", c, "points", "scroll"]) => read(link, c, body, t, points::scroll),
+        ("POST", ["collections", c, "points"]) => read(link, c, body, t, points::retrieve),
+        ("GET", ["aliases"]) => ok(crate::aliases::listed(&link.lock().aliases, None), t),
+        ("GET", ["collections", c, "aliases"]) => {
+            let st = link.lock();
+            match st.collections.contains_key(*c) {
+                true => ok(crate::aliases::listed(&st.aliases, Some(c)), t),
+                false => error(404, &not_found_collection(c), t),
+            }
+        }
+        ("POST", ["collections", "aliases"]) => {
+            let value = match read_json(body, false) {
+                Ok(v) => v,
+                Err(msg) => return Ok(error(400, &msg, t)),
+            };
+            let mut st = link.lock();
+            let ClusterState {
+                aliases,
+                collections,
+                ..
+            } = &mut *st;
+            match crate::aliases::change(aliases, &value, |c| collections.contains_key(c)) {
+                Ok(()) => {
+                    st.commit += 1;
+                    ok(json!(true), t)
+                }
+                Err((code, msg)) => error(code, &msg, t),
+            }
+        }
         ("PUT", ["collections", c, "points"]) => update_points(shared, link, req, c, body, t, true),
         ("POST", ["collections", c, "points", "delete"]) => {
             update_points(shared, link, req, c, body, t, false)
@@ -297,25 +337,41 @@ fn create_shard_key(link: &PeerLink, c: &str, body: &mut BodyReader<'_>, t: Inst
     ok(json!(true), t)
 }
 
-/// The shard ids a request's `shard_key` (a key or a list of keys) selects; all without one.
-fn selected_shards(col: &ClusterCollection, selector: &Value) -> Result<Vec<u32>, String> {
-    let keys: Vec<&Value> = match selector {
-        Value::Null => return Ok(col.shards.keys().copied().collect()),
-        Value::Array(keys) => keys.iter().collect(),
-        key => vec![key],
-    };
-    let mut ids = Vec::new();
-    for key in keys {
-        if !col.keys.contains(key) {
-            return Err(format!("Bad request: Shard key {key} not found"));
-        }
-        ids.extend(col.shards_of_key(key));
-    }
-    Ok(ids)
+/// The collection `c` names on the cluster (an alias names its collection).
+fn resolved(st: &ClusterState, c: &str) -> String {
+    crate::aliases::resolve(&st.aliases, c, st.collections.contains_key(c))
 }
 
-/// `POST /collections/{c}/points/count`: each shard read through this peer (its own replica
-/// first), or with `?consistency=all` the smallest count of every shard's replicas.
+/// `POST /collections/{c}/points/scroll` and retrieve (`POST /collections/{c}/points`): every
+/// selected shard read through this peer (its own replica first).
+fn read(
+    link: &PeerLink,
+    c: &str,
+    body: &mut BodyReader<'_>,
+    t: Instant,
+    answer: impl Fn(&points::View<'_>, &Value) -> Result<Value, String>,
+) -> Response {
+    let value = match read_json(body, true) {
+        Ok(v) => v,
+        Err(msg) => return error(400, &msg, t),
+    };
+    let st = link.lock();
+    let Some(col) = st.collections.get(&resolved(&st, c)) else {
+        return error(404, &not_found_collection(c), t);
+    };
+    let ids = match col.selected_shards(&value["shard_key"], "Bad request") {
+        Ok(ids) => ids,
+        Err(msg) => return error(400, &msg, t),
+    };
+    match answer(&col.view(link.peer_id, &ids), &value) {
+        Ok(result) => ok(result, t),
+        Err(msg) => error(400, &msg, t),
+    }
+}
+
+/// `POST /collections/{c}/points/count`: exact over every selected shard read through this
+/// peer (its own replica first), or with `?consistency=all` the smallest count of every
+/// shard's replicas.
 fn count(
     link: &PeerLink,
     req: &Request,
@@ -341,39 +397,57 @@ fn count(
         }
     };
     let st = link.lock();
-    let Some(col) = st.collections.get(c) else {
+    let Some(col) = st.collections.get(&resolved(&st, c)) else {
         return error(404, &not_found_collection(c), t);
     };
-    let ids = match selected_shards(col, &value["shard_key"]) {
+    let ids = match col.selected_shards(&value["shard_key"], "Bad request") {
         Ok(ids) => ids,
         Err(msg) => return error(400, &msg, t),
     };
+    if !every_replica {
+        return match points::count(&col.view(link.peer_id, &ids), &value) {
+            Ok(n) => ok(json!({ "count": n }), t),
+            Err(msg) => error(400, &msg, t),
+        };
+    }
     let mut total = 0;
     for (id, shard) in ids
         .iter()
         .filter_map(|id| col.shards.get(id).map(|s| (id, s)))
     {
-        if every_replica {
-            match shard.count_all_replicas() {
-                Ok(n) => total += n,
-                Err(_) => {
-                    return error(
-                        500,
-                        &format!(
-                            "Service internal error: The replica set for shard {id} on peer {} does not have enough active replicas",
-                            link.peer_id
-                        ),
-                        t,
-                    );
-                }
-            }
-        } else {
-            total += shard.read_through(link.peer_id).map_or(0, BTreeSet::len);
+        if shard.count_all_replicas().is_err() {
+            return error(
+                500,
+                &format!(
+                    "Service internal error: The replica set for shard {id} on peer {} does not have enough active replicas",
+                    link.peer_id
+                ),
+                t,
+            );
         }
+        // The smallest count among the readable replicas, as Qdrant resolves counts.
+        let mut smallest = None;
+        for replica in shard.replicas.values().filter(|r| r.is_active()) {
+            let view = points::View {
+                config: &col.config,
+                ids: replica.points.clone(),
+                records: &col.records,
+                shard_keys: Default::default(),
+            };
+            match points::count(&view, &value) {
+                Ok(n) => smallest = Some(smallest.map_or(n, |m: usize| m.min(n))),
+                Err(msg) => return error(400, &msg, t),
+            }
+        }
+        total += smallest.unwrap_or(0);
     }
     ok(json!({ "count": total }), t)
 }
 
+/// Upsert (`PUT /collections/{c}/points`) or delete (`POST …/points/delete`) on the cluster:
+/// a point goes to one shard of the selected ones (custom sharding: of its key) by its id,
+/// into every replica of that shard; a delete takes the points from every selected shard.
+/// With `wait=false` it is applied at once all the same.
 fn update_points(
     shared: &Shared,
     link: &PeerLink,
@@ -387,52 +461,18 @@ fn update_points(
         Ok(v) => v,
         Err(msg) => return error(400, &msg, t),
     };
-    let ids = match routes::point_ids(&value) {
-        Ok(ids) => ids,
-        Err(msg) => return error(400, &msg, t),
-    };
     {
         let mut st = link.lock();
-        let Some(col) = st.collections.get_mut(c) else {
+        let name = resolved(&st, c);
+        let Some(col) = st.collections.get_mut(&name) else {
             return error(404, &not_found_collection(c), t);
         };
-        let selector = &value["shard_key"];
-        if upsert && col.custom() && selector.is_null() {
-            return error(
-                400,
-                "Bad request: Shard key not specified. Collection uses custom sharding",
-                t,
-            );
-        }
-        let shards = match selected_shards(col, selector) {
-            Ok(ids) => ids,
-            Err(msg) => return error(400, &msg, t),
+        let applied = match upsert {
+            true => col.upsert(&value, &shared.config.version),
+            false => col.delete(link.peer_id, &value),
         };
-        for id in ids {
-            if upsert {
-                let Some(shard) = col.shard_for(&shards, id) else {
-                    continue;
-                };
-                for r in col
-                    .shards
-                    .get_mut(&shard)
-                    .into_iter()
-                    .flat_map(|s| s.replicas.values_mut())
-                {
-                    r.points.insert(id);
-                }
-            } else {
-                for shard in &shards {
-                    for r in col
-                        .shards
-                        .get_mut(shard)
-                        .into_iter()
-                        .flat_map(|s| s.replicas.values_mut())
-                    {
-                        r.points.remove(&id);
-                    }
-                }
-            }
+        if let Err(msg) = applied {
+            return error(400, &msg, t);
         }
     }
     let result = routes::update_result(&mut lock(&shared.state), req);
@@ -735,11 +775,12 @@ fn recover_shard(
             ),
         ));
     }
-    replica.recovered(parsed.points);
+    replica.recovered(parsed.points.clone());
     if let Some(after) = flags.late_replica_reset {
         replica.pending = Some(crate::cluster::Pending::Reset(now + after));
     }
     apply_priority(shard, me, priority, now, timing);
+    col.adopt_records(&parsed.points, parsed.records);
     if col.empty_fields.is_empty() {
         col.empty_fields = parsed.empty_fields;
     }
@@ -777,8 +818,11 @@ fn apply_priority(
     }
 }
 
-/// Points per shard id in a collection snapshot archive (`<id>/segments/double-points.json`).
-fn points_per_shard(path: &std::path::Path) -> Result<Vec<(u32, BTreeSet<u64>)>, Failure> {
+/// Points (and their records) per shard id in a collection snapshot archive
+/// (`<id>/segments/double-points.json`).
+type ShardPoints = (u32, BTreeSet<u64>, std::collections::BTreeMap<u64, Value>);
+
+fn points_per_shard(path: &std::path::Path) -> Result<Vec<ShardPoints>, Failure> {
     use std::io::Read;
     let malformed = |_| (500, snapshot::MALFORMED.to_string());
     let file = fs::File::open(path).map_err(|e| (500, format!("Service internal error: {e}")))?;
@@ -809,7 +853,7 @@ fn points_per_shard(path: &std::path::Path) -> Result<Vec<(u32, BTreeSet<u64>)>,
             .flatten()
             .filter_map(Value::as_u64)
             .collect();
-        out.push((id, points));
+        out.push((id, points, snapshot::records_of_entry(&v)));
     }
     Ok(out)
 }
@@ -873,7 +917,7 @@ pub(crate) fn recover_collection(
         ));
     }
     let me = link.peer_id;
-    for (id, points) in shards {
+    for (id, points, records) in shards {
         let Some(shard) = col.shards.get_mut(&id) else {
             continue;
         };
@@ -891,8 +935,9 @@ pub(crate) fn recover_collection(
                 ),
             ));
         }
-        replica.recovered(points);
+        replica.recovered(points.clone());
         apply_priority(shard, me, priority, now, timing);
+        col.adopt_records(&points, records);
     }
     col.empty_fields = parsed.empty_fields;
     st.commit += 1;

@@ -16,12 +16,15 @@
 //! println!("{}", double.url());
 //! ```
 
+mod aliases;
 mod cluster;
 mod cluster_routes;
 mod faults;
+mod filter;
 mod http;
 mod multipart;
 mod pace;
+mod point_routes;
 mod points;
 mod routes;
 mod server;
@@ -104,6 +107,18 @@ pub struct Config {
     pub no_streamed_shard_snapshot: bool,
 }
 
+impl Config {
+    /// A server that answers as Qdrant 1.16.3 (AI Memory's version) does where it differs from
+    /// 1.18.3: no `update_queue` or `prevent_unoptimized` in a collection's info, a vector
+    /// dimension error that does not name the vector.
+    pub fn v1_16_3() -> Config {
+        Config {
+            version: "1.16.3".to_string(),
+            ..Config::default()
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -139,7 +154,7 @@ pub struct RecordedRequest {
 
 /// A running double. Dropping it stops the server and removes its storage.
 pub struct Double {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     addr: SocketAddr,
     accept: Option<JoinHandle<()>>,
     _storage: tempfile::TempDir,
@@ -306,7 +321,11 @@ impl Double {
     pub fn collection_info(&self, name: &str) -> Option<Value> {
         let mut state = lock(&self.shared.state);
         state.apply_due_indexes();
-        state.collections.get(name).map(Collection::info)
+        let version = &self.shared.config.version;
+        state
+            .collections
+            .get(name)
+            .map(|c| state::info_for_version(c.info(), version))
     }
 
     /// Sorted.
@@ -322,6 +341,46 @@ impl Double {
         if let Some(col) = lock(&self.shared.state).collections.get_mut(name) {
             col.points.extend(ids.iter().copied());
         }
+    }
+
+    /// Writes points as `PUT /collections/{name}/points` would: `points` is an upsert body
+    /// (`{"points": [...]}` or `{"batch": {...}}`) or just the list of points (`{"id",
+    /// "vector", "payload"}`). Vectors are checked and stored as the server stores them
+    /// (cosine ones normalized, 32-bit floats, sparse indices sorted). Errors as the 400's
+    /// message; a missing collection is an error too.
+    pub fn upsert_records(&self, name: &str, points: Value) -> Result<(), String> {
+        let body = upsert_body(points);
+        let mut st = lock(&self.shared.state);
+        let col = st
+            .collections
+            .get_mut(name)
+            .ok_or_else(|| routes::not_found_collection(name))?;
+        points::upsert(col, &body, &self.shared.config.version)
+    }
+
+    /// Every point of the collection as a scroll with `with_vector: true, with_payload: true`
+    /// answers it (seeded points with their made-up vectors and payload), in id order.
+    pub fn records(&self, name: &str) -> Option<Vec<Value>> {
+        let st = lock(&self.shared.state);
+        let col = st.collections.get(name)?;
+        Some(all_records(&points::View::of(col)))
+    }
+
+    /// Alias name → collection name.
+    pub fn aliases(&self) -> BTreeMap<String, String> {
+        lock(&self.shared.state).aliases.clone()
+    }
+
+    /// Points `alias` at `collection` (which must exist), as `create_alias` does.
+    pub fn create_alias(&self, alias: &str, collection: &str) -> Result<(), String> {
+        let mut st = lock(&self.shared.state);
+        let state::State {
+            aliases,
+            collections,
+            ..
+        } = &mut *st;
+        let body = serde_json::json!({"actions": [{"create_alias": {"collection_name": collection, "alias_name": alias}}]});
+        aliases::change(aliases, &body, |c| collections.contains_key(c)).map_err(|(_, msg)| msg)
     }
 
     /// Files in the collection's snapshot folder (created and uploaded; no checksum sidecars),
@@ -391,6 +450,23 @@ impl Drop for Double {
             let _ = conn.shutdown(Shutdown::Both);
         }
     }
+}
+
+/// An upsert body from a body or a bare list of points.
+pub(crate) fn upsert_body(points: Value) -> Value {
+    match points {
+        list @ Value::Array(_) => serde_json::json!({ "points": list }),
+        body => body,
+    }
+}
+
+/// Every point a view reads, as a full scroll answers them, in id order.
+pub(crate) fn all_records(view: &points::View<'_>) -> Vec<Value> {
+    let body = serde_json::json!({"limit": view.ids.len().max(1), "with_vector": true, "with_payload": true});
+    points::scroll(view, &body)
+        .ok()
+        .and_then(|page| page["points"].as_array().cloned())
+        .unwrap_or_default()
 }
 
 /// Sorted file names in a snapshot folder, without `.checksum` sidecars.

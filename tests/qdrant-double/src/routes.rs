@@ -206,7 +206,11 @@ pub(crate) fn handle<'s>(
     let method = req.method.to_ascii_uppercase();
     let reads = method == "GET"
         || method == "HEAD"
-        || (method == "POST" && matches!(seg.as_slice(), ["collections", _, "points", "count"]));
+        || (method == "POST"
+            && matches!(
+                seg.as_slice(),
+                ["collections", _, "points", "count" | "scroll"] | ["collections", _, "points"]
+            ));
     if access == Access::Read && !reads {
         let is_upload = seg.len() == 4 && seg[2] == "snapshots" && seg[3] == "upload";
         let deferred = matches!(seg.as_slice(), ["collections", _, "snapshots", ..]);
@@ -227,6 +231,9 @@ pub(crate) fn handle<'s>(
         }
     }
 
+    if let Some(resp) = crate::point_routes::handle(shared, req, &seg, body, started) {
+        return resp;
+    }
     match (method.as_str(), seg.as_slice()) {
         ("GET", []) => Response::json(
             200,
@@ -257,14 +264,20 @@ pub(crate) fn handle<'s>(
         ("GET", ["collections", c]) => {
             let mut st = lock(&shared.state);
             st.apply_due_indexes();
-            match st.collections.get(*c) {
-                Some(col) => ok(col.info(), started),
+            let name = crate::aliases::resolve(&st.aliases, c, st.collections.contains_key(*c));
+            match st.collections.get(&name) {
+                Some(col) => ok(
+                    state::info_for_version(col.info(), &shared.config.version),
+                    started,
+                ),
                 None => error(404, &not_found_collection(c), started),
             }
         }
         ("PUT", ["collections", c]) => create_collection(shared, c, body, started),
         ("DELETE", ["collections", c]) => {
-            let removed = lock(&shared.state).collections.remove(*c).is_some();
+            let mut st = lock(&shared.state);
+            let removed = st.collections.remove(*c).is_some();
+            crate::aliases::drop_collection(&mut st.aliases, c);
             ok(json!(removed), started)
         }
         ("GET", ["collections", c, "exists"]) => {
@@ -311,32 +324,6 @@ pub(crate) fn handle<'s>(
         }
         ("PUT", ["collections", c, "index"]) => {
             create_index(shared, req, c, body, started, flags.index_never_applied)
-        }
-        ("PUT", ["collections", c, "points"]) => update_points(shared, req, c, body, started, true),
-        ("POST", ["collections", c, "points", "scroll"]) => {
-            let body = match read_json(body, true) {
-                Ok(body) => body,
-                Err(msg) => return error(400, &msg, started),
-            };
-            match lock(&shared.state).collections.get(*c) {
-                Some(col) => match crate::points::scroll(col, &body) {
-                    Ok(page) => ok(page, started),
-                    Err(msg) => error(400, &msg, started),
-                },
-                None => error(404, &not_found_collection(c), started),
-            }
-        }
-        ("POST", ["collections", c, "points", "delete"]) => {
-            update_points(shared, req, c, body, started, false)
-        }
-        ("POST", ["collections", c, "points", "count"]) => {
-            if let Err(msg) = read_json(body, true) {
-                return error(400, &msg, started);
-            }
-            match lock(&shared.state).collections.get(*c) {
-                Some(col) => ok(json!({"count": col.points.len()}), started),
-                None => error(404, &not_found_collection(c), started),
-            }
         }
         ("POST", ["collections", c, "snapshots"]) => {
             let mut result = create_snapshot(shared, c, flags.wrong_checksum);
@@ -584,80 +571,6 @@ pub(crate) fn create_index(
             if let Some(col) = st.collections.get_mut(c) {
                 col.schema.insert(parsed.field_name, schema);
             }
-        }
-    }
-    let result = update_result(&mut st, req);
-    ok(result, t)
-}
-
-/// Point ids of an upsert (`{"points":[{"id":1}…]}` or `{"batch":{"ids":[…]}}`) or a delete
-/// (`{"points":[1,2]}`) body.
-pub(crate) fn point_ids(body: &Value) -> Result<Vec<u64>, String> {
-    let items: Vec<&Value> = match (body.get("points"), body.get("batch")) {
-        (Some(Value::Array(points)), _) => points.iter().collect(),
-        (_, Some(batch)) => batch["ids"].as_array().into_iter().flatten().collect(),
-        _ => {
-            return Err(
-                "Bad request: qdrant-double understands only `points` (or `batch.ids`) lists"
-                    .into(),
-            );
-        }
-    };
-    items
-        .into_iter()
-        .map(|p| {
-            let id = p.get("id").unwrap_or(p);
-            id.as_u64().ok_or_else(|| {
-                format!(
-                    "Bad request: qdrant-double supports unsigned integer point ids only, got {id}"
-                )
-            })
-        })
-        .collect()
-}
-
-fn update_points(
-    shared: &Shared,
-    req: &Request,
-    c: &str,
-    body: &mut BodyReader<'_>,
-    t: Instant,
-    upsert: bool,
-) -> Response {
-    let parsed = match read_json(body, false) {
-        Ok(parsed) => parsed,
-        Err(msg) => return error(400, &msg, t),
-    };
-    // An upsert of points with vectors keeps them (scroll answers them back).
-    let with_vectors = upsert
-        && parsed["points"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(|p| p.get("vector").is_some()) || p.is_empty());
-    if with_vectors {
-        let mut st = lock(&shared.state);
-        let Some(col) = st.collections.get_mut(c) else {
-            return error(404, &not_found_collection(c), t);
-        };
-        if let Err(msg) = crate::points::upsert(col, &parsed) {
-            return error(400, &msg, t);
-        }
-        let result = update_result(&mut st, req);
-        return ok(result, t);
-    }
-    let ids = match point_ids(&parsed) {
-        Ok(ids) => ids,
-        Err(msg) => return error(400, &msg, t),
-    };
-    let mut st = lock(&shared.state);
-    let Some(col) = st.collections.get_mut(c) else {
-        return error(404, &not_found_collection(c), t);
-    };
-    for id in ids {
-        if upsert {
-            col.points.insert(id);
-        } else {
-            col.points.remove(&id);
-            col.records.remove(&id);
         }
     }
     let result = update_result(&mut st, req);
@@ -1236,6 +1149,7 @@ fn recover_unmeasured(
                 ));
             }
             existing.points.clear();
+            existing.records.clear();
             if fail_after_clear {
                 return Err((
                     500,
@@ -1243,6 +1157,8 @@ fn recover_unmeasured(
                 ));
             }
             existing.points = parsed.points;
+            existing.records = parsed.records;
+            existing.elsewhere.clear();
             existing.empty_fields = parsed.empty_fields;
         }
         None => {
@@ -1254,7 +1170,7 @@ fn recover_unmeasured(
                     points: parsed.points,
                     empty_fields: parsed.empty_fields,
                     elsewhere: Default::default(),
-                    records: Default::default(),
+                    records: parsed.records,
                 },
             );
         }

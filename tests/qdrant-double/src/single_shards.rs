@@ -177,19 +177,19 @@ pub(crate) fn upload_shard_snapshot<'s>(
     let id = shard as u32;
     if let Some((takes, answer)) = flags.slow_recovery.clone() {
         let collection = c.to_string();
-        let points = parsed.points;
+        let (points, records) = (parsed.points, parsed.records);
         let recover: routes::ShardRecovery<'s> =
             Box::new(
                 move || match lock(&shared.state).collections.get_mut(&collection) {
                     Some(col) if fail_after_clear => {
-                        col.replace_shard(id, Default::default());
+                        col.replace_shard(id, Default::default(), Default::default());
                         Err((
                             500,
                             "Service internal error: recovery failed (injected)".to_string(),
                         ))
                     }
                     Some(col) => {
-                        col.replace_shard(id, points);
+                        col.replace_shard(id, points, records);
                         Ok(())
                     }
                     None => Err((404, not_found_collection(&collection))),
@@ -215,7 +215,7 @@ pub(crate) fn upload_shard_snapshot<'s>(
     let running = routes::RecoveryGuard::new(shared, c);
     let recovered = match lock(&shared.state).collections.get_mut(c) {
         Some(col) if fail_after_clear => {
-            col.replace_shard(id, Default::default());
+            col.replace_shard(id, Default::default(), Default::default());
             Err((
                 500,
                 format!(
@@ -224,7 +224,7 @@ pub(crate) fn upload_shard_snapshot<'s>(
             ))
         }
         Some(col) => {
-            col.replace_shard(id, parsed.points);
+            col.replace_shard(id, parsed.points, parsed.records);
             Ok(())
         }
         None => Err((404, not_found_collection(c))),

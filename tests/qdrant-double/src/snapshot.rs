@@ -11,7 +11,29 @@ use sha2::{Digest, Sha256};
 
 use crate::state::{Collection, config_for_snapshot};
 
-/// Where the double keeps a snapshot's point ids inside the archive.
+/// The points entry of a shard holding `ids`, with the records of those that have one.
+pub fn points_entry(
+    ids: &BTreeSet<u64>,
+    empty_fields: &BTreeSet<String>,
+    records: &BTreeMap<u64, Value>,
+) -> Value {
+    let kept: Vec<&Value> = ids.iter().filter_map(|id| records.get(id)).collect();
+    json!({"ids": ids, "fields_without_values": empty_fields, "records": kept})
+}
+
+/// The records of a points entry, by the number their ids are kept under.
+pub fn records_of_entry(entry: &Value) -> BTreeMap<u64, Value> {
+    entry["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| crate::points::key_of(&r["id"]).ok().map(|k| (k, r.clone())))
+        .collect()
+}
+
+/// Where the double keeps a snapshot's points inside the archive: `{"ids": [...],
+/// "fields_without_values": [...], "records": [{"id", "vector", "payload"}...]}` (older
+/// archives: no `records`, or a bare id list).
 pub const POINTS_ENTRY: &str = "segments/double-points.json";
 /// Where the filler goes.
 pub const FILLER_ENTRY: &str = "segments/double-filler.bin";
@@ -139,7 +161,7 @@ pub fn write_snapshot(
             br#"{"type":"ReplicaSet"}"#,
         )?;
         if shard == 0 {
-            let points = json!({"ids": col.points, "fields_without_values": col.empty_fields});
+            let points = points_entry(&col.points, &col.empty_fields, &col.records);
             append_bytes(
                 &mut b,
                 &format!("{shard}/{POINTS_ENTRY}"),
@@ -189,6 +211,8 @@ pub struct ParsedSnapshot {
     pub points: BTreeSet<u64>,
     /// Indexed fields no point has a value for.
     pub empty_fields: BTreeSet<String>,
+    /// The points' records (vectors and payloads), where the archive has them.
+    pub records: BTreeMap<u64, Value>,
 }
 
 pub const MALFORMED: &str =
@@ -203,6 +227,7 @@ pub fn read_snapshot(path: &Path) -> Result<ParsedSnapshot, String> {
     let mut schema = BTreeMap::new();
     let mut points = BTreeSet::new();
     let mut empty_fields = BTreeSet::new();
+    let mut records = BTreeMap::new();
     let malformed = |_| MALFORMED.to_string();
     for entry in archive.entries().map_err(malformed)? {
         let mut entry = entry.map_err(malformed)?;
@@ -228,6 +253,7 @@ pub fn read_snapshot(path: &Path) -> Result<ParsedSnapshot, String> {
         } else if name.ends_with(POINTS_ENTRY) {
             // `{"ids": [...], "fields_without_values": [...]}`, or a bare id array.
             let v = read_json(&mut entry)?;
+            records.extend(records_of_entry(&v));
             let ids = v.get("ids").unwrap_or(&v);
             points.extend(
                 ids.as_array()
@@ -251,6 +277,7 @@ pub fn read_snapshot(path: &Path) -> Result<ParsedSnapshot, String> {
         schema,
         points,
         empty_fields,
+        records,
     })
 }
 

@@ -20,9 +20,9 @@ pub struct Collection {
     /// Single-node mode: the shard of each point that came in through a shard snapshot upload
     /// into a shard other than 0; every other point is in shard 0.
     pub elsewhere: BTreeMap<u64, u32>,
-    /// Points written by an upsert: the point as sent (id, vector, payload), by the number its
-    /// id is kept under ([`crate::points`]). Snapshots carry ids only: a collection recovered
-    /// from one has none.
+    /// Points written by an upsert: the point as stored (id, vector, payload), by the number
+    /// its id is kept under ([`crate::points`]). Snapshots carry them; a point without one
+    /// (seeded) has made-up vectors and payload.
     pub records: BTreeMap<u64, Value>,
 }
 
@@ -38,6 +38,8 @@ pub struct State {
     /// reports as `snapshot_*{id="c"}` (the real server's `SnapshotTelemetryCollector`, which
     /// also outlives a deleted collection).
     pub snapshot_telemetry: BTreeMap<String, SnapshotTelemetry>,
+    /// Alias name → collection name.
+    pub aliases: BTreeMap<String, String>,
     /// Payload indexes requested with `wait=false` and still being built (`index_create_delay`):
     /// (collection, field, schema, ready at).
     pub pending_indexes: Vec<(String, String, Value, std::time::Instant)>,
@@ -71,6 +73,31 @@ impl State {
         self.next_operation_id += 1;
         id
     }
+}
+
+/// Whether the server is older than 1.17 (`Config::version`), whose answers differ a little:
+/// no `update_queue` in a collection's info, no `prevent_unoptimized` optimizer setting, and
+/// a vector dimension error that does not name the vector.
+pub fn before_1_17(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) < (1, 17)
+}
+
+/// A `CollectionInfo` as a server of `version` shows it.
+pub fn info_for_version(mut info: Value, version: &str) -> Value {
+    if before_1_17(version)
+        && let Value::Object(m) = &mut info
+    {
+        m.remove("update_queue");
+        if let Some(Value::Object(opt)) = m
+            .get_mut("config")
+            .and_then(|c| c.get_mut("optimizer_config"))
+        {
+            opt.remove("prevent_unoptimized");
+        }
+    }
+    info
 }
 
 pub fn default_hnsw() -> Value {
@@ -417,7 +444,7 @@ impl Collection {
 
     /// Single-node mode: shard `id` recovered from a snapshot holding `points`: its old
     /// points go, these come in as its own (as a real shard recovery replaces the shard).
-    pub fn replace_shard(&mut self, id: u32, points: BTreeSet<u64>) {
+    pub fn replace_shard(&mut self, id: u32, points: BTreeSet<u64>, records: BTreeMap<u64, Value>) {
         for old in self.shard_points(id) {
             self.points.remove(&old);
             self.elsewhere.remove(&old);
@@ -426,6 +453,9 @@ impl Collection {
         for point in points {
             // A point id another shard holds too would be two points in Qdrant; here one.
             self.points.insert(point);
+            if let Some(record) = records.get(&point) {
+                self.records.insert(point, record.clone());
+            }
             match id {
                 0 => self.elsewhere.remove(&point),
                 _ => self.elsewhere.insert(point, id),

@@ -77,6 +77,10 @@ pub(crate) fn as_cluster(col: &Collection, id: u32, peer: u64) -> ClusterCollect
         col.empty_fields.clone(),
     );
     let points = col.shard_points(id);
+    out.records = points
+        .iter()
+        .filter_map(|p| col.records.get(p).map(|r| (*p, r.clone())))
+        .collect();
     out.shards.insert(
         id,
         Shard {

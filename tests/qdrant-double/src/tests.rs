@@ -1552,7 +1552,8 @@ fn scroll_and_upsert_answer_as_the_real_server_does() {
         .clone();
     assert_eq!(last["id"], "19c3756f-402f-4856-b279-517ecd223cf2");
     assert_eq!(last["payload"], json!({"k": 1}));
-    assert_eq!(last["vector"], json!([1, 0, 0, 0]));
+    // Stored as 32-bit floats, as the real server answers them.
+    assert_eq!(last["vector"], json!([1.0, 0.0, 0.0, 0.0]));
     let empty = client.json(
         "PUT",
         "/collections/plain/points?wait=true",
@@ -1561,3 +1562,6 @@ fn scroll_and_upsert_answer_as_the_real_server_does() {
     assert_eq!(empty.status, 400);
     assert!(empty.text().contains("Empty update request"));
 }
+
+#[path = "points_tests.rs"]
+mod points_tests;
