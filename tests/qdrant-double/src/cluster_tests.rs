@@ -1132,3 +1132,6 @@ fn an_older_cluster_has_no_streamed_shard_snapshot() {
         "Not found: no route for GET /collections/discussions/shards/0/snapshot"
     );
 }
+
+#[path = "cluster_points_tests.rs"]
+mod cluster_points_tests;
