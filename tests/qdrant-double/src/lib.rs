@@ -1,13 +1,15 @@
 //! A small, stateful, Qdrant-compatible HTTP server for aimem's tests and benchmarks.
 //!
 //! It speaks the subset of the Qdrant 1.18.3 REST API a backup tool uses (collections, payload
-//! indexes, point counts, collection snapshots: create/list/download/delete/upload/recover,
+//! indexes, points with their vectors and payloads: scroll, count, retrieve, upsert and delete,
+//! with filters; aliases; collection snapshots: create/list/download/delete/upload/recover,
 //! the streamed shard snapshot `GET /collections/{c}/shards/{id}/snapshot` (chunked, nothing
 //! stored; off with [`Config::no_streamed_shard_snapshot`]), and the snapshot gauges of
 //! `GET /metrics`),
 //! with the status codes, JSON shapes and error bodies of the real exchanges captured in
-//! `tests/fixtures/qdrant/`. Snapshots are real uncompressed tar files on disk. Faults can be
-//! injected per request (see [`Fault`]).
+//! `tests/fixtures/qdrant/`; with [`Config::v1_16_3`] it answers as 1.16.3 where that differs
+//! (`tests/fixtures/qdrant-1.16.3/`). Snapshots are real uncompressed tar files on disk that
+//! carry the points' records. Faults can be injected per request (see [`Fault`]).
 //!
 //! ```no_run
 //! use qdrant_double::{Config, Double};

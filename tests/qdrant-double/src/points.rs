@@ -511,12 +511,14 @@ fn dense(params: &Value, name: &str, value: &Value, version: &str) -> Result<Val
 }
 
 /// Qdrant's cosine preprocessing: divided by its length unless already (nearly) unit length.
+/// The check sums in 64 bits, so that a vector read back from the double (already
+/// normalized) is never changed again by rounding, however long it is.
 fn cosine_normalized(values: Vec<f32>) -> Vec<f32> {
-    let squared: f32 = values.iter().map(|x| x * x).sum();
-    if squared < f32::EPSILON || (squared - 1.0).abs() <= 1.0e-6 {
+    let exact: f64 = values.iter().map(|x| f64::from(*x) * f64::from(*x)).sum();
+    if exact < f64::from(f32::EPSILON) || (exact - 1.0).abs() <= 1.0e-6 {
         return values;
     }
-    let length = squared.sqrt();
+    let length = (values.iter().map(|x| x * x).sum::<f32>()).sqrt();
     values.into_iter().map(|x| x / length).collect()
 }
 
@@ -584,22 +586,30 @@ fn made_up(config: &Value, key: u64) -> Map<String, Value> {
     let dense = |name: &str, config: &Value| -> (String, Value) {
         let size = config["size"].as_u64().unwrap_or(4);
         let whole = config["datatype"] == "uint8";
-        let one = |k: u64| -> Value {
-            let step = (key.wrapping_mul(31).wrapping_add(k * 7)) % 16;
-            match whole {
-                true => json!(step as f64),
-                false => json!(step as f64 / 16.0),
-            }
+        // Cosine vectors as the server keeps them: normalized, so that they upsert back equal.
+        let cosine = config["distance"] == "Cosine" && !whole;
+        let row = |shift: u64| -> Value {
+            let values: Vec<f32> = (0..size)
+                .map(|k| {
+                    let step = (key.wrapping_mul(31).wrapping_add((k + shift) * 7)) % 16;
+                    match whole {
+                        true => step as f32,
+                        false => step as f32 / 16.0,
+                    }
+                })
+                .collect();
+            let values = match cosine {
+                true => cosine_normalized(values),
+                false => values,
+            };
+            Value::Array(values.into_iter().map(f32_json).collect())
         };
         let vector = match config
             .get("multivector_config")
             .is_some_and(|m| !m.is_null())
         {
-            true => json!([
-                (0..size).map(one).collect::<Vec<_>>(),
-                (0..size).map(|k| one(k + 1)).collect::<Vec<_>>()
-            ]),
-            false => json!((0..size).map(one).collect::<Vec<_>>()),
+            true => json!([row(0), row(1)]),
+            false => row(0),
         };
         (name.to_string(), vector)
     };
