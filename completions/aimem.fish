@@ -47,6 +47,8 @@ complete -c aimem -n "__fish_aimem_using_subcommand backup" -l request-timeout -
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s o -l output -d 'Folder that holds the backups; each backup is a dated folder inside it' -r -f -a "(__fish_complete_directories)"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l collection -d 'Back up only this collection (repeatable). It must exist on the server' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l retry -d 'Re-attempt a failed snapshot transfer N times: a stored snapshot\'s download resumes where it broke, a streamed shard snapshot starts again from its first byte' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l format -d 'What to back up of each collection: `snapshot`, Qdrant\'s own snapshots (restorable into the same Qdrant version or the next minor one, in the same shard layout), or `logical`, its points in Parquet files with its definition (restorable into any Qdrant from 1.16 on and any shard layout, readable without aimem; docs/logical-format.md)' -r -f -a "snapshot\t''
+logical\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l version -d 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r -f -a "(__fish_complete_directories)"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
@@ -71,6 +73,9 @@ complete -c aimem -n "__fish_aimem_using_subcommand restore" -l request-timeout 
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l collection -d 'Restore only this collection of the backup' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l target-name -d 'Restore the collection into this name instead, leaving the original untouched' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l filter -d 'Merge into the live collection only the backed-up points that match this Qdrant filter (JSON, Qdrant\'s syntax), as they were at backup time; nothing else of the collection changes. Needs --collection; with --dry-run, says how many points would be merged' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l shard-number -d 'Logical backups: the number of shards of each collection created [default: as recorded]. A snapshot backup\'s layout cannot change' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l replication-factor -d 'Logical backups: the replicas of each shard of each collection created on a cluster [default: as recorded, at most one per peer]' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r -f -a "(__fish_complete_directories)"
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l upload-timeout -d 'Seconds an upload may stall; one that keeps moving is never cut off' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l recovery-timeout -d 'Seconds Qdrant may take to recover one collection: the wait for an upload\'s answer, and after an upload whose outcome is unknown, the wait for Qdrant to finish before rolling back; in a cluster, also each wait for every replica to settle (before the uploads, before the checks after them, and the same in a rollback)' -r -f
@@ -83,6 +88,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand restore" -l restore-config -
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l dry-run -d 'Check everything and print the plan; change nothing'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l skip-checksum-verify -d 'Do not verify CHECKSUMS.sha256 before uploading (config files are still verified)'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l allow-version-skew -d 'Restore even when the server\'s Qdrant is older, or over one minor newer, than the backup\'s'
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l allow-unknown-settings -d 'Logical backups: restore even when the server does not know a setting the backup recorded (it is left out, with a warning)'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l json -d 'Print one JSON document on stdout: the plan and what each collection ended as (shape in the README, "JSON output")'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
@@ -91,7 +97,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand restore" -s h -l help -d 'Pr
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c aimem -n "__fish_aimem_using_subcommand verify" -l no-deep -d 'Check files only: do not read each snapshot\'s schema from inside its archive'
+complete -c aimem -n "__fish_aimem_using_subcommand verify" -l no-deep -d 'Check files only: do not read each snapshot\'s schema from inside its archive, nor decode a logical backup\'s points files'
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -l json -d 'Print one JSON document on stdout (shape in the README, "JSON output")'
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'

@@ -403,3 +403,36 @@ mod tests {
         assert!(err.contains("`../x`") && err.contains('/'), "{err}");
     }
 }
+
+/// The prefix of the temporary collections a selective restore loads a backup into.
+pub const TEMPORARY_PREFIX: &str = "aimem-merge-";
+
+/// True for a name aimem gives a temporary collection: [`TEMPORARY_PREFIX`] then 1 to 64
+/// lowercase letters, digits and `-`. Only such a collection is ever deleted from a journal.
+pub fn is_temporary_collection(name: &str) -> bool {
+    name.strip_prefix(TEMPORARY_PREFIX).is_some_and(|rest| {
+        (1..=64).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    })
+}
+
+#[cfg(test)]
+mod temporary_tests {
+    use super::*;
+
+    #[test]
+    fn only_aimems_temporary_names_count_as_temporary() {
+        assert!(is_temporary_collection("aimem-merge-20261207-ab12cd"));
+        for other in [
+            "aimem-merge-",
+            "memories",
+            "aimem-merge-../x",
+            "aimem-merge-UPPER",
+            "x-aimem-merge-1",
+        ] {
+            assert!(!is_temporary_collection(other), "{other}");
+        }
+    }
+}

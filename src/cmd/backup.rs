@@ -68,6 +68,13 @@ pub struct BackupArgs {
     #[arg(long)]
     pub no_stream: bool,
 
+    /// What to back up of each collection: `snapshot`, Qdrant's own snapshots (restorable into
+    /// the same Qdrant version or the next minor one, in the same shard layout), or `logical`,
+    /// its points in Parquet files with its definition (restorable into any Qdrant from 1.16 on and
+    /// any shard layout, readable without aimem; docs/logical-format.md).
+    #[arg(long, value_enum, default_value_t = FormatArg::Snapshot, value_name = "FORMAT")]
+    pub format: FormatArg,
+
     /// The AI Memory version to record [default: <install>/version.txt, else "unknown"].
     #[arg(long = "version", value_name = "V", value_hint = clap::ValueHint::Other)]
     pub ai_memory_version: Option<String>,
@@ -118,6 +125,22 @@ pub struct BackupArgs {
     pub jobs: u8,
 }
 
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    Snapshot,
+    Logical,
+}
+
+impl From<FormatArg> for backup::Format {
+    fn from(format: FormatArg) -> backup::Format {
+        match format {
+            FormatArg::Snapshot => backup::Format::Snapshot,
+            FormatArg::Logical => backup::Format::Logical,
+        }
+    }
+}
+
 /// `--json`: what the run made, filled in as it goes (a failed run shows how far it got).
 #[derive(Debug, Default, Serialize)]
 struct BackupReport {
@@ -148,8 +171,11 @@ struct CollectionReport {
     snapshot: String,
     /// False when the server refused to delete it (it is then still on the server).
     server_snapshot_deleted: bool,
-    /// `streamed` (each shard's snapshot streamed, nothing stored on the server) or `stored`.
+    /// `streamed` (each shard's snapshot streamed, nothing stored on the server), `stored`,
+    /// or `exported` (a logical backup's points).
     method: &'static str,
+    /// `snapshot` or `logical`.
+    format: &'static str,
     /// From the first schema read to the deleted server snapshot.
     seconds: f64,
 }
@@ -165,6 +191,10 @@ impl From<CollectionDone> for CollectionReport {
             snapshot: done.snapshot,
             server_snapshot_deleted: done.server_snapshot_deleted,
             method: done.method.name(),
+            format: match done.method {
+                crate::engine::backup::take::Method::Exported => "logical",
+                _ => "snapshot",
+            },
             seconds: done.seconds,
         }
     }
@@ -281,6 +311,7 @@ fn back_up(
             retry: args.retry,
             include_logs: args.include_logs,
             stream: !args.no_stream,
+            format: args.format.into(),
         },
         progress: report,
     };

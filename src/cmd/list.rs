@@ -40,6 +40,8 @@ struct Row {
     date: Option<String>,
     ai_memory_version: Option<String>,
     qdrant_version: Option<String>,
+    /// `snapshot`, `logical` (docs/logical-format.md) or `mixed`; null when unreadable.
+    format: Option<&'static str>,
     collections: Vec<String>,
     records: Option<u64>,
     size_bytes: u64,
@@ -217,6 +219,7 @@ fn row(repo: &dyn Repo, listed: &Listed, verify: bool) -> Row {
         }),
         ai_memory_version: summary.map(|s| s.ai_memory_version.clone()),
         qdrant_version: summary.and_then(|s| s.qdrant_version.clone()),
+        format: summary.map(|s| s.format),
         collections: summary.map(|s| s.collections.clone()).unwrap_or_default(),
         records: summary.map(|s| s.records),
         size_bytes: listed.size_bytes,
@@ -233,6 +236,7 @@ fn print_table(rows: &[Row], verify: bool) {
         "DATE",
         "AI MEMORY",
         "QDRANT",
+        "FORMAT",
         "COLLECTIONS",
         "RECORDS",
         "SIZE",
@@ -256,6 +260,7 @@ fn print_table(rows: &[Row], verify: bool) {
                 .map_or_else(dash, |d| d.get(..19).unwrap_or(d).replace('T', " ")),
             r.ai_memory_version.clone().unwrap_or_else(dash),
             r.qdrant_version.clone().unwrap_or_else(dash),
+            r.format.map_or_else(dash, str::to_string),
             if r.collections.is_empty() {
                 dash()
             } else {

@@ -24,7 +24,8 @@ pub struct VerifyArgs {
     #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath, add = crate::complete::backup_folder())]
     pub backup: Utf8PathBuf,
 
-    /// Check files only: do not read each snapshot's schema from inside its archive.
+    /// Check files only: do not read each snapshot's schema from inside its archive, nor
+    /// decode a logical backup's points files.
     #[arg(long)]
     pub no_deep: bool,
 
@@ -94,7 +95,7 @@ fn report(audit: &Audit, args: &VerifyArgs, ui: &Ui) -> Outcome {
         let deep = if args.no_deep {
             ""
         } else {
-            ", snapshot schemas compared with the manifest"
+            ", snapshot schemas and points files compared with the manifest"
         };
         let legacy = if audit.legacy { " (legacy backup)" } else { "" };
         output::line(&if audit.ok() && !audit.notices.is_empty() {

@@ -119,7 +119,9 @@ pub fn of_backup(entry: &CollectionEntry, manifest: &Manifest) -> Option<Layout>
                 placement: Some(placement),
             })
         }
-        CollectionBackup::Shards(_) | CollectionBackup::Snapshot { .. } => entry
+        CollectionBackup::Shards(_)
+        | CollectionBackup::Snapshot { .. }
+        | CollectionBackup::Points(_) => entry
             .schema
             .as_ref()
             .map(|schema| from_params(schema.get("params"))),

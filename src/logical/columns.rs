@@ -91,6 +91,47 @@ impl Columns {
         Ok(Columns(columns))
     }
 
+    /// The columns of a collection whose `config.params` (as `GET /collections/{c}` answers
+    /// it) is `params`: its dense and multi vectors (the unnamed one, or the named ones in
+    /// name order), then its sparse vectors in name order.
+    pub fn of_params(params: &serde_json::Value) -> Result<Columns, LogicalError> {
+        use serde_json::Value;
+        let kind = |vector: &Value| match vector.get("multivector_config") {
+            Some(config) if !config.is_null() => VectorKind::Multi,
+            _ => VectorKind::Dense,
+        };
+        let mut vectors = Vec::new();
+        match params.get("vectors") {
+            // One unnamed vector: `{size, distance, …}`.
+            Some(unnamed) if unnamed.get("size").is_some_and(Value::is_u64) => {
+                vectors.push((String::new(), kind(unnamed)));
+            }
+            Some(Value::Object(named)) => {
+                for (name, vector) in named {
+                    vectors.push((name.clone(), kind(vector)));
+                }
+            }
+            None | Some(Value::Null) => {}
+            Some(_) => {
+                return Err(LogicalError::Format(
+                    "the collection's `vectors` is neither one vector nor named ones".into(),
+                ));
+            }
+        }
+        match params.get("sparse_vectors") {
+            Some(Value::Object(sparse)) => {
+                vectors.extend(sparse.keys().map(|n| (n.clone(), VectorKind::Sparse)))
+            }
+            None | Some(Value::Null) => {}
+            Some(_) => {
+                return Err(LogicalError::Format(
+                    "the collection's `sparse_vectors` is not a map of names".into(),
+                ));
+            }
+        }
+        Columns::new(&vectors)
+    }
+
     /// The Parquet schema of a file with these vector columns.
     pub fn schema(&self) -> Result<TypePtr, LogicalError> {
         use parquet::basic::{LogicalType, Repetition, Type as Physical};
@@ -206,5 +247,32 @@ mod tests {
             .is_err()
         );
         columns.schema().unwrap();
+    }
+
+    #[test]
+    fn a_collections_params_give_its_vector_columns() {
+        let named = serde_json::json!({
+            "vectors": {"text": {"size": 4, "distance": "Dot"},
+                        "colbert": {"size": 2, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}},
+            "sparse_vectors": {"bm25": {"modifier": "idf"}}
+        });
+        let kinds: Vec<(String, VectorKind)> = Columns::of_params(&named)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|c| (c.name, c.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("colbert".to_string(), VectorKind::Multi),
+                ("text".to_string(), VectorKind::Dense),
+                ("bm25".to_string(), VectorKind::Sparse)
+            ]
+        );
+        let unnamed = serde_json::json!({"vectors": {"size": 768, "distance": "Cosine"}});
+        assert_eq!(Columns::of_params(&unnamed).unwrap().0[0].column, "vector");
+        let sparse_only = serde_json::json!({"vectors": {}, "sparse_vectors": {"s": {}}});
+        assert_eq!(Columns::of_params(&sparse_only).unwrap().0.len(), 1);
     }
 }

@@ -19,6 +19,11 @@ const MAX_VECTORS_JSON: usize = 64 * 1024;
 /// rows): a crafted file must not make the reader decode megabytes of metadata.
 const MAX_FOOTER: u64 = 1024 * 1024;
 
+/// The most bytes one column chunk may hold decompressed: a row group of 2,048 points with a
+/// 4,096-d vector is 32 MiB, so this leaves room for any real collection and stops a crafted
+/// footer from sizing a read after what it claims.
+const MAX_COLUMN_CHUNK: i64 = 512 * 1024 * 1024;
+
 /// An opened logical backup file.
 pub struct PointsReader {
     file: SerializedFileReader<File>,
@@ -29,7 +34,9 @@ impl PointsReader {
     /// Opens `file` and checks its footer and schema.
     pub fn open(file: File) -> Result<PointsReader, LogicalError> {
         check_footer_size(&file)?;
+        let length = i64::try_from(file.metadata()?.len()).unwrap_or(i64::MAX);
         let file = SerializedFileReader::new(file)?;
+        check_chunk_sizes(&file, length)?;
         let meta = file.metadata().file_metadata();
         let footer = |key: &str| {
             meta.key_value_metadata()
@@ -120,6 +127,28 @@ fn check_footer_size(file: &File) -> Result<(), LogicalError> {
         return Err(LogicalError::Format(format!(
             "its Parquet footer says it is {footer} bytes, more than the {MAX_FOOTER} aimem reads"
         )));
+    }
+    Ok(())
+}
+
+/// Every column chunk lies within the file and holds at most [`MAX_COLUMN_CHUNK`] bytes
+/// decompressed, as the footer says: checked before any is read.
+fn check_chunk_sizes(file: &SerializedFileReader<File>, length: i64) -> Result<(), LogicalError> {
+    for group in file.metadata().row_groups() {
+        for chunk in group.columns() {
+            let (start, size) = chunk.byte_range();
+            let end = start.checked_add(size);
+            let inside = end.is_some_and(|end| i64::try_from(end).is_ok_and(|end| end <= length));
+            if !inside
+                || chunk.compressed_size() < 0
+                || !(0..=MAX_COLUMN_CHUNK).contains(&chunk.uncompressed_size())
+            {
+                return Err(LogicalError::Format(format!(
+                    "its footer gives column {} a size or place that does not fit the file",
+                    chunk.column_path()
+                )));
+            }
+        }
     }
     Ok(())
 }

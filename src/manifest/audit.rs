@@ -51,8 +51,11 @@ pub enum Kind {
     SizeMismatch,
     /// A snapshot is not a whole, readable collection snapshot.
     SnapshotDamaged,
-    /// A snapshot's own schema differs from the manifest's fingerprint.
+    /// A snapshot's own schema differs from the manifest's fingerprint (a logical backup's
+    /// points file: its columns differ from the recorded definition's vectors).
     SchemaMismatch,
+    /// A logical backup's points file is not a whole, readable one of the rows recorded.
+    PointsDamaged,
     /// A cluster backup's shard list, placement or a shard file's own state disagrees with
     /// the manifest (see [`super::shard_audit`]).
     PlacementMismatch,
@@ -350,6 +353,15 @@ impl<'a> Auditor<'a> {
                 .extend(shard_audit::stray_files(self.dir, name, entry));
             self.information
                 .extend(shard_audit::records_note(name, entry));
+            if let CollectionBackup::Points(record) = &entry.backup
+                && let Some(finding) = super::points_audit::rows_against_records(
+                    name,
+                    record,
+                    (entry.records, entry.records_max.unwrap_or(entry.records)),
+                )
+            {
+                self.findings.push(finding);
+            }
             for (file, size_bytes, sha256) in snapshot_files(entry) {
                 self.check_snapshot_file(name, entry, &file, size_bytes, sha256.as_deref(), listed);
             }
@@ -459,7 +471,20 @@ impl<'a> Auditor<'a> {
         file: &str,
         listed_file: bool,
     ) {
-        if matches!(entry.backup, CollectionBackup::Shards(_)) {
+        if let CollectionBackup::Points(record) = &entry.backup {
+            let index = record.files.iter().position(|f| f.file == file);
+            if let Some(finding) = index.and_then(|index| {
+                super::points_audit::deep_check_points_file(
+                    name,
+                    record,
+                    index,
+                    self.dir,
+                    listed_file,
+                )
+            }) {
+                self.findings.push(finding);
+            }
+        } else if matches!(entry.backup, CollectionBackup::Shards(_)) {
             if let Some(finding) =
                 shard_audit::deep_check_shard(name, entry, self.dir, file, listed_file)
             {
@@ -661,8 +686,8 @@ fn walk_files(base: &Utf8Path, dir: &Utf8Path, out: &mut Vec<String>) -> std::io
     Ok(())
 }
 
-/// The snapshot files a collection entry names, with their recorded size and SHA-256: its one
-/// `qdrant/<snapshot_file>`, or a cluster backup's shard files.
+/// The files a collection entry names, with their recorded size and SHA-256: its one
+/// `qdrant/<snapshot_file>`, a backup of shards' shard files, or a logical backup's points.
 fn snapshot_files(entry: &super::CollectionEntry) -> Vec<(String, u64, Option<String>)> {
     match &entry.backup {
         CollectionBackup::Shards(cluster) => cluster
@@ -675,5 +700,10 @@ fn snapshot_files(entry: &super::CollectionEntry) -> Vec<(String, u64, Option<St
             entry.size_bytes,
             entry.sha256.clone(),
         )],
+        CollectionBackup::Points(points) => points
+            .files
+            .iter()
+            .map(|f| (f.file.clone(), f.size_bytes, Some(f.sha256.clone())))
+            .collect(),
     }
 }

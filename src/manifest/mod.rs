@@ -8,6 +8,8 @@ pub mod cluster;
 pub mod confined;
 pub mod layout;
 pub mod legacy;
+pub mod points;
+pub mod points_audit;
 pub mod retention;
 pub mod shard_audit;
 pub mod snapshot_archive;
@@ -91,6 +93,19 @@ pub enum CollectionBackup {
     Snapshot { file: String },
     /// A cluster backup's shard files and the collection's shard layout (`cluster`).
     Shards(cluster::CollectionCluster),
+    /// A logical backup: the collection's points in Parquet files and its definition
+    /// (`points`, see [`points`]).
+    Points(points::PointsRecord),
+}
+
+impl CollectionBackup {
+    /// `snapshot` or `logical`: the backup format, as `list` and `--json` name it.
+    pub fn format(&self) -> &'static str {
+        match self {
+            CollectionBackup::Snapshot { .. } | CollectionBackup::Shards(_) => "snapshot",
+            CollectionBackup::Points(_) => "logical",
+        }
+    }
 }
 
 /// `manifest.json` as spelled, before each entry's backup is decided: [`Manifest::parse`]
@@ -145,6 +160,8 @@ struct RawEntry {
     schema_digest: Option<String>,
     #[serde(default)]
     cluster: Option<cluster::CollectionCluster>,
+    #[serde(default)]
+    points: Option<points::PointsRecord>,
 }
 
 /// A collection entry as written, in the order aimem has always written it: `snapshot_file`
@@ -166,13 +183,16 @@ struct EntryFields<'a> {
     schema_digest: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster: Option<&'a cluster::CollectionCluster>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    points: Option<&'a points::PointsRecord>,
 }
 
 impl Serialize for CollectionEntry {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let (snapshot_file, cluster) = match &self.backup {
-            CollectionBackup::Snapshot { file } => (file.as_str(), None),
-            CollectionBackup::Shards(cluster) => ("", Some(cluster)),
+        let (snapshot_file, cluster, points) = match &self.backup {
+            CollectionBackup::Snapshot { file } => (file.as_str(), None, None),
+            CollectionBackup::Shards(cluster) => ("", Some(cluster), None),
+            CollectionBackup::Points(points) => ("", None, Some(points)),
         };
         EntryFields {
             name: &self.name,
@@ -184,6 +204,7 @@ impl Serialize for CollectionEntry {
             sha256: self.sha256.as_deref(),
             schema_digest: self.schema_digest.as_deref(),
             cluster,
+            points,
         }
         .serialize(serializer)
     }
@@ -193,9 +214,10 @@ impl From<RawEntry> for CollectionEntry {
     /// Once checked ([`RawManifest::inconsistency`]): an entry with a `cluster` record has no
     /// snapshot file.
     fn from(raw: RawEntry) -> CollectionEntry {
-        let backup = match raw.cluster {
-            Some(cluster) => CollectionBackup::Shards(cluster),
-            None => CollectionBackup::Snapshot {
+        let backup = match (raw.cluster, raw.points) {
+            (Some(cluster), _) => CollectionBackup::Shards(cluster),
+            (None, Some(points)) => CollectionBackup::Points(points),
+            (None, None) => CollectionBackup::Snapshot {
                 file: raw.snapshot_file,
             },
         };
@@ -558,7 +580,10 @@ impl RawManifest {
             if let Some(problem) = entry.cluster_problem() {
                 return Some(problem);
             }
-            if entry.cluster.is_some() {
+            if let Some(problem) = entry.points_problem() {
+                return Some(problem);
+            }
+            if entry.cluster.is_some() || entry.points.is_some() {
                 continue;
             }
             if !files.insert(entry.snapshot_file.as_str()) {
@@ -586,7 +611,7 @@ impl RawManifest {
             if let Err(e) = SafeName::new(&entry.name) {
                 return Some((format!("{at}.name"), e));
             }
-            if entry.cluster.is_some() {
+            if entry.cluster.is_some() || entry.points.is_some() {
                 continue;
             }
             if let Err(e) = SafeName::new(&entry.snapshot_file) {

@@ -408,7 +408,7 @@ pub fn name_shards(findings: &mut [Finding], manifest: &Manifest) {
         .iter()
         .filter_map(|(name, entry)| match &entry.backup {
             CollectionBackup::Shards(cluster) => Some((name, cluster)),
-            CollectionBackup::Snapshot { .. } => None,
+            CollectionBackup::Snapshot { .. } | CollectionBackup::Points(_) => None,
         })
         .flat_map(|(name, cluster)| {
             cluster

@@ -19,6 +19,9 @@ struct AliasList {
 #[derive(Deserialize)]
 struct Alias {
     alias_name: String,
+    /// In `GET /aliases`' answer: the collection it points at.
+    #[serde(default)]
+    collection_name: String,
 }
 
 impl Client {
@@ -31,6 +34,19 @@ impl Client {
             .unwrap_or_default();
         names.sort();
         Ok(names)
+    }
+
+    /// `GET /aliases`: every alias of the server with the collection it points at.
+    pub fn all_aliases(&self) -> Result<Vec<(String, String)>, QdrantError> {
+        let list: Option<AliasList> = self.result(Method::GET, "/aliases", None)?;
+        Ok(list
+            .map(|l| {
+                l.aliases
+                    .into_iter()
+                    .map(|a| (a.alias_name, a.collection_name))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// `POST /collections/aliases`: points `alias` at collection `name`.

@@ -38,6 +38,18 @@ impl Client {
         limit: usize,
         shard_key: Option<&Value>,
     ) -> Result<Page, QdrantError> {
+        self.scroll_where(name, offset, limit, shard_key, None)
+    }
+
+    /// [`Client::scroll`] of the points that match `filter` (Qdrant's filter syntax).
+    pub fn scroll_where(
+        &self,
+        name: &str,
+        offset: Option<&PointId>,
+        limit: usize,
+        shard_key: Option<&Value>,
+        filter: Option<&Value>,
+    ) -> Result<Page, QdrantError> {
         let mut body = serde_json::json!({
             "limit": limit.min(MAX_PAGE),
             "with_vector": true,
@@ -49,6 +61,9 @@ impl Client {
         if let Some(key) = shard_key {
             body["shard_key"] = key.clone();
         }
+        if let Some(filter) = filter {
+            body["filter"] = filter.clone();
+        }
         let path = collection_path(name, "/points/scroll");
         let page: Option<RawPage> = self.result(Method::POST, &path, Some(&body))?;
         let page = page.ok_or_else(|| self.invalid(&path, "no `result`"))?;
@@ -56,6 +71,90 @@ impl Client {
             points: page.points.into_iter().map(RawRecord::into_point).collect(),
             next: page.next_page_offset.map(|id| id.0),
         })
+    }
+
+    /// A page of ids only (no vector, no payload): where each of a scroll's id ranges starts.
+    pub fn scroll_ids(
+        &self,
+        name: &str,
+        offset: Option<&PointId>,
+        limit: usize,
+        shard_key: Option<&Value>,
+    ) -> Result<(Vec<PointId>, Option<PointId>), QdrantError> {
+        let mut body = serde_json::json!({
+            "limit": limit.min(MAX_PAGE),
+            "with_vector": false,
+            "with_payload": false,
+        });
+        if let Some(offset) = offset {
+            body["offset"] = offset.to_json();
+        }
+        if let Some(key) = shard_key {
+            body["shard_key"] = key.clone();
+        }
+        let path = collection_path(name, "/points/scroll");
+        let page: Option<RawPage> = self.result(Method::POST, &path, Some(&body))?;
+        let page = page.ok_or_else(|| self.invalid(&path, "no `result`"))?;
+        Ok((
+            page.points.into_iter().map(|p| p.id.0).collect(),
+            page.next_page_offset.map(|id| id.0),
+        ))
+    }
+
+    /// The exact number of points that match `filter`.
+    pub fn count_exact_where(&self, name: &str, filter: &Value) -> Result<u64, QdrantError> {
+        self.count_at(
+            name,
+            "/points/count",
+            serde_json::json!({ "exact": true, "filter": filter }),
+        )
+    }
+
+    /// `POST /collections/{name}/points`: the points among `ids` that exist, with every vector
+    /// and the payload (and, custom sharding, their shard key).
+    pub fn retrieve(&self, name: &str, ids: &[PointId]) -> Result<Vec<Point>, QdrantError> {
+        let ids: Vec<Value> = ids.iter().map(PointId::to_json).collect();
+        let body = serde_json::json!({ "ids": ids, "with_vector": true, "with_payload": true });
+        let path = collection_path(name, "/points");
+        let records: Option<Records> = self.result(Method::POST, &path, Some(&body))?;
+        let records = records.ok_or_else(|| self.invalid(&path, "no `result`"))?;
+        Ok(records.0.into_iter().map(RawRecord::into_point).collect())
+    }
+
+    /// `POST /collections/{name}/points/delete?wait=true` of the points `ids` (of `shard_key`'s
+    /// shards in a custom-sharded collection, which refuses a delete without a key).
+    pub fn delete_points(
+        &self,
+        name: &str,
+        ids: &[PointId],
+        shard_key: Option<&Value>,
+    ) -> Result<(), QdrantError> {
+        let ids: Vec<Value> = ids.iter().map(PointId::to_json).collect();
+        self.delete(name, serde_json::json!({ "points": ids }), shard_key)
+    }
+
+    /// `POST /collections/{name}/points/delete?wait=true` of every point that matches `filter`
+    /// (`{}` matches every point), of `shard_key`'s shards as for [`Client::delete_points`].
+    pub fn delete_points_where(
+        &self,
+        name: &str,
+        filter: &Value,
+        shard_key: Option<&Value>,
+    ) -> Result<(), QdrantError> {
+        self.delete(name, serde_json::json!({ "filter": filter }), shard_key)
+    }
+
+    fn delete(
+        &self,
+        name: &str,
+        mut body: Value,
+        shard_key: Option<&Value>,
+    ) -> Result<(), QdrantError> {
+        if let Some(key) = shard_key {
+            body["shard_key"] = key.clone();
+        }
+        let path = collection_path(name, "/points/delete?wait=true");
+        self.call(Method::POST, &path, Some(&body))
     }
 
     /// `PUT /collections/{name}/points?wait=…`: writes `points` (all under `shard_key` in a
@@ -149,6 +248,12 @@ struct RawPage {
     #[serde(default)]
     next_page_offset: Option<RawId>,
 }
+
+/// A retrieve's answer: a list of records.
+#[derive(Deserialize)]
+struct Records(
+    #[serde(deserialize_with = "crate::json::at_most::<_, _, MAX_PAGE>")] Vec<RawRecord>,
+);
 
 #[derive(Deserialize)]
 struct RawRecord {

@@ -80,6 +80,8 @@ pub struct Summary {
     pub records: u64,
     /// A cluster backup's peers at backup time and its number of shard files.
     pub cluster: Option<ClusterSummary>,
+    /// `snapshot`, `logical`, or `mixed` when its collections differ.
+    pub format: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -95,6 +97,7 @@ impl Summary {
             qdrant_version: manifest.qdrant_version.clone(),
             collections: manifest.collections.keys().cloned().collect(),
             records: manifest.total_records(),
+            format: format_of(manifest),
             cluster: manifest.cluster.as_ref().map(|record| ClusterSummary {
                 peers: record.peers.len(),
                 shards: manifest
@@ -102,11 +105,21 @@ impl Summary {
                     .values()
                     .map(|c| match &c.backup {
                         CollectionBackup::Shards(cluster) => cluster.shards.len(),
-                        CollectionBackup::Snapshot { .. } => 0,
+                        CollectionBackup::Snapshot { .. } | CollectionBackup::Points(_) => 0,
                     })
                     .sum(),
             }),
         }
+    }
+}
+
+/// What a backup holds of its collections: one format, or `mixed`.
+fn format_of(manifest: &Manifest) -> &'static str {
+    let mut formats = manifest.collections.values().map(|c| c.backup.format());
+    let first = formats.next().unwrap_or("snapshot");
+    match formats.all(|f| f == first) {
+        true => first,
+        false => "mixed",
     }
 }
 

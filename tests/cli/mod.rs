@@ -18,6 +18,7 @@ mod json;
 mod leftovers_review;
 mod legacy;
 mod list;
+mod logical;
 mod manual;
 mod names;
 mod output_errors;

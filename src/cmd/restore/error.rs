@@ -85,6 +85,25 @@ pub(super) enum RestoreError {
         reasons: Vec<Refusal>,
     },
 
+    #[error("--filter is not a Qdrant filter: {reason}")]
+    #[diagnostic(
+        code(aimem::restore::bad_filter),
+        help(
+            "Give a filter in Qdrant's JSON syntax, as one argument, e.g. \
+             --filter '{{\"must\": [{{\"key\": \"group_id\", \"match\": {{\"value\": \"proj-1\"}}}}]}}'"
+        )
+    )]
+    BadFilter { reason: String },
+
+    #[error("--filter merges into one live collection: {reason}")]
+    #[diagnostic(
+        code(aimem::restore::merge_target),
+        help(
+            "Name the collection with --collection NAME (and --target-name for another live name); it must exist on the server."
+        )
+    )]
+    MergeTarget { reason: String },
+
     #[error("the restore would overwrite {what}, and there is no terminal to confirm it")]
     #[diagnostic(
         code(aimem::restore::no_terminal),
@@ -165,9 +184,12 @@ impl ExitStatus for RestoreError {
     fn exit_status(&self) -> Exit {
         use RestoreError as E;
         match self {
-            E::NoBackup(_) | E::UnknownCollection { .. } | E::NoTerminal { .. } | E::Declined => {
-                Exit::InvalidArguments
-            }
+            E::NoBackup(_)
+            | E::UnknownCollection { .. }
+            | E::NoTerminal { .. }
+            | E::Declined
+            | E::BadFilter { .. }
+            | E::MergeTarget { .. } => Exit::InvalidArguments,
             E::Source(e) => e.exit_status(),
             E::Plan(e) => e.exit_status(),
             E::Connect(_) | E::Peers(_) => Exit::ConnectionFailed,

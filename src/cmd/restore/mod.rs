@@ -7,6 +7,7 @@
 //! itself is [`crate::engine::restore`]'s; this module orders it and reports.
 
 mod error;
+mod merge;
 mod rollback;
 mod show;
 
@@ -74,6 +75,32 @@ pub struct RestoreArgs {
     /// Restore even when the server's Qdrant is older, or over one minor newer, than the backup's.
     #[arg(long)]
     pub allow_version_skew: bool,
+
+    /// Merge into the live collection only the backed-up points that match this Qdrant filter
+    /// (JSON, Qdrant's syntax), as they were at backup time; nothing else of the collection
+    /// changes. Needs --collection; with --dry-run, says how many points would be merged.
+    #[arg(
+        long,
+        value_name = "JSON",
+        value_hint = clap::ValueHint::Other,
+        conflicts_with_all = ["restore_config", "shard_number", "replication_factor"]
+    )]
+    pub filter: Option<String>,
+
+    /// Logical backups: the number of shards of each collection created [default: as
+    /// recorded]. A snapshot backup's layout cannot change.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536), value_hint = clap::ValueHint::Other)]
+    pub shard_number: Option<u32>,
+
+    /// Logical backups: the replicas of each shard of each collection created on a cluster
+    /// [default: as recorded, at most one per peer].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024), value_hint = clap::ValueHint::Other)]
+    pub replication_factor: Option<u32>,
+
+    /// Logical backups: restore even when the server does not know a setting the backup
+    /// recorded (it is left out, with a warning).
+    #[arg(long)]
+    pub allow_unknown_settings: bool,
 
     #[command(flatten)]
     pub install: InstallArgs,
@@ -165,6 +192,20 @@ fn restore(
     let targets: Vec<&str> = backup.sources.iter().map(|s| s.target.as_str()).collect();
     let _locks = lock::take(&server.lock_keys, &server.key, &targets, args.dry_run, ui)
         .map_err(RestoreError::Locked)?;
+
+    if let Some(filter) = &args.filter {
+        let recorded = backup.manifest.qdrant_version.clone();
+        let sources = backup.sources;
+        return merge::merge_into(
+            args,
+            (&dir, recorded.as_deref()),
+            &server,
+            sources,
+            filter,
+            (ui, stop),
+            report,
+        );
+    }
 
     // 5. Plan, then show it.
     let Backup {
@@ -259,6 +300,11 @@ fn read_backup(dir: &Utf8Path, args: &RestoreArgs, ui: &Ui) -> Outcome<Backup> {
                 cluster.shards.len()
             ),
             crate::manifest::CollectionBackup::Snapshot { file } => file.clone(),
+            crate::manifest::CollectionBackup::Points(points) => format!(
+                "{}: {} points files (logical)",
+                source.entry.name,
+                points.files.len()
+            ),
         };
         ui.ok(&format!("{shown} ({})", human_size(shards::size(source))));
     }
@@ -345,7 +391,16 @@ fn plan_all(
     report: &mut report::RestoreReport,
 ) -> Outcome<Vec<Planned>> {
     let (mut notes, mut refusals) = (Vec::new(), Vec::new());
-    match version_note(manifest.qdrant_version.as_deref(), &server.version) {
+    // Points restore into any Qdrant from 1.16 on: only snapshots are bound to their version.
+    let snapshots = sources.iter().any(|s| s.points.is_none());
+    let version = match snapshots {
+        true => version_note(manifest.qdrant_version.as_deref(), &server.version),
+        false => Ok(None),
+    };
+    if snapshots && (args.shard_number.is_some() || args.replication_factor.is_some()) {
+        refusals.push(Refusal::SnapshotLayout);
+    }
+    match version {
         Ok(None) => {}
         Ok(Some(note)) => notes.push(note),
         Err(refusal) if args.allow_version_skew => {
@@ -476,6 +531,35 @@ fn act_on(
     stop: &StopFlag,
     report: &mut report::RestoreReport,
 ) -> Outcome {
+    changing(args, dir, server, ui, stop, report, |cx, undo, report| {
+        jobs::restore_collections(cx, plans, undo, &mut report.timings, args.jobs).and_then(|()| {
+            if config_files.is_empty() {
+                Ok(())
+            } else {
+                ui.blank();
+                act::restore_config(cx, config_files, undo)
+            }
+        })
+    })?;
+    report.restored();
+    Ok(())
+}
+
+/// Runs `work`, the part of a restore that changes the server, with every change recorded
+/// first (the journal, the undo log); after a failure (or a signal) rolls everything back.
+fn changing(
+    args: &RestoreArgs,
+    dir: &Utf8Path,
+    server: &Server,
+    ui: &Ui,
+    stop: &StopFlag,
+    report: &mut report::RestoreReport,
+    work: impl FnOnce(
+        &act::Context,
+        &mut Undo,
+        &mut report::RestoreReport,
+    ) -> Result<(), act::StepError>,
+) -> Outcome {
     let client = &server.client;
     let now = crate::localtime::now();
     let stamp = layout::folder_name(now).replace('_', "-");
@@ -498,6 +582,11 @@ fn act_on(
         topology: &server.topology,
         lock_keys: &server.lock_keys,
         settle_limit: seconds(args.recovery_timeout),
+        logical: crate::engine::restore::logical::LogicalOptions {
+            shard_number: args.shard_number,
+            replication_factor: args.replication_factor,
+            allow_unknown_settings: args.allow_unknown_settings,
+        },
     };
     // Before the first change: every object the restore makes on the server is recorded
     // there first, so a killed run leaves the next one what to delete.
@@ -516,15 +605,7 @@ fn act_on(
     // did so up to here: checking, connecting and planning change nothing).
     let _cleanup = stop.cleanup_scope();
     interrupted(stop)?;
-    let result = jobs::restore_collections(&cx, plans, &mut undo, &mut report.timings, args.jobs)
-        .and_then(|()| {
-            if config_files.is_empty() {
-                Ok(())
-            } else {
-                ui.blank();
-                act::restore_config(&cx, config_files, &mut undo)
-            }
-        })
+    let result = work(&cx, &mut undo, report)
         // The last chance to honour a signal: after this the restore is reported done.
         .and_then(|()| match stop.requested() {
             Some(_) => Err(act::StepError::Interrupted),
@@ -549,7 +630,6 @@ fn act_on(
         return Err(failure.into());
     }
     undo.discard_saved(client, ui);
-    report.restored();
     Ok(())
 }
 

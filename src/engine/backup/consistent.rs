@@ -26,6 +26,8 @@ pub enum Scope {
     Collection,
     /// Its shards' snapshots.
     Shards,
+    /// Its points, read by scroll (a logical backup).
+    Points,
 }
 
 impl Scope {
@@ -37,6 +39,11 @@ impl Scope {
             Scope::Shards => format!(
                 "`{name}`: its schema changed while it was snapshotted; taking its shards again"
             ),
+            Scope::Points => {
+                format!(
+                    "`{name}`: its schema changed while its points were read; reading them again"
+                )
+            }
         }
     }
 
@@ -48,6 +55,9 @@ impl Scope {
             Scope::Shards => format!(
                 "`{name}` changed while its shards were snapshotted ({before} → {after} points); taking them again"
             ),
+            Scope::Points => format!(
+                "`{name}` changed while its points were read ({before} → {after} points); reading them again"
+            ),
         }
     }
 
@@ -58,6 +68,9 @@ impl Scope {
             ),
             Scope::Shards => format!(
                 "`{name}` changed while its shards were snapshotted: the backup holds between {low} and {high} points"
+            ),
+            Scope::Points => format!(
+                "`{name}` kept changing while its points were read: the backup holds between {low} and {high} points"
             ),
         }
     }

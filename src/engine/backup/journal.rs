@@ -72,6 +72,12 @@ pub enum Record {
     },
     /// The server refused the creation: nothing to look for.
     Refused { site: Site },
+    /// About to create a temporary collection (a selective restore's staging area, named
+    /// by [`crate::names::is_temporary_collection`]): deleted when the run ends, or by the
+    /// next run against the server when it was killed.
+    TempCollection { collection: String },
+    /// That temporary collection is gone.
+    TempCollectionGone { collection: String },
     /// The server answered with this snapshot's name.
     Created {
         site: Site,
@@ -107,6 +113,12 @@ mod wire {
         },
         Folder {
             path: String,
+        },
+        TempCollection {
+            collection: String,
+        },
+        TempCollectionGone {
+            collection: String,
         },
         Uploading {
             collection: String,
@@ -189,6 +201,10 @@ mod wire {
                     identity,
                 },
                 Line::Folder { path } => Record::Folder { path },
+                Line::TempCollection { collection } => Record::TempCollection { collection },
+                Line::TempCollectionGone { collection } => {
+                    Record::TempCollectionGone { collection }
+                }
                 Line::Uploading {
                     collection,
                     file,
@@ -298,6 +314,10 @@ mod wire {
                     identity,
                 },
                 Record::Folder { path } => Line::Folder { path },
+                Record::TempCollection { collection } => Line::TempCollection { collection },
+                Record::TempCollectionGone { collection } => {
+                    Line::TempCollectionGone { collection }
+                }
                 Record::Uploading {
                     collection,
                     file,
@@ -515,6 +535,8 @@ pub struct Leftover {
     pub identity: Option<String>,
     /// Uploaded copies the server may keep.
     pub uploads: Vec<UploadLeftover>,
+    /// Temporary collections (a selective restore's) the server may keep.
+    pub temp_collections: Vec<String>,
     /// Snapshots created and not deleted.
     pub snapshots: Vec<LeftSnapshot>,
     /// Creations whose answer never came.
@@ -535,6 +557,7 @@ impl Leftover {
             || !self.snapshots.is_empty()
             || !self.unanswered.is_empty()
             || !self.uploads.is_empty()
+            || !self.temp_collections.is_empty()
     }
 
     /// True when the dead run worked against this server (`server` as journals name it, known
@@ -675,9 +698,14 @@ impl Leftover {
                 u.place()
             )
         });
+        let temporary = self
+            .temp_collections
+            .iter()
+            .map(|c| format!("the temporary collection `{}`", clean(c)));
         snapshots
             .into_iter()
             .map(snapshot)
+            .chain(temporary)
             .chain(unanswered.into_iter().map(asked))
             .chain(shard_snapshots.into_iter().map(snapshot))
             .chain(uploads)
@@ -812,6 +840,7 @@ pub(crate) fn read_dead_journal(path: &Utf8Path, staging: &Utf8Path) -> Option<L
         server: None,
         identity: None,
         uploads: Vec::new(),
+        temp_collections: Vec::new(),
         snapshots: Vec::new(),
         unanswered: Vec::new(),
         damaged: None,
@@ -866,6 +895,10 @@ impl Leftover {
                 leftover.identity = identity;
             }
             Record::Folder { path } => leftover.folder = Some(Utf8PathBuf::from(path)),
+            Record::TempCollection { collection } => leftover.temp_collections.push(collection),
+            Record::TempCollectionGone { collection } => {
+                leftover.temp_collections.retain(|c| *c != collection)
+            }
             Record::Uploading {
                 collection,
                 file,
@@ -1087,6 +1120,21 @@ pub(crate) fn delete_server_snapshots(
                 cleanup.retry = true;
                 ui.warn(&format!("could not delete {copy}: {e}"));
             }
+        }
+    }
+    for collection in &leftover.temp_collections {
+        if !crate::names::is_temporary_collection(collection) {
+            cleanup
+                .not_ours
+                .push(format!("the temporary collection `{}`", clean(collection)));
+            continue;
+        }
+        if let Err(e) = client.delete_collection(collection) {
+            cleanup.retry = true;
+            ui.warn(&format!(
+                "could not delete the temporary collection `{}`: {e}",
+                clean(collection)
+            ));
         }
     }
     for asked in unanswered {
@@ -1555,6 +1603,7 @@ mod tests {
             server: Some(server.to_string()),
             identity: identity.map(str::to_string),
             uploads: Vec::new(),
+            temp_collections: Vec::new(),
             snapshots: Vec::new(),
             unanswered: Vec::new(),
             damaged: None,

@@ -12,6 +12,7 @@ mod consistent;
 pub(crate) mod disk;
 pub(crate) mod files;
 pub(crate) mod journal;
+pub(crate) mod logical;
 mod pipeline;
 mod resume;
 pub(crate) mod shards;
@@ -61,6 +62,20 @@ pub struct Options {
     pub include_logs: bool,
     /// Stream each shard's snapshot where the server offers it (not `--no-stream`).
     pub stream: bool,
+    /// Snapshots, or the points themselves (`--format`).
+    pub format: Format,
+}
+
+/// What a backup holds of each collection (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Qdrant's own snapshots: restorable into the same version or the next minor one, in the
+    /// same shard layout.
+    #[default]
+    Snapshot,
+    /// The points in Parquet files and the collection's definition (docs/logical-format.md):
+    /// restorable into any Qdrant from 1.16 on and any layout.
+    Logical,
 }
 
 /// One collection backed up: what the subcommand reports about it.
@@ -281,6 +296,15 @@ pub enum CollectionCause {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Shards(shards::ShardError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Points(logical::ExportError),
+}
+
+impl From<logical::ExportError> for CollectionCause {
+    fn from(e: logical::ExportError) -> CollectionCause {
+        CollectionCause::Points(e)
+    }
 }
 
 impl ExitStatus for BackupError {
@@ -303,6 +327,14 @@ impl ExitStatus for BackupError {
                 source: CollectionCause::Qdrant(QdrantError::LocalWrite(e)),
                 ..
             } if disk::is_out_of_space(e) => Exit::InsufficientSpace,
+            BackupError::Collection {
+                source: CollectionCause::Points(e),
+                ..
+            } if e.is_out_of_space() => Exit::InsufficientSpace,
+            BackupError::Collection {
+                source: CollectionCause::Points(logical::ExportError::Qdrant(e)),
+                ..
+            } if e.is_connection_problem() => Exit::BackupConnectionFailed,
             BackupError::DiskSpace { .. } => Exit::InsufficientSpace,
             // A full disk while writing the backup's files is the disk-space status.
             BackupError::Folder { source, .. } | BackupError::Config { source, .. }
@@ -807,6 +839,12 @@ fn collections_into(
                 sha256: entry.sha256.clone().unwrap_or_default(),
                 path: format!("{SNAPSHOT_DIR}/{file}"),
             }),
+            crate::manifest::CollectionBackup::Points(points) => {
+                files.checksums.extend(points.files.iter().map(|f| Entry {
+                    sha256: f.sha256.clone(),
+                    path: f.file.clone(),
+                }))
+            }
         }
         collections.insert(name, entry);
     }
@@ -918,6 +956,9 @@ fn backup_collection(
     // A single node's collection too is streamed shard by shard where the server offers it;
     // one that does not is taken as one stored snapshot. So is one with custom sharding,
     // whose shards a single node's restore has not been checked to lay out again.
+    if cx.options.format == Format::Logical {
+        return logical::backup_collection(cx, collection, snapshot_dir);
+    }
     let custom_sharding = collection
         .fingerprint
         .as_value()

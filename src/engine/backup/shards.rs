@@ -365,7 +365,9 @@ pub(super) fn backup_collection(
         sha256: String::new(),
         snapshot: match method {
             Method::Streamed => format!("{} streamed shard snapshots", record.shards.len()),
-            Method::Stored => format!("{} shard snapshots", record.shards.len()),
+            Method::Stored | Method::Exported => {
+                format!("{} shard snapshots", record.shards.len())
+            }
         },
         server_snapshot_deleted: true,
         method,

@@ -26,6 +26,9 @@ pub enum Method {
     /// Qdrant builds it and keeps it until it is deleted ([`Stored`]): created (journaled
     /// first, in the site's turn), downloaded (resumable), deleted (journaled).
     Stored,
+    /// No snapshot: the points are read by scroll into Parquet files (`--format logical`,
+    /// see `super::logical`); nothing is made on the server.
+    Exported,
 }
 
 /// Whether this run streams shard snapshots: asked for (not `--no-stream`) and not refused.
@@ -144,6 +147,7 @@ impl Method {
         match self {
             Method::Streamed => "streamed",
             Method::Stored => "stored",
+            Method::Exported => "exported",
         }
     }
 
@@ -152,6 +156,7 @@ impl Method {
         match self {
             Method::Streamed => "snapshot streamed",
             Method::Stored => "snapshot created",
+            Method::Exported => "points exported",
         }
     }
 }

@@ -126,7 +126,11 @@ fn merge(undo: &mut Undo, own: Undo) {
         journal: _,
         unclear,
         unsettled,
+        merged,
     } = own;
+    if merged.is_some() {
+        undo.merged = merged;
+    }
     undo.created.extend(created);
     undo.saved.extend(saved);
     undo.uploads.extend(uploads);

@@ -207,6 +207,37 @@ pub fn record_upload_gone(
     }
 }
 
+/// Records (synced) that temporary collection `collection` is about to be created: a killed
+/// run leaves the next one its name to delete.
+pub fn record_temp_collection(
+    shared: Option<&SharedJournal>,
+    collection: &str,
+) -> std::io::Result<()> {
+    let Some(shared) = shared else {
+        return Ok(());
+    };
+    let mut open = locked(shared);
+    open.journal.record(&Record::TempCollection {
+        collection: collection.to_string(),
+    })?;
+    open.open += 1;
+    Ok(())
+}
+
+/// Records that temporary collection `collection` is deleted (best effort).
+pub fn record_temp_collection_gone(shared: Option<&SharedJournal>, collection: &str) {
+    let Some(shared) = shared else {
+        return;
+    };
+    let mut open = locked(shared);
+    let record = Record::TempCollectionGone {
+        collection: collection.to_string(),
+    };
+    if open.journal.record(&record).is_ok() {
+        open.open = open.open.saturating_sub(1);
+    }
+}
+
 fn locked(shared: &SharedJournal) -> std::sync::MutexGuard<'_, RestoreJournal> {
     shared
         .lock()

@@ -11,6 +11,8 @@ mod indexes;
 pub(crate) mod jobs;
 pub(crate) mod journal;
 pub(crate) mod lock;
+pub(crate) mod logical;
+pub(crate) mod merge;
 pub(crate) mod plan;
 pub(crate) mod recovery;
 mod replica_uploads;

@@ -40,6 +40,9 @@ pub struct Source {
     pub snapshot_fingerprint: Option<Fingerprint>,
     /// A cluster backup's collection: its shard files (then `file` is the first of them).
     pub cluster: Option<std::sync::Arc<super::shards::ClusterSource>>,
+    /// A logical backup's collection: its points files and definition (then `file` is the
+    /// first of them).
+    pub points: Option<std::sync::Arc<super::logical::source::PointsSource>>,
 }
 
 impl Source {
@@ -182,13 +185,27 @@ pub enum Refusal {
         code(aimem::restore::version_skew),
         help(
             "Qdrant restores a snapshot only on the same or the next minor version. Restore on a Qdrant \
-             {source_version} server (or the next minor release), or pass --allow-version-skew to try anyway."
+             {source_version} server (or the next minor release), or pass --allow-version-skew to try anyway. \
+             A backup taken with --format logical restores into any Qdrant from 1.16 on."
         )
     )]
     VersionSkew {
         source_version: String,
         target_version: String,
     },
+
+    #[error(
+        "--shard-number and --replication-factor apply to logical backups only, and this backup holds snapshots"
+    )]
+    #[diagnostic(
+        code(aimem::restore::snapshot_layout),
+        help(
+            "A Qdrant snapshot holds its shards as they were: it restores only into the layout it was \
+             taken in. Re-run without those flags, or take a backup with --format logical, which \
+             restores into any layout."
+        )
+    )]
+    SnapshotLayout,
 
     #[error("`{target}` cannot be restored here: {why}")]
     #[diagnostic(code(aimem::restore::cluster_layout), help("{todo}"))]
@@ -255,7 +272,7 @@ fn by_schema(client: &Client, source: Source) -> Result<Planned, PlanError> {
         let action = match source.fingerprint {
             // Created from the fingerprint it would have no shard keys, so no shard would take
             // the snapshot's points (qdrant#10135): refuse before anything is done.
-            Some(_) if custom_sharding && source.cluster.is_none() => {
+            Some(_) if custom_sharding && source.cluster.is_none() && source.points.is_none() => {
                 Action::Refuse(Refusal::CustomShardingAbsent {
                     target: target.clone(),
                 })
@@ -277,9 +294,12 @@ fn by_schema(client: &Client, source: Source) -> Result<Planned, PlanError> {
         return Ok(plan_without_fingerprint(source, target, live, points));
     };
     let differences = fingerprint::diff(backup, &live);
+    // A logical backup's points go into any layout.
+    let logical = source.points.is_some();
     let blocking: Vec<String> = differences
         .iter()
         .filter(|d| d.severity == Severity::Blocking)
+        .filter(|d| !(logical && super::logical::is_layout(&d.path)))
         .map(|d| format!("  {}", d.describe("backup", "live")))
         .collect();
     if !blocking.is_empty() {
@@ -340,8 +360,10 @@ fn plan_without_fingerprint(
         let action = Action::Refuse(Refusal::LegacySnapshotMismatch {
             snapshot_file: match &source.entry.backup {
                 crate::manifest::CollectionBackup::Snapshot { file } => file.clone(),
-                // A cluster backup records its schema: it is never planned without one.
-                crate::manifest::CollectionBackup::Shards(_) => String::new(),
+                // Backups of shards and logical ones record their schema: they are never
+                // planned without one.
+                crate::manifest::CollectionBackup::Shards(_)
+                | crate::manifest::CollectionBackup::Points(_) => String::new(),
             },
             target,
             differences: blocking.join("\n"),
@@ -376,7 +398,11 @@ pub fn shard_aware(topology: &Topology, source: &Source) -> bool {
 /// Refuses, before anything changes, what the layouts do not allow.
 fn check_layout(client: &Client, topology: &Topology, planned: &mut Planned) {
     let source = &planned.source;
-    if !shard_aware(topology, source) || matches!(planned.action, Action::Refuse(_)) {
+    // A logical backup's points go into any layout.
+    if !shard_aware(topology, source)
+        || source.points.is_some()
+        || matches!(planned.action, Action::Refuse(_))
+    {
         return;
     }
     let target = source.target.to_string();
@@ -515,6 +541,14 @@ pub fn recorded_shard_number(source: &Source) -> u64 {
 /// One line for the plan: how the collection is laid out where it goes.
 pub fn describe_layout(topology: &Topology, source: &Source) -> Option<String> {
     let peers = topology.peers().len();
+    if source.points.is_some() {
+        return topology.is_cluster().then(|| {
+            format!(
+                "{}: its points loaded through the cluster, which places them in its shards",
+                source.target
+            )
+        });
+    }
     match (&source.cluster, topology.is_cluster()) {
         (Some(c), true) => Some(format!(
             "{}: {} shards ({} sharding{}) × replication {} over {peers} peers; every replica recovered from its shard's file on the peer holding it",

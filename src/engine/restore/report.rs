@@ -27,6 +27,9 @@ pub struct RestoreReport {
     pub config_skipped: Vec<SkippedReport>,
     /// Null unless a failure after the first change led to a rollback.
     pub rollback: Option<Rollback>,
+    /// `--filter` only: what the selective merge did (or, a dry run, would do).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge: Option<super::merge::MergeReport>,
     pub seconds: f64,
     /// Seconds per restored collection (by target), as the restore finishes each.
     #[serde(skip)]

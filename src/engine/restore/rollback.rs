@@ -150,6 +150,8 @@ pub struct Undo {
     /// The journal of the pre-restore server snapshots and uploaded copies, in the user's
     /// state folder (see `journal.rs`), shared by the parallel workers' logs.
     pub journal: Option<super::journal::SharedJournal>,
+    /// A selective merge that began writing into a live collection: what puts it back.
+    pub merged: Option<super::merge::MergeUndo>,
 }
 
 /// A rollback step that failed.
@@ -207,6 +209,24 @@ impl Undo {
             .collect();
         self.uploads.retain(|(c, _)| !unsettled.contains(c));
         self.put_back_config(&mut out);
+        if let Some(merged) = self.merged.take() {
+            match merged.put_back(client) {
+                Ok(()) => {
+                    out.done.push(format!(
+                        "`{}`: the merge undone (its overwritten points written back from {}, the added ones deleted)",
+                        merged.collection, merged.saved
+                    ));
+                    out.rolled_back.push(merged.collection.clone());
+                }
+                Err(why) => out.failed.push(Unrestored {
+                    what: format!(
+                        "undoing the merge into `{}` (its overwritten points are saved in {})",
+                        merged.collection, merged.saved
+                    ),
+                    why,
+                }),
+            }
+        }
         // Uploaded copies first: once a collection is deleted its snapshot folder is out of reach.
         self.delete_uploads(client, ui);
         self.uploads = kept_uploads;

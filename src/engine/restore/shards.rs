@@ -83,8 +83,9 @@ pub fn open(
 
 /// The bytes a source uploads.
 pub fn size(source: &Source) -> u64 {
-    match &source.cluster {
-        Some(cluster) => cluster.size(),
-        None => source.file.metadata().map_or(0, |m| m.len()),
+    match (&source.cluster, &source.points) {
+        (Some(cluster), _) => cluster.size(),
+        (None, Some(points)) => points.size(),
+        (None, None) => source.file.metadata().map_or(0, |m| m.len()),
     }
 }

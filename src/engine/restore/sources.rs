@@ -200,6 +200,9 @@ fn verify_checksums(
         let paths = match &entry.backup {
             CollectionBackup::Shards(cluster) => shards::shard_paths(&entry.name, cluster),
             CollectionBackup::Snapshot { file } => vec![snapshot_path(file)],
+            CollectionBackup::Points(points) => {
+                super::logical::source::points_paths(&entry.name, points)
+            }
         };
         for path in paths {
             if !entries.iter().any(|e| e.path == path) {
@@ -262,6 +265,7 @@ pub fn sources(
             CollectionBackup::Shards(cluster) => {
                 cluster_source(dir, entry, cluster, options, listed)
             }
+            CollectionBackup::Points(points) => points_source(dir, entry, points, options, listed),
             CollectionBackup::Snapshot { file } => {
                 let opened = snapshot_source(dir, entry, file, options, listed)?;
                 if opened.fingerprint.is_none() {
@@ -339,6 +343,7 @@ fn snapshot_source(
         fingerprint,
         snapshot_fingerprint: None,
         cluster: None,
+        points: None,
     })
 }
 
@@ -413,6 +418,67 @@ fn cluster_source(
         fingerprint: Some(fingerprint),
         snapshot_fingerprint: None,
         cluster: Some(std::sync::Arc::new(opened)),
+        points: None,
+    })
+}
+
+/// A logical backup's collection: every points file opened (none through a link), its schema
+/// and target. `file` is its first points file.
+fn points_source(
+    dir: &Utf8Path,
+    entry: &CollectionEntry,
+    record: &crate::manifest::points::PointsRecord,
+    options: SourceOptions,
+    listed: Option<&[Entry]>,
+) -> Result<Source, SourceError> {
+    for relative in super::logical::source::points_paths(&entry.name, record) {
+        if let Some(link) = symlink_in(dir, &relative) {
+            return Err(SourceError::Link {
+                what: format!("a points file of `{}`", entry.name),
+                path: link,
+            });
+        }
+    }
+    let opened = super::logical::source::open(dir, &entry.name, record, listed).map_err(
+        |(path, source)| match source.kind() {
+            std::io::ErrorKind::NotFound => SourceError::SnapshotMissing {
+                collection: entry.name.clone(),
+                path,
+            },
+            _ => SourceError::SnapshotUnreadable {
+                collection: entry.name.clone(),
+                source,
+            },
+        },
+    )?;
+    let missing = || SourceError::SnapshotMissing {
+        collection: entry.name.clone(),
+        path: dir.join(SNAPSHOT_DIR).join(&entry.name),
+    };
+    let first = opened.files.first().ok_or_else(missing)?;
+    let file = first
+        .file
+        .try_clone()
+        .map_err(|source| SourceError::SnapshotUnreadable {
+            collection: entry.name.clone(),
+            source,
+        })?;
+    let Some(schema) = &entry.schema else {
+        return Err(SourceError::NoClusterSchema {
+            collection: entry.name.clone(),
+        });
+    };
+    let fingerprint = recorded_schema(entry, schema)?;
+    Ok(Source {
+        entry: entry.clone(),
+        target: target(entry, options)?,
+        snapshot: dir.join(SNAPSHOT_DIR).join(&entry.name),
+        file: std::sync::Arc::new(file),
+        verified_sha256: None,
+        fingerprint: Some(fingerprint),
+        snapshot_fingerprint: None,
+        cluster: None,
+        points: Some(std::sync::Arc::new(opened)),
     })
 }
 

@@ -15,7 +15,7 @@
 //! ([`super::rollback`]).
 
 mod create;
-mod placement;
+pub(super) mod placement;
 mod save;
 mod upload;
 
@@ -52,8 +52,11 @@ pub struct Context<'a> {
     pub topology: &'a crate::engine::peers::Topology,
     /// The names the server goes by in snapshot turns (a backup's creations take them too).
     pub lock_keys: &'a crate::engine::peers::LockKeys,
-    /// How long a cluster restore waits for every replica to turn Active (--recovery-timeout).
+    /// How long a cluster restore waits for every replica to turn Active (--recovery-timeout),
+    /// and a logical one for its points to be applied and the collection to turn green.
     pub settle_limit: std::time::Duration,
+    /// How a logical backup is laid out and created.
+    pub logical: super::logical::LogicalOptions,
 }
 
 /// A step that failed; the restore is rolled back after it.
@@ -136,6 +139,31 @@ pub enum StepError {
         )
     )]
     Journal { source: std::io::Error },
+
+    #[error("this server does not know settings `{collection}` was backed up with: {settings}")]
+    #[diagnostic(
+        code(aimem::restore::unknown_settings),
+        help(
+            "The backup comes from a Qdrant that has settings this one lacks, and Qdrant would drop them \
+             without a word. Restore into a Qdrant as recent as the backup's, or re-run with \
+             --allow-unknown-settings to restore without them."
+        )
+    )]
+    UnknownSettings {
+        collection: String,
+        settings: String,
+    },
+
+    #[error("loading the points of `{collection}` from {file} failed: {detail}")]
+    #[diagnostic(
+        code(aimem::restore::points),
+        help("Run `aimem verify` on the backup; if it passes, check the disk the backup is on.")
+    )]
+    Load {
+        collection: String,
+        file: String,
+        detail: String,
+    },
 
     #[error("stopped by a signal")]
     #[diagnostic(code(aimem::interrupted))]
@@ -279,6 +307,9 @@ pub(super) fn restore_one(
     let started = std::time::Instant::now();
     go_on()?;
     let source = &planned.source;
+    if let Some(points) = &source.points {
+        return super::logical::restore_one(cx, planned, points, undo, go_on, named);
+    }
     let target = source.target.as_str();
     let by_shard = shard_aware(cx.topology, source);
     let created = match &planned.action {
@@ -330,6 +361,18 @@ pub(super) fn restore_one(
         source.entry.records
     ));
     Ok(Some(started.elapsed().as_secs_f64()))
+}
+
+/// Saves an existing collection before it is overwritten (a snapshot of it, or on a cluster a
+/// copy of each shard), recorded in `undo`.
+pub(super) fn save_existing(
+    cx: &Context,
+    source: &Source,
+    live: &crate::fingerprint::Fingerprint,
+    points: u64,
+    undo: &mut Undo,
+) -> Result<(), StepError> {
+    save::save(cx, source, live, points, undo)
 }
 
 /// The restored collection must have the backup's schema and exactly its record count.

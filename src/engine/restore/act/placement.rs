@@ -74,6 +74,31 @@ pub(super) fn wait_settled(
     settled.map(|s| s.placement).map_err(step_error(target))
 }
 
+/// On a cluster, waits (bounded by `--recovery-timeout`) until every peer agrees and every
+/// replica of a collection this run created is Active, whatever its shards: points written
+/// into a replica that still initializes may be lost when it turns Active (see
+/// [`super::super::replicas`]). A single node has nothing to wait for.
+pub(in crate::engine::restore) fn wait_created_settled(
+    cx: &Context,
+    target: &str,
+) -> Result<(), StepError> {
+    if !cx.topology.is_cluster() {
+        return Ok(());
+    }
+    let nodes = nodes_of(cx.topology);
+    let spinner = cx.ui.spinner(&format!(
+        "waiting for every replica of {target} to be Active"
+    ));
+    let deadline = Instant::now() + cx.settle_limit;
+    let settle = Settle {
+        shards: None,
+        dead_is_enough: false,
+    };
+    let settled = replicas::wait_settled(&nodes, target, deadline, cx.stop, settle);
+    spinner.finish_and_clear();
+    settled.map(|_| ()).map_err(step_error(target))
+}
+
 /// The restored collection has the backup's schema ([`check_schema`]), and every replica of it
 /// holds what the backup holds ([`replicas::settle_and_verify`]), checked again after a quiet
 /// moment.

@@ -1,0 +1,474 @@
+//! `backup --format logical`: a collection's points exported by scroll into Parquet files
+//! (docs/logical-format.md), with the definition that recreates the collection anywhere.
+//!
+//! The export is taken like a snapshot, inside [`consistent`]: count and schema before and
+//! after, taken again when points were written meanwhile (a scroll is no point-in-time view).
+//! It runs in several id ranges at once, each its own file (`points-<n>.parquet`): an ids-only
+//! scroll first finds where each range starts, then each range is read by one thread while
+//! another encodes and writes the page before (one page in flight per range), so fetching,
+//! decoding, encoding and writing overlap and memory stays bounded by the pages and one row
+//! group per range, whatever the collection's size. A custom-sharded collection is read one
+//! shard key at a time instead, so that every row carries its key.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::Instant;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use miette::Diagnostic;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::consistent::{self, Consistent};
+use super::take::Method;
+use super::{Backed, CollectionDone, Context, Planned, collection_error, stopped};
+use crate::logical::LogicalError;
+use crate::logical::columns::Columns;
+use crate::logical::point::{Point, PointId};
+use crate::logical::write::PointsWriter;
+use crate::manifest::CollectionEntry;
+use crate::manifest::cluster::ShardKey;
+use crate::manifest::layout::create_private_dir;
+use crate::manifest::points::{
+    Definition, PointsFile, PointsRecord, points_file, points_file_name,
+};
+use crate::qdrant::{Client, QdrantError};
+
+/// Points per scroll page: large enough that a request's overhead is small next to its
+/// vectors, small enough that a few pages per range stay a few MiB.
+pub const PAGE: usize = 512;
+/// Id ranges read at once per collection (fewer for a small one).
+pub const RANGES: usize = 4;
+/// Ids per page of the ids-only scroll that finds where the ranges start.
+const ID_PAGE: usize = 10_000;
+
+/// Why a collection's points could not be exported.
+#[derive(Debug, Error, Diagnostic)]
+pub enum ExportError {
+    #[error("{0}")]
+    #[diagnostic(transparent)]
+    Qdrant(QdrantError),
+    #[error("writing {path} failed: {source}")]
+    #[diagnostic(help(
+        "Check the backup root's disk (space, permissions) and run the backup again."
+    ))]
+    Write {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
+    #[error("encoding {path} failed: {source}")]
+    #[diagnostic(help(
+        "The server answered points aimem cannot write as its logical format: run with -v and report it."
+    ))]
+    Encode {
+        path: Utf8PathBuf,
+        source: LogicalError,
+    },
+    #[error("the collection's definition cannot be exported: {0}")]
+    #[diagnostic(help(
+        "aimem's logical format takes dense, sparse and multi vectors; back this collection up with --format snapshot."
+    ))]
+    Definition(LogicalError),
+    #[error("the export stopped: a signal arrived")]
+    Stopped,
+}
+
+impl ExportError {
+    /// A full disk under the backup root.
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self, ExportError::Write { source, .. } if super::disk::is_out_of_space(source))
+    }
+}
+
+/// One range of the export: the points from `start` (the first without) up to, not including,
+/// `end` (to the last without), of `shard_key`'s shards when the collection is custom-sharded.
+#[derive(Debug, Clone)]
+struct Range {
+    start: Option<PointId>,
+    end: Option<PointId>,
+    shard_key: Option<Value>,
+}
+
+/// Backs up `collection`'s points into `snapshot_dir/<name>/points-<n>.parquet`; returns its
+/// manifest entry and what `--json` says about it.
+pub(super) fn backup_collection(
+    cx: &Context,
+    collection: &Planned,
+    snapshot_dir: &Utf8Path,
+) -> Backed<(CollectionEntry, CollectionDone)> {
+    let name = &collection.name;
+    let started = Instant::now();
+    let folder = snapshot_dir.join(name.as_str());
+    create_private_dir(&folder).map_err(|source| {
+        collection_error(
+            name,
+            ExportError::Write {
+                path: folder.clone(),
+                source,
+            },
+        )
+    })?;
+    let info = cx
+        .client
+        .collection_info(name)
+        .map_err(|e| collection_error(name, e))?;
+    let config = info.get("config").cloned().unwrap_or(Value::Null);
+    let params = config.get("params").cloned().unwrap_or(Value::Null);
+    let columns = Columns::of_params(&params)
+        .map_err(|e| collection_error(name, ExportError::Definition(e)))?;
+    let custom = params.get("sharding_method").and_then(Value::as_str) == Some("custom");
+    let shard_keys: Vec<ShardKey> = match custom {
+        true => cx
+            .client
+            .shard_keys(name)
+            .map_err(|e| collection_error(name, e))?,
+        false => Vec::new(),
+    };
+    let Consistent {
+        taken: files,
+        records,
+        records_max,
+        key_records,
+        schema,
+    } = consistent::consistent(
+        cx,
+        name,
+        &shard_keys,
+        consistent::Scope::Points,
+        || {
+            export(cx, name, &folder, &columns, &shard_keys).map_err(|e| match e {
+                ExportError::Stopped => super::stopped(cx.stop)
+                    .err()
+                    .unwrap_or_else(|| collection_error(name, ExportError::Stopped)),
+                e => collection_error(name, e),
+            })
+        },
+        |files| remove(&folder, &files),
+    )?;
+    let aliases = cx
+        .client
+        .aliases_of(name)
+        .map_err(|e| collection_error(name, e))?;
+    let size: u64 = files.iter().map(|f| f.size_bytes).sum();
+    let record = PointsRecord {
+        format: crate::logical::FORMAT_VERSION,
+        files,
+        definition: Definition {
+            config,
+            payload_schema: schema
+                .as_value()
+                .get("payload_schema")
+                .cloned()
+                .unwrap_or_default(),
+            aliases,
+            shard_keys: shard_keys.clone(),
+            key_records,
+        },
+    };
+    let report = CollectionDone {
+        name: name.to_string(),
+        records,
+        records_max,
+        size,
+        sha256: String::new(),
+        snapshot: String::new(),
+        server_snapshot_deleted: true,
+        method: Method::Exported,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let entry = CollectionEntry {
+        name: name.to_string(),
+        records,
+        records_max,
+        backup: crate::manifest::CollectionBackup::Points(record),
+        size_bytes: size,
+        schema: Some(schema.as_value().clone()),
+        sha256: None,
+        schema_digest: Some(schema.digest()),
+    };
+    Ok((entry, report))
+}
+
+/// Deletes an attempt's files (it is taken again).
+fn remove(folder: &Utf8Path, files: &[PointsFile]) {
+    for index in 0..files.len() {
+        let _ = std::fs::remove_file(folder.join(points_file_name(index)));
+    }
+}
+
+/// One attempt: every range exported at once, each into its own file.
+fn export(
+    cx: &Context,
+    name: &crate::names::SafeName,
+    folder: &Utf8Path,
+    columns: &Columns,
+    shard_keys: &[ShardKey],
+) -> Result<Vec<PointsFile>, ExportError> {
+    let ranges = match shard_keys.is_empty() {
+        true => id_ranges(cx.client, name, cx.stop)?,
+        false => shard_keys
+            .iter()
+            .map(|key| Range {
+                start: None,
+                end: None,
+                shard_key: Some(key.to_value()),
+            })
+            .collect(),
+    };
+    let results: Vec<Result<PointsFile, ExportError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = ranges
+            .iter()
+            .enumerate()
+            .map(|(index, range)| {
+                let path = folder.join(points_file_name(index));
+                let relative = points_file(name, index);
+                scope.spawn(move || {
+                    export_range(cx, name, range, columns, &path).map(|written| PointsFile {
+                        file: relative,
+                        size_bytes: written.size,
+                        rows: written.rows,
+                        sha256: written.sha256,
+                    })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or(Err(ExportError::Stopped)))
+            .collect()
+    });
+    let mut files = Vec::with_capacity(results.len());
+    let mut failure = None;
+    for result in results {
+        match result {
+            Ok(file) => files.push(file),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    match failure {
+        Some(e) => {
+            for index in 0..ranges.len() {
+                let _ = std::fs::remove_file(folder.join(points_file_name(index)));
+            }
+            Err(e)
+        }
+        None => Ok(files),
+    }
+}
+
+/// Where each of up to [`RANGES`] id ranges starts, from an ids-only scroll: ranges of about
+/// equal counts (a collection smaller than two pages is one range).
+fn id_ranges(
+    client: &Client,
+    name: &str,
+    stop: &crate::signals::StopFlag,
+) -> Result<Vec<Range>, ExportError> {
+    let count = client.count_exact(name).map_err(ExportError::Qdrant)?;
+    let ways = match count < (2 * PAGE) as u64 {
+        true => 1,
+        false => RANGES,
+    };
+    let per_range = count.div_ceil(ways as u64).max(1);
+    let mut starts: Vec<Option<PointId>> = vec![None];
+    let mut seen = 0u64;
+    let mut offset: Option<PointId> = None;
+    while ways > 1 && starts.len() < ways {
+        if stop.requested().is_some() {
+            return Err(ExportError::Stopped);
+        }
+        let (ids, next) = client
+            .scroll_ids(name, offset.as_ref(), ID_PAGE, None)
+            .map_err(ExportError::Qdrant)?;
+        for id in ids {
+            if seen > 0 && seen % per_range == 0 && starts.len() < ways {
+                starts.push(Some(id));
+            }
+            seen += 1;
+        }
+        match next {
+            Some(next) => offset = Some(next),
+            None => break,
+        }
+    }
+    let ends = starts.iter().skip(1).cloned().chain([None]);
+    Ok(starts
+        .iter()
+        .cloned()
+        .zip(ends)
+        .map(|(start, end)| Range {
+            start,
+            end,
+            shard_key: None,
+        })
+        .collect())
+}
+
+/// What one range's file holds.
+struct Written {
+    rows: u64,
+    size: u64,
+    sha256: String,
+}
+
+/// Reads `range` page by page on this thread's helper while this thread encodes and writes
+/// the page before into `path`.
+fn export_range(
+    cx: &Context,
+    name: &str,
+    range: &Range,
+    columns: &Columns,
+    path: &Utf8Path,
+) -> Result<Written, ExportError> {
+    let write_error = |source| ExportError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let file = crate::manifest::layout::private_file(path).map_err(write_error)?;
+    let out = HashingFile::new(file);
+    let failed = out.failed.clone();
+    // A write error is the disk's (a full disk has its own exit status), whatever the Parquet
+    // writer made of it; any other is the encoding's.
+    let encode_error =
+        |source: LogicalError| match failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            Some(source) => ExportError::Write {
+                path: path.to_owned(),
+                source,
+            },
+            None => ExportError::Encode {
+                path: path.to_owned(),
+                source,
+            },
+        };
+    let mut writer = PointsWriter::new(out, columns.clone()).map_err(encode_error)?;
+    std::thread::scope(|scope| -> Result<Written, ExportError> {
+        // One page in flight: the reader fetches the next while this thread writes this one.
+        let (pages, arriving) = mpsc::sync_channel::<Result<Vec<Point>, ExportError>>(1);
+        scope.spawn(move || read_range(cx, name, range, pages));
+        for page in arriving {
+            let page = page?;
+            for point in &page {
+                writer.push(point).map_err(encode_error)?;
+            }
+        }
+        let (rows, out) = writer.finish().map_err(encode_error)?;
+        let (file, sha256, size) = out.finish().map_err(write_error)?;
+        file.sync_all().map_err(write_error)?;
+        Ok(Written { rows, size, sha256 })
+    })
+}
+
+/// Scrolls `range` and sends its pages (a custom-sharded collection's points with their key);
+/// ends at the range's end, the collection's end, a failure, or when the writer is gone.
+fn read_range(
+    cx: &Context,
+    name: &str,
+    range: &Range,
+    pages: mpsc::SyncSender<Result<Vec<Point>, ExportError>>,
+) {
+    let mut offset = range.start.clone();
+    loop {
+        if stopped(cx.stop).is_err() {
+            let _ = pages.send(Err(ExportError::Stopped));
+            return;
+        }
+        let page = match cx
+            .client
+            .scroll(name, offset.as_ref(), PAGE, range.shard_key.as_ref())
+        {
+            Ok(page) => page,
+            Err(e) => {
+                let _ = pages.send(Err(ExportError::Qdrant(e)));
+                return;
+            }
+        };
+        let mut points = page.points;
+        // Ids come in Qdrant's order (integers, then UUIDs), which `PointId` orders alike.
+        let reached_end = match &range.end {
+            Some(end) => {
+                let before = points.iter().take_while(|p| p.id < *end).count();
+                let reached = before < points.len();
+                points.truncate(before);
+                reached
+            }
+            None => false,
+        };
+        if let Some(key) = &range.shard_key {
+            for point in points.iter_mut().filter(|p| p.shard_key.is_none()) {
+                point.shard_key = Some(key.clone());
+            }
+        }
+        if !points.is_empty() && pages.send(Ok(points)).is_err() {
+            return;
+        }
+        match (reached_end, page.next) {
+            (false, Some(next)) if range.end.as_ref().is_none_or(|end| next < *end) => {
+                offset = Some(next)
+            }
+            _ => return,
+        }
+    }
+}
+
+/// A file written through a SHA-256 of its bytes, keeping the first write error (the Parquet
+/// writer's own error hides whether the disk was full).
+struct HashingFile {
+    file: std::fs::File,
+    hasher: Sha256,
+    size: u64,
+    failed: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl HashingFile {
+    fn new(file: std::fs::File) -> HashingFile {
+        HashingFile {
+            file,
+            hasher: Sha256::new(),
+            size: 0,
+            failed: Arc::default(),
+        }
+    }
+
+    /// The file, its SHA-256 in hex and its size; the first write error, if any.
+    fn finish(mut self) -> std::io::Result<(std::fs::File, String, u64)> {
+        if let Some(e) = self
+            .failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            return Err(e);
+        }
+        self.file.flush()?;
+        let digest = self.hasher.finalize();
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Ok((self.file, hex, self.size))
+    }
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.file.write(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.size += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let kind = e.kind();
+                let message = e.to_string();
+                self.failed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(e);
+                Err(std::io::Error::new(kind, message))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}

@@ -1,0 +1,721 @@
+//! `backup --format logical` and its restore (docs/logical-format.md): every vector and id
+//! kind round-trips exactly, across Qdrant versions and layouts; `restore --filter` merges
+//! one group's points back from either format; a signal rolls a logical restore back exactly;
+//! an independent reader (pyarrow) reads the files as written.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use qdrant_double::{Cluster, Config, Double, Fault, FaultKind};
+use serde_json::{Value, json};
+
+use super::support::{KEY, TestEnv, World, keyed_config, manifest, wait_for_request};
+
+/// `method url` with `body` against a double; the answer's JSON (any status).
+fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("api-key", KEY)
+        .header("content-type", "application/json");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut answer = agent
+        .run(request.body(body).expect("request"))
+        .expect("answer");
+    let status = answer.status().as_u16();
+    let text = answer.body_mut().read_to_string().expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Creates `name` on `url` with `body`, which must succeed.
+fn create(url: &str, name: &str, body: Value) {
+    let (status, answer) = call("PUT", &format!("{url}/collections/{name}"), Some(body));
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// Upserts `points` into `name` on `url`, waiting.
+fn upsert(url: &str, name: &str, points: Value) {
+    let (status, answer) = call(
+        "PUT",
+        &format!("{url}/collections/{name}/points?wait=true"),
+        Some(json!({ "points": points })),
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// Every point of `name` as scroll answers it (vectors and payloads), in id order.
+fn scroll_all(url: &str, name: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut offset = Value::Null;
+    loop {
+        let (status, answer) = call(
+            "POST",
+            &format!("{url}/collections/{name}/points/scroll"),
+            Some(
+                json!({"limit": 100, "offset": offset, "with_vector": true, "with_payload": true}),
+            ),
+        );
+        assert_eq!(status, 200, "{answer}");
+        all.extend(
+            answer["result"]["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .cloned(),
+        );
+        offset = answer["result"]["next_page_offset"].clone();
+        if offset.is_null() {
+            return all;
+        }
+    }
+}
+
+fn count(url: &str, name: &str) -> u64 {
+    let (_, answer) = call(
+        "POST",
+        &format!("{url}/collections/{name}/points/count"),
+        Some(json!({"exact": true})),
+    );
+    answer["result"]["count"].as_u64().expect("count")
+}
+
+/// A collection with every vector kind: an unnamed-free set of named vectors (float32,
+/// float16, uint8), a multivector and a sparse vector.
+fn shapes_body() -> Value {
+    json!({
+        "vectors": {
+            "text": {"size": 4, "distance": "Dot"},
+            "half": {"size": 4, "distance": "Dot", "datatype": "float16"},
+            "bytes": {"size": 4, "distance": "Euclid", "datatype": "uint8"},
+            "colbert": {"size": 2, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}
+        },
+        "sparse_vectors": {"bm25": {"modifier": "idf"}}
+    })
+}
+
+/// Points of every id kind (0, u64::MAX, UUIDs), payload shape, and vectors present or
+/// missing.
+fn shapes_points() -> Vec<Value> {
+    let mut points = vec![
+        json!({"id": 0, "vector": {"text": [0.5, 0.25, -1.0, 2.0], "half": [0.5, 0.25, 1.5, 2.0],
+               "bytes": [1.0, 2.0, 255.0, 0.0], "colbert": [[0.5, 1.0], [0.25, 0.125]],
+               "bm25": {"indices": [3, 7, 4000000000u64], "values": [0.5, 0.25, 1.0]}},
+               "payload": {"group_id": "proj-1", "n": 1152921504606846977u64,
+                           "nested": {"a": [1, 2, {"b": null}]}, "text": "naïve ✓ \"quoted\""}}),
+        json!({"id": u64::MAX, "vector": {"text": [1.0, 0.0, 0.0, 0.0], "bm25": {"indices": [], "values": []}},
+               "payload": {}}),
+        json!({"id": "19c3756f-402f-4856-b279-517ecd223cf2",
+               "vector": {"text": [0.125, 0.125, 0.125, 0.125], "colbert": [[1.0, 2.0]]},
+               "payload": {"group_id": "proj-2", "tags": ["a", "b"], "score": 0.75}}),
+    ];
+    for i in 1..300u64 {
+        let x = (i % 16) as f64 / 8.0;
+        points.push(json!({
+            "id": i,
+            "vector": {"text": [x, 0.5, 0.25, 1.0], "half": [0.5, x, 0.5, 0.5],
+                       "bytes": [i % 256, 1, 2, 3], "bm25": {"indices": [i, i + 1], "values": [0.5, x]}},
+            "payload": {"group_id": format!("proj-{}", i % 3), "n": i}
+        }));
+    }
+    points
+}
+
+/// The backup folder a run printed on stdout.
+fn folder_of(run: &super::support::Run) -> PathBuf {
+    run.assert_code(0);
+    PathBuf::from(run.stdout.trim())
+}
+
+fn parquet_files(backup: &Path, collection: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(backup.join("qdrant").join(collection))
+        .expect("points folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_vector_and_id_kind_round_trips_exactly_through_a_logical_backup() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    create(&url, "shapes", shapes_body());
+    upsert(&url, "shapes", Value::Array(shapes_points()));
+    let before = scroll_all(&url, "shapes");
+    assert_eq!(before.len(), 302);
+
+    let backup = folder_of(&env.run(&["backup", "--format", "logical", "--collection", "shapes"]));
+    let entry = &manifest(&backup)["collections"]["shapes"];
+    assert!(entry.get("snapshot_file").is_none(), "{entry}");
+    assert_eq!(entry["points"]["format"], 1);
+    assert_eq!(entry["records"], 302);
+    let files = entry["points"]["files"].as_array().unwrap();
+    let rows: u64 = files.iter().map(|f| f["rows"].as_u64().unwrap()).sum();
+    assert_eq!(rows, 302);
+    assert_eq!(
+        files.len(),
+        parquet_files(&backup, "shapes").len(),
+        "every file listed"
+    );
+    env.run(&["verify", backup.to_str().unwrap()])
+        .assert_code(0);
+
+    let (status, _) = call("DELETE", &format!("{url}/collections/shapes"), None);
+    assert_eq!(status, 200);
+    env.run(&["restore", backup.to_str().unwrap(), "--force"])
+        .assert_code(0);
+    assert_eq!(scroll_all(&url, "shapes"), before);
+}
+
+#[test]
+fn pyarrow_reads_the_backup_files_as_aimem_wrote_them() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    create(&url, "shapes", shapes_body());
+    upsert(&url, "shapes", Value::Array(shapes_points()));
+    let backup = folder_of(&env.run(&["backup", "--format", "logical", "--collection", "shapes"]));
+    let files: Vec<String> = parquet_files(&backup, "shapes")
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    // An independent reader: a test that fails, not skips, without it (.ci/run installs it).
+    let script = r#"
+import json, sys
+import pyarrow.parquet as pq
+ids, rows = [], 0
+for path in sys.argv[1:]:
+    table = pq.read_table(path)
+    rows += table.num_rows
+    meta = json.loads(table.schema.metadata[b"aimem.logical.vectors"])
+    assert [c["column"] for c in meta] == table.column_names[3:], (meta, table.column_names)
+    for row in table.to_pylist():
+        ids.append(row["id"])
+        if row["id"] == "0":
+            assert json.loads(row["payload"])["n"] == 1152921504606846977
+            assert row["vector_bm25"]["indices"] == [3, 7, 4000000000], row["vector_bm25"]
+            assert row["vector_colbert"] == [[0.5, 1.0], [0.25, 0.125]]
+            assert row["vector_bytes"] == [1.0, 2.0, 255.0, 0.0]
+print(json.dumps({"rows": rows, "ids": sorted(ids)}))
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(&files)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "pyarrow could not read the files: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(read["rows"], 302);
+    let ids = read["ids"].as_array().unwrap();
+    assert!(ids.contains(&json!(u64::MAX.to_string())));
+    assert!(ids.contains(&json!("19c3756f-402f-4856-b279-517ecd223cf2")));
+}
+
+#[test]
+fn a_logical_backup_of_a_1_16_3_server_restores_into_a_1_18_3_server() {
+    let old = Double::start(Config {
+        api_key: Some(KEY.to_string()),
+        ..Config::v1_16_3()
+    });
+    old.seed_ai_memory();
+    let new = Double::start(keyed_config());
+    let world = World::new();
+    let backup = world.backup_with(&old.url(), &["--format", "logical"]);
+    // A snapshot backup this old would be refused on 1.18.3 without --allow-version-skew; the
+    // points go anywhere.
+    world
+        .run(&new.url(), &["restore", &backup, "--force"])
+        .assert_code(0);
+    for name in qdrant_double::AI_MEMORY_COLLECTIONS {
+        assert_eq!(
+            scroll_all(&new.url(), name),
+            scroll_all(&old.url(), name),
+            "{name}"
+        );
+        let info = new.collection_info(name).unwrap();
+        let was = old.collection_info(name).unwrap();
+        assert_eq!(
+            info["payload_schema"]
+                .as_object()
+                .map(|m| m.keys().collect::<Vec<_>>()),
+            was["payload_schema"]
+                .as_object()
+                .map(|m| m.keys().collect::<Vec<_>>()),
+            "{name}: payload indexes"
+        );
+    }
+}
+
+#[test]
+fn a_single_node_logical_backup_restores_into_a_cluster_with_another_shard_number() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    create(&url, "shapes", shapes_body());
+    upsert(&url, "shapes", Value::Array(shapes_points()));
+    let before = scroll_all(&url, "shapes");
+    let backup = folder_of(&env.run(&["backup", "--format", "logical", "--collection", "shapes"]));
+    let cluster = Cluster::start(3, keyed_config());
+    let world = World::new();
+    world
+        .run(
+            &cluster.url(0),
+            &[
+                "restore",
+                backup.to_str().unwrap(),
+                "--force",
+                "--shard-number",
+                "6",
+                "--replication-factor",
+                "2",
+            ],
+        )
+        .assert_code(0);
+    let (_, info) = call(
+        "GET",
+        &format!("{}/collections/shapes", cluster.url(1)),
+        None,
+    );
+    assert_eq!(info["result"]["config"]["params"]["shard_number"], 6);
+    assert_eq!(info["result"]["config"]["params"]["replication_factor"], 2);
+    for peer in 0..3 {
+        assert_eq!(count(&cluster.url(peer), "shapes"), 302, "peer {peer}");
+    }
+    assert_eq!(scroll_all(&cluster.url(2), "shapes"), before);
+}
+
+#[test]
+fn layout_flags_are_refused_for_a_snapshot_backup_before_anything_changes() {
+    let env = TestEnv::ai_memory();
+    let backup = env.backup(&["--collection", "conventions"]);
+    let run = env.run(&[
+        "restore",
+        backup.to_str().unwrap(),
+        "--force",
+        "--shard-number",
+        "2",
+    ]);
+    run.assert_code(2)
+        .assert_stderr_contains("logical backups only");
+}
+
+/// Points of two groups, the first deleted "by mistake" after the backup.
+fn groups(url: &str) {
+    create(
+        url,
+        "memories",
+        json!({"vectors": {"size": 4, "distance": "Dot"}}),
+    );
+    let points: Vec<Value> = (1..=40u64)
+        .map(|i| {
+            json!({"id": i, "vector": [i as f64, 0.5, 0.25, 1.0],
+                   "payload": {"group_id": if i % 2 == 0 { "proj-1" } else { "proj-2" }, "n": i}})
+        })
+        .collect();
+    upsert(url, "memories", Value::Array(points));
+}
+
+fn merge_from(format: &str) {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    groups(&url);
+    let at_backup = scroll_all(&url, "memories");
+    let backup = folder_of(&env.run(&["backup", "--format", format, "--collection", "memories"]));
+    // The mistake: one group deleted. Then life goes on: a point written after the backup,
+    // and a point outside the filter changed.
+    let (status, _) = call(
+        "POST",
+        &format!("{url}/collections/memories/points/delete?wait=true"),
+        Some(json!({"filter": {"must": [{"key": "group_id", "match": {"value": "proj-1"}}]}})),
+    );
+    assert_eq!(status, 200);
+    upsert(
+        &url,
+        "memories",
+        json!([
+            {"id": 1000, "vector": [1.0, 1.0, 1.0, 1.0], "payload": {"group_id": "proj-1", "new": true}},
+            {"id": 1, "vector": [9.0, 9.0, 9.0, 9.0], "payload": {"group_id": "proj-2", "changed": true}}
+        ]),
+    );
+    let filter = r#"{"must": [{"key": "group_id", "match": {"value": "proj-1"}}]}"#;
+    let dry = env.run(&[
+        "restore",
+        backup.to_str().unwrap(),
+        "--collection",
+        "memories",
+        "--filter",
+        filter,
+        "--dry-run",
+        "--json",
+    ]);
+    dry.assert_code(0);
+    let report: Value = serde_json::from_str(&dry.stdout).expect("json");
+    assert_eq!(report["merge"]["matched"], 20, "{report}");
+    assert_eq!(report["merge"]["existing"], 0, "{report}");
+    assert_eq!(count(&url, "memories"), 21, "a dry run changes nothing");
+
+    env.run(&[
+        "restore",
+        backup.to_str().unwrap(),
+        "--collection",
+        "memories",
+        "--filter",
+        filter,
+        "--force",
+    ])
+    .assert_code(0);
+    let now = scroll_all(&url, "memories");
+    let by_id = |points: &[Value], id: u64| points.iter().find(|p| p["id"] == id).cloned();
+    for id in (2..=40).step_by(2) {
+        assert_eq!(by_id(&now, id), by_id(&at_backup, id), "point {id} is back");
+    }
+    assert_eq!(
+        by_id(&now, 1).unwrap()["payload"]["changed"],
+        true,
+        "outside the filter: untouched"
+    );
+    assert!(
+        by_id(&now, 1000).is_some(),
+        "written after the backup: kept"
+    );
+    assert_eq!(now.len(), 41);
+    let left: Vec<String> = env
+        .double
+        .collection_names()
+        .into_iter()
+        .filter(|c| c.starts_with("aimem-merge-"))
+        .collect();
+    assert!(left.is_empty(), "temporary collections left: {left:?}");
+}
+
+#[test]
+fn filter_merges_one_groups_deleted_points_back_from_a_logical_backup() {
+    merge_from("logical");
+}
+
+#[test]
+fn filter_merges_one_groups_deleted_points_back_from_a_snapshot_backup() {
+    merge_from("snapshot");
+}
+
+#[test]
+fn a_filter_that_is_not_a_json_object_is_refused_before_anything_changes() {
+    let env = TestEnv::new();
+    groups(&env.double.url());
+    let backup = env.backup(&["--format", "logical", "--collection", "memories"]);
+    for bad in ["[1, 2]", "{not json", "\"must\""] {
+        env.run(&[
+            "restore",
+            backup.to_str().unwrap(),
+            "--collection",
+            "memories",
+            "--filter",
+            bad,
+            "--force",
+        ])
+        .assert_code(1)
+        .assert_stderr_contains("not a Qdrant filter");
+    }
+    assert_eq!(env.double.collection_names(), ["memories"]);
+}
+
+#[test]
+fn a_logical_restore_stopped_by_a_signal_puts_the_collection_back_exactly() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    groups(&url);
+    let backup = env.backup(&["--format", "logical", "--collection", "memories"]);
+    // What the collection holds when the restore starts: not what the backup holds.
+    upsert(
+        &url,
+        "memories",
+        json!([{"id": 777, "vector": [7.0, 7.0, 7.0, 7.0], "payload": {"group_id": "later"}}]),
+    );
+    let before = scroll_all(&url, "memories");
+    env.double.inject(Fault::always(
+        Some("PUT"),
+        "/collections/memories/points",
+        FaultKind::Delay(Duration::from_millis(400)),
+    ));
+    env.double.clear_requests();
+    let child = env
+        .command(&["restore", backup.to_str().unwrap(), "--force"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for_request(&env.double, "PUT", |p| p == "/collections/memories/points");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("output");
+    env.double.clear_faults();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    assert_eq!(scroll_all(&url, "memories"), before);
+}
+
+#[test]
+fn verify_finds_a_damaged_points_file_and_a_crafted_file_name() {
+    let env = TestEnv::new();
+    groups(&env.double.url());
+    let backup = env.backup(&["--format", "logical", "--collection", "memories"]);
+    let files = parquet_files(&backup, "memories");
+    // Damage one file and make the checksums agree: only decoding it finds the damage.
+    let damaged = &files[0];
+    let mut bytes = std::fs::read(damaged).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle - 8..middle + 8] {
+        *b ^= 0xff;
+    }
+    std::fs::write(damaged, &bytes).unwrap();
+    let sha = super::support::sha256_hex(damaged);
+    super::support::edit_manifest(&backup, |m| {
+        m["collections"]["memories"]["points"]["files"][0]["sha256"] = json!(sha);
+    });
+    let run = env.run(&["verify", backup.to_str().unwrap(), "--json"]);
+    run.assert_code(2);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let kinds: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"points_damaged"), "{report}");
+
+    super::support::edit_manifest(&backup, |m| {
+        m["collections"]["memories"]["points"]["files"][0]["file"] = json!("../../outside.parquet");
+    });
+    let run = env.run(&["restore", backup.to_str().unwrap(), "--force"]);
+    run.assert_code(2).assert_stderr_contains("expected");
+}
+
+#[test]
+fn list_shows_each_backups_format() {
+    let env = TestEnv::new();
+    groups(&env.double.url());
+    env.backup(&["--format", "logical", "--collection", "memories"]);
+    let run = env.run(&["list", "--json"]);
+    run.assert_code(0);
+    let rows: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(rows["backups"][0]["format"], "logical", "{rows}");
+    let table = env.run(&["list"]);
+    table.assert_code(0);
+    assert!(table.stdout.contains("FORMAT") && table.stdout.contains("logical"));
+}
+
+#[test]
+fn a_merge_stopped_by_a_signal_puts_the_live_points_back_and_deletes_the_added() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    create(
+        &url,
+        "memories",
+        json!({"vectors": {"size": 4, "distance": "Dot"}}),
+    );
+    let points: Vec<Value> = (1..=600u64)
+        .map(|i| {
+            json!({"id": i, "vector": [i as f64, 0.5, 0.25, 1.0],
+                   "payload": {"group_id": if i % 2 == 0 { "proj-1" } else { "proj-2" }}})
+        })
+        .collect();
+    upsert(&url, "memories", Value::Array(points));
+    let backup = env.backup(&["--format", "logical", "--collection", "memories"]);
+    let (status, _) = call(
+        "POST",
+        &format!("{url}/collections/memories/points/delete?wait=true"),
+        Some(json!({"filter": {"must": [{"key": "group_id", "match": {"value": "proj-1"}}]}})),
+    );
+    assert_eq!(status, 200);
+    // One point of the group exists again, changed: the merge overwrites it.
+    upsert(
+        &url,
+        "memories",
+        json!([{"id": 2, "vector": [2.0, 2.0, 2.0, 2.0], "payload": {"group_id": "proj-1", "rewritten": true}}]),
+    );
+    let before = scroll_all(&url, "memories");
+    env.double.inject(Fault::always(
+        Some("PUT"),
+        "/collections/memories/points",
+        FaultKind::Delay(Duration::from_millis(500)),
+    ));
+    env.double.clear_requests();
+    let child = env
+        .command(&[
+            "restore",
+            backup.to_str().unwrap(),
+            "--collection",
+            "memories",
+            "--filter",
+            r#"{"must": [{"key": "group_id", "match": {"value": "proj-1"}}]}"#,
+            "--force",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for_request(&env.double, "PUT", |p| p == "/collections/memories/points");
+    // The first page is written (the request is answered after the delay); stop during the
+    // second.
+    std::thread::sleep(Duration::from_millis(700));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("output");
+    env.double.clear_faults();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("the merge undone"), "{stderr}");
+    assert_eq!(scroll_all(&url, "memories"), before);
+    assert_eq!(env.double.collection_names(), ["memories"]);
+}
+
+#[test]
+fn a_setting_the_target_does_not_know_stops_the_restore_unless_allowed() {
+    let new = Double::start(keyed_config());
+    create(
+        &new.url(),
+        "tuned",
+        json!({"vectors": {"size": 4, "distance": "Dot"},
+               "optimizers_config": {"deleted_threshold": 0.3, "prevent_unoptimized": true}}),
+    );
+    upsert(
+        &new.url(),
+        "tuned",
+        json!([{"id": 1, "vector": [1.0, 0.5, 0.25, 0.125], "payload": {}}]),
+    );
+    let world = World::new();
+    let backup = world.backup_with(
+        &new.url(),
+        &["--format", "logical", "--collection", "tuned"],
+    );
+    let old = Double::start(Config {
+        api_key: Some(KEY.to_string()),
+        ..Config::v1_16_3()
+    });
+    let refused = world.run(&old.url(), &["restore", &backup, "--force"]);
+    refused
+        .assert_code(4)
+        .assert_stderr_contains("optimizer_config.prevent_unoptimized")
+        .assert_stderr_contains("--allow-unknown-settings");
+    assert!(
+        old.collection_names().is_empty(),
+        "the collection it created is deleted"
+    );
+    world
+        .run(
+            &old.url(),
+            &["restore", &backup, "--force", "--allow-unknown-settings"],
+        )
+        .assert_code(0)
+        .assert_stderr_contains("does not know optimizer_config.prevent_unoptimized");
+    assert_eq!(count(&old.url(), "tuned"), 1);
+    let info = old.collection_info("tuned").unwrap();
+    assert_eq!(info["config"]["optimizer_config"]["deleted_threshold"], 0.3);
+}
+
+/// Waits until every peer sees every replica of `name` Active (a new shard key's replicas
+/// initialize first, and take no reads meanwhile).
+fn wait_active(cluster: &Cluster, name: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let active = |url: &str| {
+        let (_, view) = call("GET", &format!("{url}/collections/{name}/cluster"), None);
+        let result = &view["result"];
+        ["local_shards", "remote_shards"].iter().all(|side| {
+            result[side]
+                .as_array()
+                .is_some_and(|shards| shards.iter().all(|s| s["state"] == "Active"))
+        })
+    };
+    while !cluster.urls().iter().all(|url| active(url)) {
+        assert!(std::time::Instant::now() < deadline, "{name} never settled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_custom_sharded_collection_keeps_its_shard_keys_and_each_keys_points() {
+    let source = Cluster::start(3, keyed_config());
+    let url = source.url(0);
+    create(
+        &url,
+        "tenants",
+        json!({"vectors": {"size": 4, "distance": "Dot"}, "sharding_method": "custom",
+               "replication_factor": 2}),
+    );
+    for key in ["tenant-a", "tenant-b"] {
+        let (status, answer) = call(
+            "PUT",
+            &format!("{url}/collections/tenants/shards?wait=true"),
+            Some(json!({"shard_key": key})),
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    wait_active(&source, "tenants");
+    for (key, ids) in [("tenant-a", 1..=30u64), ("tenant-b", 31..=40u64)] {
+        let points: Vec<Value> = ids
+            .map(|i| json!({"id": i, "vector": [i as f64, 1.0, 0.5, 0.25], "payload": {"n": i}}))
+            .collect();
+        let (status, answer) = call(
+            "PUT",
+            &format!("{url}/collections/tenants/points?wait=true"),
+            Some(json!({"points": points, "shard_key": key})),
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    let world = World::new();
+    let backup = world.backup_with(&url, &["--format", "logical", "--collection", "tenants"]);
+    assert_eq!(
+        manifest(Path::new(&backup))["collections"]["tenants"]["records"],
+        40
+    );
+    let definition =
+        &manifest(Path::new(&backup))["collections"]["tenants"]["points"]["definition"];
+    assert_eq!(definition["shard_keys"], json!(["tenant-a", "tenant-b"]));
+    assert_eq!(definition["key_records"], json!([30, 10]));
+
+    let target = Cluster::start(2, keyed_config());
+    world
+        .run(&target.url(0), &["restore", &backup, "--force"])
+        .assert_code(0);
+    for (key, expected) in [("tenant-a", 30), ("tenant-b", 10)] {
+        let (_, answer) = call(
+            "POST",
+            &format!("{}/collections/tenants/points/count", target.url(1)),
+            Some(json!({"exact": true, "shard_key": key})),
+        );
+        assert_eq!(answer["result"]["count"], expected, "{key}: {answer}");
+    }
+    let restored = scroll_all(&target.url(1), "tenants");
+    assert_eq!(restored.len(), 40, "every point, whichever peer is asked");
+    // Again over the collection, which holds another point meanwhile: emptied key by key
+    // (Qdrant refuses a delete without a key there), the backup's points exactly.
+    let (status, answer) = call(
+        "PUT",
+        &format!("{}/collections/tenants/points?wait=true", target.url(0)),
+        Some(
+            json!({"points": [{"id": 999, "vector": [1.0, 1.0, 1.0, 1.0], "payload": {}}],
+                    "shard_key": "tenant-a"}),
+        ),
+    );
+    assert_eq!(status, 200, "{answer}");
+    world
+        .run(&target.url(0), &["restore", &backup, "--force"])
+        .assert_code(0);
+    assert_eq!(scroll_all(&target.url(1), "tenants"), restored);
+}
