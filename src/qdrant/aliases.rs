@@ -49,6 +49,12 @@ impl Client {
             .unwrap_or_default())
     }
 
+    /// `POST /collections/aliases`: deletes `alias` (the collection it points at stays).
+    pub fn delete_alias(&self, alias: &str) -> Result<(), QdrantError> {
+        let body = json!({ "actions": [{ "delete_alias": { "alias_name": alias } }] });
+        self.call(Method::POST, "/collections/aliases", Some(&body))
+    }
+
     /// `POST /collections/aliases`: points `alias` at collection `name`.
     pub fn create_alias(&self, name: &str, alias: &str) -> Result<(), QdrantError> {
         let body = json!({

@@ -65,7 +65,7 @@ impl Client {
             body["filter"] = filter.clone();
         }
         let path = collection_path(name, "/points/scroll");
-        let page: Option<RawPage> = self.result(Method::POST, &path, Some(&body))?;
+        let page: Option<RawPage> = self.points_result(Method::POST, &path, &body)?;
         let page = page.ok_or_else(|| self.invalid(&path, "no `result`"))?;
         Ok(Page {
             points: page.points.into_iter().map(RawRecord::into_point).collect(),
@@ -116,7 +116,7 @@ impl Client {
         let ids: Vec<Value> = ids.iter().map(PointId::to_json).collect();
         let body = serde_json::json!({ "ids": ids, "with_vector": true, "with_payload": true });
         let path = collection_path(name, "/points");
-        let records: Option<Records> = self.result(Method::POST, &path, Some(&body))?;
+        let records: Option<Records> = self.points_result(Method::POST, &path, &body)?;
         let records = records.ok_or_else(|| self.invalid(&path, "no `result`"))?;
         Ok(records.0.into_iter().map(RawRecord::into_point).collect())
     }
@@ -376,12 +376,6 @@ impl<'de> DeserializeSeed<'de> for OneVector {
 
 /// A list of numbers (a dense vector) or of lists of numbers (a multivector).
 fn list<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<VectorValue, A::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Element {
-        Number(f32),
-        Vector(Vec<f32>),
-    }
     let mut dense = Vec::new();
     let mut multi = Vec::new();
     while let Some(element) = seq.next_element::<Element>()? {
@@ -395,6 +389,44 @@ fn list<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<VectorValue, A::Error> {
         true => VectorValue::Dense(dense),
         false => VectorValue::Multi(multi),
     })
+}
+
+/// An element of a vector's list: a number, or a list of numbers (one vector of a
+/// multivector). Read by a visitor rather than `#[serde(untagged)]`, which would buffer every
+/// number before trying each form: most of a backup's time is spent right here.
+enum Element {
+    Number(f32),
+    Vector(Vec<f32>),
+}
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ElementVisitor;
+        impl<'de> Visitor<'de> for ElementVisitor {
+            type Value = Element;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or a list of numbers")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Element, E> {
+                Ok(Element::Number(v as f32))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Element, E> {
+                Ok(Element::Number(v as f32))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Element, E> {
+                Ok(Element::Number(v as f32))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Element, A::Error> {
+                let mut seq = seq;
+                let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(v) = seq.next_element::<f32>()? {
+                    values.push(v);
+                }
+                Ok(Element::Vector(values))
+            }
+        }
+        deserializer.deserialize_any(ElementVisitor)
+    }
 }
 
 #[cfg(test)]

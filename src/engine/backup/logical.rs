@@ -11,6 +11,7 @@
 //! shard key at a time instead, so that every row carries its key.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Instant;
 
@@ -37,7 +38,7 @@ use crate::qdrant::{Client, QdrantError};
 
 /// Points per scroll page: large enough that a request's overhead is small next to its
 /// vectors, small enough that a few pages per range stay a few MiB.
-pub const PAGE: usize = 512;
+pub const PAGE: usize = 256;
 /// Id ranges read at once per collection (fewer for a small one).
 pub const RANGES: usize = 4;
 /// Ids per page of the ids-only scroll that finds where the ranges start.
@@ -72,6 +73,12 @@ pub enum ExportError {
     Definition(LogicalError),
     #[error("the export stopped: a signal arrived")]
     Stopped,
+    #[error("its shard keys changed while its points were read")]
+    #[diagnostic(help("Run the backup again once no shard key is being created or deleted."))]
+    KeysChanged,
+    #[error("reading one of its id ranges failed: aimem hit an internal error (above)")]
+    #[diagnostic(help("Run the backup again; if it happens again, report the message above."))]
+    Panicked,
 }
 
 impl ExportError {
@@ -109,43 +116,41 @@ pub(super) fn backup_collection(
             },
         )
     })?;
-    let info = cx
-        .client
-        .collection_info(name)
-        .map_err(|e| collection_error(name, e))?;
-    let config = info.get("config").cloned().unwrap_or(Value::Null);
-    let params = config.get("params").cloned().unwrap_or(Value::Null);
-    let columns = Columns::of_params(&params)
-        .map_err(|e| collection_error(name, ExportError::Definition(e)))?;
-    let custom = params.get("sharding_method").and_then(Value::as_str) == Some("custom");
-    let shard_keys: Vec<ShardKey> = match custom {
-        true => cx
-            .client
-            .shard_keys(name)
-            .map_err(|e| collection_error(name, e))?,
-        false => Vec::new(),
-    };
+    // The keys counted around the export; each attempt reads them again with the definition.
+    let shard_keys = keys_of(cx, name, &read_config(cx, name)?)?;
     let Consistent {
-        taken: files,
+        taken: attempt,
         records,
         records_max,
-        key_records,
+        key_records: _,
         schema,
     } = consistent::consistent(
         cx,
         name,
         &shard_keys,
         consistent::Scope::Points,
-        || {
-            export(cx, name, &folder, &columns, &shard_keys).map_err(|e| match e {
-                ExportError::Stopped => super::stopped(cx.stop)
-                    .err()
-                    .unwrap_or_else(|| collection_error(name, ExportError::Stopped)),
-                e => collection_error(name, e),
-            })
-        },
-        |files| remove(&folder, &files),
+        || attempt(cx, name, &folder, &shard_keys),
+        |attempt| remove(&folder, &attempt.files),
     )?;
+    let Attempt { files, config } = attempt;
+    // The counts around the export may agree while points came and went inside it (a scroll
+    // is no point-in-time view): the rows written are what the backup holds.
+    let rows: u64 = files.iter().map(|f| f.rows).sum();
+    let (low, high) = (records.min(rows), records_max.unwrap_or(records).max(rows));
+    let (records, records_max) = match low == high {
+        true => (low, None),
+        false => {
+            cx.ui.warn(&format!(
+                "`{name}` changed while its points were read: the backup holds {rows} of the {low} to {high} points it had"
+            ));
+            (low, Some(high))
+        }
+    };
+    // One file per key, in the keys' order: its rows are the key's exact count in the backup.
+    let key_records = match shard_keys.is_empty() {
+        true => Vec::new(),
+        false => files.iter().map(|f| f.rows).collect(),
+    };
     let aliases = cx
         .client
         .aliases_of(name)
@@ -190,6 +195,60 @@ pub(super) fn backup_collection(
     Ok((entry, report))
 }
 
+/// One attempt's files, and the collection's config as read with them.
+struct Attempt {
+    files: Vec<PointsFile>,
+    config: Value,
+}
+
+/// `config` of `GET /collections/{name}`.
+fn read_config(cx: &Context, name: &str) -> Backed<Value> {
+    let info = cx
+        .client
+        .collection_info(name)
+        .map_err(|e| collection_error(name, e))?;
+    Ok(info.get("config").cloned().unwrap_or(Value::Null))
+}
+
+/// A custom-sharded collection's keys in creation order (none otherwise).
+fn keys_of(cx: &Context, name: &str, config: &Value) -> Backed<Vec<ShardKey>> {
+    match config
+        .pointer("/params/sharding_method")
+        .and_then(Value::as_str)
+        == Some("custom")
+    {
+        true => cx
+            .client
+            .shard_keys(name)
+            .map_err(|e| collection_error(name, e)),
+        false => Ok(Vec::new()),
+    }
+}
+
+/// One attempt inside the consistency window: the definition read again (a change to it
+/// meanwhile shows as a schema change and the attempt is taken again), then the points.
+fn attempt(
+    cx: &Context,
+    name: &crate::names::SafeName,
+    folder: &Utf8Path,
+    counted_keys: &[ShardKey],
+) -> Backed<Attempt> {
+    let config = read_config(cx, name)?;
+    let params = config.get("params").cloned().unwrap_or(Value::Null);
+    let columns = Columns::of_params(&params)
+        .map_err(|e| collection_error(name, ExportError::Definition(e)))?;
+    if keys_of(cx, name, &config)? != counted_keys {
+        return Err(collection_error(name, ExportError::KeysChanged));
+    }
+    let files = export(cx, name, folder, &columns, counted_keys).map_err(|e| match e {
+        ExportError::Stopped => super::stopped(cx.stop)
+            .err()
+            .unwrap_or_else(|| collection_error(name, ExportError::Stopped)),
+        e => collection_error(name, e),
+    })?;
+    Ok(Attempt { files, config })
+}
+
 /// Deletes an attempt's files (it is taken again).
 fn remove(folder: &Utf8Path, files: &[PointsFile]) {
     for index in 0..files.len() {
@@ -206,6 +265,7 @@ fn export(
     shard_keys: &[ShardKey],
 ) -> Result<Vec<PointsFile>, ExportError> {
     let ranges = match shard_keys.is_empty() {
+        // (A custom-sharded collection without keys too: one empty file.)
         true => id_ranges(cx.client, name, cx.stop)?,
         false => shard_keys
             .iter()
@@ -216,28 +276,61 @@ fn export(
             })
             .collect(),
     };
-    let results: Vec<Result<PointsFile, ExportError>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = ranges
-            .iter()
-            .enumerate()
-            .map(|(index, range)| {
-                let path = folder.join(points_file_name(index));
-                let relative = points_file(name, index);
-                scope.spawn(move || {
-                    export_range(cx, name, range, columns, &path).map(|written| PointsFile {
-                        file: relative,
+    // A pool of workers takes the ranges in turn: as many as the run's share of
+    // [`RANGES`] (collections backed up at once share them), never one per shard key.
+    let workers = (RANGES / usize::from(cx.options.jobs).max(1)).clamp(1, ranges.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Mutex<Option<Result<PointsFile, ExportError>>>> =
+        ranges.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (next, failed, results, ranges) = (&next, &failed, &results, &ranges);
+            scope.spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let (Some(range), Some(slot)) = (ranges.get(index), results.get(index)) else {
+                        return;
+                    };
+                    let path = folder.join(points_file_name(index));
+                    let written = match failed.load(Ordering::SeqCst) {
+                        // Another range failed: this one is not read at all.
+                        true => Err(ExportError::Stopped),
+                        false => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            export_range(cx, name, range, columns, &path, failed)
+                        }))
+                        .unwrap_or(Err(ExportError::Panicked)),
+                    };
+                    if written.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    let file = written.map(|written| PointsFile {
+                        file: points_file(name, index),
                         size_bytes: written.size,
                         rows: written.rows,
                         sha256: written.sha256,
-                    })
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or(Err(ExportError::Stopped)))
-            .collect()
+                    });
+                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
+                }
+            });
+        }
     });
+    // The first real failure, not a range that stopped because of it.
+    let results: Vec<Result<PointsFile, ExportError>> = results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .unwrap_or(Err(ExportError::Stopped))
+        })
+        .collect();
+    let first_real = results
+        .iter()
+        .position(|r| matches!(r, Err(e) if !matches!(e, ExportError::Stopped)));
+    let mut results = results;
+    if let Some(i) = first_real {
+        results.swap(0, i);
+    }
     let mut files = Vec::with_capacity(results.len());
     let mut failure = None;
     for result in results {
@@ -321,6 +414,7 @@ fn export_range(
     range: &Range,
     columns: &Columns,
     path: &Utf8Path,
+    failed: &AtomicBool,
 ) -> Result<Written, ExportError> {
     let write_error = |source| ExportError::Write {
         path: path.to_owned(),
@@ -328,25 +422,28 @@ fn export_range(
     };
     let file = crate::manifest::layout::private_file(path).map_err(write_error)?;
     let out = HashingFile::new(file);
-    let failed = out.failed.clone();
+    let write_failure = out.failed.clone();
     // A write error is the disk's (a full disk has its own exit status), whatever the Parquet
     // writer made of it; any other is the encoding's.
-    let encode_error =
-        |source: LogicalError| match failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            Some(source) => ExportError::Write {
-                path: path.to_owned(),
-                source,
-            },
-            None => ExportError::Encode {
-                path: path.to_owned(),
-                source,
-            },
-        };
+    let encode_error = |source: LogicalError| match write_failure
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        Some(source) => ExportError::Write {
+            path: path.to_owned(),
+            source,
+        },
+        None => ExportError::Encode {
+            path: path.to_owned(),
+            source,
+        },
+    };
     let mut writer = PointsWriter::new(out, columns.clone()).map_err(encode_error)?;
     std::thread::scope(|scope| -> Result<Written, ExportError> {
         // One page in flight: the reader fetches the next while this thread writes this one.
         let (pages, arriving) = mpsc::sync_channel::<Result<Vec<Point>, ExportError>>(1);
-        scope.spawn(move || read_range(cx, name, range, pages));
+        scope.spawn(move || read_range(cx, name, range, pages, failed));
         for page in arriving {
             let page = page?;
             for point in &page {
@@ -367,10 +464,12 @@ fn read_range(
     name: &str,
     range: &Range,
     pages: mpsc::SyncSender<Result<Vec<Point>, ExportError>>,
+    failed: &AtomicBool,
 ) {
     let mut offset = range.start.clone();
     loop {
-        if stopped(cx.stop).is_err() {
+        // A signal, or another range's failure: this one stops too.
+        if stopped(cx.stop).is_err() || failed.load(Ordering::SeqCst) {
             let _ = pages.send(Err(ExportError::Stopped));
             return;
         }

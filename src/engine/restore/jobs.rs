@@ -127,7 +127,9 @@ fn merge(undo: &mut Undo, own: Undo) {
         unclear,
         unsettled,
         merged,
+        aliases,
     } = own;
+    undo.aliases.extend(aliases);
     if merged.is_some() {
         undo.merged = merged;
     }

@@ -93,18 +93,34 @@ pub fn merge(
     let live = source.target.as_str();
     report.collection = live.to_string();
     let temporary = temporary_name(&cx.stamp)?;
+    // A name this run makes up, checked unused: only then is the collection provably ours.
+    if cx
+        .client
+        .collection_exists(&temporary)
+        .map_err(qdrant("checking", &temporary))?
+    {
+        return Err(StepError::Check {
+            collection: temporary.to_string(),
+            detail: "a collection of that name exists already; run the restore again".into(),
+        });
+    }
     journal::record_temp_collection(undo.journal.as_ref(), &temporary)
         .map_err(|source| StepError::Journal { source })?;
     let result = merge_through(cx, source, filter, dry_run, undo, report, &temporary);
-    // Always gone, whatever happened: it only ever held a copy of the backup.
-    match cx.client.delete_collection(&temporary) {
-        Ok(_) => {
-            journal::record_temp_collection_gone(undo.journal.as_ref(), &temporary);
-            undo.created.retain(|c| *c != *temporary);
-        }
-        Err(e) => cx.ui.warn(&format!(
-            "could not delete the temporary collection `{temporary}`: {e} (the next aimem run against this server deletes it)"
-        )),
+    // Always gone, whatever happened, when this run made it (it only ever held a copy of the
+    // backup); never when its creation was refused (another's of the same name).
+    let made = undo.created.iter().any(|c| *c == *temporary);
+    match made {
+        false => journal::record_temp_collection_gone(undo.journal.as_ref(), &temporary),
+        true => match cx.client.delete_collection(&temporary) {
+            Ok(_) => {
+                journal::record_temp_collection_gone(undo.journal.as_ref(), &temporary);
+                undo.created.retain(|c| *c != *temporary);
+            }
+            Err(e) => cx.ui.warn(&format!(
+                "could not delete the temporary collection `{temporary}`: {e} (the next aimem run against this server deletes it)"
+            )),
+        },
     }
     report.seconds = started.elapsed().as_secs_f64();
     result
@@ -137,15 +153,20 @@ fn merge_through(
         .count_exact_where(temporary, filter)
         .map_err(qdrant("filtering", temporary))?;
     report.matched = matched;
-    let (existing, added) = existing_live(cx, temporary, live, filter)?;
-    report.existing = existing;
-    cx.ui.ok(&format!(
-        "{matched} backed-up points match the filter; {existing} of them exist in `{live}`"
-    ));
     if dry_run {
+        let (existing, _) = existing_live(cx, temporary, live, filter)?;
+        report.existing = existing;
+        cx.ui.ok(&format!(
+            "{matched} backed-up points match the filter; {existing} of them exist in `{live}`"
+        ));
         return Ok(());
     }
-    let saved = save_live(cx, temporary, live, filter, undo)?;
+    // One pass: what is saved and what counts as added are read together.
+    let (saved, existing, added) = save_live(cx, temporary, live, filter, undo)?;
+    report.existing = existing;
+    cx.ui.ok(&format!(
+        "{matched} backed-up points match the filter; {existing} of them exist in `{live}`, saved first"
+    ));
     report.saved = Some(saved.to_string());
     // From the first write on, the rollback undoes the merge.
     undo.merged = Some(MergeUndo {
@@ -236,7 +257,7 @@ fn save_live(
     live: &str,
     filter: &Value,
     undo: &mut Undo,
-) -> Result<Utf8PathBuf, StepError> {
+) -> Result<(Utf8PathBuf, u64, Vec<Added>), StepError> {
     let folder = act::prerestore_folder(cx, undo)?;
     let path = folder.join(format!("merge-{live}.parquet"));
     let io = |source: std::io::Error| StepError::Io {
@@ -258,20 +279,32 @@ fn save_live(
     let columns = Columns::of_params(&params).map_err(encode)?;
     let file = crate::manifest::layout::private_file(&path).map_err(io)?;
     let mut writer = PointsWriter::new(file, columns).map_err(encode)?;
+    let (mut existing, mut added) = (0u64, Vec::new());
     each_page(cx, temporary, filter, |page| {
-        let ids: Vec<PointId> = page.into_iter().map(|p| p.id).collect();
-        for point in cx
+        let ids: Vec<PointId> = page.iter().map(|p| p.id.clone()).collect();
+        let found = cx
             .client
             .retrieve(live, &ids)
-            .map_err(qdrant("reading", live))?
-        {
-            writer.push(&point).map_err(encode)?;
+            .map_err(qdrant("reading", live))?;
+        existing += found.len() as u64;
+        let found_ids: std::collections::BTreeSet<PointId> =
+            found.iter().map(|p| p.id.clone()).collect();
+        for point in &found {
+            writer.push(point).map_err(encode)?;
         }
+        added.extend(
+            page.into_iter()
+                .filter(|p| !found_ids.contains(&p.id))
+                .map(|p| Added {
+                    id: p.id,
+                    shard_key: p.shard_key,
+                }),
+        );
         Ok(())
     })?;
     let (_, file) = writer.finish().map_err(encode)?;
     file.sync_all().map_err(io)?;
-    Ok(path)
+    Ok((path, existing, added))
 }
 
 /// Upserts the matching points as backed up into the live collection (waiting for each).

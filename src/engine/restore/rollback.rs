@@ -152,6 +152,8 @@ pub struct Undo {
     pub journal: Option<super::journal::SharedJournal>,
     /// A selective merge that began writing into a live collection: what puts it back.
     pub merged: Option<super::merge::MergeUndo>,
+    /// Aliases this run created (a logical restore's).
+    pub aliases: Vec<String>,
 }
 
 /// A rollback step that failed.
@@ -209,6 +211,15 @@ impl Undo {
             .collect();
         self.uploads.retain(|(c, _)| !unsettled.contains(c));
         self.put_back_config(&mut out);
+        for alias in std::mem::take(&mut self.aliases) {
+            match client.delete_alias(&alias) {
+                Ok(()) => out.done.push(format!("alias `{alias}` deleted")),
+                Err(e) => out.failed.push(Unrestored {
+                    what: format!("deleting the alias `{alias}` it created"),
+                    why: e.to_string(),
+                }),
+            }
+        }
         if let Some(merged) = self.merged.take() {
             match merged.put_back(client) {
                 Ok(()) => {

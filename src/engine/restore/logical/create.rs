@@ -69,9 +69,18 @@ pub(super) fn create(
             )),
         }
     }
+    // With custom sharding, `shard_number` is each key's number of shards.
+    let mut per_key = Map::new();
+    if let Some(shards) = cx.logical.shard_number.map(u64::from).or(definition
+        .config
+        .pointer("/params/shard_number")
+        .and_then(Value::as_u64))
+    {
+        per_key.insert("shards_number".into(), json!(shards));
+    }
     for key in &definition.shard_keys {
         cx.client
-            .create_shard_key(target, key, &Map::new())
+            .create_shard_key(target, key, &per_key)
             .map_err(|e| StepError::Cluster {
                 collection: target.to_string(),
                 detail: format!("creating its shard key {key} failed: {e}"),
@@ -199,8 +208,14 @@ fn walk(path: &mut Vec<String>, recorded: &Value, live: &Value, unknown: &mut Ve
 }
 
 /// Points each alias the backup recorded at `target`, unless it exists: one that points at
-/// another collection is left as it is (with a warning), never taken over.
-pub(super) fn aliases(cx: &Context, target: &str, aliases: &[String]) -> Result<(), StepError> {
+/// another collection is left as it is, and one Qdrant refuses (its name is a collection's)
+/// is skipped, each with a warning. Each created is in `undo`, deleted by a rollback.
+pub(super) fn aliases(
+    cx: &Context,
+    target: &str,
+    aliases: &[String],
+    undo: &mut Undo,
+) -> Result<(), StepError> {
     if aliases.is_empty() {
         return Ok(());
     }
@@ -215,10 +230,15 @@ pub(super) fn aliases(cx: &Context, target: &str, aliases: &[String]) -> Result<
                 "alias `{alias}` points at `{collection}`: left as it is, not pointed at `{target}`"
             )),
             None => {
-                cx.client
-                    .create_alias(target, alias)
-                    .map_err(qdrant("creating an alias of", target))?;
-                cx.ui.ok(&format!("alias `{alias}` → `{target}`"));
+                undo.aliases.push(alias.clone());
+                match cx.client.create_alias(target, alias) {
+                    Ok(()) => cx.ui.ok(&format!("alias `{alias}` → `{target}`")),
+                    Err(e) if e.status().is_some() => {
+                        undo.aliases.pop();
+                        cx.ui.warn(&format!("alias `{alias}` not created: {e}"));
+                    }
+                    Err(e) => return Err(qdrant("creating an alias of", target)(e)),
+                }
             }
         }
     }

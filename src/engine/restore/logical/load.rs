@@ -23,9 +23,10 @@ pub const BATCH: usize = 256;
 /// Upserts in flight at once.
 pub const SENDERS: usize = 4;
 /// Batches decoded ahead of the senders.
-const QUEUED: usize = 4;
-/// Files decoded at once.
-const READERS: usize = 2;
+const QUEUED: usize = 2;
+/// Files decoded at once: one decoder keeps four senders busy (the server's indexing, not
+/// the decoding, sets the pace).
+const READERS: usize = 1;
 
 /// One upsert: points of one shard key (none without custom sharding).
 struct Batch {

@@ -112,12 +112,13 @@ pub(in crate::engine::restore) fn restore_one(
     if created && let Some(fingerprint) = &source.fingerprint {
         super::indexes::build(cx.client, cx.stop, target, &fingerprint.payload_indexes())?;
     }
-    // A selective restore's temporary collection takes no alias.
-    if !crate::names::is_temporary_collection(target) {
-        create::aliases(cx, target, &points.record.definition.aliases)?;
-    }
     wait_green(cx, target, go_on)?;
     check(cx, source, points)?;
+    // Last, once the collection is known good; a selective restore's temporary collection
+    // takes none.
+    if !crate::names::is_temporary_collection(target) {
+        create::aliases(cx, target, &points.record.definition.aliases, undo)?;
+    }
     let recovered = match named {
         true => format!("`{target}` restored from its points"),
         false => "Collection restored from its points".to_string(),
@@ -184,7 +185,8 @@ fn wait_applied(
             return Err(StepError::Check {
                 collection: target.to_string(),
                 detail: format!(
-                    "{points} of the {expected} points sent were applied within {}s (--recovery-timeout)",
+                    "{points} of the {expected} points sent were applied within {}s (--recovery-timeout): \
+                     an upsert Qdrant queued may have failed on the server (see its log), or it needs longer",
                     cx.settle_limit.as_secs()
                 ),
             });
@@ -248,6 +250,8 @@ fn check(cx: &Context, source: &Source, points: &PointsSource) -> Result<(), Ste
         let differences: Vec<String> = fingerprint::diff(expected, &live)
             .iter()
             .filter(|d| d.severity == Severity::Blocking && !is_layout(&d.path))
+            // A setting the server does not know, allowed to be left out.
+            .filter(|d| !(cx.logical.allow_unknown_settings && d.right.is_none()))
             .map(|d| d.describe("backup", "restored"))
             .collect();
         if !differences.is_empty() {
