@@ -447,13 +447,31 @@ fn a_logical_restore_stopped_by_a_signal_puts_the_collection_back_exactly() {
         FaultKind::Delay(Duration::from_millis(400)),
     ));
     env.double.clear_requests();
+    let (code, stderr) = terminated_while_writing(
+        &env,
+        &["restore", backup.to_str().unwrap(), "--force"],
+        Duration::ZERO,
+    );
+    assert_eq!(code, Some(143), "{stderr}");
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    assert_eq!(scroll_all(&url, "memories"), before);
+}
+
+/// Runs `aimem args`, sends it SIGTERM `after` its first upsert into `memories` arrived, and
+/// returns its exit code and stderr (the double's faults cleared after).
+fn terminated_while_writing(
+    env: &TestEnv,
+    args: &[&str],
+    after: Duration,
+) -> (Option<i32>, String) {
     let child = env
-        .command(&["restore", backup.to_str().unwrap(), "--force"])
+        .command(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
     wait_for_request(&env.double, "PUT", |p| p == "/collections/memories/points");
+    std::thread::sleep(after);
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -461,10 +479,10 @@ fn a_logical_restore_stopped_by_a_signal_puts_the_collection_back_exactly() {
     assert!(killed.success());
     let out = child.wait_with_output().expect("output");
     env.double.clear_faults();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stderr}");
-    assert!(stderr.contains("rolled back"), "{stderr}");
-    assert_eq!(scroll_all(&url, "memories"), before);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -553,8 +571,11 @@ fn a_merge_stopped_by_a_signal_puts_the_live_points_back_and_deletes_the_added()
         FaultKind::Delay(Duration::from_millis(500)),
     ));
     env.double.clear_requests();
-    let child = env
-        .command(&[
+    // The first page is written (the request is answered after the delay); stop during the
+    // second.
+    let (code, stderr) = terminated_while_writing(
+        &env,
+        &[
             "restore",
             backup.to_str().unwrap(),
             "--collection",
@@ -562,24 +583,10 @@ fn a_merge_stopped_by_a_signal_puts_the_live_points_back_and_deletes_the_added()
             "--filter",
             r#"{"must": [{"key": "group_id", "match": {"value": "proj-1"}}]}"#,
             "--force",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    wait_for_request(&env.double, "PUT", |p| p == "/collections/memories/points");
-    // The first page is written (the request is answered after the delay); stop during the
-    // second.
-    std::thread::sleep(Duration::from_millis(700));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let out = child.wait_with_output().expect("output");
-    env.double.clear_faults();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stderr}");
+        ],
+        Duration::from_millis(700),
+    );
+    assert_eq!(code, Some(143), "{stderr}");
     assert!(stderr.contains("the merge undone"), "{stderr}");
     assert_eq!(scroll_all(&url, "memories"), before);
     assert_eq!(env.double.collection_names(), ["memories"]);

@@ -16,7 +16,7 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::act::{self, Context, StepError};
+use super::act::{self, Context, StepError, qdrant};
 use super::journal;
 use super::plan::{Action, Planned, Source};
 use super::rollback::Undo;
@@ -25,7 +25,6 @@ use crate::logical::point::{Point, PointId};
 use crate::logical::read::PointsReader;
 use crate::logical::write::PointsWriter;
 use crate::names::{SafeName, TEMPORARY_PREFIX};
-use crate::qdrant::QdrantError;
 
 /// Points per page read from the temporary collection and written into the live one.
 const PAGE: usize = 256;
@@ -46,18 +45,6 @@ pub struct MergeReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saved: Option<String>,
     pub seconds: f64,
-}
-
-fn qdrant(step: &'static str, collection: &str) -> impl FnOnce(QdrantError) -> StepError {
-    let collection = collection.to_string();
-    move |source| match source {
-        QdrantError::Interrupted => StepError::Interrupted,
-        source => StepError::Qdrant {
-            step,
-            collection,
-            source,
-        },
-    }
 }
 
 /// A fresh temporary collection name for this run.
@@ -154,7 +141,7 @@ fn merge_through(
         .map_err(qdrant("filtering", temporary))?;
     report.matched = matched;
     if dry_run {
-        let (existing, _) = existing_live(cx, temporary, live, filter)?;
+        let (existing, _) = compare_live(cx, temporary, live, filter, |_| Ok(()))?;
         report.existing = existing;
         cx.ui.ok(&format!(
             "{matched} backed-up points match the filter; {existing} of them exist in `{live}`"
@@ -210,13 +197,15 @@ fn each_page(
     }
 }
 
-/// How many of the matching points exist live, and the ids of those that do not (the merge
-/// adds them; a rollback deletes them).
-fn existing_live(
+/// Walks the matching points and the live points of the same ids: how many exist live, and
+/// those that do not (the merge adds them; a rollback deletes them). `each_live` is given every
+/// live point found (saved before a merge).
+fn compare_live(
     cx: &Context,
     temporary: &str,
     live: &str,
     filter: &Value,
+    mut each_live: impl FnMut(&Point) -> Result<(), StepError>,
 ) -> Result<(u64, Vec<Added>), StepError> {
     let mut existing = 0u64;
     let mut added = Vec::new();
@@ -227,6 +216,9 @@ fn existing_live(
             .retrieve(live, &ids)
             .map_err(qdrant("reading", live))?;
         existing += found.len() as u64;
+        for point in &found {
+            each_live(point)?;
+        }
         let found: std::collections::BTreeSet<PointId> = found.into_iter().map(|p| p.id).collect();
         added.extend(
             page.into_iter()
@@ -279,28 +271,8 @@ fn save_live(
     let columns = Columns::of_params(&params).map_err(encode)?;
     let file = crate::manifest::layout::private_file(&path).map_err(io)?;
     let mut writer = PointsWriter::new(file, columns).map_err(encode)?;
-    let (mut existing, mut added) = (0u64, Vec::new());
-    each_page(cx, temporary, filter, |page| {
-        let ids: Vec<PointId> = page.iter().map(|p| p.id.clone()).collect();
-        let found = cx
-            .client
-            .retrieve(live, &ids)
-            .map_err(qdrant("reading", live))?;
-        existing += found.len() as u64;
-        let found_ids: std::collections::BTreeSet<PointId> =
-            found.iter().map(|p| p.id.clone()).collect();
-        for point in &found {
-            writer.push(point).map_err(encode)?;
-        }
-        added.extend(
-            page.into_iter()
-                .filter(|p| !found_ids.contains(&p.id))
-                .map(|p| Added {
-                    id: p.id,
-                    shard_key: p.shard_key,
-                }),
-        );
-        Ok(())
+    let (existing, added) = compare_live(cx, temporary, live, filter, |point| {
+        writer.push(point).map_err(encode)
     })?;
     let (_, file) = writer.finish().map_err(encode)?;
     file.sync_all().map_err(io)?;

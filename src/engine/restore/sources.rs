@@ -265,7 +265,7 @@ pub fn sources(
             CollectionBackup::Shards(cluster) => {
                 cluster_source(dir, entry, cluster, options, listed)
             }
-            CollectionBackup::Points(points) => points_source(dir, entry, points, options, listed),
+            CollectionBackup::Points(points) => points_source(dir, entry, points, options),
             CollectionBackup::Snapshot { file } => {
                 let opened = snapshot_source(dir, entry, file, options, listed)?;
                 if opened.fingerprint.is_none() {
@@ -390,35 +390,11 @@ fn cluster_source(
     listed: Option<&[Entry]>,
 ) -> Result<Source, SourceError> {
     let opened = open_shards(dir, entry, cluster, options, listed)?;
-    let Some(first) = opened.shards.first() else {
-        return Err(SourceError::SnapshotMissing {
-            collection: entry.name.clone(),
-            path: dir.join(SNAPSHOT_DIR).join(&entry.name),
-        });
-    };
-    let file = first
-        .file
-        .try_clone()
-        .map_err(|source| SourceError::SnapshotUnreadable {
-            collection: entry.name.clone(),
-            source,
-        })?;
-    let Some(schema) = &entry.schema else {
-        return Err(SourceError::NoClusterSchema {
-            collection: entry.name.clone(),
-        });
-    };
-    let fingerprint = recorded_schema(entry, schema)?;
+    let first = opened.shards.first().map(|s| &s.file);
+    let source = of_files(dir, entry, options, first)?;
     Ok(Source {
-        entry: entry.clone(),
-        target: target(entry, options)?,
-        snapshot: dir.join(SNAPSHOT_DIR).join(&entry.name),
-        file: std::sync::Arc::new(file),
-        verified_sha256: None,
-        fingerprint: Some(fingerprint),
-        snapshot_fingerprint: None,
         cluster: Some(std::sync::Arc::new(opened)),
-        points: None,
+        ..source
     })
 }
 
@@ -429,7 +405,6 @@ fn points_source(
     entry: &CollectionEntry,
     record: &crate::manifest::points::PointsRecord,
     options: SourceOptions,
-    listed: Option<&[Entry]>,
 ) -> Result<Source, SourceError> {
     for relative in super::logical::source::points_paths(&entry.name, record) {
         if let Some(link) = symlink_in(dir, &relative) {
@@ -439,25 +414,32 @@ fn points_source(
             });
         }
     }
-    let opened = super::logical::source::open(dir, &entry.name, record, listed).map_err(
-        |(path, source)| match source.kind() {
-            std::io::ErrorKind::NotFound => SourceError::SnapshotMissing {
-                collection: entry.name.clone(),
-                path,
-            },
-            _ => SourceError::SnapshotUnreadable {
-                collection: entry.name.clone(),
-                source,
-            },
-        },
-    )?;
-    let missing = || SourceError::SnapshotMissing {
-        collection: entry.name.clone(),
-        path: dir.join(SNAPSHOT_DIR).join(&entry.name),
+    let opened =
+        super::logical::source::open(dir, &entry.name, record).map_err(open_failure(entry))?;
+    let first = opened.files.first().map(|f| &f.file);
+    let source = of_files(dir, entry, options, first)?;
+    Ok(Source {
+        points: Some(std::sync::Arc::new(opened)),
+        ..source
+    })
+}
+
+/// A collection backed up as several files (shards, points), opened: its recorded schema
+/// (which such a backup always has), target and `first` file.
+fn of_files(
+    dir: &Utf8Path,
+    entry: &CollectionEntry,
+    options: SourceOptions,
+    first: Option<&std::fs::File>,
+) -> Result<Source, SourceError> {
+    let folder = dir.join(SNAPSHOT_DIR).join(&entry.name);
+    let Some(first) = first else {
+        return Err(SourceError::SnapshotMissing {
+            collection: entry.name.clone(),
+            path: folder,
+        });
     };
-    let first = opened.files.first().ok_or_else(missing)?;
     let file = first
-        .file
         .try_clone()
         .map_err(|source| SourceError::SnapshotUnreadable {
             collection: entry.name.clone(),
@@ -468,18 +450,33 @@ fn points_source(
             collection: entry.name.clone(),
         });
     };
-    let fingerprint = recorded_schema(entry, schema)?;
     Ok(Source {
         entry: entry.clone(),
         target: target(entry, options)?,
-        snapshot: dir.join(SNAPSHOT_DIR).join(&entry.name),
+        snapshot: folder,
         file: std::sync::Arc::new(file),
         verified_sha256: None,
-        fingerprint: Some(fingerprint),
+        fingerprint: Some(recorded_schema(entry, schema)?),
         snapshot_fingerprint: None,
         cluster: None,
-        points: Some(std::sync::Arc::new(opened)),
+        points: None,
     })
+}
+
+/// A file of `entry` that could not be opened: missing, or unreadable.
+fn open_failure(
+    entry: &CollectionEntry,
+) -> impl Fn((Utf8PathBuf, std::io::Error)) -> SourceError + '_ {
+    move |(path, source)| match source.kind() {
+        std::io::ErrorKind::NotFound => SourceError::SnapshotMissing {
+            collection: entry.name.clone(),
+            path,
+        },
+        _ => SourceError::SnapshotUnreadable {
+            collection: entry.name.clone(),
+            source,
+        },
+    }
 }
 
 /// Every shard file of a cluster collection opened, none through a link, each with the digest
@@ -503,16 +500,6 @@ fn open_shards(
         true => None,
         false => listed,
     };
-    shards::open(dir, &entry.name, cluster, listed, options.taken_on_cluster).map_err(
-        |(path, source)| match source.kind() {
-            std::io::ErrorKind::NotFound => SourceError::SnapshotMissing {
-                collection: entry.name.clone(),
-                path,
-            },
-            _ => SourceError::SnapshotUnreadable {
-                collection: entry.name.clone(),
-                source,
-            },
-        },
-    )
+    shards::open(dir, &entry.name, cluster, listed, options.taken_on_cluster)
+        .map_err(open_failure(entry))
 }

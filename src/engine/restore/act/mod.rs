@@ -187,7 +187,11 @@ pub enum StepError {
     Cluster { collection: String, detail: String },
 }
 
-fn qdrant(step: &'static str, collection: &str) -> impl FnOnce(QdrantError) -> StepError {
+/// A failed server call of `step` on `collection` as the step error (a stop as the stop).
+pub(super) fn qdrant(
+    step: &'static str,
+    collection: &str,
+) -> impl FnOnce(QdrantError) -> StepError {
     let collection = collection.to_string();
     move |source| match source {
         QdrantError::Interrupted => StepError::Interrupted,

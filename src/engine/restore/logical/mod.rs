@@ -16,12 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::act::{Context, StepError};
+use super::act::{Context, StepError, qdrant};
 use super::check::Against;
 use super::plan::{Action, Planned, Source};
 use super::rollback::Undo;
 use crate::fingerprint::{self, Severity};
-use crate::qdrant::QdrantError;
 use source::PointsSource;
 
 /// What the command line decides about a logical restore.
@@ -48,18 +47,6 @@ const LAYOUT_PATHS: [&str; 3] = [
 /// Whether schema difference `path` is one of layout only.
 pub fn is_layout(path: &str) -> bool {
     LAYOUT_PATHS.contains(&path)
-}
-
-fn qdrant(step: &'static str, collection: &str) -> impl FnOnce(QdrantError) -> StepError {
-    let collection = collection.to_string();
-    move |source| match source {
-        QdrantError::Interrupted => StepError::Interrupted,
-        source => StepError::Qdrant {
-            step,
-            collection,
-            source,
-        },
-    }
 }
 
 /// Restores one planned collection from its points: see the module's comment. Returns the

@@ -1,10 +1,9 @@
 //! A logical backup's points files: named from the collection's safe name (never taken from
-//! the manifest's strings), opened inside the backup folder (no links), each with the digest
-//! it was verified against.
+//! the manifest's strings) and opened inside the backup folder (no links), once
+//! `CHECKSUMS.sha256` vouched for them.
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::manifest::checksums::Entry;
 use crate::manifest::points::{PointsRecord, points_file};
 use crate::names::SafeName;
 
@@ -50,7 +49,6 @@ pub fn open(
     dir: &Utf8Path,
     name: &str,
     record: &PointsRecord,
-    _listed: Option<&[Entry]>,
 ) -> Result<PointsSource, (Utf8PathBuf, std::io::Error)> {
     let mut files = Vec::new();
     for (recorded, relative) in record.files.iter().zip(points_paths(name, record)) {
