@@ -18,6 +18,11 @@ pub mod write;
 /// The version of the column layout documented in docs/logical-format.md.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The most bytes a file's Parquet footer may take: aimem's writer keeps its files' footers
+/// far below it (`write::rows_per_file`), and its reader refuses a longer one, so a crafted
+/// file cannot make it decode megabytes of metadata.
+pub const MAX_FOOTER: u64 = 1024 * 1024;
+
 /// The footer key holding [`FORMAT_VERSION`].
 pub const FORMAT_KEY: &str = "aimem.logical.format";
 /// The footer key holding the vector columns ([`columns::Columns`]) as JSON.
@@ -115,6 +120,42 @@ mod tests {
         let (rows, _) = writer.finish().unwrap();
         assert_eq!(rows, points.len() as u64);
         file
+    }
+
+    #[test]
+    fn a_file_of_the_most_rows_a_range_gets_has_a_footer_the_reader_takes() {
+        // Many columns make the footer grow fastest: each row group adds to it per column.
+        let names: Vec<(String, VectorKind)> = (0..60)
+            .map(|i| (format!("v{i}"), VectorKind::Dense))
+            .collect();
+        let columns = Columns::new(&names).unwrap();
+        let rows = super::write::rows_per_file(&columns);
+        assert!(rows >= ROWS_PER_GROUP as u64, "{rows}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns.clone()).unwrap();
+        let vectors: BTreeMap<String, VectorValue> = names
+            .iter()
+            .map(|(name, _)| (name.clone(), VectorValue::Dense(vec![0.5])))
+            .collect();
+        for i in 0..rows {
+            let point = Point {
+                id: PointId::Num(i),
+                payload: None,
+                shard_key: None,
+                vectors: vectors.clone(),
+            };
+            writer.push(&point).unwrap();
+        }
+        writer.finish().unwrap();
+        let bytes = std::fs::read(file.path()).unwrap();
+        let tail = &bytes[bytes.len() - 8..bytes.len() - 4];
+        let footer = u32::from_le_bytes(tail.try_into().unwrap()) as u64;
+        // Within the budget `rows_per_file` aims at, with room to spare under the bound.
+        assert!(footer <= super::MAX_FOOTER / 2, "{footer}");
+        assert!(
+            footer >= super::MAX_FOOTER / 8,
+            "{footer}: the estimate is far off"
+        );
     }
 
     #[test]

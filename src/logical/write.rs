@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType, FloatType, Int32Type};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
@@ -15,13 +16,35 @@ use super::columns::{Columns, VectorKind};
 use super::point::{Point, VectorValue};
 use super::{FORMAT_KEY, FORMAT_VERSION, LogicalError, VECTORS_KEY};
 
-/// Points per row group: 1,024 points of 768-d float32 vectors are about 3 MiB (and as much
-/// again in their levels while the group is built).
-pub const ROWS_PER_GROUP: usize = 1024;
+/// Points per row group: 512 points of 768-d float32 vectors are 1.5 MiB, held until the
+/// group is written (several ranges are written at once, each with its group). Fewer would
+/// make footers longer: each group adds about 70 bytes per column to it.
+pub const ROWS_PER_GROUP: usize = 512;
+
+/// The rows one file should hold at most so that its footer stays well inside what the
+/// reader takes ([`super::MAX_FOOTER`]), given the number of leaf columns a file of `columns`
+/// has: each row group adds about 70 bytes per leaf to the footer.
+pub fn rows_per_file(columns: &Columns) -> u64 {
+    const FOOTER_BUDGET: u64 = 512 * 1024;
+    const PER_LEAF_PER_GROUP: u64 = 100;
+    let leaves = 3 + columns
+        .0
+        .iter()
+        .map(|c| match c.kind {
+            VectorKind::Sparse => 2,
+            VectorKind::Dense | VectorKind::Multi => 1,
+        })
+        .sum::<u64>();
+    (FOOTER_BUDGET / (PER_LEAF_PER_GROUP * leaves)).max(1) * ROWS_PER_GROUP as u64
+}
+
+/// A data page's size before compression: the writer holds one page of a column, encoded and
+/// compressed, while it writes it.
+const PAGE_BYTES: usize = 256 * 1024;
 
 /// Writes points into a Parquet file in the logical format.
 pub struct PointsWriter<W: Write + Send> {
-    file: SerializedFileWriter<W>,
+    file: SerializedFileWriter<Counted<W>>,
     columns: Columns,
     group: Group,
     rows: u64,
@@ -45,15 +68,98 @@ struct Text {
     def: Vec<i16>,
 }
 
-/// A list leaf: values with their definition and repetition levels.
+/// A list leaf: its values, and what its levels are made of. A dense or sparse vector's leaf
+/// keeps each row's list length and makes the levels as it is written, a chunk of rows at a
+/// time (kept whole, they would take as much memory as the vectors themselves); a
+/// multivector's leaf keeps its levels.
 #[derive(Default)]
 struct Leaf {
     /// Its values are `ints` (a sparse vector's indices), else `floats`.
     int: bool,
+    /// A multivector's leaf: `def` and `rep` hold its levels, `lengths` is unused.
+    multi: bool,
     floats: Vec<f32>,
     ints: Vec<i32>,
+    /// Per row, its list's length (`None`: the row has no such vector).
+    lengths: Vec<Option<u32>>,
     def: Vec<i16>,
     rep: Vec<i16>,
+}
+
+/// Values written per call while a list leaf's levels are made (their levels' buffers stay
+/// this small).
+const LEVELS_CHUNK: usize = 64 * 1024;
+
+impl Leaf {
+    /// Writes the leaf's `values` through `write` (a typed column writer's `write_batch`),
+    /// with its levels.
+    fn write_to<V>(
+        &self,
+        values: &[V],
+        mut write: impl FnMut(&[V], &[i16], &[i16]) -> Result<usize, ParquetError>,
+    ) -> Result<(), LogicalError> {
+        if self.multi {
+            write(values, &self.def, &self.rep)?;
+            return Ok(());
+        }
+        let (mut def, mut rep) = (Vec::new(), Vec::new());
+        let mut written = 0usize;
+        let mut taken = 0usize;
+        for length in &self.lengths {
+            // Every row starts a new list: its first level repeats nothing.
+            rep.push(0);
+            match *length {
+                // A row without the vector.
+                None => def.push(0),
+                // A row with an empty list: the column is there, no element is.
+                Some(0) => def.push(1),
+                Some(n) => {
+                    let n = n as usize;
+                    def.extend(std::iter::repeat_n(2, n));
+                    rep.extend(std::iter::repeat_n(1, n - 1));
+                    taken += n;
+                }
+            }
+            if def.len() >= LEVELS_CHUNK {
+                write(values.get(written..taken).ok_or_else(short)?, &def, &rep)?;
+                written = taken;
+                def.clear();
+                rep.clear();
+            }
+        }
+        if !def.is_empty() {
+            write(values.get(written..taken).ok_or_else(short)?, &def, &rep)?;
+            written = taken;
+        }
+        match written == values.len() {
+            true => Ok(()),
+            false => Err(short()),
+        }
+    }
+}
+
+/// The file's writer, counting what reaches it (the footer's length is what the file grew by
+/// when it was finished).
+struct Counted<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A list leaf whose lengths and values disagree (never, as `push` builds them).
+fn short() -> LogicalError {
+    LogicalError::Format("a vector column's lengths and values disagree".into())
 }
 
 impl<W: Write + Send> PointsWriter<W> {
@@ -68,12 +174,17 @@ impl<W: Write + Send> PointsWriter<W> {
             .set_dictionary_enabled(false)
             .set_statistics_enabled(EnabledStatistics::None)
             .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
+            .set_data_page_size_limit(PAGE_BYTES)
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string()),
                 KeyValue::new(VECTORS_KEY.to_string(), vectors),
             ]))
             .set_created_by(format!("aimem {}", env!("CARGO_PKG_VERSION")))
             .build();
+        let out = Counted {
+            inner: out,
+            written: 0,
+        };
         let file = SerializedFileWriter::new(out, columns.schema()?, Arc::new(props))?;
         let group = Group::for_columns(&columns);
         Ok(PointsWriter {
@@ -108,7 +219,14 @@ impl<W: Write + Send> PointsWriter<W> {
             match (column.kind, point.vectors.get(&column.name)) {
                 (_, None) => leaves.iter_mut().for_each(Leaf::null),
                 (VectorKind::Dense, Some(VectorValue::Dense(values))) => {
-                    leaves[0].list(values.iter().copied(), |leaf, v| leaf.floats.push(v), 1)
+                    let leaf = &mut leaves[0];
+                    if leaf.floats.capacity() == 0 {
+                        // A group's worth at once (up to 16 MiB): doubling as it fills would
+                        // leave up to a third of it unused, and copy it on the way.
+                        leaf.floats
+                            .reserve_exact((ROWS_PER_GROUP * values.len()).min(1 << 22));
+                    }
+                    leaf.list(values.iter().copied(), |leaf, v| leaf.floats.push(v))
                 }
                 (VectorKind::Sparse, Some(VectorValue::Sparse { indices, values })) => {
                     if indices.len() != values.len() {
@@ -121,8 +239,8 @@ impl<W: Write + Send> PointsWriter<W> {
                         )));
                     }
                     let ints = indices.iter().map(|&i| i32::from_ne_bytes(i.to_ne_bytes()));
-                    leaves[0].list(ints, |leaf, v| leaf.ints.push(v), 1);
-                    leaves[1].list(values.iter().copied(), |leaf, v| leaf.floats.push(v), 1);
+                    leaves[0].list(ints, |leaf, v| leaf.ints.push(v));
+                    leaves[1].list(values.iter().copied(), |leaf, v| leaf.floats.push(v));
                 }
                 (VectorKind::Multi, Some(VectorValue::Multi(vectors))) => leaves[0].lists(vectors),
                 (kind, Some(_)) => {
@@ -147,9 +265,8 @@ impl<W: Write + Send> PointsWriter<W> {
         if self.group.rows == 0 {
             return Ok(());
         }
-        let group = std::mem::replace(&mut self.group, Group::for_columns(&self.columns));
         let mut writer = self.file.next_row_group()?;
-        let mut leaves = group.leaves();
+        let mut leaves = self.group.leaves();
         while let Some(mut column) = writer.next_column()? {
             let Some(leaf) = leaves.next() else {
                 return Err(LogicalError::Format("more columns than values".into()));
@@ -158,7 +275,7 @@ impl<W: Write + Send> PointsWriter<W> {
                 LeafData::Ids(ids) => {
                     column
                         .typed::<ByteArrayType>()
-                        .write_batch(&ids, None, None)?;
+                        .write_batch(ids, None, None)?;
                 }
                 LeafData::Text(text) => {
                     column.typed::<ByteArrayType>().write_batch(
@@ -168,32 +285,41 @@ impl<W: Write + Send> PointsWriter<W> {
                     )?;
                 }
                 LeafData::Floats(leaf) => {
-                    column.typed::<FloatType>().write_batch(
-                        &leaf.floats,
-                        Some(&leaf.def),
-                        Some(&leaf.rep),
-                    )?;
+                    let typed = column.typed::<FloatType>();
+                    leaf.write_to(&leaf.floats, |v, d, r| {
+                        typed.write_batch(v, Some(d), Some(r))
+                    })?;
                 }
                 LeafData::Ints(leaf) => {
-                    column.typed::<Int32Type>().write_batch(
-                        &leaf.ints,
-                        Some(&leaf.def),
-                        Some(&leaf.rep),
-                    )?;
+                    let typed = column.typed::<Int32Type>();
+                    leaf.write_to(&leaf.ints, |v, d, r| typed.write_batch(v, Some(d), Some(r)))?;
                 }
             }
             column.close()?;
         }
+        drop(leaves);
         writer.close()?;
+        // Its buffers are kept for the next group: allocated once per file, not per group.
+        self.group.clear();
         Ok(())
     }
 
     /// Writes what is buffered and the footer; returns the points written.
     pub fn finish(mut self) -> Result<(u64, W), LogicalError> {
         self.flush()?;
-        let rows = self.rows;
+        let before = self.file.bytes_written() as u64;
         let out = self.file.into_inner()?;
-        Ok((rows, out))
+        // A footer the reader would refuse (a file of more rows than `rows_per_file`, as a
+        // huge shard key's) fails the backup now rather than its restore.
+        let footer = out.written.saturating_sub(before);
+        if footer > super::MAX_FOOTER {
+            return Err(LogicalError::Format(format!(
+                "its Parquet footer would be {footer} bytes, more than the {} aimem reads back: {} points are too many for one file",
+                super::MAX_FOOTER,
+                self.rows
+            )));
+        }
+        Ok((self.rows, out.inner))
     }
 }
 
@@ -211,7 +337,11 @@ impl Group {
                         },
                         Leaf::default(),
                     ],
-                    VectorKind::Dense | VectorKind::Multi => vec![Leaf::default()],
+                    VectorKind::Dense => vec![Leaf::default()],
+                    VectorKind::Multi => vec![Leaf {
+                        multi: true,
+                        ..Leaf::default()
+                    }],
                 })
                 .collect(),
             ..Group::default()
@@ -219,30 +349,43 @@ impl Group {
     }
 
     /// The leaves in the order of the schema's columns.
-    fn leaves(self) -> impl Iterator<Item = LeafData> {
-        let vectors = self
-            .vectors
-            .into_iter()
-            .flatten()
-            .map(|leaf| match leaf.int {
-                true => LeafData::Ints(leaf),
-                false => LeafData::Floats(leaf),
-            });
+    fn leaves(&self) -> impl Iterator<Item = LeafData<'_>> {
+        let vectors = self.vectors.iter().flatten().map(|leaf| match leaf.int {
+            true => LeafData::Ints(leaf),
+            false => LeafData::Floats(leaf),
+        });
         [
-            LeafData::Ids(self.ids),
-            LeafData::Text(self.payload),
-            LeafData::Text(self.shard_key),
+            LeafData::Ids(&self.ids),
+            LeafData::Text(&self.payload),
+            LeafData::Text(&self.shard_key),
         ]
         .into_iter()
         .chain(vectors)
     }
+
+    /// Empty again, its buffers kept.
+    fn clear(&mut self) {
+        self.rows = 0;
+        self.ids.clear();
+        for text in [&mut self.payload, &mut self.shard_key] {
+            text.values.clear();
+            text.def.clear();
+        }
+        for leaf in self.vectors.iter_mut().flatten() {
+            leaf.floats.clear();
+            leaf.ints.clear();
+            leaf.lengths.clear();
+            leaf.def.clear();
+            leaf.rep.clear();
+        }
+    }
 }
 
-enum LeafData {
-    Ids(Vec<ByteArray>),
-    Text(Text),
-    Floats(Leaf),
-    Ints(Leaf),
+enum LeafData<'g> {
+    Ids(&'g [ByteArray]),
+    Text(&'g Text),
+    Floats(&'g Leaf),
+    Ints(&'g Leaf),
 }
 
 impl Text {
@@ -263,30 +406,27 @@ impl Text {
 impl Leaf {
     /// A point without this vector.
     fn null(&mut self) {
-        self.def.push(0);
-        self.rep.push(0);
+        if self.multi {
+            self.def.push(0);
+            self.rep.push(0);
+        } else {
+            self.lengths.push(None);
+        }
     }
 
-    /// A list of values under an optional column: `base` is the definition level of the
-    /// column being present (its elements are one deeper).
+    /// A list of values (a dense vector, a sparse vector's indices or values).
     fn list<T>(
         &mut self,
-        values: impl Iterator<Item = T>,
+        values: impl ExactSizeIterator<Item = T>,
         mut put: impl FnMut(&mut Leaf, T),
-        base: i16,
     ) {
-        let mut first = true;
+        // (A list longer than u32 cannot come in a page; were it to, `write_to` would find
+        // the lengths and values disagree.)
+        let length = u32::try_from(values.len()).unwrap_or(u32::MAX);
         for value in values {
             put(self, value);
-            self.def.push(base + 1);
-            self.rep.push(if first { 0 } else { 1 });
-            first = false;
         }
-        if first {
-            // Present and empty.
-            self.def.push(base);
-            self.rep.push(0);
-        }
+        self.lengths.push(Some(length));
     }
 
     /// A list of lists of floats (a multivector).

@@ -750,6 +750,13 @@ impl Client {
         let (response, exchange) = self.send(path, request, what, timeout, sent)?;
         let response = self.check_status(method, path, response, &exchange)?;
         let status = response.status().as_u16();
+        // A page's buffer sized once from the length the server declares (a declared length
+        // is only a hint: the read is bounded either way), rather than doubled as it fills.
+        let declared = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
         let mut body = Counted {
             inner: response
                 .into_body()
@@ -760,7 +767,7 @@ impl Client {
         };
         let parsed = match parse {
             Parse::Streamed => read_json::<T>(&mut body),
-            Parse::Whole => read_json_whole::<T>(&mut body),
+            Parse::Whole => read_json_whole::<T>(&mut body, declared),
         };
         match parsed {
             Ok(value) => {
@@ -1005,16 +1012,31 @@ pub(crate) fn read_json<T: DeserializeOwned>(reader: impl Read) -> serde_json::R
 /// since parsing from a slice is several times faster than from a reader and a page of points
 /// is mostly numbers to parse. A longer one is parsed as it arrives, so memory stays bounded
 /// whatever a server sends. Every other answer is parsed as it arrives (it is mostly skipped).
-fn read_json_whole<T: DeserializeOwned>(mut reader: impl Read) -> serde_json::Result<T> {
-    let mut head = Vec::new();
-    (&mut reader)
+fn read_json_whole<T: DeserializeOwned>(
+    mut reader: impl Read,
+    declared: Option<usize>,
+) -> serde_json::Result<T> {
+    // Each thread keeps its buffer from one page to the next (a range's reader reads many):
+    // one allocation per thread rather than one of megabytes per page, which the allocator's
+    // per-thread arenas would otherwise keep around.
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut head = BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    head.clear();
+    head.reserve(declared.map_or(0, |n| n.min(PARSED_WHOLE)));
+    let parsed = (&mut reader)
         .take(PARSED_WHOLE as u64 + 1)
         .read_to_end(&mut head)
-        .map_err(serde_json::Error::io)?;
-    if head.len() <= PARSED_WHOLE {
-        return serde_json::from_slice(&head);
-    }
-    read_json(std::io::Cursor::new(head).chain(reader))
+        .map_err(serde_json::Error::io)
+        .map(|_| head.len() <= PARSED_WHOLE);
+    let parsed = match parsed {
+        Ok(true) => serde_json::from_slice(&head),
+        Ok(false) => read_json(std::io::Cursor::new(&head).chain(reader)),
+        Err(e) => Err(e),
+    };
+    BUFFER.with(|b| *b.borrow_mut() = head);
+    parsed
 }
 
 /// The largest answer [`read_json_whole`] reads before it is parsed: a page of 256 points of

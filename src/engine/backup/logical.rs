@@ -12,7 +12,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -27,19 +27,20 @@ use super::{Backed, CollectionDone, Context, Planned, collection_error, stopped}
 use crate::logical::LogicalError;
 use crate::logical::columns::Columns;
 use crate::logical::point::{Point, PointId};
-use crate::logical::write::PointsWriter;
+use crate::logical::write::{PointsWriter, rows_per_file};
 use crate::manifest::CollectionEntry;
 use crate::manifest::cluster::ShardKey;
 use crate::manifest::layout::create_private_dir;
 use crate::manifest::points::{
-    Definition, PointsFile, PointsRecord, points_file, points_file_name,
+    Definition, MAX_POINTS_FILES, PointsFile, PointsRecord, points_file, points_file_name,
 };
 use crate::qdrant::{Client, QdrantError};
 
 /// Points per scroll page: large enough that a request's overhead is small next to its
 /// vectors, small enough that a few pages per range stay a few MiB.
 pub const PAGE: usize = 256;
-/// Id ranges read at once per collection (fewer for a small one).
+/// Id ranges a collection is split into (fewer for a small one), and the run's range slots
+/// (or `--jobs`, if more).
 pub const RANGES: usize = 4;
 /// Ids per page of the ids-only scroll that finds where the ranges start.
 const ID_PAGE: usize = 10_000;
@@ -85,6 +86,51 @@ impl ExportError {
     /// A full disk under the backup root.
     pub fn is_out_of_space(&self) -> bool {
         matches!(self, ExportError::Write { source, .. } if super::disk::is_out_of_space(source))
+    }
+}
+
+/// The id ranges read at once in a run: a counting semaphore that the collections backed up
+/// at the same time share, so that the run reads as many ranges at once from start to end
+/// (a fixed share per collection would leave the last collection one range while the others'
+/// shares sit idle).
+pub(super) struct RangeSlots {
+    total: usize,
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl RangeSlots {
+    pub(super) fn new(total: usize) -> RangeSlots {
+        let total = total.max(1);
+        RangeSlots {
+            total,
+            free: Mutex::new(total),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot; it is given back when the guard drops (a panic too). Holders
+    /// give theirs back within a page of a signal, so a waiter never waits long for one.
+    fn take(&self) -> RangeSlot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        RangeSlot(self)
+    }
+}
+
+/// A taken range slot.
+struct RangeSlot<'s>(&'s RangeSlots);
+
+impl Drop for RangeSlot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.freed.notify_one();
     }
 }
 
@@ -266,7 +312,7 @@ fn export(
 ) -> Result<Vec<PointsFile>, ExportError> {
     let ranges = match shard_keys.is_empty() {
         // (A custom-sharded collection without keys too: one empty file.)
-        true => id_ranges(cx.client, name, cx.stop)?,
+        true => id_ranges(cx.client, name, columns, cx.stop)?,
         false => shard_keys
             .iter()
             .map(|key| Range {
@@ -276,9 +322,10 @@ fn export(
             })
             .collect(),
     };
-    // A pool of workers takes the ranges in turn: as many as the run's share of
-    // [`RANGES`] (collections backed up at once share them), never one per shard key.
-    let workers = (RANGES / usize::from(cx.options.jobs).max(1)).clamp(1, ranges.len().max(1));
+    // Workers take the ranges in turn, each holding one of the run's range slots while it
+    // reads one: the collections backed up at once share [`RangeSlots`], so a collection left
+    // alone at the end of the run gets all of them.
+    let workers = cx.range_slots.total.min(ranges.len()).max(1);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Vec<Mutex<Option<Result<PointsFile, ExportError>>>> =
@@ -288,6 +335,7 @@ fn export(
             let (next, failed, results, ranges) = (&next, &failed, &results, &ranges);
             scope.spawn(move || {
                 loop {
+                    let _slot = cx.range_slots.take();
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     let (Some(range), Some(slot)) = (ranges.get(index), results.get(index)) else {
                         return;
@@ -352,17 +400,21 @@ fn export(
     }
 }
 
-/// Where each of up to [`RANGES`] id ranges starts, from an ids-only scroll: ranges of about
-/// equal counts (a collection smaller than two pages is one range).
+/// Where each id range starts, from an ids-only scroll: [`RANGES`] ranges of about equal
+/// counts, or more for a collection too big for that many files (each file's footer must stay
+/// small, see [`rows_per_file`]); a collection smaller than two pages is one range.
 fn id_ranges(
     client: &Client,
     name: &str,
+    columns: &Columns,
     stop: &crate::signals::StopFlag,
 ) -> Result<Vec<Range>, ExportError> {
     let count = client.count_exact(name).map_err(ExportError::Qdrant)?;
     let ways = match count < (2 * PAGE) as u64 {
         true => 1,
-        false => RANGES,
+        false => usize::try_from(count.div_ceil(rows_per_file(columns)))
+            .unwrap_or(usize::MAX)
+            .clamp(RANGES, MAX_POINTS_FILES),
     };
     let per_range = count.div_ceil(ways as u64).max(1);
     let mut starts: Vec<Option<PointId>> = vec![None];
@@ -569,5 +621,30 @@ impl Write for HashingFile {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_slots_are_shared_and_given_back() {
+        let slots = RangeSlots::new(2);
+        let (a, b) = (slots.take(), slots.take());
+        let taken = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _c = slots.take();
+                taken.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            // Both slots are held: the third taker waits.
+            assert!(!taken.load(Ordering::SeqCst));
+            drop(a);
+        });
+        assert!(taken.load(Ordering::SeqCst));
+        drop(b);
+        assert_eq!(*slots.free.lock().unwrap(), 2);
     }
 }

@@ -452,6 +452,8 @@ struct Context<'a> {
     /// A single node, or the cluster's peers.
     topology: &'a Topology,
     options: Options,
+    /// The id ranges of logical backups read at once, across the collections of the run.
+    range_slots: logical::RangeSlots,
 }
 
 /// A published backup.
@@ -491,6 +493,7 @@ pub fn write(
         streaming: take::Streaming::new(run.options.stream),
         progress: run.progress,
         topology: run.topology,
+        range_slots: logical::RangeSlots::new(logical::RANGES.max(usize::from(run.options.jobs))),
         options: run.options,
     };
     write_backup(
