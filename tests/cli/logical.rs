@@ -491,13 +491,13 @@ fn verify_finds_a_damaged_points_file_and_a_crafted_file_name() {
     groups(&env.double.url());
     let backup = env.backup(&["--format", "logical", "--collection", "memories"]);
     let files = parquet_files(&backup, "memories");
-    // Damage one file's structure (a stretch cut out of its middle) and make the checksums
-    // agree: only decoding it finds the damage. (Flipped bits inside a vector's raw values
-    // would decode: only the checksums catch those.)
+    // Damage one file's structure (a stretch cut out of its first column chunk, the ids) and
+    // make the checksums agree: only decoding it finds the damage. (Flipped bits inside a
+    // dense vector's values, which are stored raw, would decode: only the checksums catch
+    // those.)
     let damaged = &files[0];
     let mut bytes = std::fs::read(damaged).unwrap();
-    let middle = bytes.len() / 2;
-    bytes.drain(middle - 64..middle + 64);
+    bytes.drain(16..144);
     std::fs::write(damaged, &bytes).unwrap();
     let sha = super::support::sha256_hex(damaged);
     super::support::edit_manifest(&backup, |m| {
