@@ -1,28 +1,35 @@
 //! A logical backup file back into points. The footer must name a format this aimem knows
-//! and vector columns whose schema is exactly the file's; then each row becomes a point, a
-//! row group at a time.
+//! and vector columns whose schema is exactly the file's; then the rows are decoded column by
+//! column, [`CHUNK_ROWS`] at a time ([`Chunk`]), and each row is handed out as a [`PointView`]
+//! that borrows from the chunk's buffers (or made into an owned [`Point`]).
+//!
+//! Memory stays at one chunk's values per column plus the page each column reader holds,
+//! whatever the row group: no tree of the row is built.
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::ops::Range;
 
+use parquet::column::reader::ColumnReaderImpl;
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, FloatType, Int32Type};
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::record::{Field, Row};
 use serde_json::Value;
 
 use super::columns::{Columns, VectorColumn, VectorKind};
 use super::point::{Point, PointId, VectorValue};
-use super::{FORMAT_KEY, FORMAT_VERSION, LogicalError, VECTORS_KEY};
+use super::{FORMAT_KEY, FORMAT_VERSION, LogicalError, MAX_FOOTER, VECTORS_KEY};
 
 /// The most bytes the footer's vector columns may take as JSON.
 const MAX_VECTORS_JSON: usize = 64 * 1024;
-/// The most bytes a file's Parquet footer may take (aimem's are a few KiB for any number of
-/// rows): a crafted file must not make the reader decode megabytes of metadata.
-const MAX_FOOTER: u64 = 1024 * 1024;
 
 /// The most bytes one column chunk may hold decompressed: a row group of 2,048 points with a
 /// 4,096-d vector is 32 MiB, so this leaves room for any real collection and stops a crafted
 /// footer from sizing a read after what it claims.
 const MAX_COLUMN_CHUNK: i64 = 512 * 1024 * 1024;
+
+/// Rows decoded at once: 64 rows of a 768-d vector are 192 KiB of values (and as much of
+/// levels), whatever the size of the row group.
+pub const CHUNK_ROWS: usize = 64;
 
 /// An opened logical backup file.
 pub struct PointsReader {
@@ -96,12 +103,545 @@ impl PointsReader {
         u64::try_from(self.file.metadata().file_metadata().num_rows()).unwrap_or(0)
     }
 
+    /// The file's rows, [`CHUNK_ROWS`] at a time, in the file's order.
+    pub fn chunks(&self) -> Chunks<'_> {
+        Chunks {
+            reader: self,
+            group: 0,
+            left: 0,
+            chunk: Chunk::new(&self.columns),
+            failed: false,
+        }
+    }
+
     /// Every point, in the file's order.
     pub fn points(
         &self,
     ) -> Result<impl Iterator<Item = Result<Point, LogicalError>> + '_, LogicalError> {
-        let rows = self.file.get_row_iter(None)?;
-        Ok(rows.map(move |row| point(&row?, &self.columns)))
+        let mut chunks = self.chunks();
+        let mut at = 0;
+        let mut loaded = false;
+        Ok(std::iter::from_fn(move || {
+            loop {
+                if loaded && at < chunks.chunk().rows() {
+                    at += 1;
+                    return Some(chunks.chunk().point(at - 1).and_then(|p| p.to_point()));
+                }
+                match chunks.advance() {
+                    Ok(true) => {
+                        loaded = true;
+                        at = 0;
+                    }
+                    Ok(false) => return None,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+        }))
+    }
+}
+
+/// Reads a file's row groups chunk by chunk into one [`Chunk`] whose buffers are reused.
+pub struct Chunks<'r> {
+    reader: &'r PointsReader,
+    /// The next row group to open.
+    group: usize,
+    /// Rows of the open row group not decoded yet.
+    left: usize,
+    chunk: Chunk,
+    /// After an error nothing more is read.
+    failed: bool,
+}
+
+impl Chunks<'_> {
+    /// Decodes the next rows into [`Chunks::chunk`]; false at the end of the file.
+    pub fn advance(&mut self) -> Result<bool, LogicalError> {
+        if self.failed {
+            return Ok(false);
+        }
+        let advanced = self.next_rows();
+        if advanced.is_err() {
+            self.failed = true;
+        }
+        advanced
+    }
+
+    /// The rows the last [`Chunks::advance`] decoded.
+    pub fn chunk(&self) -> &Chunk {
+        &self.chunk
+    }
+
+    fn next_rows(&mut self) -> Result<bool, LogicalError> {
+        while self.left == 0 {
+            let metadata = self.reader.file.metadata();
+            if self.group >= metadata.num_row_groups() {
+                self.chunk.rows = 0;
+                return Ok(false);
+            }
+            let rows = metadata.row_group(self.group).num_rows();
+            let group = self.reader.file.get_row_group(self.group)?;
+            self.group += 1;
+            self.left =
+                usize::try_from(rows).map_err(|_| bad("a row group of fewer than no rows"))?;
+            self.chunk.open(group.as_ref())?;
+        }
+        let rows = self.left.min(CHUNK_ROWS);
+        self.chunk.decode(rows)?;
+        self.left -= rows;
+        Ok(true)
+    }
+}
+
+fn bad(what: &str) -> LogicalError {
+    LogicalError::Format(format!("a row has {what}"))
+}
+
+/// One leaf column of the open row group: its reader and the levels and values of the
+/// chunk's rows.
+struct Leaf<T: DataType> {
+    reader: Option<ColumnReaderImpl<T>>,
+    def: Vec<i16>,
+    rep: Vec<i16>,
+    values: Vec<T::T>,
+}
+
+impl<T: DataType> Leaf<T> {
+    fn new() -> Self {
+        Leaf {
+            reader: None,
+            def: Vec::new(),
+            rep: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Decodes `rows` whole rows (records); a column that holds fewer fails.
+    fn decode(&mut self, rows: usize, column: &str) -> Result<(), LogicalError> {
+        self.def.clear();
+        self.rep.clear();
+        self.values.clear();
+        let reader = self
+            .reader
+            .as_mut()
+            .ok_or_else(|| bad(&format!("no {column}")))?;
+        let (read, _, _) = reader.read_records(
+            rows,
+            Some(&mut self.def),
+            Some(&mut self.rep),
+            &mut self.values,
+        )?;
+        if read != rows {
+            return Err(bad(&format!("no {column}")));
+        }
+        Ok(())
+    }
+}
+
+/// The typed reader of column `index` of a row group, whose physical type the schema check
+/// has fixed.
+fn typed<T: DataType>(
+    group: &dyn parquet::file::reader::RowGroupReader,
+    index: usize,
+) -> Result<ColumnReaderImpl<T>, LogicalError> {
+    T::get_column_reader(group.get_column_reader(index)?).ok_or_else(|| {
+        LogicalError::Format(format!(
+            "its column {index} is not of the type its schema gives"
+        ))
+    })
+}
+
+/// The columns of one vector in the open row group.
+enum VectorLeaves {
+    Dense(Leaf<FloatType>),
+    /// Its indices (boxed: a column reader is large) and values.
+    Sparse(Box<Leaf<Int32Type>>, Leaf<FloatType>),
+    Multi(Leaf<FloatType>),
+}
+
+/// Where each row's list lies in a leaf's values: `None` for a null row.
+#[derive(Default)]
+struct Lists {
+    rows: Vec<Option<Range<usize>>>,
+}
+
+impl Lists {
+    /// Splits the levels of a list column whose elements are required (max definition level
+    /// 2, repetition 1) into rows: definition 0 is a null row, 1 an empty list, 2 an element.
+    fn split(&mut self, def: &[i16], rep: &[i16], values: usize) -> Result<(), LogicalError> {
+        self.rows.clear();
+        if def.len() != rep.len() {
+            return Err(bad("a list whose levels do not fit its schema"));
+        }
+        let mut at = 0;
+        for (&d, &r) in def.iter().zip(rep) {
+            match (r, d) {
+                (0, 0) => self.rows.push(None),
+                (0, 1) => self.rows.push(Some(at..at)),
+                (0, 2) => {
+                    self.rows.push(Some(at..at + 1));
+                    at += 1;
+                }
+                (1, 2) => match self.rows.last_mut() {
+                    Some(Some(range)) if range.end == at => {
+                        range.end += 1;
+                        at += 1;
+                    }
+                    _ => return Err(bad("a list whose levels do not fit its schema")),
+                },
+                _ => return Err(bad("a list whose levels do not fit its schema")),
+            }
+        }
+        if at != values {
+            return Err(bad("a list whose levels do not fit its values"));
+        }
+        Ok(())
+    }
+}
+
+/// A multivector column's rows: each row's range of `lists`, each list's range of values.
+#[derive(Default)]
+struct Nested {
+    rows: Vec<Option<Range<usize>>>,
+    lists: Vec<Range<usize>>,
+}
+
+impl Nested {
+    /// Levels of `optional list<required list<required float>>`: definition 0 a null row, 1 an
+    /// empty outer list, 2 an empty inner list, 3 a value; repetition 0 a new row, 1 a new
+    /// inner list, 2 the next value of the inner list.
+    fn split(&mut self, def: &[i16], rep: &[i16], values: usize) -> Result<(), LogicalError> {
+        self.rows.clear();
+        self.lists.clear();
+        let misfit = || bad("a multivector whose levels do not fit its schema");
+        if def.len() != rep.len() {
+            return Err(misfit());
+        }
+        let mut at = 0;
+        for (&d, &r) in def.iter().zip(rep) {
+            match r {
+                0 => self.rows.push(match d {
+                    0 => None,
+                    _ => Some(self.lists.len()..self.lists.len()),
+                }),
+                1 | 2 => {}
+                _ => return Err(misfit()),
+            }
+            if d == 0 {
+                if r != 0 {
+                    return Err(misfit());
+                }
+                continue;
+            }
+            let row = match self.rows.last_mut() {
+                Some(Some(row)) => row,
+                _ => return Err(misfit()),
+            };
+            match (r, d) {
+                (0, 1) => {}
+                (0 | 1, 2 | 3) => {
+                    if r == 1 && row.start == row.end {
+                        return Err(misfit());
+                    }
+                    let take = usize::from(d == 3);
+                    self.lists.push(at..at + take);
+                    at += take;
+                    row.end = self.lists.len();
+                }
+                (2, 3) => match self.lists.last_mut() {
+                    Some(list)
+                        if list.end == at && row.start < row.end && list.start < list.end =>
+                    {
+                        list.end += 1;
+                        at += 1;
+                    }
+                    _ => return Err(misfit()),
+                },
+                _ => return Err(misfit()),
+            }
+        }
+        if at != values {
+            return Err(bad("a multivector whose levels do not fit its values"));
+        }
+        Ok(())
+    }
+}
+
+/// Rows of a file decoded column by column: ids, payloads, shard keys and vectors, each
+/// row read through [`Chunk::point`].
+pub struct Chunk {
+    rows: usize,
+    ids: Leaf<ByteArrayType>,
+    payloads: Leaf<ByteArrayType>,
+    keys: Leaf<ByteArrayType>,
+    /// Per row, the index of its payload (and shard key) among the values, if it has one.
+    payload_at: Vec<Option<usize>>,
+    key_at: Vec<Option<usize>>,
+    vectors: Vec<(VectorColumn, VectorLeaves, Lists, Lists, Nested)>,
+}
+
+impl Chunk {
+    fn new(columns: &Columns) -> Chunk {
+        Chunk {
+            rows: 0,
+            ids: Leaf::new(),
+            payloads: Leaf::new(),
+            keys: Leaf::new(),
+            payload_at: Vec::new(),
+            key_at: Vec::new(),
+            vectors: columns
+                .0
+                .iter()
+                .map(|column| {
+                    let leaves = match column.kind {
+                        VectorKind::Dense => VectorLeaves::Dense(Leaf::new()),
+                        VectorKind::Sparse => {
+                            VectorLeaves::Sparse(Box::new(Leaf::new()), Leaf::new())
+                        }
+                        VectorKind::Multi => VectorLeaves::Multi(Leaf::new()),
+                    };
+                    (
+                        column.clone(),
+                        leaves,
+                        Lists::default(),
+                        Lists::default(),
+                        Nested::default(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Opens every column of row group `group` (their leaves in the schema's order).
+    fn open(
+        &mut self,
+        group: &dyn parquet::file::reader::RowGroupReader,
+    ) -> Result<(), LogicalError> {
+        self.ids.reader = Some(typed(group, 0)?);
+        self.payloads.reader = Some(typed(group, 1)?);
+        self.keys.reader = Some(typed(group, 2)?);
+        let mut leaf = 3;
+        for (_, leaves, ..) in &mut self.vectors {
+            match leaves {
+                VectorLeaves::Dense(values) | VectorLeaves::Multi(values) => {
+                    values.reader = Some(typed(group, leaf)?);
+                    leaf += 1;
+                }
+                VectorLeaves::Sparse(indices, values) => {
+                    indices.reader = Some(typed(group, leaf)?);
+                    values.reader = Some(typed(group, leaf + 1)?);
+                    leaf += 2;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes the next `rows` rows of every column.
+    fn decode(&mut self, rows: usize) -> Result<(), LogicalError> {
+        self.rows = 0;
+        self.ids.decode(rows, "id")?;
+        self.payloads.decode(rows, "payload")?;
+        self.keys.decode(rows, "shard key")?;
+        present(
+            &self.payloads.def,
+            &mut self.payload_at,
+            self.payloads.values.len(),
+        )?;
+        present(&self.keys.def, &mut self.key_at, self.keys.values.len())?;
+        for (column, leaves, first, second, nested) in &mut self.vectors {
+            let name = crate::names::shown(&column.name);
+            match leaves {
+                VectorLeaves::Dense(values) => {
+                    values.decode(rows, &format!("vector {name}"))?;
+                    first.split(&values.def, &values.rep, values.values.len())?;
+                }
+                VectorLeaves::Sparse(indices, values) => {
+                    indices.decode(rows, &format!("vector {name}"))?;
+                    values.decode(rows, &format!("vector {name}"))?;
+                    first.split(&indices.def, &indices.rep, indices.values.len())?;
+                    second.split(&values.def, &values.rep, values.values.len())?;
+                    // A sparse vector is null in both its lists or in neither.
+                    if first
+                        .rows
+                        .iter()
+                        .zip(&second.rows)
+                        .any(|(i, v)| i.is_none() != v.is_none())
+                    {
+                        return Err(bad(&format!("a vector {name} that is not Sparse")));
+                    }
+                }
+                VectorLeaves::Multi(values) => {
+                    values.decode(rows, &format!("vector {name}"))?;
+                    nested.split(&values.def, &values.rep, values.values.len())?;
+                }
+            }
+            let decoded = match leaves {
+                VectorLeaves::Multi(_) => nested.rows.len(),
+                _ => first.rows.len(),
+            };
+            if decoded != rows {
+                return Err(bad(&format!(
+                    "a vector {name} that is not {:?}",
+                    column.kind
+                )));
+            }
+        }
+        self.rows = rows;
+        Ok(())
+    }
+
+    /// The number of rows decoded.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Row `row` (below [`Chunk::rows`]): its id, payload and shard key checked.
+    pub fn point(&self, row: usize) -> Result<PointView<'_>, LogicalError> {
+        let id = self
+            .ids
+            .values
+            .get(row)
+            .and_then(|id| std::str::from_utf8(id.data()).ok())
+            .and_then(PointId::from_text)
+            .ok_or_else(|| bad("an id that is neither an integer nor a UUID"))?;
+        let payload = json_at(row, &self.payload_at, &self.payloads.values, "payload")?;
+        let shard_key = json_at(row, &self.key_at, &self.keys.values, "shard key")?
+            .map(serde_json::from_slice::<Value>)
+            .transpose()
+            .map_err(|e| bad(&format!("a shard key that is not JSON ({e})")))?;
+        Ok(PointView {
+            chunk: self,
+            row,
+            id,
+            payload,
+            shard_key,
+        })
+    }
+}
+
+/// Row `row`'s value of an optional JSON column, checked to be one whole JSON value and
+/// nothing after it: what goes into a request is never more than a value.
+fn json_at<'v>(
+    row: usize,
+    at: &[Option<usize>],
+    values: &'v [ByteArray],
+    what: &str,
+) -> Result<Option<&'v [u8]>, LogicalError> {
+    let Some(index) = at.get(row).copied().flatten() else {
+        return Ok(None);
+    };
+    let text = values.get(index).map(ByteArray::data).unwrap_or_default();
+    serde_json::from_slice::<serde::de::IgnoredAny>(text)
+        .map(|_| Some(text))
+        .map_err(|e| bad(&format!("a {what} that is not JSON ({e})")))
+}
+
+/// For a column of optional values (max definition level 1, no repetition): each row's index
+/// among the values.
+fn present(def: &[i16], at: &mut Vec<Option<usize>>, values: usize) -> Result<(), LogicalError> {
+    at.clear();
+    let mut next = 0;
+    for &d in def {
+        at.push(match d {
+            0 => None,
+            1 => {
+                next += 1;
+                Some(next - 1)
+            }
+            _ => return Err(bad("a value whose levels do not fit its schema")),
+        });
+    }
+    if next != values {
+        return Err(bad("a value whose levels do not fit its schema"));
+    }
+    Ok(())
+}
+
+/// One row of a [`Chunk`], borrowed: the id, the payload and shard key checked as one JSON
+/// value each, the vectors as slices of the chunk's values.
+pub struct PointView<'c> {
+    chunk: &'c Chunk,
+    row: usize,
+    pub id: PointId,
+    /// The payload's JSON text (`None`: the point has none).
+    pub payload: Option<&'c [u8]>,
+    /// A custom-sharded collection's point: its shard key.
+    pub shard_key: Option<Value>,
+}
+
+/// One vector of a [`PointView`].
+#[derive(Debug, Clone, Copy)]
+pub enum VectorView<'c> {
+    Dense(&'c [f32]),
+    /// Indices as Parquet stores them (the bits of Qdrant's unsigned 32-bit indices).
+    Sparse {
+        indices: &'c [i32],
+        values: &'c [f32],
+    },
+    /// The vectors of a multivector: ranges of `values`.
+    Multi {
+        values: &'c [f32],
+        lists: &'c [Range<usize>],
+    },
+}
+
+impl<'c> PointView<'c> {
+    /// The vectors the point has, by name (`""`: the unnamed one), in the file's order.
+    pub fn vectors(&self) -> impl Iterator<Item = (&'c str, VectorView<'c>)> + '_ {
+        let row = self.row;
+        self.chunk
+            .vectors
+            .iter()
+            .filter_map(move |(column, leaves, first, second, nested)| {
+                let slice = |lists: &Lists| lists.rows.get(row).cloned().flatten();
+                let view = match leaves {
+                    VectorLeaves::Dense(values) => {
+                        VectorView::Dense(values.values.get(slice(first)?)?)
+                    }
+                    VectorLeaves::Sparse(indices, values) => VectorView::Sparse {
+                        indices: indices.values.get(slice(first)?)?,
+                        values: values.values.get(slice(second)?)?,
+                    },
+                    VectorLeaves::Multi(values) => VectorView::Multi {
+                        values: &values.values,
+                        lists: nested.lists.get(nested.rows.get(row).cloned().flatten()?)?,
+                    },
+                };
+                Some((column.name.as_str(), view))
+            })
+    }
+
+    /// The point, owned (its payload parsed).
+    pub fn to_point(&self) -> Result<Point, LogicalError> {
+        let payload = self
+            .payload
+            .map(serde_json::from_slice::<Value>)
+            .transpose()
+            .map_err(|e| bad(&format!("a payload that is not JSON ({e})")))?;
+        let vectors = self
+            .vectors()
+            .map(|(name, view)| {
+                let value = match view {
+                    VectorView::Dense(values) => VectorValue::Dense(values.to_vec()),
+                    VectorView::Sparse { indices, values } => VectorValue::Sparse {
+                        indices: indices.iter().map(|&i| i as u32).collect(),
+                        values: values.to_vec(),
+                    },
+                    VectorView::Multi { values, lists } => VectorValue::Multi(
+                        lists
+                            .iter()
+                            .map(|list| values.get(list.clone()).unwrap_or_default().to_vec())
+                            .collect(),
+                    ),
+                };
+                (name.to_string(), value)
+            })
+            .collect::<BTreeMap<_, _>>();
+        Ok(Point {
+            id: self.id.clone(),
+            payload,
+            shard_key: self.shard_key.clone(),
+            vectors,
+        })
     }
 }
 
@@ -153,102 +693,33 @@ fn check_chunk_sizes(file: &SerializedFileReader<File>, length: i64) -> Result<(
     Ok(())
 }
 
-/// The point a row holds (its fields are in the schema's order).
-fn point(row: &Row, columns: &Columns) -> Result<Point, LogicalError> {
-    let bad = |what: &str| LogicalError::Format(format!("a row has {what}"));
-    let mut fields = row.get_column_iter().map(|(_, field)| field);
-    let id = match fields.next() {
-        Some(Field::Str(text)) => PointId::from_text(text)
-            .ok_or_else(|| bad("an id that is neither an integer nor a UUID"))?,
-        _ => return Err(bad("no id")),
-    };
-    let mut json = |what: &str| -> Result<Option<Value>, LogicalError> {
-        match fields.next() {
-            Some(Field::Null) => Ok(None),
-            Some(Field::Str(text)) => serde_json::from_str(text)
-                .map(Some)
-                .map_err(|e| bad(&format!("a {what} that is not JSON ({e})"))),
-            Some(Field::Bytes(bytes)) => serde_json::from_slice(bytes.data())
-                .map(Some)
-                .map_err(|e| bad(&format!("a {what} that is not JSON ({e})"))),
-            _ => Err(bad(&format!("no {what}"))),
-        }
-    };
-    let payload = json("payload")?;
-    let shard_key = json("shard key")?;
-    let mut vectors = BTreeMap::new();
-    for column in &columns.0 {
-        let field = fields
-            .next()
-            .ok_or_else(|| bad("fewer vector columns than its footer lists"))?;
-        if let Some(vector) = vector(field, column.kind).ok_or_else(|| {
-            bad(&format!(
-                "a vector {} that is not {:?}",
-                crate::names::shown(&column.name),
-                column.kind
-            ))
-        })? {
-            vectors.insert(column.name.clone(), vector);
-        }
-    }
-    Ok(Point {
-        id,
-        payload,
-        shard_key,
-        vectors,
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A vector column's field: `Some(None)` when the point has no such vector, `None` when the
-/// field is not of `kind`'s shape.
-fn vector(field: &Field, kind: VectorKind) -> Option<Option<VectorValue>> {
-    if let Field::Null = field {
-        return Some(None);
+    #[test]
+    fn list_levels_split_into_rows() {
+        let mut lists = Lists::default();
+        // null, [], [a], [b, c]
+        lists.split(&[0, 1, 2, 2, 2], &[0, 0, 0, 0, 1], 3).unwrap();
+        assert_eq!(lists.rows, [None, Some(0..0), Some(0..1), Some(1..3)]);
+        // A continuation with no row before it, or levels that miss values.
+        assert!(lists.split(&[2], &[1], 1).is_err());
+        assert!(lists.split(&[2, 2], &[0, 0], 1).is_err());
+        assert!(lists.split(&[3], &[0], 1).is_err());
     }
-    let value = match kind {
-        VectorKind::Dense => VectorValue::Dense(floats(field)?),
-        VectorKind::Multi => match field {
-            Field::ListInternal(list) => VectorValue::Multi(
-                list.elements()
-                    .iter()
-                    .map(floats)
-                    .collect::<Option<Vec<_>>>()?,
-            ),
-            _ => return None,
-        },
-        VectorKind::Sparse => {
-            let Field::Group(group) = field else {
-                return None;
-            };
-            let mut parts = group.get_column_iter().map(|(_, f)| f);
-            let indices = match parts.next()? {
-                Field::ListInternal(list) => list
-                    .elements()
-                    .iter()
-                    .map(|f| match f {
-                        Field::UInt(i) => Some(*i),
-                        _ => None,
-                    })
-                    .collect::<Option<Vec<u32>>>()?,
-                _ => return None,
-            };
-            let values = floats(parts.next()?)?;
-            VectorValue::Sparse { indices, values }
-        }
-    };
-    Some(Some(value))
-}
 
-fn floats(field: &Field) -> Option<Vec<f32>> {
-    match field {
-        Field::ListInternal(list) => list
-            .elements()
-            .iter()
-            .map(|f| match f {
-                Field::Float(v) => Some(*v),
-                _ => None,
-            })
-            .collect(),
-        _ => None,
+    #[test]
+    fn multivector_levels_split_into_rows_and_lists() {
+        let mut nested = Nested::default();
+        // null; []; [[]]; [[a, b], [], [c]]
+        nested
+            .split(&[0, 1, 2, 3, 3, 2, 3], &[0, 0, 0, 0, 2, 1, 1], 3)
+            .unwrap();
+        assert_eq!(nested.rows, [None, Some(0..0), Some(0..1), Some(1..4)]);
+        assert_eq!(nested.lists, [0..0, 0..2, 2..2, 2..3]);
+        // A second list in a row that has none, a value after an empty list.
+        assert!(nested.split(&[1, 2], &[0, 1], 0).is_err());
+        assert!(nested.split(&[2, 3], &[0, 2], 1).is_err());
     }
 }

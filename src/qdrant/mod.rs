@@ -19,6 +19,7 @@ mod ranged;
 mod secrets;
 mod trace;
 pub(crate) mod types;
+pub mod update;
 mod url;
 
 use std::io::{BufReader, Read, Write};

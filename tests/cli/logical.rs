@@ -766,3 +766,140 @@ fn a_collection_read_in_several_id_ranges_comes_back_whole_with_no_point_twice()
         .assert_code(0);
     assert_eq!(scroll_all(&url, "big"), before);
 }
+
+/// A collection of `points` 4-d points whose recorded indexing threshold is 1 KiB (64 of its
+/// points), and one of 300 points with the default threshold (10,000 KiB, never reached).
+fn indexed_and_small(url: &str, points: u64) {
+    create(
+        url,
+        "indexed",
+        json!({"vectors": {"size": 4, "distance": "Dot"},
+               "optimizers_config": {"indexing_threshold": 1}}),
+    );
+    create(
+        url,
+        "small",
+        json!({"vectors": {"size": 4, "distance": "Dot"}}),
+    );
+    let some = |n: u64| -> Value {
+        (0..n)
+            .map(|i| json!({"id": i, "vector": [i as f64, 0.5, 0.25, 1.0], "payload": {"n": i}}))
+            .collect()
+    };
+    upsert(url, "indexed", some(points));
+    upsert(url, "small", some(300));
+}
+
+#[test]
+fn a_collection_qdrant_would_index_is_loaded_with_indexing_off_and_ends_with_its_threshold() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    indexed_and_small(&url, 300);
+    let before = scroll_all(&url, "indexed");
+    let backup = env.backup(&["--format", "logical", "--all"]);
+    for name in ["indexed", "small"] {
+        let (status, _) = call("DELETE", &format!("{url}/collections/{name}"), None);
+        assert_eq!(status, 200);
+    }
+    env.double.clear_requests();
+    env.run(&["restore", backup.to_str().unwrap(), "--force"])
+        .assert_code(0);
+
+    // Every point went in while its indexing was off, then the recorded threshold came back.
+    assert_eq!(env.double.unindexed_writes("indexed"), 300);
+    let info = env.double.collection_info("indexed").unwrap();
+    assert_eq!(info["config"]["optimizer_config"]["indexing_threshold"], 1);
+    assert_eq!(scroll_all(&url, "indexed"), before);
+    let requests = env.double.requests();
+    let last_upsert = requests
+        .iter()
+        .rposition(|r| r.method == "PUT" && r.path == "/collections/indexed/points")
+        .expect("upserts");
+    let patch = requests
+        .iter()
+        .position(|r| r.method == "PATCH" && r.path == "/collections/indexed")
+        .expect("the threshold set back");
+    assert!(
+        patch > last_upsert,
+        "the threshold came back after the load"
+    );
+    // The double answers yellow once after the change: the wait saw it and went on.
+    let polled = requests[patch..]
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/collections/indexed")
+        .count();
+    assert!(polled >= 2, "{polled} reads after the change");
+
+    // One whose vectors never reach a segment's threshold is created as recorded.
+    assert_eq!(env.double.unindexed_writes("small"), 0);
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path == "/collections/small")
+    );
+    let info = env.double.collection_info("small").unwrap();
+    assert_eq!(
+        info["config"]["optimizer_config"]["indexing_threshold"],
+        10000
+    );
+}
+
+#[test]
+fn a_collection_whose_threshold_cannot_be_set_back_is_rolled_back() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    indexed_and_small(&url, 100);
+    let backup = env.backup(&["--format", "logical", "--collection", "indexed"]);
+    let (status, _) = call("DELETE", &format!("{url}/collections/indexed"), None);
+    assert_eq!(status, 200);
+    env.double.inject(Fault::always(
+        Some("PATCH"),
+        "/collections/indexed",
+        FaultKind::Status {
+            code: 500,
+            message: "Service internal error: no".into(),
+        },
+    ));
+    let run = env.run(&["restore", backup.to_str().unwrap(), "--force"]);
+    env.double.clear_faults();
+    run.assert_code(4)
+        .assert_stderr_contains("setting the indexing threshold of")
+        .assert_stderr_contains("rolled back");
+    assert_eq!(env.double.collection_names(), ["small"]);
+}
+
+#[test]
+fn a_collection_restored_into_a_cluster_ends_with_its_threshold_on_every_peer() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    indexed_and_small(&url, 200);
+    let before = scroll_all(&url, "indexed");
+    let backup = folder_of(&env.run(&["backup", "--format", "logical", "--collection", "indexed"]));
+    let cluster = Cluster::start(3, keyed_config());
+    let world = World::new();
+    world
+        .run(
+            &cluster.url(0),
+            &[
+                "restore",
+                backup.to_str().unwrap(),
+                "--force",
+                "--shard-number",
+                "1",
+            ],
+        )
+        .assert_code(0)
+        .assert_stderr_contains("its vector index built once its points are in");
+    for peer in 0..3 {
+        let (_, info) = call(
+            "GET",
+            &format!("{}/collections/indexed", cluster.url(peer)),
+            None,
+        );
+        assert_eq!(
+            info["result"]["config"]["optimizer_config"]["indexing_threshold"], 1,
+            "peer {peer}"
+        );
+    }
+    assert_eq!(scroll_all(&cluster.url(2), "indexed"), before);
+}

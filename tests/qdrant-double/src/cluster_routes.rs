@@ -69,6 +69,25 @@ pub(crate) fn handle<'s>(
             ok(json!({ "exists": exists }), t)
         }
         ("PUT", ["collections", c]) => create_collection(link, c, body, t),
+        ("PATCH", ["collections", c]) => {
+            let value = match read_json(body, false) {
+                Ok(v) => v,
+                Err(msg) => return Ok(error(400, &msg, t)),
+            };
+            if let Err(msg) = state::validate_update(&value) {
+                return Ok(error(400, &msg, t));
+            }
+            let mut st = link.lock();
+            let name = resolved(&st, c);
+            match st.collections.get_mut(&name) {
+                Some(col) => {
+                    state::apply_update(&mut col.config, &value);
+                    st.commit += 1;
+                    ok(json!(true), t)
+                }
+                None => error(404, &not_found_collection(c), t),
+            }
+        }
         ("DELETE", ["collections", c]) => {
             let mut st = link.lock();
             let removed = st.collections.remove(*c).is_some();

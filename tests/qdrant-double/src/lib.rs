@@ -310,6 +310,16 @@ impl Double {
         lock(&self.shared.faults).clear();
     }
 
+    /// Points upserted into collection `name` while its indexing threshold was 0 (vector
+    /// indexing off), since it was created.
+    pub fn unindexed_writes(&self, name: &str) -> u64 {
+        lock(&self.shared.state)
+            .unindexed_writes
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Sorted.
     pub fn collection_names(&self) -> Vec<String> {
         lock(&self.shared.state)

@@ -125,6 +125,12 @@ fn write(
     if let Some(msg) = shard_key_error(&body, "Wrong input") {
         return error(400, &msg, t);
     }
+    let unindexed = upsert
+        && col
+            .config
+            .pointer("/optimizer_config/indexing_threshold")
+            .and_then(Value::as_u64)
+            == Some(0);
     let applied = match upsert {
         true => points::upsert(col, &body, &shared.config.version),
         false => {
@@ -133,6 +139,13 @@ fn write(
     };
     match applied {
         Ok(()) => {
+            if unindexed {
+                let written = body["points"]
+                    .as_array()
+                    .or_else(|| body["batch"]["ids"].as_array())
+                    .map_or(0, Vec::len) as u64;
+                *st.unindexed_writes.entry(name).or_default() += written;
+            }
             let result = update_result(&mut st, req);
             ok(result, t)
         }

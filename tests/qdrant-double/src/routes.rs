@@ -265,15 +265,29 @@ pub(crate) fn handle<'s>(
             let mut st = lock(&shared.state);
             st.apply_due_indexes();
             let name = crate::aliases::resolve(&st.aliases, c, st.collections.contains_key(*c));
+            let indexing = match st.indexing.get_mut(&name) {
+                Some(left) if *left > 0 => {
+                    *left -= 1;
+                    true
+                }
+                _ => false,
+            };
             match st.collections.get(&name) {
-                Some(col) => ok(
-                    state::info_for_version(col.info(), &shared.config.version),
-                    started,
-                ),
+                Some(col) => {
+                    let mut info = col.info();
+                    if indexing {
+                        info["status"] = json!("yellow");
+                    }
+                    ok(
+                        state::info_for_version(info, &shared.config.version),
+                        started,
+                    )
+                }
                 None => error(404, &not_found_collection(c), started),
             }
         }
         ("PUT", ["collections", c]) => create_collection(shared, c, body, started),
+        ("PATCH", ["collections", c]) => update_collection(shared, c, body, started),
         ("DELETE", ["collections", c]) => {
             let mut st = lock(&shared.state);
             let removed = st.collections.remove(*c).is_some();
@@ -477,6 +491,8 @@ fn create_collection(shared: &Shared, c: &str, body: &mut BodyReader<'_>, t: Ins
             t,
         );
     }
+    st.unindexed_writes.remove(c);
+    st.indexing.remove(c);
     st.collections.insert(
         c.to_string(),
         Collection {
@@ -488,6 +504,39 @@ fn create_collection(shared: &Shared, c: &str, body: &mut BodyReader<'_>, t: Ins
             records: Default::default(),
         },
     );
+    ok(json!(true), t)
+}
+
+/// `PATCH /collections/{c}`: the `optimizers_config` and `hnsw_config` of an UpdateCollection
+/// body change the stored config as the real server's diff does (a null leaves a setting as
+/// it is); its other parts are taken and not applied. The answer is `true`, and a collection
+/// with points whose indexing threshold goes from 0 to another answers `yellow` to the next
+/// info read, as a real server does while it builds the index (docs/qdrant.md, "Changing a
+/// collection's settings").
+fn update_collection(shared: &Shared, c: &str, body: &mut BodyReader<'_>, t: Instant) -> Response {
+    let value = match read_json(body, false) {
+        Ok(v) => v,
+        Err(msg) => return error(400, &msg, t),
+    };
+    if let Err(msg) = state::validate_update(&value) {
+        return error(400, &msg, t);
+    }
+    let mut st = lock(&shared.state);
+    let name = crate::aliases::resolve(&st.aliases, c, st.collections.contains_key(c));
+    let Some(col) = st.collections.get_mut(&name) else {
+        return error(404, &not_found_collection(c), t);
+    };
+    let threshold = |col: &Collection| {
+        col.config
+            .pointer("/optimizer_config/indexing_threshold")
+            .and_then(Value::as_u64)
+    };
+    let before = threshold(col);
+    state::apply_update(&mut col.config, &value);
+    let starts_indexing = before == Some(0) && threshold(col).is_some_and(|t| t > 0);
+    if starts_indexing && !col.points.is_empty() {
+        st.indexing.insert(name, 1);
+    }
     ok(json!(true), t)
 }
 

@@ -43,6 +43,12 @@ pub struct State {
     /// Payload indexes requested with `wait=false` and still being built (`index_create_delay`):
     /// (collection, field, schema, ready at).
     pub pending_indexes: Vec<(String, String, Value, std::time::Instant)>,
+    /// Per collection name: points upserted while its `indexing_threshold` was 0 (vector
+    /// indexing off), for tests ([`crate::Double::unindexed_writes`]).
+    pub unindexed_writes: HashMap<String, u64>,
+    /// Per collection name: how many more info reads answer `yellow`, as a real server does
+    /// while it builds the vector index a `PATCH` of its indexing threshold asked for.
+    pub indexing: HashMap<String, u32>,
 }
 
 /// The snapshot counters the real server keeps per collection name.
@@ -215,6 +221,46 @@ fn merge(base: Value, diff: Option<&Value>) -> Value {
         }
     }
     base
+}
+
+/// The parts of a `PATCH /collections/{c}` body the double applies, checked as the real
+/// server's parser does: each an object, the indexing threshold an unsigned integer.
+pub fn validate_update(body: &Value) -> Result<(), String> {
+    let Value::Object(body) = body else {
+        return Err("Format error in JSON body: expected an object".into());
+    };
+    for key in ["optimizers_config", "hnsw_config"] {
+        match body.get(key) {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(other) => {
+                return Err(format!(
+                    "Format error in JSON body: {key}: invalid type: {other}, expected struct"
+                ));
+            }
+        }
+    }
+    match body
+        .get("optimizers_config")
+        .and_then(|o| o.get("indexing_threshold"))
+    {
+        None | Some(Value::Null) => Ok(()),
+        Some(t) if t.is_u64() => Ok(()),
+        Some(t) => Err(format!(
+            "Format error in JSON body: optimizers_config.indexing_threshold: invalid value: {t}, expected usize"
+        )),
+    }
+}
+
+/// Applies a checked `PATCH /collections/{c}` body to a stored config: each setting it gives
+/// (not null) replaces the stored one.
+pub fn apply_update(config: &mut Value, body: &Value) {
+    for (given, stored) in [
+        ("optimizers_config", "optimizer_config"),
+        ("hnsw_config", "hnsw_config"),
+    ] {
+        let merged = merge(config[stored].clone(), body.get(given));
+        config[stored] = merged;
+    }
 }
 
 /// Turns a `PUT /collections/{c}` body into the stored `CollectionConfig`, or the error message

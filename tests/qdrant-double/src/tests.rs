@@ -1565,3 +1565,49 @@ fn scroll_and_upsert_answer_as_the_real_server_does() {
 
 #[path = "points_tests.rs"]
 mod points_tests;
+
+/// `PATCH /collections/{c}` answers `true` as the real server does, keeps the settings it gets
+/// (a null leaves one as it is), answers `yellow` once after a threshold of 0 comes back on a
+/// collection with points, and counts the points written while indexing was off.
+#[test]
+fn collection_settings_change_and_unindexed_writes() {
+    let double = Double::start(Config::default());
+    let mut c = Client::new(&double);
+    let create = json!({"vectors": {"size": 2, "distance": "Dot"},
+                        "optimizers_config": {"indexing_threshold": 0}});
+    assert_eq!(c.json("PUT", "/collections/c", &create).status, 200);
+    let points =
+        json!({"points": [{"id": 1, "vector": [1.0, 0.5]}, {"id": 2, "vector": [0.5, 1.0]}]});
+    assert_eq!(
+        c.json("PUT", "/collections/c/points?wait=true", &points)
+            .status,
+        200
+    );
+    assert_eq!(double.unindexed_writes("c"), 2);
+
+    let change = json!({"optimizers_config": {"indexing_threshold": 20, "deleted_threshold": null},
+                        "hnsw_config": {"m": 8}});
+    let answer = c.json("PATCH", "/collections/c", &change);
+    assert_eq!(answer.status, 200);
+    let answer = answer.json();
+    assert_eq!(answer["result"], true);
+    assert_eq!(answer["status"], "ok");
+    assert!(answer["time"].is_number());
+    let info = c.get("/collections/c").json();
+    assert_eq!(info["result"]["status"], "yellow");
+    let config = &info["result"]["config"];
+    assert_eq!(config["optimizer_config"]["indexing_threshold"], 20);
+    assert_eq!(config["optimizer_config"]["deleted_threshold"], 0.2);
+    assert_eq!(config["hnsw_config"]["m"], 8);
+    assert_eq!(c.get("/collections/c").json()["result"]["status"], "green");
+    assert_eq!(
+        c.json("PUT", "/collections/c/points?wait=true", &points)
+            .status,
+        200
+    );
+    assert_eq!(double.unindexed_writes("c"), 2);
+
+    let bad = json!({"optimizers_config": {"indexing_threshold": -1}});
+    assert_eq!(c.json("PATCH", "/collections/c", &bad).status, 400);
+    assert_eq!(c.json("PATCH", "/collections/absent", &change).status, 404);
+}

@@ -1,38 +1,32 @@
-//! The points of a logical backup loaded into a collection: each Parquet file decoded by a
-//! reader thread into batches, sent by a few sender threads as upserts that do not wait for
-//! the points to be applied (`wait=false`), so at most [`SENDERS`] requests are in flight and
-//! at most [`QUEUED`] batches wait between them: memory stays bounded whatever the size of
-//! the collection. The caller waits for the points to be applied (the exact count) after.
+//! The points of a logical backup loaded into a collection: a reader thread decodes the
+//! Parquet files column by column and writes each upsert's JSON body straight from the
+//! decoded rows ([`UpsertBody`]); a few sender threads send them as upserts that do not wait
+//! for the points to be applied (`wait=false`). The bodies are a fixed pool of
+//! [`BODIES`] buffers passed round (reader → senders → reader): at most [`SENDERS`] requests
+//! are in flight, and memory stays at the pool's size whatever the size of the collection.
+//! The caller waits for the points to be applied (the exact count) after.
 //!
-//! A custom-sharded collection's batches hold points of one shard key each (an upsert names
+//! A custom-sharded collection's bodies hold points of one shard key each (an upsert names
 //! one key for all its points).
 
 use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 
-use serde_json::Value;
-
 use super::source::{PointsFile, PointsSource};
 use crate::engine::restore::act::{Context, StepError};
-use crate::logical::point::Point;
 use crate::logical::read::PointsReader;
 use crate::qdrant::QdrantError;
+use crate::qdrant::update::UpsertBody;
 
-/// Points per upsert.
+/// Points per upsert: about 2 MiB of JSON with a 768-d vector.
 pub const BATCH: usize = 256;
-/// Upserts in flight at once.
-pub const SENDERS: usize = 4;
-/// Batches decoded ahead of the senders.
-const QUEUED: usize = 2;
-/// Files decoded at once: one decoder keeps four senders busy (the server's indexing, not
-/// the decoding, sets the pace).
-const READERS: usize = 1;
-
-/// One upsert: points of one shard key (none without custom sharding).
-struct Batch {
-    points: Vec<Point>,
-    shard_key: Option<Value>,
-}
+/// Upserts in flight at once, per collection. The server's parsing and writing of the points
+/// sets the pace, not aimem's decoding: on two cores, two collections at once loaded their
+/// 80,000 points as fast with one or two in flight as with four (which cost the server more
+/// CPU and aimem 12 MiB more); two keep the server busy when one collection loads alone.
+pub const SENDERS: usize = 2;
+/// Bodies in circulation: one being written, one ready, and one per sender.
+const BODIES: usize = SENDERS + 2;
 
 /// Upserts every point of `points` into `target`. The first failure stops the others.
 pub(super) fn load(
@@ -54,62 +48,69 @@ pub(super) fn load(
             .unwrap_or_else(PoisonError::into_inner)
             .get_or_insert(e);
     };
-    let next_file = Mutex::new(points.files.iter());
-    let (batches, to_send) = mpsc::sync_channel::<Batch>(QUEUED);
+    // Full bodies to the senders, and empty ones back: the pool is all there is.
+    let (full, to_send) = mpsc::sync_channel::<UpsertBody>(BODIES);
+    let (free, emptied) = mpsc::sync_channel::<UpsertBody>(BODIES);
+    for _ in 0..BODIES {
+        let _ = free.send(UpsertBody::default());
+    }
     let to_send = Mutex::new(to_send);
     std::thread::scope(|scope| {
-        for _ in 0..READERS.min(points.files.len()) {
-            let batches = batches.clone();
-            let (next_file, failed, fail) = (&next_file, &failed, &fail);
-            scope.spawn(move || {
-                loop {
-                    let file = next_file
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .next();
-                    let Some(file) = file else { return };
-                    if failed() || cx.stop.requested().is_some() {
-                        return;
-                    }
-                    if let Err(e) = read_file(target, file, &batches, failed) {
-                        fail(e);
+        let (failed_ref, fail_ref) = (&failed, &fail);
+        scope.spawn(move || {
+            let stopped = || failed_ref() || cx.stop.requested().is_some();
+            let pool = Pool {
+                full,
+                emptied,
+                stopped: &stopped,
+            };
+            // One body at a time is written, across files: it goes when full.
+            let Some(mut body) = pool.take(None) else {
+                return;
+            };
+            for file in &points.files {
+                if stopped() {
+                    return;
+                }
+                match read_file(target, file, &pool, &mut body) {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        fail_ref(e);
                         return;
                     }
                 }
-            });
-        }
-        drop(batches);
+            }
+            pool.send(body);
+        });
         for _ in 0..SENDERS {
-            let (to_send, failed, fail) = (&to_send, &failed, &fail);
+            let (to_send, failed, fail, free) = (&to_send, &failed, &fail, free.clone());
             scope.spawn(move || {
                 loop {
-                    let batch = to_send
+                    let body = to_send
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .recv();
-                    let Ok(batch) = batch else { return };
-                    if failed() || cx.stop.requested().is_some() {
-                        continue;
+                    let Ok(body) = body else { return };
+                    if !failed() && cx.stop.requested().is_none() {
+                        let sent = cx.client.upsert_body(target, &body, false);
+                        if let Err(e) = sent {
+                            fail(match e {
+                                QdrantError::Interrupted => StepError::Interrupted,
+                                source => StepError::Qdrant {
+                                    step: "loading points into",
+                                    collection: target.to_string(),
+                                    source,
+                                },
+                            });
+                        }
                     }
-                    let sent = cx.client.upsert_points(
-                        target,
-                        &batch.points,
-                        batch.shard_key.as_ref(),
-                        false,
-                    );
-                    if let Err(e) = sent {
-                        fail(match e {
-                            QdrantError::Interrupted => StepError::Interrupted,
-                            source => StepError::Qdrant {
-                                step: "loading points into",
-                                collection: target.to_string(),
-                                source,
-                            },
-                        });
-                    }
+                    // Back to the reader (gone after a failure: then it is dropped).
+                    let _ = free.send(body);
                 }
             });
         }
+        drop(free);
     });
     if let Some(e) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
         return Err(e);
@@ -117,15 +118,46 @@ pub(super) fn load(
     go_on()
 }
 
-/// Decodes one file into batches; a file that does not read back whole as the manifest
+/// The reader's end of the pool of bodies.
+struct Pool<'a> {
+    full: mpsc::SyncSender<UpsertBody>,
+    emptied: mpsc::Receiver<UpsertBody>,
+    stopped: &'a dyn Fn() -> bool,
+}
+
+impl Pool<'_> {
+    /// An empty body for points of `shard_key`; `None` once the senders are gone.
+    fn take(&self, shard_key: Option<serde_json::Value>) -> Option<UpsertBody> {
+        let mut body = self.emptied.recv().ok()?;
+        body.reset(shard_key);
+        Some(body)
+    }
+
+    /// Hands `body` to the senders; false when they are gone or the load stops. An empty
+    /// body (a backup without points) is not sent.
+    fn send(&self, mut body: UpsertBody) -> bool {
+        if (self.stopped)() {
+            return false;
+        }
+        if body.is_empty() {
+            return true;
+        }
+        if body.finish().is_err() {
+            return false;
+        }
+        self.full.send(body).is_ok()
+    }
+}
+
+/// Decodes one file into bodies; a file that does not read back whole as the manifest
 /// records it fails the restore (its checksum was verified, so this is aimem's or the disk's
-/// fault, not the backup's).
+/// fault, not the backup's). Ok(false): the load stops (a failure elsewhere, or a signal).
 fn read_file(
     target: &str,
     file: &PointsFile,
-    batches: &mpsc::SyncSender<Batch>,
-    failed: &dyn Fn() -> bool,
-) -> Result<(), StepError> {
+    pool: &Pool<'_>,
+    body: &mut UpsertBody,
+) -> Result<bool, StepError> {
     let damaged = |detail: String| StepError::Load {
         collection: target.to_string(),
         file: file.relative.clone(),
@@ -140,34 +172,29 @@ fn read_file(
             file.rows
         )));
     }
-    let mut batch = Batch {
-        points: Vec::with_capacity(BATCH),
-        shard_key: None,
-    };
-    let send = |batch: &mut Batch, next_key: Option<Value>| -> bool {
-        let full = std::mem::replace(
-            batch,
-            Batch {
-                points: Vec::with_capacity(BATCH),
-                shard_key: next_key,
-            },
-        );
-        full.points.is_empty() || batches.send(full).is_ok()
-    };
-    for point in reader.points().map_err(|e| damaged(e.to_string()))? {
-        if failed() {
-            return Ok(());
+    let mut chunks = reader.chunks();
+    while chunks.advance().map_err(|e| damaged(e.to_string()))? {
+        if (pool.stopped)() {
+            return Ok(false);
         }
-        let mut point = point.map_err(|e| damaged(e.to_string()))?;
-        let key = point.shard_key.take();
-        let full = batch.points.len() == BATCH;
-        let other_key = key != batch.shard_key && !batch.points.is_empty();
-        if (full || other_key) && !send(&mut batch, key.clone()) {
-            return Ok(());
+        let chunk = chunks.chunk();
+        for row in 0..chunk.rows() {
+            let point = chunk.point(row).map_err(|e| damaged(e.to_string()))?;
+            let full = body.len() == BATCH;
+            let other_key = point.shard_key.as_ref() != body.shard_key() && !body.is_empty();
+            if full || other_key {
+                if !pool.send(std::mem::take(body)) {
+                    return Ok(false);
+                }
+                *body = match pool.take(point.shard_key.clone()) {
+                    Some(body) => body,
+                    None => return Ok(false),
+                };
+            } else if body.is_empty() {
+                body.reset(point.shard_key.clone());
+            }
+            body.push(&point).map_err(|e| damaged(e.to_string()))?;
         }
-        batch.shard_key = key;
-        batch.points.push(point);
     }
-    send(&mut batch, None);
-    Ok(())
+    Ok(true)
 }

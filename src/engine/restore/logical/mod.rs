@@ -3,6 +3,11 @@
 //! pre-restore copy, then the points loaded from the Parquet files with upserts ([`load`]),
 //! the payload indexes and aliases, and the check.
 //!
+//! A collection this run creates and that is big enough for Qdrant to index is loaded with
+//! its vector indexing off, then given its recorded indexing threshold back, and the wait for
+//! green is the wait for that index ([`wait_indexed`]; docs/qdrant.md, "Changing a
+//! collection's settings").
+//!
 //! The contract is the snapshot restore's: what this run creates is in the undo log before it
 //! is made (deleted on rollback), and an existing collection is saved (a snapshot, or a copy
 //! of each shard on a cluster) and marked touched before its first point is deleted, so the
@@ -75,6 +80,8 @@ pub(in crate::engine::restore) fn restore_one(
             false => ", over the existing collection",
         }
     ));
+    // An existing collection keeps its settings: changing them would need undoing too.
+    let mut deferred = None;
     match &planned.action {
         Action::Overwrite {
             live,
@@ -88,7 +95,7 @@ pub(in crate::engine::restore) fn restore_one(
             empty(cx, target, live)?;
         }
         _ => {
-            create::create(cx, source, points, undo)?;
+            deferred = create::create(cx, source, points, undo)?;
             super::act::placement::wait_created_settled(cx, target)?;
         }
     }
@@ -100,7 +107,11 @@ pub(in crate::engine::restore) fn restore_one(
         super::indexes::build(cx.client, cx.stop, target, &fingerprint.payload_indexes())?;
     }
     wait_green(cx, target, go_on)?;
-    check(cx, source, points)?;
+    if let Some(threshold) = deferred {
+        create::index_after_load(cx, target, threshold)?;
+        wait_indexed(cx, target, threshold, go_on)?;
+    }
+    check(cx, source, points, deferred)?;
     // Last, once the collection is known good; a selective restore's temporary collection
     // takes none.
     if !crate::names::is_temporary_collection(target) {
@@ -182,46 +193,143 @@ fn wait_applied(
     }
 }
 
-/// Waits until the collection is green (its optimizations done), within `--recovery-timeout`.
-/// `grey` (optimizations pending but not started) is as settled as Qdrant gets on its own.
+/// The nodes whose view of the collection the waits read: on a cluster every peer, since each
+/// reports the optimizations of the replicas it holds (a replica builds its index on its own,
+/// so one peer may say green while another still builds); on a single node the node. Each
+/// with its peer id on a cluster, for messages.
+fn nodes<'c>(cx: &'c Context) -> Vec<(Option<u64>, &'c crate::qdrant::Client)> {
+    match cx.topology.peers() {
+        [] => vec![(None, cx.client)],
+        peers => peers.iter().map(|p| (Some(p.peer_id), &p.client)).collect(),
+    }
+}
+
+/// `it` or, on a cluster, `peer N`'s view of it: the subject of a timeout's message.
+fn seen_by(peer: Option<u64>) -> String {
+    match peer {
+        None => "it".to_string(),
+        Some(id) => format!("peer {id}'s view of it"),
+    }
+}
+
+/// Waits until the collection is green (its optimizations done) on every node, within
+/// `--recovery-timeout`. `grey` (optimizations pending but not started) is as settled as
+/// Qdrant gets on its own.
 fn wait_green(
     cx: &Context,
     target: &str,
     go_on: &dyn Fn() -> Result<(), StepError>,
 ) -> Result<(), StepError> {
     let deadline = Instant::now() + cx.settle_limit;
-    loop {
-        go_on()?;
-        let info = cx
-            .client
-            .collection_info(target)
-            .map_err(qdrant("checking", target))?;
-        match info.get("status").and_then(Value::as_str) {
-            Some("green" | "grey") => return Ok(()),
-            Some("red") => {
-                return Err(StepError::Check {
-                    collection: target.to_string(),
-                    detail: "Qdrant reports it red (an optimization failed): see the server's log"
-                        .into(),
-                });
+    for (peer, node) in nodes(cx) {
+        loop {
+            go_on()?;
+            let info = node
+                .collection_info(target)
+                .map_err(qdrant("checking", target))?;
+            match info.get("status").and_then(Value::as_str) {
+                Some("green" | "grey") => break,
+                Some("red") => return Err(reported_red(target)),
+                _ if Instant::now() >= deadline => {
+                    return Err(timed_out(
+                        cx,
+                        target,
+                        &format!("{} did not turn green", seen_by(peer)),
+                    ));
+                }
+                _ => std::thread::sleep(POLL),
             }
-            _ if Instant::now() >= deadline => {
-                return Err(StepError::Check {
-                    collection: target.to_string(),
-                    detail: format!(
-                        "it did not turn green within {}s (--recovery-timeout)",
-                        cx.settle_limit.as_secs()
-                    ),
-                });
-            }
-            _ => std::thread::sleep(POLL),
         }
+    }
+    Ok(())
+}
+
+fn reported_red(target: &str) -> StepError {
+    StepError::Check {
+        collection: target.to_string(),
+        detail: "Qdrant reports it red (an optimization failed): see the server's log".into(),
     }
 }
 
+/// `what` did not happen within `--recovery-timeout`.
+fn timed_out(cx: &Context, target: &str, what: &str) -> StepError {
+    StepError::Check {
+        collection: target.to_string(),
+        detail: format!(
+            "{what} within {}s (--recovery-timeout)",
+            cx.settle_limit.as_secs()
+        ),
+    }
+}
+
+/// How long a collection whose indexing threshold was set back must stay green, if it never
+/// showed its index being built, before it counts as indexed: Qdrant 1.18.3 starts its
+/// optimizers again a moment after it answers the change, so a green read within that moment
+/// says nothing; after it, green means no segment needed an index.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// After the indexing threshold was set back ([`create::index_after_load`]), waits (within
+/// `--recovery-timeout`) until the collection is green with its vector index built
+/// (docs/qdrant.md, "Changing a collection's settings"), node by node: until the node reports
+/// the threshold (on a cluster the change reaches the other peers through consensus), then
+/// until it is green, where a green read counts only after the node was seen busy (yellow or
+/// grey: its optimizers started again with the threshold and found segments to index) or
+/// after [`QUIET`] of green (they had none to index).
+fn wait_indexed(
+    cx: &Context,
+    target: &str,
+    threshold: u64,
+    go_on: &dyn Fn() -> Result<(), StepError>,
+) -> Result<(), StepError> {
+    let deadline = Instant::now() + cx.settle_limit;
+    for (peer, node) in nodes(cx) {
+        let mut taken: Option<Instant> = None;
+        let mut busy = false;
+        loop {
+            go_on()?;
+            let info = node
+                .collection_info(target)
+                .map_err(qdrant("checking", target))?;
+            if indexing_threshold(&info) == Some(threshold) {
+                let since = *taken.get_or_insert_with(Instant::now);
+                match info.get("status").and_then(Value::as_str) {
+                    Some("green") if busy || since.elapsed() >= QUIET => break,
+                    Some("green") => {}
+                    Some("red") => return Err(reported_red(target)),
+                    _ => busy = true,
+                }
+            }
+            if Instant::now() >= deadline {
+                let what = match taken {
+                    Some(_) => format!("{}: its vector index was not built", seen_by(peer)),
+                    None => format!(
+                        "{} did not show its indexing threshold back ({threshold})",
+                        seen_by(peer)
+                    ),
+                };
+                return Err(timed_out(cx, target, &what));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+    Ok(())
+}
+
+/// `config.optimizer_config.indexing_threshold` of a collection's info.
+fn indexing_threshold(info: &Value) -> Option<u64> {
+    info.pointer("/config/optimizer_config/indexing_threshold")
+        .and_then(Value::as_u64)
+}
+
 /// The restored collection: the backup's structure (its layout may differ on purpose), the
-/// exact count, and each shard key's exact count where the backup knows it.
-fn check(cx: &Context, source: &Source, points: &PointsSource) -> Result<(), StepError> {
+/// indexing threshold set back after a load with indexing off (`deferred`), the exact count,
+/// and each shard key's exact count where the backup knows it.
+fn check(
+    cx: &Context,
+    source: &Source,
+    points: &PointsSource,
+    deferred: Option<u64>,
+) -> Result<(), StepError> {
     let target = source.target.as_str();
     let failed = |detail: String| StepError::Check {
         collection: target.to_string(),
@@ -247,6 +355,15 @@ fn check(cx: &Context, source: &Source, points: &PointsSource) -> Result<(), Ste
                 differences.join("; ")
             )));
         }
+    }
+    if let Some(threshold) = deferred
+        && indexing_threshold(&info) != Some(threshold)
+    {
+        return Err(failed(format!(
+            "its indexing threshold is {}, not the {threshold} it was given back after the load",
+            info.pointer("/config/optimizer_config/indexing_threshold")
+                .unwrap_or(&Value::Null)
+        )));
     }
     let count = cx
         .client
