@@ -530,9 +530,55 @@ fn json_at<'v>(
         return Ok(None);
     };
     let text = values.get(index).map(ByteArray::data).unwrap_or_default();
-    serde_json::from_slice::<serde::de::IgnoredAny>(text)
+    serde_json::from_slice::<Checked>(text)
         .map(|_| Some(text))
         .map_err(|e| bad(&format!("a {what} that is not JSON ({e})")))
+}
+
+/// A JSON value checked as serde_json checks one it builds, without building it: valid UTF-8,
+/// no lone surrogate in an escape, nesting no deeper than its limit. (Skipping a value with
+/// `IgnoredAny` checks none of these, and the text goes to the server as it is.)
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Checked, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
 }
 
 /// For a column of optional values (max definition level 1, no repetition): each row's index
@@ -696,6 +742,25 @@ fn check_chunk_sizes(file: &SerializedFileReader<File>, length: i64) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_cell_is_checked_as_a_built_value_would_be() {
+        let cell = |text: &[u8]| {
+            let values = vec![ByteArray::from(text.to_vec())];
+            json_at(0, &[Some(0)], &values, "payload").map(|v| v.map(<[u8]>::to_vec))
+        };
+        let fine = br#"{"a":[1,-2.5,"\u00fc\ud83d\ude00",true,null,{"b":{}}]}"#;
+        assert_eq!(cell(fine).unwrap().as_deref(), Some(&fine[..]));
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for bad in [
+            &br#"{"a":"\ud800"}"#[..],
+            b"{\"a\":\"\xff\"}",
+            deep.as_bytes(),
+            b"{\"a\":1} 2",
+        ] {
+            assert!(cell(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn list_levels_split_into_rows() {

@@ -34,8 +34,7 @@ const CONFIG_SECTIONS: [(&str, &str); 5] = [
 ];
 
 /// Qdrant's indexing threshold (KiB of a vector's storage in a segment) when a collection's
-/// is unset: `DEFAULT_INDEXING_THRESHOLD_KB` of 1.16.3 (`lib/collection/src/
-/// optimizers_builder.rs`) and 1.18.3 (`lib/shard/src/optimizers/config.rs`).
+/// is unset, in 1.16.3 and 1.18.3 alike (docs/qdrant.md, "Changing a collection's settings").
 pub const DEFAULT_INDEXING_THRESHOLD_KB: u64 = 10_000;
 
 /// Creates the collection from the definition, checks the server kept every setting, and
@@ -51,7 +50,12 @@ pub(super) fn create(
     let target = source.target.as_str();
     let definition = &points.record.definition;
     let mut body = creation_body(definition, cx);
-    let deferred = indexing_deferred(&body, points.record.rows());
+    // A selective restore's temporary collection is only read back and deleted: indexing it
+    // would only cost time.
+    let deferred = match crate::names::is_temporary_collection(target) {
+        true => None,
+        false => indexing_deferred(&body, points.record.rows()),
+    };
     if deferred.is_some() {
         let optimizers = body
             .as_object_mut()
