@@ -299,7 +299,10 @@ fn wait_indexed(
                     _ => busy = true,
                 }
             }
-            if Instant::now() >= deadline {
+            // A green collection gets its quiet period even past the deadline: a short
+            // --recovery-timeout must not fail one that had nothing to index.
+            let limit = taken.map_or(deadline, |since| deadline.max(since + QUIET));
+            if Instant::now() >= limit {
                 let what = match taken {
                     Some(_) => format!("{}: its vector index was not built", seen_by(peer)),
                     None => format!(
