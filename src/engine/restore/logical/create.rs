@@ -33,10 +33,6 @@ const CONFIG_SECTIONS: [(&str, &str); 5] = [
     ("strict_mode_config", "strict_mode_config"),
 ];
 
-/// Qdrant's indexing threshold (KiB of a vector's storage in a segment) when a collection's
-/// is unset, in 1.16.3 and 1.18.3 alike (docs/qdrant.md, "Changing a collection's settings").
-pub const DEFAULT_INDEXING_THRESHOLD_KB: u64 = 10_000;
-
 /// Creates the collection from the definition, checks the server kept every setting, and
 /// creates its shard keys in their recorded order. `Some(threshold)`: it was created with its
 /// vector indexing off (see the module's comment), to be set back to `threshold` with
@@ -125,17 +121,17 @@ pub(super) fn create(
 }
 
 /// The indexing threshold to set back after the load when creation body `body` is to be
-/// created with indexing off, else `None`: a definition whose indexing is off already
+/// created with indexing off, else `None`: a definition without a threshold of its own, or
+/// whose indexing is off already
 /// (threshold 0, HNSW `m` 0, no optimization threads) is left as it is, and so is a collection
 /// whose vectors cannot reach the threshold in any segment (each shard's dense vectors of
 /// `rows` points are smaller), which the server never indexes anyway.
 fn indexing_deferred(body: &Value, rows: u64) -> Option<u64> {
     let optimizers = body.get("optimizers_config");
     let recorded = optimizers.and_then(|o| o.get("indexing_threshold"));
-    let threshold = match recorded {
-        None | Some(Value::Null) => DEFAULT_INDEXING_THRESHOLD_KB,
-        Some(value) => value.as_u64().filter(|&t| t > 0)?,
-    };
+    // An unset threshold is left to the server's own default: a PATCH could only pin it to
+    // a number, and the server's configuration may say another.
+    let threshold = recorded?.as_u64().filter(|&t| t > 0)?;
     if body.pointer("/hnsw_config/m").and_then(Value::as_u64) == Some(0)
         || optimizers
             .and_then(|o| o.get("max_optimization_threads"))
@@ -373,13 +369,17 @@ mod tests {
             }
             body
         };
+        let set = json!({"optimizers_config": {"indexing_threshold": 10_000}});
         // 768-d float32: 3,072 bytes a point, 10,000 KiB from 3,334 points on.
-        assert_eq!(indexing_deferred(&body(json!({})), 3_334), Some(10_000));
-        assert_eq!(indexing_deferred(&body(json!({})), 3_333), None);
-        assert_eq!(
-            indexing_deferred(&body(json!({"shard_number": 2})), 3_334),
-            None
-        );
+        assert_eq!(indexing_deferred(&body(set.clone()), 3_334), Some(10_000));
+        assert_eq!(indexing_deferred(&body(set.clone()), 3_333), None);
+        let mut two_shards = set.clone();
+        two_shards["shard_number"] = json!(2);
+        assert_eq!(indexing_deferred(&body(two_shards), 3_334), None);
+        // Unset: the server's default stays, whatever the size.
+        assert_eq!(indexing_deferred(&body(json!({})), 1_000_000), None);
+        let unset = json!({"optimizers_config": {"indexing_threshold": null}});
+        assert_eq!(indexing_deferred(&body(unset), 1_000_000), None);
         assert_eq!(
             indexing_deferred(
                 &body(json!({"optimizers_config": {"indexing_threshold": 20}})),
@@ -399,11 +399,13 @@ mod tests {
             );
         }
         let named = json!({"vectors": {"a": {"size": 4, "datatype": "uint8"},
-                                       "b": {"size": 1024, "datatype": "float16"}}});
+                                       "b": {"size": 1024, "datatype": "float16"}},
+                           "optimizers_config": {"indexing_threshold": 10_000}});
         assert_eq!(indexing_deferred(&named, 5_000), Some(10_000));
         assert_eq!(indexing_deferred(&named, 4_999), None);
         // Sparse vectors only: no HNSW to build.
-        let sparse = json!({"vectors": {}, "sparse_vectors": {"s": {}}});
+        let sparse = json!({"vectors": {}, "sparse_vectors": {"s": {}},
+                            "optimizers_config": {"indexing_threshold": 10_000}});
         assert_eq!(indexing_deferred(&sparse, 10_000_000), None);
     }
 
