@@ -731,11 +731,11 @@ impl Client {
     }
 
     /// [`Client::exchange_json`], its answer read as `parse` says.
-    fn exchange_json_parsed<T: DeserializeOwned>(
+    fn exchange_json_parsed<T: DeserializeOwned, B: ureq::AsSendBody + AsRef<[u8]>>(
         &self,
         method: Method,
         path: &str,
-        request: Request<Vec<u8>>,
+        request: Request<B>,
         what: &str,
         timeout: Duration,
         parse: Parse,
@@ -747,7 +747,7 @@ impl Client {
             .configure_request(request)
             .timeout_recv_body(Some(timeout))
             .build();
-        let sent = request.body().len() as u64;
+        let sent = request.body().as_ref().len() as u64;
         let (response, exchange) = self.send(path, request, what, timeout, sent)?;
         let response = self.check_status(method, path, response, &exchange)?;
         let status = response.status().as_u16();

@@ -12,9 +12,7 @@ use serde_json::Value;
 use ureq::http::{HeaderValue, Method};
 
 use super::types::Envelope;
-use super::{
-    Client, Counted, JSON_BODY_LIMIT, QdrantError, collection_path, read_json, strip_query,
-};
+use super::{Client, Parse, QdrantError, collection_path, strip_query};
 use crate::logical::point::PointId;
 use crate::logical::read::{PointView, VectorView};
 
@@ -45,39 +43,16 @@ impl Client {
         request
             .headers_mut()
             .insert("content-type", HeaderValue::from_static("application/json"));
-        let timeout = self.timeouts.request;
-        let request = self
-            .agent
-            .configure_request(request)
-            .timeout_recv_body(Some(timeout))
-            .build();
         let what = format!("{method} {}", strip_query(path));
-        let (response, exchange) = self.send(path, request, &what, timeout, body.len() as u64)?;
-        let response = self.check_status(method, path, response, &exchange)?;
-        let status = response.status().as_u16();
-        let mut answer = Counted {
-            inner: response
-                .into_body()
-                .into_with_config()
-                .limit(JSON_BODY_LIMIT)
-                .reader(),
-            read: 0,
-        };
-        match read_json::<Envelope<IgnoredAny>>(&mut answer) {
-            Ok(_) => {
-                exchange.done(status, answer.read);
-                Ok(())
-            }
-            Err(e) if e.is_io() => {
-                let error = self.json_body_error(path, &what, e.into(), timeout);
-                exchange.failed(&error);
-                Err(error)
-            }
-            Err(e) => {
-                exchange.done(status, answer.read);
-                Err(self.invalid(path, e))
-            }
-        }
+        self.exchange_json_parsed::<Envelope<IgnoredAny>, _>(
+            method,
+            path,
+            request,
+            &what,
+            self.timeouts.request,
+            Parse::Streamed,
+        )
+        .map(drop)
     }
 }
 
