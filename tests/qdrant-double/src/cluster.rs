@@ -63,6 +63,22 @@ pub(crate) struct ClusterState {
     pub commit: u64,
     /// Alias name → collection name (the cluster's, as every peer answers them).
     pub aliases: BTreeMap<String, String>,
+    /// Per collection and peer id: how many more of that peer's info reads answer `yellow`,
+    /// as each peer of a real cluster does while its replicas build the vector index a
+    /// `PATCH` of the indexing threshold asked for.
+    pub indexing: BTreeMap<(String, u64), u32>,
+    /// Per collection, per peer id: the statuses that peer's info reads answered since the
+    /// collection's indexing threshold last came back from 0, for tests
+    /// ([`Cluster::statuses_since_indexing`]).
+    pub indexing_statuses: BTreeMap<String, BTreeMap<u64, Vec<String>>>,
+}
+
+impl ClusterState {
+    /// Forgets what a collection's earlier indexing left (it was deleted or created again).
+    pub fn forget_indexing(&mut self, name: &str) {
+        self.indexing.retain(|(c, _), _| c != name);
+        self.indexing_statuses.remove(name);
+    }
 }
 
 /// How long a real cluster's background replica work takes (see [`Pending`]).
@@ -957,6 +973,14 @@ impl Cluster {
     /// Alias name → collection name.
     pub fn aliases(&self) -> BTreeMap<String, String> {
         self.locked().aliases.clone()
+    }
+
+    /// Per peer id, the statuses its `GET /collections/{name}` answered since a `PATCH` last
+    /// gave the collection (with points) its indexing threshold back from 0: `yellow` for the
+    /// first [`Config::indexing_reads`] reads of each peer, then `green`. `None`: no such
+    /// change since the collection was created.
+    pub fn statuses_since_indexing(&self, name: &str) -> Option<BTreeMap<u64, Vec<String>>> {
+        self.locked().indexing_statuses.get(name).cloned()
     }
 
     /// Every point of the collection (one `Active` replica per shard), sorted.

@@ -52,17 +52,25 @@ pub(crate) fn handle<'s>(
             ok(json!({ "collections": list }), t)
         }
         ("GET", ["collections", c]) => {
-            let st = link.lock();
-            match st.collections.get(&resolved(&st, c)) {
-                Some(col) => ok(
-                    state::info_for_version(
-                        col.as_collection(col.all_points()).info(),
-                        &shared.config.version,
-                    ),
-                    t,
-                ),
-                None => error(404, &not_found_collection(c), t),
+            let mut st = link.lock();
+            let name = resolved(&st, c);
+            let Some(col) = st.collections.get(&name) else {
+                return Ok(error(404, &not_found_collection(c), t));
+            };
+            let mut info = col.as_collection(col.all_points()).info();
+            // This peer's replicas build their vector index: yellow meanwhile.
+            let peer = link.peer_id;
+            if let Some(left) = st.indexing.get_mut(&(name.clone(), peer))
+                && *left > 0
+            {
+                *left -= 1;
+                info["status"] = json!("yellow");
             }
+            if let Some(statuses) = st.indexing_statuses.get_mut(&name) {
+                let status = info["status"].as_str().unwrap_or_default().to_string();
+                statuses.entry(peer).or_default().push(status);
+            }
+            ok(state::info_for_version(info, &shared.config.version), t)
         }
         ("GET", ["collections", c, "exists"]) => {
             let exists = link.lock().collections.contains_key(*c);
@@ -79,18 +87,35 @@ pub(crate) fn handle<'s>(
             }
             let mut st = link.lock();
             let name = resolved(&st, c);
-            match st.collections.get_mut(&name) {
-                Some(col) => {
-                    state::apply_update(&mut col.config, &value);
-                    st.commit += 1;
-                    ok(json!(true), t)
+            let peers = st.peer_ids();
+            let Some(col) = st.collections.get_mut(&name) else {
+                return Ok(error(404, &not_found_collection(c), t));
+            };
+            let threshold = |col: &ClusterCollection| {
+                col.config
+                    .pointer("/optimizer_config/indexing_threshold")
+                    .and_then(Value::as_u64)
+            };
+            let before = threshold(col);
+            state::apply_update(&mut col.config, &value);
+            let starts_indexing = before == Some(0) && threshold(col).is_some_and(|t| t > 0);
+            let has_points = !col.all_points().is_empty();
+            st.commit += 1;
+            // Every peer builds the index of the replicas it holds.
+            if starts_indexing && has_points {
+                st.forget_indexing(&name);
+                for peer in peers {
+                    st.indexing
+                        .insert((name.clone(), peer), shared.config.indexing_reads);
                 }
-                None => error(404, &not_found_collection(c), t),
+                st.indexing_statuses.insert(name, Default::default());
             }
+            ok(json!(true), t)
         }
         ("DELETE", ["collections", c]) => {
             let mut st = link.lock();
             let removed = st.collections.remove(*c).is_some();
+            st.forget_indexing(c);
             crate::aliases::drop_collection(&mut st.aliases, c);
             st.commit += 1;
             ok(json!(removed), t)
@@ -272,6 +297,7 @@ fn create_collection(link: &PeerLink, c: &str, body: &mut BodyReader<'_>, t: Ins
         let init = Instant::now() + st.timing.init;
         col.add_shards(&st.peer_ids(), n, r, None, None, Some(init));
     }
+    st.forget_indexing(c);
     st.collections.insert(c.to_string(), col);
     st.commit += 1;
     ok(json!(true), t)

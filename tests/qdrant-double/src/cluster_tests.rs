@@ -1135,3 +1135,59 @@ fn an_older_cluster_has_no_streamed_shard_snapshot() {
 
 #[path = "cluster_points_tests.rs"]
 mod cluster_points_tests;
+
+/// A `PATCH` that gives a cluster collection with points its indexing threshold back from 0
+/// is seen by every peer, and each peer answers `yellow` to its own next info reads
+/// (`indexing_reads` of them), then `green`; the statuses each peer answered are kept.
+#[test]
+fn each_peer_builds_its_index_after_the_threshold_comes_back() {
+    let cluster = Cluster::start(
+        3,
+        Config {
+            indexing_reads: 2,
+            ..Config::default()
+        },
+    );
+    let create = json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 1,
+                        "replication_factor": 3, "optimizers_config": {"indexing_threshold": 0}});
+    assert_eq!(
+        send_json(&cluster.url(0), "PUT", "/collections/c", &create).status,
+        200
+    );
+    wait_until_all_active(&cluster);
+    cluster
+        .upsert_records("c", json!([{"id": 1, "vector": [1.0, 0.5]}]))
+        .unwrap();
+    assert_eq!(cluster.statuses_since_indexing("c"), None);
+    let change = json!({"optimizers_config": {"indexing_threshold": 20}});
+    let answer = send_json(&cluster.url(1), "PATCH", "/collections/c", &change);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["result"], true);
+    let status = |peer: usize| {
+        let info = get(&cluster.url(peer), "/collections/c").json();
+        let threshold = &info["result"]["config"]["optimizer_config"]["indexing_threshold"];
+        let status = info["result"]["status"].as_str().unwrap();
+        format!("{status} {threshold}")
+    };
+    assert_eq!(status(2), "yellow 20");
+    assert_eq!(status(2), "yellow 20");
+    assert_eq!(status(2), "green 20");
+    assert_eq!(status(0), "yellow 20");
+    let seen = cluster.statuses_since_indexing("c").unwrap();
+    let (first, third) = (cluster.peer_id(0), cluster.peer_id(2));
+    assert_eq!(seen.get(&third).unwrap(), &["yellow", "yellow", "green"]);
+    assert_eq!(seen.get(&first).unwrap(), &["yellow"]);
+    assert_eq!(seen.get(&cluster.peer_id(1)), None);
+    // Set again from a number to another: nothing to build.
+    let again = json!({"optimizers_config": {"indexing_threshold": 30}});
+    assert_eq!(
+        send_json(&cluster.url(0), "PATCH", "/collections/c", &again).status,
+        200
+    );
+    assert_eq!(status(1), "yellow 30", "peer 1 had not been read yet");
+    assert_eq!(
+        send_json(&cluster.url(0), "DELETE", "/collections/c", &json!({})).status,
+        200
+    );
+    assert_eq!(cluster.statuses_since_indexing("c"), None);
+}

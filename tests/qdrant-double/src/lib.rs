@@ -107,6 +107,10 @@ pub struct Config {
     /// /collections/{c}/shards/{id}/snapshot`, singular) does: the double's 404 for an unknown
     /// route (`{"status":{"error":"Not found: no route for GET …"}}`). Both modes.
     pub no_streamed_shard_snapshot: bool,
+    /// How many reads of a collection's info answer `yellow` after a `PATCH` gives a
+    /// collection with points its indexing threshold back from 0 (the vector index being
+    /// built); in multi-peer mode, of each peer's info. Default 1.
+    pub indexing_reads: u32,
 }
 
 impl Config {
@@ -138,6 +142,7 @@ impl Default for Config {
             consensus_delay: std::time::Duration::from_millis(150),
             refill_dead_replicas: true,
             no_streamed_shard_snapshot: false,
+            indexing_reads: 1,
         }
     }
 }

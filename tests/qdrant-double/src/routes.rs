@@ -511,8 +511,8 @@ fn create_collection(shared: &Shared, c: &str, body: &mut BodyReader<'_>, t: Ins
 /// body change the stored config as the real server's diff does (a null leaves a setting as
 /// it is); its other parts are taken and not applied. The answer is `true`, and a collection
 /// with points whose indexing threshold goes from 0 to another answers `yellow` to the next
-/// info read, as a real server does while it builds the index (docs/qdrant.md, "Changing a
-/// collection's settings").
+/// info reads ([`crate::Config::indexing_reads`]), as a real server does while it builds the
+/// index (docs/qdrant.md, "Changing a collection's settings").
 fn update_collection(shared: &Shared, c: &str, body: &mut BodyReader<'_>, t: Instant) -> Response {
     let value = match read_json(body, false) {
         Ok(v) => v,
@@ -535,7 +535,7 @@ fn update_collection(shared: &Shared, c: &str, body: &mut BodyReader<'_>, t: Ins
     state::apply_update(&mut col.config, &value);
     let starts_indexing = before == Some(0) && threshold(col).is_some_and(|t| t > 0);
     if starts_indexing && !col.points.is_empty() {
-        st.indexing.insert(name, 1);
+        st.indexing.insert(name, shared.config.indexing_reads);
     }
     ok(json!(true), t)
 }
