@@ -464,13 +464,31 @@ fn terminated_while_writing(
     args: &[&str],
     after: Duration,
 ) -> (Option<i32>, String) {
-    let child = env
-        .command(args)
+    let command = env.command(args);
+    terminated_at(
+        &env.double,
+        command,
+        "PUT",
+        "/collections/memories/points",
+        after,
+    )
+}
+
+/// Spawns `command`, sends it SIGTERM `after` a `method` request of `path` reached `double`,
+/// and returns its exit code and stderr (`double`'s faults cleared after).
+fn terminated_at(
+    double: &Double,
+    mut command: std::process::Command,
+    method: &str,
+    path: &str,
+    after: Duration,
+) -> (Option<i32>, String) {
+    let child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    wait_for_request(&env.double, "PUT", |p| p == "/collections/memories/points");
+    wait_for_request(double, method, |p| p == path);
     std::thread::sleep(after);
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -478,7 +496,7 @@ fn terminated_while_writing(
         .expect("kill");
     assert!(killed.success());
     let out = child.wait_with_output().expect("output");
-    env.double.clear_faults();
+    double.clear_faults();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -767,6 +785,27 @@ fn a_collection_read_in_several_id_ranges_comes_back_whole_with_no_point_twice()
     assert_eq!(scroll_all(&url, "big"), before);
 }
 
+/// Of `requests`, the reads of collection `name`'s info before the first count of its points
+/// (the check's, after the wait for its index).
+fn reads_before_the_check(requests: &[qdrant_double::RecordedRequest], name: &str) -> usize {
+    let counted = requests
+        .iter()
+        .position(|r| r.method == "POST" && r.path == format!("/collections/{name}/points/count"))
+        .expect("the check's count");
+    requests[..counted]
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == format!("/collections/{name}"))
+        .count()
+}
+
+/// Whether the double received a `PATCH` of collection `name`'s settings.
+fn patched(double: &Double, name: &str) -> bool {
+    double
+        .requests()
+        .iter()
+        .any(|r| r.method == "PATCH" && r.path == format!("/collections/{name}"))
+}
+
 /// A collection of `points` 4-d points whose recorded indexing threshold is 1 KiB (64 of its
 /// points), and one of 300 points with the default threshold (10,000 KiB, never reached).
 fn indexed_and_small(url: &str, points: u64) {
@@ -902,4 +941,113 @@ fn a_collection_restored_into_a_cluster_ends_with_its_threshold_on_every_peer() 
         );
     }
     assert_eq!(scroll_all(&cluster.url(2), "indexed"), before);
+}
+
+/// What a restore killed (`kill -9`) between its load and setting the threshold back leaves: the
+/// collection created with its indexing off (threshold 0) and part of its points.
+fn left_by_a_killed_restore(url: &str) {
+    let (status, _) = call("DELETE", &format!("{url}/collections/indexed"), None);
+    assert_eq!(status, 200);
+    create(
+        url,
+        "indexed",
+        json!({"vectors": {"size": 4, "distance": "Dot"},
+               "optimizers_config": {"indexing_threshold": 0}}),
+    );
+    let points: Vec<Value> = (0..50u64)
+        .map(|i| json!({"id": i, "vector": [1.0, 1.0, 1.0, 1.0], "payload": {}}))
+        .collect();
+    upsert(url, "indexed", Value::Array(points));
+}
+
+#[test]
+fn an_overwrite_gives_back_a_threshold_a_killed_restore_left_at_0_and_leaves_a_right_one_alone() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    indexed_and_small(&url, 300);
+    let before = scroll_all(&url, "indexed");
+    let backup = env.backup(&["--format", "logical", "--all"]);
+    left_by_a_killed_restore(&url);
+    env.double.clear_requests();
+    env.run(&["restore", backup.to_str().unwrap(), "--force"])
+        .assert_code(0)
+        .assert_stderr_contains("had its indexing threshold at 0");
+
+    let info = env.double.collection_info("indexed").unwrap();
+    assert_eq!(info["config"]["optimizer_config"]["indexing_threshold"], 1);
+    assert_eq!(scroll_all(&url, "indexed"), before);
+    let requests = env.double.requests();
+    let patches: Vec<usize> = (0..requests.len())
+        .filter(|&i| requests[i].method == "PATCH" && requests[i].path == "/collections/indexed")
+        .collect();
+    assert_eq!(patches.len(), 1, "set once, and not set back");
+    let reads = reads_before_the_check(&requests[patches[0]..], "indexed");
+    assert!(
+        reads >= 3,
+        "{reads} reads: the wait for the index did not run"
+    );
+    // Its threshold is the recorded one already: not touched.
+    assert!(!patched(&env.double, "small"));
+    let info = env.double.collection_info("small").unwrap();
+    assert_eq!(
+        info["config"]["optimizer_config"]["indexing_threshold"],
+        10000
+    );
+}
+
+#[test]
+fn a_restore_stopped_after_it_set_an_existing_clusters_threshold_sets_it_back() {
+    let env = TestEnv::new();
+    indexed_and_small(&env.double.url(), 200);
+    let backup = env.backup(&["--format", "logical", "--collection", "indexed"]);
+    // Every peer builds its index for as long as the test lasts.
+    let cluster = Cluster::start(
+        3,
+        Config {
+            indexing_reads: 1_000_000,
+            ..keyed_config()
+        },
+    );
+    let url = cluster.url(0);
+    create(
+        &url,
+        "indexed",
+        json!({"vectors": {"size": 4, "distance": "Dot"}, "shard_number": 1,
+               "replication_factor": 2, "optimizers_config": {"indexing_threshold": 0}}),
+    );
+    wait_active(&cluster, "indexed");
+    let points: Vec<Value> = (0..50u64)
+        .map(|i| json!({"id": i, "vector": [1.0, 1.0, 1.0, 1.0], "payload": {}}))
+        .collect();
+    upsert(&url, "indexed", Value::Array(points));
+    let before = scroll_all(&url, "indexed");
+    let world = World::new();
+    let command = world.command(&url, &["restore", backup.to_str().unwrap(), "--force"]);
+    // Stopped while it waits for the index the threshold it set asked for.
+    let (code, stderr) = terminated_at(
+        cluster.peer(0),
+        command,
+        "PATCH",
+        "/collections/indexed",
+        Duration::from_millis(500),
+    );
+    assert_eq!(code, Some(143), "{stderr}");
+    assert!(
+        stderr.contains("its indexing threshold set back to 0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    // Recovering the shards would not have put the collection's settings back.
+    for peer in 0..3 {
+        let (_, info) = call(
+            "GET",
+            &format!("{}/collections/indexed", cluster.url(peer)),
+            None,
+        );
+        assert_eq!(
+            info["result"]["config"]["optimizer_config"]["indexing_threshold"], 0,
+            "peer {peer}"
+        );
+    }
+    assert_eq!(scroll_all(&url, "indexed"), before);
 }

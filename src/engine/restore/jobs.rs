@@ -128,8 +128,10 @@ fn merge(undo: &mut Undo, own: Undo) {
         unsettled,
         merged,
         aliases,
+        thresholds,
     } = own;
     undo.aliases.extend(aliases);
+    undo.thresholds.extend(thresholds);
     if merged.is_some() {
         undo.merged = merged;
     }

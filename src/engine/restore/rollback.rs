@@ -154,6 +154,17 @@ pub struct Undo {
     pub merged: Option<super::merge::MergeUndo>,
     /// Aliases this run created (a logical restore's).
     pub aliases: Vec<String>,
+    /// Indexing thresholds this run changed on collections that existed (a logical restore's).
+    pub thresholds: Vec<Threshold>,
+}
+
+/// The indexing threshold an existing collection had before this run set another: the
+/// rollback sets it back (a copy taken shard by shard does not carry the collection's
+/// settings, so recovering the shards would not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Threshold {
+    pub collection: String,
+    pub previous: u64,
 }
 
 /// A rollback step that failed.
@@ -211,6 +222,7 @@ impl Undo {
             .collect();
         self.uploads.retain(|(c, _)| !unsettled.contains(c));
         self.put_back_config(&mut out);
+        self.put_back_thresholds(client, &unsettled, &mut out);
         for alias in std::mem::take(&mut self.aliases) {
             match client.delete_alias(&alias) {
                 Ok(()) => out.done.push(format!("alias `{alias}` deleted")),
@@ -282,6 +294,37 @@ impl Undo {
                     .push(format!("config file {} put back", previous.shown)),
                 Err(e) => out.failed.push(Unrestored {
                     what: format!("config file {}", previous.shown),
+                    why: e.to_string(),
+                }),
+            }
+        }
+    }
+
+    /// Gives each existing collection whose indexing threshold this run changed the one it had
+    /// (`PATCH /collections/{c}`), the last changed first, but those left alone (`unsettled`).
+    fn put_back_thresholds(
+        &mut self,
+        client: &Client,
+        unsettled: &[String],
+        out: &mut RollbackOutcome,
+    ) {
+        for changed in std::mem::take(&mut self.thresholds).into_iter().rev() {
+            if unsettled.contains(&changed.collection) {
+                continue;
+            }
+            let body = serde_json::json!({
+                "optimizers_config": { "indexing_threshold": changed.previous }
+            });
+            match client.update_collection(&changed.collection, &body) {
+                Ok(()) => out.done.push(format!(
+                    "`{}`: its indexing threshold set back to {}",
+                    changed.collection, changed.previous
+                )),
+                Err(e) => out.failed.push(Unrestored {
+                    what: format!(
+                        "setting the indexing threshold of `{}` back to {}",
+                        changed.collection, changed.previous
+                    ),
                     why: e.to_string(),
                 }),
             }
@@ -438,6 +481,7 @@ impl Undo {
     pub fn changed_nothing(&self) -> bool {
         self.created.is_empty()
             && self.config.is_empty()
+            && self.thresholds.is_empty()
             && self.unclear.is_empty()
             && self.unsettled.is_empty()
             && !self.saved.iter().any(|s| s.touched)

@@ -180,6 +180,11 @@ pub(super) fn index_after_load(
     target: &str,
     threshold: u64,
 ) -> Result<(), StepError> {
+    set_threshold(cx, target, threshold)
+}
+
+/// Sets the indexing threshold of `target` (`PATCH /collections/{c}`).
+pub(super) fn set_threshold(cx: &Context, target: &str, threshold: u64) -> Result<(), StepError> {
     let body = json!({ "optimizers_config": { "indexing_threshold": threshold } });
     cx.client
         .update_collection(target, &body)

@@ -6,7 +6,9 @@
 //! A collection this run creates and that is big enough for Qdrant to index is loaded with
 //! its vector indexing off, then given its recorded indexing threshold back, and the wait for
 //! green is the wait for that index ([`wait_indexed`]; docs/qdrant.md, "Changing a
-//! collection's settings").
+//! collection's settings"). An existing collection whose threshold is not the recorded one
+//! (a restore killed before it set it back leaves 0) is given the recorded one the same way,
+//! its own kept in the undo log; the check compares the threshold with the recorded one.
 //!
 //! The contract is the snapshot restore's: what this run creates is in the undo log before it
 //! is made (deleted on rollback), and an existing collection is saved (a snapshot, or a copy
@@ -80,7 +82,8 @@ pub(in crate::engine::restore) fn restore_one(
             false => ", over the existing collection",
         }
     ));
-    // An existing collection keeps its settings: changing them would need undoing too.
+    // An existing collection keeps its settings (all but its indexing threshold, set as
+    // recorded after the load: see `threshold_as_recorded`).
     let mut deferred = None;
     match &planned.action {
         Action::Overwrite {
@@ -107,11 +110,18 @@ pub(in crate::engine::restore) fn restore_one(
         super::indexes::build(cx.client, cx.stop, target, &fingerprint.payload_indexes())?;
     }
     wait_green(cx, target, go_on)?;
-    if let Some(threshold) = deferred {
-        create::index_after_load(cx, target, threshold)?;
+    let set = match deferred {
+        Some(threshold) => {
+            create::index_after_load(cx, target, threshold)?;
+            Some(threshold)
+        }
+        None if !created => threshold_as_recorded(cx, target, &points.record.definition, undo)?,
+        None => None,
+    };
+    if let Some(threshold) = set {
         wait_indexed(cx, target, threshold, go_on)?;
     }
-    check(cx, source, points, deferred)?;
+    check(cx, source, points)?;
     // Last, once the collection is known good; a selective restore's temporary collection
     // takes none.
     if !crate::names::is_temporary_collection(target) {
@@ -324,15 +334,56 @@ fn indexing_threshold(info: &Value) -> Option<u64> {
         .and_then(Value::as_u64)
 }
 
-/// The restored collection: the backup's structure (its layout may differ on purpose), the
-/// indexing threshold set back after a load with indexing off (`deferred`), the exact count,
-/// and each shard key's exact count where the backup knows it.
-fn check(
+/// The indexing threshold a logical backup's definition records; `None` when unset (the
+/// server's default).
+fn recorded_threshold(definition: &crate::manifest::points::Definition) -> Option<u64> {
+    definition
+        .config
+        .pointer("/optimizer_config/indexing_threshold")
+        .and_then(Value::as_u64)
+}
+
+/// An existing collection that is overwritten keeps its settings, but for its indexing
+/// threshold: one that is not the recorded one (a restore killed before it set the threshold
+/// back leaves 0, vector indexing off for good) is set to the recorded one, once the points
+/// are in, and the one it had goes into `undo` first, for the rollback to set back. Returns
+/// the threshold set, if any. A collection whose info shows no threshold is left as it is:
+/// none could be put back (a null in a PATCH leaves a setting unchanged).
+fn threshold_as_recorded(
     cx: &Context,
-    source: &Source,
-    points: &PointsSource,
-    deferred: Option<u64>,
-) -> Result<(), StepError> {
+    target: &str,
+    definition: &crate::manifest::points::Definition,
+    undo: &mut Undo,
+) -> Result<Option<u64>, StepError> {
+    let Some(recorded) = recorded_threshold(definition) else {
+        return Ok(None);
+    };
+    let info = cx
+        .client
+        .collection_info(target)
+        .map_err(qdrant("checking", target))?;
+    let Some(live) = indexing_threshold(&info) else {
+        return Ok(None);
+    };
+    if live == recorded {
+        return Ok(None);
+    }
+    undo.thresholds.push(super::rollback::Threshold {
+        collection: target.to_string(),
+        previous: live,
+    });
+    create::set_threshold(cx, target, recorded)?;
+    cx.ui.warn(&format!(
+        "`{target}` had its indexing threshold at {live}, not the {recorded} the backup records \
+         (a restore that did not finish leaves 0, its vectors never indexed): set to {recorded}"
+    ));
+    Ok(Some(recorded))
+}
+
+/// The restored collection: the backup's structure (its layout may differ on purpose), the
+/// indexing threshold the backup records (the fingerprint leaves the optimizers out), the
+/// exact count, and each shard key's exact count where the backup knows it.
+fn check(cx: &Context, source: &Source, points: &PointsSource) -> Result<(), StepError> {
     let target = source.target.as_str();
     let failed = |detail: String| StepError::Check {
         collection: target.to_string(),
@@ -359,13 +410,14 @@ fn check(
             )));
         }
     }
-    if let Some(threshold) = deferred
-        && indexing_threshold(&info) != Some(threshold)
+    // A server that shows no threshold has none to compare (a setting it does not know).
+    if let (Some(recorded), Some(live)) = (
+        recorded_threshold(&points.record.definition),
+        indexing_threshold(&info),
+    ) && live != recorded
     {
         return Err(failed(format!(
-            "its indexing threshold is {}, not the {threshold} it was given back after the load",
-            info.pointer("/config/optimizer_config/indexing_threshold")
-                .unwrap_or(&Value::Null)
+            "its indexing threshold is {live}, the backup records {recorded}"
         )));
     }
     let count = cx
