@@ -862,12 +862,14 @@ fn a_collection_qdrant_would_index_is_loaded_with_indexing_off_and_ends_with_its
         patch > last_upsert,
         "the threshold came back after the load"
     );
-    // The double answers yellow once after the change: the wait saw it and went on.
-    let polled = requests[patch..]
-        .iter()
-        .filter(|r| r.method == "GET" && r.path == "/collections/indexed")
-        .count();
-    assert!(polled >= 2, "{polled} reads after the change");
+    // The double answers yellow to the first read after the change: the wait read on until
+    // green, and only then did the check read the collection and count its points.
+    let reads = reads_before_the_check(&requests[patch..], "indexed");
+    assert!(
+        reads >= 3,
+        "{reads} reads between the change and the check's count: the yellow one, the green one \
+         that ended the wait and the check's own"
+    );
 
     // One whose vectors never reach a segment's threshold is created as recorded.
     assert_eq!(env.double.unindexed_writes("small"), 0);
@@ -908,7 +910,7 @@ fn a_collection_whose_threshold_cannot_be_set_back_is_rolled_back() {
 }
 
 #[test]
-fn a_collection_restored_into_a_cluster_ends_with_its_threshold_on_every_peer() {
+fn a_collection_restored_into_a_cluster_is_waited_for_until_every_peer_built_its_index() {
     let env = TestEnv::new();
     let url = env.double.url();
     indexed_and_small(&url, 200);
@@ -929,6 +931,20 @@ fn a_collection_restored_into_a_cluster_ends_with_its_threshold_on_every_peer() 
         )
         .assert_code(0)
         .assert_stderr_contains("its vector index built once its points are in");
+    // The peers share one state in the double, so any peer shows the threshold; what tells the
+    // wait read every peer is what each answered after the change: each built its own index
+    // (yellow), and each was read until green.
+    let statuses = cluster
+        .statuses_since_indexing("indexed")
+        .expect("the threshold came back");
+    for peer in cluster.peer_ids() {
+        let seen = statuses.get(&peer).cloned().unwrap_or_default();
+        let green = seen.iter().position(|s| s == "green");
+        assert!(
+            seen.first().is_some_and(|s| s == "yellow") && green.is_some(),
+            "peer {peer} answered {seen:?} after the change"
+        );
+    }
     for peer in 0..3 {
         let (_, info) = call(
             "GET",
@@ -996,6 +1012,92 @@ fn an_overwrite_gives_back_a_threshold_a_killed_restore_left_at_0_and_leaves_a_r
 }
 
 #[test]
+fn a_definition_whose_threshold_is_0_or_unset_is_loaded_as_it_is_and_never_patched() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    indexed_and_small(&url, 300);
+    create(
+        &url,
+        "off",
+        json!({"vectors": {"size": 4, "distance": "Dot"},
+               "optimizers_config": {"indexing_threshold": 0}}),
+    );
+    let points: Vec<Value> = (0..300u64)
+        .map(|i| json!({"id": i, "vector": [i as f64, 0.5, 0.25, 1.0], "payload": {}}))
+        .collect();
+    upsert(&url, "off", Value::Array(points));
+    let backup = env.backup(&[
+        "--format",
+        "logical",
+        "--collection",
+        "off",
+        "--collection",
+        "indexed",
+    ]);
+    // A definition without a threshold of its own (big enough to be indexed were it 1).
+    super::support::edit_manifest(&backup, |m| {
+        let config = &mut m["collections"]["indexed"]["points"]["definition"]["config"];
+        assert_eq!(config["optimizer_config"]["indexing_threshold"], 1);
+        config["optimizer_config"]["indexing_threshold"] = Value::Null;
+    });
+    for name in ["off", "indexed"] {
+        let (status, _) = call("DELETE", &format!("{url}/collections/{name}"), None);
+        assert_eq!(status, 200);
+    }
+    env.double.clear_requests();
+    env.run(&["restore", backup.to_str().unwrap(), "--force"])
+        .assert_code(0);
+    // Created as recorded: indexing off for good, and the server's default.
+    assert_eq!(env.double.unindexed_writes("off"), 300);
+    assert_eq!(env.double.unindexed_writes("indexed"), 0);
+    let threshold = |name: &str| {
+        env.double.collection_info(name).unwrap()["config"]["optimizer_config"]
+            ["indexing_threshold"]
+            .clone()
+    };
+    assert_eq!(threshold("off"), 0);
+    assert_eq!(threshold("indexed"), 10000);
+    // Over themselves: nothing to set either.
+    env.run(&["restore", backup.to_str().unwrap(), "--force"])
+        .assert_code(0);
+    assert!(!patched(&env.double, "off"));
+    assert!(!patched(&env.double, "indexed"));
+    assert_eq!(
+        (threshold("off"), threshold("indexed")),
+        (json!(0), json!(10000))
+    );
+}
+
+#[test]
+fn a_restore_stopped_before_it_set_the_threshold_back_deletes_what_it_created() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    indexed_and_small(&url, 300);
+    let backup = env.backup(&["--format", "logical", "--collection", "indexed"]);
+    let (status, _) = call("DELETE", &format!("{url}/collections/indexed"), None);
+    assert_eq!(status, 200);
+    env.double.inject(Fault::always(
+        Some("PUT"),
+        "/collections/indexed/points",
+        FaultKind::Delay(Duration::from_millis(400)),
+    ));
+    env.double.clear_requests();
+    let command = env.command(&["restore", backup.to_str().unwrap(), "--force"]);
+    let (code, stderr) = terminated_at(
+        &env.double,
+        command,
+        "PUT",
+        "/collections/indexed/points",
+        Duration::ZERO,
+    );
+    assert_eq!(code, Some(143), "{stderr}");
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    // Nothing half-made: no collection left with its indexing off.
+    assert_eq!(env.double.collection_names(), ["small"]);
+    assert!(!patched(&env.double, "indexed"));
+}
+
+#[test]
 fn a_restore_stopped_after_it_set_an_existing_clusters_threshold_sets_it_back() {
     let env = TestEnv::new();
     indexed_and_small(&env.double.url(), 200);
@@ -1050,4 +1152,54 @@ fn a_restore_stopped_after_it_set_an_existing_clusters_threshold_sets_it_back() 
         );
     }
     assert_eq!(scroll_all(&url, "indexed"), before);
+}
+
+#[test]
+fn a_filters_temporary_collection_is_loaded_with_indexing_as_it_is() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    create(
+        &url,
+        "memories",
+        json!({"vectors": {"size": 4, "distance": "Dot"},
+               "optimizers_config": {"indexing_threshold": 1}}),
+    );
+    let points: Vec<Value> = (1..=300u64)
+        .map(|i| {
+            json!({"id": i, "vector": [i as f64, 0.5, 0.25, 1.0],
+                   "payload": {"group_id": if i % 2 == 0 { "proj-1" } else { "proj-2" }}})
+        })
+        .collect();
+    upsert(&url, "memories", Value::Array(points));
+    let before = scroll_all(&url, "memories");
+    let backup = env.backup(&["--format", "logical", "--collection", "memories"]);
+    let filter = r#"{"must": [{"key": "group_id", "match": {"value": "proj-1"}}]}"#;
+    let (status, _) = call(
+        "POST",
+        &format!("{url}/collections/memories/points/delete?wait=true"),
+        Some(json!({"filter": serde_json::from_str::<Value>(filter).unwrap()})),
+    );
+    assert_eq!(status, 200);
+    env.double.clear_requests();
+    env.run(&[
+        "restore",
+        backup.to_str().unwrap(),
+        "--collection",
+        "memories",
+        "--filter",
+        filter,
+        "--force",
+    ])
+    .assert_code(0);
+    assert_eq!(scroll_all(&url, "memories"), before);
+    let requests = env.double.requests();
+    let temporary = requests
+        .iter()
+        .find(|r| r.method == "PUT" && r.path.starts_with("/collections/aimem-"))
+        .map(|r| r.path["/collections/".len()..].to_string())
+        .expect("the temporary collection created");
+    assert!(!temporary.contains('/'), "{temporary}");
+    // Its 150 points would reach the recorded threshold: still loaded as recorded.
+    assert_eq!(env.double.unindexed_writes(&temporary), 0, "{temporary}");
+    assert!(!patched(&env.double, &temporary), "{temporary}");
 }
