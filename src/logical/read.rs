@@ -743,6 +743,88 @@ fn check_chunk_sizes(file: &SerializedFileReader<File>, length: i64) -> Result<(
 mod tests {
     use super::*;
 
+    /// The data pages of each column chunk of row group `group` of `file`, by leaf.
+    fn data_pages(file: &std::path::Path, group: usize) -> Vec<usize> {
+        let reader = SerializedFileReader::new(File::open(file).unwrap()).unwrap();
+        let group = reader.get_row_group(group).unwrap();
+        (0..group.num_columns())
+            .map(|leaf| {
+                let pages = group.get_column_page_reader(leaf).unwrap();
+                pages
+                    .map(|page| page.unwrap())
+                    .filter(|page| page.page_type() != parquet::basic::PageType::DICTIONARY_PAGE)
+                    .count()
+            })
+            .collect()
+    }
+
+    /// Column chunks of several data pages, whose pages and chunks of rows begin at different
+    /// rows, read back exactly: a dense, a sparse and a multivector's leaves and the payloads
+    /// each span several pages in both row groups.
+    #[test]
+    fn column_chunks_of_several_pages_read_back_exactly() {
+        use crate::logical::write::{PointsWriter, ROWS_PER_GROUP};
+        let columns = Columns::new(&[
+            ("".into(), VectorKind::Dense),
+            ("bm25".into(), VectorKind::Sparse),
+            ("colbert".into(), VectorKind::Multi),
+        ])
+        .unwrap();
+        let rows = 2 * ROWS_PER_GROUP as u64 - 1;
+        let points: Vec<Point> = (0..rows)
+            .map(|i| {
+                let mut vectors = BTreeMap::new();
+                let x = i as f32;
+                vectors.insert(
+                    "".into(),
+                    VectorValue::Dense((0..768).map(|k| x + k as f32 / 1024.0).collect()),
+                );
+                // Lengths that vary, so no page boundary falls on a regular row.
+                let n = 100 + (i % 97) as u32;
+                vectors.insert(
+                    "bm25".into(),
+                    VectorValue::Sparse {
+                        indices: (0..n).map(|k| k * 3 + i as u32).collect(),
+                        values: (0..n).map(|k| k as f32 + x).collect(),
+                    },
+                );
+                if i % 5 != 3 {
+                    let lists = 1 + (i % 4) as usize;
+                    vectors.insert(
+                        "colbert".into(),
+                        VectorValue::Multi((0..lists).map(|l| vec![x + l as f32; 128]).collect()),
+                    );
+                }
+                Point {
+                    id: PointId::Num(i * 7),
+                    payload: Some(serde_json::json!({"n": i, "text": format!("{i:0>600}")})),
+                    shard_key: None,
+                    vectors,
+                }
+            })
+            .collect();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns).unwrap();
+        for point in &points {
+            writer.push(point).unwrap();
+        }
+        writer.finish().unwrap();
+        for group in 0..2 {
+            let pages = data_pages(file.path(), group);
+            // id, payload, shard key, dense, sparse indices and values, multivector.
+            assert_eq!(pages.len(), 7);
+            for leaf in [1, 3, 4, 5, 6] {
+                assert!(pages[leaf] >= 2, "group {group}, leaf {leaf}: {pages:?}");
+            }
+        }
+        let reader = PointsReader::open(file.reopen().unwrap()).unwrap();
+        let back: Vec<Point> = reader.points().unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(back.len(), points.len());
+        for (read, wrote) in back.iter().zip(&points) {
+            assert_eq!(read, wrote);
+        }
+    }
+
     #[test]
     fn a_json_cell_is_checked_as_a_built_value_would_be() {
         let cell = |text: &[u8]| {
