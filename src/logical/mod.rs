@@ -38,6 +38,9 @@ pub enum LogicalError {
     /// The file is not one aimem can read as a logical backup: what is wrong with it.
     #[error("{0}")]
     Format(String),
+    /// A point could not be written as JSON.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
 }
 
 #[cfg(test)]

@@ -459,14 +459,21 @@ impl Chunk {
                     values.decode(rows, &format!("vector {name}"))?;
                     first.split(&indices.def, &indices.rep, indices.values.len())?;
                     second.split(&values.def, &values.rep, values.values.len())?;
-                    // A sparse vector is null in both its lists or in neither.
-                    if first
-                        .rows
-                        .iter()
-                        .zip(&second.rows)
-                        .any(|(i, v)| i.is_none() != v.is_none())
-                    {
-                        return Err(bad(&format!("a vector {name} that is not Sparse")));
+                    // A sparse vector is null in both its lists or in neither, and has as
+                    // many values as indices.
+                    for (i, v) in first.rows.iter().zip(&second.rows) {
+                        match (i, v) {
+                            (None, None) => {}
+                            (Some(i), Some(v)) if i.len() == v.len() => {}
+                            (Some(i), Some(v)) => {
+                                return Err(bad(&format!(
+                                    "a sparse vector {name} of {} indices and {} values",
+                                    i.len(),
+                                    v.len()
+                                )));
+                            }
+                            _ => return Err(bad(&format!("a vector {name} that is not Sparse"))),
+                        }
                     }
                 }
                 VectorLeaves::Multi(values) => {
@@ -630,29 +637,85 @@ pub enum VectorView<'c> {
     },
 }
 
+/// Row `row`'s range of a list column's values: `None` for a null row. A row the chunk does
+/// not have is an error (never, as [`Chunk::decode`] checks every column's rows).
+fn row_range(
+    rows: &[Option<Range<usize>>],
+    row: usize,
+) -> Result<Option<Range<usize>>, LogicalError> {
+    rows.get(row)
+        .cloned()
+        .ok_or_else(|| bad("a vector column shorter than the others"))
+}
+
+/// `values[range]`, or the error of a vector whose levels point outside its values (never, as
+/// [`Lists::split`] and [`Nested::split`] check them).
+fn values_at<'v, T>(
+    values: &'v [T],
+    range: Range<usize>,
+    name: &str,
+) -> Result<&'v [T], LogicalError> {
+    values.get(range).ok_or_else(|| {
+        bad(&format!(
+            "a vector {} whose levels point outside its values",
+            crate::names::shown(name)
+        ))
+    })
+}
+
 impl<'c> PointView<'c> {
-    /// The vectors the point has, by name (`""`: the unnamed one), in the file's order.
-    pub fn vectors(&self) -> impl Iterator<Item = (&'c str, VectorView<'c>)> + '_ {
+    /// The vectors the point has, by name (`""`: the unnamed one), in the file's order. A
+    /// vector the row does not have (null) is not there; one whose levels and values disagree
+    /// is an error, never a point with a vector missing.
+    pub fn vectors(
+        &self,
+    ) -> impl Iterator<Item = Result<(&'c str, VectorView<'c>), LogicalError>> + '_ {
         let row = self.row;
         self.chunk
             .vectors
             .iter()
             .filter_map(move |(column, leaves, first, second, nested)| {
-                let slice = |lists: &Lists| lists.rows.get(row).cloned().flatten();
-                let view = match leaves {
-                    VectorLeaves::Dense(values) => {
-                        VectorView::Dense(values.values.get(slice(first)?)?)
-                    }
-                    VectorLeaves::Sparse(indices, values) => VectorView::Sparse {
-                        indices: indices.values.get(slice(first)?)?,
-                        values: values.values.get(slice(second)?)?,
-                    },
-                    VectorLeaves::Multi(values) => VectorView::Multi {
-                        values: &values.values,
-                        lists: nested.lists.get(nested.rows.get(row).cloned().flatten()?)?,
-                    },
-                };
-                Some((column.name.as_str(), view))
+                let name = column.name.as_str();
+                let view = (|| {
+                    let view = match leaves {
+                        VectorLeaves::Dense(values) => match row_range(&first.rows, row)? {
+                            None => return Ok(None),
+                            Some(range) => {
+                                VectorView::Dense(values_at(&values.values, range, name)?)
+                            }
+                        },
+                        VectorLeaves::Sparse(indices, values) => {
+                            match (row_range(&first.rows, row)?, row_range(&second.rows, row)?) {
+                                (None, None) => return Ok(None),
+                                (Some(i), Some(v)) if i.len() == v.len() => VectorView::Sparse {
+                                    indices: values_at(&indices.values, i, name)?,
+                                    values: values_at(&values.values, v, name)?,
+                                },
+                                _ => {
+                                    return Err(bad(&format!(
+                                        "a sparse vector {} whose indices and values disagree",
+                                        crate::names::shown(name)
+                                    )));
+                                }
+                            }
+                        }
+                        VectorLeaves::Multi(values) => match row_range(&nested.rows, row)? {
+                            None => return Ok(None),
+                            Some(range) => {
+                                let lists = values_at(&nested.lists, range, name)?;
+                                for list in lists {
+                                    values_at(&values.values, list.clone(), name)?;
+                                }
+                                VectorView::Multi {
+                                    values: &values.values,
+                                    lists,
+                                }
+                            }
+                        },
+                    };
+                    Ok(Some((name, view)))
+                })();
+                view.transpose()
             })
     }
 
@@ -665,7 +728,8 @@ impl<'c> PointView<'c> {
             .map_err(|e| bad(&format!("a payload that is not JSON ({e})")))?;
         let vectors = self
             .vectors()
-            .map(|(name, view)| {
+            .map(|vector| {
+                let (name, view) = vector?;
                 let value = match view {
                     VectorView::Dense(values) => VectorValue::Dense(values.to_vec()),
                     VectorView::Sparse { indices, values } => VectorValue::Sparse {
@@ -675,13 +739,13 @@ impl<'c> PointView<'c> {
                     VectorView::Multi { values, lists } => VectorValue::Multi(
                         lists
                             .iter()
-                            .map(|list| values.get(list.clone()).unwrap_or_default().to_vec())
-                            .collect(),
+                            .map(|list| values_at(values, list.clone(), name).map(<[f32]>::to_vec))
+                            .collect::<Result<_, _>>()?,
                     ),
                 };
-                (name.to_string(), value)
+                Ok((name.to_string(), value))
             })
-            .collect::<BTreeMap<_, _>>();
+            .collect::<Result<BTreeMap<_, _>, LogicalError>>()?;
         Ok(Point {
             id: self.id.clone(),
             payload,
@@ -742,6 +806,147 @@ fn check_chunk_sizes(file: &SerializedFileReader<File>, length: i64) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cells of one leaf column of a crafted file: values, then definition and repetition
+    /// levels.
+    pub(crate) enum Cells {
+        Text(Vec<&'static str>, Option<Vec<i16>>),
+        Ints(Vec<i32>, Vec<i16>, Vec<i16>),
+        Floats(Vec<f32>, Vec<i16>, Vec<i16>),
+    }
+
+    /// A file in the logical format's schema and footer for `columns`, of one row group whose
+    /// leaves hold `leaves` as they are: what aimem's writer would refuse to write.
+    pub(crate) fn crafted(columns: &Columns, leaves: Vec<Cells>) -> tempfile::NamedTempFile {
+        use parquet::file::metadata::KeyValue;
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string()),
+                KeyValue::new(
+                    VECTORS_KEY.to_string(),
+                    serde_json::to_string(&columns.0).unwrap(),
+                ),
+            ]))
+            .build();
+        let schema = columns.schema().unwrap();
+        let mut writer =
+            SerializedFileWriter::new(file.reopen().unwrap(), schema, std::sync::Arc::new(props))
+                .unwrap();
+        let mut group = writer.next_row_group().unwrap();
+        for leaf in leaves {
+            let mut column = group.next_column().unwrap().unwrap();
+            match leaf {
+                Cells::Text(values, def) => {
+                    let values: Vec<ByteArray> = values.into_iter().map(ByteArray::from).collect();
+                    column
+                        .typed::<ByteArrayType>()
+                        .write_batch(&values, def.as_deref(), None)
+                        .unwrap();
+                }
+                Cells::Ints(values, def, rep) => {
+                    column
+                        .typed::<Int32Type>()
+                        .write_batch(&values, Some(&def), Some(&rep))
+                        .unwrap();
+                }
+                Cells::Floats(values, def, rep) => {
+                    column
+                        .typed::<FloatType>()
+                        .write_batch(&values, Some(&def), Some(&rep))
+                        .unwrap();
+                }
+            }
+            column.close().unwrap();
+        }
+        group.close().unwrap();
+        writer.close().unwrap();
+        file
+    }
+
+    /// Two points with a sparse vector `s` whose first row has `values` values for its two
+    /// indices.
+    fn sparse_file(values: Vec<f32>, def: Vec<i16>, rep: Vec<i16>) -> tempfile::NamedTempFile {
+        let columns = Columns::new(&[("s".into(), VectorKind::Sparse)]).unwrap();
+        crafted(
+            &columns,
+            vec![
+                Cells::Text(vec!["1", "2"], None),
+                Cells::Text(vec![], Some(vec![0, 0])),
+                Cells::Text(vec![], Some(vec![0, 0])),
+                // [1, 2], [3]
+                Cells::Ints(vec![1, 2, 3], vec![2, 2, 2], vec![0, 1, 0]),
+                Cells::Floats(values, def, rep),
+            ],
+        )
+    }
+
+    #[test]
+    fn a_sparse_vector_of_more_indices_than_values_is_refused() {
+        let read = |file: tempfile::NamedTempFile| {
+            let reader = PointsReader::open(file.reopen().unwrap()).unwrap();
+            reader.points().unwrap().collect::<Result<Vec<_>, _>>()
+        };
+        let points = read(sparse_file(
+            vec![0.5, 0.75, 0.25],
+            vec![2, 2, 2],
+            vec![0, 1, 0],
+        ))
+        .unwrap();
+        assert_eq!(
+            points[0].vectors["s"],
+            VectorValue::Sparse {
+                indices: vec![1, 2],
+                values: vec![0.5, 0.75]
+            }
+        );
+        // [0.5], [0.25]: the first row has two indices and one value.
+        let refused = read(sparse_file(vec![0.5, 0.25], vec![2, 2], vec![0, 0]))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            refused.as_deref(),
+            Some("a row has a sparse vector `s` of 2 indices and 1 values")
+        );
+    }
+
+    /// A chunk of one row, id 1, whose dense vector `v` takes values `range` of `values`.
+    fn chunk_of_one_row(range: Range<usize>, values: Vec<f32>) -> Chunk {
+        let columns = Columns::new(&[("v".into(), VectorKind::Dense)]).unwrap();
+        let mut chunk = Chunk::new(&columns);
+        chunk.rows = 1;
+        chunk.ids.values = vec![ByteArray::from("1")];
+        chunk.payload_at = vec![None];
+        chunk.key_at = vec![None];
+        let (_, leaves, first, ..) = &mut chunk.vectors[0];
+        let VectorLeaves::Dense(leaf) = leaves else {
+            unreachable!()
+        };
+        leaf.values = values;
+        first.rows = vec![Some(range)];
+        chunk
+    }
+
+    /// A vector whose levels point outside its values is an error, never a point without it.
+    #[test]
+    fn a_vector_outside_its_values_is_an_error_not_a_point_without_it() {
+        let chunk = chunk_of_one_row(0..2, vec![1.0, 2.0]);
+        let point = chunk.point(0).unwrap().to_point().unwrap();
+        assert_eq!(point.vectors["v"], VectorValue::Dense(vec![1.0, 2.0]));
+        let chunk = chunk_of_one_row(0..4, vec![1.0, 2.0]);
+        let view = chunk.point(0).unwrap();
+        let vectors: Vec<_> = view.vectors().collect();
+        assert_eq!(vectors.len(), 1);
+        assert!(vectors[0].is_err());
+        assert!(
+            view.to_point()
+                .is_err_and(|e| e.to_string().contains("outside its values"))
+        );
+        let mut body = crate::qdrant::update::UpsertBody::default();
+        assert!(body.push(&view).is_err());
+    }
 
     /// The data pages of each column chunk of row group `group` of `file`, by leaf.
     fn data_pages(file: &std::path::Path, group: usize) -> Vec<usize> {

@@ -13,6 +13,7 @@ use ureq::http::{HeaderValue, Method};
 
 use super::types::Envelope;
 use super::{Client, Parse, QdrantError, collection_path, strip_query};
+use crate::logical::LogicalError;
 use crate::logical::point::PointId;
 use crate::logical::read::{PointView, VectorView};
 
@@ -93,7 +94,9 @@ impl UpsertBody {
     /// form every collection takes), and an empty payload for a point without one, as Qdrant
     /// gives it. The point's payload text was checked to be one JSON value when it was read,
     /// so it goes in as it is.
-    pub fn push(&mut self, point: &PointView<'_>) -> Result<(), serde_json::Error> {
+    /// A vector whose levels and values disagree fails (the body is then to be reset): a
+    /// point is never sent without it.
+    pub fn push(&mut self, point: &PointView<'_>) -> Result<(), LogicalError> {
         let out = &mut self.buffer;
         let start = out.len();
         out.extend_from_slice(match self.points {
@@ -105,7 +108,8 @@ impl UpsertBody {
             PointId::Uuid(u) => serde_json::to_writer(&mut *out, u)?,
         }
         out.extend_from_slice(b",\"vector\":{");
-        for (index, (name, vector)) in point.vectors().enumerate() {
+        for (index, vector) in point.vectors().enumerate() {
+            let (name, vector) = vector?;
             if index > 0 {
                 out.push(b',');
             }
@@ -186,7 +190,10 @@ impl serde::Serialize for Multi<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.lists.len()))?;
         for list in self.lists {
-            seq.serialize_element(self.values.get(list.clone()).unwrap_or_default())?;
+            let values = self.values.get(list.clone()).ok_or_else(|| {
+                serde::ser::Error::custom("a multivector's list lies outside its values")
+            })?;
+            seq.serialize_element(values)?;
         }
         seq.end()
     }
@@ -203,6 +210,24 @@ mod tests {
     use crate::logical::point::{Point, VectorValue};
     use crate::logical::read::PointsReader;
     use crate::logical::write::PointsWriter;
+
+    /// A multivector's list outside its values fails the body, not sends an empty vector.
+    #[test]
+    fn a_multivector_list_outside_its_values_fails() {
+        let values = [1.0f32, 2.0];
+        let fits = [0..1, 1..2];
+        let json = serde_json::to_string(&Multi {
+            values: &values,
+            lists: &fits,
+        });
+        assert_eq!(json.unwrap(), "[[1.0],[2.0]]");
+        let outside = [0..1, 1..3];
+        let json = serde_json::to_string(&Multi {
+            values: &values,
+            lists: &outside,
+        });
+        assert!(json.is_err_and(|e| e.to_string().contains("outside its values")));
+    }
 
     /// A body written from the file's rows is the JSON of the points themselves.
     #[test]

@@ -1203,3 +1203,135 @@ fn a_filters_temporary_collection_is_loaded_with_indexing_as_it_is() {
     assert_eq!(env.double.unindexed_writes(&temporary), 0, "{temporary}");
     assert!(!patched(&env.double, &temporary), "{temporary}");
 }
+
+/// Rewrites the one points file of `collection` in `backup` with `rows` (an id, and its sparse
+/// vector `s` as indices and values), in the file's own schema and footer, and makes the
+/// manifest and the checksums agree: a file aimem's writer would refuse to write.
+fn rewrite_sparse_points(backup: &Path, collection: &str, rows: &[(&str, Vec<i32>, Vec<f32>)]) {
+    use parquet::data_type::{ByteArray, ByteArrayType, FloatType, Int32Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::writer::SerializedFileWriter;
+    let files = parquet_files(backup, collection);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let path = &files[0];
+    let (schema, footer) = {
+        let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+        let meta = reader.metadata().file_metadata();
+        (
+            meta.schema_descr().root_schema_ptr(),
+            meta.key_value_metadata().cloned(),
+        )
+    };
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(footer)
+        .build();
+    let out = std::fs::File::create(path).unwrap();
+    let mut writer = SerializedFileWriter::new(out, schema, std::sync::Arc::new(props)).unwrap();
+    let mut group = writer.next_row_group().unwrap();
+    // id; payload and shard key (none); the vector's indices and values, each a list a row.
+    let ids: Vec<ByteArray> = rows.iter().map(|r| ByteArray::from(r.0)).collect();
+    let none = vec![0i16; rows.len()];
+    let list_levels = |lengths: Vec<usize>| {
+        let (mut def, mut rep) = (Vec::new(), Vec::new());
+        for n in lengths {
+            for k in 0..n {
+                def.push(2);
+                rep.push(i16::from(k > 0));
+            }
+        }
+        (def, rep)
+    };
+    let indices: Vec<i32> = rows.iter().flat_map(|r| r.1.clone()).collect();
+    let (indices_def, indices_rep) = list_levels(rows.iter().map(|r| r.1.len()).collect());
+    let values: Vec<f32> = rows.iter().flat_map(|r| r.2.clone()).collect();
+    let (values_def, values_rep) = list_levels(rows.iter().map(|r| r.2.len()).collect());
+    for leaf in 0..5 {
+        let mut column = group.next_column().unwrap().expect("a column");
+        match leaf {
+            0 => column
+                .typed::<ByteArrayType>()
+                .write_batch(&ids, None, None),
+            1 | 2 => column
+                .typed::<ByteArrayType>()
+                .write_batch(&[], Some(&none), None),
+            3 => column.typed::<Int32Type>().write_batch(
+                &indices,
+                Some(&indices_def),
+                Some(&indices_rep),
+            ),
+            _ => column.typed::<FloatType>().write_batch(
+                &values,
+                Some(&values_def),
+                Some(&values_rep),
+            ),
+        }
+        .unwrap();
+        column.close().unwrap();
+    }
+    assert!(group.next_column().unwrap().is_none(), "more columns");
+    group.close().unwrap();
+    writer.close().unwrap();
+    let sha = super::support::sha256_hex(path);
+    let size = std::fs::metadata(path).unwrap().len();
+    super::support::edit_manifest(backup, |m| {
+        let file = &mut m["collections"][collection]["points"]["files"][0];
+        file["sha256"] = json!(sha);
+        file["size_bytes"] = json!(size);
+    });
+}
+
+#[test]
+fn a_sparse_vector_of_more_indices_than_values_fails_verify_and_the_restore() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    create(&url, "sparse", json!({"sparse_vectors": {"s": {}}}));
+    upsert(
+        &url,
+        "sparse",
+        json!([{"id": 1, "vector": {"s": {"indices": [1, 2], "values": [0.5, 0.25]}}, "payload": {}},
+               {"id": 2, "vector": {"s": {"indices": [3], "values": [1.0]}}, "payload": {}}]),
+    );
+    let backup = env.backup(&["--format", "logical", "--collection", "sparse"]);
+    // As the backup wrote it, the rewritten file restores.
+    rewrite_sparse_points(
+        &backup,
+        "sparse",
+        &[
+            ("1", vec![1, 2], vec![0.5, 0.25]),
+            ("2", vec![3], vec![1.0]),
+        ],
+    );
+    env.run(&["verify", backup.to_str().unwrap()])
+        .assert_code(0);
+    // The first point's two indices with one value.
+    rewrite_sparse_points(
+        &backup,
+        "sparse",
+        &[("1", vec![1, 2], vec![0.5]), ("2", vec![3], vec![1.0])],
+    );
+    let run = env.run(&["verify", backup.to_str().unwrap(), "--json"]);
+    run.assert_code(2);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let problem = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "points_damaged")
+        .cloned()
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        problem
+            .to_string()
+            .contains("sparse vector `s` of 2 indices and 1 values"),
+        "{problem}"
+    );
+    let (status, _) = call("DELETE", &format!("{url}/collections/sparse"), None);
+    assert_eq!(status, 200);
+    env.run(&["restore", backup.to_str().unwrap(), "--force"])
+        .assert_code(4)
+        .assert_stderr_contains("loading the points of `sparse`")
+        .assert_stderr_contains("sparse vector `s` of 2 indices and 1 values")
+        .assert_stderr_contains("rolled back");
+    assert!(env.double.collection_names().is_empty());
+}
