@@ -1,17 +1,34 @@
 //! A logical backup file back into points. The footer must name a format this aimem knows
-//! and vector columns whose schema is exactly the file's; then the rows are decoded column by
-//! column, [`CHUNK_ROWS`] at a time ([`Chunk`]), and each row is handed out as a [`PointView`]
-//! that borrows from the chunk's buffers (or made into an owned [`Point`]).
+//! and vector columns whose schema is exactly the file's; then the rows are decoded into a
+//! [`Chunk`] of at most [`CHUNK_ROWS`] rows, row by row across the columns, and each row is
+//! handed out as a [`PointView`] that borrows from the chunk's buffers (or made into an owned
+//! [`Point`]). No tree of the row is built.
 //!
-//! Memory stays at one chunk's values per column plus the page each column reader holds,
-//! whatever the row group: no tree of the row is built.
+//! What a chunk holds is bounded, whatever the file says:
+//! - each page's levels are counted from its header before the page is decompressed or a
+//!   level of it decoded, and a page is refused unread when the pages fetched while one row
+//!   is read, or those fetched and not decoded yet, would hold more than [`ROW_PAGE_LEVELS`]
+//!   levels, every column together. A row's levels come from pages fetched for it and from
+//!   the rest of pages fetched before, so at most twice that is decoded for one row, whatever
+//!   its pages' headers claim (a run-length encoded page of a few bytes may claim billions);
+//! - a row of more than [`MAX_POINT_LEVELS`] levels is refused once read;
+//! - no row is added to a chunk that holds [`CHUNK_LEVELS`] levels already.
+//!
+//! Beside them, each column reader holds its current page, decompressed whole by the Parquet
+//! crate to the size the page's header gives: the footer's sizes of the column chunks are
+//! checked ([`MAX_COLUMN_CHUNK`]), a page header's own size is not.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::Range;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use parquet::column::page::{Page, PageMetadata, PageReader};
 use parquet::column::reader::ColumnReaderImpl;
 use parquet::data_type::{ByteArray, ByteArrayType, DataType, FloatType, Int32Type};
+use parquet::errors::ParquetError;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::Value;
 
@@ -27,9 +44,27 @@ const MAX_VECTORS_JSON: usize = 64 * 1024;
 /// footer from sizing a read after what it claims.
 const MAX_COLUMN_CHUNK: i64 = 512 * 1024 * 1024;
 
-/// Rows decoded at once: 64 rows of a 768-d vector are 192 KiB of values (and as much of
-/// levels), whatever the size of the row group.
+/// Rows decoded at once, at most: 64 rows of a 768-d vector are 192 KiB of values (and as
+/// much of levels), whatever the size of the row group.
 pub const CHUNK_ROWS: usize = 64;
+
+/// The most levels one row may take, every vector column together: one per value, and one
+/// per null or empty list. A point of more cannot come from a real collection: one upsert
+/// carries it whole, and the 32 MiB Qdrant takes in one request by default hold fewer values
+/// (4 bytes of JSON each at the least, `0.0,`).
+pub const MAX_POINT_LEVELS: usize = 8 << 20;
+
+/// The most levels the pages fetched while one row is read may hold, every column together,
+/// and the most the pages fetched and not decoded yet may hold: the row's own pages and the
+/// page after each column's (a page holds whole rows, but the reader learns where a row ends
+/// from the next one), each at most a point's worth, and 4 Mi for the other rows those pages
+/// hold (aimem writes pages of 256 KiB, 64 Ki float values).
+const ROW_PAGE_LEVELS: usize = 2 * MAX_POINT_LEVELS + (4 << 20);
+
+/// A chunk takes no more rows once it holds this many levels, every column together (8 MiB
+/// of them with their float values, a multivector's lists aside): a chunk of big rows has
+/// fewer than [`CHUNK_ROWS`].
+const CHUNK_LEVELS: usize = 1 << 20;
 
 /// An opened logical backup file.
 pub struct PointsReader {
@@ -184,10 +219,95 @@ impl Chunks<'_> {
                 usize::try_from(rows).map_err(|_| bad("a row group of fewer than no rows"))?;
             self.chunk.open(group.as_ref())?;
         }
-        let rows = self.left.min(CHUNK_ROWS);
-        self.chunk.decode(rows)?;
+        let rows = self.chunk.decode(self.left.min(CHUNK_ROWS))?;
         self.left -= rows;
         Ok(true)
+    }
+}
+
+/// What the pages of the open row group may hold, shared by every column reader of it.
+#[derive(Default)]
+struct Budget {
+    /// Levels the pages fetched for the row being read may hold still ([`ROW_PAGE_LEVELS`]
+    /// a row).
+    row_left: AtomicUsize,
+    /// Levels of the pages fetched and not decoded yet, every column together: at most
+    /// [`ROW_PAGE_LEVELS`] too, so what a row decodes of pages fetched before it is bounded.
+    outstanding: AtomicUsize,
+    /// A page was refused: the read's error is that.
+    exceeded: AtomicBool,
+}
+
+impl Budget {
+    /// A row begins: its pages may hold [`ROW_PAGE_LEVELS`].
+    fn new_row(&self) {
+        self.row_left.store(ROW_PAGE_LEVELS, Ordering::Relaxed);
+        self.exceeded.store(false, Ordering::Relaxed);
+    }
+
+    /// A page of `levels` levels is to be fetched: taken from both counts, or refused.
+    fn take(&self, levels: usize) -> bool {
+        let row_left = self.row_left.load(Ordering::Relaxed);
+        let outstanding = self.outstanding.load(Ordering::Relaxed);
+        if levels > row_left || levels > ROW_PAGE_LEVELS - outstanding.min(ROW_PAGE_LEVELS) {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return false;
+        }
+        self.row_left.store(row_left - levels, Ordering::Relaxed);
+        self.outstanding
+            .store(outstanding + levels, Ordering::Relaxed);
+        true
+    }
+
+    /// `levels` levels of the pages fetched were decoded.
+    fn decoded(&self, levels: usize) {
+        let outstanding = self.outstanding.load(Ordering::Relaxed);
+        self.outstanding
+            .store(outstanding.saturating_sub(levels), Ordering::Relaxed);
+    }
+}
+
+/// A column's pages, each counted against the [`Budget`] from its header's number of levels
+/// before it is decompressed: one of more than are left is refused unread.
+struct Budgeted {
+    pages: Box<dyn PageReader>,
+    budget: Arc<Budget>,
+}
+
+impl PageReader for Budgeted {
+    fn get_next_page(&mut self) -> parquet::errors::Result<Option<Page>> {
+        let levels = self
+            .pages
+            .peek_next_page()?
+            .and_then(|page| page.num_levels);
+        if let Some(levels) = levels
+            && !self.budget.take(levels)
+        {
+            return Err(ParquetError::General(format!(
+                "a page of {levels} levels, more than its row may take"
+            )));
+        }
+        self.pages.get_next_page()
+    }
+
+    fn peek_next_page(&mut self) -> parquet::errors::Result<Option<PageMetadata>> {
+        self.pages.peek_next_page()
+    }
+
+    fn skip_next_page(&mut self) -> parquet::errors::Result<()> {
+        self.pages.skip_next_page()
+    }
+
+    fn at_record_boundary(&mut self) -> parquet::errors::Result<bool> {
+        self.pages.at_record_boundary()
+    }
+}
+
+impl Iterator for Budgeted {
+    type Item = parquet::errors::Result<Page>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.get_next_page().transpose()
     }
 }
 
@@ -214,39 +334,65 @@ impl<T: DataType> Leaf<T> {
         }
     }
 
-    /// Decodes `rows` whole rows (records); a column that holds fewer fails.
-    fn decode(&mut self, rows: usize, column: &str) -> Result<(), LogicalError> {
+    fn clear(&mut self) {
         self.def.clear();
         self.rep.clear();
         self.values.clear();
+    }
+
+    /// The levels decoded (a required column's values are its levels).
+    fn levels(&self) -> usize {
+        self.def.len().max(self.values.len())
+    }
+
+    /// Decodes the next row (record) after those decoded; a column that holds no more fails,
+    /// and so does one whose pages are more than the `budget` left to the row.
+    fn decode_row(&mut self, column: &str, budget: &Budget) -> Result<(), LogicalError> {
         let reader = self
             .reader
             .as_mut()
             .ok_or_else(|| bad(&format!("no {column}")))?;
-        let (read, _, _) = reader.read_records(
-            rows,
+        let read = reader.read_records(
+            1,
             Some(&mut self.def),
             Some(&mut self.rep),
             &mut self.values,
-        )?;
-        if read != rows {
-            return Err(bad(&format!("no {column}")));
+        );
+        match read {
+            Ok((records, _, levels)) => {
+                budget.decoded(levels);
+                match records {
+                    1 => Ok(()),
+                    _ => Err(bad(&format!("no {column}"))),
+                }
+            }
+            Err(_) if budget.exceeded.load(Ordering::Relaxed) => Err(bad(&format!(
+                "more than {ROW_PAGE_LEVELS} levels in the pages of its {column} and the \
+                 columns before it, far more than any Qdrant point has"
+            ))),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 }
 
 /// The typed reader of column `index` of a row group, whose physical type the schema check
-/// has fixed.
+/// has fixed, its pages counted against `budget`.
 fn typed<T: DataType>(
     group: &dyn parquet::file::reader::RowGroupReader,
     index: usize,
+    budget: &Arc<Budget>,
 ) -> Result<ColumnReaderImpl<T>, LogicalError> {
-    T::get_column_reader(group.get_column_reader(index)?).ok_or_else(|| {
-        LogicalError::Format(format!(
+    let descr = group.metadata().column(index).column_descr_ptr();
+    if descr.physical_type() != T::get_physical_type() {
+        return Err(LogicalError::Format(format!(
             "its column {index} is not of the type its schema gives"
-        ))
-    })
+        )));
+    }
+    let pages = Budgeted {
+        pages: group.get_column_page_reader(index)?,
+        budget: Arc::clone(budget),
+    };
+    Ok(ColumnReaderImpl::<T>::new(descr, Box::new(pages)))
 }
 
 /// The columns of one vector in the open row group.
@@ -376,11 +522,14 @@ pub struct Chunk {
     payload_at: Vec<Option<usize>>,
     key_at: Vec<Option<usize>>,
     vectors: Vec<(VectorColumn, VectorLeaves, Lists, Lists, Nested)>,
+    /// What the pages of the row being read may hold, every column together.
+    budget: Arc<Budget>,
 }
 
 impl Chunk {
     fn new(columns: &Columns) -> Chunk {
         Chunk {
+            budget: Arc::default(),
             rows: 0,
             ids: Leaf::new(),
             payloads: Leaf::new(),
@@ -415,19 +564,22 @@ impl Chunk {
         &mut self,
         group: &dyn parquet::file::reader::RowGroupReader,
     ) -> Result<(), LogicalError> {
-        self.ids.reader = Some(typed(group, 0)?);
-        self.payloads.reader = Some(typed(group, 1)?);
-        self.keys.reader = Some(typed(group, 2)?);
+        // The previous group's pages are dropped with their readers.
+        self.budget.outstanding.store(0, Ordering::Relaxed);
+        let budget = &self.budget;
+        self.ids.reader = Some(typed(group, 0, budget)?);
+        self.payloads.reader = Some(typed(group, 1, budget)?);
+        self.keys.reader = Some(typed(group, 2, budget)?);
         let mut leaf = 3;
         for (_, leaves, ..) in &mut self.vectors {
             match leaves {
                 VectorLeaves::Dense(values) | VectorLeaves::Multi(values) => {
-                    values.reader = Some(typed(group, leaf)?);
+                    values.reader = Some(typed(group, leaf, budget)?);
                     leaf += 1;
                 }
                 VectorLeaves::Sparse(indices, values) => {
-                    indices.reader = Some(typed(group, leaf)?);
-                    values.reader = Some(typed(group, leaf + 1)?);
+                    indices.reader = Some(typed(group, leaf, budget)?);
+                    values.reader = Some(typed(group, leaf + 1, budget)?);
                     leaf += 2;
                 }
             }
@@ -435,12 +587,55 @@ impl Chunk {
         Ok(())
     }
 
-    /// Decodes the next `rows` rows of every column.
-    fn decode(&mut self, rows: usize) -> Result<(), LogicalError> {
+    /// Decodes up to `most` rows, row by row across the columns, and fewer when they reach
+    /// [`CHUNK_LEVELS`]; returns how many.
+    fn decode(&mut self, most: usize) -> Result<usize, LogicalError> {
         self.rows = 0;
-        self.ids.decode(rows, "id")?;
-        self.payloads.decode(rows, "payload")?;
-        self.keys.decode(rows, "shard key")?;
+        self.ids.clear();
+        self.payloads.clear();
+        self.keys.clear();
+        for (_, leaves, ..) in &mut self.vectors {
+            match leaves {
+                VectorLeaves::Dense(values) | VectorLeaves::Multi(values) => values.clear(),
+                VectorLeaves::Sparse(indices, values) => {
+                    indices.clear();
+                    values.clear();
+                }
+            }
+        }
+        let mut rows = 0;
+        let (mut levels, mut vector_levels) = (0, 0);
+        while rows < most && levels < CHUNK_LEVELS {
+            self.budget.new_row();
+            let budget = &self.budget;
+            self.ids.decode_row("id", budget)?;
+            self.payloads.decode_row("payload", budget)?;
+            self.keys.decode_row("shard key", budget)?;
+            let mut vectors = 0;
+            for (column, leaves, ..) in &mut self.vectors {
+                let name = format!("vector {}", crate::names::shown(&column.name));
+                match leaves {
+                    VectorLeaves::Dense(values) | VectorLeaves::Multi(values) => {
+                        values.decode_row(&name, budget)?;
+                        vectors += values.levels();
+                    }
+                    VectorLeaves::Sparse(indices, values) => {
+                        indices.decode_row(&name, budget)?;
+                        values.decode_row(&name, budget)?;
+                        vectors += indices.levels() + values.levels();
+                    }
+                }
+            }
+            let ids = self.ids.levels() + self.payloads.levels() + self.keys.levels();
+            if vectors - vector_levels > MAX_POINT_LEVELS {
+                return Err(bad(&format!(
+                    "vectors of more than {MAX_POINT_LEVELS} values and lists, which no Qdrant \
+                     point has"
+                )));
+            }
+            (levels, vector_levels) = (ids + vectors, vectors);
+            rows += 1;
+        }
         present(
             &self.payloads.def,
             &mut self.payload_at,
@@ -451,12 +646,9 @@ impl Chunk {
             let name = crate::names::shown(&column.name);
             match leaves {
                 VectorLeaves::Dense(values) => {
-                    values.decode(rows, &format!("vector {name}"))?;
                     first.split(&values.def, &values.rep, values.values.len())?;
                 }
                 VectorLeaves::Sparse(indices, values) => {
-                    indices.decode(rows, &format!("vector {name}"))?;
-                    values.decode(rows, &format!("vector {name}"))?;
                     first.split(&indices.def, &indices.rep, indices.values.len())?;
                     second.split(&values.def, &values.rep, values.values.len())?;
                     // A sparse vector is null in both its lists or in neither, and has as
@@ -477,7 +669,6 @@ impl Chunk {
                     }
                 }
                 VectorLeaves::Multi(values) => {
-                    values.decode(rows, &format!("vector {name}"))?;
                     nested.split(&values.def, &values.rep, values.values.len())?;
                 }
             }
@@ -493,7 +684,7 @@ impl Chunk {
             }
         }
         self.rows = rows;
-        Ok(())
+        Ok(rows)
     }
 
     /// The number of rows decoded.
@@ -822,7 +1013,9 @@ mod tests {
         use parquet::file::properties::WriterProperties;
         use parquet::file::writer::SerializedFileWriter;
         let file = tempfile::NamedTempFile::new().unwrap();
+        // A page ends after each batch of 1,024 levels that completes a row.
         let props = WriterProperties::builder()
+            .set_data_page_row_count_limit(1)
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string()),
                 KeyValue::new(
@@ -910,6 +1103,135 @@ mod tests {
             refused.as_deref(),
             Some("a row has a sparse vector `s` of 2 indices and 1 values")
         );
+    }
+
+    /// A file of one point whose multivector `m` is `lists` empty lists: one level each, and
+    /// run-length encoded, a page of a few bytes however many.
+    fn empty_lists(lists: usize) -> tempfile::NamedTempFile {
+        let columns = Columns::new(&[("m".into(), VectorKind::Multi)]).unwrap();
+        let mut rep = vec![1; lists];
+        rep[0] = 0;
+        crafted(
+            &columns,
+            vec![
+                Cells::Text(vec!["1"], None),
+                Cells::Text(vec![], Some(vec![0])),
+                Cells::Text(vec![], Some(vec![0])),
+                Cells::Floats(vec![], vec![2; lists], rep),
+            ],
+        )
+    }
+
+    /// The levels of a multivector row of `lists` empty lists, appended to `def` and `rep`.
+    fn empty_row(lists: usize, def: &mut Vec<i16>, rep: &mut Vec<i16>) {
+        def.extend(std::iter::repeat_n(2, lists));
+        rep.push(0);
+        rep.extend(std::iter::repeat_n(1, lists - 1));
+    }
+
+    /// Pages fetched for earlier rows count until they are decoded: row 1 may not fetch a
+    /// page that, with what row 0 fetched for row 2, holds more than a row may take.
+    #[test]
+    fn pages_fetched_and_not_decoded_yet_count_against_later_rows() {
+        let columns = Columns::new(&[
+            ("a".into(), VectorKind::Multi),
+            ("b".into(), VectorKind::Multi),
+        ])
+        .unwrap();
+        let big = ROW_PAGE_LEVELS / 2 + 1000;
+        // `a`: one page of rows 1, 1 and `big` levels, fetched for row 0. `b`: a page a row
+        // (2,000 levels, 2,000, `big`), each fetched for the row before to see where it ends.
+        let (mut a_def, mut a_rep, mut b_def, mut b_rep) = Default::default();
+        for (a, b) in [(1, 2000), (1, 2000), (big, big)] {
+            empty_row(a, &mut a_def, &mut a_rep);
+            empty_row(b, &mut b_def, &mut b_rep);
+        }
+        let file = crafted(
+            &columns,
+            vec![
+                Cells::Text(vec!["1", "2", "3"], None),
+                Cells::Text(vec![], Some(vec![0; 3])),
+                Cells::Text(vec![], Some(vec![0; 3])),
+                Cells::Floats(vec![], a_def, a_rep),
+                Cells::Floats(vec![], b_def, b_rep),
+            ],
+        );
+        let (read, peak) = read_all(&file);
+        let refused = read.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            refused.contains("levels in the pages of its vector `b`"),
+            "{refused}"
+        );
+        assert!(peak < 1 << 20, "{peak} bytes");
+    }
+
+    /// Reads every point of `file`, and the most heap that took.
+    fn read_all(file: &tempfile::NamedTempFile) -> (Result<Vec<Point>, LogicalError>, usize) {
+        let reader = PointsReader::open(file.reopen().unwrap()).unwrap();
+        crate::alloc_probe::peak_heap(|| reader.points().unwrap().collect())
+    }
+
+    #[test]
+    fn a_page_of_more_levels_than_a_row_may_take_is_refused_unread() {
+        let file = empty_lists(ROW_PAGE_LEVELS + 1);
+        assert!(file.as_file().metadata().unwrap().len() < 4096);
+        let (read, peak) = read_all(&file);
+        let refused = read.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            refused.contains("levels in the pages of its vector `m`"),
+            "{refused}"
+        );
+        // Its levels would take 68 MiB.
+        assert!(peak < 1 << 20, "{peak} bytes");
+    }
+
+    #[test]
+    fn a_row_of_more_levels_than_a_point_may_take_is_refused() {
+        let (read, _) = read_all(&empty_lists(MAX_POINT_LEVELS + 1));
+        let refused = read.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            refused.contains(&format!("vectors of more than {MAX_POINT_LEVELS} values")),
+            "{refused}"
+        );
+        let (read, _) = read_all(&empty_lists(3));
+        assert_eq!(
+            read.unwrap()[0].vectors["m"],
+            VectorValue::Multi(vec![vec![]; 3])
+        );
+    }
+
+    /// Rows of 100,000 values: a chunk stops taking them at [`CHUNK_LEVELS`].
+    #[test]
+    fn a_chunk_of_big_rows_holds_fewer_rows() {
+        use crate::logical::write::PointsWriter;
+        let columns = Columns::new(&[("".into(), VectorKind::Dense)]).unwrap();
+        let points: Vec<Point> = (0..15u64)
+            .map(|i| Point {
+                id: PointId::Num(i),
+                payload: None,
+                shard_key: None,
+                vectors: [("".to_string(), VectorValue::Dense(vec![i as f32; 100_000]))].into(),
+            })
+            .collect();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns).unwrap();
+        for point in &points {
+            writer.push(point).unwrap();
+        }
+        writer.finish().unwrap();
+        let reader = PointsReader::open(file.reopen().unwrap()).unwrap();
+        let mut chunks = reader.chunks();
+        let mut sizes = Vec::new();
+        let mut back = Vec::new();
+        while chunks.advance().unwrap() {
+            sizes.push(chunks.chunk().rows());
+            for row in 0..chunks.chunk().rows() {
+                back.push(chunks.chunk().point(row).unwrap().to_point().unwrap());
+            }
+        }
+        // 11 rows and their ids, payloads and keys pass 1 Mi levels.
+        assert_eq!(sizes, [11, 4]);
+        assert_eq!(back, points);
     }
 
     /// A chunk of one row, id 1, whose dense vector `v` takes values `range` of `values`.
