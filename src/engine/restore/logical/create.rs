@@ -8,9 +8,7 @@
 //! rollback) unless `--allow-unknown-settings` says to go on without it.
 //!
 //! A collection big enough for Qdrant to index is created with its vector indexing off
-//! (`indexing_threshold` 0) and given its recorded threshold back once its points are in
-//! ([`index_after_load`]), so the server builds each segment's index once instead of again
-//! and again as segments grow and merge (docs/qdrant.md, "Changing a collection's settings").
+//! ([`super::deferral`]).
 
 use serde_json::{Map, Value, json};
 
@@ -35,8 +33,8 @@ const CONFIG_SECTIONS: [(&str, &str); 5] = [
 
 /// Creates the collection from the definition, checks the server kept every setting, and
 /// creates its shard keys in their recorded order. `Some(threshold)`: it was created with its
-/// vector indexing off (see the module's comment), to be set back to `threshold` with
-/// [`index_after_load`] once the points are in.
+/// vector indexing off ([`super::deferral::defer`]), to be set back to `threshold` once the
+/// points are in.
 pub(super) fn create(
     cx: &Context,
     source: &Source,
@@ -46,20 +44,7 @@ pub(super) fn create(
     let target = source.target.as_str();
     let definition = &points.record.definition;
     let mut body = creation_body(definition, cx);
-    // A selective restore's temporary collection is only read back and deleted: indexing it
-    // would only cost time.
-    let deferred = match crate::names::is_temporary_collection(target) {
-        true => None,
-        false => indexing_deferred(&body, points.record.rows()),
-    };
-    if deferred.is_some() {
-        let optimizers = body
-            .as_object_mut()
-            .map(|b| b.entry("optimizers_config").or_insert_with(|| json!({})));
-        if let Some(Value::Object(optimizers)) = optimizers {
-            optimizers.insert("indexing_threshold".into(), json!(0));
-        }
-    }
+    let deferred = super::deferral::defer(target, &mut body, points.record.rows());
     match cx.client.create_collection(target, &body) {
         Ok(()) => undo.created.push(target.to_string()),
         Err(e) => {
@@ -118,77 +103,6 @@ pub(super) fn create(
         }
     ));
     Ok(deferred)
-}
-
-/// The indexing threshold to set back after the load when creation body `body` is to be
-/// created with indexing off, else `None`: a definition without a threshold of its own, or
-/// whose indexing is off already
-/// (threshold 0, HNSW `m` 0, no optimization threads) is left as it is, and so is a collection
-/// whose vectors cannot reach the threshold in any segment (each shard's dense vectors of
-/// `rows` points are smaller), which the server never indexes anyway.
-fn indexing_deferred(body: &Value, rows: u64) -> Option<u64> {
-    let optimizers = body.get("optimizers_config");
-    let recorded = optimizers.and_then(|o| o.get("indexing_threshold"));
-    // An unset threshold is left to the server's own default: a PATCH could only pin it to
-    // a number, and the server's configuration may say another.
-    let threshold = recorded?.as_u64().filter(|&t| t > 0)?;
-    if body.pointer("/hnsw_config/m").and_then(Value::as_u64) == Some(0)
-        || optimizers
-            .and_then(|o| o.get("max_optimization_threads"))
-            .and_then(Value::as_u64)
-            == Some(0)
-    {
-        return None;
-    }
-    // Custom sharding: how the points spread over the keys' shards is not known.
-    let shards = match body.get("sharding_method").and_then(Value::as_str) {
-        Some("custom") => 1,
-        _ => body
-            .get("shard_number")
-            .and_then(Value::as_u64)
-            .unwrap_or(1)
-            .max(1),
-    };
-    let largest = largest_dense_vector(body.get("vectors")?)?;
-    let per_shard = rows.saturating_mul(largest) / shards;
-    (per_shard >= threshold.saturating_mul(1024)).then_some(threshold)
-}
-
-/// The most bytes one of a point's dense vectors takes in storage (a multivector counted as one
-/// of its vectors: the least it holds); `None` without dense vectors.
-fn largest_dense_vector(vectors: &Value) -> Option<u64> {
-    let bytes = |vector: &Value| {
-        let size = vector.get("size").and_then(Value::as_u64)?;
-        let element = match vector.get("datatype").and_then(Value::as_str) {
-            Some("uint8") => 1,
-            Some("float16") => 2,
-            _ => 4,
-        };
-        Some(size * element)
-    };
-    match vectors.get("size") {
-        // One unnamed vector: `{size, distance, …}`.
-        Some(size) if size.is_u64() => bytes(vectors),
-        _ => vectors.as_object()?.values().filter_map(bytes).max(),
-    }
-}
-
-/// Gives a collection created with its indexing off ([`create`]) its indexing threshold back
-/// (`PATCH /collections/{c}`), now that its points are in.
-pub(super) fn index_after_load(
-    cx: &Context,
-    target: &str,
-    threshold: u64,
-) -> Result<(), StepError> {
-    set_threshold(cx, target, threshold)
-}
-
-/// Sets the indexing threshold of `target` (`PATCH /collections/{c}`).
-pub(super) fn set_threshold(cx: &Context, target: &str, threshold: u64) -> Result<(), StepError> {
-    let body = json!({ "optimizers_config": { "indexing_threshold": threshold } });
-    cx.client
-        .update_collection(target, &body)
-        .map_err(qdrant("setting the indexing threshold of", target))
 }
 
 /// The creation body: every recorded setting (unset ones, reported as null, left out), in
@@ -362,56 +276,6 @@ mod tests {
             unknown_settings(&body, &config),
             ["optimizer_config.prevent_unoptimized"]
         );
-    }
-
-    #[test]
-    fn indexing_is_deferred_only_where_the_server_would_index() {
-        let body = |extra: Value| {
-            let mut body =
-                json!({"vectors": {"size": 768, "distance": "Cosine"}, "shard_number": 1});
-            for (key, value) in extra.as_object().unwrap() {
-                body[key] = value.clone();
-            }
-            body
-        };
-        let set = json!({"optimizers_config": {"indexing_threshold": 10_000}});
-        // 768-d float32: 3,072 bytes a point, 10,000 KiB from 3,334 points on.
-        assert_eq!(indexing_deferred(&body(set.clone()), 3_334), Some(10_000));
-        assert_eq!(indexing_deferred(&body(set.clone()), 3_333), None);
-        let mut two_shards = set.clone();
-        two_shards["shard_number"] = json!(2);
-        assert_eq!(indexing_deferred(&body(two_shards), 3_334), None);
-        // Unset: the server's default stays, whatever the size.
-        assert_eq!(indexing_deferred(&body(json!({})), 1_000_000), None);
-        let unset = json!({"optimizers_config": {"indexing_threshold": null}});
-        assert_eq!(indexing_deferred(&body(unset), 1_000_000), None);
-        assert_eq!(
-            indexing_deferred(
-                &body(json!({"optimizers_config": {"indexing_threshold": 20}})),
-                7
-            ),
-            Some(20)
-        );
-        for off in [
-            json!({"optimizers_config": {"indexing_threshold": 0}}),
-            json!({"hnsw_config": {"m": 0}}),
-            json!({"optimizers_config": {"max_optimization_threads": 0}}),
-        ] {
-            assert_eq!(
-                indexing_deferred(&body(off.clone()), 1_000_000),
-                None,
-                "{off}"
-            );
-        }
-        let named = json!({"vectors": {"a": {"size": 4, "datatype": "uint8"},
-                                       "b": {"size": 1024, "datatype": "float16"}},
-                           "optimizers_config": {"indexing_threshold": 10_000}});
-        assert_eq!(indexing_deferred(&named, 5_000), Some(10_000));
-        assert_eq!(indexing_deferred(&named, 4_999), None);
-        // Sparse vectors only: no HNSW to build.
-        let sparse = json!({"vectors": {}, "sparse_vectors": {"s": {}},
-                            "optimizers_config": {"indexing_threshold": 10_000}});
-        assert_eq!(indexing_deferred(&sparse, 10_000_000), None);
     }
 
     #[test]

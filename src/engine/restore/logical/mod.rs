@@ -4,11 +4,9 @@
 //! the payload indexes and aliases, and the check.
 //!
 //! A collection this run creates and that is big enough for Qdrant to index is loaded with
-//! its vector indexing off, then given its recorded indexing threshold back, and the wait for
-//! green is the wait for that index ([`wait_indexed`]; docs/qdrant.md, "Changing a
-//! collection's settings"). An existing collection whose threshold is not the recorded one
-//! (a restore killed before it set it back leaves 0) is given the recorded one the same way,
-//! its own kept in the undo log; the check compares the threshold with the recorded one.
+//! its vector indexing off, then given its recorded indexing threshold back, and an existing
+//! one given the recorded threshold if it has another ([`deferral`]); the check compares the
+//! threshold with the recorded one.
 //!
 //! The contract is the snapshot restore's: what this run creates is in the undo log before it
 //! is made (deleted on rollback), and an existing collection is saved (a snapshot, or a copy
@@ -16,6 +14,7 @@
 //! rollback puts it back whole.
 
 pub mod create;
+pub mod deferral;
 pub mod load;
 pub mod source;
 
@@ -83,7 +82,7 @@ pub(in crate::engine::restore) fn restore_one(
         }
     ));
     // An existing collection keeps its settings (all but its indexing threshold, set as
-    // recorded after the load: see `threshold_as_recorded`).
+    // recorded after the load: see `deferral`).
     let mut deferred = None;
     match &planned.action {
         Action::Overwrite {
@@ -110,16 +109,10 @@ pub(in crate::engine::restore) fn restore_one(
         super::indexes::build(cx.client, cx.stop, target, &fingerprint.payload_indexes())?;
     }
     wait_green(cx, target, go_on)?;
-    let set = match deferred {
-        Some(threshold) => {
-            create::index_after_load(cx, target, threshold)?;
-            Some(threshold)
-        }
-        None if !created => threshold_as_recorded(cx, target, &points.record.definition, undo)?,
-        None => None,
-    };
-    if let Some(threshold) = set {
-        wait_indexed(cx, target, threshold, go_on)?;
+    let definition = &points.record.definition;
+    match created {
+        true => deferral::set_back(cx, target, deferred, go_on)?,
+        false => deferral::as_recorded(cx, target, definition, undo, go_on)?,
     }
     check(cx, source, points)?;
     // Last, once the collection is known good; a selective restore's temporary collection
@@ -272,114 +265,6 @@ fn timed_out(cx: &Context, target: &str, what: &str) -> StepError {
     }
 }
 
-/// How long a collection whose indexing threshold was set back must stay green, if it never
-/// showed its index being built, before it counts as indexed: Qdrant 1.18.3 starts its
-/// optimizers again a moment after it answers the change, so a green read within that moment
-/// says nothing; after it, green means no segment needed an index.
-const QUIET: Duration = Duration::from_secs(2);
-
-/// After the indexing threshold was set back ([`create::index_after_load`]), waits (within
-/// `--recovery-timeout`) until the collection is green with its vector index built
-/// (docs/qdrant.md, "Changing a collection's settings"), node by node: until the node reports
-/// the threshold (on a cluster the change reaches the other peers through consensus), then
-/// until it is green, where a green read counts only after the node was seen busy (yellow or
-/// grey: its optimizers started again with the threshold and found segments to index) or
-/// after [`QUIET`] of green (they had none to index).
-fn wait_indexed(
-    cx: &Context,
-    target: &str,
-    threshold: u64,
-    go_on: &dyn Fn() -> Result<(), StepError>,
-) -> Result<(), StepError> {
-    let deadline = Instant::now() + cx.settle_limit;
-    for (peer, node) in nodes(cx) {
-        let mut taken: Option<Instant> = None;
-        let mut busy = false;
-        loop {
-            go_on()?;
-            let info = node
-                .collection_info(target)
-                .map_err(qdrant("checking", target))?;
-            if indexing_threshold(&info) == Some(threshold) {
-                let since = *taken.get_or_insert_with(Instant::now);
-                match info.get("status").and_then(Value::as_str) {
-                    Some("green") if busy || since.elapsed() >= QUIET => break,
-                    Some("green") => {}
-                    Some("red") => return Err(reported_red(target)),
-                    _ => busy = true,
-                }
-            }
-            // A green collection gets its quiet period even past the deadline: a short
-            // --recovery-timeout must not fail one that had nothing to index.
-            let limit = taken.map_or(deadline, |since| deadline.max(since + QUIET));
-            if Instant::now() >= limit {
-                let what = match taken {
-                    Some(_) => format!("{}: its vector index was not built", seen_by(peer)),
-                    None => format!(
-                        "{} did not show its indexing threshold back ({threshold})",
-                        seen_by(peer)
-                    ),
-                };
-                return Err(timed_out(cx, target, &what));
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-    Ok(())
-}
-
-/// `config.optimizer_config.indexing_threshold` of a collection's info.
-fn indexing_threshold(info: &Value) -> Option<u64> {
-    info.pointer("/config/optimizer_config/indexing_threshold")
-        .and_then(Value::as_u64)
-}
-
-/// The indexing threshold a logical backup's definition records; `None` when unset (the
-/// server's default).
-fn recorded_threshold(definition: &crate::manifest::points::Definition) -> Option<u64> {
-    definition
-        .config
-        .pointer("/optimizer_config/indexing_threshold")
-        .and_then(Value::as_u64)
-}
-
-/// An existing collection that is overwritten keeps its settings, but for its indexing
-/// threshold: one that is not the recorded one (a restore killed before it set the threshold
-/// back leaves 0, vector indexing off for good) is set to the recorded one, once the points
-/// are in, and the one it had goes into `undo` first, for the rollback to set back. Returns
-/// the threshold set, if any. A collection whose info shows no threshold is left as it is:
-/// none could be put back (a null in a PATCH leaves a setting unchanged).
-fn threshold_as_recorded(
-    cx: &Context,
-    target: &str,
-    definition: &crate::manifest::points::Definition,
-    undo: &mut Undo,
-) -> Result<Option<u64>, StepError> {
-    let Some(recorded) = recorded_threshold(definition) else {
-        return Ok(None);
-    };
-    let info = cx
-        .client
-        .collection_info(target)
-        .map_err(qdrant("checking", target))?;
-    let Some(live) = indexing_threshold(&info) else {
-        return Ok(None);
-    };
-    if live == recorded {
-        return Ok(None);
-    }
-    undo.thresholds.push(super::rollback::Threshold {
-        collection: target.to_string(),
-        previous: live,
-    });
-    create::set_threshold(cx, target, recorded)?;
-    cx.ui.warn(&format!(
-        "`{target}` had its indexing threshold at {live}, not the {recorded} the backup records \
-         (a restore that did not finish leaves 0, its vectors never indexed): set to {recorded}"
-    ));
-    Ok(Some(recorded))
-}
-
 /// The restored collection: the backup's structure (its layout may differ on purpose), the
 /// indexing threshold the backup records (the fingerprint leaves the optimizers out), the
 /// exact count, and each shard key's exact count where the backup knows it.
@@ -412,8 +297,8 @@ fn check(cx: &Context, source: &Source, points: &PointsSource) -> Result<(), Ste
     }
     // A server that shows no threshold has none to compare (a setting it does not know).
     if let (Some(recorded), Some(live)) = (
-        recorded_threshold(&points.record.definition),
-        indexing_threshold(&info),
+        deferral::recorded(&points.record.definition),
+        deferral::live(&info),
     ) && live != recorded
     {
         return Err(failed(format!(
