@@ -1266,7 +1266,7 @@ mod tests {
             view.to_point()
                 .is_err_and(|e| e.to_string().contains("outside its values"))
         );
-        let mut body = crate::qdrant::update::UpsertBody::default();
+        let mut body = crate::qdrant::upsert::UpsertBody::default();
         assert!(body.push(&view).is_err());
     }
 

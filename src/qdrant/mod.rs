@@ -10,6 +10,7 @@
 
 pub mod aliases;
 pub mod cluster;
+mod collection_settings;
 mod error;
 mod identity;
 pub(crate) mod metrics;
@@ -19,7 +20,7 @@ mod ranged;
 mod secrets;
 mod trace;
 pub(crate) mod types;
-pub mod update;
+pub mod upsert;
 mod url;
 
 use std::io::{BufReader, Read, Write};

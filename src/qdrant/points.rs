@@ -1,18 +1,17 @@
 //! Points in and out (docs/qdrant.md, "Points"): a page of a collection's points with their
-//! vectors and payloads (`POST /collections/{c}/points/scroll`), and points written back
-//! (`PUT /collections/{c}/points`). Answers are read as they arrive into the logical format's
-//! [`Point`]: a vector's values go straight into its `Vec<f32>`, never through a JSON tree.
+//! vectors and payloads (`POST /collections/{c}/points/scroll`), points retrieved and deleted
+//! (writing them is [`super::upsert`]'s). Answers are read as they arrive into the logical
+//! format's [`Point`]: a vector's values go straight into its `Vec<f32>`, never through a JSON
+//! tree.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use ureq::http::Method;
 
-use super::types::Envelope;
 use super::{Client, QdrantError, collection_path};
 use crate::logical::point::{Point, PointId, VectorValue};
 
@@ -155,89 +154,6 @@ impl Client {
         }
         let path = collection_path(name, "/points/delete?wait=true");
         self.call(Method::POST, &path, Some(&body))
-    }
-
-    /// `PUT /collections/{name}/points?wait=…`: writes `points` (all under `shard_key` in a
-    /// custom-sharded collection). With `wait` the answer comes once they are applied;
-    /// without, once they are queued.
-    pub fn upsert_points(
-        &self,
-        name: &str,
-        points: &[Point],
-        shard_key: Option<&Value>,
-        wait: bool,
-    ) -> Result<(), QdrantError> {
-        let path = collection_path(name, &format!("/points?wait={wait}"));
-        let body = serde_json::to_vec(&Upsert { points, shard_key })
-            .map_err(|e| self.invalid(&path, e))?;
-        let _: Envelope<serde::de::IgnoredAny> = self.json_bytes(Method::PUT, &path, body)?;
-        Ok(())
-    }
-}
-
-/// The body of an upsert: `{"points": [{"id", "vector", "payload"}], "shard_key"?}`.
-struct Upsert<'p> {
-    points: &'p [Point],
-    shard_key: Option<&'p Value>,
-}
-
-impl Serialize for Upsert<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("points", &Points(self.points))?;
-        if let Some(key) = self.shard_key {
-            map.serialize_entry("shard_key", key)?;
-        }
-        map.end()
-    }
-}
-
-struct Points<'p>(&'p [Point]);
-
-impl Serialize for Points<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for point in self.0 {
-            seq.serialize_element(&PointBody(point))?;
-        }
-        seq.end()
-    }
-}
-
-struct PointBody<'p>(&'p Point);
-
-impl Serialize for PointBody<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let point = self.0;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("id", &point.id.to_json())?;
-        map.serialize_entry("vector", &Vectors(&point.vectors))?;
-        // A point without a payload gets an empty one, as Qdrant gives it.
-        match &point.payload {
-            Some(payload) => map.serialize_entry("payload", payload)?,
-            None => map.serialize_entry("payload", &serde_json::Map::new())?,
-        }
-        map.end()
-    }
-}
-
-/// Named vectors, `""` for the unnamed one: the form Qdrant takes for any collection.
-struct Vectors<'p>(&'p BTreeMap<String, VectorValue>);
-
-impl Serialize for Vectors<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, vector) in self.0 {
-            match vector {
-                VectorValue::Dense(values) => map.serialize_entry(name, values)?,
-                VectorValue::Multi(vectors) => map.serialize_entry(name, vectors)?,
-                VectorValue::Sparse { indices, values } => map.serialize_entry(
-                    name,
-                    &serde_json::json!({ "indices": indices, "values": values }),
-                )?,
-            }
-        }
-        map.end()
     }
 }
 
@@ -432,6 +348,7 @@ impl<'de> Deserialize<'de> for Element {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::qdrant::types::Envelope;
 
     /// A scroll answer as captured from a real server (`version`: the fixtures' folder).
     fn page(folder: &str, name: &str) -> Page {
@@ -574,11 +491,12 @@ mod tests {
     #[test]
     fn an_upsert_body_has_the_real_shape() {
         let points = page("qdrant", "scroll-int-ids.json").points;
-        let body: Value = serde_json::to_value(Upsert {
-            points: &points[..2],
-            shard_key: None,
-        })
-        .unwrap();
+        let mut body = crate::qdrant::upsert::UpsertBody::default();
+        for point in &points[..2] {
+            body.push_point(point).unwrap();
+        }
+        body.finish().unwrap();
+        let body: Value = serde_json::from_slice(body.bytes()).unwrap();
         let sent = &body["points"][0];
         assert_eq!(sent["id"], 1);
         assert_eq!(

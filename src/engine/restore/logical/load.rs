@@ -16,7 +16,7 @@ use super::source::{PointsFile, PointsSource};
 use crate::engine::restore::act::{Context, StepError};
 use crate::logical::read::PointsReader;
 use crate::qdrant::QdrantError;
-use crate::qdrant::update::UpsertBody;
+use crate::qdrant::upsert::UpsertBody;
 
 /// Points per upsert: about 2 MiB of JSON with a 768-d vector.
 pub const BATCH: usize = 256;

@@ -1,9 +1,11 @@
-//! Writing into a collection that exists: its settings changed after its creation
-//! (`PATCH /collections/{c}`, docs/qdrant.md, "Changing a collection's settings"), and upserts
-//! whose bodies the caller builds once into a buffer it keeps ([`UpsertBody`]; docs/qdrant.md,
-//! "Points"): a restore that sends thousands of them reuses a few buffers instead of building
-//! points, then a body, for each.
+//! Points written into a collection: `PUT /collections/{c}/points` (docs/qdrant.md,
+//! "Points"), its JSON body written point by point into a buffer the caller keeps
+//! ([`UpsertBody`]), from a logical backup's decoded rows ([`UpsertBody::push`]) or from
+//! points aimem holds ([`UpsertBody::push_point`]), through the one writer of a point's JSON.
+//! A restore that sends thousands of upserts reuses a few buffers instead of building points,
+//! then a body, for each.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde::de::IgnoredAny;
@@ -14,16 +16,29 @@ use ureq::http::{HeaderValue, Method};
 use super::types::Envelope;
 use super::{Client, Parse, QdrantError, collection_path, strip_query};
 use crate::logical::LogicalError;
-use crate::logical::point::PointId;
+use crate::logical::point::{Point, PointId, VectorValue};
 use crate::logical::read::{PointView, VectorView};
 
 impl Client {
-    /// `PATCH /collections/{name}` with an UpdateCollection body (`{"optimizers_config":
-    /// {…}}`, …). Qdrant answers `true` once the new settings are saved; what they change
-    /// (optimizers rebuilt, indexes built) may come after (docs/qdrant.md, "Changing a
-    /// collection's settings").
-    pub fn update_collection(&self, name: &str, body: &Value) -> Result<(), QdrantError> {
-        self.call(Method::PATCH, &collection_path(name, ""), Some(body))
+    /// `PUT /collections/{name}/points?wait=…`: writes `points` (all under `shard_key` in a
+    /// custom-sharded collection). With `wait` the answer comes once they are applied;
+    /// without, once they are queued.
+    pub fn upsert_points(
+        &self,
+        name: &str,
+        points: &[Point],
+        shard_key: Option<&Value>,
+        wait: bool,
+    ) -> Result<(), QdrantError> {
+        let path = collection_path(name, &format!("/points?wait={wait}"));
+        let mut body = UpsertBody::default();
+        body.reset(shard_key.cloned());
+        for point in points {
+            body.push_point(point).map_err(|e| self.invalid(&path, e))?;
+        }
+        body.finish().map_err(|e| self.invalid(&path, e))?;
+        let _: Envelope<IgnoredAny> = self.json_bytes(Method::PUT, &path, body.buffer)?;
+        Ok(())
     }
 
     /// `PUT /collections/{name}/points?wait=…` with `body` as it is (see [`UpsertBody`]).
@@ -67,6 +82,53 @@ pub struct UpsertBody {
     finished: bool,
 }
 
+/// One vector as an upsert writes it, borrowed from a decoded row or from a point.
+#[derive(Clone, Copy)]
+enum Vector<'a> {
+    Dense(&'a [f32]),
+    /// Indices as Parquet keeps them (`i32`: the bits of Qdrant's unsigned 32-bit indices).
+    SparseBits {
+        indices: &'a [i32],
+        values: &'a [f32],
+    },
+    Sparse {
+        indices: &'a [u32],
+        values: &'a [f32],
+    },
+    /// A decoded multivector: its vectors as ranges of `values`.
+    Ranges {
+        values: &'a [f32],
+        lists: &'a [Range<usize>],
+    },
+    Lists(&'a [Vec<f32>]),
+}
+
+impl<'a> From<VectorView<'a>> for Vector<'a> {
+    fn from(view: VectorView<'a>) -> Self {
+        match view {
+            VectorView::Dense(values) => Vector::Dense(values),
+            VectorView::Sparse { indices, values } => Vector::SparseBits { indices, values },
+            VectorView::Multi { values, lists } => Vector::Ranges { values, lists },
+        }
+    }
+}
+
+impl<'a> From<&'a VectorValue> for Vector<'a> {
+    fn from(value: &'a VectorValue) -> Self {
+        match value {
+            VectorValue::Dense(values) => Vector::Dense(values),
+            VectorValue::Sparse { indices, values } => Vector::Sparse { indices, values },
+            VectorValue::Multi(vectors) => Vector::Lists(vectors),
+        }
+    }
+}
+
+/// A point's payload: JSON text checked to be one value, or a value.
+enum Payload<'a> {
+    Text(Option<&'a [u8]>),
+    Value(Option<&'a Value>),
+}
+
 impl UpsertBody {
     /// Empties the body for points of `shard_key` (custom sharding), keeping the buffer.
     pub fn reset(&mut self, shard_key: Option<Value>) {
@@ -90,47 +152,57 @@ impl UpsertBody {
         self.shard_key.as_ref()
     }
 
-    /// Adds `point`, as Qdrant's JSON writes it: named vectors (`""` for the unnamed one, the
-    /// form every collection takes), and an empty payload for a point without one, as Qdrant
-    /// gives it. The point's payload text was checked to be one JSON value when it was read,
-    /// so it goes in as it is.
-    /// A vector whose levels and values disagree fails (the body is then to be reset): a
-    /// point is never sent without it.
+    /// Adds a decoded row's point. Its payload text was checked to be one JSON value when it
+    /// was read, so it goes in as it is. A vector whose levels and values disagree fails (the
+    /// body is then to be reset): a point is never sent without it.
     pub fn push(&mut self, point: &PointView<'_>) -> Result<(), LogicalError> {
+        let vectors = point
+            .vectors()
+            .map(|vector| vector.map(|(name, view)| (name, Vector::from(view))));
+        self.push_parts(&point.id, vectors, Payload::Text(point.payload))
+    }
+
+    /// Adds `point`.
+    pub fn push_point(&mut self, point: &Point) -> Result<(), LogicalError> {
+        let vectors = vectors_of(&point.vectors).map(Ok);
+        self.push_parts(&point.id, vectors, Payload::Value(point.payload.as_ref()))
+    }
+
+    /// Adds a point as Qdrant's JSON writes it: named vectors (`""` for the unnamed one, the
+    /// form every collection takes), and an empty payload for a point without one, as Qdrant
+    /// gives it.
+    fn push_parts<'v>(
+        &mut self,
+        id: &PointId,
+        vectors: impl Iterator<Item = Result<(&'v str, Vector<'v>), LogicalError>>,
+        payload: Payload<'_>,
+    ) -> Result<(), LogicalError> {
         let out = &mut self.buffer;
         let start = out.len();
         out.extend_from_slice(match self.points {
             0 => b"{\"points\":[{\"id\":".as_slice(),
             _ => b",{\"id\":".as_slice(),
         });
-        match &point.id {
+        match id {
             PointId::Num(n) => serde_json::to_writer(&mut *out, n)?,
             PointId::Uuid(u) => serde_json::to_writer(&mut *out, u)?,
         }
         out.extend_from_slice(b",\"vector\":{");
-        for (index, vector) in point.vectors().enumerate() {
+        for (index, vector) in vectors.enumerate() {
             let (name, vector) = vector?;
             if index > 0 {
                 out.push(b',');
             }
             serde_json::to_writer(&mut *out, name)?;
             out.push(b':');
-            match vector {
-                VectorView::Dense(values) => serde_json::to_writer(&mut *out, values)?,
-                VectorView::Sparse { indices, values } => {
-                    out.extend_from_slice(b"{\"indices\":");
-                    serde_json::to_writer(&mut *out, &Unsigned(indices))?;
-                    out.extend_from_slice(b",\"values\":");
-                    serde_json::to_writer(&mut *out, values)?;
-                    out.push(b'}');
-                }
-                VectorView::Multi { values, lists } => {
-                    serde_json::to_writer(&mut *out, &Multi { values, lists })?;
-                }
-            }
+            write_vector(out, vector)?;
         }
         out.extend_from_slice(b"},\"payload\":");
-        out.extend_from_slice(point.payload.unwrap_or(b"{}"));
+        match payload {
+            Payload::Text(Some(text)) => out.extend_from_slice(text),
+            Payload::Value(Some(value)) => serde_json::to_writer(&mut *out, value)?,
+            Payload::Text(None) | Payload::Value(None) => out.extend_from_slice(b"{}"),
+        }
         out.push(b'}');
         self.points += 1;
         // The buffer is kept and filled again: it grows by an eighth when the next points may
@@ -165,6 +237,40 @@ impl UpsertBody {
     pub fn bytes(&self) -> &[u8] {
         &self.buffer
     }
+}
+
+/// An owned point's vectors, by name.
+fn vectors_of(vectors: &BTreeMap<String, VectorValue>) -> impl Iterator<Item = (&str, Vector<'_>)> {
+    vectors
+        .iter()
+        .map(|(name, value)| (name.as_str(), Vector::from(value)))
+}
+
+/// Writes `vector` as Qdrant takes it: a list of numbers, `{"indices", "values"}`, or a list
+/// of lists.
+fn write_vector(out: &mut Vec<u8>, vector: Vector<'_>) -> Result<(), serde_json::Error> {
+    match vector {
+        Vector::Dense(values) => serde_json::to_writer(&mut *out, values),
+        Vector::SparseBits { indices, values } => write_sparse(out, &Unsigned(indices), values),
+        Vector::Sparse { indices, values } => write_sparse(out, indices, values),
+        Vector::Ranges { values, lists } => {
+            serde_json::to_writer(&mut *out, &Multi { values, lists })
+        }
+        Vector::Lists(vectors) => serde_json::to_writer(&mut *out, vectors),
+    }
+}
+
+fn write_sparse(
+    out: &mut Vec<u8>,
+    indices: &(impl serde::Serialize + ?Sized),
+    values: &[f32],
+) -> Result<(), serde_json::Error> {
+    out.extend_from_slice(b"{\"indices\":");
+    serde_json::to_writer(&mut *out, indices)?;
+    out.extend_from_slice(b",\"values\":");
+    serde_json::to_writer(&mut *out, values)?;
+    out.push(b'}');
+    Ok(())
 }
 
 /// Sparse indices as Parquet keeps them (`i32`), written as the unsigned numbers they are.
@@ -314,6 +420,17 @@ mod tests {
             .collect();
         assert_eq!(sent, json!({"points": expected, "shard_key": "tenant-a"}));
         assert_eq!(body.len(), 5);
+        // The same points held by aimem are written byte for byte the same.
+        let mut owned = UpsertBody::default();
+        owned.reset(Some(json!("tenant-a")));
+        for point in &points {
+            owned.push_point(point).unwrap();
+        }
+        owned.finish().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(owned.bytes()),
+            String::from_utf8_lossy(body.bytes())
+        );
         body.reset(None);
         body.finish().unwrap();
         assert_eq!(body.bytes(), b"{\"points\":[]}");
