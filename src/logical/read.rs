@@ -395,12 +395,205 @@ fn typed<T: DataType>(
     Ok(ColumnReaderImpl::<T>::new(descr, Box::new(pages)))
 }
 
-/// The columns of one vector in the open row group.
+/// One vector column of a [`Chunk`]: its leaves in the open row group, and where each row's
+/// vector lies in them.
+struct ChunkVector {
+    column: VectorColumn,
+    leaves: VectorLeaves,
+}
+
+/// The leaves of one vector column, each with its rows' lists.
 enum VectorLeaves {
-    Dense(Leaf<FloatType>),
+    Dense {
+        values: Leaf<FloatType>,
+        rows: Lists,
+    },
     /// Its indices (boxed: a column reader is large) and values.
-    Sparse(Box<Leaf<Int32Type>>, Leaf<FloatType>),
-    Multi(Leaf<FloatType>),
+    Sparse {
+        indices: Box<Leaf<Int32Type>>,
+        index_rows: Lists,
+        values: Leaf<FloatType>,
+        value_rows: Lists,
+    },
+    Multi {
+        values: Leaf<FloatType>,
+        rows: Nested,
+    },
+}
+
+impl ChunkVector {
+    fn new(column: &VectorColumn) -> ChunkVector {
+        let leaves = match column.kind {
+            VectorKind::Dense => VectorLeaves::Dense {
+                values: Leaf::new(),
+                rows: Lists::default(),
+            },
+            VectorKind::Sparse => VectorLeaves::Sparse {
+                indices: Box::new(Leaf::new()),
+                index_rows: Lists::default(),
+                values: Leaf::new(),
+                value_rows: Lists::default(),
+            },
+            VectorKind::Multi => VectorLeaves::Multi {
+                values: Leaf::new(),
+                rows: Nested::default(),
+            },
+        };
+        ChunkVector {
+            column: column.clone(),
+            leaves,
+        }
+    }
+
+    /// Opens its leaves in row group `group`, from leaf column `*leaf` on (moved past them).
+    fn open(
+        &mut self,
+        group: &dyn parquet::file::reader::RowGroupReader,
+        leaf: &mut usize,
+        budget: &Arc<Budget>,
+    ) -> Result<(), LogicalError> {
+        match &mut self.leaves {
+            VectorLeaves::Dense { values, .. } | VectorLeaves::Multi { values, .. } => {
+                values.reader = Some(typed(group, *leaf, budget)?);
+                *leaf += 1;
+            }
+            VectorLeaves::Sparse {
+                indices, values, ..
+            } => {
+                indices.reader = Some(typed(group, *leaf, budget)?);
+                values.reader = Some(typed(group, *leaf + 1, budget)?);
+                *leaf += 2;
+            }
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        match &mut self.leaves {
+            VectorLeaves::Dense { values, .. } | VectorLeaves::Multi { values, .. } => {
+                values.clear();
+            }
+            VectorLeaves::Sparse {
+                indices, values, ..
+            } => {
+                indices.clear();
+                values.clear();
+            }
+        }
+    }
+
+    /// Decodes the next row of its leaves; returns the levels they hold now.
+    fn decode_row(&mut self, budget: &Budget) -> Result<usize, LogicalError> {
+        let name = format!("vector {}", crate::names::shown(&self.column.name));
+        match &mut self.leaves {
+            VectorLeaves::Dense { values, .. } | VectorLeaves::Multi { values, .. } => {
+                values.decode_row(&name, budget)?;
+                Ok(values.levels())
+            }
+            VectorLeaves::Sparse {
+                indices, values, ..
+            } => {
+                indices.decode_row(&name, budget)?;
+                values.decode_row(&name, budget)?;
+                Ok(indices.levels() + values.levels())
+            }
+        }
+    }
+
+    /// Splits its leaves' levels into the `rows` rows decoded, checked against its kind.
+    fn split(&mut self, rows: usize) -> Result<(), LogicalError> {
+        let name = crate::names::shown(&self.column.name);
+        let decoded = match &mut self.leaves {
+            VectorLeaves::Dense { values, rows } => {
+                rows.split(&values.def, &values.rep, values.values.len())?;
+                rows.rows.len()
+            }
+            VectorLeaves::Sparse {
+                indices,
+                index_rows,
+                values,
+                value_rows,
+            } => {
+                index_rows.split(&indices.def, &indices.rep, indices.values.len())?;
+                value_rows.split(&values.def, &values.rep, values.values.len())?;
+                // A sparse vector is null in both its lists or in neither, and has as many
+                // values as indices.
+                for (i, v) in index_rows.rows.iter().zip(&value_rows.rows) {
+                    match (i, v) {
+                        (None, None) => {}
+                        (Some(i), Some(v)) if i.len() == v.len() => {}
+                        (Some(i), Some(v)) => {
+                            return Err(bad(&format!(
+                                "a sparse vector {name} of {} indices and {} values",
+                                i.len(),
+                                v.len()
+                            )));
+                        }
+                        _ => return Err(bad(&format!("a vector {name} that is not Sparse"))),
+                    }
+                }
+                index_rows.rows.len()
+            }
+            VectorLeaves::Multi { values, rows } => {
+                rows.split(&values.def, &values.rep, values.values.len())?;
+                rows.rows.len()
+            }
+        };
+        if decoded != rows {
+            return Err(bad(&format!(
+                "a vector {name} that is not {:?}",
+                self.column.kind
+            )));
+        }
+        Ok(())
+    }
+
+    /// Row `row`'s vector: `None` when the row has none (null); an error when its levels and
+    /// values disagree.
+    fn view(&self, row: usize) -> Result<Option<VectorView<'_>>, LogicalError> {
+        let name = self.column.name.as_str();
+        let view = match &self.leaves {
+            VectorLeaves::Dense { values, rows } => match row_range(&rows.rows, row)? {
+                None => return Ok(None),
+                Some(range) => VectorView::Dense(values_at(&values.values, range, name)?),
+            },
+            VectorLeaves::Sparse {
+                indices,
+                index_rows,
+                values,
+                value_rows,
+            } => match (
+                row_range(&index_rows.rows, row)?,
+                row_range(&value_rows.rows, row)?,
+            ) {
+                (None, None) => return Ok(None),
+                (Some(i), Some(v)) if i.len() == v.len() => VectorView::Sparse {
+                    indices: values_at(&indices.values, i, name)?,
+                    values: values_at(&values.values, v, name)?,
+                },
+                _ => {
+                    return Err(bad(&format!(
+                        "a sparse vector {} whose indices and values disagree",
+                        crate::names::shown(name)
+                    )));
+                }
+            },
+            VectorLeaves::Multi { values, rows } => match row_range(&rows.rows, row)? {
+                None => return Ok(None),
+                Some(range) => {
+                    let lists = values_at(&rows.lists, range, name)?;
+                    for list in lists {
+                        values_at(&values.values, list.clone(), name)?;
+                    }
+                    VectorView::Multi {
+                        values: &values.values,
+                        lists,
+                    }
+                }
+            },
+        };
+        Ok(Some(view))
+    }
 }
 
 /// Where each row's list lies in a leaf's values: `None` for a null row.
@@ -521,7 +714,7 @@ pub struct Chunk {
     /// Per row, the index of its payload (and shard key) among the values, if it has one.
     payload_at: Vec<Option<usize>>,
     key_at: Vec<Option<usize>>,
-    vectors: Vec<(VectorColumn, VectorLeaves, Lists, Lists, Nested)>,
+    vectors: Vec<ChunkVector>,
     /// What the pages of the row being read may hold, every column together.
     budget: Arc<Budget>,
 }
@@ -536,26 +729,7 @@ impl Chunk {
             keys: Leaf::new(),
             payload_at: Vec::new(),
             key_at: Vec::new(),
-            vectors: columns
-                .0
-                .iter()
-                .map(|column| {
-                    let leaves = match column.kind {
-                        VectorKind::Dense => VectorLeaves::Dense(Leaf::new()),
-                        VectorKind::Sparse => {
-                            VectorLeaves::Sparse(Box::new(Leaf::new()), Leaf::new())
-                        }
-                        VectorKind::Multi => VectorLeaves::Multi(Leaf::new()),
-                    };
-                    (
-                        column.clone(),
-                        leaves,
-                        Lists::default(),
-                        Lists::default(),
-                        Nested::default(),
-                    )
-                })
-                .collect(),
+            vectors: columns.0.iter().map(ChunkVector::new).collect(),
         }
     }
 
@@ -571,18 +745,8 @@ impl Chunk {
         self.payloads.reader = Some(typed(group, 1, budget)?);
         self.keys.reader = Some(typed(group, 2, budget)?);
         let mut leaf = 3;
-        for (_, leaves, ..) in &mut self.vectors {
-            match leaves {
-                VectorLeaves::Dense(values) | VectorLeaves::Multi(values) => {
-                    values.reader = Some(typed(group, leaf, budget)?);
-                    leaf += 1;
-                }
-                VectorLeaves::Sparse(indices, values) => {
-                    indices.reader = Some(typed(group, leaf, budget)?);
-                    values.reader = Some(typed(group, leaf + 1, budget)?);
-                    leaf += 2;
-                }
-            }
+        for vector in &mut self.vectors {
+            vector.open(group, &mut leaf, budget)?;
         }
         Ok(())
     }
@@ -594,14 +758,8 @@ impl Chunk {
         self.ids.clear();
         self.payloads.clear();
         self.keys.clear();
-        for (_, leaves, ..) in &mut self.vectors {
-            match leaves {
-                VectorLeaves::Dense(values) | VectorLeaves::Multi(values) => values.clear(),
-                VectorLeaves::Sparse(indices, values) => {
-                    indices.clear();
-                    values.clear();
-                }
-            }
+        for vector in &mut self.vectors {
+            vector.clear();
         }
         let mut rows = 0;
         let (mut levels, mut vector_levels) = (0, 0);
@@ -612,19 +770,8 @@ impl Chunk {
             self.payloads.decode_row("payload", budget)?;
             self.keys.decode_row("shard key", budget)?;
             let mut vectors = 0;
-            for (column, leaves, ..) in &mut self.vectors {
-                let name = format!("vector {}", crate::names::shown(&column.name));
-                match leaves {
-                    VectorLeaves::Dense(values) | VectorLeaves::Multi(values) => {
-                        values.decode_row(&name, budget)?;
-                        vectors += values.levels();
-                    }
-                    VectorLeaves::Sparse(indices, values) => {
-                        indices.decode_row(&name, budget)?;
-                        values.decode_row(&name, budget)?;
-                        vectors += indices.levels() + values.levels();
-                    }
-                }
+            for vector in &mut self.vectors {
+                vectors += vector.decode_row(budget)?;
             }
             let ids = self.ids.levels() + self.payloads.levels() + self.keys.levels();
             if vectors - vector_levels > MAX_POINT_LEVELS {
@@ -642,46 +789,8 @@ impl Chunk {
             self.payloads.values.len(),
         )?;
         present(&self.keys.def, &mut self.key_at, self.keys.values.len())?;
-        for (column, leaves, first, second, nested) in &mut self.vectors {
-            let name = crate::names::shown(&column.name);
-            match leaves {
-                VectorLeaves::Dense(values) => {
-                    first.split(&values.def, &values.rep, values.values.len())?;
-                }
-                VectorLeaves::Sparse(indices, values) => {
-                    first.split(&indices.def, &indices.rep, indices.values.len())?;
-                    second.split(&values.def, &values.rep, values.values.len())?;
-                    // A sparse vector is null in both its lists or in neither, and has as
-                    // many values as indices.
-                    for (i, v) in first.rows.iter().zip(&second.rows) {
-                        match (i, v) {
-                            (None, None) => {}
-                            (Some(i), Some(v)) if i.len() == v.len() => {}
-                            (Some(i), Some(v)) => {
-                                return Err(bad(&format!(
-                                    "a sparse vector {name} of {} indices and {} values",
-                                    i.len(),
-                                    v.len()
-                                )));
-                            }
-                            _ => return Err(bad(&format!("a vector {name} that is not Sparse"))),
-                        }
-                    }
-                }
-                VectorLeaves::Multi(values) => {
-                    nested.split(&values.def, &values.rep, values.values.len())?;
-                }
-            }
-            let decoded = match leaves {
-                VectorLeaves::Multi(_) => nested.rows.len(),
-                _ => first.rows.len(),
-            };
-            if decoded != rows {
-                return Err(bad(&format!(
-                    "a vector {name} that is not {:?}",
-                    column.kind
-                )));
-            }
+        for vector in &mut self.vectors {
+            vector.split(rows)?;
         }
         self.rows = rows;
         Ok(rows)
@@ -862,52 +971,11 @@ impl<'c> PointView<'c> {
         &self,
     ) -> impl Iterator<Item = Result<(&'c str, VectorView<'c>), LogicalError>> + '_ {
         let row = self.row;
-        self.chunk
-            .vectors
-            .iter()
-            .filter_map(move |(column, leaves, first, second, nested)| {
-                let name = column.name.as_str();
-                let view = (|| {
-                    let view = match leaves {
-                        VectorLeaves::Dense(values) => match row_range(&first.rows, row)? {
-                            None => return Ok(None),
-                            Some(range) => {
-                                VectorView::Dense(values_at(&values.values, range, name)?)
-                            }
-                        },
-                        VectorLeaves::Sparse(indices, values) => {
-                            match (row_range(&first.rows, row)?, row_range(&second.rows, row)?) {
-                                (None, None) => return Ok(None),
-                                (Some(i), Some(v)) if i.len() == v.len() => VectorView::Sparse {
-                                    indices: values_at(&indices.values, i, name)?,
-                                    values: values_at(&values.values, v, name)?,
-                                },
-                                _ => {
-                                    return Err(bad(&format!(
-                                        "a sparse vector {} whose indices and values disagree",
-                                        crate::names::shown(name)
-                                    )));
-                                }
-                            }
-                        }
-                        VectorLeaves::Multi(values) => match row_range(&nested.rows, row)? {
-                            None => return Ok(None),
-                            Some(range) => {
-                                let lists = values_at(&nested.lists, range, name)?;
-                                for list in lists {
-                                    values_at(&values.values, list.clone(), name)?;
-                                }
-                                VectorView::Multi {
-                                    values: &values.values,
-                                    lists,
-                                }
-                            }
-                        },
-                    };
-                    Ok(Some((name, view)))
-                })();
-                view.transpose()
-            })
+        self.chunk.vectors.iter().filter_map(move |vector| {
+            // Left out only when the row has none (null); an error is handed out.
+            let view = vector.view(row).transpose()?;
+            Some(view.map(|view| (vector.column.name.as_str(), view)))
+        })
     }
 
     /// The point, owned (its payload parsed).
@@ -1242,12 +1310,11 @@ mod tests {
         chunk.ids.values = vec![ByteArray::from("1")];
         chunk.payload_at = vec![None];
         chunk.key_at = vec![None];
-        let (_, leaves, first, ..) = &mut chunk.vectors[0];
-        let VectorLeaves::Dense(leaf) = leaves else {
+        let VectorLeaves::Dense { values: leaf, rows } = &mut chunk.vectors[0].leaves else {
             unreachable!()
         };
         leaf.values = values;
-        first.rows = vec![Some(range)];
+        rows.rows = vec![Some(range)];
         chunk
     }
 
