@@ -847,18 +847,21 @@ fn bench() {
     body.push_str(r#"],"next_page_offset":null},"status":"ok","time":0.012}"#);
     let body = body.into_bytes();
     assert_fast_and_equal(&body);
-    let time = |read: &dyn Fn(&[u8]) -> Option<Page>| {
-        let mut runs: Vec<f64> = (0..25)
-            .map(|_| {
-                let start = std::time::Instant::now();
-                std::hint::black_box(read(std::hint::black_box(&body)));
-                start.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
+    // The two ways alternate, so that a noisy machine slows both alike; medians of 25.
+    type Read = fn(&[u8]) -> Option<Page>;
+    let ways: [Read; 2] = [by_serde, by_fast];
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..25 {
+        for (way, read) in ways.into_iter().enumerate() {
+            let start = std::time::Instant::now();
+            std::hint::black_box(read(std::hint::black_box(&body)));
+            times[way].push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let [serde, fast] = times.map(|mut runs| {
         runs.sort_by(f64::total_cmp);
         runs[runs.len() / 2]
-    };
-    let (serde, fast) = (time(&by_serde), time(&by_fast));
+    });
     eprintln!(
         "page of {:.2} MB: serde {serde:.2} ms, fast {fast:.2} ms ({:.0}% less)",
         body.len() as f64 / 1e6,
