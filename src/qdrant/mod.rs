@@ -15,6 +15,7 @@ mod error;
 mod identity;
 pub(crate) mod metrics;
 mod multipart;
+mod page;
 pub mod points;
 mod ranged;
 mod secrets;
@@ -650,12 +651,13 @@ impl Client {
     }
 
     /// [`Client::result`] for an answer made of points, read whole before it is parsed (see
-    /// [`read_json_whole`]).
+    /// [`read_json_whole`]), by `fast` when it can.
     fn points_result<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: &Value,
+        fast: Option<FastParse<Envelope<T>>>,
     ) -> Result<Option<T>, QdrantError> {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         let mut request = self.request(method.clone(), path, Some(bytes))?;
@@ -670,7 +672,7 @@ impl Client {
             request,
             &what,
             self.timeouts.request,
-            Parse::Whole,
+            Parse::Whole(fast),
         )?;
         Ok(envelope.result)
     }
@@ -739,7 +741,7 @@ impl Client {
         request: Request<B>,
         what: &str,
         timeout: Duration,
-        parse: Parse,
+        parse: Parse<T>,
     ) -> Result<T, QdrantError> {
         // The headers' wait is bounded by `timeout_recv_response`; the body's too: a server that
         // sends headers and then nothing (or a trickle) must not hold aimem forever.
@@ -769,7 +771,7 @@ impl Client {
         };
         let parsed = match parse {
             Parse::Streamed => read_json::<T>(&mut body),
-            Parse::Whole => read_json_whole::<T>(&mut body, declared),
+            Parse::Whole(fast) => read_json_whole::<T>(&mut body, declared, fast),
         };
         match parsed {
             Ok(value) => {
@@ -1012,11 +1014,13 @@ pub(crate) fn read_json<T: DeserializeOwned>(reader: impl Read) -> serde_json::R
 
 /// [`read_json`] for a page of points: an answer up to [`PARSED_WHOLE`] is read whole first,
 /// since parsing from a slice is several times faster than from a reader and a page of points
-/// is mostly numbers to parse. A longer one is parsed as it arrives, so memory stays bounded
-/// whatever a server sends. Every other answer is parsed as it arrives (it is mostly skipped).
+/// is mostly numbers to parse; `fast` reads it when it can, else serde. A longer one is parsed
+/// as it arrives, so memory stays bounded whatever a server sends. Every other answer is
+/// parsed as it arrives (it is mostly skipped).
 fn read_json_whole<T: DeserializeOwned>(
     mut reader: impl Read,
     declared: Option<usize>,
+    fast: Option<FastParse<T>>,
 ) -> serde_json::Result<T> {
     // Each thread keeps its buffer from one page to the next (a range's reader reads many):
     // one allocation per thread rather than one of megabytes per page, which the allocator's
@@ -1033,7 +1037,15 @@ fn read_json_whole<T: DeserializeOwned>(
         .map_err(serde_json::Error::io)
         .map(|_| head.len() <= PARSED_WHOLE);
     let parsed = match parsed {
-        Ok(true) => serde_json::from_slice(&head),
+        Ok(true) => match fast.and_then(|fast| fast(&head)) {
+            Some(value) => Ok(value),
+            None => {
+                if fast.is_some() {
+                    log::debug!("an answer the fast reader does not know: read by serde");
+                }
+                serde_json::from_slice(&head)
+            }
+        },
         Ok(false) => read_json(std::io::Cursor::new(&head).chain(reader)),
         Err(e) => Err(e),
     };
@@ -1045,12 +1057,16 @@ fn read_json_whole<T: DeserializeOwned>(
 /// 768-d vectors is about 2 MiB of JSON.
 const PARSED_WHOLE: usize = 4 * 1024 * 1024;
 
-/// How an answer's JSON is read: as it arrives, or (pages of points) whole first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Parse {
+/// How an answer's JSON is read: as it arrives, or (pages of points) whole first, by a fast
+/// reader of its own when it has one.
+enum Parse<T> {
     Streamed,
-    Whole,
+    Whole(Option<FastParse<T>>),
 }
+
+/// A reader of one kind of answer that is faster than serde for the shapes it knows: it reads
+/// the same value serde would, or answers `None` and leaves the answer to serde.
+type FastParse<T> = fn(&[u8]) -> Option<T>;
 
 /// A reader that counts what it hands on (for `-v`).
 struct Counted<R> {

@@ -19,7 +19,7 @@ use crate::logical::point::{Point, PointId, VectorValue};
 pub const MAX_PAGE: usize = 10_000;
 
 /// One page of a scroll.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Page {
     pub points: Vec<Point>,
     /// Where the next page starts; `None` after the last.
@@ -64,12 +64,10 @@ impl Client {
             body["filter"] = filter.clone();
         }
         let path = collection_path(name, "/points/scroll");
-        let page: Option<RawPage> = self.points_result(Method::POST, &path, &body)?;
+        let page: Option<RawPage> =
+            self.points_result(Method::POST, &path, &body, Some(super::page::parse))?;
         let page = page.ok_or_else(|| self.invalid(&path, "no `result`"))?;
-        Ok(Page {
-            points: page.points.into_iter().map(RawRecord::into_point).collect(),
-            next: page.next_page_offset.map(|id| id.0),
-        })
+        Ok(page.into_page())
     }
 
     /// A page of ids only (no vector, no payload): where each of a scroll's id ranges starts.
@@ -115,7 +113,7 @@ impl Client {
         let ids: Vec<Value> = ids.iter().map(PointId::to_json).collect();
         let body = serde_json::json!({ "ids": ids, "with_vector": true, "with_payload": true });
         let path = collection_path(name, "/points");
-        let records: Option<Records> = self.points_result(Method::POST, &path, &body)?;
+        let records: Option<Records> = self.points_result(Method::POST, &path, &body, None)?;
         let records = records.ok_or_else(|| self.invalid(&path, "no `result`"))?;
         Ok(records.0.into_iter().map(RawRecord::into_point).collect())
     }
@@ -157,12 +155,22 @@ impl Client {
     }
 }
 
+/// A scroll's page as the answer holds it (read by serde, or by [`super::page`] when it can).
 #[derive(Deserialize)]
-struct RawPage {
+pub(super) struct RawPage {
     #[serde(deserialize_with = "crate::json::at_most::<_, _, MAX_PAGE>")]
-    points: Vec<RawRecord>,
+    pub(super) points: Vec<RawRecord>,
     #[serde(default)]
-    next_page_offset: Option<RawId>,
+    pub(super) next_page_offset: Option<RawId>,
+}
+
+impl RawPage {
+    pub(super) fn into_page(self) -> Page {
+        Page {
+            points: self.points.into_iter().map(RawRecord::into_point).collect(),
+            next: self.next_page_offset.map(|id| id.0),
+        }
+    }
 }
 
 /// A retrieve's answer: a list of records.
@@ -172,14 +180,14 @@ struct Records(
 );
 
 #[derive(Deserialize)]
-struct RawRecord {
-    id: RawId,
+pub(super) struct RawRecord {
+    pub(super) id: RawId,
     #[serde(default)]
-    payload: Option<Value>,
+    pub(super) payload: Option<Value>,
     #[serde(default)]
-    vector: Option<RawVectors>,
+    pub(super) vector: Option<RawVectors>,
     #[serde(default)]
-    shard_key: Option<Value>,
+    pub(super) shard_key: Option<Value>,
 }
 
 impl RawRecord {
@@ -194,7 +202,7 @@ impl RawRecord {
 }
 
 /// A point id as Qdrant writes it: an unsigned integer or a UUID string.
-struct RawId(PointId);
+pub(super) struct RawId(pub(super) PointId);
 
 impl<'de> Deserialize<'de> for RawId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -220,7 +228,7 @@ impl<'de> Deserialize<'de> for RawId {
 
 /// A point's `vector`: a list (the unnamed vector of a collection that has only it) or an
 /// object of named vectors (`""` for the unnamed one).
-struct RawVectors(BTreeMap<String, VectorValue>);
+pub(super) struct RawVectors(pub(super) BTreeMap<String, VectorValue>);
 
 impl<'de> Deserialize<'de> for RawVectors {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -360,11 +368,7 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let body = serde_json::to_string(&exchange["response"]["body"]).unwrap();
         let envelope: Envelope<RawPage> = serde_json::from_str(&body).unwrap();
-        let raw = envelope.result.unwrap();
-        Page {
-            points: raw.points.into_iter().map(RawRecord::into_point).collect(),
-            next: raw.next_page_offset.map(|id| id.0),
-        }
+        envelope.result.unwrap().into_page()
     }
 
     #[test]
