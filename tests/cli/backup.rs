@@ -790,8 +790,13 @@ fn a_snapshot_creation_that_times_out_is_reported_never_deleted_on_a_guess() {
     assert!(env.double.snapshot_names("discussions").contains(&mine));
     // Once Qdrant has finished the one aimem asked for, the next backup reports both, deletes
     // neither, and keeps the record.
-    std::thread::sleep(Duration::from_secs(2));
-    let left = env.double.snapshot_names("discussions");
+    // (Waited for rather than slept on: a loaded machine finishes it later.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut left = env.double.snapshot_names("discussions");
+    while left.len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = env.double.snapshot_names("discussions");
+    }
     assert_eq!(left.len(), 2, "{left:?}");
     let next = env.run(&["backup", "--no-stream", "--collection", "github"]);
     next.assert_code(0);
