@@ -1223,7 +1223,9 @@ fn rewrite_sparse_points(backup: &Path, collection: &str, rows: &[(&str, Vec<i32
             meta.key_value_metadata().cloned(),
         )
     };
+    // As aimem writes it: without dictionaries, which its reader refuses.
     let props = WriterProperties::builder()
+        .set_dictionary_enabled(false)
         .set_key_value_metadata(footer)
         .build();
     let out = std::fs::File::create(path).unwrap();
