@@ -57,9 +57,12 @@ const MAX_COLUMN_CHUNK: i64 = 512 * 1024 * 1024;
 pub const CHUNK_ROWS: usize = 64;
 
 /// The most levels one row may take, every vector column together: one per value, and one
-/// per null or empty list. A point of more cannot come from a real collection: one upsert
-/// carries it whole, and the 32 MiB Qdrant takes in one request by default hold fewer values
-/// (4 bytes of JSON each at the least, `0.0,`).
+/// per null or empty list. Not a limit of Qdrant's but aimem's chosen bound for one point,
+/// applied alike by the writer (a backup of a bigger point fails) and the reader. It is
+/// generous: 8 Mi levels are 128 times the largest dense vector Qdrant takes (65,535
+/// dimensions) and 32 MiB of float32 values, as much as Qdrant takes in one request by
+/// default (that limit alone would allow more: as JSON a value takes 2 bytes at the least,
+/// `0,`).
 pub const MAX_POINT_LEVELS: usize = 8 << 20;
 
 /// The most levels the pages fetched while one row is read may hold, every column together,
