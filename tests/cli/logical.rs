@@ -1011,6 +1011,31 @@ fn an_overwrite_gives_back_a_threshold_a_killed_restore_left_at_0_and_leaves_a_r
     );
 }
 
+/// A threshold the existing collection was given on purpose is its own, as its other settings
+/// are: an overwrite keeps it, and its check passes.
+#[test]
+fn an_overwrite_keeps_a_threshold_other_than_0_that_the_collection_has() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    indexed_and_small(&url, 300);
+    let before = scroll_all(&url, "indexed");
+    let backup = env.backup(&["--format", "logical", "--collection", "indexed"]);
+    let (status, _) = call(
+        "PATCH",
+        &format!("{url}/collections/indexed"),
+        Some(json!({"optimizers_config": {"indexing_threshold": 5}})),
+    );
+    assert_eq!(status, 200);
+    env.double.clear_requests();
+    let run = env.run(&["restore", backup.to_str().unwrap(), "--force"]);
+    run.assert_code(0);
+    assert!(!run.stderr.contains("indexing threshold"), "{}", run.stderr);
+    assert!(!patched(&env.double, "indexed"));
+    let info = env.double.collection_info("indexed").unwrap();
+    assert_eq!(info["config"]["optimizer_config"]["indexing_threshold"], 5);
+    assert_eq!(scroll_all(&url, "indexed"), before);
+}
+
 #[test]
 fn a_definition_whose_threshold_is_0_or_unset_is_loaded_as_it_is_and_never_patched() {
     let env = TestEnv::new();
