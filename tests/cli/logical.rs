@@ -1179,6 +1179,54 @@ fn a_restore_stopped_after_it_set_an_existing_clusters_threshold_sets_it_back() 
     assert_eq!(scroll_all(&url, "indexed"), before);
 }
 
+/// On a single node too: the pre-restore snapshot recovered into the existing collection keeps
+/// the collection's configuration (docs/qdrant.md, "Uploads and recovery"), so the rollback
+/// sets the threshold back itself, once the points are back.
+#[test]
+fn a_restore_stopped_after_it_set_an_existing_collections_threshold_sets_it_back() {
+    // The index is built for as long as the test lasts: the restore waits for it.
+    let env = TestEnv::with_config(Config {
+        indexing_reads: 1_000_000,
+        ..keyed_config()
+    });
+    let url = env.double.url();
+    indexed_and_small(&url, 200);
+    let backup = env.backup(&["--format", "logical", "--collection", "indexed"]);
+    left_by_a_killed_restore(&url);
+    let before = scroll_all(&url, "indexed");
+    env.double.clear_requests();
+    let command = env.command(&["restore", backup.to_str().unwrap(), "--force"]);
+    let (code, stderr) = terminated_at(
+        &env.double,
+        command,
+        "PATCH",
+        "/collections/indexed",
+        Duration::from_millis(500),
+    );
+    assert_eq!(code, Some(143), "{stderr}");
+    assert!(
+        stderr.contains("its indexing threshold set back to 0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    let info = env.double.collection_info("indexed").unwrap();
+    assert_eq!(info["config"]["optimizer_config"]["indexing_threshold"], 0);
+    assert_eq!(scroll_all(&url, "indexed"), before);
+    let requests = env.double.requests();
+    let upload = requests
+        .iter()
+        .position(|r| r.method == "POST" && r.path == "/collections/indexed/snapshots/upload")
+        .expect("the pre-restore snapshot uploaded");
+    let set_back = requests
+        .iter()
+        .rposition(|r| r.method == "PATCH" && r.path == "/collections/indexed")
+        .expect("a PATCH");
+    assert!(
+        set_back > upload,
+        "the threshold was set back before the points"
+    );
+}
+
 #[test]
 fn a_filters_temporary_collection_is_loaded_with_indexing_as_it_is() {
     let env = TestEnv::new();
