@@ -1277,6 +1277,59 @@ fn a_filters_temporary_collection_is_loaded_with_indexing_as_it_is() {
     assert!(!patched(&env.double, &temporary), "{temporary}");
 }
 
+/// Upserts are cut by their bodies' bytes too (8 MiB), not only at 256 points: points with
+/// big payloads, which would make one body past Qdrant's request limit (32 MiB by default, not
+/// enforced by the double), go in several, and a point bigger than that goes alone.
+#[test]
+fn points_with_big_payloads_are_upserted_in_bodies_of_at_most_8_mib() {
+    const BUDGET: u64 = 8 << 20;
+    const BIG: usize = (8 << 20) + (512 << 10);
+    let env = TestEnv::new();
+    let url = env.double.url();
+    create(
+        &url,
+        "big",
+        json!({"vectors": {"size": 4, "distance": "Dot"}}),
+    );
+    // Ten points of 600 KiB, the seventh of 8.5 MiB: 14 MiB, one scroll page of the backup.
+    let points: Vec<Value> = (1..=11u64)
+        .map(|i| {
+            let size = if i == 7 { BIG } else { 600 << 10 };
+            json!({"id": i, "vector": [i as f64, 0.5, 0.25, 1.0],
+                   "payload": {"text": "x".repeat(size)}})
+        })
+        .collect();
+    env.double
+        .upsert_records("big", Value::Array(points))
+        .unwrap();
+    let before = env.double.records("big").unwrap();
+    let backup = env.backup(&["--format", "logical", "--collection", "big"]);
+    let (status, _) = call("DELETE", &format!("{url}/collections/big"), None);
+    assert_eq!(status, 200);
+    env.double.clear_requests();
+    env.run(&["restore", backup.to_str().unwrap(), "--force"])
+        .assert_code(0);
+    assert!(
+        env.double.records("big").unwrap() == before,
+        "points differ"
+    );
+    let sizes: Vec<u64> = env
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path == "/collections/big/points")
+        .map(|r| r.headers["content-length"].parse().unwrap())
+        .collect();
+    // 3.5 MiB; the big point alone; 2.3 MiB.
+    assert_eq!(sizes.len(), 3, "{sizes:?}");
+    assert!(sizes[0] <= BUDGET && sizes[2] <= BUDGET, "{sizes:?}");
+    let alone = BIG as u64..BIG as u64 + 4096;
+    assert!(
+        alone.contains(&sizes[1]),
+        "{sizes:?}: the big point not alone"
+    );
+}
+
 /// Rewrites the one points file of `collection` in `backup` with `rows` (an id, and its sparse
 /// vector `s` as indices and values), in the file's own schema and footer, and makes the
 /// manifest and the checksums agree: a file aimem's writer would refuse to write.
