@@ -23,6 +23,12 @@
 //! the file says is compressed (one stored uncompressed, as aimem stores a dense vector's
 //! values, is read as it lies in the file). The footer's checks ([`check_chunk_sizes`]) bound
 //! where a column chunk's bytes lie, not what its pages decompress to.
+//!
+//! And a chunk's byte-array values (ids, payloads, shard keys) are slices of the pages they
+//! were decoded from, not copies, so each keeps its whole page alive while the chunk holds
+//! it: up to 64 pages a column (one a row of [`CHUNK_ROWS`]) beside the page being read, each
+//! as big as its header says. Their bytes are not counted in [`CHUNK_LEVELS`], which counts
+//! levels only: a payload of a megabyte is one level.
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -52,7 +52,9 @@ fn assert_left_to_serde(body: &[u8], refused: bool) {
     );
 }
 
-/// The bodies of every real scroll answer of both versions, as Qdrant writes them.
+/// The bodies of every real scroll answer of both versions: the captured answers, written
+/// again by serde_json from their `serde_json::Value` (the same values, not Qdrant's bytes:
+/// its numbers' text and key order may differ).
 fn real_pages() -> Vec<(String, Vec<u8>)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut pages = Vec::new();
