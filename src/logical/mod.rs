@@ -41,6 +41,10 @@ pub enum LogicalError {
     /// A point could not be written as JSON.
     #[error("{0}")]
     Json(#[from] serde_json::Error),
+    /// A point aimem's reader would refuse, so a backup of it could not be restored: which,
+    /// and why.
+    #[error("{0}")]
+    Unrestorable(String),
 }
 
 #[cfg(test)]
@@ -159,6 +163,89 @@ mod tests {
             footer >= super::MAX_FOOTER / 8,
             "{footer}: the estimate is far off"
         );
+    }
+
+    /// The writer takes a point of as many levels as the reader takes, and refuses one more: a
+    /// backup never holds a point its restore would refuse.
+    #[test]
+    fn a_point_the_reader_would_refuse_is_refused_by_the_writer() {
+        use super::read::MAX_POINT_LEVELS;
+        let columns = Columns::new(&[
+            ("".into(), VectorKind::Dense),
+            ("s".into(), VectorKind::Sparse),
+            ("m".into(), VectorKind::Multi),
+        ])
+        .unwrap();
+        // Without `s` and `m`: three levels (null), the rest the dense vector's values.
+        let point = |id: u64, levels: usize| Point {
+            id: PointId::Num(id),
+            payload: None,
+            shard_key: None,
+            vectors: [("".to_string(), VectorValue::Dense(vec![0.5; levels - 3]))].into(),
+        };
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns.clone()).unwrap();
+        let refused = writer
+            .push(&point(8, MAX_POINT_LEVELS + 1))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            refused.as_deref(),
+            Some(&*format!(
+                "point 8: its vectors take {} values and lists, more than the {MAX_POINT_LEVELS} \
+                 aimem restores of one point",
+                MAX_POINT_LEVELS + 1
+            ))
+        );
+        let biggest = point(7, MAX_POINT_LEVELS);
+        writer.push(&biggest).unwrap();
+        assert_eq!(writer.finish().unwrap().0, 1);
+        let reader = PointsReader::open(file.reopen().unwrap()).unwrap();
+        let back: Vec<Point> = reader.points().unwrap().collect::<Result<_, _>>().unwrap();
+        assert!(back == [biggest], "the biggest point did not read back");
+    }
+
+    #[test]
+    fn a_points_levels_are_one_a_value_and_one_a_null_or_empty_list() {
+        let columns = Columns::new(&[
+            ("".into(), VectorKind::Dense),
+            ("s".into(), VectorKind::Sparse),
+            ("m".into(), VectorKind::Multi),
+        ])
+        .unwrap();
+        let levels = |vectors: Vec<(&str, VectorValue)>| {
+            let point = Point {
+                id: PointId::Num(1),
+                payload: None,
+                shard_key: None,
+                vectors: vectors
+                    .into_iter()
+                    .map(|(n, v)| (n.to_string(), v))
+                    .collect(),
+            };
+            super::write::point_levels(&columns, &point)
+        };
+        // Null: one level a list (a sparse vector has two).
+        assert_eq!(levels(vec![]), 1 + 2 + 1);
+        let sparse = VectorValue::Sparse {
+            indices: vec![1, 2, 3],
+            values: vec![0.5; 3],
+        };
+        let empty = VectorValue::Sparse {
+            indices: vec![],
+            values: vec![],
+        };
+        assert_eq!(
+            levels(vec![("", VectorValue::Dense(vec![])), ("s", empty)]),
+            1 + 2 + 1
+        );
+        assert_eq!(
+            levels(vec![("", VectorValue::Dense(vec![1.0; 5])), ("s", sparse)]),
+            5 + 6 + 1
+        );
+        assert_eq!(levels(vec![("m", VectorValue::Multi(vec![]))]), 1 + 2 + 1);
+        let multi = VectorValue::Multi(vec![vec![], vec![1.0, 2.0], vec![]]);
+        assert_eq!(levels(vec![("m", multi)]), 1 + 2 + 4);
     }
 
     #[test]

@@ -11,12 +11,24 @@
 //!   levels, every column together. A row's levels come from pages fetched for it and from
 //!   the rest of pages fetched before, so at most twice that is decoded for one row, whatever
 //!   its pages' headers claim (a run-length encoded page of a few bytes may claim billions);
+//! - a dictionary page is refused unread: its header gives no levels to count, and the
+//!   Parquet crate would make room for as many entries as it claims (up to 2^31, gigabytes
+//!   from a file of kilobytes). aimem writes none (`write.rs` turns dictionaries off);
 //! - a row of more than [`MAX_POINT_LEVELS`] levels is refused once read;
 //! - no row is added to a chunk that holds [`CHUNK_LEVELS`] levels already.
 //!
-//! Beside them, each column reader holds its current page, decompressed whole by the Parquet
-//! crate to the size the page's header gives: the footer's sizes of the column chunks are
-//! checked ([`MAX_COLUMN_CHUNK`]), a page header's own size is not.
+//! What is not bounded by these: the bytes of a page. Each column reader holds its current
+//! page, which the Parquet crate decompresses whole into a buffer of the size the page's
+//! header gives, an `i32`: up to 2 GiB a page, whatever the file's size, in a column chunk
+//! the file says is compressed (one stored uncompressed, as aimem stores a dense vector's
+//! values, is read as it lies in the file). The footer's checks ([`check_chunk_sizes`]) bound
+//! where a column chunk's bytes lie, not what its pages decompress to.
+//!
+//! And a chunk's byte-array values (ids, payloads, shard keys) are slices of the pages they
+//! were decoded from, not copies, so each keeps its whole page alive while the chunk holds
+//! it: up to 64 pages a column (one a row of [`CHUNK_ROWS`]) beside the page being read, each
+//! as big as its header says. Their bytes are not counted in [`CHUNK_LEVELS`], which counts
+//! levels only: a payload of a megabyte is one level.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -39,9 +51,11 @@ use super::{FORMAT_KEY, FORMAT_VERSION, LogicalError, MAX_FOOTER, VECTORS_KEY};
 /// The most bytes the footer's vector columns may take as JSON.
 const MAX_VECTORS_JSON: usize = 64 * 1024;
 
-/// The most bytes one column chunk may hold decompressed: a row group of 2,048 points with a
-/// 4,096-d vector is 32 MiB, so this leaves room for any real collection and stops a crafted
-/// footer from sizing a read after what it claims.
+/// The most bytes the footer may say one column chunk holds decompressed (a row group of 2,048
+/// points with a 4,096-d vector is 32 MiB). A sanity check of the footer only: the Parquet
+/// crate never sizes anything after this number (it reads a chunk's compressed bytes, which
+/// must lie within the file, and decompresses each page to the size its own header gives),
+/// so it bounds no memory; a footer that claims more is refused as not aimem's.
 const MAX_COLUMN_CHUNK: i64 = 512 * 1024 * 1024;
 
 /// Rows decoded at once, at most: 64 rows of a 768-d vector are 192 KiB of values (and as
@@ -49,9 +63,12 @@ const MAX_COLUMN_CHUNK: i64 = 512 * 1024 * 1024;
 pub const CHUNK_ROWS: usize = 64;
 
 /// The most levels one row may take, every vector column together: one per value, and one
-/// per null or empty list. A point of more cannot come from a real collection: one upsert
-/// carries it whole, and the 32 MiB Qdrant takes in one request by default hold fewer values
-/// (4 bytes of JSON each at the least, `0.0,`).
+/// per null or empty list. Not a limit of Qdrant's but aimem's chosen bound for one point,
+/// applied alike by the writer (a backup of a bigger point fails) and the reader. It is
+/// generous: 8 Mi levels are 128 times the largest dense vector Qdrant takes (65,535
+/// dimensions) and 32 MiB of float32 values, as much as Qdrant takes in one request by
+/// default (that limit alone would allow more: as JSON a value takes 2 bytes at the least,
+/// `0,`).
 pub const MAX_POINT_LEVELS: usize = 8 << 20;
 
 /// The most levels the pages fetched while one row is read may hold, every column together,
@@ -236,6 +253,8 @@ struct Budget {
     outstanding: AtomicUsize,
     /// A page was refused: the read's error is that.
     exceeded: AtomicBool,
+    /// A dictionary page was refused: the read's error is that.
+    dictionary: AtomicBool,
 }
 
 impl Budget {
@@ -243,6 +262,7 @@ impl Budget {
     fn new_row(&self) {
         self.row_left.store(ROW_PAGE_LEVELS, Ordering::Relaxed);
         self.exceeded.store(false, Ordering::Relaxed);
+        self.dictionary.store(false, Ordering::Relaxed);
     }
 
     /// A page of `levels` levels is to be fetched: taken from both counts, or refused.
@@ -268,7 +288,8 @@ impl Budget {
 }
 
 /// A column's pages, each counted against the [`Budget`] from its header's number of levels
-/// before it is decompressed: one of more than are left is refused unread.
+/// before it is decompressed: one of more than are left is refused unread, and so is any
+/// dictionary page (its header gives no levels, and its entries are allocated as it claims).
 struct Budgeted {
     pages: Box<dyn PageReader>,
     budget: Arc<Budget>,
@@ -276,11 +297,14 @@ struct Budgeted {
 
 impl PageReader for Budgeted {
     fn get_next_page(&mut self) -> parquet::errors::Result<Option<Page>> {
-        let levels = self
-            .pages
-            .peek_next_page()?
-            .and_then(|page| page.num_levels);
-        if let Some(levels) = levels
+        let next = self.pages.peek_next_page()?;
+        if next.as_ref().is_some_and(|page| page.is_dict) {
+            self.budget.dictionary.store(true, Ordering::Relaxed);
+            return Err(ParquetError::General(
+                "a dictionary page, which aimem never writes".into(),
+            ));
+        }
+        if let Some(levels) = next.and_then(|page| page.num_levels)
             && !self.budget.take(levels)
         {
             return Err(ParquetError::General(format!(
@@ -365,6 +389,11 @@ impl<T: DataType> Leaf<T> {
                     1 => Ok(()),
                     _ => Err(bad(&format!("no {column}"))),
                 }
+            }
+            Err(_) if budget.dictionary.load(Ordering::Relaxed) => {
+                Err(LogicalError::Format(format!(
+                    "its {column} has a dictionary page, which aimem never writes (refused unread)"
+                )))
             }
             Err(_) if budget.exceeded.load(Ordering::Relaxed) => Err(bad(&format!(
                 "more than {ROW_PAGE_LEVELS} levels in the pages of its {column} and the \
@@ -1077,6 +1106,16 @@ mod tests {
     /// A file in the logical format's schema and footer for `columns`, of one row group whose
     /// leaves hold `leaves` as they are: what aimem's writer would refuse to write.
     pub(crate) fn crafted(columns: &Columns, leaves: Vec<Cells>) -> tempfile::NamedTempFile {
+        crafted_with(columns, leaves, false)
+    }
+
+    /// [`crafted`], with the Parquet writer's dictionaries on (`dictionary`) or off (as
+    /// aimem writes).
+    fn crafted_with(
+        columns: &Columns,
+        leaves: Vec<Cells>,
+        dictionary: bool,
+    ) -> tempfile::NamedTempFile {
         use parquet::file::metadata::KeyValue;
         use parquet::file::properties::WriterProperties;
         use parquet::file::writer::SerializedFileWriter;
@@ -1084,6 +1123,7 @@ mod tests {
         // A page ends after each batch of 1,024 levels that completes a row.
         let props = WriterProperties::builder()
             .set_data_page_row_count_limit(1)
+            .set_dictionary_enabled(dictionary)
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string()),
                 KeyValue::new(
@@ -1250,6 +1290,72 @@ mod tests {
             "{refused}"
         );
         // Its levels would take 68 MiB.
+        assert!(peak < 1 << 20, "{peak} bytes");
+    }
+
+    /// The zigzag varint of `n`, as Thrift's compact protocol writes an `i32`.
+    fn compact_i32(n: i32) -> Vec<u8> {
+        let mut zigzag = ((n << 1) ^ (n >> 31)) as u32;
+        let mut out = Vec::new();
+        loop {
+            let byte = (zigzag & 0x7f) as u8;
+            zigzag >>= 7;
+            if zigzag == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    /// A dictionary page is refused before it is read: its header's count of entries (here
+    /// raised to a million, in a file of 100 KB) would size the Parquet crate's dictionary.
+    #[test]
+    fn a_dictionary_page_is_refused_unread() {
+        let columns = Columns::new(&[("v".into(), VectorKind::Dense)]).unwrap();
+        let rows = 10_000;
+        let text = (0..rows)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let ids: Vec<&'static str> = Box::leak(text.into_boxed_str()).split(',').collect();
+        let file = crafted_with(
+            &columns,
+            vec![
+                Cells::Text(ids, None),
+                Cells::Text(vec![], Some(vec![0; rows])),
+                Cells::Text(vec![], Some(vec![0; rows])),
+                Cells::Floats(vec![], vec![0; rows], vec![0; rows]),
+            ],
+            true,
+        );
+        // The id column's dictionary page: its header's count of entries, 10,000, becomes
+        // 1,048,575 (a varint of the same three bytes), 32 MiB of entries to make room for.
+        let offset = {
+            let reader = SerializedFileReader::new(file.reopen().unwrap()).unwrap();
+            let chunk = reader.metadata().row_group(0).column(0).clone();
+            usize::try_from(chunk.dictionary_page_offset().expect("a dictionary page")).unwrap()
+        };
+        let mut bytes = std::fs::read(file.path()).unwrap();
+        assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
+        let mut count = vec![0x15];
+        count.extend(compact_i32(10_000));
+        let header = &bytes[offset..offset + 64];
+        let found: Vec<usize> = (0..header.len() - count.len())
+            .filter(|&at| header[at..].starts_with(&count))
+            .collect();
+        assert_eq!(found.len(), 1, "{header:?}");
+        let raised = compact_i32((1 << 20) - 1);
+        assert_eq!(raised.len(), count.len() - 1);
+        let at = offset + found[0] + 1;
+        bytes[at..at + raised.len()].copy_from_slice(&raised);
+        std::fs::write(file.path(), &bytes).unwrap();
+        let (read, peak) = read_all(&file);
+        let refused = read.err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            refused,
+            "its id has a dictionary page, which aimem never writes (refused unread)"
+        );
         assert!(peak < 1 << 20, "{peak} bytes");
     }
 

@@ -14,6 +14,7 @@ use parquet::file::writer::SerializedFileWriter;
 
 use super::columns::{Columns, VectorKind};
 use super::point::{Point, VectorValue};
+use super::read::MAX_POINT_LEVELS;
 use super::{FORMAT_KEY, FORMAT_VERSION, LogicalError, VECTORS_KEY};
 
 /// Points per row group: 512 points of 768-d float32 vectors are 1.5 MiB, held until the
@@ -41,6 +42,31 @@ pub fn rows_per_file(columns: &Columns) -> u64 {
 /// A data page's size before compression: the writer holds one page of a column, encoded and
 /// compressed, while it writes it.
 const PAGE_BYTES: usize = 256 * 1024;
+
+/// The levels a point's vectors take in the file, every vector column together, as the reader
+/// counts them: one per value, and one per null or empty list (a sparse vector's two lists
+/// each).
+pub(super) fn point_levels(columns: &Columns, point: &Point) -> usize {
+    let list = |values: usize| values.max(1);
+    columns
+        .0
+        .iter()
+        .map(
+            |column| match (column.kind, point.vectors.get(&column.name)) {
+                (VectorKind::Sparse, None) => 2,
+                (_, None) => 1,
+                (_, Some(VectorValue::Dense(values))) => list(values.len()),
+                (_, Some(VectorValue::Sparse { indices, values })) => {
+                    list(indices.len()) + list(values.len())
+                }
+                (_, Some(VectorValue::Multi(vectors))) => match vectors.is_empty() {
+                    true => 1,
+                    false => vectors.iter().map(|v| list(v.len())).sum(),
+                },
+            },
+        )
+        .fold(0, usize::saturating_add)
+}
 
 /// Writes points into a Parquet file in the logical format.
 pub struct PointsWriter<W: Write + Send> {
@@ -211,7 +237,8 @@ impl<W: Write + Send> PointsWriter<W> {
     }
 
     /// Adds a point; its vectors must be the columns' (a vector of another name or kind is
-    /// refused, a missing one is null).
+    /// refused, a missing one is null), and take at most [`MAX_POINT_LEVELS`] levels, as the
+    /// reader takes (a bigger point is refused: a backup of it could not be restored).
     pub fn push(&mut self, point: &Point) -> Result<(), LogicalError> {
         if let Some(name) = point
             .vectors
@@ -222,6 +249,16 @@ impl<W: Write + Send> PointsWriter<W> {
                 "point {} has vector {}, which the collection's definition does not",
                 point.id.to_text(),
                 crate::names::shown(name)
+            )));
+        }
+        // A point the reader would refuse is refused here: the backup fails now, not its
+        // restore.
+        let levels = point_levels(&self.columns, point);
+        if levels > MAX_POINT_LEVELS {
+            return Err(LogicalError::Unrestorable(format!(
+                "point {}: its vectors take {levels} values and lists, more than the \
+                 {MAX_POINT_LEVELS} aimem restores of one point",
+                point.id.to_text()
             )));
         }
         let group = &mut self.group;

@@ -162,6 +162,24 @@ impl UpsertBody {
         self.push_parts(&point.id, vectors, Payload::Text(point.payload))
     }
 
+    /// Adds a decoded row's point as [`UpsertBody::push`] does, unless the body holds points
+    /// already and would then pass `budget` bytes: then the body is left as it was and the
+    /// answer is false (the point is for the next body). A point alone may pass it.
+    pub fn push_within(
+        &mut self,
+        point: &PointView<'_>,
+        budget: usize,
+    ) -> Result<bool, LogicalError> {
+        let (len, points) = (self.buffer.len(), self.points);
+        self.push(point)?;
+        if points > 0 && self.buffer.len() > budget {
+            self.buffer.truncate(len);
+            self.points = points;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     /// Adds `point`.
     pub fn push_point(&mut self, point: &Point) -> Result<(), LogicalError> {
         let vectors = vectors_of(&point.vectors).map(Ok);
@@ -333,6 +351,45 @@ mod tests {
             lists: &outside,
         });
         assert!(json.is_err_and(|e| e.to_string().contains("outside its values")));
+    }
+
+    /// A point that would take a body past its budget is left out of it, the body as it was;
+    /// alone in a body, a point may pass it.
+    #[test]
+    fn a_point_past_the_budget_is_left_for_the_next_body() {
+        let columns = Columns::new(&[("".into(), VectorKind::Dense)]).unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns).unwrap();
+        for i in 0..2u64 {
+            writer
+                .push(&Point {
+                    id: PointId::Num(i),
+                    payload: Some(json!({"text": "x".repeat(100)})),
+                    shard_key: None,
+                    vectors: [("".to_string(), VectorValue::Dense(vec![0.5; 8]))].into(),
+                })
+                .unwrap();
+        }
+        writer.finish().unwrap();
+        let reader = PointsReader::open(file.reopen().unwrap()).unwrap();
+        let mut chunks = reader.chunks();
+        assert!(chunks.advance().unwrap());
+        let chunk = chunks.chunk();
+        let (first, second) = (chunk.point(0).unwrap(), chunk.point(1).unwrap());
+        let mut body = UpsertBody::default();
+        // Alone, past a budget of one byte.
+        assert!(body.push_within(&first, 1).unwrap());
+        let alone = body.bytes().to_vec();
+        assert!(!body.push_within(&second, alone.len() + 100).unwrap());
+        assert_eq!((body.len(), body.bytes()), (1, &alone[..]));
+        body.finish().unwrap();
+        let sent: Value = serde_json::from_slice(body.bytes()).unwrap();
+        assert_eq!(sent["points"].as_array().map(Vec::len), Some(1));
+        // Within a budget it fits, it goes in.
+        let mut body = UpsertBody::default();
+        assert!(body.push_within(&first, usize::MAX).unwrap());
+        assert!(body.push_within(&second, usize::MAX).unwrap());
+        assert_eq!(body.len(), 2);
     }
 
     /// A body written from the file's rows is the JSON of the points themselves.

@@ -1011,6 +1011,31 @@ fn an_overwrite_gives_back_a_threshold_a_killed_restore_left_at_0_and_leaves_a_r
     );
 }
 
+/// A threshold the existing collection was given on purpose is its own, as its other settings
+/// are: an overwrite keeps it, and its check passes.
+#[test]
+fn an_overwrite_keeps_a_threshold_other_than_0_that_the_collection_has() {
+    let env = TestEnv::new();
+    let url = env.double.url();
+    indexed_and_small(&url, 300);
+    let before = scroll_all(&url, "indexed");
+    let backup = env.backup(&["--format", "logical", "--collection", "indexed"]);
+    let (status, _) = call(
+        "PATCH",
+        &format!("{url}/collections/indexed"),
+        Some(json!({"optimizers_config": {"indexing_threshold": 5}})),
+    );
+    assert_eq!(status, 200);
+    env.double.clear_requests();
+    let run = env.run(&["restore", backup.to_str().unwrap(), "--force"]);
+    run.assert_code(0);
+    assert!(!run.stderr.contains("indexing threshold"), "{}", run.stderr);
+    assert!(!patched(&env.double, "indexed"));
+    let info = env.double.collection_info("indexed").unwrap();
+    assert_eq!(info["config"]["optimizer_config"]["indexing_threshold"], 5);
+    assert_eq!(scroll_all(&url, "indexed"), before);
+}
+
 #[test]
 fn a_definition_whose_threshold_is_0_or_unset_is_loaded_as_it_is_and_never_patched() {
     let env = TestEnv::new();
@@ -1154,6 +1179,54 @@ fn a_restore_stopped_after_it_set_an_existing_clusters_threshold_sets_it_back() 
     assert_eq!(scroll_all(&url, "indexed"), before);
 }
 
+/// On a single node too: the pre-restore snapshot recovered into the existing collection keeps
+/// the collection's configuration (docs/qdrant.md, "Uploads and recovery"), so the rollback
+/// sets the threshold back itself, once the points are back.
+#[test]
+fn a_restore_stopped_after_it_set_an_existing_collections_threshold_sets_it_back() {
+    // The index is built for as long as the test lasts: the restore waits for it.
+    let env = TestEnv::with_config(Config {
+        indexing_reads: 1_000_000,
+        ..keyed_config()
+    });
+    let url = env.double.url();
+    indexed_and_small(&url, 200);
+    let backup = env.backup(&["--format", "logical", "--collection", "indexed"]);
+    left_by_a_killed_restore(&url);
+    let before = scroll_all(&url, "indexed");
+    env.double.clear_requests();
+    let command = env.command(&["restore", backup.to_str().unwrap(), "--force"]);
+    let (code, stderr) = terminated_at(
+        &env.double,
+        command,
+        "PATCH",
+        "/collections/indexed",
+        Duration::from_millis(500),
+    );
+    assert_eq!(code, Some(143), "{stderr}");
+    assert!(
+        stderr.contains("its indexing threshold set back to 0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    let info = env.double.collection_info("indexed").unwrap();
+    assert_eq!(info["config"]["optimizer_config"]["indexing_threshold"], 0);
+    assert_eq!(scroll_all(&url, "indexed"), before);
+    let requests = env.double.requests();
+    let upload = requests
+        .iter()
+        .position(|r| r.method == "POST" && r.path == "/collections/indexed/snapshots/upload")
+        .expect("the pre-restore snapshot uploaded");
+    let set_back = requests
+        .iter()
+        .rposition(|r| r.method == "PATCH" && r.path == "/collections/indexed")
+        .expect("a PATCH");
+    assert!(
+        set_back > upload,
+        "the threshold was set back before the points"
+    );
+}
+
 #[test]
 fn a_filters_temporary_collection_is_loaded_with_indexing_as_it_is() {
     let env = TestEnv::new();
@@ -1204,6 +1277,59 @@ fn a_filters_temporary_collection_is_loaded_with_indexing_as_it_is() {
     assert!(!patched(&env.double, &temporary), "{temporary}");
 }
 
+/// Upserts are cut by their bodies' bytes too (8 MiB), not only at 256 points: points with
+/// big payloads, which would make one body past Qdrant's request limit (32 MiB by default, not
+/// enforced by the double), go in several, and a point bigger than that goes alone.
+#[test]
+fn points_with_big_payloads_are_upserted_in_bodies_of_at_most_8_mib() {
+    const BUDGET: u64 = 8 << 20;
+    const BIG: usize = (8 << 20) + (512 << 10);
+    let env = TestEnv::new();
+    let url = env.double.url();
+    create(
+        &url,
+        "big",
+        json!({"vectors": {"size": 4, "distance": "Dot"}}),
+    );
+    // Ten points of 600 KiB, the seventh of 8.5 MiB: 14 MiB, one scroll page of the backup.
+    let points: Vec<Value> = (1..=11u64)
+        .map(|i| {
+            let size = if i == 7 { BIG } else { 600 << 10 };
+            json!({"id": i, "vector": [i as f64, 0.5, 0.25, 1.0],
+                   "payload": {"text": "x".repeat(size)}})
+        })
+        .collect();
+    env.double
+        .upsert_records("big", Value::Array(points))
+        .unwrap();
+    let before = env.double.records("big").unwrap();
+    let backup = env.backup(&["--format", "logical", "--collection", "big"]);
+    let (status, _) = call("DELETE", &format!("{url}/collections/big"), None);
+    assert_eq!(status, 200);
+    env.double.clear_requests();
+    env.run(&["restore", backup.to_str().unwrap(), "--force"])
+        .assert_code(0);
+    assert!(
+        env.double.records("big").unwrap() == before,
+        "points differ"
+    );
+    let sizes: Vec<u64> = env
+        .double
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path == "/collections/big/points")
+        .map(|r| r.headers["content-length"].parse().unwrap())
+        .collect();
+    // 3.5 MiB; the big point alone; 2.3 MiB.
+    assert_eq!(sizes.len(), 3, "{sizes:?}");
+    assert!(sizes[0] <= BUDGET && sizes[2] <= BUDGET, "{sizes:?}");
+    let alone = BIG as u64..BIG as u64 + 4096;
+    assert!(
+        alone.contains(&sizes[1]),
+        "{sizes:?}: the big point not alone"
+    );
+}
+
 /// Rewrites the one points file of `collection` in `backup` with `rows` (an id, and its sparse
 /// vector `s` as indices and values), in the file's own schema and footer, and makes the
 /// manifest and the checksums agree: a file aimem's writer would refuse to write.
@@ -1223,7 +1349,9 @@ fn rewrite_sparse_points(backup: &Path, collection: &str, rows: &[(&str, Vec<i32
             meta.key_value_metadata().cloned(),
         )
     };
+    // As aimem writes it: without dictionaries, which its reader refuses.
     let props = WriterProperties::builder()
+        .set_dictionary_enabled(false)
         .set_key_value_metadata(footer)
         .build();
     let out = std::fs::File::create(path).unwrap();

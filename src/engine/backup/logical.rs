@@ -67,6 +67,14 @@ pub enum ExportError {
         path: Utf8PathBuf,
         source: LogicalError,
     },
+    #[error("encoding {path} failed: {source}")]
+    #[diagnostic(help(
+        "aimem cannot restore a point that big from a logical backup: back this collection up with --format snapshot."
+    ))]
+    Unrestorable {
+        path: Utf8PathBuf,
+        source: LogicalError,
+    },
     #[error("the collection's definition cannot be exported: {0}")]
     #[diagnostic(help(
         "aimem's logical format takes dense, sparse and multi vectors; back this collection up with --format snapshot."
@@ -483,6 +491,10 @@ fn export_range(
         .take()
     {
         Some(source) => ExportError::Write {
+            path: path.to_owned(),
+            source,
+        },
+        None if matches!(source, LogicalError::Unrestorable(_)) => ExportError::Unrestorable {
             path: path.to_owned(),
             source,
         },

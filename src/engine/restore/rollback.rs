@@ -159,8 +159,9 @@ pub struct Undo {
 }
 
 /// The indexing threshold an existing collection had before this run set another: the
-/// rollback sets it back (a copy taken shard by shard does not carry the collection's
-/// settings, so recovering the shards would not).
+/// rollback sets it back once the collection's points are back (recovering a copy into the
+/// existing collection, a snapshot of the whole collection or of its shards, keeps the
+/// collection's settings as they are, so it would not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Threshold {
     pub collection: String,
@@ -222,7 +223,6 @@ impl Undo {
             .collect();
         self.uploads.retain(|(c, _)| !unsettled.contains(c));
         self.put_back_config(&mut out);
-        self.put_back_thresholds(client, &unsettled, &mut out);
         for alias in std::mem::take(&mut self.aliases) {
             match client.delete_alias(&alias) {
                 Ok(()) => out.done.push(format!("alias `{alias}` deleted")),
@@ -255,6 +255,8 @@ impl Undo {
         self.uploads = kept_uploads;
         self.delete_created(client, &unsettled, &mut out);
         self.recover_saved(client, ui, stamp, &unsettled, &mut out);
+        // After the recoveries: the points are back first, whatever becomes of a setting.
+        self.put_back_thresholds(client, &unsettled, &mut out);
         if out.failed.is_empty() {
             self.discard_saved(client, ui);
         } else {
@@ -302,6 +304,10 @@ impl Undo {
 
     /// Gives each existing collection whose indexing threshold this run changed the one it had
     /// (`PATCH /collections/{c}`), the last changed first, but those left alone (`unsettled`).
+    /// Called after the recoveries, which do not put it back: a snapshot recovered into an
+    /// existing collection, the whole collection's (a single node) or a shard's, leaves the
+    /// collection's configuration as it is (docs/qdrant.md, "Uploads and recovery"), the
+    /// threshold this run set included.
     fn put_back_thresholds(
         &mut self,
         client: &Client,

@@ -12,11 +12,11 @@
 //! keys and the values it skips (`status`, `time`, `usage`, `order_value`) are only delimited
 //! here; serde_json reads (or checks) them, so they are validated exactly as before.
 //!
-//! Numbers: each is the f32 nearest to its decimal (as `str::parse::<f32>`), which serde's
-//! f64-then-f32 is not always: rounding twice can land one f32 off for a decimal within an
-//! f64 hair of a point halfway between two f32s. No f32 Qdrant writes is such a decimal (all
-//! 2^32 checked, see the tests); a crafted one reads differently by the two ways, and this
-//! one's is the right one.
+//! Numbers: each is the f32 serde's path gives, bit for bit (serde_json's f64, or its integer,
+//! cast `as f32`; see [`number`]), crafted ones included. That is not always the f32 nearest
+//! to the decimal (rounding twice can land one f32 off for a decimal within an f64 hair of a
+//! point halfway between two f32s), but no f32 Qdrant writes is such a decimal (all 2^32
+//! checked, see the tests), and either reader gives the same page.
 
 mod number;
 #[cfg(test)]
@@ -204,7 +204,7 @@ impl<'a> Reader<'a> {
         Some(indices)
     }
 
-    /// A list of numbers, each the f32 nearest to it.
+    /// A list of numbers, each the f32 serde's path reads.
     fn numbers(&mut self) -> Option<Vec<f32>> {
         let mut values = std::mem::take(&mut self.scratch);
         values.clear();

@@ -1,15 +1,21 @@
-//! A JSON number read as an f32: the f32 nearest to the decimal (ties to even), exactly what
-//! `str::parse::<f32>` gives for the same text, read in JSON's grammar only.
+//! A JSON number read as an f32, exactly as serde's path reads it, read in JSON's grammar
+//! only. serde_json (without its `float_roundtrip` feature) makes an f64 of a number with a
+//! fraction or an exponent, and an integer (`u64`, `i64`) of one without; serde then casts
+//! either `as f32`. That is not always the f32 nearest to the decimal (an f64 within a hair
+//! of a point halfway between two f32s rounds twice, and serde_json's f64 is not always the
+//! nearest f64 either), but it is what the page reader must give: the same page as serde.
 //!
-//! Most numbers take the fast way: up to 19 significant digits as an integer, scaled by a
-//! power of ten in f64, then rounded to f32 ([`below_one`] is that way in fewer steps, for
-//! the form of nearly every value of an embedding: `-0.01234567`). The f64 is within 3 units
-//! in its last place (ulps) of the decimal's true value: the integer, the power and the
-//! product or quotient are each rounded once, by half an ulp at most. Rounding it to f32 then
-//! gives the decimal's nearest f32 unless a point halfway between two f32s lies that close to
-//! it. So a result whose low 29 bits (those an f32 drops) come within [`MARGIN`] ulps of the
-//! halfway pattern is not trusted: that number, like one of more digits or with an exponent
-//! beyond the table, takes the slow way, `str::parse::<f32>`.
+//! Most numbers take the fast way: up to 19 significant digits as an integer, made an f64
+//! and multiplied or divided once by the f64 nearest to a power of ten, then cast to f32
+//! ([`below_one`] is that way in fewer steps, for the form of nearly every value of an
+//! embedding: `-0.01234567`). These are serde_json's own operations on the same digits with
+//! the same powers (its `f64_from_parts`), so the f64 is serde's, bit for bit. An integer
+//! without fraction or exponent is where they part: serde casts it to f32 from the integer
+//! (rounded once), the fast way from its f64 (rounded twice), which differ only when that f64
+//! lies on a point halfway between two f32s. So a result whose low 29 bits (those an f32
+//! drops) come within [`MARGIN`] ulps of the halfway pattern is not trusted: that number,
+//! like one of more digits or with an exponent beyond the table, takes the slow way, read by
+//! serde_json itself (`serde_json::from_slice::<f32>`, serde's path for one number).
 
 /// The number at the start of `text`: its f32 and its length in bytes. `None` when the text
 /// does not start with a JSON number, or its value is beyond f32's range (serde_json would
@@ -21,10 +27,8 @@ pub(crate) fn f32_prefix(text: &[u8]) -> Option<(f32, usize)> {
     let decimal = Decimal::scan(text)?;
     let value = match decimal.fast() {
         Some(value) => value,
-        None => std::str::from_utf8(&text[..decimal.len])
-            .ok()?
-            .parse()
-            .ok()?,
+        // serde_json refuses a number beyond f64's range: the caller leaves the page to it.
+        None => serde_json::from_slice::<f32>(&text[..decimal.len]).ok()?,
     };
     value.is_finite().then_some((value, decimal.len))
 }
@@ -76,8 +80,9 @@ fn near_halfway(value: f64) -> bool {
 /// The most significant digits the mantissa holds: 10^19 - 1 fits a u64.
 const MAX_DIGITS: u32 = 19;
 
-/// How close (in f64 ulps) to an f32 rounding boundary the fast result may not come: more
-/// than its error of 3 ulps, with room to spare.
+/// How close (in f64 ulps) to an f32 rounding boundary the fast result may not come. An
+/// integer's f64 is within half an ulp of it, so only one on the boundary needs the slow way;
+/// the margin is wider, for room to spare (a number sent the slow way reads the same).
 const MARGIN: u64 = 8;
 
 /// The 29 low bits of an f64's mantissa, which an f32 does not keep, and their value at a
@@ -177,7 +182,7 @@ impl Decimal {
         Some(at)
     }
 
-    /// The nearest f32 by the fast way, or `None` when it cannot be sure of it.
+    /// serde's f32 by the fast way, or `None` when it cannot be sure of it.
     fn fast(&self) -> Option<f32> {
         if self.truncated {
             return None;

@@ -52,7 +52,9 @@ fn assert_left_to_serde(body: &[u8], refused: bool) {
     );
 }
 
-/// The bodies of every real scroll answer of both versions, as Qdrant writes them.
+/// The bodies of every real scroll answer of both versions: the captured answers, written
+/// again by serde_json from their `serde_json::Value` (the same values, not Qdrant's bytes:
+/// its numbers' text and key order may differ).
 fn real_pages() -> Vec<(String, Vec<u8>)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut pages = Vec::new();
@@ -600,25 +602,28 @@ fn too_many_named_vectors_are_left_to_serde() {
     assert_left_to_serde(&page_with(&vectors(MAX_VECTORS + 1), "{}"), true);
 }
 
-/// The whole text is one number, read as `str::parse::<f32>` reads it.
+/// The whole text is one number, read as serde's path reads an f32 of a page (`None`: serde
+/// refuses it, or makes it infinite, and the reader leaves the page to serde).
 #[track_caller]
-fn assert_reads_as_parse(text: &str) {
-    let expected: f32 = text.parse().unwrap();
+fn assert_reads_as_serde(text: &str) {
+    let expected = serde_json::from_str::<f32>(text)
+        .ok()
+        .filter(|x| x.is_finite());
     match f32_prefix(text.as_bytes()) {
         Some((value, len)) => {
             assert_eq!(len, text.len(), "{text}");
             assert_eq!(
-                value.to_bits(),
-                expected.to_bits(),
-                "{text}: {value:e} {expected:e}"
+                Some(value.to_bits()),
+                expected.map(f32::to_bits),
+                "{text}: {value:e} {expected:?}"
             );
         }
-        None => assert!(expected.is_infinite(), "{text} refused"),
+        None => assert!(expected.is_none(), "{text} refused"),
     }
 }
 
 #[test]
-fn numbers_read_as_the_nearest_f32() {
+fn numbers_read_as_serde_reads_them() {
     let tricky = [
         "0",
         "-0",
@@ -684,7 +689,7 @@ fn numbers_read_as_the_nearest_f32() {
         "12345678.9e-3",
     ];
     for text in tricky {
-        assert_reads_as_parse(text);
+        assert_reads_as_serde(text);
     }
     let mut rng = Rng(0x7e57);
     for _ in 0..30_000 {
@@ -695,27 +700,28 @@ fn numbers_read_as_the_nearest_f32() {
             format!("{x:e}"),
             serde_json::to_string(&f64::from(x)).unwrap(),
         ] {
-            assert_reads_as_parse(&text);
+            assert_reads_as_serde(&text);
         }
-        // Near the point halfway to the next f32 up, and on it: where rounding is decided.
+        // Near the point halfway to the next f32 up, and on it: where rounding twice may
+        // land on another f32 than rounding once.
         let up = f32::from_bits(x.abs().to_bits() + 1);
         if up.is_finite() {
             let halfway = (f64::from(x.abs()) + f64::from(up)) / 2.0;
             for digits in [8, 9, 12, 16, 17, 25, 60] {
-                assert_reads_as_parse(&format!("{halfway:.digits$e}"));
+                assert_reads_as_serde(&format!("{halfway:.digits$e}"));
             }
             // Written out without an exponent, as Qdrant writes most of an embedding's.
             for digits in [9, 12, 14, 15, 16] {
-                assert_reads_as_parse(&format!("{halfway:.digits$}"));
+                assert_reads_as_serde(&format!("{halfway:.digits$}"));
             }
         }
         // Random digits, any length, with an exponent.
         let digits: String = (0..1 + rng.below(25))
             .map(|_| char::from(b'0' + rng.below(10) as u8))
             .collect();
-        assert_reads_as_parse(&format!("-0.{}", &digits[..digits.len().min(16)]));
+        assert_reads_as_serde(&format!("-0.{}", &digits[..digits.len().min(16)]));
         let exponent = rng.below(90) as i64 - 60;
-        assert_reads_as_parse(&match digits.split_at(1) {
+        assert_reads_as_serde(&match digits.split_at(1) {
             (first, "") => format!("{first}e{exponent}"),
             (first, rest) => format!("{first}.{rest}e{exponent}"),
         });
@@ -748,17 +754,37 @@ fn serde_and_the_fast_reader_agree_on_every_f32_as_qdrant_writes_it() {
     assert!(disagree.is_empty(), "{disagree:?}");
 }
 
-/// A decimal crafted to lie within an f64 hair of the point halfway between two f32s: serde's
-/// f64 lands on that point and rounds to even, the fast reader rounds it as it lies. This is
-/// why a crafted page may read differently by the two ways (never one Qdrant writes).
+/// Numbers crafted to lie within an f64 hair of a point halfway between two f32s, where the
+/// ways of reading them part: the nearest f32 (`str::parse::<f32>`), a correctly rounded f64
+/// cast to f32 (`str::parse::<f64>`), serde_json's f64 cast to f32, and serde's own path for
+/// an f32 (an integer cast straight from the integer). The page reader reads each as the last,
+/// as the serde path of a whole page does.
 #[test]
-fn a_crafted_decimal_is_rounded_once() {
-    // 1 + 2^-24 (halfway between 1 and the next f32) plus a millionth of a billionth of that.
-    let text = "1.000000059604644775390625000000001";
-    let by_serde = serde_json::from_str::<f64>(text).unwrap() as f32;
-    assert_eq!(by_serde, 1.0);
-    assert_reads_as_parse(text);
-    assert_eq!(f32_prefix(text.as_bytes()).unwrap().0, 1.000_000_1);
+fn crafted_numbers_near_a_halfway_point_read_as_serde_reads_them() {
+    let serde_f32 = |text: &str| serde_json::from_str::<f32>(text).unwrap();
+    // 1 + 2^-24 (halfway between 1 and the next f32) plus a millionth of a billionth of that:
+    // serde's f64 lands on the halfway point and rounds to even, the nearest f32 is above.
+    let decimal = "1.000000059604644775390625000000001";
+    assert_eq!(decimal.parse::<f32>().unwrap(), 1.000_000_1);
+    assert_eq!(serde_f32(decimal), 1.0);
+    // Above the halfway point by a hair more than half an f64 ulp: the nearest f64 is above
+    // it, serde_json's (its 19 digits made an f64, then divided by 10^18) is on it.
+    let digits = "1.000000059604644887";
+    assert_eq!(digits.parse::<f64>().unwrap() as f32, 1.000_000_1);
+    assert_eq!(serde_f32(digits), 1.0);
+    // 2^60 + 2^36 + 1, just above halfway between two f32s: serde casts the integer to f32
+    // once (up); through an f64 it lands on the halfway point and rounds to even (down).
+    let integer = "1152921573326323713";
+    let (down, up) = (2f32.powi(60), 2f32.powi(60) + 2f32.powi(37));
+    assert_eq!(serde_json::from_str::<f64>(integer).unwrap() as f32, down);
+    assert_eq!(serde_f32(integer), up);
+    assert_eq!(serde_f32(&format!("-{integer}")), -up);
+    for text in [decimal, digits, integer] {
+        assert_reads_as_serde(text);
+        assert_reads_as_serde(&format!("-{text}"));
+        // And within a page, as serde reads the page.
+        assert_fast_and_equal(&page_with(&format!("[{text}, -{text}, 0.5]"), "{}"));
+    }
 }
 
 #[test]

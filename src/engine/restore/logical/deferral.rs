@@ -5,10 +5,11 @@
 //! the server builds each segment's index once instead of again and again as segments grow
 //! and merge; then the wait for green is the wait for that index ([`wait_indexed`]).
 //!
-//! An existing collection that is overwritten keeps its settings but its threshold: one that
-//! is not the recorded one (a restore killed between its load and setting the threshold back
-//! leaves 0, its vectors never indexed) is given the recorded one the same way once the
-//! points are in, the one it had kept in the undo log for the rollback ([`as_recorded`]).
+//! An existing collection that is overwritten keeps its settings, its threshold too, with one
+//! exception: a threshold of 0 where the backup records one above 0, what a restore killed
+//! between its load and setting the threshold back leaves (its vectors never indexed), is
+//! given the recorded one the same way once the points are in, the 0 kept in the undo log for
+//! the rollback ([`as_recorded`]). Any other threshold, one a user chose included, stays.
 
 use std::time::{Duration, Instant};
 
@@ -106,10 +107,11 @@ pub(super) fn set_back(
 }
 
 /// An existing collection that is overwritten, its points in: if its indexing threshold is
-/// not the recorded one, the one it has goes into `undo` first, for the rollback to set back,
-/// then the recorded one is set and its index waited for. A collection whose info shows no
-/// threshold is left as it is: none could be put back (a null in a PATCH leaves a setting
-/// unchanged).
+/// the 0 a killed restore leaves ([`left_off`]), that 0 goes into `undo` first, for the
+/// rollback to set back, then the recorded one is set and its index waited for. Any other
+/// threshold is the collection's own and stays, as its other settings do. A collection whose
+/// info shows no threshold is left as it is: none could be put back (a null in a PATCH leaves
+/// a setting unchanged).
 pub(super) fn as_recorded(
     cx: &Context,
     target: &str,
@@ -127,7 +129,7 @@ pub(super) fn as_recorded(
     let Some(live) = live(&info) else {
         return Ok(());
     };
-    if live == recorded {
+    if !left_off(recorded, live) {
         return Ok(());
     }
     undo.thresholds.push(Threshold {
@@ -140,6 +142,23 @@ pub(super) fn as_recorded(
          (a restore that did not finish leaves 0, its vectors never indexed): set to {recorded}"
     ));
     wait_indexed(cx, target, recorded, go_on)
+}
+
+/// Whether an existing collection's indexing threshold `live` is the 0 that a restore killed
+/// before it set the `recorded` one back leaves (indexing off for good where the backup's was
+/// on): the one threshold of an existing collection an overwrite changes.
+fn left_off(recorded: u64, live: u64) -> bool {
+    live == 0 && recorded > 0
+}
+
+/// Whether the threshold `live` a restored collection shows is the one the restore leaves it
+/// with, for the final check: the `recorded` one in a collection it `created`; in an existing
+/// one, any but the 0 [`as_recorded`] replaces (a threshold of its own stays).
+pub(super) fn as_left(created: bool, recorded: u64, live: u64) -> bool {
+    match created {
+        true => live == recorded,
+        false => !left_off(recorded, live),
+    }
 }
 
 /// Sets the indexing threshold of `target` (`PATCH /collections/{c}`).
@@ -224,6 +243,23 @@ pub(super) fn recorded(definition: &Definition) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overwrite_changes_only_the_threshold_a_killed_restore_leaves() {
+        // Left at 0 by a killed restore: set as recorded.
+        assert!(left_off(10_000, 0));
+        // Off in the backup too, as recorded, or another the collection was given: kept.
+        for (recorded, live) in [(0, 0), (10_000, 10_000), (10_000, 20_000), (0, 5), (1, 2)] {
+            assert!(!left_off(recorded, live), "{recorded} {live}");
+            assert!(as_left(false, recorded, live), "{recorded} {live}");
+        }
+        // The final check: an existing collection may keep its own; not a 0 left for the
+        // recorded one, and a created one has the recorded one.
+        assert!(!as_left(false, 10_000, 0));
+        assert!(as_left(true, 10_000, 10_000));
+        assert!(!as_left(true, 10_000, 20_000));
+        assert!(!as_left(true, 10_000, 0));
+    }
 
     #[test]
     fn indexing_is_deferred_only_where_the_server_would_index() {

@@ -1,6 +1,7 @@
 //! The points of a logical backup loaded into a collection: a reader thread decodes the
 //! Parquet files column by column and writes each upsert's JSON body straight from the
-//! decoded rows ([`UpsertBody`]); a few sender threads send them as upserts that do not wait
+//! decoded rows ([`UpsertBody`]), of at most [`BATCH`] points and [`BATCH_BYTES`] bytes (a
+//! bigger point alone); a few sender threads send them as upserts that do not wait
 //! for the points to be applied (`wait=false`). The bodies are a fixed pool of
 //! [`BODIES`] buffers passed round (reader → senders → reader): at most [`SENDERS`] requests
 //! are in flight, and memory stays at the pool's size whatever the size of the collection.
@@ -18,8 +19,13 @@ use crate::logical::read::PointsReader;
 use crate::qdrant::QdrantError;
 use crate::qdrant::upsert::UpsertBody;
 
-/// Points per upsert: about 2 MiB of JSON with a 768-d vector.
+/// Points per upsert at most: about 2 MiB of JSON with a 768-d vector.
 pub const BATCH: usize = 256;
+/// Bytes an upsert's body may reach, at most: one goes once the next point would take it past
+/// this, and a point bigger than this goes alone. A quarter of the 32 MiB Qdrant takes in one
+/// request by default (`service.max_request_size_mb`): 256 points with payloads of 130 KiB
+/// would pass that in one body.
+pub const BATCH_BYTES: usize = 8 << 20;
 /// Upserts in flight at once, per collection. The server's parsing and writing of the points
 /// sets the pace, not aimem's decoding: on two cores, two collections at once loaded their
 /// 80,000 points as fast with one or two in flight as with four (which cost the server more
@@ -183,18 +189,42 @@ fn read_file(
             let full = body.len() == BATCH;
             let other_key = point.shard_key.as_ref() != body.shard_key() && !body.is_empty();
             if full || other_key {
-                if !pool.send(std::mem::take(body)) {
+                if !send_and_take(pool, body, point.shard_key.clone()) {
                     return Ok(false);
                 }
-                *body = match pool.take(point.shard_key.clone()) {
-                    Some(body) => body,
-                    None => return Ok(false),
-                };
             } else if body.is_empty() {
                 body.reset(point.shard_key.clone());
             }
-            body.push(&point).map_err(|e| damaged(e.to_string()))?;
+            let pushed = body
+                .push_within(&point, BATCH_BYTES)
+                .map_err(|e| damaged(e.to_string()))?;
+            if !pushed {
+                // It would take the body past its bytes: it starts the next one.
+                if !send_and_take(pool, body, point.shard_key.clone()) {
+                    return Ok(false);
+                }
+                body.push(&point).map_err(|e| damaged(e.to_string()))?;
+            }
         }
     }
     Ok(true)
+}
+
+/// Hands `body` to the senders and takes an empty one for points of `shard_key` in its place;
+/// false when the load stops.
+fn send_and_take(
+    pool: &Pool<'_>,
+    body: &mut UpsertBody,
+    shard_key: Option<serde_json::Value>,
+) -> bool {
+    if !pool.send(std::mem::take(body)) {
+        return false;
+    }
+    match pool.take(shard_key) {
+        Some(next) => {
+            *body = next;
+            true
+        }
+        None => false,
+    }
 }

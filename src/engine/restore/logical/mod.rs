@@ -5,8 +5,8 @@
 //!
 //! A collection this run creates and that is big enough for Qdrant to index is loaded with
 //! its vector indexing off, then given its recorded indexing threshold back, and an existing
-//! one given the recorded threshold if it has another ([`deferral`]); the check compares the
-//! threshold with the recorded one.
+//! one given the recorded threshold if a killed restore left it at 0 ([`deferral`]); the
+//! check compares the threshold with the one the restore leaves.
 //!
 //! The contract is the snapshot restore's: what this run creates is in the undo log before it
 //! is made (deleted on rollback), and an existing collection is saved (a snapshot, or a copy
@@ -81,8 +81,8 @@ pub(in crate::engine::restore) fn restore_one(
             false => ", over the existing collection",
         }
     ));
-    // An existing collection keeps its settings (all but its indexing threshold, set as
-    // recorded after the load: see `deferral`).
+    // An existing collection keeps its settings (its indexing threshold too, unless a killed
+    // restore left it at 0: see `deferral`).
     let mut deferred = None;
     match &planned.action {
         Action::Overwrite {
@@ -114,7 +114,7 @@ pub(in crate::engine::restore) fn restore_one(
         true => deferral::set_back(cx, target, deferred, go_on)?,
         false => deferral::as_recorded(cx, target, definition, undo, go_on)?,
     }
-    check(cx, source, points)?;
+    check(cx, source, points, created)?;
     // Last, once the collection is known good; a selective restore's temporary collection
     // takes none.
     if !crate::names::is_temporary_collection(target) {
@@ -266,9 +266,16 @@ fn timed_out(cx: &Context, target: &str, what: &str) -> StepError {
 }
 
 /// The restored collection: the backup's structure (its layout may differ on purpose), the
-/// indexing threshold the backup records (the fingerprint leaves the optimizers out), the
-/// exact count, and each shard key's exact count where the backup knows it.
-fn check(cx: &Context, source: &Source, points: &PointsSource) -> Result<(), StepError> {
+/// indexing threshold the restore leaves (the fingerprint leaves the optimizers out: the
+/// recorded one in a collection it `created`, in an existing one its own or, instead of a 0 a
+/// killed restore left, the recorded one), the exact count, and each shard key's exact count
+/// where the backup knows it.
+fn check(
+    cx: &Context,
+    source: &Source,
+    points: &PointsSource,
+    created: bool,
+) -> Result<(), StepError> {
     let target = source.target.as_str();
     let failed = |detail: String| StepError::Check {
         collection: target.to_string(),
@@ -295,11 +302,12 @@ fn check(cx: &Context, source: &Source, points: &PointsSource) -> Result<(), Ste
             )));
         }
     }
-    // A server that shows no threshold has none to compare (a setting it does not know).
+    // A server that shows no threshold has none to compare (a setting it does not know); an
+    // existing collection may keep its own.
     if let (Some(recorded), Some(live)) = (
         deferral::recorded(&points.record.definition),
         deferral::live(&info),
-    ) && live != recorded
+    ) && !deferral::as_left(created, recorded, live)
     {
         return Err(failed(format!(
             "its indexing threshold is {live}, the backup records {recorded}"
