@@ -80,7 +80,7 @@ fn an_answer_longer_than_any_real_one_is_refused_as_invalid() {
     let (_double, client) = cluster_answering(body);
     let err = client.cluster_status().unwrap_err();
     assert!(
-        matches!(&err, QdrantError::InvalidResponse { detail, .. } if detail.contains("16 MiB")),
+        matches!(&err, QdrantError::AnswerTooLong { limit_mib: 16, .. }),
         "{err}"
     );
 }

@@ -283,7 +283,9 @@ pub fn discover(client: &Client, args: &PeerArgs) -> Result<Topology, PeerError>
             if e.is_connection_problem()
                 || matches!(
                     e,
-                    QdrantError::Timeout { .. } | QdrantError::InvalidResponse { .. }
+                    QdrantError::Timeout { .. }
+                        | QdrantError::InvalidResponse { .. }
+                        | QdrantError::AnswerTooLong { .. }
                 )
                 || !overrides.is_empty() =>
         {

@@ -93,6 +93,16 @@ pub enum QdrantError {
     )]
     InvalidResponse { path: String, detail: String },
 
+    /// An answer longer than aimem reads (a page of points with big payloads, or not Qdrant).
+    #[error("Qdrant's answer to {path} is longer than the {limit_mib} MiB aimem reads")]
+    #[diagnostic(
+        code(aimem::qdrant::answer_too_long),
+        help(
+            "Is the URL a Qdrant server? A page of points this long has points of very big payloads."
+        )
+    )]
+    AnswerTooLong { path: String, limit_mib: u64 },
+
     #[error("writing the download to disk failed: {0}")]
     #[diagnostic(code(aimem::io::write))]
     LocalWrite(#[source] std::io::Error),

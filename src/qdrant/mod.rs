@@ -804,13 +804,10 @@ impl Client {
             .and_then(|inner| inner.downcast_ref::<ureq::Error>())
             .is_some_and(|inner| matches!(inner, ureq::Error::BodyExceedsLimit(_)));
         match too_long {
-            true => self.invalid(
-                path,
-                format!(
-                    "the answer is longer than {} MiB, which no real Qdrant answer is",
-                    JSON_BODY_LIMIT >> 20
-                ),
-            ),
+            true => QdrantError::AnswerTooLong {
+                path: strip_query(path).to_string(),
+                limit_mib: JSON_BODY_LIMIT >> 20,
+            },
             false => self.body_error(what, e, timeout),
         }
     }

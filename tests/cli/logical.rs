@@ -1463,3 +1463,39 @@ fn a_sparse_vector_of_more_indices_than_values_fails_verify_and_the_restore() {
         .assert_stderr_contains("rolled back");
     assert!(env.double.collection_names().is_empty());
 }
+
+#[test]
+fn points_with_big_payloads_are_read_in_smaller_pages() {
+    // 300 points of 100 KB payloads: a page of 256 would be 25 MB, past the 16 MiB aimem reads.
+    let env = TestEnv::new();
+    let url = env.double.url();
+    create(
+        &url,
+        "big",
+        json!({"vectors": {"size": 2, "distance": "Cosine"}}),
+    );
+    for batch in 0..3u64 {
+        let points: Vec<Value> = (0..100u64)
+            .map(|i| {
+                let id = batch * 100 + i + 1;
+                json!({"id": id, "vector": [1.0, id as f32], "payload": {"text": "x".repeat(100_000), "n": id}})
+            })
+            .collect();
+        upsert(&url, "big", Value::Array(points));
+    }
+    let before = scroll_all(&url, "big");
+    assert_eq!(before.len(), 300);
+    let run = env.run(&["-v", "backup", "--format", "logical", "--collection", "big"]);
+    run.assert_code(0);
+    assert!(
+        run.all_output().contains("too long"),
+        "the page was asked again smaller"
+    );
+    let backup = folder_of(&run);
+    assert_eq!(manifest(&backup)["collections"]["big"]["records"], 300);
+    let (status, _) = call("DELETE", &format!("{url}/collections/big"), None);
+    assert_eq!(status, 200);
+    env.run(&["restore", backup.to_str().unwrap(), "--force"])
+        .assert_code(0);
+    assert_eq!(scroll_all(&url, "big"), before);
+}

@@ -531,22 +531,31 @@ fn read_range(
     failed: &AtomicBool,
 ) {
     let mut offset = range.start.clone();
+    // Points with big payloads make a page longer than the client reads: the page is asked
+    // again with half as many points, down to one (a point longer than that cannot be read).
+    let mut page_size = PAGE;
     loop {
         // A signal, or another range's failure: this one stops too.
         if stopped(cx.stop).is_err() || failed.load(Ordering::SeqCst) {
             let _ = pages.send(Err(ExportError::Stopped));
             return;
         }
-        let page = match cx
-            .client
-            .scroll(name, offset.as_ref(), PAGE, range.shard_key.as_ref())
-        {
-            Ok(page) => page,
-            Err(e) => {
-                let _ = pages.send(Err(ExportError::Qdrant(e)));
-                return;
-            }
-        };
+        let page =
+            match cx
+                .client
+                .scroll(name, offset.as_ref(), page_size, range.shard_key.as_ref())
+            {
+                Ok(page) => page,
+                Err(QdrantError::AnswerTooLong { .. }) if page_size > 1 => {
+                    page_size /= 2;
+                    log::info!("`{name}`: a page of points was too long; asking for {page_size}");
+                    continue;
+                }
+                Err(e) => {
+                    let _ = pages.send(Err(ExportError::Qdrant(e)));
+                    return;
+                }
+            };
         let mut points = page.points;
         // Ids come in Qdrant's order (integers, then UUIDs), which `PointId` orders alike.
         let reached_end = match &range.end {

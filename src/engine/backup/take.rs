@@ -233,7 +233,9 @@ fn create(
             // nothing.
             let answered = match e {
                 QdrantError::Timeout { .. } | QdrantError::Transport { .. } => Some(false),
-                QdrantError::InvalidResponse { .. } => Some(true),
+                QdrantError::InvalidResponse { .. } | QdrantError::AnswerTooLong { .. } => {
+                    Some(true)
+                }
                 _ => None,
             };
             match answered {

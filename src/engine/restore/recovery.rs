@@ -88,8 +88,10 @@ pub fn wait_until_recovered(watch: &Watch, unclear: &Unclear) -> Result<(), Stri
             Some(Err(e)) => {
                 zero_since = None;
                 failures += 1;
-                let hopeless = matches!(e, QdrantError::InvalidResponse { .. })
-                    || e.status().is_some_and(|s| (400..500).contains(&s));
+                let hopeless = matches!(
+                    e,
+                    QdrantError::InvalidResponse { .. } | QdrantError::AnswerTooLong { .. }
+                ) || e.status().is_some_and(|s| (400..500).contains(&s));
                 if hopeless || failures >= FAILURES_ALLOWED {
                     return Err(format!(
                         "cannot tell whether Qdrant is still recovering it: {e}"
