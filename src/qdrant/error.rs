@@ -94,7 +94,7 @@ pub enum QdrantError {
     InvalidResponse { path: String, detail: String },
 
     /// An answer longer than aimem reads (a page of points with big payloads, or not Qdrant).
-    #[error("Qdrant's answer to {path} is longer than the {limit_mib} MiB aimem reads")]
+    #[error("Qdrant's answer to {path} is longer than {limit_mib} MiB, the most aimem reads")]
     #[diagnostic(
         code(aimem::qdrant::answer_too_long),
         help(
