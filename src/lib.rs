@@ -29,6 +29,7 @@ pub mod names;
 pub mod output;
 pub mod qdrant;
 pub mod repo;
+pub mod s3;
 pub mod settings;
 pub mod shell;
 pub mod signals;

@@ -29,6 +29,8 @@ mod restore;
 mod restore_jobs;
 mod restore_journal;
 mod resume;
+mod s3_client;
+mod s3_server;
 mod secrets;
 mod servers;
 mod state;

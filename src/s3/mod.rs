@@ -1,0 +1,667 @@
+//! The object-storage client: S3's REST API, signed by `rusty-s3` (which only builds signed
+//! URLs and parses S3's XML) and sent by a ureq agent of its own, blocking like the rest.
+//!
+//! Every request is a presigned URL (the signature in the query string, the body unsigned),
+//! so a streamed body needs no hash before it is sent. A signed URL is a credential for as
+//! long as it is valid: it is never logged or put in an error; messages name the bucket and
+//! the key. The secret key and session token are registered as secrets, so the `-v` log
+//! masks them whoever writes them.
+//!
+//! Calls that may be repeated safely are retried on throttling (503 SlowDown), server errors
+//! and dropped connections, with a growing pause; a refused connection or a host that does
+//! not resolve fails at once.
+
+pub mod config;
+pub mod error;
+pub mod location;
+mod xml;
+
+use std::io::Read;
+use std::time::{Duration, SystemTime};
+
+use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, S3Action};
+use rusty_s3::{Bucket, Credentials, UrlStyle};
+use ureq::Agent;
+use ureq::http::Response;
+
+pub use config::{ConfigError, Keys, S3Config};
+pub use error::S3Error;
+pub use location::{LocationError, S3Location};
+
+/// How long a signed URL stays valid: only its start must fall in it, so an hour covers any
+/// request, however slow its body.
+const SIGNED_FOR: Duration = Duration::from_secs(3600);
+/// Tries of a call that may be repeated (the first and four more, 0.25 s to 2 s apart).
+const ATTEMPTS: u32 = 5;
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+/// The most of an error answer read (S3's are a few hundred bytes).
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+/// The most of a listing or upload answer read (a listing page of 1,000 keys is ~300 KiB).
+const MAX_XML_BODY: u64 = 8 * 1024 * 1024;
+/// The most keys one listing gathers: far more than any root of backups holds.
+const MAX_LISTED: usize = 1_000_000;
+
+/// One object as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    /// Its whole key.
+    pub key: String,
+    pub size: u64,
+    /// As the service wrote it (RFC 3339); None when it is not readable.
+    pub modified: Option<SystemTime>,
+}
+
+/// What is under a prefix: objects, and the "folders" a delimiter made.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub objects: Vec<Object>,
+    /// Whole prefixes, ending with `/`.
+    pub prefixes: Vec<String>,
+}
+
+/// An object being read: its bytes as they arrive.
+pub struct Download {
+    pub reader: Box<dyn Read + Send>,
+    /// The length of what `reader` gives.
+    pub len: u64,
+}
+
+/// A client for one bucket.
+pub struct S3Client {
+    agent: Agent,
+    bucket: Bucket,
+    credentials: Option<Credentials>,
+    endpoint: String,
+    request_timeout: Duration,
+}
+
+impl S3Client {
+    /// A client for `bucket` as `config` says to reach it. `request_timeout` bounds the wait
+    /// for each answer, `connect_timeout` each connection.
+    pub fn new(
+        config: &S3Config,
+        bucket: &str,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<S3Client, S3Error> {
+        let style = match config.path_style {
+            true => UrlStyle::Path,
+            false => UrlStyle::VirtualHost,
+        };
+        let endpoint = shown_endpoint(&config.endpoint);
+        let bucket = Bucket::new(
+            config.endpoint.clone(),
+            style,
+            bucket.to_string(),
+            config.region.clone(),
+        )
+        .map_err(|e| S3Error::Unreachable {
+            endpoint: endpoint.clone(),
+            why: e.to_string(),
+        })?;
+        let credentials = config.credentials.as_ref().map(|keys| {
+            crate::qdrant::add_secret(&keys.secret_access_key);
+            if let Some(token) = &keys.session_token {
+                crate::qdrant::add_secret(token);
+            }
+            match &keys.session_token {
+                Some(token) => Credentials::new_with_token(
+                    keys.access_key_id.clone(),
+                    keys.secret_access_key.clone(),
+                    token.clone(),
+                ),
+                None => {
+                    Credentials::new(keys.access_key_id.clone(), keys.secret_access_key.clone())
+                }
+            }
+        });
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            // A signed URL is only good for its own host.
+            .max_redirects(0)
+            .tls_config(tls)
+            .timeout_connect(Some(connect_timeout))
+            .timeout_recv_response(Some(request_timeout))
+            .user_agent(concat!("aimem/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(S3Client {
+            agent,
+            bucket,
+            credentials,
+            endpoint,
+            request_timeout,
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        self.bucket.name()
+    }
+
+    /// Writes `body` as the object `key`. With `create_only`, never over an existing object
+    /// (`If-None-Match: *`): `Exists` when there is one.
+    pub fn put(&self, key: &str, body: &[u8], create_only: bool) -> Result<(), S3Error> {
+        let what = self.what("writing", key);
+        self.retried(&what, || {
+            let mut action = self.bucket.put_object(self.credentials.as_ref(), key);
+            if create_only {
+                action.headers_mut().insert("if-none-match", "*");
+            }
+            let url = action.sign(SIGNED_FOR);
+            let mut request = self.agent.put(url.as_str());
+            if create_only {
+                request = request.header("if-none-match", "*");
+            }
+            let response = request.send(body).map_err(|e| self.transport(&what, e))?;
+            self.expect_ok(&what, response).map(drop)
+        })
+    }
+
+    /// Reads the object `key` from byte `start` on (to its end). `NotFound` when it is not
+    /// there.
+    pub fn get(&self, key: &str, start: u64) -> Result<Download, S3Error> {
+        let what = self.what("reading", key);
+        self.retried(&what, || {
+            let mut action = self.bucket.get_object(self.credentials.as_ref(), key);
+            let range = format!("bytes={start}-");
+            if start > 0 {
+                action.headers_mut().insert("range", range.clone());
+            }
+            let url = action.sign(SIGNED_FOR);
+            let mut request = self.agent.get(url.as_str());
+            if start > 0 {
+                request = request.header("range", &range);
+            }
+            let response = request.call().map_err(|e| self.transport(&what, e))?;
+            let response = self.expect_ok(&what, response)?;
+            let len = content_length(&response).ok_or_else(|| S3Error::Invalid {
+                what: what.clone(),
+                why: "no Content-Length".into(),
+            })?;
+            if start > 0 && response.status().as_u16() != 206 {
+                return Err(S3Error::Invalid {
+                    what: what.clone(),
+                    why: "the range asked for was not honoured".into(),
+                });
+            }
+            let reader = response.into_body().into_reader();
+            Ok(Download {
+                reader: Box::new(reader),
+                len,
+            })
+        })
+    }
+
+    /// Reads a whole small object (at most `max` bytes).
+    pub fn get_small(&self, key: &str, max: u64) -> Result<Vec<u8>, S3Error> {
+        let download = self.get(key, 0)?;
+        let what = self.what("reading", key);
+        if download.len > max {
+            return Err(S3Error::Invalid {
+                what,
+                why: format!("it is {} bytes, more than the {max} expected", download.len),
+            });
+        }
+        let mut bytes = Vec::with_capacity(download.len as usize);
+        download
+            .reader
+            .take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| S3Error::Transfer {
+                what: what.clone(),
+                why: e.kind().to_string(),
+            })?;
+        if bytes.len() as u64 != download.len {
+            return Err(S3Error::Transfer {
+                what,
+                why: "the answer ended early".into(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The size and time of the object `key`; None when it is not there.
+    pub fn head(&self, key: &str) -> Result<Option<Object>, S3Error> {
+        let what = self.what("looking up", key);
+        self.retried(&what, || {
+            let url = self
+                .bucket
+                .head_object(self.credentials.as_ref(), key)
+                .sign(SIGNED_FOR);
+            let response = self
+                .agent
+                .head(url.as_str())
+                .call()
+                .map_err(|e| self.transport(&what, e))?;
+            match self.expect_ok(&what, response) {
+                Ok(response) => Ok(Some(Object {
+                    key: key.to_string(),
+                    size: content_length(&response).unwrap_or(0),
+                    modified: header(&response, "last-modified").and_then(|t| http_date(&t)),
+                })),
+                Err(S3Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Every object under `prefix`; with `folders`, the keys past the next `/` are grouped
+    /// into [`Listing::prefixes`] instead.
+    pub fn list(&self, prefix: &str, folders: bool) -> Result<Listing, S3Error> {
+        let what = format!(
+            "listing s3://{}/{}",
+            self.bucket(),
+            crate::names::shown(prefix)
+        );
+        let mut listing = Listing::default();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.retried(&what, || {
+                let mut action = ListObjectsV2::new(&self.bucket, self.credentials.as_ref());
+                action.with_prefix(prefix);
+                if folders {
+                    action.with_delimiter("/");
+                }
+                if let Some(token) = &token {
+                    action.with_continuation_token(token.as_str());
+                }
+                let url = action.sign(SIGNED_FOR);
+                let response = self
+                    .agent
+                    .get(url.as_str())
+                    .call()
+                    .map_err(|e| self.transport(&what, e))?;
+                let body = self.xml_body(&what, response)?;
+                xml::list_page(&body).ok_or_else(|| S3Error::Invalid {
+                    what: what.clone(),
+                    why: "it is not a listing".into(),
+                })
+            })?;
+            for (key, size, modified) in page.objects {
+                listing.objects.push(Object {
+                    key: url_decoded(&key, &what)?,
+                    size,
+                    modified: rfc3339(&modified),
+                });
+            }
+            for folder in page.prefixes {
+                listing.prefixes.push(url_decoded(&folder, &what)?);
+            }
+            if listing.objects.len() + listing.prefixes.len() > MAX_LISTED {
+                return Err(S3Error::Invalid {
+                    what,
+                    why: format!("more than {MAX_LISTED} keys"),
+                });
+            }
+            match page.next {
+                Some(next) if !next.is_empty() && Some(&next) != token.as_ref() => {
+                    token = Some(next)
+                }
+                _ => break,
+            }
+        }
+        // A service may list a key outside the prefix asked for: never act on one.
+        listing.objects.retain(|o| o.key.starts_with(prefix));
+        listing.prefixes.retain(|p| p.starts_with(prefix));
+        Ok(listing)
+    }
+
+    /// Deletes the object `key`; one that is not there is no error.
+    pub fn delete(&self, key: &str) -> Result<(), S3Error> {
+        let what = self.what("deleting", key);
+        self.retried(&what, || {
+            let url = self
+                .bucket
+                .delete_object(self.credentials.as_ref(), key)
+                .sign(SIGNED_FOR);
+            let response = self
+                .agent
+                .delete(url.as_str())
+                .call()
+                .map_err(|e| self.transport(&what, e))?;
+            match self.expect_ok(&what, response) {
+                Ok(_) | Err(S3Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Starts a multipart upload of `key`: its upload id.
+    pub fn begin_upload(&self, key: &str) -> Result<String, S3Error> {
+        let what = self.what("starting the upload of", key);
+        self.retried(&what, || {
+            let url = CreateMultipartUpload::new(&self.bucket, self.credentials.as_ref(), key)
+                .sign(SIGNED_FOR);
+            let response = self
+                .agent
+                .post(url.as_str())
+                .send_empty()
+                .map_err(|e| self.transport(&what, e))?;
+            let body = self.xml_body(&what, response)?;
+            let parsed = CreateMultipartUpload::parse_response(body.as_bytes()).map_err(|e| {
+                S3Error::Invalid {
+                    what: what.clone(),
+                    why: e.to_string(),
+                }
+            })?;
+            Ok(parsed.upload_id().to_string())
+        })
+    }
+
+    /// Uploads part `number` (1 to 10,000) of an upload: its ETag.
+    pub fn upload_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: u16,
+        body: &[u8],
+    ) -> Result<String, S3Error> {
+        let what = format!("part {number} of {}", self.what("", key).trim_start());
+        self.retried(&what, || {
+            let url = self
+                .bucket
+                .upload_part(self.credentials.as_ref(), key, number, upload)
+                .sign(SIGNED_FOR);
+            let response = self
+                .agent
+                .put(url.as_str())
+                .send(body)
+                .map_err(|e| self.transport(&what, e))?;
+            let response = self.expect_ok(&what, response)?;
+            header(&response, "etag").ok_or_else(|| S3Error::Invalid {
+                what: what.clone(),
+                why: "no ETag".into(),
+            })
+        })
+    }
+
+    /// Completes an upload from its parts' ETags, in order. With `create_only` (a service
+    /// that honours it), never over an existing object.
+    pub fn complete_upload(
+        &self,
+        key: &str,
+        upload: &str,
+        etags: &[String],
+    ) -> Result<(), S3Error> {
+        let what = self.what("completing the upload of", key);
+        self.retried(&what, || {
+            let action = CompleteMultipartUpload::new(
+                &self.bucket,
+                self.credentials.as_ref(),
+                key,
+                upload,
+                etags.iter().map(String::as_str),
+            );
+            let url = action.sign(SIGNED_FOR);
+            let body = action.body();
+            let response = self
+                .agent
+                .post(url.as_str())
+                .send(body.as_bytes())
+                .map_err(|e| self.transport(&what, e))?;
+            // S3 may answer 200 with an error in the body when the completion failed late.
+            let body = self.xml_body(&what, response)?;
+            let (code, message) = xml::code_and_message(&body);
+            match code.is_empty() {
+                true => Ok(()),
+                false => Err(S3Error::Server {
+                    what: what.clone(),
+                    status: 200,
+                    code,
+                    message,
+                }),
+            }
+        })
+    }
+
+    /// Aborts an upload (its parts are freed); one already gone is no error.
+    pub fn abort_upload(&self, key: &str, upload: &str) -> Result<(), S3Error> {
+        let what = self.what("aborting the upload of", key);
+        self.retried(&what, || {
+            let url = self
+                .bucket
+                .abort_multipart_upload(self.credentials.as_ref(), key, upload)
+                .sign(SIGNED_FOR);
+            let response = self
+                .agent
+                .delete(url.as_str())
+                .call()
+                .map_err(|e| self.transport(&what, e))?;
+            match self.expect_ok(&what, response) {
+                Ok(_) | Err(S3Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn what(&self, doing: &str, key: &str) -> String {
+        format!(
+            "{doing} s3://{}/{}",
+            self.bucket(),
+            crate::names::shown(key)
+        )
+    }
+
+    /// Runs `call` until it succeeds, fails for good, or [`ATTEMPTS`] are spent.
+    fn retried<T>(
+        &self,
+        what: &str,
+        mut call: impl FnMut() -> Result<T, S3Error>,
+    ) -> Result<T, S3Error> {
+        let mut pause = FIRST_PAUSE;
+        let mut attempt = 1;
+        loop {
+            match call() {
+                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                    log::debug!("{what}: {e}; trying again in {} ms", pause.as_millis());
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                    attempt += 1;
+                }
+                Err(S3Error::Server {
+                    status, code, what, ..
+                }) if attempt >= ATTEMPTS && matches!(status, 500 | 502 | 503 | 504) => {
+                    return Err(S3Error::Unavailable {
+                        what,
+                        status,
+                        code,
+                        attempts: attempt,
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The response when its status is a success, else the error its status and body say.
+    fn expect_ok(
+        &self,
+        what: &str,
+        mut response: Response<ureq::Body>,
+    ) -> Result<Response<ureq::Body>, S3Error> {
+        let status = response.status().as_u16();
+        log::debug!("S3 {what}: HTTP {status}");
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ERROR_BODY)
+            .read_to_string()
+            .unwrap_or_default();
+        let (code, message) = xml::code_and_message(&crate::qdrant::hide_secrets(&body));
+        let what = what.to_string();
+        Err(match (status, code.as_str()) {
+            (_, "RequestTimeTooSkewed") => S3Error::ClockSkew { what },
+            (
+                _,
+                "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "InvalidToken"
+                | "TokenRefreshRequired"
+                | "AuthorizationHeaderMalformed",
+            ) => S3Error::Credentials { what, code },
+            (_, "NoSuchBucket") => S3Error::NoBucket {
+                bucket: self.bucket().to_string(),
+                endpoint: self.endpoint.clone(),
+            },
+            (403, _) => S3Error::Denied { what },
+            (404, _) => S3Error::NotFound { what },
+            (412, _) => S3Error::Exists { what },
+            (status, _) => S3Error::Server {
+                what,
+                status,
+                code,
+                message,
+            },
+        })
+    }
+
+    /// The body of a successful answer that is XML to parse.
+    fn xml_body(&self, what: &str, response: Response<ureq::Body>) -> Result<String, S3Error> {
+        let mut response = self.expect_ok(what, response)?;
+        response
+            .body_mut()
+            .with_config()
+            .limit(MAX_XML_BODY)
+            .read_to_string()
+            .map_err(|e| S3Error::Invalid {
+                what: what.to_string(),
+                why: match e {
+                    ureq::Error::BodyExceedsLimit(_) => {
+                        format!("it is larger than {MAX_XML_BODY} bytes")
+                    }
+                    _ => "it could not be read".into(),
+                },
+            })
+    }
+
+    /// A transport failure, described without the URL (it is signed).
+    fn transport(&self, what: &str, error: ureq::Error) -> S3Error {
+        let what = what.to_string();
+        match error {
+            ureq::Error::Timeout(_) => S3Error::Timeout {
+                what,
+                after: self.request_timeout,
+            },
+            ureq::Error::HostNotFound => S3Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                why: "its host name does not resolve".into(),
+            },
+            ureq::Error::ConnectionFailed => S3Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                why: "the connection was refused".into(),
+            },
+            ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                S3Error::Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    why: "the connection was refused".into(),
+                }
+            }
+            ureq::Error::Io(e) => S3Error::Transfer {
+                what,
+                why: e.kind().to_string(),
+            },
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) => S3Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                why: "the TLS handshake failed (certificate or protocol)".into(),
+            },
+            _ => S3Error::Transfer {
+                what,
+                why: "the HTTP exchange failed".into(),
+            },
+        }
+    }
+}
+
+/// The endpoint as messages show it: scheme, host and port, nothing else.
+fn shown_endpoint(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    }
+}
+
+fn header(response: &Response<ureq::Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn content_length(response: &Response<ureq::Body>) -> Option<u64> {
+    header(response, "content-length").and_then(|v| v.parse().ok())
+}
+
+/// A key from a listing made with `encoding-type=url`: percent-decoded (and `+` as a space,
+/// as S3 writes it), valid UTF-8.
+fn url_decoded(key: &str, what: &str) -> Result<String, S3Error> {
+    let bad = || S3Error::Invalid {
+        what: what.to_string(),
+        why: format!(
+            "the listed key {} is not well encoded",
+            crate::names::shown(key)
+        ),
+    };
+    let mut bytes = Vec::with_capacity(key.len());
+    let mut rest = key.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        match b {
+            b'%' => {
+                let hex = tail.get(..2).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                bytes.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                rest = &tail[2..];
+            }
+            b'+' => {
+                bytes.push(b' ');
+                rest = tail;
+            }
+            _ => {
+                bytes.push(b);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+fn rfc3339(text: &str) -> Option<SystemTime> {
+    let parsed =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(parsed.into())
+}
+
+fn http_date(text: &str) -> Option<SystemTime> {
+    let parsed =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc2822).ok()?;
+    Some(parsed.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_keys_are_decoded_strictly() {
+        assert_eq!(url_decoded("a%2Fb+c%2B", "x").unwrap(), "a/b c+");
+        assert_eq!(url_decoded("caf%C3%A9", "x").unwrap(), "café");
+        for bad in ["%", "%4", "%zz", "%FF"] {
+            assert!(url_decoded(bad, "x").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dates_of_both_kinds_are_read() {
+        assert!(rfc3339("2026-12-07T10:00:00.000Z").is_some());
+        assert!(http_date("Mon, 07 Dec 2026 10:00:00 GMT").is_some());
+        assert!(rfc3339("yesterday").is_none());
+    }
+}

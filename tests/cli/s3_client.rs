@@ -1,0 +1,173 @@
+//! aimem's S3 client against a real S3 server (s3s-fs): every call it makes, and the errors
+//! a user meets (bad keys, no bucket, nobody listening), each with what to do.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use aimem::s3::{S3Client, S3Config, S3Error};
+
+use super::s3_server::S3Server;
+
+const BUCKET: &str = "backups";
+
+fn client_with(server: &S3Server, vars: &[(&str, String)]) -> S3Client {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let config = S3Config::from_env(&lookup, BUCKET).unwrap();
+    assert!(
+        config.path_style,
+        "{} is addressed path-style",
+        server.endpoint()
+    );
+    S3Client::new(
+        &config,
+        BUCKET,
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    )
+    .unwrap()
+}
+
+fn client(server: &S3Server) -> S3Client {
+    client_with(server, &server.env())
+}
+
+#[test]
+fn objects_are_written_listed_read_and_deleted() {
+    let server = S3Server::start(BUCKET);
+    let s3 = client(&server);
+    s3.put("root/b1/manifest.json", b"{}", false).unwrap();
+    s3.put("root/b1/data/one file.bin", &[7u8; 1000], false)
+        .unwrap();
+    s3.put("root/b2/x", b"x", false).unwrap();
+    s3.put("rootless", b"y", false).unwrap();
+
+    let folders = s3.list("root/", true).unwrap();
+    assert_eq!(folders.prefixes, ["root/b1/", "root/b2/"]);
+    assert!(folders.objects.is_empty());
+    let all = s3.list("root/b1/", false).unwrap();
+    let mut keys: Vec<(&str, u64)> = all
+        .objects
+        .iter()
+        .map(|o| (o.key.as_str(), o.size))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            ("root/b1/data/one file.bin", 1000),
+            ("root/b1/manifest.json", 2)
+        ]
+    );
+    assert!(all.objects.iter().all(|o| o.modified.is_some()));
+
+    let mut whole = Vec::new();
+    let download = s3.get("root/b1/data/one file.bin", 0).unwrap();
+    assert_eq!(download.len, 1000);
+    download.reader.take(2000).read_to_end(&mut whole).unwrap();
+    assert_eq!(whole, vec![7u8; 1000]);
+    let tail = s3.get("root/b1/data/one file.bin", 990).unwrap();
+    assert_eq!(tail.len, 10, "a ranged read gives the rest");
+    assert_eq!(s3.get_small("root/b1/manifest.json", 10).unwrap(), b"{}");
+    assert!(matches!(
+        s3.get_small("root/b1/data/one file.bin", 10),
+        Err(S3Error::Invalid { .. })
+    ));
+
+    let head = s3.head("root/b2/x").unwrap().unwrap();
+    assert_eq!(head.size, 1);
+    assert!(s3.head("root/b2/nothing").unwrap().is_none());
+    assert!(matches!(
+        s3.get("root/nothing", 0),
+        Err(S3Error::NotFound { .. })
+    ));
+
+    s3.delete("root/b2/x").unwrap();
+    s3.delete("root/b2/x").unwrap();
+    assert!(s3.head("root/b2/x").unwrap().is_none());
+}
+
+#[test]
+fn a_multipart_upload_is_put_together_in_order_or_aborted() {
+    let server = S3Server::start(BUCKET);
+    let s3 = client(&server);
+    let upload = s3.begin_upload("big").unwrap();
+    // Every part but the last must be at least 5 MiB.
+    let first = vec![1u8; 5 * 1024 * 1024];
+    let second = vec![2u8; 100];
+    let e2 = s3.upload_part("big", &upload, 2, &second).unwrap();
+    let e1 = s3.upload_part("big", &upload, 1, &first).unwrap();
+    s3.complete_upload("big", &upload, &[e1, e2]).unwrap();
+    let stored = std::fs::read(server.object_path(BUCKET, "big")).unwrap();
+    assert_eq!(stored.len(), first.len() + second.len());
+    assert_eq!(&stored[first.len()..], &second[..]);
+
+    let dropped = s3.begin_upload("dropped").unwrap();
+    s3.upload_part("dropped", &dropped, 1, b"abc").unwrap();
+    assert_eq!(server.pending_parts(), 1);
+    s3.abort_upload("dropped", &dropped).unwrap();
+    assert!(s3.head("dropped").unwrap().is_none());
+    assert_eq!(server.objects(BUCKET), ["big"]);
+    assert_eq!(
+        server.pending_parts(),
+        0,
+        "nothing of the aborted upload is left"
+    );
+}
+
+#[test]
+fn wrong_keys_a_missing_bucket_and_a_dead_endpoint_say_what_to_do() {
+    let server = S3Server::start(BUCKET);
+    let mut wrong = server.env();
+    wrong[1].1 = "not-the-secret-key-at-all".to_string();
+    let refused = client_with(&server, &wrong).list("", true).unwrap_err();
+    assert!(
+        matches!(refused, S3Error::Credentials { .. }),
+        "{refused:?}"
+    );
+    let message = refused.to_string();
+    assert!(message.contains("AWS_SECRET_ACCESS_KEY"), "{message}");
+    assert!(!message.contains("not-the-secret-key-at-all"), "{message}");
+
+    let mut anonymous = server.env();
+    anonymous.retain(|(k, _)| !k.starts_with("AWS_ACCESS") && !k.starts_with("AWS_SECRET"));
+    let denied = client_with(&server, &anonymous).list("", true).unwrap_err();
+    assert!(denied.is_access_problem(), "{denied:?}");
+
+    std::fs::remove_dir(server.bucket_dir(BUCKET)).unwrap();
+    let missing = client(&server).list("", true).unwrap_err();
+    assert!(matches!(missing, S3Error::NoBucket { .. }), "{missing:?}");
+    assert!(missing.to_string().contains("`backups`"), "{missing}");
+
+    let mut dead = server.env();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    dead[2].1 = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let unreachable = client_with(&server, &dead).list("", true).unwrap_err();
+    assert!(
+        matches!(unreachable, S3Error::Unreachable { .. }),
+        "{unreachable:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a dead endpoint fails at once"
+    );
+}
+
+#[test]
+fn a_create_only_write_never_replaces_an_object() {
+    let server = S3Server::start(BUCKET);
+    let s3 = client(&server);
+    s3.put("m", b"first", true).unwrap();
+    let second = s3.put("m", b"second", true).unwrap_err();
+    assert!(matches!(second, S3Error::Exists { .. }), "{second:?}");
+    assert_eq!(s3.get_small("m", 100).unwrap(), b"first");
+    s3.put("m", b"third", false).unwrap();
+    assert_eq!(s3.get_small("m", 100).unwrap(), b"third");
+}
