@@ -30,6 +30,7 @@ pub mod output;
 pub mod qdrant;
 pub mod repo;
 pub mod s3;
+pub mod secrets;
 pub mod settings;
 pub mod shell;
 pub mod signals;

@@ -8,7 +8,7 @@
 //! `debug`, which also keeps ureq's own redaction (it checks `log_enabled!(Trace)`) in force.
 //!
 //! As a second guard every record's text has the registered secrets (the API key, URL
-//! passwords, see [`crate::qdrant::add_secret`]) replaced before it is printed, and its
+//! passwords, see [`crate::secrets::add_secret`]) replaced before it is printed, and its
 //! control characters escaped.
 
 use std::io::Write;
@@ -59,10 +59,10 @@ fn is_under(target: &str, root: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
 }
 
-/// `text` with every registered secret ([`crate::qdrant::add_secret`]) replaced by `***` and
+/// `text` with every registered secret ([`crate::secrets::add_secret`]) replaced by `***` and
 /// control characters escaped.
 fn scrub(text: &str) -> String {
-    crate::terminal::escape_line(&crate::qdrant::hide_secrets(text)).into_owned()
+    crate::terminal::escape_line(&crate::secrets::hide_secrets(text)).into_owned()
 }
 
 struct StderrLogger {
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn secrets_and_controls_are_scrubbed() {
-        use crate::qdrant::add_secret;
+        use crate::secrets::add_secret;
 
         add_secret("s3cret-key-value");
         add_secret("ab");

@@ -20,15 +20,10 @@
 use std::fmt;
 use std::net::Ipv6Addr;
 
-/// What replaces a secret part of a URL or of a text.
-pub const HIDDEN: &str = "***";
+pub use crate::secrets::{HIDDEN, MIN_SECRET_LEN};
 
 /// How an HTTP Basic `Authorization` value starts (RFC 7617).
 const BASIC: &str = "Basic ";
-
-/// Secrets shorter than this are not looked for in texts: replacing them would hide ordinary
-/// words and letters, and no real API key or password is this short.
-pub const MIN_SECRET_LEN: usize = 4;
 
 /// The schemes aimem speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -100,9 +100,9 @@ impl S3Client {
             why: e.to_string(),
         })?;
         let credentials = config.credentials.as_ref().map(|keys| {
-            crate::qdrant::add_secret(&keys.secret_access_key);
+            crate::secrets::add_secret(&keys.secret_access_key);
             if let Some(token) = &keys.session_token {
-                crate::qdrant::add_secret(token);
+                crate::secrets::add_secret(token);
             }
             match &keys.session_token {
                 Some(token) => Credentials::new_with_token(
@@ -493,7 +493,7 @@ impl S3Client {
             .limit(MAX_ERROR_BODY)
             .read_to_string()
             .unwrap_or_default();
-        let (code, message) = xml::code_and_message(&crate::qdrant::hide_secrets(&body));
+        let (code, message) = xml::code_and_message(&crate::secrets::hide_secrets(&body));
         let what = what.to_string();
         Err(match (status, code.as_str()) {
             (_, "RequestTimeTooSkewed") => S3Error::ClockSkew { what },

@@ -1,10 +1,15 @@
-//! The credentials this process handed a client (API keys, URL user info): registered when a
-//! [`Client`](super::Client) is made, so that whatever prints text for a person (the `-v` log)
-//! can hide them, whoever wrote the text.
+//! The credentials this process handed a client (Qdrant API keys, URL user info, S3 secret
+//! keys and session tokens): registered when a client is made, so that whatever prints text
+//! for a person (the `-v` log) can hide them, whoever wrote the text.
 
 use std::sync::Mutex;
 
-use super::url::{HIDDEN, MIN_SECRET_LEN};
+/// What replaces a secret part of a URL or of a text.
+pub const HIDDEN: &str = "***";
+
+/// Secrets shorter than this are not looked for in texts: replacing them would hide ordinary
+/// words and letters, and no real API key or password is this short.
+pub const MIN_SECRET_LEN: usize = 4;
 
 /// Strings that must never be printed, whatever logged them.
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
