@@ -18,6 +18,7 @@
 pub mod catalog;
 pub mod local;
 pub mod locate;
+pub mod s3;
 
 use std::fs::File;
 use std::io::{self, Write};

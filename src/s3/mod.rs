@@ -66,7 +66,8 @@ pub struct Download {
     pub len: u64,
 }
 
-/// A client for one bucket.
+/// A client for one bucket (cheap to clone: clones share their connections).
+#[derive(Clone)]
 pub struct S3Client {
     agent: Agent,
     bucket: Bucket,

@@ -1,0 +1,390 @@
+//! The backup root as a prefix in an S3 bucket (`s3://bucket/prefix`).
+//!
+//! Object storage has no rename, so a backup is written under its final name and made visible
+//! by its last object: `NAME/manifest.json`, written only if absent (`If-None-Match: *`).
+//! What a prefix holds decides what it is:
+//!
+//! - `NAME/manifest.json`: a published backup (complete when the manifest reads);
+//! - `NAME/.aimem-run.json` and no manifest: a backup being written, or one a killed run left
+//!   (listed as incomplete, like a local staging folder). The run record claims the name
+//!   (written only if absent: two runs never share a name), says who writes and since when,
+//!   and lists the multipart uploads the run started, so that whoever removes the leftover
+//!   also aborts them;
+//! - `NAME/.aimem-deleting`: a backup being removed, out of sight. Removal writes this mark,
+//!   deletes the manifest, then every other object, the mark last; a removal that stopped is
+//!   finished by the next one ([`Repo::finish_removals`]).
+//!
+//! A name that is not one safe component is listed (as something that cannot be opened) and
+//! never turned into a key.
+
+use std::io;
+use std::time::SystemTime;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+use std::io::Read;
+
+use super::{Backup, Found, Kind, Removed, Repo, Staging};
+use crate::manifest::{MANIFEST_FILE, Manifest, ManifestError, audit};
+use crate::names::SafeName;
+use crate::s3::{Listing, S3Client, S3Error, S3Location};
+
+/// The run record of a backup being written.
+pub const RUN_FILE: &str = ".aimem-run.json";
+/// The mark of a backup being removed.
+pub const DELETING_MARK: &str = ".aimem-deleting";
+/// The largest run record read (thousands of uploads).
+const MAX_RUN_RECORD: u64 = 1024 * 1024;
+/// The most uploads a run record lists.
+const MAX_UPLOADS: usize = 10_000;
+
+/// A backup root in a bucket.
+pub struct S3Repo {
+    client: S3Client,
+    root: S3Location,
+    shown: Utf8PathBuf,
+}
+
+/// What a run that writes a backup says about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub host: String,
+    pub pid: u32,
+    /// Unix seconds.
+    pub started: u64,
+    /// Multipart uploads started and not yet completed: (key, upload id).
+    #[serde(default)]
+    pub uploads: Vec<(String, String)>,
+}
+
+/// An S3 failure as the `io::Error` the [`Repo`] interface speaks, its kind kept where one
+/// fits and the [`S3Error`] inside (for exit statuses and messages).
+pub fn io_error(error: S3Error) -> io::Error {
+    let kind = match &error {
+        S3Error::NotFound { .. } | S3Error::NoBucket { .. } => io::ErrorKind::NotFound,
+        S3Error::Denied { .. } | S3Error::Credentials { .. } => io::ErrorKind::PermissionDenied,
+        S3Error::Exists { .. } => io::ErrorKind::AlreadyExists,
+        S3Error::Timeout { .. } => io::ErrorKind::TimedOut,
+        S3Error::Interrupted => io::ErrorKind::Interrupted,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, error)
+}
+
+impl S3Repo {
+    pub fn new(client: S3Client, root: S3Location) -> S3Repo {
+        let shown = Utf8PathBuf::from(root.to_string());
+        S3Repo {
+            client,
+            root,
+            shown,
+        }
+    }
+
+    pub fn client(&self) -> &S3Client {
+        &self.client
+    }
+
+    /// The key of `relative` inside the backup `name` (one safe component, checked).
+    fn key(&self, name: &str, relative: &str) -> io::Result<String> {
+        let backup = self
+            .root
+            .child(name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(backup.key(relative))
+    }
+
+    /// Every object under the root, grouped by backup name (the first component under the
+    /// prefix); objects right under the prefix belong to no backup and are left out.
+    fn by_backup(&self) -> io::Result<Vec<(String, Vec<crate::s3::Object>)>> {
+        let top = self.root.key_prefix();
+        let Listing { objects, .. } = self.client.list(&top, false).map_err(io_error)?;
+        let mut groups: Vec<(String, Vec<crate::s3::Object>)> = Vec::new();
+        for object in objects {
+            let Some((name, _)) = object.key[top.len()..].split_once('/') else {
+                continue;
+            };
+            match groups.iter_mut().find(|(n, _)| n == name) {
+                Some((_, members)) => members.push(object),
+                None => groups.push((name.to_string(), vec![object])),
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The run record of the backup `name`, if it has one that reads.
+    pub fn run_record(&self, name: &str) -> io::Result<Option<RunRecord>> {
+        let key = self.key(name, RUN_FILE)?;
+        match self.client.get_small(&key, MAX_RUN_RECORD) {
+            Ok(bytes) => {
+                let record: RunRecord = serde_json::from_slice(&bytes)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                if record.uploads.len() > MAX_UPLOADS {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{key} lists more than {MAX_UPLOADS} uploads"),
+                    ));
+                }
+                Ok(Some(record))
+            }
+            Err(S3Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// Deletes everything of the backup `name`: the mark that hides it first, its manifest
+    /// next, the uploads its run record lists aborted, every other object, the mark last.
+    fn delete_backup(&self, name: &str) -> io::Result<()> {
+        let mark = self.key(name, DELETING_MARK)?;
+        self.client.put(&mark, b"", false).map_err(io_error)?;
+        let manifest = self.key(name, MANIFEST_FILE)?;
+        self.client.delete(&manifest).map_err(io_error)?;
+        let prefix = self.key(name, "")?;
+        if let Ok(Some(record)) = self.run_record(name) {
+            for (key, upload) in &record.uploads {
+                // Only uploads of this backup's own keys.
+                if key.starts_with(&prefix) {
+                    self.client.abort_upload(key, upload).map_err(io_error)?;
+                }
+            }
+        }
+        let listing = self.client.list(&prefix, false).map_err(io_error)?;
+        for object in listing.objects.iter().filter(|o| o.key != mark) {
+            self.client.delete(&object.key).map_err(io_error)?;
+        }
+        self.client.delete(&mark).map_err(io_error)
+    }
+}
+
+impl Repo for S3Repo {
+    fn location(&self) -> &Utf8Path {
+        &self.shown
+    }
+
+    fn list(&self) -> io::Result<Vec<Found>> {
+        let mut found = Vec::new();
+        for (name, objects) in self.by_backup()? {
+            let top = self.root.key_prefix();
+            let has = |file: &str| {
+                let key = format!("{top}{name}/{file}");
+                objects.iter().any(|o| o.key == key)
+            };
+            if name.starts_with('.') || has(DELETING_MARK) {
+                continue;
+            }
+            let safe = crate::names::check(&name).is_ok();
+            found.push(Found {
+                kind: match has(MANIFEST_FILE) {
+                    true => Kind::Published,
+                    false => Kind::Staging,
+                },
+                location: self.shown.join(&name),
+                name_is_utf8: safe,
+                size_bytes: objects.iter().map(|o| o.size).sum(),
+                modified: objects.iter().filter_map(|o| o.modified).max(),
+                name,
+            });
+        }
+        Ok(found)
+    }
+
+    fn open(&self, found: &Found) -> io::Result<Box<dyn Backup>> {
+        if !found.name_is_utf8 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a safe name", found.location),
+            ));
+        }
+        let location = self
+            .root
+            .child(&found.name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(Box::new(S3Backup {
+            client: self.client.clone(),
+            location,
+            shown: found.location.clone(),
+            copy: std::sync::OnceLock::new(),
+        }))
+    }
+
+    fn last_change(&self, found: &Found) -> Option<SystemTime> {
+        let prefix = self.key(&found.name, "").ok()?;
+        let listing = self.client.list(&prefix, false).ok()?;
+        listing.objects.iter().filter_map(|o| o.modified).max()
+    }
+
+    fn free_name(&self, at: time::OffsetDateTime) -> Utf8PathBuf {
+        let taken: Vec<String> = self
+            .by_backup()
+            .map(|groups| groups.into_iter().map(|(n, _)| n).collect())
+            .unwrap_or_default();
+        let base = crate::manifest::layout::folder_name(at);
+        let mut candidate = base.clone();
+        let mut n = 2;
+        while taken.contains(&candidate) {
+            candidate = format!("{base}-{n}");
+            n += 1;
+        }
+        self.shown.join(candidate)
+    }
+
+    fn begin(&self, _wanted: &SafeName) -> io::Result<Box<dyn Staging>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "writing a backup to object storage is not available yet",
+        ))
+    }
+
+    fn remove(&self, found: &Found) -> io::Result<Removed> {
+        if !found.name_is_utf8 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a safe name", found.location),
+            ));
+        }
+        let mark = self.key(&found.name, DELETING_MARK)?;
+        self.client.put(&mark, b"", false).map_err(io_error)?;
+        Ok(match self.delete_backup(&found.name) {
+            Ok(()) => Removed::Fully,
+            Err(e) => Removed::HalfWay(e),
+        })
+    }
+
+    fn finish_removals(&self) -> Vec<(String, io::Error)> {
+        let Ok(groups) = self.by_backup() else {
+            return Vec::new();
+        };
+        let mut failed = Vec::new();
+        let top = self.root.key_prefix();
+        for (name, objects) in groups {
+            let mark = format!("{top}{name}/{DELETING_MARK}");
+            let marked = objects.iter().any(|o| o.key == mark);
+            if marked && crate::names::check(&name).is_ok() {
+                if let Err(e) = self.delete_backup(&name) {
+                    failed.push((self.shown.join(&name).to_string(), e));
+                }
+            }
+        }
+        failed
+    }
+}
+
+/// A backup in a bucket, open for reading.
+///
+/// The commands that read a backup's files (verify, restore, diff-schema) read a local
+/// folder, through the confined reader; a backup in a bucket is first copied into a private
+/// temporary folder, every object under its prefix whose name is safe, and read from there.
+/// The copy is made once, on the first read, and removed when the backup is dropped.
+pub struct S3Backup {
+    client: S3Client,
+    location: S3Location,
+    shown: Utf8PathBuf,
+    copy: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
+}
+
+impl S3Backup {
+    /// The local copy, made on first use.
+    fn local(&self) -> io::Result<Utf8PathBuf> {
+        let copy = self
+            .copy
+            .get_or_init(|| self.download().map_err(|e| e.to_string()));
+        match copy {
+            Ok(dir) => Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidData, "temporary folder is not UTF-8")
+            }),
+            Err(why) => Err(io::Error::other(why.clone())),
+        }
+    }
+
+    fn download(&self) -> io::Result<tempfile::TempDir> {
+        let dir = tempfile::Builder::new().prefix("aimem-s3-").tempdir()?;
+        let root = Utf8Path::from_path(dir.path())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "temporary folder is not UTF-8")
+            })?
+            .to_owned();
+        let prefix = self.location.key_prefix();
+        let listing = self.client.list(&prefix, false).map_err(io_error)?;
+        for object in listing.objects {
+            let relative = &object.key[prefix.len()..];
+            if relative == RUN_FILE || relative == DELETING_MARK {
+                continue;
+            }
+            // A key that is not a safe relative path is not an aimem file: never a path.
+            if crate::names::check_relative(relative).is_err() {
+                continue;
+            }
+            let path = root.join(relative);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let download = self.client.get(&object.key, 0).map_err(io_error)?;
+            let mut file = crate::manifest::layout::private_file(&path)?;
+            let copied = io::copy(&mut download.reader.take(download.len), &mut file)?;
+            if copied != download.len {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} ended early", object.key),
+                ));
+            }
+        }
+        Ok(dir)
+    }
+}
+
+impl Backup for S3Backup {
+    fn location(&self) -> &Utf8Path {
+        &self.shown
+    }
+
+    fn open(&self, relative: &str) -> io::Result<std::fs::File> {
+        crate::manifest::confined::open(&self.local()?, relative)
+    }
+
+    fn manifest(&self) -> Result<Manifest, ManifestError> {
+        let key = self.location.key(MANIFEST_FILE);
+        let path = self.shown.join(MANIFEST_FILE);
+        let bytes = match self
+            .client
+            .get_small(&key, crate::manifest::MAX_MANIFEST_BYTES)
+        {
+            Ok(bytes) => bytes,
+            Err(S3Error::NotFound { .. }) => return Err(ManifestError::Missing { path }),
+            Err(e) => {
+                return Err(ManifestError::Io {
+                    path,
+                    source: io_error(e),
+                });
+            }
+        };
+        let text = String::from_utf8(bytes).map_err(|_| ManifestError::Io {
+            path: path.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidData, "the manifest is not UTF-8"),
+        })?;
+        Manifest::parse(&path, text)
+    }
+
+    fn audit(&self, options: audit::Options) -> audit::Audit {
+        match self.local() {
+            Ok(dir) => {
+                let mut audit = audit::audit(&dir, options);
+                audit.backup = self.shown.clone();
+                audit
+            }
+            Err(e) => audit::Audit {
+                backup: self.shown.clone(),
+                legacy: false,
+                notices: Vec::new(),
+                files_checked: 0,
+                findings: vec![audit::Finding::new(
+                    "",
+                    audit::Kind::Unreadable,
+                    format!("cannot copy the backup out of the bucket: {e}"),
+                )],
+                information: Vec::new(),
+                manifest_error: None,
+            },
+        }
+    }
+}
