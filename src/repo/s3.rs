@@ -28,7 +28,7 @@ use std::io::Read;
 use super::{Backup, Found, Kind, Removed, Repo, Staging};
 use crate::manifest::{MANIFEST_FILE, Manifest, ManifestError, audit};
 use crate::names::SafeName;
-use crate::s3::{Listing, S3Client, S3Error, S3Location};
+use crate::s3::{Listing, S3Client, S3Error, S3Location, io_error};
 
 /// The run record of a backup being written.
 pub const RUN_FILE: &str = ".aimem-run.json";
@@ -56,20 +56,6 @@ pub struct RunRecord {
     /// Multipart uploads started and not yet completed: (key, upload id).
     #[serde(default)]
     pub uploads: Vec<(String, String)>,
-}
-
-/// An S3 failure as the `io::Error` the [`Repo`] interface speaks, its kind kept where one
-/// fits and the [`S3Error`] inside (for exit statuses and messages).
-pub fn io_error(error: S3Error) -> io::Error {
-    let kind = match &error {
-        S3Error::NotFound { .. } | S3Error::NoBucket { .. } => io::ErrorKind::NotFound,
-        S3Error::Denied { .. } | S3Error::Credentials { .. } => io::ErrorKind::PermissionDenied,
-        S3Error::Exists { .. } => io::ErrorKind::AlreadyExists,
-        S3Error::Timeout { .. } => io::ErrorKind::TimedOut,
-        S3Error::Interrupted => io::ErrorKind::Interrupted,
-        _ => io::ErrorKind::Other,
-    };
-    io::Error::new(kind, error)
 }
 
 impl S3Repo {

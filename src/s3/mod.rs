@@ -14,6 +14,7 @@
 pub mod config;
 pub mod error;
 pub mod location;
+pub mod transfer;
 mod xml;
 
 use std::io::Read;
@@ -578,6 +579,21 @@ impl S3Client {
             },
         }
     }
+}
+
+/// An S3 failure as an `io::Error` (for what writes and reads through `std::io`), its kind
+/// kept where one fits and the [`S3Error`] inside, for messages and exit statuses.
+pub fn io_error(error: S3Error) -> std::io::Error {
+    use std::io::ErrorKind;
+    let kind = match &error {
+        S3Error::NotFound { .. } | S3Error::NoBucket { .. } => ErrorKind::NotFound,
+        S3Error::Denied { .. } | S3Error::Credentials { .. } => ErrorKind::PermissionDenied,
+        S3Error::Exists { .. } => ErrorKind::AlreadyExists,
+        S3Error::Timeout { .. } => ErrorKind::TimedOut,
+        S3Error::Interrupted => ErrorKind::Interrupted,
+        _ => ErrorKind::Other,
+    };
+    std::io::Error::new(kind, error)
 }
 
 /// The endpoint as messages show it: scheme, host and port, nothing else.

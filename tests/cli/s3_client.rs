@@ -171,3 +171,78 @@ fn a_create_only_write_never_replaces_an_object() {
     s3.put("m", b"third", false).unwrap();
     assert_eq!(s3.get_small("m", 100).unwrap(), b"third");
 }
+
+#[test]
+fn a_streamed_object_is_uploaded_in_parts_and_read_back_at_any_offset() {
+    use aimem::s3::transfer::{MIN_PART, ObjectReader, ObjectWriter};
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    let server = S3Server::start(BUCKET);
+    let s3 = client(&server);
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&started);
+    let on_start = Arc::new(move |key: &str, id: &str| {
+        record
+            .lock()
+            .unwrap()
+            .push((key.to_string(), id.to_string()));
+        Ok(())
+    });
+    let bytes: Vec<u8> = (0..2 * MIN_PART + 12_345)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let mut writer = ObjectWriter::new(s3.clone(), "big/one".into(), MIN_PART, on_start.clone());
+    for chunk in bytes.chunks(100_000) {
+        writer.write_all(chunk).unwrap();
+    }
+    writer.finish().unwrap();
+    assert_eq!(
+        started.lock().unwrap().len(),
+        1,
+        "one multipart upload, journaled"
+    );
+    assert_eq!(
+        std::fs::read(server.object_path(BUCKET, "big/one")).unwrap(),
+        bytes
+    );
+    assert_eq!(server.pending_parts(), 0);
+
+    let small = ObjectWriter::new(s3.clone(), "small".into(), MIN_PART, on_start.clone());
+    small.finish().unwrap();
+    assert_eq!(s3.head("small").unwrap().unwrap().size, 0);
+    assert_eq!(
+        started.lock().unwrap().len(),
+        1,
+        "a small object is one PUT"
+    );
+
+    let reader = ObjectReader::new(s3.clone(), "big/one".into(), bytes.len() as u64);
+    for offset in [0, 17, MIN_PART as u64 - 3, bytes.len() as u64 - 10, 5, 6] {
+        let mut buf = [0u8; 64];
+        let mut got = 0;
+        while got < buf.len() {
+            let n = reader
+                .read_at(&mut buf[got..], offset + got as u64)
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        let end = (offset as usize + 64).min(bytes.len());
+        assert_eq!(&buf[..got], &bytes[offset as usize..end], "at {offset}");
+    }
+    assert_eq!(
+        reader.read_at(&mut [0u8; 8], bytes.len() as u64).unwrap(),
+        0
+    );
+
+    // A writer dropped half way (a failure, a signal) leaves no object and no parts.
+    let mut dropped = ObjectWriter::new(s3.clone(), "dropped".into(), MIN_PART, on_start);
+    dropped.write_all(&bytes[..MIN_PART + 10]).unwrap();
+    assert_eq!(started.lock().unwrap().len(), 2);
+    drop(dropped);
+    assert!(s3.head("dropped").unwrap().is_none());
+    assert_eq!(server.pending_parts(), 0, "the dropped upload was aborted");
+}

@@ -1,0 +1,319 @@
+//! Moving whole objects: an object read at any offset through one ranged stream that is
+//! reopened where a read wants it (or where a dropped connection left it), and an object
+//! written as a stream, in parts uploaded while the next ones fill.
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use super::{S3Client, S3Error};
+
+/// S3's smallest part (all but the last), and aimem's unless the object is known to be big.
+pub const MIN_PART: usize = 8 * 1024 * 1024;
+/// S3's most parts in one upload.
+pub const MAX_PARTS: u64 = 10_000;
+/// Parts uploaded at once, besides the one filling.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Times a read reopens its stream after the connection dropped, before it gives up.
+const REOPENS: u32 = 3;
+
+/// The part size for an object expected to be about `expected` bytes: the smallest that fits
+/// it in [`MAX_PARTS`] with room to grow by a quarter, whole MiB, at least [`MIN_PART`].
+pub fn part_size(expected: Option<u64>) -> usize {
+    let Some(expected) = expected else {
+        return MIN_PART;
+    };
+    let wanted = (expected + expected / 4).div_ceil(MAX_PARTS);
+    let mib = 1024 * 1024;
+    (wanted.div_ceil(mib) * mib).max(MIN_PART as u64) as usize
+}
+
+/// An object open for reading at any offset.
+pub struct ObjectReader {
+    client: S3Client,
+    key: String,
+    len: u64,
+    stream: Mutex<Option<(u64, Box<dyn Read + Send>)>>,
+}
+
+impl ObjectReader {
+    /// Opens `key`, whose length is `len` (from a listing or a HEAD).
+    pub fn new(client: S3Client, key: String, len: u64) -> ObjectReader {
+        ObjectReader {
+            client,
+            key,
+            len,
+            stream: Mutex::new(None),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset` (0 at the object's end).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if offset >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reopened = 0;
+        loop {
+            let at_offset = matches!(&*stream, Some((pos, _)) if *pos == offset);
+            if !at_offset {
+                let download = self
+                    .client
+                    .get(&self.key, offset)
+                    .map_err(crate::s3::io_error)?;
+                *stream = Some((offset, download.reader));
+            }
+            let Some((pos, reader)) = stream.as_mut() else {
+                unreachable!("the stream was just opened");
+            };
+            match reader.read(buf) {
+                Ok(0) => {
+                    // The answer ended before the object did: the connection dropped.
+                    *stream = None;
+                    if reopened == REOPENS {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("{} ended early", self.key),
+                        ));
+                    }
+                }
+                Ok(n) => {
+                    *pos += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    *stream = None;
+                    if reopened == REOPENS {
+                        return Err(e);
+                    }
+                }
+            }
+            reopened += 1;
+        }
+    }
+}
+
+/// Told the key and upload id of each multipart upload as it starts.
+pub type OnUploadStart = Arc<dyn Fn(&str, &str) -> io::Result<()> + Send + Sync>;
+
+/// An object being written: bytes go into a part; a full part goes to the uploaders while the
+/// next fills. An object smaller than one part is written with one PUT at [`Self::finish`].
+/// Dropped without `finish`, the upload is aborted (its parts freed).
+pub struct ObjectWriter {
+    client: S3Client,
+    key: String,
+    part_size: usize,
+    filling: Vec<u8>,
+    upload: Option<Uploading>,
+    /// Told each upload id as its upload starts (so a journal can abort it after a crash).
+    on_start: OnUploadStart,
+}
+
+struct Uploading {
+    id: String,
+    next_part: u16,
+    parts: Option<SyncSender<(u16, Vec<u8>)>>,
+    done: Receiver<Result<(u16, String), S3Error>>,
+    workers: Vec<JoinHandle<()>>,
+    etags: Vec<(u16, String)>,
+}
+
+impl ObjectWriter {
+    pub fn new(
+        client: S3Client,
+        key: String,
+        part_size: usize,
+        on_start: OnUploadStart,
+    ) -> ObjectWriter {
+        ObjectWriter {
+            client,
+            key,
+            part_size: part_size.max(MIN_PART),
+            filling: Vec::new(),
+            upload: None,
+            on_start,
+        }
+    }
+
+    /// Sends the part that is full.
+    fn send_part(&mut self) -> io::Result<()> {
+        if self.upload.is_none() {
+            let id = self
+                .client
+                .begin_upload(&self.key)
+                .map_err(crate::s3::io_error)?;
+            (self.on_start)(&self.key, &id)?;
+            self.upload = Some(self.start_workers(id));
+        }
+        let Some(upload) = self.upload.as_mut() else {
+            unreachable!("the upload was just started");
+        };
+        if u64::from(upload.next_part) > MAX_PARTS {
+            return Err(io::Error::other(format!(
+                "{} needs more than {MAX_PARTS} parts of {} bytes",
+                self.key, self.part_size
+            )));
+        }
+        let part = std::mem::replace(&mut self.filling, Vec::with_capacity(self.part_size));
+        let number = upload.next_part;
+        upload.next_part += 1;
+        // Results of parts already sent: an error stops the writer at once.
+        while let Ok(result) = upload.done.try_recv() {
+            upload.etags.push(result.map_err(crate::s3::io_error)?);
+        }
+        let sent = upload.parts.as_ref().map(|p| p.send((number, part)));
+        if !matches!(sent, Some(Ok(()))) {
+            // Every uploader stopped: one of them failed, and says why.
+            return Err(collect_failure(upload));
+        }
+        Ok(())
+    }
+
+    fn start_workers(&self, id: String) -> Uploading {
+        // A rendezvous channel: a part waits in the writer until an uploader is free, so at
+        // most PARTS_IN_FLIGHT parts are held besides the one filling.
+        let (parts, incoming) = sync_channel::<(u16, Vec<u8>)>(0);
+        let (report, done) = sync_channel(MAX_PARTS as usize);
+        let incoming = Arc::new(Mutex::new(incoming));
+        let workers = (0..PARTS_IN_FLIGHT)
+            .map(|_| {
+                let incoming = Arc::clone(&incoming);
+                let report = report.clone();
+                let client = self.client.clone();
+                let key = self.key.clone();
+                let id = id.clone();
+                std::thread::spawn(move || {
+                    loop {
+                        let next = incoming.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((number, bytes)) = next else { return };
+                        let result = client
+                            .upload_part(&key, &id, number, &bytes)
+                            .map(|etag| (number, etag));
+                        let failed = result.is_err();
+                        if report.send(result).is_err() || failed {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Uploading {
+            id,
+            next_part: 1,
+            parts: Some(parts),
+            done,
+            workers,
+            etags: Vec::new(),
+        }
+    }
+
+    /// Writes what is left and makes the object whole: one PUT for a small object, else the
+    /// last part and the completion.
+    pub fn finish(mut self) -> io::Result<()> {
+        if self.upload.is_none() {
+            let body = std::mem::take(&mut self.filling);
+            return self
+                .client
+                .put(&self.key, &body, false)
+                .map_err(crate::s3::io_error);
+        }
+        if !self.filling.is_empty() {
+            self.send_part()?;
+        }
+        let Some(mut upload) = self.upload.take() else {
+            unreachable!("started above");
+        };
+        upload.parts = None;
+        for worker in upload.workers.drain(..) {
+            let _ = worker.join();
+        }
+        while let Ok(result) = upload.done.try_recv() {
+            match result {
+                Ok(done) => upload.etags.push(done),
+                Err(e) => {
+                    let _ = self.client.abort_upload(&self.key, &upload.id);
+                    return Err(crate::s3::io_error(e));
+                }
+            }
+        }
+        upload.etags.sort_by_key(|(number, _)| *number);
+        let complete = upload.etags.len() == usize::from(upload.next_part - 1);
+        let result = match complete {
+            true => {
+                let etags: Vec<String> = upload.etags.iter().map(|(_, e)| e.clone()).collect();
+                self.client.complete_upload(&self.key, &upload.id, &etags)
+            }
+            false => Err(S3Error::Transfer {
+                what: format!("the upload of {}", self.key),
+                why: "a part was lost".into(),
+            }),
+        };
+        if result.is_err() {
+            let _ = self.client.abort_upload(&self.key, &upload.id);
+        }
+        result.map_err(crate::s3::io_error)
+    }
+}
+
+/// The first failure an uploader reported (after the channel closed on it).
+fn collect_failure(upload: &mut Uploading) -> io::Error {
+    for result in upload.done.try_iter() {
+        if let Err(e) = result {
+            return crate::s3::io_error(e);
+        }
+    }
+    io::Error::other("the part uploaders stopped")
+}
+
+impl Write for ObjectWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.part_size - self.filling.len();
+        let taken = room.min(buf.len());
+        self.filling.extend_from_slice(&buf[..taken]);
+        if self.filling.len() == self.part_size {
+            self.send_part()?;
+        }
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        if let Some(mut upload) = self.upload.take() {
+            upload.parts = None;
+            for worker in upload.workers.drain(..) {
+                let _ = worker.join();
+            }
+            let _ = self.client.abort_upload(&self.key, &upload.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_fit_the_expected_size_in_ten_thousand() {
+        assert_eq!(part_size(None), MIN_PART);
+        assert_eq!(part_size(Some(1_000)), MIN_PART);
+        let big = 500 * 1024 * 1024 * 1024u64;
+        let part = part_size(Some(big)) as u64;
+        assert!(part * MAX_PARTS >= big + big / 4);
+        assert_eq!(part % (1024 * 1024), 0);
+    }
+}
