@@ -23,11 +23,13 @@ use std::time::SystemTime;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
 
-use super::{Backup, Found, Kind, Removed, Repo, Staging};
+use super::{Backup, Found, Kind, NewFile, Removed, Repo, Staging};
 use crate::manifest::{MANIFEST_FILE, Manifest, ManifestError, audit};
 use crate::names::SafeName;
+use crate::s3::transfer::{self, ObjectWriter, OnUploadStart};
 use crate::s3::{Listing, S3Client, S3Error, S3Location, io_error};
 
 /// The run record of a backup being written.
@@ -44,6 +46,8 @@ pub struct S3Repo {
     client: S3Client,
     root: S3Location,
     shown: Utf8PathBuf,
+    /// This machine's name, for the run records of the backups it writes.
+    host: String,
 }
 
 /// What a run that writes a backup says about itself.
@@ -59,12 +63,13 @@ pub struct RunRecord {
 }
 
 impl S3Repo {
-    pub fn new(client: S3Client, root: S3Location) -> S3Repo {
+    pub fn new(client: S3Client, root: S3Location, host: String) -> S3Repo {
         let shown = Utf8PathBuf::from(root.to_string());
         S3Repo {
             client,
             root,
             shown,
+            host,
         }
     }
 
@@ -143,6 +148,62 @@ impl S3Repo {
     }
 }
 
+impl S3Repo {
+    /// Claims the name `name` for a new backup by writing its run record, only if nothing is
+    /// there yet. None when the name is taken.
+    fn claim(&self, name: &str) -> io::Result<Option<S3Staging>> {
+        let location = self
+            .root
+            .child(name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // Anything under the name (a backup, a leftover, a removal) makes it taken.
+        let existing = self
+            .client
+            .list(&location.key_prefix(), false)
+            .map_err(io_error)?;
+        if !existing.objects.is_empty() {
+            return Ok(None);
+        }
+        let record = RunRecord {
+            host: self.host.clone(),
+            pid: std::process::id(),
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            uploads: Vec::new(),
+        };
+        let run_key = location.key(RUN_FILE);
+        let bytes = serde_json::to_vec(&record).map_err(io::Error::other)?;
+        match self.client.put(&run_key, &bytes, true) {
+            Ok(()) => {}
+            Err(S3Error::Exists { .. }) => return Ok(None),
+            Err(e) => return Err(io_error(e)),
+        }
+        // The same create-only write again tells whether the service honours
+        // `If-None-Match`: one that does refuses it. One that does not gets a look before the
+        // manifest is written instead (a smaller guard: two runs would have to publish the
+        // same name in the same instant).
+        let conditional = matches!(
+            self.client.put(&run_key, &bytes, true),
+            Err(S3Error::Exists { .. })
+        );
+        if !conditional {
+            log::debug!(
+                "{} does not honour If-None-Match: the manifest is written after a check instead",
+                self.shown
+            );
+        }
+        Ok(Some(S3Staging {
+            client: self.client.clone(),
+            shown: self.shown.join(name),
+            location,
+            run: Arc::new(Mutex::new(record)),
+            manifest: Arc::new(Mutex::new(None)),
+            conditional,
+        }))
+    }
+}
+
 impl Repo for S3Repo {
     fn location(&self) -> &Utf8Path {
         &self.shown
@@ -215,11 +276,18 @@ impl Repo for S3Repo {
         self.shown.join(candidate)
     }
 
-    fn begin(&self, _wanted: &SafeName) -> io::Result<Box<dyn Staging>> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "writing a backup to object storage is not available yet",
-        ))
+    fn begin(&self, wanted: &SafeName) -> io::Result<Box<dyn Staging>> {
+        let mut n = 1;
+        loop {
+            let name = match n {
+                1 => wanted.as_str().to_string(),
+                n => format!("{wanted}-{n}", wanted = wanted.as_str()),
+            };
+            if let Some(staging) = self.claim(&name)? {
+                return Ok(Box::new(staging));
+            }
+            n += 1;
+        }
     }
 
     fn remove(&self, found: &Found) -> io::Result<Removed> {
@@ -372,5 +440,138 @@ impl Backup for S3Backup {
                 manifest_error: None,
             },
         }
+    }
+}
+
+/// A backup being written into a bucket, under its final name: every object but the manifest
+/// goes up as it is written, the manifest at [`Staging::commit`], and only if absent.
+pub struct S3Staging {
+    client: S3Client,
+    location: S3Location,
+    shown: Utf8PathBuf,
+    run: Arc<Mutex<RunRecord>>,
+    /// The manifest, kept until the commit writes it last.
+    manifest: Arc<Mutex<Option<Vec<u8>>>>,
+    /// Whether the service refuses a create-only write over an existing object.
+    conditional: bool,
+}
+
+impl S3Staging {
+    /// Rewrites the run record after an upload started, so whoever cleans up after a killed
+    /// run can abort it.
+    fn record_upload(
+        client: &S3Client,
+        run_key: &str,
+        run: &Mutex<RunRecord>,
+        key: &str,
+        upload: &str,
+    ) -> io::Result<()> {
+        let bytes = {
+            let mut record = run.lock().unwrap_or_else(|p| p.into_inner());
+            if record.uploads.len() >= MAX_UPLOADS {
+                return Err(io::Error::other(format!(
+                    "a backup may start at most {MAX_UPLOADS} uploads"
+                )));
+            }
+            record.uploads.push((key.to_string(), upload.to_string()));
+            serde_json::to_vec(&*record).map_err(io::Error::other)?
+        };
+        client.put(run_key, &bytes, false).map_err(io_error)
+    }
+}
+
+impl Staging for S3Staging {
+    fn location(&self) -> &Utf8Path {
+        &self.shown
+    }
+
+    fn create_file(&self, relative: &str) -> io::Result<Box<dyn NewFile>> {
+        crate::manifest::confined::check_plain(relative)?;
+        if relative == MANIFEST_FILE {
+            return Ok(Box::new(HeldManifest {
+                bytes: Vec::new(),
+                slot: Arc::clone(&self.manifest),
+            }));
+        }
+        let key = self.location.key(relative);
+        let client = self.client.clone();
+        let run_key = self.location.key(RUN_FILE);
+        let run = Arc::clone(&self.run);
+        let on_start: OnUploadStart = Arc::new(move |key: &str, upload: &str| {
+            S3Staging::record_upload(&client, &run_key, &run, key, upload)
+        });
+        Ok(Box::new(UploadFile(ObjectWriter::new(
+            self.client.clone(),
+            key,
+            transfer::MIN_PART,
+            on_start,
+        ))))
+    }
+
+    fn commit(self: Box<Self>) -> io::Result<Utf8PathBuf> {
+        let manifest = self
+            .manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no manifest was written"))?;
+        let key = self.location.key(MANIFEST_FILE);
+        if !self.conditional && self.client.head(&key).map_err(io_error)?.is_some() {
+            return Err(io_error(S3Error::Exists { what: key }));
+        }
+        self.client
+            .put(&key, &manifest, self.conditional)
+            .map_err(io_error)?;
+        // Published: the run record has done its work.
+        let _ = self.client.delete(&self.location.key(RUN_FILE));
+        Ok(self.shown)
+    }
+}
+
+/// The manifest, held in memory until the commit.
+struct HeldManifest {
+    bytes: Vec<u8>,
+    slot: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+impl Write for HeldManifest {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.bytes.len() as u64 + buf.len() as u64 > crate::manifest::MAX_MANIFEST_BYTES {
+            return Err(io::Error::other(
+                "the manifest is larger than a manifest may be",
+            ));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl NewFile for HeldManifest {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.bytes);
+        Ok(())
+    }
+}
+
+/// A file streamed into the bucket.
+struct UploadFile(ObjectWriter);
+
+impl Write for UploadFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl NewFile for UploadFile {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        self.0.finish()
     }
 }

@@ -30,6 +30,7 @@ mod restore_jobs;
 mod restore_journal;
 mod resume;
 mod s3_client;
+mod s3_repo;
 mod s3_server;
 mod secrets;
 mod servers;
