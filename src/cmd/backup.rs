@@ -14,7 +14,6 @@ use crate::engine::peers::{self, LockKeys, PeerArgs, Topology};
 use crate::failure::Outcome;
 use crate::output;
 use crate::qdrant::{Client, QdrantError, Timeouts};
-use crate::repo::{LocalRepo, Repo};
 use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size, throughput};
@@ -274,7 +273,12 @@ fn back_up(
     let identity = topology.identity(&client, &server);
     let lock_keys = LockKeys::new(&identity, &server, &endpoint.host, endpoint.port);
     backup::clear_leftovers(&root, &client, (&server, &identity), &topology, ui);
-    let final_dir = LocalRepo::new(&root).free_name(crate::localtime::now());
+    let final_dir = crate::repo::at(&root)
+        .map_err(|source| BackupError::Preparing {
+            path: root.clone(),
+            source,
+        })?
+        .free_name(crate::localtime::now());
     show_where(ui, &final_dir, &endpoint, &topology);
 
     let logs = if args.include_logs {
@@ -289,9 +293,12 @@ fn back_up(
             ));
             "unknown".to_string()
         });
-    ui.step("Checking disk space...");
-    let free = backup::check_estimate(&root, &planned, &logs)?;
-    ui.ok(&format!("{} available", human_size(free)));
+    // A backup into object storage needs no local disk: its files are streamed up.
+    if !crate::repo::is_remote(&root) {
+        ui.step("Checking disk space...");
+        let free = backup::check_estimate(&root, &planned, &logs)?;
+        ui.ok(&format!("{} available", human_size(free)));
+    }
 
     let run = Run {
         client: &client,

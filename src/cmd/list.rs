@@ -130,10 +130,18 @@ impl Leftover {
 
 pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
     let root = args.root.clone().unwrap_or_else(default_root);
-    let repo = repo::at(&root);
+    let repo = repo::at(&root).map_err(|e| {
+        crate::failure::Failure::msg(
+            crate::exit::Exit::InvalidArguments,
+            format!("cannot use the backup root {root}: {e}"),
+            "Check the root's URL and the AWS settings (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION).",
+        )
+    })?;
     let listed = locate::scan(&*repo, "list")?;
     // Offline: the leftovers of killed backups are reported; the next backup deletes them.
-    let mut leftovers: Vec<Leftover> = journal::dead_runs(&root)
+    let journals = crate::workspace::journal_root(&root, crate::workspace::runs::Missing::Skip, ui)
+        .unwrap_or_else(|_| root.clone());
+    let mut leftovers: Vec<Leftover> = journal::dead_runs(&journals)
         .iter()
         .map(|l| {
             let message = match l.has_server_snapshots() && l.damaged.is_none() {

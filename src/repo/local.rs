@@ -168,6 +168,10 @@ impl Backup for LocalBackup {
         Manifest::read(&self.dir)
     }
 
+    fn folder(&self) -> io::Result<Utf8PathBuf> {
+        Ok(self.dir.clone())
+    }
+
     fn audit(&self, options: audit::Options) -> audit::Audit {
         audit::audit(&self.dir, options)
     }
@@ -197,10 +201,29 @@ impl Staging for LocalStaging {
         }))
     }
 
+    fn folder(&self) -> Option<&Utf8Path> {
+        Some(&self.dir)
+    }
+
+    fn discard(&self) -> io::Result<()> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn remove_file(&self, relative: &str) -> io::Result<()> {
+        confined::check_plain(relative)?;
+        match std::fs::remove_file(self.dir.join(relative)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
     /// Syncs the staging tree and renames it to its final name (the next free `-N` one if
     /// another run took it meanwhile), then syncs the root so the rename itself survives a
     /// crash.
-    fn commit(self: Box<Self>) -> io::Result<Utf8PathBuf> {
+    fn commit(&self) -> io::Result<Utf8PathBuf> {
         sync_tree_dirs(&self.dir)?;
         let used = publish_no_replace(&self.dir, &self.wanted)?;
         if let Some(root) = used.parent() {

@@ -30,6 +30,27 @@ impl std::fmt::Display for Unresolved {
 /// dated backup in `root` (see [`catalog::resolve_backup`]: a folder named `latest` is
 /// reached as `./latest` only).
 pub fn resolve(arg: &Utf8Path, root: &Utf8Path) -> Result<Box<dyn Backup>, Unresolved> {
+    if arg.as_str() == "latest" && super::is_remote(root) {
+        let repo = super::at(root).map_err(|e| Unresolved::NoLatest(e.to_string()))?;
+        let latest = catalog::latest(&*repo).map_err(Unresolved::NoLatest)?;
+        return repo
+            .open(&latest.found)
+            .map_err(|e| Unresolved::NoLatest(e.to_string()));
+    }
+    if super::is_remote(arg) {
+        // `s3://bucket/prefix/NAME`: the backup NAME of the root `s3://bucket/prefix`.
+        let (parent, name) = arg
+            .as_str()
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .filter(|(parent, _)| parent.len() > crate::s3::location::SCHEME.len())
+            .ok_or_else(|| Unresolved::NotAFolder(format!("{arg} names no backup in a bucket")))?;
+        let repo = super::s3::S3Repo::from_env(parent)
+            .map_err(|e| Unresolved::NotAFolder(e.to_string()))?;
+        return repo
+            .backup(name)
+            .map_err(|e| Unresolved::NotAFolder(e.to_string()));
+    }
     let dir = catalog::resolve_backup(arg, root).map_err(Unresolved::NoLatest)?;
     if !dir.is_dir() {
         return Err(Unresolved::NotAFolder(format!("{dir} is not a folder")));

@@ -31,10 +31,18 @@ use crate::names::SafeName;
 
 pub use local::{LocalBackup, LocalRepo, LocalStaging};
 
-/// The backup root `root` names (today always a local folder; the one place a new kind of
-/// root is told apart).
-pub fn at(root: &Utf8Path) -> Box<dyn Repo> {
-    Box::new(LocalRepo::new(root))
+/// The backup root `root` names: a local folder, or an `s3://bucket/prefix` (reached with
+/// the AWS settings of the environment). The one place a kind of root is told apart.
+pub fn at(root: &Utf8Path) -> io::Result<Box<dyn Repo>> {
+    if crate::s3::S3Location::is_s3(root.as_str()) {
+        return Ok(Box::new(s3::S3Repo::from_env(root.as_str())?));
+    }
+    Ok(Box::new(LocalRepo::new(root)))
+}
+
+/// Whether `root` names a backup root in object storage.
+pub fn is_remote(root: &Utf8Path) -> bool {
+    crate::s3::S3Location::is_s3(root.as_str())
 }
 
 /// What a root holds under one name.
@@ -123,6 +131,11 @@ pub trait Backup {
     /// Reads and parses its `manifest.json`.
     fn manifest(&self) -> Result<Manifest, ManifestError>;
 
+    /// A local folder holding its files, for what reads a backup by path: the backup's own
+    /// folder, or a copy made on first use (a backup in object storage; it lasts as long as
+    /// this value).
+    fn folder(&self) -> io::Result<Utf8PathBuf>;
+
     /// Audits it: is everything there, intact, and what the manifest says (see
     /// [`crate::manifest::audit`], which reads a local folder).
     fn audit(&self, options: audit::Options) -> audit::Audit;
@@ -139,9 +152,22 @@ pub trait Staging: Send + Sync {
     /// needed), new, readable by its owner only; never over an existing one.
     fn create_file(&self, relative: &str) -> io::Result<Box<dyn NewFile>>;
 
+    /// The local folder the backup is built in, when it is built in one: the backup engine
+    /// then downloads snapshots into it by path itself (resumed across retries, synced).
+    /// None for a staging area that takes files by name only (object storage), where each
+    /// file goes through [`Staging::create_file`] and a retry writes it again.
+    fn folder(&self) -> Option<&Utf8Path>;
+
+    /// Removes a file written earlier (an attempt that is taken again); one that is not
+    /// there is no error.
+    fn remove_file(&self, relative: &str) -> io::Result<()>;
+
+    /// Removes everything written so far (the run failed): nothing of it stays.
+    fn discard(&self) -> io::Result<()>;
+
     /// Makes everything written durable and publishes the backup under its wanted name (or
     /// the next free `-N` one), never over anything. Returns where it was published.
-    fn commit(self: Box<Self>) -> io::Result<Utf8PathBuf>;
+    fn commit(&self) -> io::Result<Utf8PathBuf>;
 }
 
 /// A file being written into a [`Staging`] area.

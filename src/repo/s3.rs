@@ -62,7 +62,41 @@ pub struct RunRecord {
     pub uploads: Vec<(String, String)>,
 }
 
+/// How long the S3 client waits for a connection, and for each answer.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl S3Repo {
+    /// The root `url` (`s3://bucket/prefix`), reached with the AWS settings of this process's
+    /// environment. A bad URL or setting is an `InvalidInput` error that says what to fix.
+    pub fn from_env(url: &str) -> io::Result<S3Repo> {
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let root = S3Location::parse(url).map_err(|e| invalid(e.to_string()))?;
+        let config = crate::s3::S3Config::from_env(&|name| std::env::var(name).ok(), root.bucket())
+            .map_err(|e| invalid(e.to_string()))?;
+        let client = S3Client::new(&config, root.bucket(), CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+            .map_err(io_error)?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().chars().take(255).collect())
+            .unwrap_or_default();
+        Ok(S3Repo::new(client, root, host))
+    }
+
+    /// The backup `name` of this root (listed, with a manifest), open for reading.
+    pub fn backup(&self, name: &str) -> io::Result<Box<dyn Backup>> {
+        let found = self
+            .list()?
+            .into_iter()
+            .find(|f| f.name == name && f.kind == Kind::Published)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("there is no backup {name} in {}", self.shown),
+                )
+            })?;
+        self.open(&found)
+    }
+
     pub fn new(client: S3Client, root: S3Location, host: String) -> S3Repo {
         let shown = Utf8PathBuf::from(root.to_string());
         S3Repo {
@@ -195,6 +229,8 @@ impl S3Repo {
         }
         Ok(Some(S3Staging {
             client: self.client.clone(),
+            root: self.root.clone(),
+            name: name.to_string(),
             shown: self.shown.join(name),
             location,
             run: Arc::new(Mutex::new(record)),
@@ -396,6 +432,10 @@ impl Backup for S3Backup {
         crate::manifest::confined::open(&self.local()?, relative)
     }
 
+    fn folder(&self) -> io::Result<Utf8PathBuf> {
+        self.local()
+    }
+
     fn manifest(&self) -> Result<Manifest, ManifestError> {
         let key = self.location.key(MANIFEST_FILE);
         let path = self.shown.join(MANIFEST_FILE);
@@ -447,6 +487,9 @@ impl Backup for S3Backup {
 /// goes up as it is written, the manifest at [`Staging::commit`], and only if absent.
 pub struct S3Staging {
     client: S3Client,
+    /// The root and the name claimed in it.
+    root: S3Location,
+    name: String,
     location: S3Location,
     shown: Utf8PathBuf,
     run: Arc<Mutex<RunRecord>>,
@@ -508,7 +551,23 @@ impl Staging for S3Staging {
         ))))
     }
 
-    fn commit(self: Box<Self>) -> io::Result<Utf8PathBuf> {
+    fn folder(&self) -> Option<&Utf8Path> {
+        None
+    }
+
+    fn discard(&self) -> io::Result<()> {
+        let repo = S3Repo::new(self.client.clone(), self.root.clone(), String::new());
+        repo.delete_backup(&self.name)
+    }
+
+    fn remove_file(&self, relative: &str) -> io::Result<()> {
+        crate::manifest::confined::check_plain(relative)?;
+        self.client
+            .delete(&self.location.key(relative))
+            .map_err(io_error)
+    }
+
+    fn commit(&self) -> io::Result<Utf8PathBuf> {
         let manifest = self
             .manifest
             .lock()
@@ -524,7 +583,7 @@ impl Staging for S3Staging {
             .map_err(io_error)?;
         // Published: the run record has done its work.
         let _ = self.client.delete(&self.location.key(RUN_FILE));
-        Ok(self.shown)
+        Ok(self.shown.clone())
     }
 }
 

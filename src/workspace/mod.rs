@@ -75,6 +75,29 @@ pub fn backup_journals(root: &Utf8Path) -> Vec<JournalPlace> {
         .collect()
 }
 
+/// The state folder's subfolder for the journals of backups kept outside a local folder.
+const REMOTE_BACKUPS: &str = "backups";
+
+/// Where the journals of backups into `root` live: the root itself for a local folder (each
+/// journal in its backup's staging folder); for a root in object storage, a folder of this
+/// user's state folder named after the root (a digest of its URL), made if missing, which
+/// holds a journal-only staging folder per run, read as a local root's are. `missing` says
+/// whether a reading run (`list`, `prune --dry-run`) may create it.
+pub fn journal_root(root: &Utf8Path, missing: runs::Missing, ui: &Ui) -> io::Result<Utf8PathBuf> {
+    if !crate::s3::S3Location::is_s3(root.as_str()) {
+        return Ok(root.to_owned());
+    }
+    let state = runs::state_dir(missing, ui)
+        .and_then(|dir| runs::state_subdir(&dir, REMOTE_BACKUPS, missing, ui))
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let digest = crate::manifest::checksums::hash_reader(root.as_str().as_bytes())?.0;
+    let dir = state.join(&digest[..16]);
+    if missing == runs::Missing::Create && !dir.is_dir() {
+        layout::create_private_dir(&dir)?;
+    }
+    Ok(dir)
+}
+
 /// A new folder in the root `root` to hand a finished backup's journal on in: a staging
 /// folder of its own (named after the backup, `final_name`), which the next backup into
 /// `root` takes for a dead run's.

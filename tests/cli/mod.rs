@@ -29,6 +29,7 @@ mod restore;
 mod restore_jobs;
 mod restore_journal;
 mod resume;
+mod s3_backup;
 mod s3_client;
 mod s3_repo;
 mod s3_server;

@@ -176,10 +176,11 @@ fn restore(
         .connection
         .endpoint()
         .map_err(crate::settings::BadEndpoint::failure)?;
-    let dir = backup_folder(args)?;
-    report.backup = Some(dir.to_string());
+    // (Held to the end: a backup in a bucket is read from a local copy that lasts as long.)
+    let (located, dir) = backup_folder(args)?;
+    report.backup = Some(located.location().to_string());
     ui.header("AI Memory Restore");
-    ui.fact("Backup", dir.as_str());
+    ui.fact("Backup", located.location().as_str());
     ui.blank();
 
     // 2. The manifest, and 3. the checksums and the files they vouch for.
@@ -244,18 +245,25 @@ fn interrupted(stop: &StopFlag) -> Outcome {
     }
 }
 
-/// The backup folder the argument names (a path, or `latest`), absolute.
-fn backup_folder(args: &RestoreArgs) -> Outcome<Utf8PathBuf> {
+/// The backup the argument names (a path, a backup in a bucket, or `latest`), and the local
+/// folder to read it from, absolute.
+fn backup_folder(args: &RestoreArgs) -> Outcome<(Box<dyn crate::repo::Backup>, Utf8PathBuf)> {
     let root = layout::default_root();
     // Absolute, so the paths printed for pre-restore snapshots work from any folder.
-    let root = std::path::absolute(&root)
-        .ok()
-        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .unwrap_or(root);
+    let root = match crate::repo::is_remote(&root) {
+        true => root,
+        false => std::path::absolute(&root)
+            .ok()
+            .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+            .unwrap_or(root),
+    };
     // A folder that is not there is an argument error (exit 1), as for verify and diff-schema.
     let backup = crate::repo::locate::resolve(&args.dir, &root)
         .map_err(|unresolved| RestoreError::NoBackup(unresolved.to_string()))?;
-    Ok(backup.location().to_owned())
+    let folder = backup
+        .folder()
+        .map_err(|e| RestoreError::NoBackup(format!("{}: {e}", backup.location())))?;
+    Ok((backup, folder))
 }
 
 /// What the backup offers to restore, every file of it checked.

@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::time::Instant;
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 use miette::Diagnostic;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::consistent::{self, Consistent};
+use super::dest::Dest;
 use super::take::Method;
 use super::{Backed, CollectionDone, Context, Planned, collection_error, stopped};
 use crate::logical::LogicalError;
@@ -30,11 +31,11 @@ use crate::logical::point::{Point, PointId};
 use crate::logical::write::{PointsWriter, rows_per_file};
 use crate::manifest::CollectionEntry;
 use crate::manifest::cluster::ShardKey;
-use crate::manifest::layout::create_private_dir;
 use crate::manifest::points::{
     Definition, MAX_POINTS_FILES, PointsFile, PointsRecord, points_file, points_file_name,
 };
 use crate::qdrant::{Client, QdrantError};
+use crate::repo::NewFile;
 
 /// Points per scroll page: large enough that a request's overhead is small next to its
 /// vectors, small enough that a few pages per range stay a few MiB.
@@ -156,16 +157,16 @@ struct Range {
 pub(super) fn backup_collection(
     cx: &Context,
     collection: &Planned,
-    snapshot_dir: &Utf8Path,
+    snapshot_dir: &Dest,
 ) -> Backed<(CollectionEntry, CollectionDone)> {
     let name = &collection.name;
     let started = Instant::now();
     let folder = snapshot_dir.join(name.as_str());
-    create_private_dir(&folder).map_err(|source| {
+    folder.create_dir().map_err(|source| {
         collection_error(
             name,
             ExportError::Write {
-                path: folder.clone(),
+                path: folder.shown().into(),
                 source,
             },
         )
@@ -284,7 +285,7 @@ fn keys_of(cx: &Context, name: &str, config: &Value) -> Backed<Vec<ShardKey>> {
 fn attempt(
     cx: &Context,
     name: &crate::names::SafeName,
-    folder: &Utf8Path,
+    folder: &Dest,
     counted_keys: &[ShardKey],
 ) -> Backed<Attempt> {
     let config = read_config(cx, name)?;
@@ -304,9 +305,9 @@ fn attempt(
 }
 
 /// Deletes an attempt's files (it is taken again).
-fn remove(folder: &Utf8Path, files: &[PointsFile]) {
+fn remove(folder: &Dest, files: &[PointsFile]) {
     for index in 0..files.len() {
-        let _ = std::fs::remove_file(folder.join(points_file_name(index)));
+        let _ = folder.join(&points_file_name(index)).remove_file();
     }
 }
 
@@ -314,7 +315,7 @@ fn remove(folder: &Utf8Path, files: &[PointsFile]) {
 fn export(
     cx: &Context,
     name: &crate::names::SafeName,
-    folder: &Utf8Path,
+    folder: &Dest,
     columns: &Columns,
     shard_keys: &[ShardKey],
 ) -> Result<Vec<PointsFile>, ExportError> {
@@ -348,7 +349,7 @@ fn export(
                     let (Some(range), Some(slot)) = (ranges.get(index), results.get(index)) else {
                         return;
                     };
-                    let path = folder.join(points_file_name(index));
+                    let path = folder.join(&points_file_name(index));
                     let written = match failed.load(Ordering::SeqCst) {
                         // Another range failed: this one is not read at all.
                         true => Err(ExportError::Stopped),
@@ -400,7 +401,7 @@ fn export(
     match failure {
         Some(e) => {
             for index in 0..ranges.len() {
-                let _ = std::fs::remove_file(folder.join(points_file_name(index)));
+                let _ = folder.join(&points_file_name(index)).remove_file();
             }
             Err(e)
         }
@@ -473,14 +474,15 @@ fn export_range(
     name: &str,
     range: &Range,
     columns: &Columns,
-    path: &Utf8Path,
+    target: &Dest,
     failed: &AtomicBool,
 ) -> Result<Written, ExportError> {
+    let path = Utf8PathBuf::from(target.shown());
     let write_error = |source| ExportError::Write {
-        path: path.to_owned(),
+        path: path.clone(),
         source,
     };
-    let file = crate::manifest::layout::private_file(path).map_err(write_error)?;
+    let file = target.create().map_err(write_error)?;
     let out = HashingFile::new(file);
     let write_failure = out.failed.clone();
     // A write error is the disk's (a full disk has its own exit status), whatever the Parquet
@@ -491,7 +493,7 @@ fn export_range(
         .take()
     {
         Some(source) => ExportError::Write {
-            path: path.to_owned(),
+            path: path.clone(),
             source,
         },
         None if matches!(source, LogicalError::Unrestorable(_)) => ExportError::Unrestorable {
@@ -499,7 +501,7 @@ fn export_range(
             source,
         },
         None => ExportError::Encode {
-            path: path.to_owned(),
+            path: path.clone(),
             source,
         },
     };
@@ -516,7 +518,7 @@ fn export_range(
         }
         let (rows, out) = writer.finish().map_err(encode_error)?;
         let (file, sha256, size) = out.finish().map_err(write_error)?;
-        file.sync_all().map_err(write_error)?;
+        file.finish().map_err(write_error)?;
         Ok(Written { rows, size, sha256 })
     })
 }
@@ -587,14 +589,14 @@ fn read_range(
 /// A file written through a SHA-256 of its bytes, keeping the first write error (the Parquet
 /// writer's own error hides whether the disk was full).
 struct HashingFile {
-    file: std::fs::File,
+    file: Box<dyn NewFile>,
     hasher: Sha256,
     size: u64,
     failed: Arc<Mutex<Option<std::io::Error>>>,
 }
 
 impl HashingFile {
-    fn new(file: std::fs::File) -> HashingFile {
+    fn new(file: Box<dyn NewFile>) -> HashingFile {
         HashingFile {
             file,
             hasher: Sha256::new(),
@@ -603,8 +605,9 @@ impl HashingFile {
         }
     }
 
-    /// The file, its SHA-256 in hex and its size; the first write error, if any.
-    fn finish(mut self) -> std::io::Result<(std::fs::File, String, u64)> {
+    /// The file (to be finished), its SHA-256 in hex and its size; the first write error, if
+    /// any.
+    fn finish(mut self) -> std::io::Result<(Box<dyn NewFile>, String, u64)> {
         if let Some(e) = self
             .failed
             .lock()

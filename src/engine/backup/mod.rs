@@ -9,6 +9,7 @@
 pub(crate) mod cluster;
 pub(crate) mod concurrent;
 mod consistent;
+pub(crate) mod dest;
 pub(crate) mod disk;
 pub(crate) mod files;
 pub(crate) mod journal;
@@ -22,7 +23,7 @@ pub(crate) mod take;
 pub(crate) mod undo;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -39,11 +40,12 @@ use crate::manifest::layout::{self, LOGS_DIR, SNAPSHOT_DIR};
 use crate::manifest::{CollectionEntry, MANIFEST_FILE, MAX_BACKUP_COLLECTIONS, Manifest};
 use crate::names::SafeName;
 use crate::qdrant::{Client, QdrantError, SnapshotDescription};
-use crate::repo::{self, LocalRepo, Repo};
+use crate::repo::{self, LocalRepo};
 use crate::settings::Endpoint;
 use crate::signals::StopFlag;
 use crate::ui::{Ui, human_size};
 use consistent::Consistent;
+use dest::Dest;
 use site::Site;
 use take::SiteFailure;
 use undo::Undo;
@@ -437,6 +439,8 @@ struct Context<'a> {
     ui: &'a Ui,
     stop: &'a StopFlag,
     root: &'a Utf8Path,
+    /// Where the journals of backups into `root` live (the root itself, for a local one).
+    journal_root: Utf8PathBuf,
     /// The server as journals name it (no credentials).
     server: String,
     /// The server whatever URL reached it, for journals (`Topology::identity`).
@@ -479,12 +483,19 @@ pub fn write(
     let _cleanup = run.stop.cleanup_scope();
     stopped(run.stop)?;
     let undo = Mutex::new(Undo::default());
+    let journal_root =
+        crate::workspace::journal_root(run.root, crate::workspace::runs::Missing::Create, run.ui)
+            .map_err(|source| BackupError::Preparing {
+            path: run.root.to_owned(),
+            source,
+        })?;
     let context = Context {
         client: run.client,
         endpoint: run.endpoint,
         ui: run.ui,
         stop: run.stop,
         root: run.root,
+        journal_root,
         server: run.server,
         identity: run.identity,
         lock_keys: run.lock_keys,
@@ -518,7 +529,11 @@ pub fn clear_leftovers(
     topology: &Topology,
     ui: &Ui,
 ) {
-    for leftover in journal::dead_runs(root) {
+    let journals = crate::workspace::journal_root(root, crate::workspace::runs::Missing::Skip, ui);
+    for leftover in journals
+        .iter()
+        .flat_map(|journals| journal::dead_runs(journals))
+    {
         journal::clear(&leftover, client, server, topology, ui);
     }
     crate::engine::restore::clear_dead_restores(root, client, server, topology, ui);
@@ -648,8 +663,19 @@ fn fits_one_manifest(planned: &[Planned]) -> Backed {
     }
 }
 
-/// Creates the backup root if needed and returns it absolute.
+/// Creates the backup root if needed and returns it absolute. A root in object storage is
+/// listed once instead, so that bad credentials or a missing bucket stop the run before any
+/// snapshot is taken.
 pub fn prepare_root(output: &Utf8Path) -> Result<Utf8PathBuf, BackupError> {
+    if repo::is_remote(output) {
+        repo::at(output)
+            .and_then(|remote| remote.list())
+            .map_err(|source| BackupError::Preparing {
+                path: output.to_owned(),
+                source,
+            })?;
+        return Ok(output.to_owned());
+    }
     let repo = LocalRepo::prepare(output).map_err(|source| BackupError::Preparing {
         path: output.to_owned(),
         source,
@@ -729,7 +755,8 @@ fn write_backup(
     let stage = begin_staging(cx, final_name, undo)?;
     let staging = stage.location().to_owned();
     let mut files = Files::default();
-    let collections = collections_into(cx, planned, &staging, undo, &mut files)?;
+    let snapshot_dir = Dest::of(&stage, SNAPSHOT_DIR);
+    let collections = collections_into(cx, planned, &snapshot_dir, undo, &mut files)?;
 
     stopped(cx.stop)?;
     cx.ui.blank();
@@ -762,7 +789,7 @@ fn write_backup(
         cx.client,
         cx.topology,
         cx.ui,
-        cx.root,
+        &cx.journal_root,
         (&cx.server, &cx.identity),
         final_name,
     );
@@ -777,6 +804,15 @@ fn write_backup(
         path: staging.clone(),
         source,
     })?;
+    lock(undo).named = None;
+    if let Some(journal_only) = lock(undo)
+        .staging
+        .take()
+        .filter(|_| stage.folder().is_none())
+    {
+        // A backup written by name kept only its (finished) journal's folder here.
+        std::fs::remove_dir_all(&journal_only).ok();
+    }
     lock(undo).staging = None;
     Ok(Written {
         manifest,
@@ -791,15 +827,30 @@ fn begin_staging(
     cx: &Context,
     final_name: &str,
     undo: &Mutex<Undo>,
-) -> Backed<Box<dyn repo::Staging>> {
+) -> Backed<Arc<dyn repo::Staging>> {
     let stage = SafeName::new(final_name)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
-        .and_then(|name| LocalRepo::new(cx.root).begin(&name))
+        .and_then(|name| repo::at(cx.root)?.begin(&name))
         .map_err(|source| BackupError::Folder {
             path: cx.root.to_owned(),
             source,
         })?;
-    let staging = stage.location().to_owned();
+    let stage: Arc<dyn repo::Staging> = Arc::from(stage);
+    let staging = match stage.folder() {
+        Some(folder) => folder.to_owned(),
+        None => {
+            // Written by name (object storage): its objects go if the run fails, and its
+            // journal is kept on this machine, in a staging folder of its own under the
+            // root's journal folder (see `workspace::journal_root`).
+            lock(undo).named = Some(undo::Named(Arc::clone(&stage)));
+            crate::workspace::journal_folder(&cx.journal_root, final_name).map_err(|source| {
+                BackupError::Preparing {
+                    path: cx.journal_root.clone(),
+                    source,
+                }
+            })?
+        }
+    };
     lock(undo).staging = Some(staging.clone());
     lock(undo).journal = Some(
         journal::Journal::create(&staging, &cx.server, &cx.identity).map_err(|source| {
@@ -809,11 +860,13 @@ fn begin_staging(
             }
         })?,
     );
-    let snapshot_dir = staging.join(SNAPSHOT_DIR);
-    layout::create_private_dir(&snapshot_dir).map_err(|source| BackupError::Folder {
-        path: snapshot_dir,
-        source,
-    })?;
+    let snapshot_dir = Dest::of(&stage, SNAPSHOT_DIR);
+    snapshot_dir
+        .create_dir()
+        .map_err(|source| BackupError::Folder {
+            path: snapshot_dir.shown().into(),
+            source,
+        })?;
     Ok(stage)
 }
 
@@ -822,14 +875,13 @@ fn begin_staging(
 fn collections_into(
     cx: &Context,
     planned: &[Planned],
-    staging: &Utf8Path,
+    snapshot_dir: &Dest,
     undo: &Mutex<Undo>,
     files: &mut Files,
 ) -> Backed<BTreeMap<String, CollectionEntry>> {
-    let snapshot_dir = staging.join(SNAPSHOT_DIR);
     let mut collections = BTreeMap::new();
     // In the order planned, whatever order they finished in: the checksums file lists them so.
-    for (name, entry) in pipeline::back_up_collections(cx, planned, &snapshot_dir, undo)? {
+    for (name, entry) in pipeline::back_up_collections(cx, planned, snapshot_dir, undo)? {
         files.total_size += entry.size_bytes;
         match &entry.backup {
             crate::manifest::CollectionBackup::Shards(cluster) => {
@@ -952,7 +1004,7 @@ fn manifest_into(manifest: &Manifest, stage: &dyn repo::Staging, files: &mut Fil
 fn backup_collection(
     cx: &Context,
     collection: &Planned,
-    snapshot_dir: &Utf8Path,
+    snapshot_dir: &Dest,
     undo: &Mutex<Undo>,
     durability: snapshot::Durability,
 ) -> Backed<(CollectionEntry, CollectionDone)> {
@@ -1003,7 +1055,7 @@ fn backup_collection(
                 .ok();
         },
     )?;
-    if let Some(size) = description.size {
+    if let (Some(size), Some(_)) = (description.size, snapshot_dir.path()) {
         check_space(
             cx.root,
             size,
@@ -1014,7 +1066,7 @@ fn backup_collection(
         )?;
     }
     let file_name = name.snapshot_file();
-    let target = name.snapshot_path(snapshot_dir);
+    let target = snapshot_dir.join(&name.snapshot_file());
     let downloaded = {
         let (client, name, description, target) = (
             cx.client.clone(),

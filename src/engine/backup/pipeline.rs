@@ -17,6 +17,7 @@ use std::sync::mpsc;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use super::dest::Dest;
 use super::snapshot::Durability;
 use super::undo::Undo;
 use super::{
@@ -33,7 +34,7 @@ pub const DEFAULT_JOBS: u8 = 3;
 pub(super) fn back_up_collections(
     cx: &Context,
     planned: &[Planned],
-    snapshot_dir: &Utf8Path,
+    snapshot_dir: &Dest,
     undo: &Mutex<Undo>,
 ) -> Backed<Vec<(String, CollectionEntry)>> {
     let jobs = usize::from(cx.options.jobs).clamp(1, planned.len().max(1));
@@ -83,11 +84,17 @@ pub(super) fn back_up_collections(
                             // The syncer outlives every worker: this send cannot fail. Should
                             // it, the file is synced here instead. A cluster collection's
                             // shard files were synced as they were downloaded.
-                            if matches!(
-                                entry.backup,
-                                crate::manifest::CollectionBackup::Snapshot { .. }
-                            ) {
-                                let path = collection.name.snapshot_path(snapshot_dir);
+                            // (A file streamed into a staging area by name is durable once
+                            // written.)
+                            let local = snapshot_dir
+                                .join(&collection.name.snapshot_file())
+                                .path()
+                                .map(Utf8Path::to_owned);
+                            if let (
+                                crate::manifest::CollectionBackup::Snapshot { .. },
+                                Some(path),
+                            ) = (&entry.backup, local)
+                            {
                                 if let Err(mpsc::SendError(path)) = to_sync.send(path)
                                     && let Err(failure) = sync_file(&path)
                                 {
@@ -144,7 +151,7 @@ pub(super) fn back_up_collections(
 fn one_at_a_time(
     cx: &Context,
     planned: &[Planned],
-    snapshot_dir: &Utf8Path,
+    snapshot_dir: &Dest,
     undo: &Mutex<Undo>,
 ) -> Backed<Vec<(String, CollectionEntry)>> {
     let mut done = Vec::with_capacity(planned.len());

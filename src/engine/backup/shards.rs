@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Instant;
 
-use camino::Utf8Path;
+use camino::Utf8PathBuf;
 use miette::Diagnostic;
 use thiserror::Error;
 
 use super::concurrent::take_turn;
 use super::consistent::{Consistent, Scope, consistent};
+use super::dest::Dest;
 use super::journal::Record;
 use super::site::Site;
 use super::snapshot::{self, Downloaded, Durability};
@@ -239,7 +240,7 @@ pub fn cluster_record(topology: &Topology) -> Option<ClusterRecord> {
 pub(super) fn backup_collection(
     cx: &Context,
     collection: &Planned,
-    snapshot_dir: &Utf8Path,
+    snapshot_dir: &Dest,
     undo: &Mutex<Undo>,
     method: Method,
 ) -> Backed<(CollectionEntry, CollectionDone)> {
@@ -283,8 +284,8 @@ pub(super) fn backup_collection(
     };
 
     let dir = snapshot_dir.join(name.as_str());
-    crate::manifest::layout::create_private_dir(&dir).map_err(|source| BackupError::Preparing {
-        path: dir.clone(),
+    dir.create_dir().map_err(|source| BackupError::Preparing {
+        path: dir.shown().into(),
         source,
     })?;
 
@@ -309,7 +310,9 @@ pub(super) fn backup_collection(
         // A single node's one worker has ended, and nothing else writes here: its folder goes
         // whole, and the caller takes the collection as one stored snapshot.
         Err(BackupError::NotStreamed) => {
-            std::fs::remove_dir_all(&dir).ok();
+            if let Some(path) = dir.path() {
+                std::fs::remove_dir_all(path).ok();
+            }
             if let Some(&node) = clients.keys().next() {
                 cx.streaming.refuse(node, "the server", cx.ui);
             }
@@ -439,9 +442,9 @@ struct Taken {
 
 /// Removes the shard files of an attempt that is taken again (best effort: the next attempt
 /// writes them anew, and a failed backup's staging folder goes as a whole).
-fn drop_files(dir: &Utf8Path, taken: &BTreeMap<u32, (u64, Downloaded)>) {
+fn drop_files(dir: &Dest, taken: &BTreeMap<u32, (u64, Downloaded)>) {
     for shard in taken.keys() {
-        std::fs::remove_file(dir.join(shard_file_name(*shard))).ok();
+        dir.join(&shard_file_name(*shard)).remove_file().ok();
     }
 }
 
@@ -454,7 +457,7 @@ fn drop_files(dir: &Utf8Path, taken: &BTreeMap<u32, (u64, Downloaded)>) {
 /// fails with [`BackupError::NotStreamed`].
 fn take_shards(
     cx: &Context,
-    (name, dir): (&SafeName, &Utf8Path),
+    (name, dir): (&SafeName, &Dest),
     sources: &BTreeMap<u32, u64>,
     clients: &BTreeMap<u64, Client>,
     method: Method,
@@ -483,7 +486,7 @@ fn take_shards(
             stored_shards: cx.topology.is_cluster(),
             peer_id,
             collection: name.to_string(),
-            dir: dir.to_owned(),
+            dir: dir.clone(),
             ui: cx.ui.clone(),
             stop: cx.stop.clone(),
             retry: cx.options.retry,
@@ -541,7 +544,12 @@ fn take_shards(
             shards: taken,
             method: if stored { Method::Stored } else { method },
         }),
-        Some(failure) => Err(super::site_failure(cx, name, failure, dir)),
+        Some(failure) => Err(super::site_failure(
+            cx,
+            name,
+            failure,
+            &Utf8PathBuf::from(dir.shown()),
+        )),
     }
 }
 
@@ -665,7 +673,7 @@ struct Work {
     stored_shards: bool,
     peer_id: u64,
     collection: String,
-    dir: camino::Utf8PathBuf,
+    dir: Dest,
     ui: crate::ui::Ui,
     stop: crate::signals::StopFlag,
     retry: u32,
@@ -766,7 +774,7 @@ fn stream_shard(work: &Work, shard: u32) -> Result<Downloaded, SiteFailure> {
         client: &work.client,
         collection: &work.collection,
         shard,
-        target: &work.dir.join(shard_file_name(shard)),
+        target: &work.dir.join(&shard_file_name(shard)),
         label: &site.download_label(),
         ui: &work.ui,
         stop: &work.stop,
@@ -805,7 +813,7 @@ fn stored_shard(work: &Work, shard: u32) -> Result<Downloaded, SiteFailure> {
         client: &work.client,
         site,
         snapshot: &captured,
-        target: &work.dir.join(shard_file_name(shard)),
+        target: &work.dir.join(&shard_file_name(shard)),
         label: &site.download_label(),
         ui: &work.ui,
         stop: &work.stop,

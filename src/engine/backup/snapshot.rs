@@ -8,6 +8,7 @@ use std::time::Duration;
 use camino::Utf8Path;
 use indicatif::ProgressBar;
 
+use super::dest::Dest;
 use super::resume::{KeptPrefix, Partial};
 use super::site::Site;
 use crate::manifest::checksums::HashingWriter;
@@ -132,11 +133,12 @@ pub fn download_verified(
     ui: &Ui,
     stop: &StopFlag,
 ) -> Result<Downloaded, DownloadError> {
+    let target = Dest::Folder(target.to_owned());
     let download = Download {
         client,
         site,
         snapshot,
-        target,
+        target: &target,
         label,
         ui,
         stop,
@@ -149,7 +151,7 @@ pub struct Download<'a> {
     pub client: &'a Client,
     pub site: Site<&'a str>,
     pub snapshot: &'a SnapshotDescription,
-    pub target: &'a Utf8Path,
+    pub target: &'a Dest,
     pub label: &'a str,
     pub ui: &'a Ui,
     pub stop: &'a StopFlag,
@@ -165,13 +167,114 @@ pub enum Durability {
     CallerSyncs,
 }
 
-/// [`download_verified`], with the sync of the finished file left to `durability`.
+/// [`download_verified`], with the sync of the finished file left to `durability` (a file
+/// streamed into a staging area by name is durable once written).
 pub fn download_with_retries(
     download: &Download,
     retries: u32,
     durability: Durability,
 ) -> Result<Downloaded, DownloadError> {
-    let (target, ui, stop) = (download.target, download.ui, download.stop);
+    match download.target {
+        Dest::Folder(path) => download_into_folder(download, path, retries, durability),
+        Dest::Named { .. } => with_retries(download.ui, download.stop, retries, |_| {
+            download_named(download)
+        })
+        .map_err(|(e, _)| e),
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `retries` more attempts failed
+/// transiently (with a pause between them, and a warning for each). The first attempt is
+/// told 0. The error comes with how many attempts were made.
+fn with_retries<T>(
+    ui: &Ui,
+    stop: &StopFlag,
+    retries: u32,
+    mut attempt: impl FnMut(u32) -> Result<T, DownloadError>,
+) -> Result<T, (DownloadError, u32)> {
+    let mut made = 0;
+    loop {
+        match attempt(made) {
+            Ok(done) => return Ok(done),
+            Err(e) if made < retries && e.is_transient() && stop.requested().is_none() => {
+                made += 1;
+                ui.warn(&format!("transfer failed ({e}); retry {made} of {retries}"));
+                std::thread::sleep(backoff(made));
+            }
+            Err(e) => return Err((e, made)),
+        }
+    }
+}
+
+/// One attempt into a staging area that takes files by name: the whole snapshot streamed
+/// into a new file, which a failure drops (its upload aborted).
+fn download_named(download: &Download) -> Result<Downloaded, DownloadError> {
+    let (snapshot, target) = (download.snapshot, download.target);
+    let write_error = |source| DownloadError::Write {
+        path: target.shown(),
+        source,
+    };
+    let body = download.site.open(download.client, &snapshot.name, None)?;
+    let bar = download.ui.transfer_bar(download.label, snapshot.size);
+    let limit = snapshot
+        .size
+        .map(|size| size.saturating_add(OVERSIZE_MARGIN));
+    let mut sink = Sink {
+        inner: HashingWriter::new(target.create().map_err(write_error)?),
+        bar: &bar,
+        stop: download.stop,
+        limit,
+        written: 0,
+    };
+    let result = body.receive(&mut sink);
+    bar.finish_and_clear();
+    match result {
+        Err(QdrantError::LocalWrite(e)) if e.get_ref().is_some_and(|i| i.is::<PastLimit>()) => {
+            return Err(DownloadError::Oversized {
+                snapshot: snapshot.name.clone(),
+                announced: snapshot.size.unwrap_or_default(),
+                limit: limit.unwrap_or_default(),
+            });
+        }
+        other => other?,
+    };
+    let (sha256, size, file) = sink.inner.finish();
+    check_reported(snapshot, &sha256, size)?;
+    file.finish().map_err(write_error)?;
+    Ok(Downloaded { sha256, size })
+}
+
+/// The snapshot arrived as Qdrant described it: its size and SHA-256, where it said them.
+fn check_reported(
+    snapshot: &SnapshotDescription,
+    sha256: &str,
+    size: u64,
+) -> Result<(), DownloadError> {
+    if let Some(expected) = snapshot.size.filter(|&s| s != size) {
+        return Err(DownloadError::Mismatch {
+            detail: format!("Qdrant reported {expected} bytes, {size} arrived"),
+        });
+    }
+    if let Some(expected) = snapshot
+        .checksum
+        .as_deref()
+        .filter(|c| !c.eq_ignore_ascii_case(sha256))
+    {
+        return Err(DownloadError::Mismatch {
+            detail: format!("Qdrant reported SHA-256 {expected}, the file has {sha256}"),
+        });
+    }
+    Ok(())
+}
+
+/// A download into the local staging folder, through a partial file a retry resumes.
+fn download_into_folder(
+    download: &Download,
+    target: &Utf8Path,
+    retries: u32,
+    durability: Durability,
+) -> Result<Downloaded, DownloadError> {
+    let (ui, stop) = (download.ui, download.stop);
     let dir = target.parent().unwrap_or(Utf8Path::new("."));
     let write_error = |source| DownloadError::Write {
         path: target.to_string(),
@@ -180,7 +283,7 @@ pub fn download_with_retries(
     let mut partial = Partial::create(dir).map_err(write_error)?;
     let mut attempt = 0;
     loop {
-        match download_once(download, &mut partial, durability) {
+        match download_once(download, target, &mut partial, durability) {
             Ok(done) => {
                 // Never over an existing file: each download has a path of its own, and one
                 // already there (a pre-restore copy, say) is the only copy of something.
@@ -209,10 +312,11 @@ fn backoff(attempt: u32) -> Duration {
 /// that; on success the file is complete, verified and (unless the caller syncs it) synced.
 fn download_once(
     download: &Download,
+    target: &Utf8Path,
     partial: &mut Partial,
     durability: Durability,
 ) -> Result<Downloaded, DownloadError> {
-    let (snapshot, target, stop) = (download.snapshot, download.target, download.stop);
+    let (snapshot, stop) = (download.snapshot, download.stop);
     let write_error = |source| DownloadError::Write {
         path: target.to_string(),
         source,
@@ -255,21 +359,9 @@ fn download_once(
         other => other?,
     };
     let (sha256, size, _) = sink.inner.finish();
-    if let Some(expected) = snapshot.size.filter(|&s| s != size) {
+    if let Err(mismatch) = check_reported(snapshot, &sha256, size) {
         partial.forget();
-        return Err(DownloadError::Mismatch {
-            detail: format!("Qdrant reported {expected} bytes, {size} arrived"),
-        });
-    }
-    if let Some(expected) = snapshot
-        .checksum
-        .as_deref()
-        .filter(|c| !c.eq_ignore_ascii_case(&sha256))
-    {
-        partial.forget();
-        return Err(DownloadError::Mismatch {
-            detail: format!("Qdrant reported SHA-256 {expected}, the file has {sha256}"),
-        });
+        return Err(mismatch);
     }
     if durability == Durability::SyncedNow {
         partial.file().sync_all().map_err(write_error)?;
@@ -282,7 +374,7 @@ pub struct Stream<'a> {
     pub client: &'a Client,
     pub collection: &'a str,
     pub shard: u32,
-    pub target: &'a Utf8Path,
+    pub target: &'a Dest,
     pub label: &'a str,
     pub ui: &'a Ui,
     pub stop: &'a StopFlag,
@@ -298,7 +390,21 @@ pub fn stream_with_retries(
     retries: u32,
     durability: Durability,
 ) -> Result<Downloaded, DownloadError> {
-    let (target, ui, stop) = (stream.target, stream.ui, stream.stop);
+    let target = match stream.target {
+        Dest::Folder(path) => path,
+        Dest::Named { .. } => {
+            let streamed = with_retries(stream.ui, stream.stop, retries, |_| stream_named(stream));
+            return match streamed {
+                // Only the first answer tells: a 404 after a stream was served is about the
+                // shard.
+                Err((DownloadError::Qdrant(e), 0)) if is_missing_endpoint(&e) => {
+                    Err(DownloadError::NotStreamed)
+                }
+                other => other.map_err(|(e, _)| e),
+            };
+        }
+    };
+    let (ui, stop) = (stream.ui, stream.stop);
     let dir = target.parent().unwrap_or(Utf8Path::new("."));
     let write_error = |source| DownloadError::Write {
         path: target.to_string(),
@@ -307,7 +413,7 @@ pub fn stream_with_retries(
     let mut partial = Partial::create(dir).map_err(write_error)?;
     let mut attempt = 0;
     loop {
-        match stream_once(stream, &mut partial, durability) {
+        match stream_once(stream, target, &mut partial, durability) {
             Ok(done) => {
                 partial.persist(target).map_err(write_error)?;
                 return Ok(done);
@@ -349,18 +455,19 @@ fn is_missing_endpoint(error: &QdrantError) -> bool {
 /// must end as a whole tar archive does (512-byte blocks, the last two zero).
 fn stream_once(
     stream: &Stream,
+    target: &Utf8Path,
     partial: &mut Partial,
     durability: Durability,
 ) -> Result<Downloaded, DownloadError> {
     let write_error = |source| DownloadError::Write {
-        path: stream.target.to_string(),
+        path: target.to_string(),
         source,
     };
     let body = stream
         .client
         .open_streamed_shard_snapshot(stream.collection, stream.shard)?;
     let bar = stream.ui.transfer_bar(stream.label, None);
-    let dir = stream.target.parent().unwrap_or(Utf8Path::new("."));
+    let dir = target.parent().unwrap_or(Utf8Path::new("."));
     let file = KeepFree::new(partial.continue_at(0).map_err(write_error)?, dir);
     let mut sink = Sink {
         inner: HashingWriter::new(TarEnd::new(file)),
@@ -373,11 +480,52 @@ fn stream_once(
     bar.finish_and_clear();
     result?;
     let (sha256, size, tar) = sink.inner.finish();
+    check_whole_archive(stream.shard, &tar, size)?;
+    if durability == Durability::SyncedNow {
+        partial.file().sync_all().map_err(write_error)?;
+    }
+    Ok(Downloaded { sha256, size })
+}
+
+/// One attempt of a stream into a staging area that takes files by name: nothing on the
+/// local disk, so no free space to keep; a failure drops the file (its upload aborted).
+fn stream_named(stream: &Stream) -> Result<Downloaded, DownloadError> {
+    let write_error = |source| DownloadError::Write {
+        path: stream.target.shown(),
+        source,
+    };
+    let body = stream
+        .client
+        .open_streamed_shard_snapshot(stream.collection, stream.shard)?;
+    let bar = stream.ui.transfer_bar(stream.label, None);
+    let file = stream.target.create().map_err(write_error)?;
+    let mut sink = Sink {
+        inner: HashingWriter::new(TarEnd::new(file)),
+        bar: &bar,
+        stop: stream.stop,
+        limit: None,
+        written: 0,
+    };
+    let result = body.receive(&mut sink);
+    bar.finish_and_clear();
+    result?;
+    let (sha256, size, tar) = sink.inner.finish();
+    check_whole_archive(stream.shard, &tar, size)?;
+    tar.inner.finish().map_err(write_error)?;
+    Ok(Downloaded { sha256, size })
+}
+
+/// The streamed bytes end as a whole tar archive does.
+fn check_whole_archive<W: Write>(
+    shard: u32,
+    tar: &TarEnd<W>,
+    size: u64,
+) -> Result<(), DownloadError> {
     if tar.unreadable {
         return Err(DownloadError::Mismatch {
             detail: format!(
                 "the streamed archive of shard {} is not a tar archive aimem can follow (a header does not check out)",
-                stream.shard
+                shard
             ),
         });
     }
@@ -385,14 +533,11 @@ fn stream_once(
         return Err(DownloadError::Mismatch {
             detail: format!(
                 "the streamed archive of shard {} ended after {size} bytes, before the end of a tar archive",
-                stream.shard
+                shard
             ),
         });
     }
-    if durability == Durability::SyncedNow {
-        partial.file().sync_all().map_err(write_error)?;
-    }
-    Ok(Downloaded { sha256, size })
+    Ok(())
 }
 
 /// A writer that stops a stream before it leaves its file system with less than

@@ -55,10 +55,23 @@ pub(super) fn is_ours(name: &str, collection: &str, asked_at: &str) -> bool {
     !peer.is_empty() && peer.bytes().all(|b| b.is_ascii_digit()) && shaped && stamp >= asked_at
 }
 
+/// A staging area that takes files by name, in the undo log.
+pub struct Named(pub std::sync::Arc<dyn crate::repo::Staging>);
+
+impl std::fmt::Debug for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Named({})", self.0.location())
+    }
+}
+
 /// The undo log of one backup run.
 #[derive(Debug, Default)]
 pub struct Undo {
+    /// The local staging folder: the backup's, or (for a backup written by name into object
+    /// storage) the one holding only its journal.
     pub staging: Option<Utf8PathBuf>,
+    /// A backup being written by name (object storage): its objects go if the run fails.
+    pub named: Option<Named>,
     /// (site, snapshot name) still on the server.
     pub server_snapshots: Vec<(Site, String)>,
     pub pending: Vec<Pending>,
@@ -132,6 +145,14 @@ impl Undo {
             // Found or given up on: other runs may create snapshots again.
             if let Some(turn) = pending.turn.take() {
                 turn.release_after_answer();
+            }
+        }
+        if let Some(Named(stage)) = self.named.take() {
+            if let Err(e) = stage.discard() {
+                ui.warn(&format!(
+                    "could not remove the partial backup {}: {e}; `aimem prune` removes it later",
+                    stage.location()
+                ));
             }
         }
         if !all_gone && self.journal.is_some() {

@@ -323,11 +323,12 @@ fn save_shard(
     };
     // Streamed where the peer offers it: nothing is made on the server (no disk space there,
     // nothing to journal or delete).
+    let local_dest = crate::engine::backup::dest::Dest::Folder(local.clone());
     let stream = snapshot::Stream {
         client: &node.client,
         collection: target,
         shard: shard_id,
-        target: &local,
+        target: &local_dest,
         label: &format!("pre-restore copy of {target} shard {shard_id}"),
         ui: cx.ui,
         stop: cx.stop,

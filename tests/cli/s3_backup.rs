@@ -1,0 +1,163 @@
+//! Backups in a bucket, end to end: `aimem backup --output s3://…`, then `list`, `verify`,
+//! `restore` and `prune` of that root, against a real S3 server (s3s-fs) and the Qdrant
+//! double. A backup in a bucket is there whole or not at all.
+
+use std::process::Command;
+
+use qdrant_double::{Config, Double};
+
+use super::s3_server::S3Server;
+use super::support::{KEY, TestEnv, json_stdout};
+
+const BUCKET: &str = "backups";
+const ROOT: &str = "s3://backups/aimem";
+
+fn with_s3<'a>(server: &'a S3Server) -> impl FnOnce(&mut Command) + 'a {
+    move |command: &mut Command| {
+        for (name, value) in server.env() {
+            command.env(name, value);
+        }
+    }
+}
+
+/// The names of the backups `list --json` shows for the bucket root, with their states.
+fn listed(env: &TestEnv, server: &S3Server) -> Vec<(String, String)> {
+    let run = env.run_with(&["list", ROOT, "--json"], with_s3(server));
+    run.assert_code(0);
+    let doc = json_stdout(&run);
+    doc["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap_or_default().to_string(),
+                b["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_backup_goes_to_a_bucket_and_comes_back_into_an_empty_server() {
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    let run = env.run_with(&["backup", "--output", ROOT], with_s3(&s3));
+    run.assert_code(0);
+    assert!(env.root_entries().is_empty(), "nothing written locally");
+
+    let backups = listed(&env, &s3);
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(backups[0].1, "ok");
+    let name = backups[0].0.clone();
+    let objects = s3.objects(BUCKET);
+    assert!(
+        objects.contains(&format!("aimem/{name}/manifest.json")),
+        "{objects:?}"
+    );
+    assert!(objects.contains(&format!("aimem/{name}/CHECKSUMS.sha256")));
+    assert!(
+        !objects.iter().any(|o| o.ends_with(".aimem-run.json")),
+        "{objects:?}"
+    );
+
+    let backup = format!("{ROOT}/{name}");
+    env.run_with(&["verify", &backup], with_s3(&s3))
+        .assert_code(0);
+
+    let empty = Double::start(Config {
+        api_key: Some(KEY.to_string()),
+        ..Config::default()
+    });
+    let url = empty.url();
+    let restored = env.run_with(&["restore", &backup, "--force"], |c| {
+        with_s3(&s3)(c);
+        c.env("QDRANT_URL", &url);
+    });
+    restored.assert_code(0);
+    let mut on_server = empty.collection_names();
+    on_server.sort();
+    let mut original = env.double.collection_names();
+    original.sort();
+    assert_eq!(on_server, original);
+
+    // `latest` in a bucket root, as AI_MEMORY_BACKUP_DIR names it.
+    env.run_with(&["verify", "latest"], |c| {
+        with_s3(&s3)(c);
+        c.env("AI_MEMORY_BACKUP_DIR", ROOT);
+    })
+    .assert_code(0);
+}
+
+#[test]
+fn a_logical_backup_goes_to_a_bucket_too() {
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    env.run_with(
+        &["backup", "--output", ROOT, "--format", "logical"],
+        with_s3(&s3),
+    )
+    .assert_code(0);
+    let backups = listed(&env, &s3);
+    assert_eq!(backups.len(), 1);
+    let backup = format!("{ROOT}/{}", backups[0].0);
+    env.run_with(&["verify", &backup], with_s3(&s3))
+        .assert_code(0);
+    assert!(s3.objects(BUCKET).iter().any(|o| o.ends_with(".parquet")));
+}
+
+#[test]
+fn prune_leaves_one_backup_and_no_object_of_the_others() {
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    for _ in 0..3 {
+        env.run_with(
+            &["backup", "--output", ROOT, "--collection", "github"],
+            with_s3(&s3),
+        )
+        .assert_code(0);
+        // Names are per second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(listed(&env, &s3).len(), 3);
+    env.run_with(&["prune", ROOT, "--keep-last", "1"], with_s3(&s3))
+        .assert_code(0);
+    let left = listed(&env, &s3);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let objects = s3.objects(BUCKET);
+    assert!(
+        objects
+            .iter()
+            .all(|o| o.starts_with(&format!("aimem/{}/", left[0].0))),
+        "{objects:?}"
+    );
+}
+
+#[test]
+fn bad_credentials_and_a_dead_endpoint_stop_the_backup_before_anything_is_made() {
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    let started = std::time::Instant::now();
+    let refused = env.run_with(&["backup", "--output", ROOT], |c| {
+        with_s3(&s3)(c);
+        c.env("AWS_SECRET_ACCESS_KEY", "wrong-secret-wrong-secret");
+    });
+    refused.assert_code(2);
+    refused.assert_stderr_contains("AWS_SECRET_ACCESS_KEY");
+    assert!(!refused.all_output().contains("wrong-secret-wrong-secret"));
+    assert_eq!(env.server_snapshots(), 0);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = env.run_with(&["backup", "--output", ROOT], |c| {
+        with_s3(&s3)(c);
+        c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));
+    });
+    dead.assert_code(2);
+    dead.assert_stderr_contains("cannot be reached");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(s3.objects(BUCKET).is_empty());
+}
