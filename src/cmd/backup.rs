@@ -273,6 +273,7 @@ fn back_up(
     let identity = topology.identity(&client, &server);
     let lock_keys = LockKeys::new(&identity, &server, &endpoint.host, endpoint.port);
     backup::clear_leftovers(&root, &client, (&server, &identity), &topology, ui);
+    backup::sweep_remote_leftovers(&root, ui);
     let final_dir = crate::repo::at(&root)
         .map_err(|source| BackupError::Preparing {
             path: root.clone(),

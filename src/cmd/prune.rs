@@ -424,19 +424,10 @@ fn print_summary(args: &PruneArgs, plan: &Plan, removed: &[&Listed], stale: &[&L
 }
 
 /// A staging folder is abandoned when the backup that wrote it is gone (its process id ends
-/// the name) and nothing inside it changed for a day: a long backup is still writing into
-/// `qdrant/` while the folder's own time stays at its start.
+/// the name, or a bucket's run record names it) and nothing inside it changed for a day: a
+/// long backup is still writing into `qdrant/` while the folder's own time stays at its start.
 fn staging_is_abandoned(repo: &dyn Repo, listed: &Listed, now: SystemTime) -> bool {
-    let writer_alive = listed
-        .name
-        .rsplit_once('-')
-        .and_then(|(_, pid)| pid.parse::<i32>().ok())
-        .and_then(rustix::process::Pid::from_raw)
-        .is_some_and(|pid| match rustix::process::test_kill_process(pid) {
-            Ok(()) => true,
-            // It exists but belongs to someone else.
-            Err(e) => e == rustix::io::Errno::PERM,
-        });
+    let writer_alive = repo.writer_alive(&listed.found) == Some(true);
     let newest = repo.last_change(&listed.found).or(listed.modified);
     let old = newest
         .and_then(|m| now.duration_since(m).ok())

@@ -121,6 +121,12 @@ impl Repo for LocalRepo {
         })
     }
 
+    /// The process id ends a staging folder's name.
+    fn writer_alive(&self, found: &Found) -> Option<bool> {
+        let pid = found.name.rsplit_once('-')?.1.parse::<i32>().ok()?;
+        Some(super::process_alive(pid))
+    }
+
     fn finish_removals(&self) -> Vec<(String, io::Error)> {
         let Ok(entries) = self.root.read_dir_utf8() else {
             return Vec::new();

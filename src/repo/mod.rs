@@ -117,6 +117,22 @@ pub trait Repo {
     /// Goes on with removals that stopped half way; returns what still could not be removed
     /// (its location, why).
     fn finish_removals(&self) -> Vec<(String, io::Error)>;
+
+    /// Whether the run writing the staging area `found` is alive: `Some(true)` or
+    /// `Some(false)` when it is a run of this machine, whose process can be looked at; None
+    /// when that cannot be told (no process id, or another machine's run).
+    fn writer_alive(&self, found: &Found) -> Option<bool>;
+}
+
+/// Whether the process `pid` of this machine runs (one that exists but is another user's
+/// counts).
+pub fn process_alive(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid).is_some_and(|pid| match rustix::process::test_kill_process(
+        pid,
+    ) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    })
 }
 
 /// One backup, open for reading.

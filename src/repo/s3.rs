@@ -341,6 +341,16 @@ impl Repo for S3Repo {
         })
     }
 
+    /// The run record says which machine and process write the backup.
+    fn writer_alive(&self, found: &Found) -> Option<bool> {
+        let record = self.run_record(&found.name).ok()??;
+        if record.host.is_empty() || record.host != self.host {
+            return None;
+        }
+        let pid = i32::try_from(record.pid).ok()?;
+        Some(super::process_alive(pid))
+    }
+
     fn finish_removals(&self) -> Vec<(String, io::Error)> {
         let Ok(groups) = self.by_backup() else {
             return Vec::new();

@@ -161,3 +161,109 @@ fn bad_credentials_and_a_dead_endpoint_stop_the_backup_before_anything_is_made()
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert!(s3.objects(BUCKET).is_empty());
 }
+
+#[test]
+fn a_backup_killed_mid_transfer_leaves_no_backup_and_the_next_one_clears_what_it_left() {
+    use qdrant_double::{Fault, FaultKind};
+    use std::time::Duration;
+
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    env.double.inject(Fault::new(
+        Some("GET"),
+        "/collections/conventions/snapshots/",
+        FaultKind::StallBody {
+            after_bytes: 100,
+            stall: Duration::from_secs(60),
+        },
+    ));
+    let mut command = env.command(&[
+        "backup",
+        "--output",
+        ROOT,
+        "--no-stream",
+        "--collection",
+        "conventions",
+    ]);
+    with_s3(&s3)(&mut command);
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn aimem");
+    super::support::wait_for_request(&env.double, "GET", |p| {
+        p.starts_with("/collections/conventions/snapshots/")
+    });
+    std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    child.wait().expect("wait");
+    env.double.clear_faults();
+
+    // Something of the run is in the bucket, but no backup.
+    assert!(!s3.objects(BUCKET).is_empty());
+    let after_kill = listed(&env, &s3);
+    assert!(
+        after_kill.iter().all(|(_, state)| state == "incomplete"),
+        "{after_kill:?}"
+    );
+
+    // The next backup (same machine, the killed process gone) removes it, and the snapshot
+    // the killed run left on the server.
+    env.run_with(
+        &["backup", "--output", ROOT, "--collection", "github"],
+        with_s3(&s3),
+    )
+    .assert_code(0);
+    let backups = listed(&env, &s3);
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(backups[0].1, "ok");
+    let objects = s3.objects(BUCKET);
+    assert!(
+        objects
+            .iter()
+            .all(|o| o.starts_with(&format!("aimem/{}/", backups[0].0))),
+        "{objects:?}"
+    );
+    assert_eq!(s3.pending_parts(), 0);
+    assert!(env.double.snapshot_names("conventions").is_empty());
+}
+
+#[test]
+fn a_backup_to_a_bucket_needs_no_local_disk_for_its_snapshots() {
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    // Files this process writes are capped far below a snapshot's size (`ulimit -f`, in
+    // 1,024-byte blocks): only the small journal is written locally.
+    // aimem's own command, for its environment and program.
+    let aimem = env.command(&[]);
+    let mut shell = std::process::Command::new("bash");
+    for (key, value) in aimem.get_envs() {
+        match value {
+            Some(value) => shell.env(key, value),
+            None => shell.env_remove(key),
+        };
+    }
+    shell
+        .arg("-c")
+        .arg(r#"ulimit -f 8; exec "$0" backup --output "$1" --collection github"#)
+        .arg(aimem.get_program())
+        .arg(ROOT);
+    with_s3(&s3)(&mut shell);
+    let run = super::support::to_run(shell.output().expect("run bash"));
+    run.assert_code(0);
+    let backups = listed(&env, &s3);
+    assert_eq!(backups.len(), 1);
+    let snapshot_size: u64 = s3
+        .objects(BUCKET)
+        .iter()
+        .filter(|o| o.ends_with(".snapshot"))
+        .map(|o| std::fs::metadata(s3.object_path(BUCKET, o)).unwrap().len())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        snapshot_size > 8 * 1024,
+        "the snapshot ({snapshot_size} bytes) is above the cap"
+    );
+}

@@ -539,6 +539,51 @@ pub fn clear_leftovers(
     crate::engine::restore::clear_dead_restores(root, client, server, topology, ui);
 }
 
+/// How long a backup in a bucket written by another machine may go without a change before
+/// the next backup counts it as abandoned (its writer cannot be looked at from here).
+const REMOTE_STAGING_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Removes from a root in object storage what killed backups left there: every incomplete
+/// backup whose writer was a process of this machine that has ended, or whose objects have
+/// not changed for a day, its multipart uploads aborted; and removals that stopped half way.
+/// A local root's leftovers are its staging folders, which the journals above account for.
+pub fn sweep_remote_leftovers(root: &Utf8Path, ui: &Ui) {
+    if !repo::is_remote(root) {
+        return;
+    }
+    let Ok(remote) = repo::at(root) else { return };
+    for (location, e) in remote.finish_removals() {
+        ui.warn(&format!("could not finish removing {location}: {e}"));
+    }
+    let Ok(found) = remote.list() else { return };
+    let now = std::time::SystemTime::now();
+    for staging in found.iter().filter(|f| f.kind == repo::Kind::Staging) {
+        let stale = || {
+            remote
+                .last_change(staging)
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > REMOTE_STAGING_GRACE)
+        };
+        let abandoned = match remote.writer_alive(staging) {
+            Some(alive) => !alive,
+            None => stale(),
+        };
+        if !abandoned {
+            continue;
+        }
+        match remote.remove(staging) {
+            Ok(_) => ui.note(&format!(
+                "removed {}, left by a backup that did not finish",
+                staging.location
+            )),
+            Err(e) => ui.warn(&format!(
+                "could not remove {}, left by a backup that did not finish: {e}",
+                staging.location
+            )),
+        }
+    }
+}
+
 /// The data behind a lock even if a thread panicked while holding it: the undo log must still
 /// be usable for the cleanup.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
