@@ -227,13 +227,16 @@ impl S3Repo {
                 self.shown
             );
         }
+        let run = Arc::new(Mutex::new(record));
+        let heartbeat = Heartbeat::start(self.client.clone(), run_key.clone(), Arc::clone(&run));
         Ok(Some(S3Staging {
+            heartbeat: Mutex::new(Some(heartbeat)),
             client: self.client.clone(),
             root: self.root.clone(),
             name: name.to_string(),
             shown: self.shown.join(name),
             location,
-            run: Arc::new(Mutex::new(record)),
+            run,
             manifest: Arc::new(Mutex::new(None)),
             conditional,
         }))
@@ -507,6 +510,66 @@ pub struct S3Staging {
     manifest: Arc<Mutex<Option<Vec<u8>>>>,
     /// Whether the service refuses a create-only write over an existing object.
     conditional: bool,
+    /// Rewrites the run record now and then, so that a long upload is not taken for a
+    /// killed run's leftover by another machine; stops when the staging area goes.
+    heartbeat: Mutex<Option<Heartbeat>>,
+}
+
+/// How often a run rewrites its run record while it writes a backup (another machine counts
+/// a backup untouched for a day as abandoned).
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// A thread that rewrites the run record every [`HEARTBEAT`] until dropped.
+struct Heartbeat {
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(client: S3Client, run_key: String, run: Arc<Mutex<RunRecord>>) -> Heartbeat {
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let (lock, wake) = &*stopped;
+            let mut done = lock.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                // Looked at before each wait: a stop asked before the first wait is no
+                // wake-up missed.
+                if *done {
+                    return;
+                }
+                let (guard, timeout) = wake
+                    .wait_timeout(done, HEARTBEAT)
+                    .unwrap_or_else(|p| p.into_inner());
+                done = guard;
+                if *done {
+                    return;
+                }
+                if timeout.timed_out() {
+                    let bytes = serde_json::to_vec(&*run.lock().unwrap_or_else(|p| p.into_inner()));
+                    if let Ok(bytes) = bytes {
+                        // Best effort: a missed beat only shortens another machine's patience.
+                        let _ = client.put(&run_key, &bytes, false);
+                    }
+                }
+            }
+        });
+        Heartbeat {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl S3Staging {
@@ -566,6 +629,12 @@ impl Staging for S3Staging {
     }
 
     fn discard(&self) -> io::Result<()> {
+        drop(
+            self.heartbeat
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         let repo = S3Repo::new(self.client.clone(), self.root.clone(), String::new());
         repo.delete_backup(&self.name)
     }
@@ -591,7 +660,13 @@ impl Staging for S3Staging {
         self.client
             .put(&key, &manifest, self.conditional)
             .map_err(io_error)?;
-        // Published: the run record has done its work.
+        // Published: the run record has done its work (and no beat may write it again).
+        drop(
+            self.heartbeat
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         let _ = self.client.delete(&self.location.key(RUN_FILE));
         Ok(self.shown.clone())
     }
