@@ -33,7 +33,10 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
-    /// Folder that holds the backups; each backup is a dated folder inside it.
+    /// Folder that holds the backups; each backup is a dated folder inside it. An
+    /// `s3://bucket/prefix` puts them in S3-compatible object storage instead (credentials
+    /// and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL,
+    /// AWS_REGION or AWS_PROFILE).
     #[arg(
         long,
         short,

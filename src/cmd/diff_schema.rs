@@ -29,7 +29,7 @@ use crate::ui::Ui;
 
 #[derive(Debug, Args)]
 pub struct DiffSchemaArgs {
-    /// The backup folder, or `latest`.
+    /// The backup folder (or `s3://bucket/prefix/NAME`), or `latest`.
     #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath, add = crate::complete::backup_folder())]
     pub backup: Utf8PathBuf,
 

@@ -18,7 +18,8 @@ use crate::ui::{Ui, human_size};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// The folder that holds the backups [default: AI_MEMORY_BACKUP_DIR, else ./backups].
+    /// The folder that holds the backups, or an `s3://bucket/prefix` [default:
+    /// AI_MEMORY_BACKUP_DIR, else ./backups].
     #[arg(value_name = "ROOT", value_hint = clap::ValueHint::DirPath)]
     pub root: Option<Utf8PathBuf>,
 

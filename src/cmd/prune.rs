@@ -30,7 +30,8 @@ const STAGING_MAX_AGE: StdDuration = StdDuration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// The folder that holds the backups [default: AI_MEMORY_BACKUP_DIR, else ./backups].
+    /// The folder that holds the backups, or an `s3://bucket/prefix` [default:
+    /// AI_MEMORY_BACKUP_DIR, else ./backups].
     #[arg(value_name = "ROOT", value_hint = clap::ValueHint::DirPath)]
     pub root: Option<Utf8PathBuf>,
 

@@ -19,8 +19,8 @@ use crate::ui::{Ui, throughput};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The backup folder, or `latest` for the newest complete backup in the backup root
-    /// (AI_MEMORY_BACKUP_DIR, else ./backups).
+    /// The backup folder (or `s3://bucket/prefix/NAME`), or `latest` for the newest complete
+    /// backup in the backup root (AI_MEMORY_BACKUP_DIR, else ./backups).
     #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath, add = crate::complete::backup_folder())]
     pub backup: Utf8PathBuf,
 

@@ -267,3 +267,28 @@ fn a_backup_to_a_bucket_needs_no_local_disk_for_its_snapshots() {
         "the snapshot ({snapshot_size} bytes) is above the cap"
     );
 }
+
+#[test]
+fn no_secret_key_or_signed_url_shows_in_any_output() {
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    let run = env.run_with(&["-v", "backup", "--output", ROOT, "--json"], |c| {
+        with_s3(&s3)(c);
+        c.env("AWS_SESSION_TOKEN", "session-token-that-is-secret");
+    });
+    // (s3s-fs does not take session tokens: the run may fail; its output must not leak.)
+    let all = run.all_output();
+    for secret in [
+        super::s3_server::SECRET_KEY,
+        "session-token-that-is-secret",
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "X-Amz-Security-Token",
+    ] {
+        assert!(!all.contains(secret), "{secret} in the output:\n{all}");
+    }
+    let verbose = env.run_with(&["-v", "list", ROOT], with_s3(&s3));
+    let all = verbose.all_output();
+    assert!(!all.contains(super::s3_server::SECRET_KEY), "{all}");
+    assert!(!all.contains("X-Amz-Signature"), "{all}");
+}

@@ -44,7 +44,8 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub peers: crate::engine::peers::PeerArgs,
 
-    /// The backup folder, or `latest` for the newest complete backup in AI_MEMORY_BACKUP_DIR.
+    /// The backup folder (or `s3://bucket/prefix/NAME`), or `latest` for the newest complete
+    /// backup in AI_MEMORY_BACKUP_DIR.
     #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath, add = crate::complete::backup_folder())]
     pub dir: Utf8PathBuf,
 
