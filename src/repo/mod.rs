@@ -168,6 +168,17 @@ pub trait Staging: Send + Sync {
     /// needed), new, readable by its owner only; never over an existing one.
     fn create_file(&self, relative: &str) -> io::Result<Box<dyn NewFile>>;
 
+    /// [`Staging::create_file`] for a file expected to be about `expected` bytes (a staging
+    /// area in object storage sizes its upload's parts by it).
+    fn create_file_of(
+        &self,
+        relative: &str,
+        expected: Option<u64>,
+    ) -> io::Result<Box<dyn NewFile>> {
+        let _ = expected;
+        self.create_file(relative)
+    }
+
     /// The local folder the backup is built in, when it is built in one: the backup engine
     /// then downloads snapshots into it by path itself (resumed across retries, synced).
     /// None for a staging area that takes files by name only (object storage), where each

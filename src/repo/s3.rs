@@ -602,6 +602,14 @@ impl Staging for S3Staging {
     }
 
     fn create_file(&self, relative: &str) -> io::Result<Box<dyn NewFile>> {
+        self.create_file_of(relative, None)
+    }
+
+    fn create_file_of(
+        &self,
+        relative: &str,
+        expected: Option<u64>,
+    ) -> io::Result<Box<dyn NewFile>> {
         crate::manifest::confined::check_plain(relative)?;
         if relative == MANIFEST_FILE {
             return Ok(Box::new(HeldManifest {
@@ -619,7 +627,7 @@ impl Staging for S3Staging {
         Ok(Box::new(UploadFile(ObjectWriter::new(
             self.client.clone(),
             key,
-            transfer::MIN_PART,
+            transfer::part_size(expected),
             on_start,
         ))))
     }

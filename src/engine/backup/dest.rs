@@ -75,11 +75,16 @@ impl Dest {
 
     /// A new file here (never over an existing one).
     pub fn create(&self) -> io::Result<Box<dyn NewFile>> {
+        self.create_of(None)
+    }
+
+    /// A new file here, expected to be about `expected` bytes.
+    pub fn create_of(&self, expected: Option<u64>) -> io::Result<Box<dyn NewFile>> {
         match self {
             Dest::Folder(path) => Ok(Box::new(LocalNew(crate::manifest::layout::private_file(
                 path,
             )?))),
-            Dest::Named { stage, relative } => stage.create_file(relative),
+            Dest::Named { stage, relative } => stage.create_file_of(relative, expected),
         }
     }
 

@@ -220,7 +220,7 @@ fn download_named(download: &Download) -> Result<Downloaded, DownloadError> {
         .size
         .map(|size| size.saturating_add(OVERSIZE_MARGIN));
     let mut sink = Sink {
-        inner: HashingWriter::new(target.create().map_err(write_error)?),
+        inner: HashingWriter::new(target.create_of(snapshot.size).map_err(write_error)?),
         bar: &bar,
         stop: download.stop,
         limit,
