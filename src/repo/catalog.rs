@@ -193,7 +193,9 @@ fn describe(repo: &dyn Repo, found: Found) -> Listed {
     };
     if listed.found.kind == Kind::Staging {
         listed.state = State::Incomplete;
-        listed.taken = name_time(&name[STAGING_PREFIX.len()..]);
+        // A local staging folder's name starts with the prefix; a bucket's incomplete backup
+        // has its final name.
+        listed.taken = name_time(name.strip_prefix(STAGING_PREFIX).unwrap_or(&name));
         return listed;
     }
     match repo

@@ -125,17 +125,15 @@ impl S3Repo {
     fn by_backup(&self) -> io::Result<Vec<(String, Vec<crate::s3::Object>)>> {
         let top = self.root.key_prefix();
         let Listing { objects, .. } = self.client.list(&top, false).map_err(io_error)?;
-        let mut groups: Vec<(String, Vec<crate::s3::Object>)> = Vec::new();
+        let mut groups: std::collections::BTreeMap<String, Vec<crate::s3::Object>> =
+            std::collections::BTreeMap::new();
         for object in objects {
             let Some((name, _)) = object.key[top.len()..].split_once('/') else {
                 continue;
             };
-            match groups.iter_mut().find(|(n, _)| n == name) {
-                Some((_, members)) => members.push(object),
-                None => groups.push((name.to_string(), vec![object])),
-            }
+            groups.entry(name.to_string()).or_default().push(object);
         }
-        Ok(groups)
+        Ok(groups.into_iter().collect())
     }
 
     /// The run record of the backup `name`, if it has one that reads.
@@ -175,7 +173,13 @@ impl S3Repo {
             }
         }
         let listing = self.client.list(&prefix, false).map_err(io_error)?;
-        for object in listing.objects.iter().filter(|o| o.key != mark) {
+        // A key with a `.` or `..` part would address another object: left alone (it is no
+        // object aimem wrote, and the backup is out of sight without it).
+        let owned = listing
+            .objects
+            .iter()
+            .filter(|o| o.key != mark && crate::s3::is_addressable(&o.key));
+        for object in owned {
             self.client.delete(&object.key).map_err(io_error)?;
         }
         self.client.delete(&mark).map_err(io_error)

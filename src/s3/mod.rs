@@ -147,6 +147,7 @@ impl S3Client {
     /// (`If-None-Match: *`): `Exists` when there is one.
     pub fn put(&self, key: &str, body: &[u8], create_only: bool) -> Result<(), S3Error> {
         let what = self.what("writing", key);
+        addressable(key, &what)?;
         self.retried(&what, || {
             let mut action = self.bucket.put_object(self.credentials.as_ref(), key);
             if create_only {
@@ -166,6 +167,7 @@ impl S3Client {
     /// there.
     pub fn get(&self, key: &str, start: u64) -> Result<Download, S3Error> {
         let what = self.what("reading", key);
+        addressable(key, &what)?;
         self.retried(&what, || {
             let mut action = self.bucket.get_object(self.credentials.as_ref(), key);
             let range = format!("bytes={start}-");
@@ -228,6 +230,7 @@ impl S3Client {
     /// The size and time of the object `key`; None when it is not there.
     pub fn head(&self, key: &str) -> Result<Option<Object>, S3Error> {
         let what = self.what("looking up", key);
+        addressable(key, &what)?;
         self.retried(&what, || {
             let url = self
                 .bucket
@@ -314,6 +317,7 @@ impl S3Client {
     /// Deletes the object `key`; one that is not there is no error.
     pub fn delete(&self, key: &str) -> Result<(), S3Error> {
         let what = self.what("deleting", key);
+        addressable(key, &what)?;
         self.retried(&what, || {
             let url = self
                 .bucket
@@ -334,6 +338,7 @@ impl S3Client {
     /// Starts a multipart upload of `key`: its upload id.
     pub fn begin_upload(&self, key: &str) -> Result<String, S3Error> {
         let what = self.what("starting the upload of", key);
+        addressable(key, &what)?;
         self.retried(&what, || {
             let url = CreateMultipartUpload::new(&self.bucket, self.credentials.as_ref(), key)
                 .sign(SIGNED_FOR);
@@ -422,6 +427,7 @@ impl S3Client {
     /// Aborts an upload (its parts are freed); one already gone is no error.
     pub fn abort_upload(&self, key: &str, upload: &str) -> Result<(), S3Error> {
         let what = self.what("aborting the upload of", key);
+        addressable(key, &what)?;
         self.retried(&what, || {
             let url = self
                 .bucket
@@ -596,6 +602,26 @@ pub fn io_error(error: S3Error) -> std::io::Error {
     std::io::Error::new(kind, error)
 }
 
+/// Whether `key` can be sent as it is: a URL resolves `.` and `..` parts (and HTTP stacks
+/// may fold `//`), so a key with such a part, or an empty one, would address another object
+/// than itself. aimem never makes
+/// one; a listed one is never acted on.
+pub fn is_addressable(key: &str) -> bool {
+    key.split('/')
+        .all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
+fn addressable(key: &str, what: &str) -> Result<(), S3Error> {
+    match is_addressable(key) {
+        true => Ok(()),
+        false => Err(S3Error::Invalid {
+            what: what.to_string(),
+            why: "the key has an empty, `.` or `..` part, which would address another object"
+                .into(),
+        }),
+    }
+}
+
 /// The endpoint as messages show it: scheme, host and port, nothing else.
 fn shown_endpoint(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or("?");
@@ -665,6 +691,21 @@ fn http_date(text: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_keys_that_address_themselves_are_sent() {
+        for good in [
+            "a",
+            "a/b.c/d",
+            "r/2026-12-07_100000/.aimem-run.json",
+            "a..b/c",
+        ] {
+            assert!(is_addressable(good), "{good}");
+        }
+        for bad in ["", "/a", "a/", "a//b", "a/./b", "a/../b", "..", "."] {
+            assert!(!is_addressable(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn listed_keys_are_decoded_strictly() {

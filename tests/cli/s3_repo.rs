@@ -163,3 +163,40 @@ fn a_removal_that_stopped_is_out_of_sight_and_finished_later() {
         server.objects(BUCKET)
     );
 }
+
+#[test]
+fn hostile_names_in_a_bucket_are_listed_never_opened_or_used_as_paths() {
+    let server = S3Server::start(BUCKET);
+    let repo = repo(&server, "s3://backups/r");
+    let client = repo.client();
+    // A short name, a name with a backslash, a manifest at the top, an object outside.
+    for key in [
+        "r/x/manifest.json",
+        "r/a\\b/manifest.json",
+        "r/manifest.json",
+        "keep",
+    ] {
+        client.put(key, MANIFEST.as_bytes(), false).unwrap();
+    }
+    // A key that climbs out is never sent (the URL would resolve it to another object).
+    assert!(client.put("r/y/../../keep", b"", false).is_err());
+    std::fs::create_dir_all(server.object_path(BUCKET, "r/y")).unwrap();
+    std::fs::write(server.object_path(BUCKET, "r/y/file"), b"y").unwrap();
+
+    let listed = repo.list().unwrap();
+    let mut names: Vec<&str> = listed.iter().map(|f| f.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["a\\b", "x", "y"]);
+    let unsafe_name = listed.iter().find(|f| f.name == "a\\b").unwrap();
+    assert!(repo.open(unsafe_name).is_err());
+    assert!(repo.remove(unsafe_name).is_err());
+    // The catalog reads them without panicking (a short incomplete name included).
+    let catalog = aimem::repo::catalog::scan_repo(&repo).unwrap();
+    assert_eq!(catalog.len(), 3);
+    // Removing `x` and `y` never touches `keep`, outside the root.
+    for found in listed.iter().filter(|f| f.name != "a\\b") {
+        repo.remove(found).unwrap();
+    }
+    assert!(client.head("keep").unwrap().is_some());
+    assert!(client.head("r/manifest.json").unwrap().is_some());
+}
