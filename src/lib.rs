@@ -20,6 +20,7 @@ pub mod fingerprint;
 mod fuzz;
 #[cfg(test)]
 mod hostile;
+pub mod http;
 pub mod json;
 pub mod localtime;
 pub mod logical;

@@ -13,7 +13,7 @@ use crate::manifest::audit::Options;
 use crate::manifest::layout::default_root;
 use crate::output;
 use crate::repo::catalog::{ClusterSummary, Listed, State};
-use crate::repo::{self, Repo, locate};
+use crate::repo::{Repo, locate};
 use crate::ui::{Ui, human_size};
 
 #[derive(Debug, Args)]
@@ -131,13 +131,7 @@ impl Leftover {
 
 pub fn run(args: &ListArgs, ui: &Ui) -> Outcome {
     let root = args.root.clone().unwrap_or_else(default_root);
-    let repo = repo::at(&root).map_err(|e| {
-        crate::failure::Failure::msg(
-            crate::exit::Exit::InvalidArguments,
-            format!("cannot use the backup root {root}: {e}"),
-            "Check the root's URL and the AWS settings (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION).",
-        )
-    })?;
+    let repo = locate::repo(&root)?;
     let listed = locate::scan(&*repo, "list")?;
     // Offline: the leftovers of killed backups are reported; the next backup deletes them.
     let journals = crate::workspace::journal_root(&root, crate::workspace::runs::Missing::Skip, ui)

@@ -129,13 +129,7 @@ impl ExitStatus for PruneError {
 pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
     let policy = policy(args)?;
     let root = args.root.clone().unwrap_or_else(default_root);
-    let repo = repo::at(&root).map_err(|e| {
-        crate::failure::Failure::msg(
-            crate::exit::Exit::InvalidArguments,
-            format!("cannot use the backup root {root}: {e}"),
-            "Check the root's URL and the AWS settings (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION).",
-        )
-    })?;
+    let repo = locate::repo(&root)?;
     let listed = locate::scan(&*repo, "prune")?;
 
     let decision = decide(&listed, &policy, ui);

@@ -170,21 +170,7 @@ impl Client {
 
     /// A client for the server at `base_url`.
     pub fn for_url(base_url: &ServerUrl, api_key: Option<String>, timeouts: Timeouts) -> Client {
-        // The system's trust store (and SSL_CERT_FILE), so private CAs work as they do for curl.
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-            .build();
-        let agent: Agent = Agent::config_builder()
-            // Qdrant's error bodies carry the useful message: read them instead of failing early.
-            .http_status_as_error(false)
-            // A redirect would carry the `api-key` header to another host: never follow one.
-            .max_redirects(0)
-            .tls_config(tls)
-            .timeout_connect(Some(timeouts.connect))
-            .timeout_recv_response(Some(timeouts.request))
-            .user_agent(concat!("aimem/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent = crate::http::agent(timeouts.connect, timeouts.request);
         // `-v` logs never print these, whoever logs them.
         if let Some(key) = &api_key {
             add_secret(key);

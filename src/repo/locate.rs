@@ -75,6 +75,18 @@ pub fn backup(arg: &Utf8Path) -> Outcome<Box<dyn Backup>> {
     })
 }
 
+/// The backup root `root` names, or the argument error that says why it cannot be used (a
+/// malformed `s3://` URL or AWS setting).
+pub fn repo(root: &Utf8Path) -> Outcome<Box<dyn Repo>> {
+    super::at(root).map_err(|e| {
+        Failure::msg(
+            Exit::InvalidArguments,
+            format!("cannot use the backup root {root}: {e}"),
+            "Check the root's URL and the AWS settings (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION).",
+        )
+    })
+}
+
 /// Everything in `repo` (newest first). `command` names the subcommand in the hint.
 ///
 /// A root that does not exist is an argument error (exit 1, like a backup folder that does not

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload, ListObjectsV2, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 use ureq::Agent;
-use ureq::http::Response;
+use ureq::http::{Method, Response};
 
 pub use config::{ConfigError, Keys, S3Config};
 pub use error::S3Error;
@@ -117,19 +117,7 @@ impl S3Client {
                 }
             }
         });
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-            .build();
-        let agent: Agent = Agent::config_builder()
-            .http_status_as_error(false)
-            // A signed URL is only good for its own host.
-            .max_redirects(0)
-            .tls_config(tls)
-            .timeout_connect(Some(connect_timeout))
-            .timeout_recv_response(Some(request_timeout))
-            .user_agent(concat!("aimem/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent = crate::http::agent(connect_timeout, request_timeout);
         Ok(S3Client {
             agent,
             bucket,
@@ -175,11 +163,8 @@ impl S3Client {
                 action.headers_mut().insert("range", range.clone());
             }
             let url = action.sign(SIGNED_FOR);
-            let mut request = self.agent.get(url.as_str());
-            if start > 0 {
-                request = request.header("range", &range);
-            }
-            let response = request.call().map_err(|e| self.transport(&what, e))?;
+            let range = (start > 0).then_some(range.as_str());
+            let response = self.send_empty(&what, Method::GET, &url, range)?;
             let response = self.expect_ok(&what, response)?;
             let len = content_length(&response).ok_or_else(|| S3Error::Invalid {
                 what: what.clone(),
@@ -236,11 +221,7 @@ impl S3Client {
                 .bucket
                 .head_object(self.credentials.as_ref(), key)
                 .sign(SIGNED_FOR);
-            let response = self
-                .agent
-                .head(url.as_str())
-                .call()
-                .map_err(|e| self.transport(&what, e))?;
+            let response = self.send_empty(&what, Method::HEAD, &url, None)?;
             match self.expect_ok(&what, response) {
                 Ok(response) => Ok(Some(Object {
                     key: key.to_string(),
@@ -274,11 +255,7 @@ impl S3Client {
                     action.with_continuation_token(token.as_str());
                 }
                 let url = action.sign(SIGNED_FOR);
-                let response = self
-                    .agent
-                    .get(url.as_str())
-                    .call()
-                    .map_err(|e| self.transport(&what, e))?;
+                let response = self.send_empty(&what, Method::GET, &url, None)?;
                 let body = self.xml_body(&what, response)?;
                 xml::list_page(&body).ok_or_else(|| S3Error::Invalid {
                     what: what.clone(),
@@ -323,11 +300,7 @@ impl S3Client {
                 .bucket
                 .delete_object(self.credentials.as_ref(), key)
                 .sign(SIGNED_FOR);
-            let response = self
-                .agent
-                .delete(url.as_str())
-                .call()
-                .map_err(|e| self.transport(&what, e))?;
+            let response = self.send_empty(&what, Method::DELETE, &url, None)?;
             match self.expect_ok(&what, response) {
                 Ok(_) | Err(S3Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(e),
@@ -433,11 +406,7 @@ impl S3Client {
                 .bucket
                 .abort_multipart_upload(self.credentials.as_ref(), key, upload)
                 .sign(SIGNED_FOR);
-            let response = self
-                .agent
-                .delete(url.as_str())
-                .call()
-                .map_err(|e| self.transport(&what, e))?;
+            let response = self.send_empty(&what, Method::DELETE, &url, None)?;
             match self.expect_ok(&what, response) {
                 Ok(_) | Err(S3Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(e),
@@ -451,6 +420,28 @@ impl S3Client {
             self.bucket(),
             crate::names::shown(key)
         )
+    }
+
+    /// Sends a request without a body to a signed URL (with a `Range` header when given): the
+    /// answer, whatever its status.
+    fn send_empty(
+        &self,
+        what: &str,
+        method: Method,
+        url: &url::Url,
+        range: Option<&str>,
+    ) -> Result<Response<ureq::Body>, S3Error> {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(url.as_str());
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        let request = request.body(()).map_err(|_| S3Error::Invalid {
+            what: what.to_string(),
+            why: "the signed URL is not a valid URI".into(),
+        })?;
+        self.agent.run(request).map_err(|e| self.transport(what, e))
     }
 
     /// Runs `call` until it succeeds, fails for good, or [`ATTEMPTS`] are spent.

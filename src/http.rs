@@ -1,0 +1,25 @@
+//! The one way aimem builds an HTTP agent (the Qdrant client's and the S3 client's).
+
+use std::time::Duration;
+
+use ureq::Agent;
+
+/// A blocking agent that trusts the system's certificates (and `SSL_CERT_FILE`, so private
+/// CAs work as they do for curl), reads error answers instead of failing on their status
+/// (their bodies carry the useful message), never follows a redirect (it would carry
+/// credentials or a signature to another host), waits `connect` for a connection and
+/// `request` for each answer.
+pub fn agent(connect: Duration, request: Duration) -> Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .tls_config(tls)
+        .timeout_connect(Some(connect))
+        .timeout_recv_response(Some(request))
+        .user_agent(concat!("aimem/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
