@@ -38,8 +38,31 @@ pub const RUN_FILE: &str = ".aimem-run.json";
 pub const DELETING_MARK: &str = ".aimem-deleting";
 /// The largest run record read (thousands of uploads).
 const MAX_RUN_RECORD: u64 = 1024 * 1024;
-/// The most uploads a run record lists.
-const MAX_UPLOADS: usize = 10_000;
+/// The most uploads a run record lists at once (each ~180 bytes: well inside the record's
+/// bound); an upload leaves the list when it completes.
+const MAX_UPLOADS: usize = 4_000;
+
+/// This machine's boot id, empty when it cannot be read.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|b| b.trim().chars().take(64).collect())
+        .unwrap_or_default()
+}
+
+/// A token no other run has: the time, the process and the hasher's random keys.
+fn run_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    let high = hasher.finish();
+    hasher.write_u64(high);
+    format!("{high:016x}{:016x}", hasher.finish())
+}
 
 /// A backup root in a bucket.
 pub struct S3Repo {
@@ -54,6 +77,13 @@ pub struct S3Repo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub host: String,
+    /// The kernel's boot id: with the host name it tells this machine, as it runs now, apart
+    /// from another with the same name (containers, cloned VMs) or from before a reboot.
+    #[serde(default)]
+    pub boot: String,
+    /// Random, this run's own: the run publishes only while the record still carries it.
+    #[serde(default)]
+    pub token: String,
     pub pid: u32,
     /// Unix seconds.
     pub started: u64,
@@ -166,9 +196,12 @@ impl S3Repo {
         let prefix = self.key(name, "")?;
         if let Ok(Some(record)) = self.run_record(name) {
             for (key, upload) in &record.uploads {
-                // Only uploads of this backup's own keys.
-                if key.starts_with(&prefix) {
-                    self.client.abort_upload(key, upload).map_err(io_error)?;
+                // Only uploads of this backup's own keys, and only keys that address
+                // themselves: a hostile entry is skipped, never a reason to stop the removal.
+                if key.starts_with(&prefix) && crate::s3::is_addressable(key) {
+                    if let Err(e) = self.client.abort_upload(key, upload) {
+                        log::warn!("could not abort the upload of {key}: {e}");
+                    }
                 }
             }
         }
@@ -204,6 +237,8 @@ impl S3Repo {
         }
         let record = RunRecord {
             host: self.host.clone(),
+            boot: boot_id(),
+            token: run_token(),
             pid: std::process::id(),
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -242,6 +277,7 @@ impl S3Repo {
             location,
             run,
             manifest: Arc::new(Mutex::new(None)),
+            finished: Arc::default(),
             conditional,
         }))
     }
@@ -351,7 +387,12 @@ impl Repo for S3Repo {
     /// The run record says which machine and process write the backup.
     fn writer_alive(&self, found: &Found) -> Option<bool> {
         let record = self.run_record(&found.name).ok()??;
-        if record.host.is_empty() || record.host != self.host {
+        let here = boot_id();
+        if record.host.is_empty()
+            || record.host != self.host
+            || here.is_empty()
+            || record.boot != here
+        {
             return None;
         }
         let pid = i32::try_from(record.pid).ok()?;
@@ -512,6 +553,8 @@ pub struct S3Staging {
     run: Arc<Mutex<RunRecord>>,
     /// The manifest, kept until the commit writes it last.
     manifest: Arc<Mutex<Option<Vec<u8>>>>,
+    /// Every file written (its key and size), for the check before the manifest goes.
+    finished: Arc<Mutex<Vec<(String, u64)>>>,
     /// Whether the service refuses a create-only write over an existing object.
     conditional: bool,
     /// Rewrites the run record now and then, so that a long upload is not taken for a
@@ -550,9 +593,11 @@ impl Heartbeat {
                     return;
                 }
                 if timeout.timed_out() {
-                    let bytes = serde_json::to_vec(&*run.lock().unwrap_or_else(|p| p.into_inner()));
-                    if let Ok(bytes) = bytes {
-                        // Best effort: a missed beat only shortens another machine's patience.
+                    // Held across the write, as for a new upload's record (see
+                    // `record_upload`). Best effort: a missed beat only shortens another
+                    // machine's patience.
+                    let record = run.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Ok(bytes) = serde_json::to_vec(&*record) {
                         let _ = client.put(&run_key, &bytes, false);
                     }
                 }
@@ -586,17 +631,76 @@ impl S3Staging {
         key: &str,
         upload: &str,
     ) -> io::Result<()> {
-        let bytes = {
-            let mut record = run.lock().unwrap_or_else(|p| p.into_inner());
-            if record.uploads.len() >= MAX_UPLOADS {
-                return Err(io::Error::other(format!(
-                    "a backup may start at most {MAX_UPLOADS} uploads"
+        // Held across the write: two uploads starting at once must not write their copies
+        // of the record in the other order (the later copy would lack the earlier upload).
+        let mut record = run.lock().unwrap_or_else(|p| p.into_inner());
+        if record.uploads.len() >= MAX_UPLOADS {
+            return Err(io::Error::other(format!(
+                "a backup may have at most {MAX_UPLOADS} uploads under way"
+            )));
+        }
+        record.uploads.push((key.to_string(), upload.to_string()));
+        let bytes = serde_json::to_vec(&*record).map_err(io::Error::other)?;
+        client.put(run_key, &bytes, false).map_err(io_error)
+    }
+
+    /// An upload completed: it leaves the run record (written again with the next start or
+    /// beat; a stale entry only costs a cleanup an abort that finds nothing).
+    fn upload_done(run: &Mutex<RunRecord>, key: &str) {
+        run.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .uploads
+            .retain(|(k, _)| k != key);
+    }
+}
+
+impl S3Staging {
+    /// Before the manifest: the name is still this run's (its run record carries this run's
+    /// token: no other run took it for a leftover and removed it), nobody is removing it, and
+    /// every file written is there, whole.
+    fn check_still_ours(&self) -> io::Result<()> {
+        let lost = |why: String| io::Error::other(format!("{}: {why}", self.shown));
+        let token = self
+            .run
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .token
+            .clone();
+        let key = self.location.key(RUN_FILE);
+        let stored = match self.client.get_small(&key, MAX_RUN_RECORD) {
+            Ok(bytes) => serde_json::from_slice::<RunRecord>(&bytes).ok(),
+            Err(S3Error::NotFound { .. }) => None,
+            Err(e) => return Err(io_error(e)),
+        };
+        if stored.is_none_or(|record| record.token != token) {
+            return Err(lost(
+                "its run record is gone or another run's: it was taken for a leftover".into(),
+            ));
+        }
+        let listing = self
+            .client
+            .list(&self.location.key_prefix(), false)
+            .map_err(io_error)?;
+        if listing
+            .objects
+            .iter()
+            .any(|o| o.key.ends_with(&format!("/{DELETING_MARK}")))
+        {
+            return Err(lost("another run is removing it".into()));
+        }
+        let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        for (file, size) in finished.iter() {
+            let there = listing
+                .objects
+                .iter()
+                .any(|o| o.key == *file && o.size == *size);
+            if !there {
+                return Err(lost(format!(
+                    "{file} is not in the bucket as it was written ({size} bytes)"
                 )));
             }
-            record.uploads.push((key.to_string(), upload.to_string()));
-            serde_json::to_vec(&*record).map_err(io::Error::other)?
-        };
-        client.put(run_key, &bytes, false).map_err(io_error)
+        }
+        Ok(())
     }
 }
 
@@ -628,12 +732,18 @@ impl Staging for S3Staging {
         let on_start: OnUploadStart = Arc::new(move |key: &str, upload: &str| {
             S3Staging::record_upload(&client, &run_key, &run, key, upload)
         });
-        Ok(Box::new(UploadFile(ObjectWriter::new(
-            self.client.clone(),
+        Ok(Box::new(UploadFile {
+            writer: ObjectWriter::new(
+                self.client.clone(),
+                key.clone(),
+                transfer::part_size(expected),
+                on_start,
+            ),
             key,
-            transfer::part_size(expected),
-            on_start,
-        ))))
+            written: 0,
+            done: Arc::clone(&self.finished),
+            run: Arc::clone(&self.run),
+        }))
     }
 
     fn folder(&self) -> Option<&Utf8Path> {
@@ -647,6 +757,16 @@ impl Staging for S3Staging {
                 .unwrap_or_else(|p| p.into_inner())
                 .take(),
         );
+        // The uploads this run knows of, whatever the stored record says.
+        let uploads = self
+            .run
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .uploads
+            .clone();
+        for (key, upload) in uploads {
+            let _ = self.client.abort_upload(&key, &upload);
+        }
         let repo = S3Repo::new(self.client.clone(), self.root.clone(), String::new());
         repo.delete_backup(&self.name)
     }
@@ -666,12 +786,24 @@ impl Staging for S3Staging {
             .take()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no manifest was written"))?;
         let key = self.location.key(MANIFEST_FILE);
+        self.check_still_ours()?;
         if !self.conditional && self.client.head(&key).map_err(io_error)?.is_some() {
             return Err(io_error(S3Error::Exists { what: key }));
         }
         self.client
             .put(&key, &manifest, self.conditional)
             .map_err(io_error)?;
+        // A removal that began meanwhile (its mark written after the check) would delete the
+        // manifest before the rest, or just before this write: never leave a backup published
+        // that is being removed.
+        let mark = self.location.key(DELETING_MARK);
+        if self.client.head(&mark).map_err(io_error)?.is_some() {
+            let _ = self.client.delete(&key);
+            return Err(io::Error::other(format!(
+                "{} was removed by another run while it was written",
+                self.shown
+            )));
+        }
         // Published: the run record has done its work (and no beat may write it again).
         drop(
             self.heartbeat
@@ -714,20 +846,41 @@ impl NewFile for HeldManifest {
 }
 
 /// A file streamed into the bucket.
-struct UploadFile(ObjectWriter);
+struct UploadFile {
+    writer: ObjectWriter,
+    key: String,
+    written: u64,
+    /// Where a finished file is told (its key and size) and its upload leaves the record.
+    done: Arc<Mutex<Vec<(String, u64)>>>,
+    run: Arc<Mutex<RunRecord>>,
+}
 
 impl Write for UploadFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        let n = self.writer.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.writer.flush()
     }
 }
 
 impl NewFile for UploadFile {
     fn finish(self: Box<Self>) -> io::Result<()> {
-        self.0.finish()
+        let UploadFile {
+            writer,
+            key,
+            written,
+            done,
+            run,
+        } = *self;
+        writer.finish()?;
+        S3Staging::upload_done(&run, &key);
+        let mut done = done.lock().unwrap_or_else(|p| p.into_inner());
+        done.retain(|(k, _)| *k != key);
+        done.push((key, written));
+        Ok(())
     }
 }

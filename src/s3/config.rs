@@ -68,7 +68,9 @@ pub enum ConfigError {
     },
     #[error("cannot read {path}: {why}")]
     File { path: String, why: String },
-    #[error("the AWS profile `{0}` has no aws_access_key_id and aws_secret_access_key")]
+    #[error(
+        "the AWS profile `{0}` is missing, or has no aws_access_key_id and aws_secret_access_key"
+    )]
     Profile(String),
     #[error("the S3 region `{0}` is not a region name (letters, digits and hyphens)")]
     Region(String),
@@ -179,13 +181,17 @@ fn shown_endpoint(text: &str) -> String {
 
 /// The keys of `profile` in a credentials file; None when the file does not exist.
 fn profile_keys(path: &Path, profile: &str) -> Result<Option<Keys>, ConfigError> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let section = read_section(path, profile)?;
+    let section = match path.exists() {
+        true => read_section(path, profile)?,
+        false => Vec::new(),
+    };
     if section.is_empty() {
-        // No such profile: anonymous, as the AWS tools are when no profile is configured.
-        return Ok(None);
+        // No such profile. Only the default one may be missing (then requests go
+        // anonymous, as the AWS tools' do): a profile asked for by name must exist.
+        return match profile {
+            "default" => Ok(None),
+            named => Err(ConfigError::Profile(crate::names::shown(named))),
+        };
     }
     let get = |key: &str| {
         section
@@ -335,6 +341,20 @@ mod tests {
             config(&[("HOME", home), ("AWS_PROFILE", "broken")], "b"),
             Err(ConfigError::Profile(_))
         ));
+        // A profile asked for by name must exist (the default one may be missing).
+        assert!(matches!(
+            config(&[("HOME", home), ("AWS_PROFILE", "typo")], "b"),
+            Err(ConfigError::Profile(_))
+        ));
+        let nowhere = tempfile::tempdir().unwrap();
+        let home_without = nowhere.path().to_str().unwrap();
+        assert!(
+            config(&[("HOME", home_without)], "b")
+                .unwrap()
+                .credentials
+                .is_none()
+        );
+        assert!(config(&[("HOME", home_without), ("AWS_PROFILE", "work")], "b").is_err());
         // The environment's keys win over the profile's.
         let env = config(
             &[

@@ -32,9 +32,17 @@ pub use location::{LocationError, S3Location};
 /// How long a signed URL stays valid: only its start must fall in it, so an hour covers any
 /// request, however slow its body.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
-/// Tries of a call that may be repeated (the first and four more, 0.25 s to 2 s apart).
-const ATTEMPTS: u32 = 5;
+/// Tries of a call that may be repeated: the first and seven more, 0.25 s apart at first and
+/// twice as long each time up to 8 s (about 24 s in all, for throttling to pass); a call that
+/// timed out is tried once more only (a silent endpoint must fail within about twice the
+/// request timeout).
+const ATTEMPTS: u32 = 8;
+const TIMEOUT_ATTEMPTS: u32 = 2;
 const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const LONGEST_PAUSE: Duration = Duration::from_secs(8);
+/// The most listing pages read for one listing (a service answering token after token of
+/// empty pages must not loop forever).
+const MAX_LIST_PAGES: usize = 10_000;
 /// The most of an error answer read (S3's are a few hundred bytes).
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 /// The most of a listing or upload answer read (a listing page of 1,000 keys is ~300 KiB).
@@ -136,7 +144,9 @@ impl S3Client {
     pub fn put(&self, key: &str, body: &[u8], create_only: bool) -> Result<(), S3Error> {
         let what = self.what("writing", key);
         addressable(key, &what)?;
-        self.retried(&what, || {
+        let mut attempts = 0;
+        let written = self.retried(&what, || {
+            attempts += 1;
             let mut action = self.bucket.put_object(self.credentials.as_ref(), key);
             if create_only {
                 action.headers_mut().insert("if-none-match", "*");
@@ -148,7 +158,21 @@ impl S3Client {
             }
             let response = request.send(body).map_err(|e| self.transport(&what, e))?;
             self.expect_ok(&what, response).map(drop)
-        })
+        });
+        match written {
+            // An earlier attempt may have landed before its answer was lost: the object
+            // there is then this one, which is no refusal.
+            Err(S3Error::Exists { .. })
+                if create_only
+                    && attempts > 1
+                    && self
+                        .get_small(key, body.len() as u64)
+                        .is_ok_and(|b| b == body) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Reads the object `key` from byte `start` on (to its end). `NotFound` when it is not
@@ -244,7 +268,13 @@ impl S3Client {
         );
         let mut listing = Listing::default();
         let mut token: Option<String> = None;
-        loop {
+        for page_number in 1.. {
+            if page_number > MAX_LIST_PAGES {
+                return Err(S3Error::Invalid {
+                    what,
+                    why: format!("more than {MAX_LIST_PAGES} pages"),
+                });
+            }
             let page = self.retried(&what, || {
                 let mut action = ListObjectsV2::new(&self.bucket, self.credentials.as_ref());
                 action.with_prefix(prefix);
@@ -382,18 +412,22 @@ impl S3Client {
                 .post(url.as_str())
                 .send(body.as_bytes())
                 .map_err(|e| self.transport(&what, e))?;
-            // S3 may answer 200 with an error in the body when the completion failed late.
+            // S3 may answer 200 with an error in the body when the completion failed late;
+            // an internal error or throttling there is worth another try, as a 500 or 503 is.
             let body = self.xml_body(&what, response)?;
             let (code, message) = xml::code_and_message(&body);
-            match code.is_empty() {
-                true => Ok(()),
-                false => Err(S3Error::Server {
-                    what: what.clone(),
-                    status: 200,
-                    code,
-                    message,
-                }),
-            }
+            let status = match code.as_str() {
+                "" => return Ok(()),
+                "InternalError" => 500,
+                "SlowDown" | "ServiceUnavailable" => 503,
+                _ => 200,
+            };
+            Err(S3Error::Server {
+                what: what.clone(),
+                status,
+                code,
+                message,
+            })
         })
     }
 
@@ -454,10 +488,17 @@ impl S3Client {
         let mut attempt = 1;
         loop {
             match call() {
-                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                Err(e)
+                    if e.is_transient()
+                        && attempt
+                            < match e {
+                                S3Error::Timeout { .. } => TIMEOUT_ATTEMPTS,
+                                _ => ATTEMPTS,
+                            } =>
+                {
                     log::debug!("{what}: {e}; trying again in {} ms", pause.as_millis());
                     std::thread::sleep(pause);
-                    pause *= 2;
+                    pause = (pause * 2).min(LONGEST_PAUSE);
                     attempt += 1;
                 }
                 Err(S3Error::Server {
@@ -508,6 +549,11 @@ impl S3Client {
             (_, "NoSuchBucket") => S3Error::NoBucket {
                 bucket: self.bucket().to_string(),
                 endpoint: self.endpoint.clone(),
+            },
+            // Refused while no credentials were found at all: say that, not "may not do this".
+            (403, _) if self.credentials.is_none() => S3Error::Credentials {
+                what,
+                code: "no credentials were found".into(),
             },
             (403, _) => S3Error::Denied { what },
             (404, _) => S3Error::NotFound { what },

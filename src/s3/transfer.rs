@@ -24,10 +24,15 @@ pub fn part_size(expected: Option<u64>) -> usize {
     let Some(expected) = expected else {
         return MIN_PART;
     };
-    let wanted = (expected + expected / 4).div_ceil(MAX_PARTS);
+    let wanted = expected.saturating_add(expected / 4).div_ceil(MAX_PARTS);
     let mib = 1024 * 1024;
-    (wanted.div_ceil(mib) * mib).max(MIN_PART as u64) as usize
+    // Each part is held in memory while it is uploaded: a reported size (which the server
+    // says, and may lie about) never makes one bigger than MAX_PART.
+    (wanted.div_ceil(mib).saturating_mul(mib)).clamp(MIN_PART as u64, MAX_PART as u64) as usize
 }
+
+/// The largest part: 10,000 of them hold 640 GB.
+pub const MAX_PART: usize = 64 * 1024 * 1024;
 
 /// An object open for reading at any offset.
 pub struct ObjectReader {
@@ -315,5 +320,10 @@ mod tests {
         let part = part_size(Some(big)) as u64;
         assert!(part * MAX_PARTS >= big + big / 4);
         assert_eq!(part % (1024 * 1024), 0);
+        assert_eq!(
+            part_size(Some(u64::MAX)),
+            MAX_PART,
+            "a lying size is capped"
+        );
     }
 }

@@ -50,12 +50,19 @@ pub fn list_page(body: &str) -> Option<ListPage> {
     }
     let mut page = ListPage::default();
     for contents in sections(body, "Contents") {
+        // A key longer than S3 allows is no key: the listing is refused, never cut.
+        if element(contents, "Key", MAX_KEY + 1).chars().count() > MAX_KEY {
+            return None;
+        }
         let key = element(contents, "Key", MAX_KEY);
         let size = element(contents, "Size", 32).parse().ok()?;
         page.objects
             .push((key, size, element(contents, "LastModified", 64)));
     }
     for common in sections(body, "CommonPrefixes") {
+        if element(common, "Prefix", MAX_KEY + 1).chars().count() > MAX_KEY {
+            return None;
+        }
         page.prefixes.push(element(common, "Prefix", MAX_KEY));
     }
     let truncated = element(body, "IsTruncated", 8) == "true";
@@ -106,6 +113,14 @@ mod tests {
         assert_eq!(page.prefixes, ["d/"]);
         assert_eq!(page.next.as_deref(), Some("tok"));
         assert!(list_page("<Error/>").is_none());
+        let long_key = format!(
+            "<ListBucketResult><Contents><Key>{}</Key><Size>1</Size></Contents></ListBucketResult>",
+            "k".repeat(MAX_KEY + 1)
+        );
+        assert!(
+            list_page(&long_key).is_none(),
+            "a key longer than S3's is refused, not cut"
+        );
         let bad_size = "<ListBucketResult><Contents><Key>a</Key><Size>-1</Size></Contents>";
         assert!(list_page(bad_size).is_none());
         let last = "<ListBucketResult><IsTruncated>false</IsTruncated>\

@@ -227,6 +227,15 @@ pub fn prerestore_home(backup: &Utf8Path, ui: &Ui) -> Result<Utf8PathBuf, String
     Ok(own)
 }
 
+/// Where the pre-restore copies go when the restored backup is a temporary local copy (of a
+/// backup in object storage): this user's state folder, never beside the copy, which goes
+/// when the run ends (and may be on a tmpfs).
+pub fn prerestore_home_for_copy(ui: &Ui) -> Result<Utf8PathBuf, String> {
+    runs::state_dir(runs::Missing::Create, ui).map_err(|e| {
+        format!("the backup is read from a temporary copy, and aimem's state folder cannot hold the pre-restore copies instead: {e}")
+    })
+}
+
 /// A new, private partial file for a download that is to become a file in `dir`: hidden,
 /// beside it (so it becomes it by a rename), removed when dropped unless persisted.
 pub fn partial_download(dir: &Utf8Path) -> io::Result<NamedTempFile> {

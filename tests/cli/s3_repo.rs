@@ -200,3 +200,38 @@ fn hostile_names_in_a_bucket_are_listed_never_opened_or_used_as_paths() {
     assert!(client.head("keep").unwrap().is_some());
     assert!(client.head("r/manifest.json").unwrap().is_some());
 }
+
+#[test]
+fn a_backup_removed_by_another_run_while_written_is_never_published() {
+    let server = S3Server::start(BUCKET);
+    let repo = repo(&server, "s3://backups/live");
+    let stage = repo
+        .begin(&SafeName::new("2026-12-07_130000").unwrap())
+        .unwrap();
+    write(&*stage, "qdrant/a.snapshot", b"aaaa");
+    write(&*stage, "manifest.json", MANIFEST.as_bytes());
+    // Another run takes it for a leftover and removes it.
+    let listed = repo.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    repo.remove(&listed[0]).unwrap();
+    let refused = stage.commit().unwrap_err();
+    assert!(refused.to_string().contains("leftover"), "{refused}");
+    assert!(repo.list().unwrap().is_empty());
+    assert!(
+        server.objects(BUCKET).is_empty(),
+        "{:?}",
+        server.objects(BUCKET)
+    );
+
+    // A file missing at publish time (deleted behind the run's back) stops it too.
+    let stage = repo
+        .begin(&SafeName::new("2026-12-07_140000").unwrap())
+        .unwrap();
+    write(&*stage, "qdrant/b.snapshot", b"bbbb");
+    write(&*stage, "manifest.json", MANIFEST.as_bytes());
+    std::fs::remove_file(server.object_path(BUCKET, "live/2026-12-07_140000/qdrant/b.snapshot"))
+        .unwrap();
+    let refused = stage.commit().unwrap_err();
+    assert!(refused.to_string().contains("b.snapshot"), "{refused}");
+    assert!(repo.list().unwrap().iter().all(|f| f.kind == Kind::Staging));
+}

@@ -524,9 +524,16 @@ fn confirmed(
 /// Where the pre-restore snapshots go: beside the backup, unless someone else controls that
 /// folder ([`crate::workspace::prerestore_home`]); without a place for the copies the restore
 /// stops here, before any change.
-fn prerestore_folder(dir: &Utf8Path, ui: &Ui) -> Outcome<Utf8PathBuf> {
-    crate::workspace::prerestore_home(dir, ui)
-        .map_err(|reason| RestoreError::PrerestoreFolder { reason }.into())
+fn prerestore_folder(dir: &Utf8Path, args: &RestoreArgs, ui: &Ui) -> Outcome<Utf8PathBuf> {
+    // A backup in a bucket is read from a temporary copy: the pre-restore copies, maybe the
+    // only copy of what the restore overwrites, must not go beside it.
+    let from_bucket = crate::repo::is_remote(&args.dir)
+        || (args.dir.as_str() == "latest" && crate::repo::is_remote(&layout::default_root()));
+    match from_bucket {
+        true => crate::workspace::prerestore_home_for_copy(ui),
+        false => crate::workspace::prerestore_home(dir, ui),
+    }
+    .map_err(|reason| RestoreError::PrerestoreFolder { reason }.into())
 }
 
 /// Restores the planned collections and config files, every change recorded first; after a
@@ -572,7 +579,7 @@ fn changing(
     let client = &server.client;
     let now = crate::localtime::now();
     let stamp = layout::folder_name(now).replace('_', "-");
-    let prerestore_in = prerestore_folder(dir, ui)?;
+    let prerestore_in = prerestore_folder(dir, args, ui)?;
     // What killed restores left on this server goes first: nothing else ever deletes it.
     journal::clear_dead_restores(
         &prerestore_in,

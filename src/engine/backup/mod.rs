@@ -564,9 +564,12 @@ pub fn sweep_remote_leftovers(root: &Utf8Path, ui: &Ui) {
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age > REMOTE_STAGING_GRACE)
         };
+        // A run of this machine whose process has ended left it; any other (another
+        // machine's, or a process id used again) once untouched for a day: a live run
+        // rewrites its record every ten minutes.
         let abandoned = match remote.writer_alive(staging) {
-            Some(alive) => !alive,
-            None => stale(),
+            Some(false) => true,
+            _ => stale(),
         };
         if !abandoned {
             continue;

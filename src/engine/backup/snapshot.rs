@@ -69,7 +69,9 @@ pub enum DownloadError {
     #[error("cannot write the snapshot to {path}: {source}")]
     #[diagnostic(
         code(aimem::backup::write),
-        help("Check that the backup folder is writable and its disk is not full.")
+        help(
+            "Check that the backup folder is writable and its disk is not full (for a bucket: the message says what the storage service answered)."
+        )
     )]
     Write {
         path: String,
@@ -82,9 +84,11 @@ impl DownloadError {
     pub fn is_transient(&self) -> bool {
         match self {
             DownloadError::Mismatch { .. } => true,
-            DownloadError::Write { .. }
-            | DownloadError::Oversized { .. }
-            | DownloadError::NotStreamed => false,
+            // A file streamed into object storage fails as a write: throttling or a dropped
+            // connection there is a bad moment too.
+            DownloadError::Write { source, .. }
+            | DownloadError::Qdrant(QdrantError::LocalWrite(source)) => storage_hiccup(source),
+            DownloadError::Oversized { .. } | DownloadError::NotStreamed => false,
             DownloadError::Qdrant(e) => match e {
                 QdrantError::Transport { .. } | QdrantError::Timeout { .. } => true,
                 QdrantError::Api { status, .. } => {
@@ -94,6 +98,15 @@ impl DownloadError {
             },
         }
     }
+}
+
+/// A write error that is object storage's passing trouble (throttling, a server error, a
+/// dropped connection), worth another attempt.
+fn storage_hiccup(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<crate::s3::S3Error>())
+        .is_some_and(|e| e.is_transient() || matches!(e, crate::s3::S3Error::Unavailable { .. }))
 }
 
 impl DownloadError {
