@@ -59,7 +59,7 @@ impl std::fmt::Debug for S3Config {
 /// Why the configuration could not be put together.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("the S3 endpoint `{0}` is not an http:// or https:// URL with a host")]
+    #[error("the S3 endpoint {0} is not an http:// or https:// URL with a host")]
     Endpoint(String),
     #[error("{var} is set but {missing} is not: set both, or neither to use a profile")]
     HalfKeys {
@@ -69,10 +69,10 @@ pub enum ConfigError {
     #[error("cannot read {path}: {why}")]
     File { path: String, why: String },
     #[error(
-        "the AWS profile `{0}` is missing, or has no aws_access_key_id and aws_secret_access_key"
+        "the AWS profile {0} is missing, or has no aws_access_key_id and aws_secret_access_key"
     )]
     Profile(String),
-    #[error("the S3 region `{0}` is not a region name (letters, digits and hyphens)")]
+    #[error("the S3 region {0} is not a region name (letters, digits and hyphens)")]
     Region(String),
 }
 

@@ -23,14 +23,14 @@ pub struct S3Location {
 /// Why a `s3://` URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocationError {
-    #[error("`{0}` is not an s3:// URL")]
+    #[error("{0} is not an s3:// URL")]
     NotS3(String),
     #[error(
-        "`{0}` is not a valid bucket name: 3 to 63 lower-case letters, digits, dots and \
+        "{0} is not a valid bucket name: 3 to 63 lower-case letters, digits, dots and \
          hyphens, starting and ending with a letter or digit"
     )]
     Bucket(String),
-    #[error("the prefix `{prefix}` cannot name a backup root: {why}")]
+    #[error("the prefix {prefix} cannot name a backup root: {why}")]
     Prefix { prefix: String, why: String },
 }
 

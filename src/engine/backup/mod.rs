@@ -181,7 +181,9 @@ pub enum BackupError {
     #[error("cannot prepare the backup folder {path}: {source}")]
     #[diagnostic(
         code(aimem::backup::folder),
-        help("Check that the folder is writable, or choose another with --output DIR.")
+        help(
+            "Check that the folder is writable (for an s3:// root: the bucket, the credentials and the endpoint, as the message says), or choose another with --output DIR."
+        )
     )]
     Preparing {
         path: Utf8PathBuf,
