@@ -476,24 +476,13 @@ fn stream_once(
         path: target.to_string(),
         source,
     };
-    let body = stream
-        .client
-        .open_streamed_shard_snapshot(stream.collection, stream.shard)?;
-    let bar = stream.ui.transfer_bar(stream.label, None);
     let dir = target.parent().unwrap_or(Utf8Path::new("."));
-    let file = KeepFree::new(partial.continue_at(0).map_err(write_error)?, dir);
-    let mut sink = Sink {
-        inner: HashingWriter::new(TarEnd::new(file)),
-        bar: &bar,
-        stop: stream.stop,
-        limit: None,
-        written: 0,
-    };
-    let result = body.receive(&mut sink);
-    bar.finish_and_clear();
-    result?;
-    let (sha256, size, tar) = sink.inner.finish();
-    check_whole_archive(stream.shard, &tar, size)?;
+    let (sha256, size, _) = receive_archive(stream, || {
+        Ok(KeepFree::new(
+            partial.continue_at(0).map_err(write_error)?,
+            dir,
+        ))
+    })?;
     if durability == Durability::SyncedNow {
         partial.file().sync_all().map_err(write_error)?;
     }
@@ -507,13 +496,25 @@ fn stream_named(stream: &Stream) -> Result<Downloaded, DownloadError> {
         path: stream.target.shown(),
         source,
     };
+    let (sha256, size, file) =
+        receive_archive(stream, || stream.target.create().map_err(write_error))?;
+    file.finish().map_err(write_error)?;
+    Ok(Downloaded { sha256, size })
+}
+
+/// Receives a shard's stream into the file `open` gives (opened once the server answered),
+/// through the SHA-256 and the check that it ends as a whole tar archive: its hash, its size
+/// and the file.
+fn receive_archive<W: Write>(
+    stream: &Stream,
+    open: impl FnOnce() -> Result<W, DownloadError>,
+) -> Result<(String, u64, W), DownloadError> {
     let body = stream
         .client
         .open_streamed_shard_snapshot(stream.collection, stream.shard)?;
     let bar = stream.ui.transfer_bar(stream.label, None);
-    let file = stream.target.create().map_err(write_error)?;
     let mut sink = Sink {
-        inner: HashingWriter::new(TarEnd::new(file)),
+        inner: HashingWriter::new(TarEnd::new(open()?)),
         bar: &bar,
         stop: stream.stop,
         limit: None,
@@ -524,8 +525,7 @@ fn stream_named(stream: &Stream) -> Result<Downloaded, DownloadError> {
     result?;
     let (sha256, size, tar) = sink.inner.finish();
     check_whole_archive(stream.shard, &tar, size)?;
-    tar.inner.finish().map_err(write_error)?;
-    Ok(Downloaded { sha256, size })
+    Ok((sha256, size, tar.inner))
 }
 
 /// The streamed bytes end as a whole tar archive does.
