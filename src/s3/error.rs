@@ -44,7 +44,7 @@ pub enum S3Error {
         "the storage service at {endpoint} cannot be reached ({why}): check AWS_ENDPOINT_URL and the network"
     )]
     Unreachable { endpoint: String, why: String },
-    #[error("the storage service did not answer {what} within {}s: it may be down or overloaded (--request-timeout sets the limit)", .after.as_secs())]
+    #[error("the storage service did not answer {what} within {}s, twice: it may be down or overloaded", .after.as_secs())]
     Timeout { what: String, after: Duration },
     #[error("the storage service failed {what}: HTTP {status} {code}{}", message_suffix(.message))]
     Server {
