@@ -47,6 +47,23 @@ pub enum LogicalError {
     Unrestorable(String),
 }
 
+/// `points` written into a temporary file with `columns` (tests of the reader and of what
+/// reads it).
+#[cfg(test)]
+pub(crate) fn written_file(
+    columns: columns::Columns,
+    points: &[point::Point],
+) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let mut writer = write::PointsWriter::new(file.reopen().unwrap(), columns).unwrap();
+    for point in points {
+        writer.push(point).unwrap();
+    }
+    let (rows, _) = writer.finish().unwrap();
+    assert_eq!(rows, points.len() as u64);
+    file
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -119,14 +136,7 @@ mod tests {
     }
 
     fn written(points: &[Point]) -> tempfile::NamedTempFile {
-        let file = tempfile::NamedTempFile::new().unwrap();
-        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns()).unwrap();
-        for point in points {
-            writer.push(point).unwrap();
-        }
-        let (rows, _) = writer.finish().unwrap();
-        assert_eq!(rows, points.len() as u64);
-        file
+        super::written_file(columns(), points)
     }
 
     #[test]

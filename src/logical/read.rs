@@ -1377,7 +1377,6 @@ mod tests {
     /// Rows of 100,000 values: a chunk stops taking them at [`CHUNK_LEVELS`].
     #[test]
     fn a_chunk_of_big_rows_holds_fewer_rows() {
-        use crate::logical::write::PointsWriter;
         let columns = Columns::new(&[("".into(), VectorKind::Dense)]).unwrap();
         let points: Vec<Point> = (0..15u64)
             .map(|i| Point {
@@ -1387,12 +1386,7 @@ mod tests {
                 vectors: [("".to_string(), VectorValue::Dense(vec![i as f32; 100_000]))].into(),
             })
             .collect();
-        let file = tempfile::NamedTempFile::new().unwrap();
-        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns).unwrap();
-        for point in &points {
-            writer.push(point).unwrap();
-        }
-        writer.finish().unwrap();
+        let file = crate::logical::written_file(columns, &points);
         let reader = PointsReader::open(file.reopen().unwrap()).unwrap();
         let mut chunks = reader.chunks();
         let mut sizes = Vec::new();
@@ -1463,7 +1457,7 @@ mod tests {
     /// each span several pages in both row groups.
     #[test]
     fn column_chunks_of_several_pages_read_back_exactly() {
-        use crate::logical::write::{PointsWriter, ROWS_PER_GROUP};
+        use crate::logical::write::ROWS_PER_GROUP;
         let columns = Columns::new(&[
             ("".into(), VectorKind::Dense),
             ("bm25".into(), VectorKind::Sparse),
@@ -1503,12 +1497,7 @@ mod tests {
                 }
             })
             .collect();
-        let file = tempfile::NamedTempFile::new().unwrap();
-        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns).unwrap();
-        for point in &points {
-            writer.push(point).unwrap();
-        }
-        writer.finish().unwrap();
+        let file = crate::logical::written_file(columns, &points);
         for group in 0..2 {
             let pages = data_pages(file.path(), group);
             // id, payload, shard key, dense, sparse indices and values, multivector.

@@ -430,12 +430,7 @@ mod tests {
                 }
             })
             .collect();
-        let file = tempfile::NamedTempFile::new().unwrap();
-        let mut writer = PointsWriter::new(file.reopen().unwrap(), columns).unwrap();
-        for point in &points {
-            writer.push(point).unwrap();
-        }
-        writer.finish().unwrap();
+        let file = crate::logical::written_file(columns, &points);
         let reader = PointsReader::open(file.reopen().unwrap()).unwrap();
         let mut chunks = reader.chunks();
         let mut body = UpsertBody::default();
