@@ -54,6 +54,8 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]')
             [CompletionResult]::new('--install-dir', '--install-dir', [CompletionResultType]::ParameterName, 'AI Memory''s install folder (config files, logs, version.txt) [default: ~/.ai-memory]')
             [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url')
+            [CompletionResult]::new('--recipient', '--recipient', [CompletionResultType]::ParameterName, 'An age public key (age1...) to encrypt to, instead of a passphrase; repeatable. Its identity file opens the backup (with --identity, or with the age tool)')
+            [CompletionResult]::new('--recipients-file', '--recipients-file', [CompletionResultType]::ParameterName, 'A file of age public keys to encrypt to, one per line (`#` starts a comment)')
             [CompletionResult]::new('--create-timeout', '--create-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for Qdrant to build a snapshot')
             [CompletionResult]::new('--download-timeout', '--download-timeout', [CompletionResultType]::ParameterName, 'Seconds a snapshot download may stall; one that keeps moving is never cut off')
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Collections backed up at the same time (while Qdrant builds one snapshot, another is downloaded); 1 backs them up one after another')
@@ -61,6 +63,7 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Back up every collection on the server, not only AI Memory''s five')
             [CompletionResult]::new('--include-logs', '--include-logs', [CompletionResultType]::ParameterName, 'Also copy the log files from <install>/logs')
             [CompletionResult]::new('--no-stream', '--no-stream', [CompletionResultType]::ParameterName, 'Have Qdrant build each snapshot on its disk and download it from there (resumable, deleted after), instead of streaming each shard''s snapshot with nothing stored')
+            [CompletionResult]::new('--encrypt', '--encrypt', [CompletionResultType]::ParameterName, 'Encrypt every file of the backup except its manifest and checksum list, with age: to the passphrase in AIMEM_PASSPHRASE (or the file AIMEM_PASSPHRASE_FILE names), or to the --recipient keys')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document on stdout instead of the folder''s path (shape in the README, "JSON output")')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
@@ -77,6 +80,7 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Qdrant REST port')
             [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for Qdrant''s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)')
             [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url')
+            [CompletionResult]::new('--identity', '--identity', [CompletionResultType]::ParameterName, 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE')
             [CompletionResult]::new('--collection', '--collection', [CompletionResultType]::ParameterName, 'Restore only this collection of the backup')
             [CompletionResult]::new('--target-name', '--target-name', [CompletionResultType]::ParameterName, 'Restore the collection into this name instead, leaving the original untouched')
             [CompletionResult]::new('--filter', '--filter', [CompletionResultType]::ParameterName, 'Merge into the live collection only the backed-up points that match this Qdrant filter (JSON, Qdrant''s syntax), as they were at backup time; nothing else of the collection changes. Needs --collection; with --dry-run, says how many points would be merged')
@@ -104,6 +108,7 @@ Register-ArgumentCompleter -Native -CommandName 'aimem' -ScriptBlock {
             break
         }
         'aimem;verify' {
+            [CompletionResult]::new('--identity', '--identity', [CompletionResultType]::ParameterName, 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (NO_COLOR is honoured with `auto`)')
             [CompletionResult]::new('--no-deep', '--no-deep', [CompletionResultType]::ParameterName, 'Check files only: do not read each snapshot''s schema from inside its archive, nor decode a logical backup''s points files')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document on stdout (shape in the README, "JSON output")')

@@ -89,7 +89,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__backup)
-            opts="-o -q -v -h --url --host --port --request-timeout --output --collection --all --include-logs --retry --no-stream --format --version --install-dir --peer --create-timeout --download-timeout --json --jobs --color --quiet --verbose --no-progress --help"
+            opts="-o -q -v -h --url --host --port --request-timeout --output --collection --all --include-logs --retry --no-stream --format --version --install-dir --peer --encrypt --recipient --recipients-file --create-timeout --download-timeout --json --jobs --color --quiet --verbose --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -165,6 +165,28 @@ _aimem() {
                     ;;
                 --peer)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recipient)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --recipients-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 --create-timeout)
@@ -459,7 +481,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__restore)
-            opts="-q -v -h --url --host --port --request-timeout --peer --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --filter --shard-number --replication-factor --allow-unknown-settings --install-dir --upload-timeout --recovery-timeout --json --jobs --color --quiet --verbose --no-progress --help"
+            opts="-q -v -h --url --host --port --request-timeout --peer --identity --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --filter --shard-number --replication-factor --allow-unknown-settings --install-dir --upload-timeout --recovery-timeout --json --jobs --color --quiet --verbose --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -489,6 +511,21 @@ _aimem() {
                     ;;
                 --peer)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 --collection)
@@ -566,12 +603,27 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__verify)
-            opts="-q -v -h --no-deep --json --color --quiet --verbose --no-progress --help"
+            opts="-q -v -h --no-deep --json --identity --color --quiet --verbose --no-progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --identity)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0

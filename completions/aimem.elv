@@ -50,6 +50,8 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --version 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]'
             cand --install-dir 'AI Memory''s install folder (config files, logs, version.txt) [default: ~/.ai-memory]'
             cand --peer 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url'
+            cand --recipient 'An age public key (age1...) to encrypt to, instead of a passphrase; repeatable. Its identity file opens the backup (with --identity, or with the age tool)'
+            cand --recipients-file 'A file of age public keys to encrypt to, one per line (`#` starts a comment)'
             cand --create-timeout 'Seconds to wait for Qdrant to build a snapshot'
             cand --download-timeout 'Seconds a snapshot download may stall; one that keeps moving is never cut off'
             cand --jobs 'Collections backed up at the same time (while Qdrant builds one snapshot, another is downloaded); 1 backs them up one after another'
@@ -57,6 +59,7 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --all 'Back up every collection on the server, not only AI Memory''s five'
             cand --include-logs 'Also copy the log files from <install>/logs'
             cand --no-stream 'Have Qdrant build each snapshot on its disk and download it from there (resumable, deleted after), instead of streaming each shard''s snapshot with nothing stored'
+            cand --encrypt 'Encrypt every file of the backup except its manifest and checksum list, with age: to the passphrase in AIMEM_PASSPHRASE (or the file AIMEM_PASSPHRASE_FILE names), or to the --recipient keys'
             cand --json 'Print one JSON document on stdout instead of the folder''s path (shape in the README, "JSON output")'
             cand -q 'Print only warnings and errors'
             cand --quiet 'Print only warnings and errors'
@@ -72,6 +75,7 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --port 'Qdrant REST port'
             cand --request-timeout 'Seconds to wait for Qdrant''s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)'
             cand --peer 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url'
+            cand --identity 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE'
             cand --collection 'Restore only this collection of the backup'
             cand --target-name 'Restore the collection into this name instead, leaving the original untouched'
             cand --filter 'Merge into the live collection only the backed-up points that match this Qdrant filter (JSON, Qdrant''s syntax), as they were at backup time; nothing else of the collection changes. Needs --collection; with --dry-run, says how many points would be merged'
@@ -98,6 +102,7 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --help 'Print help'
         }
         &'aimem;verify'= {
+            cand --identity 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE'
             cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
             cand --no-deep 'Check files only: do not read each snapshot''s schema from inside its archive, nor decode a logical backup''s points files'
             cand --json 'Print one JSON document on stdout (shape in the README, "JSON output")'

@@ -52,6 +52,8 @@ logical\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l version -d 'The AI Memory version to record [default: <install>/version.txt, else "unknown"]' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l install-dir -d 'AI Memory\'s install folder (config files, logs, version.txt) [default: ~/.ai-memory]' -r -f -a "(__fish_complete_directories)"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l recipient -d 'An age public key (age1...) to encrypt to, instead of a passphrase; repeatable. Its identity file opens the backup (with --identity, or with the age tool)' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l recipients-file -d 'A file of age public keys to encrypt to, one per line (`#` starts a comment)' -r -F
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l create-timeout -d 'Seconds to wait for Qdrant to build a snapshot' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l download-timeout -d 'Seconds a snapshot download may stall; one that keeps moving is never cut off' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l jobs -d 'Collections backed up at the same time (while Qdrant builds one snapshot, another is downloaded); 1 backs them up one after another' -r -f
@@ -61,6 +63,7 @@ never\t''"
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l all -d 'Back up every collection on the server, not only AI Memory\'s five'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l include-logs -d 'Also copy the log files from <install>/logs'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l no-stream -d 'Have Qdrant build each snapshot on its disk and download it from there (resumable, deleted after), instead of streaming each shard\'s snapshot with nothing stored'
+complete -c aimem -n "__fish_aimem_using_subcommand backup" -l encrypt -d 'Encrypt every file of the backup except its manifest and checksum list, with age: to the passphrase in AIMEM_PASSPHRASE (or the file AIMEM_PASSPHRASE_FILE names), or to the --recipient keys'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -l json -d 'Print one JSON document on stdout instead of the folder\'s path (shape in the README, "JSON output")'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s q -l quiet -d 'Print only warnings and errors'
 complete -c aimem -n "__fish_aimem_using_subcommand backup" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
@@ -71,6 +74,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand restore" -l host -d 'Qdrant 
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l port -d 'Qdrant REST port' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l identity -d 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE' -r -F
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l collection -d 'Restore only this collection of the backup' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l target-name -d 'Restore the collection into this name instead, leaving the original untouched' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l filter -d 'Merge into the live collection only the backed-up points that match this Qdrant filter (JSON, Qdrant\'s syntax), as they were at backup time; nothing else of the collection changes. Needs --collection; with --dry-run, says how many points would be merged' -r -f
@@ -94,6 +98,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand restore" -s q -l quiet -d 'P
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c aimem -n "__fish_aimem_using_subcommand verify" -l identity -d 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE' -r -F
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"

@@ -12,6 +12,7 @@ mod alloc_probe;
 pub mod cli;
 pub mod cmd;
 pub mod complete;
+pub mod crypt;
 pub mod engine;
 pub mod exit;
 pub mod failure;

@@ -87,6 +87,9 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub peers: PeerArgs,
 
+    #[command(flatten)]
+    pub encryption: crate::crypt::EncryptArgs,
+
     /// Seconds to wait for Qdrant to build a snapshot.
     #[arg(
         long,
@@ -153,6 +156,8 @@ struct BackupReport {
     collections: Vec<CollectionReport>,
     config_files: Vec<String>,
     includes_logs: bool,
+    /// True when its files are encrypted (`--encrypt`).
+    encrypted: bool,
     /// Bytes written into the backup folder (snapshots, config files, logs, manifest).
     total_size: u64,
     records: u64,
@@ -224,6 +229,7 @@ pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
     let started = Instant::now();
     let report = Mutex::new(BackupReport {
         includes_logs: args.include_logs,
+        encrypted: args.encryption.encrypt,
         ..BackupReport::default()
     });
     let outcome = back_up(args, ui, stop, &report, started);
@@ -259,6 +265,8 @@ fn back_up(
         .endpoint()
         .map_err(crate::settings::BadEndpoint::failure)?;
     let install = args.install.resolve();
+    // The key first: a backup that cannot be encrypted as asked is not started.
+    let sealing = args.encryption.sealing()?.map(std::sync::Arc::new);
     ui.header("AI Memory Backup");
     let Server {
         endpoint,
@@ -324,6 +332,7 @@ fn back_up(
             stream: !args.no_stream,
             format: args.format.into(),
         },
+        sealing,
         progress: report,
     };
     let written = backup::write(run, &planned, &logs, &final_dir)?;

@@ -43,6 +43,10 @@ struct Row {
     qdrant_version: Option<String>,
     /// `snapshot`, `logical` (docs/logical-format.md) or `mixed`; null when unreadable.
     format: Option<&'static str>,
+    /// `passphrase` or `recipients` for an encrypted backup (what opens it); omitted for
+    /// one that is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encrypted: Option<crate::manifest::KeyKind>,
     collections: Vec<String>,
     records: Option<u64>,
     size_bytes: u64,
@@ -223,6 +227,7 @@ fn row(repo: &dyn Repo, listed: &Listed, verify: bool) -> Row {
         ai_memory_version: summary.map(|s| s.ai_memory_version.clone()),
         qdrant_version: summary.and_then(|s| s.qdrant_version.clone()),
         format: summary.map(|s| s.format),
+        encrypted: summary.and_then(|s| s.encrypted),
         collections: summary.map(|s| s.collections.clone()).unwrap_or_default(),
         records: summary.map(|s| s.records),
         size_bytes: listed.size_bytes,
@@ -263,7 +268,10 @@ fn print_table(rows: &[Row], verify: bool) {
                 .map_or_else(dash, |d| d.get(..19).unwrap_or(d).replace('T', " ")),
             r.ai_memory_version.clone().unwrap_or_else(dash),
             r.qdrant_version.clone().unwrap_or_else(dash),
-            r.format.map_or_else(dash, str::to_string),
+            match (r.format, r.encrypted) {
+                (Some(format), Some(_)) => format!("{format}, encrypted"),
+                (format, _) => format.map_or_else(dash, str::to_string),
+            },
             if r.collections.is_empty() {
                 dash()
             } else {

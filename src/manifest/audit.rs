@@ -62,6 +62,9 @@ pub enum Kind {
     /// Information, not a problem: a cluster collection's per-shard point counts do not add
     /// up to its exact count.
     RecordsDiffer,
+    /// A file of an encrypted backup does not decrypt with the key that opens the rest: it
+    /// is damaged or was replaced.
+    Undecryptable,
 }
 
 /// One problem: the file (relative to the backup folder) and what is wrong with it.
@@ -133,6 +136,11 @@ pub struct Audit {
     pub information: Vec<Finding>,
     /// The manifest parse error, kept whole so it can be rendered with the bad spot marked.
     pub manifest_error: Option<ManifestError>,
+    /// Its manifest says its files are encrypted.
+    pub encrypted: bool,
+    /// What is inside its files was checked: always, unless it is encrypted and was audited
+    /// without its key (then only the files as stored were).
+    pub contents_checked: bool,
 }
 
 impl Audit {
@@ -146,10 +154,23 @@ impl Audit {
     }
 }
 
-/// Audits the backup folder `dir`.
+/// Audits the backup folder `dir`. An encrypted backup's files are checked as stored: listed,
+/// present, their digests as `CHECKSUMS.sha256` lists them (what is inside them needs the key:
+/// see [`audit_opened`]).
 pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
+    audit_as(dir, options, false)
+}
+
+/// Audits the decrypted copy `dir` of an encrypted backup (`crate::crypt::opened`) as a plain
+/// backup: its `CHECKSUMS.sha256` lists what is inside each file.
+pub fn audit_opened(dir: &Utf8Path, options: Options) -> Audit {
+    audit_as(dir, options, true)
+}
+
+fn audit_as(dir: &Utf8Path, options: Options, opened: bool) -> Audit {
     let mut auditor = Auditor::new(dir, options);
     let (manifest, manifest_error) = auditor.read_manifest();
+    auditor.sealed = !opened && manifest.as_ref().is_some_and(|m| m.encryption.is_some());
     if let Some(manifest) = &manifest {
         auditor.note_missing_fingerprints(manifest);
     }
@@ -178,6 +199,9 @@ struct Auditor<'a> {
     /// A legacy backup of the Python scripts, which never wrote `CHECKSUMS.sha256`.
     without_checksums: bool,
     files_checked: usize,
+    /// The files are encrypted and audited as stored: what the manifest records of their
+    /// contents (sizes, digests, schemas inside) cannot be compared with them.
+    sealed: bool,
 }
 
 impl<'a> Auditor<'a> {
@@ -191,6 +215,7 @@ impl<'a> Auditor<'a> {
             legacy: false,
             without_checksums: false,
             files_checked: 0,
+            sealed: false,
         }
     }
 
@@ -302,6 +327,9 @@ impl<'a> Auditor<'a> {
     /// Every file the manifest names is listed, and every file in the folder is.
     fn check_listing(&mut self, listed: &Listed, manifest: Option<&Manifest>) {
         let mut named = vec![MANIFEST_FILE.to_string()];
+        if self.sealed {
+            named.push(crate::crypt::CONTENTS_FILE.to_string());
+        }
         if let Some(manifest) = manifest {
             named.extend(
                 manifest
@@ -397,6 +425,11 @@ impl<'a> Auditor<'a> {
             }
             return;
         };
+        if self.sealed {
+            // Its size, digest and archive are of the contents, checked once decrypted.
+            self.check_schema_digest(name, entry);
+            return;
+        }
         if meta.len() != size_bytes {
             self.push(
                 file,
@@ -528,6 +561,8 @@ impl<'a> Auditor<'a> {
             findings,
             information: self.information,
             manifest_error,
+            encrypted: manifest.is_some_and(|m| m.encryption.is_some()),
+            contents_checked: !self.sealed,
         }
     }
 

@@ -59,6 +59,57 @@ pub struct Manifest {
     /// Cluster backups only: the peers at backup time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<cluster::ClusterRecord>,
+    /// Encrypted backups only: how their files are encrypted (see `crate::crypt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// How an encrypted backup's files are encrypted: every file but `manifest.json` and
+/// `CHECKSUMS.sha256` is an age file. A scheme aimem does not know makes the manifest invalid,
+/// so no older aimem takes such a backup for plain files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    pub scheme: Scheme,
+    /// What opens it.
+    pub key: KeyKind,
+}
+
+impl Encryption {
+    pub fn age(key: KeyKind) -> Encryption {
+        Encryption {
+            scheme: Scheme::Age,
+            key,
+        }
+    }
+}
+
+/// The encryption format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Scheme {
+    /// age v1 (age-encryption.org/v1).
+    #[serde(rename = "age")]
+    Age,
+}
+
+/// What kind of key opens an encrypted backup.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    /// A passphrase (age's scrypt recipient).
+    Passphrase,
+    /// X25519 identities (age's `age1…` recipients).
+    Recipients,
+}
+
+impl KeyKind {
+    /// As `list` and messages name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            KeyKind::Passphrase => "a passphrase",
+            KeyKind::Recipients => "age recipients",
+        }
+    }
 }
 
 /// One backed-up collection.
@@ -138,6 +189,8 @@ struct RawManifest {
     qdrant_version: Option<String>,
     #[serde(default)]
     cluster: Option<cluster::ClusterRecord>,
+    #[serde(default)]
+    encryption: Option<Encryption>,
 }
 
 /// A collection entry as spelled: a snapshot's `snapshot_file` (empty when absent) and a
@@ -252,6 +305,7 @@ impl From<RawManifest> for Manifest {
             aimem_version: raw.aimem_version,
             qdrant_version: raw.qdrant_version,
             cluster: raw.cluster,
+            encryption: raw.encryption,
         }
     }
 }

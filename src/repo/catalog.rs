@@ -82,6 +82,8 @@ pub struct Summary {
     pub cluster: Option<ClusterSummary>,
     /// `snapshot`, `logical`, or `mixed` when its collections differ.
     pub format: &'static str,
+    /// What opens it, when its files are encrypted.
+    pub encrypted: Option<crate::manifest::KeyKind>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -98,6 +100,7 @@ impl Summary {
             collections: manifest.collections.keys().cloned().collect(),
             records: manifest.total_records(),
             format: format_of(manifest),
+            encrypted: manifest.encryption.as_ref().map(|e| e.key),
             cluster: manifest.cluster.as_ref().map(|record| ClusterSummary {
                 peers: record.peers.len(),
                 shards: manifest

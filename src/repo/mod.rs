@@ -144,6 +144,12 @@ pub trait Backup {
     /// the backup, reached through no link. Errors keep their kind (`NotFound`).
     fn open(&self, relative: &str) -> io::Result<File>;
 
+    /// Streams the file at `relative` from its first byte: for a backup in object storage,
+    /// straight from the bucket (no local copy). The same files as [`Backup::open`] reaches.
+    fn reader(&self, relative: &str) -> io::Result<Box<dyn io::Read + Send>> {
+        Ok(Box::new(self.open(relative)?))
+    }
+
     /// Reads and parses its `manifest.json`.
     fn manifest(&self) -> Result<Manifest, ManifestError>;
 
@@ -195,6 +201,13 @@ pub trait Staging: Send + Sync {
     /// Makes everything written durable and publishes the backup under its wanted name (or
     /// the next free `-N` one), never over anything. Returns where it was published.
     fn commit(&self) -> io::Result<Utf8PathBuf>;
+
+    /// For a staging area that stores files otherwise than written (encrypted): the SHA-256
+    /// of each file finished so far as stored, by relative path. None when every file is
+    /// stored as written.
+    fn stored_digests(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        None
+    }
 }
 
 /// A file being written into a [`Staging`] area.

@@ -23,13 +23,13 @@ use std::time::SystemTime;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use super::{Backup, Found, Kind, NewFile, Removed, Repo, Staging};
 use crate::manifest::{MANIFEST_FILE, Manifest, ManifestError, audit};
 use crate::names::SafeName;
-use crate::s3::transfer::{self, ObjectWriter, OnUploadStart};
+use crate::s3::transfer::{self, ObjectReader, ObjectStream, ObjectWriter, OnUploadStart};
 use crate::s3::{Listing, S3Client, S3Error, S3Location, io_error};
 
 /// The run record of a backup being written.
@@ -467,15 +467,13 @@ impl S3Backup {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let download = self.client.get(&object.key, 0).map_err(io_error)?;
             let mut file = crate::manifest::layout::private_file(&path)?;
-            let copied = io::copy(&mut download.reader.take(download.len), &mut file)?;
-            if copied != download.len {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{} ended early", object.key),
-                ));
-            }
+            let mut stream = ObjectStream::new(ObjectReader::new(
+                self.client.clone(),
+                object.key.clone(),
+                object.size,
+            ));
+            io::copy(&mut stream, &mut file)?;
         }
         Ok(dir)
     }
@@ -492,6 +490,28 @@ impl Backup for S3Backup {
 
     fn folder(&self) -> io::Result<Utf8PathBuf> {
         self.local()
+    }
+
+    fn reader(&self, relative: &str) -> io::Result<Box<dyn io::Read + Send>> {
+        crate::manifest::confined::check_plain(relative)?;
+        if let Some(copy) = self.copy.get().and_then(|copy| copy.as_ref().ok()) {
+            let dir = Utf8Path::from_path(copy.path()).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "temporary folder is not UTF-8")
+            })?;
+            return Ok(Box::new(crate::manifest::confined::open(dir, relative)?));
+        }
+        let key = self.location.key(relative);
+        let object = self.client.head(&key).map_err(io_error)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{relative} is not in the bucket"),
+            )
+        })?;
+        Ok(Box::new(ObjectStream::new(ObjectReader::new(
+            self.client.clone(),
+            key,
+            object.size,
+        ))))
     }
 
     fn manifest(&self) -> Result<Manifest, ManifestError> {
@@ -536,6 +556,8 @@ impl Backup for S3Backup {
                 )],
                 information: Vec::new(),
                 manifest_error: None,
+                encrypted: false,
+                contents_checked: false,
             },
         }
     }

@@ -108,6 +108,30 @@ impl ObjectReader {
     }
 }
 
+/// An object read from its first byte to its last, as a stream: a dropped connection is
+/// picked up where it stopped (a ranged request), a few times, by [`ObjectReader::read_at`].
+pub struct ObjectStream {
+    object: ObjectReader,
+    position: u64,
+}
+
+impl ObjectStream {
+    pub fn new(object: ObjectReader) -> ObjectStream {
+        ObjectStream {
+            object,
+            position: 0,
+        }
+    }
+}
+
+impl Read for ObjectStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.object.read_at(buf, self.position)?;
+        self.position += read as u64;
+        Ok(read)
+    }
+}
+
 /// Told the key and upload id of each multipart upload as it starts.
 pub type OnUploadStart = Arc<dyn Fn(&str, &str) -> io::Result<()> + Send + Sync>;
 

@@ -11,6 +11,7 @@ mod cluster_trust;
 mod completion;
 mod concurrency;
 mod diff_schema;
+mod encryption;
 mod generated;
 mod jobs;
 mod jobs_review;

@@ -49,6 +49,9 @@ pub struct RestoreArgs {
     #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath, add = crate::complete::backup_folder())]
     pub dir: Utf8PathBuf,
 
+    #[command(flatten)]
+    pub keys: crate::crypt::DecryptArgs,
+
     /// Overwrite existing collections and config files without asking.
     #[arg(long)]
     pub force: bool,
@@ -261,6 +264,8 @@ fn backup_folder(args: &RestoreArgs) -> Outcome<(Box<dyn crate::repo::Backup>, U
     // A folder that is not there is an argument error (exit 1), as for verify and diff-schema.
     let backup = crate::repo::locate::resolve(&args.dir, &root)
         .map_err(|unresolved| RestoreError::NoBackup(unresolved.to_string()))?;
+    // An encrypted backup is read decrypted: without its key, nothing goes further.
+    let backup = crate::crypt::opened::open(backup, &args.keys)?;
     let folder = backup
         .folder()
         .map_err(|e| RestoreError::NoBackup(format!("{}: {e}", backup.location())))?;

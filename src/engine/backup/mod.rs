@@ -431,6 +431,8 @@ pub struct Run<'a> {
     /// A single node, or the cluster's peers.
     pub topology: &'a Topology,
     pub options: Options,
+    /// The key to encrypt every file to (`--encrypt`), if any.
+    pub sealing: Option<Arc<crate::crypt::Sealing>>,
     pub progress: &'a dyn Progress,
 }
 
@@ -460,6 +462,8 @@ struct Context<'a> {
     options: Options,
     /// The id ranges of logical backups read at once, across the collections of the run.
     range_slots: logical::RangeSlots,
+    /// The key every file is encrypted to (`--encrypt`), if any.
+    sealing: Option<Arc<crate::crypt::Sealing>>,
 }
 
 /// A published backup.
@@ -508,6 +512,7 @@ pub fn write(
         topology: run.topology,
         range_slots: logical::RangeSlots::new(logical::RANGES.max(usize::from(run.options.jobs))),
         options: run.options,
+        sealing: run.sealing,
     };
     write_backup(
         &context,
@@ -706,6 +711,7 @@ fn fits_one_manifest(planned: &[Planned]) -> Backed {
         aimem_version: None,
         qdrant_version: None,
         cluster: None,
+        encryption: None,
     };
     match draft.checked_json() {
         Ok(_) => Ok(()),
@@ -828,6 +834,7 @@ fn write_backup(
         aimem_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         qdrant_version,
         cluster: None,
+        encryption: cx.sealing.as_ref().map(|sealing| sealing.record()),
     };
     if let Some(cluster) = shards::cluster_record(cx.topology) {
         manifest.set_cluster(&cluster);
@@ -885,7 +892,15 @@ fn begin_staging(
             path: cx.root.to_owned(),
             source,
         })?;
-    let stage: Arc<dyn repo::Staging> = Arc::from(stage);
+    let stage: Arc<dyn repo::Staging> = match &cx.sealing {
+        // Encrypted: every file is streamed through the encryption by name, even into a
+        // local folder (a partial download cannot be resumed inside an age file).
+        Some(sealing) => Arc::new(crate::crypt::staging::SealedStaging::new(
+            Arc::from(stage),
+            Arc::clone(sealing),
+        )),
+        None => Arc::from(stage),
+    };
     let staging = match stage.folder() {
         Some(folder) => folder.to_owned(),
         None => {
@@ -1017,7 +1032,8 @@ fn logs_into(
 }
 
 /// Writes the manifest (refused unless aimem can read it back) and the checksums file, which
-/// lists every file written, the manifest last.
+/// lists every file written, the manifest last. An encrypted backup's checksums file lists
+/// its files as stored, and `CONTENTS.sha256` (encrypted itself) what is inside them.
 fn manifest_into(manifest: &Manifest, stage: &dyn repo::Staging, files: &mut Files) -> Backed {
     let staging = stage.location();
     let write_error = |source| BackupError::Folder {
@@ -1038,12 +1054,45 @@ fn manifest_into(manifest: &Manifest, stage: &dyn repo::Staging, files: &mut Fil
             path: staging.to_owned(),
             source,
         })?;
-    files.checksums.push(Entry {
+    let manifest_entry = Entry {
         sha256: manifest_sha,
         path: MANIFEST_FILE.to_string(),
-    });
-    let listed = checksums::render(&files.checksums);
-    repo::write_file(stage, checksums::CHECKSUMS_FILE, listed.as_bytes()).map_err(write_error)?;
+    };
+    let mut listed = match stage.stored_digests() {
+        None => std::mem::take(&mut files.checksums),
+        Some(_) => {
+            let contents = checksums::render(&files.checksums);
+            repo::write_file(stage, crate::crypt::CONTENTS_FILE, contents.as_bytes())
+                .map_err(write_error)?;
+            files.total_size += contents.len() as u64;
+            let stored = stage.stored_digests().unwrap_or_default();
+            let mut as_stored = Vec::with_capacity(files.checksums.len() + 2);
+            for entry in files
+                .checksums
+                .iter()
+                .map(|e| e.path.as_str())
+                .chain([crate::crypt::CONTENTS_FILE])
+            {
+                let sha256 = stored.get(entry).cloned().ok_or_else(|| {
+                    write_error(std::io::Error::other(format!(
+                        "{entry} was not stored encrypted"
+                    )))
+                })?;
+                as_stored.push(Entry {
+                    sha256,
+                    path: entry.to_string(),
+                });
+            }
+            as_stored
+        }
+    };
+    listed.push(manifest_entry);
+    repo::write_file(
+        stage,
+        checksums::CHECKSUMS_FILE,
+        checksums::render(&listed).as_bytes(),
+    )
+    .map_err(write_error)?;
     files.total_size += manifest_size;
     Ok(())
 }
