@@ -32,6 +32,7 @@ pub mod output;
 pub mod qdrant;
 pub mod repo;
 pub mod s3;
+pub mod scratch;
 pub mod secrets;
 pub mod settings;
 pub mod shell;

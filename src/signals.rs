@@ -67,6 +67,7 @@ impl StopFlag {
                             }
                             eprintln!("\naimem: stopped by a signal");
                             last_words(exit_for(number));
+                            crate::scratch::remove_all();
                             signal_hook::low_level::exit(i32::from(exit_for(number).code()));
                         }
                         if n == 2 && seen.holds.load(Ordering::SeqCst) > 0 {
@@ -74,6 +75,7 @@ impl StopFlag {
                         }
                         let exit = exit_for(seen.signal.load(Ordering::SeqCst));
                         last_words(exit);
+                        crate::scratch::remove_all();
                         signal_hook::low_level::exit(i32::from(exit.code()));
                     }
                 });

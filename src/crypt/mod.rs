@@ -35,9 +35,9 @@ pub const CONTENTS_FILE: &str = "CONTENTS.sha256";
 /// file, so aimem takes the memory-hard setting that fits its memory budget instead.
 const WORK_FACTOR: u8 = 15;
 
-/// The highest work factor accepted when reading (N = 2^18: 256 MiB, about a second): room
-/// to raise [`WORK_FACTOR`] later, and a bound on what a crafted file can make aimem spend.
-const MAX_WORK_FACTOR: u8 = 18;
+/// The highest work factor accepted when reading: aimem's own. A crafted file asking for more
+/// (each step doubles the memory, before the key is known to be wrong) is refused unread.
+const MAX_WORK_FACTOR: u8 = WORK_FACTOR;
 
 /// The most an age header may take before its payload begins: one stanza of about 110 bytes
 /// per recipient, so [`MAX_RECIPIENTS`] fit with room to spare. The age crate parses the

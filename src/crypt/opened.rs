@@ -15,7 +15,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::{CONTENTS_FILE, DecryptArgs, OpenError, Unsealing};
 use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
-use crate::manifest::checksums::{self, CHECKSUMS_FILE, Entry, MAX_CHECKSUMS_BYTES};
+use crate::manifest::checksums::{self, CHECKSUMS_FILE, Entry};
 use crate::manifest::{
     MANIFEST_FILE, MAX_MANIFEST_BYTES, Manifest, ManifestError, audit, confined,
 };
@@ -53,24 +53,56 @@ pub fn open(backup: Box<dyn Backup>, keys: &DecryptArgs) -> Outcome<Box<dyn Back
             "The backup is damaged or was altered: run `aimem verify --no-deep` on it, or use another backup.",
         ),
     })?;
+    let manifest = vouched_manifest(&*backup, &contents).map_err(|why| {
+        Failure::msg(
+            Exit::Failed,
+            format!("{shown}/{MANIFEST_FILE}: {why}"),
+            "The backup was changed after it was made. Use another backup.",
+        )
+    })?;
     Ok(Box::new(OpenedBackup {
         inner: backup,
         unsealing,
         contents,
+        manifest,
         copy: OnceLock::new(),
     }))
 }
 
-/// The decrypted `CONTENTS.sha256`, parsed (bounded as a checksums file is).
+/// The manifest's bytes, once they are those `CONTENTS.sha256` vouches for.
+fn vouched_manifest(backup: &dyn Backup, contents: &[Entry]) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    backup
+        .reader(MANIFEST_FILE)
+        .and_then(|r| r.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot be read ({e})"))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err("larger than a manifest may be".into());
+    }
+    let (actual, _) = checksums::hash_reader(&bytes[..]).map_err(|e| e.to_string())?;
+    match contents.iter().find(|e| e.path == MANIFEST_FILE) {
+        Some(entry) if entry.sha256.eq_ignore_ascii_case(&actual) => Ok(bytes),
+        Some(_) => Err(format!(
+            "not the manifest the backup was made with ({CONTENTS_FILE} records another)"
+        )),
+        None => Err(format!("{CONTENTS_FILE} does not vouch for it")),
+    }
+}
+
+/// `CONTENTS.sha256` is read whole up to this size: 100,000 lines of a path and a digest
+/// (checksums files take no more lines), in memory at once.
+const MAX_CONTENTS_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The decrypted `CONTENTS.sha256`, parsed (bounded).
 fn read_contents(backup: &dyn Backup, unsealing: &Unsealing) -> Result<Vec<Entry>, OpenError> {
     let stored = backup.reader(CONTENTS_FILE).map_err(OpenError::Io)?;
     let mut text = String::new();
     unsealing
         .open(stored)?
-        .take(MAX_CHECKSUMS_BYTES + 1)
+        .take(MAX_CONTENTS_BYTES + 1)
         .read_to_string(&mut text)
         .map_err(|e| OpenError::Damaged(format!("cannot be decrypted ({e})")))?;
-    if text.len() as u64 > MAX_CHECKSUMS_BYTES {
+    if text.len() as u64 > MAX_CONTENTS_BYTES {
         return Err(OpenError::Damaged("it is too large".into()));
     }
     checksums::parse(Utf8Path::new(CONTENTS_FILE), &text)
@@ -83,14 +115,16 @@ struct OpenedBackup {
     unsealing: Unsealing,
     /// What is inside each encrypted file (the decrypted `CONTENTS.sha256`).
     contents: Vec<Entry>,
+    /// The manifest's bytes, as `CONTENTS.sha256` vouches for them.
+    manifest: Vec<u8>,
     /// The decrypted copy, made on first use.
-    copy: OnceLock<Result<Decrypted, String>>,
+    copy: OnceLock<Result<Decrypted, (io::ErrorKind, String)>>,
 }
 
 /// The decrypted copy, and the files that could not be decrypted into it.
 struct Decrypted {
     /// Holds the copy: it is removed when the backup is dropped.
-    _dir: tempfile::TempDir,
+    _dir: crate::scratch::ScratchDir,
     path: Utf8PathBuf,
     /// Relative path, why.
     failed: Vec<(String, String)>,
@@ -100,37 +134,28 @@ impl OpenedBackup {
     fn decrypted(&self) -> io::Result<&Decrypted> {
         match self
             .copy
-            .get_or_init(|| self.decrypt().map_err(|e| e.to_string()))
+            .get_or_init(|| self.decrypt().map_err(|e| (e.kind(), e.to_string())))
         {
             Ok(copy) => Ok(copy),
-            Err(why) => Err(io::Error::other(why.clone())),
+            Err((kind, why)) => Err(io::Error::new(*kind, why.clone())),
         }
     }
 
     /// Decrypts every file `CONTENTS.sha256` lists into a new private folder, streamed from
     /// where the backup is (a bucket's objects are read straight, never copied first).
     fn decrypt(&self) -> io::Result<Decrypted> {
-        let dir = tempfile::Builder::new().prefix("aimem-opened-").tempdir()?;
-        let path = Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidData, "temporary folder is not UTF-8")
-        })?;
-        let mut manifest = Vec::new();
-        self.inner
-            .reader(MANIFEST_FILE)?
-            .take(MAX_MANIFEST_BYTES + 1)
-            .read_to_end(&mut manifest)?;
-        if manifest.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the manifest is larger than a manifest may be",
-            ));
-        }
-        write_new(&path, MANIFEST_FILE, &manifest)?;
-        let (manifest_sha, _) = checksums::hash_reader(&manifest[..])?;
-        let mut listed = Vec::with_capacity(self.contents.len() + 1);
+        let dir = crate::scratch::ScratchDir::new("aimem-opened-")?;
+        let path = dir.path().to_owned();
+        write_new(&path, MANIFEST_FILE, &self.manifest)?;
+        let mut listed = Vec::with_capacity(self.contents.len());
         let mut failed = Vec::new();
         for entry in &self.contents {
-            // A crafted list naming the plain files would overwrite them in the copy.
+            if entry.path == MANIFEST_FILE {
+                // Checked when the backup was opened, and written above.
+                listed.push(entry.clone());
+                continue;
+            }
+            // A crafted list naming the other plain files would overwrite them in the copy.
             if super::stored_plain(&entry.path) || entry.path == CONTENTS_FILE {
                 failed.push((
                     entry.path.clone(),
@@ -140,16 +165,11 @@ impl OpenedBackup {
             }
             listed.push(entry.clone());
             match self.decrypt_file(&path, &entry.path) {
-                Ok(()) => {}
-                // Missing: the audit of the copy reports it (it is listed, not there).
-                Err(DecryptFailure::Missing) => {}
-                Err(DecryptFailure::Other(why)) => failed.push((entry.path.clone(), why)),
+                Ok(()) | Err(DecryptFailure::Missing) => {}
+                Err(DecryptFailure::Damaged(why)) => failed.push((entry.path.clone(), why)),
+                Err(DecryptFailure::Local(e)) => return Err(e),
             }
         }
-        listed.push(Entry {
-            sha256: manifest_sha,
-            path: MANIFEST_FILE.to_string(),
-        });
         write_new(&path, CHECKSUMS_FILE, checksums::render(&listed).as_bytes())?;
         Ok(Decrypted {
             _dir: dir,
@@ -161,49 +181,59 @@ impl OpenedBackup {
     /// Decrypts the stored `relative` into the copy.
     fn decrypt_file(&self, copy: &Utf8Path, relative: &str) -> Result<(), DecryptFailure> {
         // Named by the decrypted list: a plain relative path only (no `..`, no absolute).
-        confined::check_plain(relative).map_err(|e| DecryptFailure::Other(e.to_string()))?;
+        confined::check_plain(relative).map_err(|e| DecryptFailure::Damaged(e.to_string()))?;
         let source = match self.inner.reader(relative) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(DecryptFailure::Missing),
-            Err(e) => return Err(DecryptFailure::Other(format!("cannot be read ({e})"))),
+            Err(e) => return Err(DecryptFailure::Damaged(format!("cannot be read ({e})"))),
         };
-        let mut reader = self
-            .unsealing
-            .open(source)
-            .map_err(|e| DecryptFailure::Other(format!("cannot be decrypted: {e}")))?;
+        let mut reader = self.unsealing.open(source).map_err(|e| match e {
+            OpenError::Io(e) => DecryptFailure::Local(e),
+            other => DecryptFailure::Damaged(format!("does not decrypt: {other}")),
+        })?;
         let target = copy.join(relative);
-        let written = (|| -> io::Result<()> {
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)?;
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(DecryptFailure::Local)?;
+        }
+        let mut file =
+            crate::manifest::layout::private_file(&target).map_err(DecryptFailure::Local)?;
+        let mut buffer = vec![0u8; 256 * 1024];
+        let copied = loop {
+            let read = match reader.read(&mut buffer) {
+                Ok(0) => break file.flush().map_err(DecryptFailure::Local),
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A chunk whose tag does not match, or a file cut short.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    break Err(DecryptFailure::Damaged(format!("does not decrypt: {e}")));
+                }
+                Err(e) => break Err(DecryptFailure::Local(e)),
+            };
+            if let Err(e) = file.write_all(&buffer[..read]) {
+                break Err(DecryptFailure::Local(e));
             }
-            let mut file = crate::manifest::layout::private_file(&target)?;
-            let mut buffer = vec![0u8; 256 * 1024];
-            loop {
-                let read = match reader.read(&mut buffer) {
-                    Ok(0) => break,
-                    Ok(read) => read,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("damaged: {e}"),
-                        ));
-                    }
-                };
-                file.write_all(&buffer[..read])?;
-            }
-            file.flush()
-        })();
-        written.map_err(|e| {
+        };
+        if copied.is_err() {
             std::fs::remove_file(&target).ok();
-            DecryptFailure::Other(format!("cannot be decrypted: {e}"))
-        })
+        }
+        copied
     }
 }
 
+/// Why a file was not decrypted into the copy.
 enum DecryptFailure {
+    /// Not in the backup (the audit of the copy reports it: listed, not there).
     Missing,
-    Other(String),
+    /// It does not decrypt: damaged, cut short, or replaced.
+    Damaged(String),
+    /// Reading it or writing the copy failed (a full disk, a dropped connection): no
+    /// verdict on the backup, the whole copy fails with this error.
+    Local(io::Error),
 }
 
 /// Writes a new private file `relative` under `dir`.
@@ -222,8 +252,14 @@ impl Backup for OpenedBackup {
         confined::open(&self.folder()?, relative)
     }
 
+    /// The manifest `CONTENTS.sha256` vouches for.
     fn manifest(&self) -> Result<Manifest, ManifestError> {
-        self.inner.manifest()
+        let path = self.location().join(MANIFEST_FILE);
+        let text = String::from_utf8(self.manifest.clone()).map_err(|_| ManifestError::Io {
+            path: path.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidData, "the manifest is not UTF-8"),
+        })?;
+        Manifest::parse(&path, text)
     }
 
     /// The decrypted copy; an error when any file could not be decrypted.

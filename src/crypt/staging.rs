@@ -70,6 +70,10 @@ impl Staging for SealedStaging {
         None
     }
 
+    fn local_folder(&self) -> Option<&Utf8Path> {
+        self.inner.local_folder()
+    }
+
     fn remove_file(&self, relative: &str) -> io::Result<()> {
         self.stored
             .lock()

@@ -191,6 +191,13 @@ pub trait Staging: Send + Sync {
     /// file goes through [`Staging::create_file`] and a retry writes it again.
     fn folder(&self) -> Option<&Utf8Path>;
 
+    /// The local folder the staging area lives in, when it lives in one, whether files go
+    /// into it by path ([`Staging::folder`]) or by name (an encrypted backup's, through the
+    /// encryption): where the run keeps its journal, and what a failed run removes.
+    fn local_folder(&self) -> Option<&Utf8Path> {
+        self.folder()
+    }
+
     /// Removes a file written earlier (an attempt that is taken again); one that is not
     /// there is no error.
     fn remove_file(&self, relative: &str) -> io::Result<()>;

@@ -428,7 +428,7 @@ pub struct S3Backup {
     client: S3Client,
     location: S3Location,
     shown: Utf8PathBuf,
-    copy: std::sync::OnceLock<Result<tempfile::TempDir, String>>,
+    copy: std::sync::OnceLock<Result<crate::scratch::ScratchDir, String>>,
 }
 
 impl S3Backup {
@@ -438,20 +438,14 @@ impl S3Backup {
             .copy
             .get_or_init(|| self.download().map_err(|e| e.to_string()));
         match copy {
-            Ok(dir) => Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, "temporary folder is not UTF-8")
-            }),
+            Ok(dir) => Ok(dir.path().to_owned()),
             Err(why) => Err(io::Error::other(why.clone())),
         }
     }
 
-    fn download(&self) -> io::Result<tempfile::TempDir> {
-        let dir = tempfile::Builder::new().prefix("aimem-s3-").tempdir()?;
-        let root = Utf8Path::from_path(dir.path())
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, "temporary folder is not UTF-8")
-            })?
-            .to_owned();
+    fn download(&self) -> io::Result<crate::scratch::ScratchDir> {
+        let dir = crate::scratch::ScratchDir::new("aimem-s3-")?;
+        let root = dir.path().to_owned();
         let prefix = self.location.key_prefix();
         let listing = self.client.list(&prefix, false).map_err(io_error)?;
         for object in listing.objects {
@@ -495,10 +489,10 @@ impl Backup for S3Backup {
     fn reader(&self, relative: &str) -> io::Result<Box<dyn io::Read + Send>> {
         crate::manifest::confined::check_plain(relative)?;
         if let Some(copy) = self.copy.get().and_then(|copy| copy.as_ref().ok()) {
-            let dir = Utf8Path::from_path(copy.path()).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, "temporary folder is not UTF-8")
-            })?;
-            return Ok(Box::new(crate::manifest::confined::open(dir, relative)?));
+            return Ok(Box::new(crate::manifest::confined::open(
+                copy.path(),
+                relative,
+            )?));
         }
         let key = self.location.key(relative);
         let object = self.client.head(&key).map_err(io_error)?.ok_or_else(|| {

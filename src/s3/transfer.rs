@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::{S3Client, S3Error};
@@ -13,8 +13,12 @@ use super::{S3Client, S3Error};
 pub const MIN_PART: usize = 8 * 1024 * 1024;
 /// S3's most parts in one upload.
 pub const MAX_PARTS: u64 = 10_000;
-/// Parts uploaded at once, besides the one filling.
+/// Parts uploaded at once by one object, besides the one filling.
 const PARTS_IN_FLIGHT: usize = 2;
+/// The memory every upload of the run may hold in parts, together: three parts of
+/// [`MIN_PART`], filling or in flight, whatever the number of files written at once (a part
+/// larger than this, for an object of over 240 GB, waits to be alone).
+const PART_MEMORY: usize = 3 * MIN_PART;
 /// Times a read reopens its stream after the connection dropped, before it gives up.
 const REOPENS: u32 = 3;
 
@@ -132,6 +136,44 @@ impl Read for ObjectStream {
     }
 }
 
+/// The part memory held by every upload of the process ([`PART_MEMORY`]).
+static BUDGET: PartBudget = PartBudget {
+    held: Mutex::new(0),
+    freed: Condvar::new(),
+};
+
+struct PartBudget {
+    held: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl PartBudget {
+    /// Room for a part of `bytes`, waited for. A writer asks only while it holds no permit
+    /// (a full part's permit travels with the part to its uploader), so waiting never blocks
+    /// the uploads that free room.
+    fn take(&'static self, bytes: usize) -> Permit {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while *held > 0 && *held + bytes > PART_MEMORY {
+            held = self.freed.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        *held += bytes;
+        Permit { bytes }
+    }
+}
+
+/// Room for one part in [`BUDGET`], given back when dropped.
+struct Permit {
+    bytes: usize,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut held = BUDGET.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held -= self.bytes;
+        BUDGET.freed.notify_all();
+    }
+}
+
 /// Told the key and upload id of each multipart upload as it starts.
 pub type OnUploadStart = Arc<dyn Fn(&str, &str) -> io::Result<()> + Send + Sync>;
 
@@ -143,6 +185,8 @@ pub struct ObjectWriter {
     key: String,
     part_size: usize,
     filling: Vec<u8>,
+    /// The room `filling` holds in the budget (taken at its first byte).
+    permit: Option<Permit>,
     upload: Option<Uploading>,
     /// Told each upload id as its upload starts (so a journal can abort it after a crash).
     on_start: OnUploadStart,
@@ -151,7 +195,7 @@ pub struct ObjectWriter {
 struct Uploading {
     id: String,
     next_part: u16,
-    parts: Option<SyncSender<(u16, Vec<u8>)>>,
+    parts: Option<SyncSender<(u16, Vec<u8>, Permit)>>,
     done: Receiver<Result<(u16, String), S3Error>>,
     workers: Vec<JoinHandle<()>>,
     etags: Vec<(u16, String)>,
@@ -169,6 +213,7 @@ impl ObjectWriter {
             key,
             part_size: part_size.max(MIN_PART),
             filling: Vec::new(),
+            permit: None,
             upload: None,
             on_start,
         }
@@ -193,14 +238,21 @@ impl ObjectWriter {
                 self.key, self.part_size
             )));
         }
-        let part = std::mem::replace(&mut self.filling, Vec::with_capacity(self.part_size));
+        let part = std::mem::take(&mut self.filling);
+        let permit = self
+            .permit
+            .take()
+            .unwrap_or_else(|| BUDGET.take(part.capacity()));
         let number = upload.next_part;
         upload.next_part += 1;
         // Results of parts already sent: an error stops the writer at once.
         while let Ok(result) = upload.done.try_recv() {
             upload.etags.push(result.map_err(crate::s3::io_error)?);
         }
-        let sent = upload.parts.as_ref().map(|p| p.send((number, part)));
+        let sent = upload
+            .parts
+            .as_ref()
+            .map(|p| p.send((number, part, permit)));
         if !matches!(sent, Some(Ok(()))) {
             // Every uploader stopped: one of them failed, and says why.
             return Err(collect_failure(upload));
@@ -211,7 +263,7 @@ impl ObjectWriter {
     fn start_workers(&self, id: String) -> Uploading {
         // A rendezvous channel: a part waits in the writer until an uploader is free, so at
         // most PARTS_IN_FLIGHT parts are held besides the one filling.
-        let (parts, incoming) = sync_channel::<(u16, Vec<u8>)>(0);
+        let (parts, incoming) = sync_channel::<(u16, Vec<u8>, Permit)>(0);
         let (report, done) = sync_channel(MAX_PARTS as usize);
         let incoming = Arc::new(Mutex::new(incoming));
         let workers = (0..PARTS_IN_FLIGHT)
@@ -224,10 +276,14 @@ impl ObjectWriter {
                 std::thread::spawn(move || {
                     loop {
                         let next = incoming.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok((number, bytes)) = next else { return };
+                        let Ok((number, bytes, permit)) = next else {
+                            return;
+                        };
                         let result = client
                             .upload_part(&key, &id, number, &bytes)
                             .map(|etag| (number, etag));
+                        // The part's memory is free for another.
+                        drop((bytes, permit));
                         let failed = result.is_err();
                         if report.send(result).is_err() || failed {
                             return;
@@ -306,6 +362,10 @@ fn collect_failure(upload: &mut Uploading) -> io::Error {
 
 impl Write for ObjectWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.permit.is_none() {
+            self.permit = Some(BUDGET.take(self.part_size));
+            self.filling = Vec::with_capacity(self.part_size);
+        }
         let room = self.part_size - self.filling.len();
         let taken = room.min(buf.len());
         self.filling.extend_from_slice(&buf[..taken]);

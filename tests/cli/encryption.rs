@@ -345,8 +345,96 @@ fn a_tampered_file_that_still_matches_its_checksum_does_not_decrypt_and_is_refus
         with_passphrase(c);
         c.env("QDRANT_URL", &url);
     });
-    assert_ne!(refused.code, 0);
+    refused.assert_code(2);
+    refused.assert_stderr_contains("does not decrypt");
     assert!(target.collection_names().is_empty());
+}
+
+#[test]
+fn a_changed_manifest_is_refused_once_the_backup_is_opened() {
+    let env = env_with_secrets();
+    env.run_with(
+        &["backup", "--encrypt", "--collection", "discussions"],
+        with_passphrase,
+    )
+    .assert_code(0);
+    let backup = env.only_backup();
+    let shown = backup.to_str().unwrap();
+    // Readable, so changeable without the key: here, the count a restore checks against.
+    super::support::edit_manifest(&backup, |m| {
+        m["collections"]["discussions"]["records"] = serde_json::json!(7);
+    });
+    rewrite_checksums(&backup);
+    env.run(&["verify", "--no-deep", shown]).assert_code(0);
+    let verified = env.run_with(&["verify", shown], with_passphrase);
+    verified.assert_code(2);
+    verified.assert_stderr_contains("not the manifest the backup was made with");
+    let target = empty_server();
+    let url = target.url();
+    let refused = env.run_with(&["restore", shown, "--force"], |c| {
+        with_passphrase(c);
+        c.env("QDRANT_URL", &url);
+    });
+    refused.assert_code(2);
+    assert!(
+        target.requests().is_empty(),
+        "nothing was asked of the server"
+    );
+}
+
+#[test]
+fn a_dropped_download_into_an_encrypted_local_backup_is_taken_again_by_retry() {
+    use qdrant_double::{Fault, FaultKind};
+    let env = env_with_secrets();
+    env.double.inject(Fault::new(
+        Some("GET"),
+        "/collections/github/snapshots/",
+        FaultKind::TruncateBody { after_bytes: 1000 },
+    ));
+    let run = env.run_with(
+        &["backup", "--encrypt", "--no-stream", "--retry", "1"],
+        with_passphrase,
+    );
+    run.assert_code(0).assert_stderr_contains("retry 1 of 1");
+    let backup = env.only_backup();
+    sha256sum_check(&backup).assert_code(0);
+    env.run_with(&["verify", backup.to_str().unwrap()], with_passphrase)
+        .assert_code(0);
+    // One staging folder, the backup's, holds the run's journal: none is left beside it.
+    assert_eq!(env.root_entries().len(), 1, "{:?}", env.root_entries());
+}
+
+#[test]
+fn pre_restore_snapshots_of_an_encrypted_restore_go_beside_the_backup_not_to_the_temporary_folder()
+{
+    let env = env_with_secrets();
+    env.run_with(
+        &["backup", "--encrypt", "--collection", "discussions"],
+        with_passphrase,
+    )
+    .assert_code(0);
+    let backup = env.only_backup();
+    super::support::fail_restore_and_rollback(&env);
+    let scratch = tempfile::tempdir().unwrap();
+    let run = env.run_with(&["restore", backup.to_str().unwrap(), "--force"], |c| {
+        with_passphrase(c);
+        c.env("TMPDIR", scratch.path());
+    });
+    run.assert_code(5);
+    assert!(
+        env.root_entries()
+            .iter()
+            .any(|e| e.starts_with(".aimem-prerestore-")),
+        "{:?}",
+        env.root_entries()
+    );
+    // (TMPDIR also holds aimem's lock folder, `aimem-<uid>`.)
+    let in_scratch: Vec<_> = std::fs::read_dir(scratch.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("prerestore") || name.starts_with("aimem-opened-"))
+        .collect();
+    assert!(in_scratch.is_empty(), "left in TMPDIR: {in_scratch:?}");
 }
 
 #[test]
@@ -457,4 +545,51 @@ fn encrypt_without_a_key_or_with_a_bad_recipient_starts_nothing() {
     alone.assert_code(1);
     assert!(env.root_entries().is_empty());
     assert_eq!(env.server_snapshots(), 0);
+}
+
+#[test]
+fn a_signal_while_a_restore_waits_leaves_no_decrypted_copy_behind() {
+    use qdrant_double::{Fault, FaultKind};
+    let env = env_with_secrets();
+    env.run_with(
+        &["backup", "--encrypt", "--collection", "discussions"],
+        with_passphrase,
+    )
+    .assert_code(0);
+    let backup = env.only_backup();
+    let scratch = tempfile::tempdir().unwrap();
+    let copies = || {
+        std::fs::read_dir(scratch.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("aimem-opened-")
+            })
+            .count()
+    };
+    // The server takes the restore's first question and answers none: aimem waits with the
+    // decrypted copy made.
+    let target = empty_server();
+    target.inject(Fault::new(Some("GET"), "/", FaultKind::Blackhole));
+    let child = env
+        .command(&["restore", backup.to_str().unwrap(), "--force"])
+        .env("QDRANT_URL", target.url())
+        .env("AIMEM_PASSPHRASE", PASSPHRASE)
+        .env("TMPDIR", scratch.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    super::support::wait_for_request(&target, "GET", |_| true);
+    assert_eq!(copies(), 1, "the backup is read from a decrypted copy");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let run = super::support::to_run(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 130, "{}", run.all_output());
+    assert_eq!(copies(), 0, "no plaintext copy is left behind");
 }

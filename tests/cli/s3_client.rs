@@ -246,3 +246,42 @@ fn a_streamed_object_is_uploaded_in_parts_and_read_back_at_any_offset() {
     assert!(s3.head("dropped").unwrap().is_none());
     assert_eq!(server.pending_parts(), 0, "the dropped upload was aborted");
 }
+
+/// More files streamed at once than the part memory holds parts: each waits its turn for
+/// room, none waits forever, and every object arrives whole.
+#[test]
+fn many_objects_streamed_at_once_share_the_part_memory_and_all_arrive() {
+    use aimem::s3::transfer::{MIN_PART, ObjectWriter};
+    use std::io::Write;
+    use std::sync::Arc;
+
+    let server = S3Server::start(BUCKET);
+    let s3 = client(&server);
+    let on_start: aimem::s3::transfer::OnUploadStart = Arc::new(|_: &str, _: &str| Ok(()));
+    let writers: Vec<_> = (0..6u8)
+        .map(|n| {
+            let s3 = s3.clone();
+            let on_start = Arc::clone(&on_start);
+            std::thread::spawn(move || {
+                let bytes: Vec<u8> = (0..2 * MIN_PART + 1000)
+                    .map(|i| (i as u8).wrapping_mul(n + 1))
+                    .collect();
+                let key = format!("many/{n}");
+                let mut writer = ObjectWriter::new(s3, key.clone(), MIN_PART, on_start);
+                for chunk in bytes.chunks(64 * 1024) {
+                    writer.write_all(chunk).unwrap();
+                }
+                writer.finish().unwrap();
+                (key, bytes)
+            })
+        })
+        .collect();
+    for writer in writers {
+        let (key, bytes) = writer.join().unwrap();
+        assert!(
+            std::fs::read(server.object_path(BUCKET, &key)).unwrap() == bytes,
+            "{key}"
+        );
+    }
+    assert_eq!(server.pending_parts(), 0);
+}

@@ -23,7 +23,7 @@ const MAX_FILTER: usize = 1024 * 1024;
 /// `backup`: the backup folder and the Qdrant version it records.
 pub(super) fn merge_into(
     args: &RestoreArgs,
-    (dir, recorded_version): (&Utf8Path, Option<&str>),
+    (backup_at, recorded_version): (&Utf8Path, Option<&str>),
     server: &Server,
     sources: Vec<Source>,
     filter: &str,
@@ -89,7 +89,7 @@ pub(super) fn merge_into(
     }
     interrupted(stop)?;
     let mut merged = MergeReport::default();
-    let outcome = changing(args, dir, server, ui, stop, report, |cx, undo, _| {
+    let outcome = changing(args, backup_at, server, ui, stop, report, |cx, undo, _| {
         merge::merge(
             cx,
             &planned.source,

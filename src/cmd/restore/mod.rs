@@ -203,7 +203,7 @@ fn restore(
         let sources = backup.sources;
         return merge::merge_into(
             args,
-            (&dir, recorded.as_deref()),
+            (located.location(), recorded.as_deref()),
             &server,
             sources,
             filter,
@@ -230,7 +230,7 @@ fn restore(
     // 6. Act.
     act_on(
         args,
-        &dir,
+        located.location(),
         &server,
         (&plans, &config_files),
         ui,
@@ -266,9 +266,25 @@ fn backup_folder(args: &RestoreArgs) -> Outcome<(Box<dyn crate::repo::Backup>, U
         .map_err(|unresolved| RestoreError::NoBackup(unresolved.to_string()))?;
     // An encrypted backup is read decrypted: without its key, nothing goes further.
     let backup = crate::crypt::opened::open(backup, &args.keys)?;
-    let folder = backup
-        .folder()
-        .map_err(|e| RestoreError::NoBackup(format!("{}: {e}", backup.location())))?;
+    let folder = backup.folder().map_err(|e| {
+        let at = backup.location();
+        match e.kind() {
+            // A file of an encrypted backup that does not decrypt.
+            std::io::ErrorKind::InvalidData => crate::failure::Failure::msg(
+                crate::exit::Exit::Failed,
+                format!("{at}: {e}"),
+                "The backup is damaged or was altered; nothing was changed. `aimem verify` lists every file that does not hold; restore another backup.",
+            ),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                crate::failure::Failure::msg(
+                    crate::exit::Exit::InsufficientSpace,
+                    format!("{at}: no room for the temporary copy it is read from: {e}"),
+                    "Free space in the temporary folder, or set TMPDIR to a folder with room for the backup; nothing was changed.",
+                )
+            }
+            _ => RestoreError::NoBackup(format!("{at}: {e}")).into(),
+        }
+    })?;
     Ok((backup, folder))
 }
 
@@ -526,17 +542,16 @@ fn confirmed(
     Ok(true)
 }
 
-/// Where the pre-restore snapshots go: beside the backup, unless someone else controls that
-/// folder ([`crate::workspace::prerestore_home`]); without a place for the copies the restore
-/// stops here, before any change.
-fn prerestore_folder(dir: &Utf8Path, args: &RestoreArgs, ui: &Ui) -> Outcome<Utf8PathBuf> {
-    // A backup in a bucket is read from a temporary copy: the pre-restore copies, maybe the
-    // only copy of what the restore overwrites, must not go beside it.
-    let from_bucket = crate::repo::is_remote(&args.dir)
-        || (args.dir.as_str() == "latest" && crate::repo::is_remote(&layout::default_root()));
-    match from_bucket {
+/// Where the pre-restore snapshots go: beside the backup (`backup_at`, where it is, never the
+/// temporary copy an encrypted backup or one in a bucket is read from), unless someone else
+/// controls that folder ([`crate::workspace::prerestore_home`]); without a place for the
+/// copies the restore stops here, before any change.
+fn prerestore_folder(backup_at: &Utf8Path, ui: &Ui) -> Outcome<Utf8PathBuf> {
+    // A backup in a bucket has no folder beside it on this machine: the pre-restore copies,
+    // maybe the only copy of what the restore overwrites, go to the state folder.
+    match crate::repo::is_remote(backup_at) {
         true => crate::workspace::prerestore_home_for_copy(ui),
-        false => crate::workspace::prerestore_home(dir, ui),
+        false => crate::workspace::prerestore_home(backup_at, ui),
     }
     .map_err(|reason| RestoreError::PrerestoreFolder { reason }.into())
 }
@@ -545,32 +560,43 @@ fn prerestore_folder(dir: &Utf8Path, args: &RestoreArgs, ui: &Ui) -> Outcome<Utf
 /// failure (or a signal) rolls everything back.
 fn act_on(
     args: &RestoreArgs,
-    dir: &Utf8Path,
+    backup_at: &Utf8Path,
     server: &Server,
     (plans, config_files): (&[Planned], &[ConfigFile]),
     ui: &Ui,
     stop: &StopFlag,
     report: &mut report::RestoreReport,
 ) -> Outcome {
-    changing(args, dir, server, ui, stop, report, |cx, undo, report| {
-        jobs::restore_collections(cx, plans, undo, &mut report.timings, args.jobs).and_then(|()| {
-            if config_files.is_empty() {
-                Ok(())
-            } else {
-                ui.blank();
-                act::restore_config(cx, config_files, undo)
-            }
-        })
-    })?;
+    changing(
+        args,
+        backup_at,
+        server,
+        ui,
+        stop,
+        report,
+        |cx, undo, report| {
+            jobs::restore_collections(cx, plans, undo, &mut report.timings, args.jobs).and_then(
+                |()| {
+                    if config_files.is_empty() {
+                        Ok(())
+                    } else {
+                        ui.blank();
+                        act::restore_config(cx, config_files, undo)
+                    }
+                },
+            )
+        },
+    )?;
     report.restored();
     Ok(())
 }
 
 /// Runs `work`, the part of a restore that changes the server, with every change recorded
 /// first (the journal, the undo log); after a failure (or a signal) rolls everything back.
+/// `backup_at` is where the backup is (its pre-restore copies go beside it).
 fn changing(
     args: &RestoreArgs,
-    dir: &Utf8Path,
+    backup_at: &Utf8Path,
     server: &Server,
     ui: &Ui,
     stop: &StopFlag,
@@ -584,7 +610,7 @@ fn changing(
     let client = &server.client;
     let now = crate::localtime::now();
     let stamp = layout::folder_name(now).replace('_', "-");
-    let prerestore_in = prerestore_folder(dir, args, ui)?;
+    let prerestore_in = prerestore_folder(backup_at, ui)?;
     // What killed restores left on this server goes first: nothing else ever deletes it.
     journal::clear_dead_restores(
         &prerestore_in,

@@ -865,7 +865,7 @@ fn write_backup(
     if let Some(journal_only) = lock(undo)
         .staging
         .take()
-        .filter(|_| stage.folder().is_none())
+        .filter(|_| stage.local_folder().is_none())
     {
         // A backup written by name kept only its (finished) journal's folder here.
         std::fs::remove_dir_all(&journal_only).ok();
@@ -901,7 +901,7 @@ fn begin_staging(
         )),
         None => Arc::from(stage),
     };
-    let staging = match stage.folder() {
+    let staging = match stage.local_folder() {
         Some(folder) => folder.to_owned(),
         None => {
             // Written by name (object storage): its objects go if the run fails, and its
@@ -1061,7 +1061,11 @@ fn manifest_into(manifest: &Manifest, stage: &dyn repo::Staging, files: &mut Fil
     let mut listed = match stage.stored_digests() {
         None => std::mem::take(&mut files.checksums),
         Some(_) => {
-            let contents = checksums::render(&files.checksums);
+            // The manifest stays readable, so it is vouched for inside: a changed one is
+            // refused when the backup is opened with its key.
+            let mut inside = files.checksums.clone();
+            inside.push(manifest_entry.clone());
+            let contents = checksums::render(&inside);
             repo::write_file(stage, crate::crypt::CONTENTS_FILE, contents.as_bytes())
                 .map_err(write_error)?;
             files.total_size += contents.len() as u64;

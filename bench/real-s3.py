@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Backups into object storage and encrypted backups, against local ones (issue 21's targets).
+
+A measurement by hand, never part of the test suite: it needs a real Qdrant binary and the
+S3 server s3s-fs (`cargo install s3s-fs --version 0.14.1 --features binary --locked`).
+
+    QDRANT_BIN=/path/to/qdrant AIMEM=target/release/aimem python3 bench/real-s3.py \\
+        [--collections 4] [--points 20000] [--dim 768] [--rounds 3] [--restore-rounds 2]
+
+It starts a single Qdrant node and an s3s-fs server, both on loopback and in one temporary
+folder (so the bucket is on the same disk as a local backup root), fills `--collections`
+collections with random dense vectors as bench/real-backup.py does, waits until they are
+green, then runs interleaved rounds (the order alternating each round) of `aimem backup`
+(default settings) of the collections into:
+
+- a local folder;
+- the bucket (`--output s3://bench/aimem`);
+- a local folder with `--encrypt` (a passphrase, AIMEM_PASSPHRASE);
+- the bucket with `--encrypt`;
+
+and then, the collections deleted before each run, `aimem restore --force` of the last backup
+of each kind. Every run's time is wall clock and aimem's peak RSS comes from GNU time. It
+prints each round, the medians and the issue's targets: a backup to the bucket at most 1.1x the
+local one, a restore from it at most 1.1x the local one, `--encrypt` adding at most 10%, and
+aimem's peak RSS at most 64 MiB.
+"""
+
+import argparse
+import importlib.util
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location("real_backup", os.path.join(HERE, "real-backup.py"))
+real_backup = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(real_backup)
+
+ACCESS_KEY = "AIMEMBENCHACCESSKEY"
+SECRET_KEY = "aimem-bench-secret-key-0123456789"
+BUCKET = "bench"
+PASSPHRASE = "a bench passphrase, long enough to be a real one"
+
+
+def s3s_fs_binary():
+    found = os.environ.get("AIMEM_S3S_FS") or shutil.which("s3s-fs")
+    if not found:
+        sys.exit("s3s-fs not found: cargo install s3s-fs --version 0.14.1 --features binary --locked")
+    return found
+
+
+def start_s3(folder):
+    root = os.path.join(folder, "s3")
+    os.makedirs(os.path.join(root, BUCKET))
+    port = real_backup.free_port()
+    process = subprocess.Popen(
+        [s3s_fs_binary(), "--host", "127.0.0.1", "--port", str(port),
+         "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, root],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"RUST_LOG": "error"},
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("s3s-fs did not start")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--collections", type=int, default=4)
+    parser.add_argument("--points", type=int, default=20000)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--restore-rounds", type=int, default=2)
+    args = parser.parse_args()
+    binary = os.environ.get("QDRANT_BIN") or sys.exit("set QDRANT_BIN to a qdrant binary")
+    aimem = os.path.abspath(os.environ.get("AIMEM", "target/release/aimem"))
+    folder = tempfile.mkdtemp(prefix="aimem-real-s3-")
+    server = real_backup.Server(binary, folder)
+    s3, s3_port = start_s3(folder)
+    names = [f"bench{i}" for i in range(args.collections)]
+    home = os.path.join(folder, "home")
+    install = os.path.join(folder, "install")
+    local_root = os.path.join(folder, "backups")
+    for path in (home, install, local_root):
+        os.makedirs(path)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": home,
+        "NO_COLOR": "1",
+        "QDRANT_URL": server.url,
+        "AI_MEMORY_BACKUP_DIR": local_root,
+        "AI_MEMORY_INSTALL_DIR": install,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+    }
+    secret_env = dict(env, AIMEM_PASSPHRASE=PASSPHRASE)
+    selected = [a for n in names for a in ("--collection", n)]
+    bucket_root = f"s3://{BUCKET}/aimem"
+    try:
+        version = server.call("GET", "/").get("version", "?")
+        print(
+            f"# qdrant {version}; {args.collections} x {args.points} points x {args.dim} dims, "
+            f"{args.rounds} backup rounds, {args.restore_rounds} restore rounds; aimem {aimem}",
+            flush=True,
+        )
+        started = time.time()
+        for i, name in enumerate(names):
+            real_backup.fill(server, name, args.points, args.dim, seed=i)
+        real_backup.wait_green(server, names)
+        print(f"# filled in {time.time() - started:.0f} s", flush=True)
+
+        kinds = {
+            "local": ([], env),
+            "bucket": (["--output", bucket_root], env),
+            "local --encrypt": (["--encrypt"], secret_env),
+            "bucket --encrypt": (["--output", bucket_root, "--encrypt"], secret_env),
+        }
+        backups = {}
+        times = {}
+        rss = {}
+
+        def note(name, seconds, peak):
+            times.setdefault(name, []).append(seconds)
+            rss[name] = max(rss.get(name, 0), peak)
+
+        for round_ in range(args.rounds):
+            order = list(kinds) if round_ % 2 == 0 else list(reversed(kinds))
+            for kind in order:
+                extra, kind_env = kinds[kind]
+                seconds, peak, out = real_backup.timed(
+                    [aimem, "--no-progress", "-q", "backup", *selected, *extra], kind_env
+                )
+                note(f"backup {kind}", seconds, peak)
+                backups[kind] = out.splitlines()[-1]
+            print(
+                f"round {round_ + 1}: "
+                + ", ".join(f"{k} {times['backup ' + k][-1]:.2f} s" for k in kinds),
+                flush=True,
+            )
+
+        for round_ in range(args.restore_rounds):
+            order = list(kinds) if round_ % 2 == 0 else list(reversed(kinds))
+            for kind in order:
+                real_backup.drop_all(server, names)
+                seconds, peak, _ = real_backup.timed(
+                    [aimem, "--no-progress", "-q", "restore", backups[kind], "--force"],
+                    kinds[kind][1],
+                )
+                note(f"restore {kind}", seconds, peak)
+                counts = [
+                    server.call("POST", f"/collections/{n}/points/count", {"exact": True})[
+                        "result"
+                    ]["count"]
+                    for n in names
+                ]
+                if counts != [args.points] * len(names):
+                    raise SystemExit(f"restore {kind} restored {counts}")
+            print(
+                f"round {round_ + 1}: "
+                + ", ".join(f"{k} {times['restore ' + k][-1]:.2f} s" for k in kinds),
+                flush=True,
+            )
+
+        medians = {w: statistics.median(t) for w, t in times.items()}
+        print("# medians")
+        for way, median in medians.items():
+            print(
+                f"{way:28} {median:7.2f} s  ({' '.join(f'{t:.2f}' for t in times[way])}), "
+                f"peak RSS {rss[way] / 1024:.1f} MiB"
+            )
+
+        def ratio(a, b):
+            return medians[a] / medians[b]
+
+        checks = [
+            ("backup to the bucket / local", ratio("backup bucket", "backup local"), 1.1),
+            ("restore from the bucket / local", ratio("restore bucket", "restore local"), 1.1),
+            ("backup --encrypt / plain (local)", ratio("backup local --encrypt", "backup local"), 1.1),
+            ("backup --encrypt / plain (bucket)", ratio("backup bucket --encrypt", "backup bucket"), 1.1),
+            ("restore --encrypt / plain (local)", ratio("restore local --encrypt", "restore local"), 1.1),
+            ("restore --encrypt / plain (bucket)", ratio("restore bucket --encrypt", "restore bucket"), 1.1),
+        ]
+        print("# targets")
+        for label, value, limit in checks:
+            print(f"{label:38} {value:5.2f}x  (<= {limit}x: {'met' if value <= limit else 'NOT met'})")
+        peak = max(rss.values()) / 1024
+        print(f"{'peak RSS, any run':38} {peak:5.1f} MiB (<= 64 MiB: {'met' if peak <= 64 else 'NOT met'})")
+    finally:
+        server.stop()
+        s3.terminate()
+        s3.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
