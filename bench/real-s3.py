@@ -2,7 +2,8 @@
 """Backups into object storage and encrypted backups, against local ones (issue 21's targets).
 
 A measurement by hand, never part of the test suite: it needs a real Qdrant binary and the
-S3 server s3s-fs (`cargo install s3s-fs --version 0.14.1 --features binary --locked`).
+S3 server s3s-fs (`cargo install s3s-fs --version 0.14.1 --features binary --locked`), and
+the age tools (Debian package age) for a key pair.
 
     QDRANT_BIN=/path/to/qdrant AIMEM=target/release/aimem python3 bench/real-s3.py \\
         [--collections 4] [--points 20000] [--dim 768] [--rounds 3] [--restore-rounds 2]
@@ -17,9 +18,13 @@ green, then runs interleaved rounds (the order alternating each round) of `aimem
 - the bucket (`--output s3://bench/aimem`);
 - a local folder with `--encrypt` (a passphrase, AIMEM_PASSPHRASE);
 - the bucket with `--encrypt`;
+- a local folder with `--encrypt --recipient` (an age key made by age-keygen, which the
+  restore opens with `--identity`);
 
 and then, the collections deleted before each run, `aimem restore --force` of the last backup
-of each kind. Every run's time is wall clock and aimem's peak RSS comes from GNU time. It
+of each kind. Every run's time is wall clock; aimem's peak RSS and CPU come from GNU time,
+the S3 server's CPU from /proc (on a small machine the server's work competes with aimem's and
+Qdrant's: the ratios then say as much about the server as about aimem). It
 prints each round, the medians and the issue's targets: a backup to the bucket at most 1.1x the
 local one, a restore from it at most 1.1x the local one, `--encrypt` adding at most 10%, and
 aimem's peak RSS at most 64 MiB.
@@ -73,6 +78,26 @@ def start_s3(folder):
     sys.exit("s3s-fs did not start")
 
 
+def cpu_seconds(pid):
+    """User and system CPU seconds the process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_cpu(command, env):
+    """Runs `command` under GNU time: (seconds, peak RSS in KiB, CPU seconds, stdout)."""
+    began = time.perf_counter()
+    run = subprocess.run(
+        ["/usr/bin/time", "-f", "%M %U %S", *command], env=env, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - began
+    if run.returncode != 0:
+        raise SystemExit(f"{command}: exit {run.returncode}\n{run.stderr[-2000:]}")
+    rss, user, system = run.stderr.strip().splitlines()[-1].split()
+    return seconds, int(rss), float(user) + float(system), run.stdout.strip()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--collections", type=int, default=4)
@@ -105,6 +130,13 @@ def main():
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
     }
     secret_env = dict(env, AIMEM_PASSPHRASE=PASSPHRASE)
+    # An age key pair: the backup takes the public key, the restore the identity file.
+    identity = os.path.join(folder, "key.txt")
+    subprocess.run(["age-keygen", "-o", identity], check=True, capture_output=True)
+    recipient = subprocess.run(
+        ["age-keygen", "-y", identity], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    keyed_env = dict(env)
     selected = [a for n in names for a in ("--collection", n)]
     bucket_root = f"s3://{BUCKET}/aimem"
     try:
@@ -125,23 +157,33 @@ def main():
             "bucket": (["--output", bucket_root], env),
             "local --encrypt": (["--encrypt"], secret_env),
             "bucket --encrypt": (["--output", bucket_root, "--encrypt"], secret_env),
+            "local --encrypt --recipient": (["--encrypt", "--recipient", recipient], keyed_env),
         }
         backups = {}
         times = {}
         rss = {}
+        cpu = {}
 
-        def note(name, seconds, peak):
+        def note(name, seconds, peak, own, server):
             times.setdefault(name, []).append(seconds)
             rss[name] = max(rss.get(name, 0), peak)
+            cpu.setdefault(name, []).append((own, server))
+
+        def run(name, command, kind_env):
+            before = cpu_seconds(s3.pid)
+            seconds, peak, own, out = timed_cpu(command, kind_env)
+            note(name, seconds, peak, own, cpu_seconds(s3.pid) - before)
+            return out
 
         for round_ in range(args.rounds):
             order = list(kinds) if round_ % 2 == 0 else list(reversed(kinds))
             for kind in order:
                 extra, kind_env = kinds[kind]
-                seconds, peak, out = real_backup.timed(
-                    [aimem, "--no-progress", "-q", "backup", *selected, *extra], kind_env
+                out = run(
+                    f"backup {kind}",
+                    [aimem, "--no-progress", "-q", "backup", *selected, *extra],
+                    kind_env,
                 )
-                note(f"backup {kind}", seconds, peak)
                 backups[kind] = out.splitlines()[-1]
             print(
                 f"round {round_ + 1}: "
@@ -153,11 +195,12 @@ def main():
             order = list(kinds) if round_ % 2 == 0 else list(reversed(kinds))
             for kind in order:
                 real_backup.drop_all(server, names)
-                seconds, peak, _ = real_backup.timed(
-                    [aimem, "--no-progress", "-q", "restore", backups[kind], "--force"],
+                keys = ["--identity", identity] if "--recipient" in kind else []
+                run(
+                    f"restore {kind}",
+                    [aimem, "--no-progress", "-q", "restore", backups[kind], "--force", *keys],
                     kinds[kind][1],
                 )
-                note(f"restore {kind}", seconds, peak)
                 counts = [
                     server.call("POST", f"/collections/{n}/points/count", {"exact": True})[
                         "result"
@@ -175,9 +218,11 @@ def main():
         medians = {w: statistics.median(t) for w, t in times.items()}
         print("# medians")
         for way, median in medians.items():
+            own = statistics.median(c[0] for c in cpu[way])
+            s3_cpu = statistics.median(c[1] for c in cpu[way])
             print(
-                f"{way:28} {median:7.2f} s  ({' '.join(f'{t:.2f}' for t in times[way])}), "
-                f"peak RSS {rss[way] / 1024:.1f} MiB"
+                f"{way:30} {median:7.2f} s  ({' '.join(f'{t:.2f}' for t in times[way])}), "
+                f"peak RSS {rss[way] / 1024:.1f} MiB, CPU: aimem {own:.2f} s, s3s-fs {s3_cpu:.2f} s"
             )
 
         def ratio(a, b):
@@ -190,6 +235,8 @@ def main():
             ("backup --encrypt / plain (bucket)", ratio("backup bucket --encrypt", "backup bucket"), 1.1),
             ("restore --encrypt / plain (local)", ratio("restore local --encrypt", "restore local"), 1.1),
             ("restore --encrypt / plain (bucket)", ratio("restore bucket --encrypt", "restore bucket"), 1.1),
+            ("backup --recipient / plain (local)", ratio("backup local --encrypt --recipient", "backup local"), 1.1),
+            ("restore --recipient / plain (local)", ratio("restore local --encrypt --recipient", "restore local"), 1.1),
         ]
         print("# targets")
         for label, value, limit in checks:

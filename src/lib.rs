@@ -27,6 +27,7 @@ pub mod localtime;
 pub mod logical;
 pub mod manifest;
 pub mod manual;
+pub mod memory;
 pub mod names;
 pub mod output;
 pub mod qdrant;

@@ -16,8 +16,8 @@ pub mod opened;
 pub mod staging;
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use age::secrecy::SecretString;
 use age::stream::{StreamReader, StreamWriter};
@@ -47,10 +47,6 @@ const MAX_HEADER_BYTES: u64 = 64 * 1024;
 
 /// The most recipients a backup is encrypted to (each adds a stanza to every file's header).
 pub const MAX_RECIPIENTS: usize = 256;
-
-/// One scrypt at a time: each takes 32 MiB or more, and backups run several transfers at
-/// once.
-static SCRYPT_TURN: Mutex<()> = Mutex::new(());
 
 /// Whether `relative` is stored as written in an encrypted backup (everything else is an age
 /// file).
@@ -86,10 +82,10 @@ impl Sealing {
     /// and [`StreamWriter::finish`] ends it.
     pub fn wrap<W: Write>(&self, out: W) -> io::Result<StreamWriter<W>> {
         let encryptor = match self {
-            Sealing::Passphrase(recipient) => {
-                let _turn = SCRYPT_TURN.lock().unwrap_or_else(PoisonError::into_inner);
+            // The passphrase's scrypt runs inside, one at a time (32 MiB each).
+            Sealing::Passphrase(recipient) => crate::memory::one_scrypt_at_a_time(|| {
                 age::Encryptor::with_recipients(std::iter::once(&**recipient as _))
-            }
+            }),
             Sealing::Recipients(recipients) => {
                 age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
             }
@@ -142,8 +138,9 @@ impl Unsealing {
                 if !decryptor.is_scrypt() {
                     return Err(OpenError::WrongKind);
                 }
-                let _turn = SCRYPT_TURN.lock().unwrap_or_else(PoisonError::into_inner);
-                decryptor.decrypt(std::iter::once(&**identity as _))
+                crate::memory::one_scrypt_at_a_time(|| {
+                    decryptor.decrypt(std::iter::once(&**identity as _))
+                })
             }
             Unsealing::Identities(identities) => {
                 if decryptor.is_scrypt() {

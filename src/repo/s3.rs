@@ -467,9 +467,27 @@ impl S3Backup {
                 object.key.clone(),
                 object.size,
             ));
-            io::copy(&mut stream, &mut file)?;
+            copy_large(&mut stream, &mut file)?;
         }
         Ok(dir)
+    }
+}
+
+/// Copies `from` into `to` a MiB at a time (a network stream gives more than `io::copy`'s
+/// 8 KiB at once).
+fn copy_large(from: &mut impl io::Read, to: &mut impl Write) -> io::Result<u64> {
+    let mut buffer = vec![0u8; 1024 * 1024];
+    let mut copied = 0;
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => {
+                to.write_all(&buffer[..n])?;
+                copied += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -4,21 +4,20 @@
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::{S3Client, S3Error};
+use crate::memory::PartBuffer;
 
-/// S3's smallest part (all but the last), and aimem's unless the object is known to be big.
-pub const MIN_PART: usize = 8 * 1024 * 1024;
+/// aimem's part unless the object is known to be big: a little over S3's smallest (5 MiB,
+/// all parts but the last), the size the memory budget pools.
+pub const MIN_PART: usize = crate::memory::PART;
 /// S3's most parts in one upload.
 pub const MAX_PARTS: u64 = 10_000;
-/// Parts uploaded at once by one object, besides the one filling.
+/// Parts uploaded at once by one object, besides the one filling. Every part, filling or in
+/// flight, of every object, comes out of the run's memory budget (`crate::memory`).
 const PARTS_IN_FLIGHT: usize = 2;
-/// The memory every upload of the run may hold in parts, together: three parts of
-/// [`MIN_PART`], filling or in flight, whatever the number of files written at once (a part
-/// larger than this, for an object of over 240 GB, waits to be alone).
-const PART_MEMORY: usize = 3 * MIN_PART;
 /// Times a read reopens its stream after the connection dropped, before it gives up.
 const REOPENS: u32 = 3;
 
@@ -35,7 +34,7 @@ pub fn part_size(expected: Option<u64>) -> usize {
     (wanted.div_ceil(mib).saturating_mul(mib)).clamp(MIN_PART as u64, MAX_PART as u64) as usize
 }
 
-/// The largest part: 10,000 of them hold 640 GB.
+/// The largest part: 10,000 of them hold 640 GiB.
 pub const MAX_PART: usize = 64 * 1024 * 1024;
 
 /// An object open for reading at any offset.
@@ -136,44 +135,6 @@ impl Read for ObjectStream {
     }
 }
 
-/// The part memory held by every upload of the process ([`PART_MEMORY`]).
-static BUDGET: PartBudget = PartBudget {
-    held: Mutex::new(0),
-    freed: Condvar::new(),
-};
-
-struct PartBudget {
-    held: Mutex<usize>,
-    freed: Condvar,
-}
-
-impl PartBudget {
-    /// Room for a part of `bytes`, waited for. A writer asks only while it holds no permit
-    /// (a full part's permit travels with the part to its uploader), so waiting never blocks
-    /// the uploads that free room.
-    fn take(&'static self, bytes: usize) -> Permit {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        while *held > 0 && *held + bytes > PART_MEMORY {
-            held = self.freed.wait(held).unwrap_or_else(|p| p.into_inner());
-        }
-        *held += bytes;
-        Permit { bytes }
-    }
-}
-
-/// Room for one part in [`BUDGET`], given back when dropped.
-struct Permit {
-    bytes: usize,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let mut held = BUDGET.held.lock().unwrap_or_else(|p| p.into_inner());
-        *held -= self.bytes;
-        BUDGET.freed.notify_all();
-    }
-}
-
 /// Told the key and upload id of each multipart upload as it starts.
 pub type OnUploadStart = Arc<dyn Fn(&str, &str) -> io::Result<()> + Send + Sync>;
 
@@ -184,9 +145,8 @@ pub struct ObjectWriter {
     client: S3Client,
     key: String,
     part_size: usize,
-    filling: Vec<u8>,
-    /// The room `filling` holds in the budget (taken at its first byte).
-    permit: Option<Permit>,
+    /// The part being filled (taken from the memory budget at its first byte).
+    filling: Option<PartBuffer>,
     upload: Option<Uploading>,
     /// Told each upload id as its upload starts (so a journal can abort it after a crash).
     on_start: OnUploadStart,
@@ -195,7 +155,7 @@ pub struct ObjectWriter {
 struct Uploading {
     id: String,
     next_part: u16,
-    parts: Option<SyncSender<(u16, Vec<u8>, Permit)>>,
+    parts: Option<SyncSender<(u16, PartBuffer)>>,
     done: Receiver<Result<(u16, String), S3Error>>,
     workers: Vec<JoinHandle<()>>,
     etags: Vec<(u16, String)>,
@@ -212,8 +172,7 @@ impl ObjectWriter {
             client,
             key,
             part_size: part_size.max(MIN_PART),
-            filling: Vec::new(),
-            permit: None,
+            filling: None,
             upload: None,
             on_start,
         }
@@ -238,21 +197,16 @@ impl ObjectWriter {
                 self.key, self.part_size
             )));
         }
-        let part = std::mem::take(&mut self.filling);
-        let permit = self
-            .permit
-            .take()
-            .unwrap_or_else(|| BUDGET.take(part.capacity()));
+        let Some(part) = self.filling.take() else {
+            return Ok(());
+        };
         let number = upload.next_part;
         upload.next_part += 1;
         // Results of parts already sent: an error stops the writer at once.
         while let Ok(result) = upload.done.try_recv() {
             upload.etags.push(result.map_err(crate::s3::io_error)?);
         }
-        let sent = upload
-            .parts
-            .as_ref()
-            .map(|p| p.send((number, part, permit)));
+        let sent = upload.parts.as_ref().map(|p| p.send((number, part)));
         if !matches!(sent, Some(Ok(()))) {
             // Every uploader stopped: one of them failed, and says why.
             return Err(collect_failure(upload));
@@ -263,7 +217,7 @@ impl ObjectWriter {
     fn start_workers(&self, id: String) -> Uploading {
         // A rendezvous channel: a part waits in the writer until an uploader is free, so at
         // most PARTS_IN_FLIGHT parts are held besides the one filling.
-        let (parts, incoming) = sync_channel::<(u16, Vec<u8>, Permit)>(0);
+        let (parts, incoming) = sync_channel::<(u16, PartBuffer)>(0);
         let (report, done) = sync_channel(MAX_PARTS as usize);
         let incoming = Arc::new(Mutex::new(incoming));
         let workers = (0..PARTS_IN_FLIGHT)
@@ -276,14 +230,14 @@ impl ObjectWriter {
                 std::thread::spawn(move || {
                     loop {
                         let next = incoming.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok((number, bytes, permit)) = next else {
+                        let Ok((number, bytes)) = next else {
                             return;
                         };
                         let result = client
                             .upload_part(&key, &id, number, &bytes)
                             .map(|etag| (number, etag));
                         // The part's memory is free for another.
-                        drop((bytes, permit));
+                        drop(bytes);
                         let failed = result.is_err();
                         if report.send(result).is_err() || failed {
                             return;
@@ -306,13 +260,14 @@ impl ObjectWriter {
     /// last part and the completion.
     pub fn finish(mut self) -> io::Result<()> {
         if self.upload.is_none() {
-            let body = std::mem::take(&mut self.filling);
+            let body = self.filling.take();
+            let body = body.as_ref().map_or(&[][..], |part| &part[..]);
             return self
                 .client
-                .put(&self.key, &body, false)
+                .put(&self.key, body, false)
                 .map_err(crate::s3::io_error);
         }
-        if !self.filling.is_empty() {
+        if self.filling.as_ref().is_some_and(|part| !part.is_empty()) {
             self.send_part()?;
         }
         let Some(mut upload) = self.upload.take() else {
@@ -362,14 +317,13 @@ fn collect_failure(upload: &mut Uploading) -> io::Error {
 
 impl Write for ObjectWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.permit.is_none() {
-            self.permit = Some(BUDGET.take(self.part_size));
-            self.filling = Vec::with_capacity(self.part_size);
-        }
-        let room = self.part_size - self.filling.len();
-        let taken = room.min(buf.len());
-        self.filling.extend_from_slice(&buf[..taken]);
-        if self.filling.len() == self.part_size {
+        let part_size = self.part_size;
+        let filling = self
+            .filling
+            .get_or_insert_with(|| crate::memory::part_buffer(part_size));
+        let taken = (part_size - filling.len()).min(buf.len());
+        filling.extend_from_slice(&buf[..taken]);
+        if filling.len() == part_size {
             self.send_part()?;
         }
         Ok(taken)
