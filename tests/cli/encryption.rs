@@ -593,3 +593,51 @@ fn a_signal_while_a_restore_waits_leaves_no_decrypted_copy_behind() {
     assert_eq!(run.code, 130, "{}", run.all_output());
     assert_eq!(copies(), 0, "no plaintext copy is left behind");
 }
+
+#[test]
+fn a_snapshot_of_several_parts_is_encrypted_into_a_bucket_and_restored_from_it() {
+    let env = env_with_secrets();
+    // Big enough for a multipart upload of several parts, and incompressible.
+    env.double
+        .set_snapshot_filler("discussions", 20 * 1024 * 1024);
+    let s3 = S3Server::start("vault");
+    let with_s3 = |c: &mut Command| {
+        for (name, value) in s3.env() {
+            c.env(name, value);
+        }
+        c.env("AIMEM_PASSPHRASE", PASSPHRASE);
+    };
+    let run = env.run_with(
+        &[
+            "backup",
+            "--encrypt",
+            "--collection",
+            "discussions",
+            "--output",
+            "s3://vault/aimem",
+            "--json",
+        ],
+        with_s3,
+    );
+    run.assert_code(0);
+    let url_backup = json_stdout(&run)["folder"].as_str().unwrap().to_string();
+    let name = url_backup.rsplit('/').next().unwrap();
+    let stored = s3.root.path().join("vault/aimem").join(name);
+    let snapshot = files(&stored)
+        .into_iter()
+        .find(|(f, _)| f.starts_with("qdrant/"))
+        .expect("a snapshot");
+    assert!(snapshot.1.len() > 18 * 1024 * 1024, "{}", snapshot.1.len());
+    assert!(snapshot.1.starts_with(b"age-encryption.org/v1\n"));
+    assert_eq!(s3.pending_parts(), 0);
+    env.run_with(&["verify", &url_backup], with_s3)
+        .assert_code(0);
+    let target = empty_server();
+    let url = target.url();
+    env.run_with(&["restore", &url_backup, "--force"], |c| {
+        with_s3(c);
+        c.env("QDRANT_URL", &url);
+    })
+    .assert_code(0);
+    assert_eq!(target.collection_names(), vec!["discussions".to_string()]);
+}
