@@ -8,8 +8,9 @@ use ureq::Agent;
 /// CAs work as they do for curl), reads error answers instead of failing on their status
 /// (their bodies carry the useful message), never follows a redirect (it would carry
 /// credentials or a signature to another host), waits `connect` for a connection and
-/// `request` for each answer.
-pub fn agent(connect: Duration, request: Duration) -> Agent {
+/// `request` for each answer, and, with `stall`, gives up on a body (sent or received) that
+/// stops moving for that long.
+pub fn agent(connect: Duration, request: Duration, stall: Option<Duration>) -> Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .root_certs(ureq::tls::RootCerts::PlatformVerifier)
         .build();
@@ -19,6 +20,8 @@ pub fn agent(connect: Duration, request: Duration) -> Agent {
         .tls_config(tls)
         .timeout_connect(Some(connect))
         .timeout_recv_response(Some(request))
+        .timeout_per_read(stall)
+        .timeout_per_write(stall)
         .user_agent(concat!("aimem/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()

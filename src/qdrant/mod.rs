@@ -170,7 +170,9 @@ impl Client {
 
     /// A client for the server at `base_url`.
     pub fn for_url(base_url: &ServerUrl, api_key: Option<String>, timeouts: Timeouts) -> Client {
-        let agent = crate::http::agent(timeouts.connect, timeouts.request);
+        // No stall bound for the whole agent: a snapshot's creation can keep an answer silent for
+        // minutes; transfers set their own (`transfer_stall`).
+        let agent = crate::http::agent(timeouts.connect, timeouts.request, None);
         // `-v` logs never print these, whoever logs them.
         if let Some(key) = &api_key {
             add_secret(key);

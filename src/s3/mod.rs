@@ -125,7 +125,9 @@ impl S3Client {
                 }
             }
         });
-        let agent = crate::http::agent(connect_timeout, request_timeout);
+        // A body that stops moving for as long as an answer may take fails (and is tried again
+        // like any timeout) instead of hanging the run.
+        let agent = crate::http::agent(connect_timeout, request_timeout, Some(request_timeout));
         Ok(S3Client {
             agent,
             bucket,

@@ -32,6 +32,16 @@ fn with_passphrase(command: &mut Command) {
     command.env("AIMEM_PASSPHRASE", PASSPHRASE);
 }
 
+/// A backup of the `discussions` collection, encrypted with [`PASSPHRASE`], in the root.
+fn passphrase_backup_of_discussions(env: &TestEnv) -> PathBuf {
+    env.run_with(
+        &["backup", "--encrypt", "--collection", "discussions"],
+        with_passphrase,
+    )
+    .assert_code(0);
+    env.only_backup()
+}
+
 /// Every file under `dir`, relative, with its bytes.
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
@@ -308,12 +318,7 @@ fn with_the_key_verify_reads_inside_and_restore_brings_back_every_collection() {
 #[test]
 fn a_tampered_file_that_still_matches_its_checksum_does_not_decrypt_and_is_refused() {
     let env = env_with_secrets();
-    env.run_with(
-        &["backup", "--encrypt", "--collection", "discussions"],
-        with_passphrase,
-    )
-    .assert_code(0);
-    let backup = env.only_backup();
+    let backup = passphrase_backup_of_discussions(&env);
     let shown = backup.to_str().unwrap();
     let snapshot = files(&backup)
         .into_iter()
@@ -353,12 +358,7 @@ fn a_tampered_file_that_still_matches_its_checksum_does_not_decrypt_and_is_refus
 #[test]
 fn a_changed_manifest_is_refused_once_the_backup_is_opened() {
     let env = env_with_secrets();
-    env.run_with(
-        &["backup", "--encrypt", "--collection", "discussions"],
-        with_passphrase,
-    )
-    .assert_code(0);
-    let backup = env.only_backup();
+    let backup = passphrase_backup_of_discussions(&env);
     let shown = backup.to_str().unwrap();
     // Readable, so changeable without the key: here, the count a restore checks against.
     super::support::edit_manifest(&backup, |m| {
@@ -408,12 +408,7 @@ fn a_dropped_download_into_an_encrypted_local_backup_is_taken_again_by_retry() {
 fn pre_restore_snapshots_of_an_encrypted_restore_go_beside_the_backup_not_to_the_temporary_folder()
 {
     let env = env_with_secrets();
-    env.run_with(
-        &["backup", "--encrypt", "--collection", "discussions"],
-        with_passphrase,
-    )
-    .assert_code(0);
-    let backup = env.only_backup();
+    let backup = passphrase_backup_of_discussions(&env);
     super::support::fail_restore_and_rollback(&env);
     let scratch = tempfile::tempdir().unwrap();
     let run = env.run_with(&["restore", backup.to_str().unwrap(), "--force"], |c| {
@@ -551,12 +546,7 @@ fn encrypt_without_a_key_or_with_a_bad_recipient_starts_nothing() {
 fn a_signal_while_a_restore_waits_leaves_no_decrypted_copy_behind() {
     use qdrant_double::{Fault, FaultKind};
     let env = env_with_secrets();
-    env.run_with(
-        &["backup", "--encrypt", "--collection", "discussions"],
-        with_passphrase,
-    )
-    .assert_code(0);
-    let backup = env.only_backup();
+    let backup = passphrase_backup_of_discussions(&env);
     let scratch = tempfile::tempdir().unwrap();
     let copies = || {
         std::fs::read_dir(scratch.path())

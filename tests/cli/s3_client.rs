@@ -285,3 +285,62 @@ fn many_objects_streamed_at_once_share_the_part_memory_and_all_arrive() {
     }
     assert_eq!(server.pending_parts(), 0);
 }
+
+/// A server that answers, then stops sending half-way through the body and keeps the
+/// connection open: the read fails once the body has not moved for the request timeout,
+/// instead of hanging the run.
+#[test]
+fn a_body_that_stops_moving_fails_within_the_request_timeout() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut head);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+            let _ = stream.flush();
+            // Kept open, silent.
+            held.push(stream);
+        }
+    });
+    let vars = [
+        ("AWS_ACCESS_KEY_ID", "AKSTALL".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "secret-of-the-stall".to_string()),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ];
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let config = S3Config::from_env(&lookup, BUCKET).unwrap();
+    let s3 = S3Client::new(
+        &config,
+        BUCKET,
+        Duration::from_secs(2),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let download = s3.get("stalled", 0).unwrap();
+        let mut body = Vec::new();
+        let read = download.reader.take(download.len).read_to_end(&mut body);
+        let _ = done.send(read.map_err(|e| e.to_string()));
+    });
+    // Without a bound on a silent body this would wait for ever: fail instead of hanging.
+    let read = outcome
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the read gives up on a silent body");
+    assert!(read.is_err(), "{read:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+}
