@@ -344,3 +344,100 @@ fn a_body_that_stops_moving_fails_within_the_request_timeout() {
         started.elapsed()
     );
 }
+
+/// A scripted S3 endpoint for the answers a real server gives only under load or with a bad
+/// clock: each connection gets the next answer of `answers` (the last one repeats), and the
+/// request heads are kept.
+fn scripted_endpoint(answers: Vec<String>) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let heads = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            heads.lock().unwrap().push(head);
+            let answer = &answers[n.min(answers.len() - 1)];
+            let mut stream = reader.into_inner();
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+fn scripted_client(port: u16) -> S3Client {
+    let vars = [
+        ("AWS_ACCESS_KEY_ID", "AKSCRIPT".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "secret-of-the-script".to_string()),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ];
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let config = S3Config::from_env(&lookup, BUCKET).unwrap();
+    S3Client::new(
+        &config,
+        BUCKET,
+        Duration::from_secs(2),
+        Duration::from_secs(5),
+    )
+    .unwrap()
+}
+
+fn s3_error_answer(status: &str, code: &str) -> String {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>scripted</Message></Error>"
+    );
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn throttling_is_waited_out_with_growing_pauses_and_a_bad_clock_says_so() {
+    let slow_down = s3_error_answer("503 Slow Down", "SlowDown");
+    let ok = "HTTP/1.1 200 OK\r\nETag: \"abc\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        .to_string();
+    let (port, seen) = scripted_endpoint(vec![slow_down.clone(), slow_down, ok]);
+    let started = Instant::now();
+    scripted_client(port).put("k", b"bytes", false).unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 3, "tried until it went through");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it paused between tries ({:?})",
+        started.elapsed()
+    );
+
+    let (port, seen) = scripted_endpoint(vec![s3_error_answer(
+        "403 Forbidden",
+        "RequestTimeTooSkewed",
+    )]);
+    let error = scripted_client(port).put("k", b"bytes", false).unwrap_err();
+    assert!(matches!(error, S3Error::ClockSkew { .. }), "{error:?}");
+    assert!(error.to_string().contains("set the clock right"), "{error}");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "a bad clock is not tried again"
+    );
+}
