@@ -29,6 +29,8 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
     made: 0,
     idle: Vec::new(),
     odd_out: false,
+    next_ticket: 0,
+    serving: 0,
 });
 static GIVEN_BACK: Condvar = Condvar::new();
 static SCRYPT_TURN: Mutex<()> = Mutex::new(());
@@ -40,6 +42,10 @@ struct Pool {
     idle: Vec<Vec<u8>>,
     /// A part of another size is out.
     odd_out: bool,
+    /// Requests are served in the order they came (a transfer kept waiting too long would
+    /// leave its Qdrant stream idle): the next ticket to hand out, and the one served next.
+    next_ticket: u64,
+    serving: u64,
 }
 
 impl Pool {
@@ -64,36 +70,56 @@ pub struct PartBuffer {
     pooled: bool,
 }
 
-/// Waits for an empty buffer with room for `capacity` bytes.
+/// Waits for an empty buffer with room for `capacity` bytes, in turn. A part of another size
+/// waits until no pooled part is out (its caller holds none: see the module's comment).
 pub fn part_buffer(capacity: usize) -> PartBuffer {
     let mut pool = pool();
-    if capacity != PART {
-        while pool.odd_out || pool.in_use() > 0 {
-            pool = wait(pool);
-        }
-        pool.odd_out = true;
-        return PartBuffer {
-            bytes: Vec::with_capacity(capacity),
-            pooled: false,
-        };
-    }
+    let ticket = pool.next_ticket;
+    pool.next_ticket += 1;
     loop {
-        if !pool.odd_out {
-            if let Some(bytes) = pool.idle.pop() {
-                return PartBuffer {
-                    bytes,
-                    pooled: true,
-                };
-            }
-            if pool.made < PARTS {
-                pool.made += 1;
-                return PartBuffer {
-                    bytes: Vec::with_capacity(PART),
-                    pooled: true,
-                };
-            }
+        if ticket == pool.serving
+            && let Some(part) = pool.hand_out(capacity)
+        {
+            pool.serving += 1;
+            drop(pool);
+            // The next in line may be served at once.
+            GIVEN_BACK.notify_all();
+            return part;
         }
         pool = wait(pool);
+    }
+}
+
+impl Pool {
+    /// A buffer of `capacity` bytes if one can be had now.
+    fn hand_out(&mut self, capacity: usize) -> Option<PartBuffer> {
+        if self.odd_out {
+            return None;
+        }
+        if capacity != PART {
+            if self.in_use() > 0 {
+                return None;
+            }
+            self.odd_out = true;
+            return Some(PartBuffer {
+                bytes: Vec::with_capacity(capacity),
+                pooled: false,
+            });
+        }
+        if let Some(bytes) = self.idle.pop() {
+            return Some(PartBuffer {
+                bytes,
+                pooled: true,
+            });
+        }
+        if self.made < PARTS {
+            self.made += 1;
+            return Some(PartBuffer {
+                bytes: Vec::with_capacity(PART),
+                pooled: true,
+            });
+        }
+        None
     }
 }
 

@@ -30,7 +30,7 @@ impl ScratchDir {
             .tempdir()?;
         let path = Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).map_err(|_| {
             io::Error::new(
-                io::ErrorKind::InvalidData,
+                io::ErrorKind::Unsupported,
                 "the temporary folder's path is not UTF-8 (set TMPDIR to another folder)",
             )
         })?;
@@ -43,9 +43,28 @@ impl ScratchDir {
     }
 }
 
+impl ScratchDir {
+    /// Makes the folder `relative` (and those above it) inside, each private. The scratch
+    /// folder itself is never made again: once a signal removed it, this fails, so nothing
+    /// is written after the removal.
+    pub fn create_dirs(&self, relative: &Utf8Path) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut path = self.path.clone();
+        for part in relative.components() {
+            path.push(part);
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        // The folder itself goes with `dir`, right after.
+        // Removed while still listed, so a signal meanwhile finishes the removal.
+        std::fs::remove_dir_all(self.dir.path()).ok();
         live().retain(|p| p != self.dir.path());
     }
 }
@@ -55,11 +74,18 @@ fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
 }
 
 /// Removes every live scratch folder: for the signal thread, just before it ends the process.
-/// The lock is kept, so no new one is made meanwhile.
+/// The lock is kept, so no new one is made meanwhile. Other threads may still be writing into
+/// one: a file made while the folder was being emptied fails its removal, which is tried
+/// again (nothing makes a scratch folder itself again, see [`ScratchDir::create_dirs`]).
 pub fn remove_all() {
     let folders = live();
     for folder in folders.iter() {
-        std::fs::remove_dir_all(folder).ok();
+        for _ in 0..50 {
+            if std::fs::remove_dir_all(folder).is_ok() || !folder.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 

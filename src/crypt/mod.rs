@@ -123,10 +123,10 @@ impl Unsealing {
     pub fn open<R: Read>(
         &self,
         input: R,
-    ) -> Result<StreamReader<io::BufReader<HeaderBound<R>>>, OpenError> {
+    ) -> Result<StreamReader<io::BufReader<HeaderBound<Sourced<R>>>>, OpenError> {
         let left = Arc::new(AtomicU64::new(MAX_HEADER_BYTES));
         let bounded = HeaderBound {
-            inner: input,
+            inner: Sourced(input),
             left: Arc::clone(&left),
         };
         // Buffered: the header is read a line at a time, not a byte at a time.
@@ -175,6 +175,8 @@ impl OpenError {
             age::DecryptError::NoMatchingKeys
             | age::DecryptError::DecryptionFailed
             | age::DecryptError::KeyDecryptionFailed => OpenError::WrongKey,
+            // Reading the file failed (its disk, the network): no verdict on the file.
+            age::DecryptError::Io(e) if is_read_failure(&e) => OpenError::Io(e),
             age::DecryptError::Io(e) if e.kind() != io::ErrorKind::UnexpectedEof => {
                 OpenError::Io(e)
             }
@@ -194,6 +196,42 @@ impl std::fmt::Display for OpenError {
             OpenError::Damaged(why) => f.write_str(why),
             OpenError::Io(e) => write!(f, "cannot be read ({e})"),
         }
+    }
+}
+
+/// An error of reading the stored file itself (its disk, the network), told apart from what
+/// decrypting it found (a bad tag, a file cut short): the first says nothing of the backup.
+#[derive(Debug)]
+pub struct ReadFailed(io::Error);
+
+impl std::fmt::Display for ReadFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ReadFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Whether `error` came from reading the stored file, not from decrypting it.
+pub fn is_read_failure(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<ReadFailed>())
+}
+
+/// The stored file, its read errors marked as [`ReadFailed`].
+pub struct Sourced<R>(R);
+
+impl<R: Read> Read for Sourced<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::Interrupted => e,
+            kind => io::Error::new(kind, ReadFailed(e)),
+        })
     }
 }
 
@@ -313,6 +351,48 @@ mod tests {
         );
         assert!(unseal(&unsealing, b"not an age file").is_err());
         assert!(unseal(&unsealing, b"").is_err());
+    }
+
+    /// A stored file whose reading fails (a dropped connection) is told apart from one that
+    /// does not decrypt (cut short): only the second says the backup is damaged.
+    #[test]
+    fn a_failed_read_is_no_verdict_on_the_file() {
+        struct FailsAfter<'a>(&'a [u8]);
+        impl Read for FailsAfter<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"));
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let identity = age::x25519::Identity::generate();
+        let sealed = seal(
+            &Sealing::Recipients(vec![identity.to_public()]),
+            &vec![3u8; 200_000],
+        );
+        let unsealing = Unsealing::Identities(vec![identity]);
+        let half = &sealed[..100_000];
+        let mut out = Vec::new();
+        let failed = unsealing
+            .open(FailsAfter(half))
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert!(is_read_failure(&failed), "{failed:?}");
+        let cut = unsealing
+            .open(half)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert!(!is_read_failure(&cut), "{cut:?}");
+        assert!(matches!(
+            unsealing.open(FailsAfter(&sealed[..20])).err(),
+            Some(OpenError::Io(_))
+        ));
     }
 
     #[test]

@@ -47,18 +47,20 @@ pub fn open(backup: Box<dyn Backup>, keys: &DecryptArgs) -> Outcome<Box<dyn Back
                 }
             },
         ),
+        OpenError::Io(e) => unreadable(&shown, CONTENTS_FILE, &e),
         other => Failure::msg(
             Exit::Failed,
             format!("{shown}/{CONTENTS_FILE}: {other}"),
             "The backup is damaged or was altered: run `aimem verify --no-deep` on it, or use another backup.",
         ),
     })?;
-    let manifest = vouched_manifest(&*backup, &contents).map_err(|why| {
-        Failure::msg(
+    let manifest = vouched_manifest(&*backup, &contents).map_err(|refusal| match refusal {
+        Err(e) => unreadable(&shown, MANIFEST_FILE, &e),
+        Ok(why) => Failure::msg(
             Exit::Failed,
             format!("{shown}/{MANIFEST_FILE}: {why}"),
             "The backup was changed after it was made. Use another backup.",
-        )
+        ),
     })?;
     Ok(Box::new(OpenedBackup {
         inner: backup,
@@ -69,23 +71,36 @@ pub fn open(backup: Box<dyn Backup>, keys: &DecryptArgs) -> Outcome<Box<dyn Back
     }))
 }
 
-/// The manifest's bytes, once they are those `CONTENTS.sha256` vouches for.
-fn vouched_manifest(backup: &dyn Backup, contents: &[Entry]) -> Result<Vec<u8>, String> {
+/// A backup file that could not be read (the disk, the bucket): no verdict on the backup.
+fn unreadable(shown: &str, file: &str, error: &io::Error) -> Failure {
+    Failure::msg(
+        Exit::Failed,
+        format!("cannot read {shown}/{file}: {error}"),
+        "Check the connection to the bucket (or the disk) and run again; nothing was changed.",
+    )
+}
+
+/// The manifest's bytes, once they are those `CONTENTS.sha256` vouches for; else why not:
+/// `Err` when it could not be read, `Ok` with why it is refused.
+fn vouched_manifest(
+    backup: &dyn Backup,
+    contents: &[Entry],
+) -> Result<Vec<u8>, Result<String, io::Error>> {
     let mut bytes = Vec::new();
     backup
         .reader(MANIFEST_FILE)
         .and_then(|r| r.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot be read ({e})"))?;
+        .map_err(Err)?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err("larger than a manifest may be".into());
+        return Err(Ok("larger than a manifest may be".into()));
     }
-    let (actual, _) = checksums::hash_reader(&bytes[..]).map_err(|e| e.to_string())?;
+    let (actual, _) = checksums::hash_reader(&bytes[..]).map_err(Err)?;
     match contents.iter().find(|e| e.path == MANIFEST_FILE) {
         Some(entry) if entry.sha256.eq_ignore_ascii_case(&actual) => Ok(bytes),
-        Some(_) => Err(format!(
+        Some(_) => Err(Ok(format!(
             "not the manifest the backup was made with ({CONTENTS_FILE} records another)"
-        )),
-        None => Err(format!("{CONTENTS_FILE} does not vouch for it")),
+        ))),
+        None => Err(Ok(format!("{CONTENTS_FILE} does not vouch for it"))),
     }
 }
 
@@ -164,7 +179,7 @@ impl OpenedBackup {
                 continue;
             }
             listed.push(entry.clone());
-            match self.decrypt_file(&path, &entry.path) {
+            match self.decrypt_file(&dir, &entry.path) {
                 Ok(()) | Err(DecryptFailure::Missing) => {}
                 Err(DecryptFailure::Damaged(why)) => failed.push((entry.path.clone(), why)),
                 Err(DecryptFailure::Local(e)) => return Err(e),
@@ -179,21 +194,29 @@ impl OpenedBackup {
     }
 
     /// Decrypts the stored `relative` into the copy.
-    fn decrypt_file(&self, copy: &Utf8Path, relative: &str) -> Result<(), DecryptFailure> {
+    fn decrypt_file(
+        &self,
+        copy: &crate::scratch::ScratchDir,
+        relative: &str,
+    ) -> Result<(), DecryptFailure> {
         // Named by the decrypted list: a plain relative path only (no `..`, no absolute).
         confined::check_plain(relative).map_err(|e| DecryptFailure::Damaged(e.to_string()))?;
         let source = match self.inner.reader(relative) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(DecryptFailure::Missing),
-            Err(e) => return Err(DecryptFailure::Damaged(format!("cannot be read ({e})"))),
+            // Refused by the confined reader: a link, a device, a folder in its place.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Err(DecryptFailure::Damaged(format!("cannot be read ({e})")));
+            }
+            Err(e) => return Err(DecryptFailure::Local(e)),
         };
         let mut reader = self.unsealing.open(source).map_err(|e| match e {
             OpenError::Io(e) => DecryptFailure::Local(e),
             other => DecryptFailure::Damaged(format!("does not decrypt: {other}")),
         })?;
-        let target = copy.join(relative);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(DecryptFailure::Local)?;
+        let target = copy.path().join(relative);
+        if let Some(parent) = Utf8Path::new(relative).parent() {
+            copy.create_dirs(parent).map_err(DecryptFailure::Local)?;
         }
         let mut file =
             crate::manifest::layout::private_file(&target).map_err(DecryptFailure::Local)?;
@@ -203,6 +226,7 @@ impl OpenedBackup {
                 Ok(0) => break file.flush().map_err(DecryptFailure::Local),
                 Ok(read) => read,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if super::is_read_failure(&e) => break Err(DecryptFailure::Local(e)),
                 // A chunk whose tag does not match, or a file cut short.
                 Err(e)
                     if matches!(

@@ -428,7 +428,7 @@ pub struct S3Backup {
     client: S3Client,
     location: S3Location,
     shown: Utf8PathBuf,
-    copy: std::sync::OnceLock<Result<crate::scratch::ScratchDir, String>>,
+    copy: std::sync::OnceLock<Result<crate::scratch::ScratchDir, (io::ErrorKind, String)>>,
 }
 
 impl S3Backup {
@@ -436,10 +436,11 @@ impl S3Backup {
     fn local(&self) -> io::Result<Utf8PathBuf> {
         let copy = self
             .copy
-            .get_or_init(|| self.download().map_err(|e| e.to_string()));
+            .get_or_init(|| self.download().map_err(|e| (e.kind(), e.to_string())));
         match copy {
             Ok(dir) => Ok(dir.path().to_owned()),
-            Err(why) => Err(io::Error::other(why.clone())),
+            // Its kind kept: a full temporary folder is told apart from a failed transfer.
+            Err((kind, why)) => Err(io::Error::new(*kind, why.clone())),
         }
     }
 

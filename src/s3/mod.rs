@@ -577,13 +577,20 @@ impl S3Client {
             .with_config()
             .limit(MAX_XML_BODY)
             .read_to_string()
-            .map_err(|e| S3Error::Invalid {
-                what: what.to_string(),
-                why: match e {
-                    ureq::Error::BodyExceedsLimit(_) => {
-                        format!("it is larger than {MAX_XML_BODY} bytes")
-                    }
-                    _ => "it could not be read".into(),
+            .map_err(|e| match e {
+                // A body that stopped moving (a completion AWS keeps open with whitespace
+                // while it works, then stalls): tried again like any timeout.
+                ureq::Error::Timeout(_) => S3Error::Timeout {
+                    what: what.to_string(),
+                    after: self.request_timeout,
+                },
+                ureq::Error::BodyExceedsLimit(_) => S3Error::Invalid {
+                    what: what.to_string(),
+                    why: format!("it is larger than {MAX_XML_BODY} bytes"),
+                },
+                _ => S3Error::Invalid {
+                    what: what.to_string(),
+                    why: "it could not be read".into(),
                 },
             })
     }

@@ -317,6 +317,9 @@ fn collect_failure(upload: &mut Uploading) -> io::Error {
 
 impl Write for ObjectWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         let part_size = self.part_size;
         let filling = self
             .filling
@@ -336,6 +339,8 @@ impl Write for ObjectWriter {
 
 impl Drop for ObjectWriter {
     fn drop(&mut self) {
+        // The part being filled goes back to the pool first: the uploaders may take a while.
+        drop(self.filling.take());
         if let Some(mut upload) = self.upload.take() {
             upload.parts = None;
             for worker in upload.workers.drain(..) {

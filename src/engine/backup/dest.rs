@@ -84,15 +84,7 @@ impl Dest {
             Dest::Folder(path) => Ok(Box::new(LocalNew(crate::manifest::layout::private_file(
                 path,
             )?))),
-            Dest::Named { stage, relative } => match stage.create_file_of(relative, expected) {
-                // What a failed attempt of this run left (a local staging folder never
-                // replaces a file): it goes, and the file is written again.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    stage.remove_file(relative)?;
-                    stage.create_file_of(relative, expected)
-                }
-                other => other,
-            },
+            Dest::Named { stage, relative } => stage.create_file_of(relative, expected),
         }
     }
 

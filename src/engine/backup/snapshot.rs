@@ -189,11 +189,26 @@ pub fn download_with_retries(
 ) -> Result<Downloaded, DownloadError> {
     match download.target {
         Dest::Folder(path) => download_into_folder(download, path, retries, durability),
-        Dest::Named { .. } => with_retries(download.ui, download.stop, retries, |_| {
+        Dest::Named { .. } => with_retries(download.ui, download.stop, retries, |made| {
+            again(download.target, made)?;
             download_named(download)
         })
         .map_err(|(e, _)| e),
     }
+}
+
+/// Before attempt `made` into a staging area that takes files by name: a retry removes what
+/// the failed attempt left (a local staging folder never writes over a file), so the file is
+/// written again from its first byte. A first attempt removes nothing: a file already there
+/// then is another's, and its creation fails.
+fn again(target: &Dest, made: u32) -> Result<(), DownloadError> {
+    if made == 0 {
+        return Ok(());
+    }
+    target.remove_file().map_err(|source| DownloadError::Write {
+        path: target.shown(),
+        source,
+    })
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or `retries` more attempts failed
@@ -406,7 +421,10 @@ pub fn stream_with_retries(
     let target = match stream.target {
         Dest::Folder(path) => path,
         Dest::Named { .. } => {
-            let streamed = with_retries(stream.ui, stream.stop, retries, |_| stream_named(stream));
+            let streamed = with_retries(stream.ui, stream.stop, retries, |made| {
+                again(stream.target, made)?;
+                stream_named(stream)
+            });
             return match streamed {
                 // Only the first answer tells: a 404 after a stream was served is about the
                 // shard.
