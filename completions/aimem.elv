@@ -75,7 +75,7 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --port 'Qdrant REST port'
             cand --request-timeout 'Seconds to wait for Qdrant''s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)'
             cand --peer 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url'
-            cand --identity 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE'
+            cand --identity 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE, or the passphrase typed on a terminal'
             cand --collection 'Restore only this collection of the backup'
             cand --target-name 'Restore the collection into this name instead, leaving the original untouched'
             cand --filter 'Merge into the live collection only the backed-up points that match this Qdrant filter (JSON, Qdrant''s syntax), as they were at backup time; nothing else of the collection changes. Needs --collection; with --dry-run, says how many points would be merged'
@@ -102,7 +102,7 @@ set edit:completion:arg-completer[aimem] = {|@words|
             cand --help 'Print help'
         }
         &'aimem;verify'= {
-            cand --identity 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE'
+            cand --identity 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE, or the passphrase typed on a terminal'
             cand --color 'When to use colour (NO_COLOR is honoured with `auto`)'
             cand --no-deep 'Check files only: do not read each snapshot''s schema from inside its archive, nor decode a logical backup''s points files'
             cand --json 'Print one JSON document on stdout (shape in the README, "JSON output")'

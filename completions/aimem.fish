@@ -74,7 +74,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand restore" -l host -d 'Qdrant 
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l port -d 'Qdrant REST port' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l request-timeout -d 'Seconds to wait for Qdrant\'s answer to an ordinary API call (snapshot creation, transfers and recovery have their own, longer timeouts)' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l peer -d 'REST URL of a cluster peer (repeatable; QDRANT_PEERS: comma-separated); without it each peer is reached at its cluster host with the scheme and port of --url' -r -f
-complete -c aimem -n "__fish_aimem_using_subcommand restore" -l identity -d 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE' -r -F
+complete -c aimem -n "__fish_aimem_using_subcommand restore" -l identity -d 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE, or the passphrase typed on a terminal' -r -F
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l collection -d 'Restore only this collection of the backup' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l target-name -d 'Restore the collection into this name instead, leaving the original untouched' -r -f
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l filter -d 'Merge into the live collection only the backed-up points that match this Qdrant filter (JSON, Qdrant\'s syntax), as they were at backup time; nothing else of the collection changes. Needs --collection; with --dry-run, says how many points would be merged' -r -f
@@ -98,7 +98,7 @@ complete -c aimem -n "__fish_aimem_using_subcommand restore" -s q -l quiet -d 'P
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -s v -l verbose -d 'Show each HTTP request on stderr (method, path, status, bytes, duration); -vv adds headers (the API key always hidden), -vvv the HTTP library\'s own messages'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -l no-progress -d 'Never draw progress bars'
 complete -c aimem -n "__fish_aimem_using_subcommand restore" -s h -l help -d 'Print help'
-complete -c aimem -n "__fish_aimem_using_subcommand verify" -l identity -d 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE' -r -F
+complete -c aimem -n "__fish_aimem_using_subcommand verify" -l identity -d 'An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE, or the passphrase typed on a terminal' -r -F
 complete -c aimem -n "__fish_aimem_using_subcommand verify" -l color -d 'When to use colour (NO_COLOR is honoured with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"

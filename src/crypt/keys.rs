@@ -1,5 +1,6 @@
 //! Where the keys come from: a passphrase from the environment (`AIMEM_PASSPHRASE`, or the
-//! file `AIMEM_PASSPHRASE_FILE` names), recipients and identities from the command line.
+//! file `AIMEM_PASSPHRASE_FILE` names) or typed at the terminal, recipients and identities
+//! from the command line.
 //! Never a passphrase on the command line, where `ps` and shell history would keep it; never a
 //! key in any message.
 
@@ -59,8 +60,9 @@ pub struct EncryptArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct DecryptArgs {
     /// An age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes) that opens a
-    /// backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is opened with
-    /// AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE.
+    /// backup encrypted to recipients; repeatable. A backup encrypted with a passphrase is
+    /// opened with AIMEM_PASSPHRASE or AIMEM_PASSPHRASE_FILE, or the passphrase typed on a
+    /// terminal.
     #[arg(
         long = "identity",
         value_name = "FILE",
@@ -105,7 +107,7 @@ impl EncryptArgs {
         if !recipients.is_empty() {
             return Ok(Some(Sealing::Recipients(recipients)));
         }
-        match passphrase_from_env()? {
+        match passphrase(Prompt::Twice)? {
             Some(passphrase) => Ok(Some(Sealing::passphrase(passphrase))),
             None => Err(key_error(
                 "--encrypt needs a key: no AIMEM_PASSPHRASE, AIMEM_PASSPHRASE_FILE or --recipient was given",
@@ -134,15 +136,63 @@ impl DecryptArgs {
                 }
                 Ok(Unsealing::Identities(identities))
             }
-            KeyKind::Passphrase => match passphrase_from_env()? {
+            KeyKind::Passphrase => match passphrase(Prompt::Once)? {
                 Some(passphrase) => Ok(Unsealing::passphrase(passphrase)),
                 None => Err(key_error(
                     format!("{backup} is encrypted with a passphrase, and none was given"),
-                    "Set AIMEM_PASSPHRASE_FILE to a file holding the passphrase (or AIMEM_PASSPHRASE to the passphrase itself).",
+                    "Set AIMEM_PASSPHRASE_FILE to a file holding the passphrase (or AIMEM_PASSPHRASE to the passphrase itself), or run on a terminal to type it.",
                 )),
             },
         }
     }
+}
+
+/// How often a passphrase typed at a terminal is asked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prompt {
+    /// To open a backup: a wrong one is refused anyway.
+    Once,
+    /// To encrypt one: a typo would make it unreadable.
+    Twice,
+}
+
+/// The passphrase from the environment, or else typed at the terminal when aimem runs on
+/// one (never echoed); None when there is neither.
+fn passphrase(prompt: Prompt) -> Result<Option<SecretString>, Failure> {
+    if let Some(passphrase) = passphrase_from_env()? {
+        return Ok(Some(passphrase));
+    }
+    use std::io::IsTerminal;
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Ok(None);
+    }
+    let mut asked = dialoguer::Password::new().with_prompt("Passphrase");
+    if prompt == Prompt::Twice {
+        asked = asked.with_confirmation(
+            "Repeat the passphrase",
+            "The passphrases differ; type it again.",
+        );
+    }
+    let typed = asked
+        .interact_on(&console::Term::stderr())
+        .map_err(|e| match e {
+            dialoguer::Error::IO(e) if e.kind() == std::io::ErrorKind::Interrupted => Failure::msg(
+                Exit::Interrupted,
+                "stopped at the passphrase prompt",
+                "Nothing was changed.",
+            ),
+            dialoguer::Error::IO(e) => key_error(
+                format!("cannot read the passphrase from the terminal: {e}"),
+                "Set AIMEM_PASSPHRASE_FILE to a file holding it instead.",
+            ),
+        })?;
+    if typed.is_empty() {
+        return Err(key_error(
+            "the passphrase is empty",
+            "Type the passphrase, or set AIMEM_PASSPHRASE_FILE to a file holding it.",
+        ));
+    }
+    Ok(Some(SecretString::from(typed)))
 }
 
 /// The passphrase from the environment: None when neither variable is set.

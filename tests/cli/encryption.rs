@@ -631,3 +631,39 @@ fn a_snapshot_of_several_parts_is_encrypted_into_a_bucket_and_restored_from_it()
     .assert_code(0);
     assert_eq!(target.collection_names(), vec!["discussions".to_string()]);
 }
+
+#[test]
+fn on_a_terminal_the_passphrase_is_typed_twice_to_encrypt_and_once_to_open() {
+    let env = env_with_secrets();
+    let typed = format!("{PASSPHRASE}\n");
+    let run = super::support::converse_on_a_terminal(
+        &env,
+        &["backup", "--encrypt", "--collection", "discussions"],
+        &[("Passphrase", &typed), ("Repeat the passphrase", &typed)],
+    );
+    assert_eq!(run.code, 0, "{}", run.all_output());
+    assert!(
+        run.stdout.contains("Repeat the passphrase"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains(PASSPHRASE), "never echoed");
+    let backup = env.only_backup();
+    // The typed passphrase is the one the backup opens with.
+    env.run_with(&["verify", backup.to_str().unwrap()], with_passphrase)
+        .assert_code(0);
+    let opened = super::support::run_on_a_terminal(
+        &env,
+        &["verify", backup.to_str().unwrap()],
+        "Passphrase",
+        &format!("{PASSPHRASE}\n"),
+    );
+    assert_eq!(opened.code, 0, "{}", opened.all_output());
+    let wrong = super::support::run_on_a_terminal(
+        &env,
+        &["verify", backup.to_str().unwrap()],
+        "Passphrase",
+        "not it\n",
+    );
+    assert_eq!(wrong.code, 1, "{}", wrong.all_output());
+}

@@ -300,6 +300,13 @@ pub fn terminal_command(env: &TestEnv, args: &[&str]) -> Command {
 /// Runs `aimem ARGS` on a pseudo-terminal (util-linux `script`) and types `keys` once `prompt`
 /// shows; the run's stdout is everything the terminal showed.
 pub fn run_on_a_terminal(env: &TestEnv, args: &[&str], prompt: &str, keys: &str) -> Run {
+    converse_on_a_terminal(env, args, &[(prompt, keys)])
+}
+
+/// Runs `aimem ARGS` on a pseudo-terminal and, for each `(prompt, keys)` in turn, waits until
+/// `prompt` shows (after what the previous step waited for) and types `keys`. A prompt reads
+/// only what is typed once it shows (a password prompt drops what was typed before it).
+pub fn converse_on_a_terminal(env: &TestEnv, args: &[&str], steps: &[(&str, &str)]) -> Run {
     use std::io::Write;
     let mut child = terminal_command(env, args)
         .stdin(Stdio::piped())
@@ -321,18 +328,28 @@ pub fn run_on_a_terminal(env: &TestEnv, args: &[&str], prompt: &str, keys: &str)
             }
         })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !String::from_utf8_lossy(&seen.lock().expect("lock")).contains(prompt) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the prompt never came"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     // Keep the terminal open until aimem exits.
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(keys.as_bytes()).expect("type");
-    stdin.flush().expect("flush");
+    let mut from = 0;
+    for (prompt, keys) in steps {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let shown = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+            if let Some(at) = shown.get(from..).and_then(|rest| rest.find(prompt)) {
+                from += at + prompt.len();
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the prompt {prompt:?} never came: {shown}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The prompt is drawn before it reads: give it a moment to start reading.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        stdin.write_all(keys.as_bytes()).expect("type");
+        stdin.flush().expect("flush");
+    }
     let output = child.wait_with_output().expect("wait");
     drop(stdin);
     reader.join().expect("reader");
