@@ -306,25 +306,7 @@ fn a_body_that_stops_moving_fails_within_the_request_timeout() {
             held.push(stream);
         }
     });
-    let vars = [
-        ("AWS_ACCESS_KEY_ID", "AKSTALL".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "secret-of-the-stall".to_string()),
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
-        ("AWS_REGION", "us-east-1".to_string()),
-    ];
-    let lookup = |name: &str| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let config = S3Config::from_env(&lookup, BUCKET).unwrap();
-    let s3 = S3Client::new(
-        &config,
-        BUCKET,
-        Duration::from_secs(2),
-        Duration::from_secs(1),
-    )
-    .unwrap();
+    let s3 = scripted_client(port, Duration::from_secs(1));
     let started = Instant::now();
     let (done, outcome) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -381,7 +363,9 @@ fn scripted_endpoint(answers: Vec<String>) -> (u16, std::sync::Arc<std::sync::Mu
     (port, seen)
 }
 
-fn scripted_client(port: u16) -> S3Client {
+/// A client of the endpoint on `port` (path-style, made-up keys), waiting `request` for an
+/// answer.
+fn scripted_client(port: u16, request: Duration) -> S3Client {
     let vars = [
         ("AWS_ACCESS_KEY_ID", "AKSCRIPT".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "secret-of-the-script".to_string()),
@@ -394,13 +378,7 @@ fn scripted_client(port: u16) -> S3Client {
             .map(|(_, v)| v.clone())
     };
     let config = S3Config::from_env(&lookup, BUCKET).unwrap();
-    S3Client::new(
-        &config,
-        BUCKET,
-        Duration::from_secs(2),
-        Duration::from_secs(5),
-    )
-    .unwrap()
+    S3Client::new(&config, BUCKET, Duration::from_secs(2), request).unwrap()
 }
 
 fn s3_error_answer(status: &str, code: &str) -> String {
@@ -420,7 +398,9 @@ fn throttling_is_waited_out_with_growing_pauses_and_a_bad_clock_says_so() {
         .to_string();
     let (port, seen) = scripted_endpoint(vec![slow_down.clone(), slow_down, ok]);
     let started = Instant::now();
-    scripted_client(port).put("k", b"bytes", false).unwrap();
+    scripted_client(port, Duration::from_secs(5))
+        .put("k", b"bytes", false)
+        .unwrap();
     assert_eq!(seen.lock().unwrap().len(), 3, "tried until it went through");
     assert!(
         started.elapsed() >= Duration::from_millis(500),
@@ -432,7 +412,9 @@ fn throttling_is_waited_out_with_growing_pauses_and_a_bad_clock_says_so() {
         "403 Forbidden",
         "RequestTimeTooSkewed",
     )]);
-    let error = scripted_client(port).put("k", b"bytes", false).unwrap_err();
+    let error = scripted_client(port, Duration::from_secs(5))
+        .put("k", b"bytes", false)
+        .unwrap_err();
     assert!(matches!(error, S3Error::ClockSkew { .. }), "{error:?}");
     assert!(error.to_string().contains("set the clock right"), "{error}");
     assert_eq!(
