@@ -110,13 +110,22 @@ const MAX_CONTENTS_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The decrypted `CONTENTS.sha256`, parsed (bounded).
 fn read_contents(backup: &dyn Backup, unsealing: &Unsealing) -> Result<Vec<Entry>, OpenError> {
-    let stored = backup.reader(CONTENTS_FILE).map_err(OpenError::Io)?;
+    let stored = backup.reader(CONTENTS_FILE).map_err(|e| match e.kind() {
+        // Missing, or refused by the confined reader (a link, a folder): the backup's fault.
+        io::ErrorKind::NotFound | io::ErrorKind::InvalidInput => OpenError::Damaged(format!(
+            "cannot be read ({e}); every encrypted backup has one"
+        )),
+        _ => OpenError::Io(e),
+    })?;
     let mut text = String::new();
     unsealing
         .open(stored)?
         .take(MAX_CONTENTS_BYTES + 1)
         .read_to_string(&mut text)
-        .map_err(|e| OpenError::Damaged(format!("cannot be decrypted ({e})")))?;
+        .map_err(|e| match super::is_read_failure(&e) {
+            true => OpenError::Io(e),
+            false => OpenError::Damaged(format!("cannot be decrypted ({e})")),
+        })?;
     if text.len() as u64 > MAX_CONTENTS_BYTES {
         return Err(OpenError::Damaged("it is too large".into()));
     }

@@ -667,3 +667,14 @@ fn on_a_terminal_the_passphrase_is_typed_twice_to_encrypt_and_once_to_open() {
     );
     assert_eq!(wrong.code, 1, "{}", wrong.all_output());
 }
+
+#[test]
+fn an_encrypted_backup_without_its_contents_list_is_called_damaged_not_unreachable() {
+    let env = env_with_secrets();
+    let backup = passphrase_backup_of_discussions(&env);
+    std::fs::remove_file(backup.join("CONTENTS.sha256")).unwrap();
+    let run = env.run_with(&["verify", backup.to_str().unwrap()], with_passphrase);
+    run.assert_code(2);
+    run.assert_stderr_contains("every encrypted backup has one");
+    run.assert_stderr_contains("damaged or was altered");
+}
