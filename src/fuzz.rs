@@ -335,7 +335,9 @@ proptest! {
         let bytes = builder.into_inner().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("s.snapshot");
         std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
-        let opened = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let opened = std::fs::File::open(&path)
+            .and_then(crate::manifest::files::Opened::file)
+            .unwrap_or_else(|e| panic!("{e}"));
         match snapshot_archive::read_schema_from(opened) {
             Ok(schema) => {
                 let _ = schema.fingerprint();
@@ -365,7 +367,9 @@ fn walk_snapshot(dir: &tempfile::TempDir, bytes: &[u8]) {
     let mut file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
     file.write_all(bytes).unwrap_or_else(|e| panic!("{e}"));
     drop(file);
-    let opened = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let opened = std::fs::File::open(&path)
+        .and_then(crate::manifest::files::Opened::file)
+        .unwrap_or_else(|e| panic!("{e}"));
     if let Ok(schema) = snapshot_archive::read_schema_from(opened) {
         let _ = schema.fingerprint();
     }

@@ -396,9 +396,12 @@ fn deep_check(bytes: &[u8]) {
     let manifest = Manifest::parse(camino::Utf8Path::new("m"), cluster_manifest().to_string())
         .unwrap_or_else(|e| panic!("{e}"));
     let entry = &manifest.collections["discussions"];
-    let opened = std::fs::File::open(root.join(file)).unwrap_or_else(|e| panic!("{e}"));
+    let opened = std::fs::File::open(root.join(file))
+        .and_then(crate::manifest::files::Opened::file)
+        .unwrap_or_else(|e| panic!("{e}"));
     let _ = snapshot_archive::read_shard_from(opened);
-    let _ = shard_audit::deep_check_shard("discussions", entry, root, file, false);
+    let folder = crate::manifest::files::Folder(root);
+    let _ = shard_audit::deep_check_shard("discussions", entry, &folder, file, false);
 }
 
 proptest! {

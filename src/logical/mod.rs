@@ -273,6 +273,46 @@ mod tests {
     }
 
     #[test]
+    fn a_file_read_in_place_over_the_network_reads_as_the_local_one() {
+        use crate::manifest::files::{Opened, ReadAt};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        /// The file's bytes, read at offsets a little at a time, each read counted.
+        struct Remote(Vec<u8>, AtomicUsize);
+        impl ReadAt for Remote {
+            fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+                self.1.fetch_add(1, Ordering::Relaxed);
+                let start = (offset as usize).min(self.0.len());
+                let n = buf.len().min(4096).min(self.0.len() - start);
+                buf[..n].copy_from_slice(&self.0[start..start + n]);
+                Ok(n)
+            }
+        }
+
+        let points = points();
+        let file = written(&points);
+        let bytes = std::fs::read(file.path()).unwrap();
+        let remote = std::sync::Arc::new(Remote(bytes.clone(), AtomicUsize::new(0)));
+        let opened = Opened::at(remote.clone(), bytes.len() as u64);
+        let reader = PointsReader::open_from(opened).unwrap();
+        assert_eq!(reader.rows(), points.len() as u64);
+        let back: Vec<Point> = reader.points().unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(back, points);
+        assert!(
+            remote.1.load(Ordering::Relaxed) > 0,
+            "read through the source"
+        );
+
+        // Cut short, it is refused as a local file would be.
+        let cut = std::sync::Arc::new(Remote(
+            bytes[..bytes.len() - 3].to_vec(),
+            AtomicUsize::new(0),
+        ));
+        let opened = Opened::at(cut, bytes.len() as u64 - 3);
+        assert!(PointsReader::open_from(opened).is_err());
+    }
+
+    #[test]
     fn a_vector_the_definition_lacks_or_of_another_kind_is_refused() {
         let file = tempfile::NamedTempFile::new().unwrap();
         let mut writer = PointsWriter::new(file.reopen().unwrap(), columns()).unwrap();

@@ -47,6 +47,7 @@ use serde_json::Value;
 use super::columns::{Columns, VectorColumn, VectorKind};
 use super::point::{Point, PointId, VectorValue};
 use super::{FORMAT_KEY, FORMAT_VERSION, LogicalError, MAX_FOOTER, VECTORS_KEY};
+use crate::manifest::files::Opened;
 
 /// The most bytes the footer's vector columns may take as JSON.
 const MAX_VECTORS_JSON: usize = 64 * 1024;
@@ -85,15 +86,20 @@ const CHUNK_LEVELS: usize = 1 << 20;
 
 /// An opened logical backup file.
 pub struct PointsReader {
-    file: SerializedFileReader<File>,
+    file: SerializedFileReader<Opened>,
     columns: Columns,
 }
 
 impl PointsReader {
     /// Opens `file` and checks its footer and schema.
     pub fn open(file: File) -> Result<PointsReader, LogicalError> {
+        PointsReader::open_from(Opened::file(file)?)
+    }
+
+    /// [`Self::open`] of a file wherever it is (an object in a bucket, read in place).
+    pub fn open_from(file: Opened) -> Result<PointsReader, LogicalError> {
         check_footer_size(&file)?;
-        let length = i64::try_from(file.metadata()?.len()).unwrap_or(i64::MAX);
+        let length = i64::try_from(file.len()).unwrap_or(i64::MAX);
         let file = SerializedFileReader::new(file)?;
         check_chunk_sizes(&file, length)?;
         let meta = file.metadata().file_metadata();
@@ -1045,9 +1051,8 @@ impl<'c> PointView<'c> {
 
 /// A Parquet file ends with its footer's length (4 bytes, little-endian) and `PAR1`: that
 /// length is checked against [`MAX_FOOTER`] before the footer is read.
-fn check_footer_size(file: &File) -> Result<(), LogicalError> {
-    use std::os::unix::fs::FileExt;
-    let len = file.metadata()?.len();
+fn check_footer_size(file: &Opened) -> Result<(), LogicalError> {
+    let len = file.len();
     if len < 12 {
         return Err(LogicalError::Format(
             "it is too short to be a Parquet file".into(),
@@ -1071,7 +1076,7 @@ fn check_footer_size(file: &File) -> Result<(), LogicalError> {
 
 /// Every column chunk lies within the file and holds at most [`MAX_COLUMN_CHUNK`] bytes
 /// decompressed, as the footer says: checked before any is read.
-fn check_chunk_sizes(file: &SerializedFileReader<File>, length: i64) -> Result<(), LogicalError> {
+fn check_chunk_sizes(file: &SerializedFileReader<Opened>, length: i64) -> Result<(), LogicalError> {
     for group in file.metadata().row_groups() {
         for chunk in group.columns() {
             let (start, size) = chunk.byte_range();
@@ -1089,6 +1094,43 @@ fn check_chunk_sizes(file: &SerializedFileReader<File>, length: i64) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Parquet reads a file at offsets: its footer, then each column chunk from where it starts.
+/// Each reader it asks for has a position of its own.
+impl parquet::file::reader::Length for Opened {
+    fn len(&self) -> u64 {
+        Opened::len(self)
+    }
+}
+
+impl parquet::file::reader::ChunkReader for Opened {
+    type T = Box<dyn std::io::Read + Send>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        let reader = self.reader_from(start);
+        Ok(match self.is_local() {
+            // A page header is decoded a few bytes at a time: buffered, as Parquet's own
+            // reader of a file is.
+            true => Box::new(std::io::BufReader::new(reader)),
+            // Unbuffered, so that the stream stops exactly at the page's data, which is read
+            // next (get_bytes) through the same open request instead of a new one.
+            false => Box::new(reader),
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        // Asked for by the footer's sizes, which check_chunk_sizes bounded: never past the end.
+        let end = start.checked_add(length as u64);
+        if end.is_none_or(|end| end > Opened::len(self)) {
+            return Err(parquet::errors::ParquetError::EOF(format!(
+                "{length} bytes at {start} lie past the end of the file"
+            )));
+        }
+        let mut buffer = vec![0u8; length];
+        self.read_exact_at(&mut buffer, start)?;
+        Ok(buffer.into())
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Auditing a backup folder offline: is everything there, intact, and what the manifest says?
+//! Auditing a backup offline: is everything there, intact, and what the manifest says?
 //!
 //! The audit never stops at the first problem: it collects every one, each naming the file and
 //! what is wrong, so a person sees the whole state of a backup in one run. It checks, in order:
@@ -8,6 +8,8 @@
 //! unless told not to, each snapshot's own schema (read from the tar) matches the fingerprint.
 //! A cluster backup's shard files are checked the same way, plus their placement and each
 //! shard archive's own state ([`super::shard_audit`]); such findings name the shard.
+//!
+//! The files are read through [`BackupFiles`]: a local folder, or a bucket's objects in place.
 
 use std::collections::BTreeMap;
 
@@ -16,11 +18,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::checksums::{self, CHECKSUMS_FILE, ChecksumsError, Problem};
+use super::files::{BackupFiles, Folder};
 use super::layout::{CONFIG_DIR, SNAPSHOT_DIR};
 use super::{
     CollectionBackup, CollectionEntry, InvalidManifest, MANIFEST_FILE, Manifest, ManifestError,
 };
-use super::{confined, legacy, shard_audit, snapshot_archive};
+use super::{legacy, shard_audit, snapshot_archive};
 use crate::fingerprint::{self, Fingerprint, Severity};
 
 /// What kind of problem a [`Finding`] is; the snake_case names are part of `--json`.
@@ -158,17 +161,23 @@ impl Audit {
 /// present, their digests as `CHECKSUMS.sha256` lists them (what is inside them needs the key:
 /// see [`audit_opened`]).
 pub fn audit(dir: &Utf8Path, options: Options) -> Audit {
-    audit_as(dir, options, false)
+    audit_as(&Folder(dir), dir, options, false)
+}
+
+/// [`audit`] of a backup whose files are read through `files` (a bucket's objects, in
+/// place); `shown` is where the backup is, as the user named it.
+pub fn audit_files(files: &dyn BackupFiles, shown: &Utf8Path, options: Options) -> Audit {
+    audit_as(files, shown, options, false)
 }
 
 /// Audits the decrypted copy `dir` of an encrypted backup (`crate::crypt::opened`) as a plain
 /// backup: its `CHECKSUMS.sha256` lists what is inside each file.
 pub fn audit_opened(dir: &Utf8Path, options: Options) -> Audit {
-    audit_as(dir, options, true)
+    audit_as(&Folder(dir), dir, options, true)
 }
 
-fn audit_as(dir: &Utf8Path, options: Options, opened: bool) -> Audit {
-    let mut auditor = Auditor::new(dir, options);
+fn audit_as(files: &dyn BackupFiles, shown: &Utf8Path, options: Options, opened: bool) -> Audit {
+    let mut auditor = Auditor::new(files, shown, options);
     let (manifest, manifest_error) = auditor.read_manifest();
     auditor.sealed = !opened && manifest.as_ref().is_some_and(|m| m.encryption.is_some());
     if let Some(manifest) = &manifest {
@@ -189,7 +198,11 @@ type Listed = BTreeMap<String, String>;
 
 /// One audit in progress: what it found so far, and what it learnt about the backup.
 struct Auditor<'a> {
-    dir: &'a Utf8Path,
+    files: &'a dyn BackupFiles,
+    /// Where the backup is, as shown.
+    shown: &'a Utf8Path,
+    /// Every file there, listed once (or why they could not be).
+    present: Result<Vec<String>, String>,
     options: Options,
     findings: Vec<Finding>,
     /// Findings that carry their shard: they follow the others.
@@ -205,9 +218,11 @@ struct Auditor<'a> {
 }
 
 impl<'a> Auditor<'a> {
-    fn new(dir: &'a Utf8Path, options: Options) -> Auditor<'a> {
+    fn new(files: &'a dyn BackupFiles, shown: &'a Utf8Path, options: Options) -> Auditor<'a> {
         Auditor {
-            dir,
+            files,
+            shown,
+            present: files.all().map_err(|e| e.to_string()),
             options,
             findings: Vec::new(),
             shard_findings: Vec::new(),
@@ -226,7 +241,7 @@ impl<'a> Auditor<'a> {
     /// The manifest, or the finding that it is missing or invalid (the parse error kept whole
     /// for [`Audit::manifest_error`]).
     fn read_manifest(&mut self) -> (Option<Manifest>, Option<ManifestError>) {
-        match Manifest::read(self.dir) {
+        match Manifest::read_from(self.files, self.shown) {
             Ok(manifest) => (Some(manifest), None),
             Err(ManifestError::Missing { .. }) => {
                 self.push(
@@ -262,10 +277,10 @@ impl<'a> Auditor<'a> {
     /// Reads `CHECKSUMS.sha256` and checks every file it lists; the listing, when there is
     /// one that parses.
     fn check_checksums(&mut self, manifest: Option<&Manifest>) -> Option<Listed> {
-        match checksums::read(self.dir) {
+        match checksums::read_from(self.files, self.shown) {
             Ok(entries) => {
                 self.files_checked = entries.len();
-                for problem in checksums::check_all(self.dir, &entries) {
+                for problem in checksums::check_all_in(self.files, &entries) {
                     let (kind, text) = checksum_problem(&problem);
                     self.push(problem.path(), kind, text);
                 }
@@ -353,14 +368,14 @@ impl<'a> Auditor<'a> {
                 );
             }
         }
-        let mut present = Vec::new();
-        if let Err(e) = walk_files(self.dir, self.dir, &mut present) {
-            self.push(
-                ".",
-                Kind::Unreadable,
-                format!("cannot list the folder ({e})"),
-            );
-        }
+        let present = match &self.present {
+            Ok(present) => present.clone(),
+            Err(e) => {
+                let problem = format!("cannot list the backup's files ({e})");
+                self.push(".", Kind::Unreadable, problem);
+                Vec::new()
+            }
+        };
         for file in present {
             if file != CHECKSUMS_FILE && !listed.contains_key(&file) {
                 self.push(
@@ -377,8 +392,11 @@ impl<'a> Auditor<'a> {
         for (name, entry) in &manifest.collections {
             self.shard_findings
                 .extend(shard_audit::placement(name, entry, manifest));
-            self.shard_findings
-                .extend(shard_audit::stray_files(self.dir, name, entry));
+            self.shard_findings.extend(shard_audit::stray_files(
+                self.present.as_deref().unwrap_or_default(),
+                name,
+                entry,
+            ));
             self.information
                 .extend(shard_audit::records_note(name, entry));
             if let CollectionBackup::Points(record) = &entry.backup
@@ -412,10 +430,9 @@ impl<'a> Auditor<'a> {
             self.push(file, Kind::Unreadable, problem);
             return;
         }
-        let path = self.dir.join(file);
         // A missing snapshot is reported by the checksum check when it is listed; a link is
         // not followed (the checksum check reports it).
-        let Ok(meta) = path.symlink_metadata() else {
+        let Ok(size) = self.files.size(file) else {
             if listed.is_none_or(|l| !l.contains_key(file)) {
                 self.push(
                     file,
@@ -430,11 +447,11 @@ impl<'a> Auditor<'a> {
             self.check_schema_digest(name, entry);
             return;
         }
-        if meta.len() != size_bytes {
+        if size != size_bytes {
             self.push(
                 file,
                 Kind::SizeMismatch,
-                format!("{} bytes, the manifest says {}", meta.len(), size_bytes),
+                format!("{size} bytes, the manifest says {size_bytes}"),
             );
         }
         self.check_recorded_digest(file, sha256, listed);
@@ -454,7 +471,7 @@ impl<'a> Auditor<'a> {
         if listed.is_none()
             && let Some(recorded) = sha256
         {
-            match confined::open(self.dir, file).and_then(checksums::hash_reader) {
+            match self.files.open(file).and_then(checksums::hash_reader) {
                 Ok((actual, _)) if !actual.eq_ignore_ascii_case(recorded) => self.push(
                     file,
                     Kind::Mismatch,
@@ -511,7 +528,7 @@ impl<'a> Auditor<'a> {
                     name,
                     record,
                     index,
-                    self.dir,
+                    self.files,
                     listed_file,
                 )
             }) {
@@ -519,12 +536,12 @@ impl<'a> Auditor<'a> {
             }
         } else if matches!(entry.backup, CollectionBackup::Shards(_)) {
             if let Some(finding) =
-                shard_audit::deep_check_shard(name, entry, self.dir, file, listed_file)
+                shard_audit::deep_check_shard(name, entry, self.files, file, listed_file)
             {
                 self.shard_findings.push(finding);
             }
         } else if let Some(finding) =
-            deep_check(name, self.dir, file, entry.schema.as_ref(), listed_file)
+            deep_check(name, self.files, file, entry.schema.as_ref(), listed_file)
         {
             self.findings.push(finding);
         }
@@ -554,7 +571,7 @@ impl<'a> Auditor<'a> {
             false => (Vec::new(), self.findings),
         };
         Audit {
-            backup: self.dir.to_owned(),
+            backup: self.shown.to_owned(),
             legacy: self.legacy,
             notices,
             files_checked: self.files_checked,
@@ -570,7 +587,7 @@ impl<'a> Auditor<'a> {
     fn check_config_files(&mut self, manifest: &Manifest) {
         for name in &manifest.config_files {
             let file = format!("{CONFIG_DIR}/{name}");
-            if confined::open(self.dir, &file).is_err() {
+            if self.files.open(&file).is_err() {
                 self.push(
                     &file,
                     Kind::Missing,
@@ -603,14 +620,14 @@ fn checksum_problem(problem: &Problem) -> (Kind, String) {
 /// Compares the schema inside the snapshot with the manifest's fingerprint.
 pub(super) fn deep_check(
     collection: &str,
-    dir: &Utf8Path,
+    files: &dyn BackupFiles,
     file: &str,
     schema: Option<&Value>,
     open_problem_reported: bool,
 ) -> Option<Finding> {
     let finding = |kind, problem| Some(Finding::new(file, kind, problem));
-    // Opened inside the backup folder only: a link or a special file is never read.
-    let opened = match confined::open(dir, file) {
+    // Opened inside the backup only: a link or a special file is never read.
+    let opened = match files.open(file) {
         Ok(opened) => opened,
         Err(_) if open_problem_reported => return None,
         Err(e) => return finding(Kind::Unreadable, format!("cannot be read ({e})")),
@@ -702,23 +719,6 @@ fn manifest_problem(error: &ManifestError) -> String {
         }
         other => other.to_string(),
     }
-}
-
-/// Every file under `dir` (links included, as files: they are not followed), relative to
-/// `base`, with `/` separators. A name that is not UTF-8 is kept in its lossy form, so it is
-/// reported rather than ending the walk.
-fn walk_files(base: &Utf8Path, dir: &Utf8Path, out: &mut Vec<String>) -> std::io::Result<()> {
-    for entry in dir.as_std_path().read_dir()? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = dir.join(&name);
-        if entry.file_type()?.is_dir() {
-            walk_files(base, &path, out)?;
-        } else if let Ok(relative) = path.strip_prefix(base) {
-            out.push(relative.as_str().replace('\\', "/"));
-        }
-    }
-    Ok(())
 }
 
 /// The files a collection entry names, with their recorded size and SHA-256: its one

@@ -11,6 +11,7 @@ use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use super::files::{BackupFiles, Folder};
 use crate::fingerprint::hex;
 
 /// The checksum file's name inside a backup folder.
@@ -98,8 +99,15 @@ pub fn parse(file: &Utf8Path, text: &str) -> Result<Vec<Entry>, ChecksumsError> 
 
 /// Reads and parses `CHECKSUMS.sha256` in `backup_dir`.
 pub fn read(backup_dir: &Utf8Path) -> Result<Vec<Entry>, ChecksumsError> {
-    let file = backup_dir.join(CHECKSUMS_FILE);
-    let text = super::confined::read_to_string(backup_dir, CHECKSUMS_FILE, MAX_CHECKSUMS_BYTES)
+    read_from(&Folder(backup_dir), backup_dir)
+}
+
+/// Reads and parses `CHECKSUMS.sha256` of the backup whose files are `files`, shown as `shown`.
+pub fn read_from(files: &dyn BackupFiles, shown: &Utf8Path) -> Result<Vec<Entry>, ChecksumsError> {
+    let file = shown.join(CHECKSUMS_FILE);
+    let text = files
+        .open(CHECKSUMS_FILE)
+        .and_then(|opened| super::confined::read_text(opened, MAX_CHECKSUMS_BYTES, CHECKSUMS_FILE))
         .map_err(|source| ChecksumsError::Io {
             file: file.clone(),
             source,
@@ -294,6 +302,11 @@ impl std::fmt::Display for Problem {
 /// extensions at run time where present). Each worker holds one 1 MiB buffer: memory stays
 /// flat whatever the file sizes.
 pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
+    check_all_in(&Folder(dir), entries)
+}
+
+/// [`check_all`] of the files of a backup wherever they are (a bucket's objects, in place).
+pub fn check_all_in(files: &dyn BackupFiles, entries: &[Entry]) -> Vec<Problem> {
     let watcher = WATCHER.with(|w| w.borrow().clone());
     let on_block = |n: u64| {
         if let Some(watcher) = &watcher {
@@ -308,10 +321,7 @@ pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
         .enumerate()
         .map(|(index, entry)| {
             // Not followed: a listed link is refused by the check itself.
-            let size = dir
-                .join(&entry.path)
-                .symlink_metadata()
-                .map_or(0, |m| m.len());
+            let size = files.size(&entry.path).unwrap_or(0);
             (size, index)
         })
         .collect();
@@ -321,7 +331,7 @@ pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
     if workers <= 1 {
         return entries
             .iter()
-            .filter_map(|entry| check_one_observed(dir, entry, &on_block))
+            .filter_map(|entry| check_one_observed(files, entry, &on_block))
             .collect();
     }
     order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -331,7 +341,7 @@ pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
         for _ in 0..workers {
             scope.spawn(|| {
                 while let Some(&(_, index)) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let problem = check_one_observed(dir, &entries[index], &on_block);
+                    let problem = check_one_observed(files, &entries[index], &on_block);
                     // A poisoned lock only means another worker panicked; its slot stays None
                     // and the scope re-raises the panic, so the data is still sound to use.
                     let mut slots = results.lock().unwrap_or_else(PoisonError::into_inner);
@@ -350,14 +360,19 @@ pub fn check_all(dir: &Utf8Path, entries: &[Entry]) -> Vec<Problem> {
 
 /// Checks one listed file; None when it matches.
 pub fn check_one(dir: &Utf8Path, entry: &Entry) -> Option<Problem> {
-    check_one_observed(dir, entry, &|_| {})
+    check_one_observed(&Folder(dir), entry, &|_| {})
 }
 
-fn check_one_observed(dir: &Utf8Path, entry: &Entry, on_block: &dyn Fn(u64)) -> Option<Problem> {
+fn check_one_observed(
+    files: &dyn BackupFiles,
+    entry: &Entry,
+    on_block: &dyn Fn(u64),
+) -> Option<Problem> {
     let path = entry.path.clone();
     // Opened inside the folder only: a link (which could lead anywhere, and change or vanish
     // on its own), a FIFO or a device is refused. A backup holds its files, not links to them.
-    let hashed = super::confined::open(dir, &entry.path)
+    let hashed = files
+        .open(&entry.path)
         .and_then(|file| hash_reader_observed(file, on_block));
     match hashed {
         Ok((actual, _)) if actual == entry.sha256 => None,

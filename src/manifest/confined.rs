@@ -69,8 +69,32 @@ pub fn open(dir: &Utf8Path, relative: &str) -> io::Result<File> {
 
 /// Reads all of `file`, refusing (without reading further) one longer than `limit` bytes.
 pub fn read_bounded(file: File, limit: u64, shown: &str) -> io::Result<Vec<u8>> {
+    let expected = file.metadata().map_or(0, |m| m.len());
+    read_bounded_from(file, expected, limit, shown)
+}
+
+/// Reads `file` as UTF-8 text of at most `limit` bytes (see [`read_bounded`]).
+pub fn read_text(file: super::files::Opened, limit: u64, shown: &str) -> io::Result<String> {
+    let expected = file.len();
+    let bytes = read_bounded_from(file, expected, limit, shown)?;
+    String::from_utf8(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{shown} is not UTF-8 text"),
+        )
+    })
+}
+
+/// Reads all of `file` (`expected` bytes long, as far as is known), refusing one longer than
+/// `limit` bytes without reading further.
+pub fn read_bounded_from(
+    file: impl Read,
+    expected: u64,
+    limit: u64,
+    shown: &str,
+) -> io::Result<Vec<u8>> {
     // Sized from the file (plus the byte that tells it grew), not grown by doubling.
-    let expected = file.metadata().map_or(0, |m| m.len()).min(limit);
+    let expected = expected.min(limit);
     let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0) + 1);
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {

@@ -90,6 +90,7 @@ pub fn check_size(entry: &CollectionEntry, file: &File) -> Result<(), String> {
 /// what a backup without a fingerprint is checked against. Fails (in words for a person) when
 /// the file is not a whole tar or holds no collection config.
 pub fn snapshot_fingerprint(file: File) -> Result<Fingerprint, String> {
+    let file = super::files::Opened::file(file).map_err(|e| e.to_string())?;
     let inside = snapshot_archive::read_schema_from(file).map_err(|e| e.to_string())?;
     inside
         .fingerprint()

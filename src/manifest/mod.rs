@@ -6,6 +6,7 @@ pub mod audit;
 pub mod checksums;
 pub mod cluster;
 pub mod confined;
+pub mod files;
 pub mod layout;
 pub mod legacy;
 pub mod points;
@@ -490,30 +491,32 @@ const MAX_SHOWN_LINE: usize = 400;
 impl Manifest {
     /// Reads `manifest.json` from a backup folder.
     pub fn read(backup_dir: &Utf8Path) -> Result<Manifest, ManifestError> {
-        let path = backup_dir.join(MANIFEST_FILE);
-        let file = match confined::open(backup_dir, MANIFEST_FILE) {
+        Manifest::read_from(&files::Folder(backup_dir), backup_dir)
+    }
+
+    /// Reads `manifest.json` of the backup whose files are `files`, shown as `shown`.
+    pub fn read_from(
+        files: &dyn files::BackupFiles,
+        shown: &Utf8Path,
+    ) -> Result<Manifest, ManifestError> {
+        let path = shown.join(MANIFEST_FILE);
+        let file = match files.open(MANIFEST_FILE) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ManifestError::Missing { path });
             }
             Err(source) => return Err(ManifestError::Io { path, source }),
         };
-        let size = file.metadata().map_or(0, |m| m.len());
+        let size = file.len();
         if size > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge { path, size });
         }
-        let text = confined::read_bounded(file, MAX_MANIFEST_BYTES, MANIFEST_FILE)
-            .and_then(|bytes| {
-                String::from_utf8(bytes).map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{MANIFEST_FILE} is not UTF-8 text"),
-                    )
-                })
-            })
-            .map_err(|source| ManifestError::Io {
-                path: path.clone(),
-                source,
+        let text =
+            confined::read_text(file, MAX_MANIFEST_BYTES, MANIFEST_FILE).map_err(|source| {
+                ManifestError::Io {
+                    path: path.clone(),
+                    source,
+                }
             })?;
         Manifest::parse(&path, text)
     }

@@ -1,12 +1,10 @@
 //! `verify`'s checks of a logical backup's points (docs/logical-format.md), beside
-//! [`super::snapshot_archive`] for snapshots: each Parquet file opened inside the backup folder,
+//! [`super::snapshot_archive`] for snapshots: each Parquet file opened inside the backup,
 //! its footer and columns against the collection's recorded definition, every row decoded, and
 //! the rows counted against the manifest.
 
-use camino::Utf8Path;
-
 use super::audit::{Finding, Kind};
-use super::confined;
+use super::files::BackupFiles;
 use super::points::PointsRecord;
 use crate::logical::columns::Columns;
 use crate::logical::read::PointsReader;
@@ -17,18 +15,18 @@ pub fn deep_check_points_file(
     collection: &str,
     record: &PointsRecord,
     index: usize,
-    dir: &Utf8Path,
+    files: &dyn BackupFiles,
     open_problem_reported: bool,
 ) -> Option<Finding> {
     let recorded = record.files.get(index)?;
     let file = recorded.file.as_str();
     let finding = |kind, problem: String| Some(Finding::new(file, kind, problem));
-    let opened = match confined::open(dir, file) {
+    let opened = match files.open(file) {
         Ok(opened) => opened,
         Err(_) if open_problem_reported => return None,
         Err(e) => return finding(Kind::Unreadable, format!("cannot be read ({e})")),
     };
-    let reader = match PointsReader::open(opened) {
+    let reader = match PointsReader::open_from(opened) {
         Ok(reader) => reader,
         Err(e) => {
             return finding(

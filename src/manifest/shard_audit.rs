@@ -11,15 +11,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use camino::Utf8Path;
 use serde_json::Value;
 
 use super::audit::{Finding, Kind, compare_schema};
 use super::cluster::{CollectionCluster, ShardKey, ShardRecord};
+use super::files::BackupFiles;
 use super::layout::SNAPSHOT_DIR;
-use super::{
-    CollectionBackup, CollectionEntry, MANIFEST_FILE, Manifest, confined, snapshot_archive,
-};
+use super::{CollectionBackup, CollectionEntry, MANIFEST_FILE, Manifest, snapshot_archive};
 use crate::names::shown;
 
 /// How many missing shard ids are named one by one before the rest are counted.
@@ -204,7 +202,7 @@ fn shard_list(name: &str, cluster: &CollectionCluster) -> Vec<Finding> {
 pub fn deep_check_shard(
     name: &str,
     entry: &CollectionEntry,
-    dir: &Utf8Path,
+    files: &dyn BackupFiles,
     file: &str,
     open_problem_reported: bool,
 ) -> Option<Finding> {
@@ -215,8 +213,8 @@ pub fn deep_check_shard(
     let finding = |kind, problem: String| {
         Some(Finding::new(file, kind, problem).of_shard(name, shard.shard_id))
     };
-    // Opened inside the backup folder only: a link or a special file is never read.
-    let opened = match confined::open(dir, file) {
+    // Opened inside the backup only: a link or a special file is never read.
+    let opened = match files.open(file) {
         Ok(opened) => opened,
         Err(_) if open_problem_reported => return None,
         Err(e) => return finding(Kind::Unreadable, format!("cannot be read ({e})")),
@@ -331,27 +329,28 @@ fn key_mapping_problem(mapping: &Value, shard: &ShardRecord) -> Option<String> {
 
 /// Files in a cluster collection's folder `qdrant/<collection>/` that are not among its shard
 /// files: a shard file the manifest does not list (so a restore would leave it out) is named.
-pub fn stray_files(dir: &Utf8Path, name: &str, entry: &CollectionEntry) -> Vec<Finding> {
+/// `present` is every file of the backup; what lies deeper in the folder is named by its
+/// first part (as a folder would be).
+pub fn stray_files(present: &[String], name: &str, entry: &CollectionEntry) -> Vec<Finding> {
     let CollectionBackup::Shards(cluster) = &entry.backup else {
         return Vec::new();
     };
     let folder = format!("{SNAPSHOT_DIR}/{name}");
-    // The collection name is a safe name (Manifest::parse), so this stays in the folder; a
-    // folder that cannot be read is reported by the checks of the files in it.
-    let Ok(entries) = dir.join(&folder).as_std_path().read_dir() else {
-        return Vec::new();
-    };
     let known: BTreeSet<String> = cluster.shards.iter().map(|s| s.file.clone()).collect();
+    let inside: BTreeSet<&str> = present
+        .iter()
+        .filter_map(|file| file.strip_prefix(&folder)?.strip_prefix('/'))
+        .map(|rest| rest.split('/').next().unwrap_or(rest))
+        .collect();
     let mut findings = Vec::new();
-    for found in entries.flatten() {
-        let file_name = found.file_name().to_string_lossy().into_owned();
+    for file_name in inside {
         let file = format!("{folder}/{file_name}");
         if known.contains(&file) {
             continue;
         }
         let problem = "lies in the collection's shard folder but is not in its shard list";
         let finding = Finding::new(&file, Kind::PlacementMismatch, problem.into());
-        findings.push(match shard_id_of(&file_name) {
+        findings.push(match shard_id_of(file_name) {
             Some(id) => finding.of_shard(name, id),
             None => finding,
         });

@@ -14,6 +14,7 @@ use camino::Utf8Path;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::files::Opened;
 use crate::fingerprint::{Fingerprint, FingerprintError};
 use crate::json::{Budget, Scalar};
 
@@ -105,17 +106,16 @@ fn index_info(stored: &Value) -> Value {
 /// Reads `config.json` and `payload_index.json` from the snapshot at `path`, and checks that
 /// the archive is whole (every entry's data and the end marker are present).
 pub fn read_schema(path: &Utf8Path) -> Result<SnapshotSchema, ArchiveError> {
-    let file = File::open(path).map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
+    let file = File::open(path)
+        .and_then(Opened::file)
+        .map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
     read_schema_from(file)
 }
 
 /// [`read_schema`] on an already opened file (see [`super::confined`]: a backup's snapshot is
 /// opened inside its folder only).
-pub fn read_schema_from(file: File) -> Result<SnapshotSchema, ArchiveError> {
-    let len = file
-        .metadata()
-        .map_err(|e| ArchiveError::Unreadable(e.to_string()))?
-        .len();
+pub fn read_schema_from(file: Opened) -> Result<SnapshotSchema, ArchiveError> {
+    let len = file.len();
     let budget = Budget::new(ARCHIVE_BUDGET);
     let found = walk(&mut BufReader::new(file), len, &budget)?;
     if let Some(problem) = found.problem {
@@ -222,7 +222,7 @@ struct Found {
 /// blocks plus at most [`MAX_EXTENSION`] and [`MAX_JSON_ENTRY`] (and what `budget` allows of
 /// `config.json`), whatever the input, and every error is aimem's own words (a header's content
 /// is never quoted).
-fn walk(reader: &mut BufReader<File>, len: u64, budget: &Budget) -> Result<Found, ArchiveError> {
+fn walk(reader: &mut BufReader<Opened>, len: u64, budget: &Budget) -> Result<Found, ArchiveError> {
     let mut found = Found::default();
     let mut pos = 0u64;
     // A PAX `path`/`size` or a GNU long name applies to the entry that follows it.
@@ -257,7 +257,11 @@ fn walk(reader: &mut BufReader<File>, len: u64, budget: &Budget) -> Result<Found
 }
 
 /// The end marker's first zero block is at `pos`: a second one must follow.
-fn check_end_marker(reader: &mut BufReader<File>, len: u64, pos: u64) -> Result<(), ArchiveError> {
+fn check_end_marker(
+    reader: &mut BufReader<Opened>,
+    len: u64,
+    pos: u64,
+) -> Result<(), ArchiveError> {
     if pos + END_MARKER > len {
         return Err(ArchiveError::Truncated {
             len,
@@ -307,7 +311,7 @@ impl Entry {
 /// Checks the header `block` at `pos` and finds where its entry's data lies, which must be
 /// inside the archive's `len` bytes.
 fn read_entry(
-    reader: &mut BufReader<File>,
+    reader: &mut BufReader<Opened>,
     len: u64,
     pos: u64,
     block: &[u8; BLOCK as usize],
@@ -346,7 +350,7 @@ fn read_entry(
 /// A GNU sparse entry may continue its map in extra header blocks from `data_start`: where
 /// its data starts after them.
 fn skip_sparse_map(
-    reader: &mut BufReader<File>,
+    reader: &mut BufReader<Opened>,
     len: u64,
     mut data_start: u64,
 ) -> Result<u64, ArchiveError> {
@@ -370,7 +374,7 @@ fn skip_sparse_map(
 /// Reads a PAX header or a GNU long name (bounded by [`MAX_EXTENSION`]) into what applies to
 /// the next entry; the other extensions are skipped.
 fn read_extension(
-    reader: &mut BufReader<File>,
+    reader: &mut BufReader<Opened>,
     pos: u64,
     entry: &Entry,
     next_name: &mut Option<Vec<u8>>,
@@ -401,7 +405,7 @@ fn read_extension(
 /// archive, a later entry of the same name wins. A bad schema file is kept as the walk's
 /// problem; only failing to read the archive stops it.
 fn keep_schema_file(
-    reader: &mut BufReader<File>,
+    reader: &mut BufReader<Opened>,
     found: &mut Found,
     name: &[u8],
     entry: &Entry,
@@ -441,7 +445,7 @@ fn keep_schema_file(
 }
 
 /// `config.json` is parsed as it is streamed (it may be large: see [`MAX_CONFIG_JSON`]).
-fn keep_config(reader: &mut BufReader<File>, found: &mut Found, entry: &Entry, budget: &Budget) {
+fn keep_config(reader: &mut BufReader<Opened>, found: &mut Found, entry: &Entry, budget: &Budget) {
     let size = entry.size;
     if !entry.is_plain_file() {
         found.problem.get_or_insert(ArchiveError::BadEntry {
@@ -485,11 +489,8 @@ pub struct ShardArchive {
 }
 
 /// Reads a shard snapshot's own files and checks that the archive is whole.
-pub fn read_shard_from(file: File) -> Result<ShardArchive, ArchiveError> {
-    let len = file
-        .metadata()
-        .map_err(|e| ArchiveError::Unreadable(e.to_string()))?
-        .len();
+pub fn read_shard_from(file: Opened) -> Result<ShardArchive, ArchiveError> {
+    let len = file.len();
     let budget = Budget::new(ARCHIVE_BUDGET);
     let found = walk(&mut BufReader::new(file), len, &budget)?;
     if let Some(problem) = found.problem {
@@ -532,7 +533,11 @@ fn not_a_tar(detail: String) -> ArchiveError {
     ArchiveError::NotATar(detail)
 }
 
-fn read_block(reader: &mut BufReader<File>, at: u64, block: &mut [u8]) -> Result<(), ArchiveError> {
+fn read_block(
+    reader: &mut BufReader<Opened>,
+    at: u64,
+    block: &mut [u8],
+) -> Result<(), ArchiveError> {
     reader
         .seek(SeekFrom::Start(at))
         .and_then(|_| reader.read_exact(block))
@@ -542,7 +547,7 @@ fn read_block(reader: &mut BufReader<File>, at: u64, block: &mut [u8]) -> Result
 /// `config.json`, `size` bytes at `at`, parsed as it is read: what it keeps is built within
 /// `budget`, the rest (the metadata, whatever its size) skipped, so memory stays flat.
 fn stream_config(
-    reader: &mut BufReader<File>,
+    reader: &mut BufReader<Opened>,
     at: u64,
     size: u64,
     budget: &Budget,
@@ -560,7 +565,7 @@ fn stream_config(
 }
 
 /// `size` bytes at `at`; the caller has bounded `size`.
-fn read_data(reader: &mut BufReader<File>, at: u64, size: u64) -> Result<Vec<u8>, ArchiveError> {
+fn read_data(reader: &mut BufReader<Opened>, at: u64, size: u64) -> Result<Vec<u8>, ArchiveError> {
     let mut bytes = vec![0u8; usize::try_from(size).unwrap_or(0)];
     read_block(reader, at, &mut bytes)?;
     Ok(bytes)

@@ -27,6 +27,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use super::{Backup, Found, Kind, NewFile, Removed, Repo, Staging};
+use crate::manifest::files::{BackupFiles, Opened};
 use crate::manifest::{MANIFEST_FILE, Manifest, ManifestError, audit};
 use crate::names::SafeName;
 use crate::s3::transfer::{self, ObjectReader, ObjectStream, ObjectWriter, OnUploadStart};
@@ -420,10 +421,13 @@ impl Repo for S3Repo {
 
 /// A backup in a bucket, open for reading.
 ///
-/// The commands that read a backup's files (verify, restore, diff-schema) read a local
-/// folder, through the confined reader; a backup in a bucket is first copied into a private
-/// temporary folder, every object under its prefix whose name is safe, and read from there.
-/// The copy is made once, on the first read, and removed when the backup is dropped.
+/// `verify` reads its objects in place ([`ObjectFiles`]): hashed as they stream in, archives
+/// and Parquet files read at the offsets they need, nothing written to disk. Restore and
+/// diff-schema read a local folder: for them the backup is first copied into a private
+/// temporary folder, every object under its prefix whose name is safe, and read from there
+/// (a restore checks every file, then uploads the very bytes it checked, several times for
+/// a cluster's replicas). The copy is made once, on first use, and removed when the backup is
+/// dropped.
 pub struct S3Backup {
     client: S3Client,
     location: S3Location,
@@ -444,13 +448,16 @@ impl S3Backup {
         }
     }
 
-    fn download(&self) -> io::Result<crate::scratch::ScratchDir> {
-        let dir = crate::scratch::ScratchDir::new("aimem-s3-")?;
-        let root = dir.path().to_owned();
+    /// The backup's files, as objects: every key under its prefix that is a safe relative
+    /// path, but the markers of a run or a removal (which are not the backup's).
+    fn objects(&self) -> io::Result<ObjectFiles> {
         let prefix = self.location.key_prefix();
         let listing = self.client.list(&prefix, false).map_err(io_error)?;
+        let mut objects = std::collections::BTreeMap::new();
         for object in listing.objects {
-            let relative = &object.key[prefix.len()..];
+            let Some(relative) = object.key.strip_prefix(&prefix) else {
+                continue;
+            };
             if relative == RUN_FILE || relative == DELETING_MARK {
                 continue;
             }
@@ -458,19 +465,62 @@ impl S3Backup {
             if crate::names::check_relative(relative).is_err() {
                 continue;
             }
-            let path = root.join(relative);
+            objects.insert(relative.to_string(), (object.key.clone(), object.size));
+        }
+        Ok(ObjectFiles {
+            client: self.client.clone(),
+            objects,
+        })
+    }
+
+    fn download(&self) -> io::Result<crate::scratch::ScratchDir> {
+        let dir = crate::scratch::ScratchDir::new("aimem-s3-")?;
+        let root = dir.path().to_owned();
+        for (relative, (key, size)) in self.objects()?.objects {
+            let path = root.join(&relative);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
             let mut file = crate::manifest::layout::private_file(&path)?;
-            let mut stream = ObjectStream::new(ObjectReader::new(
-                self.client.clone(),
-                object.key.clone(),
-                object.size,
-            ));
+            let mut stream = ObjectStream::new(ObjectReader::new(self.client.clone(), key, size));
             copy_large(&mut stream, &mut file)?;
         }
         Ok(dir)
+    }
+}
+
+/// A backup's objects, listed once, read in place: the audit's view of a backup in a bucket.
+struct ObjectFiles {
+    client: S3Client,
+    /// Relative path → its key and size, as listed.
+    objects: std::collections::BTreeMap<String, (String, u64)>,
+}
+
+impl ObjectFiles {
+    fn find(&self, relative: &str) -> io::Result<&(String, u64)> {
+        crate::manifest::confined::check_plain(relative)?;
+        self.objects.get(relative).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{relative} is not in the bucket"),
+            )
+        })
+    }
+}
+
+impl BackupFiles for ObjectFiles {
+    fn open(&self, relative: &str) -> io::Result<Opened> {
+        let (key, size) = self.find(relative)?;
+        let object = ObjectReader::new(self.client.clone(), key.clone(), *size);
+        Ok(Opened::at(Arc::new(object), *size))
+    }
+
+    fn size(&self, relative: &str) -> io::Result<u64> {
+        self.find(relative).map(|(_, size)| *size)
+    }
+
+    fn all(&self) -> io::Result<Vec<String>> {
+        Ok(self.objects.keys().cloned().collect())
     }
 }
 
@@ -551,12 +601,14 @@ impl Backup for S3Backup {
     }
 
     fn audit(&self, options: audit::Options) -> audit::Audit {
-        match self.local() {
-            Ok(dir) => {
-                let mut audit = audit::audit(&dir, options);
-                audit.backup = self.shown.clone();
-                audit
-            }
+        // A copy already made (a restore's) is read rather than the bucket again.
+        if let Some(Ok(copy)) = self.copy.get() {
+            let mut audit = audit::audit(copy.path(), options);
+            audit.backup = self.shown.clone();
+            return audit;
+        }
+        match self.objects() {
+            Ok(files) => audit::audit_files(&files, &self.shown, options),
             Err(e) => audit::Audit {
                 backup: self.shown.clone(),
                 legacy: false,
@@ -565,7 +617,7 @@ impl Backup for S3Backup {
                 findings: vec![audit::Finding::new(
                     "",
                     audit::Kind::Unreadable,
-                    format!("cannot copy the backup out of the bucket: {e}"),
+                    format!("cannot list the backup's objects in the bucket: {e}"),
                 )],
                 information: Vec::new(),
                 manifest_error: None,

@@ -230,12 +230,9 @@ fn a_backup_killed_mid_transfer_leaves_no_backup_and_the_next_one_clears_what_it
     assert!(env.double.snapshot_names("conventions").is_empty());
 }
 
-#[test]
-fn a_backup_to_a_bucket_needs_no_local_disk_for_its_snapshots() {
-    let env = TestEnv::ai_memory();
-    let s3 = S3Server::start(BUCKET);
-    // Files this process writes are capped far below a snapshot's size (`ulimit -f`, in
-    // 1,024-byte blocks): only the small journal is written locally.
+/// Runs aimem with `args` (a `{}` stands for the bucket root) with the files it writes capped
+/// at 8 KiB (`ulimit -f`, in 1,024-byte blocks): writing more kills it.
+fn run_capped(env: &TestEnv, s3: &S3Server, args: &[&str]) -> super::support::Run {
     // aimem's own command, for its environment and program.
     let aimem = env.command(&[]);
     let mut shell = std::process::Command::new("bash");
@@ -247,24 +244,143 @@ fn a_backup_to_a_bucket_needs_no_local_disk_for_its_snapshots() {
     }
     shell
         .arg("-c")
-        .arg(r#"ulimit -f 8; exec "$0" backup --output "$1" --collection github"#)
+        .arg(r#"ulimit -f 8; exec "$0" "$@""#)
         .arg(aimem.get_program())
-        .arg(ROOT);
-    with_s3(&s3)(&mut shell);
-    let run = super::support::to_run(shell.output().expect("run bash"));
+        .args(args.iter().map(|a| a.replace("{}", ROOT)));
+    with_s3(s3)(&mut shell);
+    super::support::to_run(shell.output().expect("run bash"))
+}
+
+/// The largest object in the bucket whose key ends with `suffix`, in bytes.
+fn largest(s3: &S3Server, suffix: &str) -> u64 {
+    s3.objects(BUCKET)
+        .iter()
+        .filter(|o| o.ends_with(suffix))
+        .map(|o| std::fs::metadata(s3.object_path(BUCKET, o)).unwrap().len())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_backup_to_a_bucket_needs_no_local_disk_for_its_snapshots() {
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    // Only the small journal is written locally.
+    let run = run_capped(
+        &env,
+        &s3,
+        &["backup", "--output", "{}", "--collection", "github"],
+    );
     run.assert_code(0);
     let backups = listed(&env, &s3);
     assert_eq!(backups.len(), 1);
-    let snapshot_size: u64 = s3
-        .objects(BUCKET)
-        .iter()
-        .filter(|o| o.ends_with(".snapshot"))
-        .map(|o| std::fs::metadata(s3.object_path(BUCKET, o)).unwrap().len())
-        .max()
-        .unwrap_or(0);
+    let snapshot_size = largest(&s3, ".snapshot");
     assert!(
         snapshot_size > 8 * 1024,
         "the snapshot ({snapshot_size} bytes) is above the cap"
+    );
+}
+
+#[test]
+fn verify_reads_a_backup_in_a_bucket_in_place_without_a_local_copy() {
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    for format in ["snapshot", "logical"] {
+        env.run_with(
+            &[
+                "backup",
+                "--output",
+                ROOT,
+                "--collection",
+                "github",
+                "--format",
+                format,
+            ],
+            with_s3(&s3),
+        )
+        .assert_code(0);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert!(largest(&s3, ".snapshot") > 8 * 1024);
+    assert!(largest(&s3, ".parquet") > 8 * 1024);
+    let backups = listed(&env, &s3);
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    for (name, _) in &backups {
+        // Deep: every file hashed, the snapshot's archive walked, every Parquet row decoded,
+        // with nowhere to put a copy of any of them.
+        let backup = format!("{{}}/{name}");
+        let run = run_capped(&env, &s3, &["verify", &backup, "--json"]);
+        run.assert_code(0);
+        let doc = json_stdout(&run);
+        assert_eq!(doc["ok"], true, "{doc}");
+        assert_eq!(doc["contents_checked"], true, "{doc}");
+        assert_eq!(doc["deep"], true, "{doc}");
+    }
+    // `list --verify` reads them the same way.
+    run_capped(&env, &s3, &["list", "{}", "--verify"]).assert_code(0);
+}
+
+#[test]
+fn verify_in_place_finds_a_changed_missing_or_foreign_object() {
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    env.run_with(
+        &["backup", "--output", ROOT, "--collection", "github"],
+        with_s3(&s3),
+    )
+    .assert_code(0);
+    let name = listed(&env, &s3)[0].0.clone();
+    let objects = s3.objects(BUCKET);
+    let snapshot = objects
+        .iter()
+        .find(|o| o.ends_with(".snapshot"))
+        .expect("a snapshot object")
+        .clone();
+    // One byte changed inside the archive, its size the same.
+    let path = s3.object_path(BUCKET, &snapshot);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    // A file the backup does not list, put beside its own.
+    std::fs::write(
+        s3.object_path(BUCKET, &format!("aimem/{name}/qdrant/stray.snapshot")),
+        b"not listed",
+    )
+    .unwrap();
+    let backup = format!("{ROOT}/{name}");
+    let run = env.run_with(&["verify", &backup, "--json"], with_s3(&s3));
+    run.assert_code(2);
+    let doc = json_stdout(&run);
+    let problems = doc["problems"].as_array().expect("problems");
+    let kinds: Vec<(&str, &str)> = problems
+        .iter()
+        .map(|p| {
+            (
+                p["file"].as_str().unwrap_or_default(),
+                p["kind"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let relative = snapshot.trim_start_matches(&format!("aimem/{name}/"));
+    assert!(kinds.contains(&(relative, "mismatch")), "{kinds:?}");
+    assert!(
+        kinds.contains(&("qdrant/stray.snapshot", "unlisted")),
+        "{kinds:?}"
+    );
+
+    // The snapshot gone altogether.
+    std::fs::remove_file(&path).unwrap();
+    let run = env.run_with(&["verify", &backup, "--json"], with_s3(&s3));
+    run.assert_code(2);
+    let doc = json_stdout(&run);
+    assert!(
+        doc["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .any(|p| p["file"] == relative && p["kind"] == "missing"),
+        "{doc}"
     );
 }
 
