@@ -22,7 +22,8 @@ green, then runs interleaved rounds (the order alternating each round) of `aimem
   restore opens with `--identity`);
 
 and then, the collections deleted before each run, `aimem restore --force` of the last backup
-of each kind. Every run's time is wall clock; aimem's peak RSS and CPU come from GNU time,
+of each kind, and `aimem verify` (deep) of the last local and bucket backups, the bucket's read
+in place with the files aimem may write capped at 64 KiB. Every run's time is wall clock; aimem's peak RSS and CPU come from GNU time,
 the S3 server's CPU from /proc (on a small machine the server's work competes with aimem's and
 Qdrant's: the ratios then say as much about the server as about aimem). It
 prints each round, the medians and the issue's targets: a backup to the bucket at most 1.1x the
@@ -164,15 +165,22 @@ def main():
         rss = {}
         cpu = {}
 
-        def note(name, seconds, peak, own, server):
+        def note(name, seconds, peak, own, server, qdrant):
             times.setdefault(name, []).append(seconds)
             rss[name] = max(rss.get(name, 0), peak)
-            cpu.setdefault(name, []).append((own, server))
+            cpu.setdefault(name, []).append((own, server, qdrant))
 
         def run(name, command, kind_env):
-            before = cpu_seconds(s3.pid)
+            before = (cpu_seconds(s3.pid), cpu_seconds(server.process.pid))
             seconds, peak, own, out = timed_cpu(command, kind_env)
-            note(name, seconds, peak, own, cpu_seconds(s3.pid) - before)
+            note(
+                name,
+                seconds,
+                peak,
+                own,
+                cpu_seconds(s3.pid) - before[0],
+                cpu_seconds(server.process.pid) - before[1],
+            )
             return out
 
         for round_ in range(args.rounds):
@@ -215,14 +223,36 @@ def main():
                 flush=True,
             )
 
+        # verify (deep) of the last plain backup of each place: the bucket's is read in place,
+        # so it runs with the files it may write capped at 64 KiB (`ulimit -f`).
+        for round_ in range(args.restore_rounds):
+            for kind in ("local", "bucket"):
+                capped = ["bash", "-c", 'ulimit -f 64; exec "$@"', "bash"] if kind == "bucket" else []
+                run(
+                    f"verify {kind}",
+                    [*capped, aimem, "--no-progress", "-q", "verify", backups[kind]],
+                    env,
+                )
+            print(
+                f"round {round_ + 1}: "
+                + ", ".join(f"verify {k} {times['verify ' + k][-1]:.2f} s" for k in ("local", "bucket")),
+                flush=True,
+            )
+
         medians = {w: statistics.median(t) for w, t in times.items()}
         print("# medians")
+        cores = os.cpu_count() or 1
         for way, median in medians.items():
             own = statistics.median(c[0] for c in cpu[way])
             s3_cpu = statistics.median(c[1] for c in cpu[way])
+            qdrant_cpu = statistics.median(c[2] for c in cpu[way])
+            # No run can take less than all the CPU it needs spread over every core.
+            floor = (own + s3_cpu + qdrant_cpu) / cores
             print(
                 f"{way:30} {median:7.2f} s  ({' '.join(f'{t:.2f}' for t in times[way])}), "
-                f"peak RSS {rss[way] / 1024:.1f} MiB, CPU: aimem {own:.2f} s, s3s-fs {s3_cpu:.2f} s"
+                f"peak RSS {rss[way] / 1024:.1f} MiB, CPU: aimem {own:.2f} s, "
+                f"s3s-fs {s3_cpu:.2f} s, qdrant {qdrant_cpu:.2f} s; CPU floor on {cores} cores "
+                f"{floor:.2f} s"
             )
 
         def ratio(a, b):
@@ -237,6 +267,7 @@ def main():
             ("restore --encrypt / plain (bucket)", ratio("restore bucket --encrypt", "restore bucket"), 1.1),
             ("backup --recipient / plain (local)", ratio("backup local --encrypt --recipient", "backup local"), 1.1),
             ("restore --recipient / plain (local)", ratio("restore local --encrypt --recipient", "restore local"), 1.1),
+            ("verify in the bucket / local (no target)", ratio("verify bucket", "verify local"), 1.1),
         ]
         print("# targets")
         for label, value, limit in checks:

@@ -71,7 +71,7 @@ _aimem() {
 
     case "${cmd}" in
         aimem)
-            opts="-q -v -h -V --color --quiet --verbose --no-progress --help --version backup restore verify list diff-schema prune completions help"
+            opts="-q -v -h -V --color --quiet --verbose --no-progress --progress --help --version backup restore verify list diff-schema prune completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -79,6 +79,10 @@ _aimem() {
             case "${prev}" in
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto none json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -89,7 +93,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__backup)
-            opts="-o -q -v -h --url --host --port --request-timeout --output --collection --all --include-logs --retry --no-stream --format --version --install-dir --peer --encrypt --recipient --recipients-file --create-timeout --download-timeout --json --jobs --color --quiet --verbose --no-progress --help"
+            opts="-o -q -v -h --url --host --port --request-timeout --output --collection --all --include-logs --retry --no-stream --format --version --install-dir --peer --encrypt --recipient --recipients-file --create-timeout --download-timeout --json --pushgateway --metrics-file --jobs --color --quiet --verbose --no-progress --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -203,6 +207,25 @@ _aimem() {
                     fi
                     return 0
                     ;;
+                --pushgateway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 --jobs)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
@@ -214,6 +237,10 @@ _aimem() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto none json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -222,7 +249,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__completions)
-            opts="-q -v -h --color --quiet --verbose --no-progress --help bash elvish fish powershell zsh"
+            opts="-q -v -h --color --quiet --verbose --no-progress --progress --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -230,6 +257,10 @@ _aimem() {
             case "${prev}" in
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto none json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -240,7 +271,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__diff__subcmd__schema)
-            opts="-q -v -h --collection --url --host --port --request-timeout --peer --json --color --quiet --verbose --no-progress --help"
+            opts="-q -v -h --collection --url --host --port --request-timeout --peer --json --color --quiet --verbose --no-progress --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -281,6 +312,10 @@ _aimem() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto none json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -417,7 +452,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__list)
-            opts="-q -v -h --verify --json --color --quiet --verbose --no-progress --help"
+            opts="-q -v -h --verify --json --color --quiet --verbose --no-progress --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -425,6 +460,10 @@ _aimem() {
             case "${prev}" in
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto none json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -435,7 +474,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__prune)
-            opts="-q -v -h --keep-last --keep-within --keep-daily --keep-weekly --dry-run --force --json --color --quiet --verbose --no-progress --help"
+            opts="-q -v -h --keep-last --keep-within --keep-daily --keep-weekly --dry-run --force --json --pushgateway --metrics-file --color --quiet --verbose --no-progress --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -469,8 +508,31 @@ _aimem() {
                     fi
                     return 0
                     ;;
+                --pushgateway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto none json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -481,7 +543,7 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__restore)
-            opts="-q -v -h --url --host --port --request-timeout --peer --identity --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --filter --shard-number --replication-factor --allow-unknown-settings --install-dir --upload-timeout --recovery-timeout --json --jobs --color --quiet --verbose --no-progress --help"
+            opts="-q -v -h --url --host --port --request-timeout --peer --identity --force --restore-config --dry-run --collection --target-name --skip-checksum-verify --allow-version-skew --filter --shard-number --replication-factor --allow-unknown-settings --install-dir --upload-timeout --recovery-timeout --json --pushgateway --metrics-file --jobs --color --quiet --verbose --no-progress --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -584,6 +646,25 @@ _aimem() {
                     fi
                     return 0
                     ;;
+                --pushgateway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 --jobs)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
@@ -595,6 +676,10 @@ _aimem() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto none json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -603,12 +688,31 @@ _aimem() {
             return 0
             ;;
         aimem__subcmd__verify)
-            opts="-q -v -h --no-deep --json --identity --color --quiet --verbose --no-progress --help"
+            opts="-q -v -h --no-deep --json --pushgateway --metrics-file --identity --color --quiet --verbose --no-progress --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --pushgateway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
                 --identity)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
@@ -626,6 +730,10 @@ _aimem() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto none json" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::cmd;
+use crate::metrics::{MetricsArgs, Operation};
 
 /// Back up, verify and restore the Qdrant collections behind AI Memory (or any Qdrant).
 ///
@@ -41,9 +42,30 @@ pub struct GlobalArgs {
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Never draw progress bars.
+    /// Never draw progress bars (the same as --progress none).
     #[arg(long, global = true)]
     pub no_progress: bool,
+
+    /// How to show progress: `auto` draws bars on a terminal; `none` never does; `json` writes
+    /// JSON lines on stderr (phases, bytes done and total, warnings, then a summary) instead of
+    /// the lines for a person, for a wrapper or a GUI. --json on stdout is unchanged.
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        default_value_t = ProgressMode::Auto,
+        value_name = "MODE",
+        conflicts_with = "no_progress"
+    )]
+    pub progress: ProgressMode,
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    None,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +109,31 @@ pub enum Command {
 }
 
 impl Command {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Backup(_) => "backup",
+            Command::Restore(_) => "restore",
+            Command::Verify(_) => "verify",
+            Command::List(_) => "list",
+            Command::DiffSchema(_) => "diff-schema",
+            Command::Prune(_) => "prune",
+            Command::Completions(_) => "completions",
+        }
+    }
+
+    /// What the run's metrics are of and where they go: the commands that change or check
+    /// backups, and not their dry runs (which change nothing and prove nothing).
+    pub fn metrics(&self) -> Option<(Operation, &MetricsArgs)> {
+        match self {
+            Command::Backup(args) => Some((Operation::Backup, &args.metrics)),
+            Command::Restore(args) if !args.dry_run => Some((Operation::Restore, &args.metrics)),
+            Command::Verify(args) => Some((Operation::Verify, &args.metrics)),
+            Command::Prune(args) if !args.dry_run => Some((Operation::Prune, &args.metrics)),
+            _ => None,
+        }
+    }
+
     /// Whether the run was asked for one JSON document on stdout (`--json`).
     pub fn json(&self) -> bool {
         match self {

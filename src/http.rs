@@ -26,3 +26,19 @@ pub fn agent(connect: Duration, request: Duration, stall: Option<Duration>) -> A
         .build()
         .into()
 }
+
+/// [`agent`]'s policy (system certificates, no redirects, error answers read), for one short
+/// exchange that gives up, connection and all, after `total`.
+pub fn agent_within(total: Duration) -> Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .tls_config(tls)
+        .timeout_global(Some(total))
+        .user_agent(concat!("aimem/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}

@@ -14,6 +14,7 @@ pub mod cmd;
 pub mod complete;
 pub mod crypt;
 pub mod engine;
+pub mod events;
 pub mod exit;
 pub mod failure;
 pub mod fingerprint;
@@ -28,6 +29,7 @@ pub mod logical;
 pub mod manifest;
 pub mod manual;
 pub mod memory;
+pub mod metrics;
 pub mod names;
 pub mod output;
 pub mod qdrant;
@@ -50,7 +52,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, ColorChoice, Command};
+use crate::cli::{Cli, ColorChoice, Command, ProgressMode};
 use crate::exit::Exit;
 use crate::failure::Failure;
 use crate::output::ErrorDocument;
@@ -95,15 +97,27 @@ pub fn main() -> ExitCode {
         Box::new(terminal::handler_options(colors).build())
     }));
     verbose::init(cli.global.verbose);
-    let ui = Ui::new(cli.global.quiet, !cli.global.no_progress);
+    let ui = match cli.global.progress {
+        ProgressMode::Json => Ui::events(),
+        mode => Ui::new(
+            cli.global.quiet,
+            !cli.global.no_progress && mode != ProgressMode::None,
+        ),
+    };
+    ui.event(
+        "start",
+        serde_json::json!({ "command": cli.command.name(), "version": env!("CARGO_PKG_VERSION") }),
+    );
     let stop = StopFlag::install(output::finish_on_signal);
+    let facts = metrics::Facts::default();
+    let started = std::time::Instant::now();
     let outcome = match &cli.command {
-        Command::Backup(args) => cmd::backup::run(args, &ui, &stop),
-        Command::Restore(args) => cmd::restore::run(args, &ui, &stop),
-        Command::Verify(args) => cmd::verify::run(args, &ui),
+        Command::Backup(args) => cmd::backup::run(args, &ui, &stop, &facts),
+        Command::Restore(args) => cmd::restore::run(args, &ui, &stop, &facts),
+        Command::Verify(args) => cmd::verify::run(args, &ui, &facts),
         Command::List(args) => cmd::list::run(args, &ui),
         Command::DiffSchema(args) => cmd::diff_schema::run(args, &ui),
-        Command::Prune(args) => cmd::prune::run(args, &ui),
+        Command::Prune(args) => cmd::prune::run(args, &ui, &facts),
         Command::Completions(args) => cmd::completions::run(args, Cli::command()),
     };
     let exit = match outcome {
@@ -112,26 +126,56 @@ pub fn main() -> ExitCode {
             Exit::Success
         }
         Err(Failure { exit, report }) => {
-            eprintln!("{:?}", terminal::Escaped::new(report.as_ref()));
+            match ui.writes_events() {
+                true => ui.event("error", error_event(exit, report.as_ref())),
+                false => eprintln!("{:?}", terminal::Escaped::new(report.as_ref())),
+            }
             output::finish(Some(&ErrorDocument::new(exit, report.as_ref())));
             exit
         }
     };
     // Data that did not reach stdout is a failure of its own, said once; a run that failed
     // anyway keeps its own status.
-    match output::write_failure() {
+    let exit = match output::write_failure() {
         Some(why) => {
             let failure = OutputFailed {
                 why: why.to_string(),
             };
-            eprintln!("{:?}", terminal::Escaped::new(&failure));
+            match ui.writes_events() {
+                true => ui.event("error", error_event(Exit::OutputFailed, &failure)),
+                false => eprintln!("{:?}", terminal::Escaped::new(&failure)),
+            }
             match exit {
-                Exit::Success => Exit::OutputFailed.into(),
-                exit => exit.into(),
+                Exit::Success => Exit::OutputFailed,
+                exit => exit,
             }
         }
-        None => exit.into(),
+        None => exit,
+    };
+    let took = started.elapsed();
+    if let Some((operation, args)) = cli.command.metrics() {
+        metrics::publish(args, operation, &facts, took, exit, &ui);
     }
+    if ui.writes_events() {
+        let mut summary = facts.summary();
+        if let Some(fields) = summary.as_object_mut() {
+            fields.insert("command".into(), cli.command.name().into());
+            fields.insert("ok".into(), (exit == Exit::Success).into());
+            fields.insert("exit_code".into(), exit.code().into());
+            fields.insert("seconds".into(), took.as_secs_f64().into());
+        }
+        ui.event("summary", summary);
+    }
+    exit.into()
+}
+
+/// The `error` event of `--progress json`: the message, what to do, and the exit status.
+fn error_event(exit: Exit, report: &dyn miette::Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "message": report.to_string(),
+        "help": report.help().map(|help| help.to_string()),
+        "exit_code": exit.code(),
+    })
 }
 
 /// stdout could not take the run's output.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use console::{Term, style};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::events::{Events, Transfer};
 use crate::manifest::checksums::HashProgress;
 use crate::terminal::{escape, escape_line};
 pub use crate::units::{human_duration, human_size};
@@ -41,12 +42,14 @@ pub fn suspend_progress<R>(print: impl FnOnce() -> R) -> R {
 /// Width of the `====` rules, as in the Python scripts' output.
 const RULE_WIDTH: usize = 60;
 
-/// The person-facing printer.
+/// The person-facing printer, or (`--progress json`) the event stream in its place.
 #[derive(Debug, Clone)]
 pub struct Ui {
     quiet: bool,
     progress: bool,
     term: Term,
+    /// `--progress json`: events instead of lines and bars.
+    events: Option<Arc<Events>>,
 }
 
 impl Ui {
@@ -58,7 +61,54 @@ impl Ui {
             quiet,
             progress,
             term,
+            events: None,
         }
+    }
+
+    /// `--progress json`: no lines or bars for a person, JSON events on stderr instead
+    /// ([`crate::events`]).
+    pub fn events() -> Ui {
+        Ui {
+            quiet: true,
+            progress: false,
+            term: Term::stderr(),
+            events: Some(Events::new()),
+        }
+    }
+
+    /// Writes an event of `kind` (an object of `fields`) when events are on.
+    pub fn event(&self, kind: &str, fields: serde_json::Value) {
+        if let Some(events) = &self.events {
+            events.emit(kind, fields);
+        }
+    }
+
+    /// Whether this run writes events instead of lines (`--progress json`).
+    pub fn writes_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// A phase begins: one collection's (`collection`) or the run's.
+    pub fn phase_started(&self, phase: &str, collection: Option<&str>) {
+        self.event(
+            "phase_started",
+            serde_json::json!({ "phase": phase, "collection": collection }),
+        );
+    }
+
+    /// A phase ends, `ok` or not; `made` (an object) adds what it made.
+    pub fn phase_finished(
+        &self,
+        phase: &str,
+        collection: Option<&str>,
+        ok: bool,
+        made: serde_json::Value,
+    ) {
+        let mut fields = serde_json::json!({ "phase": phase, "collection": collection, "ok": ok });
+        if let (Some(fields), serde_json::Value::Object(made)) = (fields.as_object_mut(), made) {
+            fields.extend(made);
+        }
+        self.event("phase_finished", fields);
     }
 
     fn print(&self, line: &str) {
@@ -112,8 +162,13 @@ impl Ui {
         self.print(&format!("    {} {}", style("-").dim(), escape(text)));
     }
 
-    /// Printed even with `--quiet`: something the user should know.
+    /// Printed even with `--quiet`: something the user should know (an event of its own with
+    /// `--progress json`).
     pub fn warn(&self, text: &str) {
+        if self.events.is_some() {
+            self.event("warning", serde_json::json!({ "message": text }));
+            return;
+        }
         self.write(&format!(
             "    {} {}",
             style("⚠").yellow(),
@@ -132,7 +187,19 @@ impl Ui {
 
     /// A byte-count bar labelled with what it counts (`upload github`, `hashing …`), with
     /// rate and ETA; hidden when not on a terminal (or with `--quiet`/`--no-progress`).
-    pub fn transfer_bar(&self, label: &str, total: Option<u64>) -> ProgressBar {
+    /// `collection` is the one it is for, if any (named in `--progress json`'s events).
+    pub fn transfer_bar(&self, label: &str, collection: Option<&str>, total: Option<u64>) -> Meter {
+        let json = self
+            .events
+            .as_ref()
+            .map(|events| events.transfer(label, collection, total));
+        Meter {
+            bar: self.bar(label, total),
+            json,
+        }
+    }
+
+    fn bar(&self, label: &str, total: Option<u64>) -> ProgressBar {
         if !self.progress {
             return ProgressBar::hidden();
         }
@@ -174,10 +241,49 @@ impl Ui {
     }
 }
 
+/// A transfer's progress: a bar for a person, events for a program (`--progress json`), or
+/// neither. Clones count into the same one.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    bar: ProgressBar,
+    json: Option<Arc<Transfer>>,
+}
+
+impl Meter {
+    pub fn inc(&self, bytes: u64) {
+        self.bar.inc(bytes);
+        if let Some(json) = &self.json {
+            json.inc(bytes);
+        }
+    }
+
+    pub fn set_position(&self, bytes: u64) {
+        self.bar.set_position(bytes);
+        if let Some(json) = &self.json {
+            json.set_position(bytes);
+        }
+    }
+
+    pub fn set_length(&self, bytes: u64) {
+        self.bar.set_length(bytes);
+        if let Some(json) = &self.json {
+            json.set_length(bytes);
+        }
+    }
+
+    /// The transfer is over: the bar goes, the last event says the final count.
+    pub fn finish_and_clear(&self) {
+        self.bar.finish_and_clear();
+        if let Some(json) = &self.json {
+            json.end();
+        }
+    }
+}
+
 /// Counts the bytes [`crate::manifest::checksums::check_all`] hashes, on a bar labelled
 /// with what is being hashed, and keeps the total for the closing line.
 pub struct HashMeter {
-    bar: ProgressBar,
+    bar: Meter,
     bytes: AtomicU64,
     started: Instant,
 }
@@ -205,7 +311,7 @@ impl Ui {
     /// A [`HashMeter`] whose bar is labelled `label` (drawn only where bars are).
     pub fn hash_meter(&self, label: &str) -> Arc<HashMeter> {
         Arc::new(HashMeter {
-            bar: self.transfer_bar(label, Some(0)),
+            bar: self.transfer_bar(label, None, Some(0)),
             bytes: AtomicU64::new(0),
             started: Instant::now(),
         })
@@ -215,8 +321,13 @@ impl Ui {
 const SPINNER_TEMPLATE: &str = "    {spinner} {msg} ({elapsed})";
 
 /// Turns a transfer's bar into a spinner with the elapsed time (the bytes are sent; now the
-/// server works on them); nothing happens to a hidden bar.
-pub fn into_spinner(bar: &ProgressBar, label: &str) {
+/// server works on them; the transfer's last event is written); nothing happens to a hidden
+/// bar.
+pub fn into_spinner(meter: &Meter, label: &str) {
+    if let Some(json) = &meter.json {
+        json.end();
+    }
+    let bar = &meter.bar;
     if bar.is_hidden() {
         return;
     }

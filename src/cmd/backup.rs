@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::engine::backup::{self, BackupError, CollectionDone, Options, Progress, Run};
 use crate::engine::peers::{self, LockKeys, PeerArgs, Topology};
 use crate::failure::Outcome;
+use crate::metrics::Facts;
 use crate::output;
 use crate::qdrant::{Client, QdrantError, Timeouts};
 use crate::settings::{ConnectionArgs, Endpoint, InstallArgs, seconds};
@@ -115,6 +116,9 @@ pub struct BackupArgs {
     /// Print one JSON document on stdout instead of the folder's path (shape in the README, "JSON output").
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 
     /// Collections backed up at the same time (while Qdrant builds one snapshot, another is
     /// downloaded); 1 backs them up one after another.
@@ -225,18 +229,23 @@ fn lock(report: &Mutex<BackupReport>) -> std::sync::MutexGuard<'_, BackupReport>
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
+pub fn run(args: &BackupArgs, ui: &Ui, stop: &StopFlag, facts: &Facts) -> Outcome {
     let started = Instant::now();
+    facts.root(&args.output);
     let report = Mutex::new(BackupReport {
         includes_logs: args.include_logs,
         encrypted: args.encryption.encrypt,
         ..BackupReport::default()
     });
     let outcome = back_up(args, ui, stop, &report, started);
+    let mut report = report
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    facts.bytes(report.total_size);
+    for collection in &report.collections {
+        facts.collection(&collection.name, collection.records);
+    }
     if args.json {
-        let mut report = report
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         report.seconds = started.elapsed().as_secs_f64();
         output::json(&report);
     }

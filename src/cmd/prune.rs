@@ -20,6 +20,7 @@ use crate::failure::{ExitStatus, Outcome};
 use crate::manifest::audit::Options;
 use crate::manifest::layout::{self, default_root};
 use crate::manifest::retention::{self, Policy};
+use crate::metrics::Facts;
 use crate::output;
 use crate::repo::catalog::{Listed, State};
 use crate::repo::{self, Repo, locate};
@@ -62,6 +63,9 @@ pub struct PruneArgs {
     /// Print one JSON document on stdout (shape in the README, "JSON output").
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -126,9 +130,10 @@ impl ExitStatus for PruneError {
     }
 }
 
-pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
-    let policy = policy(args)?;
+pub fn run(args: &PruneArgs, ui: &Ui, facts: &Facts) -> Outcome {
     let root = args.root.clone().unwrap_or_else(default_root);
+    facts.root(&root);
+    let policy = policy(args)?;
     let repo = locate::repo(&root)?;
     let listed = locate::scan(&*repo, "prune")?;
 
@@ -154,11 +159,29 @@ pub fn run(args: &PruneArgs, ui: &Ui) -> Outcome {
         ui.warn("no kept backup passes verification; pruning anyway (--force)");
     }
 
+    ui.phase_started("prune", None);
     let failures = if args.dry_run {
         Vec::new()
     } else {
         delete_all(&*repo, &decision.removed, &stale, &mut plan, ui)
     };
+    let kept = decision.kept.len() as u64;
+    let failed = |l: &&Listed| {
+        failures
+            .iter()
+            .any(|f| f.starts_with(&format!("{}: ", l.path)))
+    };
+    let deleted = match args.dry_run {
+        true => 0,
+        false => decision.removed.iter().filter(|l| !failed(l)).count() as u64,
+    };
+    facts.pruned(kept, deleted);
+    ui.phase_finished(
+        "prune",
+        None,
+        failures.is_empty(),
+        serde_json::json!({ "kept": kept, "deleted": deleted }),
+    );
     if args.json {
         output::json(&plan);
     } else {

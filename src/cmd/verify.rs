@@ -13,6 +13,7 @@ use crate::exit::Exit;
 use crate::failure::{Failure, Outcome};
 use crate::manifest::audit::{Audit, Finding, Options};
 use crate::manifest::checksums;
+use crate::metrics::Facts;
 use crate::output;
 use crate::repo::locate;
 use crate::ui::{Ui, throughput};
@@ -32,6 +33,9 @@ pub struct VerifyArgs {
     /// Print one JSON document on stdout (shape in the README, "JSON output").
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 
     #[command(flatten)]
     pub keys: crate::crypt::DecryptArgs,
@@ -59,8 +63,10 @@ struct JsonReport<'a> {
     information: &'a [Finding],
 }
 
-pub fn run(args: &VerifyArgs, ui: &Ui) -> Outcome {
+pub fn run(args: &VerifyArgs, ui: &Ui, facts: &Facts) -> Outcome {
+    facts.root_of_backup(&args.backup);
     let backup = locate::backup(&args.backup)?;
+    facts.root_of_backup(backup.location());
     // Checking the files as stored needs no key; reading what is inside them does.
     let backup = match args.no_deep {
         true => backup,
@@ -68,6 +74,7 @@ pub fn run(args: &VerifyArgs, ui: &Ui) -> Outcome {
     };
     let dir = backup.location();
     ui.step(&format!("Verifying {dir}..."));
+    ui.phase_started("verify", None);
     let meter = ui.hash_meter(&format!("hashing {}", dir.file_name().unwrap_or("")));
     let audit = checksums::observed(meter.clone(), || {
         backup.audit(Options {
@@ -75,6 +82,19 @@ pub fn run(args: &VerifyArgs, ui: &Ui) -> Outcome {
         })
     });
     let (bytes, took) = meter.done();
+    facts.bytes(bytes);
+    // The records of each collection, as the manifest of a backup that holds records them.
+    if let Ok(manifest) = backup.manifest() {
+        for (name, entry) in &manifest.collections {
+            facts.collection(name, entry.records);
+        }
+    }
+    ui.phase_finished(
+        "verify",
+        None,
+        audit.ok(),
+        serde_json::json!({ "bytes": bytes, "problems": audit.findings.len() }),
+    );
     ui.note(&format!("hashed {}", throughput(bytes, took)));
     report(&audit, args, ui)
 }

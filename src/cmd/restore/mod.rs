@@ -27,6 +27,7 @@ use crate::engine::restore::{
 use crate::failure::Outcome;
 use crate::manifest::layout;
 use crate::manifest::{MANIFEST_FILE, Manifest};
+use crate::metrics::Facts;
 use crate::qdrant::{Client, Timeouts};
 use crate::settings::{ConnectionArgs, InstallArgs, seconds};
 use crate::signals::StopFlag;
@@ -140,6 +141,9 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub json: bool,
 
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
+
     /// Collections restored at the same time (while Qdrant recovers one upload, the next is
     /// sent); 1 restores them one after another.
     #[arg(
@@ -154,13 +158,18 @@ pub struct RestoreArgs {
     pub jobs: u8,
 }
 
-pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
+pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag, facts: &Facts) -> Outcome {
     let started = std::time::Instant::now();
+    facts.root_of_backup(&args.dir);
     let mut report = report::RestoreReport {
         dry_run: args.dry_run,
         ..report::RestoreReport::default()
     };
-    let outcome = restore(args, ui, stop, &mut report, started);
+    let outcome = restore(args, (ui, facts), stop, &mut report, started);
+    // The collections restored (or to be), with the records the backup holds of each.
+    for collection in report.collections.iter().filter(|c| c.action != "refuse") {
+        facts.collection(&collection.target, collection.records);
+    }
     if args.json {
         report.seconds = started.elapsed().as_secs_f64();
         crate::output::json(&report);
@@ -170,7 +179,7 @@ pub fn run(args: &RestoreArgs, ui: &Ui, stop: &StopFlag) -> Outcome {
 
 fn restore(
     args: &RestoreArgs,
-    ui: &Ui,
+    (ui, facts): (&Ui, &Facts),
     stop: &StopFlag,
     report: &mut report::RestoreReport,
     started: std::time::Instant,
@@ -183,12 +192,14 @@ fn restore(
     // (Held to the end: a backup in a bucket is read from a local copy that lasts as long.)
     let (located, dir) = backup_folder(args)?;
     report.backup = Some(located.location().to_string());
+    facts.root_of_backup(located.location());
     ui.header("AI Memory Restore");
     ui.fact("Backup", located.location().as_str());
     ui.blank();
 
     // 2. The manifest, and 3. the checksums and the files they vouch for.
     let backup = read_backup(&dir, args, ui)?;
+    facts.bytes(backup.sources.iter().map(shards::size).sum());
     interrupted(stop)?;
 
     // 4. Connect.

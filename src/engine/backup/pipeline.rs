@@ -70,6 +70,7 @@ pub(super) fn back_up_collections(
                         return;
                     };
                     cx.ui.step(&format!("Backing up {}...", collection.name));
+                    cx.ui.phase_started("collection", Some(&collection.name));
                     let job = caught(&collection.name, || {
                         backup_collection(
                             cx,
@@ -79,6 +80,7 @@ pub(super) fn back_up_collections(
                             Durability::CallerSyncs,
                         )
                     });
+                    phase_finished(cx, &collection.name, job.as_ref().ok().map(|(e, _)| e));
                     match job {
                         Ok((entry, report)) => {
                             // The syncer outlives every worker: this send cannot fail. Should
@@ -158,9 +160,12 @@ fn one_at_a_time(
     for collection in planned {
         stopped(cx.stop)?;
         cx.ui.step(&format!("Backing up {}...", collection.name));
-        let (entry, report) = caught(&collection.name, || {
+        cx.ui.phase_started("collection", Some(&collection.name));
+        let job = caught(&collection.name, || {
             backup_collection(cx, collection, snapshot_dir, undo, Durability::SyncedNow)
-        })?;
+        });
+        phase_finished(cx, &collection.name, job.as_ref().ok().map(|(e, _)| e));
+        let (entry, report) = job?;
         let how = report.method.done();
         cx.progress.collection_done(report);
         cx.ui.ok(&format!(
@@ -171,6 +176,17 @@ fn one_at_a_time(
         done.push((collection.name.to_string(), entry));
     }
     Ok(done)
+}
+
+/// `--progress json`: the end of a collection's phase, with its records and bytes when it
+/// was backed up (`entry`).
+fn phase_finished(cx: &Context, collection: &str, entry: Option<&CollectionEntry>) {
+    let made = match entry {
+        Some(entry) => serde_json::json!({ "records": entry.records, "bytes": entry.size_bytes }),
+        None => serde_json::json!({}),
+    };
+    cx.ui
+        .phase_finished("collection", Some(collection), entry.is_some(), made);
 }
 
 /// Runs one collection's job. A panic (a bug in aimem) fails that collection like any other

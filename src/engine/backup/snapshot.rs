@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use camino::Utf8Path;
-use indicatif::ProgressBar;
 
 use super::dest::Dest;
 use super::resume::{KeptPrefix, Partial};
@@ -243,7 +242,11 @@ fn download_named(download: &Download) -> Result<Downloaded, DownloadError> {
         source,
     };
     let body = download.site.open(download.client, &snapshot.name, None)?;
-    let bar = download.ui.transfer_bar(download.label, snapshot.size);
+    let bar = download.ui.transfer_bar(
+        download.label,
+        Some(download.site.collection()),
+        snapshot.size,
+    );
     let limit = snapshot
         .size
         .map(|size| size.saturating_add(OVERSIZE_MARGIN));
@@ -358,7 +361,11 @@ fn download_once(
     if kept > 0 {
         log::info!("resuming the download of {} at byte {kept}", snapshot.name);
     }
-    let bar = download.ui.transfer_bar(download.label, snapshot.size);
+    let bar = download.ui.transfer_bar(
+        download.label,
+        Some(download.site.collection()),
+        snapshot.size,
+    );
     bar.set_position(kept);
     let limit = snapshot
         .size
@@ -530,7 +537,9 @@ fn receive_archive<W: Write>(
     let body = stream
         .client
         .open_streamed_shard_snapshot(stream.collection, stream.shard)?;
-    let bar = stream.ui.transfer_bar(stream.label, None);
+    let bar = stream
+        .ui
+        .transfer_bar(stream.label, Some(stream.collection), None);
     let mut sink = Sink {
         inner: HashingWriter::new(TarEnd::new(open()?)),
         bar: &bar,
@@ -859,7 +868,7 @@ impl<W: Write> Write for TarEnd<W> {
 /// write past `limit` fails with [`PastLimit`] before it reaches the disk).
 struct Sink<'a, W: Write> {
     inner: HashingWriter<W>,
-    bar: &'a ProgressBar,
+    bar: &'a crate::ui::Meter,
     stop: &'a StopFlag,
     limit: Option<u64>,
     written: u64,

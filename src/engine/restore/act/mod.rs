@@ -308,6 +308,26 @@ pub(super) fn restore_one(
     go_on: &dyn Fn() -> Result<(), StepError>,
     named: bool,
 ) -> Result<Option<f64>, StepError> {
+    let target = planned.source.target.as_str();
+    if matches!(planned.action, Action::Refuse(_)) {
+        return restore_planned(cx, planned, undo, go_on, named);
+    }
+    cx.ui.phase_started("collection", Some(target));
+    let restored = restore_planned(cx, planned, undo, go_on, named);
+    let made = serde_json::json!({ "records": planned.source.entry.records });
+    cx.ui
+        .phase_finished("collection", Some(target), restored.is_ok(), made);
+    restored
+}
+
+/// [`restore_one`], without its `--progress json` events.
+fn restore_planned(
+    cx: &Context,
+    planned: &Planned,
+    undo: &mut Undo,
+    go_on: &dyn Fn() -> Result<(), StepError>,
+    named: bool,
+) -> Result<Option<f64>, StepError> {
     let started = std::time::Instant::now();
     go_on()?;
     let source = &planned.source;

@@ -77,7 +77,9 @@ fn send(
     (opened, size): (std::fs::File, u64),
 ) -> Result<(), QdrantError> {
     let target = &source.target;
-    let bar = cx.ui.transfer_bar(&format!("upload {target}"), Some(size));
+    let bar = cx
+        .ui
+        .transfer_bar(&format!("upload {target}"), Some(target), Some(size));
     // On a worker thread, so a signal is noticed at once. While the body is being sent a stop
     // cuts it: the next block the worker reads from the file is refused, so Qdrant never gets
     // the whole body and recovers nothing. Once the last block is read Qdrant is (about to be)
