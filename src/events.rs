@@ -9,6 +9,8 @@
 //!   when it is one collection's, `bytes_done` and `bytes_total` (null when unknown); at
 //!   most one a second per transfer, and one when it ends;
 //! - `warning` and `error`: a `message` (and the `exit_code`, for the error that ends the run);
+//! - `problem`: a `file` of the backup and what is wrong with it (`verify`: a manifest that
+//!   does not parse);
 //! - `summary`, last: the command, `ok`, `exit_code`, `seconds`, `bytes`, and `collections`
 //!   (`name`, `records`) as far as the run got.
 //!
@@ -29,11 +31,17 @@ pub struct Events {
     lock: Mutex<()>,
 }
 
+/// Set once a run writes events: what is said outside the [`crate::ui::Ui`] (the signal
+/// thread's last words) is then an event too.
+static ACTIVE: std::sync::OnceLock<Arc<Events>> = std::sync::OnceLock::new();
+
 impl Events {
     pub fn new() -> Arc<Events> {
-        Arc::new(Events {
+        let events = Arc::new(Events {
             lock: Mutex::new(()),
-        })
+        });
+        let _ = ACTIVE.set(Arc::clone(&events));
+        events
     }
 
     /// Writes one event of `kind` with `fields` (an object), plus its type and time.
@@ -67,6 +75,18 @@ impl Events {
             last: Mutex::new(None),
             ended: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+}
+
+/// Says on stderr that a signal ends the run at once with `exit`: an `error` event when the
+/// run writes events, else a line for a person.
+pub fn stopped_by_signal(exit: crate::exit::Exit) {
+    match ACTIVE.get() {
+        Some(events) => events.emit(
+            "error",
+            json!({ "message": "stopped by a signal", "help": null, "exit_code": exit.code() }),
+        ),
+        None => eprintln!("\naimem: stopped by a signal"),
     }
 }
 

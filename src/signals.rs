@@ -65,7 +65,7 @@ impl StopFlag {
                             if *scopes > 0 {
                                 continue;
                             }
-                            eprintln!("\naimem: stopped by a signal");
+                            crate::events::stopped_by_signal(exit_for(number));
                             last_words(exit_for(number));
                             crate::scratch::remove_all();
                             signal_hook::low_level::exit(i32::from(exit_for(number).code()));

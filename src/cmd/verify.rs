@@ -102,7 +102,16 @@ pub fn run(args: &VerifyArgs, ui: &Ui, facts: &Facts) -> Outcome {
 fn report(audit: &Audit, args: &VerifyArgs, ui: &Ui) -> Outcome {
     if let Some(error) = &audit.manifest_error {
         // The manifest's own diagnostic marks the bad spot; shown once, on stderr.
-        eprintln!("{:?}", ManifestReport(error));
+        match ui.writes_events() {
+            true => ui.event(
+                "problem",
+                serde_json::json!({
+                    "file": crate::manifest::MANIFEST_FILE,
+                    "message": error.to_string(),
+                }),
+            ),
+            false => eprintln!("{:?}", ManifestReport(error)),
+        }
     }
     let problems = audit.findings.len();
     if args.json {

@@ -70,8 +70,11 @@ pub trait ReadAt: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
 }
 
-/// One opened file of a backup, with the position its stream has reached: further readers
-/// of the same file start where they are told, each with a position of its own.
+/// One opened file of a backup, with the position its reader has reached. Further readers
+/// of the same file ([`Opened::reader_from`]) each have a position of their own; they share
+/// the source, which for an object in a bucket keeps a stream open where each reader
+/// stands (`s3::transfer::ObjectReader`), so readers that go through the file side by side
+/// each continue their own request.
 pub struct Opened {
     source: Arc<dyn ReadAt>,
     len: u64,

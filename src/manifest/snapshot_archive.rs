@@ -538,10 +538,19 @@ fn read_block(
     at: u64,
     block: &mut [u8],
 ) -> Result<(), ArchiveError> {
-    reader
-        .seek(SeekFrom::Start(at))
+    move_to(reader, at)
         .and_then(|_| reader.read_exact(block))
         .map_err(|e| ArchiveError::Unreadable(e.kind().to_string()))
+}
+
+/// Moves `reader` to `at`, keeping what it has buffered when `at` lies within it (a seek to
+/// a position would drop the buffer, and a file in a bucket would be asked for again).
+fn move_to(reader: &mut BufReader<Opened>, at: u64) -> std::io::Result<()> {
+    let here = reader.stream_position()?;
+    match i64::try_from(i128::from(at) - i128::from(here)) {
+        Ok(by) => reader.seek_relative(by),
+        Err(_) => reader.seek(SeekFrom::Start(at)).map(|_| ()),
+    }
 }
 
 /// `config.json`, `size` bytes at `at`, parsed as it is read: what it keeps is built within
@@ -552,9 +561,7 @@ fn stream_config(
     size: u64,
     budget: &Budget,
 ) -> Result<ConfigFile, ArchiveError> {
-    reader
-        .seek(SeekFrom::Start(at))
-        .map_err(|e| ArchiveError::Unreadable(e.kind().to_string()))?;
+    move_to(reader, at).map_err(|e| ArchiveError::Unreadable(e.kind().to_string()))?;
     let entry = std::io::Read::take(&mut *reader, size);
     let parsed = crate::json::within(budget, || {
         serde_json::from_reader::<_, crate::json::Object<ConfigFile>>(entry)

@@ -130,17 +130,23 @@ impl Gateway {
     }
 }
 
-/// `text` shortened and escaped for a message (a URL with its password replaced).
+/// `text` shortened and escaped for a message, any user info (`user:password@`) cut out as
+/// text, whether or not the rest parses as a URL.
 fn shown(text: &str) -> String {
-    let hidden = match url::Url::parse(text) {
-        Ok(url) if url.password().is_some() => {
-            let mut url = url;
-            let _ = url.set_password(Some(crate::secrets::HIDDEN));
-            url.to_string()
-        }
-        _ => text.to_string(),
+    let (scheme, rest) = match text.find("://") {
+        Some(at) => text.split_at(at + 3),
+        None => ("", text),
     };
-    let short: String = hidden.chars().take(200).collect();
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => format!("{}@{}", crate::secrets::HIDDEN, &authority[at + 1..]),
+        None => authority.to_string(),
+    };
+    let short: String = format!("{scheme}{authority}{path}")
+        .chars()
+        .take(200)
+        .collect();
     short.escape_debug().to_string()
 }
 
@@ -243,7 +249,14 @@ mod tests {
         ] {
             assert!(Gateway::parse(bad).is_err(), "{bad}");
         }
-        let refused = Gateway::parse("ftp://user:sup3rs3cret@host").unwrap_err();
-        assert!(!refused.contains("sup3rs3cret"), "{refused}");
+        for bad in [
+            "ftp://user:sup3rs3cret@host",
+            "http://user:sup3rs3cret@gw:99999",
+            "user:sup3rs3cret@gw:99999",
+            "http://user:sup3rs3cret@gw:99999/a@b",
+        ] {
+            let refused = Gateway::parse(bad).unwrap_err();
+            assert!(!refused.contains("sup3rs3cret"), "{refused}");
+        }
     }
 }

@@ -80,18 +80,12 @@ impl Facts {
         f(&mut self.recorded.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// The backup root the run works on (a local one made absolute, so that two spellings
-    /// of one folder are one series).
+    /// The backup root the run works on, as one label whatever its spelling: a local one
+    /// made absolute, without `.` parts or a trailing `/`; a bucket's without a trailing `/`
+    /// and with its scheme in lower case.
     pub fn root(&self, root: &Utf8Path) {
-        let shown = match crate::repo::is_remote(root) {
-            true => root.to_string(),
-            false => std::path::absolute(root)
-                .ok()
-                .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-                .unwrap_or_else(|| root.to_owned())
-                .to_string(),
-        };
-        self.with(|r| r.root = Some(shown));
+        let label = root_label(root);
+        self.with(|r| r.root = Some(label));
     }
 
     /// The root of the backup `backup` names (`latest`: the default root).
@@ -137,6 +131,21 @@ impl Facts {
             "deleted": recorded.prune.map(|(_, deleted)| deleted),
         })
     }
+}
+
+/// `root` as the `root` label writes it (see [`Facts::root`]).
+fn root_label(root: &Utf8Path) -> String {
+    if crate::repo::is_remote(root) {
+        let text = root.as_str().trim_end_matches('/');
+        let (scheme, rest) = text.split_at(text.find("://").map_or(0, |at| at + 3));
+        return format!("{}{rest}", scheme.to_ascii_lowercase());
+    }
+    let absolute = std::path::absolute(root)
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .unwrap_or_else(|| root.to_owned());
+    // Components drop `.` parts and a trailing `/`; `..` stays (no link is resolved).
+    absolute.components().collect::<Utf8PathBuf>().to_string()
 }
 
 /// Every metric aimem writes, with its help text.
@@ -279,6 +288,29 @@ pub fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_root_is_one_label_however_it_is_spelled() {
+        let here = std::env::current_dir().unwrap();
+        let here = Utf8PathBuf::from_path_buf(here).unwrap();
+        for spelling in ["backups", "backups/", "./backups", "backups/./"] {
+            assert_eq!(
+                root_label(Utf8Path::new(spelling)),
+                here.join("backups").as_str(),
+                "{spelling}"
+            );
+        }
+        assert_eq!(root_label(Utf8Path::new("/srv/b//")), "/srv/b");
+        for spelling in [
+            "s3://bucket/aimem",
+            "s3://bucket/aimem/",
+            "S3://bucket/aimem",
+        ] {
+            if crate::repo::is_remote(Utf8Path::new(spelling)) {
+                assert_eq!(root_label(Utf8Path::new(spelling)), "s3://bucket/aimem");
+            }
+        }
+    }
 
     #[test]
     fn a_failed_run_gives_no_time_of_success_and_nothing_it_did() {

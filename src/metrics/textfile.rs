@@ -93,10 +93,9 @@ fn replace(folder: &Utf8Path, file_name: &str, text: &str) -> std::io::Result<()
     let mut temporary = tempfile::Builder::new()
         .prefix(".aimem-metrics-")
         .tempfile_in(folder)?;
-    std::fs::set_permissions(
-        temporary.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )?;
+    temporary
+        .as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     temporary.write_all(text.as_bytes())?;
     temporary.as_file().sync_all()?;
     temporary
@@ -109,12 +108,31 @@ fn replace(folder: &Utf8Path, file_name: &str, text: &str) -> std::io::Result<()
     Ok(())
 }
 
-/// An exclusive lock on `folder` (released when the handle is dropped).
+/// An exclusive lock on `folder` (released when the handle is dropped), waited for
+/// [`LOCK_WAIT`] at most: another run's update takes milliseconds, and a lock held longer
+/// (a stuck network file system, another tool) must not hold this run up.
 fn lock_folder(folder: &Utf8Path) -> std::io::Result<std::fs::File> {
     let dir = std::fs::File::open(folder)?;
-    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive)?;
-    Ok(dir)
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(dir),
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "another process has held it for seconds",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
+
+/// How long an update waits for another one to finish.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {

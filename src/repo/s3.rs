@@ -454,6 +454,7 @@ impl S3Backup {
         let prefix = self.location.key_prefix();
         let listing = self.client.list(&prefix, false).map_err(io_error)?;
         let mut objects = std::collections::BTreeMap::new();
+        let mut foreign = Vec::new();
         for object in listing.objects {
             let Some(relative) = object.key.strip_prefix(&prefix) else {
                 continue;
@@ -461,8 +462,10 @@ impl S3Backup {
             if relative == RUN_FILE || relative == DELETING_MARK {
                 continue;
             }
-            // A key that is not a safe relative path is not an aimem file: never a path.
+            // A key that is not a safe relative path is not an aimem file: never a path,
+            // never read, only reported (as a local folder's stray file is).
             if crate::names::check_relative(relative).is_err() {
+                foreign.push(relative.to_string());
                 continue;
             }
             objects.insert(relative.to_string(), (object.key.clone(), object.size));
@@ -470,6 +473,7 @@ impl S3Backup {
         Ok(ObjectFiles {
             client: self.client.clone(),
             objects,
+            foreign,
         })
     }
 
@@ -494,6 +498,8 @@ struct ObjectFiles {
     client: S3Client,
     /// Relative path → its key and size, as listed.
     objects: std::collections::BTreeMap<String, (String, u64)>,
+    /// What else lies under the prefix, by a name that is not a safe relative path.
+    foreign: Vec<String>,
 }
 
 impl ObjectFiles {
@@ -520,7 +526,7 @@ impl BackupFiles for ObjectFiles {
     }
 
     fn all(&self) -> io::Result<Vec<String>> {
-        Ok(self.objects.keys().cloned().collect())
+        Ok(self.objects.keys().chain(&self.foreign).cloned().collect())
     }
 }
 

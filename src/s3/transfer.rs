@@ -20,7 +20,7 @@ pub const MAX_PARTS: u64 = 10_000;
 const PARTS_IN_FLIGHT: usize = 2;
 /// Times a read reopens its stream after the connection dropped, before it gives up.
 const REOPENS: u32 = 3;
-/// How far ahead of its open stream a read goes by reading through rather than asking again.
+/// How far ahead of an open stream a read goes by reading through rather than asking again.
 const SKIP_AHEAD: u64 = 256 * 1024;
 
 /// The part size for an object expected to be about `expected` bytes: the smallest that fits
@@ -40,12 +40,23 @@ pub fn part_size(expected: Option<u64>) -> usize {
 pub const MAX_PART: usize = 64 * 1024 * 1024;
 
 /// An object open for reading at any offset.
+///
+/// It keeps a few ranged streams open (`Range: bytes=N-`), each where its last read ended: a
+/// read continues the stream that stands at its offset (or a little way before it), else
+/// opens a new one, closing the one used longest ago when [`STREAMS`] are open. So a reader
+/// that goes through the object in order costs one request, and so do several that go
+/// through it side by side (Parquet's column chunks, read page by page in turn), each
+/// continuing its own stream.
 pub struct ObjectReader {
     client: S3Client,
     key: String,
     len: u64,
-    stream: Mutex<Option<(u64, Box<dyn Read + Send>)>>,
+    /// The open streams and where each stands, the one used last at the end.
+    streams: Mutex<Vec<(u64, Box<dyn Read + Send>)>>,
 }
+
+/// Streams an object keeps open at once: more than the columns of a points file.
+const STREAMS: usize = 16;
 
 impl ObjectReader {
     /// Opens `key`, whose length is `len` (from a listing or a HEAD).
@@ -54,7 +65,7 @@ impl ObjectReader {
             client,
             key,
             len,
-            stream: Mutex::new(None),
+            streams: Mutex::new(Vec::new()),
         }
     }
 
@@ -71,36 +82,41 @@ impl ObjectReader {
         if offset >= self.len || buf.is_empty() {
             return Ok(0);
         }
-        let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
-        // A little way ahead of the open stream (a small tar entry skipped): read through
-        // to it rather than ask again.
-        if let Some((pos, reader)) = stream.as_mut()
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        // The stream at the offset, or a little way before it (a small tar entry skipped):
+        // read through to it rather than ask again.
+        let found = streams
+            .iter()
+            .position(|(pos, _)| *pos <= offset && offset - *pos <= SKIP_AHEAD);
+        let mut current = found.map(|index| streams.remove(index));
+        if let Some((pos, reader)) = current.as_mut()
             && *pos < offset
-            && offset - *pos <= SKIP_AHEAD
         {
             let gap = offset - *pos;
             match io::copy(&mut Read::by_ref(reader).take(gap), &mut io::sink()) {
                 Ok(skipped) if skipped == gap => *pos = offset,
-                _ => *stream = None,
+                _ => current = None,
             }
         }
         let mut reopened = 0;
         loop {
-            let at_offset = matches!(&*stream, Some((pos, _)) if *pos == offset);
-            if !at_offset {
-                let download = self
-                    .client
-                    .get(&self.key, offset)
-                    .map_err(crate::s3::io_error)?;
-                *stream = Some((offset, download.reader));
-            }
-            let Some((pos, reader)) = stream.as_mut() else {
-                unreachable!("the stream was just opened");
+            let (pos, reader) = match current.as_mut() {
+                Some(open) => open,
+                None => {
+                    let download = self
+                        .client
+                        .get(&self.key, offset)
+                        .map_err(crate::s3::io_error)?;
+                    if streams.len() >= STREAMS {
+                        streams.remove(0);
+                    }
+                    current.insert((offset, download.reader))
+                }
             };
             match reader.read(buf) {
                 Ok(0) => {
                     // The answer ended before the object did: the connection dropped.
-                    *stream = None;
+                    current = None;
                     if reopened == REOPENS {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -110,11 +126,15 @@ impl ObjectReader {
                 }
                 Ok(n) => {
                     *pos += n as u64;
+                    // Kept, the one used last, unless it reached the end.
+                    if let Some(open) = current.filter(|(pos, _)| *pos < self.len) {
+                        streams.push(open);
+                    }
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    *stream = None;
+                    current = None;
                     if reopened == REOPENS {
                         return Err(e);
                     }

@@ -348,6 +348,12 @@ fn verify_in_place_finds_a_changed_missing_or_foreign_object() {
         b"not listed",
     )
     .unwrap();
+    // And one whose name is no safe path: reported, never read.
+    std::fs::write(
+        s3.object_path(BUCKET, &format!("aimem/{name}/odd\\name")),
+        b"foreign",
+    )
+    .unwrap();
     let backup = format!("{ROOT}/{name}");
     let run = env.run_with(&["verify", &backup, "--json"], with_s3(&s3));
     run.assert_code(2);
@@ -368,6 +374,7 @@ fn verify_in_place_finds_a_changed_missing_or_foreign_object() {
         kinds.contains(&("qdrant/stray.snapshot", "unlisted")),
         "{kinds:?}"
     );
+    assert!(kinds.contains(&("odd\\name", "unlisted")), "{kinds:?}");
 
     // The snapshot gone altogether.
     std::fs::remove_file(&path).unwrap();
