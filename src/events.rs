@@ -12,7 +12,8 @@
 //! - `problem`: a `file` of the backup and what is wrong with it (`verify`: a manifest that
 //!   does not parse);
 //! - `summary`, last: the command, `ok`, `exit_code`, `seconds`, `bytes`, and `collections`
-//!   (`name`, `records`) as far as the run got.
+//!   (`name`, `records`) as far as the run got. A run that a signal ends at once (before it
+//!   changed anything) ends with an `error` event instead.
 //!
 //! `--json` on stdout is unchanged: one document at the end. The person's lines (steps, check
 //! marks, bars) are not written in this mode; `-v`'s request log still is, as plain lines.

@@ -32,16 +32,14 @@ impl Gateway {
             true => text.to_string(),
             false => format!("http://{text}"),
         };
+        // The text is never shown back: it may hold a password, whole or in pieces.
         let mut url = url::Url::parse(&with_scheme)
-            .map_err(|e| format!("`{}` is not a URL ({e})", shown(text)))?;
+            .map_err(|e| format!("the Pushgateway URL is not a URL ({e})"))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(format!(
-                "`{}` is not an http:// or https:// URL of a host",
-                shown(text)
-            ));
+            return Err("the Pushgateway URL is not an http:// or https:// URL of a host".into());
         }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err("a Pushgateway URL takes no query or fragment".into());
+        if url.query().is_some() || url.fragment().is_some() || url.path().contains('@') {
+            return Err("a Pushgateway URL takes no query, fragment or `@` after its host".into());
         }
         let authorization = match url.username() {
             "" => None,
@@ -128,26 +126,6 @@ impl Gateway {
             false => format!("it answered HTTP {status}: {why}"),
         })
     }
-}
-
-/// `text` shortened and escaped for a message, any user info (`user:password@`) cut out as
-/// text, whether or not the rest parses as a URL.
-fn shown(text: &str) -> String {
-    let (scheme, rest) = match text.find("://") {
-        Some(at) => text.split_at(at + 3),
-        None => ("", text),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => format!("{}@{}", crate::secrets::HIDDEN, &authority[at + 1..]),
-        None => authority.to_string(),
-    };
-    let short: String = format!("{scheme}{authority}{path}")
-        .chars()
-        .take(200)
-        .collect();
-    short.escape_debug().to_string()
 }
 
 /// `%xx` sequences decoded (a URL's user info is percent-encoded); invalid ones kept as is.
@@ -254,6 +232,10 @@ mod tests {
             "http://user:sup3rs3cret@gw:99999",
             "user:sup3rs3cret@gw:99999",
             "http://user:sup3rs3cret@gw:99999/a@b",
+            "http://user:pa/sup3rs3cret@gw",
+            "user:pa/sup3rs3cret@gw:9091",
+            "user:sup3rs3cret@gw/x://y",
+            "http:/user:sup3rs3cret@gw",
         ] {
             let refused = Gateway::parse(bad).unwrap_err();
             assert!(!refused.contains("sup3rs3cret"), "{refused}");

@@ -144,8 +144,19 @@ fn root_label(root: &Utf8Path) -> String {
         .ok()
         .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
         .unwrap_or_else(|| root.to_owned());
-    // Components drop `.` parts and a trailing `/`; `..` stays (no link is resolved).
-    absolute.components().collect::<Utf8PathBuf>().to_string()
+    // `.` parts and a trailing `/` dropped, `..` taken back a part (as text: no link is
+    // followed), so that `../backups` and the folder it names are one label.
+    let mut label = Utf8PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            camino::Utf8Component::ParentDir => {
+                label.pop();
+            }
+            camino::Utf8Component::CurDir => {}
+            other => label.push(other),
+        }
+    }
+    label.to_string()
 }
 
 /// Every metric aimem writes, with its help text.
@@ -301,6 +312,7 @@ mod tests {
             );
         }
         assert_eq!(root_label(Utf8Path::new("/srv/b//")), "/srv/b");
+        assert_eq!(root_label(Utf8Path::new("/srv/x/../b/")), "/srv/b");
         for spelling in [
             "s3://bucket/aimem",
             "s3://bucket/aimem/",

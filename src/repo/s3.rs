@@ -462,6 +462,11 @@ impl S3Backup {
             if relative == RUN_FILE || relative == DELETING_MARK {
                 continue;
             }
+            // An empty object named as a folder is a console's or a sync tool's marker, as an
+            // empty local folder is nothing.
+            if object.size == 0 && (relative.is_empty() || relative.ends_with('/')) {
+                continue;
+            }
             // A key that is not a safe relative path is not an aimem file: never a path,
             // never read, only reported (as a local folder's stray file is).
             if crate::names::check_relative(relative).is_err() {

@@ -87,7 +87,10 @@ impl ObjectReader {
         // read through to it rather than ask again.
         let found = streams
             .iter()
-            .position(|(pos, _)| *pos <= offset && offset - *pos <= SKIP_AHEAD);
+            .enumerate()
+            .filter(|(_, (pos, _))| *pos <= offset && offset - *pos <= SKIP_AHEAD)
+            .max_by_key(|(_, (pos, _))| *pos)
+            .map(|(index, _)| index);
         let mut current = found.map(|index| streams.remove(index));
         if let Some((pos, reader)) = current.as_mut()
             && *pos < offset
