@@ -678,3 +678,26 @@ fn an_encrypted_backup_without_its_contents_list_is_called_damaged_not_unreachab
     run.assert_stderr_contains("every encrypted backup has one");
     run.assert_stderr_contains("damaged or was altered");
 }
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "uses AIMEM_TEST_FREE_SPACE, which exists only in debug builds"
+)]
+fn an_encrypted_backup_into_a_folder_checks_the_free_space_each_snapshot_needs() {
+    let env = TestEnv::ai_memory();
+    // The estimate fits (a 30-point collection), the real snapshot (64 MiB of filler) does not.
+    env.double
+        .set_snapshot_filler("conventions", 64 * 1024 * 1024);
+    let run = env.run_with(&["backup", "--no-stream", "--encrypt"], |c| {
+        with_passphrase(c);
+        c.env("AIMEM_TEST_FREE_SPACE", "100000000");
+    });
+    run.assert_code(3)
+        .assert_stderr_contains("snapshot of `conventions`");
+    assert!(
+        env.root_entries().is_empty(),
+        "nothing left: {:?}",
+        env.root_entries()
+    );
+}

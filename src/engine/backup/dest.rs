@@ -57,6 +57,16 @@ impl Dest {
         }
     }
 
+    /// The local folder this file or folder is written into, whether by path or by name (an
+    /// encrypted backup's files go by name into a local staging folder); none in a bucket.
+    /// Its free space is what the backup must keep.
+    pub fn local_folder(&self) -> Option<&Utf8Path> {
+        match self {
+            Dest::Folder(path) => path.parent(),
+            Dest::Named { stage, .. } => stage.local_folder(),
+        }
+    }
+
     /// As messages show it.
     pub fn shown(&self) -> String {
         match self {

@@ -1158,7 +1158,7 @@ fn backup_collection(
                 .ok();
         },
     )?;
-    if let (Some(size), Some(_)) = (description.size, snapshot_dir.path()) {
+    if let (Some(size), Some(_)) = (description.size, snapshot_dir.local_folder()) {
         check_space(
             cx.root,
             size,

@@ -505,7 +505,7 @@ fn stream_once(
     let (sha256, size, _) = receive_archive(stream, || {
         Ok(KeepFree::new(
             partial.continue_at(0).map_err(write_error)?,
-            dir,
+            Some(dir),
         ))
     })?;
     if durability == Durability::SyncedNow {
@@ -514,16 +514,22 @@ fn stream_once(
     Ok(Downloaded { sha256, size })
 }
 
-/// One attempt of a stream into a staging area that takes files by name: nothing on the
-/// local disk, so no free space to keep; a failure drops the file (its upload aborted).
+/// One attempt of a stream into a staging area that takes files by name (a bucket, or an
+/// encrypted backup's local folder, whose free space is kept as a plain one's is); a failure
+/// drops the file (its upload aborted).
 fn stream_named(stream: &Stream) -> Result<Downloaded, DownloadError> {
     let write_error = |source| DownloadError::Write {
         path: stream.target.shown(),
         source,
     };
-    let (sha256, size, file) =
-        receive_archive(stream, || stream.target.create().map_err(write_error))?;
-    file.finish().map_err(write_error)?;
+    let local = stream.target.local_folder();
+    let (sha256, size, file) = receive_archive(stream, || {
+        Ok(KeepFree::new(
+            stream.target.create().map_err(write_error)?,
+            local,
+        ))
+    })?;
+    file.inner.finish().map_err(write_error)?;
     Ok(Downloaded { sha256, size })
 }
 
@@ -588,7 +594,8 @@ fn check_whole_archive<W: Write>(
 /// past the margin between two looks.
 struct KeepFree<'d, W> {
     inner: W,
-    dir: &'d Utf8Path,
+    /// None: the bytes go to no local disk (a bucket).
+    dir: Option<&'d Utf8Path>,
 }
 
 const KEEP_FREE: u64 = 64 * 1024 * 1024;
@@ -598,7 +605,7 @@ const FREE_SPACE_EVERY: u64 = 16 * 1024 * 1024;
 static WRITTEN_SINCE_LOOK: AtomicU64 = AtomicU64::new(0);
 
 impl<'d, W: Write> KeepFree<'d, W> {
-    fn new(inner: W, dir: &'d Utf8Path) -> Self {
+    fn new(inner: W, dir: Option<&'d Utf8Path>) -> Self {
         KeepFree { inner, dir }
     }
 }
@@ -606,12 +613,13 @@ impl<'d, W: Write> KeepFree<'d, W> {
 impl<W: Write> Write for KeepFree<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // One stream looks once the total passed the step; the others go on meanwhile.
-        if WRITTEN_SINCE_LOOK.load(Ordering::SeqCst) >= FREE_SPACE_EVERY
+        if let Some(dir) = self.dir
+            && WRITTEN_SINCE_LOOK.load(Ordering::SeqCst) >= FREE_SPACE_EVERY
             && WRITTEN_SINCE_LOOK.swap(0, Ordering::SeqCst) >= FREE_SPACE_EVERY
         {
             // A file system that cannot say is not a reason to stop: writes still fail when
             // it is full.
-            let free = super::disk::free_space(self.dir).unwrap_or(u64::MAX);
+            let free = super::disk::free_space(dir).unwrap_or(u64::MAX);
             if free < KEEP_FREE {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::StorageFull,
