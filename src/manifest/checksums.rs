@@ -360,7 +360,12 @@ pub fn check_all_in(files: &dyn BackupFiles, entries: &[Entry]) -> Vec<Problem> 
 
 /// Checks one listed file; None when it matches.
 pub fn check_one(dir: &Utf8Path, entry: &Entry) -> Option<Problem> {
-    check_one_observed(&Folder(dir), entry, &|_| {})
+    check_one_in(&Folder(dir), entry)
+}
+
+/// [`check_one`] of a file of a backup wherever it is.
+pub fn check_one_in(files: &dyn BackupFiles, entry: &Entry) -> Option<Problem> {
+    check_one_observed(files, entry, &|_| {})
 }
 
 fn check_one_observed(

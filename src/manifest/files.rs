@@ -25,6 +25,12 @@ pub trait BackupFiles: Sync {
     /// Every file there, relative with `/` separators, links included (as files: never
     /// followed), in no set order.
     fn all(&self) -> io::Result<Vec<String>>;
+
+    /// The local folder the files are in, if they are in one (where a link among them can
+    /// be named in a message).
+    fn local_dir(&self) -> Option<&Utf8Path> {
+        None
+    }
 }
 
 /// A backup folder on a local disk; every file opened inside it only ([`confined`]).
@@ -44,6 +50,31 @@ impl BackupFiles for Folder<'_> {
         let mut out = Vec::new();
         walk(self.0, self.0, &mut out)?;
         Ok(out)
+    }
+
+    fn local_dir(&self) -> Option<&Utf8Path> {
+        Some(self.0)
+    }
+}
+
+/// A backup folder on a local disk, owned (what outlives the call that named it).
+pub struct OwnedFolder(pub Utf8PathBuf);
+
+impl BackupFiles for OwnedFolder {
+    fn open(&self, relative: &str) -> io::Result<Opened> {
+        Folder(&self.0).open(relative)
+    }
+
+    fn size(&self, relative: &str) -> io::Result<u64> {
+        Folder(&self.0).size(relative)
+    }
+
+    fn all(&self) -> io::Result<Vec<String>> {
+        Folder(&self.0).all()
+    }
+
+    fn local_dir(&self) -> Option<&Utf8Path> {
+        Some(&self.0)
     }
 }
 
@@ -125,6 +156,17 @@ impl Opened {
         self.len == 0
     }
 
+    /// Reads up to `buf.len()` bytes at `offset` (0 at the end), whatever this reader's
+    /// position.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if offset >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        let left = usize::try_from(self.len - offset).unwrap_or(usize::MAX);
+        let wanted = buf.len().min(left);
+        self.source.read_at(&mut buf[..wanted], offset)
+    }
+
     /// Fills `buf` from `offset` on: `UnexpectedEof` when the file ends first.
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let mut done = 0;
@@ -157,6 +199,13 @@ impl Opened {
             position: start.min(self.len),
             local: self.local,
         }
+    }
+}
+
+/// A clone is a second reader at the same position ([`Opened::reader_from`]).
+impl Clone for Opened {
+    fn clone(&self) -> Opened {
+        self.reader_from(self.position)
     }
 }
 

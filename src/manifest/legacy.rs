@@ -5,8 +5,6 @@
 //! one of them: its checksums file was removed, and nothing proves its files are the ones
 //! backed up.
 
-use std::fs::File;
-
 use super::checksums::ChecksumsError;
 use super::{CollectionBackup, CollectionEntry, Manifest, snapshot_archive};
 use crate::fingerprint::Fingerprint;
@@ -71,11 +69,8 @@ pub fn without_checksums(manifest: &Manifest) -> Result<(), String> {
 }
 
 /// The size check a legacy backup allows: the file must be as long as the manifest says.
-pub fn check_size(entry: &CollectionEntry, file: &File) -> Result<(), String> {
-    let len = file
-        .metadata()
-        .map_err(|e| format!("cannot be read: {e}"))?
-        .len();
+pub fn check_size(entry: &CollectionEntry, file: &super::files::Opened) -> Result<(), String> {
+    let len = file.len();
     if len == entry.size_bytes {
         Ok(())
     } else {
@@ -89,8 +84,7 @@ pub fn check_size(entry: &CollectionEntry, file: &File) -> Result<(), String> {
 /// The schema a snapshot holds, read from its own `config.json` and `payload_index.json`:
 /// what a backup without a fingerprint is checked against. Fails (in words for a person) when
 /// the file is not a whole tar or holds no collection config.
-pub fn snapshot_fingerprint(file: File) -> Result<Fingerprint, String> {
-    let file = super::files::Opened::file(file).map_err(|e| e.to_string())?;
+pub fn snapshot_fingerprint(file: super::files::Opened) -> Result<Fingerprint, String> {
     let inside = snapshot_archive::read_schema_from(file).map_err(|e| e.to_string())?;
     inside
         .fingerprint()

@@ -587,7 +587,7 @@ impl Client {
         &self,
         name: &str,
         shard: u32,
-        file: std::fs::File,
+        file: crate::manifest::files::Opened,
         shown: &str,
         file_name: &str,
         sha256: &str,
@@ -853,7 +853,7 @@ mod tests {
             clients[0].upload_shard_snapshot_file(
                 "discussions",
                 shard,
-                std::fs::File::open(&path).unwrap(),
+                crate::manifest::files::Opened::file(std::fs::File::open(&path).unwrap()).unwrap(),
                 "shard.snapshot",
                 "shard.snapshot",
                 sha,

@@ -468,10 +468,12 @@ impl Client {
         sha256: &str,
         on_progress: &mut dyn FnMut(u64) -> Result<(), Cancelled>,
     ) -> Result<(), QdrantError> {
-        let file = std::fs::File::open(path).map_err(|e| QdrantError::LocalRead {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        let file = std::fs::File::open(path)
+            .and_then(crate::manifest::files::Opened::file)
+            .map_err(|e| QdrantError::LocalRead {
+                path: path.display().to_string(),
+                source: e,
+            })?;
         let shown = path.display().to_string();
         self.upload_snapshot_file(
             name,
@@ -485,12 +487,13 @@ impl Client {
     }
 
     /// [`Client::upload_snapshot`] from an already opened file (`shown` names it in errors):
-    /// a backup's snapshot is opened inside its folder only, see [`crate::manifest::confined`].
+    /// a backup's snapshot, opened inside its folder only (see [`crate::manifest::confined`])
+    /// or read from its bucket.
     #[allow(clippy::too_many_arguments)]
     pub fn upload_snapshot_file(
         &self,
         name: &str,
-        file: std::fs::File,
+        file: crate::manifest::files::Opened,
         shown: &str,
         file_name: &str,
         sha256: &str,
@@ -510,17 +513,13 @@ impl Client {
     fn upload_snapshot_at(
         &self,
         target: &UploadTarget<'_>,
-        file: std::fs::File,
+        file: crate::manifest::files::Opened,
         shown: &str,
         file_name: &str,
         sha256: &str,
         on_progress: &mut dyn FnMut(u64) -> Result<(), Cancelled>,
     ) -> Result<(), QdrantError> {
-        let local = |e: std::io::Error| QdrantError::LocalRead {
-            path: shown.to_string(),
-            source: e,
-        };
-        let file_len = file.metadata().map_err(local)?.len();
+        let file_len = file.len();
         let form = multipart::Form::new(file_name, sha256);
         let total = form.content_length(file_len);
         let query = format!(

@@ -1,14 +1,14 @@
-//! A `multipart/form-data` body with one file field, streamed from disk with a known length.
+//! A `multipart/form-data` body with one file field, streamed from a backup's file (on disk or
+//! in a bucket) with a known length.
 //!
 //! ureq's own multipart support is behind an unstable feature; this is the few lines the upload
 //! needs: a prefix (boundary and part headers), the file's bytes, and a suffix (the closing
 //! boundary). Knowing all three lengths up front gives an exact `Content-Length`.
 
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 
 use super::Cancelled;
+use crate::manifest::files::Opened;
 
 /// The form for one snapshot upload.
 pub struct Form {
@@ -61,7 +61,7 @@ impl Form {
     /// once) each send the whole file.
     pub fn reader<'a>(
         &'a self,
-        file: File,
+        file: Opened,
         file_len: u64,
         on_progress: &'a mut dyn FnMut(u64) -> Result<(), Cancelled>,
     ) -> BodyReader<'a> {
@@ -80,7 +80,7 @@ impl Form {
 /// Reads the form body; see [`Form::reader`].
 pub struct BodyReader<'a> {
     prefix: &'a [u8],
-    file: File,
+    file: Opened,
     /// The next offset to read from.
     file_pos: u64,
     file_left: u64,
@@ -161,6 +161,10 @@ impl Read for BodyReader<'_> {
 mod tests {
     use super::*;
 
+    fn opened(path: &std::path::Path) -> Opened {
+        Opened::file(std::fs::File::open(path).unwrap()).unwrap()
+    }
+
     #[test]
     fn the_body_is_prefix_file_suffix_with_the_announced_length() {
         let dir = tempfile::tempdir().unwrap();
@@ -173,7 +177,7 @@ mod tests {
             Ok(())
         };
         let mut body = Vec::new();
-        form.reader(File::open(&path).unwrap(), 9, &mut progress)
+        form.reader(opened(&path), 9, &mut progress)
             .read_to_end(&mut body)
             .unwrap();
         assert_eq!(body.len() as u64, form.content_length(9));
@@ -194,13 +198,13 @@ mod tests {
         let path = dir.path().join("a.snapshot");
         let content: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &content).unwrap();
-        let opened = File::open(&path).unwrap();
+        let mut opened = opened(&path);
         // Moved on already, as a file that was hashed is.
-        std::io::Seek::seek(&mut opened.try_clone().unwrap(), std::io::SeekFrom::End(0)).unwrap();
+        std::io::Seek::seek(&mut opened, std::io::SeekFrom::End(0)).unwrap();
         let form = Form::new("a.snapshot", "x");
         let (mut one, mut two) = (|_| Ok(()), |_| Ok(()));
-        let mut first = form.reader(opened.try_clone().unwrap(), 100_000, &mut one);
-        let mut second = form.reader(opened.try_clone().unwrap(), 100_000, &mut two);
+        let mut first = form.reader(opened.clone(), 100_000, &mut one);
+        let mut second = form.reader(opened.clone(), 100_000, &mut two);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         // Interleaved, as two upload threads read.
         let mut buf = [0u8; 4096];
@@ -225,7 +229,7 @@ mod tests {
         std::fs::write(&path, b"short").unwrap();
         let form = Form::new("a.snapshot", "x");
         let mut progress = |_| Ok(());
-        let mut reader = form.reader(File::open(&path).unwrap(), 50, &mut progress);
+        let mut reader = form.reader(opened(&path), 50, &mut progress);
         let mut body = Vec::new();
         assert!(reader.read_to_end(&mut body).is_err());
         assert!(reader.failed_locally());
@@ -240,7 +244,7 @@ mod tests {
         let mut progress = |_| Err(Cancelled);
         let mut body = Vec::new();
         let err = form
-            .reader(File::open(&path).unwrap(), 5, &mut progress)
+            .reader(opened(&path), 5, &mut progress)
             .read_to_end(&mut body)
             .unwrap_err();
         assert!(is_cancelled(&err));

@@ -158,6 +158,15 @@ pub trait Backup {
     /// this value).
     fn folder(&self) -> io::Result<Utf8PathBuf>;
 
+    /// Its files, read where they are: its own folder, a bucket's objects (ranged reads that
+    /// resume), or an encrypted backup's decrypted copy ([`Backup::folder`]). What restore
+    /// reads: a backup in a bucket needs no local copy.
+    fn files(&self) -> io::Result<Box<dyn crate::manifest::files::BackupFiles>> {
+        Ok(Box::new(crate::manifest::files::OwnedFolder(
+            self.folder()?,
+        )))
+    }
+
     /// Audits it: is everything there, intact, and what the manifest says (see
     /// [`crate::manifest::audit`], which reads a local folder).
     fn audit(&self, options: audit::Options) -> audit::Audit;

@@ -30,7 +30,7 @@ use super::{Backup, Found, Kind, NewFile, Removed, Repo, Staging};
 use crate::manifest::files::{BackupFiles, Opened};
 use crate::manifest::{MANIFEST_FILE, Manifest, ManifestError, audit};
 use crate::names::SafeName;
-use crate::s3::transfer::{self, ObjectReader, ObjectStream, ObjectWriter, OnUploadStart};
+use crate::s3::transfer::{self, ObjectReader, ObjectStream, ObjectWriter, OnUploadStart, Version};
 use crate::s3::{Listing, S3Client, S3Error, S3Location, io_error};
 
 /// The run record of a backup being written.
@@ -473,7 +473,14 @@ impl S3Backup {
                 foreign.push(relative.to_string());
                 continue;
             }
-            objects.insert(relative.to_string(), (object.key.clone(), object.size));
+            objects.insert(
+                relative.to_string(),
+                (
+                    object.key.clone(),
+                    object.size,
+                    Version::of(object.etag.clone()),
+                ),
+            );
         }
         Ok(ObjectFiles {
             client: self.client.clone(),
@@ -485,13 +492,14 @@ impl S3Backup {
     fn download(&self) -> io::Result<crate::scratch::ScratchDir> {
         let dir = crate::scratch::ScratchDir::new("aimem-s3-")?;
         let root = dir.path().to_owned();
-        for (relative, (key, size)) in self.objects()?.objects {
+        for (relative, (key, size, etag)) in self.objects()?.objects {
             let path = root.join(&relative);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
             let mut file = crate::manifest::layout::private_file(&path)?;
-            let mut stream = ObjectStream::new(ObjectReader::new(self.client.clone(), key, size));
+            let mut stream =
+                ObjectStream::new(ObjectReader::pinned(self.client.clone(), key, size, etag));
             copy_large(&mut stream, &mut file)?;
         }
         Ok(dir)
@@ -501,14 +509,15 @@ impl S3Backup {
 /// A backup's objects, listed once, read in place: the audit's view of a backup in a bucket.
 struct ObjectFiles {
     client: S3Client,
-    /// Relative path → its key and size, as listed.
-    objects: std::collections::BTreeMap<String, (String, u64)>,
+    /// Relative path → its key, size and version (as listed, else as first read: every
+    /// reader of it reads that one).
+    objects: std::collections::BTreeMap<String, (String, u64, Version)>,
     /// What else lies under the prefix, by a name that is not a safe relative path.
     foreign: Vec<String>,
 }
 
 impl ObjectFiles {
-    fn find(&self, relative: &str) -> io::Result<&(String, u64)> {
+    fn find(&self, relative: &str) -> io::Result<&(String, u64, Version)> {
         crate::manifest::confined::check_plain(relative)?;
         self.objects.get(relative).ok_or_else(|| {
             io::Error::new(
@@ -521,13 +530,13 @@ impl ObjectFiles {
 
 impl BackupFiles for ObjectFiles {
     fn open(&self, relative: &str) -> io::Result<Opened> {
-        let (key, size) = self.find(relative)?;
-        let object = ObjectReader::new(self.client.clone(), key.clone(), *size);
+        let (key, size, version) = self.find(relative)?;
+        let object = ObjectReader::pinned(self.client.clone(), key.clone(), *size, version.clone());
         Ok(Opened::at(Arc::new(object), *size))
     }
 
     fn size(&self, relative: &str) -> io::Result<u64> {
-        self.find(relative).map(|(_, size)| *size)
+        self.find(relative).map(|(_, size, _)| *size)
     }
 
     fn all(&self) -> io::Result<Vec<String>> {
@@ -564,6 +573,10 @@ impl Backup for S3Backup {
 
     fn folder(&self) -> io::Result<Utf8PathBuf> {
         self.local()
+    }
+
+    fn files(&self) -> io::Result<Box<dyn BackupFiles>> {
+        Ok(Box::new(self.objects()?))
     }
 
     fn reader(&self, relative: &str) -> io::Result<Box<dyn io::Read + Send>> {

@@ -32,6 +32,11 @@ pub enum S3Error {
     #[error("{what} already exists")]
     Exists { what: String },
     #[error(
+        "{what}: the object changed after it was listed and checked (its version is no longer \
+         the one read so far); nothing more is read of it"
+    )]
+    Changed { what: String },
+    #[error(
         "the storage service kept answering `{code}` (HTTP {status}) to {what} after {attempts} attempts: it is overloaded or failing; try again later"
     )]
     Unavailable {

@@ -58,6 +58,8 @@ pub struct Object {
     pub size: u64,
     /// As the service wrote it (RFC 3339); None when it is not readable.
     pub modified: Option<SystemTime>,
+    /// Its version tag (quotes included), when the service gives one.
+    pub etag: Option<String>,
 }
 
 /// What is under a prefix: objects, and the "folders" a delimiter made.
@@ -73,6 +75,8 @@ pub struct Download {
     pub reader: Box<dyn Read + Send>,
     /// The length of what `reader` gives.
     pub len: u64,
+    /// The version served (its ETag), when the service says.
+    pub etag: Option<String>,
 }
 
 /// A client for one bucket (cheap to clone: clones share their connections).
@@ -180,6 +184,18 @@ impl S3Client {
     /// Reads the object `key` from byte `start` on (to its end). `NotFound` when it is not
     /// there.
     pub fn get(&self, key: &str, start: u64) -> Result<Download, S3Error> {
+        self.get_version(key, start, None)
+    }
+
+    /// [`S3Client::get`] of the version whose ETag is `etag` (`If-Match`), when one is given:
+    /// [`S3Error::Changed`] once the object is another.
+    pub fn get_version(
+        &self,
+        key: &str,
+        start: u64,
+        etag: Option<&str>,
+    ) -> Result<Download, S3Error> {
+        let etag_wanted = etag;
         let what = self.what("reading", key);
         addressable(key, &what)?;
         self.retried(&what, || {
@@ -188,10 +204,18 @@ impl S3Client {
             if start > 0 {
                 action.headers_mut().insert("range", range.clone());
             }
+            if let Some(etag) = etag {
+                action.headers_mut().insert("if-match", etag.to_string());
+            }
             let url = action.sign(SIGNED_FOR);
             let range = (start > 0).then_some(range.as_str());
-            let response = self.send_empty(&what, Method::GET, &url, range)?;
-            let response = self.expect_ok(&what, response)?;
+            let response = self.send_get(&what, &url, range, etag)?;
+            let response = match self.expect_ok(&what, response) {
+                Err(S3Error::Exists { what }) if etag.is_some() => {
+                    return Err(S3Error::Changed { what });
+                }
+                other => other?,
+            };
             let len = content_length(&response).ok_or_else(|| S3Error::Invalid {
                 what: what.clone(),
                 why: "no Content-Length".into(),
@@ -202,10 +226,19 @@ impl S3Client {
                     why: "the range asked for was not honoured".into(),
                 });
             }
+            let etag = header(&response, "etag");
+            // A service that ignores `If-Match` still names what it serves.
+            let unquoted = |tag: &str| tag.trim_start_matches("W/").trim_matches('"').to_string();
+            if let (Some(wanted), Some(served)) = (etag_wanted, etag.as_deref())
+                && unquoted(wanted) != unquoted(served)
+            {
+                return Err(S3Error::Changed { what: what.clone() });
+            }
             let reader = response.into_body().into_reader();
             Ok(Download {
                 reader: Box::new(reader),
                 len,
+                etag,
             })
         })
     }
@@ -253,6 +286,7 @@ impl S3Client {
                     key: key.to_string(),
                     size: content_length(&response).unwrap_or(0),
                     modified: header(&response, "last-modified").and_then(|t| http_date(&t)),
+                    etag: header(&response, "etag"),
                 })),
                 Err(S3Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
@@ -294,11 +328,12 @@ impl S3Client {
                     why: "it is not a listing".into(),
                 })
             })?;
-            for (key, size, modified) in page.objects {
+            for listed in page.objects {
                 listing.objects.push(Object {
-                    key: url_decoded(&key, &what)?,
-                    size,
-                    modified: rfc3339(&modified),
+                    key: url_decoded(&listed.key, &what)?,
+                    size: listed.size,
+                    modified: rfc3339(&listed.modified),
+                    etag: (!listed.etag.is_empty()).then_some(listed.etag),
                 });
             }
             for folder in page.prefixes {
@@ -476,6 +511,31 @@ impl S3Client {
         let request = request.body(()).map_err(|_| S3Error::Invalid {
             what: what.to_string(),
             why: "the signed URL is not a valid URI".into(),
+        })?;
+        self.agent.run(request).map_err(|e| self.transport(what, e))
+    }
+
+    /// A GET of a signed URL with the headers that were signed: `range`, `if-match`.
+    fn send_get(
+        &self,
+        what: &str,
+        url: &url::Url,
+        range: Option<&str>,
+        etag: Option<&str>,
+    ) -> Result<Response<ureq::Body>, S3Error> {
+        let Some(etag) = etag else {
+            return self.send_empty(what, Method::GET, url, range);
+        };
+        let mut request = ureq::http::Request::builder()
+            .method(Method::GET)
+            .uri(url.as_str())
+            .header("if-match", etag);
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        let request = request.body(()).map_err(|_| S3Error::Invalid {
+            what: what.to_string(),
+            why: "the signed URL or the ETag is not valid in a request".into(),
         })?;
         self.agent.run(request).map_err(|e| self.transport(what, e))
     }

@@ -51,8 +51,36 @@ pub struct ObjectReader {
     client: S3Client,
     key: String,
     len: u64,
+    /// The version read (its ETag), as listed or as the first answer named it, shared by
+    /// every reader of the object: every request asks for it, so an object replaced meanwhile
+    /// fails instead of mixing two versions.
+    version: Version,
     /// The open streams and where each stands, the one used last at the end.
     streams: Mutex<Vec<(u64, Box<dyn Read + Send>)>>,
+}
+
+/// The version of an object its readers read: its ETag once known (from the listing, or from
+/// the first answer), shared by clones.
+#[derive(Debug, Clone, Default)]
+pub struct Version(Arc<Mutex<Option<String>>>);
+
+impl Version {
+    /// Pinned to `etag` from the start.
+    pub fn of(etag: Option<String>) -> Version {
+        Version(Arc::new(Mutex::new(etag)))
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Keeps the first version named, never another.
+    fn learn(&self, etag: Option<String>) {
+        let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if known.is_none() {
+            *known = etag;
+        }
+    }
 }
 
 /// Streams an object keeps open at once: more than the columns of a points file.
@@ -65,7 +93,17 @@ impl ObjectReader {
             client,
             key,
             len,
+            version: Version::default(),
             streams: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Opens `key` (`len` bytes long) pinned to `version`: the one given, else the first one
+    /// served, which every reader sharing `version` then asks for.
+    pub fn pinned(client: S3Client, key: String, len: u64, version: Version) -> ObjectReader {
+        ObjectReader {
+            version,
+            ..ObjectReader::new(client, key, len)
         }
     }
 
@@ -106,10 +144,14 @@ impl ObjectReader {
             let (pos, reader) = match current.as_mut() {
                 Some(open) => open,
                 None => {
+                    let wanted = self.version.get();
                     let download = self
                         .client
-                        .get(&self.key, offset)
+                        .get_version(&self.key, offset, wanted.as_deref())
                         .map_err(crate::s3::io_error)?;
+                    if wanted.is_none() {
+                        self.version.learn(download.etag);
+                    }
                     if streams.len() >= STREAMS {
                         streams.remove(0);
                     }

@@ -35,13 +35,27 @@ fn unescape(text: &str) -> String {
 /// One page of a `ListObjectsV2` answer.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ListPage {
-    /// (key, size, last modified), keys still URL-encoded.
-    pub objects: Vec<(String, u64, String)>,
+    pub objects: Vec<Listed>,
     /// Common prefixes, still URL-encoded.
     pub prefixes: Vec<String>,
     /// The token of the next page, when the listing is truncated.
     pub next: Option<String>,
 }
+
+/// One object of a listing page, as the page gives it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Still URL-encoded.
+    pub key: String,
+    pub size: u64,
+    /// As written (RFC 3339); empty when absent.
+    pub modified: String,
+    /// The object's version tag, quotes included; empty when absent.
+    pub etag: String,
+}
+
+/// An ETag is a quoted digest (a multipart upload's adds `-<parts>`): far below this.
+const MAX_ETAG: usize = 256;
 
 /// Reads a listing page; None when it is not one (no `ListBucketResult`).
 pub fn list_page(body: &str) -> Option<ListPage> {
@@ -56,8 +70,12 @@ pub fn list_page(body: &str) -> Option<ListPage> {
         }
         let key = element(contents, "Key", MAX_KEY);
         let size = element(contents, "Size", 32).parse().ok()?;
-        page.objects
-            .push((key, size, element(contents, "LastModified", 64)));
+        page.objects.push(Listed {
+            key,
+            size,
+            modified: element(contents, "LastModified", 64),
+            etag: element(contents, "ETag", MAX_ETAG),
+        });
     }
     for common in sections(body, "CommonPrefixes") {
         if element(common, "Prefix", MAX_KEY + 1).chars().count() > MAX_KEY {
@@ -103,11 +121,21 @@ mod tests {
             <CommonPrefixes><Prefix>d/</Prefix></CommonPrefixes>\
             <NextContinuationToken>tok</NextContinuationToken></ListBucketResult>";
         let page = list_page(body).unwrap();
+        let objects: Vec<(String, u64, String, String)> = page
+            .objects
+            .iter()
+            .map(|o| (o.key.clone(), o.size, o.modified.clone(), o.etag.clone()))
+            .collect();
         assert_eq!(
-            page.objects,
+            objects,
             [
-                ("a%2Fb".to_string(), 12, "2026-12-07T10:00:00Z".to_string()),
-                ("c".to_string(), 0, String::new())
+                (
+                    "a%2Fb".to_string(),
+                    12,
+                    "2026-12-07T10:00:00Z".to_string(),
+                    String::new()
+                ),
+                ("c".to_string(), 0, String::new(), "\"x\"".to_string())
             ]
         );
         assert_eq!(page.prefixes, ["d/"]);

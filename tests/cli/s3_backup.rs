@@ -321,6 +321,58 @@ fn verify_reads_a_backup_in_a_bucket_in_place_without_a_local_copy() {
 }
 
 #[test]
+fn restore_reads_a_backup_in_a_bucket_in_place_without_a_local_copy() {
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    for format in ["snapshot", "logical"] {
+        env.run_with(
+            &[
+                "backup",
+                "--output",
+                ROOT,
+                "--collection",
+                "github",
+                "--format",
+                format,
+            ],
+            with_s3(&s3),
+        )
+        .assert_code(0);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    for (name, _) in listed(&env, &s3) {
+        let empty = Double::start(Config {
+            api_key: Some(KEY.to_string()),
+            ..Config::default()
+        });
+        // Every file read, checked and uploaded with nowhere to put a copy of any of them.
+        let aimem = env.command(&[]);
+        let mut shell = std::process::Command::new("bash");
+        for (key, value) in aimem.get_envs() {
+            match value {
+                Some(value) => shell.env(key, value),
+                None => shell.env_remove(key),
+            };
+        }
+        shell
+            .arg("-c")
+            .arg(r#"ulimit -f 8; exec "$0" "$@""#)
+            .arg(aimem.get_program())
+            .args(["restore", &format!("{ROOT}/{name}"), "--force"])
+            .env("QDRANT_URL", empty.url());
+        with_s3(&s3)(&mut shell);
+        let run = super::support::to_run(shell.output().expect("run bash"));
+        run.assert_code(0);
+        assert_eq!(empty.collection_names(), ["github"], "{name}");
+        assert_eq!(
+            empty.point_ids("github").map(|ids| ids.len()),
+            Some(30),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn verify_in_place_finds_a_changed_missing_or_foreign_object() {
     let env = TestEnv::ai_memory();
     let s3 = S3Server::start(BUCKET);

@@ -423,3 +423,36 @@ fn throttling_is_waited_out_with_growing_pauses_and_a_bad_clock_says_so() {
         "a bad clock is not tried again"
     );
 }
+
+#[test]
+fn a_read_of_a_version_fails_once_the_object_is_another() {
+    let server = S3Server::start(BUCKET);
+    let s3 = client(&server);
+    s3.put("root/b1/points.parquet", &[1u8; 5000], false)
+        .unwrap();
+    // The version as the listing names it (s3s-fs lists none) or as a read is served.
+    let listed = s3.list("root/b1/", false).unwrap();
+    let served = s3
+        .get_version("root/b1/points.parquet", 0, None)
+        .unwrap()
+        .etag;
+    let etag = listed.objects[0].etag.clone().or(served);
+    assert!(etag.is_some(), "the server names versions");
+    // That version reads, from any offset.
+    let mut tail = Vec::new();
+    s3.get_version("root/b1/points.parquet", 4000, etag.as_deref())
+        .unwrap()
+        .reader
+        .read_to_end(&mut tail)
+        .unwrap();
+    assert_eq!(tail, [1u8; 1000]);
+    // Replaced: the old version is no longer served, in whole or in part.
+    s3.put("root/b1/points.parquet", &[2u8; 5000], false)
+        .unwrap();
+    for start in [0, 4000] {
+        match s3.get_version("root/b1/points.parquet", start, etag.as_deref()) {
+            Err(S3Error::Changed { .. }) => {}
+            other => panic!("{:?}", other.map(|d| d.len)),
+        }
+    }
+}

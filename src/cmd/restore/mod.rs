@@ -25,6 +25,7 @@ use crate::engine::restore::{
     PRERESTORE_PREFIX, act, jobs, journal, lock, recovery, report, shards,
 };
 use crate::failure::Outcome;
+use crate::manifest::files::BackupFiles;
 use crate::manifest::layout;
 use crate::manifest::{MANIFEST_FILE, Manifest};
 use crate::metrics::Facts;
@@ -190,7 +191,7 @@ fn restore(
         .endpoint()
         .map_err(crate::settings::BadEndpoint::failure)?;
     // (Held to the end: a backup in a bucket is read from a local copy that lasts as long.)
-    let (located, dir) = backup_folder(args)?;
+    let (located, files) = backup_folder(args)?;
     report.backup = Some(located.location().to_string());
     facts.root_of_backup(located.location());
     ui.header("AI Memory Restore");
@@ -198,7 +199,7 @@ fn restore(
     ui.blank();
 
     // 2. The manifest, and 3. the checksums and the files they vouch for.
-    let backup = read_backup(&dir, args, ui)?;
+    let backup = read_backup((&*files, located.location()), args, ui)?;
     facts.bytes(backup.sources.iter().map(shards::size).sum());
     interrupted(stop)?;
 
@@ -260,9 +261,11 @@ fn interrupted(stop: &StopFlag) -> Outcome {
     }
 }
 
-/// The backup the argument names (a path, a backup in a bucket, or `latest`), and the local
-/// folder to read it from, absolute.
-fn backup_folder(args: &RestoreArgs) -> Outcome<(Box<dyn crate::repo::Backup>, Utf8PathBuf)> {
+/// The backup the argument names (a path, a backup in a bucket, or `latest`), and its files,
+/// read where they are (an encrypted backup's decrypted copy).
+fn backup_folder(
+    args: &RestoreArgs,
+) -> Outcome<(Box<dyn crate::repo::Backup>, Box<dyn BackupFiles>)> {
     let root = layout::default_root();
     // Absolute, so the paths printed for pre-restore snapshots work from any folder.
     let root = match crate::repo::is_remote(&root) {
@@ -277,7 +280,7 @@ fn backup_folder(args: &RestoreArgs) -> Outcome<(Box<dyn crate::repo::Backup>, U
         .map_err(|unresolved| RestoreError::NoBackup(unresolved.to_string()))?;
     // An encrypted backup is read decrypted: without its key, nothing goes further.
     let backup = crate::crypt::opened::open(backup, &args.keys)?;
-    let folder = backup.folder().map_err(|e| {
+    let files = backup.files().map_err(|e| {
         let at = backup.location();
         match e.kind() {
             // A file of an encrypted backup that does not decrypt.
@@ -296,7 +299,7 @@ fn backup_folder(args: &RestoreArgs) -> Outcome<(Box<dyn crate::repo::Backup>, U
             _ => RestoreError::NoBackup(format!("{at}: {e}")).into(),
         }
     })?;
-    Ok((backup, folder))
+    Ok((backup, files))
 }
 
 /// What the backup offers to restore, every file of it checked.
@@ -309,9 +312,13 @@ struct Backup {
 
 /// Reads the manifest, verifies the checksums (or, for a backup without them, what can be
 /// checked instead), and opens every file to restore.
-fn read_backup(dir: &Utf8Path, args: &RestoreArgs, ui: &Ui) -> Outcome<Backup> {
+fn read_backup(
+    (files, dir): (&dyn BackupFiles, &Utf8Path),
+    args: &RestoreArgs,
+    ui: &Ui,
+) -> Outcome<Backup> {
     ui.step("Verifying backup...");
-    let manifest = Manifest::read(dir).map_err(RestoreError::Manifest)?;
+    let manifest = Manifest::read_from(files, dir).map_err(RestoreError::Manifest)?;
     ui.ok(&format!("{MANIFEST_FILE} valid"));
     ui.fact("Backup date", &manifest.backup_date);
     ui.fact("Version", &manifest.ai_memory_version);
@@ -323,10 +330,10 @@ fn read_backup(dir: &Utf8Path, args: &RestoreArgs, ui: &Ui) -> Outcome<Backup> {
         taken_on_cluster: manifest.has_cluster_record(),
     };
     let (listed, legacy_without_checksums) =
-        sources::read_checksums(dir, options, &manifest, &selected, ui)
+        sources::read_checksums((files, dir), options, &manifest, &selected, ui)
             .map_err(RestoreError::Source)?;
     let sources = sources::sources(
-        dir,
+        (files, dir),
         &selected,
         options,
         listed.as_deref(),
@@ -351,7 +358,12 @@ fn read_backup(dir: &Utf8Path, args: &RestoreArgs, ui: &Ui) -> Outcome<Backup> {
     }
     let install = args.install.resolve();
     let (config_files, config_skipped) = if args.restore_config {
-        config::plan(dir, &install, &manifest.config_files, listed.as_deref())
+        config::plan(
+            (files, dir),
+            &install,
+            &manifest.config_files,
+            listed.as_deref(),
+        )
     } else {
         (Vec::new(), Vec::new())
     };

@@ -20,6 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::engine::backup::CONFIG_FILES;
 use crate::manifest::checksums::{self, Entry};
+use crate::manifest::files::{BackupFiles, Opened};
 use crate::manifest::layout::CONFIG_DIR;
 
 /// One config file to write.
@@ -27,7 +28,11 @@ use crate::manifest::layout::CONFIG_DIR;
 pub struct ConfigFile {
     /// The manifest's name (`docker/.env`).
     pub name: String,
+    /// The backup's copy, as messages name it.
     pub from: Utf8PathBuf,
+    /// The backup's copy, opened when it was checked (in the backup's folder, never through
+    /// a link, or in its bucket).
+    pub source: Opened,
     pub to: Utf8PathBuf,
     pub mode: u32,
     /// The destination exists already (the user is asked first).
@@ -61,7 +66,7 @@ pub fn mode_for(name: &str) -> u32 {
 /// CHECKSUMS.sha256 could not be read; each file is checked here even with
 /// --skip-checksum-verify, since only verified files may be written.
 pub fn plan(
-    backup: &Utf8Path,
+    (files_of_backup, backup): (&dyn BackupFiles, &Utf8Path),
     install: &Utf8Path,
     listed: &[String],
     checksums: Option<&[Entry]>,
@@ -92,16 +97,26 @@ pub fn plan(
             ));
             continue;
         };
-        if let Some(link) = super::sources::symlink_in(backup, &relative) {
+        let link = files_of_backup
+            .local_dir()
+            .and_then(|dir| super::sources::symlink_in(dir, &relative));
+        if let Some(link) = link {
             skipped.push(skip(&format!(
                 "{link} is a symbolic link; aimem does not follow links in a backup"
             )));
             continue;
         }
-        if let Some(problem) = checksums::check_one(backup, entry) {
+        if let Some(problem) = checksums::check_one_in(files_of_backup, entry) {
             skipped.push(skip(&problem.to_string()));
             continue;
         }
+        let source = match files_of_backup.open(&relative) {
+            Ok(source) => source,
+            Err(e) => {
+                skipped.push(skip(&format!("cannot be read: {e}")));
+                continue;
+            }
+        };
         let to = install.join(dest);
         let real = match resolve_inside(install, &to) {
             Ok(Ok(real)) => real,
@@ -126,6 +141,7 @@ pub fn plan(
         files.push(ConfigFile {
             name: name.clone(),
             from: backup.join(&relative),
+            source,
             overwrites: to.symlink_metadata().is_ok(),
             to,
             mode,
@@ -140,14 +156,12 @@ pub fn plan(
 /// A config file is read whole, up to this size (they are a few KiB).
 const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
-/// The backup's copy of a config file (checked by [`plan`]), read again without following a
-/// link and with a size bound, in case it was swapped since.
-fn read_backup_copy(from: &Utf8Path) -> std::io::Result<Vec<u8>> {
-    let (Some(folder), Some(name)) = (from.parent(), from.file_name()) else {
-        return Err(std::io::Error::other(format!("{from} is not a file path")));
-    };
-    let opened = crate::manifest::confined::open(folder, name)?;
-    crate::manifest::confined::read_bounded(opened, MAX_CONFIG_BYTES, from.as_str())
+/// The backup's copy of a config file (checked by [`plan`]), read again from the handle the
+/// check opened, with a size bound: the caller checks it again, as it may have changed since.
+fn read_backup_copy(file: &ConfigFile) -> std::io::Result<Vec<u8>> {
+    let source = file.source.reader_from(0);
+    let len = source.len();
+    crate::manifest::confined::read_bounded_from(source, len, MAX_CONFIG_BYTES, file.from.as_str())
 }
 
 /// How to put a destination back as it was.
@@ -193,7 +207,7 @@ pub fn write(file: &ConfigFile, log: &mut Vec<Previous>) -> std::io::Result<()> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let content = read_backup_copy(&file.from)?;
+    let content = read_backup_copy(file)?;
     let (sha256, _) = checksums::hash_reader(content.as_slice())?;
     if !sha256.eq_ignore_ascii_case(&file.sha256) {
         return Err(std::io::Error::other(format!(
@@ -441,6 +455,7 @@ mod tests {
         ConfigFile {
             name: ".env".into(),
             from: root.join("new"),
+            source: Opened::file(std::fs::File::open(root.join("new")).unwrap()).unwrap(),
             to: root.join(to),
             mode: 0o644,
             overwrites: true,

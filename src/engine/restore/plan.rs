@@ -28,9 +28,9 @@ pub struct Source {
     /// The collection name on the server (`--target-name`, else the backup's name).
     pub target: crate::names::SafeName,
     pub snapshot: Utf8PathBuf,
-    /// The snapshot file, opened inside the backup folder (never through a link): what is
-    /// hashed and uploaded is exactly the file that was checked.
-    pub file: std::sync::Arc<std::fs::File>,
+    /// The snapshot file, opened inside the backup folder (never through a link) or in its
+    /// bucket: what is hashed and uploaded is exactly the file that was checked.
+    pub file: crate::manifest::files::Opened,
     /// SHA-256 of the snapshot file, when CHECKSUMS.sha256 verified it.
     pub verified_sha256: Option<String>,
     /// The backup's schema; None for a legacy (pre-2.4.1) manifest.

@@ -21,7 +21,7 @@ pub struct ShardUpload {
     pub shard: u32,
     /// The opened file: read from its start at explicit offsets, so several uploads of it may
     /// run at once.
-    pub file: std::fs::File,
+    pub file: crate::manifest::files::Opened,
     /// Names the file in messages.
     pub shown: String,
     pub sha256: String,
@@ -90,10 +90,7 @@ pub fn recover_every_replica(
             )));
         }
         for peer in holders {
-            let file = upload
-                .file
-                .try_clone()
-                .map_err(|e| UploadError::Failed(format!("cannot read {}: {e}", upload.shown)))?;
+            let file = upload.file.reader_from(0);
             per_peer.entry(peer).or_default().push(ShardUpload {
                 shard: upload.shard,
                 file,
@@ -258,7 +255,7 @@ fn upload_one(uploads: &Uploads<'_>, node: &Node, upload: ShardUpload) -> Result
         shown,
         sha256,
     } = upload;
-    let size = file.metadata().map_or(0, |m| m.len());
+    let size = file.len();
     let name = (uploads.file_name)(shard);
     let mut on_block = |_| match stop.requested() {
         Some(_) => Err(Cancelled),

@@ -682,6 +682,7 @@ fn upload_copies(
     let mut files = Vec::new();
     for shard in &copies.shards {
         let file = std::fs::File::open(&shard.local)
+            .and_then(crate::manifest::files::Opened::file)
             .map_err(|e| format!("cannot read {}: {e}", shard.local))?;
         files.push(ShardUpload {
             shard: shard.shard_id,

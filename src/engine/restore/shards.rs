@@ -7,6 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::plan::Source;
 use crate::manifest::checksums::Entry;
 use crate::manifest::cluster::{CollectionCluster, ShardRecord, shard_file};
+use crate::manifest::files::{BackupFiles, Opened};
 use crate::names::SafeName;
 
 /// One shard file of a cluster backup, opened inside the backup folder.
@@ -16,7 +17,7 @@ pub struct ShardFile {
     /// Relative to the backup folder (`qdrant/<collection>/shard-<id>.snapshot`).
     pub relative: String,
     /// The very file that was checked, so what is uploaded is what was hashed.
-    pub file: std::fs::File,
+    pub file: Opened,
     /// Its SHA-256 from CHECKSUMS.sha256, when that verified it.
     pub verified_sha256: Option<String>,
 }
@@ -32,10 +33,7 @@ pub struct ClusterSource {
 
 impl ClusterSource {
     pub fn size(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| s.file.metadata().map_or(0, |m| m.len()))
-            .sum()
+        self.shards.iter().map(|s| s.file.len()).sum()
     }
 }
 
@@ -52,9 +50,10 @@ pub fn shard_paths(name: &str, record: &CollectionCluster) -> Vec<String> {
     }
 }
 
-/// Opens every shard file of a cluster entry (regular files inside `dir`, no links).
+/// Opens every shard file of a cluster entry (regular files of the backup, no links), the
+/// backup shown as `dir`.
 pub fn open(
-    dir: &Utf8Path,
+    (files, dir): (&dyn BackupFiles, &Utf8Path),
     name: &str,
     record: &CollectionCluster,
     listed: Option<&[Entry]>,
@@ -62,7 +61,8 @@ pub fn open(
 ) -> Result<ClusterSource, (Utf8PathBuf, std::io::Error)> {
     let mut shards = Vec::new();
     for (shard, relative) in record.shards.iter().zip(shard_paths(name, record)) {
-        let file = crate::manifest::confined::open(dir, &relative)
+        let file = files
+            .open(&relative)
             .map_err(|e| (dir.join(&relative), e))?;
         let verified_sha256 = listed
             .and_then(|l| l.iter().find(|e| e.path == relative))
@@ -86,6 +86,6 @@ pub fn size(source: &Source) -> u64 {
     match (&source.cluster, &source.points) {
         (Some(cluster), _) => cluster.size(),
         (None, Some(points)) => points.size(),
-        (None, None) => source.file.metadata().map_or(0, |m| m.len()),
+        (None, None) => source.file.len(),
     }
 }

@@ -11,6 +11,7 @@ use crate::failure::ExitStatus;
 use crate::fingerprint::{Fingerprint, FingerprintError};
 use crate::manifest::checksums::{self, Entry};
 use crate::manifest::cluster::CollectionCluster;
+use crate::manifest::files::{BackupFiles, Opened};
 use crate::manifest::layout::SNAPSHOT_DIR;
 use crate::manifest::legacy;
 use crate::manifest::{CollectionBackup, CollectionEntry, MANIFEST_FILE, Manifest};
@@ -150,7 +151,7 @@ impl ExitStatus for SourceError {
 /// The backup's CHECKSUMS.sha256, verified against every file to restore (unless
 /// `skip_checksum_verify`), and whether the backup is a legacy one that has none.
 pub fn read_checksums(
-    dir: &Utf8Path,
+    (files, dir): (&dyn BackupFiles, &Utf8Path),
     options: SourceOptions,
     manifest: &Manifest,
     selected: &[&CollectionEntry],
@@ -158,13 +159,14 @@ pub fn read_checksums(
 ) -> Result<(Option<Vec<Entry>>, bool), SourceError> {
     if options.skip_checksum_verify {
         ui.warn("checksum verification skipped (--skip-checksum-verify)");
-        return Ok((checksums::read(dir).ok(), false));
+        return Ok((checksums::read_from(files, dir).ok(), false));
     }
-    match checksums::read(dir) {
+    match checksums::read_from(files, dir) {
         Ok(entries) => {
             let meter = ui.hash_meter(&format!("hashing {}", dir.file_name().unwrap_or("")));
-            let checked =
-                checksums::observed(meter.clone(), || verify_checksums(dir, &entries, selected));
+            let checked = checksums::observed(meter.clone(), || {
+                verify_checksums(files, &entries, selected)
+            });
             let (bytes, took) = meter.done();
             checked?;
             ui.ok(&format!("checksums match: {}", throughput(bytes, took)));
@@ -188,11 +190,11 @@ pub fn read_checksums(
 
 /// Every listed file must match, and every snapshot to restore must be listed.
 fn verify_checksums(
-    dir: &Utf8Path,
+    files: &dyn BackupFiles,
     entries: &[Entry],
     selected: &[&CollectionEntry],
 ) -> Result<(), SourceError> {
-    let mut problems: Vec<String> = checksums::check_all(dir, entries)
+    let mut problems: Vec<String> = checksums::check_all_in(files, entries)
         .iter()
         .map(|p| format!("  {p}"))
         .collect();
@@ -228,6 +230,12 @@ fn verify_checksums(
     }
 }
 
+/// The first symbolic link among the components of `relative` in the backup's local folder
+/// (the file itself or a folder on the way), if any; none for a backup read from a bucket.
+fn link_in(files: &dyn BackupFiles, relative: &str) -> Option<Utf8PathBuf> {
+    symlink_in(files.local_dir()?, relative)
+}
+
 /// The first symbolic link among the components of `relative` under `dir` (the file itself
 /// or a folder on the way), if any.
 pub(crate) fn symlink_in(dir: &Utf8Path, relative: &str) -> Option<Utf8PathBuf> {
@@ -252,7 +260,7 @@ fn snapshot_path(file: &str) -> String {
 /// Without a fingerprint, the schema the snapshot itself holds is read (and must be there);
 /// `legacy_without_checksums` adds the size check a backup without checksums allows.
 pub fn sources(
-    dir: &Utf8Path,
+    (files, dir): (&dyn BackupFiles, &Utf8Path),
     selected: &[&CollectionEntry],
     options: SourceOptions,
     listed: Option<&[Entry]>,
@@ -263,11 +271,11 @@ pub fn sources(
         .iter()
         .map(|entry| match &entry.backup {
             CollectionBackup::Shards(cluster) => {
-                cluster_source(dir, entry, cluster, options, listed)
+                cluster_source((files, dir), entry, cluster, options, listed)
             }
-            CollectionBackup::Points(points) => points_source(dir, entry, points, options),
+            CollectionBackup::Points(points) => points_source((files, dir), entry, points, options),
             CollectionBackup::Snapshot { file } => {
-                let opened = snapshot_source(dir, entry, file, options, listed)?;
+                let opened = snapshot_source((files, dir), entry, file, options, listed)?;
                 if opened.fingerprint.is_none() {
                     match legacy_fingerprint(entry, &opened.file, legacy_without_checksums) {
                         Ok(inside) => {
@@ -296,7 +304,7 @@ pub fn sources(
 /// A single-node backup's collection: its snapshot file opened (not through a link), the
 /// digest it was verified against, its recorded schema (if any) and target.
 fn snapshot_source(
-    dir: &Utf8Path,
+    (files, dir): (&dyn BackupFiles, &Utf8Path),
     entry: &CollectionEntry,
     snapshot_file: &str,
     options: SourceOptions,
@@ -304,26 +312,32 @@ fn snapshot_source(
 ) -> Result<Source, SourceError> {
     let relative = snapshot_path(snapshot_file);
     let snapshot = dir.join(&relative);
-    if checksums::check_relative(&relative).is_err() || !snapshot.is_file() {
-        return Err(SourceError::SnapshotMissing {
-            collection: entry.name.clone(),
-            path: snapshot,
-        });
-    }
     // A link could point anywhere (and with --skip-checksum-verify nothing would
     // notice): only the backup's own files are uploaded.
-    if let Some(link) = symlink_in(dir, &relative) {
+    if let Some(link) = link_in(files, &relative) {
         return Err(SourceError::Link {
             what: format!("the snapshot of `{}`", entry.name),
             path: link,
         });
     }
-    let file = crate::manifest::confined::open(dir, &relative).map_err(|source| {
-        SourceError::SnapshotUnreadable {
+    if checksums::check_relative(&relative).is_err() {
+        return Err(SourceError::SnapshotMissing {
             collection: entry.name.clone(),
-            source,
-        }
-    })?;
+            path: snapshot,
+        });
+    }
+    let file = files
+        .open(&relative)
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SourceError::SnapshotMissing {
+                collection: entry.name.clone(),
+                path: snapshot.clone(),
+            },
+            _ => SourceError::SnapshotUnreadable {
+                collection: entry.name.clone(),
+                source,
+            },
+        })?;
     let fingerprint = match &entry.schema {
         Some(schema) => Some(recorded_schema(entry, schema)?),
         None => None,
@@ -338,7 +352,7 @@ fn snapshot_source(
         entry: entry.clone(),
         target: target(entry, options)?,
         snapshot,
-        file: std::sync::Arc::new(file),
+        file,
         verified_sha256,
         fingerprint,
         snapshot_fingerprint: None,
@@ -352,15 +366,14 @@ fn snapshot_source(
 /// without checksums allows. Fails in words for a person.
 fn legacy_fingerprint(
     entry: &CollectionEntry,
-    file: &std::fs::File,
+    file: &Opened,
     legacy_without_checksums: bool,
 ) -> Result<Fingerprint, String> {
     match legacy_without_checksums {
         true => legacy::check_size(entry, file),
         false => Ok(()),
     }
-    .and_then(|()| file.try_clone().map_err(|e| format!("cannot be read: {e}")))
-    .and_then(legacy::snapshot_fingerprint)
+    .and_then(|()| legacy::snapshot_fingerprint(file.reader_from(0)))
 }
 
 /// The schema the manifest records for `entry`.
@@ -383,13 +396,13 @@ fn target(entry: &CollectionEntry, options: SourceOptions) -> Result<SafeName, S
 /// A cluster backup's collection: every shard file opened (none through a link), its schema
 /// and target. `file` is its first shard file.
 fn cluster_source(
-    dir: &Utf8Path,
+    (files, dir): (&dyn BackupFiles, &Utf8Path),
     entry: &CollectionEntry,
     cluster: &CollectionCluster,
     options: SourceOptions,
     listed: Option<&[Entry]>,
 ) -> Result<Source, SourceError> {
-    let opened = open_shards(dir, entry, cluster, options, listed)?;
+    let opened = open_shards((files, dir), entry, cluster, options, listed)?;
     let first = opened.shards.first().map(|s| &s.file);
     let source = of_files(dir, entry, options, first)?;
     Ok(Source {
@@ -401,21 +414,21 @@ fn cluster_source(
 /// A logical backup's collection: every points file opened (none through a link), its schema
 /// and target. `file` is its first points file.
 fn points_source(
-    dir: &Utf8Path,
+    (files, dir): (&dyn BackupFiles, &Utf8Path),
     entry: &CollectionEntry,
     record: &crate::manifest::points::PointsRecord,
     options: SourceOptions,
 ) -> Result<Source, SourceError> {
     for relative in super::logical::source::points_paths(&entry.name, record) {
-        if let Some(link) = symlink_in(dir, &relative) {
+        if let Some(link) = link_in(files, &relative) {
             return Err(SourceError::Link {
                 what: format!("a points file of `{}`", entry.name),
                 path: link,
             });
         }
     }
-    let opened =
-        super::logical::source::open(dir, &entry.name, record).map_err(open_failure(entry))?;
+    let opened = super::logical::source::open((files, dir), &entry.name, record)
+        .map_err(open_failure(entry))?;
     let first = opened.files.first().map(|f| &f.file);
     let source = of_files(dir, entry, options, first)?;
     Ok(Source {
@@ -430,7 +443,7 @@ fn of_files(
     dir: &Utf8Path,
     entry: &CollectionEntry,
     options: SourceOptions,
-    first: Option<&std::fs::File>,
+    first: Option<&Opened>,
 ) -> Result<Source, SourceError> {
     let folder = dir.join(SNAPSHOT_DIR).join(&entry.name);
     let Some(first) = first else {
@@ -439,12 +452,7 @@ fn of_files(
             path: folder,
         });
     };
-    let file = first
-        .try_clone()
-        .map_err(|source| SourceError::SnapshotUnreadable {
-            collection: entry.name.clone(),
-            source,
-        })?;
+    let file = first.reader_from(0);
     let Some(schema) = &entry.schema else {
         return Err(SourceError::NoClusterSchema {
             collection: entry.name.clone(),
@@ -454,7 +462,7 @@ fn of_files(
         entry: entry.clone(),
         target: target(entry, options)?,
         snapshot: folder,
-        file: std::sync::Arc::new(file),
+        file,
         verified_sha256: None,
         fingerprint: Some(recorded_schema(entry, schema)?),
         snapshot_fingerprint: None,
@@ -482,14 +490,14 @@ fn open_failure(
 /// Every shard file of a cluster collection opened, none through a link, each with the digest
 /// it was verified against (unless `skip_checksum_verify`).
 fn open_shards(
-    dir: &Utf8Path,
+    (files, dir): (&dyn BackupFiles, &Utf8Path),
     entry: &CollectionEntry,
     cluster: &CollectionCluster,
     options: SourceOptions,
     listed: Option<&[Entry]>,
 ) -> Result<shards::ClusterSource, SourceError> {
     for relative in shards::shard_paths(&entry.name, cluster) {
-        if let Some(link) = symlink_in(dir, &relative) {
+        if let Some(link) = link_in(files, &relative) {
             return Err(SourceError::Link {
                 what: format!("a shard file of `{}`", entry.name),
                 path: link,
@@ -500,6 +508,12 @@ fn open_shards(
         true => None,
         false => listed,
     };
-    shards::open(dir, &entry.name, cluster, listed, options.taken_on_cluster)
-        .map_err(open_failure(entry))
+    shards::open(
+        (files, dir),
+        &entry.name,
+        cluster,
+        listed,
+        options.taken_on_cluster,
+    )
+    .map_err(open_failure(entry))
 }

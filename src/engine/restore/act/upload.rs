@@ -17,6 +17,7 @@ use crate::engine::restore::replicas::{Node, Placement};
 use crate::engine::restore::rollback::{Copies, Saved, Unclear, Undo};
 use crate::engine::worker;
 use crate::manifest::checksums;
+use crate::manifest::files::Opened;
 use crate::qdrant::{Cancelled, QdrantError};
 
 /// Streams the backup's snapshot into the target and deletes the server's kept copy.
@@ -36,11 +37,8 @@ pub(super) fn upload(cx: &Context, source: &Source, undo: &mut Undo) -> Result<(
     undo.record_upload(target, &file_name)
         .map_err(|source| StepError::Journal { source })?;
     touch(undo, target, true);
-    let size = source.file.metadata().map(|m| m.len()).unwrap_or(0);
-    let opened = rewound(&source.file).map_err(|e| StepError::Io {
-        path: source.snapshot.to_string(),
-        source: e,
-    })?;
+    let size = source.file.len();
+    let opened = source.file.reader_from(0);
     let result = send(cx, source, &file_name, &sha256, (opened, size));
     if let Err(e) = result {
         match effect_of(&e) {
@@ -74,7 +72,7 @@ fn send(
     source: &Source,
     file_name: &str,
     sha256: &str,
-    (opened, size): (std::fs::File, u64),
+    (opened, size): (Opened, u64),
 ) -> Result<(), QdrantError> {
     let target = &source.target;
     let bar = cx
@@ -270,7 +268,7 @@ fn recover_every_replica(
 /// collection snapshot from a single-node backup.
 fn shard_uploads(source: &Source) -> Result<Vec<ShardUpload>, StepError> {
     // (shard id, file, shown path, sha256)
-    let opened: Vec<(u32, &std::fs::File, String, Option<&String>)> = match &source.cluster {
+    let opened: Vec<(u32, &Opened, String, Option<&String>)> = match &source.cluster {
         Some(cluster) => cluster
             .shards
             .iter()
@@ -293,11 +291,7 @@ fn shard_uploads(source: &Source) -> Result<Vec<ShardUpload>, StepError> {
     let mut files = Vec::new();
     for (shard, file, shown, verified) in opened {
         let sha256 = sha256_of(file, verified, &shown)?;
-        // Uploads read at explicit offsets: the handle's cursor does not matter.
-        let file = file.try_clone().map_err(|source| StepError::Io {
-            path: shown.clone(),
-            source,
-        })?;
+        let file = file.reader_from(0);
         files.push(ShardUpload {
             shard,
             file,
@@ -311,17 +305,12 @@ fn shard_uploads(source: &Source) -> Result<Vec<ShardUpload>, StepError> {
 /// The SHA-256 of a file to upload: the one CHECKSUMS.sha256 verified, or, not verified
 /// (--skip-checksum-verify), hashed now, so the server at least checks that it received this
 /// file intact.
-fn sha256_of(
-    file: &std::fs::File,
-    verified: Option<&String>,
-    shown: &str,
-) -> Result<String, StepError> {
+fn sha256_of(file: &Opened, verified: Option<&String>, shown: &str) -> Result<String, StepError> {
     match verified {
         Some(sha) => Ok(sha.clone()),
         None => {
-            let (sha, _) = rewound(file)
-                .and_then(checksums::hash_reader)
-                .map_err(|source| StepError::Io {
+            let (sha, _) =
+                checksums::hash_reader(file.reader_from(0)).map_err(|source| StepError::Io {
                     path: shown.to_string(),
                     source,
                 })?;
@@ -335,11 +324,4 @@ fn touch(undo: &mut Undo, target: &str, touched: bool) {
     if let Some(saved) = undo.saved.iter_mut().find(|s| s.collection == target) {
         saved.touched = touched;
     }
-}
-
-/// A new handle on the opened snapshot, at its start (handles share one position).
-fn rewound(file: &std::fs::File) -> std::io::Result<std::fs::File> {
-    let mut handle = file.try_clone()?;
-    std::io::Seek::seek(&mut handle, std::io::SeekFrom::Start(0))?;
-    Ok(handle)
 }

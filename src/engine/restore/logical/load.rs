@@ -169,8 +169,8 @@ fn read_file(
         file: file.relative.clone(),
         detail,
     };
-    let handle = file.file.try_clone().map_err(|e| damaged(e.to_string()))?;
-    let reader = PointsReader::open(handle).map_err(|e| damaged(e.to_string()))?;
+    let reader =
+        PointsReader::open_from(file.file.reader_from(0)).map_err(|e| damaged(e.to_string()))?;
     if reader.rows() != file.rows {
         return Err(damaged(format!(
             "it holds {} points, the manifest records {}",

@@ -4,6 +4,7 @@
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::manifest::files::{BackupFiles, Opened};
 use crate::manifest::points::{PointsRecord, points_file};
 use crate::names::SafeName;
 
@@ -13,7 +14,7 @@ pub struct PointsFile {
     /// Relative to the backup folder (`qdrant/<collection>/points-<n>.parquet`).
     pub relative: String,
     /// The very file that was checked, so what is loaded is what was hashed.
-    pub file: std::fs::File,
+    pub file: Opened,
     /// Points it holds, as the manifest records.
     pub rows: u64,
 }
@@ -27,10 +28,7 @@ pub struct PointsSource {
 
 impl PointsSource {
     pub fn size(&self) -> u64 {
-        self.files
-            .iter()
-            .map(|f| f.file.metadata().map_or(0, |m| m.len()))
-            .sum()
+        self.files.iter().map(|f| f.file.len()).sum()
     }
 }
 
@@ -44,15 +42,17 @@ pub fn points_paths(name: &str, record: &PointsRecord) -> Vec<String> {
     }
 }
 
-/// Opens every points file of a logical entry (regular files inside `dir`, no links).
+/// Opens every points file of a logical entry (regular files of the backup, no links), the
+/// backup shown as `dir`.
 pub fn open(
-    dir: &Utf8Path,
+    (backup, dir): (&dyn BackupFiles, &Utf8Path),
     name: &str,
     record: &PointsRecord,
 ) -> Result<PointsSource, (Utf8PathBuf, std::io::Error)> {
     let mut files = Vec::new();
     for (recorded, relative) in record.files.iter().zip(points_paths(name, record)) {
-        let file = crate::manifest::confined::open(dir, &relative)
+        let file = backup
+            .open(&relative)
             .map_err(|e| (dir.join(&relative), e))?;
         files.push(PointsFile {
             relative,
