@@ -583,7 +583,9 @@ impl Client {
         if body.failed_locally() {
             return Err(QdrantError::LocalRead {
                 path: shown.to_string(),
-                source: std::io::Error::other("the snapshot file changed while it was being sent"),
+                source: std::io::Error::other(
+                    "reading the backup's file failed while it was being sent (it changed, or its disk or bucket failed)",
+                ),
             });
         }
         let response = self.check_status(Method::POST, &path_q, response, &exchange)?;

@@ -473,13 +473,11 @@ impl S3Backup {
                 foreign.push(relative.to_string());
                 continue;
             }
+            // The version is the one the first read is served (the checksum pass's): a listed
+            // ETag is not taken, as some services list another than they serve.
             objects.insert(
                 relative.to_string(),
-                (
-                    object.key.clone(),
-                    object.size,
-                    Version::of(object.etag.clone()),
-                ),
+                (object.key.clone(), object.size, Version::default()),
             );
         }
         Ok(ObjectFiles {
@@ -509,8 +507,8 @@ impl S3Backup {
 /// A backup's objects, listed once, read in place: the audit's view of a backup in a bucket.
 struct ObjectFiles {
     client: S3Client,
-    /// Relative path → its key, size and version (as listed, else as first read: every
-    /// reader of it reads that one).
+    /// Relative path → its key, size and version (the one its first read is served: every
+    /// reader of it then asks for that one).
     objects: std::collections::BTreeMap<String, (String, u64, Version)>,
     /// What else lies under the prefix, by a name that is not a safe relative path.
     foreign: Vec<String>,

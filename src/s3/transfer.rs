@@ -59,26 +59,33 @@ pub struct ObjectReader {
     streams: Mutex<Vec<(u64, Box<dyn Read + Send>)>>,
 }
 
-/// The version of an object its readers read: its ETag once known (from the listing, or from
-/// the first answer), shared by clones.
+/// The version of an object its readers read: the ETag the first answer named, shared by
+/// clones (every reader of the object in one run asks for that one).
 #[derive(Debug, Clone, Default)]
 pub struct Version(Arc<Mutex<Option<String>>>);
 
 impl Version {
-    /// Pinned to `etag` from the start.
-    pub fn of(etag: Option<String>) -> Version {
-        Version(Arc::new(Mutex::new(etag)))
-    }
-
     fn get(&self) -> Option<String> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Keeps the first version named, never another.
-    fn learn(&self, etag: Option<String>) {
+    /// Keeps the first version named (quoted, as `If-Match` wants it); false when another
+    /// was known already. An answer that names none pins nothing.
+    fn learn(&self, etag: Option<String>) -> bool {
+        let Some(etag) = etag else {
+            return true;
+        };
+        let etag = match etag.starts_with('"') || etag.starts_with("W/") {
+            true => etag,
+            false => format!("\"{etag}\""),
+        };
         let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if known.is_none() {
-            *known = etag;
+        match known.as_ref() {
+            None => {
+                *known = Some(etag);
+                true
+            }
+            Some(first) => *first == etag,
         }
     }
 }
@@ -120,16 +127,10 @@ impl ObjectReader {
         if offset >= self.len || buf.is_empty() {
             return Ok(0);
         }
-        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         // The stream at the offset, or a little way before it (a small tar entry skipped):
-        // read through to it rather than ask again.
-        let found = streams
-            .iter()
-            .enumerate()
-            .filter(|(_, (pos, _))| *pos <= offset && offset - *pos <= SKIP_AHEAD)
-            .max_by_key(|(_, (pos, _))| *pos)
-            .map(|(index, _)| index);
-        let mut current = found.map(|index| streams.remove(index));
+        // taken out of the pool, so that no lock is held while the network is read (readers
+        // of the same object, such as uploads to several replicas, go side by side).
+        let mut current = self.take_stream(offset);
         if let Some((pos, reader)) = current.as_mut()
             && *pos < offset
         {
@@ -143,20 +144,7 @@ impl ObjectReader {
         loop {
             let (pos, reader) = match current.as_mut() {
                 Some(open) => open,
-                None => {
-                    let wanted = self.version.get();
-                    let download = self
-                        .client
-                        .get_version(&self.key, offset, wanted.as_deref())
-                        .map_err(crate::s3::io_error)?;
-                    if wanted.is_none() {
-                        self.version.learn(download.etag);
-                    }
-                    if streams.len() >= STREAMS {
-                        streams.remove(0);
-                    }
-                    current.insert((offset, download.reader))
-                }
+                None => current.insert((offset, self.open_at(offset)?)),
             };
             match reader.read(buf) {
                 Ok(0) => {
@@ -173,7 +161,7 @@ impl ObjectReader {
                     *pos += n as u64;
                     // Kept, the one used last, unless it reached the end.
                     if let Some(open) = current.filter(|(pos, _)| *pos < self.len) {
-                        streams.push(open);
+                        self.keep_stream(open);
                     }
                     return Ok(n);
                 }
@@ -187,6 +175,45 @@ impl ObjectReader {
             }
             reopened += 1;
         }
+    }
+
+    /// The open stream nearest behind `offset` (within [`SKIP_AHEAD`]), out of the pool.
+    fn take_stream(&self, offset: u64) -> Option<(u64, Box<dyn Read + Send>)> {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let found = streams
+            .iter()
+            .enumerate()
+            .filter(|(_, (pos, _))| *pos <= offset && offset - *pos <= SKIP_AHEAD)
+            .max_by_key(|(_, (pos, _))| *pos)
+            .map(|(index, _)| index)?;
+        Some(streams.remove(found))
+    }
+
+    /// Puts a stream back into the pool, as the one used last; the one used longest ago goes
+    /// when the pool is full.
+    fn keep_stream(&self, stream: (u64, Box<dyn Read + Send>)) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if streams.len() >= STREAMS {
+            streams.remove(0);
+        }
+        streams.push(stream);
+    }
+
+    /// A new stream from `offset` on, of the version read so far (the first one served fixes
+    /// it for every reader sharing [`Version`]).
+    fn open_at(&self, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+        let wanted = self.version.get();
+        let download = self
+            .client
+            .get_version(&self.key, offset, wanted.as_deref())
+            .map_err(crate::s3::io_error)?;
+        if wanted.is_none() && !self.version.learn(download.etag) {
+            // Another reader's first answer named another version meanwhile.
+            return Err(crate::s3::io_error(S3Error::Changed {
+                what: format!("reading {}", self.key),
+            }));
+        }
+        Ok(download.reader)
     }
 }
 
@@ -440,6 +467,23 @@ impl Drop for ObjectWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_is_the_first_one_named_quoted_and_never_another() {
+        let version = Version::default();
+        assert!(
+            version.learn(None),
+            "an answer without an ETag pins nothing"
+        );
+        assert_eq!(version.get(), None);
+        assert!(version.learn(Some("abc".into())));
+        assert_eq!(version.get().as_deref(), Some("\"abc\""));
+        assert!(version.learn(Some("\"abc\"".into())));
+        assert!(!version.learn(Some("\"def\"".into())));
+        assert_eq!(version.get().as_deref(), Some("\"abc\""));
+        let shared = version.clone();
+        assert_eq!(shared.get(), version.get());
+    }
 
     #[test]
     fn parts_fit_the_expected_size_in_ten_thousand() {

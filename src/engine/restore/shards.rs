@@ -16,7 +16,8 @@ pub struct ShardFile {
     pub record: ShardRecord,
     /// Relative to the backup folder (`qdrant/<collection>/shard-<id>.snapshot`).
     pub relative: String,
-    /// The very file that was checked, so what is uploaded is what was hashed.
+    /// The file, opened once its checksum matched; its upload carries the verified SHA-256,
+    /// which Qdrant checks.
     pub file: Opened,
     /// Its SHA-256 from CHECKSUMS.sha256, when that verified it.
     pub verified_sha256: Option<String>,

@@ -13,7 +13,7 @@ use crate::names::SafeName;
 pub struct PointsFile {
     /// Relative to the backup folder (`qdrant/<collection>/points-<n>.parquet`).
     pub relative: String,
-    /// The very file that was checked, so what is loaded is what was hashed.
+    /// The file, opened once its checksum matched (in a bucket: the version that was hashed).
     pub file: Opened,
     /// Points it holds, as the manifest records.
     pub rows: u64,
