@@ -421,13 +421,12 @@ impl Repo for S3Repo {
 
 /// A backup in a bucket, open for reading.
 ///
-/// `verify` reads its objects in place ([`ObjectFiles`]): hashed as they stream in, archives
-/// and Parquet files read at the offsets they need, nothing written to disk. Restore and
-/// diff-schema read a local folder: for them the backup is first copied into a private
-/// temporary folder, every object under its prefix whose name is safe, and read from there
-/// (a restore checks every file, then uploads the very bytes it checked, several times for
-/// a cluster's replicas). The copy is made once, on first use, and removed when the backup is
-/// dropped.
+/// `verify` and `restore` read its objects in place ([`Backup::files`], [`ObjectFiles`]):
+/// hashed as they stream in, archives and Parquet files read at the offsets they need,
+/// nothing written to disk. `diff-schema` and `list` read only its manifest, straight from
+/// the bucket. What wants a local path instead ([`Backup::open`], [`Backup::folder`]; no
+/// command does today) gets a private temporary copy, every object under its prefix whose
+/// name is safe, made once on first use and removed when the backup is dropped.
 pub struct S3Backup {
     client: S3Client,
     location: S3Location,
