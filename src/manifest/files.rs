@@ -78,6 +78,51 @@ impl BackupFiles for OwnedFolder {
     }
 }
 
+/// A backup's files, each opened once: a later open of one is a new reader of the same
+/// handle (a local file's descriptor, an object's reader and version). A restore's checksum
+/// pass opens each file first, so what it then uploads or loads is the very file that was
+/// hashed, even if the name was given to another file meanwhile.
+pub struct OpenedOnce {
+    inner: Box<dyn BackupFiles>,
+    opened: std::sync::Mutex<std::collections::BTreeMap<String, Opened>>,
+}
+
+impl OpenedOnce {
+    pub fn new(inner: Box<dyn BackupFiles>) -> OpenedOnce {
+        OpenedOnce {
+            inner,
+            opened: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+}
+
+impl BackupFiles for OpenedOnce {
+    fn open(&self, relative: &str) -> io::Result<Opened> {
+        let mut opened = self
+            .opened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(first) = opened.get(relative) {
+            return Ok(first.reader_from(0));
+        }
+        let first = self.inner.open(relative)?;
+        opened.insert(relative.to_string(), first.reader_from(0));
+        Ok(first)
+    }
+
+    fn size(&self, relative: &str) -> io::Result<u64> {
+        self.inner.size(relative)
+    }
+
+    fn all(&self) -> io::Result<Vec<String>> {
+        self.inner.all()
+    }
+
+    fn local_dir(&self) -> Option<&Utf8Path> {
+        self.inner.local_dir()
+    }
+}
+
 /// Every file under `dir` (links included, as files: they are not followed), relative to
 /// `base`, with `/` separators. A name that is not UTF-8 is kept in its lossy form, so it is
 /// reported rather than ending the walk.
@@ -310,6 +355,28 @@ mod tests {
         assert_eq!(twenty[..], text[50..70]);
         let past = opened.read_exact_at(&mut twenty, 90).unwrap_err();
         assert_eq!(past.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_file_opened_once_is_read_again_through_the_same_handle_whatever_its_name_holds_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(root.join("a"), b"checked").unwrap();
+        let files = OpenedOnce::new(Box::new(OwnedFolder(root.to_owned())));
+        let mut first = String::new();
+        files.open("a").unwrap().read_to_string(&mut first).unwrap();
+        assert_eq!(first, "checked");
+        // Another file takes the name (a rename, as an attacker or a sync tool would do).
+        std::fs::write(root.join("b"), b"swapped").unwrap();
+        std::fs::rename(root.join("b"), root.join("a")).unwrap();
+        let mut again = String::new();
+        files.open("a").unwrap().read_to_string(&mut again).unwrap();
+        assert_eq!(again, "checked");
+        assert_eq!(
+            files.open("missing").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(files.local_dir(), Some(root));
     }
 
     #[test]

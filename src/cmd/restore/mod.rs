@@ -299,6 +299,8 @@ fn backup_folder(
             _ => RestoreError::NoBackup(format!("{at}: {e}")).into(),
         }
     })?;
+    // Each file opened once: what is uploaded is the very file the checksums were read from.
+    let files: Box<dyn BackupFiles> = Box::new(crate::manifest::files::OpenedOnce::new(files));
     Ok((backup, files))
 }
 

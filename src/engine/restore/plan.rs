@@ -29,8 +29,9 @@ pub struct Source {
     pub target: crate::names::SafeName,
     pub snapshot: Utf8PathBuf,
     /// The snapshot file, opened inside the backup folder (never through a link) or in its
-    /// bucket (the version its checksum pass read), once its checksum matched. Its upload
-    /// carries the verified SHA-256, which Qdrant checks before it recovers anything.
+    /// bucket: the very handle its checksum pass read (`manifest::files::OpenedOnce`). Its
+    /// upload carries the verified SHA-256 too, which Qdrant checks before it recovers
+    /// anything.
     pub file: crate::manifest::files::Opened,
     /// SHA-256 of the snapshot file, when CHECKSUMS.sha256 verified it.
     pub verified_sha256: Option<String>,

@@ -16,7 +16,7 @@ pub struct ShardFile {
     pub record: ShardRecord,
     /// Relative to the backup folder (`qdrant/<collection>/shard-<id>.snapshot`).
     pub relative: String,
-    /// The file, opened once its checksum matched; its upload carries the verified SHA-256,
+    /// The very handle its checksum pass read; its upload carries the verified SHA-256 too,
     /// which Qdrant checks.
     pub file: Opened,
     /// Its SHA-256 from CHECKSUMS.sha256, when that verified it.

@@ -13,7 +13,7 @@ use crate::names::SafeName;
 pub struct PointsFile {
     /// Relative to the backup folder (`qdrant/<collection>/points-<n>.parquet`).
     pub relative: String,
-    /// The file, opened once its checksum matched (in a bucket: the version that was hashed).
+    /// The very handle its checksum pass read (in a bucket: the version that was hashed).
     pub file: Opened,
     /// Points it holds, as the manifest records.
     pub rows: u64,
