@@ -266,12 +266,7 @@ impl std::fmt::Debug for Opened {
 
 impl Read for Opened {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.position >= self.len || buf.is_empty() {
-            return Ok(0);
-        }
-        let left = usize::try_from(self.len - self.position).unwrap_or(usize::MAX);
-        let wanted = buf.len().min(left);
-        let read = self.source.read_at(&mut buf[..wanted], self.position)?;
+        let read = self.read_at(buf, self.position)?;
         self.position += read as u64;
         Ok(read)
     }

@@ -10,21 +10,19 @@
 use std::time::Duration;
 
 use super::exposition::{self, Sample};
+use crate::qdrant::{ServerUrl, url_base64 as base64};
 
 /// The whole push, connection included, gives up after this long.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A Pushgateway, as PUSHGATEWAY_URL or `--pushgateway` names it.
+/// A Pushgateway, as PUSHGATEWAY_URL or `--pushgateway` names it: read by aimem's one
+/// parser of server addresses ([`ServerUrl`]), so its credentials go into a header, its
+/// secrets are masked wherever text is shown, and it is never quoted in an error.
 #[derive(Debug, Clone)]
-pub struct Gateway {
-    /// Its URL without user info, query or fragment, no trailing `/`.
-    base: String,
-    /// `Basic ...` when the URL carried a user (and password).
-    authorization: Option<String>,
-}
+pub struct Gateway(ServerUrl);
 
 impl Gateway {
-    /// Reads `text`: a URL (`http://host:9091`, `https://user:pass@host/prefix`) or, as AI
+    /// Reads `text`: a URL (`http://host:9091`, `https://user:pass@host`, no path) or, as AI
     /// Memory writes PUSHGATEWAY_URL, a bare `host:port` (taken as `http://`).
     pub fn parse(text: &str) -> Result<Gateway, String> {
         let text = text.trim();
@@ -32,39 +30,17 @@ impl Gateway {
             true => text.to_string(),
             false => format!("http://{text}"),
         };
-        // The text is never shown back: it may hold a password, whole or in pieces.
-        let mut url = url::Url::parse(&with_scheme)
-            .map_err(|e| format!("the Pushgateway URL is not a URL ({e})"))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err("the Pushgateway URL is not an http:// or https:// URL of a host".into());
+        let url = ServerUrl::parse(&with_scheme)
+            .map_err(|e| format!("the Pushgateway URL (--pushgateway or PUSHGATEWAY_URL) {e}"))?;
+        for secret in url.secrets() {
+            crate::secrets::add_secret(secret);
         }
-        if url.query().is_some() || url.fragment().is_some() || url.path().contains('@') {
-            return Err("a Pushgateway URL takes no query, fragment or `@` after its host".into());
-        }
-        let authorization = match url.username() {
-            "" => None,
-            user => {
-                let user = percent_decoded(user);
-                let password = percent_decoded(url.password().unwrap_or_default());
-                crate::secrets::add_secret(&password);
-                Some(format!(
-                    "Basic {}",
-                    base64(format!("{user}:{password}").as_bytes(), STANDARD)
-                ))
-            }
-        };
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        let base = url.as_str().trim_end_matches('/').to_string();
-        Ok(Gateway {
-            base,
-            authorization,
-        })
+        Ok(Gateway(url))
     }
 
-    /// The gateway as messages show it: no credentials.
+    /// The gateway as messages show it: its credentials masked.
     pub fn shown(&self) -> &str {
-        &self.base
+        self.0.shown()
     }
 
     /// The group's URL: `/metrics/job/aimem/operation/<op>/root@base64/<root>` (base64url,
@@ -72,11 +48,11 @@ impl Gateway {
     fn group_url(&self, operation: &str, root: &str) -> String {
         let root = match root.is_empty() {
             true => "=".to_string(),
-            false => base64(root.as_bytes(), URL_SAFE),
+            false => base64(root.as_bytes()).replace('+', "-").replace('/', "_"),
         };
         format!(
             "{}/metrics/job/aimem/operation/{operation}/root@base64/{root}",
-            self.base
+            self.0.base().trim_end_matches('/')
         )
     }
 
@@ -94,8 +70,8 @@ impl Gateway {
         let mut request = agent
             .post(&self.group_url(operation, root))
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8");
-        if let Some(authorization) = &self.authorization {
-            request = request.header("authorization", authorization);
+        if let Some(authorization) = self.0.authorization() {
+            request = request.header("authorization", &authorization);
         }
         let response = request
             .send(body.as_bytes())
@@ -119,7 +95,9 @@ impl Gateway {
                 .chars()
                 .take(200)
                 .collect();
-            why = line.escape_debug().to_string();
+            why = crate::secrets::hide_secrets(&line)
+                .escape_debug()
+                .to_string();
         }
         Err(match why.is_empty() {
             true => format!("it answered HTTP {status}"),
@@ -128,91 +106,39 @@ impl Gateway {
     }
 }
 
-/// `%xx` sequences decoded (a URL's user info is percent-encoded); invalid ones kept as is.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// `bytes` in base64 with `alphabet`, padded with `=`.
-fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (index, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if index <= chunk.len() {
-                out.push(alphabet[((n >> shift) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn base64_is_rfc_4648() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes(), STANDARD), encoded);
-        }
-        assert_eq!(base64(&[0xfb, 0xff], URL_SAFE), "-_8=");
-        assert_eq!(base64(&[0xfb, 0xff], STANDARD), "+/8=");
-    }
-
-    #[test]
     fn a_bare_host_and_port_is_http_and_credentials_go_to_a_header() {
         let gateway = Gateway::parse("localhost:29091").unwrap();
         assert_eq!(gateway.shown(), "http://localhost:29091");
-        assert!(gateway.authorization.is_none());
+        assert!(gateway.0.authorization().is_none());
         assert_eq!(
             gateway.group_url("backup", "/b"),
             "http://localhost:29091/metrics/job/aimem/operation/backup/root@base64/L2I="
+        );
+        // base64url: `-` and `_` where base64 has `+` and `/` (`>>?` is `Pj4/`).
+        assert!(
+            gateway
+                .group_url("backup", ">>?")
+                .ends_with("/root@base64/Pj4_")
         );
         assert_eq!(
             gateway.group_url("prune", ""),
             "http://localhost:29091/metrics/job/aimem/operation/prune/root@base64/="
         );
 
-        let gateway = Gateway::parse("https://ops:p%40ss-word@gw.example/push/").unwrap();
-        assert_eq!(gateway.shown(), "https://gw.example/push");
+        let gateway = Gateway::parse("https://ops:p%40ss-word@gw.example/").unwrap();
+        assert!(
+            !gateway.shown().contains("p%40ss-word"),
+            "{}",
+            gateway.shown()
+        );
         assert_eq!(
-            gateway.authorization.as_deref(),
-            Some(format!("Basic {}", base64(b"ops:p@ss-word", STANDARD)).as_str())
+            gateway.0.authorization().as_deref(),
+            Some(format!("Basic {}", base64(b"ops:p@ss-word")).as_str())
         );
     }
 
@@ -223,7 +149,7 @@ mod tests {
             "http://",
             "http://h/?x=1",
             "http://h/#f",
-            ":::",
+            "http://h/push",
         ] {
             assert!(Gateway::parse(bad).is_err(), "{bad}");
         }

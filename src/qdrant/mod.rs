@@ -38,7 +38,7 @@ pub use ranged::{ResumeFrom, SnapshotBody};
 use trace::Exchange;
 use types::{CollectionList, Envelope, ErrorBody, Exists, PointCount};
 pub use types::{ServerInfo, SnapshotDescription};
-#[cfg(test)]
+/// RFC 4648 base64, for what else sends HTTP Basic credentials or base64 in a URL.
 pub(crate) use url::base64 as url_base64;
 pub use url::{
     HostError, MIN_SECRET_LEN, Scheme, ServerUrl, UrlError, describe_stored, mask, parse_host,

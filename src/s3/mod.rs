@@ -209,7 +209,12 @@ impl S3Client {
             }
             let url = action.sign(SIGNED_FOR);
             let range = (start > 0).then_some(range.as_str());
-            let response = self.send_get(&what, &url, range, etag)?;
+            let response = self.send_signed(
+                &what,
+                Method::GET,
+                &url,
+                &[("range", range), ("if-match", etag)],
+            )?;
             let response = match self.expect_ok(&what, response) {
                 Err(S3Error::Exists { what }) if etag.is_some() => {
                     return Err(S3Error::Changed { what });
@@ -502,40 +507,29 @@ impl S3Client {
         url: &url::Url,
         range: Option<&str>,
     ) -> Result<Response<ureq::Body>, S3Error> {
+        self.send_signed(what, method, url, &[("range", range)])
+    }
+
+    /// A request without a body to a signed URL, with the headers that were signed (each
+    /// sent when it has a value).
+    fn send_signed(
+        &self,
+        what: &str,
+        method: Method,
+        url: &url::Url,
+        headers: &[(&str, Option<&str>)],
+    ) -> Result<Response<ureq::Body>, S3Error> {
         let mut request = ureq::http::Request::builder()
             .method(method)
             .uri(url.as_str());
-        if let Some(range) = range {
-            request = request.header("range", range);
+        for (name, value) in headers {
+            if let Some(value) = value {
+                request = request.header(*name, *value);
+            }
         }
         let request = request.body(()).map_err(|_| S3Error::Invalid {
             what: what.to_string(),
-            why: "the signed URL is not a valid URI".into(),
-        })?;
-        self.agent.run(request).map_err(|e| self.transport(what, e))
-    }
-
-    /// A GET of a signed URL with the headers that were signed: `range`, `if-match`.
-    fn send_get(
-        &self,
-        what: &str,
-        url: &url::Url,
-        range: Option<&str>,
-        etag: Option<&str>,
-    ) -> Result<Response<ureq::Body>, S3Error> {
-        let Some(etag) = etag else {
-            return self.send_empty(what, Method::GET, url, range);
-        };
-        let mut request = ureq::http::Request::builder()
-            .method(Method::GET)
-            .uri(url.as_str())
-            .header("if-match", etag);
-        if let Some(range) = range {
-            request = request.header("range", range);
-        }
-        let request = request.body(()).map_err(|_| S3Error::Invalid {
-            what: what.to_string(),
-            why: "the signed URL or the ETag is not valid in a request".into(),
+            why: "the signed URL or a header is not valid in a request".into(),
         })?;
         self.agent.run(request).map_err(|e| self.transport(what, e))
     }

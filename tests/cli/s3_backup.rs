@@ -233,6 +233,16 @@ fn a_backup_killed_mid_transfer_leaves_no_backup_and_the_next_one_clears_what_it
 /// Runs aimem with `args` (a `{}` stands for the bucket root) with the files it writes capped
 /// at 8 KiB (`ulimit -f`, in 1,024-byte blocks): writing more kills it.
 fn run_capped(env: &TestEnv, s3: &S3Server, args: &[&str]) -> super::support::Run {
+    run_capped_with(env, s3, args, |_| {})
+}
+
+/// [`run_capped`] after `tweak` adjusts the command (another server to restore into...).
+fn run_capped_with(
+    env: &TestEnv,
+    s3: &S3Server,
+    args: &[&str],
+    tweak: impl FnOnce(&mut Command),
+) -> super::support::Run {
     // aimem's own command, for its environment and program.
     let aimem = env.command(&[]);
     let mut shell = std::process::Command::new("bash");
@@ -248,6 +258,7 @@ fn run_capped(env: &TestEnv, s3: &S3Server, args: &[&str]) -> super::support::Ru
         .arg(aimem.get_program())
         .args(args.iter().map(|a| a.replace("{}", ROOT)));
     with_s3(s3)(&mut shell);
+    tweak(&mut shell);
     super::support::to_run(shell.output().expect("run bash"))
 }
 
@@ -281,10 +292,8 @@ fn a_backup_to_a_bucket_needs_no_local_disk_for_its_snapshots() {
     );
 }
 
-#[test]
-fn verify_reads_a_backup_in_a_bucket_in_place_without_a_local_copy() {
-    let env = TestEnv::ai_memory();
-    let s3 = S3Server::start(BUCKET);
+/// A snapshot backup and a logical backup of `github` into the bucket.
+fn back_up_github_both_ways(env: &TestEnv, s3: &S3Server) {
     for format in ["snapshot", "logical"] {
         env.run_with(
             &[
@@ -296,11 +305,19 @@ fn verify_reads_a_backup_in_a_bucket_in_place_without_a_local_copy() {
                 "--format",
                 format,
             ],
-            with_s3(&s3),
+            with_s3(s3),
         )
         .assert_code(0);
+        // Names are per second.
         std::thread::sleep(std::time::Duration::from_millis(1100));
     }
+}
+
+#[test]
+fn verify_reads_a_backup_in_a_bucket_in_place_without_a_local_copy() {
+    let env = TestEnv::ai_memory();
+    let s3 = S3Server::start(BUCKET);
+    back_up_github_both_ways(&env, &s3);
     assert!(largest(&s3, ".snapshot") > 8 * 1024);
     assert!(largest(&s3, ".parquet") > 8 * 1024);
     let backups = listed(&env, &s3);
@@ -324,44 +341,17 @@ fn verify_reads_a_backup_in_a_bucket_in_place_without_a_local_copy() {
 fn restore_reads_a_backup_in_a_bucket_in_place_without_a_local_copy() {
     let env = TestEnv::ai_memory();
     let s3 = S3Server::start(BUCKET);
-    for format in ["snapshot", "logical"] {
-        env.run_with(
-            &[
-                "backup",
-                "--output",
-                ROOT,
-                "--collection",
-                "github",
-                "--format",
-                format,
-            ],
-            with_s3(&s3),
-        )
-        .assert_code(0);
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-    }
+    back_up_github_both_ways(&env, &s3);
     for (name, _) in listed(&env, &s3) {
         let empty = Double::start(Config {
             api_key: Some(KEY.to_string()),
             ..Config::default()
         });
         // Every file read, checked and uploaded with nowhere to put a copy of any of them.
-        let aimem = env.command(&[]);
-        let mut shell = std::process::Command::new("bash");
-        for (key, value) in aimem.get_envs() {
-            match value {
-                Some(value) => shell.env(key, value),
-                None => shell.env_remove(key),
-            };
-        }
-        shell
-            .arg("-c")
-            .arg(r#"ulimit -f 8; exec "$0" "$@""#)
-            .arg(aimem.get_program())
-            .args(["restore", &format!("{ROOT}/{name}"), "--force"])
-            .env("QDRANT_URL", empty.url());
-        with_s3(&s3)(&mut shell);
-        let run = super::support::to_run(shell.output().expect("run bash"));
+        let backup = format!("{{}}/{name}");
+        let run = run_capped_with(&env, &s3, &["restore", &backup, "--force"], |c| {
+            c.env("QDRANT_URL", empty.url());
+        });
         run.assert_code(0);
         assert_eq!(empty.collection_names(), ["github"], "{name}");
         assert_eq!(

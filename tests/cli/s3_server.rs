@@ -128,12 +128,14 @@ impl Drop for S3Server {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on (for a server the tests start).
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
 
-fn wait_listening(port: u16, child: &mut Child) -> bool {
+/// Waits up to 10 s for `child` to listen on `port`; false when it exited or never did.
+pub fn wait_listening(port: u16, child: &mut Child) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
